@@ -1,0 +1,51 @@
+"""xmppd: an asyncio XMPP server for WeChat-style messaging apps."""
+from setuptools import find_packages, setup
+
+setup(
+    name="xmppd",
+    version="0.1.0",
+    description="An asyncio XMPP server with red packets, customer service and group mute",
+    python_requires=">=3.11",
+    packages=find_packages(include=["xmppd", "xmppd.*"])
+    + ["xmppd_extensions"]
+    + ["xmppd_extensions." + p for p in find_packages("extensions")],
+    # The folder is extensions/; the import name is xmppd_extensions so that it
+    # cannot clash with any other top-level package called "extensions".
+    package_dir={"xmppd_extensions": "extensions"},
+    package_data={"xmppd": ["default.toml", "storage/migrations/*.py", "storage/migrations/**/*.py", "storage/alembic.ini"]},
+    include_package_data=True,
+    install_requires=[
+        "lxml>=5.0",  # stream parsing and serialisation (C speed, pull parser)
+        "scramp>=1.4.4",  # SCRAM-SHA-1/256(-PLUS) server side, maintained
+        "precis-i18n>=1.1",  # RFC 7622/8265 JID preparation
+        "SQLAlchemy[asyncio]>=2.0.30",
+        "aiosqlite>=0.20",  # embedded default storage
+        "alembic>=1.13",  # schema migrations
+        "aiohttp>=3.9",  # WebSocket (RFC 7395), host-meta
+        "cryptography>=42",  # self-signed certificate, channel binding hashes
+        "uvloop>=0.19; sys_platform != 'win32'",  # faster event loop
+    ],
+    extras_require={
+        "mysql": ["aiomysql>=0.2", "PyMySQL>=1.1"],
+        "test": [
+            "pytest>=8",
+            "pytest-asyncio>=0.23",
+            "pytest-timeout>=2.3",
+            "slixmpp>=1.8",
+            "xmlschema>=3",
+        ],
+        "bench": [],
+    },
+    entry_points={
+        "console_scripts": [
+            "xmppd=xmppd.cli:xmppd_main",
+            "xmppctl=xmppd.cli:xmppctl_main",
+        ],
+        "xmppd.features": [
+            "disco=xmppd.features.disco:Disco",
+            "ping=xmppd.features.ping:Ping",
+            "version=xmppd.features.version:Version",
+            "register=xmppd.features.register:Register",
+        ],
+    },
+)

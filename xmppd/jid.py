@@ -1,0 +1,128 @@
+"""RFC 7622: XMPP addresses (JIDs), prepared with the PRECIS profiles of precis-i18n.
+
+Parsing is cached: the same strings come back on every stanza of a session, and the hot
+path must not redo PRECIS preparation each time.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import precis_i18n
+
+_USERNAME = precis_i18n.get_profile("UsernameCaseMapped")
+_OPAQUE = precis_i18n.get_profile("OpaqueString")
+_LOCAL_FORBIDDEN = frozenset("\"&'/:<>@")
+_MAX_PART = 1023
+
+
+class JIDError(ValueError):
+    """The string is not a valid JID (answered with ``jid-malformed``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JID:
+    local: str | None
+    domain: str
+    resource: str | None = None
+
+    @staticmethod
+    def parse(text: str) -> "JID":
+        return _parse(text)
+
+    @property
+    def bare(self) -> "JID":
+        if self.resource is None:
+            return self
+        return JID(self.local, self.domain, None)
+
+    @property
+    def is_bare(self) -> bool:
+        return self.resource is None
+
+    @property
+    def is_domain(self) -> bool:
+        return self.local is None and self.resource is None
+
+    def with_resource(self, resource: str | None) -> "JID":
+        return JID(self.local, self.domain, resource)
+
+    def __str__(self) -> str:
+        return _format(self)
+
+
+@functools.lru_cache(maxsize=65536)
+def _format(jid: JID) -> str:
+    s = jid.domain
+    if jid.local is not None:
+        s = f"{jid.local}@{s}"
+    if jid.resource is not None:
+        s = f"{s}/{jid.resource}"
+    return s
+
+
+def _prep_domain(domain: str) -> str:
+    if domain.endswith("."):
+        domain = domain[:-1]
+    if not domain:
+        raise JIDError("empty domainpart")
+    if domain.startswith("[") and domain.endswith("]"):  # IPv6 literal
+        return domain.lower()
+    if domain.isascii():
+        d = domain.lower()
+    else:
+        try:
+            d = domain.encode("idna").decode("ascii").lower()
+            d = d.encode("ascii").decode("idna")
+        except UnicodeError as exc:
+            raise JIDError(f"invalid domainpart: {exc}") from None
+    for label in d.split("."):
+        if not label or len(label) > 63:
+            raise JIDError("invalid domain label")
+        if d.isascii() and not all(c.isalnum() or c in "-_" for c in label):
+            raise JIDError(f"invalid character in domainpart {d!r}")
+    if len(d.encode()) > _MAX_PART:
+        raise JIDError("domainpart too long")
+    return d
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse(text: str) -> JID:
+    if not isinstance(text, str) or not text:
+        raise JIDError("empty JID")
+    slash = text.find("/")
+    if slash >= 0:
+        rest, resource = text[:slash], text[slash + 1 :]
+        if not resource:
+            raise JIDError("empty resourcepart")
+    else:
+        rest, resource = text, None
+    at = rest.find("@")
+    if at >= 0:
+        local, domain = rest[:at], rest[at + 1 :]
+        if not local:
+            raise JIDError("empty localpart")
+    else:
+        local, domain = None, rest
+    try:
+        if local is not None:
+            if local.isascii() and local.isalnum():
+                local = local.lower()
+            else:
+                local = _USERNAME.enforce(local)
+                if _LOCAL_FORBIDDEN.intersection(local):
+                    raise JIDError("forbidden character in localpart")
+            if len(local.encode()) > _MAX_PART:
+                raise JIDError("localpart too long")
+        if resource is not None:
+            if not (resource.isascii() and resource.isprintable() and resource.strip() == resource):
+                resource = _OPAQUE.enforce(resource)
+            if len(resource.encode()) > _MAX_PART:
+                raise JIDError("resourcepart too long")
+    except UnicodeError as exc:
+        raise JIDError(str(exc)) from None
+    return JID(local, _prep_domain(domain), resource)
+
+
+def parse_jid(text: str) -> JID:
+    return _parse(text)
