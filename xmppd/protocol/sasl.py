@@ -1,0 +1,612 @@
+"""RFC 6120 §6: SASL negotiation, server side, without I/O.
+
+Mechanisms: SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS (RFC 5802, RFC 7677, channel binding
+``tls-server-end-point`` of RFC 5929), SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN (RFC 4616).
+
+The SCRAM arithmetic is the ``scramp`` library's server side; this module adds what XMPP
+needs around it: the username is read from the client-first message *before* the account is
+looked up (the lookup is a question to the driver, :class:`NeedCredentials`, answered with
+:meth:`SaslServer.credentials_result`), the authzid rule, the channel-binding policy, fake
+credentials for unknown users, and the mapping of every error to a SASL condition.
+
+Credentials are kept only as SCRAM keys (:class:`ScramCredentials`); PLAIN is checked by
+recomputing the StoredKey from the offered password (:func:`verify_plain`).
+
+``scramp.core`` imports :mod:`ssl` at module level (for an ``isinstance`` check used by
+``tls-unique``). To keep this protocol core free of ssl/socket at import time, scramp is
+imported lazily, on the first exchange or credential computation; nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeAlias
+
+from xmppd.errors import SaslCondition, SaslFailure
+from xmppd.jid import JID, JIDError
+
+HashName: TypeAlias = Literal["SHA-1", "SHA-256"]
+
+#: Iteration count of new credentials; fake credentials for unknown users use it too.
+DEFAULT_ITERATIONS: Final = 4096
+#: Salt length of new credentials and of fake credentials.
+SALT_LENGTH: Final = 16
+#: RFC 7622 §3.3: a localpart is at most 1023 octets.
+MAX_USERNAME_OCTETS: Final = 1023
+
+CB_TLS_SERVER_END_POINT: Final = "tls-server-end-point"
+
+_HASHLIB: Final[dict[str, str]] = {"SHA-1": "sha1", "SHA-256": "sha256"}
+
+# mechanism -> (hash, uses channel binding); strongest first.
+_SCRAM: Final[dict[str, tuple[HashName, bool]]] = {
+    "SCRAM-SHA-256-PLUS": ("SHA-256", True),
+    "SCRAM-SHA-1-PLUS": ("SHA-1", True),
+    "SCRAM-SHA-256": ("SHA-256", False),
+    "SCRAM-SHA-1": ("SHA-1", False),
+}
+PLAIN: Final = "PLAIN"
+MECHANISMS: Final = (*_SCRAM, PLAIN)
+
+# Per-process key for the fake credentials of unknown users (see _fake_credentials).
+_FAKE_KEY: Final = secrets.token_bytes(32)
+
+# One text for every "wrong secret" outcome, so that nothing tells an unknown user apart.
+_AUTH_FAILED: Final = "authentication failed"
+
+_NONCE_RE: Final = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # printable ASCII except ','
+_EXT_RE: Final = re.compile(r"[A-Za-z]=[^,]+")
+_CB_NAME_RE: Final = re.compile(r"[A-Za-z0-9.\-]+")
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+@dataclass(frozen=True, slots=True)
+class ScramCredentials:
+    """What storage keeps per (user, hash): never the password itself."""
+
+    salt: bytes
+    iterations: int
+    stored_key: bytes = field(repr=False)
+    server_key: bytes = field(repr=False)
+
+
+def _check_hash(hash_name: str) -> str:
+    try:
+        return _HASHLIB[hash_name]
+    except KeyError:
+        raise ValueError(f"unsupported SCRAM hash {hash_name!r}; use 'SHA-1' or 'SHA-256'") from None
+
+
+def make_credentials(
+    password: str,
+    hash_name: HashName,
+    iterations: int = DEFAULT_ITERATIONS,
+    salt: bytes | None = None,
+) -> ScramCredentials:
+    """Derive the SCRAM keys of ``password`` (prepared with SASLprep, as scramp does).
+
+    Raises :class:`ValueError` for a password SASLprep prohibits, an iteration count below
+    4096 or a salt shorter than 12 bytes (scramp's limits).
+    """
+    _check_hash(hash_name)
+    from scramp import ScramException, ScramMechanism
+
+    if salt is None:
+        salt = secrets.token_bytes(SALT_LENGTH)
+    try:
+        s, stored_key, server_key, i = ScramMechanism(f"SCRAM-{hash_name}").make_auth_info(
+            password, iteration_count=iterations, salt=salt
+        )
+    except ScramException as exc:
+        raise ValueError(f"cannot make SCRAM credentials: {exc}") from None
+    return ScramCredentials(salt=s, iterations=i, stored_key=stored_key, server_key=server_key)
+
+
+def verify_plain(password: str, creds: ScramCredentials, hash_name: HashName) -> bool:
+    """Check a cleartext password against stored SCRAM keys, in constant time.
+
+    SaltedPassword = Hi(SASLprep(password), salt, i); ClientKey = HMAC(SaltedPassword,
+    "Client Key"); StoredKey = H(ClientKey), compared with :func:`hmac.compare_digest`.
+    """
+    algo = _check_hash(hash_name)
+    from scramp import ScramException
+    from scramp.utils import saslprep
+
+    try:
+        prepared = saslprep(password).encode("utf-8")
+        salted = hashlib.pbkdf2_hmac(algo, prepared, creds.salt, creds.iterations)
+    except (ScramException, ValueError, OverflowError):
+        return False
+    client_key = hmac.new(salted, b"Client Key", algo).digest()
+    stored_key = hashlib.new(algo, client_key).digest()
+    return hmac.compare_digest(stored_key, creds.stored_key)
+
+
+def _fake_credentials(account_key: str, hash_name: HashName) -> ScramCredentials:
+    """Deterministic credentials for a user that does not exist.
+
+    Derived with HMAC from a per-process random key and the username, so the same unknown
+    user sees the same salt on every attempt (as a real user would) and the exchange fails
+    like a wrong password: at the final step, with not-authorized, at the same cost.
+    """
+    size = hashlib.new(_HASHLIB[hash_name]).digest_size
+    ident = hash_name.encode() + b"\0" + account_key.encode("utf-8", "surrogatepass")
+
+    def derive(label: bytes) -> bytes:
+        return hmac.new(_FAKE_KEY, label + b"\0" + ident, hashlib.sha256).digest()
+
+    return ScramCredentials(
+        salt=derive(b"salt")[:SALT_LENGTH],
+        iterations=DEFAULT_ITERATIONS,
+        stored_key=derive(b"stored-key")[:size],
+        server_key=derive(b"server-key")[:size],
+    )
+
+
+def offered_mechanisms(
+    *, tls: bool, channel_binding_available: bool, allow_plain_without_tls: bool = False
+) -> list[str]:
+    """The mechanisms to advertise, strongest first.
+
+    -PLUS variants only with channel-binding data (which needs TLS); PLAIN only over TLS
+    unless the operator explicitly allows it in the clear.
+    """
+    mechs = [m for m, (_, plus) in _SCRAM.items() if not plus or (tls and channel_binding_available)]
+    if tls or allow_plain_without_tls:
+        mechs.append(PLAIN)
+    return mechs
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True, slots=True)
+class NeedCredentials:
+    """Look up ``username``'s credentials for ``hash_name`` and call ``credentials_result``."""
+
+    username: str
+    hash_name: HashName
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """Send ``<challenge/>`` with ``data`` (the driver base64-encodes it)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """Authenticated as ``username`` (the authcid); ``additional_data`` goes in ``<success/>``."""
+
+    username: str
+    additional_data: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Send ``<failure/>`` with ``condition`` and ``text``; the exchange is over."""
+
+    condition: SaslCondition
+    text: str
+
+
+SaslStep: TypeAlias = NeedCredentials | Challenge | Success | Failure
+
+
+class _State(enum.Enum):
+    INITIAL = enum.auto()
+    WAIT_INITIAL_RESPONSE = enum.auto()  # empty challenge sent, waiting for the first data
+    WAIT_CREDENTIALS = enum.auto()  # NeedCredentials returned
+    WAIT_CLIENT_FINAL = enum.auto()  # SCRAM server-first sent
+    DONE = enum.auto()
+
+
+class _Gs2HeaderWithAuthzid:
+    """Stands in for scramp's parsed gs2-header when the client sent an ``a=`` authzid.
+
+    scramp 1.5 refuses any authzid in the gs2-header. Once we have checked the authzid, we
+    give scramp the client-first message without it and then replace the header it parsed
+    with this object, so that the cbind-input of the client-final message (``c=``, which
+    carries the header exactly as the client sent it) is still checked, by scramp, in full.
+    """
+
+    __slots__ = ("_raw", "_binds")
+
+    def __init__(self, raw: bytes, binds: bool) -> None:
+        self._raw = raw
+        self._binds = binds
+
+    def make_cbind_input(self, cb: Any) -> bytes:
+        return self._raw + bytes(cb.data) if self._binds else self._raw
+
+
+def _decode_saslname(value: str) -> str | None:
+    """RFC 5802 saslname: ``=2C`` is ',' and ``=3D`` is '='; any other '=' is an error."""
+    i = value.find("=")
+    while i >= 0:
+        if value[i + 1 : i + 3] not in ("2C", "3D"):
+            return None
+        i = value.find("=", i + 3)
+    return value.replace("=2C", ",").replace("=3D", "=")
+
+
+def _b64(value: str) -> bytes | None:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+class SaslServer:
+    """One SASL exchange with one client, for one mechanism.
+
+    Driving it: ``start(initial)``, then feed each ``<response/>`` to ``respond`` and answer
+    :class:`NeedCredentials` with ``credentials_result``; send what each step says. Client
+    input never raises: malformed data gives a :class:`Failure`. A call in the wrong state
+    (including after the exchange is over, see :attr:`done`) also gives a Failure.
+
+    Unknown users: call ``credentials_result(None)``; the exchange continues with fake
+    credentials and fails exactly like a wrong password. Refusals that do not depend on
+    the password (``temporary-auth-failure``, or ``account-disabled`` when the driver does
+    not pass the credentials) are reported immediately; ``credentials_result(creds,
+    failure=...)`` reports ``failure`` only once the client has proved it knows the
+    password (a wrong password still gives not-authorized), so that a disabled account
+    is not revealed to someone who does not know its password.
+    """
+
+    def __init__(
+        self,
+        mechanism: str,
+        *,
+        domain: str,
+        channel_binding: tuple[str, bytes] | None,
+        tls: bool,
+        allow_plain_without_tls: bool = False,
+    ) -> None:
+        if channel_binding is not None:
+            if not tls:
+                raise ValueError("channel binding data without TLS")
+            cb_name, cb_data = channel_binding
+            if cb_name != CB_TLS_SERVER_END_POINT:
+                raise ValueError(f"unsupported channel binding type {cb_name!r}")
+            if not isinstance(cb_data, bytes) or not cb_data:
+                raise ValueError("channel binding data must be non-empty bytes")
+        if mechanism in _SCRAM:
+            hash_name, plus = _SCRAM[mechanism]
+            if plus and channel_binding is None:
+                raise SaslFailure(SaslCondition.INVALID_MECHANISM, f"{mechanism} needs channel binding")
+        elif mechanism == PLAIN:
+            hash_name, plus = "SHA-256", False
+            if not tls and not allow_plain_without_tls:
+                raise SaslFailure(SaslCondition.ENCRYPTION_REQUIRED, "PLAIN requires TLS")
+        else:
+            raise SaslFailure(SaslCondition.INVALID_MECHANISM, "unsupported mechanism")
+        self.mechanism: Final = mechanism
+        self.authcid: str | None = None
+        self._domain = domain
+        self._channel_binding = channel_binding
+        self._hash_name: HashName = hash_name
+        self._plus = plus
+        self._state = _State.INITIAL
+        self._deferred_failure: SaslCondition | None = None
+        # PLAIN
+        self._password: str | None = None
+        # SCRAM
+        self._client_first: str | None = None  # as given to scramp (authzid removed)
+        self._gs2_header: bytes | None = None  # as sent, when it carried an authzid
+        self._server: Any = None  # scramp.core.ScramServer
+        self._nonce: str | None = None
+
+    # ----------------------------------------------------------------- driver API
+
+    @property
+    def done(self) -> bool:
+        """True once a Success or Failure has been returned; send nothing more after it."""
+        return self._state is _State.DONE
+
+    def start(self, initial: bytes | None) -> SaslStep:
+        """``<auth/>`` received: ``initial`` is its decoded content, None when it had none."""
+        if self._state is not _State.INITIAL:
+            return self._unexpected("auth")
+        if initial is None:
+            self._state = _State.WAIT_INITIAL_RESPONSE
+            return Challenge(b"")
+        return self._first(initial)
+
+    def respond(self, data: bytes) -> SaslStep:
+        """``<response/>`` received, with its decoded content."""
+        if self._state is _State.WAIT_INITIAL_RESPONSE:
+            return self._first(data)
+        if self._state is _State.WAIT_CLIENT_FINAL:
+            return self._scram_final(data)
+        return self._unexpected("response")
+
+    def credentials_result(self, creds: ScramCredentials | None, *, failure: SaslCondition | None = None) -> SaslStep:
+        """Answer to :class:`NeedCredentials`: the user's keys, None if there is no such user.
+
+        ``failure`` without ``creds`` is reported at once; with ``creds`` it is reported
+        only after the client proved the password (see the class docstring).
+        """
+        if self._state is not _State.WAIT_CREDENTIALS:
+            return self._unexpected("credentials")
+        if failure is not None and creds is None:
+            return self._finish(Failure(failure, _failure_text(failure)))
+        self._deferred_failure = failure
+        if creds is None:
+            creds = _fake_credentials(self._account_key(), self._hash_name)
+        if self.mechanism == PLAIN:
+            return self._plain_verify(creds)
+        return self._scram_server_first(creds)
+
+    def abort(self) -> SaslStep:
+        """``<abort/>`` received."""
+        return self._finish(Failure(SaslCondition.ABORTED, "aborted by the client"))
+
+    # ----------------------------------------------------------------- common
+
+    def _finish(self, step: Success | Failure) -> Success | Failure:
+        self._state = _State.DONE
+        self._password = None
+        self._server = None
+        self._client_first = None
+        self._gs2_header = None
+        return step
+
+    def _fail(self, condition: SaslCondition, text: str) -> Failure:
+        step = self._finish(Failure(condition, text))
+        assert isinstance(step, Failure)
+        return step
+
+    def _unexpected(self, what: str) -> Failure:
+        return self._fail(SaslCondition.MALFORMED_REQUEST, f"unexpected {what} at this point")
+
+    def _first(self, data: bytes) -> SaslStep:
+        if self.mechanism == PLAIN:
+            return self._plain_first(data)
+        return self._scram_first(data)
+
+    def _succeed(self, additional_data: bytes | None) -> SaslStep:
+        if self._deferred_failure is not None:
+            return self._fail(self._deferred_failure, _failure_text(self._deferred_failure))
+        assert self.authcid is not None
+        return self._finish(Success(self.authcid, additional_data))
+
+    def _authzid_ok(self, authzid: str, authcid: str) -> bool:
+        """The authzid may only name the authcid itself: as given, or as its bare JID."""
+        if hmac.compare_digest(authzid.encode("utf-8", "surrogatepass"), authcid.encode("utf-8", "surrogatepass")):
+            return True
+        if "@" in authcid or "/" in authcid or "/" in authzid:
+            return False
+        try:
+            wanted = JID.parse(f"{authcid}@{self._domain}")
+            given = JID.parse(authzid)
+        except JIDError:
+            return False
+        return given.is_bare and given.local is not None and given == wanted
+
+    def _account_key(self) -> str:
+        """The username as the account store would see it (case-folded localpart)."""
+        assert self.authcid is not None
+        if "@" not in self.authcid and "/" not in self.authcid:
+            try:
+                local = JID.parse(f"{self.authcid}@{self._domain}").local
+            except JIDError:
+                local = None
+            if local is not None:
+                return local
+        return self.authcid
+
+    def _check_username(self, username: str) -> str | None:
+        """Why ``username`` is unacceptable, or None."""
+        if not username:
+            return "empty username"
+        if len(username.encode("utf-8", "surrogatepass")) > MAX_USERNAME_OCTETS:
+            return "username too long"
+        return None
+
+    # ----------------------------------------------------------------- PLAIN
+
+    def _plain_first(self, data: bytes) -> SaslStep:
+        parts = data.split(b"\0")
+        if len(parts) != 3:
+            return self._fail(SaslCondition.MALFORMED_REQUEST, "expected authzid NUL authcid NUL password")
+        try:
+            authzid, authcid, password = (p.decode("utf-8") for p in parts)
+        except UnicodeDecodeError:
+            return self._fail(SaslCondition.MALFORMED_REQUEST, "PLAIN message is not UTF-8")
+        if not password:
+            return self._fail(SaslCondition.MALFORMED_REQUEST, "empty password")
+        if (why := self._check_username(authcid)) is not None:
+            return self._fail(SaslCondition.MALFORMED_REQUEST, why)
+        if authzid and not self._authzid_ok(authzid, authcid):
+            return self._fail(SaslCondition.INVALID_AUTHZID, "authzid must be your own address")
+        self.authcid = authcid
+        self._password = password
+        self._state = _State.WAIT_CREDENTIALS
+        return NeedCredentials(authcid, self._hash_name)
+
+    def _plain_verify(self, creds: ScramCredentials) -> SaslStep:
+        assert self._password is not None
+        ok = verify_plain(self._password, creds, self._hash_name)
+        self._password = None
+        if not ok:
+            return self._fail(SaslCondition.NOT_AUTHORIZED, _AUTH_FAILED)
+        return self._succeed(None)
+
+    # ----------------------------------------------------------------- SCRAM
+
+    def _scram_first(self, data: bytes) -> SaslStep:
+        """Parse client-first-message (RFC 5802 §7) far enough to know whom to look up."""
+        malformed = SaslCondition.MALFORMED_REQUEST
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._fail(malformed, "client-first-message is not UTF-8")
+        if "\0" in text:
+            return self._fail(malformed, "NUL in client-first-message")
+        parts = text.split(",")
+        if len(parts) < 4:
+            return self._fail(malformed, "malformed client-first-message")
+        flag, authz_attr, user_attr, nonce_attr, *extensions = parts
+
+        cb_name: str | None = None
+        if flag.startswith("p="):
+            cb_name = flag[2:]
+            if not _CB_NAME_RE.fullmatch(cb_name):
+                return self._fail(malformed, "malformed channel binding name")
+        elif flag not in ("n", "y"):
+            return self._fail(malformed, "malformed gs2-cbind-flag")
+
+        authzid: str | None = None
+        if authz_attr:
+            if not authz_attr.startswith("a="):
+                return self._fail(malformed, "malformed authzid")
+            authzid = _decode_saslname(authz_attr[2:])
+            if not authzid:
+                return self._fail(malformed, "malformed authzid")
+
+        if user_attr.startswith("m="):
+            return self._fail(malformed, "mandatory SCRAM extensions are not supported")
+        if not user_attr.startswith("n="):
+            return self._fail(malformed, "missing username")
+        username = _decode_saslname(user_attr[2:])
+        if username is None:
+            return self._fail(malformed, "malformed saslname")
+        if (why := self._check_username(username)) is not None:
+            return self._fail(malformed, why)
+        if not nonce_attr.startswith("r=") or not _NONCE_RE.fullmatch(nonce_attr[2:]):
+            return self._fail(malformed, "malformed nonce")
+        if not all(_EXT_RE.fullmatch(e) for e in extensions):
+            return self._fail(malformed, "malformed extension")
+
+        from scramp import ScramException
+        from scramp.utils import saslprep
+
+        try:
+            if not saslprep(username):
+                return self._fail(malformed, "empty username")
+        except ScramException:
+            return self._fail(malformed, "username prohibited by SASLprep")
+
+        # Channel-binding policy (RFC 5802 §6). Refusals here do not depend on the user.
+        if self._plus:
+            assert self._channel_binding is not None
+            if cb_name != self._channel_binding[0]:
+                return self._fail(
+                    SaslCondition.NOT_AUTHORIZED,
+                    f"{self.mechanism} requires channel binding p={self._channel_binding[0]}",
+                )
+        elif cb_name is not None:
+            return self._fail(SaslCondition.NOT_AUTHORIZED, "channel binding requires a -PLUS mechanism")
+        elif flag == "y" and self._channel_binding is not None:
+            # The client supports channel binding but thinks we do not: someone removed the
+            # -PLUS mechanisms from our offer.
+            return self._fail(SaslCondition.NOT_AUTHORIZED, "channel binding downgrade detected")
+
+        if authzid is not None and not self._authzid_ok(authzid, username):
+            return self._fail(SaslCondition.INVALID_AUTHZID, "authzid must be your own address")
+
+        self.authcid = username
+        self._client_first = f"{flag},,{','.join(parts[2:])}"
+        if authzid is not None:
+            self._gs2_header = f"{flag},{authz_attr},".encode()
+        self._state = _State.WAIT_CREDENTIALS
+        return NeedCredentials(username, self._hash_name)
+
+    def _scram_server_first(self, creds: ScramCredentials) -> SaslStep:
+        from scramp import ScramException, ScramMechanism
+
+        if not _usable(creds, self._hash_name):
+            return self._fail(SaslCondition.TEMPORARY_AUTH_FAILURE, "stored credentials are unusable")
+        auth_info = (creds.salt, creds.stored_key, creds.server_key, creds.iterations)
+        auth_fn: Callable[[str], tuple[bytes, bytes, bytes, int]] = lambda _username: auth_info  # noqa: E731
+        assert self._client_first is not None
+        try:
+            # Given the channel-binding data even for non-PLUS mechanisms, scramp also
+            # refuses the 'y' flag (downgrade); our own check above already did.
+            server = ScramMechanism(self.mechanism).make_server(auth_fn, channel_binding=self._channel_binding)
+            server.set_client_first(self._client_first)
+            if self._gs2_header is not None:
+                server.gs2_header = _Gs2HeaderWithAuthzid(self._gs2_header, self._plus)
+            server_first: str = server.get_server_first()
+        except (ScramException, ValueError):
+            return self._fail(SaslCondition.MALFORMED_REQUEST, "malformed client-first-message")
+        self._server = server
+        self._nonce = server_first.split(",", 1)[0][2:]
+        self._state = _State.WAIT_CLIENT_FINAL
+        return Challenge(server_first.encode())
+
+    def _scram_final(self, data: bytes) -> SaslStep:
+        """Check client-final-message (RFC 5802 §7): c=, r=, [extensions,] p=."""
+        from scramp import ScramException
+        from scramp.utils import ServerError
+
+        malformed = SaslCondition.MALFORMED_REQUEST
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._fail(malformed, "client-final-message is not UTF-8")
+        parts = text.split(",")
+        if (
+            len(parts) < 3
+            or not parts[0].startswith("c=")
+            or not parts[1].startswith("r=")
+            or not parts[-1].startswith("p=")
+            or not all(_EXT_RE.fullmatch(e) and not e.startswith("m=") for e in parts[2:-1])
+            or "\0" in text
+        ):
+            return self._fail(malformed, "malformed client-final-message")
+        proof = _b64(parts[-1][2:])
+        if _b64(parts[0][2:]) is None or proof is None:
+            return self._fail(malformed, "malformed base64 in client-final-message")
+        if len(proof) != hashlib.new(_HASHLIB[self._hash_name]).digest_size:
+            return self._fail(malformed, "client proof has the wrong length")
+        assert self._nonce is not None and self._server is not None
+        if not hmac.compare_digest(parts[1][2:].encode(), self._nonce.encode()):
+            return self._fail(SaslCondition.NOT_AUTHORIZED, "nonce mismatch")
+        try:
+            self._server.set_client_final(text)
+            server_final: str = self._server.get_server_final()
+        except ScramException as exc:
+            if exc.server_error is ServerError.CHANNEL_BINDINGS_DONT_MATCH:
+                return self._fail(SaslCondition.NOT_AUTHORIZED, "channel binding mismatch")
+            if exc.server_error is ServerError.INVALID_PROOF:
+                return self._fail(SaslCondition.NOT_AUTHORIZED, _AUTH_FAILED)
+            return self._fail(malformed, "malformed client-final-message")
+        except ValueError:
+            return self._fail(malformed, "malformed client-final-message")
+        return self._succeed(server_final.encode())
+
+
+def _usable(creds: ScramCredentials, hash_name: HashName) -> bool:
+    size = hashlib.new(_HASHLIB[hash_name]).digest_size
+    return (
+        isinstance(creds.salt, bytes)
+        and len(creds.salt) >= 12
+        and isinstance(creds.iterations, int)
+        and 4096 <= creds.iterations <= 10_000_000
+        and isinstance(creds.stored_key, bytes)
+        and len(creds.stored_key) == size
+        and isinstance(creds.server_key, bytes)
+        and len(creds.server_key) == size
+    )
+
+
+def _failure_text(condition: SaslCondition) -> str:
+    return {
+        SaslCondition.ACCOUNT_DISABLED: "account disabled",
+        SaslCondition.CREDENTIALS_EXPIRED: "credentials expired",
+        SaslCondition.TEMPORARY_AUTH_FAILURE: "temporary authentication failure",
+        SaslCondition.NOT_AUTHORIZED: _AUTH_FAILED,
+    }.get(condition, condition.value)
