@@ -1,0 +1,372 @@
+"""The database engine: one :class:`Database` owning one SQLAlchemy ``AsyncEngine``.
+
+Two backends are supported:
+
+* ``sqlite+aiosqlite:///path/to/xmppd.db`` (default). Every connection gets
+  ``journal_mode=WAL`` (readers never block the writer), ``busy_timeout`` (a writer
+  waits for the lock instead of failing at once) and ``foreign_keys=ON`` (so that
+  ``ON DELETE CASCADE`` works). sqlite3's own, non-standard transaction handling
+  (no BEGIN before SELECT) is switched off and xmppd emits BEGIN itself: ``BEGIN
+  IMMEDIATE`` for a write transaction, so that a read-modify-write transaction takes
+  the write lock up front and can never fail half-way with ``SQLITE_BUSY``, and plain
+  (deferred) ``BEGIN`` for a read-only one.
+* ``mysql+aiomysql://user:password@host/db`` (MariaDB >= 10.5 or MySQL 8), also
+  spelled ``mariadb+aiomysql://``: ``charset=utf8mb4`` (added if absent, refused if
+  anything else), ``READ COMMITTED`` isolation, ``pool_pre_ping`` and ``pool_recycle``
+  below the server's ``wait_timeout``.
+
+Repositories run their work as ``*_txn`` functions through :meth:`Database.run_txn`
+(which retries deadlocks) or inside ``async with db.transaction() as conn:``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+__all__ = [
+    "Database",
+    "is_deadlock",
+    "is_unique_violation",
+    "redact_url",
+    "sync_url",
+]
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: Milliseconds an SQLite writer waits for the database lock before failing.
+SQLITE_BUSY_TIMEOUT_MS: Final = 5000
+#: Seconds after which a pooled MySQL connection is replaced (server default
+#: ``wait_timeout`` is 8 hours; proxies and load balancers often cut idle TCP sooner).
+MYSQL_POOL_RECYCLE_S: Final = 1800
+
+# Execution option read by the SQLite "begin" listener: "IMMEDIATE" or "DEFERRED".
+_SQLITE_BEGIN_OPTION: Final = "xmppd_sqlite_begin"
+
+_SYNC_DRIVERS: Final = {
+    "sqlite+aiosqlite": "sqlite",
+    "mysql+aiomysql": "mysql+pymysql",
+    "mariadb+aiomysql": "mariadb+pymysql",
+}
+
+# MySQL/MariaDB error numbers.
+_ER_DUP_ENTRY: Final = 1062
+_ER_LOCK_DEADLOCK: Final = 1213
+_ER_CHECKREAD: Final = 1020  # MariaDB: "Record has changed since last read"
+
+
+def redact_url(url: str | URL) -> str:
+    """The URL with its password (and any ``password=`` query value) hidden, for logs."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except Exception:
+        # Not parseable: hide whatever sits between "://user:" and "@".
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
+    query = {
+        k: ("***" if k.lower() in ("password", "passwd") else v) for k, v in parsed.query.items()
+    }
+    return parsed.set(query=query).render_as_string(hide_password=True)
+
+
+def sync_url(url: str | URL) -> str:
+    """The same database with a synchronous driver (for Alembic's CLI / offline mode).
+
+    ``sqlite+aiosqlite`` becomes ``sqlite``, ``mysql+aiomysql`` becomes
+    ``mysql+pymysql``. The password is kept: the result is a working URL, so never
+    log it (use :func:`redact_url`).
+    """
+    parsed = make_url(url) if isinstance(url, str) else url
+    driver = _SYNC_DRIVERS.get(parsed.drivername)
+    if driver is None:
+        if parsed.drivername in _SYNC_DRIVERS.values():
+            driver = parsed.drivername
+        else:
+            raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _mysql_errno(exc: BaseException) -> int | None:
+    orig = getattr(exc, "orig", exc)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def _sqlite_error_name(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", exc)
+    if isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlite_errorname", None)
+    return None
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """True if *exc* (a SQLAlchemy ``IntegrityError``) is a duplicate key.
+
+    Uniqueness is enforced by constraints, never by a check-then-insert; repositories
+    catch the ``IntegrityError`` and use this to translate it into their own
+    ``...Exists`` exception.
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    name = _sqlite_error_name(exc)
+    if name is not None:
+        return name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+    return _mysql_errno(exc) == _ER_DUP_ENTRY
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """True if the transaction was chosen as a deadlock victim and may simply be rerun."""
+    if not isinstance(exc, DBAPIError) or _sqlite_error_name(exc) is not None:
+        return False
+    return _mysql_errno(exc) in (_ER_LOCK_DEADLOCK, _ER_CHECKREAD)
+
+
+class Database:
+    """One async engine and the transaction helpers repositories use.
+
+    Build it with :meth:`from_url`; call :meth:`dispose` at shutdown.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        # A ":memory:" SQLite database lives in one shared connection, which cannot hold
+        # two transactions at once: serialise them.
+        self._serial: asyncio.Lock | None = (
+            asyncio.Lock()
+            if engine.dialect.name == "sqlite" and _is_sqlite_memory(engine.url)
+            else None
+        )
+
+    @classmethod
+    def from_url(cls, url: str | URL, *, echo: bool = False, **engine_kwargs: Any) -> Database:
+        """Create the engine for *url* with the per-backend settings described above.
+
+        *engine_kwargs* go to ``create_async_engine`` and override the defaults
+        (``pool_size``, ``pool_recycle``, ...).
+        """
+        parsed = make_url(url) if isinstance(url, str) else url
+        backend = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo}
+        if backend == "sqlite":
+            if parsed.get_driver_name() != "aiosqlite":
+                raise ValueError("SQLite needs the async driver: use sqlite+aiosqlite://")
+            if not _is_sqlite_memory(parsed) and not parsed.query.get("uri"):
+                Path(parsed.database or "").expanduser().resolve().parent.mkdir(
+                    parents=True, exist_ok=True
+                )
+        elif backend in ("mysql", "mariadb"):
+            if parsed.get_driver_name() != "aiomysql":
+                raise ValueError("MySQL/MariaDB needs the async driver: use mysql+aiomysql://")
+            charset = parsed.query.get("charset")
+            if charset is None:
+                parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+            elif charset != "utf8mb4":
+                raise ValueError(f"charset={charset} cannot store all of Unicode: use utf8mb4")
+            _repair_aiomysql_bytes()
+            kwargs.update(
+                pool_pre_ping=True,
+                pool_recycle=MYSQL_POOL_RECYCLE_S,
+                isolation_level="READ COMMITTED",
+            )
+        else:
+            raise ValueError(f"unsupported database backend {backend!r} in {redact_url(parsed)}")
+        kwargs.update(engine_kwargs)
+        engine = create_async_engine(parsed, **kwargs)
+        if backend == "sqlite":
+            _install_sqlite_listeners(engine)
+        log.info("database %s", redact_url(parsed))
+        return cls(engine)
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def url(self) -> URL:
+        return self._engine.url
+
+    @property
+    def dialect_name(self) -> str:
+        """``"sqlite"`` or ``"mysql"`` (``"mariadb"`` with a ``mariadb+`` URL)."""
+        return self._engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect_name == "sqlite"
+
+    @property
+    def is_mysql(self) -> bool:
+        """MySQL or MariaDB, whichever URL scheme was used."""
+        return self.dialect_name in ("mysql", "mariadb")
+
+    def sync_url(self) -> str:
+        """This database with a synchronous driver; see :func:`sync_url`."""
+        return sync_url(self._engine.url)
+
+    def __repr__(self) -> str:
+        return f"<Database {redact_url(self._engine.url)}>"
+
+    # -- transactions ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection *without* a transaction (for DDL helpers, PRAGMAs, locks).
+
+        SQLAlchemy autobegins on the first statement; prefer :meth:`transaction`.
+        """
+        async with self._maybe_serial(), self._engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[AsyncConnection]:
+        """``async with db.transaction() as conn:`` -- commit on success, roll back on error.
+
+        On SQLite a write transaction (the default) begins with ``BEGIN IMMEDIATE``;
+        ``readonly=True`` uses a deferred ``BEGIN`` so that readers run alongside the
+        writer (WAL) -- but a write inside it can then fail at once with "database is
+        locked", so only read in it. On MySQL *readonly* changes nothing.
+        """
+        async with self._maybe_serial(), self._engine.connect() as conn:
+            if self.is_sqlite:
+                await conn.execution_options(
+                    **{_SQLITE_BEGIN_OPTION: "DEFERRED" if readonly else "IMMEDIATE"}
+                )
+            async with conn.begin():
+                yield conn
+
+    async def run_txn(
+        self,
+        func: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``await func(conn, *args, **kwargs)`` in a write transaction.
+
+        A MySQL deadlock victim is rolled back and rerun (a few times), so *func* must
+        not have side effects outside the database.
+        """
+        attempts = 3
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.transaction() as conn:
+                    return await func(conn, *args, **kwargs)
+            except DBAPIError as exc:
+                if attempt == attempts or not is_deadlock(exc):
+                    raise
+                log.info("deadlock in %s, retrying (%d/%d)", _name(func), attempt, attempts)
+                await asyncio.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")
+
+    async def read_txn(
+        self,
+        func: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``await func(conn, *args, **kwargs)`` in a read-only transaction."""
+        async with self.transaction(readonly=True) as conn:
+            return await func(conn, *args, **kwargs)
+
+    async def dispose(self) -> None:
+        """Close every pooled connection. The object is unusable afterwards."""
+        await self._engine.dispose()
+
+    @asynccontextmanager
+    async def _maybe_serial(self) -> AsyncIterator[None]:
+        if self._serial is None:
+            yield
+        else:
+            async with self._serial:
+                yield
+
+
+def _name(func: Callable[..., Any]) -> str:
+    return getattr(func, "__qualname__", repr(func))
+
+
+def _is_sqlite_memory(url: URL) -> bool:
+    database = url.database or ""
+    return database in ("", ":memory:") or (
+        "mode=memory" in database or url.query.get("mode") == "memory"
+    )
+
+
+def _escape_bytes_hex(value: bytes) -> str:
+    return "_binary X'" + value.hex() + "'"
+
+
+def _repair_aiomysql_bytes() -> None:
+    """Let aiomysql send ``bytes`` parameters again with PyMySQL >= 1.2.3.
+
+    aiomysql 0.3.2 calls ``pymysql.converters.escape_bytes_prefixed``, which PyMySQL
+    1.2.3 turned into a placeholder string, so every BLOB parameter fails with
+    "'str' object is not callable" (aio-libs/aiomysql#1080). Until a fixed aiomysql is
+    released, put a hex-literal escaper in its place -- only when the name is broken,
+    so a fixed aiomysql or an older PyMySQL is left alone.
+    """
+    try:
+        import aiomysql.connection as aiomysql_connection
+    except ImportError:  # pragma: no cover - the [mysql] extra is not installed
+        return
+    if not callable(getattr(aiomysql_connection, "escape_bytes_prefixed", None)):
+        aiomysql_connection.escape_bytes_prefixed = _escape_bytes_hex
+
+
+def _enable_wal(cursor: Any) -> None:
+    # WAL is a property of the database file: once set it stays. Switching to it needs
+    # an exclusive lock and SQLite does not wait (busy_timeout) for that one, so on a
+    # brand-new file whose first connection is already writing, the switch fails with
+    # "database is locked": leave it to a later connection instead of failing this one.
+    cursor.execute("PRAGMA journal_mode")
+    row = cursor.fetchone()
+    if row is not None and str(row[0]).lower() == "wal":
+        return
+    try:
+        cursor.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+        log.debug("journal_mode=WAL deferred: %s", exc)
+
+
+def _install_sqlite_listeners(engine: AsyncEngine) -> None:
+    memory = _is_sqlite_memory(engine.url)
+
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from sqlite3 (it never BEGINs before a
+        # SELECT); the "begin" listener below emits BEGIN instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if not memory:
+                _enable_wal(cursor)
+                cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = conn.get_execution_options().get(_SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
