@@ -1,0 +1,153 @@
+"""Shared test helpers: a real server on free ports, and real clients (slixmpp, aioxmpp, raw)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from xmppd.app import Server
+from xmppd.config import Config, build
+from xmppd.core.loader import discover
+
+PASSWORD = "correct horse battery"
+
+
+def make_config(data_dir: Path, *overrides: str, domain: str = "localhost") -> Config:
+    classes = discover()
+    base = [
+        f"server.domain={domain}",
+        f"server.data_dir={data_dir.as_posix()}",
+        "listen.c2s=127.0.0.1:0",
+        "listen.c2s_tls=127.0.0.1:0",
+        "listen.http=",
+        "c2s.auth_failures_per_ip=1000",
+    ]
+    return build({}, {n: c.Options for n, c in classes.items()}, [*base, *overrides], source="<test>")
+
+
+@contextlib.asynccontextmanager
+async def running_server(data_dir: Path, *overrides: str, **kw: Any) -> AsyncIterator[Server]:
+    server = Server(make_config(data_dir, *overrides, **kw))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def add_user(server: Server, username: str, password: str = PASSWORD) -> str:
+    await server.account_service.create(username, password)
+    return f"{username}@{server.domain}"
+
+
+def cert_path(server: Server) -> Path:
+    """The self-signed certificate the server generated on first start."""
+    return server.config.data_dir / f"{server.domain}.crt"
+
+
+def client_ssl_context(server: Server) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(cert_path(server)))
+    ctx.check_hostname = True
+    return ctx
+
+
+# ---------------------------------------------------------------------------------- slixmpp
+
+
+async def slix(server: Server, jid: str, password: str = PASSWORD, *, mode: str = "starttls", plugins: tuple[str, ...] = (), mech: str | None = None, timeout: float = 10) -> Any:
+    """A logged-in slixmpp client (session started), or raise with the reason."""
+    import slixmpp
+
+    kwargs = {"sasl_mech": mech} if mech else {}
+    client = slixmpp.ClientXMPP(jid, password, **kwargs)
+    client.ssl_context = client_ssl_context(server)
+    client.enable_direct_tls = mode == "direct"
+    client.enable_starttls = mode == "starttls"
+    client.enable_plaintext = mode == "plain"
+    for p in plugins:
+        client.register_plugin(p)
+    started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def ok(_event: Any) -> None:
+        if not started.done():
+            started.set_result(None)
+
+    def fail(event: Any) -> None:
+        if not started.done():
+            started.set_exception(ConnectionError(f"login failed: {event}"))
+
+    client.add_event_handler("session_start", ok)
+    client.add_event_handler("failed_all_auth", fail)
+    client.add_event_handler("stream_error", fail)
+    port = server.ports["c2s_tls" if mode == "direct" else "c2s"]
+    client.connect("127.0.0.1", port)
+    try:
+        await asyncio.wait_for(started, timeout)
+    except BaseException:
+        client.disconnect(wait=False)
+        client.abort()
+        raise
+    return client
+
+
+async def slix_close(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        await client.disconnect(wait=2)
+
+
+# ---------------------------------------------------------------------------------- raw
+
+
+class RawClient:
+    """A bare TCP client for hostile-input tests: write bytes, read what the server says."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.buffer = b""
+
+    @classmethod
+    async def connect(cls, server: Server, port_name: str = "c2s") -> "RawClient":
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.ports[port_name])
+        return cls(reader, writer)
+
+    async def send(self, data: bytes | str) -> None:
+        self.writer.write(data.encode() if isinstance(data, str) else data)
+        await self.writer.drain()
+
+    async def read_until(self, needle: bytes, timeout: float = 5) -> bytes:
+        async def go() -> bytes:
+            while needle not in self.buffer:
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    raise EOFError(f"closed before {needle!r}; got {self.buffer!r}")
+                self.buffer += chunk
+            return self.buffer
+
+        return await asyncio.wait_for(go(), timeout)
+
+    async def read_all(self, timeout: float = 5) -> bytes:
+        """Everything until the server closes the connection."""
+
+        async def go() -> bytes:
+            while True:
+                try:
+                    chunk = await self.reader.read(65536)
+                except ConnectionResetError:
+                    return self.buffer
+                if not chunk:
+                    return self.buffer
+                self.buffer += chunk
+
+        return await asyncio.wait_for(go(), timeout)
+
+    async def open_stream(self, domain: str = "localhost") -> bytes:
+        await self.send(
+            f"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}' version='1.0'>"
+        )
+        return await self.read_until(b"</stream:features>")
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,302 @@
+"""The composition root: ``Server`` builds every part, starts listeners, and stops cleanly."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import ssl
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable
+
+from lxml import etree
+
+from .accounts import AccountService
+from .config import Config, parse_hostport
+from .core.dispatch import IqTable, IqTracker
+from .core.feature import Clock, Feature, FeatureContext
+from .core.hooks import HookChains
+from .core.limits import AuthThrottle, ConnectionCounter
+from .core.loader import discover, order
+from .core.router import Router
+from .core.session import Session
+from .core.sessions import SessionRegistry
+from .errors import Condition, StanzaError, StreamErrorCondition
+from .jid import JID
+from .protocol.c2s import C2SStream, StreamConfig
+from .storage import migrations
+from .storage.accounts import AccountRepository, SqlAccountRepository
+from .storage.engine import Database
+from .transport import tls as tlsmod
+from .xml.builder import error_reply
+
+log = logging.getLogger(__name__)
+
+
+class Server:
+    """One xmppd node."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        feature_classes: dict[str, type[Feature]] | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.domain = config.server.domain
+        self.clock = clock or Clock()
+        self.rng = rng or secrets.SystemRandom()
+        self.hooks = HookChains()
+        self.iq_table = IqTable()
+        self.tracker = IqTracker()
+        self.sessions = SessionRegistry(config.c2s.max_sessions_per_account)
+        self.router = Router(self.domain, self.sessions, self.hooks, self.iq_table, self.tracker)
+        self.auth_throttle = AuthThrottle(
+            config.c2s.auth_failures_per_ip, config.c2s.auth_failures_per_account, config.c2s.auth_failure_window
+        )
+        self.connections = ConnectionCounter(config.c2s.max_connections_per_ip)
+        self.admins = frozenset(JID.parse(a) for a in config.server.admins)
+        self._feature_classes = feature_classes
+        self.features: dict[str, Feature] = {}
+        self._contexts: list[FeatureContext] = []
+        self._stream_features: list[Callable[[bool], list[etree._Element]]] = []
+        self._nonza_handlers: dict[str, Callable[[Session, etree._Element], Awaitable[None]]] = {}
+        self._preauth_handlers: dict[str, Callable[[Session, etree._Element], Awaitable[None]]] = {}
+        self._servers: list[Any] = []
+        self._stoppers: list[Callable[[], Awaitable[None]]] = []
+        self.live: set[Session] = set()
+        self.ports: dict[str, int] = {}
+        self.db: Database = None  # type: ignore[assignment]
+        self.accounts: AccountRepository = None  # type: ignore[assignment]
+        self.account_service: AccountService = None  # type: ignore[assignment]
+        self.ssl_context: ssl.SSLContext | None = None
+        self.channel_binding: tuple[str, bytes] | None = None
+        self.started = asyncio.Event()
+        self._stopping = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self._setup_tls()
+        installed = self._feature_classes if self._feature_classes is not None else discover()
+        classes = order(installed, cfg.features.disabled)
+        self.db = Database.from_url(cfg.storage_url)
+        try:
+            auto = cfg.storage.auto_upgrade
+            if auto is None:
+                auto = cfg.is_embedded_storage
+            if auto:
+                # Every installed feature's schema, disabled ones too: their history is in the database.
+                applied = await migrations.upgrade(self.db, feature_migration_locations(installed.values()))
+                if applied:
+                    log.info("applied %d schema migrations", len(applied))
+            self.accounts = SqlAccountRepository(self.db)
+            self.account_service = AccountService(
+                self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length
+            )
+            for cls in classes:
+                ctx = FeatureContext(self, cls.name)
+                feature = cls(ctx, cfg.sections.get(cls.name, cls.Options()))
+                self.features[cls.name] = feature
+                self._contexts.append(ctx)
+                ctx.bind_declared(feature)
+                await feature.setup()
+            await self._listen()
+        except BaseException:
+            await self.stop()
+            raise
+        self.started.set()
+        log.info("xmppd serving %s: %s", self.domain, ", ".join(f"{k} on port {v}" for k, v in self.ports.items()))
+
+    def _setup_tls(self) -> None:
+        cfg = self.config
+        if cfg.tls.cert:
+            cert, key = Path(cfg.tls.cert), Path(cfg.tls.key)
+        else:
+            cert, key = tlsmod.ensure_certificate(cfg.data_dir, self.domain)
+        self.ssl_context = tlsmod.make_server_context(cert, key)
+        try:
+            self.channel_binding = ("tls-server-end-point", tlsmod.tls_server_end_point(tlsmod.load_certificate_der(cert)))
+        except tlsmod.CertificateError as exc:  # e.g. Ed25519: RFC 5929 defines no binding
+            log.warning("no channel binding with this certificate (%s): -PLUS mechanisms are off", exc)
+            self.channel_binding = None
+
+    async def _listen(self) -> None:
+        from .transport.tcp import C2SProtocol
+
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        for key, direct in (("c2s", False), ("c2s_tls", True)):
+            addr = parse_hostport(getattr(cfg.listen, key), f"listen.{key}")
+            if addr is None:
+                continue
+            srv = await loop.create_server(
+                lambda direct=direct: C2SProtocol(self, direct_tls=direct),
+                addr[0],
+                addr[1],
+                ssl=self.ssl_context if direct else None,
+                ssl_handshake_timeout=cfg.c2s.tls_handshake_timeout if direct else None,
+                backlog=511,
+                reuse_address=True,
+            )
+            self._servers.append(srv)
+            self.ports[key] = srv.sockets[0].getsockname()[1]
+            log.info("listening for %s on %s:%d", key, addr[0], self.ports[key])
+        addr = parse_hostport(cfg.listen.http, "listen.http")
+        if addr is not None:
+            from .transport.http import start_http
+
+            port, stop = await start_http(self, addr[0], addr[1])
+            self.ports["http"] = port
+            self._stoppers.append(stop)
+            log.info("listening for http on %s:%d", addr[0], port)
+
+    async def stop(self, reason: str = "the server is shutting down") -> None:
+        """Graceful: stop listening, close every stream properly, tear features down, close storage."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for srv in self._servers:
+            srv.close()
+        for stop in self._stoppers:
+            try:
+                await stop()
+            except Exception:
+                log.exception("stopping a listener failed")
+        sessions = list(self.live)
+        for s in sessions:
+            s.close(StreamErrorCondition.SYSTEM_SHUTDOWN, reason)
+        if sessions:
+            await asyncio.wait([asyncio.ensure_future(s.closed_event.wait()) for s in sessions], timeout=10)
+        for srv in self._servers:
+            try:
+                await asyncio.wait_for(srv.wait_closed(), 2)
+            except (asyncio.TimeoutError, Exception):
+                pass
+        self.tracker.cancel_all()
+        for name in reversed(list(self.features)):
+            try:
+                await self.features[name].teardown()
+            except Exception:
+                log.exception("teardown of %s failed", name)
+        for ctx in reversed(self._contexts):
+            await ctx.close()
+        self.features.clear()
+        self._contexts.clear()
+        if self.db is not None:
+            await self.db.dispose()
+        log.info("xmppd stopped")
+
+    # ---------------------------------------------------------------- connections
+
+    def new_stream(self, *, direct_tls: bool, websocket: bool = False, tls: bool = False) -> C2SStream:
+        cfg = self.config
+        stream = C2SStream(
+            StreamConfig(
+                domain=self.domain,
+                require_tls=cfg.c2s.require_tls,
+                tls_available=self.ssl_context is not None and not websocket,
+                direct_tls=direct_tls,
+                max_stanza_size=min(cfg.c2s.preauth_max_stanza_size, cfg.c2s.max_stanza_size),
+                max_depth=cfg.c2s.max_depth,
+                max_auth_attempts=cfg.c2s.max_auth_attempts,
+                registration="register" in self.features and cfg.registration.open,
+                extra_features=self._extra_features,
+                nonza_namespaces=frozenset(self._nonza_handlers),
+                websocket=websocket,
+            )
+        )
+        if direct_tls or tls:
+            stream.set_direct_tls(self.channel_binding if direct_tls else None)
+        return stream
+
+    def connection_opened(self, session: Session) -> bool:
+        """Admit a new connection (XEP-0205: connections per address)."""
+        if self._stopping:
+            session.close(StreamErrorCondition.SYSTEM_SHUTDOWN, "the server is shutting down")
+            return False
+        if not self.connections.acquire(session.peer):
+            session.log.info("refused: too many connections from %s", session.peer)
+            session.close(StreamErrorCondition.POLICY_VIOLATION, "too many connections from your address")
+            return False
+        session.data["_counted"] = True
+        self.live.add(session)
+        return True
+
+    def connection_closed(self, session: Session) -> None:
+        if session.data.pop("_counted", False):
+            self.connections.release(session.peer)
+        self.live.discard(session)
+
+    def _extra_features(self, authenticated: bool) -> list[etree._Element]:
+        out: list[etree._Element] = []
+        for make in self._stream_features:
+            out.extend(make(authenticated))
+        return out
+
+    def add_stream_feature(self, make: Callable[[bool], list[etree._Element]]) -> Callable[[], None]:
+        self._stream_features.append(make)
+        return lambda: self._stream_features.remove(make)
+
+    def add_nonza_handler(self, namespace: str, handler: Callable[[Session, etree._Element], Awaitable[None]]) -> Callable[[], None]:
+        if namespace in self._nonza_handlers:
+            raise ValueError(f"two handlers for nonzas in {namespace}")
+        self._nonza_handlers[namespace] = handler
+        return lambda: self._nonza_handlers.pop(namespace, None)  # type: ignore[func-returns-value]
+
+    def add_preauth_iq_handler(self, qname: str, handler: Callable[[Session, etree._Element], Awaitable[None]]) -> Callable[[], None]:
+        if qname in self._preauth_handlers:
+            raise ValueError(f"two pre-auth handlers for {qname}")
+        self._preauth_handlers[qname] = handler
+        return lambda: self._preauth_handlers.pop(qname, None)  # type: ignore[func-returns-value]
+
+    async def handle_nonza(self, session: Session, el: etree._Element) -> None:
+        tag = el.tag
+        nsuri = tag[1 : tag.find("}")] if isinstance(tag, str) and tag.startswith("{") else ""
+        handler = self._nonza_handlers.get(nsuri)
+        if handler is None:
+            session.close(StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, f"unsupported element {tag}")
+            return
+        await handler(session, el)
+
+    async def handle_preauth_iq(self, session: Session, el: etree._Element) -> None:
+        payload = el[0] if len(el) else None
+        handler = self._preauth_handlers.get(payload.tag) if payload is not None else None
+        if handler is None:
+            reply = error_reply(el, StanzaError(Condition.SERVICE_UNAVAILABLE, "not available before authentication"))
+            session.stream.send_element(reply)
+            return
+        await handler(session, el)
+
+    # ---------------------------------------------------------------- helpers for features
+
+    def is_admin(self, jid: JID) -> bool:
+        return jid.bare in self.admins
+
+    async def send_iq(self, stanza: etree._Element, timeout: float) -> etree._Element:
+        iq_id = stanza.get("id") or self.tracker.new_id()
+        stanza.set("id", iq_id)
+        stanza.set("from", stanza.get("from") or self.domain)
+        fut = self.tracker.expect(iq_id, stanza.get("to") or self.domain)
+        await self.router.send(stanza)
+        return await asyncio.wait_for(fut, timeout)
+
+    async def kick(self, jid: JID, condition: StreamErrorCondition, text: str) -> int:
+        """End the sessions of ``jid`` (bare: all of them); returns how many."""
+        targets = self.sessions.of(jid) if jid.resource is None else [s for s in [self.sessions.get(jid)] if s]
+        for s in targets:
+            s.close(condition, text)
+        for s in targets:
+            try:
+                await asyncio.wait_for(s.closed_event.wait(), 5)
+            except asyncio.TimeoutError:
+                pass
+        return len(targets)
+
+
+def feature_migration_locations(classes: Iterable[type[Feature]]) -> list[str]:
+    return [c.migrations for c in classes if c.migrations]

@@ -1,0 +1,295 @@
+"""Configuration: one TOML file, typed and validated at start.
+
+Core sections are dataclasses here; every feature declares its own ``Options`` dataclass,
+read from the top-level section named after the feature (``[muc]``, ``[redpacket]`` ...).
+Unknown sections and keys are errors that name the key; so are values of the wrong type.
+``--set SECTION.KEY=VALUE`` overrides are applied after the file, VALUE read as TOML with a
+bare word taken as a string.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(Exception):
+    """A configuration problem, described in one line that names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    domain: str = "localhost"
+    admins: list[str] = field(default_factory=list)
+    data_dir: str = "./data"
+    name: str = "xmppd"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenOptions:
+    c2s: str = "127.0.0.1:5222"
+    c2s_tls: str = "127.0.0.1:5223"
+    http: str = "127.0.0.1:5280"
+
+
+@dataclass(frozen=True, slots=True)
+class C2SOptions:
+    require_tls: bool = True
+    max_stanza_size: int = 262144
+    preauth_max_stanza_size: int = 10240
+    max_depth: int = 64
+    auth_timeout: float = 30.0
+    tls_handshake_timeout: float = 15.0
+    max_connections_per_ip: int = 32
+    max_sessions_per_account: int = 10
+    max_auth_attempts: int = 3
+    # Auth failures from one address or for one account within the window block further
+    # attempts (temporary-auth-failure) until the window passes.
+    auth_failures_per_ip: int = 10
+    auth_failures_per_account: int = 5
+    auth_failure_window: float = 300.0
+    write_buffer_limit: int = 1048576
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    cert: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageOptions:
+    url: str = ""
+    pool_size: int = 10
+    auto_upgrade: bool | None = None  # None: only on the embedded SQLite default
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationOptions:
+    open: bool = False
+    min_password_length: int = 8
+    # In-band registrations accepted from one address per hour (XEP-0077 §8 abuse control).
+    per_ip_per_hour: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class LogOptions:
+    level: str = "info"
+    wire: bool = False  # full XML on the xmppd.wire logger at DEBUG
+
+
+@dataclass(frozen=True, slots=True)
+class FeaturesOptions:
+    disabled: list[str] = field(default_factory=list)
+
+
+CORE_SECTIONS: dict[str, type] = {
+    "server": ServerOptions,
+    "listen": ListenOptions,
+    "c2s": C2SOptions,
+    "tls": TlsOptions,
+    "storage": StorageOptions,
+    "registration": RegistrationOptions,
+    "log": LogOptions,
+    "features": FeaturesOptions,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerOptions
+    listen: ListenOptions
+    c2s: C2SOptions
+    tls: TlsOptions
+    storage: StorageOptions
+    registration: RegistrationOptions
+    log: LogOptions
+    features: FeaturesOptions
+    sections: Mapping[str, Any]  # every section, features' included, as typed options
+    source: str = "<defaults>"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.server.data_dir)
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage.url or f"sqlite+aiosqlite:///{(self.data_dir / 'xmppd.db').as_posix()}"
+
+    @property
+    def is_embedded_storage(self) -> bool:
+        return not self.storage.url
+
+    def section(self, name: str) -> Any:
+        return self.sections[name]
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``SECTION.KEY=VALUE`` -> (section, key, value); VALUE as TOML, else a bare string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE")
+    path, raw = text.split("=", 1)
+    path = path.strip()
+    if path.count(".") != 1 or not all(path.split(".")):
+        raise ConfigError(f"--set {text!r}: the key must be SECTION.KEY")
+    section, key = path.split(".")
+    raw = raw.strip()
+    if raw == "":
+        value: Any = ""
+    else:
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+    return section, key, value
+
+
+def load_raw(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def build(raw: Mapping[str, Any], feature_sections: Mapping[str, type], overrides: list[str] = (), source: str = "<defaults>") -> Config:  # type: ignore[assignment]
+    data: dict[str, dict[str, Any]] = {}
+    known = {**CORE_SECTIONS, **feature_sections}
+    for section, values in raw.items():
+        if section not in known:
+            raise ConfigError(f"unknown section [{section}] (known: {', '.join(sorted(known))})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section} must be a table")
+        data[section] = dict(values)
+    for ov in overrides:
+        section, key, value = parse_override(ov)
+        if section not in known:
+            raise ConfigError(f"--set {section}.{key}: unknown section [{section}]")
+        data.setdefault(section, {})[key] = value
+    sections = {name: make_options(cls, data.get(name, {}), name) for name, cls in known.items()}
+    cfg = Config(**{k: sections[k] for k in CORE_SECTIONS}, sections=sections, source=source)
+    _validate(cfg)
+    return cfg
+
+
+def make_options(cls: type, values: Mapping[str, Any], section: str) -> Any:
+    """Build a frozen options dataclass from a table, checking names and types."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown key {section}.{key} (known: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, not {type(value).__name__} {value!r}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a table, not {type(value).__name__}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, not {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, not {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, not {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, not {value!r}")
+        return value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a table")
+        return make_options(tp, value, key)
+    raise ConfigError(f"{key}: unsupported option type {tp!r}")
+
+
+def parse_hostport(value: str, key: str) -> tuple[str, int] | None:
+    """``"127.0.0.1:5222"`` / ``"[::1]:5222"`` -> (host, port); ``""`` -> None (listener off)."""
+    if value == "":
+        return None
+    if value.startswith("["):
+        host, sep, port = value[1:].partition("]:")
+    else:
+        host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{key} must be HOST:PORT (or empty to turn it off), not {value!r}")
+    return host, int(port)
+
+
+def _validate(cfg: Config) -> None:
+    from .jid import JID, JIDError
+
+    try:
+        d = JID.parse(cfg.server.domain)
+    except JIDError as exc:
+        raise ConfigError(f"server.domain {cfg.server.domain!r} is not a valid domain: {exc}") from None
+    if not d.is_domain:
+        raise ConfigError(f"server.domain {cfg.server.domain!r} must be a bare domain")
+    for i, admin in enumerate(cfg.server.admins):
+        try:
+            a = JID.parse(admin)
+        except JIDError as exc:
+            raise ConfigError(f"server.admins[{i}] {admin!r} is not a valid JID: {exc}") from None
+        if a.resource is not None or a.local is None:
+            raise ConfigError(f"server.admins[{i}] {admin!r} must be a bare JID like user@domain")
+    for key in ("c2s", "c2s_tls", "http"):
+        parse_hostport(getattr(cfg.listen, key), f"listen.{key}")
+    if bool(cfg.tls.cert) != bool(cfg.tls.key):
+        raise ConfigError("tls.cert and tls.key must be given together")
+    c = cfg.c2s
+    for key in ("max_stanza_size", "preauth_max_stanza_size", "max_depth", "max_connections_per_ip", "max_sessions_per_account", "max_auth_attempts"):
+        if getattr(c, key) < 1:
+            raise ConfigError(f"c2s.{key} must be at least 1")
+    if cfg.log.level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise ConfigError(f"log.level must be debug, info, warning, error or critical, not {cfg.log.level!r}")
+    url = cfg.storage.url
+    if url and not (url.startswith("sqlite+aiosqlite://") or url.startswith("mysql+aiomysql://")):
+        raise ConfigError(f"storage.url must start with sqlite+aiosqlite:// or mysql+aiomysql://, not {url.split('://')[0]}://")
+
+
+def default_config_path() -> Path:
+    """``./conf/xmppd.toml`` when it exists, else the copy packaged with xmppd."""
+    local = Path("conf/xmppd.toml")
+    if local.exists():
+        return local
+    return Path(__file__).with_name("default.toml")

@@ -1,0 +1,252 @@
+"""The feature API: the one way anything plugs into the server, core or extension.
+
+A feature is a class with metadata (``name``, ``implements``, ``disco_features``, ``depends``,
+``Options``, ``migrations``), ``setup()``/``teardown()``, and handlers declared with
+``@iq_handler`` and ``@hook``. Everything it registers goes through its ``FeatureContext`` and
+is undone automatically at teardown. Features load through the ``xmppd.features`` entry-point
+group, so ``extensions/`` (and third-party packages) load exactly like core ones.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Coroutine, TypeVar
+
+from lxml import etree
+
+from ..jid import JID
+from .dispatch import IqHandler, Target
+from .hooks import Flow, Hook
+
+if TYPE_CHECKING:
+    from ..app import Server
+    from ..config import Config
+    from ..storage.accounts import AccountRepository
+    from ..storage.engine import Database
+    from .router import Router, Service, ServerOnlyCheck
+    from .sessions import SessionRegistry
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class NoOptions:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _IqMark:
+    type: str
+    qname: str
+    target: Target
+
+
+@dataclass(frozen=True, slots=True)
+class _HookMark:
+    hook: Hook[Any]
+    priority: int
+
+
+def iq_handler(type: str, qname: str, *, target: Target = Target.HOST) -> Callable[[F], F]:
+    """Declare a method as the handler of iq ``type`` with payload ``qname`` on the main domain."""
+
+    def mark(fn: F) -> F:
+        fn.__dict__.setdefault("_xmppd_marks", []).append(_IqMark(type, qname, target))
+        return fn
+
+    return mark
+
+
+def hook(h: Hook[Any], priority: int = 0) -> Callable[[F], F]:
+    """Declare a method as a handler in hook chain ``h``; it returns a ``Flow``."""
+
+    def mark(fn: F) -> F:
+        fn.__dict__.setdefault("_xmppd_marks", []).append(_HookMark(h, priority))
+        return fn
+
+    return mark
+
+
+class Clock:
+    """Injected time: ``now()`` wall clock (UTC seconds), ``monotonic()`` for intervals."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class Feature:
+    """Base class of every feature. Subclasses set the class metadata below."""
+
+    name: ClassVar[str]
+    implements: ClassVar[tuple[str, ...]] = ()  # "XEP-0199", "RFC 6121" ...
+    disco_features: ClassVar[tuple[str, ...]] = ()  # advertised on the server domain
+    account_disco_features: ClassVar[tuple[str, ...]] = ()  # advertised on account bare JIDs
+    depends: ClassVar[tuple[str, ...]] = ()
+    Options: ClassVar[type] = NoOptions
+    migrations: ClassVar[str | None] = None  # path of an alembic versions folder
+
+    def __init__(self, ctx: "FeatureContext", options: Any) -> None:
+        self.ctx = ctx
+        self.options = options
+        self.log = logging.getLogger(type(self).__module__)
+
+    async def setup(self) -> None:
+        """Register what is not declared with decorators; read storage; arm timers."""
+
+    async def teardown(self) -> None:
+        """Release what setup acquired outside the context (the context undoes the rest)."""
+
+    @classmethod
+    def register_cli(cls, subparsers: Any) -> None:
+        """Add ``xmppctl`` verbs: ``subparsers.add_parser(...).set_defaults(func=async (ctl, args) -> int)``."""
+
+
+class FeatureContext:
+    """What a feature may touch; every registration is undone at teardown."""
+
+    def __init__(self, server: "Server", name: str) -> None:
+        self._server = server
+        self.name = name
+        self._undo: list[Callable[[], None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.log = logging.getLogger(f"xmppd.features.{name}")
+
+    # -- what the feature reads
+    @property
+    def config(self) -> "Config":
+        return self._server.config
+
+    @property
+    def domain(self) -> str:
+        return self._server.domain
+
+    @property
+    def router(self) -> "Router":
+        return self._server.router
+
+    @property
+    def sessions(self) -> "SessionRegistry":
+        return self._server.sessions
+
+    @property
+    def db(self) -> "Database":
+        return self._server.db
+
+    @property
+    def accounts(self) -> "AccountRepository":
+        return self._server.accounts
+
+    @property
+    def clock(self) -> Clock:
+        return self._server.clock
+
+    @property
+    def rng(self) -> random.Random:
+        return self._server.rng
+
+    @property
+    def server(self) -> "Server":
+        """For features that manage the server itself (admin commands)."""
+        return self._server
+
+    def feature(self, name: str) -> Any:
+        """Another loaded feature (declare it in ``depends``)."""
+        return self._server.features[name]
+
+    def has_feature(self, name: str) -> bool:
+        return name in self._server.features
+
+    def is_admin(self, jid: JID) -> bool:
+        return self._server.is_admin(jid)
+
+    # -- registrations
+    def add_iq_handler(self, type: str, qname: str, handler: IqHandler, *, target: Target = Target.HOST, domain: str | None = None) -> None:
+        self._undo.append(self._server.iq_table.add(type, target, domain or self.domain, qname, handler))
+
+    def add_hook(self, h: Hook[Any], handler: Callable[[Any], Awaitable[Flow]], priority: int = 0) -> None:
+        self._undo.append(self._server.hooks.add(h, handler, priority))
+
+    def add_service(self, domain: str, service: "Service") -> None:
+        self._undo.append(self.router.add_service(domain, service))
+
+    def add_server_only(self, qname: str, check: "ServerOnlyCheck | None" = None) -> None:
+        """Client stanzas never carry ``qname`` (when ``check`` says so): it is stripped."""
+        self._undo.append(self.router.add_server_only(qname, check or (lambda el, router: True)))
+
+    def add_stream_feature(self, make: Callable[[bool], list[etree._Element]]) -> None:
+        self._undo.append(self._server.add_stream_feature(make))
+
+    def add_nonza_handler(self, namespace: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> None:
+        self._undo.append(self._server.add_nonza_handler(namespace, handler))
+
+    def add_preauth_iq_handler(self, qname: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> None:
+        self._undo.append(self._server.add_preauth_iq_handler(qname, handler))
+
+    def on_teardown(self, undo: Callable[[], None]) -> None:
+        self._undo.append(undo)
+
+    # -- doing things
+    async def send(self, stanza: etree._Element) -> None:
+        """Route a stanza from the server or a service (``from`` must be set)."""
+        await self.router.send(stanza)
+
+    async def send_iq(self, stanza: etree._Element, timeout: float = 30.0) -> etree._Element:
+        """Send an iq get/set and wait for its result or error (raises TimeoutError)."""
+        return await self._server.send_iq(stanza, timeout)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        """A background task owned by the feature: cancelled at teardown, errors logged."""
+        task = asyncio.get_running_loop().create_task(coro, name=name or f"{self.name}-task")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> asyncio.TimerHandle:
+        handle = asyncio.get_running_loop().call_later(delay, callback)
+        self._undo.append(handle.cancel)
+        return handle
+
+    # -- lifecycle (called by the server)
+    def bind_declared(self, feature: Feature) -> None:
+        for attr in dir(type(feature)):
+            fn = getattr(type(feature), attr, None)
+            marks = getattr(fn, "_xmppd_marks", None)
+            if not marks:
+                continue
+            bound = getattr(feature, attr)
+            for mark in marks:
+                if isinstance(mark, _IqMark):
+                    self.add_iq_handler(mark.type, mark.qname, bound, target=mark.target)
+                elif isinstance(mark, _HookMark):
+                    self.add_hook(mark.hook, bound, mark.priority)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._undo:
+            undo = self._undo.pop()
+            try:
+                undo()
+            except Exception:  # teardown must finish
+                self.log.exception("undoing a registration failed")
+
+
+def options_of(cls: type[Feature]) -> type:
+    opts = cls.Options
+    if not dataclasses.is_dataclass(opts):
+        raise TypeError(f"{cls.__name__}.Options must be a dataclass")
+    return opts

@@ -1,0 +1,137 @@
+"""Hook names with typed payloads, and the chains that run them.
+
+A hook is a module-level constant, so a typo fails at import. Handlers run in descending
+priority and return ``Flow.STOP`` to end the chain (the default behaviour then does not run)
+or ``Flow.CONTINUE``.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, TypeVar
+
+from lxml import etree
+
+from ..jid import JID
+
+if TYPE_CHECKING:
+    from .session import Session
+
+log = logging.getLogger(__name__)
+P = TypeVar("P")
+
+
+class Flow(enum.Enum):
+    CONTINUE = "continue"
+    STOP = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Hook(Generic[P]):
+    name: str
+
+
+@dataclass(slots=True)
+class Routed:
+    """A stanza on its way: from a local session (``origin``) or made by the server."""
+
+    stanza: etree._Element
+    kind: str
+    from_jid: JID
+    to: JID | None
+    origin: "Session | None" = None
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A stanza about to be written to ``session``."""
+
+    session: "Session"
+    stanza: etree._Element
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    session: "Session"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    username: str
+    domain: str
+
+    @property
+    def jid(self) -> JID:
+        return JID(self.username, self.domain)
+
+
+@dataclass(slots=True)
+class StreamFeaturesEvent:
+    """Asked when building stream features; handlers append elements."""
+
+    authenticated: bool
+    features: list[etree._Element] = field(default_factory=list)
+
+
+# Client stanzas after from-stamping, before routing (filters: blocking, mute, spoofing rules).
+STANZA_IN: Hook[Routed] = Hook("stanza-in")
+# Routed stanzas by kind and addressing, for local accounts and the server's own domain.
+MESSAGE_HOST: Hook[Routed] = Hook("message/host")
+MESSAGE_BARE: Hook[Routed] = Hook("message/bare")
+MESSAGE_FULL: Hook[Routed] = Hook("message/full")
+PRESENCE_HOST: Hook[Routed] = Hook("presence/host")
+PRESENCE_BARE: Hook[Routed] = Hook("presence/bare")
+PRESENCE_FULL: Hook[Routed] = Hook("presence/full")
+# A client's presence without 'to': broadcast to its subscribers.
+PRESENCE_BROADCAST: Hook[Routed] = Hook("presence/broadcast")
+# A message for a local account with no available resource (offline storage, push).
+MESSAGE_UNDELIVERED: Hook[Routed] = Hook("message/undelivered")
+# A stanza about to be written to a session (blocking, client state indication).
+DELIVER: Hook[Delivery] = Hook("deliver")
+SESSION_BOUND: Hook[SessionEvent] = Hook("session/bound")
+SESSION_CLOSED: Hook[SessionEvent] = Hook("session/closed")
+ACCOUNT_CREATED: Hook[AccountEvent] = Hook("account/created")
+ACCOUNT_DELETED: Hook[AccountEvent] = Hook("account/deleted")
+
+Handler = Callable[[Any], Awaitable[Flow]]
+
+
+class HookChains:
+    """``hooks[name] -> [(priority, handler)]``, kept sorted; running an empty chain is free."""
+
+    def __init__(self) -> None:
+        self._chains: dict[str, list[tuple[int, int, Handler]]] = {}
+        self._handlers: dict[str, tuple[Handler, ...]] = {}
+        self._seq = 0
+
+    def add(self, hook: Hook[P], handler: Callable[[P], Awaitable[Flow]], priority: int = 0) -> Callable[[], None]:
+        self._seq += 1
+        entry = (priority, self._seq, handler)
+        chain = self._chains.setdefault(hook.name, [])
+        chain.append(entry)
+        chain.sort(key=lambda e: (-e[0], e[1]))
+        self._handlers[hook.name] = tuple(e[2] for e in chain)
+
+        def remove() -> None:
+            chain.remove(entry)
+            self._handlers[hook.name] = tuple(e[2] for e in chain)
+
+        return remove
+
+    def has(self, hook: Hook[Any]) -> bool:
+        return bool(self._handlers.get(hook.name))
+
+    async def run(self, hook: Hook[P], payload: P) -> Flow:
+        handlers = self._handlers.get(hook.name)
+        if not handlers:
+            return Flow.CONTINUE
+        for handler in handlers:
+            flow = await handler(payload)
+            if flow is Flow.STOP:
+                return Flow.STOP
+            if flow is not Flow.CONTINUE:
+                raise TypeError(f"hook handler {handler!r} for {hook.name} returned {flow!r}, not a Flow")
+        return Flow.CONTINUE

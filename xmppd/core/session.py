@@ -1,0 +1,324 @@
+"""The asyncio driver of one client stream: answers the core's questions, feeds the router.
+
+Transports (TCP, TLS, WebSocket) call ``data_received``/``message_received`` and
+``connection_lost``; everything else happens here, in one drain task per session so that a
+session's stanzas are processed strictly in order. Reading pauses while the backlog is long.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lxml import etree
+
+from ..errors import Condition, SaslCondition, StreamErrorCondition
+from ..jid import JID, JIDError
+from ..protocol import events as ev
+from ..protocol.c2s import C2SStream, State
+from ..protocol.sasl import ScramCredentials
+from .hooks import SESSION_BOUND, SESSION_CLOSED, SessionEvent
+from .sessions import ResourceLimitExceeded
+
+if TYPE_CHECKING:
+    from ..app import Server
+
+log = logging.getLogger(__name__)
+_tostring = etree.tostring
+_BACKLOG_PAUSE = 64
+
+
+class Transport(Protocol):
+    def write(self, units: list[bytes]) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    async def start_tls(self) -> tuple[str, bytes] | None: ...
+
+
+class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['sid']}] {msg}", kwargs  # type: ignore[index]
+
+
+class Session:
+    """A client stream from connection to close; bound to a full JID once established."""
+
+    __slots__ = (
+        "server", "stream", "transport", "peer", "sid", "log", "jid", "available", "priority",
+        "presence", "interested", "data", "last_active", "connected_at", "_queue", "_drain",
+        "_auth_timer", "_closed", "_paused", "websocket", "closed_event", "__weakref__",
+    )
+
+    def __init__(self, server: "Server", stream: C2SStream, transport: Transport, peer: str, *, websocket: bool = False) -> None:
+        self.server = server
+        self.stream = stream
+        self.transport = transport
+        self.peer = peer
+        self.sid = secrets.token_hex(4)
+        self.log = SessionLog(log, {"sid": self.sid})
+        self.jid: JID | None = None
+        self.available = False  # sent initial presence (RFC 6121 "available resource")
+        self.priority = 0
+        self.presence: etree._Element | None = None  # last broadcast presence
+        self.interested = False  # requested the roster (RFC 6121 "interested resource")
+        self.data: dict[str, Any] = {}  # per-feature state, keyed by feature name
+        self.last_active = time.monotonic()
+        self.connected_at = self.last_active
+        self.websocket = websocket
+        self._queue: collections.deque[object] = collections.deque()
+        self._drain: asyncio.Task[None] | None = None
+        self._closed = False
+        self._paused = False
+        self.closed_event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self._auth_timer: asyncio.TimerHandle | None = loop.call_later(
+            server.config.c2s.auth_timeout, self._auth_deadline
+        )
+
+    # ---------------------------------------------------------------- from the transport
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        if self.stream.state is State.TLS_NEGOTIATING:
+            # The handshake finished and the client spoke before our drain task saw it: hold
+            # the bytes for the restarted stream.
+            self.data.setdefault("_early", []).append(data)
+            return
+        try:
+            events = self.stream.receive_data(data)
+        except Exception:  # the parser must never take the server down
+            self.log.exception("stream core failed")
+            events = self.stream.close(StreamErrorCondition.INTERNAL_SERVER_ERROR)
+        self._flush()
+        if events:
+            if self.stream.state is State.TLS_NEGOTIATING:
+                # Nothing may reach the XML parser before the handshake: the next bytes are
+                # the client's TLS hello. start_tls resumes reading once it owns the socket.
+                self.transport.pause_reading()
+            self._enqueue(events)
+
+    def message_received(self, message: str | bytes) -> None:
+        self.last_active = time.monotonic()
+        try:
+            events = self.stream.receive_message(message)
+        except Exception:
+            self.log.exception("stream core failed")
+            events = self.stream.close(StreamErrorCondition.INTERNAL_SERVER_ERROR)
+        self._flush()
+        if events:
+            self._enqueue(events)
+
+    def connection_lost(self) -> None:
+        events = self.stream.connection_lost()
+        if events:
+            self._enqueue(events)
+        elif not self._closed and self._drain is None:
+            self._enqueue([ev.StreamClosed(None, "connection lost", by_peer=True)])
+
+    # ---------------------------------------------------------------- output
+
+    def _flush(self) -> None:
+        out = self.stream.data_to_send()
+        if out:
+            self.transport.write(out)
+
+    def send(self, stanza: etree._Element) -> None:
+        """Write a stanza now (the router has already run the delivery hooks)."""
+        if not self._closed:
+            self.transport.write([_tostring(stanza)])
+
+    def send_bytes(self, data: bytes) -> None:
+        if not self._closed:
+            self.transport.write([data])
+
+    def close(self, condition: StreamErrorCondition | None = None, text: str | None = None) -> None:
+        """Close the stream (with a stream error); cleanup follows through StreamClosed."""
+        events = self.stream.close(condition, text)
+        self._flush()
+        if events:
+            self._enqueue(events)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    # ---------------------------------------------------------------- processing in order
+
+    def _enqueue(self, events: list[object]) -> None:
+        self._queue.extend(events)
+        if self._drain is None:
+            self._drain = asyncio.get_running_loop().create_task(self._run())
+        if not self._paused and len(self._queue) > _BACKLOG_PAUSE:
+            self._paused = True
+            self.transport.pause_reading()
+
+    async def _run(self) -> None:
+        queue = self._queue
+        try:
+            while queue:
+                event = queue.popleft()
+                try:
+                    await self._handle(event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.log.exception("failed to handle %s", type(event).__name__)
+                    if type(event) is ev.StreamClosed:
+                        continue
+                    self.close(StreamErrorCondition.INTERNAL_SERVER_ERROR, "internal error")
+                if self._paused and len(queue) < _BACKLOG_PAUSE // 2 and not self._closed:
+                    self._paused = False
+                    self.transport.resume_reading()
+        except asyncio.CancelledError:
+            await asyncio.shield(self._cleanup("server shutdown"))
+            raise
+        finally:
+            self._drain = None
+
+    async def _handle(self, event: object) -> None:
+        t = type(event)
+        if t is ev.StanzaReceived:
+            await self.server.router.from_client(self, event.element, event.kind, event.to)  # type: ignore[attr-defined]
+        elif t is ev.NonzaReceived:
+            await self.server.handle_nonza(self, event.element)  # type: ignore[attr-defined]
+        elif t is ev.CredentialsNeeded:
+            await self._credentials(event)  # type: ignore[arg-type]
+        elif t is ev.BindRequested:
+            await self._bind(event)  # type: ignore[arg-type]
+        elif t is ev.TlsRequested:
+            await self._starttls()
+        elif t is ev.AuthFailed:
+            self.server.auth_throttle.failure(self.peer, event.username)  # type: ignore[attr-defined]
+            self.log.info("authentication failed: %s", event.condition.value)  # type: ignore[attr-defined]
+        elif t is ev.Authenticated:
+            self.server.auth_throttle.success(self.peer, event.username)  # type: ignore[attr-defined]
+            self.stream_parser_limits(authenticated=True)
+            self.log.info("authenticated as %s with %s", event.username, event.mechanism)  # type: ignore[attr-defined]
+        elif t is ev.PreAuthIq:
+            await self.server.handle_preauth_iq(self, event.element)  # type: ignore[attr-defined]
+            self._flush()
+        elif t is ev.StreamClosed:
+            await self._cleanup(event.text or (event.error.value if event.error else None))  # type: ignore[attr-defined]
+
+    def stream_parser_limits(self, *, authenticated: bool) -> None:
+        parser = getattr(self.stream, "_parser", None) or getattr(self.stream, "_framer", None)
+        if parser is not None and hasattr(parser, "max_stanza_size"):
+            cfg = self.server.config.c2s
+            parser.max_stanza_size = cfg.max_stanza_size if authenticated else min(cfg.preauth_max_stanza_size, cfg.max_stanza_size)
+
+    async def _credentials(self, event: ev.CredentialsNeeded) -> None:
+        server = self.server
+        if server.auth_throttle.blocked(self.peer, event.username):
+            self.stream.credentials_result(None, failure=SaslCondition.TEMPORARY_AUTH_FAILURE)
+            self._flush_and_enqueue()
+            return
+        found = await server.accounts.get_credentials(event.username, server.domain, f"SCRAM-{event.hash_name}")
+        if found is None:
+            result = self.stream.credentials_result(None)
+        else:
+            account, stored = found
+            creds = ScramCredentials(stored.salt, stored.iterations, stored.stored_key, stored.server_key)
+            if account.disabled:
+                result = self.stream.credentials_result(creds, failure=SaslCondition.ACCOUNT_DISABLED)
+            else:
+                result = self.stream.credentials_result(creds)
+        self._flush()
+        if result:
+            self._queue.extendleft(reversed(result))
+
+    def _flush_and_enqueue(self) -> None:
+        events = self.stream._take_events()
+        self._flush()
+        if events:
+            self._queue.extendleft(reversed(events))
+
+    async def _starttls(self) -> None:
+        try:
+            cb = await asyncio.wait_for(self.transport.start_tls(), self.server.config.c2s.tls_handshake_timeout)
+        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+            self.log.info("TLS handshake failed: %s", exc)
+            self.transport.abort()
+            self.connection_lost()
+            return
+        self.stream.tls_established(cb)
+        early = self.data.pop("_early", None)
+        if early:
+            self.data_received(b"".join(early))
+
+    async def _bind(self, event: ev.BindRequested) -> None:
+        server = self.server
+        username = self.stream.authenticated_as
+        assert username is not None
+        account = await server.accounts.get(username, server.domain)
+        if account is None or account.disabled:
+            self.close(StreamErrorCondition.NOT_AUTHORIZED, "the account is gone or disabled")
+            return
+        bare = JID(username, server.domain)
+        resource = event.resource
+        if resource is not None:
+            try:
+                resource = JID.parse(f"{username}@{server.domain}/{resource}").resource
+            except JIDError:
+                self.stream.bind_error(Condition.BAD_REQUEST, "invalid resource")
+                self._flush()
+                return
+            existing = server.sessions.get(bare.with_resource(resource))
+            if existing is not None and existing is not self:
+                # RFC 6120 §7.7.2.2: the old session ends with <conflict/> before this one
+                # takes its place, so its unavailable presence goes out first.
+                existing.log.info("replaced by a new session for the same resource")
+                existing.close(StreamErrorCondition.CONFLICT, "replaced by a new connection for the same resource")
+                try:
+                    await asyncio.wait_for(existing.closed_event.wait(), 10)
+                except asyncio.TimeoutError:
+                    server.sessions.unbind(existing)
+        try:
+            full, replaced = server.sessions.bind(self, bare, resource)
+        except ResourceLimitExceeded as exc:
+            self.stream.bind_error(Condition.RESOURCE_CONSTRAINT, f"resource-limit-exceeded: {exc}")
+            self._flush()
+            return
+        if replaced is not None:  # only when the old session did not go in time
+            replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new connection for the same resource")
+        self.jid = full
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        self.stream.bind_result(full)
+        self._flush()
+        self.log.info("bound %s from %s", full, self.peer)
+        await server.hooks.run(SESSION_BOUND, SessionEvent(self))
+
+    def _auth_deadline(self) -> None:
+        self._auth_timer = None
+        if self.jid is None and not self._closed:
+            self.log.info("no session established within %ss", self.server.config.c2s.auth_timeout)
+            self.close(StreamErrorCondition.CONNECTION_TIMEOUT, "authenticate and bind sooner")
+
+    async def _cleanup(self, reason: str | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        server = self.server
+        try:
+            if self.jid is not None:
+                was_bound = server.sessions.unbind(self)
+                try:
+                    await server.hooks.run(SESSION_CLOSED, SessionEvent(self, reason))
+                except Exception:
+                    self.log.exception("session-closed hooks failed")
+                if was_bound:
+                    self.log.info("session of %s ended: %s", self.jid, reason)
+        finally:
+            self._queue.clear()
+            self.transport.close()
+            server.connection_closed(self)
+            self.closed_event.set()

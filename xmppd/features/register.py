@@ -1,0 +1,119 @@
+"""XEP-0077: In-Band Registration: sign-up before login when ``registration.open``, and
+password change and account removal for logged-in users."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from ..accounts import AccountExists, InvalidAccount
+from ..core.dispatch import NO_REPLY, IqRequest, Target
+from ..core.feature import Feature
+from ..core.limits import SlidingCounter
+from ..errors import Condition, StanzaError
+from ..xml import ns
+from ..xml.builder import element, error_reply, iq_result, sub
+
+if TYPE_CHECKING:
+    from ..core.session import Session
+
+_QUERY = f"{{{ns.REGISTER}}}query"
+_R = "{%s}" % ns.REGISTER
+
+
+class Register(Feature):
+    name = "register"
+    implements = ("XEP-0077",)
+    account_disco_features = ()
+
+    async def setup(self) -> None:
+        self._per_ip = SlidingCounter(self.ctx.config.registration.per_ip_per_hour, 3600.0)
+        self.ctx.add_preauth_iq_handler(_QUERY, self._preauth)
+        for target in (Target.HOST, Target.BARE):
+            self.ctx.add_iq_handler("get", _QUERY, self._get_registered, target=target)
+            self.ctx.add_iq_handler("set", _QUERY, self._set_registered, target=target)
+
+    @property
+    def open(self) -> bool:
+        return self.ctx.config.registration.open
+
+    # ---------------------------------------------------------------- before login
+
+    async def _preauth(self, session: "Session", iq: etree._Element) -> None:
+        try:
+            payload = await self._preauth_answer(session, iq)
+        except StanzaError as err:
+            session.stream.send_element(error_reply(iq, err))
+            return
+        session.stream.send_element(iq_result(iq, payload))
+
+    async def _preauth_answer(self, session: "Session", iq: etree._Element) -> etree._Element | None:
+        if not self.open:
+            raise StanzaError(Condition.NOT_ALLOWED, "in-band registration is closed on this server")
+        query = iq[0]
+        if iq.get("type") == "get":
+            q = element(_QUERY, default_ns=ns.REGISTER)
+            sub(q, _R + "instructions", text=f"Choose a username and a password (at least {self.ctx.config.registration.min_password_length} characters).")
+            sub(q, _R + "username")
+            sub(q, _R + "password")
+            return q
+        if iq.get("type") != "set":
+            raise StanzaError(Condition.BAD_REQUEST, "use get or set")
+        if query.find(_R + "remove") is not None:
+            raise StanzaError(Condition.NOT_AUTHORIZED, "log in to remove your account")
+        username = (query.findtext(_R + "username") or "").strip()
+        password = query.findtext(_R + "password") or ""
+        if not username or not password:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, "both username and password are required")
+        if self._per_ip.exceeded(session.peer):
+            raise StanzaError(Condition.RESOURCE_CONSTRAINT, "too many registrations from your address; try later", type=None)
+        try:
+            await self.ctx.server.account_service.create(username, password)
+        except AccountExists:
+            raise StanzaError(Condition.CONFLICT, "this username is taken") from None
+        except InvalidAccount as exc:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, str(exc)) from None
+        self._per_ip.add(session.peer)
+        self.log.info("registered %s@%s from %s", username, self.ctx.domain, session.peer)
+        return None
+
+    # ---------------------------------------------------------------- logged in
+
+    def _own(self, req: IqRequest) -> str:
+        if not req.is_self and not (req.to.local is None and req.to.domain == self.ctx.domain):
+            raise StanzaError(Condition.FORBIDDEN, "you can only manage your own account")
+        assert req.from_jid.local is not None
+        return req.from_jid.local
+
+    async def _get_registered(self, req: IqRequest) -> etree._Element:
+        username = self._own(req)
+        q = element(_QUERY, default_ns=ns.REGISTER)
+        sub(q, _R + "registered")
+        sub(q, _R + "username", text=username)
+        sub(q, _R + "password")
+        return q
+
+    async def _set_registered(self, req: IqRequest) -> object:
+        username = self._own(req)
+        query = req.payload
+        svc = self.ctx.server.account_service
+        if query.find(_R + "remove") is not None:
+            session = req.origin
+            # XEP-0077 §3.2: answer first, then the account and its sessions go.
+            if session is not None:
+                session.send(iq_result(req.stanza))
+            self.log.info("%s removed their account", req.from_jid.bare)
+            self.ctx.spawn(svc.delete(username), name=f"remove-{username}")
+            return NO_REPLY
+        given = (query.findtext(_R + "username") or "").strip()
+        password = query.findtext(_R + "password")
+        if given and given.lower() != username:
+            raise StanzaError(Condition.NOT_ALLOWED, "the username does not match your account")
+        if not password:
+            raise StanzaError(Condition.BAD_REQUEST, "a new password is required")
+        try:
+            await svc.set_password(username, password)
+        except InvalidAccount as exc:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, str(exc)) from None
+        self.log.info("%s changed their password", req.from_jid.bare)
+        return None

@@ -1,0 +1,530 @@
+"""RFC 6120: the client-to-server stream as a sans-I/O state machine.
+
+Bytes (TCP) or messages (RFC 7395 WebSocket) go in; typed events (``events.py``) and output
+units come out. Every side effect is a question the driver answers: ``TlsRequested`` ->
+``tls_established()``, ``CredentialsNeeded`` -> ``credentials_result()``, ``BindRequested`` ->
+``bind_result()``/``bind_error()``. The states and what each accepts live in one table
+(``_ACCEPTS``); anything else gets the stream error the table names.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import secrets
+from dataclasses import dataclass, field
+from typing import Callable
+
+from lxml import etree
+
+from ..errors import Condition, SaslCondition, SaslFailure, StanzaError, StreamErrorCondition
+from ..jid import JID, JIDError
+from ..xml import ns
+from ..xml.builder import error_reply, stanza, stream_error
+from ..xml.parser import ParseError, StanzaElement, StreamEnd, StreamOpen, StreamParser, WebSocketFramer
+from . import events as ev
+from .sasl import Challenge, Failure, NeedCredentials, SaslServer, Success, offered_mechanisms
+
+_T = etree.tostring
+_AUTH = f"{{{ns.SASL}}}auth"
+_RESPONSE = f"{{{ns.SASL}}}response"
+_ABORT = f"{{{ns.SASL}}}abort"
+_STARTTLS = f"{{{ns.TLS}}}starttls"
+_BIND = f"{{{ns.BIND}}}bind"
+_SESSION = f"{{{ns.SESSION}}}session"
+_STREAM_ERROR = f"{{{ns.STREAM}}}error"
+
+
+class State(enum.Enum):
+    WAIT_STREAM = "wait-stream"  # no header yet (also after each restart)
+    WAIT_STARTTLS = "wait-starttls"  # TLS is required and not done
+    TLS_NEGOTIATING = "tls-negotiating"
+    WAIT_SASL = "wait-sasl"
+    SASL = "sasl"  # an exchange is in progress
+    WAIT_BIND = "wait-bind"
+    BINDING = "binding"
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+# What each state accepts, by element; everything else closes the stream with the condition
+# named in the last column (RFC 6120 §5.3.1, §6.4, §7.x: before auth -> not-authorized).
+_ACCEPTS: dict[State, tuple[frozenset[str], StreamErrorCondition]] = {
+    State.WAIT_STARTTLS: (frozenset({_STARTTLS, _AUTH, ns.IQ}), StreamErrorCondition.POLICY_VIOLATION),
+    State.TLS_NEGOTIATING: (frozenset(), StreamErrorCondition.POLICY_VIOLATION),
+    State.WAIT_SASL: (frozenset({_STARTTLS, _AUTH, ns.IQ}), StreamErrorCondition.NOT_AUTHORIZED),
+    State.SASL: (frozenset({_RESPONSE, _ABORT, _AUTH}), StreamErrorCondition.NOT_AUTHORIZED),
+    State.WAIT_BIND: (frozenset({ns.IQ}), StreamErrorCondition.NOT_AUTHORIZED),
+    State.BINDING: (frozenset({ns.IQ}), StreamErrorCondition.NOT_AUTHORIZED),
+    State.ESTABLISHED: (ns.STANZA_TAGS, StreamErrorCondition.UNSUPPORTED_STANZA_TYPE),
+}
+
+
+@dataclass(slots=True)
+class StreamConfig:
+    domain: str
+    require_tls: bool = True
+    tls_available: bool = False
+    direct_tls: bool = False  # the connection started with TLS (XEP-0368)
+    max_stanza_size: int = 262144
+    max_depth: int = 64
+    max_auth_attempts: int = 3
+    registration: bool = False
+    # Features contribute post-auth stream features (SM, CSI, roster versioning ...).
+    extra_features: Callable[[bool], list[etree._Element]] = field(default=lambda authenticated: [])
+    # Top-level namespaces of nonzas that features handle (e.g. XEP-0198 in any state after auth).
+    nonza_namespaces: frozenset[str] = frozenset()
+    websocket: bool = False
+
+
+class C2SStream:
+    """One client stream. Feed it with ``receive_data`` (TCP) or ``receive_message`` (WebSocket)."""
+
+    def __init__(self, config: StreamConfig) -> None:
+        self.config = config
+        self.state = State.WAIT_STREAM
+        self.tls = config.direct_tls
+        self.channel_binding: tuple[str, bytes] | None = None
+        self.authenticated_as: str | None = None
+        self.jid: JID | None = None
+        self.lang = "en"
+        self.stream_id = ""
+        self._header_sent = False
+        self._restart = False
+        self._sasl: SaslServer | None = None
+        self._sasl_mechanism = ""
+        self._auth_failures = 0
+        self._bind_iq_id: str | None = None
+        self._out: list[bytes] = []
+        self._events: list[object] = []
+        if config.websocket:
+            self._framer: WebSocketFramer | None = WebSocketFramer(max_stanza_size=config.max_stanza_size, max_depth=config.max_depth)
+            self._parser: StreamParser | None = None
+        else:
+            self._parser = StreamParser(max_stanza_size=config.max_stanza_size, max_depth=config.max_depth)
+            self._framer = None
+
+    # ---------------------------------------------------------------- input
+
+    def receive_data(self, data: bytes) -> list[object]:
+        """Feed TCP bytes; returns the events, in order."""
+        assert self._parser is not None
+        if self.state is State.CLOSED:
+            return []
+        for item in self._parser.feed(data):
+            self._handle_parsed(item)
+            if self.state is State.CLOSED:
+                break
+        return self._take_events()
+
+    def receive_message(self, message: str | bytes) -> list[object]:
+        """Feed one RFC 7395 WebSocket text message."""
+        assert self._framer is not None
+        if self.state is State.CLOSED:
+            return []
+        for item in self._framer.feed_message(message):
+            self._handle_parsed(item)
+            if self.state is State.CLOSED:
+                break
+        return self._take_events()
+
+    def connection_lost(self) -> list[object]:
+        if self.state is not State.CLOSED:
+            self.state = State.CLOSED
+            self._events.append(ev.StreamClosed(None, "connection lost", by_peer=True))
+        return self._take_events()
+
+    def data_to_send(self) -> list[bytes]:
+        """Output units: for TCP join them; for WebSocket each is one message."""
+        out, self._out = self._out, []
+        return out
+
+    def _take_events(self) -> list[object]:
+        out, self._events = self._events, []
+        return out
+
+    def _handle_parsed(self, item: object) -> None:
+        if type(item) is StanzaElement:
+            self._handle_element(item.element)
+        elif type(item) is StreamOpen:
+            self._handle_open(item)
+        elif type(item) is StreamEnd:
+            self._close_by_peer()
+        elif type(item) is ParseError:
+            self._close(item.condition, item.text)
+
+    # ---------------------------------------------------------------- stream header
+
+    def _handle_open(self, item: StreamOpen) -> None:
+        if self.state is not State.WAIT_STREAM:
+            self._close(StreamErrorCondition.BAD_FORMAT, "unexpected stream header")
+            return
+        attrs = item.attrs
+        lang = attrs.get("xml:lang")
+        if lang:
+            self.lang = lang[:35]
+        self.stream_id = secrets.token_urlsafe(12)
+        self._send_header()
+        if not self.config.websocket and item.default_ns != ns.CLIENT:
+            self._close(StreamErrorCondition.INVALID_NAMESPACE, "the stream's default namespace must be jabber:client")
+            return
+        to = attrs.get("to")
+        if to is not None:
+            try:
+                domain = JID.parse(to).domain
+            except JIDError:
+                domain = None
+            if domain != self.config.domain:
+                self._close(StreamErrorCondition.HOST_UNKNOWN, f"this server serves {self.config.domain}")
+                return
+        version = attrs.get("version")
+        if version is None or not version.startswith("1."):
+            self._close(StreamErrorCondition.UNSUPPORTED_VERSION, "version 1.0 is required")
+            return
+        restart = self._restart
+        self._restart = False
+        features = etree.Element(f"{{{ns.STREAM}}}features", nsmap={"stream": ns.STREAM})
+        if self.authenticated_as is None:
+            if not self.tls and self.config.tls_available:
+                st = etree.SubElement(features, _STARTTLS, nsmap={None: ns.TLS})
+                if self.config.require_tls:
+                    etree.SubElement(st, f"{{{ns.TLS}}}required")
+            if self.config.require_tls and not self.tls:
+                self.state = State.WAIT_STARTTLS
+            else:
+                mechs = etree.SubElement(features, f"{{{ns.SASL}}}mechanisms", nsmap={None: ns.SASL})
+                for m in self._mechanisms():
+                    etree.SubElement(mechs, f"{{{ns.SASL}}}mechanism").text = m
+                if self.config.registration:
+                    etree.SubElement(features, f"{{{ns.REGISTER_FEATURE}}}register", nsmap={None: ns.REGISTER_FEATURE})
+                self.state = State.WAIT_SASL
+        else:
+            etree.SubElement(features, _BIND, nsmap={None: ns.BIND})
+            sess = etree.SubElement(features, _SESSION, nsmap={None: ns.SESSION})
+            etree.SubElement(sess, f"{{{ns.SESSION}}}optional")
+            self.state = State.WAIT_BIND
+        for extra in self.config.extra_features(self.authenticated_as is not None):
+            features.append(extra)
+        self._out.append(_T(features))
+        self._events.append(ev.StreamOpened(to, self.lang, restart))
+
+    def _mechanisms(self) -> list[str]:
+        return offered_mechanisms(
+            tls=self.tls,
+            channel_binding_available=self.channel_binding is not None,
+            allow_plain_without_tls=not self.config.require_tls,
+        )
+
+    def _send_header(self) -> None:
+        if self._header_sent:
+            return
+        self._header_sent = True
+        d = self.config.domain
+        if self.config.websocket:
+            self._out.append(
+                f'<open xmlns="{ns.FRAMING}" from="{d}" id="{self.stream_id}" version="1.0" xml:lang="en"/>'.encode()
+            )
+        else:
+            self._out.append(
+                (
+                    "<?xml version='1.0'?>"
+                    f"<stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAM}' from='{d}' "
+                    f"id='{self.stream_id}' version='1.0' xml:lang='en'>"
+                ).encode()
+            )
+
+    def _restart_stream(self) -> None:
+        self._restart = True
+        self._header_sent = False
+        self.state = State.WAIT_STREAM
+        if self._parser is not None:
+            self._parser.reset()
+        elif self._framer is not None:
+            self._framer.reset()
+
+    # ---------------------------------------------------------------- elements
+
+    def _handle_element(self, el: etree._Element) -> None:
+        state = self.state
+        tag = el.tag
+        if state is State.ESTABLISHED and tag in ns.STANZA_TAGS:
+            self._stanza(el, tag)
+            return
+        if tag == _STREAM_ERROR:
+            self._close_by_peer()
+            return
+        if state is not State.WAIT_STREAM and self.authenticated_as is not None and isinstance(tag, str):
+            nsuri = tag[1 : tag.find("}")] if tag[:1] == "{" else ""
+            if nsuri in self.config.nonza_namespaces:
+                self._events.append(ev.NonzaReceived(el))
+                return
+        accepted = _ACCEPTS.get(state)
+        if accepted is None:  # WAIT_STREAM: an element before the header cannot reach us
+            self._close(StreamErrorCondition.BAD_FORMAT, "element before stream header")
+            return
+        allowed, condition = accepted
+        if tag not in allowed:
+            if tag in ns.STANZA_TAGS or not isinstance(tag, str) or not tag.startswith("{"):
+                if state is State.ESTABLISHED:
+                    self._close(condition, "unknown top-level element")
+                else:
+                    self._close(condition, "authenticate and bind a resource first")
+            elif state is State.ESTABLISHED:
+                self._close(condition, f"unsupported top-level element {tag}")
+            else:
+                self._close(condition, f"{etree.QName(tag).localname} is not allowed now")
+            return
+        if tag == _STARTTLS:
+            self._starttls()
+        elif tag == _AUTH:
+            self._auth(el)
+        elif tag == _RESPONSE:
+            self._sasl_response(el)
+        elif tag == _ABORT:
+            self._sasl_step_out(self._sasl.abort() if self._sasl else Failure(SaslCondition.ABORTED, ""))
+        elif tag == ns.IQ:
+            self._pre_session_iq(el)
+
+    def _stanza(self, el: etree._Element, tag: str) -> None:
+        assert self.jid is not None
+        kind = "message" if tag == ns.MESSAGE else "presence" if tag == ns.PRESENCE else "iq"
+        el.set("from", str(self.jid))
+        to_s = el.get("to")
+        to: JID | None = None
+        if to_s is not None:
+            try:
+                to = JID.parse(to_s)
+            except JIDError as exc:
+                self._reject(el, kind, StanzaError(Condition.JID_MALFORMED, f"invalid 'to' address: {exc}"))
+                return
+        if kind == "iq":
+            typ = el.get("type")
+            if typ not in ("get", "set", "result", "error") or el.get("id") is None:
+                self._reject(el, kind, StanzaError(Condition.BAD_REQUEST, "an iq needs an id and a type of get, set, result or error"))
+                return
+            if typ in ("get", "set") and len(el) != 1:
+                self._reject(el, kind, StanzaError(Condition.BAD_REQUEST, "an iq get/set has exactly one payload"))
+                return
+            if to is None and typ == "set" and el[0].tag == _SESSION:  # RFC 3921 legacy session
+                self._out.append(_T(stanza("iq", type="result", id=el.get("id"))))
+                return
+        self._events.append(ev.StanzaReceived(el, kind, to))
+
+    def _reject(self, el: etree._Element, kind: str, err: StanzaError) -> None:
+        if el.get("type") in ("error", "result") or (kind == "presence"):
+            self._events.append(ev.StanzaRejected(err.condition.value))
+            return
+        reply = error_reply(el, err)
+        reply.attrib.pop("from", None)
+        self._out.append(_T(reply))
+        self._events.append(ev.StanzaRejected(err.condition.value))
+
+    def send_element(self, el: etree._Element) -> None:
+        """Queue an element for the client (pre-auth iq answers, SM nonzas ...)."""
+        self._out.append(_T(el))
+
+    # ---------------------------------------------------------------- TLS
+
+    def _starttls(self) -> None:
+        if self.tls or not self.config.tls_available:
+            self._out.append(_T(etree.Element(f"{{{ns.TLS}}}failure", nsmap={None: ns.TLS})))
+            self._close(None)
+            return
+        self._out.append(_T(etree.Element(f"{{{ns.TLS}}}proceed", nsmap={None: ns.TLS})))
+        self.state = State.TLS_NEGOTIATING
+        self._events.append(ev.TlsRequested())
+
+    def tls_established(self, channel_binding: tuple[str, bytes] | None) -> None:
+        """The driver finished the TLS handshake; a new stream begins."""
+        self.tls = True
+        self.channel_binding = channel_binding
+        self._restart_stream()
+
+    def set_direct_tls(self, channel_binding: tuple[str, bytes] | None) -> None:
+        self.tls = True
+        self.channel_binding = channel_binding
+
+    # ---------------------------------------------------------------- SASL
+
+    def _auth(self, el: etree._Element) -> None:
+        if self.state is State.WAIT_STARTTLS:
+            self._sasl_failure(SaslCondition.ENCRYPTION_REQUIRED, "use STARTTLS first", None)
+            return
+        mech = el.get("mechanism") or ""
+        if self.state is State.SASL or mech not in self._mechanisms():
+            self.state = State.WAIT_SASL
+            self._sasl = None
+            self._sasl_failure(SaslCondition.INVALID_MECHANISM, f"mechanism {mech!r} is not offered", None)
+            return
+        try:
+            initial = self._b64(el.text)
+        except ValueError:
+            self._sasl_failure(SaslCondition.INCORRECT_ENCODING, "invalid base64", None)
+            return
+        try:
+            self._sasl = SaslServer(
+                mech,
+                domain=self.config.domain,
+                channel_binding=self.channel_binding,
+                tls=self.tls,
+                allow_plain_without_tls=not self.config.require_tls,
+            )
+        except SaslFailure as exc:
+            self._sasl_failure(exc.condition, exc.text or "", None)
+            return
+        self._sasl_mechanism = mech
+        self.state = State.SASL
+        self._sasl_step_out(self._sasl.start(initial))
+
+    @staticmethod
+    def _b64(text: str | None) -> bytes | None:
+        if text is None or not text.strip():
+            return None
+        text = text.strip()
+        if text == "=":
+            return b""
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("bad base64") from None
+
+    def _sasl_response(self, el: etree._Element) -> None:
+        if self._sasl is None:
+            self._close(StreamErrorCondition.NOT_AUTHORIZED, "no SASL exchange in progress")
+            return
+        try:
+            data = self._b64(el.text) or b""
+        except ValueError:
+            self._sasl_failure(SaslCondition.INCORRECT_ENCODING, "invalid base64", self._sasl.authcid)
+            return
+        self._sasl_step_out(self._sasl.respond(data))
+
+    def credentials_result(self, credentials: object, failure: SaslCondition | None = None) -> list[object]:
+        """Answer to ``CredentialsNeeded``: the stored credentials, or None for no such account."""
+        if self._sasl is None or self.state is not State.SASL:
+            return self._take_events()
+        self._sasl_step_out(self._sasl.credentials_result(credentials, failure=failure))  # type: ignore[arg-type]
+        return self._take_events()
+
+    def _sasl_step_out(self, step: object) -> None:
+        if type(step) is NeedCredentials:
+            username = self._prepare_username(step.username)
+            if username is None:  # cannot name an account: fails like a wrong password
+                self._sasl_step_out(self._sasl.credentials_result(None))  # type: ignore[union-attr]
+                return
+            self._events.append(ev.CredentialsNeeded(username, step.hash_name, self._sasl_mechanism))
+        elif type(step) is Challenge:
+            c = etree.Element(f"{{{ns.SASL}}}challenge", nsmap={None: ns.SASL})
+            c.text = base64.b64encode(step.data).decode() if step.data else "="
+            self._out.append(_T(c))
+        elif type(step) is Success:
+            s = etree.Element(f"{{{ns.SASL}}}success", nsmap={None: ns.SASL})
+            if step.additional_data:
+                s.text = base64.b64encode(step.additional_data).decode()
+            self._out.append(_T(s))
+            self.authenticated_as = self._prepare_username(step.username)
+            self._sasl = None
+            self._events.append(ev.Authenticated(step.username, self._sasl_mechanism))
+            self._restart_stream()
+        elif type(step) is Failure:
+            user = self._sasl.authcid if self._sasl else None
+            self._sasl = None
+            self.state = State.WAIT_SASL
+            self._sasl_failure(step.condition, step.text, user)
+
+    def _prepare_username(self, username: str) -> str | None:
+        """The account name for a SASL authcid: the prepared localpart (RFC 7622)."""
+        try:
+            jid = JID.parse(f"{username}@{self.config.domain}")
+        except JIDError:
+            return None
+        if "@" in username or "/" in username:
+            return None
+        return jid.local
+
+    def _sasl_failure(self, condition: SaslCondition, text: str, username: str | None) -> None:
+        f = etree.Element(f"{{{ns.SASL}}}failure", nsmap={None: ns.SASL})
+        etree.SubElement(f, f"{{{ns.SASL}}}{condition.value}")
+        if text:
+            t = etree.SubElement(f, f"{{{ns.SASL}}}text")
+            t.set(ns.XML_LANG, "en")
+            t.text = text
+        self._out.append(_T(f))
+        if condition is SaslCondition.ABORTED:
+            return
+        self._events.append(ev.AuthFailed(username, condition))
+        self._auth_failures += 1
+        if self._auth_failures >= self.config.max_auth_attempts:
+            self._close(StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts")
+
+    # ---------------------------------------------------------------- iq before the session
+
+    def _pre_session_iq(self, el: etree._Element) -> None:
+        typ = el.get("type")
+        payload = el[0] if len(el) == 1 else None
+        if self.authenticated_as is None:
+            if self.state is State.WAIT_SASL and payload is not None and payload.tag == f"{{{ns.REGISTER}}}query":
+                self._events.append(ev.PreAuthIq(el))
+                return
+            self._close(StreamErrorCondition.NOT_AUTHORIZED, "authenticate first")
+            return
+        if self.state is State.WAIT_BIND and typ == "set" and payload is not None and payload.tag == _BIND:
+            resource_el = payload.find(f"{{{ns.BIND}}}resource")
+            resource = (resource_el.text or "").strip() if resource_el is not None else ""
+            self._bind_iq_id = el.get("id") or ""
+            self.state = State.BINDING
+            self._events.append(ev.BindRequested(self._bind_iq_id, resource or None))
+            return
+        if typ in ("get", "set"):
+            err = StanzaError(Condition.NOT_AUTHORIZED if self.state is State.WAIT_BIND else Condition.UNEXPECTED_REQUEST, "bind a resource first")
+            reply = error_reply(el, err)
+            reply.attrib.pop("from", None)
+            self._out.append(_T(reply))
+
+    def bind_result(self, jid: JID) -> list[object]:
+        """The driver bound ``jid``: the session is established."""
+        self.jid = jid
+        reply = stanza("iq", type="result", id=self._bind_iq_id)
+        b = etree.SubElement(reply, _BIND, nsmap={None: ns.BIND})
+        etree.SubElement(b, f"{{{ns.BIND}}}jid").text = str(jid)
+        self._out.append(_T(reply))
+        self.state = State.ESTABLISHED
+        return self._take_events()
+
+    def bind_error(self, condition: Condition, text: str, app: etree._Element | None = None) -> list[object]:
+        iq = stanza("iq", type="set", id=self._bind_iq_id)
+        etree.SubElement(iq, _BIND, nsmap={None: ns.BIND})
+        reply = error_reply(iq, StanzaError(condition, text, app=app))
+        self._out.append(_T(reply))
+        self.state = State.WAIT_BIND
+        return self._take_events()
+
+    # ---------------------------------------------------------------- closing
+
+    def close(self, condition: StreamErrorCondition | None, text: str | None = None, app: etree._Element | None = None) -> list[object]:
+        """Close the stream, with a stream error when ``condition`` is given."""
+        self._close(condition, text, app)
+        return self._take_events()
+
+    def _close(self, condition: StreamErrorCondition | None, text: str | None = None, app: etree._Element | None = None) -> None:
+        if self.state is State.CLOSED:
+            return
+        self._send_header()
+        if condition is not None:
+            self._out.append(_T(stream_error(condition, text, app)))
+        self._out.append(self._closing_tag())
+        self.state = State.CLOSED
+        self._events.append(ev.StreamClosed(condition, text))
+
+    def _closing_tag(self) -> bytes:
+        if self.config.websocket:
+            return f'<close xmlns="{ns.FRAMING}"/>'.encode()
+        return b"</stream:stream>"
+
+    def _close_by_peer(self) -> None:
+        if self.state is State.CLOSED:
+            return
+        self._send_header()
+        self._out.append(self._closing_tag())
+        self.state = State.CLOSED
+        self._events.append(ev.StreamClosed(None, None, by_peer=True))

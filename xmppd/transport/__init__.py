@@ -1,0 +1,1 @@
+"""The thin asyncio edge: TCP, TLS and WebSocket transports feeding the protocol core."""
