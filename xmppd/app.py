@@ -28,6 +28,7 @@ from .storage import migrations
 from .storage.accounts import AccountRepository, SqlAccountRepository
 from .storage.engine import Database
 from .transport import tls as tlsmod
+from .xml import ns
 from .xml.builder import error_reply
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ class Server:
         self.tracker = IqTracker()
         self.sessions = SessionRegistry(config.c2s.max_sessions_per_account)
         self.router = Router(self.domain, self.sessions, self.hooks, self.iq_table, self.tracker)
+        # Elements only this server may author (XEP-0359 §4, XEP-0203 §3): a client's copy that
+        # claims to be ours is removed before routing, so nobody forges ids or offline stamps.
+        self.router.add_server_only(f"{{{ns.SID}}}stanza-id", _claims_to_be_local("by"))
+        self.router.add_server_only(f"{{{ns.DELAY}}}delay", _claims_to_be_local("from"))
         self.auth_throttle = AuthThrottle(
             config.c2s.auth_failures_per_ip, config.c2s.auth_failures_per_account, config.c2s.auth_failure_window
         )
@@ -300,3 +305,18 @@ class Server:
 
 def feature_migration_locations(classes: Iterable[type[Feature]]) -> list[str]:
     return [c.migrations for c in classes if c.migrations]
+
+
+def _claims_to_be_local(attr: str) -> Callable[[etree._Element, Router], bool]:
+    """A check for ``add_server_only``: the element names one of our domains (or accounts)."""
+
+    def check(el: etree._Element, router: Router) -> bool:
+        value = el.get(attr)
+        if not value:
+            return False
+        try:
+            return router.is_local(JID.parse(value).domain)
+        except ValueError:
+            return True  # unparseable: it can only be a forgery attempt
+
+    return check
