@@ -87,6 +87,19 @@ class FeaturesOptions:
     disabled: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class HttpOptions:
+    """The HTTP listener: XMPP over WebSocket (RFC 7395) and host-meta (XEP-0156)."""
+
+    tls: bool = False  # serve https/wss on listen.http with the server certificate
+    trusted_proxies: list[str] = field(default_factory=list)  # IPs/CIDRs whose X-Forwarded-* count
+    cors_origins: list[str] = field(default_factory=lambda: ["*"])  # Origins allowed; "*": any
+    ws_ping_interval: float = 30.0
+    ws_ping_timeout: float = 15.0
+    max_message_size: int = 0  # 0: c2s.max_stanza_size
+    public_url: str = ""  # advertised in host-meta; "": from the request's Host and scheme
+
+
 CORE_SECTIONS: dict[str, type] = {
     "server": ServerOptions,
     "listen": ListenOptions,
@@ -96,6 +109,7 @@ CORE_SECTIONS: dict[str, type] = {
     "registration": RegistrationOptions,
     "log": LogOptions,
     "features": FeaturesOptions,
+    "http": HttpOptions,
 }
 
 
@@ -109,6 +123,7 @@ class Config:
     registration: RegistrationOptions
     log: LogOptions
     features: FeaturesOptions
+    http: HttpOptions
     sections: Mapping[str, Any]  # every section, features' included, as typed options
     source: str = "<defaults>"
 
@@ -280,11 +295,30 @@ def _validate(cfg: Config) -> None:
     for key in ("max_stanza_size", "preauth_max_stanza_size", "max_depth", "max_connections_per_ip", "max_sessions_per_account", "max_auth_attempts"):
         if getattr(c, key) < 1:
             raise ConfigError(f"c2s.{key} must be at least 1")
+    _validate_http(cfg)
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError(f"log.level must be debug, info, warning, error or critical, not {cfg.log.level!r}")
     url = cfg.storage.url
     if url and not (url.startswith("sqlite+aiosqlite://") or url.startswith("mysql+aiomysql://")):
         raise ConfigError(f"storage.url must start with sqlite+aiosqlite:// or mysql+aiomysql://, not {url.split('://')[0]}://")
+
+
+def _validate_http(cfg: Config) -> None:
+    import ipaddress
+
+    h = cfg.http
+    for i, net in enumerate(h.trusted_proxies):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"http.trusted_proxies[{i}] {net!r} is not an IP address or CIDR network") from None
+    for key in ("ws_ping_interval", "ws_ping_timeout"):
+        if getattr(h, key) <= 0:
+            raise ConfigError(f"http.{key} must be more than 0 seconds")
+    if h.max_message_size < 0:
+        raise ConfigError("http.max_message_size must be 0 (c2s.max_stanza_size) or a positive number of bytes")
+    if h.public_url and not (h.public_url.startswith("ws://") or h.public_url.startswith("wss://")):
+        raise ConfigError(f"http.public_url must be a ws:// or wss:// URL, not {h.public_url!r}")
 
 
 def default_config_path() -> Path:

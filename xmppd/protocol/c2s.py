@@ -95,6 +95,7 @@ class C2SStream:
         self._sasl_mechanism = ""
         self._auth_failures = 0
         self._bind_iq_id: str | None = None
+        self.error: StreamErrorCondition | None = None  # the stream error we closed with
         self._out: list[bytes] = []
         self._events: list[object] = []
         if config.websocket:
@@ -511,6 +512,7 @@ class C2SStream:
             return
         self._send_header()
         if condition is not None:
+            self.error = condition
             self._out.append(_T(stream_error(condition, text, app)))
         self._out.append(self._closing_tag())
         self.state = State.CLOSED

@@ -1,0 +1,189 @@
+"""RFC 7395: XMPP over WebSocket, one aiohttp WebSocket per client stream.
+
+Every text message goes to the same session and state machine as a TCP stream
+(``Session.message_received``); every output unit of the core is one text message. The
+session decides everything; this module only moves messages and keeps the socket alive
+(WebSocket pings, XEP-0198-free liveness) and honest (binary frames, oversized messages).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from ..core.session import Session
+from ..errors import StreamErrorCondition
+
+if TYPE_CHECKING:
+    from ..app import Server
+
+log = logging.getLogger(__name__)
+wire = logging.getLogger("xmppd.wire")
+
+SUBPROTOCOL = "xmpp"  # RFC 7395 §3.1, registered with IANA
+
+# The WebSocket close code (RFC 6455 §7.4) that goes with the stream error we closed with;
+# any other stream error, or none, is a normal close (the reason travelled as XML).
+_CLOSE_CODES: dict[StreamErrorCondition, int] = {
+    StreamErrorCondition.SYSTEM_SHUTDOWN: WSCloseCode.GOING_AWAY,
+    StreamErrorCondition.POLICY_VIOLATION: WSCloseCode.POLICY_VIOLATION,
+    StreamErrorCondition.INTERNAL_SERVER_ERROR: WSCloseCode.INTERNAL_ERROR,
+    StreamErrorCondition.RESOURCE_CONSTRAINT: WSCloseCode.TRY_AGAIN_LATER,
+}
+
+
+class WebSocketConnection:
+    """The ``Transport`` of one RFC 7395 session; ``run`` is the request handler's body."""
+
+    __slots__ = (
+        "server", "ws", "request", "peer", "secure", "session", "max_message_size",
+        "close_code", "_out", "_pending", "_writer", "_closing", "_resume", "_wire", "_limit",
+    )
+
+    def __init__(self, server: "Server", ws: web.WebSocketResponse, request: web.BaseRequest, peer: str, *, secure: bool, max_message_size: int) -> None:
+        self.server = server
+        self.ws = ws
+        self.request = request
+        self.peer = peer
+        self.secure = secure
+        self.max_message_size = max_message_size
+        self.session: Session | None = None
+        self.close_code: int | None = None  # set when the transport itself knows better
+        self._out: collections.deque[bytes] = collections.deque()
+        self._pending = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._resume: asyncio.Event | None = None  # set while reading is paused
+        self._wire = server.config.log.wire and wire.isEnabledFor(logging.DEBUG)
+        self._limit = server.config.c2s.write_buffer_limit
+
+    async def run(self) -> None:
+        server = self.server
+        stream = server.new_stream(direct_tls=False, websocket=True, tls=self.secure)
+        session = self.session = Session(server, stream, self, self.peer, websocket=True)
+        try:
+            if server.connection_opened(session):
+                await self._read(session)
+        finally:
+            session.connection_lost()  # no-op when the stream is already closed
+        try:
+            # The session's cleanup (SESSION_CLOSED hooks) and our last writes finish here, so
+            # that nothing of this connection outlives the request handler.
+            await asyncio.wait_for(session.closed_event.wait(), 10)
+        except asyncio.TimeoutError:
+            session.log.warning("session cleanup took longer than 10 s")
+        self.close()
+        writer = self._writer
+        if writer is not None:
+            await asyncio.wait({writer}, timeout=self.server.config.http.ws_ping_timeout + 1)
+            if not writer.done():
+                writer.cancel()
+        if not self.ws.closed:
+            self.abort()
+
+    async def _read(self, session: Session) -> None:
+        ws = self.ws
+        while True:
+            if self._resume is not None:
+                await self._resume.wait()
+            msg = await ws.receive()
+            t = msg.type
+            if t is WSMsgType.TEXT:
+                data: str = msg.data
+                if self._wire:
+                    wire.debug("[%s] IN %s", session.sid, data)
+                size = len(data)
+                if size * 4 > self.max_message_size:  # UTF-8 is at most 4 bytes a character
+                    size = len(data.encode("utf-8", "surrogatepass"))
+                if size > self.max_message_size:
+                    self.close_code = WSCloseCode.MESSAGE_TOO_BIG
+                    session.close(StreamErrorCondition.POLICY_VIOLATION, f"WebSocket message over {self.max_message_size} bytes")
+                    continue
+                session.message_received(data)
+            elif t is WSMsgType.BINARY:
+                # RFC 7395 §3.3.3: XMPP travels in UTF-8 text messages only.
+                self.close_code = WSCloseCode.UNSUPPORTED_DATA
+                session.close(StreamErrorCondition.UNSUPPORTED_ENCODING, "binary WebSocket messages are not allowed: send XML as text (RFC 7395)")
+            elif t is WSMsgType.ERROR:
+                session.log.info("WebSocket closed: %s", msg.data)
+                return
+            else:  # CLOSE, CLOSING, CLOSED: the connection is over
+                return
+
+    # -- the Transport interface the session uses
+    def write(self, units: list[bytes]) -> None:
+        if self._closing or self.ws.closed:
+            return
+        for unit in units:
+            self._out.append(unit)
+            self._pending += len(unit)
+        if self._pending > self._limit:
+            # A client that does not read cannot hold the server's memory hostage.
+            log.info("[%s] write backlog over %d bytes: closing", self.session.sid if self.session else "-", self._limit)
+            self.abort()
+            return
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def _write_loop(self) -> None:
+        ws = self.ws
+        out = self._out
+        try:
+            while out:
+                unit = out.popleft()
+                self._pending -= len(unit)
+                text = unit.decode("utf-8")
+                if self._wire:
+                    wire.debug("[%s] OUT %s", self.session.sid if self.session else "-", text)
+                await ws.send_str(text)
+            if self._closing and not ws.closed:
+                await ws.close(code=self._code())
+        except (ConnectionError, RuntimeError) as exc:  # the peer went away under us
+            log.debug("WebSocket write failed: %s", exc)
+            out.clear()
+            self._pending = 0
+            self.abort()
+        finally:
+            self._writer = None
+
+    def _code(self) -> int:
+        if self.close_code is not None:
+            return self.close_code
+        err = self.session.stream.error if self.session is not None else None
+        return _CLOSE_CODES.get(err, WSCloseCode.OK) if err is not None else WSCloseCode.OK
+
+    def close(self) -> None:
+        """Send what is queued (the ``<close/>``), then close the WebSocket."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._resume is not None:
+            self._resume.set()
+        if self._writer is None and not self.ws.closed:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    def abort(self) -> None:
+        self._closing = True
+        self._out.clear()
+        self._pending = 0
+        if self._resume is not None:
+            self._resume.set()
+        t = self.request.transport
+        if t is not None:
+            t.abort()
+
+    def pause_reading(self) -> None:
+        # Stop taking messages; aiohttp's queue fills and pauses the socket itself.
+        if self._resume is None and not self._closing:
+            self._resume = asyncio.Event()
+
+    def resume_reading(self) -> None:
+        if self._resume is not None:
+            self._resume.set()
+            self._resume = None
+
+    async def start_tls(self) -> tuple[str, bytes] | None:
+        raise ConnectionError("STARTTLS is not available over WebSocket (RFC 7395 §3.8): use wss://")
