@@ -57,7 +57,7 @@ def run(coro_fn: Callable[[], Awaitable[int]]) -> int:
         import uvloop
     except ImportError:
         return asyncio.run(coro_fn())  # type: ignore[arg-type]
-    return asyncio.run(coro_fn(), loop_factory=uvloop.new_event_loop)  # type: ignore[arg-type]
+    return uvloop.run(coro_fn())  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------------------- xmppd
