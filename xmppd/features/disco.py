@@ -51,6 +51,7 @@ class Disco(Feature):
     async def setup(self) -> None:
         self._items: dict[str, str | None] = {}
         self._nodes: dict[str, NodeHandler] = {}
+        self._host_only: set[str] = set()  # nodes not answered on accounts' bare JIDs
         self._visibility: list[AccountVisibility] = []
         self._extended: list[Callable[[], etree._Element]] = []
 
@@ -59,11 +60,19 @@ class Disco(Feature):
         self._items[jid] = name
         return lambda: self._items.pop(jid, None)  # type: ignore[func-returns-value]
 
-    def add_node(self, node: str, handler: NodeHandler) -> Callable[[], None]:
+    def add_node(self, node: str, handler: NodeHandler, *, on_accounts: bool = True) -> Callable[[], None]:
+        """``on_accounts=False``: the node exists on the server domain only, not on accounts."""
         if node in self._nodes:
             raise ValueError(f"disco node {node} is already handled")
         self._nodes[node] = handler
-        return lambda: self._nodes.pop(node, None)  # type: ignore[func-returns-value]
+        if not on_accounts:
+            self._host_only.add(node)
+
+        def remove() -> None:
+            self._nodes.pop(node, None)
+            self._host_only.discard(node)
+
+        return remove
 
     def add_account_visibility(self, check: AccountVisibility) -> Callable[[], None]:
         """E.g. the roster lets subscribed contacts see an account's information."""
@@ -134,6 +143,8 @@ class Disco(Feature):
 
     async def _node(self, req: IqRequest, node: str, which: str) -> etree._Element:
         handler = self._nodes.get(node)
+        if req.to.local is not None and node in self._host_only:
+            handler = None
         info = await handler(req.from_jid, node) if handler else None
         if info is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"no node {node!r}")
