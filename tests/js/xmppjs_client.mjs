@@ -1,0 +1,54 @@
+// xmpp.js (@xmpp/client) over RFC 7395 WebSocket, driven by a pytest test through lib/driver.mjs.
+// Usage: node xmppjs_client.mjs <ws-url> <jid> <password>
+import { WebSocket } from "ws";
+import { emit, fail, commands, watchdog } from "./lib/driver.mjs";
+
+// Node 20 has no global WebSocket; xmpp.js uses the global one (as in a browser or uniapp H5).
+globalThis.WebSocket ??= WebSocket;
+const { client, xml } = await import("@xmpp/client");
+
+const [url, jid, password] = process.argv.slice(2);
+if (!url || !jid || !password) {
+  fail("usage: xmppjs_client.mjs <ws-url> <jid> <password>");
+  process.exit(2);
+}
+watchdog(90);
+const [username, domain] = jid.split("@");
+const xmpp = client({ service: url, domain, username, password, resource: "xmppjs" });
+
+xmpp.on("error", (err) => emit("client-error", { message: String(err && err.message) }));
+xmpp.on("offline", () => emit("offline"));
+xmpp.on("stanza", (stanza) => {
+  if (stanza.is("message")) {
+    emit("message", { from: stanza.attrs.from, type: stanza.attrs.type || "normal", body: stanza.getChildText("body") });
+  } else if (stanza.is("presence")) {
+    emit("presence", { from: stanza.attrs.from, type: stanza.attrs.type || "available", status: stanza.getChildText("status") });
+  }
+});
+xmpp.on("online", (address) => emit("online", { jid: address.toString() }));
+
+commands(async (cmd) => {
+  switch (cmd.cmd) {
+    case "message":
+      await xmpp.send(xml("message", { to: cmd.to, type: "chat", id: cmd.id }, xml("body", {}, cmd.body)));
+      emit("sent", { id: cmd.id });
+      break;
+    case "presence": {
+      const attrs = cmd.to ? { to: cmd.to } : {};
+      await xmpp.send(xml("presence", attrs, cmd.status ? xml("status", {}, cmd.status) : null));
+      emit("sent", { id: cmd.id });
+      break;
+    }
+    case "quit":
+      await xmpp.stop().catch(() => {});
+      emit("stopped");
+      process.exit(process.exitCode || 0);
+  }
+});
+
+try {
+  await xmpp.start();
+} catch (err) {
+  fail(err);
+  process.exit(1);
+}
