@@ -1,0 +1,352 @@
+"""RFC 6121 §3-4: presence subscriptions and presence (broadcast, probes, directed presence).
+
+Subscriptions (§3): a subscription stanza from a local client is processed twice, as RFC 6121
+describes for the user's server and the contact's server: :meth:`Presence.outbound` applies
+Appendix A.2 to the sender's roster and forwards the stanza, stamped with the sender's bare JID
+(§3.1.2), to :meth:`Presence.inbound`, which applies Appendix A.3 to the recipient's roster,
+delivers it to the recipient's available resources, keeps a subscription request for the next
+login when nobody is available (§3.1.3), answers for the recipient when a request was
+pre-approved (§3.4) or is already granted, and sends presence or unavailable presence where
+the subscription's start or end calls for it. The state machine itself is
+:mod:`xmppd.features.roster.states` (pure functions); the roster feature stores and pushes.
+
+Presence (§4): the router tracks ``session.available``/``priority``/``presence`` and then runs
+``PRESENCE_BROADCAST``; here initial presence answers the implicit probes from the session
+registry (the current presence of every available resource of each contact the user is
+subscribed to), redelivers pending subscription requests, and goes with every later change to
+the subscribers (``from``/``both``) and to the user's own available resources. Going offline
+-- unavailable presence, or a session that ends without it (``SESSION_CLOSED``) -- tells the
+subscribers and everyone the session sent directed presence to (§4.6). Probes from clients are
+answered (§4.3). Unavailable presence directed to an account that neither receives the
+sender's presence nor got directed presence from it is not delivered.
+
+Public API: ``async presence_of(bare) -> list[(full JID, presence element)]`` of the
+available resources of a local account.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from ..core import hooks as H
+from ..core.feature import Feature, hook
+from ..core.hooks import Flow, Routed, SessionEvent
+from ..errors import StanzaError
+from ..jid import JID
+from ..xml.builder import error_reply, stanza
+from .roster import states
+from .roster.repository import RosterItem
+
+if TYPE_CHECKING:
+    from ..core.session import Session
+    from .roster.feature import Roster
+
+_SUBSCRIPTION_TYPES = frozenset(states.SUBSCRIPTION_TYPES)
+_SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+class _SessionPresence:
+    """Per-session presence state, kept in ``session.data["presence"]``."""
+
+    __slots__ = ("broadcasting", "directed")
+
+    def __init__(self) -> None:
+        self.broadcasting = False  # sent initial presence and has not gone unavailable
+        self.directed: set[JID] = set()  # recipients of directed available presence
+
+
+def _state(session: "Session") -> _SessionPresence:
+    st = session.data.get("presence")
+    if st is None:
+        st = session.data["presence"] = _SessionPresence()
+    return st  # type: ignore[no-any-return]
+
+
+def _listed(row: RosterItem | None) -> RosterItem | None:
+    return row if row is not None and row.listed else None
+
+
+class Presence(Feature):
+    name = "presence"
+    implements = ("RFC 6121",)
+    depends = ("roster",)
+
+    async def setup(self) -> None:
+        self.roster: "Roster" = self.ctx.feature("roster")
+
+    # ------------------------------------------------------------------ public API
+
+    async def presence_of(self, bare: JID) -> list[tuple[JID, etree._Element]]:
+        return [(s.jid, s.presence) for s in self.ctx.sessions.of(bare.bare) if s.available and s.presence is not None]  # type: ignore[misc]
+
+    # ------------------------------------------------------------------ delivery helpers
+
+    def _local(self, jid: JID) -> bool:
+        return jid.domain == self.ctx.domain and jid.local is not None
+
+    async def _to(self, target: JID, el: etree._Element) -> None:
+        """Deliver ``el`` (its ``from`` set) to ``target``: a full JID's session, or a bare JID's
+        available resources; other domains go through the router."""
+        if not self._local(target):
+            out = copy.deepcopy(el)
+            out.set("to", str(target))
+            await self.ctx.send(out)
+            return
+        if target.resource is not None:
+            session = self.ctx.sessions.get(target)
+            sessions = [session] if session is not None else []
+        else:
+            sessions = [s for s in self.ctx.sessions.of(target) if s.available]
+        for s in sessions:
+            out = copy.deepcopy(el)
+            out.set("to", str(target))
+            await self.ctx.router.deliver(s, out, "presence")
+
+    async def _send_current_presence(self, owner: JID, target: JID) -> None:
+        for s in self.ctx.sessions.of(owner):
+            if s.available and s.presence is not None:
+                await self._to(target, s.presence)
+
+    async def _send_unavailable_from(self, owner: JID, target: JID) -> None:
+        for s in self.ctx.sessions.of(owner):
+            if s.available:
+                await self._to(target, stanza("presence", frm=str(s.jid), type="unavailable"))
+
+    # ------------------------------------------------------------------ subscriptions (§3)
+
+    async def outbound(self, user: JID, contact: JID, typ: str, st: etree._Element, origin: "Session | None") -> None:
+        """RFC 6121 Appendix A.2: ``user`` (local) sent ``typ`` to ``contact``."""
+        outcomes: list[states.Outcome] = []
+        contact_s = str(contact)
+        if typ in ("subscribe", "subscribed"):
+            try:
+                await self.roster.check_room(user, contact_s)
+            except StanzaError as err:
+                if origin is not None:
+                    await self.ctx.router.deliver(origin, error_reply(st, err), "presence")
+                return
+
+        def change(old: RosterItem | None) -> RosterItem | None:
+            base = old if old is not None else RosterItem(contact_s, listed=False)
+            oc = states.outbound(base.state, typ)
+            outcomes.append(oc)
+            return _apply(old, base, oc, None)
+
+        await self.roster.update(user, contact, change)
+        oc = outcomes[-1]
+        if oc.route:
+            fwd = stanza("presence", frm=str(user), to=contact_s, type=typ, id=st.get("id"))
+            for child in st:
+                fwd.append(copy.deepcopy(child))
+            if self._local(contact):
+                await self.inbound(contact, user, typ, fwd)
+            else:
+                await self.ctx.send(fwd)
+        if oc.send_presence:
+            await self._send_current_presence(user, contact)
+        if oc.send_unavailable:
+            await self._send_unavailable_from(user, contact)
+
+    async def inbound(self, owner: JID, contact: JID, typ: str, st: etree._Element) -> None:
+        """RFC 6121 Appendix A.3: ``typ`` from ``contact`` arrived for local ``owner``."""
+        if await self.ctx.accounts.get(owner.local or "", owner.domain) is None:
+            if typ == "subscribe":  # §3.1.3: no such account: the request is denied
+                await self._answer(owner, contact, "unsubscribed")
+            return
+        outcomes: list[states.Outcome] = []
+        contact_s = str(contact)
+        stored = etree.tostring(st, encoding="unicode") if typ == "subscribe" else None
+
+        def change(old: RosterItem | None) -> RosterItem | None:
+            base = old if old is not None else RosterItem(contact_s, listed=False)
+            oc = states.inbound(base.state, typ)
+            outcomes.append(oc)
+            return _apply(old, base, oc, stored)
+
+        await self.roster.update(owner, contact, change)
+        oc = outcomes[-1]
+        if oc.deliver:
+            await self._to(owner, st)
+        if oc.auto_reply is not None:
+            await self._answer(owner, contact, oc.auto_reply)
+        if oc.send_presence:
+            await self._send_current_presence(owner, contact)
+        if oc.send_unavailable:
+            await self._send_unavailable_from(owner, contact)
+
+    async def _answer(self, owner: JID, contact: JID, typ: str) -> None:
+        """A subscription stanza the server sends on ``owner``'s behalf."""
+        el = stanza("presence", frm=str(owner), to=str(contact), type=typ)
+        if self._local(contact):
+            await self.inbound(contact, owner, typ, el)
+        else:
+            await self.ctx.send(el)
+
+    # ------------------------------------------------------------------ probes (§4.3)
+
+    async def probe(self, prober: JID, target: JID) -> None:
+        """RFC 6121 §4.3.2: answer a probe of ``target`` (a local bare JID) from ``prober``."""
+        if prober.bare != target:
+            row = _listed(await self.roster.item(target, prober.bare))
+            allowed = row is not None and row.subscription in ("from", "both")
+            if not allowed:
+                allowed = any(
+                    prober in _state(s).directed or prober.bare in _state(s).directed for s in self.ctx.sessions.of(target)
+                )
+            if not allowed:
+                # Not authorised: reveal nothing; say so when the prober believes it is subscribed.
+                mine = _listed(await self.roster.item(prober.bare, target)) if self._local(prober) else None
+                if mine is not None and mine.subscription in ("to", "both"):
+                    await self._answer(target, prober.bare, "unsubscribed")
+                return
+        found = False
+        for s in self.ctx.sessions.of(target):
+            if s.available and s.presence is not None:
+                found = True
+                await self._to(prober, s.presence)
+        if not found:
+            await self._to(prober, stanza("presence", frm=str(target), type="unavailable"))
+
+    # ------------------------------------------------------------------ hooks
+
+    @hook(H.PRESENCE_BARE)
+    async def on_presence_bare(self, r: Routed) -> Flow:
+        typ = r.stanza.get("type")
+        if typ in (None, "unavailable"):
+            return Flow.CONTINUE  # the router delivers to the available resources
+        await self._special(r, typ)
+        return Flow.STOP
+
+    @hook(H.PRESENCE_FULL)
+    async def on_presence_full(self, r: Routed) -> Flow:
+        typ = r.stanza.get("type")
+        if typ in _SUBSCRIPTION_TYPES or typ == "probe":
+            # RFC 6121 §3.1.2 / §4.3: subscription stanzas and probes concern the bare JID.
+            await self._special(r, typ)
+            return Flow.STOP
+        return Flow.CONTINUE
+
+    async def _special(self, r: Routed, typ: str) -> None:
+        assert r.to is not None
+        target = r.to.bare
+        sender = r.from_jid
+        if typ in _SUBSCRIPTION_TYPES:
+            if sender.bare == target:
+                return  # one's own presence needs no subscription
+            if r.origin is not None:
+                await self.outbound(sender.bare, target, typ, r.stanza, r.origin)
+            else:
+                st = copy.deepcopy(r.stanza)
+                st.set("from", str(sender.bare))
+                st.set("to", str(target))
+                await self.inbound(target, sender.bare, typ, st)
+        elif typ == "probe":
+            await self.probe(sender, target)
+        # type='error' and unknown types addressed to an account are dropped
+
+    @hook(H.STANZA_IN, priority=-10)
+    async def on_stanza_in(self, r: Routed) -> Flow:
+        """Track directed presence (RFC 6121 §4.6) from clients."""
+        if r.kind != "presence" or r.to is None or r.origin is None:
+            return Flow.CONTINUE
+        typ = r.stanza.get("type")
+        target = r.to
+        if typ not in (None, "unavailable") or target.bare == r.from_jid.bare:
+            return Flow.CONTINUE
+        st = _state(r.origin)
+        if typ is None:
+            st.directed.add(target)
+            return Flow.CONTINUE
+        had = target in st.directed
+        st.directed.discard(target)
+        if not had and self._local(target):
+            row = _listed(await self.roster.item(r.from_jid.bare, target.bare))
+            if row is None or row.subscription not in ("from", "both"):
+                return Flow.STOP  # unavailable from someone the account hears nothing from
+        return Flow.CONTINUE
+
+    @hook(H.PRESENCE_BROADCAST)
+    async def on_broadcast(self, r: Routed) -> Flow:
+        """RFC 6121 §4.2 (initial), §4.4 (updates), §4.5 (unavailable)."""
+        session = r.origin
+        if session is None or session.jid is None:
+            return Flow.STOP
+        st = _state(session)
+        user = session.jid.bare
+        if r.stanza.get("type") == "unavailable":
+            await self._go_offline(session, r.stanza)
+            return Flow.STOP
+        initial = not st.broadcasting
+        st.broadcasting = True
+        items = await self.roster.items(user)
+        for it in items:
+            if it.subscription in ("from", "both"):
+                await self._to(JID.parse(it.contact), r.stanza)
+        # the user's own available resources, this one included (§4.2.2)
+        await self._to(user, r.stanza)
+        if not initial:
+            return Flow.STOP
+        full = session.jid
+        # §4.2.2 probes, answered from the session registry for local contacts
+        for it in items:
+            if it.subscription in ("to", "both"):
+                contact = JID.parse(it.contact)
+                if self._local(contact):
+                    for s in self.ctx.sessions.of(contact):
+                        if s.available and s.presence is not None:
+                            await self._to(full, s.presence)
+                else:
+                    await self.ctx.send(stanza("presence", frm=str(user), to=it.contact, type="probe"))
+        for other in self.ctx.sessions.of(user):
+            if other is not session and other.available and other.presence is not None:
+                await self._to(full, other.presence)
+        # §3.1.3: subscription requests kept while the user was offline
+        for row in await self.roster.repo.pending_in(user):
+            if row.pending_stanza:
+                await self._to(full, etree.fromstring(row.pending_stanza, _SAFE_PARSER))
+        return Flow.STOP
+
+    @hook(H.SESSION_CLOSED)
+    async def on_closed(self, event: SessionEvent) -> Flow:
+        session = event.session
+        st = session.data.get("presence")
+        if session.jid is not None and st is not None and (st.broadcasting or st.directed):
+            await self._go_offline(session, stanza("presence", frm=str(session.jid), type="unavailable"))
+        return Flow.CONTINUE
+
+    async def _go_offline(self, session: "Session", unavailable: etree._Element) -> None:
+        st = _state(session)
+        user = session.jid.bare  # type: ignore[union-attr]
+        told: set[JID] = set()
+        if st.broadcasting:
+            st.broadcasting = False
+            for it in await self.roster.items(user):
+                if it.subscription in ("from", "both"):
+                    contact = JID.parse(it.contact)
+                    told.add(contact)
+                    await self._to(contact, unavailable)
+            for other in self.ctx.sessions.of(user):
+                if other is not session and other.available:
+                    await self._to(other.jid, unavailable)  # type: ignore[arg-type]
+        directed, st.directed = st.directed, set()
+        for target in directed:
+            if target not in told and target.bare != user:
+                await self._to(target, unavailable)
+
+
+def _apply(old: RosterItem | None, base: RosterItem, oc: states.Outcome, stored: str | None) -> RosterItem | None:
+    """The row after an outcome; unchanged rows stay as they are."""
+    if not oc.changed:
+        if stored is not None and old is not None and old.pending_in:
+            return replace(old, pending_stanza=stored)  # a repeated request: keep the latest
+        return old
+    new = base.with_state(oc.state)
+    listed = base.listed or new.subscription != "none" or new.ask or new.approved
+    pending = (stored or base.pending_stanza) if new.pending_in else None
+    return replace(new, listed=listed, pending_stanza=pending)
+
+
+__all__ = ["Presence"]

@@ -1,0 +1,279 @@
+"""RFC 6121 §2: roster management, with XEP-0237 roster versioning.
+
+Handles ``jabber:iq:roster`` get and set on the user's own account, pushes every visible
+change to the user's interested resources (sessions that requested the roster), advertises
+roster versioning and subscription pre-approval as stream features, lets contacts that
+receive the owner's presence see the account in service discovery, and cleans rosters up when
+an account is deleted.
+
+Public API (for other features: ``ctx.feature("roster")``, declare ``depends = ("roster",)``):
+
+* ``async items(owner_bare) -> list[RosterItem]``: the roster's items (listed ones).
+* ``async subscription(owner_bare, contact_bare) -> str``: ``none``, ``to``, ``from`` or
+  ``both`` (``none`` when the contact is not in the roster).
+* ``async item(owner_bare, contact_bare) -> RosterItem | None``: the stored row, including
+  pending subscription requests from contacts not in the roster.
+* ``async update(owner_bare, contact_bare, change) -> (before, after)``: apply a pure change
+  function to one row atomically and push the result if clients can see the difference.
+* ``async push(owner_bare, item)``: send a roster push of ``item`` (unlisted: removal).
+* ``async remove_account(username)``: what happens on ``ACCOUNT_DELETED`` (run by this
+  feature's own hook): every contact gets the cancellations RFC 6121 §3.2/§3.3 prescribe
+  (``unavailable``, ``unsubscribe``, ``unsubscribed`` from the deleted account), so their
+  rosters are updated and pushed, then every row of the account is deleted.
+
+``owner_bare`` and ``contact_bare`` are bare JIDs (``JID`` or ``str``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from lxml import etree
+
+from ...core import hooks as H
+from ...core.dispatch import NO_REPLY, IqRequest, Target, _NoReply
+from ...core.feature import Feature, hook, iq_handler
+from ...core.hooks import AccountEvent, Flow
+from ...errors import Condition, StanzaError
+from ...jid import JID, JIDError
+from ...xml.builder import element, iq_result, stanza, sub
+from .repository import MAX_CONTACT_LENGTH, MAX_GROUP_LENGTH, Change, RosterItem, RosterRepository, SqlRosterRepository
+
+NS_ROSTER = "jabber:iq:roster"
+NS_ROSTERVER = "urn:xmpp:features:rosterver"
+NS_PREAPPROVAL = "urn:xmpp:features:pre-approval"
+QUERY = f"{{{NS_ROSTER}}}query"
+ITEM = f"{{{NS_ROSTER}}}item"
+GROUP = f"{{{NS_ROSTER}}}group"
+
+
+@dataclass(frozen=True, slots=True)
+class RosterOptions:
+    max_items: int = 1000  # items per roster; adding more is refused with not-allowed
+    max_name_length: int = 1023  # characters of an item's name (longer: not-acceptable)
+    max_groups: int = 64  # groups per item (more: not-acceptable)
+
+    def __post_init__(self) -> None:
+        if self.max_items < 1 or self.max_name_length < 1 or self.max_groups < 0:
+            raise ValueError("roster.max_items and roster.max_name_length must be positive, roster.max_groups >= 0")
+
+
+def _bare(j: JID | str) -> JID:
+    return (JID.parse(j) if isinstance(j, str) else j).bare
+
+
+class Roster(Feature):
+    name = "roster"
+    implements = ("RFC 6121", "XEP-0237")
+    depends = ("disco",)
+    Options = RosterOptions
+    migrations = str(Path(__file__).parent / "migrations")
+
+    repo: RosterRepository
+
+    async def setup(self) -> None:
+        self.repo = SqlRosterRepository(self.ctx.db, max_tombstones=self.options.max_items)
+        self.ctx.add_stream_feature(self._stream_features)
+        self.ctx.on_teardown(self.ctx.feature("disco").add_account_visibility(self._visible))
+
+    # ------------------------------------------------------------------ public API
+
+    async def items(self, owner_bare: JID | str) -> list[RosterItem]:
+        return (await self.repo.roster(_bare(owner_bare)))[1]
+
+    async def item(self, owner_bare: JID | str, contact_bare: JID | str) -> RosterItem | None:
+        return await self.repo.get(_bare(owner_bare), str(_bare(contact_bare)))
+
+    async def subscription(self, owner_bare: JID | str, contact_bare: JID | str) -> str:
+        row = await self.item(owner_bare, contact_bare)
+        return row.subscription if row is not None and row.listed else "none"
+
+    async def update(self, owner_bare: JID | str, contact_bare: JID | str, change: Change) -> tuple[RosterItem | None, RosterItem | None]:
+        owner = _bare(owner_bare)
+        contact = str(_bare(contact_bare))
+        before, after = await self.repo.update(owner, contact, change)
+        old_v = before.visible() if before is not None else None
+        new_v = after.visible() if after is not None else None
+        if old_v != new_v:
+            if after is not None and after.listed:
+                await self.push(owner, after)
+            else:
+                version = (await self.repo.roster(owner))[0]
+                await self.push(owner, RosterItem(contact, listed=False, version=version))
+        return before, after
+
+    async def push(self, owner_bare: JID | str, item: RosterItem) -> None:
+        """RFC 6121 §2.1.6: a roster push to every interested resource of the owner."""
+        owner = _bare(owner_bare)
+        for session in self.ctx.sessions.of(owner):
+            if session.interested and not session.is_closed:
+                iq = stanza("iq", to=str(session.jid), type="set", id=self.ctx.router.tracker.new_id())
+                q = sub(iq, QUERY, {"ver": str(item.version)})
+                q.append(_item_element(item))
+                await self.ctx.router.deliver(session, iq, "iq")
+
+    async def remove_account(self, username: str) -> None:
+        owner = JID(username, self.ctx.domain)
+        rows = [*(await self.repo.roster(owner))[1], *[r for r in await self.repo.pending_in(owner) if not r.listed]]
+        for row in rows:
+            await self._cancel_all(owner, row, resources=False)
+        await self.repo.delete_all(owner)
+
+    # ------------------------------------------------------------------ hooks and handlers
+
+    @hook(H.ACCOUNT_DELETED)
+    async def _account_deleted(self, event: AccountEvent) -> Flow:
+        if event.domain == self.ctx.domain:
+            await self.remove_account(event.username)
+        return Flow.CONTINUE
+
+    def _stream_features(self, authenticated: bool) -> list[etree._Element]:
+        if not authenticated:
+            return []
+        return [element(f"{{{NS_ROSTERVER}}}ver", default_ns=NS_ROSTERVER), element(f"{{{NS_PREAPPROVAL}}}sub", default_ns=NS_PREAPPROVAL)]
+
+    async def _visible(self, requester: JID, owner: JID) -> bool:
+        """XEP-0030 on accounts: contacts the owner shares presence with may see it."""
+        return (await self.subscription(owner, requester.bare)) in ("from", "both")
+
+    @iq_handler("get", QUERY, target=Target.BARE)
+    async def roster_get(self, req: IqRequest) -> etree._Element | _NoReply | None:
+        """RFC 6121 §2.2 and XEP-0237 §2.3."""
+        self._check_own(req)
+        owner = req.to.bare
+        session = req.origin
+        if session is not None:
+            session.interested = True
+        ver = req.payload.get("ver")
+        if ver is not None and session is not None:
+            changes = await self.repo.changes_since(owner, _parse_version(ver))
+            if changes is not None:
+                # Known version: an empty result, then a push per change since.
+                session.send(iq_result(req.stanza))
+                for row in changes.items:
+                    iq = stanza("iq", to=str(session.jid), type="set", id=self.ctx.router.tracker.new_id())
+                    sub(iq, QUERY, {"ver": str(row.version)}).append(_item_element(row))
+                    await self.ctx.router.deliver(session, iq, "iq")
+                return NO_REPLY
+        version, items = await self.repo.roster(owner)
+        q = element(QUERY, default_ns=NS_ROSTER)
+        if ver is not None:
+            q.set("ver", str(version))
+        for it in items:
+            q.append(_item_element(it))
+        return q
+
+    @iq_handler("set", QUERY, target=Target.BARE)
+    async def roster_set(self, req: IqRequest) -> None:
+        """RFC 6121 §2.3 (add, update) and §2.5 (remove), errors of §2.3.3."""
+        self._check_own(req)
+        owner = req.to.bare
+        children = [c for c in req.payload if c.tag == ITEM]
+        if len(children) != 1:
+            raise StanzaError(Condition.BAD_REQUEST, f"a roster set carries exactly one item, not {len(children)}")
+        el = children[0]
+        contact = self._contact(el.get("jid"), owner)
+        if el.get("subscription") == "remove":
+            await self._remove(owner, contact)
+            return None
+        name = el.get("name")
+        if name is not None and len(name) > self.options.max_name_length:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, f"the name is longer than {self.options.max_name_length} characters")
+        groups: list[str] = []
+        for g in el.iterchildren(GROUP):
+            text = g.text or ""
+            if not text:
+                raise StanzaError(Condition.NOT_ACCEPTABLE, "a group name is empty (omit <group/> for no group)")
+            if len(text) > MAX_GROUP_LENGTH:
+                raise StanzaError(Condition.NOT_ACCEPTABLE, f"a group name is longer than {MAX_GROUP_LENGTH} characters")
+            if text in groups:
+                raise StanzaError(Condition.BAD_REQUEST, f"the group {text!r} is given twice")
+            groups.append(text)
+        if len(groups) > self.options.max_groups:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, f"an item is in at most {self.options.max_groups} groups")
+        await self.check_room(owner, contact)
+
+        def change(old: RosterItem | None) -> RosterItem:
+            base = old if old is not None else RosterItem(contact)
+            return replace(base, name=name or None, groups=tuple(groups), listed=True)
+
+        await self.update(owner, contact, change)
+        return None
+
+    # ------------------------------------------------------------------ helpers
+
+    async def check_room(self, owner: JID, contact: str) -> None:
+        """Refuse a new item when the roster is full (``not-allowed``)."""
+        existing = await self.repo.get(owner, contact)
+        if existing is not None and existing.listed:
+            return
+        if await self.repo.count(owner) >= self.options.max_items:
+            raise StanzaError(Condition.NOT_ALLOWED, f"the roster is full (at most {self.options.max_items} items)")
+
+    @staticmethod
+    def _check_own(req: IqRequest) -> None:
+        # RFC 6121 §2.1.5 / §2.3.3: only the account's own resources touch its roster.
+        if not req.is_self or req.origin is None:
+            raise StanzaError(Condition.FORBIDDEN, "you may only manage your own roster")
+
+    @staticmethod
+    def _contact(value: str | None, owner: JID) -> str:
+        if not value:
+            raise StanzaError(Condition.BAD_REQUEST, "the item has no 'jid'")
+        try:
+            jid = JID.parse(value)
+        except JIDError as exc:
+            raise StanzaError(Condition.JID_MALFORMED, f"invalid JID {value!r}: {exc}") from None
+        if jid.resource is not None:
+            raise StanzaError(Condition.JID_MALFORMED, "a roster item's JID is a bare JID, without resource")
+        text = str(jid)
+        if len(text) > MAX_CONTACT_LENGTH:
+            raise StanzaError(Condition.JID_MALFORMED, f"the JID is longer than {MAX_CONTACT_LENGTH} characters")
+        if jid == owner:
+            raise StanzaError(Condition.NOT_ALLOWED, "your own account is not a contact of your roster")
+        return text
+
+    async def _remove(self, owner: JID, contact: str) -> None:
+        """RFC 6121 §2.5.2: delete the item and cancel the subscriptions in both directions."""
+        before, _after = await self.update(owner, contact, lambda old: None)
+        if before is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"{contact} is not in your roster")
+        await self._cancel_all(owner, before, resources=True)
+
+    async def _cancel_all(self, owner: JID, row: RosterItem, *, resources: bool) -> None:
+        """Tell the contact that every subscription with ``owner`` is gone (as from the owner)."""
+        frm = str(owner)
+        if row.subscription in ("from", "both"):
+            # The contact no longer receives the owner's presence (RFC 6121 §3.2.2).
+            senders = [s for s in self.ctx.sessions.of(owner) if s.available] if resources else []
+            for s in senders or [None]:
+                await self.ctx.send(stanza("presence", to=row.contact, frm=str(s.jid) if s else frm, type="unavailable"))
+        if row.subscription in ("to", "both") or row.ask:
+            await self.ctx.send(stanza("presence", to=row.contact, frm=frm, type="unsubscribe"))
+        if row.subscription in ("from", "both") or row.pending_in:
+            await self.ctx.send(stanza("presence", to=row.contact, frm=frm, type="unsubscribed"))
+
+
+def _parse_version(ver: str) -> int:
+    try:
+        v = int(ver)
+    except ValueError:
+        return -1
+    return v if str(v) == ver else -1
+
+
+def _item_element(item: RosterItem) -> etree._Element:
+    el = etree.Element(ITEM, {"jid": item.contact})
+    if not item.listed:
+        el.set("subscription", "remove")
+        return el
+    if item.name:
+        el.set("name", item.name)
+    el.set("subscription", item.subscription)
+    if item.ask:
+        el.set("ask", "subscribe")
+    if item.approved:
+        el.set("approved", "true")
+    for g in item.groups:
+        etree.SubElement(el, GROUP).text = g
+    return el
+
