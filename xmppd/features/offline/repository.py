@@ -1,0 +1,182 @@
+"""XEP-0160: offline message storage: the repository (Protocol, SQL, in-memory twin).
+
+Messages are kept as serialised stanzas (already carrying their XEP-0203 delay stamp), in
+arrival order, per account. The quota is checked and the message inserted in one transaction
+that locks the account row, so that two concurrent senders cannot both squeeze past it.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ...storage.accounts import AccountRepository, accounts
+from ...storage.engine import Database
+from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, metadata
+
+__all__ = [
+    "MemoryOfflineRepository",
+    "OfflineMessage",
+    "OfflineRepository",
+    "SqlOfflineRepository",
+    "StoreResult",
+    "offline_messages",
+]
+
+offline_messages = sa.Table(
+    "offline_messages",
+    metadata,
+    sa.Column("id", id_type(), primary_key=True, autoincrement=True),
+    sa.Column("account_id", id_type(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    # A stanza may be as large as c2s.max_stanza_size (256 KiB): beyond MySQL's TEXT.
+    sa.Column("stanza", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=False),
+    sa.Index(None, "account_id", "id"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_KWARGS,
+)
+
+
+class StoreResult(enum.Enum):
+    STORED = "stored"
+    FULL = "full"  # the account's queue holds the maximum already
+    NO_ACCOUNT = "no-account"
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineMessage:
+    id: int  # increases with arrival: the delivery order
+    stanza: str
+    created_at: datetime
+
+
+class OfflineRepository(Protocol):
+    async def store(self, username: str, domain: str, stanza: str, created_at: datetime, limit: int) -> StoreResult:
+        """Append ``stanza`` unless the account has ``limit`` messages already (or is gone)."""
+        ...
+
+    async def fetch(self, username: str, domain: str) -> list[OfflineMessage]:
+        """Every stored message of the account, oldest first."""
+        ...
+
+    async def delete_upto(self, username: str, domain: str, last_id: int) -> int:
+        """Delete the account's messages with ``id <= last_id`` (those delivered); returns how many."""
+        ...
+
+    async def count(self, username: str, domain: str) -> int: ...
+
+    async def clear(self, username: str, domain: str) -> int:
+        """Delete every message of the account; returns how many."""
+        ...
+
+
+def _account_id(username: str, domain: str) -> sa.Select[tuple[int]]:
+    return sa.select(accounts.c.id).where(accounts.c.username == username, accounts.c.domain == domain)
+
+
+class SqlOfflineRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def store(self, username: str, domain: str, stanza: str, created_at: datetime, limit: int) -> StoreResult:
+        return await self._db.run_txn(self._store_txn, username, domain, stanza, created_at, limit)
+
+    @staticmethod
+    async def _store_txn(conn: AsyncConnection, username: str, domain: str, stanza: str, created_at: datetime, limit: int) -> StoreResult:
+        # FOR UPDATE on the account row serialises senders to one account (SQLite: BEGIN IMMEDIATE).
+        account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        if account_id is None:
+            return StoreResult.NO_ACCOUNT
+        t = offline_messages.c
+        n = (await conn.execute(sa.select(sa.func.count()).where(t.account_id == account_id))).scalar_one()
+        if n >= limit:
+            return StoreResult.FULL
+        await conn.execute(offline_messages.insert().values(account_id=account_id, created_at=created_at, stanza=stanza))
+        return StoreResult.STORED
+
+    async def fetch(self, username: str, domain: str) -> list[OfflineMessage]:
+        return await self._db.read_txn(self._fetch_txn, username, domain)
+
+    @staticmethod
+    async def _fetch_txn(conn: AsyncConnection, username: str, domain: str) -> list[OfflineMessage]:
+        t = offline_messages.c
+        rows = await conn.execute(
+            sa.select(t.id, t.stanza, t.created_at)
+            .where(t.account_id == _account_id(username, domain).scalar_subquery())
+            .order_by(t.id)
+        )
+        return [OfflineMessage(int(r.id), r.stanza, r.created_at) for r in rows]
+
+    async def delete_upto(self, username: str, domain: str, last_id: int) -> int:
+        return await self._db.run_txn(self._delete_txn, username, domain, last_id)
+
+    async def clear(self, username: str, domain: str) -> int:
+        return await self._db.run_txn(self._delete_txn, username, domain, None)
+
+    @staticmethod
+    async def _delete_txn(conn: AsyncConnection, username: str, domain: str, last_id: int | None) -> int:
+        account_id = (await conn.execute(_account_id(username, domain))).scalar()
+        if account_id is None:
+            return 0
+        t = offline_messages.c
+        cond = t.account_id == account_id
+        if last_id is not None:
+            cond = sa.and_(cond, t.id <= last_id)
+        return (await conn.execute(offline_messages.delete().where(cond))).rowcount
+
+    async def count(self, username: str, domain: str) -> int:
+        return await self._db.read_txn(self._count_txn, username, domain)
+
+    @staticmethod
+    async def _count_txn(conn: AsyncConnection, username: str, domain: str) -> int:
+        t = offline_messages.c
+        q = sa.select(sa.func.count()).where(t.account_id == _account_id(username, domain).scalar_subquery())
+        return int((await conn.execute(q)).scalar_one())
+
+
+class MemoryOfflineRepository:
+    """The in-process twin. Rows are keyed by account id, as in SQL: a deleted account's
+    messages are unreachable (what ON DELETE CASCADE does there)."""
+
+    def __init__(self, accounts: AccountRepository) -> None:
+        self._accounts = accounts
+        self._queues: dict[int, list[OfflineMessage]] = {}
+        self._next_id = 1
+
+    async def _id(self, username: str, domain: str) -> int | None:
+        account = await self._accounts.get(username, domain)
+        return None if account is None else account.id
+
+    async def store(self, username: str, domain: str, stanza: str, created_at: datetime, limit: int) -> StoreResult:
+        account_id = await self._id(username, domain)
+        if account_id is None:
+            return StoreResult.NO_ACCOUNT
+        queue = self._queues.setdefault(account_id, [])
+        if len(queue) >= limit:
+            return StoreResult.FULL
+        queue.append(OfflineMessage(self._next_id, stanza, created_at))
+        self._next_id += 1
+        return StoreResult.STORED
+
+    async def fetch(self, username: str, domain: str) -> list[OfflineMessage]:
+        return list(self._queues.get(await self._id(username, domain) or 0, ()))
+
+    async def delete_upto(self, username: str, domain: str, last_id: int) -> int:
+        account_id = await self._id(username, domain)
+        queue = self._queues.get(account_id or 0)
+        if not queue:
+            return 0
+        keep = [m for m in queue if m.id > last_id]
+        self._queues[account_id] = keep  # type: ignore[index]
+        return len(queue) - len(keep)
+
+    async def count(self, username: str, domain: str) -> int:
+        return len(self._queues.get(await self._id(username, domain) or 0, ()))
+
+    async def clear(self, username: str, domain: str) -> int:
+        return len(self._queues.pop(await self._id(username, domain) or 0, ()))

@@ -1,0 +1,85 @@
+"""XEP-0054: vcard-temp.
+
+A user reads and replaces their own vCard (iq without 'to', or to their bare JID) and reads
+anyone's by sending the get to that bare JID; the server answers on the account's behalf
+(never forwarding to a resource). Per XEP-0054 (1.2) §3.1 a user without a vCard gets an
+empty ``<vCard/>``; another account's missing vCard and a non-existent account both get
+``item-not-found`` (§3.3: the same condition for both, against directory harvesting). Setting
+anyone else's vCard is ``forbidden``; a vCard larger than ``[vcard] max_size`` bytes is
+``not-acceptable``. The XML is stored as text.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lxml import etree
+
+from ...core import hooks as H
+from ...core.dispatch import IqRequest, Target
+from ...core.feature import Feature, hook, iq_handler
+from ...core.hooks import AccountEvent, Flow
+from ...errors import Condition, StanzaError
+from ...storage.accounts import AccountNotFound
+from ...xml.builder import element
+from .repository import SqlVCardRepository, VCardRepository
+
+__all__ = ["VCARD", "VCard", "VCardOptions"]
+
+VCARD = "vcard-temp"
+_VCARD = f"{{{VCARD}}}vCard"
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
+@dataclass(frozen=True, slots=True)
+class VCardOptions:
+    # Largest vCard stored, in bytes of XML (photos included).
+    max_size: int = 65536
+
+    def __post_init__(self) -> None:
+        if self.max_size < 64:
+            raise ValueError("vcard.max_size must be at least 64 bytes")
+
+
+class VCard(Feature):
+    name = "vcard"
+    implements = ("XEP-0054",)
+    disco_features = (VCARD,)
+    Options = VCardOptions
+    migrations = str(Path(__file__).parent / "migrations")
+
+    repo: VCardRepository
+
+    async def setup(self) -> None:
+        self.repo = SqlVCardRepository(self.ctx.db)
+
+    @iq_handler("get", _VCARD, target=Target.BARE)
+    async def get(self, req: IqRequest) -> etree._Element:
+        owner = req.to.bare
+        xml = await self.repo.get(owner.local or "", owner.domain)
+        if xml is not None:
+            return etree.fromstring(xml, _PARSER)
+        if req.is_self:
+            return element(_VCARD, default_ns=VCARD)
+        raise StanzaError(Condition.ITEM_NOT_FOUND, f"no vCard for {owner}")
+
+    @iq_handler("set", _VCARD, target=Target.BARE)
+    async def set(self, req: IqRequest) -> None:
+        if not req.is_self:
+            raise StanzaError(Condition.FORBIDDEN, "you can only change your own vCard")
+        xml = etree.tostring(req.payload, encoding="unicode")
+        size = len(xml.encode())
+        if size > self.options.max_size:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, f"the vCard has {size} bytes; at most {self.options.max_size} are stored")
+        owner = req.from_jid.bare
+        try:
+            await self.repo.set(owner.local or "", owner.domain, xml, datetime.fromtimestamp(self.ctx.clock.now(), UTC))
+        except AccountNotFound:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "the account no longer exists") from None
+        return None
+
+    @hook(H.ACCOUNT_DELETED)
+    async def on_account_deleted(self, e: AccountEvent) -> Flow:
+        await self.repo.delete(e.username, e.domain)
+        return Flow.CONTINUE

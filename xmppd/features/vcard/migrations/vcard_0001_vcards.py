@@ -1,0 +1,46 @@
+"""vCards (XEP-0054).
+
+Revision ID: vcard_0001
+Revises:
+Create Date: 2025-01-02
+
+Frozen in time: every type and constraint name is spelled out here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import mysql
+
+revision: str = "vcard_0001"
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("vcard",)
+depends_on: str | Sequence[str] | None = "core_0001"
+
+_TABLE_KWARGS: dict[str, Any] = {
+    f"{prefix}_{key}": value
+    for prefix in ("mysql", "mariadb")
+    for key, value in (("engine", "InnoDB"), ("charset", "utf8mb4"), ("collate", "utf8mb4_bin"))
+}
+
+
+def upgrade() -> None:
+    op.create_table(
+        "vcards",
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False),
+        sa.Column("updated_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
+        sa.Column("xml", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", name=op.f("pk_vcards")),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_vcards_account_id_accounts"), ondelete="CASCADE"
+        ),
+        **_TABLE_KWARGS,
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("vcards")
