@@ -7,7 +7,8 @@ raw TLS tests verify the certificate against the generated CA file instead).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aioxmpp
 import aioxmpp.connector

@@ -1,8 +1,8 @@
 """Fixtures shared by every test tier."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 
@@ -25,3 +25,22 @@ async def open_server(tmp_path: Path) -> AsyncIterator[Server]:
     """A server with in-band registration open."""
     async with running_server(tmp_path, "registration.open=true") as srv:
         yield srv
+
+
+@pytest.fixture
+def mariadb_url(mariadb_server) -> Iterator[str]:
+    """A fresh, empty MariaDB database for a whole server (dropped afterwards)."""
+    url = mariadb_server.create_database()
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        mariadb_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def storage_overrides(request, tmp_path) -> list[str]:
+    """Config overrides running a server on SQLite (embedded default) or MariaDB."""
+    if request.param == "sqlite":
+        return []
+    url = request.getfixturevalue("mariadb_url")
+    return [f"storage.url={url}", "storage.auto_upgrade=true"]

@@ -6,8 +6,9 @@ import logging
 import random
 import secrets
 import ssl
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 from lxml import etree
 
@@ -32,6 +33,10 @@ from .xml import ns
 from .xml.builder import error_reply
 
 log = logging.getLogger(__name__)
+
+
+class SchemaNotCurrent(Exception):
+    """Storage needs ``xmppctl db upgrade`` before the server can use it."""
 
 
 class Server:
@@ -94,11 +99,18 @@ class Server:
             auto = cfg.storage.auto_upgrade
             if auto is None:
                 auto = cfg.is_embedded_storage
+            # Every installed feature's schema, disabled ones too: their history is in the database.
+            locations = feature_migration_locations(installed.values())
             if auto:
-                # Every installed feature's schema, disabled ones too: their history is in the database.
-                applied = await migrations.upgrade(self.db, feature_migration_locations(installed.values()))
+                applied = await migrations.upgrade(self.db, locations)
                 if applied:
                     log.info("applied %d schema migrations", len(applied))
+            else:
+                missing = await migrations.pending(self.db, locations)
+                if missing:
+                    raise SchemaNotCurrent(
+                        f"the database schema is not up to date ({len(missing)} migrations pending): run `xmppctl db upgrade`"
+                    )
             self.accounts = SqlAccountRepository(self.db)
             self.account_service = AccountService(
                 self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length
@@ -180,7 +192,7 @@ class Server:
         for srv in self._servers:
             try:
                 await asyncio.wait_for(srv.wait_closed(), 2)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 pass
         self.tracker.cancel_all()
         for name in reversed(list(self.features)):
@@ -298,7 +310,7 @@ class Server:
         for s in targets:
             try:
                 await asyncio.wait_for(s.closed_event.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return len(targets)
 

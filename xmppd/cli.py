@@ -7,8 +7,9 @@ import getpass
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from . import __version__
 from .config import Config, ConfigError, build, default_config_path, load_raw
@@ -80,7 +81,7 @@ def xmppd_main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(cfg: Config, classes: dict[str, type[Feature]]) -> int:
-    from .app import Server
+    from .app import SchemaNotCurrent, Server
     from .transport.tls import CertificateError
 
     server = Server(cfg, feature_classes=classes)
@@ -93,7 +94,7 @@ async def _serve(cfg: Config, classes: dict[str, type[Feature]]) -> int:
     except CertificateError as exc:
         print(f"xmppd: configuration error: tls: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except OSError as exc:
+    except (OSError, SchemaNotCurrent) as exc:
         print(f"xmppd: cannot start: {exc}", file=sys.stderr)
         return 1
     await stop.wait()
@@ -125,6 +126,8 @@ class Ctl:
                 auto = self.config.is_embedded_storage
             if auto and upgrade_embedded:
                 await migrations.upgrade(self._db, self.migration_locations())
+            elif upgrade_embedded and await migrations.pending(self._db, self.migration_locations()):
+                raise CtlError("the database schema is not up to date: run `xmppctl db upgrade` first")
         return self._db
 
     def migration_locations(self) -> list[str]:

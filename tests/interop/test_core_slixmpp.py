@@ -7,7 +7,7 @@ import pytest
 import slixmpp
 from slixmpp.exceptions import IqError
 
-from ..helpers import PASSWORD, add_user, slix, slix_close
+from ..helpers import add_user, slix, slix_close
 
 pytestmark = pytest.mark.interop
 

@@ -130,7 +130,7 @@ def test_wrong_password_then_too_many_attempts_closes():
     s = C2SStream(StreamConfig("example.com", require_tls=False, max_auth_attempts=2))
     s.receive_data(HEADER.encode())
     out(s)
-    for attempt in range(2):
+    for _attempt in range(2):
         s.receive_data(plain(password="bad").encode())
         events = s.credentials_result(CREDS)
         assert isinstance(events[0], ev.AuthFailed) and events[0].condition is SaslCondition.NOT_AUTHORIZED

@@ -11,8 +11,9 @@ import asyncio
 import enum
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from lxml import etree
 

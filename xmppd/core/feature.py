@@ -13,8 +13,9 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Coroutine, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from lxml import etree
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..storage.accounts import AccountRepository
     from ..storage.engine import Database
-    from .router import Router, Service, ServerOnlyCheck
+    from .router import Router, ServerOnlyCheck, Service
     from .sessions import SessionRegistry
 
 F = TypeVar("F", bound=Callable[..., Any])

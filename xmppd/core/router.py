@@ -8,7 +8,8 @@ delivery hooks and writes to the session. A cluster router would implement the s
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from lxml import etree
 

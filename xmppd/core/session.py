@@ -240,7 +240,7 @@ class Session:
     async def _starttls(self) -> None:
         try:
             cb = await asyncio.wait_for(self.transport.start_tls(), self.server.config.c2s.tls_handshake_timeout)
-        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, OSError, ConnectionError) as exc:
             self.log.info("TLS handshake failed: %s", exc)
             self.transport.abort()
             self.connection_lost()
@@ -275,7 +275,7 @@ class Session:
                 existing.close(StreamErrorCondition.CONFLICT, "replaced by a new connection for the same resource")
                 try:
                     await asyncio.wait_for(existing.closed_event.wait(), 10)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     server.sessions.unbind(existing)
         try:
             full, replaced = server.sessions.bind(self, bare, resource)

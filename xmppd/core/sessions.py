@@ -6,7 +6,8 @@ MongooseIM's session backends) can replace it later without touching features.
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ..jid import JID
 

@@ -5,8 +5,8 @@ services via ``add_item``, and node handlers via ``add_node`` (ad-hoc commands u
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 from lxml import etree
 

@@ -61,7 +61,7 @@ class Ping(Feature):
             sent_at = session.last_active
             try:
                 await self.ctx.send_iq(iq, timeout=self.options.timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if session.last_active == sent_at and not session.is_closed:
                     session.log.info("no answer to ping within %ss: closing", self.options.timeout)
                     session.close(StreamErrorCondition.CONNECTION_TIMEOUT, "no answer to ping")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..core.session import Session
 
 _QUERY = f"{{{ns.REGISTER}}}query"
-_R = "{%s}" % ns.REGISTER
+_R = f"{{{ns.REGISTER}}}"
 
 
 class Register(Feature):

@@ -12,8 +12,8 @@ import base64
 import binascii
 import enum
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from lxml import etree
 
