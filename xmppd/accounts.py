@@ -6,6 +6,7 @@ hooks run so that features clean up what belongs to a deleted account.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from .core.hooks import ACCOUNT_CREATED, ACCOUNT_DELETED, AccountEvent
@@ -60,7 +61,8 @@ class AccountService:
     async def create(self, username: str, password: str) -> Account:
         username = self.prepare(username)
         self._check_password(password)
-        account = await self.repo.create(username, self.domain, credentials_for(password))
+        # Key derivation (PBKDF2, twice) takes milliseconds: keep it off the event loop.
+        account = await self.repo.create(username, self.domain, await asyncio.to_thread(credentials_for, password))
         if self.server is not None:
             await self.server.hooks.run(ACCOUNT_CREATED, AccountEvent(username, self.domain))
         return account
@@ -68,7 +70,7 @@ class AccountService:
     async def set_password(self, username: str, password: str) -> None:
         username = self.prepare(username)
         self._check_password(password)
-        await self.repo.set_credentials(username, self.domain, credentials_for(password))
+        await self.repo.set_credentials(username, self.domain, await asyncio.to_thread(credentials_for, password))
 
     async def set_disabled(self, username: str, disabled: bool, reason: str | None = None) -> None:
         username = self.prepare(username)
