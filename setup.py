@@ -12,7 +12,7 @@ setup(
     # The folder is extensions/; the import name is xmppd_extensions so that it
     # cannot clash with any other top-level package called "extensions".
     package_dir={"xmppd_extensions": "extensions"},
-    package_data={"xmppd": ["default.toml", "storage/migrations/script.py.mako", "storage/migrations/versions/*.py", "features/*/migrations/*.py"]},
+    package_data={"xmppd": ["default.toml", "storage/migrations/script.py.mako", "storage/migrations/versions/*.py", "features/*/migrations/*.py"], "xmppd_extensions": ["*/migrations/*.py"]},
     include_package_data=True,
     install_requires=[
         "lxml>=5.0",  # stream parsing and serialisation (C speed, pull parser)
@@ -33,6 +33,7 @@ setup(
             "pytest-timeout>=2.3",
             "slixmpp>=1.8",
             "xmlschema>=3",
+            "hypothesis>=6",
         ],
         "bench": [],
     },
@@ -46,6 +47,7 @@ setup(
             "ping=xmppd.features.ping:Ping",
             "version=xmppd.features.version:Version",
             "register=xmppd.features.register:Register",
+            "redpacket=xmppd_extensions.redpacket.feature:RedPacket",
             "offline=xmppd.features.offline:Offline",
             "blocking=xmppd.features.blocking:Blocking",
             "vcard=xmppd.features.vcard:VCard",

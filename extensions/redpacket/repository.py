@@ -1,0 +1,988 @@
+"""Red packets (urn:xmppd:redpacket:0): the wallet ledger and the packets, in storage.
+
+Money is integer minor units (fen for CNY). Its rules are the database's, not the process's:
+
+* A wallet's balance changes only together with one ``redpacket_ledger`` row in the same
+  transaction (kinds ``topup``, ``send_debit``, ``grab_credit``, ``refund``, ``adjust``), and a
+  ``CHECK (balance >= 0)`` makes an overdraft impossible even for a buggy caller.
+* Sending debits the sender, writes the packet and its precomputed shares, all in one
+  transaction. ``UNIQUE (sender, client_id)`` makes a retried send return the first packet
+  instead of debiting twice.
+* Grabbing locks the packet row (``SELECT ... FOR UPDATE``; SQLite serialises writers with
+  ``BEGIN IMMEDIATE``), claims the lowest unclaimed share with
+  ``UPDATE ... WHERE packet_id=? AND seq=? AND grabbed_by IS NULL`` (rowcount checked) and
+  credits the grabber, in one transaction. ``UNIQUE (packet_id, grabbed_by)`` makes a second
+  share for the same person impossible.
+* A refund is ``UPDATE ... SET refunded=1 WHERE id=? AND refunded=0`` (rowcount checked) plus
+  the credit, in one transaction, so it happens exactly once even with several server
+  processes sweeping the same database.
+
+The invariant :meth:`RedPacketRepository.audit` checks::
+
+    sum(balances) + sum(unclaimed shares of unrefunded packets) == sum(topups) + sum(adjustments)
+
+Accounts and wallets: wallets are keyed by the owner's bare JID and have no foreign key to
+``accounts``, so deleting an account can never make money vanish behind an ``ON DELETE
+CASCADE``. The feature moves the balance of a deleted account to the system wallet
+(:data:`SYSTEM_WALLET`) with two ``adjust`` entries, so that a new account with the same name
+starts at zero and the audit still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Final, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from xmppd.storage.engine import Database, is_deadlock, is_unique_violation
+from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
+
+__all__ = [
+    "KINDS",
+    "LEDGER_KINDS",
+    "SYSTEM_WALLET",
+    "AllGone",
+    "AlreadyGrabbed",
+    "AuditReport",
+    "ClientIdReused",
+    "GrabResult",
+    "InsufficientFunds",
+    "LedgerEntry",
+    "MemoryRedPacketRepository",
+    "NewPacket",
+    "Packet",
+    "PacketExpired",
+    "PacketNotFound",
+    "RedPacketError",
+    "RedPacketRepository",
+    "RefundResult",
+    "SendResult",
+    "Share",
+    "SqlRedPacketRepository",
+]
+
+#: Where the balance of a deleted account goes (not a JID any account can have: no '@').
+SYSTEM_WALLET: Final = "system:escheat"
+KINDS: Final = ("lucky", "equal")
+LEDGER_KINDS: Final = ("topup", "send_debit", "grab_credit", "refund", "adjust")
+OPEN, FINISHED, EXPIRED = "open", "finished", "expired"
+_MAX_DEADLOCK_RETRIES: Final = 30
+
+# -- live tables (the migration spells the same thing out, frozen) ---------------------------
+
+wallets = sa.Table(
+    "redpacket_wallets",
+    metadata,
+    sa.Column("owner", indexed_string(), primary_key=True),
+    sa.Column("balance", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.CheckConstraint("balance >= 0", name="balance_non_negative"),
+    **MYSQL_TABLE_KWARGS,
+)
+
+packets = sa.Table(
+    "redpacket_packets",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("sender", indexed_string(), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("total", sa.BigInteger(), nullable=False),
+    sa.Column("count", sa.Integer(), nullable=False),
+    sa.Column("greeting", sa.Text(), nullable=False),
+    sa.Column("target", indexed_string(), nullable=False),
+    sa.Column("is_room", sa.Boolean(), server_default=sa.false(), nullable=False),
+    sa.Column("exclusive_to", indexed_string(), nullable=True),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("lang", sa.String(35), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("remaining_count", sa.Integer(), nullable=False),
+    sa.Column("remaining_amount", sa.BigInteger(), nullable=False),
+    sa.Column("refunded", sa.Boolean(), server_default=sa.false(), nullable=False),
+    sa.Column("refund_amount", sa.BigInteger(), server_default="0", nullable=False),
+    sa.Column("finished_at", UtcDateTime(), nullable=True),
+    sa.Column("best_luck", indexed_string(), nullable=True),
+    sa.UniqueConstraint("sender", "client_id"),
+    sa.CheckConstraint("total > 0", name="total_positive"),
+    sa.CheckConstraint("count > 0", name="count_positive"),
+    sa.CheckConstraint("remaining_count >= 0 AND remaining_count <= count", name="remaining_count_range"),
+    sa.CheckConstraint("remaining_amount >= 0 AND remaining_amount <= total", name="remaining_amount_range"),
+    sa.CheckConstraint("kind IN ('lucky', 'equal')", name="kind_known"),
+    sa.Index(None, "refunded", "expires_at"),
+    **MYSQL_TABLE_KWARGS,
+)
+
+shares = sa.Table(
+    "redpacket_shares",
+    metadata,
+    sa.Column("packet_id", sa.String(32), sa.ForeignKey("redpacket_packets.id"), primary_key=True),
+    sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("amount", sa.BigInteger(), nullable=False),
+    sa.Column("grabbed_by", indexed_string(), nullable=True),
+    sa.Column("grabbed_at", UtcDateTime(), nullable=True),
+    sa.UniqueConstraint("packet_id", "grabbed_by"),
+    sa.CheckConstraint("amount > 0", name="amount_positive"),
+    sa.Index(None, "grabbed_by"),
+    **MYSQL_TABLE_KWARGS,
+)
+
+ledger = sa.Table(
+    "redpacket_ledger",
+    metadata,
+    sa.Column("id", id_type(), primary_key=True, autoincrement=True),
+    sa.Column("owner", indexed_string(), sa.ForeignKey("redpacket_wallets.owner"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("amount", sa.BigInteger(), nullable=False),
+    sa.Column("balance_after", sa.BigInteger(), nullable=False),
+    sa.Column("packet_id", sa.String(32), sa.ForeignKey("redpacket_packets.id"), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.CheckConstraint("amount <> 0", name="amount_non_zero"),
+    sa.CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
+    sa.CheckConstraint(
+        "kind IN ('topup', 'send_debit', 'grab_credit', 'refund', 'adjust')", name="kind_known"
+    ),
+    sa.Index(None, "owner", "id"),
+    sa.Index(None, "packet_id"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_KWARGS,
+)
+
+
+# -- values ---------------------------------------------------------------------------------
+
+
+class RedPacketError(Exception):
+    """Base of the repository's refusals (each maps to one protocol error)."""
+
+
+class InsufficientFunds(RedPacketError):
+    def __init__(self, owner: str, balance: int, needed: int) -> None:
+        super().__init__(f"{owner} has {balance}, needs {needed}")
+        self.owner, self.balance, self.needed = owner, balance, needed
+
+
+class PacketNotFound(RedPacketError):
+    def __init__(self, packet_id: str) -> None:
+        super().__init__(f"no red packet {packet_id!r}")
+        self.packet_id = packet_id
+
+
+class AlreadyGrabbed(RedPacketError):
+    def __init__(self, packet_id: str, amount: int, grabbed_at: datetime) -> None:
+        super().__init__(f"already grabbed {amount} from {packet_id}")
+        self.packet_id, self.amount, self.grabbed_at = packet_id, amount, grabbed_at
+
+
+class AllGone(RedPacketError):
+    def __init__(self, packet_id: str) -> None:
+        super().__init__(f"every share of {packet_id} has been taken")
+        self.packet_id = packet_id
+
+
+class PacketExpired(RedPacketError):
+    def __init__(self, packet_id: str) -> None:
+        super().__init__(f"red packet {packet_id} has expired")
+        self.packet_id = packet_id
+
+
+class ClientIdReused(RedPacketError):
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"client id {client_id!r} was used for a different packet")
+        self.client_id = client_id
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    id: int
+    owner: str
+    kind: str
+    amount: int  # signed: credits positive, debits negative
+    balance_after: int
+    packet_id: str | None
+    reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewPacket:
+    """What the feature asks to create; ``shares`` come from :mod:`.split` and sum to ``total``."""
+
+    id: str
+    sender: str
+    kind: str
+    greeting: str
+    target: str
+    is_room: bool
+    exclusive_to: str | None
+    client_id: str
+    lang: str
+    created_at: datetime
+    expires_at: datetime
+    shares: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(self.shares)
+
+    @property
+    def count(self) -> int:
+        return len(self.shares)
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    id: str
+    sender: str
+    kind: str
+    total: int
+    count: int
+    greeting: str
+    target: str
+    is_room: bool
+    exclusive_to: str | None
+    client_id: str
+    lang: str
+    created_at: datetime
+    expires_at: datetime
+    status: str
+    remaining_count: int
+    remaining_amount: int
+    refunded: bool
+    refund_amount: int
+    finished_at: datetime | None
+    best_luck: str | None
+
+    def same_request(self, new: NewPacket) -> bool:
+        """A retry of the request that made this packet (shares aside: they are random)."""
+        return (self.kind, self.total, self.count, self.greeting, self.target, self.exclusive_to) == (
+            new.kind, new.total, new.count, new.greeting, new.target, new.exclusive_to
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    seq: int
+    amount: int
+    grabbed_by: str | None
+    grabbed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    packet: Packet
+    created: bool  # False: a retry with the same client id; nothing was debited again
+    balance: int
+
+
+@dataclass(frozen=True, slots=True)
+class GrabResult:
+    packet_id: str
+    grabber: str
+    amount: int
+    seq: int
+    grabbed_at: datetime
+    balance: int
+    remaining_count: int
+    remaining_amount: int
+    best_luck: Share | None  # set when this grab took the last share
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    packet_id: str
+    sender: str
+    amount: int
+    balance: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """The money invariant and the consistency checks behind it."""
+
+    total_balances: int
+    unclaimed: int  # unclaimed shares of packets not refunded
+    total_topups: int
+    total_adjustments: int
+    ledger_total: int
+    wallets: int
+    packets: int
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        lines = [
+            f"wallets {self.wallets}, packets {self.packets}",
+            f"balances {self.total_balances} + unclaimed {self.unclaimed} = {self.total_balances + self.unclaimed}",
+            f"topups {self.total_topups} + adjustments {self.total_adjustments} = {self.total_topups + self.total_adjustments}",
+            f"ledger total {self.ledger_total}",
+            "audit OK" if self.ok else "audit FAILED:",
+        ]
+        lines.extend(f"  {p}" for p in self.problems)
+        return "\n".join(lines)
+
+
+def _report(
+    balances: dict[str, int],
+    ledger_by_owner: dict[str, int],
+    topups: int,
+    adjustments: int,
+    packet_rows: Sequence[tuple[str, int, int, int, bool, int, int]],
+    unclaimed_by_packet: dict[str, int],
+    granted_by_packet: dict[str, int],
+    grabbed_count_by_packet: dict[str, int],
+) -> AuditReport:
+    """Shared by both implementations. ``packet_rows``: (id, total, remaining_amount,
+    remaining_count, refunded, refund_amount, count)."""
+    problems: list[str] = []
+    for owner in sorted(set(balances) | set(ledger_by_owner)):
+        if balances.get(owner, 0) != ledger_by_owner.get(owner, 0):
+            problems.append(f"wallet {owner}: balance {balances.get(owner, 0)} != ledger sum {ledger_by_owner.get(owner, 0)}")
+        if balances.get(owner, 0) < 0:
+            problems.append(f"wallet {owner}: negative balance")
+    unclaimed = 0
+    for pid, total, remaining_amount, remaining_count, refunded, refund_amount, count in packet_rows:
+        left = unclaimed_by_packet.get(pid, 0)
+        granted = granted_by_packet.get(pid, 0)
+        if left != remaining_amount:
+            problems.append(f"packet {pid}: unclaimed shares {left} != remaining_amount {remaining_amount}")
+        if left + granted != total:
+            problems.append(f"packet {pid}: granted {granted} + unclaimed {left} != total {total}")
+        if count - grabbed_count_by_packet.get(pid, 0) != remaining_count:
+            problems.append(f"packet {pid}: remaining_count {remaining_count} disagrees with the shares")
+        if refunded:
+            if refund_amount != left:
+                problems.append(f"packet {pid}: refunded {refund_amount} but {left} was unclaimed")
+        else:
+            unclaimed += left
+    total_balances = sum(balances.values())
+    if total_balances + unclaimed != topups + adjustments:
+        problems.append(
+            f"invariant broken: balances {total_balances} + unclaimed {unclaimed} != topups {topups} + adjustments {adjustments}"
+        )
+    ledger_total = sum(ledger_by_owner.values())
+    if ledger_total != total_balances:
+        problems.append(f"ledger total {ledger_total} != balances {total_balances}")
+    return AuditReport(
+        total_balances, unclaimed, topups, adjustments, ledger_total, len(balances), len(packet_rows), tuple(problems)
+    )
+
+
+def _positive(amount: int, what: str = "amount") -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ValueError(f"{what} must be a positive integer of minor units, not {amount!r}")
+    return amount
+
+
+def _check_new(new: NewPacket) -> None:
+    if new.kind not in KINDS:
+        raise ValueError(f"unknown packet kind {new.kind!r}")
+    if not new.shares:
+        raise ValueError("a packet has at least one share")
+    for s in new.shares:
+        _positive(s, "a share")
+    if new.expires_at <= new.created_at:
+        raise ValueError("a packet expires after it is created")
+
+
+class RedPacketRepository(Protocol):
+    """Wallets, ledger and packets (memory, SQL): the same contract."""
+
+    async def balance(self, owner: str) -> int: ...
+
+    async def topup(self, owner: str, amount: int, now: datetime, reason: str | None = None) -> LedgerEntry: ...
+
+    async def adjust(self, owner: str, amount: int, reason: str, now: datetime) -> LedgerEntry: ...
+
+    async def transfer_out(self, owner: str, to: str, reason: str, now: datetime) -> int: ...
+
+    async def send(self, new: NewPacket) -> SendResult: ...
+
+    async def grab(self, packet_id: str, grabber: str, now: datetime) -> GrabResult: ...
+
+    async def refund(self, packet_id: str, now: datetime, *, force: bool = False) -> RefundResult | None: ...
+
+    async def get_packet(self, packet_id: str) -> Packet | None: ...
+
+    async def shares(self, packet_id: str) -> list[Share]: ...
+
+    async def due_refunds(self, now: datetime, limit: int = 100) -> list[str]: ...
+
+    async def next_expiry(self) -> datetime | None: ...
+
+    async def history(
+        self, owner: str, *, limit: int = 20, before: int | None = None, kinds: tuple[str, ...] | None = None
+    ) -> tuple[builtins.list[LedgerEntry], bool]: ...
+
+    async def totals(self, owner: str, kind: str) -> tuple[int, int]: ...
+
+    async def audit(self) -> AuditReport: ...
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+
+class MemoryRedPacketRepository(RedPacketRepository):
+    """The in-memory twin: every method runs without awaiting, so each is atomic."""
+
+    def __init__(self) -> None:
+        self._balances: dict[str, int] = {}
+        self._ledger: list[LedgerEntry] = []
+        self._packets: dict[str, Packet] = {}
+        self._shares: dict[str, list[Share]] = {}
+        self._by_client: dict[tuple[str, str], str] = {}
+
+    def _apply(self, owner: str, kind: str, amount: int, now: datetime, packet_id: str | None = None, reason: str | None = None) -> LedgerEntry:
+        balance = self._balances.get(owner, 0) + amount
+        if balance < 0:
+            raise InsufficientFunds(owner, self._balances.get(owner, 0), -amount)
+        self._balances[owner] = balance
+        entry = LedgerEntry(len(self._ledger) + 1, owner, kind, amount, balance, packet_id, reason, now)
+        self._ledger.append(entry)
+        return entry
+
+    async def balance(self, owner: str) -> int:
+        return self._balances.get(owner, 0)
+
+    async def topup(self, owner: str, amount: int, now: datetime, reason: str | None = None) -> LedgerEntry:
+        return self._apply(owner, "topup", _positive(amount), now, reason=reason)
+
+    async def adjust(self, owner: str, amount: int, reason: str, now: datetime) -> LedgerEntry:
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+            raise ValueError("an adjustment is a non-zero integer of minor units")
+        if not reason:
+            raise ValueError("an adjustment needs a reason")
+        return self._apply(owner, "adjust", amount, now, reason=reason)
+
+    async def transfer_out(self, owner: str, to: str, reason: str, now: datetime) -> int:
+        amount = self._balances.get(owner, 0)
+        if amount > 0:
+            self._apply(owner, "adjust", -amount, now, reason=reason)
+            self._apply(to, "adjust", amount, now, reason=reason)
+        return amount
+
+    async def send(self, new: NewPacket) -> SendResult:
+        _check_new(new)
+        existing = self._by_client.get((new.sender, new.client_id))
+        if existing is not None:
+            packet = self._packets[existing]
+            if not packet.same_request(new):
+                raise ClientIdReused(new.client_id)
+            return SendResult(packet, False, self._balances.get(new.sender, 0))
+        if new.id in self._packets:
+            raise ValueError(f"packet id {new.id} exists")
+        have = self._balances.get(new.sender, 0)
+        if have < new.total:
+            raise InsufficientFunds(new.sender, have, new.total)
+        packet = Packet(
+            new.id, new.sender, new.kind, new.total, new.count, new.greeting, new.target, new.is_room,
+            new.exclusive_to, new.client_id, new.lang, new.created_at, new.expires_at, OPEN,
+            new.count, new.total, False, 0, None, None,
+        )
+        self._packets[new.id] = packet
+        self._shares[new.id] = [Share(i, a, None, None) for i, a in enumerate(new.shares)]
+        self._by_client[(new.sender, new.client_id)] = new.id
+        entry = self._apply(new.sender, "send_debit", -new.total, new.created_at, packet_id=new.id)
+        return SendResult(packet, True, entry.balance_after)
+
+    async def grab(self, packet_id: str, grabber: str, now: datetime) -> GrabResult:
+        packet = self._packets.get(packet_id)
+        if packet is None:
+            raise PacketNotFound(packet_id)
+        shares_ = self._shares[packet_id]
+        for s in shares_:
+            if s.grabbed_by == grabber:
+                assert s.grabbed_at is not None
+                raise AlreadyGrabbed(packet_id, s.amount, s.grabbed_at)
+        if packet.remaining_count == 0:
+            raise AllGone(packet_id)
+        if packet.refunded or now >= packet.expires_at:
+            raise PacketExpired(packet_id)
+        share = next(s for s in shares_ if s.grabbed_by is None)
+        claimed = Share(share.seq, share.amount, grabber, now)
+        shares_[share.seq] = claimed
+        remaining_count = packet.remaining_count - 1
+        best = None
+        if remaining_count == 0:
+            best = max(shares_, key=lambda s: (s.amount, -s.seq))
+        self._packets[packet_id] = replace(
+            packet,
+            remaining_count=remaining_count,
+            remaining_amount=packet.remaining_amount - share.amount,
+            status=FINISHED if remaining_count == 0 else OPEN,
+            finished_at=now if remaining_count == 0 else None,
+            best_luck=best.grabbed_by if best else None,
+        )
+        entry = self._apply(grabber, "grab_credit", share.amount, now, packet_id=packet_id)
+        return GrabResult(
+            packet_id, grabber, share.amount, share.seq, now, entry.balance_after,
+            remaining_count, packet.remaining_amount - share.amount, best,
+        )
+
+    async def refund(self, packet_id: str, now: datetime, *, force: bool = False) -> RefundResult | None:
+        packet = self._packets.get(packet_id)
+        if packet is None:
+            raise PacketNotFound(packet_id)
+        if packet.refunded or packet.remaining_count == 0 or (not force and now < packet.expires_at):
+            return None
+        amount = packet.remaining_amount
+        self._packets[packet_id] = replace(packet, refunded=True, refund_amount=amount, status=EXPIRED)
+        entry = self._apply(packet.sender, "refund", amount, now, packet_id=packet_id)
+        return RefundResult(packet_id, packet.sender, amount, entry.balance_after)
+
+    async def get_packet(self, packet_id: str) -> Packet | None:
+        return self._packets.get(packet_id)
+
+    async def shares(self, packet_id: str) -> list[Share]:
+        return list(self._shares.get(packet_id, ()))
+
+    async def due_refunds(self, now: datetime, limit: int = 100) -> list[str]:
+        due = [p for p in self._packets.values() if not p.refunded and p.remaining_count > 0 and p.expires_at <= now]
+        due.sort(key=lambda p: p.expires_at)
+        return [p.id for p in due[:limit]]
+
+    async def next_expiry(self) -> datetime | None:
+        times = [p.expires_at for p in self._packets.values() if not p.refunded and p.remaining_count > 0]
+        return min(times) if times else None
+
+    async def history(
+        self, owner: str, *, limit: int = 20, before: int | None = None, kinds: tuple[str, ...] | None = None
+    ) -> tuple[builtins.list[LedgerEntry], bool]:
+        rows = [
+            e for e in reversed(self._ledger)
+            if e.owner == owner and (before is None or e.id < before) and (kinds is None or e.kind in kinds)
+        ]
+        return rows[:limit], len(rows) > limit
+
+    async def totals(self, owner: str, kind: str) -> tuple[int, int]:
+        rows = [e.amount for e in self._ledger if e.owner == owner and e.kind == kind]
+        return abs(sum(rows)), len(rows)
+
+    async def audit(self) -> AuditReport:
+        ledger_by_owner: dict[str, int] = {}
+        for e in self._ledger:
+            ledger_by_owner[e.owner] = ledger_by_owner.get(e.owner, 0) + e.amount
+        topups = sum(e.amount for e in self._ledger if e.kind == "topup")
+        adjustments = sum(e.amount for e in self._ledger if e.kind == "adjust")
+        rows = [
+            (p.id, p.total, p.remaining_amount, p.remaining_count, p.refunded, p.refund_amount, p.count)
+            for p in self._packets.values()
+        ]
+        unclaimed = {pid: sum(s.amount for s in ss if s.grabbed_by is None) for pid, ss in self._shares.items()}
+        granted = {pid: sum(s.amount for s in ss if s.grabbed_by is not None) for pid, ss in self._shares.items()}
+        grabbed = {pid: sum(1 for s in ss if s.grabbed_by is not None) for pid, ss in self._shares.items()}
+        return _report(dict(self._balances), ledger_by_owner, topups, adjustments, rows, unclaimed, granted, grabbed)
+
+
+# -- SQL ------------------------------------------------------------------------------------
+
+
+class _NoWallet(Exception):
+    """A credit to an owner without a wallet row: create it outside, then rerun."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+
+
+def _packet(m: sa.RowMapping) -> Packet:
+    c = packets.c
+    return Packet(
+        m[c.id], m[c.sender], m[c.kind], int(m[c.total]), int(m[c.count]), m[c.greeting], m[c.target],
+        bool(m[c.is_room]), m[c.exclusive_to], m[c.client_id], m[c.lang], m[c.created_at], m[c.expires_at],
+        m[c.status], int(m[c.remaining_count]), int(m[c.remaining_amount]), bool(m[c.refunded]),
+        int(m[c.refund_amount]), m[c.finished_at], m[c.best_luck],
+    )
+
+
+def _entry(m: sa.RowMapping) -> LedgerEntry:
+    c = ledger.c
+    return LedgerEntry(
+        int(m[c.id]), m[c.owner], m[c.kind], int(m[c.amount]), int(m[c.balance_after]), m[c.packet_id],
+        m[c.reason], m[c.created_at],
+    )
+
+
+class SqlRedPacketRepository(RedPacketRepository):
+    """The repository on SQLite or MariaDB/MySQL; every money movement is one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- the one way a balance changes
+
+    async def _apply_txn(
+        self, conn: AsyncConnection, owner: str, kind: str, amount: int, now: datetime,
+        packet_id: str | None = None, reason: str | None = None,
+    ) -> LedgerEntry:
+        """Move ``amount`` (signed) on ``owner``'s wallet and append the ledger entry."""
+        w = wallets.c
+        where = w.owner == owner
+        if amount < 0:
+            where = sa.and_(where, w.balance >= -amount)
+        result = await conn.execute(
+            wallets.update().where(where).values(balance=w.balance + amount, updated_at=now)
+        )
+        if result.rowcount == 0:
+            have = (await conn.execute(sa.select(w.balance).where(w.owner == owner))).scalar_one_or_none()
+            if have is None and amount > 0:
+                raise _NoWallet(owner)
+            raise InsufficientFunds(owner, int(have or 0), -amount)
+        balance = int((await conn.execute(sa.select(w.balance).where(w.owner == owner))).scalar_one())
+        inserted = await conn.execute(
+            ledger.insert().values(
+                owner=owner, kind=kind, amount=amount, balance_after=balance, packet_id=packet_id,
+                reason=reason, created_at=now,
+            )
+        )
+        assert inserted.inserted_primary_key is not None
+        return LedgerEntry(int(inserted.inserted_primary_key[0]), owner, kind, amount, balance, packet_id, reason, now)
+
+    async def _ensure_wallet(self, owner: str, now: datetime) -> None:
+        try:
+            async with self._db.transaction() as conn:
+                await conn.execute(wallets.insert().values(owner=owner, balance=0, updated_at=now))
+        except IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+
+    async def _with_wallets(self, now: datetime, func, *args):  # type: ignore[no-untyped-def]
+        """Run ``func`` in a transaction; create a missing wallet (own transaction) and rerun.
+
+        A deadlock victim is rolled back whole and rerun (``func`` only touches the database).
+        """
+        deadlocks = 0
+        for _ in range(_MAX_DEADLOCK_RETRIES + 4):
+            try:
+                return await self._db.run_txn(func, *args)
+            except _NoWallet as missing:
+                await self._ensure_wallet(missing.owner, now)
+            except DBAPIError as exc:
+                deadlocks += 1
+                if not is_deadlock(exc) or deadlocks > _MAX_DEADLOCK_RETRIES:
+                    raise
+                await asyncio.sleep(random.uniform(0.001, 0.005 * deadlocks))
+        raise RuntimeError("the transaction kept failing")
+
+    # -- wallets
+
+    async def balance(self, owner: str) -> int:
+        async with self._db.transaction(readonly=True) as conn:
+            value = (await conn.execute(sa.select(wallets.c.balance).where(wallets.c.owner == owner))).scalar_one_or_none()
+        return int(value or 0)
+
+    async def topup(self, owner: str, amount: int, now: datetime, reason: str | None = None) -> LedgerEntry:
+        _positive(amount)
+        return await self._with_wallets(now, self._apply_txn, owner, "topup", amount, now, None, reason)  # type: ignore[no-any-return]
+
+    async def adjust(self, owner: str, amount: int, reason: str, now: datetime) -> LedgerEntry:
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+            raise ValueError("an adjustment is a non-zero integer of minor units")
+        if not reason:
+            raise ValueError("an adjustment needs a reason")
+        return await self._with_wallets(now, self._apply_txn, owner, "adjust", amount, now, None, reason)  # type: ignore[no-any-return]
+
+    async def transfer_out(self, owner: str, to: str, reason: str, now: datetime) -> int:
+        await self._ensure_wallet(to, now)
+        return await self._db.run_txn(self._transfer_out_txn, owner, to, reason, now)
+
+    async def _transfer_out_txn(self, conn: AsyncConnection, owner: str, to: str, reason: str, now: datetime) -> int:
+        w = wallets.c
+        amount = (
+            await conn.execute(sa.select(w.balance).where(w.owner == owner).with_for_update())
+        ).scalar_one_or_none()
+        if not amount:
+            return 0
+        await self._apply_txn(conn, owner, "adjust", -int(amount), now, None, reason)
+        await self._apply_txn(conn, to, "adjust", int(amount), now, None, reason)
+        return int(amount)
+
+    # -- packets
+
+    async def send(self, new: NewPacket) -> SendResult:
+        _check_new(new)
+        try:
+            return await self._with_wallets(new.created_at, self._send_txn, new)  # type: ignore[no-any-return]
+        except IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+        # A concurrent retry with the same client id won: answer with its packet.
+        return await self._with_wallets(new.created_at, self._send_txn, new)  # type: ignore[no-any-return]
+
+    async def _send_txn(self, conn: AsyncConnection, new: NewPacket) -> SendResult:
+        p = packets.c
+        row = (
+            await conn.execute(sa.select(packets).where(p.sender == new.sender, p.client_id == new.client_id))
+        ).mappings().first()
+        if row is not None:
+            packet = _packet(row)
+            if not packet.same_request(new):
+                raise ClientIdReused(new.client_id)
+            balance = (await conn.execute(sa.select(wallets.c.balance).where(wallets.c.owner == new.sender))).scalar_one_or_none()
+            return SendResult(packet, False, int(balance or 0))
+        # Insert the packet first (the ledger row references it); the debit below fails the
+        # whole transaction when the sender cannot pay.
+        values = dict(
+            id=new.id, sender=new.sender, kind=new.kind, total=new.total, count=new.count, greeting=new.greeting,
+            target=new.target, is_room=new.is_room, exclusive_to=new.exclusive_to, client_id=new.client_id,
+            lang=new.lang, created_at=new.created_at, expires_at=new.expires_at, status=OPEN,
+            remaining_count=new.count, remaining_amount=new.total, refunded=False, refund_amount=0,
+            finished_at=None, best_luck=None,
+        )
+        w = wallets.c
+        debit = await conn.execute(
+            wallets.update()
+            .where(w.owner == new.sender, w.balance >= new.total)
+            .values(balance=w.balance - new.total, updated_at=new.created_at)
+        )
+        if debit.rowcount == 0:
+            have = (await conn.execute(sa.select(w.balance).where(w.owner == new.sender))).scalar_one_or_none()
+            raise InsufficientFunds(new.sender, int(have or 0), new.total)
+        await conn.execute(packets.insert().values(**values))
+        await conn.execute(
+            shares.insert(),
+            [{"packet_id": new.id, "seq": i, "amount": a, "grabbed_by": None, "grabbed_at": None} for i, a in enumerate(new.shares)],
+        )
+        balance = int((await conn.execute(sa.select(w.balance).where(w.owner == new.sender))).scalar_one())
+        await conn.execute(
+            ledger.insert().values(
+                owner=new.sender, kind="send_debit", amount=-new.total, balance_after=balance, packet_id=new.id,
+                reason=None, created_at=new.created_at,
+            )
+        )
+        packet = Packet(
+            new.id, new.sender, new.kind, new.total, new.count, new.greeting, new.target, new.is_room,
+            new.exclusive_to, new.client_id, new.lang, new.created_at, new.expires_at, OPEN,
+            new.count, new.total, False, 0, None, None,
+        )
+        return SendResult(packet, True, balance)
+
+    async def grab(self, packet_id: str, grabber: str, now: datetime) -> GrabResult:
+        return await self._with_wallets(now, self._grab_txn, packet_id, grabber, now)  # type: ignore[no-any-return]
+
+    async def _grab_txn(self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime) -> GrabResult:
+        p, s = packets.c, shares.c
+        # The packet row lock orders grabs and refunds of one packet (SQLite: BEGIN IMMEDIATE).
+        row = (
+            await conn.execute(
+                sa.select(p.remaining_count, p.remaining_amount, p.refunded, p.expires_at)
+                .where(p.id == packet_id)
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise PacketNotFound(packet_id)
+        mine = (
+            await conn.execute(sa.select(s.amount, s.grabbed_at).where(s.packet_id == packet_id, s.grabbed_by == grabber))
+        ).first()
+        if mine is not None:
+            raise AlreadyGrabbed(packet_id, int(mine.amount), mine.grabbed_at)
+        remaining_count, remaining_amount, refunded, expires_at = int(row[0]), int(row[1]), bool(row[2]), row[3]
+        if remaining_count == 0:
+            raise AllGone(packet_id)
+        if refunded or now >= expires_at:
+            raise PacketExpired(packet_id)
+        while True:
+            pick = (
+                await conn.execute(
+                    sa.select(s.seq, s.amount)
+                    .where(s.packet_id == packet_id, s.grabbed_by.is_(None))
+                    .order_by(s.seq)
+                    .limit(1)
+                )
+            ).first()
+            if pick is None:
+                raise AllGone(packet_id)
+            claimed = await conn.execute(
+                shares.update()
+                .where(s.packet_id == packet_id, s.seq == pick.seq, s.grabbed_by.is_(None))
+                .values(grabbed_by=grabber, grabbed_at=now)
+            )
+            if claimed.rowcount == 1:
+                break
+        amount = int(pick.amount)
+        left = remaining_count - 1
+        finished = left == 0
+        best: Share | None = None
+        if finished:
+            top = (
+                await conn.execute(
+                    sa.select(s.seq, s.amount, s.grabbed_by, s.grabbed_at)
+                    .where(s.packet_id == packet_id)
+                    .order_by(s.amount.desc(), s.seq)
+                    .limit(1)
+                )
+            ).first()
+            assert top is not None
+            best = Share(int(top.seq), int(top.amount), top.grabbed_by, top.grabbed_at)
+        updated = await conn.execute(
+            packets.update()
+            .where(p.id == packet_id, p.remaining_count == remaining_count, p.refunded == sa.false())
+            .values(
+                remaining_count=left,
+                remaining_amount=p.remaining_amount - amount,
+                status=FINISHED if finished else OPEN,
+                finished_at=now if finished else None,
+                best_luck=best.grabbed_by if best else None,
+            )
+        )
+        if updated.rowcount != 1:  # only possible without the row lock: roll everything back
+            raise RuntimeError(f"packet {packet_id} changed during a grab")
+        entry = await self._apply_txn(conn, grabber, "grab_credit", amount, now, packet_id)
+        return GrabResult(packet_id, grabber, amount, int(pick.seq), now, entry.balance_after, left, remaining_amount - amount, best)
+
+    async def refund(self, packet_id: str, now: datetime, *, force: bool = False) -> RefundResult | None:
+        return await self._with_wallets(now, self._refund_txn, packet_id, now, force)  # type: ignore[no-any-return]
+
+    async def _refund_txn(self, conn: AsyncConnection, packet_id: str, now: datetime, force: bool) -> RefundResult | None:
+        p = packets.c
+        # Lock the packet row by primary key first, like a grab does: one lock order.
+        locked = (await conn.execute(sa.select(p.id).where(p.id == packet_id).with_for_update())).first()
+        if locked is None:
+            raise PacketNotFound(packet_id)
+        where = [p.id == packet_id, p.refunded == sa.false(), p.remaining_count > 0]
+        if not force:
+            where.append(p.expires_at <= now)
+        marked = await conn.execute(
+            packets.update().where(*where).values(refunded=True, status=EXPIRED, refund_amount=p.remaining_amount)
+        )
+        if marked.rowcount == 0:
+            return None
+        row = (await conn.execute(sa.select(p.sender, p.refund_amount).where(p.id == packet_id))).one()
+        amount = int(row.refund_amount)
+        entry = await self._apply_txn(conn, row.sender, "refund", amount, now, packet_id)
+        return RefundResult(packet_id, row.sender, amount, entry.balance_after)
+
+    async def get_packet(self, packet_id: str) -> Packet | None:
+        async with self._db.transaction(readonly=True) as conn:
+            row = (await conn.execute(sa.select(packets).where(packets.c.id == packet_id))).mappings().first()
+        return _packet(row) if row is not None else None
+
+    async def shares(self, packet_id: str) -> list[Share]:
+        s = shares.c
+        async with self._db.transaction(readonly=True) as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(s.seq, s.amount, s.grabbed_by, s.grabbed_at).where(s.packet_id == packet_id).order_by(s.seq)
+                )
+            ).all()
+        return [Share(int(r.seq), int(r.amount), r.grabbed_by, r.grabbed_at) for r in rows]
+
+    async def due_refunds(self, now: datetime, limit: int = 100) -> list[str]:
+        p = packets.c
+        async with self._db.transaction(readonly=True) as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(p.id)
+                    .where(p.refunded == sa.false(), p.expires_at <= now, p.remaining_count > 0)
+                    .order_by(p.expires_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [r.id for r in rows]
+
+    async def next_expiry(self) -> datetime | None:
+        p = packets.c
+        async with self._db.transaction(readonly=True) as conn:
+            value = (
+                await conn.execute(sa.select(sa.func.min(p.expires_at)).where(p.refunded == sa.false(), p.remaining_count > 0))
+            ).scalar_one_or_none()
+        return value  # type: ignore[no-any-return]
+
+    async def history(
+        self, owner: str, *, limit: int = 20, before: int | None = None, kinds: tuple[str, ...] | None = None
+    ) -> tuple[builtins.list[LedgerEntry], bool]:
+        c = ledger.c
+        query = sa.select(ledger).where(c.owner == owner)
+        if before is not None:
+            query = query.where(c.id < before)
+        if kinds is not None:
+            query = query.where(c.kind.in_(kinds))
+        async with self._db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(query.order_by(c.id.desc()).limit(limit + 1))).mappings().all()
+        return [_entry(r) for r in rows[:limit]], len(rows) > limit
+
+    async def totals(self, owner: str, kind: str) -> tuple[int, int]:
+        c = ledger.c
+        async with self._db.transaction(readonly=True) as conn:
+            row = (
+                await conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(c.amount), 0), sa.func.count()).where(c.owner == owner, c.kind == kind)
+                )
+            ).one()
+        return abs(int(row[0])), int(row[1])
+
+    async def audit(self) -> AuditReport:
+        # One consistent snapshot: a write transaction holds out writers on SQLite; on
+        # MariaDB the reads share one REPEATABLE READ snapshot.
+        async with self._db.engine.connect() as conn:
+            if self._db.is_mysql:
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                return await self._audit_txn(conn)
+
+    async def _audit_txn(self, conn: AsyncConnection) -> AuditReport:
+        w, c, p, s = wallets.c, ledger.c, packets.c, shares.c
+        balances = {r.owner: int(r.balance) for r in (await conn.execute(sa.select(w.owner, w.balance))).all()}
+        by_owner = {
+            r.owner: int(r.total)
+            for r in (await conn.execute(sa.select(c.owner, sa.func.sum(c.amount).label("total")).group_by(c.owner))).all()
+        }
+        by_kind = {
+            r.kind: int(r.total)
+            for r in (await conn.execute(sa.select(c.kind, sa.func.sum(c.amount).label("total")).group_by(c.kind))).all()
+        }
+        rows = [
+            (r.id, int(r.total), int(r.remaining_amount), int(r.remaining_count), bool(r.refunded), int(r.refund_amount), int(r.count))
+            for r in (
+                await conn.execute(
+                    sa.select(p.id, p.total, p.remaining_amount, p.remaining_count, p.refunded, p.refund_amount, p.count)
+                )
+            ).all()
+        ]
+        grabbed = s.grabbed_by.is_not(None)
+        agg = (
+            await conn.execute(
+                sa.select(
+                    s.packet_id,
+                    sa.func.sum(sa.case((grabbed, 0), else_=s.amount)).label("unclaimed"),
+                    sa.func.sum(sa.case((grabbed, s.amount), else_=0)).label("granted"),
+                    sa.func.sum(sa.case((grabbed, 1), else_=0)).label("taken"),
+                ).group_by(s.packet_id)
+            )
+        ).all()
+        unclaimed = {r.packet_id: int(r.unclaimed) for r in agg}
+        granted = {r.packet_id: int(r.granted) for r in agg}
+        taken = {r.packet_id: int(r.taken) for r in agg}
+        report = _report(balances, by_owner, by_kind.get("topup", 0), by_kind.get("adjust", 0), rows, unclaimed, granted, taken)
+        # Every grabbed share has exactly one credit, every packet one debit.
+        credits = int(
+            (await conn.execute(sa.select(sa.func.count()).select_from(ledger).where(c.kind == "grab_credit"))).scalar_one()
+        )
+        taken_total = sum(taken.values())
+        extra: list[str] = []
+        if credits != taken_total:
+            extra.append(f"{credits} grab credits for {taken_total} grabbed shares")
+        debits = int(
+            (await conn.execute(sa.select(sa.func.count()).select_from(ledger).where(c.kind == "send_debit"))).scalar_one()
+        )
+        if debits != len(rows):
+            extra.append(f"{debits} send debits for {len(rows)} packets")
+        if extra:
+            report = replace(report, problems=report.problems + tuple(extra))
+        return report
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
