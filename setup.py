@@ -53,6 +53,8 @@ setup(
             "vcard=xmppd.features.vcard:VCard",
             "private=xmppd.features.private:Private",
             "caps=xmppd.features.caps:Caps",
+            "adhoc=xmppd.features.adhoc:Adhoc",
+            "admin=xmppd.features.admin:Admin",
         ],
     },
 )
