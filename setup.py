@@ -47,6 +47,7 @@ setup(
             "ping=xmppd.features.ping:Ping",
             "version=xmppd.features.version:Version",
             "register=xmppd.features.register:Register",
+            "muc=xmppd.features.muc.service:Muc",
             "redpacket=xmppd_extensions.redpacket.feature:RedPacket",
             "offline=xmppd.features.offline:Offline",
             "blocking=xmppd.features.blocking:Blocking",

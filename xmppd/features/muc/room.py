@@ -1,0 +1,805 @@
+"""XEP-0045: one room — entering and leaving, messages, subject, invitations, voice, admin and owner use cases."""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import TYPE_CHECKING, Iterable
+
+from lxml import etree
+
+from ...core.hooks import Flow, Routed
+from ...errors import Condition, StanzaError
+from ...jid import JID, JIDError
+from ...xml import ns
+from ...xml.builder import error_reply, iq_result
+from ...xml.forms import Field, Form
+from . import events as E
+from .affiliations import (
+    Affiliation,
+    Role,
+    check_affiliation_change,
+    check_role_change,
+    default_role,
+    parse_affiliation,
+    parse_role,
+)
+from .config_form import RoomConfig, apply_submission, config_form
+from .const import (
+    ADMIN_QUERY,
+    BODY,
+    MUC_ADMIN,
+    MUC_REQUEST,
+    MUC_USER,
+    NODE_AFFILIATIONS,
+    NODE_CONFIG,
+    NODE_MESSAGES,
+    NODE_PRESENCE,
+    NODE_SUBJECT,
+    OWNER_QUERY,
+    SID,
+    SUBJECT,
+    X_DATA,
+    X_MUC,
+    X_USER,
+    q,
+)
+from . import const as C
+from .history import History, parse_request
+from .occupants import Occupant, Occupants
+from .repository import StoredAffiliation, StoredRoom, StoredSubscription
+from .subscriptions import Subscription, wrap
+
+if TYPE_CHECKING:
+    from .service import MucService
+
+log = logging.getLogger(__name__)
+_ITEM = q(MUC_USER, "item")
+_STANZA_ID = q(SID, "stanza-id")
+
+
+class Room:
+    """A room's state in memory; persistent rooms are mirrored to the repository."""
+
+    def __init__(self, service: "MucService", jid: JID, config: RoomConfig) -> None:
+        self.service = service
+        self.jid = jid
+        self.jid_s = str(jid)
+        self.config = config
+        self.occupants = Occupants()
+        self.affiliations: dict[JID, StoredAffiliation] = {}
+        self.subscribers: dict[JID, Subscription] = {}
+        self.subject = ""
+        self.subject_nick = ""
+        self.history = History(config.history_length)
+        self.locked = False  # §10.1.1: a new room is locked until its owner configures it
+        self.destroyed = False
+
+    # ================================================================ public API (extensions)
+
+    def affiliation(self, bare: JID) -> Affiliation:
+        a = self.affiliations.get(bare.bare)
+        return Affiliation(a.affiliation) if a is not None else Affiliation.NONE
+
+    def is_member(self, bare: JID) -> bool:
+        """Affiliation member or above."""
+        return self.affiliation(bare).rank >= Affiliation.MEMBER.rank
+
+    def role_of(self, full: JID) -> Role:
+        occ = self.occupants.of_jid(full)
+        return occ.role if occ is not None else Role.NONE
+
+    def occupant_list(self) -> list[Occupant]:
+        return list(self.occupants)
+
+    async def set_role(self, nick: str, role: Role, *, actor: JID | None = None, reason: str | None = None) -> None:
+        """Change an occupant's role and tell the room (kick when ``role`` is none); no permission check."""
+        occ = self.occupants.get(nick)
+        if occ is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no occupant with the nick {nick!r}")
+        await self._apply_role(occ, role, actor, reason)
+
+    async def set_affiliation(self, jid: JID, aff: Affiliation, *, actor: JID | None = None, reason: str | None = None, nick: str | None = None) -> None:
+        """Change a user's affiliation (stored when the room is persistent); no permission check."""
+        await self._apply_affiliation(jid.bare, aff, actor, reason, nick)
+
+    async def send_notice(self, body: str | None = None, *, children: Iterable[etree._Element] = ()) -> None:
+        """A server-authored groupchat message from the room's bare JID to every occupant and subscriber."""
+        msg = etree.Element(ns.MESSAGE, {"from": self.jid_s, "type": "groupchat", "id": self.service.new_id()}, nsmap={None: ns.CLIENT})
+        if body is not None:
+            etree.SubElement(msg, BODY).text = body
+        for c in children:
+            msg.append(c)
+        self._stamp_id(msg)
+        if body is not None:
+            self.history.add(msg, self.service.now())
+        await self.service.fanout(msg, list(self.occupants.full_jids()), "message")
+        await self.notify(NODE_MESSAGES, msg, msg.find(_STANZA_ID).get("id"))  # type: ignore[union-attr]
+
+    # ================================================================ helpers
+
+    @property
+    def is_empty(self) -> bool:
+        return len(self.occupants) == 0
+
+    def can_see_jids(self, viewer: Occupant | None) -> bool:
+        return self.config.whois == "anyone" or (viewer is not None and viewer.role is Role.MODERATOR)
+
+    def check_nick_free(self, nick: str, bare: JID) -> None:
+        occ = self.occupants.get(nick)
+        if occ is not None and occ.bare != bare:
+            raise StanzaError(Condition.CONFLICT, f"the nick {nick!r} is in use in this room")
+        for jid, a in self.affiliations.items():
+            if a.nick == nick and jid != bare:
+                raise StanzaError(Condition.CONFLICT, f"the nick {nick!r} is reserved by a member")
+        for jid, s in self.subscribers.items():
+            if s.nick == nick and jid != bare:
+                raise StanzaError(Condition.CONFLICT, f"the nick {nick!r} is taken by a subscriber")
+
+    def _stamp_id(self, msg: etree._Element) -> str:
+        for old in msg.findall(_STANZA_ID):
+            msg.remove(old)
+        sid = self.service.new_id()
+        etree.SubElement(msg, _STANZA_ID, {"id": sid, "by": self.jid_s}, nsmap={None: SID})
+        return sid
+
+    def _x_user(self, parent: etree._Element, occ: Occupant | None, aff: Affiliation, role: Role, *, jid: JID | None = None,
+                codes: Iterable[str] = (), actor: JID | None = None, actor_nick: str | None = None,
+                reason: str | None = None, nick: str | None = None) -> etree._Element:
+        x = etree.SubElement(parent, X_USER, nsmap={None: MUC_USER})
+        item = etree.SubElement(x, _ITEM, {"affiliation": aff.value, "role": role.value})
+        if jid is not None:
+            item.set("jid", str(jid))
+        if nick is not None:
+            item.set("nick", nick)
+        if actor is not None or actor_nick is not None:
+            a = etree.SubElement(item, q(MUC_USER, "actor"))
+            if actor_nick:
+                a.set("nick", actor_nick)
+            elif actor is not None:
+                a.set("jid", str(actor.bare))
+        if reason:
+            etree.SubElement(item, q(MUC_USER, "reason")).text = reason
+        for code in codes:
+            etree.SubElement(x, q(MUC_USER, "status"), {"code": code})
+        return x
+
+    def _presence(self, occ: Occupant, *, with_jid: bool, type: str | None = None, codes: Iterable[str] = (),
+                  role: Role | None = None, actor: JID | None = None, reason: str | None = None,
+                  new_nick: str | None = None, source: etree._Element | None = None, jid: JID | None = None) -> etree._Element:
+        """Presence of ``occ`` as the room shows it (from room/nick, no 'to')."""
+        p = etree.Element(ns.PRESENCE, {"from": f"{self.jid_s}/{occ.nick}"}, nsmap={None: ns.CLIENT})
+        if type:
+            p.set("type", type)
+        src = source if source is not None else (occ.presence if occ.sessions else None)
+        if src is not None and type is None:
+            for child in src:
+                if child.tag not in (X_MUC, X_USER) and child.tag != f"{{{ns.CLIENT}}}priority":
+                    p.append(copy.deepcopy(child))
+        elif src is not None:
+            st = src.find(C.STATUS)
+            if st is not None:
+                p.append(copy.deepcopy(st))
+        actor_nick = None
+        if actor is not None:
+            a_occ = self.occupants.of_bare(actor.bare)
+            actor_nick = a_occ.nick if a_occ is not None else None
+        self._x_user(p, occ, self.affiliation(occ.bare), role or occ.role,
+                     jid=(jid or (occ.primary if occ.sessions else occ.bare)) if with_jid else None,
+                     codes=codes, actor=actor, actor_nick=actor_nick, reason=reason, nick=new_nick)
+        return p
+
+    async def _broadcast_presence(self, occ: Occupant, *, type: str | None = None, codes: Iterable[str] = (),
+                                  self_codes: Iterable[str] = (), role: Role | None = None, actor: JID | None = None,
+                                  reason: str | None = None, new_nick: str | None = None,
+                                  self_targets: Iterable[JID] | None = None, others: bool = True,
+                                  source: etree._Element | None = None) -> None:
+        """One presence change of ``occ`` to the room: others by JID visibility, its own sessions with 110."""
+        kw = dict(type=type, role=role, actor=actor, reason=reason, new_nick=new_nick, source=source)
+        if others:
+            own = set(occ.sessions) if self_targets is None else set(occ.sessions) | set(self_targets)
+            see, blind = [], []
+            anyone = self.config.whois == "anyone"
+            for other in self.occupants:
+                targets = [j for j in other.sessions if j not in own]
+                if not targets:
+                    continue
+                (see if anyone or other.role is Role.MODERATOR else blind).extend(targets)
+            if see:
+                await self.service.fanout(self._presence(occ, with_jid=True, codes=codes, **kw), see, "presence")  # type: ignore[arg-type]
+            if blind:
+                await self.service.fanout(self._presence(occ, with_jid=False, codes=codes, **kw), blind, "presence")  # type: ignore[arg-type]
+        mine = list(occ.sessions) if self_targets is None else list(self_targets)
+        if mine:
+            sc = ["110", *self_codes, *codes]
+            await self.service.fanout(self._presence(occ, with_jid=True, codes=sc, **kw), mine, "presence")  # type: ignore[arg-type]
+        if type is not None or self_targets is None:
+            await self.notify(NODE_PRESENCE, self._presence(occ, with_jid=anyone_sees(self), codes=codes, **kw), None)  # type: ignore[arg-type]
+
+    async def notify(self, node: str, inner: etree._Element, item_id: str | None) -> None:
+        """MUC/Sub: the event to subscribers on every available session not in the room (or offline)."""
+        if not self.subscribers:
+            return
+        svc = self.service
+        for bare, sub in list(self.subscribers.items()):
+            if node not in sub.nodes:
+                continue
+            occ = self.occupants.of_bare(bare)
+            joined = occ.sessions if occ is not None else {}
+            sessions = [s for s in svc.ctx.sessions.of(bare) if s.available and s.jid not in joined]
+            iid = item_id or svc.new_id()
+            if sessions:
+                for s in sessions:
+                    await svc.ctx.send(wrap(self.jid_s, str(s.jid), node, iid, inner))
+            elif not joined:
+                await svc.ctx.send(wrap(self.jid_s, str(bare), node, iid, inner))
+
+    async def _error(self, stanza: etree._Element, err: StanzaError) -> None:
+        reply = error_reply(stanza, err)
+        if reply.get("to"):
+            await self.service.ctx.send(reply)
+
+    # ================================================================ presence
+
+    async def presence(self, r: Routed, nick: str | None) -> None:
+        stanza = r.stanza
+        typ = stanza.get("type")
+        full = r.from_jid
+        if typ == "error":
+            # A client bouncing room traffic is gone (§7.2.5 ghost users).
+            if self.occupants.of_jid(full) is not None:
+                await self.leave(full, None)
+            return
+        if typ == "unavailable":
+            await self.leave(full, stanza)
+            return
+        if typ is not None:
+            return  # subscriptions and probes mean nothing to a room
+        if nick is None:
+            await self._error(stanza, StanzaError(Condition.JID_MALFORMED, "join the room as room@service/nick"))
+            return
+        try:
+            await self.join(full, nick, stanza)
+        except StanzaError as err:
+            reply = error_reply(stanza, err)
+            x = stanza.find(X_MUC)
+            if x is not None:
+                reply.insert(0, etree.Element(X_MUC, nsmap={None: C.MUC}))
+            await self.service.ctx.send(reply)
+
+    async def join(self, full: JID, nick: str, stanza: etree._Element) -> None:
+        bare = full.bare
+        current = self.occupants.of_jid(full)
+        src = _presence_source(stanza)
+        if current is not None:
+            if current.nick == nick:
+                current.sessions[full] = src  # status/show change (§7.7)
+                await self._broadcast_presence(current, source=src)
+                return
+            await self._change_nick(current, full, nick, src)
+            return
+        aff = self.affiliation(bare)
+        existing = self.occupants.get(nick)
+        self.check_nick_free(nick, bare)
+        if self.locked and aff is not Affiliation.OWNER:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "the room is locked until its owner configures it")
+        if aff is Affiliation.OUTCAST:
+            raise StanzaError(Condition.FORBIDDEN, "you are banned from this room")
+        if self.config.members_only and aff.rank < Affiliation.MEMBER.rank:
+            raise StanzaError(Condition.REGISTRATION_REQUIRED, "this room is for members only")
+        x = stanza.find(X_MUC)
+        if self.config.password and aff.rank < Affiliation.ADMIN.rank:
+            given = x.findtext(q(C.MUC, "password")) if x is not None else None
+            if given != self.config.password:
+                raise StanzaError(Condition.NOT_AUTHORIZED, "this room needs the right password")
+        if existing is None and len(self.occupants) >= self.config.max_occupants and aff.rank < Affiliation.ADMIN.rank:
+            raise StanzaError(Condition.SERVICE_UNAVAILABLE, "the room is full")
+        if existing is None:
+            other = self.occupants.of_bare(bare)
+            if other is not None:
+                raise StanzaError(Condition.CONFLICT, f"you are in this room as {other.nick!r}; join with that nick")
+        hist = parse_request(x)
+        role = existing.role if existing is not None else default_role(aff, self.config.moderated)
+        if self.service.events.has(E.PRE_JOIN):
+            pj = E.PreJoin(self, full, nick, aff, role, stanza)
+            if await self.service.events.run(E.PRE_JOIN, pj) is Flow.STOP:
+                raise StanzaError(Condition.NOT_ALLOWED, "you may not enter this room")
+            role = pj.role
+        created = self.service.take_created(self)
+        occ = existing or Occupant(nick, bare, role)
+        # Existing occupants' presence first (§7.2.3), then ours to everybody, then history and subject.
+        others = [o for o in self.occupants if o is not occ]
+        self.occupants.add(occ, full, src)
+        self.service.index(full, self)
+        svc = self.service
+        for o in others:
+            p = self._presence(o, with_jid=self.can_see_jids(occ))
+            p.set("to", str(full))
+            await svc.ctx.send(p)
+        codes: list[str] = []
+        if self.config.whois == "anyone":
+            codes.append(C.S_NON_ANONYMOUS)
+        if created:
+            codes.append(C.S_CREATED)
+        if existing is None:
+            await self._broadcast_presence(occ, self_codes=codes, source=src)
+        else:
+            await self._broadcast_presence(occ, self_codes=codes, source=src, self_targets=[full], others=False)
+        now = svc.now()
+        for h in self.history.select(hist, now, self.jid_s):
+            h.set("to", str(full))
+            await svc.ctx.send(h)
+        subj = etree.Element(ns.MESSAGE, {"from": f"{self.jid_s}/{self.subject_nick}" if self.subject_nick else self.jid_s,
+                                          "to": str(full), "type": "groupchat", "id": svc.new_id()}, nsmap={None: ns.CLIENT})
+        etree.SubElement(subj, SUBJECT).text = self.subject
+        await svc.ctx.send(subj)
+
+    async def _change_nick(self, occ: Occupant, full: JID, nick: str, src: etree._Element) -> None:
+        """§7.6: unavailable with 303 and the new nick, then available under the new nick."""
+        self.check_nick_free(nick, occ.bare)
+        if self.occupants.get(nick) is not None:
+            raise StanzaError(Condition.CONFLICT, f"the nick {nick!r} is in use in this room")
+        await self._broadcast_presence(occ, type="unavailable", codes=[C.S_NEW_NICK], new_nick=nick)
+        self.occupants.rename(occ, nick)
+        occ.sessions[full] = src
+        await self._broadcast_presence(occ, source=src)
+
+    async def leave(self, full: JID, stanza: etree._Element | None) -> None:
+        occ = self.occupants.of_jid(full)
+        if occ is None:
+            return
+        src = _presence_source(stanza) if stanza is not None else None
+        if len(occ.sessions) > 1:
+            self.occupants.remove_session(full)
+            self.service.unindex(full, self)
+            await self._broadcast_presence(occ, type="unavailable", role=Role.NONE, self_targets=[full], others=False, source=src)
+            return
+        await self._broadcast_presence(occ, type="unavailable", role=Role.NONE, source=src)
+        self.occupants.remove_session(full)
+        self.service.unindex(full, self)
+        await self.service.maybe_vanish(self)
+
+    async def _remove(self, occ: Occupant, codes: list[str], actor: JID | None, reason: str | None) -> None:
+        """Kick, ban, or removal by affiliation or configuration change: everybody is told with ``codes``."""
+        await self._broadcast_presence(occ, type="unavailable", codes=codes, role=Role.NONE, actor=actor, reason=reason)
+        self.occupants.remove(occ)
+        for full in list(occ.sessions):
+            self.service.unindex(full, self)
+        await self.service.maybe_vanish(self)
+
+    # ================================================================ messages
+
+    async def message(self, r: Routed, nick: str | None) -> None:
+        stanza = r.stanza
+        typ = stanza.get("type") or "normal"
+        if typ == "error":
+            occ = self.occupants.of_jid(r.from_jid)
+            if occ is not None and nick is None:
+                await self.leave(r.from_jid, None)  # an occupant bouncing groupchat is a ghost
+            return
+        try:
+            if nick is not None:
+                await self._private(r, nick, typ)
+            elif typ == "groupchat":
+                await self._groupchat(r)
+            else:
+                await self._to_room(r)
+        except StanzaError as err:
+            await self._error(stanza, err)
+
+    async def _groupchat(self, r: Routed) -> None:
+        stanza = r.stanza
+        occ = self.occupants.of_jid(r.from_jid)
+        if occ is None:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, "you are not in this room")
+        body = stanza.find(BODY)
+        subject = stanza.find(SUBJECT)
+        if subject is not None and body is None:
+            await self._change_subject(occ, r.from_jid, subject.text or "", stanza)
+            return
+        if occ.role.rank < Role.PARTICIPANT.rank:
+            raise StanzaError(Condition.FORBIDDEN, "visitors may not speak in this moderated room; request voice")
+        out = etree.Element(ns.MESSAGE, {"from": f"{self.jid_s}/{occ.nick}", "type": "groupchat"}, nsmap={None: ns.CLIENT})
+        if stanza.get("id") is not None:
+            out.set("id", stanza.get("id"))  # type: ignore[arg-type]
+        for child in stanza:
+            if child.tag == _STANZA_ID or child.tag == X_USER:
+                continue
+            out.append(copy.deepcopy(child))
+        svc = self.service
+        if svc.events.has(E.GROUPCHAT_BEFORE_BROADCAST):
+            if await svc.events.run(E.GROUPCHAT_BEFORE_BROADCAST, E.GroupchatBeforeBroadcast(self, occ, r.from_jid, out)) is Flow.STOP:
+                return
+        sid = self._stamp_id(out)
+        if body is not None:
+            self.history.add(out, svc.now())
+        await svc.fanout(out, list(self.occupants.full_jids()), "message")
+        await self.notify(NODE_MESSAGES, out, sid)
+
+    async def _change_subject(self, occ: Occupant, full: JID, text: str, stanza: etree._Element) -> None:
+        """§8.1: moderators, or participants when the room allows it."""
+        if not (occ.role is Role.MODERATOR or (self.config.change_subject and occ.role is Role.PARTICIPANT)):
+            raise StanzaError(Condition.FORBIDDEN, "you may not change the subject of this room")
+        self.subject, self.subject_nick = text, occ.nick
+        out = etree.Element(ns.MESSAGE, {"from": f"{self.jid_s}/{occ.nick}", "type": "groupchat", "id": stanza.get("id") or self.service.new_id()}, nsmap={None: ns.CLIENT})
+        etree.SubElement(out, SUBJECT).text = text
+        await self.service.fanout(out, list(self.occupants.full_jids()), "message")
+        await self.notify(NODE_SUBJECT, out, None)
+        await self.service.persist_state(self)
+
+    async def _private(self, r: Routed, nick: str, typ: str) -> None:
+        """§7.5: between occupants, from room/sender-nick, with an empty muc#user x."""
+        if typ == "groupchat":
+            raise StanzaError(Condition.BAD_REQUEST, "groupchat messages go to the room's bare JID")
+        sender = self.occupants.of_jid(r.from_jid)
+        if sender is None:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, "only occupants may send private messages")
+        target = self.occupants.get(nick)
+        if target is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no occupant with the nick {nick!r}")
+        out = etree.Element(ns.MESSAGE, {"from": f"{self.jid_s}/{sender.nick}", "type": typ}, nsmap={None: ns.CLIENT})
+        if r.stanza.get("id") is not None:
+            out.set("id", r.stanza.get("id"))  # type: ignore[arg-type]
+        for child in r.stanza:
+            if child.tag != X_USER:
+                out.append(copy.deepcopy(child))
+        etree.SubElement(out, X_USER, nsmap={None: MUC_USER})
+        if self.service.events.has(E.PRIVATE_MESSAGE):
+            if await self.service.events.run(E.PRIVATE_MESSAGE, E.PrivateMessage(self, sender, target, out)) is Flow.STOP:
+                return
+        for full in list(target.sessions):
+            m = copy.deepcopy(out)
+            m.set("to", str(full))
+            await self.service.ctx.send(m)
+
+    async def _to_room(self, r: Routed) -> None:
+        """Non-groupchat messages to the room: invitations, declines, voice requests and approvals."""
+        stanza = r.stanza
+        x = stanza.find(X_USER)
+        if x is not None and (x.find(q(MUC_USER, "invite")) is not None or x.find(q(MUC_USER, "decline")) is not None):
+            await self._invitations(r, x)
+            return
+        form_el = stanza.find(X_DATA)
+        if form_el is not None:
+            form = Form.from_element(form_el)
+            if form.form_type == MUC_REQUEST:
+                await self._voice(r, form)
+                return
+        raise StanzaError(Condition.BAD_REQUEST, "send groupchat messages to the room, or private messages to room/nick")
+
+    async def _invitations(self, r: Routed, x: etree._Element) -> None:
+        """§7.8.2 mediated invitations and §7.8.3 declines."""
+        full = r.from_jid
+        svc = self.service
+        for decline in x.findall(q(MUC_USER, "decline")):
+            to = _jid_attr(decline, "to")
+            out = etree.Element(ns.MESSAGE, {"from": self.jid_s, "to": str(to), "id": svc.new_id()}, nsmap={None: ns.CLIENT})
+            ux = etree.SubElement(out, X_USER, nsmap={None: MUC_USER})
+            d = etree.SubElement(ux, q(MUC_USER, "decline"), {"from": str(full.bare)})
+            reason = decline.findtext(q(MUC_USER, "reason"))
+            if reason:
+                etree.SubElement(d, q(MUC_USER, "reason")).text = reason
+            await svc.ctx.send(out)
+        invites = x.findall(q(MUC_USER, "invite"))
+        if not invites:
+            return
+        occ = self.occupants.of_jid(full)
+        if occ is None:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, "only occupants may invite")
+        aff = self.affiliation(full)
+        if self.config.members_only and not self.config.allow_invites and aff.rank < Affiliation.ADMIN.rank:
+            raise StanzaError(Condition.FORBIDDEN, "only admins and owners may invite to this members-only room")
+        for inv in invites:
+            to = _jid_attr(inv, "to").bare
+            if self.config.members_only and self.affiliation(to).rank < Affiliation.MEMBER.rank:
+                if self.affiliation(to) is Affiliation.OUTCAST:
+                    raise StanzaError(Condition.FORBIDDEN, f"{to} is banned from this room")
+                await self._apply_affiliation(to, Affiliation.MEMBER, full, None, None)
+            out = etree.Element(ns.MESSAGE, {"from": self.jid_s, "to": str(to), "id": svc.new_id()}, nsmap={None: ns.CLIENT})
+            reason = inv.findtext(q(MUC_USER, "reason"))
+            ux = etree.SubElement(out, X_USER, nsmap={None: MUC_USER})
+            i = etree.SubElement(ux, q(MUC_USER, "invite"), {"from": str(full)})
+            if reason:
+                etree.SubElement(i, q(MUC_USER, "reason")).text = reason
+            if self.config.password:
+                etree.SubElement(ux, q(MUC_USER, "password")).text = self.config.password
+            etree.SubElement(out, BODY).text = f"{full.bare} invites you to the room {self.jid_s}" + (f": {reason}" if reason else "")
+            await svc.ctx.send(out)
+
+    async def _voice(self, r: Routed, form: Form) -> None:
+        """§7.13 voice requests to moderators, and §8.6 their approval."""
+        full = r.from_jid
+        occ = self.occupants.of_jid(full)
+        if occ is None:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, "only occupants may request voice")
+        vals = {f.var: f.values for f in form.fields if f.var}
+        if form.type == "submit" and "muc#request_allow" in vals:
+            if occ.role is not Role.MODERATOR:
+                raise StanzaError(Condition.FORBIDDEN, "only moderators may approve voice requests")
+            allow = (vals["muc#request_allow"] or ("",))[0].lower() in ("1", "true")
+            nick = (vals.get("muc#roomnick") or ("",))[0]
+            target = self.occupants.get(nick)
+            if target is None:
+                raise StanzaError(Condition.ITEM_NOT_FOUND, f"no occupant with the nick {nick!r}")
+            if allow and target.role is Role.VISITOR:
+                check_role_change(occ.role, self.affiliation(full), self.affiliation(target.bare), target.role, Role.PARTICIPANT)
+                await self._apply_role(target, Role.PARTICIPANT, full, None)
+            return
+        if occ.role is not Role.VISITOR:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, "you have voice already")
+        req = Form("form", title="Voice request", instructions=("To approve this request for voice, select the 'Grant voice' checkbox and submit the form.",), fields=(
+            Field("FORM_TYPE", "hidden", values=(MUC_REQUEST,)),
+            Field("muc#role", "list-single", "Requested role", values=("participant",)),
+            Field("muc#jid", "jid-single", "User ID", values=(str(full),)),
+            Field("muc#roomnick", "text-single", "Room Nickname", values=(occ.nick,)),
+            Field("muc#request_allow", "boolean", "Grant voice to this person?", values=("false",)),
+        ))
+        for mod in self.occupants:
+            if mod.role is Role.MODERATOR:
+                for mfull in list(mod.sessions):
+                    m = etree.Element(ns.MESSAGE, {"from": self.jid_s, "to": str(mfull), "id": self.service.new_id()}, nsmap={None: ns.CLIENT})
+                    m.append(req.to_element())
+                    await self.service.ctx.send(m)
+
+    # ================================================================ roles and affiliations
+
+    async def _apply_role(self, occ: Occupant, role: Role, actor: JID | None, reason: str | None) -> None:
+        old = occ.role
+        if role is Role.NONE:
+            await self._remove(occ, [C.S_KICKED], actor, reason)
+        else:
+            occ.role = role
+            if old is not role:
+                await self._broadcast_presence(occ, actor=actor, reason=reason)
+        if old is not role and self.service.events.has(E.OCCUPANT_ROLE_CHANGED):
+            await self.service.events.run(E.OCCUPANT_ROLE_CHANGED, E.OccupantRoleChanged(self, occ.nick, occ.bare, old, role, actor, reason))
+
+    async def _apply_affiliation(self, bare: JID, aff: Affiliation, actor: JID | None, reason: str | None, nick: str | None) -> None:
+        old = self.affiliation(bare)
+        if aff is Affiliation.NONE:
+            self.affiliations.pop(bare, None)
+        else:
+            self.affiliations[bare] = StoredAffiliation(aff.value, nick, reason)
+        svc = self.service
+        if self.config.persistent:
+            await svc.repo.set_affiliation(self.jid_s, str(bare), self.affiliations.get(bare))
+        occ = self.occupants.of_bare(bare)
+        if aff is Affiliation.OUTCAST or (self.config.members_only and aff.rank < Affiliation.MEMBER.rank):
+            if bare in self.subscribers:
+                await self.set_subscription(bare, None)
+            if occ is not None:
+                await self._remove(occ, [C.S_BANNED if aff is Affiliation.OUTCAST else C.S_AFFILIATION_REMOVED], actor, reason)
+        elif occ is not None:
+            new_role = default_role(aff, self.config.moderated)
+            if aff.rank < Affiliation.ADMIN.rank and occ.role is Role.MODERATOR and old.rank >= Affiliation.ADMIN.rank:
+                occ.role = new_role
+            elif new_role.rank > occ.role.rank:
+                occ.role = new_role
+            await self._broadcast_presence(occ, actor=actor, reason=reason)
+        if old is not aff:
+            item = etree.Element(ns.MESSAGE, {"from": self.jid_s}, nsmap={None: ns.CLIENT})
+            x = etree.SubElement(item, X_USER, nsmap={None: MUC_USER})
+            etree.SubElement(x, _ITEM, {"jid": str(bare), "affiliation": aff.value})
+            await self.notify(NODE_AFFILIATIONS, item, None)
+            if svc.events.has(E.AFFILIATION_CHANGED):
+                await svc.events.run(E.AFFILIATION_CHANGED, E.AffiliationChanged(self, bare, old, aff, actor, reason))
+
+    async def set_subscription(self, bare: JID, sub: Subscription | None) -> None:
+        if sub is None:
+            if self.subscribers.pop(bare, None) is None:
+                return
+        else:
+            self.subscribers[bare] = sub
+        if self.config.persistent:
+            await self.service.repo.set_subscription(self.jid_s, str(bare), StoredSubscription(sub.nick, tuple(sorted(sub.nodes))) if sub else None)
+        if sub is None:
+            await self.service.maybe_vanish(self)
+
+    # ================================================================ iq
+
+    async def admin_get(self, full: JID, query: etree._Element) -> etree._Element:
+        """§9.5/§8.5: lists by affiliation (admins and owners) or by role (moderators)."""
+        item = query.find(q(MUC_ADMIN, "item"))
+        if item is None:
+            raise StanzaError(Condition.BAD_REQUEST, "ask for the items of one affiliation or role")
+        out = etree.Element(ADMIN_QUERY, nsmap={None: MUC_ADMIN})
+        if item.get("affiliation") is not None:
+            want = parse_affiliation(item.get("affiliation"))
+            if self.affiliation(full).rank < Affiliation.ADMIN.rank:
+                raise StanzaError(Condition.FORBIDDEN, "only admins and owners may see affiliation lists")
+            if want is Affiliation.NONE:
+                raise StanzaError(Condition.BAD_REQUEST, "there is no list of users without affiliation")
+            for jid, a in sorted(self.affiliations.items(), key=lambda kv: str(kv[0])):
+                if a.affiliation == want.value:
+                    el = etree.SubElement(out, q(MUC_ADMIN, "item"), {"affiliation": a.affiliation, "jid": str(jid)})
+                    if a.nick:
+                        el.set("nick", a.nick)
+                    if a.reason:
+                        etree.SubElement(el, q(MUC_ADMIN, "reason")).text = a.reason
+            return out
+        want_role = parse_role(item.get("role"))
+        viewer = self.occupants.of_jid(full)
+        if viewer is None or viewer.role is not Role.MODERATOR:
+            raise StanzaError(Condition.FORBIDDEN, "only moderators may see role lists")
+        for occ in self.occupants:
+            if occ.role is want_role:
+                etree.SubElement(out, q(MUC_ADMIN, "item"), {"nick": occ.nick, "role": occ.role.value,
+                                                           "affiliation": self.affiliation(occ.bare).value, "jid": str(occ.primary)})
+        return out
+
+    async def admin_set(self, full: JID, query: etree._Element) -> None:
+        """§8/§9/§10: role and affiliation changes, all checked before any is applied."""
+        items = query.findall(q(MUC_ADMIN, "item"))
+        if not items:
+            raise StanzaError(Condition.BAD_REQUEST, "no item to change")
+        actor_aff = self.affiliation(full)
+        actor_occ = self.occupants.of_jid(full)
+        actor_role = actor_occ.role if actor_occ is not None else Role.NONE
+        plan: list[tuple[str, object, object, str | None, str | None]] = []
+        new_affs = {j: Affiliation(a.affiliation) for j, a in self.affiliations.items()}
+        for item in items:
+            reason = item.findtext(q(MUC_ADMIN, "reason"))
+            if item.get("affiliation") is not None:
+                aff = parse_affiliation(item.get("affiliation"))
+                if item.get("jid"):
+                    target = _jid_attr(item, "jid").bare
+                elif item.get("nick"):
+                    o = self.occupants.get(item.get("nick"))  # type: ignore[arg-type]
+                    if o is None:
+                        raise StanzaError(Condition.ITEM_NOT_FOUND, f"no occupant with the nick {item.get('nick')!r}")
+                    target = o.bare
+                else:
+                    raise StanzaError(Condition.BAD_REQUEST, "an affiliation change names a jid")
+                check_affiliation_change(actor_aff, self.affiliation(target), aff)
+                if aff is Affiliation.NONE:
+                    new_affs.pop(target, None)
+                else:
+                    new_affs[target] = aff
+                plan.append(("aff", target, aff, reason, item.get("nick") if item.get("jid") else None))
+            elif item.get("role") is not None:
+                role = parse_role(item.get("role"))
+                nick = item.get("nick")
+                if not nick:
+                    raise StanzaError(Condition.BAD_REQUEST, "a role change names an occupant's nick")
+                occ = self.occupants.get(nick)
+                if occ is None:
+                    raise StanzaError(Condition.ITEM_NOT_FOUND, f"no occupant with the nick {nick!r}")
+                check_role_change(actor_role, actor_aff, self.affiliation(occ.bare), occ.role, role)
+                if role is Role.PARTICIPANT and self.affiliation(occ.bare) is Affiliation.OUTCAST:
+                    raise StanzaError(Condition.NOT_ALLOWED, "an outcast can't get voice")
+                plan.append(("role", occ, role, reason, None))
+            else:
+                raise StanzaError(Condition.BAD_REQUEST, "an item names a role or an affiliation")
+        if self.affiliations and not any(a is Affiliation.OWNER for a in new_affs.values()):
+            raise StanzaError(Condition.CONFLICT, "a room keeps at least one owner")
+        for kind, target, value, reason, nick in plan:
+            if kind == "aff":
+                await self._apply_affiliation(target, value, full, reason, nick)  # type: ignore[arg-type]
+            else:
+                occ = target  # type: ignore[assignment]
+                if self.occupants.get(occ.nick) is occ:  # type: ignore[attr-defined]
+                    await self._apply_role(occ, value, full, reason)  # type: ignore[arg-type]
+
+    async def owner_get(self, full: JID) -> etree._Element:
+        if self.affiliation(full) is not Affiliation.OWNER:
+            raise StanzaError(Condition.FORBIDDEN, "only owners may configure the room")
+        out = etree.Element(OWNER_QUERY, nsmap={None: C.MUC_OWNER})
+        out.append((await self._form()).to_element())
+        return out
+
+    async def _form(self) -> Form:
+        extra: list[Field] = []
+        if self.service.events.has(E.CONFIG_FORM):
+            cf = E.ConfigForm(self)
+            await self.service.events.run(E.CONFIG_FORM, cf)
+            extra = cf.fields  # type: ignore[assignment]
+        return config_form(self.config, self.service.options.max_occupants_limit, extra)
+
+    async def owner_set(self, full: JID, query: etree._Element) -> None:
+        if self.affiliation(full) is not Affiliation.OWNER:
+            raise StanzaError(Condition.FORBIDDEN, "only owners may configure or destroy the room")
+        destroy = query.find(q(C.MUC_OWNER, "destroy"))
+        if destroy is not None:
+            await self.destroy(destroy.findtext(q(C.MUC_OWNER, "reason")), destroy.get("jid"), destroy.findtext(q(C.MUC_OWNER, "password")))
+            return
+        x = query.find(X_DATA)
+        if x is None:
+            raise StanzaError(Condition.BAD_REQUEST, "send a data form or a destroy request")
+        if x.get("type") == "cancel":
+            if self.locked:
+                await self.destroy(None, None, None)  # §10.1.3: cancelling a new room's form destroys it
+            return
+        asked = await self._form()
+        extra_vars = {f.var for f in asked.fields if f.var} - {f.var for f in config_form(RoomConfig(), self.service.options.max_occupants_limit).fields}
+        new = apply_submission(self.config, asked, x, self.service.options.max_history_length, extra_vars)  # type: ignore[arg-type]
+        await self.reconfigure(new)
+
+    async def reconfigure(self, new: RoomConfig) -> None:
+        old = self.config
+        self.config = new
+        self.history.resize(new.history_length)
+        was_locked, self.locked = self.locked, False
+        svc = self.service
+        if new.persistent and not old.persistent:
+            await svc.repo.save_room(self.stored())
+        elif old.persistent and not new.persistent:
+            await svc.repo.delete_room(self.jid_s)
+        elif new.persistent:
+            await svc.persist_state(self)
+        if new.members_only and not old.members_only:
+            for occ in self.occupants:
+                if self.affiliation(occ.bare).rank < Affiliation.MEMBER.rank:
+                    await self._remove(occ, [C.S_MEMBERS_ONLY], None, "the room is now members-only")
+        if not was_locked:
+            codes = [C.S_CONFIG_NON_PRIVACY]
+            if new.whois != old.whois:
+                codes.append(C.S_NOW_NON_ANONYMOUS if new.whois == "anyone" else C.S_NOW_SEMI_ANONYMOUS)
+            msg = etree.Element(ns.MESSAGE, {"from": self.jid_s, "type": "groupchat", "id": svc.new_id()}, nsmap={None: ns.CLIENT})
+            x = etree.SubElement(msg, X_USER, nsmap={None: MUC_USER})
+            for c in codes:
+                etree.SubElement(x, q(MUC_USER, "status"), {"code": c})
+            await svc.fanout(msg, list(self.occupants.full_jids()), "message")
+            await self.notify(NODE_CONFIG, msg, None)
+
+    async def destroy(self, reason: str | None, alternate: str | None, password: str | None) -> None:
+        """§10.9: every occupant leaves with the reason and the alternate venue; storage forgets the room."""
+        self.destroyed = True
+        for occ in self.occupants:
+            for full in list(occ.sessions):
+                p = etree.Element(ns.PRESENCE, {"from": f"{self.jid_s}/{occ.nick}", "to": str(full), "type": "unavailable"}, nsmap={None: ns.CLIENT})
+                x = etree.SubElement(p, X_USER, nsmap={None: MUC_USER})
+                etree.SubElement(x, _ITEM, {"affiliation": "none", "role": "none"})
+                d = etree.SubElement(x, q(MUC_USER, "destroy"))
+                if alternate:
+                    d.set("jid", alternate)
+                if reason:
+                    etree.SubElement(d, q(MUC_USER, "reason")).text = reason
+                if password:
+                    etree.SubElement(d, q(MUC_USER, "password")).text = password
+                etree.SubElement(x, q(MUC_USER, "status"), {"code": C.S_SELF})
+                await self.service.ctx.send(p)
+                self.service.unindex(full, self)
+        self.occupants = Occupants()
+        await self.service.forget(self)
+        if self.service.events.has(E.ROOM_DESTROYED):
+            await self.service.events.run(E.ROOM_DESTROYED, E.RoomDestroyed(self, reason, alternate))
+
+    # ================================================================ storage
+
+    def stored(self) -> StoredRoom:
+        return StoredRoom(
+            self.jid_s, self.config.to_json(), self.subject, self.subject_nick,
+            {str(j): StoredAffiliation(a.affiliation, a.nick, a.reason) for j, a in self.affiliations.items()},
+            {str(j): StoredSubscription(s.nick, tuple(sorted(s.nodes))) for j, s in self.subscribers.items()},
+        )
+
+    @classmethod
+    def from_stored(cls, service: "MucService", s: StoredRoom) -> "Room":
+        room = cls(service, JID.parse(s.jid), RoomConfig.from_json(s.config))
+        room.subject, room.subject_nick = s.subject, s.subject_nick
+        room.affiliations = {JID.parse(j): StoredAffiliation(a.affiliation, a.nick, a.reason) for j, a in s.affiliations.items()}
+        room.subscribers = {JID.parse(j): Subscription(v.nick, frozenset(v.nodes)) for j, v in s.subscriptions.items()}
+        return room
+
+
+def anyone_sees(room: Room) -> bool:
+    return room.config.whois == "anyone"
+
+
+def _presence_source(stanza: etree._Element | None) -> etree._Element:
+    """What of a client's presence the room relays (show, status, caps ...), without addressing."""
+    p = etree.Element(ns.PRESENCE, nsmap={None: ns.CLIENT})
+    if stanza is not None:
+        for child in stanza:
+            if child.tag not in (X_MUC, X_USER):
+                p.append(copy.deepcopy(child))
+    return p
+
+
+def _jid_attr(el: etree._Element, attr: str) -> JID:
+    v = el.get(attr)
+    if not v:
+        raise StanzaError(Condition.BAD_REQUEST, f"the {etree.QName(el).localname} needs a '{attr}'")
+    try:
+        return JID.parse(v)
+    except JIDError:
+        raise StanzaError(Condition.JID_MALFORMED, f"{v!r} is not a valid JID") from None

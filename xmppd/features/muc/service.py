@@ -1,0 +1,449 @@
+"""XEP-0045: Multi-User Chat service — the ``conference.`` domain, its rooms, disco, and MUC/Sub.
+
+The router hands every stanza for the MUC domain to ``MucService.receive``; rooms live in
+memory (persistent ones loaded from the repository at start). Fan-out serialises a stanza once
+and writes the bytes to each occupant's session with its ``to`` spliced in (see ``fanout``).
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from ...core import hooks as H
+from ...core.feature import Feature
+from ...core.hooks import Flow, Routed, SessionEvent
+from ...errors import Condition, StanzaError
+from ...jid import JID
+from ...xml import ns
+from ...xml.builder import error_reply, iq_result
+from ...xml.forms import Field, Form
+from . import const as C
+from . import subscriptions as S
+from .affiliations import Affiliation, Role
+from .config_form import RoomConfig
+from .events import ROOM_DISCO_INFO, RoomDiscoInfo, RoomEvents
+from .repository import MucRepository, SqlMucRepository, StoredAffiliation
+from .room import Room
+
+_PING = C.q(C.PING, "ping")
+_UNIQUE = C.q(C.MUC_UNIQUE, "unique")
+_MAX_PENDING_IQS = 10000
+
+
+@dataclass(frozen=True, slots=True)
+class MucOptions:
+    domain: str = ""  # empty: "conference." + server.domain
+    name: str = "Chatrooms"
+    max_rooms_per_user: int = 100  # rooms one user may own (0: no limit)
+    creation_admins_only: bool = False
+    lock_new_rooms: bool = True  # XEP-0045 §10.1.1: new rooms wait for configuration (or an instant-room form)
+    max_occupants: int = 200  # default maximum occupants of a new room
+    max_occupants_limit: int = 1000  # highest maximum an owner may configure
+    history_length: int = 20  # default messages of history sent on join
+    max_history_length: int = 100
+    persistent_by_default: bool = False
+
+
+class MucService:
+    """Receives every stanza addressed to the MUC domain."""
+
+    def __init__(self, feature: "Muc", domain: str, repo: MucRepository) -> None:
+        self.feature = feature
+        self.ctx = feature.ctx
+        self.options: MucOptions = feature.options
+        self.domain = domain
+        self.repo = repo
+        self.events = RoomEvents()
+        self.rooms: dict[JID, Room] = {}
+        self.joined: dict[JID, set[Room]] = {}  # real full JID -> rooms it is in
+        self._created: set[int] = set()
+        self._boot = secrets.token_hex(3)
+        self._ids = itertools.count(1)
+        self._pending: dict[str, tuple[str, str | None, str]] = {}
+
+    # ---------------------------------------------------------------- small services for rooms
+
+    def new_id(self) -> str:
+        return f"{self._boot}{next(self._ids):x}"
+
+    def now(self) -> float:
+        return self.ctx.clock.now()
+
+    def index(self, full: JID, room: Room) -> None:
+        self.joined.setdefault(full, set()).add(room)
+
+    def unindex(self, full: JID, room: Room) -> None:
+        rooms = self.joined.get(full)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self.joined[full]
+
+    def take_created(self, room: Room) -> bool:
+        if id(room) in self._created:
+            self._created.discard(id(room))
+            return True
+        return False
+
+    async def maybe_vanish(self, room: Room) -> None:
+        """A temporary room without occupants or subscribers is gone (§10.9: not persistent)."""
+        if room.is_empty and not room.config.persistent and not room.subscribers and self.rooms.get(room.jid) is room:
+            del self.rooms[room.jid]
+            self._created.discard(id(room))
+
+    async def forget(self, room: Room) -> None:
+        if self.rooms.get(room.jid) is room:
+            del self.rooms[room.jid]
+        if room.config.persistent:
+            await self.repo.delete_room(room.jid_s)
+
+    async def persist_state(self, room: Room) -> None:
+        if room.config.persistent:
+            await self.repo.update_room(room.jid_s, room.config.to_json(), room.subject, room.subject_nick)
+
+    async def fanout(self, el: etree._Element, fulls: list[JID], kind: str) -> None:
+        """Deliver ``el`` (no 'to') to local sessions: serialised once, ``to`` spliced into the bytes.
+
+        With DELIVER hooks registered (blocking, CSI ...) every copy goes through them instead.
+        Measured (bench/muc_fanout.py): splicing is several times faster than setting 'to' and
+        serialising per recipient.
+        """
+        if not fulls:
+            return
+        get = self.ctx.sessions.get
+        router = self.ctx.router
+        data = etree.tostring(el)
+        cut = len(kind) + 1
+        if router.hooks.has(H.DELIVER) or data[:cut] != b"<" + kind.encode():
+            for full in fulls:
+                s = get(full)
+                if s is not None:
+                    c = copy.deepcopy(el)
+                    c.set("to", str(full))
+                    await router.deliver(s, c, kind)
+            return
+        head, tail = data[:cut] + b' to="', b'"' + data[cut:]
+        for full in fulls:
+            s = get(full)
+            if s is not None:
+                s.send_bytes(head + _attr(str(full)) + tail)
+
+    # ---------------------------------------------------------------- public API
+
+    def get_room(self, jid: JID | str) -> Room | None:
+        j = JID.parse(jid) if isinstance(jid, str) else jid
+        return self.rooms.get(j.bare)
+
+    # ---------------------------------------------------------------- entry point
+
+    async def receive(self, r: Routed) -> None:
+        to = r.to
+        assert to is not None
+        kind = r.kind
+        try:
+            if to.local is None:
+                await self._to_service(r)
+                return
+            room = self.rooms.get(to.bare)
+            if room is None:
+                room = await self._missing(r, to)
+                if room is None:
+                    return
+            if kind == "presence":
+                await room.presence(r, to.resource)
+                if room.is_empty:
+                    await self.maybe_vanish(room)
+            elif kind == "message":
+                await room.message(r, to.resource)
+            else:
+                await self._room_iq(room, r, to.resource)
+        except StanzaError as err:
+            await self._bounce(r, err)
+
+    async def _bounce(self, r: Routed, err: StanzaError) -> None:
+        typ = r.stanza.get("type")
+        if typ == "error" or (r.kind == "iq" and typ == "result"):
+            return
+        reply = error_reply(r.stanza, err)
+        if reply.get("to"):
+            await self.ctx.send(reply)
+
+    async def _missing(self, r: Routed, to: JID) -> Room | None:
+        typ = r.stanza.get("type")
+        if r.kind == "presence" and typ is None and to.resource is not None:
+            try:
+                return self._create(to.bare, r.from_jid)
+            except StanzaError as err:
+                reply = error_reply(r.stanza, err)
+                reply.insert(0, etree.Element(C.X_MUC, nsmap={None: C.MUC}))
+                await self.ctx.send(reply)
+                return None
+        if r.kind == "presence":
+            return None
+        raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {to.bare}")
+
+    def _create(self, jid: JID, creator: JID) -> Room:
+        """§10.1: the creator becomes owner; the room stays locked until configured."""
+        opts = self.options
+        if creator.domain != self.ctx.domain:
+            raise StanzaError(Condition.NOT_ALLOWED, "only local users may create rooms")
+        if opts.creation_admins_only and not self.ctx.is_admin(creator):
+            raise StanzaError(Condition.NOT_ALLOWED, "only server administrators may create rooms")
+        if opts.max_rooms_per_user:
+            owned = sum(1 for room in self.rooms.values() if room.affiliation(creator) is Affiliation.OWNER)
+            if owned >= opts.max_rooms_per_user and not self.ctx.is_admin(creator):
+                raise StanzaError(Condition.NOT_ALLOWED, f"you own {owned} rooms already, the most allowed")
+        room = Room(self, jid, RoomConfig(
+            max_occupants=min(opts.max_occupants, opts.max_occupants_limit),
+            history_length=min(opts.history_length, opts.max_history_length),
+            persistent=opts.persistent_by_default,
+        ))
+        room.affiliations[creator.bare] = StoredAffiliation(Affiliation.OWNER.value)
+        room.locked = opts.lock_new_rooms
+        self.rooms[jid] = room
+        self._created.add(id(room))
+        if room.config.persistent:
+            self.ctx.spawn(self.repo.save_room(room.stored()), name="muc-save-room")
+        return room
+
+    # ---------------------------------------------------------------- iq
+
+    async def _reply(self, r: Routed, payload: etree._Element | None) -> None:
+        await self.ctx.send(iq_result(r.stanza, payload))
+
+    async def _to_service(self, r: Routed) -> None:
+        if r.kind != "iq":
+            if r.kind == "message":
+                raise StanzaError(Condition.SERVICE_UNAVAILABLE, "the chat service takes no messages; send them to a room")
+            return
+        typ = r.stanza.get("type")
+        if typ not in ("get", "set"):
+            return
+        payload = r.stanza[0] if len(r.stanza) else None
+        tag = payload.tag if payload is not None else None
+        if typ == "get" and tag == C.DISCO_INFO_Q and not payload.get("node"):  # type: ignore[union-attr]
+            q = etree.Element(C.DISCO_INFO_Q, nsmap={None: ns.DISCO_INFO})
+            etree.SubElement(q, C.q(ns.DISCO_INFO, "identity"), {"category": "conference", "type": "text", "name": self.options.name})
+            for f in service_features():
+                etree.SubElement(q, C.q(ns.DISCO_INFO, "feature"), {"var": f})
+            await self._reply(r, q)
+        elif typ == "get" and tag == C.DISCO_ITEMS_Q and not payload.get("node"):  # type: ignore[union-attr]
+            q = etree.Element(C.DISCO_ITEMS_Q, nsmap={None: ns.DISCO_ITEMS})
+            for jid, room in sorted(self.rooms.items(), key=lambda kv: str(kv[0])):
+                if room.config.public and not room.locked:
+                    etree.SubElement(q, C.q(ns.DISCO_ITEMS, "item"), {"jid": room.jid_s, "name": room.config.name or (jid.local or "")})
+            await self._reply(r, q)
+        elif typ == "get" and tag == _UNIQUE:
+            while True:
+                name = f"{self.ctx.rng.getrandbits(64):016x}"
+                if JID(name, self.domain) not in self.rooms:
+                    break
+            el = etree.Element(_UNIQUE, nsmap={None: C.MUC_UNIQUE})
+            el.text = name
+            await self._reply(r, el)
+        elif typ == "get" and tag == S.SUBSCRIPTIONS:
+            await self._reply(r, S.list_subscriptions(list(self.rooms.values()), r.from_jid))
+        elif typ == "get" and tag == _PING:
+            await self._reply(r, None)
+        else:
+            raise StanzaError(Condition.SERVICE_UNAVAILABLE, f"the chat service does not handle {tag}")
+
+    async def _room_iq(self, room: Room, r: Routed, nick: str | None) -> None:
+        stanza = r.stanza
+        typ = stanza.get("type")
+        if nick is not None:
+            await self._occupant_iq(room, r, nick)
+            return
+        if typ not in ("get", "set"):
+            return
+        payload = stanza[0] if len(stanza) else None
+        if payload is None:
+            raise StanzaError(Condition.BAD_REQUEST, "an iq get/set carries one payload")
+        tag = payload.tag
+        full = r.from_jid
+        result: etree._Element | None = None
+        if typ == "get" and tag == C.DISCO_INFO_Q:
+            if payload.get("node"):
+                raise StanzaError(Condition.ITEM_NOT_FOUND, "rooms have no disco nodes")
+            result = await self._room_info(room, full)
+        elif typ == "get" and tag == C.DISCO_ITEMS_Q:
+            result = etree.Element(C.DISCO_ITEMS_Q, nsmap={None: ns.DISCO_ITEMS})
+            # §6.5: occupants are listed to those in the room, and to anyone in public non-anonymous-safe rooms
+            if room.occupants.of_jid(full) is not None or room.config.public:
+                for occ in room.occupants:
+                    etree.SubElement(result, C.q(ns.DISCO_ITEMS, "item"), {"jid": f"{room.jid_s}/{occ.nick}"})
+        elif tag == C.ADMIN_QUERY:
+            result = await room.admin_get(full, payload) if typ == "get" else await room.admin_set(full, payload)
+        elif tag == C.OWNER_QUERY:
+            result = await room.owner_get(full) if typ == "get" else await room.owner_set(full, payload)
+        elif typ == "set" and tag == S.SUBSCRIBE:
+            result = await S.handle_subscribe(room, full, payload)
+        elif typ == "set" and tag == S.UNSUBSCRIBE:
+            await S.handle_unsubscribe(room, full, payload)
+        elif typ == "get" and tag == S.SUBSCRIPTIONS:
+            result = S.list_subscribers(room, full)
+        elif typ == "get" and tag == _PING:
+            pass
+        else:
+            raise StanzaError(Condition.SERVICE_UNAVAILABLE, f"rooms do not handle {tag}")
+        await self._reply(r, result)
+
+    async def _room_info(self, room: Room, requester: JID) -> etree._Element:
+        """§6.4: identity, muc_* features from the configuration, and the muc#roominfo form."""
+        cfg = room.config
+        feats = [
+            C.MUC, ns.DISCO_INFO, ns.DISCO_ITEMS, C.SID,
+            "muc_persistent" if cfg.persistent else "muc_temporary",
+            "muc_public" if cfg.public else "muc_hidden",
+            "muc_membersonly" if cfg.members_only else "muc_open",
+            "muc_moderated" if cfg.moderated else "muc_unmoderated",
+            "muc_nonanonymous" if cfg.whois == "anyone" else "muc_semianonymous",
+            "muc_passwordprotected" if cfg.password else "muc_unsecured",
+        ]
+        if cfg.allow_subscription:
+            feats.append(C.MUCSUB)
+        info = RoomDiscoInfo(room, requester, feats, [])
+        if self.events.has(ROOM_DISCO_INFO):
+            await self.events.run(ROOM_DISCO_INFO, info)
+        q = etree.Element(C.DISCO_INFO_Q, nsmap={None: ns.DISCO_INFO})
+        etree.SubElement(q, C.q(ns.DISCO_INFO, "identity"), {"category": "conference", "type": "text", "name": cfg.name or (room.jid.local or "")})
+        for f in dict.fromkeys(info.features):
+            etree.SubElement(q, C.q(ns.DISCO_INFO, "feature"), {"var": f})
+        fields = [
+            Field("FORM_TYPE", "hidden", values=(C.ROOMINFO,)),
+            Field("muc#roominfo_description", "text-single", "Description", values=(cfg.description,)),
+            Field("muc#roominfo_subject", "text-single", "Subject", values=(room.subject,)),
+            Field("muc#roominfo_occupants", "text-single", "Number of occupants", values=(str(len(room.occupants)),)),
+            Field("muc#roomconfig_roomname", "text-single", "Name", values=(cfg.name,)),
+            Field("muc#maxhistoryfetch", "text-single", "Maximum history", values=(str(cfg.history_length),)),
+            Field("muc#roomconfig_changesubject", "boolean", "Occupants may change the subject", values=("1" if cfg.change_subject else "0",)),
+            Field("muc#roomconfig_allowinvites", "boolean", "Occupants may invite", values=("1" if cfg.allow_invites else "0",)),
+        ]
+        for var, value in info.fields:
+            fields.append(Field(var, "text-single", values=(value,)))
+        q.append(Form("result", fields=tuple(fields)).to_element())
+        return q
+
+    async def _occupant_iq(self, room: Room, r: Routed, nick: str) -> None:
+        """§7.2.x / XEP-0410: self-ping answered here; other iqs relayed to the occupant's real JID."""
+        stanza = r.stanza
+        typ = stanza.get("type")
+        full = r.from_jid
+        if typ in ("result", "error"):
+            entry = self._pending.pop(stanza.get("id") or "", None)
+            if entry is None:
+                return
+            orig_from, orig_id, target_jid = entry
+            out = copy.deepcopy(stanza)
+            out.set("to", orig_from)
+            out.set("from", target_jid)
+            if orig_id is None:
+                del out.attrib["id"]
+            else:
+                out.set("id", orig_id)
+            await self.ctx.send(out)
+            return
+        sender = room.occupants.of_jid(full)
+        if sender is None:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, "you are not in this room")
+        target = room.occupants.get(nick)
+        if target is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no occupant with the nick {nick!r}")
+        payload = stanza[0] if len(stanza) else None
+        if target is sender and payload is not None and payload.tag == _PING:
+            await self._reply(r, None)
+            return
+        new_id = self.new_id()
+        if len(self._pending) >= _MAX_PENDING_IQS:
+            self._pending.pop(next(iter(self._pending)))
+        self._pending[new_id] = (str(full), stanza.get("id"), f"{room.jid_s}/{nick}")
+        out = copy.deepcopy(stanza)
+        out.set("from", f"{room.jid_s}/{sender.nick}")
+        out.set("to", str(target.primary))
+        out.set("id", new_id)
+        await self.ctx.send(out)
+
+    # ---------------------------------------------------------------- sessions
+
+    async def session_gone(self, full: JID) -> None:
+        for room in list(self.joined.get(full, ())):
+            await room.leave(full, None)
+
+    async def shutdown(self) -> None:
+        """§7.2.x status 332: tell everyone still in a room that the service is going away."""
+        for room in list(self.rooms.values()):
+            for occ in room.occupant_list():
+                for full in list(occ.sessions):
+                    p = etree.Element(ns.PRESENCE, {"from": f"{room.jid_s}/{occ.nick}", "to": str(full), "type": "unavailable"}, nsmap={None: ns.CLIENT})
+                    x = etree.SubElement(p, C.X_USER, nsmap={None: C.MUC_USER})
+                    etree.SubElement(x, C.q(C.MUC_USER, "item"), {"affiliation": room.affiliation(occ.bare).value, "role": "none"})
+                    etree.SubElement(x, C.q(C.MUC_USER, "status"), {"code": C.S_SHUTDOWN})
+                    s = self.ctx.sessions.get(full)
+                    if s is not None:
+                        s.send(p)
+
+
+def service_features() -> list[str]:
+    return [ns.DISCO_INFO, ns.DISCO_ITEMS, C.MUC, C.MUC_UNIQUE, C.MUCSUB, C.CONFERENCE, C.PING]
+
+
+def _attr(value: str) -> bytes:
+    if "&" in value or "<" in value or '"' in value or ">" in value:
+        value = value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;").replace(">", "&gt;")
+    return value.encode()
+
+
+class Muc(Feature):
+    """XEP-0045 Multi-User Chat with ejabberd's MUC/Sub, XEP-0249 routing and XEP-0410 self-ping."""
+
+    name = "muc"
+    implements = ("XEP-0045", "XEP-0249", "XEP-0410", "MUC/Sub")
+    depends = ("disco",)
+    Options = MucOptions
+    migrations = str(__import__("pathlib").Path(__file__).parent / "migrations")
+
+    async def setup(self) -> None:
+        domain = self.options.domain or f"conference.{self.ctx.domain}"
+        self.domain = domain
+        self.service = MucService(self, domain, SqlMucRepository(self.ctx.db))
+        for stored in await self.service.repo.load_rooms():
+            room = Room.from_stored(self.service, stored)
+            room.config.persistent = True
+            self.service.rooms[room.jid] = room
+        self.ctx.add_service(domain, self.service)
+        self.ctx.on_teardown(self.ctx.feature("disco").add_item(domain, self.options.name))
+        self.ctx.add_hook(H.SESSION_CLOSED, self._session_closed)
+        self.ctx.add_hook(H.PRESENCE_BROADCAST, self._presence_broadcast, priority=10)
+
+    async def teardown(self) -> None:
+        await self.service.shutdown()
+
+    @property
+    def events(self) -> RoomEvents:
+        """Room events for extensions: ``ctx.on_teardown(muc.events.add(PRE_JOIN, handler))``."""
+        return self.service.events
+
+    def get_room(self, jid: JID | str) -> Room | None:
+        return self.service.get_room(jid)
+
+    def rooms(self) -> list[Room]:
+        return list(self.service.rooms.values())
+
+    async def _session_closed(self, ev: SessionEvent) -> Flow:
+        if ev.session.jid is not None and ev.session.jid in self.service.joined:
+            await self.service.session_gone(ev.session.jid)
+        return Flow.CONTINUE
+
+    async def _presence_broadcast(self, r: Routed) -> Flow:
+        # RFC 6121 §4.6: a client going offline leaves every room it had joined.
+        if r.stanza.get("type") == "unavailable" and r.from_jid in self.service.joined:
+            await self.service.session_gone(r.from_jid)
+        return Flow.CONTINUE
+
+
+__all__: list[Any] = ["Muc", "MucOptions", "MucService", "Role", "Affiliation"]
