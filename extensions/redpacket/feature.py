@@ -1,0 +1,546 @@
+"""Red packets (urn:xmppd:redpacket:0, docs/redpacket.md): wallets, sending, grabbing, refunds.
+
+The server is the only author of packet messages and notices: clients ask it with iqs to the
+server domain (send, open, balance, history, packet details, records), and every
+``<redpacket/>``, ``<grabbed/>``, ``<finished/>`` or ``<refunded/>`` a client puts in its own
+message is stripped before routing. Money rules live in :mod:`.repository`; the split in
+:mod:`.split`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from lxml import etree
+
+from xmppd.core import hooks as H
+from xmppd.core.dispatch import IqRequest
+from xmppd.core.feature import Feature, hook, iq_handler
+from xmppd.core.hooks import AccountEvent, Flow
+from xmppd.errors import Condition, StanzaError
+from xmppd.jid import JID, JIDError
+from xmppd.xml import ns
+from xmppd.xml.builder import element, stanza, sub
+
+from . import split
+from .repository import (
+    KINDS,
+    SYSTEM_WALLET,
+    AllGone,
+    AlreadyGrabbed,
+    ClientIdReused,
+    InsufficientFunds,
+    NewPacket,
+    Packet,
+    PacketExpired,
+    PacketNotFound,
+    RedPacketRepository,
+    SqlRedPacketRepository,
+)
+
+log = logging.getLogger(__name__)
+
+NS = "urn:xmppd:redpacket:0"
+MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
+
+
+def q(name: str) -> str:
+    return f"{{{NS}}}{name}"
+
+
+#: Elements only the server writes into messages (clients' copies are stripped).
+SERVER_ONLY = ("redpacket", "grabbed", "finished", "refunded")
+
+
+@dataclass(frozen=True, slots=True)
+class RedPacketOptions:
+    currency: str = "CNY"  # ISO 4217 code shown to clients
+    precision: int = 2  # digits of the minor unit (2: amounts are fen)
+    max_amount: int = 20000  # largest packet total, in minor units
+    max_count: int = 100  # most shares in one packet
+    max_greeting: int = 64  # longest greeting, in characters
+    default_greeting: str = "恭喜发财，大吉大利"
+    expiry: float = 86400.0  # seconds until the unclaimed remainder is refunded
+    sweep_interval: float = 60.0  # longest pause of the expiry sweeper, seconds
+    page_max: int = 100  # most entries in one history or records page
+
+
+class RoomDirectory(Protocol):
+    """What red packets need from group chat: membership, and posting a notice as the room."""
+
+    def is_room(self, jid: JID) -> bool: ...
+
+    async def is_member(self, room: JID, user: JID) -> bool: ...
+
+    async def post(self, room: JID, message: etree._Element) -> None:
+        """Deliver ``message`` (type groupchat, from the room's bare JID) to the room."""
+
+
+class MucRooms:
+    """The room directory of the MUC feature (xmppd/features/muc): members are affiliated
+    members and above, and anyone currently in the room; notices come from the room."""
+
+    def __init__(self, muc: Any) -> None:
+        self.muc = muc
+
+    def is_room(self, jid: JID) -> bool:
+        return jid.local is not None and jid.resource is None and self.muc.get_room(jid) is not None
+
+    async def is_member(self, room: JID, user: JID) -> bool:
+        r = self.muc.get_room(room)
+        if r is None:
+            return False
+        bare = user.bare
+        return bool(r.is_member(bare)) or any(full.bare == bare for full in r.occupants.full_jids())
+
+    async def post(self, room: JID, message: etree._Element) -> None:
+        r = self.muc.get_room(room)
+        if r is None:
+            return
+        body = message.find(f"{{{ns.CLIENT}}}body")
+        children = [c for c in message if c is not body]
+        await r.send_notice(body.text if body is not None else None, children=children)
+
+
+def _err(condition: Condition, app: str, text: str, **attrs: str) -> StanzaError:
+    return StanzaError(condition, text, app=element(q(app), attrs or None, default_ns=NS))
+
+
+def _bad(text: str) -> StanzaError:
+    return StanzaError(Condition.BAD_REQUEST, text)
+
+
+def _int_attr(el: etree._Element, name: str, *, default: int | None = None) -> int:
+    value = el.get(name)
+    if value is None:
+        if default is None:
+            raise _bad(f"the '{name}' attribute is required")
+        return default
+    if not value.isascii() or not value.isdigit() or len(value) > 12:
+        raise _bad(f"'{name}' must be a non-negative integer (minor units), not {value!r}")
+    return int(value)
+
+
+def _jid_attr(el: etree._Element, name: str) -> JID | None:
+    value = el.get(name)
+    if value is None:
+        return None
+    try:
+        return JID.parse(value).bare
+    except JIDError as exc:
+        raise StanzaError(Condition.JID_MALFORMED, f"'{name}' is not a JID: {exc}") from None
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _lang(req: IqRequest) -> str:
+    lang = req.payload.get(ns.XML_LANG) or req.stanza.get(ns.XML_LANG) or "en"
+    return lang[:35]
+
+
+def _is_zh(lang: str) -> bool:
+    return lang.lower().startswith("zh")
+
+
+class RedPacket(Feature):
+    name = "redpacket"
+    implements = ()
+    disco_features = (NS,)
+    depends = ("disco",)
+    Options = RedPacketOptions
+    migrations = MIGRATIONS
+
+    def __init__(self, ctx: Any, options: RedPacketOptions) -> None:
+        super().__init__(ctx, options)
+        self.repo: RedPacketRepository = None  # type: ignore[assignment]
+        self.rooms: RoomDirectory | None = None
+        self._wake = asyncio.Event()
+        self.sent_notices = 0
+
+    async def setup(self) -> None:
+        o = self.options
+        if o.max_count < 1 or o.max_amount < 1 or o.expiry <= 0 or o.sweep_interval <= 0 or not 0 <= o.precision <= 4:
+            raise ValueError("redpacket: max_count, max_amount, expiry and sweep_interval must be positive, precision 0..4")
+        self.repo = SqlRedPacketRepository(self.ctx.db)
+        for local in SERVER_ONLY:
+            self.ctx.add_server_only(q(local))
+        # The sweeper finds every due packet in storage, so after a restart it picks up where
+        # the last process stopped; several processes may sweep: a refund happens once.
+        self.ctx.spawn(self._sweeper(), name="redpacket-sweeper")
+
+    def use_rooms(self, rooms: RoomDirectory | None) -> None:
+        """Plug another group-chat directory in (default: the MUC feature's, when loaded)."""
+        self.rooms = rooms
+
+    def _rooms(self) -> RoomDirectory | None:
+        if self.rooms is not None:
+            return self.rooms
+        if self.ctx.has_feature("muc"):
+            self.rooms = MucRooms(self.ctx.feature("muc"))
+        return self.rooms
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.ctx.clock.now(), UTC)
+
+    # ------------------------------------------------------------------ send
+
+    @iq_handler("set", q("send"))
+    async def send(self, req: IqRequest) -> etree._Element:
+        p, o = req.payload, self.options
+        sender = req.from_jid.bare
+        kind = p.get("kind", "lucky")
+        if kind not in KINDS:
+            raise _bad(f"kind is 'lucky' or 'equal', not {kind!r}")
+        count = _int_attr(p, "count", default=1)
+        if not 1 <= count <= o.max_count:
+            raise _err(Condition.NOT_ACCEPTABLE, "limit-exceeded", f"a packet has 1 to {o.max_count} shares")
+        if kind == "equal":
+            if p.get("total") is not None:
+                raise _bad("an equal packet gives 'each' (the amount of one share), not 'total'")
+            each = _int_attr(p, "each")
+            total = each * count
+        else:
+            if p.get("each") is not None:
+                raise _bad("a lucky packet gives 'total', not 'each'")
+            total = _int_attr(p, "total")
+        if total < 1 or total < count:
+            raise _err(Condition.NOT_ACCEPTABLE, "limit-exceeded", "every share is at least one minor unit")
+        if total > o.max_amount:
+            raise _err(Condition.NOT_ACCEPTABLE, "limit-exceeded", f"a packet holds at most {o.max_amount} minor units")
+        client_id = p.get("client-id") or ""
+        if not 1 <= len(client_id) <= 64:
+            raise _bad("'client-id' (1 to 64 characters) is required: it makes retries safe")
+        greeting = (p.findtext(q("greeting")) or "").strip() or o.default_greeting
+        if len(greeting) > o.max_greeting:
+            raise _err(Condition.NOT_ACCEPTABLE, "limit-exceeded", f"the greeting is longer than {o.max_greeting} characters")
+        to = _jid_attr(p, "to")
+        if to is None:
+            raise _bad("'to' (a contact's or a room's JID) is required")
+        exclusive = _jid_attr(p, "exclusive")
+        is_room = await self._check_target(sender, to, count, exclusive)
+        shares = split.equal(total // count, count) if kind == "equal" else split.lucky(total, count, self.ctx.rng)
+        now = self.now()
+        new = NewPacket(
+            id=format(self.ctx.rng.getrandbits(80), "020x"), sender=str(sender), kind=kind, greeting=greeting,
+            target=str(to), is_room=is_room, exclusive_to=str(exclusive) if exclusive else None, client_id=client_id,
+            lang=_lang(req), created_at=now, expires_at=now + timedelta(seconds=o.expiry), shares=tuple(shares),
+        )
+        try:
+            result = await self.repo.send(new)
+        except InsufficientFunds as exc:
+            raise _err(Condition.NOT_ALLOWED, "insufficient-funds", f"your balance is {exc.balance}, the packet needs {exc.needed}",
+                       balance=str(exc.balance)) from None
+        except ClientIdReused:
+            raise _err(Condition.CONFLICT, "client-id-reused", "this client-id was used for a different packet") from None
+        packet = result.packet
+        if packet.status == "open":
+            # Also on a retry: the first answer (and maybe the message) may have been lost;
+            # clients recognise a packet by its id.
+            await self._announce(packet)
+            self._wake.set()
+        out = element(q("sent"), {"id": packet.id, "balance": str(result.balance), "total": str(packet.total),
+                                  "expires": _iso(packet.expires_at)}, default_ns=NS)
+        if not result.created:
+            out.set("retry", "true")
+        return out
+
+    async def _check_target(self, sender: JID, to: JID, count: int, exclusive: JID | None) -> bool:
+        """Who may receive: an existing contact (one share) or a room the sender is in."""
+        if to.domain == self.ctx.domain and to.local is not None:
+            if to == sender:
+                raise _bad("you cannot send a red packet to yourself")
+            if count != 1:
+                raise _bad("a red packet to one person has exactly one share")
+            if exclusive is not None:
+                raise _bad("'exclusive' is for room packets")
+            if await self.ctx.accounts.get(to.local, to.domain) is None:
+                raise StanzaError(Condition.ITEM_NOT_FOUND, f"{to} does not exist")
+            return False
+        rooms = self._rooms()
+        if rooms is not None and rooms.is_room(to):
+            if not await rooms.is_member(to, sender):
+                raise _err(Condition.FORBIDDEN, "forbidden", "you are not a member of this room")
+            if exclusive is not None:
+                if count != 1:
+                    raise _bad("an exclusive packet has exactly one share")
+                if not await rooms.is_member(to, exclusive):
+                    raise StanzaError(Condition.ITEM_NOT_FOUND, f"{exclusive} is not a member of this room")
+            return True
+        raise StanzaError(Condition.ITEM_NOT_FOUND, f"{to} is neither an account nor a room here")
+
+    def _packet_message(self, packet: Packet) -> etree._Element:
+        sender = JID.parse(packet.sender)
+        name = sender.local or packet.sender
+        zh = _is_zh(packet.lang)
+        if packet.is_room:
+            msg = stanza("message", to=packet.target, frm=packet.target, type="groupchat", id=f"rp-{packet.id}")
+            text = (f"[红包] {name}发了一个红包：{packet.greeting}——请在应用中打开" if zh
+                    else f"[红包] {name} sent a red packet: {packet.greeting} — open it in the app")
+        else:
+            msg = stanza("message", to=packet.target, frm=packet.sender, type="chat", id=f"rp-{packet.id}")
+            text = (f"[红包] {name}给你发了一个红包：{packet.greeting}——请在应用中打开" if zh
+                    else f"[红包] {name} sent you a red packet: {packet.greeting} — open it in the app")
+        body = sub(msg, f"{{{ns.CLIENT}}}body", text=text)
+        body.set(ns.XML_LANG, packet.lang)
+        attrs = {"id": packet.id, "sender": packet.sender, "kind": packet.kind, "count": str(packet.count),
+                 "greeting": packet.greeting, "expires": _iso(packet.expires_at)}
+        if packet.kind == "equal":
+            attrs["each"] = str(packet.total // packet.count)
+        if packet.exclusive_to:
+            attrs["exclusive"] = packet.exclusive_to
+        sub(msg, q("redpacket"), attrs)
+        return msg
+
+    async def _announce(self, packet: Packet) -> None:
+        msg = self._packet_message(packet)
+        if packet.is_room:
+            rooms = self._rooms()
+            if rooms is not None:
+                await rooms.post(JID.parse(packet.target), msg)
+        else:
+            await self.ctx.send(msg)
+
+    async def _notice(self, to: str, child: etree._Element, text: str, lang: str) -> None:
+        msg = stanza("message", to=to, frm=self.ctx.domain, type="headline")
+        body = sub(msg, f"{{{ns.CLIENT}}}body", text=text)
+        body.set(ns.XML_LANG, lang)
+        msg.append(child)
+        self.sent_notices += 1
+        await self.ctx.send(msg)
+
+    # ------------------------------------------------------------------ open (grab)
+
+    @iq_handler("set", q("open"))
+    async def open(self, req: IqRequest) -> etree._Element:
+        packet_id = req.payload.get("id") or ""
+        if not packet_id or len(packet_id) > 32:
+            raise _bad("'id' names the red packet to open")
+        who = req.from_jid.bare
+        packet = await self.repo.get_packet(packet_id)
+        if packet is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet")
+        await self._check_grab(packet, who)
+        try:
+            got = await self.repo.grab(packet_id, str(who), self.now())
+        except AlreadyGrabbed as exc:
+            raise _err(Condition.CONFLICT, "already-grabbed", "you already opened this red packet",
+                       amount=str(exc.amount), at=_iso(exc.grabbed_at)) from None
+        except AllGone:
+            raise _err(Condition.NOT_ALLOWED, "all-gone", "every share has been taken") from None
+        except PacketExpired:
+            raise _err(Condition.NOT_ALLOWED, "expired", "this red packet has expired") from None
+        except PacketNotFound:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet") from None
+        zh = _is_zh(packet.lang)
+        name = who.local or str(who)
+        amount = self._money(got.amount)
+        await self._notice(
+            packet.sender,
+            element(q("grabbed"), {"id": packet.id, "by": str(who), "amount": str(got.amount),
+                                   "remaining": str(got.remaining_count)}, default_ns=NS),
+            f"{name}领取了你的红包 {amount}" if zh else f"{name} opened your red packet: {amount}",
+            packet.lang,
+        )
+        if got.best_luck is not None:
+            await self._finished(packet, got.best_luck.grabbed_by or "", got.best_luck.amount)
+        out = element(q("opened"), {"id": packet.id, "amount": str(got.amount), "balance": str(got.balance),
+                                    "remaining": str(got.remaining_count)}, default_ns=NS)
+        return out
+
+    async def _check_grab(self, packet: Packet, who: JID) -> None:
+        if packet.is_room:
+            rooms = self._rooms()
+            if rooms is None or not await rooms.is_member(JID.parse(packet.target), who):
+                raise _err(Condition.FORBIDDEN, "forbidden", "only members of the room can open this red packet")
+            if packet.exclusive_to is not None and str(who) != packet.exclusive_to:
+                raise _err(Condition.FORBIDDEN, "forbidden", "this red packet is for someone else")
+        elif str(who) != packet.target:
+            raise _err(Condition.FORBIDDEN, "forbidden", "this red packet is for someone else")
+
+    async def _finished(self, packet: Packet, best: str, amount: int) -> None:
+        """The last share is taken: best luck (largest share, ties: earliest grab) is fixed."""
+        child = element(q("finished"), {"id": packet.id, "best-luck": best, "amount": str(amount)}, default_ns=NS)
+        zh = _is_zh(packet.lang)
+        name = JID.parse(best).local or best
+        text = (f"红包已被领完，手气最佳：{name}（{self._money(amount)}）" if zh
+                else f"All shares of the red packet are taken; best luck: {name} ({self._money(amount)})")
+        await self._notice(packet.sender, child, text, packet.lang)
+        rooms = self._rooms()
+        if packet.is_room and rooms is not None:
+            msg = stanza("message", to=packet.target, frm=packet.target, type="groupchat", id=f"rp-{packet.id}-done")
+            sub(msg, f"{{{ns.CLIENT}}}body", text=text).set(ns.XML_LANG, packet.lang)
+            msg.append(etree.fromstring(etree.tostring(child)))
+            await rooms.post(JID.parse(packet.target), msg)
+
+    def _money(self, amount: int) -> str:
+        p = self.options.precision
+        if p == 0:
+            return f"{amount} {self.options.currency}"
+        return f"{amount // 10**p}.{amount % 10**p:0{p}d} {self.options.currency}"
+
+    # ------------------------------------------------------------------ reading
+
+    @iq_handler("get", q("balance"))
+    async def balance(self, req: IqRequest) -> etree._Element:
+        amount = await self.repo.balance(str(req.from_jid.bare))
+        return element(q("balance"), {"amount": str(amount), "currency": self.options.currency,
+                                      "precision": str(self.options.precision)}, default_ns=NS)
+
+    def _page(self, p: etree._Element) -> tuple[int, int | None]:
+        limit = _int_attr(p, "max", default=20)
+        if not 1 <= limit <= self.options.page_max:
+            raise _bad(f"'max' is 1 to {self.options.page_max}")
+        before = _int_attr(p, "before", default=0) or None
+        return limit, before
+
+    @iq_handler("get", q("history"))
+    async def history(self, req: IqRequest) -> etree._Element:
+        limit, before = self._page(req.payload)
+        entries, more = await self.repo.history(str(req.from_jid.bare), limit=limit, before=before)
+        out = element(q("history"), {"more": "true" if more else "false"}, default_ns=NS)
+        for e in entries:
+            attrs = {"id": str(e.id), "kind": e.kind.replace("_", "-"), "amount": str(e.amount),
+                     "balance": str(e.balance_after), "at": _iso(e.created_at)}
+            if e.packet_id:
+                attrs["packet"] = e.packet_id
+            if e.reason:
+                attrs["reason"] = e.reason
+            sub(out, q("entry"), attrs)
+        return out
+
+    @iq_handler("get", q("records"))
+    async def records(self, req: IqRequest) -> etree._Element:
+        which = req.payload.get("type", "received")
+        if which not in ("sent", "received"):
+            raise _bad("records type is 'sent' or 'received'")
+        kind = "send_debit" if which == "sent" else "grab_credit"
+        limit, before = self._page(req.payload)
+        owner = str(req.from_jid.bare)
+        entries, more = await self.repo.history(owner, limit=limit, before=before, kinds=(kind,))
+        total, count = await self.repo.totals(owner, kind)
+        out = element(q("records"), {"type": which, "total": str(total), "count": str(count),
+                                     "more": "true" if more else "false"}, default_ns=NS)
+        for e in entries:
+            sub(out, q("record"), {"id": str(e.id), "packet": e.packet_id or "", "amount": str(abs(e.amount)),
+                                   "at": _iso(e.created_at)})
+        return out
+
+    @iq_handler("get", q("packet"))
+    async def details(self, req: IqRequest) -> etree._Element:
+        packet_id = req.payload.get("id") or ""
+        packet = await self.repo.get_packet(packet_id) if packet_id else None
+        if packet is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet")
+        who = req.from_jid.bare
+        shares = await self.repo.shares(packet_id)
+        allowed = (
+            str(who) in (packet.sender, packet.target)
+            or any(s.grabbed_by == str(who) for s in shares)
+            or self.ctx.is_admin(who)
+            or (packet.is_room and (rooms := self._rooms()) is not None and await rooms.is_member(JID.parse(packet.target), who))
+        )
+        if not allowed:
+            raise _err(Condition.FORBIDDEN, "forbidden", "you may not see this red packet")
+        return self.details_element(packet, shares)
+
+    def details_element(self, packet: Packet, shares: list[Any]) -> etree._Element:
+        attrs = {"id": packet.id, "sender": packet.sender, "kind": packet.kind, "to": packet.target,
+                 "total": str(packet.total), "count": str(packet.count), "status": packet.status,
+                 "remaining-count": str(packet.remaining_count), "remaining-amount": str(packet.remaining_amount),
+                 "created": _iso(packet.created_at), "expires": _iso(packet.expires_at),
+                 "currency": self.options.currency}
+        if packet.exclusive_to:
+            attrs["exclusive"] = packet.exclusive_to
+        if packet.refunded:
+            attrs["refunded"] = str(packet.refund_amount)
+        if packet.best_luck:
+            attrs["best-luck"] = packet.best_luck
+        out = element(q("packet"), attrs, default_ns=NS)
+        sub(out, q("greeting"), text=packet.greeting)
+        taken = sorted((s for s in shares if s.grabbed_by is not None), key=lambda s: s.seq)
+        best_seq = None
+        if packet.best_luck and taken:
+            best_seq = max(taken, key=lambda s: (s.amount, -s.seq)).seq
+        for s in taken:
+            g = sub(out, q("grab"), {"by": s.grabbed_by, "amount": str(s.amount), "at": _iso(s.grabbed_at)})
+            if s.seq == best_seq:
+                g.set("best", "true")
+        return out
+
+    # ------------------------------------------------------------------ expiry
+
+    async def _sweeper(self) -> None:
+        while True:
+            delay = self.options.sweep_interval
+            try:
+                await self.sweep()
+                nxt = await self.repo.next_expiry()
+                if nxt is not None:
+                    delay = min(delay, max(0.0, (nxt - self.now()).total_seconds()) + 0.01)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("red packet sweep failed; retrying in %ss", delay)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    async def sweep(self) -> int:
+        """Refund every expired packet's remainder (exactly once); returns how many."""
+        done = 0
+        while True:
+            due = await self.repo.due_refunds(self.now())
+            if not due:
+                return done
+            for packet_id in due:
+                if await self.refund(packet_id):
+                    done += 1
+
+    async def refund(self, packet_id: str, *, force: bool = False) -> int | None:
+        result = await self.repo.refund(packet_id, self.now(), force=force)
+        if result is None:
+            return None
+        packet = await self.repo.get_packet(packet_id)
+        assert packet is not None
+        sender = JID.parse(result.sender)
+        if sender.local and await self.ctx.accounts.get(sender.local, sender.domain) is None:
+            # The sender's account is gone: the refund must not wait for a namesake.
+            await self.repo.transfer_out(result.sender, SYSTEM_WALLET, f"account {result.sender} deleted", self.now())
+            return result.amount
+        zh = _is_zh(packet.lang)
+        money = self._money(result.amount)
+        await self._notice(
+            result.sender,
+            element(q("refunded"), {"id": packet_id, "amount": str(result.amount)}, default_ns=NS),
+            f"红包已过期，{money}已退回你的钱包" if zh else f"Your red packet expired; {money} went back to your wallet",
+            packet.lang,
+        )
+        return result.amount
+
+    # ------------------------------------------------------------------ accounts
+
+    @hook(H.ACCOUNT_DELETED)
+    async def on_account_deleted(self, event: AccountEvent) -> Flow:
+        """The balance of a deleted account goes to the system wallet: never lost, never inherited."""
+        jid = str(event.jid)
+        moved = await self.repo.transfer_out(jid, SYSTEM_WALLET, f"account {jid} deleted", self.now())
+        if moved:
+            log.info("moved %d minor units of deleted %s to %s", moved, jid, SYSTEM_WALLET)
+        return Flow.CONTINUE
+
+    # ------------------------------------------------------------------ xmppctl
+
+    @classmethod
+    def register_cli(cls, subparsers: Any) -> None:
+        from .cli import register
+
+        register(subparsers)
