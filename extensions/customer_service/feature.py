@@ -1,0 +1,969 @@
+"""urn:xmppd:cs:0: customer-service routing (客服) on a service domain, after XEP-0142 and Openfire Fastpath.
+
+Queues are JIDs on the component (``support@cs.example.com``). A visitor writes to the queue
+JID only; the agent talks to a per-session JID (``s-<id>@cs.example.com``), so one agent on a
+plain client handles several visitors, each in their own chat window. The visitor sees the
+agent's display name (XEP-0172 nick and a body prefix), never the agent's JID.
+
+State lives in storage (queues, members, sessions with the waiting line, transcripts,
+ratings, tickets); what is only true while the server runs (agents' presence, pending offers,
+the last position told to each visitor) is kept here and rebuilt at start. All changes run
+under one lock, so routing decisions never interleave.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from lxml import etree
+
+from xmppd.core import hooks as H
+from xmppd.core.dispatch import IqRequest, Target
+from xmppd.core.feature import Feature, hook
+from xmppd.core.hooks import Flow, Routed, SessionEvent
+from xmppd.errors import Condition, StanzaError
+from xmppd.jid import JID
+from xmppd.xml import ns
+from xmppd.xml.builder import element, stanza, sub
+
+from .protocol import NICK_NS, NS, check_queue_name, int_attr, is_open, jid_attr, parse_hours, q, stamp
+from .repository import (
+    ROLES,
+    STRATEGIES,
+    CsRepository,
+    MemberRecord,
+    QueueRecord,
+    SessionRecord,
+    SqlCsRepository,
+    TranscriptLine,
+)
+
+AVAILABLE_SHOWS = (None, "chat")
+
+
+@dataclass(frozen=True, slots=True)
+class CsOptions:
+    domain: str = ""  # "": "cs." + server.domain
+    timer_interval: float = 1.0  # seconds between checks of offer and idle deadlines
+    reveal_agent_jid: bool = False  # true: visitors also get the agent's JID
+    name_prefix: bool = True  # prefix relayed agent messages with "Nick: "
+    transfer_transcript_lines: int = 20  # recent lines a new agent gets on assignment or transfer
+    history_limit: int = 50  # most sessions returned by one history query
+
+
+@dataclass(slots=True)
+class Agent:
+    """What is only true while the server runs: presence per queue, pause, misses, idleness."""
+
+    jid: str
+    presence: dict[str, dict[str, str | None]] = field(default_factory=dict)  # queue -> full JID -> show
+    paused: bool = False
+    misses: int = 0
+    idle_since: float = 0.0  # last assignment, or when they came online
+
+    def status(self, queue: str) -> str:
+        shows = self.presence.get(queue)
+        if not shows:
+            return "offline"
+        if self.paused:
+            return "paused"
+        return "available" if any(s in AVAILABLE_SHOWS for s in shows.values()) else "away"
+
+    @property
+    def online(self) -> bool:
+        return any(self.presence.values())
+
+
+def _dt(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+class CustomerService(Feature):
+    name = "cs"
+    implements = ()
+    disco_features = (NS,)
+    depends = ("disco",)
+    Options = CsOptions
+    migrations = str(Path(__file__).parent / "migrations")
+
+    repo: CsRepository
+
+    async def setup(self) -> None:
+        self.domain = self.options.domain or f"cs.{self.ctx.domain}"
+        if not getattr(self, "repo", None):
+            self.repo = SqlCsRepository(self.ctx.db)
+        self.lock = asyncio.Lock()
+        self.queues: dict[str, QueueRecord] = {}
+        self.members: dict[str, dict[str, MemberRecord]] = {}
+        self.open: dict[str, SessionRecord] = {}  # open sessions by id
+        self.by_visitor: dict[tuple[str, str], str] = {}  # (entry queue, visitor) -> session id
+        self.agents: dict[str, Agent] = {}
+        self.offers: dict[str, float] = {}  # session id -> deadline
+        self.tried: dict[str, set[str]] = {}  # session id -> agents offered it already
+        self.told: dict[str, int] = {}  # session id -> last position sent
+        self.rr: dict[str, str] = {}  # queue -> last agent served (round-robin)
+        self._seq = 0
+        await self._load()
+        self.ctx.add_service(self.domain, self)
+        self._register()
+        if self.ctx.has_feature("disco"):
+            self.ctx.on_teardown(self.ctx.feature("disco").add_item(self.domain, "Customer service"))
+        if self.options.timer_interval > 0:
+            self.ctx.spawn(self._timer_loop(), name="cs-timers")
+
+    async def _load(self) -> None:
+        """Rebuild queues, members, open sessions and lines from storage; arm nothing stale."""
+        for qr in await self.repo.list_queues():
+            self.queues[qr.name] = qr
+            self.members[qr.name] = {}
+        for m in await self.repo.members():
+            self.members.setdefault(m.queue, {})[m.jid] = m
+        for s in await self.repo.open_sessions():
+            if s.state == "offered":  # an offer does not survive a restart: back in line, same place
+                s = s.replace(state="waiting", agent=None)
+                await self.repo.save_session(s)
+            self._index(s)
+            self._seq = max(self._seq, s.line_seq)
+
+    def _register(self) -> None:
+        add = self.ctx.add_iq_handler
+        d = self.domain
+        both = (Target.HOST, Target.BARE)
+        table: list[tuple[str, str, Callable[[IqRequest], Awaitable[Any]], tuple[Target, ...]]] = [
+            ("get", f"{{{ns.DISCO_INFO}}}query", self.iq_disco_info, both),
+            ("get", f"{{{ns.DISCO_ITEMS}}}query", self.iq_disco_items, both),
+            ("set", q("queue"), self.iq_put_queue, (Target.HOST,)),
+            ("set", q("delete-queue"), self.iq_delete_queue, (Target.HOST,)),
+            ("get", q("queues"), self.iq_queues, (Target.HOST,)),
+            ("set", q("member"), self.iq_member, (Target.BARE,)),
+            ("get", q("members"), self.iq_members, (Target.BARE,)),
+            ("set", q("accept"), self.iq_accept, both),
+            ("set", q("reject"), self.iq_reject, both),
+            ("set", q("transfer"), self.iq_transfer, both),
+            ("set", q("close"), self.iq_close, both),
+            ("set", q("rate"), self.iq_rate, both),
+            ("set", q("pause"), self.iq_pause, both),
+            ("set", q("resume"), self.iq_resume, both),
+            ("get", q("figures"), self.iq_figures, (Target.BARE,)),
+            ("get", q("history"), self.iq_history, (Target.BARE,)),
+            ("get", q("transcript"), self.iq_transcript, both),
+            ("get", q("tickets"), self.iq_tickets, (Target.BARE,)),
+        ]
+        for typ, qname, fn, targets in table:
+            for t in targets:
+                add(typ, qname, fn, target=t, domain=d)
+
+    # ================================================================== helpers
+
+    def now(self) -> float:
+        return self.ctx.clock.now()
+
+    def _index(self, s: SessionRecord) -> None:
+        self.open[s.id] = s
+        self.by_visitor[(s.entry, s.visitor)] = s.id
+
+    def _unindex(self, s: SessionRecord) -> None:
+        self.open.pop(s.id, None)
+        if self.by_visitor.get((s.entry, s.visitor)) == s.id:
+            del self.by_visitor[(s.entry, s.visitor)]
+        self.offers.pop(s.id, None)
+        self.tried.pop(s.id, None)
+        self.told.pop(s.id, None)
+
+    async def _save(self, s: SessionRecord) -> SessionRecord:
+        await self.repo.save_session(s)
+        if s.state == "closed":
+            self._unindex(s)
+        else:
+            self._index(s)
+        return s
+
+    def queue_jid(self, name: str) -> str:
+        return f"{name}@{self.domain}"
+
+    def session_jid(self, s: SessionRecord) -> str:
+        return f"s-{s.id}@{self.domain}"
+
+    def role(self, queue: str, jid: JID | str) -> str | None:
+        m = self.members.get(queue, {}).get(str(jid.bare) if isinstance(jid, JID) else jid)
+        return m.role if m else None
+
+    def nick(self, queue: str, agent: str) -> str:
+        m = self.members.get(queue, {}).get(agent)
+        return (m.nick if m and m.nick else None) or agent.split("@", 1)[0]
+
+    def agent(self, jid: str) -> Agent:
+        a = self.agents.get(jid)
+        if a is None:
+            a = self.agents[jid] = Agent(jid, idle_since=self.now())
+        return a
+
+    def load(self, agent: str) -> int:
+        return sum(1 for s in self.open.values() if s.agent == agent and s.state in ("offered", "active"))
+
+    def line(self, queue: str) -> list[SessionRecord]:
+        """Sessions waiting (or being offered) in ``queue``, first come first served."""
+        return sorted((s for s in self.open.values() if s.queue == queue and s.state in ("waiting", "offered")), key=lambda s: (s.line_seq, s.id))
+
+    def _next_seq(self) -> int:
+        self._seq = max(self._seq + 1, int(self.now() * 1000))
+        return self._seq
+
+    def _queue(self, name: str | None) -> QueueRecord:
+        qr = self.queues.get(name or "")
+        if qr is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no queue {name!r} on {self.domain}")
+        return qr
+
+    async def _message(self, frm: str, to: str, body: str | None, *payloads: etree._Element, nick: str | None = None) -> None:
+        st = stanza("message", to=to, frm=frm, type="chat")
+        if body is not None:
+            sub(st, f"{{{ns.CLIENT}}}body", text=body)
+        if nick:
+            sub(st, f"{{{NICK_NS}}}nick", text=nick)
+        for p in payloads:
+            st.append(p)
+        await self.ctx.send(st)
+
+    async def to_visitor(self, s: SessionRecord, body: str | None, *payloads: etree._Element, nick: str | None = None) -> None:
+        await self._message(self.queue_jid(s.entry), s.visitor, body, *payloads, nick=nick)
+
+    async def to_agent(self, s: SessionRecord, agent: str, body: str, *payloads: etree._Element) -> None:
+        await self._message(self.session_jid(s), agent, body, *payloads)
+
+    async def note(self, s: SessionRecord, role: str, nick: str, body: str) -> None:
+        await self.repo.add_line(TranscriptLine(s.id, _dt(self.now()), role, nick, body))
+
+    # ================================================================== the service
+
+    async def receive(self, r: Routed) -> None:
+        to = r.to
+        assert to is not None
+        if r.kind == "iq":
+            await self.ctx.router.dispatch_iq(r, Target.HOST if to.local is None else Target.BARE)
+            return
+        if r.kind == "presence":
+            async with self.lock:
+                await self._presence(r)
+            return
+        typ = r.stanza.get("type") or "normal"
+        if typ in ("error", "groupchat", "headline"):
+            return
+        body = r.stanza.findtext(f"{{{ns.CLIENT}}}body")
+        if body is None:
+            return  # chat states and receipts are not relayed
+        try:
+            async with self.lock:
+                if to.local is None:
+                    raise StanzaError(Condition.SERVICE_UNAVAILABLE, "write to a queue JID such as support@" + self.domain)
+                if to.local.startswith("s-"):
+                    await self._from_agent(r, to.local[2:], body)
+                else:
+                    await self._from_visitor(r, to.local, body)
+        except StanzaError as err:
+            self.ctx.router.bounce(r, err)
+
+    # ------------------------------------------------------------------ presence
+
+    async def _presence(self, r: Routed) -> None:
+        to = r.to
+        assert to is not None
+        typ = r.stanza.get("type")
+        if typ not in (None, "unavailable") or (to.local or "").startswith("s-"):
+            return
+        who = str(r.from_jid.bare)
+        full = str(r.from_jid)
+        if to.local is None:
+            queues = [n for n, ms in self.members.items() if ms.get(who) and ms[who].role == "agent"]
+        elif self.role(to.local, who) == "agent":
+            queues = [to.local]
+        else:
+            return
+        agent = self.agent(who)
+        was_online = agent.online
+        show = r.stanza.findtext(f"{{{ns.CLIENT}}}show")
+        for name in queues:
+            if typ == "unavailable":
+                shows = agent.presence.get(name, {})
+                shows.pop(full, None)
+                if not shows:
+                    agent.presence.pop(name, None)
+            else:
+                agent.presence.setdefault(name, {})[full] = show
+        if agent.online and not was_online:
+            agent.idle_since = self.now()
+        if not agent.online and was_online:
+            await self._agent_gone(who)
+        for name in queues:
+            self._forget_tries()
+            await self.dispatch(name)
+
+    @hook(H.SESSION_CLOSED)
+    async def on_session_closed(self, ev: SessionEvent) -> Flow:
+        jid = ev.session.jid
+        if jid is None:
+            return Flow.CONTINUE
+        agent = self.agents.get(str(jid.bare))
+        if agent is None or not agent.online:
+            return Flow.CONTINUE
+        full = str(jid)
+        async with self.lock:
+            touched = [n for n, shows in agent.presence.items() if full in shows]
+            for n in touched:
+                del agent.presence[n][full]
+                if not agent.presence[n]:
+                    del agent.presence[n]
+            if touched and not agent.online:
+                await self._agent_gone(agent.jid)
+        return Flow.CONTINUE
+
+    async def _agent_gone(self, agent: str) -> None:
+        """An agent dropped: their sessions go back to the head of their lines, visitors told."""
+        mine = sorted((s for s in self.open.values() if s.agent == agent), key=lambda s: s.line_seq)
+        queues = set()
+        for s in reversed(mine):  # the oldest ends up first
+            was_active = s.state == "active"
+            s = await self._save(s.replace(state="waiting", agent=None, line_seq=self._head_seq(s.queue)))
+            self.offers.pop(s.id, None)
+            queues.add(s.queue)
+            if was_active:
+                text = "Your agent has left. You are back at the front of the line; the next agent will continue."
+                await self.note(s, "system", "", text)
+                await self.to_visitor(s, text, element(q("requeued"), {"session": s.id}))
+        for name in sorted(queues):
+            await self.dispatch(name)
+
+    def _head_seq(self, queue: str) -> int:
+        line = self.line(queue)
+        return (line[0].line_seq - 1) if line else self._next_seq()
+
+    def _forget_tries(self) -> None:
+        """A new chance for every waiting visitor: someone came online or freed a seat."""
+        self.tried.clear()
+
+    # ------------------------------------------------------------------ routing
+
+    def eligible(self, queue: str, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        qr = self.queues[queue]
+        out = []
+        for jid, m in self.members.get(queue, {}).items():
+            if m.role != "agent" or jid in exclude:
+                continue
+            a = self.agents.get(jid)
+            if a is None or a.status(queue) != "available":
+                continue
+            if self.load(jid) >= qr.capacity:
+                continue
+            if qr.offer_timeout and any(s.agent == jid and s.state == "offered" for s in self.open.values()):
+                continue
+            out.append(jid)
+        return sorted(out)
+
+    def pick(self, queue: str, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
+        """The agent the queue's strategy chooses among those who can take one more session."""
+        candidates = self.eligible(queue, exclude)
+        if not candidates:
+            return None
+        strategy = self.queues[queue].strategy
+        if strategy == "least-busy":
+            return min(candidates, key=lambda j: (self.load(j), self.agents[j].idle_since, j))
+        if strategy == "longest-idle":
+            return min(candidates, key=lambda j: (self.agents[j].idle_since, j))
+        last = self.rr.get(queue)
+        after = [j for j in candidates if last is None or j > last]
+        return (after or candidates)[0]
+
+    async def dispatch(self, queue: str) -> None:
+        """Serve the line in order while agents have room; then tell the rest their places."""
+        if queue not in self.queues:
+            return
+        for s in self.line(queue):
+            if s.state != "waiting":
+                continue
+            tried = self.tried.get(s.id, set())
+            agent = self.pick(queue, tried)
+            if agent is None:
+                if tried:
+                    continue  # everyone free has turned this one down: the next visitor may fit
+                break  # first come, first served: nobody behind the head jumps the line
+            if self.queues[queue].offer_timeout:
+                await self._offer(s, agent)
+            else:
+                await self._assign(s, agent)
+        await self._positions(queue)
+
+    async def _positions(self, queue: str) -> None:
+        for n, s in enumerate(self.line(queue), 1):
+            if s.state == "waiting" and self.told.get(s.id) != n:
+                self.told[s.id] = n
+                await self.to_visitor(s, f"You are number {n} in line.", element(q("position"), {"session": s.id, "n": str(n)}))
+
+    async def _offer(self, s: SessionRecord, agent: str) -> None:
+        qr = self.queues[s.queue]
+        s = await self._save(s.replace(state="offered", agent=agent))
+        self.offers[s.id] = self.now() + qr.offer_timeout
+        self.tried.setdefault(s.id, set()).add(agent)
+        self.told.pop(s.id, None)
+        attrs = {"session": s.id, "queue": self.queue_jid(s.queue), "visitor": s.visitor, "timeout": str(qr.offer_timeout)}
+        await self.to_agent(
+            s, agent, f"New visitor {s.visitor} in {qr.display_name}. Reply /accept or /reject within {qr.offer_timeout} s.", element(q("offer"), attrs)
+        )
+
+    async def _assign(self, s: SessionRecord, agent: str, *, transferred_by: str | None = None) -> SessionRecord:
+        now = self.now()
+        s = await self._save(s.replace(state="active", agent=agent, assigned_at=s.assigned_at or _dt(now)))
+        self.offers.pop(s.id, None)
+        self.told.pop(s.id, None)
+        a = self.agent(agent)
+        a.idle_since = now
+        a.misses = 0
+        self.rr[s.queue] = agent
+        nick = self.nick(s.queue, agent)
+        await self._brief(s, agent, transferred_by)
+        attrs = {"session": s.id, "nick": nick}
+        if self.options.reveal_agent_jid:
+            attrs["jid"] = agent
+        text = f"{nick} is now chatting with you."
+        await self.note(s, "system", "", text)
+        await self.to_visitor(s, text, element(q("agent"), attrs), nick=nick)
+        return s
+
+    async def _brief(self, s: SessionRecord, agent: str, transferred_by: str | None) -> None:
+        """The agent's window opens: who, where, and the recent transcript."""
+        qr = self.queues[s.queue]
+        lines = await self.repo.transcript(s.id, last=self.options.transfer_transcript_lines)
+        attrs = {"session": s.id, "queue": self.queue_jid(s.queue), "visitor": s.visitor}
+        if transferred_by:
+            attrs["from"] = transferred_by
+        assigned = element(q("assigned"), attrs)
+        tr = sub(assigned, q("transcript"), {"session": s.id})
+        for ln in lines:
+            sub(tr, q("line"), {"role": ln.role, "nick": ln.nick, "at": stamp(ln.at)}, text=ln.body)
+        head = f"Chat with {s.visitor} in {qr.display_name}" + (f", transferred by {transferred_by}" if transferred_by else "") + "."
+        recent = "\n".join(f"[{ln.role}{' ' + ln.nick if ln.nick else ''}] {ln.body}" for ln in lines)
+        help_ = "Reply here; /close ends the chat, /transfer <agent|queue:name> hands it over."
+        await self.to_agent(s, agent, "\n".join(filter(None, [head, recent, help_])), assigned)
+
+    # ------------------------------------------------------------------ messages
+
+    async def _from_visitor(self, r: Routed, queue: str, body: str) -> None:
+        qr = self._queue(queue)
+        visitor = str(r.from_jid.bare)
+        sid = self.by_visitor.get((queue, visitor))
+        s = self.open.get(sid) if sid else None
+        cmd = body.strip()
+        if cmd.startswith("/"):
+            word, _, rest = cmd.partition(" ")
+            if word in ("/close", "/end"):
+                if s is None:
+                    raise StanzaError(Condition.ITEM_NOT_FOUND, "you have no open chat in this queue")
+                await self.close(s, "visitor")
+                return
+            if word == "/rate":
+                score_s, _, comment = rest.strip().partition(" ")
+                if not score_s.isdigit() or not 1 <= int(score_s) <= 5:
+                    await self._message(self.queue_jid(queue), visitor, "Rate with /rate 1-5 and an optional comment, e.g. /rate 5 quick and kind.")
+                    return
+                await self.rate(visitor, queue, None, int(score_s), comment.strip())
+                await self._message(self.queue_jid(queue), visitor, "Thank you for your rating.")
+                return
+        if s is not None:
+            s = await self._save(s.replace(last_visitor_at=_dt(self.now())))
+            await self.note(s, "visitor", r.from_jid.local or "", body)
+            if s.state == "active" and s.agent:
+                await self.to_agent(s, s.agent, body)
+            return
+        online = any(self.agents.get(j) and self.agents[j].status(queue) in ("available", "away", "paused") for j, m in self.members.get(queue, {}).items() if m.role == "agent")
+        if not online or not is_open(qr.hours, self.now()):
+            t = await self.repo.add_ticket(queue, visitor, body, _dt(self.now()))
+            await self._message(self.queue_jid(queue), visitor, f"{qr.offline_text} (Your message is kept as ticket #{t.id}.)", element(q("ticket"), {"id": str(t.id)}))
+            return
+        now = _dt(self.now())
+        s = SessionRecord(
+            id=format(self.ctx.rng.getrandbits(48), "012x"),
+            queue=queue,
+            entry=queue,
+            visitor=visitor,
+            state="waiting",
+            line_seq=self._next_seq(),
+            created_at=now,
+            last_visitor_at=now,
+        )
+        s = await self._save(s)
+        await self.note(s, "visitor", r.from_jid.local or "", body)
+        await self.to_visitor(s, qr.welcome, element(q("welcome"), {"session": s.id, "queue": self.queue_jid(queue)}))
+        await self.dispatch(queue)
+
+    async def _from_agent(self, r: Routed, sid: str, body: str) -> None:
+        s = self.open.get(sid)
+        if s is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "this chat is closed")
+        who = str(r.from_jid.bare)
+        cmd = body.strip()
+        if cmd.startswith("/"):
+            word, _, rest = cmd.partition(" ")
+            rest = rest.strip()
+            if word in ("/accept", "/reject", "/close", "/transfer", "/pause", "/resume", "/help"):
+                try:
+                    reply = await self._agent_command(s, who, word, rest)
+                except StanzaError as err:
+                    reply = f"{word} failed: {err.text or err.condition.value}"
+                if reply:
+                    await self._message(self.session_jid(s), who, reply)
+                return
+        if s.agent != who or s.state != "active":
+            raise StanzaError(Condition.FORBIDDEN, "you are not the agent of this chat" if s.agent != who else "accept the offer first (/accept)")
+        nick = self.nick(s.queue, who)
+        await self.note(s, "agent", nick, body)
+        await self.to_visitor(s, f"{nick}: {body}" if self.options.name_prefix else body, nick=nick)
+
+    async def _agent_command(self, s: SessionRecord, who: str, word: str, rest: str) -> str | None:
+        if word == "/accept":
+            await self.accept(s, who)
+            return None
+        if word == "/reject":
+            await self.reject(s, who)
+            return "Offer rejected."
+        if word == "/close":
+            self._check_handler(s, who)
+            await self.close(s, "agent")
+            return None
+        if word == "/transfer":
+            if not rest:
+                return "Usage: /transfer <agent JID or nick> or /transfer queue:<name>"
+            agent, queue = self._transfer_target(s, rest)
+            await self.transfer(s, who, agent=agent, queue=queue)
+            return None
+        if word in ("/pause", "/resume"):
+            await self.set_paused(who, word == "/pause")
+            return "Paused: no new chats." if word == "/pause" else "Resumed: you take new chats."
+        return "Commands: /accept, /reject, /close, /transfer <agent|queue:name>, /pause, /resume"
+
+    def _transfer_target(self, s: SessionRecord, text: str) -> tuple[str | None, str | None]:
+        if text.startswith("queue:"):
+            return None, text[6:]
+        if "@" in text:
+            return text, None
+        for jid, m in self.members.get(s.queue, {}).items():
+            if m.role == "agent" and (m.nick == text or jid.split("@", 1)[0] == text):
+                return jid, None
+        if text in self.queues:
+            return None, text
+        raise StanzaError(Condition.ITEM_NOT_FOUND, f"no agent or queue called {text!r}")
+
+    # ------------------------------------------------------------------ actions
+
+    def _check_handler(self, s: SessionRecord, who: str) -> None:
+        """The session's agent or a supervisor of its queue."""
+        if s.agent == who and s.state == "active":
+            return
+        if self.role(s.queue, who) == "supervisor":
+            return
+        raise StanzaError(Condition.FORBIDDEN, "only the agent of this chat or a supervisor of its queue may do that")
+
+    async def accept(self, s: SessionRecord, who: str) -> None:
+        if s.state != "offered" or s.agent != who:
+            raise StanzaError(Condition.FORBIDDEN if s.agent != who else Condition.UNEXPECTED_REQUEST, "this chat is not offered to you")
+        await self._assign(s, who)
+        await self._positions(s.queue)
+
+    async def reject(self, s: SessionRecord, who: str) -> None:
+        if s.state != "offered" or s.agent != who:
+            raise StanzaError(Condition.FORBIDDEN, "this chat is not offered to you")
+        await self._save(s.replace(state="waiting", agent=None))
+        self.offers.pop(s.id, None)
+        await self.dispatch(s.queue)
+
+    async def _missed(self, s: SessionRecord) -> None:
+        """Openfire Fastpath: an unanswered offer moves on; repeated misses pause the agent."""
+        agent = s.agent
+        assert agent is not None
+        self.offers.pop(s.id, None)
+        s = await self._save(s.replace(state="waiting", agent=None))
+        await self.to_agent(s, agent, "The offer timed out and went to the next agent.", element(q("revoked"), {"session": s.id}))
+        a = self.agent(agent)
+        a.misses += 1
+        qr = self.queues.get(s.queue)
+        if qr and qr.max_misses and a.misses >= qr.max_misses and not a.paused:
+            a.paused = True
+            await self._message(
+                self.domain, agent, f"You missed {a.misses} offers in a row and are paused. Send /resume in any chat window or a resume request to continue.",
+                element(q("paused"), {"misses": str(a.misses)}),
+            )
+        await self.dispatch(s.queue)
+
+    async def transfer(self, s: SessionRecord, who: str, *, agent: str | None, queue: str | None) -> None:
+        self._check_handler(s, who)
+        if (agent is None) == (queue is None):
+            raise StanzaError(Condition.BAD_REQUEST, "transfer to one agent or one queue")
+        old = s.agent
+        if agent is not None:
+            try:
+                agent = str(JID.parse(agent).bare)
+            except ValueError:
+                raise StanzaError(Condition.JID_MALFORMED, "the agent is not a valid JID") from None
+            if self.role(s.queue, agent) != "agent":
+                raise StanzaError(Condition.ITEM_NOT_FOUND, f"{agent} is not an agent of this queue")
+            if agent == old:
+                raise StanzaError(Condition.CONFLICT, "the chat is already with this agent")
+            a = self.agents.get(agent)
+            if a is None or a.status(s.queue) != "available":
+                raise StanzaError(Condition.RECIPIENT_UNAVAILABLE, f"{agent} is not available")
+            nick = self.nick(s.queue, agent)
+            if old:
+                await self.to_agent(s, old, f"Transferred to {nick}.", element(q("closed"), {"session": s.id, "reason": "transferred"}))
+            text = f"You are being transferred to {nick}."
+            await self.note(s, "system", "", text)
+            await self.to_visitor(s, text)
+            await self._assign(s, agent, transferred_by=old or who)
+        else:
+            target = self._queue(queue)
+            if old:
+                await self.to_agent(s, old, f"Transferred to the {target.display_name} queue.", element(q("closed"), {"session": s.id, "reason": "transferred"}))
+            text = f"You are being transferred to {target.display_name}."
+            await self.note(s, "system", "", text)
+            await self.to_visitor(s, text)
+            s = await self._save(s.replace(queue=target.name, state="waiting", agent=None, line_seq=self._head_seq(target.name)))
+            self.tried.pop(s.id, None)
+            await self.dispatch(target.name)
+        if old:
+            for name in self.queues_of(old):
+                await self.dispatch(name)
+
+    def queues_of(self, agent: str) -> list[str]:
+        return sorted(n for n, ms in self.members.items() if agent in ms)
+
+    async def close(self, s: SessionRecord, reason: str) -> None:
+        agent = s.agent if s.state in ("active", "offered") else None
+        s = await self._save(s.replace(state="closed", closed_at=_dt(self.now()), close_reason=reason))
+        text = {"idle": "The chat was closed after a period of silence.", "agent": "The agent closed the chat."}.get(reason, "The chat is closed.")
+        await self.note(s, "system", "", text)
+        await self.to_visitor(s, f"{text} Rate it with /rate 1-5 and an optional comment.", element(q("closed"), {"session": s.id, "reason": reason}))
+        if agent:
+            await self.to_agent(s, agent, f"Chat closed ({reason}).", element(q("closed"), {"session": s.id, "reason": reason}))
+            self._forget_tries()
+            for name in self.queues_of(agent):
+                await self.dispatch(name)
+        await self.dispatch(s.queue)
+
+    async def rate(self, visitor: str, entry: str | None, sid: str | None, score: int, comment: str) -> None:
+        if sid is not None:
+            s = await self.repo.get_session(sid)
+            if s is None or s.visitor != visitor:
+                raise StanzaError(Condition.FORBIDDEN if s else Condition.ITEM_NOT_FOUND, "you can rate only your own chats")
+        else:
+            if entry is None:
+                raise StanzaError(Condition.BAD_REQUEST, "name the session, or send the rating to the queue JID")
+            self._queue(entry)
+            # A transfer may have moved the chat to another queue: the visitor knows the entry JID.
+            recent = [x for n in self.queues for x in await self.repo.sessions(n, visitor, limit=5) if x.entry == entry and x.state == "closed"]
+            if not recent:
+                raise StanzaError(Condition.ITEM_NOT_FOUND, "you have no closed chat to rate here")
+            s = max(recent, key=lambda x: x.closed_at or x.created_at)
+        if s.state != "closed":
+            raise StanzaError(Condition.UNEXPECTED_REQUEST, "a chat is rated after it is closed")
+        if not await self.repo.rate(s.id, score, comment):
+            raise StanzaError(Condition.CONFLICT, "this chat is already rated")
+
+    async def set_paused(self, who: str, paused: bool) -> None:
+        if not any(m.get(who) and m[who].role == "agent" for m in self.members.values()):
+            raise StanzaError(Condition.FORBIDDEN, "only agents pause and resume")
+        a = self.agent(who)
+        a.paused = paused
+        if not paused:
+            a.misses = 0
+            self._forget_tries()
+            for name in self.queues_of(who):
+                await self.dispatch(name)
+
+    # ------------------------------------------------------------------ timers
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.timer_interval)
+            try:
+                await self.run_timers()
+            except Exception:
+                self.log.exception("customer-service timers failed")
+
+    async def run_timers(self) -> None:
+        """Offer timeouts and idle visitors, judged on the injected clock."""
+        now = self.now()
+        async with self.lock:
+            for sid, deadline in sorted(self.offers.items(), key=lambda kv: kv[1]):
+                s = self.open.get(sid)
+                if s is not None and s.state == "offered" and deadline <= now:
+                    await self._missed(s)
+            for sid in list(self.open):
+                s = self.open.get(sid)
+                qr = self.queues.get(s.queue) if s else None
+                if s and qr and s.state == "active" and qr.idle_timeout and now - s.last_visitor_at.timestamp() >= qr.idle_timeout:
+                    await self.close(s, "idle")
+
+    # ================================================================== iq handlers
+
+    def _session_of(self, req: IqRequest) -> SessionRecord:
+        sid = req.payload.get("session")
+        if sid is None and req.to.local and req.to.local.startswith("s-"):
+            sid = req.to.local[2:]
+        if sid is None and req.to.local:
+            sid = self.by_visitor.get((req.to.local, str(req.from_jid.bare)))
+        if sid is None:
+            raise StanzaError(Condition.BAD_REQUEST, "name the session (session='...')")
+        s = self.open.get(sid)
+        if s is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no open session {sid}")
+        return s
+
+    def _require_admin(self, req: IqRequest) -> None:
+        if not self.ctx.is_admin(req.from_jid):
+            raise StanzaError(Condition.FORBIDDEN, "only server admins manage queues")
+
+    def _require_role(self, req: IqRequest, queue: str, *roles: str) -> None:
+        if self.ctx.is_admin(req.from_jid) and "supervisor" in roles:
+            return
+        if self.role(queue, req.from_jid) not in roles:
+            raise StanzaError(Condition.FORBIDDEN, f"only {' or '.join(r + 's' for r in roles)} of this queue may do that")
+
+    def _queue_of(self, req: IqRequest) -> QueueRecord:
+        local = req.to.local
+        if local is None or local.startswith("s-"):
+            raise StanzaError(Condition.BAD_REQUEST, "send this to a queue JID")
+        return self._queue(local)
+
+    async def iq_disco_info(self, req: IqRequest) -> etree._Element:
+        out = element(f"{{{ns.DISCO_INFO}}}query", default_ns=ns.DISCO_INFO)
+        local = req.to.local
+        if local is None:
+            sub(out, f"{{{ns.DISCO_INFO}}}identity", {"category": "component", "type": "workgroup", "name": "Customer service"})
+        else:
+            qr = self._queue(local) if not local.startswith("s-") else None
+            if qr is None and local[2:] not in self.open:
+                raise StanzaError(Condition.ITEM_NOT_FOUND, "no such session")
+            name = qr.display_name if qr else "Customer-service chat"
+            sub(out, f"{{{ns.DISCO_INFO}}}identity", {"category": "client", "type": "bot", "name": name})
+        for feat in (ns.DISCO_INFO, ns.DISCO_ITEMS, NS):
+            sub(out, f"{{{ns.DISCO_INFO}}}feature", {"var": feat})
+        return out
+
+    async def iq_disco_items(self, req: IqRequest) -> etree._Element:
+        out = element(f"{{{ns.DISCO_ITEMS}}}query", default_ns=ns.DISCO_ITEMS)
+        if req.to.local is None and not req.payload.get("node"):
+            for qr in self.queues.values():
+                sub(out, f"{{{ns.DISCO_ITEMS}}}item", {"jid": self.queue_jid(qr.name), "name": qr.display_name})
+        return out
+
+    async def iq_put_queue(self, req: IqRequest) -> None:
+        self._require_admin(req)
+        p = req.payload
+        name = check_queue_name(p.get("name") or "")
+        async with self.lock:
+            old = self.queues.get(name) or QueueRecord(name=name, display_name=name)
+            strategy = p.get("strategy", old.strategy)
+            if strategy not in STRATEGIES:
+                raise StanzaError(Condition.BAD_REQUEST, f"strategy must be one of {', '.join(STRATEGIES)}")
+            hours = p.get("hours", old.hours)
+            try:
+                parse_hours(hours)
+            except ValueError as exc:
+                raise StanzaError(Condition.BAD_REQUEST, str(exc)) from None
+            new = dataclasses.replace(
+                old,
+                display_name=p.get("display-name", old.display_name)[:191],
+                welcome=p.findtext(q("welcome"), old.welcome),
+                offline_text=p.findtext(q("offline"), old.offline_text),
+                strategy=strategy,
+                capacity=int_attr(p, "capacity", old.capacity, low=1, high=1000),  # type: ignore[arg-type]
+                idle_timeout=int_attr(p, "idle-timeout", old.idle_timeout, high=7 * 86400),  # type: ignore[arg-type]
+                offer_timeout=int_attr(p, "offer-timeout", old.offer_timeout, high=3600),  # type: ignore[arg-type]
+                max_misses=int_attr(p, "max-misses", old.max_misses, high=1000),  # type: ignore[arg-type]
+                hours=hours,
+            )
+            await self.repo.put_queue(new)
+            self.queues[name] = new
+            self.members.setdefault(name, {})
+            await self.dispatch(name)
+
+    async def iq_delete_queue(self, req: IqRequest) -> None:
+        self._require_admin(req)
+        name = req.payload.get("name") or ""
+        async with self.lock:
+            self._queue(name)
+            if any(s.queue == name for s in self.open.values()):
+                raise StanzaError(Condition.CONFLICT, "the queue has open sessions: close or transfer them first")
+            await self.repo.delete_queue(name)
+            self.queues.pop(name, None)
+            self.members.pop(name, None)
+
+    def queue_element(self, qr: QueueRecord, full: bool) -> etree._Element:
+        el = element(q("queue"), {"name": qr.name, "jid": self.queue_jid(qr.name), "display-name": qr.display_name})
+        if full:
+            for k in ("strategy", "capacity", "idle-timeout", "offer-timeout", "max-misses", "hours"):
+                el.set(k, str(getattr(qr, k.replace("-", "_"))))
+            sub(el, q("welcome"), text=qr.welcome)
+            sub(el, q("offline"), text=qr.offline_text)
+        return el
+
+    async def iq_queues(self, req: IqRequest) -> etree._Element:
+        out = element(q("queues"), default_ns=NS)
+        for qr in sorted(self.queues.values(), key=lambda x: x.name):
+            full = self.ctx.is_admin(req.from_jid) or self.role(qr.name, req.from_jid) is not None
+            out.append(self.queue_element(qr, full))
+        return out
+
+    async def iq_member(self, req: IqRequest) -> None:
+        self._require_admin(req)
+        qr = self._queue_of(req)
+        jid = jid_attr(req.payload, "jid")
+        if jid is None:
+            raise StanzaError(Condition.BAD_REQUEST, "member needs jid")
+        role = req.payload.get("role", "agent")
+        if role not in (*ROLES, "none"):
+            raise StanzaError(Condition.BAD_REQUEST, "role is agent, supervisor or none")
+        async with self.lock:
+            key = str(jid)
+            if role == "none":
+                await self.repo.remove_member(qr.name, key)
+                self.members[qr.name].pop(key, None)
+                a = self.agents.get(key)
+                if a is not None:
+                    a.presence.pop(qr.name, None)
+            else:
+                m = MemberRecord(qr.name, key, role, (req.payload.get("nick") or "")[:191])
+                await self.repo.set_member(m)
+                self.members[qr.name][key] = m
+            await self.dispatch(qr.name)
+
+    async def iq_members(self, req: IqRequest) -> etree._Element:
+        qr = self._queue_of(req)
+        self._require_role(req, qr.name, "supervisor")
+        out = element(q("members"), default_ns=NS)
+        for m in self.members.get(qr.name, {}).values():
+            attrs = {"jid": m.jid, "role": m.role}
+            if m.nick:
+                attrs["nick"] = m.nick
+            if m.role == "agent":
+                attrs["status"] = self.agents[m.jid].status(qr.name) if m.jid in self.agents else "offline"
+            sub(out, q("member"), attrs)
+        return out
+
+    async def iq_accept(self, req: IqRequest) -> None:
+        async with self.lock:
+            await self.accept(self._session_of(req), str(req.from_jid.bare))
+
+    async def iq_reject(self, req: IqRequest) -> None:
+        async with self.lock:
+            await self.reject(self._session_of(req), str(req.from_jid.bare))
+
+    async def iq_transfer(self, req: IqRequest) -> None:
+        async with self.lock:
+            s = self._session_of(req)
+            await self.transfer(s, str(req.from_jid.bare), agent=req.payload.get("agent"), queue=req.payload.get("queue"))
+
+    async def iq_close(self, req: IqRequest) -> None:
+        who = str(req.from_jid.bare)
+        async with self.lock:
+            s = self._session_of(req)
+            if s.visitor == who:
+                await self.close(s, "visitor")
+                return
+            self._check_handler(s, who)
+            await self.close(s, "agent" if s.agent == who else "supervisor")
+
+    async def iq_rate(self, req: IqRequest) -> None:
+        score = int_attr(req.payload, "score", None, low=1, high=5)
+        if score is None:
+            raise StanzaError(Condition.BAD_REQUEST, "rate needs score 1-5")
+        local = req.to.local
+        entry = local if local and not local.startswith("s-") else None
+        sid = req.payload.get("session") or (local[2:] if local and local.startswith("s-") else None)
+        async with self.lock:
+            await self.rate(str(req.from_jid.bare), entry, sid, score, (req.payload.text or "").strip()[:2000])
+
+    async def iq_pause(self, req: IqRequest) -> None:
+        async with self.lock:
+            await self.set_paused(str(req.from_jid.bare), True)
+
+    async def iq_resume(self, req: IqRequest) -> None:
+        async with self.lock:
+            await self.set_paused(str(req.from_jid.bare), False)
+
+    async def figures(self, queue: str) -> etree._Element:
+        qr = self.queues[queue]
+        served, avg = await self.repo.wait_stats(queue)
+        line = self.line(queue)
+        active = sum(1 for s in self.open.values() if s.queue == queue and s.state == "active")
+        out = element(
+            q("figures"),
+            {"queue": self.queue_jid(queue), "waiting": str(len(line)), "active": str(active), "served": str(served), "average-wait": f"{avg:.1f}"},
+            default_ns=NS,
+        )
+        for jid, m in self.members.get(queue, {}).items():
+            if m.role != "agent":
+                continue
+            status = self.agents[jid].status(queue) if jid in self.agents else "offline"
+            sub(out, q("agent"), {"jid": jid, "nick": self.nick(queue, jid), "load": str(self.load(jid)), "capacity": str(qr.capacity), "status": status})
+        return out
+
+    async def iq_figures(self, req: IqRequest) -> etree._Element:
+        qr = self._queue_of(req)
+        self._require_role(req, qr.name, "supervisor")
+        return await self.figures(qr.name)
+
+    def session_element(self, s: SessionRecord) -> etree._Element:
+        attrs = {"id": s.id, "queue": self.queue_jid(s.queue), "visitor": s.visitor, "state": s.state, "created": stamp(s.created_at)}
+        if s.agent:
+            attrs["agent"] = s.agent
+            attrs["nick"] = self.nick(s.queue, s.agent)
+        if s.assigned_at:
+            attrs["wait"] = f"{(s.assigned_at - s.created_at).total_seconds():.1f}"
+        if s.closed_at:
+            attrs["closed"] = stamp(s.closed_at)
+        if s.close_reason:
+            attrs["reason"] = s.close_reason
+        if s.rating is not None:
+            attrs["rating"] = str(s.rating)
+        el = element(q("session"), attrs)
+        if s.comment:
+            sub(el, q("comment"), text=s.comment)
+        return el
+
+    async def iq_history(self, req: IqRequest) -> etree._Element:
+        qr = self._queue_of(req)
+        visitor = jid_attr(req.payload, "visitor")
+        if visitor is None:
+            self._require_role(req, qr.name, "supervisor")
+        else:
+            self._require_role(req, qr.name, "agent", "supervisor")
+        limit = int_attr(req.payload, "max", self.options.history_limit, low=1, high=self.options.history_limit)
+        out = element(q("history"), default_ns=NS)
+        for s in await self.repo.sessions(qr.name, str(visitor) if visitor else None, limit=limit or 1):
+            out.append(self.session_element(s))
+        return out
+
+    async def iq_transcript(self, req: IqRequest) -> etree._Element:
+        sid = req.payload.get("session")
+        if not sid:
+            raise StanzaError(Condition.BAD_REQUEST, "transcript needs session")
+        s = await self.repo.get_session(sid)
+        if s is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no session {sid}")
+        who = str(req.from_jid.bare)
+        if who != s.visitor and not self.ctx.is_admin(req.from_jid) and self.role(s.queue, who) not in ROLES:
+            raise StanzaError(Condition.FORBIDDEN, "only the visitor, agents and supervisors of the queue read a transcript")
+        out = element(q("transcript"), {"session": s.id}, default_ns=NS)
+        for ln in await self.repo.transcript(s.id):
+            sub(out, q("line"), {"role": ln.role, "nick": ln.nick, "at": stamp(ln.at)}, text=ln.body)
+        return out
+
+    async def iq_tickets(self, req: IqRequest) -> etree._Element:
+        qr = self._queue_of(req)
+        self._require_role(req, qr.name, "agent", "supervisor")
+        out = element(q("tickets"), default_ns=NS)
+        for t in await self.repo.tickets(qr.name):
+            sub(out, q("ticket"), {"id": str(t.id), "visitor": t.visitor, "created": stamp(t.created_at)}, text=t.body)
+        return out

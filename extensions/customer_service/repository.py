@@ -1,0 +1,418 @@
+"""Customer-service storage (urn:xmppd:cs:0): queues, members, sessions and their line, transcripts, ratings, tickets.
+
+A ``CsRepository`` Protocol, a SQL implementation on the shared engine and an in-memory twin
+that pass the same contract tests. The waiting line is not a table of its own: a session in
+state ``waiting`` is in the line of its queue, ordered by ``line_seq`` (a session handed back
+by a dropped agent gets a key below the head, so it is served first).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from xmppd.storage.engine import Database
+from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
+
+STRATEGIES = ("round-robin", "least-busy", "longest-idle")
+ROLES = ("agent", "supervisor")
+OPEN_STATES = ("waiting", "offered", "active")
+STATES = (*OPEN_STATES, "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecord:
+    name: str  # the local part of the queue JID
+    display_name: str
+    welcome: str = "Welcome! An agent will be with you shortly."
+    offline_text: str = "No agent is available right now. Leave a message and we will get back to you."
+    strategy: str = "round-robin"
+    capacity: int = 3  # concurrent sessions per agent
+    idle_timeout: int = 600  # seconds of visitor silence before an active session closes; 0: never
+    offer_timeout: int = 0  # seconds an agent has to accept an offer; 0: assign without offering
+    max_misses: int = 3  # missed offers in a row before the agent is paused; 0: never
+    hours: str = ""  # opening hours "HH:MM-HH:MM[,...]" in UTC; "": always open
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    queue: str
+    jid: str  # bare JID of an account
+    role: str  # agent | supervisor
+    nick: str = ""  # display name shown to visitors (agents)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: str
+    queue: str  # the queue routing the session now (changes on a transfer to another queue)
+    entry: str  # the queue the visitor wrote to: every message to the visitor comes from its JID
+    visitor: str  # bare JID
+    state: str
+    line_seq: int
+    created_at: datetime
+    last_visitor_at: datetime
+    agent: str | None = None
+    assigned_at: datetime | None = None
+    closed_at: datetime | None = None
+    close_reason: str | None = None
+    rating: int | None = None
+    comment: str | None = None
+
+    def replace(self, **changes: object) -> "SessionRecord":
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptLine:
+    session_id: str
+    at: datetime
+    role: str  # visitor | agent | system
+    nick: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    id: int
+    queue: str
+    visitor: str
+    body: str
+    created_at: datetime
+
+
+class CsRepository(Protocol):
+    async def put_queue(self, q: QueueRecord) -> None: ...
+    async def get_queue(self, name: str) -> QueueRecord | None: ...
+    async def list_queues(self) -> list[QueueRecord]: ...
+    async def delete_queue(self, name: str) -> bool: ...
+    async def set_member(self, m: MemberRecord) -> None: ...
+    async def remove_member(self, queue: str, jid: str) -> bool: ...
+    async def members(self, queue: str | None = None) -> list[MemberRecord]: ...
+    async def save_session(self, s: SessionRecord) -> None: ...
+    async def get_session(self, session_id: str) -> SessionRecord | None: ...
+    async def open_sessions(self) -> list[SessionRecord]: ...
+    async def sessions(self, queue: str, visitor: str | None = None, limit: int = 50) -> list[SessionRecord]: ...
+    async def wait_stats(self, queue: str) -> tuple[int, float]: ...
+    async def rate(self, session_id: str, score: int, comment: str) -> bool: ...
+    async def add_line(self, line: TranscriptLine) -> None: ...
+    async def transcript(self, session_id: str, last: int | None = None) -> list[TranscriptLine]: ...
+    async def add_ticket(self, queue: str, visitor: str, body: str, at: datetime) -> Ticket: ...
+    async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]: ...
+
+
+def _check_rating(score: int) -> None:
+    if not 1 <= score <= 5:
+        raise ValueError("a rating is 1 to 5")
+
+
+def _newest_first(rows: list[SessionRecord], limit: int) -> list[SessionRecord]:
+    return sorted(rows, key=lambda s: (s.created_at, s.id), reverse=True)[:limit]
+
+
+class MemoryCsRepository:
+    """The in-memory twin of :class:`SqlCsRepository`."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, QueueRecord] = {}
+        self._members: dict[tuple[str, str], MemberRecord] = {}
+        self._sessions: dict[str, SessionRecord] = {}
+        self._lines: dict[str, list[TranscriptLine]] = {}
+        self._tickets: list[Ticket] = []
+        self._ids = itertools.count(1)
+
+    async def put_queue(self, q: QueueRecord) -> None:
+        self._queues[q.name] = q
+
+    async def get_queue(self, name: str) -> QueueRecord | None:
+        return self._queues.get(name)
+
+    async def list_queues(self) -> list[QueueRecord]:
+        return sorted(self._queues.values(), key=lambda q: q.name)
+
+    async def delete_queue(self, name: str) -> bool:
+        if self._queues.pop(name, None) is None:
+            return False
+        for key in [k for k in self._members if k[0] == name]:
+            del self._members[key]
+        return True
+
+    async def set_member(self, m: MemberRecord) -> None:
+        if m.queue not in self._queues:
+            raise KeyError(m.queue)
+        self._members[(m.queue, m.jid)] = m
+
+    async def remove_member(self, queue: str, jid: str) -> bool:
+        return self._members.pop((queue, jid), None) is not None
+
+    async def members(self, queue: str | None = None) -> list[MemberRecord]:
+        rows = [m for m in self._members.values() if queue is None or m.queue == queue]
+        return sorted(rows, key=lambda m: (m.queue, m.jid))
+
+    async def save_session(self, s: SessionRecord) -> None:
+        old = self._sessions.get(s.id)
+        if old is not None and old.rating is not None:
+            s = s.replace(rating=old.rating, comment=old.comment)
+        self._sessions[s.id] = s
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        return self._sessions.get(session_id)
+
+    async def open_sessions(self) -> list[SessionRecord]:
+        rows = [s for s in self._sessions.values() if s.state in OPEN_STATES]
+        return sorted(rows, key=lambda s: (s.line_seq, s.id))
+
+    async def sessions(self, queue: str, visitor: str | None = None, limit: int = 50) -> list[SessionRecord]:
+        rows = [s for s in self._sessions.values() if s.queue == queue and (visitor is None or s.visitor == visitor)]
+        return _newest_first(rows, limit)
+
+    async def wait_stats(self, queue: str) -> tuple[int, float]:
+        waits = [(s.assigned_at - s.created_at).total_seconds() for s in self._sessions.values() if s.queue == queue and s.assigned_at]
+        return len(waits), (sum(waits) / len(waits) if waits else 0.0)
+
+    async def rate(self, session_id: str, score: int, comment: str) -> bool:
+        _check_rating(score)
+        s = self._sessions.get(session_id)
+        if s is None or s.state != "closed" or s.rating is not None:
+            return False
+        self._sessions[session_id] = s.replace(rating=score, comment=comment)
+        return True
+
+    async def add_line(self, line: TranscriptLine) -> None:
+        self._lines.setdefault(line.session_id, []).append(line)
+
+    async def transcript(self, session_id: str, last: int | None = None) -> list[TranscriptLine]:
+        lines = self._lines.get(session_id, [])
+        return list(lines[-last:] if last else lines)
+
+    async def add_ticket(self, queue: str, visitor: str, body: str, at: datetime) -> Ticket:
+        t = Ticket(next(self._ids), queue, visitor, body, at)
+        self._tickets.append(t)
+        return t
+
+    async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]:
+        return [t for t in self._tickets if t.queue == queue][:limit]
+
+
+# ----------------------------------------------------------------------------- SQL
+
+queues_t = sa.Table(
+    "cs_queues",
+    metadata,
+    sa.Column("name", indexed_string(64), primary_key=True),
+    sa.Column("display_name", sa.String(191), nullable=False),
+    sa.Column("welcome", sa.Text(), nullable=False),
+    sa.Column("offline_text", sa.Text(), nullable=False),
+    sa.Column("strategy", sa.String(16), nullable=False),
+    sa.Column("capacity", sa.Integer(), nullable=False),
+    sa.Column("idle_timeout", sa.Integer(), nullable=False),
+    sa.Column("offer_timeout", sa.Integer(), nullable=False),
+    sa.Column("max_misses", sa.Integer(), nullable=False),
+    sa.Column("hours", sa.String(191), nullable=False),
+    sa.CheckConstraint("capacity >= 1", name="capacity_positive"),
+    **MYSQL_TABLE_KWARGS,
+)
+
+members_t = sa.Table(
+    "cs_members",
+    metadata,
+    sa.Column("queue", indexed_string(64), sa.ForeignKey("cs_queues.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("jid", indexed_string(), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("nick", sa.String(191), nullable=False),
+    **MYSQL_TABLE_KWARGS,
+)
+
+sessions_t = sa.Table(
+    "cs_sessions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("queue", indexed_string(64), nullable=False),
+    sa.Column("entry", sa.String(64), nullable=False),
+    sa.Column("visitor", indexed_string(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("line_seq", sa.BigInteger(), nullable=False),
+    sa.Column("agent", sa.String(191), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("last_visitor_at", UtcDateTime(), nullable=False),
+    sa.Column("assigned_at", UtcDateTime(), nullable=True),
+    sa.Column("closed_at", UtcDateTime(), nullable=True),
+    sa.Column("close_reason", sa.String(32), nullable=True),
+    sa.Column("rating", sa.SmallInteger(), nullable=True),
+    sa.Column("comment", sa.Text(), nullable=True),
+    sa.Index("ix_cs_sessions_queue_visitor", "queue", "visitor"),
+    sa.Index("ix_cs_sessions_state", "state"),
+    sa.CheckConstraint("rating IS NULL OR (rating >= 1 AND rating <= 5)", name="rating_range"),
+    **MYSQL_TABLE_KWARGS,
+)
+
+transcripts_t = sa.Table(
+    "cs_transcripts",
+    metadata,
+    sa.Column("id", id_type(), primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.String(32), sa.ForeignKey("cs_sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("nick", sa.String(191), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Index("ix_cs_transcripts_session_id", "session_id"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_KWARGS,
+)
+
+tickets_t = sa.Table(
+    "cs_tickets",
+    metadata,
+    sa.Column("id", id_type(), primary_key=True, autoincrement=True),
+    sa.Column("queue", indexed_string(64), nullable=False),
+    sa.Column("visitor", sa.String(191), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_cs_tickets_queue", "queue"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_KWARGS,
+)
+
+_QUEUE_COLS = [f.name for f in dataclasses.fields(QueueRecord)]
+_SESSION_COLS = [f.name for f in dataclasses.fields(SessionRecord)]
+
+
+def _queue(row: sa.Row) -> QueueRecord:
+    return QueueRecord(**{c: getattr(row, c) for c in _QUEUE_COLS})
+
+
+def _session(row: sa.Row) -> SessionRecord:
+    return SessionRecord(**{c: getattr(row, c) for c in _SESSION_COLS})
+
+
+class SqlCsRepository:
+    """The customer-service tables on SQLite or MariaDB/MySQL."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def put_queue(self, q: QueueRecord) -> None:
+        values = dataclasses.asdict(q)
+        await self.db.run_txn(self._upsert_txn, queues_t, {"name": q.name}, values)
+
+    @staticmethod
+    async def _upsert_txn(conn: AsyncConnection, table: sa.Table, key: dict[str, object], values: dict[str, object]) -> None:
+        where = sa.and_(*(table.c[k] == v for k, v in key.items()))
+        res = await conn.execute(sa.update(table).where(where).values(**values))
+        if res.rowcount == 0:
+            # rowcount is "matched rows" for SQLite and (with client flag FOUND_ROWS) aiomysql;
+            # check existence to be exact on every driver.
+            exists = await conn.scalar(sa.select(sa.func.count()).select_from(table).where(where))
+            if not exists:
+                await conn.execute(sa.insert(table).values(**values))
+
+    async def get_queue(self, name: str) -> QueueRecord | None:
+        async with self.db.transaction(readonly=True) as conn:
+            row = (await conn.execute(sa.select(queues_t).where(queues_t.c.name == name))).first()
+        return _queue(row) if row else None
+
+    async def list_queues(self) -> list[QueueRecord]:
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(sa.select(queues_t).order_by(queues_t.c.name))).all()
+        return [_queue(r) for r in rows]
+
+    async def delete_queue(self, name: str) -> bool:
+        async with self.db.transaction() as conn:
+            await conn.execute(sa.delete(members_t).where(members_t.c.queue == name))
+            res = await conn.execute(sa.delete(queues_t).where(queues_t.c.name == name))
+        return bool(res.rowcount)
+
+    async def set_member(self, m: MemberRecord) -> None:
+        await self.db.run_txn(self._upsert_txn, members_t, {"queue": m.queue, "jid": m.jid}, dataclasses.asdict(m))
+
+    async def remove_member(self, queue: str, jid: str) -> bool:
+        async with self.db.transaction() as conn:
+            res = await conn.execute(sa.delete(members_t).where(members_t.c.queue == queue, members_t.c.jid == jid))
+        return bool(res.rowcount)
+
+    async def members(self, queue: str | None = None) -> list[MemberRecord]:
+        q = sa.select(members_t).order_by(members_t.c.queue, members_t.c.jid)
+        if queue is not None:
+            q = q.where(members_t.c.queue == queue)
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        return [MemberRecord(r.queue, r.jid, r.role, r.nick) for r in rows]
+
+    async def save_session(self, s: SessionRecord) -> None:
+        values = dataclasses.asdict(s)
+        # The rating is written only by rate(): a stale copy never erases it.
+        values.pop("rating")
+        values.pop("comment")
+        await self.db.run_txn(self._upsert_txn, sessions_t, {"id": s.id}, values)
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        async with self.db.transaction(readonly=True) as conn:
+            row = (await conn.execute(sa.select(sessions_t).where(sessions_t.c.id == session_id))).first()
+        return _session(row) if row else None
+
+    async def open_sessions(self) -> list[SessionRecord]:
+        q = sa.select(sessions_t).where(sessions_t.c.state.in_(OPEN_STATES)).order_by(sessions_t.c.line_seq, sessions_t.c.id)
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        return [_session(r) for r in rows]
+
+    async def sessions(self, queue: str, visitor: str | None = None, limit: int = 50) -> list[SessionRecord]:
+        q = sa.select(sessions_t).where(sessions_t.c.queue == queue)
+        if visitor is not None:
+            q = q.where(sessions_t.c.visitor == visitor)
+        q = q.order_by(sessions_t.c.created_at.desc(), sessions_t.c.id.desc()).limit(limit)
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        return [_session(r) for r in rows]
+
+    async def wait_stats(self, queue: str) -> tuple[int, float]:
+        q = sa.select(sessions_t.c.created_at, sessions_t.c.assigned_at).where(
+            sessions_t.c.queue == queue, sessions_t.c.assigned_at.is_not(None)
+        )
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        waits = [(r.assigned_at - r.created_at).total_seconds() for r in rows]
+        return len(waits), (sum(waits) / len(waits) if waits else 0.0)
+
+    async def rate(self, session_id: str, score: int, comment: str) -> bool:
+        _check_rating(score)
+        async with self.db.transaction() as conn:
+            res = await conn.execute(
+                sa.update(sessions_t)
+                .where(sessions_t.c.id == session_id, sessions_t.c.state == "closed", sessions_t.c.rating.is_(None))
+                .values(rating=score, comment=comment)
+            )
+        return bool(res.rowcount)
+
+    async def add_line(self, line: TranscriptLine) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(sa.insert(transcripts_t).values(**dataclasses.asdict(line)))
+
+    async def transcript(self, session_id: str, last: int | None = None) -> list[TranscriptLine]:
+        q = sa.select(transcripts_t).where(transcripts_t.c.session_id == session_id)
+        if last:
+            q = q.order_by(transcripts_t.c.id.desc()).limit(last)
+        else:
+            q = q.order_by(transcripts_t.c.id)
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        if last:
+            rows = list(reversed(rows))
+        return [TranscriptLine(r.session_id, r.at, r.role, r.nick, r.body) for r in rows]
+
+    async def add_ticket(self, queue: str, visitor: str, body: str, at: datetime) -> Ticket:
+        async with self.db.transaction() as conn:
+            res = await conn.execute(sa.insert(tickets_t).values(queue=queue, visitor=visitor, body=body, created_at=at))
+            (tid,) = res.inserted_primary_key
+        return Ticket(int(tid), queue, visitor, body, at)
+
+    async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]:
+        q = sa.select(tickets_t).where(tickets_t.c.queue == queue).order_by(tickets_t.c.id).limit(limit)
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        return [Ticket(int(r.id), r.queue, r.visitor, r.body, r.created_at) for r in rows]

@@ -1,0 +1,130 @@
+"""urn:xmppd:cs:0 for slixmpp: the client side of xmppd's customer service.
+
+``client.register_plugin("xmppd_cs", module=slixmpp_plugin)`` (or ``register_on(client)``),
+then ``await client["xmppd_cs"].figures("support@cs.example.com")`` and so on. Every call
+returns the answer's payload as an ``xml.etree`` element (or None) and raises
+``slixmpp.exceptions.IqError`` on an error. Messages carrying a cs payload also raise events:
+``cs_offer``, ``cs_assigned``, ``cs_position``, ``cs_agent``, ``cs_closed``, ``cs_welcome``,
+``cs_ticket``, ``cs_requeued``, ``cs_revoked``, ``cs_paused`` (each with the message).
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from slixmpp.plugins.base import BasePlugin, register_plugin
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+NS = "urn:xmppd:cs:0"
+EVENTS = ("offer", "assigned", "position", "agent", "closed", "welcome", "ticket", "requeued", "revoked", "paused")
+
+
+def _el(name: str, attrs: dict[str, Any] | None = None, text: str | None = None) -> ET.Element:
+    el = ET.Element(f"{{{NS}}}{name}", {k: str(v) for k, v in (attrs or {}).items() if v is not None})
+    if text:
+        el.text = text
+    return el
+
+
+class XmppdCustomerService(BasePlugin):
+    name = "xmppd_cs"
+    description = "xmppd customer service (urn:xmppd:cs:0)"
+    dependencies: set[str] = set()
+
+    def plugin_init(self) -> None:
+        for event in EVENTS:
+            self.xmpp.register_handler(
+                Callback(f"cs {event}", MatchXPath(f"{{{self.xmpp.default_ns}}}message/{{{NS}}}{event}"), self._make(event))
+            )
+
+    def plugin_end(self) -> None:
+        for event in EVENTS:
+            self.xmpp.remove_handler(f"cs {event}")
+
+    def _make(self, event: str) -> Any:
+        def handler(msg: Any) -> None:
+            self.xmpp.event(f"cs_{event}", msg)
+
+        return handler
+
+    @staticmethod
+    def payload(msg: Any, name: str) -> ET.Element | None:
+        """The cs element ``name`` of a received message."""
+        return msg.xml.find(f"{{{NS}}}{name}")
+
+    async def _iq(self, typ: str, to: str, el: ET.Element, timeout: int = 10) -> ET.Element | None:
+        iq = self.xmpp.make_iq(ito=to, itype=typ)
+        iq.xml.append(el)
+        result = await iq.send(timeout=timeout)
+        return result.xml[0] if len(result.xml) else None
+
+    # -- admins
+    async def put_queue(self, service: str, name: str, *, welcome: str | None = None, offline: str | None = None, **attrs: Any) -> None:
+        el = _el("queue", {"name": name, **{k.replace("_", "-"): v for k, v in attrs.items()}})
+        if welcome is not None:
+            el.append(_el("welcome", text=welcome))
+        if offline is not None:
+            el.append(_el("offline", text=offline))
+        await self._iq("set", service, el)
+
+    async def delete_queue(self, service: str, name: str) -> None:
+        await self._iq("set", service, _el("delete-queue", {"name": name}))
+
+    async def queues(self, service: str) -> ET.Element | None:
+        return await self._iq("get", service, _el("queues"))
+
+    async def set_member(self, queue: str, jid: str, role: str = "agent", nick: str | None = None) -> None:
+        await self._iq("set", queue, _el("member", {"jid": jid, "role": role, "nick": nick}))
+
+    async def members(self, queue: str) -> ET.Element | None:
+        return await self._iq("get", queue, _el("members"))
+
+    # -- agents
+    async def accept(self, to: str, session: str | None = None) -> None:
+        await self._iq("set", to, _el("accept", {"session": session}))
+
+    async def reject(self, to: str, session: str | None = None) -> None:
+        await self._iq("set", to, _el("reject", {"session": session}))
+
+    async def transfer(self, to: str, session: str | None = None, *, agent: str | None = None, queue: str | None = None) -> None:
+        await self._iq("set", to, _el("transfer", {"session": session, "agent": agent, "queue": queue}))
+
+    async def pause(self, to: str) -> None:
+        await self._iq("set", to, _el("pause"))
+
+    async def resume(self, to: str) -> None:
+        await self._iq("set", to, _el("resume"))
+
+    def announce(self, queue: str, show: str | None = None) -> None:
+        """Directed presence to a queue (or the component): the agent takes work when available."""
+        self.xmpp.send_presence(pto=queue, pshow=show)
+
+    # -- agents, visitors and supervisors
+    async def close(self, to: str, session: str | None = None) -> None:
+        await self._iq("set", to, _el("close", {"session": session}))
+
+    async def rate(self, to: str, score: int, comment: str = "", session: str | None = None) -> None:
+        await self._iq("set", to, _el("rate", {"score": score, "session": session}, comment))
+
+    async def figures(self, queue: str) -> ET.Element | None:
+        return await self._iq("get", queue, _el("figures"))
+
+    async def history(self, queue: str, visitor: str | None = None, max: int | None = None) -> ET.Element | None:
+        return await self._iq("get", queue, _el("history", {"visitor": visitor, "max": max}))
+
+    async def transcript(self, to: str, session: str) -> ET.Element | None:
+        return await self._iq("get", to, _el("transcript", {"session": session}))
+
+    async def tickets(self, queue: str) -> ET.Element | None:
+        return await self._iq("get", queue, _el("tickets"))
+
+
+register_plugin(XmppdCustomerService)
+
+
+def register_on(client: Any) -> XmppdCustomerService:
+    import sys
+
+    client.register_plugin("xmppd_cs", module=sys.modules[__name__])
+    return client.plugin["xmppd_cs"]
