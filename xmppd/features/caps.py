@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import base64
 import collections
+import copy
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from lxml import etree
 
@@ -166,8 +167,26 @@ class Caps(Feature):
 
     async def _compute_when_started(self) -> None:
         await self.ctx.server.started.wait()
-        self.ver = verification_string(await self.server_info())
+        info = await self.server_info()
+        ver = verification_string(info)
+        # §6.2: a disco#info query to node#ver must answer what the ver was computed from.
+        self.ctx.on_teardown(self.ctx.feature("disco").add_node(f"{NODE}#{ver}", self._node_handler(info)))
+        self.ver = ver
         self.log.debug("server caps ver %s", self.ver)
+
+    @staticmethod
+    def _node_handler(info: etree._Element) -> Callable[[JID, str], Awaitable[Any]]:
+        from .disco import Identity, NodeInfo
+
+        identities = [Identity(i.get("category") or "", i.get("type") or "", i.get("name")) for i in info.iter(_DI + "identity")]
+        features = [f.get("var") or "" for f in info.iter(_DI + "feature")]
+        forms = info.findall(_X)
+
+        async def handler(_requester: JID, _node: str) -> Any:
+            # Copies: appending an lxml element to an answer moves it.
+            return NodeInfo(identities, features, forms=[copy.deepcopy(f) for f in forms])
+
+        return handler
 
     async def server_info(self) -> etree._Element:
         """The server's disco#info exactly as a client gets it."""

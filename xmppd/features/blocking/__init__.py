@@ -38,7 +38,7 @@ from ...core.hooks import AccountEvent, Delivery, Flow, Routed, SessionEvent
 from ...errors import Condition, StanzaError
 from ...jid import JID, JIDError
 from ...storage.accounts import AccountNotFound
-from ...xml.builder import element, error_reply, iq_result, stanza, sub
+from ...xml.builder import element, iq_result, stanza, sub
 from .repository import MAX_JID_LENGTH, BlockingRepository, BlocklistFull, SqlBlockingRepository
 
 if TYPE_CHECKING:
@@ -355,18 +355,18 @@ class Blocking(Feature):
         if mine and matches(mine, frm):
             # The recipient blocked the sender.
             if d.kind == "iq" and d.stanza.get("type") in ("get", "set"):
-                await self._bounce_delivery(d, StanzaError(Condition.SERVICE_UNAVAILABLE, "the recipient is not available"))
+                # Straight back to the sender's session (no delivery hooks: the error is ours).
+                self.ctx.router.bounce(
+                    Routed(d.stanza, "iq", frm, owner, None),
+                    StanzaError(Condition.SERVICE_UNAVAILABLE, "the recipient is not available"),
+                )
             return Flow.STOP
+        if d.kind != "presence":
+            return Flow.CONTINUE  # the user's own stanzas were checked on STANZA_IN
         theirs = self._cached(frm.bare) if frm.local is not None and frm.domain == self.ctx.domain else None
         if theirs and matches(theirs, owner):
-            return Flow.STOP  # a local sender blocked this recipient: e.g. its presence broadcast
+            return Flow.STOP  # presence the server broadcasts for a user who blocked this contact
         return Flow.CONTINUE
-
-    async def _bounce_delivery(self, d: Delivery, err: StanzaError) -> None:
-        reply = error_reply(d.stanza, err)
-        if reply.get("from") is None:
-            reply.set("from", str(d.session.jid))
-        await self.ctx.router.send(reply)
 
     @staticmethod
     def interested(session: "Session") -> bool:
