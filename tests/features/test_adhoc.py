@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 from lxml import etree
@@ -406,7 +407,7 @@ async def test_command_without_stages_completes_at_once_and_errors_are_stanza_er
     try:
         done = await run(alice, NOW)
         assert done.get("status") == "completed"
-        assert notes(done) == [("info", f"it is now, alice@localhost on localhost")]
+        assert notes(done) == [("info", "it is now, alice@localhost on localhost")]
         assert (await run(alice, SCOPED)).get("status") == "completed"
         with pytest.raises(IqError) as e:
             await run(bob, SCOPED)

@@ -3,8 +3,9 @@ the effects are real (logins refused, live sessions ended, messages delivered)."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 from slixmpp.exceptions import IqError

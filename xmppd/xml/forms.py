@@ -9,8 +9,9 @@ raising :class:`FormError` that names the field and the problem.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from lxml import etree
 
@@ -132,7 +133,7 @@ class Form:
         if unknown:
             raise KeyError(f"no field {sorted(unknown)[0]!r} in this form")
         return dataclasses.replace(
-            self, fields=tuple(f.with_value(values[f.var]) if f.var in values else f for f in self.fields)
+            self, fields=tuple(f.with_value(values[f.var]) if f.var is not None and f.var in values else f for f in self.fields)
         )
 
     def with_field(self, var: str, **changes: Any) -> "Form":

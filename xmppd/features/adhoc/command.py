@@ -13,8 +13,9 @@ command that runs at once (``get-online-users-num``). Stage forms may be functio
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Union
+from typing import Any
 
 from ...jid import JID
 from ...xml.forms import Form, FormError
@@ -22,13 +23,13 @@ from ...xml.forms import Form, FormError
 NS = "http://jabber.org/protocol/commands"
 
 # (requester full JID, target JID the command is on) -> may the requester run it?
-MayRun = Callable[[JID, JID], Union[bool, Awaitable[bool]]]
-FormSource = Union[Form, Callable[["Execution"], Union[Form, Awaitable[Form]]]]
+MayRun = Callable[[JID, JID], bool | Awaitable[bool]]
+FormSource = Form | Callable[["Execution"], Form | Awaitable[Form]]
 # Runs when a stage's form validated: raise FormError to show the stage again with the problem.
-StageCheck = Callable[["Execution", dict[str, Any]], Union[None, Awaitable[None]]]
+StageCheck = Callable[["Execution", dict[str, Any]], None | Awaitable[None]]
 Handler = Callable[["Execution"], Awaitable["Result | Note | str | None"]]
 # (requester, target) -> commands on that target, for targets decided at run time (rooms)
-Provider = Callable[[JID, JID], Union[Iterable["Command"], Awaitable[Iterable["Command"]]]]
+Provider = Callable[[JID, JID], Iterable["Command"] | Awaitable[Iterable["Command"]]]
 
 NOTE_TYPES = ("info", "warn", "error")
 

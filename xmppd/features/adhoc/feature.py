@@ -9,8 +9,9 @@ not only when listing. A session belongs to the full JID that started it and exp
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from lxml import etree
 
@@ -22,7 +23,7 @@ from ...errors import Condition, StanzaError
 from ...jid import JID
 from ...xml import ns
 from ...xml.builder import element, sub
-from ...xml.forms import X, Form, FormError
+from ...xml.forms import Form, FormError, X
 from ..disco import Identity, NodeInfo
 from .command import NS, Command, Execution, Note, Provider, Result, maybe_await
 

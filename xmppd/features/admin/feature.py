@@ -156,14 +156,16 @@ class Admin(Feature):
 
     async def _delete_user(self, ex: Execution) -> Result:
         names = self._locals(ex)
-        done, missing = [], []
+        done: list[str] = []
+        missing: list[str] = []
         for username in names:
             (done if await self.ctx.server.account_service.delete(username) else missing).append(self._jid(username))
         self.log.info("admin %s deleted %s", ex.requester.bare, ", ".join(done) or "nobody")
         return _outcome("Deleted", done, missing)
 
     async def _set_disabled(self, ex: Execution, disabled: bool) -> Result:
-        done, missing = [], []
+        done: list[str] = []
+        missing: list[str] = []
         for username in self._locals(ex):
             try:
                 await self.ctx.server.account_service.set_disabled(username, disabled, "disabled by an administrator" if disabled else None)
