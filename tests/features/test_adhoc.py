@@ -222,6 +222,8 @@ async def test_disco_lists_only_the_commands_the_requester_may_run(server):
         with pytest.raises(IqError) as e:
             await bob.plugin["xep_0030"].get_info(jid="localhost", node=SCOPED)
         assert e.value.condition == "item-not-found"
+        listing = await alice.plugin["xep_0030"].get_info(jid="localhost", node=NS)
+        assert ("automation", "command-list", None, "Commands") in listing["disco_info"]["identities"]
         server_info = await alice.plugin["xep_0030"].get_info(jid="localhost")
         assert NS in server_info["disco_info"]["features"]
         # commands of the server are not offered on an account's JID

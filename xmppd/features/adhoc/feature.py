@@ -141,7 +141,7 @@ class Adhoc(Feature):
     async def disco_info(self, requester: JID, target: JID, node: str) -> NodeInfo | None:
         """For services answering disco#info on a command node (None: no such node for them)."""
         if node == NS:
-            return NodeInfo([Identity("automation", "command-list", "Commands")], [ns.DISCO_INFO])
+            return NodeInfo([Identity("automation", "command-list", "Commands")], [ns.DISCO_INFO, ns.DISCO_ITEMS])
         cmd = (await self._all_on(requester, target)).get(node)
         if cmd is None or not await self.may_run(cmd, requester, target):
             return None
@@ -352,7 +352,11 @@ class Adhoc(Feature):
         self._handlers.clear()
 
     async def _disco_list(self, requester: JID, node: str) -> NodeInfo:
-        return await self.disco_items(requester, JID(None, self.ctx.domain))
+        # The disco feature asks one handler for both info and items of the node.
+        info = await self.disco_items(requester, JID(None, self.ctx.domain))
+        info.identities = [Identity("automation", "command-list", "Commands")]
+        info.features = [ns.DISCO_INFO, ns.DISCO_ITEMS]
+        return info
 
     async def _disco_command(self, requester: JID, node: str) -> NodeInfo | None:
         return await self.disco_info(requester, JID(None, self.ctx.domain), node)
