@@ -5,6 +5,8 @@ import asyncio
 from typing import Any
 
 from slixmpp.plugins.xep_0004 import Form as SlixForm
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from ..helpers import add_user, slix
 
@@ -19,12 +21,10 @@ class Inbox:
     def __init__(self, client: Any) -> None:
         self.messages: asyncio.Queue[Any] = asyncio.Queue()
         self.presences: asyncio.Queue[Any] = asyncio.Queue()
-        client.add_event_handler("message", self.messages.put_nowait)
-        # slixmpp's generic "presence" event skips repeats from one room; the MUC plugin's does not
-        client.add_event_handler("groupchat_presence", self.presences.put_nowait)
-        client.add_event_handler("presence_error", self.presences.put_nowait)
-        client.add_event_handler("groupchat_subject", self.messages.put_nowait)
-        client.add_event_handler("message_error", self.messages.put_nowait)
+        # Raw handlers: slixmpp's events skip some stanzas (repeats from one room, messages
+        # from a room's bare JID), and the tests must see exactly what the server sent.
+        client.register_handler(Callback("muc-test-messages", MatchXPath("{jabber:client}message"), self.messages.put_nowait))
+        client.register_handler(Callback("muc-test-presence", MatchXPath("{jabber:client}presence"), self.presences.put_nowait))
 
     async def message(self, pred: Any = lambda m: True, timeout: float = 5) -> Any:
         async def go() -> Any:

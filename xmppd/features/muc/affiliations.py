@@ -66,13 +66,13 @@ def check_role_change(actor_role: Role, actor_aff: Affiliation, target_aff: Affi
     """
     if actor_role is not Role.MODERATOR:
         raise StanzaError(Condition.FORBIDDEN, "only moderators may change roles")
+    if target_aff.rank >= Affiliation.ADMIN.rank and new_role is not Role.MODERATOR:
+        # §8.2/§8.3: admins and owners are moderators by affiliation; their role can't be lowered.
+        raise StanzaError(Condition.NOT_ALLOWED, f"an occupant with affiliation {target_aff} keeps the moderator role")
     if new_role is Role.MODERATOR or target_role is Role.MODERATOR:
         # Granting or revoking moderator status is an admin privilege (§9.6/§9.7).
         if actor_aff.rank < Affiliation.ADMIN.rank:
             raise StanzaError(Condition.FORBIDDEN, "only admins and owners may grant or revoke moderator status")
-    if target_aff.rank >= Affiliation.ADMIN.rank and new_role is not Role.MODERATOR:
-        # §8.2/§8.3: admins and owners are moderators by affiliation; their role can't be lowered.
-        raise StanzaError(Condition.NOT_ALLOWED, f"an occupant with affiliation {target_aff} keeps the moderator role")
     if new_role is Role.NONE and target_aff.rank > actor_aff.rank:
         raise StanzaError(Condition.NOT_ALLOWED, "you can't kick an occupant with a higher affiliation")
 
