@@ -19,8 +19,9 @@ import base64
 import collections
 import copy
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 

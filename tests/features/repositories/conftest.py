@@ -12,13 +12,13 @@ import pytest
 import pytest_asyncio
 
 from tests.storage_fixtures import REPOSITORY_BACKENDS, SQL_BACKENDS, open_database
+from xmppd.accounts import credentials_for
 from xmppd.app import feature_migration_locations
 from xmppd.core.loader import discover
 from xmppd.storage.accounts import MemoryAccountRepository, SqlAccountRepository
 from xmppd.storage.engine import Database
 
 from ...helpers import PASSWORD
-from xmppd.accounts import credentials_for
 
 
 @pytest.fixture(scope="session")
