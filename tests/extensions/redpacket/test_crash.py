@@ -1,0 +1,127 @@
+"""Red packets (urn:xmppd:redpacket:0): a server killed with SIGKILL in the middle of a grab
+storm and restarted on the same data; the money audit holds, and every share is taken once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from xmppd.accounts import AccountService
+from xmppd.storage.accounts import SqlAccountRepository
+from xmppd.storage.engine import Database
+from xmppd_extensions.redpacket import split
+from xmppd_extensions.redpacket.feature import NS
+from xmppd_extensions.redpacket.repository import NewPacket, SqlRedPacketRepository
+
+from ...helpers import PASSWORD
+from .rawclients import login
+from .servers import disabled_option
+
+pytestmark = pytest.mark.interop
+
+BIN = Path(sys.executable).parent
+CONF = Path(__file__).resolve().parents[3] / "conf" / "xmppd.toml"
+N = 60
+
+
+def start(tmp: Path, storage: list[str]) -> tuple[subprocess.Popen, int]:
+    args = [str(BIN / "xmppd"), "--config", str(CONF), "--set", f"server.data_dir={tmp.as_posix()}",
+            "--set", "listen.c2s=127.0.0.1:0", "--set", "listen.c2s_tls=", "--set", "listen.http=",
+            "--set", "c2s.require_tls=false", "--set", "c2s.max_connections_per_ip=1000",
+            "--set", "c2s.auth_failures_per_ip=1000", "--set", disabled_option(), *storage]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=tmp)
+    assert proc.stderr is not None
+    lines = []
+    while True:
+        line = proc.stderr.readline().decode()
+        lines.append(line)
+        if not line:
+            raise RuntimeError("xmppd exited: " + "".join(lines[-20:]))
+        m = re.search(r"listening for c2s on 127\.0\.0\.1:(\d+)", line)
+        if m:
+            # keep draining stderr so the server never blocks on a full pipe
+            asyncio.get_running_loop().run_in_executor(None, proc.stderr.read)
+            return proc, int(m.group(1))
+
+
+def ctl(tmp: Path, storage: list[str], *verb: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "xmppctl"), "--config", str(CONF), "--set", f"server.data_dir={tmp.as_posix()}",
+                           "--set", disabled_option(), *storage, *verb], capture_output=True, text=True, cwd=tmp, timeout=60)
+
+
+async def grab_all(port: int, packets: dict[str, str]) -> list[bytes]:
+    async def one(i: int, user: str, pid: str) -> bytes:
+        try:
+            c = await login(port, user)
+        except (OSError, EOFError, asyncio.TimeoutError):
+            return b"lost"
+        try:
+            return await c.iq(f"o{i}", f"<iq type='set' id='o{i}' to='localhost'><open xmlns='{NS}' id='{pid}'/></iq>", timeout=10)
+        except (OSError, EOFError, asyncio.TimeoutError):
+            return b"lost"
+        finally:
+            c.close()
+
+    return await asyncio.gather(*(one(i, u, p) for i, (u, p) in enumerate(packets.items())))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
+async def test_sigkill_during_grab_storm_then_restart_audit_holds(tmp_path, request, backend):
+    storage: list[str] = []
+    if backend == "mariadb":
+        url = request.getfixturevalue("mariadb_server").create_database()
+        storage = ["--set", f"storage.url={url.render_as_string(hide_password=False)}", "--set", "storage.auto_upgrade=true"]
+        db_url = url.render_as_string(hide_password=False)
+    else:
+        db_url = f"sqlite+aiosqlite:///{tmp_path / 'xmppd.db'}"
+    proc, port = start(tmp_path, storage)
+    try:
+        db = Database.from_url(db_url)
+        try:
+            accounts = AccountService(SqlAccountRepository(db), "localhost")
+            repo = SqlRedPacketRepository(db)
+            now = datetime.now(UTC)
+            await repo.topup("alice@localhost", 100 * N, now)
+            packets: dict[str, str] = {}
+            rng = random.Random(5)
+            for i in range(N):
+                user = f"k{i:03d}"
+                await accounts.create(user, PASSWORD)
+                pid = f"{i + 1:08x}"
+                await repo.send(NewPacket(pid, "alice@localhost", "lucky", "hi", f"{user}@localhost", False, None,
+                                          f"c{i}", "en", now, now + timedelta(hours=1), tuple(split.lucky(100, 1, rng))))
+                packets[user] = pid
+        finally:
+            await db.dispose()
+        storm = asyncio.create_task(grab_all(port, packets))
+        await asyncio.sleep(0.4)  # logins and grabs are under way
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        first = await storm
+        assert any(x == b"lost" for x in first), "the kill came too late to interrupt the storm"
+        audit = ctl(tmp_path, storage, "wallet", "audit")
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert "audit OK" in audit.stdout
+        # restart on the same data: everyone who did not get an answer tries again
+        proc, port = start(tmp_path, storage)
+        retry = {u: p for (u, p), x in zip(packets.items(), first) if b"<opened" not in x}
+        second = await grab_all(port, retry)
+        assert all(b"<opened" in x or b"already-grabbed" in x for x in second), second[:3]
+        audit = ctl(tmp_path, storage, "wallet", "audit")
+        assert audit.returncode == 0 and "audit OK" in audit.stdout, audit.stdout + audit.stderr
+        assert f"balances {100 * N} + unclaimed 0 = {100 * N}" in audit.stdout
+        print("\n" + audit.stdout)
+        balance = ctl(tmp_path, storage, "wallet", "balance", "alice@localhost")
+        assert balance.stdout.strip() == "alice@localhost: 0"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
