@@ -47,6 +47,8 @@ setup(
             "ping=xmppd.features.ping:Ping",
             "version=xmppd.features.version:Version",
             "register=xmppd.features.register:Register",
+            "roster=xmppd.features.roster:Roster",
+            "presence=xmppd.features.presence:Presence",
             "muc=xmppd.features.muc.service:Muc",
             "redpacket=xmppd_extensions.redpacket.feature:RedPacket",
             "offline=xmppd.features.offline:Offline",
