@@ -8,6 +8,7 @@ import aioxmpp.connector
 import aioxmpp.presence
 import aioxmpp.roster
 import pytest
+from slixmpp.exceptions import IqError
 
 from xmppd.jid import JID
 
@@ -205,14 +206,12 @@ async def test_disco_on_an_account_is_open_to_contacts_it_shares_presence_with(s
         await a.expect(b.bare, "subscribe")
         a.send(b.bare, "subscribed")  # alice -> 'from' bob
         await b.expect(a.bare, "subscribed")
-        from slixmpp.exceptions import IqError
-
         b.c.register_plugin("xep_0030")
         c.c.register_plugin("xep_0030")
-        info = await b.c["xep_0030"].get_info(jid=a.bare, timeout=WAIT)
+        info = await b.c.plugin["xep_0030"].get_info(jid=a.bare, timeout=WAIT)
         assert info["disco_info"]["identities"]
         with pytest.raises(IqError) as exc:
-            await c.c["xep_0030"].get_info(jid=a.bare, timeout=WAIT)
+            await c.c.plugin["xep_0030"].get_info(jid=a.bare, timeout=WAIT)
         assert exc.value.iq["error"]["condition"] == "service-unavailable"
     finally:
         await close(a, b, c)
