@@ -112,12 +112,13 @@ class Site:
         await self.server.start()
 
     async def stop(self) -> None:
-        for c in self.clients:
-            await c.close()
-        self.clients.clear()
+        """The server first (as an operator's restart), then the clients it disconnected."""
         if self.server is not None:
             await self.server.stop()
             self.server = None
+        for c in self.clients:
+            c.xmpp.abort()
+        self.clients.clear()
 
     async def user(self, name: str) -> str:
         assert self.server is not None
