@@ -232,6 +232,17 @@ class Router:
                 return
         session.send(stanza)
 
+    async def deliver_bytes(self, session: "Session", data: bytes, stanza: etree._Element, kind: str) -> None:
+        """Fan-out: write ``data`` (``stanza`` serialised) after the delivery hooks, if any.
+
+        ``stanza`` may be shared between recipients (MUC sets its ``to`` per call): a DELIVER
+        hook that keeps it for later must copy it, and changes a hook makes to it are not sent.
+        """
+        if self.hooks.has(H.DELIVER):
+            if await self.hooks.run(H.DELIVER, Delivery(session, stanza, kind)) is Flow.STOP:
+                return
+        session.send_bytes(data)
+
     # ---------------------------------------------------------------- iq
 
     async def dispatch_iq(self, r: Routed, target: Target) -> None:

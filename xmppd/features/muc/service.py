@@ -109,25 +109,36 @@ class MucService:
     async def fanout(self, el: etree._Element, fulls: list[JID], kind: str) -> None:
         """Deliver ``el`` (no 'to') to local sessions: serialised once, ``to`` spliced into the bytes.
 
-        With DELIVER hooks registered (blocking, CSI ...) every copy goes through them instead.
-        Measured (bench/muc_fanout.py): splicing is several times faster than setting 'to' and
-        serialising per recipient.
+        DELIVER hooks (blocking, CSI ...), when registered, see the element with that recipient's
+        ``to`` through ``Router.deliver_bytes``. Measured with bench/muc_fanout.py (200 recipients):
+        0.27 us per recipient spliced, 10.4 us setting 'to' and serialising, 23.6 us deep-copying.
         """
         if not fulls:
             return
         get = self.ctx.sessions.get
-        router = self.ctx.router
         data = etree.tostring(el)
         cut = len(kind) + 1
-        if router.hooks.has(H.DELIVER) or data[:cut] != b"<" + kind.encode():
+        if data[:cut] != b"<" + kind.encode():  # not in jabber:client as default namespace
             for full in fulls:
                 s = get(full)
                 if s is not None:
                     c = copy.deepcopy(el)
                     c.set("to", str(full))
-                    await router.deliver(s, c, kind)
+                    await self.ctx.router.deliver(s, c, kind)
             return
         head, tail = data[:cut] + b' to="', b'"' + data[cut:]
+        if self.ctx.router.hooks.has(H.DELIVER):
+            deliver_bytes = self.ctx.router.deliver_bytes
+            try:
+                for full in fulls:
+                    s = get(full)
+                    if s is not None:
+                        to = str(full)
+                        el.set("to", to)
+                        await deliver_bytes(s, head + _attr(to) + tail, el, kind)
+            finally:
+                el.attrib.pop("to", None)
+            return
         for full in fulls:
             s = get(full)
             if s is not None:
