@@ -195,8 +195,12 @@ def mariadb_server() -> Iterator[MariaDBServer]:
 
 @pytest.fixture(scope="session")
 def migration_locations() -> list[str]:
-    """Extra migration version directories applied by ``migrated_db`` (override to extend)."""
-    return []
+    """Every installed feature's migration folder: ``migrated_db`` on MariaDB is one database
+    shared by the whole session, so all tests must agree on the schema it holds."""
+    from xmppd.app import feature_migration_locations
+    from xmppd.core.loader import discover
+
+    return feature_migration_locations(discover().values())
 
 
 @pytest.fixture(scope="session")
