@@ -1,8 +1,6 @@
 """XEP-0045 over the wire with slixmpp: creation, joining, messages, subject, history, nicks."""
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from slixmpp.exceptions import IqError, PresenceError
 

@@ -7,7 +7,7 @@ import pytest
 from slixmpp.exceptions import IqError, PresenceError
 
 from ..helpers import add_user, running_server, slix, slix_close
-from .muc_support import configure, create, join, room_jid, user
+from .muc_support import create, join, room_jid, user
 
 pytestmark = pytest.mark.interop
 

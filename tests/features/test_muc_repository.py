@@ -1,7 +1,6 @@
 """XEP-0045 persistent rooms: the repository contract on memory, SQLite and MariaDB."""
 from __future__ import annotations
 
-import pytest
 import pytest_asyncio
 
 from xmppd.features.muc.repository import (

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
@@ -11,8 +12,9 @@ from ...core.hooks import Flow, Routed
 from ...errors import Condition, StanzaError
 from ...jid import JID, JIDError
 from ...xml import ns
-from ...xml.builder import error_reply, iq_result
+from ...xml.builder import error_reply
 from ...xml.forms import Field, Form
+from . import const as C
 from . import events as E
 from .affiliations import (
     Affiliation,
@@ -43,7 +45,6 @@ from .const import (
     X_USER,
     q,
 )
-from . import const as C
 from .history import History, parse_request
 from .occupants import Occupant, Occupants
 from .repository import StoredAffiliation, StoredRoom, StoredSubscription
