@@ -714,6 +714,8 @@ class CustomerService(Feature):
             sid = req.to.local[2:]
         if sid is None and req.to.local:
             sid = self.by_visitor.get((req.to.local, str(req.from_jid.bare)))
+            if sid is None:
+                raise StanzaError(Condition.ITEM_NOT_FOUND, "you have no open chat in this queue")
         if sid is None:
             raise StanzaError(Condition.BAD_REQUEST, "name the session (session='...')")
         s = self.open.get(sid)
