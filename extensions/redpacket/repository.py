@@ -596,6 +596,10 @@ class _NoWallet(Exception):
         self.owner = owner
 
 
+def _is_sqlite_busy(exc: BaseException) -> bool:
+    return getattr(getattr(exc, "orig", None), "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
 def _packet(m: sa.RowMapping) -> Packet:
     c = packets.c
     return Packet(
@@ -660,7 +664,8 @@ class SqlRedPacketRepository(RedPacketRepository):
     async def _with_wallets(self, now: datetime, func, *args):  # type: ignore[no-untyped-def]
         """Run ``func`` in a transaction; create a missing wallet (own transaction) and rerun.
 
-        A deadlock victim is rolled back whole and rerun (``func`` only touches the database).
+        A deadlock victim (or an SQLite writer that waited longer than ``busy_timeout`` under
+        load) is rolled back whole and rerun: ``func`` only touches the database.
         """
         deadlocks = 0
         for _ in range(_MAX_DEADLOCK_RETRIES + 4):
@@ -670,7 +675,7 @@ class SqlRedPacketRepository(RedPacketRepository):
                 await self._ensure_wallet(missing.owner, now)
             except DBAPIError as exc:
                 deadlocks += 1
-                if not is_deadlock(exc) or deadlocks > _MAX_DEADLOCK_RETRIES:
+                if not (is_deadlock(exc) or _is_sqlite_busy(exc)) or deadlocks > _MAX_DEADLOCK_RETRIES:
                     raise
                 await asyncio.sleep(random.uniform(0.001, 0.005 * deadlocks))
         raise RuntimeError("the transaction kept failing")
