@@ -109,7 +109,7 @@ class NodeClient:
                 raise JsClientError(f"no {event} {match} within {timeout} s\n{self._diagnostics()}")
             try:
                 e = await asyncio.wait_for(self._next_line(), left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise JsClientError(f"no {event} {match} within {timeout} s\n{self._diagnostics()}") from None
             if e is None:
                 await asyncio.sleep(0.1)  # let stderr finish
@@ -136,7 +136,7 @@ class NodeClient:
             try:
                 await asyncio.wait_for(self._drain_stdout(), timeout)
                 await asyncio.wait_for(self.proc.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         self._stderr_task.cancel()
@@ -149,3 +149,17 @@ class NodeClient:
     async def _drain_stdout(self) -> None:
         while await self._next_line() is not None:
             pass
+
+
+async def wait_until(condition: Any, timeout: float, what: str) -> None:
+    """Poll ``condition()`` until true; fail naming ``what`` after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+def file_size(path: str | Path) -> int:
+    return Path(path).stat().st_size

@@ -6,7 +6,8 @@ import asyncio
 import base64
 import contextlib
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -15,6 +16,7 @@ from lxml import etree
 
 from xmppd.core import hooks as H
 from xmppd.core.hooks import Flow, SessionEvent
+from xmppd.jid import JID
 
 from ..helpers import PASSWORD, add_user, running_server
 
@@ -156,7 +158,7 @@ async def test_framing_open_features_stanza_per_message_and_close(tmp_path):
         assert session.websocket and not session.stream.tls and session.peer == "127.0.0.1"
         # two stanzas to ourselves come back as two messages, each one complete element
         await c.send(f"<message xmlns='jabber:client' to='{full}' type='chat' id='1'><body>one</body></message>")
-        await c.send(f"<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        await c.send("<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
         first, second = await c.recv_el(), await c.recv_el()
         assert first.tag == "{jabber:client}message" and first.findtext("{jabber:client}body") == "one"
         assert first.get("from") == full
@@ -215,7 +217,7 @@ async def test_plain_ws_with_tls_required_offers_no_authentication(tmp_path):
         await c.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
         failure = await c.recv_el()
         assert failure.find("{urn:ietf:params:xml:ns:xmpp-sasl}encryption-required") is not None
-        assert alice and not server.sessions.of(__import__("xmppd.jid", fromlist=["JID"]).JID.parse(alice))
+        assert not server.sessions.of(JID.parse(alice))
         await c.close()
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from xmppd.jid import JID
 
 from ..helpers import PASSWORD, add_user, running_server, slix, slix_close
-from .jsclients import JS_DIR, NodeClient, ensure_chromium, ensure_node_modules
+from .jsclients import JS_DIR, NodeClient, ensure_chromium, ensure_node_modules, file_size, wait_until
 
 pytestmark = pytest.mark.interop
 
@@ -28,8 +28,9 @@ PAGE = """<!doctype html>
 converse.plugins.add("xmppd-probe", {
   initialize() {
     const api = this._converse.api;
-    window.xmppdProbe = { jid: null };
+    window.xmppdProbe = { jid: null, disconnected: false, logout: () => api.user.logout() };
     api.listen.on("connected", () => { window.xmppdProbe.jid = api.connection.get().jid; });
+    api.listen.on("disconnected", () => { window.xmppdProbe.disconnected = true; });
   },
 });
 converse.initialize(Object.assign(%s, {
@@ -106,16 +107,15 @@ async def test_converse_in_chromium_chats_with_slixmpp_over_websocket(tmp_path, 
                     shot = await browser.expect("screenshot", timeout=20)
                 finally:
                     await slix_close(bob)
-                assert Path(shot["path"]).stat().st_size > 10_000
+                assert file_size(shot["path"]) > 10_000
                 with capsys.disabled():
                     print(f"\nConverse.js screenshot: {ARTIFACT}")
+                # a proper logout (<close/>), as the user's "Log out" does
+                await browser.command("logout")
+                await browser.expect("logged-out", timeout=20)
             finally:
                 await browser.quit()
-            async def gone() -> None:
-                while server.live:
-                    await asyncio.sleep(0.05)
-
-            await asyncio.wait_for(gone(), 15)
+            await wait_until(lambda: not server.live, 15, "the browser's session gone")
             assert server.connections.total() == 0
     finally:
         await page_runner.cleanup()

@@ -10,7 +10,7 @@ import slixmpp
 from xmppd.jid import JID
 
 from ..helpers import PASSWORD, add_user, cert_path, running_server, slix, slix_close
-from .jsclients import NodeClient
+from .jsclients import NodeClient, wait_until
 
 pytestmark = pytest.mark.interop
 
@@ -57,11 +57,7 @@ async def _exchange(server, js: NodeClient, js_jid: str) -> None:
 
 
 async def _wait_gone(server, timeout: float = 5) -> None:
-    async def gone() -> None:
-        while server.live:
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(gone(), timeout)
+    await wait_until(lambda: not server.live, timeout, "every session gone")
     assert server.connections.total() == 0
 
 

@@ -83,6 +83,11 @@ async function run(cmd) {
       emit("sent", { id: cmd.id });
       break;
     }
+    case "logout":
+      await page.evaluate(() => window.xmppdProbe.logout());
+      await page.waitForFunction(() => window.xmppdProbe.disconnected, null, { timeout: 15000 });
+      emit("logged-out");
+      break;
     case "screenshot":
       await page.screenshot({ path: screenshotPath, fullPage: false });
       emit("screenshot", { path: screenshotPath });

@@ -13,11 +13,12 @@ import json
 import logging
 import re
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING
+from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
-from xml.sax.saxutils import quoteattr
 
 from ..errors import StreamErrorCondition
 from .websocket import SUBPROTOCOL, WebSocketConnection

@@ -73,7 +73,7 @@ class WebSocketConnection:
             # The session's cleanup (SESSION_CLOSED hooks) and our last writes finish here, so
             # that nothing of this connection outlives the request handler.
             await asyncio.wait_for(session.closed_event.wait(), 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             session.log.warning("session cleanup took longer than 10 s")
         self.close()
         writer = self._writer
