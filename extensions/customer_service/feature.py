@@ -43,6 +43,7 @@ from .repository import (
 )
 
 AVAILABLE_SHOWS = (None, "chat")
+ADHOC_NS = "http://jabber.org/protocol/commands"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,7 @@ class CustomerService(Feature):
     name = "cs"
     implements = ()
     disco_features = (NS,)
-    depends = ("disco",)
+    depends = ("disco", "adhoc")
     Options = CsOptions
     migrations = str(Path(__file__).parent / "migrations")
 
@@ -114,6 +115,10 @@ class CustomerService(Feature):
             self.ctx.on_teardown(self.ctx.feature("disco").add_item(self.domain, "Customer service"))
         if self.options.timer_interval > 0:
             self.ctx.spawn(self._timer_loop(), name="cs-timers")
+        if self.ctx.has_feature("adhoc"):
+            from .commands import CsCommands
+
+            CsCommands(self).register(self.ctx.feature("adhoc"))
 
     async def _load(self) -> None:
         """Rebuild queues, members, open sessions and lines from storage; arm nothing stale."""
@@ -740,6 +745,9 @@ class CustomerService(Feature):
         return self._queue(local)
 
     async def iq_disco_info(self, req: IqRequest) -> etree._Element:
+        node = req.payload.get("node")
+        if node:
+            return await self._disco_node(req, node, ns.DISCO_INFO)
         out = element(f"{{{ns.DISCO_INFO}}}query", default_ns=ns.DISCO_INFO)
         local = req.to.local
         if local is None:
@@ -754,16 +762,47 @@ class CustomerService(Feature):
             sub(out, f"{{{ns.DISCO_INFO}}}feature", {"var": feat})
         return out
 
+    async def _disco_node(self, req: IqRequest, node: str, which: str) -> etree._Element:
+        """XEP-0050 discovery on our JIDs: the command list and the command nodes."""
+        if not self.ctx.has_feature("adhoc"):
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no node {node!r}")
+        adhoc = self.ctx.feature("adhoc")
+        if which == ns.DISCO_ITEMS:
+            info = await adhoc.disco_items(req.from_jid, req.to.bare) if node == ADHOC_NS else None
+        else:
+            info = await adhoc.disco_info(req.from_jid, req.to.bare, node)
+        if info is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no node {node!r}")
+        out = element(f"{{{which}}}query", {"node": node}, default_ns=which)
+        for ident in info.identities:
+            sub(out, f"{{{which}}}identity", {"category": ident.category, "type": ident.type, **({"name": ident.name} if ident.name else {})})
+        for var in info.features:
+            sub(out, f"{{{which}}}feature", {"var": var})
+        for jid, inode, name in info.items:
+            attrs = {"jid": jid}
+            if inode:
+                attrs["node"] = inode
+            if name:
+                attrs["name"] = name
+            sub(out, f"{{{which}}}item", attrs)
+        return out
+
     async def iq_disco_items(self, req: IqRequest) -> etree._Element:
+        node = req.payload.get("node")
+        if node:
+            return await self._disco_node(req, node, ns.DISCO_ITEMS)
         out = element(f"{{{ns.DISCO_ITEMS}}}query", default_ns=ns.DISCO_ITEMS)
-        if req.to.local is None and not req.payload.get("node"):
+        if req.to.local is None:
             for qr in self.queues.values():
                 sub(out, f"{{{ns.DISCO_ITEMS}}}item", {"jid": self.queue_jid(qr.name), "name": qr.display_name})
         return out
 
     async def iq_put_queue(self, req: IqRequest) -> None:
         self._require_admin(req)
-        p = req.payload
+        await self.put_queue(req.payload)
+
+    async def put_queue(self, p: etree._Element) -> None:
+        """Create or update the queue a ``<queue/>`` element describes (absent settings: kept)."""
         name = check_queue_name(p.get("name") or "")
         async with self.lock:
             old = self.queues.get(name) or QueueRecord(name=name, display_name=name)
@@ -794,7 +833,9 @@ class CustomerService(Feature):
 
     async def iq_delete_queue(self, req: IqRequest) -> None:
         self._require_admin(req)
-        name = req.payload.get("name") or ""
+        await self.delete_queue(req.payload.get("name") or "")
+
+    async def delete_queue(self, name: str) -> None:
         async with self.lock:
             self._queue(name)
             if any(s.queue == name for s in self.open.values()):
@@ -821,11 +862,14 @@ class CustomerService(Feature):
 
     async def iq_member(self, req: IqRequest) -> None:
         self._require_admin(req)
-        qr = self._queue_of(req)
-        jid = jid_attr(req.payload, "jid")
+        await self.set_member(self._queue_of(req), req.payload)
+
+    async def set_member(self, qr: QueueRecord, p: etree._Element) -> None:
+        """Assign (or with role='none' remove) an agent or supervisor of ``qr``."""
+        jid = jid_attr(p, "jid")
         if jid is None:
             raise StanzaError(Condition.BAD_REQUEST, "member needs jid")
-        role = req.payload.get("role", "agent")
+        role = p.get("role", "agent")
         if role not in (*ROLES, "none"):
             raise StanzaError(Condition.BAD_REQUEST, "role is agent, supervisor or none")
         async with self.lock:
@@ -837,7 +881,7 @@ class CustomerService(Feature):
                 if a is not None:
                     a.presence.pop(qr.name, None)
             else:
-                m = MemberRecord(qr.name, key, role, (req.payload.get("nick") or "")[:191])
+                m = MemberRecord(qr.name, key, role, (p.get("nick") or "")[:191])
                 await self.repo.set_member(m)
                 self.members[qr.name][key] = m
             await self.dispatch(qr.name)
