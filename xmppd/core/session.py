@@ -40,6 +40,40 @@ class Transport(Protocol):
     async def start_tls(self) -> tuple[str, bytes] | None: ...
 
 
+class SessionObserver(Protocol):
+    """Per-session stream bookkeeping (XEP-0198): sees every stanza in and out, may keep a
+    session whose connection was lost (``keep`` returns True: the session hibernates)."""
+
+    def stanza_in(self) -> None: ...
+    def stanza_out(self, data: bytes) -> None: ...
+    def keep(self, session: "Session") -> bool: ...
+
+
+class _Detached:
+    """The transport of a hibernating session: its connection is gone, writes go nowhere."""
+
+    def write(self, units: list[bytes]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    async def start_tls(self) -> tuple[str, bytes] | None:
+        raise ConnectionError("the session has no connection")
+
+
+_DETACHED = _Detached()
+
+
 class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         return f"[{self.extra['sid']}] {msg}", kwargs  # type: ignore[index]
@@ -51,7 +85,7 @@ class Session:
     __slots__ = (
         "server", "stream", "transport", "peer", "sid", "log", "jid", "available", "priority",
         "presence", "interested", "data", "last_active", "connected_at", "_queue", "_drain",
-        "_auth_timer", "_closed", "_paused", "websocket", "closed_event", "__weakref__",
+        "_auth_timer", "_closed", "_paused", "websocket", "closed_event", "observer", "__weakref__",
     )
 
     def __init__(self, server: "Server", stream: C2SStream, transport: Transport, peer: str, *, websocket: bool = False) -> None:
@@ -75,6 +109,7 @@ class Session:
         self._closed = False
         self._paused = False
         self.closed_event = asyncio.Event()
+        self.observer: SessionObserver | None = None  # stream management, when enabled
         loop = asyncio.get_running_loop()
         self._auth_timer: asyncio.TimerHandle | None = loop.call_later(
             server.config.c2s.auth_timeout, self._auth_deadline
@@ -130,11 +165,21 @@ class Session:
     def send(self, stanza: etree._Element) -> None:
         """Write a stanza now (the router has already run the delivery hooks)."""
         if not self._closed:
-            self.transport.write([_tostring(stanza)])
+            data = _tostring(stanza)
+            if self.observer is not None:
+                self.observer.stanza_out(data)
+            self.transport.write([data])
 
     def send_bytes(self, data: bytes) -> None:
         if not self._closed:
+            if self.observer is not None:
+                self.observer.stanza_out(data)
             self.transport.write([data])
+
+    def send_nonza(self, el: etree._Element) -> None:
+        """Write a top-level element that is not a stanza (XEP-0198 acks, ...): never counted."""
+        if not self._closed:
+            self.transport.write([_tostring(el)])
 
     def close(self, condition: StreamErrorCondition | None = None, text: str | None = None) -> None:
         """Close the stream (with a stream error); cleanup follows through StreamClosed."""
@@ -142,6 +187,13 @@ class Session:
         self._flush()
         if events:
             self._enqueue(events)
+        elif not self._closed and self.transport is _DETACHED:  # hibernating: end it now
+            self._enqueue([ev.StreamClosed(condition, text)])
+
+    @property
+    def hibernating(self) -> bool:
+        """XEP-0198: bound, connection lost, waiting to be resumed."""
+        return self.transport is _DETACHED and not self._closed
 
     @property
     def is_closed(self) -> bool:
@@ -183,6 +235,8 @@ class Session:
     async def _handle(self, event: object) -> None:
         t = type(event)
         if t is ev.StanzaReceived:
+            if self.observer is not None:
+                self.observer.stanza_in()
             await self.server.router.from_client(self, event.element, event.kind, event.to)  # type: ignore[attr-defined]
         elif t is ev.NonzaReceived:
             await self.server.handle_nonza(self, event.element)  # type: ignore[attr-defined]
@@ -202,7 +256,13 @@ class Session:
         elif t is ev.PreAuthIq:
             await self.server.handle_preauth_iq(self, event.element)  # type: ignore[attr-defined]
             self._flush()
+        elif t is ev.StanzaRejected:
+            if self.observer is not None:
+                self.observer.stanza_in()
         elif t is ev.StreamClosed:
+            if event.lost and self.observer is not None and self.jid is not None and self.observer.keep(self):  # type: ignore[attr-defined]
+                self._hibernate()
+                return
             await self._cleanup(event.text or (event.error.value if event.error else None))  # type: ignore[attr-defined]
 
     def stream_parser_limits(self, *, authenticated: bool) -> None:
@@ -293,6 +353,54 @@ class Session:
         self._flush()
         self.log.info("bound %s from %s", full, self.peer)
         await server.hooks.run(SESSION_BOUND, SessionEvent(self))
+
+    # ---------------------------------------------------------------- XEP-0198 resumption
+
+    def _hibernate(self) -> None:
+        """The connection is gone but the session stays bound (stream management keeps it):
+        deliveries reach the observer's queue until ``adopt`` resumes it or ``close`` ends it."""
+        self.transport = _DETACHED
+        server = self.server
+        server.connection_closed(self)  # the connection's per-address slot is free
+        server.live.add(self)  # the session itself lives on (shutdown ends it)
+        # The connection's end is signalled (transports wait for it); a fresh event stands
+        # for the end of the session.
+        ended, self.closed_event = self.closed_event, asyncio.Event()
+        ended.set()
+        self.log.info("connection of %s lost: hibernating", self.jid)
+
+    def adopt(self, old: "Session") -> None:
+        """XEP-0198 resumption: this new stream (authenticated as the same account) takes
+        over ``old``: its full JID, presence, roster interest and per-feature data. ``old``
+        ends without cleanup (no unavailable presence, no SESSION_CLOSED): it lives on here.
+        The caller moves the observer and re-sends what was not acknowledged."""
+        assert old.jid is not None and not old._closed
+        server = self.server
+        old._closed = True
+        old.observer = None
+        old._queue.clear()
+        if old._auth_timer is not None:
+            old._auth_timer.cancel()
+            old._auth_timer = None
+        old.transport.abort()  # a connection the client left behind ends now
+        server.connection_closed(old)
+        data = old.data
+        data.pop("_counted", None)
+        if self.data.get("_counted"):
+            data["_counted"] = True
+        self.data = data
+        self.jid = old.jid
+        self.available = old.available
+        self.priority = old.priority
+        self.presence = old.presence
+        self.interested = old.interested
+        server.sessions.bind(self, old.jid.bare, old.jid.resource)  # replaces old in place
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        self.stream.resumed(old.jid)
+        old.closed_event.set()
+        self.log.info("resumed %s (was session %s) from %s", old.jid, old.sid, self.peer)
 
     def _auth_deadline(self) -> None:
         self._auth_timer = None

@@ -132,7 +132,7 @@ class C2SStream:
     def connection_lost(self) -> list[object]:
         if self.state is not State.CLOSED:
             self.state = State.CLOSED
-            self._events.append(ev.StreamClosed(None, "connection lost", by_peer=True))
+            self._events.append(ev.StreamClosed(None, "connection lost", by_peer=True, lost=True))
         return self._take_events()
 
     def data_to_send(self) -> list[bytes]:
@@ -491,6 +491,12 @@ class C2SStream:
         self._out.append(_T(reply))
         self.state = State.ESTABLISHED
         return self._take_events()
+
+    def resumed(self, jid: JID) -> None:
+        """XEP-0198: the driver resumed a previous session as ``jid`` (no bind reply is sent)."""
+        if self.state is State.WAIT_BIND:
+            self.jid = jid
+            self.state = State.ESTABLISHED
 
     def bind_error(self, condition: Condition, text: str, app: etree._Element | None = None) -> list[object]:
         iq = stanza("iq", type="set", id=self._bind_iq_id)

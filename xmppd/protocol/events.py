@@ -90,3 +90,4 @@ class StreamClosed:
     error: StreamErrorCondition | None
     text: str | None = None
     by_peer: bool = False
+    lost: bool = False  # the connection went away without a close (XEP-0198 may hibernate)

@@ -1,0 +1,285 @@
+"""XEP-0198: Stream Management -- acks both ways, hibernation and resumption.
+
+After bind a client sends ``<enable resume='true'/>``: from then on the session's observer
+(``Session.observer``, the only hook in the core) counts the stanzas handled from the client
+and keeps every stanza written to it until the client acknowledges it (``<a h=''/>``). ``<r/>``
+from the client is answered with ``<a h=''/>``; the server asks for an ack itself once
+``[smacks] request_every`` stanzas are waiting.
+
+When the connection of a resumable session is lost without a close, the session hibernates:
+it stays bound, available and in the registry, nobody sees unavailable presence, and what is
+delivered to it is queued. A new stream authenticated as the same account sends ``<resume
+previd='' h=''/>`` before binding; it takes the hibernated session over (``Session.adopt``:
+same full JID, presence, roster interest, rooms), gets ``<resumed/>`` and then every stanza it
+had not acknowledged, once. Only a hibernating session can be resumed: an unknown, expired,
+already resumed (while it is connected) or foreign id gets ``<failed><item-not-found/>``.
+
+When ``[smacks] resume_timeout`` passes (or the queue outgrows ``max_queue``) the session
+ends for real: the normal cleanup runs (unavailable presence), and the unacknowledged messages
+of type normal/chat are routed again to the account's bare JID, stamped with a XEP-0203 delay
+from the server, so that another resource or offline storage gets them -- unless another
+available resource already had them (it was addressed to the bare JID, or that resource gets
+XEP-0280 carbons). A stream that ends with a close re-routes its unacknowledged messages the
+same way.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from ...core import hooks as H
+from ...core.feature import Feature, hook
+from ...core.hooks import Flow, Routed, SessionEvent
+from ...errors import StreamErrorCondition
+from ...jid import JID
+from ...xml import ns
+from ...xml.builder import element, sub
+from .state import HandledCountTooHigh, SmCounters, parse_h
+
+if TYPE_CHECKING:
+    from ...core.session import Session
+
+SM = "urn:xmpp:sm:3"
+_STANZAS = ns.STANZAS
+_DELAY = f"{{{ns.DELAY}}}delay"
+_CARBONS = "urn:xmpp:carbons:2"
+_CARBON_TAGS = (f"{{{_CARBONS}}}sent", f"{{{_CARBONS}}}received")
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SmacksOptions:
+    # Seconds a session whose connection was lost waits to be resumed; 0 turns resumption off.
+    resume_timeout: int = 300
+    # Unacknowledged stanzas kept per session; beyond it the stream (or hibernation) ends.
+    max_queue: int = 1000
+    # The server sends <r/> once this many stanzas wait for an acknowledgement (0: never).
+    request_every: int = 5
+
+    def __post_init__(self) -> None:
+        if self.resume_timeout < 0 or self.max_queue < 1 or self.request_every < 0:
+            raise ValueError("smacks: resume_timeout and request_every must be >= 0, max_queue >= 1")
+
+
+def _nonza(name: str, attrib: dict[str, str] | None = None) -> etree._Element:
+    return element(f"{{{SM}}}{name}", attrib, default_ns=SM)
+
+
+def _failed(condition: str, h: int | None = None, text: str | None = None) -> etree._Element:
+    el = _nonza("failed", {"h": str(h)} if h is not None else None)
+    sub(el, f"{{{_STANZAS}}}{condition}")
+    if text:
+        sub(el, f"{{{_STANZAS}}}text", text=text)
+    return el
+
+
+class SmSession:
+    """The observer of one session with stream management enabled."""
+
+    __slots__ = ("feature", "session", "counters", "resume_id", "timer", "_requested")
+
+    def __init__(self, feature: "Smacks", session: "Session", resume_id: str | None) -> None:
+        self.feature = feature
+        self.session = session
+        self.counters = SmCounters()
+        self.resume_id = resume_id
+        self.timer: asyncio.TimerHandle | None = None
+        self._requested = False
+
+    # -- SessionObserver
+    def stanza_in(self) -> None:
+        self.counters.stanza_in()
+
+    def stanza_out(self, data: bytes) -> None:
+        queued = self.counters.stanza_out(data, self.feature.ctx.clock.now())
+        session = self.session
+        opts = self.feature.options
+        if queued > opts.max_queue:
+            session.log.info("stream management: over %d unacknowledged stanzas", opts.max_queue)
+            session.close(StreamErrorCondition.RESOURCE_CONSTRAINT, f"more than {opts.max_queue} stanzas unacknowledged")
+        elif opts.request_every and queued >= opts.request_every and not self._requested and not session.hibernating:
+            self._requested = True
+            session.send_nonza(_nonza("r"))
+
+    def keep(self, session: "Session") -> bool:
+        return self.feature.hibernate(self)
+
+    # -- acks
+    def acked(self, h: int) -> None:
+        self.counters.ack(h)
+        self._requested = False
+
+
+class Smacks(Feature):
+    name = "smacks"
+    implements = ("XEP-0198",)
+    Options = SmacksOptions
+
+    async def setup(self) -> None:
+        self._resumable: dict[str, SmSession] = {}
+        self.ctx.add_nonza_handler(SM, self._nonza)
+        self.ctx.add_stream_feature(self._stream_feature)
+        self.ctx.on_teardown(self._cancel_timers)
+
+    def _cancel_timers(self) -> None:
+        for sm in self._resumable.values():
+            if sm.timer is not None:
+                sm.timer.cancel()
+
+    def _stream_feature(self, authenticated: bool) -> list[etree._Element]:
+        return [_nonza("sm")] if authenticated else []
+
+    # ---------------------------------------------------------------- nonzas
+
+    async def _nonza(self, session: "Session", el: etree._Element) -> None:
+        name = etree.QName(el).localname
+        sm: SmSession | None = session.observer if isinstance(session.observer, SmSession) else None
+        if name == "r":
+            if sm is None:
+                session.send_nonza(_failed("unexpected-request", text="stream management is not enabled"))
+                return
+            session.send_nonza(_nonza("a", {"h": str(sm.counters.handled)}))
+        elif name == "a":
+            if sm is None:
+                session.send_nonza(_failed("unexpected-request", text="stream management is not enabled"))
+                return
+            try:
+                sm.acked(parse_h(el.get("h")))
+            except HandledCountTooHigh as exc:
+                session.close(StreamErrorCondition.UNDEFINED_CONDITION, f"handled-count-too-high: {exc}")
+            except ValueError as exc:
+                session.close(StreamErrorCondition.INVALID_XML, f"<a/>: {exc}")
+        elif name == "enable":
+            self._enable(session, el, sm)
+        elif name == "resume":
+            self._resume(session, el)
+        else:
+            session.close(StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, f"unknown stream management element {name}")
+
+    def _enable(self, session: "Session", el: etree._Element, sm: SmSession | None) -> None:
+        if session.jid is None:
+            session.send_nonza(_failed("unexpected-request", text="bind a resource before enabling stream management"))
+            return
+        if sm is not None or session.observer is not None:
+            session.send_nonza(_failed("unexpected-request", text="stream management is already enabled"))
+            return
+        timeout = self.options.resume_timeout
+        want = el.get("resume") in ("true", "1") and timeout > 0
+        if want and el.get("max", "").isdigit() and int(el.get("max")) > 0:  # type: ignore[arg-type,union-attr]
+            timeout = min(timeout, int(el.get("max")))  # type: ignore[arg-type]
+        resume_id = f"{self.ctx.rng.getrandbits(128):032x}" if want else None
+        sm = SmSession(self, session, resume_id)
+        session.observer = sm
+        attrs: dict[str, str] = {}
+        if resume_id is not None:
+            self._resumable[resume_id] = sm
+            session.data["smacks_max"] = timeout
+            attrs = {"id": resume_id, "resume": "true", "max": str(timeout)}
+        session.send_nonza(_nonza("enabled", attrs))
+
+    def _resume(self, session: "Session", el: etree._Element) -> None:
+        if session.jid is not None:
+            session.send_nonza(_failed("unexpected-request", text="resume before binding a resource"))
+            return
+        previd = el.get("previd") or ""
+        sm = self._resumable.get(previd)
+        user = session.stream.authenticated_as
+        old = sm.session if sm is not None else None
+        if sm is None or old is None or old.jid is None or old.jid.local != user or not old.hibernating:
+            # Unknown, expired, already resumed (and connected) or another account's: all look alike.
+            session.send_nonza(_failed("item-not-found", text="no session waits to be resumed with this id"))
+            return
+        try:
+            sm.acked(parse_h(el.get("h")))
+        except (ValueError, HandledCountTooHigh) as exc:
+            session.send_nonza(_failed("unexpected-request", sm.counters.handled, f"bad h: {exc}"))
+            return
+        if sm.timer is not None:
+            sm.timer.cancel()
+            sm.timer = None
+        session.adopt(old)
+        sm.session = session
+        session.observer = sm
+        session.send_nonza(_nonza("resumed", {"previd": previd, "h": str(sm.counters.handled)}))
+        pending = [data for data, _ in sm.counters.unacked]
+        if pending:
+            session.transport.write(pending)  # counted when first sent
+        if self.options.request_every and pending:
+            sm._requested = True
+            session.send_nonza(_nonza("r"))
+
+    # ---------------------------------------------------------------- hibernation
+
+    def hibernate(self, sm: SmSession) -> bool:
+        """The connection of ``sm.session`` was lost: keep the session for resumption?"""
+        if sm.resume_id is None or self._resumable.get(sm.resume_id) is not sm:
+            return False
+        timeout = sm.session.data.get("smacks_max", self.options.resume_timeout)
+        sm.timer = asyncio.get_running_loop().call_later(timeout, self._expire, sm)
+        return True
+
+    def _expire(self, sm: SmSession) -> None:
+        sm.timer = None
+        session = sm.session
+        if session.hibernating:
+            session.log.info("stream management: not resumed within the timeout")
+            session.close(None, "stream management: not resumed in time")
+
+    @hook(H.SESSION_CLOSED, priority=100)
+    async def on_closed(self, event: SessionEvent) -> Flow:
+        sm = event.session.observer
+        if not isinstance(sm, SmSession) or sm.session is not event.session:
+            return Flow.CONTINUE
+        if sm.resume_id is not None and self._resumable.get(sm.resume_id) is sm:
+            del self._resumable[sm.resume_id]
+        if sm.timer is not None:
+            sm.timer.cancel()
+            sm.timer = None
+        unacked = list(sm.counters.unacked)
+        sm.counters.unacked.clear()
+        if unacked:
+            await self._reroute(event.session, unacked)
+        return Flow.CONTINUE
+
+    async def _reroute(self, session: "Session", unacked: list[tuple[bytes, float]]) -> None:
+        """XEP-0198 §5: unacknowledged messages go where messages for a gone resource go."""
+        jid = session.jid
+        assert jid is not None
+        bare = jid.bare
+        others = [s for s in self.ctx.sessions.of(bare) if s is not session and s.available and not s.is_closed]
+        carbons = self.ctx.feature("carbons") if self.ctx.has_feature("carbons") else None
+        with_carbons = carbons is not None and any(carbons.enabled(s) for s in others)
+        reach_bare = any(s.priority >= 0 for s in others)
+        for data, when in unacked:
+            try:
+                msg = etree.fromstring(data, _PARSER)
+            except etree.XMLSyntaxError:
+                continue
+            if msg.tag != ns.MESSAGE or (msg.get("type") or "normal") not in ("normal", "chat"):
+                continue
+            if any(child.tag in _CARBON_TAGS for child in msg):
+                continue  # a copy: the original is elsewhere
+            to_s = msg.get("to") or str(jid)
+            addressed_bare = "/" not in to_s
+            if with_carbons or (addressed_bare and reach_bare):
+                continue  # another resource already had it
+            if not any(c.tag == _DELAY and c.get("from") == self.ctx.domain for c in msg):
+                stamp = datetime.fromtimestamp(when, UTC)
+                d = etree.SubElement(msg, _DELAY, {
+                    "from": self.ctx.domain,
+                    "stamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
+                }, nsmap={None: ns.DELAY})
+                d.text = "Resent: not acknowledged by the client"
+            msg.set("to", str(bare))
+            frm = msg.get("from") or self.ctx.domain
+            try:
+                await self.ctx.router.route(Routed(msg, "message", JID.parse(frm), bare, None))
+            except Exception:
+                self.log.exception("re-routing an unacknowledged message of %s failed", jid)
+
+    def resumable_count(self) -> int:
+        return len(self._resumable)
