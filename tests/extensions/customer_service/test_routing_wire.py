@@ -341,3 +341,30 @@ async def test_outside_opening_hours_is_offline(site: Site) -> None:
     with pytest.raises(IqError) as exc:
         await admin.cs.put_queue(site.domain, "support", hours="9-5")
     assert exc.value.condition == "bad-request"
+
+
+async def test_agents_on_plain_clients_use_text_commands(site: Site) -> None:
+    await users(site, "ann", "bob", "v1")
+    await site.queue_with("support", {"ann": "Ann", "bob": "Bobby"})
+    ann, bob = await agents_online(site, "support", ["ann", "bob"])
+    v1 = await site.client("v1")
+    sid = await open_chat(site, v1, "support")
+    await ann.cs_event("assigned", session=sid)
+    sjid = f"s-{sid}@{site.domain}"
+    ann.say(sjid, "/help")
+    help_ = await ann.next(lambda m: m.get("from") == sjid and "/transfer" in (m.findtext(BODY) or ""))
+    assert "/close" in help_.findtext(BODY)
+    ann.say(sjid, "/transfer nobody")
+    failed = await ann.next(lambda m: (m.findtext(BODY) or "").startswith("/transfer failed"))
+    assert "nobody" in failed.findtext(BODY)
+    ann.say(sjid, "/transfer Bobby")  # by display name
+    assert (await bob.cs_event("assigned", session=sid)).get("from") == "ann@localhost"
+    bob.say(sjid, "/pause")
+    await bob.next(lambda m: (m.findtext(BODY) or "").startswith("Paused"))
+    assert site.cs.agents["bob@localhost"].paused
+    bob.say(sjid, "/close")
+    assert (await v1.cs_event("closed", session=sid)).get("reason") == "agent"
+    # The window of a closed chat answers with an error, and nothing reaches the visitor.
+    bob.say(sjid, "hello?")
+    err = await bob.next(lambda m: m.get("type") == "error")
+    assert err.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}item-not-found") is not None
