@@ -294,6 +294,11 @@ class Server:
     def is_admin(self, jid: JID) -> bool:
         return jid.bare in self.admins
 
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop()`` began: sessions closing now are not users leaving."""
+        return self._stopping
+
     async def send_iq(self, stanza: etree._Element, timeout: float) -> etree._Element:
         iq_id = stanza.get("id") or self.tracker.new_id()
         stanza.set("id", iq_id)
