@@ -51,6 +51,7 @@ setup(
             "presence=xmppd.features.presence:Presence",
             "muc=xmppd.features.muc.service:Muc",
             "redpacket=xmppd_extensions.redpacket.feature:RedPacket",
+            "cs=xmppd_extensions.customer_service.feature:CustomerService",
             "offline=xmppd.features.offline:Offline",
             "blocking=xmppd.features.blocking:Blocking",
             "vcard=xmppd.features.vcard:VCard",
