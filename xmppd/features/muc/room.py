@@ -103,11 +103,15 @@ class Room:
         """Change a user's affiliation (stored when the room is persistent); no permission check."""
         await self._apply_affiliation(jid.bare, aff, actor, reason, nick)
 
-    async def send_notice(self, body: str | None = None, *, children: Iterable[etree._Element] = ()) -> None:
-        """A server-authored groupchat message from the room's bare JID to every occupant and subscriber."""
+    async def send_notice(self, body: str | None = None, *, children: Iterable[etree._Element] = (), lang: str | None = None) -> None:
+        """A server-authored groupchat message from the room's bare JID to every occupant and subscriber
+        (``lang``: the body's xml:lang)."""
         msg = etree.Element(ns.MESSAGE, {"from": self.jid_s, "type": "groupchat", "id": self.service.new_id()}, nsmap={None: ns.CLIENT})
         if body is not None:
-            etree.SubElement(msg, BODY).text = body
+            b = etree.SubElement(msg, BODY)
+            b.text = body
+            if lang:
+                b.set(ns.XML_LANG, lang)
         for c in children:
             msg.append(c)
         self._stamp_id(msg)

@@ -15,6 +15,7 @@ from typing import Any
 from lxml import etree
 
 from ...core import hooks as H
+from ...core.dispatch import Target
 from ...core.feature import Feature
 from ...core.hooks import Flow, Routed, SessionEvent
 from ...errors import Condition, StanzaError
@@ -22,6 +23,9 @@ from ...jid import JID
 from ...xml import ns
 from ...xml.builder import error_reply, iq_result
 from ...xml.forms import Field, Form
+from ..adhoc.command import NS as ADHOC_NS
+from ..disco import _info_element as info_element
+from ..disco import _items_element as items_element
 from . import const as C
 from . import subscriptions as S
 from .affiliations import Affiliation, Role
@@ -278,9 +282,9 @@ class MucService:
         tag = payload.tag
         full = r.from_jid
         result: etree._Element | None = None
-        if typ == "get" and tag == C.DISCO_INFO_Q:
-            if payload.get("node"):
-                raise StanzaError(Condition.ITEM_NOT_FOUND, "rooms have no disco nodes")
+        if typ == "get" and payload.get("node") and tag in (C.DISCO_INFO_Q, C.DISCO_ITEMS_Q):
+            result = await self._room_node(room, full, tag, payload.get("node"))  # type: ignore[arg-type]
+        elif typ == "get" and tag == C.DISCO_INFO_Q:
             result = await self._room_info(room, full)
         elif typ == "get" and tag == C.DISCO_ITEMS_Q:
             result = etree.Element(C.DISCO_ITEMS_Q, nsmap={None: ns.DISCO_ITEMS})
@@ -300,9 +304,27 @@ class MucService:
             result = S.list_subscribers(room, full)
         elif typ == "get" and tag == _PING:
             pass
+        elif self.ctx.router.iq_table.lookup(typ, Target.BARE, self.domain, tag) is not None:  # type: ignore[arg-type]
+            # Room iqs of extensions (ad-hoc commands, group mute ...): registered in the server's
+            # iq table for (MUC domain, bare JID); the handler gets the room's JID as ``to``.
+            await self.ctx.router.dispatch_iq(r, Target.BARE)
+            return
         else:
             raise StanzaError(Condition.SERVICE_UNAVAILABLE, f"rooms do not handle {tag}")
         await self._reply(r, result)
+
+    async def _room_node(self, room: Room, requester: JID, tag: str, node: str) -> etree._Element:
+        """XEP-0050 §2: the ad-hoc commands node of a room and its command nodes (via the adhoc feature)."""
+        info = None
+        if self.ctx.has_feature("adhoc"):
+            adhoc = self.ctx.feature("adhoc")
+            if tag == C.DISCO_ITEMS_Q and node == ADHOC_NS:
+                info = await adhoc.disco_items(requester, room.jid)
+            else:
+                info = await adhoc.disco_info(requester, room.jid, node)
+        if info is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"the room has no disco node {node!r}")
+        return info_element(info, node) if tag == C.DISCO_INFO_Q else items_element(info, node)
 
     async def _room_info(self, room: Room, requester: JID) -> etree._Element:
         """§6.4: identity, muc_* features from the configuration, and the muc#roominfo form."""

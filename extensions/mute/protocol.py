@@ -1,0 +1,229 @@
+"""Group mute (urn:xmppd:mute:0, docs/mute.md): the wire vocabulary and the notice texts.
+
+Elements are built here and nowhere else, so that what the server sends matches
+``schemas/mute-0.xsd``. Notice bodies are readable sentences in the room's language
+(English and Chinese; other languages fall back to English).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Final
+
+from lxml import etree
+
+from xmppd.errors import Condition, StanzaError
+from xmppd.xml import ns
+from xmppd.xml.builder import element, sub
+
+from .repository import AuditEntry, Mute, MuteAll
+
+NS: Final = "urn:xmppd:mute:0"
+PREFIX: Final = "{" + NS + "}"
+
+#: Elements only the server writes into messages (clients' copies are stripped).
+SERVER_ONLY: Final = ("notice", "muted", "all-muted", "platform-muted")
+
+#: Room configuration fields (XEP-0045 §10.2 form, via MUC's CONFIG_FORM event).
+LANG_FIELD: Final = "muc#roomconfig_lang"
+BLOCK_PRIVATE_FIELD: Final = "xmppd#mute_block_private"
+EXEMPT_MODERATORS_FIELD: Final = "xmppd#mute_all_exempt_moderators"
+ALLOWLIST_FIELD: Final = "xmppd#mute_all_allowlist"
+
+
+def q(name: str) -> str:
+    return PREFIX + name
+
+
+def iso(value: datetime) -> str:
+    """XEP-0082 date-time in UTC (the server keeps end times on whole seconds)."""
+    v = value.astimezone(UTC)
+    if v.microsecond:
+        return v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return v.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def remaining(until: datetime | None, now: datetime) -> int | None:
+    if until is None:
+        return None
+    return max(0, math.ceil((until - now).total_seconds()))
+
+
+# ------------------------------------------------------------------------------ elements
+
+
+def _reason(parent: etree._Element, reason: str | None) -> None:
+    if reason:
+        sub(parent, q("reason"), text=reason)
+
+
+def item(m: Mute, now: datetime, *, nick: str | None = None) -> etree._Element:
+    """One mute, as ``list`` and ``mute`` results show it."""
+    attrs = {"jid": m.jid, "by": m.actor, "since": iso(m.created_at), "source": m.source}
+    if nick:
+        attrs["nick"] = nick
+    if m.until is not None:
+        attrs["until"] = iso(m.until)
+        attrs["remaining"] = str(remaining(m.until, now))
+    el = element(q("item"), attrs, default_ns=NS)
+    _reason(el, m.reason)
+    return el
+
+
+def all_element(state: MuteAll) -> etree._Element:
+    el = element(q("all"), {"by": state.actor, "since": iso(state.since)}, default_ns=NS)
+    _reason(el, state.reason)
+    return el
+
+
+def status(*, muted: Mute | None, all_muted: MuteAll | None, platform: Mute | None, now: datetime) -> etree._Element:
+    el = element(q("status"), {"muted": "true" if muted or platform else "false"}, default_ns=NS)
+    if muted is not None:
+        r = sub(el, q("room"), {"by": muted.actor, "since": iso(muted.created_at)})
+        if muted.until is not None:
+            r.set("until", iso(muted.until))
+            r.set("remaining", str(remaining(muted.until, now)))
+        _reason(r, muted.reason)
+    if all_muted is not None:
+        el.append(all_element(all_muted))
+        el.set("muted", "true")
+    if platform is not None:
+        p = sub(el, q("platform"), {"since": iso(platform.created_at)})
+        if platform.until is not None:
+            p.set("until", iso(platform.until))
+            p.set("remaining", str(remaining(platform.until, now)))
+        _reason(p, platform.reason)
+    return el
+
+
+def audit_entry(e: AuditEntry) -> etree._Element:
+    attrs = {"id": str(e.id), "at": iso(e.at), "actor": e.actor, "action": e.action}
+    if e.room:
+        attrs["room"] = e.room
+    else:
+        attrs["scope"] = "platform"
+    if e.target:
+        attrs["target"] = e.target
+    if e.seconds is not None:
+        attrs["seconds"] = str(e.seconds)
+    if e.until is not None:
+        attrs["until"] = iso(e.until)
+    el = element(q("entry"), attrs, default_ns=NS)
+    _reason(el, e.reason)
+    return el
+
+
+def notice(action: str, *, nick: str | None = None, jid: str | None = None, actor_nick: str | None = None,
+           actor: str | None = None, seconds: int | None = None, until: datetime | None = None,
+           reason: str | None = None, scope: str = "room") -> etree._Element:
+    """The machine-readable part of a mute notice (beside the readable body)."""
+    attrs = {"action": action}
+    if scope != "room":
+        attrs["scope"] = scope
+    for key, value in (("nick", nick), ("jid", jid), ("actor-nick", actor_nick), ("actor", actor)):
+        if value:
+            attrs[key] = value
+    if seconds is not None:
+        attrs["seconds"] = str(seconds)
+    if until is not None:
+        attrs["until"] = iso(until)
+    el = element(q("notice"), attrs, default_ns=NS)
+    _reason(el, reason)
+    return el
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def muted_error(room: str, m: Mute) -> StanzaError:
+    """A member muted in a room: forbidden + <muted/>."""
+    app = element(q("muted"), {"room": room, "by": m.actor}, default_ns=NS)
+    if m.until is not None:
+        app.set("until", iso(m.until))
+        text = f"you are muted in this room until {iso(m.until)}"
+    else:
+        text = "you are muted in this room until a moderator lifts it"
+    _reason(app, m.reason)
+    if m.reason:
+        text += f" (reason: {m.reason})"
+    return StanzaError(Condition.FORBIDDEN, text, app=app)
+
+
+def all_muted_error(room: str, state: MuteAll) -> StanzaError:
+    app = element(q("all-muted"), {"room": room, "since": iso(state.since)}, default_ns=NS)
+    _reason(app, state.reason)
+    text = "everyone is muted in this room; only owners and admins may speak"
+    if state.reason:
+        text += f" (reason: {state.reason})"
+    return StanzaError(Condition.FORBIDDEN, text, app=app)
+
+
+def platform_muted_error(m: Mute) -> StanzaError:
+    app = element(q("platform-muted"), {}, default_ns=NS)
+    if m.until is not None:
+        app.set("until", iso(m.until))
+        text = f"your account is muted on this server until {iso(m.until)}"
+    else:
+        text = "your account is muted on this server until an administrator lifts it"
+    _reason(app, m.reason)
+    if m.reason:
+        text += f" (reason: {m.reason})"
+    return StanzaError(Condition.FORBIDDEN, text, app=app)
+
+
+# ------------------------------------------------------------------------------ texts
+
+_UNITS_EN = ((86400, "day", "days"), (3600, "hour", "hours"), (60, "minute", "minutes"), (1, "second", "seconds"))
+_UNITS_ZH = ((86400, "天"), (3600, "小时"), (60, "分钟"), (1, "秒"))
+
+
+def is_zh(lang: str | None) -> bool:
+    return bool(lang) and lang.lower().startswith("zh")  # type: ignore[union-attr]
+
+
+def duration(seconds: int, lang: str | None) -> str:
+    """The largest whole unit: 600 -> "10 minutes" / "10 分钟", 90 -> "90 seconds"."""
+    if is_zh(lang):
+        for size, unit in _UNITS_ZH:
+            if seconds % size == 0:
+                return f"{seconds // size} {unit}"
+    for size, one, many in _UNITS_EN:
+        if seconds % size == 0:
+            n = seconds // size
+            return f"{n} {one if n == 1 else many}"
+    return f"{seconds} seconds"  # pragma: no cover - the loop always ends at 1 second
+
+
+def notice_body(action: str, lang: str | None, *, target: str = "", actor: str = "", seconds: int | None = None,
+                reason: str | None = None, scope: str = "room") -> str:
+    """"alice was muted for 10 minutes by bob" / "bob 将 alice 禁言 10 分钟"."""
+    zh = is_zh(lang)
+    if scope == "platform":
+        where_en, where_zh = " on this server", "全站"
+    else:
+        where_en = where_zh = ""
+    if action == "mute":
+        if zh:
+            text = f"{actor} 将 {target} {where_zh}禁言" + (f" {duration(seconds, lang)}" if seconds else "")
+        else:
+            text = f"{target} was muted{where_en}" + (f" for {duration(seconds, lang)}" if seconds else "") + f" by {actor}"
+    elif action == "unmute":
+        text = f"{actor} 解除了 {target} 的{where_zh}禁言" if zh else f"{target} was unmuted{where_en} by {actor}"
+    elif action == "expire":
+        text = f"{target} 的{where_zh}禁言已到期" if zh else f"{target} is no longer muted{where_en}"
+    elif action == "mute-all":
+        text = f"{actor} 开启了全员禁言，仅群主和管理员可以发言" if zh else f"{actor} muted everyone; only owners and admins may speak"
+    elif action == "unmute-all":
+        text = f"{actor} 关闭了全员禁言" if zh else f"{actor} lifted the mute on everyone"
+    else:
+        raise ValueError(f"no notice text for {action!r}")
+    if reason:
+        text += f"，理由：{reason}" if zh else f" (reason: {reason})"
+    return text
+
+
+def body(parent: etree._Element, text: str, lang: str) -> etree._Element:
+    b = sub(parent, f"{{{ns.CLIENT}}}body", text=text)
+    b.set(ns.XML_LANG, lang)
+    return b
