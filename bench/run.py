@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Run the xmppd benchmarks (and, when installed, the same against Prosody and ejabberd).
+
+    python bench/run.py --all                       # every scenario, every installed server
+    python bench/run.py --servers xmppd --scenarios logins,one2one
+    python bench/run.py --quick --all               # tiny parameters: a functional check in seconds
+    python bench/run.py --target 127.0.0.1:5222 --domain example.com --ws-url ws://127.0.0.1:5280/xmpp-websocket --scenarios logins
+    python bench/run.py --list
+
+Servers are started pinned to CPU 0 (``--server-cpu``), the load generator pins itself to CPU 1
+(``--loadgen-cpu``). Prints a table (ratios against the goal and side by side) and writes JSON
+to bench/results/ (or ``--json FILE``).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadgen import REGISTRY, Target, run_scenario  # noqa: E402
+from loadgen.servers import SERVERS  # noqa: E402
+
+# (label, scenario, metric, higher is better, Prosody 0.12 goal, ejabberd 23.01 goal) from issue 7.
+ROWS: list[tuple[str, str, str, bool, float | None, float | None]] = [
+    ("logins, 1,000 users, 50 at a time (/s)", "logins", "value", True, 737, 645),
+    ("idle connection, server memory (KiB)", "idle_memory", "value", False, 53, 66),
+    ("one-to-one, 100 pairs x 10 in flight (msg/s)", "one2one", "value", True, 15700, 11400),
+    ("one-to-one, 10 pairs x 1 in flight (msg/s)", "one2one_latency", "value", True, 9000, 6000),
+    ("  same: p50 latency (ms)", "one2one_latency", "p50_ms", False, 0.79, 1.3),
+    ("room fan-out, 100 occupants (delivered/s)", "muc_fanout", "value", True, 14500, 21000),
+    ("room fan-out, 500 occupants (delivered/s)", "muc_fanout_500", "value", True, 16400, 22800),
+    ("presence: login wave, 1,000 x 20 contacts (s)", "presence", "wave_seconds", False, 4.2, 6.3),
+    ("presence updates delivered (/s)", "presence", "updates_per_s", True, 22400, 15100),
+    ("WebSocket logins (/s)", "ws_logins", "value", True, 326, 579),
+    ("WebSocket one-to-one (msg/s)", "ws_one2one", "value", True, 10000, 6200),
+    ("logins with STARTTLS (/s)", "logins_tls", "value", True, None, None),
+    ("logins with SCRAM-SHA-256 (/s)", "logins_sha256", "value", True, None, None),
+]
+
+# Tiny parameters: every scenario in a few seconds (a functional check, not a measurement).
+QUICK: dict[str, dict[str, Any]] = {
+    "logins": {"users": 40, "concurrency": 10},
+    "logins_tls": {"users": 20, "concurrency": 10},
+    "logins_sha256": {"users": 20, "concurrency": 10},
+    "ws_logins": {"users": 20, "concurrency": 10},
+    "idle_memory": {"connections": 50, "settle": 0.3},
+    "one2one": {"pairs": 10, "window": 5, "messages": 2000, "seconds": 5},
+    "one2one_latency": {"pairs": 4, "messages": 400, "seconds": 5},
+    "ws_one2one": {"pairs": 10, "window": 5, "messages": 1000, "seconds": 5},
+    "muc_fanout": {"occupants": 10, "senders": 3, "messages": 100, "seconds": 5},
+    "muc_fanout_500": {"occupants": 20, "senders": 3, "messages": 50, "seconds": 5},
+    "presence": {"users": 30, "contacts": 4, "updates": 300, "seconds": 5},
+}
+
+ORDER = ["idle_memory", "logins", "logins_sha256", "logins_tls", "ws_logins", "one2one", "one2one_latency", "ws_one2one", "muc_fanout", "muc_fanout_500", "presence"]
+
+
+def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        name, _, param = key.partition(".")
+        if name not in REGISTRY or param not in REGISTRY[name].params:
+            raise SystemExit(f"unknown parameter {key!r} (see --list)")
+        kind = type(REGISTRY[name].params[param])
+        out.setdefault(name, {})[param] = kind(value)
+    return out
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.2f}"
+
+
+def table(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> str:
+    head = ["scenario", "goal", *servers]
+    if "xmppd" in servers:
+        head.append("xmppd/goal")
+    if len(servers) > 1 and "xmppd" in servers:
+        head.append("xmppd/best other")
+    lines = [head]
+    for label, sc, metric, higher, p, e in ROWS:
+        if not any(sc in results.get(s, {}) for s in servers):
+            continue
+        goals = [g for g in (p, e) if g is not None]
+        goal = (max(goals) if higher else min(goals)) if goals else None
+        row = [label, fmt(goal)]
+        vals: dict[str, float | None] = {}
+        for s in servers:
+            r = results.get(s, {}).get(sc)
+            if r is None:
+                row.append("-")
+                vals[s] = None
+            elif r.get("status") != "ok":
+                row.append(r.get("status", "?")[:40])
+                vals[s] = None
+            else:
+                vals[s] = r.get(metric)
+                row.append(fmt(vals[s]))
+
+        def ratio(a: float | None, b: float | None) -> str:
+            if not a or not b:
+                return "-"
+            q = a / b if higher else b / a
+            return f"{q:.2f}x " + ("ok" if q >= 1 else "SHORT")
+
+        if "xmppd" in servers:
+            row.append(ratio(vals.get("xmppd"), goal))
+        if len(servers) > 1 and "xmppd" in servers:
+            others = [v for s, v in vals.items() if s != "xmppd" and v]
+            best = (max(others) if higher else min(others)) if others else None
+            row.append(ratio(vals.get("xmppd"), best))
+        lines.append(row)
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    out = []
+    for n, line in enumerate(lines):
+        out.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+async def bench_target(target: Target, scenarios: list[str], params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name in scenarios:
+        t0 = time.monotonic()
+        r = await run_scenario(target, name, params.get(name))
+        r["wall_seconds"] = round(time.monotonic() - t0, 1)
+        out[name] = r
+        extra = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("scenario", "server", "params", "status"))
+        print(f"  [{target.name}] {name}: {r['status']}; {extra}", flush=True)
+    return out
+
+
+async def amain(args: argparse.Namespace) -> int:
+    scenarios = [s for s in ORDER if s in REGISTRY] if args.all or not args.scenarios else args.scenarios.split(",")
+    for s in scenarios:
+        if s not in REGISTRY:
+            raise SystemExit(f"unknown scenario {s!r}; known: {', '.join(REGISTRY)}")
+    params: dict[str, dict[str, Any]] = {}
+    if args.quick:
+        params = {k: dict(v) for k, v in QUICK.items()}
+    for name, p in parse_params(args.param).items():
+        params.setdefault(name, {}).update(p)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    servers: list[str] = []
+    if args.target:
+        host, _, port = args.target.rpartition(":")
+        target = Target("target", host, int(port), args.domain, ws_url=args.ws_url, muc_domain=args.muc_domain, pid=args.pid)
+        servers.append("target")
+        results["target"] = await bench_target(target, scenarios, params)
+    else:
+        names = args.servers.split(",") if args.servers else ["xmppd", "prosody", "ejabberd"]
+        for name in names:
+            cls = SERVERS[name]
+            if not cls.available():
+                print(f"{name}: not installed, skipped", flush=True)
+                continue
+            server = cls(args.server_cpu)
+            try:
+                print(f"{name}: starting (CPU {args.server_cpu})", flush=True)
+                target = server.start()
+                servers.append(name)
+                results[name] = await bench_target(target, scenarios, params)
+            except RuntimeError as exc:
+                print(f"{name}: could not start: {exc}", flush=True)
+            finally:
+                server.stop()
+    print()
+    print(table(results, servers))
+    doc = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": args.quick, "server_cpu": args.server_cpu, "loadgen_cpu": args.loadgen_cpu, "servers": servers, "results": results}
+    if args.json == "-":
+        print(json.dumps(doc, indent=2))
+    else:
+        path = Path(args.json) if args.json else Path(__file__).resolve().parent / "results" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=2))
+        print(f"\nJSON: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--all", action="store_true", help="every scenario (the default when --scenarios is not given)")
+    p.add_argument("--scenarios", help="comma-separated scenario names")
+    p.add_argument("--servers", help="comma-separated: xmppd, prosody, ejabberd (default: all installed)")
+    p.add_argument("--quick", action="store_true", help="tiny parameters (seconds), for a functional check")
+    p.add_argument("--param", action="append", default=[], metavar="SCENARIO.KEY=VALUE")
+    p.add_argument("--target", metavar="HOST:PORT", help="an already running server instead of starting ours")
+    p.add_argument("--domain", default="localhost")
+    p.add_argument("--ws-url")
+    p.add_argument("--muc-domain")
+    p.add_argument("--pid", type=int, help="the target server's process id (memory and CPU figures)")
+    p.add_argument("--server-cpu", type=int, default=0)
+    p.add_argument("--loadgen-cpu", type=int, default=1 if (os.cpu_count() or 1) > 1 else 0)
+    p.add_argument("--json", help="where to write the JSON ('-': stdout); default bench/results/run-<time>.json")
+    p.add_argument("--list", action="store_true", help="list the scenarios and their parameters")
+    args = p.parse_args(argv)
+    if args.list:
+        for name, sc in REGISTRY.items():
+            print(f"{name} (max {sc.max_seconds:.0f}s): {sc.doc}\n    " + " ".join(f"{k}={v}" for k, v in sc.params.items()))
+        return 0
+    if args.target and not args.target.rpartition(":")[0].startswith(("127.", "localhost", "[::1]", "::1")):
+        raise SystemExit("--target must be a loopback address")
+    try:
+        os.sched_setaffinity(0, {args.loadgen_cpu})
+    except (AttributeError, OSError):
+        pass
+    try:
+        import uvloop
+
+        return uvloop.run(amain(args))  # type: ignore[no-any-return]
+    except ImportError:
+        return asyncio.run(amain(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
