@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from slixmpp.exceptions import IqError
 from slixmpp.xmlstream import ET

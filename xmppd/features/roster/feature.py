@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+
 from lxml import etree
 
 from ...core import hooks as H
@@ -244,9 +245,9 @@ class Roster(Feature):
         frm = str(owner)
         if row.subscription in ("from", "both"):
             # The contact no longer receives the owner's presence (RFC 6121 §3.2.2).
-            senders = [s for s in self.ctx.sessions.of(owner) if s.available] if resources else []
-            for s in senders or [None]:
-                await self.ctx.send(stanza("presence", to=row.contact, frm=str(s.jid) if s else frm, type="unavailable"))
+            senders = [str(s.jid) for s in self.ctx.sessions.of(owner) if s.available] if resources else []
+            for sender in senders or [frm]:
+                await self.ctx.send(stanza("presence", to=row.contact, frm=sender, type="unavailable"))
         if row.subscription in ("to", "both") or row.ask:
             await self.ctx.send(stanza("presence", to=row.contact, frm=frm, type="unsubscribe"))
         if row.subscription in ("from", "both") or row.pending_in:
