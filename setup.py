@@ -59,6 +59,8 @@ setup(
             "caps=xmppd.features.caps:Caps",
             "adhoc=xmppd.features.adhoc:Adhoc",
             "admin=xmppd.features.admin:Admin",
+            "smacks=xmppd.features.smacks:Smacks",
+            "carbons=xmppd.features.carbons:Carbons",
         ],
     },
 )

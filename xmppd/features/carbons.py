@@ -1,0 +1,151 @@
+"""XEP-0280: Message Carbons (urn:xmpp:carbons:2).
+
+A resource enables carbons with ``<iq type='set'><enable xmlns='urn:xmpp:carbons:2'/></iq>``
+(``<disable/>`` turns them off; kept in ``session.data["carbons"]``). Then it gets a copy of
+what its account's other resources send (``<sent>``) and receive (``<received>``), each
+wrapped in ``<forwarded xmlns='urn:xmpp:forward:0'>``, from the account's bare JID.
+
+Eligible (§6): type chat, or type normal with a body; never groupchat, headline or error,
+never a message carrying ``<private xmlns='urn:xmpp:carbons:2'/>`` or the XEP-0334
+``<no-copy/>`` hint, never a message the server re-delivers (a XEP-0203 delay from this
+server: offline storage, stream management re-routing). A resource that gets the message
+itself gets no copy of it. Only the server authors carbons: a client's ``<sent>``/
+``<received>`` in a message it sends is removed before routing (§11).
+"""
+from __future__ import annotations
+
+import copy as _copy
+
+from lxml import etree
+
+from ..core import hooks as H
+from ..core.dispatch import IqRequest, Target
+from ..core.feature import Feature, hook, iq_handler
+from ..core.hooks import Flow, Routed
+from ..errors import Condition, StanzaError
+from ..xml import ns
+
+__all__ = ["Carbons", "CARBONS"]
+
+CARBONS = "urn:xmpp:carbons:2"
+FORWARD = "urn:xmpp:forward:0"
+HINTS = "urn:xmpp:hints"
+_SENT = f"{{{CARBONS}}}sent"
+_RECEIVED = f"{{{CARBONS}}}received"
+_PRIVATE = f"{{{CARBONS}}}private"
+_NO_COPY = f"{{{HINTS}}}no-copy"
+_BODY = f"{{{ns.CLIENT}}}body"
+_DELAY = f"{{{ns.DELAY}}}delay"
+_KEY = "carbons"
+
+
+class Carbons(Feature):
+    name = "carbons"
+    implements = ("XEP-0280", "XEP-0297")
+    disco_features = (CARBONS,)
+
+    async def setup(self) -> None:
+        self.ctx.add_server_only(_SENT)
+        self.ctx.add_server_only(_RECEIVED)
+
+    # ---------------------------------------------------------------- enable / disable
+
+    @iq_handler("set", f"{{{CARBONS}}}enable")
+    async def enable(self, req: IqRequest) -> None:
+        self._toggle(req, True)
+
+    @iq_handler("set", f"{{{CARBONS}}}enable", target=Target.BARE)
+    async def enable_bare(self, req: IqRequest) -> None:
+        self._toggle(req, True)
+
+    @iq_handler("set", f"{{{CARBONS}}}disable")
+    async def disable(self, req: IqRequest) -> None:
+        self._toggle(req, False)
+
+    @iq_handler("set", f"{{{CARBONS}}}disable", target=Target.BARE)
+    async def disable_bare(self, req: IqRequest) -> None:
+        self._toggle(req, False)
+
+    def _toggle(self, req: IqRequest, on: bool) -> None:
+        if req.origin is None or (req.to.local is not None and not req.is_self):
+            raise StanzaError(Condition.FORBIDDEN, "carbons are enabled by a resource for itself")
+        if on:
+            req.origin.data[_KEY] = True
+        else:
+            req.origin.data.pop(_KEY, None)
+
+    def enabled(self, session: object) -> bool:
+        """Public: does this session get carbons?"""
+        return bool(getattr(session, "data", {}).get(_KEY))
+
+    # ---------------------------------------------------------------- copies
+
+    @hook(H.STANZA_IN, priority=-100)
+    async def on_sent(self, r: Routed) -> Flow:
+        origin = r.origin
+        if r.kind != "message" or origin is None or origin.jid is None or not _eligible(r.stanza, self.ctx.domain):
+            return Flow.CONTINUE
+        to = r.to
+        for s in self.ctx.sessions.of(origin.jid.bare):
+            # A message to one's own other resource is received there; no copy for it.
+            if s is origin or not s.data.get(_KEY) or (to is not None and s.jid == to):
+                continue
+            await self._copy(s, r.stanza, _SENT)
+        return Flow.CONTINUE
+
+    @hook(H.MESSAGE_FULL, priority=-100)
+    async def on_full(self, r: Routed) -> Flow:
+        to = r.to
+        if to is None or not _eligible(r.stanza, self.ctx.domain) or self.ctx.sessions.get(to) is None:
+            return Flow.CONTINUE
+        if _from_self(r):
+            return Flow.CONTINUE  # the sent carbon covers the account's resources
+        for s in self.ctx.sessions.of(to.bare):
+            if s.jid != to and s.data.get(_KEY):
+                await self._copy(s, r.stanza, _RECEIVED)
+        return Flow.CONTINUE
+
+    @hook(H.MESSAGE_BARE, priority=-100)
+    async def on_bare(self, r: Routed) -> Flow:
+        to = r.to
+        if to is None or not _eligible(r.stanza, self.ctx.domain) or _from_self(r):
+            return Flow.CONTINUE
+        sessions = self.ctx.sessions.of(to)
+        if not any(s.data.get(_KEY) for s in sessions):
+            return Flow.CONTINUE
+        # RFC 6121 §8.5.2.1.1: the available resources of highest non-negative priority get it.
+        top = max((s.priority for s in sessions if s.available and s.priority >= 0), default=None)
+        for s in sessions:
+            if s.data.get(_KEY) and not (s.available and s.priority == top):
+                await self._copy(s, r.stanza, _RECEIVED)
+        return Flow.CONTINUE
+
+    async def _copy(self, session: object, msg: etree._Element, wrapper: str) -> None:
+        jid = session.jid  # type: ignore[attr-defined]
+        out = etree.Element(ns.MESSAGE, {"from": str(jid.bare), "to": str(jid), "type": msg.get("type") or "normal"}, nsmap={None: ns.CLIENT})
+        w = etree.SubElement(out, wrapper, nsmap={None: CARBONS})
+        fwd = etree.SubElement(w, f"{{{FORWARD}}}forwarded", nsmap={None: FORWARD})
+        inner = _copy.deepcopy(msg)
+        fwd.append(inner)
+        await self.ctx.router.deliver(session, out, "message")  # type: ignore[arg-type]
+
+
+def _from_self(r: Routed) -> bool:
+    to = r.to
+    return to is not None and r.from_jid.local == to.local and r.from_jid.domain == to.domain
+
+
+def _eligible(msg: etree._Element, domain: str) -> bool:
+    typ = msg.get("type") or "normal"
+    if typ not in ("chat", "normal"):
+        return False
+    body = False
+    for child in msg:
+        tag = child.tag
+        if tag == _BODY:
+            body = True
+        elif tag in (_PRIVATE, _NO_COPY, _SENT, _RECEIVED):
+            return False
+        elif tag == _DELAY and child.get("from") == domain:
+            return False
+    return typ == "chat" or body
