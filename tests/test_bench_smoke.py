@@ -1,0 +1,68 @@
+"""bench/: the load generator still works (tiny scenarios against an in-process server; counts only, never times)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import running_server
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+from loadgen import REGISTRY, Target, run_scenario  # noqa: E402
+from loadgen.scram import ScramClient  # noqa: E402
+
+FIGURE_KEYS = {"scenario", "server", "params", "status", "value", "unit", "loadgen_cpu"}
+
+
+def _target(server) -> Target:  # type: ignore[no-untyped-def]
+    return Target("xmppd", "127.0.0.1", server.ports["c2s"], server.domain, ws_url=f"ws://127.0.0.1:{server.ports['http']}/xmpp-websocket")
+
+
+async def test_bench_logins_and_messages_count_right(tmp_path: Path) -> None:
+    async with running_server(
+        tmp_path, "c2s.require_tls=false", "registration.open=true", "registration.per_ip_per_hour=1000", "listen.http=127.0.0.1:0"
+    ) as server:
+        target = _target(server)
+        logins = await run_scenario(target, "logins", {"users": 20, "concurrency": 5})
+        assert logins["status"] == "ok", logins
+        assert logins["logins"] == 20
+        assert FIGURE_KEYS <= logins.keys()
+
+        msgs = await run_scenario(target, "one2one", {"pairs": 4, "window": 5, "messages": 200, "seconds": 20})
+        assert msgs["status"] == "ok", msgs
+        assert msgs["messages"] == 200 and msgs["sent"] == 200
+        assert FIGURE_KEYS | {"p50_ms", "p99_ms", "seconds"} <= msgs.keys()
+
+        ws = await run_scenario(target, "ws_one2one", {"pairs": 2, "window": 2, "messages": 40, "seconds": 20})
+        assert ws["status"] == "ok", ws
+        assert ws["messages"] == 40
+        json.dumps([logins, msgs, ws])  # the JSON report can hold them
+
+
+async def test_bench_scenario_reports_missing_websocket_instead_of_a_number(tmp_path: Path) -> None:
+    async with running_server(tmp_path, "c2s.require_tls=false", "registration.open=true") as server:
+        target = Target("xmppd", "127.0.0.1", server.ports["c2s"], server.domain, ws_url=None)
+        r = await run_scenario(target, "ws_logins", {"users": 2, "concurrency": 1})
+        assert r["status"].startswith("n/a")
+        assert "value" not in r
+
+
+def test_bench_scram_client_matches_rfc5802_example() -> None:
+    """RFC 5802 §5: user 'user', password 'pencil', the published nonces and proof."""
+    c = ScramClient("SCRAM-SHA-1", "user", "pencil")
+    c.nonce = "fyko+d2lbbFgONRv9qkxdawL"
+    c._first_bare = f"n=user,r={c.nonce}"
+    final = c.final(b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096")
+    assert final == b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="
+    c.verify(b"v=rmF9pqV8S7suAoZWja4dJRkFsKQ=")
+
+
+def test_bench_cli_lists_every_scenario() -> None:
+    out = subprocess.run([sys.executable, str(BENCH / "run.py"), "--list"], capture_output=True, text=True, check=True, timeout=60).stdout
+    for name in REGISTRY:
+        assert name in out
+    for required in ("logins", "idle_memory", "one2one", "one2one_latency", "muc_fanout", "muc_fanout_500", "presence", "ws_logins", "ws_one2one", "logins_tls", "logins_sha256"):
+        assert required in REGISTRY
