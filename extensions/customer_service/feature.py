@@ -288,6 +288,8 @@ class CustomerService(Feature):
             queues = [to.local]
         else:
             return
+        if not queues:
+            return
         agent = self.agent(who)
         was_online = agent.online
         show = r.stanza.findtext(f"{{{ns.CLIENT}}}show")
@@ -422,7 +424,8 @@ class CustomerService(Feature):
 
     async def _assign(self, s: SessionRecord, agent: str, *, transferred_by: str | None = None) -> SessionRecord:
         now = self.now()
-        s = await self._save(s.replace(state="active", agent=agent, assigned_at=s.assigned_at or _dt(now)))
+        # The idle clock starts when the agent arrives: time spent in line is not silence.
+        s = await self._save(s.replace(state="active", agent=agent, assigned_at=s.assigned_at or _dt(now), last_visitor_at=_dt(now)))
         self.offers.pop(s.id, None)
         self.told.pop(s.id, None)
         a = self.agent(agent)

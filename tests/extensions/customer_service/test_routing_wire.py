@@ -368,3 +368,38 @@ async def test_agents_on_plain_clients_use_text_commands(site: Site) -> None:
     bob.say(sjid, "hello?")
     err = await bob.next(lambda m: m.get("type") == "error")
     assert err.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}item-not-found") is not None
+
+
+async def test_time_in_line_is_not_idle_time(site: Site) -> None:
+    await users(site, "ann", "v1", "v2")
+    await site.queue_with("support", {"ann": "Ann"}, capacity=1, idle_timeout=60)
+    (ann,) = await agents_online(site, "support", ["ann"])
+    v1, v2 = await site.client("v1"), await site.client("v2")
+    s1 = await open_chat(site, v1, "support")
+    await v1.cs_event("agent", session=s1)
+    s2 = await open_chat(site, v2, "support")
+    await v2.cs_event("position", session=s2)
+    site.clock.advance(50)
+    v1.say(site.queue("support"), "still here")
+    await ann.next(lambda m: m.findtext(BODY) == "still here")
+    site.clock.advance(50)  # v2 has waited 100 s in line, silently
+    await ann.cs.close(site.domain, s1)
+    await v2.cs_event("agent", session=s2)
+    await site.cs.run_timers()
+    assert s2 in site.cs.open
+    site.clock.advance(61)
+    await site.cs.run_timers()
+    assert (await v2.cs_event("closed", session=s2)).get("reason") == "idle"
+
+
+async def test_operators_may_reveal_the_agent_jid_and_drop_the_prefix(tmp_path: Path) -> None:
+    async with open_site(tmp_path, "cs.reveal_agent_jid=true", "cs.name_prefix=false") as site:
+        await users(site, "ann", "v1")
+        await site.queue_with("support", {"ann": "Ann"})
+        (ann,) = await agents_online(site, "support", ["ann"])
+        v1 = await site.client("v1")
+        sid = await open_chat(site, v1, "support")
+        assert (await v1.cs_event("agent", session=sid)).get("jid") == "ann@localhost"
+        ann.say(f"s-{sid}@{site.domain}", "plain words")
+        m = await v1.next(lambda m: m.findtext(BODY) == "plain words")
+        assert m.findtext("{http://jabber.org/protocol/nick}nick") == "Ann"
