@@ -1,0 +1,225 @@
+"""Group mute (urn:xmppd:mute:0): a slixmpp client plugin (stanza classes and calls).
+
+Register it with ``client.register_plugin("mute", module=slixmpp_plugin)``; then, on a room,
+``await client["mute"].mute(room, nick="alice", seconds=600, reason="spam")``, ``unmute``,
+``mute_all``, ``unmute_all``, ``list(room)``, ``status(room)``; on the server (admins)
+``platform_mute(jid, ...)``, ``platform_unmute``, ``platform_list()``, ``platform_status()``,
+``audit(...)``. Notices raise the ``mute_notice`` event. A refused message's error carries
+``error["mute_muted"]``, ``error["mute_all_muted"]`` or ``error["mute_platform_muted"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slixmpp import Iq, Message
+from slixmpp.plugins import BasePlugin
+from slixmpp.stanza import Error
+from slixmpp.xmlstream import ElementBase, register_stanza_plugin
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
+
+NS = "urn:xmppd:mute:0"
+
+
+class _Reasoned(ElementBase):
+    namespace = NS
+    sub_interfaces = {"reason"}
+
+
+class MuteRequest(_Reasoned):
+    name = "mute"
+    plugin_attrib = "mute_mute"
+    interfaces = {"jid", "nick", "seconds", "reason"}
+
+
+class UnmuteRequest(ElementBase):
+    name = "unmute"
+    namespace = NS
+    plugin_attrib = "mute_unmute"
+    interfaces = {"jid", "nick"}
+
+
+class MuteAllRequest(_Reasoned):
+    name = "mute-all"
+    plugin_attrib = "mute_all"
+    interfaces = {"reason"}
+
+
+class UnmuteAllRequest(ElementBase):
+    name = "unmute-all"
+    namespace = NS
+    plugin_attrib = "mute_unmute_all"
+    interfaces: set[str] = set()
+
+
+class Item(_Reasoned):
+    name = "item"
+    plugin_attrib = "mute_item"
+    interfaces = {"jid", "nick", "by", "since", "until", "remaining", "source", "reason"}
+
+
+class All(_Reasoned):
+    name = "all"
+    plugin_attrib = "all"
+    interfaces = {"by", "since", "reason"}
+
+
+class MuteList(ElementBase):
+    name = "list"
+    namespace = NS
+    plugin_attrib = "mute_list"
+    interfaces: set[str] = set()
+
+    def members(self) -> list[Item]:
+        return [i for i in self.iterables if isinstance(i, Item)]
+
+
+class RoomState(_Reasoned):
+    name = "room"
+    plugin_attrib = "room"
+    interfaces = {"by", "since", "until", "remaining", "reason"}
+
+
+class PlatformState(_Reasoned):
+    name = "platform"
+    plugin_attrib = "platform"
+    interfaces = {"since", "until", "remaining", "reason"}
+
+
+class Status(ElementBase):
+    name = "status"
+    namespace = NS
+    plugin_attrib = "mute_status"
+    interfaces = {"jid", "nick", "muted"}
+
+
+class Entry(_Reasoned):
+    name = "entry"
+    plugin_attrib = "entry"
+    interfaces = {"id", "at", "actor", "action", "room", "scope", "target", "seconds", "until", "reason"}
+
+
+class Audit(ElementBase):
+    name = "audit"
+    namespace = NS
+    plugin_attrib = "mute_audit"
+    interfaces = {"room", "scope", "jid", "max", "before", "more"}
+
+    def entries(self) -> list[Entry]:
+        return [e for e in self.iterables if isinstance(e, Entry)]
+
+
+class Notice(_Reasoned):
+    name = "notice"
+    plugin_attrib = "mute_notice"
+    interfaces = {"action", "scope", "nick", "jid", "actor-nick", "actor", "seconds", "until", "reason"}
+
+
+class Muted(_Reasoned):
+    name = "muted"
+    plugin_attrib = "mute_muted"
+    interfaces = {"room", "until", "by", "reason"}
+
+
+class AllMuted(_Reasoned):
+    name = "all-muted"
+    plugin_attrib = "mute_all_muted"
+    interfaces = {"room", "since", "reason"}
+
+
+class PlatformMuted(_Reasoned):
+    name = "platform-muted"
+    plugin_attrib = "mute_platform_muted"
+    interfaces = {"until", "reason"}
+
+
+class mute(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their name
+    """urn:xmppd:mute:0 client side."""
+
+    name = "mute"
+    description = "xmppd group mute (urn:xmppd:mute:0)"
+    dependencies: set[str] = set()
+
+    def plugin_init(self) -> None:
+        for cls in (MuteRequest, UnmuteRequest, MuteAllRequest, UnmuteAllRequest, MuteList, Status, Audit):
+            register_stanza_plugin(Iq, cls)
+        register_stanza_plugin(Iq, Item)
+        register_stanza_plugin(MuteList, Item, iterable=True)
+        register_stanza_plugin(MuteList, All)
+        register_stanza_plugin(Status, RoomState)
+        register_stanza_plugin(Status, All)
+        register_stanza_plugin(Status, PlatformState)
+        register_stanza_plugin(Audit, Entry, iterable=True)
+        register_stanza_plugin(Message, Notice)
+        for cls in (Muted, AllMuted, PlatformMuted):
+            register_stanza_plugin(Error, cls)
+        self.xmpp.register_handler(Callback("mute notice", StanzaPath("message/mute_notice"), self._notice))
+
+    def plugin_end(self) -> None:
+        self.xmpp.remove_handler("mute notice")
+
+    def _notice(self, msg: Message) -> None:
+        self.xmpp.event("mute_notice", msg)
+
+    async def _iq(self, to: Any, typ: str, plugin: str, attrs: dict[str, Any], reason: str | None = None,
+                  lang: str | None = None, timeout: float = 10) -> Iq:
+        iq = self.xmpp.make_iq(ito=to, itype=typ)
+        iq.enable(plugin)
+        el = iq[plugin]
+        for k, v in attrs.items():
+            if v is not None:
+                el[k] = str(v)
+        if reason:
+            el["reason"] = reason
+        if lang:
+            iq["lang"] = lang
+        return await iq.send(timeout=timeout)
+
+    # ---------------------------------------------------------------- rooms
+
+    async def mute(self, room: Any, *, jid: Any = None, nick: str | None = None, seconds: int | None = None,
+                   reason: str | None = None, lang: str | None = None) -> Item:
+        res = await self._iq(room, "set", "mute_mute", {"jid": jid, "nick": nick, "seconds": seconds}, reason, lang)
+        return res["mute_item"]
+
+    async def unmute(self, room: Any, *, jid: Any = None, nick: str | None = None, lang: str | None = None) -> None:
+        await self._iq(room, "set", "mute_unmute", {"jid": jid, "nick": nick}, lang=lang)
+
+    async def mute_all(self, room: Any, *, reason: str | None = None, lang: str | None = None) -> None:
+        await self._iq(room, "set", "mute_all", {}, reason, lang)
+
+    async def unmute_all(self, room: Any, *, lang: str | None = None) -> None:
+        await self._iq(room, "set", "mute_unmute_all", {}, lang=lang)
+
+    async def list(self, room: Any) -> MuteList:
+        return (await self._iq(room, "get", "mute_list", {}))["mute_list"]
+
+    async def status(self, room: Any, *, jid: Any = None, nick: str | None = None) -> Status:
+        return (await self._iq(room, "get", "mute_status", {"jid": jid, "nick": nick}))["mute_status"]
+
+    # ---------------------------------------------------------------- server (admins)
+
+    def _server(self) -> str:
+        return self.xmpp.boundjid.domain
+
+    async def platform_mute(self, jid: Any, *, seconds: int | None = None, reason: str | None = None) -> Item:
+        res = await self._iq(self._server(), "set", "mute_mute", {"jid": jid, "seconds": seconds}, reason)
+        return res["mute_item"]
+
+    async def platform_unmute(self, jid: Any) -> None:
+        await self._iq(self._server(), "set", "mute_unmute", {"jid": jid})
+
+    async def platform_list(self) -> MuteList:
+        return (await self._iq(self._server(), "get", "mute_list", {}))["mute_list"]
+
+    async def platform_status(self, jid: Any = None) -> Status:
+        return (await self._iq(self._server(), "get", "mute_status", {"jid": jid}))["mute_status"]
+
+    async def audit(self, *, room: Any = None, jid: Any = None, platform: bool = False, max: int | None = None,
+                    before: int | None = None) -> Audit:
+        attrs = {"room": room, "jid": jid, "scope": "platform" if platform else None, "max": max, "before": before}
+        return (await self._iq(self._server(), "get", "mute_audit", attrs))["mute_audit"]
+
+
+__all__ = ["NS", "mute"]

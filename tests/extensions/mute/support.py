@@ -1,0 +1,71 @@
+"""Helpers of the group-mute tests: a server with MUC, ad-hoc and mute; clients with the plugin."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import xml.etree.ElementTree as ET
+
+import xmlschema
+from lxml import etree
+
+from xmppd.app import Server
+from xmppd.core.loader import discover
+from xmppd_extensions.mute import slixmpp_plugin
+
+from ...features.muc_support import Inbox, PLUGINS
+from ...helpers import add_user, running_server, slix
+
+NEEDED = {"disco", "muc", "adhoc", "admin", "mute", "ping", "presence", "roster"}
+XSD = Path(__file__).resolve().parents[3] / "schemas" / "mute-0.xsd"
+ADMIN = "admin@localhost"
+
+
+def disabled_option() -> str:
+    return f"features.disabled={json.dumps(sorted(n for n in discover() if n not in NEEDED))}"
+
+
+@contextlib.asynccontextmanager
+async def mute_server(data_dir: Path, *overrides: str) -> AsyncIterator[Server]:
+    async with running_server(data_dir, disabled_option(), f'server.admins=["{ADMIN}"]', "mute.timer_tick=0.5",
+                              *overrides) as srv:
+        yield srv
+
+
+async def client(server: Server, name: str, *, create: bool = True, lang: str | None = None) -> Any:
+    jid = await add_user(server, name) if create else f"{name}@{server.domain}"
+    c = await slix(server, jid, plugins=PLUGINS)
+    c.register_plugin("mute", module=slixmpp_plugin)
+    c.inbox = Inbox(c)
+    c.send_presence()
+    return c
+
+
+@lru_cache(maxsize=1)
+def schema() -> xmlschema.XMLSchema:
+    return xmlschema.XMLSchema(str(XSD))
+
+
+def assert_valid(el: Any) -> None:
+    """Validate an lxml element, a slixmpp stanza's XML or bytes against schemas/mute-0.xsd."""
+    if hasattr(el, "xml"):
+        el = etree.fromstring(str(el).encode())
+    elif isinstance(el, ET.Element):
+        el = etree.fromstring(ET.tostring(el))
+    elif isinstance(el, (bytes, str)):
+        el = etree.fromstring(el.encode() if isinstance(el, str) else el)
+    schema().validate(etree.tostring(el).decode())
+
+
+def app_element(stanza: Any, local: str) -> Any:
+    """The <local xmlns='urn:xmppd:mute:0'/> inside a stanza's <error/> (as lxml)."""
+    root = etree.fromstring(str(stanza).encode())
+    for error in root.iter("{jabber:client}error", "error"):
+        found = error.find(f"{{urn:xmppd:mute:0}}{local}")
+        if found is not None:
+            return found
+    return None
