@@ -50,6 +50,8 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Alembic narrates every plugin and migration step at INFO; we log the summary ourselves.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def run(coro_fn: Callable[[], Awaitable[int]]) -> int:
