@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from lxml import etree
 
@@ -846,6 +847,9 @@ class CustomerService(Feature):
             await self.repo.delete_queue(name)
             self.queues.pop(name, None)
             self.members.pop(name, None)
+            self.rr.pop(name, None)
+            for a in self.agents.values():
+                a.presence.pop(name, None)
 
     def queue_element(self, qr: QueueRecord, full: bool) -> etree._Element:
         el = element(q("queue"), {"name": qr.name, "jid": self.queue_jid(qr.name), "display-name": qr.display_name})

@@ -408,7 +408,9 @@ class SqlCsRepository:
     async def add_ticket(self, queue: str, visitor: str, body: str, at: datetime) -> Ticket:
         async with self.db.transaction() as conn:
             res = await conn.execute(sa.insert(tickets_t).values(queue=queue, visitor=visitor, body=body, created_at=at))
-            (tid,) = res.inserted_primary_key
+            key = res.inserted_primary_key
+            assert key is not None
+            (tid,) = key
         return Ticket(int(tid), queue, visitor, body, at)
 
     async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]:

@@ -10,7 +10,7 @@ returns the answer's payload as an ``xml.etree`` element (or None) and raises
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import Any, Literal
 
 from slixmpp.plugins.base import BasePlugin, register_plugin
 from slixmpp.xmlstream.handler import Callback
@@ -30,7 +30,7 @@ def _el(name: str, attrs: dict[str, Any] | None = None, text: str | None = None)
 class XmppdCustomerService(BasePlugin):
     name = "xmppd_cs"
     description = "xmppd customer service (urn:xmppd:cs:0)"
-    dependencies: set[str] = set()
+    dependencies: set[str] = set()  # type: ignore[misc]
 
     def plugin_init(self) -> None:
         for event in EVENTS:
@@ -53,7 +53,7 @@ class XmppdCustomerService(BasePlugin):
         """The cs element ``name`` of a received message."""
         return msg.xml.find(f"{{{NS}}}{name}")
 
-    async def _iq(self, typ: str, to: str, el: ET.Element, timeout: int = 10) -> ET.Element | None:
+    async def _iq(self, typ: Literal["get", "set"], to: str, el: ET.Element, timeout: int = 10) -> ET.Element | None:
         iq = self.xmpp.make_iq(ito=to, itype=typ)
         iq.xml.append(el)
         result = await iq.send(timeout=timeout)

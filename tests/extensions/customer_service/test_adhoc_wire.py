@@ -7,8 +7,6 @@ from typing import Any
 import pytest
 from slixmpp.exceptions import IqError
 
-from xmppd_extensions.customer_service.protocol import NS
-
 from .conftest import Client, Site
 
 pytestmark = pytest.mark.interop
