@@ -28,6 +28,7 @@ from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
 
 from . import split
+from .commands import RedPacketCommands
 from .repository import (
     KINDS,
     SYSTEM_WALLET,
@@ -153,7 +154,7 @@ class RedPacket(Feature):
     name = "redpacket"
     implements = ()
     disco_features = (NS,)
-    depends = ("disco",)
+    depends = ("disco", "adhoc")
     Options = RedPacketOptions
     migrations = MIGRATIONS
 
@@ -174,6 +175,9 @@ class RedPacket(Feature):
         # The sweeper finds every due packet in storage, so after a restart it picks up where
         # the last process stopped; several processes may sweep: a refund happens once.
         self.ctx.spawn(self._sweeper(), name="redpacket-sweeper")
+        adhoc = self.ctx.feature("adhoc")
+        for command in RedPacketCommands(self).commands():  # the operators' commands, admins only
+            self.ctx.on_teardown(adhoc.register(command))
 
     def use_rooms(self, rooms: RoomDirectory | None) -> None:
         """Plug another group-chat directory in (default: the MUC feature's, when loaded)."""
@@ -491,7 +495,7 @@ class RedPacket(Feature):
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def sweep(self) -> int:

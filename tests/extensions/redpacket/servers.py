@@ -13,7 +13,7 @@ from xmppd.core.loader import discover
 
 from ...helpers import running_server
 
-NEEDED = {"disco", "redpacket", "ping", "presence", "roster"}
+NEEDED = {"adhoc", "disco", "redpacket", "ping", "presence", "roster"}
 
 
 def disabled_option(keep: set[str] = frozenset()) -> str:
