@@ -557,7 +557,7 @@ class MuteFeature(Feature):
         room = self._room(req.to)
         target = self._target(room, req.payload)
         seconds = self._seconds(req.payload.get("seconds"))
-        reason = (req.payload.findtext(q("reason")) or "").strip() or None
+        reason = _reason_of(req.payload)
         m = await self.mute_member(room, req.from_jid, target, seconds, reason, _lang_of(req.stanza, req.payload))
         return P.item(m, self.now(), nick=self._nick(room, target))
 
@@ -567,7 +567,7 @@ class MuteFeature(Feature):
 
     async def iq_mute_all(self, req: IqRequest) -> None:
         room = self._room(req.to)
-        reason = (req.payload.findtext(q("reason")) or "").strip() or None
+        reason = _reason_of(req.payload)
         await self.set_mute_all(room, req.from_jid, reason, _lang_of(req.stanza, req.payload))
 
     async def iq_unmute_all(self, req: IqRequest) -> None:
@@ -630,7 +630,7 @@ class MuteFeature(Feature):
         self._check_server_admin(req.from_jid)
         target = self._jid_attr(req.payload)
         seconds = self._seconds(req.payload.get("seconds"))
-        reason = (req.payload.findtext(q("reason")) or "").strip() or None
+        reason = _reason_of(req.payload)
         m = await self.platform_mute(req.from_jid, target, seconds, reason)  # type: ignore[arg-type]
         return P.item(m, self.now())
 
@@ -691,7 +691,7 @@ class MuteFeature(Feature):
             Command(CMD_UNMUTE, "Unmute a member", self._cmd_unmute, form=self._unmute_form, may_run=mod),
             Command(CMD_LIST, "List muted members", self._cmd_list, may_run=mod),
             Command(CMD_MUTE_ALL, "Mute everyone", self._cmd_mute_all, form=Form("form", title="Mute everyone", fields=(
-                Field("FORM_TYPE", "hidden", values=(NS,)), Field("reason", "text-single", "Reason"))), may_run=adm),
+                Field("FORM_TYPE", "hidden", values=(NS,)), Field("reason", "text-single", "Reason", validate=_reason_ok))), may_run=adm),
             Command(CMD_UNMUTE_ALL, "Lift the mute on everyone", self._cmd_unmute_all, may_run=adm),
         )
 
@@ -834,6 +834,21 @@ class MuteFeature(Feature):
                       _table("Mute audit log", rows, ("id", "at", "actor", "action", "room", "target", "seconds", "until", "reason")))
 
 
+MAX_REASON = 1024
+
+
+def _reason_of(payload: etree._Element) -> str | None:
+    reason = (payload.findtext(q("reason")) or "").strip() or None
+    if reason is not None and len(reason) > MAX_REASON:
+        raise _bad(f"a reason is at most {MAX_REASON} characters")
+    return reason
+
+
+def _reason_ok(value: Any) -> None:
+    if value is not None and len(value) > MAX_REASON:
+        raise ValueError(f"at most {MAX_REASON} characters")
+
+
 def _has_content(st: etree._Element) -> bool:
     """A message someone reads (a body or subject); chat states and receipts are not speech."""
     return st.find(_BODY) is not None or st.find(_SUBJECT) is not None
@@ -845,7 +860,7 @@ def _mute_form(o: MuteOptions, title: str, var: str, ftype: str, label: str) -> 
         Field("FORM_TYPE", "hidden", values=(NS,)),
         Field(var, ftype, label, required=True),
         Field("seconds", "list-single", "Duration", values=(options[0].value,), options=tuple(options)),
-        Field("reason", "text-single", "Reason"),
+        Field("reason", "text-single", "Reason", validate=_reason_ok),
     ))
 
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, AsyncIterator
-
-import xml.etree.ElementTree as ET
+from typing import Any
 
 import xmlschema
 from lxml import etree
+from xmppd_extensions.mute import slixmpp_plugin
 
 from xmppd.app import Server
 from xmppd.core.loader import discover
-from xmppd_extensions.mute import slixmpp_plugin
 
-from ...features.muc_support import Inbox, PLUGINS
+from ...features.muc_support import PLUGINS, Inbox
 from ...helpers import add_user, running_server, slix
 
 NEEDED = {"disco", "muc", "adhoc", "admin", "mute", "ping", "presence", "roster"}
