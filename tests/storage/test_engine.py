@@ -191,3 +191,25 @@ async def test_is_unique_violation_recognises_duplicates_only(db: Database) -> N
             await conn.execute(counter.insert().values(id=2, value=None))
     assert not is_unique_violation(not_null.value)
     assert not is_unique_violation(RuntimeError("x"))
+
+
+async def test_sqlite_file_writers_queue_instead_of_failing_with_database_locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many writers that each hold the lock a while: more than SQLite's busy timeout in all."""
+    import xmppd.storage.engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    database = Database.from_url(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    try:
+        async with database.transaction() as conn:
+            await conn.exec_driver_sql("CREATE TABLE t (n INTEGER NOT NULL)")
+
+        async def add(n: int) -> None:
+            async with database.transaction() as conn:
+                await conn.execute(sa.text("INSERT INTO t (n) VALUES (:n)"), {"n": n})
+                await asyncio.sleep(0.02)  # the write lock is held across the event loop
+
+        await asyncio.gather(*(add(n) for n in range(30)))
+        async with database.transaction(readonly=True) as conn:
+            assert (await conn.exec_driver_sql("SELECT count(*) FROM t")).scalar() == 30
+    finally:
+        await database.dispose()

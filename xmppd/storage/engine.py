@@ -50,6 +50,8 @@ T = TypeVar("T")
 
 #: Milliseconds an SQLite writer waits for the database lock before failing.
 SQLITE_BUSY_TIMEOUT_MS: Final = 5000
+#: Seconds a write transaction waits for its turn in this process's SQLite writer queue.
+SQLITE_WRITE_QUEUE_TIMEOUT_S: Final = 30.0
 #: Seconds after which a pooled MySQL connection is replaced (server default
 #: ``wait_timeout`` is 8 hours; proxies and load balancers often cut idle TCP sooner).
 MYSQL_POOL_RECYCLE_S: Final = 1800
@@ -151,6 +153,12 @@ class Database:
             if engine.dialect.name == "sqlite" and _is_sqlite_memory(engine.url)
             else None
         )
+        # A file SQLite database has one writer at a time. Writers queued in SQLite's busy
+        # handler are served in no order and give up after busy_timeout ("database is locked"
+        # under load); queue them here instead, first come first served.
+        self._writer: asyncio.Lock | None = (
+            asyncio.Lock() if engine.dialect.name == "sqlite" and self._serial is None else None
+        )
 
     @classmethod
     def from_url(cls, url: str | URL, *, echo: bool = False, **engine_kwargs: Any) -> Database:
@@ -243,7 +251,7 @@ class Database:
         writer (WAL) -- but a write inside it can then fail at once with "database is
         locked", so only read in it. On MySQL *readonly* changes nothing.
         """
-        async with self._maybe_serial(), self._engine.connect() as conn:
+        async with self._maybe_serial(), self._write_turn(readonly), self._engine.connect() as conn:
             if self.is_sqlite:
                 await conn.execution_options(
                     **{_SQLITE_BEGIN_OPTION: "DEFERRED" if readonly else "IMMEDIATE"}
@@ -289,6 +297,24 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection. The object is unusable afterwards."""
         await self._engine.dispose()
+
+    @asynccontextmanager
+    async def _write_turn(self, readonly: bool) -> AsyncIterator[None]:
+        lock = self._writer
+        if lock is None or readonly:
+            yield
+            return
+        try:
+            await asyncio.wait_for(lock.acquire(), SQLITE_WRITE_QUEUE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            # A writer nested in another's transaction (or one stuck): as before, SQLite's
+            # busy timeout decides.
+            yield
+            return
+        try:
+            yield
+        finally:
+            lock.release()
 
     @asynccontextmanager
     async def _maybe_serial(self) -> AsyncIterator[None]:
