@@ -34,12 +34,6 @@ def groupchat_from(nick: str, body: str):
     return lambda m: m["type"] == "groupchat" and m["from"].resource == nick and m["body"] == body
 
 
-@pytest.fixture
-async def srv(tmp_path):
-    async with mute_server(tmp_path) as s:
-        yield s
-
-
 async def room_with(srv, *names: str, admins: tuple[str, ...] = (), members: tuple[str, ...] = (), **config):
     """The first name creates ROOM and owns it; the others join; admins/members are affiliated first."""
     clients = [await client(srv, n) for n in names]
