@@ -61,6 +61,7 @@ setup(
             "admin=xmppd.features.admin:Admin",
             "smacks=xmppd.features.smacks:Smacks",
             "carbons=xmppd.features.carbons:Carbons",
+            "mam=xmppd.features.mam:Mam",
         ],
     },
 )

@@ -1,0 +1,286 @@
+"""XEP-0313 message archive and XEP-0359 stanza ids over the wire (slixmpp), on SQLite and MariaDB."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from slixmpp.exceptions import IqError
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from ..helpers import add_user, running_server, slix, slix_close
+from . import muc_support as M
+
+pytestmark = pytest.mark.interop
+
+MAM = "urn:xmpp:mam:2"
+RSM = "http://jabber.org/protocol/rsm"
+SID = "urn:xmpp:sid:0"
+_qids = itertools.count()
+
+
+class Results:
+    """MAM result messages by queryid (raw handler: exactly what the server sent)."""
+
+    def __init__(self, client: Any) -> None:
+        self.by_query: dict[str, list[Any]] = {}
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        client.register_handler(Callback("mam-test", MatchXPath("{jabber:client}message"), self._on))
+
+    def _on(self, msg: Any) -> None:
+        res = msg.xml.find(f"{{{MAM}}}result")
+        if res is not None:
+            self.by_query.setdefault(res.get("queryid"), []).append(res)
+        else:
+            self.inbox.put_nowait(msg)
+
+
+async def query(client: Any, to: str | None = None, *, max: int | None = None, after: str | None = None, before: str | None = None,
+                **fields: Any) -> tuple[list[tuple[str, str]], ET.Element]:
+    """(id, body) of each result, and the <fin/>."""
+    qid = f"q{next(_qids)}"
+    iq = client.make_iq_set(ito=to)
+    q = ET.SubElement(iq.xml, f"{{{MAM}}}query", {"queryid": qid})
+    if fields:
+        x = ET.SubElement(q, "{jabber:x:data}x", {"type": "submit"})
+        f = ET.SubElement(x, "{jabber:x:data}field", {"var": "FORM_TYPE", "type": "hidden"})
+        ET.SubElement(f, "{jabber:x:data}value").text = MAM
+        for var, value in fields.items():
+            f = ET.SubElement(x, "{jabber:x:data}field", {"var": var.rstrip("_").replace("_", "-")})
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                ET.SubElement(f, "{jabber:x:data}value").text = v
+    if max is not None or after is not None or before is not None:
+        s = ET.SubElement(q, f"{{{RSM}}}set")
+        if max is not None:
+            ET.SubElement(s, f"{{{RSM}}}max").text = str(max)
+        if after is not None:
+            ET.SubElement(s, f"{{{RSM}}}after").text = after
+        if before is not None:
+            ET.SubElement(s, f"{{{RSM}}}before").text = before or None
+    result = await iq.send(timeout=10)
+    fin = result.xml.find(f"{{{MAM}}}fin")
+    got = client.mam.by_query.pop(qid, [])
+    out = []
+    for r in got:
+        inner = r.find("{urn:xmpp:forward:0}forwarded/{jabber:client}message")
+        assert r.find("{urn:xmpp:forward:0}forwarded/{urn:xmpp:delay}delay").get("stamp")
+        out.append((r.get("id"), inner.findtext("{jabber:client}body")))
+    return out, fin
+
+
+def rsm(fin: ET.Element) -> tuple[str | None, str | None, int, bool]:
+    s = fin.find(f"{{{RSM}}}set")
+    return s.findtext(f"{{{RSM}}}first"), s.findtext(f"{{{RSM}}}last"), int(s.findtext(f"{{{RSM}}}count")), fin.get("complete") == "true"
+
+
+async def client(server, jid, plugins=("xep_0030",)):
+    c = await slix(server, jid, plugins=plugins)
+    c.mam = Results(c)
+    c.send_presence()
+    return c
+
+
+async def test_archive_paging_both_ways_and_every_filter(tmp_path, storage_overrides):
+    async with running_server(tmp_path, *storage_overrides) as srv:
+        await add_user(srv, "alice")
+        await add_user(srv, "bob")
+        await add_user(srv, "carol")
+        alice = await client(srv, "alice@localhost/a")
+        bob = await client(srv, "bob@localhost/b")
+        carol = await client(srv, "carol@localhost/c")
+        try:
+            t0 = datetime.now(UTC)
+            for i in range(25):
+                sender = carol if i % 5 == 0 else bob
+                sender.send_message(mto="alice@localhost", mbody=f"m{i}", mtype="chat")
+                got = await asyncio.wait_for(alice.mam.inbox.get(), 5)
+                # XEP-0359: the id of alice's archive, before delivery
+                sid = got.xml.find(f"{{{SID}}}stanza-id")
+                assert sid is not None and sid.get("by") == "alice@localhost" and len(sid.get("id")) >= 16
+            t1 = datetime.now(UTC)
+
+            # forward, 10 at a time
+            page, fin = await query(alice, max=10)
+            assert [b for _, b in page] == [f"m{i}" for i in range(10)]
+            first, last, count, complete = rsm(fin)
+            assert count == 25 and not complete and first == page[0][0] and last == page[-1][0]
+            seen = list(page)
+            while not complete:
+                page, fin = await query(alice, max=10, after=last)
+                seen += page
+                _, last, _, complete = rsm(fin)
+            assert [b for _, b in seen] == [f"m{i}" for i in range(25)]
+            ids = [i for i, _ in seen]
+            assert len(set(ids)) == 25
+            # backward from the end
+            page, fin = await query(alice, max=10, before="")
+            assert [b for _, b in page] == [f"m{i}" for i in range(15, 25)] and not rsm(fin)[3]
+            page, fin = await query(alice, max=10, before=page[0][0])
+            page, fin = await query(alice, max=10, before=page[0][0])
+            assert [b for _, b in page] == [f"m{i}" for i in range(5)] and rsm(fin)[3]
+            # with (bare and full), start/end, after-id/before-id, ids
+            page, fin = await query(alice, with_="carol@localhost")
+            assert [b for _, b in page] == [f"m{i}" for i in range(0, 25, 5)] and rsm(fin)[2] == 5
+            page, _ = await query(alice, with_="carol@localhost/c")
+            assert len(page) == 5
+            page, _ = await query(alice, with_="carol@localhost/elsewhere")
+            assert page == []
+            page, _ = await query(alice, start=(t1 + timedelta(seconds=5)).isoformat())
+            assert page == []
+            page, _ = await query(alice, start=(t0 - timedelta(seconds=1)).isoformat(), end=(t1 + timedelta(seconds=1)).isoformat())
+            assert len(page) == 25
+            page, _ = await query(alice, **{"after_id": ids[3], "before_id": ids[7]})
+            assert [b for _, b in page] == ["m4", "m5", "m6"]
+            page, _ = await query(alice, ids=[ids[9], ids[2]])
+            assert [b for _, b in page] == ["m2", "m9"]
+            page, fin = await query(alice, max=2, with_="bob@localhost", after=ids[1])
+            assert [b for _, b in page] == ["m2", "m3"] and rsm(fin)[2] == 20
+            # the senders' archives have their outgoing messages
+            page, fin = await query(bob)
+            assert len(page) == 20 and rsm(fin)[3]
+            # errors: unknown id, bad date, someone else's archive
+            for kw, cond in (({"after": "no-such-id"}, "item-not-found"), ({"start": "yesterday"}, "bad-request")):
+                with pytest.raises(IqError) as exc:
+                    await query(alice, **kw)
+                assert exc.value.iq["error"]["condition"] == cond
+            with pytest.raises(IqError) as exc:
+                await query(bob, to="alice@localhost")
+            assert exc.value.iq["error"]["condition"] == "forbidden"
+            # slixmpp's own MAM client walks it too
+            bob.register_plugin("xep_0313")
+            bob.register_plugin("xep_0059")
+            got_bodies = [m["mam_result"]["forwarded"]["stanza"]["body"] async for m in bob.plugin["xep_0313"].iterate(rsm={"max": 7})]
+            assert got_bodies == [f"m{i}" for i in range(25) if i % 5]
+        finally:
+            for c in (alice, bob, carol):
+                await slix_close(c)
+
+
+async def test_preferences_and_hints(tmp_path):
+    async with running_server(tmp_path) as srv:
+        for u in ("alice", "bob", "spam"):
+            await add_user(srv, u)
+        alice = await client(srv, "alice@localhost/a")
+        bob = await client(srv, "bob@localhost/b")
+        spam = await client(srv, "spam@localhost/s")
+        try:
+            iq = alice.make_iq_get()
+            ET.SubElement(iq.xml, f"{{{MAM}}}prefs")
+            res = await iq.send(timeout=5)
+            assert res.xml.find(f"{{{MAM}}}prefs").get("default") == "always"
+            iq = alice.make_iq_set()
+            p = ET.SubElement(iq.xml, f"{{{MAM}}}prefs", {"default": "always"})
+            ET.SubElement(ET.SubElement(p, f"{{{MAM}}}never"), f"{{{MAM}}}jid").text = "spam@localhost"
+            ET.SubElement(p, f"{{{MAM}}}always")
+            res = await iq.send(timeout=5)
+            assert res.xml.find(f"{{{MAM}}}prefs/{{{MAM}}}never/{{{MAM}}}jid").text == "spam@localhost"
+
+            spam.send_message(mto="alice@localhost", mbody="buy now", mtype="chat")
+            got = await asyncio.wait_for(alice.mam.inbox.get(), 5)
+            assert got.xml.find(f"{{{SID}}}stanza-id") is None  # not archived: no archive id
+            m = bob.make_message(mto="alice@localhost", mbody="ephemeral", mtype="chat")
+            m.xml.append(ET.fromstring("<no-store xmlns='urn:xmpp:hints'/>"))
+            m.send()
+            await asyncio.wait_for(alice.mam.inbox.get(), 5)
+            m = bob.make_message(mto="alice@localhost", mtype="chat")
+            m.xml.append(ET.fromstring("<encrypted xmlns='eu.siacs.conversations.axolotl'/>"))
+            m.xml.append(ET.fromstring("<store xmlns='urn:xmpp:hints'/>"))
+            m.send()
+            await asyncio.wait_for(alice.mam.inbox.get(), 5)
+            bob.send_message(mto="alice@localhost", mbody="kept", mtype="chat")
+            await asyncio.wait_for(alice.mam.inbox.get(), 5)
+            m = bob.make_message(mto="alice@localhost", mtype="chat")
+            m.xml.append(ET.fromstring("<composing xmlns='http://jabber.org/protocol/chatstates'/>"))
+            m.send()
+            await asyncio.wait_for(alice.mam.inbox.get(), 5)
+            page, _ = await query(alice)
+            assert [b for _, b in page] == [None, "kept"]  # the stored body-less one, then "kept"
+            with pytest.raises(IqError) as exc:
+                iq = alice.make_iq_set()
+                ET.SubElement(iq.xml, f"{{{MAM}}}prefs", {"default": "sometimes"})
+                await iq.send(timeout=5)
+            assert exc.value.iq["error"]["condition"] == "bad-request"
+        finally:
+            for c in (alice, bob, spam):
+                await slix_close(c)
+
+
+async def test_room_archive(tmp_path, storage_overrides):
+    async with running_server(tmp_path, *storage_overrides) as srv:
+        owner = await M.user(srv, "owner")
+        guest = await M.user(srv, "guest")
+        outsider = await M.user(srv, "outsider")
+        for c in (owner, guest, outsider):
+            c.mam = Results(c)
+        room = M.room_jid(srv, "lounge")
+        secret = M.room_jid(srv, "secret")
+        try:
+            await M.create(owner, room, "Boss")
+            await M.join(guest, room, "Guest")
+            info = await owner.plugin["xep_0030"].get_info(jid=room)
+            assert MAM in info["disco_info"]["features"]
+            sids = []
+            for i in range(6):
+                sender = owner if i % 2 == 0 else guest
+                sender.send_message(mto=room, mbody=f"g{i}", mtype="groupchat")
+                got = await guest.inbox.message(lambda m, i=i: m["body"] == f"g{i}")
+                sid = got.xml.find(f"{{{SID}}}stanza-id")
+                assert sid.get("by") == room
+                sids.append(sid.get("id"))
+            page, fin = await query(guest, room, max=4)
+            assert [b for _, b in page] == ["g0", "g1", "g2", "g3"] and not rsm(fin)[3]
+            assert [i for i, _ in page] == sids[:4]  # the ids MUC stamped
+            page, fin = await query(outsider, room, before="", max=2)
+            assert [b for _, b in page] == ["g4", "g5"]
+            page, _ = await query(guest, room, with_=f"{room}/Guest")
+            assert [b for _, b in page] == ["g1", "g3", "g5"]
+            # members-only rooms: outsiders may not read
+            await M.create(owner, secret, "Boss", members_only=True)
+            owner.send_message(mto=secret, mbody="classified", mtype="groupchat")
+            await owner.inbox.message(lambda m: m["body"] == "classified")
+            with pytest.raises(IqError) as exc:
+                await query(outsider, secret)
+            assert exc.value.iq["error"]["condition"] == "forbidden"
+            page, fin = await query(owner, secret)
+            assert [b for _, b in page] == ["classified"]
+            # the owner turns archiving off: nothing more is kept
+            form = M.SlixForm()
+            form["type"] = "submit"
+            form.add_field(var="FORM_TYPE", ftype="hidden", value=M.ROOMCONFIG)
+            form.add_field(var="mam#enabled", value="0")
+            await owner.plugin["xep_0045"].set_room_config(room, form, timeout=5)
+            with pytest.raises(IqError) as exc:
+                await query(guest, room)
+            assert exc.value.iq["error"]["condition"] == "feature-not-implemented"
+        finally:
+            for c in (owner, guest, outsider):
+                await slix_close(c)
+
+
+async def test_clean_shutdown_keeps_every_archived_message_and_retention_purges(tmp_path):
+    async with running_server(tmp_path, "mam.retention_days=1") as srv:
+        await add_user(srv, "alice")
+        await add_user(srv, "bob")
+        bob = await client(srv, "bob@localhost/b")
+        for i in range(300):
+            bob.send_message(mto="alice@localhost", mbody=f"n{i}", mtype="chat")
+        await bob.plugin["xep_0030"].get_info(jid="localhost")  # everything before it was handled
+        await slix_close(bob)
+    async with running_server(tmp_path, "mam.retention_days=1") as srv:
+        alice = await client(srv, "alice@localhost/a")
+        try:
+            _, fin = await query(alice, max=0)
+            assert rsm(fin)[2] == 300  # stored offline too, and every one archived
+            mam = srv.features["mam"]
+            assert await mam.purge() == 0
+            real_now = srv.clock.now
+            srv.clock.now = lambda: real_now() + 2 * 86_400  # type: ignore[method-assign]
+            assert await mam.purge() == 600  # alice's 300 and bob's 300
+            _, fin = await query(alice, max=0)
+            assert rsm(fin)[2] == 0
+        finally:
+            await slix_close(alice)

@@ -1,0 +1,507 @@
+"""XEP-0313: Message Archive Management (urn:xmpp:mam:2), with XEP-0359 stanza ids.
+
+What is archived: messages of type chat, or normal with a body, for and from local accounts
+(one row in each local party's archive), and groupchat messages with a body in rooms whose
+archiving is on (``[mam] rooms_default``, the room configuration field ``mam#enabled``).
+XEP-0334 hints: ``<no-store/>`` and ``<no-permanent-store/>`` keep a message out, ``<store/>``
+keeps one without a body in. Messages the server re-delivers (offline storage, stream
+management re-routing) already carry their ``<stanza-id by='owner'/>`` and are not archived
+twice. Preferences (``<prefs default='always|never|roster'>`` with always/never lists) decide
+per account.
+
+Every archived incoming message gets ``<stanza-id xmlns='urn:xmpp:sid:0' by='<owner>'
+id='...'/>`` before it is delivered, so clients can de-duplicate; rooms use the id MUC stamps.
+
+Writes never wait for storage: records go into a bounded queue that a background task drains
+in batches; queries flush it first (a client always finds what it was just sent), and
+teardown flushes it (a clean shutdown loses nothing). When the queue is full the sender waits
+(back-pressure) rather than a message going unarchived.
+
+Queries: the XEP-0313 form (``with``, ``start``, ``end``, ``after-id``, ``before-id``,
+``ids``), XEP-0059 paging (``max``, ``after``, ``before``; ``<first>``, ``<last>``,
+``<count>``, ``complete``). Accounts query their own archive (anyone else: forbidden); room
+archives answer members of members-only rooms and anyone not banned elsewhere. A periodic purge
+drops messages older than ``[mam] retention_days`` (0: keep forever).
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lxml import etree
+
+from ...core import hooks as H
+from ...core.dispatch import IqRequest, Target
+from ...core.feature import Feature, hook, iq_handler
+from ...core.hooks import AccountEvent, Flow, Routed
+from ...errors import Condition, StanzaError
+from ...jid import JID, JIDError
+from ...xml import ns
+from ...xml.forms import Field, Form
+from .repository import ArchivedMessage, ArchiveQuery, MamRepository, Prefs, SqlMamRepository, UnknownId
+
+if TYPE_CHECKING:
+    from ...core.session import Session
+
+__all__ = ["Mam", "MamOptions", "MAM"]
+
+MAM = "urn:xmpp:mam:2"
+MAM_EXTENDED = "urn:xmpp:mam:2#extended"
+RSM = "http://jabber.org/protocol/rsm"
+FORWARD = "urn:xmpp:forward:0"
+HINTS = "urn:xmpp:hints"
+ROOM_FIELD = "mam#enabled"
+_STANZA_ID = f"{{{ns.SID}}}stanza-id"
+_BODY = f"{{{ns.CLIENT}}}body"
+_NO_STORE = (f"{{{HINTS}}}no-store", f"{{{HINTS}}}no-permanent-store")
+_STORE = f"{{{HINTS}}}store"
+_CARBONS = ("{urn:xmpp:carbons:2}sent", "{urn:xmpp:carbons:2}received")
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
+@dataclass(frozen=True, slots=True)
+class MamOptions:
+    # Days messages are kept; 0 keeps them forever. The purge runs every purge_interval seconds.
+    retention_days: int = 0
+    purge_interval: float = 3600.0
+    # Archiving for accounts without preferences: "always", "never" or "roster".
+    default_mode: str = "always"
+    # Whether rooms archive unless their owner turns it off.
+    rooms_default: bool = True
+    # Most results one query page returns (a larger <max/> is cut to this).
+    max_page: int = 250
+    # Records waiting to be written; beyond it senders wait for storage.
+    queue_size: int = 10000
+    # Records written per transaction.
+    batch_size: int = 200
+
+    def __post_init__(self) -> None:
+        if self.default_mode not in ("always", "never", "roster"):
+            raise ValueError("mam.default_mode must be always, never or roster")
+        if self.retention_days < 0 or self.max_page < 1 or self.queue_size < 1 or self.batch_size < 1 or self.purge_interval <= 0:
+            raise ValueError("mam: retention_days >= 0; max_page, queue_size, batch_size >= 1; purge_interval > 0")
+
+
+def _stamp(us: int) -> str:
+    dt = datetime.fromtimestamp(us / 1_000_000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}Z"
+
+
+def _parse_time(value: str, var: str) -> int:
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise StanzaError(Condition.BAD_REQUEST, f"{var}: not a XEP-0082 date-time: {value!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1_000_000)
+
+
+def _worth_archiving(msg: etree._Element, groupchat: bool = False) -> bool:
+    typ = msg.get("type") or "normal"
+    if groupchat != (typ == "groupchat") or typ not in ("chat", "normal", "groupchat"):
+        return False
+    body = store = False
+    for child in msg:
+        tag = child.tag
+        if tag == _BODY:
+            body = True
+        elif tag in _NO_STORE or tag in _CARBONS:
+            return False
+        elif tag == _STORE:
+            store = True
+    return body or store
+
+
+class Mam(Feature):
+    name = "mam"
+    implements = ("XEP-0313", "XEP-0359", "XEP-0059", "XEP-0334")
+    account_disco_features = (MAM, MAM_EXTENDED, ns.SID)
+    disco_features = (ns.SID,)
+    depends = ("disco", "roster", "muc")
+    Options = MamOptions
+    migrations = str(Path(__file__).parent / "migrations")
+
+    repo: MamRepository
+
+    async def setup(self) -> None:
+        self.repo = SqlMamRepository(self.ctx.db)
+        self._queue: asyncio.Queue[ArchivedMessage] = asyncio.Queue(self.options.queue_size)
+        self._inflight: list[ArchivedMessage] = []
+        self._lock = asyncio.Lock()
+        self._prefs: dict[str, Prefs] = {}
+        self._writer = self.ctx.spawn(self._write_loop(), "mam-writer")
+        if self.options.retention_days:
+            self._purge_timer = self.ctx.call_later(self.options.purge_interval, self._schedule_purge)
+        muc = self.ctx.feature("muc") if self.ctx.has_feature("muc") else None
+        self.muc = muc
+        if muc is not None:
+            from ..muc import events as E
+
+            self.ctx.on_teardown(muc.events.add(E.GROUPCHAT_BEFORE_BROADCAST, self._room_message, priority=-1000))
+            self.ctx.on_teardown(muc.events.add(E.CONFIG_FORM, self._room_form))
+            self.ctx.on_teardown(muc.events.add(E.ROOM_DISCO_INFO, self._room_disco))
+            self.ctx.on_teardown(muc.events.add(E.ROOM_DESTROYED, self._room_destroyed))
+            for typ in ("get", "set"):
+                self.ctx.add_iq_handler(typ, f"{{{MAM}}}query", self._room_query, target=Target.BARE, domain=muc.domain)
+
+    async def teardown(self) -> None:
+        self._writer.cancel()
+        try:
+            await self._writer
+        except asyncio.CancelledError:
+            pass
+        await self.flush()
+
+    # ---------------------------------------------------------------- writing
+
+    async def _write_loop(self) -> None:
+        q = self._queue
+        while True:
+            # Taken records are in _inflight at once, so that a flush() waiting for the lock
+            # writes them first, in order.
+            record = await q.get()
+            self._inflight.append(record)  # (looked up after the await: flush() replaces the list)
+            async with self._lock:
+                batch = self._inflight
+                if not batch:
+                    continue  # a flush wrote it
+                while len(batch) < self.options.batch_size and not q.empty():
+                    batch.append(q.get_nowait())
+                try:
+                    await self.repo.store_many(batch)
+                except Exception:
+                    self.log.exception("writing %d archived messages failed; retrying", len(batch))
+                    await asyncio.sleep(1)
+                    await self.repo.store_many(batch)
+                self._inflight = []
+
+    async def flush(self) -> None:
+        """Write everything queued (and a batch cut short by cancellation) now."""
+        async with self._lock:
+            batch = self._inflight
+            self._inflight = []
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            if batch:
+                await self.repo.store_many(batch)
+
+    async def _archive(self, owner: str, msg: etree._Element, with_jid: JID, stanza_id: str, when: int) -> None:
+        record = ArchivedMessage(owner, stanza_id, when, str(with_jid.bare), with_jid.resource or "", etree.tostring(msg, encoding="unicode"))
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            await self._queue.put(record)
+
+    def _new_id(self) -> str:
+        return f"{self.ctx.rng.getrandbits(96):024x}"
+
+    def _now(self) -> int:
+        return int(self.ctx.clock.now() * 1_000_000)
+
+    # ---------------------------------------------------------------- preferences
+
+    async def prefs_of(self, owner: str) -> Prefs:
+        p = self._prefs.get(owner)
+        if p is None:
+            p = await self.repo.get_prefs(owner) or Prefs(self.options.default_mode)
+            if len(self._prefs) > 50_000:
+                self._prefs.clear()
+            self._prefs[owner] = p
+        return p
+
+    async def _wanted(self, owner: JID, other: JID) -> bool:
+        p = await self.prefs_of(str(owner))
+        other_s = str(other.bare)
+        if other_s in p.never:
+            return False
+        if other_s in p.always:
+            return True
+        if p.default == "always":
+            return True
+        if p.default == "roster" and self.ctx.has_feature("roster"):
+            return await self.ctx.feature("roster").item(owner, other.bare) is not None
+        return False
+
+    # ---------------------------------------------------------------- archiving accounts
+
+    def _already_archived(self, msg: etree._Element, owner: str) -> bool:
+        return any(c.tag == _STANZA_ID and c.get("by") == owner for c in msg)
+
+    async def _incoming(self, r: Routed) -> Flow:
+        to = r.to
+        msg = r.stanza
+        if to is None or to.local is None or not _worth_archiving(msg):
+            return Flow.CONTINUE
+        owner = to.bare
+        owner_s = str(owner)
+        if self._already_archived(msg, owner_s):
+            return Flow.CONTINUE
+        if not await self._wanted(owner, r.from_jid):
+            return Flow.CONTINUE
+        if not self.ctx.sessions.has_account_sessions(owner) and await self.ctx.accounts.get(owner.local, owner.domain) is None:  # type: ignore[arg-type]
+            return Flow.CONTINUE  # no such account: the router bounces it
+        sid = self._new_id()
+        etree.SubElement(msg, _STANZA_ID, {"by": owner_s, "id": sid}, nsmap={None: ns.SID})
+        stored = copy.deepcopy(msg)
+        await self._archive(owner_s, stored, r.from_jid, sid, self._now())
+        return Flow.CONTINUE
+
+    @hook(H.MESSAGE_BARE)
+    async def on_bare(self, r: Routed) -> Flow:
+        return await self._incoming(r)
+
+    @hook(H.MESSAGE_FULL)
+    async def on_full(self, r: Routed) -> Flow:
+        return await self._incoming(r)
+
+    @hook(H.STANZA_IN, priority=-50)
+    async def on_sent(self, r: Routed) -> Flow:
+        """The sender's copy: a local account's outgoing message, in its own archive."""
+        origin = r.origin
+        if r.kind != "message" or origin is None or origin.jid is None or not _worth_archiving(r.stanza):
+            return Flow.CONTINUE
+        owner = origin.jid.bare
+        to = r.to
+        if to is None or (to.local == owner.local and to.domain == owner.domain):
+            return Flow.CONTINUE  # to oneself: archived once, as incoming
+        if not await self._wanted(owner, to):
+            return Flow.CONTINUE
+        await self._archive(str(owner), copy.deepcopy(r.stanza), to, self._new_id(), self._now())
+        return Flow.CONTINUE
+
+    @hook(H.ACCOUNT_DELETED)
+    async def on_account_deleted(self, ev: AccountEvent) -> Flow:
+        owner = str(ev.jid)
+        await self.flush()
+        await self.repo.delete_owner(owner)
+        self._prefs.pop(owner, None)
+        return Flow.CONTINUE
+
+    # ---------------------------------------------------------------- archiving rooms
+
+    def room_archiving(self, room: Any) -> bool:
+        """Public: does this room archive its messages?"""
+        values = room.config.extra.get(ROOM_FIELD)
+        if values:
+            return values[0] in ("1", "true")
+        return self.options.rooms_default
+
+    async def _room_message(self, ev: Any) -> Flow:
+        room = ev.room
+        if not self.room_archiving(room) or not _worth_archiving(ev.stanza, groupchat=True):
+            return Flow.CONTINUE
+        out = ev.stanza
+        nick = ev.occupant.nick
+        when = self._now()
+        room_s = room.jid_s
+
+        def stamped() -> None:
+            # MUC stamps its stanza-id right after the last before-broadcast handler (this one).
+            sid = next((c.get("id") for c in out if c.tag == _STANZA_ID and c.get("by") == room_s), None)
+            if sid is None:
+                return  # dropped by MUC after all
+            kept = copy.deepcopy(out)
+            kept.attrib.pop("to", None)
+            record = ArchivedMessage(room_s, sid, when, room_s, nick, etree.tostring(kept, encoding="unicode"))
+            try:
+                self._queue.put_nowait(record)
+            except asyncio.QueueFull:
+                self.ctx.spawn(self._queue.put(record))
+
+        asyncio.get_running_loop().call_soon(stamped)
+        return Flow.CONTINUE
+
+    async def _room_form(self, ev: Any) -> Flow:
+        ev.fields.append(Field(ROOM_FIELD, "boolean", label="Archive the room's messages (XEP-0313)",
+                               values=("1" if self.room_archiving(ev.room) else "0",)))
+        return Flow.CONTINUE
+
+    async def _room_disco(self, ev: Any) -> Flow:
+        if self.room_archiving(ev.room):
+            ev.features.extend((MAM, ns.SID))
+        return Flow.CONTINUE
+
+    async def _room_destroyed(self, ev: Any) -> Flow:
+        await self.flush()
+        await self.repo.delete_owner(ev.room.jid_s)
+        return Flow.CONTINUE
+
+    async def _room_query(self, req: IqRequest) -> Any:
+        assert self.muc is not None
+        room = self.muc.get_room(req.to.bare)
+        if room is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "no such room")
+        if not self.room_archiving(room):
+            raise StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, "this room does not archive its messages")
+        from ..muc.affiliations import Affiliation
+
+        aff = room.affiliation(req.from_jid.bare)
+        if aff is Affiliation.OUTCAST or (room.config.members_only and aff.rank < Affiliation.MEMBER.rank):
+            raise StanzaError(Condition.FORBIDDEN, "only members may read this room's archive")
+        return await self._query(req, room.jid_s)
+
+    # ---------------------------------------------------------------- queries
+
+    @iq_handler("get", f"{{{MAM}}}query", target=Target.BARE)
+    async def form(self, req: IqRequest) -> etree._Element:
+        self._own(req)
+        return self._form_element()
+
+    @iq_handler("set", f"{{{MAM}}}query", target=Target.BARE)
+    async def query(self, req: IqRequest) -> Any:
+        self._own(req)
+        return await self._query(req, str(req.to.bare))
+
+    def _own(self, req: IqRequest) -> None:
+        if not req.is_self:
+            raise StanzaError(Condition.FORBIDDEN, "an archive is read by its owner only")
+
+    def _form_element(self) -> etree._Element:
+        q = etree.Element(f"{{{MAM}}}query", nsmap={None: MAM})
+        form = Form("form", fields=(
+            Field("FORM_TYPE", "hidden", values=(MAM,)),
+            Field("with", "jid-single"),
+            Field("start", "text-single"),
+            Field("end", "text-single"),
+            Field("after-id", "text-single"),
+            Field("before-id", "text-single"),
+            Field("ids", "text-multi"),
+        ))
+        q.append(form.to_element())
+        return q
+
+    async def _query(self, req: IqRequest, owner: str) -> Any:
+        payload = req.payload
+        queryid = payload.get("queryid")
+        filters: dict[str, tuple[str, ...]] = {}
+        x = payload.find(f"{{{ns.DATA_FORMS}}}x")
+        if x is not None:
+            form = Form.from_element(x)
+            if form.form_type not in (None, MAM):
+                raise StanzaError(Condition.BAD_REQUEST, f"the query form's FORM_TYPE must be {MAM}")
+            for f in form.fields:
+                if f.var and f.var != "FORM_TYPE":
+                    if f.var not in ("with", "start", "end", "after-id", "before-id", "ids"):
+                        raise StanzaError(Condition.BAD_REQUEST, f"unknown query field {f.var!r}")
+                    filters[f.var] = f.values
+        with_jid = with_res = None
+        if filters.get("with"):
+            try:
+                w = JID.parse(filters["with"][0])
+            except (JIDError, ValueError) as exc:
+                raise StanzaError(Condition.JID_MALFORMED, f"with: {exc}") from None
+            with_jid, with_res = str(w.bare), w.resource
+        start = _parse_time(filters["start"][0], "start") if filters.get("start") else None
+        end = _parse_time(filters["end"][0], "end") if filters.get("end") else None
+        rsm = payload.find(f"{{{RSM}}}set")
+        limit = self.options.max_page
+        after = before = None
+        if rsm is not None:
+            text = rsm.findtext(f"{{{RSM}}}max")
+            if text is not None:
+                if not text.strip().isdigit():
+                    raise StanzaError(Condition.BAD_REQUEST, "rsm max must be a non-negative integer")
+                limit = min(int(text), limit)
+            after = rsm.findtext(f"{{{RSM}}}after")
+            b = rsm.find(f"{{{RSM}}}before")
+            if b is not None:
+                before = b.text or ""
+        if after is not None and before is not None:
+            raise StanzaError(Condition.BAD_REQUEST, "rsm: after and before together")
+        q = ArchiveQuery(
+            owner, limit, with_jid, with_res, start, end,
+            (filters.get("after-id") or (None,))[0], (filters.get("before-id") or (None,))[0],
+            tuple(filters["ids"]) if "ids" in filters else None, after, before,
+        )
+        await self.flush()
+        try:
+            page = await self.repo.query(q)
+        except UnknownId as exc:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no message with id {exc.args[0]!r} in this archive") from None
+        origin: "Session | None" = req.origin
+        for m in page.items:
+            out = etree.Element(ns.MESSAGE, {"to": str(req.from_jid), "from": owner}, nsmap={None: ns.CLIENT})
+            if req.stanza.get("id"):
+                out.set("id", f"{req.stanza.get('id')}-{m.stanza_id}")
+            res = etree.SubElement(out, f"{{{MAM}}}result", {"id": m.stanza_id}, nsmap={None: MAM})
+            if queryid is not None:
+                res.set("queryid", queryid)
+            fwd = etree.SubElement(res, f"{{{FORWARD}}}forwarded", nsmap={None: FORWARD})
+            etree.SubElement(fwd, f"{{{ns.DELAY}}}delay", {"stamp": _stamp(m.ts)}, nsmap={None: ns.DELAY})
+            fwd.append(etree.fromstring(m.stanza, _PARSER))
+            if origin is not None:
+                await self.ctx.router.deliver(origin, out, "message")
+            else:
+                await self.ctx.send(out)
+        fin = etree.Element(f"{{{MAM}}}fin", nsmap={None: MAM})
+        if page.complete:
+            fin.set("complete", "true")
+        if queryid is not None:
+            fin.set("queryid", queryid)
+        s = etree.SubElement(fin, f"{{{RSM}}}set", nsmap={None: RSM})
+        if page.items:
+            etree.SubElement(s, f"{{{RSM}}}first").text = page.items[0].stanza_id
+            etree.SubElement(s, f"{{{RSM}}}last").text = page.items[-1].stanza_id
+        etree.SubElement(s, f"{{{RSM}}}count").text = str(page.count)
+        return fin
+
+    # ---------------------------------------------------------------- preferences
+
+    @iq_handler("get", f"{{{MAM}}}prefs", target=Target.BARE)
+    async def prefs_get(self, req: IqRequest) -> etree._Element:
+        self._own(req)
+        return self._prefs_element(await self.prefs_of(str(req.to.bare)))
+
+    @iq_handler("set", f"{{{MAM}}}prefs", target=Target.BARE)
+    async def prefs_set(self, req: IqRequest) -> etree._Element:
+        self._own(req)
+        el = req.payload
+        default = el.get("default")
+        if default not in ("always", "never", "roster"):
+            raise StanzaError(Condition.BAD_REQUEST, "default must be always, never or roster")
+
+        def jids(name: str) -> tuple[str, ...]:
+            out = []
+            for j in el.findall(f"{{{MAM}}}{name}/{{{MAM}}}jid"):
+                try:
+                    out.append(str(JID.parse((j.text or "").strip()).bare))
+                except (JIDError, ValueError) as exc:
+                    raise StanzaError(Condition.JID_MALFORMED, f"{name}: {exc}") from None
+            return tuple(dict.fromkeys(out))
+
+        prefs = Prefs(default, jids("always"), jids("never"))
+        owner = str(req.to.bare)
+        await self.repo.set_prefs(owner, prefs)
+        self._prefs[owner] = prefs
+        return self._prefs_element(prefs)
+
+    def _prefs_element(self, p: Prefs) -> etree._Element:
+        el = etree.Element(f"{{{MAM}}}prefs", {"default": p.default}, nsmap={None: MAM})
+        for name, items in (("always", p.always), ("never", p.never)):
+            box = etree.SubElement(el, f"{{{MAM}}}{name}")
+            for j in items:
+                etree.SubElement(box, f"{{{MAM}}}jid").text = j
+        return el
+
+    # ---------------------------------------------------------------- retention
+
+    def _schedule_purge(self) -> None:
+        self.ctx.spawn(self.purge(), "mam-purge")
+        self._purge_timer = self.ctx.call_later(self.options.purge_interval, self._schedule_purge)
+
+    async def purge(self) -> int:
+        """Delete messages older than the retention period; returns how many."""
+        if not self.options.retention_days:
+            return 0
+        await self.flush()
+        cutoff = self._now() - self.options.retention_days * 86_400 * 1_000_000
+        n = await self.repo.purge_before(cutoff)
+        if n:
+            self.log.info("purged %d archived messages older than %d days", n, self.options.retention_days)
+        return n
+
