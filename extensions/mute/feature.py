@@ -396,7 +396,8 @@ class MuteFeature(Feature):
         m = Mute(room.jid_s, str(target), self._until(seconds), reason or None, str(actor.bare), self.now())
         await self._store(m, actor.bare, seconds)
         occ = room.occupants.of_bare(target)
-        if occ is not None and occ.role.rank > Role.VISITOR.rank:
+        # XEP-0045 §5.1: admins keep the moderator role; their mute is enforced, not shown as a role.
+        if occ is not None and occ.role.rank > Role.VISITOR.rank and room.affiliation(target).rank < Affiliation.ADMIN.rank:
             await self._set_role(room, occ, Role.VISITOR, actor, reason)
         await self._room_notice(room, "mute", target, actor.bare, seconds, reason, m.until, lang)
         return m

@@ -278,6 +278,8 @@ async def test_the_hierarchy_decides_who_mutes_whom(srv):
             await nina.plugin["mute"].status(ROOM, nick="pat")
         assert info.value.iq["error"]["condition"] == "forbidden"
         # the admin that got muted by the owner keeps the moderator role (XEP-0045) but is refused
+        assert room.occupants.get("adam").role is Role.MODERATOR
+        assert room.occupants.get("pat").role is Role.VISITOR
         adam.inbox.drain()
         adam.send_message(mto=ROOM, mbody="hm", mtype="groupchat")
         assert app_element(await adam.inbox.message(lambda m: m["type"] == "error"), "muted") is not None
