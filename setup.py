@@ -52,6 +52,7 @@ setup(
             "muc=xmppd.features.muc.service:Muc",
             "redpacket=xmppd_extensions.redpacket.feature:RedPacket",
             "cs=xmppd_extensions.customer_service.feature:CustomerService",
+            "mute=xmppd_extensions.mute.feature:MuteFeature",
             "offline=xmppd.features.offline:Offline",
             "blocking=xmppd.features.blocking:Blocking",
             "vcard=xmppd.features.vcard:VCard",
