@@ -63,6 +63,7 @@ setup(
             "smacks=xmppd.features.smacks:Smacks",
             "carbons=xmppd.features.carbons:Carbons",
             "mam=xmppd.features.mam:Mam",
+            "csi=xmppd.features.csi:Csi",
         ],
     },
 )

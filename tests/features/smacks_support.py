@@ -33,6 +33,7 @@ class SmClient:
         self._task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.skipped: list[etree._Element] = []
+        self.features: etree._Element | None = None  # the stream features after authentication
 
     @classmethod
     async def login(cls, server: Any, user: str, *, resource: str | None = "phone", enable: bool = True, resume: bool = True) -> "SmClient":
@@ -58,6 +59,7 @@ class SmClient:
         c.write(HEADER)
         features = await c.expect(lambda e: e.tag.endswith("features"))
         assert features.find(f"{{{SM}}}sm") is not None, "stream management is advertised after authentication"
+        c.features = features
         return c
 
     async def bind(self, resource: str | None) -> str:
