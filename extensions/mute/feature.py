@@ -26,7 +26,7 @@ import asyncio
 import heapq
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,13 +137,13 @@ class MuteFeature(Feature):
         room_iqs = (("set", "mute", self.iq_room_mute), ("set", "unmute", self.iq_room_unmute),
                     ("set", "mute-all", self.iq_mute_all), ("set", "unmute-all", self.iq_unmute_all),
                     ("get", "list", self.iq_room_list), ("get", "status", self.iq_room_status))
-        for typ, local, fn in room_iqs:
-            self.ctx.add_iq_handler(typ, q(local), fn, target=Target.BARE, domain=self.muc_domain)
+        for typ, local, handler in room_iqs:
+            self.ctx.add_iq_handler(typ, q(local), handler, target=Target.BARE, domain=self.muc_domain)
         server_iqs = (("set", "mute", self.iq_platform_mute), ("set", "unmute", self.iq_platform_unmute),
                       ("get", "list", self.iq_platform_list), ("get", "status", self.iq_platform_status),
                       ("get", "audit", self.iq_audit))
-        for typ, local, fn in server_iqs:
-            self.ctx.add_iq_handler(typ, q(local), fn)
+        for typ, local, handler in server_iqs:
+            self.ctx.add_iq_handler(typ, q(local), handler)
         adhoc = self.ctx.feature("adhoc")
         self.ctx.on_teardown(adhoc.register_provider(self.muc_domain, self._room_commands))
         for cmd in self._server_commands():
@@ -865,7 +865,7 @@ def _mute_form(o: MuteOptions, title: str, var: str, ftype: str, label: str) -> 
     ))
 
 
-def _table(title: str, rows: list[tuple[Field, ...]], columns: tuple[str, ...]) -> Form:
+def _table(title: str, rows: Sequence[tuple[Field, ...]], columns: tuple[str, ...]) -> Form:
     reported = tuple(Field(c, "jid-single" if c in ("jid", "by", "actor", "target", "room") else "text-single", c.capitalize())
                      for c in columns)
     return Form("result", title=title, reported=reported, items=tuple(rows))
