@@ -64,6 +64,7 @@ setup(
             "carbons=xmppd.features.carbons:Carbons",
             "mam=xmppd.features.mam:Mam",
             "csi=xmppd.features.csi:Csi",
+            "push=xmppd.features.push:Push",
         ],
     },
 )
