@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from slixmpp import Message
 
 from ..helpers import add_user, running_server, slix, slix_close
 

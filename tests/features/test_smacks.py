@@ -31,7 +31,7 @@ def _bodies(elements) -> list[str]:
 
 async def _until(pred, timeout: float = 5) -> None:
     async def go() -> None:
-        while not pred():
+        while not pred():  # noqa: ASYNC110 - polling server state the test cannot subscribe to
             await asyncio.sleep(0.01)
     await asyncio.wait_for(go(), timeout)
 
@@ -175,18 +175,30 @@ async def test_hibernation_hides_unavailable_until_expiry_then_offline(tmp_path,
         await add_user(srv, "bob")
         alice = await slix(srv, "alice@localhost", plugins=("xep_0030",))
         bob = await SmClient.login(srv, "bob")
+        seen_presence: asyncio.Queue = asyncio.Queue()
+        seen_available: asyncio.Queue = asyncio.Queue()
+        alice.add_event_handler("presence_unavailable", lambda p: seen_presence.put_nowait(p))
+        alice.add_event_handler("presence_available", lambda p: seen_available.put_nowait(p))
+        alice.send_presence()
         try:
             bob.send_stanza("<presence/>")
+            bob.send_stanza("<presence to='alice@localhost'/>")  # directed: alice sees bob's presence
             session = srv.sessions.get(JID.parse("bob@localhost/phone"))
             await _until(lambda: session.available)
+            while (await asyncio.wait_for(seen_available.get(), 5))["from"].full != "bob@localhost/phone":
+                pass  # alice sees bob
             alice.send_message(mto="bob@localhost/phone", mbody="unacked", mtype="chat")
             assert _bodies(await bob.messages(1)) == ["unacked"]
             bob.cut()
             await _until(lambda: session.hibernating)
+            await asyncio.sleep(0.3)
+            assert seen_presence.empty()  # hibernating: nobody is told bob left
             alice.send_message(mto="bob@localhost/phone", mbody="queued", mtype="chat")
             await _until(lambda: len(session.observer.counters.unacked) == 2)
             await asyncio.wait_for(session.closed_event.wait(), 5)
             assert srv.sessions.get(JID.parse("bob@localhost/phone")) is None
+            gone = await asyncio.wait_for(seen_presence.get(), 5)  # now the cleanup ran
+            assert gone["from"].full == "bob@localhost/phone"
             # both went to offline storage, once; bob gets them at his next login
             stored = await srv.features["offline"].repo.fetch("bob", "localhost")
             assert [m.stanza.count("unacked") + m.stanza.count("queued") for m in stored] == [1, 1]
@@ -195,6 +207,12 @@ async def test_hibernation_hides_unavailable_until_expiry_then_offline(tmp_path,
             got = [m for m in await bob_again.drain(0.5) if m.tag == f"{C}message"]
             assert _bodies(got) == ["unacked", "queued"]
             assert all(m.find("{urn:xmpp:delay}delay").get("stamp") for m in got)
+            # the archive has each once too (re-routing does not archive again)
+            bob_again.send_stanza("<iq type='set' id='mam'><query xmlns='urn:xmpp:mam:2' queryid='x'/></iq>")
+            await bob_again.expect(lambda e: e.get("id") == "mam")
+            results = [e for e in bob_again.skipped if e.find("{urn:xmpp:mam:2}result") is not None]
+            archived = [r.findtext(".//{jabber:client}body") for r in results]
+            assert archived == ["unacked", "queued"]
             # an expired id cannot be resumed
             late = await SmClient.authenticate(srv, "bob")
             failed = await late.resume(bob.resume_id, 1)
@@ -207,7 +225,6 @@ async def test_hibernation_hides_unavailable_until_expiry_then_offline(tmp_path,
 
 async def test_unacked_messages_go_to_another_resource_once(sm_server):
     """Expiry re-routes to the bare JID: the other available resource gets them, once."""
-    sm_server.features["smacks"].options  # loaded
     bob = await SmClient.login(sm_server, "bob", resource="phone")
     laptop = await SmClient.login(sm_server, "bob", resource="laptop", enable=False)
     alice = await slix(sm_server, "alice@localhost")
@@ -235,3 +252,41 @@ async def test_server_shutdown_ends_hibernating_sessions(tmp_path):
         bob.cut()
         await _until(lambda: session.hibernating)
     assert session.is_closed and session.closed_event.is_set()
+
+
+async def test_slixmpp_resumes_after_its_socket_is_cut(tmp_path):
+    """slixmpp's own XEP-0198 (server-requested acks every stanza): 50 before, 50 while cut."""
+    async with running_server(tmp_path, "smacks.request_every=1") as srv:
+        await add_user(srv, "alice")
+        await add_user(srv, "bob")
+        alice = await slix(srv, "alice@localhost")
+        bob = await slix(srv, "bob@localhost/phone", plugins=("xep_0198",))
+        bodies: list[str] = []
+        bob.add_event_handler("message", lambda m: bodies.append(m["body"]))
+        resumed = asyncio.Event()
+        gone = asyncio.Event()
+        bob.add_event_handler("session_resumed", lambda e: resumed.set())
+        bob.add_event_handler("disconnected", lambda e: gone.set())
+        try:
+            await _until(lambda: bob.plugin["xep_0198"].sm_id is not None)
+            for i in range(50):
+                alice.send_message(mto="bob@localhost/phone", mbody=f"b{i}", mtype="chat")
+            await _until(lambda: len(bodies) == 50)
+            session = srv.sessions.get(JID.parse("bob@localhost/phone"))
+            bob.transport.abort()
+            await asyncio.wait_for(gone.wait(), 5)
+            await _until(lambda: session.hibernating)
+            for i in range(50):
+                alice.send_message(mto="bob@localhost/phone", mbody=f"d{i}", mtype="chat")
+            await _until(lambda: len(session.observer.counters.unacked) >= 50)
+            bob.connect("127.0.0.1", srv.ports["c2s"])
+            await asyncio.wait_for(resumed.wait(), 5)
+            await _until(lambda: len(bodies) >= 100)
+            await asyncio.sleep(0.3)
+            assert Counter(bodies) == Counter([f"b{i}" for i in range(50)] + [f"d{i}" for i in range(50)])
+            assert len(bodies) == 100
+            new = srv.sessions.get(JID.parse("bob@localhost/phone"))
+            await _until(lambda: len(new.observer.counters.unacked) == 0)  # slixmpp acked them all
+        finally:
+            await slix_close(alice)
+            await slix_close(bob)
