@@ -169,6 +169,8 @@ async def amain(args: argparse.Namespace) -> int:
                 print(f"{name}: not installed, skipped", flush=True)
                 continue
             server = cls(args.server_cpu)
+            if name == "xmppd":
+                server.extra = list(args.xmppd_set)  # type: ignore[attr-defined]
             try:
                 print(f"{name}: starting (CPU {args.server_cpu})", flush=True)
                 target = server.start()
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ws-url")
     p.add_argument("--muc-domain")
     p.add_argument("--pid", type=int, help="the target server's process id (memory and CPU figures)")
+    p.add_argument("--xmppd-set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="extra xmppd config overrides, e.g. 'features.disabled=[\"mam\"]'")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--loadgen-cpu", type=int, default=1 if (os.cpu_count() or 1) > 1 else 0)
     p.add_argument("--json", help="where to write the JSON ('-': stdout); default bench/results/run-<time>.json")

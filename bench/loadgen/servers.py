@@ -117,6 +117,7 @@ class Managed:
 
 class Xmppd(Managed):
     name = "xmppd"
+    extra: list[str] = []  # more --set overrides
 
     def start(self) -> Target:
         c2s, http = free_port(), free_port()
@@ -135,7 +136,9 @@ class Xmppd(Managed):
             "c2s.max_sessions_per_account=1000",
             "registration.open=true",
             "registration.per_ip_per_hour=1000000",
+            "muc.max_occupants=1000",
             "log.level=warning",
+            *self.extra,
         ]
         # An empty file: every key at its built-in default, then the overrides.
         conf = self.dir / "xmppd.toml"

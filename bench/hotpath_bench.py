@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Hot-path micro-benchmark: µs per message stanza for each stage, no sockets.
+
+Two sessions of a real ``Server`` (every installed feature loaded, SQLite in a temp dir, no
+listeners) with fake transports. N chat messages from A to B's full JID go through
+
+    parse (StreamParser) -> c2s (C2SStream state machine, parse included) -> route
+    (Router.from_client ... deliver, B's send captured) -> serialise (etree.tostring)
+
+each timed alone, then end to end through ``Session.data_received`` and the session's drain task
+to B's transport (what a TCP connection does, minus the kernel). Best of ``--rounds``.
+
+    python bench/hotpath_bench.py [--stanzas 20000] [--rounds 5] [--profile out.pstats]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lxml import etree  # noqa: E402
+
+from xmppd.app import Server  # noqa: E402
+from xmppd.config import build  # noqa: E402
+from xmppd.core.loader import discover  # noqa: E402
+from xmppd.core.session import Session  # noqa: E402
+from xmppd.jid import JID  # noqa: E402
+from xmppd.protocol import events as ev  # noqa: E402
+from xmppd.protocol.c2s import State  # noqa: E402
+from xmppd.xml.parser import StreamParser  # noqa: E402
+
+HEADER = (
+    b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' to='bench.localhost' version='1.0'>"
+)
+
+
+class FakeTransport:
+    __slots__ = ("out", "bytes")
+
+    def __init__(self) -> None:
+        self.out = 0
+        self.bytes = 0
+
+    def write(self, units: list[bytes]) -> None:
+        self.out += 1
+        for u in units:
+            self.bytes += len(u)
+
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+    async def start_tls(self) -> None:
+        return None
+
+
+def messages(n: int, to: str) -> list[bytes]:
+    return [
+        f"<message to='{to}' type='chat' id='m{i}'><body>Benchmark message number {i}, some ordinary chat text.</body></message>".encode()
+        for i in range(n)
+    ]
+
+
+def chunks(stanzas: list[bytes], size: int = 4096) -> list[bytes]:
+    out, cur, n = [], [], 0
+    for s in stanzas:
+        cur.append(s)
+        n += len(s)
+        if n >= size:
+            out.append(b"".join(cur))
+            cur, n = [], 0
+    if cur:
+        out.append(b"".join(cur))
+    return out
+
+
+def established(server: Server, username: str) -> tuple[Session, FakeTransport]:
+    t = FakeTransport()
+    stream = server.new_stream(direct_tls=False)
+    s = Session(server, stream, t, "127.0.0.1")
+    stream.receive_data(HEADER)
+    stream.data_to_send()
+    full, _ = server.sessions.bind(s, JID(username, server.domain), "hot")
+    stream.authenticated_as = username
+    stream.jid = full
+    stream.state = State.ESTABLISHED
+    s.jid = full
+    s.available = True
+    if s._auth_timer is not None:
+        s._auth_timer.cancel()
+        s._auth_timer = None
+    server.live.add(s)
+    return s, t
+
+
+async def main(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="hotpath-"))
+    classes = discover()
+    cfg = build({}, {n: c.Options for n, c in classes.items()}, [
+        "server.domain=bench.localhost", f"server.data_dir={tmp}", "listen.c2s=", "listen.c2s_tls=", "listen.http=", "log.level=warning",
+        *args.set,
+    ], source="<hotpath>")
+    server = Server(cfg)
+    await server.start()
+    try:
+        for u in ("alice", "bob"):
+            await server.account_service.create(u, "bench-password-1")
+        a, _ = established(server, "alice")
+        b, bt = established(server, "bob")
+        n = args.stanzas
+        data = chunks(messages(n, str(b.jid)))
+        res: dict[str, float] = {}
+
+        def best(name: str, fn) -> None:  # type: ignore[no-untyped-def]
+            times = []
+            for _ in range(args.rounds):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            res[name] = min(times) / n * 1e6
+
+        def parse() -> None:
+            p = StreamParser()
+            p.feed(HEADER)
+            for c in data:
+                p.feed(c)
+
+        best("parse", parse)
+
+        evs: list[object] = []
+
+        def c2s() -> None:
+            stream = server.new_stream(direct_tls=False)
+            stream.receive_data(HEADER)
+            stream.state = State.ESTABLISHED
+            stream.jid = a.jid
+            stream.authenticated_as = "alice"
+            evs.clear()
+            for c in data:
+                evs.extend(stream.receive_data(c))
+
+        best("c2s (incl. parse)", c2s)
+        stanzas = [e for e in evs if type(e) is ev.StanzaReceived]
+        assert len(stanzas) == n, len(stanzas)
+
+        delivered: list[etree._Element] = []
+        real_send = Session.send  # captured instead of serialised (class attribute: __slots__)
+        Session.send = lambda self, stanza: delivered.append(stanza)  # type: ignore[method-assign]
+        router = server.router
+
+        async def route_all() -> float:
+            t0 = time.perf_counter()
+            for e in stanzas:
+                el = e.element  # type: ignore[attr-defined]
+                await router.from_client(a, el, "message", e.to)  # type: ignore[attr-defined]
+            return time.perf_counter() - t0
+
+        times = []
+        for _ in range(args.rounds):
+            delivered.clear()
+            times.append(await route_all())
+        res["route"] = min(times) / n * 1e6
+        assert len(delivered) == n, len(delivered)
+        Session.send = real_send  # type: ignore[method-assign]
+
+        def serialise() -> None:
+            for el in delivered:
+                etree.tostring(el)
+
+        best("serialise", serialise)
+
+        async def end_to_end() -> float:
+            before = bt.out
+            t0 = time.perf_counter()
+            for c in data:
+                a.data_received(c)
+                while a._drain is not None:
+                    await asyncio.sleep(0)
+            dt = time.perf_counter() - t0
+            assert bt.out - before == n, (bt.out - before, n)
+            return dt
+
+        prof = cProfile.Profile() if args.profile else None
+        times = []
+        for i in range(args.rounds):
+            if prof is not None and i == args.rounds - 1:
+                prof.enable()
+            times.append(await end_to_end())
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(args.profile)
+        res["end to end (Session)"] = min(times) / n * 1e6
+        res["  = stanzas/s on one core"] = 1e6 / res["end to end (Session)"]
+        width = max(len(k) for k in res)
+        print(f"{n} chat messages, best of {args.rounds} rounds")
+        for k, v in res.items():
+            unit = "" if k.startswith("  =") else " µs/stanza"
+            print(f"  {k.ljust(width)}  {v:9.2f}{unit}")
+        print(f"  (c2s alone ≈ {res['c2s (incl. parse)'] - res['parse']:.2f} µs; delivered bytes per stanza {bt.bytes / max(1, bt.out):.0f})")
+    finally:
+        await server.stop()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stanzas", type=int, default=20000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="config overrides, e.g. 'features.disabled=[\"mam\"]'")
+    p.add_argument("--profile", help="write a cProfile of the last end-to-end round here")
+    args = p.parse_args()
+    try:
+        import uvloop
+
+        uvloop.run(main(args))
+    except ImportError:
+        asyncio.run(main(args))
