@@ -192,11 +192,19 @@ class Ejabberd(Managed):
         cfg = (BENCH / "servers" / "ejabberd.yml").read_text().format(c2s=c2s, http=http, domain=DOMAIN, pem=pem)
         path = self.dir / "ejabberd.yml"
         path.write_text(cfg)
+        try:  # ejabberdctl runs the node as the package's ejabberd user
+            import pwd
+
+            ej = pwd.getpwnam("ejabberd")
+            for p in (self.dir, spool, logs, path, pem):
+                os.chown(p, ej.pw_uid, ej.pw_gid)
+        except (KeyError, PermissionError):
+            pass
         node = f"bench{c2s}@localhost"
         self.node = node
         self._spawn(
             ["ejabberdctl", "--config", str(path), "--logs", str(logs), "--spool", str(spool), "--node", node, "foreground"],
-            c2s, env={"HOME": str(self.dir), "EJABBERD_BYPASS_WARNINGS": "true", "ERL_EPMD_ADDRESS": "127.0.0.1"},
+            c2s, env={"HOME": str(self.dir), "EJABBERD_CONFIG_PATH": str(path), "EJABBERD_BYPASS_WARNINGS": "true", "ERL_EPMD_ADDRESS": "127.0.0.1"},
         )
         wait_port(http, self.proc)  # type: ignore[arg-type]
         assert self.proc is not None

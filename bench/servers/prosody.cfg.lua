@@ -1,4 +1,4 @@
--- Prosody 0.12 for xmppd's benchmarks (bench/run.py fills in the {{placeholders}}).
+-- Prosody 0.12 for xmppd benchmarks (bench/run.py fills in the fields in single braces).
 -- Defaults of the Debian package, plus: loopback ports, no TLS required, open in-band
 -- registration without throttling, WebSocket, MUC. Python str.format: braces are doubled.
 run_as_root = true
