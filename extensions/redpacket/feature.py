@@ -54,6 +54,9 @@ def q(name: str) -> str:
     return f"{{{NS}}}{name}"
 
 
+#: Packets whose unchanging fields are kept in memory for opens (the oldest go first).
+CARDS_KEPT = 10000
+
 #: Elements only the server writes into messages (clients' copies are stripped).
 SERVER_ONLY = ("redpacket", "grabbed", "finished", "refunded")
 
@@ -164,6 +167,7 @@ class RedPacket(Feature):
         self.rooms: RoomDirectory | None = None
         self._wake = asyncio.Event()
         self.sent_notices = 0
+        self._cards: dict[str, Packet] = {}  # packet id -> packet as sent (see _card)
 
     async def setup(self) -> None:
         o = self.options
@@ -244,6 +248,7 @@ class RedPacket(Feature):
         except ClientIdReused:
             raise _err(Condition.CONFLICT, "client-id-reused", "this client-id was used for a different packet") from None
         packet = result.packet
+        self._keep(packet)
         if packet.status == "open":
             # Also on a retry: the first answer (and maybe the message) may have been lost;
             # clients recognise a packet by its id.
@@ -327,7 +332,7 @@ class RedPacket(Feature):
         if not packet_id or len(packet_id) > 32:
             raise _bad("'id' names the red packet to open")
         who = req.from_jid.bare
-        packet = await self.repo.get_packet(packet_id)
+        packet = await self._card(packet_id)
         if packet is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet")
         await self._check_grab(packet, who)
@@ -357,6 +362,22 @@ class RedPacket(Feature):
         out = element(q("opened"), {"id": packet.id, "amount": str(got.amount), "balance": str(got.balance),
                                     "remaining": str(got.remaining_count)}, default_ns=NS)
         return out
+
+    async def _card(self, packet_id: str) -> Packet | None:
+        """The packet as sent, for who-may-open checks and notices: only its fields that never
+        change (sender, target, room, exclusive, language) may be read from it. Kept in memory,
+        so an open costs no read beyond the grab itself."""
+        packet = self._cards.get(packet_id)
+        if packet is None:
+            packet = await self.repo.get_packet(packet_id)
+            if packet is not None:
+                self._keep(packet)
+        return packet
+
+    def _keep(self, packet: Packet) -> None:
+        if len(self._cards) >= CARDS_KEPT:
+            self._cards.pop(next(iter(self._cards)))  # the oldest
+        self._cards[packet.id] = packet
 
     async def _check_grab(self, packet: Packet, who: JID) -> None:
         if packet.is_room:

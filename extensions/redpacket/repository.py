@@ -36,9 +36,11 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Final, NoReturn, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -75,6 +77,7 @@ KINDS: Final = ("lucky", "equal")
 LEDGER_KINDS: Final = ("topup", "send_debit", "grab_credit", "refund", "adjust")
 OPEN, FINISHED, EXPIRED = "open", "finished", "expired"
 _MAX_DEADLOCK_RETRIES: Final = 30
+_FINISHED_MEMORY: Final = 10000  # finished packet ids remembered (forgotten all at once past this)
 
 # -- live tables (the migration spells the same thing out, frozen) ---------------------------
 
@@ -589,11 +592,8 @@ class MemoryRedPacketRepository(RedPacketRepository):
 # -- SQL ------------------------------------------------------------------------------------
 
 
-class _NoWallet(Exception):
-    """A credit to an owner without a wallet row: create it outside, then rerun."""
-
-    def __init__(self, owner: str) -> None:
-        self.owner = owner
+class _LostRace(Exception):
+    """A grab found its share taken after all (possible only without serialisation): rerun it."""
 
 
 def _is_sqlite_busy(exc: BaseException) -> bool:
@@ -623,6 +623,8 @@ class SqlRedPacketRepository(RedPacketRepository):
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Packets seen with every share gone (final): their opens are answered by a read.
+        self._finished: set[str] = set()
 
     # -- the one way a balance changes
 
@@ -630,20 +632,45 @@ class SqlRedPacketRepository(RedPacketRepository):
         self, conn: AsyncConnection, owner: str, kind: str, amount: int, now: datetime,
         packet_id: str | None = None, reason: str | None = None,
     ) -> LedgerEntry:
-        """Move ``amount`` (signed) on ``owner``'s wallet and append the ledger entry."""
+        """Move ``amount`` (signed) on ``owner``'s wallet and append the ledger entry.
+
+        A credit creates a missing wallet in the same statement (an upsert), so no transaction
+        ever fails on a first credit; a debit needs the wallet and the money
+        (``WHERE balance >= amount``, and the ``CHECK`` behind it).
+        """
         w = wallets.c
-        where = w.owner == owner
-        if amount < 0:
-            where = sa.and_(where, w.balance >= -amount)
-        result = await conn.execute(
-            wallets.update().where(where).values(balance=w.balance + amount, updated_at=now)
-        )
-        if result.rowcount == 0:
-            have = (await conn.execute(sa.select(w.balance).where(w.owner == owner))).scalar_one_or_none()
-            if have is None and amount > 0:
-                raise _NoWallet(owner)
-            raise InsufficientFunds(owner, int(have or 0), -amount)
-        balance = int((await conn.execute(sa.select(w.balance).where(w.owner == owner))).scalar_one())
+        dialect = conn.dialect
+        if amount > 0:
+            if self._db.is_sqlite:
+                ins = sqlite_insert(wallets).values(owner=owner, balance=amount, updated_at=now)
+                upsert = ins.on_conflict_do_update(
+                    index_elements=[w.owner],
+                    set_={"balance": w.balance + ins.excluded.balance, "updated_at": ins.excluded.updated_at},
+                )
+            else:
+                mins = mysql_insert(wallets).values(owner=owner, balance=amount, updated_at=now)
+                upsert = mins.on_duplicate_key_update(
+                    balance=w.balance + mins.inserted.balance, updated_at=mins.inserted.updated_at
+                )
+            if dialect.insert_returning:
+                balance = int((await conn.execute(upsert.returning(w.balance))).scalar_one())
+            else:  # MySQL 8: no RETURNING
+                await conn.execute(upsert)
+                balance = int((await conn.execute(sa.select(w.balance).where(w.owner == owner))).scalar_one())
+        else:
+            debit = wallets.update().where(w.owner == owner, w.balance >= -amount).values(
+                balance=w.balance + amount, updated_at=now
+            )
+            if dialect.update_returning:
+                got = (await conn.execute(debit.returning(w.balance))).scalar_one_or_none()
+            else:
+                got = None if (await conn.execute(debit)).rowcount == 0 else (
+                    await conn.execute(sa.select(w.balance).where(w.owner == owner))
+                ).scalar_one()
+            if got is None:
+                have = (await conn.execute(sa.select(w.balance).where(w.owner == owner))).scalar_one_or_none()
+                raise InsufficientFunds(owner, int(have or 0), -amount)
+            balance = int(got)
         inserted = await conn.execute(
             ledger.insert().values(
                 owner=owner, kind=kind, amount=amount, balance_after=balance, packet_id=packet_id,
@@ -653,32 +680,21 @@ class SqlRedPacketRepository(RedPacketRepository):
         assert inserted.inserted_primary_key is not None
         return LedgerEntry(int(inserted.inserted_primary_key[0]), owner, kind, amount, balance, packet_id, reason, now)
 
-    async def _ensure_wallet(self, owner: str, now: datetime) -> None:
-        try:
-            async with self._db.transaction() as conn:
-                await conn.execute(wallets.insert().values(owner=owner, balance=0, updated_at=now))
-        except IntegrityError as exc:
-            if not is_unique_violation(exc):
-                raise
-
-    async def _with_wallets(self, now: datetime, func, *args):  # type: ignore[no-untyped-def]
-        """Run ``func`` in a transaction; create a missing wallet (own transaction) and rerun.
+    async def _with_wallets(self, func, *args):  # type: ignore[no-untyped-def]
+        """Run ``func`` in a write transaction, rerun whole when the database asks for it.
 
         A deadlock victim (or an SQLite writer that waited longer than ``busy_timeout`` under
         load) is rolled back whole and rerun: ``func`` only touches the database.
         """
         deadlocks = 0
-        for _ in range(_MAX_DEADLOCK_RETRIES + 4):
+        while True:
             try:
                 return await self._db.run_txn(func, *args)
-            except _NoWallet as missing:
-                await self._ensure_wallet(missing.owner, now)
             except DBAPIError as exc:
                 deadlocks += 1
                 if not (is_deadlock(exc) or _is_sqlite_busy(exc)) or deadlocks > _MAX_DEADLOCK_RETRIES:
                     raise
                 await asyncio.sleep(random.uniform(0.001, 0.005 * deadlocks))
-        raise RuntimeError("the transaction kept failing")
 
     # -- wallets
 
@@ -689,17 +705,16 @@ class SqlRedPacketRepository(RedPacketRepository):
 
     async def topup(self, owner: str, amount: int, now: datetime, reason: str | None = None) -> LedgerEntry:
         _positive(amount)
-        return await self._with_wallets(now, self._apply_txn, owner, "topup", amount, now, None, reason)  # type: ignore[no-any-return]
+        return await self._with_wallets(self._apply_txn, owner, "topup", amount, now, None, reason)  # type: ignore[no-any-return]
 
     async def adjust(self, owner: str, amount: int, reason: str, now: datetime) -> LedgerEntry:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
             raise ValueError("an adjustment is a non-zero integer of minor units")
         if not reason:
             raise ValueError("an adjustment needs a reason")
-        return await self._with_wallets(now, self._apply_txn, owner, "adjust", amount, now, None, reason)  # type: ignore[no-any-return]
+        return await self._with_wallets(self._apply_txn, owner, "adjust", amount, now, None, reason)  # type: ignore[no-any-return]
 
     async def transfer_out(self, owner: str, to: str, reason: str, now: datetime) -> int:
-        await self._ensure_wallet(to, now)
         return await self._db.run_txn(self._transfer_out_txn, owner, to, reason, now)
 
     async def _transfer_out_txn(self, conn: AsyncConnection, owner: str, to: str, reason: str, now: datetime) -> int:
@@ -718,12 +733,12 @@ class SqlRedPacketRepository(RedPacketRepository):
     async def send(self, new: NewPacket) -> SendResult:
         _check_new(new)
         try:
-            return await self._with_wallets(new.created_at, self._send_txn, new)  # type: ignore[no-any-return]
+            return await self._with_wallets(self._send_txn, new)  # type: ignore[no-any-return]
         except IntegrityError as exc:
             if not is_unique_violation(exc):
                 raise
         # A concurrent retry with the same client id won: answer with its packet.
-        return await self._with_wallets(new.created_at, self._send_txn, new)  # type: ignore[no-any-return]
+        return await self._with_wallets(self._send_txn, new)  # type: ignore[no-any-return]
 
     async def _send_txn(self, conn: AsyncConnection, new: NewPacket) -> SendResult:
         p = packets.c
@@ -774,11 +789,144 @@ class SqlRedPacketRepository(RedPacketRepository):
         return SendResult(packet, True, balance)
 
     async def grab(self, packet_id: str, grabber: str, now: datetime) -> GrabResult:
-        return await self._with_wallets(now, self._grab_txn, packet_id, grabber, now)  # type: ignore[no-any-return]
+        if packet_id in self._finished:
+            # Every share went (final: nothing gives a share back): answer from a read, without
+            # queueing for the write lock; "already grabbed" still comes first.
+            async with self._db.transaction(readonly=True) as conn:
+                raise await self._refusal(conn, packet_id, grabber, now) or AllGone(packet_id)
+        txn = self._grab_sqlite_txn if self._db.is_sqlite else self._grab_locking_txn
+        for _ in range(_MAX_DEADLOCK_RETRIES):
+            try:
+                result: GrabResult = await self._with_wallets(txn, packet_id, grabber, now)
+            except AllGone:
+                self._remember_finished(packet_id)
+                raise
+            except _LostRace:  # the share looked free and was not (only without serialisation)
+                continue
+            if result.remaining_count == 0:
+                self._remember_finished(packet_id)
+            return result
+        raise RuntimeError(f"grabbing from {packet_id} kept losing races")
 
-    async def _grab_txn(self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime) -> GrabResult:
+    def _remember_finished(self, packet_id: str) -> None:
+        if len(self._finished) >= _FINISHED_MEMORY:
+            self._finished.clear()
+        self._finished.add(packet_id)
+
+    async def _refusal(self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime) -> RedPacketError | None:
+        """Why ``grabber`` cannot have a share of ``packet_id`` (one statement), or None if they can."""
         p, s = packets.c, shares.c
-        # The packet row lock orders grabs and refunds of one packet (SQLite: BEGIN IMMEDIATE).
+        row = (
+            await conn.execute(
+                sa.select(p.remaining_count, p.refunded, p.expires_at, s.amount, s.grabbed_at)
+                .select_from(packets.outerjoin(shares, sa.and_(s.packet_id == p.id, s.grabbed_by == grabber)))
+                .where(p.id == packet_id)
+            )
+        ).first()
+        if row is None:
+            return PacketNotFound(packet_id)
+        if row.amount is not None:
+            return AlreadyGrabbed(packet_id, int(row.amount), row.grabbed_at)
+        if int(row.remaining_count) == 0:
+            return AllGone(packet_id)
+        if row.refunded or now >= row.expires_at:
+            return PacketExpired(packet_id)
+        return None
+
+    async def _claim_rest(
+        self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime, seq: int, amount: int,
+        remaining_count: int, remaining_amount: int,
+    ) -> GrabResult:
+        """After the claim: best luck on the last share, and the grabber's credit (upsert + ledger)."""
+        best: Share | None = None
+        if remaining_count == 0:
+            s = shares.c
+            top = (
+                await conn.execute(
+                    sa.select(s.seq, s.amount, s.grabbed_by, s.grabbed_at)
+                    .where(s.packet_id == packet_id)
+                    .order_by(s.amount.desc(), s.seq)
+                    .limit(1)
+                )
+            ).one()
+            best = Share(int(top.seq), int(top.amount), top.grabbed_by, top.grabbed_at)
+        entry = await self._apply_txn(conn, grabber, "grab_credit", amount, now, packet_id)
+        return GrabResult(packet_id, grabber, amount, seq, now, entry.balance_after, remaining_count, remaining_amount, best)
+
+    async def _grab_sqlite_txn(
+        self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime
+    ) -> GrabResult:
+        """SQLite (BEGIN IMMEDIATE: this is the only writer): claim, count, credit; 4 statements.
+
+        1. claim the lowest unclaimed share, ``RETURNING`` it (``UNIQUE (packet_id, grabbed_by)``
+           refuses a second share to the same person);
+        2. count it on the packet if the packet is still open (not refunded, not expired),
+           ``RETURNING`` the counters; the last share also fixes best luck;
+        3. credit the wallet, creating it if needed (upsert ``RETURNING`` the balance);
+        4. append the ledger entry.
+        A refusal rolls the whole transaction back and is explained by one more read.
+        """
+        p, s = packets.c, shares.c
+        lowest = (
+            sa.select(sa.func.min(s.seq)).where(s.packet_id == packet_id, s.grabbed_by.is_(None)).scalar_subquery()
+        )
+        try:
+            pick = (
+                await conn.execute(
+                    shares.update()
+                    .where(s.packet_id == packet_id, s.seq == lowest, s.grabbed_by.is_(None))
+                    .values(grabbed_by=grabber, grabbed_at=now)
+                    .returning(s.seq, s.amount)
+                )
+            ).first()
+        except IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+            pick = None
+        if pick is None:
+            await self._refused(conn, packet_id, grabber, now)
+        amount = int(pick.amount)
+        last = p.remaining_count == 1
+        best_sub = (
+            sa.select(s.grabbed_by)
+            .where(s.packet_id == packet_id, s.grabbed_by.is_not(None))
+            .order_by(s.amount.desc(), s.seq)
+            .limit(1)
+            .scalar_subquery()
+        )
+        counted = (
+            await conn.execute(
+                packets.update()
+                .where(p.id == packet_id, p.refunded == sa.false(), p.expires_at > now)
+                .values(
+                    remaining_count=p.remaining_count - 1,
+                    remaining_amount=p.remaining_amount - amount,
+                    status=sa.case((last, FINISHED), else_=OPEN),
+                    finished_at=sa.case((last, now), else_=None),
+                    best_luck=sa.case((last, best_sub), else_=None),
+                )
+                .returning(p.remaining_count, p.remaining_amount)
+            )
+        ).first()
+        if counted is None:  # refunded or expired (the claim proved the rest): undo the claim
+            raise PacketExpired(packet_id)
+        return await self._claim_rest(
+            conn, packet_id, grabber, now, int(pick.seq), amount, int(counted.remaining_count), int(counted.remaining_amount)
+        )
+
+    async def _refused(self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime) -> NoReturn:
+        """Explain a refused grab by raising: the transaction rolls back (the claim, if any, with it)."""
+        raise await self._refusal(conn, packet_id, grabber, now) or _LostRace()
+
+    async def _grab_locking_txn(
+        self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime
+    ) -> GrabResult:
+        """MariaDB/MySQL (no UPDATE ... RETURNING): lock the packet row, then claim, count, credit.
+
+        The packet row lock (``SELECT ... FOR UPDATE``) orders the grabs and refunds of one packet,
+        so the lowest unclaimed share read next is the one the claim takes.
+        """
+        p, s = packets.c, shares.c
         row = (
             await conn.execute(
                 sa.select(p.remaining_count, p.remaining_amount, p.refunded, p.expires_at)
@@ -788,67 +936,57 @@ class SqlRedPacketRepository(RedPacketRepository):
         ).first()
         if row is None:
             raise PacketNotFound(packet_id)
-        mine = (
-            await conn.execute(sa.select(s.amount, s.grabbed_at).where(s.packet_id == packet_id, s.grabbed_by == grabber))
+        remaining_count, remaining_amount = int(row.remaining_count), int(row.remaining_amount)
+        if remaining_count == 0 or row.refunded or now >= row.expires_at:
+            await self._refused(conn, packet_id, grabber, now)
+        pick = (
+            await conn.execute(
+                sa.select(s.seq, s.amount)
+                .where(s.packet_id == packet_id, s.grabbed_by.is_(None))
+                .order_by(s.seq)
+                .limit(1)
+                .with_for_update()
+            )
         ).first()
-        if mine is not None:
-            raise AlreadyGrabbed(packet_id, int(mine.amount), mine.grabbed_at)
-        remaining_count, remaining_amount, refunded, expires_at = int(row[0]), int(row[1]), bool(row[2]), row[3]
-        if remaining_count == 0:
-            raise AllGone(packet_id)
-        if refunded or now >= expires_at:
-            raise PacketExpired(packet_id)
-        while True:
-            pick = (
-                await conn.execute(
-                    sa.select(s.seq, s.amount)
-                    .where(s.packet_id == packet_id, s.grabbed_by.is_(None))
-                    .order_by(s.seq)
-                    .limit(1)
-                )
-            ).first()
-            if pick is None:
-                raise AllGone(packet_id)
+        if pick is None:  # the counters say otherwise: only a broken database gets here
+            raise RuntimeError(f"packet {packet_id} counts {remaining_count} shares left but has none")
+        try:
             claimed = await conn.execute(
                 shares.update()
                 .where(s.packet_id == packet_id, s.seq == pick.seq, s.grabbed_by.is_(None))
                 .values(grabbed_by=grabber, grabbed_at=now)
             )
-            if claimed.rowcount == 1:
-                break
+        except IntegrityError as exc:
+            if not is_unique_violation(exc):
+                raise
+            await self._refused(conn, packet_id, grabber, now)
+        if claimed.rowcount != 1:
+            await self._refused(conn, packet_id, grabber, now)
         amount = int(pick.amount)
         left = remaining_count - 1
         finished = left == 0
-        best: Share | None = None
-        if finished:
-            top = (
-                await conn.execute(
-                    sa.select(s.seq, s.amount, s.grabbed_by, s.grabbed_at)
-                    .where(s.packet_id == packet_id)
-                    .order_by(s.amount.desc(), s.seq)
-                    .limit(1)
-                )
-            ).first()
-            assert top is not None
-            best = Share(int(top.seq), int(top.amount), top.grabbed_by, top.grabbed_at)
-        updated = await conn.execute(
+        best_sub = (
+            sa.select(s.grabbed_by)
+            .where(s.packet_id == packet_id, s.grabbed_by.is_not(None))
+            .order_by(s.amount.desc(), s.seq)
+            .limit(1)
+            .scalar_subquery()
+        )
+        await conn.execute(
             packets.update()
-            .where(p.id == packet_id, p.remaining_count == remaining_count, p.refunded == sa.false())
+            .where(p.id == packet_id)
             .values(
                 remaining_count=left,
-                remaining_amount=p.remaining_amount - amount,
+                remaining_amount=remaining_amount - amount,
                 status=FINISHED if finished else OPEN,
                 finished_at=now if finished else None,
-                best_luck=best.grabbed_by if best else None,
+                best_luck=best_sub if finished else None,
             )
         )
-        if updated.rowcount != 1:  # only possible without the row lock: roll everything back
-            raise RuntimeError(f"packet {packet_id} changed during a grab")
-        entry = await self._apply_txn(conn, grabber, "grab_credit", amount, now, packet_id)
-        return GrabResult(packet_id, grabber, amount, int(pick.seq), now, entry.balance_after, left, remaining_amount - amount, best)
+        return await self._claim_rest(conn, packet_id, grabber, now, int(pick.seq), amount, left, remaining_amount - amount)
 
     async def refund(self, packet_id: str, now: datetime, *, force: bool = False) -> RefundResult | None:
-        return await self._with_wallets(now, self._refund_txn, packet_id, now, force)  # type: ignore[no-any-return]
+        return await self._with_wallets(self._refund_txn, packet_id, now, force)  # type: ignore[no-any-return]
 
     async def _refund_txn(self, conn: AsyncConnection, packet_id: str, now: datetime, force: bool) -> RefundResult | None:
         p = packets.c

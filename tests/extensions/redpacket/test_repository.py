@@ -280,3 +280,77 @@ async def test_audit_counts_match_on_sql(sql_rp_repo):
         n = (await conn.execute(sa.text("SELECT COUNT(*) FROM redpacket_ledger"))).scalar_one()
     assert n == 3
     assert isinstance(sql_rp_repo, SqlRedPacketRepository)
+
+
+class _Statements:
+    """Statements and transaction ends the repository sends to the database."""
+
+    def __init__(self, repo: SqlRedPacketRepository) -> None:
+        self.texts: list[str] = []
+        engine = repo._db.engine.sync_engine
+        sa.event.listen(engine, "before_cursor_execute", self._stmt)
+        sa.event.listen(engine, "commit", self._commit)
+        sa.event.listen(engine, "rollback", self._rollback)
+        self._engine = engine
+
+    def _stmt(self, conn, cursor, statement, *args) -> None:
+        self.texts.append(" ".join(statement.split()))
+
+    def _commit(self, conn) -> None:
+        self.texts.append("COMMIT")
+
+    def _rollback(self, conn) -> None:
+        self.texts.append("ROLLBACK")
+
+    def close(self) -> None:
+        sa.event.remove(self._engine, "before_cursor_execute", self._stmt)
+        sa.event.remove(self._engine, "commit", self._commit)
+        sa.event.remove(self._engine, "rollback", self._rollback)
+
+
+async def test_first_grab_creates_the_wallet_in_the_grab_transaction(sql_rp_repo):
+    await sql_rp_repo.topup(A, 1000, at())
+    await sql_rp_repo.send(new())
+    seen = _Statements(sql_rp_repo)
+    try:
+        got = await sql_rp_repo.grab("p1", B, at(1))
+    finally:
+        seen.close()
+    assert (got.amount, got.balance) == (300, 300)
+    assert seen.texts.count("COMMIT") == 1 and "ROLLBACK" not in seen.texts, seen.texts
+    # claim, count, credit (upsert), ledger; MariaDB also locks the packet row and reads the share
+    assert len([t for t in seen.texts if t not in ("COMMIT", "BEGIN IMMEDIATE")]) <= 6, seen.texts
+    entries, _ = await sql_rp_repo.history(B)
+    assert [(e.kind, e.amount, e.balance_after) for e in entries] == [("grab_credit", 300, 300)]
+    assert (await sql_rp_repo.audit()).ok
+
+
+async def test_opens_of_a_finished_packet_only_read(sql_rp_repo):
+    await sql_rp_repo.topup(A, 1000, at())
+    await sql_rp_repo.send(new(shares=(400, 600)))
+    await sql_rp_repo.grab("p1", B, at(1))
+    last = await sql_rp_repo.grab("p1", C, at(2))
+    assert last.remaining_count == 0 and last.best_luck.grabbed_by == C
+    seen = _Statements(sql_rp_repo)
+    try:
+        with pytest.raises(AllGone):
+            await sql_rp_repo.grab("p1", "dave@example.com", at(3))
+        with pytest.raises(AlreadyGrabbed) as info:
+            await sql_rp_repo.grab("p1", B, at(4))
+    finally:
+        seen.close()
+    assert info.value.amount == 400 and info.value.grabbed_at == at(1)
+    writes = [t for t in seen.texts if t.startswith(("UPDATE", "INSERT", "BEGIN IMMEDIATE")) or "FOR UPDATE" in t]
+    assert writes == [], seen.texts
+    assert (await sql_rp_repo.audit()).ok
+
+
+async def test_a_grab_after_expiry_leaves_no_claim_behind(sql_rp_repo):
+    await sql_rp_repo.topup(A, 1000, at())
+    await sql_rp_repo.send(new(expires=10))
+    with pytest.raises(PacketExpired):
+        await sql_rp_repo.grab("p1", B, at(10))
+    assert all(s.grabbed_by is None for s in await sql_rp_repo.shares("p1"))
+    assert await sql_rp_repo.balance(B) == 0
+    report = await sql_rp_repo.audit()
+    assert report.ok and report.unclaimed == 1000
