@@ -6,7 +6,7 @@ path must not redo PRECIS preparation each time.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import precis_i18n
 
@@ -20,11 +20,15 @@ class JIDError(ValueError):
     """The string is not a valid JID (answered with ``jid-malformed``)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class JID:
     local: str | None
     domain: str
     resource: str | None = None
+    # The bare JID (interned: every full JID of an account shares one) and the hash, computed
+    # once per instance: the router asks for both several times per stanza.
+    _bare: "JID | None" = field(default=None, init=False, repr=False, compare=False)
+    _hash: int | None = field(default=None, init=False, repr=False, compare=False)
 
     @staticmethod
     def parse(text: str) -> "JID":
@@ -32,9 +36,33 @@ class JID:
 
     @property
     def bare(self) -> "JID":
-        if self.resource is None:
-            return self
-        return JID(self.local, self.domain, None)
+        b = self._bare
+        if b is None:
+            b = self if self.resource is None else _bare_of(self.local, self.domain)
+            object.__setattr__(self, "_bare", b)
+        return b
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if other.__class__ is not JID:
+            return NotImplemented
+        return (
+            self.domain == other.domain  # type: ignore[attr-defined]
+            and self.local == other.local  # type: ignore[attr-defined]
+            and self.resource == other.resource  # type: ignore[attr-defined]
+        )
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if h is None:
+            h = hash((self.local, self.domain, self.resource))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __reduce__(self) -> tuple[type, tuple[str | None, str, str | None]]:
+        # Pickles and copies never carry the caches (string hashes differ between processes).
+        return (JID, (self.local, self.domain, self.resource))
 
     @property
     def is_bare(self) -> bool:
@@ -49,6 +77,11 @@ class JID:
 
     def __str__(self) -> str:
         return _format(self)
+
+
+@functools.lru_cache(maxsize=65536)
+def _bare_of(local: str | None, domain: str) -> JID:
+    return JID(local, domain, None)
 
 
 @functools.lru_cache(maxsize=65536)
