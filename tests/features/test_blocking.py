@@ -11,7 +11,7 @@ from slixmpp.exceptions import IqError
 from xmppd.features.blocking import matches
 from xmppd.jid import JID
 
-from ..helpers import add_user, slix, slix_close
+from ..helpers import add_user, running_server, slix, slix_close
 
 BLOCKED = "{jabber:client}error/{urn:xmpp:blocking:errors}blocked"
 
@@ -186,6 +186,45 @@ async def test_blocklist_survives_logout_and_applies_while_offline(server):
     assert JID.parse(f"alice@{server.domain}") not in feature._online
     # Loaded on demand from storage for the offline account.
     assert await feature.is_blocked(JID.parse(f"alice@{server.domain}"), JID.parse(f"bob@{server.domain}/x"))
+
+
+async def test_known_empty_lists_follow_every_change_and_a_restart(tmp_path):
+    """Accounts without a blocklist are never read from storage; the set of those with one
+    follows block, unblock, unblock-all and account deletion, and is reloaded at start."""
+    async with running_server(tmp_path) as server:
+        feature = server.features["blocking"]
+        alice = await _client(server, "alice")
+        bob = await _client(server, "bob")
+        alice_jid, bob_jid = JID.parse(f"alice@{server.domain}"), JID.parse(f"bob@{server.domain}/r")
+        assert not await feature.is_blocked(alice_jid, bob_jid)
+        await alice.plugin["xep_0191"].block([f"bob@{server.domain}"])
+        assert await feature.is_blocked(alice_jid, bob_jid)
+        bob.send_message(mto=alice.boundjid, mbody="after block")
+        err = await asyncio.wait_for(_queue(bob, "message_error").get(), 5)
+        assert err["error"]["condition"] == "service-unavailable"
+        await alice.plugin["xep_0191"].unblock([f"bob@{server.domain}"])  # the list is empty again
+        assert not await feature.is_blocked(alice_jid, bob_jid)
+        await alice.plugin["xep_0191"].block([f"bob@{server.domain}", "spam.example"])
+        iq = alice.make_iq_set()  # unblock all: an empty <unblock/>
+        iq.enable("unblock")
+        await iq.send(timeout=5)
+        assert not await feature.is_blocked(alice_jid, bob_jid)
+        alice_msgs = _queue(alice, "message")
+        bob.send_message(mto=alice.boundjid, mbody="after unblock")
+        assert (await asyncio.wait_for(alice_msgs.get(), 5))["body"] == "after unblock"
+        await alice.plugin["xep_0191"].block([f"bob@{server.domain}"])
+        await slix_close(alice)
+        await slix_close(bob)
+    async with running_server(tmp_path) as server:  # the set is rebuilt from storage
+        feature = server.features["blocking"]
+        assert await feature.is_blocked(JID.parse(f"alice@{server.domain}"), JID.parse(f"bob@{server.domain}/r"))
+        bob = await slix(server, f"bob@{server.domain}")
+        errors = _queue(bob, "message_error")
+        bob.send_message(mto=f"alice@{server.domain}", mbody="offline but blocked")
+        assert (await asyncio.wait_for(errors.get(), 5))["error"]["condition"] == "service-unavailable"
+        assert await server.account_service.delete("alice")
+        assert not await feature.is_blocked(JID.parse(f"alice@{server.domain}"), JID.parse(f"bob@{server.domain}/r"))
+        await slix_close(bob)
 
 
 @pytest.mark.parametrize(

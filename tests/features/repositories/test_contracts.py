@@ -89,6 +89,24 @@ async def test_blocking_block_unblock_and_unblock_all(backend):
     assert await repo.get("alice", D) == frozenset()
 
 
+async def test_blocking_owners_are_the_accounts_with_a_non_empty_list(backend):
+    repo = backend.repo(SqlBlockingRepository, MemoryBlockingRepository)
+    for name in ("alice", "bob", "carol"):
+        await backend.add_account(name)
+    await backend.add_account("alice", "other.example")
+    assert await repo.owners(D) == frozenset()
+    await repo.block("alice", D, ["eve@x", "spam.example"], 10)
+    await repo.block("bob", D, ["eve@x"], 10)
+    await repo.block("alice", "other.example", ["eve@x"], 10)
+    assert await repo.owners(D) == {"alice", "bob"}
+    await repo.unblock("bob", D, ["eve@x"])  # emptied item by item
+    await repo.unblock("alice", D, ["eve@x"])  # one left
+    assert await repo.owners(D) == {"alice"}
+    await repo.unblock("alice", D, None)
+    assert await repo.owners(D) == frozenset()
+    assert await repo.owners("other.example") == {"alice"}
+
+
 async def test_blocking_limit_is_all_or_nothing(backend):
     repo = backend.repo(SqlBlockingRepository, MemoryBlockingRepository)
     await backend.add_account("alice")

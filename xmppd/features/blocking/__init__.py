@@ -20,7 +20,9 @@ On blocking, unavailable presence goes from each of the user's available resourc
 blocked contact's available resources (§3.3), so that the user appears offline to it.
 
 Blocklists are cached in memory (loaded at session bind or on demand, replaced whenever they
-change, bounded LRU), so the hot path costs a dict lookup.
+change, bounded LRU), so the hot path costs a dict lookup. The usernames whose blocklist is not
+empty are loaded at start and kept up to date by every change: for everyone else (most users)
+nothing is read from the database and the enforcement hooks return at once.
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ _BLOCK = _B + "block"
 _UNBLOCK = _B + "unblock"
 _ITEM = _B + "item"
 _SESSION_KEY = "blocking"
+_EMPTY: frozenset[str] = frozenset()
 
 # (user bare JID, newly blocked, newly unblocked) -> None: for the presence feature.
 ChangeListener = Callable[[JID, frozenset[str], frozenset[str]], object]
@@ -106,6 +109,8 @@ class Blocking(Feature):
         self._lru: collections.OrderedDict[JID, frozenset[str]] = collections.OrderedDict()
         self._nonempty = 0  # cached blocklists that are not empty: zero makes DELIVER free
         self._listeners: list[ChangeListener] = []
+        # Local usernames with a non-empty blocklist; every other local account's list is empty.
+        self._owners: set[str] = set(await self.repo.owners(self.ctx.domain))
 
     def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
         """Be told of blocklist changes (the presence feature re-sends presence on unblock)."""
@@ -142,8 +147,19 @@ class Blocking(Feature):
         if old:
             self._nonempty -= 1
 
+    def _known_empty(self, bare: JID) -> bool:
+        return bare.local not in self._owners and bare.domain == self.ctx.domain
+
+    def _track(self, bare: JID, jids: frozenset[str]) -> None:
+        if jids:
+            self._owners.add(bare.local or "")
+        else:
+            self._owners.discard(bare.local or "")
+
     async def blocklist(self, bare: JID) -> frozenset[str]:
         """The blocklist of a local account (from the cache, loaded on demand)."""
+        if self._known_empty(bare):
+            return _EMPTY
         cached = self._cached(bare)
         if cached is not None:
             return cached
@@ -162,7 +178,7 @@ class Blocking(Feature):
             # Accounts with sessions are pinned: never evicted while they are online.
             jids = self._lru.get(jid.bare)
             if jids is None:
-                jids = await self.repo.get(jid.local or "", jid.domain)
+                jids = _EMPTY if self._known_empty(jid.bare) else await self.repo.get(jid.local or "", jid.domain)
             self._put(jid.bare, jids)
         return Flow.CONTINUE
 
@@ -177,6 +193,8 @@ class Blocking(Feature):
     async def on_account_deleted(self, e: AccountEvent) -> Flow:
         await self.repo.unblock(e.username, e.domain, None)
         self._drop(e.jid)
+        if e.domain == self.ctx.domain:
+            self._owners.discard(e.username)
         return Flow.CONTINUE
 
     # ---------------------------------------------------------------- protocol
@@ -230,6 +248,7 @@ class Blocking(Feature):
         # §3.3: the contact sees the user go offline — sent before the block is in force,
         # so that the delivery check lets these last presences through.
         await self._send_unavailable(user, added)
+        self._track(user, after)
         self._put(user, after)
         await self._push(user, _BLOCK, sorted(set(jids)))
         self._notify(user, added, frozenset())
@@ -242,6 +261,7 @@ class Blocking(Feature):
         jids = self._items(req.payload)
         before = await self.blocklist(user)
         after = await self.repo.unblock(user.local or "", user.domain, jids or None)
+        self._track(user, after)
         self._put(user, after)
         self._answer(req)
         await self._push(user, _UNBLOCK, sorted(set(jids)))
@@ -295,6 +315,8 @@ class Blocking(Feature):
         if to is None:
             return Flow.CONTINUE
         user = r.from_jid.bare
+        if self._known_empty(user):
+            return Flow.CONTINUE
         blocked = self._online.get(user)
         if blocked is None:
             blocked = await self.blocklist(user)
@@ -314,7 +336,7 @@ class Blocking(Feature):
         if to is None or to.local is None:
             return Flow.CONTINUE
         owner = to.bare
-        if r.from_jid.bare == owner:
+        if self._known_empty(owner) or r.from_jid.bare == owner:
             return Flow.CONTINUE
         if not matches(await self.blocklist(owner), r.from_jid):
             return Flow.CONTINUE

@@ -47,6 +47,10 @@ class BlockingRepository(Protocol):
         """Remove ``jids`` (``None``: all); returns the new list."""
         ...
 
+    async def owners(self, domain: str) -> frozenset[str]:
+        """The usernames of ``domain`` whose blocklist is not empty."""
+        ...
+
 
 def _account_id(username: str, domain: str) -> sa.Select[tuple[int]]:
     return sa.select(accounts.c.id).where(accounts.c.username == username, accounts.c.domain == domain)
@@ -110,6 +114,18 @@ class SqlBlockingRepository:
         return frozenset(r.jid for r in await conn.execute(sa.select(t.jid).where(t.account_id == account_id)))
 
 
+    async def owners(self, domain: str) -> frozenset[str]:
+        return await self._db.read_txn(self._owners_txn, domain)
+
+    @staticmethod
+    async def _owners_txn(conn: AsyncConnection, domain: str) -> frozenset[str]:
+        q = (
+            sa.select(accounts.c.username)
+            .where(accounts.c.domain == domain, sa.exists().where(blocklist.c.account_id == accounts.c.id))
+        )
+        return frozenset(r.username for r in await conn.execute(q))
+
+
 class MemoryBlockingRepository:
     """The in-process twin, keyed by account id like the SQL tables."""
 
@@ -146,3 +162,7 @@ class MemoryBlockingRepository:
         new = self._lists.get(account_id, frozenset()) - frozenset(jids)
         self._lists[account_id] = new
         return new
+
+    async def owners(self, domain: str) -> frozenset[str]:
+        ids = {i for i, jids in self._lists.items() if jids}
+        return frozenset(a.username for a in await self._accounts.list(domain) if a.id in ids)
