@@ -44,6 +44,9 @@ class AccountService:
         self.domain = domain
         self.server = server
         self.min_password_length = min_password_length
+        # Bumped before every disable or delete: an account read at authentication is still
+        # good at resource binding when this has not moved in between (no second read).
+        self.generation = 0
 
     def prepare(self, username: str) -> str:
         try:
@@ -74,6 +77,7 @@ class AccountService:
 
     async def set_disabled(self, username: str, disabled: bool, reason: str | None = None) -> None:
         username = self.prepare(username)
+        self.generation += 1
         await self.repo.set_disabled(username, self.domain, disabled, reason)
         if disabled and self.server is not None:
             await self.server.kick(JID(username, self.domain), StreamErrorCondition.NOT_AUTHORIZED, "the account has been disabled")
@@ -83,6 +87,7 @@ class AccountService:
         username = self.prepare(username)
         if await self.repo.get(username, self.domain) is None:
             return False
+        self.generation += 1
         if self.server is not None:
             await self.server.kick(JID(username, self.domain), StreamErrorCondition.NOT_AUTHORIZED, "the account has been deleted")
             await self.server.hooks.run(ACCOUNT_DELETED, AccountEvent(username, self.domain))

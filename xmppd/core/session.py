@@ -282,6 +282,9 @@ class Session:
             result = self.stream.credentials_result(None)
         else:
             account, stored = found
+            # Kept for resource binding, which needs no second read unless an account was
+            # disabled or deleted in between (AccountService.generation).
+            self.data["_account"] = (account, server.account_service.generation)
             creds = ScramCredentials(stored.salt, stored.iterations, stored.stored_key, stored.server_key)
             if account.disabled:
                 result = self.stream.credentials_result(creds, failure=SaslCondition.ACCOUNT_DISABLED)
@@ -314,7 +317,11 @@ class Session:
         server = self.server
         username = self.stream.authenticated_as
         assert username is not None
-        account = await server.accounts.get(username, server.domain)
+        kept = self.data.pop("_account", None)
+        if kept is not None and kept[1] == server.account_service.generation and kept[0].username == username:
+            account = kept[0]
+        else:
+            account = await server.accounts.get(username, server.domain)
         if account is None or account.disabled:
             self.close(StreamErrorCondition.NOT_AUTHORIZED, "the account is gone or disabled")
             return
