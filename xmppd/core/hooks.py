@@ -128,11 +128,15 @@ class HookChains:
     async def run(self, hook: Hook[P], payload: P) -> Flow:
         handlers = self._handlers.get(hook.name)
         if not handlers:
-            return Flow.CONTINUE
+            return _CONTINUE
         for handler in handlers:
             flow = await handler(payload)
-            if flow is Flow.STOP:
-                return Flow.STOP
-            if flow is not Flow.CONTINUE:
+            if flow is not _CONTINUE:
+                if flow is _STOP:
+                    return _STOP
                 raise TypeError(f"hook handler {handler!r} for {hook.name} returned {flow!r}, not a Flow")
-        return Flow.CONTINUE
+        return _CONTINUE
+
+
+_CONTINUE = Flow.CONTINUE
+_STOP = Flow.STOP
