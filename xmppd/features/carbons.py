@@ -83,10 +83,13 @@ class Carbons(Feature):
     @hook(H.STANZA_IN, priority=-100)
     async def on_sent(self, r: Routed) -> Flow:
         origin = r.origin
-        if r.kind != "message" or origin is None or origin.jid is None or not _eligible(r.stanza, self.ctx.domain):
+        if r.kind != "message" or origin is None or origin.jid is None:
             return Flow.CONTINUE
+        sessions = self.ctx.sessions.of(origin.jid.bare)
+        if len(sessions) < 2 or not _eligible(r.stanza, self.ctx.domain):
+            return Flow.CONTINUE  # no other resource to copy to (the usual case): done
         to = r.to
-        for s in self.ctx.sessions.of(origin.jid.bare):
+        for s in sessions:
             # A message to one's own other resource is received there; no copy for it.
             if s is origin or not s.data.get(_KEY) or (to is not None and s.jid == to):
                 continue
@@ -96,11 +99,16 @@ class Carbons(Feature):
     @hook(H.MESSAGE_FULL, priority=-100)
     async def on_full(self, r: Routed) -> Flow:
         to = r.to
-        if to is None or not _eligible(r.stanza, self.ctx.domain) or self.ctx.sessions.get(to) is None:
+        if to is None:
+            return Flow.CONTINUE
+        sessions = self.ctx.sessions.of(to.bare)
+        if len(sessions) < 2:
+            return Flow.CONTINUE  # the recipient's only resource (or none): no copies
+        if not _eligible(r.stanza, self.ctx.domain) or self.ctx.sessions.get(to) is None:
             return Flow.CONTINUE
         if _from_self(r):
             return Flow.CONTINUE  # the sent carbon covers the account's resources
-        for s in self.ctx.sessions.of(to.bare):
+        for s in sessions:
             if s.jid != to and s.data.get(_KEY):
                 await self._copy(s, r.stanza, _RECEIVED)
         return Flow.CONTINUE
