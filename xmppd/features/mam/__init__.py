@@ -247,8 +247,7 @@ class Mam(Feature):
             return Flow.CONTINUE  # no such account: the router bounces it
         sid = self._new_id()
         etree.SubElement(msg, _STANZA_ID, {"by": owner_s, "id": sid}, nsmap={None: ns.SID})
-        stored = copy.deepcopy(msg)
-        await self._archive(owner_s, stored, r.from_jid, sid, self._now())
+        await self._archive(owner_s, msg, r.from_jid, sid, self._now())  # serialised now, as it is
         return Flow.CONTINUE
 
     @hook(H.MESSAGE_BARE)
@@ -271,7 +270,7 @@ class Mam(Feature):
             return Flow.CONTINUE  # to oneself: archived once, as incoming
         if not await self._wanted(owner, to):
             return Flow.CONTINUE
-        await self._archive(str(owner), copy.deepcopy(r.stanza), to, self._new_id(), self._now())
+        await self._archive(str(owner), r.stanza, to, self._new_id(), self._now())
         return Flow.CONTINUE
 
     @hook(H.ACCOUNT_DELETED)
