@@ -6,8 +6,9 @@
 
 Runs the feature's own ``open`` iq handler (the code a client's ``<open/>`` reaches) against a
 fresh database, with an in-memory room directory and a no-op ``send``, and counts what reaches
-the database per open with SQLAlchemy events: statements (``before_cursor_execute``, BEGIN
-included) and commits/rollbacks. Four cases: a grabber's first grab (no wallet yet), a grab
+the database per open: statements (BEGIN included; SQLite's trace callback, so statements
+run on the driver's thread directly count too; SQLAlchemy's ``before_cursor_execute`` on MariaDB), commits/rollbacks and, on SQLite, calls to aiosqlite's connection thread (each
+one a hand-off to that thread and back). Four cases: a grabber's first grab (no wallet yet), a grab
 into an existing wallet, the grab that takes the last share (best luck), and an open of a
 packet whose shares are all gone. Sequential, one open at a time: this measures the cost of
 one open, not contention (that is ``bench/redpacket_storm.py``).
@@ -80,15 +81,38 @@ class Rooms:
 class Counter:
     statements: int = 0
     ends: int = 0  # commits and rollbacks
+    hops: int = 0  # calls run on aiosqlite's connection thread (SQLite only)
     texts: list[str] = field(default_factory=list)
 
     def install(self, db: Database) -> None:
         engine = db.engine.sync_engine
+        if db.is_sqlite:
+            import aiosqlite.core
 
-        @sa.event.listens_for(engine, "before_cursor_execute")
-        def _stmt(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            original = aiosqlite.core.Connection._execute
+            counter = self
+
+            async def counted(conn: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+                counter.hops += 1
+                return await original(conn, fn, *args, **kwargs)
+
+            aiosqlite.core.Connection._execute = counted  # type: ignore[method-assign]
+
+        def seen(statement: str) -> None:
             self.statements += 1
             self.texts.append(" ".join(statement.split())[:110])
+
+        if db.is_sqlite:
+            # SQLite's own trace: also sees statements run on the driver's thread directly.
+            @sa.event.listens_for(engine, "checkout")
+            def _checkout(dbapi_connection: Any, *args: Any) -> None:
+                dbapi_connection.driver_connection._conn.set_trace_callback(
+                    lambda sql: None if sql in ("COMMIT", "ROLLBACK") or sql.startswith("PRAGMA") else seen(sql)
+                )
+        else:
+            @sa.event.listens_for(engine, "before_cursor_execute")
+            def _stmt(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+                seen(statement)
 
         @sa.event.listens_for(engine, "commit")
         def _commit(conn: Any) -> None:
@@ -101,7 +125,7 @@ class Counter:
             self.texts.append("ROLLBACK")
 
     def reset(self) -> None:
-        self.statements, self.ends, self.texts = 0, 0, []
+        self.statements, self.ends, self.hops, self.texts = 0, 0, 0, []
 
 
 def _open_request(packet_id: str, who: str) -> IqRequest:
@@ -133,7 +157,7 @@ async def probe(url: str, grabs: int, show: bool) -> dict[str, Any]:
                                        now + timedelta(hours=1), tuple([1] * count)))
 
     await packet("big", grabs + 1)  # never finishes during the first two cases
-    cases: dict[str, list[tuple[int, int, float]]] = {"existing wallet": [], "first grab (no wallet)": [],
+    cases: dict[str, list[tuple[int, int, float, int]]] = {"existing wallet": [], "first grab (no wallet)": [],
                                                      "last share (best luck)": [], "all gone": []}
     for i in range(grabs):
         who = users[i]
@@ -144,7 +168,7 @@ async def probe(url: str, grabs: int, show: bool) -> dict[str, Any]:
         case = "existing wallet" if i < grabs // 2 else "first grab (no wallet)"
         if show and len(cases[case]) == 0:
             print(f"-- {case}:\n  " + "\n  ".join(counter.texts))
-        cases[case].append((counter.statements, counter.ends, d))
+        cases[case].append((counter.statements, counter.ends, d, counter.hops))
     for i in range(min(grabs, 50)):
         await packet(f"one{i}", 1)
         counter.reset()
@@ -153,7 +177,7 @@ async def probe(url: str, grabs: int, show: bool) -> dict[str, Any]:
         d = time.perf_counter() - t
         if show and i == 0:
             print("-- last share (best luck):\n  " + "\n  ".join(counter.texts))
-        cases["last share (best luck)"].append((counter.statements, counter.ends, d))
+        cases["last share (best luck)"].append((counter.statements, counter.ends, d, counter.hops))
         counter.reset()
         t = time.perf_counter()
         try:
@@ -164,7 +188,7 @@ async def probe(url: str, grabs: int, show: bool) -> dict[str, Any]:
         d = time.perf_counter() - t
         if show and i == 0:
             print("-- all gone:\n  " + "\n  ".join(counter.texts))
-        cases["all gone"].append((counter.statements, counter.ends, d))
+        cases["all gone"].append((counter.statements, counter.ends, d, counter.hops))
     report = await feat.repo.audit()
     await db.dispose()
     out: dict[str, Any] = {"audit": "audit OK" if report.ok else str(report)}
@@ -173,6 +197,7 @@ async def probe(url: str, grabs: int, show: bool) -> dict[str, Any]:
             "statements": statistics.mean(r[0] for r in rows),
             "commits+rollbacks": statistics.mean(r[1] for r in rows),
             "ms_median": round(statistics.median(r[2] for r in rows) * 1000, 2),
+            "thread_hops": statistics.mean(r[3] for r in rows),
         }
     return out
 
@@ -203,9 +228,10 @@ async def amain(args: argparse.Namespace) -> None:
         else:
             raise SystemExit(f"unknown backend {backend!r}")
         print(f"{backend}: {result.pop('audit')}")
-        print(f"  {'case':<24} {'statements':>10} {'commit/rb':>10} {'ms p50':>8}")
+        print(f"  {'case':<24} {'statements':>10} {'commit/rb':>10} {'db thread':>10} {'ms p50':>8}")
         for case, r in result.items():
-            print(f"  {case:<24} {r['statements']:>10.1f} {r['commits+rollbacks']:>10.1f} {r['ms_median']:>8.2f}")
+            hops = f"{r['thread_hops']:>10.1f}" if backend == "sqlite" else f"{'-':>10}"
+            print(f"  {case:<24} {r['statements']:>10.1f} {r['commits+rollbacks']:>10.1f} {hops} {r['ms_median']:>8.2f}")
 
 
 def main() -> None:

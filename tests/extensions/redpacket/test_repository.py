@@ -8,7 +8,6 @@ import random
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
-
 from xmppd_extensions.redpacket import split
 from xmppd_extensions.redpacket.repository import (
     SYSTEM_WALLET,
@@ -288,10 +287,21 @@ class _Statements:
     def __init__(self, repo: SqlRedPacketRepository) -> None:
         self.texts: list[str] = []
         engine = repo._db.engine.sync_engine
-        sa.event.listen(engine, "before_cursor_execute", self._stmt)
+        self._sqlite = repo._db.is_sqlite
+        if self._sqlite:  # SQLite's trace also sees statements run on the driver's thread directly
+            sa.event.listen(engine, "checkout", self._checkout)
+        else:
+            sa.event.listen(engine, "before_cursor_execute", self._stmt)
         sa.event.listen(engine, "commit", self._commit)
         sa.event.listen(engine, "rollback", self._rollback)
         self._engine = engine
+
+    def _checkout(self, dbapi_connection, *args) -> None:
+        def trace(sql: str) -> None:
+            if self._engine is not None and sql not in ("COMMIT", "ROLLBACK") and not sql.startswith("PRAGMA"):
+                self.texts.append(" ".join(sql.split()))
+
+        dbapi_connection.driver_connection._conn.set_trace_callback(trace)
 
     def _stmt(self, conn, cursor, statement, *args) -> None:
         self.texts.append(" ".join(statement.split()))
@@ -303,9 +313,13 @@ class _Statements:
         self.texts.append("ROLLBACK")
 
     def close(self) -> None:
-        sa.event.remove(self._engine, "before_cursor_execute", self._stmt)
+        if self._sqlite:
+            sa.event.remove(self._engine, "checkout", self._checkout)
+        else:
+            sa.event.remove(self._engine, "before_cursor_execute", self._stmt)
         sa.event.remove(self._engine, "commit", self._commit)
         sa.event.remove(self._engine, "rollback", self._rollback)
+        self._engine = None  # traces left on pooled connections stop recording
 
 
 async def test_first_grab_creates_the_wallet_in_the_grab_transaction(sql_rp_repo):
@@ -319,7 +333,8 @@ async def test_first_grab_creates_the_wallet_in_the_grab_transaction(sql_rp_repo
     assert (got.amount, got.balance) == (300, 300)
     assert seen.texts.count("COMMIT") == 1 and "ROLLBACK" not in seen.texts, seen.texts
     # claim, count, credit (upsert), ledger; MariaDB also locks the packet row and reads the share
-    assert len([t for t in seen.texts if t not in ("COMMIT", "BEGIN IMMEDIATE")]) <= 6, seen.texts
+    statements = [t for t in seen.texts if t not in ("COMMIT", "BEGIN IMMEDIATE")]
+    assert 4 <= len(statements) <= 6, seen.texts
     entries, _ = await sql_rp_repo.history(B)
     assert [(e.kind, e.amount, e.balance_after) for e in entries] == [("grab_credit", 300, 300)]
     assert (await sql_rp_repo.audit()).ok
@@ -354,3 +369,40 @@ async def test_a_grab_after_expiry_leaves_no_claim_behind(sql_rp_repo):
     assert await sql_rp_repo.balance(B) == 0
     report = await sql_rp_repo.audit()
     assert report.ok and report.unclaimed == 1000
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_grab_on_the_driver_thread_matches_the_statement_path(request, backend):
+    """The one-hand-off SQLite grab and its SQLAlchemy twin give the same results and refusals."""
+    from xmppd_extensions.redpacket import repository as rp
+
+    from .conftest import redpacket_database
+
+    async with redpacket_database(request, backend) as database:
+        repo = SqlRedPacketRepository(database)
+        await repo.topup(A, 4000, at())
+        outcomes: dict[str, list[object]] = {}
+        for pid, txn in (("fast", repo._grab_sqlite_txn), ("slow", repo._grab_sqlite_statements)):
+            await repo.send(new(pid, shares=(300, 500, 200), expires=100))
+            seen = []
+            for name, when in (("b", 1), ("c", 2), ("b", 3), ("e", 4), ("f", 5)):
+                who = f"{name}.{pid}@example.com"  # fresh wallets per packet: equal balances
+                try:
+                    g = await database.run_txn(txn, pid, who, at(when))
+                    best = (g.best_luck.grabbed_by.split(".")[0], g.best_luck.amount, g.best_luck.grabbed_at) if g.best_luck else None
+                    seen.append((g.amount, g.seq, g.balance, g.remaining_count, g.remaining_amount, best))
+                except rp.RedPacketError as exc:
+                    seen.append((type(exc).__name__, getattr(exc, "amount", None), getattr(exc, "grabbed_at", None)))
+            outcomes[pid] = seen
+        assert outcomes["fast"] == outcomes["slow"]
+        assert outcomes["fast"][2] == ("AlreadyGrabbed", 300, at(1))
+        assert outcomes["fast"][0] == (300, 0, 300, 2, 700, None)
+        assert outcomes["fast"][3] == (200, 2, 200, 0, 0, ("c", 500, at(2))) and outcomes["fast"][4][0] == "AllGone"
+        await repo.send(new("late", expires=10))
+        for txn in (repo._grab_sqlite_txn, repo._grab_sqlite_statements):
+            with pytest.raises(PacketExpired):
+                await database.run_txn(txn, "late", B, at(10))
+            with pytest.raises(PacketNotFound):
+                await database.run_txn(txn, "nope", B, at(1))
+        report = await repo.audit()
+        assert report.ok, str(report)
