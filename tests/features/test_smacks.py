@@ -290,3 +290,22 @@ async def test_slixmpp_resumes_after_its_socket_is_cut(tmp_path):
         finally:
             await slix_close(alice)
             await slix_close(bob)
+
+
+async def test_error_replies_of_the_stream_core_are_counted(sm_server):
+    """A stanza the core rejects (bad 'to') is handled, and its error reply is a stanza too."""
+    bob = await SmClient.login(sm_server, "bob")
+    try:
+        bob.send_stanza("<message to='a@b@c' id='bad'><body>x</body></message>")
+        err = await bob.expect(lambda e: e.get("id") == "bad")
+        assert err.get("type") == "error"
+        bob.write(f"<r xmlns='{SM}'/>")
+        a = await bob.expect(lambda e: e.tag == f"{{{SM}}}a")
+        assert a.get("h") == "1"
+        session = sm_server.sessions.get(JID.parse("bob@localhost/phone"))
+        await _until(lambda: len(session.observer.counters.unacked) == 1)
+        bob.ack()  # h=1: the error reply; a mismatch would be handled-count-too-high
+        await _until(lambda: len(session.observer.counters.unacked) == 0)
+        assert not session.is_closed
+    finally:
+        await bob.close()

@@ -45,7 +45,7 @@ class SessionObserver(Protocol):
     session whose connection was lost (``keep`` returns True: the session hibernates)."""
 
     def stanza_in(self) -> None: ...
-    def stanza_out(self, data: bytes) -> None: ...
+    def stanza_out(self, data: bytes) -> None: ...  # b"": written by the stream core, not kept
     def keep(self, session: "Session") -> bool: ...
 
 
@@ -259,6 +259,8 @@ class Session:
         elif t is ev.StanzaRejected:
             if self.observer is not None:
                 self.observer.stanza_in()
+                if event.replied:  # type: ignore[attr-defined]
+                    self.observer.stanza_out(b"")  # the core's error reply: counted, not kept
         elif t is ev.StreamClosed:
             if event.lost and self.observer is not None and self.jid is not None and self.observer.keep(self):  # type: ignore[attr-defined]
                 self._hibernate()

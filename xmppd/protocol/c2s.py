@@ -318,7 +318,7 @@ class C2SStream:
         reply = error_reply(el, err)
         reply.attrib.pop("from", None)
         self._out.append(_T(reply))
-        self._events.append(ev.StanzaRejected(err.condition.value))
+        self._events.append(ev.StanzaRejected(err.condition.value, replied=True))
 
     def send_element(self, el: etree._Element) -> None:
         """Queue an element for the client (pre-auth iq answers, SM nonzas ...)."""

@@ -81,6 +81,7 @@ class StanzaRejected:
     """A stanza answered with an error by the core itself (bad ``to``); nothing to do but count."""
 
     condition: str
+    replied: bool = False  # the core wrote an error reply (a stanza the client counts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,7 +205,7 @@ class Smacks(Feature):
         sm.session = session
         session.observer = sm
         session.send_nonza(_nonza("resumed", {"previd": previd, "h": str(sm.counters.handled)}))
-        pending = [data for data, _ in sm.counters.unacked]
+        pending = [data for data, _ in sm.counters.unacked if data]  # b"": the core's replies
         if pending:
             session.transport.write(pending)  # counted when first sent
         if self.options.request_every and pending:
