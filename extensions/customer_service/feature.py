@@ -27,6 +27,7 @@ from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
 from xmppd.core.hooks import Flow, Routed, SessionEvent
 from xmppd.errors import Condition, StanzaError
+from xmppd.features.disco import info_element, items_element
 from xmppd.jid import JID
 from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
@@ -777,19 +778,7 @@ class CustomerService(Feature):
             info = await adhoc.disco_info(req.from_jid, req.to.bare, node)
         if info is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"no node {node!r}")
-        out = element(f"{{{which}}}query", {"node": node}, default_ns=which)
-        for ident in info.identities:
-            sub(out, f"{{{which}}}identity", {"category": ident.category, "type": ident.type, **({"name": ident.name} if ident.name else {})})
-        for var in info.features:
-            sub(out, f"{{{which}}}feature", {"var": var})
-        for jid, inode, name in info.items:
-            attrs = {"jid": jid}
-            if inode:
-                attrs["node"] = inode
-            if name:
-                attrs["name"] = name
-            sub(out, f"{{{which}}}item", attrs)
-        return out
+        return info_element(info, node) if which == ns.DISCO_INFO else items_element(info, node)
 
     async def iq_disco_items(self, req: IqRequest) -> etree._Element:
         node = req.payload.get("node")

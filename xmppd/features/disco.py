@@ -104,14 +104,14 @@ class Disco(Feature):
             return await self._node(req, node, _INFO)
         info = NodeInfo([Identity("server", "im", self.ctx.config.server.name)], self.server_features())
         info.forms = [make() for make in self._extended]
-        return _info_element(info, None)
+        return info_element(info, None)
 
     @iq_handler("get", _ITEMS)
     async def host_items(self, req: IqRequest) -> etree._Element:
         node = req.payload.get("node")
         if node:
             return await self._node(req, node, _ITEMS)
-        return _items_element(NodeInfo(items=[(j, None, n) for j, n in sorted(self._items.items())]), None)
+        return items_element(NodeInfo(items=[(j, None, n) for j, n in sorted(self._items.items())]), None)
 
     @iq_handler("get", _INFO, target=Target.BARE)
     async def account_info(self, req: IqRequest) -> etree._Element:
@@ -119,7 +119,7 @@ class Disco(Feature):
         node = req.payload.get("node")
         if node:
             return await self._node(req, node, _INFO)
-        return _info_element(NodeInfo([Identity("account", "registered")], self.account_features()), None)
+        return info_element(NodeInfo([Identity("account", "registered")], self.account_features()), None)
 
     @iq_handler("get", _ITEMS, target=Target.BARE)
     async def account_items(self, req: IqRequest) -> etree._Element:
@@ -127,7 +127,7 @@ class Disco(Feature):
         node = req.payload.get("node")
         if node:
             return await self._node(req, node, _ITEMS)
-        return _items_element(NodeInfo(), None)
+        return items_element(NodeInfo(), None)
 
     async def _check_visible(self, req: IqRequest) -> None:
         owner = req.to.bare
@@ -148,10 +148,11 @@ class Disco(Feature):
         info = await handler(req.from_jid, node) if handler else None
         if info is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"no node {node!r}")
-        return _info_element(info, node) if which == _INFO else _items_element(info, node)
+        return info_element(info, node) if which == _INFO else items_element(info, node)
 
 
-def _info_element(info: NodeInfo, node: str | None) -> etree._Element:
+def info_element(info: NodeInfo, node: str | None) -> etree._Element:
+    """The disco#info ``<query/>`` for ``info`` (services answering disco themselves use it too)."""
     q = element(_INFO, default_ns=ns.DISCO_INFO)
     if node:
         q.set("node", node)
@@ -167,7 +168,8 @@ def _info_element(info: NodeInfo, node: str | None) -> etree._Element:
     return q
 
 
-def _items_element(info: NodeInfo, node: str | None) -> etree._Element:
+def items_element(info: NodeInfo, node: str | None) -> etree._Element:
+    """The disco#items ``<query/>`` for ``info``."""
     q = element(_ITEMS, default_ns=ns.DISCO_ITEMS)
     if node:
         q.set("node", node)

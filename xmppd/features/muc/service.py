@@ -24,8 +24,7 @@ from ...xml import ns
 from ...xml.builder import error_reply, iq_result
 from ...xml.forms import Field, Form
 from ..adhoc.command import NS as ADHOC_NS
-from ..disco import _info_element as info_element
-from ..disco import _items_element as items_element
+from ..disco import info_element, items_element
 from . import const as C
 from . import subscriptions as S
 from .affiliations import Affiliation, Role
