@@ -13,50 +13,23 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from lxml import etree
-from sqlalchemy.engine import URL
 from xmppd_extensions.customer_service import slixmpp_plugin
 from xmppd_extensions.customer_service.feature import CustomerService
 from xmppd_extensions.customer_service.protocol import NS
 from xmppd_extensions.customer_service.repository import MemoryCsRepository, SqlCsRepository
 
 from tests.helpers import add_user, make_config, slix, slix_close
-from tests.storage_fixtures import REPOSITORY_BACKENDS, MariaDBServer, _run_in_thread, empty_all_tables, open_database
+from tests.storage_fixtures import REPOSITORY_BACKENDS, open_database
 from xmppd.app import Server
 from xmppd.core.feature import Clock
-from xmppd.storage.engine import Database
-from xmppd.storage.migrations import upgrade
 
 LOCATIONS = [CustomerService.migrations]
 SCHEMA = etree.XMLSchema(etree.parse(str(Path(__file__).parents[3] / "schemas" / "cs-0.xsd")))
 
 
-@pytest.fixture(scope="session")
-def cs_mariadb_url(mariadb_server: MariaDBServer) -> URL:
-    url = mariadb_server.create_database("cs")
-
-    async def migrate() -> None:
-        database = Database.from_url(url)
-        try:
-            await upgrade(database, LOCATIONS)
-        finally:
-            await database.dispose()
-
-    _run_in_thread(migrate)
-    return url
-
-
-@asynccontextmanager
-async def cs_database(request: pytest.FixtureRequest, backend: str) -> AsyncIterator[Database]:
-    if backend == "sqlite":
-        async with open_database(request, "sqlite", extra_locations=LOCATIONS) as database:
-            yield database
-        return
-    database = Database.from_url(request.getfixturevalue("cs_mariadb_url"))
-    try:
-        await empty_all_tables(database)
-        yield database
-    finally:
-        await database.dispose()
+def cs_database(request: pytest.FixtureRequest, backend: str) -> Any:
+    """A database with every installed feature's schema (the shared storage fixtures)."""
+    return open_database(request, backend)
 
 
 @pytest_asyncio.fixture(params=REPOSITORY_BACKENDS)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import slixmpp
 from slixmpp.exceptions import IqError
+from xmppd_extensions.redpacket import slixmpp_plugin
+from xmppd_extensions.redpacket.feature import NS
 
 from xmppd.features.muc.affiliations import Affiliation
 from xmppd.jid import JID
-from xmppd_extensions.redpacket import slixmpp_plugin
-from xmppd_extensions.redpacket.feature import NS
 
 from ...features.muc_support import PLUGINS, create, join
 from ...helpers import add_user, slix, slix_close
@@ -40,7 +40,6 @@ async def member(server, name: str) -> slixmpp.ClientXMPP:
 async def room_server(request, tmp_path: Path):
     overrides = ["redpacket.expiry=60.0", "c2s.require_tls=false", "c2s.max_connections_per_ip=1000"]
     if request.param == "mariadb":
-        from .conftest import LOCATIONS  # noqa: F401  (the storage fixture migrates on start)
         server = request.getfixturevalue("mariadb_server")
         url = server.create_database()
         overrides += [f"storage.url={url.render_as_string(hide_password=False)}", "storage.auto_upgrade=true"]
