@@ -11,13 +11,12 @@ import pytest
 import slixmpp
 from lxml import etree
 from slixmpp.exceptions import IqError
-
 from xmppd_extensions.redpacket import slixmpp_plugin
 from xmppd_extensions.redpacket.feature import NS
 
 from ...helpers import add_user, slix, slix_close
-from .servers import rp_running_server as running_server
 from .schema_check import assert_valid_xml
+from .servers import rp_running_server as running_server
 
 pytestmark = pytest.mark.interop
 
