@@ -61,11 +61,11 @@ async def grab_all(port: int, packets: dict[str, str]) -> list[bytes]:
     async def one(i: int, user: str, pid: str) -> bytes:
         try:
             c = await login(port, user)
-        except (OSError, EOFError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, EOFError):
             return b"lost"
         try:
             return await c.iq(f"o{i}", f"<iq type='set' id='o{i}' to='localhost'><open xmlns='{NS}' id='{pid}'/></iq>", timeout=10)
-        except (OSError, EOFError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, EOFError):
             return b"lost"
         finally:
             c.close()
@@ -112,7 +112,7 @@ async def test_sigkill_during_grab_storm_then_restart_audit_holds(tmp_path, requ
         assert "audit OK" in audit.stdout
         # restart on the same data: everyone who did not get an answer tries again
         proc, port = start(tmp_path, storage)
-        retry = {u: p for (u, p), x in zip(packets.items(), first) if b"<opened" not in x}
+        retry = {u: p for (u, p), x in zip(packets.items(), first, strict=True) if b"<opened" not in x}
         second = await grab_all(port, retry)
         assert all(b"<opened" in x or b"already-grabbed" in x for x in second), second[:3]
         audit = ctl(tmp_path, storage, "wallet", "audit")
