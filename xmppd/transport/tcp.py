@@ -17,7 +17,7 @@ wire = logging.getLogger("xmppd.wire")
 class C2SProtocol(asyncio.Protocol):
     """``data_received`` only feeds the session; the session decides everything else."""
 
-    __slots__ = ("server", "direct_tls", "transport", "session", "_wire", "_limit")
+    __slots__ = ("server", "direct_tls", "transport", "session", "_wire", "_limit", "_out", "_loop")
 
     def __init__(self, server: "Server", *, direct_tls: bool) -> None:
         self.server = server
@@ -26,9 +26,16 @@ class C2SProtocol(asyncio.Protocol):
         self.session: Session | None = None
         self._wire = server.config.log.wire and wire.isEnabledFor(logging.DEBUG)
         self._limit = server.config.c2s.write_buffer_limit
+        # Output of one event-loop turn, sent in one write at the end of the turn (None: no
+        # flush scheduled). Many stanzas for one client in one turn cost one send syscall.
+        self._out: list[bytes] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
+        # Over the limit, pause_writing: the client does not read its stream.
+        transport.set_write_buffer_limits(high=self._limit)  # type: ignore[attr-defined]
         peer = transport.get_extra_info("peername")
         ip = peer[0] if isinstance(peer, tuple) else "local"
         stream = self.server.new_stream(direct_tls=self.direct_tls)
@@ -44,28 +51,53 @@ class C2SProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._out = None
         if self.session is not None:
             self.session.connection_lost()
 
+    def pause_writing(self) -> None:
+        """The transport holds more than ``c2s.write_buffer_limit`` unsent bytes."""
+        # A client that does not read its stream cannot hold the server's memory hostage.
+        log.info("[%s] write buffer over %d bytes: closing", self.session.sid if self.session else "-", self._limit)
+        self._out = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def resume_writing(self) -> None:
+        pass  # never paused for long: pause_writing aborts
+
     # -- the Transport interface the session uses
     def write(self, units: list[bytes]) -> None:
+        out = self._out
+        if out is not None:
+            out += units
+            return
         t = self.transport
         if t is None or t.is_closing():
             return
-        data = units[0] if len(units) == 1 else b"".join(units)
+        self._out = list(units)
+        self._loop.call_soon(self._flush)  # type: ignore[union-attr]
+
+    def _flush(self) -> None:
+        out = self._out
+        if out is None:
+            return
+        self._out = None
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
         if self._wire:
             wire.debug("[%s] OUT %s", self.session.sid, data.decode("utf-8", "replace"))  # type: ignore[union-attr]
-        t.write(data)
-        if t.get_write_buffer_size() > self._limit:
-            # A client that does not read its stream cannot hold the server's memory hostage.
-            log.info("[%s] write buffer over %d bytes: closing", self.session.sid, self._limit)  # type: ignore[union-attr]
-            t.abort()
+        t.write(data)  # over the limit: pause_writing aborts
 
     def close(self) -> None:
+        self._flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
     def abort(self) -> None:
+        self._flush()
         if self.transport is not None:
             self.transport.abort()
 
@@ -80,8 +112,10 @@ class C2SProtocol(asyncio.Protocol):
     async def start_tls(self) -> tuple[str, bytes] | None:
         loop = asyncio.get_running_loop()
         assert self.transport is not None and self.server.ssl_context is not None
+        self._flush()  # the <proceed/> goes out in the clear, before the handshake
         new = await loop.start_tls(self.transport, self, self.server.ssl_context, server_side=True)
         if new is None:
             raise ConnectionError("connection closed during the TLS handshake")
         self.transport = new  # type: ignore[assignment]
+        new.set_write_buffer_limits(high=self._limit)
         return self.server.channel_binding
