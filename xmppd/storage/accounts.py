@@ -278,6 +278,23 @@ def _where_name(username: str, domain: str) -> sa.ColumnElement[bool]:
     return sa.and_(accounts.c.domain == domain, accounts.c.username == username)
 
 
+_CREDENTIALS_QUERY = (
+    sa.select(
+        *_ACCOUNT_COLUMNS,
+        account_credentials.c.salt,
+        account_credentials.c.iterations,
+        account_credentials.c.stored_key,
+        account_credentials.c.server_key,
+    )
+    .select_from(accounts.join(account_credentials))
+    .where(
+        accounts.c.domain == sa.bindparam("domain"),
+        accounts.c.username == sa.bindparam("username"),
+        account_credentials.c.mechanism == sa.bindparam("mechanism"),
+    )
+)
+
+
 class SqlAccountRepository(AccountRepository):
     """Accounts in SQL (``accounts``, ``account_credentials``)."""
 
@@ -352,22 +369,14 @@ class SqlAccountRepository(AccountRepository):
     async def get_credentials(
         self, username: str, domain: str, mechanism: str
     ) -> tuple[Account, StoredCredentials] | None:
-        return await self._db.read_txn(self._get_credentials_txn, username, domain, mechanism)
-
-    @staticmethod
-    async def _get_credentials_txn(
-        conn: AsyncConnection, username: str, domain: str, mechanism: str
-    ) -> tuple[Account, StoredCredentials] | None:
-        c = account_credentials.c
-        query = (
-            sa.select(*_ACCOUNT_COLUMNS, c.salt, c.iterations, c.stored_key, c.server_key)
-            .select_from(accounts.join(account_credentials))
-            .where(_where_name(username, domain), c.mechanism == mechanism)
+        # Every login: one prebuilt statement, on SQLite without BEGIN/ROLLBACK.
+        row = await self._db.fetch_one(
+            _CREDENTIALS_QUERY, {"username": username, "domain": domain, "mechanism": mechanism}
         )
-        row = (await conn.execute(query)).first()
         if row is None:
             return None
         m = row._mapping
+        c = account_credentials.c
         return _account(m), StoredCredentials(
             mechanism=mechanism,
             salt=bytes(m[c.salt]),

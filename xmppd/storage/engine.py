@@ -294,6 +294,24 @@ class Database:
         async with self.transaction(readonly=True) as conn:
             return await func(conn, *args, **kwargs)
 
+    async def fetch_one(
+        self, stmt: sa.Executable, params: dict[str, Any] | None = None
+    ) -> sa.Row[Any] | None:
+        """The first row of one read-only statement (``None`` when there is none).
+
+        On SQLite it runs in autocommit, without ``BEGIN``/``ROLLBACK``: one statement is
+        its own consistent read, and each of those is a hand-off to aiosqlite's thread. On
+        MySQL it is :meth:`read_txn`'s transaction. Build *stmt* once with
+        ``sa.bindparam`` placeholders and pass *params*: SQLAlchemy's compiled cache then
+        serves every call.
+        """
+        if self.is_sqlite:
+            async with self._maybe_serial(), self._engine.connect() as conn:
+                await conn.execution_options(**{_SQLITE_BEGIN_OPTION: "NONE"})
+                return (await conn.execute(stmt, params)).first()
+        async with self.transaction(readonly=True) as conn:
+            return (await conn.execute(stmt, params)).first()
+
     async def dispose(self) -> None:
         """Close every pooled connection. The object is unusable afterwards."""
         await self._engine.dispose()
@@ -395,4 +413,6 @@ def _install_sqlite_listeners(engine: AsyncEngine) -> None:
     @sa.event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         mode = conn.get_execution_options().get(_SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        if mode == "NONE":  # Database.fetch_one: one statement in autocommit
+            return
         conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
