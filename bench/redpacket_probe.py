@@ -31,14 +31,14 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lxml import etree  # noqa: E402
-from xmppd_extensions.redpacket.feature import NS, RedPacket, RedPacketOptions  # noqa: E402
-from xmppd_extensions.redpacket.repository import NewPacket, SqlRedPacketRepository  # noqa: E402
 
 from xmppd.core.dispatch import IqRequest  # noqa: E402
 from xmppd.errors import StanzaError  # noqa: E402
 from xmppd.jid import JID  # noqa: E402
 from xmppd.storage.engine import Database  # noqa: E402
 from xmppd.storage.migrations import upgrade  # noqa: E402
+from xmppd_extensions.redpacket.feature import NS, RedPacket, RedPacketOptions  # noqa: E402
+from xmppd_extensions.redpacket.repository import NewPacket, SqlRedPacketRepository  # noqa: E402
 
 DOMAIN = "probe.example"
 ROOM = JID.parse(f"room@conference.{DOMAIN}")

@@ -14,7 +14,8 @@ import collections
 import itertools
 import os
 import ssl
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from lxml import etree
@@ -316,7 +317,7 @@ class Client:
             self._waiter = loop.create_future()
             try:
                 await asyncio.wait_for(self._waiter, left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise XmppError("timed out waiting for the server") from None
             finally:
                 self._waiter = None

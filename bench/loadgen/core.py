@@ -9,7 +9,8 @@ import os
 import resource
 import ssl
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .client import Client, XmppError
 
@@ -242,7 +243,7 @@ async def run_scenario(target: Target, name: str, overrides: dict[str, Any] | No
         result["status"] = "ok"
     except NotAvailable as exc:
         result["status"] = f"n/a ({exc})"
-    except asyncio.TimeoutError:
+    except TimeoutError:
         result["status"] = f"timeout after {sc.max_seconds:.0f}s"
     except (XmppError, OSError) as exc:
         result["status"] = f"error: {exc}"

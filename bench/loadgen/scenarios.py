@@ -166,7 +166,7 @@ async def _one2one(ctx: Context, pairs: int, window: int, messages: int, seconds
         p.pump()
     try:
         await asyncio.wait_for(asyncio.shield(finished), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         state["stop"] = True
         await asyncio.sleep(0.5)  # what is in flight may still land
     cpu = m.stop(at=state["last"] or None)
@@ -286,7 +286,7 @@ async def muc_fanout(ctx: Context, occupants: int = 100, senders: int = 10, wind
     pump()
     try:
         await asyncio.wait_for(asyncio.shield(finished), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         state["stop"] = True
         await asyncio.sleep(0.5)
     cpu = m.stop(at=state["last"] or None)
@@ -410,7 +410,7 @@ async def presence(ctx: Context, users: int = 1000, contacts: int = 20, concurre
     clients = await gather_all([arrive(u) for u in names])
     try:
         await asyncio.wait_for(asyncio.shield(wave_done), 60)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise XmppError(f"presence wave incomplete: {complete}/{users} users saw all contacts") from None
     wave_cpu = m.stop(at=last[0])
     wave_seconds = m.elapsed
@@ -447,7 +447,7 @@ async def presence(ctx: Context, users: int = 1000, contacts: int = 20, concurre
     pump()
     try:
         await asyncio.wait_for(asyncio.shield(finished), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         state["stop"] = True
         await asyncio.sleep(0.5)
     upd_cpu = m2.stop(at=state["last"] or None)

@@ -53,7 +53,7 @@ SESSION = (
     "<r xmlns='urn:xmpp:sm:3' h='5'/>"
     "   "
     "</stream:stream>"
-).encode("utf-8")
+).encode()
 
 
 def summary(events: list[object]) -> list[tuple[object, ...]]:

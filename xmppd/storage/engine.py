@@ -324,7 +324,7 @@ class Database:
             return
         try:
             await asyncio.wait_for(lock.acquire(), SQLITE_WRITE_QUEUE_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # A writer nested in another's transaction (or one stuck): as before, SQLite's
             # busy timeout decides.
             yield

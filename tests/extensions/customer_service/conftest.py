@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from lxml import etree
-from xmppd_extensions.customer_service import slixmpp_plugin
-from xmppd_extensions.customer_service.feature import CustomerService
-from xmppd_extensions.customer_service.protocol import NS
-from xmppd_extensions.customer_service.repository import MemoryCsRepository, SqlCsRepository
 
 from tests.helpers import add_user, make_config, slix, slix_close
 from tests.storage_fixtures import REPOSITORY_BACKENDS, open_database
 from xmppd.app import Server
 from xmppd.core.feature import Clock
+from xmppd_extensions.customer_service import slixmpp_plugin
+from xmppd_extensions.customer_service.feature import CustomerService
+from xmppd_extensions.customer_service.protocol import NS
+from xmppd_extensions.customer_service.repository import MemoryCsRepository, SqlCsRepository
 
 LOCATIONS = [CustomerService.migrations]
 SCHEMA = etree.XMLSchema(etree.parse(str(Path(__file__).parents[3] / "schemas" / "cs-0.xsd")))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from slixmpp.exceptions import IqError
+
 from xmppd_extensions.customer_service.protocol import NS
 
 from .conftest import Site

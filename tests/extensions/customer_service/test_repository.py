@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from xmppd_extensions.customer_service.repository import MemberRecord, QueueRecord, SessionRecord, TranscriptLine
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -112,10 +113,10 @@ async def test_live_tables_match_the_migration(db: Any) -> None:
     import sqlalchemy as sa
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
-    from xmppd_extensions.customer_service.feature import CustomerService
 
     from xmppd.storage.metadata import metadata
     from xmppd.storage.migrations import upgrade
+    from xmppd_extensions.customer_service.feature import CustomerService
 
     await upgrade(db, [CustomerService.migrations])
 

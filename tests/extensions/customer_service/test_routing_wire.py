@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from xmppd_extensions.customer_service.protocol import NS
 
 from .conftest import Client, FakeClock, Site, assert_valid, open_site

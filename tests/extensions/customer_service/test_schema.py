@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+
 from xmppd_extensions.customer_service.feature import CustomerService
 from xmppd_extensions.customer_service.protocol import NS
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from slixmpp.exceptions import IqError
+
 from xmppd_extensions.customer_service.protocol import NICK_NS, NS
 
 from .conftest import Site, assert_valid

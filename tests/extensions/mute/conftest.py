@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from xmppd_extensions.mute.repository import MemoryMuteRepository, SqlMuteRepository
 
 from tests.storage_fixtures import REPOSITORY_BACKENDS, open_database
+from xmppd_extensions.mute.repository import MemoryMuteRepository, SqlMuteRepository
 
 from .support import mute_server
 

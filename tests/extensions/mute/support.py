@@ -12,10 +12,10 @@ from typing import Any
 
 import xmlschema
 from lxml import etree
-from xmppd_extensions.mute import slixmpp_plugin
 
 from xmppd.app import Server
 from xmppd.core.loader import discover
+from xmppd_extensions.mute import slixmpp_plugin
 
 from ...features.muc_support import PLUGINS, Inbox
 from ...helpers import add_user, running_server, slix

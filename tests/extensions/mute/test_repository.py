@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from xmppd_extensions.mute.repository import PLATFORM, Mute, MuteAll, NewAuditEntry
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)

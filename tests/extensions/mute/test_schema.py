@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import xmlschema
+
 from xmppd_extensions.mute import protocol as P
 from xmppd_extensions.mute.repository import PLATFORM, AuditEntry, Mute, MuteAll
 

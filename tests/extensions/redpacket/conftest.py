@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from xmppd_extensions.redpacket.repository import MemoryRedPacketRepository, SqlRedPacketRepository
 
 from tests.storage_fixtures import REPOSITORY_BACKENDS, open_database
+from xmppd_extensions.redpacket.repository import MemoryRedPacketRepository, SqlRedPacketRepository
 
 
 def redpacket_database(request: pytest.FixtureRequest, backend: str) -> Any:

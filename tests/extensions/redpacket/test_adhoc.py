@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from slixmpp.exceptions import IqError
+
 from xmppd_extensions.redpacket import slixmpp_plugin
 from xmppd_extensions.redpacket.commands import ADJUST, AUDIT, FORM_TYPE, PACKET, REFUND, TOPUP, parse_amount
 

@@ -8,6 +8,7 @@ import random
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
+
 from xmppd_extensions.redpacket import split
 from xmppd_extensions.redpacket.repository import (
     SYSTEM_WALLET,

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import slixmpp
 from slixmpp.exceptions import IqError
-from xmppd_extensions.redpacket import slixmpp_plugin
-from xmppd_extensions.redpacket.feature import NS
 
 from xmppd.features.muc.affiliations import Affiliation
 from xmppd.jid import JID
+from xmppd_extensions.redpacket import slixmpp_plugin
+from xmppd_extensions.redpacket.feature import NS
 
 from ...features.muc_support import PLUGINS, create, join
 from ...helpers import add_user, slix, slix_close

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import xmlschema
+
 from xmppd_extensions.redpacket.feature import NS
 
 from .schema_check import XSD, assert_valid_xml, schema

@@ -11,6 +11,7 @@ import pytest
 import slixmpp
 from lxml import etree
 from slixmpp.exceptions import IqError
+
 from xmppd_extensions.redpacket import slixmpp_plugin
 from xmppd_extensions.redpacket.feature import NS
 
