@@ -53,6 +53,13 @@ mam_messages = sa.Table(
     **MYSQL_TABLE_KWARGS,
 )
 
+_COLUMNS = "owner, stanza_id, ts, with_jid, with_resource, stanza"
+_INSERT_SQL = {  # by DBAPI paramstyle: sqlite3 (qmark), aiomysql (format / pyformat)
+    "qmark": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+    "format": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+    "pyformat": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+}
+
 mam_prefs = sa.Table(
     "mam_prefs",
     metadata,
@@ -141,18 +148,18 @@ class SqlMamRepository:
 
     @staticmethod
     async def _store_txn(conn: AsyncConnection, messages: list[ArchivedMessage]) -> None:
-        rows = [
-            {"owner": m.owner, "stanza_id": m.stanza_id, "ts": m.ts, "with_jid": m.with_jid, "with_resource": m.with_resource, "stanza": m.stanza}
-            for m in messages
-        ]
+        # The hot write: one prebuilt statement in the driver's paramstyle, tuples straight to
+        # the DBAPI cursor's executemany (no per-row dicts, no statement compilation).
+        sql = _INSERT_SQL[conn.dialect.paramstyle]
+        rows = [(m.owner, m.stanza_id, m.ts, m.with_jid, m.with_resource, m.stanza) for m in messages]
         try:
             async with conn.begin_nested():
-                await conn.execute(mam_messages.insert(), rows)
+                await conn.exec_driver_sql(sql, rows)
         except sa.exc.IntegrityError:  # a duplicate id (a retried batch): insert one by one
             for row in rows:
                 try:
                     async with conn.begin_nested():
-                        await conn.execute(mam_messages.insert(), [row])
+                        await conn.exec_driver_sql(sql, row)
                 except sa.exc.IntegrityError:
                     pass
 
