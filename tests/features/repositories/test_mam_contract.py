@@ -121,3 +121,13 @@ async def test_prefs_round_trip(repo):
     assert await repo.get_prefs(OWNER) == Prefs("roster", ("bob@localhost",), ("spam@localhost", "ads@localhost"))
     await repo.set_prefs(OWNER, Prefs("always"))
     assert await repo.get_prefs(OWNER) == Prefs("always")
+
+
+async def test_a_large_batch_keeps_its_order(repo):
+    # larger than one multi-row INSERT chunk on SQLite (500 rows), two archives interleaved
+    await repo.store_many([_msg(i, owner=OWNER if i % 2 else "bob@localhost") for i in range(1203)])
+    page = await repo.query(ArchiveQuery(OWNER, 1000))
+    assert page.count == 601 and len(page.items) == 601 and page.complete
+    assert ids(page) == [f"id{i:03d}" for i in range(1, 1203, 2)]
+    assert page.items[-1].stanza == "<message><body>m1201</body></message>" and page.items[-1].ts == 1_202_000_000
+    assert (await repo.query(ArchiveQuery("bob@localhost", 1, before=""))).items[0].stanza_id == "id1202"

@@ -10,7 +10,9 @@ Timestamps are integer microseconds since the epoch (UTC), exact on every backen
 from __future__ import annotations
 
 import bisect
+import functools
 import json
+import sqlite3
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -59,6 +61,15 @@ _INSERT_SQL = {  # by DBAPI paramstyle: sqlite3 (qmark), aiomysql (format / pyfo
     "format": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
     "pyformat": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
 }
+
+# Rows per multi-row INSERT on SQLite: 6 parameters a row, under its limit (32766 since 3.32, 999 before).
+_SQLITE_CHUNK = 500 if sqlite3.sqlite_version_info >= (3, 32) else 166
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_insert(n: int) -> str:
+    return f"INSERT INTO mam_messages ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
+
 
 mam_prefs = sa.Table(
     "mam_prefs",
@@ -150,11 +161,21 @@ class SqlMamRepository:
     async def _store_txn(conn: AsyncConnection, messages: list[ArchivedMessage]) -> None:
         # The hot write: one prebuilt statement in the driver's paramstyle, tuples straight to
         # the DBAPI cursor's executemany (no per-row dicts, no statement compilation).
-        sql = _INSERT_SQL[conn.dialect.paramstyle]
+        paramstyle = conn.dialect.paramstyle
+        sql = _INSERT_SQL[paramstyle]
         rows = [(m.owner, m.stanza_id, m.ts, m.with_jid, m.with_resource, m.stanza) for m in messages]
         try:
             async with conn.begin_nested():
-                await conn.exec_driver_sql(sql, rows)
+                if paramstyle == "qmark":
+                    # SQLite: multi-row VALUES, one statement step per chunk instead of one per
+                    # row (sqlite3's executemany takes the GIL back after every row, and the
+                    # event loop thread holds it most of the time). aiomysql's executemany
+                    # already rewrites into multi-row VALUES.
+                    for i in range(0, len(rows), _SQLITE_CHUNK):
+                        chunk = rows[i : i + _SQLITE_CHUNK]
+                        await conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
+                else:
+                    await conn.exec_driver_sql(sql, rows)
         except sa.exc.IntegrityError:  # a duplicate id (a retried batch): insert one by one
             for row in rows:
                 try:
