@@ -76,8 +76,8 @@ class MamOptions:
     max_page: int = 250
     # Records waiting to be written; beyond it senders wait for storage.
     queue_size: int = 10000
-    # Records written per transaction.
-    batch_size: int = 200
+    # Records written per transaction (larger batches: fewer commits and thread hand-offs).
+    batch_size: int = 1000
 
     def __post_init__(self) -> None:
         if self.default_mode not in ("always", "never", "roster"):
