@@ -60,6 +60,7 @@ _BODY = f"{{{ns.CLIENT}}}body"
 _NO_STORE = (f"{{{HINTS}}}no-store", f"{{{HINTS}}}no-permanent-store")
 _STORE = f"{{{HINTS}}}store"
 _CARBONS = ("{urn:xmpp:carbons:2}sent", "{urn:xmpp:carbons:2}received")
+_ID_POOL = 256
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
@@ -134,6 +135,7 @@ class Mam(Feature):
         self._inflight: list[ArchivedMessage] = []
         self._lock = asyncio.Lock()
         self._prefs: dict[str, Prefs] = {}
+        self._ids: list[str] = []
         self._writer = self.ctx.spawn(self._write_loop(), "mam-writer")
         if self.options.retention_days:
             self._purge_timer = self.ctx.call_later(self.options.purge_interval, self._schedule_purge)
@@ -198,7 +200,13 @@ class Mam(Feature):
             await self._queue.put(record)
 
     def _new_id(self) -> str:
-        return f"{self.ctx.rng.getrandbits(96):024x}"
+        # 96 random bits from the server's rng, drawn 256 ids at a time (one getrandom() call
+        # for SystemRandom instead of one per id); each id is used once.
+        ids = self._ids
+        if not ids:
+            pool = f"{self.ctx.rng.getrandbits(96 * _ID_POOL):0{24 * _ID_POOL}x}"
+            ids.extend(pool[i : i + 24] for i in range(0, 24 * _ID_POOL, 24))
+        return ids.pop()
 
     def _now(self) -> int:
         return int(self.ctx.clock.now() * 1_000_000)
