@@ -5,6 +5,7 @@ templates in ``bench/servers/``). Each server process is pinned to one CPU.
 """
 from __future__ import annotations
 
+import abc
 import os
 import shutil
 import signal
@@ -61,7 +62,7 @@ def self_signed(dirpath: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-class Managed:
+class Managed(abc.ABC):
     """A server process we started; ``stop()`` ends it and removes its data directory."""
 
     name = ""
@@ -77,8 +78,9 @@ class Managed:
     def available() -> bool:
         return True
 
+    @abc.abstractmethod
     def start(self) -> Target:
-        raise NotImplementedError
+        """Start the server on free loopback ports and say where it listens."""
 
     def _spawn(self, argv: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.proc = subprocess.Popen(
