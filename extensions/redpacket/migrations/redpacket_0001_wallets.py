@@ -4,36 +4,25 @@ Revision ID: redpacket_0001
 Revises:
 Create Date: 2025-01-01
 
-Frozen in time: every type and constraint name is spelled out here.
+Frozen in time: every constraint name is spelled out here; shared column types come from the
+append-only ``xmppd.storage.migrations.ddl``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import mysql
+
+from xmppd.storage.migrations.ddl import TABLE_KWARGS as _TABLE_KWARGS
+from xmppd.storage.migrations.ddl import id_type as _id
+from xmppd.storage.migrations.ddl import utc_datetime as _utc_datetime
 
 revision: str = "redpacket_0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = ("redpacket",)
 depends_on: str | Sequence[str] | None = "core_0001"
-
-_TABLE_KWARGS: dict[str, Any] = {
-    f"{prefix}_{key}": value
-    for prefix in ("mysql", "mariadb")
-    for key, value in (("engine", "InnoDB"), ("charset", "utf8mb4"), ("collate", "utf8mb4_bin"))
-}
-
-
-def _id() -> sa.types.TypeEngine[int]:
-    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-def _utc_datetime() -> sa.types.TypeEngine[Any]:
-    return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def upgrade() -> None:

@@ -4,7 +4,8 @@ Revision ID: mam_0001
 Revises:
 Create Date: 2025-01-03
 
-Frozen in time: every type and constraint name is spelled out here. The indexes make a page
+Frozen in time: every constraint name is spelled out here; shared column types come from the
+append-only ``xmppd.storage.migrations.ddl``. The indexes make a page
 an index range scan: (owner, seq) for paging, (owner, with_jid, seq) for 'with',
 (owner, ts) for start/end, unique (owner, stanza_id) for RSM ids, (ts) for the retention purge.
 """
@@ -12,26 +13,18 @@ an index range scan: (owner, seq) for paging, (owner, with_jid, seq) for 'with',
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from xmppd.storage.migrations.ddl import TABLE_KWARGS as _TABLE_KWARGS
+from xmppd.storage.migrations.ddl import id_type as _id
+
 revision: str = "mam_0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = ("mam",)
 depends_on: str | Sequence[str] | None = "core_0001"
-
-_TABLE_KWARGS: dict[str, Any] = {
-    f"{prefix}_{key}": value
-    for prefix in ("mysql", "mariadb")
-    for key, value in (("engine", "InnoDB"), ("charset", "utf8mb4"), ("collate", "utf8mb4_bin"))
-}
-
-
-def _id() -> sa.types.TypeEngine[int]:
-    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:

@@ -4,28 +4,24 @@ Revision ID: private_0001
 Revises:
 Create Date: 2025-01-02
 
-Frozen in time: every type and constraint name is spelled out here.
+Frozen in time: every constraint name is spelled out here; shared column types come from the
+append-only ``xmppd.storage.migrations.ddl``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from xmppd.storage.migrations.ddl import TABLE_KWARGS as _TABLE_KWARGS
+
 revision: str = "private_0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = ("private",)
 depends_on: str | Sequence[str] | None = "core_0001"
-
-_TABLE_KWARGS: dict[str, Any] = {
-    f"{prefix}_{key}": value
-    for prefix in ("mysql", "mariadb")
-    for key, value in (("engine", "InnoDB"), ("charset", "utf8mb4"), ("collate", "utf8mb4_bin"))
-}
 
 
 def upgrade() -> None:

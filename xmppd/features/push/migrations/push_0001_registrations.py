@@ -4,31 +4,24 @@ Revision ID: push_0001
 Revises:
 Create Date: 2025-01-03
 
-Frozen in time: every type and constraint name is spelled out here.
+Frozen in time: every constraint name is spelled out here; shared column types come from the
+append-only ``xmppd.storage.migrations.ddl``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+from xmppd.storage.migrations.ddl import TABLE_KWARGS as _TABLE_KWARGS
+from xmppd.storage.migrations.ddl import id_type as _id
 
 revision: str = "push_0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = ("push",)
 depends_on: str | Sequence[str] | None = "core_0001"
-
-_TABLE_KWARGS: dict[str, Any] = {
-    f"{prefix}_{key}": value
-    for prefix in ("mysql", "mariadb")
-    for key, value in (("engine", "InnoDB"), ("charset", "utf8mb4"), ("collate", "utf8mb4_bin"))
-}
-
-
-def _id() -> sa.types.TypeEngine[int]:
-    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
