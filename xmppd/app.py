@@ -195,17 +195,15 @@ class Server:
             except (TimeoutError, Exception):
                 pass
         self.tracker.cancel_all()
+        # Every step is bounded: a feature that never finishes must not keep the process alive.
         for name in reversed(list(self.features)):
-            try:
-                await self.features[name].teardown()
-            except Exception:
-                log.exception("teardown of %s failed", name)
+            await _bounded(self.features[name].teardown(), f"teardown of {name}")
         for ctx in reversed(self._contexts):
-            await ctx.close()
+            await _bounded(ctx.close(), f"closing the context of {ctx.name}")
         self.features.clear()
         self._contexts.clear()
         if self.db is not None:
-            await self.db.dispose()
+            await _bounded(self.db.dispose(), "closing storage")
         log.info("xmppd stopped")
 
     # ---------------------------------------------------------------- connections
@@ -318,6 +316,18 @@ class Server:
             except TimeoutError:
                 pass
         return len(targets)
+
+
+_STOP_STEP_TIMEOUT = 15.0
+
+
+async def _bounded(step: Awaitable[None], what: str) -> None:
+    try:
+        await asyncio.wait_for(step, _STOP_STEP_TIMEOUT)
+    except TimeoutError:
+        log.error("%s did not finish within %ss; going on with the shutdown", what, _STOP_STEP_TIMEOUT)
+    except Exception:
+        log.exception("%s failed", what)
 
 
 def feature_migration_locations(classes: Iterable[type[Feature]]) -> list[str]:
