@@ -284,3 +284,48 @@ async def test_clean_shutdown_keeps_every_archived_message_and_retention_purges(
             assert rsm(fin)[2] == 0
         finally:
             await slix_close(alice)
+
+
+async def test_busy_writer_gathers_records_into_large_batches_and_queries_see_them_at_once(tmp_path):
+    # commit_interval=5: after its first commit the writer waits (up to 5 s or batch_size records)
+    # so that records pile up into one batch; a query writes what is queued first.
+    async with running_server(tmp_path, "mam.commit_interval=5", "mam.batch_size=1000") as srv:
+        await add_user(srv, "alice")
+        await add_user(srv, "bob")
+        mam = srv.features["mam"]
+        batches: list[int] = []
+        real_store = mam.repo.store_many
+
+        async def counting_store(messages: list[Any]) -> None:
+            batches.append(len(messages))
+            await real_store(messages)
+
+        mam.repo.store_many = counting_store  # type: ignore[method-assign]
+        alice = await client(srv, "alice@localhost/a")
+        bob = await client(srv, "bob@localhost/b")
+        try:
+            for r in range(10):  # ten bursts with pauses: an eager writer would commit each alone
+                for i in range(20 * r, 20 * r + 20):
+                    bob.send_message(mto="alice@localhost", mbody=f"b{i}", mtype="chat")
+                for _ in range(20):
+                    await asyncio.wait_for(alice.mam.inbox.get(), 5)
+                await asyncio.sleep(0.05)
+            # Each message is archived twice (alice's and bob's copy): 400 records, written in
+            # very few transactions, not one per message.
+            got, fin = await query(alice, max=250)
+            assert rsm(fin)[2] == 200 and [b for _, b in got[:3]] == ["b0", "b1", "b2"]
+            assert sum(batches) == 400
+            assert len(batches) <= 4, batches
+            _, fin = await query(bob, max=0)
+            assert rsm(fin)[2] == 200
+        finally:
+            await slix_close(alice)
+            await slix_close(bob)
+
+
+def test_commit_interval_is_validated():
+    from xmppd.features.mam import MamOptions
+
+    assert MamOptions().commit_interval == 0.1
+    with pytest.raises(ValueError, match="commit_interval"):
+        MamOptions(commit_interval=-1)
