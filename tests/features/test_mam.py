@@ -329,3 +329,29 @@ def test_commit_interval_is_validated():
     assert MamOptions().commit_interval == 0.1
     with pytest.raises(ValueError, match="commit_interval"):
         MamOptions(commit_interval=-1)
+
+
+async def test_lingering_writer_commits_as_soon_as_batch_size_records_wait(tmp_path):
+    # commit_interval=9 would hold records for 9 s; batch_size=50 cuts it short.
+    async with running_server(tmp_path, "mam.commit_interval=9", "mam.batch_size=50") as srv:
+        await add_user(srv, "alice")
+        await add_user(srv, "bob")
+        mam = srv.features["mam"]
+        batches: list[int] = []
+        real_store = mam.repo.store_many
+
+        async def counting_store(messages: list[Any]) -> None:
+            batches.append(len(messages))
+            await real_store(messages)
+
+        mam.repo.store_many = counting_store  # type: ignore[method-assign]
+        bob = await client(srv, "bob@localhost/b")
+        try:
+            for i in range(150):
+                bob.send_message(mto="alice@localhost", mbody=f"c{i}", mtype="chat")
+            async with asyncio.timeout(5):  # less than commit_interval, and no query flushes
+                while sum(batches) < 250:
+                    await asyncio.sleep(0.02)
+            assert all(n <= 50 for n in batches), batches
+        finally:
+            await slix_close(bob)

@@ -142,6 +142,7 @@ class Mam(Feature):
         self.repo = SqlMamRepository(self.ctx.db)
         self._queue: asyncio.Queue[ArchivedMessage] = asyncio.Queue(self.options.queue_size)
         self._inflight: list[ArchivedMessage] = []
+        self._full = asyncio.Event()  # set when batch_size records wait (see _write_loop)
         self._lock = asyncio.Lock()
         self._prefs: dict[str, Prefs] = {}
         self._ids: list[str] = []
@@ -200,11 +201,13 @@ class Mam(Feature):
                 last_commit = clock()
 
     async def _batch_full_or(self, seconds: float) -> None:
-        """Sleep *seconds*, or less if batch_size records are waiting (checked every 10 ms)."""
-        loop_time = asyncio.get_running_loop().time
-        end = loop_time() + seconds
-        while (left := end - loop_time()) > 0 and self._queue.qsize() < self.options.batch_size:
-            await asyncio.sleep(min(left, 0.01))
+        """Sleep *seconds*, or less if batch_size records are waiting (_archive wakes it)."""
+        self._full.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._full.wait()
+        except TimeoutError:
+            pass
 
     async def flush(self) -> None:
         """Write everything queued (and a batch cut short by cancellation) now."""
@@ -218,10 +221,13 @@ class Mam(Feature):
 
     async def _archive(self, owner: str, msg: etree._Element, with_jid: JID, stanza_id: str, when: int) -> None:
         record = ArchivedMessage(owner, stanza_id, when, str(with_jid.bare), with_jid.resource or "", etree.tostring(msg, encoding="unicode"))
+        q = self._queue
         try:
-            self._queue.put_nowait(record)
+            q.put_nowait(record)
         except asyncio.QueueFull:
-            await self._queue.put(record)
+            await q.put(record)
+        if q.qsize() >= self.options.batch_size:
+            self._full.set()  # a lingering writer commits now
 
     def _new_id(self) -> str:
         # 96 random bits from the server's rng, drawn 256 ids at a time (one getrandom() call
