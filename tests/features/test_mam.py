@@ -340,18 +340,20 @@ async def test_lingering_writer_commits_as_soon_as_batch_size_records_wait(tmp_p
         batches: list[int] = []
         real_store = mam.repo.store_many
 
+        enough = asyncio.Event()
+
         async def counting_store(messages: list[Any]) -> None:
             batches.append(len(messages))
             await real_store(messages)
+            if sum(batches) >= 250:
+                enough.set()
 
         mam.repo.store_many = counting_store  # type: ignore[method-assign]
         bob = await client(srv, "bob@localhost/b")
         try:
             for i in range(150):
                 bob.send_message(mto="alice@localhost", mbody=f"c{i}", mtype="chat")
-            async with asyncio.timeout(5):  # less than commit_interval, and no query flushes
-                while sum(batches) < 250:
-                    await asyncio.sleep(0.02)
+            await asyncio.wait_for(enough.wait(), 5)  # less than commit_interval, and no query flushes
             assert all(n <= 50 for n in batches), batches
         finally:
             await slix_close(bob)
