@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -119,7 +120,7 @@ def table(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> 
                 vals[s] = r.get(metric)
                 row.append(fmt(vals[s]))
 
-        def ratio(a: float | None, b: float | None) -> str:
+        def ratio(a: float | None, b: float | None, higher: bool = higher) -> str:
             if not a or not b:
                 return "-"
             q = a / b if higher else b / a
@@ -135,7 +136,7 @@ def table(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> 
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = []
     for n, line in enumerate(lines):
-        out.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        out.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))))
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -167,7 +168,8 @@ async def amain(args: argparse.Namespace) -> int:
     servers: list[str] = []
     if args.target:
         host, _, port = args.target.rpartition(":")
-        target = Target("target", host, int(port), args.domain, ws_url=args.ws_url, muc_domain=args.muc_domain, pid=args.pid)
+        target = Target("target", host, int(port), args.domain, ws_url=args.ws_url, muc_domain=args.muc_domain, pid=args.pid,
+                        provision=shlex.split(args.xmppctl) if args.xmppctl else None)
         servers.append("target")
         results["target"] = await bench_target(target, scenarios, params)
     else:
@@ -204,7 +206,8 @@ async def amain(args: argparse.Namespace) -> int:
     if args.json == "-":
         print(json.dumps(doc, indent=2))
     else:
-        path = Path(args.json) if args.json else Path(__file__).resolve().parent / "results" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        # One small write after the run: blocking the loop here costs nothing.
+        path = Path(args.json) if args.json else Path(__file__).resolve().parent / "results" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"  # noqa: ASYNC240
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=2))
         print(f"\nJSON: {path}")
@@ -223,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ws-url")
     p.add_argument("--muc-domain")
     p.add_argument("--pid", type=int, help="the target server's process id (memory and CPU figures)")
+    p.add_argument("--xmppctl", metavar="COMMAND", help="with --target: make accounts with 'COMMAND user add JID --password P' "
+                   "(e.g. 'xmppctl --config /etc/xmppd.toml') instead of in-band registration")
     p.add_argument("--xmppd-set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="extra xmppd config overrides, e.g. 'features.disabled=[\"mam\"]'")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--loadgen-cpu", type=int, default=1 if (os.cpu_count() or 1) > 1 else 0)

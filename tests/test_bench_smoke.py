@@ -66,3 +66,17 @@ def test_bench_cli_lists_every_scenario() -> None:
         assert name in out
     for required in ("logins", "idle_memory", "one2one", "one2one_latency", "muc_fanout", "muc_fanout_500", "presence", "ws_logins", "ws_one2one", "logins_tls", "logins_sha256"):
         assert required in REGISTRY
+
+
+async def test_bench_provisions_accounts_with_xmppctl_when_registration_is_closed(tmp_path: Path) -> None:
+    xmppctl = Path(sys.executable).with_name("xmppctl")
+    async with running_server(tmp_path, "c2s.require_tls=false", "registration.open=false") as server:
+        target = Target("xmppd", "127.0.0.1", server.ports["c2s"], server.domain, provision=[str(xmppctl), "--set", f"server.data_dir={tmp_path}"])
+        r = await run_scenario(target, "logins", {"users": 6, "concurrency": 3})
+        assert r["status"] == "ok", r
+        assert r["logins"] == 6
+        assert sorted(a.username for a in await server.account_service.repo.list(server.domain)) == sorted(f"bench{i}" for i in range(6))
+        # Once more: existing accounts are fine (no second creation, no failure).
+        target.provisioned = 0
+        again = await run_scenario(target, "logins", {"users": 6, "concurrency": 3})
+        assert again["status"] == "ok" and again["logins"] == 6

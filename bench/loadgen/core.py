@@ -34,6 +34,9 @@ class Target:
     muc_domain: str | None = None
     pid: int | None = None  # for memory and CPU figures (its whole process tree)
     provisioned: int = 0  # accounts bench0..bench{n-1} known to exist
+    # How accounts are made: None = in-band registration (XEP-0077); else an xmppctl command
+    # prefix (e.g. ["xmppctl", "--config", "/etc/xmppd.toml"]) run as PREFIX user add JID --password P.
+    provision: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not (self.host.startswith("127.") or self.host in ("localhost", "::1")):
@@ -149,6 +152,16 @@ class Meter:
         return max(self.t1 - self.t0, 1e-9)
 
 
+async def xmppctl_add(prefix: list[str], jid: str) -> None:
+    """``PREFIX user add JID --password PASSWORD``; an account that already exists is fine."""
+    proc = await asyncio.create_subprocess_exec(
+        *prefix, "user", "add", jid, "--password", PASSWORD, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0 and b"already exists" not in err:
+        raise XmppError(f"{' '.join(prefix)} user add {jid} failed ({proc.returncode}): {(err or out).decode(errors='replace').strip()[:300]}")
+
+
 # ------------------------------------------------------------------------------ context
 
 
@@ -164,13 +177,18 @@ class Context:
         return f"bench{i}"
 
     async def accounts(self, n: int, concurrency: int = 50) -> list[str]:
-        """Usernames bench0..bench{n-1}, registered in-band (XEP-0077) when not yet known."""
+        """Usernames bench0..bench{n-1}, made when not yet known: registered in-band (XEP-0077),
+        or with ``xmppctl user add`` when the target has a ``provision`` command."""
         t = self.target
         if t.provisioned < n:
-            sem = asyncio.Semaphore(concurrency)
+            # xmppctl: one process per account (each opens the database), a few at a time.
+            sem = asyncio.Semaphore(concurrency if t.provision is None else min(concurrency, 4))
 
             async def reg(i: int) -> None:
                 async with sem:
+                    if t.provision is not None:
+                        await xmppctl_add(t.provision, f"{self.user(i)}@{t.domain}")
+                        return
                     c = Client(t.domain, timeout=self.timeout)
                     try:
                         await c.connect_tcp(t.host, t.port)
