@@ -220,7 +220,8 @@ async def test_room_archive(tmp_path, storage_overrides):
         secret = M.room_jid(srv, "secret")
         try:
             await M.create(owner, room, "Boss")
-            await M.join(guest, room, "Guest")
+            pres, *_ = await M.join(guest, room, "Guest")
+            assert {"110", "170"} <= M.codes(pres)  # XEP-0045 §7.2.12: this room is logged
             info = await owner.plugin["xep_0030"].get_info(jid=room)
             assert MAM in info["disco_info"]["features"]
             sids = []
@@ -253,9 +254,23 @@ async def test_room_archive(tmp_path, storage_overrides):
             form.add_field(var="FORM_TYPE", ftype="hidden", value=M.ROOMCONFIG)
             form.add_field(var="mam#enabled", value="0")
             await owner.plugin["xep_0045"].set_room_config(room, form, timeout=5)
+            # §10.2.1: the occupants are told that logging is now off (104 + 171) ...
+            note = await guest.inbox.message(lambda m: M.codes(m) >= {"104", "171"})
+            assert note["type"] == "groupchat" and "170" not in M.codes(note)
             with pytest.raises(IqError) as exc:
                 await query(guest, room)
             assert exc.value.iq["error"]["condition"] == "feature-not-implemented"
+            # ... and whoever joins now is not told it is logged.
+            pres, *_ = await M.join(outsider, room, "Late")
+            assert "110" in M.codes(pres) and "170" not in M.codes(pres)
+            # Turned on again: 170.
+            form = M.SlixForm()
+            form["type"] = "submit"
+            form.add_field(var="FORM_TYPE", ftype="hidden", value=M.ROOMCONFIG)
+            form.add_field(var="mam#enabled", value="1")
+            await owner.plugin["xep_0045"].set_room_config(room, form, timeout=5)
+            note = await guest.inbox.message(lambda m: M.codes(m) >= {"104", "170"})
+            assert "171" not in M.codes(note)
         finally:
             for c in (owner, guest, outsider):
                 await slix_close(c)

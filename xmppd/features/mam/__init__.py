@@ -158,6 +158,7 @@ class Mam(Feature):
             self.ctx.on_teardown(muc.events.add(E.CONFIG_FORM, self._room_form))
             self.ctx.on_teardown(muc.events.add(E.ROOM_DISCO_INFO, self._room_disco))
             self.ctx.on_teardown(muc.events.add(E.ROOM_DESTROYED, self._room_destroyed))
+            self.ctx.on_teardown(muc.add_logger(self.room_archiving))  # status 170 for archived rooms
             for typ in ("get", "set"):
                 self.ctx.add_iq_handler(typ, f"{{{MAM}}}query", self._room_query, target=Target.BARE, domain=muc.domain)
 

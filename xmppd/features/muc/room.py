@@ -325,6 +325,8 @@ class Room:
             codes.append(C.S_NON_ANONYMOUS)
         if created:
             codes.append(C.S_CREATED)
+        if svc.loggers and svc.logged(self):
+            codes.append(C.S_LOGGING)
         if existing is None:
             await self._broadcast_presence(occ, self_codes=codes, source=src)
         else:
@@ -720,10 +722,11 @@ class Room:
 
     async def reconfigure(self, new: RoomConfig) -> None:
         old = self.config
+        svc = self.service
+        was_logged = svc.logged(self)
         self.config = new
         self.history.resize(new.history_length)
         was_locked, self.locked = self.locked, False
-        svc = self.service
         if new.persistent and not old.persistent:
             await svc.repo.save_room(self.stored())
         elif old.persistent and not new.persistent:
@@ -738,6 +741,8 @@ class Room:
             codes = [C.S_CONFIG_NON_PRIVACY]
             if new.whois != old.whois:
                 codes.append(C.S_NOW_NON_ANONYMOUS if new.whois == "anyone" else C.S_NOW_SEMI_ANONYMOUS)
+            if (now_logged := svc.logged(self)) != was_logged:
+                codes.append(C.S_LOGGING if now_logged else C.S_NOT_LOGGING)
             msg = etree.Element(ns.MESSAGE, {"from": self.jid_s, "type": "groupchat", "id": svc.new_id()}, nsmap={None: ns.CLIENT})
             x = etree.SubElement(msg, X_USER, nsmap={None: MUC_USER})
             for c in codes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,12 @@ class MucService:
         self._boot = secrets.token_hex(3)
         self._ids = itertools.count(1)
         self._pending: dict[str, tuple[str, str | None, str]] = {}
+        # Predicates "is this room's discussion logged?" (e.g. the XEP-0313 archive); see Muc.add_logger.
+        self.loggers: list[Callable[[Room], bool]] = []
+
+    def logged(self, room: Room) -> bool:
+        """Whether anything records this room's discussion (XEP-0045 status codes 170/171)."""
+        return any(f(room) for f in self.loggers)
 
     # ---------------------------------------------------------------- small services for rooms
 
@@ -462,6 +469,13 @@ class Muc(Feature):
 
     def get_room(self, jid: JID | str) -> Room | None:
         return self.service.get_room(jid)
+
+    def add_logger(self, is_logged: Callable[[Room], bool]) -> Callable[[], None]:
+        """Declare that ``is_logged(room)`` rooms are logged: joining occupants get status 170
+        (XEP-0045 §7.2.12) and a configuration change that turns logging on or off tells the
+        occupants with 170 / 171 (§10.2.1). Returns the undo, for ``ctx.on_teardown``."""
+        self.service.loggers.append(is_logged)
+        return lambda: self.service.loggers.remove(is_logged)
 
     def rooms(self) -> list[Room]:
         return list(self.service.rooms.values())
