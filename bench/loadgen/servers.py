@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .core import Target
+from .core import Target, proc_tree
 
 BENCH = Path(__file__).resolve().parent.parent
 REPO = BENCH.parent
@@ -43,6 +44,22 @@ def wait_port(port: int, proc: subprocess.Popen[Any], timeout: float = 60.0) -> 
     raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f}s")
 
 
+def wait_notify(sock: socket.socket, message: bytes, proc: subprocess.Popen[Any], timeout: float) -> None:
+    """Wait for an sd_notify datagram holding ``message`` (e.g. READY=1) on ``sock``."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before it was ready")
+        sock.settimeout(min(left, 0.5))
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            continue
+        if message in data.split(b"\n"):
+            return
+    raise RuntimeError(f"no {message.decode()} after {timeout:.0f}s")
+
+
 def _pin(cpu: int | None) -> Any:
     def pre() -> None:
         os.setsid()  # its own process group: stop() ends the server and its children
@@ -50,6 +67,15 @@ def _pin(cpu: int | None) -> Any:
             os.sched_setaffinity(0, {cpu})
 
     return pre
+
+
+def _started(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot), to tell it from a later one with its pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def self_signed(dirpath: Path) -> tuple[Path, Path]:
@@ -82,13 +108,14 @@ class Managed(abc.ABC):
     def start(self) -> Target:
         """Start the server on free loopback ports and say where it listens."""
 
-    def _spawn(self, argv: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-        self.proc = subprocess.Popen(
-            argv, cwd=cwd or self.dir, stdin=subprocess.DEVNULL, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-            preexec_fn=_pin(self.cpu), env={**os.environ, **(env or {})},
-        )
+    def _spawn(self, argv: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60.0, **popen: Any) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv, cwd=cwd or self.dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_pin(self.cpu), env={**os.environ, **(env or {})}, **popen,
+            )
         try:
-            wait_port(port, self.proc)
+            wait_port(port, self.proc, timeout)
         except RuntimeError as exc:
             tail = self.log.read_text(errors="replace")[-2000:]
             self.stop()
@@ -97,6 +124,7 @@ class Managed(abc.ABC):
     def stop(self) -> None:
         p = self.proc
         if p is not None and p.poll() is None:
+            tree = {pid: t for pid in proc_tree(p.pid) if (t := _started(pid)) is not None}
             try:
                 os.killpg(p.pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -109,6 +137,13 @@ class Managed(abc.ABC):
                 except ProcessLookupError:
                     pass
                 p.wait(5)
+            # Helpers that left the process group (port programs) go too; the same processes only.
+            for pid, t in tree.items():
+                if pid != p.pid and _started(pid) == t:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
         self.proc = None
         if self.log.exists():  # kept for post-mortems: bench/results/<server>.log
             keep = BENCH / "results" / f"{self.name}.log"
@@ -177,38 +212,122 @@ class Prosody(Managed):
 
 
 class Ejabberd(Managed):
-    name = "ejabberd"
+    """ejabberd run the way Debian's ejabberdctl runs it, but as ``erl`` directly.
 
-    @staticmethod
-    def available() -> bool:
-        return shutil.which("ejabberdctl") is not None
+    ``ejabberdctl --config FILE`` is not enough: after parsing its options the script sources
+    /etc/ejabberd/ejabberdctl.cfg (a link to /etc/default/ejabberd), which sets
+    ``EJABBERD_CONFIG_PATH=/etc/ejabberd/ejabberd.yml`` again, so the node loaded Debian's own
+    config and died on its MQTT listener (port 1883, Mosquitto's here). Run as root the script also
+    goes through ``su`` (the node lands in another session, out of reach of our process-group
+    stop), and it registers the node with whatever epmd runs (RabbitMQ's here) or starts one.
+    So we build its command line ourselves: the same emulator flags and environment, our config,
+    spool, log, pid and inetrc paths in the temporary directory, a unique node name and random
+    cookie, and ``-dist_listen false -start_epmd false``: the node takes no distribution
+    connections, so it neither contacts nor starts an epmd (nothing needs to reach it:
+    ejabberdctl is not used). As root the node runs as the package's ``ejabberd`` user, like
+    ejabberdctl runs it. Ready means ejabberd's own sd_notify READY=1, not just listening.
+    """
+
+    name = "ejabberd"
+    CTL = "/usr/sbin/ejabberdctl"
+    notify: socket.socket | None = None
+
+    def stop(self) -> None:
+        super().stop()
+        if self.notify is not None:
+            self.notify.close()
+            self.notify = None
+
+    @classmethod
+    def _install(cls) -> tuple[str, str] | None:
+        """(erl, ERL_LIBS) as the installed ejabberdctl sets them, if ejabberd is installed."""
+        ctl = shutil.which("ejabberdctl") or cls.CTL
+        try:
+            text = Path(ctl).read_text()
+        except OSError:
+            return None
+        values: dict[str, str] = {}
+        for line in text.splitlines():
+            key, sep, value = line.strip().partition("=")
+            if sep and key in ("ERL", "ERL_LIBS") and key not in values:
+                values[key] = value.strip("'\"")
+        erl, libs = values.get("ERL") or shutil.which("erl"), values.get("ERL_LIBS", "")
+        if not erl or not os.access(erl, os.X_OK) or not any(Path(d).glob("ejabberd-*/ebin/ejabberd.app") for d in libs.split(":") if d):
+            return None
+        return erl, libs
+
+    @classmethod
+    def available(cls) -> bool:
+        return cls._install() is not None
 
     def start(self) -> Target:
+        install = self._install()
+        if install is None:
+            raise RuntimeError("ejabberd: not installed (no ejabberdctl / ejabberd.app)")
+        erl, libs = install
         c2s, http = free_port(), free_port()
         cert, key = self_signed(self.dir)
         pem = self.dir / "server.pem"
         pem.write_bytes(cert.read_bytes() + key.read_bytes())
-        spool, logs = self.dir / "spool", self.dir / "logs"
-        spool.mkdir()
-        logs.mkdir()
+        spool, logs, contrib = self.dir / "spool", self.dir / "logs", self.dir / "modules.d"
+        for d in (spool, logs, contrib):
+            d.mkdir()
         cfg = (BENCH / "servers" / "ejabberd.yml").read_text().format(c2s=c2s, http=http, domain=DOMAIN, pem=pem)
         path = self.dir / "ejabberd.yml"
         path.write_text(cfg)
-        try:  # ejabberdctl runs the node as the package's ejabberd user
+        inetrc = self.dir / "inetrc"  # Debian's /etc/ejabberd/inetrc
+        inetrc.write_text('{lookup,["file","native"]}.\n{host,{127,0,0,1}, ["localhost","hostalias"]}.\n{file, resolv, "/etc/resolv.conf"}.\n')
+        user: dict[str, Any] = {}
+        if os.geteuid() == 0:  # as ejabberdctl: the node runs as the package's user
             import pwd
 
-            ej = pwd.getpwnam("ejabberd")
-            for p in (self.dir, spool, logs, path, pem):
-                os.chown(p, ej.pw_uid, ej.pw_gid)
-        except (KeyError, PermissionError):
-            pass
-        node = f"bench{c2s}@localhost"
-        self.node = node
-        self._spawn(
-            ["ejabberdctl", "--config", str(path), "--logs", str(logs), "--spool", str(spool), "--node", node, "foreground"],
-            c2s, env={"HOME": str(self.dir), "EJABBERD_CONFIG_PATH": str(path), "EJABBERD_BYPASS_WARNINGS": "true", "ERL_EPMD_ADDRESS": "127.0.0.1"},
-        )
-        wait_port(http, self.proc)  # type: ignore[arg-type]
+            try:
+                ej = pwd.getpwnam("ejabberd")
+            except KeyError:
+                pass
+            else:
+                for root, dirs, files in os.walk(self.dir):
+                    for n in (root, *(os.path.join(root, f) for f in (*dirs, *files))):
+                        os.chown(n, ej.pw_uid, ej.pw_gid)
+                user = {"user": ej.pw_uid, "group": ej.pw_gid, "extra_groups": []}
+        self.node = f"xmppdbench{os.getpid()}_{c2s}@localhost"
+        argv = [
+            erl, "-sname", self.node, "-setcookie", secrets.token_hex(16),
+            # ejabberdctl's ERLANG_OPTS: "+K $POLL +P $ERL_PROCESSES $ERL_OPTIONS" (ERL_OPTIONS from ejabberdctl.cfg)
+            "+K", "true", "+P", "250000", "-env", "ERL_CRASH_DUMP_BYTES", "0",
+            # a named node that neither listens for distribution nor registers with (or starts) an epmd
+            "-dist_listen", "false", "-start_epmd", "false",
+            "-mnesia", "dir", f'"{spool}"', "-ejabberd", "log_rotate_count", "0", "-s", "ejabberd", "-noinput",
+        ]
+        env = {
+            "HOME": str(self.dir),
+            "EJABBERD_CONFIG_PATH": str(path),
+            "EJABBERD_LOG_PATH": str(logs / "ejabberd.log"),
+            "EJABBERD_PID_PATH": str(self.dir / "ejabberd.pid"),
+            "ERL_CRASH_DUMP": str(logs / "erl_crash.dump"),
+            "ERL_INETRC": str(inetrc),
+            "ERL_MAX_PORTS": "32000",
+            "ERL_MAX_ETS_TABLES": "1400",
+            "ERL_LIBS": libs,
+            "CONTRIB_MODULES_PATH": str(self.dir / ".ejabberd-modules"),
+            "CONTRIB_MODULES_CONF_DIR": str(contrib),
+        }
+        # ejabberd listens before its modules are up; it says READY=1 (sd_notify) once started
+        # (and STOPPING=1 when it stops: the socket stays open until stop()).
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock = self.dir / "notify.sock"
+        self.notify.bind(str(sock))
+        os.chmod(sock, 0o666)
+        env["NOTIFY_SOCKET"] = str(sock)
+        self._spawn(argv, c2s, env=env, cwd=spool, timeout=120, **user)
+        assert self.proc is not None
+        try:
+            wait_port(http, self.proc)
+            wait_notify(self.notify, b"READY=1", self.proc, 120)
+        except RuntimeError as exc:
+            tail = self.log.read_text(errors="replace")[-2000:]
+            self.stop()
+            raise RuntimeError(f"{self.name}: {exc}\n{tail}") from None
         assert self.proc is not None
         self.target = Target("ejabberd", "127.0.0.1", c2s, DOMAIN, ws_url=f"ws://127.0.0.1:{http}/xmpp-websocket", muc_domain=f"conference.{DOMAIN}", pid=self.proc.pid)
         return self.target
