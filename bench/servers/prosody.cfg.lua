@@ -1,6 +1,9 @@
 -- Prosody 0.12 for xmppd benchmarks (bench/run.py fills in the fields in single braces).
 -- Defaults of the Debian package, plus: loopback ports, no TLS required, open in-band
 -- registration without throttling, WebSocket, MUC. Python str.format: braces are doubled.
+-- Lua 5.4's generational garbage collector (Prosody's default is incremental), as the issue 7
+-- goal figures were measured with (util/startup.lua init_gc, util/gc.lua; default thresholds).
+gc = {{ mode = "generational" }}
 run_as_root = true
 pidfile = "{data}/prosody.pid"
 data_path = "{data}"
