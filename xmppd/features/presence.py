@@ -22,10 +22,17 @@ sender's presence nor got directed presence from it is not delivered.
 
 Public API: ``async presence_of(bare) -> list[(full JID, presence element)]`` of the
 available resources of a local account.
+
+Fan-out: a presence stanza is serialised once (:class:`_Wire`) and each local recipient gets
+those bytes with its ``to`` spliced in (``Router.deliver_bytes``, as MUC does); a session's
+current presence keeps its serialised form while it is unchanged, so answering the probes of a
+login wave serialises nothing. Rosters come from the roster feature's cache (subscribers and
+subscriptions as parsed bare JIDs).
 """
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -38,7 +45,7 @@ from ..errors import StanzaError
 from ..jid import JID
 from ..xml.builder import error_reply, stanza
 from .roster import states
-from .roster.repository import RosterItem
+from .roster.repository import RosterItem, UnknownOwner
 
 if TYPE_CHECKING:
     from ..core.session import Session
@@ -48,14 +55,47 @@ _SUBSCRIPTION_TYPES = frozenset(states.SUBSCRIPTION_TYPES)
 _SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
+class _Wire:
+    """A presence element without ``to``, serialised once: ``head + to + tail`` per recipient.
+
+    ``el`` is a private copy that DELIVER hooks see, its ``to`` set for the current recipient
+    (``Router.deliver_bytes``: shared between recipients, hooks that keep it copy it)."""
+
+    __slots__ = ("el", "head", "tail")
+
+    def __init__(self, el: etree._Element, head: bytes, tail: bytes) -> None:
+        self.el = el
+        self.head = head
+        self.tail = tail
+
+
+def _wire(el: etree._Element) -> _Wire | None:
+    """None when ``el`` cannot be spliced (it has a ``to``, or a prefixed tag)."""
+    if el.get("to") is not None:
+        return None
+    data = etree.tostring(el)
+    if data[:9] != b"<presence" or data[9:10] not in (b" ", b">", b"/"):
+        return None
+    return _Wire(copy.deepcopy(el), data[:9] + b' to="', b'"' + data[9:])
+
+
+@functools.lru_cache(maxsize=65536)
+def _attr(value: str) -> bytes:
+    if "&" in value or "<" in value or '"' in value or ">" in value:
+        value = value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;").replace(">", "&gt;")
+    return value.encode()
+
+
 class _SessionPresence:
     """Per-session presence state, kept in ``session.data["presence"]``."""
 
-    __slots__ = ("broadcasting", "directed")
+    __slots__ = ("broadcasting", "directed", "wire_of", "wire")
 
     def __init__(self) -> None:
         self.broadcasting = False  # sent initial presence and has not gone unavailable
         self.directed: set[JID] = set()  # recipients of directed available presence
+        self.wire_of: etree._Element | None = None  # the session.presence ``wire`` serialises
+        self.wire: _Wire | None = None
 
 
 def _state(session: "Session") -> _SessionPresence:
@@ -67,6 +107,17 @@ def _state(session: "Session") -> _SessionPresence:
 
 def _listed(row: RosterItem | None) -> RosterItem | None:
     return row if row is not None and row.listed else None
+
+
+def _current(session: "Session") -> _Wire | None:
+    """The session's current presence (``session.presence``), serialised once per change."""
+    el = session.presence
+    if el is None:
+        return None
+    st = _state(session)
+    if st.wire_of is not el:
+        st.wire_of, st.wire = el, _wire(el)
+    return st.wire
 
 
 class Presence(Feature):
@@ -87,9 +138,9 @@ class Presence(Feature):
     def _local(self, jid: JID) -> bool:
         return jid.domain == self.ctx.domain and jid.local is not None
 
-    async def _to(self, target: JID, el: etree._Element) -> None:
+    async def _to(self, target: JID, el: etree._Element, wire: _Wire | None = None) -> None:
         """Deliver ``el`` (its ``from`` set) to ``target``: a full JID's session, or a bare JID's
-        available resources; other domains go through the router."""
+        available resources; other domains go through the router. ``wire``: ``el`` serialised."""
         if not self._local(target):
             out = copy.deepcopy(el)
             out.set("to", str(target))
@@ -97,18 +148,40 @@ class Presence(Feature):
             return
         if target.resource is not None:
             session = self.ctx.sessions.get(target)
-            sessions = [session] if session is not None else []
+            if session is None:
+                return
+            sessions = [session]
         else:
             sessions = [s for s in self.ctx.sessions.of(target) if s.available]
+            if not sessions:
+                return
+        if wire is None:
+            wire = _wire(el)
+        to = str(target)
+        if wire is None:
+            for s in sessions:
+                out = copy.deepcopy(el)
+                out.set("to", to)
+                await self.ctx.router.deliver(s, out, "presence")
+            return
+        data = wire.head + _attr(to) + wire.tail
+        router = self.ctx.router
+        if not router.hooks.has(H.DELIVER):
+            for s in sessions:
+                s.send_bytes(data)
+            return
+        hooked = wire.el
         for s in sessions:
-            out = copy.deepcopy(el)
-            out.set("to", str(target))
-            await self.ctx.router.deliver(s, out, "presence")
+            hooked.set("to", to)
+            try:
+                await router.deliver_bytes(s, data, hooked, "presence")
+            finally:
+                hooked.attrib.pop("to", None)
 
     async def _send_current_presence(self, owner: JID, target: JID) -> None:
         for s in self.ctx.sessions.of(owner):
             if s.available and s.presence is not None:
-                await self._to(target, s.presence)
+                await self._to(target, s.presence, _current(s))
 
     async def _send_unavailable_from(self, owner: JID, target: JID) -> None:
         for s in self.ctx.sessions.of(owner):
@@ -152,10 +225,6 @@ class Presence(Feature):
 
     async def inbound(self, owner: JID, contact: JID, typ: str, st: etree._Element) -> None:
         """RFC 6121 Appendix A.3: ``typ`` from ``contact`` arrived for local ``owner``."""
-        if await self.ctx.accounts.get(owner.local or "", owner.domain) is None:
-            if typ == "subscribe":  # §3.1.3: no such account: the request is denied
-                await self._answer(owner, contact, "unsubscribed")
-            return
         outcomes: list[states.Outcome] = []
         contact_s = str(contact)
         stored = etree.tostring(st, encoding="unicode") if typ == "subscribe" else None
@@ -166,7 +235,12 @@ class Presence(Feature):
             outcomes.append(oc)
             return _apply(old, base, oc, stored)
 
-        await self.roster.update(owner, contact, change)
+        try:
+            await self.roster.update(owner, contact, change)
+        except UnknownOwner:
+            if typ == "subscribe":  # §3.1.3: no such account: the request is denied
+                await self._answer(owner, contact, "unsubscribed")
+            return
         oc = outcomes[-1]
         if oc.deliver:
             await self._to(owner, st)
@@ -206,7 +280,7 @@ class Presence(Feature):
         for s in self.ctx.sessions.of(target):
             if s.available and s.presence is not None:
                 found = True
-                await self._to(prober, s.presence)
+                await self._to(prober, s.presence, _current(s))
         if not found:
             await self._to(prober, stanza("presence", frm=str(target), type="unavailable"))
 
@@ -281,30 +355,30 @@ class Presence(Feature):
             return Flow.STOP
         initial = not st.broadcasting
         st.broadcasting = True
-        items = await self.roster.items(user)
-        for it in items:
-            if it.subscription in ("from", "both"):
-                await self._to(JID.parse(it.contact), r.stanza)
+        el = r.stanza
+        # r.stanza is session.presence now (the router tracked it): serialised once, and kept
+        # for the probes of contacts who come online later.
+        wire = _current(session) if session.presence is el else _wire(el)
+        for contact in await self.roster.subscribers(user):
+            await self._to(contact, el, wire)
         # the user's own available resources, this one included (§4.2.2)
-        await self._to(user, r.stanza)
+        await self._to(user, el, wire)
         if not initial:
             return Flow.STOP
         full = session.jid
         # §4.2.2 probes, answered from the session registry for local contacts
-        for it in items:
-            if it.subscription in ("to", "both"):
-                contact = JID.parse(it.contact)
-                if self._local(contact):
-                    for s in self.ctx.sessions.of(contact):
-                        if s.available and s.presence is not None:
-                            await self._to(full, s.presence)
-                else:
-                    await self.ctx.send(stanza("presence", frm=str(user), to=it.contact, type="probe"))
+        for contact in await self.roster.subscriptions(user):
+            if self._local(contact):
+                for s in self.ctx.sessions.of(contact):
+                    if s.available and s.presence is not None:
+                        await self._to(full, s.presence, _current(s))
+            else:
+                await self.ctx.send(stanza("presence", frm=str(user), to=str(contact), type="probe"))
         for other in self.ctx.sessions.of(user):
             if other is not session and other.available and other.presence is not None:
-                await self._to(full, other.presence)
+                await self._to(full, other.presence, _current(other))
         # §3.1.3: subscription requests kept while the user was offline
-        for row in await self.roster.repo.pending_in(user):
+        for row in await self.roster.pending_in(user):
             if row.pending_stanza:
                 await self._to(full, etree.fromstring(row.pending_stanza, _SAFE_PARSER))
         return Flow.STOP
@@ -321,20 +395,19 @@ class Presence(Feature):
         st = _state(session)
         user = session.jid.bare  # type: ignore[union-attr]
         told: set[JID] = set()
+        wire = _wire(unavailable)
         if st.broadcasting:
             st.broadcasting = False
-            for it in await self.roster.items(user):
-                if it.subscription in ("from", "both"):
-                    contact = JID.parse(it.contact)
-                    told.add(contact)
-                    await self._to(contact, unavailable)
+            for contact in await self.roster.subscribers(user):
+                told.add(contact)
+                await self._to(contact, unavailable, wire)
             for other in self.ctx.sessions.of(user):
                 if other is not session and other.available:
-                    await self._to(other.jid, unavailable)  # type: ignore[arg-type]
+                    await self._to(other.jid, unavailable, wire)  # type: ignore[arg-type]
         directed, st.directed = st.directed, set()
         for target in directed:
             if target not in told and target.bare != user:
-                await self._to(target, unavailable)
+                await self._to(target, unavailable, wire)
 
 
 def _apply(old: RosterItem | None, base: RosterItem, oc: states.Outcome, stored: str | None) -> RosterItem | None:

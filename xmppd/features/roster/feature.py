@@ -11,6 +11,9 @@ Public API (for other features: ``ctx.feature("roster")``, declare ``depends = (
 * ``async items(owner_bare) -> list[RosterItem]``: the roster's items (listed ones).
 * ``async subscription(owner_bare, contact_bare) -> str``: ``none``, ``to``, ``from`` or
   ``both`` (``none`` when the contact is not in the roster).
+* ``async subscribers(owner_bare) -> tuple[JID, ...]``: listed contacts with ``from``/``both``
+  (they receive the owner's presence); ``async subscriptions(owner_bare)``: ``to``/``both``.
+* ``async pending_in(owner_bare) -> list[RosterItem]``: rows with a pending subscription request.
 * ``async item(owner_bare, contact_bare) -> RosterItem | None``: the stored row, including
   pending subscription requests from contacts not in the roster.
 * ``async update(owner_bare, contact_bare, change) -> (before, after)``: apply a pure change
@@ -22,6 +25,10 @@ Public API (for other features: ``ctx.feature("roster")``, declare ``depends = (
   rosters are updated and pushed, then every row of the account is deleted.
 
 ``owner_bare`` and ``contact_bare`` are bare JIDs (``JID`` or ``str``).
+
+Every read and write goes through ``self.repo``, a :class:`~.cache.CachedRosterRepository`: the
+rosters of accounts with a session on this node are read from the database once and kept current
+by every write (see ``cache.py`` for the rules, and for what several nodes would need).
 """
 from __future__ import annotations
 
@@ -33,11 +40,12 @@ from lxml import etree
 from ...core import hooks as H
 from ...core.dispatch import NO_REPLY, IqRequest, Target, _NoReply
 from ...core.feature import Feature, hook, iq_handler
-from ...core.hooks import AccountEvent, Flow
+from ...core.hooks import AccountEvent, Flow, SessionEvent
 from ...errors import Condition, StanzaError
 from ...jid import JID, JIDError
 from ...xml.builder import element, iq_result, stanza, sub
-from .repository import MAX_CONTACT_LENGTH, MAX_GROUP_LENGTH, Change, RosterItem, RosterRepository, SqlRosterRepository
+from .cache import CachedRosterRepository
+from .repository import MAX_CONTACT_LENGTH, MAX_GROUP_LENGTH, Change, RosterItem, SqlRosterRepository
 
 NS_ROSTER = "jabber:iq:roster"
 NS_ROSTERVER = "urn:xmpp:features:rosterver"
@@ -69,10 +77,13 @@ class Roster(Feature):
     Options = RosterOptions
     migrations = str(Path(__file__).parent / "migrations")
 
-    repo: RosterRepository
+    repo: CachedRosterRepository
 
     async def setup(self) -> None:
-        self.repo = SqlRosterRepository(self.ctx.db, max_tombstones=self.options.max_items)
+        sessions = self.ctx.sessions
+        self.repo = CachedRosterRepository(
+            SqlRosterRepository(self.ctx.db, max_tombstones=self.options.max_items), sessions.has_account_sessions
+        )
         self.ctx.add_stream_feature(self._stream_features)
         self.ctx.on_teardown(self.ctx.feature("disco").add_account_visibility(self._visible))
 
@@ -88,18 +99,35 @@ class Roster(Feature):
         row = await self.item(owner_bare, contact_bare)
         return row.subscription if row is not None and row.listed else "none"
 
+    async def subscribers(self, owner_bare: JID | str) -> tuple[JID, ...]:
+        owner = _bare(owner_bare)
+        e = await self.repo.entry(owner)
+        if e is not None:
+            return e.subscribers()
+        return _jids((await self.repo.roster(owner))[1], ("from", "both"))
+
+    async def subscriptions(self, owner_bare: JID | str) -> tuple[JID, ...]:
+        owner = _bare(owner_bare)
+        e = await self.repo.entry(owner)
+        if e is not None:
+            return e.subscriptions()
+        return _jids((await self.repo.roster(owner))[1], ("to", "both"))
+
+    async def pending_in(self, owner_bare: JID | str) -> list[RosterItem]:
+        return await self.repo.pending_in(_bare(owner_bare))
+
     async def update(self, owner_bare: JID | str, contact_bare: JID | str, change: Change) -> tuple[RosterItem | None, RosterItem | None]:
         owner = _bare(owner_bare)
         contact = str(_bare(contact_bare))
-        before, after = await self.repo.update(owner, contact, change)
+        applied = await self.repo.change(owner, contact, change)
+        before, after = applied.before, applied.after
         old_v = before.visible() if before is not None else None
         new_v = after.visible() if after is not None else None
         if old_v != new_v:
             if after is not None and after.listed:
                 await self.push(owner, after)
             else:
-                version = (await self.repo.roster(owner))[0]
-                await self.push(owner, RosterItem(contact, listed=False, version=version))
+                await self.push(owner, RosterItem(contact, listed=False, version=applied.version))
         return before, after
 
     async def push(self, owner_bare: JID | str, item: RosterItem) -> None:
@@ -125,6 +153,21 @@ class Roster(Feature):
     async def _account_deleted(self, event: AccountEvent) -> Flow:
         if event.domain == self.ctx.domain:
             await self.remove_account(event.username)
+        return Flow.CONTINUE
+
+    @hook(H.ACCOUNT_CREATED)
+    async def _account_created(self, event: AccountEvent) -> Flow:
+        if event.domain == self.ctx.domain:  # a name used before: nothing of the old account stays
+            self.repo.forget(JID(event.username, self.ctx.domain))
+        return Flow.CONTINUE
+
+    @hook(H.SESSION_CLOSED, priority=-1000)
+    async def _session_closed(self, event: SessionEvent) -> Flow:
+        """After every other feature's cleanup (presence reads the roster for its unavailable
+        broadcast): the roster of an account without sessions here leaves the cache."""
+        jid = event.session.jid
+        if jid is not None and not self.ctx.sessions.has_account_sessions(jid.bare):
+            self.repo.forget(jid.bare)
         return Flow.CONTINUE
 
     def _stream_features(self, authenticated: bool) -> list[etree._Element]:
@@ -252,6 +295,17 @@ class Roster(Feature):
             await self.ctx.send(stanza("presence", to=row.contact, frm=frm, type="unsubscribe"))
         if row.subscription in ("from", "both") or row.pending_in:
             await self.ctx.send(stanza("presence", to=row.contact, frm=frm, type="unsubscribed"))
+
+
+def _jids(items: list[RosterItem], subscriptions: tuple[str, ...]) -> tuple[JID, ...]:
+    out = []
+    for it in items:
+        if it.subscription in subscriptions:
+            try:
+                out.append(JID.parse(it.contact))
+            except JIDError:
+                continue
+    return tuple(out)
 
 
 def _parse_version(ver: str) -> int:
