@@ -183,6 +183,8 @@ async def amain(args: argparse.Namespace) -> int:
                 continue
             todo = scenarios
             server = cls(args.server_cpu)
+            if name.startswith("xmppd"):
+                server.provision_xmppctl = args.provision == "xmppctl"  # type: ignore[attr-defined]
             if name == "xmppd":
                 server.extra = [*LIKE_FOR_LIKE, *args.xmppd_set]  # type: ignore[attr-defined]
             elif name == "xmppd+mam":
@@ -226,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ws-url")
     p.add_argument("--muc-domain")
     p.add_argument("--pid", type=int, help="the target server's process id (memory and CPU figures)")
+    p.add_argument("--provision", choices=("inband", "xmppctl"), default="inband",
+                   help="how the xmppd that run.py starts gets its accounts: in-band registration (default) or xmppctl with its configuration")
     p.add_argument("--xmppctl", metavar="COMMAND", help="with --target: make accounts with 'COMMAND user add JID --password P' "
                    "(e.g. 'xmppctl --config /etc/xmppd.toml') instead of in-band registration")
     p.add_argument("--xmppd-set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="extra xmppd config overrides, e.g. 'features.disabled=[\"mam\"]'")

@@ -155,6 +155,7 @@ class Managed(abc.ABC):
 class Xmppd(Managed):
     name = "xmppd"
     extra: list[str] = []  # more --set overrides
+    provision_xmppctl = False  # make accounts with xmppctl (same config) instead of in-band registration
 
     def start(self) -> Target:
         c2s, http = free_port(), free_port()
@@ -184,6 +185,10 @@ class Xmppd(Managed):
         self._spawn(argv, c2s)
         assert self.proc is not None
         self.target = Target("xmppd", "127.0.0.1", c2s, DOMAIN, ws_url=f"ws://127.0.0.1:{http}/xmpp-websocket", muc_domain=f"conference.{DOMAIN}", pid=self.proc.pid)
+        if self.provision_xmppctl:
+            ctl = Path(sys.executable).with_name("xmppctl")
+            ctl_argv = [str(ctl)] if ctl.exists() else [sys.executable, "-c", "from xmppd.cli import xmppctl_main; raise SystemExit(xmppctl_main())"]
+            self.target.provision = ctl_argv + argv[argv.index("--config"):]
         return self.target
 
 
