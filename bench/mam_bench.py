@@ -22,6 +22,7 @@ from pathlib import Path
 from xmppd.app import Server, feature_migration_locations
 from xmppd.config import build
 from xmppd.core.loader import discover
+from xmppd.features.mam.ids import IdCodec, SeqClock
 from xmppd.features.mam.repository import ArchivedMessage, ArchiveQuery, SqlMamRepository, mam_messages
 from xmppd.storage import migrations
 from xmppd.storage.engine import Database
@@ -32,17 +33,23 @@ OWNER = "alice@localhost"
 STANZA = "<message xmlns='jabber:client' from='bob@localhost/desk' to='alice@localhost' type='chat'><body>{}</body></message>"
 
 
-async def fill(repo: SqlMamRepository, n: int) -> None:
+async def fill(repo: SqlMamRepository, ids: IdCodec, n: int) -> list[str]:
+    """n messages in OWNER's archive and n in another, one a second; OWNER's ids."""
     batch: list[ArchivedMessage] = []
     t0 = 1_700_000_000_000_000
+    seqs = SeqClock(0)
+    owner_ids = []
     for i in range(n):
         with_jid = "carol@localhost" if i % 10 == 0 else "bob@localhost"
-        batch.append(ArchivedMessage(OWNER, f"a{i:09d}", t0 + i * 1_000_000, with_jid, "desk", STANZA.format(f"message number {i}")))
-        batch.append(ArchivedMessage("other@localhost", f"o{i:09d}", t0 + i * 1_000_000, "bob@localhost", "desk", STANZA.format(i)))
+        a, o = seqs.next(t0 + i * 1_000_000), seqs.next(t0 + i * 1_000_000)
+        owner_ids.append(ids.encode(a))
+        batch.append(ArchivedMessage(OWNER, owner_ids[-1], t0 + i * 1_000_000, with_jid, "desk", STANZA.format(f"message number {i}"), a))
+        batch.append(ArchivedMessage("other@localhost", ids.encode(o), t0 + i * 1_000_000, "bob@localhost", "desk", STANZA.format(i), o))
         if len(batch) >= 5000:
             await repo.store_many(batch)
             batch = []
     await repo.store_many(batch)
+    return owner_ids
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -55,13 +62,14 @@ async def query_bench(url: str, sizes: list[int], label: str) -> None:
         db = Database.from_url(url)
         await migrations.upgrade(db, feature_migration_locations(discover().values()))
         repo = SqlMamRepository(db)
+        ids = await repo.open()
         async with db.transaction() as conn:  # a fresh archive per size
             await conn.execute(mam_messages.delete())
         t = time.perf_counter()
-        await fill(repo, n)
+        owner_ids = await fill(repo, ids, n)
         print(f"{label} {n:>7} messages: filled {2 * n} rows in {time.perf_counter() - t:.1f} s")
         t0 = 1_700_000_000_000_000
-        mid = f"a{n // 2:09d}"
+        mid = owner_ids[n // 2]
         cases = {
             "first page": ArchiveQuery(OWNER, PAGE),
             "middle (after)": ArchiveQuery(OWNER, PAGE, after=mid),

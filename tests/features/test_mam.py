@@ -372,3 +372,142 @@ async def test_lingering_writer_commits_as_soon_as_batch_size_records_wait(tmp_p
             assert all(n <= 50 for n in batches), batches
         finally:
             await slix_close(bob)
+
+
+def _garble(archive_id: str) -> str:
+    return archive_id[:10] + ("0" if archive_id[10] != "0" else "1") + archive_id[11:]
+
+
+async def _error_of(client: Any, **kw: Any) -> str:
+    with pytest.raises(IqError) as exc:
+        await query(client, **kw)
+    return exc.value.iq["error"]["condition"]
+
+
+async def test_archive_ids_are_opaque_and_foreign_or_garbled_ids_are_unknown(tmp_path, storage_overrides):
+    async with running_server(tmp_path, *storage_overrides) as srv:
+        for u in ("alice", "bob"):
+            await add_user(srv, u)
+        alice = await client(srv, "alice@localhost/a")
+        bob = await client(srv, "bob@localhost/b")
+        try:
+            live = []
+            for i in range(30):
+                bob.send_message(mto="alice@localhost", mbody=f"o{i}", mtype="chat")
+                got = await asyncio.wait_for(alice.mam.inbox.get(), 5)
+                live.append(got.xml.find(f"{{{SID}}}stanza-id").get("id"))
+            page, _ = await query(alice)
+            ids = [i for i, _ in page]
+            assert ids == live and len(set(ids)) == 30  # the id delivered is the archive's
+            # Nothing to read from them: fixed length, no shared time prefix, no order.
+            assert {len(i) for i in ids} == {32}
+            assert ids != sorted(ids) and ids != sorted(ids, reverse=True)
+            assert len({i[:3] for i in ids}) > 10
+            bob_page, _ = await query(bob)
+            bob_ids = [i for i, _ in bob_page]
+            assert not set(bob_ids) & set(ids)  # each archive's copy has its own id
+            # a garbled id, another archive's id, one that is not even hex: unknown
+            for bad in (_garble(ids[5]), bob_ids[5], "z" * 32, ids[5][:-2]):
+                assert await _error_of(alice, max=5, after=bad) == "item-not-found"
+                assert await _error_of(alice, max=5, before=bad) == "item-not-found"
+                assert await _error_of(alice, after_id=bad) == "item-not-found"
+                assert await _error_of(alice, before_id=bad) == "item-not-found"
+            page, _ = await query(alice, ids=[_garble(ids[1]), ids[2], bob_ids[3]])
+            assert [b for _, b in page] == ["o2"]
+        finally:
+            for c in (alice, bob):
+                await slix_close(c)
+
+
+async def test_archive_order_survives_a_clock_step_back(tmp_path, storage_overrides):
+    async with running_server(tmp_path, *storage_overrides) as srv:
+        for u in ("alice", "bob"):
+            await add_user(srv, u)
+        alice = await client(srv, "alice@localhost/a")
+        bob = await client(srv, "bob@localhost/b")
+        real_now = srv.clock.now
+        try:
+
+            async def send(tag: str, n: int) -> None:
+                for i in range(n):
+                    bob.send_message(mto="alice@localhost", mbody=f"{tag}{i}", mtype="chat")
+                    await asyncio.wait_for(alice.mam.inbox.get(), 5)
+
+            await send("before", 5)
+            srv.clock.now = lambda: real_now() - 3600  # type: ignore[method-assign]  # NTP steps the clock back an hour
+            await send("during", 5)
+            srv.clock.now = real_now  # type: ignore[method-assign]
+            await send("after", 5)
+            expected = [f"{tag}{i}" for tag in ("before", "during", "after") for i in range(5)]
+            page, fin = await query(alice)
+            assert [b for _, b in page] == expected and rsm(fin)[2] == 15
+            assert len({i for i, _ in page}) == 15
+            # paging walks the same order, both ways
+            first, fin = await query(alice, max=7)
+            second, _ = await query(alice, max=7, after=rsm(fin)[1])
+            third, _ = await query(alice, max=7, after=second[-1][0])
+            assert [b for _, b in first + second + third] == expected
+            last, fin = await query(alice, max=7, before="")
+            assert [b for _, b in last] == expected[8:]
+            # the stamps never go backwards (the stepped-back messages are stamped just after "before4")
+            stamps = await _stamps(alice)
+            assert stamps == sorted(stamps) and len(set(stamps)) == 15
+            # a time window from before the first message catches all of them
+            page, _ = await query(alice, start=stamps[0], end=stamps[-1])
+            assert [b for _, b in page] == expected
+            page, _ = await query(alice, start=stamps[5])
+            assert [b for _, b in page] == expected[5:]
+        finally:
+            srv.clock.now = real_now  # type: ignore[method-assign]
+            for c in (alice, bob):
+                await slix_close(c)
+
+
+async def _stamps(c: Any) -> list[str]:
+    """The <delay stamp/> of every message in c's archive, in archive order."""
+    qid = f"q{next(_qids)}"
+    iq = c.make_iq_set()
+    ET.SubElement(iq.xml, f"{{{MAM}}}query", {"queryid": qid})
+    await iq.send(timeout=10)
+    return [r.find("{urn:xmpp:forward:0}forwarded/{urn:xmpp:delay}delay").get("stamp") for r in c.mam.by_query.pop(qid, [])]
+
+
+async def test_two_servers_on_one_database_use_different_node_ids(tmp_path, mariadb_url):
+    shared = [f"storage.url={mariadb_url}", "storage.auto_upgrade=true"]
+    async with running_server(tmp_path / "one", *shared) as one, running_server(tmp_path / "two", *shared) as two:
+        mam1, mam2 = one.features["mam"], two.features["mam"]
+        assert {mam1._lease.node, mam2._lease.node} == {0, 1}
+        assert mam1.ids.encode(123) == mam2.ids.encode(123)  # one key for the whole database
+        for u in ("alice", "bob", "carol"):
+            await add_user(one, u)
+        # Not a cluster (no routing between them), but both archive into alice's archive: bob
+        # writes to her on node one, carol on node two, taking turns.
+        alice1 = await client(one, "alice@localhost/one")
+        alice2 = await client(two, "alice@localhost/two")
+        bob = await client(one, "bob@localhost/b")
+        carol = await client(two, "carol@localhost/c")
+        try:
+            expected = []
+            for i in range(10):
+                bob.send_message(mto="alice@localhost", mbody=f"b{i}", mtype="chat")
+                await asyncio.wait_for(alice1.mam.inbox.get(), 5)
+                carol.send_message(mto="alice@localhost", mbody=f"c{i}", mtype="chat")
+                await asyncio.wait_for(alice2.mam.inbox.get(), 5)
+                expected += [f"b{i}", f"c{i}"]
+            await mam2.flush()
+            page, fin = await query(alice1)  # through node one
+            assert [b for _, b in page] == expected and rsm(fin)[2] == 20
+            nodes = [mam1.ids.decode(i) & 2047 for i, _ in page]  # type: ignore[operator]
+            assert nodes == [mam1._lease.node, mam2._lease.node] * 10
+            await mam1.flush()
+            again, _ = await query(alice2)  # node two reads the ids node one issued, and pages with them
+            assert again == page
+            tail, _ = await query(alice2, after=page[14][0])
+            assert [b for _, b in tail] == expected[15:]
+        finally:
+            for c in (alice1, alice2, bob, carol):
+                await slix_close(c)
+        async with running_server(tmp_path / "three", *shared) as three:
+            assert three.features["mam"]._lease.node == 2
+    async with running_server(tmp_path / "four", *shared) as four:
+        assert four.features["mam"]._lease.node == 0  # the others stopped: their ids are free again

@@ -10,7 +10,9 @@ twice. Preferences (``<prefs default='always|never|roster'>`` with always/never 
 per account.
 
 Every archived incoming message gets ``<stanza-id xmlns='urn:xmpp:sid:0' by='<owner>'
-id='...'/>`` before it is delivered, so clients can de-duplicate; rooms use the id MUC stamps.
+id='...'/>`` before it is delivered, so clients can de-duplicate; in rooms the archive stamps
+the room's stanza-id before the broadcast (MUC keeps it). The id is the archive's ``seq``
+encrypted (see :mod:`.ids`): opaque to clients, decoded by the server, so no id index is kept.
 
 Writes never wait for storage: records go into a bounded queue that a background task drains
 in batches; queries flush it first (a client always finds what it was just sent), and
@@ -42,6 +44,7 @@ from ...errors import Condition, StanzaError
 from ...jid import JID, JIDError
 from ...xml import ns
 from ...xml.forms import Field, Form
+from .ids import IdCodec, NodeLease, SeqClock, time_of
 from .repository import ArchivedMessage, ArchiveQuery, MamRepository, Prefs, SqlMamRepository, UnknownId
 
 if TYPE_CHECKING:
@@ -60,7 +63,6 @@ _BODY = f"{{{ns.CLIENT}}}body"
 _NO_STORE = (f"{{{HINTS}}}no-store", f"{{{HINTS}}}no-permanent-store")
 _STORE = f"{{{HINTS}}}store"
 _CARBONS = ("{urn:xmpp:carbons:2}sent", "{urn:xmpp:carbons:2}received")
-_ID_POOL = 256
 _STANZA_ID_TEMPLATE = etree.Element(_STANZA_ID, nsmap={None: ns.SID})
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
@@ -140,12 +142,15 @@ class Mam(Feature):
 
     async def setup(self) -> None:
         self.repo = SqlMamRepository(self.ctx.db)
+        self.ids: IdCodec = await self.repo.open()
+        self._lease = NodeLease(self.repo, self.ctx.clock, self.log)
+        self._seqs: SeqClock = await self._lease.claim(await self.repo.max_seq())
+        self._renewer = self.ctx.spawn(self._lease.keep(), "mam-lease")
         self._queue: asyncio.Queue[ArchivedMessage] = asyncio.Queue(self.options.queue_size)
         self._inflight: list[ArchivedMessage] = []
         self._full = asyncio.Event()  # set when batch_size records wait (see _write_loop)
         self._lock = asyncio.Lock()
         self._prefs: dict[str, Prefs] = {}
-        self._ids: list[str] = []
         self._writer = self.ctx.spawn(self._write_loop(), "mam-writer")
         if self.options.retention_days:
             self._purge_timer = self.ctx.call_later(self.options.purge_interval, self._schedule_purge)
@@ -163,12 +168,14 @@ class Mam(Feature):
                 self.ctx.add_iq_handler(typ, f"{{{MAM}}}query", self._room_query, target=Target.BARE, domain=muc.domain)
 
     async def teardown(self) -> None:
-        self._writer.cancel()
-        try:
-            await self._writer
-        except asyncio.CancelledError:
-            pass
+        for task in (self._writer, self._renewer):
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
         await self.flush()
+        await self._lease.release()
 
     # ---------------------------------------------------------------- writing
 
@@ -220,8 +227,12 @@ class Mam(Feature):
             if batch:
                 await self.repo.store_many(batch)
 
-    async def _archive(self, owner: str, msg: etree._Element, with_jid: JID, stanza_id: str, when: int) -> None:
-        record = ArchivedMessage(owner, stanza_id, when, str(with_jid.bare), with_jid.resource or "", etree.tostring(msg, encoding="unicode"))
+    async def _archive(self, owner: str, msg: etree._Element, with_jid: JID, seq: int, stanza_id: str) -> None:
+        record = ArchivedMessage(owner, stanza_id, time_of(seq), str(with_jid.bare), with_jid.resource or "",
+                                 etree.tostring(msg, encoding="unicode"), seq)
+        await self._enqueue(record)
+
+    async def _enqueue(self, record: ArchivedMessage) -> None:
         q = self._queue
         try:
             q.put_nowait(record)
@@ -230,14 +241,12 @@ class Mam(Feature):
         if q.qsize() >= self.options.batch_size:
             self._full.set()  # a lingering writer commits now
 
-    def _new_id(self) -> str:
-        # 96 random bits from the server's rng, drawn 256 ids at a time (one getrandom() call
-        # for SystemRandom instead of one per id); each id is used once.
-        ids = self._ids
-        if not ids:
-            pool = f"{self.ctx.rng.getrandbits(96 * _ID_POOL):0{24 * _ID_POOL}x}"
-            ids.extend(pool[i : i + 24] for i in range(0, 24 * _ID_POOL, 24))
-        return ids.pop()
+    async def _new_id(self) -> tuple[int, str]:
+        """A new ``seq`` (this node's, time-ordered) and its public id."""
+        if self._lease.stale():  # rare: see NodeLease
+            await self._lease.refresh()
+        seq = self._seqs.next(self._now())
+        return seq, self.ids.encode(seq)
 
     def _now(self) -> int:
         return int(self.ctx.clock.now() * 1_000_000)
@@ -284,12 +293,12 @@ class Mam(Feature):
             return Flow.CONTINUE
         if not self.ctx.sessions.has_account_sessions(owner) and await self.ctx.accounts.get(owner.local, owner.domain) is None:  # type: ignore[arg-type]
             return Flow.CONTINUE  # no such account: the router bounces it
-        sid = self._new_id()
+        seq, sid = await self._new_id()
         stamp = copy.copy(_STANZA_ID_TEMPLATE)  # cheaper than SubElement(..., nsmap=...), same XML
         stamp.set("by", owner_s)
         stamp.set("id", sid)
         msg.append(stamp)
-        await self._archive(owner_s, msg, r.from_jid, sid, self._now())  # serialised now, as it is
+        await self._archive(owner_s, msg, r.from_jid, seq, sid)  # serialised now, as it is
         return Flow.CONTINUE
 
     @hook(H.MESSAGE_BARE)
@@ -312,7 +321,8 @@ class Mam(Feature):
             return Flow.CONTINUE  # to oneself: archived once, as incoming
         if not await self._wanted(owner, to):
             return Flow.CONTINUE
-        await self._archive(str(owner), r.stanza, to, self._new_id(), self._now())
+        seq, sid = await self._new_id()
+        await self._archive(str(owner), r.stanza, to, seq, sid)
         return Flow.CONTINUE
 
     @hook(H.ACCOUNT_DELETED)
@@ -338,23 +348,18 @@ class Mam(Feature):
             return Flow.CONTINUE
         out = ev.stanza
         nick = ev.occupant.nick
-        when = self._now()
         room_s = room.jid_s
-
-        def stamped() -> None:
-            # MUC stamps its stanza-id right after the last before-broadcast handler (this one).
-            sid = next((c.get("id") for c in out if c.tag == _STANZA_ID and c.get("by") == room_s), None)
-            if sid is None:
-                return  # dropped by MUC after all
-            kept = copy.deepcopy(out)
-            kept.attrib.pop("to", None)
-            record = ArchivedMessage(room_s, sid, when, room_s, nick, etree.tostring(kept, encoding="unicode"))
-            try:
-                self._queue.put_nowait(record)
-            except asyncio.QueueFull:
-                self.ctx.spawn(self._queue.put(record))
-
-        asyncio.get_running_loop().call_soon(stamped)
+        seq, sid = await self._new_id()
+        # The room's stanza-id is the archive's: MUC keeps a <stanza-id by='room'/> that a
+        # before-broadcast handler stamped, and broadcasts what this last handler leaves.
+        stamp = copy.copy(_STANZA_ID_TEMPLATE)
+        stamp.set("id", sid)
+        stamp.set("by", room_s)
+        out.append(stamp)
+        kept = copy.deepcopy(out)
+        kept.attrib.pop("to", None)
+        record = ArchivedMessage(room_s, sid, time_of(seq), room_s, nick, etree.tostring(kept, encoding="unicode"), seq)
+        await self._enqueue(record)
         return Flow.CONTINUE
 
     async def _room_form(self, ev: Any) -> Flow:
@@ -540,7 +545,7 @@ class Mam(Feature):
         if not self.options.retention_days:
             return 0
         await self.flush()
-        cutoff = self._now() - self.options.retention_days * 86_400 * 1_000_000
+        cutoff = self._now() - self.options.retention_days * 86_400 * 1_000_000  # by seq time, see repository
         n = await self.repo.purge_before(cutoff)
         if n:
             self.log.info("purged %d archived messages older than %d days", n, self.options.retention_days)

@@ -1,10 +1,21 @@
 """XEP-0313 message archive storage: the repository (Protocol, SQL, in-memory twin).
 
 One table for every archive, accounts and rooms alike: ``owner`` is the archive's bare JID.
-``seq`` (the primary key, increasing with insertion) is the archive order; ``stanza_id`` is
-the public XEP-0359 id. Pages are index range scans: ``(owner, seq)`` for plain paging,
-``(owner, with_jid, seq)`` for the ``with`` filter, ``(owner, ts)`` for ``start``/``end``, and
-``(owner, stanza_id)`` (unique) to turn an RSM ``after``/``before`` id into a position.
+``seq``, the primary key, is assigned by the server (:mod:`.ids`): time-ordered, so it is both
+the archive order and the time (``ts`` of a new row is its ``seq``'s time). The public XEP-0359
+id is ``seq`` encrypted (:class:`~.ids.IdCodec`); the ``stanza_id`` column keeps the id as
+issued, for reading, and is not indexed. Two indexes serve every query, both owner-first:
+``(owner, seq)`` for paging and ``start``/``end`` (a ``seq`` range), and ``(owner, with_jid,
+seq)`` for the ``with`` filter. An RSM ``after``/``before`` id is decoded to its ``seq`` and
+checked against the owner's archive by primary key; the retention purge is a primary-key range.
+Every write touches the table (appended at the end of the ``seq`` order) and two owner-keyed
+index entries, against four (and a ``ts`` index) before migration ``mam_0002``.
+
+Rows written before ``mam_0002`` keep their random ids in ``stanza_id``; ``mam_settings``
+``legacy_max_seq`` is the largest ``seq`` among them. An id that does not decode is looked up
+as ``owner = ? AND seq <= legacy_max_seq AND stanza_id = ?``: a walk of that owner's old rows
+in the ``(owner, seq)`` index, without an index on ``stanza_id``. Databases that never had
+pre-``mam_0002`` rows have no ``legacy_max_seq`` and never walk: such an id is unknown at once.
 Timestamps are integer microseconds since the epoch (UTC), exact on every backend.
 """
 from __future__ import annotations
@@ -13,7 +24,7 @@ import bisect
 import functools
 import json
 import sqlite3
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -22,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...storage.engine import Database
 from ...storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
+from .ids import MAX_NODE, IdCodec, new_key, seq_ceiling, seq_floor
 
 __all__ = [
     "ArchiveQuery",
@@ -33,42 +45,60 @@ __all__ = [
     "SqlMamRepository",
     "UnknownId",
     "mam_messages",
+    "mam_nodes",
     "mam_prefs",
+    "mam_settings",
 ]
 
 mam_messages = sa.Table(
     "mam_messages",
     metadata,
-    sa.Column("seq", id_type(), primary_key=True, autoincrement=True),
+    sa.Column("seq", id_type(), primary_key=True, autoincrement=False),  # see .ids: assigned by the server
     sa.Column("owner", indexed_string(), nullable=False),
-    sa.Column("stanza_id", sa.String(64), nullable=False),
+    sa.Column("stanza_id", sa.String(64), nullable=False),  # the public id as issued (not indexed)
     sa.Column("ts", sa.BigInteger(), nullable=False),
     sa.Column("with_jid", indexed_string(), nullable=False),
     sa.Column("with_resource", sa.String(1023), nullable=False, default=""),
     sa.Column("stanza", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=False),
     sa.Index("ix_mam_messages_owner_seq", "owner", "seq"),
-    sa.Index("ix_mam_messages_owner_ts", "owner", "ts"),
     sa.Index("ix_mam_messages_owner_with_jid_seq", "owner", "with_jid", "seq"),
-    sa.Index("uq_mam_messages_owner_stanza_id", "owner", "stanza_id", unique=True),
-    sa.Index("ix_mam_messages_ts", "ts"),
-    sqlite_autoincrement=True,
     **MYSQL_TABLE_KWARGS,
 )
 
-_COLUMNS = "owner, stanza_id, ts, with_jid, with_resource, stanza"
+#: Server-wide archive settings: ``id_key`` (hex, the id encryption key, created by the first
+#: server to start) and ``legacy_max_seq`` (written by migration mam_0002 when it rewrote rows).
+mam_settings = sa.Table(
+    "mam_settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+    **MYSQL_TABLE_KWARGS,
+)
+
+#: Node id leases (see :class:`.ids.NodeLease`): one row per running xmppd sharing the database.
+mam_nodes = sa.Table(
+    "mam_nodes",
+    metadata,
+    sa.Column("node", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires", sa.BigInteger(), nullable=False),  # µs since the epoch (the holder's clock)
+    **MYSQL_TABLE_KWARGS,
+)
+
+_COLUMNS = "seq, owner, stanza_id, ts, with_jid, with_resource, stanza"
 _INSERT_SQL = {  # by DBAPI paramstyle: sqlite3 (qmark), aiomysql (format / pyformat)
-    "qmark": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-    "format": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
-    "pyformat": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+    "qmark": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "format": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+    "pyformat": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
 }
 
-# Rows per multi-row INSERT on SQLite: 6 parameters a row, under its limit (32766 since 3.32, 999 before).
-_SQLITE_CHUNK = 500 if sqlite3.sqlite_version_info >= (3, 32) else 166
+# Rows per multi-row INSERT on SQLite: 7 parameters a row, under its limit (32766 since 3.32, 999 before).
+_SQLITE_CHUNK = 500 if sqlite3.sqlite_version_info >= (3, 32) else 142
 
 
 @functools.lru_cache(maxsize=8)
 def _sqlite_insert(n: int) -> str:
-    return f"INSERT INTO mam_messages ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
+    return f"INSERT INTO mam_messages ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
 
 
 mam_prefs = sa.Table(
@@ -81,6 +111,9 @@ mam_prefs = sa.Table(
     **MYSQL_TABLE_KWARGS,
 )
 
+ID_KEY = "id_key"
+LEGACY_MAX_SEQ = "legacy_max_seq"
+
 
 class UnknownId(LookupError):
     """An RSM ``after``/``before`` id that is not in this archive."""
@@ -89,12 +122,12 @@ class UnknownId(LookupError):
 @dataclass(frozen=True, slots=True)
 class ArchivedMessage:
     owner: str  # bare JID of the archive (an account or a room)
-    stanza_id: str  # XEP-0359 id, unique per archive
-    ts: int  # microseconds since the epoch, UTC
+    stanza_id: str  # XEP-0359 id as issued: IdCodec.encode(seq) (rows from before mam_0002: a random id)
+    ts: int  # microseconds since the epoch, UTC (new rows: the time of seq)
     with_jid: str  # bare JID of the other party (rooms: the room itself)
     with_resource: str  # its resource, "" for none
     stanza: str  # the serialised message
-    seq: int = 0  # archive order, assigned when stored
+    seq: int  # archive order and primary key, assigned by the server (.ids.SeqClock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +160,16 @@ class Prefs:
 
 
 class MamRepository(Protocol):
+    async def open(self) -> IdCodec:
+        """Read (or, first, create) the server's id key; queries decode ids with it from then on."""
+        ...
+
+    async def max_seq(self) -> int:
+        """The largest ``seq`` stored, -1 for none."""
+        ...
+
     async def store_many(self, messages: list[ArchivedMessage]) -> None:
-        """Append messages (one transaction); a ``(owner, stanza_id)`` already stored is skipped."""
+        """Append messages (one transaction); a ``seq`` already stored (a retried batch) is skipped."""
         ...
 
     async def query(self, q: ArchiveQuery) -> Page:
@@ -136,7 +177,7 @@ class MamRepository(Protocol):
         ...
 
     async def purge_before(self, ts: int) -> int:
-        """Delete every message older than ``ts``; returns how many."""
+        """Delete every message whose ``seq`` time is older than ``ts``; returns how many."""
         ...
 
     async def delete_owner(self, owner: str) -> int: ...
@@ -145,13 +186,74 @@ class MamRepository(Protocol):
 
     async def set_prefs(self, owner: str, prefs: Prefs) -> None: ...
 
+    async def claim_node(self, holder: str, now: int, ttl: int) -> int:
+        """Lease a node id (0-2047) that no live lease holds, until ``now + ttl`` (µs)."""
+        ...
+
+    async def renew_node(self, node: int, holder: str, now: int, ttl: int) -> bool:
+        """Extend ``holder``'s lease of ``node``; False if it lost it (expired and taken)."""
+        ...
+
+    async def release_node(self, node: int, holder: str) -> None: ...
+
+
+def _time_bounds(q: ArchiveQuery) -> tuple[int | None, int | None]:
+    """``start``/``end`` as an inclusive ``seq`` range."""
+    return (seq_floor(q.start) if q.start is not None else None, seq_ceiling(q.end) if q.end is not None else None)
+
+
+def _pick_node(rows: dict[int, tuple[str, int]], now: int) -> list[int]:
+    """Candidate node ids, best first: never leased (or released), then expired leases, oldest first."""
+    free = [n for n in range(MAX_NODE + 1) if n not in rows]
+    expired = sorted((exp, n) for n, (_, exp) in rows.items() if exp < now)
+    return free + [n for _, n in expired]
+
 
 # ---------------------------------------------------------------------------------- SQL
 
 
 class SqlMamRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, ids: IdCodec | None = None) -> None:
         self._db = db
+        self._ids = ids
+        self._legacy_max: int | None = None
+
+    async def open(self) -> IdCodec:
+        key, legacy = await self._db.run_txn(self._open_txn)
+        self._ids = IdCodec(key)
+        self._legacy_max = legacy
+        return self._ids
+
+    @staticmethod
+    async def _open_txn(conn: AsyncConnection) -> tuple[bytes, int | None]:
+        s = mam_settings.c
+
+        async def read() -> dict[str, str]:
+            return {r.name: r.value for r in await conn.execute(sa.select(s.name, s.value).where(s.name.in_((ID_KEY, LEGACY_MAX_SEQ))))}
+
+        values = await read()
+        if ID_KEY not in values:
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(mam_settings.insert().values(name=ID_KEY, value=new_key().hex()))
+            except sa.exc.IntegrityError:  # another node created it first
+                pass
+            values = await read()
+        legacy = values.get(LEGACY_MAX_SEQ)
+        return bytes.fromhex(values[ID_KEY]), int(legacy) if legacy is not None else None
+
+    def _codec(self) -> IdCodec:
+        if self._ids is None:
+            raise RuntimeError("SqlMamRepository.open() first: ids are decoded with the server's key")
+        return self._ids
+
+    async def max_seq(self) -> int:
+        return await self._db.read_txn(self._max_seq_txn)
+
+    @staticmethod
+    async def _max_seq_txn(conn: AsyncConnection) -> int:
+        seq = (await conn.execute(sa.select(sa.func.max(mam_messages.c.seq)))).scalar()
+        return -1 if seq is None else int(seq)
 
     async def store_many(self, messages: list[ArchivedMessage]) -> None:
         if messages:
@@ -163,7 +265,7 @@ class SqlMamRepository:
         # the DBAPI cursor's executemany (no per-row dicts, no statement compilation).
         paramstyle = conn.dialect.paramstyle
         sql = _INSERT_SQL[paramstyle]
-        rows = [(m.owner, m.stanza_id, m.ts, m.with_jid, m.with_resource, m.stanza) for m in messages]
+        rows = [(m.seq, m.owner, m.stanza_id, m.ts, m.with_jid, m.with_resource, m.stanza) for m in messages]
         try:
             async with conn.begin_nested():
                 if paramstyle == "qmark":
@@ -176,7 +278,9 @@ class SqlMamRepository:
                         await conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
                 else:
                     await conn.exec_driver_sql(sql, rows)
-        except sa.exc.IntegrityError:  # a duplicate id (a retried batch): insert one by one
+        except sa.exc.IntegrityError:
+            # A seq already stored: the server issues each seq once, so that row is this very
+            # record from a batch retried after its commit failed late. Insert one by one.
             for row in rows:
                 try:
                     async with conn.begin_nested():
@@ -187,40 +291,63 @@ class SqlMamRepository:
     async def query(self, q: ArchiveQuery) -> Page:
         return await self._db.read_txn(self._query_txn, q)
 
-    @staticmethod
-    async def _seq_of(conn: AsyncConnection, owner: str, stanza_id: str) -> int:
+    async def _seq_of(self, conn: AsyncConnection, owner: str, public_id: str) -> int:
         t = mam_messages.c
-        seq = (await conn.execute(sa.select(t.seq).where(t.owner == owner, t.stanza_id == stanza_id))).scalar()
-        if seq is None:
-            raise UnknownId(stanza_id)
-        return int(seq)
+        seq = self._codec().decode(public_id)
+        found = None
+        if seq is not None:
+            found = (await conn.execute(sa.select(t.seq).where(t.seq == seq, t.owner == owner))).scalar()
+        elif self._legacy_max is not None:  # an id issued before mam_0002 (see the module doc)
+            found = (await conn.execute(
+                sa.select(t.seq).where(t.owner == owner, t.seq <= self._legacy_max, t.stanza_id == public_id).limit(1)
+            )).scalar()
+        if found is None:
+            raise UnknownId(public_id)
+        return int(found)
 
-    @classmethod
-    async def _query_txn(cls, conn: AsyncConnection, q: ArchiveQuery) -> Page:
+    def _ids_condition(self, ids: tuple[str, ...]) -> Any:
+        t = mam_messages.c
+        codec = self._codec()
+        seqs, legacy = [], []
+        for i in ids:
+            seq = codec.decode(i)
+            if seq is not None:
+                seqs.append(seq)
+            elif self._legacy_max is not None:
+                legacy.append(i)
+        parts = []
+        if seqs:
+            parts.append(t.seq.in_(seqs))
+        if legacy:
+            parts.append(sa.and_(t.seq <= self._legacy_max, t.stanza_id.in_(legacy)))
+        return sa.or_(*parts) if parts else sa.false()
+
+    async def _query_txn(self, conn: AsyncConnection, q: ArchiveQuery) -> Page:
         t = mam_messages.c
         cond: list[Any] = [t.owner == q.owner]
         if q.with_jid is not None:
             cond.append(t.with_jid == q.with_jid)
             if q.with_resource is not None:
                 cond.append(t.with_resource == q.with_resource)
-        if q.start is not None:
-            cond.append(t.ts >= q.start)
-        if q.end is not None:
-            cond.append(t.ts <= q.end)
+        lo, hi = _time_bounds(q)
+        if lo is not None:
+            cond.append(t.seq >= lo)
+        if hi is not None:
+            cond.append(t.seq <= hi)
         if q.after_id is not None:
-            cond.append(t.seq > await cls._seq_of(conn, q.owner, q.after_id))
+            cond.append(t.seq > await self._seq_of(conn, q.owner, q.after_id))
         if q.before_id is not None:
-            cond.append(t.seq < await cls._seq_of(conn, q.owner, q.before_id))
+            cond.append(t.seq < await self._seq_of(conn, q.owner, q.before_id))
         if q.ids is not None:
-            cond.append(t.stanza_id.in_(q.ids) if q.ids else sa.false())
+            cond.append(self._ids_condition(q.ids))
         count = int((await conn.execute(sa.select(sa.func.count()).select_from(mam_messages).where(*cond))).scalar_one())
         cols = (t.seq, t.owner, t.stanza_id, t.ts, t.with_jid, t.with_resource, t.stanza)
         backward = q.before is not None
         page_cond = list(cond)
         if q.after:
-            page_cond.append(t.seq > await cls._seq_of(conn, q.owner, q.after))
+            page_cond.append(t.seq > await self._seq_of(conn, q.owner, q.after))
         if q.before:
-            page_cond.append(t.seq < await cls._seq_of(conn, q.owner, q.before))
+            page_cond.append(t.seq < await self._seq_of(conn, q.owner, q.before))
         order = t.seq.desc() if backward else t.seq.asc()
         rows = list(await conn.execute(sa.select(*cols).where(*page_cond).order_by(order).limit(q.max + 1)))
         complete = len(rows) <= q.max
@@ -235,7 +362,7 @@ class SqlMamRepository:
 
     @staticmethod
     async def _purge_txn(conn: AsyncConnection, ts: int) -> int:
-        return (await conn.execute(mam_messages.delete().where(mam_messages.c.ts < ts))).rowcount
+        return (await conn.execute(mam_messages.delete().where(mam_messages.c.seq < seq_floor(ts)))).rowcount
 
     async def delete_owner(self, owner: str) -> int:
         return await self._db.run_txn(self._delete_owner_txn, owner)
@@ -267,6 +394,47 @@ class SqlMamRepository:
         if not done:
             await conn.execute(mam_prefs.insert().values(owner=owner, **values))
 
+    # -- node leases (.ids.NodeLease)
+
+    async def claim_node(self, holder: str, now: int, ttl: int) -> int:
+        return await self._db.run_txn(self._claim_txn, holder, now, ttl)
+
+    @staticmethod
+    async def _claim_txn(conn: AsyncConnection, holder: str, now: int, ttl: int) -> int:
+        n = mam_nodes.c
+        rows = {int(r.node): (r.holder, int(r.expires)) for r in await conn.execute(sa.select(n.node, n.holder, n.expires))}
+        for node in _pick_node(rows, now):
+            old = rows.get(node)
+            if old is None:
+                try:  # the primary key makes this exclusive: a node claiming it at once fails here
+                    async with conn.begin_nested():
+                        await conn.execute(mam_nodes.insert().values(node=node, holder=holder, expires=now + ttl))
+                    return node
+                except sa.exc.IntegrityError:
+                    continue
+            # an expired lease: compare-and-set, so that of two nodes taking it one wins
+            taken = (await conn.execute(
+                mam_nodes.update().where(n.node == node, n.holder == old[0], n.expires == old[1]).values(holder=holder, expires=now + ttl)
+            )).rowcount
+            if taken == 1:
+                return node
+        raise RuntimeError(f"all {MAX_NODE + 1} archive node ids are leased (mam_nodes): too many xmppd processes on one database?")
+
+    async def renew_node(self, node: int, holder: str, now: int, ttl: int) -> bool:
+        return await self._db.run_txn(self._renew_txn, node, holder, now + ttl)
+
+    @staticmethod
+    async def _renew_txn(conn: AsyncConnection, node: int, holder: str, expires: int) -> bool:
+        n = mam_nodes.c
+        return (await conn.execute(mam_nodes.update().where(n.node == node, n.holder == holder).values(expires=expires))).rowcount == 1
+
+    async def release_node(self, node: int, holder: str) -> None:
+        await self._db.run_txn(self._release_txn, node, holder)
+
+    @staticmethod
+    async def _release_txn(conn: AsyncConnection, node: int, holder: str) -> None:
+        await conn.execute(mam_nodes.delete().where(mam_nodes.c.node == node, mam_nodes.c.holder == holder))
+
 
 # ---------------------------------------------------------------------------------- memory
 
@@ -274,38 +442,58 @@ class SqlMamRepository:
 class MemoryMamRepository:
     """The in-process twin: one list per archive, in ``seq`` order."""
 
-    def __init__(self, accounts: object = None) -> None:
+    def __init__(self, accounts: object = None, ids: IdCodec | None = None) -> None:
         self._archives: dict[str, list[ArchivedMessage]] = {}
+        self._seqs: dict[int, str] = {}  # seq -> owner, every stored message
         self._prefs: dict[str, Prefs] = {}
-        self._seq = 0
+        self._nodes: dict[int, tuple[str, int]] = {}
+        self._key = new_key()
+        self._ids = ids
+
+    async def open(self) -> IdCodec:
+        if self._ids is None:
+            self._ids = IdCodec(self._key)
+        return self._ids
+
+    async def max_seq(self) -> int:
+        return max(self._seqs, default=-1)
 
     async def store_many(self, messages: list[ArchivedMessage]) -> None:
         for m in messages:
+            if m.seq in self._seqs:
+                continue  # a retried record
+            self._seqs[m.seq] = m.owner
             archive = self._archives.setdefault(m.owner, [])
-            if any(x.stanza_id == m.stanza_id for x in archive):
-                continue
-            self._seq += 1
-            archive.append(replace(m, seq=self._seq))
+            if not archive or archive[-1].seq < m.seq:
+                archive.append(m)
+            else:
+                bisect.insort(archive, m, key=lambda x: x.seq)
 
-    def _seq_of(self, owner: str, stanza_id: str) -> int:
-        for m in self._archives.get(owner, ()):
-            if m.stanza_id == stanza_id:
-                return m.seq
-        raise UnknownId(stanza_id)
+    def _seq_of(self, owner: str, public_id: str) -> int:
+        assert self._ids is not None, "open() first"
+        seq = self._ids.decode(public_id)
+        if seq is None or self._seqs.get(seq) != owner:
+            raise UnknownId(public_id)
+        return seq
 
     async def query(self, q: ArchiveQuery) -> Page:
         rows = self._archives.get(q.owner, [])
         lo = self._seq_of(q.owner, q.after_id) if q.after_id is not None else None
         hi = self._seq_of(q.owner, q.before_id) if q.before_id is not None else None
+        t_lo, t_hi = _time_bounds(q)
+        wanted: set[int] | None = None
+        if q.ids is not None:
+            assert self._ids is not None, "open() first"
+            wanted = {s for s in map(self._ids.decode, q.ids) if s is not None}
 
         def match(m: ArchivedMessage) -> bool:
             return (
                 (q.with_jid is None or (m.with_jid == q.with_jid and (q.with_resource is None or m.with_resource == q.with_resource)))
-                and (q.start is None or m.ts >= q.start)
-                and (q.end is None or m.ts <= q.end)
+                and (t_lo is None or m.seq >= t_lo)
+                and (t_hi is None or m.seq <= t_hi)
                 and (lo is None or m.seq > lo)
                 and (hi is None or m.seq < hi)
-                and (q.ids is None or m.stanza_id in q.ids)
+                and (wanted is None or m.seq in wanted)
             )
 
         matching = [m for m in rows if match(m)]
@@ -325,19 +513,41 @@ class MemoryMamRepository:
         return Page(items, complete, len(matching))
 
     async def purge_before(self, ts: int) -> int:
+        floor = seq_floor(ts)
         n = 0
         for owner, rows in self._archives.items():
-            keep = [m for m in rows if m.ts >= ts]
+            keep = [m for m in rows if m.seq >= floor]
+            for m in rows[: len(rows) - len(keep)]:
+                del self._seqs[m.seq]
             n += len(rows) - len(keep)
             self._archives[owner] = keep
         return n
 
     async def delete_owner(self, owner: str) -> int:
         self._prefs.pop(owner, None)
-        return len(self._archives.pop(owner, ()))
+        rows = self._archives.pop(owner, [])
+        for m in rows:
+            del self._seqs[m.seq]
+        return len(rows)
 
     async def get_prefs(self, owner: str) -> Prefs | None:
         return self._prefs.get(owner)
 
     async def set_prefs(self, owner: str, prefs: Prefs) -> None:
         self._prefs[owner] = prefs
+
+    async def claim_node(self, holder: str, now: int, ttl: int) -> int:
+        for node in _pick_node(self._nodes, now):
+            self._nodes[node] = (holder, now + ttl)
+            return node
+        raise RuntimeError(f"all {MAX_NODE + 1} archive node ids are leased")
+
+    async def renew_node(self, node: int, holder: str, now: int, ttl: int) -> bool:
+        if self._nodes.get(node, ("", 0))[0] != holder:
+            return False
+        self._nodes[node] = (holder, now + ttl)
+        return True
+
+    async def release_node(self, node: int, holder: str) -> None:
+        if self._nodes.get(node, ("", 0))[0] == holder:
+            del self._nodes[node]

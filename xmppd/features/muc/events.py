@@ -42,7 +42,8 @@ class GroupchatBeforeBroadcast:
     """A groupchat message about to be broadcast; ``stanza`` is the outgoing copy (from room/nick).
 
     Raise ``StanzaError`` to refuse it (the sender gets the error), return ``Flow.STOP`` to drop it
-    silently, or add children to ``stanza``.
+    silently, or add children to ``stanza``. A ``<stanza-id by='room'/>`` added here is the
+    message's XEP-0359 id (the archive stamps its own); otherwise the room stamps one.
     """
 
     room: "Room"

@@ -140,7 +140,11 @@ class Room:
             if s.nick == nick and jid != bare:
                 raise StanzaError(Condition.CONFLICT, f"the nick {nick!r} is taken by a subscriber")
 
-    def _stamp_id(self, msg: etree._Element) -> str:
+    def _stamp_id(self, msg: etree._Element, *, keep_ours: bool = False) -> str:
+        if keep_ours:  # the archive (MAM) stamped its own id in a before-broadcast handler: that is the id
+            for old in msg.findall(_STANZA_ID):
+                if old.get("by") == self.jid_s and old.get("id"):
+                    return old.get("id")  # type: ignore[return-value]
         for old in msg.findall(_STANZA_ID):
             msg.remove(old)
         sid = self.service.new_id()
@@ -416,7 +420,7 @@ class Room:
         if svc.events.has(E.GROUPCHAT_BEFORE_BROADCAST):
             if await svc.events.run(E.GROUPCHAT_BEFORE_BROADCAST, E.GroupchatBeforeBroadcast(self, occ, r.from_jid, out)) is Flow.STOP:
                 return
-        sid = self._stamp_id(out)
+        sid = self._stamp_id(out, keep_ours=True)  # (the sender's own stanza-ids were not copied)
         if body is not None:
             self.history.add(out, svc.now())
         await svc.fanout(out, list(self.occupants.full_jids()), "message")
