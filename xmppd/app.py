@@ -202,6 +202,8 @@ class Server:
             await _bounded(ctx.close(), f"closing the context of {ctx.name}")
         self.features.clear()
         self._contexts.clear()
+        if isinstance(self.accounts, SqlAccountRepository):
+            self.accounts.close()
         if self.db is not None:
             await _bounded(self.db.dispose(), "closing storage")
         log.info("xmppd stopped")

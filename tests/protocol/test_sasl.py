@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from scramp import ScramClient
 
+import xmppd.protocol.sasl as sasl_module
 from xmppd.errors import SaslCondition, SaslFailure
 from xmppd.protocol.sasl import (
     DEFAULT_ITERATIONS,
@@ -445,6 +446,9 @@ def test_scram_username_saslname_is_decoded():
         b"n,,n=user,r=a\x7fb",
         b"n,,n=user,r=abc,bad",
         b"n,,n=user,r=abc,=x",
+        b"n,,n=user,r=abc,r=def",  # a SCRAM attribute again, as an extension
+        b"n,,n=user,r=abc,c=biws",
+        b"n,,n=user,r=abc,x=1,x=2",  # the same extension twice
         b"n,,n=user\x00,r=abc",
         b"n,,n=\xff\xfe,r=abc",
         b"\xff\xfe\xfd",
@@ -475,6 +479,8 @@ def test_malformed_client_first_is_malformed_request(mech, first):
         b"c=biws,r={nonce},p=",
         b"c=biws,r={nonce},m=ext,p=AAAA",
         b"c=biws,r={nonce},p=AAAA,x=extra",
+        b"c=biws,r={nonce},c=biws,p=AAAA",
+        b"c=biws,r={nonce},x=1,x=2,p=AAAA",
         b"\xff\xfe",
         b"c=biws,r={nonce},p=AAAA",  # well formed, proof of the wrong length
     ],
@@ -527,9 +533,7 @@ def test_raw_client_agrees_with_scramp_server():
     ],
 )
 def test_rfc_test_vectors(monkeypatch, mech, hash_name, cnonce, snonce, salt, proof, verifier):
-    import scramp.core
-
-    monkeypatch.setattr(scramp.core.Nonce, "create", classmethod(lambda cls: cls(snonce)))
+    monkeypatch.setattr(sasl_module, "_server_nonce", lambda: snonce)
     creds = make_credentials("pencil", hash_name, 4096, base64.b64decode(salt))
     server = SaslServer(mech, domain=DOMAIN, channel_binding=None, tls=False)
     assert server.start(f"n,,n=user,r={cnonce}".encode()) == NeedCredentials("user", hash_name)
@@ -745,8 +749,6 @@ def test_mutated_input_never_raises(mech):
 
 
 def test_plain_unknown_user_costs_one_full_key_derivation(monkeypatch):
-    import xmppd.protocol.sasl as sasl_module
-
     calls: list[tuple[str, int]] = []
     real = hashlib.pbkdf2_hmac
 
@@ -764,19 +766,36 @@ def test_plain_unknown_user_costs_one_full_key_derivation(monkeypatch):
 
 @pytest.mark.parametrize("mech", SCRAM_MECHS)
 def test_scram_unknown_user_does_the_same_work_as_a_wrong_password(monkeypatch, mech):
-    import scramp.core
-
     calls: list[str] = []
-    real = scramp.core.hmac
+    real = sasl_module._hmac
 
-    def counting(hf, key, msg):
-        calls.append(hf().name)
-        return real(hf, key, msg)
+    def counting(key, msg, algo):
+        calls.append(algo)
+        return real(key, msg, algo)
 
-    monkeypatch.setattr(scramp.core, "hmac", counting)  # counts the client's HMACs too, equal in both runs
+    monkeypatch.setattr(sasl_module, "_hmac", counting)  # the server's HMACs
     run_scram(mech, password="wrong")
     wrong_password = list(calls)
     calls.clear()
     run_scram(mech, username="nobody", password="wrong", known=False)
     assert calls == wrong_password
     assert calls  # the server did verify a proof in both cases
+
+
+def test_saslprep_ascii_fast_path_agrees_with_scramp():
+    from scramp import ScramException
+    from scramp.utils import saslprep as full
+
+    for text in ["user", "bench12", "We Ird~!", "", " ", *(f"a{chr(c)}b" for c in range(128))]:
+        try:
+            expected: str | None = full(text)
+        except ScramException:
+            expected = None
+        try:
+            got: str | None = sasl_module.saslprep(text)
+        except ValueError:
+            got = None
+        assert got == expected, text
+    assert sasl_module.saslprep("I\u00adX") == "IX"  # non-ASCII: the full preparation
+    with pytest.raises(ValueError):
+        sasl_module.saslprep("a\u0007b")

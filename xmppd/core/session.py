@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import secrets
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lxml import etree
 
+from .. import tokens
 from ..errors import Condition, SaslCondition, StreamErrorCondition
 from ..jid import JID, JIDError
 from ..protocol import events as ev
@@ -93,7 +93,7 @@ class Session:
         self.stream = stream
         self.transport = transport
         self.peer = peer
-        self.sid = secrets.token_hex(4)
+        self.sid = tokens.token_hex(4)
         self.log = SessionLog(log, {"sid": self.sid})
         self.jid: JID | None = None
         self.available = False  # sent initial presence (RFC 6121 "available resource")

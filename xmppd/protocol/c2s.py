@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lxml import etree
 
+from .. import tokens
 from ..errors import Condition, SaslCondition, SaslFailure, StanzaError, StreamErrorCondition
 from ..jid import JID, JIDError
 from ..xml import ns
@@ -164,7 +164,7 @@ class C2SStream:
         lang = attrs.get("xml:lang")
         if lang:
             self.lang = lang[:35]
-        self.stream_id = secrets.token_urlsafe(12)
+        self.stream_id = tokens.token_urlsafe(12)
         self._send_header()
         if not self.config.websocket and item.default_ns != ns.CLIENT:
             self._close(StreamErrorCondition.INVALID_NAMESPACE, "the stream's default namespace must be jabber:client")

@@ -3,18 +3,23 @@
 Mechanisms: SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS (RFC 5802, RFC 7677, channel binding
 ``tls-server-end-point`` of RFC 5929), SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN (RFC 4616).
 
-The SCRAM arithmetic is the ``scramp`` library's server side; this module adds what XMPP
-needs around it: the username is read from the client-first message *before* the account is
+The server side of SCRAM is written here from RFC 5802 §3 and §7 (a few HMACs over strings
+this module has already parsed and checked); the ``scramp`` library derives new credentials
+(:func:`make_credentials`) and prepares non-ASCII strings with SASLprep (RFC 4013). Around the
+arithmetic: the username is read from the client-first message *before* the account is
 looked up (the lookup is a question to the driver, :class:`NeedCredentials`, answered with
 :meth:`SaslServer.credentials_result`), the authzid rule, the channel-binding policy, fake
-credentials for unknown users, and the mapping of every error to a SASL condition.
+credentials for unknown users, and the mapping of every error to a SASL condition. Every
+comparison of a secret or of what the client proves (proof, nonce, channel binding) is
+:func:`hmac.compare_digest`.
 
 Credentials are kept only as SCRAM keys (:class:`ScramCredentials`); PLAIN is checked by
 recomputing the StoredKey from the offered password (:func:`verify_plain`).
 
 ``scramp.core`` imports :mod:`ssl` at module level (for an ``isinstance`` check used by
 ``tls-unique``). To keep this protocol core free of ssl/socket at import time, scramp is
-imported lazily, on the first exchange or credential computation; nothing here performs I/O.
+imported lazily, when credentials are made or a non-ASCII string needs SASLprep; nothing here
+performs I/O.
 """
 
 from __future__ import annotations
@@ -26,10 +31,10 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
+from xmppd import tokens
 from xmppd.errors import SaslCondition, SaslFailure
 from xmppd.jid import JID, JIDError
 
@@ -45,6 +50,7 @@ MAX_USERNAME_OCTETS: Final = 1023
 CB_TLS_SERVER_END_POINT: Final = "tls-server-end-point"
 
 _HASHLIB: Final[dict[str, str]] = {"SHA-1": "sha1", "SHA-256": "sha256"}
+_DIGEST_SIZE: Final[dict[str, int]] = {"SHA-1": 20, "SHA-256": 32}
 
 # mechanism -> (hash, uses channel binding); strongest first.
 _SCRAM: Final[dict[str, tuple[HashName, bool]]] = {
@@ -65,6 +71,36 @@ _AUTH_FAILED: Final = "authentication failed"
 _NONCE_RE: Final = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # printable ASCII except ','
 _EXT_RE: Final = re.compile(r"[A-Za-z]=[^,]+")
 _CB_NAME_RE: Final = re.compile(r"[A-Za-z0-9.\-]+")
+# RFC 5802 §5.1 attribute names: an extension attribute may not reuse one.
+_SCRAM_ATTRS: Final = frozenset("anmrcsipve")
+#: Random bytes in the server's part of the nonce (RFC 5802 §5.1 "r=": unpredictable).
+SERVER_NONCE_BYTES: Final = 18
+
+
+def saslprep(text: str) -> str:
+    """RFC 4013 SASLprep; raises :class:`ValueError` for a prohibited string.
+
+    Printable ASCII is its own preparation (RFC 4013 maps and prohibits only control
+    characters and non-ASCII code points, NFKC leaves ASCII alone and no ASCII character is
+    RandALCat), so only other strings go through scramp's full implementation.
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    from scramp import ScramException
+    from scramp.utils import saslprep as full
+
+    try:
+        return full(text)  # type: ignore[no-any-return]
+    except ScramException as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _server_nonce() -> str:
+    return tokens.token_urlsafe(SERVER_NONCE_BYTES)
+
+
+def _hmac(key: bytes, msg: bytes, algo: str) -> bytes:
+    return hmac.digest(key, msg, algo)
 
 
 # --------------------------------------------------------------------------- credentials
@@ -119,13 +155,10 @@ def verify_plain(password: str, creds: ScramCredentials, hash_name: HashName) ->
     "Client Key"); StoredKey = H(ClientKey), compared with :func:`hmac.compare_digest`.
     """
     algo = _check_hash(hash_name)
-    from scramp import ScramException
-    from scramp.utils import saslprep
-
     try:
         prepared = saslprep(password).encode("utf-8")
         salted = hashlib.pbkdf2_hmac(algo, prepared, creds.salt, creds.iterations)
-    except (ScramException, ValueError, OverflowError):
+    except (ValueError, OverflowError):
         return False
     client_key = hmac.new(salted, b"Client Key", algo).digest()
     stored_key = hashlib.new(algo, client_key).digest()
@@ -139,7 +172,7 @@ def _fake_credentials(account_key: str, hash_name: HashName) -> ScramCredentials
     user sees the same salt on every attempt (as a real user would) and the exchange fails
     like a wrong password: at the final step, with not-authorized, at the same cost.
     """
-    size = hashlib.new(_HASHLIB[hash_name]).digest_size
+    size = _DIGEST_SIZE[hash_name]
     ident = hash_name.encode() + b"\0" + account_key.encode("utf-8", "surrogatepass")
 
     def derive(label: bytes) -> bytes:
@@ -210,25 +243,6 @@ class _State(enum.Enum):
     WAIT_CREDENTIALS = enum.auto()  # NeedCredentials returned
     WAIT_CLIENT_FINAL = enum.auto()  # SCRAM server-first sent
     DONE = enum.auto()
-
-
-class _Gs2HeaderWithAuthzid:
-    """Stands in for scramp's parsed gs2-header when the client sent an ``a=`` authzid.
-
-    scramp 1.5 refuses any authzid in the gs2-header. Once we have checked the authzid, we
-    give scramp the client-first message without it and then replace the header it parsed
-    with this object, so that the cbind-input of the client-final message (``c=``, which
-    carries the header exactly as the client sent it) is still checked, by scramp, in full.
-    """
-
-    __slots__ = ("_raw", "_binds")
-
-    def __init__(self, raw: bytes, binds: bool) -> None:
-        self._raw = raw
-        self._binds = binds
-
-    def make_cbind_input(self, cb: Any) -> bytes:
-        return self._raw + bytes(cb.data) if self._binds else self._raw
 
 
 def _decode_saslname(value: str) -> str | None:
@@ -302,11 +316,12 @@ class SaslServer:
         self._deferred_failure: SaslCondition | None = None
         # PLAIN
         self._password: str | None = None
-        # SCRAM
-        self._client_first: str | None = None  # as given to scramp (authzid removed)
-        self._gs2_header: bytes | None = None  # as sent, when it carried an authzid
-        self._server: Any = None  # scramp.core.ScramServer
-        self._nonce: str | None = None
+        # SCRAM (RFC 5802 §3 names)
+        self._gs2_header: bytes | None = None  # as sent, authzid included: the cbind-input
+        self._client_first_bare: str | None = None
+        self._nonce: str | None = None  # the client's part, then client + server
+        self._server_first: str | None = None
+        self._creds: ScramCredentials | None = None
 
     # ----------------------------------------------------------------- driver API
 
@@ -358,8 +373,9 @@ class SaslServer:
     def _finish(self, step: Success | Failure) -> Success | Failure:
         self._state = _State.DONE
         self._password = None
-        self._server = None
-        self._client_first = None
+        self._creds = None
+        self._client_first_bare = None
+        self._server_first = None
         self._gs2_header = None
         return step
 
@@ -487,16 +503,13 @@ class SaslServer:
             return self._fail(malformed, why)
         if not nonce_attr.startswith("r=") or not _NONCE_RE.fullmatch(nonce_attr[2:]):
             return self._fail(malformed, "malformed nonce")
-        if not all(_EXT_RE.fullmatch(e) for e in extensions):
+        if extensions and not _extensions_ok(extensions):
             return self._fail(malformed, "malformed extension")
-
-        from scramp import ScramException
-        from scramp.utils import saslprep
 
         try:
             if not saslprep(username):
                 return self._fail(malformed, "empty username")
-        except ScramException:
+        except ValueError:
             return self._fail(malformed, "username prohibited by SASLprep")
 
         # Channel-binding policy (RFC 5802 §6). Refusals here do not depend on the user.
@@ -518,40 +531,25 @@ class SaslServer:
             return self._fail(SaslCondition.INVALID_AUTHZID, "authzid must be your own address")
 
         self.authcid = username
-        self._client_first = f"{flag},,{','.join(parts[2:])}"
-        if authzid is not None:
-            self._gs2_header = f"{flag},{authz_attr},".encode()
+        self._gs2_header = f"{flag},{authz_attr},".encode()
+        self._client_first_bare = text[len(flag) + len(authz_attr) + 2 :]
+        self._nonce = nonce_attr[2:]
         self._state = _State.WAIT_CREDENTIALS
         return NeedCredentials(username, self._hash_name)
 
     def _scram_server_first(self, creds: ScramCredentials) -> SaslStep:
-        from scramp import ScramException, ScramMechanism
-
+        """server-first-message (RFC 5802 §7): r=client-nonce+server-nonce, s=salt, i=count."""
         if not _usable(creds, self._hash_name):
             return self._fail(SaslCondition.TEMPORARY_AUTH_FAILURE, "stored credentials are unusable")
-        auth_info = (creds.salt, creds.stored_key, creds.server_key, creds.iterations)
-        auth_fn: Callable[[str], tuple[bytes, bytes, bytes, int]] = lambda _username: auth_info  # noqa: E731
-        assert self._client_first is not None
-        try:
-            # Given the channel-binding data even for non-PLUS mechanisms, scramp also
-            # refuses the 'y' flag (downgrade); our own check above already did.
-            server = ScramMechanism(self.mechanism).make_server(auth_fn, channel_binding=self._channel_binding)
-            server.set_client_first(self._client_first)
-            if self._gs2_header is not None:
-                server.gs2_header = _Gs2HeaderWithAuthzid(self._gs2_header, self._plus)
-            server_first: str = server.get_server_first()
-        except (ScramException, ValueError):
-            return self._fail(SaslCondition.MALFORMED_REQUEST, "malformed client-first-message")
-        self._server = server
-        self._nonce = server_first.split(",", 1)[0][2:]
+        assert self._nonce is not None
+        self._nonce += _server_nonce()
+        self._server_first = f"r={self._nonce},s={base64.b64encode(creds.salt).decode('ascii')},i={creds.iterations}"
+        self._creds = creds
         self._state = _State.WAIT_CLIENT_FINAL
-        return Challenge(server_first.encode())
+        return Challenge(self._server_first.encode("ascii"))
 
     def _scram_final(self, data: bytes) -> SaslStep:
-        """Check client-final-message (RFC 5802 §7): c=, r=, [extensions,] p=."""
-        from scramp import ScramException
-        from scramp.utils import ServerError
-
+        """Check client-final-message (RFC 5802 §7): c=, r=, [extensions,] p=; then the proof (§3)."""
         malformed = SaslCondition.MALFORMED_REQUEST
         try:
             text = data.decode("utf-8")
@@ -563,34 +561,52 @@ class SaslServer:
             or not parts[0].startswith("c=")
             or not parts[1].startswith("r=")
             or not parts[-1].startswith("p=")
-            or not all(_EXT_RE.fullmatch(e) and not e.startswith("m=") for e in parts[2:-1])
+            or (len(parts) > 3 and not _extensions_ok(parts[2:-1]))
             or "\0" in text
         ):
             return self._fail(malformed, "malformed client-final-message")
         proof = _b64(parts[-1][2:])
-        if _b64(parts[0][2:]) is None or proof is None:
+        cbind_input = _b64(parts[0][2:])
+        if cbind_input is None or proof is None:
             return self._fail(malformed, "malformed base64 in client-final-message")
-        if len(proof) != hashlib.new(_HASHLIB[self._hash_name]).digest_size:
+        size = _DIGEST_SIZE[self._hash_name]
+        if len(proof) != size:
             return self._fail(malformed, "client proof has the wrong length")
-        assert self._nonce is not None and self._server is not None
-        if not hmac.compare_digest(parts[1][2:].encode(), self._nonce.encode()):
+        creds, nonce, gs2_header = self._creds, self._nonce, self._gs2_header
+        assert creds is not None and nonce is not None and gs2_header is not None
+        if not hmac.compare_digest(parts[1][2:].encode(), nonce.encode()):
             return self._fail(SaslCondition.NOT_AUTHORIZED, "nonce mismatch")
-        try:
-            self._server.set_client_final(text)
-            server_final: str = self._server.get_server_final()
-        except ScramException as exc:
-            if exc.server_error is ServerError.CHANNEL_BINDINGS_DONT_MATCH:
-                return self._fail(SaslCondition.NOT_AUTHORIZED, "channel binding mismatch")
-            if exc.server_error is ServerError.INVALID_PROOF:
-                return self._fail(SaslCondition.NOT_AUTHORIZED, _AUTH_FAILED)
-            return self._fail(malformed, "malformed client-final-message")
-        except ValueError:
-            return self._fail(malformed, "malformed client-final-message")
-        return self._succeed(server_final.encode())
+        # c= is the gs2-header exactly as sent in client-first (authzid included), followed
+        # by the channel-binding data for -PLUS.
+        if self._plus:
+            assert self._channel_binding is not None
+            gs2_header += self._channel_binding[1]
+        if not hmac.compare_digest(cbind_input, gs2_header):
+            return self._fail(SaslCondition.NOT_AUTHORIZED, "channel binding mismatch")
+        # AuthMessage = client-first-message-bare "," server-first-message ","
+        #               client-final-message-without-proof
+        auth_message = f"{self._client_first_bare},{self._server_first},{text[: -len(parts[-1]) - 1]}".encode()
+        algo = _HASHLIB[self._hash_name]
+        # ClientKey = ClientProof XOR HMAC(StoredKey, AuthMessage); H(ClientKey) must be StoredKey.
+        signature = _hmac(creds.stored_key, auth_message, algo)
+        client_key = (int.from_bytes(proof, "big") ^ int.from_bytes(signature, "big")).to_bytes(size, "big")
+        if not hmac.compare_digest(hashlib.new(algo, client_key).digest(), creds.stored_key):
+            return self._fail(SaslCondition.NOT_AUTHORIZED, _AUTH_FAILED)
+        return self._succeed(b"v=" + base64.b64encode(_hmac(creds.server_key, auth_message, algo)))
+
+
+def _extensions_ok(extensions: list[str]) -> bool:
+    """Extension attributes (RFC 5802 §5.1): ``x=value``, each name once, none of SCRAM's own."""
+    names = set()
+    for e in extensions:
+        if not _EXT_RE.fullmatch(e) or e[0] in _SCRAM_ATTRS or e[0] in names:
+            return False
+        names.add(e[0])
+    return True
 
 
 def _usable(creds: ScramCredentials, hash_name: HashName) -> bool:
-    size = hashlib.new(_HASHLIB[hash_name]).digest_size
+    size = _DIGEST_SIZE[hash_name]
     return (
         isinstance(creds.salt, bytes)
         and len(creds.salt) >= 12

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from xmppd.storage.engine import Database, is_unique_violation
+from xmppd.storage.inline import InlineQuery, InlineReader, InlineUnavailable
 from xmppd.storage.metadata import (
     INDEXED_TEXT_LENGTH,
     MYSQL_TABLE_KWARGS,
@@ -301,6 +302,14 @@ class SqlAccountRepository(AccountRepository):
     def __init__(self, db: Database, *, clock: Clock = _utcnow) -> None:
         self._db = db
         self._clock = clock
+        # SQLite file: the login read runs on the loop's thread (xmppd.storage.inline).
+        self._inline = InlineReader.for_database(db)
+        self._inline_credentials = InlineQuery(_CREDENTIALS_QUERY, db) if self._inline is not None else None
+
+    def close(self) -> None:
+        """Close the inline reader's connection (the Database is its owner's to dispose)."""
+        if self._inline is not None:
+            self._inline.close()
 
     async def create(
         self, username: str, domain: str, credentials: Iterable[StoredCredentials]
@@ -369,20 +378,27 @@ class SqlAccountRepository(AccountRepository):
     async def get_credentials(
         self, username: str, domain: str, mechanism: str
     ) -> tuple[Account, StoredCredentials] | None:
-        # Every login: one prebuilt statement, on SQLite without BEGIN/ROLLBACK.
-        row = await self._db.fetch_one(
-            _CREDENTIALS_QUERY, {"username": username, "domain": domain, "mechanism": mechanism}
-        )
+        # Every login: one prebuilt statement; on an SQLite file read on the loop's thread
+        # (never waiting for a lock), else (or when busy) without BEGIN/ROLLBACK.
+        params = {"username": username, "domain": domain, "mechanism": mechanism}
+        row: Sequence[Any] | None
+        if self._inline is not None and self._inline_credentials is not None:
+            try:
+                row = self._inline.fetch_one(self._inline_credentials, params)
+            except InlineUnavailable:
+                row = await self._db.fetch_one(_CREDENTIALS_QUERY, params)
+        else:
+            row = await self._db.fetch_one(_CREDENTIALS_QUERY, params)
         if row is None:
             return None
-        m = row._mapping
-        c = account_credentials.c
-        return _account(m), StoredCredentials(
+        # The columns of _CREDENTIALS_QUERY, in order.
+        id_, name, dom, created_at, disabled, reason, salt, iterations, stored_key, server_key = row
+        return Account(int(id_), name, dom, created_at, bool(disabled), reason), StoredCredentials(
             mechanism=mechanism,
-            salt=bytes(m[c.salt]),
-            iterations=int(m[c.iterations]),
-            stored_key=bytes(m[c.stored_key]),
-            server_key=bytes(m[c.server_key]),
+            salt=bytes(salt),
+            iterations=int(iterations),
+            stored_key=bytes(stored_key),
+            server_key=bytes(server_key),
         )
 
     async def set_credentials(
