@@ -143,6 +143,8 @@ class Mam(Feature):
     async def setup(self) -> None:
         self.repo = SqlMamRepository(self.ctx.db)
         self.ids: IdCodec = await self.repo.open()
+        self._encode = self.ids.encode
+        self._clock = self.ctx.clock
         self._lease = NodeLease(self.repo, self.ctx.clock, self.log)
         self._seqs: SeqClock = await self._lease.claim(await self.repo.max_seq())
         self._renewer = self.ctx.spawn(self._lease.keep(), "mam-lease")
@@ -228,9 +230,8 @@ class Mam(Feature):
                 await self.repo.store_many(batch)
 
     async def _archive(self, owner: str, msg: etree._Element, with_jid: JID, seq: int, stanza_id: str) -> None:
-        record = ArchivedMessage(owner, stanza_id, time_of(seq), str(with_jid.bare), with_jid.resource or "",
-                                 etree.tostring(msg, encoding="unicode"), seq)
-        await self._enqueue(record)
+        await self._enqueue(ArchivedMessage(owner, stanza_id, time_of(seq), str(with_jid.bare), with_jid.resource or "",
+                                            etree.tostring(msg, encoding="unicode"), seq))
 
     async def _enqueue(self, record: ArchivedMessage) -> None:
         q = self._queue
@@ -243,10 +244,10 @@ class Mam(Feature):
 
     async def _new_id(self) -> tuple[int, str]:
         """A new ``seq`` (this node's, time-ordered) and its public id."""
-        if self._lease.stale():  # rare: see NodeLease
+        if self._clock.monotonic() >= self._lease.valid_until:  # rare: see NodeLease
             await self._lease.refresh()
-        seq = self._seqs.next(self._now())
-        return seq, self.ids.encode(seq)
+        seq = self._seqs.next(int(self._clock.now() * 1_000_000))
+        return seq, self._encode(seq)
 
     def _now(self) -> int:
         return int(self.ctx.clock.now() * 1_000_000)

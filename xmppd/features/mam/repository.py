@@ -25,7 +25,7 @@ import functools
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -85,7 +85,7 @@ mam_nodes = sa.Table(
     **MYSQL_TABLE_KWARGS,
 )
 
-_COLUMNS = "seq, owner, stanza_id, ts, with_jid, with_resource, stanza"
+_COLUMNS = "owner, stanza_id, ts, with_jid, with_resource, stanza, seq"  # ArchivedMessage's order
 _INSERT_SQL = {  # by DBAPI paramstyle: sqlite3 (qmark), aiomysql (format / pyformat)
     "qmark": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "format": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -119,8 +119,10 @@ class UnknownId(LookupError):
     """An RSM ``after``/``before`` id that is not in this archive."""
 
 
-@dataclass(frozen=True, slots=True)
-class ArchivedMessage:
+class ArchivedMessage(NamedTuple):
+    """One archived message; a tuple in the column order of ``_COLUMNS``, so that it is the INSERT's
+    row as it is (and builds ~6x faster than a frozen dataclass: two per chat message)."""
+
     owner: str  # bare JID of the archive (an account or a room)
     stanza_id: str  # XEP-0359 id as issued: IdCodec.encode(seq) (rows from before mam_0002: a random id)
     ts: int  # microseconds since the epoch, UTC (new rows: the time of seq)
@@ -265,7 +267,7 @@ class SqlMamRepository:
         # the DBAPI cursor's executemany (no per-row dicts, no statement compilation).
         paramstyle = conn.dialect.paramstyle
         sql = _INSERT_SQL[paramstyle]
-        rows = [(m.seq, m.owner, m.stanza_id, m.ts, m.with_jid, m.with_resource, m.stanza) for m in messages]
+        rows = messages  # ArchivedMessage is the row tuple
         try:
             async with conn.begin_nested():
                 if paramstyle == "qmark":
