@@ -1,4 +1,6 @@
-"""RFC 6121 §2 / XEP-0237: the roster repository contract on memory, SQLite and MariaDB."""
+"""RFC 6121 §2 / XEP-0237: the roster repository contract on memory, SQLite and MariaDB, each also
+behind the roster cache (``cached-*``: every owner cacheable; after each test every cached roster
+must equal what the store holds)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -13,10 +15,13 @@ from tests.storage_fixtures import REPOSITORY_BACKENDS, open_database
 from xmppd.accounts import credentials_for
 from xmppd.app import feature_migration_locations
 from xmppd.core.loader import discover
+from xmppd.features.roster.cache import CachedRosterRepository
 from xmppd.features.roster.repository import (
     MemoryRosterRepository,
     RosterItem,
+    Snapshot,
     SqlRosterRepository,
+    StaleRoster,
     UnknownOwner,
     roster_groups,
     roster_items,
@@ -49,13 +54,38 @@ class Env:
         return jid
 
 
-@pytest_asyncio.fixture(params=REPOSITORY_BACKENDS)
+@pytest_asyncio.fixture(params=[*REPOSITORY_BACKENDS, *(f"cached-{b}" for b in REPOSITORY_BACKENDS)])
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
-    if request.param == "memory":
-        yield Env(MemoryRosterRepository(max_tombstones=3), None, None)
+    cached, _, backend = request.param.rpartition("-")
+
+    def wrap(repo: Any) -> Any:
+        return CachedRosterRepository(repo, lambda owner: True) if cached else repo
+
+    if backend == "memory":
+        e = Env(wrap(MemoryRosterRepository(max_tombstones=3)), None, None)
+        yield e
+        await _check_cache(e)
     else:
-        async with open_database(request, request.param) as db:
-            yield Env(SqlRosterRepository(db, max_tombstones=3), SqlAccountRepository(db), db)
+        async with open_database(request, backend) as db:
+            e = Env(wrap(SqlRosterRepository(db, max_tombstones=3)), SqlAccountRepository(db), db)
+            yield e
+            await _check_cache(e)
+
+
+async def _check_cache(e: Env) -> None:
+    if isinstance(e.repo, CachedRosterRepository):
+        assert await e.repo.stale_entries() == []
+
+
+async def _snapshot_reads(repo: Any, owner: JID, snap: Snapshot) -> None:
+    """Every read answered from ``snap`` equals the repository's own answer."""
+    assert snap.roster() == await repo.roster(owner)
+    assert snap.pending_in() == await repo.pending_in(owner)
+    assert snap.count() == await repo.count(owner)
+    for contact in [*snap.rows, "nobody@localhost"]:
+        assert snap.get(contact) == await repo.get(owner, contact)
+    for v in range(-1, snap.version + 2):
+        assert snap.changes_since(v) == await repo.changes_since(owner, v)
 
 
 def put(item: RosterItem):
@@ -214,3 +244,53 @@ async def test_groups_cascade_from_their_item(sql):
     await sql.repo.update(owner, "bob@localhost", put(RosterItem("bob@localhost", groups=("a", "b"))))
     await sql.repo.update(owner, "bob@localhost", lambda old: None)
     assert await _count(sql.db, roster_groups) == 0
+
+
+# ---------------------------------------------------------------------------------- snapshots
+
+
+async def test_apply_on_a_snapshot_keeps_it_equal_to_the_store(env):
+    """Adds, group changes, pending requests, removals (tombstones, pruned beyond 3): after each
+    change the snapshot, brought forward with the outcome, is what a fresh snapshot reads."""
+    owner = await env.owner(ALICE)
+    snap = await env.repo.snapshot(owner)
+    assert snap is not None and (snap.version, snap.floor, snap.rows) == (0, 0, {})
+    steps = [
+        ("bob@localhost", put(RosterItem("bob@localhost", "Bob", ("b", "a")))),
+        ("carol@localhost", put(RosterItem("carol@localhost"))),
+        ("bob@localhost", lambda old: replace(old, groups=("c",))),
+        ("eve@localhost", put(RosterItem("eve@localhost", listed=False, pending_in=True, pending_stanza="<presence/>"))),
+        ("bob@localhost", lambda old: replace(old, subscription="both")),
+        ("bob@localhost", lambda old: old),  # no change: nothing written
+        ("bob@localhost", lambda old: None),
+        ("eve@localhost", lambda old: None),  # never visible: no tombstone
+        *[(f"c{i}@localhost", put(RosterItem(f"c{i}@localhost", groups=("g",)))) for i in range(4)],
+        *[(f"c{i}@localhost", lambda old: None) for i in range(4)],  # five tombstones: two pruned
+        ("bob@localhost", put(RosterItem("bob@localhost", listed=False, pending_in=True, pending_stanza="<p/>"))),
+        ("c3@localhost", put(RosterItem("c3@localhost"))),  # back from a tombstone
+    ]
+    for contact, change in steps:
+        applied = await env.repo.apply(snap, owner, contact, change)
+        snap.commit(contact, applied)
+        fresh = await env.repo.snapshot(owner)
+        assert fresh is not None and snap.rows == fresh.rows and (snap.version, snap.floor) == (fresh.version, fresh.floor)
+        assert applied.after == snap.get(contact) and applied.version == snap.version
+        await _snapshot_reads(env.repo, owner, snap)
+    # bob's and c0's tombstones were pruned (floor: c0's removal), c3 came back: c1 and c2 remain
+    assert snap.floor == snap.rows["c1@localhost"].version - 1
+    assert sorted(c for c, r in snap.rows.items() if not r.listed and not r.pending_in) == ["c1@localhost", "c2@localhost"]
+
+
+async def test_apply_with_a_stale_snapshot_changes_nothing(env):
+    owner = await env.owner(ALICE)
+    await env.repo.update(owner, "bob@localhost", put(RosterItem("bob@localhost")))
+    snap = await env.repo.snapshot(owner)
+    assert snap is not None
+    # Written behind the snapshot's back: a new row, and the counter moves on.
+    await env.repo.update(owner, "carol@localhost", put(RosterItem("carol@localhost")))
+    before = await env.repo.snapshot(owner)
+    with pytest.raises(StaleRoster):  # the counter is not the snapshot's
+        await env.repo.apply(snap, owner, "bob@localhost", lambda old: replace(old, name="B"))
+    with pytest.raises(StaleRoster):  # the row exists already
+        await env.repo.apply(snap, owner, "carol@localhost", put(RosterItem("carol@localhost", listed=False, pending_in=True)))
+    assert await env.repo.snapshot(owner) == before

@@ -357,7 +357,8 @@ class Database:
         committed together. The call returns once its batch has committed. Under load this
         turns N writers' turns in the writer queue (each at least one event-loop turn and one
         hand-off to the driver's thread) into one. *fn* runs on the driver's thread (see
-        :meth:`sqlite_call`) and must not commit, roll back or leave its savepoint.
+        :meth:`sqlite_call`) and must not commit, roll back or leave its savepoint. Never await
+        it inside another write transaction of this database: the batch waits for that one.
         """
         if not self.is_sqlite:
             raise NotImplementedError("sqlite_write needs SQLite")

@@ -18,7 +18,8 @@ Consistency rules (the cache is never stale as long as this process is the only 
   the counter is not what the snapshot says) drops it and is redone as a read-modify-write.
 * :meth:`delete_all` drops the entry, and so does :meth:`forget`, which the roster feature calls
   when an account's last session ends, when an account is created (a name reused) and deleted.
-  Memory is therefore bounded by the accounts with sessions here.
+  Memory is therefore bounded by the accounts with sessions here; every ``SWEEP_EVERY`` loads,
+  entries of owners no longer cacheable are dropped too (should a session-end hook not have run).
 
 Several nodes on one MariaDB: a node only caches rosters of accounts with sessions on that node,
 but today every node writes the roster of any account of the domain (the subscription handshake
@@ -35,14 +36,13 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from sqlalchemy.exc import IntegrityError
-
 from xmppd.jid import JID
 
 from .repository import Applied, Change, Changes, RosterItem, RosterRepository, Snapshot, StaleRoster
 
 __all__ = ["CachedRosterRepository", "Entry"]
 
+SWEEP_EVERY = 1024
 _FROM = frozenset(("from", "both"))
 _TO = frozenset(("to", "both"))
 
@@ -95,6 +95,7 @@ class CachedRosterRepository:
         self._cacheable = cacheable
         self._entries: dict[JID, Entry] = {}
         self._locks: dict[JID, list] = {}  # type: ignore[type-arg]  # owner -> [lock, users]
+        self._since_sweep = 0
         # Counters for tests and diagnostics.
         self.loads = 0
         self.drops = 0
@@ -122,6 +123,16 @@ class CachedRosterRepository:
         if self._entries.pop(owner, None) is not None:
             self.drops += 1
 
+    async def stale_entries(self) -> list[JID]:
+        """Owners whose cached roster differs from what the backend holds (a consistency check
+        for tests and diagnostics: empty unless something wrote behind the cache)."""
+        out = []
+        for owner, e in list(self._entries.items()):
+            async with self._locked(owner):
+                if self._entries.get(owner) is e and await self.backend.snapshot(owner) != e.snap:
+                    out.append(owner)
+        return out
+
     async def _load_locked(self, owner: JID) -> Entry | None:
         e = self._entries.get(owner)
         if e is None and self._cacheable(owner):
@@ -130,6 +141,11 @@ class CachedRosterRepository:
             # The owner's last session may have ended meanwhile (forget found nothing to drop).
             if snap is not None and self._cacheable(owner):
                 e = self._entries[owner] = Entry(snap)
+                self._since_sweep += 1
+                if self._since_sweep >= SWEEP_EVERY:
+                    self._since_sweep = 0
+                    for other in [o for o in self._entries if not self._cacheable(o)]:
+                        self.forget(other)
         return e
 
     @asynccontextmanager
@@ -186,7 +202,7 @@ class CachedRosterRepository:
                 return await self.backend.change(owner, contact, change)
             try:
                 applied = await self.backend.apply(e.snap, owner, contact, change)
-            except (StaleRoster, IntegrityError):
+            except StaleRoster:
                 # Someone else wrote this roster: forget what we knew and read-modify-write.
                 self.stale += 1
                 self.forget(owner)
@@ -198,7 +214,13 @@ class CachedRosterRepository:
             return applied
 
     async def apply(self, snap: Snapshot, owner: JID, contact: str, change: Change) -> Applied:
-        return await self.backend.apply(snap, owner, contact, change)
+        """The backend's apply with the caller's own snapshot: the cached entry, which that
+        write goes past, is dropped."""
+        async with self._locked(owner):
+            try:
+                return await self.backend.apply(snap, owner, contact, change)
+            finally:
+                self.forget(owner)
 
     async def delete_all(self, owner: JID) -> None:
         async with self._locked(owner):

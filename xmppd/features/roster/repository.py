@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from xmppd.jid import JID
@@ -286,7 +287,8 @@ class MemoryRosterRepository:
 
     def _write(self, key: str, contact: str, change: Change) -> Applied:
         rows = self._rows.setdefault(key, {})
-        version, floor = self._versions.get(key, (0, 0))
+        counter = self._versions.get(key, (0, 0))
+        version, floor = counter
         raw = rows.get(contact)
         before, stored, version, tomb = plan(raw, contact, change, version)
         pruned: tuple[str, ...] = ()
@@ -298,7 +300,8 @@ class MemoryRosterRepository:
                 pruned, floor = prune_plan(rows, self.max_tombstones, floor)
                 for c in pruned:
                     del rows[c]
-        self._versions[key] = (version, floor)
+        if (version, floor) != counter:  # like the SQL counter row: written when it changes
+            self._versions[key] = (version, floor)
         stored = rows.get(contact)
         return Applied(before, _live(stored), version, floor, stored, pruned, written=True)
 
@@ -523,7 +526,10 @@ class SqlRosterRepository:
                 self._thread_calls = False
             except sqlite3.IntegrityError as exc:  # a row the snapshot did not know of (or no account)
                 raise StaleRoster(str(exc)) from exc
-        await self._db.run_txn(_sa_run, ops)
+        try:
+            await self._db.run_txn(_sa_run, ops)
+        except IntegrityError as exc:
+            raise StaleRoster(str(exc.orig)) from exc
 
     # -- writes without a snapshot
 
