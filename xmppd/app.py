@@ -72,6 +72,9 @@ class Server:
         self.features: dict[str, Feature] = {}
         self._contexts: list[FeatureContext] = []
         self._stream_features: list[Callable[[bool], list[etree._Element]]] = []
+        # One StreamConfig per kind of connection, shared by its streams (with their prebuilt
+        # <stream:features/>); dropped whenever what goes into it changes.
+        self._stream_configs: dict[tuple[bool, bool], StreamConfig] = {}
         self._nonza_handlers: dict[str, Callable[[Session, etree._Element], Awaitable[None]]] = {}
         self._preauth_handlers: dict[str, Callable[[Session, etree._Element], Awaitable[None]]] = {}
         self._servers: list[Any] = []
@@ -122,6 +125,7 @@ class Server:
                 self._contexts.append(ctx)
                 ctx.bind_declared(feature)
                 await feature.setup()
+            self.refresh_stream_features()
             await self._listen()
         except BaseException:
             await self.stop()
@@ -211,9 +215,11 @@ class Server:
     # ---------------------------------------------------------------- connections
 
     def new_stream(self, *, direct_tls: bool, websocket: bool = False, tls: bool = False) -> C2SStream:
-        cfg = self.config
-        stream = C2SStream(
-            StreamConfig(
+        key = (direct_tls, websocket)
+        config = self._stream_configs.get(key)
+        if config is None:
+            cfg = self.config
+            config = self._stream_configs[key] = StreamConfig(
                 domain=self.domain,
                 require_tls=cfg.c2s.require_tls,
                 tls_available=self.ssl_context is not None and not websocket,
@@ -226,7 +232,7 @@ class Server:
                 nonza_namespaces=frozenset(self._nonza_handlers),
                 websocket=websocket,
             )
-        )
+        stream = C2SStream(config)
         if direct_tls or tls:
             stream.set_direct_tls(self.channel_binding if direct_tls else None)
         return stream
@@ -256,14 +262,32 @@ class Server:
         return out
 
     def add_stream_feature(self, make: Callable[[bool], list[etree._Element]]) -> Callable[[], None]:
+        """``make(authenticated)`` gives stream features to offer; it is called when the server
+        builds its features (once, then again after ``refresh_stream_features``), not per stream."""
         self._stream_features.append(make)
-        return lambda: self._stream_features.remove(make)
+        self.refresh_stream_features()
+
+        def remove() -> None:
+            self._stream_features.remove(make)
+            self.refresh_stream_features()
+
+        return remove
+
+    def refresh_stream_features(self) -> None:
+        """What a stream-feature maker returns has changed: rebuild for the next streams."""
+        self._stream_configs.clear()
 
     def add_nonza_handler(self, namespace: str, handler: Callable[[Session, etree._Element], Awaitable[None]]) -> Callable[[], None]:
         if namespace in self._nonza_handlers:
             raise ValueError(f"two handlers for nonzas in {namespace}")
         self._nonza_handlers[namespace] = handler
-        return lambda: self._nonza_handlers.pop(namespace, None)  # type: ignore[func-returns-value]
+        self.refresh_stream_features()
+
+        def remove() -> None:
+            self._nonza_handlers.pop(namespace, None)
+            self.refresh_stream_features()
+
+        return remove
 
     def add_preauth_iq_handler(self, qname: str, handler: Callable[[Session, etree._Element], Awaitable[None]]) -> Callable[[], None]:
         if qname in self._preauth_handlers:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import logging
 import signal
@@ -99,6 +100,11 @@ async def _serve(cfg: Config, classes: dict[str, type[Feature]]) -> int:
     except (OSError, SchemaNotCurrent) as exc:
         print(f"xmppd: cannot start: {exc}", file=sys.stderr)
         return 1
+    # What start-up built (configuration, features, schema, imported modules) lives as long as
+    # the process: move it out of the cyclic collector's reach, so that a full collection no
+    # longer walks it every time (under a login storm those walks cost ~10% of the CPU).
+    gc.collect()
+    gc.freeze()
     await stop.wait()
     log.info("signal received: shutting down")
     await server.stop()

@@ -182,7 +182,12 @@ class FeatureContext:
         self._undo.append(self.router.add_server_only(qname, check or (lambda el, router: True)))
 
     def add_stream_feature(self, make: Callable[[bool], list[etree._Element]]) -> None:
+        """Offer what ``make(authenticated)`` returns in <stream:features/>. The server builds its
+        features once and reuses them: call :meth:`refresh_stream_features` when the answer changes."""
         self._undo.append(self._server.add_stream_feature(make))
+
+    def refresh_stream_features(self) -> None:
+        self._server.refresh_stream_features()
 
     def add_nonza_handler(self, namespace: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> None:
         self._undo.append(self._server.add_nonza_handler(namespace, handler))

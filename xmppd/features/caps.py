@@ -173,6 +173,7 @@ class Caps(Feature):
         # §6.2: a disco#info query to node#ver must answer what the ver was computed from.
         self.ctx.on_teardown(self.ctx.feature("disco").add_node(f"{NODE}#{ver}", self._node_handler(info)))
         self.ver = ver
+        self.ctx.refresh_stream_features()  # the <c/> feature appears with the ver
         self.log.debug("server caps ver %s", self.ver)
 
     @staticmethod

@@ -75,6 +75,10 @@ class StreamConfig:
     # Top-level namespaces of nonzas that features handle (e.g. XEP-0198 in any state after auth).
     nonza_namespaces: frozenset[str] = frozenset()
     websocket: bool = False
+    # <stream:features/> as sent, and the state it leads to, by (authenticated, TLS, channel
+    # binding): built once per configuration. A driver that shares one config between streams
+    # makes a new config (or clears this) when what ``extra_features`` returns changes.
+    features_cache: dict[tuple[bool, bool, bool], tuple[bytes, State]] = field(default_factory=dict)
 
 
 class C2SStream:
@@ -184,30 +188,40 @@ class C2SStream:
             return
         restart = self._restart
         self._restart = False
+        key = (self.authenticated_as is not None, self.tls, self.channel_binding is not None)
+        cache = self.config.features_cache
+        built = cache.get(key)
+        if built is None:
+            built = cache[key] = self._build_features(key[0])
+        data, self.state = built
+        self._out.append(data)
+        self._events.append(ev.StreamOpened(to, self.lang, restart))
+
+    def _build_features(self, authenticated: bool) -> tuple[bytes, State]:
+        """<stream:features/> for this stream's situation, and the state that follows it."""
         features = etree.Element(f"{{{ns.STREAM}}}features", nsmap={"stream": ns.STREAM})
-        if self.authenticated_as is None:
+        if not authenticated:
             if not self.tls and self.config.tls_available:
                 st = etree.SubElement(features, _STARTTLS, nsmap={None: ns.TLS})
                 if self.config.require_tls:
                     etree.SubElement(st, f"{{{ns.TLS}}}required")
             if self.config.require_tls and not self.tls:
-                self.state = State.WAIT_STARTTLS
+                state = State.WAIT_STARTTLS
             else:
                 mechs = etree.SubElement(features, f"{{{ns.SASL}}}mechanisms", nsmap={None: ns.SASL})
                 for m in self._mechanisms():
                     etree.SubElement(mechs, f"{{{ns.SASL}}}mechanism").text = m
                 if self.config.registration:
                     etree.SubElement(features, f"{{{ns.REGISTER_FEATURE}}}register", nsmap={None: ns.REGISTER_FEATURE})
-                self.state = State.WAIT_SASL
+                state = State.WAIT_SASL
         else:
             etree.SubElement(features, _BIND, nsmap={None: ns.BIND})
             sess = etree.SubElement(features, _SESSION, nsmap={None: ns.SESSION})
             etree.SubElement(sess, f"{{{ns.SESSION}}}optional")
-            self.state = State.WAIT_BIND
-        for extra in self.config.extra_features(self.authenticated_as is not None):
+            state = State.WAIT_BIND
+        for extra in self.config.extra_features(authenticated):
             features.append(extra)
-        self._out.append(_T(features))
-        self._events.append(ev.StreamOpened(to, self.lang, restart))
+        return _T(features), state
 
     def _mechanisms(self) -> list[str]:
         return offered_mechanisms(
