@@ -119,7 +119,7 @@ class HttpFront:
             heartbeat=cfg.ws_ping_interval,
             timeout=cfg.ws_ping_timeout,  # how long a close waits for the client's close frame
             max_msg_size=2 * self.max_message_size,  # over this aiohttp refuses unread (1009)
-            compress=False,
+            compress=False,  # no permessage-deflate: websocket.py frames its messages itself
         )
         # aiohttp waits heartbeat/2 for the pong; http.ws_ping_timeout says how long.
         if hasattr(ws, "_pong_heartbeat"):

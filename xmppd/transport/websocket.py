@@ -4,12 +4,18 @@ Every text message goes to the same session and state machine as a TCP stream
 (``Session.message_received``); every output unit of the core is one text message. The
 session decides everything; this module only moves messages and keeps the socket alive
 (WebSocket pings, XEP-0198-free liveness) and honest (binary frames, oversized messages).
+
+aiohttp reads the messages, answers pings and runs the closing handshake. Our text messages
+are framed here (RFC 6455 §5.2: a server's frames are unmasked, and the endpoint negotiates no
+extension, so a frame is a 2-, 4- or 10-byte header and the UTF-8 payload) and all of one
+event-loop turn's go out in one write, as on TCP: a login's nine messages cost four writes
+instead of nine, and no task per write.
 """
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
+import struct
 from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -35,12 +41,26 @@ _CLOSE_CODES: dict[StreamErrorCondition, int] = {
 }
 
 
+_PACK_LEN2 = struct.Struct("!BBH").pack
+_PACK_LEN3 = struct.Struct("!BBQ").pack
+
+
+def text_frame(payload: bytes) -> bytes:
+    """RFC 6455 §5.2: ``payload`` (UTF-8) as one unfragmented, unmasked text frame."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return _PACK_LEN2(0x81, 126, n) + payload
+    return _PACK_LEN3(0x81, 127, n) + payload
+
+
 class WebSocketConnection:
     """The ``Transport`` of one RFC 7395 session; ``run`` is the request handler's body."""
 
     __slots__ = (
         "server", "ws", "request", "peer", "secure", "session", "max_message_size",
-        "close_code", "_out", "_pending", "_writer", "_closing", "_resume", "_wire", "_limit",
+        "close_code", "_out", "_closer", "_closing", "_resume", "_wire", "_limit", "_loop",
     )
 
     def __init__(self, server: "Server", ws: web.WebSocketResponse, request: web.BaseRequest, peer: str, *, secure: bool, max_message_size: int) -> None:
@@ -52,10 +72,11 @@ class WebSocketConnection:
         self.max_message_size = max_message_size
         self.session: Session | None = None
         self.close_code: int | None = None  # set when the transport itself knows better
-        self._out: collections.deque[bytes] = collections.deque()
-        self._pending = 0
-        self._writer: asyncio.Task[None] | None = None
+        # Messages of this event-loop turn, written together at its end (None: no flush due).
+        self._out: list[bytes] | None = None
+        self._closer: asyncio.Task[None] | None = None  # the closing handshake
         self._closing = False
+        self._loop = asyncio.get_running_loop()
         self._resume: asyncio.Event | None = None  # set while reading is paused
         self._wire = server.config.log.wire and wire.isEnabledFor(logging.DEBUG)
         self._limit = server.config.c2s.write_buffer_limit
@@ -76,11 +97,11 @@ class WebSocketConnection:
         except TimeoutError:
             session.log.warning("session cleanup took longer than 10 s")
         self.close()
-        writer = self._writer
-        if writer is not None:
-            await asyncio.wait({writer}, timeout=self.server.config.http.ws_ping_timeout + 1)
-            if not writer.done():
-                writer.cancel()
+        closer = self._closer
+        if closer is not None:
+            await asyncio.wait({closer}, timeout=self.server.config.http.ws_ping_timeout + 1)
+            if not closer.done():
+                closer.cancel()
         if not self.ws.closed:
             self.abort()
 
@@ -117,37 +138,36 @@ class WebSocketConnection:
     def write(self, units: list[bytes]) -> None:
         if self._closing or self.ws.closed:
             return
-        for unit in units:
-            self._out.append(unit)
-            self._pending += len(unit)
-        if self._pending > self._limit:
+        out = self._out
+        if out is not None:
+            out += units
+            return
+        self._out = list(units)
+        self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, None
+        if not out:
+            return
+        t = self.request.transport
+        if t is None or t.is_closing() or self.ws.closed:
+            return
+        if self._wire:
+            for unit in out:
+                wire.debug("[%s] OUT %s", self.session.sid if self.session else "-", unit.decode("utf-8", "replace"))
+        t.write(b"".join([text_frame(unit) for unit in out]))
+        if t.get_write_buffer_size() > self._limit:
             # A client that does not read cannot hold the server's memory hostage.
             log.info("[%s] write backlog over %d bytes: closing", self.session.sid if self.session else "-", self._limit)
             self.abort()
-            return
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
-    async def _write_loop(self) -> None:
-        ws = self.ws
-        out = self._out
+    async def _close_handshake(self) -> None:
         try:
-            while out:
-                unit = out.popleft()
-                self._pending -= len(unit)
-                text = unit.decode("utf-8")
-                if self._wire:
-                    wire.debug("[%s] OUT %s", self.session.sid if self.session else "-", text)
-                await ws.send_str(text)
-            if self._closing and not ws.closed:
-                await ws.close(code=self._code())
+            if not self.ws.closed:
+                await self.ws.close(code=self._code())
         except (ConnectionError, RuntimeError) as exc:  # the peer went away under us
-            log.debug("WebSocket write failed: %s", exc)
-            out.clear()
-            self._pending = 0
+            log.debug("WebSocket close failed: %s", exc)
             self.abort()
-        finally:
-            self._writer = None
 
     def _code(self) -> int:
         if self.close_code is not None:
@@ -162,13 +182,13 @@ class WebSocketConnection:
         self._closing = True
         if self._resume is not None:
             self._resume.set()
-        if self._writer is None and not self.ws.closed:
-            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self._flush()
+        if self._closer is None and not self.ws.closed:
+            self._closer = self._loop.create_task(self._close_handshake())
 
     def abort(self) -> None:
         self._closing = True
-        self._out.clear()
-        self._pending = 0
+        self._out = None
         if self._resume is not None:
             self._resume.set()
         t = self.request.transport
