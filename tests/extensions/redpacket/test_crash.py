@@ -57,14 +57,28 @@ def ctl(tmp: Path, storage: list[str], *verb: str) -> subprocess.CompletedProces
                            "--set", disabled_option(), *storage, *verb], capture_output=True, text=True, cwd=tmp, timeout=60)
 
 
-async def grab_all(port: int, packets: dict[str, str]) -> list[bytes]:
+async def grab_all(port: int, packets: dict[str, str], answered: asyncio.Event | None = None, concurrency: int = 0) -> list[bytes]:
+    # concurrency > 0: at most that many clients at once, so that the storm lasts several
+    # login+grab rounds, and a kill after the first answer is sure to land in the middle of it
+    # (all at once, a fast build answers every grab before the kill arrives).
+    gate = asyncio.Semaphore(concurrency) if concurrency else None
+
     async def one(i: int, user: str, pid: str) -> bytes:
+        if gate is None:
+            return await attempt(i, user, pid)
+        async with gate:
+            return await attempt(i, user, pid)
+
+    async def attempt(i: int, user: str, pid: str) -> bytes:
         try:
             c = await login(port, user)
         except (TimeoutError, OSError, EOFError):
             return b"lost"
         try:
-            return await c.iq(f"o{i}", f"<iq type='set' id='o{i}' to='localhost'><open xmlns='{NS}' id='{pid}'/></iq>", timeout=10)
+            answer = await c.iq(f"o{i}", f"<iq type='set' id='o{i}' to='localhost'><open xmlns='{NS}' id='{pid}'/></iq>", timeout=10)
+            if answered is not None:
+                answered.set()
+            return answer
         except (TimeoutError, OSError, EOFError):
             return b"lost"
         finally:
@@ -101,9 +115,10 @@ async def test_sigkill_during_grab_storm_then_restart_audit_holds(tmp_path, requ
                 packets[user] = pid
         finally:
             await db.dispose()
-        storm = asyncio.create_task(grab_all(port, packets))
-        await asyncio.sleep(0.4)  # logins and grabs are under way
-        proc.send_signal(signal.SIGKILL)
+        answered = asyncio.Event()
+        storm = asyncio.create_task(grab_all(port, packets, answered, concurrency=10))
+        await asyncio.wait_for(answered.wait(), 30)  # the first grab is done, the others under way (no fixed delay:
+        proc.send_signal(signal.SIGKILL)  # how long the storm lasts depends on the machine and the build)
         proc.wait(10)
         first = await storm
         assert any(x == b"lost" for x in first), "the kill came too late to interrupt the storm"
