@@ -214,6 +214,11 @@ def _pick_node(rows: dict[int, tuple[str, int]], now: int) -> list[int]:
 # ---------------------------------------------------------------------------------- SQL
 
 
+def _force_index(stmt: sa.Select[Any], index: str) -> sa.Select[Any]:
+    hint = f"FORCE INDEX ({index})"
+    return stmt.with_hint(mam_messages, hint, "mysql").with_hint(mam_messages, hint, "mariadb")
+
+
 class SqlMamRepository:
     def __init__(self, db: Database, ids: IdCodec | None = None) -> None:
         self._db = db
@@ -317,12 +322,10 @@ class SqlMamRepository:
                 seqs.append(seq)
             elif self._legacy_max is not None:
                 legacy.append(i)
-        parts = []
-        if seqs:
-            parts.append(t.seq.in_(seqs))
-        if legacy:
-            parts.append(sa.and_(t.seq <= self._legacy_max, t.stanza_id.in_(legacy)))
-        return sa.or_(*parts) if parts else sa.false()
+        if not legacy:  # (a plain IN: an index range, not a walk of the archive)
+            return t.seq.in_(seqs) if seqs else sa.false()
+        old = sa.and_(t.seq <= self._legacy_max, t.stanza_id.in_(legacy))
+        return sa.or_(t.seq.in_(seqs), old) if seqs else old
 
     async def _query_txn(self, conn: AsyncConnection, q: ArchiveQuery) -> Page:
         t = mam_messages.c
@@ -342,7 +345,12 @@ class SqlMamRepository:
             cond.append(t.seq < await self._seq_of(conn, q.owner, q.before_id))
         if q.ids is not None:
             cond.append(self._ids_condition(q.ids))
-        count = int((await conn.execute(sa.select(sa.func.count()).select_from(mam_messages).where(*cond))).scalar_one())
+        # MariaDB walks (owner, ...) from the owner's first entry ("ref" access) rather than from the
+        # seq bound ("range") unless told: 0.2 ms instead of 170 ms for a page deep in a 100,000 message
+        # archive. SQLite's planner picks the range by itself.
+        index = "ix_mam_messages_owner_with_jid_seq" if q.with_jid is not None else "ix_mam_messages_owner_seq"
+        count_q = sa.select(sa.func.count()).select_from(mam_messages).where(*cond)
+        count = int((await conn.execute(_force_index(count_q, index))).scalar_one())
         cols = (t.seq, t.owner, t.stanza_id, t.ts, t.with_jid, t.with_resource, t.stanza)
         backward = q.before is not None
         page_cond = list(cond)
@@ -351,7 +359,7 @@ class SqlMamRepository:
         if q.before:
             page_cond.append(t.seq < await self._seq_of(conn, q.owner, q.before))
         order = t.seq.desc() if backward else t.seq.asc()
-        rows = list(await conn.execute(sa.select(*cols).where(*page_cond).order_by(order).limit(q.max + 1)))
+        rows = list(await conn.execute(_force_index(sa.select(*cols).where(*page_cond).order_by(order).limit(q.max + 1), index)))
         complete = len(rows) <= q.max
         rows = rows[: q.max]
         if backward:
