@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _tostring = etree.tostring
 _BACKLOG_PAUSE = 64
+# Events handled without awaiting anything (Session._handle_now).
+_SYNC_EVENTS = frozenset({ev.StreamOpened, ev.AuthFailed, ev.Authenticated, ev.StanzaRejected})
 
 
 class Transport(Protocol):
@@ -202,6 +204,22 @@ class Session:
     # ---------------------------------------------------------------- processing in order
 
     def _enqueue(self, events: list[object]) -> None:
+        if self._drain is None and not self._queue:
+            # Nothing is pending: the events that need no await are handled right here, in
+            # order, without a drain task (a stream header, the end of SASL ...).
+            i, n = 0, len(events)
+            while i < n and type(events[i]) in _SYNC_EVENTS:
+                try:
+                    self._handle_now(events[i])
+                except Exception:
+                    self.log.exception("failed to handle %s", type(events[i]).__name__)
+                    self.close(StreamErrorCondition.INTERNAL_SERVER_ERROR, "internal error")
+                    return
+                i += 1
+            if i == n:
+                return
+            if i:
+                events = events[i:]
         self._queue.extend(events)
         if self._drain is None:
             self._drain = asyncio.get_running_loop().create_task(self._run())
@@ -246,26 +264,33 @@ class Session:
             await self._bind(event)  # type: ignore[arg-type]
         elif t is ev.TlsRequested:
             await self._starttls()
-        elif t is ev.AuthFailed:
+        elif t is ev.PreAuthIq:
+            await self.server.handle_preauth_iq(self, event.element)  # type: ignore[attr-defined]
+            self._flush()
+        elif t is ev.StreamClosed:
+            if event.lost and self.observer is not None and self.jid is not None and self.observer.keep(self):  # type: ignore[attr-defined]
+                self._hibernate()
+                return
+            await self._cleanup(event.text or (event.error.value if event.error else None))  # type: ignore[attr-defined]
+        elif t in _SYNC_EVENTS:
+            self._handle_now(event)
+
+    def _handle_now(self, event: object) -> None:
+        """The events whose handling never awaits (``_SYNC_EVENTS``)."""
+        t = type(event)
+        if t is ev.AuthFailed:
             self.server.auth_throttle.failure(self.peer, event.username)  # type: ignore[attr-defined]
             self.log.info("authentication failed: %s", event.condition.value)  # type: ignore[attr-defined]
         elif t is ev.Authenticated:
             self.server.auth_throttle.success(self.peer, event.username)  # type: ignore[attr-defined]
             self.stream_parser_limits(authenticated=True)
             self.log.info("authenticated as %s with %s", event.username, event.mechanism)  # type: ignore[attr-defined]
-        elif t is ev.PreAuthIq:
-            await self.server.handle_preauth_iq(self, event.element)  # type: ignore[attr-defined]
-            self._flush()
         elif t is ev.StanzaRejected:
             if self.observer is not None:
                 self.observer.stanza_in()
                 if event.replied:  # type: ignore[attr-defined]
                     self.observer.stanza_out(b"")  # the core's error reply: counted, not kept
-        elif t is ev.StreamClosed:
-            if event.lost and self.observer is not None and self.jid is not None and self.observer.keep(self):  # type: ignore[attr-defined]
-                self._hibernate()
-                return
-            await self._cleanup(event.text or (event.error.value if event.error else None))  # type: ignore[attr-defined]
+        # ev.StreamOpened: nothing to do
 
     def stream_parser_limits(self, *, authenticated: bool) -> None:
         parser = getattr(self.stream, "_parser", None) or getattr(self.stream, "_framer", None)
