@@ -102,9 +102,13 @@ async def _serve(cfg: Config, classes: dict[str, type[Feature]]) -> int:
         return 1
     # What start-up built (configuration, features, schema, imported modules) lives as long as
     # the process: move it out of the cyclic collector's reach, so that a full collection no
-    # longer walks it every time (under a login storm those walks cost ~10% of the CPU).
+    # longer walks it every time (under a login storm those walks cost ~10% of the CPU). And
+    # collect the young generation every 10,000 container allocations instead of 700: each
+    # collection walks every live young object (the sessions being set up), so fewer of them
+    # halve the collector's share again; the cyclic garbage waiting meanwhile stays small.
     gc.collect()
     gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     await stop.wait()
     log.info("signal received: shutting down")
     await server.stop()

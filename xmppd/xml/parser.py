@@ -111,6 +111,8 @@ _ENCODING_RE = re.compile(rb"""[ \t\r\n]encoding[ \t\r\n]*=[ \t\r\n]*(?:"([^"]*)
 _START_TAG_RE = re.compile(rb"""<[^>'"]*(?:(?:'[^']*'|"[^"]*")[^>'"]*)*>""")
 # "<!" not followed by "--" (comment) or "[" (CDATA): DOCTYPE, ENTITY, ELEMENT, ATTLIST, NOTATION.
 _MARKUP_DECL_RE = re.compile(rb"<![^-\[]")
+# After a leading '<': what makes _scan_prolog look closer ('!', '?', or UTF-16's NUL).
+_NOT_A_NAME = frozenset(b"!?\x00")
 
 # libxml2 error codes (lxml.etree.ErrorTypes)
 _ENTITY_ERRORS = frozenset({
@@ -161,6 +163,8 @@ def _scan_prolog(buf: bytes) -> tuple[int, int] | ParseError | None:
     bytes are needed to decide, or the :class:`ParseError`.
     """
     n = len(buf)
+    if n > 1 and buf[0] == 0x3C and buf[1] not in _NOT_A_NAME:
+        return 0, 0  # the root's start tag right away (every WebSocket message): nothing to check
     if not n:
         return None
     first = buf[0]
@@ -573,7 +577,10 @@ class WebSocketFramer:
         decl_end = scanned[0]
         parser = self._parser
         try:
-            parser.feed(data[:decl_end] + _WS_WRAP_OPEN + data[decl_end:] + _WS_WRAP_CLOSE)
+            if decl_end:
+                parser.feed(data[:decl_end] + _WS_WRAP_OPEN + data[decl_end:] + _WS_WRAP_CLOSE)
+            else:
+                parser.feed(_WS_WRAP_OPEN + data + _WS_WRAP_CLOSE)
             wrapper = parser.close()
         except etree.XMLSyntaxError as exc:
             first = next((el for ev, el in parser.read_events() if ev == "start" and el.getparent() is not None), None)
