@@ -876,6 +876,20 @@ def test_websocket_silence_after_error() -> None:
     assert f.feed_message(OPEN) == []
 
 
+def test_websocket_reset_keeps_a_clean_parser_and_replaces_a_failed_one() -> None:
+    f = WebSocketFramer()
+    assert [type(e) for e in f.feed_message(OPEN)] == [StreamOpen]
+    parser = f._parser
+    f.reset()  # the stream restart after SASL: every message was a whole document
+    assert f._parser is parser
+    assert [type(e) for e in f.feed_message(OPEN)] == [StreamOpen]
+    assert [type(e) for e in f.feed_message("<presence/>")] == [StanzaElement]
+    assert error_of(f.feed_message("<message><body>cut short")).condition is C.NOT_WELL_FORMED
+    f.reset()
+    assert f._parser is not parser
+    assert [type(e) for e in f.feed_message("<presence xmlns='jabber:client'/>")] == [StanzaElement]
+
+
 # ---------------------------------------------------------------- no I/O
 
 

@@ -544,17 +544,23 @@ class WebSocketFramer:
     size limit applies to the whole message.
     """
 
-    __slots__ = ("max_stanza_size", "max_depth", "max_attrs", "_parser", "_done")
+    __slots__ = ("max_stanza_size", "max_depth", "max_attrs", "_parser", "_done", "_dirty")
 
     def __init__(self, *, max_stanza_size: int = 262144, max_depth: int = 64, max_attrs: int = 100) -> None:
         _check_limits(max_stanza_size, max_depth, max_attrs)
         self.max_stanza_size = max_stanza_size
         self.max_depth = max_depth
         self.max_attrs = max_attrs
-        self.reset()
+        self._parser = _new_pull_parser()
+        self._done = False
+        self._dirty = False  # a message failed: the parser may be mid-document
 
     def reset(self) -> None:
-        self._parser = _new_pull_parser()
+        # Every message is a document of its own, closed once parsed: the parser is ready for
+        # the next one, and only one that failed half-way is replaced.
+        if self._dirty:
+            self._parser = _new_pull_parser()
+            self._dirty = False
         self._done = False
 
     def feed_message(self, text: str | bytes) -> list[Event]:
@@ -629,4 +635,5 @@ class WebSocketFramer:
 
     def _fail(self, condition: StreamErrorCondition, text: str) -> list[Event]:
         self._done = True
+        self._dirty = True
         return [ParseError(condition, text)]
