@@ -114,7 +114,8 @@ def table(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> 
                 row.append("-")
                 vals[s] = None
             elif r.get("status") != "ok":
-                row.append(r.get("status", "?")[:40])
+                status = r.get("status", "?")
+                row.append("n/a" if status.startswith("n/a") else status[:40])  # the reason is in the JSON and the log above
                 vals[s] = None
             else:
                 vals[s] = r.get(metric)
