@@ -511,3 +511,61 @@ async def test_two_servers_on_one_database_use_different_node_ids(tmp_path, mari
             assert three.features["mam"]._lease.node == 2
     async with running_server(tmp_path / "four", *shared) as four:
         assert four.features["mam"]._lease.node == 0  # the others stopped: their ids are free again
+
+
+async def test_extended_flip_page_metadata_and_unknown_fields(tmp_path):
+    """What urn:xmpp:mam:2#extended promises: <flip-page/> and <metadata/> (XEP-0313 §4.3.5, §5)."""
+    async with running_server(tmp_path) as srv:
+        await add_user(srv, "alice")
+        await add_user(srv, "bob")
+        await add_user(srv, "carol")
+        alice = await client(srv, "alice@localhost/a")
+        bob = await client(srv, "bob@localhost/b")
+        carol = await client(srv, "carol@localhost/c")
+        try:
+            info = await alice.plugin["xep_0030"].get_info(jid="alice@localhost")
+            assert "urn:xmpp:mam:2#extended" in info["disco_info"]["features"]
+            # An empty archive: an empty <metadata/>.
+            iq = carol.make_iq_get(ito="carol@localhost")
+            ET.SubElement(iq.xml, f"{{{MAM}}}metadata")
+            md = (await iq.send(timeout=5)).xml.find(f"{{{MAM}}}metadata")
+            assert md is not None and len(md) == 0
+            for i in range(5):
+                bob.send_message(mto="alice@localhost", mbody=f"f{i}", mtype="chat")
+                await asyncio.wait_for(alice.mam.inbox.get(), 5)
+            forward, fin = await query(alice, max=3)
+            assert [b for _, b in forward] == ["f0", "f1", "f2"]
+            # The same page, flipped: sent newest first; the RSM set is unchanged.
+            iq = alice.make_iq_set(ito=None)
+            q = ET.SubElement(iq.xml, f"{{{MAM}}}query", {"queryid": "flip"})
+            s = ET.SubElement(q, f"{{{RSM}}}set")
+            ET.SubElement(s, f"{{{RSM}}}max").text = "3"
+            ET.SubElement(q, f"{{{MAM}}}flip-page")
+            flipped_fin = (await iq.send(timeout=5)).xml.find(f"{{{MAM}}}fin")
+            flipped = [(r.get("id"), r.findtext("{urn:xmpp:forward:0}forwarded/{jabber:client}message/{jabber:client}body"))
+                       for r in alice.mam.by_query.pop("flip")]
+            assert flipped == list(reversed(forward))
+            assert rsm(flipped_fin) == rsm(fin)
+            # Metadata: the first and the last message of the archive, with their times.
+            everything, _ = await query(alice)
+            iq = alice.make_iq_get(ito="alice@localhost")
+            ET.SubElement(iq.xml, f"{{{MAM}}}metadata")
+            md = (await iq.send(timeout=5)).xml.find(f"{{{MAM}}}metadata")
+            start, end = md.find(f"{{{MAM}}}start"), md.find(f"{{{MAM}}}end")
+            assert start.get("id") == everything[0][0] and end.get("id") == everything[-1][0]
+            t0 = datetime.fromisoformat(start.get("timestamp").replace("Z", "+00:00"))
+            t1 = datetime.fromisoformat(end.get("timestamp").replace("Z", "+00:00"))
+            assert t0 <= t1 and abs(datetime.now(UTC) - t1) < timedelta(minutes=1)
+            # Someone else's metadata: forbidden, like a query.
+            iq = bob.make_iq_get(ito="alice@localhost")
+            ET.SubElement(iq.xml, f"{{{MAM}}}metadata")
+            with pytest.raises(IqError) as exc:
+                await iq.send(timeout=5)
+            assert exc.value.iq["error"]["condition"] == "forbidden"
+            # §4.1.4: a form field the server does not know -> feature-not-implemented.
+            with pytest.raises(IqError) as exc:
+                await query(alice, urn_example_search="juliet")
+            assert exc.value.iq["error"]["condition"] == "feature-not-implemented"
+        finally:
+            for c in (alice, bob, carol):
+                await slix_close(c)

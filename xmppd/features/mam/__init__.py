@@ -21,7 +21,10 @@ teardown flushes it (a clean shutdown loses nothing). When the queue is full the
 
 Queries: the XEP-0313 form (``with``, ``start``, ``end``, ``after-id``, ``before-id``,
 ``ids``), XEP-0059 paging (``max``, ``after``, ``before``; ``<first>``, ``<last>``,
-``<count>``, ``complete``). Accounts query their own archive (anyone else: forbidden); room
+``<count>``, ``complete``), and what ``urn:xmpp:mam:2#extended`` promises: ``<flip-page/>``
+(the page sent newest first) and ``<metadata/>`` (first and last id and time; empty for an
+empty archive). An unknown form field is ``feature-not-implemented`` (§4.1.4). Accounts query
+their own archive (anyone else: forbidden); room
 archives answer members of members-only rooms and anyone not banned elsewhere. A periodic purge
 drops messages older than ``[mam] retention_days`` (0: keep forever).
 """
@@ -434,7 +437,8 @@ class Mam(Feature):
             for f in form.fields:
                 if f.var and f.var != "FORM_TYPE":
                     if f.var not in ("with", "start", "end", "after-id", "before-id", "ids"):
-                        raise StanzaError(Condition.BAD_REQUEST, f"unknown query field {f.var!r}")
+                        # XEP-0313 §4.1.4: a field the server does not recognise
+                        raise StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, f"unknown query field {f.var!r}")
                     filters[f.var] = f.values
         with_jid = with_res = None
         if filters.get("with"):
@@ -471,7 +475,9 @@ class Mam(Feature):
         except UnknownId as exc:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"no message with id {exc.args[0]!r} in this archive") from None
         origin: "Session | None" = req.origin
-        for m in page.items:
+        # <flip-page/> (XEP-0313 §4.3.5, part of #extended): the same page, sent newest first.
+        flip = payload.find(f"{{{MAM}}}flip-page") is not None
+        for m in reversed(page.items) if flip else page.items:
             out = etree.Element(ns.MESSAGE, {"to": str(req.from_jid), "from": owner}, nsmap={None: ns.CLIENT})
             if req.stanza.get("id"):
                 out.set("id", f"{req.stanza.get('id')}-{m.stanza_id}")
@@ -496,6 +502,21 @@ class Mam(Feature):
             etree.SubElement(s, f"{{{RSM}}}last").text = page.items[-1].stanza_id
         etree.SubElement(s, f"{{{RSM}}}count").text = str(page.count)
         return fin
+
+    @iq_handler("get", f"{{{MAM}}}metadata", target=Target.BARE)
+    async def metadata(self, req: IqRequest) -> etree._Element:
+        """Archive metadata (XEP-0313 §5, part of #extended): id and time of the first and last
+        message; an empty archive answers an empty ``<metadata/>``."""
+        self._own(req)
+        owner = str(req.to.bare)
+        await self.flush()
+        first = await self.repo.query(ArchiveQuery(owner, 1))
+        last = await self.repo.query(ArchiveQuery(owner, 1, before=""))
+        md = etree.Element(f"{{{MAM}}}metadata", nsmap={None: MAM})
+        if first.items and last.items:
+            for name, m in (("start", first.items[0]), ("end", last.items[-1])):
+                etree.SubElement(md, f"{{{MAM}}}{name}", {"id": m.stanza_id, "timestamp": _stamp(m.ts)})
+        return md
 
     # ---------------------------------------------------------------- preferences
 
