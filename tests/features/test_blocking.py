@@ -244,3 +244,36 @@ async def test_known_empty_lists_follow_every_change_and_a_restart(tmp_path):
 )
 def test_jid_matching_follows_xep_0016(item, jid, blocked):
     assert matches(frozenset([item]), JID.parse(jid)) is blocked
+
+
+async def test_unblocking_sends_current_presence_to_a_subscribed_contact(server):
+    """§3.4: on unblock the user's current presence goes to the contact, if the contact may
+    receive it (subscribed); an unblocked contact without a subscription gets nothing."""
+    alice = await _client(server, "alice")
+    bob = await _client(server, "bob")
+    carol = await _client(server, "carol")
+    try:
+        bob_seen = _queue(bob, "presence_available")
+        bob_gone = _queue(bob, "presence_unavailable")
+        carol_seen = _queue(carol, "presence_available")
+        subscribed = _queue(bob, "presence_subscribed")
+        bob.send_presence(pto=alice.boundjid.bare, ptype="subscribe")  # slixmpp approves for alice
+        await asyncio.wait_for(subscribed.get(), 5)
+        alice.send_presence(pstatus="at my desk")
+        while (p := await asyncio.wait_for(bob_seen.get(), 5))["status"] != "at my desk":
+            pass
+        await alice.plugin["xep_0191"].block([bob.boundjid.bare, carol.boundjid.bare])
+        p = await asyncio.wait_for(bob_gone.get(), 5)
+        assert p["from"] == alice.boundjid
+        while not carol_seen.empty():
+            carol_seen.get_nowait()
+        await alice.plugin["xep_0191"].unblock([bob.boundjid.bare, carol.boundjid.bare])
+        p = await asyncio.wait_for(bob_seen.get(), 5)
+        assert p["from"] == alice.boundjid and p["status"] == "at my desk"
+        await _nothing(carol_seen, 0.2)  # carol is not subscribed to alice
+        # Unblocking a JID that was never blocked sends nothing more.
+        await alice.plugin["xep_0191"].unblock(["nobody@localhost"])
+        await _nothing(bob_seen, 0.2)
+    finally:
+        for c in (alice, bob, carol):
+            await slix_close(c)

@@ -21,7 +21,8 @@ answered (§4.3). Unavailable presence directed to an account that neither recei
 sender's presence nor got directed presence from it is not delivered.
 
 Public API: ``async presence_of(bare) -> list[(full JID, presence element)]`` of the
-available resources of a local account.
+available resources of a local account; ``async resend_after_unblock(user, items)`` for the
+blocking feature (XEP-0191 §3.4).
 
 Fan-out: a presence stanza is serialised once (:class:`_Wire`) and each local recipient gets
 those bytes with its ``to`` spliced in (``Router.deliver_bytes``, as MUC does); a session's
@@ -182,6 +183,22 @@ class Presence(Feature):
         for s in self.ctx.sessions.of(owner):
             if s.available and s.presence is not None:
                 await self._to(target, s.presence, _current(s))
+
+    async def resend_after_unblock(self, user: JID, unblocked: frozenset[str]) -> None:
+        """XEP-0191 §3.4: after ``user`` unblocked ``unblocked`` (blocklist items: bare JIDs,
+        domains or full JIDs), its current presence goes to every contact such an item matched
+        that may receive it (subscribed to ``user``). A contact still blocked by another item is
+        filtered on delivery by the blocking feature, as every presence is."""
+        if not unblocked or not any(s.available for s in self.ctx.sessions.of(user)):
+            return
+        for contact in await self.roster.subscribers(user):
+            bare = str(contact)
+            if bare in unblocked or contact.domain in unblocked:
+                await self._send_current_presence(user, contact)
+                continue
+            for item in unblocked:  # a full-JID item: that resource only
+                if item.startswith(bare + "/"):
+                    await self._send_current_presence(user, JID.parse(item))
 
     async def _send_unavailable_from(self, owner: JID, target: JID) -> None:
         for s in self.ctx.sessions.of(owner):

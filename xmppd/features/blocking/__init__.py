@@ -113,7 +113,7 @@ class Blocking(Feature):
         self._owners: set[str] = set(await self.repo.owners(self.ctx.domain))
 
     def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
-        """Be told of blocklist changes (the presence feature re-sends presence on unblock)."""
+        """Be told of blocklist changes (synchronously, after the pushes)."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
@@ -266,6 +266,8 @@ class Blocking(Feature):
         self._answer(req)
         await self._push(user, _UNBLOCK, sorted(set(jids)))
         self._notify(user, frozenset(), before - after)
+        if self.ctx.has_feature("presence"):  # §3.4: current presence to the unblocked contacts
+            await self.ctx.feature("presence").resend_after_unblock(user, before - after)
         return NO_REPLY
 
     def _answer(self, req: IqRequest) -> None:
