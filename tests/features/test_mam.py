@@ -301,21 +301,30 @@ async def test_clean_shutdown_keeps_every_archived_message_and_retention_purges(
             await slix_close(alice)
 
 
+def count_batches(mam: Any, until: int = 0) -> tuple[list[int], asyncio.Event]:
+    """Record the size of every batch the archive writer stores; the event is set once
+    ``until`` records in all were stored."""
+    batches: list[int] = []
+    enough = asyncio.Event()
+    real_store = mam.repo.store_many
+
+    async def counting_store(messages: list[Any]) -> None:
+        batches.append(len(messages))
+        await real_store(messages)
+        if until and sum(batches) >= until:
+            enough.set()
+
+    mam.repo.store_many = counting_store
+    return batches, enough
+
+
 async def test_busy_writer_gathers_records_into_large_batches_and_queries_see_them_at_once(tmp_path):
     # commit_interval=5: after its first commit the writer waits (up to 5 s or batch_size records)
     # so that records pile up into one batch; a query writes what is queued first.
     async with running_server(tmp_path, "mam.commit_interval=5", "mam.batch_size=1000") as srv:
         await add_user(srv, "alice")
         await add_user(srv, "bob")
-        mam = srv.features["mam"]
-        batches: list[int] = []
-        real_store = mam.repo.store_many
-
-        async def counting_store(messages: list[Any]) -> None:
-            batches.append(len(messages))
-            await real_store(messages)
-
-        mam.repo.store_many = counting_store  # type: ignore[method-assign]
+        batches, _ = count_batches(srv.features["mam"])
         alice = await client(srv, "alice@localhost/a")
         bob = await client(srv, "bob@localhost/b")
         try:
@@ -351,19 +360,7 @@ async def test_lingering_writer_commits_as_soon_as_batch_size_records_wait(tmp_p
     async with running_server(tmp_path, "mam.commit_interval=9", "mam.batch_size=50") as srv:
         await add_user(srv, "alice")
         await add_user(srv, "bob")
-        mam = srv.features["mam"]
-        batches: list[int] = []
-        real_store = mam.repo.store_many
-
-        enough = asyncio.Event()
-
-        async def counting_store(messages: list[Any]) -> None:
-            batches.append(len(messages))
-            await real_store(messages)
-            if sum(batches) >= 250:
-                enough.set()
-
-        mam.repo.store_many = counting_store  # type: ignore[method-assign]
+        batches, enough = count_batches(srv.features["mam"], until=250)
         bob = await client(srv, "bob@localhost/b")
         try:
             for i in range(150):
