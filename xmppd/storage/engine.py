@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 __all__ = [
     "Database",
+    "SqliteOnly",
     "is_deadlock",
     "is_unique_violation",
     "redact_url",
@@ -70,6 +71,11 @@ _SYNC_DRIVERS: Final = {
 _ER_DUP_ENTRY: Final = 1062
 _ER_LOCK_DEADLOCK: Final = 1213
 _ER_CHECKREAD: Final = 1020  # MariaDB: "Record has changed since last read"
+
+
+class SqliteOnly(NotImplementedError):
+    """A SQLite-only fast path (:meth:`Database.sqlite_call`, :meth:`Database.sqlite_write`) was
+    called on another backend or driver: the caller takes its portable path (``run_txn``)."""
 
 
 def redact_url(url: str | URL) -> str:
@@ -323,15 +329,15 @@ class Database:
         with the ``sqlite3`` connection, then ``COMMIT`` (``ROLLBACK`` if *fn* raises): one
         hand-off to the driver's thread instead of three or four per statement. *fn* runs on
         that thread: it may only use the connection and its own arguments. Raises
-        ``NotImplementedError`` on another backend or driver (use :meth:`run_txn` there).
+        ``SqliteOnly`` on another backend or driver (use :meth:`run_txn` there).
         """
         if not self.is_sqlite:
-            raise NotImplementedError("sqlite_call needs SQLite")
+            raise SqliteOnly("sqlite_call needs SQLite")
         async with self._maybe_serial(), self._write_turn(not write), self._engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             run = getattr(driver, "_execute", None)
             if run is None or not hasattr(type(driver), "_conn"):
-                raise NotImplementedError("the SQLite driver has no connection thread to run on")
+                raise SqliteOnly("the SQLite driver has no connection thread to run on")
             begin = "BEGIN IMMEDIATE" if write else "BEGIN"
 
             def txn() -> T:
@@ -361,7 +367,7 @@ class Database:
         it inside another write transaction of this database: the batch waits for that one.
         """
         if not self.is_sqlite:
-            raise NotImplementedError("sqlite_write needs SQLite")
+            raise SqliteOnly("sqlite_write needs SQLite")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._batch.append((fn, fut))
         if self._batcher is None:

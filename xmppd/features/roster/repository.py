@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from xmppd.jid import JID
 from xmppd.storage.accounts import accounts
-from xmppd.storage.engine import Database
+from xmppd.storage.engine import Database, SqliteOnly
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
 
 from .states import SubState
@@ -480,7 +480,7 @@ class SqlRosterRepository:
         if self._thread_calls:
             try:
                 return await self._db.sqlite_call(functools.partial(_sqlite_snapshot, owner), write=False)
-            except NotImplementedError:
+            except SqliteOnly:
                 self._thread_calls = False
         return await self._db.read_txn(self._snapshot_txn, owner)
 
@@ -522,7 +522,7 @@ class SqlRosterRepository:
             try:
                 await self._db.sqlite_write(functools.partial(_sqlite_run, ops))  # group commit
                 return
-            except NotImplementedError:
+            except SqliteOnly:
                 self._thread_calls = False
             except sqlite3.IntegrityError as exc:  # a row the snapshot did not know of (or no account)
                 raise StaleRoster(str(exc)) from exc
