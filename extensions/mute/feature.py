@@ -260,11 +260,17 @@ class MuteFeature(Feature):
     # ================================================================== MUC events
 
     async def _role_change_request(self, ev: E.RoleChangeRequest) -> Flow:
-        """XEP-0045 voice obeys the mute hierarchy (§2): a voice (or moderator) grant to a muted
-        visitor lifts the mute, so it needs the right to lift it (``not-allowed`` otherwise); an
-        affiliation change below admin keeps a muted occupant a visitor."""
+        """XEP-0045 voice obeys the mute hierarchy (§2): a voice revoke is a mute, so it needs the
+        right to mute; a voice (or moderator) grant to a muted visitor lifts the mute, so it needs
+        the right to lift it (``not-allowed`` otherwise); an affiliation change below admin keeps a
+        muted occupant a visitor."""
         room, bare = ev.room, ev.occupant.bare
-        if (room.jid_s, bare) in self._applying or ev.new.rank <= Role.VISITOR.rank:
+        if (room.jid_s, bare) in self._applying:
+            return Flow.CONTINUE
+        if ev.new is Role.VISITOR and ev.old.rank >= Role.PARTICIPANT.rank and ev.actor is not None and not ev.implicit:
+            self.check_can_mute(room, ev.actor, bare)  # a voice revoke is a mute (§5): the same hierarchy
+            return Flow.CONTINUE
+        if ev.new.rank <= Role.VISITOR.rank:
             return Flow.CONTINUE
         m = self.active(room.jid_s, bare)
         if m is None:
