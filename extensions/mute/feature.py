@@ -180,10 +180,11 @@ class MuteFeature(Feature):
             return True
         return str(bare) in extra.get(P.ALLOWLIST_FIELD, ())
 
-    def room_block(self, room: Any, bare: JID, role: Role | None) -> StanzaError | None:
-        """Why ``bare`` may not speak in ``room`` now (None: it may)."""
+    def room_block(self, room: Any, bare: JID, role: Role | None, *, platform: bool = True) -> StanzaError | None:
+        """Why ``bare`` may not speak in ``room`` now (None: it may); ``platform=False`` leaves the
+        platform mute out (the caller has decided about it)."""
         if self.mutes:
-            pm = self.active(PLATFORM, bare)
+            pm = self.active(PLATFORM, bare) if platform else None
             if pm is not None:
                 return P.platform_muted_error(pm)
             m = self.active(room.jid_s, bare)
@@ -244,11 +245,11 @@ class MuteFeature(Feature):
             return P.platform_muted_error(pm) if pm is not None else None
         if kind is E.SpeechKind.PRIVATE:
             pm = self.active(PLATFORM, bare) if self.mutes else None
-            if pm is not None:
-                if recipient is not None and self.ctx.is_admin(recipient.bare):
-                    return None
+            if pm is not None and not (recipient is not None and self.ctx.is_admin(recipient.bare)):
                 return P.platform_muted_error(pm)
-            return self.room_block(room, bare, role) if self._block_private(room) else None
+            if not self._block_private(room):
+                return None
+            return self.room_block(room, bare, role, platform=False)
         return self.room_block(room, bare, role)
 
     async def _pre_join(self, ev: E.PreJoin) -> Flow:

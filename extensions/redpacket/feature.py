@@ -23,6 +23,7 @@ from xmppd.core.dispatch import IqRequest
 from xmppd.core.feature import Feature, hook, iq_handler
 from xmppd.core.hooks import AccountEvent, Flow
 from xmppd.errors import Condition, StanzaError
+from xmppd.features.muc.events import SpeechKind
 from xmppd.jid import JID, JIDError
 from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
@@ -107,8 +108,6 @@ class MucRooms:
         return bool(r.is_member(bare)) or any(full.bare == bare for full in r.occupants.full_jids())
 
     async def may_post(self, room: JID, user: JID, message: etree._Element) -> None:
-        from xmppd.features.muc.events import SpeechKind
-
         r = self.muc.get_room(room)
         if r is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {room}")
