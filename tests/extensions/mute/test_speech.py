@@ -316,3 +316,24 @@ async def test_a_muted_member_joins_without_status_text(srv):
         assert srv.features["muc"].get_room(ROOM).affiliation(JID.parse("alice@localhost")) is Affiliation.MEMBER
     finally:
         await close(olga, alice)
+
+
+async def test_a_muted_member_can_neither_invite_nor_change_the_subject(srv):
+    olga, adam, alice = await room_with(srv, "olga", "adam", "alice", admins=("adam",))
+    dave = await client(srv, "dave")
+    try:
+        await olga.plugin["mute"].mute(ROOM, nick="adam", seconds=600)  # an admin keeps the moderator role
+        await olga.plugin["mute"].mute(ROOM, nick="alice", seconds=600)
+        adam.inbox.drain()
+        adam.send_raw(f"<message type='groupchat' to='{ROOM}' id='s1'><subject>buy at spam.example</subject></message>")
+        err = await adam.inbox.message(lambda m: m["type"] == "error" and m["id"] == "s1")
+        assert err["error"]["condition"] == "forbidden" and app_element(err, "muted") is not None
+        assert srv.features["muc"].get_room(ROOM).subject != "buy at spam.example"
+        alice.send_raw(f"<message to='{ROOM}' id='i1'><x xmlns='http://jabber.org/protocol/muc#user'>"
+                       "<invite to='dave@localhost'><reason>buy at spam.example</reason></invite></x></message>")
+        err = await alice.inbox.message(lambda m: m["type"] == "error" and m["id"] == "i1")
+        assert err["error"]["condition"] == "forbidden" and app_element(err, "muted") is not None
+        with pytest.raises(asyncio.TimeoutError):
+            await dave.inbox.message(lambda m: m["from"].bare == ROOM, timeout=0.5)
+    finally:
+        await close(olga, adam, alice, dave)
