@@ -693,7 +693,17 @@ class Room:
                 await self._apply_role(target, Role.PARTICIPANT, full, None)
             return
         if occ.role is not Role.VISITOR:
+            # A voice request asks for the participant role. A member who has it but may still not
+            # speak (everyone muted, a platform mute, a muted admin) learns why: voice can't help.
+            await self.may_speak(full, Speak.GROUPCHAT)
             raise StanzaError(Condition.NOT_ACCEPTABLE, "you have voice already")
+        # A request is not speech (a muted visitor may ask), but it lands in every moderator's
+        # inbox: one per requester and room every [muc] voice_request_interval seconds.
+        limit, key = self.service.voice_requests, f"{self.jid_s} {full.bare}"
+        if limit.exceeded(key):
+            raise StanzaError(Condition.RESOURCE_CONSTRAINT, f"you asked for voice in this room less than "
+                              f"{limit.window:g} seconds ago; wait for the moderators, or ask again later")
+        limit.add(key)
         req = Form("form", title="Voice request", instructions=("To approve this request for voice, select the 'Grant voice' checkbox and submit the form.",), fields=(
             Field("FORM_TYPE", "hidden", values=(MUC_REQUEST,)),
             Field("muc#role", "list-single", "Requested role", values=("participant",)),
