@@ -66,3 +66,4 @@ S_KICKED = "307"
 S_AFFILIATION_REMOVED = "321"
 S_MEMBERS_ONLY = "322"
 S_SHUTDOWN = "332"
+S_ERROR_REPLY = "333"  # removed because its client (or server) answered room traffic with an error

@@ -64,6 +64,14 @@ _PRESENCE_SIGNALS = frozenset((
     q("urn:xmpp:idle:1", "idle"), q(ns.DELAY, "delay"), X_MUC, X_USER,
 ))
 Speak = E.SpeechKind
+_ERROR = f"{{{ns.CLIENT}}}error"
+# RFC 6120 conditions of an error reply that mean "this session is not there" (Prosody's list):
+# the occupant is removed with status 333. Others (not-acceptable, policy-violation,
+# resource-constraint ...) refuse one stanza and leave the occupant in the room.
+_SESSION_GONE = frozenset((
+    "gone", "internal-server-error", "item-not-found", "jid-malformed", "recipient-unavailable", "redirect",
+    "remote-server-not-found", "remote-server-timeout", "service-unavailable",
+))
 
 
 class Room:
@@ -288,9 +296,8 @@ class Room:
         typ = stanza.get("type")
         full = r.from_jid
         if typ == "error":
-            # A client bouncing room traffic is gone (§7.2.5 ghost users).
-            if self.occupants.of_jid(full) is not None:
-                await self.leave(full, None)
+            # A session bouncing the room's presence is out of the room, whatever the condition.
+            await self.remove_bounced(full)
             return
         if typ == "unavailable":
             await self.leave(full, stanza)
@@ -421,6 +428,23 @@ class Room:
         self.service.unindex(full, self)
         await self.service.maybe_vanish(self)
 
+    async def remove_bounced(self, full: JID) -> None:
+        """XEP-0045 status 333: the session ``full`` answered room traffic with an error, so it is
+        not there (a ghost: a dead s2s link, a crashed client). That session leaves; when it was
+        the occupant's last, everybody sees the occupant leave with 333 (its own copy, if it is
+        reachable at all, with 110). Nobody else sees the error."""
+        occ = self.occupants.of_jid(full)
+        if occ is None:
+            return
+        log.info("muc %s: %s (%s) removed after an error reply", self.jid_s, occ.nick, full)
+        if len(occ.sessions) > 1:
+            self.occupants.remove_session(full)
+            self.service.unindex(full, self)
+            await self._broadcast_presence(occ, type="unavailable", role=Role.NONE, codes=[C.S_ERROR_REPLY],
+                                           self_targets=[full], others=False)
+            return
+        await self._remove(occ, [C.S_ERROR_REPLY], None, None)
+
     async def _remove(self, occ: Occupant, codes: list[str], actor: JID | None, reason: str | None) -> None:
         """Kick, ban, or removal by affiliation or configuration change: everybody is told with ``codes``."""
         await self._broadcast_presence(occ, type="unavailable", codes=codes, role=Role.NONE, actor=actor, reason=reason)
@@ -435,9 +459,7 @@ class Room:
         stanza = r.stanza
         typ = stanza.get("type") or "normal"
         if typ == "error":
-            occ = self.occupants.of_jid(r.from_jid)
-            if occ is not None and nick is None:
-                await self.leave(r.from_jid, None)  # an occupant bouncing groupchat is a ghost
+            await self._error_reply(r, nick)
             return
         try:
             if nick is not None:
@@ -448,6 +470,38 @@ class Room:
                 await self._to_room(r)
         except StanzaError as err:
             await self._error(stanza, err)
+
+    async def _error_reply(self, r: Routed, nick: str | None) -> None:
+        """A message error from an occupant: the answer of its client (or its server) to something
+        the room sent it — a groupchat message (from room/nick), a notice or subject (from the
+        room), a private message (from room/sender).
+
+        A condition saying the session is not there (``session_gone``) removes it with status 333.
+        Any other (the client refused this one message) goes back to the occupant it names, as
+        a private message's error would (§7.5): only the ``<error/>``, from room/bouncer-nick, and
+        only if the speech gate lets the bouncer say that much to that occupant."""
+        full = r.from_jid
+        occ = self.occupants.of_jid(full)
+        if occ is None:
+            return
+        if session_gone(r.stanza):
+            await self.remove_bounced(full)
+            return
+        target = self.occupants.get(nick) if nick is not None else None
+        err = r.stanza.find(_ERROR)
+        if target is None or target is occ or err is None:
+            return
+        try:
+            await self.may_speak(full, Speak.PRIVATE, stanza=r.stanza, recipient=target)
+        except StanzaError:
+            return
+        attrs = {"from": f"{self.jid_s}/{occ.nick}", "type": "error"}
+        if r.stanza.get("id") is not None:
+            attrs["id"] = r.stanza.get("id")  # type: ignore[assignment]
+        for t in list(target.sessions):
+            out = etree.Element(ns.MESSAGE, {**attrs, "to": str(t)}, nsmap={None: ns.CLIENT})
+            out.append(copy.deepcopy(err))
+            await self.service.ctx.send(out)
 
     async def _groupchat(self, r: Routed) -> None:
         stanza = r.stanza
@@ -639,7 +693,17 @@ class Room:
                 await self._apply_role(target, Role.PARTICIPANT, full, None)
             return
         if occ.role is not Role.VISITOR:
+            # A voice request asks for the participant role. A member who has it but may still not
+            # speak (everyone muted, a platform mute, a muted admin) learns why: voice can't help.
+            await self.may_speak(full, Speak.GROUPCHAT)
             raise StanzaError(Condition.NOT_ACCEPTABLE, "you have voice already")
+        # A request is not speech (a muted visitor may ask), but it lands in every moderator's
+        # inbox: one per requester and room every [muc] voice_request_interval seconds.
+        limit, key = self.service.voice_requests, f"{self.jid_s} {full.bare}"
+        if limit.exceeded(key):
+            raise StanzaError(Condition.RESOURCE_CONSTRAINT, f"you asked for voice in this room less than "
+                              f"{limit.window:g} seconds ago; wait for the moderators, or ask again later")
+        limit.add(key)
         req = Form("form", title="Voice request", instructions=("To approve this request for voice, select the 'Grant voice' checkbox and submit the form.",), fields=(
             Field("FORM_TYPE", "hidden", values=(MUC_REQUEST,)),
             Field("muc#role", "list-single", "Requested role", values=("participant",)),
@@ -909,6 +973,18 @@ class Room:
 
 def anyone_sees(room: Room) -> bool:
     return room.config.whois == "anyone"
+
+
+def session_gone(stanza: etree._Element) -> bool:
+    """Whether an error reply says its sender's session is gone (``_SESSION_GONE``, or no
+    readable condition at all)."""
+    err = stanza.find(_ERROR)
+    if err is None:
+        return True
+    for child in err:
+        if isinstance(child.tag, str) and child.tag.startswith(f"{{{ns.STANZAS}}}") and child.tag != f"{{{ns.STANZAS}}}text":
+            return etree.QName(child).localname in _SESSION_GONE
+    return True
 
 
 def _presence_source(stanza: etree._Element | None) -> etree._Element:

@@ -19,6 +19,7 @@ from ...core import hooks as H
 from ...core.dispatch import Target
 from ...core.feature import Feature
 from ...core.hooks import Flow, Routed, SessionEvent
+from ...core.limits import SlidingCounter
 from ...errors import Condition, StanzaError
 from ...jid import JID
 from ...xml import ns
@@ -57,6 +58,7 @@ class MucOptions:
     invite_window: float = 60.0  # seconds
     max_pending_invitations: int = 1000  # per room: invitations remembered so that only invitees may decline
     invitation_ttl: float = 86400.0  # seconds an invitation can be declined
+    voice_request_interval: float = 300.0  # seconds between two voice requests (§7.13) of one user in one room
 
 
 class MucService:
@@ -79,6 +81,7 @@ class MucService:
         self.loggers: list[Callable[[Room], bool]] = []
         o = self.options
         self.invite_rate = SenderRate(o.invite_rate, o.invite_window, clock=self.ctx.clock.now)
+        self.voice_requests = SlidingCounter(1, o.voice_request_interval, clock=self.ctx.clock.now)
 
     def logged(self, room: Room) -> bool:
         """Whether anything records this room's discussion (XEP-0045 status codes 170/171)."""
@@ -457,9 +460,9 @@ class Muc(Feature):
     async def setup(self) -> None:
         o = self.options
         if (o.max_invites_per_message < 1 or o.invite_rate < 1 or o.invite_window <= 0 or o.max_pending_invitations < 1
-                or o.invitation_ttl <= 0):
-            raise ValueError("muc: max_invites_per_message, invite_rate, invite_window, max_pending_invitations and "
-                             "invitation_ttl must be positive")
+                or o.invitation_ttl <= 0 or o.voice_request_interval <= 0):
+            raise ValueError("muc: max_invites_per_message, invite_rate, invite_window, max_pending_invitations, "
+                             "invitation_ttl and voice_request_interval must be positive")
         domain = self.options.domain or f"conference.{self.ctx.domain}"
         self.domain = domain
         self.service = MucService(self, domain, SqlMucRepository(self.ctx.db))
