@@ -70,6 +70,7 @@ class Server:
         self.admins = frozenset(JID.parse(a) for a in config.server.admins)
         self._feature_classes = feature_classes
         self.features: dict[str, Feature] = {}
+        self.installed_features: dict[str, type[Feature]] = {}  # loaded or disabled
         self._contexts: list[FeatureContext] = []
         self._stream_features: list[Callable[[bool], list[etree._Element]]] = []
         # One StreamConfig per kind of connection, shared by its streams (with their prebuilt
@@ -97,6 +98,7 @@ class Server:
         self._setup_tls()
         installed = self._feature_classes if self._feature_classes is not None else discover()
         classes = order(installed, cfg.features.disabled)
+        self.installed_features = dict(installed)
         self.db = Database.from_url(cfg.storage_url)
         try:
             auto = cfg.storage.auto_upgrade
@@ -331,9 +333,10 @@ class Server:
         await self.router.send(stanza)
         return await asyncio.wait_for(fut, timeout)
 
-    async def kick(self, jid: JID, condition: StreamErrorCondition, text: str) -> int:
-        """End the sessions of ``jid`` (bare: all of them); returns how many."""
+    async def kick(self, jid: JID, condition: StreamErrorCondition, text: str, *, spare: Session | None = None) -> int:
+        """End the sessions of ``jid`` (bare: all of them, but ``spare``); returns how many."""
         targets = self.sessions.of(jid) if jid.resource is None else [s for s in [self.sessions.get(jid)] if s]
+        targets = [s for s in targets if s is not spare]
         for s in targets:
             s.close(condition, text)
         for s in targets:

@@ -308,12 +308,16 @@ class MuteFeature(Feature):
         await self.repo.forget_room(room)
         return Flow.CONTINUE
 
+    @classmethod
+    async def delete_account_txn(cls, conn: Any, deletion: Any) -> None:
+        """A deleted account's mutes go with it: a namesake starts unmuted."""
+        await SqlMuteRepository.forget_jid_txn(conn, deletion.jid)
+
     @hook(H.ACCOUNT_DELETED)
     async def _account_deleted(self, ev: AccountEvent) -> Flow:
         bare = ev.jid
         for key in [k for k in self.mutes if k[1] == bare]:
             del self.mutes[key]
-        await self.repo.forget_jid(str(bare))
         return Flow.CONTINUE
 
     # ================================================================== actions (iq and commands)

@@ -41,7 +41,9 @@ from .repository import (
     PacketExpired,
     PacketNotFound,
     RedPacketRepository,
+    RefundResult,
     SqlRedPacketRepository,
+    delete_account_txn,
 )
 
 log = logging.getLogger(__name__)
@@ -553,13 +555,29 @@ class RedPacket(Feature):
 
     # ------------------------------------------------------------------ accounts
 
+    @classmethod
+    async def delete_account_txn(cls, conn: Any, deletion: Any) -> list[RefundResult]:
+        """In the transaction deleting the account: packets addressed to it go back to their
+        senders, its own open packets and its balance to the system wallet, its records to a
+        tombstone (see :func:`.repository.delete_account_txn`): never lost, never inherited."""
+        return await delete_account_txn(conn, deletion.jid, deletion.account.id, deletion.now)
+
     @hook(H.ACCOUNT_DELETED)
     async def on_account_deleted(self, event: AccountEvent) -> Flow:
-        """The balance of a deleted account goes to the system wallet: never lost, never inherited."""
-        jid = str(event.jid)
-        moved = await self.repo.transfer_out(jid, SYSTEM_WALLET, f"account {jid} deleted", self.now())
-        if moved:
-            log.info("moved %d minor units of deleted %s to %s", moved, jid, SYSTEM_WALLET)
+        """After the commit: the senders of refunded packets are told, as for an expiry."""
+        for result in event.settled.get(self.name) or ():
+            packet = await self.repo.get_packet(result.packet_id)
+            if packet is None:
+                continue
+            zh = _is_zh(packet.lang)
+            money = self._money(result.amount)
+            await self._notice(
+                result.sender,
+                element(q("refunded"), {"id": result.packet_id, "amount": str(result.amount)}, default_ns=NS),
+                f"红包的收件人已注销，{money}已退回你的钱包" if zh
+                else f"The recipient of your red packet deleted their account; {money} went back to your wallet",
+                packet.lang,
+            )
         return Flow.CONTINUE
 
     # ------------------------------------------------------------------ xmppctl

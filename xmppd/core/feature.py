@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -24,9 +24,11 @@ from .dispatch import IqHandler, Target
 from .hooks import Flow, Hook
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from ..app import Server
     from ..config import Config
-    from ..storage.accounts import AccountRepository
+    from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
     from ..storage.engine import Database
     from .router import Router, ServerOnlyCheck, Service
     from .sessions import SessionRegistry
@@ -103,6 +105,21 @@ class Feature:
 
     async def teardown(self) -> None:
         """Release what setup acquired outside the context (the context undoes the rest)."""
+
+    @classmethod
+    async def delete_account_txn(cls, conn: "AsyncConnection", deletion: "AccountDeletion") -> Any:
+        """This feature's part of deleting an account, inside the one transaction that deletes
+        it (the account row still there, locked): remove or settle what of the account is in
+        this feature's tables that ``ON DELETE CASCADE`` does not reach (rows keyed by JID).
+        Runs in ``xmppctl`` too, with no server: use only ``conn``. What it returns reaches the
+        ``ACCOUNT_DELETED`` hooks (``event.settled[name]``), which run after the commit to
+        update in-memory state. Raising rolls the whole deletion back."""
+        return None
+
+    @classmethod
+    def deletes_accounts(cls) -> bool:
+        """Whether this class contributes a :meth:`delete_account_txn`."""
+        return cls.delete_account_txn.__func__ is not Feature.delete_account_txn.__func__  # type: ignore[attr-defined]
 
     @classmethod
     def register_cli(cls, subparsers: Any) -> None:
@@ -249,6 +266,11 @@ class FeatureContext:
                 undo()
             except Exception:  # teardown must finish
                 self.log.exception("undoing a registration failed")
+
+
+def deletion_steps(classes: "Iterable[type[Feature]]") -> "list[DeletionStep]":
+    """The ``delete_account_txn`` of every class that has one, in load order."""
+    return [(c.name, c.delete_account_txn) for c in classes if c.deletes_accounts()]
 
 
 def options_of(cls: type[Feature]) -> type:

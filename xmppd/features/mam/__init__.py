@@ -329,8 +329,14 @@ class Mam(Feature):
         await self._archive(str(owner), r.stanza, to, seq, sid)
         return Flow.CONTINUE
 
+    @classmethod
+    async def delete_account_txn(cls, conn: Any, deletion: Any) -> None:
+        """The archive and preferences of a deleted account go with it (keyed by JID)."""
+        await SqlMamRepository.delete_owner_txn(conn, deletion.jid)
+
     @hook(H.ACCOUNT_DELETED)
     async def on_account_deleted(self, ev: AccountEvent) -> Flow:
+        """After the commit: what was still buffered for the account is written, then removed."""
         owner = str(ev.jid)
         await self.flush()
         await self.repo.delete_owner(owner)
