@@ -38,6 +38,7 @@ from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
 from xmppd.core.hooks import AccountEvent, Flow, Routed
+from xmppd.core.server_owned import owned
 from xmppd.errors import Condition, StanzaError
 from xmppd.features.adhoc import Command, Execution, Field, Form, FormError, Note, Option, Result
 from xmppd.features.muc import events as E
@@ -103,6 +104,7 @@ class MuteFeature(Feature):
     depends = ("disco", "muc", "adhoc")
     Options = MuteOptions
     migrations = MIGRATIONS
+    server_owned = owned(NS, *P.SERVER_ONLY)
 
     def __init__(self, ctx: Any, options: MuteOptions) -> None:
         super().__init__(ctx, options)
@@ -126,8 +128,6 @@ class MuteFeature(Feature):
             self._remember(m)
         for s in await self.repo.mute_alls():
             self.all_muted[s.room] = s
-        for local in P.SERVER_ONLY:
-            self.ctx.add_server_only(q(local))
         ev = self.muc.events
         for h, fn in ((E.PRE_JOIN, self._pre_join), (E.GROUPCHAT_BEFORE_BROADCAST, self._before_broadcast),
                       (E.PRIVATE_MESSAGE, self._private), (E.OCCUPANT_ROLE_CHANGED, self._role_changed),

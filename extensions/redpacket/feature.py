@@ -22,6 +22,7 @@ from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest
 from xmppd.core.feature import Feature, hook, iq_handler
 from xmppd.core.hooks import AccountEvent, Flow
+from xmppd.core.server_owned import owned
 from xmppd.errors import Condition, StanzaError
 from xmppd.jid import JID, JIDError
 from xmppd.xml import ns
@@ -162,6 +163,7 @@ class RedPacket(Feature):
     depends = ("disco", "adhoc")
     Options = RedPacketOptions
     migrations = MIGRATIONS
+    server_owned = owned(NS, *SERVER_ONLY)
 
     def __init__(self, ctx: Any, options: RedPacketOptions) -> None:
         super().__init__(ctx, options)
@@ -176,8 +178,6 @@ class RedPacket(Feature):
         if o.max_count < 1 or o.max_amount < 1 or o.expiry <= 0 or o.sweep_interval <= 0 or not 0 <= o.precision <= 4:
             raise ValueError("redpacket: max_count, max_amount, expiry and sweep_interval must be positive, precision 0..4")
         self.repo = SqlRedPacketRepository(self.ctx.db)
-        for local in SERVER_ONLY:
-            self.ctx.add_server_only(q(local))
         # The sweeper finds every due packet in storage, so after a restart it picks up where
         # the last process stopped; several processes may sweep: a refund happens once.
         self.ctx.spawn(self._sweeper(), name="redpacket-sweeper")

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
     from ..storage.engine import Database
-    from .router import Router, ServerOnlyCheck, Service
+    from .router import Router, Service
+    from .server_owned import ServerOwned
     from .sessions import SessionRegistry
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -94,6 +95,9 @@ class Feature:
     depends: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type] = NoOptions
     migrations: ClassVar[str | None] = None  # path of an alembic versions folder
+    # Elements only the server writes into stanzas (xmppd.core.server_owned): clients' copies
+    # are stripped by the router before routing. Declare every one your feature authors.
+    server_owned: ClassVar[tuple["ServerOwned", ...]] = ()
 
     def __init__(self, ctx: "FeatureContext", options: Any) -> None:
         self.ctx = ctx
@@ -194,10 +198,6 @@ class FeatureContext:
     def add_service(self, domain: str, service: "Service") -> None:
         self._undo.append(self.router.add_service(domain, service))
 
-    def add_server_only(self, qname: str, check: "ServerOnlyCheck | None" = None) -> None:
-        """Client stanzas never carry ``qname`` (when ``check`` says so): it is stripped."""
-        self._undo.append(self.router.add_server_only(qname, check or (lambda el, router: True)))
-
     def add_stream_feature(self, make: Callable[[bool], list[etree._Element]]) -> None:
         """Offer what ``make(authenticated)`` returns in <stream:features/>. The server builds its
         features once and reuses them: call :meth:`refresh_stream_features` when the answer changes."""
@@ -243,6 +243,8 @@ class FeatureContext:
 
     # -- lifecycle (called by the server)
     def bind_declared(self, feature: Feature) -> None:
+        for owned in type(feature).server_owned:
+            self._undo.append(self.router.add_server_only(owned.qname, owned.check()))
         for attr in dir(type(feature)):
             fn = getattr(type(feature), attr, None)
             marks = getattr(fn, "_xmppd_marks", None)

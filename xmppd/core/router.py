@@ -20,6 +20,7 @@ from ..xml.builder import error_reply
 from . import hooks as H
 from .dispatch import NO_REPLY, IqRequest, IqTable, IqTracker, Target
 from .hooks import Delivery, Flow, HookChains, Routed
+from .server_owned import ServerOnlyCheck
 
 if TYPE_CHECKING:
     from .session import Session
@@ -35,8 +36,6 @@ class Service(Protocol):
     async def receive(self, routed: Routed) -> None: ...
 
 
-# A predicate deciding whether a client-supplied element is one only the server may author.
-ServerOnlyCheck = Callable[[etree._Element, "Router"], bool]
 
 
 class Router:
@@ -48,7 +47,8 @@ class Router:
         self.tracker = tracker
         self.services: dict[str, Service] = {}
         # qname -> check; a client stanza's children with these qnames are removed when the
-        # check says the server is their only author (stanza-id by us, delay from us, ...).
+        # check says the server is their only author (stanza-id by us, delay from us, ...):
+        # the core's own and every loaded feature's ``server_owned`` declarations.
         self._server_only: dict[str, ServerOnlyCheck] = {}
         self._server_only_tags: frozenset[str] = frozenset()
 
@@ -82,7 +82,8 @@ class Router:
     # ---------------------------------------------------------------- entry points
 
     async def from_client(self, session: "Session", stanza: etree._Element, kind: str, to: JID | None) -> None:
-        """A stanza from a bound client: ``from`` is stamped by the stream core already."""
+        """A stanza from a bound client: ``from`` is stamped by the stream core already. Its
+        server-owned children (``xmppd.core.server_owned``) go first, before any hook sees it."""
         tags = self._server_only_tags
         if tags:
             for child in stanza:

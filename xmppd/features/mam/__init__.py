@@ -43,6 +43,7 @@ from ...core import hooks as H
 from ...core.dispatch import IqRequest, Target
 from ...core.feature import Feature, hook, iq_handler
 from ...core.hooks import AccountEvent, Flow, Routed
+from ...core.server_owned import owned
 from ...errors import Condition, StanzaError
 from ...jid import JID, JIDError
 from ...xml import ns
@@ -140,6 +141,8 @@ class Mam(Feature):
     depends = ("disco", "roster", "muc")
     Options = MamOptions
     migrations = str(Path(__file__).parent / "migrations")
+    # Only an archive sends results (XEP-0313 §4.2): a client's would fake someone's history.
+    server_owned = owned(MAM, "result")
 
     repo: MamRepository
 
