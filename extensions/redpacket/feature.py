@@ -41,6 +41,7 @@ from .repository import (
     Packet,
     PacketExpired,
     PacketNotFound,
+    RecipientGone,
     RedPacketRepository,
     RefundResult,
     SqlRedPacketRepository,
@@ -147,6 +148,11 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _local_recipient(jid: JID | None, domain: str) -> str | None:
+    """The local account a packet is addressed to, which must exist when it is written."""
+    return str(jid.bare) if jid is not None and jid.local is not None and jid.domain == domain else None
+
+
 def _lang(req: IqRequest) -> str:
     lang = req.payload.get(ns.XML_LANG) or req.stanza.get(ns.XML_LANG) or "en"
     return lang[:35]
@@ -241,6 +247,7 @@ class RedPacket(Feature):
             id=format(self.ctx.rng.getrandbits(80), "020x"), sender=str(sender), kind=kind, greeting=greeting,
             target=str(to), is_room=is_room, exclusive_to=str(exclusive) if exclusive else None, client_id=client_id,
             lang=_lang(req), created_at=now, expires_at=now + timedelta(seconds=o.expiry), shares=tuple(shares),
+            recipient=_local_recipient(to if not is_room else exclusive, self.ctx.domain),
         )
         try:
             result = await self.repo.send(new)
@@ -249,6 +256,8 @@ class RedPacket(Feature):
                        balance=str(exc.balance)) from None
         except ClientIdReused:
             raise _err(Condition.CONFLICT, "client-id-reused", "this client-id was used for a different packet") from None
+        except RecipientGone as exc:  # deleted since _check_target: nothing was debited
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"{exc.jid} does not exist") from None
         packet = result.packet
         self._keep(packet)
         if packet.status == "open":

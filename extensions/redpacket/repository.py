@@ -55,6 +55,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from xmppd.storage.accounts import accounts
 from xmppd.storage.engine import Database, is_deadlock, is_unique_violation
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
 
@@ -75,6 +76,7 @@ __all__ = [
     "PacketExpired",
     "PacketNotFound",
     "RedPacketError",
+    "RecipientGone",
     "RedPacketRepository",
     "RefundResult",
     "SendResult",
@@ -211,6 +213,14 @@ class PacketExpired(RedPacketError):
         self.packet_id = packet_id
 
 
+class RecipientGone(RedPacketError):
+    """The local account a packet is for was deleted before the packet could be written."""
+
+    def __init__(self, jid: str) -> None:
+        super().__init__(f"{jid} does not exist")
+        self.jid = jid
+
+
 class ClientIdReused(RedPacketError):
     def __init__(self, client_id: str) -> None:
         super().__init__(f"client id {client_id!r} was used for a different packet")
@@ -245,6 +255,11 @@ class NewPacket:
     created_at: datetime
     expires_at: datetime
     shares: tuple[int, ...]
+    # The local account (bare JID) the packet is addressed to, one-to-one or exclusive: it must
+    # still exist when the packet is written (SQL: read under a shared lock of its row, so a
+    # send and that account's deletion are ordered: either the deletion refunds the packet, or
+    # the send fails with RecipientGone). The memory twin has no accounts and ignores it.
+    recipient: str | None = None
 
     @property
     def total(self) -> int:
@@ -873,6 +888,16 @@ class SqlRedPacketRepository(RedPacketRepository):
             finished_at=None, best_luck=None,
         )
         w = wallets.c
+        if new.recipient is not None:
+            username, _, domain = new.recipient.partition("@")
+            a = accounts.c
+            alive = (
+                await conn.execute(
+                    sa.select(a.id).where(a.domain == domain, a.username == username).with_for_update(read=True)
+                )
+            ).first()
+            if alive is None:
+                raise RecipientGone(new.recipient)
         debit = await conn.execute(
             wallets.update()
             .where(w.owner == new.sender, w.balance >= new.total)
