@@ -1,6 +1,6 @@
 """Deleting an account removes everything of it: offline messages (XEP-0160), blocklist
-(XEP-0191), vCard (XEP-0054) and private XML (XEP-0049) — through ACCOUNT_DELETED when the
-server deletes it, and through ON DELETE CASCADE in the schema (tested in repositories/)."""
+(XEP-0191), vCard (XEP-0054) and private XML (XEP-0049) through ON DELETE CASCADE, rows keyed
+by JID (MAM) through the features' ``delete_account_txn``, all in the deleting transaction."""
 from __future__ import annotations
 
 import asyncio
