@@ -26,14 +26,14 @@ from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
 from xmppd.core.hooks import AccountEvent, Flow, Routed, SessionEvent
-from xmppd.core.server_owned import owned
+from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
 from xmppd.features.disco import info_element, items_element
 from xmppd.jid import JID
 from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
 
-from .protocol import NICK_NS, NS, SERVER_ONLY, check_queue_name, int_attr, is_open, jid_attr, parse_hours, q, stamp
+from .protocol import NICK_NS, NS, check_queue_name, int_attr, is_open, jid_attr, parse_hours, q, stamp
 from .repository import (
     ROLES,
     STRATEGIES,
@@ -93,7 +93,9 @@ class CustomerService(Feature):
     depends = ("disco", "adhoc")
     Options = CsOptions
     migrations = str(Path(__file__).parent / "migrations")
-    server_owned = owned(NS, *SERVER_ONLY)
+    # Notifications in messages (docs/customer-service.md §4) are the server's alone: a client's
+    # copies are stripped, so no visitor fakes an agent's arrival or a closed chat, no agent an offer.
+    server_owned = owned_namespace(NS)
 
     repo: CsRepository
 

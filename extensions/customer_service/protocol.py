@@ -16,12 +16,6 @@ NS = "urn:xmppd:cs:0"
 NICK_NS = "http://jabber.org/protocol/nick"  # XEP-0172
 
 
-#: What the server writes into messages (notifications to visitors and agents; docs/
-#: customer-service.md §4): clients' copies are stripped, so no visitor fakes an agent's
-#: arrival or a closed chat, and no agent an offer.
-SERVER_ONLY = ("position", "agent", "offer", "assigned", "closed", "requeued", "revoked", "paused", "welcome", "ticket")
-
-
 def q(name: str) -> str:
     return f"{{{NS}}}{name}"
 

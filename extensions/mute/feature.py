@@ -9,8 +9,9 @@ Enforcement is on the server:
 * ``STANZA_IN`` refuses a muted sender's groupchat (and, per room setting, private) messages
   to a room before MUC sees them, so the sender gets ``forbidden`` with ``<muted/>``,
   ``<all-muted/>`` or ``<platform-muted/>`` rather than MUC's plain visitor error; the same
-  hook refuses a platform-muted account's one-to-one messages (except to server admins) and
-  strips anything in our namespace from clients' messages and presence.
+  hook refuses a platform-muted account's one-to-one messages (except to server admins).
+  Anything in our namespace in clients' messages and presence is the server's to write
+  (``server_owned``): the router strips it before this hook runs.
 * MUC's ``GROUPCHAT_BEFORE_BROADCAST`` and ``PRIVATE_MESSAGE`` events run the same check at a
   high priority, so nothing refused ever reaches history, archiving or subscribers.
 
@@ -38,7 +39,7 @@ from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
 from xmppd.core.hooks import AccountEvent, Flow, Routed
-from xmppd.core.server_owned import owned
+from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
 from xmppd.features.adhoc import Command, Execution, Field, Form, FormError, Note, Option, Result
 from xmppd.features.muc import events as E
@@ -104,7 +105,7 @@ class MuteFeature(Feature):
     depends = ("disco", "muc", "adhoc")
     Options = MuteOptions
     migrations = MIGRATIONS
-    server_owned = owned(NS, *P.SERVER_ONLY)
+    server_owned = owned_namespace(NS)  # in messages and presence, anything of ours is the server's
 
     def __init__(self, ctx: Any, options: MuteOptions) -> None:
         super().__init__(ctx, options)
@@ -203,11 +204,7 @@ class MuteFeature(Feature):
         kind = r.kind
         if kind == "iq":
             return Flow.CONTINUE
-        st = r.stanza
-        for child in st:  # the server is the only author of anything in our namespace
-            tag = child.tag
-            if isinstance(tag, str) and tag.startswith(P.PREFIX):
-                st.remove(child)
+        st = r.stanza  # our namespace's elements are gone already (server_owned)
         if kind != "message" or r.to is None or st.get("type") == "error":
             return Flow.CONTINUE
         if not self.mutes and not self.all_muted:

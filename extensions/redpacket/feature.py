@@ -22,7 +22,7 @@ from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest
 from xmppd.core.feature import Feature, hook, iq_handler
 from xmppd.core.hooks import AccountEvent, Flow
-from xmppd.core.server_owned import owned
+from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
 from xmppd.jid import JID, JIDError
 from xmppd.xml import ns
@@ -60,9 +60,6 @@ def q(name: str) -> str:
 
 #: Packets whose unchanging fields are kept in memory for opens (the oldest go first).
 CARDS_KEPT = 10000
-
-#: Elements only the server writes into messages (clients' copies are stripped).
-SERVER_ONLY = ("redpacket", "grabbed", "finished", "refunded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +166,7 @@ class RedPacket(Feature):
     depends = ("disco", "adhoc")
     Options = RedPacketOptions
     migrations = MIGRATIONS
-    server_owned = owned(NS, *SERVER_ONLY)
+    server_owned = owned_namespace(NS)  # in messages and presence, anything of ours is the server's
 
     def __init__(self, ctx: Any, options: RedPacketOptions) -> None:
         super().__init__(ctx, options)
