@@ -1334,7 +1334,9 @@ async def delete_account_txn(conn: AsyncConnection, jid: str, account_id: int, n
     gone = tombstone(account_id)
     balance = (await conn.execute(sa.select(w.balance).where(w.owner == jid).with_for_update())).scalar_one_or_none()
     if balance is not None:
-        await conn.execute(wallets.insert().values(owner=gone, balance=int(balance), updated_at=now))
+        # Empty now (escheated above); an id a database reused after a restart finds its wallet.
+        if (await conn.execute(sa.select(w.owner).where(w.owner == gone))).first() is None:
+            await conn.execute(wallets.insert().values(owner=gone, balance=int(balance), updated_at=now))
         await conn.execute(ledger.update().where(c.owner == jid).values(owner=gone))
         await conn.execute(wallets.delete().where(w.owner == jid))
     await conn.execute(packets.update().where(p.sender == jid).values(sender=gone))
