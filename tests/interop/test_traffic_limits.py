@@ -19,7 +19,7 @@ from xmppd.jid import JID
 
 from ..helpers import add_user, running_server, slix, slix_close
 from .test_websocket import Ws, stream_error, ws_server
-from .test_write_buffer import LIMIT, UNSHAPED, Client, login
+from .test_write_buffer import _OPEN, LIMIT, UNSHAPED, Client, login
 
 pytestmark = pytest.mark.interop
 
@@ -109,6 +109,26 @@ async def test_a_sustained_stanza_flood_over_websocket_is_cut_with_close_1008(tm
             assert code == 1008
         finally:
             await ws.close()
+
+
+async def test_a_flood_before_login_is_slowed_to_the_stricter_preauth_rate(tmp_path):
+    n = 60
+    async with running_server(tmp_path, PLAIN) as server:
+        cfg = server.config.c2s
+        rate, burst = cfg.preauth_rate_stanzas, cfg.preauth_burst_stanzas  # the defaults: 5/s, 30
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.ports["c2s"])
+        c = Client(reader, writer)
+        await c.send(_OPEN)
+        await c.until(b"</stream:features>")
+        start = time.monotonic()
+        # In-band registration forms (XEP-0077): the one kind of iq allowed before login.
+        await c.send("".join(f"<iq type='get' id='q{i}'><query xmlns='jabber:iq:register'/></iq>" for i in range(n)))
+        for i in range(1, n + 1):
+            answer = await c.until(b"</iq>", 30)
+            assert f"id='q{i - 1}'".encode() in answer.replace(b'"', b"'")
+            elapsed = time.monotonic() - start
+            assert i <= burst + rate * elapsed, f"{i} elements answered within {elapsed:.2f} s before login"
+        writer.close()
 
 
 # ------------------------------------------------------------------------------ bandwidth
