@@ -74,6 +74,33 @@ async def test_a_message_flood_is_slowed_to_the_stanza_rate(tmp_path):
         bob.writer.close()
 
 
+async def test_a_session_the_server_closes_is_not_held_back_by_its_stanza_rate(tmp_path):
+    # 1 a second and a grace long enough never to cut: 40 messages would take 40 s.
+    async with running_server(tmp_path, PLAIN, "c2s.rate_stanzas=1", "c2s.burst_stanzas=1", "c2s.flood_grace=1000") as server:
+        await add_user(server, "alice")
+        await add_user(server, "bob")
+        port = server.ports["c2s"]
+        bob, bob_jid = await login(port, "bob")
+        phone, phone_jid = await login(port, "alice", resource="phone")
+        phone.writer.write("".join(f"<message to='{bob_jid}' type='chat'><body>{i}</body></message>" for i in range(40)).encode())
+        await phone.writer.drain()
+        await bob.until(b"</message>", 30)  # the backlog is being worked through, slowly
+        old = server.sessions.get(JID.parse(phone_jid))
+        assert old is not None
+        # RFC 6120 §7.7.2.2: a new session for the same resource replaces it; the old one ends
+        # (what it sent is still delivered) before the new one is bound, not 40 s later.
+        again, again_jid = await login(port, "alice", resource="phone")
+        assert again_jid == phone_jid
+        assert old.is_closed
+        assert b"<conflict" in await phone.until(b"</stream:stream>", 30)
+        got = 1
+        while got < 40:
+            await bob.until(b"</message>", 30)
+            got += 1
+        for c in (bob, again):
+            c.writer.close()
+
+
 async def test_a_sustained_stanza_flood_is_cut_with_policy_violation(tmp_path):
     rate, burst = 2, 4  # cut once more than burst + 30 s x rate = 64 elements wait
     async with running_server(tmp_path, PLAIN, f"c2s.rate_stanzas={rate}", f"c2s.burst_stanzas={burst}") as server:

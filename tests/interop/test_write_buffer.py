@@ -46,7 +46,7 @@ class Client:
         await self.writer.drain()
 
 
-async def login(port: int, user: str, *, rcvbuf: int | None = None) -> tuple[Client, str]:
+async def login(port: int, user: str, *, rcvbuf: int | None = None, resource: str | None = None) -> tuple[Client, str]:
     """PLAIN without TLS (the server runs with c2s.require_tls=false), bind; (client, full JID)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf is not None:  # a small window: the server's output piles up in its own buffer
@@ -61,7 +61,8 @@ async def login(port: int, user: str, *, rcvbuf: int | None = None) -> tuple[Cli
     await c.until(b"<success")
     await c.send(_OPEN)
     await c.until(b"</stream:features>")
-    await c.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+    res = f"<resource>{resource}</resource>" if resource else ""
+    await c.send(f"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}</bind></iq>")
     answer = await c.until(b"</iq>")
     jid = re.search(rb"<jid>([^<]+)</jid>", answer).group(1).decode()  # type: ignore[union-attr]
     return c, jid

@@ -320,6 +320,9 @@ class Session:
 
     def close(self, condition: StreamErrorCondition | None = None, text: str | None = None) -> None:
         """Close the stream (with a stream error); cleanup follows through StreamClosed."""
+        # What the client sent before is still handled, but without waiting for stanza tokens:
+        # the close takes effect now (a replaced session must not linger behind its backlog).
+        self._stanzas = TokenBucket(0, 0)
         events = self.stream.close(condition, text)
         self._flush()
         if events:
