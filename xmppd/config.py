@@ -54,6 +54,21 @@ class C2SOptions:
     auth_failures_per_account: int = 5
     auth_failure_window: float = 300.0
     write_buffer_limit: int = 1048576
+    # Inbound shaping per session (token buckets, see docs/security.md): bytes and top-level
+    # elements a second, and how many may come at once. A rate of 0 turns that bucket off.
+    rate_bytes: float = 32768.0
+    burst_bytes: int = 131072
+    rate_stanzas: float = 50.0
+    burst_stanzas: int = 500
+    preauth_rate_bytes: float = 2048.0
+    preauth_burst_bytes: int = 16384
+    preauth_rate_stanzas: float = 5.0
+    preauth_burst_stanzas: int = 30
+    # Seconds a session may stay slowed down by the stanza rate without a break (or hold a
+    # backlog worth that long) before policy-violation ends it.
+    flood_grace: float = 30.0
+    # Seconds a stanza may stay half-received (begun, not ended) before connection-timeout.
+    stanza_timeout: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,12 +311,27 @@ def _validate(cfg: Config) -> None:
     for key in ("max_stanza_size", "preauth_max_stanza_size", "max_depth", "max_connections_per_ip", "max_sessions_per_account", "max_auth_attempts"):
         if getattr(c, key) < 1:
             raise ConfigError(f"c2s.{key} must be at least 1")
+    _validate_shaping(c)
     _validate_http(cfg)
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError(f"log.level must be debug, info, warning, error or critical, not {cfg.log.level!r}")
     url = cfg.storage.url
     if url and not (url.startswith("sqlite+aiosqlite://") or url.startswith("mysql+aiomysql://")):
         raise ConfigError(f"storage.url must start with sqlite+aiosqlite:// or mysql+aiomysql://, not {url.split('://')[0]}://")
+
+
+def _validate_shaping(c: C2SOptions) -> None:
+    for prefix in ("", "preauth_"):
+        for unit in ("bytes", "stanzas"):
+            rate, burst = getattr(c, f"{prefix}rate_{unit}"), getattr(c, f"{prefix}burst_{unit}")
+            if rate < 0:
+                raise ConfigError(f"c2s.{prefix}rate_{unit} must be 0 (unlimited) or more")
+            if rate and burst < 1:
+                raise ConfigError(f"c2s.{prefix}burst_{unit} must be at least 1")
+    if c.flood_grace <= 0:
+        raise ConfigError("c2s.flood_grace must be more than 0 seconds")
+    if c.stanza_timeout <= 0:
+        raise ConfigError("c2s.stanza_timeout must be more than 0 seconds")
 
 
 def _validate_http(cfg: Config) -> None:

@@ -92,3 +92,57 @@ class ConnectionCounter:
 
     def total(self) -> int:
         return sum(self._open.values())
+
+
+class TokenBucket:
+    """A token bucket (ejabberd's shapers, Prosody's mod_limits): ``rate`` tokens a second up to
+    ``burst``; a take beyond the balance runs into debt, and the answer is how long to wait
+    until the debt is paid. ``rate`` 0 means unlimited.
+    """
+
+    __slots__ = ("rate", "burst", "_tokens", "_stamp", "_clock")
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate < 0 or burst < 0:
+            raise ValueError("rate and burst must not be negative")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rate == 0
+
+    def tokens(self) -> float:
+        """The balance now: at most ``burst``, negative while in debt."""
+        now = self._clock()
+        t = self._tokens + (now - self._stamp) * self.rate
+        if t > self.burst:
+            t = self.burst
+        self._tokens = t
+        self._stamp = now
+        return t
+
+    def take(self, n: float) -> float:
+        """Spend ``n`` tokens (into debt if need be); seconds until the balance is back to 0."""
+        if self.rate == 0:
+            return 0.0
+        t = self.tokens() - n
+        self._tokens = t
+        return 0.0 if t >= 0 else -t / self.rate
+
+    def allowance(self, n: int) -> int:
+        """How much of ``n`` can be spent without debt (at least 0), without spending it."""
+        if self.rate == 0:
+            return n
+        t = self.tokens()
+        return n if t >= n else max(0, int(t))
+
+    def wait(self, n: float) -> float:
+        """Seconds until ``n`` tokens are available (0: now), without spending them."""
+        if self.rate == 0:
+            return 0.0
+        t = self.tokens()
+        return 0.0 if t >= n else (n - t) / self.rate
