@@ -154,23 +154,23 @@ class CsCommands:
         return f"Queue {name} deleted."
 
     async def pause(self, ex: Execution) -> str:
-        async with self.cs.lock:
+        async with self.cs.locked():
             await self.cs.set_paused(str(ex.requester.bare), True)
         return "Paused: you take no new chats."
 
     async def resume(self, ex: Execution) -> str:
-        async with self.cs.lock:
+        async with self.cs.locked():
             await self.cs.set_paused(str(ex.requester.bare), False)
         return "Resumed: you take new chats."
 
     async def accept(self, ex: Execution) -> str:
-        async with self.cs.lock:
+        async with self.cs.locked():
             s = self._live(ex)
             await self.cs.accept(s, str(ex.requester.bare))
         return "Accepted: the chat is yours."
 
     async def close(self, ex: Execution) -> str:
-        async with self.cs.lock:
+        async with self.cs.locked():
             s = self._live(ex)
             who = str(ex.requester.bare)
             await self.cs.close(s, "agent" if s.agent == who else "supervisor")
@@ -180,7 +180,7 @@ class CsCommands:
         agent, queue = ex.values.get("agent"), ex.values.get("queue")
         if bool(agent) == bool(queue):
             raise FormError(None, "choose an agent or a queue, not both")
-        async with self.cs.lock:
+        async with self.cs.locked():
             s = self._live(ex)
             try:
                 await self.cs.transfer(s, str(ex.requester.bare), agent=agent or None, queue=queue or None)

@@ -13,8 +13,9 @@ under one lock, so routing decisions never interleave.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ from .repository import (
 )
 
 AVAILABLE_SHOWS = (None, "chat")
+SUBSCRIPTION_TYPES = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
 ADHOC_NS = "http://jabber.org/protocol/commands"
 
 
@@ -89,7 +91,7 @@ class CustomerService(Feature):
     name = "cs"
     implements = ()
     disco_features = (NS,)
-    depends = ("disco", "adhoc")
+    depends = ("disco", "adhoc", "presence")
     Options = CsOptions
     migrations = str(Path(__file__).parent / "migrations")
 
@@ -100,6 +102,9 @@ class CustomerService(Feature):
         if not getattr(self, "repo", None):
             self.repo = SqlCsRepository(self.ctx.db)
         self.lock = asyncio.Lock()
+        # Presence stanzas whose answers come back to us (subscriptions, probes) wait for the
+        # lock's release: the router delivers synchronously, so sending them under it would deadlock.
+        self._after: list[Callable[[], Awaitable[None]]] = []
         self.queues: dict[str, QueueRecord] = {}
         self.members: dict[str, dict[str, MemberRecord]] = {}
         self.open: dict[str, SessionRecord] = {}  # open sessions by id
@@ -168,6 +173,17 @@ class CustomerService(Feature):
 
     def now(self) -> float:
         return self.ctx.clock.now()
+
+    @contextlib.asynccontextmanager
+    async def locked(self) -> AsyncIterator[None]:
+        """Hold the lock; then, released, run what was deferred under it (``self._after``)."""
+        async with self.lock:
+            try:
+                yield
+            finally:
+                after, self._after = self._after, []
+        for fn in after:
+            await fn()
 
     def _index(self, s: SessionRecord) -> None:
         self.open[s.id] = s
@@ -254,7 +270,11 @@ class CustomerService(Feature):
             await self.ctx.router.dispatch_iq(r, Target.HOST if to.local is None else Target.BARE)
             return
         if r.kind == "presence":
-            async with self.lock:
+            typ = r.stanza.get("type")
+            if typ in SUBSCRIPTION_TYPES or typ == "probe":
+                await self._subscription(r, typ)
+                return
+            async with self.locked():
                 await self._presence(r)
             return
         typ = r.stanza.get("type") or "normal"
@@ -264,7 +284,7 @@ class CustomerService(Feature):
         if body is None:
             return  # chat states and receipts are not relayed
         try:
-            async with self.lock:
+            async with self.locked():
                 if to.local is None:
                     raise StanzaError(Condition.SERVICE_UNAVAILABLE, "write to a queue JID such as support@" + self.domain)
                 if to.local.startswith("s-"):
@@ -273,6 +293,56 @@ class CustomerService(Feature):
                     await self._from_visitor(r, to.local, body)
         except StanzaError as err:
             self.ctx.router.bounce(r, err)
+
+    # ------------------------------------------------------------------ subscriptions (RFC 6121 §3)
+
+    def _follows(self, to: JID, who: str) -> bool:
+        """Whether ``who`` may subscribe to ``to``: an agent of that queue, or of any queue for
+        the component itself. Queue presence is only for the agents who serve the queue."""
+        if to.local is None:
+            return any(ms.get(who) is not None and ms[who].role == "agent" for ms in self.members.values())
+        return to.local in self.queues and self.role(to.local, who) == "agent"
+
+    async def _subscription(self, r: Routed, typ: str) -> None:
+        """An agent's subscribe is granted and returned: the service subscribes back, approved
+        in the agent's name (their request is their consent), so the agent's server broadcasts
+        their ordinary presence to the queue. Anyone else is refused with ``unsubscribed``."""
+        to = r.to
+        assert to is not None
+        me = str(to.bare)
+        who = str(r.from_jid.bare)
+        if typ == "subscribe":
+            if not self._follows(to, who):
+                await self.ctx.send(stanza("presence", frm=me, to=who, type="unsubscribed"))
+                return
+            await self.ctx.send(stanza("presence", frm=me, to=who, type="subscribed"))
+            await self.ctx.send(stanza("presence", frm=me, to=who))
+            await self.watch(who, me)
+        elif typ == "probe" and self._follows(to, who):
+            await self.ctx.send(stanza("presence", frm=me, to=who))
+        # subscribed/unsubscribe/unsubscribed: the agent's server starts or stops the broadcast
+
+    async def watch(self, who: str, me: str) -> None:
+        """Subscribe ``me`` (a queue JID or the component) to agent ``who``'s presence, approved
+        in the agent's name; their current presence arrives at once. Call without the lock."""
+        await self.ctx.feature("presence").preapprove(JID.parse(who), JID.parse(me))
+        await self.ctx.send(stanza("presence", frm=me, to=who, type="subscribe"))
+
+    async def track(self, who: str) -> None:
+        """An agent paused or resumed from a standard client (ad-hoc, a text command): follow
+        their ordinary presence through the component, and learn it now. Call without the lock."""
+        a = self.agents.get(who)
+        if a is not None and a.online:
+            return
+        await self.watch(who, self.domain)
+        a = self.agents.get(who)
+        if a is None or not a.online:
+            await self.ctx.send(stanza("presence", frm=self.domain, to=who, type="probe"))
+
+    async def release(self, who: str, me: str) -> None:
+        """``who`` no longer serves ``me``: both subscriptions end. Call without the lock."""
+        await self.ctx.send(stanza("presence", frm=me, to=who, type="unsubscribed"))
+        await self.ctx.send(stanza("presence", frm=me, to=who, type="unsubscribe"))
 
     # ------------------------------------------------------------------ presence
 
@@ -320,7 +390,7 @@ class CustomerService(Feature):
         if agent is None or not agent.online:
             return Flow.CONTINUE
         full = str(jid)
-        async with self.lock:
+        async with self.locked():
             touched = [n for n, shows in agent.presence.items() if full in shows]
             for n in touched:
                 del agent.presence[n][full]
@@ -686,6 +756,8 @@ class CustomerService(Feature):
             raise StanzaError(Condition.FORBIDDEN, "only agents pause and resume")
         a = self.agent(who)
         a.paused = paused
+        if not a.online:  # never announced to us: follow their ordinary presence from now on
+            self._after.append(lambda: self.track(who))
         if not paused:
             a.misses = 0
             self._forget_tries()
@@ -705,7 +777,7 @@ class CustomerService(Feature):
     async def run_timers(self) -> None:
         """Offer timeouts and idle visitors, judged on the injected clock."""
         now = self.now()
-        async with self.lock:
+        async with self.locked():
             for sid, deadline in sorted(self.offers.items(), key=lambda kv: kv[1]):
                 s = self.open.get(sid)
                 if s is not None and s.state == "offered" and deadline <= now:
@@ -797,7 +869,7 @@ class CustomerService(Feature):
     async def put_queue(self, p: etree._Element) -> None:
         """Create or update the queue a ``<queue/>`` element describes (absent settings: kept)."""
         name = check_queue_name(p.get("name") or "")
-        async with self.lock:
+        async with self.locked():
             old = self.queues.get(name) or QueueRecord(name=name, display_name=name)
             strategy = p.get("strategy", old.strategy)
             if strategy not in STRATEGIES:
@@ -829,7 +901,7 @@ class CustomerService(Feature):
         await self.delete_queue(req.payload.get("name") or "")
 
     async def delete_queue(self, name: str) -> None:
-        async with self.lock:
+        async with self.locked():
             self._queue(name)
             if any(s.queue == name for s in self.open.values()):
                 raise StanzaError(Condition.CONFLICT, "the queue has open sessions: close or transfer them first")
@@ -868,18 +940,23 @@ class CustomerService(Feature):
         role = p.get("role", "agent")
         if role not in (*ROLES, "none"):
             raise StanzaError(Condition.BAD_REQUEST, "role is agent, supervisor or none")
-        async with self.lock:
+        async with self.locked():
             key = str(jid)
+            was_agent = self.role(qr.name, key) == "agent"
             if role == "none":
                 await self.repo.remove_member(qr.name, key)
                 self.members[qr.name].pop(key, None)
-                a = self.agents.get(key)
-                if a is not None:
-                    a.presence.pop(qr.name, None)
             else:
                 m = MemberRecord(qr.name, key, role, (p.get("nick") or "")[:191])
                 await self.repo.set_member(m)
                 self.members[qr.name][key] = m
+            if was_agent and role != "agent":
+                a = self.agents.get(key)
+                if a is not None:
+                    a.presence.pop(qr.name, None)
+                self._after.append(lambda: self.release(key, self.queue_jid(qr.name)))
+                if not self._follows(JID(None, self.domain), key):
+                    self._after.append(lambda: self.release(key, self.domain))
             await self.dispatch(qr.name)
 
     async def iq_members(self, req: IqRequest) -> etree._Element:
@@ -896,21 +973,21 @@ class CustomerService(Feature):
         return out
 
     async def iq_accept(self, req: IqRequest) -> None:
-        async with self.lock:
+        async with self.locked():
             await self.accept(self._session_of(req), str(req.from_jid.bare))
 
     async def iq_reject(self, req: IqRequest) -> None:
-        async with self.lock:
+        async with self.locked():
             await self.reject(self._session_of(req), str(req.from_jid.bare))
 
     async def iq_transfer(self, req: IqRequest) -> None:
-        async with self.lock:
+        async with self.locked():
             s = self._session_of(req)
             await self.transfer(s, str(req.from_jid.bare), agent=req.payload.get("agent"), queue=req.payload.get("queue"))
 
     async def iq_close(self, req: IqRequest) -> None:
         who = str(req.from_jid.bare)
-        async with self.lock:
+        async with self.locked():
             s = self._session_of(req)
             if s.visitor == who:
                 await self.close(s, "visitor")
@@ -925,15 +1002,15 @@ class CustomerService(Feature):
         local = req.to.local
         entry = local if local and not local.startswith("s-") else None
         sid = req.payload.get("session") or (local[2:] if local and local.startswith("s-") else None)
-        async with self.lock:
+        async with self.locked():
             await self.rate(str(req.from_jid.bare), entry, sid, score, (req.payload.text or "").strip()[:2000])
 
     async def iq_pause(self, req: IqRequest) -> None:
-        async with self.lock:
+        async with self.locked():
             await self.set_paused(str(req.from_jid.bare), True)
 
     async def iq_resume(self, req: IqRequest) -> None:
-        async with self.lock:
+        async with self.locked():
             await self.set_paused(str(req.from_jid.bare), False)
 
     async def figures(self, queue: str) -> etree._Element:
