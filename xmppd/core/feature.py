@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from lxml import etree
 
-from ..i18n import Catalog, Translator
+from ..i18n import Catalog, Languages, Translator
 from ..jid import JID
 from .dispatch import IqHandler, Target
 from .hooks import Flow, Hook
@@ -168,6 +168,11 @@ class FeatureContext:
 
     def is_admin(self, jid: JID) -> bool:
         return self._server.is_admin(jid)
+
+    @property
+    def languages(self) -> Languages:
+        """Which language each reader gets (xmppd/i18n.py): ``languages.of(jid)``."""
+        return self._server.languages
 
     def translator(self, folder: str | Path) -> Translator:
         """The feature's texts (``folder``: its ``locale/`` of ``<lang>.toml`` catalogues) in each
