@@ -49,3 +49,26 @@ def test_every_shipped_catalogue_is_complete_in_chinese(folder: Path) -> None:
     assert set(cat.languages) >= {"en", "zh"}
     missing = set(cat.messages["en"]) - set(cat.messages["zh"])
     assert not missing, f"{folder}: no Chinese for {sorted(missing)}"
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(("lang", "text"), [
+    ("zh-CN", "本服务器不服务 example.net，且未开启联邦"),
+    ("en", "example.net is not served here and federation is off"),
+    ("fr", "example.net is not served here and federation is off"),  # no French catalogue: English
+], ids=["zh", "en", "fr"])
+async def test_core_error_texts_are_in_the_senders_stream_language(tmp_path: Path, lang: str, text: str) -> None:
+    from slixmpp.exceptions import IqError
+
+    from tests.helpers import add_user, running_server, slix, slix_close
+
+    async with running_server(tmp_path) as srv:
+        c = await slix(srv, await add_user(srv, "ann"), lang=lang)
+        try:
+            with pytest.raises(IqError) as exc:
+                await c.make_iq_get(ito="someone@example.net", queryxmlns="urn:xmpp:ping").send(timeout=5)
+            err = exc.value.iq.xml.find("{jabber:client}error/{urn:ietf:params:xml:ns:xmpp-stanzas}text")
+            assert err.text == text
+            assert err.get("{http://www.w3.org/XML/1998/namespace}lang") == ("zh" if lang.startswith("zh") else "en")
+        finally:
+            await slix_close(c)

@@ -62,6 +62,7 @@ class Server:
         self.sessions = SessionRegistry(config.c2s.max_sessions_per_account)
         self.router = Router(self.domain, self.sessions, self.hooks, self.iq_table, self.tracker)
         self.languages = Languages(self.sessions, config.server.default_lang)
+        self.router.languages = self.languages
         self.hooks.add(H.SESSION_BOUND, self._remember_language)
         # Elements only this server may author (XEP-0359 §4, XEP-0203 §3): a client's copy that
         # claims to be ours is removed before routing, so nobody forges ids or offline stamps.

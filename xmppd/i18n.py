@@ -21,6 +21,7 @@ language actually used.
 from __future__ import annotations
 
 import collections
+import functools
 import re
 import string
 import tomllib
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
+from .errors import Condition, ErrorType, StanzaError
 from .jid import JID, JIDError
 from .xml import ns
 
@@ -128,6 +130,33 @@ class Catalog:
         return SOURCE, t
 
 
+class LocalisedError(StanzaError):
+    """A stanza error whose text is a catalogue key: English as raised, and rendered in the
+    language of the entity it answers where it leaves the server (``Router.bounce``)."""
+
+    def __init__(self, condition: Condition, catalog: Catalog, key: str, /, *, type: ErrorType | None = None,
+                 app: object | None = None, by: str | None = None, **fields: Any) -> None:
+        self.catalog = catalog
+        self.key = key
+        self.fields = fields
+        super().__init__(condition, catalog.template((SOURCE,), key)[1].format(**fields), type=type, app=app, by=by)
+
+    def for_lang(self, lang: str | None, default: str = SOURCE) -> StanzaError:
+        used, template = self.catalog.template(chain(lang, default), self.key)
+        return StanzaError(self.condition, template.format(**self.fields), type=self.type, app=self.app, by=self.by, lang=used)
+
+
+@functools.cache
+def core_catalog() -> Catalog:
+    """The core's own texts (``xmppd/locale``)."""
+    return Catalog.load(Path(__file__).parent / "locale")
+
+
+def core_error(condition: Condition, key: str, /, **fields: Any) -> LocalisedError:
+    """A stanza error of the server core with text ``error.<key>``."""
+    return LocalisedError(condition, core_catalog(), "error." + key, **fields)
+
+
 class Languages:
     """The language a JID reads (see the module's docstring). One per server."""
 
@@ -148,6 +177,10 @@ class Languages:
     @staticmethod
     def of_session(session: Any) -> str | None:
         return normalise(getattr(session.stream, "client_lang", None))
+
+    def localise(self, err: StanzaError, who: JID | str | None) -> StanzaError:
+        """``err`` with its text in ``who``'s language when it is a :class:`LocalisedError`."""
+        return err.for_lang(self.of(who), self.default) if isinstance(err, LocalisedError) else err
 
     def of(self, who: JID | str | None) -> str:
         """The language tag to render for ``who`` (normalised)."""
@@ -191,6 +224,10 @@ class Translator:
         """The text of ``key`` in the language of recipient ``to``."""
         return self.text(self.lang(to), key, **fields)
 
+    def error(self, condition: Condition, key: str, /, **fields: Any) -> LocalisedError:
+        """A stanza error with the text ``key``, told in the requester's language by the router."""
+        return LocalisedError(condition, self.catalog, key, **fields)
+
     def body(self, parent: etree._Element, lang: str | None, key: str, /, **fields: Any) -> etree._Element:
         """Append ``<body xml:lang='…'>`` with the text of ``key`` in ``lang`` (the language used)."""
         used, text = self.render(lang, key, **fields)
@@ -200,4 +237,4 @@ class Translator:
         return b
 
 
-__all__ = ["Catalog", "CatalogError", "Languages", "Translator", "chain", "normalise"]
+__all__ = ["Catalog", "CatalogError", "Languages", "LocalisedError", "Translator", "chain", "core_error", "normalise"]

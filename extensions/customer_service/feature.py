@@ -191,7 +191,7 @@ class CustomerService(Feature):
         ]
         for typ, qname, fn, targets in table:
             for t in targets:
-                add(typ, qname, self.localised(fn), target=t, domain=d)
+                add(typ, qname, fn, target=t, domain=d)
 
     # ================================================================== texts
 
@@ -204,22 +204,8 @@ class CustomerService(Feature):
         return ", ".join(p + word for p in self.prefixes)
 
     def error_for(self, who: JID | str, err: StanzaError) -> StanzaError:
-        """``err`` with its text in ``who``'s language (a :class:`CsError`'s key rendered again)."""
-        if not isinstance(err, CsError):
-            return err
-        lang, text = self.tr.render(self.tr.lang(who), "error." + err.key, cmd=self.prefixes[0], **err.fields)
-        return StanzaError(err.condition, text, type=err.type, app=err.app, by=err.by, lang=lang)
-
-    def localised(self, fn: Callable[[IqRequest], Awaitable[Any]]) -> Callable[[IqRequest], Awaitable[Any]]:
-        """An iq handler whose errors speak the requester's language."""
-
-        async def run(req: IqRequest) -> Any:
-            try:
-                return await fn(req)
-            except CsError as err:
-                raise self.error_for(req.from_jid, err) from None
-
-        return run
+        """``err`` with its text in ``who``'s language (as the router tells iq errors)."""
+        return self.ctx.languages.localise(err, who)
 
     # ================================================================== helpers
 
@@ -351,7 +337,7 @@ class CustomerService(Feature):
                 else:
                     await self._from_visitor(r, to.local, body)
         except StanzaError as err:
-            self.ctx.router.bounce(r, self.error_for(r.from_jid, err))
+            self.ctx.router.bounce(r, err)  # told in the sender's language
 
     # ------------------------------------------------------------------ subscriptions (RFC 6121 §3)
 
@@ -658,7 +644,7 @@ class CustomerService(Feature):
                 await self._message(self.session_jid(s), who, reply)
             return
         if s.agent != who or s.state != "active":
-            raise CsError(Condition.FORBIDDEN, "not_your_chat" if s.agent != who else "accept_first")
+            raise CsError(Condition.FORBIDDEN, "not_your_chat" if s.agent != who else "accept_first", cmd=self.prefixes[0])
         nick = self.nick(s.queue, who)
         await self.note(s, "agent", nick, body)
         await self.to_visitor(s, f"{nick}: {body}" if self.options.name_prefix else body, nick=nick)

@@ -13,8 +13,8 @@ from typing import Any
 
 from lxml import etree
 
-from xmppd.errors import Condition, StanzaError
-from xmppd.i18n import Catalog
+from xmppd.errors import Condition
+from xmppd.i18n import Catalog, LocalisedError
 from xmppd.jid import JID, JIDError
 
 NS = "urn:xmppd:cs:0"
@@ -34,14 +34,12 @@ def catalog() -> Catalog:
     return Catalog.load(LOCALE)
 
 
-class CsError(StanzaError):
-    """A stanza error whose text is the catalogue's ``error.<key>``: English until the service
-    renders it in the requester's language (:meth:`CustomerService.localised`)."""
+class CsError(LocalisedError):
+    """A stanza error whose text is the catalogue's ``error.<key>``, told in the requester's
+    language where it leaves the server (xmppd/i18n.py)."""
 
-    def __init__(self, condition: Condition, key: str, **fields: Any) -> None:
-        super().__init__(condition, catalog().template(("en",), "error." + key)[1].format(**fields))
-        self.key = key
-        self.fields = fields
+    def __init__(self, condition: Condition, key: str, /, **fields: Any) -> None:
+        super().__init__(condition, catalog(), "error." + key, **fields)
 
 
 QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
