@@ -12,7 +12,7 @@ setup(
     # The folder is extensions/; the import name is xmppd_extensions so that it
     # cannot clash with any other top-level package called "extensions".
     package_dir={"xmppd_extensions": "extensions"},
-    package_data={"xmppd": ["default.toml", "storage/migrations/script.py.mako", "storage/migrations/versions/*.py", "features/*/migrations/*.py"], "xmppd_extensions": ["*/migrations/*.py"]},
+    package_data={"xmppd": ["default.toml", "storage/migrations/script.py.mako", "storage/migrations/versions/*.py", "features/*/migrations/*.py", "locale/*.toml", "features/*/locale/*.toml"], "xmppd_extensions": ["*/migrations/*.py", "*/locale/*.toml"]},
     include_package_data=True,
     install_requires=[
         "lxml>=5.0",  # stream parsing and serialisation (C speed, pull parser)

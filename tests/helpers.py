@@ -57,12 +57,12 @@ def client_ssl_context(server: Server) -> ssl.SSLContext:
 # ---------------------------------------------------------------------------------- slixmpp
 
 
-async def slix(server: Server, jid: str, password: str = PASSWORD, *, mode: str = "starttls", plugins: tuple[str, ...] = (), mech: str | None = None, timeout: float = 10) -> Any:
+async def slix(server: Server, jid: str, password: str = PASSWORD, *, mode: str = "starttls", plugins: tuple[str, ...] = (), mech: str | None = None, timeout: float = 10, lang: str = "en") -> Any:
     """A logged-in slixmpp client (session started), or raise with the reason."""
     import slixmpp
 
     kwargs = {"sasl_mech": mech} if mech else {}
-    client = slixmpp.ClientXMPP(jid, password, **kwargs)
+    client = slixmpp.ClientXMPP(jid, password, lang=lang, **kwargs)  # lang: the stream's xml:lang
     client.ssl_context = client_ssl_context(server)
     client.enable_direct_tls = mode == "direct"
     client.enable_starttls = mode == "starttls"

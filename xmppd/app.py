@@ -14,16 +14,18 @@ from lxml import etree
 
 from .accounts import AccountService
 from .config import Config, parse_hostport
+from .core import hooks as H
 from .core import server_owned
 from .core.dispatch import IqTable, IqTracker
 from .core.feature import Clock, Feature, FeatureContext
-from .core.hooks import HookChains
+from .core.hooks import Flow, HookChains, SessionEvent
 from .core.limits import AuthThrottle, ConnectionCounter
 from .core.loader import discover, order
 from .core.router import Router
 from .core.session import Session
 from .core.sessions import SessionRegistry
 from .errors import Condition, StanzaError, StreamErrorCondition
+from .i18n import Languages
 from .jid import JID
 from .protocol.c2s import C2SStream, StreamConfig
 from .storage import migrations
@@ -59,6 +61,9 @@ class Server:
         self.tracker = IqTracker()
         self.sessions = SessionRegistry(config.c2s.max_sessions_per_account)
         self.router = Router(self.domain, self.sessions, self.hooks, self.iq_table, self.tracker)
+        self.languages = Languages(self.sessions, config.server.default_lang)
+        self.router.languages = self.languages
+        self.hooks.add(H.SESSION_BOUND, self._remember_language)
         # Elements only this server may author (XEP-0359 §4, XEP-0203 §3): a client's copy that
         # claims to be ours is removed before routing, so nobody forges ids or offline stamps.
         # Features add theirs through their ``server_owned`` declaration.
@@ -317,6 +322,12 @@ class Server:
         await handler(session, el)
 
     # ---------------------------------------------------------------- helpers for features
+
+    async def _remember_language(self, ev: SessionEvent) -> Flow:
+        """An account's latest stream language, for texts it gets while offline (xmppd/i18n.py)."""
+        if ev.session.jid is not None:
+            self.languages.remember(ev.session.jid.bare, Languages.of_session(ev.session))
+        return Flow.CONTINUE
 
     def is_admin(self, jid: JID) -> bool:
         return jid.bare in self.admins

@@ -28,6 +28,7 @@ class ServerOptions:
     admins: list[str] = field(default_factory=list)
     data_dir: str = "./data"
     name: str = "xmppd"
+    default_lang: str = "en"  # language of server texts for clients that name none (xmppd/i18n.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +304,10 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"server.admins[{i}] {admin!r} is not a valid JID: {exc}") from None
         if a.resource is not None or a.local is None:
             raise ConfigError(f"server.admins[{i}] {admin!r} must be a bare JID like user@domain")
+    from .i18n import normalise
+
+    if normalise(cfg.server.default_lang) is None:
+        raise ConfigError(f"server.default_lang {cfg.server.default_lang!r} is not a language tag such as en or zh-Hans")
     for key in ("c2s", "c2s_tls", "http"):
         parse_hostport(getattr(cfg.listen, key), f"listen.{key}")
     if bool(cfg.tls.cert) != bool(cfg.tls.key):

@@ -335,3 +335,14 @@ async def test_motd_survives_a_restart_and_remembers_who_saw_it(tmp_path):
     async with running_server(tmp_path, 'server.admins=["admin@localhost"]') as srv:
         assert await _login_and_collect_motd(srv, alice_jid) == []
         assert await _login_and_collect_motd(srv, bob_jid) == ["Persistent."]
+
+
+async def test_admin_command_results_are_in_the_admins_stream_language(server):
+    zh = await slix(server, await add_user(server, "admin"), plugins=PLUGINS, lang="zh-Hans")
+    try:
+        done = await two_step(zh, "add-user", accountjid="bob@localhost", password=PASSWORD, password_verify=PASSWORD)
+        assert notes(done) == [("info", "账号 bob@localhost 已创建。")]
+        done = await two_step(zh, "delete-user", accountjids=["bob@localhost", "nobody@localhost"])
+        assert notes(done) == [("info", "已删除：bob@localhost。"), ("warn", "没有这些账号：nobody@localhost。")]
+    finally:
+        await slix_close(zh)

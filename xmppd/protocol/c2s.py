@@ -92,6 +92,7 @@ class C2SStream:
         self.authenticated_as: str | None = None
         self.jid: JID | None = None
         self.lang = "en"
+        self.client_lang: str | None = None  # the xml:lang the client's stream header gave, if any
         self.stream_id = ""
         self._header_sent = False
         self._restart = False
@@ -167,7 +168,7 @@ class C2SStream:
         attrs = item.attrs
         lang = attrs.get("xml:lang")
         if lang:
-            self.lang = lang[:35]
+            self.lang = self.client_lang = lang[:35]
         self.stream_id = tokens.token_urlsafe(12)
         self._send_header()
         if not self.config.websocket and item.default_ns != ns.CLIENT:
