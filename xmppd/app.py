@@ -63,8 +63,10 @@ class Server:
         # claims to be ours is removed before routing, so nobody forges ids or offline stamps.
         self.router.add_server_only(f"{{{ns.SID}}}stanza-id", _claims_to_be_local("by"))
         self.router.add_server_only(f"{{{ns.DELAY}}}delay", _claims_to_be_local("from"))
+        c2s = config.c2s
         self.auth_throttle = AuthThrottle(
-            config.c2s.auth_failures_per_ip, config.c2s.auth_failures_per_account, config.c2s.auth_failure_window
+            c2s.auth_failures_per_ip, c2s.auth_failures_per_account, c2s.auth_failure_window,
+            delay_max=c2s.auth_delay_max, clock=self.clock.monotonic,
         )
         self.connections = ConnectionCounter(config.c2s.max_connections_per_ip)
         self.admins = frozenset(JID.parse(a) for a in config.server.admins)

@@ -48,11 +48,14 @@ class C2SOptions:
     max_connections_per_ip: int = 32
     max_sessions_per_account: int = 10
     max_auth_attempts: int = 3
-    # Auth failures from one address or for one account within the window block further
-    # attempts (temporary-auth-failure) until the window passes.
+    # Password guessing (core/limits.AuthThrottle, docs/security.md): failures from one
+    # address, or for one account from one address, within the window get further attempts
+    # from that address temporary-auth-failure; failures for one account from everywhere only
+    # make its later attempts wait (doubling from 0.5 s, at most auth_delay_max seconds).
     auth_failures_per_ip: int = 10
     auth_failures_per_account: int = 5
     auth_failure_window: float = 300.0
+    auth_delay_max: float = 5.0
     write_buffer_limit: int = 1048576
 
 
@@ -296,6 +299,13 @@ def _validate(cfg: Config) -> None:
     for key in ("max_stanza_size", "preauth_max_stanza_size", "max_depth", "max_connections_per_ip", "max_sessions_per_account", "max_auth_attempts"):
         if getattr(c, key) < 1:
             raise ConfigError(f"c2s.{key} must be at least 1")
+    for key in ("auth_failures_per_ip", "auth_failures_per_account"):
+        if getattr(c, key) < 1:
+            raise ConfigError(f"c2s.{key} must be at least 1")
+    if c.auth_failure_window <= 0:
+        raise ConfigError("c2s.auth_failure_window must be more than 0 seconds")
+    if not 0 <= c.auth_delay_max <= 60:
+        raise ConfigError("c2s.auth_delay_max must be between 0 (no delay) and 60 seconds")
     _validate_http(cfg)
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError(f"log.level must be debug, info, warning, error or critical, not {cfg.log.level!r}")

@@ -439,7 +439,7 @@ class C2SStream:
             self._out.append(_T(s))
             self.authenticated_as = self._prepare_username(step.username)
             self._sasl = None
-            self._events.append(ev.Authenticated(step.username, self._sasl_mechanism))
+            self._events.append(ev.Authenticated(self.authenticated_as or step.username, self._sasl_mechanism))
             self._restart_stream()
         elif type(step) is Failure:
             user = self._sasl.authcid if self._sasl else None
@@ -467,7 +467,8 @@ class C2SStream:
         self._out.append(_T(f))
         if condition is SaslCondition.ABORTED:
             return
-        self._events.append(ev.AuthFailed(username, condition))
+        # Limits are keyed by the account the name prepares to (Carol and carol are one).
+        self._events.append(ev.AuthFailed(self._prepare_username(username) if username else None, condition))
         self._auth_failures += 1
         if self._auth_failures >= self.config.max_auth_attempts:
             self._close(StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts")
