@@ -28,11 +28,15 @@ from .protocol.c2s import C2SStream, StreamConfig
 from .storage import migrations
 from .storage.accounts import AccountRepository, SqlAccountRepository
 from .storage.engine import Database
+from .storage.secrets import server_secret
 from .transport import tls as tlsmod
 from .xml import ns
 from .xml.builder import error_reply
 
 log = logging.getLogger(__name__)
+
+#: The server secret keying the SCRAM answers for unknown users (protocol.sasl.fake_credentials).
+FAKE_SCRAM_SECRET = "scram-unknown-users"
 
 
 class SchemaNotCurrent(Exception):
@@ -86,6 +90,7 @@ class Server:
         self.db: Database = None  # type: ignore[assignment]
         self.accounts: AccountRepository = None  # type: ignore[assignment]
         self.account_service: AccountService = None  # type: ignore[assignment]
+        self.fake_scram_key = b""  # read from storage at start (storage.secrets)
         self.ssl_context: ssl.SSLContext | None = None
         self.channel_binding: tuple[str, bytes] | None = None
         self.started = asyncio.Event()
@@ -116,6 +121,8 @@ class Server:
                     raise SchemaNotCurrent(
                         f"the database schema is not up to date ({len(missing)} migrations pending): run `xmppctl db upgrade`"
                     )
+            # Shared by every node through the database, kept across restarts (issue 15 #12).
+            self.fake_scram_key = await server_secret(self.db, FAKE_SCRAM_SECRET)
             self.accounts = SqlAccountRepository(self.db)
             self.account_service = AccountService(
                 self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length
@@ -233,6 +240,7 @@ class Server:
                 extra_features=self._extra_features,
                 nonza_namespaces=frozenset(self._nonza_handlers),
                 websocket=websocket,
+                fake_key=self.fake_scram_key,
             )
         stream = C2SStream(config)
         if direct_tls or tls:

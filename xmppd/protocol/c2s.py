@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -75,6 +76,10 @@ class StreamConfig:
     # Top-level namespaces of nonzas that features handle (e.g. XEP-0198 in any state after auth).
     nonza_namespaces: frozenset[str] = frozenset()
     websocket: bool = False
+    # Key of the fake SCRAM answers for unknown users (sasl.fake_credentials). The server passes
+    # its persistent secret (storage.secrets), the same on every node and after restarts; the
+    # default, random per config, is for drivers that persist nothing (tests, tools).
+    fake_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     # <stream:features/> as sent, and the state it leads to, by (authenticated, TLS, channel
     # binding): built once per configuration. A driver that shares one config between streams
     # makes a new config (or clears this) when what ``extra_features`` returns changes.
@@ -383,6 +388,7 @@ class C2SStream:
                 channel_binding=self.channel_binding,
                 tls=self.tls,
                 allow_plain_without_tls=not self.config.require_tls,
+                fake_key=self.config.fake_key,
             )
         except SaslFailure as exc:
             self._sasl_failure(exc.condition, exc.text or "", None)
