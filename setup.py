@@ -18,6 +18,11 @@ setup(
         "lxml>=5.0",  # stream parsing and serialisation (C speed, pull parser)
         "scramp>=1.4.4",  # SCRAM-SHA-1/256(-PLUS) server side, maintained
         "precis-i18n>=1.1",  # RFC 7622/8265 JID preparation
+        # Unicode TR 39 confusable skeletons (usernames.py: "admіn" is "admin"): ICU's
+        # SpoofChecker is the reference implementation, kept current with each Unicode release;
+        # the pure-Python confusables packages offer no skeleton or are unmaintained. Builds
+        # against the system ICU (Debian: libicu-dev, pkg-config, g++).
+        "PyICU>=2.10",
         "SQLAlchemy[asyncio]>=2.0.30",
         "aiosqlite>=0.20",  # embedded default storage
         "alembic>=1.13",  # schema migrations

@@ -30,6 +30,7 @@ from .storage.accounts import AccountRepository, SqlAccountRepository
 from .storage.engine import Database
 from .storage.secrets import server_secret
 from .transport import tls as tlsmod
+from .usernames import UsernamePolicy
 from .xml import ns
 from .xml.builder import error_reply
 
@@ -125,7 +126,8 @@ class Server:
             self.fake_scram_key = await server_secret(self.db, FAKE_SCRAM_SECRET)
             self.accounts = SqlAccountRepository(self.db)
             self.account_service = AccountService(
-                self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length
+                self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length,
+                policy=UsernamePolicy.from_config(cfg, classes, domains=lambda: (self.domain, *self.router.services)),
             )
             for cls in classes:
                 ctx = FeatureContext(self, cls.name)

@@ -149,10 +149,14 @@ class Ctl:
 
     async def accounts(self) -> Any:
         from .accounts import AccountService
+        from .core.loader import order
         from .storage.accounts import SqlAccountRepository
+        from .usernames import UsernamePolicy
 
         db = await self.db()
-        return AccountService(SqlAccountRepository(db), self.config.server.domain, None, self.config.registration.min_password_length)
+        cfg = self.config
+        policy = UsernamePolicy.from_config(cfg, order(self.classes, cfg.features.disabled))
+        return AccountService(SqlAccountRepository(db), cfg.server.domain, None, cfg.registration.min_password_length, policy)
 
     async def close(self) -> None:
         if self._db is not None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .usernames import DEFAULT_RESERVED_NAMES
+
 
 class ConfigError(Exception):
     """A configuration problem, described in one line that names the key."""
@@ -78,6 +80,8 @@ class RegistrationOptions:
     min_password_length: int = 8
     # In-band registrations accepted from one address per hour (XEP-0077 §8 abuse control).
     per_ip_per_hour: int = 5
+    # Usernames no door creates, nor any name confusable with them (xmppd/usernames.py).
+    reserved_names: list[str] = field(default_factory=lambda: list(DEFAULT_RESERVED_NAMES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +297,13 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"server.admins[{i}] {admin!r} must be a bare JID like user@domain")
     for key in ("c2s", "c2s_tls", "http"):
         parse_hostport(getattr(cfg.listen, key), f"listen.{key}")
+    for i, name in enumerate(cfg.registration.reserved_names):
+        try:
+            a = JID.parse(f"{name}@{cfg.server.domain}")
+        except JIDError as exc:
+            raise ConfigError(f"registration.reserved_names[{i}] {name!r} is not a valid username: {exc}") from None
+        if a.resource is not None or "@" in name or "/" in name:
+            raise ConfigError(f"registration.reserved_names[{i}] {name!r} is not a valid username")
     if bool(cfg.tls.cert) != bool(cfg.tls.key):
         raise ConfigError("tls.cert and tls.key must be given together")
     c = cfg.c2s

@@ -92,6 +92,8 @@ class CustomerService(Feature):
     depends = ("disco", "adhoc")
     Options = CsOptions
     migrations = str(Path(__file__).parent / "migrations")
+    # session_jid's local part: no account may pass for a customer-service session.
+    reserved_usernames = (r"s-[0-9a-f]+",)
 
     repo: CsRepository
 

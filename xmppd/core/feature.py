@@ -92,6 +92,9 @@ class Feature:
     depends: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type] = NoOptions
     migrations: ClassVar[str | None] = None  # path of an alembic versions folder
+    # Regexes of usernames that would pass for this feature's own addresses; no account may be
+    # created with a name any of them matches in full (xmppd/usernames.py).
+    reserved_usernames: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: "FeatureContext", options: Any) -> None:
         self.ctx = ctx
