@@ -75,3 +75,42 @@ async def test_an_address_that_failed_too_often_is_refused_for_every_account(tmp
             assert await plain_attempt(srv, user, "x", source=STRANGER) == "not-authorized"
         assert await plain_attempt(srv, "carol", PASSWORD, source=STRANGER) == "temporary-auth-failure"
         assert await plain_attempt(srv, "carol", PASSWORD, source=OWNER) == "success"
+
+
+async def scram_attempt(srv, user: str, password: str) -> str:
+    """One SCRAM-SHA-256 exchange (scramp as the client): "success" or the <failure/> condition."""
+    from scramp import ScramClient
+
+    client = ScramClient(["SCRAM-SHA-256"], user, password)
+    raw = await RawClient.connect(srv)
+    try:
+        await raw.open_stream()
+        raw.buffer = b""
+        first = base64.b64encode(client.get_client_first().encode()).decode()
+        await raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>")
+        while b"</challenge>" not in raw.buffer and b"</failure>" not in raw.buffer:
+            raw.buffer += await asyncio.wait_for(raw.reader.read(65536), 10)
+        data = raw.buffer
+        if b"</failure>" in data:
+            return "temporary-auth-failure" if b"<temporary-auth-failure" in data else data.decode()
+        challenge = data.split(b"<challenge", 1)[1].split(b">", 1)[1].split(b"</challenge>", 1)[0]
+        client.set_server_first(base64.b64decode(challenge).decode())
+        raw.buffer = b""
+        final = base64.b64encode(client.get_client_final().encode()).decode()
+        await raw.send(f"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{final}</response>")
+        while b"</failure>" not in raw.buffer and b"<success" not in raw.buffer:
+            raw.buffer += await asyncio.wait_for(raw.reader.read(65536), 10)
+        data = raw.buffer
+    finally:
+        raw.close()
+    if b"<success" in data:
+        return "success"
+    return "not-authorized" if b"<not-authorized" in data else data.decode()
+
+
+async def test_scram_failures_under_case_variants_count_against_one_account(tmp_path):
+    async with running_server(tmp_path, *FAST, "c2s.auth_failures_per_account=2") as srv:
+        await add_user(srv, "carol")
+        assert await scram_attempt(srv, "Carol", "wrong") == "not-authorized"
+        assert await scram_attempt(srv, "CAROL", "wrong") == "not-authorized"
+        assert await scram_attempt(srv, "carol", PASSWORD) == "temporary-auth-failure"
