@@ -110,8 +110,10 @@ class RawClient:
         self.buffer = b""
 
     @classmethod
-    async def connect(cls, server: Server, port_name: str = "c2s") -> "RawClient":
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.ports[port_name])
+    async def connect(cls, server: Server, port_name: str = "c2s", *, source: str | None = None) -> "RawClient":
+        """``source``: the local address to connect from (any of 127.0.0.0/8 reaches the server)."""
+        local = (source, 0) if source else None
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.ports[port_name], local_addr=local)
         return cls(reader, writer)
 
     async def send(self, data: bytes | str) -> None:

@@ -31,10 +31,15 @@ from .protocol.c2s import C2SStream, StreamConfig
 from .storage import migrations
 from .storage.accounts import AccountRepository, SqlAccountRepository
 from .storage.engine import Database
+from .storage.secrets import server_secret
 from .transport import tls as tlsmod
+from .usernames import UsernamePolicy
 from .xml.builder import error_reply
 
 log = logging.getLogger(__name__)
+
+#: The server secret keying the SCRAM answers for unknown users (protocol.sasl.fake_credentials).
+FAKE_SCRAM_SECRET = "scram-unknown-users"
 
 
 class SchemaNotCurrent(Exception):
@@ -69,8 +74,10 @@ class Server:
         # Features add theirs through their ``server_owned`` declaration.
         for owned in server_owned.CORE:
             self.router.add_server_only(owned.qname, owned.check())
+        c2s = config.c2s
         self.auth_throttle = AuthThrottle(
-            config.c2s.auth_failures_per_ip, config.c2s.auth_failures_per_account, config.c2s.auth_failure_window
+            c2s.auth_failures_per_ip, c2s.auth_failures_per_account, c2s.auth_failure_window,
+            delay_max=c2s.auth_delay_max, clock=self.clock.monotonic,
         )
         self.connections = ConnectionCounter(config.c2s.max_connections_per_ip)
         self.admins = frozenset(JID.parse(a) for a in config.server.admins)
@@ -91,6 +98,7 @@ class Server:
         self.db: Database = None  # type: ignore[assignment]
         self.accounts: AccountRepository = None  # type: ignore[assignment]
         self.account_service: AccountService = None  # type: ignore[assignment]
+        self.fake_scram_key = b""  # read from storage at start (storage.secrets)
         self.ssl_context: ssl.SSLContext | None = None
         self.channel_binding: tuple[str, bytes] | None = None
         self.started = asyncio.Event()
@@ -122,9 +130,12 @@ class Server:
                     raise SchemaNotCurrent(
                         f"the database schema is not up to date ({len(missing)} migrations pending): run `xmppctl db upgrade`"
                     )
+            # Shared by every node through the database, kept across restarts (issue 15 #12).
+            self.fake_scram_key = await server_secret(self.db, FAKE_SCRAM_SECRET)
             self.accounts = SqlAccountRepository(self.db)
             self.account_service = AccountService(
-                self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length
+                self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length,
+                policy=UsernamePolicy.from_config(cfg, classes, domains=lambda: (self.domain, *self.router.services)),
             )
             for cls in classes:
                 ctx = FeatureContext(self, cls.name)
@@ -239,6 +250,7 @@ class Server:
                 extra_features=self._extra_features,
                 nonza_namespaces=frozenset(self._nonza_handlers),
                 websocket=websocket,
+                fake_key=self.fake_scram_key,
             )
         stream = C2SStream(config)
         if direct_tls or tls:

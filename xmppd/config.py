@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .usernames import DEFAULT_RESERVED_NAMES
+
 
 class ConfigError(Exception):
     """A configuration problem, described in one line that names the key."""
@@ -49,11 +51,14 @@ class C2SOptions:
     max_connections_per_ip: int = 32
     max_sessions_per_account: int = 10
     max_auth_attempts: int = 3
-    # Auth failures from one address or for one account within the window block further
-    # attempts (temporary-auth-failure) until the window passes.
+    # Password guessing (core/limits.AuthThrottle, docs/security.md): failures from one
+    # address, or for one account from one address, within the window get further attempts
+    # from that address temporary-auth-failure; failures for one account from everywhere only
+    # make its later attempts wait (doubling from 0.5 s, at most auth_delay_max seconds).
     auth_failures_per_ip: int = 10
     auth_failures_per_account: int = 5
     auth_failure_window: float = 300.0
+    auth_delay_max: float = 5.0
     write_buffer_limit: int = 1048576
     # Inbound shaping per session (token buckets, see docs/security.md): bytes and top-level
     # elements a second, and how many may come at once. A rate of 0 turns that bucket off.
@@ -91,6 +96,8 @@ class RegistrationOptions:
     min_password_length: int = 8
     # In-band registrations accepted from one address per hour (XEP-0077 §8 abuse control).
     per_ip_per_hour: int = 5
+    # Usernames no door creates, nor any name confusable with them (xmppd/usernames.py).
+    reserved_names: list[str] = field(default_factory=lambda: list(DEFAULT_RESERVED_NAMES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +317,13 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"server.default_lang {cfg.server.default_lang!r} is not a language tag such as en or zh-Hans")
     for key in ("c2s", "c2s_tls", "http"):
         parse_hostport(getattr(cfg.listen, key), f"listen.{key}")
+    for i, name in enumerate(cfg.registration.reserved_names):
+        try:
+            a = JID.parse(f"{name}@{cfg.server.domain}")
+        except JIDError as exc:
+            raise ConfigError(f"registration.reserved_names[{i}] {name!r} is not a valid username: {exc}") from None
+        if a.resource is not None or "@" in name or "/" in name:
+            raise ConfigError(f"registration.reserved_names[{i}] {name!r} is not a valid username")
     if bool(cfg.tls.cert) != bool(cfg.tls.key):
         raise ConfigError("tls.cert and tls.key must be given together")
     c = cfg.c2s
@@ -317,6 +331,13 @@ def _validate(cfg: Config) -> None:
         if getattr(c, key) < 1:
             raise ConfigError(f"c2s.{key} must be at least 1")
     _validate_shaping(c)
+    for key in ("auth_failures_per_ip", "auth_failures_per_account"):
+        if getattr(c, key) < 1:
+            raise ConfigError(f"c2s.{key} must be at least 1")
+    if c.auth_failure_window <= 0:
+        raise ConfigError("c2s.auth_failure_window must be more than 0 seconds")
+    if not 0 <= c.auth_delay_max <= 60:
+        raise ConfigError("c2s.auth_delay_max must be between 0 (no delay) and 60 seconds")
     _validate_http(cfg)
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError(f"log.level must be debug, info, warning, error or critical, not {cfg.log.level!r}")

@@ -120,6 +120,8 @@ class CustomerService(Feature):
     # Notifications in messages (docs/customer-service.md §4) are the server's alone: a client's
     # copies are stripped, so no visitor fakes an agent's arrival or a closed chat, no agent an offer.
     server_owned = owned_namespace(NS)
+    # session_jid's local part: no account may pass for a customer-service session.
+    reserved_usernames = (r"s-[0-9a-f]+",)
 
     repo: CsRepository
 

@@ -100,6 +100,9 @@ class Feature:
     # Elements only the server writes into stanzas (xmppd.core.server_owned): clients' copies
     # are stripped by the router before routing. Declare every one your feature authors.
     server_owned: ClassVar[tuple["ServerOwned", ...]] = ()
+    # Regexes of usernames that would pass for this feature's own addresses; no account may be
+    # created with a name any of them matches in full (xmppd/usernames.py).
+    reserved_usernames: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: "FeatureContext", options: Any) -> None:
         self.ctx = ctx

@@ -457,7 +457,12 @@ class Session:
         """The events whose handling never awaits (``_SYNC_EVENTS``)."""
         t = type(event)
         if t is ev.AuthFailed:
-            self.server.auth_throttle.failure(self.peer, event.username)  # type: ignore[attr-defined]
+            condition = event.condition  # type: ignore[attr-defined]
+            # A refusal by the throttle itself is not a guess (counting it would renew the
+            # block forever); only a wrong password counts against the account it named.
+            if condition is not SaslCondition.TEMPORARY_AUTH_FAILURE:
+                guessed = event.username if condition is SaslCondition.NOT_AUTHORIZED else None  # type: ignore[attr-defined]
+                self.server.auth_throttle.failure(self.peer, guessed)  # type: ignore[attr-defined]
             self.log.info("authentication failed: %s", event.condition.value)  # type: ignore[attr-defined]
         elif t is ev.Authenticated:
             self.server.auth_throttle.success(self.peer, event.username)  # type: ignore[attr-defined]
@@ -479,10 +484,17 @@ class Session:
 
     async def _credentials(self, event: ev.CredentialsNeeded) -> None:
         server = self.server
-        if server.auth_throttle.blocked(self.peer, event.username):
+        verdict = server.auth_throttle.check(self.peer, event.username)
+        if verdict.blocked:
             self.stream.credentials_result(None, failure=SaslCondition.TEMPORARY_AUTH_FAILURE)
             self._flush_and_enqueue()
             return
+        if verdict.delay:
+            # The account is being guessed at from elsewhere: wait before checking, whatever
+            # the answer will be (limits.AuthThrottle).
+            await asyncio.sleep(verdict.delay)
+            if self.stream.state is not State.SASL:  # closed or aborted meanwhile
+                return
         found = await server.accounts.get_credentials(event.username, server.domain, f"SCRAM-{event.hash_name}")
         if found is None:
             result = self.stream.credentials_result(None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...accounts import AccountExists, AccountNotFound, InvalidAccount
+from ...accounts import AccountExists, AccountNotFound, InvalidAccount, ReservedUsername
 from ...core import hooks as H
 from ...core.feature import Feature, hook
 from ...core.hooks import Flow, Routed
@@ -154,6 +154,8 @@ class Admin(Feature):
             await self.ctx.server.account_service.create(username, v["password"])
         except AccountExists:
             raise FormError("accountjid", self._t(ex, "error.exists", jid=self._jid(username))) from None
+        except ReservedUsername as exc:
+            raise FormError("accountjid", str(exc)) from None
         except InvalidAccount as exc:
             raise FormError("password", str(exc)) from None
         self.log.info("admin %s added %s", ex.requester.bare, self._jid(username))
