@@ -32,6 +32,8 @@ WS_PATH = "/xmpp-websocket"
 ALT_WEBSOCKET = "urn:xmpp:alt-connections:websocket"  # XEP-0156 link relation
 XRD_NS = "http://docs.oasis-open.org/ns/xri/xrd-1.0"
 _HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$")
+# Headers a reverse proxy adds: a request carrying one came through a proxy, whatever its address.
+_PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Real-IP")
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -80,6 +82,27 @@ class HttpFront:
         secure = self.tls or (bool(proto) and proto[-1] == "https")
         return client, secure, True
 
+    def websocket_secure(self, request: web.BaseRequest) -> tuple[str, str | None]:
+        """(client address, why this WebSocket counts as secure for ``c2s.require_tls``, or None).
+
+        Secure: TLS on this listener (``http.tls``); a trusted proxy that says the client used
+        https; a client on this machine talking to it directly (loopback peer, no proxy, a
+        loopback Host and Origin: nothing crosses a network, as browsers reason for
+        http://localhost); or ``http.consider_websocket_secure``. A remote client on ws://
+        never is.
+        """
+        ip, tls, via_proxy = self.client(request)
+        if tls:
+            return ip, "https at a trusted proxy" if via_proxy and not self.tls else "TLS"
+        if not via_proxy and _is_loopback(ip) and not any(h in request.headers for h in _PROXY_HEADERS):
+            host = request.headers.get("Host", "")
+            origin = request.headers.get("Origin")
+            if _loopback_host(_host_of(host)) and (origin is None or _loopback_host(_host_of(origin.partition("://")[2]))):
+                return ip, "loopback"
+        if self.server.config.http.consider_websocket_secure:
+            return ip, "http.consider_websocket_secure"
+        return ip, None
+
     def origin_allowed(self, origin: str | None) -> bool:
         if origin is None or self.any_origin:
             return True
@@ -124,9 +147,9 @@ class HttpFront:
         # aiohttp waits heartbeat/2 for the pong; http.ws_ping_timeout says how long.
         if hasattr(ws, "_pong_heartbeat"):
             ws._pong_heartbeat = cfg.ws_ping_timeout
-        ip, secure, _ = self.client(request)
+        ip, secure = self.websocket_secure(request)
         await ws.prepare(request)
-        conn = WebSocketConnection(self.server, ws, request, ip, secure=secure, max_message_size=self.max_message_size)
+        conn = WebSocketConnection(self.server, ws, request, ip, secure=secure is not None, max_message_size=self.max_message_size)
         self.connections.add(conn)
         try:
             await conn.run()
@@ -154,6 +177,26 @@ class HttpFront:
         headers = self.cors_headers(request)
         headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
         return web.Response(status=204, headers=headers)
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_of(authority: str) -> str:
+    """The host of ``host[:port]`` or ``[v6]:port`` (an Origin's or a Host header's)."""
+    authority = authority.strip().rstrip("/")
+    if authority.startswith("["):
+        return authority[1 : authority.find("]")] if "]" in authority else ""
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+def _loopback_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host == "localhost" or host.endswith(".localhost") or _is_loopback(host)
 
 
 def _ssl_context(server: "Server") -> ssl.SSLContext:
