@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +24,7 @@ from xmppd.jid import JID
 from xmppd.protocol.c2s import State
 
 from ..helpers import PASSWORD, RawClient, add_user, running_server, slix, slix_close
-from .jsclients import NodeClient, wait_until
+from .jsclients import NodeClient, ensure_chromium, ensure_node_modules, wait_until
 from .test_websocket import CLOSE, FRAMING, Ws
 
 pytestmark = pytest.mark.interop
@@ -168,6 +169,122 @@ async def test_xmppjs_logs_in_chats_and_stops_cleanly_with_the_default_config(tm
         finally:
             await client.quit()
         bad = [e for e in client.events if e["event"] in ("uncaught", "client-error", "frame-after-close", "error")]
+        assert bad == [], bad
+        await wait_until(lambda: not server.live, 10, "the session gone")
+        assert await offline_delivery(server, alice) == LATE
+
+
+STROPHE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>xmppd + strophe.js</title><link rel="icon" href="data:,">
+<script>
+// Observe the page's WebSocket: the frames after the server's <close/>; and close it
+// CLOSE_DELAY ms late, as a client far away does.
+const CLOSE_DELAY = %(delay)d;
+const Native = window.WebSocket;
+window.xmppdProbe = { jid: null, failed: null, messages: [], framesAfterClose: [], disconnected: false, socketClosed: false, condition: null };
+window.WebSocket = class extends Native {
+  constructor(...args) {
+    super(...args);
+    let closed = false;
+    this.addEventListener("message", ({ data }) => {
+      if (closed) window.xmppdProbe.framesAfterClose.push(String(data));
+      else if (/^<close[\\s/>]/.test(String(data))) closed = true;
+    });
+    this.addEventListener("close", () => { window.xmppdProbe.socketClosed = true; });
+  }
+  close(...args) { setTimeout(() => super.close(...args), CLOSE_DELAY); }
+};
+</script>
+<script src="/strophe.js"></script>
+<script>
+const cfg = %(cfg)s;
+const probe = window.xmppdProbe;
+const conn = new Strophe.Connection(cfg.url);
+conn.addHandler((el) => {
+  const body = el.getElementsByTagName("body")[0];
+  if (body) probe.messages.push(Strophe.getText(body));
+  return true;
+}, null, "message");
+conn.connect(cfg.jid + "/strophe", cfg.password, (status, condition) => {
+  if (status === Strophe.Status.CONNECTED) {
+    conn.send($pres());
+    probe.jid = conn.jid;
+  } else if (status === Strophe.Status.DISCONNECTED) {
+    probe.disconnected = true;
+    probe.condition = condition || null;
+  } else if ([Strophe.Status.AUTHFAIL, Strophe.Status.CONNFAIL, Strophe.Status.ERROR].includes(status)) {
+    probe.failed = probe.failed || `status ${status} ${condition || ""}`;
+  }
+});
+probe.message = (to, body) => conn.send($msg({ to, type: "chat" }).c("body").t(body));
+probe.lastAndDisconnect = (to, body) => { probe.message(to, body); conn.flush(); conn.disconnect("bye"); };
+</script></head><body></body></html>
+"""
+
+
+@contextlib.asynccontextmanager
+async def strophe_page(settings: dict[str, str], delay_ms: int) -> AsyncIterator[str]:
+    """A page on its own origin that runs strophe.js (its UMD build from node_modules)."""
+    from aiohttp import web
+
+    from .jsclients import JS_DIR
+
+    async def index(_request: web.Request) -> web.Response:
+        return web.Response(text=STROPHE_PAGE % {"delay": delay_ms, "cfg": json.dumps(settings)}, content_type="text/html")
+
+    async def strophe(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(JS_DIR / "node_modules" / "strophe.js" / "dist" / "strophe.umd.min.js")
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/strophe.js", strophe)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    finally:
+        await runner.cleanup()
+
+
+async def test_strophe_in_chromium_logs_in_chats_and_disconnects_cleanly_with_the_default_config(tmp_path):
+    """The README's ws:// URL from a web page: strophe.js in Chromium logs in with the default
+    c2s.require_tls, chats, and disconnect() while a contact's message arrives leaves no page
+    error and nothing after the server's <close/>."""
+    ensure_chromium()
+    ensure_node_modules()
+    async with running_server(tmp_path, "listen.http=127.0.0.1:0") as server:
+        assert server.config.c2s.require_tls
+        alice = await add_user(server, "alice")
+        await add_user(server, "bob")
+        settings = {"url": f"ws://127.0.0.1:{server.ports['http']}/xmpp-websocket", "jid": alice, "password": PASSWORD}
+        async with strophe_page(settings, delay_ms=300) as page_url:
+            browser = await NodeClient.start("strophe_browser.mjs", page_url)
+            try:
+                full = (await browser.expect("online", timeout=60))["jid"]
+                [session] = server.sessions.of(JID.parse(alice))
+                bob = await slix(server, "bob@localhost")
+                try:
+                    inbox: asyncio.Queue = asyncio.Queue()
+                    bob.add_event_handler("message", lambda m: inbox.put_nowait(str(m["body"])))
+                    await browser.command("message", to=bob.boundjid.full, body="hello from strophe.js", id="m1")
+                    assert await asyncio.wait_for(inbox.get(), 10) == "hello from strophe.js"
+                    bob.send_message(mto=full, mbody="hello from slixmpp", mtype="chat")
+                    await browser.command("wait-message", body="hello from slixmpp")
+                    await browser.expect("message", body="hello from slixmpp")
+                finally:
+                    await slix_close(bob)
+                async with holding(server, LAST) as hold:
+                    await browser.command("last-and-disconnect", to="bob@localhost", body=LAST)
+                    await asyncio.wait_for(hold.held.wait(), 10)
+                    await wait_until(lambda: session.stream.state is State.CLOSED, 10, "the page's <close/> received")
+                    await contact_sends_late_message(server, full)
+                    hold.release.set()
+                    await browser.expect("disconnected", timeout=30)
+            finally:
+                await browser.quit()
+        bad = [e for e in browser.events if e["event"] in ("page-error", "console-error", "frame-after-close", "error")]
         assert bad == [], bad
         await wait_until(lambda: not server.live, 10, "the session gone")
         assert await offline_delivery(server, alice) == LATE
