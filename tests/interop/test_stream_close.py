@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -80,6 +81,29 @@ async def offline_delivery(server: Any, jid: str) -> str:
         return await asyncio.wait_for(inbox.get(), 10)
     finally:
         await slix_close(client)
+
+
+async def test_tcp_login_without_starttls_ends_with_a_stream_error_saying_why(tmp_path, caplog):
+    """c2s.require_tls (the default): a client that skips the required STARTTLS and sends PLAIN
+    gets encryption-required, then policy-violation with a text and the close, at once (not
+    silence until the authentication deadline); the server logs why and the remedy."""
+    caplog.set_level(logging.INFO, logger="xmppd.core.session")
+    async with running_server(tmp_path) as server:
+        await add_user(server, "alice")
+        raw = await RawClient.connect(server)
+        features = await raw.open_stream()
+        assert b"<required/>" in features and b"<mechanisms" not in features
+        raw.buffer = b""
+        token = base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()
+        await raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+        data = await raw.read_all()
+        raw.close()
+        assert b"<encryption-required/>" in data
+        assert b'<policy-violation xmlns="urn:ietf:params:xml:ns:xmpp-streams"/>' in data and b"negotiate STARTTLS" in data
+        assert data.endswith(b"</stream:stream>")
+        assert not server.sessions.of(JID.parse("alice@localhost"))
+    [line] = [r.getMessage() for r in caplog.records if "require_tls" in r.getMessage()]
+    assert "STARTTLS" in line and "127.0.0.1" in line
 
 
 async def test_tcp_after_the_clients_close_only_the_servers_close_is_written(tmp_path):

@@ -85,6 +85,8 @@ def _remedy(session: "Session") -> str:
             "a client on this machine counts as secure when it connects to 127.0.0.1 or localhost directly; "
             "http.consider_websocket_secure = true (development only) or c2s.require_tls = false lift it"
         )
+    if session.stream.config.tls_available:
+        return "c2s.require_tls is on and the client tried to log in without STARTTLS: the client must use STARTTLS or direct TLS (listen.c2s_tls)"
     return "c2s.require_tls is on and this listener has no TLS to offer: use listen.c2s_tls, or set c2s.require_tls = false"
 
 
@@ -492,7 +494,10 @@ class Session:
         self._auth_timer = None
         if self.jid is None and not self._closed:
             self.log.info("no session established within %ss", self.server.config.c2s.auth_timeout)
-            self.close(StreamErrorCondition.CONNECTION_TIMEOUT, "authenticate and bind sooner")
+            if self.stream.state is State.WAIT_STARTTLS:  # a client that cannot do TLS waits for nothing
+                self.close(StreamErrorCondition.CONNECTION_TIMEOUT, "TLS is required to log in: negotiate STARTTLS (or use direct TLS)")
+            else:
+                self.close(StreamErrorCondition.CONNECTION_TIMEOUT, "authenticate and bind sooner")
 
     async def _cleanup(self, reason: str | None) -> None:
         if self._closed:

@@ -380,6 +380,8 @@ class C2SStream:
 
     def tls_established(self, channel_binding: tuple[str, bytes] | None) -> None:
         """The driver finished the TLS handshake; a new stream begins."""
+        if self.state is State.CLOSED:
+            return  # closed meanwhile (shutdown, lost): a closed stream stays closed
         self.tls = True
         self.channel_binding = channel_binding
         self._restart_stream()
@@ -392,7 +394,13 @@ class C2SStream:
 
     def _auth(self, el: etree._Element) -> None:
         if self.state is State.WAIT_STARTTLS:
+            # RFC 6120 §5.3.1, §6.5.3: STARTTLS is mandatory-to-negotiate here and the client
+            # went on without it. It learns why, and the stream ends instead of idling.
             self._sasl_failure(SaslCondition.ENCRYPTION_REQUIRED, "use STARTTLS first", None)
+            if self.state is not State.CLOSED:
+                text = "TLS is required to log in: negotiate STARTTLS before authenticating"
+                self._events.append(ev.AuthUnavailable(text))
+                self._close(StreamErrorCondition.POLICY_VIOLATION, text)
             return
         mech = el.get("mechanism") or ""
         if self.state is State.SASL or mech not in self._mechanisms():
@@ -527,6 +535,8 @@ class C2SStream:
 
     def bind_result(self, jid: JID) -> list[object]:
         """The driver bound ``jid``: the session is established."""
+        if self.state is State.CLOSED:
+            return self._take_events()
         self.jid = jid
         reply = stanza("iq", type="result", id=self._bind_iq_id)
         b = etree.SubElement(reply, _BIND, nsmap={None: ns.BIND})
@@ -542,6 +552,8 @@ class C2SStream:
             self.state = State.ESTABLISHED
 
     def bind_error(self, condition: Condition, text: str, app: etree._Element | None = None) -> list[object]:
+        if self.state is State.CLOSED:
+            return self._take_events()
         iq = stanza("iq", type="set", id=self._bind_iq_id)
         etree.SubElement(iq, _BIND, nsmap={None: ns.BIND})
         reply = error_reply(iq, StanzaError(condition, text, app=app))
