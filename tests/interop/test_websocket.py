@@ -214,7 +214,8 @@ async def test_default_config_local_ws_client_logs_in_without_tls(tmp_path):
     async with ws_server(tmp_path) as server:
         assert server.config.c2s.require_tls
         alice = await add_user(server, "alice")
-        for headers in ({}, {"Origin": f"http://localhost:{server.ports['http']}"}, {"Host": "localhost"}):
+        page = {"Origin": f"http://localhost:{server.ports['http']}"}
+        for headers in ({}, page, {"Origin": "null"}, {"Host": "localhost"}, {"Host": "[::1]:5280"}):
             c = await Ws.connect(server, headers=headers)
             assert await c.login(alice) == "alice@localhost/ws"
             await c.send(CLOSE)
@@ -227,14 +228,16 @@ async def test_default_config_local_ws_client_logs_in_without_tls(tmp_path):
 REMOTE_VIA_PROXY = {"X-Forwarded-For": "203.0.113.7"}
 
 
-@pytest.mark.parametrize("overrides, headers", [
-    (['http.trusted_proxies=["127.0.0.1"]'], REMOTE_VIA_PROXY),
-    (['http.trusted_proxies=["127.0.0.1"]'], {**REMOTE_VIA_PROXY, "X-Forwarded-Proto": "http"}),
-    ([], REMOTE_VIA_PROXY),  # an undeclared proxy on this machine: its loopback address proves nothing
-    ([], {"Origin": "http://chat.example.com"}),  # a page from elsewhere, through some local relay
-    ([], {"Host": "chat.example.com"}),
-], ids=["trusted-proxy-no-proto", "trusted-proxy-http", "undeclared-proxy", "remote-origin", "public-host"])
-async def test_remote_plain_ws_gets_a_stream_error_saying_why_instead_of_silence(tmp_path, caplog, overrides, headers):
+@pytest.mark.parametrize("overrides, headers, why", [
+    (['http.trusted_proxies=["127.0.0.1"]'], REMOTE_VIA_PROXY, "X-Forwarded-Proto"),
+    (['http.trusted_proxies=["127.0.0.1"]'], {**REMOTE_VIA_PROXY, "X-Forwarded-Proto": "http"}, "X-Forwarded-Proto"),
+    # an undeclared proxy on this machine: its loopback address proves nothing
+    ([], REMOTE_VIA_PROXY, "X-Forwarded-For"),
+    ([], {"Forwarded": "for=203.0.113.7;proto=http"}, "Forwarded"),
+    ([], {"Origin": "http://chat.example.com"}, "Origin"),  # a page from elsewhere, through some local relay
+    ([], {"Host": "chat.example.com"}, "Host"),
+], ids=["trusted-proxy-no-proto", "trusted-proxy-http", "undeclared-proxy", "forwarded", "remote-origin", "public-host"])
+async def test_remote_plain_ws_gets_a_stream_error_saying_why_instead_of_silence(tmp_path, caplog, overrides, headers, why):
     """ws:// from elsewhere is not secure: with c2s.require_tls on there is no mechanism to
     offer, so instead of empty features and silence the stream ends with policy-violation and
     a text, and the server logs why and what to change."""
@@ -253,7 +256,7 @@ async def test_remote_plain_ws_gets_a_stream_error_saying_why_instead_of_silence
         await c.close()
         await wait_closed(server)
     [line] = [r.getMessage() for r in caplog.records if "require_tls" in r.getMessage()]
-    assert "http.trusted_proxies" in line and "http.consider_websocket_secure" in line
+    assert why in line and "http.trusted_proxies" in line and "http.consider_websocket_secure" in line
 
 
 async def test_remote_plain_ws_cannot_authenticate_even_when_it_tries(tmp_path):

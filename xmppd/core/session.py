@@ -79,8 +79,9 @@ _DETACHED = _Detached()
 def _remedy(session: "Session") -> str:
     """Why a stream could offer no authentication, and what the operator can change."""
     if session.websocket:
+        why = getattr(session.transport, "security", "")
         return (
-            "c2s.require_tls is on and this WebSocket is not secure: serve wss:// (http.tls = true), "
+            f"c2s.require_tls is on and this WebSocket is not secure ({why or 'plain ws://'}): serve wss:// (http.tls = true), "
             "or put a TLS proxy listed in http.trusted_proxies that sends X-Forwarded-Proto: https in front; "
             "a client on this machine counts as secure when it connects to 127.0.0.1 or localhost directly; "
             "http.consider_websocket_secure = true (development only) or c2s.require_tls = false lift it"

@@ -82,26 +82,42 @@ class HttpFront:
         secure = self.tls or (bool(proto) and proto[-1] == "https")
         return client, secure, True
 
-    def websocket_secure(self, request: web.BaseRequest) -> tuple[str, str | None]:
-        """(client address, why this WebSocket counts as secure for ``c2s.require_tls``, or None).
+    def websocket_secure(self, request: web.BaseRequest) -> tuple[str, bool, str]:
+        """(client address, whether this WebSocket counts as secure for ``c2s.require_tls``, why).
 
         Secure: TLS on this listener (``http.tls``); a trusted proxy that says the client used
-        https; a client on this machine talking to it directly (loopback peer, no proxy, a
-        loopback Host and Origin: nothing crosses a network, as browsers reason for
-        http://localhost); or ``http.consider_websocket_secure``. A remote client on ws://
-        never is.
+        https; a client on this machine talking to it directly (loopback peer, no proxy
+        headers, a loopback Host and Origin: nothing crosses a network, as browsers reason
+        for http://localhost); or ``http.consider_websocket_secure``. A remote client on
+        ws:// never is.
         """
         ip, tls, via_proxy = self.client(request)
         if tls:
-            return ip, "https at a trusted proxy" if via_proxy and not self.tls else "TLS"
-        if not via_proxy and _is_loopback(ip) and not any(h in request.headers for h in _PROXY_HEADERS):
-            host = request.headers.get("Host", "")
-            origin = request.headers.get("Origin")
-            if _loopback_host(_host_of(host)) and (origin is None or _loopback_host(_host_of(origin.partition("://")[2]))):
-                return ip, "loopback"
+            return ip, True, "https at a trusted proxy" if via_proxy and not self.tls else "TLS"
+        why = self._not_local(request, ip, via_proxy)
+        if why is None:
+            return ip, True, "a client on this machine, directly"
         if self.server.config.http.consider_websocket_secure:
-            return ip, "http.consider_websocket_secure"
-        return ip, None
+            return ip, True, "http.consider_websocket_secure"
+        return ip, False, why
+
+    @staticmethod
+    def _not_local(request: web.BaseRequest, ip: str, via_proxy: bool) -> str | None:
+        """Why this plain request is not a client on this machine talking to us directly."""
+        if via_proxy:
+            return "it came through a trusted proxy that did not say X-Forwarded-Proto: https"
+        if not _is_loopback(ip):
+            return "plain ws:// from another machine"
+        proxied = [h for h in _PROXY_HEADERS if h in request.headers]
+        if proxied:
+            return f"it carries {proxied[0]} (a proxy not listed in http.trusted_proxies?)"
+        host = request.headers.get("Host", "")
+        if not _loopback_host(_host_of(host)):
+            return f"its Host {host[:100]!r} is not 127.0.0.1, [::1] or localhost"
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != "null" and not _loopback_host(_host_of(origin.partition("://")[2])):
+            return f"its page's Origin {origin[:100]!r} is not on this machine"
+        return None
 
     def origin_allowed(self, origin: str | None) -> bool:
         if origin is None or self.any_origin:
@@ -147,9 +163,11 @@ class HttpFront:
         # aiohttp waits heartbeat/2 for the pong; http.ws_ping_timeout says how long.
         if hasattr(ws, "_pong_heartbeat"):
             ws._pong_heartbeat = cfg.ws_ping_timeout
-        ip, secure = self.websocket_secure(request)
+        ip, secure, why = self.websocket_secure(request)
         await ws.prepare(request)
-        conn = WebSocketConnection(self.server, ws, request, ip, secure=secure is not None, max_message_size=self.max_message_size)
+        conn = WebSocketConnection(self.server, ws, request, ip, secure=secure, max_message_size=self.max_message_size)
+        conn.security = why
+        log.debug("WebSocket from %s is %s: %s", ip, "secure" if secure else "not secure", why)
         self.connections.add(conn)
         try:
             await conn.run()
