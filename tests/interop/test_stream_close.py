@@ -134,6 +134,33 @@ async def test_tcp_after_the_clients_close_only_the_servers_close_is_written(tmp
         assert await offline_delivery(server, "alice@localhost") == LATE
 
 
+async def test_offline_messages_stay_stored_when_the_stream_closes_with_initial_presence(tmp_path):
+    """Initial presence and </stream:stream> in one write: the presence is processed after the
+    close went out, so offline storage must not hand its messages to the closing session (they
+    would follow the close, and be deleted as delivered); they wait for the next login."""
+    async with running_server(tmp_path, "c2s.require_tls=false") as server:
+        await add_user(server, "alice")
+        await add_user(server, "bob")
+        await contact_sends_late_message(server, "alice@localhost")  # alice is offline: stored
+        raw = await RawClient.connect(server)
+        await raw.open_stream()
+        token = base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()
+        await raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+        await raw.read_until(b"<success")
+        raw.buffer = b""
+        await raw.open_stream()
+        await raw.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+        await raw.read_until(b"</iq>")
+        raw.buffer = b""
+        await raw.send("<presence/></stream:stream>")
+        data = await raw.read_all()
+        raw.close()
+        assert data.split(b"</stream:stream>", 1)[1] == b"", data
+        assert LATE.encode() not in data
+        await wait_until(lambda: not server.live, 10, "alice's session gone")
+        assert await offline_delivery(server, "alice@localhost") == LATE
+
+
 async def test_websocket_after_the_clients_close_only_the_servers_close_is_written(tmp_path):
     # The default configuration: a WebSocket client on this machine logs in without TLS.
     async with running_server(tmp_path, "listen.http=127.0.0.1:0") as server:

@@ -250,7 +250,8 @@ class Session:
 
     @property
     def is_closed(self) -> bool:
-        return self._closed
+        """The stream is over or closing: nothing more reaches this client."""
+        return self._closed or self._ended
 
     # ---------------------------------------------------------------- processing in order
 
