@@ -106,6 +106,16 @@ async def test_tcp_login_without_starttls_ends_with_a_stream_error_saying_why(tm
     assert "STARTTLS" in line and "127.0.0.1" in line
 
 
+async def test_tcp_client_that_never_starts_tls_is_told_why_at_the_deadline(tmp_path):
+    async with running_server(tmp_path, "c2s.auth_timeout=0.3") as server:
+        raw = await RawClient.connect(server)
+        await raw.open_stream()
+        data = await raw.read_all()
+        raw.close()
+        assert b"<connection-timeout" in data and b"negotiate STARTTLS" in data
+        assert data.endswith(b"</stream:stream>")
+
+
 async def test_tcp_after_the_clients_close_only_the_servers_close_is_written(tmp_path):
     async with running_server(tmp_path, "c2s.require_tls=false") as server:
         await add_user(server, "alice")
