@@ -19,6 +19,7 @@ from ..xml import ns
 from ..xml.builder import error_reply
 from . import hooks as H
 from .dispatch import NO_REPLY, IqRequest, IqTable, IqTracker, Target
+from .durability import CURRENT, Barrier
 from .hooks import Delivery, Flow, HookChains, Routed
 
 if TYPE_CHECKING:
@@ -89,9 +90,17 @@ class Router:
                 if child.tag in tags and self._server_only[child.tag](child, self):
                     stanza.remove(child)
         routed = Routed(stanza, kind, session.jid, to, session)  # type: ignore[arg-type]
-        if self.hooks.has(H.STANZA_IN) and await self.hooks.run(H.STANZA_IN, routed) is Flow.STOP:
-            return
-        await self.route(routed)
+        # The stanza's durability barrier (see .durability): stores writing behind hold their
+        # tickets in it, deliveries wait for it, stream management acks after it.
+        barrier = Barrier(session)
+        token = CURRENT.set(barrier)
+        try:
+            if self.hooks.has(H.STANZA_IN) and await self.hooks.run(H.STANZA_IN, routed) is Flow.STOP:
+                return
+            await self.route(routed)
+        finally:
+            barrier.open = False
+            CURRENT.reset(token)
 
     async def send(self, stanza: etree._Element, *, kind: str | None = None) -> None:
         """Route a stanza made by the server or a service (its ``from`` must be set)."""
@@ -103,7 +112,19 @@ class Router:
             JID.parse(to_s) if to_s else None,
             None,
         )
-        await self.route(routed)
+        current = CURRENT.get()
+        if current is not None and current.open:
+            await self.route(routed)  # part of the stanza being processed
+            return
+        barrier = Barrier()
+        token = CURRENT.set(barrier)
+        try:
+            await self.route(routed)
+            if barrier.tickets:
+                await barrier.wait()  # the caller (API, timer ...) may take it as stored
+        finally:
+            barrier.open = False
+            CURRENT.reset(token)
 
     async def route(self, r: Routed) -> None:
         to = r.to
@@ -226,7 +247,8 @@ class Router:
             self.bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, "the recipient is not available"))
 
     async def deliver(self, session: "Session", stanza: etree._Element, kind: str) -> None:
-        """Write ``stanza`` to ``session`` after the delivery hooks (blocking, CSI ...)."""
+        """Write ``stanza`` to ``session`` after the delivery hooks (blocking, CSI ...); the
+        session holds it until the stanza being processed is stored (see .durability)."""
         if self.hooks.has(H.DELIVER):
             if await self.hooks.run(H.DELIVER, Delivery(session, stanza, kind)) is Flow.STOP:
                 return

@@ -20,6 +20,7 @@ from ..jid import JID, JIDError
 from ..protocol import events as ev
 from ..protocol.c2s import C2SStream, State
 from ..protocol.sasl import ScramCredentials
+from . import durability
 from .hooks import SESSION_BOUND, SESSION_CLOSED, SessionEvent
 from .sessions import ResourceLimitExceeded
 
@@ -49,6 +50,7 @@ class SessionObserver(Protocol):
     def stanza_in(self) -> None: ...
     def stanza_out(self, data: bytes) -> None: ...  # b"": written by the stream core, not kept
     def keep(self, session: "Session") -> bool: ...
+    def hold(self, barrier: Any) -> None: ...  # the stanza just counted is stored behind (.durability)
 
 
 class _Detached:
@@ -87,7 +89,7 @@ class Session:
     __slots__ = (
         "server", "stream", "transport", "peer", "sid", "log", "jid", "available", "priority",
         "presence", "interested", "data", "last_active", "connected_at", "_queue", "_drain",
-        "_auth_timer", "_closed", "_paused", "websocket", "closed_event", "observer", "__weakref__",
+        "_auth_timer", "_closed", "_paused", "websocket", "closed_event", "observer", "_held", "__weakref__",
     )
 
     def __init__(self, server: "Server", stream: C2SStream, transport: Transport, peer: str, *, websocket: bool = False) -> None:
@@ -112,6 +114,7 @@ class Session:
         self._paused = False
         self.closed_event = asyncio.Event()
         self.observer: SessionObserver | None = None  # stream management, when enabled
+        self._held: collections.deque[tuple[durability.Barrier | None, bytes]] | None = None  # see _write
         loop = asyncio.get_running_loop()
         self._auth_timer: asyncio.TimerHandle | None = loop.call_later(
             server.config.c2s.auth_timeout, self._auth_deadline
@@ -165,18 +168,46 @@ class Session:
             self.transport.write(out)
 
     def send(self, stanza: etree._Element) -> None:
-        """Write a stanza now (the router has already run the delivery hooks)."""
+        """Write a stanza (the router has already run the delivery hooks): now, or once the
+        stanza being processed is stored (see ``_write``)."""
         if not self._closed:
-            data = _tostring(stanza)
-            if self.observer is not None:
-                self.observer.stanza_out(data)
-            self.transport.write([data])
+            self._write(_tostring(stanza))
 
     def send_bytes(self, data: bytes) -> None:
         if not self._closed:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        # Durable before delivered (core.durability): while the stanza being processed has
+        # writes not committed, what it sends here is held -- and so is everything after it,
+        # so this session's output keeps its order.
+        held = self._held
+        barrier = durability.pending()
+        if barrier is None and not held:
+            self.transport.write([data])
+            if self.observer is not None:
+                self.observer.stanza_out(data)  # (after: an ack request it sends follows the stanza)
+            return
+        if held is None:
+            held = self._held = collections.deque()
+        held.append((barrier, data))
+        if len(held) == 1:
+            self._release()
+
+    def _release(self) -> None:
+        """Write the held stanzas whose stores committed, in order, up to one still waiting."""
+        held = self._held
+        while held:
+            barrier, data = held[0]
+            if barrier is not None and not barrier.settled:
+                barrier.when_settled(self._release)
+                return
+            held.popleft()
+            if self._closed or (barrier is not None and barrier.failed):
+                continue  # not stored: not delivered either
+            self.transport.write([data])
             if self.observer is not None:
                 self.observer.stanza_out(data)
-            self.transport.write([data])
 
     def send_nonza(self, el: etree._Element) -> None:
         """Write a top-level element that is not a stanza (XEP-0198 acks, ...): never counted."""
@@ -417,6 +448,9 @@ class Session:
             old._auth_timer.cancel()
             old._auth_timer = None
         old.transport.abort()  # a connection the client left behind ends now
+        if old._held:  # waiting for their stores: written here after the stream is resumed
+            self._held, old._held = old._held, None
+            asyncio.get_running_loop().call_soon(self._release)
         server.connection_closed(old)
         data = old.data
         data.pop("_counted", None)
@@ -445,6 +479,11 @@ class Session:
     async def _cleanup(self, reason: str | None) -> None:
         if self._closed:
             return
+        held = self._held
+        if held and self.observer is not None:
+            for _, data in held:  # never written: stream management re-routes them
+                self.observer.stanza_out(data)
+            held.clear()
         self._closed = True
         if self._auth_timer is not None:
             self._auth_timer.cancel()

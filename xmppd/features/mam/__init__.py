@@ -14,10 +14,17 @@ id='...'/>`` before it is delivered, so clients can de-duplicate; in rooms the a
 the room's stanza-id before the broadcast (MUC keeps it). The id is the archive's ``seq``
 encrypted (see :mod:`.ids`): opaque to clients, decoded by the server, so no id index is kept.
 
-Writes never wait for storage: records go into a bounded queue that a background task drains
-in batches; queries flush it first (a client always finds what it was just sent), and
-teardown flushes it (a clean shutdown loses nothing). When the queue is full the sender waits
-(back-pressure) rather than a message going unarchived.
+Writes are group commits: records go into a bounded queue that a background task drains in
+batches; queries flush it first (a client always finds what it was just sent), and teardown
+flushes it (a clean shutdown loses nothing). When the queue is full the sender waits
+(back-pressure) rather than a message going unarchived. What the server delivers or
+acknowledges is archived (:mod:`xmppd.core.durability`): each record's commit ticket joins the
+barrier of the stanza being processed, so the message reaches its recipients, and counts in the
+sender's XEP-0198 ``<a h=''/>``, once the batch holding it has committed -- a crash never loses
+an archived copy of a message somebody saw or was told was received. A waited-for record is
+committed as soon as the writer is free (records that pile up during one commit form the next
+batch); records nobody waits for yet linger up to ``commit_interval`` to make larger batches.
+A failing write is retried (backing off up to 30 s) until storage takes it, never dropped.
 
 Queries: the XEP-0313 form (``with``, ``start``, ``end``, ``after-id``, ``before-id``,
 ``ids``), XEP-0059 paging (``max``, ``after``, ``before``; ``<first>``, ``<last>``,
@@ -31,6 +38,7 @@ drops messages older than ``[mam] retention_days`` (0: keep forever).
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,8 +47,10 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
+from ...core import durability
 from ...core import hooks as H
 from ...core.dispatch import IqRequest, Target
+from ...core.durability import StoreFailed, Ticket
 from ...core.feature import Feature, hook, iq_handler
 from ...core.hooks import AccountEvent, Flow, Routed
 from ...errors import Condition, StanzaError
@@ -85,10 +95,11 @@ class MamOptions:
     queue_size: int = 10000
     # Records written per transaction (larger batches: fewer commits and thread hand-offs).
     batch_size: int = 1000
-    # Under load, the writer commits at most once per commit_interval seconds (or when
-    # batch_size records wait), so that records pile up into large batches: every commit
-    # rewrites each index leaf page it touches, and with many owners a batch of 100 costs
-    # about twice as much CPU per record as one of 1,000 (bench/mam_bench.py). An idle
+    # Under load, records nobody waits for yet are committed at most once per commit_interval
+    # seconds (or when batch_size records wait), so that they pile up into large batches: every
+    # commit rewrites each index leaf page it touches, and with many owners a batch of 100 costs
+    # about twice as much CPU per record as one of 1,000 (bench/mam_bench.py). A record that a
+    # delivery or an XEP-0198 ack waits for is committed as soon as the writer is free; an idle
     # writer commits at once; a query flushes first, so nothing is read stale. 0 disables it.
     commit_interval: float = 0.1
 
@@ -153,8 +164,13 @@ class Mam(Feature):
         self._renewer = self.ctx.spawn(self._lease.keep(), "mam-lease")
         self._queue: asyncio.Queue[ArchivedMessage] = asyncio.Queue(self.options.queue_size)
         self._inflight: list[ArchivedMessage] = []
-        self._full = asyncio.Event()  # set when batch_size records wait (see _write_loop)
+        self._wake = asyncio.Event()  # batch_size records wait, or somebody waits for a ticket
         self._lock = asyncio.Lock()
+        # Commit tickets (xmppd.core.durability): [records enqueued up to it, ticket], oldest first.
+        self._tickets: collections.deque[list[Any]] = collections.deque()
+        self._ticket: Ticket | None = None  # the open one, shared until the writer cuts a batch
+        self._enqueued = 0  # records ever enqueued ...
+        self._stored = 0  # ... and stored (always a prefix: the queue is FIFO)
         self._prefs: dict[str, Prefs] = {}
         self._writer = self.ctx.spawn(self._write_loop(), "mam-writer")
         if self.options.retention_days:
@@ -179,7 +195,13 @@ class Mam(Feature):
                 await task
             except asyncio.CancelledError:
                 pass
-        await self.flush()
+        try:
+            async with asyncio.timeout(10):
+                await self.flush()
+        finally:
+            for _, ticket in self._tickets:
+                ticket.failed(StoreFailed("the archive shut down before storing the message"))
+            self._tickets.clear()
         await self._lease.release()
 
     # ---------------------------------------------------------------- writing
@@ -195,32 +217,54 @@ class Mam(Feature):
             record = await q.get()
             self._inflight.append(record)  # (looked up after the await: flush() replaces the list)
             wait = last_commit + interval - clock()
-            if wait > 0 and q.qsize() < self.options.batch_size:
-                # Busy: let the batch grow (a full queue or a flush() does not wait for this).
-                await self._batch_full_or(wait)
+            if wait > 0 and not self._wake.is_set() and q.qsize() < self.options.batch_size:
+                # Busy, and nobody waits for these records yet: let the batch grow (batch_size
+                # records, a delivery or an ack waiting, or a flush() cut it short).
+                await self._woken_or(wait)
             async with self._lock:
                 batch = self._inflight
                 if not batch:
                     continue  # a flush wrote it
                 while len(batch) < self.options.batch_size and not q.empty():
                     batch.append(q.get_nowait())
-                try:
-                    await self.repo.store_many(batch)
-                except Exception:
-                    self.log.exception("writing %d archived messages failed; retrying", len(batch))
-                    await asyncio.sleep(1)
-                    await self.repo.store_many(batch)
+                self._cut()
+                await self._store(batch)
                 self._inflight = []
                 last_commit = clock()
 
-    async def _batch_full_or(self, seconds: float) -> None:
-        """Sleep *seconds*, or less if batch_size records are waiting (_archive wakes it)."""
-        self._full.clear()
+    async def _woken_or(self, seconds: float) -> None:
+        """Sleep *seconds*, or less if batch_size records wait or a ticket is waited for."""
         try:
             async with asyncio.timeout(seconds):
-                await self._full.wait()
+                await self._wake.wait()
         except TimeoutError:
             pass
+
+    def _cut(self) -> None:
+        """A batch is cut: records enqueued from now on get a new ticket."""
+        self._ticket = None
+        self._wake.clear()
+
+    async def _store(self, batch: list[ArchivedMessage]) -> None:
+        """Write ``batch`` (the oldest records not stored), retrying until storage takes it: a
+        record is never dropped, and what waits for it (deliveries, acks) waits meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                await self.repo.store_many(batch)
+                break
+            except Exception:
+                self.log.exception("writing %d archived messages failed; retrying in %.1f s", len(batch), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        self._stored += len(batch)
+        tickets = self._tickets
+        while tickets and tickets[0][0] <= self._stored:
+            tickets.popleft()[1].committed()
+
+    def _hurry(self, ticket: Ticket) -> None:
+        """Somebody waits for ``ticket``: commit now, not at the end of the linger."""
+        self._wake.set()
 
     async def flush(self) -> None:
         """Write everything queued (and a batch cut short by cancellation) now."""
@@ -229,8 +273,9 @@ class Mam(Feature):
             self._inflight = []
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._cut()
             if batch:
-                await self.repo.store_many(batch)
+                await self._store(batch)
 
     async def _archive(self, owner: str, msg: etree._Element, with_jid: JID, seq: int, stanza_id: str) -> None:
         await self._enqueue(ArchivedMessage(owner, stanza_id, time_of(seq), str(with_jid.bare), with_jid.resource or "",
@@ -242,8 +287,18 @@ class Mam(Feature):
             q.put_nowait(record)
         except asyncio.QueueFull:
             await q.put(record)
+        # The record's ticket (see .durability): shared by the records enqueued between two
+        # batch cuts, committed once every one of them is stored (batches are FIFO prefixes).
+        self._enqueued += 1
+        ticket = self._ticket
+        if ticket is None:
+            ticket = self._ticket = Ticket(self._hurry)
+            self._tickets.append([self._enqueued, ticket])
+        else:
+            self._tickets[-1][0] = self._enqueued
+        durability.hold(ticket)
         if q.qsize() >= self.options.batch_size:
-            self._full.set()  # a lingering writer commits now
+            self._wake.set()  # a lingering writer commits now
 
     async def _new_id(self) -> tuple[int, str]:
         """A new ``seq`` (this node's, time-ordered) and its public id."""
