@@ -358,8 +358,8 @@ def test_commit_interval_is_validated():
 
 
 async def test_lingering_writer_commits_as_soon_as_batch_size_records_wait(tmp_path):
-    # commit_interval=9 would hold records for 9 s; batch_size=50 cuts it short.
-    async with running_server(tmp_path, "mam.commit_interval=9", "mam.batch_size=50") as srv:
+    # commit_interval=10 would hold records for 10 s; batch_size=50 cuts it short.
+    async with running_server(tmp_path, "mam.commit_interval=10", "mam.batch_size=50") as srv:
         await add_user(srv, "alice")
         await add_user(srv, "bob")
         batches, enough = count_batches(srv.features["mam"], until=250)
@@ -367,7 +367,7 @@ async def test_lingering_writer_commits_as_soon_as_batch_size_records_wait(tmp_p
         try:
             for i in range(150):
                 bob.send_message(mto="alice@localhost", mbody=f"c{i}", mtype="chat")
-            await asyncio.wait_for(enough.wait(), 5)  # less than commit_interval, and no query flushes
+            await asyncio.wait_for(enough.wait(), 9)  # less than commit_interval, and no query flushes
             assert all(n <= 50 for n in batches), batches
         finally:
             await slix_close(bob)

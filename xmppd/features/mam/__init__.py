@@ -58,7 +58,7 @@ from ...jid import JID, JIDError
 from ...xml import ns
 from ...xml.forms import Field, Form
 from .ids import IdCodec, NodeLease, SeqClock, time_of
-from .repository import ArchivedMessage, ArchiveQuery, MamRepository, Prefs, SqlMamRepository, UnknownId
+from .repository import ArchivedMessage, ArchiveQuery, MamRepository, Prefs, SqlMamRepository, UnknownId, stanza_bytes
 
 if TYPE_CHECKING:
     from ...core.session import Session
@@ -78,13 +78,21 @@ _STORE = f"{{{HINTS}}}store"
 _CARBONS = ("{urn:xmpp:carbons:2}sent", "{urn:xmpp:carbons:2}received")
 _STANZA_ID_TEMPLATE = etree.Element(_STANZA_ID, nsmap={None: ns.SID})
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+# What the recipient's <stanza-id by='...' id='...'/> adds at most, beyond its 'by' (for the quota)
+_STAMP_BYTES = 96
 
 
 @dataclass(frozen=True, slots=True)
 class MamOptions:
-    # Days messages are kept; 0 keeps them forever. The purge runs every purge_interval seconds.
+    # Days messages are kept; 0 keeps them forever. The purge runs every purge_interval seconds,
+    # deleting at most purge_batch messages per transaction (oldest first).
     retention_days: int = 0
     purge_interval: float = 3600.0
+    purge_batch: int = 1000
+    # Bytes (UTF-8, as stored) one account's archive may hold; 0: no limit. A message that
+    # would take the sender's or a local recipient's archive over it is refused with
+    # resource-constraint and stored nowhere. Rooms' archives are not limited by it.
+    max_bytes_per_user: int = 104_857_600
     # Archiving for accounts without preferences: "always", "never" or "roster".
     default_mode: str = "always"
     # Whether rooms archive unless their owner turns it off.
@@ -108,6 +116,8 @@ class MamOptions:
             raise ValueError("mam.default_mode must be always, never or roster")
         if self.retention_days < 0 or self.max_page < 1 or self.queue_size < 1 or self.batch_size < 1 or self.purge_interval <= 0:
             raise ValueError("mam: retention_days >= 0; max_page, queue_size, batch_size >= 1; purge_interval > 0")
+        if self.purge_batch < 1 or self.max_bytes_per_user < 0:
+            raise ValueError("mam: purge_batch >= 1; max_bytes_per_user >= 0 (0: no limit)")
         if not 0 <= self.commit_interval <= 10:
             raise ValueError("mam.commit_interval must be between 0 and 10 seconds")
 
@@ -172,6 +182,11 @@ class Mam(Feature):
         self._enqueued = 0  # records ever enqueued ...
         self._stored = 0  # ... and stored (always a prefix: the queue is FIFO)
         self._prefs: dict[str, Prefs] = {}
+        # Quota bookkeeping (max_bytes_per_user): stored bytes per owner as last read or kept up
+        # to date since, and bytes queued, not stored yet.
+        self._quota = self.options.max_bytes_per_user
+        self._used: dict[str, int] = {}
+        self._queued_bytes: dict[str, int] = {}
         self._writer = self.ctx.spawn(self._write_loop(), "mam-writer")
         if self.options.retention_days:
             self._purge_timer = self.ctx.call_later(self.options.purge_interval, self._schedule_purge)
@@ -258,6 +273,17 @@ class Mam(Feature):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
         self._stored += len(batch)
+        if self._quota:
+            used, queued = self._used, self._queued_bytes
+            for m in batch:
+                n = stanza_bytes(m.stanza)
+                left = queued.get(m.owner, 0) - n
+                if left > 0:
+                    queued[m.owner] = left
+                else:
+                    queued.pop(m.owner, None)
+                if m.owner in used:
+                    used[m.owner] += n
         tickets = self._tickets
         while tickets and tickets[0][0] <= self._stored:
             tickets.popleft()[1].committed()
@@ -277,11 +303,13 @@ class Mam(Feature):
             if batch:
                 await self._store(batch)
 
-    async def _archive(self, owner: str, msg: etree._Element, with_jid: JID, seq: int, stanza_id: str) -> None:
+    async def _archive(self, owner: str, msg: etree._Element, with_jid: JID, seq: int, stanza_id: str, data: str | None = None) -> None:
         await self._enqueue(ArchivedMessage(owner, stanza_id, time_of(seq), str(with_jid.bare), with_jid.resource or "",
-                                            etree.tostring(msg, encoding="unicode"), seq))
+                                            data if data is not None else etree.tostring(msg, encoding="unicode"), seq))
 
     async def _enqueue(self, record: ArchivedMessage) -> None:
+        if self._quota:
+            self._queued_bytes[record.owner] = self._queued_bytes.get(record.owner, 0) + stanza_bytes(record.stanza)
         q = self._queue
         try:
             q.put_nowait(record)
@@ -309,6 +337,24 @@ class Mam(Feature):
 
     def _now(self) -> int:
         return int(self.ctx.clock.now() * 1_000_000)
+
+    # ---------------------------------------------------------------- quota
+
+    async def _over_quota(self, owner: str, size: int) -> bool:
+        """Would ``size`` more bytes take ``owner``'s archive over max_bytes_per_user?"""
+        used = self._used.get(owner)
+        if used is None:
+            used = await self.repo.usage(owner)
+            if len(self._used) > 50_000:
+                self._used.clear()
+            used = self._used.setdefault(owner, used)
+        return used + self._queued_bytes.get(owner, 0) + size > self._quota
+
+    def _refuse(self, r: Routed, owner: str) -> Flow:
+        self.ctx.router.bounce(r, StanzaError(
+            Condition.RESOURCE_CONSTRAINT,
+            f"the message archive of {owner} is full (mam.max_bytes_per_user); the message was not stored or delivered"))
+        return Flow.STOP
 
     # ---------------------------------------------------------------- preferences
 
@@ -357,7 +403,14 @@ class Mam(Feature):
         stamp.set("by", owner_s)
         stamp.set("id", sid)
         msg.append(stamp)
-        await self._archive(owner_s, msg, r.from_jid, seq, sid)  # serialised now, as it is
+        data = etree.tostring(msg, encoding="unicode")  # archived as it is now
+        origin = r.origin
+        if self._quota and (origin is None or origin.jid is None or origin.jid.bare == owner):
+            # (a local account's message to another was checked against both archives by on_sent)
+            if await self._over_quota(owner_s, stanza_bytes(data)):
+                msg.remove(stamp)
+                return self._refuse(r, owner_s)
+        await self._enqueue(ArchivedMessage(owner_s, sid, time_of(seq), str(r.from_jid.bare), r.from_jid.resource or "", data, seq))
         return Flow.CONTINUE
 
     @hook(H.MESSAGE_BARE)
@@ -378,10 +431,24 @@ class Mam(Feature):
         to = r.to
         if to is None or (to.local == owner.local and to.domain == owner.domain):
             return Flow.CONTINUE  # to oneself: archived once, as incoming
-        if not await self._wanted(owner, to):
+        wanted = await self._wanted(owner, to)
+        data = None
+        if self._quota:
+            # Both archives at once, before anything is stored: over the quota, the message is
+            # refused whole (no copy in one archive and not the other, nothing delivered).
+            data = etree.tostring(r.stanza, encoding="unicode")
+            size = stanza_bytes(data)
+            if wanted and await self._over_quota(str(owner), size):
+                return self._refuse(r, str(owner))
+            peer = to.bare
+            if (to.domain == self.ctx.domain and to.local is not None and not self._already_archived(r.stanza, str(peer))
+                    and await self._over_quota(str(peer), size + _STAMP_BYTES + len(str(peer))) and await self._wanted(peer, owner)
+                    and (self.ctx.sessions.has_account_sessions(peer) or await self.ctx.accounts.get(peer.local, peer.domain) is not None)):
+                return self._refuse(r, str(peer))
+        if not wanted:
             return Flow.CONTINUE
         seq, sid = await self._new_id()
-        await self._archive(str(owner), r.stanza, to, seq, sid)
+        await self._archive(str(owner), r.stanza, to, seq, sid, data)
         return Flow.CONTINUE
 
     @hook(H.ACCOUNT_DELETED)
@@ -390,6 +457,7 @@ class Mam(Feature):
         await self.flush()
         await self.repo.delete_owner(owner)
         self._prefs.pop(owner, None)
+        self._used.pop(owner, None)
         return Flow.CONTINUE
 
     # ---------------------------------------------------------------- archiving rooms
@@ -618,12 +686,23 @@ class Mam(Feature):
         self._purge_timer = self.ctx.call_later(self.options.purge_interval, self._schedule_purge)
 
     async def purge(self) -> int:
-        """Delete messages older than the retention period; returns how many."""
+        """Delete messages older than the retention period, purge_batch per transaction (the
+        archive stays writable in between); returns how many."""
         if not self.options.retention_days:
             return 0
         await self.flush()
         cutoff = self._now() - self.options.retention_days * 86_400 * 1_000_000  # by seq time, see repository
-        n = await self.repo.purge_before(cutoff)
+        batch = self.options.purge_batch
+        n = 0
+        try:
+            while True:
+                done = await self.repo.purge_before(cutoff, batch)
+                n += done
+                if done < batch:
+                    break
+                await asyncio.sleep(0)
+        finally:
+            self._used.clear()  # re-read: the purge took bytes off
         if n:
             self.log.info("purged %d archived messages older than %d days", n, self.options.retention_days)
         return n
