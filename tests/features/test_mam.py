@@ -355,6 +355,10 @@ def test_commit_interval_is_validated():
     assert MamOptions().commit_interval == 0.1
     with pytest.raises(ValueError, match="commit_interval"):
         MamOptions(commit_interval=-1)
+    assert MamOptions().max_bytes_per_user == 100 * 1024 * 1024
+    for bad in ({"max_bytes_per_user": -1}, {"purge_batch": 0}):
+        with pytest.raises(ValueError, match="max_bytes_per_user"):
+            MamOptions(**bad)
 
 
 async def test_lingering_writer_commits_as_soon_as_batch_size_records_wait(tmp_path):
