@@ -299,42 +299,49 @@ class SqlMamRepository:
         return -1 if seq is None else int(seq)
 
     async def store_many(self, messages: list[ArchivedMessage]) -> None:
-        if messages:
+        if not messages:
+            return
+        try:
+            # The hot write, in as few round trips as the driver allows (deliveries and acks
+            # wait for this commit): BEGIN, the INSERT(s), the usage, COMMIT.
             await self._db.run_txn(self._store_txn, messages)
+        except sa.exc.IntegrityError:
+            # A seq already stored: the server issues each seq once, so that row is this very
+            # record from a batch retried after its commit failed late. Row by row, skipping it.
+            await self._db.run_txn(self._store_each_txn, messages)
 
     @staticmethod
     async def _store_txn(conn: AsyncConnection, messages: list[ArchivedMessage]) -> None:
-        # The hot write: one prebuilt statement in the driver's paramstyle, tuples straight to
-        # the DBAPI cursor's executemany (no per-row dicts, no statement compilation).
+        # One prebuilt statement in the driver's paramstyle, tuples straight to the DBAPI
+        # cursor (no per-row dicts, no statement compilation).
+        paramstyle = conn.dialect.paramstyle
+        rows = messages  # ArchivedMessage is the row tuple
+        if paramstyle == "qmark":
+            # SQLite: multi-row VALUES, one statement step per chunk instead of one per row
+            # (sqlite3's executemany takes the GIL back after every row, and the event loop
+            # thread holds it most of the time). aiomysql's executemany already rewrites into
+            # multi-row VALUES.
+            for i in range(0, len(rows), _SQLITE_CHUNK):
+                chunk = rows[i : i + _SQLITE_CHUNK]
+                await conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
+        else:
+            await conn.exec_driver_sql(_INSERT_SQL[paramstyle], rows)
+        await conn.exec_driver_sql(_USAGE_ADD[paramstyle], _bytes_by_owner(rows))
+
+    @staticmethod
+    async def _store_each_txn(conn: AsyncConnection, messages: list[ArchivedMessage]) -> None:
         paramstyle = conn.dialect.paramstyle
         sql = _INSERT_SQL[paramstyle]
-        rows = messages  # ArchivedMessage is the row tuple
-        try:
-            async with conn.begin_nested():
-                if paramstyle == "qmark":
-                    # SQLite: multi-row VALUES, one statement step per chunk instead of one per
-                    # row (sqlite3's executemany takes the GIL back after every row, and the
-                    # event loop thread holds it most of the time). aiomysql's executemany
-                    # already rewrites into multi-row VALUES.
-                    for i in range(0, len(rows), _SQLITE_CHUNK):
-                        chunk = rows[i : i + _SQLITE_CHUNK]
-                        await conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
-                else:
-                    await conn.exec_driver_sql(sql, rows)
-        except sa.exc.IntegrityError:
-            # A seq already stored: the server issues each seq once, so that row is this very
-            # record from a batch retried after its commit failed late. Insert one by one.
-            inserted = []
-            for row in rows:
-                try:
-                    async with conn.begin_nested():
-                        await conn.exec_driver_sql(sql, row)
-                    inserted.append(row)
-                except sa.exc.IntegrityError:
-                    pass
-            rows = inserted
-        if rows:
-            await conn.exec_driver_sql(_USAGE_ADD[paramstyle], _bytes_by_owner(rows))
+        inserted = []
+        for row in messages:
+            try:
+                async with conn.begin_nested():
+                    await conn.exec_driver_sql(sql, row)
+                inserted.append(row)
+            except sa.exc.IntegrityError:
+                pass
+        if inserted:
+            await conn.exec_driver_sql(_USAGE_ADD[paramstyle], _bytes_by_owner(inserted))
 
     async def query(self, q: ArchiveQuery) -> Page:
         return await self._db.read_txn(self._query_txn, q)
