@@ -20,6 +20,7 @@ from ..xml import ns
 from ..xml.builder import error_reply
 from . import hooks as H
 from .dispatch import NO_REPLY, IqRequest, IqTable, IqTracker, Target
+from .durability import CURRENT, Barrier
 from .hooks import Delivery, Flow, HookChains, Routed
 from .server_owned import ServerOnlyCheck
 
@@ -106,16 +107,24 @@ class Router:
                 if (tag in tags and self._server_only[tag](child, self)) or (prefixes and isinstance(tag, str) and tag.startswith(prefixes)):
                     stanza.remove(child)
         routed = Routed(stanza, kind, session.jid, to, session)  # type: ignore[arg-type]
-        if self.hooks.has(H.STANZA_IN) and await self.hooks.run(H.STANZA_IN, routed) is Flow.STOP:
-            return
-        if (kind == "message" and to is not None and to.local is not None and to.domain == self.domain
-                and stanza.get("type") != "error" and self.hooks.has(H.SPEECH)):
-            try:
-                await self.may_speak(H.Speech(session.jid.bare, to, stanza))  # type: ignore[union-attr]
-            except StanzaError as err:
-                self.bounce(routed, err)
+        # The stanza's durability barrier (see .durability): stores writing behind hold their
+        # tickets in it, deliveries wait for it, stream management acks after it.
+        barrier = Barrier(session)
+        token = CURRENT.set(barrier)
+        try:
+            if self.hooks.has(H.STANZA_IN) and await self.hooks.run(H.STANZA_IN, routed) is Flow.STOP:
                 return
-        await self.route(routed)
+            if (kind == "message" and to is not None and to.local is not None and to.domain == self.domain
+                    and stanza.get("type") != "error" and self.hooks.has(H.SPEECH)):
+                try:
+                    await self.may_speak(H.Speech(session.jid.bare, to, stanza))  # type: ignore[union-attr]
+                except StanzaError as err:
+                    self.bounce(routed, err)
+                    return
+            await self.route(routed)
+        finally:
+            barrier.open = False
+            CURRENT.reset(token)
 
     async def may_speak(self, speech: H.Speech) -> None:
         """The one-to-one speech gate (``hooks.SPEECH``): raises ``StanzaError`` when vetoed."""
@@ -132,7 +141,19 @@ class Router:
             JID.parse(to_s) if to_s else None,
             None,
         )
-        await self.route(routed)
+        current = CURRENT.get()
+        if current is not None and current.open:
+            await self.route(routed)  # part of the stanza being processed
+            return
+        barrier = Barrier()
+        token = CURRENT.set(barrier)
+        try:
+            await self.route(routed)
+            if barrier.tickets:
+                await barrier.wait()  # the caller (API, timer ...) may take it as stored
+        finally:
+            barrier.open = False
+            CURRENT.reset(token)
 
     async def route(self, r: Routed) -> None:
         to = r.to
@@ -255,7 +276,8 @@ class Router:
             self.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "recipient_unavailable"))
 
     async def deliver(self, session: "Session", stanza: etree._Element, kind: str) -> None:
-        """Write ``stanza`` to ``session`` after the delivery hooks (blocking, CSI ...)."""
+        """Write ``stanza`` to ``session`` after the delivery hooks (blocking, CSI ...); the
+        session holds it until the stanza being processed is stored (see .durability)."""
         if self.hooks.has(H.DELIVER):
             if await self.hooks.run(H.DELIVER, Delivery(session, stanza, kind)) is Flow.STOP:
                 return

@@ -29,6 +29,7 @@ from ..jid import JID, JIDError
 from ..protocol import events as ev
 from ..protocol.c2s import C2SStream, State
 from ..protocol.sasl import ScramCredentials
+from . import durability
 from .hooks import SESSION_BOUND, SESSION_CLOSED, SessionEvent
 from .limits import TokenBucket
 from .sessions import ResourceLimitExceeded
@@ -64,6 +65,7 @@ class SessionObserver(Protocol):
     def stanza_in(self) -> None: ...
     def stanza_out(self, data: bytes) -> None: ...  # b"": written by the stream core, not kept
     def keep(self, session: "Session") -> bool: ...
+    def hold(self, barrier: Any) -> None: ...  # the stanza just counted is stored behind (.durability)
 
 
 class _Detached:
@@ -119,7 +121,7 @@ class Session:
         "presence", "interested", "data", "last_active", "connected_at", "_queue", "_drain",
         "_auth_timer", "_closed", "_pauses", "websocket", "closed_event", "observer", "__weakref__",
         "_bytes", "_stanzas", "_held", "_shaper_timer", "_stanza_timer", "_tail_open", "_waiting",
-        "_throttled", "_ended", "_was_bound",
+        "_throttled", "_ended", "_was_bound", "_held_out",
     )
 
     def __init__(self, server: "Server", stream: C2SStream, transport: Transport, peer: str, *, websocket: bool = False) -> None:
@@ -157,6 +159,7 @@ class Session:
         self._was_bound: bool | None = None  # what leaving the session registry found
         self.closed_event = asyncio.Event()
         self.observer: SessionObserver | None = None  # stream management, when enabled
+        self._held_out: collections.deque[tuple[durability.Barrier | None, bytes]] | None = None  # see _write
         loop = asyncio.get_running_loop()
         self._auth_timer: asyncio.TimerHandle | None = loop.call_later(
             server.config.c2s.auth_timeout, self._auth_deadline
@@ -342,26 +345,53 @@ class Session:
         self.log.debug("dropped a stanza that arrived after the stream's close")
 
     def send(self, stanza: etree._Element) -> None:
-        """Write a stanza now (the router has already run the delivery hooks)."""
-        if self._closed:
-            return
-        data = _tostring(stanza)
-        if self._ended:
-            self._late(data)
-            return
-        if self.observer is not None:
-            self.observer.stanza_out(data)
-        self.transport.write([data])
+        """Write a stanza (the router has already run the delivery hooks): now, or once the
+        stanza being processed is stored (see ``_write``)."""
+        if not self._closed:
+            self._write(_tostring(stanza))
 
     def send_bytes(self, data: bytes) -> None:
-        if self._closed:
-            return
+        if not self._closed:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        # After the stream's close nothing but the close itself is written (RFC 7395 §3.6).
+        # Durable before delivered (core.durability): while the stanza being processed has
+        # writes not committed, what it sends here is held -- and so is everything after it,
+        # so this session's output keeps its order.
         if self._ended:
             self._late(data)
             return
-        if self.observer is not None:
-            self.observer.stanza_out(data)
-        self.transport.write([data])
+        held = self._held_out
+        barrier = durability.pending()
+        if barrier is None and not held:
+            self.transport.write([data])
+            if self.observer is not None:
+                self.observer.stanza_out(data)  # (after: an ack request it sends follows the stanza)
+            return
+        if held is None:
+            held = self._held_out = collections.deque()
+        held.append((barrier, data))
+        if len(held) == 1:
+            self._release_out()
+
+    def _release_out(self) -> None:
+        """Write the held stanzas whose stores committed, in order, up to one still waiting."""
+        held = self._held_out
+        while held:
+            barrier, data = held[0]
+            if barrier is not None and not barrier.settled:
+                barrier.when_settled(self._release_out)
+                return
+            held.popleft()
+            if self._closed or (barrier is not None and barrier.failed):
+                continue  # not stored: not delivered either
+            if self._ended:
+                self._late(data)
+                continue
+            self.transport.write([data])
+            if self.observer is not None:
+                self.observer.stanza_out(data)
 
     def send_nonza(self, el: etree._Element) -> None:
         """Write a top-level element that is not a stanza (XEP-0198 acks, ...): never counted."""
@@ -665,6 +695,9 @@ class Session:
             old._auth_timer.cancel()
             old._auth_timer = None
         old.transport.abort()  # a connection the client left behind ends now
+        if old._held_out:  # waiting for their stores: written here after the stream is resumed
+            self._held_out, old._held_out = old._held_out, None
+            asyncio.get_running_loop().call_soon(self._release_out)
         server.connection_closed(old)
         data = old.data
         data.pop("_counted", None)
@@ -703,6 +736,11 @@ class Session:
     async def _cleanup(self, reason: str | None) -> None:
         if self._closed:
             return
+        held = self._held_out
+        if held and self.observer is not None:
+            for _, data in held:  # never written: stream management re-routes them
+                self.observer.stanza_out(data)
+            held.clear()
         self._closed = True
         if self._auth_timer is not None:
             self._auth_timer.cancel()

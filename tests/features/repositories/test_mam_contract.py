@@ -14,6 +14,7 @@ from xmppd.features.mam.repository import (
     SqlMamRepository,
     UnknownId,
     mam_nodes,
+    stanza_bytes,
 )
 
 OWNER = "alice@localhost"
@@ -156,16 +157,41 @@ async def test_archive_order_is_seq_order_whatever_the_store_order(repo):
 
 async def test_purge_and_delete_owner(repo):
     await _fill(repo)
-    assert await repo.purge_before(_ts(10)) == 10 + 5
+    assert await repo.purge_before(_ts(10), 1000) == 10 + 5
     page = await repo.query(ArchiveQuery(OWNER, 100))
     assert nums(page)[0] == 10 and page.count == 10
     with pytest.raises(UnknownId):  # a purged message's id is unknown now
         await repo.query(ArchiveQuery(OWNER, 5, after=_id(repo, 3)))
-    assert await repo.purge_before(_ts(10)) == 0
+    assert await repo.purge_before(_ts(10), 1000) == 0
     await repo.set_prefs(OWNER, Prefs("never"))
     assert await repo.delete_owner(OWNER) == 10
     assert (await repo.query(ArchiveQuery(OWNER, 100))).count == 0
     assert await repo.get_prefs(OWNER) is None
+    assert await repo.usage(OWNER) == 0
+
+
+def _bytes(repo, ids, owner: str = OWNER) -> int:
+    return sum(stanza_bytes(_msg(repo, i, owner).stanza) for i in ids)
+
+
+async def test_usage_counts_stored_bytes_through_retries_bounded_purges_and_deletion(repo):
+    await repo.store_many([_msg(repo, i) for i in range(12)] + [_msg(repo, i, "bob@localhost") for i in range(3)])
+    assert await repo.usage(OWNER) == _bytes(repo, range(12))
+    await repo.store_many([_msg(repo, 11), _msg(repo, 12)])  # a retried record counts once
+    assert await repo.usage(OWNER) == _bytes(repo, range(13))
+    assert await repo.usage("bob@localhost") == _bytes(repo, range(3), "bob@localhost")
+    assert await repo.usage("nobody@localhost") == 0
+    # The purge goes oldest first, at most `limit` rows per call, taking their bytes off.
+    assert await repo.purge_before(_ts(8), 4) == 4  # alice's 0..1 and bob's 0..1 (interleaved by time)
+    assert await repo.usage(OWNER) == _bytes(repo, range(2, 13))
+    assert await repo.usage("bob@localhost") == _bytes(repo, [2], "bob@localhost")
+    assert await repo.purge_before(_ts(8), 4) == 4
+    assert await repo.purge_before(_ts(8), 4) == 3
+    assert await repo.purge_before(_ts(8), 4) == 0
+    assert await repo.usage(OWNER) == _bytes(repo, range(8, 13))
+    assert nums(await repo.query(ArchiveQuery(OWNER, 100))) == list(range(8, 13))
+    assert await repo.delete_owner(OWNER) == 5
+    assert await repo.usage(OWNER) == 0
 
 
 async def test_prefs_round_trip(repo):

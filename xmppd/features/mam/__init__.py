@@ -14,10 +14,17 @@ id='...'/>`` before it is delivered, so clients can de-duplicate; in rooms the a
 the room's stanza-id before the broadcast (MUC keeps it). The id is the archive's ``seq``
 encrypted (see :mod:`.ids`): opaque to clients, decoded by the server, so no id index is kept.
 
-Writes never wait for storage: records go into a bounded queue that a background task drains
-in batches; queries flush it first (a client always finds what it was just sent), and
-teardown flushes it (a clean shutdown loses nothing). When the queue is full the sender waits
-(back-pressure) rather than a message going unarchived.
+Writes are group commits: records go into a bounded queue that a background task drains in
+batches; queries flush it first (a client always finds what it was just sent), and teardown
+flushes it (a clean shutdown loses nothing). When the queue is full the sender waits
+(back-pressure) rather than a message going unarchived. What the server delivers or
+acknowledges is archived (:mod:`xmppd.core.durability`): each record's commit ticket joins the
+barrier of the stanza being processed, so the message reaches its recipients, and counts in the
+sender's XEP-0198 ``<a h=''/>``, once the batch holding it has committed -- a crash never loses
+an archived copy of a message somebody saw or was told was received. A waited-for record is
+committed as soon as the writer is free (records that pile up during one commit form the next
+batch); records nobody waits for yet linger up to ``commit_interval`` to make larger batches.
+A failing write is retried (backing off up to 30 s) until storage takes it, never dropped.
 
 Queries: the XEP-0313 form (``with``, ``start``, ``end``, ``after-id``, ``before-id``,
 ``ids``), XEP-0059 paging (``max``, ``after``, ``before``; ``<first>``, ``<last>``,
@@ -31,6 +38,7 @@ drops messages older than ``[mam] retention_days`` (0: keep forever).
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,8 +47,10 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
+from ...core import durability
 from ...core import hooks as H
 from ...core.dispatch import IqRequest, Target
+from ...core.durability import StoreFailed, Ticket
 from ...core.feature import Feature, hook, iq_handler
 from ...core.hooks import AccountEvent, Flow, Routed
 from ...core.server_owned import owned
@@ -49,7 +59,7 @@ from ...jid import JID, JIDError
 from ...xml import ns
 from ...xml.forms import Field, Form
 from .ids import IdCodec, NodeLease, SeqClock, time_of
-from .repository import ArchivedMessage, ArchiveQuery, MamRepository, Prefs, SqlMamRepository, UnknownId
+from .repository import ArchivedMessage, ArchiveQuery, MamRepository, Prefs, SqlMamRepository, UnknownId, stanza_bytes
 
 if TYPE_CHECKING:
     from ...core.session import Session
@@ -69,13 +79,21 @@ _STORE = f"{{{HINTS}}}store"
 _CARBONS = ("{urn:xmpp:carbons:2}sent", "{urn:xmpp:carbons:2}received")
 _STANZA_ID_TEMPLATE = etree.Element(_STANZA_ID, nsmap={None: ns.SID})
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+# What the recipient's <stanza-id by='...' id='...'/> adds at most, beyond its 'by' (for the quota)
+_STAMP_BYTES = 96
 
 
 @dataclass(frozen=True, slots=True)
 class MamOptions:
-    # Days messages are kept; 0 keeps them forever. The purge runs every purge_interval seconds.
+    # Days messages are kept; 0 keeps them forever. The purge runs every purge_interval seconds,
+    # deleting at most purge_batch messages per transaction (oldest first).
     retention_days: int = 0
     purge_interval: float = 3600.0
+    purge_batch: int = 1000
+    # Bytes (UTF-8, as stored) one account's archive may hold; 0: no limit. A message that
+    # would take the sender's or a local recipient's archive over it is refused with
+    # resource-constraint and stored nowhere. Rooms' archives are not limited by it.
+    max_bytes_per_user: int = 104_857_600
     # Archiving for accounts without preferences: "always", "never" or "roster".
     default_mode: str = "always"
     # Whether rooms archive unless their owner turns it off.
@@ -86,10 +104,11 @@ class MamOptions:
     queue_size: int = 10000
     # Records written per transaction (larger batches: fewer commits and thread hand-offs).
     batch_size: int = 1000
-    # Under load, the writer commits at most once per commit_interval seconds (or when
-    # batch_size records wait), so that records pile up into large batches: every commit
-    # rewrites each index leaf page it touches, and with many owners a batch of 100 costs
-    # about twice as much CPU per record as one of 1,000 (bench/mam_bench.py). An idle
+    # Under load, records nobody waits for yet are committed at most once per commit_interval
+    # seconds (or when batch_size records wait), so that they pile up into large batches: every
+    # commit rewrites each index leaf page it touches, and with many owners a batch of 100 costs
+    # about twice as much CPU per record as one of 1,000 (bench/mam_bench.py). A record that a
+    # delivery or an XEP-0198 ack waits for is committed as soon as the writer is free; an idle
     # writer commits at once; a query flushes first, so nothing is read stale. 0 disables it.
     commit_interval: float = 0.1
 
@@ -98,6 +117,8 @@ class MamOptions:
             raise ValueError("mam.default_mode must be always, never or roster")
         if self.retention_days < 0 or self.max_page < 1 or self.queue_size < 1 or self.batch_size < 1 or self.purge_interval <= 0:
             raise ValueError("mam: retention_days >= 0; max_page, queue_size, batch_size >= 1; purge_interval > 0")
+        if self.purge_batch < 1 or self.max_bytes_per_user < 0:
+            raise ValueError("mam: purge_batch >= 1; max_bytes_per_user >= 0 (0: no limit)")
         if not 0 <= self.commit_interval <= 10:
             raise ValueError("mam.commit_interval must be between 0 and 10 seconds")
 
@@ -156,9 +177,19 @@ class Mam(Feature):
         self._renewer = self.ctx.spawn(self._lease.keep(), "mam-lease")
         self._queue: asyncio.Queue[ArchivedMessage] = asyncio.Queue(self.options.queue_size)
         self._inflight: list[ArchivedMessage] = []
-        self._full = asyncio.Event()  # set when batch_size records wait (see _write_loop)
+        self._wake = asyncio.Event()  # batch_size records wait, or somebody waits for a ticket
         self._lock = asyncio.Lock()
+        # Commit tickets (xmppd.core.durability): [records enqueued up to it, ticket], oldest first.
+        self._tickets: collections.deque[list[Any]] = collections.deque()
+        self._ticket: Ticket | None = None  # the open one, shared until the writer cuts a batch
+        self._enqueued = 0  # records ever enqueued ...
+        self._stored = 0  # ... and stored (always a prefix: the queue is FIFO)
         self._prefs: dict[str, Prefs] = {}
+        # Quota bookkeeping (max_bytes_per_user): stored bytes per owner as last read or kept up
+        # to date since, and bytes queued, not stored yet.
+        self._quota = self.options.max_bytes_per_user
+        self._used: dict[str, int] = {}
+        self._queued_bytes: dict[str, int] = {}
         self._writer = self.ctx.spawn(self._write_loop(), "mam-writer")
         if self.options.retention_days:
             self._purge_timer = self.ctx.call_later(self.options.purge_interval, self._schedule_purge)
@@ -182,7 +213,13 @@ class Mam(Feature):
                 await task
             except asyncio.CancelledError:
                 pass
-        await self.flush()
+        try:
+            async with asyncio.timeout(10):
+                await self.flush()
+        finally:
+            for _, ticket in self._tickets:
+                ticket.failed(StoreFailed("the archive shut down before storing the message"))
+            self._tickets.clear()
         await self._lease.release()
 
     # ---------------------------------------------------------------- writing
@@ -198,32 +235,65 @@ class Mam(Feature):
             record = await q.get()
             self._inflight.append(record)  # (looked up after the await: flush() replaces the list)
             wait = last_commit + interval - clock()
-            if wait > 0 and q.qsize() < self.options.batch_size:
-                # Busy: let the batch grow (a full queue or a flush() does not wait for this).
-                await self._batch_full_or(wait)
+            if wait > 0 and not self._wake.is_set() and q.qsize() < self.options.batch_size:
+                # Busy, and nobody waits for these records yet: let the batch grow (batch_size
+                # records, a delivery or an ack waiting, or a flush() cut it short).
+                await self._woken_or(wait)
             async with self._lock:
                 batch = self._inflight
                 if not batch:
                     continue  # a flush wrote it
                 while len(batch) < self.options.batch_size and not q.empty():
                     batch.append(q.get_nowait())
-                try:
-                    await self.repo.store_many(batch)
-                except Exception:
-                    self.log.exception("writing %d archived messages failed; retrying", len(batch))
-                    await asyncio.sleep(1)
-                    await self.repo.store_many(batch)
+                self._cut()
+                await self._store(batch)
                 self._inflight = []
                 last_commit = clock()
 
-    async def _batch_full_or(self, seconds: float) -> None:
-        """Sleep *seconds*, or less if batch_size records are waiting (_archive wakes it)."""
-        self._full.clear()
+    async def _woken_or(self, seconds: float) -> None:
+        """Sleep *seconds*, or less if batch_size records wait or a ticket is waited for."""
         try:
             async with asyncio.timeout(seconds):
-                await self._full.wait()
+                await self._wake.wait()
         except TimeoutError:
             pass
+
+    def _cut(self) -> None:
+        """A batch is cut: records enqueued from now on get a new ticket."""
+        self._ticket = None
+        self._wake.clear()
+
+    async def _store(self, batch: list[ArchivedMessage]) -> None:
+        """Write ``batch`` (the oldest records not stored), retrying until storage takes it: a
+        record is never dropped, and what waits for it (deliveries, acks) waits meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                await self.repo.store_many(batch)
+                break
+            except Exception:
+                self.log.exception("writing %d archived messages failed; retrying in %.1f s", len(batch), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        self._stored += len(batch)
+        if self._quota:
+            used, queued = self._used, self._queued_bytes
+            for m in batch:
+                n = stanza_bytes(m.stanza)
+                left = queued.get(m.owner, 0) - n
+                if left > 0:
+                    queued[m.owner] = left
+                else:
+                    queued.pop(m.owner, None)
+                if m.owner in used:
+                    used[m.owner] += n
+        tickets = self._tickets
+        while tickets and tickets[0][0] <= self._stored:
+            tickets.popleft()[1].committed()
+
+    def _hurry(self, ticket: Ticket) -> None:
+        """Somebody waits for ``ticket``: commit now, not at the end of the linger."""
+        self._wake.set()
 
     async def flush(self) -> None:
         """Write everything queued (and a batch cut short by cancellation) now."""
@@ -232,21 +302,34 @@ class Mam(Feature):
             self._inflight = []
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._cut()
             if batch:
-                await self.repo.store_many(batch)
+                await self._store(batch)
 
-    async def _archive(self, owner: str, msg: etree._Element, with_jid: JID, seq: int, stanza_id: str) -> None:
+    async def _archive(self, owner: str, msg: etree._Element, with_jid: JID, seq: int, stanza_id: str, data: str | None = None) -> None:
         await self._enqueue(ArchivedMessage(owner, stanza_id, time_of(seq), str(with_jid.bare), with_jid.resource or "",
-                                            etree.tostring(msg, encoding="unicode"), seq))
+                                            data if data is not None else etree.tostring(msg, encoding="unicode"), seq))
 
     async def _enqueue(self, record: ArchivedMessage) -> None:
+        if self._quota:
+            self._queued_bytes[record.owner] = self._queued_bytes.get(record.owner, 0) + stanza_bytes(record.stanza)
         q = self._queue
         try:
             q.put_nowait(record)
         except asyncio.QueueFull:
             await q.put(record)
+        # The record's ticket (see .durability): shared by the records enqueued between two
+        # batch cuts, committed once every one of them is stored (batches are FIFO prefixes).
+        self._enqueued += 1
+        ticket = self._ticket
+        if ticket is None:
+            ticket = self._ticket = Ticket(self._hurry)
+            self._tickets.append([self._enqueued, ticket])
+        else:
+            self._tickets[-1][0] = self._enqueued
+        durability.hold(ticket)
         if q.qsize() >= self.options.batch_size:
-            self._full.set()  # a lingering writer commits now
+            self._wake.set()  # a lingering writer commits now
 
     async def _new_id(self) -> tuple[int, str]:
         """A new ``seq`` (this node's, time-ordered) and its public id."""
@@ -257,6 +340,24 @@ class Mam(Feature):
 
     def _now(self) -> int:
         return int(self.ctx.clock.now() * 1_000_000)
+
+    # ---------------------------------------------------------------- quota
+
+    async def _over_quota(self, owner: str, size: int) -> bool:
+        """Would ``size`` more bytes take ``owner``'s archive over max_bytes_per_user?"""
+        used = self._used.get(owner)
+        if used is None:
+            used = await self.repo.usage(owner)
+            if len(self._used) > 50_000:
+                self._used.clear()
+            used = self._used.setdefault(owner, used)
+        return used + self._queued_bytes.get(owner, 0) + size > self._quota
+
+    def _refuse(self, r: Routed, owner: str) -> Flow:
+        self.ctx.router.bounce(r, StanzaError(
+            Condition.RESOURCE_CONSTRAINT,
+            f"the message archive of {owner} is full (mam.max_bytes_per_user); the message was not stored or delivered"))
+        return Flow.STOP
 
     # ---------------------------------------------------------------- preferences
 
@@ -305,7 +406,14 @@ class Mam(Feature):
         stamp.set("by", owner_s)
         stamp.set("id", sid)
         msg.append(stamp)
-        await self._archive(owner_s, msg, r.from_jid, seq, sid)  # serialised now, as it is
+        data = etree.tostring(msg, encoding="unicode")  # archived as it is now
+        origin = r.origin
+        if self._quota and (origin is None or origin.jid is None or origin.jid.bare == owner):
+            # (a local account's message to another was checked against both archives by on_sent)
+            if await self._over_quota(owner_s, stanza_bytes(data)):
+                msg.remove(stamp)
+                return self._refuse(r, owner_s)
+        await self._enqueue(ArchivedMessage(owner_s, sid, time_of(seq), str(r.from_jid.bare), r.from_jid.resource or "", data, seq))
         return Flow.CONTINUE
 
     @hook(H.MESSAGE_BARE)
@@ -326,10 +434,24 @@ class Mam(Feature):
         to = r.to
         if to is None or (to.local == owner.local and to.domain == owner.domain):
             return Flow.CONTINUE  # to oneself: archived once, as incoming
-        if not await self._wanted(owner, to):
+        wanted = await self._wanted(owner, to)
+        data = None
+        if self._quota:
+            # Both archives at once, before anything is stored: over the quota, the message is
+            # refused whole (no copy in one archive and not the other, nothing delivered).
+            data = etree.tostring(r.stanza, encoding="unicode")
+            size = stanza_bytes(data)
+            if wanted and await self._over_quota(str(owner), size):
+                return self._refuse(r, str(owner))
+            peer = to.bare
+            if (to.domain == self.ctx.domain and to.local is not None and not self._already_archived(r.stanza, str(peer))
+                    and await self._over_quota(str(peer), size + _STAMP_BYTES + len(str(peer))) and await self._wanted(peer, owner)
+                    and (self.ctx.sessions.has_account_sessions(peer) or await self.ctx.accounts.get(peer.local, peer.domain) is not None)):
+                return self._refuse(r, str(peer))
+        if not wanted:
             return Flow.CONTINUE
         seq, sid = await self._new_id()
-        await self._archive(str(owner), r.stanza, to, seq, sid)
+        await self._archive(str(owner), r.stanza, to, seq, sid, data)
         return Flow.CONTINUE
 
     @classmethod
@@ -344,6 +466,7 @@ class Mam(Feature):
         await self.flush()
         await self.repo.delete_owner(owner)
         self._prefs.pop(owner, None)
+        self._used.pop(owner, None)
         return Flow.CONTINUE
 
     # ---------------------------------------------------------------- archiving rooms
@@ -572,12 +695,23 @@ class Mam(Feature):
         self._purge_timer = self.ctx.call_later(self.options.purge_interval, self._schedule_purge)
 
     async def purge(self) -> int:
-        """Delete messages older than the retention period; returns how many."""
+        """Delete messages older than the retention period, purge_batch per transaction (the
+        archive stays writable in between); returns how many."""
         if not self.options.retention_days:
             return 0
         await self.flush()
         cutoff = self._now() - self.options.retention_days * 86_400 * 1_000_000  # by seq time, see repository
-        n = await self.repo.purge_before(cutoff)
+        batch = self.options.purge_batch
+        n = 0
+        try:
+            while True:
+                done = await self.repo.purge_before(cutoff, batch)
+                n += done
+                if done < batch:
+                    break
+                await asyncio.sleep(0)
+        finally:
+            self._used.clear()  # re-read: the purge took bytes off
         if n:
             self.log.info("purged %d archived messages older than %d days", n, self.options.retention_days)
         return n

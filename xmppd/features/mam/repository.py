@@ -48,6 +48,8 @@ __all__ = [
     "mam_nodes",
     "mam_prefs",
     "mam_settings",
+    "mam_usage",
+    "stanza_bytes",
 ]
 
 mam_messages = sa.Table(
@@ -84,6 +86,35 @@ mam_nodes = sa.Table(
     sa.Column("expires", sa.BigInteger(), nullable=False),  # µs since the epoch (the holder's clock)
     **MYSQL_TABLE_KWARGS,
 )
+
+#: Bytes of stored stanzas per archive owner (the quota, ``[mam] max_bytes_per_user``): kept in the
+#: transaction of every insert and delete (migration mam_0003 filled it from older rows).
+mam_usage = sa.Table(
+    "mam_usage",
+    metadata,
+    sa.Column("owner", indexed_string(), primary_key=True),
+    sa.Column("bytes", sa.BigInteger(), nullable=False),
+    **MYSQL_TABLE_KWARGS,
+)
+
+_USAGE_ADD = {  # by paramstyle, as _INSERT_SQL: add a batch's bytes per owner (rows created as needed)
+    "qmark": "INSERT INTO mam_usage (owner, bytes) VALUES (?, ?) ON CONFLICT (owner) DO UPDATE SET bytes = bytes + excluded.bytes",
+    "format": "INSERT INTO mam_usage (owner, bytes) VALUES (%s, %s) ON DUPLICATE KEY UPDATE bytes = bytes + VALUES(bytes)",
+    "pyformat": "INSERT INTO mam_usage (owner, bytes) VALUES (%s, %s) ON DUPLICATE KEY UPDATE bytes = bytes + VALUES(bytes)",
+}
+
+
+def stanza_bytes(stanza: str) -> int:
+    """What a stored stanza counts against its archive's quota: its UTF-8 bytes."""
+    return len(stanza.encode())
+
+
+def _bytes_by_owner(rows: list["ArchivedMessage"]) -> list[tuple[str, int]]:
+    sums: dict[str, int] = {}
+    for m in rows:
+        sums[m.owner] = sums.get(m.owner, 0) + stanza_bytes(m.stanza)
+    return sorted(sums.items())  # (one lock order for concurrent writers)
+
 
 _COLUMNS = "owner, stanza_id, ts, with_jid, with_resource, stanza, seq"  # ArchivedMessage's order
 _INSERT_SQL = {  # by DBAPI paramstyle: sqlite3 (qmark), aiomysql (format / pyformat)
@@ -178,8 +209,13 @@ class MamRepository(Protocol):
         """One page; raises ``UnknownId`` for an RSM/filter id not in the archive."""
         ...
 
-    async def purge_before(self, ts: int) -> int:
-        """Delete every message whose ``seq`` time is older than ``ts``; returns how many."""
+    async def purge_before(self, ts: int, limit: int) -> int:
+        """Delete the oldest messages whose ``seq`` time is older than ``ts``, at most ``limit``
+        (one transaction, usage kept); returns how many: fewer than ``limit`` when none is left."""
+        ...
+
+    async def usage(self, owner: str) -> int:
+        """Bytes stored in ``owner``'s archive (see :func:`stanza_bytes`)."""
         ...
 
     async def delete_owner(self, owner: str) -> int: ...
@@ -263,37 +299,49 @@ class SqlMamRepository:
         return -1 if seq is None else int(seq)
 
     async def store_many(self, messages: list[ArchivedMessage]) -> None:
-        if messages:
+        if not messages:
+            return
+        try:
+            # The hot write, in as few round trips as the driver allows (deliveries and acks
+            # wait for this commit): BEGIN, the INSERT(s), the usage, COMMIT.
             await self._db.run_txn(self._store_txn, messages)
+        except sa.exc.IntegrityError:
+            # A seq already stored: the server issues each seq once, so that row is this very
+            # record from a batch retried after its commit failed late. Row by row, skipping it.
+            await self._db.run_txn(self._store_each_txn, messages)
 
     @staticmethod
     async def _store_txn(conn: AsyncConnection, messages: list[ArchivedMessage]) -> None:
-        # The hot write: one prebuilt statement in the driver's paramstyle, tuples straight to
-        # the DBAPI cursor's executemany (no per-row dicts, no statement compilation).
+        # One prebuilt statement in the driver's paramstyle, tuples straight to the DBAPI
+        # cursor (no per-row dicts, no statement compilation).
+        paramstyle = conn.dialect.paramstyle
+        rows = messages  # ArchivedMessage is the row tuple
+        if paramstyle == "qmark":
+            # SQLite: multi-row VALUES, one statement step per chunk instead of one per row
+            # (sqlite3's executemany takes the GIL back after every row, and the event loop
+            # thread holds it most of the time). aiomysql's executemany already rewrites into
+            # multi-row VALUES.
+            for i in range(0, len(rows), _SQLITE_CHUNK):
+                chunk = rows[i : i + _SQLITE_CHUNK]
+                await conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
+        else:
+            await conn.exec_driver_sql(_INSERT_SQL[paramstyle], rows)
+        await conn.exec_driver_sql(_USAGE_ADD[paramstyle], _bytes_by_owner(rows))
+
+    @staticmethod
+    async def _store_each_txn(conn: AsyncConnection, messages: list[ArchivedMessage]) -> None:
         paramstyle = conn.dialect.paramstyle
         sql = _INSERT_SQL[paramstyle]
-        rows = messages  # ArchivedMessage is the row tuple
-        try:
-            async with conn.begin_nested():
-                if paramstyle == "qmark":
-                    # SQLite: multi-row VALUES, one statement step per chunk instead of one per
-                    # row (sqlite3's executemany takes the GIL back after every row, and the
-                    # event loop thread holds it most of the time). aiomysql's executemany
-                    # already rewrites into multi-row VALUES.
-                    for i in range(0, len(rows), _SQLITE_CHUNK):
-                        chunk = rows[i : i + _SQLITE_CHUNK]
-                        await conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
-                else:
-                    await conn.exec_driver_sql(sql, rows)
-        except sa.exc.IntegrityError:
-            # A seq already stored: the server issues each seq once, so that row is this very
-            # record from a batch retried after its commit failed late. Insert one by one.
-            for row in rows:
-                try:
-                    async with conn.begin_nested():
-                        await conn.exec_driver_sql(sql, row)
-                except sa.exc.IntegrityError:
-                    pass
+        inserted = []
+        for row in messages:
+            try:
+                async with conn.begin_nested():
+                    await conn.exec_driver_sql(sql, row)
+                inserted.append(row)
+            except sa.exc.IntegrityError:
+                pass
+        if inserted:
+            await conn.exec_driver_sql(_USAGE_ADD[paramstyle], _bytes_by_owner(inserted))
 
     async def query(self, q: ArchiveQuery) -> Page:
         return await self._db.read_txn(self._query_txn, q)
@@ -367,12 +415,30 @@ class SqlMamRepository:
         items = [ArchivedMessage(r.owner, r.stanza_id, int(r.ts), r.with_jid, r.with_resource, r.stanza, int(r.seq)) for r in rows]
         return Page(items, complete, count)
 
-    async def purge_before(self, ts: int) -> int:
-        return await self._db.run_txn(self._purge_txn, ts)
+    async def purge_before(self, ts: int, limit: int) -> int:
+        return await self._db.run_txn(self._purge_txn, ts, limit)
 
     @staticmethod
-    async def _purge_txn(conn: AsyncConnection, ts: int) -> int:
-        return (await conn.execute(mam_messages.delete().where(mam_messages.c.seq < seq_floor(ts)))).rowcount
+    async def _purge_txn(conn: AsyncConnection, ts: int, limit: int) -> int:
+        t = mam_messages.c
+        size = sa.func.length(sa.cast(t.stanza, sa.LargeBinary)) if conn.dialect.name == "sqlite" else sa.func.length(t.stanza)
+        rows = list(await conn.execute(
+            sa.select(t.seq, t.owner, size.label("n")).where(t.seq < seq_floor(ts)).order_by(t.seq).limit(limit)
+        ))
+        if not rows:
+            return 0
+        # The oldest rows: every row up to the last one's seq is among them (seq is the primary key).
+        await conn.execute(mam_messages.delete().where(t.seq <= rows[-1].seq, t.seq < seq_floor(ts)))
+        await _usage_sub(conn, rows)
+        return len(rows)
+
+    async def usage(self, owner: str) -> int:
+        return await self._db.read_txn(self._usage_txn, owner)
+
+    @staticmethod
+    async def _usage_txn(conn: AsyncConnection, owner: str) -> int:
+        n = (await conn.execute(sa.select(mam_usage.c.bytes).where(mam_usage.c.owner == owner))).scalar()
+        return int(n or 0)
 
     async def delete_owner(self, owner: str) -> int:
         return await self._db.run_txn(self.delete_owner_txn, owner)
@@ -381,6 +447,7 @@ class SqlMamRepository:
     async def delete_owner_txn(conn: AsyncConnection, owner: str) -> int:
         n = (await conn.execute(mam_messages.delete().where(mam_messages.c.owner == owner))).rowcount
         await conn.execute(mam_prefs.delete().where(mam_prefs.c.owner == owner))
+        await conn.execute(mam_usage.delete().where(mam_usage.c.owner == owner))
         return n
 
     async def get_prefs(self, owner: str) -> Prefs | None:
@@ -446,6 +513,17 @@ class SqlMamRepository:
         await conn.execute(mam_nodes.delete().where(mam_nodes.c.node == node, mam_nodes.c.holder == holder))
 
 
+async def _usage_sub(conn: AsyncConnection, rows: list[Any]) -> None:
+    """Take deleted rows' bytes (rows with ``owner`` and ``n``) off their owners' usage."""
+    sums: dict[str, int] = {}
+    for r in rows:
+        sums[r.owner] = sums.get(r.owner, 0) + int(r.n or 0)
+    u = mam_usage.c
+    for owner, n in sorted(sums.items()):
+        await conn.execute(mam_usage.update().where(u.owner == owner).values(
+            bytes=sa.case((u.bytes > n, u.bytes - n), else_=0)))
+
+
 # ---------------------------------------------------------------------------------- memory
 
 
@@ -455,6 +533,7 @@ class MemoryMamRepository:
     def __init__(self, accounts: object = None, ids: IdCodec | None = None) -> None:
         self._archives: dict[str, list[ArchivedMessage]] = {}
         self._seqs: dict[int, str] = {}  # seq -> owner, every stored message
+        self._usage: dict[str, int] = {}
         self._prefs: dict[str, Prefs] = {}
         self._nodes: dict[int, tuple[str, int]] = {}
         self._key = new_key()
@@ -473,6 +552,7 @@ class MemoryMamRepository:
             if m.seq in self._seqs:
                 continue  # a retried record
             self._seqs[m.seq] = m.owner
+            self._usage[m.owner] = self._usage.get(m.owner, 0) + stanza_bytes(m.stanza)
             archive = self._archives.setdefault(m.owner, [])
             if not archive or archive[-1].seq < m.seq:
                 archive.append(m)
@@ -522,19 +602,21 @@ class MemoryMamRepository:
             complete = len(window) <= q.max
         return Page(items, complete, len(matching))
 
-    async def purge_before(self, ts: int) -> int:
+    async def purge_before(self, ts: int, limit: int) -> int:
         floor = seq_floor(ts)
-        n = 0
-        for owner, rows in self._archives.items():
-            keep = [m for m in rows if m.seq >= floor]
-            for m in rows[: len(rows) - len(keep)]:
-                del self._seqs[m.seq]
-            n += len(rows) - len(keep)
-            self._archives[owner] = keep
-        return n
+        old = sorted((m for rows in self._archives.values() for m in rows if m.seq < floor), key=lambda m: m.seq)[:limit]
+        for m in old:
+            del self._seqs[m.seq]
+            self._archives[m.owner].remove(m)
+            self._usage[m.owner] = max(0, self._usage.get(m.owner, 0) - stanza_bytes(m.stanza))
+        return len(old)
+
+    async def usage(self, owner: str) -> int:
+        return self._usage.get(owner, 0)
 
     async def delete_owner(self, owner: str) -> int:
         self._prefs.pop(owner, None)
+        self._usage.pop(owner, None)
         rows = self._archives.pop(owner, [])
         for m in rows:
             del self._seqs[m.seq]

@@ -21,10 +21,17 @@ from the server, so that another resource or offline storage gets them -- unless
 available resource already had them (it was addressed to the bare JID, or that resource gets
 XEP-0280 carbons). A stream that ends with a close re-routes its unacknowledged messages the
 same way.
+
+What the server acknowledges is stored: ``h`` in ``<a/>`` and ``<resumed/>`` counts a client's
+stanza only once every store it went to has committed it (:mod:`xmppd.core.durability`; the
+archive writes behind, in group commits). An ``<r/>`` is answered when the stanzas handled
+before it are durable -- at once when nothing is waiting for a commit, else from the commit's
+callback -- while the session goes on processing what follows.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -38,9 +45,10 @@ from ...errors import StreamErrorCondition
 from ...jid import JID
 from ...xml import ns
 from ...xml.builder import element, sub
-from .state import HandledCountTooHigh, SmCounters, parse_h
+from .state import MASK, HandledCountTooHigh, SmCounters, parse_h
 
 if TYPE_CHECKING:
+    from ...core.durability import Barrier
     from ...core.session import Session
 
 SM = "urn:xmpp:sm:3"
@@ -80,7 +88,7 @@ def _failed(condition: str, h: int | None = None, text: str | None = None) -> et
 class SmSession:
     """The observer of one session with stream management enabled."""
 
-    __slots__ = ("feature", "session", "counters", "resume_id", "timer", "_requested")
+    __slots__ = ("feature", "session", "counters", "resume_id", "timer", "_requested", "pending", "_owed", "_waiting")
 
     def __init__(self, feature: "Smacks", session: "Session", resume_id: str | None) -> None:
         self.feature = feature
@@ -89,6 +97,10 @@ class SmSession:
         self.resume_id = resume_id
         self.timer: asyncio.TimerHandle | None = None
         self._requested = False
+        # (handled count of the stanza, its barrier): stanzas whose writes are not committed yet
+        self.pending: collections.deque[tuple[int, "Barrier"]] = collections.deque()
+        self._owed: collections.deque[int] = collections.deque()  # <r/>s not answered yet: their h
+        self._waiting = False
 
     # -- SessionObserver
     def stanza_in(self) -> None:
@@ -108,10 +120,61 @@ class SmSession:
     def keep(self, session: "Session") -> bool:
         return self.feature.hibernate(self)
 
+    def hold(self, barrier: "Barrier") -> None:
+        """The stanza just counted is stored behind: it counts in ``h`` once ``barrier`` settles."""
+        self._durable()  # drop what settled meanwhile: the queue stays as short as the commit lag
+        self.pending.append((self.counters.handled, barrier))
+
+    # -- durable acks
+    def _durable(self) -> int:
+        """``h`` that may be acknowledged: the stanzas handled up to the first one not stored yet."""
+        p = self.pending
+        while p and p[0][1].settled and not p[0][1].failed:
+            p.popleft()
+        return (p[0][0] - 1) & MASK if p else self.counters.handled
+
+    def request(self) -> None:
+        """The client's <r/>: answered once what was handled before it is stored."""
+        self._owed.append(self.counters.handled)
+        self._answer()
+
+    def _answer(self) -> None:
+        owed = self._owed
+        while owed:
+            h = self._durable()
+            if self.pending and (h - owed[0]) & MASK >= 1 << 31:  # h < owed[0]: wait for the commit
+                barrier = self.pending[0][1]
+                if not self._waiting and not barrier.failed:  # (a failed write is never acknowledged)
+                    self._waiting = True
+                    barrier.when_settled(self._wake)
+                return
+            owed.popleft()
+            self.session.send_nonza(_nonza("a", {"h": str(h)}))
+
+    def _wake(self) -> None:
+        self._waiting = False
+        self._answer()
+
+    async def durable(self) -> int:
+        """Wait until every handled stanza is stored (or failed); then the ``h`` to report."""
+        for _, barrier in list(self.pending):
+            if not barrier.settled:
+                try:
+                    await barrier.wait()
+                except Exception:  # given up: not acknowledged, the client sends it again
+                    break
+        return self._durable()
+
     # -- acks
     def acked(self, h: int) -> None:
         self.counters.ack(h)
         self._requested = False
+        opts = self.feature.options
+        if opts.request_every and len(self.counters.unacked) >= opts.request_every and not self.session.hibernating:
+            # Stanzas went out after the request this answers: ask again, or they would wait
+            # for the next stanza (a burst written at once is followed by one request only).
+            self._requested = True
+            self.session.send_nonza(_nonza("r"))
 
 
 class Smacks(Feature):
@@ -142,7 +205,7 @@ class Smacks(Feature):
             if sm is None:
                 session.send_nonza(_failed("unexpected-request", text="stream management is not enabled"))
                 return
-            session.send_nonza(_nonza("a", {"h": str(sm.counters.handled)}))
+            sm.request()
         elif name == "a":
             if sm is None:
                 session.send_nonza(_failed("unexpected-request", text="stream management is not enabled"))
@@ -156,7 +219,7 @@ class Smacks(Feature):
         elif name == "enable":
             self._enable(session, el, sm)
         elif name == "resume":
-            self._resume(session, el)
+            await self._resume(session, el)
         else:
             session.close(StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, f"unknown stream management element {name}")
 
@@ -181,7 +244,7 @@ class Smacks(Feature):
             attrs = {"id": resume_id, "resume": "true", "max": str(timeout)}
         session.send_nonza(_nonza("enabled", attrs))
 
-    def _resume(self, session: "Session", el: etree._Element) -> None:
+    async def _resume(self, session: "Session", el: etree._Element) -> None:
         if session.jid is not None:
             session.send_nonza(_failed("unexpected-request", text="resume before binding a resource"))
             return
@@ -191,6 +254,11 @@ class Smacks(Feature):
         old = sm.session if sm is not None else None
         if sm is None or old is None or old.jid is None or old.jid.local != user or not old.hibernating:
             # Unknown, expired, already resumed (and connected) or another account's: all look alike.
+            session.send_nonza(_failed("item-not-found", text="no session waits to be resumed with this id"))
+            return
+        # <resumed h=''/> counts what is stored; the client sends the rest again.
+        handled = await sm.durable()
+        if self._resumable.get(previd) is not sm or sm.session is not old or not old.hibernating:
             session.send_nonza(_failed("item-not-found", text="no session waits to be resumed with this id"))
             return
         try:
@@ -204,7 +272,7 @@ class Smacks(Feature):
         session.adopt(old)
         sm.session = session
         session.observer = sm
-        session.send_nonza(_nonza("resumed", {"previd": previd, "h": str(sm.counters.handled)}))
+        session.send_nonza(_nonza("resumed", {"previd": previd, "h": str(handled)}))
         pending = [data for data, _ in sm.counters.unacked if data]  # b"": the core's replies
         if pending:
             session.transport.write(pending)  # counted when first sent

@@ -1,0 +1,138 @@
+"""Durable before acknowledged or delivered (xmppd.core.durability): a server killed with SIGKILL
+in the middle of a message stream, restarted on the same SQLite file, has archived every message
+it acknowledged to the sender (XEP-0198 ``<a h=''/>``) or delivered to the recipient -- in both
+the sender's and the recipient's archive -- however wide the archive's commit window is."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from xmppd.accounts import AccountService
+from xmppd.storage.accounts import SqlAccountRepository
+from xmppd.storage.engine import Database
+
+from ..helpers import PASSWORD
+from .smacks_support import SM, SmClient
+
+pytestmark = pytest.mark.interop
+
+BIN = Path(sys.executable).parent
+CONF = Path(__file__).resolve().parents[2] / "conf" / "xmppd.toml"
+ROUNDS = 3
+MESSAGES = 300  # per round, more than are sent before the kill
+_BODY = re.compile(r"<body>([^<]*)</body>")
+
+
+def start(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    # commit_interval=3: records nobody waits for linger up to 3 s before their commit, so that
+    # the kill always lands inside a commit window.
+    args = [str(BIN / "xmppd"), "--config", str(CONF), "--set", f"server.data_dir={tmp.as_posix()}",
+            "--set", "listen.c2s=127.0.0.1:0", "--set", "listen.c2s_tls=", "--set", "listen.http=",
+            "--set", "c2s.require_tls=false", "--set", "mam.commit_interval=3", "--set", "smacks.request_every=0"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=tmp)
+    assert proc.stderr is not None
+    lines = []
+    while True:
+        line = proc.stderr.readline().decode()
+        lines.append(line)
+        if not line:
+            raise RuntimeError("xmppd exited: " + "".join(lines[-20:]))
+        m = re.search(r"listening for c2s on 127\.0\.0\.1:(\d+)", line)
+        if m:
+            asyncio.get_running_loop().run_in_executor(None, proc.stderr.read)  # never block on a full pipe
+            return proc, int(m.group(1))
+
+
+def archived(db: Path) -> dict[str, set[str]]:
+    """Bodies in each archive, read from the database file itself."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT owner, stanza FROM mam_messages").fetchall()
+    out: dict[str, set[str]] = {}
+    for owner, stanza in rows:
+        out.setdefault(owner, set()).update(_BODY.findall(stanza))
+    return out
+
+
+async def one_round(port: int, prefix: str, kill_after: int, proc: subprocess.Popen[bytes]) -> tuple[list[str], int, set[str]]:
+    """alice streams messages to bob, asking for an ack after each; the server is killed once
+    ``kill_after`` of them are acknowledged. Returns (bodies sent in order, highest h, bodies bob got)."""
+    server = SimpleNamespace(ports={"c2s": port})
+    bob = await SmClient.login(server, "bob", enable=False)
+    alice = await SmClient.login(server, "alice", resume=False)
+    bodies = [f"{prefix}-{i}" for i in range(MESSAGES)]
+    acked = 0
+    got: set[str] = set()
+    killed = asyncio.Event()
+
+    async def read_acks() -> None:
+        nonlocal acked
+        while True:
+            el = await alice.inbox.get()
+            if el.tag == f"{{{SM}}}a":
+                acked = max(acked, int(el.get("h")))
+                if acked >= kill_after and not killed.is_set():
+                    proc.send_signal(signal.SIGKILL)
+                    killed.set()
+
+    async def read_bob() -> None:
+        while True:
+            el = await bob.inbox.get()
+            got.update(b.text or "" for b in el.iter("{jabber:client}body"))
+
+    tasks = [asyncio.create_task(read_acks()), asyncio.create_task(read_bob())]
+    try:
+        for body in bodies:
+            if killed.is_set():
+                break
+            alice.send_stanza(f"<message to='bob@localhost/phone' type='chat'><body>{body}</body></message>")
+            alice.write(f"<r xmlns='{SM}'/>")
+            await asyncio.sleep(0.002)
+        await asyncio.wait_for(killed.wait(), 30)
+        await asyncio.wait_for(asyncio.gather(alice.closed.wait(), bob.closed.wait()), 10)
+    finally:
+        for t in tasks:
+            t.cancel()
+        alice.cut()
+        bob.cut()
+    return bodies, acked, got
+
+
+async def test_sigkill_mid_stream_loses_no_acknowledged_or_delivered_message_from_either_archive(tmp_path):
+    rng = random.Random(15)
+    proc, port = start(tmp_path)
+    try:
+        db = Database.from_url(f"sqlite+aiosqlite:///{tmp_path / 'xmppd.db'}")
+        try:
+            accounts = AccountService(SqlAccountRepository(db), "localhost")
+            await accounts.create("alice", PASSWORD)
+            await accounts.create("bob", PASSWORD)
+        finally:
+            await db.dispose()
+        lost: list[str] = []
+        for r in range(ROUNDS):
+            if r:
+                proc, port = start(tmp_path)  # the same database, after the kill
+            kill_after = rng.randrange(5, 60)  # a random moment in the middle of the stream
+            bodies, acked, delivered = await one_round(port, f"r{r}", kill_after, proc)
+            proc.wait(10)
+            assert acked >= kill_after
+            store = archived(tmp_path / "xmppd.db")
+            for owner in ("alice@localhost", "bob@localhost"):
+                have = store.get(owner, set())
+                lost += [f"round {r}: {b} acknowledged (h={acked}) but not in {owner}'s archive" for b in bodies[:acked] if b not in have]
+                lost += [f"round {r}: {b} delivered to bob but not in {owner}'s archive" for b in sorted(delivered - have)]
+        assert not lost, f"{len(lost)} missing, e.g. {lost[:5]}"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
