@@ -13,6 +13,7 @@ from ..core.limits import SlidingCounter
 from ..errors import Condition, StanzaError
 from ..xml import ns
 from ..xml.builder import element, error_reply, iq_result, sub
+from .adhoc import Command, Execution, Field, Form, FormError, Note
 
 if TYPE_CHECKING:
     from ..core.session import Session
@@ -25,6 +26,7 @@ class Register(Feature):
     name = "register"
     implements = ("XEP-0077",)
     account_disco_features = ()
+    depends = ("adhoc",)  # the users' change-password command (below)
 
     async def setup(self) -> None:
         self._per_ip = SlidingCounter(self.ctx.config.registration.per_ip_per_hour, 3600.0)
@@ -32,6 +34,7 @@ class Register(Feature):
         for target in (Target.HOST, Target.BARE):
             self.ctx.add_iq_handler("get", _QUERY, self._get_registered, target=target)
             self.ctx.add_iq_handler("set", _QUERY, self._set_registered, target=target)
+        self.ctx.on_teardown(self.ctx.feature("adhoc").register(password_command(self)))
 
     @property
     def open(self) -> bool:
@@ -117,3 +120,35 @@ class Register(Feature):
             raise StanzaError(Condition.NOT_ACCEPTABLE, str(exc)) from None
         self.log.info("%s changed their password", req.from_jid.bare)
         return None
+
+
+# ---------------------------------------------------------------- ad-hoc: change my password
+# XEP-0050 for clients without XEP-0077 password change; the node is Prosody's
+# (mod_adhoc_account_management). The same rule as the iq: AccountService.set_password, on the
+# requester's own account only.
+
+PASSWD_NODE = "passwd"
+
+
+def password_command(feature: Register) -> Command:
+    min_length = feature.ctx.config.registration.min_password_length
+    form = Form("form", "Change password", (f"Type your new password twice (at least {min_length} characters).",), (
+        Field("FORM_TYPE", "hidden", values=(ns.REGISTER,)),
+        Field("password", "text-private", "New password", required=True),
+        Field("password-verify", "text-private", "New password again", required=True),
+    ))
+    domain = feature.ctx.domain
+
+    async def change(ex: Execution) -> Note:
+        if ex.values["password"] != ex.values["password-verify"]:
+            raise FormError("password-verify", "the passwords do not match")
+        assert ex.requester.local is not None  # may_run: a local account
+        try:
+            await feature.ctx.server.account_service.set_password(ex.requester.local, ex.values["password"])
+        except InvalidAccount as exc:
+            raise FormError("password", str(exc)) from None
+        feature.log.info("%s changed their password by ad-hoc command", ex.requester.bare)
+        return Note("Your password has been changed; use the new one from your next login.")
+
+    return Command(PASSWD_NODE, "Change password", change, form=form,
+                   may_run=lambda requester, target: requester.local is not None and requester.domain == domain)
