@@ -49,7 +49,7 @@ class UserCommands:
         ), (
             Field("FORM_TYPE", "hidden", values=(SEND_FORM_TYPE,)),
             Field("to", "jid-single", "To (a contact or a room you are in)", required=True),
-            Field("kind", "list-single", "Kind", values=("lucky",), required=True, options=(
+            Field("kind", "list-single", "Kind (empty: lucky)", values=("lucky",), options=(
                 Option("lucky", "Lucky: random shares"), Option("equal", "Equal shares"),
                 Option("exclusive", "Exclusive: for one room member"))),
             Field("amount", "text-single", f"Total ({unit})", required=True),
@@ -107,7 +107,7 @@ class UserCommands:
         from .feature import SendRefused
 
         v = ex.values
-        kind: str = v["kind"]
+        kind: str = v.get("kind") or "lucky"
         exclusive: JID | None = v.get("exclusive")
         if kind == "exclusive":
             if exclusive is None:
