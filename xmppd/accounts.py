@@ -2,23 +2,37 @@
 
 Usernames are prepared here (RFC 7622 localpart rules) and passwords turned into SCRAM keys
 for both hashes; the repository never sees a password. When a live server is attached, account
-hooks run so that features clean up what belongs to a deleted account.
+hooks run so that features clean up what belongs to a deleted account; deleting is one
+transaction to which every feature contributes (:meth:`AccountService.delete`).
 """
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .core.hooks import ACCOUNT_CREATED, ACCOUNT_DELETED, AccountEvent
+from .core.feature import deletion_steps
+from .core.hooks import ACCOUNT_CREATED, ACCOUNT_DELETED, ACCOUNT_DELETING, AccountEvent
 from .errors import StreamErrorCondition
 from .jid import JID, JIDError
 from .protocol.sasl import make_credentials
-from .storage.accounts import Account, AccountExists, AccountNotFound, AccountRepository, StoredCredentials
+from .storage.accounts import (
+    Account,
+    AccountExists,
+    AccountNotFound,
+    AccountRepository,
+    DeletionStep,
+    StoredCredentials,
+)
 
 if TYPE_CHECKING:
     from .app import Server
+    from .core.session import Session
 
 __all__ = ["AccountExists", "AccountNotFound", "AccountService", "InvalidAccount", "credentials_for"]
+
+
+_DELETED = "the account has been deleted"
 
 
 class InvalidAccount(ValueError):
@@ -39,8 +53,17 @@ def credentials_for(password: str) -> list[StoredCredentials]:
 
 
 class AccountService:
-    def __init__(self, repo: AccountRepository, domain: str, server: "Server | None" = None, min_password_length: int = 1) -> None:
+    def __init__(
+        self,
+        repo: AccountRepository,
+        domain: str,
+        server: "Server | None" = None,
+        min_password_length: int = 1,
+        deletion_steps: Sequence[DeletionStep] = (),
+    ) -> None:
         self.repo = repo
+        # Without a live server (xmppctl): the features' deletion steps, given by the caller.
+        self.deletion_steps = tuple(deletion_steps)
         self.domain = domain
         self.server = server
         self.min_password_length = min_password_length
@@ -82,13 +105,49 @@ class AccountService:
         if disabled and self.server is not None:
             await self.server.kick(JID(username, self.domain), StreamErrorCondition.NOT_AUTHORIZED, "the account has been disabled")
 
-    async def delete(self, username: str) -> bool:
-        """Delete the account and everything of it; its live sessions end first."""
+    def _steps(self) -> Sequence[DeletionStep]:
+        server = self.server
+        if server is None:
+            return self.deletion_steps
+        # Loaded features in load order, then the disabled ones: their tables are there too.
+        loaded = [type(f) for f in server.features.values()]
+        return deletion_steps([*loaded, *(c for c in server.installed_features.values() if c not in loaded)])
+
+    async def delete(
+        self, username: str, *, requester: "Session | None" = None, answer: Callable[[], None] | None = None
+    ) -> bool:
+        """Delete the account and everything of it, completely, before returning.
+
+        1. Its sessions end (all but ``requester``, the session asking, if any), and
+           ``ACCOUNT_DELETING`` runs: what must be told while the account's data is stored.
+        2. One transaction: every feature's ``delete_account_txn`` (red packets addressed to it
+           are refunded, its wallet settled ...) and the account row with everything
+           cascading from it. A crash before the commit leaves the account whole; after, gone.
+        3. ``ACCOUNT_DELETED`` updates in-memory state (caches, timers, notices).
+        4. ``answer()`` (the requester's reply), then the requester's session ends too, as does
+           any session that authenticated while this ran.
+        So when anyone is answered, the name is free: re-registering it at once succeeds, and
+        the new account inherits nothing.
+        """
         username = self.prepare(username)
         if await self.repo.get(username, self.domain) is None:
             return False
+        jid = JID(username, self.domain)
+        server = self.server
+        self.generation += 1  # a login racing this cannot bind (see Session), the final kick ends it
+        if server is not None:
+            await server.kick(jid, StreamErrorCondition.NOT_AUTHORIZED, _DELETED, spare=requester)
+            await server.hooks.run(ACCOUNT_DELETING, AccountEvent(username, self.domain))
+        settled = await self.repo.delete_with(username, self.domain, self._steps())
         self.generation += 1
-        if self.server is not None:
-            await self.server.kick(JID(username, self.domain), StreamErrorCondition.NOT_AUTHORIZED, "the account has been deleted")
-            await self.server.hooks.run(ACCOUNT_DELETED, AccountEvent(username, self.domain))
-        return await self.repo.delete(username, self.domain)
+        if settled is None:  # deleted meanwhile by someone else
+            return False
+        if server is not None:
+            await server.hooks.run(ACCOUNT_DELETED, AccountEvent(username, self.domain, settled))
+        if answer is not None:
+            answer()
+        if server is not None:
+            if requester is not None:  # its cleanup runs after the stanza being handled: no wait
+                requester.close(StreamErrorCondition.NOT_AUTHORIZED, _DELETED)
+            await server.kick(jid, StreamErrorCondition.NOT_AUTHORIZED, _DELETED, spare=requester)
+        return True

@@ -14,6 +14,7 @@ from lxml import etree
 
 from .accounts import AccountService
 from .config import Config, parse_hostport
+from .core import server_owned
 from .core.dispatch import IqTable, IqTracker
 from .core.feature import Clock, Feature, FeatureContext
 from .core.hooks import HookChains
@@ -29,7 +30,6 @@ from .storage import migrations
 from .storage.accounts import AccountRepository, SqlAccountRepository
 from .storage.engine import Database
 from .transport import tls as tlsmod
-from .xml import ns
 from .xml.builder import error_reply
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,9 @@ class Server:
         self.router = Router(self.domain, self.sessions, self.hooks, self.iq_table, self.tracker)
         # Elements only this server may author (XEP-0359 §4, XEP-0203 §3): a client's copy that
         # claims to be ours is removed before routing, so nobody forges ids or offline stamps.
-        self.router.add_server_only(f"{{{ns.SID}}}stanza-id", _claims_to_be_local("by"))
-        self.router.add_server_only(f"{{{ns.DELAY}}}delay", _claims_to_be_local("from"))
+        # Features add theirs through their ``server_owned`` declaration.
+        for owned in server_owned.CORE:
+            self.router.add_server_only(owned.qname, owned.check())
         self.auth_throttle = AuthThrottle(
             config.c2s.auth_failures_per_ip, config.c2s.auth_failures_per_account, config.c2s.auth_failure_window
         )
@@ -70,6 +71,7 @@ class Server:
         self.admins = frozenset(JID.parse(a) for a in config.server.admins)
         self._feature_classes = feature_classes
         self.features: dict[str, Feature] = {}
+        self.installed_features: dict[str, type[Feature]] = {}  # loaded or disabled
         self._contexts: list[FeatureContext] = []
         self._stream_features: list[Callable[[bool], list[etree._Element]]] = []
         # One StreamConfig per kind of connection, shared by its streams (with their prebuilt
@@ -97,6 +99,7 @@ class Server:
         self._setup_tls()
         installed = self._feature_classes if self._feature_classes is not None else discover()
         classes = order(installed, cfg.features.disabled)
+        self.installed_features = dict(installed)
         self.db = Database.from_url(cfg.storage_url)
         try:
             auto = cfg.storage.auto_upgrade
@@ -331,9 +334,10 @@ class Server:
         await self.router.send(stanza)
         return await asyncio.wait_for(fut, timeout)
 
-    async def kick(self, jid: JID, condition: StreamErrorCondition, text: str) -> int:
-        """End the sessions of ``jid`` (bare: all of them); returns how many."""
+    async def kick(self, jid: JID, condition: StreamErrorCondition, text: str, *, spare: Session | None = None) -> int:
+        """End the sessions of ``jid`` (bare: all of them, but ``spare``); returns how many."""
         targets = self.sessions.of(jid) if jid.resource is None else [s for s in [self.sessions.get(jid)] if s]
+        targets = [s for s in targets if s is not spare]
         for s in targets:
             s.close(condition, text)
         for s in targets:
@@ -358,18 +362,3 @@ async def _bounded(step: Awaitable[None], what: str) -> None:
 
 def feature_migration_locations(classes: Iterable[type[Feature]]) -> list[str]:
     return [c.migrations for c in classes if c.migrations]
-
-
-def _claims_to_be_local(attr: str) -> Callable[[etree._Element, Router], bool]:
-    """A check for ``add_server_only``: the element names one of our domains (or accounts)."""
-
-    def check(el: etree._Element, router: Router) -> bool:
-        value = el.get(attr)
-        if not value:
-            return False
-        try:
-            return router.is_local(JID.parse(value).domain)
-        except ValueError:
-            return True  # unparseable: it can only be a forgery attempt
-
-    return check

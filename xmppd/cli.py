@@ -152,7 +152,14 @@ class Ctl:
         from .storage.accounts import SqlAccountRepository
 
         db = await self.db()
-        return AccountService(SqlAccountRepository(db), self.config.server.domain, None, self.config.registration.min_password_length)
+        from .core.feature import deletion_steps
+
+        # No server here: deleting an account runs every installed feature's deletion step in
+        # the same transaction, as the server does (in-memory state is the running server's).
+        return AccountService(
+            SqlAccountRepository(db), self.config.server.domain, None, self.config.registration.min_password_length,
+            deletion_steps(self.classes.values()),
+        )
 
     async def close(self) -> None:
         if self._db is not None:

@@ -25,7 +25,8 @@ from lxml import etree
 from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
-from xmppd.core.hooks import Flow, Routed, SessionEvent
+from xmppd.core.hooks import AccountEvent, Flow, Routed, SessionEvent
+from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
 from xmppd.features.disco import info_element, items_element
 from xmppd.jid import JID
@@ -92,6 +93,9 @@ class CustomerService(Feature):
     depends = ("disco", "adhoc")
     Options = CsOptions
     migrations = str(Path(__file__).parent / "migrations")
+    # Notifications in messages (docs/customer-service.md §4) are the server's alone: a client's
+    # copies are stripped, so no visitor fakes an agent's arrival or a closed chat, no agent an offer.
+    server_owned = owned_namespace(NS)
 
     repo: CsRepository
 
@@ -310,6 +314,22 @@ class CustomerService(Feature):
         for name in queues:
             self._forget_tries()
             await self.dispatch(name)
+
+    @classmethod
+    async def delete_account_txn(cls, conn: Any, deletion: Any) -> None:
+        """A deleted account's memberships go with it: a namesake is nobody's agent or supervisor."""
+        await SqlCsRepository.forget_member_txn(conn, deletion.jid)
+
+    @hook(H.ACCOUNT_DELETED)
+    async def on_account_deleted(self, ev: AccountEvent) -> Flow:
+        key = str(ev.jid)
+        async with self.lock:
+            queues = [name for name, members in self.members.items() if members.pop(key, None) is not None]
+            self.agents.pop(key, None)
+            for name in queues:
+                await self.repo.remove_member(name, key)  # a no-op in SQL (the deletion did it)
+                await self.dispatch(name)
+        return Flow.CONTINUE
 
     @hook(H.SESSION_CLOSED)
     async def on_session_closed(self, ev: SessionEvent) -> Flow:

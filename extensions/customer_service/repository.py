@@ -330,6 +330,11 @@ class SqlCsRepository:
     async def set_member(self, m: MemberRecord) -> None:
         await self.db.run_txn(self._upsert_txn, members_t, {"queue": m.queue, "jid": m.jid}, dataclasses.asdict(m))
 
+    @staticmethod
+    async def forget_member_txn(conn: AsyncConnection, jid: str) -> None:
+        """Inside an account's deletion: it is no longer an agent or supervisor anywhere."""
+        await conn.execute(sa.delete(members_t).where(members_t.c.jid == jid))
+
     async def remove_member(self, queue: str, jid: str) -> bool:
         async with self.db.transaction() as conn:
             res = await conn.execute(sa.delete(members_t).where(members_t.c.queue == queue, members_t.c.jid == jid))

@@ -15,7 +15,8 @@ Enforcement is on the server:
   content to other accounts (except server admins), its messages and 1:1 red packets alike.
 * XEP-0045 voice obeys the mute hierarchy (``events.ROLE_CHANGE_REQUEST``): a voice grant
   lifts a mute only when its actor could lift it through the mute protocol.
-* ``STANZA_IN`` strips anything in our namespace from clients' messages and presence.
+* Anything in our namespace in clients' messages and presence is the server's to write
+  (``server_owned``): the router strips it before any feature sees the stanza.
 
 Standard clients see XEP-0045: a muted occupant becomes a ``visitor`` (voice revoked, with a
 presence broadcast) and a participant again when the mute ends, and the room gets a readable
@@ -40,7 +41,8 @@ from lxml import etree
 from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
-from xmppd.core.hooks import AccountEvent, Flow, Routed
+from xmppd.core.hooks import AccountEvent, Flow
+from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
 from xmppd.features.adhoc import Command, Execution, Field, Form, FormError, Note, Option, Result
 from xmppd.features.muc import events as E
@@ -107,6 +109,7 @@ class MuteFeature(Feature):
     depends = ("disco", "muc", "adhoc")
     Options = MuteOptions
     migrations = MIGRATIONS
+    server_owned = owned_namespace(NS)  # in messages and presence, anything of ours is the server's
 
     def __init__(self, ctx: Any, options: MuteOptions) -> None:
         super().__init__(ctx, options)
@@ -130,8 +133,6 @@ class MuteFeature(Feature):
             self._remember(m)
         for s in await self.repo.mute_alls():
             self.all_muted[s.room] = s
-        for local in P.SERVER_ONLY:
-            self.ctx.add_server_only(q(local))
         ev = self.muc.events
         for h, fn in ((E.PRE_JOIN, self._pre_join), (E.SPEECH, self._speech),
                       (E.ROLE_CHANGE_REQUEST, self._role_change_request), (E.OCCUPANT_ROLE_CHANGED, self._role_changed),
@@ -202,17 +203,6 @@ class MuteFeature(Feature):
         return room.config.extra.get(P.BLOCK_PRIVATE_FIELD, ["1"])[:1] != ["0"]
 
     # ================================================================== enforcement
-
-    @hook(H.STANZA_IN, priority=50)
-    async def _stanza_in(self, r: Routed) -> Flow:
-        if r.kind == "iq":
-            return Flow.CONTINUE
-        st = r.stanza
-        for child in st:  # the server is the only author of anything in our namespace
-            tag = child.tag
-            if isinstance(tag, str) and tag.startswith(P.PREFIX):
-                st.remove(child)
-        return Flow.CONTINUE
 
     @hook(H.SPEECH, priority=50)
     async def _chat_speech(self, ev: H.Speech) -> Flow:
@@ -332,12 +322,16 @@ class MuteFeature(Feature):
         await self.repo.forget_room(room)
         return Flow.CONTINUE
 
+    @classmethod
+    async def delete_account_txn(cls, conn: Any, deletion: Any) -> None:
+        """A deleted account's mutes go with it: a namesake starts unmuted."""
+        await SqlMuteRepository.forget_jid_txn(conn, deletion.jid)
+
     @hook(H.ACCOUNT_DELETED)
     async def _account_deleted(self, ev: AccountEvent) -> Flow:
         bare = ev.jid
         for key in [k for k in self.mutes if k[1] == bare]:
             del self.mutes[key]
-        await self.repo.forget_jid(str(bare))
         return Flow.CONTINUE
 
     # ================================================================== actions (iq and commands)

@@ -22,9 +22,6 @@ from .repository import AuditEntry, Mute, MuteAll
 NS: Final = "urn:xmppd:mute:0"
 PREFIX: Final = "{" + NS + "}"
 
-#: Elements only the server writes into messages (clients' copies are stripped).
-SERVER_ONLY: Final = ("notice", "muted", "all-muted", "platform-muted")
-
 #: Room configuration fields (XEP-0045 §10.2 form, via MUC's CONFIG_FORM event).
 LANG_FIELD: Final = "muc#roomconfig_lang"
 BLOCK_PRIVATE_FIELD: Final = "xmppd#mute_block_private"

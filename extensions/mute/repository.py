@@ -320,8 +320,11 @@ class SqlMuteRepository(MuteRepository):
             await conn.execute(sa.delete(rooms_t).where(rooms_t.c.room == room))
 
     async def forget_jid(self, jid: str) -> None:
-        async with self._db.transaction() as conn:
-            await conn.execute(sa.delete(mutes_t).where(mutes_t.c.jid == jid))
+        await self._db.run_txn(self.forget_jid_txn, jid)
+
+    @staticmethod
+    async def forget_jid_txn(conn: AsyncConnection, jid: str) -> None:
+        await conn.execute(sa.delete(mutes_t).where(mutes_t.c.jid == jid))
 
     async def set_mute_all(self, state: MuteAll) -> None:
         await self._db.run_txn(self._set_all_txn, state)

@@ -22,6 +22,7 @@ from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest
 from xmppd.core.feature import Feature, hook, iq_handler
 from xmppd.core.hooks import AccountEvent, Flow
+from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
 from xmppd.features.muc.events import SpeechKind
 from xmppd.jid import JID, JIDError
@@ -41,9 +42,12 @@ from .repository import (
     Packet,
     PacketExpired,
     PacketNotFound,
+    RecipientGone,
     RedPacketRepository,
+    RefundResult,
     SendResult,
     SqlRedPacketRepository,
+    delete_account_txn,
 )
 from .user_commands import UserCommands
 
@@ -59,9 +63,6 @@ def q(name: str) -> str:
 
 #: Packets whose unchanging fields are kept in memory for opens (the oldest go first).
 CARDS_KEPT = 10000
-
-#: Elements only the server writes into messages (clients' copies are stripped).
-SERVER_ONLY = ("redpacket", "grabbed", "finished", "refunded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,11 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _local_recipient(jid: JID | None, domain: str) -> str | None:
+    """The local account a packet is addressed to, which must exist when it is written."""
+    return str(jid.bare) if jid is not None and jid.local is not None and jid.domain == domain else None
+
+
 def _lang(req: IqRequest) -> str:
     lang = req.payload.get(ns.XML_LANG) or req.stanza.get(ns.XML_LANG) or "en"
     return lang[:35]
@@ -182,6 +188,7 @@ class RedPacket(Feature):
     depends = ("disco", "adhoc")
     Options = RedPacketOptions
     migrations = MIGRATIONS
+    server_owned = owned_namespace(NS)  # in messages and presence, anything of ours is the server's
 
     def __init__(self, ctx: Any, options: RedPacketOptions) -> None:
         super().__init__(ctx, options)
@@ -196,8 +203,6 @@ class RedPacket(Feature):
         if o.max_count < 1 or o.max_amount < 1 or o.expiry <= 0 or o.sweep_interval <= 0 or not 0 <= o.precision <= 4:
             raise ValueError("redpacket: max_count, max_amount, expiry and sweep_interval must be positive, precision 0..4")
         self.repo = SqlRedPacketRepository(self.ctx.db)
-        for local in SERVER_ONLY:
-            self.ctx.add_server_only(q(local))
         # The sweeper finds every due packet in storage, so after a restart it picks up where
         # the last process stopped; several processes may sweep: a refund happens once.
         self.ctx.spawn(self._sweeper(), name="redpacket-sweeper")
@@ -291,6 +296,7 @@ class RedPacket(Feature):
             id=format(self.ctx.rng.getrandbits(80), "020x"), sender=str(sender), kind=kind, greeting=greeting,
             target=str(to), is_room=is_room, exclusive_to=str(exclusive) if exclusive else None, client_id=client_id,
             lang=lang, created_at=now, expires_at=now + timedelta(seconds=o.expiry), shares=tuple(shares),
+            recipient=_local_recipient(to if not is_room else exclusive, self.ctx.domain),
         )
         try:
             result = await self.repo.send(new)
@@ -300,6 +306,8 @@ class RedPacket(Feature):
         except ClientIdReused:
             raise SendRefused(None, Condition.CONFLICT, "this client-id was used for a different packet",
                               "client-id-reused") from None
+        except RecipientGone as exc:  # deleted since _check_target: nothing was debited
+            raise SendRefused("to", Condition.ITEM_NOT_FOUND, f"{exc.jid} does not exist") from None
         packet = result.packet
         self._keep(packet)
         if packet.status == "open":
@@ -617,13 +625,29 @@ class RedPacket(Feature):
 
     # ------------------------------------------------------------------ accounts
 
+    @classmethod
+    async def delete_account_txn(cls, conn: Any, deletion: Any) -> list[RefundResult]:
+        """In the transaction deleting the account: packets addressed to it go back to their
+        senders, its own open packets and its balance to the system wallet, its records to a
+        tombstone (see :func:`.repository.delete_account_txn`): never lost, never inherited."""
+        return await delete_account_txn(conn, deletion.jid, deletion.account.id, deletion.now)
+
     @hook(H.ACCOUNT_DELETED)
     async def on_account_deleted(self, event: AccountEvent) -> Flow:
-        """The balance of a deleted account goes to the system wallet: never lost, never inherited."""
-        jid = str(event.jid)
-        moved = await self.repo.transfer_out(jid, SYSTEM_WALLET, f"account {jid} deleted", self.now())
-        if moved:
-            log.info("moved %d minor units of deleted %s to %s", moved, jid, SYSTEM_WALLET)
+        """After the commit: the senders of refunded packets are told, as for an expiry."""
+        for result in event.settled.get(self.name) or ():
+            packet = await self.repo.get_packet(result.packet_id)
+            if packet is None:
+                continue
+            zh = _is_zh(packet.lang)
+            money = self._money(result.amount)
+            await self._notice(
+                result.sender,
+                element(q("refunded"), {"id": result.packet_id, "amount": str(result.amount)}, default_ns=NS),
+                f"红包的收件人已注销，{money}已退回你的钱包" if zh
+                else f"The recipient of your red packet deleted their account; {money} went back to your wallet",
+                packet.lang,
+            )
         return Flow.CONTINUE
 
     # ------------------------------------------------------------------ xmppctl

@@ -28,9 +28,14 @@ The invariant :meth:`RedPacketRepository.audit` checks::
 
 Accounts and wallets: wallets are keyed by the owner's bare JID and have no foreign key to
 ``accounts``, so deleting an account can never make money vanish behind an ``ON DELETE
-CASCADE``. The feature moves the balance of a deleted account to the system wallet
-(:data:`SYSTEM_WALLET`) with two ``adjust`` entries, so that a new account with the same name
-starts at zero and the audit still holds.
+CASCADE``. Deleting an account runs :func:`delete_account_txn` inside the transaction that
+deletes the account row, so that nothing of it can reach whoever registers the name next:
+every open packet addressed to it (one-to-one, or exclusive in a room) is refunded to its
+sender; every open packet it sent is refunded to it; its balance then goes to the system
+wallet (:data:`SYSTEM_WALLET`) with two ``adjust`` entries; and its wallet, ledger and sent
+packets are re-keyed to :func:`tombstone` (``deleted:<account id>``), so a new account with
+the same name starts at zero with an empty history and fresh client ids. Refunds and
+``adjust`` pairs keep ``balances + unclaimed`` unchanged, so the audit holds throughout.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from xmppd.storage.accounts import accounts
 from xmppd.storage.engine import Database, is_deadlock, is_unique_violation
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
 
@@ -70,11 +76,14 @@ __all__ = [
     "PacketExpired",
     "PacketNotFound",
     "RedPacketError",
+    "RecipientGone",
     "RedPacketRepository",
     "RefundResult",
     "SendResult",
     "Share",
     "SqlRedPacketRepository",
+    "delete_account_txn",
+    "tombstone",
 ]
 
 #: Where the balance of a deleted account goes (not a JID any account can have: no '@').
@@ -204,6 +213,14 @@ class PacketExpired(RedPacketError):
         self.packet_id = packet_id
 
 
+class RecipientGone(RedPacketError):
+    """The local account a packet is for was deleted before the packet could be written."""
+
+    def __init__(self, jid: str) -> None:
+        super().__init__(f"{jid} does not exist")
+        self.jid = jid
+
+
 class ClientIdReused(RedPacketError):
     def __init__(self, client_id: str) -> None:
         super().__init__(f"client id {client_id!r} was used for a different packet")
@@ -238,6 +255,11 @@ class NewPacket:
     created_at: datetime
     expires_at: datetime
     shares: tuple[int, ...]
+    # The local account (bare JID) the packet is addressed to, one-to-one or exclusive: it must
+    # still exist when the packet is written (SQL: read under a shared lock of its row, so a
+    # send and that account's deletion are ordered: either the deletion refunds the packet, or
+    # the send fails with RecipientGone). The memory twin has no accounts and ignores it.
+    recipient: str | None = None
 
     @property
     def total(self) -> int:
@@ -731,8 +753,9 @@ class SqlRedPacketRepository(RedPacketRepository):
 
     # -- the one way a balance changes
 
+    @staticmethod
     async def _apply_txn(
-        self, conn: AsyncConnection, owner: str, kind: str, amount: int, now: datetime,
+        conn: AsyncConnection, owner: str, kind: str, amount: int, now: datetime,
         packet_id: str | None = None, reason: str | None = None,
     ) -> LedgerEntry:
         """Move ``amount`` (signed) on ``owner``'s wallet and append the ledger entry.
@@ -744,7 +767,7 @@ class SqlRedPacketRepository(RedPacketRepository):
         w = wallets.c
         dialect = conn.dialect
         if amount > 0:
-            if self._db.is_sqlite:
+            if dialect.name == "sqlite":
                 ins = sqlite_insert(wallets).values(owner=owner, balance=amount, updated_at=now)
                 upsert = ins.on_conflict_do_update(
                     index_elements=[w.owner],
@@ -820,15 +843,16 @@ class SqlRedPacketRepository(RedPacketRepository):
     async def transfer_out(self, owner: str, to: str, reason: str, now: datetime) -> int:
         return await self._db.run_txn(self._transfer_out_txn, owner, to, reason, now)
 
-    async def _transfer_out_txn(self, conn: AsyncConnection, owner: str, to: str, reason: str, now: datetime) -> int:
+    @staticmethod
+    async def _transfer_out_txn(conn: AsyncConnection, owner: str, to: str, reason: str, now: datetime) -> int:
         w = wallets.c
         amount = (
             await conn.execute(sa.select(w.balance).where(w.owner == owner).with_for_update())
         ).scalar_one_or_none()
         if not amount:
             return 0
-        await self._apply_txn(conn, owner, "adjust", -int(amount), now, None, reason)
-        await self._apply_txn(conn, to, "adjust", int(amount), now, None, reason)
+        await SqlRedPacketRepository._apply_txn(conn, owner, "adjust", -int(amount), now, None, reason)
+        await SqlRedPacketRepository._apply_txn(conn, to, "adjust", int(amount), now, None, reason)
         return int(amount)
 
     # -- packets
@@ -864,6 +888,16 @@ class SqlRedPacketRepository(RedPacketRepository):
             finished_at=None, best_luck=None,
         )
         w = wallets.c
+        if new.recipient is not None:
+            username, _, domain = new.recipient.partition("@")
+            a = accounts.c
+            alive = (
+                await conn.execute(
+                    sa.select(a.id).where(a.domain == domain, a.username == username).with_for_update(read=True)
+                )
+            ).first()
+            if alive is None:
+                raise RecipientGone(new.recipient)
         debit = await conn.execute(
             wallets.update()
             .where(w.owner == new.sender, w.balance >= new.total)
@@ -1255,6 +1289,58 @@ class SqlRedPacketRepository(RedPacketRepository):
         if extra:
             report = replace(report, problems=report.problems + tuple(extra))
         return report
+
+
+# -- account deletion --------------------------------------------------------------------
+
+
+def tombstone(account_id: int) -> str:
+    """Where the records of deleted account ``account_id`` are kept (not a JID: no account can
+    ever have it)."""
+    return f"deleted:{account_id}"
+
+
+async def delete_account_txn(conn: AsyncConnection, jid: str, account_id: int, now: datetime) -> list[RefundResult]:
+    """Settle the wallet of the account ``jid`` inside the transaction deleting it (see the
+    module docstring); returns the refunds made to *other* senders, for their notices.
+
+    Locks, in the order grabs and refunds take them: the packet rows (by id), then wallets.
+    """
+    p, w, c = packets.c, wallets.c, ledger.c
+    reason = f"account {jid} deleted"
+    still_open = sa.and_(p.refunded == sa.false(), p.remaining_count > 0)
+    addressed = sa.or_(sa.and_(p.is_room == sa.false(), p.target == jid), p.exclusive_to == jid)
+    due = (
+        await conn.execute(
+            sa.select(p.id).where(still_open, sa.or_(addressed, p.sender == jid)).order_by(p.id).with_for_update()
+        )
+    ).scalars().all()
+    refunds: list[RefundResult] = []
+    for packet_id in due:
+        marked = await conn.execute(
+            packets.update()
+            .where(p.id == packet_id, still_open)
+            .values(refunded=True, status=EXPIRED, refund_amount=p.remaining_amount)
+        )
+        if marked.rowcount == 0:
+            continue
+        row = (await conn.execute(sa.select(p.sender, p.refund_amount).where(p.id == packet_id))).one()
+        amount = int(row.refund_amount)
+        entry = await SqlRedPacketRepository._apply_txn(conn, row.sender, "refund", amount, now, packet_id, reason)
+        if row.sender != jid:
+            refunds.append(RefundResult(packet_id, row.sender, amount, entry.balance_after))
+    await SqlRedPacketRepository._transfer_out_txn(conn, jid, SYSTEM_WALLET, reason, now)
+    # The emptied wallet and its history, and the packets it sent, leave the name.
+    gone = tombstone(account_id)
+    balance = (await conn.execute(sa.select(w.balance).where(w.owner == jid).with_for_update())).scalar_one_or_none()
+    if balance is not None:
+        # Empty now (escheated above); an id a database reused after a restart finds its wallet.
+        if (await conn.execute(sa.select(w.owner).where(w.owner == gone))).first() is None:
+            await conn.execute(wallets.insert().values(owner=gone, balance=int(balance), updated_at=now))
+        await conn.execute(ledger.update().where(c.owner == jid).values(owner=gone))
+        await conn.execute(wallets.delete().where(w.owner == jid))
+    await conn.execute(packets.update().where(p.sender == jid).values(sender=gone))
+    return refunds
 
 
 def utcnow() -> datetime:

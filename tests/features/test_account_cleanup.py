@@ -1,6 +1,6 @@
 """Deleting an account removes everything of it: offline messages (XEP-0160), blocklist
-(XEP-0191), vCard (XEP-0054) and private XML (XEP-0049) — through ACCOUNT_DELETED when the
-server deletes it, and through ON DELETE CASCADE in the schema (tested in repositories/)."""
+(XEP-0191), vCard (XEP-0054) and private XML (XEP-0049) through ON DELETE CASCADE, rows keyed
+by JID (MAM) through the features' ``delete_account_txn``, all in the deleting transaction."""
 from __future__ import annotations
 
 import asyncio
@@ -99,24 +99,27 @@ async def test_in_band_account_removal_leaves_no_row_in_any_feature_table(open_s
         await slix_close(alice)
 
 
-async def test_account_deleted_hook_clears_storage_before_the_account_row_goes(server):
-    """The hook path alone (the memory twins have no cascade): every feature clears its rows."""
+async def test_deletion_is_one_transaction_every_feature_contributes_to(server):
+    """Rows keyed by account id go by ON DELETE CASCADE, rows keyed by JID (MAM preferences)
+    by the features' ``delete_account_txn``: all in the transaction that deletes the account,
+    so a namesake registered right after finds nothing, with no hook left to run."""
     d = server.domain
     await add_user(server, "erin")
     f = server.features
     from datetime import UTC, datetime
+
+    from xmppd.features.mam.repository import Prefs
 
     now = datetime.now(UTC)
     await f["offline"].repo.store("erin", d, "<m/>", now, 10)
     await f["blocking"].repo.block("erin", d, ["x@y"], 10)
     await f["vcard"].repo.set("erin", d, "<vCard xmlns='vcard-temp'/>", now)
     await f["private"].repo.set("erin", d, [("urn:x", "<a xmlns='urn:x'/>")], 10)
-    from xmppd.core.hooks import ACCOUNT_DELETED, AccountEvent
-
-    await server.hooks.run(ACCOUNT_DELETED, AccountEvent("erin", d))
-    # The account still exists: only the hooks ran, and they left nothing.
-    assert await server.accounts.get("erin", d) is not None
+    await f["mam"].repo.set_prefs(f"erin@{d}", Prefs("never"))
+    assert await server.account_service.delete("erin")
+    await add_user(server, "erin")
     assert await f["offline"].repo.count("erin", d) == 0
     assert await f["blocking"].repo.get("erin", d) == frozenset()
     assert await f["vcard"].repo.get("erin", d) is None
     assert await f["private"].repo.namespaces("erin", d) == []
+    assert await f["mam"].repo.get_prefs(f"erin@{d}") is None

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -24,11 +24,14 @@ from .dispatch import IqHandler, Target
 from .hooks import Flow, Hook
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from ..app import Server
     from ..config import Config
-    from ..storage.accounts import AccountRepository
+    from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
     from ..storage.engine import Database
-    from .router import Router, ServerOnlyCheck, Service
+    from .router import Router, Service
+    from .server_owned import ServerOwned
     from .sessions import SessionRegistry
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -92,6 +95,9 @@ class Feature:
     depends: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type] = NoOptions
     migrations: ClassVar[str | None] = None  # path of an alembic versions folder
+    # Elements only the server writes into stanzas (xmppd.core.server_owned): clients' copies
+    # are stripped by the router before routing. Declare every one your feature authors.
+    server_owned: ClassVar[tuple["ServerOwned", ...]] = ()
 
     def __init__(self, ctx: "FeatureContext", options: Any) -> None:
         self.ctx = ctx
@@ -103,6 +109,21 @@ class Feature:
 
     async def teardown(self) -> None:
         """Release what setup acquired outside the context (the context undoes the rest)."""
+
+    @classmethod
+    async def delete_account_txn(cls, conn: "AsyncConnection", deletion: "AccountDeletion") -> Any:
+        """This feature's part of deleting an account, inside the one transaction that deletes
+        it (the account row still there, locked): remove or settle what of the account is in
+        this feature's tables that ``ON DELETE CASCADE`` does not reach (rows keyed by JID).
+        Runs in ``xmppctl`` too, with no server: use only ``conn``. What it returns reaches the
+        ``ACCOUNT_DELETED`` hooks (``event.settled[name]``), which run after the commit to
+        update in-memory state. Raising rolls the whole deletion back."""
+        return None
+
+    @classmethod
+    def deletes_accounts(cls) -> bool:
+        """Whether this class contributes a :meth:`delete_account_txn`."""
+        return cls.delete_account_txn.__func__ is not Feature.delete_account_txn.__func__  # type: ignore[attr-defined]
 
     @classmethod
     def register_cli(cls, subparsers: Any) -> None:
@@ -177,10 +198,6 @@ class FeatureContext:
     def add_service(self, domain: str, service: "Service") -> None:
         self._undo.append(self.router.add_service(domain, service))
 
-    def add_server_only(self, qname: str, check: "ServerOnlyCheck | None" = None) -> None:
-        """Client stanzas never carry ``qname`` (when ``check`` says so): it is stripped."""
-        self._undo.append(self.router.add_server_only(qname, check or (lambda el, router: True)))
-
     def add_stream_feature(self, make: Callable[[bool], list[etree._Element]]) -> None:
         """Offer what ``make(authenticated)`` returns in <stream:features/>. The server builds its
         features once and reuses them: call :meth:`refresh_stream_features` when the answer changes."""
@@ -226,6 +243,8 @@ class FeatureContext:
 
     # -- lifecycle (called by the server)
     def bind_declared(self, feature: Feature) -> None:
+        for owned in type(feature).server_owned:
+            self._undo.append(self.router.add_server_only(owned.qname, owned.check()))
         for attr in dir(type(feature)):
             fn = getattr(type(feature), attr, None)
             marks = getattr(fn, "_xmppd_marks", None)
@@ -249,6 +268,11 @@ class FeatureContext:
                 undo()
             except Exception:  # teardown must finish
                 self.log.exception("undoing a registration failed")
+
+
+def deletion_steps(classes: "Iterable[type[Feature]]") -> "list[DeletionStep]":
+    """The ``delete_account_txn`` of every class that has one, in load order."""
+    return [(c.name, c.delete_account_txn) for c in classes if c.deletes_accounts()]
 
 
 def options_of(cls: type[Feature]) -> type:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -63,6 +63,8 @@ class SessionEvent:
 class AccountEvent:
     username: str
     domain: str
+    # ACCOUNT_DELETED: what each feature's ``delete_account_txn`` returned, by feature name.
+    settled: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def jid(self) -> JID:
@@ -111,6 +113,11 @@ DELIVER: Hook[Delivery] = Hook("deliver")
 SESSION_BOUND: Hook[SessionEvent] = Hook("session/bound")
 SESSION_CLOSED: Hook[SessionEvent] = Hook("session/closed")
 ACCOUNT_CREATED: Hook[AccountEvent] = Hook("account/created")
+# Deleting an account (xmppd.accounts.AccountService.delete), in this order: its sessions end;
+# ACCOUNT_DELETING (what must be told while its data is still stored: roster cancellations);
+# one transaction of every feature's ``delete_account_txn`` and the row's deletion; then
+# ACCOUNT_DELETED (in-memory state only: caches, timers, notices), before anyone is answered.
+ACCOUNT_DELETING: Hook[AccountEvent] = Hook("account/deleting")
 ACCOUNT_DELETED: Hook[AccountEvent] = Hook("account/deleted")
 
 Handler = Callable[[Any], Awaitable[Flow]]

@@ -20,6 +20,7 @@ from ..xml.builder import error_reply
 from . import hooks as H
 from .dispatch import NO_REPLY, IqRequest, IqTable, IqTracker, Target
 from .hooks import Delivery, Flow, HookChains, Routed
+from .server_owned import ServerOnlyCheck
 
 if TYPE_CHECKING:
     from .session import Session
@@ -35,8 +36,6 @@ class Service(Protocol):
     async def receive(self, routed: Routed) -> None: ...
 
 
-# A predicate deciding whether a client-supplied element is one only the server may author.
-ServerOnlyCheck = Callable[[etree._Element, "Router"], bool]
 
 
 class Router:
@@ -48,9 +47,12 @@ class Router:
         self.tracker = tracker
         self.services: dict[str, Service] = {}
         # qname -> check; a client stanza's children with these qnames are removed when the
-        # check says the server is their only author (stanza-id by us, delay from us, ...).
+        # check says the server is their only author (stanza-id by us, delay from us, ...):
+        # the core's own and every loaded feature's ``server_owned`` declarations.
         self._server_only: dict[str, ServerOnlyCheck] = {}
         self._server_only_tags: frozenset[str] = frozenset()
+        # "{namespace}" of namespaces owned whole: their elements leave messages and presence.
+        self._owned_prefixes: tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- registration
 
@@ -65,6 +67,16 @@ class Router:
         return remove
 
     def add_server_only(self, qname: str, check: ServerOnlyCheck) -> Callable[[], None]:
+        if qname.endswith("}*"):  # a whole namespace, in messages and presence
+            prefix = qname[:-1]
+            if prefix in self._owned_prefixes:
+                raise ValueError(f"{qname} is already declared server-only")
+            self._owned_prefixes += (prefix,)
+
+            def remove_namespace() -> None:
+                self._owned_prefixes = tuple(p for p in self._owned_prefixes if p != prefix)
+
+            return remove_namespace
         if qname in self._server_only:
             raise ValueError(f"{qname} is already declared server-only")
         self._server_only[qname] = check
@@ -82,11 +94,14 @@ class Router:
     # ---------------------------------------------------------------- entry points
 
     async def from_client(self, session: "Session", stanza: etree._Element, kind: str, to: JID | None) -> None:
-        """A stanza from a bound client: ``from`` is stamped by the stream core already."""
+        """A stanza from a bound client: ``from`` is stamped by the stream core already. Its
+        server-owned children (``xmppd.core.server_owned``) go first, before any hook sees it."""
         tags = self._server_only_tags
-        if tags:
+        prefixes = self._owned_prefixes if kind != "iq" else ()
+        if tags or prefixes:
             for child in stanza:
-                if child.tag in tags and self._server_only[child.tag](child, self):
+                tag = child.tag
+                if (tag in tags and self._server_only[tag](child, self)) or (prefixes and isinstance(tag, str) and tag.startswith(prefixes)):
                     stanza.remove(child)
         routed = Routed(stanza, kind, session.jid, to, session)  # type: ignore[arg-type]
         if self.hooks.has(H.STANZA_IN) and await self.hooks.run(H.STANZA_IN, routed) is Flow.STOP:

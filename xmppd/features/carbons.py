@@ -22,6 +22,7 @@ from ..core import hooks as H
 from ..core.dispatch import IqRequest, Target
 from ..core.feature import Feature, hook, iq_handler
 from ..core.hooks import Flow, Routed
+from ..core.server_owned import owned
 from ..errors import Condition, StanzaError
 from ..xml import ns
 
@@ -43,10 +44,7 @@ class Carbons(Feature):
     name = "carbons"
     implements = ("XEP-0280", "XEP-0297")
     disco_features = (CARBONS,)
-
-    async def setup(self) -> None:
-        self.ctx.add_server_only(_SENT)
-        self.ctx.add_server_only(_RECEIVED)
+    server_owned = owned(CARBONS, "sent", "received")  # XEP-0280 §11: only the server makes copies
 
     # ---------------------------------------------------------------- enable / disable
 

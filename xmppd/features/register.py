@@ -102,11 +102,10 @@ class Register(Feature):
         svc = self.ctx.server.account_service
         if query.find(_R + "remove") is not None:
             session = req.origin
-            # XEP-0077 §3.2: answer first, then the account and its sessions go.
-            if session is not None:
-                session.send(iq_result(req.stanza))
+            # XEP-0077 §3.2: the result, then the not-authorized stream error. The result goes
+            # out once the deletion has committed, so the name is free when the client reads it.
+            await svc.delete(username, requester=session, answer=(lambda: session.send(iq_result(req.stanza))) if session else None)
             self.log.info("%s removed their account", req.from_jid.bare)
-            self.ctx.spawn(svc.delete(username), name=f"remove-{username}")
             return NO_REPLY
         given = (query.findtext(_R + "username") or "").strip()
         password = query.findtext(_R + "password")

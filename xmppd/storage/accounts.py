@@ -14,18 +14,20 @@ Database`) and :class:`MemoryAccountRepository` (for tests and ephemeral servers
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from xmppd.storage.engine import Database, is_unique_violation
+from xmppd.storage.engine import Database, is_deadlock, is_unique_violation
 from xmppd.storage.inline import InlineQuery, InlineReader, InlineUnavailable
 from xmppd.storage.metadata import (
     INDEXED_TEXT_LENGTH,
@@ -44,7 +46,9 @@ __all__ = [
     "AccountError",
     "AccountExists",
     "AccountNotFound",
+    "AccountDeletion",
     "AccountRepository",
+    "DeletionStep",
     "MemoryAccountRepository",
     "SqlAccountRepository",
     "StoredCredentials",
@@ -60,6 +64,7 @@ MAX_MECHANISM_LENGTH: Final = 32
 MAX_REASON_LENGTH: Final = 65535 // 4
 #: The mechanisms xmppd stores verifiers for (-PLUS variants share them).
 SCRAM_MECHANISMS: Final = ("SCRAM-SHA-1", "SCRAM-SHA-256")
+_MAX_DEADLOCK_RETRIES: Final = 30
 
 Clock = Callable[[], datetime]
 
@@ -145,6 +150,25 @@ class Account:
     disabled_reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class AccountDeletion:
+    """An account being deleted, as the deletion steps of features see it (inside the
+    transaction that deletes it, the row still there and locked)."""
+
+    account: Account
+    now: datetime  # timezone-aware, UTC
+
+    @property
+    def jid(self) -> str:
+        """The bare JID, as features that key by JID store it."""
+        return f"{self.account.username}@{self.account.domain}"
+
+
+#: One feature's part of an account deletion: ``(name, step)``; ``step(conn, deletion)`` runs
+#: inside the deleting transaction and returns what its feature wants to know after the commit.
+DeletionStep = tuple[str, Callable[[AsyncConnection, AccountDeletion], Awaitable[Any]]]
+
+
 class AccountError(Exception):
     """Base of the account repository errors; carries the account's name."""
 
@@ -180,6 +204,10 @@ class AccountRepository(Protocol):
       stores *reason* when disabling and clears it when enabling; both raise
       :class:`AccountNotFound`.
     * ``delete`` removes the account and its credentials and tells whether it existed.
+      ``delete_with`` does the same in one transaction with every feature's deletion step
+      (run in order, before the row goes, with the row locked against a concurrent update);
+      it returns the steps' results by feature name, or ``None`` when there was no account.
+      A step that raises rolls the whole deletion back.
     * ``list`` orders by (domain, username), by code point; ``limit``/``offset`` page it.
     """
 
@@ -198,6 +226,10 @@ class AccountRepository(Protocol):
     ) -> None: ...
 
     async def delete(self, username: str, domain: str) -> bool: ...
+
+    async def delete_with(
+        self, username: str, domain: str, steps: Sequence[DeletionStep]
+    ) -> Mapping[str, Any] | None: ...
 
     async def set_disabled(
         self, username: str, domain: str, disabled: bool, reason: str | None = None
@@ -428,13 +460,39 @@ class SqlAccountRepository(AccountRepository):
         await self._insert_credentials_txn(conn, int(account_id), creds)
 
     async def delete(self, username: str, domain: str) -> bool:
-        return await self._db.run_txn(self._delete_txn, username, domain)
+        return await self.delete_with(username, domain, ()) is not None
+
+    async def delete_with(
+        self, username: str, domain: str, steps: Sequence[DeletionStep]
+    ) -> Mapping[str, Any] | None:
+        # Every step only touches the database, so a deadlock victim is rerun whole.
+        for attempt in range(_MAX_DEADLOCK_RETRIES):
+            try:
+                return await self._db.run_txn(self._delete_txn, username, domain, tuple(steps), _now(self._clock))
+            except DBAPIError as exc:
+                if not is_deadlock(exc) or attempt == _MAX_DEADLOCK_RETRIES - 1:
+                    raise
+                await asyncio.sleep(random.uniform(0.001, 0.005 * (attempt + 1)))
+        raise AssertionError("unreachable")
 
     @staticmethod
-    async def _delete_txn(conn: AsyncConnection, username: str, domain: str) -> bool:
-        # account_credentials rows go with it: ON DELETE CASCADE.
-        result = await conn.execute(accounts.delete().where(_where_name(username, domain)))
-        return result.rowcount > 0
+    async def _delete_txn(
+        conn: AsyncConnection, username: str, domain: str, steps: tuple[DeletionStep, ...], now: datetime
+    ) -> Mapping[str, Any] | None:
+        # FOR UPDATE: a concurrent password change or disable waits for the deletion.
+        row = (
+            await conn.execute(sa.select(*_ACCOUNT_COLUMNS).where(_where_name(username, domain)).with_for_update())
+        ).first()
+        if row is None:
+            return None
+        deletion = AccountDeletion(_account(row._mapping), now)
+        settled: dict[str, Any] = {}
+        for name, step in steps:
+            settled[name] = await step(conn, deletion)
+        # Rows with a foreign key to accounts.id (credentials, roster, offline ...) go with
+        # it: ON DELETE CASCADE, in this same statement.
+        await conn.execute(accounts.delete().where(accounts.c.id == deletion.account.id))
+        return settled
 
     async def set_disabled(
         self, username: str, domain: str, disabled: bool, reason: str | None = None
@@ -536,11 +594,18 @@ class MemoryAccountRepository(AccountRepository):
         self._credentials[account.id] = {c.mechanism: c for c in creds}
 
     async def delete(self, username: str, domain: str) -> bool:
+        return await self.delete_with(username, domain, ()) is not None
+
+    async def delete_with(
+        self, username: str, domain: str, steps: Sequence[DeletionStep]
+    ) -> Mapping[str, Any] | None:
+        if steps:
+            raise ValueError("deletion steps need a database transaction: use SqlAccountRepository")
         account = self._accounts.pop((domain, username), None)
         if account is None:
-            return False
+            return None
         del self._credentials[account.id]
-        return True
+        return {}
 
     async def set_disabled(
         self, username: str, domain: str, disabled: bool, reason: str | None = None

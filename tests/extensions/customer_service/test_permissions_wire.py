@@ -138,3 +138,21 @@ async def test_messages_to_unknown_queues_and_closed_sessions_bounce(site: Site)
     vera.say(site.domain, "hello?")
     err = await vera.next(lambda m: m.get("type") == "error")
     assert err.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}service-unavailable") is not None
+
+
+async def test_a_deleted_supervisors_namesake_is_nobodys_supervisor(site: Site) -> None:
+    """Memberships are keyed by JID: deleting the account removes them in the same transaction,
+    so whoever registers the name next cannot read the queue's figures, history or members."""
+    for u in ("boss", "ann", "sue"):
+        await site.user(u)
+    admin = await site.queue_with("support", {"ann": "Ann"}, supervisors=("sue",))
+    sue = await site.client("sue")
+    await sue.cs.figures(site.queue("support"))
+    await sue.close()
+    assert site.server is not None
+    assert await site.server.account_service.delete("sue")
+    await site.user("sue")
+    new_sue = await site.client("sue")
+    await refused(new_sue.cs.figures(site.queue("support")))
+    await refused(new_sue.cs.members(site.queue("support")))
+    assert [m.get("jid") for m in await admin.cs.members(site.queue("support"))] == ["ann@localhost"]

@@ -191,7 +191,7 @@ class Blocking(Feature):
 
     @hook(H.ACCOUNT_DELETED)
     async def on_account_deleted(self, e: AccountEvent) -> Flow:
-        await self.repo.unblock(e.username, e.domain, None)
+        # The rows went with the account (ON DELETE CASCADE): only what is cached here is left.
         self._drop(e.jid)
         if e.domain == self.ctx.domain:
             self._owners.discard(e.username)

@@ -43,6 +43,7 @@ from ...core import hooks as H
 from ...core.dispatch import IqRequest, Target
 from ...core.feature import Feature, hook, iq_handler
 from ...core.hooks import AccountEvent, Flow, Routed
+from ...core.server_owned import owned
 from ...errors import Condition, StanzaError
 from ...jid import JID, JIDError
 from ...xml import ns
@@ -140,6 +141,8 @@ class Mam(Feature):
     depends = ("disco", "roster", "muc")
     Options = MamOptions
     migrations = str(Path(__file__).parent / "migrations")
+    # Only an archive sends results (XEP-0313 §4.2): a client's would fake someone's history.
+    server_owned = owned(MAM, "result")
 
     repo: MamRepository
 
@@ -329,8 +332,14 @@ class Mam(Feature):
         await self._archive(str(owner), r.stanza, to, seq, sid)
         return Flow.CONTINUE
 
+    @classmethod
+    async def delete_account_txn(cls, conn: Any, deletion: Any) -> None:
+        """The archive and preferences of a deleted account go with it (keyed by JID)."""
+        await SqlMamRepository.delete_owner_txn(conn, deletion.jid)
+
     @hook(H.ACCOUNT_DELETED)
     async def on_account_deleted(self, ev: AccountEvent) -> Flow:
+        """After the commit: what was still buffered for the account is written, then removed."""
         owner = str(ev.jid)
         await self.flush()
         await self.repo.delete_owner(owner)

@@ -375,10 +375,10 @@ class SqlMamRepository:
         return (await conn.execute(mam_messages.delete().where(mam_messages.c.seq < seq_floor(ts)))).rowcount
 
     async def delete_owner(self, owner: str) -> int:
-        return await self._db.run_txn(self._delete_owner_txn, owner)
+        return await self._db.run_txn(self.delete_owner_txn, owner)
 
     @staticmethod
-    async def _delete_owner_txn(conn: AsyncConnection, owner: str) -> int:
+    async def delete_owner_txn(conn: AsyncConnection, owner: str) -> int:
         n = (await conn.execute(mam_messages.delete().where(mam_messages.c.owner == owner))).rowcount
         await conn.execute(mam_prefs.delete().where(mam_prefs.c.owner == owner))
         return n

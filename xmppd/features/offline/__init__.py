@@ -25,7 +25,7 @@ from lxml import etree
 
 from ...core import hooks as H
 from ...core.feature import Feature, hook
-from ...core.hooks import AccountEvent, Flow, Routed
+from ...core.hooks import Flow, Routed
 from ...errors import Condition, StanzaError
 from ...xml import ns
 from .repository import OfflineRepository, SqlOfflineRepository, StoreResult
@@ -144,7 +144,3 @@ class Offline(Feature):
 
     # ---------------------------------------------------------------- accounts
 
-    @hook(H.ACCOUNT_DELETED)
-    async def on_account_deleted(self, e: AccountEvent) -> Flow:
-        await self.repo.clear(e.username, e.domain)
-        return Flow.CONTINUE

@@ -19,7 +19,7 @@ Public API (for other features: ``ctx.feature("roster")``, declare ``depends = (
 * ``async update(owner_bare, contact_bare, change) -> (before, after)``: apply a pure change
   function to one row atomically and push the result if clients can see the difference.
 * ``async push(owner_bare, item)``: send a roster push of ``item`` (unlisted: removal).
-* ``async remove_account(username)``: what happens on ``ACCOUNT_DELETED`` (run by this
+* ``async remove_account(username)``: what happens on ``ACCOUNT_DELETING`` (run by this
   feature's own hook): every contact gets the cancellations RFC 6121 §3.2/§3.3 prescribe
   (``unavailable``, ``unsubscribe``, ``unsubscribed`` from the deleted account), so their
   rosters are updated and pushed, then every row of the account is deleted.
@@ -149,10 +149,18 @@ class Roster(Feature):
 
     # ------------------------------------------------------------------ hooks and handlers
 
+    @hook(H.ACCOUNT_DELETING)
+    async def _account_deleting(self, event: AccountEvent) -> Flow:
+        """Before the deleting transaction (the cancellations need the stored roster); the rows
+        then go with the account (ON DELETE CASCADE)."""
+        if event.domain == self.ctx.domain:
+            await self.remove_account(event.username)
+        return Flow.CONTINUE
+
     @hook(H.ACCOUNT_DELETED)
     async def _account_deleted(self, event: AccountEvent) -> Flow:
         if event.domain == self.ctx.domain:
-            await self.remove_account(event.username)
+            self.repo.forget(JID(event.username, self.ctx.domain))
         return Flow.CONTINUE
 
     @hook(H.ACCOUNT_CREATED)

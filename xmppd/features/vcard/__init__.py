@@ -16,10 +16,8 @@ from pathlib import Path
 
 from lxml import etree
 
-from ...core import hooks as H
 from ...core.dispatch import IqRequest, Target
-from ...core.feature import Feature, hook, iq_handler
-from ...core.hooks import AccountEvent, Flow
+from ...core.feature import Feature, iq_handler
 from ...errors import Condition, StanzaError
 from ...storage.accounts import AccountNotFound
 from ...xml.builder import element
@@ -79,7 +77,3 @@ class VCard(Feature):
             raise StanzaError(Condition.ITEM_NOT_FOUND, "the account no longer exists") from None
         return None
 
-    @hook(H.ACCOUNT_DELETED)
-    async def on_account_deleted(self, e: AccountEvent) -> Flow:
-        await self.repo.delete(e.username, e.domain)
-        return Flow.CONTINUE
