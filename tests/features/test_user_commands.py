@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from xmppd.features.register import PASSWD_NODE
+from xmppd_extensions.customer_service.visitor_commands import MY_TICKETS
 from xmppd_extensions.mute.feature import CMD_MY_MUTES, CMD_PLATFORM_MUTE
 from xmppd_extensions.redpacket.commands import TOPUP
 from xmppd_extensions.redpacket.user_commands import MY_WALLET, SEND
@@ -17,7 +18,7 @@ from .test_adhoc import PLUGINS, form_of, notes, run, xform
 
 pytestmark = pytest.mark.interop
 
-USER_NODES = {PASSWD_NODE, MY_WALLET, SEND, CMD_MY_MUTES}
+USER_NODES = {PASSWD_NODE, MY_WALLET, SEND, CMD_MY_MUTES, MY_TICKETS}
 ADMIN_NODES = {"http://jabber.org/protocol/admin#add-user", "http://jabber.org/protocol/admin#change-user-password",
                TOPUP, CMD_PLATFORM_MUTE}
 
