@@ -259,7 +259,7 @@ class RedPacket(Feature):
         return out
 
     async def send_packet(self, sender: JID, *, to: JID, kind: str, count: int, total: int, client_id: str,
-                          greeting: str | None = None, exclusive: JID | None = None, lang: str = "en") -> SendResult:
+                          greeting: str | None = None, exclusive: JID | None = None, lang: str | None = None) -> SendResult:
         """Send a red packet on ``sender``'s behalf: every rule of sending, for every door (the
         ``<send/>`` iq, the ``#send`` ad-hoc command). ``total`` is in minor units (an equal
         packet's total divides evenly into its ``count`` shares); refusals raise
@@ -286,7 +286,7 @@ class RedPacket(Feature):
                               "limit-exceeded")
         to = to.bare
         exclusive = exclusive.bare if exclusive is not None else None
-        lang = (lang or "en")[:35]
+        lang = (lang or "en")[:35]  # None (the ad-hoc door): the default language
         is_room = await self._check_target(sender, to, count, exclusive)
         # The speech gate, before any money moves: a packet says the greeting on the sender's behalf.
         await self._may_speak(sender, to, is_room, greeting, lang)
