@@ -12,12 +12,20 @@ setup(
     # The folder is extensions/; the import name is xmppd_extensions so that it
     # cannot clash with any other top-level package called "extensions".
     package_dir={"xmppd_extensions": "extensions"},
-    package_data={"xmppd": ["default.toml", "storage/migrations/script.py.mako", "storage/migrations/versions/*.py", "features/*/migrations/*.py"], "xmppd_extensions": ["*/migrations/*.py"]},
+    package_data={"xmppd": ["default.toml", "storage/migrations/script.py.mako", "storage/migrations/versions/*.py", "features/*/migrations/*.py", "locale/*.toml", "features/*/locale/*.toml"], "xmppd_extensions": ["*/migrations/*.py", "*/locale/*.toml"]},
     include_package_data=True,
     install_requires=[
         "lxml>=5.0",  # stream parsing and serialisation (C speed, pull parser)
         "scramp>=1.4.4",  # SCRAM-SHA-1/256(-PLUS) server side, maintained
         "precis-i18n>=1.1",  # RFC 7622/8265 JID preparation
+        # Unicode TR 39 confusable skeletons (usernames.py: "admіn" is "admin"): ICU's
+        # SpoofChecker is the reference implementation, kept current with each Unicode release;
+        # the pure-Python confusables packages offer no skeleton or are unmaintained. PyICU itself
+        # ships only a source distribution that needs ICU's headers and a C++ compiler, which
+        # would break the README's one-command install; pyicu-wheels is the same PyICU built as
+        # manylinux wheels with ICU bundled. Elsewhere PyICU is built from source.
+        "pyicu-wheels>=2.15; sys_platform == 'linux' and (platform_machine == 'x86_64' or platform_machine == 'aarch64')",
+        "PyICU>=2.10; sys_platform != 'linux' or (platform_machine != 'x86_64' and platform_machine != 'aarch64')",
         "SQLAlchemy[asyncio]>=2.0.30",
         "aiosqlite>=0.20",  # embedded default storage
         "alembic>=1.13",  # schema migrations

@@ -57,12 +57,12 @@ def client_ssl_context(server: Server) -> ssl.SSLContext:
 # ---------------------------------------------------------------------------------- slixmpp
 
 
-async def slix(server: Server, jid: str, password: str = PASSWORD, *, mode: str = "starttls", plugins: tuple[str, ...] = (), mech: str | None = None, timeout: float = 10) -> Any:
+async def slix(server: Server, jid: str, password: str = PASSWORD, *, mode: str = "starttls", plugins: tuple[str, ...] = (), mech: str | None = None, timeout: float = 10, lang: str = "en") -> Any:
     """A logged-in slixmpp client (session started), or raise with the reason."""
     import slixmpp
 
     kwargs = {"sasl_mech": mech} if mech else {}
-    client = slixmpp.ClientXMPP(jid, password, **kwargs)
+    client = slixmpp.ClientXMPP(jid, password, lang=lang, **kwargs)  # lang: the stream's xml:lang
     client.ssl_context = client_ssl_context(server)
     client.enable_direct_tls = mode == "direct"
     client.enable_starttls = mode == "starttls"
@@ -110,8 +110,10 @@ class RawClient:
         self.buffer = b""
 
     @classmethod
-    async def connect(cls, server: Server, port_name: str = "c2s") -> "RawClient":
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.ports[port_name])
+    async def connect(cls, server: Server, port_name: str = "c2s", *, source: str | None = None) -> "RawClient":
+        """``source``: the local address to connect from (any of 127.0.0.0/8 reaches the server)."""
+        local = (source, 0) if source else None
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.ports[port_name], local_addr=local)
         return cls(reader, writer)
 
     async def send(self, data: bytes | str) -> None:

@@ -59,6 +59,22 @@ def test_user_add_refuses_bad_jids_and_other_domains(tmp_path):
     assert r.returncode == 1 and "at least 8" in r.stderr
 
 
+def test_user_add_refuses_reserved_and_look_alike_names(tmp_path):
+    for jid, why in [
+        ("root@localhost", "'root' is reserved"),
+        ("adm\u0456n@localhost", "it looks like 'admin'"),
+        ("s-0000abcd@localhost", "reserved for the addresses of cs"),
+        ("conference.localhost@localhost", "looks like the domain"),
+        ("chat.example.net@localhost", "looks like the domain chat.example.net"),
+    ]:
+        r = ctl(tmp_path, "user", "add", jid, "--password", PASSWORD, extra=("--set", "muc.domain=chat.example.net"))
+        assert r.returncode == 1 and why in r.stderr, (jid, r.stderr)
+    assert ctl(tmp_path, "user", "list").stdout.split() == []
+    # The operator creates the accounts of server.admins, reserved names or not.
+    r = ctl(tmp_path, "user", "add", "admin@localhost", "--password", PASSWORD, extra=("--set", 'server.admins=["admin@localhost"]'))
+    assert r.returncode == 0, r.stderr
+
+
 def test_db_upgrade_is_idempotent(tmp_path):
     r = ctl(tmp_path, "db", "upgrade")
     assert r.returncode == 0, r.stderr

@@ -264,7 +264,8 @@ def test_loopback_handshake_and_scram_plus(pair):
         ssl_object = writer.get_extra_info("ssl_object")
         server_view.update(alpn=ssl_object.selected_alpn_protocol(), compression=ssl_object.compression())
         sasl = SaslServer(
-            "SCRAM-SHA-256-PLUS", domain=DOMAIN, channel_binding=("tls-server-end-point", server_cb), tls=True
+            "SCRAM-SHA-256-PLUS", domain=DOMAIN, channel_binding=("tls-server-end-point", server_cb), tls=True,
+            fake_key=b"k" * 32,
         )
         step = sasl.start(base64.b64decode(await reader.readline()))
         while True:

@@ -28,8 +28,9 @@ from .storage.accounts import (
 if TYPE_CHECKING:
     from .app import Server
     from .core.session import Session
+    from .usernames import UsernamePolicy
 
-__all__ = ["AccountExists", "AccountNotFound", "AccountService", "InvalidAccount", "credentials_for"]
+__all__ = ["AccountExists", "AccountNotFound", "AccountService", "InvalidAccount", "ReservedUsername", "credentials_for"]
 
 
 _DELETED = "the account has been deleted"
@@ -37,6 +38,10 @@ _DELETED = "the account has been deleted"
 
 class InvalidAccount(ValueError):
     """A username or password that cannot be used, with the reason."""
+
+
+class ReservedUsername(InvalidAccount):
+    """A valid username that no account may have (usernames.UsernamePolicy), with the reason."""
 
 
 def credentials_for(password: str) -> list[StoredCredentials]:
@@ -60,6 +65,7 @@ class AccountService:
         server: "Server | None" = None,
         min_password_length: int = 1,
         deletion_steps: Sequence[DeletionStep] = (),
+        policy: "UsernamePolicy | None" = None,
     ) -> None:
         self.repo = repo
         # Without a live server (xmppctl): the features' deletion steps, given by the caller.
@@ -67,6 +73,7 @@ class AccountService:
         self.domain = domain
         self.server = server
         self.min_password_length = min_password_length
+        self.policy = policy  # None: any valid username (tools and tests without a config)
         # Bumped before every disable or delete: an account read at authentication is still
         # good at resource binding when this has not moved in between (no second read).
         self.generation = 0
@@ -84,8 +91,14 @@ class AccountService:
         if len(password) < self.min_password_length:
             raise InvalidAccount(f"the password must have at least {self.min_password_length} characters")
 
-    async def create(self, username: str, password: str) -> Account:
+    async def create(self, username: str, password: str, *, public: bool = False) -> Account:
+        """Create an account. ``public``: the name was chosen by a stranger (in-band
+        registration) rather than by an operator (xmppctl, the admin command): then even the
+        names of ``server.admins`` are refused. Every door comes through here, so the
+        username policy is checked in this one place."""
         username = self.prepare(username)
+        if self.policy is not None and (why := self.policy.refusal(username, public=public)) is not None:
+            raise ReservedUsername(why)
         self._check_password(password)
         # Key derivation (PBKDF2, twice) takes milliseconds: keep it off the event loop.
         account = await self.repo.create(username, self.domain, await asyncio.to_thread(credentials_for, password))

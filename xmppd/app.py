@@ -14,25 +14,32 @@ from lxml import etree
 
 from .accounts import AccountService
 from .config import Config, parse_hostport
+from .core import hooks as H
 from .core import server_owned
 from .core.dispatch import IqTable, IqTracker
 from .core.feature import Clock, Feature, FeatureContext
-from .core.hooks import HookChains
+from .core.hooks import Flow, HookChains, SessionEvent
 from .core.limits import AuthThrottle, ConnectionCounter
 from .core.loader import discover, order
 from .core.router import Router
 from .core.session import Session
 from .core.sessions import SessionRegistry
 from .errors import Condition, StanzaError, StreamErrorCondition
+from .i18n import Languages
 from .jid import JID
 from .protocol.c2s import C2SStream, StreamConfig
 from .storage import migrations
 from .storage.accounts import AccountRepository, SqlAccountRepository
 from .storage.engine import Database
+from .storage.secrets import server_secret
 from .transport import tls as tlsmod
+from .usernames import UsernamePolicy
 from .xml.builder import error_reply
 
 log = logging.getLogger(__name__)
+
+#: The server secret keying the SCRAM answers for unknown users (protocol.sasl.fake_credentials).
+FAKE_SCRAM_SECRET = "scram-unknown-users"
 
 
 class SchemaNotCurrent(Exception):
@@ -59,13 +66,18 @@ class Server:
         self.tracker = IqTracker()
         self.sessions = SessionRegistry(config.c2s.max_sessions_per_account)
         self.router = Router(self.domain, self.sessions, self.hooks, self.iq_table, self.tracker)
+        self.languages = Languages(self.sessions, config.server.default_lang)
+        self.router.languages = self.languages
+        self.hooks.add(H.SESSION_BOUND, self._remember_language)
         # Elements only this server may author (XEP-0359 §4, XEP-0203 §3): a client's copy that
         # claims to be ours is removed before routing, so nobody forges ids or offline stamps.
         # Features add theirs through their ``server_owned`` declaration.
         for owned in server_owned.CORE:
             self.router.add_server_only(owned.qname, owned.check())
+        c2s = config.c2s
         self.auth_throttle = AuthThrottle(
-            config.c2s.auth_failures_per_ip, config.c2s.auth_failures_per_account, config.c2s.auth_failure_window
+            c2s.auth_failures_per_ip, c2s.auth_failures_per_account, c2s.auth_failure_window,
+            delay_max=c2s.auth_delay_max, clock=self.clock.monotonic,
         )
         self.connections = ConnectionCounter(config.c2s.max_connections_per_ip)
         self.admins = frozenset(JID.parse(a) for a in config.server.admins)
@@ -86,6 +98,7 @@ class Server:
         self.db: Database = None  # type: ignore[assignment]
         self.accounts: AccountRepository = None  # type: ignore[assignment]
         self.account_service: AccountService = None  # type: ignore[assignment]
+        self.fake_scram_key = b""  # read from storage at start (storage.secrets)
         self.ssl_context: ssl.SSLContext | None = None
         self.channel_binding: tuple[str, bytes] | None = None
         self.started = asyncio.Event()
@@ -117,9 +130,12 @@ class Server:
                     raise SchemaNotCurrent(
                         f"the database schema is not up to date ({len(missing)} migrations pending): run `xmppctl db upgrade`"
                     )
+            # Shared by every node through the database, kept across restarts (issue 15 #12).
+            self.fake_scram_key = await server_secret(self.db, FAKE_SCRAM_SECRET)
             self.accounts = SqlAccountRepository(self.db)
             self.account_service = AccountService(
-                self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length
+                self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length,
+                policy=UsernamePolicy.from_config(cfg, classes, domains=lambda: (self.domain, *self.router.services)),
             )
             for cls in classes:
                 ctx = FeatureContext(self, cls.name)
@@ -234,6 +250,7 @@ class Server:
                 extra_features=self._extra_features,
                 nonza_namespaces=frozenset(self._nonza_handlers),
                 websocket=websocket,
+                fake_key=self.fake_scram_key,
             )
         stream = C2SStream(config)
         if direct_tls or tls:
@@ -317,6 +334,12 @@ class Server:
         await handler(session, el)
 
     # ---------------------------------------------------------------- helpers for features
+
+    async def _remember_language(self, ev: SessionEvent) -> Flow:
+        """An account's latest stream language, for texts it gets while offline (xmppd/i18n.py)."""
+        if ev.session.jid is not None:
+            self.languages.remember(ev.session.jid.bare, Languages.of_session(ev.session))
+        return Flow.CONTINUE
 
     def is_admin(self, jid: JID) -> bool:
         return jid.bare in self.admins

@@ -149,16 +149,20 @@ class Ctl:
 
     async def accounts(self) -> Any:
         from .accounts import AccountService
+        from .core.feature import deletion_steps
+        from .core.loader import order
         from .storage.accounts import SqlAccountRepository
+        from .usernames import UsernamePolicy
 
         db = await self.db()
-        from .core.feature import deletion_steps
-
         # No server here: deleting an account runs every installed feature's deletion step in
         # the same transaction, as the server does (in-memory state is the running server's).
+        cfg = self.config
+        installed = order(self.classes, cfg.features.disabled)
+        policy = UsernamePolicy.from_config(cfg, installed)
         return AccountService(
-            SqlAccountRepository(db), self.config.server.domain, None, self.config.registration.min_password_length,
-            deletion_steps(self.classes.values()),
+            SqlAccountRepository(db), cfg.server.domain, None, cfg.registration.min_password_length,
+            deletion_steps(self.classes.values()), policy,
         )
 
     async def close(self) -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .usernames import DEFAULT_RESERVED_NAMES
+
 
 class ConfigError(Exception):
     """A configuration problem, described in one line that names the key."""
@@ -28,6 +30,7 @@ class ServerOptions:
     admins: list[str] = field(default_factory=list)
     data_dir: str = "./data"
     name: str = "xmppd"
+    default_lang: str = "en"  # language of server texts for clients that name none (xmppd/i18n.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +51,30 @@ class C2SOptions:
     max_connections_per_ip: int = 32
     max_sessions_per_account: int = 10
     max_auth_attempts: int = 3
-    # Auth failures from one address or for one account within the window block further
-    # attempts (temporary-auth-failure) until the window passes.
+    # Password guessing (core/limits.AuthThrottle, docs/security.md): failures from one
+    # address, or for one account from one address, within the window get further attempts
+    # from that address temporary-auth-failure; failures for one account from everywhere only
+    # make its later attempts wait (doubling from 0.5 s, at most auth_delay_max seconds).
     auth_failures_per_ip: int = 10
     auth_failures_per_account: int = 5
     auth_failure_window: float = 300.0
+    auth_delay_max: float = 5.0
     write_buffer_limit: int = 1048576
+    # Inbound shaping per session (token buckets, see docs/security.md): bytes and top-level
+    # elements a second, and how many may come at once. A rate of 0 turns that bucket off.
+    rate_bytes: float = 32768.0
+    burst_bytes: int = 131072
+    rate_stanzas: float = 50.0
+    burst_stanzas: int = 500
+    preauth_rate_bytes: float = 2048.0
+    preauth_burst_bytes: int = 16384
+    preauth_rate_stanzas: float = 5.0
+    preauth_burst_stanzas: int = 30
+    # Seconds a session may stay slowed down by the stanza rate without a break (or hold a
+    # backlog worth that long) before policy-violation ends it.
+    flood_grace: float = 30.0
+    # Seconds a stanza may stay half-received (begun, not ended) before connection-timeout.
+    stanza_timeout: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +96,8 @@ class RegistrationOptions:
     min_password_length: int = 8
     # In-band registrations accepted from one address per hour (XEP-0077 §8 abuse control).
     per_ip_per_hour: int = 5
+    # Usernames no door creates, nor any name confusable with them (xmppd/usernames.py).
+    reserved_names: list[str] = field(default_factory=lambda: list(DEFAULT_RESERVED_NAMES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,20 +311,53 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"server.admins[{i}] {admin!r} is not a valid JID: {exc}") from None
         if a.resource is not None or a.local is None:
             raise ConfigError(f"server.admins[{i}] {admin!r} must be a bare JID like user@domain")
+    from .i18n import normalise
+
+    if normalise(cfg.server.default_lang) is None:
+        raise ConfigError(f"server.default_lang {cfg.server.default_lang!r} is not a language tag such as en or zh-Hans")
     for key in ("c2s", "c2s_tls", "http"):
         parse_hostport(getattr(cfg.listen, key), f"listen.{key}")
+    for i, name in enumerate(cfg.registration.reserved_names):
+        try:
+            a = JID.parse(f"{name}@{cfg.server.domain}")
+        except JIDError as exc:
+            raise ConfigError(f"registration.reserved_names[{i}] {name!r} is not a valid username: {exc}") from None
+        if a.resource is not None or "@" in name or "/" in name:
+            raise ConfigError(f"registration.reserved_names[{i}] {name!r} is not a valid username")
     if bool(cfg.tls.cert) != bool(cfg.tls.key):
         raise ConfigError("tls.cert and tls.key must be given together")
     c = cfg.c2s
     for key in ("max_stanza_size", "preauth_max_stanza_size", "max_depth", "max_connections_per_ip", "max_sessions_per_account", "max_auth_attempts"):
         if getattr(c, key) < 1:
             raise ConfigError(f"c2s.{key} must be at least 1")
+    _validate_shaping(c)
+    for key in ("auth_failures_per_ip", "auth_failures_per_account"):
+        if getattr(c, key) < 1:
+            raise ConfigError(f"c2s.{key} must be at least 1")
+    if c.auth_failure_window <= 0:
+        raise ConfigError("c2s.auth_failure_window must be more than 0 seconds")
+    if not 0 <= c.auth_delay_max <= 60:
+        raise ConfigError("c2s.auth_delay_max must be between 0 (no delay) and 60 seconds")
     _validate_http(cfg)
     if cfg.log.level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError(f"log.level must be debug, info, warning, error or critical, not {cfg.log.level!r}")
     url = cfg.storage.url
     if url and not (url.startswith("sqlite+aiosqlite://") or url.startswith("mysql+aiomysql://")):
         raise ConfigError(f"storage.url must start with sqlite+aiosqlite:// or mysql+aiomysql://, not {url.split('://')[0]}://")
+
+
+def _validate_shaping(c: C2SOptions) -> None:
+    for prefix in ("", "preauth_"):
+        for unit in ("bytes", "stanzas"):
+            rate, burst = getattr(c, f"{prefix}rate_{unit}"), getattr(c, f"{prefix}burst_{unit}")
+            if rate < 0:
+                raise ConfigError(f"c2s.{prefix}rate_{unit} must be 0 (unlimited) or more")
+            if rate and burst < 1:
+                raise ConfigError(f"c2s.{prefix}burst_{unit} must be at least 1")
+    if c.flood_grace <= 0:
+        raise ConfigError("c2s.flood_grace must be more than 0 seconds")
+    if c.stanza_timeout <= 0:
+        raise ConfigError("c2s.stanza_timeout must be more than 0 seconds")
 
 
 def _validate_http(cfg: Config) -> None:

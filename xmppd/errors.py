@@ -131,7 +131,8 @@ class StanzaError(XmppError):
     """A stanza-level error; the dispatcher turns it into an ``<error/>`` reply.
 
     ``app`` is an optional application-specific condition element (an lxml element in a
-    namespace of its own), sent beside the defined condition.
+    namespace of its own), sent beside the defined condition. ``lang``: the language of ``text``
+    (its ``xml:lang``; features render it in the requester's language through xmppd/i18n.py).
     """
 
     def __init__(
@@ -142,6 +143,7 @@ class StanzaError(XmppError):
         type: ErrorType | None = None,
         app: object | None = None,
         by: str | None = None,
+        lang: str = "en",
     ) -> None:
         super().__init__(f"{condition.value}: {text}" if text else condition.value)
         self.condition = condition
@@ -149,6 +151,7 @@ class StanzaError(XmppError):
         self.type = type or condition.default_type
         self.app = app
         self.by = by
+        self.lang = lang
 
 
 class StreamError(XmppError):

@@ -172,6 +172,12 @@ class Xmppd(Managed):
             "c2s.auth_failures_per_ip=1000000",
             "c2s.auth_failures_per_account=1000000",
             "c2s.max_sessions_per_account=1000",
+            # Inbound shaping off: the load generator sends as fast as it can on purpose, and the
+            # figures would measure the shaper.
+            "c2s.rate_bytes=0",
+            "c2s.rate_stanzas=0",
+            "c2s.preauth_rate_bytes=0",
+            "c2s.preauth_rate_stanzas=0",
             "registration.open=true",
             "registration.per_ip_per_hour=1000000",
             "muc.max_occupants=1000",

@@ -38,27 +38,37 @@ class CsCommands:
 
     def commands(self, requester: JID, target: JID) -> list[Command]:
         cs = self.cs
+
+        def t(key: str) -> str:
+            return cs.t(requester, "adhoc." + key)
+
         if target.local is None:
             return [
-                Command(NODE + "queue", "Create or update a queue", self.put_queue, form=self.queue_form, admin_only=True),
-                Command(NODE + "delete-queue", "Delete a queue", self.delete_queue, form=self.delete_form, admin_only=True),
-                Command(NODE + "pause", "Pause: take no new chats", self.pause, may_run=self.is_agent_anywhere),
-                Command(NODE + "resume", "Resume: take new chats", self.resume, may_run=self.is_agent_anywhere),
+                Command(NODE + "queue", t("queue"), self.put_queue, form=self.queue_form, admin_only=True),
+                Command(NODE + "delete-queue", t("delete_queue"), self.delete_queue, form=self.delete_form, admin_only=True),
+                Command(NODE + "pause", t("pause"), self.pause, may_run=self.is_agent_anywhere),
+                Command(NODE + "resume", t("resume"), self.resume, may_run=self.is_agent_anywhere),
             ]
         if target.local.startswith("s-"):
             return [
-                Command(NODE + "accept", "Accept this chat", self.accept, may_run=self.is_offered),
-                Command(NODE + "close", "Close this chat", self.close, may_run=self.handles),
-                Command(NODE + "transfer", "Transfer this chat", self.transfer, form=self.transfer_form, may_run=self.handles),
+                Command(NODE + "accept", t("accept"), self.accept, may_run=self.is_offered),
+                Command(NODE + "close", t("close"), self.close, may_run=self.handles),
+                Command(NODE + "transfer", t("transfer"), self.transfer, form=self.transfer_form, may_run=self.handles),
             ]
         if target.local not in cs.queues:
             return []
         return [
-            Command(NODE + "member", "Assign an agent or supervisor", self.member, form=MEMBER_FORM, admin_only=True),
-            Command(NODE + "figures", "Queue figures", self.figures, may_run=self.supervises),
-            Command(NODE + "history", "Session history", self.history, form=HISTORY_FORM, may_run=self.serves),
-            Command(NODE + "tickets", "Offline tickets", self.tickets, may_run=self.serves),
+            Command(NODE + "member", t("member"), self.member, form=self.member_form, admin_only=True),
+            Command(NODE + "figures", t("figures"), self.figures, may_run=self.supervises),
+            Command(NODE + "history", t("history"), self.history, form=self.history_form, may_run=self.serves),
+            Command(NODE + "tickets", t("tickets"), self.tickets, may_run=self.serves),
         ]
+
+    def _t(self, ex: Execution, key: str, /, **fields: Any) -> str:
+        return self.cs.t(ex.requester, "adhoc." + key, **fields)
+
+    def _why(self, ex: Execution, err: StanzaError) -> str:
+        return self.cs.error_for(ex.requester, err).text or err.condition.value
 
     # ------------------------------------------------------------------ roles
 
@@ -89,30 +99,33 @@ class CsCommands:
     # ------------------------------------------------------------------ forms
 
     def queue_form(self, ex: Execution) -> Form:
+        def t(key: str) -> str:
+            return self._t(ex, key)
+
         return Form(
             "form",
-            title="Create or update a queue",
-            instructions=("Settings left empty keep their value (or the default for a new queue).",),
+            title=t("queue"),
+            instructions=(t("queue_instructions"),),
             fields=(
                 Field("FORM_TYPE", "hidden", values=("urn:xmppd:cs:0#queue",)),
-                _text("Name (the queue JID's local part)", "name", required=True),
-                _text("Display name", "display-name"),
-                Field("strategy", "list-single", "Routing strategy", options=tuple(Option(s) for s in STRATEGIES)),
-                _text("Chats per agent", "capacity"),
-                _text("Seconds of visitor silence before closing (0: never)", "idle-timeout"),
-                _text("Seconds to accept an offer (0: assign directly)", "offer-timeout"),
-                _text("Missed offers before pausing an agent (0: never)", "max-misses"),
-                _text("Opening hours, UTC, e.g. 09:00-17:00 (empty: always)", "hours"),
-                Field("welcome", "text-multi", "Welcome text"),
-                Field("offline", "text-multi", "Offline text"),
+                _text(t("f_name"), "name", required=True),
+                _text(t("f_display_name"), "display-name"),
+                Field("strategy", "list-single", t("f_strategy"), options=tuple(Option(s) for s in STRATEGIES)),
+                _text(t("f_capacity"), "capacity"),
+                _text(t("f_idle"), "idle-timeout"),
+                _text(t("f_offer"), "offer-timeout"),
+                _text(t("f_misses"), "max-misses"),
+                _text(t("f_hours"), "hours"),
+                Field("welcome", "text-multi", t("f_welcome")),
+                Field("offline", "text-multi", t("f_offline")),
             ),
         )
 
     def delete_form(self, ex: Execution) -> Form:
         return Form(
             "form",
-            title="Delete a queue",
-            fields=(Field("name", "list-single", "Queue", required=True, options=tuple(Option(n) for n in sorted(self.cs.queues))),),
+            title=self._t(ex, "delete_queue"),
+            fields=(Field("name", "list-single", self._t(ex, "f_queue"), required=True, options=tuple(Option(n) for n in sorted(self.cs.queues))),),
         )
 
     def transfer_form(self, ex: Execution) -> Form:
@@ -120,13 +133,28 @@ class CsCommands:
         agents = sorted(j for j, m in self.cs.members.get(s.queue if s else "", {}).items() if m.role == "agent")
         return Form(
             "form",
-            title="Transfer this chat",
-            instructions=("Choose an agent of this queue, or another queue.",),
+            title=self._t(ex, "transfer"),
+            instructions=(self._t(ex, "transfer_instructions"),),
             fields=(
-                Field("agent", "list-single", "Agent", options=tuple(Option(a, self.cs.nick(s.queue, a)) for a in agents) if s else ()),
-                Field("queue", "list-single", "Queue", options=tuple(Option(n) for n in sorted(self.cs.queues))),
+                Field("agent", "list-single", self._t(ex, "f_agent"), options=tuple(Option(a, self.cs.nick(s.queue, a)) for a in agents) if s else ()),
+                Field("queue", "list-single", self._t(ex, "f_queue"), options=tuple(Option(n) for n in sorted(self.cs.queues))),
             ),
         )
+
+    def member_form(self, ex: Execution) -> Form:
+        return Form(
+            "form",
+            title=self._t(ex, "member"),
+            fields=(
+                Field("jid", "jid-single", self._t(ex, "f_account"), required=True),
+                Field("role", "list-single", self._t(ex, "f_role"), values=("agent",),
+                      options=(Option("agent"), Option("supervisor"), Option("none", self._t(ex, "f_remove")))),
+                _text(self._t(ex, "f_nick"), "nick"),
+            ),
+        )
+
+    def history_form(self, ex: Execution) -> Form:
+        return Form("form", title=self._t(ex, "history"), fields=(Field("visitor", "jid-single", self._t(ex, "f_visitor")),))
 
     # ------------------------------------------------------------------ handlers
 
@@ -142,56 +170,56 @@ class CsCommands:
         try:
             await self.cs.put_queue(el)
         except StanzaError as err:
-            raise FormError(None, err.text or err.condition.value) from None
-        return f"Queue {self.cs.queue_jid(v['name'])} saved."
+            raise FormError(None, self._why(ex, err)) from None
+        return self._t(ex, "saved", queue=self.cs.queue_jid(v["name"]))
 
     async def delete_queue(self, ex: Execution) -> str:
         name = ex.values["name"]
         try:
             await self.cs.delete_queue(name)
         except StanzaError as err:
-            raise FormError("name", err.text or err.condition.value) from None
-        return f"Queue {name} deleted."
+            raise FormError("name", self._why(ex, err)) from None
+        return self._t(ex, "deleted", name=name)
 
     async def pause(self, ex: Execution) -> str:
-        async with self.cs.lock:
+        async with self.cs.locked():
             await self.cs.set_paused(str(ex.requester.bare), True)
-        return "Paused: you take no new chats."
+        return self._t(ex, "paused")
 
     async def resume(self, ex: Execution) -> str:
-        async with self.cs.lock:
+        async with self.cs.locked():
             await self.cs.set_paused(str(ex.requester.bare), False)
-        return "Resumed: you take new chats."
+        return self._t(ex, "resumed")
 
     async def accept(self, ex: Execution) -> str:
-        async with self.cs.lock:
+        async with self.cs.locked():
             s = self._live(ex)
             await self.cs.accept(s, str(ex.requester.bare))
-        return "Accepted: the chat is yours."
+        return self._t(ex, "accepted")
 
     async def close(self, ex: Execution) -> str:
-        async with self.cs.lock:
+        async with self.cs.locked():
             s = self._live(ex)
             who = str(ex.requester.bare)
             await self.cs.close(s, "agent" if s.agent == who else "supervisor")
-        return "The chat is closed."
+        return self._t(ex, "closed")
 
     async def transfer(self, ex: Execution) -> str:
         agent, queue = ex.values.get("agent"), ex.values.get("queue")
         if bool(agent) == bool(queue):
-            raise FormError(None, "choose an agent or a queue, not both")
-        async with self.cs.lock:
+            raise FormError(None, self._t(ex, "agent_or_queue"))
+        async with self.cs.locked():
             s = self._live(ex)
             try:
                 await self.cs.transfer(s, str(ex.requester.bare), agent=agent or None, queue=queue or None)
             except StanzaError as err:
-                raise FormError("agent" if agent else "queue", err.text or err.condition.value) from None
-        return f"Transferred to {self.cs.nick(s.queue, agent) if agent else queue}."
+                raise FormError("agent" if agent else "queue", self._why(ex, err)) from None
+        return self._t(ex, "transferred", to=self.cs.nick(s.queue, agent) if agent else queue)
 
     def _live(self, ex: Execution) -> Any:
         s = self._session(ex.target)
         if s is None:
-            raise FormError(None, "this chat is closed")
+            raise FormError(None, self.cs.t(ex.requester, "error.chat_closed"))
         return s
 
     async def member(self, ex: Execution) -> str:
@@ -201,52 +229,37 @@ class CsCommands:
         try:
             await self.cs.set_member(qr, el)
         except StanzaError as err:
-            raise FormError("jid", err.text or err.condition.value) from None
-        return f"{v['jid']} is now {'no member' if v.get('role') == 'none' else v.get('role') or 'agent'} of {qr.display_name}."
+            raise FormError("jid", self._why(ex, err)) from None
+        if v.get("role") == "none":
+            return self._t(ex, "member_none", jid=v["jid"], queue=qr.display_name)
+        return self._t(ex, "member_set", jid=v["jid"], role=v.get("role") or "agent", queue=qr.display_name)
 
     async def figures(self, ex: Execution) -> Result:
         fig = await self.cs.figures(ex.target.local or "")
-        notes = [
-            Note(f"Waiting {fig.get('waiting')}, active {fig.get('active')}, served {fig.get('served')}, average wait {fig.get('average-wait')} s.")
-        ]
+        notes = [Note(self._t(ex, "figures_line", waiting=fig.get("waiting"), active=fig.get("active"), served=fig.get("served"), wait=fig.get("average-wait")))]
         for a in fig.findall(q("agent")):
-            notes.append(Note(f"{a.get('nick')} ({a.get('jid')}): {a.get('status')}, {a.get('load')}/{a.get('capacity')} chats."))
+            status = self.cs.t(ex.requester, "status." + (a.get("status") or "offline"))
+            notes.append(Note(self._t(ex, "figures_agent", nick=a.get("nick"), jid=a.get("jid"), status=status, load=a.get("load"), capacity=a.get("capacity"))))
         return Result(tuple(notes))
 
     async def history(self, ex: Execution) -> Result:
         queue = ex.target.local or ""
         visitor = ex.values.get("visitor")
         if visitor is None and not self.supervises(ex.requester, ex.target):
-            raise FormError("visitor", "agents look up one visitor's history")
+            raise FormError("visitor", self._t(ex, "history_one"))
         rows = await self.cs.repo.sessions(queue, str(visitor.bare) if visitor else None, limit=self.cs.options.history_limit)
         if not rows:
-            return Result((Note("No sessions."),))
+            return Result((Note(self._t(ex, "no_sessions")),))
         notes = []
         for s in rows:
-            who = f" with {self.cs.nick(s.queue, s.agent)}" if s.agent else ""
-            rating = f", rated {s.rating}" + (f" ({s.comment})" if s.comment else "") if s.rating else ""
+            who = self._t(ex, "history_with", nick=self.cs.nick(s.queue, s.agent)) if s.agent else ""
+            rating = self._t(ex, "history_rated", rating=s.rating) + (f" ({s.comment})" if s.comment else "") if s.rating else ""
             notes.append(Note(f"{s.id} {s.created_at:%Y-%m-%d %H:%M} {s.visitor}{who}: {s.state}{' (' + s.close_reason + ')' if s.close_reason else ''}{rating}"))
         return Result(tuple(notes))
 
     async def tickets(self, ex: Execution) -> Result:
         rows = await self.cs.repo.tickets(ex.target.local or "")
         if not rows:
-            return Result((Note("No tickets."),))
+            return Result((Note(self._t(ex, "no_tickets")),))
         return Result(tuple(Note(f"#{t.id} {t.created_at:%Y-%m-%d %H:%M} {t.visitor}: {t.body}") for t in rows))
 
-
-MEMBER_FORM = Form(
-    "form",
-    title="Assign an agent or supervisor",
-    fields=(
-        Field("jid", "jid-single", "Account", required=True),
-        Field("role", "list-single", "Role", values=("agent",), options=(Option("agent"), Option("supervisor"), Option("none", "Remove"))),
-        _text("Display name shown to visitors", "nick"),
-    ),
-)
-
-HISTORY_FORM = Form(
-    "form",
-    title="Session history",
-    fields=(Field("visitor", "jid-single", "Visitor (empty: the whole queue, supervisors only)"),),
-)

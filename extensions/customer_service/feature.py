@@ -13,8 +13,9 @@ under one lock, so routing decisions never interleave.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 from lxml import etree
 
+from xmppd.config import ConfigError
 from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
@@ -33,7 +35,22 @@ from xmppd.jid import JID
 from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
 
-from .protocol import NICK_NS, NS, check_queue_name, int_attr, is_open, jid_attr, parse_hours, q, stamp
+from .protocol import (
+    AGENT_WORDS,
+    LOCALE,
+    NICK_NS,
+    NS,
+    VISITOR_WORDS,
+    CsError,
+    check_queue_name,
+    int_attr,
+    is_open,
+    jid_attr,
+    parse_command,
+    parse_hours,
+    q,
+    stamp,
+)
 from .repository import (
     ROLES,
     STRATEGIES,
@@ -46,6 +63,7 @@ from .repository import (
 )
 
 AVAILABLE_SHOWS = (None, "chat")
+SUBSCRIPTION_TYPES = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
 ADHOC_NS = "http://jabber.org/protocol/commands"
 
 
@@ -57,6 +75,12 @@ class CsOptions:
     name_prefix: bool = True  # prefix relayed agent messages with "Nick: "
     transfer_transcript_lines: int = 20  # recent lines a new agent gets on assignment or transfer
     history_limit: int = 50  # most sessions returned by one history query
+    # Forms a text command may take, the first shown in texts: "!close", "/close", "cs close".
+    command_prefixes: list[str] = field(default_factory=lambda: ["!", "/", "cs "])
+
+    def __post_init__(self) -> None:
+        if not self.command_prefixes or any(not p.strip() or len(p) > 16 for p in self.command_prefixes):
+            raise ConfigError("cs.command_prefixes must list 1 or more prefixes of 1-16 characters, not all spaces")
 
 
 @dataclass(slots=True)
@@ -90,20 +114,27 @@ class CustomerService(Feature):
     name = "cs"
     implements = ()
     disco_features = (NS,)
-    depends = ("disco", "adhoc")
+    depends = ("disco", "adhoc", "presence")
     Options = CsOptions
     migrations = str(Path(__file__).parent / "migrations")
     # Notifications in messages (docs/customer-service.md §4) are the server's alone: a client's
     # copies are stripped, so no visitor fakes an agent's arrival or a closed chat, no agent an offer.
     server_owned = owned_namespace(NS)
+    # session_jid's local part: no account may pass for a customer-service session.
+    reserved_usernames = (r"s-[0-9a-f]+",)
 
     repo: CsRepository
 
     async def setup(self) -> None:
         self.domain = self.options.domain or f"cs.{self.ctx.domain}"
+        self.tr = self.ctx.translator(LOCALE)
+        self.prefixes = tuple(self.options.command_prefixes)
         if not getattr(self, "repo", None):
             self.repo = SqlCsRepository(self.ctx.db)
         self.lock = asyncio.Lock()
+        # Presence stanzas whose answers come back to us (subscriptions, probes) wait for the
+        # lock's release: the router delivers synchronously, so sending them under it would deadlock.
+        self._after: list[Callable[[], Awaitable[None]]] = []
         self.queues: dict[str, QueueRecord] = {}
         self.members: dict[str, dict[str, MemberRecord]] = {}
         self.open: dict[str, SessionRecord] = {}  # open sessions by id
@@ -118,7 +149,7 @@ class CustomerService(Feature):
         self.ctx.add_service(self.domain, self)
         self._register()
         if self.ctx.has_feature("disco"):
-            self.ctx.on_teardown(self.ctx.feature("disco").add_item(self.domain, "Customer service"))
+            self.ctx.on_teardown(self.ctx.feature("disco").add_item(self.domain, self.tr.text(None, "disco.component")))
         if self.options.timer_interval > 0:
             self.ctx.spawn(self._timer_loop(), name="cs-timers")
         if self.ctx.has_feature("adhoc"):
@@ -171,10 +202,35 @@ class CustomerService(Feature):
             for t in targets:
                 add(typ, qname, fn, target=t, domain=d)
 
+    # ================================================================== texts
+
+    def t(self, to: JID | str | None, key: str, /, **fields: Any) -> str:
+        """Text ``key`` in the language of recipient ``to`` (``{cmd}``: the command prefix shown)."""
+        return self.tr(to, key, cmd=self.prefixes[0], **fields)
+
+    def forms(self, word: str) -> str:
+        """Every form of command ``word`` ("!close, /close, cs close")."""
+        return ", ".join(p + word for p in self.prefixes)
+
+    def error_for(self, who: JID | str, err: StanzaError) -> StanzaError:
+        """``err`` with its text in ``who``'s language (as the router tells iq errors)."""
+        return self.ctx.languages.localise(err, who)
+
     # ================================================================== helpers
 
     def now(self) -> float:
         return self.ctx.clock.now()
+
+    @contextlib.asynccontextmanager
+    async def locked(self) -> AsyncIterator[None]:
+        """Hold the lock; then, released, run what was deferred under it (``self._after``)."""
+        async with self.lock:
+            try:
+                yield
+            finally:
+                after, self._after = self._after, []
+        for fn in after:
+            await fn()
 
     def _index(self, s: SessionRecord) -> None:
         self.open[s.id] = s
@@ -230,7 +286,7 @@ class CustomerService(Feature):
     def _queue(self, name: str | None) -> QueueRecord:
         qr = self.queues.get(name or "")
         if qr is None:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no queue {name!r} on {self.domain}")
+            raise CsError(Condition.ITEM_NOT_FOUND, "no_queue", name=repr(name), domain=self.domain)
         return qr
 
     async def _message(self, frm: str, to: str, body: str | None, *payloads: etree._Element, nick: str | None = None) -> None:
@@ -245,6 +301,13 @@ class CustomerService(Feature):
 
     async def to_visitor(self, s: SessionRecord, body: str | None, *payloads: etree._Element, nick: str | None = None) -> None:
         await self._message(self.queue_jid(s.entry), s.visitor, body, *payloads, nick=nick)
+
+    async def to_visitor_t(self, s: SessionRecord, key: str, *payloads: etree._Element, note: bool = False, **fields: Any) -> None:
+        """Text ``key`` to the visitor in their language (and into the transcript when ``note``)."""
+        text = self.t(s.visitor, key, **fields)
+        if note:
+            await self.note(s, "system", "", text)
+        await self.to_visitor(s, text, *payloads)
 
     async def to_agent(self, s: SessionRecord, agent: str, body: str, *payloads: etree._Element) -> None:
         await self._message(self.session_jid(s), agent, body, *payloads)
@@ -261,7 +324,11 @@ class CustomerService(Feature):
             await self.ctx.router.dispatch_iq(r, Target.HOST if to.local is None else Target.BARE)
             return
         if r.kind == "presence":
-            async with self.lock:
+            typ = r.stanza.get("type")
+            if typ in SUBSCRIPTION_TYPES or typ == "probe":
+                await self._subscription(r, typ)
+                return
+            async with self.locked():
                 await self._presence(r)
             return
         typ = r.stanza.get("type") or "normal"
@@ -271,15 +338,65 @@ class CustomerService(Feature):
         if body is None:
             return  # chat states and receipts are not relayed
         try:
-            async with self.lock:
+            async with self.locked():
                 if to.local is None:
-                    raise StanzaError(Condition.SERVICE_UNAVAILABLE, "write to a queue JID such as support@" + self.domain)
+                    raise CsError(Condition.SERVICE_UNAVAILABLE, "write_to_queue", domain=self.domain)
                 if to.local.startswith("s-"):
                     await self._from_agent(r, to.local[2:], body)
                 else:
                     await self._from_visitor(r, to.local, body)
         except StanzaError as err:
-            self.ctx.router.bounce(r, err)
+            self.ctx.router.bounce(r, err)  # told in the sender's language
+
+    # ------------------------------------------------------------------ subscriptions (RFC 6121 §3)
+
+    def _follows(self, to: JID, who: str) -> bool:
+        """Whether ``who`` may subscribe to ``to``: an agent of that queue, or of any queue for
+        the component itself. Queue presence is only for the agents who serve the queue."""
+        if to.local is None:
+            return any(ms.get(who) is not None and ms[who].role == "agent" for ms in self.members.values())
+        return to.local in self.queues and self.role(to.local, who) == "agent"
+
+    async def _subscription(self, r: Routed, typ: str) -> None:
+        """An agent's subscribe is granted and returned: the service subscribes back, approved
+        in the agent's name (their request is their consent), so the agent's server broadcasts
+        their ordinary presence to the queue. Anyone else is refused with ``unsubscribed``."""
+        to = r.to
+        assert to is not None
+        me = str(to.bare)
+        who = str(r.from_jid.bare)
+        if typ == "subscribe":
+            if not self._follows(to, who):
+                await self.ctx.send(stanza("presence", frm=me, to=who, type="unsubscribed"))
+                return
+            await self.ctx.send(stanza("presence", frm=me, to=who, type="subscribed"))
+            await self.ctx.send(stanza("presence", frm=me, to=who))
+            await self.watch(who, me)
+        elif typ == "probe" and self._follows(to, who):
+            await self.ctx.send(stanza("presence", frm=me, to=who))
+        # subscribed/unsubscribe/unsubscribed: the agent's server starts or stops the broadcast
+
+    async def watch(self, who: str, me: str) -> None:
+        """Subscribe ``me`` (a queue JID or the component) to agent ``who``'s presence, approved
+        in the agent's name; their current presence arrives at once. Call without the lock."""
+        await self.ctx.feature("presence").preapprove(JID.parse(who), JID.parse(me))
+        await self.ctx.send(stanza("presence", frm=me, to=who, type="subscribe"))
+
+    async def track(self, who: str) -> None:
+        """An agent paused or resumed from a standard client (ad-hoc, a text command): follow
+        their ordinary presence through the component, and learn it now. Call without the lock."""
+        a = self.agents.get(who)
+        if a is not None and a.online:
+            return
+        await self.watch(who, self.domain)
+        a = self.agents.get(who)
+        if a is None or not a.online:
+            await self.ctx.send(stanza("presence", frm=self.domain, to=who, type="probe"))
+
+    async def release(self, who: str, me: str) -> None:
+        """``who`` no longer serves ``me``: both subscriptions end. Call without the lock."""
+        await self.ctx.send(stanza("presence", frm=me, to=who, type="unsubscribed"))
+        await self.ctx.send(stanza("presence", frm=me, to=who, type="unsubscribe"))
 
     # ------------------------------------------------------------------ presence
 
@@ -343,7 +460,7 @@ class CustomerService(Feature):
         if agent is None or not agent.online:
             return Flow.CONTINUE
         full = str(jid)
-        async with self.lock:
+        async with self.locked():
             touched = [n for n, shows in agent.presence.items() if full in shows]
             for n in touched:
                 del agent.presence[n][full]
@@ -365,9 +482,7 @@ class CustomerService(Feature):
             self.offers.pop(s.id, None)
             queues.add(s.queue)
             if was_active:
-                text = "Your agent has left. You are back at the front of the line; the next agent will continue."
-                await self.note(s, "system", "", text)
-                await self.to_visitor(s, text, element(q("requeued"), {"session": s.id}))
+                await self.to_visitor_t(s, "visitor.requeued", element(q("requeued"), {"session": s.id}), note=True)
         for name in sorted(queues):
             await self.dispatch(name)
 
@@ -434,7 +549,7 @@ class CustomerService(Feature):
         for n, s in enumerate(self.line(queue), 1):
             if s.state == "waiting" and self.told.get(s.id) != n:
                 self.told[s.id] = n
-                await self.to_visitor(s, f"You are number {n} in line.", element(q("position"), {"session": s.id, "n": str(n)}))
+                await self.to_visitor_t(s, "visitor.position", element(q("position"), {"session": s.id, "n": str(n)}), n=n)
 
     async def _offer(self, s: SessionRecord, agent: str) -> None:
         qr = self.queues[s.queue]
@@ -443,9 +558,8 @@ class CustomerService(Feature):
         self.tried.setdefault(s.id, set()).add(agent)
         self.told.pop(s.id, None)
         attrs = {"session": s.id, "queue": self.queue_jid(s.queue), "visitor": s.visitor, "timeout": str(qr.offer_timeout)}
-        await self.to_agent(
-            s, agent, f"New visitor {s.visitor} in {qr.display_name}. Reply /accept or /reject within {qr.offer_timeout} s.", element(q("offer"), attrs)
-        )
+        text = self.t(agent, "agent.offer", visitor=s.visitor, queue=qr.display_name, seconds=qr.offer_timeout)
+        await self.to_agent(s, agent, text, element(q("offer"), attrs))
 
     async def _assign(self, s: SessionRecord, agent: str, *, transferred_by: str | None = None) -> SessionRecord:
         now = self.now()
@@ -462,7 +576,7 @@ class CustomerService(Feature):
         attrs = {"session": s.id, "nick": nick}
         if self.options.reveal_agent_jid:
             attrs["jid"] = agent
-        text = f"{nick} is now chatting with you."
+        text = self.t(s.visitor, "visitor.assigned", nick=nick)
         await self.note(s, "system", "", text)
         await self.to_visitor(s, text, element(q("agent"), attrs), nick=nick)
         return s
@@ -478,9 +592,12 @@ class CustomerService(Feature):
         tr = sub(assigned, q("transcript"), {"session": s.id})
         for ln in lines:
             sub(tr, q("line"), {"role": ln.role, "nick": ln.nick, "at": stamp(ln.at)}, text=ln.body)
-        head = f"Chat with {s.visitor} in {qr.display_name}" + (f", transferred by {transferred_by}" if transferred_by else "") + "."
+        if transferred_by:
+            head = self.t(agent, "agent.brief_transferred", visitor=s.visitor, queue=qr.display_name, by=transferred_by)
+        else:
+            head = self.t(agent, "agent.brief", visitor=s.visitor, queue=qr.display_name)
         recent = "\n".join(f"[{ln.role}{' ' + ln.nick if ln.nick else ''}] {ln.body}" for ln in lines)
-        help_ = "Reply here; /close ends the chat, /transfer <agent|queue:name> hands it over."
+        help_ = self.t(agent, "agent.brief_help")
         await self.to_agent(s, agent, "\n".join(filter(None, [head, recent, help_])), assigned)
 
     # ------------------------------------------------------------------ messages
@@ -490,21 +607,21 @@ class CustomerService(Feature):
         visitor = str(r.from_jid.bare)
         sid = self.by_visitor.get((queue, visitor))
         s = self.open.get(sid) if sid else None
-        cmd = body.strip()
-        if cmd.startswith("/"):
-            word, _, rest = cmd.partition(" ")
-            if word in ("/close", "/end"):
+        command = parse_command(body, self.prefixes, VISITOR_WORDS)
+        if command is not None:
+            word, rest = command
+            if word in ("close", "end"):
                 if s is None:
-                    raise StanzaError(Condition.ITEM_NOT_FOUND, "you have no open chat in this queue")
+                    raise CsError(Condition.ITEM_NOT_FOUND, "no_open_chat")
                 await self.close(s, "visitor")
                 return
-            if word == "/rate":
-                score_s, _, comment = rest.strip().partition(" ")
+            if word == "rate":
+                score_s, _, comment = rest.partition(" ")
                 if not score_s.isdigit() or not 1 <= int(score_s) <= 5:
-                    await self._message(self.queue_jid(queue), visitor, "Rate with /rate 1-5 and an optional comment, e.g. /rate 5 quick and kind.")
+                    await self._message(self.queue_jid(queue), visitor, self.t(visitor, "visitor.rate_usage"))
                     return
                 await self.rate(visitor, queue, None, int(score_s), comment.strip())
-                await self._message(self.queue_jid(queue), visitor, "Thank you for your rating.")
+                await self._message(self.queue_jid(queue), visitor, self.t(visitor, "visitor.rated"))
                 return
         if s is not None:
             s = await self._save(s.replace(last_visitor_at=_dt(self.now())))
@@ -515,7 +632,8 @@ class CustomerService(Feature):
         online = any(self.agents.get(j) and self.agents[j].status(queue) in ("available", "away", "paused") for j, m in self.members.get(queue, {}).items() if m.role == "agent")
         if not online or not is_open(qr.hours, self.now()):
             t = await self.repo.add_ticket(queue, visitor, body, _dt(self.now()))
-            await self._message(self.queue_jid(queue), visitor, f"{qr.offline_text} (Your message is kept as ticket #{t.id}.)", element(q("ticket"), {"id": str(t.id)}))
+            text = self.t(visitor, "visitor.ticket", offline=qr.offline_text, id=t.id)
+            await self._message(self.queue_jid(queue), visitor, text, element(q("ticket"), {"id": str(t.id)}))
             return
         now = _dt(self.now())
         s = SessionRecord(
@@ -530,53 +648,53 @@ class CustomerService(Feature):
         )
         s = await self._save(s)
         await self.note(s, "visitor", r.from_jid.local or "", body)
-        await self.to_visitor(s, qr.welcome, element(q("welcome"), {"session": s.id, "queue": self.queue_jid(queue)}))
+        welcome = "\n".join(filter(None, [qr.welcome, self.t(visitor, "visitor.commands", forms=self.forms("close"))]))
+        await self.to_visitor(s, welcome, element(q("welcome"), {"session": s.id, "queue": self.queue_jid(queue)}))
         await self.dispatch(queue)
 
     async def _from_agent(self, r: Routed, sid: str, body: str) -> None:
         s = self.open.get(sid)
         if s is None:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, "this chat is closed")
+            raise CsError(Condition.ITEM_NOT_FOUND, "chat_closed")
         who = str(r.from_jid.bare)
-        cmd = body.strip()
-        if cmd.startswith("/"):
-            word, _, rest = cmd.partition(" ")
-            rest = rest.strip()
-            if word in ("/accept", "/reject", "/close", "/transfer", "/pause", "/resume", "/help"):
-                try:
-                    reply = await self._agent_command(s, who, word, rest)
-                except StanzaError as err:
-                    reply = f"{word} failed: {err.text or err.condition.value}"
-                if reply:
-                    await self._message(self.session_jid(s), who, reply)
-                return
+        command = parse_command(body, self.prefixes, AGENT_WORDS)
+        if command is not None:
+            word, rest = command
+            try:
+                reply = await self._agent_command(s, who, word, rest)
+            except StanzaError as err:
+                typed = body.strip()[: len(body.strip()) - len(rest)].strip()  # "/transfer", "cs transfer"
+                reply = self.t(who, "agent.failed", command=typed, reason=self.error_for(who, err).text or err.condition.value)
+            if reply:
+                await self._message(self.session_jid(s), who, reply)
+            return
         if s.agent != who or s.state != "active":
-            raise StanzaError(Condition.FORBIDDEN, "you are not the agent of this chat" if s.agent != who else "accept the offer first (/accept)")
+            raise CsError(Condition.FORBIDDEN, "not_your_chat" if s.agent != who else "accept_first", cmd=self.prefixes[0])
         nick = self.nick(s.queue, who)
         await self.note(s, "agent", nick, body)
         await self.to_visitor(s, f"{nick}: {body}" if self.options.name_prefix else body, nick=nick)
 
     async def _agent_command(self, s: SessionRecord, who: str, word: str, rest: str) -> str | None:
-        if word == "/accept":
+        if word == "accept":
             await self.accept(s, who)
             return None
-        if word == "/reject":
+        if word == "reject":
             await self.reject(s, who)
-            return "Offer rejected."
-        if word == "/close":
+            return self.t(who, "agent.rejected")
+        if word == "close":
             self._check_handler(s, who)
             await self.close(s, "agent")
             return None
-        if word == "/transfer":
+        if word == "transfer":
             if not rest:
-                return "Usage: /transfer <agent JID or nick> or /transfer queue:<name>"
+                return self.t(who, "agent.transfer_usage")
             agent, queue = self._transfer_target(s, rest)
             await self.transfer(s, who, agent=agent, queue=queue)
             return None
-        if word in ("/pause", "/resume"):
-            await self.set_paused(who, word == "/pause")
-            return "Paused: no new chats." if word == "/pause" else "Resumed: you take new chats."
-        return "Commands: /accept, /reject, /close, /transfer <agent|queue:name>, /pause, /resume"
+        if word in ("pause", "resume"):
+            await self.set_paused(who, word == "pause")
+            return self.t(who, "agent.paused" if word == "pause" else "agent.resumed")
+        return self.t(who, "agent.help", forms=self.forms("help"))
 
     def _transfer_target(self, s: SessionRecord, text: str) -> tuple[str | None, str | None]:
         if text.startswith("queue:"):
@@ -588,7 +706,7 @@ class CustomerService(Feature):
                 return jid, None
         if text in self.queues:
             return None, text
-        raise StanzaError(Condition.ITEM_NOT_FOUND, f"no agent or queue called {text!r}")
+        raise CsError(Condition.ITEM_NOT_FOUND, "no_such_target", name=repr(text))
 
     # ------------------------------------------------------------------ actions
 
@@ -598,17 +716,17 @@ class CustomerService(Feature):
             return
         if self.role(s.queue, who) == "supervisor":
             return
-        raise StanzaError(Condition.FORBIDDEN, "only the agent of this chat or a supervisor of its queue may do that")
+        raise CsError(Condition.FORBIDDEN, "not_handler")
 
     async def accept(self, s: SessionRecord, who: str) -> None:
         if s.state != "offered" or s.agent != who:
-            raise StanzaError(Condition.FORBIDDEN if s.agent != who else Condition.UNEXPECTED_REQUEST, "this chat is not offered to you")
+            raise CsError(Condition.FORBIDDEN if s.agent != who else Condition.UNEXPECTED_REQUEST, "not_offered")
         await self._assign(s, who)
         await self._positions(s.queue)
 
     async def reject(self, s: SessionRecord, who: str) -> None:
         if s.state != "offered" or s.agent != who:
-            raise StanzaError(Condition.FORBIDDEN, "this chat is not offered to you")
+            raise CsError(Condition.FORBIDDEN, "not_offered")
         await self._save(s.replace(state="waiting", agent=None))
         self.offers.pop(s.id, None)
         await self.dispatch(s.queue)
@@ -619,14 +737,14 @@ class CustomerService(Feature):
         assert agent is not None
         self.offers.pop(s.id, None)
         s = await self._save(s.replace(state="waiting", agent=None))
-        await self.to_agent(s, agent, "The offer timed out and went to the next agent.", element(q("revoked"), {"session": s.id}))
+        await self.to_agent(s, agent, self.t(agent, "agent.revoked"), element(q("revoked"), {"session": s.id}))
         a = self.agent(agent)
         a.misses += 1
         qr = self.queues.get(s.queue)
         if qr and qr.max_misses and a.misses >= qr.max_misses and not a.paused:
             a.paused = True
             await self._message(
-                self.domain, agent, f"You missed {a.misses} offers in a row and are paused. Send /resume in any chat window or a resume request to continue.",
+                self.domain, agent, self.t(agent, "agent.auto_paused", misses=a.misses),
                 element(q("paused"), {"misses": str(a.misses)}),
             )
         await self.dispatch(s.queue)
@@ -634,34 +752,31 @@ class CustomerService(Feature):
     async def transfer(self, s: SessionRecord, who: str, *, agent: str | None, queue: str | None) -> None:
         self._check_handler(s, who)
         if (agent is None) == (queue is None):
-            raise StanzaError(Condition.BAD_REQUEST, "transfer to one agent or one queue")
+            raise CsError(Condition.BAD_REQUEST, "transfer_one")
         old = s.agent
         if agent is not None:
             try:
                 agent = str(JID.parse(agent).bare)
             except ValueError:
-                raise StanzaError(Condition.JID_MALFORMED, "the agent is not a valid JID") from None
+                raise CsError(Condition.JID_MALFORMED, "agent_malformed") from None
             if self.role(s.queue, agent) != "agent":
-                raise StanzaError(Condition.ITEM_NOT_FOUND, f"{agent} is not an agent of this queue")
+                raise CsError(Condition.ITEM_NOT_FOUND, "not_an_agent", agent=agent)
             if agent == old:
-                raise StanzaError(Condition.CONFLICT, "the chat is already with this agent")
+                raise CsError(Condition.CONFLICT, "same_agent")
             a = self.agents.get(agent)
             if a is None or a.status(s.queue) != "available":
-                raise StanzaError(Condition.RECIPIENT_UNAVAILABLE, f"{agent} is not available")
+                raise CsError(Condition.RECIPIENT_UNAVAILABLE, "unavailable", agent=agent)
             nick = self.nick(s.queue, agent)
             if old:
-                await self.to_agent(s, old, f"Transferred to {nick}.", element(q("closed"), {"session": s.id, "reason": "transferred"}))
-            text = f"You are being transferred to {nick}."
-            await self.note(s, "system", "", text)
-            await self.to_visitor(s, text)
+                await self.to_agent(s, old, self.t(old, "agent.transferred_agent", nick=nick), element(q("closed"), {"session": s.id, "reason": "transferred"}))
+            await self.to_visitor_t(s, "visitor.transfer_agent", note=True, nick=nick)
             await self._assign(s, agent, transferred_by=old or who)
         else:
             target = self._queue(queue)
             if old:
-                await self.to_agent(s, old, f"Transferred to the {target.display_name} queue.", element(q("closed"), {"session": s.id, "reason": "transferred"}))
-            text = f"You are being transferred to {target.display_name}."
-            await self.note(s, "system", "", text)
-            await self.to_visitor(s, text)
+                text = self.t(old, "agent.transferred_queue", queue=target.display_name)
+                await self.to_agent(s, old, text, element(q("closed"), {"session": s.id, "reason": "transferred"}))
+            await self.to_visitor_t(s, "visitor.transfer_queue", note=True, queue=target.display_name)
             s = await self._save(s.replace(queue=target.name, state="waiting", agent=None, line_seq=self._head_seq(target.name)))
             self.tried.pop(s.id, None)
             await self.dispatch(target.name)
@@ -675,11 +790,12 @@ class CustomerService(Feature):
     async def close(self, s: SessionRecord, reason: str) -> None:
         agent = s.agent if s.state in ("active", "offered") else None
         s = await self._save(s.replace(state="closed", closed_at=_dt(self.now()), close_reason=reason))
-        text = {"idle": "The chat was closed after a period of silence.", "agent": "The agent closed the chat."}.get(reason, "The chat is closed.")
+        text = self.t(s.visitor, {"idle": "visitor.closed_idle", "agent": "visitor.closed_agent"}.get(reason, "visitor.closed"))
         await self.note(s, "system", "", text)
-        await self.to_visitor(s, f"{text} Rate it with /rate 1-5 and an optional comment.", element(q("closed"), {"session": s.id, "reason": reason}))
+        await self.to_visitor(s, self.t(s.visitor, "visitor.rate_invite", closed=text), element(q("closed"), {"session": s.id, "reason": reason}))
         if agent:
-            await self.to_agent(s, agent, f"Chat closed ({reason}).", element(q("closed"), {"session": s.id, "reason": reason}))
+            why = self.t(agent, "reason." + reason)
+            await self.to_agent(s, agent, self.t(agent, "agent.closed", reason=why), element(q("closed"), {"session": s.id, "reason": reason}))
             self._forget_tries()
             for name in self.queues_of(agent):
                 await self.dispatch(name)
@@ -689,26 +805,28 @@ class CustomerService(Feature):
         if sid is not None:
             s = await self.repo.get_session(sid)
             if s is None or s.visitor != visitor:
-                raise StanzaError(Condition.FORBIDDEN if s else Condition.ITEM_NOT_FOUND, "you can rate only your own chats")
+                raise CsError(Condition.FORBIDDEN if s else Condition.ITEM_NOT_FOUND, "rate_own")
         else:
             if entry is None:
-                raise StanzaError(Condition.BAD_REQUEST, "name the session, or send the rating to the queue JID")
+                raise CsError(Condition.BAD_REQUEST, "rate_where")
             self._queue(entry)
             # A transfer may have moved the chat to another queue: the visitor knows the entry JID.
             recent = [x for n in self.queues for x in await self.repo.sessions(n, visitor, limit=5) if x.entry == entry and x.state == "closed"]
             if not recent:
-                raise StanzaError(Condition.ITEM_NOT_FOUND, "you have no closed chat to rate here")
+                raise CsError(Condition.ITEM_NOT_FOUND, "nothing_to_rate")
             s = max(recent, key=lambda x: x.closed_at or x.created_at)
         if s.state != "closed":
-            raise StanzaError(Condition.UNEXPECTED_REQUEST, "a chat is rated after it is closed")
+            raise CsError(Condition.UNEXPECTED_REQUEST, "rate_open")
         if not await self.repo.rate(s.id, score, comment):
-            raise StanzaError(Condition.CONFLICT, "this chat is already rated")
+            raise CsError(Condition.CONFLICT, "already_rated")
 
     async def set_paused(self, who: str, paused: bool) -> None:
         if not any(m.get(who) and m[who].role == "agent" for m in self.members.values()):
-            raise StanzaError(Condition.FORBIDDEN, "only agents pause and resume")
+            raise CsError(Condition.FORBIDDEN, "agents_only")
         a = self.agent(who)
         a.paused = paused
+        if not a.online:  # never announced to us: follow their ordinary presence from now on
+            self._after.append(lambda: self.track(who))
         if not paused:
             a.misses = 0
             self._forget_tries()
@@ -728,7 +846,7 @@ class CustomerService(Feature):
     async def run_timers(self) -> None:
         """Offer timeouts and idle visitors, judged on the injected clock."""
         now = self.now()
-        async with self.lock:
+        async with self.locked():
             for sid, deadline in sorted(self.offers.items(), key=lambda kv: kv[1]):
                 s = self.open.get(sid)
                 if s is not None and s.state == "offered" and deadline <= now:
@@ -748,28 +866,28 @@ class CustomerService(Feature):
         if sid is None and req.to.local:
             sid = self.by_visitor.get((req.to.local, str(req.from_jid.bare)))
             if sid is None:
-                raise StanzaError(Condition.ITEM_NOT_FOUND, "you have no open chat in this queue")
+                raise CsError(Condition.ITEM_NOT_FOUND, "no_open_chat")
         if sid is None:
-            raise StanzaError(Condition.BAD_REQUEST, "name the session (session='...')")
+            raise CsError(Condition.BAD_REQUEST, "name_session")
         s = self.open.get(sid)
         if s is None:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no open session {sid}")
+            raise CsError(Condition.ITEM_NOT_FOUND, "no_open_session", id=sid)
         return s
 
     def _require_admin(self, req: IqRequest) -> None:
         if not self.ctx.is_admin(req.from_jid):
-            raise StanzaError(Condition.FORBIDDEN, "only server admins manage queues")
+            raise CsError(Condition.FORBIDDEN, "admins_only")
 
     def _require_role(self, req: IqRequest, queue: str, *roles: str) -> None:
         if self.ctx.is_admin(req.from_jid) and "supervisor" in roles:
             return
         if self.role(queue, req.from_jid) not in roles:
-            raise StanzaError(Condition.FORBIDDEN, f"only {' or '.join(r + 's' for r in roles)} of this queue may do that")
+            raise CsError(Condition.FORBIDDEN, "only_" + "_".join(roles))
 
     def _queue_of(self, req: IqRequest) -> QueueRecord:
         local = req.to.local
         if local is None or local.startswith("s-"):
-            raise StanzaError(Condition.BAD_REQUEST, "send this to a queue JID")
+            raise CsError(Condition.BAD_REQUEST, "to_queue")
         return self._queue(local)
 
     async def iq_disco_info(self, req: IqRequest) -> etree._Element:
@@ -779,12 +897,12 @@ class CustomerService(Feature):
         out = element(f"{{{ns.DISCO_INFO}}}query", default_ns=ns.DISCO_INFO)
         local = req.to.local
         if local is None:
-            sub(out, f"{{{ns.DISCO_INFO}}}identity", {"category": "component", "type": "workgroup", "name": "Customer service"})
+            sub(out, f"{{{ns.DISCO_INFO}}}identity", {"category": "component", "type": "workgroup", "name": self.t(req.from_jid, "disco.component")})
         else:
             qr = self._queue(local) if not local.startswith("s-") else None
             if qr is None and local[2:] not in self.open:
-                raise StanzaError(Condition.ITEM_NOT_FOUND, "no such session")
-            name = qr.display_name if qr else "Customer-service chat"
+                raise CsError(Condition.ITEM_NOT_FOUND, "no_session")
+            name = qr.display_name if qr else self.t(req.from_jid, "disco.chat")
             sub(out, f"{{{ns.DISCO_INFO}}}identity", {"category": "client", "type": "bot", "name": name})
         for feat in (ns.DISCO_INFO, ns.DISCO_ITEMS, NS):
             sub(out, f"{{{ns.DISCO_INFO}}}feature", {"var": feat})
@@ -793,14 +911,14 @@ class CustomerService(Feature):
     async def _disco_node(self, req: IqRequest, node: str, which: str) -> etree._Element:
         """XEP-0050 discovery on our JIDs: the command list and the command nodes."""
         if not self.ctx.has_feature("adhoc"):
-            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no node {node!r}")
+            raise CsError(Condition.ITEM_NOT_FOUND, "no_node", node=repr(node))
         adhoc = self.ctx.feature("adhoc")
         if which == ns.DISCO_ITEMS:
             info = await adhoc.disco_items(req.from_jid, req.to.bare) if node == ADHOC_NS else None
         else:
             info = await adhoc.disco_info(req.from_jid, req.to.bare, node)
         if info is None:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no node {node!r}")
+            raise CsError(Condition.ITEM_NOT_FOUND, "no_node", node=repr(node))
         return info_element(info, node) if which == ns.DISCO_INFO else items_element(info, node)
 
     async def iq_disco_items(self, req: IqRequest) -> etree._Element:
@@ -820,16 +938,13 @@ class CustomerService(Feature):
     async def put_queue(self, p: etree._Element) -> None:
         """Create or update the queue a ``<queue/>`` element describes (absent settings: kept)."""
         name = check_queue_name(p.get("name") or "")
-        async with self.lock:
+        async with self.locked():
             old = self.queues.get(name) or QueueRecord(name=name, display_name=name)
             strategy = p.get("strategy", old.strategy)
             if strategy not in STRATEGIES:
-                raise StanzaError(Condition.BAD_REQUEST, f"strategy must be one of {', '.join(STRATEGIES)}")
+                raise CsError(Condition.BAD_REQUEST, "strategy", strategies=", ".join(STRATEGIES))
             hours = p.get("hours", old.hours)
-            try:
-                parse_hours(hours)
-            except ValueError as exc:
-                raise StanzaError(Condition.BAD_REQUEST, str(exc)) from None
+            parse_hours(hours)
             new = dataclasses.replace(
                 old,
                 display_name=p.get("display-name", old.display_name)[:191],
@@ -852,10 +967,10 @@ class CustomerService(Feature):
         await self.delete_queue(req.payload.get("name") or "")
 
     async def delete_queue(self, name: str) -> None:
-        async with self.lock:
+        async with self.locked():
             self._queue(name)
             if any(s.queue == name for s in self.open.values()):
-                raise StanzaError(Condition.CONFLICT, "the queue has open sessions: close or transfer them first")
+                raise CsError(Condition.CONFLICT, "queue_busy")
             await self.repo.delete_queue(name)
             self.queues.pop(name, None)
             self.members.pop(name, None)
@@ -887,22 +1002,27 @@ class CustomerService(Feature):
         """Assign (or with role='none' remove) an agent or supervisor of ``qr``."""
         jid = jid_attr(p, "jid")
         if jid is None:
-            raise StanzaError(Condition.BAD_REQUEST, "member needs jid")
+            raise CsError(Condition.BAD_REQUEST, "member_jid")
         role = p.get("role", "agent")
         if role not in (*ROLES, "none"):
-            raise StanzaError(Condition.BAD_REQUEST, "role is agent, supervisor or none")
-        async with self.lock:
+            raise CsError(Condition.BAD_REQUEST, "member_role")
+        async with self.locked():
             key = str(jid)
+            was_agent = self.role(qr.name, key) == "agent"
             if role == "none":
                 await self.repo.remove_member(qr.name, key)
                 self.members[qr.name].pop(key, None)
-                a = self.agents.get(key)
-                if a is not None:
-                    a.presence.pop(qr.name, None)
             else:
                 m = MemberRecord(qr.name, key, role, (p.get("nick") or "")[:191])
                 await self.repo.set_member(m)
                 self.members[qr.name][key] = m
+            if was_agent and role != "agent":
+                a = self.agents.get(key)
+                if a is not None:
+                    a.presence.pop(qr.name, None)
+                self._after.append(lambda: self.release(key, self.queue_jid(qr.name)))
+                if not self._follows(JID(None, self.domain), key):
+                    self._after.append(lambda: self.release(key, self.domain))
             await self.dispatch(qr.name)
 
     async def iq_members(self, req: IqRequest) -> etree._Element:
@@ -919,21 +1039,21 @@ class CustomerService(Feature):
         return out
 
     async def iq_accept(self, req: IqRequest) -> None:
-        async with self.lock:
+        async with self.locked():
             await self.accept(self._session_of(req), str(req.from_jid.bare))
 
     async def iq_reject(self, req: IqRequest) -> None:
-        async with self.lock:
+        async with self.locked():
             await self.reject(self._session_of(req), str(req.from_jid.bare))
 
     async def iq_transfer(self, req: IqRequest) -> None:
-        async with self.lock:
+        async with self.locked():
             s = self._session_of(req)
             await self.transfer(s, str(req.from_jid.bare), agent=req.payload.get("agent"), queue=req.payload.get("queue"))
 
     async def iq_close(self, req: IqRequest) -> None:
         who = str(req.from_jid.bare)
-        async with self.lock:
+        async with self.locked():
             s = self._session_of(req)
             if s.visitor == who:
                 await self.close(s, "visitor")
@@ -944,19 +1064,19 @@ class CustomerService(Feature):
     async def iq_rate(self, req: IqRequest) -> None:
         score = int_attr(req.payload, "score", None, low=1, high=5)
         if score is None:
-            raise StanzaError(Condition.BAD_REQUEST, "rate needs score 1-5")
+            raise CsError(Condition.BAD_REQUEST, "rate_score")
         local = req.to.local
         entry = local if local and not local.startswith("s-") else None
         sid = req.payload.get("session") or (local[2:] if local and local.startswith("s-") else None)
-        async with self.lock:
+        async with self.locked():
             await self.rate(str(req.from_jid.bare), entry, sid, score, (req.payload.text or "").strip()[:2000])
 
     async def iq_pause(self, req: IqRequest) -> None:
-        async with self.lock:
+        async with self.locked():
             await self.set_paused(str(req.from_jid.bare), True)
 
     async def iq_resume(self, req: IqRequest) -> None:
-        async with self.lock:
+        async with self.locked():
             await self.set_paused(str(req.from_jid.bare), False)
 
     async def figures(self, queue: str) -> etree._Element:
@@ -1015,13 +1135,13 @@ class CustomerService(Feature):
     async def iq_transcript(self, req: IqRequest) -> etree._Element:
         sid = req.payload.get("session")
         if not sid:
-            raise StanzaError(Condition.BAD_REQUEST, "transcript needs session")
+            raise CsError(Condition.BAD_REQUEST, "transcript_session")
         s = await self.repo.get_session(sid)
         if s is None:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, f"no session {sid}")
+            raise CsError(Condition.ITEM_NOT_FOUND, "no_session_id", id=sid)
         who = str(req.from_jid.bare)
         if who != s.visitor and not self.ctx.is_admin(req.from_jid) and self.role(s.queue, who) not in ROLES:
-            raise StanzaError(Condition.FORBIDDEN, "only the visitor, agents and supervisors of the queue read a transcript")
+            raise CsError(Condition.FORBIDDEN, "transcript_who")
         out = element(q("transcript"), {"session": s.id}, default_ns=NS)
         for ln in await self.repo.transcript(s.id):
             sub(out, q("line"), {"role": ln.role, "nick": ln.nick, "at": stamp(ln.at)}, text=ln.body)

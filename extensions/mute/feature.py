@@ -538,7 +538,7 @@ class MuteFeature(Feature):
         show_jids = room.config.whois == "anyone"
         t_name, t_nick = self._display(room, target) if target is not None else ("", None)
         if actor.local is None:
-            a_name, a_nick = ("系统" if P.is_zh(lang) else "the server"), None
+            a_name, a_nick = P.text(lang, "actor.server"), None
         else:
             a_name, a_nick = self._display(room, actor)
         text = P.notice_body(action, lang, target=t_name, actor=a_name, seconds=seconds, reason=reason)
@@ -549,8 +549,8 @@ class MuteFeature(Feature):
 
     async def _platform_notice(self, bare: JID, action: str, actor: JID, seconds: int | None, reason: str | None,
                                until: datetime | None) -> None:
-        lang = self.options.default_lang
-        who = "管理员" if P.is_zh(lang) else "an administrator"
+        lang = self.ctx.languages.of(bare)  # the muted user's language (xmppd/i18n.py)
+        who = P.text(lang, "actor.admin")
         text = P.notice_body(action, lang, target=bare.local or str(bare), actor=who, seconds=seconds, reason=reason,
                              scope="platform")
         msg = stanza("message", to=str(bare), frm=self.ctx.domain, type="headline")

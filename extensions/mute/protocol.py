@@ -1,19 +1,22 @@
 """Group mute (urn:xmppd:mute:0, docs/mute.md): the wire vocabulary and the notice texts.
 
 Elements are built here and nowhere else, so that what the server sends matches
-``schemas/mute-0.xsd``. Notice bodies are readable sentences in the room's language
-(English and Chinese; other languages fall back to English).
+``schemas/mute-0.xsd``. Notice bodies are readable sentences in the room's language, from the
+catalogues in ``locale/`` (English and Chinese; other languages fall back to English).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final
 
 from lxml import etree
 
 from xmppd.errors import Condition, StanzaError
+from xmppd.i18n import Catalog, chain
 from xmppd.xml import ns
 from xmppd.xml.builder import element, sub
 
@@ -171,8 +174,18 @@ def platform_muted_error(m: Mute) -> StanzaError:
 
 # ------------------------------------------------------------------------------ texts
 
-_UNITS_EN = ((86400, "day", "days"), (3600, "hour", "hours"), (60, "minute", "minutes"), (1, "second", "seconds"))
-_UNITS_ZH = ((86400, "天"), (3600, "小时"), (60, "分钟"), (1, "秒"))
+LOCALE = Path(__file__).parent / "locale"  # the texts, one TOML catalogue per language (xmppd/i18n.py)
+_UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second"))
+
+
+@functools.cache
+def catalog() -> Catalog:
+    return Catalog.load(LOCALE)
+
+
+def text(lang: str | None, key: str, /, **fields: object) -> str:
+    """Text ``key`` of the mute catalogue in ``lang`` (falling back along its chain to English)."""
+    return catalog().template(chain(lang), key)[1].format(**fields)
 
 
 def is_zh(lang: str | None) -> bool:
@@ -181,43 +194,25 @@ def is_zh(lang: str | None) -> bool:
 
 def duration(seconds: int, lang: str | None) -> str:
     """The largest whole unit: 600 -> "10 minutes" / "10 分钟", 90 -> "90 seconds"."""
-    if is_zh(lang):
-        for size, unit in _UNITS_ZH:
-            if seconds % size == 0:
-                return f"{seconds // size} {unit}"
-    for size, one, many in _UNITS_EN:
+    for size, unit in _UNITS:
         if seconds % size == 0:
             n = seconds // size
-            return f"{n} {one if n == 1 else many}"
-    return f"{seconds} seconds"  # pragma: no cover - the loop always ends at 1 second
+            return text(lang, f"unit.{unit}_{'one' if n == 1 else 'many'}", n=n)
+    return text(lang, "unit.second_many", n=seconds)  # pragma: no cover - the loop always ends at 1 second
 
 
 def notice_body(action: str, lang: str | None, *, target: str = "", actor: str = "", seconds: int | None = None,
                 reason: str | None = None, scope: str = "room") -> str:
     """"alice was muted for 10 minutes by bob" / "bob 将 alice 禁言 10 分钟"."""
-    zh = is_zh(lang)
-    if scope == "platform":
-        where_en, where_zh = " on this server", "全站"
-    else:
-        where_en = where_zh = ""
-    if action == "mute":
-        if zh:
-            text = f"{actor} 将 {target} {where_zh}禁言" + (f" {duration(seconds, lang)}" if seconds else "")
-        else:
-            text = f"{target} was muted{where_en}" + (f" for {duration(seconds, lang)}" if seconds else "") + f" by {actor}"
-    elif action == "unmute":
-        text = f"{actor} 解除了 {target} 的{where_zh}禁言" if zh else f"{target} was unmuted{where_en} by {actor}"
-    elif action == "expire":
-        text = f"{target} 的{where_zh}禁言已到期" if zh else f"{target} is no longer muted{where_en}"
-    elif action == "mute-all":
-        text = f"{actor} 开启了全员禁言，仅群主和管理员可以发言" if zh else f"{actor} muted everyone; only owners and admins may speak"
-    elif action == "unmute-all":
-        text = f"{actor} 关闭了全员禁言" if zh else f"{actor} lifted the mute on everyone"
-    else:
+    if action not in ("mute", "unmute", "expire", "mute-all", "unmute-all"):
         raise ValueError(f"no notice text for {action!r}")
+    where = text(lang, "where.platform" if scope == "platform" else "where.room")
+    key = "notice.mute_for" if action == "mute" and seconds else f"notice.{action}"
+    body_text = text(lang, key, target=target, actor=actor, where=where,
+                     duration=duration(seconds, lang) if seconds else "")
     if reason:
-        text += f"，理由：{reason}" if zh else f" (reason: {reason})"
-    return text
+        body_text = text(lang, "notice.reason", text=body_text, reason=reason)
+    return body_text
 
 
 def body(parent: etree._Element, text: str, lang: str) -> etree._Element:

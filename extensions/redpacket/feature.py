@@ -10,6 +10,7 @@ message is stripped before routing. Money rules live in :mod:`.repository`; the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from xmppd.core.hooks import AccountEvent, Flow
 from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
 from xmppd.features.muc.events import SpeechKind
+from xmppd.i18n import Catalog, chain
 from xmppd.jid import JID, JIDError
 from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
@@ -172,13 +174,19 @@ def _local_recipient(jid: JID | None, domain: str) -> str | None:
     return str(jid.bare) if jid is not None and jid.local is not None and jid.domain == domain else None
 
 
-def _lang(req: IqRequest) -> str:
-    lang = req.payload.get(ns.XML_LANG) or req.stanza.get(ns.XML_LANG) or "en"
+def _lang(req: IqRequest, default: str = "en") -> str:
+    lang = req.payload.get(ns.XML_LANG) or req.stanza.get(ns.XML_LANG) or default
     return lang[:35]
 
 
-def _is_zh(lang: str) -> bool:
-    return lang.lower().startswith("zh")
+@functools.cache
+def _catalog() -> Catalog:
+    return Catalog.load(Path(__file__).parent / "locale")
+
+
+def _text(lang: str, key: str, /, **fields: object) -> str:
+    """Text ``key`` of the red-packet catalogue (``locale/<lang>.toml``, xmppd/i18n.py) in ``lang``."""
+    return _catalog().template(chain(lang), key)[1].format(**fields)
 
 
 class RedPacket(Feature):
@@ -249,7 +257,8 @@ class RedPacket(Feature):
             raise _bad("'to' (a contact's or a room's JID) is required")
         result = await self.send_packet(
             req.from_jid.bare, to=to, kind=kind, count=count, total=total, client_id=p.get("client-id") or "",
-            greeting=p.findtext(q("greeting")), exclusive=_jid_attr(p, "exclusive"), lang=_lang(req),
+            greeting=p.findtext(q("greeting")), exclusive=_jid_attr(p, "exclusive"),
+            lang=_lang(req, self.ctx.languages.of(req.from_jid)),
         )
         packet = result.packet
         out = element(q("sent"), {"id": packet.id, "balance": str(result.balance), "total": str(packet.total),
@@ -286,7 +295,7 @@ class RedPacket(Feature):
                               "limit-exceeded")
         to = to.bare
         exclusive = exclusive.bare if exclusive is not None else None
-        lang = (lang or "en")[:35]  # None (the ad-hoc door): the default language
+        lang = (lang or self.ctx.languages.of(sender))[:35]  # None: the sender's language (xmppd/i18n.py)
         is_room = await self._check_target(sender, to, count, exclusive)
         # The speech gate, before any money moves: a packet says the greeting on the sender's behalf.
         await self._may_speak(sender, to, is_room, greeting, lang)
@@ -359,15 +368,12 @@ class RedPacket(Feature):
     def _packet_message(self, packet: Packet) -> etree._Element:
         sender = JID.parse(packet.sender)
         name = sender.local or packet.sender
-        zh = _is_zh(packet.lang)
         if packet.is_room:
             msg = stanza("message", to=packet.target, frm=packet.target, type="groupchat", id=f"rp-{packet.id}")
-            text = (f"[红包] {name}发了一个红包：{packet.greeting}——请在应用中打开" if zh
-                    else f"[红包] {name} sent a red packet: {packet.greeting} — open it in the app")
+            text = _text(packet.lang, "packet.room", name=name, greeting=packet.greeting)
         else:
             msg = stanza("message", to=packet.target, frm=packet.sender, type="chat", id=f"rp-{packet.id}")
-            text = (f"[红包] {name}给你发了一个红包：{packet.greeting}——请在应用中打开" if zh
-                    else f"[红包] {name} sent you a red packet: {packet.greeting} — open it in the app")
+            text = _text(packet.lang, "packet.chat", name=name, greeting=packet.greeting)
         body = sub(msg, f"{{{ns.CLIENT}}}body", text=text)
         body.set(ns.XML_LANG, packet.lang)
         attrs = {"id": packet.id, "sender": packet.sender, "kind": packet.kind, "count": str(packet.count),
@@ -419,14 +425,13 @@ class RedPacket(Feature):
             raise _err(Condition.NOT_ALLOWED, "expired", "this red packet has expired") from None
         except PacketNotFound:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet") from None
-        zh = _is_zh(packet.lang)
         name = who.local or str(who)
         amount = self._money(got.amount)
         await self._notice(
             packet.sender,
             element(q("grabbed"), {"id": packet.id, "by": str(who), "amount": str(got.amount),
                                    "remaining": str(got.remaining_count)}, default_ns=NS),
-            f"{name}领取了你的红包 {amount}" if zh else f"{name} opened your red packet: {amount}",
+            _text(packet.lang, "notice.grabbed", name=name, amount=amount),
             packet.lang,
         )
         if got.best_luck is not None:
@@ -464,10 +469,8 @@ class RedPacket(Feature):
     async def _finished(self, packet: Packet, best: str, amount: int) -> None:
         """The last share is taken: best luck (largest share, ties: earliest grab) is fixed."""
         child = element(q("finished"), {"id": packet.id, "best-luck": best, "amount": str(amount)}, default_ns=NS)
-        zh = _is_zh(packet.lang)
         name = JID.parse(best).local or best
-        text = (f"红包已被领完，手气最佳：{name}（{self._money(amount)}）" if zh
-                else f"All shares of the red packet are taken; best luck: {name} ({self._money(amount)})")
+        text = _text(packet.lang, "notice.finished", name=name, amount=self._money(amount))
         await self._notice(packet.sender, child, text, packet.lang)
         rooms = self._rooms()
         if packet.is_room and rooms is not None:
@@ -613,12 +616,11 @@ class RedPacket(Feature):
             # The sender's account is gone: the refund must not wait for a namesake.
             await self.repo.transfer_out(result.sender, SYSTEM_WALLET, f"account {result.sender} deleted", self.now())
             return result.amount
-        zh = _is_zh(packet.lang)
         money = self._money(result.amount)
         await self._notice(
             result.sender,
             element(q("refunded"), {"id": packet_id, "amount": str(result.amount)}, default_ns=NS),
-            f"红包已过期，{money}已退回你的钱包" if zh else f"Your red packet expired; {money} went back to your wallet",
+            _text(packet.lang, "notice.refunded", amount=money),
             packet.lang,
         )
         return result.amount
@@ -639,13 +641,10 @@ class RedPacket(Feature):
             packet = await self.repo.get_packet(result.packet_id)
             if packet is None:
                 continue
-            zh = _is_zh(packet.lang)
-            money = self._money(result.amount)
             await self._notice(
                 result.sender,
                 element(q("refunded"), {"id": result.packet_id, "amount": str(result.amount)}, default_ns=NS),
-                f"红包的收件人已注销，{money}已退回你的钱包" if zh
-                else f"The recipient of your red packet deleted their account; {money} went back to your wallet",
+                _text(packet.lang, "notice.recipient_deleted", amount=self._money(result.amount)),
                 packet.lang,
             )
         return Flow.CONTINUE

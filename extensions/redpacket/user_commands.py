@@ -124,6 +124,7 @@ class UserCommands:
                 ex.requester.bare, to=v["to"], kind=kind, count=int(v["count"]), total=total,
                 client_id=f"adhoc-{ex.sessionid}",  # one per command session: a retried complete sends once
                 greeting=v.get("greeting"), exclusive=exclusive,
+                lang=self.f.ctx.languages.of(ex.requester),  # the requesting session's language, as the iq without xml:lang
             )
         except SendRefused as err:
             text = err.text or err.condition.value

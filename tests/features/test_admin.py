@@ -152,6 +152,10 @@ async def test_non_admin_neither_sees_nor_runs_admin_commands(server):
         ({"accountjid": "bob@elsewhere.example", "password": PASSWORD, "password_verify": PASSWORD}, "accountjid", "is not an account of localhost"),
         ({"accountjid": "bob@@localhost", "password": PASSWORD, "password_verify": PASSWORD}, "accountjid", "not a valid JID"),
         ({"accountjid": "admin@localhost", "password": PASSWORD, "password_verify": PASSWORD}, "accountjid", "already exists"),
+        ({"accountjid": "postmaster@localhost", "password": PASSWORD, "password_verify": PASSWORD}, "accountjid", "'postmaster' is reserved"),
+        ({"accountjid": "adm\u0456n@localhost", "password": PASSWORD, "password_verify": PASSWORD}, "accountjid", "it looks like 'admin'"),
+        ({"accountjid": "s-0000abcd@localhost", "password": PASSWORD, "password_verify": PASSWORD}, "accountjid", "reserved for the addresses of cs"),
+        ({"accountjid": "conference.localhost@localhost", "password": PASSWORD, "password_verify": PASSWORD}, "accountjid", "looks like the domain"),
         ({"accountjid": "bob@localhost", "password": "short", "password_verify": "short"}, "password", "at least 8 characters"),
         ({"accountjid": "bob@localhost", "password_verify": PASSWORD}, "password", "is required"),
     ],
@@ -335,3 +339,14 @@ async def test_motd_survives_a_restart_and_remembers_who_saw_it(tmp_path):
     async with running_server(tmp_path, 'server.admins=["admin@localhost"]') as srv:
         assert await _login_and_collect_motd(srv, alice_jid) == []
         assert await _login_and_collect_motd(srv, bob_jid) == ["Persistent."]
+
+
+async def test_admin_command_results_are_in_the_admins_stream_language(server):
+    zh = await slix(server, await add_user(server, "admin"), plugins=PLUGINS, lang="zh-Hans")
+    try:
+        done = await two_step(zh, "add-user", accountjid="bob@localhost", password=PASSWORD, password_verify=PASSWORD)
+        assert notes(done) == [("info", "账号 bob@localhost 已创建。")]
+        done = await two_step(zh, "delete-user", accountjids=["bob@localhost", "nobody@localhost"])
+        assert notes(done) == [("info", "已删除：bob@localhost。"), ("warn", "没有这些账号：nobody@localhost。")]
+    finally:
+        await slix_close(zh)

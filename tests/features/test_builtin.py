@@ -145,6 +145,31 @@ async def test_inband_registration_conflict_and_closed(open_server, tmp_path):
         assert b"not-allowed" in data
 
 
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("root", b"the username 'root' is reserved"),
+        ("Postmaster", b"the username 'postmaster' is reserved"),
+        ("adm\u0456n", b"it looks like 'admin'"),
+        ("s-0000abcd", b"reserved for the addresses of cs"),
+        ("conference.localhost", b"looks like the domain conference.localhost"),
+        ("cs.localhost", b"looks like the domain cs.localhost"),
+    ],
+)
+async def test_inband_registration_refuses_reserved_and_look_alike_names(open_server, name, why):
+    data = await _register(open_server, name, PASSWORD)
+    answer = data.rsplit(b"<iq", 1)[1]
+    assert b'type="error"' in answer and b"<conflict" in answer and why in answer
+    assert await open_server.accounts.count("localhost") == 0
+
+
+async def test_inband_registration_cannot_take_an_admins_name(tmp_path):
+    async with running_server(tmp_path, "registration.open=true", 'server.admins=["boss@localhost"]') as srv:
+        data = await _register(srv, "boss", PASSWORD)
+        assert b"<conflict" in data.rsplit(b"<iq", 1)[1]
+        assert await srv.accounts.get("boss", "localhost") is None
+
+
 async def test_password_change_and_account_removal(open_server):
     jid = await add_user(open_server, "alice")
     c = await slix(open_server, jid, plugins=("xep_0077",))

@@ -168,6 +168,37 @@ async def test_quota_full_gives_the_sender_service_unavailable(tmp_path: Path):
             await slix_close(alice)
 
 
+async def test_byte_quota_bounces_whole_messages_and_delivers_the_stored_ones_intact(tmp_path: Path):
+    # Each message is stored as ~1.1-1.3 kB of XML (900 bytes of body, 450 characters): three
+    # fit in 4000 bytes, a fourth does not -- counted in bytes, not characters.
+    body = "é" * 450
+    async with running_server(tmp_path, "offline.max_bytes=4000") as server:
+        alice = await slix(server, await add_user(server, "alice"))
+        bob_jid = await add_user(server, "bob")
+        errors = await _errors(alice)
+        try:
+            for i in range(5):
+                alice.send_message(mto=bob_jid, mbody=f"{i}{body}", mtype="chat")
+            bounced = [await asyncio.wait_for(errors.get(), 5) for _ in range(2)]
+            assert [e["body"] for e in bounced] == [f"3{body}", f"4{body}"]
+            for e in bounced:
+                assert e["error"]["condition"] == "service-unavailable" and e["error"]["type"] == "cancel"
+                assert e["error"]["text"] == f"offline storage of {bob_jid} is full"
+            n, used = await server.features["offline"].repo.usage("bob", server.domain)
+            assert n == 3 and used <= 4000
+        finally:
+            await slix_close(alice)
+        bob, inbox = await _online(server, bob_jid)
+        try:
+            got = [await asyncio.wait_for(inbox.get(), 5) for _ in range(3)]
+            assert [m["body"] for m in got] == [f"{i}{body}" for i in range(3)]
+            await asyncio.sleep(0.1)
+            assert inbox.empty()
+            await _wait_count(server, "bob", 0)
+        finally:
+            await slix_close(bob)
+
+
 async def test_message_to_a_nonexistent_account_is_bounced(server):
     alice = await slix(server, await add_user(server, "alice"))
     errors = await _errors(alice)

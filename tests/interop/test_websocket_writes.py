@@ -107,8 +107,8 @@ async def login(port: int, user: str, *, rcvbuf: int | None = None) -> tuple[Raw
     return ws, re.search(r"<jid>([^<]+)</jid>", answer).group(1)  # type: ignore[union-attr]
 
 
-def _server(tmp_path):  # type: ignore[no-untyped-def]
-    return running_server(tmp_path, "c2s.require_tls=false", "listen.http=127.0.0.1:0", f"c2s.write_buffer_limit={LIMIT}")
+def _server(tmp_path, *extra: str):  # type: ignore[no-untyped-def]
+    return running_server(tmp_path, "c2s.require_tls=false", "listen.http=127.0.0.1:0", f"c2s.write_buffer_limit={LIMIT}", *extra)
 
 
 async def test_every_stanza_is_its_own_message_in_order_at_every_frame_size(tmp_path):
@@ -132,7 +132,8 @@ async def test_every_stanza_is_its_own_message_in_order_at_every_frame_size(tmp_
 
 
 async def test_a_websocket_client_that_does_not_read_is_disconnected(tmp_path):
-    async with _server(tmp_path) as server:
+    # Bob's 3.2 MB would be shaped to c2s.rate_bytes: not what this test is about.
+    async with _server(tmp_path, "c2s.rate_bytes=0", "c2s.rate_stanzas=0") as server:
         await add_user(server, "alice")
         await add_user(server, "bob")
         port = server.ports["http"]

@@ -19,6 +19,7 @@ from ..helpers import PASSWORD, add_user, running_server
 pytestmark = pytest.mark.interop
 
 LIMIT = 65536
+UNSHAPED = ("c2s.rate_bytes=0", "c2s.rate_stanzas=0")
 _OPEN = ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
          "xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>")
 
@@ -45,7 +46,7 @@ class Client:
         await self.writer.drain()
 
 
-async def login(port: int, user: str, *, rcvbuf: int | None = None) -> tuple[Client, str]:
+async def login(port: int, user: str, *, rcvbuf: int | None = None, resource: str | None = None) -> tuple[Client, str]:
     """PLAIN without TLS (the server runs with c2s.require_tls=false), bind; (client, full JID)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf is not None:  # a small window: the server's output piles up in its own buffer
@@ -60,14 +61,16 @@ async def login(port: int, user: str, *, rcvbuf: int | None = None) -> tuple[Cli
     await c.until(b"<success")
     await c.send(_OPEN)
     await c.until(b"</stream:features>")
-    await c.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+    res = f"<resource>{resource}</resource>" if resource else ""
+    await c.send(f"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}</bind></iq>")
     answer = await c.until(b"</iq>")
     jid = re.search(rb"<jid>([^<]+)</jid>", answer).group(1).decode()  # type: ignore[union-attr]
     return c, jid
 
 
 async def test_a_client_that_does_not_read_is_disconnected(tmp_path):
-    async with running_server(tmp_path, "c2s.require_tls=false", f"c2s.write_buffer_limit={LIMIT}") as server:
+    # Bob's 3.2 MB would be shaped to c2s.rate_bytes: not what this test is about.
+    async with running_server(tmp_path, "c2s.require_tls=false", f"c2s.write_buffer_limit={LIMIT}", *UNSHAPED) as server:
         await add_user(server, "alice")
         await add_user(server, "bob")
         port = server.ports["c2s"]

@@ -29,6 +29,11 @@ from xmppd.protocol.sasl import (
 )
 
 DOMAIN = "example.com"
+FAKE_KEY = b"k" * 32  # the server's persistent secret in production (storage.secrets)
+
+
+def new_server(*args, **kwargs) -> SaslServer:
+    return SaslServer(*args, fake_key=FAKE_KEY, **kwargs)
 PASSWORD = "pencil"
 CB_DATA = hashlib.sha256(b"the server certificate").digest()
 SERVER_CB = ("tls-server-end-point", CB_DATA)
@@ -73,7 +78,7 @@ def run_scram(
     if client_cb == "auto":
         client_cb = SERVER_CB if mech.endswith("-PLUS") else None
     client = ScramClient([mech], username, password, channel_binding=client_cb)
-    server = SaslServer(mech, domain=DOMAIN, channel_binding=server_cb, tls=True)
+    server = new_server(mech, domain=DOMAIN, channel_binding=server_cb, tls=True)
     trace: list[str] = []
     step = server.start(client.get_client_first().encode())
     trace.append(kind(step))
@@ -130,7 +135,7 @@ class RawScramClient:
 
 
 def raw_exchange(mech: str, client: RawScramClient, *, server_cb=SERVER_CB, nonce: str | None = None) -> SaslStep:
-    server = SaslServer(mech, domain=DOMAIN, channel_binding=server_cb, tls=True)
+    server = new_server(mech, domain=DOMAIN, channel_binding=server_cb, tls=True)
     step = server.start(client.first())
     if not isinstance(step, NeedCredentials):
         return step
@@ -142,7 +147,7 @@ def raw_exchange(mech: str, client: RawScramClient, *, server_cb=SERVER_CB, nonc
 def scram_until_final(mech: str) -> tuple[SaslServer, ScramClient, Challenge]:
     client_cb = SERVER_CB if mech.endswith("-PLUS") else None
     client = ScramClient([mech], "user", PASSWORD, channel_binding=client_cb)
-    server = SaslServer(mech, domain=DOMAIN, channel_binding=SERVER_CB, tls=True)
+    server = new_server(mech, domain=DOMAIN, channel_binding=SERVER_CB, tls=True)
     assert isinstance(server.start(client.get_client_first().encode()), NeedCredentials)
     challenge = server.credentials_result(_CREDS[hash_of(mech)])
     assert isinstance(challenge, Challenge)
@@ -153,7 +158,7 @@ def scram_until_final(mech: str) -> tuple[SaslServer, ScramClient, Challenge]:
 def plain(
     data: bytes, creds: ScramCredentials | None = _CREDS["SHA-256"], *, failure: SaslCondition | None = None
 ) -> tuple[list[str], SaslStep]:
-    server = SaslServer("PLAIN", domain=DOMAIN, channel_binding=SERVER_CB, tls=True)
+    server = new_server("PLAIN", domain=DOMAIN, channel_binding=SERVER_CB, tls=True)
     trace = []
     step = server.start(data)
     trace.append(kind(step))
@@ -257,21 +262,21 @@ def test_offered_mechanisms(tls, cb, allow_plain, expected):
 def test_constructor_rejects_unknown_mechanisms():
     for mech in ["DIGEST-MD5", "scram-sha-256", "SCRAM-SHA-512", "EXTERNAL", ""]:
         with pytest.raises(SaslFailure) as info:
-            SaslServer(mech, domain=DOMAIN, channel_binding=SERVER_CB, tls=True)
+            new_server(mech, domain=DOMAIN, channel_binding=SERVER_CB, tls=True)
         assert info.value.condition is SaslCondition.INVALID_MECHANISM
 
 
 def test_constructor_rejects_plus_without_channel_binding():
     with pytest.raises(SaslFailure) as info:
-        SaslServer("SCRAM-SHA-256-PLUS", domain=DOMAIN, channel_binding=None, tls=True)
+        new_server("SCRAM-SHA-256-PLUS", domain=DOMAIN, channel_binding=None, tls=True)
     assert info.value.condition is SaslCondition.INVALID_MECHANISM
 
 
 def test_plain_without_tls_needs_explicit_permission():
     with pytest.raises(SaslFailure) as info:
-        SaslServer("PLAIN", domain=DOMAIN, channel_binding=None, tls=False)
+        new_server("PLAIN", domain=DOMAIN, channel_binding=None, tls=False)
     assert info.value.condition is SaslCondition.ENCRYPTION_REQUIRED
-    server = SaslServer("PLAIN", domain=DOMAIN, channel_binding=None, tls=False, allow_plain_without_tls=True)
+    server = new_server("PLAIN", domain=DOMAIN, channel_binding=None, tls=False, allow_plain_without_tls=True)
     assert isinstance(server.start(b"\0user\0pencil"), NeedCredentials)
 
 
@@ -314,7 +319,7 @@ def test_scram_unknown_user_fails_like_a_wrong_password(mech):
 def test_unknown_user_server_first_looks_like_a_real_one(mech):
     def server_first(username: str, known: bool) -> dict[str, str]:
         client = ScramClient([mech], username, PASSWORD)
-        server = SaslServer(mech, domain=DOMAIN, channel_binding=None, tls=True)
+        server = new_server(mech, domain=DOMAIN, channel_binding=None, tls=True)
         server.start(client.get_client_first().encode())
         step = server.credentials_result(_CREDS[hash_of(mech)] if known else None)
         assert isinstance(step, Challenge)
@@ -409,7 +414,7 @@ def test_scram_authzid_gs2_header_must_match_the_one_sent():
     # The client-first carried an authzid; a client-final whose c= claims a header without
     # it must fail the channel-binding check.
     mech = "SCRAM-SHA-256"
-    server = SaslServer(mech, domain=DOMAIN, channel_binding=None, tls=True)
+    server = new_server(mech, domain=DOMAIN, channel_binding=None, tls=True)
     client = RawScramClient(mech, "n,a=user,")
     assert isinstance(server.start(client.first()), NeedCredentials)
     challenge = server.credentials_result(_CREDS["SHA-256"])
@@ -458,7 +463,7 @@ def test_scram_username_saslname_is_decoded():
 )
 @pytest.mark.parametrize("mech", ["SCRAM-SHA-256", "SCRAM-SHA-1-PLUS"])
 def test_malformed_client_first_is_malformed_request(mech, first):
-    server = SaslServer(mech, domain=DOMAIN, channel_binding=SERVER_CB, tls=True)
+    server = new_server(mech, domain=DOMAIN, channel_binding=SERVER_CB, tls=True)
     if mech.endswith("-PLUS") and first.startswith(b"n,,"):
         first = b"p=tls-server-end-point,," + first[3:]
     step = server.start(first)
@@ -535,7 +540,7 @@ def test_raw_client_agrees_with_scramp_server():
 def test_rfc_test_vectors(monkeypatch, mech, hash_name, cnonce, snonce, salt, proof, verifier):
     monkeypatch.setattr(sasl_module, "_server_nonce", lambda: snonce)
     creds = make_credentials("pencil", hash_name, 4096, base64.b64decode(salt))
-    server = SaslServer(mech, domain=DOMAIN, channel_binding=None, tls=False)
+    server = new_server(mech, domain=DOMAIN, channel_binding=None, tls=False)
     assert server.start(f"n,,n=user,r={cnonce}".encode()) == NeedCredentials("user", hash_name)
     nonce = cnonce + snonce
     assert server.credentials_result(creds) == Challenge(f"r={nonce},s={salt},i=4096".encode())
@@ -545,7 +550,7 @@ def test_rfc_test_vectors(monkeypatch, mech, hash_name, cnonce, snonce, salt, pr
 
 def test_no_initial_response_gets_an_empty_challenge():
     client = ScramClient(["SCRAM-SHA-256"], "user", PASSWORD)
-    server = SaslServer("SCRAM-SHA-256", domain=DOMAIN, channel_binding=None, tls=True)
+    server = new_server("SCRAM-SHA-256", domain=DOMAIN, channel_binding=None, tls=True)
     assert server.start(None) == Challenge(b"")
     assert server.respond(client.get_client_first().encode()) == NeedCredentials("user", "SHA-256")
     step = server.credentials_result(_CREDS["SHA-256"])
@@ -562,7 +567,7 @@ def test_abort_ends_the_exchange():
 
 
 def test_response_while_waiting_for_credentials_does_not_raise():
-    server = SaslServer("SCRAM-SHA-256", domain=DOMAIN, channel_binding=None, tls=True)
+    server = new_server("SCRAM-SHA-256", domain=DOMAIN, channel_binding=None, tls=True)
     assert isinstance(server.start(b"n,,n=user,r=abc"), NeedCredentials)
     step = server.respond(b"c=biws,r=abc,p=AAAA")
     assert step.condition is SaslCondition.MALFORMED_REQUEST
@@ -602,14 +607,14 @@ def test_temporary_auth_failure_is_immediate():
 
 
 def test_unusable_stored_credentials_are_a_temporary_failure():
-    server = SaslServer("SCRAM-SHA-256", domain=DOMAIN, channel_binding=None, tls=True)
+    server = new_server("SCRAM-SHA-256", domain=DOMAIN, channel_binding=None, tls=True)
     server.start(b"n,,n=user,r=abc")
     bad = ScramCredentials(salt=b"s", iterations=1, stored_key=b"", server_key=b"")
     assert server.credentials_result(bad).condition is SaslCondition.TEMPORARY_AUTH_FAILURE
 
 
 def test_sha1_credentials_given_to_sha256_exchange_fail_cleanly():
-    server = SaslServer("SCRAM-SHA-256", domain=DOMAIN, channel_binding=None, tls=True)
+    server = new_server("SCRAM-SHA-256", domain=DOMAIN, channel_binding=None, tls=True)
     server.start(b"n,,n=user,r=abc")
     assert isinstance(server.credentials_result(_CREDS["SHA-1"]), Failure)
 
@@ -684,14 +689,14 @@ def test_plain_account_disabled():
 
 
 def test_plain_with_no_initial_response():
-    server = SaslServer("PLAIN", domain=DOMAIN, channel_binding=None, tls=True)
+    server = new_server("PLAIN", domain=DOMAIN, channel_binding=None, tls=True)
     assert server.start(None) == Challenge(b"")
     assert server.respond(b"\0user\0pencil") == NeedCredentials("user", "SHA-256")
     assert server.credentials_result(_CREDS["SHA-256"]) == Success("user", None)
 
 
 def test_plain_forgets_the_password():
-    server = SaslServer("PLAIN", domain=DOMAIN, channel_binding=None, tls=True)
+    server = new_server("PLAIN", domain=DOMAIN, channel_binding=None, tls=True)
     server.start(b"\0user\0pencil")
     server.credentials_result(_CREDS["SHA-256"])
     assert server._password is None
@@ -721,7 +726,7 @@ def test_mutated_input_never_raises(mech):
         return bytes(b)
 
     for _ in range(300):
-        server = SaslServer(mech, domain=DOMAIN, channel_binding=SERVER_CB, tls=True)
+        server = new_server(mech, domain=DOMAIN, channel_binding=SERVER_CB, tls=True)
         if mech == "PLAIN":
             step = server.start(mutate(b"\0user\0pencil"))
             if isinstance(step, NeedCredentials):

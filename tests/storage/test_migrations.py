@@ -27,7 +27,9 @@ from xmppd.storage.migrations import (
 
 pytestmark = pytest.mark.asyncio
 
-CORE_TABLES = {"accounts", "account_credentials"}
+CORE_TABLES = {"accounts", "account_credentials", "server_secrets"}
+CORE_REVISIONS = ["core_0001", "core_0002"]
+CORE_HEAD = CORE_REVISIONS[-1]
 
 EXTENSION_REVISION = '''\
 """Test extension: gadgets."""
@@ -79,20 +81,20 @@ async def table_names(db: Database) -> set[str]:
 async def test_upgrade_creates_the_core_tables(db: Database) -> None:
     assert await table_names(db) == set()
     assert await current_heads(db) == set()
-    assert await upgrade(db) == ["core_0001"]
+    assert await upgrade(db) == CORE_REVISIONS
     assert await table_names(db) == CORE_TABLES | {"alembic_version"}
-    assert await current_heads(db) == {"core_0001"}
+    assert await current_heads(db) == {CORE_HEAD}
 
 
 async def test_second_upgrade_is_a_no_op(db: Database) -> None:
     await upgrade(db)
     assert await upgrade(db) == []
     assert await upgrade(db) == []
-    assert await current_heads(db) == {"core_0001"}
+    assert await current_heads(db) == {CORE_HEAD}
 
 
 async def test_pending_lists_what_upgrade_would_apply(db: Database) -> None:
-    assert await pending(db) == ["core_0001"]
+    assert await pending(db) == CORE_REVISIONS
     await upgrade(db)
     assert await pending(db) == []
 
@@ -103,8 +105,8 @@ async def test_concurrent_upgrades_apply_each_revision_once(db: Database) -> Non
         results = await asyncio.gather(upgrade(db), upgrade(other), upgrade(db))
     finally:
         await other.dispose()
-    assert sorted(rev for applied in results for rev in applied) == ["core_0001"]
-    assert await current_heads(db) == {"core_0001"}
+    assert sorted(rev for applied in results for rev in applied) == CORE_REVISIONS
+    assert await current_heads(db) == {CORE_HEAD}
 
 
 async def test_live_table_definitions_match_the_migrations(db: Database, migration_locations: list[str]) -> None:
@@ -143,7 +145,8 @@ async def test_extra_version_location_outside_the_package_adds_its_branch(
 ) -> None:
     assert not gadgets_versions.is_relative_to(CORE_VERSIONS.parent.parent.parent)
     applied = await upgrade(db, [str(gadgets_versions)])
-    assert applied == ["core_0001", "gadgets_0001"]  # depends_on: core first
+    assert sorted(applied) == sorted([*CORE_REVISIONS, "gadgets_0001"])
+    assert applied.index("core_0001") < applied.index("gadgets_0001")  # depends_on: core first
     assert "gadgets" in await table_names(db)
     assert await pending(db, [str(gadgets_versions)]) == []
     assert await upgrade(db, [str(gadgets_versions)]) == []
@@ -165,7 +168,7 @@ async def test_extra_version_location_outside_the_package_adds_its_branch(
 async def test_feature_added_later_applies_only_its_revisions(
     db: Database, gadgets_versions: Path
 ) -> None:
-    assert await upgrade(db) == ["core_0001"]
+    assert await upgrade(db) == CORE_REVISIONS
     assert await pending(db, [str(gadgets_versions)]) == ["gadgets_0001"]
     assert await upgrade(db, [str(gadgets_versions)]) == ["gadgets_0001"]
 
@@ -206,7 +209,7 @@ async def test_a_branch_keeps_evolving_after_another_depends_on_it(
     _revision(feature, "feature_0001", None, "feature", "base_0001")
     locations = [str(base), str(feature)]
     applied = await upgrade(db, locations)
-    assert sorted(applied) == ["base_0001", "core_0001", "feature_0001"]
+    assert sorted(applied) == sorted(["base_0001", *CORE_REVISIONS, "feature_0001"])
     assert applied.index("base_0001") < applied.index("feature_0001")  # depends_on
 
     _revision(base, "base_0002", "base_0001", None, None)
@@ -239,6 +242,6 @@ async def test_alembic_config_is_built_in_code(gadgets_versions: Path) -> None:
     assert cfg.config_file_name is None
     assert cfg.get_main_option("sqlalchemy.url") == "sqlite:////tmp/x%y.db"
     script = ScriptDirectory.from_config(cfg)
-    assert set(script.get_heads()) == {"core_0001", "gadgets_0001"}
-    assert script.get_revision("core@head").revision == "core_0001"
+    assert set(script.get_heads()) == {CORE_HEAD, "gadgets_0001"}
+    assert script.get_revision("core@head").revision == CORE_HEAD
     assert script.get_revision("gadgets@head").revision == "gadgets_0001"

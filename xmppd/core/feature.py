@@ -15,10 +15,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from lxml import etree
 
+from ..i18n import Catalog, Languages, Translator
 from ..jid import JID
 from .dispatch import IqHandler, Target
 from .hooks import Flow, Hook
@@ -98,6 +100,9 @@ class Feature:
     # Elements only the server writes into stanzas (xmppd.core.server_owned): clients' copies
     # are stripped by the router before routing. Declare every one your feature authors.
     server_owned: ClassVar[tuple["ServerOwned", ...]] = ()
+    # Regexes of usernames that would pass for this feature's own addresses; no account may be
+    # created with a name any of them matches in full (xmppd/usernames.py).
+    reserved_usernames: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: "FeatureContext", options: Any) -> None:
         self.ctx = ctx
@@ -187,6 +192,16 @@ class FeatureContext:
 
     def is_admin(self, jid: JID) -> bool:
         return self._server.is_admin(jid)
+
+    @property
+    def languages(self) -> Languages:
+        """Which language each reader gets (xmppd/i18n.py): ``languages.of(jid)``."""
+        return self._server.languages
+
+    def translator(self, folder: str | Path) -> Translator:
+        """The feature's texts (``folder``: its ``locale/`` of ``<lang>.toml`` catalogues) in each
+        recipient's language (xmppd/i18n.py)."""
+        return Translator(Catalog.load(folder), self._server.languages)
 
     # -- registrations
     def add_iq_handler(self, type: str, qname: str, handler: IqHandler, *, target: Target = Target.HOST, domain: str | None = None) -> None:

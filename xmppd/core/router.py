@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from lxml import etree
 
 from ..errors import Condition, StanzaError
+from ..i18n import Languages, core_error
 from ..jid import JID
 from ..xml import ns
 from ..xml.builder import error_reply
@@ -46,6 +47,7 @@ class Router:
         self.iq_table = iq_table
         self.tracker = tracker
         self.services: dict[str, Service] = {}
+        self.languages: Languages | None = None  # errors' texts in the language of whom they answer
         # qname -> check; a client stanza's children with these qnames are removed when the
         # check says the server is their only author (stanza-id by us, delay from us, ...):
         # the core's own and every loaded feature's ``server_owned`` declarations.
@@ -163,7 +165,7 @@ class Router:
             await service.receive(r)
             return
         # No server-to-server yet: every other domain is unreachable.
-        self.bounce(r, StanzaError(Condition.REMOTE_SERVER_NOT_FOUND, f"{domain} is not served here and federation is off"))
+        self.bounce(r, core_error(Condition.REMOTE_SERVER_NOT_FOUND, "federation_off", domain=domain))
 
     # ---------------------------------------------------------------- by target
 
@@ -172,7 +174,7 @@ class Router:
             await self.dispatch_iq(r, Target.HOST)
         elif r.kind == "message":
             if await self.hooks.run(H.MESSAGE_HOST, r) is Flow.CONTINUE and r.stanza.get("type") != "error":
-                self.bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, "the server takes no messages"))
+                self.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "no_messages"))
         else:
             await self.hooks.run(H.PRESENCE_HOST, r)
 
@@ -214,7 +216,7 @@ class Router:
             # groupchat and headline to a gone resource are dropped silently
         elif kind == "iq":
             if r.stanza.get("type") in ("get", "set"):
-                self.bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, "the recipient is not available"))
+                self.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "recipient_unavailable"))
             elif r.to == r.to.bare or r.to.domain == self.domain:
                 self.tracker.resolve(r.stanza, r.from_jid)
         # presence to an unavailable full JID: dropped (probes/subscriptions go to the bare hook)
@@ -227,7 +229,7 @@ class Router:
         bare = r.to.bare if r.to is not None else r.from_jid.bare
         typ = r.stanza.get("type") or "normal"
         if typ == "groupchat":
-            self.bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, "groupchat messages go to rooms"))
+            self.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "groupchat_to_rooms"))
             return
         best: list[Session] = []
         top = -1
@@ -250,7 +252,7 @@ class Router:
         if await self.hooks.run(H.MESSAGE_UNDELIVERED, r) is Flow.STOP:
             return
         if typ in ("normal", "chat"):
-            self.bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, "the recipient is not available"))
+            self.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "recipient_unavailable"))
 
     async def deliver(self, session: "Session", stanza: etree._Element, kind: str) -> None:
         """Write ``stanza`` to ``session`` after the delivery hooks (blocking, CSI ...)."""
@@ -283,18 +285,18 @@ class Router:
             return
         payload = stanza[0] if len(stanza) else None
         if payload is None:
-            self.bounce(r, StanzaError(Condition.BAD_REQUEST, "an iq get/set carries one payload"))
+            self.bounce(r, core_error(Condition.BAD_REQUEST, "one_payload"))
             return
         handler = self.iq_table.lookup(typ, target, to.domain, payload.tag)  # type: ignore[arg-type]
         if handler is None:
             if target is Target.BARE and to.domain == self.domain and not self._is_self(r) and typ in ("get", "set"):
                 # RFC 6121 §8.5.1 / §8.5.2.1.3: an iq to a contact's bare JID with no server handler.
-                self.bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, "no handler for this request"))
+                self.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "no_handler"))
                 return
             if self.iq_table.known(target, to.domain, payload.tag):
-                err = StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, f"iq {typ} is not supported for this payload")
+                err: StanzaError = core_error(Condition.FEATURE_NOT_IMPLEMENTED, "not_supported", type=typ)
             else:
-                err = StanzaError(Condition.SERVICE_UNAVAILABLE, f"no handler for {payload.tag}")
+                err = core_error(Condition.SERVICE_UNAVAILABLE, "no_handler_for", payload=payload.tag)
             self.bounce(r, err)
             return
         request = IqRequest(stanza, payload, typ, r.from_jid, to, r.origin)  # type: ignore[arg-type]
@@ -305,7 +307,7 @@ class Router:
             return
         except Exception:
             log.exception("iq handler failed for %s (id %s)", payload.tag, stanza.get("id"))
-            self.bounce(r, StanzaError(Condition.INTERNAL_SERVER_ERROR, "the server failed to process this request"))
+            self.bounce(r, core_error(Condition.INTERNAL_SERVER_ERROR, "internal"))
             return
         if result is NO_REPLY:
             return
@@ -339,6 +341,8 @@ class Router:
             return
         if r.kind == "presence":
             return  # RFC 6121: presence errors are not generated for undeliverable presence
+        if self.languages is not None:
+            err = self.languages.localise(err, r.from_jid)
         reply = error_reply(stanza, err)
         if stanza.get("to") is None and r.to is not None:
             reply.set("from", str(r.to))

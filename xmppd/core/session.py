@@ -3,6 +3,15 @@
 Transports (TCP, TLS, WebSocket) call ``data_received``/``message_received`` and
 ``connection_lost``; everything else happens here, in one drain task per session so that a
 session's stanzas are processed strictly in order. Reading pauses while the backlog is long.
+
+Inbound shaping (docs/security.md, "Traffic"): two token buckets per session, stricter before
+authentication. Bytes: what the bucket does not cover is held back, reading pauses, and the
+rest is fed when the bucket has refilled (Prosody's mod_limits, ejabberd's shapers). Top-level
+elements: the drain task waits for a token before handling each one, so a flood is slowed to
+the rate while reading stays paused behind the backlog. Sustained abuse ends the stream with
+``policy-violation``: slowed down without a break for more than ``c2s.flood_grace`` seconds, or a
+backlog that would take longer than that at the rate (beyond the burst). A stanza begun and not
+finished within ``c2s.stanza_timeout`` ends the stream with ``connection-timeout``.
 """
 from __future__ import annotations
 
@@ -21,6 +30,7 @@ from ..protocol import events as ev
 from ..protocol.c2s import C2SStream, State
 from ..protocol.sasl import ScramCredentials
 from .hooks import SESSION_BOUND, SESSION_CLOSED, SessionEvent
+from .limits import TokenBucket
 from .sessions import ResourceLimitExceeded
 
 if TYPE_CHECKING:
@@ -29,6 +39,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _tostring = etree.tostring
 _BACKLOG_PAUSE = 64
+# Why reading is paused (a bit each; reading resumes when none is left).
+_PAUSE_BACKLOG = 1  # more than _BACKLOG_PAUSE events wait for the drain task
+_PAUSE_SHAPER = 2  # over the byte rate: bytes are held until the bucket has refilled
+# Top-level elements that cost a token of the stanza bucket.
+_COUNTED = frozenset({ev.StanzaReceived, ev.NonzaReceived, ev.PreAuthIq})
 # Events handled without awaiting anything (Session._handle_now).
 _SYNC_EVENTS = frozenset({ev.StreamOpened, ev.AuthFailed, ev.Authenticated, ev.StanzaRejected})
 
@@ -87,7 +102,9 @@ class Session:
     __slots__ = (
         "server", "stream", "transport", "peer", "sid", "log", "jid", "available", "priority",
         "presence", "interested", "data", "last_active", "connected_at", "_queue", "_drain",
-        "_auth_timer", "_closed", "_paused", "websocket", "closed_event", "observer", "__weakref__",
+        "_auth_timer", "_closed", "_pauses", "websocket", "closed_event", "observer", "__weakref__",
+        "_bytes", "_stanzas", "_held", "_shaper_timer", "_stanza_timer", "_tail_open", "_waiting",
+        "_throttled",
     )
 
     def __init__(self, server: "Server", stream: C2SStream, transport: Transport, peer: str, *, websocket: bool = False) -> None:
@@ -109,7 +126,16 @@ class Session:
         self._queue: collections.deque[object] = collections.deque()
         self._drain: asyncio.Task[None] | None = None
         self._closed = False
-        self._paused = False
+        self._pauses = 0
+        cfg = server.config.c2s
+        self._bytes = TokenBucket(cfg.preauth_rate_bytes, cfg.preauth_burst_bytes)
+        self._stanzas = TokenBucket(cfg.preauth_rate_stanzas, cfg.preauth_burst_stanzas)
+        self._held: bytes | None = None  # bytes received, not yet fed (over the byte rate)
+        self._shaper_timer: asyncio.TimerHandle | None = None
+        self._stanza_timer: asyncio.TimerHandle | None = None  # c2s.stanza_timeout
+        self._tail_open = False  # bytes after the last '>' fed that are not whitespace
+        self._waiting = 0  # counted elements in the queue
+        self._throttled: float | None = None  # since when each element has waited for its token
         self.closed_event = asyncio.Event()
         self.observer: SessionObserver | None = None  # stream management, when enabled
         loop = asyncio.get_running_loop()
@@ -126,12 +152,27 @@ class Session:
             # the bytes for the restarted stream.
             self.data.setdefault("_early", []).append(data)
             return
+        if self._held is not None:  # already over the byte rate: wait in line
+            self._held += data
+            return
+        bucket = self._bytes
+        n = bucket.allowance(len(data))
+        if n < len(data):
+            self._hold(data[n:])
+            data = data[:n]
+            if not data:
+                return
+        bucket.take(len(data))
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         try:
             events = self.stream.receive_data(data)
         except Exception:  # the parser must never take the server down
             self.log.exception("stream core failed")
             events = self.stream.close(StreamErrorCondition.INTERNAL_SERVER_ERROR)
         self._flush()
+        self._watch_stanza(data, bool(events))
         if events:
             if self.stream.state is State.TLS_NEGOTIATING:
                 # Nothing may reach the XML parser before the handshake: the next bytes are
@@ -139,8 +180,102 @@ class Session:
                 self.transport.pause_reading()
             self._enqueue(events)
 
-    def message_received(self, message: str | bytes) -> None:
+    # ---------------------------------------------------------------- inbound shaping
+
+    def _pause(self, reason: int) -> None:
+        if not self._pauses:
+            self.transport.pause_reading()
+        self._pauses |= reason
+
+    def _unpause(self, reason: int) -> None:
+        if self._pauses & reason:
+            self._pauses &= ~reason
+            if not self._pauses and not self._closed:
+                self.transport.resume_reading()
+
+    def _hold(self, rest: bytes) -> None:
+        """Over the byte rate: keep ``rest``, stop reading, feed it when the bucket allows."""
+        self._held = rest
+        self._pause(_PAUSE_SHAPER)
+        self._schedule_release()
+
+    def _schedule_release(self) -> None:
+        held = self._held
+        assert held is not None
+        delay = self._bytes.wait(min(len(held), max(1, int(self._bytes.burst))))
+        self._shaper_timer = asyncio.get_running_loop().call_later(delay, self._release)
+
+    def _release(self) -> None:
+        self._shaper_timer = None
+        held = self._held
+        if held is None or self._closed or self.stream.state is State.CLOSED:
+            self._held = None
+            return
+        if self._pauses & _PAUSE_BACKLOG:
+            return  # the drain task calls again once the backlog has gone down
+        self._held = None
+        bucket = self._bytes
+        n = bucket.allowance(len(held))
+        if n < len(held):
+            self._held = held[n:]
+            self._schedule_release()
+        else:
+            self._unpause(_PAUSE_SHAPER)
+        if n:
+            bucket.take(n)
+            self.last_active = time.monotonic()
+            self._feed(held[:n])
+
+    def _shape_message(self, size: int) -> None:
+        """WebSocket: a message is fed whole; its bytes put the bucket in debt, and reading
+        pauses until the debt is paid."""
+        delay = self._bytes.take(size)
+        if delay > 0 and self._shaper_timer is None:
+            self._pause(_PAUSE_SHAPER)
+            self._shaper_timer = asyncio.get_running_loop().call_later(delay, self._end_debt)
+
+    def _end_debt(self) -> None:
+        self._shaper_timer = None
+        self._unpause(_PAUSE_SHAPER)
+
+    def _shape_authenticated(self) -> None:
+        """After SASL success the stricter pre-authentication buckets give way to the others."""
+        cfg = self.server.config.c2s
+        self._bytes = TokenBucket(cfg.rate_bytes, cfg.burst_bytes)
+        self._stanzas = TokenBucket(cfg.rate_stanzas, cfg.burst_stanzas)
+
+    def _watch_stanza(self, data: bytes, completed: bool) -> None:
+        """``c2s.stanza_timeout``: a stanza begun must end in time. The clock starts when one
+        is begun and restarts whenever one completes."""
+        gt = data.rfind(b">")
+        if gt < 0:
+            self._tail_open = self._tail_open or bool(data.strip())
+        else:
+            self._tail_open = bool(data[gt + 1 :].strip())
+        parser = self.stream._parser
+        begun = self._tail_open or (parser is not None and parser.in_stanza)
+        timer = self._stanza_timer
+        if timer is not None and (completed or not begun):
+            timer.cancel()
+            timer = self._stanza_timer = None
+        if begun and timer is None and not self._closed:
+            self._stanza_timer = asyncio.get_running_loop().call_later(self.server.config.c2s.stanza_timeout, self._stanza_deadline)
+
+    def _stanza_deadline(self) -> None:
+        self._stanza_timer = None
+        if self._closed or self.stream.state is State.CLOSED:
+            return
+        if self._pauses:  # we are the ones not reading: the client is not to blame
+            self._stanza_timer = asyncio.get_running_loop().call_later(self.server.config.c2s.stanza_timeout, self._stanza_deadline)
+            return
+        timeout = self.server.config.c2s.stanza_timeout
+        self.log.info("stanza not completed within %ss: closing", timeout)
+        self.close(StreamErrorCondition.CONNECTION_TIMEOUT, f"a stanza was begun and not completed within {timeout:g} seconds")
+
+    def message_received(self, message: str | bytes, size: int | None = None) -> None:
+        """One WebSocket message (RFC 7395); ``size`` its length in bytes when known."""
         self.last_active = time.monotonic()
+        self._shape_message(len(message) if size is None else size)
         try:
             events = self.stream.receive_message(message)
         except Exception:
@@ -185,6 +320,9 @@ class Session:
 
     def close(self, condition: StreamErrorCondition | None = None, text: str | None = None) -> None:
         """Close the stream (with a stream error); cleanup follows through StreamClosed."""
+        # What the client sent before is still handled, but without waiting for stanza tokens:
+        # the close takes effect now (a replaced session must not linger behind its backlog).
+        self._stanzas = TokenBucket(0, 0)
         events = self.stream.close(condition, text)
         self._flush()
         if events:
@@ -221,17 +359,56 @@ class Session:
             if i:
                 events = events[i:]
         self._queue.extend(events)
+        counted = 0
+        for e in events:
+            if type(e) in _COUNTED:
+                counted += 1
+        if counted:
+            self._waiting += counted
+            bucket = self._stanzas
+            grace = self.server.config.c2s.flood_grace
+            if not bucket.unlimited and self._waiting > bucket.burst + bucket.rate * grace and not self._closed:
+                self._cut_flood()
+                return
         if self._drain is None:
             self._drain = asyncio.get_running_loop().create_task(self._run())
-        if not self._paused and len(self._queue) > _BACKLOG_PAUSE:
-            self._paused = True
-            self.transport.pause_reading()
+        if not self._pauses & _PAUSE_BACKLOG and len(self._queue) > _BACKLOG_PAUSE:
+            self._pause(_PAUSE_BACKLOG)
+
+    def _cut_flood(self) -> None:
+        """Sustained abuse of the stanza rate: the elements still waiting are dropped (none is
+        half-handled) and the stream ends with policy-violation."""
+        queue = self._queue
+        kept = [e for e in queue if type(e) not in _COUNTED]
+        queue.clear()
+        queue.extend(kept)
+        self._waiting = 0
+        rate = self._stanzas.rate
+        self.log.info("stanza flood (over %g a second): closing", rate)
+        self.close(StreamErrorCondition.POLICY_VIOLATION, f"too many stanzas: the limit is {rate:g} a second")
+        if self._drain is None and self._queue:
+            self._drain = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         queue = self._queue
         try:
             while queue:
                 event = queue.popleft()
+                if type(event) in _COUNTED:
+                    self._waiting -= 1
+                    delay = self._stanzas.take(1)
+                    if delay > 0:
+                        now = time.monotonic()
+                        if self._throttled is None:
+                            self._throttled = now
+                        elif now - self._throttled > self.server.config.c2s.flood_grace and not self._closed:
+                            self._cut_flood()
+                            continue
+                        await asyncio.sleep(delay)
+                        if self._closed:
+                            break
+                    else:
+                        self._throttled = None
                 try:
                     await self._handle(event)
                 except asyncio.CancelledError:
@@ -241,9 +418,10 @@ class Session:
                     if type(event) is ev.StreamClosed:
                         continue
                     self.close(StreamErrorCondition.INTERNAL_SERVER_ERROR, "internal error")
-                if self._paused and len(queue) < _BACKLOG_PAUSE // 2 and not self._closed:
-                    self._paused = False
-                    self.transport.resume_reading()
+                if self._pauses & _PAUSE_BACKLOG and len(queue) < _BACKLOG_PAUSE // 2 and not self._closed:
+                    self._unpause(_PAUSE_BACKLOG)
+                    if self._held is not None and self._shaper_timer is None:
+                        self._schedule_release()
         except asyncio.CancelledError:
             await asyncio.shield(self._cleanup("server shutdown"))
             raise
@@ -279,10 +457,16 @@ class Session:
         """The events whose handling never awaits (``_SYNC_EVENTS``)."""
         t = type(event)
         if t is ev.AuthFailed:
-            self.server.auth_throttle.failure(self.peer, event.username)  # type: ignore[attr-defined]
+            condition = event.condition  # type: ignore[attr-defined]
+            # A refusal by the throttle itself is not a guess (counting it would renew the
+            # block forever); only a wrong password counts against the account it named.
+            if condition is not SaslCondition.TEMPORARY_AUTH_FAILURE:
+                guessed = event.username if condition is SaslCondition.NOT_AUTHORIZED else None  # type: ignore[attr-defined]
+                self.server.auth_throttle.failure(self.peer, guessed)  # type: ignore[attr-defined]
             self.log.info("authentication failed: %s", event.condition.value)  # type: ignore[attr-defined]
         elif t is ev.Authenticated:
             self.server.auth_throttle.success(self.peer, event.username)  # type: ignore[attr-defined]
+            self._shape_authenticated()
             self.stream_parser_limits(authenticated=True)
             self.log.info("authenticated as %s with %s", event.username, event.mechanism)  # type: ignore[attr-defined]
         elif t is ev.StanzaRejected:
@@ -300,10 +484,17 @@ class Session:
 
     async def _credentials(self, event: ev.CredentialsNeeded) -> None:
         server = self.server
-        if server.auth_throttle.blocked(self.peer, event.username):
+        verdict = server.auth_throttle.check(self.peer, event.username)
+        if verdict.blocked:
             self.stream.credentials_result(None, failure=SaslCondition.TEMPORARY_AUTH_FAILURE)
             self._flush_and_enqueue()
             return
+        if verdict.delay:
+            # The account is being guessed at from elsewhere: wait before checking, whatever
+            # the answer will be (limits.AuthThrottle).
+            await asyncio.sleep(verdict.delay)
+            if self.stream.state is not State.SASL:  # closed or aborted meanwhile
+                return
         found = await server.accounts.get_credentials(event.username, server.domain, f"SCRAM-{event.hash_name}")
         if found is None:
             result = self.stream.credentials_result(None)
@@ -394,6 +585,7 @@ class Session:
         """The connection is gone but the session stays bound (stream management keeps it):
         deliveries reach the observer's queue until ``adopt`` resumes it or ``close`` ends it."""
         self.transport = _DETACHED
+        self._stop_shaping()
         server = self.server
         server.connection_closed(self)  # the connection's per-address slot is free
         server.live.add(self)  # the session itself lives on (shutdown ends it)
@@ -413,6 +605,7 @@ class Session:
         old._closed = True
         old.observer = None
         old._queue.clear()
+        old._stop_shaping()
         if old._auth_timer is not None:
             old._auth_timer.cancel()
             old._auth_timer = None
@@ -436,6 +629,13 @@ class Session:
         old.closed_event.set()
         self.log.info("resumed %s (was session %s) from %s", old.jid, old.sid, self.peer)
 
+    def _stop_shaping(self) -> None:
+        for timer in (self._shaper_timer, self._stanza_timer):
+            if timer is not None:
+                timer.cancel()
+        self._shaper_timer = self._stanza_timer = None
+        self._held = None
+
     def _auth_deadline(self) -> None:
         self._auth_timer = None
         if self.jid is None and not self._closed:
@@ -449,6 +649,7 @@ class Session:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
+        self._stop_shaping()
         server = self.server
         try:
             if self.jid is not None:

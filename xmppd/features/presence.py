@@ -20,9 +20,16 @@ subscribers and everyone the session sent directed presence to (§4.6). Probes f
 answered (§4.3). Unavailable presence directed to an account that neither receives the
 sender's presence nor got directed presence from it is not delivered.
 
+Subscription stanzas a client sends to another domain -- a service of this server such as
+``cs.example.com``, or a remote server -- are the user's outbound subscriptions all the same:
+:meth:`Presence.on_stanza_in` runs them through :meth:`Presence.outbound` (the roster changes and
+is pushed), which forwards them through the router; presence to subscribers on a service domain
+goes there through the router too.
+
 Public API: ``async presence_of(bare) -> list[(full JID, presence element)]`` of the
 available resources of a local account; ``async resend_after_unblock(user, items)`` for the
-blocking feature (XEP-0191 §3.4).
+blocking feature (XEP-0191 §3.4); ``async preapprove(owner, contact)`` for services of this
+server that subscribe back to a user at the user's own request (RFC 6121 §3.4).
 
 Fan-out: a presence stanza is serialised once (:class:`_Wire`) and each local recipient gets
 those bytes with its ``to`` spliced in (``Router.deliver_bytes``, as MUC does); a session's
@@ -200,6 +207,12 @@ class Presence(Feature):
                 if item.startswith(bare + "/"):
                     await self._send_current_presence(user, JID.parse(item))
 
+    async def preapprove(self, owner: JID, contact: JID) -> None:
+        """RFC 6121 §3.4 pre-approval in ``owner``'s name: ``contact``'s next subscription request
+        is granted at once. For a service of this server that the user asked to follow them
+        (customer service: an agent subscribing to their queue), never for other accounts."""
+        await self.outbound(owner.bare, contact.bare, "subscribed", stanza("presence", type="subscribed"), None)
+
     async def _send_unavailable_from(self, owner: JID, target: JID) -> None:
         for s in self.ctx.sessions.of(owner):
             if s.available:
@@ -340,11 +353,16 @@ class Presence(Feature):
 
     @hook(H.STANZA_IN, priority=-10)
     async def on_stanza_in(self, r: Routed) -> Flow:
-        """Track directed presence (RFC 6121 §4.6) from clients."""
+        """Track directed presence (RFC 6121 §4.6) from clients; their subscription stanzas to
+        other domains (a service such as ``cs.domain``) are outbound subscriptions (§3)."""
         if r.kind != "presence" or r.to is None or r.origin is None:
             return Flow.CONTINUE
         typ = r.stanza.get("type")
         target = r.to
+        if typ in _SUBSCRIPTION_TYPES and target.domain != self.ctx.domain:
+            if target.bare != r.from_jid.bare:
+                await self.outbound(r.from_jid.bare, target.bare, typ, r.stanza, r.origin)
+            return Flow.STOP
         if typ not in (None, "unavailable") or target.bare == r.from_jid.bare:
             return Flow.CONTINUE
         st = _state(r.origin)

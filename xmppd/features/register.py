@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from ..accounts import AccountExists, InvalidAccount
+from ..accounts import AccountExists, InvalidAccount, ReservedUsername
 from ..core.dispatch import NO_REPLY, IqRequest, Target
 from ..core.feature import Feature
 from ..core.limits import SlidingCounter
@@ -71,9 +71,11 @@ class Register(Feature):
         if self._per_ip.exceeded(session.peer):
             raise StanzaError(Condition.RESOURCE_CONSTRAINT, "too many registrations from your address; try later", type=None)
         try:
-            await self.ctx.server.account_service.create(username, password)
+            await self.ctx.server.account_service.create(username, password, public=True)
         except AccountExists:
             raise StanzaError(Condition.CONFLICT, "this username is taken") from None
+        except ReservedUsername as exc:  # like a taken name: the client asks for another one
+            raise StanzaError(Condition.CONFLICT, str(exc)) from None
         except InvalidAccount as exc:
             raise StanzaError(Condition.NOT_ACCEPTABLE, str(exc)) from None
         self._per_ip.add(session.peer)

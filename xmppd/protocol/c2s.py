@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -75,6 +76,10 @@ class StreamConfig:
     # Top-level namespaces of nonzas that features handle (e.g. XEP-0198 in any state after auth).
     nonza_namespaces: frozenset[str] = frozenset()
     websocket: bool = False
+    # Key of the fake SCRAM answers for unknown users (sasl.fake_credentials). The server passes
+    # its persistent secret (storage.secrets), the same on every node and after restarts; the
+    # default, random per config, is for drivers that persist nothing (tests, tools).
+    fake_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     # <stream:features/> as sent, and the state it leads to, by (authenticated, TLS, channel
     # binding): built once per configuration. A driver that shares one config between streams
     # makes a new config (or clears this) when what ``extra_features`` returns changes.
@@ -92,6 +97,7 @@ class C2SStream:
         self.authenticated_as: str | None = None
         self.jid: JID | None = None
         self.lang = "en"
+        self.client_lang: str | None = None  # the xml:lang the client's stream header gave, if any
         self.stream_id = ""
         self._header_sent = False
         self._restart = False
@@ -167,7 +173,7 @@ class C2SStream:
         attrs = item.attrs
         lang = attrs.get("xml:lang")
         if lang:
-            self.lang = lang[:35]
+            self.lang = self.client_lang = lang[:35]
         self.stream_id = tokens.token_urlsafe(12)
         self._send_header()
         if not self.config.websocket and item.default_ns != ns.CLIENT:
@@ -383,6 +389,7 @@ class C2SStream:
                 channel_binding=self.channel_binding,
                 tls=self.tls,
                 allow_plain_without_tls=not self.config.require_tls,
+                fake_key=self.config.fake_key,
             )
         except SaslFailure as exc:
             self._sasl_failure(exc.condition, exc.text or "", None)
@@ -439,7 +446,7 @@ class C2SStream:
             self._out.append(_T(s))
             self.authenticated_as = self._prepare_username(step.username)
             self._sasl = None
-            self._events.append(ev.Authenticated(step.username, self._sasl_mechanism))
+            self._events.append(ev.Authenticated(self.authenticated_as or step.username, self._sasl_mechanism))
             self._restart_stream()
         elif type(step) is Failure:
             user = self._sasl.authcid if self._sasl else None
@@ -467,7 +474,8 @@ class C2SStream:
         self._out.append(_T(f))
         if condition is SaslCondition.ABORTED:
             return
-        self._events.append(ev.AuthFailed(username, condition))
+        # Limits are keyed by the account the name prepares to (Carol and carol are one).
+        self._events.append(ev.AuthFailed(self._prepare_username(username) if username else None, condition))
         self._auth_failures += 1
         if self._auth_failures >= self.config.max_auth_attempts:
             self._close(StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts")

@@ -35,12 +35,16 @@ class CredentialsNeeded:
 
 @dataclass(frozen=True, slots=True)
 class AuthFailed:
+    """A SASL failure; ``username`` is the prepared account name tried, None when there is none."""
+
     username: str | None
     condition: SaslCondition
 
 
 @dataclass(frozen=True, slots=True)
 class Authenticated:
+    """SASL succeeded for the account ``username`` (prepared)."""
+
     username: str
     mechanism: str
 

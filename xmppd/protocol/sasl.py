@@ -62,8 +62,6 @@ _SCRAM: Final[dict[str, tuple[HashName, bool]]] = {
 PLAIN: Final = "PLAIN"
 MECHANISMS: Final = (*_SCRAM, PLAIN)
 
-# Per-process key for the fake credentials of unknown users (see _fake_credentials).
-_FAKE_KEY: Final = secrets.token_bytes(32)
 
 # One text for every "wrong secret" outcome, so that nothing tells an unknown user apart.
 _AUTH_FAILED: Final = "authentication failed"
@@ -165,18 +163,23 @@ def verify_plain(password: str, creds: ScramCredentials, hash_name: HashName) ->
     return hmac.compare_digest(stored_key, creds.stored_key)
 
 
-def _fake_credentials(account_key: str, hash_name: HashName) -> ScramCredentials:
+def fake_credentials(key: bytes, domain: str, account_key: str, hash_name: HashName) -> ScramCredentials:
     """Deterministic credentials for a user that does not exist.
 
-    Derived with HMAC from a per-process random key and the username, so the same unknown
-    user sees the same salt on every attempt (as a real user would) and the exchange fails
-    like a wrong password: at the final step, with not-authorized, at the same cost.
+    Derived with HMAC from ``key`` (the server's persistent secret, the same on every node and
+    after every restart: ``storage.secrets``) and the prepared username, so an unknown user sees
+    the same salt on every attempt, as a real user would, and the exchange fails like a wrong
+    password: at the final step, with not-authorized, at the same cost. Everything else in the
+    answer has the shape of a real account's: a salt of :data:`SALT_LENGTH` bytes, different
+    for each hash as :func:`make_credentials` makes them, and :data:`DEFAULT_ITERATIONS`.
     """
+    if len(key) < 16:
+        raise ValueError("the key of fake credentials must have at least 16 bytes")
     size = _DIGEST_SIZE[hash_name]
-    ident = hash_name.encode() + b"\0" + account_key.encode("utf-8", "surrogatepass")
+    ident = b"\0".join((domain.encode(), hash_name.encode(), account_key.encode("utf-8", "surrogatepass")))
 
     def derive(label: bytes) -> bytes:
-        return hmac.new(_FAKE_KEY, label + b"\0" + ident, hashlib.sha256).digest()
+        return hmac.new(key, label + b"\0" + ident, hashlib.sha256).digest()
 
     return ScramCredentials(
         salt=derive(b"salt")[:SALT_LENGTH],
@@ -271,7 +274,8 @@ class SaslServer:
     (including after the exchange is over, see :attr:`done`) also gives a Failure.
 
     Unknown users: call ``credentials_result(None)``; the exchange continues with fake
-    credentials and fails exactly like a wrong password. Refusals that do not depend on
+    credentials derived from ``fake_key`` (:func:`fake_credentials`) and fails exactly like a
+    wrong password. Refusals that do not depend on
     the password (``temporary-auth-failure``, or ``account-disabled`` when the driver does
     not pass the credentials) are reported immediately; ``credentials_result(creds,
     failure=...)`` reports ``failure`` only once the client has proved it knows the
@@ -287,7 +291,10 @@ class SaslServer:
         channel_binding: tuple[str, bytes] | None,
         tls: bool,
         allow_plain_without_tls: bool = False,
+        fake_key: bytes,
     ) -> None:
+        if len(fake_key) < 16:
+            raise ValueError("fake_key must have at least 16 bytes")
         if channel_binding is not None:
             if not tls:
                 raise ValueError("channel binding data without TLS")
@@ -309,6 +316,7 @@ class SaslServer:
         self.mechanism: Final = mechanism
         self.authcid: str | None = None
         self._domain = domain
+        self._fake_key = fake_key
         self._channel_binding = channel_binding
         self._hash_name: HashName = hash_name
         self._plus = plus
@@ -359,7 +367,7 @@ class SaslServer:
             return self._finish(Failure(failure, _failure_text(failure)))
         self._deferred_failure = failure
         if creds is None:
-            creds = _fake_credentials(self._account_key(), self._hash_name)
+            creds = fake_credentials(self._fake_key, self._domain, self._account_key(), self._hash_name)
         if self.mechanism == PLAIN:
             return self._plain_verify(creds)
         return self._scram_server_first(creds)

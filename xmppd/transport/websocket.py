@@ -123,7 +123,7 @@ class WebSocketConnection:
                     self.close_code = WSCloseCode.MESSAGE_TOO_BIG
                     session.close(StreamErrorCondition.POLICY_VIOLATION, f"WebSocket message over {self.max_message_size} bytes")
                     continue
-                session.message_received(data)
+                session.message_received(data, size)
             elif t is WSMsgType.BINARY:
                 # RFC 7395 §3.3.3: XMPP travels in UTF-8 text messages only.
                 self.close_code = WSCloseCode.UNSUPPORTED_DATA

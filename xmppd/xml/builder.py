@@ -72,7 +72,7 @@ def error_element(err: StanzaError) -> Element:
     etree.SubElement(e, f"{{{NS_STANZAS}}}{err.condition.value}", nsmap={None: NS_STANZAS})
     if err.text:
         t = etree.SubElement(e, f"{{{NS_STANZAS}}}text", nsmap={None: NS_STANZAS})
-        t.set(ns.XML_LANG, "en")
+        t.set(ns.XML_LANG, getattr(err, "lang", "en"))
         t.text = err.text
     if err.app is not None:
         e.append(err.app)  # type: ignore[arg-type]

@@ -322,6 +322,11 @@ class StreamParser:
         self._log_seen = 0  # entries of the parser's feed_error_log already looked at
         self._done = False  # after StreamEnd or ParseError
 
+    @property
+    def in_stanza(self) -> bool:
+        """A stanza's start tag has been read and its end tag not yet (c2s.stanza_timeout)."""
+        return self._depth > 0
+
     def feed(self, data: bytes) -> list[Event]:
         if self._done or not data:
             return []

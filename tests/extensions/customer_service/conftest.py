@@ -97,9 +97,9 @@ class Site:
         assert self.server is not None
         return await add_user(self.server, name)
 
-    async def client(self, name: str) -> "Client":
+    async def client(self, name: str, lang: str = "en") -> "Client":
         assert self.server is not None
-        c = Client(await slix(self.server, f"{name}@localhost"))
+        c = Client(await slix(self.server, f"{name}@localhost", lang=lang))
         self.clients.append(c)
         c.xmpp.send_presence()  # available, like any chat client: messages to the bare JID reach it
         await c.sync()

@@ -352,8 +352,8 @@ async def test_agents_on_plain_clients_use_text_commands(site: Site) -> None:
     await ann.cs_event("assigned", session=sid)
     sjid = f"s-{sid}@{site.domain}"
     ann.say(sjid, "/help")
-    help_ = await ann.next(lambda m: m.get("from") == sjid and "/transfer" in (m.findtext(BODY) or ""))
-    assert "/close" in help_.findtext(BODY)
+    help_ = await ann.next(lambda m: m.get("from") == sjid and "!transfer" in (m.findtext(BODY) or ""))
+    assert "!close" in help_.findtext(BODY) and "/help" in help_.findtext(BODY)  # texts show the form clients pass through
     ann.say(sjid, "/transfer nobody")
     failed = await ann.next(lambda m: (m.findtext(BODY) or "").startswith("/transfer failed"))
     assert "nobody" in failed.findtext(BODY)

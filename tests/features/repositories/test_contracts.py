@@ -46,6 +46,26 @@ async def test_offline_quota_and_unknown_account(backend):
     assert await repo.count("nobody", D) == 0
 
 
+async def test_offline_byte_quota_counts_utf8_bytes_and_stores_whole_messages_or_nothing(backend):
+    repo = backend.repo(SqlOfflineRepository, MemoryOfflineRepository)
+    await backend.add_account("bob")
+    await backend.add_account("carol")
+    m = "<m>" + "é" * 100 + "</m>"  # 107 characters, 207 bytes
+    size = len(m.encode())
+    assert [await repo.store("bob", D, m, T0, 100, 2 * size + 10) for _ in range(3)] == [StoreResult.STORED, StoreResult.STORED, StoreResult.FULL]
+    assert await repo.usage("bob", D) == (2, 2 * size)
+    assert await repo.store("bob", D, "<small/>", T0, 100, 2 * size + 10) is StoreResult.STORED  # 8 bytes still fit
+    assert await repo.store("bob", D, "<s/>", T0, 100, 2 * size + 10) is StoreResult.FULL
+    assert [x.stanza for x in await repo.fetch("bob", D)] == [m, m, "<small/>"]
+    # One message bigger than the whole quota is refused even on an empty queue.
+    assert await repo.store("carol", D, m, T0, 100, size - 1) is StoreResult.FULL
+    assert await repo.usage("carol", D) == (0, 0)
+    # Delivered messages free their bytes.
+    got = await repo.fetch("bob", D)
+    await repo.delete_upto("bob", D, got[0].id)
+    assert await repo.usage("bob", D) == (2, size + 8)
+
+
 async def test_offline_queues_are_per_account_and_clear(backend):
     repo = backend.repo(SqlOfflineRepository, MemoryOfflineRepository)
     await backend.add_account("bob")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...accounts import AccountExists, AccountNotFound, InvalidAccount
+from ...accounts import AccountExists, AccountNotFound, InvalidAccount, ReservedUsername
 from ...core import hooks as H
 from ...core.feature import Feature, hook
 from ...core.hooks import Flow, Routed
@@ -91,6 +91,7 @@ class Admin(Feature):
     async def setup(self) -> None:
         self.repo = SqlMotdRepository(self.ctx.db)
         self.motd: Motd | None = await self.repo.get(self.ctx.domain)
+        self.tr = self.ctx.translator(Path(__file__).parent / "locale")
         adhoc = self.ctx.feature("adhoc")
         for cmd in self.commands():
             self.ctx.on_teardown(adhoc.register(cmd))
@@ -118,21 +119,25 @@ class Admin(Feature):
 
     # ------------------------------------------------------------------ helpers
 
-    def _local(self, jid: JID | None, var: str) -> str:
+    def _t(self, ex: Execution, key: str, /, **fields: Any) -> str:
+        """Text ``key`` in the requesting admin's language (xmppd/i18n.py)."""
+        return self.tr(ex.requester, key, **fields)
+
+    def _local(self, jid: JID | None, var: str, ex: Execution) -> str:
         """The username of a JID of this server, or FormError naming the field."""
         if jid is None:
-            raise FormError(var, "a JID is required")
+            raise FormError(var, self._t(ex, "error.jid_required"))
         if jid.domain != self.ctx.domain or jid.local is None or jid.resource is not None:
-            raise FormError(var, f"{jid} is not an account of {self.ctx.domain} (use user@{self.ctx.domain})")
+            raise FormError(var, self._t(ex, "error.not_local", jid=jid, domain=self.ctx.domain))
         try:
             return self.ctx.server.account_service.prepare(jid.local)
         except InvalidAccount as exc:
             raise FormError(var, str(exc)) from None
 
     def _locals(self, ex: Execution, var: str = "accountjids") -> list[str]:
-        names = [self._local(j, var) for j in ex.values[var]]
+        names = [self._local(j, var, ex) for j in ex.values[var]]
         if not names:
-            raise FormError(var, "name at least one account")
+            raise FormError(var, self._t(ex, "error.one_account"))
         return names
 
     def _jid(self, username: str) -> str:
@@ -142,17 +147,19 @@ class Admin(Feature):
 
     async def _add_user(self, ex: Execution) -> Result:
         v = ex.values
-        username = self._local(v["accountjid"], "accountjid")
+        username = self._local(v["accountjid"], "accountjid", ex)
         if v["password"] != v["password-verify"]:
-            raise FormError("password-verify", "the passwords do not match")
+            raise FormError("password-verify", self._t(ex, "error.passwords_differ"))
         try:
             await self.ctx.server.account_service.create(username, v["password"])
         except AccountExists:
-            raise FormError("accountjid", f"the account {self._jid(username)} already exists") from None
+            raise FormError("accountjid", self._t(ex, "error.exists", jid=self._jid(username))) from None
+        except ReservedUsername as exc:
+            raise FormError("accountjid", str(exc)) from None
         except InvalidAccount as exc:
             raise FormError("password", str(exc)) from None
         self.log.info("admin %s added %s", ex.requester.bare, self._jid(username))
-        return Result((Note(f"The account {self._jid(username)} has been created."),))
+        return Result((Note(self._t(ex, "note.created", jid=self._jid(username))),))
 
     async def _delete_user(self, ex: Execution) -> Result:
         names = self._locals(ex)
@@ -161,7 +168,7 @@ class Admin(Feature):
         for username in names:
             (done if await self.ctx.server.account_service.delete(username) else missing).append(self._jid(username))
         self.log.info("admin %s deleted %s", ex.requester.bare, ", ".join(done) or "nobody")
-        return _outcome("Deleted", done, missing)
+        return self._outcome(ex, "deleted", done, missing)
 
     async def _set_disabled(self, ex: Execution, disabled: bool) -> Result:
         done: list[str] = []
@@ -174,7 +181,7 @@ class Admin(Feature):
             else:
                 done.append(self._jid(username))
         self.log.info("admin %s %s %s", ex.requester.bare, "disabled" if disabled else "re-enabled", ", ".join(done) or "nobody")
-        return _outcome("Disabled" if disabled else "Re-enabled", done, missing)
+        return self._outcome(ex, "disabled" if disabled else "reenabled", done, missing)
 
     async def _disable_user(self, ex: Execution) -> Result:
         return await self._set_disabled(ex, True)
@@ -183,15 +190,15 @@ class Admin(Feature):
         return await self._set_disabled(ex, False)
 
     async def _change_password(self, ex: Execution) -> Result:
-        username = self._local(ex.values["accountjid"], "accountjid")
+        username = self._local(ex.values["accountjid"], "accountjid", ex)
         try:
             await self.ctx.server.account_service.set_password(username, ex.values["password"])
         except AccountNotFound:
-            raise FormError("accountjid", f"there is no account {self._jid(username)}") from None
+            raise FormError("accountjid", self._t(ex, "error.no_account", jid=self._jid(username))) from None
         except InvalidAccount as exc:
             raise FormError("password", str(exc)) from None
         self.log.info("admin %s changed the password of %s", ex.requester.bare, self._jid(username))
-        return Result((Note(f"The password of {self._jid(username)} has been changed."),))
+        return Result((Note(self._t(ex, "note.password_changed", jid=self._jid(username))),))
 
     # ------------------------------------------------------------------ sessions
 
@@ -199,14 +206,14 @@ class Admin(Feature):
         ended, none = 0, []
         for jid in ex.values["accountjids"]:
             if jid.domain != self.ctx.domain or jid.local is None:
-                raise FormError("accountjids", f"{jid} is not a user of {self.ctx.domain}")
+                raise FormError("accountjids", self._t(ex, "error.not_user", jid=jid, domain=self.ctx.domain))
             n = await self.ctx.server.kick(jid, StreamErrorCondition.POLICY_VIOLATION, "an administrator ended your session")
             ended += n
             if not n:
                 none.append(str(jid))
-        notes = [Note(f"Ended {ended} session(s).")]
+        notes = [Note(self._t(ex, "note.ended", n=ended))]
         if none:
-            notes.append(Note(f"No session of: {', '.join(none)}", "warn"))
+            notes.append(Note(self._t(ex, "note.no_session", jids=", ".join(none)), "warn"))
         return Result(tuple(notes))
 
     def _online(self) -> list[JID]:
@@ -241,7 +248,7 @@ class Admin(Feature):
             await self.ctx.router.deliver(session, msg, "message")
             sent += 1
         self.log.info("admin %s sent an announcement to %d sessions", ex.requester.bare, sent)
-        return Result((Note(f"The announcement was sent to {sent} session(s)."),))
+        return Result((Note(self._t(ex, "note.announced", n=sent)),))
 
     # ------------------------------------------------------------------ message of the day
 
@@ -252,15 +259,15 @@ class Admin(Feature):
     async def _set_motd(self, ex: Execution) -> Result:
         body = ex.values["motd"].strip("\n")
         if len(body) > MAX_MOTD_LENGTH:
-            raise FormError("motd", f"the message of the day is longer than {MAX_MOTD_LENGTH} characters")
+            raise FormError("motd", self._t(ex, "error.motd_long", max=MAX_MOTD_LENGTH))
         self.motd = await self.repo.set(self.ctx.domain, body)
-        return Result((Note("The message of the day has been set; users see it at their next login."),))
+        return Result((Note(self._t(ex, "note.motd_set")),))
 
     async def _delete_motd(self, ex: Execution) -> Result:
         if self.motd is None or self.motd.body is None:
-            return Result((Note("There is no message of the day.", "warn"),))
+            return Result((Note(self._t(ex, "note.motd_none"), "warn"),))
         self.motd = await self.repo.set(self.ctx.domain, None)
-        return Result((Note("The message of the day has been deleted."),))
+        return Result((Note(self._t(ex, "note.motd_deleted")),))
 
     @hook(H.PRESENCE_BROADCAST, priority=100)
     async def _on_presence(self, r: Routed) -> Flow:
@@ -280,15 +287,18 @@ class Admin(Feature):
         if await self.repo.seen(jid.local, jid.domain) >= motd.version or session.is_closed:
             return False
         msg = stanza("message", to=str(jid), frm=self.ctx.domain, type="headline")
-        sub(msg, f"{{{ns.CLIENT}}}subject", text="Message of the day")
+        sub(msg, f"{{{ns.CLIENT}}}subject", text=self.tr(jid, "motd.subject"))
         sub(msg, f"{{{ns.CLIENT}}}body", text=motd.body)
         await self.ctx.router.deliver(session, msg, "message")
         await self.repo.mark_seen(jid.local, jid.domain, motd.version)
         return True
 
 
-def _outcome(verb: str, done: list[str], missing: list[str]) -> Result:
-    notes = [Note(f"{verb}: {', '.join(done)}." if done else f"{verb}: nobody.", "info" if done else "warn")]
-    if missing:
-        notes.append(Note(f"No such account: {', '.join(missing)}.", "warn"))
-    return Result(tuple(notes))
+    def _outcome(self, ex: Execution, verb: str, done: list[str], missing: list[str]) -> Result:
+        if done:
+            notes = [Note(self._t(ex, f"note.{verb}", jids=", ".join(done)), "info")]
+        else:
+            notes = [Note(self._t(ex, f"note.{verb}_none"), "warn")]
+        if missing:
+            notes.append(Note(self._t(ex, "note.no_such_account", jids=", ".join(missing)), "warn"))
+        return Result(tuple(notes))

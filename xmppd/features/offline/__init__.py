@@ -4,9 +4,11 @@ A message of type normal or chat for a local account with no available resource 
 ``MESSAGE_UNDELIVERED``) is stored, stamped ``<delay xmlns='urn:xmpp:delay' from='<domain>'
 stamp='...'/>``, unless it is not worth keeping: a XEP-0334 ``<no-store/>`` hint, or nothing
 but XEP-0085 chat states (a ``<store/>`` hint keeps it anyway). groupchat and headline are
-never stored. A full queue (``[offline] max_messages``) answers the sender with
-``service-unavailable`` (XEP-0160 §2 step 3) and a text naming the full storage; an unknown
-account is left to the router, which bounces ``service-unavailable`` too.
+never stored. A full queue (``[offline] max_messages`` messages, or ``max_bytes`` bytes of stored
+XML) answers the sender with ``service-unavailable`` (XEP-0160 §2 step 3: "e.g., because the
+recipient's offline message queue is full") and a text naming the full storage; the message is
+stored whole or not at all (the quotas are checked and the row inserted in one transaction). An
+unknown account is left to the router, which bounces ``service-unavailable`` too.
 
 Delivery: at the session's first available presence of non-negative priority (XEP-0160 §2
 step 5; tracked in ``session.data["offline"]``) the queue is read, each stanza written to the
@@ -48,10 +50,15 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_
 class OfflineOptions:
     # Messages kept per account; more get service-unavailable.
     max_messages: int = 1000
+    # Bytes of stored XML kept per account (each message as stored, delay stamp included);
+    # a message that would pass it gets service-unavailable.
+    max_bytes: int = 10485760
 
     def __post_init__(self) -> None:
         if self.max_messages < 0:
             raise ValueError("offline.max_messages must not be negative")
+        if self.max_bytes < 0:
+            raise ValueError("offline.max_bytes must not be negative")
 
 
 def delay_stamp(when: datetime) -> str:
@@ -110,7 +117,7 @@ class Offline(Feature):
         delay = etree.SubElement(copy, _DELAY, {"from": self.ctx.domain, "stamp": delay_stamp(now)}, nsmap={None: ns.DELAY})
         delay.text = "Offline Storage"
         try:
-            result = await self.repo.store(to.local, to.domain, etree.tostring(copy, encoding="unicode"), now, self.options.max_messages)  # type: ignore[arg-type]
+            result = await self.repo.store(to.local, to.domain, etree.tostring(copy, encoding="unicode"), now, self.options.max_messages, self.options.max_bytes)  # type: ignore[arg-type]
         except Exception:
             self.log.exception("storing an offline message for %s failed", to)
             return Flow.CONTINUE  # the router answers service-unavailable

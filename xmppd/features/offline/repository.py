@@ -1,8 +1,10 @@
 """XEP-0160: offline message storage: the repository (Protocol, SQL, in-memory twin).
 
 Messages are kept as serialised stanzas (already carrying their XEP-0203 delay stamp), in
-arrival order, per account. The quota is checked and the message inserted in one transaction
-that locks the account row, so that two concurrent senders cannot both squeeze past it.
+arrival order, per account, each with its size in bytes (UTF-8). The quotas (messages and
+bytes) are checked and the message inserted in one transaction that locks the account row, so
+that two concurrent senders cannot both squeeze past them; a message is stored whole or not at
+all.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ offline_messages = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     # A stanza may be as large as c2s.max_stanza_size (256 KiB): beyond MySQL's TEXT.
     sa.Column("stanza", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=False),
+    # Bytes of ``stanza`` in UTF-8: what offline.max_bytes counts.
+    sa.Column("size", sa.Integer(), nullable=False, server_default="0"),
     sa.Index(None, "account_id", "id"),
     sqlite_autoincrement=True,
     **MYSQL_TABLE_KWARGS,
@@ -44,7 +48,7 @@ offline_messages = sa.Table(
 
 class StoreResult(enum.Enum):
     STORED = "stored"
-    FULL = "full"  # the account's queue holds the maximum already
+    FULL = "full"  # the account's queue holds the maximum already (messages or bytes)
     NO_ACCOUNT = "no-account"
 
 
@@ -56,8 +60,9 @@ class OfflineMessage:
 
 
 class OfflineRepository(Protocol):
-    async def store(self, username: str, domain: str, stanza: str, created_at: datetime, limit: int) -> StoreResult:
-        """Append ``stanza`` unless the account has ``limit`` messages already (or is gone)."""
+    async def store(self, username: str, domain: str, stanza: str, created_at: datetime, limit: int, max_bytes: int | None = None) -> StoreResult:
+        """Append ``stanza`` unless the account has ``limit`` messages already, or its stored
+        bytes and this stanza's would pass ``max_bytes`` (None: no byte limit), or it is gone."""
         ...
 
     async def fetch(self, username: str, domain: str) -> list[OfflineMessage]:
@@ -70,9 +75,17 @@ class OfflineRepository(Protocol):
 
     async def count(self, username: str, domain: str) -> int: ...
 
+    async def usage(self, username: str, domain: str) -> tuple[int, int]:
+        """(messages, bytes) stored for the account."""
+        ...
+
     async def clear(self, username: str, domain: str) -> int:
         """Delete every message of the account; returns how many."""
         ...
+
+
+def _size(stanza: str) -> int:
+    return len(stanza.encode("utf-8"))
 
 
 def _account_id(username: str, domain: str) -> sa.Select[tuple[int]]:
@@ -83,21 +96,41 @@ class SqlOfflineRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def store(self, username: str, domain: str, stanza: str, created_at: datetime, limit: int) -> StoreResult:
-        return await self._db.run_txn(self._store_txn, username, domain, stanza, created_at, limit)
+    async def store(self, username: str, domain: str, stanza: str, created_at: datetime, limit: int, max_bytes: int | None = None) -> StoreResult:
+        return await self._db.run_txn(self._store_txn, username, domain, stanza, created_at, limit, max_bytes)
 
     @staticmethod
-    async def _store_txn(conn: AsyncConnection, username: str, domain: str, stanza: str, created_at: datetime, limit: int) -> StoreResult:
+    async def _store_txn(
+        conn: AsyncConnection, username: str, domain: str, stanza: str, created_at: datetime, limit: int, max_bytes: int | None
+    ) -> StoreResult:
         # FOR UPDATE on the account row serialises senders to one account (SQLite: BEGIN IMMEDIATE).
         account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
         if account_id is None:
             return StoreResult.NO_ACCOUNT
-        t = offline_messages.c
-        n = (await conn.execute(sa.select(sa.func.count()).where(t.account_id == account_id))).scalar_one()
-        if n >= limit:
+        size = _size(stanza)
+        if max_bytes is not None and size > max_bytes:
             return StoreResult.FULL
-        await conn.execute(offline_messages.insert().values(account_id=account_id, created_at=created_at, stanza=stanza))
+        t = offline_messages.c
+        n, used = (
+            await conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.size), 0)).where(t.account_id == account_id))
+        ).one()
+        if n >= limit or (max_bytes is not None and int(used) + size > max_bytes):
+            return StoreResult.FULL
+        await conn.execute(offline_messages.insert().values(account_id=account_id, created_at=created_at, stanza=stanza, size=size))
         return StoreResult.STORED
+
+    async def usage(self, username: str, domain: str) -> tuple[int, int]:
+        """(messages, bytes) stored for the account."""
+        return await self._db.read_txn(self._usage_txn, username, domain)
+
+    @staticmethod
+    async def _usage_txn(conn: AsyncConnection, username: str, domain: str) -> tuple[int, int]:
+        t = offline_messages.c
+        q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.size), 0)).where(
+            t.account_id == _account_id(username, domain).scalar_subquery()
+        )
+        n, used = (await conn.execute(q)).one()
+        return int(n), int(used)
 
     async def fetch(self, username: str, domain: str) -> list[OfflineMessage]:
         return await self._db.read_txn(self._fetch_txn, username, domain)
@@ -152,12 +185,14 @@ class MemoryOfflineRepository:
         account = await self._accounts.get(username, domain)
         return None if account is None else account.id
 
-    async def store(self, username: str, domain: str, stanza: str, created_at: datetime, limit: int) -> StoreResult:
+    async def store(self, username: str, domain: str, stanza: str, created_at: datetime, limit: int, max_bytes: int | None = None) -> StoreResult:
         account_id = await self._id(username, domain)
         if account_id is None:
             return StoreResult.NO_ACCOUNT
         queue = self._queues.setdefault(account_id, [])
         if len(queue) >= limit:
+            return StoreResult.FULL
+        if max_bytes is not None and sum(_size(m.stanza) for m in queue) + _size(stanza) > max_bytes:
             return StoreResult.FULL
         queue.append(OfflineMessage(self._next_id, stanza, created_at))
         self._next_id += 1
@@ -177,6 +212,10 @@ class MemoryOfflineRepository:
 
     async def count(self, username: str, domain: str) -> int:
         return len(self._queues.get(await self._id(username, domain) or 0, ()))
+
+    async def usage(self, username: str, domain: str) -> tuple[int, int]:
+        queue = self._queues.get(await self._id(username, domain) or 0, [])
+        return len(queue), sum(_size(m.stanza) for m in queue)
 
     async def clear(self, username: str, domain: str) -> int:
         return len(self._queues.pop(await self._id(username, domain) or 0, ()))
