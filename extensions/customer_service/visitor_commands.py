@@ -26,12 +26,16 @@ class VisitorCommands:
 
     def register(self, adhoc: Any) -> None:
         domain = self.cs.ctx.domain
-        command = Command(MY_TICKETS, "My customer-service chats and tickets", self.my_tickets,
+        command = Command(MY_TICKETS, self.cs.tr.text(None, "adhoc.my_tickets"), self.my_tickets,
                           may_run=lambda requester, target: requester.local is not None and requester.domain == domain)
         self.cs.ctx.on_teardown(adhoc.register(command))
 
     async def my_tickets(self, ex: Execution) -> Result:
         cs, me = self.cs, str(ex.requester.bare)
+
+        def t(key: str, /, **fields: Any) -> str:  # in the requesting session's language
+            return cs.t(ex.requester, "adhoc." + key, **fields)
+
         limit = max(1, min(PAGE, cs.options.history_limit))
         sessions = [s for name in sorted(cs.queues) for s in await cs.repo.sessions(name, me, limit=limit)]
         sessions.sort(key=lambda s: (s.created_at, s.id), reverse=True)
@@ -47,25 +51,22 @@ class VisitorCommands:
             if s.agent:
                 agent = cs.nick(s.queue, s.agent) + (f" ({s.agent})" if cs.options.reveal_agent_jid else "")
             rows.append((
-                text("kind", "chat"), text("id", s.id), Field("queue", "jid-single", values=(cs.queue_jid(s.entry),)),
+                text("kind", t("my_chat")), text("id", s.id), Field("queue", "jid-single", values=(cs.queue_jid(s.entry),)),
                 text("status", s.state), text("agent", agent), text("opened", stamp(s.created_at)),
                 text("closed", stamp(s.closed_at) if s.closed_at else None), text("reason", s.close_reason),
                 text("rating", str(s.rating) if s.rating is not None else None), text("text", s.comment),
             ))
-        for t in tickets:
+        for tk in tickets:
             rows.append((
-                text("kind", "ticket"), text("id", f"#{t.id}"), Field("queue", "jid-single", values=(cs.queue_jid(t.queue),)),
-                text("status", "left while no agent was available"), text("agent", None), text("opened", stamp(t.created_at)),
-                text("closed", None), text("reason", None), text("rating", None), text("text", t.body),
+                text("kind", t("my_ticket")), text("id", f"#{tk.id}"), Field("queue", "jid-single", values=(cs.queue_jid(tk.queue),)),
+                text("status", t("my_ticket_status")), text("agent", None), text("opened", stamp(tk.created_at)),
+                text("closed", None), text("reason", None), text("rating", None), text("text", tk.body),
             ))
-        labels = (("kind", "Chat or ticket"), ("id", "Id"), ("queue", "Queue"), ("status", "Status"), ("agent", "Agent"),
-                  ("opened", "Opened"), ("closed", "Closed"), ("reason", "Closed by"), ("rating", "Your rating"),
-                  ("text", "Your comment or message"))
-        reported = tuple(Field(var, "jid-single" if var == "queue" else "text-single", label) for var, label in labels)
-        form = Form("result", "My customer-service chats and tickets", reported=reported, items=tuple(rows))
+        columns = ("kind", "id", "queue", "status", "agent", "opened", "closed", "reason", "rating", "text")
+        reported = tuple(Field(var, "jid-single" if var == "queue" else "text-single", t("col_" + var)) for var in columns)
+        form = Form("result", t("my_tickets"), reported=reported, items=tuple(rows))
         open_now = sum(1 for s in sessions if s.state != "closed")
-        note = (f"{len(sessions)} chat(s), {open_now} still open; {len(tickets)} ticket(s), newest first."
-                if rows else "You have no customer-service chats or tickets.")
+        note = t("my_summary", chats=len(sessions), open=open_now, tickets=len(tickets)) if rows else t("my_none")
         return Result((Note(note),), form)
 
 

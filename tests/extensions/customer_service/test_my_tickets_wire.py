@@ -61,3 +61,15 @@ async def test_a_visitor_sees_only_their_own_chats_and_tickets(site: Site) -> No
     assert "ann@localhost" not in ET.tostring(shown, encoding="unicode")  # the agent's JID stays hidden
     assert notes(shown) == ["1 chat(s), 0 still open; 1 ticket(s), newest first."]
     assert [r["text"] for r in table(await command(walt, "localhost", MY_TICKETS))] == ["walt's own question"]
+
+
+async def test_my_tickets_speaks_the_visitors_language(site: Site) -> None:
+    for u in (ADMIN, "vera"):
+        await site.user(u)
+    await site.queue_with("sales", {})
+    vera = await site.client("vera", lang="zh-CN")
+    vera.say(site.queue("sales"), "请回电")
+    await vera.cs_event("ticket")
+    shown = await command(vera, "localhost", MY_TICKETS)
+    assert notes(shown) == ["会话 0 个，其中 0 个未结束；工单 1 个，最新的在前。"]
+    assert [(r["kind"], r["text"]) for r in table(shown)] == [("工单", "请回电")]
