@@ -70,8 +70,6 @@ CMD_PLATFORM_LIST = NS + "#platform-list"
 CMD_AUDIT = NS + "#audit"
 CMD_MY_MUTES = NS + "#my-mutes"
 
-_MY_KINDS = {"platform": "on the whole server", "member": "you, in this room", "everyone": "everyone in this room (mute-all)"}
-
 _DURATIONS = (("300", "5 minutes"), ("600", "10 minutes"), ("3600", "1 hour"), ("86400", "1 day"),
               ("604800", "7 days"), ("0", "Until lifted"))
 
@@ -885,27 +883,34 @@ class MuteFeature(Feature):
         return out
 
     async def _cmd_my_mutes(self, ex: Execution) -> Result:
-        """The requester's own mutes (read-only): where, which, since and until when, by whom, why."""
+        """The requester's own mutes (read-only): where, which, since and until when, by whom, why,
+        in the requesting session's language."""
+        lang = self.ctx.languages.of(ex.requester)
+
+        def t(key: str, /, **fields: Any) -> str:
+            return P.text(lang, "my." + key, **fields)
+
         now = self.now()
         mutes = self.mutes_of(ex.requester.bare)
         rows = []
         for where, kind, m in mutes:
             if isinstance(m, MuteAll):
-                since, until, left = m.since, "until lifted", ""
+                since, until, left = m.since, t("until_lifted"), ""
             else:
-                since, until = m.created_at, P.iso(m.until) if m.until else "until lifted"
+                since, until = m.created_at, P.iso(m.until) if m.until else t("until_lifted")
                 left = str(P.remaining(m.until, now)) if m.until else ""
             rows.append((
                 Field("room", "jid-single", values=(where,) if where != PLATFORM else ()),
-                Field("kind", values=(_MY_KINDS[kind],)), Field("since", values=(P.iso(since),)),
+                Field("kind", values=(t("kind_" + kind),)), Field("since", values=(P.iso(since),)),
                 Field("until", values=(until,)), Field("remaining", values=(left,)),
                 Field("by", "jid-single", values=(m.actor,)), Field("reason", values=(m.reason or "",)),
             ))
         platform = any(kind == "platform" for _w, kind, _m in mutes)
         rooms = len({where for where, _k, _m in mutes if where != PLATFORM})
-        text = ("You are muted on the whole server." if platform else "You are not muted on the whole server.") + (
-            f" You may not speak in {rooms} room(s)." if rooms else " No room mutes you.")
-        return Result((Note(text),), _table("My mutes", rows, ("room", "kind", "since", "until", "remaining", "by", "reason")))
+        text = t("platform_yes" if platform else "platform_no") + (t("rooms", n=rooms) if rooms else t("no_rooms"))
+        columns = ("room", "kind", "since", "until", "remaining", "by", "reason")
+        reported = tuple(Field(c, "jid-single" if c in ("room", "by") else "text-single", t("col_" + c)) for c in columns)
+        return Result((Note(text),), Form("result", title=t("title"), reported=reported, items=tuple(rows)))
 
     async def _cmd_audit(self, ex: Execution) -> Result:
         room = ex.values.get("room")

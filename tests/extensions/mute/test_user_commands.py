@@ -11,7 +11,8 @@ import pytest
 from xmppd_extensions.mute.feature import CMD_MY_MUTES
 from xmppd_extensions.redpacket.user_commands import SEND
 
-from ...features.test_adhoc import form_of, notes, run, xform
+from ...features.test_adhoc import PLUGINS, form_of, notes, run, xform
+from ...helpers import add_user, slix
 from .support import client
 from .test_speech import balances, mute_by, rp_message, speech_server, with_wallet
 from .test_wire import ROOM, close, room_with
@@ -121,3 +122,16 @@ async def test_a_platform_muted_accounts_one_to_one_packet_by_command_is_refused
         await admin.inbox.message(rp_message)
     finally:
         await close(admin, alice, dave)
+
+
+async def test_my_mutes_speaks_the_requesters_language(srv):
+    admin = await client(srv, "admin")
+    zoe = with_commands(await slix(srv, await add_user(srv, "zoe"), plugins=PLUGINS, lang="zh-CN"))
+    try:
+        await admin.plugin["mute"].platform_mute("zoe@localhost", seconds=600, reason="广告")
+        shown = await run(zoe, CMD_MY_MUTES)
+        assert notes(shown) == [("info", "您已被全站禁言。没有群对您禁言。")]
+        assert [(r["kind"], r["reason"]) for r in rows(shown)] == [("全站", "广告")]
+        assert xform(shown).title == "我的禁言"
+    finally:
+        await close(admin, zoe)
