@@ -184,3 +184,30 @@ async def test_refusals_return_the_form_with_the_problem_and_debit_nothing(serve
         assert await ledger(alice) == [("send-debit", "-10"), ("topup", "1000")]
     finally:
         await close(alice, bob)
+
+
+async def test_the_commands_speak_the_requesters_language(server):
+    alice = await slix(server, await add_user(server, "alice"), plugins=tuple(dict.fromkeys((*PLUGINS, *MUC_PLUGINS))),
+                       lang="zh-CN")
+    alice.register_plugin("redpacket", module=slixmpp_plugin)
+    alice.send_presence()
+    bob = await user(server, "bob")
+    try:
+        await topup(server, "alice", 100)
+        first = await run(alice, SEND)
+        assert xform(first).title == "发红包" and xform(first).field("kind").options[0].label == "拼手气：随机金额"
+        again = await run(alice, SEND, action="complete", sessionid=first.get("sessionid"),
+                          payload=form_of(alice, to="bob@localhost", amount="5", count="1"))
+        assert notes(again) == [("error", "您的余额为 1.00 CNY，此红包需要 5.00 CNY")]
+        seen = inbox(bob, "redpacket")
+        done = await run(alice, SEND, action="complete", sessionid=first.get("sessionid"),
+                         payload=form_of(alice, to="bob@localhost", amount="0.50", count="1", greeting="新年好"))
+        (kind, text), = notes(done)
+        assert text.startswith("红包 ") and text.endswith("您的余额为 0.50 CNY。")
+        msg = await asyncio.wait_for(seen.get(), 5)
+        assert msg["body"] == "[红包] alice给你发了一个红包：新年好——请在应用中打开"  # the packet's language: the sender's
+        wallet = await run(alice, MY_WALLET)
+        assert notes(wallet) == [("info", "余额 0.50 CNY。共 2 条明细，最新的在前。")]
+        assert [{f.var: f.value() for f in item}["kind"] for item in xform(wallet).items] == ["发红包", "充值"]
+    finally:
+        await close(alice, bob)
