@@ -86,3 +86,18 @@ async def test_change_password_refuses_what_xep_0077_refuses_and_keeps_the_old_o
         await slix_close(bob)
     still = await slix(server, "bob@localhost", PASSWORD, plugins=PLUGINS)
     await slix_close(still)
+
+
+async def test_change_password_speaks_the_requesters_language(server):
+    bob = await slix(server, await add_user(server, "bob"), plugins=PLUGINS, lang="zh-CN")
+    try:
+        first = await run(bob, PASSWD_NODE)
+        assert xform(first).title == "修改密码" and xform(first).field("password").label == "新密码"
+        again = await run(bob, PASSWD_NODE, action="complete", sessionid=first.get("sessionid"),
+                          payload=form_of(bob, password="n3w-secret-pw", password_verify="other-secret"))
+        assert notes(again) == [("error", "两次输入的密码不一致")]
+        done = await run(bob, PASSWD_NODE, action="complete", sessionid=first.get("sessionid"),
+                         payload=form_of(bob, password="n3w-secret-pw", password_verify="n3w-secret-pw"))
+        assert notes(done) == [("info", "密码已修改，下次登录请使用新密码。")]
+    finally:
+        await slix_close(bob)

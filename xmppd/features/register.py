@@ -2,6 +2,7 @@
 password change and account removal for logged-in users."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lxml import etree
@@ -126,30 +127,33 @@ class Register(Feature):
 # ---------------------------------------------------------------- ad-hoc: change my password
 # XEP-0050 for clients without XEP-0077 password change; the node is Prosody's
 # (mod_adhoc_account_management). The same rule as the iq: AccountService.set_password, on the
-# requester's own account only.
+# requester's own account only. Texts: [passwd] of the core catalogue (xmppd/locale).
 
 PASSWD_NODE = "passwd"
 
 
 def password_command(feature: Register) -> Command:
     min_length = feature.ctx.config.registration.min_password_length
-    form = Form("form", "Change password", (f"Type your new password twice (at least {min_length} characters).",), (
-        Field("FORM_TYPE", "hidden", values=(ns.REGISTER,)),
-        Field("password", "text-private", "New password", required=True),
-        Field("password-verify", "text-private", "New password again", required=True),
-    ))
+    tr = feature.ctx.translator(Path(__file__).parents[1] / "locale")
     domain = feature.ctx.domain
+
+    def form(ex: Execution) -> Form:  # in the requesting session's language
+        return Form("form", tr(ex.requester, "passwd.title"), (tr(ex.requester, "passwd.instructions", min=min_length),), (
+            Field("FORM_TYPE", "hidden", values=(ns.REGISTER,)),
+            Field("password", "text-private", tr(ex.requester, "passwd.password"), required=True),
+            Field("password-verify", "text-private", tr(ex.requester, "passwd.verify"), required=True),
+        ))
 
     async def change(ex: Execution) -> Note:
         if ex.values["password"] != ex.values["password-verify"]:
-            raise FormError("password-verify", "the passwords do not match")
+            raise FormError("password-verify", tr(ex.requester, "passwd.differ"))
         assert ex.requester.local is not None  # may_run: a local account
         try:
             await feature.ctx.server.account_service.set_password(ex.requester.local, ex.values["password"])
         except InvalidAccount as exc:
             raise FormError("password", str(exc)) from None
         feature.log.info("%s changed their password by ad-hoc command", ex.requester.bare)
-        return Note("Your password has been changed; use the new one from your next login.")
+        return Note(tr(ex.requester, "passwd.changed"))
 
-    return Command(PASSWD_NODE, "Change password", change, form=form,
+    return Command(PASSWD_NODE, tr.text(None, "passwd.name"), change, form=form,
                    may_run=lambda requester, target: requester.local is not None and requester.domain == domain)
