@@ -11,6 +11,7 @@ def test_defaults():
     assert h.tls is False and h.trusted_proxies == [] and h.cors_origins == ["*"]
     assert h.ws_ping_interval > 0 and h.ws_ping_timeout > 0
     assert h.max_message_size == 0 and h.public_url == ""
+    assert h.consider_websocket_secure is False  # a remote ws:// never counts as secure by default
 
 
 @pytest.mark.parametrize(
@@ -22,6 +23,7 @@ def test_defaults():
         ("http.max_message_size=-5", "http.max_message_size"),
         ("http.public_url=https://example.com/ws", "http.public_url"),
         ("http.tls=yes", "http.tls"),
+        ("http.consider_websocket_secure=yes", "http.consider_websocket_secure"),
         ("http.colour=blue", "http.colour"),
     ],
 )

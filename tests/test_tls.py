@@ -380,3 +380,46 @@ def test_wrong_hostname_is_refused_by_the_client(pair):
             await listener.wait_closed()
 
     asyncio.run(main())
+
+
+async def test_xmppd_logs_the_certificate_path_and_the_fingerprint_it_presents(tmp_path):
+    """A new user accepts a self-signed certificate by comparing its SHA-256 fingerprint: the
+    real ``xmppd`` logs the file and the fingerprint at start, and they are those of the
+    certificate a client receives on the direct-TLS port."""
+    import re
+    import sys
+
+    data = tmp_path / "data"
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "xmppd"),
+        "--set", f"server.data_dir={data}",
+        "--set", "listen.c2s=127.0.0.1:0",
+        "--set", "listen.c2s_tls=127.0.0.1:0",
+        "--set", "listen.http=",
+        cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    log = ""
+    try:
+        port = None
+        while port is None:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+            assert line, log
+            log += line
+            m = re.search(r"listening for c2s_tls on 127\.0\.0\.1:(\d+)", line)
+            port = int(m.group(1)) if m else None
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+        presented = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+    finally:
+        proc.terminate()
+        await proc.wait()
+    fingerprint = hashlib.sha256(presented).hexdigest().upper()
+    fingerprint = ":".join(fingerprint[i : i + 2] for i in range(0, len(fingerprint), 2))
+    [line] = [ln for ln in log.splitlines() if "SHA-256 fingerprint" in ln]
+    assert str(data / "localhost.crt") in line and "self-signed" in line
+    assert line.endswith(fingerprint)
+    assert "generated a self-signed certificate" in log

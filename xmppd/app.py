@@ -159,6 +159,7 @@ class Server:
         else:
             cert, key = tlsmod.ensure_certificate(cfg.data_dir, self.domain)
         self.ssl_context = tlsmod.make_server_context(cert, key)
+        log.info("TLS certificate %s", tlsmod.certificate_summary(cert))
         try:
             self.channel_binding = ("tls-server-end-point", tlsmod.tls_server_end_point(tlsmod.load_certificate_der(cert)))
         except tlsmod.CertificateError as exc:  # e.g. Ed25519: RFC 5929 defines no binding

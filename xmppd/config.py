@@ -117,6 +117,9 @@ class HttpOptions:
 
     tls: bool = False  # serve https/wss on listen.http with the server certificate
     trusted_proxies: list[str] = field(default_factory=list)  # IPs/CIDRs whose X-Forwarded-* count
+    # Every WebSocket counts as secure for c2s.require_tls (Prosody's name): development, or
+    # behind your own TLS that cannot be listed in trusted_proxies. Never on a public ws://.
+    consider_websocket_secure: bool = False
     cors_origins: list[str] = field(default_factory=lambda: ["*"])  # Origins allowed; "*": any
     ws_ping_interval: float = 30.0
     ws_ping_timeout: float = 15.0

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -155,7 +156,7 @@ async def test_framing_open_features_stanza_per_message_and_close(tmp_path):
         full = await c.login(alice)
         assert full == "alice@localhost/ws"
         session = next(iter(server.live))
-        assert session.websocket and not session.stream.tls and session.peer == "127.0.0.1"
+        assert session.websocket and session.peer == "127.0.0.1"
         # two stanzas to ourselves come back as two messages, each one complete element
         await c.send(f"<message xmlns='jabber:client' to='{full}' type='chat' id='1'><body>one</body></message>")
         await c.send("<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
@@ -206,19 +207,92 @@ async def test_starttls_is_not_offered_and_refused_over_websocket(tmp_path):
         await c.close()
 
 
-async def test_plain_ws_with_tls_required_offers_no_authentication(tmp_path):
-    """ws:// is not TLS: with c2s.require_tls on, no mechanism and auth is refused."""
+async def test_default_config_local_ws_client_logs_in_without_tls(tmp_path):
+    """The README's ws://127.0.0.1:5280/xmpp-websocket with the default c2s.require_tls: a
+    client on this machine talking to the listener directly counts as secure (nothing crosses
+    a network), as browsers treat http://localhost; PLAIN and SCRAM are offered."""
     async with ws_server(tmp_path) as server:
+        assert server.config.c2s.require_tls
         alice = await add_user(server, "alice")
-        c = await Ws.connect(server)
-        features = await c.open()
-        assert features.find("{urn:ietf:params:xml:ns:xmpp-sasl}mechanisms") is None
+        page = {"Origin": f"http://localhost:{server.ports['http']}"}
+        for headers in ({}, page, {"Origin": "null"}, {"Host": "localhost"}, {"Host": "[::1]:5280"}):
+            c = await Ws.connect(server, headers=headers)
+            assert await c.login(alice) == "alice@localhost/ws"
+            await c.send(CLOSE)
+            await c.until_closed()
+            await c.close()
+
+
+# A request as a remote client's would arrive: through a proxy listed in http.trusted_proxies
+# that names the client's address, without saying it used https.
+REMOTE_VIA_PROXY = {"X-Forwarded-For": "203.0.113.7"}
+
+
+@pytest.mark.parametrize("overrides, headers, why", [
+    (['http.trusted_proxies=["127.0.0.1"]'], REMOTE_VIA_PROXY, "X-Forwarded-Proto"),
+    (['http.trusted_proxies=["127.0.0.1"]'], {**REMOTE_VIA_PROXY, "X-Forwarded-Proto": "http"}, "X-Forwarded-Proto"),
+    # an undeclared proxy on this machine: its loopback address proves nothing
+    ([], REMOTE_VIA_PROXY, "X-Forwarded-For"),
+    ([], {"Forwarded": "for=203.0.113.7;proto=http"}, "Forwarded"),
+    ([], {"Origin": "http://chat.example.com"}, "Origin"),  # a page from elsewhere, through some local relay
+    ([], {"Host": "chat.example.com"}, "Host"),
+], ids=["trusted-proxy-no-proto", "trusted-proxy-http", "undeclared-proxy", "forwarded", "remote-origin", "public-host"])
+async def test_remote_plain_ws_gets_a_stream_error_saying_why_instead_of_silence(tmp_path, caplog, overrides, headers, why):
+    """ws:// from elsewhere is not secure: with c2s.require_tls on there is no mechanism to
+    offer, so instead of empty features and silence the stream ends with policy-violation and
+    a text, and the server logs why and what to change."""
+    caplog.set_level(logging.INFO, logger="xmppd.core.session")
+    async with ws_server(tmp_path, *overrides) as server:
+        c = await Ws.connect(server, headers=headers)
+        await c.send(OPEN)
+        texts, code = await c.until_closed()
+        els = [etree.fromstring(t) for t in texts]
+        assert [e.tag for e in els] == [f"{{{FRAMING}}}open", "{http://etherx.jabber.org/streams}error", f"{{{FRAMING}}}close"]
+        error = els[1]
+        assert error.find(f"{{{STREAMS}}}policy-violation") is not None
+        assert "wss://" in error.findtext(f"{{{STREAMS}}}text")
+        assert code == 1008  # RFC 6455 policy violation, with the stream error
+        assert not any(e.find(".//{urn:ietf:params:xml:ns:xmpp-sasl}mechanism") is not None for e in els)
+        await c.close()
+        await wait_closed(server)
+    [line] = [r.getMessage() for r in caplog.records if "require_tls" in r.getMessage()]
+    assert why in line and "http.trusted_proxies" in line and "http.consider_websocket_secure" in line
+
+
+async def test_remote_plain_ws_cannot_authenticate_even_when_it_tries(tmp_path):
+    """A client that ignores the stream error and sends PLAIN anyway gets nothing: the stream
+    is already closed (no session, no credential check)."""
+    async with ws_server(tmp_path, 'http.trusted_proxies=["127.0.0.1"]') as server:
+        alice = await add_user(server, "alice")
+        c = await Ws.connect(server, headers=REMOTE_VIA_PROXY)
         token = base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()
+        await c.send(OPEN)
         await c.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
-        failure = await c.recv_el()
-        assert failure.find("{urn:ietf:params:xml:ns:xmpp-sasl}encryption-required") is not None
+        texts, _ = await c.until_closed()
+        assert stream_error(texts) == "policy-violation"
+        assert not any("success" in t for t in texts)
         assert not server.sessions.of(JID.parse(alice))
         await c.close()
+
+
+@pytest.mark.parametrize("overrides, headers", [
+    (["http.consider_websocket_secure=true"], REMOTE_VIA_PROXY),
+    (['http.trusted_proxies=["127.0.0.1"]'], {**REMOTE_VIA_PROXY, "X-Forwarded-Proto": "https"}),
+], ids=["consider_websocket_secure", "trusted-proxy-https"])
+async def test_secure_websocket_by_configuration(tmp_path, overrides, headers):
+    async with ws_server(tmp_path, *overrides) as server:
+        alice = await add_user(server, "alice")
+        c = await Ws.connect(server, headers=headers)
+        assert await c.login(alice) == "alice@localhost/ws"
+        await c.close()
+
+
+async def wait_closed(server, timeout: float = 5) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while server.live:
+        assert loop.time() < deadline, "sessions left"
+        await asyncio.sleep(0.02)
 
 
 # ------------------------------------------------------------------------------ handshake
@@ -264,11 +338,12 @@ async def test_forwarded_headers_count_only_from_trusted_proxies(tmp_path):
         assert server.connections.total() == 1
         await c.close()
     async with ws_server(tmp_path, 'http.trusted_proxies=["192.0.2.1"]') as server:
+        # Not from a trusted proxy: its headers are not believed, and a request that carries
+        # them came through some proxy, so its loopback address proves nothing either.
         c = await Ws.connect(server, headers=headers)
-        features = await c.open()
-        [session] = server.live
-        assert session.peer == "127.0.0.1" and not session.stream.tls
-        assert features.find("{urn:ietf:params:xml:ns:xmpp-sasl}mechanisms") is None
+        await c.send(OPEN)
+        texts, _ = await c.until_closed()
+        assert stream_error(texts) == "policy-violation"
         await c.close()
 
 

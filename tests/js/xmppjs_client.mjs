@@ -3,8 +3,31 @@
 import { WebSocket } from "ws";
 import { emit, fail, commands, watchdog } from "./lib/driver.mjs";
 
+// Anything thrown outside a promise (a listener of the socket, say) is reported, not fatal, so
+// that a test can assert there was none.
+process.on("uncaughtException", (err) => emit("uncaught", { message: String(err && err.stack ? err.stack : err) }));
+
 // Node 20 has no global WebSocket; xmpp.js uses the global one (as in a browser or uniapp H5).
-globalThis.WebSocket ??= WebSocket;
+// This one also reports every text message that arrives after the server's <close/>, and with
+// XMPPJS_CLOSE_DELAY_MS it closes the socket that much later, as a client far away would.
+const closeDelay = Number(process.env.XMPPJS_CLOSE_DELAY_MS || 0);
+class ObservedWebSocket extends (globalThis.WebSocket ?? WebSocket) {
+  constructor(...args) {
+    super(...args);
+    let closed = false;
+    this.addEventListener("message", ({ data }) => {
+      const text = String(data);
+      if (closed) emit("frame-after-close", { data: text });
+      else if (/^<close[\s/>]/.test(text)) closed = true;
+    });
+  }
+
+  close(...args) {
+    if (closeDelay > 0) setTimeout(() => super.close(...args), closeDelay);
+    else super.close(...args);
+  }
+}
+globalThis.WebSocket = ObservedWebSocket;
 const { client, xml } = await import("@xmpp/client");
 
 const [url, jid, password] = process.argv.slice(2);
@@ -39,6 +62,12 @@ commands(async (cmd) => {
       emit("sent", { id: cmd.id });
       break;
     }
+    case "last-and-stop":
+      // A last message, then stop() at once, as an app that sends and quits.
+      await xmpp.send(xml("message", { to: cmd.to, type: "chat", id: cmd.id }, xml("body", {}, cmd.body)));
+      await xmpp.stop();
+      emit("stopped-clean");
+      break;
     case "quit":
       await xmpp.stop().catch(() => {});
       emit("stopped");

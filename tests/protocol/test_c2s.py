@@ -62,12 +62,43 @@ def test_header_and_starttls_required_features():
     assert s.state is State.WAIT_STARTTLS
 
 
-def test_auth_before_starttls_is_encryption_required():
+def test_auth_before_starttls_is_encryption_required_and_the_stream_ends_saying_why():
     s = C2SStream(StreamConfig("example.com", tls_available=True))
     s.receive_data(HEADER.encode())
     out(s)
-    s.receive_data(plain().encode())
-    assert "<encryption-required/>" in out(s)
+    events = s.receive_data(plain().encode())
+    text = out(s)
+    assert "<encryption-required/>" in text
+    assert "<policy-violation xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in text and "negotiate STARTTLS" in text
+    assert text.endswith("</stream:stream>")
+    assert [type(e) for e in events] == [ev.AuthFailed, ev.AuthUnavailable, ev.StreamClosed]
+    assert s.state is State.CLOSED
+
+
+def test_no_way_to_authenticate_is_a_stream_error_not_empty_features():
+    """TLS required and none to be had (plain WebSocket, or a listener without TLS): the
+    stream opens and ends with policy-violation and a reason; never empty features."""
+    for websocket in (False, True):
+        s = C2SStream(StreamConfig("example.com", tls_available=False, websocket=websocket))
+        header = HEADER if not websocket else "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.com' version='1.0'/>"
+        events = s.receive_data(header.encode()) if not websocket else s.receive_message(header)
+        text = out(s)
+        assert "features" not in text and "<policy-violation" in text
+        assert ("wss://" if websocket else "direct TLS") in text
+        assert [type(e) for e in events] == [ev.StreamOpened, ev.AuthUnavailable, ev.StreamClosed]
+        assert events[-1].error is StreamErrorCondition.POLICY_VIOLATION
+
+
+def test_nothing_is_written_after_the_streams_close():
+    """Output ends at the closing tag: a late bind answer or pre-auth reply queued after the
+    close is never handed out."""
+    s = established()
+    s.receive_data(b"</stream:stream>")
+    s.send_element(etree.Element("late"))
+    s.bind_result(JID.parse("alice@example.com/r"))
+    assert out(s) == "</stream:stream>" and s.state is State.CLOSED
+    s.send_element(etree.Element("later"))
+    assert out(s) == ""
 
 
 def test_stanza_before_auth_is_not_authorized_stream_error():

@@ -45,7 +45,7 @@ _PAUSE_SHAPER = 2  # over the byte rate: bytes are held until the bucket has ref
 # Top-level elements that cost a token of the stanza bucket.
 _COUNTED = frozenset({ev.StanzaReceived, ev.NonzaReceived, ev.PreAuthIq})
 # Events handled without awaiting anything (Session._handle_now).
-_SYNC_EVENTS = frozenset({ev.StreamOpened, ev.AuthFailed, ev.Authenticated, ev.StanzaRejected})
+_SYNC_EVENTS = frozenset({ev.StreamOpened, ev.AuthFailed, ev.Authenticated, ev.StanzaRejected, ev.AuthUnavailable})
 
 
 class Transport(Protocol):
@@ -91,6 +91,21 @@ class _Detached:
 _DETACHED = _Detached()
 
 
+def _remedy(session: "Session") -> str:
+    """Why a stream could offer no authentication, and what the operator can change."""
+    if session.websocket:
+        why = getattr(session.transport, "security", "")
+        return (
+            f"c2s.require_tls is on and this WebSocket is not secure ({why or 'plain ws://'}): serve wss:// (http.tls = true), "
+            "or put a TLS proxy listed in http.trusted_proxies that sends X-Forwarded-Proto: https in front; "
+            "a client on this machine counts as secure when it connects to 127.0.0.1 or localhost directly; "
+            "http.consider_websocket_secure = true (development only) or c2s.require_tls = false lift it"
+        )
+    if session.stream.config.tls_available:
+        return "c2s.require_tls is on and the client tried to log in without STARTTLS: the client must use STARTTLS or direct TLS (listen.c2s_tls)"
+    return "c2s.require_tls is on and this listener has no TLS to offer: use listen.c2s_tls, or set c2s.require_tls = false"
+
+
 class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         return f"[{self.extra['sid']}] {msg}", kwargs  # type: ignore[index]
@@ -104,7 +119,7 @@ class Session:
         "presence", "interested", "data", "last_active", "connected_at", "_queue", "_drain",
         "_auth_timer", "_closed", "_pauses", "websocket", "closed_event", "observer", "__weakref__",
         "_bytes", "_stanzas", "_held", "_shaper_timer", "_stanza_timer", "_tail_open", "_waiting",
-        "_throttled",
+        "_throttled", "_ended", "_was_bound",
     )
 
     def __init__(self, server: "Server", stream: C2SStream, transport: Transport, peer: str, *, websocket: bool = False) -> None:
@@ -136,6 +151,10 @@ class Session:
         self._tail_open = False  # bytes after the last '>' fed that are not whitespace
         self._waiting = 0  # counted elements in the queue
         self._throttled: float | None = None  # since when each element has waited for its token
+        # The stream's close went out (ours, or our answer to the client's): from then on the
+        # output gate lets nothing through, and deliveries no longer find this session.
+        self._ended = False
+        self._was_bound: bool | None = None  # what leaving the session registry found
         self.closed_event = asyncio.Event()
         self.observer: SessionObserver | None = None  # stream management, when enabled
         loop = asyncio.get_running_loop()
@@ -298,24 +317,55 @@ class Session:
         out = self.stream.data_to_send()
         if out:
             self.transport.write(out)
+            if self.stream.state is State.CLOSED and not self._ended:
+                self._end_output()  # that was the closing tag (the core stops output there)
+
+    def _end_output(self) -> None:
+        """The output gate: after the stream's close (RFC 6120 §4.4, RFC 7395 §3.6) nothing
+        more is written, and the session leaves the registry at once, so that what is still
+        addressed to it goes where it goes for an unavailable resource (another resource,
+        offline storage) instead of behind the close. Cleanup (SESSION_CLOSED) follows in order."""
+        self._ended = True
+        self._leave_registry()
+
+    def _leave_registry(self) -> bool:
+        """Unbind (once); True when this session was the one bound to its JID."""
+        if self._was_bound is None and self.jid is not None:
+            self._was_bound = self.server.sessions.unbind(self)
+        return bool(self._was_bound)
+
+    def _late(self, data: bytes) -> None:
+        """A stanza reached the session after its close (a delivery already under way): never
+        written. Stream management re-routes what it has not seen acknowledged (XEP-0198 §5)."""
+        if self.observer is not None:
+            self.observer.stanza_out(data)
+        self.log.debug("dropped a stanza that arrived after the stream's close")
 
     def send(self, stanza: etree._Element) -> None:
         """Write a stanza now (the router has already run the delivery hooks)."""
-        if not self._closed:
-            data = _tostring(stanza)
-            if self.observer is not None:
-                self.observer.stanza_out(data)
-            self.transport.write([data])
+        if self._closed:
+            return
+        data = _tostring(stanza)
+        if self._ended:
+            self._late(data)
+            return
+        if self.observer is not None:
+            self.observer.stanza_out(data)
+        self.transport.write([data])
 
     def send_bytes(self, data: bytes) -> None:
-        if not self._closed:
-            if self.observer is not None:
-                self.observer.stanza_out(data)
-            self.transport.write([data])
+        if self._closed:
+            return
+        if self._ended:
+            self._late(data)
+            return
+        if self.observer is not None:
+            self.observer.stanza_out(data)
+        self.transport.write([data])
 
     def send_nonza(self, el: etree._Element) -> None:
         """Write a top-level element that is not a stanza (XEP-0198 acks, ...): never counted."""
-        if not self._closed:
+        if not self._closed and not self._ended:
             self.transport.write([_tostring(el)])
 
     def close(self, condition: StreamErrorCondition | None = None, text: str | None = None) -> None:
@@ -337,7 +387,8 @@ class Session:
 
     @property
     def is_closed(self) -> bool:
-        return self._closed
+        """The stream is over or closing: nothing more reaches this client."""
+        return self._closed or self._ended
 
     # ---------------------------------------------------------------- processing in order
 
@@ -469,6 +520,8 @@ class Session:
             self._shape_authenticated()
             self.stream_parser_limits(authenticated=True)
             self.log.info("authenticated as %s with %s", event.username, event.mechanism)  # type: ignore[attr-defined]
+        elif t is ev.AuthUnavailable:
+            self.log.info("%s from %s: %s; closed with policy-violation", "WebSocket" if self.websocket else "stream", self.peer, _remedy(self))
         elif t is ev.StanzaRejected:
             if self.observer is not None:
                 self.observer.stanza_in()
@@ -562,6 +615,8 @@ class Session:
                     await asyncio.wait_for(existing.closed_event.wait(), 10)
                 except TimeoutError:
                     server.sessions.unbind(existing)
+        if self._ended or self._closed:
+            return  # the stream closed while we looked: nothing to bind
         try:
             full, replaced = server.sessions.bind(self, bare, resource)
         except ResourceLimitExceeded as exc:
@@ -640,7 +695,10 @@ class Session:
         self._auth_timer = None
         if self.jid is None and not self._closed:
             self.log.info("no session established within %ss", self.server.config.c2s.auth_timeout)
-            self.close(StreamErrorCondition.CONNECTION_TIMEOUT, "authenticate and bind sooner")
+            if self.stream.state is State.WAIT_STARTTLS:  # a client that cannot do TLS waits for nothing
+                self.close(StreamErrorCondition.CONNECTION_TIMEOUT, "TLS is required to log in: negotiate STARTTLS (or use direct TLS)")
+            else:
+                self.close(StreamErrorCondition.CONNECTION_TIMEOUT, "authenticate and bind sooner")
 
     async def _cleanup(self, reason: str | None) -> None:
         if self._closed:
@@ -653,7 +711,7 @@ class Session:
         server = self.server
         try:
             if self.jid is not None:
-                was_bound = server.sessions.unbind(self)
+                was_bound = self._leave_registry()
                 try:
                     await server.hooks.run(SESSION_CLOSED, SessionEvent(self, reason))
                 except Exception:

@@ -107,6 +107,9 @@ class C2SStream:
         self._bind_iq_id: str | None = None
         self.error: StreamErrorCondition | None = None  # the stream error we closed with
         self._out: list[bytes] = []
+        # Once the stream is closed, the output ends at our closing tag (RFC 6120 §4.4, RFC 7395
+        # §3.6): its index in _out, then 0 once handed out; None while the stream is open.
+        self._end_at: int | None = None
         self._events: list[object] = []
         if config.websocket:
             self._framer: WebSocketFramer | None = WebSocketFramer(max_stanza_size=config.max_stanza_size, max_depth=config.max_depth)
@@ -142,12 +145,20 @@ class C2SStream:
     def connection_lost(self) -> list[object]:
         if self.state is not State.CLOSED:
             self.state = State.CLOSED
+            self._end_at = 0  # nobody to write to
             self._events.append(ev.StreamClosed(None, "connection lost", by_peer=True, lost=True))
         return self._take_events()
 
     def data_to_send(self) -> list[bytes]:
-        """Output units: for TCP join them; for WebSocket each is one message."""
+        """Output units: for TCP join them; for WebSocket each is one message.
+
+        After the stream's close, nothing: whatever a late answer (a bind result, a pre-auth
+        iq reply) queued behind the closing tag is dropped here, in one place."""
         out, self._out = self._out, []
+        end = self._end_at
+        if end is not None:
+            self._end_at = 0
+            return out[:end]
         return out
 
     def _take_events(self) -> list[object]:
@@ -199,13 +210,28 @@ class C2SStream:
         built = cache.get(key)
         if built is None:
             built = cache[key] = self._build_features(key[0])
-        data, self.state = built
+        data, state = built
+        if state is State.CLOSED:
+            # No way to authenticate on this stream: say so, never empty features and silence.
+            text = data.decode()
+            self._events.append(ev.StreamOpened(to, self.lang, restart))
+            self._events.append(ev.AuthUnavailable(text))
+            self._close(StreamErrorCondition.POLICY_VIOLATION, text)
+            return
+        self.state = state
         self._out.append(data)
         self._events.append(ev.StreamOpened(to, self.lang, restart))
 
     def _build_features(self, authenticated: bool) -> tuple[bytes, State]:
-        """<stream:features/> for this stream's situation, and the state that follows it."""
+        """<stream:features/> for this stream's situation, and the state that follows it;
+        or, when the client could not authenticate at all, the reason and ``State.CLOSED``."""
         features = etree.Element(f"{{{ns.STREAM}}}features", nsmap={"stream": ns.STREAM})
+        if not authenticated and self.config.require_tls and not self.tls and not self.config.tls_available:
+            # RFC 6120 §5.3.1: TLS is mandatory-to-negotiate here and cannot be negotiated
+            # on this connection (WebSocket has no STARTTLS, RFC 7395 §3.8).
+            if self.config.websocket:
+                return b"TLS is required to log in: connect with wss:// (this plain ws:// connection does not count as secure)", State.CLOSED
+            return b"TLS is required to log in and this listener offers no STARTTLS: use direct TLS", State.CLOSED
         if not authenticated:
             if not self.tls and self.config.tls_available:
                 st = etree.SubElement(features, _STARTTLS, nsmap={None: ns.TLS})
@@ -214,8 +240,11 @@ class C2SStream:
             if self.config.require_tls and not self.tls:
                 state = State.WAIT_STARTTLS
             else:
+                offered = self._mechanisms()
+                if not offered:
+                    return b"no SASL mechanism is available on this connection", State.CLOSED
                 mechs = etree.SubElement(features, f"{{{ns.SASL}}}mechanisms", nsmap={None: ns.SASL})
-                for m in self._mechanisms():
+                for m in offered:
                     etree.SubElement(mechs, f"{{{ns.SASL}}}mechanism").text = m
                 if self.config.registration:
                     etree.SubElement(features, f"{{{ns.REGISTER_FEATURE}}}register", nsmap={None: ns.REGISTER_FEATURE})
@@ -357,6 +386,8 @@ class C2SStream:
 
     def tls_established(self, channel_binding: tuple[str, bytes] | None) -> None:
         """The driver finished the TLS handshake; a new stream begins."""
+        if self.state is State.CLOSED:
+            return  # closed meanwhile (shutdown, lost): a closed stream stays closed
         self.tls = True
         self.channel_binding = channel_binding
         self._restart_stream()
@@ -369,7 +400,13 @@ class C2SStream:
 
     def _auth(self, el: etree._Element) -> None:
         if self.state is State.WAIT_STARTTLS:
+            # RFC 6120 §5.3.1, §6.5.3: STARTTLS is mandatory-to-negotiate here and the client
+            # went on without it. It learns why, and the stream ends instead of idling.
             self._sasl_failure(SaslCondition.ENCRYPTION_REQUIRED, "use STARTTLS first", None)
+            if self.state is not State.CLOSED:
+                text = "TLS is required to log in: negotiate STARTTLS before authenticating"
+                self._events.append(ev.AuthUnavailable(text))
+                self._close(StreamErrorCondition.POLICY_VIOLATION, text)
             return
         mech = el.get("mechanism") or ""
         if self.state is State.SASL or mech not in self._mechanisms():
@@ -506,6 +543,8 @@ class C2SStream:
 
     def bind_result(self, jid: JID) -> list[object]:
         """The driver bound ``jid``: the session is established."""
+        if self.state is State.CLOSED:
+            return self._take_events()
         self.jid = jid
         reply = stanza("iq", type="result", id=self._bind_iq_id)
         b = etree.SubElement(reply, _BIND, nsmap={None: ns.BIND})
@@ -521,6 +560,8 @@ class C2SStream:
             self.state = State.ESTABLISHED
 
     def bind_error(self, condition: Condition, text: str, app: etree._Element | None = None) -> list[object]:
+        if self.state is State.CLOSED:
+            return self._take_events()
         iq = stanza("iq", type="set", id=self._bind_iq_id)
         etree.SubElement(iq, _BIND, nsmap={None: ns.BIND})
         reply = error_reply(iq, StanzaError(condition, text, app=app))
@@ -543,6 +584,7 @@ class C2SStream:
             self.error = condition
             self._out.append(_T(stream_error(condition, text, app)))
         self._out.append(self._closing_tag())
+        self._end_at = len(self._out)
         self.state = State.CLOSED
         self._events.append(ev.StreamClosed(condition, text))
 
@@ -556,5 +598,6 @@ class C2SStream:
             return
         self._send_header()
         self._out.append(self._closing_tag())
+        self._end_at = len(self._out)
         self.state = State.CLOSED
         self._events.append(ev.StreamClosed(None, None, by_peer=True))

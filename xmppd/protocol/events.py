@@ -89,6 +89,15 @@ class StanzaRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthUnavailable:
+    """The stream could offer no way to authenticate (TLS is required and this connection has
+    none, nor STARTTLS): the core closed it with ``policy-violation`` and ``text`` instead of
+    sending empty features; the driver logs why and what to change. ``StreamClosed`` follows."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class StreamClosed:
     """The stream is over; ``error`` is the condition we sent, or None for a clean close."""
 

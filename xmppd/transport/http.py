@@ -32,6 +32,8 @@ WS_PATH = "/xmpp-websocket"
 ALT_WEBSOCKET = "urn:xmpp:alt-connections:websocket"  # XEP-0156 link relation
 XRD_NS = "http://docs.oasis-open.org/ns/xri/xrd-1.0"
 _HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$")
+# Headers a reverse proxy adds: a request carrying one came through a proxy, whatever its address.
+_PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Real-IP")
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -80,6 +82,43 @@ class HttpFront:
         secure = self.tls or (bool(proto) and proto[-1] == "https")
         return client, secure, True
 
+    def websocket_secure(self, request: web.BaseRequest) -> tuple[str, bool, str]:
+        """(client address, whether this WebSocket counts as secure for ``c2s.require_tls``, why).
+
+        Secure: TLS on this listener (``http.tls``); a trusted proxy that says the client used
+        https; a client on this machine talking to it directly (loopback peer, no proxy
+        headers, a loopback Host and Origin: nothing crosses a network, as browsers reason
+        for http://localhost); or ``http.consider_websocket_secure``. A remote client on
+        ws:// never is.
+        """
+        ip, tls, via_proxy = self.client(request)
+        if tls:
+            return ip, True, "https at a trusted proxy" if via_proxy and not self.tls else "TLS"
+        why = self._not_local(request, ip, via_proxy)
+        if why is None:
+            return ip, True, "a client on this machine, directly"
+        if self.server.config.http.consider_websocket_secure:
+            return ip, True, "http.consider_websocket_secure"
+        return ip, False, why
+
+    @staticmethod
+    def _not_local(request: web.BaseRequest, ip: str, via_proxy: bool) -> str | None:
+        """Why this plain request is not a client on this machine talking to us directly."""
+        if via_proxy:
+            return "it came through a trusted proxy that did not say X-Forwarded-Proto: https"
+        if not _is_loopback(ip):
+            return "plain ws:// from another machine"
+        proxied = [h for h in _PROXY_HEADERS if h in request.headers]
+        if proxied:
+            return f"it carries {proxied[0]} (a proxy not listed in http.trusted_proxies?)"
+        host = request.headers.get("Host", "")
+        if not _loopback_host(_host_of(host)):
+            return f"its Host {host[:100]!r} is not 127.0.0.1, [::1] or localhost"
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != "null" and not _loopback_host(_host_of(origin.partition("://")[2])):
+            return f"its page's Origin {origin[:100]!r} is not on this machine"
+        return None
+
     def origin_allowed(self, origin: str | None) -> bool:
         if origin is None or self.any_origin:
             return True
@@ -124,9 +163,11 @@ class HttpFront:
         # aiohttp waits heartbeat/2 for the pong; http.ws_ping_timeout says how long.
         if hasattr(ws, "_pong_heartbeat"):
             ws._pong_heartbeat = cfg.ws_ping_timeout
-        ip, secure, _ = self.client(request)
+        ip, secure, why = self.websocket_secure(request)
         await ws.prepare(request)
         conn = WebSocketConnection(self.server, ws, request, ip, secure=secure, max_message_size=self.max_message_size)
+        conn.security = why
+        log.debug("WebSocket from %s is %s: %s", ip, "secure" if secure else "not secure", why)
         self.connections.add(conn)
         try:
             await conn.run()
@@ -154,6 +195,26 @@ class HttpFront:
         headers = self.cors_headers(request)
         headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
         return web.Response(status=204, headers=headers)
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_of(authority: str) -> str:
+    """The host of ``host[:port]`` or ``[v6]:port`` (an Origin's or a Host header's)."""
+    authority = authority.strip().rstrip("/")
+    if authority.startswith("["):
+        return authority[1 : authority.find("]")] if "]" in authority else ""
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+def _loopback_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host == "localhost" or host.endswith(".localhost") or _is_loopback(host)
 
 
 def _ssl_context(server: "Server") -> ssl.SSLContext:

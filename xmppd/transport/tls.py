@@ -8,6 +8,7 @@ binding data that SCRAM-*-PLUS needs (computed once from our own certificate).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import secrets
@@ -22,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+log = logging.getLogger(__name__)
 
 #: XEP-0368 ALPN protocol id for client-to-server XMPP over direct TLS.
 ALPN_XMPP_CLIENT: Final = "xmpp-client"
@@ -180,7 +183,17 @@ def ensure_certificate(data_dir: Path, domain: str, *, now: dt.datetime | None =
     cert_pem, key_pem = _generate(ascii_domain, now)
     _write_atomically(key_path, key_pem, 0o600)
     _write_atomically(cert_path, cert_pem, 0o644)
+    log.info("generated a self-signed certificate for %s: %s (key %s)", ascii_domain, cert_path, key_path)
     return cert_path, key_path
+
+
+def certificate_summary(cert: Path) -> str:
+    """One line for the start-up log: the file, whether it is self-signed, its expiry and
+    SHA-256 fingerprint (what a user compares before accepting a self-signed certificate)."""
+    leaf = _load_certificates(cert)[0]
+    fingerprint = leaf.fingerprint(hashes.SHA256()).hex(":").upper()
+    kind = "self-signed, clients must accept it" if leaf.issuer == leaf.subject else "issued by " + leaf.issuer.rfc4514_string()
+    return f"{cert} ({kind}; expires {leaf.not_valid_after_utc:%Y-%m-%d}) SHA-256 fingerprint {fingerprint}"
 
 
 # --------------------------------------------------------------------------- context

@@ -60,7 +60,7 @@ class WebSocketConnection:
 
     __slots__ = (
         "server", "ws", "request", "peer", "secure", "session", "max_message_size",
-        "close_code", "_out", "_closer", "_closing", "_resume", "_wire", "_limit", "_loop",
+        "close_code", "_out", "_closer", "_closing", "_resume", "_wire", "_limit", "_loop", "security",
     )
 
     def __init__(self, server: "Server", ws: web.WebSocketResponse, request: web.BaseRequest, peer: str, *, secure: bool, max_message_size: int) -> None:
@@ -72,6 +72,7 @@ class WebSocketConnection:
         self.max_message_size = max_message_size
         self.session: Session | None = None
         self.close_code: int | None = None  # set when the transport itself knows better
+        self.security = ""  # why it counts as secure for c2s.require_tls, or why not (logged)
         # Messages of this event-loop turn, written together at its end (None: no flush due).
         self._out: list[bytes] | None = None
         self._closer: asyncio.Task[None] | None = None  # the closing handshake
