@@ -156,6 +156,9 @@ class CustomerService(Feature):
             from .commands import CsCommands
 
             CsCommands(self).register(self.ctx.feature("adhoc"))
+            from .visitor_commands import VisitorCommands
+
+            VisitorCommands(self).register(self.ctx.feature("adhoc"))
 
     async def _load(self) -> None:
         """Rebuild queues, members, open sessions and lines from storage; arm nothing stale."""

@@ -104,6 +104,7 @@ class CsRepository(Protocol):
     async def transcript(self, session_id: str, last: int | None = None) -> list[TranscriptLine]: ...
     async def add_ticket(self, queue: str, visitor: str, body: str, at: datetime) -> Ticket: ...
     async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]: ...
+    async def visitor_tickets(self, visitor: str, limit: int = 50) -> list[Ticket]: ...
 
 
 def _check_rating(score: int) -> None:
@@ -198,6 +199,10 @@ class MemoryCsRepository:
     async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]:
         return [t for t in self._tickets if t.queue == queue][:limit]
 
+    async def visitor_tickets(self, visitor: str, limit: int = 50) -> list[Ticket]:
+        """A visitor's tickets in every queue, newest first."""
+        return [t for t in reversed(self._tickets) if t.visitor == visitor][:limit]
+
 
 # ----------------------------------------------------------------------------- SQL
 
@@ -274,6 +279,7 @@ tickets_t = sa.Table(
     sa.Column("body", sa.Text(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Index("ix_cs_tickets_queue", "queue"),
+    sa.Index("ix_cs_tickets_visitor", "visitor"),  # a visitor's own tickets (cs_0002)
     sqlite_autoincrement=True,
     **MYSQL_TABLE_KWARGS,
 )
@@ -420,6 +426,13 @@ class SqlCsRepository:
 
     async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]:
         q = sa.select(tickets_t).where(tickets_t.c.queue == queue).order_by(tickets_t.c.id).limit(limit)
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        return [Ticket(int(r.id), r.queue, r.visitor, r.body, r.created_at) for r in rows]
+
+    async def visitor_tickets(self, visitor: str, limit: int = 50) -> list[Ticket]:
+        """A visitor's tickets in every queue, newest first."""
+        q = sa.select(tickets_t).where(tickets_t.c.visitor == visitor).order_by(tickets_t.c.id.desc()).limit(limit)
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
         return [Ticket(int(r.id), r.queue, r.visitor, r.body, r.created_at) for r in rows]

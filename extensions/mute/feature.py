@@ -68,6 +68,7 @@ CMD_PLATFORM_MUTE = NS + "#platform-mute"
 CMD_PLATFORM_UNMUTE = NS + "#platform-unmute"
 CMD_PLATFORM_LIST = NS + "#platform-list"
 CMD_AUDIT = NS + "#audit"
+CMD_MY_MUTES = NS + "#my-mutes"
 
 _DURATIONS = (("300", "5 minutes"), ("600", "10 minutes"), ("3600", "1 hour"), ("86400", "1 day"),
               ("604800", "7 days"), ("0", "Until lifted"))
@@ -825,6 +826,8 @@ class MuteFeature(Feature):
                         Field("FORM_TYPE", "hidden", values=(NS,)), Field("member", "jid-single", "Account", required=True)))),
             Command(CMD_PLATFORM_LIST, "List accounts muted on the whole server", self._cmd_platform_list, admin_only=True),
             Command(CMD_AUDIT, "Read the mute audit log", self._cmd_audit, admin_only=True, form=audit_form),
+            Command(CMD_MY_MUTES, "My mutes", self._cmd_my_mutes,
+                    may_run=lambda who, where: who.local is not None and who.domain == self.ctx.domain),
         ]
 
     async def _cmd_platform_mute(self, ex: Execution) -> Result:
@@ -856,6 +859,58 @@ class MuteFeature(Feature):
                          Field("by", "jid-single", values=(m.actor,)), Field("reason", values=(m.reason or "",))))
         return Result((Note(f"{len(rows)} account(s) muted on the whole server."),),
                       _table("Accounts muted on the whole server", rows, ("jid", "until", "remaining", "by", "reason")))
+
+    def mutes_of(self, bare: JID) -> list[tuple[str, str, Mute | MuteAll]]:
+        """Every mute that holds for ``bare`` now, as (room or PLATFORM, kind, mute): its member
+        mutes, the rooms it is in (an occupant or affiliated) muted for everyone and not exempt,
+        and its platform mute. Read from memory: no storage read."""
+        out: list[tuple[str, str, Mute | MuteAll]] = []
+        pm = self.active(PLATFORM, bare)
+        if pm is not None:
+            out.append((PLATFORM, "platform", pm))
+        now = self.now()
+        out += sorted(((r, "member", m) for (r, j), m in self.mutes.items() if j == bare and r != PLATFORM and m.active(now)),
+                      key=lambda t: t[0])
+        for room_s, state in sorted(self.all_muted.items()):
+            room = self.muc.get_room(JID.parse(room_s))
+            if room is None:
+                continue
+            occ = room.occupants.of_bare(bare)
+            if occ is None and room.affiliation(bare).rank < Affiliation.MEMBER.rank:
+                continue
+            if not self._exempt_from_all(room, bare, occ.role if occ is not None else None):
+                out.append((room_s, "everyone", state))
+        return out
+
+    async def _cmd_my_mutes(self, ex: Execution) -> Result:
+        """The requester's own mutes (read-only): where, which, since and until when, by whom, why,
+        in the requesting session's language."""
+        lang = self.ctx.languages.of(ex.requester)
+
+        def t(key: str, /, **fields: Any) -> str:
+            return P.text(lang, "my." + key, **fields)
+
+        now = self.now()
+        mutes = self.mutes_of(ex.requester.bare)
+        rows = []
+        for where, kind, m in mutes:
+            if isinstance(m, MuteAll):
+                since, until, left = m.since, t("until_lifted"), ""
+            else:
+                since, until = m.created_at, P.iso(m.until) if m.until else t("until_lifted")
+                left = str(P.remaining(m.until, now)) if m.until else ""
+            rows.append((
+                Field("room", "jid-single", values=(where,) if where != PLATFORM else ()),
+                Field("kind", values=(t("kind_" + kind),)), Field("since", values=(P.iso(since),)),
+                Field("until", values=(until,)), Field("remaining", values=(left,)),
+                Field("by", "jid-single", values=(m.actor,)), Field("reason", values=(m.reason or "",)),
+            ))
+        platform = any(kind == "platform" for _w, kind, _m in mutes)
+        rooms = len({where for where, _k, _m in mutes if where != PLATFORM})
+        text = t("platform_yes" if platform else "platform_no") + (t("rooms", n=rooms) if rooms else t("no_rooms"))
+        columns = ("room", "kind", "since", "until", "remaining", "by", "reason")
+        reported = tuple(Field(c, "jid-single" if c in ("room", "by") else "text-single", t("col_" + c)) for c in columns)
+        return Result((Note(text),), Form("result", title=t("title"), reported=reported, items=tuple(rows)))
 
     async def _cmd_audit(self, ex: Execution) -> Result:
         room = ex.values.get("room")

@@ -47,9 +47,11 @@ from .repository import (
     RecipientGone,
     RedPacketRepository,
     RefundResult,
+    SendResult,
     SqlRedPacketRepository,
     delete_account_txn,
 )
+from .user_commands import UserCommands
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +135,15 @@ def _bad(text: str) -> StanzaError:
     return StanzaError(Condition.BAD_REQUEST, text)
 
 
+class SendRefused(StanzaError):
+    """A refused send, as the protocol answers it; ``field`` names what is at fault (the ad-hoc
+    command's form field: to, kind, amount, count, greeting, exclusive), None: the request."""
+
+    def __init__(self, field: str | None, condition: Condition, text: str, app: str | None = None, **attrs: str) -> None:
+        super().__init__(condition, text, app=element(q(app), attrs or None, default_ns=NS) if app else None)
+        self.field = field
+
+
 def _int_attr(el: etree._Element, name: str, *, default: int | None = None) -> int:
     value = el.get(name)
     if value is None:
@@ -206,6 +217,8 @@ class RedPacket(Feature):
         adhoc = self.ctx.feature("adhoc")
         for command in RedPacketCommands(self).commands():  # the operators' commands, admins only
             self.ctx.on_teardown(adhoc.register(command))
+        for command in UserCommands(self).commands():  # every user's own wallet and sending
+            self.ctx.on_teardown(adhoc.register(command))
 
     def use_rooms(self, rooms: RoomDirectory | None) -> None:
         """Plug another group-chat directory in (default: the MUC feature's, when loaded)."""
@@ -225,40 +238,66 @@ class RedPacket(Feature):
 
     @iq_handler("set", q("send"))
     async def send(self, req: IqRequest) -> etree._Element:
-        p, o = req.payload, self.options
-        sender = req.from_jid.bare
+        """The protocol's door: read the request's attributes, then :meth:`send_packet`."""
+        p = req.payload
         kind = p.get("kind", "lucky")
         if kind not in KINDS:
             raise _bad(f"kind is 'lucky' or 'equal', not {kind!r}")
         count = _int_attr(p, "count", default=1)
-        if not 1 <= count <= o.max_count:
-            raise _err(Condition.NOT_ACCEPTABLE, "limit-exceeded", f"a packet has 1 to {o.max_count} shares")
         if kind == "equal":
             if p.get("total") is not None:
                 raise _bad("an equal packet gives 'each' (the amount of one share), not 'total'")
-            each = _int_attr(p, "each")
-            total = each * count
+            total = _int_attr(p, "each") * count
         else:
             if p.get("each") is not None:
                 raise _bad("a lucky packet gives 'total', not 'each'")
             total = _int_attr(p, "total")
-        if total < 1 or total < count:
-            raise _err(Condition.NOT_ACCEPTABLE, "limit-exceeded", "every share is at least one minor unit")
-        if total > o.max_amount:
-            raise _err(Condition.NOT_ACCEPTABLE, "limit-exceeded", f"a packet holds at most {o.max_amount} minor units")
-        client_id = p.get("client-id") or ""
-        if not 1 <= len(client_id) <= 64:
-            raise _bad("'client-id' (1 to 64 characters) is required: it makes retries safe")
-        greeting = (p.findtext(q("greeting")) or "").strip() or o.default_greeting
-        if len(greeting) > o.max_greeting:
-            raise _err(Condition.NOT_ACCEPTABLE, "limit-exceeded", f"the greeting is longer than {o.max_greeting} characters")
         to = _jid_attr(p, "to")
         if to is None:
             raise _bad("'to' (a contact's or a room's JID) is required")
-        exclusive = _jid_attr(p, "exclusive")
+        result = await self.send_packet(
+            req.from_jid.bare, to=to, kind=kind, count=count, total=total, client_id=p.get("client-id") or "",
+            greeting=p.findtext(q("greeting")), exclusive=_jid_attr(p, "exclusive"),
+            lang=_lang(req, self.ctx.languages.of(req.from_jid)),
+        )
+        packet = result.packet
+        out = element(q("sent"), {"id": packet.id, "balance": str(result.balance), "total": str(packet.total),
+                                  "expires": _iso(packet.expires_at)}, default_ns=NS)
+        if not result.created:
+            out.set("retry", "true")
+        return out
+
+    async def send_packet(self, sender: JID, *, to: JID, kind: str, count: int, total: int, client_id: str,
+                          greeting: str | None = None, exclusive: JID | None = None, lang: str | None = None) -> SendResult:
+        """Send a red packet on ``sender``'s behalf: every rule of sending, for every door (the
+        ``<send/>`` iq, the ``#send`` ad-hoc command). ``total`` is in minor units (an equal
+        packet's total divides evenly into its ``count`` shares); refusals raise
+        :class:`SendRefused` (a ``StanzaError`` naming the field at fault) or the speech gate's
+        ``StanzaError``, before any money moves."""
+        o = self.options
+        sender = sender.bare
+        if kind not in KINDS:
+            raise SendRefused("kind", Condition.BAD_REQUEST, f"kind is 'lucky' or 'equal', not {kind!r}")
+        if not 1 <= count <= o.max_count:
+            raise SendRefused("count", Condition.NOT_ACCEPTABLE, f"a packet has 1 to {o.max_count} shares", "limit-exceeded")
+        if total < 1 or total < count:
+            raise SendRefused("amount", Condition.NOT_ACCEPTABLE, "every share is at least one minor unit", "limit-exceeded")
+        if total > o.max_amount:
+            raise SendRefused("amount", Condition.NOT_ACCEPTABLE, f"a packet holds at most {o.max_amount} minor units",
+                              "limit-exceeded")
+        if kind == "equal" and total % count:
+            raise SendRefused("amount", Condition.BAD_REQUEST, f"an equal packet's total divides evenly into its {count} shares")
+        if not 1 <= len(client_id) <= 64:
+            raise SendRefused(None, Condition.BAD_REQUEST, "'client-id' (1 to 64 characters) is required: it makes retries safe")
+        greeting = (greeting or "").strip() or o.default_greeting
+        if len(greeting) > o.max_greeting:
+            raise SendRefused("greeting", Condition.NOT_ACCEPTABLE, f"the greeting is longer than {o.max_greeting} characters",
+                              "limit-exceeded")
+        to = to.bare
+        exclusive = exclusive.bare if exclusive is not None else None
+        lang = (lang or self.ctx.languages.of(sender))[:35]  # None: the sender's language (xmppd/i18n.py)
         is_room = await self._check_target(sender, to, count, exclusive)
         # The speech gate, before any money moves: a packet says the greeting on the sender's behalf.
-        lang = _lang(req, self.ctx.languages.of(req.from_jid))
         await self._may_speak(sender, to, is_room, greeting, lang)
         shares = split.equal(total // count, count) if kind == "equal" else split.lucky(total, count, self.ctx.rng)
         now = self.now()
@@ -271,12 +310,13 @@ class RedPacket(Feature):
         try:
             result = await self.repo.send(new)
         except InsufficientFunds as exc:
-            raise _err(Condition.NOT_ALLOWED, "insufficient-funds", f"your balance is {exc.balance}, the packet needs {exc.needed}",
-                       balance=str(exc.balance)) from None
+            raise SendRefused("amount", Condition.NOT_ALLOWED, f"your balance is {exc.balance}, the packet needs {exc.needed}",
+                              "insufficient-funds", balance=str(exc.balance)) from None
         except ClientIdReused:
-            raise _err(Condition.CONFLICT, "client-id-reused", "this client-id was used for a different packet") from None
+            raise SendRefused(None, Condition.CONFLICT, "this client-id was used for a different packet",
+                              "client-id-reused") from None
         except RecipientGone as exc:  # deleted since _check_target: nothing was debited
-            raise StanzaError(Condition.ITEM_NOT_FOUND, f"{exc.jid} does not exist") from None
+            raise SendRefused("to", Condition.ITEM_NOT_FOUND, f"{exc.jid} does not exist") from None
         packet = result.packet
         self._keep(packet)
         if packet.status == "open":
@@ -284,37 +324,33 @@ class RedPacket(Feature):
             # clients recognise a packet by its id.
             await self._announce(packet)
             self._wake.set()
-        out = element(q("sent"), {"id": packet.id, "balance": str(result.balance), "total": str(packet.total),
-                                  "expires": _iso(packet.expires_at)}, default_ns=NS)
-        if not result.created:
-            out.set("retry", "true")
-        return out
+        return result
 
     async def _check_target(self, sender: JID, to: JID, count: int, exclusive: JID | None) -> bool:
         """Who may receive: an existing contact (one share) or a room the sender is in."""
         if to.domain == self.ctx.domain and to.local is not None:
             if to == sender:
-                raise _bad("you cannot send a red packet to yourself")
+                raise SendRefused("to", Condition.BAD_REQUEST, "you cannot send a red packet to yourself")
             if count != 1:
-                raise _bad("a red packet to one person has exactly one share")
+                raise SendRefused("count", Condition.BAD_REQUEST, "a red packet to one person has exactly one share")
             if exclusive is not None:
-                raise _bad("'exclusive' is for room packets")
+                raise SendRefused("exclusive", Condition.BAD_REQUEST, "'exclusive' is for room packets")
             if await self.ctx.accounts.get(to.local, to.domain) is None:
-                raise StanzaError(Condition.ITEM_NOT_FOUND, f"{to} does not exist")
+                raise SendRefused("to", Condition.ITEM_NOT_FOUND, f"{to} does not exist")
             return False
         rooms = self._rooms()
         if rooms is not None and rooms.is_room(to):
             if not await rooms.is_member(to, sender):
-                raise _err(Condition.FORBIDDEN, "forbidden", "you are not a member of this room")
+                raise SendRefused("to", Condition.FORBIDDEN, "you are not a member of this room", "forbidden")
             if exclusive is not None:
                 if count != 1:
-                    raise _bad("an exclusive packet has exactly one share")
+                    raise SendRefused("count", Condition.BAD_REQUEST, "an exclusive packet has exactly one share")
                 if exclusive == sender:
-                    raise _bad("an exclusive packet is for another member, not for yourself")
+                    raise SendRefused("exclusive", Condition.BAD_REQUEST, "an exclusive packet is for another member, not for yourself")
                 if not await rooms.is_member(to, exclusive):
-                    raise StanzaError(Condition.ITEM_NOT_FOUND, f"{exclusive} is not a member of this room")
+                    raise SendRefused("exclusive", Condition.ITEM_NOT_FOUND, f"{exclusive} is not a member of this room")
             return True
-        raise StanzaError(Condition.ITEM_NOT_FOUND, f"{to} is neither an account nor a room here")
+        raise SendRefused("to", Condition.ITEM_NOT_FOUND, f"{to} is neither an account nor a room here")
 
     async def _may_speak(self, sender: JID, to: JID, is_room: bool, greeting: str, lang: str) -> None:
         """The same gate the sender's own message would pass: the room's (mute, visitors) or the

@@ -2,6 +2,7 @@
 password change and account removal for logged-in users."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lxml import etree
@@ -13,6 +14,7 @@ from ..core.limits import SlidingCounter
 from ..errors import Condition, StanzaError
 from ..xml import ns
 from ..xml.builder import element, error_reply, iq_result, sub
+from .adhoc import Command, Execution, Field, Form, FormError, Note
 
 if TYPE_CHECKING:
     from ..core.session import Session
@@ -25,6 +27,7 @@ class Register(Feature):
     name = "register"
     implements = ("XEP-0077",)
     account_disco_features = ()
+    depends = ("adhoc",)  # the users' change-password command (below)
 
     async def setup(self) -> None:
         self._per_ip = SlidingCounter(self.ctx.config.registration.per_ip_per_hour, 3600.0)
@@ -32,6 +35,7 @@ class Register(Feature):
         for target in (Target.HOST, Target.BARE):
             self.ctx.add_iq_handler("get", _QUERY, self._get_registered, target=target)
             self.ctx.add_iq_handler("set", _QUERY, self._set_registered, target=target)
+        self.ctx.on_teardown(self.ctx.feature("adhoc").register(password_command(self)))
 
     @property
     def open(self) -> bool:
@@ -118,3 +122,38 @@ class Register(Feature):
             raise StanzaError(Condition.NOT_ACCEPTABLE, str(exc)) from None
         self.log.info("%s changed their password", req.from_jid.bare)
         return None
+
+
+# ---------------------------------------------------------------- ad-hoc: change my password
+# XEP-0050 for clients without XEP-0077 password change; the node is Prosody's
+# (mod_adhoc_account_management). The same rule as the iq: AccountService.set_password, on the
+# requester's own account only. Texts: [passwd] of the core catalogue (xmppd/locale).
+
+PASSWD_NODE = "passwd"
+
+
+def password_command(feature: Register) -> Command:
+    min_length = feature.ctx.config.registration.min_password_length
+    tr = feature.ctx.translator(Path(__file__).parents[1] / "locale")
+    domain = feature.ctx.domain
+
+    def form(ex: Execution) -> Form:  # in the requesting session's language
+        return Form("form", tr(ex.requester, "passwd.title"), (tr(ex.requester, "passwd.instructions", min=min_length),), (
+            Field("FORM_TYPE", "hidden", values=(ns.REGISTER,)),
+            Field("password", "text-private", tr(ex.requester, "passwd.password"), required=True),
+            Field("password-verify", "text-private", tr(ex.requester, "passwd.verify"), required=True),
+        ))
+
+    async def change(ex: Execution) -> Note:
+        if ex.values["password"] != ex.values["password-verify"]:
+            raise FormError("password-verify", tr(ex.requester, "passwd.differ"))
+        assert ex.requester.local is not None  # may_run: a local account
+        try:
+            await feature.ctx.server.account_service.set_password(ex.requester.local, ex.values["password"])
+        except InvalidAccount as exc:
+            raise FormError("password", str(exc)) from None
+        feature.log.info("%s changed their password by ad-hoc command", ex.requester.bare)
+        return Note(tr(ex.requester, "passwd.changed"))
+
+    return Command(PASSWD_NODE, tr.text(None, "passwd.name"), change, form=form,
+                   may_run=lambda requester, target: requester.local is not None and requester.domain == domain)

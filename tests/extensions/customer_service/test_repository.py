@@ -131,3 +131,12 @@ async def test_live_tables_match_the_migration(db: Any) -> None:
 
     async with db.transaction(readonly=True) as conn:
         assert await conn.run_sync(diff) == []
+
+
+async def test_a_visitors_own_tickets_in_every_queue_newest_first(cs_repo: Any) -> None:
+    await cs_repo.add_ticket("support", "v@x", "call me", at(1))
+    await cs_repo.add_ticket("sales", "w@x", "price?", at(2))
+    await cs_repo.add_ticket("sales", "v@x", "还在吗", at(3))
+    assert [(t.queue, t.body) for t in await cs_repo.visitor_tickets("v@x")] == [("sales", "还在吗"), ("support", "call me")]
+    assert [t.body for t in await cs_repo.visitor_tickets("v@x", limit=1)] == ["还在吗"]
+    assert await cs_repo.visitor_tickets("nobody@x") == []
