@@ -15,6 +15,7 @@ from typing import Any
 
 from lxml import etree
 
+from ...config import Positive, PositiveInt
 from ...core import hooks as H
 from ...core.dispatch import IqRequest, Target
 from ...core.feature import Feature, hook, iq_handler
@@ -34,9 +35,9 @@ _ACTIONS = ("execute", "next", "prev", "complete", "cancel")
 @dataclass(frozen=True, slots=True)
 class AdhocOptions:
     # Seconds an unfinished multi-stage command is kept without a request from its requester.
-    session_timeout: float = 600.0
+    session_timeout: Positive = 600.0
     # Unfinished command sessions one account may hold at once.
-    max_sessions_per_account: int = 10
+    max_sessions_per_account: PositiveInt = 10
 
 
 @dataclass(slots=True)
