@@ -6,13 +6,16 @@ the end time with now, so a late timer never blocks anybody).
 
 Enforcement is on the server:
 
-* ``STANZA_IN`` refuses a muted sender's groupchat (and, per room setting, private) messages
-  to a room before MUC sees them, so the sender gets ``forbidden`` with ``<muted/>``,
-  ``<all-muted/>`` or ``<platform-muted/>`` rather than MUC's plain visitor error; the same
-  hook refuses a platform-muted account's one-to-one messages (except to server admins) and
-  strips anything in our namespace from clients' messages and presence.
-* MUC's ``GROUPCHAT_BEFORE_BROADCAST`` and ``PRIVATE_MESSAGE`` events run the same check at a
-  high priority, so nothing refused ever reaches history, archiving or subscribers.
+* MUC's speech gate (``events.SPEECH``) refuses whatever a muted member would put in front of
+  others in a room — groupchat and private messages whatever their payload, subject and nick
+  changes, status text (dropped from the relayed presence), invitations, and what features post
+  on the member's behalf (red packets) — before history, archiving or subscribers see it; the
+  sender gets ``forbidden`` with ``<muted/>``, ``<all-muted/>`` or ``<platform-muted/>``.
+* The server's one-to-one speech gate (``hooks.SPEECH``) refuses a platform-muted account's
+  content to other accounts (except server admins), its messages and 1:1 red packets alike.
+* XEP-0045 voice obeys the mute hierarchy (``events.ROLE_CHANGE_REQUEST``): a voice grant
+  lifts a mute only when its actor could lift it through the mute protocol.
+* ``STANZA_IN`` strips anything in our namespace from clients' messages and presence.
 
 Standard clients see XEP-0045: a muted occupant becomes a ``visitor`` (voice revoked, with a
 presence broadcast) and a participant again when the mute ends, and the room gets a readable
@@ -53,8 +56,6 @@ from .repository import PLATFORM, AuditEntry, Mute, MuteAll, MuteRepository, New
 log = logging.getLogger(__name__)
 
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
-_BODY = f"{{{ns.CLIENT}}}body"
-_SUBJECT = f"{{{ns.CLIENT}}}subject"
 
 CMD_MUTE = NS + "#mute"
 CMD_UNMUTE = NS + "#unmute"
@@ -129,8 +130,8 @@ class MuteFeature(Feature):
         for local in P.SERVER_ONLY:
             self.ctx.add_server_only(q(local))
         ev = self.muc.events
-        for h, fn in ((E.PRE_JOIN, self._pre_join), (E.GROUPCHAT_BEFORE_BROADCAST, self._before_broadcast),
-                      (E.PRIVATE_MESSAGE, self._private), (E.OCCUPANT_ROLE_CHANGED, self._role_changed),
+        for h, fn in ((E.PRE_JOIN, self._pre_join), (E.SPEECH, self._speech),
+                      (E.ROLE_CHANGE_REQUEST, self._role_change_request), (E.OCCUPANT_ROLE_CHANGED, self._role_changed),
                       (E.AFFILIATION_CHANGED, self._affiliation_changed), (E.CONFIG_FORM, self._config_form),
                       (E.ROOM_DESTROYED, self._room_destroyed), (E.ROOM_DISCO_INFO, self._room_disco)):
             self.ctx.on_teardown(ev.add(h, fn, priority=100))  # type: ignore[arg-type]
@@ -179,10 +180,11 @@ class MuteFeature(Feature):
             return True
         return str(bare) in extra.get(P.ALLOWLIST_FIELD, ())
 
-    def room_block(self, room: Any, bare: JID, role: Role | None) -> StanzaError | None:
-        """Why ``bare`` may not speak in ``room`` now (None: it may)."""
+    def room_block(self, room: Any, bare: JID, role: Role | None, *, platform: bool = True) -> StanzaError | None:
+        """Why ``bare`` may not speak in ``room`` now (None: it may); ``platform=False`` leaves the
+        platform mute out (the caller has decided about it)."""
         if self.mutes:
-            pm = self.active(PLATFORM, bare)
+            pm = self.active(PLATFORM, bare) if platform else None
             if pm is not None:
                 return P.platform_muted_error(pm)
             m = self.active(room.jid_s, bare)
@@ -200,61 +202,55 @@ class MuteFeature(Feature):
 
     @hook(H.STANZA_IN, priority=50)
     async def _stanza_in(self, r: Routed) -> Flow:
-        kind = r.kind
-        if kind == "iq":
+        if r.kind == "iq":
             return Flow.CONTINUE
         st = r.stanza
         for child in st:  # the server is the only author of anything in our namespace
             tag = child.tag
             if isinstance(tag, str) and tag.startswith(P.PREFIX):
                 st.remove(child)
-        if kind != "message" or r.to is None or st.get("type") == "error":
-            return Flow.CONTINUE
-        if not self.mutes and not self.all_muted:
-            return Flow.CONTINUE
-        to, sender = r.to, r.from_jid.bare
-        err: StanzaError | None = None
-        if to.domain == self.muc_domain and to.local is not None:
-            room = self.muc.get_room(to)
-            occ = room.occupants.of_jid(r.from_jid) if room is not None else None
-            if occ is not None:
-                if to.resource is None and st.get("type") == "groupchat":
-                    err = self.room_block(room, sender, occ.role)
-                elif to.resource is not None and st.get("type") != "groupchat" and _has_content(st):
-                    err = self._private_block(room, sender)
-        elif to.domain == self.ctx.domain and to.local is not None and _has_content(st):
-            pm = self.active(PLATFORM, sender) if self.mutes else None
-            if pm is not None and not self.ctx.is_admin(to.bare) and to.bare != sender:
-                err = P.platform_muted_error(pm)
-        if err is None:
-            return Flow.CONTINUE
-        self.ctx.router.bounce(r, err)
-        return Flow.STOP
+        return Flow.CONTINUE
 
-    def _private_block(self, room: Any, sender: JID) -> StanzaError | None:
-        if not self.mutes:
-            return None
-        pm = self.active(PLATFORM, sender)
+    @hook(H.SPEECH, priority=50)
+    async def _chat_speech(self, ev: H.Speech) -> Flow:
+        """One-to-one: a platform-muted account's content reaches only server admins (so that it can
+        appeal); chat states and receipts are not content. Features acting on the account's
+        behalf (``ev.feature``: a red packet) are refused whatever they carry."""
+        if not self.mutes or ev.to.bare == ev.sender or self.ctx.is_admin(ev.to.bare):
+            return Flow.CONTINUE
+        if ev.feature is None and not is_content(ev.stanza):
+            return Flow.CONTINUE
+        pm = self.active(PLATFORM, ev.sender)
         if pm is not None:
-            return P.platform_muted_error(pm)
-        if self._block_private(room):
-            m = self.active(room.jid_s, sender)
-            if m is not None:
-                return P.muted_error(room.jid_s, m)
-        return None
+            raise P.platform_muted_error(pm)
+        return Flow.CONTINUE
 
-    async def _before_broadcast(self, ev: E.GroupchatBeforeBroadcast) -> Flow:
-        err = self.room_block(ev.room, ev.sender.bare, ev.occupant.role)
+    async def _speech(self, ev: E.Speech) -> Flow:
+        """MUC's speech gate: whatever a muted member would put in front of others is refused."""
+        err = self.speech_block(ev.room, ev.speaker, ev.role, ev.kind, ev.recipient)
         if err is not None:
             raise err
         return Flow.CONTINUE
 
-    async def _private(self, ev: E.PrivateMessage) -> Flow:
-        if _has_content(ev.stanza):
-            err = self._private_block(ev.room, ev.sender.bare)
-            if err is not None:
-                raise err
-        return Flow.CONTINUE
+    def speech_block(self, room: Any, bare: JID, role: Role | None, kind: E.SpeechKind,
+                     recipient: Any = None) -> StanzaError | None:
+        """Why ``bare`` may not say this ``kind`` of thing in ``room`` now (None: it may).
+
+        Every kind is refused under any mute (platform, member, everyone) except: private messages
+        when the room lets muted members send them (``xmppd#mute_block_private`` = 0; a platform
+        mute still refuses them, except to a server admin), and declines, which only a platform
+        mute refuses (the decliner is not speaking in the room)."""
+        if kind is E.SpeechKind.DECLINE:
+            pm = self.active(PLATFORM, bare) if self.mutes else None
+            return P.platform_muted_error(pm) if pm is not None else None
+        if kind is E.SpeechKind.PRIVATE:
+            pm = self.active(PLATFORM, bare) if self.mutes else None
+            if pm is not None and not (recipient is not None and self.ctx.is_admin(recipient.bare)):
+                return P.platform_muted_error(pm)
+            if not self._block_private(room):
+                return None
+            return self.room_block(room, bare, role, platform=False)
+        return self.room_block(room, bare, role)
 
     async def _pre_join(self, ev: E.PreJoin) -> Flow:
         if ev.role.rank > Role.VISITOR.rank and ev.affiliation.rank < Affiliation.ADMIN.rank:
@@ -263,6 +259,31 @@ class MuteFeature(Feature):
         return Flow.CONTINUE
 
     # ================================================================== MUC events
+
+    async def _role_change_request(self, ev: E.RoleChangeRequest) -> Flow:
+        """XEP-0045 voice obeys the mute hierarchy (§2): a voice revoke is a mute, so it needs the
+        right to mute; a voice (or moderator) grant to a muted visitor lifts the mute, so it needs
+        the right to lift it (``not-allowed`` otherwise); an affiliation change below admin keeps a
+        muted occupant a visitor."""
+        room, bare = ev.room, ev.occupant.bare
+        if (room.jid_s, bare) in self._applying:
+            return Flow.CONTINUE
+        if ev.new is Role.VISITOR and ev.old.rank >= Role.PARTICIPANT.rank and ev.actor is not None and not ev.implicit:
+            self.check_can_mute(room, ev.actor, bare)  # a voice revoke is a mute (§5): the same hierarchy
+            return Flow.CONTINUE
+        if ev.new.rank <= Role.VISITOR.rank:
+            return Flow.CONTINUE
+        m = self.active(room.jid_s, bare)
+        if m is None:
+            return Flow.CONTINUE
+        if ev.implicit:
+            if room.affiliation(bare).rank < Affiliation.ADMIN.rank:
+                ev.new = Role.VISITOR
+            return Flow.CONTINUE
+        if ev.old is Role.VISITOR and ev.actor is not None:
+            self.check_can_mute(room, ev.actor, bare)
+            self.check_can_lift(room, ev.actor, m)
+        return Flow.CONTINUE
 
     async def _role_changed(self, ev: E.OccupantRoleChanged) -> Flow:
         """XEP-0045 §8.4/§8.3: a moderator's voice revoke is an open-ended mute; a voice grant lifts it."""
@@ -349,6 +370,21 @@ class MuteFeature(Feature):
         if occ is not None and occ.role is Role.MODERATOR and actor_aff.rank < Affiliation.ADMIN.rank:
             raise StanzaError(Condition.NOT_ALLOWED, "only admins and owners may mute a moderator")
 
+    def _rank(self, room: Any, who: JID) -> int:
+        """Rank for lifting mutes: server admin above owner above admin, member, none."""
+        if self.ctx.is_admin(who.bare):
+            return Affiliation.OWNER.rank + 1
+        return max(room.affiliation(who.bare).rank, Affiliation.NONE.rank)
+
+    def check_can_lift(self, room: Any, actor: JID, m: Mute) -> None:
+        """docs/mute.md §2: a mute is lifted only by someone who ranks at least as high as whoever
+        set it — through the mute protocol, its commands and an XEP-0045 voice grant alike."""
+        setter = JID.parse(m.actor)
+        if setter.local is None or self._rank(room, actor) >= self._rank(room, setter):
+            return
+        what = "a server administrator" if self.ctx.is_admin(setter) else f"somebody with affiliation {room.affiliation(setter).value}"
+        raise StanzaError(Condition.NOT_ALLOWED, f"this mute was set by {what}; only someone of that rank or higher may lift it")
+
     def _seconds(self, raw: str | None) -> int | None:
         if raw is None or raw == "":
             if not self.options.allow_open_ended:
@@ -404,8 +440,10 @@ class MuteFeature(Feature):
 
     async def unmute_member(self, room: Any, actor: JID, target: JID, lang: str | None = None) -> None:
         self.check_can_mute(room, actor, target)
-        if (room.jid_s, target) not in self.mutes:
+        m = self.mutes.get((room.jid_s, target))
+        if m is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"{target} is not muted in this room")
+        self.check_can_lift(room, actor, m)
         await self._lift(room.jid_s, target, actor.bare, lang=lang)
 
     async def _store(self, m: Mute, actor: JID, seconds: int | None) -> None:
@@ -850,9 +888,25 @@ def _reason_ok(value: Any) -> None:
         raise ValueError(f"at most {MAX_REASON} characters")
 
 
-def _has_content(st: etree._Element) -> bool:
-    """A message someone reads (a body or subject); chat states and receipts are not speech."""
-    return st.find(_BODY) is not None or st.find(_SUBJECT) is not None
+# Namespaces of message payloads that carry nothing to read: chat states, receipts, chat markers,
+# processing hints, carbons' <private/>, origin ids. Anything else (a body, a subject, reactions,
+# an OOB link, a correction, an unknown payload) is content.
+_SIGNALS = frozenset((
+    "http://jabber.org/protocol/chatstates", "urn:xmpp:receipts", "urn:xmpp:chat-markers:0", "urn:xmpp:hints",
+    "urn:xmpp:carbons:2", "urn:xmpp:sid:0",
+))
+_THREAD = f"{{{ns.CLIENT}}}thread"
+
+
+def is_content(st: etree._Element) -> bool:
+    """Whether a message carries anything for a person to read or see."""
+    for child in st:
+        tag = child.tag
+        if not isinstance(tag, str) or tag == _THREAD:
+            continue
+        if etree.QName(tag).namespace not in _SIGNALS:
+            return True
+    return False
 
 
 def _mute_form(o: MuteOptions, title: str, var: str, ftype: str, label: str) -> Form:

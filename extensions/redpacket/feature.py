@@ -23,6 +23,7 @@ from xmppd.core.dispatch import IqRequest
 from xmppd.core.feature import Feature, hook, iq_handler
 from xmppd.core.hooks import AccountEvent, Flow
 from xmppd.errors import Condition, StanzaError
+from xmppd.features.muc.events import SpeechKind
 from xmppd.jid import JID, JIDError
 from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
@@ -81,6 +82,10 @@ class RoomDirectory(Protocol):
 
     async def is_member(self, room: JID, user: JID) -> bool: ...
 
+    async def may_post(self, room: JID, user: JID, message: etree._Element) -> None:
+        """The room's speech gate for ``message`` posted on ``user``'s behalf: raise ``StanzaError``
+        when the user may not speak there now (muted, a visitor ...)."""
+
     async def post(self, room: JID, message: etree._Element) -> None:
         """Deliver ``message`` (type groupchat, from the room's bare JID) to the room."""
 
@@ -101,6 +106,12 @@ class MucRooms:
             return False
         bare = user.bare
         return bool(r.is_member(bare)) or any(full.bare == bare for full in r.occupants.full_jids())
+
+    async def may_post(self, room: JID, user: JID, message: etree._Element) -> None:
+        r = self.muc.get_room(room)
+        if r is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {room}")
+        await r.may_speak(user.bare, SpeechKind.POST, stanza=message, feature="redpacket")
 
     async def post(self, room: JID, message: etree._Element) -> None:
         r = self.muc.get_room(room)
@@ -233,6 +244,8 @@ class RedPacket(Feature):
             raise _bad("'to' (a contact's or a room's JID) is required")
         exclusive = _jid_attr(p, "exclusive")
         is_room = await self._check_target(sender, to, count, exclusive)
+        # The speech gate, before any money moves: a packet says the greeting on the sender's behalf.
+        await self._may_speak(sender, to, is_room, greeting, _lang(req))
         shares = split.equal(total // count, count) if kind == "equal" else split.lucky(total, count, self.ctx.rng)
         now = self.now()
         new = NewPacket(
@@ -279,10 +292,25 @@ class RedPacket(Feature):
             if exclusive is not None:
                 if count != 1:
                     raise _bad("an exclusive packet has exactly one share")
+                if exclusive == sender:
+                    raise _bad("an exclusive packet is for another member, not for yourself")
                 if not await rooms.is_member(to, exclusive):
                     raise StanzaError(Condition.ITEM_NOT_FOUND, f"{exclusive} is not a member of this room")
             return True
         raise StanzaError(Condition.ITEM_NOT_FOUND, f"{to} is neither an account nor a room here")
+
+    async def _may_speak(self, sender: JID, to: JID, is_room: bool, greeting: str, lang: str) -> None:
+        """The same gate the sender's own message would pass: the room's (mute, visitors) or the
+        one-to-one one (platform mute); a refusal is the error that message would get."""
+        probe = stanza("message", to=str(to), frm=str(sender), type="groupchat" if is_room else "chat")
+        body = sub(probe, f"{{{ns.CLIENT}}}body", text=greeting)
+        body.set(ns.XML_LANG, lang)
+        if is_room:
+            rooms = self._rooms()
+            assert rooms is not None  # _check_target found the room through it
+            await rooms.may_post(to, sender, probe)
+        else:
+            await self.ctx.router.may_speak(H.Speech(sender, to, probe, feature="redpacket"))
 
     def _packet_message(self, packet: Packet) -> etree._Element:
         sender = JID.parse(packet.sender)

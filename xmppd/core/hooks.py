@@ -77,8 +77,24 @@ class StreamFeaturesEvent:
     features: list[etree._Element] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Speech:
+    """A user's content about to reach another local account: a client's message, or what a
+    feature sends on the user's behalf (``feature`` names it, e.g. a one-to-one red packet).
+    Handlers veto by raising ``StanzaError`` (or returning ``Flow.STOP``: a plain ``forbidden``).
+    Rooms have their own gate with the same role (``xmppd.features.muc.events.SPEECH``)."""
+
+    sender: JID  # bare JID
+    to: JID
+    stanza: etree._Element
+    feature: str | None = None
+
+
 # Client stanzas after from-stamping, before routing (filters: blocking, mute, spoofing rules).
 STANZA_IN: Hook[Routed] = Hook("stanza-in")
+# The speech gate for one-to-one content (see Speech): client messages to local accounts, after
+# STANZA_IN, and features acting on a user's behalf (moderation: platform mute).
+SPEECH: Hook[Speech] = Hook("speech")
 # Routed stanzas by kind and addressing, for local accounts and the server's own domain.
 MESSAGE_HOST: Hook[Routed] = Hook("message/host")
 MESSAGE_BARE: Hook[Routed] = Hook("message/bare")

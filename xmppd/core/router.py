@@ -91,7 +91,19 @@ class Router:
         routed = Routed(stanza, kind, session.jid, to, session)  # type: ignore[arg-type]
         if self.hooks.has(H.STANZA_IN) and await self.hooks.run(H.STANZA_IN, routed) is Flow.STOP:
             return
+        if (kind == "message" and to is not None and to.local is not None and to.domain == self.domain
+                and stanza.get("type") != "error" and self.hooks.has(H.SPEECH)):
+            try:
+                await self.may_speak(H.Speech(session.jid.bare, to, stanza))  # type: ignore[union-attr]
+            except StanzaError as err:
+                self.bounce(routed, err)
+                return
         await self.route(routed)
+
+    async def may_speak(self, speech: H.Speech) -> None:
+        """The one-to-one speech gate (``hooks.SPEECH``): raises ``StanzaError`` when vetoed."""
+        if self.hooks.has(H.SPEECH) and await self.hooks.run(H.SPEECH, speech) is Flow.STOP:
+            raise StanzaError(Condition.FORBIDDEN, "you may not send this message")
 
     async def send(self, stanza: etree._Element, *, kind: str | None = None) -> None:
         """Route a stanza made by the server or a service (its ``from`` must be set)."""

@@ -30,6 +30,8 @@ class RoomConfig:
     allow_invites: bool = False  # participants may invite (members-only rooms)
     history_length: int = 20
     allow_subscription: bool = True  # MUC/Sub
+    allow_visitor_nickchange: bool = True  # visitors may change their nick (ejabberd's option of the same name)
+    allow_visitor_status: bool = True  # the room relays visitors' status text (ejabberd's option of the same name)
     extra: dict[str, list[str]] = field(default_factory=dict)  # fields added by extensions
 
     def to_json(self) -> dict[str, Any]:
@@ -75,6 +77,9 @@ def config_form(cfg: RoomConfig, max_occupants_limit: int, extra: list[Field] = 
         Field(P + "allowinvites", "boolean", "Participants may invite others", values=_b(cfg.allow_invites)),
         Field("muc#maxhistoryfetch", "text-single", "Messages of history sent on join", values=(str(cfg.history_length),)),
         Field(P + "allow_subscription", "boolean", "Allow MUC/Sub subscriptions", values=_b(cfg.allow_subscription)),
+        Field(P + "allowvisitornickchange", "boolean", "Allow visitors to change nickname", values=_b(cfg.allow_visitor_nickchange)),
+        Field(P + "allowvisitorstatus", "boolean", "Allow visitors to send status text in presence updates",
+              values=_b(cfg.allow_visitor_status)),
     ]
     for f in extra:
         if f.var in cfg.extra:
@@ -106,7 +111,8 @@ def apply_submission(cfg: RoomConfig, asked: Form, x: etree._Element, max_histor
         new.description = values[P + "roomdesc"] or ""
     for var, attr in (("persistentroom", "persistent"), ("publicroom", "public"), ("membersonly", "members_only"),
                       ("moderatedroom", "moderated"), ("changesubject", "change_subject"),
-                      ("allowinvites", "allow_invites"), ("allow_subscription", "allow_subscription")):
+                      ("allowinvites", "allow_invites"), ("allow_subscription", "allow_subscription"),
+                      ("allowvisitornickchange", "allow_visitor_nickchange"), ("allowvisitorstatus", "allow_visitor_status")):
         if given(P + var):
             setattr(new, attr, bool(values[P + var]))
     if given(P + "maxusers"):

@@ -11,6 +11,7 @@ gets that error.
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -111,7 +112,60 @@ class PrivateMessage:
     stanza: etree._Element
 
 
+class SpeechKind(enum.StrEnum):
+    """What a member is about to put in front of others (see ``Speech``)."""
+
+    GROUPCHAT = "groupchat"  # a message to the whole room (body, reactions, anything)
+    SUBJECT = "subject"  # a subject change
+    PRIVATE = "private"  # a private message to an occupant (XEP-0045 §7.5), whatever its payload
+    NICK = "nick"  # a nick change (§7.6)
+    STATUS = "status"  # status text (or other content) in presence the room relays (§7.7)
+    INVITE = "invite"  # a mediated invitation (§7.8.2), with its reason
+    DECLINE = "decline"  # a declined invitation relayed to the inviter (§7.8.3)
+    POST = "post"  # something a feature posts into the room on the member's behalf (a red packet ...)
+
+
+@dataclass(slots=True)
+class Speech:
+    """The speech gate: every piece of a member's content that a room passes on to others —
+    groupchat and private messages, subject and nick changes, status text, invitations, and
+    whatever a feature posts on the member's behalf (``Room.may_speak``) — runs this event first.
+
+    Raise ``StanzaError`` to veto (the member gets that error, and for ``STATUS`` the room drops
+    the content from the relayed presence instead); ``Flow.STOP`` vetoes with a plain
+    ``forbidden``. MUC's own rules (visitors in moderated rooms, ``allow_visitor_*``) run after
+    the handlers, so a moderation extension's more specific error wins.
+    """
+
+    room: "Room"
+    speaker: JID  # the member's bare JID
+    occupant: "Occupant | None"  # None: not in the room (an affiliated member, an invitee declining)
+    role: Role  # its role, or the role it would get on entering
+    kind: SpeechKind
+    stanza: etree._Element | None = None  # what goes out, when there is one
+    recipient: "Occupant | None" = None  # PRIVATE: the occupant addressed
+    feature: str | None = None  # POST: the feature posting (e.g. "redpacket")
+
+
+@dataclass(slots=True)
+class RoleChangeRequest:
+    """Before a role changes: a moderator's request (§8.3-§8.6 voice, §9.6/§9.7 moderator status,
+    ``actor`` set), or the role an affiliation change would give (``implicit``, ``actor`` the
+    admin or None). Raise ``StanzaError`` to refuse an explicit request (nothing of the request
+    is applied); for an implicit change a handler may lower ``new`` instead (e.g. keep a muted
+    member a visitor)."""
+
+    room: "Room"
+    occupant: "Occupant"
+    old: Role
+    new: Role
+    actor: JID | None
+    implicit: bool = False
+
+
 PRE_JOIN: Hook[PreJoin] = Hook("muc/pre-join")
+SPEECH: Hook[Speech] = Hook("muc/speech")
+ROLE_CHANGE_REQUEST: Hook[RoleChangeRequest] = Hook("muc/role-change-request")
 GROUPCHAT_BEFORE_BROADCAST: Hook[GroupchatBeforeBroadcast] = Hook("muc/groupchat-before-broadcast")
 OCCUPANT_ROLE_CHANGED: Hook[OccupantRoleChanged] = Hook("muc/occupant-role-changed")
 AFFILIATION_CHANGED: Hook[AffiliationChanged] = Hook("muc/affiliation-changed")
@@ -132,7 +186,7 @@ class RoomEvents(HookChains):
 
 
 __all__: list[Any] = [
-    "PRE_JOIN", "GROUPCHAT_BEFORE_BROADCAST", "OCCUPANT_ROLE_CHANGED", "AFFILIATION_CHANGED",
+    "PRE_JOIN", "SPEECH", "ROLE_CHANGE_REQUEST", "Speech", "SpeechKind", "RoleChangeRequest", "GROUPCHAT_BEFORE_BROADCAST", "OCCUPANT_ROLE_CHANGED", "AFFILIATION_CHANGED",
     "ROOM_DISCO_INFO", "CONFIG_FORM", "ROOM_DESTROYED", "PRIVATE_MESSAGE", "RoomEvents",
     "PreJoin", "GroupchatBeforeBroadcast", "OccupantRoleChanged", "AffiliationChanged",
     "RoomDiscoInfo", "ConfigForm", "RoomDestroyed", "PrivateMessage",

@@ -46,6 +46,7 @@ from .const import (
     q,
 )
 from .history import History, parse_request
+from .invitations import PendingInvitations
 from .occupants import Occupant, Occupants
 from .repository import StoredAffiliation, StoredRoom, StoredSubscription
 from .subscriptions import Subscription, wrap
@@ -56,6 +57,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _ITEM = q(MUC_USER, "item")
 _STANZA_ID = q(SID, "stanza-id")
+# Presence children that say nothing to others (availability, capabilities, avatar hash, idle
+# time); anything else — status text, a XEP-0172 nick, unknown payloads — is speech (kind STATUS).
+_PRESENCE_SIGNALS = frozenset((
+    C.SHOW, f"{{{ns.CLIENT}}}priority", q("http://jabber.org/protocol/caps", "c"), q("vcard-temp:x:update", "x"),
+    q("urn:xmpp:idle:1", "idle"), q(ns.DELAY, "delay"), X_MUC, X_USER,
+))
+Speak = E.SpeechKind
 
 
 class Room:
@@ -74,6 +82,8 @@ class Room:
         self.history = History(config.history_length)
         self.locked = False  # §10.1.1: a new room is locked until its owner configures it
         self.destroyed = False
+        o = service.options
+        self.invitations = PendingInvitations(o.max_pending_invitations, o.invitation_ttl, service.now)
 
     # ================================================================ public API (extensions)
 
@@ -102,6 +112,30 @@ class Room:
     async def set_affiliation(self, jid: JID, aff: Affiliation, *, actor: JID | None = None, reason: str | None = None, nick: str | None = None) -> None:
         """Change a user's affiliation (stored when the room is persistent); no permission check."""
         await self._apply_affiliation(jid.bare, aff, actor, reason, nick)
+
+    async def may_speak(self, speaker: JID, kind: E.SpeechKind, *, stanza: etree._Element | None = None,
+                        recipient: Occupant | None = None, feature: str | None = None, role: Role | None = None) -> None:
+        """The speech gate (``events.Speech``): raises ``StanzaError`` when ``speaker`` (a full JID
+        in the room, or a member's bare JID) may not put this ``kind`` of content in front of others.
+
+        Features posting into the room on a member's behalf call it with ``Speak.POST`` *before*
+        acting (a red packet debits nothing when refused)."""
+        occ = self.occupants.of_jid(speaker) if speaker.resource is not None else self.occupants.of_bare(speaker)
+        if role is None:
+            role = occ.role if occ is not None else default_role(self.affiliation(speaker), self.config.moderated)
+        ev = E.Speech(self, speaker.bare, occ, role, kind, stanza, recipient, feature)
+        events = self.service.events
+        if events.has(E.SPEECH) and await events.run(E.SPEECH, ev) is Flow.STOP:
+            raise StanzaError(Condition.FORBIDDEN, "you may not speak in this room now")
+        cfg = self.config
+        if kind in (Speak.GROUPCHAT, Speak.POST) and role.rank < Role.PARTICIPANT.rank:
+            raise StanzaError(Condition.FORBIDDEN, "visitors may not speak in this moderated room; request voice")
+        if kind is Speak.SUBJECT and not (role is Role.MODERATOR or (cfg.change_subject and role is Role.PARTICIPANT)):
+            raise StanzaError(Condition.FORBIDDEN, "you may not change the subject of this room")
+        if kind is Speak.NICK and role is Role.VISITOR and not cfg.allow_visitor_nickchange:
+            raise StanzaError(Condition.NOT_ALLOWED, "visitors may not change their nick in this room")
+        if kind is Speak.STATUS and role is Role.VISITOR and not cfg.allow_visitor_status:
+            raise StanzaError(Condition.FORBIDDEN, "this room does not show visitors' status text")
 
     async def send_notice(self, body: str | None = None, *, children: Iterable[etree._Element] = (), lang: str | None = None) -> None:
         """A server-authored groupchat message from the room's bare JID to every occupant and subscriber
@@ -281,7 +315,7 @@ class Room:
         src = _presence_source(stanza)
         if current is not None:
             if current.nick == nick:
-                current.sessions[full] = src  # status/show change (§7.7)
+                current.sessions[full] = await self._relayable(full, src)  # status/show change (§7.7)
                 await self._broadcast_presence(current, source=src)
                 return
             await self._change_nick(current, full, nick, src)
@@ -313,6 +347,7 @@ class Room:
             if await self.service.events.run(E.PRE_JOIN, pj) is Flow.STOP:
                 raise StanzaError(Condition.NOT_ALLOWED, "you may not enter this room")
             role = pj.role
+        src = await self._relayable(full, src, role)
         created = self.service.take_created(self)
         occ = existing or Occupant(nick, bare, role)
         # Existing occupants' presence first (§7.2.3), then ours to everybody, then history and subject.
@@ -349,16 +384,33 @@ class Room:
         self.check_nick_free(nick, occ.bare)
         if self.occupants.get(nick) is not None:
             raise StanzaError(Condition.CONFLICT, f"the nick {nick!r} is in use in this room")
+        await self.may_speak(full, Speak.NICK)
+        src = await self._relayable(full, src)
         await self._broadcast_presence(occ, type="unavailable", codes=[C.S_NEW_NICK], new_nick=nick)
         self.occupants.rename(occ, nick)
         occ.sessions[full] = src
         await self._broadcast_presence(occ, source=src)
+
+    async def _relayable(self, full: JID, src: etree._Element, role: Role | None = None) -> etree._Element:
+        """``src`` as the room may relay it: its content (status text ...) only if the speech gate
+        lets ``full`` show it (kind STATUS); availability and capabilities always."""
+        if all(child.tag in _PRESENCE_SIGNALS for child in src):
+            return src
+        try:
+            await self.may_speak(full, Speak.STATUS, stanza=src, role=role)
+        except StanzaError:
+            for child in list(src):
+                if child.tag not in _PRESENCE_SIGNALS:
+                    src.remove(child)
+        return src
 
     async def leave(self, full: JID, stanza: etree._Element | None) -> None:
         occ = self.occupants.of_jid(full)
         if occ is None:
             return
         src = _presence_source(stanza) if stanza is not None else None
+        if src is not None:
+            src = await self._relayable(full, src)
         if len(occ.sessions) > 1:
             self.occupants.remove_session(full)
             self.service.unindex(full, self)
@@ -405,10 +457,10 @@ class Room:
         body = stanza.find(BODY)
         subject = stanza.find(SUBJECT)
         if subject is not None and body is None:
+            await self.may_speak(r.from_jid, Speak.SUBJECT, stanza=stanza)
             await self._change_subject(occ, r.from_jid, subject.text or "", stanza)
             return
-        if occ.role.rank < Role.PARTICIPANT.rank:
-            raise StanzaError(Condition.FORBIDDEN, "visitors may not speak in this moderated room; request voice")
+        await self.may_speak(r.from_jid, Speak.GROUPCHAT, stanza=stanza)
         out = etree.Element(ns.MESSAGE, {"from": f"{self.jid_s}/{occ.nick}", "type": "groupchat"}, nsmap={None: ns.CLIENT})
         if stanza.get("id") is not None:
             out.set("id", stanza.get("id"))  # type: ignore[arg-type]
@@ -427,9 +479,7 @@ class Room:
         await self.notify(NODE_MESSAGES, out, sid)
 
     async def _change_subject(self, occ: Occupant, full: JID, text: str, stanza: etree._Element) -> None:
-        """§8.1: moderators, or participants when the room allows it."""
-        if not (occ.role is Role.MODERATOR or (self.config.change_subject and occ.role is Role.PARTICIPANT)):
-            raise StanzaError(Condition.FORBIDDEN, "you may not change the subject of this room")
+        """§8.1: moderators, or participants when the room allows it (checked by the speech gate)."""
         self.subject, self.subject_nick = text, occ.nick
         out = etree.Element(ns.MESSAGE, {"from": f"{self.jid_s}/{occ.nick}", "type": "groupchat", "id": stanza.get("id") or self.service.new_id()}, nsmap={None: ns.CLIENT})
         etree.SubElement(out, SUBJECT).text = text
@@ -447,6 +497,7 @@ class Room:
         target = self.occupants.get(nick)
         if target is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"no occupant with the nick {nick!r}")
+        await self.may_speak(r.from_jid, Speak.PRIVATE, stanza=r.stanza, recipient=target)
         out = etree.Element(ns.MESSAGE, {"from": f"{self.jid_s}/{sender.nick}", "type": typ}, nsmap={None: ns.CLIENT})
         if r.stanza.get("id") is not None:
             out.set("id", r.stanza.get("id"))  # type: ignore[arg-type]
@@ -478,32 +529,82 @@ class Room:
         raise StanzaError(Condition.BAD_REQUEST, "send groupchat messages to the room, or private messages to room/nick")
 
     async def _invitations(self, r: Routed, x: etree._Element) -> None:
-        """§7.8.2 mediated invitations and §7.8.3 declines."""
-        full = r.from_jid
-        svc = self.service
-        for decline in x.findall(q(MUC_USER, "decline")):
-            to = _jid_attr(decline, "to")
-            out = etree.Element(ns.MESSAGE, {"from": self.jid_s, "to": str(to), "id": svc.new_id()}, nsmap={None: ns.CLIENT})
-            ux = etree.SubElement(out, X_USER, nsmap={None: MUC_USER})
-            d = etree.SubElement(ux, q(MUC_USER, "decline"), {"from": str(full.bare)})
-            reason = decline.findtext(q(MUC_USER, "reason"))
-            if reason:
-                etree.SubElement(d, q(MUC_USER, "reason")).text = reason
-            await svc.ctx.send(out)
+        """§7.8.2 mediated invitations and §7.8.3 declines (a message does one or the other)."""
         invites = x.findall(q(MUC_USER, "invite"))
-        if not invites:
-            return
+        declines = x.findall(q(MUC_USER, "decline"))
+        if invites and declines:
+            raise StanzaError(Condition.BAD_REQUEST, "a message either invites or declines, not both")
+        if declines:
+            await self._decline(r.from_jid, declines)
+        else:
+            await self._invite(r.from_jid, invites)
+
+    def _count_invitations(self, full: JID, n: int) -> None:
+        """Invitations and declines per sender (``[muc] invite_rate`` per ``invite_window``)."""
+        rate, key = self.service.invite_rate, str(full.bare)
+        if not rate.allows(key, n):
+            raise StanzaError(Condition.POLICY_VIOLATION, f"you sent too many invitations or declines; at most "
+                              f"{rate.limit} every {rate.window:g} seconds")
+        rate.add_many(key, n)
+
+    async def _blocked(self, owner: JID, other: JID) -> bool:
+        """Has the local account ``owner`` blocked ``other`` (XEP-0191)? What the room relays on a
+        user's behalf obeys the recipient's blocklist as the user's own message would."""
+        ctx = self.service.ctx
+        if owner.local is None or owner.domain != ctx.domain or not ctx.has_feature("blocking"):
+            return False
+        return bool(await ctx.feature("blocking").is_blocked(owner.bare, other))
+
+    async def _decline(self, full: JID, declines: list[etree._Element]) -> None:
+        """§7.8.3: only an invitee with a pending invitation declines it, once, one per message."""
+        if len(declines) != 1:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, "decline one invitation per message")
+        decline = declines[0]
+        to = _jid_attr(decline, "to")
+        self._count_invitations(full, 1)
+        reason = decline.findtext(q(MUC_USER, "reason"))
+        if not self.invitations.pending(full.bare, to.bare):
+            raise StanzaError(Condition.NOT_ACCEPTABLE, f"you have no pending invitation from {to.bare} to this room")
+        await self.may_speak(full, Speak.DECLINE, stanza=decline)
+        self.invitations.take(full.bare, to.bare)
+        if await self._blocked(to, full):
+            raise StanzaError(Condition.SERVICE_UNAVAILABLE, "the inviter is not available")
+        svc = self.service
+        out = etree.Element(ns.MESSAGE, {"from": self.jid_s, "to": str(to), "id": svc.new_id()}, nsmap={None: ns.CLIENT})
+        ux = etree.SubElement(out, X_USER, nsmap={None: MUC_USER})
+        d = etree.SubElement(ux, q(MUC_USER, "decline"), {"from": str(full.bare)})
+        if reason:
+            etree.SubElement(d, q(MUC_USER, "reason")).text = reason
+        await svc.ctx.send(out)
+
+    async def _invite(self, full: JID, invites: list[etree._Element]) -> None:
+        """§7.8.2: occupants invite (per the room's rules), a few per message, each invitee remembered
+        so that only it may decline; everything is checked before anything is sent."""
+        svc = self.service
         occ = self.occupants.of_jid(full)
         if occ is None:
             raise StanzaError(Condition.NOT_ACCEPTABLE, "only occupants may invite")
         aff = self.affiliation(full)
         if self.config.members_only and not self.config.allow_invites and aff.rank < Affiliation.ADMIN.rank:
             raise StanzaError(Condition.FORBIDDEN, "only admins and owners may invite to this members-only room")
+        most = svc.options.max_invites_per_message
+        if len(invites) > most:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, f"invite at most {most} people per message")
+        plan: dict[JID, etree._Element] = {}
         for inv in invites:
             to = _jid_attr(inv, "to").bare
+            if to == full.bare:
+                raise StanzaError(Condition.BAD_REQUEST, "you can't invite yourself")
+            if self.config.members_only and self.affiliation(to) is Affiliation.OUTCAST:
+                raise StanzaError(Condition.FORBIDDEN, f"{to} is banned from this room")
+            plan.setdefault(to, inv)
+        self._count_invitations(full, len(plan))
+        await self.may_speak(full, Speak.INVITE, stanza=invites[0].getparent())
+        for to in plan:
+            if await self._blocked(to, full):
+                raise StanzaError(Condition.SERVICE_UNAVAILABLE, f"{to} is not available")
+        for to, inv in plan.items():
             if self.config.members_only and self.affiliation(to).rank < Affiliation.MEMBER.rank:
-                if self.affiliation(to) is Affiliation.OUTCAST:
-                    raise StanzaError(Condition.FORBIDDEN, f"{to} is banned from this room")
                 await self._apply_affiliation(to, Affiliation.MEMBER, full, None, None)
             out = etree.Element(ns.MESSAGE, {"from": self.jid_s, "to": str(to), "id": svc.new_id()}, nsmap={None: ns.CLIENT})
             reason = inv.findtext(q(MUC_USER, "reason"))
@@ -514,6 +615,7 @@ class Room:
             if self.config.password:
                 etree.SubElement(ux, q(MUC_USER, "password")).text = self.config.password
             etree.SubElement(out, BODY).text = f"{full.bare} invites you to the room {self.jid_s}" + (f": {reason}" if reason else "")
+            self.invitations.add(to, full)
             await svc.ctx.send(out)
 
     async def _voice(self, r: Routed, form: Form) -> None:
@@ -533,6 +635,7 @@ class Room:
                 raise StanzaError(Condition.ITEM_NOT_FOUND, f"no occupant with the nick {nick!r}")
             if allow and target.role is Role.VISITOR:
                 check_role_change(occ.role, self.affiliation(full), self.affiliation(target.bare), target.role, Role.PARTICIPANT)
+                await self._ask_role_change(target, Role.PARTICIPANT, full)
                 await self._apply_role(target, Role.PARTICIPANT, full, None)
             return
         if occ.role is not Role.VISITOR:
@@ -552,6 +655,15 @@ class Room:
                     await self.service.ctx.send(m)
 
     # ================================================================ roles and affiliations
+
+    async def _ask_role_change(self, occ: Occupant, new: Role, actor: JID | None, *, implicit: bool = False) -> Role:
+        """``events.RoleChangeRequest``: extensions (mute's hierarchy) may refuse a moderator's role
+        change, or lower the role an affiliation change gives; returns the role to apply."""
+        if new is occ.role or not self.service.events.has(E.ROLE_CHANGE_REQUEST):
+            return new
+        ev = E.RoleChangeRequest(self, occ, occ.role, new, actor, implicit)
+        await self.service.events.run(E.ROLE_CHANGE_REQUEST, ev)
+        return ev.new if implicit else new
 
     async def _apply_role(self, occ: Occupant, role: Role, actor: JID | None, reason: str | None) -> None:
         old = occ.role
@@ -581,10 +693,9 @@ class Room:
                 await self._remove(occ, [C.S_BANNED if aff is Affiliation.OUTCAST else C.S_AFFILIATION_REMOVED], actor, reason)
         elif occ is not None:
             new_role = default_role(aff, self.config.moderated)
-            if aff.rank < Affiliation.ADMIN.rank and occ.role is Role.MODERATOR and old.rank >= Affiliation.ADMIN.rank:
-                occ.role = new_role
-            elif new_role.rank > occ.role.rank:
-                occ.role = new_role
+            if (aff.rank < Affiliation.ADMIN.rank and occ.role is Role.MODERATOR and old.rank >= Affiliation.ADMIN.rank
+                    or new_role.rank > occ.role.rank):
+                occ.role = await self._ask_role_change(occ, new_role, actor, implicit=True)
             await self._broadcast_presence(occ, actor=actor, reason=reason)
         if old is not aff:
             item = etree.Element(ns.MESSAGE, {"from": self.jid_s}, nsmap={None: ns.CLIENT})
@@ -677,6 +788,7 @@ class Room:
                 check_role_change(actor_role, actor_aff, self.affiliation(occ.bare), occ.role, role)
                 if role is Role.PARTICIPANT and self.affiliation(occ.bare) is Affiliation.OUTCAST:
                     raise StanzaError(Condition.NOT_ALLOWED, "an outcast can't get voice")
+                await self._ask_role_change(occ, role, full)
                 plan.append(("role", occ, role, reason, None))
             else:
                 raise StanzaError(Condition.BAD_REQUEST, "an item names a role or an affiliation")

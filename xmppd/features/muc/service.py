@@ -31,6 +31,7 @@ from . import subscriptions as S
 from .affiliations import Affiliation, Role
 from .config_form import RoomConfig
 from .events import ROOM_DISCO_INFO, RoomDiscoInfo, RoomEvents
+from .invitations import SenderRate
 from .repository import MucRepository, SqlMucRepository, StoredAffiliation
 from .room import Room
 
@@ -51,6 +52,11 @@ class MucOptions:
     history_length: int = 20  # default messages of history sent on join
     max_history_length: int = 100
     persistent_by_default: bool = False
+    max_invites_per_message: int = 5  # <invite/> elements in one message (XEP-0045 §7.8.2); a decline is always one
+    invite_rate: int = 20  # invitations plus declines one user may send in invite_window (all rooms together)
+    invite_window: float = 60.0  # seconds
+    max_pending_invitations: int = 1000  # per room: invitations remembered so that only invitees may decline
+    invitation_ttl: float = 86400.0  # seconds an invitation can be declined
 
 
 class MucService:
@@ -71,6 +77,8 @@ class MucService:
         self._pending: dict[str, tuple[str, str | None, str]] = {}
         # Predicates "is this room's discussion logged?" (e.g. the XEP-0313 archive); see Muc.add_logger.
         self.loggers: list[Callable[[Room], bool]] = []
+        o = self.options
+        self.invite_rate = SenderRate(o.invite_rate, o.invite_window, clock=self.ctx.clock.now)
 
     def logged(self, room: Room) -> bool:
         """Whether anything records this room's discussion (XEP-0045 status codes 170/171)."""
@@ -447,6 +455,11 @@ class Muc(Feature):
     migrations = str(__import__("pathlib").Path(__file__).parent / "migrations")
 
     async def setup(self) -> None:
+        o = self.options
+        if (o.max_invites_per_message < 1 or o.invite_rate < 1 or o.invite_window <= 0 or o.max_pending_invitations < 1
+                or o.invitation_ttl <= 0):
+            raise ValueError("muc: max_invites_per_message, invite_rate, invite_window, max_pending_invitations and "
+                             "invitation_ttl must be positive")
         domain = self.options.domain or f"conference.{self.ctx.domain}"
         self.domain = domain
         self.service = MucService(self, domain, SqlMucRepository(self.ctx.db))
