@@ -1,18 +1,21 @@
 """xmppd: an asyncio XMPP server for WeChat-style messaging apps."""
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="xmppd",
     version="0.1.0",
     description="An asyncio XMPP server with red packets, customer service and group mute",
     python_requires=">=3.11",
-    packages=find_packages(include=["xmppd", "xmppd.*"])
+    # Namespace packages too: the migrations folders hold modules without an __init__.py, and
+    # listing them as packages is what ships them (setuptools warns about each one otherwise).
+    packages=find_namespace_packages(include=["xmppd", "xmppd.*"], exclude=["*.__pycache__"])
     + ["xmppd_extensions"]
-    + ["xmppd_extensions." + p for p in find_packages("extensions")],
+    + ["xmppd_extensions." + p for p in find_namespace_packages("extensions", exclude=["*.__pycache__"])],
     # The folder is extensions/; the import name is xmppd_extensions so that it
     # cannot clash with any other top-level package called "extensions".
     package_dir={"xmppd_extensions": "extensions"},
-    package_data={"xmppd": ["default.toml", "storage/migrations/script.py.mako", "storage/migrations/versions/*.py", "features/*/migrations/*.py", "locale/*.toml", "features/*/locale/*.toml"], "xmppd_extensions": ["*/migrations/*.py", "*/locale/*.toml"]},
+    package_data={"xmppd": ["default.toml", "storage/migrations/script.py.mako", "locale/*.toml", "features/*/locale/*.toml"],
+                  "xmppd_extensions": ["*/locale/*.toml"]},
     include_package_data=True,
     install_requires=[
         "lxml>=5.0",  # stream parsing and serialisation (C speed, pull parser)

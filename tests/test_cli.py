@@ -200,3 +200,32 @@ async def test_xmppd_serves_on_port_0_and_shuts_down_gracefully(tmp_path, sig):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_xmppctl_from_another_directory_creates_no_database_and_says_where_it_looked(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = subprocess.run([str(BIN / "xmppctl"), "user", "list"], capture_output=True, text=True, timeout=60, cwd=elsewhere)
+    assert r.returncode == 1, r.stdout + r.stderr
+    db = (elsewhere / "data" / "xmppd.db").resolve()
+    assert f"there is no database at {db}" in r.stderr
+    assert "default.toml" in r.stderr  # which configuration was used: the packaged copy
+    assert not (elsewhere / "data").exists()
+    assert "Traceback" not in r.stderr
+
+
+def test_xmppctl_names_the_configuration_and_the_database(tmp_path):
+    r = ctl(tmp_path, "user", "add", "alice@localhost", "--password", PASSWORD)
+    db = (tmp_path / "data" / "xmppd.db").resolve()
+    assert r.returncode == 0 and f"creating a new database at {db}" in r.stderr
+    r = ctl(tmp_path, "user", "list")
+    assert r.stdout.split() == ["alice@localhost"]
+    assert f"database {db}" in r.stderr and "creating" not in r.stderr
+    r = ctl(tmp_path, "check")
+    assert f"database {db}" in r.stdout
+
+
+def test_user_list_on_an_empty_database_says_so(tmp_path):
+    ctl(tmp_path, "db", "upgrade")
+    r = ctl(tmp_path, "user", "list")
+    assert r.returncode == 0 and r.stdout == "" and "no accounts" in r.stderr

@@ -119,19 +119,49 @@ async def _serve(cfg: Config, classes: dict[str, type[Feature]]) -> int:
 
 
 class Ctl:
-    """What an xmppctl verb gets: the configuration and, on demand, storage."""
+    """What an xmppctl verb gets: the configuration and, on demand, storage.
 
-    def __init__(self, cfg: Config, classes: dict[str, type[Feature]]) -> None:
+    A verb that only reads (``set_defaults(readonly=True)``) never creates a database: on the
+    embedded default, a missing database file is an error naming the configuration and the path,
+    not a new empty database (running xmppctl from another directory must not look like an empty
+    server). Every verb that opens storage says on stderr which configuration and database it uses.
+    """
+
+    def __init__(self, cfg: Config, classes: dict[str, type[Feature]], *, readonly: bool = False) -> None:
         self.config = cfg
         self.classes = classes
+        self.readonly = readonly
         self._db: Any = None
+
+    def describe_storage(self) -> str:
+        from .storage.engine import redact_url
+
+        if self.config.is_embedded_storage:
+            return f"database {self.embedded_path()}"
+        return f"database {redact_url(self.config.storage_url)}"
+
+    def describe_source(self) -> str:
+        source = Path(self.config.source)
+        return str(source.resolve()) if source.exists() else self.config.source
+
+    def embedded_path(self) -> Path:
+        return (self.config.data_dir / "xmppd.db").resolve()
 
     async def db(self, *, upgrade_embedded: bool = True) -> Any:
         from .storage import migrations
         from .storage.engine import Database
 
         if self._db is None:
-            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            print(f"xmppctl: configuration {self.describe_source()}; {self.describe_storage()}", file=sys.stderr)
+            if self.config.is_embedded_storage and not self.embedded_path().exists():
+                if self.readonly:
+                    raise CtlError(
+                        f"there is no database at {self.embedded_path()}: this command only reads, so it creates none "
+                        f"(run it where xmppd runs, or give --config FILE or --set server.data_dir=DIR)"
+                    )
+                print(f"xmppctl: creating a new database at {self.embedded_path()}", file=sys.stderr)
+            if not self.readonly:
+                self.config.data_dir.mkdir(parents=True, exist_ok=True)
             self._db = Database.from_url(self.config.storage_url)
             auto = self.config.storage.auto_upgrade
             if auto is None:
@@ -238,9 +268,12 @@ async def _user_passwd(ctl: Ctl, args: argparse.Namespace) -> int:
 
 async def _user_list(ctl: Ctl, args: argparse.Namespace) -> int:
     svc = await ctl.accounts()
-    for account in await svc.repo.list(args.domain):
+    accounts = await svc.repo.list(args.domain)
+    for account in accounts:
         flag = "  (disabled)" if account.disabled else ""
         print(f"{account.username}@{account.domain}{flag}")
+    if not accounts:
+        print("xmppctl: no accounts" + (f" on {args.domain}" if args.domain else ""), file=sys.stderr)
     return 0
 
 
@@ -276,7 +309,7 @@ async def _check(ctl: Ctl, args: argparse.Namespace) -> int:
         finally:
             await db.dispose()
     features = ", ".join(c.name for c in order(ctl.classes, cfg.features.disabled))
-    print(f"configuration {cfg.source} is valid; domain {cfg.server.domain}; features: {features}")
+    print(f"configuration {cfg.source} is valid; domain {cfg.server.domain}; {ctl.describe_storage()}; features: {features}")
     return 0
 
 
@@ -299,7 +332,7 @@ def xmppctl_parser(classes: dict[str, type[Feature]]) -> argparse.ArgumentParser
     p.set_defaults(func=_user_passwd)
     p = user.add_parser("list", help="list accounts")
     p.add_argument("domain", nargs="?")
-    p.set_defaults(func=_user_list)
+    p.set_defaults(func=_user_list, readonly=True)
 
     db = sub.add_parser("db", help="storage: upgrade").add_subparsers(dest="verb", metavar="VERB", required=True)
     db.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
@@ -325,7 +358,7 @@ def xmppctl_main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     async def main() -> int:
-        ctl = Ctl(cfg, classes)
+        ctl = Ctl(cfg, classes, readonly=getattr(args, "readonly", False))
         try:
             return await args.func(ctl, args)
         except CtlError as exc:

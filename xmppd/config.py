@@ -15,13 +15,80 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from .usernames import DEFAULT_RESERVED_NAMES
 
 
 class ConfigError(Exception):
     """A configuration problem, described in one line that names the key."""
+
+
+# ------------------------------------------------------------------------ declared bounds
+#
+# Every number and every enumerated string an option takes declares what it accepts, on the
+# field's type: ``max_amount: PositiveInt = 20000`` or ``mode: Annotated[str, OneOf("a", "b")]``.
+# ``build`` checks them while it reads the file and the ``--set`` overrides, so ``xmppctl check``
+# and start-up refuse the same values with the same one line (and a test fails any numeric option
+# that declares no bound). Rules that relate several keys stay in the options' ``__post_init__``,
+# raising ValueError with a text that names the keys; ``build`` turns that into a ConfigError.
+
+
+@dataclass(frozen=True, slots=True)
+class AtLeast:
+    bound: float
+
+    def problem(self, value: Any) -> str | None:
+        return None if value >= self.bound else f"must be at least {_num(self.bound)}"
+
+
+@dataclass(frozen=True, slots=True)
+class MoreThan:
+    bound: float
+
+    def problem(self, value: Any) -> str | None:
+        return None if value > self.bound else f"must be more than {_num(self.bound)}"
+
+
+@dataclass(frozen=True, slots=True)
+class AtMost:
+    bound: float
+
+    def problem(self, value: Any) -> str | None:
+        return None if value <= self.bound else f"must be at most {_num(self.bound)}"
+
+
+@dataclass(frozen=True, slots=True)
+class OneOf:
+    choices: tuple[Any, ...]
+
+    def __init__(self, *choices: Any) -> None:
+        object.__setattr__(self, "choices", choices)
+
+    def problem(self, value: Any) -> str | None:
+        if value in self.choices:
+            return None
+        names = [repr(c) if isinstance(c, str) else str(c) for c in self.choices]
+        return "must be " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
+
+
+Constraint = AtLeast | MoreThan | AtMost | OneOf
+
+PositiveInt = Annotated[int, AtLeast(1)]
+NonNegativeInt = Annotated[int, AtLeast(0)]
+Positive = Annotated[float, MoreThan(0)]  # a duration or rate that must not be zero
+NonNegative = Annotated[float, AtLeast(0)]  # 0 usually turns the thing off
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def constraints_of(tp: Any) -> tuple[Constraint, ...]:
+    """The bounds declared on an option's type (empty when none)."""
+    if typing.get_origin(tp) is Annotated:
+        return tuple(m for m in tp.__metadata__ if isinstance(m, Constraint))
+    return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,18 +293,29 @@ def build(raw: Mapping[str, Any], feature_sections: Mapping[str, type], override
 
 def make_options(cls: type, values: Mapping[str, Any], section: str) -> Any:
     """Build a frozen options dataclass from a table, checking names and types."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
         if key not in names:
             raise ConfigError(f"unknown key {section}.{key} (known: {', '.join(sorted(names))})")
         kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # a rule across keys, from the options' __post_init__
+        text = str(exc)
+        raise ConfigError(text if text.startswith(f"{section}.") or text.startswith(f"{section}:") else f"[{section}] {text}") from None
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        result = _coerce(value, tp.__origin__, key)
+        for c in constraints_of(tp):
+            problem = c.problem(result)
+            if problem:
+                raise ConfigError(f"{key} {problem}, not {value!r}")
+        return result
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:

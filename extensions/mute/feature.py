@@ -38,6 +38,7 @@ from typing import Any
 
 from lxml import etree
 
+from xmppd.config import Positive, PositiveInt
 from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
@@ -76,11 +77,11 @@ _DURATIONS = (("300", "5 minutes"), ("600", "10 minutes"), ("3600", "1 hour"), (
 
 @dataclass(frozen=True, slots=True)
 class MuteOptions:
-    max_seconds: int = 2592000  # longest timed mute (30 days); longer requests are refused
+    max_seconds: PositiveInt = 2592000  # longest timed mute (30 days); longer requests are refused
     allow_open_ended: bool = True  # a mute without 'seconds' lasts until lifted
     default_lang: str = "en"  # notices when neither the room nor the actor names a language
-    audit_page_max: int = 100  # most audit entries in one answer
-    timer_tick: float = 60.0  # longest sleep of the expiry task, seconds (it also wakes on new mutes)
+    audit_page_max: PositiveInt = 100  # most audit entries in one answer
+    timer_tick: Positive = 60.0  # longest sleep of the expiry task, seconds (it also wakes on new mutes)
 
 
 def _now_dt(ts: float) -> datetime:
@@ -121,9 +122,6 @@ class MuteFeature(Feature):
     # ================================================================== lifecycle
 
     async def setup(self) -> None:
-        o = self.options
-        if o.max_seconds < 1 or o.timer_tick <= 0 or o.audit_page_max < 1:
-            raise ValueError("mute: max_seconds, timer_tick and audit_page_max must be positive")
         self.repo = SqlMuteRepository(self.ctx.db)
         self.muc = self.ctx.feature("muc")
         self.muc_domain: str = self.muc.domain

@@ -8,12 +8,12 @@ integer minor units by the configured precision, never through floating point.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from xmppd.features.adhoc import Command, Execution, Field, Form, FormError, Note, Result
 from xmppd.jid import JID
 
+from .money import parse_amount
 from .repository import InsufficientFunds, PacketNotFound
 
 if TYPE_CHECKING:
@@ -22,30 +22,6 @@ if TYPE_CHECKING:
 NS = "urn:xmppd:redpacket:0"
 FORM_TYPE = f"{NS}#admin"
 TOPUP, ADJUST, PACKET, REFUND, AUDIT = (f"{NS}#{n}" for n in ("topup", "adjust", "packet", "refund", "audit"))
-MAX_DIGITS = 12  # integer digits of an amount: far beyond any wallet, well inside a BIGINT
-
-_AMOUNT = re.compile(r"([+-]?)(\d+)(?:\.(\d+))?")
-
-
-def parse_amount(text: str, precision: int, *, signed: bool = False) -> int:
-    """``'12.34'`` → 1234 minor units (precision 2); ValueError with the reason otherwise."""
-    m = _AMOUNT.fullmatch(text.strip().replace(",", "")) if text else None
-    if m is None:
-        unit = "1" if precision == 0 else "12." + "3456"[:precision]
-        raise ValueError(f"{text!r} is not an amount (write it like {'-' if signed else ''}{unit})")
-    sign, whole, frac = m.group(1), m.group(2), m.group(3) or ""
-    if sign and not signed:
-        raise ValueError("give a positive amount, without a sign")
-    if len(frac) > precision:
-        raise ValueError(f"at most {precision} digits after the decimal point" if precision else "a whole number, no decimals")
-    if len(whole.lstrip("0")) > MAX_DIGITS:
-        raise ValueError("that amount is too large")
-    minor = int(whole) * 10**precision + (int(frac.ljust(precision, "0")) if precision else 0)
-    if minor == 0:
-        raise ValueError("the amount must not be zero")
-    return -minor if sign == "-" else minor
-
-
 def _form(title: str, instructions: str, *fields: Field) -> Form:
     return Form("form", title, (instructions,), (Field("FORM_TYPE", "hidden", values=(FORM_TYPE,)), *fields))
 

@@ -15,10 +15,11 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 from lxml import etree
 
+from xmppd.config import AtLeast, AtMost, Positive, PositiveInt
 from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest
 from xmppd.core.feature import Feature, hook, iq_handler
@@ -70,14 +71,14 @@ CARDS_KEPT = 10000
 @dataclass(frozen=True, slots=True)
 class RedPacketOptions:
     currency: str = "CNY"  # ISO 4217 code shown to clients
-    precision: int = 2  # digits of the minor unit (2: amounts are fen)
-    max_amount: int = 20000  # largest packet total, in minor units
-    max_count: int = 100  # most shares in one packet
-    max_greeting: int = 64  # longest greeting, in characters
+    precision: Annotated[int, AtLeast(0), AtMost(4)] = 2  # digits of the minor unit (2: amounts are fen)
+    max_amount: PositiveInt = 20000  # largest packet total, in minor units
+    max_count: PositiveInt = 100  # most shares in one packet
+    max_greeting: PositiveInt = 64  # longest greeting, in characters
     default_greeting: str = "恭喜发财，大吉大利"
-    expiry: float = 86400.0  # seconds until the unclaimed remainder is refunded
-    sweep_interval: float = 60.0  # longest pause of the expiry sweeper, seconds
-    page_max: int = 100  # most entries in one history or records page
+    expiry: Positive = 86400.0  # seconds until the unclaimed remainder is refunded
+    sweep_interval: Positive = 60.0  # longest pause of the expiry sweeper, seconds
+    page_max: PositiveInt = 100  # most entries in one history or records page
 
 
 class RoomDirectory(Protocol):
@@ -207,9 +208,6 @@ class RedPacket(Feature):
         self._cards: dict[str, Packet] = {}  # packet id -> packet as sent (see _card)
 
     async def setup(self) -> None:
-        o = self.options
-        if o.max_count < 1 or o.max_amount < 1 or o.expiry <= 0 or o.sweep_interval <= 0 or not 0 <= o.precision <= 4:
-            raise ValueError("redpacket: max_count, max_amount, expiry and sweep_interval must be positive, precision 0..4")
         self.repo = SqlRedPacketRepository(self.ctx.db)
         # The sweeper finds every due packet in storage, so after a restart it picks up where
         # the last process stopped; several processes may sweep: a refund happens once.

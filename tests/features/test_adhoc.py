@@ -22,7 +22,7 @@ from xmppd.jid import JID
 from xmppd.xml import ns
 from xmppd.xml.builder import element, iq_result, sub
 
-from ..helpers import add_user, make_config, slix, slix_close
+from ..helpers import add_user, make_config, running_server, slix, slix_close
 
 PLUGINS = ("xep_0030", "xep_0004", "xep_0050")
 SVC = "svc.localhost"
@@ -481,3 +481,19 @@ async def test_registration_is_undone(server):
     undo()
     undo()  # twice is harmless
     assert await adhoc.commands_for(requester, JID.parse("x@" + SVC)) == []
+
+
+async def test_every_user_can_run_the_ping_command_from_a_standard_client(tmp_path):
+    """XEP-0050 ad-hoc ping on the server, as Prosody offers it: a plain (non-admin) account
+    finds it in the server's command list and runs it."""
+    async with running_server(tmp_path) as srv:
+        alice = await slix(srv, await add_user(srv, "alice"), plugins=PLUGINS)
+        try:
+            listed = await alice.plugin["xep_0050"].get_commands(jid="localhost")
+            assert ("localhost", "ping", "Ping") in [tuple(i) for i in listed["disco_items"]["items"]]
+            done = await run(alice, "ping")
+            assert done.get("status") == "completed"
+            (kind, text), = notes(done)
+            assert kind == "info" and text.startswith("Pong\n")
+        finally:
+            await slix_close(alice)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
+from ..config import PositiveInt
 from ..core import hooks as H
 from ..core.feature import Feature, hook
 from ..core.hooks import Delivery, Flow
@@ -34,11 +35,7 @@ _KEY = "csi"
 @dataclass(frozen=True, slots=True)
 class CsiOptions:
     # Stanzas held per inactive session; beyond it everything held is delivered.
-    max_held: int = 500
-
-    def __post_init__(self) -> None:
-        if self.max_held < 1:
-            raise ValueError("csi.max_held must be at least 1")
+    max_held: PositiveInt = 500
 
 
 class _Held:

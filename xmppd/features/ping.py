@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from ..config import NonNegative, Positive
 from ..core.dispatch import IqRequest, Target
 from ..core.feature import Feature, iq_handler
 from ..errors import StreamErrorCondition
@@ -19,8 +20,8 @@ _PING = f"{{{ns.PING}}}ping"
 
 @dataclass(frozen=True, slots=True)
 class PingOptions:
-    idle: float = 120.0  # ping a client that sent nothing for this long (0 turns pinging off)
-    timeout: float = 30.0  # close it when the ping is not answered within this time
+    idle: NonNegative = 120.0  # ping a client that sent nothing for this long (0 turns pinging off)
+    timeout: Positive = 30.0  # close it when the ping is not answered within this time
 
 
 class Ping(Feature):

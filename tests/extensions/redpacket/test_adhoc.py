@@ -11,7 +11,8 @@ import pytest
 from slixmpp.exceptions import IqError
 
 from xmppd_extensions.redpacket import slixmpp_plugin
-from xmppd_extensions.redpacket.commands import ADJUST, AUDIT, FORM_TYPE, PACKET, REFUND, TOPUP, parse_amount
+from xmppd_extensions.redpacket.commands import ADJUST, AUDIT, FORM_TYPE, PACKET, REFUND, TOPUP
+from xmppd_extensions.redpacket.money import parse_amount
 
 from ...features.muc_support import PLUGINS as MUC_PLUGINS
 from ...features.muc_support import create, join

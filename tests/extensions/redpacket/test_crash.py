@@ -135,7 +135,7 @@ async def test_sigkill_during_grab_storm_then_restart_audit_holds(tmp_path, requ
         assert f"balances {100 * N} + unclaimed 0 = {100 * N}" in audit.stdout
         print("\n" + audit.stdout)
         balance = ctl(tmp_path, storage, "wallet", "balance", "alice@localhost")
-        assert balance.stdout.strip() == "alice@localhost: 0"
+        assert balance.stdout.strip() == "alice@localhost: 0.00 CNY"
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from lxml import etree
 
+from ...config import Positive, PositiveInt
 from ...core import hooks as H
 from ...core.dispatch import IqRequest, Target
 from ...core.feature import Feature, hook, iq_handler
@@ -34,9 +36,9 @@ _ACTIONS = ("execute", "next", "prev", "complete", "cancel")
 @dataclass(frozen=True, slots=True)
 class AdhocOptions:
     # Seconds an unfinished multi-stage command is kept without a request from its requester.
-    session_timeout: float = 600.0
+    session_timeout: Positive = 600.0
     # Unfinished command sessions one account may hold at once.
-    max_sessions_per_account: int = 10
+    max_sessions_per_account: PositiveInt = 10
 
 
 @dataclass(slots=True)
@@ -66,9 +68,6 @@ class Adhoc(Feature):
     Options = AdhocOptions
 
     async def setup(self) -> None:
-        o = self.options
-        if o.session_timeout <= 0:
-            raise ValueError("adhoc.session_timeout must be positive")
         self._commands: dict[JID, dict[str, Command]] = {}
         self._providers: dict[str, list[Provider]] = {}
         self._sessions: dict[str, _Session] = {}
@@ -76,6 +75,12 @@ class Adhoc(Feature):
         self._disco = self.ctx.feature("disco")
         self.ctx.on_teardown(self._disco.add_node(NS, self._disco_list, on_accounts=False))
         self.ctx.on_teardown(self._drop_handlers)
+        # Every account may run "ping" on the server (as Prosody's mod_ping offers it): the
+        # simplest proof, from any client, that ad-hoc commands work end to end.
+        self.ctx.on_teardown(self.register(Command("ping", "Ping", self._ping)))
+
+    async def _ping(self, ex: Execution) -> Note:
+        return Note(f"Pong\n{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}")
 
     # ================================================================== the extension API
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
+from ...config import PositiveInt
 from ...core import hooks as H
 from ...core.dispatch import NO_REPLY, IqRequest, Target
 from ...core.feature import Feature, hook, iq_handler
@@ -66,13 +67,9 @@ ChangeListener = Callable[[JID, frozenset[str], frozenset[str]], object]
 @dataclass(frozen=True, slots=True)
 class BlockingOptions:
     # JIDs one account may block.
-    max_items: int = 1000
+    max_items: PositiveInt = 1000
     # Accounts whose blocklist is kept in memory (least recently used ones are dropped).
-    cache_size: int = 10000
-
-    def __post_init__(self) -> None:
-        if self.max_items < 1 or self.cache_size < 1:
-            raise ValueError("blocking.max_items and blocking.cache_size must be at least 1")
+    cache_size: PositiveInt = 10000
 
 
 def matches(blocked: frozenset[str], jid: JID) -> bool:

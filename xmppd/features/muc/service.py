@@ -15,6 +15,7 @@ from typing import Any
 
 from lxml import etree
 
+from ...config import NonNegativeInt, Positive, PositiveInt
 from ...core import hooks as H
 from ...core.dispatch import Target
 from ...core.feature import Feature
@@ -45,20 +46,20 @@ _MAX_PENDING_IQS = 10000
 class MucOptions:
     domain: str = ""  # empty: "conference." + server.domain
     name: str = "Chatrooms"
-    max_rooms_per_user: int = 100  # rooms one user may own (0: no limit)
+    max_rooms_per_user: NonNegativeInt = 100  # rooms one user may own (0: no limit)
     creation_admins_only: bool = False
     lock_new_rooms: bool = True  # XEP-0045 §10.1.1: new rooms wait for configuration (or an instant-room form)
-    max_occupants: int = 200  # default maximum occupants of a new room
-    max_occupants_limit: int = 1000  # highest maximum an owner may configure
-    history_length: int = 20  # default messages of history sent on join
-    max_history_length: int = 100
+    max_occupants: PositiveInt = 200  # default maximum occupants of a new room
+    max_occupants_limit: PositiveInt = 1000  # highest maximum an owner may configure
+    history_length: NonNegativeInt = 20  # default messages of history sent on join
+    max_history_length: NonNegativeInt = 100
     persistent_by_default: bool = False
-    max_invites_per_message: int = 5  # <invite/> elements in one message (XEP-0045 §7.8.2); a decline is always one
-    invite_rate: int = 20  # invitations plus declines one user may send in invite_window (all rooms together)
-    invite_window: float = 60.0  # seconds
-    max_pending_invitations: int = 1000  # per room: invitations remembered so that only invitees may decline
-    invitation_ttl: float = 86400.0  # seconds an invitation can be declined
-    voice_request_interval: float = 300.0  # seconds between two voice requests (§7.13) of one user in one room
+    max_invites_per_message: PositiveInt = 5  # <invite/> elements in one message (XEP-0045 §7.8.2); a decline is always one
+    invite_rate: PositiveInt = 20  # invitations plus declines one user may send in invite_window (all rooms together)
+    invite_window: Positive = 60.0  # seconds
+    max_pending_invitations: PositiveInt = 1000  # per room: invitations remembered so that only invitees may decline
+    invitation_ttl: Positive = 86400.0  # seconds an invitation can be declined
+    voice_request_interval: Positive = 300.0  # seconds between two voice requests (§7.13) of one user in one room
 
 
 class MucService:
@@ -458,11 +459,6 @@ class Muc(Feature):
     migrations = str(__import__("pathlib").Path(__file__).parent / "migrations")
 
     async def setup(self) -> None:
-        o = self.options
-        if (o.max_invites_per_message < 1 or o.invite_rate < 1 or o.invite_window <= 0 or o.max_pending_invitations < 1
-                or o.invitation_ttl <= 0 or o.voice_request_interval <= 0):
-            raise ValueError("muc: max_invites_per_message, invite_rate, invite_window, max_pending_invitations, "
-                             "invitation_ttl and voice_request_interval must be positive")
         domain = self.options.domain or f"conference.{self.ctx.domain}"
         self.domain = domain
         self.service = MucService(self, domain, SqlMucRepository(self.ctx.db))

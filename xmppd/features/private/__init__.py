@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from lxml import etree
 
+from ...config import AtLeast, PositiveInt
 from ...core.dispatch import IqRequest, Target
 from ...core.feature import Feature, iq_handler
 from ...errors import Condition, StanzaError
@@ -31,13 +33,9 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 @dataclass(frozen=True, slots=True)
 class PrivateOptions:
     # Largest fragment stored per namespace, in bytes of XML.
-    max_size: int = 65536
+    max_size: Annotated[int, AtLeast(64)] = 65536
     # Namespaces one account may store.
-    max_items: int = 100
-
-    def __post_init__(self) -> None:
-        if self.max_size < 64 or self.max_items < 1:
-            raise ValueError("private.max_size must be at least 64 and private.max_items at least 1")
+    max_items: PositiveInt = 100
 
 
 def _namespace(child: etree._Element) -> str:

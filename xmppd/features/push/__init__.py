@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from lxml import etree
 
+from ...config import OneOf, Positive, PositiveInt
 from ...core import hooks as H
 from ...core.dispatch import IqRequest, Target
 from ...core.feature import Feature, hook, iq_handler
@@ -46,17 +48,11 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 @dataclass(frozen=True, slots=True)
 class PushOptions:
     # What a notification tells the app server: "count", "sender" or "body".
-    include: str = "sender"
+    include: Annotated[str, OneOf("count", "sender", "body")] = "sender"
     # Push registrations one account may hold.
-    max_registrations: int = 5
+    max_registrations: PositiveInt = 5
     # Seconds to wait for the app server's answer.
-    timeout: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.include not in ("count", "sender", "body"):
-            raise ValueError("push.include must be count, sender or body")
-        if self.max_registrations < 1 or self.timeout <= 0:
-            raise ValueError("push: max_registrations >= 1 and timeout > 0")
+    timeout: Positive = 10.0
 
 
 class Push(Feature):

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from ...config import NonNegativeInt, PositiveInt
 from ...core import hooks as H
 from ...core.dispatch import NO_REPLY, IqRequest, Target, _NoReply
 from ...core.feature import Feature, hook, iq_handler
@@ -57,13 +58,9 @@ GROUP = f"{{{NS_ROSTER}}}group"
 
 @dataclass(frozen=True, slots=True)
 class RosterOptions:
-    max_items: int = 1000  # items per roster; adding more is refused with not-allowed
-    max_name_length: int = 1023  # characters of an item's name (longer: not-acceptable)
-    max_groups: int = 64  # groups per item (more: not-acceptable)
-
-    def __post_init__(self) -> None:
-        if self.max_items < 1 or self.max_name_length < 1 or self.max_groups < 0:
-            raise ValueError("roster.max_items and roster.max_name_length must be positive, roster.max_groups >= 0")
+    max_items: PositiveInt = 1000  # items per roster; adding more is refused with not-allowed
+    max_name_length: PositiveInt = 1023  # characters of an item's name (longer: not-acceptable)
+    max_groups: NonNegativeInt = 64  # groups per item (more: not-acceptable)
 
 
 def _bare(j: JID | str) -> JID:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
+from ...config import NonNegativeInt, PositiveInt
 from ...core import hooks as H
 from ...core.feature import Feature, hook
 from ...core.hooks import Flow, Routed, SessionEvent
@@ -62,15 +63,11 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 @dataclass(frozen=True, slots=True)
 class SmacksOptions:
     # Seconds a session whose connection was lost waits to be resumed; 0 turns resumption off.
-    resume_timeout: int = 300
+    resume_timeout: NonNegativeInt = 300
     # Unacknowledged stanzas kept per session; beyond it the stream (or hibernation) ends.
-    max_queue: int = 1000
+    max_queue: PositiveInt = 1000
     # The server sends <r/> once this many stanzas wait for an acknowledgement (0: never).
-    request_every: int = 5
-
-    def __post_init__(self) -> None:
-        if self.resume_timeout < 0 or self.max_queue < 1 or self.request_every < 0:
-            raise ValueError("smacks: resume_timeout and request_every must be >= 0, max_queue >= 1")
+    request_every: NonNegativeInt = 5
 
 
 def _nonza(name: str, attrib: dict[str, str] | None = None) -> etree._Element:

@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 from lxml import etree
 
+from ...config import AtLeast
 from ...core.dispatch import IqRequest, Target
 from ...core.feature import Feature, iq_handler
 from ...errors import Condition, StanzaError
@@ -33,11 +35,7 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 @dataclass(frozen=True, slots=True)
 class VCardOptions:
     # Largest vCard stored, in bytes of XML (photos included).
-    max_size: int = 65536
-
-    def __post_init__(self) -> None:
-        if self.max_size < 64:
-            raise ValueError("vcard.max_size must be at least 64 bytes")
+    max_size: Annotated[int, AtLeast(64)] = 65536
 
 
 class VCard(Feature):
