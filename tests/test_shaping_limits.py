@@ -65,11 +65,11 @@ def test_shaping_is_on_by_default_and_stricter_before_login():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("c2s.rate_bytes=-1", "c2s.rate_bytes must be 0 (unlimited) or more"),
-        ("c2s.preauth_rate_stanzas=-5", "c2s.preauth_rate_stanzas must be 0 (unlimited) or more"),
-        ("c2s.burst_stanzas=0", "c2s.burst_stanzas must be at least 1"),
-        ("c2s.stanza_timeout=0", "c2s.stanza_timeout must be more than 0 seconds"),
-        ("c2s.flood_grace=-1", "c2s.flood_grace must be more than 0 seconds"),
+        ("c2s.rate_bytes=-1", "c2s.rate_bytes must be at least 0, not -1"),
+        ("c2s.preauth_rate_stanzas=-5", "c2s.preauth_rate_stanzas must be at least 0, not -5"),
+        ("c2s.burst_stanzas=0", "c2s.burst_stanzas must be at least 1 when c2s.rate_stanzas is not 0"),
+        ("c2s.stanza_timeout=0", "c2s.stanza_timeout must be more than 0, not 0"),
+        ("c2s.flood_grace=-1", "c2s.flood_grace must be more than 0, not -1"),
         ("c2s.rate_bytes=fast", "c2s.rate_bytes must be a number"),
     ],
 )

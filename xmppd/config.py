@@ -110,38 +110,38 @@ class ListenOptions:
 @dataclass(frozen=True, slots=True)
 class C2SOptions:
     require_tls: bool = True
-    max_stanza_size: int = 262144
-    preauth_max_stanza_size: int = 10240
-    max_depth: int = 64
-    auth_timeout: float = 30.0
-    tls_handshake_timeout: float = 15.0
-    max_connections_per_ip: int = 32
-    max_sessions_per_account: int = 10
-    max_auth_attempts: int = 3
+    max_stanza_size: PositiveInt = 262144
+    preauth_max_stanza_size: PositiveInt = 10240
+    max_depth: PositiveInt = 64
+    auth_timeout: Positive = 30.0
+    tls_handshake_timeout: Positive = 15.0
+    max_connections_per_ip: PositiveInt = 32
+    max_sessions_per_account: PositiveInt = 10
+    max_auth_attempts: PositiveInt = 3
     # Password guessing (core/limits.AuthThrottle, docs/security.md): failures from one
     # address, or for one account from one address, within the window get further attempts
     # from that address temporary-auth-failure; failures for one account from everywhere only
     # make its later attempts wait (doubling from 0.5 s, at most auth_delay_max seconds).
-    auth_failures_per_ip: int = 10
-    auth_failures_per_account: int = 5
-    auth_failure_window: float = 300.0
-    auth_delay_max: float = 5.0
-    write_buffer_limit: int = 1048576
+    auth_failures_per_ip: PositiveInt = 10
+    auth_failures_per_account: PositiveInt = 5
+    auth_failure_window: Positive = 300.0
+    auth_delay_max: Annotated[float, AtLeast(0), AtMost(60)] = 5.0
+    write_buffer_limit: PositiveInt = 1048576
     # Inbound shaping per session (token buckets, see docs/security.md): bytes and top-level
     # elements a second, and how many may come at once. A rate of 0 turns that bucket off.
-    rate_bytes: float = 32768.0
-    burst_bytes: int = 131072
-    rate_stanzas: float = 50.0
-    burst_stanzas: int = 500
-    preauth_rate_bytes: float = 2048.0
-    preauth_burst_bytes: int = 16384
-    preauth_rate_stanzas: float = 5.0
-    preauth_burst_stanzas: int = 30
+    rate_bytes: NonNegative = 32768.0
+    burst_bytes: NonNegativeInt = 131072
+    rate_stanzas: NonNegative = 50.0
+    burst_stanzas: NonNegativeInt = 500
+    preauth_rate_bytes: NonNegative = 2048.0
+    preauth_burst_bytes: NonNegativeInt = 16384
+    preauth_rate_stanzas: NonNegative = 5.0
+    preauth_burst_stanzas: NonNegativeInt = 30
     # Seconds a session may stay slowed down by the stanza rate without a break (or hold a
     # backlog worth that long) before policy-violation ends it.
-    flood_grace: float = 30.0
+    flood_grace: Positive = 30.0
     # Seconds a stanza may stay half-received (begun, not ended) before connection-timeout.
-    stanza_timeout: float = 60.0
+    stanza_timeout: Positive = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,23 +153,23 @@ class TlsOptions:
 @dataclass(frozen=True, slots=True)
 class StorageOptions:
     url: str = ""
-    pool_size: int = 10
+    pool_size: PositiveInt = 10
     auto_upgrade: bool | None = None  # None: only on the embedded SQLite default
 
 
 @dataclass(frozen=True, slots=True)
 class RegistrationOptions:
     open: bool = False
-    min_password_length: int = 8
+    min_password_length: PositiveInt = 8
     # In-band registrations accepted from one address per hour (XEP-0077 §8 abuse control).
-    per_ip_per_hour: int = 5
+    per_ip_per_hour: NonNegativeInt = 5
     # Usernames no door creates, nor any name confusable with them (xmppd/usernames.py).
     reserved_names: list[str] = field(default_factory=lambda: list(DEFAULT_RESERVED_NAMES))
 
 
 @dataclass(frozen=True, slots=True)
 class LogOptions:
-    level: str = "info"
+    level: Annotated[str, OneOf("debug", "info", "warning", "error", "critical")] = "info"
     wire: bool = False  # full XML on the xmppd.wire logger at DEBUG
 
 
@@ -188,9 +188,9 @@ class HttpOptions:
     # behind your own TLS that cannot be listed in trusted_proxies. Never on a public ws://.
     consider_websocket_secure: bool = False
     cors_origins: list[str] = field(default_factory=lambda: ["*"])  # Origins allowed; "*": any
-    ws_ping_interval: float = 30.0
-    ws_ping_timeout: float = 15.0
-    max_message_size: int = 0  # 0: c2s.max_stanza_size
+    ws_ping_interval: Positive = 30.0
+    ws_ping_timeout: Positive = 15.0
+    max_message_size: NonNegativeInt = 0  # 0: c2s.max_stanza_size
     public_url: str = ""  # advertised in host-meta; "": from the request's Host and scheme
 
 
@@ -407,21 +407,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"registration.reserved_names[{i}] {name!r} is not a valid username")
     if bool(cfg.tls.cert) != bool(cfg.tls.key):
         raise ConfigError("tls.cert and tls.key must be given together")
-    c = cfg.c2s
-    for key in ("max_stanza_size", "preauth_max_stanza_size", "max_depth", "max_connections_per_ip", "max_sessions_per_account", "max_auth_attempts"):
-        if getattr(c, key) < 1:
-            raise ConfigError(f"c2s.{key} must be at least 1")
-    _validate_shaping(c)
-    for key in ("auth_failures_per_ip", "auth_failures_per_account"):
-        if getattr(c, key) < 1:
-            raise ConfigError(f"c2s.{key} must be at least 1")
-    if c.auth_failure_window <= 0:
-        raise ConfigError("c2s.auth_failure_window must be more than 0 seconds")
-    if not 0 <= c.auth_delay_max <= 60:
-        raise ConfigError("c2s.auth_delay_max must be between 0 (no delay) and 60 seconds")
+    _validate_shaping(cfg.c2s)
     _validate_http(cfg)
-    if cfg.log.level.lower() not in ("debug", "info", "warning", "error", "critical"):
-        raise ConfigError(f"log.level must be debug, info, warning, error or critical, not {cfg.log.level!r}")
     url = cfg.storage.url
     if url and not (url.startswith("sqlite+aiosqlite://") or url.startswith("mysql+aiomysql://")):
         raise ConfigError(f"storage.url must start with sqlite+aiosqlite:// or mysql+aiomysql://, not {url.split('://')[0]}://")
@@ -431,14 +418,8 @@ def _validate_shaping(c: C2SOptions) -> None:
     for prefix in ("", "preauth_"):
         for unit in ("bytes", "stanzas"):
             rate, burst = getattr(c, f"{prefix}rate_{unit}"), getattr(c, f"{prefix}burst_{unit}")
-            if rate < 0:
-                raise ConfigError(f"c2s.{prefix}rate_{unit} must be 0 (unlimited) or more")
             if rate and burst < 1:
-                raise ConfigError(f"c2s.{prefix}burst_{unit} must be at least 1")
-    if c.flood_grace <= 0:
-        raise ConfigError("c2s.flood_grace must be more than 0 seconds")
-    if c.stanza_timeout <= 0:
-        raise ConfigError("c2s.stanza_timeout must be more than 0 seconds")
+                raise ConfigError(f"c2s.{prefix}burst_{unit} must be at least 1 when c2s.{prefix}rate_{unit} is not 0")
 
 
 def _validate_http(cfg: Config) -> None:
@@ -450,11 +431,6 @@ def _validate_http(cfg: Config) -> None:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
             raise ConfigError(f"http.trusted_proxies[{i}] {net!r} is not an IP address or CIDR network") from None
-    for key in ("ws_ping_interval", "ws_ping_timeout"):
-        if getattr(h, key) <= 0:
-            raise ConfigError(f"http.{key} must be more than 0 seconds")
-    if h.max_message_size < 0:
-        raise ConfigError("http.max_message_size must be 0 (c2s.max_stanza_size) or a positive number of bytes")
     if h.public_url and not (h.public_url.startswith("ws://") or h.public_url.startswith("wss://")):
         raise ConfigError(f"http.public_url must be a ws:// or wss:// URL, not {h.public_url!r}")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from lxml import etree
 
-from xmppd.config import ConfigError
+from xmppd.config import ConfigError, NonNegativeInt, Positive, PositiveInt
 from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
@@ -70,11 +70,11 @@ ADHOC_NS = "http://jabber.org/protocol/commands"
 @dataclass(frozen=True, slots=True)
 class CsOptions:
     domain: str = ""  # "": "cs." + server.domain
-    timer_interval: float = 1.0  # seconds between checks of offer and idle deadlines
+    timer_interval: Positive = 1.0  # seconds between checks of offer and idle deadlines
     reveal_agent_jid: bool = False  # true: visitors also get the agent's JID
     name_prefix: bool = True  # prefix relayed agent messages with "Nick: "
-    transfer_transcript_lines: int = 20  # recent lines a new agent gets on assignment or transfer
-    history_limit: int = 50  # most sessions returned by one history query
+    transfer_transcript_lines: NonNegativeInt = 20  # recent lines a new agent gets on assignment or transfer
+    history_limit: PositiveInt = 50  # most sessions returned by one history query
     # Forms a text command may take, the first shown in texts: "!close", "/close", "cs close".
     command_prefixes: list[str] = field(default_factory=lambda: ["!", "/", "cs "])
 

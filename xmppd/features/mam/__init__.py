@@ -43,10 +43,11 @@ import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from lxml import etree
 
+from ...config import AtLeast, AtMost, NonNegativeInt, OneOf, Positive, PositiveInt
 from ...core import durability
 from ...core import hooks as H
 from ...core.dispatch import IqRequest, Target
@@ -87,41 +88,30 @@ _STAMP_BYTES = 96
 class MamOptions:
     # Days messages are kept; 0 keeps them forever. The purge runs every purge_interval seconds,
     # deleting at most purge_batch messages per transaction (oldest first).
-    retention_days: int = 0
-    purge_interval: float = 3600.0
-    purge_batch: int = 1000
+    retention_days: NonNegativeInt = 0
+    purge_interval: Positive = 3600.0
+    purge_batch: PositiveInt = 1000
     # Bytes (UTF-8, as stored) one account's archive may hold; 0: no limit. A message that
     # would take the sender's or a local recipient's archive over it is refused with
     # resource-constraint and stored nowhere. Rooms' archives are not limited by it.
-    max_bytes_per_user: int = 104_857_600
+    max_bytes_per_user: NonNegativeInt = 104_857_600
     # Archiving for accounts without preferences: "always", "never" or "roster".
-    default_mode: str = "always"
+    default_mode: Annotated[str, OneOf("always", "never", "roster")] = "always"
     # Whether rooms archive unless their owner turns it off.
     rooms_default: bool = True
     # Most results one query page returns (a larger <max/> is cut to this).
-    max_page: int = 250
+    max_page: PositiveInt = 250
     # Records waiting to be written; beyond it senders wait for storage.
-    queue_size: int = 10000
+    queue_size: PositiveInt = 10000
     # Records written per transaction (larger batches: fewer commits and thread hand-offs).
-    batch_size: int = 1000
+    batch_size: PositiveInt = 1000
     # Under load, records nobody waits for yet are committed at most once per commit_interval
     # seconds (or when batch_size records wait), so that they pile up into large batches: every
     # commit rewrites each index leaf page it touches, and with many owners a batch of 100 costs
     # about twice as much CPU per record as one of 1,000 (bench/mam_bench.py). A record that a
     # delivery or an XEP-0198 ack waits for is committed as soon as the writer is free; an idle
     # writer commits at once; a query flushes first, so nothing is read stale. 0 disables it.
-    commit_interval: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.default_mode not in ("always", "never", "roster"):
-            raise ValueError("mam.default_mode must be always, never or roster")
-        if self.retention_days < 0 or self.max_page < 1 or self.queue_size < 1 or self.batch_size < 1 or self.purge_interval <= 0:
-            raise ValueError("mam: retention_days >= 0; max_page, queue_size, batch_size >= 1; purge_interval > 0")
-        if self.purge_batch < 1 or self.max_bytes_per_user < 0:
-            raise ValueError("mam: purge_batch >= 1; max_bytes_per_user >= 0 (0: no limit)")
-        if not 0 <= self.commit_interval <= 10:
-            raise ValueError("mam.commit_interval must be between 0 and 10 seconds")
-
+    commit_interval: Annotated[float, AtLeast(0), AtMost(10)] = 0.1
 
 def _stamp(us: int) -> str:
     dt = datetime.fromtimestamp(us / 1_000_000, UTC)

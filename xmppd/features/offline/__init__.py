@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from ...config import NonNegativeInt
 from ...core import hooks as H
 from ...core.feature import Feature, hook
 from ...core.hooks import Flow, Routed
@@ -49,17 +50,10 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_
 @dataclass(frozen=True, slots=True)
 class OfflineOptions:
     # Messages kept per account; more get service-unavailable.
-    max_messages: int = 1000
+    max_messages: NonNegativeInt = 1000
     # Bytes of stored XML kept per account (each message as stored, delay stamp included);
     # a message that would pass it gets service-unavailable.
-    max_bytes: int = 10485760
-
-    def __post_init__(self) -> None:
-        if self.max_messages < 0:
-            raise ValueError("offline.max_messages must not be negative")
-        if self.max_bytes < 0:
-            raise ValueError("offline.max_bytes must not be negative")
-
+    max_bytes: NonNegativeInt = 10485760
 
 def delay_stamp(when: datetime) -> str:
     """XEP-0082 DateTime in UTC with millisecond precision: ``2024-05-01T12:00:00.123Z``."""
