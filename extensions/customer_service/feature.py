@@ -23,7 +23,7 @@ from typing import Any
 
 from lxml import etree
 
-from xmppd.config import ConfigError, NonNegativeInt, Positive, PositiveInt
+from xmppd.config import ConfigError, NonNegative, NonNegativeInt, PositiveInt
 from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
@@ -70,7 +70,7 @@ ADHOC_NS = "http://jabber.org/protocol/commands"
 @dataclass(frozen=True, slots=True)
 class CsOptions:
     domain: str = ""  # "": "cs." + server.domain
-    timer_interval: Positive = 1.0  # seconds between checks of offer and idle deadlines
+    timer_interval: NonNegative = 1.0  # seconds between checks of offer and idle deadlines (0: no timer)
     reveal_agent_jid: bool = False  # true: visitors also get the agent's JID
     name_prefix: bool = True  # prefix relayed agent messages with "Nick: "
     transfer_transcript_lines: NonNegativeInt = 20  # recent lines a new agent gets on assignment or transfer

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from slixmpp.plugins.xep_0004 import Form
 
+from xmppd.config import ConfigError
 from xmppd.features.muc.affiliations import Role
 from xmppd.jid import JID
 
@@ -119,6 +120,6 @@ async def test_a_voice_request_under_mute_all_or_platform_mute_answers_with_that
 
 
 async def test_a_zero_voice_request_interval_is_refused_at_start(tmp_path):
-    with pytest.raises(ValueError, match="voice_request_interval must be positive"):
+    with pytest.raises(ConfigError, match="muc.voice_request_interval must be more than 0, not 0"):
         async with mute_server(tmp_path, "muc.voice_request_interval=0"):
             pass
