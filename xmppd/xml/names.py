@@ -53,14 +53,14 @@ from typing import Any
 
 from lxml import etree
 
-__all__ = ["ACTIVE", "GENERATION_BYTES", "PrivateTable", "charge", "new_generation"]
+__all__ = ["ACTIVE", "GENERATION_BYTES", "PrivateTable", "charge", "enter_scratch", "leave", "new_generation"]
 
 ACTIVE = etree.LXML_VERSION < (7,)
 
 # Peer bytes per generation. Small enough that a long-lived element pins little (the names of
-# 64 KiB of input at worst, ~0.5 MB when all of it is distinct names), large enough that
+# 16 KiB of input at worst, ~0.1 MB when all of it is distinct names), large enough that
 # starting a generation (~5 µs) costs nothing per stanza.
-GENERATION_BYTES = 65536
+GENERATION_BYTES = 16384
 
 _KEY = "_ParserDictionaryContext"  # lxml's key in the thread-state dict (parser.pxi)
 # Interned in the thread's first dictionary before its first generation: the element that
@@ -109,6 +109,31 @@ def charge(nbytes: int) -> None:
         st.fed = fed
 
 
+def enter_scratch() -> object | None:
+    """Make a fresh, empty dictionary current, for parsing nothing worth keeping.
+
+    Returns the token for :func:`leave`. A parser fed under it lets go of the dictionary it
+    held (lxml moves the parser to the current dictionary when a document starts).
+    """
+    if not ACTIVE:
+        return None
+    tsd = _state.tsd
+    prev = tsd.pop(_KEY, None)
+    etree.Element(_PRIME)  # the fresh context gets its own dictionary before the parser's is seen
+    return prev
+
+
+def leave(prev: object | None) -> None:
+    """Make the dictionary that was current before :func:`enter_scratch` current again."""
+    if not ACTIVE:
+        return
+    tsd = _state.tsd
+    if prev is None:
+        tsd.pop(_KEY, None)
+    else:
+        tsd[_KEY] = prev
+
+
 class PrivateTable:
     """A dictionary of one parser's own: every call into the parser goes between enter/leave.
 
@@ -144,3 +169,43 @@ class PrivateTable:
             tsd.pop(_KEY, None)
         else:
             tsd[_KEY] = prev
+
+    def release(self, parser: etree.XMLPullParser) -> None:
+        """Make ``parser`` let go of its document and of this dictionary, now.
+
+        lxml's pull parser, its parser context and its current document form a reference cycle,
+        and every element copied out of the document keeps the parser alive: left alone, a
+        connection's parser (and every name its peer sent) waits for the cyclic collector, or
+        lives as long as any stanza the peer sent. Ending the document under this table, then
+        parsing an empty one under a scratch dictionary, leaves the parser holding nothing of
+        the peer's; it can be dropped or kept at no cost. The table is not used afterwards.
+        """
+        prev = self.enter()
+        try:
+            try:
+                parser.close()
+            except etree.XMLSyntaxError:
+                pass  # the document was cut short, or already ended: either way it is over
+        finally:
+            self.leave(prev)
+        self._ctx = None
+        release_to_scratch(parser)
+
+
+def release_to_scratch(parser: etree.XMLPullParser) -> None:
+    """Move an idle ``parser`` to a scratch dictionary; see :meth:`PrivateTable.release`.
+
+    Idle: no document under way (lxml ends one at ``close()`` and at a fatal error). A document
+    under way would be closed under the wrong dictionary, which lxml does not survive.
+    """
+    prev = enter_scratch()
+    try:
+        try:
+            parser.feed(b"<x/>")
+            parser.close()
+        except etree.XMLSyntaxError:  # pragma: no cover - a well-formed empty document
+            pass
+        for _ in parser.read_events():  # drop the events, which hold elements
+            pass
+    finally:
+        leave(prev)

@@ -40,7 +40,7 @@ lxml/libxml2 behaviour worked around here (each one is pinned by a test in tests
    stream document is therefore parsed with a dictionary of its own (``names.PrivateTable``,
    freed with the parser: every ``feed`` goes through ``_feed``), and the copies we emit, like
    WebSocket messages, go into the thread's current *generation* (``names.charge`` starts a new
-   one every 64 KiB of input), freed with its last element. See :mod:`xmppd.xml.names`.
+   one every 16 KiB of input), freed with its last element. See :mod:`xmppd.xml.names`.
 """
 from __future__ import annotations
 
@@ -316,6 +316,9 @@ class StreamParser:
 
     def reset(self) -> None:
         """Start a new XML document on the same connection (after STARTTLS or SASL success)."""
+        old = getattr(self, "_parser", None)
+        if old is not None:
+            self._names.release(old)  # the previous document and its names go now (note 7)
         self._parser = _new_pull_parser()
         self._names = names.PrivateTable()  # the parser's own name dictionary (note 7)
         self._root: etree._Element | None = None  # the stream header, once parsed
@@ -327,6 +330,17 @@ class StreamParser:
         self._markup_decl = False  # "<!D", "<!E"... seen: libxml2's coming error is restricted-xml
         self._log_seen = 0  # entries of the parser's feed_error_log already looked at
         self._done = False  # after StreamEnd or ParseError
+
+    def close(self) -> None:
+        """The connection is gone: free the document and its name dictionary now (note 7).
+
+        Neither may wait for the cyclic collector, nor live as long as a stanza the peer sent
+        (see ``names.PrivateTable.release``). ``feed`` returns ``[]`` afterwards.
+        """
+        self._done = True
+        self._root = self._open = None
+        self._prolog = b""
+        self._names.release(self._parser)
 
     def feed(self, data: bytes) -> list[Event]:
         if self._done or not data:
@@ -570,10 +584,16 @@ class WebSocketFramer:
         self._done = False
         self._dirty = False  # a message failed: the parser may be mid-document
 
+    def close(self) -> None:
+        """The connection is gone: the parser lets go of the last message's names now (note 7)."""
+        self._done = True
+        names.release_to_scratch(self._parser)
+
     def reset(self) -> None:
         # Every message is a document of its own, closed once parsed: the parser is ready for
         # the next one, and only one that failed half-way is replaced.
         if self._dirty:
+            names.release_to_scratch(self._parser)
             self._parser = _new_pull_parser()
             self._dirty = False
         self._done = False
