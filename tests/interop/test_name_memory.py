@@ -159,7 +159,7 @@ async def _authenticated_flood(port: int, names: _Names, total: int) -> int:
     i = 0
     while sent < total:
         i += 1
-        body, count = names.children(60000)
+        body, count = names.children(16000)
         if i % 2:
             stanza = b"<message to='bob@localhost/bob' type='normal'><x xmlns='urn:example:flood'>" + body + b"</x></message>"
         else:
@@ -183,8 +183,8 @@ async def test_distinct_names_before_and_after_login_leave_no_memory_behind(tmp_
     try:
         names = _Names("w")
         # Warm up every code path once (allocator pools, storage caches, the first generations).
-        await _preauth_flood(port, names, 50_000)
-        await _authenticated_flood(port, names, 50_000)
+        await _preauth_flood(port, names, 100_000)
+        await _authenticated_flood(port, names, 100_000)
         await asyncio.sleep(heap.INTERVAL + 1)
         before = _rss(proc.pid)
 
