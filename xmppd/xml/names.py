@@ -8,9 +8,11 @@ stayed in memory until the process exited (1,000,000 distinct names: +67 MB, nev
 
 The design: no name from a peer goes into a dictionary that outlives the elements using it.
 
-* :class:`PrivateTable` — a TCP stream document is parsed with a dictionary of its own, freed
-  with the connection's parser. It never becomes the thread's dictionary, so nothing else the
-  server does lands in it, and nothing from it is pinned by another connection.
+* :class:`PrivateTable` — a TCP stream document is parsed with a dictionary of its own. It never
+  becomes the thread's dictionary, so nothing else the server does lands in it, and nothing from
+  it is pinned by another connection. When the connection is lost or the stream restarts,
+  :meth:`PrivateTable.release` frees it at once: lxml's pull parser is a reference cycle (it
+  would wait for the cyclic collector) and every element copied out of it keeps it alive.
 * Generations — everything else the thread does with lxml (the detached copies the parser
   emits, WebSocket messages, every ``deepcopy``, builder and re-parse in the features) interns
   into the thread's current dictionary, and :func:`charge` starts a new one after
@@ -59,7 +61,7 @@ ACTIVE = etree.LXML_VERSION < (7,)
 
 # Peer bytes per generation. Small enough that a long-lived element pins little (the names of
 # 16 KiB of input at worst, ~0.1 MB when all of it is distinct names), large enough that
-# starting a generation (~5 µs) costs nothing per stanza.
+# starting a generation (~2 µs) costs nothing per stanza.
 GENERATION_BYTES = 16384
 
 _KEY = "_ParserDictionaryContext"  # lxml's key in the thread-state dict (parser.pxi)
@@ -77,7 +79,7 @@ class _ThreadState(threading.local):
     def __init__(self) -> None:
         self.tsd: dict[str, Any] = ctypes.cast(_thread_state_dict(), ctypes.py_object).value
         self.fed = 0
-        self.primed = False
+        self.primer: Any = None  # an element in the thread's first dictionary, copied to prime
 
 
 _state = _ThreadState()
@@ -88,11 +90,12 @@ def new_generation() -> None:
     if not ACTIVE:
         return
     st = _state
-    if not st.primed:
-        etree.Element(_PRIME)  # into the thread's first dictionary, the parent of all the next
-        st.primed = True
+    if st.primer is None:
+        st.primer = etree.Element(_PRIME)  # in the thread's first dictionary, parent of the next
     st.tsd.pop(_KEY, None)
-    etree.Element(_PRIME)  # lxml makes the new context and its child dictionary now
+    # lxml makes the new context and its child dictionary now. A copy, not etree.Element(): a
+    # new element would also give the context a copy of the default parser.
+    st.primer.__copy__()
     st.fed = 0
 
 
@@ -117,9 +120,11 @@ def enter_scratch() -> object | None:
     """
     if not ACTIVE:
         return None
-    tsd = _state.tsd
-    prev = tsd.pop(_KEY, None)
-    etree.Element(_PRIME)  # the fresh context gets its own dictionary before the parser's is seen
+    st = _state
+    if st.primer is None:
+        st.primer = etree.Element(_PRIME)
+    prev = st.tsd.pop(_KEY, None)
+    st.primer.__copy__()  # the fresh context gets its own dictionary before the parser's is seen
     return prev
 
 

@@ -473,7 +473,8 @@ class StreamParser:
         self._recent = data[-2:] if len(data) >= 2 else (before + data)[-2:]
         # libxml2 reports "<!DOCTYPE" inside the stream only as a bad start tag, and only once it
         # has seen enough of it; remember that one was sent. Cheap: a substring test per chunk.
-        if (b"<!" in data and _MARKUP_DECL_RE.search(data)) or (
+        # '!' first: one memchr, where "<!" stops at every '<' of the chunk.
+        if (b"!" in data and b"<!" in data and _MARKUP_DECL_RE.search(data)) or (
             b"<" in before and _MARKUP_DECL_RE.search(before + data[:2])
         ):
             self._markup_decl = True
