@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, heap
 from .config import Config, ConfigError, build, default_config_path, load_raw
 from .core.feature import Feature
 from .core.loader import FeatureLoadError, discover, order
@@ -109,7 +109,10 @@ async def _serve(cfg: Config, classes: dict[str, type[Feature]]) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+    # Freed memory goes back to the system after a burst, not only the names (xmppd.heap).
+    trimmer = asyncio.ensure_future(heap.trim_periodically())
     await stop.wait()
+    trimmer.cancel()
     log.info("signal received: shutting down")
     await server.stop()
     return 0

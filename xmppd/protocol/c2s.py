@@ -143,6 +143,12 @@ class C2SStream:
         return self._take_events()
 
     def connection_lost(self) -> list[object]:
+        # Free the parser's document and name dictionary now, not when the collector gets to
+        # this session (xmppd.xml.names).
+        if self._parser is not None:
+            self._parser.close()
+        if self._framer is not None:
+            self._framer.close()
         if self.state is not State.CLOSED:
             self.state = State.CLOSED
             self._end_at = 0  # nobody to write to

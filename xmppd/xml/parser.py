@@ -35,9 +35,12 @@ lxml/libxml2 behaviour worked around here (each one is pinned by a test in tests
    ``encoding='utf-8'`` forced it is silently ignored instead. We force UTF-8 and check the
    declaration ourselves (unsupported-encoding). A UTF-8 byte order mark is silently skipped by
    libxml2; RFC 6120 §11.6 says U+FEFF is a character there, so we reject it.
-7. lxml shares one name dictionary per thread between all parsers and never shrinks it: every
-   distinct element or attribute name a peer sends stays in memory for the life of the thread.
-   This module cannot prevent that; size limits and rate limits bound how fast it grows.
+7. libxml2 interns element and attribute names in a dictionary that never shrinks, and lxml 5-6
+   share one per thread: every distinct name a peer sent stayed in memory for good. Each TCP
+   stream document is therefore parsed with a dictionary of its own (``names.PrivateTable``,
+   freed with the parser: every ``feed`` goes through ``_feed``), and the copies we emit, like
+   WebSocket messages, go into the thread's current *generation* (``names.charge`` starts a new
+   one every 16 KiB of input), freed with its last element. See :mod:`xmppd.xml.names`.
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ from typing import TypeAlias
 from lxml import etree
 
 from xmppd.errors import StreamErrorCondition
+from xmppd.xml import names
 
 __all__ = [
     "NS_FRAMING",
@@ -281,6 +285,7 @@ class StreamParser:
         "max_attrs",
         "max_header_size",
         "_parser",
+        "_names",
         "_root",
         "_prolog",
         "_depth",
@@ -311,7 +316,11 @@ class StreamParser:
 
     def reset(self) -> None:
         """Start a new XML document on the same connection (after STARTTLS or SASL success)."""
+        old = getattr(self, "_parser", None)
+        if old is not None:
+            self._names.release(old)  # the previous document and its names go now (note 7)
         self._parser = _new_pull_parser()
+        self._names = names.PrivateTable()  # the parser's own name dictionary (note 7)
         self._root: etree._Element | None = None  # the stream header, once parsed
         self._prolog = b""  # bytes of this document held back until the header is complete
         self._depth = 0  # 0 between stanzas, 1 inside a stanza's top element, ...
@@ -327,11 +336,23 @@ class StreamParser:
         """A stanza's start tag has been read and its end tag not yet (c2s.stanza_timeout)."""
         return self._depth > 0
 
+    def close(self) -> None:
+        """The connection is gone: free the document and its name dictionary now (note 7).
+
+        Neither may wait for the cyclic collector, nor live as long as a stanza the peer sent
+        (see ``names.PrivateTable.release``). ``feed`` returns ``[]`` afterwards.
+        """
+        self._done = True
+        self._root = self._open = None
+        self._prolog = b""
+        self._names.release(self._parser)
+
     def feed(self, data: bytes) -> list[Event]:
         if self._done or not data:
             return []
         if type(data) is not bytes:
             data = bytes(data)
+        names.charge(len(data))
         out: list[Event] = []
         if self._root is None:
             self._feed_prolog(data, out)
@@ -361,10 +382,19 @@ class StreamParser:
         if self._open_stream(buf[:end], out) and end < len(buf):
             self._feed_body(buf[end:], out)
 
+    def _feed(self, data: bytes) -> None:
+        """``parser.feed`` under the parser's own name dictionary (note 7), errors included."""
+        table = self._names
+        prev = table.enter()
+        try:
+            self._parser.feed(data)
+        finally:
+            table.leave(prev)
+
     def _open_stream(self, header: bytes, out: list[Event]) -> bool:
         parser = self._parser
         try:
-            parser.feed(header)
+            self._feed(header)
         except etree.XMLSyntaxError as exc:
             err = _classify(exc, False)
             self._fail(out, err.condition, err.text)
@@ -444,17 +474,17 @@ class StreamParser:
 
     def _run(self, data: bytes, out: list[Event]) -> int:
         """Feed libxml2 and turn its events into ours: -1 failed or ended, 1 a stanza ended, else 0."""
-        parser = self._parser
         before = self._recent
         self._recent = data[-2:] if len(data) >= 2 else (before + data)[-2:]
         # libxml2 reports "<!DOCTYPE" inside the stream only as a bad start tag, and only once it
         # has seen enough of it; remember that one was sent. Cheap: a substring test per chunk.
-        if (b"<!" in data and _MARKUP_DECL_RE.search(data)) or (
+        # '!' first: one memchr, where "<!" stops at every '<' of the chunk.
+        if (b"!" in data and b"<!" in data and _MARKUP_DECL_RE.search(data)) or (
             b"<" in before and _MARKUP_DECL_RE.search(before + data[:2])
         ):
             self._markup_decl = True
         try:
-            parser.feed(data)
+            self._feed(data)
         except etree.XMLSyntaxError as exc:
             # Stanzas completed before the error are still delivered, unless libxml2 also logged
             # a namespace error (then one of them may carry an undeclared prefix).
@@ -560,10 +590,16 @@ class WebSocketFramer:
         self._done = False
         self._dirty = False  # a message failed: the parser may be mid-document
 
+    def close(self) -> None:
+        """The connection is gone: the parser lets go of the last message's names now (note 7)."""
+        self._done = True
+        names.release_to_scratch(self._parser)
+
     def reset(self) -> None:
         # Every message is a document of its own, closed once parsed: the parser is ready for
         # the next one, and only one that failed half-way is replaced.
         if self._dirty:
+            names.release_to_scratch(self._parser)
             self._parser = _new_pull_parser()
             self._dirty = False
         self._done = False
@@ -580,6 +616,7 @@ class WebSocketFramer:
             data = bytes(text)
         if len(data) > self.max_stanza_size:
             return self._fail(_C.POLICY_VIOLATION, f"message exceeds {self.max_stanza_size} bytes")
+        names.charge(len(data))  # before feeding: the whole message is parsed in one generation
         scanned = _scan_prolog(data)
         if scanned is None:
             return self._fail(_C.NOT_WELL_FORMED, "the message is not a complete XML element")
