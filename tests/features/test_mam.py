@@ -349,16 +349,21 @@ async def test_busy_writer_gathers_records_nobody_waits_for_into_large_batches_a
             await slix_close(bob)
 
 
-def test_commit_interval_is_validated():
+def test_mam_options_are_validated_while_the_configuration_loads():
+    from xmppd.config import ConfigError, build
+    from xmppd.core.loader import discover
     from xmppd.features.mam import MamOptions
 
     assert MamOptions().commit_interval == 0.1
-    with pytest.raises(ValueError, match="commit_interval"):
-        MamOptions(commit_interval=-1)
     assert MamOptions().max_bytes_per_user == 100 * 1024 * 1024
-    for bad in ({"max_bytes_per_user": -1}, {"purge_batch": 0}):
-        with pytest.raises(ValueError, match="max_bytes_per_user"):
-            MamOptions(**bad)
+    sections = {n: c.Options for n, c in discover().items()}
+    for bad, message in (("mam.commit_interval=-1", "mam.commit_interval must be at least 0, not -1"),
+                         ("mam.commit_interval=11", "mam.commit_interval must be at most 10, not 11"),
+                         ("mam.max_bytes_per_user=-1", "mam.max_bytes_per_user must be at least 0, not -1"),
+                         ("mam.purge_batch=0", "mam.purge_batch must be at least 1, not 0")):
+        with pytest.raises(ConfigError) as exc:
+            build({}, sections, [bad])
+        assert str(exc.value) == message
 
 
 async def test_lingering_writer_commits_as_soon_as_batch_size_records_wait(tmp_path):
