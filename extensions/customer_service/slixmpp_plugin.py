@@ -1,7 +1,7 @@
 """urn:xmppd:cs:0 for slixmpp: the client side of xmppd's customer service.
 
-``client.register_plugin("xmppd_cs", module=slixmpp_plugin)`` (or ``register_on(client)``),
-then ``await client["xmppd_cs"].figures("support@cs.example.com")`` and so on. Every call
+``client.register_plugin("cs", module=slixmpp_plugin)`` (or ``register_on(client)``),
+then ``await client.plugin["cs"].figures("support@cs.example.com")`` and so on. Every call
 returns the answer's payload as an ``xml.etree`` element (or None) and raises
 ``slixmpp.exceptions.IqError`` on an error. Messages carrying a cs payload also raise events:
 ``cs_offer``, ``cs_assigned``, ``cs_position``, ``cs_agent``, ``cs_closed``, ``cs_welcome``,
@@ -28,7 +28,7 @@ def _el(name: str, attrs: dict[str, Any] | None = None, text: str | None = None)
 
 
 class XmppdCustomerService(BasePlugin):
-    name = "xmppd_cs"
+    name = "cs"
     description = "xmppd customer service (urn:xmppd:cs:0)"
     dependencies: set[str] = set()  # type: ignore[misc]
 
@@ -126,5 +126,5 @@ register_plugin(XmppdCustomerService)
 def register_on(client: Any) -> XmppdCustomerService:
     import sys
 
-    client.register_plugin("xmppd_cs", module=sys.modules[__name__])
-    return client.plugin["xmppd_cs"]
+    client.register_plugin("cs", module=sys.modules[__name__])
+    return client.plugin["cs"]

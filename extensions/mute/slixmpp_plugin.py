@@ -1,7 +1,7 @@
 """Group mute (urn:xmppd:mute:0): a slixmpp client plugin (stanza classes and calls).
 
 Register it with ``client.register_plugin("mute", module=slixmpp_plugin)``; then, on a room,
-``await client["mute"].mute(room, nick="alice", seconds=600, reason="spam")``, ``unmute``,
+``await client.plugin["mute"].mute(room, nick="alice", seconds=600, reason="spam")``, ``unmute``,
 ``mute_all``, ``unmute_all``, ``list(room)``, ``status(room)``; on the server (admins)
 ``platform_mute(jid, ...)``, ``platform_unmute``, ``platform_list()``, ``platform_status()``,
 ``audit(...)``. Notices raise the ``mute_notice`` event. A refused message's error carries

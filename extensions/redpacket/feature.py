@@ -49,6 +49,7 @@ from .repository import (
     RedPacketRepository,
     RefundResult,
     SendResult,
+    Share,
     SqlRedPacketRepository,
     delete_account_txn,
 )
@@ -125,7 +126,9 @@ class MucRooms:
             return
         body = message.find(f"{{{ns.CLIENT}}}body")
         children = [c for c in message if c is not body]
-        await r.send_notice(body.text if body is not None else None, children=children)
+        # The body keeps its language: the room writes a fresh message around it.
+        await r.send_notice(body.text if body is not None else None, children=children,
+                            lang=body.get(ns.XML_LANG) if body is not None else None)
 
 
 def _err(condition: Condition, app: str, text: str, **attrs: str) -> StanzaError:
@@ -317,9 +320,9 @@ class RedPacket(Feature):
             raise SendRefused("to", Condition.ITEM_NOT_FOUND, f"{exc.jid} does not exist") from None
         packet = result.packet
         self._keep(packet)
-        if packet.status == "open":
-            # Also on a retry: the first answer (and maybe the message) may have been lost;
-            # clients recognise a packet by its id.
+        if result.created:
+            # Only the send that made the packet posts it: a retry (same client-id) answers with
+            # the first result and posts nothing, so a room or contact sees each packet once.
             await self._announce(packet)
             self._wake.set()
         return result
@@ -432,8 +435,8 @@ class RedPacket(Feature):
             _text(packet.lang, "notice.grabbed", name=name, amount=amount),
             packet.lang,
         )
-        if got.best_luck is not None:
-            await self._finished(packet, got.best_luck.grabbed_by or "", got.best_luck.amount)
+        if got.remaining_count == 0:
+            await self._finished(packet, got.best_luck)
         out = element(q("opened"), {"id": packet.id, "amount": str(got.amount), "balance": str(got.balance),
                                     "remaining": str(got.remaining_count)}, default_ns=NS)
         return out
@@ -464,11 +467,18 @@ class RedPacket(Feature):
         elif str(who) != packet.target:
             raise _err(Condition.FORBIDDEN, "forbidden", "this red packet is for someone else")
 
-    async def _finished(self, packet: Packet, best: str, amount: int) -> None:
-        """The last share is taken: best luck (largest share, ties: earliest grab) is fixed."""
-        child = element(q("finished"), {"id": packet.id, "best-luck": best, "amount": str(amount)}, default_ns=NS)
-        name = JID.parse(best).local or best
-        text = _text(packet.lang, "notice.finished", name=name, amount=self._money(amount))
+    async def _finished(self, packet: Packet, best: Share | None) -> None:
+        """The last share is taken. A lucky packet of two shares or more names its best luck
+        (largest share, ties: earliest grab); equal and single-share packets have none
+        (``best`` is None: the repository fixes none, see :func:`.repository.has_best_luck`)."""
+        attrs = {"id": packet.id}
+        if best is not None and best.grabbed_by:
+            attrs.update({"best-luck": best.grabbed_by, "amount": str(best.amount)})
+            name = JID.parse(best.grabbed_by).local or best.grabbed_by
+            text = _text(packet.lang, "notice.finished", name=name, amount=self._money(best.amount))
+        else:
+            text = _text(packet.lang, "notice.finished_all")
+        child = element(q("finished"), attrs, default_ns=NS)
         await self._notice(packet.sender, child, text, packet.lang)
         rooms = self._rooms()
         if packet.is_room and rooms is not None:

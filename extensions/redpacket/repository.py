@@ -12,7 +12,7 @@ Money is integer minor units (fen for CNY). Its rules are the database's, not th
   in one call on the driver's thread: claim the lowest unclaimed share
   (``UPDATE ... WHERE seq = (SELECT min(seq) ...) AND grabbed_by IS NULL RETURNING``), count it
   on the packet if still open (``UPDATE ... RETURNING`` the counters; best luck on the last
-  share), credit the grabber (an upsert that creates a missing wallet, ``RETURNING`` the
+  share of a lucky packet with two shares or more), credit the grabber (an upsert that creates a missing wallet, ``RETURNING`` the
   balance) and append the ledger row. On MariaDB the packet row is locked first
   (``SELECT ... FOR UPDATE``), then the lowest share is read and claimed (rowcount checked),
   counted, credited (upsert) and entered. ``UNIQUE (packet_id, grabbed_by)`` makes a second
@@ -83,6 +83,7 @@ __all__ = [
     "Share",
     "SqlRedPacketRepository",
     "delete_account_txn",
+    "has_best_luck",
     "tombstone",
 ]
 
@@ -93,6 +94,12 @@ LEDGER_KINDS: Final = ("topup", "send_debit", "grab_credit", "refund", "adjust")
 OPEN, FINISHED, EXPIRED = "open", "finished", "expired"
 _MAX_DEADLOCK_RETRIES: Final = 30
 _FINISHED_MEMORY: Final = 10000  # finished packet ids remembered (forgotten all at once past this)
+
+
+def has_best_luck(kind: str, count: int) -> bool:
+    """Best luck (手气最佳, the largest share) exists only where shares differ by luck: a lucky
+    packet of two shares or more. Equal and single-share packets finish with none stored."""
+    return kind == "lucky" and count >= 2
 
 # -- live tables (the migration spells the same thing out, frozen) ---------------------------
 
@@ -546,7 +553,7 @@ class MemoryRedPacketRepository(RedPacketRepository):
         shares_[share.seq] = claimed
         remaining_count = packet.remaining_count - 1
         best = None
-        if remaining_count == 0:
+        if remaining_count == 0 and has_best_luck(packet.kind, packet.count):
             best = max(shares_, key=lambda s: (s.amount, -s.seq))
         self._packets[packet_id] = replace(
             packet,
@@ -651,9 +658,9 @@ _SQL_COUNT: Final = (
     "UPDATE redpacket_packets SET remaining_count = remaining_count - 1, remaining_amount = remaining_amount - ?, "
     f"status = CASE WHEN remaining_count = 1 THEN '{FINISHED}' ELSE '{OPEN}' END, "
     "finished_at = CASE WHEN remaining_count = 1 THEN ? END, "
-    "best_luck = CASE WHEN remaining_count = 1 THEN (SELECT grabbed_by FROM redpacket_shares "
-    "WHERE packet_id = ? AND grabbed_by IS NOT NULL ORDER BY amount DESC, seq LIMIT 1) END "
-    "WHERE id = ? AND refunded = 0 AND expires_at > ? RETURNING remaining_count, remaining_amount"
+    "best_luck = CASE WHEN remaining_count = 1 AND kind = 'lucky' AND count >= 2 THEN (SELECT grabbed_by "
+    "FROM redpacket_shares WHERE packet_id = ? AND grabbed_by IS NOT NULL ORDER BY amount DESC, seq LIMIT 1) END "
+    "WHERE id = ? AND refunded = 0 AND expires_at > ? RETURNING remaining_count, remaining_amount, kind, count"
 )
 _SQL_BEST: Final = (
     "SELECT seq, amount, grabbed_by, grabbed_at FROM redpacket_shares WHERE packet_id = ? "
@@ -714,7 +721,7 @@ def _sqlite_grab(db: sqlite3.Connection, packet_id: str, grabber: str, now: date
         raise PacketExpired(packet_id)
     left, left_amount = int(counted[0]), int(counted[1])
     best: Share | None = None
-    if left == 0:
+    if left == 0 and has_best_luck(counted[2], int(counted[3])):
         top = _first(db, _SQL_BEST, (packet_id,))
         assert top is not None
         best = Share(int(top[0]), int(top[1]), top[2], _from_sqlite_time(top[3]))
@@ -975,11 +982,12 @@ class SqlRedPacketRepository(RedPacketRepository):
 
     async def _claim_rest(
         self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime, seq: int, amount: int,
-        remaining_count: int, remaining_amount: int,
+        remaining_count: int, remaining_amount: int, kind: str, count: int,
     ) -> GrabResult:
-        """After the claim: best luck on the last share, and the grabber's credit (upsert + ledger)."""
+        """After the claim: best luck on the last share of a lucky packet of two shares or more
+        (:func:`has_best_luck`), and the grabber's credit (upsert + ledger)."""
         best: Share | None = None
-        if remaining_count == 0:
+        if remaining_count == 0 and has_best_luck(kind, count):
             s = shares.c
             top = (
                 await conn.execute(
@@ -1048,6 +1056,7 @@ class SqlRedPacketRepository(RedPacketRepository):
             await self._refused(conn, packet_id, grabber, now)
         amount = int(pick.amount)
         last = p.remaining_count == 1
+        lucky = sa.and_(p.kind == "lucky", p.count >= 2)  # has_best_luck, in SQL
         best_sub = (
             sa.select(s.grabbed_by)
             .where(s.packet_id == packet_id, s.grabbed_by.is_not(None))
@@ -1064,15 +1073,16 @@ class SqlRedPacketRepository(RedPacketRepository):
                     remaining_amount=p.remaining_amount - amount,
                     status=sa.case((last, FINISHED), else_=OPEN),
                     finished_at=sa.case((last, now), else_=None),
-                    best_luck=sa.case((last, best_sub), else_=None),
+                    best_luck=sa.case((sa.and_(last, lucky), best_sub), else_=None),
                 )
-                .returning(p.remaining_count, p.remaining_amount)
+                .returning(p.remaining_count, p.remaining_amount, p.kind, p.count)
             )
         ).first()
         if counted is None:  # refunded or expired (the claim proved the rest): undo the claim
             raise PacketExpired(packet_id)
         return await self._claim_rest(
-            conn, packet_id, grabber, now, int(pick.seq), amount, int(counted.remaining_count), int(counted.remaining_amount)
+            conn, packet_id, grabber, now, int(pick.seq), amount, int(counted.remaining_count), int(counted.remaining_amount),
+            counted.kind, int(counted.count),
         )
 
     async def _refused(self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime) -> NoReturn:
@@ -1101,7 +1111,7 @@ class SqlRedPacketRepository(RedPacketRepository):
         row = (
             await conn.execute(
                 sa.select(
-                    p.remaining_count, p.remaining_amount, p.refunded, p.expires_at,
+                    p.remaining_count, p.remaining_amount, p.refunded, p.expires_at, p.kind, p.count,
                     lowest(s.seq).label("seq"), lowest(s.amount).label("amount"),
                 )
                 .where(p.id == packet_id)
@@ -1129,6 +1139,7 @@ class SqlRedPacketRepository(RedPacketRepository):
         amount = int(pick.amount)
         left = remaining_count - 1
         finished = left == 0
+        lucky = has_best_luck(row.kind, int(row.count))
         best_sub = (
             sa.select(s.grabbed_by)
             .where(s.packet_id == packet_id, s.grabbed_by.is_not(None))
@@ -1144,10 +1155,12 @@ class SqlRedPacketRepository(RedPacketRepository):
                 remaining_amount=remaining_amount - amount,
                 status=FINISHED if finished else OPEN,
                 finished_at=now if finished else None,
-                best_luck=best_sub if finished else None,
+                best_luck=best_sub if finished and lucky else None,
             )
         )
-        return await self._claim_rest(conn, packet_id, grabber, now, int(pick.seq), amount, left, remaining_amount - amount)
+        return await self._claim_rest(
+            conn, packet_id, grabber, now, int(pick.seq), amount, left, remaining_amount - amount, row.kind, int(row.count)
+        )
 
     async def refund(self, packet_id: str, now: datetime, *, force: bool = False) -> RefundResult | None:
         return await self._with_wallets(self._refund_txn, packet_id, now, force)  # type: ignore[no-any-return]

@@ -1,7 +1,7 @@
 """Red packets (urn:xmppd:redpacket:0): a slixmpp client plugin (stanza classes and calls).
 
 Register it with ``client.register_plugin("redpacket", module=slixmpp_plugin)``; then
-``await client["redpacket"].send_packet(...)``, ``open_packet(id)``, ``balance()``,
+``await client.plugin["redpacket"].send_packet(...)``, ``open_packet(id)``, ``balance()``,
 ``history()``, ``details(id)``, ``records("sent")``. Packet messages raise the ``redpacket``
 event, server notices ``redpacket_grabbed``, ``redpacket_finished`` and ``redpacket_refunded``.
 Results are returned as the plugin's stanza objects (dict-like).

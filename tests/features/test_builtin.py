@@ -20,15 +20,15 @@ REG = "jabber:iq:register"
 async def test_disco_info_and_items_of_the_server(server):
     c = await slix(server, await add_user(server, "alice"), plugins=("xep_0030",))
     try:
-        info = await c["xep_0030"].get_info(jid="localhost", timeout=5)
+        info = await c.plugin["xep_0030"].get_info(jid="localhost", timeout=5)
         features = info["disco_info"]["features"]
         for var in ("http://jabber.org/protocol/disco#info", "urn:xmpp:ping", "jabber:iq:version"):
             assert var in features
         assert ("server", "im", None, "xmppd") in info["disco_info"]["identities"]
-        items = await c["xep_0030"].get_items(jid="localhost", timeout=5)
+        items = await c.plugin["xep_0030"].get_items(jid="localhost", timeout=5)
         assert items["type"] == "result"
         with pytest.raises(IqError) as err:
-            await c["xep_0030"].get_info(jid="localhost", node="no-such-node", timeout=5)
+            await c.plugin["xep_0030"].get_info(jid="localhost", node="no-such-node", timeout=5)
         assert err.value.condition == "item-not-found"
     finally:
         await slix_close(c)
@@ -38,10 +38,10 @@ async def test_disco_of_accounts_self_yes_strangers_no(server):
     alice = await slix(server, await add_user(server, "alice"), plugins=("xep_0030",))
     await add_user(server, "bob")
     try:
-        own = await alice["xep_0030"].get_info(jid="alice@localhost", timeout=5)
+        own = await alice.plugin["xep_0030"].get_info(jid="alice@localhost", timeout=5)
         assert ("account", "registered", None, None) in own["disco_info"]["identities"]
         with pytest.raises(IqError) as err:
-            await alice["xep_0030"].get_info(jid="bob@localhost", timeout=5)
+            await alice.plugin["xep_0030"].get_info(jid="bob@localhost", timeout=5)
         assert err.value.condition == "service-unavailable"
     finally:
         await slix_close(alice)
@@ -50,9 +50,9 @@ async def test_disco_of_accounts_self_yes_strangers_no(server):
 async def test_client_pings_server_and_own_account(server):
     c = await slix(server, await add_user(server, "alice"), plugins=("xep_0199",))
     try:
-        rtt = await c["xep_0199"].ping("localhost", timeout=5)
+        rtt = await c.plugin["xep_0199"].ping("localhost", timeout=5)
         assert rtt >= 0
-        await c["xep_0199"].ping("alice@localhost", timeout=5)
+        await c.plugin["xep_0199"].ping("alice@localhost", timeout=5)
     finally:
         await slix_close(c)
 
@@ -174,7 +174,7 @@ async def test_password_change_and_account_removal(open_server):
     jid = await add_user(open_server, "alice")
     c = await slix(open_server, jid, plugins=("xep_0077",))
     try:
-        await c["xep_0077"].change_password("a new long password", jid="localhost", timeout=5)
+        await c.plugin["xep_0077"].change_password("a new long password", jid="localhost", timeout=5)
     finally:
         await slix_close(c)
     with pytest.raises(ConnectionError):
@@ -182,7 +182,7 @@ async def test_password_change_and_account_removal(open_server):
     c = await slix(open_server, jid, "a new long password", plugins=("xep_0077",))
     ended: asyncio.Event = asyncio.Event()
     c.add_event_handler("disconnected", lambda e: ended.set())
-    await c["xep_0077"].cancel_registration(jid="localhost", timeout=5)
+    await c.plugin["xep_0077"].cancel_registration(jid="localhost", timeout=5)
     await asyncio.wait_for(ended.wait(), 5)
     for _ in range(50):
         if await open_server.accounts.get("alice", "localhost") is None:
@@ -234,7 +234,7 @@ async def test_feature_from_outside_the_package_loads_through_entry_points(tmp_p
             iq.append(el)
             result = await iq.send(timeout=5)
             assert result.xml.find("{urn:example:echo}echo").text == "hello"
-            info = await c["xep_0030"].get_info(jid="localhost", timeout=5)
+            info = await c.plugin["xep_0030"].get_info(jid="localhost", timeout=5)
             assert "urn:example:echo" in info["disco_info"]["features"]
         finally:
             await slix_close(c)

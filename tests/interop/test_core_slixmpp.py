@@ -107,8 +107,8 @@ async def test_iq_between_clients_is_routed_and_answered(server):
     a = await slix(server, await add_user(server, "alice"), plugins=("xep_0092",))
     b = await slix(server, await add_user(server, "bob"), plugins=("xep_0092",))
     try:
-        b["xep_0092"].software_name = "bob-client"
-        result = await a["xep_0092"].get_version(b.boundjid.full, timeout=5)
+        b.plugin["xep_0092"].software_name = "bob-client"
+        result = await a.plugin["xep_0092"].get_version(b.boundjid.full, timeout=5)
         assert result["software_version"]["name"] == "bob-client"
     finally:
         await slix_close(a)

@@ -81,13 +81,13 @@ async def test_a_muted_member_cannot_speak_through_a_room_red_packet_and_keeps_h
         before = await balances(srv, "alice", "bob")
         # the probe of the issue: a 1-fen packet exclusive to himself, his text in the greeting
         with pytest.raises(IqError) as info:
-            await alice["redpacket"].send_packet(ROOM, client_id="p1", total=1, exclusive="alice@localhost",
+            await alice.plugin["redpacket"].send_packet(ROOM, client_id="p1", total=1, exclusive="alice@localhost",
                                                  greeting="buy cheap followers at spam.example")
         assert info.value.iq["error"]["condition"] == "bad-request"
         assert "yourself" in info.value.iq["error"]["text"]
         # and the same packet for someone else: refused with the error the groupchat path gives
         with pytest.raises(IqError) as info:
-            await alice["redpacket"].send_packet(ROOM, client_id="p2", total=1, exclusive="bob@localhost",
+            await alice.plugin["redpacket"].send_packet(ROOM, client_id="p2", total=1, exclusive="bob@localhost",
                                                  greeting="buy cheap followers at spam.example")
         assert info.value.iq["error"]["condition"] == "forbidden"
         el = app_element(info.value.iq, app)
@@ -113,12 +113,12 @@ async def test_a_visitor_of_a_moderated_room_cannot_post_a_red_packet_either(srv
     try:
         assert srv.features["muc"].get_room(ROOM).occupants.get("alice").role is Role.VISITOR
         with pytest.raises(IqError) as info:
-            await alice["redpacket"].send_packet(ROOM, client_id="v1", total=5, greeting="hello")
+            await alice.plugin["redpacket"].send_packet(ROOM, client_id="v1", total=5, greeting="hello")
         assert info.value.iq["error"]["condition"] == "forbidden" and "visitors" in info.value.iq["error"]["text"]
         assert (await balances(srv, "alice"))["alice"] == 50
         # with voice, the packet goes out
         await olga.plugin["xep_0045"].set_role(ROOM, "alice", "participant")
-        sent = await alice["redpacket"].send_packet(ROOM, client_id="v2", total=5, greeting="hello")
+        sent = await alice.plugin["redpacket"].send_packet(ROOM, client_id="v2", total=5, greeting="hello")
         got = await olga.inbox.message(rp_message)
         assert got.xml.find(f"{{{RP}}}redpacket").get("id") == sent["id"]
         assert (await balances(srv, "alice"))["alice"] == 45
@@ -134,14 +134,14 @@ async def test_a_platform_muted_account_cannot_send_a_one_to_one_red_packet(srv)
     try:
         await admin.plugin["mute"].platform_mute("alice@localhost", seconds=600, reason="abuse")
         with pytest.raises(IqError) as info:
-            await alice["redpacket"].send_packet("dave@localhost", client_id="c1", total=1, greeting="spam spam")
+            await alice.plugin["redpacket"].send_packet("dave@localhost", client_id="c1", total=1, greeting="spam spam")
         assert info.value.iq["error"]["condition"] == "forbidden"
         assert app_element(info.value.iq, "platform-muted") is not None
         assert await balances(srv, "alice", "dave") == {"alice": 100, "dave": 0}
         with pytest.raises(asyncio.TimeoutError):
             await dave.inbox.message(rp_message, timeout=0.5)
         # to a server admin (the appeal path) a packet passes, as a message would
-        await alice["redpacket"].send_packet(ADMIN, client_id="c2", total=1, greeting="sorry")
+        await alice.plugin["redpacket"].send_packet(ADMIN, client_id="c2", total=1, greeting="sorry")
         await admin.inbox.message(rp_message)
         assert (await balances(srv, "alice"))["alice"] == 99
     finally:

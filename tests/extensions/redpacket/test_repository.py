@@ -139,6 +139,17 @@ async def test_best_luck_tie_goes_to_the_earliest_grab(rp_repo):
     assert last.best_luck.grabbed_by == B
 
 
+@pytest.mark.parametrize("kind,shares", [("equal", (300, 300)), ("lucky", (500,)), ("equal", (500,))])
+async def test_equal_and_single_share_packets_store_no_best_luck(rp_repo, kind, shares):
+    await rp_repo.topup(A, 1000, at())
+    await rp_repo.send(new(kind=kind, shares=shares))
+    for i, who in enumerate((B, C)[: len(shares)]):
+        last = await rp_repo.grab("p1", who, at(i + 1))
+    assert last.remaining_count == 0 and last.best_luck is None
+    packet = await rp_repo.get_packet("p1")
+    assert packet.status == "finished" and packet.best_luck is None
+
+
 async def test_grab_unknown_and_expired(rp_repo):
     with pytest.raises(PacketNotFound):
         await rp_repo.grab("nope", B, at())
@@ -407,3 +418,19 @@ async def test_sqlite_grab_on_the_driver_thread_matches_the_statement_path(reque
                 await database.run_txn(txn, "nope", B, at(1))
         report = await repo.audit()
         assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_both_sqlite_grab_paths_store_no_best_luck_for_equal_packets(request, backend):
+    """The driver-thread grab and the statement grab agree: an equal packet has no best luck."""
+    from .conftest import redpacket_database
+
+    async with redpacket_database(request, backend) as database:
+        repo = SqlRedPacketRepository(database)
+        await repo.topup(A, 4000, at())
+        for pid, txn in (("fast", repo._grab_sqlite_txn), ("slow", repo._grab_sqlite_statements)):
+            await repo.send(new(pid, kind="equal", shares=(300, 300), expires=100))
+            await database.run_txn(txn, pid, f"b.{pid}@example.com", at(1))
+            last = await database.run_txn(txn, pid, f"c.{pid}@example.com", at(2))
+            assert last.remaining_count == 0 and last.best_luck is None
+            assert (await repo.get_packet(pid)).best_luck is None

@@ -59,7 +59,7 @@ async def test_one_to_one_packet_send_open_and_notices(rp_server):
     try:
         await feat.repo.topup("alice@localhost", 1000, feat.now())
         packets, notices, finished = inbox(b, "redpacket"), inbox(a, "redpacket_grabbed"), inbox(a, "redpacket_finished")
-        sent = await a["redpacket"].send_packet("bob@localhost", client_id="c1", total=888, greeting="恭喜发财", lang="zh")
+        sent = await a.plugin["redpacket"].send_packet("bob@localhost", client_id="c1", total=888, greeting="恭喜发财", lang="zh")
         assert_valid_xml(rp_xml(sent))
         assert sent["balance"] == "112" and sent["total"] == "888"
         msg = await asyncio.wait_for(packets.get(), 5)
@@ -67,34 +67,34 @@ async def test_one_to_one_packet_send_open_and_notices(rp_server):
         assert msg["type"] == "chat" and msg["from"].bare == "alice@localhost"
         assert msg["redpacket"]["id"] == sent["id"] and msg["redpacket"]["greeting"] == "恭喜发财"
         assert msg["body"].startswith("[红包] alice给你发了一个红包：恭喜发财")
-        opened = await b["redpacket"].open_packet(sent["id"])
+        opened = await b.plugin["redpacket"].open_packet(sent["id"])
         assert_valid_xml(rp_xml(opened))
         assert (opened["amount"], opened["balance"], opened["remaining"]) == ("888", "888", "0")
         grabbed = await asyncio.wait_for(notices.get(), 5)
         assert_valid_xml(rp_xml(grabbed["rp_grabbed"]))
         assert grabbed["rp_grabbed"]["by"] == "bob@localhost" and grabbed["rp_grabbed"]["amount"] == "888"
         done = await asyncio.wait_for(finished.get(), 5)
-        assert done["rp_finished"]["best-luck"] == "bob@localhost"
-        assert await b["redpacket"].balance() == 888 and await a["redpacket"].balance() == 112
+        assert done["rp_finished"]["id"] == sent["id"] and done["rp_finished"]["best-luck"] == ""  # one share: no luck
+        assert await b.plugin["redpacket"].balance() == 888 and await a.plugin["redpacket"].balance() == 112
         # again: already grabbed, with the amount
         with pytest.raises(IqError) as info:
-            await b["redpacket"].open_packet(sent["id"])
+            await b.plugin["redpacket"].open_packet(sent["id"])
         assert info.value.iq["error"]["condition"] == "conflict"
         assert app_condition(info.value) == ("already-grabbed", {"amount": "888", "at": app_condition(info.value)[1]["at"]})
         assert_valid_xml(ET.tostring(info.value.iq.xml.find("{jabber:client}error")[-1]))
-        details = await a["redpacket"].details(sent["id"])
+        details = await a.plugin["redpacket"].details(sent["id"])
         assert_valid_xml(rp_xml(details))
         grabs = slixmpp_plugin.entries(details, slixmpp_plugin.Grab)
-        assert [(g["by"], g["amount"], g["best"]) for g in grabs] == [("bob@localhost", "888", "true")]
-        assert details["status"] == "finished" and details["best-luck"] == "bob@localhost"
-        hist = await a["redpacket"].history()
+        assert [(g["by"], g["amount"], g["best"]) for g in grabs] == [("bob@localhost", "888", "")]
+        assert details["status"] == "finished" and details["best-luck"] == ""
+        hist = await a.plugin["redpacket"].history()
         assert_valid_xml(rp_xml(hist))
         assert [(e["kind"], e["amount"]) for e in slixmpp_plugin.entries(hist, slixmpp_plugin.Entry)] == [
             ("send-debit", "-888"), ("topup", "1000")]
-        rec = await b["redpacket"].records("received")
+        rec = await b.plugin["redpacket"].records("received")
         assert_valid_xml(rp_xml(rec))
         assert (rec["total"], rec["count"]) == ("888", "1")
-        sent_rec = await a["redpacket"].records("sent")
+        sent_rec = await a.plugin["redpacket"].records("sent")
         assert (sent_rec["total"], sent_rec["count"]) == ("888", "1")
         assert (await feat.repo.audit()).ok
     finally:
@@ -107,19 +107,19 @@ async def test_open_is_forbidden_for_the_sender_and_strangers(rp_server):
     a, b, c = await client(rp_server, "alice"), await client(rp_server, "bob"), await client(rp_server, "carol")
     try:
         await feat.repo.topup("alice@localhost", 500, feat.now())
-        sent = await a["redpacket"].send_packet("bob@localhost", client_id="x", kind="equal", each=100)
+        sent = await a.plugin["redpacket"].send_packet("bob@localhost", client_id="x", kind="equal", each=100)
         for who in (a, c):
             with pytest.raises(IqError) as info:
-                await who["redpacket"].open_packet(sent["id"])
+                await who.plugin["redpacket"].open_packet(sent["id"])
             assert info.value.iq["error"]["condition"] == "forbidden"
             assert app_condition(info.value)[0] == "forbidden"
         with pytest.raises(IqError) as info:
-            await c["redpacket"].details(sent["id"])
+            await c.plugin["redpacket"].details(sent["id"])
         assert info.value.iq["error"]["condition"] == "forbidden"
         with pytest.raises(IqError) as info:
-            await b["redpacket"].open_packet("0000")
+            await b.plugin["redpacket"].open_packet("0000")
         assert info.value.iq["error"]["condition"] == "item-not-found"
-        assert await b["redpacket"].balance() == 0
+        assert await b.plugin["redpacket"].balance() == 0
     finally:
         for x in (a, b, c):
             await slix_close(x)
@@ -140,11 +140,11 @@ async def test_bad_sends_get_the_right_error_and_cost_nothing(rp_server, kwargs,
     try:
         await feat.repo.topup("alice@localhost", 500, feat.now())
         with pytest.raises(IqError) as info:
-            await a["redpacket"].send_packet("bob@localhost", client_id="bad", **kwargs)
+            await a.plugin["redpacket"].send_packet("bob@localhost", client_id="bad", **kwargs)
         assert info.value.iq["error"]["condition"] == condition
         assert app_condition(info.value)[0] == app
         assert info.value.iq["error"]["text"]
-        assert await a["redpacket"].balance() == 500
+        assert await a.plugin["redpacket"].balance() == 500
     finally:
         await slix_close(a)
         await slix_close(b)
@@ -156,10 +156,10 @@ async def test_send_to_unknown_account_or_self(rp_server):
     try:
         await feat.repo.topup("alice@localhost", 500, feat.now())
         with pytest.raises(IqError) as info:
-            await a["redpacket"].send_packet("nobody@localhost", client_id="1", total=10)
+            await a.plugin["redpacket"].send_packet("nobody@localhost", client_id="1", total=10)
         assert info.value.iq["error"]["condition"] == "item-not-found"
         with pytest.raises(IqError) as info:
-            await a["redpacket"].send_packet("alice@localhost", client_id="2", total=10)
+            await a.plugin["redpacket"].send_packet("alice@localhost", client_id="2", total=10)
         assert info.value.iq["error"]["condition"] == "bad-request"
     finally:
         await slix_close(a)
@@ -170,13 +170,13 @@ async def test_retried_send_same_client_id_is_one_packet_debited_once(rp_server)
     a, b = await client(rp_server, "alice"), await client(rp_server, "bob")
     try:
         await feat.repo.topup("alice@localhost", 1000, feat.now())
-        results = await asyncio.gather(*(a["redpacket"].send_packet("bob@localhost", client_id="retry-1", total=300)
+        results = await asyncio.gather(*(a.plugin["redpacket"].send_packet("bob@localhost", client_id="retry-1", total=300)
                                          for _ in range(5)))
         assert len({r["id"] for r in results}) == 1
         assert sum(1 for r in results if r["retry"] == "true") == 4
-        assert await a["redpacket"].balance() == 700
+        assert await a.plugin["redpacket"].balance() == 700
         with pytest.raises(IqError) as info:
-            await a["redpacket"].send_packet("bob@localhost", client_id="retry-1", total=301)
+            await a.plugin["redpacket"].send_packet("bob@localhost", client_id="retry-1", total=301)
         assert app_condition(info.value)[0] == "client-id-reused"
         assert (await feat.repo.audit()).ok
     finally:
@@ -209,13 +209,13 @@ async def test_expiry_refunds_the_remainder_once_and_tells_the_sender(tmp_path):
         try:
             await feat.repo.topup("alice@localhost", 1000, feat.now())
             refunds = inbox(a, "redpacket_refunded")
-            sent = await a["redpacket"].send_packet("bob@localhost", client_id="e", total=400)
+            sent = await a.plugin["redpacket"].send_packet("bob@localhost", client_id="e", total=400)
             r = await asyncio.wait_for(refunds.get(), 5)  # the sweeper wakes for the new deadline
             assert_valid_xml(rp_xml(r["rp_refunded"]))
             assert r["rp_refunded"]["id"] == sent["id"] and r["rp_refunded"]["amount"] == "400"
-            assert await a["redpacket"].balance() == 1000
+            assert await a.plugin["redpacket"].balance() == 1000
             with pytest.raises(IqError) as info:
-                await b["redpacket"].open_packet(sent["id"])
+                await b.plugin["redpacket"].open_packet(sent["id"])
             assert app_condition(info.value)[0] == "expired"
             assert await feat.sweep() == 0  # nothing twice
             assert feat.sent_notices == 1
@@ -233,7 +233,7 @@ async def test_sweeper_is_rebuilt_from_storage_after_restart(tmp_path):
         a = await client(srv, "alice")
         try:
             await feat.repo.topup("alice@localhost", 100, feat.now())
-            await a["redpacket"].send_packet("bob@localhost", client_id="r", total=60)
+            await a.plugin["redpacket"].send_packet("bob@localhost", client_id="r", total=60)
         finally:
             await slix_close(a)
     await asyncio.sleep(0.6)
@@ -261,7 +261,7 @@ async def test_deleted_account_balance_goes_to_the_system_wallet(rp_server):
 async def test_disco_advertises_the_namespace(rp_server):
     a = await slix(rp_server, await add_user(rp_server, "alice"), plugins=("xep_0030",))
     try:
-        info = await a["xep_0030"].get_info(jid="localhost")
+        info = await a.plugin["xep_0030"].get_info(jid="localhost")
         assert NS in info["disco_info"]["features"]
     finally:
         await slix_close(a)
