@@ -87,7 +87,7 @@ def xmppd_main(argv: list[str] | None = None) -> int:
     if workers > 1 and not args.worker:
         from .cluster.workers import supervise
 
-        return run(lambda: supervise(cfg, list(sys.argv[1:] if argv is None else argv), workers))
+        return run(lambda: supervise(cfg, classes, list(sys.argv[1:] if argv is None else argv), workers))
     return run(lambda: _serve(cfg, classes, worker=args.worker))
 
 

@@ -174,6 +174,8 @@ class Membership:
             elif known != incarnation:
                 await self._down(name, known, restarted=True)
                 log.info("node %s is up again", name)
+            if known != incarnation:
+                await self._run_hook(H.NODE_UP, NodeEvent(name, incarnation))
         grace = time.monotonic() < self._grace_until
         for name, incarnation in list(self.peers.items()):
             if name in live:
@@ -193,7 +195,10 @@ class Membership:
             log.warning("node %s restarted: its previous process is down", name)
         else:
             log.warning("node %s is down: no heartbeat for %g s (cluster.node_timeout)", name, self.node_timeout)
+        await self._run_hook(H.NODE_DOWN, NodeEvent(name, incarnation, graceful))
+
+    async def _run_hook(self, hook: H.Hook[NodeEvent], event: NodeEvent) -> None:
         try:
-            await self.hooks.run(H.NODE_DOWN, NodeEvent(name, incarnation, graceful))
+            await self.hooks.run(hook, event)
         except Exception:
-            log.exception("a NODE_DOWN handler failed for node %s", name)
+            log.exception("a %s handler failed for node %s", hook.name, event.node)

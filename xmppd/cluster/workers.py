@@ -8,6 +8,9 @@ delay, reset once the worker has run for a while), never one that refused its co
 (exit 2: restarting cannot help), forwards SIGTERM/SIGINT to the workers, and exits 0 when every
 worker stopped cleanly on that signal, 1 otherwise.
 
+What the workers would otherwise race for is done here, once, before they start: the embedded
+database's schema upgrade (when storage.auto_upgrade applies) and the self-signed certificate.
+
 A listener on port 0 gets its port chosen here, once, by binding (not listening) a reserved
 SO_REUSEPORT socket, kept until the end, so that every worker, and every restart, shares it.
 """
@@ -22,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..config import Config, parse_hostport
+from ..core.feature import Feature
 from .node import default_node_name
 
 log = logging.getLogger("xmppd.workers")
@@ -54,6 +58,29 @@ def _reserve(host: str) -> tuple[socket.socket, int]:
 
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def prepare(cfg: Config, classes: dict[str, type[Feature]]) -> None:
+    """What every worker would do at start and must not do at the same time as its siblings."""
+    from ..app import feature_migration_locations
+    from ..storage import migrations
+    from ..storage.engine import Database
+    from ..transport import tls
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    if not cfg.tls.cert:
+        tls.ensure_certificate(cfg.data_dir, cfg.server.domain)
+    auto = cfg.storage.auto_upgrade
+    if auto is None:
+        auto = cfg.is_embedded_storage
+    if auto:
+        db = Database.from_url(cfg.storage_url)
+        try:
+            applied = await migrations.upgrade(db, feature_migration_locations(classes.values()))
+            if applied:
+                log.info("applied %d schema migrations before starting the workers", len(applied))
+        finally:
+            await db.dispose()
 
 
 class Supervisor:
@@ -164,5 +191,10 @@ class Supervisor:
             await asyncio.wait(pending)
 
 
-async def supervise(cfg: Config, argv: list[str], count: int) -> int:
+async def supervise(cfg: Config, classes: dict[str, type[Feature]], argv: list[str], count: int) -> int:
+    try:
+        await prepare(cfg, classes)
+    except Exception as exc:
+        log.error("cannot start the workers: %s", exc)
+        return 1
     return await Supervisor(cfg, argv, count).run()

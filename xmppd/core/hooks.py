@@ -73,8 +73,8 @@ class AccountEvent:
 
 @dataclass(frozen=True, slots=True)
 class NodeEvent:
-    """Another cluster node went away (docs/cluster.md): ``graceful`` when it said so on leaving,
-    else its heartbeats stopped (crash, kill, network split) for ``cluster.node_timeout``."""
+    """Another cluster node came (NODE_UP) or went away (NODE_DOWN; docs/cluster.md): ``graceful``
+    when it said so on leaving, else its heartbeats stopped (crash, kill, split) for node_timeout."""
 
     node: str
     incarnation: str  # which process of that name (a node restarted within the timeout differs)
@@ -132,6 +132,8 @@ ACCOUNT_DELETED: Hook[AccountEvent] = Hook("account/deleted")
 # Another cluster node is gone (xmppd/cluster/membership.py): its sessions, rooms and queues
 # are to be taken over. Runs on every node that noticed, once per lost node.
 NODE_DOWN: Hook[NodeEvent] = Hook("cluster/node-down")
+# Another cluster node registered (joined, or came back after a restart).
+NODE_UP: Hook[NodeEvent] = Hook("cluster/node-up")
 
 Handler = Callable[[Any], Awaitable[Flow]]
 
