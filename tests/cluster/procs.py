@@ -85,9 +85,12 @@ class Proc:
 
     async def close(self) -> None:
         if self.proc.returncode is None:
-            self.proc.kill()
+            self.proc.kill()  # a supervisor's workers get SIGTERM from the kernel (PR_SET_PDEATHSIG)
             await self.proc.wait()
-        await self._reader
+        try:
+            await asyncio.wait_for(self._reader, 30)  # EOF once every process holding stderr is gone
+        except TimeoutError:
+            raise AssertionError(f"processes of xmppd {self.pid} still hold its stderr 30 s after it ended:\n{self.log}") from None
 
     def as_server(self) -> Any:
         """What tests/helpers.slix needs of a server: its port and its certificate."""

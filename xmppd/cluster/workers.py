@@ -47,6 +47,17 @@ class _Worker:
     history: list[int] = field(default_factory=list)
 
 
+def _die_with_supervisor() -> None:
+    """In the worker, before exec: SIGTERM when the supervisor dies, even by SIGKILL (Linux), so
+    that no orphaned worker keeps serving, unsupervised, on the shared port."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _reserve(host: str) -> tuple[socket.socket, int]:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -114,7 +125,8 @@ class Supervisor:
         ]
 
     async def _spawn(self, w: _Worker) -> None:
-        w.proc = await asyncio.create_subprocess_exec(*self._command(w))
+        preexec = _die_with_supervisor if sys.platform.startswith("linux") else None
+        w.proc = await asyncio.create_subprocess_exec(*self._command(w), preexec_fn=preexec)
         w.started = time.monotonic()
         log.info("worker %d (node %s) started: pid %d", w.index, w.name, w.proc.pid)
 
