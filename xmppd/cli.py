@@ -93,7 +93,7 @@ def xmppd_main(argv: list[str] | None = None) -> int:
 
 async def _serve(cfg: Config, classes: dict[str, type[Feature]], *, worker: bool = False) -> int:
     from .app import SchemaNotCurrent, Server
-    from .cluster.membership import NodeNameTaken
+    from .cluster.membership import ClusterStartError
     from .transport.tls import CertificateError
 
     server = Server(cfg, feature_classes=classes)
@@ -107,7 +107,7 @@ async def _serve(cfg: Config, classes: dict[str, type[Feature]], *, worker: bool
     except CertificateError as exc:
         print(f"xmppd: configuration error: tls: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except (OSError, SchemaNotCurrent, NodeNameTaken) as exc:
+    except (OSError, SchemaNotCurrent, ClusterStartError) as exc:
         print(f"xmppd: cannot start: {exc}", file=sys.stderr)
         return 1
     # What start-up built (configuration, features, schema, imported modules) lives as long as
@@ -318,6 +318,10 @@ async def _check(ctl: Ctl, args: argparse.Namespace) -> int:
             raise CtlError(f"storage.url {redact_url(cfg.storage_url)} cannot be reached: {exc}") from None
         finally:
             await db.dispose()
+    if cfg.cluster.redis_url:
+        from .cluster.status import check_reachable
+
+        await check_reachable(cfg.cluster.redis_url)
     features = ", ".join(c.name for c in order(ctl.classes, cfg.features.disabled))
     print(f"configuration {cfg.source} is valid; domain {cfg.server.domain}; {ctl.describe_storage()}; features: {features}")
     return 0

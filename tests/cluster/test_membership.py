@@ -110,12 +110,15 @@ def test_cluster_status_on_one_node_says_so(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
-def test_cluster_status_names_an_unreachable_redis(tmp_path, private_redis):
+def test_cluster_status_and_check_name_an_unreachable_redis(tmp_path, private_redis):
     url = private_redis.url
+    r = xmppctl("--set", f"cluster.redis_url={url}", "check", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
     private_redis.stop()
-    r = xmppctl("--set", f"cluster.redis_url={url}", "cluster", "status", cwd=tmp_path)
-    assert r.returncode == 1
-    assert r.stderr.startswith(f"xmppctl: cluster.redis_url {url} cannot be reached: ") and r.stderr.count("\n") == 1
+    for verb in (["cluster", "status"], ["check"]):
+        r = xmppctl("--set", f"cluster.redis_url={url}", *verb, cwd=tmp_path)
+        assert r.returncode == 1
+        assert r.stderr.startswith(f"xmppctl: cluster.redis_url {url} cannot be reached: ") and r.stderr.count("\n") == 1, r.stderr
 
 
 @pytest.mark.parametrize("key,value,text", [
@@ -126,3 +129,18 @@ def test_cluster_status_names_an_unreachable_redis(tmp_path, private_redis):
 def test_bad_cluster_options_are_refused_naming_the_key(tmp_path, key, value, text):
     r = xmppctl("--set", f"{key}={value}", "check", cwd=tmp_path)
     assert r.returncode == 2 and text in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+async def test_a_node_starts_without_its_redis_and_joins_when_redis_comes(tmp_path, private_redis):
+    private_redis.stop()
+    node = await start_xmppd(tmp_path / "data", *cluster_args(private_redis.url, "xmppd"), "--set", "cluster.node=early")
+    try:
+        await node.wait_log("xmppd serving localhost")  # local service first, whatever Redis does
+        assert "is unreachable" in node.log
+        private_redis.start()
+        await node.wait_log(f"joined the cluster on {private_redis.url} as node early", timeout=15)
+        r = xmppctl("--set", f"cluster.redis_url={private_redis.url}", "cluster", "status", cwd=tmp_path)
+        assert status_rows(r.stdout)["early"]["STATE"] == "up", r.stdout
+    finally:
+        await node.close()
+    assert "Traceback" not in node.log

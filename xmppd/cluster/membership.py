@@ -31,7 +31,11 @@ from .registry import NodeRegistry
 log = logging.getLogger(__name__)
 
 
-class NodeNameTaken(Exception):
+class ClusterStartError(Exception):
+    """This node cannot join: the reason, in one line (``xmppd: cannot start: ...``)."""
+
+
+class NodeNameTaken(ClusterStartError):
     """Another live process holds this ``cluster.node``."""
 
 
@@ -61,6 +65,7 @@ class Membership:
         self._started = time.time()
         self._grace_until = 0.0  # monotonic: declare nobody down before this
         self._failures = 0
+        self._joined = False
         self._lost_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -79,6 +84,9 @@ class Membership:
             raise
         except unreachable_errors() as exc:
             self._lost(exc)
+        except Exception as exc:  # Redis answered with an error (a wrong database, no scripting ...)
+            await self.redis.aclose()
+            raise ClusterStartError(f"cluster.redis_url {describe(self.url)} refused this node: {exc}") from None
         self._task = asyncio.create_task(self._run(), name=f"cluster membership {self.name}")
 
     async def stop(self) -> None:
@@ -136,7 +144,7 @@ class Membership:
         if status == "taken":
             raise NodeNameTaken(await self._taken_text(holder))
         if not self.reachable:
-            if self._failures:
+            if self._failures and self._joined:
                 log.info(
                     "Redis at %s answers again after %.1f s: node %s %s",
                     describe(self.url), time.monotonic() - self._lost_at, self.name,
@@ -146,6 +154,7 @@ class Membership:
                 self._grace_until = time.monotonic() + self.node_timeout
             else:
                 log.info("joined the cluster on %s as node %s", describe(self.url), self.name)
+            self._joined = True
             self.reachable = True
             self._failures = 0
         elif status == "created":

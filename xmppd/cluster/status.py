@@ -33,6 +33,19 @@ async def status(ctl: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+async def check_reachable(url: str) -> None:
+    """For ``xmppctl check``: Redis answers a PING, else one line naming the key."""
+    from ..cli import CtlError
+
+    redis = connect(url, timeout=5)
+    try:
+        await redis.ping()
+    except Exception as exc:
+        raise CtlError(f"cluster.redis_url {describe(url)} cannot be reached: {exc}") from None
+    finally:
+        await redis.aclose()
+
+
 def render(nodes: list[NodeInfo], where: str, prefix: str, node_timeout: float) -> str:
     live = [n for n in nodes if n.alive]
     lines = [f"cluster {prefix!r} on {where}: {len(live)} node{'s' if len(live) != 1 else ''} up"]
