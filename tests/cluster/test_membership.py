@@ -144,3 +144,26 @@ async def test_a_node_starts_without_its_redis_and_joins_when_redis_comes(tmp_pa
     finally:
         await node.close()
     assert "Traceback" not in node.log
+
+
+async def test_after_a_redis_restart_no_live_node_is_declared_down_while_it_re_registers(tmp_path, private_redis):
+    # node_timeout 6 s: the survivors give the others that long after a reconnection.
+    args = ["--set", f"cluster.redis_url={private_redis.url}", "--set", "cluster.heartbeat=0.5", "--set", "cluster.node_timeout=6"]
+    a = await start_xmppd(tmp_path / "a", *args, "--set", "cluster.node=a")
+    b = await start_xmppd(tmp_path / "b", *args, "--set", "cluster.node=b")
+    try:
+        await a.wait_log("node b is up")
+        b.proc.send_signal(signal.SIGSTOP)  # b comes back later than a: the registry a finds lacks b
+        private_redis.stop()
+        private_redis.start()
+        await a.wait_log(r"node a re-registered")  # on a reconnection, or on finding its entry gone
+        await asyncio.sleep(1.5)  # a reads the registry three times meanwhile: b is not in it
+        b.proc.send_signal(signal.SIGCONT)
+        await b.wait_log(r"node b re-registered")
+        r = xmppctl("--set", f"cluster.redis_url={private_redis.url}", "cluster", "status", cwd=tmp_path)
+        assert set(status_rows(r.stdout)) == {"a", "b"}, r.stdout
+        assert "node b is down" not in a.log and "node a is down" not in b.log
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+        await a.close()
+        await b.close()
