@@ -130,7 +130,8 @@ ACCOUNT_CREATED: Hook[AccountEvent] = Hook("account/created")
 ACCOUNT_DELETING: Hook[AccountEvent] = Hook("account/deleting")
 ACCOUNT_DELETED: Hook[AccountEvent] = Hook("account/deleted")
 # Another cluster node is gone (xmppd/cluster/membership.py): its sessions, rooms and queues
-# are to be taken over. Runs on every node that noticed, once per lost node.
+# are to be taken over. Runs on every node that noticed, once per lost node, inside the heartbeat
+# loop: a handler with slow work starts a task for it (the node's own entry must stay renewed).
 NODE_DOWN: Hook[NodeEvent] = Hook("cluster/node-down")
 # Another cluster node registered (joined, or came back after a restart).
 NODE_UP: Hook[NodeEvent] = Hook("cluster/node-up")
