@@ -35,6 +35,10 @@ setup(
         "aiohttp>=3.9",  # WebSocket (RFC 7395), host-meta
         "cryptography>=42",  # self-signed certificate, channel binding hashes
         "uvloop>=0.19; sys_platform != 'win32'",  # faster event loop
+        # The cluster's live shared state (xmppd/cluster, docs/cluster.md): redis-py is Redis's
+        # own maintained client, with asyncio, pipelines and Lua scripts (EVALSHA with reload).
+        # Imported only when cluster.redis_url is set: the embedded default connects to nothing.
+        "redis>=5",
     ],
     extras_require={
         "mysql": ["aiomysql>=0.2", "PyMySQL>=1.1"],

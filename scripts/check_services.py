@@ -18,3 +18,21 @@ except OSError as exc:
         "or point XMPPD_TEST_MYSQL_URL at another server."
     )
 print(f"MariaDB reachable at {host}:{port}")
+
+# The cluster tests (tests/cluster) use the Redis at 127.0.0.1:6379 under a key prefix per test.
+redis_url = os.environ.get("XMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+parts = urlsplit(redis_url)
+host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+try:
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(b"PING\r\n")
+        reply = sock.recv(64)
+except OSError as exc:
+    reply = str(exc).encode()
+if not reply.startswith(b"+PONG"):
+    sys.exit(
+        f"Redis is not reachable at {host}:{port} ({reply.decode(errors='replace').strip()}). The cluster tests need it.\n"
+        "Start it with: redis-server --daemonize yes --save ''\n"
+        "or point XMPPD_TEST_REDIS_URL at another server."
+    )
+print(f"Redis reachable at {host}:{port}")

@@ -103,6 +103,10 @@ class Server:
         self.channel_binding: tuple[str, bytes] | None = None
         self.started = asyncio.Event()
         self._stopping = False
+        # Cluster membership (xmppd/cluster) when cluster.redis_url is set; a worker process of
+        # server.workers binds its listeners with SO_REUSEPORT beside its siblings.
+        self.cluster: Any = None
+        self.reuse_port = False
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -146,6 +150,10 @@ class Server:
                 await feature.setup()
             self.refresh_stream_features()
             await self._listen()
+            if cfg.cluster.redis_url:
+                from .cluster.node import join
+
+                self.cluster = await join(self)
         except BaseException:
             await self.stop()
             raise
@@ -183,6 +191,7 @@ class Server:
                 ssl_handshake_timeout=cfg.c2s.tls_handshake_timeout if direct else None,
                 backlog=511,
                 reuse_address=True,
+                reuse_port=self.reuse_port or None,
             )
             self._servers.append(srv)
             self.ports[key] = srv.sockets[0].getsockname()[1]
@@ -191,7 +200,7 @@ class Server:
         if addr is not None:
             from .transport.http import start_http
 
-            port, stop = await start_http(self, addr[0], addr[1])
+            port, stop = await start_http(self, addr[0], addr[1], reuse_port=self.reuse_port)
             self.ports["http"] = port
             self._stoppers.append(stop)
             log.info("listening for http on %s:%d", addr[0], port)
@@ -213,6 +222,9 @@ class Server:
             s.close(StreamErrorCondition.SYSTEM_SHUTDOWN, reason)
         if sessions:
             await asyncio.wait([asyncio.ensure_future(s.closed_event.wait()) for s in sessions], timeout=10)
+        if self.cluster is not None:
+            await _bounded(self.cluster.stop(), "leaving the cluster")
+            self.cluster = None
         for srv in self._servers:
             try:
                 await asyncio.wait_for(srv.wait_closed(), 2)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, heap
-from .config import Config, ConfigError, build, default_config_path, load_raw
+from .config import Config, ConfigError, build, default_config_path, effective_workers, load_raw
 from .core.feature import Feature
 from .core.loader import FeatureLoadError, discover, order
 
@@ -45,10 +45,11 @@ def load_config(path: str | None, overrides: list[str]) -> tuple[Config, dict[st
     return cfg, classes
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, tag: str = "") -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        # A worker of server.workers names itself: the workers share the supervisor's stderr.
+        format="%(asctime)s %(levelname)-7s " + (f"[{tag}] " if tag else "") + "%(name)s: %(message)s",
         stream=sys.stderr,
     )
     # Alembic narrates every plugin and migration step at INFO; we log the summary ourselves.
@@ -71,23 +72,32 @@ def xmppd_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xmppd", description="Run the xmppd XMPP server in the foreground.")
     _common(parser)
     parser.add_argument("--version", action="version", version=f"xmppd {__version__}")
+    # One of server.workers' processes, started by the supervisor (xmppd/cluster/workers.py).
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         cfg, classes = load_config(args.config, args.overrides)
     except ConfigError as exc:
         print(f"xmppd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(cfg.log.level)
+    setup_logging(cfg.log.level, tag=cfg.cluster.node if args.worker else "")
     if cfg.log.wire:
         logging.getLogger("xmppd.wire").setLevel(logging.DEBUG)
-    return run(lambda: _serve(cfg, classes))
+    workers = effective_workers(cfg.server.workers)
+    if workers > 1 and not args.worker:
+        from .cluster.workers import supervise
+
+        return run(lambda: supervise(cfg, classes, list(sys.argv[1:] if argv is None else argv), workers))
+    return run(lambda: _serve(cfg, classes, worker=args.worker))
 
 
-async def _serve(cfg: Config, classes: dict[str, type[Feature]]) -> int:
+async def _serve(cfg: Config, classes: dict[str, type[Feature]], *, worker: bool = False) -> int:
     from .app import SchemaNotCurrent, Server
+    from .cluster.membership import ClusterStartError
     from .transport.tls import CertificateError
 
     server = Server(cfg, feature_classes=classes)
+    server.reuse_port = worker
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -97,7 +107,7 @@ async def _serve(cfg: Config, classes: dict[str, type[Feature]]) -> int:
     except CertificateError as exc:
         print(f"xmppd: configuration error: tls: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except (OSError, SchemaNotCurrent) as exc:
+    except (OSError, SchemaNotCurrent, ClusterStartError) as exc:
         print(f"xmppd: cannot start: {exc}", file=sys.stderr)
         return 1
     # What start-up built (configuration, features, schema, imported modules) lives as long as
@@ -311,6 +321,10 @@ async def _check(ctl: Ctl, args: argparse.Namespace) -> int:
             raise CtlError(f"storage.url {redact_url(cfg.storage_url)} cannot be reached: {exc}") from None
         finally:
             await db.dispose()
+    if cfg.cluster.redis_url:
+        from .cluster.status import check_reachable
+
+        await check_reachable(cfg.cluster.redis_url)
     features = ", ".join(c.name for c in order(ctl.classes, cfg.features.disabled))
     print(f"configuration {cfg.source} is valid; domain {cfg.server.domain}; {ctl.describe_storage()}; features: {features}")
     return 0
@@ -341,6 +355,9 @@ def xmppctl_parser(classes: dict[str, type[Feature]]) -> argparse.ArgumentParser
     db.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_db_upgrade)
 
     sub.add_parser("check", help="validate the configuration and exit non-zero with the reason").set_defaults(func=_check)
+    from .cluster.status import add_cli as add_cluster_cli
+
+    add_cluster_cli(sub)
     for cls in classes.values():
         cls.register_cli(sub)  # features add their own verbs (wallet topup ...)
     return parser
@@ -380,3 +397,7 @@ def xmppctl_main(argv: list[str] | None = None) -> int:
             return 1
         print(f"xmppctl: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+
+
+if __name__ == "__main__":  # how the server.workers supervisor starts each worker
+    sys.exit(xmppd_main())

@@ -98,6 +98,9 @@ class ServerOptions:
     data_dir: str = "./data"
     name: str = "xmppd"
     default_lang: str = "en"  # language of server texts for clients that name none (xmppd/i18n.py)
+    # Processes on this machine sharing the listeners (SO_REUSEPORT), each a cluster node; 0: one
+    # per core. More than one needs cluster.redis_url (docs/cluster.md).
+    workers: NonNegativeInt = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,31 @@ class HttpOptions:
     public_url: str = ""  # advertised in host-meta; "": from the request's Host and scheme
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterOptions:
+    """Several nodes serving one domain (docs/cluster.md); nothing connects when redis_url is ""."""
+
+    redis_url: str = ""  # "": one node; redis://host:6379/0 joins every node on that Redis
+    node: str = ""  # this node's unique name; "": <host name>:<c2s port>
+    heartbeat: Positive = 2.0  # seconds between two renewals of this node's registry entry
+    # Seconds after its last heartbeat by which the other nodes know a dead node is down.
+    node_timeout: Annotated[float, MoreThan(0), AtMost(60)] = 10.0
+    prefix: str = "xmppd"  # every Redis key and channel starts with "<prefix>:"
+
+    def __post_init__(self) -> None:
+        if self.node_timeout < 3 * self.heartbeat:
+            raise ValueError(
+                f"cluster.node_timeout ({_num(self.node_timeout)}) must be at least three cluster.heartbeat "
+                f"({_num(self.heartbeat)}): a live node must get several renewals in before it counts as down"
+            )
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"cluster.redis_url must start with redis://, rediss:// or unix://, not {self.redis_url!r}")
+        if not self.prefix or any(c in self.prefix for c in " {}*?[]"):
+            raise ValueError(f"cluster.prefix {self.prefix!r} must be a non-empty word without spaces, braces or glob characters")
+        if any(c in self.node for c in " {}*?[]"):
+            raise ValueError(f"cluster.node {self.node!r} must not contain spaces, braces or glob characters")
+
+
 CORE_SECTIONS: dict[str, type] = {
     "server": ServerOptions,
     "listen": ListenOptions,
@@ -204,6 +232,7 @@ CORE_SECTIONS: dict[str, type] = {
     "log": LogOptions,
     "features": FeaturesOptions,
     "http": HttpOptions,
+    "cluster": ClusterOptions,
 }
 
 
@@ -218,6 +247,7 @@ class Config:
     log: LogOptions
     features: FeaturesOptions
     http: HttpOptions
+    cluster: ClusterOptions
     sections: Mapping[str, Any]  # every section, features' included, as typed options
     source: str = "<defaults>"
 
@@ -409,9 +439,22 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("tls.cert and tls.key must be given together")
     _validate_shaping(cfg.c2s)
     _validate_http(cfg)
+    workers = effective_workers(cfg.server.workers)
+    if workers > 1 and not cfg.cluster.redis_url:
+        raise ConfigError(
+            f"server.workers = {cfg.server.workers} ({workers} processes) needs cluster.redis_url: "
+            "processes serving the same users must be one cluster"
+        )
     url = cfg.storage.url
     if url and not (url.startswith("sqlite+aiosqlite://") or url.startswith("mysql+aiomysql://")):
         raise ConfigError(f"storage.url must start with sqlite+aiosqlite:// or mysql+aiomysql://, not {url.split('://')[0]}://")
+
+
+def effective_workers(workers: int) -> int:
+    """``server.workers`` as a number of processes (0: one per core)."""
+    import os
+
+    return workers or os.cpu_count() or 1
 
 
 def _validate_shaping(c: C2SOptions) -> None:

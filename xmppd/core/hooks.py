@@ -71,6 +71,16 @@ class AccountEvent:
         return JID(self.username, self.domain)
 
 
+@dataclass(frozen=True, slots=True)
+class NodeEvent:
+    """Another cluster node came (NODE_UP) or went away (NODE_DOWN; docs/cluster.md): ``graceful``
+    when it said so on leaving, else its heartbeats stopped (crash, kill, split) for node_timeout."""
+
+    node: str
+    incarnation: str  # which process of that name (a node restarted within the timeout differs)
+    graceful: bool = False
+
+
 @dataclass(slots=True)
 class StreamFeaturesEvent:
     """Asked when building stream features; handlers append elements."""
@@ -119,6 +129,12 @@ ACCOUNT_CREATED: Hook[AccountEvent] = Hook("account/created")
 # ACCOUNT_DELETED (in-memory state only: caches, timers, notices), before anyone is answered.
 ACCOUNT_DELETING: Hook[AccountEvent] = Hook("account/deleting")
 ACCOUNT_DELETED: Hook[AccountEvent] = Hook("account/deleted")
+# Another cluster node is gone (xmppd/cluster/membership.py): its sessions, rooms and queues
+# are to be taken over. Runs on every node that noticed, once per lost node, inside the heartbeat
+# loop: a handler with slow work starts a task for it (the node's own entry must stay renewed).
+NODE_DOWN: Hook[NodeEvent] = Hook("cluster/node-down")
+# Another cluster node registered (joined, or came back after a restart).
+NODE_UP: Hook[NodeEvent] = Hook("cluster/node-up")
 
 Handler = Callable[[Any], Awaitable[Flow]]
 

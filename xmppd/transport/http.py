@@ -228,7 +228,7 @@ def _ssl_context(server: "Server") -> ssl.SSLContext:
     return tlsmod.make_server_context(cert, key, alpn_protocols=("http/1.1",))
 
 
-async def start_http(server: "Server", host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+async def start_http(server: "Server", host: str, port: int, *, reuse_port: bool = False) -> tuple[int, Callable[[], Awaitable[None]]]:
     """Serve ``listen.http``; returns the bound port and the graceful stop."""
     front = HttpFront(server)
     app = web.Application(client_max_size=64 * 1024)
@@ -240,7 +240,8 @@ async def start_http(server: "Server", host: str, port: int) -> tuple[int, Calla
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(
-        runner, host, port, ssl_context=_ssl_context(server) if front.tls else None, backlog=511, reuse_address=True
+        runner, host, port, ssl_context=_ssl_context(server) if front.tls else None, backlog=511, reuse_address=True,
+        reuse_port=reuse_port or None,
     )
     try:
         await site.start()

@@ -1,0 +1,133 @@
+"""Real ``xmppd`` processes for the cluster tests: started by the console script on free ports,
+their stderr collected so that a test can wait for a log line."""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+BIN = Path(sys.executable).parent
+SHARED_REDIS = os.environ.get("XMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")  # scripts/check_services.py
+# Fast heartbeats so that the tests take seconds: a dead node is known within 2 s.
+FAST = ("--set", "cluster.heartbeat=0.5", "--set", "cluster.node_timeout=2")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def cluster_args(redis_url: str, prefix: str) -> list[str]:
+    return ["--set", f"cluster.redis_url={redis_url}", "--set", f"cluster.prefix={prefix}", *FAST]
+
+
+class Proc:
+    """An ``xmppd`` process; ``log`` is everything it wrote to stderr so far."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, data_dir: Path, port: int) -> None:
+        self.proc = proc
+        self.data_dir = data_dir
+        self.port = port
+        self.log = ""
+        self._changed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self.log += line.decode(errors="replace")
+            self._changed.set()
+
+    async def wait_log(self, pattern: str, timeout: float = 20) -> re.Match[str]:
+        """The first match of ``pattern`` in the log, waiting for it to appear."""
+        async def go() -> re.Match[str]:
+            while True:
+                m = re.search(pattern, self.log)
+                if m:
+                    return m
+                if self._reader.done():
+                    raise AssertionError(f"xmppd exited ({self.proc.returncode}) before logging {pattern!r}:\n{self.log}")
+                self._changed.clear()
+                await self._changed.wait()
+        try:
+            return await asyncio.wait_for(go(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no {pattern!r} in the log within {timeout} s:\n{self.log}") from None
+
+    async def wait(self, timeout: float = 30) -> int:
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        await self._reader
+        return code
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()  # a supervisor's workers get SIGTERM from the kernel (PR_SET_PDEATHSIG)
+            await self.proc.wait()
+        try:
+            await asyncio.wait_for(self._reader, 30)  # EOF once every process holding stderr is gone
+        except TimeoutError:
+            raise AssertionError(f"processes of xmppd {self.pid} still hold its stderr 30 s after it ended:\n{self.log}") from None
+
+    def as_server(self) -> Any:
+        """What tests/helpers.slix needs of a server: its port and its certificate."""
+        return SimpleNamespace(domain="localhost", ports={"c2s": self.port}, config=SimpleNamespace(data_dir=self.data_dir))
+
+
+async def start_xmppd(data_dir: Path, *args: str, port: int | None = None) -> Proc:
+    port = port or free_port()
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "xmppd"),
+        "--set", f"server.data_dir={data_dir}",
+        "--set", f"listen.c2s=127.0.0.1:{port}",
+        "--set", "listen.c2s_tls=",
+        "--set", "listen.http=",
+        "--set", "c2s.auth_failures_per_ip=1000",
+        *args,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=data_dir.parent,
+    )
+    return Proc(proc, data_dir, port)
+
+
+def xmppctl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "xmppctl"), *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def status_rows(out: str) -> dict[str, dict[str, str]]:
+    """``xmppctl cluster status`` as {node: {column: value}}."""
+    lines = out.splitlines()
+    header_at = next(i for i, line in enumerate(lines) if line.startswith("NODE"))
+    header = lines[header_at]
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    names = header.split()
+    rows = {}
+    for line in lines[header_at + 1:]:
+        if line.startswith("("):
+            continue
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        rows[cells[0]] = dict(zip(names, cells, strict=True))
+    return rows
