@@ -107,7 +107,7 @@ class Register(Feature):
             session = req.origin
             # XEP-0077 §3.2: the result, then the not-authorized stream error. The result goes
             # out once the deletion has committed, so the name is free when the client reads it.
-            await svc.delete(username, requester=session, answer=(lambda: session.send(iq_result(req.stanza))) if session else None)
+            await svc.delete(username, requester=session, answer=(lambda: self.ctx.router.answer(req)) if session else None)
             self.log.info("%s removed their account", req.from_jid.bare)
             return NO_REPLY
         given = (query.findtext(_R + "username") or "").strip()

@@ -245,8 +245,8 @@ class Admin(Feature):
             if subject:
                 sub(msg, f"{{{ns.CLIENT}}}subject", text=subject)
             sub(msg, f"{{{ns.CLIENT}}}body", text=body)
-            await self.ctx.router.deliver(session, msg, "message")
-            sent += 1
+            if await self.ctx.router.deliver_to(session.jid, msg, "message"):
+                sent += 1
         self.log.info("admin %s sent an announcement to %d sessions", ex.requester.bare, sent)
         return Result((Note(self._t(ex, "note.announced", n=sent)),))
 
@@ -289,7 +289,7 @@ class Admin(Feature):
         msg = stanza("message", to=str(jid), frm=self.ctx.domain, type="headline")
         sub(msg, f"{{{ns.CLIENT}}}subject", text=self.tr(jid, "motd.subject"))
         sub(msg, f"{{{ns.CLIENT}}}body", text=motd.body)
-        await self.ctx.router.deliver(session, msg, "message")
+        await self.ctx.router.deliver_to(jid, msg, "message")
         await self.repo.mark_seen(jid.local, jid.domain, motd.version)
         return True
 
