@@ -336,43 +336,50 @@ class Router:
         get = self.sessions.get
         domain = self.domain
         hooked = self.hooks.has(H.DELIVER)
-        for target in targets:
-            if target.domain != domain or target.local is None:
-                out = copy.deepcopy(el)
-                out.set("to", str(target))
-                await self.send(out, kind=kind)
-                continue
-            if target.resource is not None:
-                s = get(target)
-                if s is None:
-                    continue
-                if wire is not None and not hooked:
-                    s.send_bytes(wire.head + attr(str(target)) + wire.tail)
-                    continue
-                sessions: list[Session] = [s]
-            else:
-                sessions = [s for s in self.sessions.of(target) if s.available]
-                if not sessions:
-                    continue
-            to = str(target)
-            if wire is None:
-                for s in sessions:
+        deliver_bytes = self.deliver_bytes
+        shared = wire.el if wire is not None else None
+        try:
+            for target in targets:
+                if target.domain != domain or target.local is None:
                     out = copy.deepcopy(el)
-                    out.set("to", to)
-                    await self.deliver(s, out, kind)
-                continue
-            data = wire.head + attr(to) + wire.tail
-            if not hooked:
-                for s in sessions:
-                    s.send_bytes(data)
-                continue
-            shared = wire.el
-            for s in sessions:
-                shared.set("to", to)
-                try:
-                    await self.deliver_bytes(s, data, shared, kind)
-                finally:
-                    shared.attrib.pop("to", None)
+                    out.set("to", str(target))
+                    await self.send(out, kind=kind)
+                    continue
+                if target.resource is not None:
+                    s = get(target)
+                    if s is None:
+                        continue
+                    if wire is not None:  # the hot path: one occupant's session
+                        to = str(target)
+                        if hooked:
+                            shared.set("to", to)  # type: ignore[union-attr]
+                            await deliver_bytes(s, wire.head + attr(to) + wire.tail, shared, kind)  # type: ignore[arg-type]
+                        else:
+                            s.send_bytes(wire.head + attr(to) + wire.tail)
+                        continue
+                    sessions: list[Session] = [s]
+                else:
+                    sessions = [s for s in self.sessions.of(target) if s.available]
+                    if not sessions:
+                        continue
+                to = str(target)
+                if wire is None:
+                    for s in sessions:
+                        out = copy.deepcopy(el)
+                        out.set("to", to)
+                        await self.deliver(s, out, kind)
+                    continue
+                data = wire.head + attr(to) + wire.tail
+                if hooked:
+                    shared.set("to", to)  # type: ignore[union-attr]
+                    for s in sessions:
+                        await deliver_bytes(s, data, shared, kind)  # type: ignore[arg-type]
+                else:
+                    for s in sessions:
+                        s.send_bytes(data)
+        finally:
+            if shared is not None:
+                shared.attrib.pop("to", None)
 
     def answer(self, request: IqRequest, payload: etree._Element | None = None) -> None:
         """Write the result of ``request`` now, on the stream of the session that sent it (when
