@@ -293,7 +293,8 @@ class Router:
 
     async def deliver(self, session: "Session", stanza: etree._Element, kind: str) -> None:
         """Write ``stanza`` to ``session`` after the delivery hooks (blocking, CSI ...); the
-        session holds it until the stanza being processed is stored (see .durability)."""
+        session holds it until the stanza being processed is stored (see .durability).
+        The router's own last step: features name JIDs (``deliver_to``, ``fan_out``)."""
         if self.hooks.has(H.DELIVER):
             if await self.hooks.run(H.DELIVER, Delivery(session, stanza, kind)) is Flow.STOP:
                 return
