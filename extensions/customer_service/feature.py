@@ -472,7 +472,7 @@ class CustomerService(Feature):
 
     async def _agent_gone(self, agent: str) -> None:
         """An agent dropped: their sessions go back to the head of their lines, visitors told."""
-        if self.ctx.server.stopping:
+        if self.ctx.lifecycle.stopping:
             return  # a shutdown is no dropout: the sessions stay with their agents across a restart
         mine = sorted((s for s in self.open.values() if s.agent == agent), key=lambda s: s.line_seq)
         queues = set()

@@ -76,7 +76,8 @@ class IqTable:
         self._table[key] = handler
 
         def remove() -> None:
-            self._table.pop(key, None)
+            if self._table.get(key) is handler:
+                del self._table[key]
 
         return remove
 

@@ -28,10 +28,11 @@ from .hooks import Flow, Hook
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from ..app import Server
     from ..config import Config
+    from ..errors import StreamErrorCondition
     from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
     from ..storage.engine import Database
+    from .interfaces import AccountAdmin, FeatureHost, Lifecycle
     from .router import Router, Service
     from .server_owned import ServerOwned
     from .sessions import SessionRegistry
@@ -138,7 +139,7 @@ class Feature:
 class FeatureContext:
     """What a feature may touch; every registration is undone at teardown."""
 
-    def __init__(self, server: "Server", name: str) -> None:
+    def __init__(self, server: "FeatureHost", name: str) -> None:
         self._server = server
         self.name = name
         self._undo: list[Callable[[], None]] = []
@@ -179,9 +180,22 @@ class FeatureContext:
         return self._server.rng
 
     @property
-    def server(self) -> "Server":
-        """For features that manage the server itself (admin commands)."""
+    def account_service(self) -> "AccountAdmin":
+        """Create, change, disable and delete accounts (registration, admin commands)."""
+        return self._server.account_service
+
+    @property
+    def lifecycle(self) -> "Lifecycle":
+        """``started`` (an event set once the server runs) and ``stopping``."""
         return self._server
+
+    async def kick(self, jid: JID, condition: "StreamErrorCondition", text: str) -> int:
+        """End ``jid``'s sessions (a bare JID: all of them) with a stream error; how many ended."""
+        return await self._server.kick(jid, condition, text)
+
+    def loaded_features(self) -> list[Feature]:
+        """Every loaded feature, in load order (disco lists what they implement)."""
+        return list(self._server.features.values())
 
     def feature(self, name: str) -> Any:
         """Another loaded feature (declare it in ``depends``)."""
@@ -204,8 +218,17 @@ class FeatureContext:
         return Translator(Catalog.load(folder), self._server.languages)
 
     # -- registrations
-    def add_iq_handler(self, type: str, qname: str, handler: IqHandler, *, target: Target = Target.HOST, domain: str | None = None) -> None:
-        self._undo.append(self._server.iq_table.add(type, target, domain or self.domain, qname, handler))
+    def add_iq_handler(self, type: str, qname: str, handler: IqHandler, *, target: Target = Target.HOST, domain: str | None = None) -> Callable[[], None]:
+        """Register; returns the removal (also undone at teardown; removing twice is harmless)."""
+        remove = self._server.iq_table.add(type, target, domain or self.domain, qname, handler)
+
+        def undo() -> None:
+            remove()
+            if undo in self._undo:
+                self._undo.remove(undo)
+
+        self._undo.append(undo)
+        return undo
 
     def add_hook(self, h: Hook[Any], handler: Callable[[Any], Awaitable[Flow]], priority: int = 0) -> None:
         self._undo.append(self._server.hooks.add(h, handler, priority))

@@ -1,14 +1,29 @@
 """RFC 6120 §10 / RFC 6121 §8: where a stanza goes.
 
 ``Router.route`` classifies by kind (message/presence/iq) x target (host, bare, full) x owner
-(the local domain, a service domain like ``conference.example.com``, or elsewhere). Features
-never look up sessions to deliver; they hand stanzas back to the router, which runs the
-delivery hooks and writes to the session. A cluster router would implement the same surface.
+(the local domain, a service domain like ``conference.example.com``, or elsewhere).
+
+The one door. Every stanza the server writes to a client session leaves through this class:
+``route``/``send`` (a stanza with its ``to``), ``deliver_to`` (a stanza to the session bound to
+one full JID) and ``fan_out`` (one stanza without ``to`` to many JIDs, serialised once). Features
+name recipients by JID, never by ``Session``; the router alone resolves a JID to a session, runs
+the ``DELIVER`` hooks and writes. So deciding that a JID's session is on another node (the
+cluster, issue 17) is a change here and in the session registry, nowhere else.
+
+What stays on the stream itself, written to the ``Session`` object by the core or by the feature
+that owns that stream-level protocol, because the peer is by definition connected here and the
+write must keep its place in that stream: stream features, SASL, bind, stream errors, nonzas
+(XEP-0198 ``<r/>``/``<a/>``/``<enabled/>``/``<resumed/>`` and its resend of unacknowledged
+stanzas, XEP-0352), the answer to an iq written to the session that asked (``answer`` below, the
+dispatcher's reply and ``bounce`` to the origin), and the stanzas CSI held back (its own DELIVER
+hook, the last stage of a delivery). tests/test_one_door.py enforces this on features and
+extensions; docs/feature-api.md states the rule.
 """
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from lxml import etree
@@ -17,10 +32,11 @@ from ..errors import Condition, StanzaError
 from ..i18n import Languages, core_error
 from ..jid import JID
 from ..xml import ns
-from ..xml.builder import error_reply
+from ..xml.builder import error_reply, iq_result
 from . import hooks as H
 from .dispatch import NO_REPLY, IqRequest, IqTable, IqTracker, Target
 from .durability import CURRENT, Barrier
+from .fanout import Wire, attr
 from .hooks import Delivery, Flow, HookChains, Routed
 from .server_owned import ServerOnlyCheck
 
@@ -277,7 +293,8 @@ class Router:
 
     async def deliver(self, session: "Session", stanza: etree._Element, kind: str) -> None:
         """Write ``stanza`` to ``session`` after the delivery hooks (blocking, CSI ...); the
-        session holds it until the stanza being processed is stored (see .durability)."""
+        session holds it until the stanza being processed is stored (see .durability).
+        The router's own last step: features name JIDs (``deliver_to``, ``fan_out``)."""
         if self.hooks.has(H.DELIVER):
             if await self.hooks.run(H.DELIVER, Delivery(session, stanza, kind)) is Flow.STOP:
                 return
@@ -293,6 +310,86 @@ class Router:
             if await self.hooks.run(H.DELIVER, Delivery(session, stanza, kind)) is Flow.STOP:
                 return
         session.send_bytes(data)
+
+    # ---------------------------------------------------------------- the one door for features
+
+    async def deliver_to(self, full: JID, stanza: etree._Element, kind: str) -> bool:
+        """Deliver ``stanza`` (its ``to`` set) to the session bound to ``full``, after the
+        delivery hooks; False when no session is bound to that full JID."""
+        session = self.sessions.get(full)
+        if session is None:
+            return False
+        await self.deliver(session, stanza, kind)
+        return True
+
+    async def fan_out(self, el: etree._Element, targets: Iterable[JID], kind: str, wire: Wire | None = None) -> None:
+        """Deliver ``el`` (``from`` set, no ``to``) to each of ``targets`` with its ``to``.
+
+        A full JID of this domain: the session bound to it (none: nothing is sent). A bare JID of
+        this domain: its available resources, ``to`` the bare JID (presence broadcast). Any other
+        domain: routed as ``send`` does. ``el`` is serialised once (``wire``, or made here) and
+        each recipient's ``to`` spliced into the bytes; DELIVER hooks, when registered, see
+        ``wire.el`` with that recipient's ``to`` (shared: a hook keeping it must copy it).
+        ``el`` must not change until this returns (give a private copy when in doubt).
+        """
+        if wire is None:
+            wire = Wire.of(el, kind)
+        get = self.sessions.get
+        domain = self.domain
+        hooked = self.hooks.has(H.DELIVER)
+        deliver_bytes = self.deliver_bytes
+        shared = wire.el if wire is not None else None
+        try:
+            for target in targets:
+                if target.domain != domain or target.local is None:
+                    out = copy.deepcopy(el)
+                    out.set("to", str(target))
+                    await self.send(out, kind=kind)
+                    continue
+                if target.resource is not None:
+                    s = get(target)
+                    if s is None:
+                        continue
+                    if wire is not None:  # the hot path: one occupant's session
+                        to = str(target)
+                        if hooked:
+                            shared.set("to", to)  # type: ignore[union-attr]
+                            await deliver_bytes(s, wire.head + attr(to) + wire.tail, shared, kind)  # type: ignore[arg-type]
+                        else:
+                            s.send_bytes(wire.head + attr(to) + wire.tail)
+                        continue
+                    sessions: list[Session] = [s]
+                else:
+                    sessions = [s for s in self.sessions.of(target) if s.available]
+                    if not sessions:
+                        continue
+                to = str(target)
+                if wire is None:
+                    for s in sessions:
+                        out = copy.deepcopy(el)
+                        out.set("to", to)
+                        await self.deliver(s, out, kind)
+                    continue
+                data = wire.head + attr(to) + wire.tail
+                if hooked:
+                    shared.set("to", to)  # type: ignore[union-attr]
+                    for s in sessions:
+                        await deliver_bytes(s, data, shared, kind)  # type: ignore[arg-type]
+                else:
+                    for s in sessions:
+                        s.send_bytes(data)
+        finally:
+            if shared is not None:
+                shared.attrib.pop("to", None)
+
+    def answer(self, request: IqRequest, payload: etree._Element | None = None) -> None:
+        """Write the result of ``request`` now, on the stream of the session that sent it (when
+        the answer must precede what the handler does next: pushes, closing the stream); the
+        handler then returns ``NO_REPLY``. A request from no live session gets nothing."""
+        origin = request.origin
+        if origin is None or origin.is_closed or origin.jid != request.from_jid:
+            return
+        origin.send(iq_result(request.stanza, payload))
 
     # ---------------------------------------------------------------- iq
 

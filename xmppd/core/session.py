@@ -35,7 +35,7 @@ from .limits import TokenBucket
 from .sessions import ResourceLimitExceeded
 
 if TYPE_CHECKING:
-    from ..app import Server
+    from .interfaces import SessionHost
 
 log = logging.getLogger(__name__)
 _tostring = etree.tostring
@@ -117,15 +117,15 @@ class Session:
     """A client stream from connection to close; bound to a full JID once established."""
 
     __slots__ = (
-        "server", "stream", "transport", "peer", "sid", "log", "jid", "available", "priority",
+        "host", "stream", "transport", "peer", "sid", "log", "jid", "available", "priority",
         "presence", "interested", "data", "last_active", "connected_at", "_queue", "_drain",
         "_auth_timer", "_closed", "_pauses", "websocket", "closed_event", "observer", "__weakref__",
         "_bytes", "_stanzas", "_held", "_shaper_timer", "_stanza_timer", "_tail_open", "_waiting",
         "_throttled", "_ended", "_was_bound", "_held_out",
     )
 
-    def __init__(self, server: "Server", stream: C2SStream, transport: Transport, peer: str, *, websocket: bool = False) -> None:
-        self.server = server
+    def __init__(self, host: "SessionHost", stream: C2SStream, transport: Transport, peer: str, *, websocket: bool = False) -> None:
+        self.host = host  # the narrow view of the server this session runs in (core/interfaces.py)
         self.stream = stream
         self.transport = transport
         self.peer = peer
@@ -144,7 +144,7 @@ class Session:
         self._drain: asyncio.Task[None] | None = None
         self._closed = False
         self._pauses = 0
-        cfg = server.config.c2s
+        cfg = host.config.c2s
         self._bytes = TokenBucket(cfg.preauth_rate_bytes, cfg.preauth_burst_bytes)
         self._stanzas = TokenBucket(cfg.preauth_rate_stanzas, cfg.preauth_burst_stanzas)
         self._held: bytes | None = None  # bytes received, not yet fed (over the byte rate)
@@ -162,7 +162,7 @@ class Session:
         self._held_out: collections.deque[tuple[durability.Barrier | None, bytes]] | None = None  # see _write
         loop = asyncio.get_running_loop()
         self._auth_timer: asyncio.TimerHandle | None = loop.call_later(
-            server.config.c2s.auth_timeout, self._auth_deadline
+            host.config.c2s.auth_timeout, self._auth_deadline
         )
 
     # ---------------------------------------------------------------- from the transport
@@ -262,7 +262,7 @@ class Session:
 
     def _shape_authenticated(self) -> None:
         """After SASL success the stricter pre-authentication buckets give way to the others."""
-        cfg = self.server.config.c2s
+        cfg = self.host.config.c2s
         self._bytes = TokenBucket(cfg.rate_bytes, cfg.burst_bytes)
         self._stanzas = TokenBucket(cfg.rate_stanzas, cfg.burst_stanzas)
 
@@ -281,16 +281,16 @@ class Session:
             timer.cancel()
             timer = self._stanza_timer = None
         if begun and timer is None and not self._closed:
-            self._stanza_timer = asyncio.get_running_loop().call_later(self.server.config.c2s.stanza_timeout, self._stanza_deadline)
+            self._stanza_timer = asyncio.get_running_loop().call_later(self.host.config.c2s.stanza_timeout, self._stanza_deadline)
 
     def _stanza_deadline(self) -> None:
         self._stanza_timer = None
         if self._closed or self.stream.state is State.CLOSED:
             return
         if self._pauses:  # we are the ones not reading: the client is not to blame
-            self._stanza_timer = asyncio.get_running_loop().call_later(self.server.config.c2s.stanza_timeout, self._stanza_deadline)
+            self._stanza_timer = asyncio.get_running_loop().call_later(self.host.config.c2s.stanza_timeout, self._stanza_deadline)
             return
-        timeout = self.server.config.c2s.stanza_timeout
+        timeout = self.host.config.c2s.stanza_timeout
         self.log.info("stanza not completed within %ss: closing", timeout)
         self.close(StreamErrorCondition.CONNECTION_TIMEOUT, f"a stanza was begun and not completed within {timeout:g} seconds")
 
@@ -334,7 +334,7 @@ class Session:
     def _leave_registry(self) -> bool:
         """Unbind (once); True when this session was the one bound to its JID."""
         if self._was_bound is None and self.jid is not None:
-            self._was_bound = self.server.sessions.unbind(self)
+            self._was_bound = self.host.sessions.unbind(self)
         return bool(self._was_bound)
 
     def _late(self, data: bytes) -> None:
@@ -447,7 +447,7 @@ class Session:
         if counted:
             self._waiting += counted
             bucket = self._stanzas
-            grace = self.server.config.c2s.flood_grace
+            grace = self.host.config.c2s.flood_grace
             if not bucket.unlimited and self._waiting > bucket.burst + bucket.rate * grace and not self._closed:
                 self._cut_flood()
                 return
@@ -482,7 +482,7 @@ class Session:
                         now = time.monotonic()
                         if self._throttled is None:
                             self._throttled = now
-                        elif now - self._throttled > self.server.config.c2s.flood_grace and not self._closed:
+                        elif now - self._throttled > self.host.config.c2s.flood_grace and not self._closed:
                             self._cut_flood()
                             continue
                         await asyncio.sleep(delay)
@@ -514,9 +514,9 @@ class Session:
         if t is ev.StanzaReceived:
             if self.observer is not None:
                 self.observer.stanza_in()
-            await self.server.router.from_client(self, event.element, event.kind, event.to)  # type: ignore[attr-defined]
+            await self.host.router.from_client(self, event.element, event.kind, event.to)  # type: ignore[attr-defined]
         elif t is ev.NonzaReceived:
-            await self.server.handle_nonza(self, event.element)  # type: ignore[attr-defined]
+            await self.host.handle_nonza(self, event.element)  # type: ignore[attr-defined]
         elif t is ev.CredentialsNeeded:
             await self._credentials(event)  # type: ignore[arg-type]
         elif t is ev.BindRequested:
@@ -524,7 +524,7 @@ class Session:
         elif t is ev.TlsRequested:
             await self._starttls()
         elif t is ev.PreAuthIq:
-            await self.server.handle_preauth_iq(self, event.element)  # type: ignore[attr-defined]
+            await self.host.handle_preauth_iq(self, event.element)  # type: ignore[attr-defined]
             self._flush()
         elif t is ev.StreamClosed:
             if event.lost and self.observer is not None and self.jid is not None and self.observer.keep(self):  # type: ignore[attr-defined]
@@ -543,10 +543,10 @@ class Session:
             # block forever); only a wrong password counts against the account it named.
             if condition is not SaslCondition.TEMPORARY_AUTH_FAILURE:
                 guessed = event.username if condition is SaslCondition.NOT_AUTHORIZED else None  # type: ignore[attr-defined]
-                self.server.auth_throttle.failure(self.peer, guessed)  # type: ignore[attr-defined]
+                self.host.auth_throttle.failure(self.peer, guessed)  # type: ignore[attr-defined]
             self.log.info("authentication failed: %s", event.condition.value)  # type: ignore[attr-defined]
         elif t is ev.Authenticated:
-            self.server.auth_throttle.success(self.peer, event.username)  # type: ignore[attr-defined]
+            self.host.auth_throttle.success(self.peer, event.username)  # type: ignore[attr-defined]
             self._shape_authenticated()
             self.stream_parser_limits(authenticated=True)
             self.log.info("authenticated as %s with %s", event.username, event.mechanism)  # type: ignore[attr-defined]
@@ -562,12 +562,12 @@ class Session:
     def stream_parser_limits(self, *, authenticated: bool) -> None:
         parser = getattr(self.stream, "_parser", None) or getattr(self.stream, "_framer", None)
         if parser is not None and hasattr(parser, "max_stanza_size"):
-            cfg = self.server.config.c2s
+            cfg = self.host.config.c2s
             parser.max_stanza_size = cfg.max_stanza_size if authenticated else min(cfg.preauth_max_stanza_size, cfg.max_stanza_size)
 
     async def _credentials(self, event: ev.CredentialsNeeded) -> None:
-        server = self.server
-        verdict = server.auth_throttle.check(self.peer, event.username)
+        host = self.host
+        verdict = host.auth_throttle.check(self.peer, event.username)
         if verdict.blocked:
             self.stream.credentials_result(None, failure=SaslCondition.TEMPORARY_AUTH_FAILURE)
             self._flush_and_enqueue()
@@ -578,14 +578,14 @@ class Session:
             await asyncio.sleep(verdict.delay)
             if self.stream.state is not State.SASL:  # closed or aborted meanwhile
                 return
-        found = await server.accounts.get_credentials(event.username, server.domain, f"SCRAM-{event.hash_name}")
+        found = await host.accounts.get_credentials(event.username, host.domain, f"SCRAM-{event.hash_name}")
         if found is None:
             result = self.stream.credentials_result(None)
         else:
             account, stored = found
             # Kept for resource binding, which needs no second read unless an account was
             # disabled or deleted in between (AccountService.generation).
-            self.data["_account"] = (account, server.account_service.generation)
+            self.data["_account"] = (account, host.account_service.generation)
             creds = ScramCredentials(stored.salt, stored.iterations, stored.stored_key, stored.server_key)
             if account.disabled:
                 result = self.stream.credentials_result(creds, failure=SaslCondition.ACCOUNT_DISABLED)
@@ -603,7 +603,7 @@ class Session:
 
     async def _starttls(self) -> None:
         try:
-            cb = await asyncio.wait_for(self.transport.start_tls(), self.server.config.c2s.tls_handshake_timeout)
+            cb = await asyncio.wait_for(self.transport.start_tls(), self.host.config.c2s.tls_handshake_timeout)
         except (TimeoutError, OSError, ConnectionError) as exc:
             self.log.info("TLS handshake failed: %s", exc)
             self.transport.abort()
@@ -615,27 +615,27 @@ class Session:
             self.data_received(b"".join(early))
 
     async def _bind(self, event: ev.BindRequested) -> None:
-        server = self.server
+        host = self.host
         username = self.stream.authenticated_as
         assert username is not None
         kept = self.data.pop("_account", None)
-        if kept is not None and kept[1] == server.account_service.generation and kept[0].username == username:
+        if kept is not None and kept[1] == host.account_service.generation and kept[0].username == username:
             account = kept[0]
         else:
-            account = await server.accounts.get(username, server.domain)
+            account = await host.accounts.get(username, host.domain)
         if account is None or account.disabled:
             self.close(StreamErrorCondition.NOT_AUTHORIZED, "the account is gone or disabled")
             return
-        bare = JID(username, server.domain)
+        bare = JID(username, host.domain)
         resource = event.resource
         if resource is not None:
             try:
-                resource = JID.parse(f"{username}@{server.domain}/{resource}").resource
+                resource = JID.parse(f"{username}@{host.domain}/{resource}").resource
             except JIDError:
                 self.stream.bind_error(Condition.BAD_REQUEST, "invalid resource")
                 self._flush()
                 return
-            existing = server.sessions.get(bare.with_resource(resource))
+            existing = host.sessions.get(bare.with_resource(resource))
             if existing is not None and existing is not self:
                 # RFC 6120 §7.7.2.2: the old session ends with <conflict/> before this one
                 # takes its place, so its unavailable presence goes out first.
@@ -644,11 +644,11 @@ class Session:
                 try:
                     await asyncio.wait_for(existing.closed_event.wait(), 10)
                 except TimeoutError:
-                    server.sessions.unbind(existing)
+                    host.sessions.unbind(existing)
         if self._ended or self._closed:
             return  # the stream closed while we looked: nothing to bind
         try:
-            full, replaced = server.sessions.bind(self, bare, resource)
+            full, replaced = host.sessions.bind(self, bare, resource)
         except ResourceLimitExceeded as exc:
             self.stream.bind_error(Condition.RESOURCE_CONSTRAINT, f"resource-limit-exceeded: {exc}")
             self._flush()
@@ -662,7 +662,7 @@ class Session:
         self.stream.bind_result(full)
         self._flush()
         self.log.info("bound %s from %s", full, self.peer)
-        await server.hooks.run(SESSION_BOUND, SessionEvent(self))
+        await host.hooks.run(SESSION_BOUND, SessionEvent(self))
 
     # ---------------------------------------------------------------- XEP-0198 resumption
 
@@ -671,9 +671,9 @@ class Session:
         deliveries reach the observer's queue until ``adopt`` resumes it or ``close`` ends it."""
         self.transport = _DETACHED
         self._stop_shaping()
-        server = self.server
-        server.connection_closed(self)  # the connection's per-address slot is free
-        server.live.add(self)  # the session itself lives on (shutdown ends it)
+        host = self.host
+        host.connection_closed(self)  # the connection's per-address slot is free
+        host.live.add(self)  # the session itself lives on (shutdown ends it)
         # The connection's end is signalled (transports wait for it); a fresh event stands
         # for the end of the session.
         ended, self.closed_event = self.closed_event, asyncio.Event()
@@ -686,7 +686,7 @@ class Session:
         ends without cleanup (no unavailable presence, no SESSION_CLOSED): it lives on here.
         The caller moves the observer and re-sends what was not acknowledged."""
         assert old.jid is not None and not old._closed
-        server = self.server
+        host = self.host
         old._closed = True
         old.observer = None
         old._queue.clear()
@@ -698,7 +698,7 @@ class Session:
         if old._held_out:  # waiting for their stores: written here after the stream is resumed
             self._held_out, old._held_out = old._held_out, None
             asyncio.get_running_loop().call_soon(self._release_out)
-        server.connection_closed(old)
+        host.connection_closed(old)
         data = old.data
         data.pop("_counted", None)
         if self.data.get("_counted"):
@@ -709,7 +709,7 @@ class Session:
         self.priority = old.priority
         self.presence = old.presence
         self.interested = old.interested
-        server.sessions.bind(self, old.jid.bare, old.jid.resource)  # replaces old in place
+        host.sessions.bind(self, old.jid.bare, old.jid.resource)  # replaces old in place
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
@@ -727,7 +727,7 @@ class Session:
     def _auth_deadline(self) -> None:
         self._auth_timer = None
         if self.jid is None and not self._closed:
-            self.log.info("no session established within %ss", self.server.config.c2s.auth_timeout)
+            self.log.info("no session established within %ss", self.host.config.c2s.auth_timeout)
             if self.stream.state is State.WAIT_STARTTLS:  # a client that cannot do TLS waits for nothing
                 self.close(StreamErrorCondition.CONNECTION_TIMEOUT, "TLS is required to log in: negotiate STARTTLS (or use direct TLS)")
             else:
@@ -746,12 +746,12 @@ class Session:
             self._auth_timer.cancel()
             self._auth_timer = None
         self._stop_shaping()
-        server = self.server
+        host = self.host
         try:
             if self.jid is not None:
                 was_bound = self._leave_registry()
                 try:
-                    await server.hooks.run(SESSION_CLOSED, SessionEvent(self, reason))
+                    await host.hooks.run(SESSION_CLOSED, SessionEvent(self, reason))
                 except Exception:
                     self.log.exception("session-closed hooks failed")
                 if was_bound:
@@ -759,5 +759,5 @@ class Session:
         finally:
             self._queue.clear()
             self.transport.close()
-            server.connection_closed(self)
+            host.connection_closed(self)
             self.closed_event.set()

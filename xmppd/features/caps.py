@@ -167,7 +167,7 @@ class Caps(Feature):
         self.ctx.spawn(self._compute_when_started(), name="caps-ver")
 
     async def _compute_when_started(self) -> None:
-        await self.ctx.server.started.wait()
+        await self.ctx.lifecycle.started.wait()
         info = await self.server_info()
         ver = verification_string(info)
         # §6.2: a disco#info query to node#ver must answer what the ver was computed from.

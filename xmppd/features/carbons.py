@@ -133,7 +133,7 @@ class Carbons(Feature):
         fwd = etree.SubElement(w, f"{{{FORWARD}}}forwarded", nsmap={None: FORWARD})
         inner = _copy.deepcopy(msg)
         fwd.append(inner)
-        await self.ctx.router.deliver(session, out, "message")  # type: ignore[arg-type]
+        await self.ctx.router.deliver_to(jid, out, "message")
 
 
 def _from_self(r: Routed) -> bool:

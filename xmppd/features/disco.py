@@ -86,13 +86,13 @@ class Disco(Feature):
 
     def server_features(self) -> list[str]:
         out: set[str] = set()
-        for f in self.ctx.server.features.values():
+        for f in self.ctx.loaded_features():
             out.update(f.disco_features)
         return sorted(out)
 
     def account_features(self) -> list[str]:
         out: set[str] = set()
-        for f in self.ctx.server.features.values():
+        for f in self.ctx.loaded_features():
             out.update(f.account_disco_features)
         return sorted(out)
 

@@ -31,8 +31,8 @@ available resources of a local account; ``async resend_after_unblock(user, items
 blocking feature (XEP-0191 §3.4); ``async preapprove(owner, contact)`` for services of this
 server that subscribe back to a user at the user's own request (RFC 6121 §3.4).
 
-Fan-out: a presence stanza is serialised once (:class:`_Wire`) and each local recipient gets
-those bytes with its ``to`` spliced in (``Router.deliver_bytes``, as MUC does); a session's
+Fan-out: a presence stanza is serialised once (:class:`xmppd.core.fanout.Wire`) and each local recipient gets
+those bytes with its ``to`` spliced in (``Router.fan_out``, the one door, as MUC's); a session's
 current presence keeps its serialised form while it is unchanged, so answering the probes of a
 login wave serialises nothing. Rosters come from the roster feature's cache (subscribers and
 subscriptions as parsed bare JIDs).
@@ -40,13 +40,13 @@ subscriptions as parsed bare JIDs).
 from __future__ import annotations
 
 import copy
-import functools
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from lxml import etree
 
 from ..core import hooks as H
+from ..core.fanout import Wire
 from ..core.feature import Feature, hook
 from ..core.hooks import Flow, Routed, SessionEvent
 from ..errors import StanzaError
@@ -63,35 +63,12 @@ _SUBSCRIPTION_TYPES = frozenset(states.SUBSCRIPTION_TYPES)
 _SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
-class _Wire:
-    """A presence element without ``to``, serialised once: ``head + to + tail`` per recipient.
-
-    ``el`` is a private copy that DELIVER hooks see, its ``to`` set for the current recipient
-    (``Router.deliver_bytes``: shared between recipients, hooks that keep it copy it)."""
-
-    __slots__ = ("el", "head", "tail")
-
-    def __init__(self, el: etree._Element, head: bytes, tail: bytes) -> None:
-        self.el = el
-        self.head = head
-        self.tail = tail
-
-
-def _wire(el: etree._Element) -> _Wire | None:
-    """None when ``el`` cannot be spliced (it has a ``to``, or a prefixed tag)."""
+def _wire(el: etree._Element) -> Wire | None:
+    """``el`` serialised once for the router's fan-out, over a private copy that DELIVER hooks
+    see; None when it cannot be spliced (it has a ``to``, or a prefixed tag)."""
     if el.get("to") is not None:
         return None
-    data = etree.tostring(el)
-    if data[:9] != b"<presence" or data[9:10] not in (b" ", b">", b"/"):
-        return None
-    return _Wire(copy.deepcopy(el), data[:9] + b' to="', b'"' + data[9:])
-
-
-@functools.lru_cache(maxsize=65536)
-def _attr(value: str) -> bytes:
-    if "&" in value or "<" in value or '"' in value or ">" in value:
-        value = value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;").replace(">", "&gt;")
-    return value.encode()
+    return Wire.of(copy.deepcopy(el), "presence")
 
 
 class _SessionPresence:
@@ -103,7 +80,7 @@ class _SessionPresence:
         self.broadcasting = False  # sent initial presence and has not gone unavailable
         self.directed: set[JID] = set()  # recipients of directed available presence
         self.wire_of: etree._Element | None = None  # the session.presence ``wire`` serialises
-        self.wire: _Wire | None = None
+        self.wire: Wire | None = None
 
 
 def _state(session: "Session") -> _SessionPresence:
@@ -117,7 +94,7 @@ def _listed(row: RosterItem | None) -> RosterItem | None:
     return row if row is not None and row.listed else None
 
 
-def _current(session: "Session") -> _Wire | None:
+def _current(session: "Session") -> Wire | None:
     """The session's current presence (``session.presence``), serialised once per change."""
     el = session.presence
     if el is None:
@@ -146,45 +123,13 @@ class Presence(Feature):
     def _local(self, jid: JID) -> bool:
         return jid.domain == self.ctx.domain and jid.local is not None
 
-    async def _to(self, target: JID, el: etree._Element, wire: _Wire | None = None) -> None:
-        """Deliver ``el`` (its ``from`` set) to ``target``: a full JID's session, or a bare JID's
-        available resources; other domains go through the router. ``wire``: ``el`` serialised."""
-        if not self._local(target):
-            out = copy.deepcopy(el)
-            out.set("to", str(target))
-            await self.ctx.send(out)
-            return
-        if target.resource is not None:
-            session = self.ctx.sessions.get(target)
-            if session is None:
-                return
-            sessions = [session]
-        else:
-            sessions = [s for s in self.ctx.sessions.of(target) if s.available]
-            if not sessions:
-                return
-        if wire is None:
+    async def _to(self, target: JID, el: etree._Element, wire: Wire | None = None) -> None:
+        """Deliver ``el`` (its ``from`` set) to ``target`` through the router's fan-out: a full
+        JID's session, a bare JID's available resources, another domain routed. ``wire``: ``el``
+        serialised (made here when None)."""
+        if wire is None and self._local(target):
             wire = _wire(el)
-        to = str(target)
-        if wire is None:
-            for s in sessions:
-                out = copy.deepcopy(el)
-                out.set("to", to)
-                await self.ctx.router.deliver(s, out, "presence")
-            return
-        data = wire.head + _attr(to) + wire.tail
-        router = self.ctx.router
-        if not router.hooks.has(H.DELIVER):
-            for s in sessions:
-                s.send_bytes(data)
-            return
-        hooked = wire.el
-        for s in sessions:
-            hooked.set("to", to)
-            try:
-                await router.deliver_bytes(s, data, hooked, "presence")
-            finally:
-                hooked.attrib.pop("to", None)
+        await self.ctx.router.fan_out(el, (target,), "presence", wire)
 
     async def _send_current_presence(self, owner: JID, target: JID) -> None:
         for s in self.ctx.sessions.of(owner):
@@ -229,7 +174,7 @@ class Presence(Feature):
                 await self.roster.check_room(user, contact_s)
             except StanzaError as err:
                 if origin is not None:
-                    await self.ctx.router.deliver(origin, error_reply(st, err), "presence")
+                    await self.ctx.router.deliver_to(origin.jid, error_reply(st, err), "presence")  # type: ignore[arg-type]
                 return
 
         def change(old: RosterItem | None) -> RosterItem | None:

@@ -72,7 +72,7 @@ class Register(Feature):
         if self._per_ip.exceeded(session.peer):
             raise StanzaError(Condition.RESOURCE_CONSTRAINT, "too many registrations from your address; try later", type=None)
         try:
-            await self.ctx.server.account_service.create(username, password, public=True)
+            await self.ctx.account_service.create(username, password, public=True)
         except AccountExists:
             raise StanzaError(Condition.CONFLICT, "this username is taken") from None
         except ReservedUsername as exc:  # like a taken name: the client asks for another one
@@ -102,12 +102,12 @@ class Register(Feature):
     async def _set_registered(self, req: IqRequest) -> object:
         username = self._own(req)
         query = req.payload
-        svc = self.ctx.server.account_service
+        svc = self.ctx.account_service
         if query.find(_R + "remove") is not None:
             session = req.origin
             # XEP-0077 §3.2: the result, then the not-authorized stream error. The result goes
             # out once the deletion has committed, so the name is free when the client reads it.
-            await svc.delete(username, requester=session, answer=(lambda: session.send(iq_result(req.stanza))) if session else None)
+            await svc.delete(username, requester=session, answer=(lambda: self.ctx.router.answer(req)) if session else None)
             self.log.info("%s removed their account", req.from_jid.bare)
             return NO_REPLY
         given = (query.findtext(_R + "username") or "").strip()
@@ -149,7 +149,7 @@ def password_command(feature: Register) -> Command:
             raise FormError("password-verify", tr(ex.requester, "passwd.differ"))
         assert ex.requester.local is not None  # may_run: a local account
         try:
-            await feature.ctx.server.account_service.set_password(ex.requester.local, ex.values["password"])
+            await feature.ctx.account_service.set_password(ex.requester.local, ex.values["password"])
         except InvalidAccount as exc:
             raise FormError("password", str(exc)) from None
         feature.log.info("%s changed their password by ad-hoc command", ex.requester.bare)

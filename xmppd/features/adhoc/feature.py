@@ -333,7 +333,7 @@ class Adhoc(Feature):
             return lambda: None  # declared with @iq_handler
         count, remove = self._handlers.get(key, (0, None))  # type: ignore[arg-type]
         if remove is None:
-            remove = self.ctx.server.iq_table.add("set", kind, target.domain, _CMD, self.command_iq)
+            remove = self.ctx.add_iq_handler("set", _CMD, self.command_iq, target=kind, domain=target.domain)
         self._handlers[key] = (count + 1, remove)
         done = False
 

@@ -130,7 +130,7 @@ class Admin(Feature):
         if jid.domain != self.ctx.domain or jid.local is None or jid.resource is not None:
             raise FormError(var, self._t(ex, "error.not_local", jid=jid, domain=self.ctx.domain))
         try:
-            return self.ctx.server.account_service.prepare(jid.local)
+            return self.ctx.account_service.prepare(jid.local)
         except InvalidAccount as exc:
             raise FormError(var, str(exc)) from None
 
@@ -151,7 +151,7 @@ class Admin(Feature):
         if v["password"] != v["password-verify"]:
             raise FormError("password-verify", self._t(ex, "error.passwords_differ"))
         try:
-            await self.ctx.server.account_service.create(username, v["password"])
+            await self.ctx.account_service.create(username, v["password"])
         except AccountExists:
             raise FormError("accountjid", self._t(ex, "error.exists", jid=self._jid(username))) from None
         except ReservedUsername as exc:
@@ -166,7 +166,7 @@ class Admin(Feature):
         done: list[str] = []
         missing: list[str] = []
         for username in names:
-            (done if await self.ctx.server.account_service.delete(username) else missing).append(self._jid(username))
+            (done if await self.ctx.account_service.delete(username) else missing).append(self._jid(username))
         self.log.info("admin %s deleted %s", ex.requester.bare, ", ".join(done) or "nobody")
         return self._outcome(ex, "deleted", done, missing)
 
@@ -175,7 +175,7 @@ class Admin(Feature):
         missing: list[str] = []
         for username in self._locals(ex):
             try:
-                await self.ctx.server.account_service.set_disabled(username, disabled, "disabled by an administrator" if disabled else None)
+                await self.ctx.account_service.set_disabled(username, disabled, "disabled by an administrator" if disabled else None)
             except AccountNotFound:
                 missing.append(self._jid(username))
             else:
@@ -192,7 +192,7 @@ class Admin(Feature):
     async def _change_password(self, ex: Execution) -> Result:
         username = self._local(ex.values["accountjid"], "accountjid", ex)
         try:
-            await self.ctx.server.account_service.set_password(username, ex.values["password"])
+            await self.ctx.account_service.set_password(username, ex.values["password"])
         except AccountNotFound:
             raise FormError("accountjid", self._t(ex, "error.no_account", jid=self._jid(username))) from None
         except InvalidAccount as exc:
@@ -207,7 +207,7 @@ class Admin(Feature):
         for jid in ex.values["accountjids"]:
             if jid.domain != self.ctx.domain or jid.local is None:
                 raise FormError("accountjids", self._t(ex, "error.not_user", jid=jid, domain=self.ctx.domain))
-            n = await self.ctx.server.kick(jid, StreamErrorCondition.POLICY_VIOLATION, "an administrator ended your session")
+            n = await self.ctx.kick(jid, StreamErrorCondition.POLICY_VIOLATION, "an administrator ended your session")
             ended += n
             if not n:
                 none.append(str(jid))
@@ -245,8 +245,8 @@ class Admin(Feature):
             if subject:
                 sub(msg, f"{{{ns.CLIENT}}}subject", text=subject)
             sub(msg, f"{{{ns.CLIENT}}}body", text=body)
-            await self.ctx.router.deliver(session, msg, "message")
-            sent += 1
+            if await self.ctx.router.deliver_to(session.jid, msg, "message"):
+                sent += 1
         self.log.info("admin %s sent an announcement to %d sessions", ex.requester.bare, sent)
         return Result((Note(self._t(ex, "note.announced", n=sent)),))
 
@@ -289,7 +289,7 @@ class Admin(Feature):
         msg = stanza("message", to=str(jid), frm=self.ctx.domain, type="headline")
         sub(msg, f"{{{ns.CLIENT}}}subject", text=self.tr(jid, "motd.subject"))
         sub(msg, f"{{{ns.CLIENT}}}body", text=motd.body)
-        await self.ctx.router.deliver(session, msg, "message")
+        await self.ctx.router.deliver_to(jid, msg, "message")
         await self.repo.mark_seen(jid.local, jid.domain, motd.version)
         return True
 

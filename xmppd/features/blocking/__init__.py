@@ -42,7 +42,7 @@ from ...core.hooks import AccountEvent, Delivery, Flow, Routed, SessionEvent
 from ...errors import Condition, StanzaError
 from ...jid import JID, JIDError
 from ...storage.accounts import AccountNotFound
-from ...xml.builder import element, iq_result, stanza, sub
+from ...xml.builder import element, stanza, sub
 from .repository import MAX_JID_LENGTH, BlockingRepository, BlocklistFull, SqlBlockingRepository
 
 if TYPE_CHECKING:
@@ -269,18 +269,17 @@ class Blocking(Feature):
 
     def _answer(self, req: IqRequest) -> None:
         # §3.3/§3.4: the result comes before the pushes.
-        if req.origin is not None and not req.origin.is_closed:
-            req.origin.send(iq_result(req.stanza))
+        self.ctx.router.answer(req)
 
     async def _push(self, user: JID, tag: str, jids: list[str]) -> None:
         for s in self.ctx.sessions.of(user):
             if not s.data.get(_SESSION_KEY) or s.jid is None:
                 continue
-            push = stanza("iq", type="set", to=str(s.jid), id=self.ctx.server.tracker.new_id())
+            push = stanza("iq", type="set", to=str(s.jid), id=self.ctx.router.tracker.new_id())
             payload = sub(push, tag)
             for jid in jids:
                 sub(payload, _ITEM, {"jid": jid})
-            await self.ctx.router.deliver(s, push, "iq")
+            await self.ctx.router.deliver_to(s.jid, push, "iq")
 
     async def _send_unavailable(self, user: JID, added: frozenset[str]) -> None:
         mine = [s for s in self.ctx.sessions.of(user) if s.available and s.jid is not None]
@@ -296,7 +295,7 @@ class Blocking(Feature):
                     continue
                 for s in mine:
                     p = stanza("presence", type="unavailable", frm=str(s.jid), to=str(target.jid))
-                    await self.ctx.router.deliver(target, p, "presence")
+                    await self.ctx.router.deliver_to(target.jid, p, "presence")
 
     def _notify(self, user: JID, blocked: frozenset[str], unblocked: frozenset[str]) -> None:
         if blocked or unblocked:

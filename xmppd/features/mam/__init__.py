@@ -610,7 +610,7 @@ class Mam(Feature):
             etree.SubElement(fwd, f"{{{ns.DELAY}}}delay", {"stamp": _stamp(m.ts)}, nsmap={None: ns.DELAY})
             fwd.append(etree.fromstring(m.stanza, _PARSER))
             if origin is not None:
-                await self.ctx.router.deliver(origin, out, "message")
+                await self.ctx.router.deliver_to(req.from_jid, out, "message")
             else:
                 await self.ctx.send(out)
         fin = etree.Element(f"{{{MAM}}}fin", nsmap={None: MAM})

@@ -137,7 +137,7 @@ class Offline(Feature):
         for m in messages:
             if session.is_closed:
                 break
-            await self.ctx.router.deliver(session, etree.fromstring(m.stanza, _PARSER), "message")
+            await self.ctx.router.deliver_to(jid, etree.fromstring(m.stanza, _PARSER), "message")
             last = m.id
         if last is not None:
             await self.repo.delete_upto(jid.local, jid.domain, last)

@@ -44,7 +44,7 @@ from ...core.feature import Feature, hook, iq_handler
 from ...core.hooks import AccountEvent, Flow, SessionEvent
 from ...errors import Condition, StanzaError
 from ...jid import JID, JIDError
-from ...xml.builder import element, iq_result, stanza, sub
+from ...xml.builder import element, stanza, sub
 from .cache import CachedRosterRepository
 from .repository import MAX_CONTACT_LENGTH, MAX_GROUP_LENGTH, Change, RosterItem, SqlRosterRepository
 
@@ -135,7 +135,7 @@ class Roster(Feature):
                 iq = stanza("iq", to=str(session.jid), type="set", id=self.ctx.router.tracker.new_id())
                 q = sub(iq, QUERY, {"ver": str(item.version)})
                 q.append(_item_element(item))
-                await self.ctx.router.deliver(session, iq, "iq")
+                await self.ctx.router.deliver_to(session.jid, iq, "iq")  # type: ignore[arg-type]
 
     async def remove_account(self, username: str) -> None:
         owner = JID(username, self.ctx.domain)
@@ -197,11 +197,11 @@ class Roster(Feature):
             changes = await self.repo.changes_since(owner, _parse_version(ver))
             if changes is not None:
                 # Known version: an empty result, then a push per change since.
-                session.send(iq_result(req.stanza))
+                self.ctx.router.answer(req)
                 for row in changes.items:
                     iq = stanza("iq", to=str(session.jid), type="set", id=self.ctx.router.tracker.new_id())
                     sub(iq, QUERY, {"ver": str(row.version)}).append(_item_element(row))
-                    await self.ctx.router.deliver(session, iq, "iq")
+                    await self.ctx.router.deliver_to(session.jid, iq, "iq")  # type: ignore[arg-type]
                 return NO_REPLY
         version, items = await self.repo.roster(owner)
         q = element(QUERY, default_ns=NS_ROSTER)

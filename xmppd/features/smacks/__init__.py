@@ -281,7 +281,7 @@ class Smacks(Feature):
 
     def hibernate(self, sm: SmSession) -> bool:
         """The connection of ``sm.session`` was lost: keep the session for resumption?"""
-        if sm.resume_id is None or self._resumable.get(sm.resume_id) is not sm or self.ctx.server.stopping:
+        if sm.resume_id is None or self._resumable.get(sm.resume_id) is not sm or self.ctx.lifecycle.stopping:
             return False  # not resumable, or nothing to resume into: the server is stopping
         timeout = sm.session.data.get("smacks_max", self.options.resume_timeout)
         sm.timer = asyncio.get_running_loop().call_later(timeout, self._expire, sm)
