@@ -57,7 +57,8 @@ export interface Events {
   redpacketGrabbed: rp.Grabbed;
   redpacketFinished: rp.Finished;
   redpacketRefunded: rp.Refunded;
-  cs: cs.CsEvent & { from: string };
+  /** a customer-service notification; `body` is the server's readable text beside it */
+  cs: cs.CsEvent & { from: string; body?: string };
   muteNotice: mute.MuteNotice;
 }
 
@@ -195,9 +196,10 @@ export class XmppdClient {
     }
     if (this.dedup.isDuplicate(m, this.own)) return;
     if (packet) this.emitPacket(packet);
-    if (csEvent) this.emit("cs", { ...csEvent, from });
+    if (csEvent) this.emit("cs", { ...csEvent, from, body: m.body! });
     if (notice) this.emit("muteNotice", notice);
-    if (m.body !== undefined && !packet && !notice) this.emit("message", m);
+    // a message that carries a notification is shown through that notification's event
+    if (!packet && !notice && !csEvent) this.emit("message", m);
     if (m.receiptRequested && m.id && m.type !== "groupchat") this.send(core.receiptMessage(from, m.id)).catch(() => {});
   }
 
