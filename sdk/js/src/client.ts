@@ -228,25 +228,35 @@ export class XmppdClient {
     return id;
   }
 
-  /** Join a room; resolves when the room sent our own presence (status 110). */
-  async joinRoom(room: string, nick: string, opts: { password?: string; maxHistory?: number } = {}): Promise<void> {
+  /**
+   * Join a room; resolves when the room sent our own presence (status 110). A room that did not
+   * exist is created and, unless `instant: false`, unlocked at once as an instant room with the
+   * service's default configuration (XEP-0045 §10.1.2); the result says whether it was created.
+   */
+  async joinRoom(room: string, nick: string, opts: { password?: string; maxHistory?: number; instant?: boolean } = {}): Promise<{ created: boolean }> {
     const full = `${core.bare(room)}/${nick}`;
-    const joined = new Promise<void>((resolve, reject) => {
-      const onStanza = (st: Element) => {
+    const emitter = this.xmpp as unknown as { on(e: string, l: (st: Element) => void): void; off(e: string, l: (st: Element) => void): void };
+    let onStanza: (st: Element) => void = () => {};
+    const joined = new Promise<{ created: boolean }>((resolve, reject) => {
+      onStanza = (st) => {
         if (!st.is("presence") || st.attrs.from !== full) return;
-        if (st.attrs.type === "error") {
-          off();
-          reject(parseStanzaError(st));
-        } else if (st.getChild("x", NS.mucUser)?.getChildren("status").some((s) => s.attrs.code === "110")) {
-          off();
-          resolve();
-        }
+        const codes = new Set(st.getChild("x", NS.mucUser)?.getChildren("status").map((s) => s.attrs.code) ?? []);
+        if (st.attrs.type === "error") reject(parseStanzaError(st));
+        else if (codes.has("110")) resolve({ created: codes.has("201") });
+        else return;
+        emitter.off("stanza", onStanza);
       };
-      const off = () => (this.xmpp as unknown as { off(e: string, l: unknown): void }).off("stanza", onStanza);
-      this.xmpp.on("stanza", onStanza);
+      emitter.on("stanza", onStanza);
     });
-    await this.send(core.mucJoin(room, nick, opts));
-    await joined;
+    try {
+      await this.send(core.mucJoin(room, nick, opts));
+    } catch (err) {
+      emitter.off("stanza", onStanza);
+      throw err;
+    }
+    const result = await joined;
+    if (result.created && opts.instant !== false) await this.iq(core.instantRoom(room));
+    return result;
   }
 
   leaveRoom(room: string, nick: string): Promise<void> {
@@ -280,6 +290,11 @@ export class XmppdClient {
   async acceptContact(jid: string): Promise<void> {
     await this.send(core.subscribed(jid));
     await this.send(core.subscribe(jid));
+  }
+
+  /** Approve a subscription request only (e.g. the contact's request back after ours was accepted). */
+  approveContact(jid: string): Promise<void> {
+    return this.send(core.subscribed(jid));
   }
 
   declineContact(jid: string): Promise<void> {

@@ -45,7 +45,7 @@ export function chatMessage(m: OutgoingMessage): Element {
 
 /** XEP-0184 receipt for message `id`. */
 export function receiptMessage(to: string, id: string): Element {
-  return xml("message", { to, id: `rcpt-${id}` }, xml("received", { xmlns: NS.receipts, id }), xml("store", { xmlns: NS.hints }));
+  return xml("message", { to, id: `rcpt-${id}` }, xml("received", { xmlns: NS.receipts, id }));
 }
 
 /** XEP-0333 marker for message `id` (in rooms `id` is the room's stanza-id). */
@@ -241,6 +241,11 @@ export function mucJoin(room: string, nick: string, opts: { password?: string; m
   );
 }
 
+/** Accept the default configuration of a room we just created (XEP-0045 §10.1.2). */
+export function instantRoom(room: string): Element {
+  return xml("iq", { type: "set", to: bare(room) }, xml("query", { xmlns: NS.mucOwner }, xml("x", { xmlns: NS.dataForms, type: "submit" })));
+}
+
 export function mucLeave(room: string, nick: string): Element {
   return xml("presence", { to: `${bare(room)}/${nick}`, type: "unavailable" });
 }
@@ -302,7 +307,10 @@ export function parseMamResult(stanza: Element, queryid: string, archiveBy?: str
 }
 
 export interface HistoryPage {
+  /** the page's chat messages (with a body), oldest first */
   messages: ArchivedMessage[];
+  /** the page's archived signals without a body (read markers, receipts), oldest first */
+  signals: ArchivedMessage[];
   /** no older messages */
   complete: boolean;
   /** archive id of the oldest message of the page: pass it as `before` for the page before */
@@ -315,7 +323,11 @@ export function parseMamFin(iq: Element, messages: ArchivedMessage[]): HistoryPa
   const fin = iq.getChild("fin", NS.mam);
   if (!fin) throw new ProtocolError("MAM answer without <fin/>");
   const set = fin.getChild("set", NS.rsm);
-  const page: HistoryPage = { messages, complete: fin.attrs.complete === "true" };
+  const page: HistoryPage = {
+    messages: messages.filter((m) => m.body !== undefined),
+    signals: messages.filter((m) => m.body === undefined),
+    complete: fin.attrs.complete === "true",
+  };
   const first = set?.getChildText("first");
   const last = set?.getChildText("last");
   const count = set?.getChildText("count");

@@ -5,6 +5,7 @@ export const NS = {
   roster: "jabber:iq:roster",
   muc: "http://jabber.org/protocol/muc",
   mucUser: "http://jabber.org/protocol/muc#user",
+  mucOwner: "http://jabber.org/protocol/muc#owner",
   mam: "urn:xmpp:mam:2",
   rsm: "http://jabber.org/protocol/rsm",
   forward: "urn:xmpp:forward:0",

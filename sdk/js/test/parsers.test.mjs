@@ -152,7 +152,7 @@ test("MAM results and fin make a page", () => {
   assert.deepEqual([r.archiveId, r.stanzaId, r.body, r.delay.toISOString()], ["A7", "A7", "old", "2025-01-01T00:00:00.000Z"]);
   assert.equal(core.parseMamResult(r.stanza, "other"), undefined);
   const page = core.parseMamFin(parseXml(`<iq type='result'><fin xmlns='urn:xmpp:mam:2' complete='true'><set xmlns='http://jabber.org/protocol/rsm'><first>A7</first><last>A9</last><count>3</count></set></fin></iq>`), [r]);
-  assert.deepEqual([page.complete, page.first, page.last, page.count, page.messages.length], [true, "A7", "A9", 3, 1]);
+  assert.deepEqual([page.complete, page.first, page.last, page.count, page.messages.length, page.signals.length], [true, "A7", "A9", 3, 1, 0]);
   assert.throws(() => core.parseMamFin(parseXml("<iq type='result'/>"), []), ProtocolError);
 });
 
