@@ -64,6 +64,17 @@ export interface Events {
 
 type Handler<T> = (payload: T) => void;
 
+/**
+ * xmpp.js credentials for a token login: the server checks the app's token (a JWT) as the SASL
+ * PLAIN password, so PLAIN is chosen even when SCRAM is offered (SCRAM would need the password).
+ */
+export function tokenCredentials(username: string, token: string) {
+  return async (authenticate: (c: object, m: string) => Promise<void>, mechanisms: string[]) => {
+    if (!mechanisms.includes("PLAIN")) throw new Error(`token login needs SASL PLAIN; the server offers ${mechanisms.join(", ")}`);
+    await authenticate({ username, password: token }, "PLAIN");
+  };
+}
+
 let counter = 0;
 function newId(): string {
   const rnd = globalThis.crypto?.randomUUID?.() ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
@@ -80,10 +91,7 @@ export class XmppdClient {
 
   constructor(readonly options: ConnectOptions) {
     const { service, domain, username, password, token, resource, lang } = options;
-    const credentials = token !== undefined
-      ? async (authenticate: (c: object, m: string) => Promise<void>, mechanisms: string[]) =>
-        authenticate({ username, password: token }, mechanisms.includes("PLAIN") ? "PLAIN" : mechanisms[0]!)
-      : { username, password };
+    const credentials = token !== undefined ? tokenCredentials(username, token) : { username, password };
     this.xmpp = xmppClient({ service, domain, username, credentials, resource, lang });
     this.domain = domain;
     this.xmpp.transports.splice(0, this.xmpp.transports.length, transportFor(options.transport ?? webSocket()));
@@ -194,13 +202,14 @@ export class XmppdClient {
       if (packet) this.emitPacket(packet);
       return;
     }
+    // a receipt again for a repeated message: the sender may have missed the first one
+    if (m.receiptRequested && m.id && m.type !== "groupchat") this.send(core.receiptMessage(from, m.id)).catch(() => {});
     if (this.dedup.isDuplicate(m, this.own)) return;
     if (packet) this.emitPacket(packet);
     if (csEvent) this.emit("cs", { ...csEvent, from, body: m.body! });
     if (notice) this.emit("muteNotice", notice);
     // a message that carries a notification is shown through that notification's event
     if (!packet && !notice && !csEvent) this.emit("message", m);
-    if (m.receiptRequested && m.id && m.type !== "groupchat") this.send(core.receiptMessage(from, m.id)).catch(() => {});
   }
 
   private emitPacket(e: rp.RedPacketEvent): void {

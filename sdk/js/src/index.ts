@@ -1,5 +1,7 @@
 // @xmppd/sdk: the xmppd client SDK. Importing it opens nothing; `connect()` does.
-export { connect, XmppdClient, type ConnectOptions, type Events, type MessageError } from "./client.js";
+// Types of the xmpp.js parts the SDK exposes (xmpp.js ships none); src/ is published with dist/:
+/// <reference path="./vendor.d.ts" preserve="true" />
+export { connect, XmppdClient, tokenCredentials, type ConnectOptions, type Events, type MessageError } from "./client.js";
 export { XmppError, MutedError, parseStanzaError, type AppCondition, type MuteKind } from "./errors.js";
 export { Deduplicator, messageKeys } from "./dedup.js";
 export { webSocket, transportFor, type WebSocketFactory, type WebSocketLike, type WebSocketConstructor } from "./transport/index.js";

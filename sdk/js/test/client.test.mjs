@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { XmppdClient, Deduplicator, parseXml, MutedError } from "../dist/index.js";
+import { XmppdClient, Deduplicator, parseXml, MutedError, tokenCredentials } from "../dist/index.js";
 
 // A client that never connects: stanzas go straight into dispatch(), as xmpp.js would hand them.
 function offlineClient() {
@@ -8,8 +8,9 @@ function offlineClient() {
   c.jid = "alice@example.com/web";
   const events = [];
   for (const e of ["message", "receipt", "marker", "redpacket", "redpacketGrabbed", "cs", "muteNotice", "messageError", "subscriptionRequest"]) c.on(e, (p) => events.push([e, p]));
-  c.send = async () => {};
-  return { c, events };
+  const sent = [];
+  c.send = async (el) => void sent.push(el);
+  return { c, events, sent };
 }
 
 test("importing and creating a client opens no socket", () => {
@@ -85,4 +86,21 @@ test("the de-duplicator forgets the oldest keys beyond its capacity", () => {
   assert.equal(d.isDuplicate(m("1"), "a@x"), false);
   assert.equal(d.isDuplicate({ from: "b@x/p", type: "chat" }), false);
   assert.equal(d.isDuplicate({ from: "b@x/p", type: "chat" }), false, "no ids: never a duplicate");
+});
+
+test("a repeated message is shown once but its receipt is sent each time (the first may be lost)", () => {
+  const { c, events, sent } = offlineClient();
+  const xml = `<message from='bob@example.com/p' type='chat' id='m1'><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' id='m1'/><request xmlns='urn:xmpp:receipts'/></message>`;
+  c.dispatch(parseXml(xml));
+  c.dispatch(parseXml(xml));
+  assert.equal(events.filter(([e]) => e === "message").length, 1);
+  assert.deepEqual(sent.map((el) => [el.attrs.to, el.getChild("received", "urn:xmpp:receipts").attrs.id]), [["bob@example.com/p", "m1"], ["bob@example.com/p", "m1"]]);
+});
+
+test("a token login uses SASL PLAIN with the token as the password, even when SCRAM is offered", async () => {
+  const calls = [];
+  const creds = tokenCredentials("alice", "eyJhbGciOi.token");
+  await creds(async (c, m) => void calls.push([c, m]), ["SCRAM-SHA-1", "PLAIN"]);
+  assert.deepEqual(calls, [[{ username: "alice", password: "eyJhbGciOi.token" }, "PLAIN"]]);
+  await assert.rejects(creds(async () => {}, ["SCRAM-SHA-1"]), /needs SASL PLAIN/);
 });
