@@ -80,8 +80,8 @@ async def run_scenario(server: Any, name: str, timeout: float = 90) -> dict[str,
     return events
 
 
-def sdk_server(tmp_path: Path):
-    return running_server(tmp_path, "listen.http=127.0.0.1:0", "c2s.require_tls=false")
+def sdk_server(tmp_path: Path, *overrides: str):
+    return running_server(tmp_path, "listen.http=127.0.0.1:0", "c2s.require_tls=false", *overrides)
 
 
 # ------------------------------------------------------------------------------ schemas
@@ -183,6 +183,25 @@ async def test_a_muted_member_gets_typed_muted_errors_from_the_sdk(tmp_path):
     assert ev["packet-refused"] == {"event": "packet-refused", "refused": True, "muted": True, "kind": "muted", "condition": "forbidden"}
     assert ev["unmuted"]["muted"] is False
     assert balance == 100  # the refused packet debited nothing
+
+
+async def test_a_visitor_reaches_an_agent_who_accepts_and_rates_the_chat(tmp_path):
+    async with sdk_server(tmp_path, "server.admins=['boss@localhost']") as server:
+        for name in ("boss", "alice", "vera"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "cs")
+    queue = "support@cs.localhost"
+    sid = ev["welcome"]["session"]
+    assert ev["welcome"]["from"] == queue and ev["welcome"]["hasText"]
+    assert ev["offer"]["session"] == sid and ev["offer"]["from"] == f"s-{sid}@cs.localhost"
+    assert ev["offer"]["visitor"] == "vera@localhost" and ev["offer"]["timeout"] == 30
+    assert ev["assigned"]["session"] == sid and ["visitor", "My order is late"] in ev["assigned"]["transcript"]
+    assert ev["agent"] == {"event": "agent", "session": sid, "nick": "Alice", "jid": None}  # never the agent's JID
+    assert ev["relayed"]["body"] == "Alice: Let me check"
+    assert ev["answered"]["body"] == "Thanks"
+    assert ev["closed"] == {"event": "closed", "visitor": "visitor", "agent": "visitor"}
+    assert ev["rated-again"] == {"event": "rated-again", "refused": True, "condition": "conflict"}
+    assert ev["visitor-events"]["kinds"][:2] == ["welcome", "agent"] and "closed" in ev["visitor-events"]["kinds"]
 
 
 async def test_a_dropped_connection_resumes_and_a_retried_message_is_shown_once(tmp_path):

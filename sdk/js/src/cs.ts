@@ -51,9 +51,9 @@ export interface TranscriptLine {
 /** The customer-service payload of a message, if any (`from` tells the queue or session JID). */
 export function parseCsMessage(stanza: Element): CsEvent | undefined {
   for (const el of stanza.getChildElements()) {
-    if (el.attrs.xmlns !== NS.cs) continue;
+    if (el.getNS() !== NS.cs) continue;
     const session = el.attrs.session;
-    switch (el.name) {
+    switch (el.getName()) {
       case "welcome":
         return { kind: "welcome", session: req(el, "session"), ...attrs({ queue: el.attrs.queue }), text: stanza.getChildText("body") ?? "" };
       case "position":

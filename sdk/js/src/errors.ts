@@ -1,7 +1,7 @@
 // Server errors as typed exceptions: RFC 6120 §8.3 (condition, type, text) plus the
 // application-specific condition of xmppd's extensions (redpacket, mute, cs).
 import { NS } from "./ns.js";
-import type { Element } from "./xml.js";
+import { type Element, plainAttrs } from "./xml.js";
 
 export type ErrorType = "auth" | "cancel" | "continue" | "modify" | "wait";
 
@@ -70,13 +70,13 @@ export function parseStanzaError(stanza: Element): XmppError | undefined {
   let text: string | undefined;
   let app: AppCondition | undefined;
   for (const child of error.getChildElements()) {
-    if (child.attrs.xmlns === NS.stanzas) {
-      if (child.name === "text") text = child.text();
-      else condition = child.name;
+    // namespaces by resolution, not by attribute: a server may write <ns0:muted xmlns:ns0='…'/>
+    if (child.getNS() === NS.stanzas) {
+      if (child.getName() === "text") text = child.text();
+      else condition = child.getName();
     } else if (!app) {
-      const { xmlns, ...rest } = child.attrs;
       const reason = child.getChildText("reason") ?? undefined;
-      app = { name: child.name, ns: xmlns ?? "", attrs: rest, ...(reason !== undefined ? { reason } : {}) };
+      app = { name: child.getName(), ns: child.getNS() ?? "", attrs: plainAttrs(child), ...(reason !== undefined ? { reason } : {}) };
     }
   }
   const type = error.attrs.type ?? "cancel";

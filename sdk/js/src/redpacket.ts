@@ -235,8 +235,8 @@ export type RedPacketEvent =
 export function parseRedPacketMessage(stanza: Element): RedPacketEvent | undefined {
   const from = stanza.attrs.from ?? "";
   for (const el of stanza.getChildElements()) {
-    if (el.attrs.xmlns !== NS.redpacket) continue;
-    switch (el.name) {
+    if (el.getNS() !== NS.redpacket) continue;
+    switch (el.getName()) {
       case "redpacket": {
         const p: RedPacketAnnounce = {
           id: req(el, "id"), sender: req(el, "sender"), kind: req(el, "kind") as "lucky" | "equal", count: reqInt(el, "count"),

@@ -9,6 +9,8 @@ declare module "@xmpp/xml" {
     children: (Element | string)[];
     parent: Element | null;
     is(name: string, xmlns?: string): boolean;
+    /** the local name, without a prefix */
+    getName(): string;
     getNS(): string | undefined;
     getChild(name: string, xmlns?: string): Element | undefined;
     getChildren(name: string, xmlns?: string): Element[];

@@ -47,9 +47,16 @@ export function attrs(a: Record<string, string | number | boolean | undefined | 
   return out;
 }
 
-/** The first child element in namespace `ns`, whatever its name. */
+/** The attributes of an element without its namespace declarations (xmlns, xmlns:prefix). */
+export function plainAttrs(el: Element): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(el.attrs)) if (k !== "xmlns" && !k.startsWith("xmlns:")) out[k] = v;
+  return out;
+}
+
+/** The first child element in namespace `ns`, whatever its name or prefix. */
 export function childNS(el: Element, ns: string): Element | undefined {
-  return el.getChildElements().find((c) => c.attrs.xmlns === ns);
+  return el.getChildElements().find((c) => c.getNS() === ns);
 }
 
 /** A stanza from the server that does not follow the protocol. */

@@ -161,3 +161,15 @@ test("roster items and presence parse", () => {
   assert.deepEqual(items, [{ jid: "b@x", name: "Bob", subscription: "both", groups: ["Friends"] }, { jid: "c@x", subscription: "none", ask: "subscribe", groups: [] }]);
   assert.deepEqual(core.parsePresence(parseXml(`<presence from='b@x/p' type='subscribe'><status>hello</status></presence>`)), { from: "b@x/p", type: "subscribe", status: "hello" });
 });
+
+test("namespace prefixes are resolved, as lxml-serialising servers write them (<ns0:offer xmlns:ns0=…/>)", () => {
+  const offer = cs.parseCsMessage(parseXml(`<message xmlns='jabber:client' from='s-a1@cs.example.com' type='chat'><body>New visitor</body><ns0:offer xmlns:ns0="urn:xmppd:cs:0" session="a1" queue="support@cs.example.com" visitor="vera@example.com" timeout="30"/></message>`));
+  assert.deepEqual(offer, { kind: "offer", session: "a1", queue: "support@cs.example.com", visitor: "vera@example.com", timeout: 30 });
+  const p = rp.parseRedPacketMessage(parseXml(`<message from='r@c' type='groupchat'><rp:redpacket xmlns:rp='urn:xmppd:redpacket:0' id='ab' sender='a@x' kind='equal' count='2' each='5' greeting='' expires='2025-01-02T12:00:00Z'/></message>`));
+  assert.deepEqual([p.kind, p.packet.id, p.packet.each], ["packet", "ab", 5]);
+  const e = parseStanzaError(parseXml(`<message type='error' xmlns:s='urn:ietf:params:xml:ns:xmpp-stanzas'><error type='auth'><s:forbidden/><s:text>muted</s:text><m:muted xmlns:m='urn:xmppd:mute:0' room='r@c' by='b@x'><m:reason>spam</m:reason></m:muted></error></message>`));
+  assert.ok(e instanceof MutedError);
+  assert.deepEqual([e.condition, e.text, e.kind, e.room, e.reason, e.app.attrs], ["forbidden", "muted", "muted", "r@c", "spam", { room: "r@c", by: "b@x" }]);
+  // a look-alike in another namespace is not ours
+  assert.equal(cs.parseCsMessage(parseXml(`<message><x:offer xmlns:x='urn:example' session='a1'/></message>`)), undefined);
+});

@@ -3,7 +3,7 @@
 // The package is imported by its own name, so this runs the BUILT SDK through its `exports`.
 // Prints JSON lines: facts the test checks, then {"event": "done"}; {"event": "error"} on failure.
 import { WebSocket } from "ws";
-import { connect, webSocket, MutedError, XmppError } from "@xmppd/sdk";
+import { connect, webSocket, xml, MutedError, XmppError, NS } from "@xmppd/sdk";
 
 const [scenario, service, domain, password] = process.argv.slice(2);
 const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
@@ -17,6 +17,11 @@ async function login(username, extra = {}) {
   const c = await connect({ service, domain, username, password, resource: "sdk", transport: webSocket(WebSocket), ...extra });
   clients.push(c);
   c.on("error", (err) => emit("client-error", { who: username, message: String(err?.message ?? err) }));
+  // SDK_TRACE=1: every stanza in and out on stderr (the test prints stderr when a scenario fails)
+  if (process.env.SDK_TRACE) {
+    c.xmpp.on("element", (el) => process.stderr.write(`${username} <- ${el}\n`));
+    c.xmpp.on("send", (el) => process.stderr.write(`${username} -> ${el}\n`));
+  }
   return c;
 }
 
@@ -143,6 +148,54 @@ const scenarios = {
     await alice.mute.unmute(ROOM, { nick: "Bob" });
     const after = await bob.mute.status(ROOM);
     emit("unmuted", { muted: after.muted });
+  },
+
+  async cs() {
+    const CS = `cs.${domain}`;
+    const QUEUE = `support@${CS}`;
+    const boss = await login("boss");
+    // queue administration is not in the SDK yet: the lower-level iq() with xml() does it
+    await boss.iq(xml("iq", { type: "set", to: CS }, xml("queue", { xmlns: NS.cs, name: "support", "display-name": "Support", "offer-timeout": "30" })));
+    await boss.iq(xml("iq", { type: "set", to: QUEUE }, xml("member", { xmlns: NS.cs, jid: `alice@${domain}`, role: "agent", nick: "Alice" })));
+    const alice = await login("alice");
+    await alice.cs.setAvailable(QUEUE, true);
+    // a round trip after the presence: the service has seen it before the visitor comes
+    await alice.iq(xml("iq", { type: "get", to: domain }, xml("query", { xmlns: "http://jabber.org/protocol/disco#info" })));
+    const vera = await login("vera");
+    const veraEvents = [];
+    vera.on("cs", (e) => veraEvents.push(e.kind));
+    const welcome = vera.once("cs", (e) => e.kind === "welcome");
+    const offer = alice.once("cs", (e) => e.kind === "offer");
+    await vera.cs.start(QUEUE, "My order is late");
+    const w = await welcome;
+    emit("welcome", { session: w.session, from: w.from, hasText: w.body.length > 0 });
+    const o = await offer;
+    emit("offer", { session: o.session, from: o.from, visitor: o.visitor, timeout: o.timeout });
+    const assigned = alice.once("cs", (e) => e.kind === "assigned");
+    const agent = vera.once("cs", (e) => e.kind === "agent");
+    await alice.cs.accept(o.from);
+    const a = await assigned;
+    emit("assigned", { session: a.session, visitor: a.visitor, transcript: a.transcript.map((l) => [l.role, l.text]) });
+    const j = await agent;
+    emit("agent", { session: j.session, nick: j.nick, jid: j.jid ?? null });
+    const relayed = vera.once("message", (m) => m.from === QUEUE);
+    await alice.sendMessage(o.from, "Let me check");
+    emit("relayed", { body: (await relayed).body });
+    const answered = alice.once("message", (m) => m.from === o.from);
+    await vera.sendMessage(QUEUE, "Thanks");
+    emit("answered", { body: (await answered).body });
+    const closedV = vera.once("cs", (e) => e.kind === "closed");
+    const closedA = alice.once("cs", (e) => e.kind === "closed");
+    await vera.cs.close(QUEUE);
+    emit("closed", { visitor: (await closedV).reason, agent: (await closedA).reason });
+    await vera.cs.rate(QUEUE, 5, "quick and kind");
+    try {
+      await vera.cs.rate(QUEUE, 4);
+      emit("rated-again", { refused: false });
+    } catch (e) {
+      emit("rated-again", { refused: e instanceof XmppError, condition: e.condition });
+    }
+    emit("visitor-events", { kinds: veraEvents });
   },
 
   async resume() {
