@@ -204,6 +204,17 @@ async def test_a_visitor_reaches_an_agent_who_accepts_and_rates_the_chat(tmp_pat
     assert ev["visitor-events"]["kinds"][:2] == ["welcome", "agent"] and "closed" in ev["visitor-events"]["kinds"]
 
 
+async def test_the_uni_connect_socket_adapter_logs_in_and_chats(tmp_path):
+    """UniWebSocket under xmpp.js against the server, with uniapp's SocketTask API played by ws."""
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "uni")
+    u = ev["uni"]
+    assert u["jid"].startswith("alice@localhost/") and u["got"] == "hello uniapp" and u["replied"] == "hello from uni.connectSocket"
+    assert u["calls"]["connectSocket"] == 1 and u["calls"]["send"] > 5 and u["calls"]["messages"] > 5
+
+
 async def test_a_dropped_connection_resumes_and_a_retried_message_is_shown_once(tmp_path):
     async with sdk_server(tmp_path) as server:
         for name in ("alice", "bob"):

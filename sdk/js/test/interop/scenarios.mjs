@@ -3,7 +3,7 @@
 // The package is imported by its own name, so this runs the BUILT SDK through its `exports`.
 // Prints JSON lines: facts the test checks, then {"event": "done"}; {"event": "error"} on failure.
 import { WebSocket } from "ws";
-import { connect, webSocket, xml, MutedError, XmppError, NS } from "@xmppd/sdk";
+import { connect, webSocket, uniSocket, xml, MutedError, XmppError, NS } from "@xmppd/sdk";
 
 const [scenario, service, domain, password] = process.argv.slice(2);
 const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
@@ -43,6 +43,36 @@ function collect(client, event, n, filter = () => true, timeout = 10_000) {
 }
 
 const ROOM = `party@conference.${domain}`;
+
+// uniapp's uni.connectSocket, as documented (a SocketTask with onOpen/onMessage/onClose/onError,
+// send({data}), close({code, reason})), played by the ws package: what an App build gets.
+function uniOverWs() {
+  const calls = { connectSocket: 0, send: 0, messages: 0 };
+  return {
+    calls,
+    connectSocket({ url, protocols, complete }) {
+      calls.connectSocket++;
+      const ws = new WebSocket(url, protocols);
+      const task = {
+        onOpen: (f) => ws.on("open", () => f({})),
+        onMessage: (f) => ws.on("message", (data) => {
+          // App builds may hand over an ArrayBuffer: every second frame comes as one
+          const bytes = new Uint8Array(data);
+          f({ data: calls.messages++ % 2 ? bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) : data.toString() });
+        }),
+        onClose: (f) => ws.on("close", (code, reason) => f({ code, reason: reason.toString() })),
+        onError: (f) => ws.on("error", (err) => f({ errMsg: String(err.message) })),
+        send: ({ data, fail }) => {
+          calls.send++;
+          ws.send(data, (err) => err && fail?.({ errMsg: err.message }));
+        },
+        close: ({ code, reason } = {}) => ws.close(code, reason),
+      };
+      complete?.();
+      return task;
+    },
+  };
+}
 
 const scenarios = {
   async chat() {
@@ -196,6 +226,18 @@ const scenarios = {
       emit("rated-again", { refused: e instanceof XmppError, condition: e.condition });
     }
     emit("visitor-events", { kinds: veraEvents });
+  },
+
+  async uni() {
+    const uni = uniOverWs();
+    const alice = await login("alice", { transport: uniSocket(uni) });
+    const bob = await login("bob");
+    const inbox = collect(alice, "message", 1);
+    await bob.sendMessage(`alice@${domain}`, "hello uniapp");
+    const [m] = await inbox;
+    const reply = collect(bob, "message", 1);
+    await alice.sendMessage(`bob@${domain}`, "hello from uni.connectSocket");
+    emit("uni", { jid: alice.jid, got: m.body, replied: (await reply)[0].body, calls: uni.calls });
   },
 
   async resume() {
