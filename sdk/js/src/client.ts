@@ -106,7 +106,14 @@ export class XmppdClient {
     this.xmpp.on("offline", () => this.emit("offline", undefined));
     this.xmpp.reconnect.on("reconnecting", () => this.emit("reconnecting", undefined));
     this.xmpp.on("error", (err) => this.emit("error", err));
-    this.xmpp.on("stanza", (stanza) => this.dispatch(stanza));
+    this.xmpp.on("stanza", (stanza) => {
+      // a stanza the SDK cannot read is reported, never thrown into xmpp.js's parser
+      try {
+        this.dispatch(stanza);
+      } catch (err) {
+        this.emit("error", err as Error);
+      }
+    });
   }
 
   // --- events ------------------------------------------------------------------------------
@@ -171,7 +178,11 @@ export class XmppdClient {
 
   // --- incoming ----------------------------------------------------------------------------
 
-  /** Route one incoming stanza to the events (public for tests and custom transports). */
+  /**
+   * Route one incoming stanza to the events (public for tests and custom transports). Throws a
+   * ProtocolError for a payload that breaks its schema; from the network that becomes an
+   * `error` event and the stanza is dropped.
+   */
   dispatch(stanza: Element): void {
     if (stanza.is("presence")) return this.onPresence(stanza);
     if (!stanza.is("message")) return;
@@ -196,10 +207,9 @@ export class XmppdClient {
     const notice = mute.parseMuteNotice(stanza);
     const m = core.parseMessage(stanza, this.own);
     if (m.body === undefined && !packet) {
-      // notices with no body and pure signalling are never duplicated in a view
+      // signalling without a body (receipts, markers, notices) is never shown as a message
       if (csEvent) this.emit("cs", { ...csEvent, from });
       if (notice) this.emit("muteNotice", notice);
-      if (packet) this.emitPacket(packet);
       return;
     }
     // a receipt again for a repeated message: the sender may have missed the first one

@@ -104,3 +104,15 @@ test("a token login uses SASL PLAIN with the token as the password, even when SC
   assert.deepEqual(calls, [[{ username: "alice", password: "eyJhbGciOi.token" }, "PLAIN"]]);
   await assert.rejects(creds(async () => {}, ["SCRAM-SHA-1"]), /needs SASL PLAIN/);
 });
+
+test("a payload that breaks its schema becomes an error event, and the next stanzas still arrive", () => {
+  const { c, events } = offlineClient();
+  const errors = [];
+  c.on("error", (e) => errors.push(e));
+  // what xmpp.js does with each stanza it parsed
+  c.xmpp.emit("stanza", parseXml(`<message from='example.com' type='headline'><grabbed xmlns='urn:xmppd:redpacket:0' id='ab' by='b@x' amount='lots' remaining='0'/></message>`));
+  c.xmpp.emit("stanza", parseXml(`<message from='bob@example.com/p' type='chat' id='m2'><body>still here</body></message>`));
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0].name, "ProtocolError");
+  assert.deepEqual(events.map(([e, p]) => [e, p.body]), [["message", "still here"]]);
+});
