@@ -1,0 +1,22 @@
+// Namespaces the SDK speaks.
+export const NS = {
+  client: "jabber:client",
+  stanzas: "urn:ietf:params:xml:ns:xmpp-stanzas",
+  roster: "jabber:iq:roster",
+  muc: "http://jabber.org/protocol/muc",
+  mucUser: "http://jabber.org/protocol/muc#user",
+  mucOwner: "http://jabber.org/protocol/muc#owner",
+  mam: "urn:xmpp:mam:2",
+  rsm: "http://jabber.org/protocol/rsm",
+  forward: "urn:xmpp:forward:0",
+  delay: "urn:xmpp:delay",
+  dataForms: "jabber:x:data",
+  sid: "urn:xmpp:sid:0",
+  receipts: "urn:xmpp:receipts",
+  markers: "urn:xmpp:chat-markers:0",
+  hints: "urn:xmpp:hints",
+  nick: "http://jabber.org/protocol/nick",
+  redpacket: "urn:xmppd:redpacket:0",
+  cs: "urn:xmppd:cs:0",
+  mute: "urn:xmppd:mute:0",
+} as const;

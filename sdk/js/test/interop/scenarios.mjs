@@ -1,0 +1,278 @@
+// Integration scenarios of @xmppd/sdk against a real xmppd, run by tests/interop/test_sdk_js.py.
+// Usage: node scenarios.mjs <scenario> <ws-url> <domain> <password>
+// The package is imported by its own name, so this runs the BUILT SDK through its `exports`.
+// Prints JSON lines: facts the test checks, then {"event": "done"}; {"event": "error"} on failure.
+import { WebSocket } from "ws";
+import { connect, webSocket, uniSocket, xml, MutedError, XmppError, NS } from "@xmppd/sdk";
+
+const [scenario, service, domain, password] = process.argv.slice(2);
+const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
+setTimeout(() => {
+  emit("error", { message: "watchdog: scenario still running after 60 s" });
+  process.exit(3);
+}, 60_000).unref();
+
+const clients = [];
+async function login(username, extra = {}) {
+  const c = await connect({ service, domain, username, password, resource: "sdk", transport: webSocket(WebSocket), ...extra });
+  clients.push(c);
+  c.on("error", (err) => emit("client-error", { who: username, message: String(err?.message ?? err) }));
+  // SDK_TRACE=1: every stanza in and out on stderr (the test prints stderr when a scenario fails)
+  if (process.env.SDK_TRACE) {
+    c.xmpp.on("element", (el) => process.stderr.write(`${username} <- ${el}\n`));
+    c.xmpp.on("send", (el) => process.stderr.write(`${username} -> ${el}\n`));
+  }
+  return c;
+}
+
+/** The next `n` events of a kind, or fail naming what was missing. */
+function collect(client, event, n, filter = () => true, timeout = 10_000) {
+  const got = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${event}: ${got.length} of ${n} within ${timeout} ms`)), timeout);
+    const off = client.on(event, (p) => {
+      if (!filter(p)) return;
+      got.push(p);
+      if (got.length === n) {
+        clearTimeout(timer);
+        off();
+        resolve(got);
+      }
+    });
+  });
+}
+
+const ROOM = `party@conference.${domain}`;
+
+// uniapp's uni.connectSocket, as documented (a SocketTask with onOpen/onMessage/onClose/onError,
+// send({data}), close({code, reason})), played by the ws package: what an App build gets.
+function uniOverWs() {
+  const calls = { connectSocket: 0, send: 0, messages: 0 };
+  return {
+    calls,
+    connectSocket({ url, protocols, complete }) {
+      calls.connectSocket++;
+      const ws = new WebSocket(url, protocols);
+      const task = {
+        onOpen: (f) => ws.on("open", () => f({})),
+        onMessage: (f) => ws.on("message", (data) => {
+          // App builds may hand over an ArrayBuffer: every second frame comes as one
+          const bytes = new Uint8Array(data);
+          f({ data: calls.messages++ % 2 ? bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) : data.toString() });
+        }),
+        onClose: (f) => ws.on("close", (code, reason) => f({ code, reason: reason.toString() })),
+        onError: (f) => ws.on("error", (err) => f({ errMsg: String(err.message) })),
+        send: ({ data, fail }) => {
+          calls.send++;
+          ws.send(data, (err) => err && fail?.({ errMsg: err.message }));
+        },
+        close: ({ code, reason } = {}) => ws.close(code, reason),
+      };
+      complete?.();
+      return task;
+    },
+  };
+}
+
+const scenarios = {
+  async chat() {
+    const alice = await login("alice");
+    const bob = await login("bob");
+    emit("online", { alice: alice.jid, bob: bob.jid });
+    // friend request with a message, accepted
+    const request = collect(bob, "subscriptionRequest", 1);
+    const bobOnline = collect(alice, "presence", 1, (p) => p.from.startsWith(`bob@${domain}/`) && p.type === "available");
+    await alice.addContact(`bob@${domain}`, { name: "Bob", message: "Hi Bob, it's Alice" });
+    const [req] = await request;
+    emit("friend-request", req);
+    const back = collect(alice, "subscriptionRequest", 1);
+    await bob.acceptContact(req.from);
+    await bobOnline;
+    // bob asked back (acceptContact): alice approves, and both see each other
+    await alice.approveContact((await back)[0].from);
+    let roster = await alice.roster();
+    for (let i = 0; i < 50 && roster[0]?.subscription !== "both"; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      roster = await alice.roster();
+    }
+    emit("roster", { items: roster.map((i) => [i.jid, i.name ?? null, i.subscription]) });
+    // one-to-one messages with receipts and a read marker
+    const inbox = collect(bob, "message", 3);
+    const receipts = collect(alice, "receipt", 3);
+    const ids = [];
+    for (const text of ["one", "two", "three ✓"]) ids.push(await alice.sendMessage(`bob@${domain}`, text));
+    const got = await inbox;
+    emit("received", { bodies: got.map((m) => m.body), originIds: got.map((m) => m.originId), stanzaIds: got.map((m) => m.stanzaId ?? null) });
+    emit("receipts", { ids: (await receipts).map((r) => r.id).sort(), sent: [...ids].sort() });
+    const marker = collect(alice, "marker", 1);
+    await bob.markDisplayed(got[2].from, got[2].id);
+    emit("marker", (await marker)[0]);
+    // archive pages of 2, newest page first, until the archive is complete
+    const pages = [];
+    let before;
+    for (;;) {
+      const page = await alice.history(`bob@${domain}`, { max: 2, ...(before ? { before } : {}) });
+      pages.unshift(page.messages.map((m) => m.body));
+      if (page.complete || !page.first || pages.length > 10) break;
+      before = page.first;
+    }
+    emit("history", { pages, bodies: pages.flat() });
+  },
+
+  async redpacket() {
+    const alice = await login("alice");
+    const bob = await login("bob");
+    const carol = await login("carol");
+    const created = await alice.joinRoom(ROOM, "Alice");
+    await bob.joinRoom(ROOM, "Bob");
+    await carol.joinRoom(ROOM, "Carol");
+    emit("room", created);
+    const before = await alice.redpacket.balance();
+    emit("balance", before);
+    const announced = Promise.all([bob, carol].map((c) => collect(c, "redpacket", 1)));
+    const grabbed = collect(alice, "redpacketGrabbed", 2);
+    const finished = collect(alice, "redpacketFinished", 1);
+    const sent = await alice.redpacket.send({ to: ROOM, kind: "lucky", total: 300, count: 2, greeting: "恭喜发财", clientId: "sdk-r1" });
+    const again = await alice.redpacket.send({ to: ROOM, kind: "lucky", total: 300, count: 2, greeting: "恭喜发财", clientId: "sdk-r1" });
+    emit("sent", { id: sent.id, balance: sent.balance, total: sent.total, retry: again.retry, sameId: again.id === sent.id });
+    const [[toBob], [toCarol]] = await announced;
+    emit("announced", { bob: toBob.id, carol: toCarol.id, greeting: toBob.greeting, count: toBob.count, from: toBob.from });
+    const opened = [await bob.redpacket.open(sent.id), await carol.redpacket.open(sent.id)];
+    emit("opened", { amounts: opened.map((o) => o.amount), remaining: opened.map((o) => o.remaining) });
+    try {
+      await bob.redpacket.open(sent.id);
+      emit("second-open", { refused: false });
+    } catch (e) {
+      emit("second-open", { refused: e instanceof XmppError, condition: e.condition, app: e.app?.name, amount: Number(e.app?.attrs.amount) });
+    }
+    emit("grabbed", { by: (await grabbed).map((g) => g.by.split("@")[0]).sort() });
+    const [fin] = await finished;
+    const details = await alice.redpacket.details(sent.id);
+    emit("details", { status: details.status, grabs: details.grabs.map((g) => [g.by.split("@")[0], g.amount]), bestLuck: details.bestLuck, finishedBest: fin.bestLuck, total: details.total });
+    const ledger = await alice.redpacket.history({ max: 5 });
+    emit("ledger", { kinds: ledger.entries.map((e) => e.kind) });
+  },
+
+  async mute() {
+    const alice = await login("alice");
+    const bob = await login("bob");
+    await alice.joinRoom(ROOM, "Alice");
+    await bob.joinRoom(ROOM, "Bob");
+    const notice = collect(bob, "muteNotice", 1);
+    const item = await alice.mute.mute(ROOM, { nick: "Bob", seconds: 600, reason: "spam" });
+    emit("muted", { jid: item.jid, remaining: item.remaining, reason: item.reason });
+    const [n] = await notice;
+    emit("notice", { action: n.action, nick: n.nick, seconds: n.seconds, body: n.body });
+    const status = await bob.mute.status(ROOM);
+    emit("status", { muted: status.muted, remaining: status.room?.remaining ?? null });
+    const refused = collect(bob, "messageError", 1);
+    const id = await bob.sendRoomMessage(ROOM, "can I speak?");
+    const [{ id: errId, error }] = await refused;
+    emit("message-refused", { sameId: errId === id, muted: error instanceof MutedError, kind: error.kind, room: error.room, condition: error.condition, type: error.type, text: error.text, reason: error.reason, until: error.until?.toISOString() ?? null });
+    try {
+      await bob.redpacket.send({ to: ROOM, kind: "lucky", total: 10, count: 1, clientId: "muted-1" });
+      emit("packet-refused", { refused: false });
+    } catch (e) {
+      emit("packet-refused", { refused: true, muted: e instanceof MutedError, kind: e.kind, condition: e.condition });
+    }
+    await alice.mute.unmute(ROOM, { nick: "Bob" });
+    const after = await bob.mute.status(ROOM);
+    emit("unmuted", { muted: after.muted });
+  },
+
+  async cs() {
+    const CS = `cs.${domain}`;
+    const QUEUE = `support@${CS}`;
+    const boss = await login("boss");
+    // queue administration is not in the SDK yet: the lower-level iq() with xml() does it
+    await boss.iq(xml("iq", { type: "set", to: CS }, xml("queue", { xmlns: NS.cs, name: "support", "display-name": "Support", "offer-timeout": "30" })));
+    await boss.iq(xml("iq", { type: "set", to: QUEUE }, xml("member", { xmlns: NS.cs, jid: `alice@${domain}`, role: "agent", nick: "Alice" })));
+    const alice = await login("alice");
+    await alice.cs.setAvailable(QUEUE, true);
+    // a round trip after the presence: the service has seen it before the visitor comes
+    await alice.iq(xml("iq", { type: "get", to: domain }, xml("query", { xmlns: "http://jabber.org/protocol/disco#info" })));
+    const vera = await login("vera");
+    const veraEvents = [];
+    vera.on("cs", (e) => veraEvents.push(e.kind));
+    const welcome = vera.once("cs", (e) => e.kind === "welcome");
+    const offer = alice.once("cs", (e) => e.kind === "offer");
+    await vera.cs.start(QUEUE, "My order is late");
+    const w = await welcome;
+    emit("welcome", { session: w.session, from: w.from, hasText: w.body.length > 0 });
+    const o = await offer;
+    emit("offer", { session: o.session, from: o.from, visitor: o.visitor, timeout: o.timeout });
+    const assigned = alice.once("cs", (e) => e.kind === "assigned");
+    const agent = vera.once("cs", (e) => e.kind === "agent");
+    await alice.cs.accept(o.from);
+    const a = await assigned;
+    emit("assigned", { session: a.session, visitor: a.visitor, transcript: a.transcript.map((l) => [l.role, l.text]) });
+    const j = await agent;
+    emit("agent", { session: j.session, nick: j.nick, jid: j.jid ?? null });
+    const relayed = vera.once("message", (m) => m.from === QUEUE);
+    await alice.sendMessage(o.from, "Let me check");
+    emit("relayed", { body: (await relayed).body });
+    const answered = alice.once("message", (m) => m.from === o.from);
+    await vera.sendMessage(QUEUE, "Thanks");
+    emit("answered", { body: (await answered).body });
+    const closedV = vera.once("cs", (e) => e.kind === "closed");
+    const closedA = alice.once("cs", (e) => e.kind === "closed");
+    await vera.cs.close(QUEUE);
+    emit("closed", { visitor: (await closedV).reason, agent: (await closedA).reason });
+    await vera.cs.rate(QUEUE, 5, "quick and kind");
+    try {
+      await vera.cs.rate(QUEUE, 4);
+      emit("rated-again", { refused: false });
+    } catch (e) {
+      emit("rated-again", { refused: e instanceof XmppError, condition: e.condition });
+    }
+    emit("visitor-events", { kinds: veraEvents });
+  },
+
+  async uni() {
+    const uni = uniOverWs();
+    const alice = await login("alice", { transport: uniSocket(uni) });
+    const bob = await login("bob");
+    const inbox = collect(alice, "message", 1);
+    await bob.sendMessage(`alice@${domain}`, "hello uniapp");
+    const [m] = await inbox;
+    const reply = collect(bob, "message", 1);
+    await alice.sendMessage(`bob@${domain}`, "hello from uni.connectSocket");
+    emit("uni", { jid: alice.jid, got: m.body, replied: (await reply)[0].body, calls: uni.calls });
+  },
+
+  async resume() {
+    const alice = await login("alice");
+    const bob = await login("bob");
+    const seen = [];
+    bob.on("message", (m) => seen.push(m.body));
+    const first = collect(bob, "message", 1);
+    await alice.sendMessage(`bob@${domain}`, "before");
+    await first;
+    // the network goes: the TCP connection dies without a stream close
+    const resumed = bob.once("resumed");
+    const bobSocket = bob.xmpp.socket.socket;
+    bobSocket.terminate();
+    emit("dropped", { smEnabled: bob.xmpp.streamManagement.id !== "" });
+    for (const text of ["during 1", "during 2"]) await alice.sendMessage(`bob@${domain}`, text);
+    await resumed;
+    emit("resumed", { jid: bob.jid });
+    const rest = collect(bob, "message", 1, (m) => m.body === "last");
+    // a retried send (an app that did not see its send complete): same id, a new archive id
+    const id = await alice.sendMessage(`bob@${domain}`, "after");
+    await alice.sendMessage(`bob@${domain}`, "after", { id });
+    await alice.sendMessage(`bob@${domain}`, "last");
+    await rest;
+    emit("seen", { bodies: seen });
+  },
+};
+
+try {
+  if (!scenarios[scenario]) throw new Error(`no scenario ${scenario}`);
+  await scenarios[scenario]();
+  await Promise.all(clients.map((c) => c.stop().catch(() => {})));
+  emit("done");
+  process.exit(0);
+} catch (err) {
+  emit("error", { message: String(err?.stack ?? err) });
+  process.exit(1);
+}

@@ -1,0 +1,226 @@
+"""The TypeScript SDK (sdk/js, @xmppd/sdk) against the real server, and its stanzas against the
+XSDs. The SDK is installed and built when stale (scripts/test does the same before pytest); the
+Node scenarios in sdk/js/test/interop/ import the BUILT package by its name and print JSON lines
+of what they saw, which these tests check."""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xmlschema
+from lxml import etree
+
+from ..helpers import PASSWORD, add_user, running_server
+
+pytestmark = pytest.mark.interop
+
+ROOT = Path(__file__).resolve().parents[2]
+SDK = ROOT / "sdk" / "js"
+SCHEMAS = {
+    "urn:xmppd:redpacket:0": ROOT / "schemas" / "redpacket-0.xsd",
+    "urn:xmppd:mute:0": ROOT / "schemas" / "mute-0.xsd",
+    "urn:xmppd:cs:0": ROOT / "schemas" / "cs-0.xsd",
+}
+_built: list[bool] = []
+
+
+def _newest(path: Path) -> float:
+    return max(p.stat().st_mtime for p in path.rglob("*") if p.is_file())
+
+
+def ensure_sdk_built() -> str:
+    """The node binary, after `npm ci` (lock newer than node_modules) and `npm run build` (sources
+    newer than dist) in sdk/js. A missing Node FAILS the test with the command to install it."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.fail("Node.js and npm are required for the SDK tests (apt-get install nodejs npm)")
+    if _built:
+        return node
+    installed = SDK / "node_modules" / ".package-lock.json"
+    steps = []
+    if not installed.exists() or installed.stat().st_mtime < (SDK / "package-lock.json").stat().st_mtime:
+        steps.append([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error", "--prefix", str(SDK)])
+    index = SDK / "dist" / "index.js"
+    if steps or not index.exists() or index.stat().st_mtime < max(_newest(SDK / "src"), (SDK / "tsconfig.json").stat().st_mtime):
+        steps.append([npm, "run", "build", "--prefix", str(SDK)])
+    for cmd in steps:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            pytest.fail(f"{' '.join(cmd[:3])} failed:\n{result.stdout}\n{result.stderr}")
+    _built.append(True)
+    return node
+
+
+async def run_scenario(server: Any, name: str, timeout: float = 90) -> dict[str, dict[str, Any]]:
+    """Run one scenario of sdk/js/test/interop/scenarios.mjs; its events by name."""
+    node = ensure_sdk_built()
+    url = f"ws://127.0.0.1:{server.ports['http']}/xmpp-websocket"
+    proc = await asyncio.create_subprocess_exec(
+        node, str(SDK / "test" / "interop" / "scenarios.mjs"), name, url, server.domain, PASSWORD,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(SDK),
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"scenario {name} did not end within {timeout} s") from None
+    events: dict[str, dict[str, Any]] = {}
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    for e in lines:
+        events.setdefault(e["event"], e)
+    assert "error" not in events and "client-error" not in events and proc.returncode == 0 and "done" in events, (
+        f"scenario {name} failed (exit {proc.returncode}):\n" + "\n".join(json.dumps(e, ensure_ascii=False) for e in lines) + "\n" + err.decode()[-3000:]
+    )
+    return events
+
+
+def sdk_server(tmp_path: Path, *overrides: str):
+    return running_server(tmp_path, "listen.http=127.0.0.1:0", "c2s.require_tls=false", *overrides)
+
+
+# ------------------------------------------------------------------------------ schemas
+
+
+def built_payloads() -> list[dict[str, str]]:
+    node = ensure_sdk_built()
+    result = subprocess.run([node, str(SDK / "test" / "print-builders.mjs")], capture_output=True, text=True, timeout=60, cwd=str(SDK))
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_every_stanza_the_sdk_builds_validates_against_the_xsds():
+    payloads = built_payloads()
+    schemas = {ns: xmlschema.XMLSchema(str(path)) for ns, path in SCHEMAS.items()}
+    assert {p["ns"] for p in payloads} == set(SCHEMAS)
+    for p in payloads:
+        el = etree.fromstring(p["xml"].encode())
+        assert el.tag.startswith("{" + p["ns"] + "}"), p
+        schemas[p["ns"]].validate(etree.tostring(el).decode())
+    assert len(payloads) >= 30
+
+
+def test_the_xsd_check_catches_a_wrong_payload():
+    """The check above is not vacuous: a payload the SDK would never build fails it."""
+    schema = xmlschema.XMLSchema(str(SCHEMAS["urn:xmppd:redpacket:0"]))
+    with pytest.raises(xmlschema.XMLSchemaValidationError):
+        schema.validate("<send xmlns='urn:xmppd:redpacket:0' kind='lucky' total='0' to='r@c' client-id='a'/>")
+
+
+def test_the_sdk_unit_tests_pass_under_node_test():
+    ensure_sdk_built()
+    npm = shutil.which("npm")
+    result = subprocess.run([npm, "test", "--prefix", str(SDK)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "# fail 0" in result.stdout
+
+
+# ------------------------------------------------------------------------------ the server
+
+
+async def test_two_sdk_clients_befriend_chat_with_receipts_markers_and_history(tmp_path):
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "chat")
+    assert ev["friend-request"]["from"] == "alice@localhost"
+    assert ev["friend-request"]["message"] == "Hi Bob, it's Alice"
+    assert ["bob@localhost", "Bob", "both"] in ev["roster"]["items"]
+    received = ev["received"]
+    assert received["bodies"] == ["one", "two", "three ✓"]
+    assert all(received["originIds"]) and all(received["stanzaIds"]), received
+    assert ev["receipts"]["ids"] == ev["receipts"]["sent"]
+    assert ev["marker"]["kind"] == "displayed" and ev["marker"]["from"].startswith("bob@localhost/")
+    h = ev["history"]
+    assert h["bodies"] == ["one", "two", "three ✓"], h  # every message once, in order
+    assert len(h["pages"]) >= 2 and all(len(p) <= 2 for p in h["pages"]), h
+
+
+async def test_a_lucky_red_packet_in_a_room_is_sent_once_and_opened_by_two(tmp_path):
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "bob", "carol"):
+            await add_user(server, name)
+        feat = server.features["redpacket"]
+        await feat.repo.topup("alice@localhost", 1000, feat.now())
+        ev = await run_scenario(server, "redpacket")
+    assert ev["room"]["created"] is True
+    assert ev["balance"]["amount"] == 1000 and ev["balance"]["currency"]
+    sent = ev["sent"]
+    assert sent["total"] == 300 and sent["balance"] == 700
+    assert sent["retry"] is True and sent["sameId"] is True  # the same client id: debited once
+    assert ev["announced"]["bob"] == ev["announced"]["carol"] == sent["id"]
+    assert ev["announced"]["greeting"] == "恭喜发财" and ev["announced"]["from"] == "party@conference.localhost"
+    opened = ev["opened"]
+    assert sum(opened["amounts"]) == 300 and min(opened["amounts"]) >= 1 and opened["remaining"] == [1, 0]
+    assert ev["second-open"] == {"event": "second-open", "refused": True, "condition": "conflict", "app": "already-grabbed", "amount": opened["amounts"][0]}
+    assert ev["grabbed"]["by"] == ["bob", "carol"]
+    d = ev["details"]
+    assert d["status"] == "finished" and d["total"] == 300
+    assert sorted(a for _, a in d["grabs"]) == sorted(opened["amounts"])
+    assert d["bestLuck"] == d["finishedBest"]
+    assert ev["ledger"]["kinds"] == ["send-debit", "topup"]
+
+
+async def test_a_muted_member_gets_typed_muted_errors_from_the_sdk(tmp_path):
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        feat = server.features["redpacket"]
+        await feat.repo.topup("bob@localhost", 100, feat.now())
+        ev = await run_scenario(server, "mute")
+        balance = await feat.repo.balance("bob@localhost")
+    assert ev["muted"]["jid"] == "bob@localhost" and 600 <= ev["muted"]["remaining"] <= 601 and ev["muted"]["reason"] == "spam"
+    assert ev["notice"]["action"] == "mute" and ev["notice"]["nick"] == "Bob" and ev["notice"]["seconds"] == 600 and ev["notice"]["body"]
+    assert ev["status"]["muted"] is True and 0 < ev["status"]["remaining"] <= 601
+    r = ev["message-refused"]
+    assert r["sameId"] and r["muted"] and r["kind"] == "muted" and r["room"] == "party@conference.localhost"
+    assert r["condition"] == "forbidden" and r["type"] == "auth" and r["text"] and r["reason"] == "spam" and r["until"]
+    assert ev["packet-refused"] == {"event": "packet-refused", "refused": True, "muted": True, "kind": "muted", "condition": "forbidden"}
+    assert ev["unmuted"]["muted"] is False
+    assert balance == 100  # the refused packet debited nothing
+
+
+async def test_a_visitor_reaches_an_agent_who_accepts_and_rates_the_chat(tmp_path):
+    async with sdk_server(tmp_path, "server.admins=['boss@localhost']") as server:
+        for name in ("boss", "alice", "vera"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "cs")
+    queue = "support@cs.localhost"
+    sid = ev["welcome"]["session"]
+    assert ev["welcome"]["from"] == queue and ev["welcome"]["hasText"]
+    assert ev["offer"]["session"] == sid and ev["offer"]["from"] == f"s-{sid}@cs.localhost"
+    assert ev["offer"]["visitor"] == "vera@localhost" and ev["offer"]["timeout"] == 30
+    assert ev["assigned"]["session"] == sid and ["visitor", "My order is late"] in ev["assigned"]["transcript"]
+    assert ev["agent"] == {"event": "agent", "session": sid, "nick": "Alice", "jid": None}  # never the agent's JID
+    assert ev["relayed"]["body"] == "Alice: Let me check"
+    assert ev["answered"]["body"] == "Thanks"
+    assert ev["closed"] == {"event": "closed", "visitor": "visitor", "agent": "visitor"}
+    assert ev["rated-again"] == {"event": "rated-again", "refused": True, "condition": "conflict"}
+    assert ev["visitor-events"]["kinds"][:2] == ["welcome", "agent"] and "closed" in ev["visitor-events"]["kinds"]
+
+
+async def test_the_uni_connect_socket_adapter_logs_in_and_chats(tmp_path):
+    """UniWebSocket under xmpp.js against the server, with uniapp's SocketTask API played by ws."""
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "uni")
+    u = ev["uni"]
+    assert u["jid"].startswith("alice@localhost/") and u["got"] == "hello uniapp" and u["replied"] == "hello from uni.connectSocket"
+    assert u["calls"]["connectSocket"] == 1 and u["calls"]["send"] > 5 and u["calls"]["messages"] > 5
+
+
+async def test_a_dropped_connection_resumes_and_a_retried_message_is_shown_once(tmp_path):
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "resume")
+    assert ev["dropped"]["smEnabled"] is True
+    # nothing lost across the resumption, and the retried "after" (same origin-id) shown once
+    assert ev["seen"]["bodies"] == ["before", "during 1", "during 2", "after", "last"]
+
