@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import re
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,31 @@ from xmppd.config import Config, build
 from xmppd.core.loader import discover
 
 PASSWORD = "correct horse battery"
+CONF = Path(__file__).resolve().parent.parent / "conf" / "xmppd.toml"
+
+
+def start_xmppd(data_dir: Path, *sets: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The ``xmppd`` command as a process of its own (for tests that kill or measure it): the
+    repository's configuration, plaintext c2s on a free port, no TLS or HTTP listener, then each
+    of ``sets`` as ``--set``. Returns the process and its c2s port once it listens; its stderr
+    keeps being drained so that it never blocks on a full pipe. Call from a running event loop."""
+    args = [str(Path(sys.executable).parent / "xmppd"), "--config", str(CONF), "--set", f"server.data_dir={data_dir.as_posix()}",
+            "--set", "listen.c2s=127.0.0.1:0", "--set", "listen.c2s_tls=", "--set", "listen.http=",
+            "--set", "c2s.require_tls=false"]
+    for option in sets:
+        args += ["--set", option]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=data_dir)
+    assert proc.stderr is not None
+    lines = []
+    while True:
+        line = proc.stderr.readline().decode()
+        lines.append(line)
+        if not line:
+            raise RuntimeError("xmppd exited: " + "".join(lines[-20:]))
+        m = re.search(r"listening for c2s on 127\.0\.0\.1:(\d+)", line)
+        if m:
+            asyncio.get_running_loop().run_in_executor(None, proc.stderr.read)
+            return proc, int(m.group(1))
 
 
 def make_config(data_dir: Path, *overrides: str, domain: str = "localhost") -> Config:
@@ -145,6 +174,19 @@ class RawClient:
                 self.buffer += chunk
 
         return await asyncio.wait_for(go(), timeout)
+
+    async def plain_login(self, user: str, password: str = PASSWORD, *, resource: str | None = None) -> None:
+        """Log in with SASL PLAIN and bind, on a plaintext stream (``c2s.require_tls=false``)."""
+        await self.open_stream()
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        await self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+        await self.read_until(b"<success")
+        self.buffer = b""
+        await self.open_stream()
+        res = f"<resource>{resource}</resource>" if resource else ""
+        await self.send(f"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}</bind></iq>")
+        await self.read_until(b"</iq>")
+        self.buffer = b""
 
     async def open_stream(self, domain: str = "localhost") -> bytes:
         await self.send(

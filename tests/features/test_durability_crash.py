@@ -11,7 +11,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,13 +20,11 @@ from xmppd.accounts import AccountService
 from xmppd.storage.accounts import SqlAccountRepository
 from xmppd.storage.engine import Database
 
-from ..helpers import PASSWORD
+from ..helpers import PASSWORD, start_xmppd
 from .smacks_support import SM, SmClient
 
 pytestmark = pytest.mark.interop
 
-BIN = Path(sys.executable).parent
-CONF = Path(__file__).resolve().parents[2] / "conf" / "xmppd.toml"
 ROUNDS = 3
 MESSAGES = 300  # per round, more than are sent before the kill
 _BODY = re.compile(r"<body>([^<]*)</body>")
@@ -36,21 +33,7 @@ _BODY = re.compile(r"<body>([^<]*)</body>")
 def start(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     # commit_interval=3: records nobody waits for linger up to 3 s before their commit, so that
     # the kill always lands inside a commit window.
-    args = [str(BIN / "xmppd"), "--config", str(CONF), "--set", f"server.data_dir={tmp.as_posix()}",
-            "--set", "listen.c2s=127.0.0.1:0", "--set", "listen.c2s_tls=", "--set", "listen.http=",
-            "--set", "c2s.require_tls=false", "--set", "mam.commit_interval=3", "--set", "smacks.request_every=0"]
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=tmp)
-    assert proc.stderr is not None
-    lines = []
-    while True:
-        line = proc.stderr.readline().decode()
-        lines.append(line)
-        if not line:
-            raise RuntimeError("xmppd exited: " + "".join(lines[-20:]))
-        m = re.search(r"listening for c2s on 127\.0\.0\.1:(\d+)", line)
-        if m:
-            asyncio.get_running_loop().run_in_executor(None, proc.stderr.read)  # never block on a full pipe
-            return proc, int(m.group(1))
+    return start_xmppd(tmp, "mam.commit_interval=3", "smacks.request_every=0")
 
 
 def archived(db: Path) -> dict[str, set[str]]:

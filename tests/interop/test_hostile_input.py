@@ -23,19 +23,6 @@ XXE = (
 )
 
 
-async def _plain_login(raw: RawClient, user: str) -> None:
-    """Log in over a plaintext stream (server started with c2s.require_tls=false)."""
-    await raw.open_stream()
-    token = base64.b64encode(f"\0{user}\0{PASSWORD}".encode()).decode()
-    await raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
-    await raw.read_until(b"<success")
-    raw.buffer = b""
-    await raw.open_stream()
-    await raw.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
-    await raw.read_until(b"</iq>")
-    raw.buffer = b""
-
-
 @pytest.fixture
 async def plain_server(tmp_path):
     async with running_server(tmp_path, "c2s.require_tls=false", "c2s.max_stanza_size=4096", "c2s.max_depth=16") as srv:
@@ -100,7 +87,7 @@ async def test_bad_stanzas_after_login_close_only_that_stream(plain_server, name
     a, b = await _bystanders(plain_server)
     try:
         raw = await RawClient.connect(plain_server)
-        await _plain_login(raw, "mallory")
+        await raw.plain_login("mallory")
         await raw.send(stanza)
         data = await raw.read_all()
         assert condition in data, data
@@ -124,7 +111,7 @@ async def test_preauth_buffer_is_smaller_than_the_stanza_limit(tmp_path):
 
 async def test_malformed_jid_gets_jid_malformed(plain_server):
     raw = await RawClient.connect(plain_server)
-    await _plain_login(raw, "mallory")
+    await raw.plain_login("mallory")
     await raw.send(b"<message id='m1' to='bad@@jid'><body>x</body></message>")
     data = await raw.read_until(b"</message>")
     assert b"jid-malformed" in data and b"id=\"m1\"" in data
@@ -218,7 +205,7 @@ async def test_client_supplied_stanza_id_and_delay_claiming_to_be_ours_are_strip
     a, b = await _bystanders(plain_server)
     try:
         raw = await RawClient.connect(plain_server)
-        await _plain_login(raw, "mallory")
+        await raw.plain_login("mallory")
         inbox: asyncio.Queue = asyncio.Queue()
         b.add_event_handler("message", lambda m: inbox.put_nowait(m))
         await raw.send(

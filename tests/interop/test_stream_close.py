@@ -121,14 +121,7 @@ async def test_tcp_after_the_clients_close_only_the_servers_close_is_written(tmp
         await add_user(server, "alice")
         await add_user(server, "bob")
         raw = await RawClient.connect(server)
-        await raw.open_stream()
-        token = base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()
-        await raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
-        await raw.read_until(b"<success")
-        raw.buffer = b""
-        await raw.open_stream()
-        await raw.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>raw</resource></bind></iq>")
-        await raw.read_until(b"</iq>")
+        await raw.plain_login("alice", resource="raw")
         await raw.send("<presence/>")
         async with holding(server, LAST) as hold:
             await raw.send(f"<message to='bob@localhost' type='chat'><body>{LAST}</body></message></stream:stream>")
@@ -153,15 +146,7 @@ async def test_offline_messages_stay_stored_when_the_stream_closes_with_initial_
         await add_user(server, "bob")
         await contact_sends_late_message(server, "alice@localhost")  # alice is offline: stored
         raw = await RawClient.connect(server)
-        await raw.open_stream()
-        token = base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()
-        await raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
-        await raw.read_until(b"<success")
-        raw.buffer = b""
-        await raw.open_stream()
-        await raw.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
-        await raw.read_until(b"</iq>")
-        raw.buffer = b""
+        await raw.plain_login("alice")
         await raw.send("<presence/></stream:stream>")
         data = await raw.read_all()
         raw.close()

@@ -235,7 +235,7 @@ def test_random_multi_splits_give_identical_events() -> None:
     rng = random.Random(7395)
     for _ in range(300):
         cuts = sorted(rng.sample(range(1, len(SESSION)), rng.randint(2, 40)))
-        chunks = [SESSION[a:b] for a, b in zip([0, *cuts], [*cuts, len(SESSION)])]
+        chunks = [SESSION[a:b] for a, b in zip([0, *cuts], [*cuts, len(SESSION)], strict=False)]
         assert summary(feed_chunks(chunks)) == expected, cuts
 
 
@@ -250,7 +250,7 @@ def test_every_split_with_a_tight_stanza_limit_gives_identical_events() -> None:
     for i in range(len(SESSION)):
         if any(isinstance(e, StanzaElement) for e in p.feed(SESSION[i : i + 1])):
             ends.append(i + 1)
-    sizes = [b - a for a, b in zip([body_start, *ends], ends)]
+    sizes = [b - a for a, b in zip([body_start, *ends], ends, strict=False)]
     tight = max(sizes)
     expected = summary(full)
     for i in range(1, len(SESSION)):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -21,35 +20,19 @@ from xmppd_extensions.redpacket import split
 from xmppd_extensions.redpacket.feature import NS
 from xmppd_extensions.redpacket.repository import NewPacket, SqlRedPacketRepository
 
-from ...helpers import PASSWORD
+from ...helpers import CONF, PASSWORD, start_xmppd
 from .rawclients import login
 from .servers import disabled_option
 
 pytestmark = pytest.mark.interop
 
 BIN = Path(sys.executable).parent
-CONF = Path(__file__).resolve().parents[3] / "conf" / "xmppd.toml"
 N = 60
 
 
 def start(tmp: Path, storage: list[str]) -> tuple[subprocess.Popen, int]:
-    args = [str(BIN / "xmppd"), "--config", str(CONF), "--set", f"server.data_dir={tmp.as_posix()}",
-            "--set", "listen.c2s=127.0.0.1:0", "--set", "listen.c2s_tls=", "--set", "listen.http=",
-            "--set", "c2s.require_tls=false", "--set", "c2s.max_connections_per_ip=1000",
-            "--set", "c2s.auth_failures_per_ip=1000", "--set", disabled_option(), *storage]
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=tmp)
-    assert proc.stderr is not None
-    lines = []
-    while True:
-        line = proc.stderr.readline().decode()
-        lines.append(line)
-        if not line:
-            raise RuntimeError("xmppd exited: " + "".join(lines[-20:]))
-        m = re.search(r"listening for c2s on 127\.0\.0\.1:(\d+)", line)
-        if m:
-            # keep draining stderr so the server never blocks on a full pipe
-            asyncio.get_running_loop().run_in_executor(None, proc.stderr.read)
-            return proc, int(m.group(1))
+    sets = storage[1::2]  # storage is ["--set", OPTION, ...], as ctl takes it
+    return start_xmppd(tmp, "c2s.max_connections_per_ip=1000", "c2s.auth_failures_per_ip=1000", disabled_option(), *sets)
 
 
 def ctl(tmp: Path, storage: list[str], *verb: str) -> subprocess.CompletedProcess:
