@@ -215,8 +215,10 @@ export interface Grabbed {
 }
 export interface Finished {
   id: string;
-  bestLuck: string;
-  amount: number;
+  /** the luckiest grabber: only for lucky packets of two shares or more */
+  bestLuck?: string;
+  /** the best-luck share: only with bestLuck */
+  amount?: number;
   /** the room it was in, or the server (a one-to-one packet's sender notice) */
   from: string;
 }
@@ -250,7 +252,8 @@ export function parseRedPacketMessage(stanza: Element): RedPacketEvent | undefin
       case "grabbed":
         return { kind: "grabbed", grabbed: { id: req(el, "id"), by: req(el, "by"), amount: reqInt(el, "amount"), remaining: reqInt(el, "remaining") } };
       case "finished":
-        return { kind: "finished", finished: { id: req(el, "id"), bestLuck: req(el, "best-luck"), amount: reqInt(el, "amount"), from: from.split("/")[0]! } };
+        // best-luck and amount exist only for lucky packets of two shares or more.
+        return { kind: "finished", finished: { id: req(el, "id"), bestLuck: el.attrs["best-luck"] ?? undefined, amount: optInt(el, "amount"), from: from.split("/")[0]! } };
       case "refunded":
         return { kind: "refunded", refunded: { id: req(el, "id"), amount: reqInt(el, "amount") } };
     }

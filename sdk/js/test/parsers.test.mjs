@@ -38,6 +38,8 @@ test("balance, sent and the sender's notices parse", () => {
   const note = (x) => rp.parseRedPacketMessage(parseXml(`<message from='example.com' type='headline'>${x}</message>`));
   assert.deepEqual(note(`<grabbed xmlns='${NSR}' id='ab' by='bob@example.com' amount='5' remaining='1'/>`), { kind: "grabbed", grabbed: { id: "ab", by: "bob@example.com", amount: 5, remaining: 1 } });
   assert.deepEqual(note(`<finished xmlns='${NSR}' id='ab' best-luck='bob@example.com' amount='7'/>`).finished, { id: "ab", bestLuck: "bob@example.com", amount: 7, from: "example.com" });
+  // equal and single-share packets finish without a best luck (docs/redpacket.md)
+  assert.deepEqual(note(`<finished xmlns='${NSR}' id='ab'/>`).finished, { id: "ab", bestLuck: undefined, amount: undefined, from: "example.com" });
   assert.deepEqual(note(`<refunded xmlns='${NSR}' id='ab' amount='3'/>`), { kind: "refunded", refunded: { id: "ab", amount: 3 } });
   assert.equal(note("<body>plain</body>"), undefined);
   assert.throws(() => note(`<grabbed xmlns='${NSR}' id='ab' by='b@x' amount='five' remaining='1'/>`), ProtocolError);
