@@ -321,3 +321,41 @@ async def test_slow_auth_callback_times_out_with_temporary_auth_failure(tmp_path
             assert len(app.requests) == 2  # one try and one retry, then no more
     finally:
         await runner.cleanup()
+
+
+# ------------------------------------------------------------------------------ configuration
+
+
+@pytest.mark.parametrize(
+    "sets, words",
+    [
+        ((f"auth.jwt_secret={SECRET}", "auth.jwt_public_key=/x.pem"), "exclude each other"),
+        (("auth.jwt_secret=short",), "at least 32 bytes"),
+        (("auth.http_url=ftp://app",), "http://"),
+        (("auth.http_timeout=0",), "more than 0"),
+        (("auth.http_retries=50",), "at most 5"),
+    ],
+)
+def test_bad_auth_settings_are_refused_with_the_key_named(tmp_path: Path, sets, words) -> None:
+    from xmppd.config import ConfigError
+
+    from ..helpers import make_config
+
+    with pytest.raises(ConfigError, match=words):
+        make_config(tmp_path, *sets)
+
+
+async def test_unreadable_public_key_stops_the_start_with_the_key_named(tmp_path: Path) -> None:
+    from xmppd.config import ConfigError
+
+    bad = tmp_path / "not-a-key.pem"
+    bad.write_text("hello")
+    with pytest.raises(ConfigError, match="auth.jwt_public_key"):
+        async with running_server(tmp_path, f"auth.jwt_public_key={bad.as_posix()}"):
+            pass
+
+
+def test_the_secret_is_not_in_the_configs_repr(tmp_path: Path) -> None:
+    from ..helpers import make_config
+
+    assert SECRET not in repr(make_config(tmp_path, f"auth.jwt_secret={SECRET}"))

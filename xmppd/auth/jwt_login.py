@@ -79,7 +79,7 @@ class JwtVerifier:
                 leeway=LEEWAY,
                 options={"require": required, "verify_aud": bool(self.audience)},
             )
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:
             # PyJWT's messages name the check that failed, never the token's content.
             raise TokenRefused(f"{type(exc).__name__}: {exc}") from None
         name = claims.get(self.claim)
