@@ -247,6 +247,8 @@ class AuthOptions:
             raise ValueError(f"auth.http_url must start with http:// or https://, not {self.http_url!r}")
         if not self.jwt_jid_claim:
             raise ValueError("auth.jwt_jid_claim must name a claim")
+        if not self.password_login and not self.jwt:
+            raise ValueError("auth.password_login = false needs auth.jwt_secret or auth.jwt_public_key: otherwise nobody can log in")
 
     @property
     def jwt(self) -> bool:

@@ -334,6 +334,7 @@ async def test_slow_auth_callback_times_out_with_temporary_auth_failure(tmp_path
         (("auth.http_url=ftp://app",), "http://"),
         (("auth.http_timeout=0",), "more than 0"),
         (("auth.http_retries=50",), "at most 5"),
+        (("auth.password_login=false",), "nobody can log in"),
     ],
 )
 def test_bad_auth_settings_are_refused_with_the_key_named(tmp_path: Path, sets, words) -> None:
