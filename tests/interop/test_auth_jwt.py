@@ -360,3 +360,21 @@ def test_the_secret_is_not_in_the_configs_repr(tmp_path: Path) -> None:
     from ..helpers import make_config
 
     assert SECRET not in repr(make_config(tmp_path, f"auth.jwt_secret={SECRET}"))
+
+
+# ------------------------------------------------------------------------------ xmpp.js
+
+
+async def test_xmppjs_logs_in_with_a_token_over_websocket(tmp_path: Path) -> None:
+    """With only tokens accepted, PLAIN is the one mechanism offered and xmpp.js sends the token."""
+    from .jsclients import NodeClient
+
+    async with running_server(tmp_path, "listen.http=127.0.0.1:0", f"auth.jwt_secret={SECRET}", "auth.password_login=false") as server:
+        url = f"ws://127.0.0.1:{server.ports['http']}/xmpp-websocket"
+        js = await NodeClient.start("xmppjs_client.mjs", url, "frank@localhost", token(jid="frank"))
+        try:
+            online = await js.expect("online")
+            assert online["jid"].startswith("frank@localhost/")
+            assert await server.accounts.get("frank", "localhost") is not None
+        finally:
+            assert await js.quit() == 0, js.events
