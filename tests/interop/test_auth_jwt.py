@@ -316,7 +316,7 @@ async def test_slow_auth_callback_times_out_with_temporary_auth_failure(tmp_path
     app = App(delay=5)
     runner, url = await _serve(app)
     try:
-        async with running_server(tmp_path, f"auth.http_url={url}", "auth.http_timeout=0.3", "auth.http_retries=1") as server:
+        async with running_server(tmp_path, f"auth.http_url={url}", "auth.http_timeout=1", "auth.http_retries=1") as server:
             assert b"<temporary-auth-failure/>" in await plain(server, "erin", "app-password")
             assert len(app.requests) == 2  # one try and one retry, then no more
     finally:
