@@ -34,6 +34,10 @@ setup(
         "alembic>=1.13",  # schema migrations
         "aiohttp>=3.9",  # WebSocket (RFC 7395), host-meta
         "cryptography>=42",  # self-signed certificate, channel binding hashes
+        # Login with the app's JSON Web Tokens (xmppd/auth/jwt_login.py): PyJWT is the maintained
+        # reference verifier (exp/nbf/iss/aud checks, algorithm allow-list); [crypto] brings
+        # RS256/ES256 through cryptography. JWT verification is never written by hand here.
+        "PyJWT[crypto]>=2.8",
         "uvloop>=0.19; sys_platform != 'win32'",  # faster event loop
         # The cluster's live shared state (xmppd/cluster, docs/cluster.md): redis-py is Redis's
         # own maintained client, with asyncio, pipelines and Lua scripts (EVALSHA with reload).

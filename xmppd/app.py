@@ -13,7 +13,7 @@ from typing import Any
 from lxml import etree
 
 from .accounts import AccountService
-from .config import Config, parse_hostport
+from .config import Config, ConfigError, parse_hostport
 from .core import hooks as H
 from .core import server_owned
 from .core.dispatch import IqTable, IqTracker
@@ -99,6 +99,7 @@ class Server:
         self.accounts: AccountRepository = None  # type: ignore[assignment]
         self.account_service: AccountService = None  # type: ignore[assignment]
         self.fake_scram_key = b""  # read from storage at start (storage.secrets)
+        self.login_authority: Any = None  # auth.authority.LoginAuthority, made at start
         self.ssl_context: ssl.SSLContext | None = None
         self.channel_binding: tuple[str, bytes] | None = None
         self.started = asyncio.Event()
@@ -141,6 +142,12 @@ class Server:
                 self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length,
                 policy=UsernamePolicy.from_config(cfg, classes, domains=lambda: (self.domain, *self.router.services)),
             )
+            from .auth.authority import LoginAuthority
+
+            try:
+                self.login_authority = LoginAuthority(self)
+            except ValueError as exc:  # an unreadable auth.jwt_public_key
+                raise ConfigError(str(exc)) from None
             for cls in classes:
                 ctx = FeatureContext(self, cls.name)
                 feature = cls(ctx, cfg.sections.get(cls.name, cls.Options()))
@@ -238,6 +245,8 @@ class Server:
             await _bounded(ctx.close(), f"closing the context of {ctx.name}")
         self.features.clear()
         self._contexts.clear()
+        if self.login_authority is not None:
+            await _bounded(self.login_authority.close(), "closing the auth callback's client")
         if isinstance(self.accounts, SqlAccountRepository):
             self.accounts.close()
         if self.db is not None:
@@ -264,11 +273,19 @@ class Server:
                 nonza_namespaces=frozenset(self._nonza_handlers),
                 websocket=websocket,
                 fake_key=self.fake_scram_key,
+                **self._login_mechanisms(),
             )
         stream = C2SStream(config)
         if direct_tls or tls:
             stream.set_direct_tls(self.channel_binding if direct_tls else None)
         return stream
+
+    def _login_mechanisms(self) -> dict[str, bool]:
+        """Which logins the streams offer (auth.authority.LoginAuthority; docs/auth.md)."""
+        la = self.login_authority
+        if la is None:
+            return {}
+        return {"scram": la.scram, "plain": la.plain, "external_plain": la.external_plain, "oauthbearer": la.oauthbearer}
 
     def connection_opened(self, session: Session) -> bool:
         """Admit a new connection (XEP-0205: connections per address)."""

@@ -222,6 +222,39 @@ class ClusterOptions:
             raise ValueError(f"cluster.node {self.node!r} must not contain spaces, braces or glob characters")
 
 
+@dataclass(frozen=True, slots=True)
+class AuthOptions:
+    """Logins with the app's identity (docs/auth.md): JWT and the HTTP auth callback."""
+
+    jwt_secret: str = field(default="", repr=False)  # HS256 key; never logged
+    jwt_public_key: str = ""  # path of a PEM public key: RS256 or ES256 tokens
+    jwt_jid_claim: str = "jid"  # the claim naming the user: a bare JID or a local part
+    jwt_issuer: str = ""  # "": iss not checked
+    jwt_audience: str = ""  # "": aud not checked
+    jwt_create_accounts: bool = True
+    password_login: bool = True
+    http_url: str = ""  # "": no callback
+    http_timeout: Positive = 3.0
+    http_retries: Annotated[int, AtLeast(0), AtMost(5)] = 1
+    http_cache_seconds: NonNegative = 60.0
+
+    def __post_init__(self) -> None:
+        if self.jwt_secret and self.jwt_public_key:
+            raise ValueError("auth.jwt_secret and auth.jwt_public_key exclude each other: set one")
+        if self.jwt_secret and len(self.jwt_secret.encode()) < 32:
+            raise ValueError("auth.jwt_secret must have at least 32 bytes (RFC 7518 §3.2: HS256 needs a 256-bit key)")
+        if self.http_url and not self.http_url.startswith(("http://", "https://")):
+            raise ValueError(f"auth.http_url must start with http:// or https://, not {self.http_url!r}")
+        if not self.jwt_jid_claim:
+            raise ValueError("auth.jwt_jid_claim must name a claim")
+        if not self.password_login and not self.jwt:
+            raise ValueError("auth.password_login = false needs auth.jwt_secret or auth.jwt_public_key: otherwise nobody can log in")
+
+    @property
+    def jwt(self) -> bool:
+        return bool(self.jwt_secret or self.jwt_public_key)
+
+
 CORE_SECTIONS: dict[str, type] = {
     "server": ServerOptions,
     "listen": ListenOptions,
@@ -233,6 +266,7 @@ CORE_SECTIONS: dict[str, type] = {
     "features": FeaturesOptions,
     "http": HttpOptions,
     "cluster": ClusterOptions,
+    "auth": AuthOptions,
 }
 
 
@@ -248,6 +282,7 @@ class Config:
     features: FeaturesOptions
     http: HttpOptions
     cluster: ClusterOptions
+    auth: AuthOptions
     sections: Mapping[str, Any]  # every section, features' included, as typed options
     source: str = "<defaults>"
 

@@ -519,6 +519,8 @@ class Session:
             await self.host.handle_nonza(self, event.element)  # type: ignore[attr-defined]
         elif t is ev.CredentialsNeeded:
             await self._credentials(event)  # type: ignore[arg-type]
+        elif t is ev.VerificationNeeded:
+            await self._verification(event)  # type: ignore[arg-type]
         elif t is ev.BindRequested:
             await self._bind(event)  # type: ignore[arg-type]
         elif t is ev.TlsRequested:
@@ -591,6 +593,33 @@ class Session:
                 result = self.stream.credentials_result(creds, failure=SaslCondition.ACCOUNT_DISABLED)
             else:
                 result = self.stream.credentials_result(creds)
+        self._flush()
+        if result:
+            self._queue.extendleft(reversed(result))
+
+    async def _verification(self, event: ev.VerificationNeeded) -> None:
+        """A PLAIN secret or an OAUTHBEARER token, checked by the server's login authority
+        (auth.authority: JWT, the app's callback, stored keys); throttled like any password."""
+        host = self.host
+        verdict = host.auth_throttle.check(self.peer, event.username)
+        if verdict.blocked:
+            self.stream.verification_result(None, SaslCondition.TEMPORARY_AUTH_FAILURE)
+            self._flush_and_enqueue()
+            return
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)
+            if self.stream.state is not State.SASL:
+                return
+        found = await host.login_authority.verify(event.username, event.secret, event.mechanism, self.peer)
+        if self.stream.state is not State.SASL:  # closed or aborted meanwhile
+            return
+        if found.account is not None:
+            self.data["_account"] = (found.account, host.account_service.generation)
+        if found.username is not None and event.username is None:
+            # OAUTHBEARER named nobody: the account the token proved may be throttled too.
+            if host.auth_throttle.check(self.peer, found.username).blocked:
+                found = type(found)(None, SaslCondition.TEMPORARY_AUTH_FAILURE)
+        result = self.stream.verification_result(found.username, found.failure)
         self._flush()
         if result:
             self._queue.extendleft(reversed(result))

@@ -24,7 +24,7 @@ from ..xml import ns
 from ..xml.builder import error_reply, stanza, stream_error
 from ..xml.parser import ParseError, StanzaElement, StreamEnd, StreamOpen, StreamParser, WebSocketFramer
 from . import events as ev
-from .sasl import Challenge, Failure, NeedCredentials, SaslServer, Success, offered_mechanisms
+from .sasl import Challenge, Failure, NeedCredentials, NeedVerification, SaslServer, Success, offered_mechanisms
 
 _T = etree.tostring
 _AUTH = f"{{{ns.SASL}}}auth"
@@ -80,6 +80,13 @@ class StreamConfig:
     # its persistent secret (storage.secrets), the same on every node and after restarts; the
     # default, random per config, is for drivers that persist nothing (tests, tools).
     fake_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    # Which logins the server can check (docs/auth.md): SCRAM needs keys stored here (off when
+    # password logins are off or the app's auth callback holds the passwords); PLAIN is checked
+    # by the driver (``VerificationNeeded``) when ``external_plain``; OAUTHBEARER when JWT is set.
+    scram: bool = True
+    plain: bool = True
+    external_plain: bool = False
+    oauthbearer: bool = False
     # <stream:features/> as sent, and the state it leads to, by (authenticated, TLS, channel
     # binding): built once per configuration. A driver that shares one config between streams
     # makes a new config (or clears this) when what ``extra_features`` returns changes.
@@ -269,6 +276,9 @@ class C2SStream:
             tls=self.tls,
             channel_binding_available=self.channel_binding is not None,
             allow_plain_without_tls=not self.config.require_tls,
+            scram=self.config.scram,
+            plain=self.config.plain,
+            oauthbearer=self.config.oauthbearer,
         )
 
     def _send_header(self) -> None:
@@ -433,6 +443,7 @@ class C2SStream:
                 tls=self.tls,
                 allow_plain_without_tls=not self.config.require_tls,
                 fake_key=self.config.fake_key,
+                external_plain=self.config.external_plain,
             )
         except SaslFailure as exc:
             self._sasl_failure(exc.condition, exc.text or "", None)
@@ -471,6 +482,14 @@ class C2SStream:
         self._sasl_step_out(self._sasl.credentials_result(credentials, failure=failure))  # type: ignore[arg-type]
         return self._take_events()
 
+    def verification_result(self, username: str | None, failure: SaslCondition | None = None) -> list[object]:
+        """Answer to ``VerificationNeeded``: the prepared account the secret proved, or None
+        and why (not-authorized by default; temporary-auth-failure when the authority is down)."""
+        if self._sasl is None or self.state is not State.SASL:
+            return self._take_events()
+        self._sasl_step_out(self._sasl.verification_result(username, failure))
+        return self._take_events()
+
     def _sasl_step_out(self, step: object) -> None:
         if type(step) is NeedCredentials:
             username = self._prepare_username(step.username)
@@ -478,6 +497,14 @@ class C2SStream:
                 self._sasl_step_out(self._sasl.credentials_result(None))  # type: ignore[union-attr]
                 return
             self._events.append(ev.CredentialsNeeded(username, step.hash_name, self._sasl_mechanism))
+        elif type(step) is NeedVerification:
+            named = None
+            if step.username is not None:
+                named = self._prepare_username(step.username)
+                if named is None:  # cannot name an account: fails like a wrong password
+                    self._sasl_step_out(self._sasl.verification_result(None))  # type: ignore[union-attr]
+                    return
+            self._events.append(ev.VerificationNeeded(named, step.secret, self._sasl_mechanism))
         elif type(step) is Challenge:
             c = etree.Element(f"{{{ns.SASL}}}challenge", nsmap={None: ns.SASL})
             c.text = base64.b64encode(step.data).decode() if step.data else "="

@@ -1,7 +1,7 @@
 """Events that the client-stream core gives its driver: questions to answer and facts to act on."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lxml import etree
 
@@ -30,6 +30,17 @@ class CredentialsNeeded:
 
     username: str
     hash_name: str
+    mechanism: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationNeeded:
+    """SASL needs ``secret`` (a PLAIN password or token, an OAUTHBEARER token) checked by the
+    server's authority for it (docs/auth.md); ``username`` is the prepared account named by the
+    client, None when it named none. Answer with ``verification_result``."""
+
+    username: str | None
+    secret: str = field(repr=False)
     mechanism: str
 
 

@@ -1,7 +1,12 @@
 """RFC 6120 §6: SASL negotiation, server side, without I/O.
 
 Mechanisms: SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS (RFC 5802, RFC 7677, channel binding
-``tls-server-end-point`` of RFC 5929), SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN (RFC 4616).
+``tls-server-end-point`` of RFC 5929), SCRAM-SHA-256, SCRAM-SHA-1, PLAIN (RFC 4616) and
+OAUTHBEARER (RFC 7628, a JSON Web Token from the app's backend: docs/auth.md).
+
+PLAIN is checked here against stored keys, or, when the server has another authority for it
+(tokens, the app's auth callback), handed to the driver as :class:`NeedVerification`, as
+OAUTHBEARER's token always is; the driver answers with :meth:`SaslServer.verification_result`.
 
 The server side of SCRAM is written here from RFC 5802 §3 and §7 (a few HMACs over strings
 this module has already parsed and checked); the ``scramp`` library derives new credentials
@@ -60,7 +65,10 @@ _SCRAM: Final[dict[str, tuple[HashName, bool]]] = {
     "SCRAM-SHA-1": ("SHA-1", False),
 }
 PLAIN: Final = "PLAIN"
-MECHANISMS: Final = (*_SCRAM, PLAIN)
+OAUTHBEARER: Final = "OAUTHBEARER"
+MECHANISMS: Final = (*_SCRAM, PLAIN, OAUTHBEARER)
+#: Longest OAUTHBEARER initial response accepted (a token is a few hundred bytes to a few KB).
+MAX_OAUTHBEARER_OCTETS: Final = 16384
 
 
 # One text for every "wrong secret" outcome, so that nothing tells an unknown user apart.
@@ -190,16 +198,25 @@ def fake_credentials(key: bytes, domain: str, account_key: str, hash_name: HashN
 
 
 def offered_mechanisms(
-    *, tls: bool, channel_binding_available: bool, allow_plain_without_tls: bool = False
+    *,
+    tls: bool,
+    channel_binding_available: bool,
+    allow_plain_without_tls: bool = False,
+    scram: bool = True,
+    plain: bool = True,
+    oauthbearer: bool = False,
 ) -> list[str]:
     """The mechanisms to advertise, strongest first.
 
     -PLUS variants only with channel-binding data (which needs TLS); PLAIN only over TLS
-    unless the operator explicitly allows it in the clear.
+    unless the operator explicitly allows it in the clear; OAUTHBEARER (a bearer token) only
+    over TLS, always. ``scram``/``plain``/``oauthbearer``: which the server can check at all.
     """
-    mechs = [m for m, (_, plus) in _SCRAM.items() if not plus or (tls and channel_binding_available)]
-    if tls or allow_plain_without_tls:
+    mechs = [m for m, (_, plus) in _SCRAM.items() if scram and (not plus or (tls and channel_binding_available))]
+    if plain and (tls or allow_plain_without_tls):
         mechs.append(PLAIN)
+    if oauthbearer and tls:
+        mechs.append(OAUTHBEARER)
     return mechs
 
 
@@ -212,6 +229,16 @@ class NeedCredentials:
 
     username: str
     hash_name: HashName
+
+
+@dataclass(frozen=True, slots=True)
+class NeedVerification:
+    """Check ``secret`` (a PLAIN password or token, an OAUTHBEARER token) for ``username``
+    (the authcid or authzid as sent, None when OAUTHBEARER named nobody) and call
+    ``verification_result``."""
+
+    username: str | None
+    secret: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +264,7 @@ class Failure:
     text: str
 
 
-SaslStep: TypeAlias = NeedCredentials | Challenge | Success | Failure
+SaslStep: TypeAlias = NeedCredentials | NeedVerification | Challenge | Success | Failure
 
 
 class _State(enum.Enum):
@@ -245,6 +272,8 @@ class _State(enum.Enum):
     WAIT_INITIAL_RESPONSE = enum.auto()  # empty challenge sent, waiting for the first data
     WAIT_CREDENTIALS = enum.auto()  # NeedCredentials returned
     WAIT_CLIENT_FINAL = enum.auto()  # SCRAM server-first sent
+    WAIT_VERIFICATION = enum.auto()  # NeedVerification returned
+    WAIT_ERROR_ACK = enum.auto()  # OAUTHBEARER error challenge sent (RFC 7628 §3.2.3)
     DONE = enum.auto()
 
 
@@ -292,6 +321,7 @@ class SaslServer:
         tls: bool,
         allow_plain_without_tls: bool = False,
         fake_key: bytes,
+        external_plain: bool = False,
     ) -> None:
         if len(fake_key) < 16:
             raise ValueError("fake_key must have at least 16 bytes")
@@ -311,6 +341,10 @@ class SaslServer:
             hash_name, plus = "SHA-256", False
             if not tls and not allow_plain_without_tls:
                 raise SaslFailure(SaslCondition.ENCRYPTION_REQUIRED, "PLAIN requires TLS")
+        elif mechanism == OAUTHBEARER:
+            hash_name, plus = "SHA-256", False
+            if not tls:
+                raise SaslFailure(SaslCondition.ENCRYPTION_REQUIRED, "OAUTHBEARER requires TLS")
         else:
             raise SaslFailure(SaslCondition.INVALID_MECHANISM, "unsupported mechanism")
         self.mechanism: Final = mechanism
@@ -322,6 +356,8 @@ class SaslServer:
         self._plus = plus
         self._state = _State.INITIAL
         self._deferred_failure: SaslCondition | None = None
+        self._external_plain = external_plain
+        self._error_after_ack: SaslCondition | None = None
         # PLAIN
         self._password: str | None = None
         # SCRAM (RFC 5802 §3 names)
@@ -353,7 +389,29 @@ class SaslServer:
             return self._first(data)
         if self._state is _State.WAIT_CLIENT_FINAL:
             return self._scram_final(data)
+        if self._state is _State.WAIT_ERROR_ACK:
+            # RFC 7628 §3.2.3: the client acknowledges the error with a single %x01; the
+            # exchange fails either way.
+            condition = self._error_after_ack or SaslCondition.NOT_AUTHORIZED
+            return self._fail(condition, _failure_text(condition))
         return self._unexpected("response")
+
+    def verification_result(self, username: str | None, failure: SaslCondition | None = None) -> SaslStep:
+        """Answer to :class:`NeedVerification`: the account the secret proved (its prepared
+        username), or None and the reason (``failure``, not-authorized by default)."""
+        if self._state is not _State.WAIT_VERIFICATION:
+            return self._unexpected("verification")
+        if username is None or failure is not None:
+            condition = failure or SaslCondition.NOT_AUTHORIZED
+            if self.mechanism == OAUTHBEARER:
+                # RFC 7628 §3.2.2: the error goes in a challenge the client must answer.
+                self._error_after_ack = condition
+                self._state = _State.WAIT_ERROR_ACK
+                status = "invalid_token" if condition is SaslCondition.NOT_AUTHORIZED else "temporarily_unavailable"
+                return Challenge(b'{"status":"' + status.encode() + b'"}')
+            return self._fail(condition, _failure_text(condition))
+        self.authcid = username
+        return self._finish(Success(username, None))
 
     def credentials_result(self, creds: ScramCredentials | None, *, failure: SaslCondition | None = None) -> SaslStep:
         """Answer to :class:`NeedCredentials`: the user's keys, None if there is no such user.
@@ -398,6 +456,8 @@ class SaslServer:
     def _first(self, data: bytes) -> SaslStep:
         if self.mechanism == PLAIN:
             return self._plain_first(data)
+        if self.mechanism == OAUTHBEARER:
+            return self._oauthbearer_first(data)
         return self._scram_first(data)
 
     def _succeed(self, additional_data: bytes | None) -> SaslStep:
@@ -456,9 +516,61 @@ class SaslServer:
         if authzid and not self._authzid_ok(authzid, authcid):
             return self._fail(SaslCondition.INVALID_AUTHZID, "authzid must be your own address")
         self.authcid = authcid
+        if self._external_plain:
+            self._state = _State.WAIT_VERIFICATION
+            return NeedVerification(authcid, password)
         self._password = password
         self._state = _State.WAIT_CREDENTIALS
         return NeedCredentials(authcid, self._hash_name)
+
+    # ----------------------------------------------------------------- OAUTHBEARER
+
+    def _oauthbearer_first(self, data: bytes) -> SaslStep:
+        """RFC 7628 §3.1: gs2-header %x01 *(kvpair) %x01, with ``auth=Bearer <token>``."""
+        malformed = SaslCondition.MALFORMED_REQUEST
+        if len(data) > MAX_OAUTHBEARER_OCTETS:
+            return self._fail(malformed, "initial response too long")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._fail(malformed, "initial response is not UTF-8")
+        head, sep, rest = text.partition(",")
+        if not sep or head not in ("n", "y"):
+            # p=: OAUTHBEARER has no channel binding (RFC 7628 §3.1).
+            return self._fail(malformed, "malformed gs2 header: expected n,[a=authzid],")
+        authz_attr, sep, kv = rest.partition(",")
+        if not sep or not kv.startswith("\x01") or not kv.endswith("\x01\x01"):
+            return self._fail(malformed, "malformed OAUTHBEARER message")
+        authzid: str | None = None
+        if authz_attr:
+            if not authz_attr.startswith("a="):
+                return self._fail(malformed, "malformed authzid")
+            authzid = _decode_saslname(authz_attr[2:])
+            if not authzid or self._check_username(authzid) is not None:
+                return self._fail(malformed, "malformed authzid")
+            if "@" in authzid:  # a bare JID of this domain names its local part
+                try:
+                    jid = JID.parse(authzid)
+                except JIDError:
+                    jid = None
+                if jid is None or not jid.is_bare or jid.local is None or jid.domain != self._domain:
+                    return self._fail(SaslCondition.INVALID_AUTHZID, "authzid must be your own address")
+                authzid = jid.local
+        token: str | None = None
+        for pair in kv[1:-2].split("\x01"):
+            key, eq, value = pair.partition("=")
+            if not eq or not key.isalpha():
+                return self._fail(malformed, "malformed key/value pair")
+            if key == "auth":
+                scheme, _, credentials = value.partition(" ")
+                if scheme.lower() != "bearer" or not credentials.strip():
+                    return self._fail(malformed, "auth must be 'Bearer <token>'")
+                token = credentials.strip()
+        if token is None:
+            return self._fail(malformed, "no auth=Bearer <token>")
+        self.authcid = authzid
+        self._state = _State.WAIT_VERIFICATION
+        return NeedVerification(authzid, token)
 
     def _plain_verify(self, creds: ScramCredentials) -> SaslStep:
         assert self._password is not None
