@@ -211,6 +211,9 @@ class Mam(Feature):
                 ticket.failed(StoreFailed("the archive shut down before storing the message"))
             self._tickets.clear()
         await self._lease.release()
+        close = getattr(self.repo, "close", None)
+        if close is not None:
+            await close()
 
     # ---------------------------------------------------------------- writing
 
