@@ -315,15 +315,14 @@ class SqlMamRepository:
             # on the loop's thread when no other writer is in the way, else in one hand-off to
             # the driver's thread; other backends: SQLAlchemy's transaction.
             if self._db.is_sqlite:
-                write = functools.partial(_sqlite_store, messages)
                 if self._inline is not None:
                     try:
-                        self._inline.write(write)
+                        self._inline.write(functools.partial(_sqlite_store, messages, on_loop=True))
                         return
                     except InlineUnavailable:
                         pass
                 try:
-                    await self._db.sqlite_call(write, write=True)
+                    await self._db.sqlite_call(functools.partial(_sqlite_store, messages), write=True)
                     return
                 except SqliteOnly:
                     pass
@@ -536,12 +535,20 @@ class SqlMamRepository:
         await conn.execute(mam_nodes.delete().where(mam_nodes.c.node == node, mam_nodes.c.holder == holder))
 
 
-def _sqlite_store(messages: list[ArchivedMessage], db: sqlite3.Connection) -> None:
+def _sqlite_store(messages: list[ArchivedMessage], db: sqlite3.Connection, *, on_loop: bool = False) -> None:
     """:meth:`SqlMamRepository._store_txn` with ``sqlite3``, inside a transaction the caller
-    begins and commits (``InlineWriter.write``, ``Database.sqlite_call``)."""
-    for i in range(0, len(messages), _SQLITE_CHUNK):
-        chunk = messages[i : i + _SQLITE_CHUNK]
-        db.execute(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
+    begins and commits (``InlineWriter.write``, ``Database.sqlite_call``).
+
+    On the driver's thread: multi-row VALUES (see ``_store_txn``). On the loop's thread
+    (``on_loop``), where no GIL is waited for: ``executemany``, 2-3x cheaper from 10 rows on
+    (one prepared single-row statement stepped per row; SQLite runs a multi-row VALUES as a
+    co-routine over every row: 10 rows ~140 against ~50 µs, 60 rows ~520 against ~250 µs)."""
+    if on_loop:
+        db.executemany(_INSERT_SQL["qmark"], messages)
+    else:
+        for i in range(0, len(messages), _SQLITE_CHUNK):
+            chunk = messages[i : i + _SQLITE_CHUNK]
+            db.execute(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
     db.executemany(_USAGE_ADD["qmark"], _bytes_by_owner(messages))
 
 
