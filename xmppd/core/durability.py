@@ -19,12 +19,15 @@ a task spawned while a stanza is processed sees a closed barrier and opens its o
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 __all__ = ["Barrier", "StoreFailed", "Ticket", "hold", "pending", "scope", "settle"]
+
+log = logging.getLogger(__name__)
 
 
 class StoreFailed(RuntimeError):
@@ -34,11 +37,12 @@ class StoreFailed(RuntimeError):
 class Ticket:
     """One commit of a store writing behind: done when it committed (or failed for good)."""
 
-    __slots__ = ("future", "_hurry")
+    __slots__ = ("future", "_hurry", "_callbacks")
 
     def __init__(self, hurry: Callable[["Ticket"], None] | None = None) -> None:
         self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._hurry = hurry
+        self._callbacks: list[Callable[[], None]] | None = None
 
     def done(self) -> bool:
         return self.future.done()
@@ -46,11 +50,33 @@ class Ticket:
     def committed(self) -> None:
         if not self.future.done():
             self.future.set_result(None)
+            self._run_callbacks()
 
     def failed(self, exc: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(exc)
             self.future.add_done_callback(_retrieved)  # waiters raise it; nobody waiting is fine too
+            self._run_callbacks()
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """``callback()`` as soon as the ticket is done: called by :meth:`committed` or
+        :meth:`failed` themselves, in the store's own turn of the event loop (a future's done
+        callbacks would wait for the next turn: on a busy loop, hundreds of µs before the
+        deliveries held for the commit go out)."""
+        if self.future.done():
+            asyncio.get_running_loop().call_soon(callback)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
+
+    def _run_callbacks(self) -> None:
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            try:
+                callback()
+            except Exception:  # one waiter's failure is not the store's, nor the other waiters'
+                log.exception("durability callback %r failed", callback)
 
     def hurry(self) -> None:
         """Somebody waits for this write: the store should commit now rather than linger."""
@@ -112,15 +138,18 @@ class Barrier:
             return
         for t in pending:
             t.hurry()
+        if len(pending) == 1:
+            pending[0].on_done(callback)
+            return
         left = [len(pending)]
 
-        def one_done(_: asyncio.Future[None]) -> None:
+        def one_done() -> None:
             left[0] -= 1
             if left[0] == 0:
                 callback()
 
         for t in pending:
-            t.future.add_done_callback(one_done)
+            t.on_done(one_done)
 
 
 #: The barrier of the stanza being processed (None outside any).

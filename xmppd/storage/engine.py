@@ -402,6 +402,24 @@ class Database:
                     fut.set_exception(ConnectionError("the database is closing"))
             self._batch = []
 
+    def write_turn_free(self) -> bool:
+        """No write transaction of this process runs or waits for its turn now (SQLite files;
+        always true elsewhere): one that starts and ends without awaiting cannot meet another."""
+        lock = self._writer
+        if lock is None:
+            return True
+        waiters = lock._waiters  # asyncio.Lock.acquire's own fast-path test
+        return not lock.locked() and (not waiters or all(w.cancelled() for w in waiters))
+
+    async def sqlite_checkpoint(self) -> None:
+        """SQLite: a passive WAL checkpoint on the driver's thread (copies what no reader needs
+        into the database file; never waits for readers or the writer)."""
+        if not self.is_sqlite:
+            raise SqliteOnly("sqlite_checkpoint needs SQLite")
+        async with self._maybe_serial(), self._engine.connect() as conn:
+            await conn.execution_options(**{_SQLITE_BEGIN_OPTION: "NONE"})
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     async def dispose(self) -> None:
         """Close every pooled connection. The object is unusable afterwards."""
         await self._engine.dispose()

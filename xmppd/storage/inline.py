@@ -1,4 +1,5 @@
-"""SQLite point reads on the event loop's own thread, for the one read every login makes.
+"""SQLite on the event loop's own thread: point reads (the one read every login makes) and
+small write transactions (the archive's group commits, which deliveries and acks wait for).
 
 aiosqlite runs every call on a thread of its connection: one SELECT through SQLAlchemy is four
 or five hand-offs between the event loop and that thread (checkout, cursor, execute, fetch,
@@ -18,19 +19,33 @@ Why this cannot stall the loop on a lock or go stale:
 * ``PRAGMA query_only``: this connection cannot write.
 
 Only file databases get one (``:memory:`` lives in a single shared connection).
+
+An :class:`InlineWriter` does the same for a short write transaction: ``BEGIN IMMEDIATE``, the
+statements, ``COMMIT``, all without leaving the loop's thread (aiosqlite: three hand-offs at
+least, each waiting for the GIL -- up to ``sys.getswitchinterval()``, 5 ms, when the loop is
+busy). It never waits either: when this process's writer queue (``Database``) is taken, or
+SQLite says busy at ``BEGIN IMMEDIATE`` (another process writes), it raises
+:class:`InlineUnavailable` before anything ran and the caller takes the async path. Its commit
+is as durable as any other (WAL, ``synchronous=NORMAL``: in the WAL file when ``COMMIT``
+returns, a crash of the process loses nothing). Checkpoints, which copy the WAL into the
+database and fsync it, are not run on the loop's thread (``wal_autocheckpoint=0`` there): every
+``checkpoint_every`` commits a passive checkpoint runs on a driver thread instead.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from .engine import Database, _is_sqlite_memory
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class InlineUnavailable(Exception):
@@ -99,6 +114,87 @@ class InlineReader:
         return tuple(v if p is None or v is None else p(v) for p, v in zip(query.processors, row, strict=True))
 
     def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+class InlineWriter:
+    """One ``sqlite3`` connection for short write transactions on the event loop's thread (see
+    the module doc). Not for long ones: the loop does nothing else meanwhile."""
+
+    def __init__(self, db: Database, path: str, *, checkpoint_every: int = 100) -> None:
+        self._db = db
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._checkpoint_every = checkpoint_every
+        self._commits = 0
+        self._checkpointer: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_database(cls, db: Database) -> "InlineWriter | None":
+        """A writer for a file SQLite database; None for any other backend or a memory database."""
+        url = db.url
+        if not db.is_sqlite or _is_sqlite_memory(url) or url.query.get("uri") or not url.database:
+            return None
+        return cls(db, url.database)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=True)
+        try:
+            # As the engine's connections (xmppd.storage.engine), but never checkpointing here.
+            for pragma in ("foreign_keys = ON", "synchronous = NORMAL", "wal_autocheckpoint = 0"):
+                conn.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` in one committed write transaction, now, on this thread.
+
+        Raises :class:`InlineUnavailable` (nothing ran) when the write would have to wait; what
+        *fn* or ``COMMIT`` raises is rolled back and raised as it is.
+        """
+        if not self._db.write_turn_free():
+            raise InlineUnavailable("this process's writer queue is taken")
+        try:
+            conn = self._conn or self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            log.debug("inline write unavailable (%s): taking the async path", exc)
+            if self._conn is not None and self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise InlineUnavailable(str(exc)) from None
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._commits += 1
+        if self._commits >= self._checkpoint_every and self._checkpointer is None:
+            self._commits = 0
+            self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint())
+        return result
+
+    async def _checkpoint(self) -> None:
+        try:
+            await self._db.sqlite_checkpoint()
+        except Exception as exc:  # the next one will do (a checkpoint only keeps the WAL short)
+            log.debug("WAL checkpoint failed: %s", exc)
+        finally:
+            self._checkpointer = None
+
+    async def close(self) -> None:
+        task, self._checkpointer = self._checkpointer, None
+        if task is not None:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()

@@ -24,6 +24,10 @@ sender's XEP-0198 ``<a h=''/>``, once the batch holding it has committed -- a cr
 an archived copy of a message somebody saw or was told was received. A waited-for record is
 committed as soon as the writer is free (records that pile up during one commit form the next
 batch); records nobody waits for yet linger up to ``commit_interval`` to make larger batches.
+On an SQLite file a commit runs on the event loop's own thread when no other writer is in the
+way (:class:`xmppd.storage.inline.InlineWriter`: no hand-off to a driver thread, whose GIL waits
+cost milliseconds on a busy loop), and the deliveries and acks it releases go out in the same
+turn of the loop (``Ticket.on_done``).
 A failing write is retried (backing off up to 30 s) until storage takes it, never dropped.
 
 Queries: the XEP-0313 form (``with``, ``start``, ``end``, ``after-id``, ``before-id``,
@@ -211,6 +215,9 @@ class Mam(Feature):
                 ticket.failed(StoreFailed("the archive shut down before storing the message"))
             self._tickets.clear()
         await self._lease.release()
+        close = getattr(self.repo, "close", None)
+        if close is not None:
+            await close()
 
     # ---------------------------------------------------------------- writing
 

@@ -31,7 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...storage.engine import Database
+from ...storage.engine import Database, SqliteOnly
+from ...storage.inline import InlineUnavailable, InlineWriter
 from ...storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
 from .ids import MAX_NODE, IdCodec, new_key, seq_ceiling, seq_floor
 
@@ -260,6 +261,13 @@ class SqlMamRepository:
         self._db = db
         self._ids = ids
         self._legacy_max: int | None = None
+        # SQLite file: the archive's commits run on the loop's thread (xmppd.storage.inline).
+        self._inline = InlineWriter.for_database(db)
+
+    async def close(self) -> None:
+        """Close the inline writer's connection (the Database is its owner's to dispose)."""
+        if self._inline is not None:
+            await self._inline.close()
 
     async def open(self) -> IdCodec:
         key, legacy = await self._db.run_txn(self._open_txn)
@@ -303,9 +311,23 @@ class SqlMamRepository:
             return
         try:
             # The hot write, in as few round trips as the driver allows (deliveries and acks
-            # wait for this commit): BEGIN, the INSERT(s), the usage, COMMIT.
+            # wait for this commit): BEGIN, the INSERT(s), the usage, COMMIT. SQLite: all of it
+            # on the loop's thread when no other writer is in the way, else in one hand-off to
+            # the driver's thread; other backends: SQLAlchemy's transaction.
+            if self._db.is_sqlite:
+                if self._inline is not None:
+                    try:
+                        self._inline.write(functools.partial(_sqlite_store, messages, on_loop=True))
+                        return
+                    except InlineUnavailable:
+                        pass
+                try:
+                    await self._db.sqlite_call(functools.partial(_sqlite_store, messages), write=True)
+                    return
+                except SqliteOnly:
+                    pass
             await self._db.run_txn(self._store_txn, messages)
-        except sa.exc.IntegrityError:
+        except (sa.exc.IntegrityError, sqlite3.IntegrityError):
             # A seq already stored: the server issues each seq once, so that row is this very
             # record from a batch retried after its commit failed late. Row by row, skipping it.
             await self._db.run_txn(self._store_each_txn, messages)
@@ -511,6 +533,23 @@ class SqlMamRepository:
     @staticmethod
     async def _release_txn(conn: AsyncConnection, node: int, holder: str) -> None:
         await conn.execute(mam_nodes.delete().where(mam_nodes.c.node == node, mam_nodes.c.holder == holder))
+
+
+def _sqlite_store(messages: list[ArchivedMessage], db: sqlite3.Connection, *, on_loop: bool = False) -> None:
+    """:meth:`SqlMamRepository._store_txn` with ``sqlite3``, inside a transaction the caller
+    begins and commits (``InlineWriter.write``, ``Database.sqlite_call``).
+
+    On the driver's thread: multi-row VALUES (see ``_store_txn``). On the loop's thread
+    (``on_loop``), where no GIL is waited for: ``executemany``, 2-3x cheaper from 10 rows on
+    (one prepared single-row statement stepped per row; SQLite runs a multi-row VALUES as a
+    co-routine over every row: 10 rows ~140 against ~50 µs, 60 rows ~520 against ~250 µs)."""
+    if on_loop:
+        db.executemany(_INSERT_SQL["qmark"], messages)
+    else:
+        for i in range(0, len(messages), _SQLITE_CHUNK):
+            chunk = messages[i : i + _SQLITE_CHUNK]
+            db.execute(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
+    db.executemany(_USAGE_ADD["qmark"], _bytes_by_owner(messages))
 
 
 async def _usage_sub(conn: AsyncConnection, rows: list[Any]) -> None:
