@@ -41,6 +41,7 @@ from .hooks import Delivery, Flow, HookChains, Routed
 from .server_owned import ServerOnlyCheck
 
 if TYPE_CHECKING:
+    from ..cluster.remote import RemoteSessions
     from .session import Session
     from .sessions import SessionRegistry
 
@@ -72,6 +73,9 @@ class Router:
         self._server_only_tags: frozenset[str] = frozenset()
         # "{namespace}" of namespaces owned whole: their elements leave messages and presence.
         self._owned_prefixes: tuple[str, ...] = ()
+        # The cluster (docs/cluster.md): sessions on other nodes, consulted only for a local-domain
+        # recipient without a session here. None without cluster.redis_url.
+        self.remote: RemoteSessions | None = None
 
     # ---------------------------------------------------------------- registration
 
@@ -243,6 +247,8 @@ class Router:
         if session is not None:
             await self.deliver(session, r.stanza, kind)
             return
+        if self.remote is not None and await self.remote.to_full(r, to):
+            return  # bound on another node
         # RFC 6121 §8.5.3.2: no such resource.
         if kind == "message":
             typ = r.stanza.get("type")
@@ -261,8 +267,9 @@ class Router:
             r.to = to.bare
             await self._to_bare(r)
 
-    async def deliver_message_to_bare(self, r: Routed) -> None:
-        """RFC 6121 §8.5.2: to the available resources of highest non-negative priority."""
+    async def deliver_message_to_bare(self, r: Routed, hops: int = 0) -> None:
+        """RFC 6121 §8.5.2: to the available resources of highest non-negative priority, on
+        every node of the cluster (``hops``: how often nodes that lost the recipient re-sent it)."""
         bare = r.to.bare if r.to is not None else r.from_jid.bare
         typ = r.stanza.get("type") or "normal"
         if typ == "groupchat":
@@ -280,7 +287,24 @@ class Router:
                 best = [s]
             elif s.priority == top:
                 best.append(s)
-        if best:
+        if self.remote is not None:
+            remote = []
+            for e in await self.remote.others(bare, hops):
+                if not e.available or e.priority < 0 or (typ != "headline" and e.priority < top):
+                    continue
+                if typ != "headline" and e.priority > top:
+                    top = e.priority
+                    best = []
+                    remote = []
+                remote.append(e)
+            delivered = bool(remote) and await self.remote.to_entries(r, remote, hops)
+            for s in best:
+                if typ == "headline" or s.priority == top:
+                    await self.deliver(s, r.stanza, "message")
+                    delivered = True
+            if delivered:
+                return
+        elif best:
             for s in best:
                 await self.deliver(s, r.stanza, "message")
             return
@@ -472,9 +496,12 @@ class Router:
             to_s = reply.get("to")
             if not to_s:
                 return
-            session = self.sessions.get(JID.parse(to_s))
+            to = JID.parse(to_s)
+            session = self.sessions.get(to)
             if session is not None:
                 session.send(reply)
+            elif self.remote is not None and to.resource is not None and to.domain == self.domain:
+                self.remote.send_soon(reply, to)  # the sender is on another node
 
 
 _PRIORITY = f"{{{ns.CLIENT}}}priority"
