@@ -18,18 +18,19 @@ from ..helpers import PASSWORD, slix, slix_close
 from .procs import SHARED_REDIS, Proc, cluster_args, start_xmppd, xmppctl
 
 
-def _redis() -> Any:
+def _redis(url: str = SHARED_REDIS) -> Any:
     import redis
 
-    return redis.Redis.from_url(SHARED_REDIS, decode_responses=True)
+    return redis.Redis.from_url(url, decode_responses=True)
 
 
 class Two:
-    def __init__(self, tmp: Path, prefix: str) -> None:
+    def __init__(self, tmp: Path, prefix: str, redis_url: str = SHARED_REDIS) -> None:
         self.tmp = tmp
         self.prefix = prefix
+        self.redis_url = redis_url
         self.storage = ["--set", f"storage.url=sqlite+aiosqlite:///{(tmp / 'shared.db').as_posix()}", "--set", "storage.auto_upgrade=true"]
-        self.args = [*cluster_args(SHARED_REDIS, prefix), *self.storage]
+        self.args = [*cluster_args(redis_url, prefix), *self.storage]
         self.nodes: dict[str, Proc] = {}
 
     async def start(self, name: str) -> Proc:
@@ -49,7 +50,7 @@ class Two:
                          priority: int | None = None, timeout: float = 15) -> None:
         """Until the registry says ``bare/resource`` is on that node (``start`` None: nowhere),
         available and with that priority when asked."""
-        r = _redis()
+        r = _redis(self.redis_url)
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -64,9 +65,9 @@ class Two:
             r.close()
 
 
-@pytest.fixture
-async def two(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
-    t = Two(tmp_path, prefix)
+@contextlib.asynccontextmanager
+async def two_nodes(t: Two) -> AsyncIterator[Two]:
+    tmp_path = t.tmp
     for user in ("alice", "bob"):
         r = xmppctl(*t.storage, "--set", f"server.data_dir={tmp_path / 'ctl'}", "user", "add", f"{user}@localhost", "--password", PASSWORD, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
@@ -80,6 +81,12 @@ async def two(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
             await proc.close()
     for proc in t.nodes.values():
         assert "Traceback" not in proc.log, proc.log
+
+
+@pytest.fixture
+async def two(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
+    async with two_nodes(Two(tmp_path, prefix)) as t:
+        yield t
 
 
 def _inbox(client: Any) -> asyncio.Queue[Any]:
@@ -206,3 +213,38 @@ async def test_a_killed_nodes_sessions_leave_the_registry_and_messages_to_them_g
     finally:
         await slix_close(alice)
         await slix_close(bob)
+
+
+async def test_while_redis_is_down_local_delivery_goes_on_and_remote_stanzas_are_stored_or_bounced(tmp_path, private_redis):
+    from slixmpp.exceptions import IqError
+
+    async with two_nodes(Two(tmp_path, "xmppd", private_redis.url)) as two:
+        alice = await two.login("alpha", "alice@localhost", plugins=("xep_0199",))
+        alice2 = await two.login("alpha", "alice@localhost")
+        bob = await two.login("beta", "bob@localhost")
+        b_in, a2_in = _inbox(bob), _inbox(alice2)
+        try:
+            private_redis.stop()
+            await two.nodes["alpha"].wait_log("cluster bus of node alpha cannot read")
+            alice.send_message(mto=alice2.boundjid.full, mbody="local, Redis or not", mtype="chat")
+            assert (await _get(a2_in))["body"] == "local, Redis or not"
+            alice.send_message(mto="bob@localhost", mbody="during the outage", mtype="chat")
+            with pytest.raises(IqError) as err:
+                await alice.plugin["xep_0199"].send_ping(bob.boundjid.full, timeout=10)
+            assert err.value.condition == "service-unavailable"
+            await two.nodes["alpha"].wait_log("Redis unreachable .*: stanzas for other nodes' sessions go to offline storage")
+
+            private_redis.start()  # empty: every node publishes its sessions again
+            await two.wait_entry("bob@localhost", bob.boundjid.resource, "beta|", available=True)
+            await two.wait_entry("alice@localhost", alice.boundjid.resource, "alpha|", available=True)
+            alice.send_message(mto="bob@localhost", mbody="after the outage", mtype="chat")
+            assert (await _get(b_in))["body"] == "after the outage"
+            assert b_in.empty()  # the outage's message was stored, not delivered twice
+            bob2 = await slix(two.nodes["alpha"].as_server(), "bob@localhost")
+            b2_in = _inbox(bob2)
+            bob2.send_presence()
+            assert (await _get(b2_in))["body"] == "during the outage"
+            await slix_close(bob2)
+        finally:
+            for c in (alice, alice2, bob):
+                await slix_close(c)
