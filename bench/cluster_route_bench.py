@@ -91,6 +91,7 @@ async def main() -> None:
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=3, help="best of this many runs per scenario")
     ap.add_argument("--redis", default=os.environ.get("XMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    ap.add_argument("--xmppd-set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="more overrides for both nodes")
     args = ap.parse_args()
     import redis
 
@@ -103,7 +104,7 @@ async def main() -> None:
             out = xmppctl(*storage, "--set", f"server.data_dir={tmp / 'ctl'}", "user", "add", f"{user}@localhost", "--password", PASSWORD, cwd=tmp)
             assert out.returncode == 0, out.stderr
         common = [*cluster_args(args.redis, prefix), *storage, "--set", "c2s.require_tls=false", "--set", "log.level=warning",
-                  "--set", "c2s.rate_stanzas=0", "--set", "c2s.rate_bytes=0"]
+                  "--set", "c2s.rate_stanzas=0", "--set", "c2s.rate_bytes=0", *(x for kv in args.xmppd_set for x in ("--set", kv))]
         nodes = {name: await start_xmppd(tmp / name, *common, "--set", f"cluster.node={name}") for name in ("a", "b")}
         try:
             for _ in range(400):

@@ -25,6 +25,21 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, str]], Awaitable[None]]
 READ_COUNT = 100
+DELETE_EVERY = 0.1  # seconds: handled entries are deleted in batches, at least this often
+
+# KEYS: the recipient's sess hash. ARGV: resource, this node's name, the bus key prefix
+# ("P:bus:"), maxlen, then the envelope's field/value pairs. One round trip for a full JID:
+# where the session is and, when that is another node, the append to its stream. Returns the
+# node it was appended for, or false (bound nowhere, or here). The stream's key is computed from
+# the found node: one Redis server (or Sentinel), never Redis Cluster (docs/cluster.md).
+_TO_FULL = """
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return false end
+local node = string.match(v, '^([^|]*)|')
+if not node or node == ARGV[2] then return false end
+redis.call('XADD', ARGV[3] .. node, 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
+return node
+"""
 
 
 class Bus:
@@ -37,10 +52,13 @@ class Bus:
         self.block = min(1.0, heartbeat)
         self.heartbeat = heartbeat
         self._task: asyncio.Task[None] | None = None
+        self._to_full = redis.register_script(_TO_FULL)
 
-    async def publish(self, node: str, fields: dict[str, str]) -> None:
-        """Append to ``node``'s stream; raises the client's errors when Redis cannot be reached."""
-        await self.redis.xadd(self.keys.bus(node), fields, maxlen=self.bus_max, approximate=True)
+    async def publish_to_full(self, sess_key: str, resource: str, fields: dict[str, str], client: Any = None) -> Any:
+        """Append to the stream of the node holding ``resource`` in ``sess_key``, if another;
+        returns that node's name, or None (with ``client`` a pipeline: queued in it)."""
+        flat = [x for kv in fields.items() for x in kv]
+        return await self._to_full(keys=[sess_key], args=[resource, self.node, self.keys.bus(""), self.bus_max, *flat], client=client)
 
     # ------------------------------------------------------------------ this node's reader
 
@@ -62,6 +80,8 @@ class Bus:
         failures = 0
         connected = False
         last = "0-0"  # what an earlier life of this node left unread is handled too
+        handled: list[str] = []
+        flushed = asyncio.get_running_loop().time()
         try:
             while True:
                 try:
@@ -71,20 +91,27 @@ class Bus:
                         if failures:
                             log.info("cluster bus of node %s reads again", self.node)
                         failures = 0
-                    batch = await reader.xread({stream: last}, count=READ_COUNT, block=int(self.block * 1000))
+                    # Nothing pending to delete: block; else look without waiting, and delete
+                    # when idle, every DELETE_EVERY seconds or every READ_COUNT entries.
+                    block = int(self.block * 1000) if not handled else None
+                    batch = await reader.xread({stream: last}, count=READ_COUNT, block=block)
                     for _, entries in batch or ():
-                        ids = []
                         for entry_id, fields in entries:
                             last = entry_id
-                            ids.append(entry_id)
+                            handled.append(entry_id)
                             await _handle_one(handle, fields)
-                        await self.redis.xdel(stream, *ids)
+                    now = asyncio.get_running_loop().time()
+                    if handled and (not batch or len(handled) >= READ_COUNT or now - flushed >= DELETE_EVERY):
+                        await self.redis.xdel(stream, *handled)
+                        handled = []
+                        flushed = now
                 except unreachable_errors() as exc:
                     if not failures:
                         log.warning("cluster bus of node %s cannot read (Redis: %s): retrying", self.node, exc or type(exc).__name__)
                     failures += 1
                     connected = False
                     last = "0-0"  # a restarted Redis numbers its entries anew
+                    handled = []  # not deleted: handled again (at most one batch twice)
                     await asyncio.sleep(min(self.heartbeat * 2 ** (failures - 1), 5.0))
         finally:
             await reader.aclose()

@@ -6,8 +6,14 @@ streams (``Bus``), serialised once per node; on the receiving node ``receive`` w
 sessions named in the envelope through the router's last step (``Router.deliver``: the DELIVER
 hooks run there), without the sender-side hooks and checks, which ran on the sender's node.
 
-Redis unreachable: every method answers "not delivered" and the router goes on as for a
-recipient without a session (a message to the account's other resources or to offline storage,
+Publishing never makes the sender's session wait for Redis: ``to_full`` and ``to_entries``
+queue the envelope in one outbox, and one writer task sends what is queued in one pipeline (one
+round trip for many stanzas) in queue order, so one sender's stanzas keep their order. What no
+node took (the full JID is bound nowhere else, or Redis failed) comes back to the router's
+fallback, in the writer task: the path of a recipient without a session.
+
+Redis unreachable: lookups answer "none" and publications fail into that fallback, so the router
+goes on as for a recipient without a session (a message to the account's other resources or to offline storage,
 an iq answered ``service-unavailable``), so nothing is dropped silently and local delivery never
 waits for Redis.
 """
@@ -15,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from lxml import etree
@@ -33,7 +40,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_HOPS = 2  # a stanza re-sent by nodes that no longer held its recipient, at most this often
+Fallback = Callable[[Routed], Awaitable[None]]
+MAX_HOPS = 2
+BATCH = 200  # a stanza re-sent by nodes that no longer held its recipient, at most this often
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
@@ -43,24 +52,20 @@ class RemoteSessions:
         self.sessions = sessions
         self.bus = bus
         self.node = sessions.node
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._warned = False
+        self._outbox: deque[_Item] = deque()
+        self._wake = asyncio.Event()
+        self._writer = asyncio.create_task(self._write(), name=f"cluster outbox {self.node}")
 
     # ------------------------------------------------------------------ sending side
 
-    async def to_full(self, r: Routed, full: JID, hops: int = 0) -> bool:
-        """``full`` is bound on another node: publish ``r`` there. False: not delivered (no
-        such session in the cluster, or Redis unreachable)."""
+    def to_full(self, r: Routed, full: JID, fallback: Fallback, hops: int = 0) -> bool:
+        """Queue ``r`` for the node holding ``full``, if another one does; the writer runs
+        ``fallback(r)`` when none does or Redis fails. False: not queued (too many hops)."""
         if hops >= MAX_HOPS:
             return False
-        try:
-            node = await self.sessions.where(full)
-            if node is None or node == self.node:
-                return False
-            await self.publish(node, r, [full], hops)
-        except unreachable_errors() as exc:
-            self._unreachable(exc)
-            return False
+        fields = self._envelope(r, [full], hops)
+        self._queue(_Item(r, fallback, None, fields, (self.sessions.keys.sess(str(full.bare)), full.resource or "")))
         return True
 
     async def others(self, bare: JID, hops: int = 0) -> list[Entry]:
@@ -73,37 +78,77 @@ class RemoteSessions:
             self._unreachable(exc)
             return []
 
-    async def to_entries(self, r: Routed, entries: list[Entry], hops: int = 0) -> bool:
-        """Publish ``r`` once per node of ``entries``; True when at least one node got it."""
+    def to_entries(self, r: Routed, entries: list[Entry], hops: int, fallback: Fallback | None) -> None:
+        """Queue ``r`` once per node of ``entries``; ``fallback(r)`` runs if no node took it."""
         by_node: dict[str, list[JID]] = defaultdict(list)
         for e in entries:
             by_node[e.node].append(e.full)
-        sent = False
-        data = None
+        group = _Group(len(by_node))
+        data = etree.tostring(r.stanza, encoding="unicode")
         for node, fulls in by_node.items():
-            try:
-                data = await self.publish(node, r, fulls, hops, data)
-                sent = True
-            except unreachable_errors() as exc:
-                self._unreachable(exc)
-        return sent
+            self._queue(_Item(r, fallback, node, self._envelope(r, fulls, hops, data), None, group))
 
-    async def publish(self, node: str, r: Routed, fulls: list[JID], hops: int, data: str | None = None) -> str:
+    def _envelope(self, r: Routed, fulls: list[JID], hops: int, data: str | None = None) -> dict[str, str]:
         if data is None:
             data = etree.tostring(r.stanza, encoding="unicode")
-        await self.bus.publish(node, {
+        return {
             "k": r.kind, "f": str(r.from_jid), "t": str(r.to) if r.to is not None else "",
             "r": " ".join(str(f) for f in fulls), "h": str(hops), "o": self.node, "x": data,
-        })
-        self._warned = False
-        return data
+        }
+
+    # ------------------------------------------------------------------ the outbox
+
+    def _queue(self, item: "_Item") -> None:
+        self._outbox.append(item)
+        self._wake.set()
+
+    async def _write(self) -> None:
+        outbox = self._outbox
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while outbox:
+                batch = [outbox.popleft() for _ in range(min(BATCH, len(outbox)))]
+                results: list[Any]
+                try:
+                    async with self.bus.redis.pipeline(transaction=False) as pipe:
+                        for item in batch:
+                            if item.full is not None:
+                                await self.bus.publish_to_full(item.full[0], item.full[1], item.fields, client=pipe)
+                            else:
+                                pipe.xadd(self.bus.keys.bus(item.node or ""), item.fields, maxlen=self.bus.bus_max, approximate=True)
+                        results = await pipe.execute(raise_on_error=False)
+                except unreachable_errors() as exc:
+                    self._unreachable(exc)
+                    results = [exc] * len(batch)
+                else:
+                    if any(not isinstance(x, Exception) for x in results):
+                        self._warned = False
+                for item, result in zip(batch, results, strict=True):
+                    ok = bool(result) and not isinstance(result, Exception)
+                    if isinstance(result, Exception) and not isinstance(result, unreachable_errors()):
+                        log.error("publishing a stanza on the cluster bus failed: %s", result)
+                    await self._settle(item, ok)
+
+    async def _settle(self, item: "_Item", ok: bool) -> None:
+        group = item.group
+        if group is not None:
+            group.pending -= 1
+            group.ok = group.ok or ok
+            if group.pending or group.ok:
+                return
+        elif ok:
+            return
+        if item.fallback is not None:
+            try:
+                await item.fallback(item.routed)
+            except Exception:
+                log.exception("the fallback of a stanza for another node failed (to %s)", item.routed.to)
 
     def send_soon(self, stanza: etree._Element, to: JID) -> None:
         """An error reply for a session on another node, from a synchronous path (``bounce``)."""
         r = Routed(stanza, etree.QName(stanza).localname, JID.parse(stanza.get("from") or self.router.domain), to, None)
-        task = asyncio.create_task(self.to_full(r, to))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.to_full(r, to, _drop)
 
     def _unreachable(self, exc: BaseException) -> None:
         if not self._warned:
@@ -136,13 +181,44 @@ class RemoteSessions:
         # other messages, presence and iq answers to a session that is gone: dropped, as locally
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop the writer; what is still queued takes its fallback (offline storage, errors)."""
+        self._writer.cancel()
+        try:
+            await self._writer
+        except asyncio.CancelledError:
+            pass
+        while self._outbox:
+            await self._settle(self._outbox.popleft(), False)
 
 
 def _copy(el: etree._Element) -> etree._Element:
     import copy
 
     return copy.deepcopy(el)
+
+
+async def _drop(r: Routed) -> None:
+    """An error reply whose recipient is gone everywhere: dropped (no error about an error)."""
+
+
+class _Group:
+    __slots__ = ("pending", "ok")
+
+    def __init__(self, pending: int) -> None:
+        self.pending = pending
+        self.ok = False
+
+
+class _Item:
+    """A queued envelope: for the node holding ``full`` (``(sess key, resource)``), or ``node``."""
+
+    __slots__ = ("routed", "fallback", "node", "fields", "full", "group")
+
+    def __init__(self, routed: Routed, fallback: Fallback | None, node: str | None, fields: dict[str, str],
+                 full: tuple[str, str] | None, group: _Group | None = None) -> None:
+        self.routed = routed
+        self.fallback = fallback
+        self.node = node
+        self.fields = fields
+        self.full = full
+        self.group = group

@@ -192,11 +192,6 @@ class ClusterSessions:
             entries.append(Entry(bare.with_resource(resource), parts[0], parts[1], priority, parts[3] == "1"))
         return entries
 
-    async def where(self, full: JID) -> str | None:
-        """The node holding ``full``, or None."""
-        value = await self.redis.hget(self.keys.sess(str(full.bare)), full.resource or "")
-        return value.split("|", 1)[0] if value else None
-
     # ------------------------------------------------------------------ cleanup
 
     async def clean(self, node: str, incarnation: str, *, mine: bool = False) -> int:

@@ -247,13 +247,19 @@ class Router:
         if session is not None:
             await self.deliver(session, r.stanza, kind)
             return
-        if self.remote is not None and await self.remote.to_full(r, to):
-            return  # bound on another node
-        # RFC 6121 §8.5.3.2: no such resource.
+        if self.remote is not None and self.remote.to_full(r, to, self._no_resource):
+            return  # published for the node holding it; none: _no_resource, from the cluster
+        await self._no_resource(r)
+
+    async def _no_resource(self, r: Routed, hops: int = 0) -> None:
+        """RFC 6121 §8.5.3.2: no session bound to the full JID ``r.to``, on any node."""
+        to = r.to
+        assert to is not None
+        kind = r.kind
         if kind == "message":
             typ = r.stanza.get("type")
             if typ in (None, "normal", "chat"):
-                await self.deliver_message_to_bare(r)
+                await self.deliver_message_to_bare(r, hops)
             elif typ == "error":
                 return
             # groupchat and headline to a gone resource are dropped silently
@@ -297,17 +303,24 @@ class Router:
                     best = []
                     remote = []
                 remote.append(e)
-            delivered = bool(remote) and await self.remote.to_entries(r, remote, hops)
+            best = [s for s in best if typ == "headline" or s.priority == top]
+            if remote:
+                # Published in this sender's order; if no node could take it and nothing was
+                # delivered here, the cluster runs the undelivered path (offline storage).
+                self.remote.to_entries(r, remote, hops, None if best else self._undelivered)
             for s in best:
-                if typ == "headline" or s.priority == top:
-                    await self.deliver(s, r.stanza, "message")
-                    delivered = True
-            if delivered:
+                await self.deliver(s, r.stanza, "message")
+            if best or remote:
                 return
         elif best:
             for s in best:
                 await self.deliver(s, r.stanza, "message")
             return
+        await self._undelivered(r)
+
+    async def _undelivered(self, r: Routed) -> None:
+        """A message for a local account that reached no resource anywhere."""
+        typ = r.stanza.get("type") or "normal"
         if typ == "error":
             return
         if await self.hooks.run(H.MESSAGE_UNDELIVERED, r) is Flow.STOP:
