@@ -131,6 +131,8 @@ class Bus:
                 await _handle_one(handle, fields)
             await self.redis.xdel(stream, *(i for i, _ in entries))
             handled += len(entries)
+        if await still_dead():
+            await self.redis.delete(stream)
         return handled
 
 
