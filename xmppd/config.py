@@ -207,6 +207,9 @@ class ClusterOptions:
     # Seconds after its last heartbeat by which the other nodes know a dead node is down.
     node_timeout: Annotated[float, MoreThan(0), AtMost(60)] = 10.0
     prefix: str = "xmppd"  # every Redis key and channel starts with "<prefix>:"
+    # Entries kept in a node's bus stream (XADD MAXLEN ~): bounds Redis's memory for a node
+    # that stopped reading; a live node removes each entry once handled.
+    bus_max: Annotated[int, MoreThan(0)] = 100000
 
     def __post_init__(self) -> None:
         if self.node_timeout < 3 * self.heartbeat:

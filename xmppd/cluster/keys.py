@@ -22,3 +22,19 @@ class Keys:
     def left(self, name: str) -> str:
         """STRING set by a node that stops gracefully, for ``node_timeout``: it left, it did not die."""
         return f"{self.prefix}:left:{name}"
+
+    def sess(self, bare: str) -> str:
+        """HASH resource -> ``node|incarnation|priority|available`` of one account's sessions."""
+        return f"{self.prefix}:sess:{bare}"
+
+    def nsess(self, name: str) -> str:
+        """SET of the bare JIDs with a session on node ``name`` (its cleanup's index)."""
+        return f"{self.prefix}:nsess:{name}"
+
+    def bus(self, name: str) -> str:
+        """STREAM of the stanzas for node ``name``'s sessions, read by that node alone."""
+        return f"{self.prefix}:bus:{name}"
+
+    def cleanup_lease(self, name: str) -> str:
+        """STRING held by the one survivor that cleans up after a dead node ``name``."""
+        return f"{self.prefix}:lease:cleanup:{name}"

@@ -41,6 +41,7 @@ from .hooks import Delivery, Flow, HookChains, Routed
 from .server_owned import ServerOnlyCheck
 
 if TYPE_CHECKING:
+    from ..cluster.remote import RemoteSessions
     from .session import Session
     from .sessions import SessionRegistry
 
@@ -72,6 +73,9 @@ class Router:
         self._server_only_tags: frozenset[str] = frozenset()
         # "{namespace}" of namespaces owned whole: their elements leave messages and presence.
         self._owned_prefixes: tuple[str, ...] = ()
+        # The cluster (docs/cluster.md): sessions on other nodes, consulted only for a local-domain
+        # recipient without a session here. None without cluster.redis_url.
+        self.remote: RemoteSessions | None = None
 
     # ---------------------------------------------------------------- registration
 
@@ -243,11 +247,19 @@ class Router:
         if session is not None:
             await self.deliver(session, r.stanza, kind)
             return
-        # RFC 6121 §8.5.3.2: no such resource.
+        if self.remote is not None and self.remote.to_full(r, to, self._no_resource):
+            return  # published for the node holding it; none: _no_resource, from the cluster
+        await self._no_resource(r)
+
+    async def _no_resource(self, r: Routed, hops: int = 0) -> None:
+        """RFC 6121 §8.5.3.2: no session bound to the full JID ``r.to``, on any node."""
+        to = r.to
+        assert to is not None
+        kind = r.kind
         if kind == "message":
             typ = r.stanza.get("type")
             if typ in (None, "normal", "chat"):
-                await self.deliver_message_to_bare(r)
+                await self.deliver_message_to_bare(r, hops)
             elif typ == "error":
                 return
             # groupchat and headline to a gone resource are dropped silently
@@ -261,8 +273,9 @@ class Router:
             r.to = to.bare
             await self._to_bare(r)
 
-    async def deliver_message_to_bare(self, r: Routed) -> None:
-        """RFC 6121 §8.5.2: to the available resources of highest non-negative priority."""
+    async def deliver_message_to_bare(self, r: Routed, hops: int = 0) -> None:
+        """RFC 6121 §8.5.2: to the available resources of highest non-negative priority, on
+        every node of the cluster (``hops``: how often nodes that lost the recipient re-sent it)."""
         bare = r.to.bare if r.to is not None else r.from_jid.bare
         typ = r.stanza.get("type") or "normal"
         if typ == "groupchat":
@@ -280,10 +293,34 @@ class Router:
                 best = [s]
             elif s.priority == top:
                 best.append(s)
-        if best:
+        if self.remote is not None:
+            remote = []
+            for e in await self.remote.others(bare, hops):
+                if not e.available or e.priority < 0 or (typ != "headline" and e.priority < top):
+                    continue
+                if typ != "headline" and e.priority > top:
+                    top = e.priority
+                    best = []
+                    remote = []
+                remote.append(e)
+            best = [s for s in best if typ == "headline" or s.priority == top]
+            if remote:
+                # Published in this sender's order; if no node could take it and nothing was
+                # delivered here, the cluster runs the undelivered path (offline storage).
+                self.remote.to_entries(r, remote, hops, None if best else self._undelivered)
+            for s in best:
+                await self.deliver(s, r.stanza, "message")
+            if best or remote:
+                return
+        elif best:
             for s in best:
                 await self.deliver(s, r.stanza, "message")
             return
+        await self._undelivered(r)
+
+    async def _undelivered(self, r: Routed) -> None:
+        """A message for a local account that reached no resource anywhere."""
+        typ = r.stanza.get("type") or "normal"
         if typ == "error":
             return
         if await self.hooks.run(H.MESSAGE_UNDELIVERED, r) is Flow.STOP:
@@ -472,9 +509,12 @@ class Router:
             to_s = reply.get("to")
             if not to_s:
                 return
-            session = self.sessions.get(JID.parse(to_s))
+            to = JID.parse(to_s)
+            session = self.sessions.get(to)
             if session is not None:
                 session.send(reply)
+            elif self.remote is not None and to.resource is not None and to.domain == self.domain:
+                self.remote.send_soon(reply, to)  # the sender is on another node
 
 
 _PRIORITY = f"{{{ns.CLIENT}}}priority"

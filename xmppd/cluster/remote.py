@@ -1,0 +1,224 @@
+"""What the router asks when a recipient has no session here (docs/cluster.md §3).
+
+``Router.remote`` is one of these when ``cluster.redis_url`` is set, None otherwise. It finds a
+JID's sessions on the other nodes (``ClusterSessions``) and publishes the stanza to their nodes'
+streams (``Bus``), serialised once per node; on the receiving node ``receive`` writes it to the
+sessions named in the envelope through the router's last step (``Router.deliver``: the DELIVER
+hooks run there), without the sender-side hooks and checks, which ran on the sender's node.
+
+Publishing never makes the sender's session wait for Redis: ``to_full`` and ``to_entries``
+queue the envelope in one outbox, and one writer task sends what is queued in one pipeline (one
+round trip for many stanzas) in queue order, so one sender's stanzas keep their order. What no
+node took (the full JID is bound nowhere else, or Redis failed) comes back to the router's
+fallback, in the writer task: the path of a recipient without a session.
+
+Redis unreachable: lookups answer "none" and publications fail into that fallback, so the router
+goes on as for a recipient without a session (a message to the account's other resources or to offline storage,
+an iq answered ``service-unavailable``), so nothing is dropped silently and local delivery never
+waits for Redis.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from lxml import etree
+
+from ..core.hooks import Routed
+from ..errors import Condition
+from ..i18n import core_error
+from ..jid import JID
+from .bus import Bus
+from .connection import unreachable_errors
+from .sessions import ClusterSessions, Entry
+
+if TYPE_CHECKING:
+    from ..core.router import Router
+
+log = logging.getLogger(__name__)
+
+Fallback = Callable[[Routed], Awaitable[None]]
+MAX_HOPS = 2
+BATCH = 200  # a stanza re-sent by nodes that no longer held its recipient, at most this often
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+class RemoteSessions:
+    def __init__(self, router: "Router", sessions: ClusterSessions, bus: Bus) -> None:
+        self.router = router
+        self.sessions = sessions
+        self.bus = bus
+        self.node = sessions.node
+        self._warned = False
+        self._outbox: deque[_Item] = deque()
+        self._wake = asyncio.Event()
+        self._writer = asyncio.create_task(self._write(), name=f"cluster outbox {self.node}")
+
+    # ------------------------------------------------------------------ sending side
+
+    def to_full(self, r: Routed, full: JID, fallback: Fallback, hops: int = 0) -> bool:
+        """Queue ``r`` for the node holding ``full``, if another one does; the writer runs
+        ``fallback(r)`` when none does or Redis fails. False: not queued (too many hops)."""
+        if hops >= MAX_HOPS:
+            return False
+        fields = self._envelope(r, [full], hops)
+        self._queue(_Item(r, fallback, None, fields, (self.sessions.keys.sess(str(full.bare)), full.resource or "")))
+        return True
+
+    async def others(self, bare: JID, hops: int = 0) -> list[Entry]:
+        """``bare``'s sessions on the other nodes ([] when Redis cannot be reached)."""
+        if hops >= MAX_HOPS:
+            return []
+        try:
+            return [e for e in await self.sessions.of(bare) if e.node != self.node]
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+            return []
+
+    def to_entries(self, r: Routed, entries: list[Entry], hops: int, fallback: Fallback | None) -> None:
+        """Queue ``r`` once per node of ``entries``; ``fallback(r)`` runs if no node took it."""
+        by_node: dict[str, list[JID]] = defaultdict(list)
+        for e in entries:
+            by_node[e.node].append(e.full)
+        group = _Group(len(by_node))
+        data = etree.tostring(r.stanza, encoding="unicode")
+        for node, fulls in by_node.items():
+            self._queue(_Item(r, fallback, node, self._envelope(r, fulls, hops, data), None, group))
+
+    def _envelope(self, r: Routed, fulls: list[JID], hops: int, data: str | None = None) -> dict[str, str]:
+        if data is None:
+            data = etree.tostring(r.stanza, encoding="unicode")
+        return {
+            "k": r.kind, "f": str(r.from_jid), "t": str(r.to) if r.to is not None else "",
+            "r": " ".join(str(f) for f in fulls), "h": str(hops), "o": self.node, "x": data,
+        }
+
+    # ------------------------------------------------------------------ the outbox
+
+    def _queue(self, item: "_Item") -> None:
+        self._outbox.append(item)
+        self._wake.set()
+
+    async def _write(self) -> None:
+        outbox = self._outbox
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while outbox:
+                batch = [outbox.popleft() for _ in range(min(BATCH, len(outbox)))]
+                results: list[Any]
+                try:
+                    async with self.bus.redis.pipeline(transaction=False) as pipe:
+                        for item in batch:
+                            if item.full is not None:
+                                await self.bus.publish_to_full(item.full[0], item.full[1], item.fields, client=pipe)
+                            else:
+                                pipe.xadd(self.bus.keys.bus(item.node or ""), item.fields, maxlen=self.bus.bus_max, approximate=True)
+                        results = await pipe.execute(raise_on_error=False)
+                except unreachable_errors() as exc:
+                    self._unreachable(exc)
+                    results = [exc] * len(batch)
+                else:
+                    if any(not isinstance(x, Exception) for x in results):
+                        self._warned = False
+                for item, result in zip(batch, results, strict=True):
+                    ok = bool(result) and not isinstance(result, Exception)
+                    if isinstance(result, Exception) and not isinstance(result, unreachable_errors()):
+                        log.error("publishing a stanza on the cluster bus failed: %s", result)
+                    await self._settle(item, ok)
+
+    async def _settle(self, item: "_Item", ok: bool) -> None:
+        group = item.group
+        if group is not None:
+            group.pending -= 1
+            group.ok = group.ok or ok
+            if group.pending or group.ok:
+                return
+        elif ok:
+            return
+        if item.fallback is not None:
+            try:
+                await item.fallback(item.routed)
+            except Exception:
+                log.exception("the fallback of a stanza for another node failed (to %s)", item.routed.to)
+
+    def send_soon(self, stanza: etree._Element, to: JID) -> None:
+        """An error reply for a session on another node, from a synchronous path (``bounce``)."""
+        r = Routed(stanza, etree.QName(stanza).localname, JID.parse(stanza.get("from") or self.router.domain), to, None)
+        self.to_full(r, to, _drop)
+
+    def _unreachable(self, exc: BaseException) -> None:
+        if not self._warned:
+            log.warning("Redis unreachable (%s): stanzas for other nodes' sessions go to offline storage or are answered with errors", exc or type(exc).__name__)
+            self._warned = True
+
+    # ------------------------------------------------------------------ receiving side
+
+    async def receive(self, fields: dict[str, str]) -> None:
+        """An envelope from the bus (or from a dead node's stream): deliver it to the sessions it
+        names; what finds none of them goes on as for a resource that is gone (RFC 6121 §8.5.3.2)."""
+        router = self.router
+        stanza = etree.fromstring(fields["x"].encode(), _PARSER)
+        kind = fields["k"]
+        to_s = fields.get("t")
+        r = Routed(stanza, kind, JID.parse(fields["f"]), JID.parse(to_s) if to_s else None, None)
+        hops = int(fields.get("h") or 0) + 1
+        targets = [JID.parse(t) for t in fields.get("r", "").split()]
+        sessions = [s for s in (router.sessions.get(t) for t in targets) if s is not None]
+        for i, s in enumerate(sessions):
+            await router.deliver(s, stanza if i == len(sessions) - 1 else _copy(stanza), kind)
+        if sessions or not targets:
+            return
+        typ = stanza.get("type")
+        if kind == "message" and typ in (None, "normal", "chat"):
+            r.to = targets[0].bare
+            await router.deliver_message_to_bare(r, hops)
+        elif kind == "iq" and typ in ("get", "set"):
+            router.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "recipient_unavailable"))
+        # other messages, presence and iq answers to a session that is gone: dropped, as locally
+
+    async def stop(self) -> None:
+        """Stop the writer; what is still queued takes its fallback (offline storage, errors)."""
+        self._writer.cancel()
+        try:
+            await self._writer
+        except asyncio.CancelledError:
+            pass
+        while self._outbox:
+            await self._settle(self._outbox.popleft(), False)
+
+
+def _copy(el: etree._Element) -> etree._Element:
+    import copy
+
+    return copy.deepcopy(el)
+
+
+async def _drop(r: Routed) -> None:
+    """An error reply whose recipient is gone everywhere: dropped (no error about an error)."""
+
+
+class _Group:
+    __slots__ = ("pending", "ok")
+
+    def __init__(self, pending: int) -> None:
+        self.pending = pending
+        self.ok = False
+
+
+class _Item:
+    """A queued envelope: for the node holding ``full`` (``(sess key, resource)``), or ``node``."""
+
+    __slots__ = ("routed", "fallback", "node", "fields", "full", "group")
+
+    def __init__(self, routed: Routed, fallback: Fallback | None, node: str | None, fields: dict[str, str],
+                 full: tuple[str, str] | None, group: _Group | None = None) -> None:
+        self.routed = routed
+        self.fallback = fallback
+        self.node = node
+        self.fields = fields
+        self.full = full
+        self.group = group
