@@ -16,7 +16,9 @@ from typing import Any
 BIN = Path(sys.executable).parent
 SHARED_REDIS = os.environ.get("XMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")  # scripts/check_services.py
 # Fast heartbeats so that the tests take seconds: a dead node is known within 2 s.
-FAST = ("--set", "cluster.heartbeat=0.5", "--set", "cluster.node_timeout=2")
+# node_timeout 4 s: short for tests, yet with margin for a loaded machine that stalls a process for
+# a second or two (a spurious "down" would fail the tests that count NODE_DOWN events).
+FAST = ("--set", "cluster.heartbeat=0.5", "--set", "cluster.node_timeout=4")
 
 
 def free_port() -> int:

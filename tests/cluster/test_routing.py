@@ -197,7 +197,7 @@ async def test_a_killed_nodes_sessions_leave_the_registry_and_messages_to_them_g
         beta = two.nodes["beta"]
         beta.proc.send_signal(signal.SIGKILL)
         await beta.wait()
-        # Before alpha notices (node_timeout, 2 s): still routed to beta's stream, where the
+        # Before alpha notices (node_timeout, 4 s): still routed to beta's stream, where the
         # survivor's cleanup finds it.
         alice.send_message(mto=f"bob@localhost/{resource}", mbody="while beta was dying", mtype="chat")
         await two.nodes["alpha"].wait_log(r"cleaned up after node beta: 1 sessions removed from the registry, 1 stanzas of its bus handled here", timeout=15)
