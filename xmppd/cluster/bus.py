@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..core.tasks import stop_tasks
 from .connection import connect, unreachable_errors
 from .keys import Keys
 
@@ -66,13 +67,8 @@ class Bus:
         self._task = asyncio.create_task(self._read(handle, on_connected), name=f"cluster bus {self.node}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_tasks(self._task)
+        self._task = None
 
     async def _read(self, handle: Handler, on_connected: Callable[[], Awaitable[None]]) -> None:
         stream = self.keys.bus(self.node)

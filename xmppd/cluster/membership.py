@@ -24,6 +24,7 @@ from typing import Any
 
 from ..core import hooks as H
 from ..core.hooks import HookChains, NodeEvent
+from ..core.tasks import stop_tasks
 from .connection import connect, describe, unreachable_errors
 from .keys import Keys
 from .registry import NodeRegistry
@@ -91,13 +92,8 @@ class Membership:
 
     async def stop(self) -> None:
         """Graceful: stop the loop and remove this node's entry, so the others know at once."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_tasks(self._task)
+        self._task = None
         try:
             if await self.registry.leave(self.name, self.incarnation, self.node_timeout):
                 log.info("left the cluster: node %s removed from the registry", self.name)

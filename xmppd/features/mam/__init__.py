@@ -59,6 +59,7 @@ from ...core.durability import StoreFailed, Ticket
 from ...core.feature import Feature, hook, iq_handler
 from ...core.hooks import AccountEvent, Flow, Routed
 from ...core.server_owned import owned
+from ...core.tasks import stop_tasks
 from ...errors import Condition, StanzaError
 from ...jid import JID, JIDError
 from ...xml import ns
@@ -201,12 +202,7 @@ class Mam(Feature):
                 self.ctx.add_iq_handler(typ, f"{{{MAM}}}query", self._room_query, target=Target.BARE, domain=muc.domain)
 
     async def teardown(self) -> None:
-        for task in (self._writer, self._renewer):
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await stop_tasks(self._writer, self._renewer)
         try:
             async with asyncio.timeout(10):
                 await self.flush()
