@@ -84,6 +84,7 @@ setup(
             "mam=xmppd.features.mam:Mam",
             "csi=xmppd.features.csi:Csi",
             "push=xmppd.features.push:Push",
+            "extdisco=xmppd.features.extdisco:ExtDisco",
         ],
     },
 )
