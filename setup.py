@@ -85,6 +85,7 @@ setup(
             "csi=xmppd.features.csi:Csi",
             "push=xmppd.features.push:Push",
             "extdisco=xmppd.features.extdisco:ExtDisco",
+            "component=xmppd.features.component:Components",
         ],
     },
 )
