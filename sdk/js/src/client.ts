@@ -206,7 +206,12 @@ export class XmppdClient {
       const event = rooms.parseRoomEvent(stanza);
       if (event) {
         // a room message to a MUC/Sub subscriber: shown like one received in the room
-        if (event.node === rooms.MUCSUB_NODES.messages && event.inner.is("message")) return this.dispatch(event.inner);
+        if (event.node === rooms.MUCSUB_NODES.messages && event.inner.is("message")) {
+          // kept offline, the wrapper carries the delay: the room message was sent then
+          const delay = stanza.getChild("delay", NS.delay);
+          if (delay && !event.inner.getChild("delay", NS.delay)) event.inner.append(delay);
+          return this.dispatch(event.inner);
+        }
         return this.emit("roomEvent", event);
       }
     }
