@@ -141,6 +141,8 @@ async def test_two_browser_users_chat_with_unread_counts(tmp_path):
     assert ev["unread"] == {"event": "unread", "n": 2, "preview": "alice：在吗？"}
     assert ev["chat"]["bob"] == ["你好 Bob", "在吗？"]
     assert ev["chat"]["alice"] == ["你好 Bob", "在吗？", "在的，Alice"]
+    assert ev["retracted"]["bob"] == ["你好 Bob", "撤回了一条消息", "在的，Alice"]
+    assert ev["retracted"]["alice"] == ["你好 Bob", "撤回了一条消息"]
     assert ev["read"]["unread"] == 0
 
 

@@ -76,13 +76,18 @@ const scenarios = {
     await shot(bob, "bob-chat-list");
     await item.click();
     await bob.locator(".bubble", { hasText: "在吗？" }).waitFor({ timeout: T });
-    const seen = await bob.locator(".bubble").allInnerTexts();
+    const seen = await bob.locator(".bubble .content").allInnerTexts();
     await bob.locator(".chat-input input").fill("在的，Alice");
     await bob.locator(".send").click();
     await alice.locator(".msg:not(.mine) .bubble", { hasText: "在的，Alice" }).waitFor({ timeout: T });
-    emit("chat", { bob: seen, alice: await alice.locator(".bubble").allInnerTexts() });
+    emit("chat", { bob: seen, alice: await alice.locator(".bubble .content").allInnerTexts() });
     await shot(alice, "alice-chat");
     await shot(bob, "bob-chat");
+    // alice takes "在吗？" back: bob's bubble says it was retracted
+    await alice.locator(".msg.mine", { hasText: "在吗？" }).locator(".retract").click();
+    await bob.locator(".retracted").waitFor({ timeout: T });
+    emit("retracted", { bob: await bob.locator(".bubble .content").allInnerTexts(), alice: await alice.locator(".msg.mine .bubble .content").allInnerTexts() });
+    await shot(bob, "bob-retracted");
     // back on the list the conversation is read
     await bob.goBack();
     await bob.locator(".chat-list").waitFor({ timeout: T });

@@ -185,6 +185,13 @@ export async function sendChat(to, body) {
   await client.sendMessage(to, body, { id });
 }
 
+/** Retract our message `id` in a one-to-one chat (XEP-0424): gone on both sides. */
+export async function retract(to, id) {
+  await client.retractMessage(to, id);
+  const msg = state.chats[to]?.messages.find((x) => x.id === id);
+  if (msg) Object.assign(msg, { body: "", retracted: true });
+}
+
 export async function joinRoom(room, nick) {
   room = bare(room);
   const r = state.rooms[room] || (state.rooms[room] = {});
