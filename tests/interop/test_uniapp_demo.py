@@ -1,6 +1,6 @@
 """The uniapp demo (sdk/uniapp-demo, its H5 build by `uni build -p h5`) in Debian's Chromium,
 driven by playwright-core, against a real xmppd started here: two users chat; a lucky red packet
-in a room opened by two; a visitor waits in line, reaches an agent and rates; an admin mutes a
+in a room opened by two; a room member who was away finds the messages unread; a visitor waits in line, reaches an agent and rates; an admin mutes a
 member who sees the banner. The demo is installed (npm ci) and built when stale; each test serves
 the build over HTTP (aiohttp) and runs one scenario of sdk/uniapp-demo/e2e/run.mjs, which prints
 what the pages showed as JSON lines and writes screenshots under the test's output directory
@@ -164,6 +164,17 @@ async def test_a_lucky_red_packet_opened_by_two_browsers_adds_up(tmp_path):
     assert "2/2" in p["summary"] and "3.00/3.00" in p["summary"]
     assert p["card"] == f"已领取 {amounts['bob'] / 100:.2f} 元"
     assert balance == 700
+
+
+async def test_a_room_member_who_was_away_finds_what_was_said_unread(tmp_path):
+    """MUC/Sub through the demo: joining a room also subscribes, so a closed app gets the room's
+    messages from offline storage at the next login, counted unread in the chat list."""
+    async with StaticSite() as site, demo_server(tmp_path, site) as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        ev = await run_demo(server, site, "roomoffline", shots_dir(tmp_path))
+    assert ev["list"] == {"event": "list", "unread": 1, "preview": "alice：你不在的时候说的话"}
+    assert ev["room"]["bob"] == ["bob 在吗", "你不在的时候说的话", "我回来了"]  # in time order, each once
 
 
 async def test_a_visitor_waits_in_line_reaches_an_agent_and_rates(tmp_path):

@@ -131,6 +131,38 @@ const scenarios = {
     await shot(alice, "alice-room");
   },
 
+  async roomoffline() {
+    const alice = await user("alice");
+    await joinRoom(alice);
+    let bob = await user("bob");
+    await joinRoom(bob);
+    await alice.locator(".room-input input").fill("bob 在吗");
+    await alice.locator(".send").click();
+    await bob.locator(".bubble", { hasText: "bob 在吗" }).waitFor({ timeout: T });
+    // bob logs out; the room goes on without him
+    await bob.goBack();
+    await bob.locator(".logout").click();
+    await bob.locator(".login-btn").waitFor({ timeout: T });
+    await bob.context().close();
+    await alice.locator(".room-input input").fill("你不在的时候说的话");
+    await alice.locator(".send").click();
+    await alice.locator(".msg.mine .bubble", { hasText: "你不在的时候说的话" }).waitFor({ timeout: T });
+    // back, bob finds the room in his list with what he missed, unread, and reads it in the room
+    bob = await user("bob");
+    const item = bob.locator(`.chat-item[data-jid="party@conference.${domain}"]`);
+    await item.locator(".unread").waitFor({ timeout: T });
+    emit("list", { unread: Number(await text(item.locator(".unread"))), preview: await text(item.locator(".preview")) });
+    await shot(bob, "bob-back");
+    await item.click();
+    await bob.locator(".bubble", { hasText: "你不在的时候说的话" }).waitFor({ timeout: T });
+    // joined again on this device: he can answer
+    await bob.locator(".room-input input").fill("我回来了");
+    await bob.locator(".send").click();
+    await alice.locator(".bubble", { hasText: "我回来了" }).waitFor({ timeout: T });
+    emit("room", { bob: await bob.locator(".bubble").allInnerTexts() });
+    await shot(bob, "bob-room");
+  },
+
   async cs() {
     const CS = `cs.${domain}`;
     const QUEUE = `support@${CS}`;

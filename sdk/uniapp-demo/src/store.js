@@ -1,7 +1,7 @@
 // The demo's one store: the SDK client (kept out of Vue's reactivity) and what the screens show.
 // Every screen reads `state` and calls the functions below; the SDK's events fill `state`.
 import { reactive } from "vue";
-import { connect, MutedError, XmppError, core, uniSocket } from "@xmppd/sdk";
+import { XmppdClient, MutedError, XmppError, core, uniSocket } from "@xmppd/sdk";
 
 const { bare } = core;
 
@@ -48,7 +48,11 @@ function chat(jid, kind = "chat", title) {
 function push(jid, kind, msg) {
   const c = chat(jid, kind);
   if (msg.id && c.messages.some((m) => m.id === msg.id)) return;
-  c.messages.push({ at: Date.now(), ...msg });
+  // in time order: room history and offline storage hand over older messages late
+  const m = { at: Date.now(), ...msg };
+  let i = c.messages.length;
+  while (i > 0 && c.messages[i - 1].at > m.at) i--;
+  c.messages.splice(i, 0, m);
   c.last = Date.now();
   if (!msg.mine && state.open !== jid && !msg.system) c.unread++;
 }
@@ -76,7 +80,7 @@ export async function login({ username, password, service, domain }) {
   // #ifndef APP-PLUS
   const transport = undefined;
   // #endif
-  client = await connect({
+  const c = new XmppdClient({
     service: service || cfg.service,
     domain: domain || cfg.domain,
     username,
@@ -84,12 +88,31 @@ export async function login({ username, password, service, domain }) {
     resource: `demo-${Math.random().toString(36).slice(2, 8)}`,
     ...(transport ? { transport } : {}),
   });
+  // the events are wired before the login: what offline storage hands over right after it counts
+  wire(c);
+  await c.start();
+  client = c;
   state.jid = client.jid;
   state.me = bare(client.jid);
   state.domain = client.domain;
   state.online = true;
-  wire(client);
+  // rooms we are a member of (MUC/Sub): in the list even before we join them on this device
+  for (const sub of await client.rooms.subscriptions().catch(() => [])) {
+    state.rooms[sub.jid] = { ...(state.rooms[sub.jid] || {}), nick: sub.nick || state.me.split("@")[0], joined: false };
+    chat(sub.jid, "room");
+  }
   return client;
+}
+
+/** Log out: the stream is closed properly, so the server knows we are gone (and the rooms we
+ *  are a member of keep our messages in offline storage) instead of waiting to resume us. */
+export async function logout() {
+  const c = client;
+  client = undefined;
+  state.online = false;
+  for (const k of Object.keys(state.chats)) delete state.chats[k];
+  for (const k of Object.keys(state.rooms)) delete state.rooms[k];
+  await c?.stop();
 }
 
 function wire(c) {
@@ -103,14 +126,15 @@ function wire(c) {
       const c2 = chat(room, "room");
       const local = mine && c2.messages.find((x) => x.id === key);
       if (local) return void (local.sent = true);
-      if (!m.nick) return push(room, "room", { system: true, body: m.body, id: m.stanzaId });
-      push(room, "room", { id: key, from: m.nick, body: m.body, mine, stanzaId: m.stanzaId });
+      const at = m.delay ? { at: m.delay.getTime() } : {};
+      if (!m.nick) return push(room, "room", { system: true, body: m.body, id: m.stanzaId, ...at });
+      push(room, "room", { id: key, from: m.nick, body: m.body, mine, stanzaId: m.stanzaId, ...at });
       return;
     }
     const peer = m.carbon === "sent" ? bare(m.to) : bare(m.from);
     if (state.sessions[peer]) return push(peer, "session", { id: m.originId || m.id, from: "访客", body: m.body });
     if (state.service[peer]) return push(peer, "cs", { id: m.originId || m.id, from: "客服", body: m.body });
-    push(peer, "chat", { id: m.originId || m.id, from: peer.split("@")[0], body: m.body, mine: m.carbon === "sent" });
+    push(peer, "chat", { id: m.originId || m.id, from: peer.split("@")[0], body: m.body, mine: m.carbon === "sent", ...(m.delay ? { at: m.delay.getTime() } : {}) });
   });
   c.on("correction", (e) => {
     const jid = e.type === "groupchat" ? bare(e.from) : bare(e.from);
@@ -198,6 +222,9 @@ export async function joinRoom(room, nick) {
   r.nick = nick;
   chat(room, "room", room.split("@")[0]);
   await client.joinRoom(room, nick);
+  r.joined = true;
+  // a member who gets the room's messages while away (MUC/Sub): they wait in offline storage
+  await client.rooms.subscribe(room, nick).catch(() => {});
   await refreshMute(room);
 }
 
