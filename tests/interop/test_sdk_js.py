@@ -281,3 +281,19 @@ async def test_room_mute_through_ad_hoc_commands_and_upload_not_offered(tmp_path
     assert a["forbidden"] == {"xmppError": True, "condition": "forbidden"}
     assert a["after"] is False and a["unmuted"]
     assert ev["upload"] == {"event": "upload", "service": None, "slot": {"notOffered": True, "message": "localhost offers no HTTP file upload (XEP-0363)"}}
+
+
+async def test_agents_reject_accept_transfer_close_and_read_history_figures_and_tickets(tmp_path):
+    async with sdk_server(tmp_path, "server.admins=['boss@localhost']") as server:
+        for name in ("boss", "alice", "dan", "vera"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "csagent")
+    h = ev["handover"]
+    assert h["sameSession"] and h["reason"] == "transferred" and "Where is my parcel?" in h["lines"]
+    assert ev["closed"]["visitor"] == "agent"
+    assert ev["closed"]["again"] == {"refused": True, "condition": "forbidden", "hasText": True}
+    calls = ev["agent-calls"]
+    assert len(calls["history"]) == 1 and "vera@localhost" in calls["history"][0] and "closed" in calls["history"][0]
+    assert calls["figures"][0].startswith("Waiting 0, active 0, served 1") and len(calls["figures"]) == 3  # one line per agent
+    assert calls["tickets"] == ["No tickets."]
+    assert ev["visitor-figures"] == {"event": "visitor-figures", "xmppError": True, "condition": "forbidden"}

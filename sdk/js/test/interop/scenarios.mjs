@@ -264,6 +264,65 @@ const scenarios = {
     await rest;
     emit("seen", { bodies: seen });
   },
+  async csagent() {
+    const CS = `cs.${domain}`;
+    const QUEUE = `help@${CS}`;
+    const boss = await login("boss");
+    await boss.iq(xml("iq", { type: "set", to: CS }, xml("queue", { xmlns: NS.cs, name: "help", "display-name": "Help", "offer-timeout": "30" })));
+    for (const [name, nick] of [["alice", "Alice"], ["dan", "Dan"]]) {
+      await boss.iq(xml("iq", { type: "set", to: QUEUE }, xml("member", { xmlns: NS.cs, jid: `${name}@${domain}`, role: "agent", nick })));
+    }
+    const agents = { alice: await login("alice"), dan: await login("dan") };
+    for (const a of Object.values(agents)) {
+      await a.cs.setAvailable(QUEUE, true);
+      await a.disco.info(domain); // a round trip after the presence
+    }
+    const firstOffer = new Promise((resolve) => {
+      for (const [name, a] of Object.entries(agents)) a.once("cs", (e) => e.kind === "offer").then((e) => resolve([name, e]));
+    });
+    const vera = await login("vera");
+    await vera.cs.start(QUEUE, "Where is my parcel?");
+    const [first, offer] = await firstOffer;
+    const second = first === "alice" ? "dan" : "alice";
+    // the first agent rejects: the offer moves on to the other, who accepts
+    const secondOffer = agents[second].once("cs", (e) => e.kind === "offer");
+    await agents[first].cs.reject(offer.from);
+    const o2 = await secondOffer;
+    const assigned = agents[second].once("cs", (e) => e.kind === "assigned");
+    await agents[second].cs.accept(o2.from);
+    await assigned;
+    // and hands the chat over to the first agent
+    const handedOver = agents[second].once("cs", (e) => e.kind === "closed");
+    const takenOver = agents[first].once("cs", (e) => e.kind === "assigned");
+    await agents[second].cs.transfer(o2.from, { agent: `${first}@${domain}` });
+    const closed = await handedOver;
+    const took = await takenOver;
+    emit("handover", { sameSession: offer.session === o2.session && took.session === o2.session, reason: closed.reason, lines: took.transcript.map((l) => l.text) });
+    // the transferring agent cannot act on the chat any more: a typed error with the server's text
+    let again;
+    try {
+      await agents[second].cs.close(o2.from);
+      again = { refused: false };
+    } catch (e) {
+      again = { refused: e instanceof XmppError, condition: e.condition, hasText: !!e.text };
+    }
+    const closedV = vera.once("cs", (e) => e.kind === "closed");
+    await agents[first].cs.close(o2.from);
+    emit("closed", { visitor: (await closedV).reason, again });
+    emit("agent-calls", {
+      history: await agents[first].cs.history(QUEUE, `vera@${domain}`),
+      figures: await boss.cs.figures(QUEUE),
+      tickets: await agents[first].cs.tickets(QUEUE),
+    });
+    let notAllowed;
+    try {
+      await vera.cs.figures(QUEUE);
+    } catch (e) {
+      notAllowed = { xmppError: e instanceof XmppError, condition: e.condition };
+    }
+    emit("visitor-figures", notAllowed ?? { refused: false });
+  },
+
   async edits() {
     const alice = await login("alice");
     const phone = await login("alice", { resource: "phone" });
