@@ -24,7 +24,9 @@ from ..helpers import PASSWORD, add_user, running_server
 from .jsclients import JS_DIR, ensure_chromium, ensure_node_modules
 from .test_sdk_js import ensure_sdk_built
 
-pytestmark = pytest.mark.interop
+# the first test may install and build the demo (npm ci + uni build: about 1.5 minutes on a busy
+# machine) when scripts/test has not done it already
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(420)]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "sdk" / "uniapp-demo"
