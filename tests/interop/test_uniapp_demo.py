@@ -1,5 +1,5 @@
 """The uniapp demo (sdk/uniapp-demo, its H5 build by `uni build -p h5`) in Debian's Chromium,
-driven by playwright-core, against a real xmppd started here: two users chat; a lucky red packet
+driven by playwright-core, against a real xmppd started here: two users chat, correct and retract; a lucky red packet
 in a room opened by two; a room member who was away finds the messages unread; a visitor waits in line, reaches an agent and rates; an admin mutes a
 member who sees the banner. The demo is installed (npm ci) and built when stale; each test serves
 the build over HTTP (aiohttp) and runs one scenario of sdk/uniapp-demo/e2e/run.mjs, which prints
@@ -143,8 +143,9 @@ async def test_two_browser_users_chat_with_unread_counts(tmp_path):
     assert ev["unread"] == {"event": "unread", "n": 2, "preview": "alice：在吗？"}
     assert ev["chat"]["bob"] == ["你好 Bob", "在吗？"]
     assert ev["chat"]["alice"] == ["你好 Bob", "在吗？", "在的，Alice"]
-    assert ev["retracted"]["bob"] == ["你好 Bob", "撤回了一条消息", "在的，Alice"]
-    assert ev["retracted"]["alice"] == ["你好 Bob", "撤回了一条消息"]
+    assert ev["corrected"]["bob"] == ["你好呀 Bob", "在吗？", "在的，Alice"]
+    assert ev["retracted"]["bob"] == ["你好呀 Bob", "撤回了一条消息", "在的，Alice"]
+    assert ev["retracted"]["alice"] == ["你好呀 Bob", "撤回了一条消息"]
     assert ev["read"]["unread"] == 0
 
 

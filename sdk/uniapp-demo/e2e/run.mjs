@@ -28,6 +28,7 @@ const browser = await chromium.launch({
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
 const sdkClients = [];
+const pages = [];
 const T = 15_000;
 
 /** A phone-sized browser context logged in as `username` on the chat list. */
@@ -44,6 +45,7 @@ async function user(username) {
   await page.locator(".login-btn").click();
   await page.locator(".chat-list").waitFor({ timeout: T });
   page.username = username;
+  pages.push(page);
   return page;
 }
 
@@ -67,6 +69,9 @@ const scenarios = {
     await alice.locator(".start-chat").click();
     await alice.locator(".chat-input input").fill("你好 Bob");
     await alice.locator(".chat-input input").press("Enter");
+    // the first message is on screen and the input cleared before the next is typed
+    await alice.locator(".msg.mine .bubble", { hasText: "你好 Bob" }).waitFor({ timeout: T });
+    await alice.waitForFunction(() => document.querySelector(".chat-input input")?.value === "", null, { timeout: T });
     await alice.locator(".chat-input input").fill("在吗？");
     await alice.locator(".send").click();
     // bob's chat list: the conversation with two unread messages
@@ -83,6 +88,13 @@ const scenarios = {
     emit("chat", { bob: seen, alice: await alice.locator(".bubble .content").allInnerTexts() });
     await shot(alice, "alice-chat");
     await shot(bob, "bob-chat");
+    // alice corrects her first message: bob sees the new text, marked edited
+    await alice.locator(".msg.mine", { hasText: "你好 Bob" }).locator(".edit").click();
+    await alice.locator(".chat-input input").fill("你好呀 Bob");
+    await alice.locator(".send").click();
+    const edited = bob.locator(".bubble", { hasText: "你好呀 Bob" });
+    await edited.locator(".edited").waitFor({ timeout: T });
+    emit("corrected", { bob: await bob.locator(".bubble .content").allInnerTexts() });
     // alice takes "在吗？" back: bob's bubble says it was retracted
     await alice.locator(".msg.mine", { hasText: "在吗？" }).locator(".retract").click();
     await bob.locator(".retracted").waitFor({ timeout: T });
@@ -251,6 +263,12 @@ try {
 } catch (err) {
   emit("error", { message: String(err?.stack ?? err) });
   process.exitCode = 1;
+  // what each page showed when it failed
+  for (const page of pages) {
+    if (page.isClosed()) continue;
+    const path = join(shots, `${scenario}-FAILED-${page.username}-${pages.indexOf(page)}.png`);
+    if (await page.screenshot({ path }).then(() => true, () => false)) emit("screenshot", { path });
+  }
 } finally {
   for (const c of sdkClients) await c.stop().catch(() => {});
   await browser.close().catch(() => {});

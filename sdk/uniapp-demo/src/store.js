@@ -209,6 +209,13 @@ export async function sendChat(to, body) {
   await client.sendMessage(to, body, { id });
 }
 
+/** Correct our message `id` in a one-to-one chat (XEP-0308): the new text on both sides. */
+export async function correct(to, id, body) {
+  await client.correctMessage(to, id, body);
+  const msg = state.chats[to]?.messages.find((x) => x.id === id);
+  if (msg) Object.assign(msg, { body, edited: true });
+}
+
 /** Retract our message `id` in a one-to-one chat (XEP-0424): gone on both sides. */
 export async function retract(to, id) {
   await client.retractMessage(to, id);
