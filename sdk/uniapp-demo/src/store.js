@@ -86,6 +86,8 @@ export async function login({ username, password, service, domain }) {
     username,
     password,
     resource: `demo-${Math.random().toString(36).slice(2, 8)}`,
+    // the server's own texts (welcome, place in line, mute notices, refusals) in Chinese
+    lang: "zh",
     ...(transport ? { transport } : {}),
   });
   // the events are wired before the login: what offline storage hands over right after it counts
@@ -323,6 +325,6 @@ export function fen(n) {
 
 export function left(until, now) {
   if (until === Infinity) return "直到解除";
-  const s = Math.max(0, Math.ceil((until - now) / 1000));
+  const s = Math.max(0, Math.floor((until - now) / 1000));
   return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
 }
