@@ -293,7 +293,10 @@ async def test_agents_reject_accept_transfer_close_and_read_history_figures_and_
     assert ev["closed"]["visitor"] == "agent"
     assert ev["closed"]["again"] == {"refused": True, "condition": "forbidden", "hasText": True}
     calls = ev["agent-calls"]
-    assert len(calls["history"]) == 1 and "vera@localhost" in calls["history"][0] and "closed" in calls["history"][0]
-    assert calls["figures"][0].startswith("Waiting 0, active 0, served 1") and len(calls["figures"]) == 3  # one line per agent
-    assert calls["tickets"] == ["No tickets."]
+    assert calls["history"] == [[True, "vera@localhost", "closed", "agent", True]]
+    assert ["visitor", "Where is my parcel?"] in calls["transcript"]
+    assert calls["figures"] == {"waiting": 0, "active": 0, "served": 1, "agents": ["Alice", "Dan"]}
+    assert calls["tickets"] == []
+    assert sorted(calls["members"]) == [["alice@localhost", "agent", "Alice"], ["dan@localhost", "agent", "Dan"]]
+    assert calls["queues"] == ["help"]
     assert ev["visitor-figures"] == {"event": "visitor-figures", "xmppError": True, "condition": "forbidden"}

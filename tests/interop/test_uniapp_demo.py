@@ -191,7 +191,7 @@ async def test_a_visitor_waits_in_line_reaches_an_agent_and_rates(tmp_path):
     assert ev["reply"]["text"] == "小美: 您好，我来查一下"
     assert ev["rated"]["text"] == "感谢您的评价：★★★★"
     assert [(r.rating, r.comment, r.close_reason) for r in rows] == [(4, "很快", "visitor")]
-    assert any("vera@localhost" in line for line in ev["history"]["lines"])
+    assert ev["history"]["sessions"] == [["vera@localhost", "closed", 4, "很快"], ["walter@localhost", "closed", None, None]]
 
 
 async def test_an_admin_mutes_a_member_who_sees_the_banner_and_cannot_send(tmp_path):

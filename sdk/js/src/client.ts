@@ -528,13 +528,29 @@ export class XmppdClient {
     accept: async (to: string, session?: string) => void (await this.iq(cs.acceptRequest(to, session))),
     reject: async (to: string, session?: string) => void (await this.iq(cs.rejectRequest(to, session))),
     transfer: async (to: string, target: { agent: string } | { queue: string }, session?: string) => void (await this.iq(cs.transferRequest(to, target, session))),
-    /** agents and supervisors: past chats of a queue (a supervisor: all; an agent: one visitor's), one line each */
-    history: async (queue: string, visitor?: string) => notesOf(await this.commands.run(queue, `${NS.cs}#history`, visitor ? { visitor } : {})),
-    /** supervisors: the queue's figures (waiting, agents, ratings) as the server words them */
-    figures: async (queue: string) => notesOf(await this.commands.run(queue, `${NS.cs}#figures`)),
-    /** agents and supervisors: the queue's tickets (messages left while nobody served) */
-    tickets: async (queue: string) => notesOf(await this.commands.run(queue, `${NS.cs}#tickets`)),
+    /** agents (one visitor's) and supervisors (all): past chats of a queue, newest first */
+    history: async (queue: string, opts: { visitor?: string; max?: number } = {}) => cs.parseSessions(await this.iq(cs.historyRequest(queue, opts))),
+    /** the visitor, agents and supervisors: one chat's lines (`component`: cs.<domain>) */
+    transcript: async (session: string, component?: string) => cs.parseTranscript(await this.iq(cs.transcriptRequest(component ?? this.csService, session))),
+    /** supervisors and admins: waiting, active, served, average wait, each agent's load */
+    figures: async (queue: string) => cs.parseFigures(await this.iq(cs.figuresRequest(queue))),
+    /** agents and supervisors: messages left while nobody served */
+    tickets: async (queue: string) => cs.parseTickets(await this.iq(cs.ticketsRequest(queue))),
+    /** server admins: create or change a queue (on cs.<domain> unless `component`) */
+    putQueue: async (q: cs.QueueSettings, component?: string) => void (await this.iq(cs.queueRequest(component ?? this.csService, q))),
+    deleteQueue: async (name: string, component?: string) => void (await this.iq(cs.deleteQueueRequest(component ?? this.csService, name))),
+    /** the queues (settings for admins and members only) */
+    queues: async (component?: string) => cs.parseQueues(await this.iq(cs.queuesRequest(component ?? this.csService))),
+    /** server admins: agent, supervisor, or "none" to remove */
+    setMember: async (queue: string, m: { jid: string; role: cs.MemberRole; nick?: string }) => void (await this.iq(cs.memberRequest(queue, m))),
+    /** supervisors and admins: the queue's members with their status */
+    members: async (queue: string) => cs.parseMembers(await this.iq(cs.membersRequest(queue))),
   };
+
+  /** The customer-service component of this server (cs.<domain>). */
+  get csService(): string {
+    return `cs.${this.domain}`;
+  }
 
   /** Room moderation through the room's ad-hoc commands (what an admin screen lists and runs). */
   readonly admin = {

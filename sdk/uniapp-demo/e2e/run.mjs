@@ -12,7 +12,7 @@ const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event
 const here = new URL(".", import.meta.url);
 const { chromium } = await import(pathToFileURL(join(process.env.PLAYWRIGHT_CORE, "index.mjs")).href);
 const sdkUrl = new URL("../../js/dist/index.js", here);
-const { connect, webSocket, xml, NS } = await import(sdkUrl.href);
+const { connect, webSocket } = await import(sdkUrl.href);
 const { WebSocket } = await import(new URL("../../js/node_modules/ws/wrapper.mjs", here).href);
 mkdirSync(shots, { recursive: true });
 
@@ -181,8 +181,8 @@ const scenarios = {
     // the queue and its agent, set up by an admin through the SDK; one chat at a time per agent
     const boss = await connect({ service: ws, domain, username: "boss", password, transport: webSocket(WebSocket) });
     sdkClients.push(boss);
-    await boss.iq(xml("iq", { type: "set", to: CS }, xml("queue", { xmlns: NS.cs, name: "support", "display-name": "客服中心", capacity: "1", "offer-timeout": "60" })));
-    await boss.iq(xml("iq", { type: "set", to: QUEUE }, xml("member", { xmlns: NS.cs, jid: `alice@${domain}`, role: "agent", nick: "小美" })));
+    await boss.cs.putQueue({ name: "support", displayName: "客服中心", capacity: 1, offerTimeout: 60 });
+    await boss.cs.setMember(QUEUE, { jid: `alice@${domain}`, role: "agent", nick: "小美" });
     const agent = await user("alice");
     await agent.locator(".agent-desk").click();
     await agent.locator(".availability").click();
@@ -226,7 +226,7 @@ const scenarios = {
     emit("rated", { text: await text(rated) });
     await shot(vera, "vera-rated");
     // the agent's side: the chat ended; its history through the ad-hoc command
-    emit("history", { lines: await boss.cs.history(QUEUE) });
+    emit("history", { sessions: (await boss.cs.history(QUEUE)).map((x) => [x.visitor, x.state, x.rating ?? null, x.comment ?? null]) });
   },
 
   async mute() {

@@ -268,10 +268,8 @@ const scenarios = {
     const CS = `cs.${domain}`;
     const QUEUE = `help@${CS}`;
     const boss = await login("boss");
-    await boss.iq(xml("iq", { type: "set", to: CS }, xml("queue", { xmlns: NS.cs, name: "help", "display-name": "Help", "offer-timeout": "30" })));
-    for (const [name, nick] of [["alice", "Alice"], ["dan", "Dan"]]) {
-      await boss.iq(xml("iq", { type: "set", to: QUEUE }, xml("member", { xmlns: NS.cs, jid: `${name}@${domain}`, role: "agent", nick })));
-    }
+    await boss.cs.putQueue({ name: "help", displayName: "Help", offerTimeout: 30 });
+    for (const [name, nick] of [["alice", "Alice"], ["dan", "Dan"]]) await boss.cs.setMember(QUEUE, { jid: `${name}@${domain}`, role: "agent", nick });
     const agents = { alice: await login("alice"), dan: await login("dan") };
     for (const a of Object.values(agents)) {
       await a.cs.setAvailable(QUEUE, true);
@@ -309,10 +307,14 @@ const scenarios = {
     const closedV = vera.once("cs", (e) => e.kind === "closed");
     await agents[first].cs.close(o2.from);
     emit("closed", { visitor: (await closedV).reason, again });
+    const figures = await boss.cs.figures(QUEUE);
     emit("agent-calls", {
-      history: await agents[first].cs.history(QUEUE, `vera@${domain}`),
-      figures: await boss.cs.figures(QUEUE),
+      history: (await agents[first].cs.history(QUEUE, { visitor: `vera@${domain}` })).map((x) => [x.id === o2.session, x.visitor, x.state, x.reason, x.agent === `${first}@${domain}`]),
+      transcript: (await agents[first].cs.transcript(o2.session)).map((l) => [l.role, l.text]),
+      figures: { waiting: figures.waiting, active: figures.active, served: figures.served, agents: figures.agents.map((a) => a.nick).sort() },
       tickets: await agents[first].cs.tickets(QUEUE),
+      members: (await boss.cs.members(QUEUE)).map((m) => [m.jid, m.role, m.nick]),
+      queues: (await vera.cs.queues()).map((q) => q.name),
     });
     let notAllowed;
     try {
