@@ -166,6 +166,8 @@ async def test_a_lucky_red_packet_opened_by_two_browsers_adds_up(tmp_path):
     assert len(best) == 1 and best[0]["amount"] == max(amounts.values())
     assert "2/2" in p["summary"] and "3.00/3.00" in p["summary"]
     assert p["card"] == f"已领取 {amounts['bob'] / 100:.2f} 元"
+    best_by = best[0]["by"].split("@")[0]
+    assert sorted(ev["sender"]["lines"]) == sorted(["bob 领取了你的红包", "carol 领取了你的红包", f"红包已被领完，{best_by} 手气最佳"])
     assert balance == 700
 
 

@@ -139,7 +139,9 @@ const scenarios = {
     }
     emit("packet", { amounts, grabs, summary: await text(bob.locator(".sheet-summary")), card: await text(bob.locator(".packet-card .packet-foot").first()) });
     await shot(bob, "bob-grab-list");
-    await alice.locator(".packet-card").first().waitFor({ timeout: T });
+    // the sender's room: who opened it, and the best luck once it is all gone
+    await alice.locator(".system", { hasText: "手气最佳" }).waitFor({ timeout: T });
+    emit("sender", { lines: (await alice.locator(".system").allInnerTexts()).filter((t) => /领取了你的红包|领完/.test(t)) });
     await shot(alice, "alice-room");
   },
 

@@ -160,6 +160,15 @@ function wire(c) {
     const kind = p.type === "groupchat" ? "room" : "chat";
     push(p.from, kind, { id: `rp-${p.id}`, packet: p.id, from: p.sender.split("@")[0], mine: bare(p.sender) === state.me, greeting: p.greeting || "恭喜发财，大吉大利" });
   });
+  // to the sender: who opened the packet, and when it is all gone, the best luck
+  c.on("redpacketGrabbed", (g) => {
+    const where = state.packets[g.id]?.announce?.from;
+    if (where) push(where, state.chats[where]?.kind || "room", { system: true, id: `rpg-${g.id}-${g.by}`, body: `${g.by.split("@")[0]} 领取了你的红包` });
+  });
+  c.on("redpacketFinished", (f) => {
+    const where = state.packets[f.id]?.announce?.from;
+    if (where) push(where, state.chats[where]?.kind || "room", { system: true, id: `rpf-${f.id}`, body: f.bestLuck ? `红包已被领完，${f.bestLuck.split("@")[0]} 手气最佳` : "红包已被领完" });
+  });
   c.on("muteNotice", (n) => {
     if (n.scope !== "room") return;
     const room = bare(n.from);
