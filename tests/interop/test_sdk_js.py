@@ -5,6 +5,7 @@ of what they saw, which these tests check."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 import subprocess
@@ -317,6 +318,8 @@ async def test_files_are_uploaded_sent_with_oob_and_thumbnail_and_fetched_by_the
     assert f["short"]["name"] == "UploadHttpError" and f["short"]["status"] == 400
     assert f["quota"]["name"] == "UploadQuotaError" and "200000" in f["quota"]["message"]
     assert f["instances"] == [True, True, True]
+    assert f["cancelled"]["name"] == "AbortError"
+    assert f["reused"] == {"refused": False, "got": True}
 
 
 def png_of(width: int, height: int) -> bytes:
@@ -324,7 +327,6 @@ def png_of(width: int, height: int) -> bytes:
     node = ensure_sdk_built()
     code = f"import('./test/png.mjs').then((m) => process.stdout.write(m.makePng({width}, {height}).toString('base64')))"
     out = subprocess.run([node, "-e", code], capture_output=True, text=True, timeout=30, cwd=str(SDK), check=True).stdout
-    import base64
     return base64.b64decode(out)
 
 

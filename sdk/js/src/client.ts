@@ -516,10 +516,10 @@ export class XmppdClient {
       }
     },
     /** PUT bytes into a slot (with its headers); UploadHttpError on any status but 200/201 */
-    put: async (slot: upload.Slot, body: upload.PutRequest["body"], opts: { contentType?: string; size?: number } = {}): Promise<void> => {
+    put: async (slot: upload.Slot, body: upload.PutRequest["body"], opts: { contentType?: string; size?: number; signal?: AbortSignal } = {}): Promise<void> => {
       const size = upload.bodySize(body, opts.size);
       const headers = { ...slot.headers, ...(opts.contentType ? { "Content-Type": opts.contentType } : {}) };
-      const res = await (this.options.httpPut ?? upload.fetchPut)({ url: slot.put, headers, body, size });
+      const res = await (this.options.httpPut ?? upload.fetchPut)({ url: slot.put, headers, body, size, ...(opts.signal ? { signal: opts.signal } : {}) });
       if (res.status !== 200 && res.status !== 201) throw new upload.UploadHttpError(res.status, res.statusText ?? "", res.text ?? "");
     },
     /**
@@ -536,11 +536,13 @@ export class XmppdClient {
       /** an image's size in pixels, when the app knows it (sent as metadata) */
       width?: number;
       height?: number;
+      /** cancels the PUT */
+      signal?: AbortSignal;
     }): Promise<upload.FileInfo> => {
       const size = upload.bodySize(file.data, file.size);
       const type = file.contentType || (typeof Blob !== "undefined" && file.data instanceof Blob && file.data.type) || undefined;
       const slot = await this.upload.slot({ filename: file.filename, size, ...(type ? { contentType: type } : {}) });
-      await this.upload.put(slot, file.data, { size, ...(type ? { contentType: type } : {}) });
+      await this.upload.put(slot, file.data, { size, ...(type ? { contentType: type } : {}), ...(file.signal ? { signal: file.signal } : {}) });
       return {
         url: slot.get,
         name: file.filename,

@@ -300,18 +300,21 @@ export interface PutRequest {
   headers: Record<string, string>;
   body: Blob | ArrayBuffer | Uint8Array | ReadableStream<Uint8Array>;
   size: number;
+  /** aborts the PUT (fetch rejects with an AbortError; the slot may be used again) */
+  signal?: AbortSignal;
 }
 
 /** An HTTP PUT: resolves with the status and the response's text (errors only). */
 export type HttpPut = (req: PutRequest) => Promise<{ status: number; statusText?: string; text?: string }>;
 
 /** The PUT through fetch (browsers, Node ≥ 18, uniapp H5). */
-export const fetchPut: HttpPut = async ({ url, headers, body, size }) => {
+export const fetchPut: HttpPut = async ({ url, headers, body, size, signal }) => {
   const stream = typeof ReadableStream !== "undefined" && body instanceof ReadableStream;
   // a stream has no length of its own: the server answers 411 without Content-Length (Node's
   // fetch sends the header given; browsers stream request bodies over HTTP/2 only: give them Blobs)
   const init: RequestInit & { duplex?: "half" } = { method: "PUT", body: body as BodyInit, headers: stream ? { ...headers, "Content-Length": String(size) } : headers };
   if (stream) init.duplex = "half";
+  if (signal) init.signal = signal;
   const res = await fetch(url, init);
   const text = res.ok ? "" : await res.text().catch(() => "");
   return { status: res.status, statusText: res.statusText, text };

@@ -293,7 +293,9 @@ test("client.upload.file: slot, PUT with the type and the slot's headers, the fi
     if (iq.getChild("query", NS.discoItems)) return parseXml(`<iq type='result'><query xmlns='${NS.discoItems}'><item jid='upload.example.com'/></query></iq>`);
     return parseXml(`<iq type='result'><query xmlns='${NS.discoInfo}'>${iq.attrs.to === "upload.example.com" ? `<feature var='${NS.upload}'/>` : ""}</query></iq>`);
   };
-  const f = await c.upload.file({ filename: "g.png", data: new Blob([new Uint8Array(5)], { type: "image/png" }) });
+  const ac = new AbortController();
+  const f = await c.upload.file({ filename: "g.png", data: new Blob([new Uint8Array(5)], { type: "image/png" }), signal: ac.signal });
+  assert.equal(puts[0].signal, ac.signal);
   assert.deepEqual(f, { url: "https://u/g.png", name: "g.png", size: 5, type: "image/png", thumbnail: { uri: "https://u/t.jpg", type: "image/jpeg" } });
   assert.deepEqual([puts[0].url, puts[0].headers, puts[0].size], ["https://u/p", { Authorization: "Bearer t", "Content-Type": "image/png" }, 5]);
   assert.equal(asked.at(-1).getChild("request", NS.upload).attrs["content-type"], "image/png");

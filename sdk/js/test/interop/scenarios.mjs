@@ -540,11 +540,31 @@ const scenarios = {
     // fewer bytes than the slot said
     const slot2 = await alice.upload.slot({ filename: "short.txt", size: 10, contentType: "text/plain" });
     const short = await failure(() => alice.upload.put(slot2, new TextEncoder().encode("abc"), { contentType: "text/plain" }));
+    // a PUT cancelled mid-body (AbortSignal): the server keeps nothing and the slot takes the file later
+    const part = Buffer.alloc(9000, 7);
+    const slot3 = await alice.upload.slot({ filename: "cancelled.bin", size: part.length });
+    const abort = new AbortController();
+    let pulls = 0;
+    const slow = new ReadableStream({
+      pull(c) {
+        if (pulls++ === 0) c.enqueue(part.subarray(0, 4000));
+        else abort.abort(); // the first bytes are on their way: cancel the rest
+      },
+    });
+    const cancelled = await failure(() => alice.upload.put(slot3, slow, { size: part.length, signal: abort.signal }));
+    let again;
+    for (let i = 0; i < 50; i++) {
+      again = await failure(() => alice.upload.put(slot3, part));
+      if (again.status !== 409) break; // the server may still be closing the cancelled PUT
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const after = await fetch(slot3.get);
+    const reused = { ...again, got: sha(Buffer.from(await after.arrayBuffer())) === sha(part) };
     // the quota: open slots count too
     const quota = await failure(async () => {
       for (let i = 0; i < 5; i++) await alice.upload.slot({ filename: `q${i}.bin`, size: 90000 });
     });
-    emit("failures", { early, server, twice, short, quota, instances: [early.name === FileTooLargeError.name, quota.name === UploadQuotaError.name, twice.name === UploadHttpError.name] });
+    emit("failures", { early, server, twice, short, quota, cancelled, reused, instances: [early.name === FileTooLargeError.name, quota.name === UploadQuotaError.name, twice.name === UploadHttpError.name] });
   },
 };
 
