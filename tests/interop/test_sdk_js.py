@@ -16,7 +16,7 @@ import pytest
 import xmlschema
 from lxml import etree
 
-from ..helpers import PASSWORD, add_user, running_server
+from ..helpers import PASSWORD, add_user, running_server, slix, slix_close
 
 pytestmark = pytest.mark.interop
 
@@ -287,9 +287,24 @@ async def test_room_mute_through_ad_hoc_commands_and_upload_not_offered(tmp_path
 
 async def test_files_are_uploaded_sent_with_oob_and_thumbnail_and_fetched_by_the_peer(tmp_path):
     async with sdk_server(tmp_path, "upload.max_size=100000", "upload.quota=200000") as server:
-        for name in ("alice", "bob"):
+        for name in ("alice", "bob", "carol"):
             await add_user(server, name)
-        ev = await run_scenario(server, "upload")
+        # carol: slixmpp with XEP-0066, writing as Conversations does (the URL as body and OOB)
+        carol = await slix(server, "carol@localhost", plugins=("xep_0066",))
+        carol.send_presence()  # available: alice's message is delivered to it live
+        oob: asyncio.Queue[Any] = asyncio.Queue()
+        carol.add_event_handler("message", lambda m: m["oob"]["url"] and oob.put_nowait(m))
+        carol_url = "https://files.example.net/upload/Qx9/%E5%9B%BE%E7%89%87.jpg"
+        msg = carol.make_message(mto="bob@localhost", mbody=carol_url, mtype="chat")
+        msg["oob"]["url"] = carol_url
+        msg.send()
+        try:
+            ev = await run_scenario(server, "upload")
+            from_sdk = await asyncio.wait_for(oob.get(), 10)
+        finally:
+            await slix_close(carol)
+    assert from_sdk["oob"]["url"] == from_sdk["body"] == ev["sent"]["url"]  # what Conversations shows as a file
+    assert ev["oob-only"]["messages"] == [{"body": carol_url, "file": {"url": carol_url, "name": "图片.jpg", "type": "image/jpeg"}}]
     base = f"http://localhost:{server.ports['http']}/upload/"  # listen.http's URL, by the server's name
     s = ev["sent"]
     assert s["service"] == {"jid": "upload.localhost", "maxSize": 100000}

@@ -472,11 +472,13 @@ const scenarios = {
     const BOB = `bob@${domain}`;
     const up = await alice.upload.service();
     const sha = (b) => createHash("sha256").update(b).digest("hex");
-    const received = collect(bob, "message", 4, (m) => !!m.file);
+    const received = collect(bob, "message", 4, (m) => !!m.file && m.from.startsWith("alice@"));
     // an image from bytes (a Node Buffer): the slot names its thumbnail
     const png = makePng(320, 240);
     const image = await alice.upload.file({ filename: "照片 1.png", data: png, contentType: "image/png", width: 320, height: 240 });
     const imageId = await alice.sendFile(BOB, image);
+    // and to carol, a slixmpp client (the test reads its OOB data)
+    await alice.sendFile(`carol@${domain}`, image);
     // a Blob (what a browser's File is), its type taken from the Blob
     const text = await alice.upload.file({ filename: "notes.txt", data: new Blob(["hello file\n"], { type: "text/plain" }) });
     await alice.sendFile(BOB, text);
@@ -515,6 +517,9 @@ const scenarios = {
     // the archive keeps the file with the message
     const page = await bob.history(`alice@${domain}`, { max: 10 });
     emit("history", { files: page.messages.filter((m) => m.file).map((m) => m.file.name) });
+    // what carol (slixmpp) sent like Conversations does, OOB only, while bob was away
+    const fromCarol = (await bob.history(`carol@${domain}`, { max: 10 })).messages.filter((m) => m.file).map((m) => ({ body: m.body, file: m.file }));
+    emit("oob-only", { messages: fromCarol });
 
     const failure = async (f) => {
       try {
