@@ -34,6 +34,8 @@ from .storage.engine import Database
 from .storage.secrets import server_secret
 from .transport import tls as tlsmod
 from .usernames import UsernamePolicy
+from .webhooks.outbox import DISABLED as NO_OUTBOX
+from .webhooks.outbox import Outbox
 from .xml.builder import error_reply
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,11 @@ class Server:
         self.ports: dict[str, int] = {}
         self.db: Database = None  # type: ignore[assignment]
         self.accounts: AccountRepository = None  # type: ignore[assignment]
+        # Webhooks (docs/webhooks.md): the one door for writing events, and this node's delivery.
+        self.outbox: Outbox = NO_OUTBOX
+        self.webhooks: Any = None  # webhooks.delivery.DeliveryWorker when webhooks.url is set
+        # HTTP routes features add on listen.http: (method, path, handler).
+        self.http_routes: list[tuple[str, str, Any]] = []
         self.account_service: AccountService = None  # type: ignore[assignment]
         self.fake_scram_key = b""  # read from storage at start (storage.secrets)
         self.login_authority: Any = None  # auth.authority.LoginAuthority, made at start
@@ -137,7 +144,8 @@ class Server:
                     )
             # Shared by every node through the database, kept across restarts (issue 15 #12).
             self.fake_scram_key = await server_secret(self.db, FAKE_SCRAM_SECRET)
-            self.accounts = SqlAccountRepository(self.db)
+            self.outbox = Outbox.from_config(cfg)
+            self.accounts = SqlAccountRepository(self.db, outbox=self.outbox)
             self.account_service = AccountService(
                 self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length,
                 policy=UsernamePolicy.from_config(cfg, classes, domains=lambda: (self.domain, *self.router.services)),
@@ -156,6 +164,11 @@ class Server:
                 ctx.bind_declared(feature)
                 await feature.setup()
             self.refresh_stream_features()
+            if cfg.webhooks.url:
+                from .webhooks.delivery import DeliveryWorker
+
+                self.webhooks = DeliveryWorker(self.db, cfg.webhooks, rng=self.rng)
+                self.webhooks.start()
             await self._listen()
             if cfg.cluster.redis_url:
                 from .cluster.node import join
@@ -238,6 +251,10 @@ class Server:
             except (TimeoutError, Exception):
                 pass
         self.tracker.cancel_all()
+        if self.webhooks is not None:
+            # In-flight requests are cancelled; their claims lapse and are delivered again later.
+            await _bounded(self.webhooks.stop(), "stopping webhook delivery")
+            self.webhooks = None
         # Every step is bounded: a feature that never finishes must not keep the process alive.
         for name in reversed(list(self.features)):
             await _bounded(self.features[name].teardown(), f"teardown of {name}")

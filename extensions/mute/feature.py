@@ -122,7 +122,7 @@ class MuteFeature(Feature):
     # ================================================================== lifecycle
 
     async def setup(self) -> None:
-        self.repo = SqlMuteRepository(self.ctx.db)
+        self.repo = SqlMuteRepository(self.ctx.db, self.ctx.outbox)
         self.muc = self.ctx.feature("muc")
         self.muc_domain: str = self.muc.domain
         for m in await self.repo.mutes():

@@ -211,7 +211,7 @@ class RedPacket(Feature):
         self._cards: dict[str, Packet] = {}  # packet id -> packet as sent (see _card)
 
     async def setup(self) -> None:
-        self.repo = SqlRedPacketRepository(self.ctx.db)
+        self.repo = SqlRedPacketRepository(self.ctx.db, self.ctx.outbox)
         # The sweeper finds every due packet in storage, so after a restart it picks up where
         # the last process stopped; several processes may sweep: a refund happens once.
         self.ctx.spawn(self._sweeper(), name="redpacket-sweeper")
@@ -640,7 +640,7 @@ class RedPacket(Feature):
         """In the transaction deleting the account: packets addressed to it go back to their
         senders, its own open packets and its balance to the system wallet, its records to a
         tombstone (see :func:`.repository.delete_account_txn`): never lost, never inherited."""
-        return await delete_account_txn(conn, deletion.jid, deletion.account.id, deletion.now)
+        return await delete_account_txn(conn, deletion.jid, deletion.account.id, deletion.now, deletion.outbox)
 
     @hook(H.ACCOUNT_DELETED)
     async def on_account_deleted(self, event: AccountEvent) -> Flow:

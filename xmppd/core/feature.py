@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..errors import StreamErrorCondition
     from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
     from ..storage.engine import Database
+    from ..webhooks.outbox import Outbox
     from .interfaces import AccountAdmin, FeatureHost, Lifecycle
     from .router import Router, Service
     from .server_owned import ServerOwned
@@ -166,6 +167,19 @@ class FeatureContext:
     @property
     def db(self) -> "Database":
         return self._server.db
+
+    @property
+    def outbox(self) -> "Outbox":
+        """The one door for webhook events (docs/webhooks.md): ``write_txn`` inside the change's
+        own transaction."""
+        return self._server.outbox
+
+    def add_http_route(self, method: str, path: str, handler: Callable[[Any], Awaitable[Any]]) -> None:
+        """Serve ``method path`` on ``listen.http`` (an aiohttp handler); call it in ``setup``."""
+        routes = self._server.http_routes
+        entry = (method, path, handler)
+        routes.append(entry)
+        self._undo.append(lambda: routes.remove(entry) if entry in routes else None)
 
     @property
     def accounts(self) -> "AccountRepository":

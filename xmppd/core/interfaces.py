@@ -96,6 +96,8 @@ class FeatureHost(SessionControl, Lifecycle, Protocol):
     rng: "random.Random"
     languages: "Languages"
     features: "dict[str, Feature]"
+    outbox: Any  # webhooks.outbox.Outbox
+    http_routes: list[tuple[str, str, Any]]
 
     def is_admin(self, jid: "JID") -> bool: ...
     def add_stream_feature(self, make: Callable[[bool], list[etree._Element]]) -> Callable[[], None]: ...

@@ -237,6 +237,8 @@ async def start_http(server: "Server", host: str, port: int, *, reuse_port: bool
     app.router.add_get("/.well-known/host-meta.json", front.host_meta_json)
     app.router.add_route("OPTIONS", "/.well-known/host-meta", front.preflight)
     app.router.add_route("OPTIONS", "/.well-known/host-meta.json", front.preflight)
+    for method, path, handler in server.http_routes:  # features' routes (ctx.add_http_route)
+        app.router.add_route(method, path, handler)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(
