@@ -219,7 +219,7 @@ class DeliveryWorker:
 
     @property
     def lease(self) -> float:
-        return self.o.timeout + 30.0
+        return 2 * self.o.timeout + 5.0  # a claim outlives its request; a dead node's lapses soon
 
     async def _run(self) -> None:
         self._http = aiohttp.ClientSession(
