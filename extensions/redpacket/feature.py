@@ -30,6 +30,7 @@ from xmppd.features.muc.events import SpeechKind
 from xmppd.i18n import Catalog, chain
 from xmppd.jid import JID, JIDError
 from xmppd.xml import ns
+from xmppd.webhooks import events as E
 from xmppd.xml.builder import element, stanza, sub
 
 from . import split
@@ -53,6 +54,8 @@ from .repository import (
     SqlRedPacketRepository,
     delete_account_txn,
 )
+from .payments import PaymentRepository
+from .payments_http import PaymentEndpoint
 from .user_commands import UserCommands
 
 log = logging.getLogger(__name__)
@@ -205,6 +208,7 @@ class RedPacket(Feature):
     def __init__(self, ctx: Any, options: RedPacketOptions) -> None:
         super().__init__(ctx, options)
         self.repo: RedPacketRepository = None  # type: ignore[assignment]
+        self.payments: PaymentRepository | None = None
         self.rooms: RoomDirectory | None = None
         self._wake = asyncio.Event()
         self.sent_notices = 0
@@ -212,6 +216,13 @@ class RedPacket(Feature):
 
     async def setup(self) -> None:
         self.repo = SqlRedPacketRepository(self.ctx.db, self.ctx.outbox)
+        # Payment hooks (docs/webhooks.md): requests the app confirms, only with webhooks on --
+        # the app learns of a request from its payment.requested event and answers signed.
+        hooks = self.ctx.config.webhooks
+        if hooks.url and hooks.secret and self.ctx.outbox.wants(E.PAYMENT_REQUESTED):
+            self.payments = PaymentRepository(self.ctx.db, self.ctx.outbox)
+            for method, path, handler in PaymentEndpoint(self.payments, hooks.secret, self.now).routes():
+                self.ctx.add_http_route(method, path, handler)
         # The sweeper finds every due packet in storage, so after a restart it picks up where
         # the last process stopped; several processes may sweep: a refund happens once.
         self.ctx.spawn(self._sweeper(), name="redpacket-sweeper")
