@@ -28,6 +28,7 @@ from .hooks import Flow, Hook
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from ..api.framework import Operation
     from ..config import Config
     from ..errors import StreamErrorCondition
     from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
@@ -249,6 +250,11 @@ class FeatureContext:
 
     def add_preauth_iq_handler(self, qname: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> None:
         self._undo.append(self._server.add_preauth_iq_handler(qname, handler))
+
+    def add_api(self, operations: "Iterable[Operation]") -> None:
+        """Serve REST API operations under ``/api/v1`` (xmppd/api/framework.py, docs/api.md):
+        the token, scope, path, query and body are checked before the handler runs."""
+        self._undo.append(self._server.api.add(operations))
 
     def on_teardown(self, undo: Callable[[], None]) -> None:
         self._undo.append(undo)
