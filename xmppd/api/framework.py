@@ -464,3 +464,28 @@ def xml_text(max_length: int, *, min_length: int = 0) -> dict[str, Any]:
 def obj(properties: Mapping[str, Any], required: Iterable[str] = ()) -> dict[str, Any]:
     """A closed object schema (unknown members are refused)."""
     return {"type": "object", "properties": dict(properties), "required": list(required), "additionalProperties": False}
+
+
+#: HTTP status of each stanza error condition a feature service raises (the code is the
+#: condition's name with underscores: ``item_not_found``, ``not_allowed`` ...).
+_CONDITION_STATUS = {
+    "bad-request": 400, "jid-malformed": 400, "not-acceptable": 400, "policy-violation": 422,
+    "item-not-found": 404, "recipient-unavailable": 404, "gone": 404, "conflict": 409,
+    "forbidden": 422, "not-allowed": 422, "not-authorized": 422, "registration-required": 422,
+    "subscription-required": 422, "resource-constraint": 503, "service-unavailable": 503,
+    "feature-not-implemented": 422, "unexpected-request": 409, "internal-server-error": 500,
+}
+
+
+def from_stanza_error(err: Any) -> ApiError:
+    """The API's answer for a ``StanzaError`` raised by a feature service (the same refusal
+    its XMPP door gives): 400 for malformed input, 404 not found, 409 conflict, 422 refused by
+    a rule of the feature, 503 unavailable; the code is the condition (``not_allowed``)."""
+    condition = str(getattr(err.condition, "value", err.condition))
+    app = getattr(err, "app", None)
+    code = condition.replace("-", "_")
+    if app is not None and getattr(app, "tag", None) is not None:
+        from lxml import etree
+
+        code = f"{code}.{etree.QName(app).localname.replace('-', '_')}"
+    return ApiError(_CONDITION_STATUS.get(condition, 422), code, err.text or condition)
