@@ -44,7 +44,7 @@ class Histogram:
 
     def buckets(self) -> list[tuple[str, float]]:
         out, total = [], 0
-        for bound, n in zip((*map(str, self.bounds), "+Inf"), self.counts):
+        for bound, n in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
             total += n
             out.append((bound, total))
         return out

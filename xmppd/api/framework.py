@@ -247,13 +247,20 @@ class ApiRoutes:
 
     def _match(self, method: str, path: str) -> tuple[_Compiled, dict[str, str]]:
         allowed = []
+        best: tuple[int, _Compiled, dict[str, str]] | None = None
         for (m, _), c in self._ops.items():
             hit = c.regex.match(path)
             if hit is None:
                 continue
             if m == method:
-                return c, hit.groupdict()
+                params = hit.groupdict()
+                # A fixed segment beats a parameter: /audit/wallets before /{x}/wallets.
+                if best is None or len(params) < best[0]:
+                    best = (len(params), c, params)
+                continue
             allowed.append(m)
+        if best is not None:
+            return best[1], best[2]
         if allowed:
             raise ApiError(405, "method_not_allowed", f"{method} is not allowed here (allowed: {', '.join(sorted(set(allowed)))})")
         raise ApiError(404, "not_found", "no such API resource")

@@ -15,7 +15,7 @@ from ..jid import JID, JIDError
 from ..tokens import token_hex
 from ..xml import ns
 from ..xml.builder import stanza, sub
-from .framework import JID_SCHEMA, ApiRequest, ApiError, Operation, bad_request, obj, xml_text
+from .framework import JID_SCHEMA, ApiError, ApiRequest, Operation, bad_request, obj, xml_text
 
 if TYPE_CHECKING:
     from ..app import Server

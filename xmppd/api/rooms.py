@@ -19,7 +19,21 @@ from ..errors import StanzaError
 from ..jid import JID, JIDError
 from ..xml import ns
 from ..xml.builder import stanza, sub
-from .framework import JID_SCHEMA, ApiError, ApiRequest, Operation, bad_request, conflict, from_stanza_error, not_found, obj, paged, page_query, page_schema, xml_text
+from .framework import (
+    JID_SCHEMA,
+    ApiError,
+    ApiRequest,
+    Operation,
+    bad_request,
+    conflict,
+    from_stanza_error,
+    not_found,
+    obj,
+    page_query,
+    page_schema,
+    paged,
+    xml_text,
+)
 
 if TYPE_CHECKING:
     from ..features.muc.room import Room

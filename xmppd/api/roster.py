@@ -12,7 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StanzaError
 from ..jid import JID
-from .framework import JID_SCHEMA, ApiRequest, Operation, bad_request, from_stanza_error, not_found, obj, paged, page_query, page_schema, xml_text
+from .framework import (
+    JID_SCHEMA,
+    ApiRequest,
+    Operation,
+    bad_request,
+    from_stanza_error,
+    not_found,
+    obj,
+    page_query,
+    page_schema,
+    paged,
+    xml_text,
+)
 from .users import USERNAME
 
 if TYPE_CHECKING:

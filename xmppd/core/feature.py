@@ -256,6 +256,12 @@ class FeatureContext:
         the token, scope, path, query and body are checked before the handler runs."""
         self._undo.append(self._server.api.add(operations))
 
+    def add_metrics(self, collect: Callable[[], Iterable[Any]]) -> None:
+        """Add figures to ``/metrics``: ``collect()`` runs at each scrape and returns
+        prometheus_client metric families (xmppd/metrics.py has ``gauge`` and ``labelled``).
+        Keep what it reads in memory: it must not wait for anything."""
+        self._undo.append(self._server.metrics.add(collect))
+
     def on_teardown(self, undo: Callable[[], None]) -> None:
         self._undo.append(undo)
 

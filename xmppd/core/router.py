@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from time import perf_counter
 from collections.abc import Callable, Iterable
+from time import perf_counter
 from typing import TYPE_CHECKING, Protocol
 
 from lxml import etree
@@ -42,8 +42,8 @@ from .hooks import Delivery, Flow, HookChains, Routed
 from .server_owned import ServerOnlyCheck
 
 if TYPE_CHECKING:
-    from ..metrics import Metrics
     from ..cluster.remote import RemoteSessions
+    from ..metrics import Metrics
     from .session import Session
     from .sessions import SessionRegistry
 
