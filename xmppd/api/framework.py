@@ -139,7 +139,10 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 DEFAULT_PARAM: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 1023}
-JID_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 3071}
+JID_SCHEMA: dict[str, Any] = {
+    "type": "string", "minLength": 1, "maxLength": 3071,
+    "pattern": "^[^\\u0000-\\u001F\\u007F\\uD800-\\uDFFF\\uFFFE\\uFFFF]+$",
+}
 
 
 def page_query(max_page: int) -> dict[str, dict[str, Any]]:

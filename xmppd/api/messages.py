@@ -31,6 +31,7 @@ MESSAGE = obj(
     },
     ["to"],
 )
+MESSAGE["anyOf"] = [{"required": ["body"]}, {"required": ["subject"]}]
 
 
 def parse_jid(text: str, field: str) -> JID:
