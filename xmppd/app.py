@@ -69,6 +69,13 @@ class Server:
         self.sessions = SessionRegistry(config.c2s.max_sessions_per_account)
         self.router = Router(self.domain, self.sessions, self.hooks, self.iq_table, self.tracker)
         self.languages = Languages(self.sessions, config.server.default_lang)
+        # The REST API's operations (xmppd/api): the core's resources, then each feature's.
+        from .api.framework import ApiRoutes
+        from .metrics import Metrics
+
+        self.api = ApiRoutes(config.api, signature_key=config.webhooks.secret)
+        self.metrics = Metrics(self)
+        self.router.metrics = self.metrics
         self.router.languages = self.languages
         self.hooks.add(H.SESSION_BOUND, self._remember_language)
         # Elements only this server may author (XEP-0359 §4, XEP-0203 §3): a client's copy that
@@ -102,8 +109,6 @@ class Server:
         # Webhooks (docs/webhooks.md): the one door for writing events, and this node's delivery.
         self.outbox: Outbox = NO_OUTBOX
         self.webhooks: Any = None  # webhooks.delivery.DeliveryWorker when webhooks.url is set
-        # HTTP routes features add on listen.http: (method, path, handler).
-        self.http_routes: list[tuple[str, str, Any]] = []
         self.account_service: AccountService = None  # type: ignore[assignment]
         self.fake_scram_key = b""  # read from storage at start (storage.secrets)
         self.login_authority: Any = None  # auth.authority.LoginAuthority, made at start
@@ -126,6 +131,7 @@ class Server:
         classes = order(installed, cfg.features.disabled)
         self.installed_features = dict(installed)
         self.db = Database.from_url(cfg.storage_url)
+        self.db.timing = self.metrics.storage.observe
         try:
             auto = cfg.storage.auto_upgrade
             if auto is None:
@@ -156,6 +162,9 @@ class Server:
                 self.login_authority = LoginAuthority(self)
             except ValueError as exc:  # an unreadable auth.jwt_public_key
                 raise ConfigError(str(exc)) from None
+            from .api import core_operations
+
+            self._api_undo = self.api.add(core_operations(self))
             for cls in classes:
                 ctx = FeatureContext(self, cls.name)
                 feature = cls(ctx, cfg.sections.get(cls.name, cls.Options()))

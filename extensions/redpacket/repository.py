@@ -184,6 +184,20 @@ ledger = sa.Table(
     **MYSQL_TABLE_KWARGS,
 )
 
+# Wallet moves asked for with an idempotency key (the REST API's Idempotency-Key): written in
+# the transaction of the ledger entry they made, so a retried request finds it and changes nothing.
+idempotency = sa.Table(
+    "redpacket_idempotency",
+    metadata,
+    sa.Column("key", indexed_string(), primary_key=True),
+    sa.Column("owner", indexed_string(), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("amount", sa.BigInteger(), nullable=False),
+    sa.Column("ledger_id", id_type(), sa.ForeignKey("redpacket_ledger.id"), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    **MYSQL_TABLE_KWARGS,
+)
+
 
 # -- values ---------------------------------------------------------------------------------
 
@@ -196,6 +210,14 @@ class InsufficientFunds(RedPacketError):
     def __init__(self, owner: str, balance: int, needed: int) -> None:
         super().__init__(f"{owner} has {balance}, needs {needed}")
         self.owner, self.balance, self.needed = owner, balance, needed
+
+
+class IdempotencyConflict(RedPacketError):
+    """An idempotency key used before for a different wallet move."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the idempotency key {key!r} was used for a different request")
+        self.key = key
 
 
 class PacketNotFound(RedPacketError):
@@ -426,6 +448,20 @@ def _positive(amount: int, what: str = "amount") -> int:
     return amount
 
 
+def _check_move(key: str, kind: str, amount: int, reason: str | None) -> None:
+    if not key or len(key) > 191:
+        raise ValueError("an idempotency key has 1 to 191 characters")
+    if kind == "topup":
+        _positive(amount)
+    elif kind == "adjust":
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+            raise ValueError("an adjustment is a non-zero integer of minor units")
+        if not reason:
+            raise ValueError("an adjustment needs a reason")
+    else:
+        raise ValueError(f"a wallet move is a topup or an adjust, not {kind!r}")
+
+
 def _check_new(new: NewPacket) -> None:
     if new.kind not in KINDS:
         raise ValueError(f"unknown packet kind {new.kind!r}")
@@ -447,6 +483,20 @@ class RedPacketRepository(Protocol):
     async def adjust(self, owner: str, amount: int, reason: str, now: datetime) -> LedgerEntry: ...
 
     async def transfer_out(self, owner: str, to: str, reason: str, now: datetime) -> int: ...
+
+    async def move_once(
+        self, key: str, owner: str, kind: str, amount: int, reason: str | None, now: datetime
+    ) -> tuple[LedgerEntry, bool]:
+        """A top-up (``kind`` "topup", ``amount`` > 0) or an adjustment ("adjust", signed, with a
+        reason) made at most once per ``key``: the first call moves the money and remembers the
+        key in the same transaction; a later call with the same key and values returns that
+        entry with ``True`` (a replay) and moves nothing; with other values it raises
+        ``IdempotencyConflict``. ``InsufficientFunds`` as ``adjust``."""
+        ...
+
+    async def packets(self, sender: str | None = None, *, limit: int = 50, offset: int = 0) -> builtins.list[Packet]:
+        """Packets, newest first (``sender``: only theirs)."""
+        ...
 
     async def send(self, new: NewPacket) -> SendResult: ...
 
@@ -483,6 +533,7 @@ class MemoryRedPacketRepository(RedPacketRepository):
         self._packets: dict[str, Packet] = {}
         self._shares: dict[str, list[Share]] = {}
         self._by_client: dict[tuple[str, str], str] = {}
+        self._keys: dict[str, tuple[str, str, int, int]] = {}  # idempotency key -> owner, kind, amount, ledger id
 
     def _apply(self, owner: str, kind: str, amount: int, now: datetime, packet_id: str | None = None, reason: str | None = None) -> LedgerEntry:
         balance = self._balances.get(owner, 0) + amount
@@ -505,6 +556,24 @@ class MemoryRedPacketRepository(RedPacketRepository):
         if not reason:
             raise ValueError("an adjustment needs a reason")
         return self._apply(owner, "adjust", amount, now, reason=reason)
+
+    async def move_once(
+        self, key: str, owner: str, kind: str, amount: int, reason: str | None, now: datetime
+    ) -> tuple[LedgerEntry, bool]:
+        _check_move(key, kind, amount, reason)
+        seen = self._keys.get(key)
+        if seen is not None:
+            if seen[:3] != (owner, kind, amount):
+                raise IdempotencyConflict(key)
+            return self._ledger[seen[3] - 1], True
+        entry = self._apply(owner, kind, amount, now, reason=reason)
+        self._keys[key] = (owner, kind, amount, entry.id)
+        return entry, False
+
+    async def packets(self, sender: str | None = None, *, limit: int = 50, offset: int = 0) -> builtins.list[Packet]:
+        found = [p for p in self._packets.values() if sender is None or p.sender == sender]
+        found.sort(key=lambda p: (p.created_at, p.id), reverse=True)
+        return found[offset : offset + limit]
 
     async def transfer_out(self, owner: str, to: str, reason: str, now: datetime) -> int:
         amount = self._balances.get(owner, 0)
@@ -870,10 +939,15 @@ class SqlRedPacketRepository(RedPacketRepository):
     ) -> LedgerEntry:
         """A top-up or an adjustment, and its ``wallet.*`` event, in one transaction."""
         entry = await self._apply_txn(conn, owner, kind, amount, now, None, reason)
-        await self._outbox.write_txn(conn, E.WALLET_TOPUP if kind == "topup" else E.WALLET_ADJUSTED, f"wallet:{owner}", {
-            "owner": owner, "amount": amount, "balance": entry.balance_after, "entry": entry.id, "reason": reason,
-        }, now)
+        await self._wallet_event_txn(conn, entry)
         return entry
+
+    async def _wallet_event_txn(self, conn: AsyncConnection, entry: LedgerEntry) -> None:
+        """``wallet.topup`` / ``wallet.adjusted`` for a ledger entry, in its transaction."""
+        await self._outbox.write_txn(conn, E.WALLET_TOPUP if entry.kind == "topup" else E.WALLET_ADJUSTED, f"wallet:{entry.owner}", {
+            "owner": entry.owner, "amount": entry.amount, "balance": entry.balance_after, "entry": entry.id,
+            "reason": entry.reason,
+        }, entry.created_at)
 
     async def adjust(self, owner: str, amount: int, reason: str, now: datetime) -> LedgerEntry:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
@@ -884,6 +958,43 @@ class SqlRedPacketRepository(RedPacketRepository):
 
     async def transfer_out(self, owner: str, to: str, reason: str, now: datetime) -> int:
         return await self._db.run_txn(self._transfer_out_txn, owner, to, reason, now)
+
+    async def move_once(
+        self, key: str, owner: str, kind: str, amount: int, reason: str | None, now: datetime
+    ) -> tuple[LedgerEntry, bool]:
+        _check_move(key, kind, amount, reason)
+        for _attempt in range(3):
+            try:
+                return await self._with_wallets(self._move_once_txn, key, owner, kind, amount, reason, now)  # type: ignore[no-any-return]
+            except IntegrityError:
+                # The same key committed by a concurrent request between our look-up and our
+                # insert: the next attempt finds it (and answers the replay or the conflict).
+                continue
+        raise IdempotencyConflict(key)
+
+    async def _move_once_txn(
+        self, conn: AsyncConnection, key: str, owner: str, kind: str, amount: int, reason: str | None, now: datetime
+    ) -> tuple[LedgerEntry, bool]:
+        i = idempotency.c
+        seen = (await conn.execute(sa.select(i.owner, i.kind, i.amount, i.ledger_id).where(i.key == key))).first()
+        if seen is not None:
+            if (seen.owner, seen.kind, int(seen.amount)) != (owner, kind, amount):
+                raise IdempotencyConflict(key)
+            row = (await conn.execute(sa.select(ledger).where(ledger.c.id == seen.ledger_id))).mappings().one()
+            return _entry(row), True
+        entry = await SqlRedPacketRepository._apply_txn(conn, owner, kind, amount, now, None, reason)
+        await conn.execute(idempotency.insert().values(key=key, owner=owner, kind=kind, amount=amount, ledger_id=entry.id, created_at=now))
+        await self._wallet_event_txn(conn, entry)
+        return entry, False
+
+    async def packets(self, sender: str | None = None, *, limit: int = 50, offset: int = 0) -> builtins.list[Packet]:
+        query = sa.select(packets)
+        if sender is not None:
+            query = query.where(packets.c.sender == sender)
+        query = query.order_by(packets.c.created_at.desc(), packets.c.id.desc()).limit(limit).offset(offset)
+        async with self._db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_packet(r) for r in rows]
 
     @staticmethod
     async def _transfer_out_txn(conn: AsyncConnection, owner: str, to: str, reason: str, now: datetime) -> int:
@@ -1405,6 +1516,8 @@ async def delete_account_txn(
             await conn.execute(wallets.insert().values(owner=gone, balance=int(balance), updated_at=now))
         await conn.execute(ledger.update().where(c.owner == jid).values(owner=gone))
         await conn.execute(wallets.delete().where(w.owner == jid))
+    # Keys of its moves stay taken (a retry must not move money again) but no longer name it.
+    await conn.execute(idempotency.update().where(idempotency.c.owner == jid).values(owner=gone))
     await conn.execute(packets.update().where(p.sender == jid).values(sender=gone))
     return refunds
 

@@ -94,10 +94,11 @@ async def test_user_asks_app_confirms_signed_wallet_moves_once(server, receiver)
             assert await rp.balance() == 0  # nothing moves before the app confirms
             path = f"/api/v1/payments/{ev['id']}/confirm"
             # refused: a bad signature, another payment's id, a wrong amount, an unknown id
-            assert (await post(http, server, path, {"id": ev["id"], "amount": 1234}, secret="x" * 20))[0] == 401
+            status, doc = await post(http, server, path, {"id": ev["id"], "amount": 1234}, secret="x" * 20)
+            assert (status, doc["error"]["code"]) == (401, "bad_signature")
             assert (await post(http, server, path, {"id": "0" * 16, "amount": 1234}))[0] == 400
             status, doc = await post(http, server, path, {"id": ev["id"], "amount": 99})
-            assert (status, doc["code"]) == (409, "amount_mismatch")
+            assert (status, doc["error"]["code"]) == (409, "amount_mismatch")
             assert (await post(http, server, "/api/v1/payments/ffff/confirm", {"id": "ffff", "amount": 1}))[0] == 404
             assert (await post(http, server, path, [1, 2]))[0] == 400
             assert await rp.balance() == 0
@@ -107,7 +108,7 @@ async def test_user_asks_app_confirms_signed_wallet_moves_once(server, receiver)
             status, doc = await post(http, server, path, {"id": ev["id"], "amount": 1234, "reference": "psp-1"})
             assert (status, doc["status"], doc["changed"]) == (200, "confirmed", False)
             status, doc = await post(http, server, f"/api/v1/payments/{ev['id']}/reject", {"id": ev["id"], "amount": 1234})
-            assert (status, doc["code"]) == (409, "already_settled")
+            assert (status, doc["error"]["code"]) == (409, "already_settled")
             assert await rp.balance() == 1234
             # a withdrawal holds its amount at once; rejected, it comes back; confirmed, it leaves
             await ask(alice, "withdraw", "10")

@@ -28,6 +28,7 @@ from .hooks import Flow, Hook
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from ..api.framework import Operation
     from ..config import Config
     from ..errors import StreamErrorCondition
     from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
@@ -174,13 +175,6 @@ class FeatureContext:
         own transaction."""
         return self._server.outbox
 
-    def add_http_route(self, method: str, path: str, handler: Callable[[Any], Awaitable[Any]]) -> None:
-        """Serve ``method path`` on ``listen.http`` (an aiohttp handler); call it in ``setup``."""
-        routes = self._server.http_routes
-        entry = (method, path, handler)
-        routes.append(entry)
-        self._undo.append(lambda: routes.remove(entry) if entry in routes else None)
-
     @property
     def accounts(self) -> "AccountRepository":
         return self._server.accounts
@@ -263,6 +257,17 @@ class FeatureContext:
 
     def add_preauth_iq_handler(self, qname: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> None:
         self._undo.append(self._server.add_preauth_iq_handler(qname, handler))
+
+    def add_api(self, operations: "Iterable[Operation]") -> None:
+        """Serve REST API operations under ``/api/v1`` (xmppd/api/framework.py, docs/api.md):
+        the token, scope, path, query and body are checked before the handler runs."""
+        self._undo.append(self._server.api.add(operations))
+
+    def add_metrics(self, collect: Callable[[], Iterable[Any]]) -> None:
+        """Add figures to ``/metrics``: ``collect()`` runs at each scrape and returns
+        prometheus_client metric families (xmppd/metrics.py has ``gauge`` and ``labelled``).
+        Keep what it reads in memory: it must not wait for anything."""
+        self._undo.append(self._server.metrics.add(collect))
 
     def on_teardown(self, undo: Callable[[], None]) -> None:
         self._undo.append(undo)

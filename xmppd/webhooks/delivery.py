@@ -120,10 +120,10 @@ class OutboxStore:
         dead = sum(int(n) for flag, n in rows if not flag)
         return live, dead
 
-    async def list(self, *, dead: bool | None = True, limit: int = 100) -> list[OutboxRow]:
+    async def list(self, *, dead: bool | None = True, limit: int = 100, offset: int = 0) -> list[OutboxRow]:
         """Dead letters (``dead=True``), waiting events (``False``) or both (``None``), oldest first."""
         o = outbox.c
-        q = sa.select(outbox).order_by(o.id).limit(limit)
+        q = sa.select(outbox).order_by(o.id).limit(limit).offset(offset)
         if dead is True:
             q = q.where(o.dead_at.is_not(None))
         elif dead is False:

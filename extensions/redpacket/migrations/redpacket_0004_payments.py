@@ -1,7 +1,7 @@
 """Red packets: payment requests the app confirms (top-ups and withdrawals, docs/webhooks.md).
 
-Revision ID: redpacket_0003
-Revises: redpacket_0002
+Revision ID: redpacket_0004
+Revises: redpacket_0003
 Create Date: 2026-12-07
 
 Frozen in time: every constraint name is spelled out here; shared column types come from the
@@ -18,8 +18,8 @@ from alembic import op
 from xmppd.storage.migrations.ddl import TABLE_KWARGS as _TABLE_KWARGS
 from xmppd.storage.migrations.ddl import utc_datetime as _utc_datetime
 
-revision: str = "redpacket_0003"
-down_revision: str | Sequence[str] | None = "redpacket_0002"
+revision: str = "redpacket_0004"
+down_revision: str | Sequence[str] | None = "redpacket_0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = "core_0003"
 
