@@ -109,6 +109,7 @@ class Server:
         # Webhooks (docs/webhooks.md): the one door for writing events, and this node's delivery.
         self.outbox: Outbox = NO_OUTBOX
         self.webhooks: Any = None  # webhooks.delivery.DeliveryWorker when webhooks.url is set
+        self._stop_webhook_metrics: Callable[[], None] = lambda: None
         self.account_service: AccountService = None  # type: ignore[assignment]
         self.fake_scram_key = b""  # read from storage at start (storage.secrets)
         self.login_authority: Any = None  # auth.authority.LoginAuthority, made at start
@@ -178,6 +179,7 @@ class Server:
 
                 self.webhooks = DeliveryWorker(self.db, cfg.webhooks, rng=self.rng)
                 self.webhooks.start()
+                self._stop_webhook_metrics = self.metrics.add(self.webhooks.collect)
             await self._listen()
             if cfg.cluster.redis_url:
                 from .cluster.node import join
@@ -261,6 +263,7 @@ class Server:
                 pass
         self.tracker.cancel_all()
         if self.webhooks is not None:
+            self._stop_webhook_metrics()
             # In-flight requests are cancelled; their claims lapse and are delivered again later.
             await _bounded(self.webhooks.stop(), "stopping webhook delivery")
             self.webhooks = None

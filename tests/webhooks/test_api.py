@@ -80,6 +80,10 @@ async def test_dead_letters_listed_retried_deleted_and_payments_through_the_api(
             assert await feat.repo.balance("alice@localhost") == 300
             await receiver.wait_for(lambda: any(e["event"] == E.PAYMENT_CONFIRMED for e in receiver.events))
             assert receiver.bad_signatures == 0
+            status, text = await api.call("GET", "/metrics", token=None)
+            assert status == 200
+            assert 'xmppd_webhook_deliveries_total{outcome="dead_lettered"} 3.0' in text
+            assert 'xmppd_webhook_backlog{state="waiting"}' in text
     finally:
         await receiver.stop()
 

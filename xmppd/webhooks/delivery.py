@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER: Final = "X-Xmppd-Signature"
 _ERROR_MAX: Final = 500  # characters of a failure kept in last_error
+BACKLOG_EVERY: Final = 5.0  # seconds between two counts of the outbox (for /metrics)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -179,6 +180,9 @@ class DeliveryWorker:
         self.delivered = 0
         self.failures = 0
         self.dead = 0
+        # (events waiting, dead letters) in the whole outbox, refreshed every BACKLOG_EVERY s.
+        self.backlog: tuple[int, int] = (0, 0)
+        self._backlog_at = 0.0
 
     # -- lifecycle
 
@@ -207,6 +211,19 @@ class DeliveryWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    def collect(self) -> list[Any]:
+        """/metrics: the backlog (as last counted) and this node's delivery counters."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        backlog = GaugeMetricFamily("xmppd_webhook_backlog", "Webhook events in the outbox, by state", labels=["state"])
+        backlog.add_metric(["waiting"], self.backlog[0])
+        backlog.add_metric(["dead"], self.backlog[1])
+        done = CounterMetricFamily("xmppd_webhook_deliveries", "Webhook requests sent by this node, by outcome", labels=["outcome"])
+        done.add_metric(["delivered"], self.delivered)
+        done.add_metric(["failed"], self.failures)
+        done.add_metric(["dead_lettered"], self.dead)
+        return [backlog, done, GaugeMetricFamily("xmppd_webhook_in_flight", "Webhook requests in flight on this node", value=len(self._inflight))]
+
     def _on_commit(self, conn: Any) -> None:
         # Runs on the event loop's thread (SQLAlchemy's asyncio layer drives the engine there).
         if conn.info.pop(DIRTY, False):
@@ -226,8 +243,17 @@ class DeliveryWorker:
             timeout=aiohttp.ClientTimeout(total=self.o.timeout),
             headers={"User-Agent": "xmppd-webhooks", "Content-Type": "application/json"},
         )
+        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
+            if loop.time() - self._backlog_at >= BACKLOG_EVERY:
+                self._backlog_at = loop.time()
+                try:
+                    self.backlog = await self.store.counts()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("webhooks: counting the outbox failed")
             free = self.o.concurrency - len(self._inflight)
             claimed: list[OutboxRow] = []
             if free > 0:
