@@ -39,7 +39,7 @@ from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, indexed_stri
 from xmppd.webhooks import events as E
 from xmppd.webhooks.outbox import DISABLED, Outbox, iso
 
-from .repository import RedPacketError, SqlRedPacketRepository
+from .repository import RedPacketError, SqlRedPacketRepository, wallets
 
 __all__ = [
     "KINDS",
@@ -156,6 +156,8 @@ class PaymentRepository:
         if kind == "withdraw":  # the hold: raises InsufficientFunds (and rolls back) without the money
             entry = await SqlRedPacketRepository._apply_txn(conn, owner, "adjust", -amount, now, None, f"withdrawal {payment_id} held")
             balance = entry.balance_after
+        else:  # the wallet's row lock orders this event among the wallet's others (its subject)
+            await conn.execute(sa.select(wallets.c.owner).where(wallets.c.owner == owner).with_for_update())
         await conn.execute(payments.insert().values(
             id=payment_id, owner=owner, kind=kind, amount=amount, status=PENDING, client_id=client_id, reference=None,
             created_at=now, settled_at=None,
