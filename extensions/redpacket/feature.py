@@ -29,12 +29,14 @@ from xmppd.errors import Condition, StanzaError
 from xmppd.features.muc.events import SpeechKind
 from xmppd.i18n import Catalog, chain
 from xmppd.jid import JID, JIDError
-from xmppd.xml import ns
 from xmppd.webhooks import events as E
+from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
 
 from . import split
 from .commands import RedPacketCommands
+from .payments import PaymentRepository
+from .payments_api import operations as payment_operations
 from .repository import (
     KINDS,
     SYSTEM_WALLET,
@@ -54,8 +56,6 @@ from .repository import (
     SqlRedPacketRepository,
     delete_account_txn,
 )
-from .payments import PaymentRepository
-from .payments_api import operations as payment_operations
 from .user_commands import UserCommands
 
 log = logging.getLogger(__name__)

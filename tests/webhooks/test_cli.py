@@ -10,8 +10,6 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from xmppd.storage.engine import Database
 from xmppd.webhooks.outbox import outbox
 
