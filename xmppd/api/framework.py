@@ -494,7 +494,10 @@ def from_stanza_error(err: Any) -> ApiError:
     condition = str(getattr(err.condition, "value", err.condition))
     app = getattr(err, "app", None)
     code = condition.replace("-", "_")
-    if app is not None and getattr(app, "tag", None) is not None:
+    key = getattr(err, "key", None)  # a LocalisedError's catalogue key: error.<what>
+    if isinstance(key, str):
+        code = f"{code}.{key.removeprefix('error.')}"
+    elif app is not None and getattr(app, "tag", None) is not None:
         from lxml import etree
 
         code = f"{code}.{etree.QName(app).localname.replace('-', '_')}"
