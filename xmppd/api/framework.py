@@ -115,6 +115,7 @@ class Operation:
     headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # request headers (e.g. Idempotency-Key)
     required_headers: tuple[str, ...] = ()
     errors: tuple[int, ...] = ()  # statuses beyond 400/401/403 it may answer (404, 409 ...)
+    other_responses: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)  # other successes: status -> schema
     description: str = ""
 
     @property
@@ -417,6 +418,11 @@ def openapi_document(operations: Iterable[Operation], *, version: str) -> dict[s
             responses[str(op.status)] = {
                 "description": _STATUS_TEXT.get(op.status, "OK"),
                 "content": {"application/json": {"schema": dict(op.response)}},
+            }
+        for status, schema in sorted(op.other_responses.items()):
+            responses[str(status)] = {
+                "description": _STATUS_TEXT.get(status, "OK"),
+                "content": {"application/json": {"schema": dict(schema)}},
             }
         for status in sorted({400, 401, 403, *op.errors, *((413, 415) if op.body is not None else ())}):
             responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
