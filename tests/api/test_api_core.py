@@ -235,7 +235,12 @@ async def test_roster_read_add_mutual_and_remove_reach_the_client(tmp_path: Path
             status, body = await api.call("POST", "/api/v1/users/bob/roster", json={"jid": alice, "groups": ["a", "a"]})
             assert status == 400 and body["error"]["code"] == "bad_request"
 
-            status, _ = await api.call("DELETE", f"/api/v1/users/bob/roster/{alice}")
+            # the path is percent-decoded once: %2540 is "%40", not "@"
+            from yarl import URL
+
+            status, body = await api.call("DELETE", URL(api.base + "/api/v1/users/bob/roster/alice%2540localhost", encoded=True))
+            assert status == 400 and body["error"]["code"] == "jid_malformed"  # the domain "alice%40localhost"
+            status, _ = await api.call("DELETE", URL(api.base + "/api/v1/users/bob/roster/alice%40localhost", encoded=True))
             assert status == 204
             status, body = await api.call("GET", "/api/v1/users/bob/roster", token=READ)
             assert body["items"] == []

@@ -297,11 +297,11 @@ class ApiRoutes:
 
     @staticmethod
     def _params(c: _Compiled, raw: dict[str, str]) -> dict[str, str]:
-        from urllib.parse import unquote
-
+        """aiohttp has percent-decoded the path once (``%40`` is ``@``); it is not decoded
+        again (``%2540`` stays ``%40``). A decoded ``/`` separates segments, so no parameter
+        holds one."""
         out = {}
         for name, value in raw.items():
-            value = unquote(value)
             _check(c.params[name], value, f"path parameter {name}")
             out[name] = value
         return out
