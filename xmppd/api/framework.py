@@ -364,7 +364,7 @@ class ApiRoutes:
             raise ApiError(415, "unsupported_media_type", "the body must be application/json")
         try:
             body = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: "[[[[…" nested too deep
             raise bad_request("invalid_json", "the body is not valid JSON (UTF-8)") from None
         _check(c.body, body, "body")
         return body
