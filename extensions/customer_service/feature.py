@@ -149,6 +149,9 @@ class CustomerService(Feature):
         self.ctx.add_service(self.domain, self)
         self._register()
         self.ctx.add_metrics(self._metrics)
+        from .api import operations
+
+        self.ctx.add_api(operations(self))  # /api/v1/cs (docs/api.md)
         if self.ctx.has_feature("disco"):
             self.ctx.on_teardown(self.ctx.feature("disco").add_item(self.domain, self.tr.text(None, "disco.component")))
         if self.options.timer_interval > 0:

@@ -23,12 +23,12 @@ class Api:
         self.http = session
         self.base = f"http://127.0.0.1:{server.ports['http']}"
 
-    async def call(self, method: str, path: str, *, token: str | None = ADMIN, **kw: Any) -> tuple[int, Any]:
+    async def call(self, method: str, path: Any, *, token: str | None = ADMIN, **kw: Any) -> tuple[int, Any]:
         headers = dict(kw.pop("headers", {}))
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        url = path if path.startswith("/") and not path.startswith("/api") and path in ("/metrics", "/health") else path
-        async with self.http.request(method, self.base + url if url.startswith("/") else url, headers=headers, **kw) as r:
+        url = self.base + path if isinstance(path, str) else path  # a yarl.URL: sent as it is
+        async with self.http.request(method, url, headers=headers, **kw) as r:
             text = await r.text()
             if r.content_type == "application/json" and text:
                 import json

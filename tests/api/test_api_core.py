@@ -52,6 +52,9 @@ async def test_bad_input_is_a_400_with_a_stable_code_never_a_500(tmp_path: Path)
             ("POST", "/api/v1/users", {"json": {"username": "bob", "password": "short"}}, "invalid_password"),
             ("POST", "/api/v1/users", {"json": {"username": "a b", "password": PASSWORD}}, "invalid_request"),
             ("POST", "/api/v1/users", {"data": b'{"username": NaN}', "headers": {"Content-Type": "application/json"}}, "invalid_json"),
+            ("POST", "/api/v1/users", {"data": b"[" * 30000, "headers": {"Content-Type": "application/json"}}, "invalid_json"),
+            ("POST", "/api/v1/users", {"data": b'{"username": 1' + b"0" * 5000 + b"}", "headers": {"Content-Type": "application/json"}}, "invalid_json"),
+            ("POST", "/api/v1/users", {"data": b"\xff\xfe", "headers": {"Content-Type": "application/json"}}, "invalid_json"),
             ("GET", "/api/v1/users?limit=0", {}, "invalid_request"),
             ("GET", "/api/v1/users?limit=100000", {}, "invalid_request"),
             ("GET", "/api/v1/users?limit=abc", {}, "invalid_request"),
@@ -235,7 +238,12 @@ async def test_roster_read_add_mutual_and_remove_reach_the_client(tmp_path: Path
             status, body = await api.call("POST", "/api/v1/users/bob/roster", json={"jid": alice, "groups": ["a", "a"]})
             assert status == 400 and body["error"]["code"] == "bad_request"
 
-            status, _ = await api.call("DELETE", f"/api/v1/users/bob/roster/{alice}")
+            # the path is percent-decoded once: %2540 is "%40", not "@"
+            from yarl import URL
+
+            status, body = await api.call("DELETE", URL(api.base + "/api/v1/users/bob/roster/alice%2540localhost", encoded=True))
+            assert status == 400 and body["error"]["code"] == "jid_malformed"  # the domain "alice%40localhost"
+            status, _ = await api.call("DELETE", URL(api.base + "/api/v1/users/bob/roster/alice%40localhost", encoded=True))
             assert status == 204
             status, body = await api.call("GET", "/api/v1/users/bob/roster", token=READ)
             assert body["items"] == []

@@ -115,6 +115,7 @@ class Operation:
     headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # request headers (e.g. Idempotency-Key)
     required_headers: tuple[str, ...] = ()
     errors: tuple[int, ...] = ()  # statuses beyond 400/401/403 it may answer (404, 409 ...)
+    other_responses: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)  # other successes: status -> schema
     description: str = ""
     # True: called by the app's backend with X-Xmppd-Signature (the HMAC-SHA256 of the raw body
     # keyed with webhooks.secret, as on our webhooks) instead of a bearer token.
@@ -312,11 +313,11 @@ class ApiRoutes:
 
     @staticmethod
     def _params(c: _Compiled, raw: dict[str, str]) -> dict[str, str]:
-        from urllib.parse import unquote
-
+        """aiohttp has percent-decoded the path once (``%40`` is ``@``); it is not decoded
+        again (``%2540`` stays ``%40``). A decoded ``/`` separates segments, so no parameter
+        holds one."""
         out = {}
         for name, value in raw.items():
-            value = unquote(value)
             _check(c.params[name], value, f"path parameter {name}")
             out[name] = value
         return out
@@ -394,7 +395,7 @@ class ApiRoutes:
             raise ApiError(415, "unsupported_media_type", "the body must be application/json")
         try:
             body = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: "[[[[…" nested too deep
             raise bad_request("invalid_json", "the body is not valid JSON (UTF-8)") from None
         _check(c.body, body, "body")
         return body
@@ -448,6 +449,11 @@ def openapi_document(operations: Iterable[Operation], *, version: str) -> dict[s
             responses[str(op.status)] = {
                 "description": _STATUS_TEXT.get(op.status, "OK"),
                 "content": {"application/json": {"schema": dict(op.response)}},
+            }
+        for status, schema in sorted(op.other_responses.items()):
+            responses[str(status)] = {
+                "description": _STATUS_TEXT.get(status, "OK"),
+                "content": {"application/json": {"schema": dict(schema)}},
             }
         for status in sorted({400, 401, 403, *op.errors, *((413, 415) if op.body is not None else ())}):
             responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
@@ -532,7 +538,10 @@ def from_stanza_error(err: Any) -> ApiError:
     condition = str(getattr(err.condition, "value", err.condition))
     app = getattr(err, "app", None)
     code = condition.replace("-", "_")
-    if app is not None and getattr(app, "tag", None) is not None:
+    key = getattr(err, "key", None)  # a LocalisedError's catalogue key: error.<what>
+    if isinstance(key, str):
+        code = f"{code}.{key.removeprefix('error.')}"
+    elif app is not None and getattr(app, "tag", None) is not None:
         from lxml import etree
 
         code = f"{code}.{etree.QName(app).localname.replace('-', '_')}"
