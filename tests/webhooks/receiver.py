@@ -23,6 +23,7 @@ class Receiver:
         self.bad_signatures = 0
         self.refused = 0
         self.port = 0
+        self.hang = False  # True: accept requests and never answer (a stuck endpoint)
         self._runner: web.AppRunner | None = None
         self.arrived = asyncio.Event()
 
@@ -44,6 +45,8 @@ class Receiver:
 
     async def _hook(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.hang:
+            await asyncio.sleep(3600)  # cancelled when the receiver stops
         want = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(want, request.headers.get("X-Xmppd-Signature", "")):
             self.bad_signatures += 1

@@ -82,8 +82,12 @@ async def send_and_grab(port: int, users: list[str], tag: str) -> list[str]:
     return ids
 
 
+@pytest.mark.parametrize("stuck", [False, True], ids=["receiver-down", "receiver-stuck"])
 @pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
-async def test_receiver_then_server_killed_every_event_arrives_in_subject_order(tmp_path, request, backend):
+async def test_receiver_then_server_killed_every_event_arrives_in_subject_order(tmp_path, request, backend, stuck):
+    """receiver-down: the receiver is stopped, the server retries into refused connections.
+    receiver-stuck: the receiver takes requests and never answers, so the server is killed with
+    claims in flight; they come back once their lease lapses, and the receiver stops after."""
     storage: list[str] = []
     if backend == "mariadb":
         url = request.getfixturevalue("mariadb_server").create_database()
@@ -110,9 +114,11 @@ async def test_receiver_then_server_killed_every_event_arrives_in_subject_order(
         first_packets = await send_and_grab(port, users[:half], "a")
         await receiver.wait_for(lambda: sum(e["event"] == E.REDPACKET_FINISHED for e in receiver.events) >= half)
 
-        # 2. The receiver dies; grabs go on and a pile of wallet events is written.
-        await receiver.stop()
-        before = list(receiver.events)
+        # 2. The receiver dies (or hangs); grabs go on and a pile of wallet events is written.
+        if stuck:
+            receiver.hang = True
+        else:
+            await receiver.stop()
         second_packets = await send_and_grab(port, users[half:], "b")
         for n in range(TOPUPS):
             for w in range(WALLETS):
@@ -129,7 +135,13 @@ async def test_receiver_then_server_killed_every_event_arrives_in_subject_order(
         # 3. SIGKILL the server: claims and backoffs stay behind in the outbox.
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        before = list(receiver.events)  # what arrived before the kill (nothing arrives after it)
+        if stuck:
+            await receiver.stop()
+            receiver.hang = False
         pending = await store.list(dead=None, limit=100000)
+        if stuck:
+            assert any(r.claim for r in pending), "no request was in flight when the server died"
         written = {e["id"] for e in before} | {r.event_id for r in pending}
         assert len(pending) >= WALLETS * TOPUPS
 
@@ -169,5 +181,5 @@ async def test_receiver_then_server_killed_every_event_arrives_in_subject_order(
     assert grab["data"]["grabber"].endswith("@localhost") and grab["data"]["amount"] == 100
     backlog = len(written) - len(before)
     duplicates = len(receiver.events) - len(got)
-    print(f"\n[{backend}] backlog {backlog} events after SIGKILL; drained {t1 - t0:.2f} s after restart "
+    print(f"\n[{backend}, {'receiver stuck' if stuck else 'receiver down'}] backlog {backlog} events after SIGKILL; drained {t1 - t0:.2f} s after restart "
           f"(server start {t_up - t0:.2f} s): {backlog / (t1 - t_up):.0f} events/s; duplicates {duplicates}")
