@@ -88,7 +88,7 @@ async def test_dead_letters_listed_retried_deleted_and_payments_through_the_api(
         await receiver.stop()
 
 
-async def test_payments_answer_503_without_webhooks(tmp_path):
+async def test_payments_refused_without_webhooks(tmp_path):
     async with api_server(tmp_path) as api:
         await add_user(api.server, "bob")
         status, doc = await api.call("POST", "/api/v1/payments", json={"owner": "bob", "kind": "topup", "amount": 1, "client_id": "x"})
