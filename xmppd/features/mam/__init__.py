@@ -162,6 +162,12 @@ class Mam(Feature):
 
     repo: MamRepository
 
+    def _metrics(self) -> list[Any]:
+        """/metrics: records waiting for their group commit (xmppd/metrics.py)."""
+        from ...metrics import gauge
+
+        return [gauge("xmppd_archive_queue", "Archive records enqueued and not stored yet on this node", self._enqueued - self._stored)]
+
     async def setup(self) -> None:
         self.repo = SqlMamRepository(self.ctx.db)
         self.ids: IdCodec = await self.repo.open()
@@ -172,6 +178,7 @@ class Mam(Feature):
         self._renewer = self.ctx.spawn(self._lease.keep(), "mam-lease")
         self._queue: asyncio.Queue[ArchivedMessage] = asyncio.Queue(self.options.queue_size)
         self._inflight: list[ArchivedMessage] = []
+        self.ctx.add_metrics(self._metrics)
         self._wake = asyncio.Event()  # batch_size records wait, or somebody waits for a ticket
         self._lock = asyncio.Lock()
         # Commit tickets (xmppd.core.durability): [records enqueued up to it, ticket], oldest first.

@@ -121,6 +121,21 @@ class Room:
         """Change a user's affiliation (stored when the room is persistent); no permission check."""
         await self._apply_affiliation(jid.bare, aff, actor, reason, nick)
 
+    async def set_affiliations(self, changes: "Iterable[tuple[JID, Affiliation]]", *, reason: str | None = None) -> None:
+        """Affiliation changes made by the service itself (the REST API: no actor, so no rank is
+        checked), all checked before any is applied: the room keeps at least one owner."""
+        changes = [(j.bare, a) for j, a in changes]
+        new_affs = {j: Affiliation(a.affiliation) for j, a in self.affiliations.items()}
+        for target, aff in changes:
+            if aff is Affiliation.NONE:
+                new_affs.pop(target, None)
+            else:
+                new_affs[target] = aff
+        if self.affiliations and not any(a is Affiliation.OWNER for a in new_affs.values()):
+            raise StanzaError(Condition.CONFLICT, "a room keeps at least one owner")
+        for target, aff in changes:
+            await self._apply_affiliation(target, aff, None, reason, None)
+
     async def may_speak(self, speaker: JID, kind: E.SpeechKind, *, stanza: etree._Element | None = None,
                         recipient: Occupant | None = None, feature: str | None = None, role: Role | None = None) -> None:
         """The speech gate (``events.Speech``): raises ``StanzaError`` when ``speaker`` (a full JID

@@ -188,6 +188,17 @@ class MucService:
             return None
         raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {to.bare}")
 
+    async def create_room(self, jid: JID, creator: JID, config: RoomConfig | None = None) -> Room:
+        """A room made by the service for ``creator`` (the REST API): the rules of a room
+        created by presence (who may create, rooms per user), ``creator`` its owner, then
+        configured at once with ``config`` (the defaults when None), so it is unlocked."""
+        if jid in self.rooms:
+            raise StanzaError(Condition.CONFLICT, f"the room {jid} exists already")
+        room = self._create(jid, creator)
+        self._created.discard(id(room))
+        await room.reconfigure(config if config is not None else room.config.copy())
+        return room
+
     def _create(self, jid: JID, creator: JID) -> Room:
         """§10.1: the creator becomes owner; the room stays locked until configured."""
         opts = self.options
@@ -430,6 +441,9 @@ class Muc(Feature):
         self.ctx.on_teardown(self.ctx.feature("disco").add_item(domain, self.options.name))
         self.ctx.add_hook(H.SESSION_CLOSED, self._session_closed)
         self.ctx.add_hook(H.PRESENCE_BROADCAST, self._presence_broadcast, priority=10)
+        from ...api import rooms as rooms_api
+
+        self.ctx.add_api(rooms_api.operations(self))
 
     async def teardown(self) -> None:
         await self.service.shutdown()
