@@ -56,6 +56,9 @@ class RemoteSessions:
         self._outbox: deque[_Item] = deque()
         self._wake = asyncio.Event()
         self._writer = asyncio.create_task(self._write(), name=f"cluster outbox {self.node}")
+        # Envelopes for a service's owner node rather than for sessions (field ``s``: the tag,
+        # e.g. "muc"): tag -> handler(routed, hops, origin node). See ``to_owner``.
+        self.owners: dict[str, Callable[[Routed, int, str], Awaitable[None]]] = {}
 
     # ------------------------------------------------------------------ sending side
 
@@ -87,6 +90,13 @@ class RemoteSessions:
         data = etree.tostring(r.stanza, encoding="unicode")
         for node, fulls in by_node.items():
             self._queue(_Item(r, fallback, node, self._envelope(r, fulls, hops, data), None, group))
+
+    def to_owner(self, node: str, tag: str, r: Routed, hops: int, fallback: Fallback | None) -> None:
+        """Queue ``r`` for ``node``, where the handler registered under ``tag`` takes it (a room's
+        owner node: docs/cluster.md §5); ``fallback(r)`` runs if the append fails."""
+        fields = self._envelope(r, [], hops)
+        fields["s"] = tag
+        self._queue(_Item(r, fallback, node, fields, None))
 
     def _envelope(self, r: Routed, fulls: list[JID], hops: int, data: str | None = None) -> dict[str, str]:
         if data is None:
@@ -166,6 +176,12 @@ class RemoteSessions:
         to_s = fields.get("t")
         r = Routed(stanza, kind, JID.parse(fields["f"]), JID.parse(to_s) if to_s else None, None)
         hops = int(fields.get("h") or 0) + 1
+        tag = fields.get("s")
+        if tag:
+            handler = self.owners.get(tag)
+            if handler is not None:
+                await handler(r, hops, fields.get("o") or "")
+            return
         targets = [JID.parse(t) for t in fields.get("r", "").split()]
         sessions = [s for s in (router.sessions.get(t) for t in targets) if s is not None]
         for i, s in enumerate(sessions):
