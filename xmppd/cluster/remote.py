@@ -98,6 +98,20 @@ class RemoteSessions:
         fields["s"] = tag
         self._queue(_Item(r, fallback, node, fields, None))
 
+    def fan(self, el: etree._Element, kind: str, targets: list[JID], wire: Any = None, *, with_to: bool = False) -> None:
+        """``Router.fan_out``'s recipients without a session here (full JIDs, and bare JIDs for
+        their available resources on other nodes), or ``deliver_to``'s (``with_to``: ``el``
+        keeps its ``to``): one envelope per node holding any, ``el`` serialised once, queued in
+        the outbox (one script: the look-ups and the appends). Nobody anywhere: nothing."""
+        if wire is not None:  # el serialised already, without "to": head + tail, unspliced
+            data = (wire.head[:-5] + wire.tail[1:]).decode()
+        else:
+            data = etree.tostring(el, encoding="unicode")
+        sess = self.sessions.keys.sess
+        fields = {"k": kind, "f": el.get("from") or self.router.domain, "t": "", "h": "0", "o": self.node,
+                  "m": "to" if with_to else "fan", "x": data}
+        self._queue(_Item(None, None, None, fields, None, fan=[(sess(str(t.bare)), t.resource or "", str(t)) for t in targets]))
+
     def _envelope(self, r: Routed, fulls: list[JID], hops: int, data: str | None = None) -> dict[str, str]:
         if data is None:
             data = etree.tostring(r.stanza, encoding="unicode")
@@ -123,7 +137,9 @@ class RemoteSessions:
                 try:
                     async with self.bus.redis.pipeline(transaction=False) as pipe:
                         for item in batch:
-                            if item.full is not None:
+                            if item.fan is not None:
+                                await self.bus.publish_fan(item.fan, item.fields, client=pipe)
+                            elif item.full is not None:
                                 await self.bus.publish_to_full(item.full[0], item.full[1], item.fields, client=pipe)
                             else:
                                 pipe.xadd(self.bus.keys.bus(item.node or ""), item.fields, maxlen=self.bus.bus_max, approximate=True)
@@ -149,7 +165,7 @@ class RemoteSessions:
                 return
         elif ok:
             return
-        if item.fallback is not None:
+        if item.fallback is not None and item.routed is not None:
             try:
                 await item.fallback(item.routed)
             except Exception:
@@ -173,6 +189,16 @@ class RemoteSessions:
         router = self.router
         stanza = etree.fromstring(fields["x"].encode(), _PARSER)
         kind = fields["k"]
+        mode = fields.get("m")
+        if mode is not None:  # a fan-out: this node's sessions only; nothing for one gone
+            fulls = [JID.parse(t) for t in fields.get("r", "").split()]
+            if mode == "fan":
+                await router.fan_out(stanza, [*fulls, *(JID.parse(b) for b in fields.get("b", "").split())], kind, here_only=True)
+                return
+            found = [s for s in (router.sessions.get(t) for t in fulls) if s is not None]
+            for i, s in enumerate(found):
+                await router.deliver(s, stanza if i == len(found) - 1 else _copy(stanza), kind)
+            return
         to_s = fields.get("t")
         r = Routed(stanza, kind, JID.parse(fields["f"]), JID.parse(to_s) if to_s else None, None)
         hops = int(fields.get("h") or 0) + 1
@@ -226,15 +252,18 @@ class _Group:
 
 
 class _Item:
-    """A queued envelope: for the node holding ``full`` (``(sess key, resource)``), or ``node``."""
+    """A queued envelope: for the node holding ``full`` (``(sess key, resource)``), ``node``, or
+    the nodes holding any of ``fan``."""
 
-    __slots__ = ("routed", "fallback", "node", "fields", "full", "group")
+    __slots__ = ("routed", "fallback", "node", "fields", "full", "group", "fan")
 
-    def __init__(self, routed: Routed, fallback: Fallback | None, node: str | None, fields: dict[str, str],
-                 full: tuple[str, str] | None, group: _Group | None = None) -> None:
+    def __init__(self, routed: Routed | None, fallback: Fallback | None, node: str | None, fields: dict[str, str],
+                 full: tuple[str, str] | None, group: _Group | None = None,
+                 fan: list[tuple[str, str, str]] | None = None) -> None:
         self.routed = routed
         self.fallback = fallback
         self.node = node
         self.fields = fields
         self.full = full
         self.group = group
+        self.fan = fan  # (sess key, resource or "", JID): a fan-out's recipients, looked up in the script

@@ -352,14 +352,22 @@ class Router:
 
     async def deliver_to(self, full: JID, stanza: etree._Element, kind: str) -> bool:
         """Deliver ``stanza`` (its ``to`` set) to the session bound to ``full``, after the
-        delivery hooks; False when no session is bound to that full JID."""
+        delivery hooks; False when no session is bound to that full JID here and (in a
+        cluster) it was not handed to the cluster for the node holding it. True for a full JID
+        of this domain without a session here once queued for the other nodes: the node that
+        holds it, if any, delivers it there (none: it is dropped, as here)."""
         session = self.sessions.get(full)
         if session is None:
-            return False
+            remote = self.remote
+            if remote is None or full.domain != self.domain or full.local is None or full.resource is None:
+                return False
+            remote.fan(stanza, kind, [full], with_to=True)
+            return True
         await self.deliver(session, stanza, kind)
         return True
 
-    async def fan_out(self, el: etree._Element, targets: Iterable[JID], kind: str, wire: Wire | None = None) -> None:
+    async def fan_out(self, el: etree._Element, targets: Iterable[JID], kind: str, wire: Wire | None = None,
+                      *, here_only: bool = False) -> None:
         """Deliver ``el`` (``from`` set, no ``to``) to each of ``targets`` with its ``to``.
 
         A full JID of this domain: the session bound to it (none: nothing is sent). A bare JID of
@@ -368,6 +376,11 @@ class Router:
         each recipient's ``to`` spliced into the bytes; DELIVER hooks, when registered, see
         ``wire.el`` with that recipient's ``to`` (shared: a hook keeping it must copy it).
         ``el`` must not change until this returns (give a private copy when in doubt).
+
+        In a cluster (docs/cluster.md §3), the full JIDs without a session here and every bare
+        JID (its resources on other nodes) go to the cluster in one envelope per destination
+        node, ``el`` serialised once for all of them; ``here_only``: this node's sessions only
+        (what the cluster itself delivers on the destination node).
         """
         if wire is None:
             wire = Wire.of(el, kind)
@@ -376,6 +389,7 @@ class Router:
         hooked = self.hooks.has(H.DELIVER)
         deliver_bytes = self.deliver_bytes
         shared = wire.el if wire is not None else None
+        elsewhere: list[JID] | None = [] if self.remote is not None and not here_only else None
         try:
             for target in targets:
                 if target.domain != domain or target.local is None:
@@ -386,6 +400,8 @@ class Router:
                 if target.resource is not None:
                     s = get(target)
                     if s is None:
+                        if elsewhere is not None:
+                            elsewhere.append(target)
                         continue
                     if wire is not None:  # the hot path: one occupant's session
                         to = str(target)
@@ -397,6 +413,8 @@ class Router:
                         continue
                     sessions: list[Session] = [s]
                 else:
+                    if elsewhere is not None:
+                        elsewhere.append(target)
                     sessions = [s for s in self.sessions.of(target) if s.available]
                     if not sessions:
                         continue
@@ -418,6 +436,8 @@ class Router:
         finally:
             if shared is not None:
                 shared.attrib.pop("to", None)
+        if elsewhere:
+            self.remote.fan(el, kind, elsewhere, wire)  # type: ignore[union-attr]
 
     def answer(self, request: IqRequest, payload: etree._Element | None = None) -> None:
         """Write the result of ``request`` now, on the stream of the session that sent it (when
