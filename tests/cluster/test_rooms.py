@@ -111,6 +111,10 @@ async def three_nodes(t: Three) -> AsyncIterator[Three]:
                 await slix_close(c)
         for proc in t.nodes.values():
             await proc.close()
+        import os
+        if os.environ.get("XMPPD_TEST_DUMP"):
+            for name, proc in t.nodes.items():
+                print(f"===== {name}\n{proc.log}")
     for proc in t.nodes.values():
         assert "Traceback" not in proc.log, proc.log
 

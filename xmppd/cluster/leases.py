@@ -138,6 +138,13 @@ class Leases:
         self._held[(kind, name)] = (lease.token, started + self.ttl)
         return True
 
+    async def break_dead(self, kind: str, name: str, lease: Lease) -> bool:
+        """Delete ``lease`` if it still has that value: its node is known dead (its registry
+        entry is gone), so nobody need wait for the lease to expire. Safe because the dead
+        holder's token is older than the next one: its writes, if it was only paused, are
+        refused by the fence."""
+        return bool(await self._release(keys=[self.keys.lease(kind, name)], args=[lease.value]))
+
     async def release(self, kind: str, name: str) -> None:
         """Give a lease back now (a graceful stop, a room that is gone); errors are logged."""
         held = self._held.pop((kind, name), None)

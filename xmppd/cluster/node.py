@@ -81,7 +81,9 @@ class ClusterNode:
         self.bus = Bus(membership.redis, cfg.redis_url, self.keys, self.name, cfg.bus_max, cfg.heartbeat)
         self.remote = RemoteSessions(server.router, self.sessions, self.bus)
         self.router = server.router
-        self.leases = Leases(membership.redis, self.keys, self.name, membership.node_timeout)
+        # A lease lives as long as the registry entry (renewed right after it): by the time the
+        # others notice this node is down, its leases are gone too.
+        self.leases = Leases(membership.redis, self.keys, self.name, membership.ttl)
         membership.after_beat.append(self.leases.renew)
         self._detach: list[Callable[[], Awaitable[None]]] = []
         self._removers = self.sessions.install(server.hooks)

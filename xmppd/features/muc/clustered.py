@@ -85,9 +85,12 @@ class RoomCluster:
                 self._drop_stale(room_jid)
                 if await self.port.alive(lease.node):
                     self._forward(lease.node, r, hops)
-                else:
+                    return False
+                if not await self.leases.break_dead(KIND, name, lease):
                     await self._owner_gone(r)
-                return False
+                    return False
+                log.info("room %s: its owner node %s is down, taking the room over", name, lease.node)
+                lease = None
             if lease is None:
                 if hops == 0:
                     preferred = self.port.preferred(name)
