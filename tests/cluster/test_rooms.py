@@ -27,7 +27,7 @@ from .conftest import PrivateRedis
 from .procs import SHARED_REDIS, Proc, cluster_args, start_xmppd, status_rows, xmppctl
 
 NODES = ("alpha", "beta", "gamma")
-USERS = ("alice", "bob", "carol", "dave", "erin")
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank")
 MUCSUB = "urn:xmpp:mucsub:0"
 MESSAGES_NODE = "urn:xmpp:mucsub:nodes:messages"
 PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
@@ -357,7 +357,7 @@ async def test_room_messages_cost_one_publish_per_node_not_per_occupant(tmp_path
         clients = []
         for node, user in (("alpha", "alice"), ("alpha", "bob"), ("beta", "carol"), ("beta", "dave"), ("gamma", "erin")):
             clients.append(await t.login(node, user))
-        clients.append(await t.login("gamma", "alice"))
+        clients.append(await t.login("gamma", "frank"))
         for i, c in enumerate(clients):
             await join(c, room, f"n{i}")
             if i == 0:
