@@ -84,7 +84,7 @@ class RoomCluster:
             if lease is not None and lease.node != self.name:
                 self._drop_stale(room_jid)
                 if await self.port.alive(lease.node):
-                    self._forward(lease.node, r, hops)
+                    await self._forward(lease.node, r, hops)
                     return False
                 if not await self.leases.break_dead(KIND, name, lease):
                     await self._owner_gone(r)
@@ -95,12 +95,12 @@ class RoomCluster:
                 if hops == 0:
                     preferred = self.port.preferred(name)
                     if preferred != self.name:
-                        self._forward(preferred, r, hops)
+                        await self._forward(preferred, r, hops)
                         return False
                 lease = await self.leases.acquire(KIND, name, await svc.repo.fence_of(name))
                 if lease is None or lease.node != self.name:  # another node was quicker
-                    if lease is not None and hops < MAX_HOPS:
-                        self._forward(lease.node, r, hops)
+                    if lease is not None:
+                        await self._forward(lease.node, r, hops)
                     else:
                         await self._refuse(r, "the room is changing nodes: try again")
                     return False
@@ -140,8 +140,11 @@ class RoomCluster:
     def token(self, room_jid: JID) -> int:
         return self.leases.token(KIND, str(room_jid)) or 0
 
-    def _forward(self, node: str, r: Routed, hops: int) -> None:
+    async def _forward(self, node: str, r: Routed, hops: int) -> None:
         room_jid = r.to.bare  # type: ignore[union-attr]
+        if hops >= MAX_HOPS:  # the owner changed under the stanza again and again: give up
+            await self._refuse(r, "the room is changing nodes: try again")
+            return
         self.owner_seen[room_jid] = node
         if r.origin is not None and r.kind == "presence" and r.to.resource is not None:  # type: ignore[union-attr]
             typ = r.stanza.get("type")
