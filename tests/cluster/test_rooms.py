@@ -378,3 +378,38 @@ async def test_room_messages_cost_one_publish_per_node_not_per_occupant(tmp_path
         assert xadds == 3 * n, (xadds, after)
         print(f"\n{n} room messages, 6 occupants on 3 nodes: {xadds} XADD ({xadds / n:g} per message); "
               f"commands: { {k: after[k]['calls'] - before.get(k, {'calls': 0})['calls'] for k in after if after[k]['calls'] != before.get(k, {'calls': 0})['calls']} }")
+
+
+async def test_an_aioxmpp_occupant_on_another_node_than_the_owner_and_the_other_occupant(three):
+    """aioxmpp's MUCClient on beta, slixmpp on alpha, the room on gamma: members, messages both
+    ways, leave."""
+    import aioxmpp
+    import aioxmpp.muc
+
+    from ..aiox import aioxmpp_client
+
+    room = room_owned_by("gamma", "aio")
+    alice = await three.login("alpha", "alice")
+    await join(alice, room, "Alice")
+    await configure(alice, room, name="Aio across nodes")
+    async with aioxmpp_client(three.nodes["beta"].as_server(), "bob@localhost") as client:
+        muc = client.summon(aioxmpp.muc.MUCClient)
+        got: asyncio.Queue[Any] = asyncio.Queue()
+        mroom, joined = muc.join(aioxmpp.JID.fromstr(room), "Bob", history=aioxmpp.muc.xso.History(maxstanzas=0))
+        mroom.on_message.connect(lambda msg, member, source, **kw: got.put_nowait((msg, member)))
+        await asyncio.wait_for(joined, 10)
+        assert sorted(m.nick for m in mroom.members) == ["Alice", "Bob"]
+        alice.send_message(mto=room, mbody="hi from alpha", mtype="groupchat")
+        while True:
+            msg, member = await asyncio.wait_for(got.get(), 10)
+            if msg.body and msg.body.any() == "hi from alpha":
+                break
+        assert member.nick == "Alice"
+        reply = aioxmpp.Message(type_=aioxmpp.MessageType.GROUPCHAT, to=aioxmpp.JID.fromstr(room))
+        reply.body[None] = "hello from beta"
+        await client.send(reply)
+        echo = await alice.inbox.message(groupchat("hello from beta"), timeout=10)
+        assert str(echo["from"]) == f"{room}/Bob"
+        await asyncio.wait_for(mroom.leave(), 10)
+        await alice.inbox.presence(presence_of(room, "Bob", "unavailable"), timeout=10)
+    assert three.owner(room) == "gamma"
