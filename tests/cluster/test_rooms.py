@@ -246,6 +246,13 @@ async def test_one_room_with_occupants_on_three_nodes(three):
     carol.send_message(mto=room, mbody="now I can", mtype="groupchat")
     await bob.inbox.message(groupchat("now I can"), timeout=10)
 
+    # a private message through the room, from beta to gamma, and an answer back
+    bob.send_message(mto=f"{room}/carol", mbody="psst", mtype="chat")
+    pm = await carol.inbox.message(lambda m: m["body"] == "psst", timeout=10)
+    assert pm["from"].full == f"{room}/bob" and pm["type"] == "chat"
+    carol.send_message(mto=f"{room}/bob", mbody="yes?", mtype="chat")
+    assert (await bob.inbox.message(lambda m: m["body"] == "yes?", timeout=10))["from"].full == f"{room}/carol"
+
     # leave: the others see it; a session that closes leaves too
     carol.send_presence(pto=f"{room}/carol", ptype="unavailable")
     await alice.inbox.presence(presence_of(room, "carol", "unavailable"), timeout=10)

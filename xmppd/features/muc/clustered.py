@@ -263,12 +263,15 @@ class RoomCluster:
                 del self.occupant_node[full]
                 if full in svc.joined:
                     await svc.session_gone(full)
-        # Occupant side: this node's sessions in the dead node's rooms must join again.
+        # Occupant side: this node's sessions in the dead node's rooms must join again (a node
+        # that left gracefully told them itself).
         for full, rooms in list(self.remote_joined.items()):
             for room_jid, nick in list(rooms.items()):
                 if self.owner_seen.get(room_jid) != ev.node:
                     continue
                 self._unjoin(full, room_jid)
+                if ev.graceful:
+                    continue
                 p = rejoin_presence(str(room_jid), nick, None)
                 p.set("to", str(full))
                 await svc.ctx.router.deliver_to(full, p, "presence")
