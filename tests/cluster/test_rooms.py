@@ -33,11 +33,11 @@ MESSAGES_NODE = "urn:xmpp:mucsub:nodes:messages"
 PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
 
 
-def room_owned_by(node: str, stem: str) -> str:
-    """A room JID whose preferred owner (rendezvous hashing over the three nodes) is ``node``."""
+def room_owned_by(node: str, stem: str, nodes: tuple[str, ...] = NODES) -> str:
+    """A room JID whose preferred owner (rendezvous hashing over ``nodes``) is ``node``."""
     for i in range(1000):
         jid = f"{stem}{i}@conference.localhost"
-        if rendezvous(list(NODES), jid) == node:
+        if rendezvous(list(nodes), jid) == node:
             return jid
     raise AssertionError("no such room name")
 
@@ -93,15 +93,15 @@ class Three:
 
 
 @contextlib.asynccontextmanager
-async def three_nodes(t: Three) -> AsyncIterator[Three]:
+async def three_nodes(t: Three, nodes: tuple[str, ...] = NODES) -> AsyncIterator[Three]:
     for user in USERS:
         r = xmppctl(*t.storage, "--set", f"server.data_dir={t.tmp / 'ctl'}", "user", "add", f"{user}@localhost", "--password", PASSWORD, cwd=t.tmp)
         assert r.returncode == 0, r.stderr
     try:
-        for name in NODES:
+        for name in nodes:
             await t.start(name)
-        for name in NODES:
-            for other in NODES:
+        for name in nodes:
+            for other in nodes:
                 if other != name:
                     await t.nodes[name].wait_log(f"node {other} is up")
         yield t
@@ -420,3 +420,33 @@ async def test_an_aioxmpp_occupant_on_another_node_than_the_owner_and_the_other_
         await asyncio.wait_for(mroom.leave(), 10)
         await alice.inbox.presence(presence_of(room, "Bob", "unavailable"), timeout=10)
     assert three.owner(room) == "gamma"
+
+
+async def test_after_redis_restarts_empty_the_room_is_acquired_again_with_a_higher_token(tmp_path: Path, prefix: str, private_redis: PrivateRedis):
+    """Redis loses every lease and fencing counter: the owner drops the room when its renewal
+    fails, a self-ping is answered not-acceptable, and the room is acquired again with a token
+    above the one stored in the database (the floor), so that the old token stays fenced out."""
+    t = Three(tmp_path, prefix, private_redis.url)
+    async with three_nodes(t, ("alpha", "beta")):
+        room = room_owned_by("beta", "phoenix", ("alpha", "beta"))
+        alice = await t.login("alpha", "alice")
+        await join(alice, room, "alice")
+        await configure(alice, room, name="Phoenix", persistent=True)
+        r = _redis(t.redis_url)
+        old = int(r.get(f"{prefix}:lease:room:{room}").rpartition("|")[2])
+        r.close()
+        private_redis.stop()
+        private_redis.start()  # empty
+        await t.nodes["beta"].wait_log(rf"lost the lease of room {room}")
+        with pytest.raises(IqError) as err:
+            await self_ping(alice, room, "alice")
+        assert err.value.condition == "not-acceptable"
+        pres = await join(alice, room, "alice")
+        assert pres["muc"]["affiliation"] == "owner"
+        r = _redis(t.redis_url)
+        node, _, token = r.get(f"{prefix}:lease:room:{room}").rpartition("|")
+        r.close()
+        assert node == "beta" and int(token) > old
+        await self_ping(alice, room, "alice")
+        info = await alice.plugin["xep_0030"].get_info(jid=room, timeout=10)
+        assert room_name(info) == "Phoenix"
