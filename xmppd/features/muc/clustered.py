@@ -25,6 +25,7 @@ and the service keeps every room in its own memory as on one node.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,7 @@ class RoomCluster:
         self.owner_seen: dict[JID, str] = {}  # room -> the node it was last forwarded to
         # Owner side: the node of each occupant whose stanzas came through the bus.
         self.occupant_node: dict[JID, str] = {}
+        self._locks: dict[JID, list[Any]] = {}  # room -> [lock, stanzas using it]
         self._removers = [port.serve(TAG, self._from_bus), self.leases.on_lost(KIND, self._lost)]
 
     # ---------------------------------------------------------------- where a stanza goes
@@ -76,6 +78,24 @@ class RoomCluster:
         here. False: forwarded to the owner, or answered with an error."""
         svc = self.service
         room_jid = r.to.bare  # type: ignore[union-attr]
+        if room_jid in svc.rooms and self.leases.token(KIND, str(room_jid)) is not None:
+            return True
+        # One look-up (and acquisition, and load) at a time per room on this node: two stanzas
+        # arriving together must not load the room twice.
+        gate = self._locks.get(room_jid)
+        if gate is None:
+            gate = self._locks[room_jid] = [asyncio.Lock(), 0]
+        gate[1] += 1
+        try:
+            async with gate[0]:
+                return await self._locate(r, hops, room_jid)
+        finally:
+            gate[1] -= 1
+            if not gate[1]:
+                del self._locks[room_jid]
+
+    async def _locate(self, r: Routed, hops: int, room_jid: JID) -> bool:
+        svc = self.service
         name = str(room_jid)
         if room_jid in svc.rooms and self.leases.token(KIND, name) is not None:
             return True
@@ -119,13 +139,15 @@ class RoomCluster:
         svc = self.service
         name = str(room_jid)
         room = svc.rooms.get(room_jid)
-        if room is not None:
-            room.fence = token
+        if room is not None and room.fence == token:
             return True
         if not await svc.repo.claim(name, token):
             await self.leases.release(KIND, name)
             await self._refuse(r, "the room is changing nodes: try again")
             return False
+        if room is not None:  # in memory already (a temporary room, or one held since start)
+            room.fence = token
+            return True
         stored = await svc.repo.load_room(name)
         if stored is not None:
             from .room import Room
