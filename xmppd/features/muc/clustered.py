@@ -102,7 +102,7 @@ class RoomCluster:
         try:
             lease = await self.leases.owner(KIND, name)
             if lease is not None and lease.node != self.name:
-                self._drop_stale(room_jid)
+                await self._drop_stale(room_jid)
                 if await self.port.alive(lease.node):
                     await self._forward(lease.node, r, hops)
                     return False
@@ -133,6 +133,12 @@ class RoomCluster:
                 return True  # cut off from Redis: serve what we hold until the lease runs out
             log.warning("room %s: the cluster cannot be reached (%s)", name, exc or type(exc).__name__)
             await self._refuse(r, "the room cannot be reached now")
+            return False
+        except Exception:  # the database failed while claiming or loading the room
+            log.exception("room %s could not be located or loaded", name)
+            if room_jid not in svc.rooms:
+                await self.leases.release(KIND, name)
+            await self.service._bounce(r, StanzaError(Condition.INTERNAL_SERVER_ERROR, "the room could not be loaded"))
             return False
 
     async def _load(self, room_jid: JID, token: int, r: Routed) -> bool:
@@ -214,13 +220,12 @@ class RoomCluster:
         if self.service.rooms.get(room_jid) is None:
             await self.leases.release(KIND, str(room_jid))
 
-    def _drop_stale(self, room_jid: JID) -> None:
+    async def _drop_stale(self, room_jid: JID) -> None:
         room = self.service.rooms.pop(room_jid, None)
         if room is not None:
             log.warning("room %s is owned by another node now: dropped here", room_jid)
             self.leases.forget(KIND, str(room_jid))
-            for full in list(self.service.joined):
-                self.service.unindex(full, room)
+            await self._tell_rejoin(room)
 
     async def fenced_out(self, room_jid: JID, exc: FencedOut) -> None:
         log.warning("room %s: %s; another node owns it, dropped here", room_jid, exc)
