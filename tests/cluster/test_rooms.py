@@ -283,6 +283,8 @@ async def test_the_owner_is_killed_the_room_comes_back_elsewhere_and_occupants_r
     await join(carol, room, "carol")
     await self_ping(alice, room, "alice")  # joined: answered
     assert three.owner(room) == "gamma"
+    bob.send_message(mto=room, mbody="before the crash", mtype="groupchat")
+    await alice.inbox.message(groupchat("before the crash"), timeout=10)
 
     gamma = three.nodes["gamma"]
     gamma.proc.send_signal(signal.SIGKILL)
@@ -298,6 +300,9 @@ async def test_the_owner_is_killed_the_room_comes_back_elsewhere_and_occupants_r
     pres = await join(alice, room, "alice")  # a survivor acquires the room and loads it
     assert pres["muc"]["affiliation"] == "owner"
     assert three.owner(room) in ("alpha", "beta")
+    # the history sent on join comes back from the archive (MAM stores the room's messages)
+    old = await alice.inbox.message(lambda m: m["body"] == "before the crash" and m.xml.find("{urn:xmpp:delay}delay") is not None, timeout=10)
+    assert old["from"].full == f"{room}/bob"
     subject = await alice.inbox.message(lambda m: m["subject"], timeout=10)
     assert subject["subject"] == "Still here"
     await self_ping(alice, room, "alice")

@@ -36,6 +36,7 @@ from ...errors import Condition, StanzaError
 from ...jid import JID
 from ...xml import ns
 from . import const as C
+from . import events as E
 from .repository import FencedOut
 
 if TYPE_CHECKING:
@@ -162,7 +163,9 @@ class RoomCluster:
             room.config.persistent = True
             room.fence = token
             svc.rooms[room_jid] = room
-            log.info("room %s now lives on node %s (token %d)", name, self.name, token)
+            if svc.events.has(E.ROOM_LOADED):
+                await svc.events.run(E.ROOM_LOADED, E.RoomLoaded(room))
+            log.info("room %s now lives on node %s (token %d, %d messages of history)", name, self.name, token, len(room.history))
         return True
 
     def token(self, room_jid: JID) -> int:
