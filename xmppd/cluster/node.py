@@ -114,6 +114,8 @@ class ClusterNode:
                 await detach()
             except Exception:
                 log.exception("a feature failed to leave the cluster cleanly")
+        if self._detach:
+            await self.remote.flush(self.membership.heartbeat)
         self._detach = []
         self.membership.after_beat.clear()
         self.router.remote = None

@@ -55,6 +55,7 @@ class RemoteSessions:
         self._warned = False
         self._outbox: deque[_Item] = deque()
         self._wake = asyncio.Event()
+        self._busy = False  # the writer holds a batch it has not settled yet
         self._writer = asyncio.create_task(self._write(), name=f"cluster outbox {self.node}")
         # Envelopes for a service's owner node rather than for sessions (field ``s``: the tag,
         # e.g. "muc"): tag -> handler(routed, hops, origin node). See ``to_owner``.
@@ -132,6 +133,7 @@ class RemoteSessions:
             await self._wake.wait()
             self._wake.clear()
             while outbox:
+                self._busy = True
                 batch = [outbox.popleft() for _ in range(min(BATCH, len(outbox)))]
                 results: list[Any]
                 try:
@@ -155,6 +157,7 @@ class RemoteSessions:
                     if isinstance(result, Exception) and not isinstance(result, unreachable_errors()):
                         log.error("publishing a stanza on the cluster bus failed: %s", result)
                     await self._settle(item, ok)
+            self._busy = False
 
     async def _settle(self, item: "_Item", ok: bool) -> None:
         group = item.group
@@ -221,6 +224,14 @@ class RemoteSessions:
         elif kind == "iq" and typ in ("get", "set"):
             router.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "recipient_unavailable"))
         # other messages, presence and iq answers to a session that is gone: dropped, as locally
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until what is queued now has been sent: a graceful
+        stop's last words (a room's occupants told to join again) before the writer stops."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self._outbox or self._busy) and loop.time() < deadline and not self._writer.done():
+            await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
         """Stop the writer; what is still queued takes its fallback (offline storage, errors)."""
