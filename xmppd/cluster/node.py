@@ -39,6 +39,7 @@ class ClusterPort:
         self._node = node
         self.name = node.name
         self.leases = node.leases
+        self.heartbeat = node.membership.heartbeat
 
     def live_nodes(self) -> list[str]:
         """This node and the peers the membership loop saw alive at its last look."""

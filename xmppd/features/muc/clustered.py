@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 TAG = "muc"  # the bus envelopes for a room's owner
 KIND = "room"  # the leases
 MAX_HOPS = 3
+MAX_CACHED = 100_000  # rooms whose owner this node remembers
 _PING = C.q(C.PING, "ping")
 REJOIN_TEXT = "the room moved to another cluster node: join it again"
 
@@ -67,6 +68,11 @@ class RoomCluster:
         # This node's sessions in rooms owned by another node: real full JID -> room -> nick.
         self.remote_joined: dict[JID, dict[JID, str]] = {}
         self.owner_seen: dict[JID, str] = {}  # room -> the node it was last forwarded to
+        # room -> (owner node, until): the lease read less than a heartbeat ago, so that a busy
+        # room costs its other nodes one GET per heartbeat rather than one per stanza. A stale
+        # entry costs one more hop: the node that no longer owns the room forwards it on.
+        self._owners: dict[JID, tuple[str, float]] = {}
+        self._clock = asyncio.get_running_loop().time
         # Owner side: the node of each occupant whose stanzas came through the bus.
         self.occupant_node: dict[JID, str] = {}
         self._locks: dict[JID, list[Any]] = {}  # room -> [lock, stanzas using it]
@@ -81,6 +87,12 @@ class RoomCluster:
         room_jid = r.to.bare  # type: ignore[union-attr]
         if room_jid in svc.rooms and self.leases.token(KIND, str(room_jid)) is not None:
             return True
+        cached = self._owners.get(room_jid)
+        if cached is not None and hops == 0:
+            if cached[1] > self._clock() and self.port.is_live(cached[0]):
+                await self._forward(cached[0], r, hops)
+                return False
+            del self._owners[room_jid]
         # One look-up (and acquisition, and load) at a time per room on this node: two stanzas
         # arriving together must not load the room twice.
         gate = self._locks.get(room_jid)
@@ -105,6 +117,9 @@ class RoomCluster:
             if lease is not None and lease.node != self.name:
                 await self._drop_stale(room_jid)
                 if await self.port.alive(lease.node):
+                    if len(self._owners) >= MAX_CACHED:
+                        self._owners.clear()
+                    self._owners[room_jid] = (lease.node, self._clock() + self.port.heartbeat)
                     await self._forward(lease.node, r, hops)
                     return False
                 if not await self.leases.break_dead(KIND, name, lease):
@@ -308,6 +323,9 @@ class RoomCluster:
         for room_jid, node in list(self.owner_seen.items()):
             if node == ev.node:
                 del self.owner_seen[room_jid]
+        for room_jid, (node, _) in list(self._owners.items()):
+            if node == ev.node:
+                del self._owners[room_jid]
         return Flow.CONTINUE
 
 
