@@ -102,6 +102,30 @@ class RemoteSessions:
                   "m": "to" if with_to else "fan", "x": data}
         self._queue(_Item(None, None, None, fields, None, fan=[(sess(str(t.bare)), t.resource or "", str(t)) for t in targets]))
 
+    async def elsewhere(self, bares: list[JID]) -> dict[JID, list[Entry]]:
+        """Each account's sessions on the other nodes, one pipeline ({} if Redis fails)."""
+        if not bares:
+            return {}
+        try:
+            found = await self.sessions.of_many(bares)
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+            return {}
+        return {b: [e for e in es if e.node != self.node] for b, es in found.items()}
+
+    def relay(self, r: Routed, node: str) -> None:
+        """``r`` for ``node``, to be routed there (``Routed.relayed``)."""
+        fields = self._envelope(r, [], 0)
+        fields["m"] = "route"
+        self._queue(_Item(r, None, node, fields, None))
+
+    def each(self, bare: JID, el: etree._Element, kind: str, exclude: JID | None, check: str | None) -> None:
+        """``el`` (no ``to``) for every resource of ``bare`` on the other nodes, ``to`` set there."""
+        fields = {"k": kind, "f": el.get("from") or self.router.domain, "t": "", "h": "0", "o": self.node,
+                  "m": "each", "e": str(exclude) if exclude is not None else "", "c": check or "",
+                  "x": etree.tostring(el, encoding="unicode")}
+        self._queue(_Item(None, None, None, fields, None, fan=[(self.sessions.keys.sess(str(bare.bare)), "", str(bare.bare))]))
+
     def _envelope(self, r: Routed, fulls: list[JID], hops: int, data: str | None = None) -> dict[str, str]:
         if data is None:
             data = etree.tostring(r.stanza, encoding="unicode")
@@ -180,12 +204,21 @@ class RemoteSessions:
         stanza = etree.fromstring(fields["x"].encode(), _PARSER)
         kind = fields["k"]
         mode = fields.get("m")
+        if mode == "route":  # relayed: routed here as if made here, for this node's sessions
+            to_s = fields.get("t")
+            await router.route(Routed(stanza, kind, JID.parse(fields["f"]), JID.parse(to_s) if to_s else None, None, relayed=True))
+            return
         if mode is not None:  # a fan-out: this node's sessions only; nothing for one gone
             fulls = [JID.parse(t) for t in fields.get("r", "").split()]
+            bares = [JID.parse(b) for b in fields.get("b", "").split()]
             if mode == "fan":
-                await router.fan_out(stanza, [*fulls, *(JID.parse(b) for b in fields.get("b", "").split())], kind, here_only=True)
+                await router.fan_out(stanza, [*fulls, *bares], kind, here_only=True)
+                return
+            if mode == "each":
+                await self._each(stanza, kind, bares, fields)
                 return
             found = [s for s in (router.sessions.get(t) for t in fulls) if s is not None]
+            found += [s for b in bares for s in router.sessions.of(b) if s.available]
             for i, s in enumerate(found):
                 await router.deliver(s, stanza if i == len(found) - 1 else _copy(stanza), kind)
             return
@@ -205,6 +238,20 @@ class RemoteSessions:
         elif kind == "iq" and typ in ("get", "set"):
             router.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "recipient_unavailable"))
         # other messages, presence and iq answers to a session that is gone: dropped, as locally
+
+    async def _each(self, el: etree._Element, kind: str, bares: list[JID], fields: dict[str, str]) -> None:
+        router = self.router
+        exclude = fields.get("e") or None
+        check = router.checks.get(fields["c"]) if fields.get("c") else None
+        if fields.get("c") and check is None:
+            return  # the feature that asked is not loaded here
+        for bare in bares:
+            for s in router.sessions.of(bare):
+                if s.jid is None or s.is_closed or str(s.jid) == exclude or (check is not None and not check(s)):
+                    continue
+                out = _copy(el)
+                out.set("to", str(s.jid))
+                await router.deliver(s, out, kind)
 
     async def stop(self) -> None:
         """Stop the writer; what is still queued takes its fallback (offline storage, errors)."""

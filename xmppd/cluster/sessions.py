@@ -80,6 +80,20 @@ return removed
 BATCH = 200
 
 
+def _entries(bare: JID, mapping: dict[str, str]) -> list["Entry"]:
+    entries = []
+    for resource, value in mapping.items():
+        parts = value.split("|")
+        if len(parts) != 4:
+            continue
+        try:
+            priority = int(parts[2])
+        except ValueError:
+            continue
+        entries.append(Entry(bare.with_resource(resource), parts[0], parts[1], priority, parts[3] == "1"))
+    return entries
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One session as the cluster registry describes it."""
@@ -180,17 +194,15 @@ class ClusterSessions:
 
     async def of(self, bare: JID) -> list[Entry]:
         """The sessions of ``bare`` on every node (this one's included)."""
-        entries = []
-        for resource, value in (await self.redis.hgetall(self.keys.sess(str(bare)))).items():
-            parts = value.split("|")
-            if len(parts) != 4:
-                continue
-            try:
-                priority = int(parts[2])
-            except ValueError:
-                continue
-            entries.append(Entry(bare.with_resource(resource), parts[0], parts[1], priority, parts[3] == "1"))
-        return entries
+        return _entries(bare, await self.redis.hgetall(self.keys.sess(str(bare))))
+
+    async def of_many(self, bares: list[JID]) -> dict[JID, list[Entry]]:
+        """``of`` for several accounts, in one pipeline."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for b in bares:
+                pipe.hgetall(self.keys.sess(str(b.bare)))
+            found = await pipe.execute()
+        return {b.bare: _entries(b.bare, h) for b, h in zip(bares, found, strict=True)}
 
     # ------------------------------------------------------------------ cleanup
 

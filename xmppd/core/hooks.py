@@ -42,6 +42,9 @@ class Routed:
     from_jid: JID
     to: JID | None
     origin: "Session | None" = None
+    # Relayed by another node of the cluster (``Router.relay``): the sender's node did its part
+    # (checks, looking at the other nodes); this node answers for its own sessions only.
+    relayed: bool = False
 
 
 @dataclass(slots=True)
