@@ -212,3 +212,33 @@ async def test_carbons_reach_the_accounts_resources_on_the_other_node(two):
     finally:
         for c in (alice1, alice2, alice3, bob):
             await slix_close(c)
+
+
+async def test_a_killed_nodes_available_users_appear_unavailable_to_their_contacts_on_every_node(two):
+    import signal
+
+    await befriend(two, "alice", "bob")
+    await two.start("gamma")
+    await two.nodes["alpha"].wait_log("node gamma is up")
+    await two.nodes["beta"].wait_log("node gamma is up")
+    alice1 = await two.login("alpha", "alice@localhost")
+    alice2 = await two.login("beta", "alice@localhost")
+    bob = await two.login("gamma", "bob@localhost", available=False)
+    try:
+        q1, q2 = presences(alice1, "bob@localhost"), presences(alice2, "bob@localhost")
+        bob.send_presence(pstatus="on gamma")
+        for q in (q1, q2):
+            await next_with(q, lambda p: p["status"] == "on gamma")
+        gamma = two.nodes["gamma"]
+        gamma.proc.send_signal(signal.SIGKILL)
+        await gamma.wait()
+        for q in (q1, q2):  # one survivor cleaned up; both alice resources were told
+            p = await next_with(q, lambda p: p["type"] == "unavailable", timeout=20)
+            assert p["from"].full == bob.boundjid.full
+        line = "told the contacts of node gamma's 1 available sessions that they are unavailable"
+        await _until(lambda: any(line in two.nodes[n].log for n in ("alpha", "beta")))
+        assert sum(line in two.nodes[n].log for n in ("alpha", "beta")) == 1
+    finally:
+        for c in (alice1, alice2):
+            await slix_close(c)
+        bob.abort()

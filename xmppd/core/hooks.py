@@ -84,6 +84,15 @@ class NodeEvent:
     graceful: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SessionsLost:
+    """The sessions a dead cluster node held that were available (SESSIONS_LOST): the one
+    survivor that cleans up after it runs the hook, so that their contacts learn they are gone."""
+
+    node: str
+    available: tuple[JID, ...]
+
+
 @dataclass(slots=True)
 class StreamFeaturesEvent:
     """Asked when building stream features; handlers append elements."""
@@ -138,6 +147,8 @@ ACCOUNT_DELETED: Hook[AccountEvent] = Hook("account/deleted")
 NODE_DOWN: Hook[NodeEvent] = Hook("cluster/node-down")
 # Another cluster node registered (joined, or came back after a restart).
 NODE_UP: Hook[NodeEvent] = Hook("cluster/node-up")
+# A dead node's available sessions, once removed from the cluster registry (on one survivor).
+SESSIONS_LOST: Hook[SessionsLost] = Hook("cluster/sessions-lost")
 
 Handler = Callable[[Any], Awaitable[Flow]]
 

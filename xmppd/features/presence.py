@@ -406,6 +406,24 @@ class Presence(Feature):
             await self._go_offline(session, stanza("presence", frm=str(session.jid), type="unavailable"))
         return Flow.CONTINUE
 
+    @hook(H.SESSIONS_LOST)
+    async def on_sessions_lost(self, event: H.SessionsLost) -> Flow:
+        """A dead cluster node's available sessions (run on the survivor that cleaned up after
+        it): unavailable presence in each one's name to its subscribers, from the stored roster,
+        and to the account's other resources, on every node (RFC 6121 §4.5.2, as when a session
+        ends without unavailable presence). Its directed presence died with the node."""
+        for full in event.available:
+            if not self._local(full):
+                continue
+            unavailable = stanza("presence", frm=str(full), type="unavailable")
+            try:
+                subscribers = await self.roster.subscribers(full.bare)
+            except Exception:
+                self.log.exception("the roster of %s could not be read: its contacts are not told it is gone", full.bare)
+                continue
+            await self.ctx.router.fan_out(unavailable, (*subscribers, full.bare), "presence", _wire(unavailable))
+        return Flow.CONTINUE
+
     async def _go_offline(self, session: "Session", unavailable: etree._Element) -> None:
         st = _state(session)
         user = session.jid.bare  # type: ignore[union-attr]
