@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from ..core.hooks import Routed
-from ..errors import Condition
+from ..errors import Condition, StreamErrorCondition
 from ..i18n import core_error
 from ..jid import JID
 from .bus import Bus
@@ -112,6 +112,45 @@ class RemoteSessions:
             self._unreachable(exc)
             return {}
         return {b: [e for e in es if e.node != self.node] for b, es in found.items()}
+
+    async def bind_elsewhere(self, bare: JID, resource: str | None) -> int:
+        """See ``Router.bind_elsewhere``: a control envelope (``m`` ``close``) asks the node
+        holding ``bare/resource`` to close it, then the registry is watched until that entry is
+        no longer that session's (its node removes it as the session ends)."""
+        try:
+            entries = [e for e in await self.sessions.of(bare) if e.node != self.node]
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+            return 0
+        same = [e for e in entries if resource is not None and e.full.resource == resource]
+        for e in same:
+            log.info("%s is bound on node %s: asking it to close that session (conflict)", e.full, e.node)
+            fields = {"k": "close", "f": "", "t": "", "r": str(e.full), "h": "0", "o": self.node, "m": "close", "i": e.incarnation, "x": ""}
+            self._queue(_Item(None, None, e.node, fields, None))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        key = self.sessions.keys.sess(str(bare))
+        for e in same:
+            held = f"{e.node}|{e.incarnation}|"
+            try:
+                while loop.time() < deadline:
+                    value = await self.bus.redis.hget(key, resource)
+                    if value is None or not value.startswith(held):
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    log.warning("node %s did not close %s within 10 s: bound here all the same", e.node, e.full)
+            except unreachable_errors() as exc:
+                self._unreachable(exc)
+        return len(entries) - len(same)
+
+    async def online_accounts(self) -> set[JID]:
+        """The accounts with a session on any node: the union of the nodes' ``P:nsess`` sets."""
+        try:
+            return {JID.parse(b) for b in await self.sessions.accounts()}
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+            return set()
 
     def relay(self, r: Routed, node: str) -> None:
         """``r`` for ``node``, to be routed there (``Routed.relayed``)."""
@@ -201,9 +240,12 @@ class RemoteSessions:
         """An envelope from the bus (or from a dead node's stream): deliver it to the sessions it
         names; what finds none of them goes on as for a resource that is gone (RFC 6121 §8.5.3.2)."""
         router = self.router
+        mode = fields.get("m")
+        if mode == "close":  # a control envelope: the same full JID was bound on another node
+            self._close_replaced(fields)
+            return
         stanza = etree.fromstring(fields["x"].encode(), _PARSER)
         kind = fields["k"]
-        mode = fields.get("m")
         if mode == "route":  # relayed: routed here as if made here, for this node's sessions
             to_s = fields.get("t")
             await router.route(Routed(stanza, kind, JID.parse(fields["f"]), JID.parse(to_s) if to_s else None, None, relayed=True))
@@ -238,6 +280,15 @@ class RemoteSessions:
         elif kind == "iq" and typ in ("get", "set"):
             router.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "recipient_unavailable"))
         # other messages, presence and iq answers to a session that is gone: dropped, as locally
+
+    def _close_replaced(self, fields: dict[str, str]) -> None:
+        """RFC 6120 §7.7.2.2: a new session for this full JID on node ``o``: ours ends with
+        ``conflict`` (its unavailable presence goes out as for any end)."""
+        session = self.router.sessions.get(JID.parse(fields["r"]))
+        if session is None or fields.get("i") != self.sessions.incarnation:
+            return  # gone already, or meant for an earlier life of this node
+        session.log.info("replaced by a new session for the same resource on node %s", fields.get("o"))
+        session.close(StreamErrorCondition.CONFLICT, "replaced by a new connection for the same resource")
 
     async def _each(self, el: etree._Element, kind: str, bares: list[JID], fields: dict[str, str]) -> None:
         router = self.router

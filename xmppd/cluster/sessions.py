@@ -207,6 +207,13 @@ class ClusterSessions:
             found = await pipe.execute()
         return {b.bare: _entries(b.bare, h) for b, h in zip(bares, found, strict=True)}
 
+    async def accounts(self) -> set[str]:
+        """The bare JIDs with a session on any registered node (one ``SUNION``)."""
+        nodes = await self.redis.smembers(self.keys.nodes)
+        if not nodes:
+            return set()
+        return set(await self.redis.sunion([self.keys.nsess(n) for n in nodes]))
+
     # ------------------------------------------------------------------ cleanup
 
     async def clean(self, node: str, incarnation: str, *, mine: bool = False, available: list[JID] | None = None) -> int:

@@ -471,6 +471,22 @@ class Router:
             return {}
         return await self.remote.elsewhere(list(bares))
 
+    async def bind_elsewhere(self, bare: JID, resource: str | None) -> int:
+        """Before ``bare/resource`` is bound here: a session bound to that full JID on another
+        node is closed there with ``conflict`` (RFC 6120 §7.7.2.2; waited for, at most 10 s);
+        returns how many other sessions the account has on other nodes (0 alone)."""
+        if self.remote is None:
+            return 0
+        return await self.remote.bind_elsewhere(bare, resource)
+
+    async def online_accounts(self) -> set[JID]:
+        """The accounts with a session on any node (this one's from memory, the others' from
+        the cluster registry; this node's alone without a cluster or while Redis is down)."""
+        here = set(self.sessions.accounts())
+        if self.remote is None:
+            return here
+        return here | await self.remote.online_accounts()
+
     def relay(self, r: Routed, nodes: Iterable[str]) -> None:
         """Hand ``r`` (to a local-domain JID) to ``nodes``, where it is routed as if made there,
         with ``r.relayed`` set: the sender's node did its checks; the node answers for its own
