@@ -152,11 +152,12 @@ class RemoteSessions:
             self._unreachable(exc)
             return set()
 
-    def relay(self, r: Routed, node: str) -> None:
-        """``r`` for ``node``, to be routed there (``Routed.relayed``)."""
+    def relay(self, r: Routed, node: str, fallback: Fallback | None = None) -> None:
+        """``r`` for ``node``, to be routed there (``Routed.relayed``); ``fallback(r)`` here if
+        Redis fails."""
         fields = self._envelope(r, [], 0)
         fields["m"] = "route"
-        self._queue(_Item(r, None, node, fields, None))
+        self._queue(_Item(r, fallback, node, fields, None))
 
     def each(self, bare: JID, el: etree._Element, kind: str, exclude: JID | None, check: str | None) -> None:
         """``el`` (no ``to``) for every resource of ``bare`` on the other nodes, ``to`` set there."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from lxml import etree
@@ -487,14 +487,15 @@ class Router:
             return here
         return here | await self.remote.online_accounts()
 
-    def relay(self, r: Routed, nodes: Iterable[str]) -> None:
+    def relay(self, r: Routed, nodes: Iterable[str], fallback: "Callable[[Routed], Awaitable[None]] | None" = None) -> None:
         """Hand ``r`` (to a local-domain JID) to ``nodes``, where it is routed as if made there,
         with ``r.relayed`` set: the sender's node did its checks; the node answers for its own
         sessions (a probe answered with their presence, a subscription stanza processed where
-        the contact's roster is cached). Nothing without a cluster."""
+        the contact's roster is cached). ``fallback(r)`` runs here for a node that could not be
+        reached (Redis failed). Nothing without a cluster."""
         if self.remote is not None:
             for node in set(nodes):
-                self.remote.relay(r, node)
+                self.remote.relay(r, node, fallback)
 
     def to_resources_elsewhere(self, bare: JID, el: etree._Element, kind: str, *, exclude: JID | None = None,
                                only_if: str | None = None) -> None:

@@ -165,7 +165,10 @@ class Presence(Feature):
         if self.ctx.router.clustered and not self.ctx.sessions.has_account_sessions(contact):
             far = (await self.ctx.router.elsewhere([contact])).get(contact, [])
             if far:
-                self.ctx.router.relay(Routed(el, "presence", sender, contact), [far[0].node])
+                async def here(_r: Routed) -> None:  # Redis failed: on this node after all
+                    await self.inbound(contact, sender, typ, el)
+
+                self.ctx.router.relay(Routed(el, "presence", sender, contact), [far[0].node], here)
                 return
         await self.inbound(contact, sender, typ, el)
 
