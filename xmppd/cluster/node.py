@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import hooks as H
 from ..core.hooks import Flow, NodeEvent, Routed
+from ..jid import JID
 from .bus import Bus
 from .connection import unreachable_errors
 from .keys import Keys
@@ -87,6 +88,7 @@ class ClusterNode:
         self.leases = Leases(membership.redis, self.keys, self.name, membership.ttl)
         membership.after_beat.append(self.leases.renew)
         self._detach: list[Callable[[], Awaitable[None]]] = []
+        self.hooks = server.hooks
         self._removers = self.sessions.install(server.hooks)
         self._removers.append(server.hooks.add(H.NODE_DOWN, self._node_down))
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -144,13 +146,17 @@ class ClusterNode:
             lease_ms = int(self.membership.node_timeout * 1000)
             if not await redis.set(self.keys.cleanup_lease(ev.node), self.name, nx=True, px=lease_ms):
                 return
-            removed = await self.sessions.clean(ev.node, ev.incarnation)
+            available: list[JID] = []
+            removed = await self.sessions.clean(ev.node, ev.incarnation, available=available)
 
             async def still_dead() -> bool:
                 return not await redis.exists(self.keys.node(ev.node))
 
             drained = await self.bus.drain(ev.node, self.remote.receive, still_dead)
             log.info("cleaned up after node %s: %d sessions removed from the registry, %d stanzas of its bus handled here", ev.node, removed, drained)
+            if available:  # their contacts, on every node, learn they are gone (presence)
+                await self.hooks.run(H.SESSIONS_LOST, H.SessionsLost(ev.node, tuple(available)))
+                log.info("told the contacts of node %s's %d available sessions that they are unavailable", ev.node, len(available))
         except unreachable_errors() as exc:
             log.warning("could not clean up after node %s (Redis: %s)", ev.node, exc or type(exc).__name__)
         except Exception:

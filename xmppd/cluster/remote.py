@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from ..core.hooks import Routed
-from ..errors import Condition
+from ..errors import Condition, StreamErrorCondition
 from ..i18n import core_error
 from ..jid import JID
 from .bus import Bus
@@ -113,6 +113,70 @@ class RemoteSessions:
                   "m": "to" if with_to else "fan", "x": data}
         self._queue(_Item(None, None, None, fields, None, fan=[(sess(str(t.bare)), t.resource or "", str(t)) for t in targets]))
 
+    async def elsewhere(self, bares: list[JID]) -> dict[JID, list[Entry]]:
+        """Each account's sessions on the other nodes, one pipeline ({} if Redis fails)."""
+        if not bares:
+            return {}
+        try:
+            found = await self.sessions.of_many(bares)
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+            return {}
+        return {b: [e for e in es if e.node != self.node] for b, es in found.items()}
+
+    async def bind_elsewhere(self, bare: JID, resource: str | None) -> int:
+        """See ``Router.bind_elsewhere``: a control envelope (``m`` ``close``) asks the node
+        holding ``bare/resource`` to close it, then the registry is watched until that entry is
+        no longer that session's (its node removes it as the session ends)."""
+        try:
+            entries = [e for e in await self.sessions.of(bare) if e.node != self.node]
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+            return 0
+        same = [e for e in entries if resource is not None and e.full.resource == resource]
+        for e in same:
+            log.info("%s is bound on node %s: asking it to close that session (conflict)", e.full, e.node)
+            fields = {"k": "close", "f": "", "t": "", "r": str(e.full), "h": "0", "o": self.node, "m": "close", "i": e.incarnation, "x": ""}
+            self._queue(_Item(None, None, e.node, fields, None))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        key = self.sessions.keys.sess(str(bare))
+        for e in same:
+            held = f"{e.node}|{e.incarnation}|"
+            try:
+                while loop.time() < deadline:
+                    value = await self.bus.redis.hget(key, resource)
+                    if value is None or not value.startswith(held):
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    log.warning("node %s did not close %s within 10 s: bound here all the same", e.node, e.full)
+            except unreachable_errors() as exc:
+                self._unreachable(exc)
+        return len(entries) - len(same)
+
+    async def online_accounts(self) -> set[JID]:
+        """The accounts with a session on any node: the union of the nodes' ``P:nsess`` sets."""
+        try:
+            return {JID.parse(b) for b in await self.sessions.accounts()}
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+            return set()
+
+    def relay(self, r: Routed, node: str, fallback: Fallback | None = None) -> None:
+        """``r`` for ``node``, to be routed there (``Routed.relayed``); ``fallback(r)`` here if
+        Redis fails."""
+        fields = self._envelope(r, [], 0)
+        fields["m"] = "route"
+        self._queue(_Item(r, fallback, node, fields, None))
+
+    def each(self, bare: JID, el: etree._Element, kind: str, exclude: JID | None, check: str | None) -> None:
+        """``el`` (no ``to``) for every resource of ``bare`` on the other nodes, ``to`` set there."""
+        fields = {"k": kind, "f": el.get("from") or self.router.domain, "t": "", "h": "0", "o": self.node,
+                  "m": "each", "e": str(exclude) if exclude is not None else "", "c": check or "",
+                  "x": etree.tostring(el, encoding="unicode")}
+        self._queue(_Item(None, None, None, fields, None, fan=[(self.sessions.keys.sess(str(bare.bare)), "", str(bare.bare))]))
+
     def _envelope(self, r: Routed, fulls: list[JID], hops: int, data: str | None = None) -> dict[str, str]:
         if data is None:
             data = etree.tostring(r.stanza, encoding="unicode")
@@ -190,15 +254,27 @@ class RemoteSessions:
         """An envelope from the bus (or from a dead node's stream): deliver it to the sessions it
         names; what finds none of them goes on as for a resource that is gone (RFC 6121 §8.5.3.2)."""
         router = self.router
+        mode = fields.get("m")
+        if mode == "close":  # a control envelope: the same full JID was bound on another node
+            self._close_replaced(fields)
+            return
         stanza = etree.fromstring(fields["x"].encode(), _PARSER)
         kind = fields["k"]
-        mode = fields.get("m")
+        if mode == "route":  # relayed: routed here as if made here, for this node's sessions
+            to_s = fields.get("t")
+            await router.route(Routed(stanza, kind, JID.parse(fields["f"]), JID.parse(to_s) if to_s else None, None, relayed=True))
+            return
         if mode is not None:  # a fan-out: this node's sessions only; nothing for one gone
             fulls = [JID.parse(t) for t in fields.get("r", "").split()]
+            bares = [JID.parse(b) for b in fields.get("b", "").split()]
             if mode == "fan":
-                await router.fan_out(stanza, [*fulls, *(JID.parse(b) for b in fields.get("b", "").split())], kind, here_only=True)
+                await router.fan_out(stanza, [*fulls, *bares], kind, here_only=True)
+                return
+            if mode == "each":
+                await self._each(stanza, kind, bares, fields)
                 return
             found = [s for s in (router.sessions.get(t) for t in fulls) if s is not None]
+            found += [s for b in bares for s in router.sessions.of(b) if s.available]
             for i, s in enumerate(found):
                 await router.deliver(s, stanza if i == len(found) - 1 else _copy(stanza), kind)
             return
@@ -232,6 +308,29 @@ class RemoteSessions:
         deadline = loop.time() + timeout
         while (self._outbox or self._busy) and loop.time() < deadline and not self._writer.done():
             await asyncio.sleep(0.01)
+
+    def _close_replaced(self, fields: dict[str, str]) -> None:
+        """RFC 6120 §7.7.2.2: a new session for this full JID on node ``o``: ours ends with
+        ``conflict`` (its unavailable presence goes out as for any end)."""
+        session = self.router.sessions.get(JID.parse(fields["r"]))
+        if session is None or fields.get("i") != self.sessions.incarnation:
+            return  # gone already, or meant for an earlier life of this node
+        session.log.info("replaced by a new session for the same resource on node %s", fields.get("o"))
+        session.close(StreamErrorCondition.CONFLICT, "replaced by a new connection for the same resource")
+
+    async def _each(self, el: etree._Element, kind: str, bares: list[JID], fields: dict[str, str]) -> None:
+        router = self.router
+        exclude = fields.get("e") or None
+        check = router.checks.get(fields["c"]) if fields.get("c") else None
+        if fields.get("c") and check is None:
+            return  # the feature that asked is not loaded here
+        for bare in bares:
+            for s in router.sessions.of(bare):
+                if s.jid is None or s.is_closed or str(s.jid) == exclude or (check is not None and not check(s)):
+                    continue
+                out = _copy(el)
+                out.set("to", str(s.jid))
+                await router.deliver(s, out, kind)
 
     async def stop(self) -> None:
         """Stop the writer; what is still queued takes its fallback (offline storage, errors)."""
