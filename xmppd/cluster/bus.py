@@ -9,7 +9,10 @@ its connection resumes, and a dead node's stream is drained by a survivor (``dra
 
 Envelope fields: ``k`` kind, ``f`` from, ``t`` the routed ``to``, ``r`` the full JIDs on the
 destination node it is for (space-separated), ``h`` hops (a stanza re-sent by a node that no
-longer held its recipient), ``o`` the origin node, ``x`` the stanza serialised once.
+longer held its recipient), ``o`` the origin node, ``x`` the stanza serialised once. A fan-out
+envelope (``Router.fan_out``/``deliver_to``) has ``m``: ``fan`` (``x`` has no ``to``: each
+recipient gets its own, ``r`` full JIDs bound there, ``b`` bare JIDs whose available resources
+there get it) or ``to`` (``x`` keeps its ``to``; ``r`` the full JIDs it is for).
 """
 from __future__ import annotations
 
@@ -42,6 +45,46 @@ redis.call('XADD', ARGV[3] .. node, 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5)
 return node
 """
 
+# KEYS: the recipients' sess hashes (one per target, repeated when needed). ARGV: this node's
+# name, the bus key prefix, maxlen, n (the count of the envelope's field/value strings), those n
+# strings, then per key: the resource ("" for a bare JID) and the JID as the envelope names it.
+# One envelope per node holding any of them: ``r`` the full JIDs bound there, ``b`` the bare
+# JIDs with an available resource there. Returns the number of envelopes appended.
+_FAN = """
+local me, prefix, maxlen, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local base = 4 + n
+local fulls, bares, order = {}, {}, {}
+local function at(node)
+  if not fulls[node] then fulls[node] = {}; bares[node] = {}; order[#order + 1] = node end
+end
+for i = 1, #KEYS do
+  local res, jid = ARGV[base + 2 * i - 1], ARGV[base + 2 * i]
+  if res ~= '' then
+    local v = redis.call('HGET', KEYS[i], res)
+    if v then
+      local node = string.match(v, '^([^|]*)|')
+      if node and node ~= me then at(node); local t = fulls[node]; t[#t + 1] = jid end
+    end
+  else
+    local seen = {}
+    for _, v in ipairs(redis.call('HVALS', KEYS[i])) do
+      local node, avail = string.match(v, '^([^|]*)|[^|]*|[^|]*|(%d)$')
+      if node and node ~= me and avail == '1' and not seen[node] then
+        seen[node] = true; at(node); local t = bares[node]; t[#t + 1] = jid
+      end
+    end
+  end
+end
+for _, node in ipairs(order) do
+  local args = {prefix .. node, 'MAXLEN', '~', maxlen, '*'}
+  for j = 5, base do args[#args + 1] = ARGV[j] end
+  args[#args + 1] = 'r'; args[#args + 1] = table.concat(fulls[node], ' ')
+  args[#args + 1] = 'b'; args[#args + 1] = table.concat(bares[node], ' ')
+  redis.call('XADD', unpack(args))
+end
+return #order
+"""
+
 
 class Bus:
     def __init__(self, redis: Any, url: str, keys: Keys, node: str, bus_max: int, heartbeat: float) -> None:
@@ -54,12 +97,21 @@ class Bus:
         self.heartbeat = heartbeat
         self._task: asyncio.Task[None] | None = None
         self._to_full = redis.register_script(_TO_FULL)
+        self._fan = redis.register_script(_FAN)
 
     async def publish_to_full(self, sess_key: str, resource: str, fields: dict[str, str], client: Any = None) -> Any:
         """Append to the stream of the node holding ``resource`` in ``sess_key``, if another;
         returns that node's name, or None (with ``client`` a pipeline: queued in it)."""
         flat = [x for kv in fields.items() for x in kv]
         return await self._to_full(keys=[sess_key], args=[resource, self.node, self.keys.bus(""), self.bus_max, *flat], client=client)
+
+    async def publish_fan(self, targets: list[tuple[str, str, str]], fields: dict[str, str], client: Any = None) -> Any:
+        """One envelope (``fields`` plus ``r`` and ``b``) per node holding any of ``targets``
+        (``(sess key, resource or "", JID)``), in one script; returns how many were appended."""
+        flat = [x for kv in fields.items() for x in kv]
+        pairs = [x for _, res, jid in targets for x in (res, jid)]
+        return await self._fan(keys=[key for key, _, _ in targets],
+                               args=[self.node, self.keys.bus(""), self.bus_max, len(flat), *flat, *pairs], client=client)
 
     # ------------------------------------------------------------------ this node's reader
 

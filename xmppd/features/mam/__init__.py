@@ -204,6 +204,7 @@ class Mam(Feature):
             self.ctx.on_teardown(muc.events.add(E.CONFIG_FORM, self._room_form))
             self.ctx.on_teardown(muc.events.add(E.ROOM_DISCO_INFO, self._room_disco))
             self.ctx.on_teardown(muc.events.add(E.ROOM_DESTROYED, self._room_destroyed))
+            self.ctx.on_teardown(muc.events.add(E.ROOM_LOADED, self._room_loaded))
             self.ctx.on_teardown(muc.add_logger(self.room_archiving))  # status 170 for archived rooms
             for typ in ("get", "set"):
                 self.ctx.add_iq_handler(typ, f"{{{MAM}}}query", self._room_query, target=Target.BARE, domain=muc.domain)
@@ -511,6 +512,21 @@ class Mam(Feature):
     async def _room_destroyed(self, ev: Any) -> Flow:
         await self.flush()
         await self.repo.delete_owner(ev.room.jid_s)
+        return Flow.CONTINUE
+
+    async def _room_loaded(self, ev: Any) -> Flow:
+        """A room loaded by the cluster node that acquired it (docs/cluster.md §5): its history
+        sent on join is the archive's last messages with a body (what the previous owner kept
+        in memory and lost)."""
+        room = ev.room
+        size = room.config.history_length
+        if not size or not self.room_archiving(room):
+            return Flow.CONTINUE
+        page = await self.repo.query(ArchiveQuery(owner=room.jid_s, max=size, before=""))
+        for m in page.items:
+            el = etree.fromstring(m.stanza, _PARSER)
+            if el.find(f"{{{ns.CLIENT}}}body") is not None:
+                room.history.add(el, m.ts / 1_000_000)
         return Flow.CONTINUE
 
     async def _room_query(self, req: IqRequest) -> Any:
