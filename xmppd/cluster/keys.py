@@ -38,3 +38,8 @@ class Keys:
     def cleanup_lease(self, name: str) -> str:
         """STRING held by the one survivor that cleans up after a dead node ``name``."""
         return f"{self.prefix}:lease:cleanup:{name}"
+
+    @property
+    def inval(self) -> str:
+        """Pub/sub channel of cache invalidations: ``<node>\\n<cache>\\n<key>`` (xmppd/cluster/invalidation.py)."""
+        return f"{self.prefix}:inval"

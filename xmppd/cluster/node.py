@@ -11,6 +11,7 @@ from ..core import hooks as H
 from ..core.hooks import Flow, NodeEvent
 from .bus import Bus
 from .connection import unreachable_errors
+from .invalidation import ClusterInvalidations
 from .keys import Keys
 from .membership import Membership
 from .remote import RemoteSessions
@@ -40,6 +41,10 @@ class ClusterNode:
         self.bus = Bus(membership.redis, cfg.redis_url, self.keys, self.name, cfg.bus_max, cfg.heartbeat)
         self.remote = RemoteSessions(server.router, self.sessions, self.bus)
         self.router = server.router
+        self._invalidations = server.invalidations
+        self.invalidation = ClusterInvalidations(
+            membership.redis, cfg.redis_url, self.keys, self.name, server.invalidations, cfg.heartbeat,
+        )
         self._removers = self.sessions.install(server.hooks)
         self._removers.append(server.hooks.add(H.NODE_DOWN, self._node_down))
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -51,9 +56,13 @@ class ClusterNode:
     def start(self) -> None:
         self.router.remote = self.remote
         self.bus.start(self.remote.receive, self.sessions.republish)
+        self._invalidations.transport = self.invalidation
+        self.invalidation.start()
 
     async def stop(self) -> None:
         self.router.remote = None
+        self._invalidations.transport = None
+        await self.invalidation.stop()
         for remove in self._removers:
             remove()
         await self.bus.stop()
