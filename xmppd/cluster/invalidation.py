@@ -59,6 +59,16 @@ class ClusterInvalidations:
     async def stop(self) -> None:
         await stop_tasks(*self._tasks)
         self._tasks = []
+        if self._queue:  # a graceful stop still tells the others of its last writes (one try)
+            try:
+                async with asyncio.timeout(self.heartbeat):
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for name, key in self._queue:
+                            pipe.publish(self.channel, f"{self.node}\n{name}\n{key}")
+                        await pipe.execute()
+                self._queue.clear()
+            except (TimeoutError, *unreachable_errors()) as exc:
+                log.warning("%d cache invalidations could not be published before stopping (%s)", len(self._queue), exc or type(exc).__name__)
 
     # ------------------------------------------------------------------ publishing
 
