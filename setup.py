@@ -46,6 +46,10 @@ setup(
         # redis-py's C reply parser (used automatically when installed): a node reading its bus
         # spends 30 instead of 80 µs of CPU per cross-node message (bench/cluster_route_bench.py).
         "hiredis>=3",
+        # Thumbnails of uploaded images (xmppd/features/upload/thumbnails.py): the maintained
+        # imaging library, with JPEG/PNG/GIF/WebP decoders and a pixel-count guard; decoding
+        # images by hand is how servers get exploited.
+        "Pillow>=10",
     ],
     extras_require={
         "mysql": ["aiomysql>=0.2", "PyMySQL>=1.1"],
@@ -87,6 +91,9 @@ setup(
             "mam=xmppd.features.mam:Mam",
             "csi=xmppd.features.csi:Csi",
             "push=xmppd.features.push:Push",
+            "extdisco=xmppd.features.extdisco:ExtDisco",
+            "component=xmppd.features.component:Components",
+            "upload=xmppd.features.upload:Upload",
         ],
     },
 )
