@@ -412,10 +412,15 @@ class Blocking(Feature):
         mine = self._online.get(owner.bare)
         if mine and matches(mine, frm):
             # The recipient blocked the sender.
-            if d.kind == "iq" and d.stanza.get("type") in ("get", "set"):
-                # Straight back to the sender's session (no delivery hooks: the error is ours).
+            typ = d.stanza.get("type")
+            live_message = (d.kind == "message" and typ not in ("error", "groupchat", "headline")
+                            and d.stanza.find("{urn:xmpp:delay}delay") is None)  # not one stored offline long ago
+            if d.kind == "iq" and typ in ("get", "set") or live_message:
+                # Straight back to the sender's session (no delivery hooks: the error is ours). A
+                # message gets here when another cluster node routed it before it learnt of the
+                # block (the invalidation was on its way): the same answer as at routing.
                 self.ctx.router.bounce(
-                    Routed(d.stanza, "iq", frm, owner, None),
+                    Routed(d.stanza, d.kind, frm, owner, None),
                     StanzaError(Condition.SERVICE_UNAVAILABLE, "the recipient is not available"),
                 )
             return Flow.STOP
