@@ -19,6 +19,8 @@ from .core import server_owned
 from .core.dispatch import IqTable, IqTracker
 from .core.feature import Clock, Feature, FeatureContext
 from .core.hooks import Flow, HookChains, SessionEvent
+from .core.invalidation import Invalidations
+from .core.known_accounts import KnownAccounts
 from .core.limits import AuthThrottle, ConnectionCounter
 from .core.loader import discover, order
 from .core.router import Router
@@ -123,6 +125,10 @@ class Server:
         # server.workers binds its listeners with SO_REUSEPORT beside its siblings.
         self.cluster: Any = None
         self.reuse_port = False
+        # Caches another node can make stale (xmppd/core/invalidation.py): a cluster node
+        # attaches its transport; with one node publishing does nothing.
+        self.invalidations = Invalidations()
+        self.known_accounts: KnownAccounts = None  # type: ignore[assignment]
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -155,6 +161,7 @@ class Server:
             self.fake_scram_key = await server_secret(self.db, FAKE_SCRAM_SECRET)
             self.outbox = Outbox.from_config(cfg)
             self.accounts = SqlAccountRepository(self.db, outbox=self.outbox)
+            self.known_accounts = KnownAccounts(self.accounts, self.sessions, self.invalidations, self.hooks)
             self.account_service = AccountService(
                 self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length,
                 policy=UsernamePolicy.from_config(cfg, classes, domains=lambda: (self.domain, *self.router.services)),
@@ -276,6 +283,9 @@ class Server:
             await _bounded(ctx.close(), f"closing the context of {ctx.name}")
         self.features.clear()
         self._contexts.clear()
+        if self.known_accounts is not None:
+            self.known_accounts.close()
+            self.known_accounts = None  # type: ignore[assignment]
         if self.login_authority is not None:
             await _bounded(self.login_authority.close(), "closing the auth callback's client")
         if isinstance(self.accounts, SqlAccountRepository):

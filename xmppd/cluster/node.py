@@ -13,6 +13,7 @@ from ..core.hooks import Flow, NodeEvent, Routed
 from ..jid import JID
 from .bus import Bus
 from .connection import unreachable_errors
+from .invalidation import ClusterInvalidations
 from .keys import Keys
 from .leases import Leases, rendezvous
 from .membership import Membership
@@ -89,6 +90,10 @@ class ClusterNode:
         membership.after_beat.append(self.leases.renew)
         self._detach: list[Callable[[], Awaitable[None]]] = []
         self.hooks = server.hooks
+        self._invalidations = server.invalidations
+        self.invalidation = ClusterInvalidations(
+            membership.redis, cfg.redis_url, self.keys, self.name, server.invalidations, cfg.heartbeat,
+        )
         self._removers = self.sessions.install(server.hooks)
         self._removers.append(server.hooks.add(H.NODE_DOWN, self._node_down))
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -100,6 +105,8 @@ class ClusterNode:
     def start(self) -> None:
         self.router.remote = self.remote
         self.bus.start(self.remote.receive, self.sessions.republish)
+        self._invalidations.transport = self.invalidation
+        self.invalidation.start()
 
     async def attach(self, features: Any) -> None:
         """Give each feature that owns things by lease its ``ClusterPort``."""
@@ -122,6 +129,8 @@ class ClusterNode:
         self._detach = []
         self.membership.after_beat.clear()
         self.router.remote = None
+        self._invalidations.transport = None
+        await self.invalidation.stop()
         for remove in self._removers:
             remove()
         await self.bus.stop()

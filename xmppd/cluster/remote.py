@@ -31,7 +31,7 @@ from ..core.hooks import Routed
 from ..errors import Condition, StreamErrorCondition
 from ..i18n import core_error
 from ..jid import JID
-from .bus import Bus
+from .bus import ENV, Bus, pack
 from .connection import unreachable_errors
 from .sessions import ClusterSessions, Entry
 
@@ -199,21 +199,47 @@ class RemoteSessions:
             while outbox:
                 self._busy = True
                 batch = [outbox.popleft() for _ in range(min(BATCH, len(outbox)))]
-                results: list[Any]
+                results: list[Any] = []
+                # Consecutive full-JID envelopes go in one script (``publish_to_fulls``): each
+                # command's arguments cost CPU to pack, per argument. Runs are cut by any other
+                # envelope, so the queue's order is the order of the appends.
+                calls: list[tuple[list[_Item], bool]] = []  # (items, batched)
                 try:
                     async with self.bus.redis.pipeline(transaction=False) as pipe:
+                        run: list[tuple[_Item, str]] = []
+
+                        async def flush_run() -> None:
+                            if run:
+                                calls.append(([i for i, _ in run], True))
+                                await self.bus.publish_to_fulls([(*i.full, env) for i, env in run], client=pipe)  # type: ignore[misc]
+                                run.clear()
+
                         for item in batch:
+                            if item.fan is None and item.full is not None:
+                                env = pack(item.fields).get(ENV)
+                                if env is not None:
+                                    run.append((item, env))
+                                    continue
+                            await flush_run()
+                            calls.append(([item], False))
                             if item.fan is not None:
                                 await self.bus.publish_fan(item.fan, item.fields, client=pipe)
                             elif item.full is not None:
                                 await self.bus.publish_to_full(item.full[0], item.full[1], item.fields, client=pipe)
                             else:
-                                pipe.xadd(self.bus.keys.bus(item.node or ""), item.fields, maxlen=self.bus.bus_max, approximate=True)
-                        results = await pipe.execute(raise_on_error=False)
+                                pipe.xadd(self.bus.keys.bus(item.node or ""), pack(item.fields), maxlen=self.bus.bus_max, approximate=True)
+                        await flush_run()
+                        raw = await pipe.execute(raise_on_error=False)
                 except unreachable_errors() as exc:
                     self._unreachable(exc)
                     results = [exc] * len(batch)
                 else:
+                    for (items, batched), res in zip(calls, raw, strict=True):
+                        if batched and not isinstance(res, Exception):
+                            results += res
+                        else:
+                            results += [res] * len(items)
+                    batch = [i for items, _ in calls for i in items]
                     if any(not isinstance(x, Exception) for x in results):
                         self._warned = False
                 for item, result in zip(batch, results, strict=True):

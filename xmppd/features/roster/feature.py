@@ -28,7 +28,8 @@ Public API (for other features: ``ctx.feature("roster")``, declare ``depends = (
 
 Every read and write goes through ``self.repo``, a :class:`~.cache.CachedRosterRepository`: the
 rosters of accounts with a session on this node are read from the database once and kept current
-by every write (see ``cache.py`` for the rules, and for what several nodes would need).
+by every write, and another cluster node's writes drop the entry (invalidation ``roster``; see
+``cache.py`` for the rules).
 """
 from __future__ import annotations
 
@@ -79,8 +80,11 @@ class Roster(Feature):
 
     async def setup(self) -> None:
         sessions = self.ctx.sessions
+        # Another node's write of a roster drops it here (xmppd/core/invalidation.py).
+        self._inval = self.ctx.invalidation("roster", lambda key: self.repo.invalidate(JID.parse(key)), lambda: self.repo.clear())
         self.repo = CachedRosterRepository(
-            SqlRosterRepository(self.ctx.db, max_tombstones=self.options.max_items), sessions.has_account_sessions
+            SqlRosterRepository(self.ctx.db, max_tombstones=self.options.max_items), sessions.has_account_sessions,
+            lambda owner: self._inval.publish(str(owner)),
         )
         self.ctx.add_stream_feature(self._stream_features)
         self.ctx.on_teardown(self.ctx.feature("disco").add_account_visibility(self._visible))
