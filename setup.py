@@ -76,6 +76,7 @@ setup(
             "blocking=xmppd.features.blocking:Blocking",
             "vcard=xmppd.features.vcard:VCard",
             "private=xmppd.features.private:Private",
+            "pep=xmppd.features.pep:Pep",
             "caps=xmppd.features.caps:Caps",
             "adhoc=xmppd.features.adhoc:Adhoc",
             "admin=xmppd.features.admin:Admin",
