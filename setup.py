@@ -77,6 +77,7 @@ setup(
             "vcard=xmppd.features.vcard:VCard",
             "private=xmppd.features.private:Private",
             "pep=xmppd.features.pep:Pep",
+            "avatar=xmppd.features.avatar:Avatar",
             "caps=xmppd.features.caps:Caps",
             "adhoc=xmppd.features.adhoc:Adhoc",
             "admin=xmppd.features.admin:Admin",
