@@ -78,6 +78,7 @@ setup(
             "private=xmppd.features.private:Private",
             "pep=xmppd.features.pep:Pep",
             "avatar=xmppd.features.avatar:Avatar",
+            "bookmarks=xmppd.features.bookmarks:Bookmarks",
             "caps=xmppd.features.caps:Caps",
             "adhoc=xmppd.features.adhoc:Adhoc",
             "admin=xmppd.features.admin:Admin",
