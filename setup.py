@@ -53,6 +53,9 @@ setup(
             "slixmpp>=1.8",
             "xmlschema>=3",
             "hypothesis>=6",
+            # OMEMO test clients (tests/features/test_omemo.py): device lists and bundles
+            # through PEP, an encrypted round trip, offline and MAM keeping it intact.
+            "slixmpp-omemo>=2.1",
         ],
         "bench": [],
     },
