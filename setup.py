@@ -82,6 +82,7 @@ setup(
             "pep=xmppd.features.pep:Pep",
             "avatar=xmppd.features.avatar:Avatar",
             "bookmarks=xmppd.features.bookmarks:Bookmarks",
+            "pubsub=xmppd.features.pubsub:PubSub",
             "caps=xmppd.features.caps:Caps",
             "adhoc=xmppd.features.adhoc:Adhoc",
             "admin=xmppd.features.admin:Admin",
