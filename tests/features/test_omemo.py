@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, FrozenSet, Optional
+from typing import Any
 
 from lxml import etree
 from omemo.storage import Just, Maybe, Nothing, Storage
@@ -62,10 +62,10 @@ class XEP_0384Impl(XEP_0384):  # noqa: N801 (slixmpp's plugin naming)
     def _btbv_enabled(self) -> bool:
         return True
 
-    async def _devices_blindly_trusted(self, blindly_trusted: FrozenSet[DeviceInformation], identifier: Optional[str]) -> None:
+    async def _devices_blindly_trusted(self, blindly_trusted: frozenset[DeviceInformation], identifier: str | None) -> None:
         return None
 
-    async def _prompt_manual_trust(self, manually_trusted: FrozenSet[DeviceInformation], identifier: Optional[str]) -> None:
+    async def _prompt_manual_trust(self, manually_trusted: frozenset[DeviceInformation], identifier: str | None) -> None:
         raise AssertionError(f"BTBV should have decided: {manually_trusted}")
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from slixmpp.exceptions import IqError
 
+from xmppd.jid import JID
+
 from ..helpers import running_server, slix_close
 from .pep_support import EVENT, PUBSUB, PepClient, befriend
 
@@ -232,3 +234,48 @@ async def test_limits_on_item_size_nodes_and_items(tmp_path: Path):
                 assert error_of(err)[0] == "bad-request"
         finally:
             await close(alice)
+
+
+async def test_aioxmpp_pep_client_gets_caps_filtered_notifications_and_publishes_with_options(server):
+    import asyncio
+
+    import aioxmpp
+    import aioxmpp.avatar.xso
+    import aioxmpp.entitycaps
+    import aioxmpp.pep
+
+    from ..aiox import aioxmpp_client
+    from ..helpers import add_user
+
+    metadata = "urn:xmpp:avatar:metadata"
+    bob_jid = await add_user(server, "bob")
+    alice = await PepClient.login(server, "alice")
+    await befriend(server, alice.bare, bob_jid)
+    try:
+        async with aioxmpp_client(server, bob_jid) as bob:
+            bob.summon(aioxmpp.EntityCapsService)
+            pep = bob.summon(aioxmpp.PEPClient)
+            claimed = pep.claim_pep_node(metadata, notify=True)
+            got: asyncio.Queue = asyncio.Queue()
+            claimed.on_item_publish.connect(lambda jid, node, item, message=None: got.put_nowait((str(jid), node, item.id_)))
+            await asyncio.sleep(0)  # the caps service recomputes its ver
+            bob.summon(aioxmpp.PresenceServer).resend_presence()
+            caps = server.features["caps"].cache
+            for _ in range(500):  # until the server learnt bob's +notify from his caps
+                sessions = server.sessions.of(JID.parse(bob_jid))
+                if sessions and caps.supports(sessions[0], metadata + "+notify"):
+                    break
+                await asyncio.sleep(0.01)
+            await alice.iq("set", publish(metadata, f"<metadata xmlns='{metadata}'/>", "m1"))
+            assert await asyncio.wait_for(got.get(), 5) == (alice.bare, metadata, "m1")
+            # aioxmpp publishes with an access-model precondition; a different one is refused
+            assert await pep.available()
+            await pep.publish("urn:xmpp:avatar:data", aioxmpp.avatar.xso.Data(b"\x89PNG"), id_="d1", access_model="whitelist")
+            with pytest.raises(IqError) as err:
+                await alice.iq("get", items("urn:xmpp:avatar:data"), to=bob_jid)
+            assert error_of(err) == ("not-allowed", "closed-node")
+            with pytest.raises(aioxmpp.errors.XMPPCancelError) as cancel:
+                await pep.publish("urn:xmpp:avatar:data", aioxmpp.avatar.xso.Data(b"\x89PNG"), id_="d2", access_model="presence")
+            assert cancel.value.condition == aioxmpp.ErrorCondition.CONFLICT
+    finally:
+        await close(alice)

@@ -68,8 +68,9 @@ class Bookmarks(Feature):
             if conf.tag != _N + "conference":
                 continue
             c = sub(out, _L + "conference", {"jid": room})
-            if conf.get("name"):
-                c.set("name", conf.get("name"))
+            name = conf.get("name")
+            if name:
+                c.set("name", name)
             c.set("autojoin", "true" if _truthy(conf.get("autojoin")) else "false")
             for tag in ("nick", "password"):
                 text = conf.findtext(_N + tag)
@@ -91,8 +92,9 @@ class Bookmarks(Feature):
         current = dict(await self.pep.get_items(owner, NATIVE))
         for room, conf in wanted.items():
             native = element(_N + "conference", default_ns=NATIVE)
-            if conf.get("name"):
-                native.set("name", conf.get("name"))
+            name = conf.get("name")
+            if name:
+                native.set("name", name)
             if _truthy(conf.get("autojoin")):
                 native.set("autojoin", "true")
             for tag in ("nick", "password"):

@@ -57,7 +57,7 @@ from ...xml import ns
 from ...xml.builder import element, stanza, sub
 from ..caps import CapsInfo
 from .config import check_preconditions, config_form, configure, default_config, publish_options
-from .const import E, EVENT, O, OWNER, P, PUBSUB, Q_OWNER, Q_PUBSUB, feature, pubsub_error
+from .const import EVENT, OWNER, PUBSUB, Q_OWNER, Q_PUBSUB, E, O, P, feature, pubsub_error
 from .repository import MAX_ID_LENGTH, Item, NodeExists, NodeRecord, SqlPepRepository, TooManyNodes
 
 if TYPE_CHECKING:
@@ -175,7 +175,8 @@ class Pep(Feature):
         if verb.tag == P + "publish":
             return await self._publish(req, verb)
         if verb.tag == P + "retract":
-            return await self._retract(req, verb)
+            await self._retract(req, verb)
+            return None
         if verb.tag == P + "create":
             return await self._create(req, verb)
         name = etree.QName(verb).localname
@@ -288,8 +289,9 @@ class Pep(Feature):
         node = self._node_name(create)
         config = default_config()
         conf = req.payload.find(P + "configure")
-        if conf is not None and conf.find(f"{{{ns.DATA_FORMS}}}x") is not None:
-            config = configure(conf.find(f"{{{ns.DATA_FORMS}}}x"), config, self.options.max_items)
+        x = conf.find(f"{{{ns.DATA_FORMS}}}x") if conf is not None else None
+        if x is not None:
+            config = configure(x, config, self.options.max_items)
         try:
             await self.repo.create(owner.local or "", owner.domain, node, config, self.options.max_nodes)
         except NodeExists:

@@ -146,9 +146,10 @@ class SqlPepRepository:
 
     @classmethod
     async def _create_txn(cls, conn: AsyncConnection, username: str, domain: str, node: str, config: dict[str, Any], max_nodes: int) -> NodeRecord:
-        account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
-        if account_id is None:
+        found_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        if found_id is None:
             raise AccountNotFound(username, domain)
+        account_id = int(found_id)  # type: ignore[call-overload]
         found = (await conn.execute(sa.select(_N.id).where(_N.account_id == account_id, _N.node == node))).scalar()
         if found is not None:
             raise NodeExists(node)
@@ -160,6 +161,7 @@ class SqlPepRepository:
         if count >= max_nodes:
             raise TooManyNodes(f"at most {max_nodes} nodes per account")
         res = await conn.execute(pep_nodes.insert().values(account_id=account_id, node=node, config=json.dumps(config), seq=0))
+        assert res.inserted_primary_key is not None
         return NodeRecord(int(res.inserted_primary_key[0]), node, dict(config))
 
     async def configure(self, node_id: int, config: dict[str, Any], keep: int) -> list[str]:
@@ -193,9 +195,10 @@ class SqlPepRepository:
         item: Item | None, keep: int, max_nodes: int,
     ) -> tuple[NodeRecord, bool, list[str]]:
         # The account row's lock serialises node creation per account (the count of nodes).
-        account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
-        if account_id is None:
+        found_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        if found_id is None:
             raise AccountNotFound(username, domain)
+        account_id = int(found_id)  # type: ignore[call-overload]
         row = (await conn.execute(
             sa.select(_N.id, _N.node, _N.config).where(_N.account_id == account_id, _N.node == node).with_for_update()
         )).first()

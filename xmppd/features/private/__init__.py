@@ -78,7 +78,11 @@ class Private(Feature):
     def delegate(self, namespace: str, get: "Getter", set: "Setter") -> Callable[[], None]:
         """Serve ``namespace`` through ``get``/``set`` instead of the table."""
         self._delegates[namespace] = (get, set)
-        return lambda: self._delegates.pop(namespace, None)  # type: ignore[func-returns-value]
+
+        def undo() -> None:
+            self._delegates.pop(namespace, None)
+
+        return undo
 
     @staticmethod
     def _own(req: IqRequest) -> tuple[str, str]:

@@ -41,7 +41,7 @@ from ...jid import JID, JIDError
 from ...xml import ns
 from ...xml.builder import element, error_reply, iq_result, stanza, sub
 from ..pep.config import check_preconditions, config_form, configure, default_config, publish_options
-from ..pep.const import E, EVENT, O, OWNER, P, PUBSUB, Q_OWNER, Q_PUBSUB, feature, pubsub_error
+from ..pep.const import EVENT, OWNER, PUBSUB, Q_OWNER, Q_PUBSUB, E, O, P, feature, pubsub_error
 from ..pep.repository import MAX_ID_LENGTH, Item, NodeExists, NodeRecord, TooManyNodes
 from .repository import PubSubRepository, TooManySubscriptions
 
@@ -209,9 +209,10 @@ class PubSub(Feature):
         sub(q, _DI + "identity", {"category": "pubsub", "type": "leaf"})
         sub(q, _DI + "feature", {"var": PUBSUB})
         form = config_form(rec.config, self.options.max_items, type="result").to_element()
-        for f in form.iter(f"{{{ns.DATA_FORMS}}}field"):
-            if f.get("var") == "FORM_TYPE":
-                f.find(f"{{{ns.DATA_FORMS}}}value").text = PUBSUB + "#meta-data"  # type: ignore[union-attr]
+        for field in form.iter(f"{{{ns.DATA_FORMS}}}field"):
+            value = field.find(f"{{{ns.DATA_FORMS}}}value")
+            if field.get("var") == "FORM_TYPE" and value is not None:
+                value.text = PUBSUB + "#meta-data"
         q.append(form)
         return q
 

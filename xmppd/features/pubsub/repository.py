@@ -129,6 +129,7 @@ class PubSubRepository:
         if owned >= max_per_owner:
             raise TooManyNodes(f"at most {max_per_owner} nodes per owner")
         res = await conn.execute(pubsub_nodes.insert().values(node=node, config=json.dumps(config), seq=0))
+        assert res.inserted_primary_key is not None
         node_id = int(res.inserted_primary_key[0])
         await conn.execute(pubsub_affiliations.insert().values(node_id=node_id, jid=owner, affiliation="owner"))
         return NodeRecord(node_id, node, dict(config))

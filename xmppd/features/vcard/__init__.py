@@ -15,9 +15,9 @@ after every stored vCard (``origin`` 'client' for a client's set).
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
