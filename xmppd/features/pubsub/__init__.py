@@ -60,7 +60,7 @@ SERVICE_ACCESS = ("open", "whitelist")
 AFFILIATIONS = ("owner", "publisher", "member", "none", "outcast")
 SERVICE_FEATURES = tuple(feature(f) for f in (
     "access-open", "access-whitelist", "config-node", "create-and-configure", "create-nodes", "delete-items",
-    "delete-nodes", "item-ids", "last-published", "manage-subscriptions", "modify-affiliations", "persistent-items",
+    "delete-nodes", "instant-nodes", "item-ids", "last-published", "modify-affiliations", "persistent-items",
     "publish", "publish-options", "publisher-affiliation", "member-affiliation", "outcast-affiliation", "purge-nodes",
     "retract-items", "retrieve-affiliations", "retrieve-default", "retrieve-items", "retrieve-subscriptions",
     "subscribe",
