@@ -42,7 +42,8 @@ async def test_native_bookmarks_are_seen_and_changed_through_private_storage(ser
     await befriend(server, native.bare, bob.bare)
     try:
         info = await native.c.plugin["xep_0030"].get_info(jid=native.bare)
-        assert f"{NATIVE}#compat" in info["disco_info"]["features"]
+        for f in (f"{NATIVE}#compat", f"{NATIVE}#compat-pep", "urn:xmpp:bookmarks-conversion:0", f"{PUBSUB}#config-node-max"):
+            assert f in info["disco_info"]["features"]
         await native.iq("set", publish_conference("room@muc.example.org", "The Room", "Al"))
         ev = await native.event(NATIVE)
         assert ev.find(f".//{{{EVENT}}}item").get("id") == "room@muc.example.org"

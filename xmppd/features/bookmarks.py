@@ -12,7 +12,8 @@ of it, so that a client of either generation sees the same bookmarks:
   publishes every conference whose content changed (keeping the ``<extensions/>`` a newer
   client stored) and retracts, with notifications, the rooms it no longer lists. ``<url/>``
   bookmarks have no XEP-0402 form and are not kept.
-* XEP-0048 in PEP (the ``storage:bookmarks`` node, XEP-0411 ``urn:xmpp:bookmarks-conversion:0``):
+* XEP-0048 in PEP (the ``storage:bookmarks`` node; ``urn:xmpp:bookmarks:1#compat-pep`` and XEP-0411
+  ``urn:xmpp:bookmarks-conversion:0``):
   a client publishing there updates ``urn:xmpp:bookmarks:1`` the same way, and a change of
   ``urn:xmpp:bookmarks:1`` republishes the ``storage:bookmarks`` item (when that node exists,
   i.e. a legacy client uses it) so that its subscribers are notified.
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 NATIVE = "urn:xmpp:bookmarks:1"
 LEGACY = "storage:bookmarks"
 COMPAT = NATIVE + "#compat"
+COMPAT_PEP = NATIVE + "#compat-pep"
 CONVERSION = "urn:xmpp:bookmarks-conversion:0"
 _N = f"{{{NATIVE}}}"
 _L = f"{{{LEGACY}}}"
@@ -48,7 +50,7 @@ def _truthy(v: str | None) -> bool:
 class Bookmarks(Feature):
     name = "bookmarks"
     implements = ("XEP-0402", "XEP-0411", "XEP-0048")
-    account_disco_features = (COMPAT, CONVERSION)
+    account_disco_features = (COMPAT, COMPAT_PEP, CONVERSION)
     depends = ("pep", "private")
 
     async def setup(self) -> None:

@@ -72,7 +72,7 @@ _LEARNT_KEY = "pep-last"  # session.data: the caps whose last items were deliver
 
 PEP_FEATURES = tuple(feature(f) for f in (
     "access-open", "access-presence", "access-roster", "access-whitelist", "auto-create", "auto-subscribe",
-    "config-node", "create-and-configure", "create-nodes", "delete-items", "delete-nodes", "filtered-notifications",
+    "config-node", "config-node-max", "create-and-configure", "create-nodes", "delete-items", "delete-nodes", "filtered-notifications",
     "item-ids", "last-published", "persistent-items", "presence-notifications", "publish", "publish-options",
     "purge-nodes", "retract-items", "retrieve-default", "retrieve-items",
 )) + (PUBSUB,)

@@ -59,7 +59,7 @@ _X = f"{{{ns.DATA_FORMS}}}x"
 SERVICE_ACCESS = ("open", "whitelist")
 AFFILIATIONS = ("owner", "publisher", "member", "none", "outcast")
 SERVICE_FEATURES = tuple(feature(f) for f in (
-    "access-open", "access-whitelist", "config-node", "create-and-configure", "create-nodes", "delete-items",
+    "access-open", "access-whitelist", "config-node", "config-node-max", "create-and-configure", "create-nodes", "delete-items",
     "delete-nodes", "instant-nodes", "item-ids", "last-published", "modify-affiliations", "persistent-items",
     "publish", "publish-options", "publisher-affiliation", "member-affiliation", "outcast-affiliation", "purge-nodes",
     "retract-items", "retrieve-affiliations", "retrieve-default", "retrieve-items", "retrieve-subscriptions",
