@@ -279,3 +279,38 @@ async def test_aioxmpp_pep_client_gets_caps_filtered_notifications_and_publishes
             assert cancel.value.condition == aioxmpp.ErrorCondition.CONFLICT
     finally:
         await close(alice)
+
+
+async def test_hostile_and_malformed_requests_get_standard_errors(server):
+    alice = await PepClient.login(server, "alice")
+    bob = await PepClient.login(server, "bob")
+    try:
+        await alice.iq("set", publish("urn:x:a", "<a xmlns='urn:x:a'/>", "1"))
+        affs = await alice.iq("get", f"<pubsub xmlns='{PUBSUB}'><affiliations/></pubsub>")
+        assert [(a.get("node"), a.get("affiliation")) for a in affs.iter(f"{{{PUBSUB}}}affiliation")] == [("urn:x:a", "owner")]
+        cases = [
+            (alice, "set", publish("n" * 300, "<a xmlns='urn:x:a'/>"), None, "not-acceptable"),
+            (alice, "set", publish("urn:x:a", "<a xmlns='urn:x:a'/>", "i" * 300), None, "not-acceptable"),
+            (alice, "set", f"<pubsub xmlns='{PUBSUB}'><publish node='urn:x:a'><item><a xmlns='urn:x:a'/></item></publish>"
+                           "<publish-options><x xmlns='jabber:x:data' type='bogus'/></publish-options></pubsub>", None, "bad-request"),
+            (alice, "set", f"<pubsub xmlns='{PUBSUB}'><publish node='urn:x:a'><item><a xmlns='urn:x:a'/></item></publish>"
+                           "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:wrong</value></field>"
+                           "</x></publish-options></pubsub>", None, "bad-request"),
+            (alice, "set", f"<pubsub xmlns='{OWNER}'><configure node='urn:x:a'><x xmlns='jabber:x:data' type='submit'>"
+                           "<field var='pubsub#access_model'><value>authorize</value></field></x></configure></pubsub>", None, "not-acceptable"),
+            (alice, "set", f"<pubsub xmlns='{OWNER}'><configure node='urn:x:a'/></pubsub>", None, "bad-request"),
+            (alice, "get", f"<pubsub xmlns='{PUBSUB}'><items node='urn:x:a' max_items='-1'/></pubsub>", None, "bad-request"),
+            (alice, "get", f"<pubsub xmlns='{PUBSUB}'/>", None, "bad-request"),
+            (alice, "set", f"<pubsub xmlns='{PUBSUB}'><publish node='urn:x:a'/><retract node='urn:x:a'/></pubsub>", None, "bad-request"),
+            (bob, "get", f"<pubsub xmlns='{PUBSUB}'><affiliations/></pubsub>", alice.bare, "forbidden"),
+            (bob, "get", items("urn:x:a"), f"nobody@{server.domain}", "item-not-found"),
+            (bob, "set", f"<pubsub xmlns='{PUBSUB}'><create node='urn:x:b'/></pubsub>", alice.bare, "forbidden"),
+            (bob, "set", f"<pubsub xmlns='{OWNER}'><delete node='urn:x:a'/></pubsub>", alice.bare, "forbidden"),
+        ]
+        for who, typ, xml, to, condition in cases:
+            with pytest.raises(IqError) as err:
+                await who.iq(typ, xml, to=to)
+            assert error_of(err)[0] == condition, xml
+        assert item_ids(await alice.iq("get", items("urn:x:a"))) == ["1"]  # nothing changed
+    finally:
+        await close(alice, bob)

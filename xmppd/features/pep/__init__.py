@@ -74,7 +74,7 @@ PEP_FEATURES = tuple(feature(f) for f in (
     "access-open", "access-presence", "access-roster", "access-whitelist", "auto-create", "auto-subscribe",
     "config-node", "config-node-max", "create-and-configure", "create-nodes", "delete-items", "delete-nodes", "filtered-notifications",
     "item-ids", "last-published", "persistent-items", "presence-notifications", "publish", "publish-options",
-    "purge-nodes", "retract-items", "retrieve-default", "retrieve-items",
+    "purge-nodes", "retract-items", "retrieve-affiliations", "retrieve-default", "retrieve-items",
 )) + (PUBSUB,)
 
 
@@ -193,7 +193,8 @@ class Pep(Feature):
             raise StanzaError(Condition.BAD_REQUEST, "empty pubsub request")
         if verb.tag == P + "items":
             return await self._items(req, verb)
-        if verb.tag == P + "affiliations" and req.is_self:
+        if verb.tag == P + "affiliations":
+            self._owner_only(req, "list affiliations")
             out = element(Q_PUBSUB, default_ns=PUBSUB)
             affs = sub(out, P + "affiliations")
             for rec in await self.repo.nodes(req.to.local or "", req.to.domain):
