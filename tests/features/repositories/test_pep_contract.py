@@ -1,4 +1,5 @@
-"""The PEP repository on SQLite and MariaDB (the schema's cascades, per-node order, limits)."""
+"""The PEP repository contract on memory, SQLite and MariaDB (per-node order, limits), and the
+schema's cascades on SQLite and MariaDB."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -6,7 +7,15 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from xmppd.features.pep.repository import Item, NodeExists, SqlPepRepository, TooManyNodes, pep_items, pep_nodes
+from xmppd.features.pep.repository import (
+    Item,
+    MemoryPepRepository,
+    NodeExists,
+    SqlPepRepository,
+    TooManyNodes,
+    pep_items,
+    pep_nodes,
+)
 from xmppd.storage.accounts import AccountNotFound
 
 D = "localhost"
@@ -18,9 +27,9 @@ def item(i: str, payload: str = "<p xmlns='urn:x'/>") -> Item:
     return Item(i, payload, "alice@localhost", T0)
 
 
-async def test_pep_publish_trims_to_the_node_max_and_replaces_by_id(sql_backend):
-    await sql_backend.add_account("alice")
-    repo = SqlPepRepository(sql_backend.db)
+async def test_pep_publish_trims_to_the_node_max_and_replaces_by_id(backend):
+    await backend.add_account("alice")
+    repo = backend.repo(SqlPepRepository, MemoryPepRepository)
     rec, created, dropped = await repo.publish("alice", D, "urn:x", CONFIG, item("a"), 100, 10)
     assert created and dropped == [] and rec.config == CONFIG
     await repo.publish("alice", D, "urn:x", {}, item("b"), 100, 10)
@@ -38,10 +47,10 @@ async def test_pep_publish_trims_to_the_node_max_and_replaces_by_id(sql_backend)
     assert await repo.items(rec2.id) == []
 
 
-async def test_pep_nodes_limits_retract_purge_delete_and_last_items(sql_backend):
-    await sql_backend.add_account("alice")
-    await sql_backend.add_account("bob")
-    repo = SqlPepRepository(sql_backend.db)
+async def test_pep_nodes_limits_retract_purge_delete_and_last_items(backend):
+    await backend.add_account("alice")
+    await backend.add_account("bob")
+    repo = backend.repo(SqlPepRepository, MemoryPepRepository)
     a = await repo.create("alice", D, "urn:a", CONFIG, 2)
     with pytest.raises(NodeExists):
         await repo.create("alice", D, "urn:a", CONFIG, 2)

@@ -22,7 +22,7 @@ from ...storage.engine import Database
 from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
 
 __all__ = [
-    "MAX_ID_LENGTH", "Item", "NodeExists", "NodeRecord", "PepRepository", "SqlPepRepository",
+    "MAX_ID_LENGTH", "Item", "MemoryPepRepository", "NodeExists", "NodeRecord", "PepRepository", "SqlPepRepository",
     "TooManyNodes", "pep_items", "pep_nodes",
 ]
 
@@ -279,3 +279,108 @@ class SqlPepRepository:
             .where(a.domain == domain, a.username.in_(owners))
         )
         return [(r.username, _record(r), _item(r)) for r in await conn.execute(q)]
+
+
+class MemoryPepRepository:
+    """The in-process twin of :class:`SqlPepRepository` (same contract, tests only)."""
+
+    def __init__(self, accounts: Any) -> None:
+        self._accounts = accounts
+        self._ids = 0
+        self._nodes: dict[int, tuple[int, NodeRecord]] = {}  # node id -> (account id, record)
+        self._items: dict[int, dict[str, tuple[int, Item]]] = {}  # node id -> item id -> (seq, item)
+        self._seq = 0
+
+    async def _account(self, username: str, domain: str) -> int | None:
+        account = await self._accounts.get(username, domain)
+        return None if account is None else int(account.id)
+
+    def _find(self, account_id: int, node: str) -> NodeRecord | None:
+        return next((r for a, r in self._nodes.values() if a == account_id and r.node == node), None)
+
+    async def node(self, username: str, domain: str, node: str) -> NodeRecord | None:
+        account_id = await self._account(username, domain)
+        return None if account_id is None else self._find(account_id, node)
+
+    async def nodes(self, username: str, domain: str) -> list[NodeRecord]:
+        account_id = await self._account(username, domain)
+        return sorted((r for a, r in self._nodes.values() if a == account_id), key=lambda r: r.node)
+
+    def _insert(self, account_id: int, node: str, config: dict[str, Any], max_nodes: int) -> NodeRecord:
+        if sum(1 for a, _r in self._nodes.values() if a == account_id) >= max_nodes:
+            raise TooManyNodes(f"at most {max_nodes} nodes per account")
+        self._ids += 1
+        rec = NodeRecord(self._ids, node, dict(config))
+        self._nodes[rec.id] = (account_id, rec)
+        self._items[rec.id] = {}
+        return rec
+
+    async def create(self, username: str, domain: str, node: str, config: dict[str, Any], max_nodes: int) -> NodeRecord:
+        account_id = await self._account(username, domain)
+        if account_id is None:
+            raise AccountNotFound(username, domain)
+        if self._find(account_id, node) is not None:
+            raise NodeExists(node)
+        return self._insert(account_id, node, config, max_nodes)
+
+    async def publish(
+        self, username: str, domain: str, node: str, create_config: dict[str, Any], item: Item | None,
+        keep: int, max_nodes: int,
+    ) -> tuple[NodeRecord, bool, list[str]]:
+        account_id = await self._account(username, domain)
+        if account_id is None:
+            raise AccountNotFound(username, domain)
+        rec = self._find(account_id, node)
+        created = rec is None
+        if rec is None:
+            rec = self._insert(account_id, node, create_config, max_nodes)
+        if item is None or not rec.config.get("persist_items", True):
+            return rec, created, []
+        self._seq += 1
+        self._items[rec.id][item.id] = (self._seq, item)
+        return rec, created, self._trim(rec.id, max(1, min(int(rec.config.get("max_items", 1)), keep)))
+
+    def _trim(self, node_id: int, keep: int) -> list[str]:
+        ordered = sorted(self._items[node_id].items(), key=lambda kv: kv[1][0], reverse=True)
+        dropped = [i for i, _v in ordered[keep:]]
+        for i in dropped:
+            del self._items[node_id][i]
+        return dropped
+
+    async def configure(self, node_id: int, config: dict[str, Any], keep: int) -> list[str]:
+        account_id, rec = self._nodes[node_id]
+        self._nodes[node_id] = (account_id, NodeRecord(rec.id, rec.node, dict(config)))
+        return self._trim(node_id, keep)
+
+    async def items(self, node_id: int, ids: Sequence[str] | None = None, newest: int | None = None) -> list[Item]:
+        ordered = sorted(self._items.get(node_id, {}).values(), key=lambda v: v[0], reverse=True)
+        chosen = [it for _s, it in ordered if ids is None or it.id in ids]
+        if newest is not None:
+            chosen = chosen[:newest]
+        chosen.reverse()
+        return chosen
+
+    async def retract(self, node_id: int, ids: Sequence[str]) -> list[str]:
+        found = [i for i in self._items.get(node_id, {}) if i in ids]
+        for i in found:
+            del self._items[node_id][i]
+        return found
+
+    async def purge(self, node_id: int) -> int:
+        n = len(self._items.get(node_id, {}))
+        self._items[node_id] = {}
+        return n
+
+    async def delete(self, node_id: int) -> bool:
+        self._items.pop(node_id, None)
+        return self._nodes.pop(node_id, None) is not None
+
+    async def last_items(self, owners: Sequence[str], domain: str) -> list[tuple[str, NodeRecord, Item]]:
+        out = []
+        for username in owners:
+            account_id = await self._account(username, domain)
+            for a, rec in self._nodes.values():
+                if a == account_id and self._items.get(rec.id):
+                    _seq, it = max(self._items[rec.id].values(), key=lambda v: v[0])
+                    out.append((username, rec, it))
+        return out
