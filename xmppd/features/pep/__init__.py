@@ -441,8 +441,8 @@ class Pep(Feature):
         features = self.caps.features(info)
         if features is None:
             features = await self._learn(full, info)
-        if not features:
-            return
+        if not features or not any(f.endswith("+notify") for f in features):
+            return  # interested in no node: nothing to look up
         await self._deliver_last(full, features)
 
     async def _learn(self, full: JID, info: CapsInfo) -> frozenset[str] | None:
