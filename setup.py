@@ -70,6 +70,9 @@ setup(
             # tests/api/test_schemathesis.py: property-based calls of every operation of the
             # OpenAPI document against a live server (responses must match the document).
             "schemathesis>=3.30",
+            # OMEMO test clients (tests/features/test_omemo.py): device lists and bundles
+            # through PEP, an encrypted round trip, offline and MAM keeping it intact.
+            "slixmpp-omemo>=2.1",
         ],
         "bench": [],
     },
@@ -93,6 +96,10 @@ setup(
             "blocking=xmppd.features.blocking:Blocking",
             "vcard=xmppd.features.vcard:VCard",
             "private=xmppd.features.private:Private",
+            "pep=xmppd.features.pep:Pep",
+            "avatar=xmppd.features.avatar:Avatar",
+            "bookmarks=xmppd.features.bookmarks:Bookmarks",
+            "pubsub=xmppd.features.pubsub:PubSub",
             "caps=xmppd.features.caps:Caps",
             "adhoc=xmppd.features.adhoc:Adhoc",
             "admin=xmppd.features.admin:Admin",

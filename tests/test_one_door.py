@@ -43,6 +43,7 @@ REGISTRY_READS: dict[str, tuple[int, str]] = {
     "xmppd/features/push/__init__.py": (1, "whether another resource of the account is online (XEP-0357)"),
     "xmppd/features/ping.py": (1, "every live session, for keepalive pings on their own streams"),
     "xmppd/features/admin/feature.py": (1, "XEP-0133 announcement recipients (online users: Router.online_accounts, cluster-wide)"),
+    "xmppd/features/pep/__init__.py": (1, "the available resources of an account and their caps (XEP-0163 filtered notifications)"),
 }
 
 
