@@ -122,7 +122,7 @@ class MuteFeature(Feature):
     # ================================================================== lifecycle
 
     async def setup(self) -> None:
-        self.repo = SqlMuteRepository(self.ctx.db)
+        self.repo = SqlMuteRepository(self.ctx.db, self.ctx.outbox)
         self.muc = self.ctx.feature("muc")
         self.muc_domain: str = self.muc.domain
         for m in await self.repo.mutes():
@@ -150,6 +150,9 @@ class MuteFeature(Feature):
         for cmd in self._server_commands():
             self.ctx.on_teardown(adhoc.register(cmd))
         self.ctx.spawn(self._expirer(), name="mute-expiry")
+        from .api import operations
+
+        self.ctx.add_api(operations(self))  # /api/v1/rooms/{room}/mutes, /api/v1/mutes (docs/api.md)
 
     # ================================================================== state
 
@@ -338,8 +341,13 @@ class MuteFeature(Feature):
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {jid.bare}")
         return room
 
+    def acts_as_admin(self, actor: JID) -> bool:
+        """A server admin, or the server itself (its domain JID, which no client can be: the
+        REST API acts as it), with a server admin's authority over mutes."""
+        return self.ctx.is_admin(actor) or (actor.local is None and actor.domain == self.ctx.domain)
+
     def is_moderator(self, room: Any, requester: JID) -> bool:
-        if self.ctx.is_admin(requester) or room.affiliation(requester.bare).rank >= Affiliation.ADMIN.rank:
+        if self.acts_as_admin(requester) or room.affiliation(requester.bare).rank >= Affiliation.ADMIN.rank:
             return True
         occ = room.occupants.of_jid(requester)
         return occ is not None and occ.role is Role.MODERATOR
@@ -354,7 +362,7 @@ class MuteFeature(Feature):
             raise StanzaError(Condition.FORBIDDEN, "only moderators may mute or unmute members of this room")
         if target == actor.bare:
             raise StanzaError(Condition.NOT_ALLOWED, "you can't mute yourself")
-        actor_aff = Affiliation.OWNER if self.ctx.is_admin(actor) else room.affiliation(actor.bare)
+        actor_aff = Affiliation.OWNER if self.acts_as_admin(actor) else room.affiliation(actor.bare)
         target_aff = room.affiliation(target)
         if target_aff.rank >= actor_aff.rank and not (target_aff is Affiliation.NONE and actor_aff is Affiliation.NONE):
             raise StanzaError(Condition.NOT_ALLOWED, f"a {actor_aff.value} can't mute a {target_aff.value} of this room"
@@ -365,7 +373,7 @@ class MuteFeature(Feature):
 
     def _rank(self, room: Any, who: JID) -> int:
         """Rank for lifting mutes: server admin above owner above admin, member, none."""
-        if self.ctx.is_admin(who.bare):
+        if self.acts_as_admin(who.bare):
             return Affiliation.OWNER.rank + 1
         return max(room.affiliation(who.bare).rank, Affiliation.NONE.rank)
 
@@ -491,7 +499,7 @@ class MuteFeature(Feature):
         await self._room_notice(room, "unmute-all", None, actor.bare, None, None, None, lang)
 
     def _check_room_admin(self, room: Any, actor: JID) -> None:
-        if not (self.ctx.is_admin(actor) or room.affiliation(actor.bare).rank >= Affiliation.ADMIN.rank):
+        if not (self.acts_as_admin(actor) or room.affiliation(actor.bare).rank >= Affiliation.ADMIN.rank):
             raise StanzaError(Condition.FORBIDDEN, "only owners and admins may mute or unmute everyone")
 
     async def platform_mute(self, actor: JID, target: JID, seconds: int | None, reason: str | None) -> Mute:
@@ -512,7 +520,7 @@ class MuteFeature(Feature):
         await self._lift(PLATFORM, target, actor.bare, lang=None)
 
     def _check_server_admin(self, actor: JID) -> None:
-        if not self.ctx.is_admin(actor):
+        if not self.acts_as_admin(actor):
             raise StanzaError(Condition.FORBIDDEN, "only server administrators may do this")
 
     # ================================================================== notices

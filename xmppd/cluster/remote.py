@@ -55,7 +55,11 @@ class RemoteSessions:
         self._warned = False
         self._outbox: deque[_Item] = deque()
         self._wake = asyncio.Event()
+        self._busy = False  # the writer holds a batch it has not settled yet
         self._writer = asyncio.create_task(self._write(), name=f"cluster outbox {self.node}")
+        # Envelopes for a service's owner node rather than for sessions (field ``s``: the tag,
+        # e.g. "muc"): tag -> handler(routed, hops, origin node). See ``to_owner``.
+        self.owners: dict[str, Callable[[Routed, int, str], Awaitable[None]]] = {}
 
     # ------------------------------------------------------------------ sending side
 
@@ -87,6 +91,13 @@ class RemoteSessions:
         data = etree.tostring(r.stanza, encoding="unicode")
         for node, fulls in by_node.items():
             self._queue(_Item(r, fallback, node, self._envelope(r, fulls, hops, data), None, group))
+
+    def to_owner(self, node: str, tag: str, r: Routed, hops: int, fallback: Fallback | None) -> None:
+        """Queue ``r`` for ``node``, where the handler registered under ``tag`` takes it (a room's
+        owner node: docs/cluster.md §5); ``fallback(r)`` runs if the append fails."""
+        fields = self._envelope(r, [], hops)
+        fields["s"] = tag
+        self._queue(_Item(r, fallback, node, fields, None))
 
     def fan(self, el: etree._Element, kind: str, targets: list[JID], wire: Any = None, *, with_to: bool = False) -> None:
         """``Router.fan_out``'s recipients without a session here (full JIDs, and bare JIDs for
@@ -187,6 +198,7 @@ class RemoteSessions:
             await self._wake.wait()
             self._wake.clear()
             while outbox:
+                self._busy = True
                 batch = [outbox.popleft() for _ in range(min(BATCH, len(outbox)))]
                 results: list[Any]
                 try:
@@ -213,6 +225,7 @@ class RemoteSessions:
                     if isinstance(result, Exception) and not isinstance(result, unreachable_errors()):
                         log.error("publishing a stanza on the cluster bus failed: %s", result)
                     await self._settle(item, ok)
+            self._busy = False
 
     async def _settle(self, item: "_Item", ok: bool) -> None:
         group = item.group
@@ -272,6 +285,12 @@ class RemoteSessions:
         to_s = fields.get("t")
         r = Routed(stanza, kind, JID.parse(fields["f"]), JID.parse(to_s) if to_s else None, None)
         hops = int(fields.get("h") or 0) + 1
+        tag = fields.get("s")
+        if tag:
+            handler = self.owners.get(tag)
+            if handler is not None:
+                await handler(r, hops, fields.get("o") or "")
+            return
         targets = [JID.parse(t) for t in fields.get("r", "").split()]
         sessions = [s for s in (router.sessions.get(t) for t in targets) if s is not None]
         for i, s in enumerate(sessions):
@@ -285,6 +304,14 @@ class RemoteSessions:
         elif kind == "iq" and typ in ("get", "set"):
             router.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "recipient_unavailable"))
         # other messages, presence and iq answers to a session that is gone: dropped, as locally
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until what is queued now has been sent: a graceful
+        stop's last words (a room's occupants told to join again) before the writer stops."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self._outbox or self._busy) and loop.time() < deadline and not self._writer.done():
+            await asyncio.sleep(0.01)
 
     def _close_replaced(self, fields: dict[str, str]) -> None:
         """RFC 6120 §7.7.2.2: a new session for this full JID on node ``o``: ours ends with

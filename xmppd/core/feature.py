@@ -28,10 +28,12 @@ from .hooks import Flow, Hook
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from ..api.framework import Operation
     from ..config import Config
     from ..errors import StreamErrorCondition
     from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
     from ..storage.engine import Database
+    from ..webhooks.outbox import Outbox
     from .interfaces import AccountAdmin, FeatureHost, Lifecycle
     from .router import Router, Service
     from .server_owned import ServerOwned
@@ -168,6 +170,12 @@ class FeatureContext:
         return self._server.db
 
     @property
+    def outbox(self) -> "Outbox":
+        """The one door for webhook events (docs/webhooks.md): ``write_txn`` inside the change's
+        own transaction."""
+        return self._server.outbox
+
+    @property
     def accounts(self) -> "AccountRepository":
         return self._server.accounts
 
@@ -249,6 +257,26 @@ class FeatureContext:
 
     def add_preauth_iq_handler(self, qname: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> None:
         self._undo.append(self._server.add_preauth_iq_handler(qname, handler))
+
+    def add_http_route(self, method: str, path: str, handler: Callable[[Any], Awaitable[Any]]) -> None:
+        """Serve ``method path`` on ``listen.http`` (an aiohttp handler; call it in ``setup``)."""
+        self._undo.append(self._server.add_http_route(method, path, handler))
+
+    def http_base_url(self) -> str | None:
+        """Where ``listen.http`` is reached (``http.public_url``'s origin or the bound port on
+        the domain); None without the listener. Known once the server listens."""
+        return self._server.http_base_url()
+
+    def add_api(self, operations: "Iterable[Operation]") -> None:
+        """Serve REST API operations under ``/api/v1`` (xmppd/api/framework.py, docs/api.md):
+        the token, scope, path, query and body are checked before the handler runs."""
+        self._undo.append(self._server.api.add(operations))
+
+    def add_metrics(self, collect: Callable[[], Iterable[Any]]) -> None:
+        """Add figures to ``/metrics``: ``collect()`` runs at each scrape and returns
+        prometheus_client metric families (xmppd/metrics.py has ``gauge`` and ``labelled``).
+        Keep what it reads in memory: it must not wait for anything."""
+        self._undo.append(self._server.metrics.add(collect))
 
     def on_teardown(self, undo: Callable[[], None]) -> None:
         self._undo.append(undo)

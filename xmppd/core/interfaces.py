@@ -17,10 +17,12 @@ from lxml import etree
 if TYPE_CHECKING:
     import random
 
+    from ..api.framework import ApiRoutes
     from ..config import Config
     from ..errors import StreamErrorCondition
     from ..i18n import Languages
     from ..jid import JID
+    from ..metrics import Metrics
     from ..storage.accounts import Account, AccountRepository
     from ..storage.engine import Database
     from .dispatch import IqTable
@@ -96,6 +98,9 @@ class FeatureHost(SessionControl, Lifecycle, Protocol):
     rng: "random.Random"
     languages: "Languages"
     features: "dict[str, Feature]"
+    outbox: Any  # webhooks.outbox.Outbox
+    api: "ApiRoutes"
+    metrics: "Metrics"
 
     def is_admin(self, jid: "JID") -> bool: ...
     def add_stream_feature(self, make: Callable[[bool], list[etree._Element]]) -> Callable[[], None]: ...
@@ -103,3 +108,5 @@ class FeatureHost(SessionControl, Lifecycle, Protocol):
     def add_nonza_handler(self, namespace: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> Callable[[], None]: ...
     def add_preauth_iq_handler(self, qname: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> Callable[[], None]: ...
     async def send_iq(self, stanza: etree._Element, timeout: float) -> etree._Element: ...
+    def add_http_route(self, method: str, path: str, handler: Callable[[Any], Awaitable[Any]]) -> Callable[[], None]: ...
+    def http_base_url(self) -> str | None: ...

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from time import perf_counter
 from typing import TYPE_CHECKING, Protocol
 
 from lxml import etree
@@ -43,6 +44,7 @@ from .server_owned import ServerOnlyCheck
 if TYPE_CHECKING:
     from ..cluster.remote import RemoteSessions
     from ..cluster.sessions import Entry
+    from ..metrics import Metrics
     from .session import Session
     from .sessions import SessionRegistry
 
@@ -77,6 +79,8 @@ class Router:
         # The cluster (docs/cluster.md): sessions on other nodes, consulted only for a local-domain
         # recipient without a session here. None without cluster.redis_url.
         self.remote: RemoteSessions | None = None
+        # The node's figures (xmppd/metrics.py): stanzas in and out, routing latency. None: not counted.
+        self.metrics: Metrics | None = None
         # name -> predicate on a session: "deliver only to sessions that ..." (carbons enabled,
         # roster interested), applied on the node that holds the session.
         self.checks: dict[str, Callable[[Session], bool]] = {}
@@ -131,6 +135,10 @@ class Router:
                 if (tag in tags and self._server_only[tag](child, self)) or (prefixes and isinstance(tag, str) and tag.startswith(prefixes)):
                     stanza.remove(child)
         routed = Routed(stanza, kind, session.jid, to, session)  # type: ignore[arg-type]
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.stanza_in(kind)
+            started = perf_counter()
         # The stanza's durability barrier (see .durability): stores writing behind hold their
         # tickets in it, deliveries wait for it, stream management acks after it.
         barrier = Barrier(session)
@@ -149,6 +157,8 @@ class Router:
         finally:
             barrier.open = False
             CURRENT.reset(token)
+            if metrics is not None:
+                metrics.routing.observe(perf_counter() - started)
 
     async def may_speak(self, speech: H.Speech) -> None:
         """The one-to-one speech gate (``hooks.SPEECH``): raises ``StanzaError`` when vetoed."""
@@ -341,6 +351,8 @@ class Router:
         if self.hooks.has(H.DELIVER):
             if await self.hooks.run(H.DELIVER, Delivery(session, stanza, kind)) is Flow.STOP:
                 return
+        if self.metrics is not None:
+            self.metrics.stanza_out(kind)
         session.send(stanza)
 
     async def deliver_bytes(self, session: "Session", data: bytes, stanza: etree._Element, kind: str) -> None:
@@ -352,6 +364,8 @@ class Router:
         if self.hooks.has(H.DELIVER):
             if await self.hooks.run(H.DELIVER, Delivery(session, stanza, kind)) is Flow.STOP:
                 return
+        if self.metrics is not None:
+            self.metrics.stanza_out(kind)
         session.send_bytes(data)
 
     # ---------------------------------------------------------------- the one door for features

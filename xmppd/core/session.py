@@ -547,6 +547,9 @@ class Session:
                 guessed = event.username if condition is SaslCondition.NOT_AUTHORIZED else None  # type: ignore[attr-defined]
                 self.host.auth_throttle.failure(self.peer, guessed)  # type: ignore[attr-defined]
             self.log.info("authentication failed: %s", event.condition.value)  # type: ignore[attr-defined]
+            metrics = getattr(self.host, "metrics", None)
+            if metrics is not None:
+                metrics.auth_failure(condition.value)
         elif t is ev.Authenticated:
             self.host.auth_throttle.success(self.peer, event.username)  # type: ignore[attr-defined]
             self._shape_authenticated()

@@ -162,6 +162,12 @@ class Mam(Feature):
 
     repo: MamRepository
 
+    def _metrics(self) -> list[Any]:
+        """/metrics: records waiting for their group commit (xmppd/metrics.py)."""
+        from ...metrics import gauge
+
+        return [gauge("xmppd_archive_queue", "Archive records enqueued and not stored yet on this node", self._enqueued - self._stored)]
+
     async def setup(self) -> None:
         self.repo = SqlMamRepository(self.ctx.db)
         self.ids: IdCodec = await self.repo.open()
@@ -172,6 +178,7 @@ class Mam(Feature):
         self._renewer = self.ctx.spawn(self._lease.keep(), "mam-lease")
         self._queue: asyncio.Queue[ArchivedMessage] = asyncio.Queue(self.options.queue_size)
         self._inflight: list[ArchivedMessage] = []
+        self.ctx.add_metrics(self._metrics)
         self._wake = asyncio.Event()  # batch_size records wait, or somebody waits for a ticket
         self._lock = asyncio.Lock()
         # Commit tickets (xmppd.core.durability): [records enqueued up to it, ticket], oldest first.
@@ -197,6 +204,7 @@ class Mam(Feature):
             self.ctx.on_teardown(muc.events.add(E.CONFIG_FORM, self._room_form))
             self.ctx.on_teardown(muc.events.add(E.ROOM_DISCO_INFO, self._room_disco))
             self.ctx.on_teardown(muc.events.add(E.ROOM_DESTROYED, self._room_destroyed))
+            self.ctx.on_teardown(muc.events.add(E.ROOM_LOADED, self._room_loaded))
             self.ctx.on_teardown(muc.add_logger(self.room_archiving))  # status 170 for archived rooms
             for typ in ("get", "set"):
                 self.ctx.add_iq_handler(typ, f"{{{MAM}}}query", self._room_query, target=Target.BARE, domain=muc.domain)
@@ -504,6 +512,21 @@ class Mam(Feature):
     async def _room_destroyed(self, ev: Any) -> Flow:
         await self.flush()
         await self.repo.delete_owner(ev.room.jid_s)
+        return Flow.CONTINUE
+
+    async def _room_loaded(self, ev: Any) -> Flow:
+        """A room loaded by the cluster node that acquired it (docs/cluster.md §5): its history
+        sent on join is the archive's last messages with a body (what the previous owner kept
+        in memory and lost)."""
+        room = ev.room
+        size = room.config.history_length
+        if not size or not self.room_archiving(room):
+            return Flow.CONTINUE
+        page = await self.repo.query(ArchiveQuery(owner=room.jid_s, max=size, before=""))
+        for m in page.items:
+            el = etree.fromstring(m.stanza, _PARSER)
+            if el.find(f"{{{ns.CLIENT}}}body") is not None:
+                room.history.add(el, m.ts / 1_000_000)
         return Flow.CONTINUE
 
     async def _room_query(self, req: IqRequest) -> Any:

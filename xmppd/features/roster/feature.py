@@ -84,6 +84,9 @@ class Roster(Feature):
         )
         self.ctx.add_stream_feature(self._stream_features)
         self.ctx.on_teardown(self.ctx.feature("disco").add_account_visibility(self._visible))
+        from ...api import roster as roster_api
+
+        self.ctx.add_api(roster_api.operations(self))
         self.ctx.on_teardown(self.ctx.router.add_check("roster-push", self._pushed_elsewhere))
 
     # ------------------------------------------------------------------ public API
@@ -238,29 +241,60 @@ class Roster(Feature):
         if el.get("subscription") == "remove":
             await self._remove(owner, contact)
             return None
-        name = el.get("name")
+        await self.set_item(owner, contact, el.get("name"), [g.text or "" for g in el.iterchildren(GROUP)])
+        return None
+
+    async def set_item(self, owner: JID, contact: str, name: str | None, groups: list[str]) -> RosterItem:
+        """RFC 6121 §2.3: add or update ``contact`` (a bare JID, checked by ``check_contact``) in
+        ``owner``'s roster with ``name`` and ``groups`` (the limits of [roster] checked), pushed
+        to the owner's interested resources. Raises ``StanzaError``. The subscription is left
+        as it is (a new item: none)."""
         if name is not None and len(name) > self.options.max_name_length:
             raise StanzaError(Condition.NOT_ACCEPTABLE, f"the name is longer than {self.options.max_name_length} characters")
-        groups: list[str] = []
-        for g in el.iterchildren(GROUP):
-            text = g.text or ""
+        seen: list[str] = []
+        for text in groups:
             if not text:
                 raise StanzaError(Condition.NOT_ACCEPTABLE, "a group name is empty (omit <group/> for no group)")
             if len(text) > MAX_GROUP_LENGTH:
                 raise StanzaError(Condition.NOT_ACCEPTABLE, f"a group name is longer than {MAX_GROUP_LENGTH} characters")
-            if text in groups:
+            if text in seen:
                 raise StanzaError(Condition.BAD_REQUEST, f"the group {text!r} is given twice")
-            groups.append(text)
-        if len(groups) > self.options.max_groups:
+            seen.append(text)
+        if len(seen) > self.options.max_groups:
             raise StanzaError(Condition.NOT_ACCEPTABLE, f"an item is in at most {self.options.max_groups} groups")
         await self.check_room(owner, contact)
 
         def change(old: RosterItem | None) -> RosterItem:
             base = old if old is not None else RosterItem(contact)
-            return replace(base, name=name or None, groups=tuple(groups), listed=True)
+            return replace(base, name=name or None, groups=tuple(seen), listed=True)
 
-        await self.update(owner, contact, change)
-        return None
+        _before, after = await self.update(owner, contact, change)
+        assert after is not None
+        return after
+
+    async def befriend(self, a: JID, b: JID) -> None:
+        """Two local accounts become mutual contacts (subscription ``both`` on each side, any
+        pending request settled), as an app that manages "friends" itself wants; each side is
+        pushed, and each gets the other's current presence (a probe, as after an approval)."""
+        for owner, contact in ((a, b), (b, a)):
+            await self.check_room(owner, str(contact))
+
+            def change(old: RosterItem | None, contact: JID = contact) -> RosterItem:
+                base = old if old is not None else RosterItem(str(contact))
+                return replace(base, listed=True, subscription="both", ask=False, pending_in=False, pending_stanza=None, approved=False)
+
+            await self.update(owner, contact, change)
+        for owner, contact in ((a, b), (b, a)):
+            await self.ctx.send(stanza("presence", to=str(contact), frm=str(owner), type="probe"))
+
+    async def remove_item(self, owner: JID, contact: str) -> None:
+        """RFC 6121 §2.5: remove ``contact`` and cancel the subscriptions both ways (raises
+        ``StanzaError`` item-not-found when it is not in the roster)."""
+        await self._remove(owner, contact)
+
+    def check_contact(self, value: str | None, owner: JID) -> str:
+        """``value`` as a roster item's bare JID, or ``StanzaError`` (jid-malformed ...)."""
+        return self._contact(value, owner)
 
     # ------------------------------------------------------------------ helpers
 
