@@ -90,7 +90,7 @@ async def main() -> None:
     ap.add_argument("--changes", type=int, default=20)
     a = ap.parse_args()
     port = free_port()
-    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],  # noqa: ASYNC220 - started once, before anything runs
                              stdout=subprocess.DEVNULL)
     wait_port(port)
     tmp = Path(tempfile.mkdtemp(prefix="presence-bench-"))
@@ -115,7 +115,7 @@ async def main() -> None:
             await c.get_roster()
             c.send_presence()
             alice.send_presence_subscription(pto=f"c{i}@localhost")
-            while alice.client_roster[f"c{i}@localhost"]["subscription"] != "both":
+            while alice.client_roster[f"c{i}@localhost"]["subscription"] != "both":  # noqa: ASYNC110 - polling the client's roster
                 await asyncio.sleep(0.05)
             await slix_close(c)
         placed = ["beta"] * a.beta + ["alpha"] * a.alpha

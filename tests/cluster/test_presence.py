@@ -25,7 +25,7 @@ async def two(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
 
 async def _until(cond: Any, timeout: float = 10) -> None:
     async with asyncio.timeout(timeout):
-        while not cond():
+        while not cond():  # noqa: ASYNC110 - polling client and server state the test cannot subscribe to
             await asyncio.sleep(0.05)
 
 

@@ -16,9 +16,9 @@ import pytest
 from xmppd.features.admin import node
 from xmppd.jid import JID
 
-from ..features.test_admin import watch_end
-from ..features.test_adhoc import PLUGINS, form_of, run, xform
 from ..aiox import aioxmpp_client
+from ..features.test_adhoc import PLUGINS, form_of, run, xform
+from ..features.test_admin import watch_end
 from ..helpers import PASSWORD, slix, slix_close
 from .test_routing import Two, two_nodes, xmppctl
 

@@ -77,7 +77,8 @@ return node
 
 # KEYS: the recipients' sess hashes (one per target, repeated when needed). ARGV: this node's
 # name, the bus key prefix, maxlen, n (the count of the envelope's field/value strings), those n
-# strings, then per key: the resource ("" for a bare JID) and the JID as the envelope names it.
+# strings, then per key: the resource ("" for a bare JID), the JID as the envelope names it, and
+# (a bare JID) a resource not to count (the recipient itself: no envelope for it alone).
 # One envelope per node holding any of them: ``r`` the full JIDs bound there, ``b`` the bare
 # JIDs with an available resource there. Returns the number of envelopes appended.
 _FAN = """
@@ -88,7 +89,7 @@ local function at(node)
   if not fulls[node] then fulls[node] = {}; bares[node] = {}; order[#order + 1] = node end
 end
 for i = 1, #KEYS do
-  local res, jid = ARGV[base + 2 * i - 1], ARGV[base + 2 * i]
+  local res, jid, skip = ARGV[base + 3 * i - 2], ARGV[base + 3 * i - 1], ARGV[base + 3 * i]
   if res ~= '' then
     local v = redis.call('HGET', KEYS[i], res)
     if v then
@@ -97,9 +98,10 @@ for i = 1, #KEYS do
     end
   else
     local seen = {}
-    for _, v in ipairs(redis.call('HVALS', KEYS[i])) do
-      local node, avail = string.match(v, '^([^|]*)|[^|]*|[^|]*|(%d)$')
-      if node and node ~= me and avail == '1' and not seen[node] then
+    local h = redis.call('HGETALL', KEYS[i])
+    for j = 1, #h, 2 do
+      local node, avail = string.match(h[j + 1], '^([^|]*)|[^|]*|[^|]*|(%d)$')
+      if node and node ~= me and avail == '1' and not seen[node] and h[j] ~= skip then
         seen[node] = true; at(node); local t = bares[node]; t[#t + 1] = jid
       end
     end
@@ -157,13 +159,15 @@ class Bus:
         flat = [x for kv in pack(fields).items() for x in kv]
         return await self._to_full(keys=[sess_key], args=[resource, self.node, self.keys.bus(""), self.bus_max, *flat], client=client)
 
-    async def publish_fan(self, targets: list[tuple[str, str, str]], fields: dict[str, str], client: Any = None) -> Any:
+    async def publish_fan(self, targets: list[tuple[str, str, str, str]], fields: dict[str, str], client: Any = None) -> Any:
         """One envelope (``fields`` plus ``r`` and ``b``) per node holding any of ``targets``
-        (``(sess key, resource or "", JID)``), in one script; returns how many were appended."""
+        (``(sess key, resource or "", JID, resource not counted or "")``), in one script;
+        returns how many were appended."""
         flat = [x for kv in pack(fields).items() for x in kv]
-        pairs = [x for _, res, jid in targets for x in (res, jid)]
-        return await self._fan(keys=[key for key, _, _ in targets],
+        pairs = [x for _, res, jid, skip in targets for x in (res, jid, skip)]
+        return await self._fan(keys=[key for key, _, _, _ in targets],
                                args=[self.node, self.keys.bus(""), self.bus_max, len(flat), *flat, *pairs], client=client)
+
     async def publish_to_fulls(self, items: list[tuple[str, str, str]], client: Any = None) -> Any:
         """``publish_to_full`` for many envelopes in one script: ``items`` are (sess key,
         resource, packed envelope); returns per item the node or "" (``client``: queued in it)."""

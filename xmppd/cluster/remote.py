@@ -111,7 +111,7 @@ class RemoteSessions:
         sess = self.sessions.keys.sess
         fields = {"k": kind, "f": el.get("from") or self.router.domain, "t": "", "h": "0", "o": self.node,
                   "m": "to" if with_to else "fan", "x": data}
-        self._queue(_Item(None, None, None, fields, None, fan=[(sess(str(t.bare)), t.resource or "", str(t)) for t in targets]))
+        self._queue(_Item(None, None, None, fields, None, fan=[(sess(str(t.bare)), t.resource or "", str(t), "") for t in targets]))
 
     async def elsewhere(self, bares: list[JID]) -> dict[JID, list[Entry]]:
         """Each account's sessions on the other nodes, one pipeline ({} if Redis fails)."""
@@ -175,7 +175,8 @@ class RemoteSessions:
         fields = {"k": kind, "f": el.get("from") or self.router.domain, "t": "", "h": "0", "o": self.node,
                   "m": "each", "e": str(exclude) if exclude is not None else "", "c": check or "",
                   "x": etree.tostring(el, encoding="unicode")}
-        self._queue(_Item(None, None, None, fields, None, fan=[(self.sessions.keys.sess(str(bare.bare)), "", str(bare.bare))]))
+        skip = exclude.resource or "" if exclude is not None and exclude.bare == bare.bare else ""
+        self._queue(_Item(None, None, None, fields, None, fan=[(self.sessions.keys.sess(str(bare.bare)), "", str(bare.bare), skip)]))
 
     def _envelope(self, r: Routed, fulls: list[JID], hops: int, data: str | None = None) -> dict[str, str]:
         if data is None:
@@ -232,6 +233,9 @@ class RemoteSessions:
                         raw = await pipe.execute(raise_on_error=False)
                 except unreachable_errors() as exc:
                     self._unreachable(exc)
+                    results = [exc] * len(batch)
+                except Exception as exc:  # a bug must not end the outbox: this batch fails
+                    log.exception("publishing %d stanzas on the cluster bus failed", len(batch))
                     results = [exc] * len(batch)
                 else:
                     for (items, batched), res in zip(calls, raw, strict=True):
@@ -395,11 +399,11 @@ class _Item:
 
     def __init__(self, routed: Routed | None, fallback: Fallback | None, node: str | None, fields: dict[str, str],
                  full: tuple[str, str] | None, group: _Group | None = None,
-                 fan: list[tuple[str, str, str]] | None = None) -> None:
+                 fan: list[tuple[str, str, str, str]] | None = None) -> None:
         self.routed = routed
         self.fallback = fallback
         self.node = node
         self.fields = fields
         self.full = full
         self.group = group
-        self.fan = fan  # (sess key, resource or "", JID): a fan-out's recipients, looked up in the script
+        self.fan = fan  # (sess key, resource or "", JID, resource skipped): recipients, looked up in the script
