@@ -291,6 +291,8 @@ class ApiRoutes:
             status, result = result.status, result.body
         else:
             status = op.status
+        if op.method != "GET":  # who changed what (never a body: passwords, texts)
+            log.info("API %s %s by %s: %d", request.method, request.path, caller, status)
         if status == 204:
             return web.Response(status=204)
         return web.json_response(result, status=status)
