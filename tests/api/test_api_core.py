@@ -69,6 +69,12 @@ async def test_bad_input_is_a_400_with_a_stable_code_never_a_500(tmp_path: Path)
         for method, path, kw, code in cases:
             status, body = await api.call(method, path, **kw)
             assert (status, body["error"]["code"]) == (400, code), (method, path, kw, body)
+        from yarl import URL
+
+        status, body = await api.call("GET", URL(api.base + "/api/v1/users/a%0Ab", encoded=True))  # a newline in the path
+        assert status == 400 and body["error"]["code"] == "invalid_request"
+        status, body = await api.call("GET", URL(api.base + "/api/v1/users/bob%0A", encoded=True))
+        assert status == 400 and body["error"]["code"] == "invalid_username"  # past the pattern's $, not past RFC 7622
         status, body = await api.call("POST", "/api/v1/users", data=b"username=bob", headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert status == 415 and body["error"]["code"] == "unsupported_media_type"
         status, body = await api.call("POST", "/api/v1/messages", json={"to": "bob@localhost", "body": "x" * 70000})
