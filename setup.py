@@ -50,6 +50,10 @@ setup(
         # own maintained client, with asyncio, pipelines and Lua scripts (EVALSHA with reload).
         # Imported only when cluster.redis_url is set: the embedded default connects to nothing.
         "redis>=5",
+        # Thumbnails of uploaded images (xmppd/features/upload/thumbnails.py): the maintained
+        # imaging library, with JPEG/PNG/GIF/WebP decoders and a pixel-count guard; decoding
+        # images by hand is how servers get exploited.
+        "Pillow>=10",
     ],
     extras_require={
         "mysql": ["aiomysql>=0.2", "PyMySQL>=1.1"],
@@ -94,6 +98,9 @@ setup(
             "mam=xmppd.features.mam:Mam",
             "csi=xmppd.features.csi:Csi",
             "push=xmppd.features.push:Push",
+            "extdisco=xmppd.features.extdisco:ExtDisco",
+            "component=xmppd.features.component:Components",
+            "upload=xmppd.features.upload:Upload",
         ],
     },
 )

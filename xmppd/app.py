@@ -93,6 +93,8 @@ class Server:
         self.installed_features: dict[str, type[Feature]] = {}  # loaded or disabled
         self._contexts: list[FeatureContext] = []
         self._stream_features: list[Callable[[bool], list[etree._Element]]] = []
+        # Features' own HTTP routes on listen.http (upload slots ...): (method, path, handler).
+        self.http_routes: list[tuple[str, str, Callable[[Any], Awaitable[Any]]]] = []
         # One StreamConfig per kind of connection, shared by its streams (with their prebuilt
         # <stream:features/>); dropped whenever what goes into it changes.
         self._stream_configs: dict[tuple[bool, bool], StreamConfig] = {}
@@ -321,6 +323,33 @@ class Server:
         for make in self._stream_features:
             out.extend(make(authenticated))
         return out
+
+    def add_http_route(self, method: str, path: str, handler: Callable[[Any], Awaitable[Any]]) -> Callable[[], None]:
+        """Serve ``method path`` (aiohttp route syntax) on ``listen.http`` with ``handler``.
+        Routes are mounted when the listener starts (after every feature's setup); a removed
+        route answers 404."""
+        route = (method, path, handler)
+        self.http_routes.append(route)
+
+        def remove() -> None:
+            if route in self.http_routes:
+                self.http_routes.remove(route)
+
+        return remove
+
+    def http_base_url(self) -> str | None:
+        """``http.public_url``'s origin, or the URL of ``listen.http`` on ``server.domain`` (its
+        bound port); None when the listener is off."""
+        from urllib.parse import urlsplit
+
+        public = self.config.http.public_url
+        if public:
+            parts = urlsplit(public)
+            return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+        port = self.ports.get("http")
+        if port is None:
+            return None
+        return f"{'https' if self.config.http.tls else 'http'}://{self.domain}:{port}"
 
     def add_stream_feature(self, make: Callable[[bool], list[etree._Element]]) -> Callable[[], None]:
         """``make(authenticated)`` gives stream features to offer; it is called when the server

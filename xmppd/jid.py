@@ -164,3 +164,15 @@ def _parse(text: str) -> JID:
 
 def parse_jid(text: str) -> JID:
     return _parse(text)
+
+
+def prepare_username(name: str, domain: str) -> str:
+    """An account name as stored: the localpart of ``name@domain`` prepared by RFC 7622 (the
+    same form every door uses: SASL, registration, xmppctl, the admin commands, the reserved
+    names). JIDError says why ``name`` is not one."""
+    if "@" in name or "/" in name:
+        raise JIDError("a username cannot contain '@' or '/'")
+    jid = _parse(f"{name}@{domain}")
+    if jid.local is None:
+        raise JIDError("a username cannot be empty")
+    return jid.local

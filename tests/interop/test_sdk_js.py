@@ -224,3 +224,79 @@ async def test_a_dropped_connection_resumes_and_a_retried_message_is_shown_once(
     # nothing lost across the resumption, and the retried "after" (same origin-id) shown once
     assert ev["seen"]["bodies"] == ["before", "during 1", "during 2", "after", "last"]
 
+
+
+async def test_corrections_retractions_and_carbons_between_sdk_clients(tmp_path):
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "edits")
+    c = ev["correction"]
+    assert c["replaces"] == c["original"] and c["sameId"] and c["body"] == "the meeting is at 3"
+    r = ev["retraction"]
+    assert r["retracts"] == r["original"] and r["shownAsMessage"] == []  # the fallback body is never shown
+    assert ev["carbons"]["sent"] == ["sent", "bob@localhost", "sent from the phone"]
+    assert ev["carbons"]["received"] == ["received", "bob@localhost", "to the phone"]
+    h = ev["history"]
+    assert h["replaces"] == [h["id"]] and h["retracts"] == [h["id"]]
+
+
+async def test_room_administration_kick_ban_affiliations_and_configuration(tmp_path):
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "rooms")
+    assert ev["config"] == {"event": "config", "hasForm": True, "name": ["管理测试"], "persistent": ["1"]}
+    assert "307" in ev["kicked"]["codes"]
+    assert ev["bob-kick"] == {"event": "bob-kick", "refused": True, "condition": "forbidden", "hasText": True}
+    assert ev["banned"]["outcasts"] == [["bob@localhost", "outcast"]]
+    assert ev["banned"]["rejoin"] == {"refused": True, "condition": "forbidden"}
+    assert ev["members"]["members"] == ["bob@localhost"]
+
+
+async def test_a_mucsub_member_gets_room_messages_live_and_after_being_offline(tmp_path):
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "carol"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "mucsub")
+    room = "sub@conference.localhost"
+    assert ev["live"]["body"] == "while you are here" and ev["live"]["from"] == f"{room}/Alice" and ev["live"]["type"] == "groupchat"
+    assert sorted(ev["live"]["nodes"]) == ["urn:xmpp:mucsub:nodes:messages", "urn:xmpp:mucsub:nodes:subject"]
+    assert ev["subscriptions"]["rooms"] == [[room, "Carol"]] and ev["subscriptions"]["subscribers"] == ["carol@localhost"]
+    assert ev["offline"] == {"event": "offline", "body": "while you were away", "from": f"{room}/Alice", "delayed": True}
+    assert ev["unsubscribed"]["rooms"] == 0
+
+
+async def test_room_mute_through_ad_hoc_commands_and_upload_not_offered(tmp_path):
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "adhoc")
+    a = ev["adhoc"]
+    assert "urn:xmppd:mute:0#mute" in a["nodes"] and "urn:xmppd:mute:0#mute" not in a["bobNodes"]  # moderators only
+    assert a["notes"][0].startswith("bob@localhost is muted for")
+    assert a["muted"] is True and 0 < a["remaining"] <= 601  # rounded up, as the server counts
+    assert a["listed"] == [["Bob", "bob@localhost", "spam"]]
+    assert a["wrong"]["commandError"] and "nobody-here" in a["wrong"]["message"]
+    assert a["forbidden"] == {"xmppError": True, "condition": "forbidden"}
+    assert a["after"] is False and a["unmuted"]
+    assert ev["upload"] == {"event": "upload", "service": None, "slot": {"notOffered": True, "message": "localhost offers no HTTP file upload (XEP-0363)"}}
+
+
+async def test_agents_reject_accept_transfer_close_and_read_history_figures_and_tickets(tmp_path):
+    async with sdk_server(tmp_path, "server.admins=['boss@localhost']") as server:
+        for name in ("boss", "alice", "dan", "vera"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "csagent")
+    h = ev["handover"]
+    assert h["sameSession"] and h["reason"] == "transferred" and "Where is my parcel?" in h["lines"]
+    assert ev["closed"]["visitor"] == "agent"
+    assert ev["closed"]["again"] == {"refused": True, "condition": "forbidden", "hasText": True}
+    calls = ev["agent-calls"]
+    assert calls["history"] == [[True, "vera@localhost", "closed", "agent", True]]
+    assert ["visitor", "Where is my parcel?"] in calls["transcript"]
+    assert calls["figures"] == {"waiting": 0, "active": 0, "served": 1, "agents": ["Alice", "Dan"]}
+    assert calls["tickets"] == []
+    assert sorted(calls["members"]) == [["alice@localhost", "agent", "Alice"], ["dan@localhost", "agent", "Dan"]]
+    assert calls["queues"] == ["help"]
+    assert ev["visitor-figures"] == {"event": "visitor-figures", "xmppError": True, "condition": "forbidden"}

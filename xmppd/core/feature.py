@@ -251,6 +251,15 @@ class FeatureContext:
     def add_preauth_iq_handler(self, qname: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> None:
         self._undo.append(self._server.add_preauth_iq_handler(qname, handler))
 
+    def add_http_route(self, method: str, path: str, handler: Callable[[Any], Awaitable[Any]]) -> None:
+        """Serve ``method path`` on ``listen.http`` (an aiohttp handler; call it in ``setup``)."""
+        self._undo.append(self._server.add_http_route(method, path, handler))
+
+    def http_base_url(self) -> str | None:
+        """Where ``listen.http`` is reached (``http.public_url``'s origin or the bound port on
+        the domain); None without the listener. Known once the server listens."""
+        return self._server.http_base_url()
+
     def add_api(self, operations: "Iterable[Operation]") -> None:
         """Serve REST API operations under ``/api/v1`` (xmppd/api/framework.py, docs/api.md):
         the token, scope, path, query and body are checked before the handler runs."""

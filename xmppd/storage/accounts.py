@@ -53,6 +53,7 @@ __all__ = [
     "SqlAccountRepository",
     "StoredCredentials",
     "account_credentials",
+    "account_id_query",
     "accounts",
 ]
 
@@ -309,6 +310,12 @@ def _account(m: sa.RowMapping) -> Account:
 
 def _where_name(username: str, domain: str) -> sa.ColumnElement[bool]:
     return sa.and_(accounts.c.domain == domain, accounts.c.username == username)
+
+
+def account_id_query(username: str, domain: str) -> sa.Select[tuple[int]]:
+    """``SELECT id FROM accounts WHERE …``: the one way a feature's table finds its account's
+    id (``.scalar_subquery()`` inside a statement, ``.with_for_update()`` to lock the account)."""
+    return sa.select(accounts.c.id).where(_where_name(username, domain))
 
 
 _CREDENTIALS_QUERY = (

@@ -285,6 +285,18 @@ def _ssl_context(server: "Server") -> ssl.SSLContext:
     return tlsmod.make_server_context(cert, key, alpn_protocols=("http/1.1",))
 
 
+def _while_registered(server: "Server", route: tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A feature's route, answering 404 once the feature removed it (aiohttp cannot unmount)."""
+    handler = route[2]
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        if route not in server.http_routes:
+            raise web.HTTPNotFound()
+        return await handler(request)
+
+    return serve
+
+
 async def start_http(server: "Server", host: str, port: int, *, reuse_port: bool = False) -> tuple[int, Callable[[], Awaitable[None]]]:
     """Serve ``listen.http``; returns the bound port and the graceful stop."""
     front = HttpFront(server)
@@ -298,6 +310,8 @@ async def start_http(server: "Server", host: str, port: int, *, reuse_port: bool
     app.router.add_get("/.well-known/host-meta.json", front.host_meta_json)
     app.router.add_route("OPTIONS", "/.well-known/host-meta", front.preflight)
     app.router.add_route("OPTIONS", "/.well-known/host-meta.json", front.preflight)
+    for method, path, handler in list(server.http_routes):
+        app.router.add_route(method, path, _while_registered(server, (method, path, handler)))
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(

@@ -68,6 +68,12 @@ export interface ChatMessage {
   nick?: string;
   /** when the server delayed it (offline storage, room history, archive) */
   delay?: Date;
+  /** XEP-0308: this message corrects the message with this id */
+  replaces?: string;
+  /** XEP-0424: this message retracts the message with this id (its body is only a fallback) */
+  retracts?: string;
+  /** XEP-0280: a copy of a message our other device sent, or received */
+  carbon?: "sent" | "received";
   receiptRequested: boolean;
   markable: boolean;
   stanza: Element;
@@ -109,6 +115,10 @@ export function parseMessage(stanza: Element, archiveBy?: string): ChatMessage {
     if (nick !== undefined) m.nick = nick;
   }
   if (delay?.attrs.stamp) m.delay = new Date(delay.attrs.stamp);
+  const replaces = stanza.getChild("replace", NS.correct)?.attrs.id;
+  if (replaces) m.replaces = replaces;
+  const retracts = stanza.getChild("retract", NS.retract)?.attrs.id;
+  if (retracts) m.retracts = retracts;
   return m;
 }
 

@@ -3,7 +3,7 @@
 // The package is imported by its own name, so this runs the BUILT SDK through its `exports`.
 // Prints JSON lines: facts the test checks, then {"event": "done"}; {"event": "error"} on failure.
 import { WebSocket } from "ws";
-import { connect, webSocket, uniSocket, xml, MutedError, XmppError, NS } from "@xmppd/sdk";
+import { connect, webSocket, uniSocket, xml, MutedError, XmppError, NS, CommandError, UploadNotOfferedError } from "@xmppd/sdk";
 
 const [scenario, service, domain, password] = process.argv.slice(2);
 const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
@@ -263,6 +263,204 @@ const scenarios = {
     await alice.sendMessage(`bob@${domain}`, "last");
     await rest;
     emit("seen", { bodies: seen });
+  },
+  async csagent() {
+    const CS = `cs.${domain}`;
+    const QUEUE = `help@${CS}`;
+    const boss = await login("boss");
+    await boss.cs.putQueue({ name: "help", displayName: "Help", offerTimeout: 30 });
+    for (const [name, nick] of [["alice", "Alice"], ["dan", "Dan"]]) await boss.cs.setMember(QUEUE, { jid: `${name}@${domain}`, role: "agent", nick });
+    const agents = { alice: await login("alice"), dan: await login("dan") };
+    for (const a of Object.values(agents)) {
+      await a.cs.setAvailable(QUEUE, true);
+      await a.disco.info(domain); // a round trip after the presence
+    }
+    const firstOffer = new Promise((resolve) => {
+      for (const [name, a] of Object.entries(agents)) a.once("cs", (e) => e.kind === "offer").then((e) => resolve([name, e]));
+    });
+    const vera = await login("vera");
+    await vera.cs.start(QUEUE, "Where is my parcel?");
+    const [first, offer] = await firstOffer;
+    const second = first === "alice" ? "dan" : "alice";
+    // the first agent rejects: the offer moves on to the other, who accepts
+    const secondOffer = agents[second].once("cs", (e) => e.kind === "offer");
+    await agents[first].cs.reject(offer.from);
+    const o2 = await secondOffer;
+    const assigned = agents[second].once("cs", (e) => e.kind === "assigned");
+    await agents[second].cs.accept(o2.from);
+    await assigned;
+    // and hands the chat over to the first agent
+    const handedOver = agents[second].once("cs", (e) => e.kind === "closed");
+    const takenOver = agents[first].once("cs", (e) => e.kind === "assigned");
+    await agents[second].cs.transfer(o2.from, { agent: `${first}@${domain}` });
+    const closed = await handedOver;
+    const took = await takenOver;
+    emit("handover", { sameSession: offer.session === o2.session && took.session === o2.session, reason: closed.reason, lines: took.transcript.map((l) => l.text) });
+    // the transferring agent cannot act on the chat any more: a typed error with the server's text
+    let again;
+    try {
+      await agents[second].cs.close(o2.from);
+      again = { refused: false };
+    } catch (e) {
+      again = { refused: e instanceof XmppError, condition: e.condition, hasText: !!e.text };
+    }
+    const closedV = vera.once("cs", (e) => e.kind === "closed");
+    await agents[first].cs.close(o2.from);
+    emit("closed", { visitor: (await closedV).reason, again });
+    const figures = await boss.cs.figures(QUEUE);
+    emit("agent-calls", {
+      history: (await agents[first].cs.history(QUEUE, { visitor: `vera@${domain}` })).map((x) => [x.id === o2.session, x.visitor, x.state, x.reason, x.agent === `${first}@${domain}`]),
+      transcript: (await agents[first].cs.transcript(o2.session)).map((l) => [l.role, l.text]),
+      figures: { waiting: figures.waiting, active: figures.active, served: figures.served, agents: figures.agents.map((a) => a.nick).sort() },
+      tickets: await agents[first].cs.tickets(QUEUE),
+      members: (await boss.cs.members(QUEUE)).map((m) => [m.jid, m.role, m.nick]),
+      queues: (await vera.cs.queues()).map((q) => q.name),
+    });
+    let notAllowed;
+    try {
+      await vera.cs.figures(QUEUE);
+    } catch (e) {
+      notAllowed = { xmppError: e instanceof XmppError, condition: e.condition };
+    }
+    emit("visitor-figures", notAllowed ?? { refused: false });
+  },
+
+  async edits() {
+    const alice = await login("alice");
+    const phone = await login("alice", { resource: "phone" });
+    const bob = await login("bob");
+    const BOB = `bob@${domain}`;
+    const got = collect(bob, "message", 1);
+    const id = await alice.sendMessage(BOB, "teh meeting is at 3");
+    const [m] = await got;
+    const corrected = bob.once("correction");
+    await alice.correctMessage(BOB, id, "the meeting is at 3");
+    const c = await corrected;
+    emit("correction", { replaces: c.replaces, original: m.originId, body: c.body, sameId: c.replaces === m.id });
+    const retracted = bob.once("retraction");
+    const noMessage = [];
+    const off = bob.on("message", (x) => noMessage.push(x.body));
+    await alice.retractMessage(BOB, id);
+    const r = await retracted;
+    off();
+    emit("retraction", { retracts: r.retracts, original: id, shownAsMessage: noMessage });
+    // carbons: what alice's phone sends shows on her web client as sent, to bob
+    const carbon = collect(alice, "message", 1, (x) => x.carbon === "sent");
+    const received = collect(alice, "message", 1, (x) => x.carbon === "received");
+    await phone.sendMessage(BOB, "sent from the phone");
+    const [s] = await carbon;
+    // bob answers the phone's full JID: the web client gets a received carbon
+    await bob.sendMessage(`alice@${domain}/phone`, "to the phone");
+    const [rc] = await received;
+    emit("carbons", { sent: [s.carbon, s.to, s.body], received: [rc.carbon, rc.from.split("/")[0], rc.body] });
+    // corrections and retractions are in the archive: the history shows what happened
+    const page = await bob.history(`alice@${domain}`, { max: 10 });
+    emit("history", { replaces: page.messages.filter((x) => x.replaces).map((x) => x.replaces), retracts: page.messages.filter((x) => x.retracts).map((x) => x.retracts), id });
+  },
+
+  async rooms() {
+    const alice = await login("alice");
+    const bob = await login("bob");
+    const ROOMJID = `admin@conference.${domain}`;
+    await alice.joinRoom(ROOMJID, "Alice");
+    // configuration: read the form, rename, read it back
+    const form = await alice.rooms.config(ROOMJID);
+    await alice.rooms.configure(ROOMJID, { "muc#roomconfig_roomname": "管理测试", "muc#roomconfig_persistentroom": true });
+    const again = await alice.rooms.config(ROOMJID);
+    const field = (f, v) => f.fields.find((x) => x.var === v)?.values;
+    emit("config", { hasForm: form.fields.length > 3, name: field(again, "muc#roomconfig_roomname"), persistent: field(again, "muc#roomconfig_persistentroom") });
+    // kick: bob is removed with status 307
+    await bob.joinRoom(ROOMJID, "Bob");
+    const kicked = bob.once("presence", (p) => p.type === "unavailable" && p.from === `${ROOMJID}/Bob`);
+    const kickedStanza = new Promise((resolve) => bob.xmpp.on("stanza", (st) => st.is("presence") && st.attrs.type === "unavailable" && st.attrs.from === `${ROOMJID}/Bob` && resolve(st)));
+    await alice.rooms.kick(ROOMJID, "Bob", "flood");
+    await kicked;
+    const codes = (await kickedStanza).getChild("x", NS.mucUser).getChildren("status").map((st) => st.attrs.code);
+    emit("kicked", { codes });
+    // a non-moderator's kick is a typed error with the server's text
+    await bob.joinRoom(ROOMJID, "Bob");
+    try {
+      await bob.rooms.kick(ROOMJID, "Alice");
+      emit("bob-kick", { refused: false });
+    } catch (e) {
+      emit("bob-kick", { refused: e instanceof XmppError, condition: e.condition, hasText: !!e.text });
+    }
+    // ban: bob is an outcast and cannot come back
+    await alice.rooms.ban(ROOMJID, `bob@${domain}`, "spam");
+    const outcasts = await alice.rooms.affiliations(ROOMJID, "outcast");
+    let rejoin;
+    try {
+      await bob.joinRoom(ROOMJID, "Bob");
+      rejoin = { refused: false };
+    } catch (e) {
+      rejoin = { refused: e instanceof XmppError, condition: e.condition };
+    }
+    emit("banned", { outcasts: outcasts.map((i) => [i.jid, i.affiliation]), rejoin });
+    await alice.rooms.setAffiliation(ROOMJID, `bob@${domain}`, "member");
+    emit("members", { members: (await alice.rooms.affiliations(ROOMJID, "member")).map((i) => i.jid) });
+  },
+
+  async mucsub() {
+    const alice = await login("alice");
+    let carol = await login("carol");
+    const ROOMJID = `sub@conference.${domain}`;
+    await alice.joinRoom(ROOMJID, "Alice");
+    // carol is a member without joining: she subscribes, then goes offline
+    const sub = await carol.rooms.subscribe(ROOMJID, "Carol", ["messages", "subject"]);
+    const live = collect(carol, "message", 1);
+    await alice.sendRoomMessage(ROOMJID, "while you are here");
+    const [l] = await live;
+    emit("live", { body: l.body, from: l.from, type: l.type, nodes: sub.nodes });
+    emit("subscriptions", { rooms: (await carol.rooms.subscriptions()).map((s) => [s.jid, s.nick]), subscribers: (await alice.rooms.subscribers(ROOMJID)).map((s) => s.jid) });
+    await carol.stop();
+    await alice.sendRoomMessage(ROOMJID, "while you were away");
+    await alice.rooms.subscribers(ROOMJID); // a round trip: the message was handled
+    carol = await login("carol", { resource: "back" });
+    const offline = await collect(carol, "message", 1, (m) => m.body === "while you were away");
+    emit("offline", { body: offline[0].body, from: offline[0].from, delayed: !!offline[0].delay });
+    await carol.rooms.unsubscribe(ROOMJID);
+    emit("unsubscribed", { rooms: (await carol.rooms.subscriptions()).length });
+  },
+
+  async adhoc() {
+    const alice = await login("alice");
+    const bob = await login("bob");
+    await alice.joinRoom(ROOM, "Alice");
+    await bob.joinRoom(ROOM, "Bob");
+    const cmds = await alice.admin.roomCommands(ROOM);
+    const bobCmds = await bob.admin.roomCommands(ROOM);
+    const notice = bob.once("muteNotice");
+    const notes = await alice.admin.muteMember(ROOM, "Bob", 600, "spam");
+    await notice;
+    const status = await bob.mute.status(ROOM);
+    const listed = await alice.admin.mutedMembers(ROOM);
+    let wrong;
+    try {
+      await alice.admin.muteMember(ROOM, "nobody-here", 600);
+    } catch (e) {
+      wrong = { commandError: e instanceof CommandError, message: e.message };
+    }
+    let forbidden;
+    try {
+      await bob.admin.muteMember(ROOM, "Alice", 600);
+    } catch (e) {
+      forbidden = { xmppError: e instanceof XmppError, condition: e.condition };
+    }
+    const unmuted = await alice.admin.unmuteMember(ROOM, `bob@${domain}`);
+    emit("adhoc", {
+      nodes: cmds.map((c) => c.node), bobNodes: bobCmds.map((c) => c.node), notes, muted: status.muted, remaining: status.room?.remaining,
+      listed: listed.map((r) => [r.nick?.[0], r.jid?.[0], r.reason?.[0]]), wrong, forbidden, unmuted, after: (await bob.mute.status(ROOM)).muted,
+    });
+    // file upload: this server offers none, said before anything is sent
+    const service = await alice.upload.service();
+    let slot;
+    try {
+      await alice.upload.slot({ filename: "photo.jpg", size: 1024, contentType: "image/jpeg" });
+      slot = { refused: false };
+    } catch (e) {
+      slot = { notOffered: e instanceof UploadNotOfferedError, message: e.message };
+    }
+    emit("upload", { service: service ?? null, slot });
   },
 };
 
