@@ -259,6 +259,32 @@ class AuthOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhooksOptions:
+    """Events POSTed to the app's backend (docs/webhooks.md); nothing is written when url is ""."""
+
+    url: str = ""  # "": no events are written or sent
+    secret: str = field(default="", repr=False)  # HMAC-SHA256 key of X-Xmppd-Signature; never logged
+    events: list[str] = field(default_factory=list)  # names or AREA.*; []: every event
+    timeout: Annotated[float, MoreThan(0), AtMost(60)] = 10.0
+    retry_min: Annotated[float, AtLeast(0.1), AtMost(3600)] = 1.0
+    retry_max: Annotated[float, AtLeast(1), AtMost(86400)] = 600.0
+    dead_after: Annotated[float, AtLeast(1), AtMost(2592000)] = 86400.0
+    concurrency: Annotated[int, AtLeast(1), AtMost(256)] = 8
+    poll_interval: Annotated[float, MoreThan(0), AtMost(60)] = 1.0
+
+    def __post_init__(self) -> None:
+        from .webhooks.events import check_filter
+
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"webhooks.url must start with http:// or https://, not {self.url!r}")
+        if self.url and len(self.secret.encode()) < 16:
+            raise ValueError("webhooks.secret must have at least 16 bytes when webhooks.url is set (the app checks every request's signature with it)")
+        if self.retry_max < self.retry_min:
+            raise ValueError("webhooks.retry_max must be at least webhooks.retry_min")
+        check_filter(self.events)
+
+
+@dataclass(frozen=True, slots=True)
 class ApiToken:
     """One bearer token of the REST API: ``admin`` may do everything, ``read`` only GET."""
 
@@ -307,6 +333,7 @@ CORE_SECTIONS: dict[str, type] = {
     "http": HttpOptions,
     "cluster": ClusterOptions,
     "auth": AuthOptions,
+    "webhooks": WebhooksOptions,
     "api": ApiOptions,
     "metrics": MetricsOptions,
 }
@@ -325,6 +352,7 @@ class Config:
     http: HttpOptions
     cluster: ClusterOptions
     auth: AuthOptions
+    webhooks: WebhooksOptions
     api: ApiOptions
     metrics: MetricsOptions
     sections: Mapping[str, Any]  # every section, features' included, as typed options

@@ -130,7 +130,7 @@ class CustomerService(Feature):
         self.tr = self.ctx.translator(LOCALE)
         self.prefixes = tuple(self.options.command_prefixes)
         if not getattr(self, "repo", None):
-            self.repo = SqlCsRepository(self.ctx.db)
+            self.repo = SqlCsRepository(self.ctx.db, self.ctx.outbox)
         self.lock = asyncio.Lock()
         # Presence stanzas whose answers come back to us (subscriptions, probes) wait for the
         # lock's release: the router delivers synchronously, so sending them under it would deadlock.

@@ -29,11 +29,14 @@ from xmppd.errors import Condition, StanzaError
 from xmppd.features.muc.events import SpeechKind
 from xmppd.i18n import Catalog, chain
 from xmppd.jid import JID, JIDError
+from xmppd.webhooks import events as E
 from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
 
 from . import split
 from .commands import RedPacketCommands
+from .payments import PaymentRepository
+from .payments_api import operations as payment_operations
 from .repository import (
     KINDS,
     SYSTEM_WALLET,
@@ -205,6 +208,7 @@ class RedPacket(Feature):
     def __init__(self, ctx: Any, options: RedPacketOptions) -> None:
         super().__init__(ctx, options)
         self.repo: RedPacketRepository = None  # type: ignore[assignment]
+        self.payments: PaymentRepository | None = None
         self.rooms: RoomDirectory | None = None
         self._wake = asyncio.Event()
         self.sent_notices = 0
@@ -213,7 +217,12 @@ class RedPacket(Feature):
         self.totals: dict[str, list[int]] = {"sent": [0, 0], "grabbed": [0, 0], "refunded": [0, 0]}
 
     async def setup(self) -> None:
-        self.repo = SqlRedPacketRepository(self.ctx.db)
+        self.repo = SqlRedPacketRepository(self.ctx.db, self.ctx.outbox)
+        # Payment hooks (docs/webhooks.md): requests the app confirms, only with webhooks on --
+        # the app learns of a request from its payment.requested event and answers signed.
+        hooks = self.ctx.config.webhooks
+        if hooks.url and hooks.secret and self.ctx.outbox.wants(E.PAYMENT_REQUESTED):
+            self.payments = PaymentRepository(self.ctx.db, self.ctx.outbox)
         # The sweeper finds every due packet in storage, so after a restart it picks up where
         # the last process stopped; several processes may sweep: a refund happens once.
         self.ctx.spawn(self._sweeper(), name="redpacket-sweeper")
@@ -225,6 +234,7 @@ class RedPacket(Feature):
         from .api import operations
 
         self.ctx.add_api(operations(self))  # /api/v1/wallets, /api/v1/redpackets (docs/api.md)
+        self.ctx.add_api(payment_operations(self))  # /api/v1/payments: the app confirms (docs/webhooks.md)
         self.ctx.add_metrics(self._metrics)
 
     def use_rooms(self, rooms: RoomDirectory | None) -> None:
@@ -664,7 +674,7 @@ class RedPacket(Feature):
         """In the transaction deleting the account: packets addressed to it go back to their
         senders, its own open packets and its balance to the system wallet, its records to a
         tombstone (see :func:`.repository.delete_account_txn`): never lost, never inherited."""
-        return await delete_account_txn(conn, deletion.jid, deletion.account.id, deletion.now)
+        return await delete_account_txn(conn, deletion.jid, deletion.account.id, deletion.now, deletion.outbox)
 
     @hook(H.ACCOUNT_DELETED)
     async def on_account_deleted(self, event: AccountEvent) -> Flow:

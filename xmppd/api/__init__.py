@@ -25,6 +25,6 @@ __all__ = ["ApiError", "ApiRequest", "Operation", "Reply", "core_operations"]
 
 def core_operations(server: "Server") -> list[Operation]:
     """The resources of the core itself: accounts and their sessions, messages."""
-    from . import messages, users
+    from . import messages, users, webhooks
 
-    return [*users.operations(server), *messages.operations(server)]
+    return [*users.operations(server), *messages.operations(server), *webhooks.operations(server)]

@@ -117,6 +117,9 @@ class Operation:
     errors: tuple[int, ...] = ()  # statuses beyond 400/401/403 it may answer (404, 409 ...)
     other_responses: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)  # other successes: status -> schema
     description: str = ""
+    # True: called by the app's backend with X-Xmppd-Signature (the HMAC-SHA256 of the raw body
+    # keyed with webhooks.secret, as on our webhooks) instead of a bearer token.
+    signed: bool = False
 
     @property
     def scope(self) -> str:
@@ -203,8 +206,9 @@ class _Compiled:
 class ApiRoutes:
     """Every operation of the API, and the aiohttp handler that serves them."""
 
-    def __init__(self, options: "ApiOptions") -> None:
+    def __init__(self, options: "ApiOptions", *, signature_key: str = "") -> None:
         self.options = options
+        self.signature_key = signature_key  # webhooks.secret: the key of signed operations
         self._tokens = [(t.token.encode(), t.scope, t.name or f"token {i + 1}") for i, t in enumerate(options.tokens)]
         self._ops: dict[tuple[str, str], _Compiled] = {}
 
@@ -271,16 +275,28 @@ class ApiRoutes:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
-            scope, caller = self._caller(request)
             path = request.match_info.get("tail", "")
-            compiled, raw_params = self._match(request.method, "/" + path)
+            matched: tuple[_Compiled, dict[str, str]] | ApiError
+            try:
+                matched = self._match(request.method, "/" + path)
+            except ApiError as miss:
+                matched = miss
+            raw: bytes | None = None
+            if not isinstance(matched, ApiError) and matched[0].op.signed:
+                raw = await self._signed(request)  # the app's backend, by signature
+                scope, caller = "admin", "signed"
+            else:
+                scope, caller = self._caller(request)  # nothing is told before the token passes
+                if isinstance(matched, ApiError):
+                    raise matched
+            compiled, raw_params = matched
             op = compiled.op
             if op.scope == "admin" and scope != "admin":
                 raise ApiError(403, "forbidden", "a read token may only call GET operations")
             params = self._params(compiled, raw_params)
             query = self._query(compiled, request)
             headers = self._headers(compiled, request)
-            body = await self._body(compiled, request)
+            body = await self._body(compiled, request, raw)
             result = await op.handler(ApiRequest(params, query, body, headers, scope, caller))
         except ApiError as err:
             return error_response(err)
@@ -349,9 +365,7 @@ class ApiRoutes:
             out[name] = value
         return out
 
-    async def _body(self, c: _Compiled, request: web.Request) -> Any:
-        if c.body is None:
-            return None
+    async def _read(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self.options.max_body:
             raise ApiError(413, "body_too_large", f"the body may have at most {self.options.max_body} bytes")
         data = bytearray()
@@ -359,6 +373,23 @@ class ApiRoutes:
             data += chunk
             if len(data) > self.options.max_body:
                 raise ApiError(413, "body_too_large", f"the body may have at most {self.options.max_body} bytes")
+        return bytes(data)
+
+    async def _signed(self, request: web.Request) -> bytes:
+        """The raw body of a signed operation, once its X-Xmppd-Signature is checked."""
+        from ..webhooks.delivery import SIGNATURE_HEADER, verify
+
+        if not self.signature_key:
+            raise ApiError(401, "signature_unavailable", "signed calls need webhooks.secret on this server")
+        data = await self._read(request)
+        if not verify(self.signature_key, data, request.headers.get(SIGNATURE_HEADER)):
+            raise ApiError(401, "bad_signature", f"{SIGNATURE_HEADER} must be sha256=<hex HMAC-SHA256 of the body keyed with webhooks.secret>")
+        return data
+
+    async def _body(self, c: _Compiled, request: web.Request, raw: bytes | None = None) -> Any:
+        if c.body is None:
+            return None
+        data = raw if raw is not None else await self._read(request)
         if not data and not c.op.body_required:
             return None
         ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
@@ -443,7 +474,7 @@ def openapi_document(operations: Iterable[Operation], *, version: str) -> dict[s
             "operationId": op.operation_id,
             "summary": op.summary,
             "tags": [op.tag],
-            "security": [{"bearer": []}],
+            "security": [{"signature": []}] if op.signed else [{"bearer": []}],
             "x-scope": op.scope,
             "responses": responses,
         }
@@ -461,13 +492,20 @@ def openapi_document(operations: Iterable[Operation], *, version: str) -> dict[s
             "title": "xmppd REST API",
             "version": version,
             "description": "The doors of an xmppd server for an app's backend (docs/api.md). Every "
-            "operation needs a bearer token of api.tokens; read tokens may only GET.",
+            "operation needs a bearer token of api.tokens (read tokens may only GET), except the app's "
+            "signed payment confirmations (X-Xmppd-Signature, docs/webhooks.md).",
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": t} for t in sorted(tags)],
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "signature": {
+                    "type": "apiKey", "in": "header", "name": "X-Xmppd-Signature",
+                    "description": "sha256=<hex HMAC-SHA256 of the raw request body keyed with webhooks.secret> (docs/webhooks.md)",
+                },
+            },
             "schemas": {"Error": ERROR_SCHEMA},
             "responses": {
                 f"E{s}": {

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from ..errors import StreamErrorCondition
     from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
     from ..storage.engine import Database
+    from ..webhooks.outbox import Outbox
     from .interfaces import AccountAdmin, FeatureHost, Lifecycle
+    from .invalidation import Drop, Flush, Invalidation
     from .router import Router, Service
     from .server_owned import ServerOwned
     from .sessions import SessionRegistry
@@ -169,6 +171,12 @@ class FeatureContext:
         return self._server.db
 
     @property
+    def outbox(self) -> "Outbox":
+        """The one door for webhook events (docs/webhooks.md): ``write_txn`` inside the change's
+        own transaction."""
+        return self._server.outbox
+
+    @property
     def accounts(self) -> "AccountRepository":
         return self._server.accounts
 
@@ -189,6 +197,12 @@ class FeatureContext:
     def lifecycle(self) -> "Lifecycle":
         """``started`` (an event set once the server runs) and ``stopping``."""
         return self._server
+
+    async def account_exists(self, bare: JID) -> bool:
+        """Whether the local account ``bare`` exists: no database read for an account with a
+        session here or seen before (xmppd/core/known_accounts.py; deletions are invalidated on
+        every node)."""
+        return await self._server.known_accounts.exists(bare)
 
     async def kick(self, jid: JID, condition: "StreamErrorCondition", text: str) -> int:
         """End ``jid``'s sessions (a bare JID: all of them) with a stream error; how many ended."""
@@ -250,6 +264,15 @@ class FeatureContext:
 
     def add_preauth_iq_handler(self, qname: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> None:
         self._undo.append(self._server.add_preauth_iq_handler(qname, handler))
+
+    def invalidation(self, name: str, drop: "Drop", flush: "Flush | None" = None) -> "Invalidation":
+        """Name a cache that another cluster node can make stale (xmppd/core/invalidation.py):
+        call ``publish(key)`` after each of this node's writes of what ``key`` names; the other
+        nodes then run ``drop(key)``, and ``flush()`` runs whenever invalidations may have been
+        missed. With one node, ``publish`` does nothing."""
+        inv = self._server.invalidations.register(name, drop, flush)
+        self._undo.append(inv.close)
+        return inv
 
     def add_http_route(self, method: str, path: str, handler: Callable[[Any], Awaitable[Any]]) -> None:
         """Serve ``method path`` on ``listen.http`` (an aiohttp handler; call it in ``setup``)."""

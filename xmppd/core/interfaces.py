@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from .dispatch import IqTable
     from .feature import Clock, Feature
     from .hooks import HookChains
+    from .invalidation import Invalidations
+    from .known_accounts import KnownAccounts
     from .limits import AuthThrottle
     from .router import Router
     from .session import Session
@@ -98,8 +100,11 @@ class FeatureHost(SessionControl, Lifecycle, Protocol):
     rng: "random.Random"
     languages: "Languages"
     features: "dict[str, Feature]"
+    outbox: Any  # webhooks.outbox.Outbox
     api: "ApiRoutes"
     metrics: "Metrics"
+    invalidations: "Invalidations"
+    known_accounts: "KnownAccounts"
 
     def is_admin(self, jid: "JID") -> bool: ...
     def add_stream_feature(self, make: Callable[[bool], list[etree._Element]]) -> Callable[[], None]: ...

@@ -677,10 +677,15 @@ class Session:
                     await asyncio.wait_for(existing.closed_event.wait(), 10)
                 except TimeoutError:
                     host.sessions.unbind(existing)
+        elsewhere = 0
+        if host.router.clustered:  # type: ignore[attr-defined]
+            # The same full JID on another node ends there first (conflict, as above); the
+            # account's other sessions there count in the per-account limit.
+            elsewhere = await host.router.bind_elsewhere(bare, resource)  # type: ignore[attr-defined]
         if self._ended or self._closed:
             return  # the stream closed while we looked: nothing to bind
         try:
-            full, replaced = host.sessions.bind(self, bare, resource)
+            full, replaced = host.sessions.bind(self, bare, resource, elsewhere)
         except ResourceLimitExceeded as exc:
             self.stream.bind_error(Condition.RESOURCE_CONSTRAINT, f"resource-limit-exceeded: {exc}")
             self._flush()

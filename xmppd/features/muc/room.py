@@ -90,6 +90,7 @@ class Room:
         self.history = History(config.history_length)
         self.locked = False  # §10.1.1: a new room is locked until its owner configures it
         self.destroyed = False
+        self.fence = 0  # the cluster lease's token this node holds the room with (0: no cluster)
         o = service.options
         self.invitations = PendingInvitations(o.max_pending_invitations, o.invitation_ttl, service.now)
 
@@ -763,7 +764,7 @@ class Room:
             self.affiliations[bare] = StoredAffiliation(aff.value, nick, reason)
         svc = self.service
         if self.config.persistent:
-            await svc.repo.set_affiliation(self.jid_s, str(bare), self.affiliations.get(bare))
+            await svc.repo.set_affiliation(self.jid_s, str(bare), self.affiliations.get(bare), self.fence)
         occ = self.occupants.of_bare(bare)
         if aff is Affiliation.OUTCAST or (self.config.members_only and aff.rank < Affiliation.MEMBER.rank):
             if bare in self.subscribers:
@@ -791,7 +792,7 @@ class Room:
         else:
             self.subscribers[bare] = sub
         if self.config.persistent:
-            await self.service.repo.set_subscription(self.jid_s, str(bare), StoredSubscription(sub.nick, tuple(sorted(sub.nodes))) if sub else None)
+            await self.service.repo.set_subscription(self.jid_s, str(bare), StoredSubscription(sub.nick, tuple(sorted(sub.nodes))) if sub else None, self.fence)
         if sub is None:
             await self.service.maybe_vanish(self)
 
@@ -925,7 +926,7 @@ class Room:
         if new.persistent and not old.persistent:
             await svc.repo.save_room(self.stored())
         elif old.persistent and not new.persistent:
-            await svc.repo.delete_room(self.jid_s)
+            await svc.repo.delete_room(self.jid_s, self.fence)
         elif new.persistent:
             await svc.persist_state(self)
         if new.members_only and not old.members_only:
@@ -975,6 +976,7 @@ class Room:
             self.jid_s, self.config.to_json(), self.subject, self.subject_nick,
             {str(j): StoredAffiliation(a.affiliation, a.nick, a.reason) for j, a in self.affiliations.items()},
             {str(j): StoredSubscription(s.nick, tuple(sorted(s.nodes))) for j, s in self.subscribers.items()},
+            self.fence,
         )
 
     @classmethod

@@ -28,12 +28,14 @@ Public API (for other features: ``ctx.feature("roster")``, declare ``depends = (
 
 Every read and write goes through ``self.repo``, a :class:`~.cache.CachedRosterRepository`: the
 rosters of accounts with a session on this node are read from the database once and kept current
-by every write (see ``cache.py`` for the rules, and for what several nodes would need).
+by every write, and another cluster node's writes drop the entry (invalidation ``roster``; see
+``cache.py`` for the rules).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -78,14 +80,18 @@ class Roster(Feature):
 
     async def setup(self) -> None:
         sessions = self.ctx.sessions
+        # Another node's write of a roster drops it here (xmppd/core/invalidation.py).
+        self._inval = self.ctx.invalidation("roster", lambda key: self.repo.invalidate(JID.parse(key)), lambda: self.repo.clear())
         self.repo = CachedRosterRepository(
-            SqlRosterRepository(self.ctx.db, max_tombstones=self.options.max_items), sessions.has_account_sessions
+            SqlRosterRepository(self.ctx.db, max_tombstones=self.options.max_items), sessions.has_account_sessions,
+            lambda owner: self._inval.publish(str(owner)),
         )
         self.ctx.add_stream_feature(self._stream_features)
         self.ctx.on_teardown(self.ctx.feature("disco").add_account_visibility(self._visible))
         from ...api import roster as roster_api
 
         self.ctx.add_api(roster_api.operations(self))
+        self.ctx.on_teardown(self.ctx.router.add_check("roster-push", self._pushed_elsewhere))
 
     # ------------------------------------------------------------------ public API
 
@@ -139,6 +145,18 @@ class Roster(Feature):
                 q = sub(iq, QUERY, {"ver": str(item.version)})
                 q.append(_item_element(item))
                 await self.ctx.router.deliver_to(session.jid, iq, "iq")  # type: ignore[arg-type]
+        if self.ctx.router.clustered:  # its interested resources on the other nodes
+            iq = stanza("iq", type="set", id=self.ctx.router.tracker.new_id())
+            sub(iq, QUERY, {"ver": str(item.version)}).append(_item_element(item))
+            self.ctx.router.to_resources_elsewhere(owner, iq, "iq", only_if="roster-push")
+
+    def _pushed_elsewhere(self, session: Any) -> bool:
+        """On the node holding ``session``: a push written by another node. The roster changed
+        behind this node's cache (another node wrote it), so the cached entry goes; the push
+        goes to the session if it asked for the roster (RFC 6121 §2.1.6)."""
+        if session.jid is not None:
+            self.repo.forget(session.jid.bare)
+        return bool(session.interested)
 
     async def remove_account(self, username: str) -> None:
         owner = JID(username, self.ctx.domain)
