@@ -209,3 +209,26 @@ async def test_an_admin_mutes_a_member_who_sees_the_banner_and_cannot_send(tmp_p
     minutes = int(b["text"].split("剩余 ")[1][:2])
     assert minutes in (9, 10)  # 10 minutes, counting down
     assert b["disabled"] is True
+
+
+async def test_an_image_and_a_file_sent_in_a_chat_and_a_room_are_seen_by_thumbnail_and_card(tmp_path):
+    """XEP-0363 through the demo: alice picks an image in the browser's file chooser; bob sees the
+    server's thumbnail and, on a tap, the full image; a text file is a card that saves under its
+    name; a file over upload.max_size fails in alice's bubble with the server's limit."""
+    async with StaticSite() as site, demo_server(tmp_path, site, "upload.max_size=100000") as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        ev = await run_demo(server, site, "files", shots_dir(tmp_path))
+    files = f"http://localhost:{server.ports['http']}/upload/"
+    img = ev["image"]
+    assert img["mine"]["src"].startswith(files + "thumbs/")
+    assert img["preview"] == "alice：[图片]"
+    t = img["thumb"]
+    assert t["src"].startswith(files + "thumbs/") and max(t["width"], t["height"]) == 256  # upload.thumbnail_size
+    f = img["full"]
+    assert f["src"].startswith(files) and f["src"].endswith("/%E9%A3%8E%E6%99%AF.png") and (f["width"], f["height"]) == (640, 480)
+    assert img["fullSrcIsFile"]
+    assert ev["file"] == {"event": "file", "name": "纪要.txt", "size": "34 B", "saved": "纪要.txt", "same": True}
+    assert ev["too-large"]["text"] == "发送失败：文件太大（最大 0.1 MB）"
+    r = ev["room"]
+    assert r["thumb"]["src"].startswith(files + "thumbs/") and r["from"] == "alice"

@@ -37,6 +37,8 @@ export interface ConnectOptions {
   dedupCapacity?: number;
   /** ask for copies of what our other devices send and receive (XEP-0280); default true */
   carbons?: boolean;
+  /** how file uploads are PUT; default fetch (uniapp App: `uniPut(uni)`) */
+  httpPut?: upload.HttpPut;
 }
 
 export interface MessageError {
@@ -498,22 +500,72 @@ export class XmppdClient {
         this.uploadService = undefined;
         throw err;
       })),
-    /** a slot for one file; UploadNotOfferedError when the server has no upload service */
+    /**
+     * A slot for one file. UploadNotOfferedError when the server has no upload service;
+     * FileTooLargeError over the service's max-file-size (checked before asking, and from the
+     * server's refusal); UploadQuotaError when the user's files would pass the quota.
+     */
     slot: async (file: { filename: string; size: number; contentType?: string }): Promise<upload.Slot> => {
       const service = await this.upload.service();
       if (!service) throw new upload.UploadNotOfferedError(this.domain);
       if (service.maxSize !== undefined && file.size > service.maxSize) throw new upload.FileTooLargeError(file.size, service.maxSize);
-      return upload.parseSlot(await this.iq(upload.slotRequest(service.jid, file)));
+      try {
+        return upload.parseSlot(await this.iq(upload.slotRequest(service.jid, file)));
+      } catch (err) {
+        throw upload.uploadError(err, file.size, service.maxSize);
+      }
     },
-    /** upload bytes (a Blob, ArrayBuffer or Uint8Array) with fetch; resolves with the GET URL */
-    file: async (file: { filename: string; data: Blob | ArrayBuffer | Uint8Array; contentType?: string }): Promise<string> => {
-      const size = file.data instanceof Blob ? file.data.size : file.data.byteLength;
-      const slot = await this.upload.slot({ filename: file.filename, size, ...(file.contentType ? { contentType: file.contentType } : {}) });
-      const res = await fetch(slot.put, { method: "PUT", body: file.data as BodyInit, headers: { ...slot.headers, ...(file.contentType ? { "Content-Type": file.contentType } : {}) } });
-      if (!res.ok) throw new Error(`upload refused: HTTP ${res.status} ${res.statusText}`);
-      return slot.get;
+    /** PUT bytes into a slot (with its headers); UploadHttpError on any status but 200/201 */
+    put: async (slot: upload.Slot, body: upload.PutRequest["body"], opts: { contentType?: string; size?: number; signal?: AbortSignal } = {}): Promise<void> => {
+      const size = upload.bodySize(body, opts.size);
+      const headers = { ...slot.headers, ...(opts.contentType ? { "Content-Type": opts.contentType } : {}) };
+      const res = await (this.options.httpPut ?? upload.fetchPut)({ url: slot.put, headers, body, size, ...(opts.signal ? { signal: opts.signal } : {}) });
+      if (res.status !== 200 && res.status !== 201) throw new upload.UploadHttpError(res.status, res.statusText ?? "", res.text ?? "");
+    },
+    /**
+     * Upload a file: slot, then PUT. `data` is a Blob (a browser File), bytes (ArrayBuffer,
+     * Uint8Array, a Node Buffer) or, in Node, a ReadableStream with its `size`. Resolves with
+     * the file as a message carries it (`sendFile`): its URL, name, size, type and, for images,
+     * the thumbnail the server made.
+     */
+    file: async (file: {
+      filename: string;
+      data: upload.PutRequest["body"];
+      size?: number;
+      contentType?: string;
+      /** an image's size in pixels, when the app knows it (sent as metadata) */
+      width?: number;
+      height?: number;
+      /** cancels the PUT */
+      signal?: AbortSignal;
+    }): Promise<upload.FileInfo> => {
+      const size = upload.bodySize(file.data, file.size);
+      const type = file.contentType || (typeof Blob !== "undefined" && file.data instanceof Blob && file.data.type) || undefined;
+      const slot = await this.upload.slot({ filename: file.filename, size, ...(type ? { contentType: type } : {}) });
+      await this.upload.put(slot, file.data, { size, ...(type ? { contentType: type } : {}), ...(file.signal ? { signal: file.signal } : {}) });
+      return {
+        url: slot.get,
+        name: file.filename,
+        size,
+        ...(type ? { type } : {}),
+        ...(file.width ? { width: file.width } : {}),
+        ...(file.height ? { height: file.height } : {}),
+        ...(slot.thumbnail ? { thumbnail: slot.thumbnail } : {}),
+      };
     },
   };
+
+  /**
+   * Send a file (uploaded with `upload.file`, or any http(s) URL) in a message: the URL as the
+   * body and XEP-0066 OOB data, with the metadata and thumbnail; resolves with the message's id.
+   * `type: "groupchat"` sends to a room.
+   */
+  async sendFile(to: string, file: upload.FileInfo, opts: { type?: "chat" | "groupchat"; id?: string } = {}): Promise<string> {
+    const id = opts.id ?? newId();
+    const type = opts.type ?? "chat";
+    await this.send(upload.fileMessage({ to: type === "groupchat" ? core.bare(to) : to, file, id, type }));
+    return id;
+  }
 
   readonly cs = {
     /** visitor: open a chat with a queue (its JID) by writing to it */

@@ -2,7 +2,7 @@
 // disco and file-upload slots: builders and parsers, and how the client dispatches them.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { XmppdClient, parseXml, rooms, edits, adhoc, forms, upload, NS, ProtocolError, CommandError, UploadNotOfferedError, FileTooLargeError } from "../dist/index.js";
+import { XmppdClient, parseXml, rooms, edits, adhoc, forms, upload, core, uniPut, parseStanzaError, NS, ProtocolError, CommandError, UploadNotOfferedError, FileTooLargeError, UploadQuotaError, UploadHttpError, UploadError, XmppError } from "../dist/index.js";
 
 function offlineClient() {
   const c = new XmppdClient({ service: "ws://127.0.0.1:1/xmpp-websocket", domain: "example.com", username: "alice", password: "x", transport: () => { throw new Error("no network in unit tests"); } });
@@ -230,4 +230,95 @@ test("client.upload: not offered is an UploadNotOfferedError; too large a FileTo
     ? parseXml(`<iq type='result'><query xmlns='${NS.discoInfo}'><feature var='${NS.upload}'/><x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE'><value>${NS.upload}</value></field><field var='max-file-size'><value>100</value></field></x></query></iq>`)
     : iq.getChild("query", NS.discoItems) ? parseXml(`<iq type='result'><query xmlns='${NS.discoItems}'><item jid='upload.example.com'/></query></iq>`) : parseXml(`<iq type='result'><query xmlns='${NS.discoInfo}'/></iq>`);
   await assert.rejects(c2.upload.slot({ filename: "big", size: 101 }), FileTooLargeError);
+});
+
+// --- files in messages, slot thumbnails, typed upload errors, the PUT ------------------------
+
+const FILE = { url: "https://up.example.com/upload/tok/a%20b.png", name: "a b.png", size: 2048, type: "image/png", width: 640, height: 480, thumbnail: { uri: "https://up.example.com/upload/thumbs/tok.jpg", type: "image/jpeg" } };
+
+test("a slot's XEP-0264 thumbnail is part of the slot; a javascript: URI is not", () => {
+  const slot = upload.parseSlot(parseXml(`<iq type='result'><slot xmlns='${NS.upload}'><put url='https://u/p'/><get url='https://u/g'/><thumbnail xmlns='${NS.thumbs}' uri='https://u/thumbs/t.jpg' media-type='image/jpeg'/></slot></iq>`));
+  assert.deepEqual(slot.thumbnail, { uri: "https://u/thumbs/t.jpg", type: "image/jpeg" });
+  const bad = upload.parseSlot(parseXml(`<iq type='result'><slot xmlns='${NS.upload}'><put url='https://u/p'/><get url='https://u/g'/><thumbnail xmlns='${NS.thumbs}' uri='javascript:alert(1)'/></slot></iq>`));
+  assert.equal(bad.thumbnail, undefined);
+});
+
+test("a file message: the URL as body and OOB, XEP-0447 sharing with XEP-0446 metadata and the thumbnail", () => {
+  const m = upload.fileMessage({ to: "bob@example.com", file: FILE, id: "f1" });
+  assert.equal(m.getChildText("body"), FILE.url);
+  assert.equal(m.getChild("x", NS.oob).getChildText("url"), FILE.url);
+  const sfs = m.getChild("file-sharing", NS.sfs);
+  assert.equal(sfs.attrs.disposition, "inline");
+  const meta = sfs.getChild("file", NS.fileMeta);
+  assert.deepEqual(["media-type", "name", "size", "width", "height"].map((n) => meta.getChildText(n)), ["image/png", "a b.png", "2048", "640", "480"]);
+  assert.equal(meta.getChild("thumbnail", NS.thumbs).attrs.uri, FILE.thumbnail.uri);
+  assert.equal(sfs.getChild("sources").getChild("url-data", NS.urlData).attrs.target, FILE.url);
+  assert.equal(m.getChild("origin-id", NS.sid).attrs.id, "f1");
+  assert.ok(m.getChild("request", NS.receipts));
+  // parsed back whole, and as the message's file
+  assert.deepEqual(upload.parseFile(m), FILE);
+  const cm = core.parseMessage(parseXml(m.toString().replace("<message ", "<message from='alice@example.com/x' ")));
+  assert.deepEqual([cm.body, cm.file], [FILE.url, FILE]);
+  assert.equal(upload.fileMessage({ to: "r@c", file: { url: "https://u/x.zip", name: "x.zip" }, id: "f2", type: "groupchat" }).getChild("file-sharing", NS.sfs).attrs.disposition, "attachment");
+  assert.throws(() => upload.fileMessage({ to: "b", file: { url: "javascript:alert(1)", name: "x" }, id: "f3" }), RangeError);
+});
+
+test("a Conversations message (OOB only): name from the URL, type from its extension; unsafe URLs are no file", () => {
+  const f = upload.parseFile(parseXml(`<message><body>https://h/u/k/%E7%85%A7.JPG</body><x xmlns='${NS.oob}'><url>https://h/u/k/%E7%85%A7.JPG</url></x></message>`));
+  assert.deepEqual(f, { url: "https://h/u/k/%E7%85%A7.JPG", name: "照.JPG", type: "image/jpeg" });
+  assert.equal(upload.parseFile(parseXml(`<message><x xmlns='${NS.oob}'><url>javascript:alert(1)</url></x></message>`)), undefined);
+  assert.equal(upload.parseFile(parseXml(`<message><body>https://h/x</body></message>`)), undefined);
+  assert.equal(upload.guessType("a.bin"), undefined);
+});
+
+const errorIq = (inner) => parseStanzaError(parseXml(`<iq type='error'><error type='modify'>${inner}</error></iq>`));
+
+test("slot refusals become typed errors: file-too-large with the server's max, resource-constraint a quota error", () => {
+  const tooLarge = upload.uploadError(errorIq(`<not-acceptable xmlns='${NS.stanzas}'/><text xmlns='${NS.stanzas}'>too big</text><file-too-large xmlns='${NS.upload}'><max-file-size>5000</max-file-size></file-too-large>`), 6000);
+  assert.ok(tooLarge instanceof FileTooLargeError && tooLarge instanceof UploadError);
+  assert.deepEqual([tooLarge.size, tooLarge.maxSize, tooLarge.cause.condition], [6000, 5000, "not-acceptable"]);
+  const quota = upload.uploadError(errorIq(`<resource-constraint xmlns='${NS.stanzas}'/><text xmlns='${NS.stanzas}'>upload quota reached: 10 of 20 bytes used</text>`), 11);
+  assert.ok(quota instanceof UploadQuotaError);
+  assert.equal(quota.message, "upload quota reached: 10 of 20 bytes used");
+  const bad = upload.uploadError(errorIq(`<bad-request xmlns='${NS.stanzas}'/>`), 1);
+  assert.ok(bad instanceof XmppError && !(bad instanceof UploadError));
+});
+
+test("client.upload.file: slot, PUT with the type and the slot's headers, the file with its thumbnail; a refused PUT is an UploadHttpError", async () => {
+  const puts = [];
+  const { c, asked } = offlineClient();
+  c.options.httpPut = async (req) => (puts.push(req), puts.length === 1 ? { status: 201 } : { status: 409, statusText: "Conflict", text: "this slot was used already\n" });
+  c.answer = (iq) => {
+    if (iq.getChild("request", NS.upload)) return parseXml(`<iq type='result'><slot xmlns='${NS.upload}'><put url='https://u/p'><header name='Authorization'>Bearer t</header></put><get url='https://u/g.png'/><thumbnail xmlns='${NS.thumbs}' uri='https://u/t.jpg' media-type='image/jpeg'/></slot></iq>`);
+    if (iq.getChild("query", NS.discoItems)) return parseXml(`<iq type='result'><query xmlns='${NS.discoItems}'><item jid='upload.example.com'/></query></iq>`);
+    return parseXml(`<iq type='result'><query xmlns='${NS.discoInfo}'>${iq.attrs.to === "upload.example.com" ? `<feature var='${NS.upload}'/>` : ""}</query></iq>`);
+  };
+  const ac = new AbortController();
+  const f = await c.upload.file({ filename: "g.png", data: new Blob([new Uint8Array(5)], { type: "image/png" }), signal: ac.signal });
+  assert.equal(puts[0].signal, ac.signal);
+  assert.deepEqual(f, { url: "https://u/g.png", name: "g.png", size: 5, type: "image/png", thumbnail: { uri: "https://u/t.jpg", type: "image/jpeg" } });
+  assert.deepEqual([puts[0].url, puts[0].headers, puts[0].size], ["https://u/p", { Authorization: "Bearer t", "Content-Type": "image/png" }, 5]);
+  assert.equal(asked.at(-1).getChild("request", NS.upload).attrs["content-type"], "image/png");
+  await assert.rejects(c.upload.file({ filename: "g.png", data: new Uint8Array(3), contentType: "image/png" }),
+    (e) => e instanceof UploadHttpError && e.status === 409 && e.text.startsWith("this slot") && e.message.includes("409 Conflict"));
+  await assert.rejects(c.upload.file({ filename: "s", data: new ReadableStream() }), RangeError); // a stream needs its size
+});
+
+test("client.sendFile sends the file message, to a room's bare JID for groupchat", async () => {
+  const { c, sent } = offlineClient();
+  const id = await c.sendFile("room@conf.example.com/nick", FILE, { type: "groupchat" });
+  assert.deepEqual([sent[0].attrs.to, sent[0].attrs.type, sent[0].attrs.id], ["room@conf.example.com", "groupchat", id]);
+  assert.equal(sent[0].getChild("request", NS.receipts), undefined);
+});
+
+test("uniPut: the App build's PUT through uni.request with an ArrayBuffer body", async () => {
+  const calls = [];
+  const uni = { request: (o) => (calls.push(o), setTimeout(() => (o.url.endsWith("/bad") ? o.fail({ errMsg: "request:fail timeout" }) : o.success({ statusCode: 201, data: "" })))) };
+  const put = uniPut(uni);
+  const bytes = new Uint8Array([1, 2, 3, 4]).subarray(1, 3);
+  assert.deepEqual(await put({ url: "https://u/p", headers: { "Content-Type": "image/png" }, body: bytes, size: 2 }), { status: 201, text: "" });
+  assert.deepEqual([calls[0].method, calls[0].header, [...new Uint8Array(calls[0].data)]], ["PUT", { "Content-Type": "image/png" }, [2, 3]]);
+  assert.ok(calls[0].data instanceof ArrayBuffer);
+  await assert.rejects(put({ url: "https://u/bad", headers: {}, body: new ArrayBuffer(1), size: 1 }), /timeout/);
+  await assert.rejects(put({ url: "https://u/p", headers: {}, body: new ReadableStream(), size: 1 }), TypeError);
 });

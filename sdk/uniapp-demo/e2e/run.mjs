@@ -61,7 +61,76 @@ async function joinRoom(page) {
   await page.locator(".room-input").waitFor({ timeout: T });
 }
 
+/** The <img> inside a uni <image> (H5 renders a div with the background and an img): its
+ *  source and the pixels the browser decoded. */
+async function imageShown(loc) {
+  const img = loc.locator("img");
+  await img.waitFor({ state: "attached", timeout: T });
+  await loc.page().waitForFunction((el) => el.complete && el.naturalWidth > 0, await img.elementHandle(), { timeout: T });
+  return img.evaluate((el) => ({ src: el.src, width: el.naturalWidth, height: el.naturalHeight }));
+}
+
+/** Pick a file in the page's own picker (uni.chooseFile opens the browser's file chooser). */
+async function pickFile(page, file) {
+  const chooser = page.waitForEvent("filechooser", { timeout: T });
+  await page.locator(".file-button").click();
+  await (await chooser).setFiles(file);
+}
+
 const scenarios = {
+  async files() {
+    const { makePng } = await import(new URL("../../js/test/png.mjs", here).href);
+    const alice = await user("alice");
+    const bob = await user("bob");
+    await alice.locator(".new-chat input").fill(`bob@${domain}`);
+    await alice.locator(".start-chat").click();
+    await alice.locator(".chat-input").waitFor({ timeout: T });
+    // an image: alice sees her thumbnail once it is uploaded
+    const png = makePng(640, 480);
+    await pickFile(alice, { name: "风景.png", mimeType: "image/png", buffer: png });
+    const mine = await imageShown(alice.locator(".msg.mine .file-thumb"));
+    // bob: the chat list says [图片]; in the chat the server's thumbnail, a tap shows the full image
+    const item = bob.locator(`.chat-item[data-jid="alice@${domain}"]`);
+    await item.locator(".preview", { hasText: "[图片]" }).waitFor({ timeout: T });
+    const preview = await text(item.locator(".preview"));
+    await item.click();
+    const thumb = await imageShown(bob.locator(".msg:not(.mine) .file-thumb"));
+    await shot(bob, "bob-image-thumbnail");
+    await bob.locator(".msg:not(.mine) .file-thumb").click();
+    const full = await imageShown(bob.locator(".image-viewer .full-image"));
+    await shot(bob, "bob-image-full");
+    await bob.locator(".image-viewer").click();
+    await bob.locator(".image-viewer").waitFor({ state: "detached", timeout: T });
+    emit("image", { mine, preview, thumb, full, fullSrcIsFile: full.src === (await bob.locator(".msg:not(.mine) .file-thumb").getAttribute("data-full")) });
+    // any other file: a card with its name and size; a tap saves it under its name
+    const notes = Buffer.from("会议纪要：周五下午三点\n");
+    await pickFile(alice, { name: "纪要.txt", mimeType: "text/plain", buffer: notes });
+    const card = bob.locator(".msg:not(.mine) .file-card");
+    await card.waitFor({ timeout: T });
+    const download = bob.waitForEvent("download", { timeout: T });
+    await card.click();
+    const saved = await download;
+    const { readFile } = await import("node:fs/promises");
+    const bytes = await readFile(await saved.path());
+    emit("file", { name: await text(card.locator(".file-name")), size: await text(card.locator(".file-size")), saved: saved.suggestedFilename(), same: bytes.equals(notes) });
+    await shot(bob, "bob-file-card");
+    // too large for the server (upload.max_size in the test): alice's bubble says so
+    await pickFile(alice, { name: "big.bin", mimeType: "application/octet-stream", buffer: Buffer.alloc(200_000, 1) });
+    const failed = alice.locator(".msg.mine .fail");
+    await failed.waitFor({ timeout: T });
+    emit("too-large", { text: await text(failed) });
+    await shot(alice, "alice-too-large");
+    // in a room: the same image card for every member
+    await alice.goBack();
+    await joinRoom(alice);
+    await bob.goBack();
+    await joinRoom(bob);
+    await pickFile(alice, { name: "合照.png", mimeType: "image/png", buffer: makePng(320, 200) });
+    const roomThumb = await imageShown(bob.locator(".msg:not(.mine) .file-thumb"));
+    emit("room", { thumb: roomThumb, from: await text(bob.locator(".msg:not(.mine) .who").last()) });
+    await shot(bob, "bob-room-image");
+  },
+
   async chat() {
     const alice = await user("alice");
     const bob = await user("bob");

@@ -1,7 +1,7 @@
 // The demo's one store: the SDK client (kept out of Vue's reactivity) and what the screens show.
 // Every screen reads `state` and calls the functions below; the SDK's events fill `state`.
 import { reactive } from "vue";
-import { XmppdClient, MutedError, XmppError, core, uniSocket } from "@xmppd/sdk";
+import { XmppdClient, MutedError, XmppError, core, uniSocket, uniPut, FileTooLargeError, UploadQuotaError, UploadHttpError, UploadNotOfferedError } from "@xmppd/sdk";
 
 const { bare } = core;
 
@@ -76,9 +76,12 @@ export async function login({ username, password, service, domain }) {
   // the App build has no browser WebSocket: uni.connectSocket carries the stream there
   // #ifdef APP-PLUS
   const transport = uniSocket(uni);
+  // and no fetch: file uploads are PUT by uni.request (uni.uploadFile only POSTs forms)
+  const httpPut = uniPut(uni);
   // #endif
   // #ifndef APP-PLUS
   const transport = undefined;
+  const httpPut = undefined;
   // #endif
   const c = new XmppdClient({
     service: service || cfg.service,
@@ -89,6 +92,7 @@ export async function login({ username, password, service, domain }) {
     // the server's own texts (welcome, place in line, mute notices, refusals) in Chinese
     lang: "zh",
     ...(transport ? { transport } : {}),
+    ...(httpPut ? { httpPut } : {}),
   });
   // the events are wired before the login: what offline storage hands over right after it counts
   wire(c);
@@ -130,13 +134,13 @@ function wire(c) {
       if (local) return void (local.sent = true);
       const at = m.delay ? { at: m.delay.getTime() } : {};
       if (!m.nick) return push(room, "room", { system: true, body: m.body, id: m.stanzaId, ...at });
-      push(room, "room", { id: key, from: m.nick, body: m.body, mine, stanzaId: m.stanzaId, ...at });
+      push(room, "room", { id: key, from: m.nick, body: m.body, mine, stanzaId: m.stanzaId, ...at, ...(m.file ? { file: m.file } : {}) });
       return;
     }
     const peer = m.carbon === "sent" ? bare(m.to) : bare(m.from);
     if (state.sessions[peer]) return push(peer, "session", { id: m.originId || m.id, from: "访客", body: m.body });
     if (state.service[peer]) return push(peer, "cs", { id: m.originId || m.id, from: "客服", body: m.body });
-    push(peer, "chat", { id: m.originId || m.id, from: peer.split("@")[0], body: m.body, mine: m.carbon === "sent", ...(m.delay ? { at: m.delay.getTime() } : {}) });
+    push(peer, "chat", { id: m.originId || m.id, from: peer.split("@")[0], body: m.body, mine: m.carbon === "sent", ...(m.delay ? { at: m.delay.getTime() } : {}), ...(m.file ? { file: m.file } : {}) });
   });
   c.on("correction", (e) => {
     const jid = e.type === "groupchat" ? bare(e.from) : bare(e.from);
@@ -218,6 +222,64 @@ export async function sendChat(to, body) {
   const kind = state.chats[to]?.kind || "chat";
   push(to, kind, { id, from: "我", body, mine: true });
   await client.sendMessage(to, body, { id });
+}
+
+// --- files ---------------------------------------------------------------------------------
+
+function describeUpload(err) {
+  if (err instanceof FileTooLargeError) return `文件太大（最大 ${(err.maxSize / 1024 / 1024).toFixed(1)} MB）`;
+  if (err instanceof UploadQuotaError) return `存储空间已满：${err.text || ""}`;
+  if (err instanceof UploadHttpError) return `上传失败（HTTP ${err.status}）`;
+  if (err instanceof UploadNotOfferedError) return "服务器不支持发送文件";
+  return describe(err);
+}
+
+/** A file from uni.chooseFile as the SDK uploads it. */
+async function readPicked(f) {
+  // #ifdef APP-PLUS
+  // the App hands over a path: read it into an ArrayBuffer with plus.io (uniPut PUTs that)
+  const data = await new Promise((resolve, reject) =>
+    plus.io.resolveLocalFileSystemURL(f.path, (entry) => entry.file((file) => {
+      const reader = new plus.io.FileReader();
+      reader.onloadend = (e) => resolve(uni.base64ToArrayBuffer(String(e.target.result).split(",")[1]));
+      reader.onerror = reject;
+      reader.readAsDataURL(file);
+    }, reject), reject));
+  const name = f.name || f.path.slice(f.path.lastIndexOf("/") + 1);
+  return { filename: name, data, contentType: f.type || undefined };
+  // #endif
+  // #ifndef APP-PLUS
+  // H5: the File itself (a Blob); an image's size in pixels goes with it as metadata
+  let dims = {};
+  if (/^image\//.test(f.type) && typeof createImageBitmap === "function") {
+    try {
+      const bitmap = await createImageBitmap(f);
+      dims = { width: bitmap.width, height: bitmap.height };
+      bitmap.close();
+    } catch {}
+  }
+  return { filename: f.name, data: f, contentType: f.type || undefined, ...dims };
+  // #endif
+}
+
+/** Upload a picked file and send it (OOB + metadata + thumbnail) to a chat or a room. */
+export async function sendFile(to, picked, kind = "chat") {
+  const id = localId();
+  const room = kind === "room";
+  push(to, kind, { id, from: room ? state.rooms[to]?.nick : "我", mine: true, uploading: true, body: "", file: { name: picked.name || "file", size: picked.size, type: picked.type } });
+  const msg = state.chats[to].messages.find((x) => x.id === id);
+  try {
+    const file = await client.upload.file(await readPicked(picked));
+    Object.assign(msg, { file, body: file.url, uploading: false });
+    await client.sendFile(to, file, { id, type: room ? "groupchat" : "chat" });
+  } catch (err) {
+    Object.assign(msg, { uploading: false, failed: describeUpload(err) });
+  }
+}
+
+/** What the chat list shows for a message with a file. */
+export function fileLabel(file) {
+  return /^image\//.test(file.type || "") ? "[图片]" : `[文件] ${file.name}`;
 }
 
 /** Correct our message `id` in a one-to-one chat (XEP-0308): the new text on both sides. */

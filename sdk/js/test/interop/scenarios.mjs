@@ -3,7 +3,9 @@
 // The package is imported by its own name, so this runs the BUILT SDK through its `exports`.
 // Prints JSON lines: facts the test checks, then {"event": "done"}; {"event": "error"} on failure.
 import { WebSocket } from "ws";
-import { connect, webSocket, uniSocket, xml, MutedError, XmppError, NS, CommandError, UploadNotOfferedError } from "@xmppd/sdk";
+import { createHash } from "node:crypto";
+import { connect, webSocket, uniSocket, uniPut, xml, upload, MutedError, XmppError, NS, CommandError, UploadNotOfferedError, FileTooLargeError, UploadQuotaError, UploadHttpError } from "@xmppd/sdk";
+import { makePng } from "../png.mjs";
 
 const [scenario, service, domain, password] = process.argv.slice(2);
 const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
@@ -461,6 +463,113 @@ const scenarios = {
       slot = { notOffered: e instanceof UploadNotOfferedError, message: e.message };
     }
     emit("upload", { service: service ?? null, slot });
+  },
+
+  // XEP-0363 against the server's upload service (max_size 100000, quota 200000 in the test)
+  async upload() {
+    const alice = await login("alice");
+    const bob = await login("bob");
+    const BOB = `bob@${domain}`;
+    const up = await alice.upload.service();
+    const sha = (b) => createHash("sha256").update(b).digest("hex");
+    const received = collect(bob, "message", 4, (m) => !!m.file && m.from.startsWith("alice@"));
+    // an image from bytes (a Node Buffer): the slot names its thumbnail
+    const png = makePng(320, 240);
+    const image = await alice.upload.file({ filename: "照片 1.png", data: png, contentType: "image/png", width: 320, height: 240 });
+    const imageId = await alice.sendFile(BOB, image);
+    // and to carol, a slixmpp client (the test reads its OOB data)
+    await alice.sendFile(`carol@${domain}`, image);
+    // a Blob (what a browser's File is), its type taken from the Blob
+    const text = await alice.upload.file({ filename: "notes.txt", data: new Blob(["hello file\n"], { type: "text/plain" }) });
+    await alice.sendFile(BOB, text);
+    // a ReadableStream (Node) of a given size
+    const bytes = Buffer.from("streamed ".repeat(1000));
+    const stream = new ReadableStream({ start(c) { c.enqueue(bytes.subarray(0, 4000)); c.enqueue(bytes.subarray(4000)); c.close(); } });
+    const streamed = await alice.upload.file({ filename: "stream.bin", data: stream, size: bytes.length, contentType: "application/octet-stream" });
+    await alice.sendFile(BOB, streamed);
+    // the App build's PUT: uni.request (played here by fetch, as uniapp documents it)
+    const uni = { request: ({ url, method, header, data, success, fail }) => fetch(url, { method, headers: header, body: data }).then(async (r) => success({ statusCode: r.status, data: await r.text() }), (e) => fail({ errMsg: e.message })) };
+    const viaUni = await connect({ service, domain, username: "alice", password, resource: "app", transport: webSocket(WebSocket), httpPut: uniPut(uni) });
+    clients.push(viaUni);
+    const appFile = await viaUni.upload.file({ filename: "app.png", data: makePng(32, 32), contentType: "image/png" });
+    await viaUni.sendFile(BOB, appFile);
+    emit("sent", { service: up, image: { ...image, url: undefined }, url: image.url, text, streamed: { name: streamed.name, size: streamed.size, type: streamed.type }, appThumb: !!appFile.thumbnail });
+
+    const got = await received;
+    const get = async (url) => {
+      const r = await fetch(url);
+      return { status: r.status, type: r.headers.get("content-type"), bytes: Buffer.from(await r.arrayBuffer()) };
+    };
+    const [m1, m2, m3, m4] = got;
+    const full = await get(m1.file.url);
+    const thumb = await get(m1.file.thumbnail.uri);
+    const txt = await get(m2.file.url);
+    const str = await get(m3.file.url);
+    emit("received", {
+      ids: [m1.originId === imageId, m1.body === m1.file.url],
+      image: { ...m1.file, url: m1.file.url === image.url, thumbnail: { ...m1.file.thumbnail, uri: m1.file.thumbnail.uri === image.thumbnail.uri } },
+      fullSame: full.status === 200 && sha(full.bytes) === sha(png), fullType: full.type,
+      thumb: { status: thumb.status, type: thumb.type, jpeg: thumb.bytes[0] === 0xff && thumb.bytes[1] === 0xd8 },
+      text: { ...m2.file, url: undefined, got: txt.bytes.toString() },
+      streamed: { name: m3.file.name, size: m3.file.size, same: sha(str.bytes) === sha(bytes) },
+      app: { name: m4.file.name, thumb: !!m4.file.thumbnail },
+    });
+    // the archive keeps the file with the message
+    const page = await bob.history(`alice@${domain}`, { max: 10 });
+    emit("history", { files: page.messages.filter((m) => m.file).map((m) => m.file.name) });
+    // what carol (slixmpp) sent like Conversations does, OOB only, while bob was away
+    const fromCarol = (await bob.history(`carol@${domain}`, { max: 10 })).messages.filter((m) => m.file).map((m) => ({ body: m.body, file: m.file }));
+    emit("oob-only", { messages: fromCarol });
+
+    const failure = async (f) => {
+      try {
+        await f();
+        return { refused: false };
+      } catch (e) {
+        return { name: e.name, message: e.message, ...(e.maxSize !== undefined ? { maxSize: e.maxSize, fromServer: !!e.cause } : {}), ...(e.status ? { status: e.status, text: e.text } : {}) };
+      }
+    };
+    // too large: said by the service's disco form before asking, and by the server's refusal
+    const early = await failure(() => alice.upload.file({ filename: "big.bin", data: new Uint8Array(100001) }));
+    const server = await failure(async () => {
+      try {
+        await alice.iq(upload.slotRequest(up.jid, { filename: "big.bin", size: 100001 }));
+      } catch (e) {
+        throw upload.uploadError(e, 100001);
+      }
+    });
+    // a slot used twice: the second PUT is refused by HTTP
+    const slot = await alice.upload.slot({ filename: "once.txt", size: 4, contentType: "text/plain" });
+    await alice.upload.put(slot, new TextEncoder().encode("once"), { contentType: "text/plain" });
+    const twice = await failure(() => alice.upload.put(slot, new TextEncoder().encode("once"), { contentType: "text/plain" }));
+    // fewer bytes than the slot said
+    const slot2 = await alice.upload.slot({ filename: "short.txt", size: 10, contentType: "text/plain" });
+    const short = await failure(() => alice.upload.put(slot2, new TextEncoder().encode("abc"), { contentType: "text/plain" }));
+    // a PUT cancelled mid-body (AbortSignal): the server keeps nothing and the slot takes the file later
+    const part = Buffer.alloc(9000, 7);
+    const slot3 = await alice.upload.slot({ filename: "cancelled.bin", size: part.length });
+    const abort = new AbortController();
+    let pulls = 0;
+    const slow = new ReadableStream({
+      pull(c) {
+        if (pulls++ === 0) c.enqueue(part.subarray(0, 4000));
+        else abort.abort(); // the first bytes are on their way: cancel the rest
+      },
+    });
+    const cancelled = await failure(() => alice.upload.put(slot3, slow, { size: part.length, signal: abort.signal }));
+    let again;
+    for (let i = 0; i < 50; i++) {
+      again = await failure(() => alice.upload.put(slot3, part));
+      if (again.status !== 409) break; // the server may still be closing the cancelled PUT
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const after = await fetch(slot3.get);
+    const reused = { ...again, got: sha(Buffer.from(await after.arrayBuffer())) === sha(part) };
+    // the quota: open slots count too
+    const quota = await failure(async () => {
+      for (let i = 0; i < 5; i++) await alice.upload.slot({ filename: `q${i}.bin`, size: 90000 });
+    });
+    emit("failures", { early, server, twice, short, quota, cancelled, reused, instances: [early.name === FileTooLargeError.name, quota.name === UploadQuotaError.name, twice.name === UploadHttpError.name] });
   },
 };
 
