@@ -49,9 +49,19 @@ async def test_topup_and_withdraw_once_per_idempotency_key_seen_by_the_client(tm
             assert status == 201 and body["amount"] == -7 and body["balance_after"] == 1000 and body["reason"] == "withdraw: bank"
             assert await alice.plugin["redpacket"].balance() == 1000
 
+            # 5.0 is an integer to JSON Schema: handled as 5
+            status, body = await api.call("POST", url, json={"amount": 5.0}, headers={"Idempotency-Key": "float-5"})
+            assert status == 201 and body["amount"] == 5 and body["balance_after"] == 1005
+            status, body = await api.call("POST", url, json={"amount": 5.5}, headers={"Idempotency-Key": "float-5.5"})
+            assert status == 400 and body["error"]["code"] == "invalid_request"
+            status, body = await api.call("POST", w, json={"amount": 5}, headers={"Idempotency-Key": "payout-2"})
+            assert status == 201
+
             status, body = await api.call("GET", "/api/v1/wallets/alice", token=READ)
             assert status == 200 and body["balance"] == 1000 and body["owner"] == "alice@localhost"
             status, body = await api.call("GET", "/api/v1/wallets/alice/ledger?limit=2", token=READ)
+            assert [e["amount"] for e in body["items"]] == [-5, 5] and body["more"] is True
+            status, body = await api.call("GET", f"/api/v1/wallets/alice/ledger?limit=2&before={body['next_before']}", token=READ)
             assert [e["amount"] for e in body["items"]] == [-7, 7] and body["more"] is True
             status, body = await api.call("GET", f"/api/v1/wallets/alice/ledger?limit=2&before={body['next_before']}", token=READ)
             assert [e["amount"] for e in body["items"]] == [1000] and body["more"] is False

@@ -36,6 +36,7 @@ async def test_metrics_count_sessions_stanzas_latency_and_auth_failures(tmp_path
         bob.add_event_handler("message", got.put_nowait)
         try:
             bob.send_presence()
+            await bob.get_roster()  # a round trip: bob is available before alice writes
             alice.send_message(mto="bob@localhost", mbody="hi", mtype="chat")
             await asyncio.wait_for(got.get(), 10)
             with pytest.raises(ConnectionError):

@@ -302,7 +302,7 @@ async def start_http(server: "Server", host: str, port: int, *, reuse_port: bool
     front = HttpFront(server)
     app = web.Application(client_max_size=max(64 * 1024, server.config.api.max_body))
     app.router.add_get("/api/v1/openapi.json", front.openapi)
-    app.router.add_route("*", "/api/v1/{tail:.*}", front.api)
+    app.router.add_route("*", r"/api/v1/{tail:[\s\S]*}", front.api)  # any character, newlines too
     app.router.add_get("/metrics", front.metrics)
     app.router.add_get("/health", front.health)
     app.router.add_get(WS_PATH, front.websocket)
