@@ -4,12 +4,11 @@ forwarded to the room's node, the notice reaches every node, and the room archiv
 tombstone."""
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 from slixmpp import JID
 
-from ..features.test_muc_moderation import MODERATE, OID, RETRACT, SID
-from .test_rooms import configure, groupchat, join, room_owned_by
+from ..features.test_mam import Results
+from ..features.test_muc_moderation import MODERATE, OID, RETRACT, SID, archive
+from .test_rooms import configure, groupchat, join, room_owned_by, three  # noqa: F401  (the fixture)
 
 
 async def test_moderation_goes_through_the_owner_node(three):
@@ -32,13 +31,8 @@ async def test_moderation_goes_through_the_owner_node(three):
     r = note.xml.find(f"{{{RETRACT}}}retract")
     assert r.get("id") == sid and r.find(f"{{{MODERATE}}}moderated").get("by") == f"{room}/Alice"
     # the room's archive (read through beta) holds the tombstone with bob's occupant-id
-    iq = bob.make_iq_set(ito=room)
-    q = ET.SubElement(iq.xml, "{urn:xmpp:mam:2}query", {"queryid": "mod"})
-    got = []
-    bob.add_event_handler("message", lambda m: got.append(m.xml.find("{urn:xmpp:mam:2}result")))
-    await iq.send(timeout=10)
-    del q
-    results = {res.get("id"): res.find("{urn:xmpp:forward:0}forwarded/{jabber:client}message") for res in got if res is not None}
+    bob.mam = Results(bob)
+    results = dict(await archive(bob, room))
     stone = results[sid]
     assert stone.find("{jabber:client}body") is None and stone.find(f"{{{RETRACT}}}retracted") is not None
     assert stone.find(f"{{{OID}}}occupant-id").get("id") == bob_id
