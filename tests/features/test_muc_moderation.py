@@ -98,6 +98,15 @@ async def test_occupant_id_moderation_retraction_and_correction_in_a_room(tmp_pa
             with pytest.raises(IqError) as exc:
                 await owner.plugin["xep_0425"].moderate(JID(room), "no-such-id", timeout=5)
             assert exc.value.iq["error"]["condition"] == "item-not-found"
+            # raw requests (no plugin sends these): no <retract/>, no id
+            for attrs, child, condition in (({"id": spam_sid}, False, "feature-not-implemented"), ({}, True, "bad-request")):
+                iq = owner.make_iq_set(ito=room)
+                m = ET.SubElement(iq.xml, f"{{{MODERATE}}}moderate", attrs)
+                if child:
+                    ET.SubElement(m, f"{{{RETRACT}}}retract")
+                with pytest.raises(IqError) as exc:
+                    await iq.send(timeout=5)
+                assert exc.value.iq["error"]["condition"] == condition
             # the moderator retracts the spam: every occupant is told, with who and why
             await owner.plugin["xep_0425"].moderate(JID(room), spam_sid, "spam", timeout=5)
             for c in (owner, guest):

@@ -83,7 +83,7 @@ class History:
     def find(self, stanza_id: str, by: str) -> etree._Element | None:
         """The kept message whose ``<stanza-id by=by/>`` is ``stanza_id``."""
         for e in self._entries:
-            for sid in e.stanza.iter(_STANZA_ID):
+            for sid in e.stanza.findall(_STANZA_ID):
                 if sid.get("by") == by and sid.get("id") == stanza_id:
                     return e.stanza
         return None

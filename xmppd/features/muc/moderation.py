@@ -68,8 +68,9 @@ def strip_forged(msg: etree._Element) -> None:
         msg.remove(t)
 
 
-def now_stamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_stamp(room: "Room") -> str:
+    """XEP-0082 time of the server's clock, for a tombstone's ``stamp``."""
+    return datetime.fromtimestamp(room.service.now(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def tombstone(original: etree._Element, stamp: str, moderated: etree._Element | None = None,
@@ -122,7 +123,7 @@ async def moderate(room: "Room", full: JID, payload: etree._Element) -> None:
     r.append(copy.deepcopy(moderated))
     if reason:
         etree.SubElement(r, q(RETRACT, "reason")).text = reason
-    stamp = now_stamp()
+    stamp = now_stamp(room)
     ev = E.MessageRetraction(room, sid, None, lambda old: tombstone(old, stamp, moderated, reason), note)
     if not await _retract(room, ev):
         raise StanzaError(Condition.ITEM_NOT_FOUND, f"this room has no message with the stanza-id {sid!r}")
@@ -134,6 +135,6 @@ async def own_retraction(room: "Room", occ: "Occupant", sent: etree._Element) ->
     r = sent.find(RETRACT_EL)
     if r is None or not r.get("id"):
         return
-    stamp = now_stamp()
+    stamp = now_stamp(room)
     ev = E.MessageRetraction(room, r.get("id"), room.occupant_id(occ.bare), lambda old: tombstone(old, stamp), None)  # type: ignore[arg-type]
     await _retract(room, ev)
