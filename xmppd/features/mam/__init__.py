@@ -160,7 +160,8 @@ class Mam(Feature):
     Options = MamOptions
     migrations = str(Path(__file__).parent / "migrations")
     # Only an archive sends results (XEP-0313 §4.2): a client's would fake someone's history.
-    server_owned = owned(MAM, "result")
+    # XEP-0424 §6 / XEP-0425 §5: a <retracted/> tombstone is the archive's word, never a client's.
+    server_owned = owned(MAM, "result") + owned(retraction.RETRACT, "retracted")
 
     repo: MamRepository
 

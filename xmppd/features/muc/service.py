@@ -21,6 +21,7 @@ from ...core.dispatch import Target
 from ...core.feature import Feature
 from ...core.hooks import Flow, NodeEvent, Routed, SessionEvent
 from ...core.limits import SlidingCounter
+from ...core.server_owned import owned
 from ...errors import Condition, StanzaError
 from ...jid import JID
 from ...xml import ns
@@ -455,6 +456,8 @@ class Muc(Feature):
     implements = ("XEP-0045", "XEP-0249", "XEP-0410", "XEP-0421", "XEP-0424", "XEP-0425", "MUC/Sub")
     depends = ("disco",)
     Options = MucOptions
+    # XEP-0421 §4: only a room says who an occupant is (rooms also strip what reaches them directly).
+    server_owned = owned(OID.NS, "occupant-id")
     migrations = str(__import__("pathlib").Path(__file__).parent / "migrations")
 
     async def setup(self) -> None:
