@@ -255,6 +255,20 @@ async def test_room_disco_self_ping_and_aioxmpp_sees_occupant_ids(tmp_path):
                 got = await owner.inbox.message(lambda m: m["body"] == "from aioxmpp")
                 assert carol_id and oid(got) == carol_id
                 await asyncio.wait_for(mroom.leave(), 5)
+            # stable per user and room: the same after leaving and coming back under another nick,
+            # different in another room, different for another user
+            await M.join(other, room, "Other")
+            first = oid(await owner.inbox.presence(lambda p: str(p["from"]) == f"{room}/Other"))
+            other.plugin["xep_0045"].leave_muc(room, "Other")
+            await owner.inbox.presence(lambda p: str(p["from"]) == f"{room}/Other" and p["type"] == "unavailable")
+            await M.join(other, room, "Renamed")
+            again = oid(await owner.inbox.presence(lambda p: str(p["from"]) == f"{room}/Renamed"))
+            assert first == again and first != carol_id
+            room2 = M.room_jid(srv, "discoroom2")
+            await M.create(owner, room2, "Boss")
+            await M.join(other, room2, "Other")
+            elsewhere = oid(await owner.inbox.presence(lambda p: str(p["from"]) == f"{room2}/Other"))
+            assert elsewhere and elsewhere != first
         finally:
             for c in (owner, other):
                 await slix_close(c)
