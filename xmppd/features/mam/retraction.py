@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ...core.hooks import Flow, Routed
 from ...jid import JID, JIDError
 from ...xml import ns
+from ..muc.moderation import tombstone  # (one shape of tombstone for rooms and one-to-one)
 from .ids import time_of
 from .repository import ArchivedMessage, ArchiveQuery, mam_messages, mam_usage, stanza_bytes
 
@@ -48,16 +49,6 @@ _STANZA_ID = f"{{{ns.SID}}}stanza-id"
 _OCCUPANT_ID = "{urn:xmpp:occupant-id:0}occupant-id"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 WINDOW = 200  # one-to-one: the newest messages between the two searched for the original
-_KEEP = frozenset((_STANZA_ID, _ORIGIN_ID, _OCCUPANT_ID))
-
-
-def tombstone(original: etree._Element, stamp: str) -> etree._Element:
-    out = etree.Element(original.tag, dict(original.attrib), nsmap={None: ns.CLIENT})
-    etree.SubElement(out, _RETRACTED, {"stamp": stamp}, nsmap={None: RETRACT})
-    for child in original:
-        if child.tag in _KEEP:
-            out.append(copy.deepcopy(child))
-    return out
 
 
 async def _replace_txn(conn: AsyncConnection, owner: str, seq: int, stanza: str, saved: int) -> None:
