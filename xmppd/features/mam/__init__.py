@@ -64,6 +64,7 @@ from ...errors import Condition, StanzaError
 from ...jid import JID, JIDError
 from ...xml import ns
 from ...xml.forms import Field, Form
+from . import retraction
 from .ids import IdCodec, NodeLease, SeqClock, time_of
 from .repository import ArchivedMessage, ArchiveQuery, MamRepository, Prefs, SqlMamRepository, UnknownId, stanza_bytes
 
@@ -82,6 +83,7 @@ _STANZA_ID = f"{{{ns.SID}}}stanza-id"
 _BODY = f"{{{ns.CLIENT}}}body"
 _NO_STORE = (f"{{{HINTS}}}no-store", f"{{{HINTS}}}no-permanent-store")
 _STORE = f"{{{HINTS}}}store"
+_RETRACT = f"{{{retraction.RETRACT}}}retract"
 _CARBONS = ("{urn:xmpp:carbons:2}sent", "{urn:xmpp:carbons:2}received")
 _STANZA_ID_TEMPLATE = etree.Element(_STANZA_ID, nsmap={None: ns.SID})
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
@@ -151,14 +153,15 @@ def _worth_archiving(msg: etree._Element, groupchat: bool = False) -> bool:
 
 class Mam(Feature):
     name = "mam"
-    implements = ("XEP-0313", "XEP-0359", "XEP-0059", "XEP-0334")
+    implements = ("XEP-0313", "XEP-0359", "XEP-0059", "XEP-0334", "XEP-0424")
     account_disco_features = (MAM, MAM_EXTENDED, ns.SID)
     disco_features = (ns.SID,)
     depends = ("disco", "roster", "muc")
     Options = MamOptions
     migrations = str(Path(__file__).parent / "migrations")
     # Only an archive sends results (XEP-0313 §4.2): a client's would fake someone's history.
-    server_owned = owned(MAM, "result")
+    # XEP-0424 §6 / XEP-0425 §5: a <retracted/> tombstone is the archive's word, never a client's.
+    server_owned = owned(MAM, "result") + owned(retraction.RETRACT, "retracted")
 
     repo: MamRepository
 
@@ -208,6 +211,7 @@ class Mam(Feature):
             self.ctx.on_teardown(muc.events.add(E.ROOM_DISCO_INFO, self._room_disco))
             self.ctx.on_teardown(muc.events.add(E.ROOM_DESTROYED, self._room_destroyed))
             self.ctx.on_teardown(muc.events.add(E.ROOM_LOADED, self._room_loaded))
+            self.ctx.on_teardown(muc.events.add(E.RETRACTION, self._room_retraction))  # XEP-0424/0425: .retraction
             self.ctx.on_teardown(muc.add_logger(self.room_archiving))  # status 170 for archived rooms
             for typ in ("get", "set"):
                 self.ctx.add_iq_handler(typ, f"{{{MAM}}}query", self._room_query, target=Target.BARE, domain=muc.domain)
@@ -467,6 +471,16 @@ class Mam(Feature):
         seq, sid = await self._new_id()
         await self._archive(str(owner), r.stanza, to, seq, sid, data)
         return Flow.CONTINUE
+
+    @hook(H.STANZA_IN, priority=-60)
+    async def on_retraction(self, r: Routed) -> Flow:
+        """XEP-0424 one-to-one: a local account's retraction tombstones its message (.retraction)."""
+        if r.kind == "message" and r.stanza.find(_RETRACT) is not None:
+            await retraction.direct(self, r, _stamp(self._now()))
+        return Flow.CONTINUE
+
+    async def _room_retraction(self, ev: Any) -> Flow:
+        return await retraction.in_room(self, ev)
 
     @classmethod
     async def delete_account_txn(cls, conn: Any, deletion: Any) -> None:

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from ...errors import Condition, StanzaError
-from .const import DELAY, MUC, q
+from .const import DELAY, MUC, SID, q
 
 _HISTORY = q(MUC, "history")
+_STANZA_ID = q(SID, "stanza-id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,21 @@ class History:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def find(self, stanza_id: str, by: str) -> etree._Element | None:
+        """The kept message whose ``<stanza-id by=by/>`` is ``stanza_id``."""
+        for e in self._entries:
+            for sid in e.stanza.findall(_STANZA_ID):
+                if sid.get("by") == by and sid.get("id") == stanza_id:
+                    return e.stanza
+        return None
+
+    def replace(self, old: etree._Element, new: etree._Element) -> None:
+        """Put ``new`` in place of the entry holding ``old`` (a retraction's tombstone)."""
+        for i, e in enumerate(self._entries):
+            if e.stanza is old:
+                self._entries[i] = Entry(new, e.at, len(etree.tostring(new)))
+                return
 
     def select(self, req: HistoryRequest, now: float, room_jid: str) -> list[etree._Element]:
         """The entries the request asks for, oldest first, each with a ``<delay/>`` (XEP-0203)."""

@@ -16,6 +16,8 @@ from ...xml.builder import error_reply
 from ...xml.forms import Field, Form
 from . import const as C
 from . import events as E
+from . import moderation as MOD
+from . import occupant_id as OID
 from .affiliations import (
     Affiliation,
     Role,
@@ -110,6 +112,10 @@ class Room:
 
     def occupant_list(self) -> list[Occupant]:
         return list(self.occupants)
+
+    def occupant_id(self, bare: JID) -> str:
+        """XEP-0421: the stable, anonymous id of the user ``bare`` in this room."""
+        return self.service.occupant_ids.of(self.jid_s, bare)
 
     async def set_role(self, nick: str, role: Role, *, actor: JID | None = None, reason: str | None = None) -> None:
         """Change an occupant's role and tell the room (kick when ``role`` is none); no permission check."""
@@ -253,6 +259,7 @@ class Room:
         self._x_user(p, occ, self.affiliation(occ.bare), role or occ.role,
                      jid=(jid or (occ.primary if occ.sessions else occ.bare)) if with_jid else None,
                      codes=codes, actor=actor, actor_nick=actor_nick, reason=reason, nick=new_nick)
+        OID.stamp(p, self.occupant_id(occ.bare))
         return p
 
     async def _broadcast_presence(self, occ: Occupant, *, type: str | None = None, codes: Iterable[str] = (),
@@ -538,6 +545,8 @@ class Room:
             if child.tag == _STANZA_ID or child.tag == X_USER:
                 continue
             out.append(copy.deepcopy(child))
+        MOD.strip_forged(out)
+        OID.stamp(out, self.occupant_id(occ.bare))
         svc = self.service
         if svc.events.has(E.GROUPCHAT_BEFORE_BROADCAST):
             if await svc.events.run(E.GROUPCHAT_BEFORE_BROADCAST, E.GroupchatBeforeBroadcast(self, occ, r.from_jid, out)) is Flow.STOP:
@@ -545,14 +554,24 @@ class Room:
         sid = self._stamp_id(out, keep_ours=True)  # (the sender's own stanza-ids were not copied)
         if body is not None:
             self.history.add(out, svc.now())
+        if out.find(MOD.RETRACT_EL) is not None:  # XEP-0424: stored copies become tombstones first
+            await MOD.own_retraction(self, occ, out)
         await svc.fanout(out, list(self.occupants.full_jids()), "message")
         await self.notify(NODE_MESSAGES, out, sid)
+
+    async def announce(self, msg: etree._Element) -> None:
+        """A message from the room itself (a moderation notice) to every occupant and MUC/Sub
+        subscriber, with the room's stanza-id (an archive's, if one stamped it)."""
+        sid = self._stamp_id(msg, keep_ours=True)
+        await self.service.fanout(msg, list(self.occupants.full_jids()), "message")
+        await self.notify(NODE_MESSAGES, msg, sid)
 
     async def _change_subject(self, occ: Occupant, full: JID, text: str, stanza: etree._Element) -> None:
         """§8.1: moderators, or participants when the room allows it (checked by the speech gate)."""
         self.subject, self.subject_nick = text, occ.nick
         out = etree.Element(ns.MESSAGE, {"from": f"{self.jid_s}/{occ.nick}", "type": "groupchat", "id": stanza.get("id") or self.service.new_id()}, nsmap={None: ns.CLIENT})
         etree.SubElement(out, SUBJECT).text = text
+        OID.stamp(out, self.occupant_id(occ.bare))
         await self.service.fanout(out, list(self.occupants.full_jids()), "message")
         await self.notify(NODE_SUBJECT, out, None)
         await self.service.persist_state(self)
@@ -575,6 +594,7 @@ class Room:
             if child.tag != X_USER:
                 out.append(copy.deepcopy(child))
         etree.SubElement(out, X_USER, nsmap={None: MUC_USER})
+        OID.stamp(out, self.occupant_id(sender.bare))
         if self.service.events.has(E.PRIVATE_MESSAGE):
             if await self.service.events.run(E.PRIVATE_MESSAGE, E.PrivateMessage(self, sender, target, out)) is Flow.STOP:
                 return
