@@ -33,6 +33,7 @@ from ..i18n import core_error
 from ..jid import JID
 from .bus import Bus
 from .connection import unreachable_errors
+from .control import CONTROL, Control
 from .sessions import ClusterSessions, Entry
 
 if TYPE_CHECKING:
@@ -47,11 +48,14 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=Fal
 
 
 class RemoteSessions:
-    def __init__(self, router: "Router", sessions: ClusterSessions, bus: Bus) -> None:
+    def __init__(self, router: "Router", sessions: ClusterSessions, bus: Bus, handover_timeout: float = 5.0) -> None:
         self.router = router
         self.sessions = sessions
         self.bus = bus
         self.node = sessions.node
+        # Requests between nodes that are not stanzas (XEP-0198 resumption elsewhere): control.py.
+        self.control = Control(router, sessions, bus, handover_timeout)
+        self.handover_timeout = handover_timeout
         self._warned = False
         self._outbox: deque[_Item] = deque()
         self._wake = asyncio.Event()
@@ -77,6 +81,20 @@ class RemoteSessions:
         except unreachable_errors() as exc:
             self._unreachable(exc)
             return []
+
+    async def holder(self, full: JID) -> tuple[str, str] | None:
+        """``(node, incarnation)`` of the live node holding ``full``, or None (bound nowhere, its
+        node is dead or not cleaned up yet, or Redis cannot be reached)."""
+        try:
+            found = await self.sessions.holder(full)
+            if found is None:
+                return None
+            if found[0] != self.node and await self.bus.redis.hget(self.bus.keys.node(found[0]), "incarnation") != found[1]:
+                return None
+            return found
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+            return None
 
     def to_entries(self, r: Routed, entries: list[Entry], hops: int, fallback: Fallback | None) -> None:
         """Queue ``r`` once per node of ``entries``; ``fallback(r)`` runs if no node took it."""
@@ -160,6 +178,9 @@ class RemoteSessions:
     async def receive(self, fields: dict[str, str]) -> None:
         """An envelope from the bus (or from a dead node's stream): deliver it to the sessions it
         names; what finds none of them goes on as for a resource that is gone (RFC 6121 §8.5.3.2)."""
+        if fields.get("k") == CONTROL:
+            await self.control.receive(fields)
+            return
         router = self.router
         stanza = etree.fromstring(fields["x"].encode(), _PARSER)
         kind = fields["k"]
@@ -172,6 +193,22 @@ class RemoteSessions:
             await router.deliver(s, stanza if i == len(sessions) - 1 else _copy(stanza), kind)
         if sessions or not targets:
             return
+        if len(targets) == 1 and targets[0].resource is not None and hops < MAX_HOPS:
+            # The session may have moved to another node (XEP-0198 resumption there) after the
+            # sender looked it up: the registry says where; if nowhere else, it is gone.
+            full = targets[0]
+
+            async def gone(r: Routed) -> None:
+                await self._gone(r, [full], hops)
+
+            self.to_full(r, full, gone, hops)
+            return
+        await self._gone(r, targets, hops)
+
+    async def _gone(self, r: Routed, targets: list[JID], hops: int) -> None:
+        """What was for ``targets``, bound nowhere now: as for a resource that is gone."""
+        router = self.router
+        stanza, kind = r.stanza, r.kind
         typ = stanza.get("type")
         if kind == "message" and typ in (None, "normal", "chat"):
             r.to = targets[0].bare
@@ -182,6 +219,7 @@ class RemoteSessions:
 
     async def stop(self) -> None:
         """Stop the writer; what is still queued takes its fallback (offline storage, errors)."""
+        self.control.cancel_all()
         self._writer.cancel()
         try:
             await self._writer

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..errors import StreamErrorCondition
     from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
     from ..storage.engine import Database
+    from .control import ControlKind
     from .interfaces import AccountAdmin, FeatureHost, Lifecycle
     from .router import Router, Service
     from .server_owned import ServerOwned
@@ -249,6 +250,15 @@ class FeatureContext:
 
     def add_preauth_iq_handler(self, qname: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> None:
         self._undo.append(self._server.add_preauth_iq_handler(qname, handler))
+
+    def add_control(self, name: str, kind: "ControlKind") -> None:
+        """Answer requests ``name`` from other cluster nodes (xmppd/core/control.py); unused
+        without a cluster. Name it after the feature: the names share one space."""
+        controls = self.router.controls
+        if name in controls:
+            raise ValueError(f"control kind {name} is already registered")
+        controls[name] = kind
+        self._undo.append(lambda: controls.pop(name, None))  # type: ignore[func-returns-value]
 
     def on_teardown(self, undo: Callable[[], None]) -> None:
         self._undo.append(undo)

@@ -42,6 +42,7 @@ from .server_owned import ServerOnlyCheck
 
 if TYPE_CHECKING:
     from ..cluster.remote import RemoteSessions
+    from .control import ControlKind
     from .session import Session
     from .sessions import SessionRegistry
 
@@ -76,6 +77,9 @@ class Router:
         # The cluster (docs/cluster.md): sessions on other nodes, consulted only for a local-domain
         # recipient without a session here. None without cluster.redis_url.
         self.remote: RemoteSessions | None = None
+        # Control kinds features answer for other nodes (xmppd/core/control.py), by name; used
+        # only by the cluster.
+        self.controls: dict[str, ControlKind] = {}
 
     # ---------------------------------------------------------------- registration
 
