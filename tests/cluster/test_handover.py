@@ -176,7 +176,8 @@ async def test_resuming_a_session_whose_node_was_killed_fails_and_its_messages_a
         failed = await bob2.resume(bob.resume_id, bob.received)
         assert failed.tag == f"{{{SM}}}failed", failed
         assert failed.find("{urn:ietf:params:xml:ns:xmpp-stanzas}item-not-found") is not None
-        await two.nodes["alpha"].wait_log(r"cleaned up after node beta: 1 sessions removed from the registry")
+        await two.nodes["alpha"].wait_log(r"cleaned up after node beta")
+        await two.wait_entry("bob@localhost", "phone", None)  # whether the failed resumption or the cleanup removed it
         alice.send_message(mto="bob@localhost", mbody="to bob after beta's cleanup", mtype="chat")
         # after the cleanup: the id names nothing any more
         failed = await bob2.resume(bob.resume_id, bob.received)
@@ -191,6 +192,26 @@ async def test_resuming_a_session_whose_node_was_killed_fails_and_its_messages_a
         await slix_close(alice)
 
 
+def _follow_see_other_host(client: Any, who: str, errors: list[tuple[str, str, str]]) -> None:
+    """Reconnect where see-other-host says. slixmpp 1.8's own handling keeps an address given
+    to connect() and drops the port; the app does it (its TLS still checks the domain)."""
+    client.max_redirects = -1  # slixmpp's own redirection off
+    where: list[tuple[str, int]] = []
+
+    def error(e: Any) -> None:
+        errors.append((who, e["condition"], e["see_other_host"]))
+        if e["condition"] == "see-other-host":
+            host, _, port = e["see_other_host"].rpartition(":")
+            where.append((host, int(port)))
+
+    def disconnected(_e: Any) -> None:
+        if where:
+            client.connect(*where.pop())
+
+    client.add_event_handler("stream_error", error)
+    client.add_event_handler("disconnected", disconnected)
+
+
 async def test_a_node_leaving_sends_its_clients_to_the_other_which_resume_or_reconnect(two):
     alice = await _plain(two, "alpha", "alice@localhost")
     bob = await _plain(two, "beta", "bob@localhost/phone", plugins=("xep_0198",))
@@ -200,7 +221,7 @@ async def test_a_node_leaving_sends_its_clients_to_the_other_which_resume_or_rec
     resumed = asyncio.Event()
     carol_again = asyncio.Event()
     for who, c in (("bob", bob), ("carol", carol)):
-        c.add_event_handler("stream_error", lambda e, who=who: errors.append((who, e["condition"], e["see_other_host"])))
+        _follow_see_other_host(c, who, errors)
     bob.add_event_handler("session_resumed", lambda e: resumed.set())
     carol.add_event_handler("session_start", lambda e: carol_again.set())
     try:
@@ -210,7 +231,11 @@ async def test_a_node_leaving_sends_its_clients_to_the_other_which_resume_or_rec
         beta = two.nodes["beta"]
         beta.proc.send_signal(signal.SIGTERM)
         alpha_address = f"127.0.0.1:{two.nodes['alpha'].port}"
-        await asyncio.wait_for(resumed.wait(), 15)  # bob followed see-other-host and resumed on alpha
+        try:
+            await asyncio.wait_for(resumed.wait(), 15)  # bob followed see-other-host and resumed on alpha
+        except BaseException:
+            print("BETA", beta.log, "ALPHA", two.nodes["alpha"].log, errors)
+            raise
         await asyncio.wait_for(carol_again.wait(), 15)  # carol logged in anew on alpha
         assert sorted(errors) == [("bob", "see-other-host", alpha_address), ("carol", "see-other-host", alpha_address)]
         assert await beta.wait() == 0

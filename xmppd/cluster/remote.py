@@ -33,11 +33,12 @@ from ..i18n import core_error
 from ..jid import JID
 from .bus import Bus
 from .connection import unreachable_errors
-from .control import CONTROL, Control
+from .control import CONTROL, Control, Request
 from .sessions import ClusterSessions, Entry
 
 if TYPE_CHECKING:
     from ..core.router import Router
+    from ..core.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,17 @@ class RemoteSessions:
         self.sessions = sessions
         self.bus = bus
         self.node = sessions.node
-        # Requests between nodes that are not stanzas (XEP-0198 resumption elsewhere): control.py.
-        self.control = Control(router, sessions, bus, handover_timeout)
         self.handover_timeout = handover_timeout
         self._warned = False
         self._outbox: deque[_Item] = deque()
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # the outbox is empty and nothing it sent is unsettled
+        self._idle.set()
+        # Full JIDs whose session is being moved here (XEP-0198 resumption of a session another
+        # node held): what arrives for them waits, in order, until the session is in place.
+        self.moving: dict[JID, list[tuple[str, Any]]] = {}
+        # Requests between nodes that are not stanzas (XEP-0198 resumption elsewhere): control.py.
+        self.control = Control(self)
         self._writer = asyncio.create_task(self._write(), name=f"cluster outbox {self.node}")
 
     # ------------------------------------------------------------------ sending side
@@ -96,6 +102,13 @@ class RemoteSessions:
             self._unreachable(exc)
             return None
 
+    async def drop_own(self, full: JID) -> None:
+        """Remove ``full``'s entry if this node holds it (a session handed over elsewhere)."""
+        try:
+            await self.sessions.drop_entry(str(full.bare), full.resource or "", self.node, self.sessions.incarnation)
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+
     def to_entries(self, r: Routed, entries: list[Entry], hops: int, fallback: Fallback | None) -> None:
         """Queue ``r`` once per node of ``entries``; ``fallback(r)`` runs if no node took it."""
         by_node: dict[str, list[JID]] = defaultdict(list)
@@ -104,7 +117,10 @@ class RemoteSessions:
         group = _Group(len(by_node))
         data = etree.tostring(r.stanza, encoding="unicode")
         for node, fulls in by_node.items():
-            self._queue(_Item(r, fallback, node, self._envelope(r, fulls, hops, data), None, group))
+            # One resource on that node: looked up again as it is published (one script), so
+            # that a session that moved meanwhile (XEP-0198 resumption elsewhere) is followed.
+            full = (self.sessions.keys.sess(str(fulls[0].bare)), fulls[0].resource or "") if len(fulls) == 1 else None
+            self._queue(_Item(r, fallback, node, self._envelope(r, fulls, hops, data), full, group))
 
     def _envelope(self, r: Routed, fulls: list[JID], hops: int, data: str | None = None) -> dict[str, str]:
         if data is None:
@@ -118,7 +134,20 @@ class RemoteSessions:
 
     def _queue(self, item: "_Item") -> None:
         self._outbox.append(item)
+        self._idle.clear()
         self._wake.set()
+
+    def queue_request(self, req: Request) -> None:
+        """A control request (control.py), sent in order with the stanzas queued before it."""
+        self._queue(_Item(None, None, req.node, req.fields, None, None, req))
+
+    @property
+    def idle(self) -> bool:
+        return self._idle.is_set() and not self._outbox
+
+    async def quiesce(self) -> None:
+        """Until everything queued so far was sent and settled."""
+        await self._idle.wait()
 
     async def _write(self) -> None:
         outbox = self._outbox
@@ -131,7 +160,9 @@ class RemoteSessions:
                 try:
                     async with self.bus.redis.pipeline(transaction=False) as pipe:
                         for item in batch:
-                            if item.full is not None:
+                            if item.ctl is not None:
+                                await self.control.script(item.ctl, pipe)
+                            elif item.full is not None:
                                 await self.bus.publish_to_full(item.full[0], item.full[1], item.fields, client=pipe)
                             else:
                                 pipe.xadd(self.bus.keys.bus(item.node or ""), item.fields, maxlen=self.bus.bus_max, approximate=True)
@@ -143,12 +174,38 @@ class RemoteSessions:
                     if any(not isinstance(x, Exception) for x in results):
                         self._warned = False
                 for item, result in zip(batch, results, strict=True):
+                    if item.ctl is not None:
+                        if not item.ctl.sent.done():
+                            item.ctl.sent.set_result(result)
+                        continue
+                    if item.full is not None and result == self.node:
+                        await self._settle(item, await self._here(item))
+                        continue
                     ok = bool(result) and not isinstance(result, Exception)
                     if isinstance(result, Exception) and not isinstance(result, unreachable_errors()):
                         log.error("publishing a stanza on the cluster bus failed: %s", result)
                     await self._settle(item, ok)
+            if not outbox:
+                self._idle.set()
+
+    async def _here(self, item: "_Item") -> bool:
+        """The registry says this node holds the recipient: a session moving here (held back
+        until it is in place), or bound here since the sender looked; False: neither."""
+        assert item.routed is not None
+        full = JID.parse(item.fields["r"])
+        held = self.moving.get(full)
+        if held is not None:
+            held.append(("here", item))
+            return True
+        session = self.router.sessions.get(full)
+        if session is None:
+            return False
+        await self.router.deliver(session, item.routed.stanza, item.routed.kind)
+        return True
 
     async def _settle(self, item: "_Item", ok: bool) -> None:
+        if item.routed is None:
+            return
         group = item.group
         if group is not None:
             group.pending -= 1
@@ -188,6 +245,9 @@ class RemoteSessions:
         r = Routed(stanza, kind, JID.parse(fields["f"]), JID.parse(to_s) if to_s else None, None)
         hops = int(fields.get("h") or 0) + 1
         targets = [JID.parse(t) for t in fields.get("r", "").split()]
+        if len(targets) == 1 and targets[0] in self.moving:
+            self.moving[targets[0]].append(("bus", fields))  # delivered once the session is here
+            return
         sessions = [s for s in (router.sessions.get(t) for t in targets) if s is not None]
         for i, s in enumerate(sessions):
             await router.deliver(s, stanza if i == len(sessions) - 1 else _copy(stanza), kind)
@@ -217,6 +277,42 @@ class RemoteSessions:
             router.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "recipient_unavailable"))
         # other messages, presence and iq answers to a session that is gone: dropped, as locally
 
+    # ------------------------------------------------------------------ a session moving here
+
+    def begin_move(self, full: JID) -> None:
+        self.moving.setdefault(full, [])
+
+    def take_moved(self, full: JID) -> list[tuple[str, Any]]:
+        """What was held back for ``full`` so far, oldest first (the hold goes on)."""
+        held = self.moving.get(full)
+        if not held:
+            return []
+        self.moving[full] = []
+        return held
+
+    async def deliver_moved(self, session: "Session", items: list[tuple[str, Any]]) -> None:
+        """Deliver what was held back to the session that moved here (not bound here yet)."""
+        for how, x in items:
+            if how == "bus":
+                stanza = etree.fromstring(x["x"].encode(), _PARSER)
+                await self.router.deliver(session, stanza, x["k"])
+            else:
+                await self.router.deliver(session, x.routed.stanza, x.routed.kind)
+                await self._settle(x, True)
+
+    async def end_move(self, full: JID, session: "Session | None") -> None:
+        """The hold ends: what is left goes to ``session`` (bound here now), or, when the move
+        failed (its entry went back, or away), on as if it had never been held."""
+        items = self.moving.pop(full, None) or []
+        if session is not None:
+            await self.deliver_moved(session, items)
+            return
+        for how, x in items:
+            if how == "bus":
+                await _handle_safely(self.receive, x)
+            else:
+                self._queue(x)  # published again: the registry says where it is now
+
     async def stop(self) -> None:
         """Stop the writer; what is still queued takes its fallback (offline storage, errors)."""
         self.control.cancel_all()
@@ -235,6 +331,15 @@ def _copy(el: etree._Element) -> etree._Element:
     return copy.deepcopy(el)
 
 
+async def _handle_safely(handle: Callable[[dict[str, str]], Awaitable[None]], fields: dict[str, str]) -> None:
+    try:
+        await handle(fields)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("a stanza held for a moving session could not be handled (to %s)", fields.get("t"))
+
+
 async def _drop(r: Routed) -> None:
     """An error reply whose recipient is gone everywhere: dropped (no error about an error)."""
 
@@ -248,12 +353,14 @@ class _Group:
 
 
 class _Item:
-    """A queued envelope: for the node holding ``full`` (``(sess key, resource)``), or ``node``."""
+    """A queued envelope: for the node holding ``full`` (``(sess key, resource)``), or ``node``;
+    or a control request (``ctl``)."""
 
-    __slots__ = ("routed", "fallback", "node", "fields", "full", "group")
+    __slots__ = ("routed", "fallback", "node", "fields", "full", "group", "ctl")
 
-    def __init__(self, routed: Routed, fallback: Fallback | None, node: str | None, fields: dict[str, str],
-                 full: tuple[str, str] | None, group: _Group | None = None) -> None:
+    def __init__(self, routed: Routed | None, fallback: Fallback | None, node: str | None, fields: dict[str, str],
+                 full: tuple[str, str] | None, group: _Group | None = None, ctl: Request | None = None) -> None:
+        self.ctl = ctl
         self.routed = routed
         self.fallback = fallback
         self.node = node

@@ -15,30 +15,35 @@ from typing import Any
 
 
 class ControlFailed(Exception):
-    """The request got no usable answer: the node is gone, did not answer in time, or refused."""
+    """The request got no answer: Redis failed, the entry to move was not where expected, or the
+    node did not answer in time. ``previous``: the moved entry's value before the move, if the
+    request moved it (the caller puts it back)."""
+
+    def __init__(self, message: str, previous: str | None = None) -> None:
+        super().__init__(message)
+        self.previous = previous
 
 
 @dataclass(slots=True)
 class Move:
-    """Move one resource's registry entry to the asking node, atomically with the answer."""
+    """The request moves ``bare/resource``'s registry entry to the asking node, in the same step
+    as it is sent, if ``holder`` (``"<node>|<incarnation>|"``) holds it (else it is not sent)."""
 
     bare: str
     resource: str
-    priority: int
-    available: bool
+    holder: str
 
 
 @dataclass(slots=True)
 class Answer:
-    """What ``serve`` returns: the payload (JSON), an optional registry move, and ``sent(ok)``,
-    called once the answer was written (ok) or could not be (the server keeps what it gave)."""
+    """What ``serve`` returns: the payload (JSON) and ``sent(ok)``, called once the answer was
+    written (ok) or could not be (then the server keeps what it would have given)."""
 
     payload: dict[str, Any]
-    move: Move | None = None
     sent: Callable[[bool], Awaitable[None]] | None = None
 
 
 @dataclass(slots=True)
 class ControlKind:
     serve: Callable[[dict[str, Any], str], Awaitable[Answer]]  # (request payload, asking node)
-    orphan: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # an answer nobody waits for
+    orphan: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # an answer nobody takes

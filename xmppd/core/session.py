@@ -308,6 +308,8 @@ class Session:
             self._enqueue(events)
 
     def connection_lost(self) -> None:
+        if self.hibernating:
+            return  # the connection we closed with see-other-host: the session waits to be resumed
         events = self.stream.connection_lost()
         if events:
             self._enqueue(events)
@@ -785,9 +787,8 @@ class Session:
     def resume_moved(self, jid: JID, *, available: bool, priority: int, presence: etree._Element | None,
                      interested: bool, data: dict[str, Any]) -> None:
         """XEP-0198 resumption of a session that lived on another node: this new stream (its
-        account is ``jid``'s) takes the identity and state the old node handed over, and binds
-        here (docs/cluster.md §4). Raises ``ResourceLimitExceeded`` as a bind would."""
-        host = self.host
+        account is ``jid``'s) takes the identity and state the old node handed over (docs/cluster.md
+        §4). It is bound here by ``bind_moved`` once what was held back for it is delivered."""
         if self.data.get("_counted"):
             data["_counted"] = True
         self.data = data
@@ -796,14 +797,19 @@ class Session:
         self.priority = priority
         self.presence = presence
         self.interested = interested
-        _, replaced = host.sessions.bind(self, jid.bare, jid.resource)
-        if replaced is not None and replaced is not self:
-            replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new connection for the same resource")
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
         self.stream.resumed(jid)
         self.log.info("resumed %s (moved from another node) from %s", jid, self.peer)
+
+    def bind_moved(self) -> None:
+        """Bind the session ``resume_moved`` took over (raises ``ResourceLimitExceeded``)."""
+        jid = self.jid
+        assert jid is not None
+        _, replaced = self.host.sessions.bind(self, jid.bare, jid.resource)
+        if replaced is not None and replaced is not self:
+            replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new connection for the same resource")
 
     def _stop_shaping(self) -> None:
         for timer in (self._shaper_timer, self._stanza_timer):

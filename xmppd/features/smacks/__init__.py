@@ -332,39 +332,56 @@ class Smacks(Feature):
         if full is None or holder is None or holder[0] == remote.node:
             session.send_nonza(_failed("item-not-found", text="no session waits to be resumed with this id"))
             return
+        not_found = "no session waits to be resumed with this id"
+        move = Move(str(full.bare), full.resource or "", f"{holder[0]}|{holder[1]}|")
+        remote.begin_move(full)  # what arrives for it from now on waits until it is here
         try:
-            reply = await remote.control.request(holder[0], TAKEOVER, {"id": previd, "jid": str(full), "h": h}, remote.handover_timeout)
+            reply = await remote.control.request(holder[0], TAKEOVER, {"id": previd, "jid": str(full), "h": h}, remote.handover_timeout, move)
         except ControlFailed as exc:
             session.log.info("stream management: resuming %s held by node %s failed: %s", full, holder[0], exc)
-            session.send_nonza(_failed("item-not-found", text="no session waits to be resumed with this id"))
+            if exc.previous:
+                await remote.control.restore(move, exc.previous)
+            await remote.end_move(full, None)
+            session.send_nonza(_failed("item-not-found", text=not_found))
             return
-        taken = False
+        p = reply.payload
+        if p.get("error"):  # not handed over: the entry goes back to the node that has it
+            if reply.previous:
+                await remote.control.restore(move, reply.previous)
+            await remote.end_move(full, None)
+            condition = "unexpected-request" if p["error"] == "unexpected-request" else "item-not-found"
+            session.send_nonza(_failed(condition, p.get("h") if isinstance(p.get("h"), int) else None, p.get("text") or not_found))
+            return
+        if session.is_closed or session.jid is not None:
+            await remote.control.orphan(TAKEOVER, p, str(full))  # the client left meanwhile
+            return
+        self._install_moved(session, previd, full, p)
+        # Deliver what was held back, then bind once nothing is held or on its way here
+        # through this node's outbox (no await between that check and the bind): from then on
+        # stanzas find the session directly, after every older one.
+        for _ in range(100):
+            await remote.quiesce()
+            held = remote.take_moved(full)
+            if not held and remote.idle:
+                break
+            await remote.deliver_moved(session, held)
         try:
-            p = reply.payload
-            if p.get("error"):
-                condition = "unexpected-request" if p["error"] == "unexpected-request" else "item-not-found"
-                text = p.get("text") or "no session waits to be resumed with this id"
-                session.send_nonza(_failed(condition, p.get("h") if isinstance(p.get("h"), int) else None, text))
-                return
-            if reply.expired or session.is_closed or session.jid is not None:
-                return  # not taken: the orphan handler sends what it carried on
-            taken = self._install_moved(session, previd, full, p)
-        finally:
-            reply.done(taken)
-
-    def _install_moved(self, session: "Session", previd: str, full: JID, p: dict) -> bool:  # type: ignore[type-arg]
-        """Bind the handed-over session here and resend what it had not seen acknowledged. No
-        await: the bus reader goes on (delivering to the session) only after this."""
-        presence = p.get("presence")
-        try:
-            session.resume_moved(
-                full, available=bool(p.get("available")), priority=int(p.get("priority") or 0),
-                presence=etree.fromstring(presence.encode(), _PARSER) if presence else None,
-                interested=bool(p.get("interested")), data=dict(p.get("data") or {}),
-            )
+            session.bind_moved()
         except ResourceLimitExceeded as exc:
-            session.send_nonza(_failed("item-not-found", text=f"resource-limit-exceeded: {exc}"))
-            return False
+            session.close(StreamErrorCondition.RESOURCE_CONSTRAINT, f"resource-limit-exceeded: {exc}")
+            await remote.end_move(full, None)
+            return
+        await remote.end_move(full, session)
+
+    def _install_moved(self, session: "Session", previd: str, full: JID, p: dict) -> None:  # type: ignore[type-arg]
+        """Take the handed-over session's state, answer <resumed/> and resend what the client
+        had not acknowledged (the session is bound here after what was held back for it)."""
+        presence = p.get("presence")
+        session.resume_moved(
+            full, available=bool(p.get("available")), priority=int(p.get("priority") or 0),
+            presence=etree.fromstring(presence.encode(), _PARSER) if presence else None,
+            interested=bool(p.get("interested")), data=dict(p.get("data") or {}),
+        )
         sm = SmSession(self, session, previd)
         sm.counters.handled = int(p["handled"])
         sm.counters.sent = int(p["sent"])
@@ -378,7 +395,6 @@ class Smacks(Feature):
         if self.options.request_every and pending:
             sm._requested = True
             session.send_nonza(_nonza("r"))
-        return True
 
     async def _serve_takeover(self, req: dict, asker: str) -> Answer:  # type: ignore[type-arg]
         """Another node resumes one of our sessions: close it here, hand over its state and what
@@ -435,8 +451,11 @@ class Smacks(Feature):
             late.extend((d, now) for d in old.retire())
             for data, when in late:
                 self._forward(full, data, when)
+            remote = self.ctx.router.remote
+            if remote is not None:  # the entry is the new node's; if it came back here, it goes
+                await remote.drop_own(full)
 
-        return Answer(payload, Move(str(full.bare), full.resource or "", old.priority, old.available), sent)
+        return Answer(payload, sent)
 
     def _forward(self, full: JID, data: bytes, when: float) -> None:
         """A stanza that reached a session after it was handed over: to its new node, in order
