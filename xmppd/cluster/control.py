@@ -149,6 +149,8 @@ class Control:
             raise ControlFailed(f"node {node} did not answer within {timeout:g} s", previous) from None
         finally:
             self._waiting.pop(q, None)
+            if not req.sent.done():
+                req.sent.cancel()  # still in the outbox: it will not be sent
 
     def script(self, req: Request, pipe: Any) -> Any:
         """Queue ``req``'s script in the outbox's pipeline."""

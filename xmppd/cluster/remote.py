@@ -156,6 +156,9 @@ class RemoteSessions:
             self._wake.clear()
             while outbox:
                 batch = [outbox.popleft() for _ in range(min(BATCH, len(outbox)))]
+                batch = [i for i in batch if i.ctl is None or not i.ctl.sent.done()]  # (a request given up: not sent)
+                if not batch:
+                    continue
                 results: list[Any]
                 try:
                     async with self.bus.redis.pipeline(transaction=False) as pipe:

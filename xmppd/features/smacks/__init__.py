@@ -302,6 +302,10 @@ class Smacks(Feature):
         session.adopt(old)
         sm.session = session
         session.observer = sm
+        self._resumed(session, sm, previd, handled)
+
+    def _resumed(self, session: "Session", sm: SmSession, previd: str, handled: int) -> None:
+        """<resumed h=''/>, then every stanza the client has not acknowledged, once more."""
         session.send_nonza(_nonza("resumed", {"previd": previd, "h": str(handled)}))
         pending = [data for data, _ in sm.counters.unacked if data]  # b"": the core's replies
         if pending:
@@ -388,13 +392,7 @@ class Smacks(Feature):
         sm.counters.unacked.extend((d.encode(), float(w)) for d, w in p.get("unacked") or ())
         session.observer = sm
         self._resumable[previd] = sm
-        session.send_nonza(_nonza("resumed", {"previd": previd, "h": str(sm.counters.handled)}))
-        pending = [data for data, _ in sm.counters.unacked if data]
-        if pending:
-            session.transport.write(pending)
-        if self.options.request_every and pending:
-            sm._requested = True
-            session.send_nonza(_nonza("r"))
+        self._resumed(session, sm, previd, sm.counters.handled)
 
     async def _serve_takeover(self, req: dict, asker: str) -> Answer:  # type: ignore[type-arg]
         """Another node resumes one of our sessions: close it here, hand over its state and what
