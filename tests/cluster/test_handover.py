@@ -46,11 +46,14 @@ async def two(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
         yield t
 
 
-async def _until(pred: Callable[[], Any], timeout: float = 10) -> None:
+async def _until(pred: Callable[[], Any], timeout: float = 10, why: Callable[[], Any] = lambda: "") -> None:
     async def go() -> None:
         while not pred():  # noqa: ASYNC110 - polling a client's state
             await asyncio.sleep(0.02)
-    await asyncio.wait_for(go(), timeout)
+    try:
+        await asyncio.wait_for(go(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout} s: {why()}") from None
 
 
 async def _plain(two: Two, node: str, jid: str, plugins: tuple[str, ...] = ()) -> Any:
@@ -92,7 +95,7 @@ async def test_a_session_cut_on_one_node_resumes_on_the_other_with_every_message
         await asyncio.sleep(0.3)
         bob.connect("127.0.0.1", two.nodes["alpha"].port)  # the balancer sends him to alpha
         await asyncio.wait_for(resumed.wait(), 10)
-        await _until(lambda: len(bodies) >= 50)
+        await _until(lambda: len(bodies) >= 50, why=lambda: bodies)
         await two.wait_entry("bob@localhost", "phone", "alpha|", available=True)
         alice.send_message(mto="bob@localhost/phone", mbody="after", mtype="chat")
         await _until(lambda: len(bodies) >= 51)

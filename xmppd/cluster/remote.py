@@ -79,11 +79,12 @@ class RemoteSessions:
         return True
 
     async def others(self, bare: JID, hops: int = 0) -> list[Entry]:
-        """``bare``'s sessions on the other nodes ([] when Redis cannot be reached)."""
+        """``bare``'s sessions on the other nodes, and those moving here from another node
+        (held back until they are in place); [] when Redis cannot be reached."""
         if hops >= MAX_HOPS:
             return []
         try:
-            return [e for e in await self.sessions.of(bare) if e.node != self.node]
+            return [e for e in await self.sessions.of(bare) if e.node != self.node or e.full in self.moving]
         except unreachable_errors() as exc:
             self._unreachable(exc)
             return []
