@@ -94,13 +94,17 @@ async def test_a_session_cut_on_one_node_resumes_on_the_other_with_every_message
             alice.send_message(mto="bob@localhost/phone" if i % 2 else "bob@localhost", mbody=f"d{i}", mtype="chat")
         await asyncio.sleep(0.3)
         bob.connect("127.0.0.1", two.nodes["alpha"].port)  # the balancer sends him to alpha
+        for i in range(40):  # and while he resumes: before, during and after the move
+            alice.send_message(mto="bob@localhost/phone" if i % 2 else "bob@localhost", mbody=f"e{i}", mtype="chat")
+            await asyncio.sleep(0.01)
         await asyncio.wait_for(resumed.wait(), 10)
-        await _until(lambda: len(bodies) >= 50, why=lambda: bodies)
+        await _until(lambda: len(bodies) >= 90, why=lambda: bodies)
         await two.wait_entry("bob@localhost", "phone", "alpha|", available=True)
         alice.send_message(mto="bob@localhost/phone", mbody="after", mtype="chat")
-        await _until(lambda: len(bodies) >= 51)
+        await _until(lambda: len(bodies) >= 91, why=lambda: bodies)
         await asyncio.sleep(0.3)  # a duplicate would arrive within this
-        assert bodies == [f"b{i}" for i in range(20)] + [f"d{i}" for i in range(30)] + ["after"], bodies
+        expected = [f"b{i}" for i in range(20)] + [f"d{i}" for i in range(30)] + [f"e{i}" for i in range(40)] + ["after"]
+        assert bodies == expected, bodies
         await two.nodes["alpha"].wait_log(r"resumed bob@localhost/phone \(moved from another node\)")
         await two.nodes["beta"].wait_log(r"session of bob@localhost/phone moved to another node")
         a_got = _bodies(alice)
