@@ -26,8 +26,9 @@ from .procs import xmppctl
 from .test_routing import Two, _redis, two_nodes
 
 # One certificate for every node (a client moved to another node verifies it), plain TCP allowed
-# for the raw client, an ack request after every stanza (slixmpp answers each), a short handover.
-SM_ARGS = ["--set", "c2s.require_tls=false", "--set", "smacks.request_every=1", "--set", "cluster.handover_timeout=3"]
+# for the raw client, an ack request after every stanza (slixmpp answers each), and a
+# handover_timeout with room for a loaded machine.
+SM_ARGS = ["--set", "c2s.require_tls=false", "--set", "smacks.request_every=1", "--set", "cluster.handover_timeout=8"]
 
 
 def _cluster(tmp_path: Path, prefix: str) -> Two:
@@ -180,7 +181,8 @@ async def test_resuming_a_session_whose_node_was_killed_fails_and_its_messages_a
         alice.send_message(mto="bob@localhost/phone", mbody="to the phone while beta is dead", mtype="chat")
         # at once: beta is not known dead yet, its entry is there; it cannot answer
         bob2 = await SmClient.authenticate(_server(two, "alpha"), "bob")
-        failed = await bob2.resume(bob.resume_id, bob.received)
+        bob2.write(f"<resume xmlns='{SM}' previd='{bob.resume_id}' h='{bob.received}'/>")
+        failed = await bob2.expect(lambda e: e.tag in (f"{{{SM}}}resumed", f"{{{SM}}}failed"), timeout=20)  # (handover_timeout)
         assert failed.tag == f"{{{SM}}}failed", failed
         assert failed.find("{urn:ietf:params:xml:ns:xmpp-stanzas}item-not-found") is not None
         await two.nodes["alpha"].wait_log(r"cleaned up after node beta")
@@ -238,8 +240,9 @@ async def test_a_node_leaving_sends_its_clients_to_the_other_which_resume_or_rec
         beta = two.nodes["beta"]
         beta.proc.send_signal(signal.SIGTERM)
         alpha_address = f"127.0.0.1:{two.nodes['alpha'].port}"
-        await asyncio.wait_for(resumed.wait(), 15)  # bob followed see-other-host and resumed on alpha
-        await asyncio.wait_for(carol_again.wait(), 15)  # carol logged in anew on alpha
+        why = lambda: f"{errors}\nalpha: {two.nodes['alpha'].log[-3000:]}\nbeta: {beta.log[-3000:]}"  # noqa: E731
+        await _until(resumed.is_set, 15, why)  # bob followed see-other-host and resumed on alpha
+        await _until(carol_again.is_set, 15, why)  # carol logged in anew on alpha
         assert sorted(errors) == [("bob", "see-other-host", alpha_address), ("carol", "see-other-host", alpha_address)]
         assert await beta.wait() == 0
         assert f"leaving the cluster: clients are sent to {alpha_address} (see-other-host)" in beta.log

@@ -285,6 +285,9 @@ class Router:
         if typ == "groupchat":
             self.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "groupchat_to_rooms"))
             return
+        # The cluster's entries first: this node's sessions are read after that await, so that a
+        # session bound (or moved) here meanwhile is among them, not missed by both.
+        others = await self.remote.others(bare, hops) if self.remote is not None else []
         best: list[Session] = []
         top = -1
         for s in self.sessions.of(bare):
@@ -299,7 +302,7 @@ class Router:
                 best.append(s)
         if self.remote is not None:
             remote = []
-            for e in await self.remote.others(bare, hops):
+            for e in others:
                 if not e.available or e.priority < 0 or (typ != "headline" and e.priority < top):
                     continue
                 if typ != "headline" and e.priority > top:
