@@ -9,6 +9,7 @@ processes summed, and Redis's (``INFO cpu``: on a shared Redis that includes oth
 Figures only; issue 17's goal: cross-node ≤ 1.5× same-node.
 
     python bench/cluster_route_bench.py [--messages 5000] [--redis redis://127.0.0.1:6379/0]
+        [--profile DIR]   # each node under cProfile: DIR/a.prof, DIR/b.prof (CPU figures then inflated)
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.cluster.procs import cluster_args, start_xmppd, xmppctl  # noqa: E402
+from tests.cluster.procs import BIN, Proc, cluster_args, free_port, start_xmppd, xmppctl  # noqa: E402
 from tests.helpers import PASSWORD, RawClient  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -86,11 +87,24 @@ async def run_once(ports: dict[str, int], pids: list[int], r, sender_node: str, 
         await asyncio.sleep(0.3)
 
 
+async def profiled(data_dir: Path, out: Path, *args: str) -> Proc:
+    """An ``xmppd`` node like ``start_xmppd``'s, under cProfile."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cProfile", "-o", str(out), str(BIN / "xmppd"),
+        "--set", f"server.data_dir={data_dir}", "--set", f"listen.c2s=127.0.0.1:{port}", "--set", "listen.c2s_tls=",
+        "--set", "listen.http=", "--set", "c2s.auth_failures_per_ip=1000", *args,
+        stderr=asyncio.subprocess.PIPE, cwd=data_dir.parent,
+    )
+    return Proc(proc, data_dir, port)
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=3, help="best of this many runs per scenario")
     ap.add_argument("--redis", default=os.environ.get("XMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    ap.add_argument("--profile", metavar="DIR", help="run each node under cProfile, writing DIR/<node>.prof")
     ap.add_argument("--xmppd-set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="more overrides for both nodes")
     args = ap.parse_args()
     import redis
@@ -105,7 +119,12 @@ async def main() -> None:
             assert out.returncode == 0, out.stderr
         common = [*cluster_args(args.redis, prefix), *storage, "--set", "c2s.require_tls=false", "--set", "log.level=warning",
                   "--set", "c2s.rate_stanzas=0", "--set", "c2s.rate_bytes=0", *(x for kv in args.xmppd_set for x in ("--set", kv))]
-        nodes = {name: await start_xmppd(tmp / name, *common, "--set", f"cluster.node={name}") for name in ("a", "b")}
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            nodes = {name: await profiled(tmp / name, Path(args.profile) / f"{name}.prof", *common, "--set", f"cluster.node={name}")
+                     for name in ("a", "b")}
+        else:
+            nodes = {name: await start_xmppd(tmp / name, *common, "--set", f"cluster.node={name}") for name in ("a", "b")}
         try:
             for _ in range(400):
                 if r.exists(f"{prefix}:node:a", f"{prefix}:node:b") == 2:
@@ -122,6 +141,9 @@ async def main() -> None:
             print(f"cross/same server CPU per message: {ratio:.2f}x (goal ≤ 1.5x)")
         finally:
             for proc in nodes.values():
+                if args.profile:  # a graceful stop: cProfile writes its file on exit
+                    proc.proc.terminate()
+                    await proc.wait(60)
                 await proc.close()
                 if "Traceback" in proc.log or "ERROR" in proc.log:
                     print(proc.log[-3000:], file=sys.stderr)

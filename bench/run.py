@@ -234,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--xmppctl", metavar="COMMAND", help="with --target: make accounts with 'COMMAND user add JID --password P' "
                    "(e.g. 'xmppctl --config /etc/xmppd.toml') instead of in-band registration")
     p.add_argument("--xmppd-set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="extra xmppd config overrides, e.g. 'features.disabled=[\"mam\"]'")
-    p.add_argument("--server-cpu", type=int, default=0)
-    p.add_argument("--loadgen-cpu", type=int, default=1 if (os.cpu_count() or 1) > 1 else 0)
+    p.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to; -1: unpinned")
+    p.add_argument("--loadgen-cpu", type=int, default=1 if (os.cpu_count() or 1) > 1 else 0, help="CPU of the load generator; -1: unpinned")
     p.add_argument("--json", help="where to write the JSON ('-': stdout); default bench/results/run-<time>.json")
     p.add_argument("--list", action="store_true", help="list the scenarios and their parameters")
     args = p.parse_args(argv)
@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.target and not args.target.rpartition(":")[0].startswith(("127.", "localhost", "[::1]", "::1")):
         raise SystemExit("--target must be a loopback address")
     try:
-        os.sched_setaffinity(0, {args.loadgen_cpu})
+        if args.loadgen_cpu >= 0:  # negative: unpinned
+            os.sched_setaffinity(0, {args.loadgen_cpu})
     except (AttributeError, OSError):
         pass
     try:

@@ -37,13 +37,13 @@ REGISTRY_READS: dict[str, tuple[int, str]] = {
     "xmppd/features/presence.py": (9, "each resource's availability, current presence and directed-presence state (probes, broadcast)"),
     "xmppd/features/carbons.py": (4, "which resources of an account enabled carbons"),
     "xmppd/features/roster/feature.py": (4, "interested resources for pushes; whether an account is online (cache life)"),
-    "xmppd/features/blocking/__init__.py": (6, "resources that asked for blocklist pushes; contacts' resources to send unavailable to"),
-    "xmppd/features/mam/__init__.py": (2, "whether an account is online (it exists) before a database look-up"),
+    "xmppd/features/blocking/__init__.py": (7, "resources that asked for blocklist pushes; contacts' resources to send unavailable to; whether an invalidated list is pinned"),
     "xmppd/features/muc/room.py": (1, "a user's available resources (MUC/Sub, multi-session nick)"),
     "xmppd/features/smacks/__init__.py": (1, "the account's other live resources (resumption bookkeeping)"),
     "xmppd/features/push/__init__.py": (1, "whether another resource of the account is online (XEP-0357)"),
     "xmppd/features/ping.py": (1, "every live session, for keepalive pings on their own streams"),
-    "xmppd/features/admin/feature.py": (2, "XEP-0133 online users and announcement recipients"),
+    "xmppd/features/admin/feature.py": (1, "XEP-0133 announcement recipients (online users: Router.online_accounts, cluster-wide)"),
+    "xmppd/features/pep/__init__.py": (1, "the available resources of an account and their caps (XEP-0163 filtered notifications)"),
 }
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .core.feature import deletion_steps
 from .core.hooks import ACCOUNT_CREATED, ACCOUNT_DELETED, ACCOUNT_DELETING, AccountEvent
 from .errors import StreamErrorCondition
-from .jid import JID, JIDError
+from .jid import JID, JIDError, prepare_username
 from .protocol.sasl import make_credentials
 from .storage.accounts import (
     Account,
@@ -80,12 +80,9 @@ class AccountService:
 
     def prepare(self, username: str) -> str:
         try:
-            jid = JID.parse(f"{username}@{self.domain}")
+            return prepare_username(username, self.domain)
         except JIDError as exc:
             raise InvalidAccount(f"invalid username {username!r}: {exc}") from None
-        if jid.local is None or jid.resource is not None or "@" in username or "/" in username:
-            raise InvalidAccount(f"invalid username {username!r}")
-        return jid.local
 
     def _check_password(self, password: str) -> None:
         if len(password) < self.min_password_length:

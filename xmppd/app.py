@@ -19,6 +19,8 @@ from .core import server_owned
 from .core.dispatch import IqTable, IqTracker
 from .core.feature import Clock, Feature, FeatureContext
 from .core.hooks import Flow, HookChains, SessionEvent
+from .core.invalidation import Invalidations
+from .core.known_accounts import KnownAccounts
 from .core.limits import AuthThrottle, ConnectionCounter
 from .core.loader import discover, order
 from .core.router import Router
@@ -34,6 +36,8 @@ from .storage.engine import Database
 from .storage.secrets import server_secret
 from .transport import tls as tlsmod
 from .usernames import UsernamePolicy
+from .webhooks.outbox import DISABLED as NO_OUTBOX
+from .webhooks.outbox import Outbox
 from .xml.builder import error_reply
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,13 @@ class Server:
         self.sessions = SessionRegistry(config.c2s.max_sessions_per_account)
         self.router = Router(self.domain, self.sessions, self.hooks, self.iq_table, self.tracker)
         self.languages = Languages(self.sessions, config.server.default_lang)
+        # The REST API's operations (xmppd/api): the core's resources, then each feature's.
+        from .api.framework import ApiRoutes
+        from .metrics import Metrics
+
+        self.api = ApiRoutes(config.api, signature_key=config.webhooks.secret)
+        self.metrics = Metrics(self)
+        self.router.metrics = self.metrics
         self.router.languages = self.languages
         self.hooks.add(H.SESSION_BOUND, self._remember_language)
         # Elements only this server may author (XEP-0359 §4, XEP-0203 §3): a client's copy that
@@ -86,6 +97,8 @@ class Server:
         self.installed_features: dict[str, type[Feature]] = {}  # loaded or disabled
         self._contexts: list[FeatureContext] = []
         self._stream_features: list[Callable[[bool], list[etree._Element]]] = []
+        # Features' own HTTP routes on listen.http (upload slots ...): (method, path, handler).
+        self.http_routes: list[tuple[str, str, Callable[[Any], Awaitable[Any]]]] = []
         # One StreamConfig per kind of connection, shared by its streams (with their prebuilt
         # <stream:features/>); dropped whenever what goes into it changes.
         self._stream_configs: dict[tuple[bool, bool], StreamConfig] = {}
@@ -97,6 +110,10 @@ class Server:
         self.ports: dict[str, int] = {}
         self.db: Database = None  # type: ignore[assignment]
         self.accounts: AccountRepository = None  # type: ignore[assignment]
+        # Webhooks (docs/webhooks.md): the one door for writing events, and this node's delivery.
+        self.outbox: Outbox = NO_OUTBOX
+        self.webhooks: Any = None  # webhooks.delivery.DeliveryWorker when webhooks.url is set
+        self._stop_webhook_metrics: Callable[[], None] = lambda: None
         self.account_service: AccountService = None  # type: ignore[assignment]
         self.fake_scram_key = b""  # read from storage at start (storage.secrets)
         self.login_authority: Any = None  # auth.authority.LoginAuthority, made at start
@@ -108,6 +125,10 @@ class Server:
         # server.workers binds its listeners with SO_REUSEPORT beside its siblings.
         self.cluster: Any = None
         self.reuse_port = False
+        # Caches another node can make stale (xmppd/core/invalidation.py): a cluster node
+        # attaches its transport; with one node publishing does nothing.
+        self.invalidations = Invalidations()
+        self.known_accounts: KnownAccounts = None  # type: ignore[assignment]
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -119,6 +140,7 @@ class Server:
         classes = order(installed, cfg.features.disabled)
         self.installed_features = dict(installed)
         self.db = Database.from_url(cfg.storage_url)
+        self.db.timing = self.metrics.storage.observe
         try:
             auto = cfg.storage.auto_upgrade
             if auto is None:
@@ -137,7 +159,9 @@ class Server:
                     )
             # Shared by every node through the database, kept across restarts (issue 15 #12).
             self.fake_scram_key = await server_secret(self.db, FAKE_SCRAM_SECRET)
-            self.accounts = SqlAccountRepository(self.db)
+            self.outbox = Outbox.from_config(cfg)
+            self.accounts = SqlAccountRepository(self.db, outbox=self.outbox)
+            self.known_accounts = KnownAccounts(self.accounts, self.sessions, self.invalidations, self.hooks)
             self.account_service = AccountService(
                 self.accounts, self.domain, self, min_password_length=cfg.registration.min_password_length,
                 policy=UsernamePolicy.from_config(cfg, classes, domains=lambda: (self.domain, *self.router.services)),
@@ -148,6 +172,9 @@ class Server:
                 self.login_authority = LoginAuthority(self)
             except ValueError as exc:  # an unreadable auth.jwt_public_key
                 raise ConfigError(str(exc)) from None
+            from .api import core_operations
+
+            self._api_undo = self.api.add(core_operations(self))
             for cls in classes:
                 ctx = FeatureContext(self, cls.name)
                 feature = cls(ctx, cfg.sections.get(cls.name, cls.Options()))
@@ -156,6 +183,12 @@ class Server:
                 ctx.bind_declared(feature)
                 await feature.setup()
             self.refresh_stream_features()
+            if cfg.webhooks.url:
+                from .webhooks.delivery import DeliveryWorker
+
+                self.webhooks = DeliveryWorker(self.db, cfg.webhooks, rng=self.rng)
+                self.webhooks.start()
+                self._stop_webhook_metrics = self.metrics.add(self.webhooks.collect)
             await self._listen()
             if cfg.cluster.redis_url:
                 from .cluster.node import join
@@ -252,6 +285,11 @@ class Server:
             except (TimeoutError, Exception):
                 pass
         self.tracker.cancel_all()
+        if self.webhooks is not None:
+            self._stop_webhook_metrics()
+            # In-flight requests are cancelled; their claims lapse and are delivered again later.
+            await _bounded(self.webhooks.stop(), "stopping webhook delivery")
+            self.webhooks = None
         # Every step is bounded: a feature that never finishes must not keep the process alive.
         for name in reversed(list(self.features)):
             await _bounded(self.features[name].teardown(), f"teardown of {name}")
@@ -259,6 +297,9 @@ class Server:
             await _bounded(ctx.close(), f"closing the context of {ctx.name}")
         self.features.clear()
         self._contexts.clear()
+        if self.known_accounts is not None:
+            self.known_accounts.close()
+            self.known_accounts = None  # type: ignore[assignment]
         if self.login_authority is not None:
             await _bounded(self.login_authority.close(), "closing the auth callback's client")
         if isinstance(self.accounts, SqlAccountRepository):
@@ -345,6 +386,33 @@ class Server:
         for make in self._stream_features:
             out.extend(make(authenticated))
         return out
+
+    def add_http_route(self, method: str, path: str, handler: Callable[[Any], Awaitable[Any]]) -> Callable[[], None]:
+        """Serve ``method path`` (aiohttp route syntax) on ``listen.http`` with ``handler``.
+        Routes are mounted when the listener starts (after every feature's setup); a removed
+        route answers 404."""
+        route = (method, path, handler)
+        self.http_routes.append(route)
+
+        def remove() -> None:
+            if route in self.http_routes:
+                self.http_routes.remove(route)
+
+        return remove
+
+    def http_base_url(self) -> str | None:
+        """``http.public_url``'s origin, or the URL of ``listen.http`` on ``server.domain`` (its
+        bound port); None when the listener is off."""
+        from urllib.parse import urlsplit
+
+        public = self.config.http.public_url
+        if public:
+            parts = urlsplit(public)
+            return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+        port = self.ports.get("http")
+        if port is None:
+            return None
+        return f"{'https' if self.config.http.tls else 'http'}://{self.domain}:{port}"
 
     def add_stream_feature(self, make: Callable[[bool], list[etree._Element]]) -> Callable[[], None]:
         """``make(authenticated)`` gives stream features to offer; it is called when the server

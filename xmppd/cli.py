@@ -204,9 +204,15 @@ class Ctl:
         installed = order(self.classes, cfg.features.disabled)
         policy = UsernamePolicy.from_config(cfg, installed)
         return AccountService(
-            SqlAccountRepository(db), cfg.server.domain, None, cfg.registration.min_password_length,
+            SqlAccountRepository(db, outbox=self.outbox()), cfg.server.domain, None, cfg.registration.min_password_length,
             deletion_steps(self.classes.values()), policy,
         )
+
+    def outbox(self) -> Any:
+        """The webhook outbox: changes made here write their events as the server's do."""
+        from .webhooks.outbox import Outbox
+
+        return Outbox.from_config(self.config)
 
     async def close(self) -> None:
         if self._db is not None:
@@ -358,6 +364,9 @@ def xmppctl_parser(classes: dict[str, type[Feature]]) -> argparse.ArgumentParser
     from .cluster.status import add_cli as add_cluster_cli
 
     add_cluster_cli(sub)
+    from .webhooks.cli import add_cli as add_webhooks_cli
+
+    add_webhooks_cli(sub)
     for cls in classes.values():
         cls.register_cli(sub)  # features add their own verbs (wallet topup ...)
     return parser

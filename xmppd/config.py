@@ -266,6 +266,69 @@ class AuthOptions:
         return bool(self.jwt_secret or self.jwt_public_key)
 
 
+@dataclass(frozen=True, slots=True)
+class WebhooksOptions:
+    """Events POSTed to the app's backend (docs/webhooks.md); nothing is written when url is ""."""
+
+    url: str = ""  # "": no events are written or sent
+    secret: str = field(default="", repr=False)  # HMAC-SHA256 key of X-Xmppd-Signature; never logged
+    events: list[str] = field(default_factory=list)  # names or AREA.*; []: every event
+    timeout: Annotated[float, MoreThan(0), AtMost(60)] = 10.0
+    retry_min: Annotated[float, AtLeast(0.1), AtMost(3600)] = 1.0
+    retry_max: Annotated[float, AtLeast(1), AtMost(86400)] = 600.0
+    dead_after: Annotated[float, AtLeast(1), AtMost(2592000)] = 86400.0
+    concurrency: Annotated[int, AtLeast(1), AtMost(256)] = 8
+    poll_interval: Annotated[float, MoreThan(0), AtMost(60)] = 1.0
+
+    def __post_init__(self) -> None:
+        from .webhooks.events import check_filter
+
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"webhooks.url must start with http:// or https://, not {self.url!r}")
+        if self.url and len(self.secret.encode()) < 16:
+            raise ValueError("webhooks.secret must have at least 16 bytes when webhooks.url is set (the app checks every request's signature with it)")
+        if self.retry_max < self.retry_min:
+            raise ValueError("webhooks.retry_max must be at least webhooks.retry_min")
+        check_filter(self.events)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """One bearer token of the REST API: ``admin`` may do everything, ``read`` only GET."""
+
+    token: str = field(default="", repr=False)  # never logged
+    scope: Annotated[str, OneOf("admin", "read")] = "read"
+    name: str = ""  # who holds it, for the logs ("" : "token <n>")
+
+    def __post_init__(self) -> None:
+        if len(self.token) < 24 or not self.token.isascii() or not self.token.isprintable() or " " in self.token:
+            raise ValueError("api.tokens: every token must be at least 24 printable ASCII characters without spaces")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """The REST API on listen.http under /api/v1 (docs/api.md)."""
+
+    tokens: list[ApiToken] = field(default_factory=list)  # none: every call is refused (401)
+    max_page: Annotated[int, AtLeast(1), AtMost(1000)] = 100  # the largest `limit` a list accepts
+    max_body: Annotated[int, AtLeast(1024), AtMost(1048576)] = 65536  # bytes of a request body
+
+    def __post_init__(self) -> None:
+        seen = set()
+        for t in self.tokens:
+            if t.token in seen:
+                raise ValueError("api.tokens: the same token is listed twice")
+            seen.add(t.token)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsOptions:
+    """/metrics (Prometheus text format) and /health on listen.http."""
+
+    allow: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])  # IPs/CIDRs that may read /metrics
+    health_timeout: Annotated[float, MoreThan(0), AtMost(30)] = 2.0  # seconds storage has to answer /health
+
+
 CORE_SECTIONS: dict[str, type] = {
     "server": ServerOptions,
     "listen": ListenOptions,
@@ -278,6 +341,9 @@ CORE_SECTIONS: dict[str, type] = {
     "http": HttpOptions,
     "cluster": ClusterOptions,
     "auth": AuthOptions,
+    "webhooks": WebhooksOptions,
+    "api": ApiOptions,
+    "metrics": MetricsOptions,
 }
 
 
@@ -294,6 +360,9 @@ class Config:
     http: HttpOptions
     cluster: ClusterOptions
     auth: AuthOptions
+    webhooks: WebhooksOptions
+    api: ApiOptions
+    metrics: MetricsOptions
     sections: Mapping[str, Any]  # every section, features' included, as typed options
     source: str = "<defaults>"
 
@@ -520,6 +589,11 @@ def _validate_http(cfg: Config) -> None:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
             raise ConfigError(f"http.trusted_proxies[{i}] {net!r} is not an IP address or CIDR network") from None
+    for i, net in enumerate(cfg.metrics.allow):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"metrics.allow[{i}] {net!r} is not an IP address or CIDR network") from None
     if h.public_url and not (h.public_url.startswith("ws://") or h.public_url.startswith("wss://")):
         raise ConfigError(f"http.public_url must be a ws:// or wss:// URL, not {h.public_url!r}")
 

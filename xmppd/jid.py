@@ -6,6 +6,7 @@ path must not redo PRECIS preparation each time.
 from __future__ import annotations
 
 import functools
+import unicodedata
 from dataclasses import dataclass, field
 
 import precis_i18n
@@ -109,6 +110,10 @@ def _prep_domain(domain: str) -> str:
             d = d.encode("ascii").decode("idna")
         except UnicodeError as exc:
             raise JIDError(f"invalid domainpart: {exc}") from None
+        # Python's IDNA 2003 codec lets control characters through; IDNA 2008 (RFC 7622 §3.2)
+        # disallows them, and no XML could carry them.
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in d):
+            raise JIDError(f"invalid character in domainpart {domain!r}")
     for label in d.split("."):
         if not label or len(label) > 63:
             raise JIDError("invalid domain label")
@@ -159,3 +164,15 @@ def _parse(text: str) -> JID:
 
 def parse_jid(text: str) -> JID:
     return _parse(text)
+
+
+def prepare_username(name: str, domain: str) -> str:
+    """An account name as stored: the localpart of ``name@domain`` prepared by RFC 7622 (the
+    same form every door uses: SASL, registration, xmppctl, the admin commands, the reserved
+    names). JIDError says why ``name`` is not one."""
+    if "@" in name or "/" in name:
+        raise JIDError("a username cannot contain '@' or '/'")
+    jid = _parse(f"{name}@{domain}")
+    if jid.local is None:
+        raise JIDError("a username cannot be empty")
+    return jid.local

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .jid import JID, JIDError
+from .jid import JID, JIDError, prepare_username
 
 if TYPE_CHECKING:
     from .config import Config
@@ -68,12 +68,9 @@ def ascii_lookalike(text: str) -> str:
 
 def _prepare(name: str, domain: str, what: str) -> str:
     try:
-        jid = JID.parse(f"{name}@{domain}")
+        return prepare_username(name, domain)
     except JIDError as exc:
         raise ValueError(f"{what} {name!r} is not a valid username: {exc}") from None
-    if jid.local is None or jid.resource is not None or "@" in name or "/" in name:
-        raise ValueError(f"{what} {name!r} is not a valid username")
-    return jid.local
 
 
 @dataclass(frozen=True)

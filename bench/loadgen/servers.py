@@ -63,7 +63,7 @@ def wait_notify(sock: socket.socket, message: bytes, proc: subprocess.Popen[Any]
 def _pin(cpu: int | None) -> Any:
     def pre() -> None:
         os.setsid()  # its own process group: stop() ends the server and its children
-        if cpu is not None:
+        if cpu is not None and cpu >= 0:  # negative: unpinned (e.g. server.workers on every core)
             os.sched_setaffinity(0, {cpu})
 
     return pre

@@ -130,7 +130,7 @@ class CustomerService(Feature):
         self.tr = self.ctx.translator(LOCALE)
         self.prefixes = tuple(self.options.command_prefixes)
         if not getattr(self, "repo", None):
-            self.repo = SqlCsRepository(self.ctx.db)
+            self.repo = SqlCsRepository(self.ctx.db, self.ctx.outbox)
         self.lock = asyncio.Lock()
         # Presence stanzas whose answers come back to us (subscriptions, probes) wait for the
         # lock's release: the router delivers synchronously, so sending them under it would deadlock.
@@ -148,6 +148,10 @@ class CustomerService(Feature):
         await self._load()
         self.ctx.add_service(self.domain, self)
         self._register()
+        self.ctx.add_metrics(self._metrics)
+        from .api import operations
+
+        self.ctx.add_api(operations(self))  # /api/v1/cs (docs/api.md)
         if self.ctx.has_feature("disco"):
             self.ctx.on_teardown(self.ctx.feature("disco").add_item(self.domain, self.tr.text(None, "disco.component")))
         if self.options.timer_interval > 0:
@@ -159,6 +163,24 @@ class CustomerService(Feature):
             from .visitor_commands import VisitorCommands
 
             VisitorCommands(self).register(self.ctx.feature("adhoc"))
+
+    def _metrics(self) -> list[Any]:
+        """/metrics: chats waiting (or being offered) and active, by queue (xmppd/metrics.py)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        waiting = GaugeMetricFamily("xmppd_cs_waiting", "Customer-service chats waiting for an agent, by queue", labels=["queue"])
+        active = GaugeMetricFamily("xmppd_cs_active", "Customer-service chats with an agent, by queue", labels=["queue"])
+        counts = {q: [0, 0] for q in self.queues}
+        for s in self.open.values():
+            c = counts.setdefault(s.queue, [0, 0])
+            if s.state in ("waiting", "offered"):
+                c[0] += 1
+            elif s.state == "active":
+                c[1] += 1
+        for queue, (w, a) in sorted(counts.items()):
+            waiting.add_metric([queue], w)
+            active.add_metric([queue], a)
+        return [waiting, active]
 
     async def _load(self) -> None:
         """Rebuild queues, members, open sessions and lines from storage; arm nothing stale."""

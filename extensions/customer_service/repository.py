@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from xmppd.storage.engine import Database
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
+from xmppd.webhooks import events as E
+from xmppd.webhooks.outbox import DISABLED, Outbox
 
 STRATEGIES = ("round-robin", "least-busy", "longest-idle")
 ROLES = ("agent", "supervisor")
@@ -299,8 +301,9 @@ def _session(row: sa.Row) -> SessionRecord:
 class SqlCsRepository:
     """The customer-service tables on SQLite or MariaDB/MySQL."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, outbox: Outbox = DISABLED) -> None:
         self.db = db
+        self._outbox = outbox  # cs.* events (docs/webhooks.md)
 
     async def put_queue(self, q: QueueRecord) -> None:
         values = dataclasses.asdict(q)
@@ -359,7 +362,29 @@ class SqlCsRepository:
         # The rating is written only by rate(): a stale copy never erases it.
         values.pop("rating")
         values.pop("comment")
-        await self.db.run_txn(self._upsert_txn, sessions_t, {"id": s.id}, values)
+        await self.db.run_txn(self._save_session_txn, s, values)
+
+    async def _save_session_txn(self, conn: AsyncConnection, s: SessionRecord, values: dict[str, object]) -> None:
+        """The upsert, and the events of the change it makes: the previous row is read under
+        lock (opened: no row before; assigned: a first agent; closed: the state became closed)."""
+        c = sessions_t.c
+        before = None
+        if self._outbox.enabled:
+            before = (await conn.execute(sa.select(c.state, c.agent).where(c.id == s.id).with_for_update())).first()
+        await self._upsert_txn(conn, sessions_t, {"id": s.id}, values)
+        if not self._outbox.enabled:
+            return
+        subject = f"cs:{s.id}"
+        now = datetime.now(UTC)
+        if before is None:
+            await self._outbox.write_txn(conn, E.CS_CHAT_OPENED, subject, {
+                "id": s.id, "queue": s.queue, "visitor": s.visitor, "state": s.state}, s.created_at)
+        if s.agent is not None and (before is None or before.agent != s.agent):
+            await self._outbox.write_txn(conn, E.CS_CHAT_ASSIGNED, subject, {
+                "id": s.id, "queue": s.queue, "visitor": s.visitor, "agent": s.agent}, s.assigned_at or now)
+        if s.state == "closed" and (before is None or before.state != "closed"):
+            await self._outbox.write_txn(conn, E.CS_CHAT_CLOSED, subject, {
+                "id": s.id, "queue": s.queue, "visitor": s.visitor, "agent": s.agent, "reason": s.close_reason}, s.closed_at or now)
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         async with self.db.transaction(readonly=True) as conn:
@@ -398,6 +423,9 @@ class SqlCsRepository:
                 .where(sessions_t.c.id == session_id, sessions_t.c.state == "closed", sessions_t.c.rating.is_(None))
                 .values(rating=score, comment=comment)
             )
+            if res.rowcount:
+                await self._outbox.write_txn(conn, E.CS_CHAT_RATED, f"cs:{session_id}", {
+                    "id": session_id, "rating": score, "comment": comment}, datetime.now(UTC))
         return bool(res.rowcount)
 
     async def add_line(self, line: TranscriptLine) -> None:
@@ -422,6 +450,8 @@ class SqlCsRepository:
             key = res.inserted_primary_key
             assert key is not None
             (tid,) = key
+            await self._outbox.write_txn(conn, E.CS_TICKET_CREATED, f"cs-ticket:{tid}", {
+                "id": int(tid), "queue": queue, "visitor": visitor, "body": body}, at)
         return Ticket(int(tid), queue, visitor, body, at)
 
     async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]:

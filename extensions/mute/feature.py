@@ -22,6 +22,13 @@ Standard clients see XEP-0045: a muted occupant becomes a ``visitor`` (voice rev
 presence broadcast) and a participant again when the mute ends, and the room gets a readable
 notice. A moderator's plain voice revoke is recorded as an open-ended mute; granting voice
 lifts it. Apps use the iq protocol; standard clients the ad-hoc commands.
+
+Several cluster nodes: every node keeps every mute in memory, so every change (a mute, a lift,
+an expiry, mute-all, a destroyed room, a deleted account) publishes the invalidation ``mute``
+(xmppd/core/invalidation.py) and the other nodes re-read that one row at once: a mute set on one
+node is enforced on every node as soon as the message arrives (milliseconds). A lost connection
+to the other nodes reloads every mute. Every node's expiry timer tries to end a due mute; only
+the one whose conditional delete succeeds records and announces it.
 """
 
 from __future__ import annotations
@@ -122,13 +129,14 @@ class MuteFeature(Feature):
     # ================================================================== lifecycle
 
     async def setup(self) -> None:
-        self.repo = SqlMuteRepository(self.ctx.db)
+        self.repo = SqlMuteRepository(self.ctx.db, self.ctx.outbox)
         self.muc = self.ctx.feature("muc")
         self.muc_domain: str = self.muc.domain
         for m in await self.repo.mutes():
             self._remember(m)
         for s in await self.repo.mute_alls():
             self.all_muted[s.room] = s
+        self._inval = self.ctx.invalidation("mute", self._invalidated, self._reload)
         ev = self.muc.events
         for h, fn in ((E.PRE_JOIN, self._pre_join), (E.SPEECH, self._speech),
                       (E.ROLE_CHANGE_REQUEST, self._role_change_request), (E.OCCUPANT_ROLE_CHANGED, self._role_changed),
@@ -150,6 +158,9 @@ class MuteFeature(Feature):
         for cmd in self._server_commands():
             self.ctx.on_teardown(adhoc.register(cmd))
         self.ctx.spawn(self._expirer(), name="mute-expiry")
+        from .api import operations
+
+        self.ctx.add_api(operations(self))  # /api/v1/rooms/{room}/mutes, /api/v1/mutes (docs/api.md)
 
     # ================================================================== state
 
@@ -161,6 +172,48 @@ class MuteFeature(Feature):
         if m.until is not None:
             heapq.heappush(self._heap, (m.until.timestamp(), m.room, m.jid, m.until))
             self._wake.set()
+
+    # Invalidation keys: "m\n<room>\n<jid>" one mute, "a\n<room>" mute-all, "r\n<room>" a
+    # destroyed room, "j\n<jid>" a deleted account.
+
+    async def _invalidated(self, key: str) -> None:
+        """Another node changed what ``key`` names: read it again."""
+        kind, _, rest = key.partition("\n")
+        if kind == "m":
+            room, _, jid_s = rest.partition("\n")
+            bare = JID.parse(jid_s)
+            m = await self.repo.get(room, jid_s)
+            if m is None:
+                self.mutes.pop((room, bare), None)
+            else:
+                self._remember(m)
+        elif kind == "a":
+            state = next((s for s in await self.repo.mute_alls() if s.room == rest), None)
+            if state is None:
+                self.all_muted.pop(rest, None)
+            else:
+                self.all_muted[rest] = state
+        elif kind == "r":
+            for k in [k for k in self.mutes if k[0] == rest]:
+                del self.mutes[k]
+            self.all_muted.pop(rest, None)
+        elif kind == "j":
+            bare = JID.parse(rest)
+            for k in [k for k in self.mutes if k[1] == bare]:
+                del self.mutes[k]
+
+    async def _reload(self) -> None:
+        """Invalidations may have been missed: every mute read again."""
+        mutes = await self.repo.mutes()
+        alls = await self.repo.mute_alls()
+        self.mutes = {}
+        self._heap = []
+        for m in mutes:
+            self._remember(m)
+        self.all_muted = {s.room: s for s in alls}
+
+    def _changed(self, room: str, bare: JID | str) -> None:
+        self._inval.publish(f"m\n{room}\n{bare}")
 
     def active(self, room: str, bare: JID) -> Mute | None:
         """The mute of ``bare`` in ``room`` (PLATFORM: server-wide) if it holds now."""
@@ -316,6 +369,7 @@ class MuteFeature(Feature):
             del self.mutes[key]
         self.all_muted.pop(room, None)
         await self.repo.forget_room(room)
+        self._inval.publish(f"r\n{room}")
         return Flow.CONTINUE
 
     @classmethod
@@ -328,6 +382,7 @@ class MuteFeature(Feature):
         bare = ev.jid
         for key in [k for k in self.mutes if k[1] == bare]:
             del self.mutes[key]
+        self._inval.publish(f"j\n{bare}")
         return Flow.CONTINUE
 
     # ================================================================== actions (iq and commands)
@@ -338,8 +393,13 @@ class MuteFeature(Feature):
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {jid.bare}")
         return room
 
+    def acts_as_admin(self, actor: JID) -> bool:
+        """A server admin, or the server itself (its domain JID, which no client can be: the
+        REST API acts as it), with a server admin's authority over mutes."""
+        return self.ctx.is_admin(actor) or (actor.local is None and actor.domain == self.ctx.domain)
+
     def is_moderator(self, room: Any, requester: JID) -> bool:
-        if self.ctx.is_admin(requester) or room.affiliation(requester.bare).rank >= Affiliation.ADMIN.rank:
+        if self.acts_as_admin(requester) or room.affiliation(requester.bare).rank >= Affiliation.ADMIN.rank:
             return True
         occ = room.occupants.of_jid(requester)
         return occ is not None and occ.role is Role.MODERATOR
@@ -354,7 +414,7 @@ class MuteFeature(Feature):
             raise StanzaError(Condition.FORBIDDEN, "only moderators may mute or unmute members of this room")
         if target == actor.bare:
             raise StanzaError(Condition.NOT_ALLOWED, "you can't mute yourself")
-        actor_aff = Affiliation.OWNER if self.ctx.is_admin(actor) else room.affiliation(actor.bare)
+        actor_aff = Affiliation.OWNER if self.acts_as_admin(actor) else room.affiliation(actor.bare)
         target_aff = room.affiliation(target)
         if target_aff.rank >= actor_aff.rank and not (target_aff is Affiliation.NONE and actor_aff is Affiliation.NONE):
             raise StanzaError(Condition.NOT_ALLOWED, f"a {actor_aff.value} can't mute a {target_aff.value} of this room"
@@ -365,7 +425,7 @@ class MuteFeature(Feature):
 
     def _rank(self, room: Any, who: JID) -> int:
         """Rank for lifting mutes: server admin above owner above admin, member, none."""
-        if self.ctx.is_admin(who.bare):
+        if self.acts_as_admin(who.bare):
             return Affiliation.OWNER.rank + 1
         return max(room.affiliation(who.bare).rank, Affiliation.NONE.rank)
 
@@ -442,12 +502,14 @@ class MuteFeature(Feature):
     async def _store(self, m: Mute, actor: JID, seconds: int | None) -> None:
         await self.repo.put(m)
         self._remember(m)
+        self._changed(m.room, m.jid)
         await self.repo.record(NewAuditEntry(m.created_at, str(actor), "mute", m.room, m.jid, seconds, m.until, m.reason))
 
     async def _lift(self, room_s: str, bare: JID, actor: JID, *, lang: str | None, restore: bool = True,
                     action: str = "unmute") -> None:
         self.mutes.pop((room_s, bare), None)
         await self.repo.remove(room_s, str(bare))
+        self._changed(room_s, bare)
         await self.repo.record(NewAuditEntry(self.now(), str(actor), action, room_s, str(bare)))
         await self._after_lift(room_s, bare, actor, action, lang, restore)
 
@@ -478,6 +540,7 @@ class MuteFeature(Feature):
         state = MuteAll(room.jid_s, str(actor.bare), reason or None, self.now())
         await self.repo.set_mute_all(state)
         self.all_muted[room.jid_s] = state
+        self._inval.publish(f"a\n{room.jid_s}")
         await self.repo.record(NewAuditEntry(state.since, str(actor.bare), "mute-all", room.jid_s, reason=state.reason))
         await self._room_notice(room, "mute-all", None, actor.bare, None, reason, None, lang)
         return state
@@ -487,11 +550,12 @@ class MuteFeature(Feature):
         if self.all_muted.pop(room.jid_s, None) is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "this room is not muted for everyone")
         await self.repo.clear_mute_all(room.jid_s)
+        self._inval.publish(f"a\n{room.jid_s}")
         await self.repo.record(NewAuditEntry(self.now(), str(actor.bare), "unmute-all", room.jid_s))
         await self._room_notice(room, "unmute-all", None, actor.bare, None, None, None, lang)
 
     def _check_room_admin(self, room: Any, actor: JID) -> None:
-        if not (self.ctx.is_admin(actor) or room.affiliation(actor.bare).rank >= Affiliation.ADMIN.rank):
+        if not (self.acts_as_admin(actor) or room.affiliation(actor.bare).rank >= Affiliation.ADMIN.rank):
             raise StanzaError(Condition.FORBIDDEN, "only owners and admins may mute or unmute everyone")
 
     async def platform_mute(self, actor: JID, target: JID, seconds: int | None, reason: str | None) -> Mute:
@@ -512,7 +576,7 @@ class MuteFeature(Feature):
         await self._lift(PLATFORM, target, actor.bare, lang=None)
 
     def _check_server_admin(self, actor: JID) -> None:
-        if not self.ctx.is_admin(actor):
+        if not self.acts_as_admin(actor):
             raise StanzaError(Condition.FORBIDDEN, "only server administrators may do this")
 
     # ================================================================== notices
@@ -579,7 +643,9 @@ class MuteFeature(Feature):
         if m is None or m.until != until:
             return  # lifted or renewed since the timer was armed
         del self.mutes[(room_s, bare)]
-        await self.repo.expire(room_s, str(bare), until)
+        if not await self.repo.expire(room_s, str(bare), until):
+            return  # another node's timer ended it first (and announced it), or it was lifted
+        self._changed(room_s, bare)
         await self.repo.record(NewAuditEntry(self.now(), self.ctx.domain, "expire", room_s, str(bare), until=until))
         await self._after_lift(room_s, bare, JID(None, self.ctx.domain), "expire", None, True)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import builtins
 import itertools
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final, Protocol
 
 import sqlalchemy as sa
@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from xmppd.storage.engine import Database
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
+from xmppd.webhooks import events as E
+from xmppd.webhooks.outbox import DISABLED, Outbox, iso
 
 __all__ = [
     "ACTIONS",
@@ -262,25 +264,37 @@ class MemoryMuteRepository(MuteRepository):
 # -- SQL ------------------------------------------------------------------------------------
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def _mute(row: sa.Row) -> Mute:  # type: ignore[type-arg]
     return Mute(row.room, row.jid, row.until, row.reason, row.actor, row.created_at, row.source)
 
 
+def _subject(room: str, jid: str) -> str:
+    return f"mute:{room}:{jid}"
+
+
 class SqlMuteRepository(MuteRepository):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, outbox: Outbox = DISABLED) -> None:
         self._db = db
+        self._outbox = outbox  # mute.set / mute.lifted (docs/webhooks.md)
 
     async def put(self, mute: Mute) -> None:
         _check_mute(mute)
         await self._db.run_txn(self._put_txn, mute)
 
-    @staticmethod
-    async def _put_txn(conn: AsyncConnection, mute: Mute) -> None:
+    async def _put_txn(self, conn: AsyncConnection, mute: Mute) -> None:
         c = mutes_t.c
         await conn.execute(sa.delete(mutes_t).where(c.room == mute.room, c.jid == mute.jid))
         await conn.execute(sa.insert(mutes_t).values(
             room=mute.room, jid=mute.jid, until=mute.until, reason=mute.reason, actor=mute.actor,
             created_at=mute.created_at, source=mute.source))
+        await self._outbox.write_txn(conn, E.MUTE_SET, _subject(mute.room, mute.jid), {
+            "room": mute.room, "jid": mute.jid, "until": iso(mute.until) if mute.until else None,
+            "reason": mute.reason, "actor": mute.actor, "source": mute.source,
+        }, mute.created_at)
 
     async def get(self, room: str, jid: str) -> Mute | None:
         c = mutes_t.c
@@ -291,19 +305,21 @@ class SqlMuteRepository(MuteRepository):
     async def remove(self, room: str, jid: str) -> Mute | None:
         return await self._db.run_txn(self._remove_txn, room, jid)
 
-    @staticmethod
-    async def _remove_txn(conn: AsyncConnection, room: str, jid: str) -> Mute | None:
+    async def _remove_txn(self, conn: AsyncConnection, room: str, jid: str) -> Mute | None:
         c = mutes_t.c
         row = (await conn.execute(sa.select(mutes_t).where(c.room == room, c.jid == jid).with_for_update())).first()
         if row is None:
             return None
         await conn.execute(sa.delete(mutes_t).where(c.room == room, c.jid == jid))
+        await self._outbox.write_txn(conn, E.MUTE_LIFTED, _subject(room, jid), {"room": room, "jid": jid, "expired": False}, _utcnow())
         return _mute(row)
 
     async def expire(self, room: str, jid: str, until: datetime) -> bool:
         c = mutes_t.c
         async with self._db.transaction() as conn:
             res = await conn.execute(sa.delete(mutes_t).where(c.room == room, c.jid == jid, c.until == until))
+            if res.rowcount:
+                await self._outbox.write_txn(conn, E.MUTE_LIFTED, _subject(room, jid), {"room": room, "jid": jid, "expired": True}, until)
         return bool(res.rowcount)
 
     async def mutes(self, room: str | None = None) -> builtins.list[Mute]:

@@ -22,7 +22,7 @@ from .repository import InsufficientFunds, PacketNotFound, SqlRedPacketRepositor
 
 
 async def _repo(ctl: Ctl) -> SqlRedPacketRepository:
-    return SqlRedPacketRepository(await ctl.db())
+    return SqlRedPacketRepository(await ctl.db(), ctl.outbox())
 
 
 async def _existing_owner(ctl: Ctl, text: str, *, required: bool = True) -> str:

@@ -29,11 +29,14 @@ from xmppd.errors import Condition, StanzaError
 from xmppd.features.muc.events import SpeechKind
 from xmppd.i18n import Catalog, chain
 from xmppd.jid import JID, JIDError
+from xmppd.webhooks import events as E
 from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
 
 from . import split
 from .commands import RedPacketCommands
+from .payments import PaymentRepository
+from .payments_api import operations as payment_operations
 from .repository import (
     KINDS,
     SYSTEM_WALLET,
@@ -205,13 +208,21 @@ class RedPacket(Feature):
     def __init__(self, ctx: Any, options: RedPacketOptions) -> None:
         super().__init__(ctx, options)
         self.repo: RedPacketRepository = None  # type: ignore[assignment]
+        self.payments: PaymentRepository | None = None
         self.rooms: RoomDirectory | None = None
         self._wake = asyncio.Event()
         self.sent_notices = 0
         self._cards: dict[str, Packet] = {}  # packet id -> packet as sent (see _card)
+        # What this node did since it started, for /metrics: (count, amount in minor units).
+        self.totals: dict[str, list[int]] = {"sent": [0, 0], "grabbed": [0, 0], "refunded": [0, 0]}
 
     async def setup(self) -> None:
-        self.repo = SqlRedPacketRepository(self.ctx.db)
+        self.repo = SqlRedPacketRepository(self.ctx.db, self.ctx.outbox)
+        # Payment hooks (docs/webhooks.md): requests the app confirms, only with webhooks on --
+        # the app learns of a request from its payment.requested event and answers signed.
+        hooks = self.ctx.config.webhooks
+        if hooks.url and hooks.secret and self.ctx.outbox.wants(E.PAYMENT_REQUESTED):
+            self.payments = PaymentRepository(self.ctx.db, self.ctx.outbox)
         # The sweeper finds every due packet in storage, so after a restart it picks up where
         # the last process stopped; several processes may sweep: a refund happens once.
         self.ctx.spawn(self._sweeper(), name="redpacket-sweeper")
@@ -220,6 +231,11 @@ class RedPacket(Feature):
             self.ctx.on_teardown(adhoc.register(command))
         for command in UserCommands(self).commands():  # every user's own wallet and sending
             self.ctx.on_teardown(adhoc.register(command))
+        from .api import operations
+
+        self.ctx.add_api(operations(self))  # /api/v1/wallets, /api/v1/redpackets (docs/api.md)
+        self.ctx.add_api(payment_operations(self))  # /api/v1/payments: the app confirms (docs/webhooks.md)
+        self.ctx.add_metrics(self._metrics)
 
     def use_rooms(self, rooms: RoomDirectory | None) -> None:
         """Plug another group-chat directory in (default: the MUC feature's, when loaded)."""
@@ -234,6 +250,21 @@ class RedPacket(Feature):
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.ctx.clock.now(), UTC)
+
+    def _count(self, what: str, amount: int) -> None:
+        t = self.totals[what]
+        t[0] += 1
+        t[1] += amount
+
+    def _metrics(self) -> list[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        packets = CounterMetricFamily("xmppd_redpackets", "Red packets sent, shares grabbed and packets refunded on this node", labels=["event"])
+        amounts = CounterMetricFamily("xmppd_redpacket_amount", "Money in those events, minor units", labels=["event"])
+        for what, (n, amount) in self.totals.items():
+            packets.add_metric([what], n)
+            amounts.add_metric([what], amount)
+        return [packets, amounts]
 
     # ------------------------------------------------------------------ send
 
@@ -321,6 +352,7 @@ class RedPacket(Feature):
         packet = result.packet
         self._keep(packet)
         if result.created:
+            self._count("sent", packet.total)
             # Only the send that made the packet posts it: a retry (same client-id) answers with
             # the first result and posts nothing, so a room or contact sees each packet once.
             await self._announce(packet)
@@ -426,6 +458,7 @@ class RedPacket(Feature):
             raise _err(Condition.NOT_ALLOWED, "expired", "this red packet has expired") from None
         except PacketNotFound:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet") from None
+        self._count("grabbed", got.amount)
         name = who.local or str(who)
         amount = self._money(got.amount)
         await self._notice(
@@ -617,6 +650,7 @@ class RedPacket(Feature):
         result = await self.repo.refund(packet_id, self.now(), force=force)
         if result is None:
             return None
+        self._count("refunded", result.amount)
         packet = await self.repo.get_packet(packet_id)
         assert packet is not None
         sender = JID.parse(result.sender)
@@ -640,7 +674,7 @@ class RedPacket(Feature):
         """In the transaction deleting the account: packets addressed to it go back to their
         senders, its own open packets and its balance to the system wallet, its records to a
         tombstone (see :func:`.repository.delete_account_txn`): never lost, never inherited."""
-        return await delete_account_txn(conn, deletion.jid, deletion.account.id, deletion.now)
+        return await delete_account_txn(conn, deletion.jid, deletion.account.id, deletion.now, deletion.outbox)
 
     @hook(H.ACCOUNT_DELETED)
     async def on_account_deleted(self, event: AccountEvent) -> Flow:

@@ -58,6 +58,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from xmppd.storage.accounts import accounts
 from xmppd.storage.engine import Database, is_deadlock, is_unique_violation
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
+from xmppd.webhooks import events as E
+from xmppd.webhooks.outbox import DISABLED, Outbox, iso
 
 __all__ = [
     "KINDS",
@@ -182,6 +184,20 @@ ledger = sa.Table(
     **MYSQL_TABLE_KWARGS,
 )
 
+# Wallet moves asked for with an idempotency key (the REST API's Idempotency-Key): written in
+# the transaction of the ledger entry they made, so a retried request finds it and changes nothing.
+idempotency = sa.Table(
+    "redpacket_idempotency",
+    metadata,
+    sa.Column("key", indexed_string(), primary_key=True),
+    sa.Column("owner", indexed_string(), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("amount", sa.BigInteger(), nullable=False),
+    sa.Column("ledger_id", id_type(), sa.ForeignKey("redpacket_ledger.id"), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    **MYSQL_TABLE_KWARGS,
+)
+
 
 # -- values ---------------------------------------------------------------------------------
 
@@ -194,6 +210,14 @@ class InsufficientFunds(RedPacketError):
     def __init__(self, owner: str, balance: int, needed: int) -> None:
         super().__init__(f"{owner} has {balance}, needs {needed}")
         self.owner, self.balance, self.needed = owner, balance, needed
+
+
+class IdempotencyConflict(RedPacketError):
+    """An idempotency key used before for a different wallet move."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the idempotency key {key!r} was used for a different request")
+        self.key = key
 
 
 class PacketNotFound(RedPacketError):
@@ -424,6 +448,20 @@ def _positive(amount: int, what: str = "amount") -> int:
     return amount
 
 
+def _check_move(key: str, kind: str, amount: int, reason: str | None) -> None:
+    if not key or len(key) > 191:
+        raise ValueError("an idempotency key has 1 to 191 characters")
+    if kind == "topup":
+        _positive(amount)
+    elif kind == "adjust":
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+            raise ValueError("an adjustment is a non-zero integer of minor units")
+        if not reason:
+            raise ValueError("an adjustment needs a reason")
+    else:
+        raise ValueError(f"a wallet move is a topup or an adjust, not {kind!r}")
+
+
 def _check_new(new: NewPacket) -> None:
     if new.kind not in KINDS:
         raise ValueError(f"unknown packet kind {new.kind!r}")
@@ -445,6 +483,20 @@ class RedPacketRepository(Protocol):
     async def adjust(self, owner: str, amount: int, reason: str, now: datetime) -> LedgerEntry: ...
 
     async def transfer_out(self, owner: str, to: str, reason: str, now: datetime) -> int: ...
+
+    async def move_once(
+        self, key: str, owner: str, kind: str, amount: int, reason: str | None, now: datetime
+    ) -> tuple[LedgerEntry, bool]:
+        """A top-up (``kind`` "topup", ``amount`` > 0) or an adjustment ("adjust", signed, with a
+        reason) made at most once per ``key``: the first call moves the money and remembers the
+        key in the same transaction; a later call with the same key and values returns that
+        entry with ``True`` (a replay) and moves nothing; with other values it raises
+        ``IdempotencyConflict``. ``InsufficientFunds`` as ``adjust``."""
+        ...
+
+    async def packets(self, sender: str | None = None, *, limit: int = 50, offset: int = 0) -> builtins.list[Packet]:
+        """Packets, newest first (``sender``: only theirs)."""
+        ...
 
     async def send(self, new: NewPacket) -> SendResult: ...
 
@@ -481,6 +533,7 @@ class MemoryRedPacketRepository(RedPacketRepository):
         self._packets: dict[str, Packet] = {}
         self._shares: dict[str, list[Share]] = {}
         self._by_client: dict[tuple[str, str], str] = {}
+        self._keys: dict[str, tuple[str, str, int, int]] = {}  # idempotency key -> owner, kind, amount, ledger id
 
     def _apply(self, owner: str, kind: str, amount: int, now: datetime, packet_id: str | None = None, reason: str | None = None) -> LedgerEntry:
         balance = self._balances.get(owner, 0) + amount
@@ -503,6 +556,24 @@ class MemoryRedPacketRepository(RedPacketRepository):
         if not reason:
             raise ValueError("an adjustment needs a reason")
         return self._apply(owner, "adjust", amount, now, reason=reason)
+
+    async def move_once(
+        self, key: str, owner: str, kind: str, amount: int, reason: str | None, now: datetime
+    ) -> tuple[LedgerEntry, bool]:
+        _check_move(key, kind, amount, reason)
+        seen = self._keys.get(key)
+        if seen is not None:
+            if seen[:3] != (owner, kind, amount):
+                raise IdempotencyConflict(key)
+            return self._ledger[seen[3] - 1], True
+        entry = self._apply(owner, kind, amount, now, reason=reason)
+        self._keys[key] = (owner, kind, amount, entry.id)
+        return entry, False
+
+    async def packets(self, sender: str | None = None, *, limit: int = 50, offset: int = 0) -> builtins.list[Packet]:
+        found = [p for p in self._packets.values() if sender is None or p.sender == sender]
+        found.sort(key=lambda p: (p.created_at, p.id), reverse=True)
+        return found[offset : offset + limit]
 
     async def transfer_out(self, owner: str, to: str, reason: str, now: datetime) -> int:
         amount = self._balances.get(owner, 0)
@@ -701,7 +772,7 @@ def _sqlite_refusal(db: sqlite3.Connection, packet_id: str, grabber: str, now: d
     return _LostRace()  # a share is free after all: the caller reruns the grab
 
 
-def _sqlite_grab(db: sqlite3.Connection, packet_id: str, grabber: str, now: datetime) -> GrabResult:
+def _sqlite_grab(db: sqlite3.Connection, packet_id: str, grabber: str, now: datetime, outbox: Outbox = DISABLED) -> GrabResult:
     """The grab on SQLite, run on the connection's own thread inside the caller's ``BEGIN
     IMMEDIATE`` transaction (so nothing else writes meanwhile): the same four statements as
     :meth:`SqlRedPacketRepository._grab_sqlite_statements`, in one hand-off instead of about fifteen.
@@ -729,7 +800,29 @@ def _sqlite_grab(db: sqlite3.Connection, packet_id: str, grabber: str, now: date
     assert credited is not None
     balance = int(credited[0])
     db.execute(_SQL_LEDGER, (grabber, amount, balance, packet_id, at))
-    return GrabResult(packet_id, grabber, amount, seq, now, balance, left, left_amount, best)
+    result = GrabResult(packet_id, grabber, amount, seq, now, balance, left, left_amount, best)
+    for event, data in grab_events(result):
+        outbox.write_sqlite(db, event, f"redpacket:{packet_id}", data, now)
+    return result
+
+
+def grab_events(r: GrabResult) -> list[tuple[str, dict[str, Any]]]:
+    """The webhook events of one grab: ``redpacket.grabbed``, and ``redpacket.finished`` when it
+    took the last share (docs/webhooks.md)."""
+    out: list[tuple[str, dict[str, Any]]] = [(E.REDPACKET_GRABBED, {
+        "id": r.packet_id, "grabber": r.grabber, "amount": r.amount, "seq": r.seq, "balance": r.balance,
+        "remaining_count": r.remaining_count, "remaining_amount": r.remaining_amount,
+    })]
+    if r.remaining_count == 0:
+        out.append((E.REDPACKET_FINISHED, {
+            "id": r.packet_id, "best_luck": r.best_luck.grabbed_by if r.best_luck else None,
+            "best_amount": r.best_luck.amount if r.best_luck else None,
+        }))
+    return out
+
+
+def _refund_data(r: RefundResult, reason: str | None = None) -> dict[str, Any]:
+    return {"id": r.packet_id, "sender": r.sender, "amount": r.amount, "balance": r.balance, "reason": reason}
 
 
 def _packet(m: sa.RowMapping) -> Packet:
@@ -753,8 +846,9 @@ def _entry(m: sa.RowMapping) -> LedgerEntry:
 class SqlRedPacketRepository(RedPacketRepository):
     """The repository on SQLite or MariaDB/MySQL; every money movement is one transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, outbox: Outbox = DISABLED) -> None:
         self._db = db
+        self._outbox = outbox  # redpacket.* and wallet.* events (docs/webhooks.md)
         # Packets seen with every share gone (final): their opens are answered by a read.
         self._finished: set[str] = set()
 
@@ -838,17 +932,69 @@ class SqlRedPacketRepository(RedPacketRepository):
 
     async def topup(self, owner: str, amount: int, now: datetime, reason: str | None = None) -> LedgerEntry:
         _positive(amount)
-        return await self._with_wallets(self._apply_txn, owner, "topup", amount, now, None, reason)  # type: ignore[no-any-return]
+        return await self._with_wallets(self._wallet_txn, owner, "topup", amount, now, reason)  # type: ignore[no-any-return]
+
+    async def _wallet_txn(
+        self, conn: AsyncConnection, owner: str, kind: str, amount: int, now: datetime, reason: str | None
+    ) -> LedgerEntry:
+        """A top-up or an adjustment, and its ``wallet.*`` event, in one transaction."""
+        entry = await self._apply_txn(conn, owner, kind, amount, now, None, reason)
+        await self._wallet_event_txn(conn, entry)
+        return entry
+
+    async def _wallet_event_txn(self, conn: AsyncConnection, entry: LedgerEntry) -> None:
+        """``wallet.topup`` / ``wallet.adjusted`` for a ledger entry, in its transaction."""
+        await self._outbox.write_txn(conn, E.WALLET_TOPUP if entry.kind == "topup" else E.WALLET_ADJUSTED, f"wallet:{entry.owner}", {
+            "owner": entry.owner, "amount": entry.amount, "balance": entry.balance_after, "entry": entry.id,
+            "reason": entry.reason,
+        }, entry.created_at)
 
     async def adjust(self, owner: str, amount: int, reason: str, now: datetime) -> LedgerEntry:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
             raise ValueError("an adjustment is a non-zero integer of minor units")
         if not reason:
             raise ValueError("an adjustment needs a reason")
-        return await self._with_wallets(self._apply_txn, owner, "adjust", amount, now, None, reason)  # type: ignore[no-any-return]
+        return await self._with_wallets(self._wallet_txn, owner, "adjust", amount, now, reason)  # type: ignore[no-any-return]
 
     async def transfer_out(self, owner: str, to: str, reason: str, now: datetime) -> int:
         return await self._db.run_txn(self._transfer_out_txn, owner, to, reason, now)
+
+    async def move_once(
+        self, key: str, owner: str, kind: str, amount: int, reason: str | None, now: datetime
+    ) -> tuple[LedgerEntry, bool]:
+        _check_move(key, kind, amount, reason)
+        for _attempt in range(3):
+            try:
+                return await self._with_wallets(self._move_once_txn, key, owner, kind, amount, reason, now)  # type: ignore[no-any-return]
+            except IntegrityError:
+                # The same key committed by a concurrent request between our look-up and our
+                # insert: the next attempt finds it (and answers the replay or the conflict).
+                continue
+        raise IdempotencyConflict(key)
+
+    async def _move_once_txn(
+        self, conn: AsyncConnection, key: str, owner: str, kind: str, amount: int, reason: str | None, now: datetime
+    ) -> tuple[LedgerEntry, bool]:
+        i = idempotency.c
+        seen = (await conn.execute(sa.select(i.owner, i.kind, i.amount, i.ledger_id).where(i.key == key))).first()
+        if seen is not None:
+            if (seen.owner, seen.kind, int(seen.amount)) != (owner, kind, amount):
+                raise IdempotencyConflict(key)
+            row = (await conn.execute(sa.select(ledger).where(ledger.c.id == seen.ledger_id))).mappings().one()
+            return _entry(row), True
+        entry = await SqlRedPacketRepository._apply_txn(conn, owner, kind, amount, now, None, reason)
+        await conn.execute(idempotency.insert().values(key=key, owner=owner, kind=kind, amount=amount, ledger_id=entry.id, created_at=now))
+        await self._wallet_event_txn(conn, entry)
+        return entry, False
+
+    async def packets(self, sender: str | None = None, *, limit: int = 50, offset: int = 0) -> builtins.list[Packet]:
+        query = sa.select(packets)
+        if sender is not None:
+            query = query.where(packets.c.sender == sender)
+        query = query.order_by(packets.c.created_at.desc(), packets.c.id.desc()).limit(limit).offset(offset)
+        async with self._db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_packet(r) for r in rows]
 
     @staticmethod
     async def _transfer_out_txn(conn: AsyncConnection, owner: str, to: str, reason: str, now: datetime) -> int:
@@ -930,6 +1076,11 @@ class SqlRedPacketRepository(RedPacketRepository):
             new.exclusive_to, new.client_id, new.lang, new.created_at, new.expires_at, OPEN,
             new.count, new.total, False, 0, None, None,
         )
+        await self._outbox.write_txn(conn, E.REDPACKET_SENT, f"redpacket:{new.id}", {
+            "id": new.id, "sender": new.sender, "kind": new.kind, "total": new.total, "count": new.count,
+            "target": new.target, "is_room": new.is_room, "exclusive_to": new.exclusive_to,
+            "greeting": new.greeting, "expires_at": iso(new.expires_at), "balance": balance,
+        }, new.created_at)
         return SendResult(packet, True, balance)
 
     async def grab(self, packet_id: str, grabber: str, now: datetime) -> GrabResult:
@@ -999,7 +1150,10 @@ class SqlRedPacketRepository(RedPacketRepository):
             ).one()
             best = Share(int(top.seq), int(top.amount), top.grabbed_by, top.grabbed_at)
         entry = await self._apply_txn(conn, grabber, "grab_credit", amount, now, packet_id)
-        return GrabResult(packet_id, grabber, amount, seq, now, entry.balance_after, remaining_count, remaining_amount, best)
+        result = GrabResult(packet_id, grabber, amount, seq, now, entry.balance_after, remaining_count, remaining_amount, best)
+        for event, data in grab_events(result):
+            await self._outbox.write_txn(conn, event, f"redpacket:{packet_id}", data, now)
+        return result
 
     async def _grab_sqlite_txn(self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime) -> GrabResult:
         """SQLite: the statements of :meth:`_grab_sqlite_statements` in one call on aiosqlite's
@@ -1009,7 +1163,9 @@ class SqlRedPacketRepository(RedPacketRepository):
         run, db = await self._on_driver_thread(conn)
         if run is None:
             return await self._grab_sqlite_statements(conn, packet_id, grabber, now)
-        return await run(lambda: _sqlite_grab(db(), packet_id, grabber, now))  # type: ignore[no-any-return]
+        outbox = self._outbox
+        outbox.mark(conn)
+        return await run(lambda: _sqlite_grab(db(), packet_id, grabber, now, outbox))  # type: ignore[no-any-return]
 
     async def _on_driver_thread(self, conn: AsyncConnection) -> tuple[Any, Callable[[], sqlite3.Connection]]:
         """On SQLite with aiosqlite: its way to run a call on the connection's own thread (where
@@ -1182,7 +1338,9 @@ class SqlRedPacketRepository(RedPacketRepository):
         row = (await conn.execute(sa.select(p.sender, p.refund_amount).where(p.id == packet_id))).one()
         amount = int(row.refund_amount)
         entry = await self._apply_txn(conn, row.sender, "refund", amount, now, packet_id)
-        return RefundResult(packet_id, row.sender, amount, entry.balance_after)
+        result = RefundResult(packet_id, row.sender, amount, entry.balance_after)
+        await self._outbox.write_txn(conn, E.REDPACKET_REFUNDED, f"redpacket:{packet_id}", _refund_data(result, "expired" if not force else "forced"), now)
+        return result
 
     async def get_packet(self, packet_id: str) -> Packet | None:
         async with self._db.transaction(readonly=True) as conn:
@@ -1313,7 +1471,9 @@ def tombstone(account_id: int) -> str:
     return f"deleted:{account_id}"
 
 
-async def delete_account_txn(conn: AsyncConnection, jid: str, account_id: int, now: datetime) -> list[RefundResult]:
+async def delete_account_txn(
+    conn: AsyncConnection, jid: str, account_id: int, now: datetime, outbox: Outbox = DISABLED
+) -> list[RefundResult]:
     """Settle the wallet of the account ``jid`` inside the transaction deleting it (see the
     module docstring); returns the refunds made to *other* senders, for their notices.
 
@@ -1340,6 +1500,10 @@ async def delete_account_txn(conn: AsyncConnection, jid: str, account_id: int, n
         row = (await conn.execute(sa.select(p.sender, p.refund_amount).where(p.id == packet_id))).one()
         amount = int(row.refund_amount)
         entry = await SqlRedPacketRepository._apply_txn(conn, row.sender, "refund", amount, now, packet_id, reason)
+        await outbox.write_txn(
+            conn, E.REDPACKET_REFUNDED, f"redpacket:{packet_id}",
+            _refund_data(RefundResult(packet_id, row.sender, amount, entry.balance_after), "account deleted"), now,
+        )
         if row.sender != jid:
             refunds.append(RefundResult(packet_id, row.sender, amount, entry.balance_after))
     await SqlRedPacketRepository._transfer_out_txn(conn, jid, SYSTEM_WALLET, reason, now)
@@ -1352,6 +1516,8 @@ async def delete_account_txn(conn: AsyncConnection, jid: str, account_id: int, n
             await conn.execute(wallets.insert().values(owner=gone, balance=int(balance), updated_at=now))
         await conn.execute(ledger.update().where(c.owner == jid).values(owner=gone))
         await conn.execute(wallets.delete().where(w.owner == jid))
+    # Keys of its moves stay taken (a retry must not move money again) but no longer name it.
+    await conn.execute(idempotency.update().where(idempotency.c.owner == jid).values(owner=gone))
     await conn.execute(packets.update().where(p.sender == jid).values(sender=gone))
     return refunds
 

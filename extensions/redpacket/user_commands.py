@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from .feature import RedPacket
     from .repository import LedgerEntry
 
-MY_WALLET, SEND = f"{NS}#my-wallet", f"{NS}#send"
+MY_WALLET, SEND, PAYMENT = f"{NS}#my-wallet", f"{NS}#send", f"{NS}#payment"
+PAYMENT_FORM_TYPE = f"{NS}#payment"
 SEND_FORM_TYPE = f"{NS}#send"
 HISTORY_PAGE = 20  # ledger entries the wallet command shows (at most [redpacket] page_max)
 
@@ -38,10 +39,13 @@ class UserCommands:
 
     def commands(self) -> list[Command]:
         own = self.is_local_account
-        return [
+        commands = [
             Command(MY_WALLET, self.tr.text(None, "wallet.name"), self.my_wallet, may_run=own),
             Command(SEND, self.tr.text(None, "send.name"), self.send, form=self.send_form, may_run=own),
         ]
+        if self.f.payments is not None:  # webhooks on: the app confirms payments (docs/webhooks.md)
+            commands.append(Command(PAYMENT, self.tr.text(None, "payment.name"), self.payment, form=self.payment_form, may_run=own))
+        return commands
 
     def is_local_account(self, requester: JID, target: JID) -> bool:
         """Wallets belong to this server's accounts: the requester is the only subject."""
@@ -142,3 +146,44 @@ class UserCommands:
         self.f.log.info("%s sent red packet %s by ad-hoc command", ex.requester.bare, packet.id)
         return Result((Note(t("sent_room" if packet.is_room else "sent_chat", id=packet.id, to=packet.target,
                               total=money(packet.total), count=packet.count, balance=money(result.balance))),))
+
+    # ------------------------------------------------------------------ payment (docs/webhooks.md)
+
+    def payment_form(self, ex: Execution) -> Form:
+        o = self.f.options
+
+        def t(key: str, /, **fields: Any) -> str:
+            return self._t(ex, "payment." + key, **fields)
+
+        amount = t("amount", currency=o.currency, precision=o.precision) if o.precision else t("amount_whole", currency=o.currency)
+        return Form("form", t("title"), (t("instructions"),), (
+            Field("FORM_TYPE", "hidden", values=(PAYMENT_FORM_TYPE,)),
+            Field("kind", "list-single", t("kind"), values=("topup",), required=True, options=(
+                Option("topup", t("topup")), Option("withdraw", t("withdraw")))),
+            Field("amount", "text-single", amount, required=True),
+        ))
+
+    async def payment(self, ex: Execution) -> Result:
+        from .repository import InsufficientFunds
+
+        def t(key: str, /, **fields: Any) -> str:
+            return self._t(ex, "payment." + key, **fields)
+
+        if self.f.payments is None:
+            raise FormError(None, t("unavailable"))
+        v = ex.values
+        kind = v.get("kind") or "topup"
+        if kind not in ("topup", "withdraw"):
+            raise FormError("kind", t("kind"))
+        try:
+            amount = parse_amount(v["amount"], self.f.options.precision)
+        except ValueError as exc:
+            raise FormError("amount", t("bad_amount", reason=exc)) from None
+        owner = str(ex.requester.bare)
+        try:
+            # One request per command session: a retried complete records it once.
+            payment, _ = await self.f.payments.request(owner, kind, amount, f"adhoc-{ex.sessionid}"[:64], self.f.now())
+        except InsufficientFunds as exc:
+            raise FormError("amount", t("insufficient", balance=self.f._money(exc.balance), needed=self.f._money(amount))) from None
+        self.f.log.info("%s asked for a %s of %d (payment %s)", owner, kind, amount, payment.id)
+        return Result((Note(t("requested", id=payment.id, kind=t(kind), amount=self.f._money(amount))),))

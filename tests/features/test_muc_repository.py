@@ -86,3 +86,40 @@ async def test_delete_room_removes_its_rows(repo):
     rooms = await repo.load_rooms()
     assert [r.jid for r in rooms] == ["other@conference.localhost"]
     assert set(rooms[0].affiliations) == {"alice@localhost", "bob@localhost"}
+
+
+async def test_fencing_refuses_an_older_owner(repo):
+    """docs/cluster.md §5: a node that acquired the room later (higher token) claims it; the
+    older owner's writes raise FencedOut and change nothing; token 0 (no cluster) is not fenced."""
+    import pytest
+
+    from xmppd.features.muc.repository import FencedOut
+
+    jid = "club@conference.localhost"
+    assert await repo.fence_of(jid) == 0
+    assert await repo.claim(jid, 3)  # no such room: nothing to refuse
+    await repo.save_room(_room(fence=3))
+    assert await repo.fence_of(jid) == 3
+    assert await repo.claim(jid, 5)
+    assert not await repo.claim(jid, 4)
+    assert await repo.fence_of(jid) == 5
+    with pytest.raises(FencedOut):
+        await repo.update_room(jid, {"name": "Stale"}, "stale", "Old", 3)
+    with pytest.raises(FencedOut):
+        await repo.set_affiliation(jid, "eve@localhost", StoredAffiliation("admin"), 4)
+    with pytest.raises(FencedOut):
+        await repo.set_subscription(jid, "eve@localhost", StoredSubscription("E", ()), 4)
+    with pytest.raises(FencedOut):
+        await repo.save_room(_room(fence=4))
+    with pytest.raises(FencedOut):
+        await repo.delete_room(jid, 4)
+    got = await repo.load_room(jid)
+    assert got is not None and got.fence == 5 and got.config["name"] == "Club"
+    assert "eve@localhost" not in got.affiliations and "eve@localhost" not in got.subscriptions
+    await repo.update_room(jid, {"name": "New"}, "topic", "Bob", 5)
+    await repo.set_affiliation(jid, "eve@localhost", StoredAffiliation("admin"), 5)
+    got = await repo.load_room(jid)
+    assert got.config["name"] == "New" and got.affiliations["eve@localhost"].affiliation == "admin"
+    assert await repo.load_room("nowhere@conference.localhost") is None
+    await repo.delete_room(jid, 6)
+    assert await repo.load_room(jid) is None

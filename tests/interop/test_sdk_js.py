@@ -5,6 +5,7 @@ of what they saw, which these tests check."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 import xmlschema
 from lxml import etree
 
-from ..helpers import PASSWORD, add_user, running_server
+from ..helpers import PASSWORD, add_user, running_server, slix, slix_close
 
 pytestmark = pytest.mark.interop
 
@@ -224,3 +225,140 @@ async def test_a_dropped_connection_resumes_and_a_retried_message_is_shown_once(
     # nothing lost across the resumption, and the retried "after" (same origin-id) shown once
     assert ev["seen"]["bodies"] == ["before", "during 1", "during 2", "after", "last"]
 
+
+
+async def test_corrections_retractions_and_carbons_between_sdk_clients(tmp_path):
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "edits")
+    c = ev["correction"]
+    assert c["replaces"] == c["original"] and c["sameId"] and c["body"] == "the meeting is at 3"
+    r = ev["retraction"]
+    assert r["retracts"] == r["original"] and r["shownAsMessage"] == []  # the fallback body is never shown
+    assert ev["carbons"]["sent"] == ["sent", "bob@localhost", "sent from the phone"]
+    assert ev["carbons"]["received"] == ["received", "bob@localhost", "to the phone"]
+    h = ev["history"]
+    assert h["replaces"] == [h["id"]] and h["retracts"] == [h["id"]]
+
+
+async def test_room_administration_kick_ban_affiliations_and_configuration(tmp_path):
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "rooms")
+    assert ev["config"] == {"event": "config", "hasForm": True, "name": ["管理测试"], "persistent": ["1"]}
+    assert "307" in ev["kicked"]["codes"]
+    assert ev["bob-kick"] == {"event": "bob-kick", "refused": True, "condition": "forbidden", "hasText": True}
+    assert ev["banned"]["outcasts"] == [["bob@localhost", "outcast"]]
+    assert ev["banned"]["rejoin"] == {"refused": True, "condition": "forbidden"}
+    assert ev["members"]["members"] == ["bob@localhost"]
+
+
+async def test_a_mucsub_member_gets_room_messages_live_and_after_being_offline(tmp_path):
+    async with sdk_server(tmp_path) as server:
+        for name in ("alice", "carol"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "mucsub")
+    room = "sub@conference.localhost"
+    assert ev["live"]["body"] == "while you are here" and ev["live"]["from"] == f"{room}/Alice" and ev["live"]["type"] == "groupchat"
+    assert sorted(ev["live"]["nodes"]) == ["urn:xmpp:mucsub:nodes:messages", "urn:xmpp:mucsub:nodes:subject"]
+    assert ev["subscriptions"]["rooms"] == [[room, "Carol"]] and ev["subscriptions"]["subscribers"] == ["carol@localhost"]
+    assert ev["offline"] == {"event": "offline", "body": "while you were away", "from": f"{room}/Alice", "delayed": True}
+    assert ev["unsubscribed"]["rooms"] == 0
+
+
+async def test_room_mute_through_ad_hoc_commands_and_upload_not_offered(tmp_path):
+    # listen.http is on (the WebSocket): without the upload feature nothing offers XEP-0363
+    async with sdk_server(tmp_path, 'features.disabled=["upload"]') as server:
+        for name in ("alice", "bob"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "adhoc")
+    a = ev["adhoc"]
+    assert "urn:xmppd:mute:0#mute" in a["nodes"] and "urn:xmppd:mute:0#mute" not in a["bobNodes"]  # moderators only
+    assert a["notes"][0].startswith("bob@localhost is muted for")
+    assert a["muted"] is True and 0 < a["remaining"] <= 601  # rounded up, as the server counts
+    assert a["listed"] == [["Bob", "bob@localhost", "spam"]]
+    assert a["wrong"]["commandError"] and "nobody-here" in a["wrong"]["message"]
+    assert a["forbidden"] == {"xmppError": True, "condition": "forbidden"}
+    assert a["after"] is False and a["unmuted"]
+    assert ev["upload"] == {"event": "upload", "service": None, "slot": {"notOffered": True, "message": "localhost offers no HTTP file upload (XEP-0363)"}}
+
+
+async def test_files_are_uploaded_sent_with_oob_and_thumbnail_and_fetched_by_the_peer(tmp_path):
+    async with sdk_server(tmp_path, "upload.max_size=100000", "upload.quota=200000") as server:
+        for name in ("alice", "bob", "carol"):
+            await add_user(server, name)
+        # carol: slixmpp with XEP-0066, writing as Conversations does (the URL as body and OOB)
+        carol = await slix(server, "carol@localhost", plugins=("xep_0066",))
+        carol.send_presence()  # available: alice's message is delivered to it live
+        oob: asyncio.Queue[Any] = asyncio.Queue()
+        carol.add_event_handler("message", lambda m: m["oob"]["url"] and oob.put_nowait(m))
+        carol_url = "https://files.example.net/upload/Qx9/%E5%9B%BE%E7%89%87.jpg"
+        msg = carol.make_message(mto="bob@localhost", mbody=carol_url, mtype="chat")
+        msg["oob"]["url"] = carol_url
+        msg.send()
+        try:
+            ev = await run_scenario(server, "upload")
+            from_sdk = await asyncio.wait_for(oob.get(), 10)
+        finally:
+            await slix_close(carol)
+    assert from_sdk["oob"]["url"] == from_sdk["body"] == ev["sent"]["url"]  # what Conversations shows as a file
+    assert ev["oob-only"]["messages"] == [{"body": carol_url, "file": {"url": carol_url, "name": "图片.jpg", "type": "image/jpeg"}}]
+    base = f"http://localhost:{server.ports['http']}/upload/"  # listen.http's URL, by the server's name
+    s = ev["sent"]
+    assert s["service"] == {"jid": "upload.localhost", "maxSize": 100000}
+    assert s["url"].startswith(base) and s["url"].endswith("/%E7%85%A7%E7%89%87%201.png")
+    img = s["image"]
+    assert (img["name"], img["size"], img["type"], img["width"], img["height"]) == ("照片 1.png", len(png_of(320, 240)), "image/png", 320, 240)
+    assert img["thumbnail"]["uri"].startswith(base + "thumbs/") and img["thumbnail"]["type"] == "image/jpeg"
+    assert s["text"]["name"] == "notes.txt" and s["text"]["size"] == 11 and s["text"]["type"] == "text/plain" and "thumbnail" not in s["text"]
+    assert s["streamed"] == {"name": "stream.bin", "size": 9000, "type": "application/octet-stream"}
+    assert s["appThumb"] is True  # the uni.request PUT of the App build
+    r = ev["received"]
+    assert r["ids"] == [True, True]  # the sender's id; the URL is the body too (Conversations)
+    assert r["image"]["url"] is True and r["image"]["name"] == "照片 1.png" and r["image"]["type"] == "image/png"
+    assert (r["image"]["width"], r["image"]["height"]) == (320, 240)
+    assert r["image"]["thumbnail"] == {"uri": True, "type": "image/jpeg"}
+    assert r["fullSame"] and r["fullType"] == "image/png"
+    assert r["thumb"] == {"status": 200, "type": "image/jpeg", "jpeg": True}
+    assert r["text"]["got"] == "hello file\n" and r["text"]["type"] == "text/plain" and "thumbnail" not in r["text"]
+    assert r["streamed"] == {"name": "stream.bin", "size": 9000, "same": True}
+    assert r["app"] == {"name": "app.png", "thumb": True}
+    assert ev["history"]["files"] == ["照片 1.png", "notes.txt", "stream.bin", "app.png"]
+    f = ev["failures"]
+    assert f["early"]["name"] == "FileTooLargeError" and f["early"]["maxSize"] == 100000 and not f["early"]["fromServer"]
+    assert f["server"]["name"] == "FileTooLargeError" and f["server"]["maxSize"] == 100000 and f["server"]["fromServer"]
+    assert f["twice"]["name"] == "UploadHttpError" and f["twice"]["status"] == 409 and f["twice"]["text"].strip()
+    assert f["short"]["name"] == "UploadHttpError" and f["short"]["status"] == 400
+    assert f["quota"]["name"] == "UploadQuotaError" and "200000" in f["quota"]["message"]
+    assert f["instances"] == [True, True, True]
+    assert f["cancelled"]["name"] == "AbortError"
+    assert f["reused"] == {"refused": False, "got": True}
+
+
+def png_of(width: int, height: int) -> bytes:
+    """The PNG sdk/js/test/png.mjs makes (the scenario's image), to know its size."""
+    node = ensure_sdk_built()
+    code = f"import('./test/png.mjs').then((m) => process.stdout.write(m.makePng({width}, {height}).toString('base64')))"
+    out = subprocess.run([node, "-e", code], capture_output=True, text=True, timeout=30, cwd=str(SDK), check=True).stdout
+    return base64.b64decode(out)
+
+
+async def test_agents_reject_accept_transfer_close_and_read_history_figures_and_tickets(tmp_path):
+    async with sdk_server(tmp_path, "server.admins=['boss@localhost']") as server:
+        for name in ("boss", "alice", "dan", "vera"):
+            await add_user(server, name)
+        ev = await run_scenario(server, "csagent")
+    h = ev["handover"]
+    assert h["sameSession"] and h["reason"] == "transferred" and "Where is my parcel?" in h["lines"]
+    assert ev["closed"]["visitor"] == "agent"
+    assert ev["closed"]["again"] == {"refused": True, "condition": "forbidden", "hasText": True}
+    calls = ev["agent-calls"]
+    assert calls["history"] == [[True, "vera@localhost", "closed", "agent", True]]
+    assert ["visitor", "Where is my parcel?"] in calls["transcript"]
+    assert calls["figures"] == {"waiting": 0, "active": 0, "served": 1, "agents": ["Alice", "Dan"]}
+    assert calls["tickets"] == []
+    assert sorted(calls["members"]) == [["alice@localhost", "agent", "Alice"], ["dan@localhost", "agent", "Dan"]]
+    assert calls["queues"] == ["help"]
+    assert ev["visitor-figures"] == {"event": "visitor-figures", "xmppError": True, "condition": "forbidden"}

@@ -94,3 +94,34 @@ async def test_strophejs_logs_in_over_ws_and_talks_to_slixmpp(tmp_path):
             await _exchange(server, js, jid)
         finally:
             await js.quit()
+
+
+async def test_xmppjs_publishes_to_pep_over_ws_and_reads_a_contacts_node(tmp_path):
+    """XEP-0163 from a JavaScript client: xmpp.js publishes (with publish-options) over
+    WebSocket, a slixmpp contact interested through caps is notified, and xmpp.js reads the
+    contact's node; a stranger's precondition mismatch is refused."""
+    from ..features.pep_support import EVENT, PepClient, befriend
+
+    tune = "http://jabber.org/protocol/tune"
+    async with running_server(tmp_path, "listen.http=127.0.0.1:0", "c2s.require_tls=false") as server:
+        jid = await add_user(server, "alice")
+        bob = await PepClient.login(server, "bob", (tune,))
+        await befriend(server, jid, bob.bare)
+        js = await NodeClient.start("xmppjs_client.mjs", f"ws://127.0.0.1:{server.ports['http']}/xmpp-websocket", jid, PASSWORD)
+        try:
+            await js.expect("online")
+            await js.command("pep-publish", id="p1", node=tune, item="current", name="tune", ns=tune, text="Song",
+                             options={"access_model": "presence"})
+            assert (await js.expect("pep-published", id="p1"))["item"] == "current"
+            ev = await bob.event(tune)
+            assert ev.get("from") == jid and ev.find(f".//{{{EVENT}}}item").get("id") == "current"
+            await js.command("pep-publish", id="p2", node=tune, item="next", name="tune", ns=tune, text="Other",
+                             options={"access_model": "open"})
+            assert (await js.expect("iq-error", id="p2"))["condition"] == "conflict"
+            await bob.iq("set", f"<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='{tune}'><item id='b'>"
+                                f"<tune xmlns='{tune}'>Bob's</tune></item></publish></pubsub>")
+            await js.command("pep-items", id="i1", to=bob.bare, node=tune)
+            assert (await js.expect("pep-items", id="i1"))["items"] == [["b", "Bob's"]]
+        finally:
+            await js.quit()
+            await slix_close(bob.c)

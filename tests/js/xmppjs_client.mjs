@@ -68,6 +68,37 @@ commands(async (cmd) => {
       await xmpp.stop();
       emit("stopped-clean");
       break;
+    case "pep-publish": {
+      // XEP-0163: publish one item to the own PEP service (optionally with publish-options).
+      const PUBSUB = "http://jabber.org/protocol/pubsub";
+      const options = cmd.options
+        ? xml("publish-options", {}, xml("x", { xmlns: "jabber:x:data", type: "submit" },
+            xml("field", { var: "FORM_TYPE", type: "hidden" }, xml("value", {}, `${PUBSUB}#publish-options`)),
+            ...Object.entries(cmd.options).map(([k, v]) => xml("field", { var: `pubsub#${k}` }, xml("value", {}, v)))))
+        : null;
+      try {
+        const result = await xmpp.iqCaller.request(xml("iq", { type: "set", id: cmd.id },
+          xml("pubsub", { xmlns: PUBSUB }, xml("publish", { node: cmd.node },
+            xml("item", { id: cmd.item }, xml(cmd.name, { xmlns: cmd.ns }, cmd.text))), options)));
+        const item = result.getChild("pubsub")?.getChild("publish")?.getChild("item");
+        emit("pep-published", { id: cmd.id, item: item?.attrs.id });
+      } catch (err) {
+        emit("iq-error", { id: cmd.id, condition: err.condition || String(err) });
+      }
+      break;
+    }
+    case "pep-items": {
+      const PUBSUB = "http://jabber.org/protocol/pubsub";
+      try {
+        const result = await xmpp.iqCaller.request(xml("iq", { type: "get", to: cmd.to, id: cmd.id },
+          xml("pubsub", { xmlns: PUBSUB }, xml("items", { node: cmd.node }))));
+        const items = result.getChild("pubsub").getChild("items").getChildren("item");
+        emit("pep-items", { id: cmd.id, items: items.map((i) => [i.attrs.id, i.children[0]?.text?.() ?? ""]) });
+      } catch (err) {
+        emit("iq-error", { id: cmd.id, condition: err.condition || String(err) });
+      }
+      break;
+    }
     case "quit":
       await xmpp.stop().catch(() => {});
       emit("stopped");

@@ -27,8 +27,8 @@ from xmppd.storage.migrations import (
 
 pytestmark = pytest.mark.asyncio
 
-CORE_TABLES = {"accounts", "account_credentials", "server_secrets"}
-CORE_REVISIONS = ["core_0001", "core_0002"]
+CORE_TABLES = {"accounts", "account_credentials", "server_secrets", "webhook_outbox"}
+CORE_REVISIONS = ["core_0001", "core_0002", "core_0003"]
 CORE_HEAD = CORE_REVISIONS[-1]
 
 EXTENSION_REVISION = '''\

@@ -9,7 +9,17 @@ its connection resumes, and a dead node's stream is drained by a survivor (``dra
 
 Envelope fields: ``k`` kind, ``f`` from, ``t`` the routed ``to``, ``r`` the full JIDs on the
 destination node it is for (space-separated), ``h`` hops (a stanza re-sent by a node that no
-longer held its recipient), ``o`` the origin node, ``x`` the stanza serialised once.
+longer held its recipient), ``o`` the origin node, ``x`` the stanza serialised once. A fan-out
+envelope (``Router.fan_out``/``deliver_to``) has ``m``: ``fan`` (``x`` has no ``to``: each
+recipient gets its own, ``r`` full JIDs bound there, ``b`` bare JIDs whose available resources
+there get it) or ``to`` (``x`` keeps its ``to``; ``r`` the full JIDs it is for).
+
+On the wire an envelope is one stream field, ``env``: its field/value strings joined with NUL
+(which neither a JID nor XML can hold; an envelope holding one is sent field by field), because
+redis-py's command packing costs about 2.5 µs of CPU per argument -- 22 arguments per message
+were a third of a cross-node message's cost on the sender's node (docs/cluster.md §9). Fields
+beside ``env`` (added by a script) are merged into it on reading; an entry without ``env`` (an
+older node's) is read as it is.
 """
 from __future__ import annotations
 
@@ -25,6 +35,29 @@ from .keys import Keys
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, str]], Awaitable[None]]
+ENV = "env"
+_SEP = "\x00"
+
+
+def pack(fields: dict[str, str]) -> dict[str, str]:
+    """The envelope as one stream field (see the module doc)."""
+    flat = [x for kv in fields.items() for x in kv]
+    joined = _SEP.join(flat)
+    if joined.count(_SEP) != len(flat) - 1:
+        return fields  # a NUL inside a value: field by field
+    return {ENV: joined}
+
+
+def unpack(fields: dict[str, str]) -> dict[str, str]:
+    """A stream entry's envelope, whichever way it was written."""
+    packed = fields.get(ENV)
+    if packed is None:
+        return fields
+    parts = packed.split(_SEP)
+    out = dict(zip(parts[::2], parts[1::2], strict=True))
+    if len(fields) > 1:
+        out.update((k, v) for k, v in fields.items() if k != ENV)
+    return out
 READ_COUNT = 100
 DELETE_EVERY = 0.1  # seconds: handled entries are deleted in batches, at least this often
 
@@ -44,6 +77,69 @@ redis.call('XADD', ARGV[3] .. node, 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5)
 return node
 """
 
+# KEYS: the recipients' sess hashes (one per target, repeated when needed). ARGV: this node's
+# name, the bus key prefix, maxlen, n (the count of the envelope's field/value strings), those n
+# strings, then per key: the resource ("" for a bare JID) and the JID as the envelope names it.
+# One envelope per node holding any of them: ``r`` the full JIDs bound there, ``b`` the bare
+# JIDs with an available resource there. Returns the number of envelopes appended.
+_FAN = """
+local me, prefix, maxlen, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local base = 4 + n
+local fulls, bares, order = {}, {}, {}
+local function at(node)
+  if not fulls[node] then fulls[node] = {}; bares[node] = {}; order[#order + 1] = node end
+end
+for i = 1, #KEYS do
+  local res, jid = ARGV[base + 2 * i - 1], ARGV[base + 2 * i]
+  if res ~= '' then
+    local v = redis.call('HGET', KEYS[i], res)
+    if v then
+      local node = string.match(v, '^([^|]*)|')
+      if node and node ~= me then at(node); local t = fulls[node]; t[#t + 1] = jid end
+    end
+  else
+    local seen = {}
+    for _, v in ipairs(redis.call('HVALS', KEYS[i])) do
+      local node, avail = string.match(v, '^([^|]*)|[^|]*|[^|]*|(%d)$')
+      if node and node ~= me and avail == '1' and not seen[node] then
+        seen[node] = true; at(node); local t = bares[node]; t[#t + 1] = jid
+      end
+    end
+  end
+end
+for _, node in ipairs(order) do
+  local args = {prefix .. node, 'MAXLEN', '~', maxlen, '*'}
+  for j = 5, base do args[#args + 1] = ARGV[j] end
+  args[#args + 1] = 'r'; args[#args + 1] = table.concat(fulls[node], ' ')
+  args[#args + 1] = 'b'; args[#args + 1] = table.concat(bares[node], ' ')
+  redis.call('XADD', unpack(args))
+end
+return #order
+"""
+
+# KEYS: the recipients' sess hashes, one per envelope. ARGV: this node's name, the bus key
+# prefix, maxlen, then per key: the resource and the packed envelope (``env``). The batched
+# ``_TO_FULL`` of consecutive full-JID envelopes in the outbox, in their order: one command (and
+# about three arguments per envelope) instead of one per envelope. Returns, per envelope, the
+# node it was appended for, this node's name (here: not appended), or "" (bound nowhere).
+_TO_FULLS = """
+local me, prefix, maxlen = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+for i = 1, #KEYS do
+  local v = redis.call('HGET', KEYS[i], ARGV[2 * i + 2])
+  local node = v and string.match(v, '^([^|]*)|')
+  if node and node ~= me then
+    redis.call('XADD', prefix .. node, 'MAXLEN', '~', maxlen, '*', 'env', ARGV[2 * i + 3])
+    out[i] = node
+  elseif node then
+    out[i] = node  -- here (bound or moving here since the sender looked)
+  else
+    out[i] = ''
+  end
+end
+return out
+"""
+
 
 class Bus:
     def __init__(self, redis: Any, url: str, keys: Keys, node: str, bus_max: int, heartbeat: float) -> None:
@@ -56,13 +152,30 @@ class Bus:
         self.heartbeat = heartbeat
         self._task: asyncio.Task[None] | None = None
         self._to_full = redis.register_script(_TO_FULL)
+        self._fan = redis.register_script(_FAN)
+        self._to_fulls = redis.register_script(_TO_FULLS)
 
     async def publish_to_full(self, sess_key: str, resource: str, fields: dict[str, str], client: Any = None) -> Any:
         """Append to the stream of the node holding ``resource`` in ``sess_key``, if another;
         returns that node's name (this node's: not appended, it is here), or None (with
         ``client`` a pipeline: queued in it)."""
-        flat = [x for kv in fields.items() for x in kv]
+        flat = [x for kv in pack(fields).items() for x in kv]
         return await self._to_full(keys=[sess_key], args=[resource, self.node, self.keys.bus(""), self.bus_max, *flat], client=client)
+
+    async def publish_fan(self, targets: list[tuple[str, str, str]], fields: dict[str, str], client: Any = None) -> Any:
+        """One envelope (``fields`` plus ``r`` and ``b``) per node holding any of ``targets``
+        (``(sess key, resource or "", JID)``), in one script; returns how many were appended."""
+        flat = [x for kv in pack(fields).items() for x in kv]
+        pairs = [x for _, res, jid in targets for x in (res, jid)]
+        return await self._fan(keys=[key for key, _, _ in targets],
+                               args=[self.node, self.keys.bus(""), self.bus_max, len(flat), *flat, *pairs], client=client)
+    async def publish_to_fulls(self, items: list[tuple[str, str, str]], client: Any = None) -> Any:
+        """``publish_to_full`` for many envelopes in one script: ``items`` are (sess key,
+        resource, packed envelope); returns per item the node or "" (``client``: queued in it)."""
+        args: list[Any] = [self.node, self.keys.bus(""), self.bus_max]
+        for _, resource, env in items:
+            args += (resource, env)
+        return await self._to_fulls(keys=[k for k, _, _ in items], args=args, client=client)
 
     # ------------------------------------------------------------------ this node's reader
 
@@ -137,6 +250,7 @@ class Bus:
 
 async def _handle_one(handle: Handler, fields: dict[str, str]) -> None:
     try:
+        fields = unpack(fields)
         await handle(fields)
     except asyncio.CancelledError:
         raise

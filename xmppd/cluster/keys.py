@@ -38,3 +38,18 @@ class Keys:
     def cleanup_lease(self, name: str) -> str:
         """STRING held by the one survivor that cleans up after a dead node ``name``."""
         return f"{self.prefix}:lease:cleanup:{name}"
+
+
+    def lease(self, kind: str, name: str) -> str:
+        """STRING ``<node>|<token>``: the node that owns one room (``kind`` "room") or queue, for
+        ``node_timeout``, renewed every heartbeat (``leases.Leases``)."""
+        return f"{self.prefix}:lease:{kind}:{name}"
+
+    def fence(self, kind: str, name: str) -> str:
+        """STRING counter: INCR at every acquisition of that lease, the owner's fencing token."""
+        return f"{self.prefix}:fence:{kind}:{name}"
+
+    @property
+    def inval(self) -> str:
+        """Pub/sub channel of cache invalidations: ``<node>\\n<cache>\\n<key>`` (xmppd/cluster/invalidation.py)."""
+        return f"{self.prefix}:inval"

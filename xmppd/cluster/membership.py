@@ -19,7 +19,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core import hooks as H
@@ -69,6 +69,8 @@ class Membership:
         self._joined = False
         self._lost_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        # Run after every heartbeat, with whether Redis answered (the leases' renewal).
+        self.after_beat: list[Callable[[bool], Awaitable[None]]] = []
 
     @property
     def ttl(self) -> float:
@@ -117,6 +119,13 @@ class Membership:
                 raise
             except Exception:
                 log.exception("cluster heartbeat of node %s failed", self.name)
+            for after in list(self.after_beat):
+                try:
+                    await after(self.reachable)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("a task after the heartbeat of node %s failed", self.name)
 
     def _delay(self) -> float:
         if not self._failures:

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from ..core.hooks import Routed
-from ..errors import Condition
+from ..errors import Condition, StreamErrorCondition
 from ..i18n import core_error
 from ..jid import JID
-from .bus import Bus
+from .bus import ENV, Bus, pack
 from .connection import unreachable_errors
 from .control import CONTROL, Control, Request
 from .sessions import ClusterSessions, Entry
@@ -65,7 +65,11 @@ class RemoteSessions:
         self.moving: dict[JID, list[tuple[str, Any]]] = {}
         # Requests between nodes that are not stanzas (XEP-0198 resumption elsewhere): control.py.
         self.control = Control(self)
+        self._busy = False  # the writer holds a batch it has not settled yet
         self._writer = asyncio.create_task(self._write(), name=f"cluster outbox {self.node}")
+        # Envelopes for a service's owner node rather than for sessions (field ``s``: the tag,
+        # e.g. "muc"): tag -> handler(routed, hops, origin node). See ``to_owner``.
+        self.owners: dict[str, Callable[[Routed, int, str], Awaitable[None]]] = {}
 
     # ------------------------------------------------------------------ sending side
 
@@ -123,6 +127,91 @@ class RemoteSessions:
             full = (self.sessions.keys.sess(str(fulls[0].bare)), fulls[0].resource or "") if len(fulls) == 1 else None
             self._queue(_Item(r, fallback, node, self._envelope(r, fulls, hops, data), full, group))
 
+    def to_owner(self, node: str, tag: str, r: Routed, hops: int, fallback: Fallback | None) -> None:
+        """Queue ``r`` for ``node``, where the handler registered under ``tag`` takes it (a room's
+        owner node: docs/cluster.md §5); ``fallback(r)`` runs if the append fails."""
+        fields = self._envelope(r, [], hops)
+        fields["s"] = tag
+        self._queue(_Item(r, fallback, node, fields, None))
+
+    def fan(self, el: etree._Element, kind: str, targets: list[JID], wire: Any = None, *, with_to: bool = False) -> None:
+        """``Router.fan_out``'s recipients without a session here (full JIDs, and bare JIDs for
+        their available resources on other nodes), or ``deliver_to``'s (``with_to``: ``el``
+        keeps its ``to``): one envelope per node holding any, ``el`` serialised once, queued in
+        the outbox (one script: the look-ups and the appends). Nobody anywhere: nothing."""
+        if wire is not None:  # el serialised already, without "to": head + tail, unspliced
+            data = (wire.head[:-5] + wire.tail[1:]).decode()
+        else:
+            data = etree.tostring(el, encoding="unicode")
+        sess = self.sessions.keys.sess
+        fields = {"k": kind, "f": el.get("from") or self.router.domain, "t": "", "h": "0", "o": self.node,
+                  "m": "to" if with_to else "fan", "x": data}
+        self._queue(_Item(None, None, None, fields, None, fan=[(sess(str(t.bare)), t.resource or "", str(t)) for t in targets]))
+
+    async def elsewhere(self, bares: list[JID]) -> dict[JID, list[Entry]]:
+        """Each account's sessions on the other nodes, one pipeline ({} if Redis fails)."""
+        if not bares:
+            return {}
+        try:
+            found = await self.sessions.of_many(bares)
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+            return {}
+        return {b: [e for e in es if e.node != self.node] for b, es in found.items()}
+
+    async def bind_elsewhere(self, bare: JID, resource: str | None) -> int:
+        """See ``Router.bind_elsewhere``: a control envelope (``m`` ``close``) asks the node
+        holding ``bare/resource`` to close it, then the registry is watched until that entry is
+        no longer that session's (its node removes it as the session ends)."""
+        try:
+            entries = [e for e in await self.sessions.of(bare) if e.node != self.node]
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+            return 0
+        same = [e for e in entries if resource is not None and e.full.resource == resource]
+        for e in same:
+            log.info("%s is bound on node %s: asking it to close that session (conflict)", e.full, e.node)
+            fields = {"k": "close", "f": "", "t": "", "r": str(e.full), "h": "0", "o": self.node, "m": "close", "i": e.incarnation, "x": ""}
+            self._queue(_Item(None, None, e.node, fields, None))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        key = self.sessions.keys.sess(str(bare))
+        for e in same:
+            held = f"{e.node}|{e.incarnation}|"
+            try:
+                while loop.time() < deadline:
+                    value = await self.bus.redis.hget(key, resource)
+                    if value is None or not value.startswith(held):
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    log.warning("node %s did not close %s within 10 s: bound here all the same", e.node, e.full)
+            except unreachable_errors() as exc:
+                self._unreachable(exc)
+        return len(entries) - len(same)
+
+    async def online_accounts(self) -> set[JID]:
+        """The accounts with a session on any node: the union of the nodes' ``P:nsess`` sets."""
+        try:
+            return {JID.parse(b) for b in await self.sessions.accounts()}
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+            return set()
+
+    def relay(self, r: Routed, node: str, fallback: Fallback | None = None) -> None:
+        """``r`` for ``node``, to be routed there (``Routed.relayed``); ``fallback(r)`` here if
+        Redis fails."""
+        fields = self._envelope(r, [], 0)
+        fields["m"] = "route"
+        self._queue(_Item(r, fallback, node, fields, None))
+
+    def each(self, bare: JID, el: etree._Element, kind: str, exclude: JID | None, check: str | None) -> None:
+        """``el`` (no ``to``) for every resource of ``bare`` on the other nodes, ``to`` set there."""
+        fields = {"k": kind, "f": el.get("from") or self.router.domain, "t": "", "h": "0", "o": self.node,
+                  "m": "each", "e": str(exclude) if exclude is not None else "", "c": check or "",
+                  "x": etree.tostring(el, encoding="unicode")}
+        self._queue(_Item(None, None, None, fields, None, fan=[(self.sessions.keys.sess(str(bare.bare)), "", str(bare.bare))]))
+
     def _envelope(self, r: Routed, fulls: list[JID], hops: int, data: str | None = None) -> dict[str, str]:
         if data is None:
             data = etree.tostring(r.stanza, encoding="unicode")
@@ -140,7 +229,7 @@ class RemoteSessions:
 
     def queue_request(self, req: Request) -> None:
         """A control request (control.py), sent in order with the stanzas queued before it."""
-        self._queue(_Item(None, None, req.node, req.fields, None, None, req))
+        self._queue(_Item(None, None, req.node, req.fields, None, None, ctl=req))
 
     @property
     def idle(self) -> bool:
@@ -156,25 +245,54 @@ class RemoteSessions:
             await self._wake.wait()
             self._wake.clear()
             while outbox:
+                self._busy = True
                 batch = [outbox.popleft() for _ in range(min(BATCH, len(outbox)))]
                 batch = [i for i in batch if i.ctl is None or not i.ctl.sent.done()]  # (a request given up: not sent)
                 if not batch:
                     continue
-                results: list[Any]
+                results: list[Any] = []
+                # Consecutive full-JID envelopes go in one script (``publish_to_fulls``): each
+                # command's arguments cost CPU to pack, per argument. Runs are cut by any other
+                # envelope, so the queue's order is the order of the appends.
+                calls: list[tuple[list[_Item], bool]] = []  # (items, batched)
                 try:
                     async with self.bus.redis.pipeline(transaction=False) as pipe:
+                        run: list[tuple[_Item, str]] = []
+
+                        async def flush_run() -> None:
+                            if run:
+                                calls.append(([i for i, _ in run], True))
+                                await self.bus.publish_to_fulls([(*i.full, env) for i, env in run], client=pipe)  # type: ignore[misc]
+                                run.clear()
+
                         for item in batch:
+                            if item.fan is None and item.full is not None:
+                                env = pack(item.fields).get(ENV)
+                                if env is not None:
+                                    run.append((item, env))
+                                    continue
+                            await flush_run()
+                            calls.append(([item], False))
                             if item.ctl is not None:
                                 await self.control.script(item.ctl, pipe)
+                            elif item.fan is not None:
+                                await self.bus.publish_fan(item.fan, item.fields, client=pipe)
                             elif item.full is not None:
                                 await self.bus.publish_to_full(item.full[0], item.full[1], item.fields, client=pipe)
                             else:
-                                pipe.xadd(self.bus.keys.bus(item.node or ""), item.fields, maxlen=self.bus.bus_max, approximate=True)
-                        results = await pipe.execute(raise_on_error=False)
+                                pipe.xadd(self.bus.keys.bus(item.node or ""), pack(item.fields), maxlen=self.bus.bus_max, approximate=True)
+                        await flush_run()
+                        raw = await pipe.execute(raise_on_error=False)
                 except unreachable_errors() as exc:
                     self._unreachable(exc)
                     results = [exc] * len(batch)
                 else:
+                    for (items, batched), res in zip(calls, raw, strict=True):
+                        if batched and not isinstance(res, Exception):
+                            results += res
+                        else:
+                            results += [res] * len(items)
+                    batch = [i for items, _ in calls for i in items]
                     if any(not isinstance(x, Exception) for x in results):
                         self._warned = False
                 for item, result in zip(batch, results, strict=True):
@@ -189,6 +307,7 @@ class RemoteSessions:
                     if isinstance(result, Exception) and not isinstance(result, unreachable_errors()):
                         log.error("publishing a stanza on the cluster bus failed: %s", result)
                     await self._settle(item, ok)
+            self._busy = False
             if not outbox:
                 self._idle.set()
 
@@ -218,7 +337,7 @@ class RemoteSessions:
                 return
         elif ok:
             return
-        if item.fallback is not None:
+        if item.fallback is not None and item.routed is not None:
             try:
                 await item.fallback(item.routed)
             except Exception:
@@ -243,11 +362,39 @@ class RemoteSessions:
             await self.control.receive(fields)
             return
         router = self.router
+        mode = fields.get("m")
+        if mode == "close":  # a control envelope: the same full JID was bound on another node
+            self._close_replaced(fields)
+            return
         stanza = etree.fromstring(fields["x"].encode(), _PARSER)
         kind = fields["k"]
+        if mode == "route":  # relayed: routed here as if made here, for this node's sessions
+            to_s = fields.get("t")
+            await router.route(Routed(stanza, kind, JID.parse(fields["f"]), JID.parse(to_s) if to_s else None, None, relayed=True))
+            return
+        if mode is not None:  # a fan-out: this node's sessions only; nothing for one gone
+            fulls = [JID.parse(t) for t in fields.get("r", "").split()]
+            bares = [JID.parse(b) for b in fields.get("b", "").split()]
+            if mode == "fan":
+                await router.fan_out(stanza, [*fulls, *bares], kind, here_only=True)
+                return
+            if mode == "each":
+                await self._each(stanza, kind, bares, fields)
+                return
+            found = [s for s in (router.sessions.get(t) for t in fulls) if s is not None]
+            found += [s for b in bares for s in router.sessions.of(b) if s.available]
+            for i, s in enumerate(found):
+                await router.deliver(s, stanza if i == len(found) - 1 else _copy(stanza), kind)
+            return
         to_s = fields.get("t")
         r = Routed(stanza, kind, JID.parse(fields["f"]), JID.parse(to_s) if to_s else None, None)
         hops = int(fields.get("h") or 0) + 1
+        tag = fields.get("s")
+        if tag:
+            handler = self.owners.get(tag)
+            if handler is not None:
+                await handler(r, hops, fields.get("o") or "")
+            return
         targets = [JID.parse(t) for t in fields.get("r", "").split()]
         if len(targets) == 1 and targets[0] in self.moving:
             self.moving[targets[0]].append(("bus", fields))  # delivered once the session is here
@@ -317,6 +464,37 @@ class RemoteSessions:
             else:
                 self._queue(x)  # published again: the registry says where it is now
 
+    async def flush(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until what is queued now has been sent: a graceful
+        stop's last words (a room's occupants told to join again) before the writer stops."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self._outbox or self._busy) and loop.time() < deadline and not self._writer.done():
+            await asyncio.sleep(0.01)
+
+    def _close_replaced(self, fields: dict[str, str]) -> None:
+        """RFC 6120 §7.7.2.2: a new session for this full JID on node ``o``: ours ends with
+        ``conflict`` (its unavailable presence goes out as for any end)."""
+        session = self.router.sessions.get(JID.parse(fields["r"]))
+        if session is None or fields.get("i") != self.sessions.incarnation:
+            return  # gone already, or meant for an earlier life of this node
+        session.log.info("replaced by a new session for the same resource on node %s", fields.get("o"))
+        session.close(StreamErrorCondition.CONFLICT, "replaced by a new connection for the same resource")
+
+    async def _each(self, el: etree._Element, kind: str, bares: list[JID], fields: dict[str, str]) -> None:
+        router = self.router
+        exclude = fields.get("e") or None
+        check = router.checks.get(fields["c"]) if fields.get("c") else None
+        if fields.get("c") and check is None:
+            return  # the feature that asked is not loaded here
+        for bare in bares:
+            for s in router.sessions.of(bare):
+                if s.jid is None or s.is_closed or str(s.jid) == exclude or (check is not None and not check(s)):
+                    continue
+                out = _copy(el)
+                out.set("to", str(s.jid))
+                await router.deliver(s, out, kind)
+
     async def stop(self) -> None:
         """Stop the writer; what is still queued takes its fallback (offline storage, errors)."""
         self.control.cancel_all()
@@ -357,13 +535,14 @@ class _Group:
 
 
 class _Item:
-    """A queued envelope: for the node holding ``full`` (``(sess key, resource)``), or ``node``;
-    or a control request (``ctl``)."""
+    """A queued envelope: for the node holding ``full`` (``(sess key, resource)``), ``node``, or
+    the nodes holding any of ``fan``; or a control request (``ctl``)."""
 
-    __slots__ = ("routed", "fallback", "node", "fields", "full", "group", "ctl")
+    __slots__ = ("routed", "fallback", "node", "fields", "full", "group", "fan", "ctl")
 
     def __init__(self, routed: Routed | None, fallback: Fallback | None, node: str | None, fields: dict[str, str],
-                 full: tuple[str, str] | None, group: _Group | None = None, ctl: Request | None = None) -> None:
+                 full: tuple[str, str] | None, group: _Group | None = None,
+                 fan: list[tuple[str, str, str]] | None = None, ctl: Request | None = None) -> None:
         self.ctl = ctl
         self.routed = routed
         self.fallback = fallback
@@ -371,3 +550,4 @@ class _Item:
         self.fields = fields
         self.full = full
         self.group = group
+        self.fan = fan  # (sess key, resource or "", JID): a fan-out's recipients, looked up in the script

@@ -53,10 +53,11 @@ return 1
 
 # KEYS: nsess set, then sess hashes. ARGV: node, incarnation, mode ("is": remove that
 # incarnation's entries; "not": every other incarnation's), then the bare JIDs of the hashes.
-# Returns the number of entries removed.
+# Returns the number of entries removed, then the "bare/resource" of those that were available.
 _CLEAN = """
 local prefix = ARGV[1] .. '|'
 local removed = 0
+local gone = {}
 for i = 2, #KEYS do
   local h = redis.call('HGETALL', KEYS[i])
   local left = false
@@ -67,6 +68,7 @@ for i = 2, #KEYS do
       if (ARGV[3] == 'is') == (inc == ARGV[2]) then
         redis.call('HDEL', KEYS[i], h[j])
         removed = removed + 1
+        if string.sub(v, -2) == '|1' then gone[#gone + 1] = ARGV[i + 2] .. '/' .. h[j] end
       else
         left = true
       end
@@ -74,10 +76,25 @@ for i = 2, #KEYS do
   end
   if not left then redis.call('SREM', KEYS[1], ARGV[i + 2]) end
 end
-return removed
+table.insert(gone, 1, removed)
+return gone
 """
 
 BATCH = 200
+
+
+def _entries(bare: JID, mapping: dict[str, str]) -> list["Entry"]:
+    entries = []
+    for resource, value in mapping.items():
+        parts = value.split("|")
+        if len(parts) != 4:
+            continue
+        try:
+            priority = int(parts[2])
+        except ValueError:
+            continue
+        entries.append(Entry(bare.with_resource(resource), parts[0], parts[1], priority, parts[3] == "1"))
+    return entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,33 +207,42 @@ class ClusterSessions:
 
     async def of(self, bare: JID) -> list[Entry]:
         """The sessions of ``bare`` on every node (this one's included)."""
-        entries = []
-        for resource, value in (await self.redis.hgetall(self.keys.sess(str(bare)))).items():
-            parts = value.split("|")
-            if len(parts) != 4:
-                continue
-            try:
-                priority = int(parts[2])
-            except ValueError:
-                continue
-            entries.append(Entry(bare.with_resource(resource), parts[0], parts[1], priority, parts[3] == "1"))
-        return entries
+        return _entries(bare, await self.redis.hgetall(self.keys.sess(str(bare))))
+
+    async def of_many(self, bares: list[JID]) -> dict[JID, list[Entry]]:
+        """``of`` for several accounts, in one pipeline."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for b in bares:
+                pipe.hgetall(self.keys.sess(str(b.bare)))
+            found = await pipe.execute()
+        return {b.bare: _entries(b.bare, h) for b, h in zip(bares, found, strict=True)}
+
+    async def accounts(self) -> set[str]:
+        """The bare JIDs with a session on any registered node (one ``SUNION``)."""
+        nodes = await self.redis.smembers(self.keys.nodes)
+        if not nodes:
+            return set()
+        return set(await self.redis.sunion([self.keys.nsess(n) for n in nodes]))
 
     # ------------------------------------------------------------------ cleanup
 
-    async def clean(self, node: str, incarnation: str, *, mine: bool = False) -> int:
+    async def clean(self, node: str, incarnation: str, *, mine: bool = False, available: list[JID] | None = None) -> int:
         """Remove ``node``'s entries: that incarnation's (a dead node), or every other one's
-        (``mine``: this node's earlier lives). Batched through ``P:nsess:<node>``."""
+        (``mine``: this node's earlier lives). Batched through ``P:nsess:<node>``. The full JIDs
+        of the removed entries that were available are added to ``available``."""
         nsess = self.keys.nsess(node)
         removed = 0
         cursor = 0
         while True:
             cursor, bares = await self.redis.sscan(nsess, cursor, count=BATCH)
             if bares:
-                removed += await self._clean(
+                out = await self._clean(
                     keys=[nsess, *(self.keys.sess(b) for b in bares)],
                     args=[node, incarnation, "not" if mine else "is", *bares],
                 )
+                removed += int(out[0])
+                if available is not None:
+                    available.extend(JID.parse(f) for f in out[1:])
             if cursor == 0:
                 break
-        return int(removed)
+        return removed

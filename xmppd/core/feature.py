@@ -28,12 +28,15 @@ from .hooks import Flow, Hook
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from ..api.framework import Operation
     from ..config import Config
     from ..errors import StreamErrorCondition
     from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
     from ..storage.engine import Database
+    from ..webhooks.outbox import Outbox
     from .control import ControlKind
     from .interfaces import AccountAdmin, FeatureHost, Lifecycle
+    from .invalidation import Drop, Flush, Invalidation
     from .router import Router, Service
     from .server_owned import ServerOwned
     from .sessions import SessionRegistry
@@ -169,6 +172,12 @@ class FeatureContext:
         return self._server.db
 
     @property
+    def outbox(self) -> "Outbox":
+        """The one door for webhook events (docs/webhooks.md): ``write_txn`` inside the change's
+        own transaction."""
+        return self._server.outbox
+
+    @property
     def accounts(self) -> "AccountRepository":
         return self._server.accounts
 
@@ -189,6 +198,12 @@ class FeatureContext:
     def lifecycle(self) -> "Lifecycle":
         """``started`` (an event set once the server runs) and ``stopping``."""
         return self._server
+
+    async def account_exists(self, bare: JID) -> bool:
+        """Whether the local account ``bare`` exists: no database read for an account with a
+        session here or seen before (xmppd/core/known_accounts.py; deletions are invalidated on
+        every node)."""
+        return await self._server.known_accounts.exists(bare)
 
     async def kick(self, jid: JID, condition: "StreamErrorCondition", text: str) -> int:
         """End ``jid``'s sessions (a bare JID: all of them) with a stream error; how many ended."""
@@ -259,6 +274,34 @@ class FeatureContext:
             raise ValueError(f"control kind {name} is already registered")
         controls[name] = kind
         self._undo.append(lambda: controls.pop(name, None))  # type: ignore[func-returns-value]
+    def invalidation(self, name: str, drop: "Drop", flush: "Flush | None" = None) -> "Invalidation":
+        """Name a cache that another cluster node can make stale (xmppd/core/invalidation.py):
+        call ``publish(key)`` after each of this node's writes of what ``key`` names; the other
+        nodes then run ``drop(key)``, and ``flush()`` runs whenever invalidations may have been
+        missed. With one node, ``publish`` does nothing."""
+        inv = self._server.invalidations.register(name, drop, flush)
+        self._undo.append(inv.close)
+        return inv
+
+    def add_http_route(self, method: str, path: str, handler: Callable[[Any], Awaitable[Any]]) -> None:
+        """Serve ``method path`` on ``listen.http`` (an aiohttp handler; call it in ``setup``)."""
+        self._undo.append(self._server.add_http_route(method, path, handler))
+
+    def http_base_url(self) -> str | None:
+        """Where ``listen.http`` is reached (``http.public_url``'s origin or the bound port on
+        the domain); None without the listener. Known once the server listens."""
+        return self._server.http_base_url()
+
+    def add_api(self, operations: "Iterable[Operation]") -> None:
+        """Serve REST API operations under ``/api/v1`` (xmppd/api/framework.py, docs/api.md):
+        the token, scope, path, query and body are checked before the handler runs."""
+        self._undo.append(self._server.api.add(operations))
+
+    def add_metrics(self, collect: Callable[[], Iterable[Any]]) -> None:
+        """Add figures to ``/metrics``: ``collect()`` runs at each scrape and returns
+        prometheus_client metric families (xmppd/metrics.py has ``gauge`` and ``labelled``).
+        Keep what it reads in memory: it must not wait for anything."""
+        self._undo.append(self._server.metrics.add(collect))
 
     def on_teardown(self, undo: Callable[[], None]) -> None:
         self._undo.append(undo)

@@ -42,6 +42,9 @@ class Routed:
     from_jid: JID
     to: JID | None
     origin: "Session | None" = None
+    # Relayed by another node of the cluster (``Router.relay``): the sender's node did its part
+    # (checks, looking at the other nodes); this node answers for its own sessions only.
+    relayed: bool = False
 
 
 @dataclass(slots=True)
@@ -79,6 +82,15 @@ class NodeEvent:
     node: str
     incarnation: str  # which process of that name (a node restarted within the timeout differs)
     graceful: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsLost:
+    """The sessions a dead cluster node held that were available (SESSIONS_LOST): the one
+    survivor that cleans up after it runs the hook, so that their contacts learn they are gone."""
+
+    node: str
+    available: tuple[JID, ...]
 
 
 @dataclass(slots=True)
@@ -135,6 +147,8 @@ ACCOUNT_DELETED: Hook[AccountEvent] = Hook("account/deleted")
 NODE_DOWN: Hook[NodeEvent] = Hook("cluster/node-down")
 # Another cluster node registered (joined, or came back after a restart).
 NODE_UP: Hook[NodeEvent] = Hook("cluster/node-up")
+# A dead node's available sessions, once removed from the cluster registry (on one survivor).
+SESSIONS_LOST: Hook[SessionsLost] = Hook("cluster/sessions-lost")
 
 Handler = Callable[[Any], Awaitable[Flow]]
 

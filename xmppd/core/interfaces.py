@@ -17,15 +17,19 @@ from lxml import etree
 if TYPE_CHECKING:
     import random
 
+    from ..api.framework import ApiRoutes
     from ..config import Config
     from ..errors import StreamErrorCondition
     from ..i18n import Languages
     from ..jid import JID
+    from ..metrics import Metrics
     from ..storage.accounts import Account, AccountRepository
     from ..storage.engine import Database
     from .dispatch import IqTable
     from .feature import Clock, Feature
     from .hooks import HookChains
+    from .invalidation import Invalidations
+    from .known_accounts import KnownAccounts
     from .limits import AuthThrottle
     from .router import Router
     from .session import Session
@@ -96,6 +100,11 @@ class FeatureHost(SessionControl, Lifecycle, Protocol):
     rng: "random.Random"
     languages: "Languages"
     features: "dict[str, Feature]"
+    outbox: Any  # webhooks.outbox.Outbox
+    api: "ApiRoutes"
+    metrics: "Metrics"
+    invalidations: "Invalidations"
+    known_accounts: "KnownAccounts"
 
     def is_admin(self, jid: "JID") -> bool: ...
     def add_stream_feature(self, make: Callable[[bool], list[etree._Element]]) -> Callable[[], None]: ...
@@ -103,3 +112,5 @@ class FeatureHost(SessionControl, Lifecycle, Protocol):
     def add_nonza_handler(self, namespace: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> Callable[[], None]: ...
     def add_preauth_iq_handler(self, qname: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> Callable[[], None]: ...
     async def send_iq(self, stanza: etree._Element, timeout: float) -> etree._Element: ...
+    def add_http_route(self, method: str, path: str, handler: Callable[[Any], Awaitable[Any]]) -> Callable[[], None]: ...
+    def http_base_url(self) -> str | None: ...

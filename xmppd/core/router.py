@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from time import perf_counter
 from typing import TYPE_CHECKING, Protocol
 
 from lxml import etree
@@ -42,6 +43,8 @@ from .server_owned import ServerOnlyCheck
 
 if TYPE_CHECKING:
     from ..cluster.remote import RemoteSessions
+    from ..cluster.sessions import Entry
+    from ..metrics import Metrics
     from .control import ControlKind
     from .session import Session
     from .sessions import SessionRegistry
@@ -80,6 +83,11 @@ class Router:
         # Control kinds features answer for other nodes (xmppd/core/control.py), by name; used
         # only by the cluster.
         self.controls: dict[str, ControlKind] = {}
+        # The node's figures (xmppd/metrics.py): stanzas in and out, routing latency. None: not counted.
+        self.metrics: Metrics | None = None
+        # name -> predicate on a session: "deliver only to sessions that ..." (carbons enabled,
+        # roster interested), applied on the node that holds the session.
+        self.checks: dict[str, Callable[[Session], bool]] = {}
 
     # ---------------------------------------------------------------- registration
 
@@ -131,6 +139,10 @@ class Router:
                 if (tag in tags and self._server_only[tag](child, self)) or (prefixes and isinstance(tag, str) and tag.startswith(prefixes)):
                     stanza.remove(child)
         routed = Routed(stanza, kind, session.jid, to, session)  # type: ignore[arg-type]
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.stanza_in(kind)
+            started = perf_counter()
         # The stanza's durability barrier (see .durability): stores writing behind hold their
         # tickets in it, deliveries wait for it, stream management acks after it.
         barrier = Barrier(session)
@@ -149,6 +161,8 @@ class Router:
         finally:
             barrier.open = False
             CURRENT.reset(token)
+            if metrics is not None:
+                metrics.routing.observe(perf_counter() - started)
 
     async def may_speak(self, speech: H.Speech) -> None:
         """The one-to-one speech gate (``hooks.SPEECH``): raises ``StanzaError`` when vetoed."""
@@ -231,6 +245,8 @@ class Router:
             if await self.hooks.run(H.PRESENCE_BARE, r) is Flow.CONTINUE:
                 # Directed available/unavailable presence to a bare JID: all available resources.
                 if r.stanza.get("type") in (None, "unavailable"):
+                    if self.remote is not None and not r.relayed:  # and on the other nodes
+                        self.remote.fan(r.stanza, "presence", [r.to], with_to=True)  # type: ignore[list-item]
                     for s in self.sessions.of(r.to):  # type: ignore[arg-type]
                         if s.available:
                             await self.deliver(s, r.stanza, "presence")
@@ -342,6 +358,8 @@ class Router:
         if self.hooks.has(H.DELIVER):
             if await self.hooks.run(H.DELIVER, Delivery(session, stanza, kind)) is Flow.STOP:
                 return
+        if self.metrics is not None:
+            self.metrics.stanza_out(kind)
         session.send(stanza)
 
     async def deliver_bytes(self, session: "Session", data: bytes, stanza: etree._Element, kind: str) -> None:
@@ -353,20 +371,30 @@ class Router:
         if self.hooks.has(H.DELIVER):
             if await self.hooks.run(H.DELIVER, Delivery(session, stanza, kind)) is Flow.STOP:
                 return
+        if self.metrics is not None:
+            self.metrics.stanza_out(kind)
         session.send_bytes(data)
 
     # ---------------------------------------------------------------- the one door for features
 
     async def deliver_to(self, full: JID, stanza: etree._Element, kind: str) -> bool:
         """Deliver ``stanza`` (its ``to`` set) to the session bound to ``full``, after the
-        delivery hooks; False when no session is bound to that full JID."""
+        delivery hooks; False when no session is bound to that full JID here and (in a
+        cluster) it was not handed to the cluster for the node holding it. True for a full JID
+        of this domain without a session here once queued for the other nodes: the node that
+        holds it, if any, delivers it there (none: it is dropped, as here)."""
         session = self.sessions.get(full)
         if session is None:
-            return False
+            remote = self.remote
+            if remote is None or full.domain != self.domain or full.local is None or full.resource is None:
+                return False
+            remote.fan(stanza, kind, [full], with_to=True)
+            return True
         await self.deliver(session, stanza, kind)
         return True
 
-    async def fan_out(self, el: etree._Element, targets: Iterable[JID], kind: str, wire: Wire | None = None) -> None:
+    async def fan_out(self, el: etree._Element, targets: Iterable[JID], kind: str, wire: Wire | None = None,
+                      *, here_only: bool = False) -> None:
         """Deliver ``el`` (``from`` set, no ``to``) to each of ``targets`` with its ``to``.
 
         A full JID of this domain: the session bound to it (none: nothing is sent). A bare JID of
@@ -375,6 +403,11 @@ class Router:
         each recipient's ``to`` spliced into the bytes; DELIVER hooks, when registered, see
         ``wire.el`` with that recipient's ``to`` (shared: a hook keeping it must copy it).
         ``el`` must not change until this returns (give a private copy when in doubt).
+
+        In a cluster (docs/cluster.md §3), the full JIDs without a session here and every bare
+        JID (its resources on other nodes) go to the cluster in one envelope per destination
+        node, ``el`` serialised once for all of them; ``here_only``: this node's sessions only
+        (what the cluster itself delivers on the destination node).
         """
         if wire is None:
             wire = Wire.of(el, kind)
@@ -383,6 +416,7 @@ class Router:
         hooked = self.hooks.has(H.DELIVER)
         deliver_bytes = self.deliver_bytes
         shared = wire.el if wire is not None else None
+        elsewhere: list[JID] | None = [] if self.remote is not None and not here_only else None
         try:
             for target in targets:
                 if target.domain != domain or target.local is None:
@@ -393,6 +427,8 @@ class Router:
                 if target.resource is not None:
                     s = get(target)
                     if s is None:
+                        if elsewhere is not None:
+                            elsewhere.append(target)
                         continue
                     if wire is not None:  # the hot path: one occupant's session
                         to = str(target)
@@ -404,6 +440,8 @@ class Router:
                         continue
                     sessions: list[Session] = [s]
                 else:
+                    if elsewhere is not None:
+                        elsewhere.append(target)
                     sessions = [s for s in self.sessions.of(target) if s.available]
                     if not sessions:
                         continue
@@ -425,6 +463,69 @@ class Router:
         finally:
             if shared is not None:
                 shared.attrib.pop("to", None)
+        if elsewhere:
+            self.remote.fan(el, kind, elsewhere, wire)  # type: ignore[union-attr]
+
+    # ---------------------------------------------------------------- the other nodes, for features
+
+    @property
+    def clustered(self) -> bool:
+        """Part of a cluster now: other nodes may hold sessions of this domain."""
+        return self.remote is not None
+
+    def add_check(self, name: str, check: "Callable[[Session], bool]") -> Callable[[], None]:
+        """Name a predicate for ``to_resources_elsewhere``'s ``only_if`` (a feature's own state of
+        a session, such as carbons enabled, known only on the node that holds the session)."""
+        if name in self.checks:
+            raise ValueError(f"check {name} is already registered")
+        self.checks[name] = check
+
+        def remove() -> None:
+            self.checks.pop(name, None)
+
+        return remove
+
+    async def elsewhere(self, bares: Iterable[JID]) -> "dict[JID, list[Entry]]":
+        """The sessions of these accounts bound on other nodes (one Redis round trip for all);
+        {} without a cluster or when Redis cannot be reached."""
+        if self.remote is None:
+            return {}
+        return await self.remote.elsewhere(list(bares))
+
+    async def bind_elsewhere(self, bare: JID, resource: str | None) -> int:
+        """Before ``bare/resource`` is bound here: a session bound to that full JID on another
+        node is closed there with ``conflict`` (RFC 6120 §7.7.2.2; waited for, at most 10 s);
+        returns how many other sessions the account has on other nodes (0 alone)."""
+        if self.remote is None:
+            return 0
+        return await self.remote.bind_elsewhere(bare, resource)
+
+    async def online_accounts(self) -> set[JID]:
+        """The accounts with a session on any node (this one's from memory, the others' from
+        the cluster registry; this node's alone without a cluster or while Redis is down)."""
+        here = set(self.sessions.accounts())
+        if self.remote is None:
+            return here
+        return here | await self.remote.online_accounts()
+
+    def relay(self, r: Routed, nodes: Iterable[str], fallback: "Callable[[Routed], Awaitable[None]] | None" = None) -> None:
+        """Hand ``r`` (to a local-domain JID) to ``nodes``, where it is routed as if made there,
+        with ``r.relayed`` set: the sender's node did its checks; the node answers for its own
+        sessions (a probe answered with their presence, a subscription stanza processed where
+        the contact's roster is cached). ``fallback(r)`` runs here for a node that could not be
+        reached (Redis failed). Nothing without a cluster."""
+        if self.remote is not None:
+            for node in set(nodes):
+                self.remote.relay(r, node, fallback)
+
+    def to_resources_elsewhere(self, bare: JID, el: etree._Element, kind: str, *, exclude: JID | None = None,
+                               only_if: str | None = None) -> None:
+        """Deliver ``el`` (``from`` set, no ``to``) to every resource of ``bare`` bound on another
+        node, each with its full JID as ``to``, but ``exclude`` and those the check named
+        ``only_if`` refuses there; one envelope per node, looked up as it is sent. Nothing
+        without a cluster (features loop over this node's sessions themselves)."""
+        if self.remote is not None:
+            self.remote.each(bare, el, kind, exclude, only_if)
 
     def answer(self, request: IqRequest, payload: etree._Element | None = None) -> None:
         """Write the result of ``request`` now, on the stream of the session that sent it (when

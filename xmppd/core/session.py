@@ -553,6 +553,9 @@ class Session:
                 guessed = event.username if condition is SaslCondition.NOT_AUTHORIZED else None  # type: ignore[attr-defined]
                 self.host.auth_throttle.failure(self.peer, guessed)  # type: ignore[attr-defined]
             self.log.info("authentication failed: %s", event.condition.value)  # type: ignore[attr-defined]
+            metrics = getattr(self.host, "metrics", None)
+            if metrics is not None:
+                metrics.auth_failure(condition.value)
         elif t is ev.Authenticated:
             self.host.auth_throttle.success(self.peer, event.username)  # type: ignore[attr-defined]
             self._shape_authenticated()
@@ -680,10 +683,15 @@ class Session:
                     await asyncio.wait_for(existing.closed_event.wait(), 10)
                 except TimeoutError:
                     host.sessions.unbind(existing)
+        elsewhere = 0
+        if host.router.clustered:  # type: ignore[attr-defined]
+            # The same full JID on another node ends there first (conflict, as above); the
+            # account's other sessions there count in the per-account limit.
+            elsewhere = await host.router.bind_elsewhere(bare, resource)  # type: ignore[attr-defined]
         if self._ended or self._closed:
             return  # the stream closed while we looked: nothing to bind
         try:
-            full, replaced = host.sessions.bind(self, bare, resource)
+            full, replaced = host.sessions.bind(self, bare, resource, elsewhere)
         except ResourceLimitExceeded as exc:
             self.stream.bind_error(Condition.RESOURCE_CONSTRAINT, f"resource-limit-exceeded: {exc}")
             self._flush()

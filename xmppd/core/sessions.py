@@ -25,15 +25,17 @@ class SessionRegistry:
         self._by_bare: dict[JID, dict[str, "Session"]] = {}
         self._count = 0
 
-    def bind(self, session: "Session", bare: JID, resource: str | None) -> tuple[JID, "Session | None"]:
-        """Bind ``session``; returns its full JID and the session it replaces (same full JID)."""
+    def bind(self, session: "Session", bare: JID, resource: str | None, elsewhere: int = 0) -> tuple[JID, "Session | None"]:
+        """Bind ``session``; returns its full JID and the session it replaces (same full JID).
+        ``elsewhere``: the account's sessions on the other nodes of the cluster, counted in the
+        per-account limit."""
         resources = self._by_bare.get(bare)
         if resource is None:
             resource = secrets.token_hex(6)
             while resources and resource in resources:
                 resource = secrets.token_hex(6)
         replaced = resources.get(resource) if resources else None
-        if replaced is None and resources is not None and len(resources) >= self.max_per_account:
+        if replaced is None and (len(resources) if resources else 0) + elsewhere >= self.max_per_account:
             raise ResourceLimitExceeded(f"at most {self.max_per_account} sessions per account")
         full = bare.with_resource(resource)
         if resources is None:

@@ -7,7 +7,8 @@ Two parts:
   (kept in ``session.data["caps"]``), never per stanza; records are interned so that every
   session with the same client shares one object. ``learn()`` verifies a disco#info answer
   against a ver string (§5.4) once, and keeps the features of verified ver strings (bounded),
-  for features such as PEP that need to know what a client supports.
+  for features such as PEP that need to know what a client supports (``xmppd.features.pep`` asks
+  a session's disco#info at ``node#ver`` when its ver is not known, and calls ``learn``).
 * The server's own capabilities (§6.3): the verification string of the server's disco#info,
   computed once when the server has started (every feature is set up then, so every disco
   feature is known), advertised as the stream feature

@@ -24,6 +24,7 @@ from ..core.feature import Feature, hook, iq_handler
 from ..core.hooks import Flow, Routed
 from ..core.server_owned import owned
 from ..errors import Condition, StanzaError
+from ..jid import JID
 from ..xml import ns
 
 __all__ = ["Carbons", "CARBONS"]
@@ -64,6 +65,9 @@ class Carbons(Feature):
     async def disable_bare(self, req: IqRequest) -> None:
         self._toggle(req, False)
 
+    async def setup(self) -> None:
+        self.ctx.on_teardown(self.ctx.router.add_check("carbons", self.enabled))
+
     def _toggle(self, req: IqRequest, on: bool) -> None:
         if req.origin is None or (req.to.local is not None and not req.is_self):
             raise StanzaError(Condition.FORBIDDEN, "carbons are enabled by a resource for itself")
@@ -84,9 +88,12 @@ class Carbons(Feature):
         if r.kind != "message" or origin is None or origin.jid is None:
             return Flow.CONTINUE
         sessions = self.ctx.sessions.of(origin.jid.bare)
-        if len(sessions) < 2 or not _eligible(r.stanza, self.ctx.domain):
+        clustered = self.ctx.router.clustered
+        if (len(sessions) < 2 and not clustered) or not _eligible(r.stanza, self.ctx.domain):
             return Flow.CONTINUE  # no other resource to copy to (the usual case): done
         to = r.to
+        if clustered:  # the account's resources on the other nodes
+            self._elsewhere(origin.jid.bare, r.stanza, _SENT, to if to is not None and to.bare == origin.jid.bare else None)
         for s in sessions:
             # A message to one's own other resource is received there; no copy for it.
             if s is origin or not s.data.get(_KEY) or (to is not None and s.jid == to):
@@ -100,12 +107,15 @@ class Carbons(Feature):
         if to is None:
             return Flow.CONTINUE
         sessions = self.ctx.sessions.of(to.bare)
-        if len(sessions) < 2:
+        clustered = self.ctx.router.clustered
+        if len(sessions) < 2 and not clustered:
             return Flow.CONTINUE  # the recipient's only resource (or none): no copies
-        if not _eligible(r.stanza, self.ctx.domain) or self.ctx.sessions.get(to) is None:
+        if not _eligible(r.stanza, self.ctx.domain) or (self.ctx.sessions.get(to) is None and not clustered):
             return Flow.CONTINUE
         if _from_self(r):
             return Flow.CONTINUE  # the sent carbon covers the account's resources
+        if clustered:  # the recipient may be bound on another node; its other resources anywhere
+            self._elsewhere(to.bare, r.stanza, _RECEIVED, to)
         for s in sessions:
             if s.jid != to and s.data.get(_KEY):
                 await self._copy(s, r.stanza, _RECEIVED)
@@ -125,6 +135,13 @@ class Carbons(Feature):
             if s.data.get(_KEY) and not (s.available and s.priority == top):
                 await self._copy(s, r.stanza, _RECEIVED)
         return Flow.CONTINUE
+
+    def _elsewhere(self, account: "JID", msg: etree._Element, wrapper: str, exclude: "JID | None") -> None:
+        """The copy for ``account``'s resources on the other nodes that enabled carbons there."""
+        out = etree.Element(ns.MESSAGE, {"from": str(account), "type": msg.get("type") or "normal"}, nsmap={None: ns.CLIENT})
+        w = etree.SubElement(out, wrapper, nsmap={None: CARBONS})
+        etree.SubElement(w, f"{{{FORWARD}}}forwarded", nsmap={None: FORWARD}).append(_copy.deepcopy(msg))
+        self.ctx.router.to_resources_elsewhere(account, out, "message", exclude=exclude, only_if="carbons")
 
     async def _copy(self, session: object, msg: etree._Element, wrapper: str) -> None:
         jid = session.jid  # type: ignore[attr-defined]

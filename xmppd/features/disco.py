@@ -54,6 +54,7 @@ class Disco(Feature):
         self._host_only: set[str] = set()  # nodes not answered on accounts' bare JIDs
         self._visibility: list[AccountVisibility] = []
         self._extended: list[Callable[[], etree._Element]] = []
+        self._account_identities: list[Identity] = []
 
     # -- contributions from other features
     def add_item(self, jid: str, name: str | None = None) -> Callable[[], None]:
@@ -78,6 +79,11 @@ class Disco(Feature):
         """E.g. the roster lets subscribed contacts see an account's information."""
         self._visibility.append(check)
         return lambda: self._visibility.remove(check)
+
+    def add_account_identity(self, identity: Identity) -> Callable[[], None]:
+        """An identity every account's bare JID shows besides account/registered (PEP: pubsub/pep)."""
+        self._account_identities.append(identity)
+        return lambda: self._account_identities.remove(identity)
 
     def add_extended_info(self, make: Callable[[], etree._Element]) -> Callable[[], None]:
         """XEP-0128 forms on the server's info."""
@@ -119,7 +125,7 @@ class Disco(Feature):
         node = req.payload.get("node")
         if node:
             return await self._node(req, node, _INFO)
-        return info_element(NodeInfo([Identity("account", "registered")], self.account_features()), None)
+        return info_element(NodeInfo([Identity("account", "registered"), *self._account_identities], self.account_features()), None)
 
     @iq_handler("get", _ITEMS, target=Target.BARE)
     async def account_items(self, req: IqRequest) -> etree._Element:

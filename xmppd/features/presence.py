@@ -158,6 +158,34 @@ class Presence(Feature):
         (customer service: an agent subscribing to their queue), never for other accounts."""
         await self.outbound(owner.bare, contact.bare, "subscribed", stanza("presence", type="subscribed"), None)
 
+    async def _inbound_somewhere(self, contact: JID, sender: JID, typ: str, el: etree._Element) -> None:
+        """RFC 6121 Appendix A.3 for local ``contact``, on this node or, when the account has
+        sessions only on other nodes, relayed to one of those (its roster is cached there, and
+        its pushes and deliveries start there)."""
+        if self.ctx.router.clustered and not self.ctx.sessions.has_account_sessions(contact):
+            far = (await self.ctx.router.elsewhere([contact])).get(contact, [])
+            if far:
+                async def here(_r: Routed) -> None:  # Redis failed: on this node after all
+                    await self.inbound(contact, sender, typ, el)
+
+                self.ctx.router.relay(Routed(el, "presence", sender, contact), [far[0].node], here)
+                return
+        await self.inbound(contact, sender, typ, el)
+
+    async def _probe_elsewhere(self, prober: JID, targets: list[JID]) -> set[JID]:
+        """Relay a probe from ``prober`` to the nodes holding available sessions of ``targets``
+        (local accounts), which answer with those sessions' presence; the targets that have any."""
+        if not self.ctx.router.clustered or not targets:
+            return set()
+        found = set()
+        for target, entries in (await self.ctx.router.elsewhere(targets)).items():
+            nodes = {e.node for e in entries if e.available}
+            if nodes:
+                found.add(target)
+                probe = stanza("presence", frm=str(prober), to=str(target), type="probe")
+                self.ctx.router.relay(Routed(probe, "presence", prober, target), nodes)
+        return found
+
     async def _send_unavailable_from(self, owner: JID, target: JID) -> None:
         for s in self.ctx.sessions.of(owner):
             if s.available:
@@ -190,7 +218,7 @@ class Presence(Feature):
             for child in st:
                 fwd.append(copy.deepcopy(child))
             if self._local(contact):
-                await self.inbound(contact, user, typ, fwd)
+                await self._inbound_somewhere(contact, user, typ, fwd)
             else:
                 await self.ctx.send(fwd)
         if oc.send_presence:
@@ -230,15 +258,18 @@ class Presence(Feature):
         """A subscription stanza the server sends on ``owner``'s behalf."""
         el = stanza("presence", frm=str(owner), to=str(contact), type=typ)
         if self._local(contact):
-            await self.inbound(contact, owner, typ, el)
+            await self._inbound_somewhere(contact, owner, typ, el)
         else:
             await self.ctx.send(el)
 
     # ------------------------------------------------------------------ probes (§4.3)
 
-    async def probe(self, prober: JID, target: JID) -> None:
-        """RFC 6121 §4.3.2: answer a probe of ``target`` (a local bare JID) from ``prober``."""
-        if prober.bare != target:
+    async def probe(self, prober: JID, target: JID, relayed: bool = False) -> None:
+        """RFC 6121 §4.3.2: answer a probe of ``target`` (a local bare JID) from ``prober``: its
+        sessions here answer, the nodes holding its other available sessions are relayed the
+        probe; unavailable presence when it has none anywhere. ``relayed``: the prober's node
+        checked the probe and asked this node for its own sessions' presence only."""
+        if prober.bare != target and not relayed:
             row = _listed(await self.roster.item(target, prober.bare))
             allowed = row is not None and row.subscription in ("from", "both")
             if not allowed:
@@ -256,6 +287,10 @@ class Presence(Feature):
             if s.available and s.presence is not None:
                 found = True
                 await self._to(prober, s.presence, _current(s))
+        if relayed:
+            return
+        if await self._probe_elsewhere(prober, [target]):
+            found = True
         if not found:
             await self._to(prober, stanza("presence", frm=str(target), type="unavailable"))
 
@@ -293,7 +328,7 @@ class Presence(Feature):
                 st.set("to", str(target))
                 await self.inbound(target, sender.bare, typ, st)
         elif typ == "probe":
-            await self.probe(sender, target)
+            await self.probe(sender, target, r.relayed)
         # type='error' and unknown types addressed to an account are dropped
 
     @hook(H.STANZA_IN, priority=-10)
@@ -339,16 +374,18 @@ class Presence(Feature):
         # r.stanza is session.presence now (the router tracked it): serialised once, and kept
         # for the probes of contacts who come online later.
         wire = _current(session) if session.presence is el else _wire(el)
-        for contact in await self.roster.subscribers(user):
-            await self._to(contact, el, wire)
-        # the user's own available resources, this one included (§4.2.2)
-        await self._to(user, el, wire)
+        # the subscribers, then the user's own available resources, this one included (§4.2.2):
+        # one fan-out (in a cluster: one envelope per node holding any of them)
+        await self.ctx.router.fan_out(el, (*await self.roster.subscribers(user), user), "presence", wire)
         if not initial:
             return Flow.STOP
         full = session.jid
-        # §4.2.2 probes, answered from the session registry for local contacts
+        # §4.2.2 probes, answered from the session registry for local contacts (their sessions
+        # on other nodes: the probe is relayed to those nodes, which answer)
+        local_contacts = []
         for contact in await self.roster.subscriptions(user):
             if self._local(contact):
+                local_contacts.append(contact)
                 for s in self.ctx.sessions.of(contact):
                     if s.available and s.presence is not None:
                         await self._to(full, s.presence, _current(s))
@@ -357,6 +394,7 @@ class Presence(Feature):
         for other in self.ctx.sessions.of(user):
             if other is not session and other.available and other.presence is not None:
                 await self._to(full, other.presence, _current(other))
+        await self._probe_elsewhere(full, [*local_contacts, user])  # type: ignore[arg-type]
         # §3.1.3: subscription requests kept while the user was offline
         for row in await self.roster.pending_in(user):
             if row.pending_stanza:
@@ -371,6 +409,24 @@ class Presence(Feature):
             await self._go_offline(session, stanza("presence", frm=str(session.jid), type="unavailable"))
         return Flow.CONTINUE
 
+    @hook(H.SESSIONS_LOST)
+    async def on_sessions_lost(self, event: H.SessionsLost) -> Flow:
+        """A dead cluster node's available sessions (run on the survivor that cleaned up after
+        it): unavailable presence in each one's name to its subscribers, from the stored roster,
+        and to the account's other resources, on every node (RFC 6121 §4.5.2, as when a session
+        ends without unavailable presence). Its directed presence died with the node."""
+        for full in event.available:
+            if not self._local(full):
+                continue
+            unavailable = stanza("presence", frm=str(full), type="unavailable")
+            try:
+                subscribers = await self.roster.subscribers(full.bare)
+            except Exception:
+                self.log.exception("the roster of %s could not be read: its contacts are not told it is gone", full.bare)
+                continue
+            await self.ctx.router.fan_out(unavailable, (*subscribers, full.bare), "presence", _wire(unavailable))
+        return Flow.CONTINUE
+
     async def _go_offline(self, session: "Session", unavailable: etree._Element) -> None:
         st = _state(session)
         user = session.jid.bare  # type: ignore[union-attr]
@@ -378,12 +434,11 @@ class Presence(Feature):
         wire = _wire(unavailable)
         if st.broadcasting:
             st.broadcasting = False
-            for contact in await self.roster.subscribers(user):
-                told.add(contact)
-                await self._to(contact, unavailable, wire)
-            for other in self.ctx.sessions.of(user):
-                if other is not session and other.available:
-                    await self._to(other.jid, unavailable, wire)  # type: ignore[arg-type]
+            session.available = False  # gone: not among "the user's other available resources"
+            subscribers = await self.roster.subscribers(user)
+            told.update(subscribers)
+            # the subscribers, and the user's other available resources (on every node)
+            await self.ctx.router.fan_out(unavailable, (*subscribers, user), "presence", wire)
         directed, st.directed = st.directed, set()
         for target in directed:
             if target not in told and target.bare != user:

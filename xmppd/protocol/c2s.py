@@ -19,7 +19,7 @@ from lxml import etree
 
 from .. import tokens
 from ..errors import Condition, SaslCondition, SaslFailure, StanzaError, StreamErrorCondition
-from ..jid import JID, JIDError
+from ..jid import JID, JIDError, prepare_username
 from ..xml import ns
 from ..xml.builder import error_reply, stanza, stream_error
 from ..xml.parser import ParseError, StanzaElement, StreamEnd, StreamOpen, StreamParser, WebSocketFramer
@@ -527,12 +527,9 @@ class C2SStream:
     def _prepare_username(self, username: str) -> str | None:
         """The account name for a SASL authcid: the prepared localpart (RFC 7622)."""
         try:
-            jid = JID.parse(f"{username}@{self.config.domain}")
+            return prepare_username(username, self.config.domain)
         except JIDError:
             return None
-        if "@" in username or "/" in username:
-            return None
-        return jid.local
 
     def _sasl_failure(self, condition: SaslCondition, text: str, username: str | None) -> None:
         f = etree.Element(f"{{{ns.SASL}}}failure", nsmap={None: ns.SASL})

@@ -37,6 +37,8 @@ from xmppd.storage.metadata import (
     indexed_string,
     metadata,
 )
+from xmppd.webhooks import events as E
+from xmppd.webhooks.outbox import DISABLED, Outbox
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -53,6 +55,7 @@ __all__ = [
     "SqlAccountRepository",
     "StoredCredentials",
     "account_credentials",
+    "account_id_query",
     "accounts",
 ]
 
@@ -157,6 +160,9 @@ class AccountDeletion:
 
     account: Account
     now: datetime  # timezone-aware, UTC
+    # The webhook outbox of the deleting repository: steps write their events in this same
+    # transaction (docs/webhooks.md).
+    outbox: Outbox = DISABLED
 
     @property
     def jid(self) -> str:
@@ -311,6 +317,12 @@ def _where_name(username: str, domain: str) -> sa.ColumnElement[bool]:
     return sa.and_(accounts.c.domain == domain, accounts.c.username == username)
 
 
+def account_id_query(username: str, domain: str) -> sa.Select[tuple[int]]:
+    """``SELECT id FROM accounts WHERE …``: the one way a feature's table finds its account's
+    id (``.scalar_subquery()`` inside a statement, ``.with_for_update()`` to lock the account)."""
+    return sa.select(accounts.c.id).where(_where_name(username, domain))
+
+
 _CREDENTIALS_QUERY = (
     sa.select(
         *_ACCOUNT_COLUMNS,
@@ -331,9 +343,10 @@ _CREDENTIALS_QUERY = (
 class SqlAccountRepository(AccountRepository):
     """Accounts in SQL (``accounts``, ``account_credentials``)."""
 
-    def __init__(self, db: Database, *, clock: Clock = _utcnow) -> None:
+    def __init__(self, db: Database, *, clock: Clock = _utcnow, outbox: Outbox = DISABLED) -> None:
         self._db = db
         self._clock = clock
+        self._outbox = outbox  # account.created / deleted / disabled / enabled (docs/webhooks.md)
         # SQLite file: the login read runs on the loop's thread (xmppd.storage.inline).
         self._inline = InlineReader.for_database(db)
         self._inline_credentials = InlineQuery(_CREDENTIALS_QUERY, db) if self._inline is not None else None
@@ -375,6 +388,8 @@ class SqlAccountRepository(AccountRepository):
         assert result.inserted_primary_key is not None
         account_id = int(result.inserted_primary_key[0])
         await self._insert_credentials_txn(conn, account_id, creds)
+        jid = f"{username}@{domain}"
+        await self._outbox.write_txn(conn, E.ACCOUNT_CREATED, f"user:{jid}", {"jid": jid}, created_at)
         return Account(account_id, username, domain, created_at, False, None)
 
     @staticmethod
@@ -475,9 +490,8 @@ class SqlAccountRepository(AccountRepository):
                 await asyncio.sleep(random.uniform(0.001, 0.005 * (attempt + 1)))
         raise AssertionError("unreachable")
 
-    @staticmethod
     async def _delete_txn(
-        conn: AsyncConnection, username: str, domain: str, steps: tuple[DeletionStep, ...], now: datetime
+        self, conn: AsyncConnection, username: str, domain: str, steps: tuple[DeletionStep, ...], now: datetime
     ) -> Mapping[str, Any] | None:
         # FOR UPDATE: a concurrent password change or disable waits for the deletion.
         row = (
@@ -485,13 +499,15 @@ class SqlAccountRepository(AccountRepository):
         ).first()
         if row is None:
             return None
-        deletion = AccountDeletion(_account(row._mapping), now)
+        deletion = AccountDeletion(_account(row._mapping), now, self._outbox)
         settled: dict[str, Any] = {}
         for name, step in steps:
             settled[name] = await step(conn, deletion)
         # Rows with a foreign key to accounts.id (credentials, roster, offline ...) go with
         # it: ON DELETE CASCADE, in this same statement.
         await conn.execute(accounts.delete().where(accounts.c.id == deletion.account.id))
+        jid = f"{username}@{domain}"
+        await self._outbox.write_txn(conn, E.ACCOUNT_DELETED, f"user:{jid}", {"jid": jid}, now)
         return settled
 
     async def set_disabled(
@@ -500,9 +516,8 @@ class SqlAccountRepository(AccountRepository):
         _check_reason(reason)
         await self._db.run_txn(self._set_disabled_txn, username, domain, disabled, reason)
 
-    @staticmethod
     async def _set_disabled_txn(
-        conn: AsyncConnection, username: str, domain: str, disabled: bool, reason: str | None
+        self, conn: AsyncConnection, username: str, domain: str, disabled: bool, reason: str | None
     ) -> None:
         result = await conn.execute(
             accounts.update()
@@ -512,6 +527,11 @@ class SqlAccountRepository(AccountRepository):
         # rowcount counts *matched* rows on MySQL too (SQLAlchemy sets CLIENT.FOUND_ROWS).
         if result.rowcount == 0:
             raise AccountNotFound(username, domain)
+        jid = f"{username}@{domain}"
+        if disabled:
+            await self._outbox.write_txn(conn, E.ACCOUNT_DISABLED, f"user:{jid}", {"jid": jid, "reason": reason}, _now(self._clock))
+        else:
+            await self._outbox.write_txn(conn, E.ACCOUNT_ENABLED, f"user:{jid}", {"jid": jid}, _now(self._clock))
 
     async def count(self, domain: str | None = None) -> int:
         return await self._db.read_txn(self._count_txn, domain)

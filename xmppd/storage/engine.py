@@ -26,6 +26,7 @@ import functools
 import logging
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -153,6 +154,8 @@ class Database:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Called with the seconds of each transaction (the server's storage histogram, /metrics).
+        self.timing: Callable[[float], None] | None = None
         # A ":memory:" SQLite database lives in one shared connection, which cannot hold
         # two transactions at once: serialise them.
         self._serial: asyncio.Lock | None = (
@@ -243,6 +246,12 @@ class Database:
 
     # -- transactions ---------------------------------------------------------------
 
+    async def ping(self) -> None:
+        """One trivial query (``SELECT 1``): raises when the database does not answer (/health)."""
+        async with self.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+            await conn.rollback()
+
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A connection *without* a transaction (for DDL helpers, PRAGMAs, locks).
@@ -261,13 +270,18 @@ class Database:
         writer (WAL) -- but a write inside it can then fail at once with "database is
         locked", so only read in it. On MySQL *readonly* changes nothing.
         """
-        async with self._maybe_serial(), self._write_turn(readonly), self._engine.connect() as conn:
-            if self.is_sqlite:
-                await conn.execution_options(
-                    **{_SQLITE_BEGIN_OPTION: "DEFERRED" if readonly else "IMMEDIATE"}
-                )
-            async with conn.begin():
-                yield conn
+        started = time.perf_counter()
+        try:
+            async with self._maybe_serial(), self._write_turn(readonly), self._engine.connect() as conn:
+                if self.is_sqlite:
+                    await conn.execution_options(
+                        **{_SQLITE_BEGIN_OPTION: "DEFERRED" if readonly else "IMMEDIATE"}
+                    )
+                async with conn.begin():
+                    yield conn
+        finally:
+            if self.timing is not None:
+                self.timing(time.perf_counter() - started)
 
     async def run_txn(
         self,

@@ -1,4 +1,6 @@
-"""RFC 7395 and XEP-0156 over HTTP: the aiohttp listener for XMPP over WebSocket and host-meta.
+"""RFC 7395 and XEP-0156 over HTTP: the aiohttp listener for XMPP over WebSocket and host-meta,
+and the doors for the app's backend: the REST API (``/api/v1``, xmppd/api), ``/metrics`` and
+``/health``.
 
 ``listen.http`` serves ``/xmpp-websocket`` (subprotocol ``xmpp``) and the XEP-0156 discovery
 files ``/.well-known/host-meta`` (XRD) and ``/.well-known/host-meta.json``. ``[http]`` in the
@@ -35,6 +37,7 @@ _HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$")
 # Headers a reverse proxy adds: a request carrying one came through a proxy, whatever its address.
 _PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Real-IP")
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_API_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 
 
 class HttpFront:
@@ -49,6 +52,7 @@ class HttpFront:
         self.origins = frozenset(o.rstrip("/").lower() for o in h.cors_origins if o != "*")
         self.max_message_size = h.max_message_size or server.config.c2s.max_stanza_size
         self.connections: set[WebSocketConnection] = set()
+        self.metrics_allow: tuple[_Network, ...] = tuple(ipaddress.ip_network(p, strict=False) for p in server.config.metrics.allow)
 
     def _trusted(self, ip: str) -> bool:
         if not self.proxies:
@@ -191,6 +195,59 @@ class HttpFront:
         body = json.dumps({"links": [{"rel": ALT_WEBSOCKET, "href": self.websocket_url(request)}]})
         return web.Response(text=body, content_type="application/json", headers=self.cors_headers(request))
 
+    # ------------------------------------------------------------------ doors for the backend
+
+    async def api(self, request: web.Request) -> web.StreamResponse:
+        """``/api/v1/...``: xmppd/api (tokens, validation, the resources' handlers)."""
+        response = await self.server.api.handle(request)
+        counts = self.server.metrics.api_requests
+        key = (request.method if request.method in _API_METHODS else "other", response.status)
+        counts[key] = counts.get(key, 0) + 1
+        return response
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The OpenAPI 3.1 document of the operations this server serves (no token needed)."""
+        from ..api.openapi import document
+
+        return web.json_response(document(self.server.api.operations()))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text format, for the addresses of ``metrics.allow`` only."""
+        ip, _, _ = self.client(request)
+        if not self._metrics_allowed(ip):
+            return web.Response(status=403, text="this address may not read /metrics (metrics.allow)\n")
+        from ..metrics import CONTENT_TYPE
+
+        return web.Response(body=self.server.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    def _metrics_allowed(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.metrics_allow)
+
+    async def health(self, request: web.Request) -> web.Response:
+        """200 when this node serves and its storage answers a cheap query in time, else 503."""
+        server = self.server
+        timeout = server.config.metrics.health_timeout
+        checks: dict[str, str] = {}
+        ok = server.started.is_set() and not server.stopping
+        checks["node"] = "serving" if ok else ("stopping" if server.stopping else "starting")
+        try:
+            await asyncio.wait_for(server.db.ping(), timeout)
+            checks["storage"] = "ok"
+        except TimeoutError:
+            checks["storage"] = f"no answer within {timeout:g} s"
+            ok = False
+        except Exception as exc:  # any storage failure is the answer "not ready"
+            checks["storage"] = f"failed: {type(exc).__name__}"
+            ok = False
+        body = {"status": "ok" if ok else "unavailable", "checks": checks}
+        return web.json_response(body, status=200 if ok else 503, headers={"Cache-Control": "no-store"})
+
     async def preflight(self, request: web.Request) -> web.Response:
         headers = self.cors_headers(request)
         headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
@@ -228,15 +285,33 @@ def _ssl_context(server: "Server") -> ssl.SSLContext:
     return tlsmod.make_server_context(cert, key, alpn_protocols=("http/1.1",))
 
 
+def _while_registered(server: "Server", route: tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A feature's route, answering 404 once the feature removed it (aiohttp cannot unmount)."""
+    handler = route[2]
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        if route not in server.http_routes:
+            raise web.HTTPNotFound()
+        return await handler(request)
+
+    return serve
+
+
 async def start_http(server: "Server", host: str, port: int, *, reuse_port: bool = False) -> tuple[int, Callable[[], Awaitable[None]]]:
     """Serve ``listen.http``; returns the bound port and the graceful stop."""
     front = HttpFront(server)
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=max(64 * 1024, server.config.api.max_body))
+    app.router.add_get("/api/v1/openapi.json", front.openapi)
+    app.router.add_route("*", "/api/v1/{tail:.*}", front.api)
+    app.router.add_get("/metrics", front.metrics)
+    app.router.add_get("/health", front.health)
     app.router.add_get(WS_PATH, front.websocket)
     app.router.add_get("/.well-known/host-meta", front.host_meta)
     app.router.add_get("/.well-known/host-meta.json", front.host_meta_json)
     app.router.add_route("OPTIONS", "/.well-known/host-meta", front.preflight)
     app.router.add_route("OPTIONS", "/.well-known/host-meta.json", front.preflight)
+    for method, path, handler in list(server.http_routes):
+        app.router.add_route(method, path, _while_registered(server, (method, path, handler)))
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(

@@ -1,8 +1,13 @@
 // XmppdClient: one logged-in account. xmpp.js does the stream (SASL, bind, XEP-0198 stream
 // management with resumption, reconnect); this class gives the app typed calls and events.
 import { client as xmppClient, type XmppClient } from "@xmpp/client";
+import * as adhoc from "./adhoc.js";
 import * as core from "./core.js";
 import * as cs from "./cs.js";
+import * as edits from "./edits.js";
+import type { FormValue } from "./forms.js";
+import * as rooms from "./rooms.js";
+import * as upload from "./upload.js";
 import { Deduplicator } from "./dedup.js";
 import { parseStanzaError, toXmppError, XmppError } from "./errors.js";
 import * as mute from "./mute.js";
@@ -30,6 +35,10 @@ export interface ConnectOptions {
   sendPresence?: boolean;
   /** messages remembered for de-duplication; default 5000 */
   dedupCapacity?: number;
+  /** ask for copies of what our other devices send and receive (XEP-0280); default true */
+  carbons?: boolean;
+  /** how file uploads are PUT; default fetch (uniapp App: `uniPut(uni)`) */
+  httpPut?: upload.HttpPut;
 }
 
 export interface MessageError {
@@ -60,6 +69,12 @@ export interface Events {
   /** a customer-service notification; `body` is the server's readable text beside it */
   cs: cs.CsEvent & { from: string; body?: string };
   muteNotice: mute.MuteNotice;
+  /** XEP-0308: a message was corrected (replace the text of `replaces`) */
+  correction: edits.Correction;
+  /** XEP-0424: a message was retracted (hide `retracts`) */
+  retraction: edits.Retraction;
+  /** a MUC/Sub event other than a room message (those arrive as `message`) */
+  roomEvent: rooms.RoomEvent;
 }
 
 type Handler<T> = (payload: T) => void;
@@ -99,6 +114,7 @@ export class XmppdClient {
     this.dedup = new Deduplicator(options.dedupCapacity);
     this.xmpp.on("online", async (jid) => {
       this.jid = jid.toString();
+      if (options.carbons !== false) await this.iq(edits.enableCarbons()).catch((err) => this.emit("error", err as Error));
       if (options.sendPresence !== false) await this.xmpp.send(core.presence()).catch(() => {});
       this.emit("online", { jid: this.jid });
     });
@@ -183,9 +199,24 @@ export class XmppdClient {
    * ProtocolError for a payload that breaks its schema; from the network that becomes an
    * `error` event and the stanza is dropped.
    */
-  dispatch(stanza: Element): void {
+  dispatch(stanza: Element, carbon?: "sent" | "received"): void {
     if (stanza.is("presence")) return this.onPresence(stanza);
     if (!stanza.is("message")) return;
+    if (!carbon) {
+      const copy = edits.unwrapCarbon(stanza, this.jid);
+      if (copy) return this.dispatch(copy.inner, copy.direction);
+      const event = rooms.parseRoomEvent(stanza);
+      if (event) {
+        // a room message to a MUC/Sub subscriber: shown like one received in the room
+        if (event.node === rooms.MUCSUB_NODES.messages && event.inner.is("message")) {
+          // kept offline, the wrapper carries the delay: the room message was sent then
+          const delay = stanza.getChild("delay", NS.delay);
+          if (delay && !event.inner.getChild("delay", NS.delay)) event.inner.append(delay);
+          return this.dispatch(event.inner);
+        }
+        return this.emit("roomEvent", event);
+      }
+    }
     if (stanza.attrs.type === "error") {
       const error = parseStanzaError(stanza)!;
       return this.emit("messageError", { ...(stanza.attrs.id ? { id: stanza.attrs.id } : {}), from: stanza.attrs.from ?? "", error });
@@ -206,6 +237,7 @@ export class XmppdClient {
     const csEvent = cs.parseCsMessage(stanza);
     const notice = mute.parseMuteNotice(stanza);
     const m = core.parseMessage(stanza, this.own);
+    if (carbon) m.carbon = carbon;
     if (m.body === undefined && !packet) {
       // signalling without a body (receipts, markers, notices) is never shown as a message
       if (csEvent) this.emit("cs", { ...csEvent, from });
@@ -213,11 +245,13 @@ export class XmppdClient {
       return;
     }
     // a receipt again for a repeated message: the sender may have missed the first one
-    if (m.receiptRequested && m.id && m.type !== "groupchat") this.send(core.receiptMessage(from, m.id)).catch(() => {});
+    if (m.receiptRequested && m.id && m.type !== "groupchat" && carbon !== "sent") this.send(core.receiptMessage(from, m.id)).catch(() => {});
     if (this.dedup.isDuplicate(m, this.own)) return;
     if (packet) this.emitPacket(packet);
     if (csEvent) this.emit("cs", { ...csEvent, from, body: m.body! });
     if (notice) this.emit("muteNotice", notice);
+    if (m.retracts) return this.emit("retraction", { from, type: m.type, retracts: m.retracts, message: m });
+    if (m.replaces) return this.emit("correction", { from, type: m.type, replaces: m.replaces, body: m.body!, message: m });
     // a message that carries a notification is shown through that notification's event
     if (!packet && !notice && !csEvent) this.emit("message", m);
   }
@@ -286,6 +320,27 @@ export class XmppdClient {
     const id = opts.id ?? newId();
     await this.send(core.chatMessage({ to: core.bare(room), body, id, type: "groupchat" }));
     return id;
+  }
+
+  /** XEP-0308: correct our message `replaces` (its id); resolves with the correction's id. */
+  async correctMessage(to: string, replaces: string, body: string, opts: { type?: "chat" | "groupchat"; id?: string } = {}): Promise<string> {
+    const id = opts.id ?? newId();
+    const type = opts.type ?? "chat";
+    await this.send(edits.correctionMessage({ to: type === "groupchat" ? core.bare(to) : to, replaces, body, id, type }));
+    return id;
+  }
+
+  /** XEP-0424: retract our message (one-to-one: its id; in a room: the room's stanza-id). */
+  async retractMessage(to: string, retracts: string, opts: { type?: "chat" | "groupchat"; id?: string } = {}): Promise<string> {
+    const id = opts.id ?? newId();
+    const type = opts.type ?? "chat";
+    await this.send(edits.retractionMessage({ to: type === "groupchat" ? core.bare(to) : to, retracts, id, type }));
+    return id;
+  }
+
+  /** XEP-0280 on or off for this session (on by default: `carbons` option). */
+  async setCarbons(enabled: boolean): Promise<void> {
+    await this.iq(enabled ? edits.enableCarbons() : edits.disableCarbons());
   }
 
   /** XEP-0333 read marker (in a room, `id` is the room's stanza-id). */
@@ -369,6 +424,149 @@ export class XmppdClient {
     audit: async (opts: Parameters<typeof mute.auditRequest>[1] = {}) => mute.parseAudit(await this.iq(mute.auditRequest(this.domain, opts))),
   };
 
+  /** The MUC service of this server (conference.<domain>) unless told otherwise. */
+  get mucService(): string {
+    return `conference.${this.domain}`;
+  }
+
+  /** Room administration (XEP-0045) and MUC/Sub: rooms with members who are not joined. */
+  readonly rooms = {
+    kick: async (room: string, nick: string, reason?: string) => void (await this.iq(rooms.roleRequest(room, nick, "none", reason))),
+    setRole: async (room: string, nick: string, role: rooms.Role, reason?: string) => void (await this.iq(rooms.roleRequest(room, nick, role, reason))),
+    ban: async (room: string, jid: string, reason?: string) => void (await this.iq(rooms.affiliationRequest(room, jid, "outcast", reason))),
+    setAffiliation: async (room: string, jid: string, affiliation: rooms.Affiliation, reason?: string) =>
+      void (await this.iq(rooms.affiliationRequest(room, jid, affiliation, reason))),
+    affiliations: async (room: string, affiliation: rooms.Affiliation) => rooms.parseAffiliationList(await this.iq(rooms.affiliationListRequest(room, affiliation))),
+    config: async (room: string) => rooms.parseConfig(await this.iq(rooms.configRequest(room))),
+    configure: async (room: string, values: Record<string, FormValue | undefined>) => void (await this.iq(rooms.configureRequest(room, values))),
+    destroy: async (room: string, reason?: string) => void (await this.iq(rooms.destroyRequest(room, reason))),
+    invite: (room: string, jid: string, reason?: string) => this.send(rooms.inviteMessage(room, jid, reason)),
+    /** MUC/Sub: become a member who gets the room's messages while not joined (and offline) */
+    subscribe: async (room: string, nick: string, nodes?: rooms.MucSubNode[], opts?: { jid?: string; password?: string }) =>
+      rooms.parseSubscribed(await this.iq(rooms.subscribeRequest(room, nick, nodes, opts))),
+    unsubscribe: async (room: string, jid?: string) => void (await this.iq(rooms.unsubscribeRequest(room, jid))),
+    /** the rooms we are subscribed to (`service`: the MUC service, default conference.<domain>) */
+    subscriptions: async (service?: string) => rooms.parseSubscriptions(await this.iq(rooms.subscriptionsRequest(service ?? this.mucService))),
+    /** a room's subscribers (moderators) */
+    subscribers: async (room: string) => rooms.parseSubscriptions(await this.iq(rooms.subscriptionsRequest(core.bare(room)))),
+  };
+
+  /** Ad-hoc commands (XEP-0050) that `to` offers us. */
+  readonly commands = {
+    list: async (to: string) => adhoc.parseCommandList(await this.iq(adhoc.commandListRequest(to))),
+    /** one request of a command: execute, or go on in a session with values */
+    execute: async (to: string, node: string, opts: Parameters<typeof adhoc.commandRequest>[2] = {}) =>
+      adhoc.parseCommandResult(await this.iq(adhoc.commandRequest(to, node, { lang: this.options.lang, ...opts }))),
+    /**
+     * Run a command to its end: execute it and, when it shows a form, submit `values` (the
+     * form's hidden FORM_TYPE is sent back). A form shown again with an error note rejects with
+     * a CommandError carrying the server's text.
+     */
+    run: async (to: string, node: string, values: Record<string, FormValue | undefined> = {}): Promise<adhoc.CommandResult> => {
+      let r = await this.commands.execute(to, node);
+      if (r.status === "executing" && r.form) {
+        const formType = r.form.fields.find((f) => f.var === "FORM_TYPE")?.values[0];
+        r = await this.commands.execute(to, node, { action: "complete", ...(r.sessionid ? { sessionid: r.sessionid } : {}), values, ...(formType ? { formType } : {}) });
+      }
+      if (r.status === "executing" || r.notes.some((n) => n.type === "error")) {
+        if (r.status === "executing" && r.sessionid) await this.commands.execute(to, node, { action: "cancel", sessionid: r.sessionid }).catch(() => {});
+        throw new adhoc.CommandError(r);
+      }
+      return r;
+    },
+  };
+
+  /** Service discovery (XEP-0030). */
+  readonly disco = {
+    info: async (to: string, node?: string) => upload.parseDiscoInfo(await this.iq(upload.discoInfoRequest(to, node))),
+    items: async (to: string, node?: string) => upload.parseDiscoItems(await this.iq(upload.discoItemsRequest(to, node))),
+  };
+
+  private uploadService: Promise<upload.UploadService | undefined> | undefined;
+
+  /** HTTP file upload (XEP-0363), when the server offers it. */
+  readonly upload = {
+    /** the upload service the server announces (disco items of the domain), or undefined */
+    service: (): Promise<upload.UploadService | undefined> =>
+      (this.uploadService ??= (async () => {
+        const items = await this.disco.items(this.domain);
+        const infos = [];
+        for (const jid of [this.domain, ...items.map((i) => i.jid)]) {
+          const info = await this.disco.info(jid).catch(() => undefined);
+          if (info) infos.push({ jid, info });
+        }
+        return upload.findUploadService(infos);
+      })().catch((err) => {
+        this.uploadService = undefined;
+        throw err;
+      })),
+    /**
+     * A slot for one file. UploadNotOfferedError when the server has no upload service;
+     * FileTooLargeError over the service's max-file-size (checked before asking, and from the
+     * server's refusal); UploadQuotaError when the user's files would pass the quota.
+     */
+    slot: async (file: { filename: string; size: number; contentType?: string }): Promise<upload.Slot> => {
+      const service = await this.upload.service();
+      if (!service) throw new upload.UploadNotOfferedError(this.domain);
+      if (service.maxSize !== undefined && file.size > service.maxSize) throw new upload.FileTooLargeError(file.size, service.maxSize);
+      try {
+        return upload.parseSlot(await this.iq(upload.slotRequest(service.jid, file)));
+      } catch (err) {
+        throw upload.uploadError(err, file.size, service.maxSize);
+      }
+    },
+    /** PUT bytes into a slot (with its headers); UploadHttpError on any status but 200/201 */
+    put: async (slot: upload.Slot, body: upload.PutRequest["body"], opts: { contentType?: string; size?: number; signal?: AbortSignal } = {}): Promise<void> => {
+      const size = upload.bodySize(body, opts.size);
+      const headers = { ...slot.headers, ...(opts.contentType ? { "Content-Type": opts.contentType } : {}) };
+      const res = await (this.options.httpPut ?? upload.fetchPut)({ url: slot.put, headers, body, size, ...(opts.signal ? { signal: opts.signal } : {}) });
+      if (res.status !== 200 && res.status !== 201) throw new upload.UploadHttpError(res.status, res.statusText ?? "", res.text ?? "");
+    },
+    /**
+     * Upload a file: slot, then PUT. `data` is a Blob (a browser File), bytes (ArrayBuffer,
+     * Uint8Array, a Node Buffer) or, in Node, a ReadableStream with its `size`. Resolves with
+     * the file as a message carries it (`sendFile`): its URL, name, size, type and, for images,
+     * the thumbnail the server made.
+     */
+    file: async (file: {
+      filename: string;
+      data: upload.PutRequest["body"];
+      size?: number;
+      contentType?: string;
+      /** an image's size in pixels, when the app knows it (sent as metadata) */
+      width?: number;
+      height?: number;
+      /** cancels the PUT */
+      signal?: AbortSignal;
+    }): Promise<upload.FileInfo> => {
+      const size = upload.bodySize(file.data, file.size);
+      const type = file.contentType || (typeof Blob !== "undefined" && file.data instanceof Blob && file.data.type) || undefined;
+      const slot = await this.upload.slot({ filename: file.filename, size, ...(type ? { contentType: type } : {}) });
+      await this.upload.put(slot, file.data, { size, ...(type ? { contentType: type } : {}), ...(file.signal ? { signal: file.signal } : {}) });
+      return {
+        url: slot.get,
+        name: file.filename,
+        size,
+        ...(type ? { type } : {}),
+        ...(file.width ? { width: file.width } : {}),
+        ...(file.height ? { height: file.height } : {}),
+        ...(slot.thumbnail ? { thumbnail: slot.thumbnail } : {}),
+      };
+    },
+  };
+
+  /**
+   * Send a file (uploaded with `upload.file`, or any http(s) URL) in a message: the URL as the
+   * body and XEP-0066 OOB data, with the metadata and thumbnail; resolves with the message's id.
+   * `type: "groupchat"` sends to a room.
+   */
+  async sendFile(to: string, file: upload.FileInfo, opts: { type?: "chat" | "groupchat"; id?: string } = {}): Promise<string> {
+    const id = opts.id ?? newId();
+    const type = opts.type ?? "chat";
+    await this.send(upload.fileMessage({ to: type === "groupchat" ? core.bare(to) : to, file, id, type }));
+    return id;
+  }
+
   readonly cs = {
     /** visitor: open a chat with a queue (its JID) by writing to it */
     start: (queue: string, text: string) => this.sendMessage(queue, text),
@@ -382,7 +580,44 @@ export class XmppdClient {
     accept: async (to: string, session?: string) => void (await this.iq(cs.acceptRequest(to, session))),
     reject: async (to: string, session?: string) => void (await this.iq(cs.rejectRequest(to, session))),
     transfer: async (to: string, target: { agent: string } | { queue: string }, session?: string) => void (await this.iq(cs.transferRequest(to, target, session))),
+    /** agents (one visitor's) and supervisors (all): past chats of a queue, newest first */
+    history: async (queue: string, opts: { visitor?: string; max?: number } = {}) => cs.parseSessions(await this.iq(cs.historyRequest(queue, opts))),
+    /** the visitor, agents and supervisors: one chat's lines (`component`: cs.<domain>) */
+    transcript: async (session: string, component?: string) => cs.parseTranscript(await this.iq(cs.transcriptRequest(component ?? this.csService, session))),
+    /** supervisors and admins: waiting, active, served, average wait, each agent's load */
+    figures: async (queue: string) => cs.parseFigures(await this.iq(cs.figuresRequest(queue))),
+    /** agents and supervisors: messages left while nobody served */
+    tickets: async (queue: string) => cs.parseTickets(await this.iq(cs.ticketsRequest(queue))),
+    /** server admins: create or change a queue (on cs.<domain> unless `component`) */
+    putQueue: async (q: cs.QueueSettings, component?: string) => void (await this.iq(cs.queueRequest(component ?? this.csService, q))),
+    deleteQueue: async (name: string, component?: string) => void (await this.iq(cs.deleteQueueRequest(component ?? this.csService, name))),
+    /** the queues (settings for admins and members only) */
+    queues: async (component?: string) => cs.parseQueues(await this.iq(cs.queuesRequest(component ?? this.csService))),
+    /** server admins: agent, supervisor, or "none" to remove */
+    setMember: async (queue: string, m: { jid: string; role: cs.MemberRole; nick?: string }) => void (await this.iq(cs.memberRequest(queue, m))),
+    /** supervisors and admins: the queue's members with their status */
+    members: async (queue: string) => cs.parseMembers(await this.iq(cs.membersRequest(queue))),
   };
+
+  /** The customer-service component of this server (cs.<domain>). */
+  get csService(): string {
+    return `cs.${this.domain}`;
+  }
+
+  /** Room moderation through the room's ad-hoc commands (what an admin screen lists and runs). */
+  readonly admin = {
+    /** the commands `room` offers us (moderators see mute, unmute, list; room admins mute-all) */
+    roomCommands: (room: string) => this.commands.list(core.bare(room)),
+    /** mute `member` (nick or JID) through the room's mute command; seconds: one of its durations */
+    muteMember: async (room: string, member: string, seconds: number, reason?: string) =>
+      notesOf(await this.commands.run(core.bare(room), `${NS.mute}#mute`, { member, seconds, ...(reason ? { reason } : {}) })),
+    unmuteMember: async (room: string, member: string) => notesOf(await this.commands.run(core.bare(room), `${NS.mute}#unmute`, { member })),
+    mutedMembers: async (room: string) => (await this.commands.run(core.bare(room), `${NS.mute}#list`)).form?.items ?? [],
+  };
+}
+
+function notesOf(r: adhoc.CommandResult): string[] {
+  return r.notes.map((n) => n.text);
 }
 
 /** Create a client and log in. */

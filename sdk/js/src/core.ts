@@ -2,6 +2,7 @@
 // chat markers (XEP-0333) and origin ids (XEP-0359), presence, roster (RFC 6121), MUC join
 // (XEP-0045) and archive pages (XEP-0313 with XEP-0059 RSM).
 import { NS } from "./ns.js";
+import { type FileInfo, parseFile } from "./upload.js";
 import { attrs, childNS, type Element, positive, ProtocolError, xml } from "./xml.js";
 
 export type MessageType = "chat" | "groupchat" | "normal" | "headline";
@@ -68,6 +69,14 @@ export interface ChatMessage {
   nick?: string;
   /** when the server delayed it (offline storage, room history, archive) */
   delay?: Date;
+  /** XEP-0308: this message corrects the message with this id */
+  replaces?: string;
+  /** XEP-0424: this message retracts the message with this id (its body is only a fallback) */
+  retracts?: string;
+  /** XEP-0280: a copy of a message our other device sent, or received */
+  carbon?: "sent" | "received";
+  /** a file (XEP-0066 OOB / XEP-0447): its URL (also the body), name, size, type, thumbnail */
+  file?: FileInfo;
   receiptRequested: boolean;
   markable: boolean;
   stanza: Element;
@@ -109,6 +118,12 @@ export function parseMessage(stanza: Element, archiveBy?: string): ChatMessage {
     if (nick !== undefined) m.nick = nick;
   }
   if (delay?.attrs.stamp) m.delay = new Date(delay.attrs.stamp);
+  const replaces = stanza.getChild("replace", NS.correct)?.attrs.id;
+  if (replaces) m.replaces = replaces;
+  const retracts = stanza.getChild("retract", NS.retract)?.attrs.id;
+  if (retracts) m.retracts = retracts;
+  const file = parseFile(stanza);
+  if (file) m.file = file;
   return m;
 }
 

@@ -39,6 +39,18 @@ export const builders = {
   "cs-resume": () => cs.resumeRequest(Q),
   "cs-transfer-agent": () => cs.transferRequest("s-a11c4ea218a7@cs.example.com", { agent: "bob@example.com" }),
   "cs-transfer-queue": () => cs.transferRequest("cs.example.com", { queue: "sales" }, "a11c4ea218a7"),
+  "cs-queue": () => cs.queueRequest("cs.example.com", { name: "support", displayName: "Support", strategy: "least-busy", capacity: 3, idleTimeout: 600, offerTimeout: 30, maxMisses: 3, hours: "09:00-17:00", welcome: "Hello!", offline: "Leave a message." }),
+  "cs-queue-partial": () => cs.queueRequest("cs.example.com", { name: "sales.cn", offerTimeout: 0 }),
+  "cs-delete-queue": () => cs.deleteQueueRequest("cs.example.com", "sales"),
+  "cs-queues": () => cs.queuesRequest("cs.example.com"),
+  "cs-member": () => cs.memberRequest(Q, { jid: "alice@example.com", role: "agent", nick: "Alice" }),
+  "cs-member-remove": () => cs.memberRequest(Q, { jid: "alice@example.com", role: "none" }),
+  "cs-members": () => cs.membersRequest(Q),
+  "cs-figures": () => cs.figuresRequest(Q),
+  "cs-history": () => cs.historyRequest(Q, { visitor: "vera@example.com", max: 20 }),
+  "cs-history-all": () => cs.historyRequest(Q),
+  "cs-transcript": () => cs.transcriptRequest("cs.example.com", "a11c4ea218a7"),
+  "cs-tickets": () => cs.ticketsRequest(Q),
 };
 
 /** The extension payload of a built stanza: its child in one of xmppd's namespaces. */

@@ -111,3 +111,31 @@ test("MAM page query: a form with `with`, RSM max and before (empty: the newest 
   assert.equal(older.attrs.to, "r@c");
   assert.equal(older.getChild("query").getChild("set").getChildText("before"), "A1");
 });
+
+test("customer-service administration and supervision: builders and parsers on the examples of tests/data", () => {
+  same(payload(builders["cs-queue"]()), example("cs/valid/queue.xml"));
+  same(payload(builders["cs-member"]()), example("cs/valid/member.xml"));
+  const wrap = (path) => parseXml(`<iq type='result'>${readFileSync(new URL(path, DATA), "utf8")}</iq>`);
+  assert.deepEqual(cs.parseFigures(wrap("cs/valid/figures.xml")), {
+    queue: "support@cs.example.com", waiting: 2, active: 1, served: 7, averageWait: 12.5,
+    agents: [{ jid: "alice@example.com", nick: "Alice", load: 1, capacity: 3, status: "available" }],
+  });
+  assert.deepEqual(cs.parseSessions(wrap("cs/valid/history.xml")), [{
+    id: "a11c4ea218a7", queue: "support@cs.example.com", visitor: "vera@example.com", state: "closed", created: new Date("2026-01-01T12:00:00Z"),
+    agent: "alice@example.com", nick: "Alice", wait: 3, closed: new Date("2026-01-01T12:10:00Z"), reason: "visitor", rating: 5, comment: "thanks",
+  }]);
+  assert.deepEqual(cs.parseTickets(wrap("cs/valid/tickets.xml")), [{ id: 1, visitor: "vera@example.com", created: new Date("2026-01-01T12:00:00Z"), text: "Please call me back" }]);
+  assert.deepEqual(cs.parseQueues(parseXml(`<iq type='result'><queues xmlns='urn:xmppd:cs:0'>${readFileSync(new URL("cs/valid/queue.xml", DATA), "utf8").replace(' xmlns="urn:xmppd:cs:0"', "")}</queues></iq>`)), [{
+    name: "support", displayName: "Support", strategy: "least-busy", capacity: 3, idleTimeout: 600, offerTimeout: 30, maxMisses: 3, hours: "09:00-17:00", welcome: "Hello!", offline: "Leave a message.",
+  }]);
+  assert.deepEqual(cs.parseMembers(parseXml(`<iq type='result'><members xmlns='urn:xmppd:cs:0'><member jid='a@b' role='agent' nick='A' status='paused'/></members></iq>`)), [{ jid: "a@b", role: "agent", nick: "A", status: "paused" }]);
+  assert.deepEqual(cs.parseTranscript(parseXml(`<iq type='result'><transcript xmlns='urn:xmppd:cs:0' session='s1'><line role='visitor' nick='vera' at='2026-01-01T12:00:00Z'>hi</line></transcript></iq>`)),
+    [{ role: "visitor", nick: "vera", at: new Date("2026-01-01T12:00:00Z"), text: "hi" }]);
+  assert.throws(() => cs.parseFigures(parseXml(`<iq type='result'><figures xmlns='urn:xmppd:cs:0' average-wait='soon'/></iq>`)), /decimal/);
+  assert.throws(() => cs.parseTickets(parseXml(`<iq type='result'/>`)), /tickets/);
+  assert.throws(() => cs.queueRequest("c", { name: "Support" }), RangeError);
+  assert.throws(() => cs.queueRequest("c", { name: "s", capacity: 0 }), RangeError);
+  assert.throws(() => cs.queueRequest("c", { name: "s", offerTimeout: -1 }), RangeError);
+  assert.throws(() => cs.memberRequest("q", { jid: "a@b", role: "boss" }), RangeError);
+  assert.throws(() => cs.historyRequest("q", { max: 0 }), RangeError);
+});

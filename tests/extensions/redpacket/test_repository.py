@@ -434,3 +434,24 @@ async def test_both_sqlite_grab_paths_store_no_best_luck_for_equal_packets(reque
             last = await database.run_txn(txn, pid, f"c.{pid}@example.com", at(2))
             assert last.remaining_count == 0 and last.best_luck is None
             assert (await repo.get_packet(pid)).best_luck is None
+
+
+async def test_move_once_applies_a_key_once_and_refuses_it_for_another_move(rp_repo) -> None:
+    from xmppd_extensions.redpacket.repository import IdempotencyConflict, InsufficientFunds
+
+    entry, replayed = await rp_repo.move_once("k1", "a@x", "topup", 100, None, at())
+    assert not replayed and entry.balance_after == 100
+    again, replayed = await rp_repo.move_once("k1", "a@x", "topup", 100, None, at(1))
+    assert replayed and again == entry
+    assert await rp_repo.balance("a@x") == 100
+    with pytest.raises(IdempotencyConflict):
+        await rp_repo.move_once("k1", "a@x", "topup", 99, None, at())
+    with pytest.raises(IdempotencyConflict):
+        await rp_repo.move_once("k1", "b@x", "topup", 100, None, at())
+    with pytest.raises(InsufficientFunds):
+        await rp_repo.move_once("k2", "a@x", "adjust", -101, "withdraw", at())
+    out, replayed = await rp_repo.move_once("k2", "a@x", "adjust", -40, "withdraw", at())
+    assert not replayed and out.balance_after == 60
+    with pytest.raises(ValueError):
+        await rp_repo.move_once("k3", "a@x", "adjust", -1, None, at())
+    assert (await rp_repo.audit()).ok

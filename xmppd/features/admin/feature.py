@@ -216,19 +216,20 @@ class Admin(Feature):
             notes.append(Note(self._t(ex, "note.no_session", jids=", ".join(none)), "warn"))
         return Result(tuple(notes))
 
-    def _online(self) -> list[JID]:
-        return sorted((j for j in self.ctx.sessions.accounts() if j.domain == self.ctx.domain), key=str)
+    async def _online(self) -> list[JID]:
+        """The accounts with a session on any node of the cluster (this one alone: its own)."""
+        return sorted((j for j in await self.ctx.router.online_accounts() if j.domain == self.ctx.domain), key=str)
 
     async def _registered_num(self, ex: Execution) -> Result:
         n = await self.ctx.accounts.count(self.ctx.domain)
         return Result(form=_result(Field("registeredusersnum", "text-single", "The number of registered users", values=(str(n),))))
 
     async def _online_num(self, ex: Execution) -> Result:
-        n = len(self._online())
+        n = len(await self._online())
         return Result(form=_result(Field("onlineusersnum", "text-single", "The number of online users", values=(str(n),))))
 
     async def _online_list(self, ex: Execution) -> Result:
-        users = self._online()
+        users = await self._online()
         limit = ex.values.get("max_items") or "none"
         if limit != "none":
             users = users[: int(limit)]

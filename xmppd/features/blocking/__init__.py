@@ -23,6 +23,12 @@ Blocklists are cached in memory (loaded at session bind or on demand, replaced w
 change, bounded LRU), so the hot path costs a dict lookup. The usernames whose blocklist is not
 empty are loaded at start and kept up to date by every change: for everyone else (most users)
 nothing is read from the database and the enforcement hooks return at once.
+
+Several cluster nodes: every change (and an account's deletion) publishes the invalidation
+``blocking`` (xmppd/core/invalidation.py); the other nodes then take the account for a possible
+owner, drop its cached list and reload it at once if it has sessions there (so the enforcement
+hooks, which read only pinned lists, hold from then on). A lost connection to the other nodes
+reloads the owners and every pinned list.
 """
 from __future__ import annotations
 
@@ -106,8 +112,10 @@ class Blocking(Feature):
         self._lru: collections.OrderedDict[JID, frozenset[str]] = collections.OrderedDict()
         self._nonempty = 0  # cached blocklists that are not empty: zero makes DELIVER free
         self._listeners: list[ChangeListener] = []
+        self._generation = 0  # moves at every invalidation: a load racing with one keeps nothing
         # Local usernames with a non-empty blocklist; every other local account's list is empty.
         self._owners: set[str] = set(await self.repo.owners(self.ctx.domain))
+        self._inval = self.ctx.invalidation("blocking", self._invalidated, self._flush)
 
     def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
         """Be told of blocklist changes (synchronously, after the pushes)."""
@@ -160,9 +168,35 @@ class Blocking(Feature):
         cached = self._cached(bare)
         if cached is not None:
             return cached
+        generation = self._generation
         jids = await self.repo.get(bare.local or "", bare.domain)
-        self._put(bare, jids)
+        if generation == self._generation:  # else invalidated meanwhile: not kept
+            self._put(bare, jids)
+            if bare.domain == self.ctx.domain:
+                self._track(bare, jids)
         return jids
+
+    async def _invalidated(self, key: str) -> None:
+        """Another node changed this account's blocklist (or deleted the account)."""
+        bare = JID.parse(key)
+        self._generation += 1
+        if bare.domain == self.ctx.domain:
+            self._owners.add(bare.local or "")  # until a load says it is empty
+        pinned = bare in self._online
+        self._drop(bare)
+        if pinned and self.ctx.sessions.has_account_sessions(bare):
+            jids = await self.repo.get(bare.local or "", bare.domain)
+            self._track(bare, jids)
+            self._put(bare, jids)
+
+    async def _flush(self) -> None:
+        """Invalidations may have been missed: reload the owners and every pinned list."""
+        self._generation += 1
+        self._owners = set(await self.repo.owners(self.ctx.domain))
+        for bare in list(self._lru):
+            self._drop(bare)
+        for bare in list(self._online):
+            self._put(bare, _EMPTY if self._known_empty(bare) else await self.repo.get(bare.local or "", bare.domain))
 
     async def is_blocked(self, user: JID, other: JID) -> bool:
         """Has the local account ``user`` blocked ``other``?"""
@@ -192,6 +226,7 @@ class Blocking(Feature):
         self._drop(e.jid)
         if e.domain == self.ctx.domain:
             self._owners.discard(e.username)
+        self._inval.publish(str(e.jid))
         return Flow.CONTINUE
 
     # ---------------------------------------------------------------- protocol
@@ -247,6 +282,7 @@ class Blocking(Feature):
         await self._send_unavailable(user, added)
         self._track(user, after)
         self._put(user, after)
+        self._inval.publish(str(user))
         await self._push(user, _BLOCK, sorted(set(jids)))
         self._notify(user, added, frozenset())
         self.log.info("%s blocked %d JIDs", user, len(added))
@@ -260,6 +296,7 @@ class Blocking(Feature):
         after = await self.repo.unblock(user.local or "", user.domain, jids or None)
         self._track(user, after)
         self._put(user, after)
+        self._inval.publish(str(user))
         self._answer(req)
         await self._push(user, _UNBLOCK, sorted(set(jids)))
         self._notify(user, frozenset(), before - after)
@@ -375,10 +412,15 @@ class Blocking(Feature):
         mine = self._online.get(owner.bare)
         if mine and matches(mine, frm):
             # The recipient blocked the sender.
-            if d.kind == "iq" and d.stanza.get("type") in ("get", "set"):
-                # Straight back to the sender's session (no delivery hooks: the error is ours).
+            typ = d.stanza.get("type")
+            live_message = (d.kind == "message" and typ not in ("error", "groupchat", "headline")
+                            and d.stanza.find("{urn:xmpp:delay}delay") is None)  # not one stored offline long ago
+            if d.kind == "iq" and typ in ("get", "set") or live_message:
+                # Straight back to the sender's session (no delivery hooks: the error is ours). A
+                # message gets here when another cluster node routed it before it learnt of the
+                # block (the invalidation was on its way): the same answer as at routing.
                 self.ctx.router.bounce(
-                    Routed(d.stanza, "iq", frm, owner, None),
+                    Routed(d.stanza, d.kind, frm, owner, None),
                     StanzaError(Condition.SERVICE_UNAVAILABLE, "the recipient is not available"),
                 )
             return Flow.STOP

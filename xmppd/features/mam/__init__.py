@@ -162,6 +162,12 @@ class Mam(Feature):
 
     repo: MamRepository
 
+    def _metrics(self) -> list[Any]:
+        """/metrics: records waiting for their group commit (xmppd/metrics.py)."""
+        from ...metrics import gauge
+
+        return [gauge("xmppd_archive_queue", "Archive records enqueued and not stored yet on this node", self._enqueued - self._stored)]
+
     async def setup(self) -> None:
         self.repo = SqlMamRepository(self.ctx.db)
         self.ids: IdCodec = await self.repo.open()
@@ -172,6 +178,7 @@ class Mam(Feature):
         self._renewer = self.ctx.spawn(self._lease.keep(), "mam-lease")
         self._queue: asyncio.Queue[ArchivedMessage] = asyncio.Queue(self.options.queue_size)
         self._inflight: list[ArchivedMessage] = []
+        self.ctx.add_metrics(self._metrics)
         self._wake = asyncio.Event()  # batch_size records wait, or somebody waits for a ticket
         self._lock = asyncio.Lock()
         # Commit tickets (xmppd.core.durability): [records enqueued up to it, ticket], oldest first.
@@ -180,6 +187,9 @@ class Mam(Feature):
         self._enqueued = 0  # records ever enqueued ...
         self._stored = 0  # ... and stored (always a prefix: the queue is FIFO)
         self._prefs: dict[str, Prefs] = {}
+        self._prefs_generation = 0  # moves at every invalidation: a load racing with one keeps nothing
+        # Another cluster node's change of someone's preferences (xmppd/core/invalidation.py).
+        self._prefs_inval = self.ctx.invalidation("mam-prefs", self._prefs_invalidated, self._prefs_flush)
         # Quota bookkeeping (max_bytes_per_user): stored bytes per owner as last read or kept up
         # to date since, and bytes queued, not stored yet.
         self._quota = self.options.max_bytes_per_user
@@ -197,6 +207,7 @@ class Mam(Feature):
             self.ctx.on_teardown(muc.events.add(E.CONFIG_FORM, self._room_form))
             self.ctx.on_teardown(muc.events.add(E.ROOM_DISCO_INFO, self._room_disco))
             self.ctx.on_teardown(muc.events.add(E.ROOM_DESTROYED, self._room_destroyed))
+            self.ctx.on_teardown(muc.events.add(E.ROOM_LOADED, self._room_loaded))
             self.ctx.on_teardown(muc.add_logger(self.room_archiving))  # status 170 for archived rooms
             for typ in ("get", "set"):
                 self.ctx.add_iq_handler(typ, f"{{{MAM}}}query", self._room_query, target=Target.BARE, domain=muc.domain)
@@ -357,11 +368,21 @@ class Mam(Feature):
     async def prefs_of(self, owner: str) -> Prefs:
         p = self._prefs.get(owner)
         if p is None:
+            generation = self._prefs_generation
             p = await self.repo.get_prefs(owner) or Prefs(self.options.default_mode)
-            if len(self._prefs) > 50_000:
-                self._prefs.clear()
-            self._prefs[owner] = p
+            if generation == self._prefs_generation:
+                if len(self._prefs) > 50_000:
+                    self._prefs.clear()
+                self._prefs[owner] = p
         return p
+
+    def _prefs_invalidated(self, owner: str) -> None:
+        self._prefs_generation += 1
+        self._prefs.pop(owner, None)
+
+    def _prefs_flush(self) -> None:
+        self._prefs_generation += 1
+        self._prefs.clear()
 
     async def _wanted(self, owner: JID, other: JID) -> bool:
         p = await self.prefs_of(str(owner))
@@ -392,7 +413,7 @@ class Mam(Feature):
             return Flow.CONTINUE
         if not await self._wanted(owner, r.from_jid):
             return Flow.CONTINUE
-        if not self.ctx.sessions.has_account_sessions(owner) and await self.ctx.accounts.get(owner.local, owner.domain) is None:  # type: ignore[arg-type]
+        if not await self.ctx.account_exists(owner):
             return Flow.CONTINUE  # no such account: the router bounces it
         seq, sid = await self._new_id()
         stamp = copy.copy(_STANZA_ID_TEMPLATE)  # cheaper than SubElement(..., nsmap=...), same XML
@@ -439,7 +460,7 @@ class Mam(Feature):
             peer = to.bare
             if (to.domain == self.ctx.domain and to.local is not None and not self._already_archived(r.stanza, str(peer))
                     and await self._over_quota(str(peer), size + _STAMP_BYTES + len(str(peer))) and await self._wanted(peer, owner)
-                    and (self.ctx.sessions.has_account_sessions(peer) or await self.ctx.accounts.get(peer.local, peer.domain) is not None)):
+                    and await self.ctx.account_exists(peer)):
                 return self._refuse(r, str(peer))
         if not wanted:
             return Flow.CONTINUE
@@ -459,6 +480,7 @@ class Mam(Feature):
         await self.flush()
         await self.repo.delete_owner(owner)
         self._prefs.pop(owner, None)
+        self._prefs_inval.publish(owner)
         self._used.pop(owner, None)
         return Flow.CONTINUE
 
@@ -504,6 +526,21 @@ class Mam(Feature):
     async def _room_destroyed(self, ev: Any) -> Flow:
         await self.flush()
         await self.repo.delete_owner(ev.room.jid_s)
+        return Flow.CONTINUE
+
+    async def _room_loaded(self, ev: Any) -> Flow:
+        """A room loaded by the cluster node that acquired it (docs/cluster.md §5): its history
+        sent on join is the archive's last messages with a body (what the previous owner kept
+        in memory and lost)."""
+        room = ev.room
+        size = room.config.history_length
+        if not size or not self.room_archiving(room):
+            return Flow.CONTINUE
+        page = await self.repo.query(ArchiveQuery(owner=room.jid_s, max=size, before=""))
+        for m in page.items:
+            el = etree.fromstring(m.stanza, _PARSER)
+            if el.find(f"{{{ns.CLIENT}}}body") is not None:
+                room.history.add(el, m.ts / 1_000_000)
         return Flow.CONTINUE
 
     async def _room_query(self, req: IqRequest) -> Any:
@@ -671,6 +708,7 @@ class Mam(Feature):
         owner = str(req.to.bare)
         await self.repo.set_prefs(owner, prefs)
         self._prefs[owner] = prefs
+        self._prefs_inval.publish(owner)
         return self._prefs_element(prefs)
 
     def _prefs_element(self, p: Prefs) -> etree._Element:

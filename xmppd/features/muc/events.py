@@ -102,6 +102,14 @@ class RoomDestroyed:
     alternate: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class RoomLoaded:
+    """A persistent room was loaded from the database by a cluster node that acquired it
+    (docs/cluster.md §5): what extensions keep of it elsewhere may be restored now (the
+    archive gives back the discussion history sent on join)."""
+    room: "Room"
+
+
 @dataclass(slots=True)
 class PrivateMessage:
     """A private message between occupants; raise ``StanzaError`` to refuse, STOP to drop."""
@@ -172,6 +180,7 @@ AFFILIATION_CHANGED: Hook[AffiliationChanged] = Hook("muc/affiliation-changed")
 ROOM_DISCO_INFO: Hook[RoomDiscoInfo] = Hook("muc/room-disco-info")
 CONFIG_FORM: Hook[ConfigForm] = Hook("muc/config-form")
 ROOM_DESTROYED: Hook[RoomDestroyed] = Hook("muc/room-destroyed")
+ROOM_LOADED: Hook[RoomLoaded] = Hook("muc/room-loaded")
 PRIVATE_MESSAGE: Hook[PrivateMessage] = Hook("muc/private-message")
 
 
@@ -187,7 +196,7 @@ class RoomEvents(HookChains):
 
 __all__: list[Any] = [
     "PRE_JOIN", "SPEECH", "ROLE_CHANGE_REQUEST", "Speech", "SpeechKind", "RoleChangeRequest", "GROUPCHAT_BEFORE_BROADCAST", "OCCUPANT_ROLE_CHANGED", "AFFILIATION_CHANGED",
-    "ROOM_DISCO_INFO", "CONFIG_FORM", "ROOM_DESTROYED", "PRIVATE_MESSAGE", "RoomEvents",
+    "ROOM_DISCO_INFO", "CONFIG_FORM", "ROOM_DESTROYED", "ROOM_LOADED", "PRIVATE_MESSAGE", "RoomEvents",
     "PreJoin", "GroupchatBeforeBroadcast", "OccupantRoleChanged", "AffiliationChanged",
-    "RoomDiscoInfo", "ConfigForm", "RoomDestroyed", "PrivateMessage",
+    "RoomDiscoInfo", "ConfigForm", "RoomDestroyed", "RoomLoaded", "PrivateMessage",
 ]

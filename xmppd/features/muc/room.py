@@ -90,6 +90,7 @@ class Room:
         self.history = History(config.history_length)
         self.locked = False  # §10.1.1: a new room is locked until its owner configures it
         self.destroyed = False
+        self.fence = 0  # the cluster lease's token this node holds the room with (0: no cluster)
         o = service.options
         self.invitations = PendingInvitations(o.max_pending_invitations, o.invitation_ttl, service.now)
 
@@ -120,6 +121,21 @@ class Room:
     async def set_affiliation(self, jid: JID, aff: Affiliation, *, actor: JID | None = None, reason: str | None = None, nick: str | None = None) -> None:
         """Change a user's affiliation (stored when the room is persistent); no permission check."""
         await self._apply_affiliation(jid.bare, aff, actor, reason, nick)
+
+    async def set_affiliations(self, changes: "Iterable[tuple[JID, Affiliation]]", *, reason: str | None = None) -> None:
+        """Affiliation changes made by the service itself (the REST API: no actor, so no rank is
+        checked), all checked before any is applied: the room keeps at least one owner."""
+        changes = [(j.bare, a) for j, a in changes]
+        new_affs = {j: Affiliation(a.affiliation) for j, a in self.affiliations.items()}
+        for target, aff in changes:
+            if aff is Affiliation.NONE:
+                new_affs.pop(target, None)
+            else:
+                new_affs[target] = aff
+        if self.affiliations and not any(a is Affiliation.OWNER for a in new_affs.values()):
+            raise StanzaError(Condition.CONFLICT, "a room keeps at least one owner")
+        for target, aff in changes:
+            await self._apply_affiliation(target, aff, None, reason, None)
 
     async def may_speak(self, speaker: JID, kind: E.SpeechKind, *, stanza: etree._Element | None = None,
                         recipient: Occupant | None = None, feature: str | None = None, role: Role | None = None) -> None:
@@ -748,7 +764,7 @@ class Room:
             self.affiliations[bare] = StoredAffiliation(aff.value, nick, reason)
         svc = self.service
         if self.config.persistent:
-            await svc.repo.set_affiliation(self.jid_s, str(bare), self.affiliations.get(bare))
+            await svc.repo.set_affiliation(self.jid_s, str(bare), self.affiliations.get(bare), self.fence)
         occ = self.occupants.of_bare(bare)
         if aff is Affiliation.OUTCAST or (self.config.members_only and aff.rank < Affiliation.MEMBER.rank):
             if bare in self.subscribers:
@@ -776,7 +792,7 @@ class Room:
         else:
             self.subscribers[bare] = sub
         if self.config.persistent:
-            await self.service.repo.set_subscription(self.jid_s, str(bare), StoredSubscription(sub.nick, tuple(sorted(sub.nodes))) if sub else None)
+            await self.service.repo.set_subscription(self.jid_s, str(bare), StoredSubscription(sub.nick, tuple(sorted(sub.nodes))) if sub else None, self.fence)
         if sub is None:
             await self.service.maybe_vanish(self)
 
@@ -910,7 +926,7 @@ class Room:
         if new.persistent and not old.persistent:
             await svc.repo.save_room(self.stored())
         elif old.persistent and not new.persistent:
-            await svc.repo.delete_room(self.jid_s)
+            await svc.repo.delete_room(self.jid_s, self.fence)
         elif new.persistent:
             await svc.persist_state(self)
         if new.members_only and not old.members_only:
@@ -960,6 +976,7 @@ class Room:
             self.jid_s, self.config.to_json(), self.subject, self.subject_nick,
             {str(j): StoredAffiliation(a.affiliation, a.nick, a.reason) for j, a in self.affiliations.items()},
             {str(j): StoredSubscription(s.nick, tuple(sorted(s.nodes))) for j, s in self.subscribers.items()},
+            self.fence,
         )
 
     @classmethod

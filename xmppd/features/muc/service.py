@@ -19,7 +19,7 @@ from ...config import NonNegativeInt, Positive, PositiveInt
 from ...core import hooks as H
 from ...core.dispatch import Target
 from ...core.feature import Feature
-from ...core.hooks import Flow, Routed, SessionEvent
+from ...core.hooks import Flow, NodeEvent, Routed, SessionEvent
 from ...core.limits import SlidingCounter
 from ...errors import Condition, StanzaError
 from ...jid import JID
@@ -34,7 +34,7 @@ from .affiliations import Affiliation, Role
 from .config_form import RoomConfig
 from .events import ROOM_DISCO_INFO, RoomDiscoInfo, RoomEvents
 from .invitations import SenderRate
-from .repository import MucRepository, SqlMucRepository, StoredAffiliation
+from .repository import FencedOut, MucRepository, SqlMucRepository, StoredAffiliation
 from .room import Room
 
 _PING = C.q(C.PING, "ping")
@@ -83,6 +83,8 @@ class MucService:
         o = self.options
         self.invite_rate = SenderRate(o.invite_rate, o.invite_window, clock=self.ctx.clock.now)
         self.voice_requests = SlidingCounter(1, o.voice_request_interval, clock=self.ctx.clock.now)
+        # Rooms across cluster nodes (``clustered.RoomCluster``); None on one node.
+        self.cluster: Any = None
 
     def logged(self, room: Room) -> bool:
         """Whether anything records this room's discussion (XEP-0045 status codes 170/171)."""
@@ -122,11 +124,11 @@ class MucService:
         if self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
         if room.config.persistent:
-            await self.repo.delete_room(room.jid_s)
+            await self.repo.delete_room(room.jid_s, room.fence)
 
     async def persist_state(self, room: Room) -> None:
         if room.config.persistent:
-            await self.repo.update_room(room.jid_s, room.config.to_json(), room.subject, room.subject_nick)
+            await self.repo.update_room(room.jid_s, room.config.to_json(), room.subject, room.subject_nick, room.fence)
 
     async def fanout(self, el: etree._Element, fulls: list[JID], kind: str) -> None:
         """Deliver ``el`` (no 'to', not changed meanwhile) to the occupants' sessions ``fulls``
@@ -142,29 +144,45 @@ class MucService:
 
     # ---------------------------------------------------------------- entry point
 
-    async def receive(self, r: Routed) -> None:
+    async def receive(self, r: Routed, hops: int = 0) -> None:
+        """A stanza for the service or one of its rooms (``hops``: forwarded by other cluster
+        nodes that many times; a room is handled on the node owning it, see ``clustered``)."""
         to = r.to
         assert to is not None
         kind = r.kind
+        cluster = self.cluster
         try:
             if to.local is None:
                 await self._to_service(r)
                 return
-            room = self.rooms.get(to.bare)
-            if room is None:
-                room = await self._missing(r, to)
-                if room is None:
-                    return
-            if kind == "presence":
-                await room.presence(r, to.resource)
-                if room.is_empty:
-                    await self.maybe_vanish(room)
-            elif kind == "message":
-                await room.message(r, to.resource)
-            else:
-                await self._room_iq(room, r, to.resource)
+            if cluster is not None and not await cluster.here(r, hops):
+                return
+            try:
+                await self._to_room(r, to, kind)
+            finally:
+                if cluster is not None and to.bare not in self.rooms:
+                    await cluster.released(to.bare)
         except StanzaError as err:
             await self._bounce(r, err)
+        except FencedOut as exc:
+            if cluster is not None:
+                await cluster.fenced_out(to.bare, exc)
+            await self._bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, "the room moved to another node: try again"))
+
+    async def _to_room(self, r: Routed, to: JID, kind: str) -> None:
+        room = self.rooms.get(to.bare)
+        if room is None:
+            room = await self._missing(r, to)
+            if room is None:
+                return
+        if kind == "presence":
+            await room.presence(r, to.resource)
+            if room.is_empty:
+                await self.maybe_vanish(room)
+        elif kind == "message":
+            await room.message(r, to.resource)
+        else:
+            await self._room_iq(room, r, to.resource)
 
     async def _bounce(self, r: Routed, err: StanzaError) -> None:
         typ = r.stanza.get("type")
@@ -188,6 +206,17 @@ class MucService:
             return None
         raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {to.bare}")
 
+    async def create_room(self, jid: JID, creator: JID, config: RoomConfig | None = None) -> Room:
+        """A room made by the service for ``creator`` (the REST API): the rules of a room
+        created by presence (who may create, rooms per user), ``creator`` its owner, then
+        configured at once with ``config`` (the defaults when None), so it is unlocked."""
+        if jid in self.rooms:
+            raise StanzaError(Condition.CONFLICT, f"the room {jid} exists already")
+        room = self._create(jid, creator)
+        self._created.discard(id(room))
+        await room.reconfigure(config if config is not None else room.config.copy())
+        return room
+
     def _create(self, jid: JID, creator: JID) -> Room:
         """§10.1: the creator becomes owner; the room stays locked until configured."""
         opts = self.options
@@ -206,6 +235,8 @@ class MucService:
         ))
         room.affiliations[creator.bare] = StoredAffiliation(Affiliation.OWNER.value)
         room.locked = opts.lock_new_rooms
+        if self.cluster is not None:
+            room.fence = self.cluster.token(jid)
         self.rooms[jid] = room
         self._created.add(id(room))
         if room.config.persistent:
@@ -392,6 +423,8 @@ class MucService:
     async def session_gone(self, full: JID) -> None:
         for room in list(self.joined.get(full, ())):
             await room.leave(full, None)
+        if self.cluster is not None and self.cluster.joined_elsewhere(full):
+            await self.cluster.session_gone(full)  # the rooms other nodes own
 
     async def shutdown(self) -> None:
         """§7.2.x status 332: tell everyone still in a room that the service is going away."""
@@ -430,6 +463,27 @@ class Muc(Feature):
         self.ctx.on_teardown(self.ctx.feature("disco").add_item(domain, self.options.name))
         self.ctx.add_hook(H.SESSION_CLOSED, self._session_closed)
         self.ctx.add_hook(H.PRESENCE_BROADCAST, self._presence_broadcast, priority=10)
+        from ...api import rooms as rooms_api
+
+        self.ctx.add_api(rooms_api.operations(self))
+        self.ctx.add_hook(H.NODE_DOWN, self._node_down)
+
+    async def join_cluster(self, port: Any) -> Callable[[], Any]:
+        """The cluster started (docs/cluster.md §5): from now on a room lives on the node that
+        holds its lease and is loaded there when acquired, so the rooms loaded at start go."""
+        from .clustered import RoomCluster
+
+        svc = self.service
+        for room in list(svc.rooms.values()):
+            if room.is_empty:
+                del svc.rooms[room.jid]
+        svc.cluster = RoomCluster(svc, port)
+        return svc.cluster.leave
+
+    async def _node_down(self, ev: NodeEvent) -> Flow:
+        if self.service.cluster is not None:
+            await self.service.cluster.node_down(ev)
+        return Flow.CONTINUE
 
     async def teardown(self) -> None:
         await self.service.shutdown()
@@ -452,14 +506,18 @@ class Muc(Feature):
     def rooms(self) -> list[Room]:
         return list(self.service.rooms.values())
 
+    def _in_rooms(self, full: JID) -> bool:
+        svc = self.service
+        return full in svc.joined or (svc.cluster is not None and svc.cluster.joined_elsewhere(full))
+
     async def _session_closed(self, ev: SessionEvent) -> Flow:
-        if ev.session.jid is not None and ev.session.jid in self.service.joined:
+        if ev.session.jid is not None and self._in_rooms(ev.session.jid):
             await self.service.session_gone(ev.session.jid)
         return Flow.CONTINUE
 
     async def _presence_broadcast(self, r: Routed) -> Flow:
         # RFC 6121 §4.6: a client going offline leaves every room it had joined.
-        if r.stanza.get("type") == "unavailable" and r.from_jid in self.service.joined:
+        if r.stanza.get("type") == "unavailable" and self._in_rooms(r.from_jid):
             await self.service.session_gone(r.from_jid)
         return Flow.CONTINUE
 

@@ -11,7 +11,9 @@ gets a publish (§5): an iq set from the account's bare JID to the app server, w
 ``urn:xmpp:push:summary`` form in ``<notification/>`` and the stored publish-options. MUC/Sub
 events and other messages routed to the account's bare JID count too. What the summary tells
 is ``[push] include``: "count" (message-count only), "sender" (plus last-message-sender) or
-"body" (plus last-message-body). The count is of messages since the account was last online.
+"body" (plus last-message-body, except for an end-to-end encrypted message, whose body is only
+a fallback text). The count is of messages since the account was last online. The app server
+may be an account or an external component (XEP-0114, ``xmppd/features/component``).
 Publishing runs in the background and never delays delivery; an app server that answers
 with an error of type cancel or auth loses the registration (§6).
 """
@@ -146,7 +148,9 @@ class Push(Feature):
     def _notify(self, bare: JID, msg: etree._Element, sender: JID) -> None:
         count = self._pending.get(bare, 0) + 1
         self._pending[bare] = count
-        body = msg.findtext(_BODY)
+        # An end-to-end encrypted message's body is only a fallback text ("I sent you an OMEMO
+        # encrypted message"): no preview then, the app shows its own text.
+        body = None if _encrypted(msg) else msg.findtext(_BODY)
         self.ctx.spawn(self._publish_all(bare, count, sender, body), "push-publish")
 
     async def _publish_all(self, bare: JID, count: int, sender: JID, body: str | None) -> None:
@@ -190,6 +194,20 @@ class Push(Feature):
             self.log.info("push to %s for %s failed (%s)", reg.service, bare, etype)
             if etype in ("cancel", "auth"):
                 await self.repo.disable(bare.local, bare.domain, reg.service, reg.node)  # type: ignore[arg-type]
+
+
+# XEP-0380 explicit encryption, OMEMO (0.3 and 2), OpenPGP for XMPP, legacy OpenPGP (XEP-0027).
+_ENCRYPTED = frozenset((
+    "{urn:xmpp:eme:0}encryption",
+    "{eu.siacs.conversations.axolotl}encrypted",
+    "{urn:xmpp:omemo:2}encrypted",
+    "{urn:xmpp:openpgp:0}openpgp",
+    "{jabber:x:encrypted}x",
+))
+
+
+def _encrypted(msg: etree._Element) -> bool:
+    return any(child.tag in _ENCRYPTED for child in msg)
 
 
 def _notifiable(msg: etree._Element) -> bool:

@@ -22,13 +22,14 @@ Consistency rules (the cache is never stale as long as this process is the only 
   entries of owners no longer cacheable are dropped too (should a session-end hook not have run).
 
 Several nodes on one MariaDB: a node only caches rosters of accounts with sessions on that node,
-but today every node writes the roster of any account of the domain (the subscription handshake
-writes the contact's roster on the sender's node), so another node's writes are not seen by this
-node's cache until the entry is reloaded; the guarded writes above catch the visible changes
-(they bump the counter) at this node's next write, not changes of a pending request alone. A
-cluster needs one of: route every roster write to the node holding the owner's sessions (the
-cluster router: then this scheme stays exact), or publish "roster of X changed" to the other
-nodes (drop the entry), or check the counter row before trusting an entry (one read per use).
+but any node writes the roster of any account of the domain (the subscription handshake writes
+the contact's roster on the sender's node). So every write (``change``, ``apply``,
+``delete_all``), committed or not, calls ``written(owner)``: the roster feature publishes the
+invalidation ``roster`` (xmppd/core/invalidation.py), and every other node runs
+:meth:`invalidate` (drop the owner's entry; reloaded at its next use). A load that raced with an
+invalidation keeps nothing (a generation counter), and a lost connection to the other nodes
+runs :meth:`clear`. The guarded writes above remain the backstop for the milliseconds an
+invalidation takes to arrive.
 """
 from __future__ import annotations
 
@@ -90,9 +91,12 @@ def _jids(rows: object) -> tuple[JID, ...]:
 class CachedRosterRepository:
     """A write-through cache of whole rosters in front of ``backend`` (see the module doc)."""
 
-    def __init__(self, backend: RosterRepository, cacheable: Callable[[JID], bool]) -> None:
+    def __init__(self, backend: RosterRepository, cacheable: Callable[[JID], bool],
+                 written: Callable[[JID], None] | None = None) -> None:
         self.backend = backend
         self._cacheable = cacheable
+        self._written = written or (lambda owner: None)
+        self._generation = 0  # moves at every invalidation: a load racing with one keeps nothing
         self._entries: dict[JID, Entry] = {}
         self._locks: dict[JID, list] = {}  # type: ignore[type-arg]  # owner -> [lock, users]
         self._since_sweep = 0
@@ -123,6 +127,17 @@ class CachedRosterRepository:
         if self._entries.pop(owner, None) is not None:
             self.drops += 1
 
+    def invalidate(self, owner: JID) -> None:
+        """Another node wrote the owner's roster: drop the entry (a load in progress keeps nothing)."""
+        self._generation += 1
+        self.forget(owner)
+
+    def clear(self) -> None:
+        """Invalidations may have been missed: drop every entry."""
+        self._generation += 1
+        self.drops += len(self._entries)
+        self._entries.clear()
+
     async def stale_entries(self) -> list[JID]:
         """Owners whose cached roster differs from what the backend holds (a consistency check
         for tests and diagnostics: empty unless something wrote behind the cache)."""
@@ -136,8 +151,12 @@ class CachedRosterRepository:
     async def _load_locked(self, owner: JID) -> Entry | None:
         e = self._entries.get(owner)
         if e is None and self._cacheable(owner):
+            generation = self._generation
             snap = await self.backend.snapshot(owner)
             self.loads += 1
+            if generation != self._generation:
+                # Invalidated while loading: the snapshot may predate another node's write.
+                return None
             # The owner's last session may have ended meanwhile (forget found nothing to drop).
             if snap is not None and self._cacheable(owner):
                 e = self._entries[owner] = Entry(snap)
@@ -197,21 +216,24 @@ class CachedRosterRepository:
         # Writes of uncached owners take the lock too: a load racing with them must not read
         # the roster before their commit and keep that.
         async with self._locked(owner):
-            e = await self._load_locked(owner)
-            if e is None:
-                return await self.backend.change(owner, contact, change)
             try:
-                applied = await self.backend.apply(e.snap, owner, contact, change)
-            except StaleRoster:
-                # Someone else wrote this roster: forget what we knew and read-modify-write.
-                self.stale += 1
-                self.forget(owner)
-                return await self.backend.change(owner, contact, change)
-            except BaseException:
-                self.forget(owner)  # committed or not: unknown
-                raise
-            e.commit(contact, applied)
-            return applied
+                e = await self._load_locked(owner)
+                if e is None:
+                    return await self.backend.change(owner, contact, change)
+                try:
+                    applied = await self.backend.apply(e.snap, owner, contact, change)
+                except StaleRoster:
+                    # Someone else wrote this roster: forget what we knew and read-modify-write.
+                    self.stale += 1
+                    self.forget(owner)
+                    return await self.backend.change(owner, contact, change)
+                except BaseException:
+                    self.forget(owner)  # committed or not: unknown
+                    raise
+                e.commit(contact, applied)
+                return applied
+            finally:
+                self._written(owner)
 
     async def apply(self, snap: Snapshot, owner: JID, contact: str, change: Change) -> Applied:
         """The backend's apply with the caller's own snapshot: the cached entry, which that
@@ -221,6 +243,7 @@ class CachedRosterRepository:
                 return await self.backend.apply(snap, owner, contact, change)
             finally:
                 self.forget(owner)
+                self._written(owner)
 
     async def delete_all(self, owner: JID) -> None:
         async with self._locked(owner):
@@ -228,3 +251,4 @@ class CachedRosterRepository:
                 await self.backend.delete_all(owner)
             finally:
                 self.forget(owner)
+                self._written(owner)

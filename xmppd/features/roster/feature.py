@@ -28,12 +28,14 @@ Public API (for other features: ``ctx.feature("roster")``, declare ``depends = (
 
 Every read and write goes through ``self.repo``, a :class:`~.cache.CachedRosterRepository`: the
 rosters of accounts with a session on this node are read from the database once and kept current
-by every write (see ``cache.py`` for the rules, and for what several nodes would need).
+by every write, and another cluster node's writes drop the entry (invalidation ``roster``; see
+``cache.py`` for the rules).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -78,11 +80,18 @@ class Roster(Feature):
 
     async def setup(self) -> None:
         sessions = self.ctx.sessions
+        # Another node's write of a roster drops it here (xmppd/core/invalidation.py).
+        self._inval = self.ctx.invalidation("roster", lambda key: self.repo.invalidate(JID.parse(key)), lambda: self.repo.clear())
         self.repo = CachedRosterRepository(
-            SqlRosterRepository(self.ctx.db, max_tombstones=self.options.max_items), sessions.has_account_sessions
+            SqlRosterRepository(self.ctx.db, max_tombstones=self.options.max_items), sessions.has_account_sessions,
+            lambda owner: self._inval.publish(str(owner)),
         )
         self.ctx.add_stream_feature(self._stream_features)
         self.ctx.on_teardown(self.ctx.feature("disco").add_account_visibility(self._visible))
+        from ...api import roster as roster_api
+
+        self.ctx.add_api(roster_api.operations(self))
+        self.ctx.on_teardown(self.ctx.router.add_check("roster-push", self._pushed_elsewhere))
 
     # ------------------------------------------------------------------ public API
 
@@ -136,6 +145,18 @@ class Roster(Feature):
                 q = sub(iq, QUERY, {"ver": str(item.version)})
                 q.append(_item_element(item))
                 await self.ctx.router.deliver_to(session.jid, iq, "iq")  # type: ignore[arg-type]
+        if self.ctx.router.clustered:  # its interested resources on the other nodes
+            iq = stanza("iq", type="set", id=self.ctx.router.tracker.new_id())
+            sub(iq, QUERY, {"ver": str(item.version)}).append(_item_element(item))
+            self.ctx.router.to_resources_elsewhere(owner, iq, "iq", only_if="roster-push")
+
+    def _pushed_elsewhere(self, session: Any) -> bool:
+        """On the node holding ``session``: a push written by another node. The roster changed
+        behind this node's cache (another node wrote it), so the cached entry goes; the push
+        goes to the session if it asked for the roster (RFC 6121 §2.1.6)."""
+        if session.jid is not None:
+            self.repo.forget(session.jid.bare)
+        return bool(session.interested)
 
     async def remove_account(self, username: str) -> None:
         owner = JID(username, self.ctx.domain)
@@ -224,29 +245,60 @@ class Roster(Feature):
         if el.get("subscription") == "remove":
             await self._remove(owner, contact)
             return None
-        name = el.get("name")
+        await self.set_item(owner, contact, el.get("name"), [g.text or "" for g in el.iterchildren(GROUP)])
+        return None
+
+    async def set_item(self, owner: JID, contact: str, name: str | None, groups: list[str]) -> RosterItem:
+        """RFC 6121 §2.3: add or update ``contact`` (a bare JID, checked by ``check_contact``) in
+        ``owner``'s roster with ``name`` and ``groups`` (the limits of [roster] checked), pushed
+        to the owner's interested resources. Raises ``StanzaError``. The subscription is left
+        as it is (a new item: none)."""
         if name is not None and len(name) > self.options.max_name_length:
             raise StanzaError(Condition.NOT_ACCEPTABLE, f"the name is longer than {self.options.max_name_length} characters")
-        groups: list[str] = []
-        for g in el.iterchildren(GROUP):
-            text = g.text or ""
+        seen: list[str] = []
+        for text in groups:
             if not text:
                 raise StanzaError(Condition.NOT_ACCEPTABLE, "a group name is empty (omit <group/> for no group)")
             if len(text) > MAX_GROUP_LENGTH:
                 raise StanzaError(Condition.NOT_ACCEPTABLE, f"a group name is longer than {MAX_GROUP_LENGTH} characters")
-            if text in groups:
+            if text in seen:
                 raise StanzaError(Condition.BAD_REQUEST, f"the group {text!r} is given twice")
-            groups.append(text)
-        if len(groups) > self.options.max_groups:
+            seen.append(text)
+        if len(seen) > self.options.max_groups:
             raise StanzaError(Condition.NOT_ACCEPTABLE, f"an item is in at most {self.options.max_groups} groups")
         await self.check_room(owner, contact)
 
         def change(old: RosterItem | None) -> RosterItem:
             base = old if old is not None else RosterItem(contact)
-            return replace(base, name=name or None, groups=tuple(groups), listed=True)
+            return replace(base, name=name or None, groups=tuple(seen), listed=True)
 
-        await self.update(owner, contact, change)
-        return None
+        _before, after = await self.update(owner, contact, change)
+        assert after is not None
+        return after
+
+    async def befriend(self, a: JID, b: JID) -> None:
+        """Two local accounts become mutual contacts (subscription ``both`` on each side, any
+        pending request settled), as an app that manages "friends" itself wants; each side is
+        pushed, and each gets the other's current presence (a probe, as after an approval)."""
+        for owner, contact in ((a, b), (b, a)):
+            await self.check_room(owner, str(contact))
+
+            def change(old: RosterItem | None, contact: JID = contact) -> RosterItem:
+                base = old if old is not None else RosterItem(str(contact))
+                return replace(base, listed=True, subscription="both", ask=False, pending_in=False, pending_stanza=None, approved=False)
+
+            await self.update(owner, contact, change)
+        for owner, contact in ((a, b), (b, a)):
+            await self.ctx.send(stanza("presence", to=str(contact), frm=str(owner), type="probe"))
+
+    async def remove_item(self, owner: JID, contact: str) -> None:
+        """RFC 6121 §2.5: remove ``contact`` and cancel the subscriptions both ways (raises
+        ``StanzaError`` item-not-found when it is not in the roster)."""
+        await self._remove(owner, contact)
+
+    def check_contact(self, value: str | None, owner: JID) -> str:
+        """``value`` as a roster item's bare JID, or ``StanzaError`` (jid-malformed ...)."""
+        return self._contact(value, owner)
 
     # ------------------------------------------------------------------ helpers
 

@@ -7,9 +7,15 @@ empty ``<vCard/>``; another account's missing vCard and a non-existent account b
 ``item-not-found`` (§3.3: the same condition for both, against directory harvesting). Setting
 anyone else's vCard is ``forbidden``; a vCard larger than ``[vcard] max_size`` bytes is
 ``not-acceptable``. The XML is stored as text.
+
+Public API for other features (the avatar conversion, XEP-0398): ``async load(owner_bare)``
+(the stored ``<vCard/>`` or None), ``async store(owner_bare, vcard_element, origin=)`` (size
+checked as a client's set), ``add_listener(fn)``: ``await fn(owner_bare, vcard_element, origin)``
+after every stored vCard (``origin`` 'client' for a client's set).
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +27,7 @@ from ...config import AtLeast
 from ...core.dispatch import IqRequest, Target
 from ...core.feature import Feature, iq_handler
 from ...errors import Condition, StanzaError
+from ...jid import JID
 from ...storage.accounts import AccountNotFound
 from ...xml.builder import element
 from .repository import SqlVCardRepository, VCardRepository
@@ -49,6 +56,28 @@ class VCard(Feature):
 
     async def setup(self) -> None:
         self.repo = SqlVCardRepository(self.ctx.db)
+        self._listeners: list[Callable[[JID, etree._Element, str], Awaitable[None]]] = []
+
+    def add_listener(self, fn: Callable[[JID, etree._Element, str], Awaitable[None]]) -> Callable[[], None]:
+        self._listeners.append(fn)
+        return lambda: self._listeners.remove(fn)
+
+    async def load(self, owner: JID) -> etree._Element | None:
+        xml = await self.repo.get(owner.local or "", owner.domain)
+        return None if xml is None else etree.fromstring(xml, _PARSER)
+
+    async def store(self, owner: JID, vcard: etree._Element, *, origin: str) -> None:
+        """Replace ``owner``'s vCard; ``StanzaError`` when too large or the account is gone."""
+        xml = etree.tostring(vcard, encoding="unicode")
+        size = len(xml.encode())
+        if size > self.options.max_size:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, f"the vCard has {size} bytes; at most {self.options.max_size} are stored")
+        try:
+            await self.repo.set(owner.local or "", owner.domain, xml, datetime.fromtimestamp(self.ctx.clock.now(), UTC))
+        except AccountNotFound:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "the account no longer exists") from None
+        for fn in list(self._listeners):
+            await fn(owner.bare, vcard, origin)
 
     @iq_handler("get", _VCARD, target=Target.BARE)
     async def get(self, req: IqRequest) -> etree._Element:
@@ -64,14 +93,6 @@ class VCard(Feature):
     async def set(self, req: IqRequest) -> None:
         if not req.is_self:
             raise StanzaError(Condition.FORBIDDEN, "you can only change your own vCard")
-        xml = etree.tostring(req.payload, encoding="unicode")
-        size = len(xml.encode())
-        if size > self.options.max_size:
-            raise StanzaError(Condition.NOT_ACCEPTABLE, f"the vCard has {size} bytes; at most {self.options.max_size} are stored")
-        owner = req.from_jid.bare
-        try:
-            await self.repo.set(owner.local or "", owner.domain, xml, datetime.fromtimestamp(self.ctx.clock.now(), UTC))
-        except AccountNotFound:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, "the account no longer exists") from None
+        await self.store(req.from_jid.bare, req.payload, origin="client")
         return None
 

@@ -104,3 +104,47 @@ export function uniSocket(uni?: UniLike): WebSocketFactory {
     return new UniWebSocket(u, url, protocols);
   };
 }
+
+/** uni.request as documented (https://uniapp.dcloud.net.cn/api/request/request.html). */
+export interface UniRequestLike {
+  request(options: {
+    url: string;
+    method: "PUT";
+    header: Record<string, string>;
+    data: ArrayBuffer;
+    dataType?: string;
+    responseType?: "text" | "arraybuffer";
+    success?: (res: { statusCode: number; data: unknown }) => void;
+    fail?: (res: { errMsg?: string }) => void;
+  }): unknown;
+}
+
+/**
+ * File upload's PUT over `uni.request` for the App build (`ConnectOptions.httpPut`): there
+ * uni.uploadFile can only POST multipart forms, which XEP-0363 slots do not take, while
+ * uni.request PUTs an ArrayBuffer body. The App reads the chosen file into an ArrayBuffer
+ * first (uni.getFileSystemManager().readFile, or plus.io), so the whole file is in memory.
+ */
+export function uniPut(uni?: UniRequestLike): import("../upload.js").HttpPut {
+  return async ({ url, headers, body }) => {
+    const u = uni ?? (globalThis as { uni?: UniRequestLike }).uni;
+    if (!u) throw new Error("uniPut: no `uni` object (run inside a uniapp app, or pass it)");
+    let data: ArrayBuffer;
+    if (body instanceof ArrayBuffer) data = body;
+    else if (ArrayBuffer.isView(body)) data = body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer;
+    else if (typeof Blob !== "undefined" && body instanceof Blob) data = await body.arrayBuffer();
+    else throw new TypeError("uniPut takes an ArrayBuffer, bytes or a Blob, not a stream");
+    return new Promise((resolve, reject) => {
+      u.request({
+        url,
+        method: "PUT",
+        header: headers,
+        data,
+        dataType: "text",
+        responseType: "text",
+        success: (res) => resolve({ status: res.statusCode, text: typeof res.data === "string" ? res.data : "" }),
+        fail: (res) => reject(new Error(`uni.request PUT failed: ${res?.errMsg ?? "unknown"}`)),
+      });
+    });
+  };
+}

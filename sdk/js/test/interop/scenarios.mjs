@@ -3,7 +3,9 @@
 // The package is imported by its own name, so this runs the BUILT SDK through its `exports`.
 // Prints JSON lines: facts the test checks, then {"event": "done"}; {"event": "error"} on failure.
 import { WebSocket } from "ws";
-import { connect, webSocket, uniSocket, xml, MutedError, XmppError, NS } from "@xmppd/sdk";
+import { createHash } from "node:crypto";
+import { connect, webSocket, uniSocket, uniPut, xml, upload, MutedError, XmppError, NS, CommandError, UploadNotOfferedError, FileTooLargeError, UploadQuotaError, UploadHttpError } from "@xmppd/sdk";
+import { makePng } from "../png.mjs";
 
 const [scenario, service, domain, password] = process.argv.slice(2);
 const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
@@ -263,6 +265,311 @@ const scenarios = {
     await alice.sendMessage(`bob@${domain}`, "last");
     await rest;
     emit("seen", { bodies: seen });
+  },
+  async csagent() {
+    const CS = `cs.${domain}`;
+    const QUEUE = `help@${CS}`;
+    const boss = await login("boss");
+    await boss.cs.putQueue({ name: "help", displayName: "Help", offerTimeout: 30 });
+    for (const [name, nick] of [["alice", "Alice"], ["dan", "Dan"]]) await boss.cs.setMember(QUEUE, { jid: `${name}@${domain}`, role: "agent", nick });
+    const agents = { alice: await login("alice"), dan: await login("dan") };
+    for (const a of Object.values(agents)) {
+      await a.cs.setAvailable(QUEUE, true);
+      await a.disco.info(domain); // a round trip after the presence
+    }
+    const firstOffer = new Promise((resolve) => {
+      for (const [name, a] of Object.entries(agents)) a.once("cs", (e) => e.kind === "offer").then((e) => resolve([name, e]));
+    });
+    const vera = await login("vera");
+    await vera.cs.start(QUEUE, "Where is my parcel?");
+    const [first, offer] = await firstOffer;
+    const second = first === "alice" ? "dan" : "alice";
+    // the first agent rejects: the offer moves on to the other, who accepts
+    const secondOffer = agents[second].once("cs", (e) => e.kind === "offer");
+    await agents[first].cs.reject(offer.from);
+    const o2 = await secondOffer;
+    const assigned = agents[second].once("cs", (e) => e.kind === "assigned");
+    await agents[second].cs.accept(o2.from);
+    await assigned;
+    // and hands the chat over to the first agent
+    const handedOver = agents[second].once("cs", (e) => e.kind === "closed");
+    const takenOver = agents[first].once("cs", (e) => e.kind === "assigned");
+    await agents[second].cs.transfer(o2.from, { agent: `${first}@${domain}` });
+    const closed = await handedOver;
+    const took = await takenOver;
+    emit("handover", { sameSession: offer.session === o2.session && took.session === o2.session, reason: closed.reason, lines: took.transcript.map((l) => l.text) });
+    // the transferring agent cannot act on the chat any more: a typed error with the server's text
+    let again;
+    try {
+      await agents[second].cs.close(o2.from);
+      again = { refused: false };
+    } catch (e) {
+      again = { refused: e instanceof XmppError, condition: e.condition, hasText: !!e.text };
+    }
+    const closedV = vera.once("cs", (e) => e.kind === "closed");
+    await agents[first].cs.close(o2.from);
+    emit("closed", { visitor: (await closedV).reason, again });
+    const figures = await boss.cs.figures(QUEUE);
+    emit("agent-calls", {
+      history: (await agents[first].cs.history(QUEUE, { visitor: `vera@${domain}` })).map((x) => [x.id === o2.session, x.visitor, x.state, x.reason, x.agent === `${first}@${domain}`]),
+      transcript: (await agents[first].cs.transcript(o2.session)).map((l) => [l.role, l.text]),
+      figures: { waiting: figures.waiting, active: figures.active, served: figures.served, agents: figures.agents.map((a) => a.nick).sort() },
+      tickets: await agents[first].cs.tickets(QUEUE),
+      members: (await boss.cs.members(QUEUE)).map((m) => [m.jid, m.role, m.nick]),
+      queues: (await vera.cs.queues()).map((q) => q.name),
+    });
+    let notAllowed;
+    try {
+      await vera.cs.figures(QUEUE);
+    } catch (e) {
+      notAllowed = { xmppError: e instanceof XmppError, condition: e.condition };
+    }
+    emit("visitor-figures", notAllowed ?? { refused: false });
+  },
+
+  async edits() {
+    const alice = await login("alice");
+    const phone = await login("alice", { resource: "phone" });
+    const bob = await login("bob");
+    const BOB = `bob@${domain}`;
+    const got = collect(bob, "message", 1);
+    const id = await alice.sendMessage(BOB, "teh meeting is at 3");
+    const [m] = await got;
+    const corrected = bob.once("correction");
+    await alice.correctMessage(BOB, id, "the meeting is at 3");
+    const c = await corrected;
+    emit("correction", { replaces: c.replaces, original: m.originId, body: c.body, sameId: c.replaces === m.id });
+    const retracted = bob.once("retraction");
+    const noMessage = [];
+    const off = bob.on("message", (x) => noMessage.push(x.body));
+    await alice.retractMessage(BOB, id);
+    const r = await retracted;
+    off();
+    emit("retraction", { retracts: r.retracts, original: id, shownAsMessage: noMessage });
+    // carbons: what alice's phone sends shows on her web client as sent, to bob
+    const carbon = collect(alice, "message", 1, (x) => x.carbon === "sent");
+    const received = collect(alice, "message", 1, (x) => x.carbon === "received");
+    await phone.sendMessage(BOB, "sent from the phone");
+    const [s] = await carbon;
+    // bob answers the phone's full JID: the web client gets a received carbon
+    await bob.sendMessage(`alice@${domain}/phone`, "to the phone");
+    const [rc] = await received;
+    emit("carbons", { sent: [s.carbon, s.to, s.body], received: [rc.carbon, rc.from.split("/")[0], rc.body] });
+    // corrections and retractions are in the archive: the history shows what happened
+    const page = await bob.history(`alice@${domain}`, { max: 10 });
+    emit("history", { replaces: page.messages.filter((x) => x.replaces).map((x) => x.replaces), retracts: page.messages.filter((x) => x.retracts).map((x) => x.retracts), id });
+  },
+
+  async rooms() {
+    const alice = await login("alice");
+    const bob = await login("bob");
+    const ROOMJID = `admin@conference.${domain}`;
+    await alice.joinRoom(ROOMJID, "Alice");
+    // configuration: read the form, rename, read it back
+    const form = await alice.rooms.config(ROOMJID);
+    await alice.rooms.configure(ROOMJID, { "muc#roomconfig_roomname": "管理测试", "muc#roomconfig_persistentroom": true });
+    const again = await alice.rooms.config(ROOMJID);
+    const field = (f, v) => f.fields.find((x) => x.var === v)?.values;
+    emit("config", { hasForm: form.fields.length > 3, name: field(again, "muc#roomconfig_roomname"), persistent: field(again, "muc#roomconfig_persistentroom") });
+    // kick: bob is removed with status 307
+    await bob.joinRoom(ROOMJID, "Bob");
+    const kicked = bob.once("presence", (p) => p.type === "unavailable" && p.from === `${ROOMJID}/Bob`);
+    const kickedStanza = new Promise((resolve) => bob.xmpp.on("stanza", (st) => st.is("presence") && st.attrs.type === "unavailable" && st.attrs.from === `${ROOMJID}/Bob` && resolve(st)));
+    await alice.rooms.kick(ROOMJID, "Bob", "flood");
+    await kicked;
+    const codes = (await kickedStanza).getChild("x", NS.mucUser).getChildren("status").map((st) => st.attrs.code);
+    emit("kicked", { codes });
+    // a non-moderator's kick is a typed error with the server's text
+    await bob.joinRoom(ROOMJID, "Bob");
+    try {
+      await bob.rooms.kick(ROOMJID, "Alice");
+      emit("bob-kick", { refused: false });
+    } catch (e) {
+      emit("bob-kick", { refused: e instanceof XmppError, condition: e.condition, hasText: !!e.text });
+    }
+    // ban: bob is an outcast and cannot come back
+    await alice.rooms.ban(ROOMJID, `bob@${domain}`, "spam");
+    const outcasts = await alice.rooms.affiliations(ROOMJID, "outcast");
+    let rejoin;
+    try {
+      await bob.joinRoom(ROOMJID, "Bob");
+      rejoin = { refused: false };
+    } catch (e) {
+      rejoin = { refused: e instanceof XmppError, condition: e.condition };
+    }
+    emit("banned", { outcasts: outcasts.map((i) => [i.jid, i.affiliation]), rejoin });
+    await alice.rooms.setAffiliation(ROOMJID, `bob@${domain}`, "member");
+    emit("members", { members: (await alice.rooms.affiliations(ROOMJID, "member")).map((i) => i.jid) });
+  },
+
+  async mucsub() {
+    const alice = await login("alice");
+    let carol = await login("carol");
+    const ROOMJID = `sub@conference.${domain}`;
+    await alice.joinRoom(ROOMJID, "Alice");
+    // carol is a member without joining: she subscribes, then goes offline
+    const sub = await carol.rooms.subscribe(ROOMJID, "Carol", ["messages", "subject"]);
+    const live = collect(carol, "message", 1);
+    await alice.sendRoomMessage(ROOMJID, "while you are here");
+    const [l] = await live;
+    emit("live", { body: l.body, from: l.from, type: l.type, nodes: sub.nodes });
+    emit("subscriptions", { rooms: (await carol.rooms.subscriptions()).map((s) => [s.jid, s.nick]), subscribers: (await alice.rooms.subscribers(ROOMJID)).map((s) => s.jid) });
+    await carol.stop();
+    await alice.sendRoomMessage(ROOMJID, "while you were away");
+    await alice.rooms.subscribers(ROOMJID); // a round trip: the message was handled
+    carol = await login("carol", { resource: "back" });
+    const offline = await collect(carol, "message", 1, (m) => m.body === "while you were away");
+    emit("offline", { body: offline[0].body, from: offline[0].from, delayed: !!offline[0].delay });
+    await carol.rooms.unsubscribe(ROOMJID);
+    emit("unsubscribed", { rooms: (await carol.rooms.subscriptions()).length });
+  },
+
+  async adhoc() {
+    const alice = await login("alice");
+    const bob = await login("bob");
+    await alice.joinRoom(ROOM, "Alice");
+    await bob.joinRoom(ROOM, "Bob");
+    const cmds = await alice.admin.roomCommands(ROOM);
+    const bobCmds = await bob.admin.roomCommands(ROOM);
+    const notice = bob.once("muteNotice");
+    const notes = await alice.admin.muteMember(ROOM, "Bob", 600, "spam");
+    await notice;
+    const status = await bob.mute.status(ROOM);
+    const listed = await alice.admin.mutedMembers(ROOM);
+    let wrong;
+    try {
+      await alice.admin.muteMember(ROOM, "nobody-here", 600);
+    } catch (e) {
+      wrong = { commandError: e instanceof CommandError, message: e.message };
+    }
+    let forbidden;
+    try {
+      await bob.admin.muteMember(ROOM, "Alice", 600);
+    } catch (e) {
+      forbidden = { xmppError: e instanceof XmppError, condition: e.condition };
+    }
+    const unmuted = await alice.admin.unmuteMember(ROOM, `bob@${domain}`);
+    emit("adhoc", {
+      nodes: cmds.map((c) => c.node), bobNodes: bobCmds.map((c) => c.node), notes, muted: status.muted, remaining: status.room?.remaining,
+      listed: listed.map((r) => [r.nick?.[0], r.jid?.[0], r.reason?.[0]]), wrong, forbidden, unmuted, after: (await bob.mute.status(ROOM)).muted,
+    });
+    // file upload: this server offers none, said before anything is sent
+    const service = await alice.upload.service();
+    let slot;
+    try {
+      await alice.upload.slot({ filename: "photo.jpg", size: 1024, contentType: "image/jpeg" });
+      slot = { refused: false };
+    } catch (e) {
+      slot = { notOffered: e instanceof UploadNotOfferedError, message: e.message };
+    }
+    emit("upload", { service: service ?? null, slot });
+  },
+
+  // XEP-0363 against the server's upload service (max_size 100000, quota 200000 in the test)
+  async upload() {
+    const alice = await login("alice");
+    const bob = await login("bob");
+    const BOB = `bob@${domain}`;
+    const up = await alice.upload.service();
+    const sha = (b) => createHash("sha256").update(b).digest("hex");
+    const received = collect(bob, "message", 4, (m) => !!m.file && m.from.startsWith("alice@"));
+    // an image from bytes (a Node Buffer): the slot names its thumbnail
+    const png = makePng(320, 240);
+    const image = await alice.upload.file({ filename: "照片 1.png", data: png, contentType: "image/png", width: 320, height: 240 });
+    const imageId = await alice.sendFile(BOB, image);
+    // and to carol, a slixmpp client (the test reads its OOB data)
+    await alice.sendFile(`carol@${domain}`, image);
+    // a Blob (what a browser's File is), its type taken from the Blob
+    const text = await alice.upload.file({ filename: "notes.txt", data: new Blob(["hello file\n"], { type: "text/plain" }) });
+    await alice.sendFile(BOB, text);
+    // a ReadableStream (Node) of a given size
+    const bytes = Buffer.from("streamed ".repeat(1000));
+    const stream = new ReadableStream({ start(c) { c.enqueue(bytes.subarray(0, 4000)); c.enqueue(bytes.subarray(4000)); c.close(); } });
+    const streamed = await alice.upload.file({ filename: "stream.bin", data: stream, size: bytes.length, contentType: "application/octet-stream" });
+    await alice.sendFile(BOB, streamed);
+    // the App build's PUT: uni.request (played here by fetch, as uniapp documents it)
+    const uni = { request: ({ url, method, header, data, success, fail }) => fetch(url, { method, headers: header, body: data }).then(async (r) => success({ statusCode: r.status, data: await r.text() }), (e) => fail({ errMsg: e.message })) };
+    const viaUni = await connect({ service, domain, username: "alice", password, resource: "app", transport: webSocket(WebSocket), httpPut: uniPut(uni) });
+    clients.push(viaUni);
+    const appFile = await viaUni.upload.file({ filename: "app.png", data: makePng(32, 32), contentType: "image/png" });
+    await viaUni.sendFile(BOB, appFile);
+    emit("sent", { service: up, image: { ...image, url: undefined }, url: image.url, text, streamed: { name: streamed.name, size: streamed.size, type: streamed.type }, appThumb: !!appFile.thumbnail });
+
+    const got = await received;
+    const get = async (url) => {
+      const r = await fetch(url);
+      return { status: r.status, type: r.headers.get("content-type"), bytes: Buffer.from(await r.arrayBuffer()) };
+    };
+    const [m1, m2, m3, m4] = got;
+    const full = await get(m1.file.url);
+    const thumb = await get(m1.file.thumbnail.uri);
+    const txt = await get(m2.file.url);
+    const str = await get(m3.file.url);
+    emit("received", {
+      ids: [m1.originId === imageId, m1.body === m1.file.url],
+      image: { ...m1.file, url: m1.file.url === image.url, thumbnail: { ...m1.file.thumbnail, uri: m1.file.thumbnail.uri === image.thumbnail.uri } },
+      fullSame: full.status === 200 && sha(full.bytes) === sha(png), fullType: full.type,
+      thumb: { status: thumb.status, type: thumb.type, jpeg: thumb.bytes[0] === 0xff && thumb.bytes[1] === 0xd8 },
+      text: { ...m2.file, url: undefined, got: txt.bytes.toString() },
+      streamed: { name: m3.file.name, size: m3.file.size, same: sha(str.bytes) === sha(bytes) },
+      app: { name: m4.file.name, thumb: !!m4.file.thumbnail },
+    });
+    // the archive keeps the file with the message
+    const page = await bob.history(`alice@${domain}`, { max: 10 });
+    emit("history", { files: page.messages.filter((m) => m.file).map((m) => m.file.name) });
+    // what carol (slixmpp) sent like Conversations does, OOB only, while bob was away
+    const fromCarol = (await bob.history(`carol@${domain}`, { max: 10 })).messages.filter((m) => m.file).map((m) => ({ body: m.body, file: m.file }));
+    emit("oob-only", { messages: fromCarol });
+
+    const failure = async (f) => {
+      try {
+        await f();
+        return { refused: false };
+      } catch (e) {
+        return { name: e.name, message: e.message, ...(e.maxSize !== undefined ? { maxSize: e.maxSize, fromServer: !!e.cause } : {}), ...(e.status ? { status: e.status, text: e.text } : {}) };
+      }
+    };
+    // too large: said by the service's disco form before asking, and by the server's refusal
+    const early = await failure(() => alice.upload.file({ filename: "big.bin", data: new Uint8Array(100001) }));
+    const server = await failure(async () => {
+      try {
+        await alice.iq(upload.slotRequest(up.jid, { filename: "big.bin", size: 100001 }));
+      } catch (e) {
+        throw upload.uploadError(e, 100001);
+      }
+    });
+    // a slot used twice: the second PUT is refused by HTTP
+    const slot = await alice.upload.slot({ filename: "once.txt", size: 4, contentType: "text/plain" });
+    await alice.upload.put(slot, new TextEncoder().encode("once"), { contentType: "text/plain" });
+    const twice = await failure(() => alice.upload.put(slot, new TextEncoder().encode("once"), { contentType: "text/plain" }));
+    // fewer bytes than the slot said
+    const slot2 = await alice.upload.slot({ filename: "short.txt", size: 10, contentType: "text/plain" });
+    const short = await failure(() => alice.upload.put(slot2, new TextEncoder().encode("abc"), { contentType: "text/plain" }));
+    // a PUT cancelled mid-body (AbortSignal): the server keeps nothing and the slot takes the file later
+    const part = Buffer.alloc(9000, 7);
+    const slot3 = await alice.upload.slot({ filename: "cancelled.bin", size: part.length });
+    const abort = new AbortController();
+    let pulls = 0;
+    const slow = new ReadableStream({
+      pull(c) {
+        if (pulls++ === 0) c.enqueue(part.subarray(0, 4000));
+        else abort.abort(); // the first bytes are on their way: cancel the rest
+      },
+    });
+    const cancelled = await failure(() => alice.upload.put(slot3, slow, { size: part.length, signal: abort.signal }));
+    let again;
+    for (let i = 0; i < 50; i++) {
+      again = await failure(() => alice.upload.put(slot3, part));
+      if (again.status !== 409) break; // the server may still be closing the cancelled PUT
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const after = await fetch(slot3.get);
+    const reused = { ...again, got: sha(Buffer.from(await after.arrayBuffer())) === sha(part) };
+    // the quota: open slots count too
+    const quota = await failure(async () => {
+      for (let i = 0; i < 5; i++) await alice.upload.slot({ filename: `q${i}.bin`, size: 90000 });
+    });
+    emit("failures", { early, server, twice, short, quota, cancelled, reused, instances: [early.name === FileTooLargeError.name, quota.name === UploadQuotaError.name, twice.name === UploadHttpError.name] });
   },
 };
 

@@ -1,0 +1,29 @@
+"""XEP-0060 namespaces and error helpers shared by the PEP parts."""
+from __future__ import annotations
+
+from lxml import etree
+
+PUBSUB = "http://jabber.org/protocol/pubsub"
+OWNER = PUBSUB + "#owner"
+EVENT = PUBSUB + "#event"
+ERRORS = PUBSUB + "#errors"
+CONFIG_FORM_TYPE = PUBSUB + "#node_config"
+PUBLISH_OPTIONS_FORM_TYPE = PUBSUB + "#publish-options"
+
+Q_PUBSUB = f"{{{PUBSUB}}}pubsub"
+Q_OWNER = f"{{{OWNER}}}pubsub"
+P = f"{{{PUBSUB}}}"
+O = f"{{{OWNER}}}"  # noqa: E741
+E = f"{{{EVENT}}}"
+
+
+def pubsub_error(condition: str, feature: str | None = None) -> etree._Element:
+    """``<condition xmlns='http://jabber.org/protocol/pubsub#errors' [feature=...]/>``."""
+    el = etree.Element(f"{{{ERRORS}}}{condition}", nsmap={None: ERRORS})
+    if feature is not None:
+        el.set("feature", feature)
+    return el
+
+
+def feature(name: str) -> str:
+    return f"{PUBSUB}#{name}"

@@ -1,0 +1,1 @@
+"""Webhooks: the transactional outbox (outbox.py), delivery (delivery.py), event names (events.py)."""
