@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
     from ..storage.engine import Database
     from ..webhooks.outbox import Outbox
+    from .control import ControlKind
     from .interfaces import AccountAdmin, FeatureHost, Lifecycle
     from .invalidation import Drop, Flush, Invalidation
     from .router import Router, Service
@@ -265,6 +266,14 @@ class FeatureContext:
     def add_preauth_iq_handler(self, qname: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> None:
         self._undo.append(self._server.add_preauth_iq_handler(qname, handler))
 
+    def add_control(self, name: str, kind: "ControlKind") -> None:
+        """Answer requests ``name`` from other cluster nodes (xmppd/core/control.py); unused
+        without a cluster. Name it after the feature: the names share one space."""
+        controls = self.router.controls
+        if name in controls:
+            raise ValueError(f"control kind {name} is already registered")
+        controls[name] = kind
+        self._undo.append(lambda: controls.pop(name, None))  # type: ignore[func-returns-value]
     def invalidation(self, name: str, drop: "Drop", flush: "Flush | None" = None) -> "Invalidation":
         """Name a cache that another cluster node can make stale (xmppd/core/invalidation.py):
         call ``publish(key)`` after each of this node's writes of what ``key`` names; the other
