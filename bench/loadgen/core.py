@@ -138,13 +138,22 @@ class Meter:
         self.s0 = cpu_seconds(target.pid) if target.pid else None
         self.t1 = self.t0
 
-    def stop(self, at: float | None = None) -> dict[str, Any]:
+    def stop(self, at: float | None = None, ops: int | None = None) -> dict[str, Any]:
+        """CPU as a share of the phase's wall time; with *ops*, also the server's CPU seconds per
+        1,000 operations (``server_cpu_s_per_1000``: the figure to compare on a loaded machine,
+        where wall-clock throughput measures the neighbours)."""
         now = time.perf_counter()
         self.t1 = at if at is not None else now
         wall = max(now - self.t0, 1e-9)
-        out: dict[str, Any] = {"loadgen_cpu": round((own_cpu() - self.c0) / wall, 3)}
+        gen = own_cpu() - self.c0
+        out: dict[str, Any] = {"loadgen_cpu": round(gen / wall, 3)}
         if self.s0 is not None and self.target.pid:
-            out["server_cpu"] = round((cpu_seconds(self.target.pid) - self.s0) / wall, 3)
+            used = cpu_seconds(self.target.pid) - self.s0
+            out["server_cpu"] = round(used / wall, 3)
+            if ops:
+                out["server_cpu_s_per_1000"] = round(used / ops * 1000, 3)
+        if ops:
+            out["loadgen_cpu_s_per_1000"] = round(gen / ops * 1000, 3)
         return out
 
     @property

@@ -59,7 +59,7 @@ async def _logins(ctx: Context, users: int, concurrency: int, *, ws: bool = Fals
 
     m = Meter(ctx.target)
     await gather_all([one(u) for u in names])
-    cpu = m.stop()
+    cpu = m.stop(ops=done)
     return {"logins": done, "seconds": round(m.elapsed, 3), "value": round(done / m.elapsed, 1), "unit": "logins/s", **cpu}
 
 
@@ -186,7 +186,7 @@ async def _one2one(ctx: Context, pairs: int, window: int, messages: int, seconds
     except TimeoutError:
         state["stop"] = True
         await asyncio.sleep(0.5)  # what is in flight may still land
-    cpu = m.stop(at=state["last"] or None)
+    cpu = m.stop(at=state["last"] or None, ops=state["received"])
     rate = state["received"] / m.elapsed
     return {
         "messages": state["received"],
@@ -306,7 +306,7 @@ async def muc_fanout(ctx: Context, occupants: int = 100, senders: int = 10, wind
     except TimeoutError:
         state["stop"] = True
         await asyncio.sleep(0.5)
-    cpu = m.stop(at=state["last"] or None)
+    cpu = m.stop(at=state["last"] or None, ops=state["received"])
     return {
         "occupants": n,
         "sent": state["sent"],

@@ -71,6 +71,20 @@ class InlineQuery:
         ]
         self.processors: tuple[Callable[[Any], Any] | None, ...] | None = tuple(procs) if any(procs) else None
 
+    def _convert(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        if self.processors is None:
+            return tuple(row)
+        return tuple(v if p is None or v is None else p(v) for p, v in zip(self.processors, row, strict=True))
+
+    def first(self, conn: sqlite3.Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Its first row on *conn* (any ``sqlite3`` connection: the fast path's), converted."""
+        row = conn.execute(self.sql, [params[name] for name in self.params]).fetchone()
+        return None if row is None else self._convert(row)
+
+    def all(self, conn: sqlite3.Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row on *conn*, converted."""
+        return [self._convert(r) for r in conn.execute(self.sql, [params[name] for name in self.params])]
+
 
 class InlineReader:
     """One ``sqlite3`` connection for reads on the event loop's thread (see the module doc)."""
