@@ -43,6 +43,7 @@ from .repository import (
     AllGone,
     AlreadyGrabbed,
     ClientIdReused,
+    DailyLimitExceeded,
     InsufficientFunds,
     NewPacket,
     Packet,
@@ -68,6 +69,15 @@ def q(name: str) -> str:
     return f"{{{NS}}}{name}"
 
 
+HINTS = "urn:xmpp:hints"  # XEP-0334
+ATTACH = "urn:xmpp:message-attaching:1"  # XEP-0367: a notice points at its packet's message
+
+
+def message_id(packet_id: str) -> str:
+    """The id of a packet's message (1:1 and room): the reference every later notice carries."""
+    return f"rp-{packet_id}"
+
+
 #: Packets whose unchanging fields are kept in memory for opens (the oldest go first).
 CARDS_KEPT = 10000
 
@@ -83,6 +93,9 @@ class RedPacketOptions:
     expiry: Positive = 86400.0  # seconds until the unclaimed remainder is refunded
     sweep_interval: Positive = 60.0  # longest pause of the expiry sweeper, seconds
     page_max: PositiveInt = 100  # most entries in one history or records page
+    contacts_only: bool = True  # 1:1 packets only to contacts with a mutual subscription (roster 'both')
+    daily_count: Annotated[int, AtLeast(1), AtMost(100000)] = 100  # most packets one sender sends per UTC day
+    daily_amount: Annotated[int, AtLeast(1), AtMost(10**12)] = 100000  # most minor units one sender puts in packets per UTC day
 
 
 class RoomDirectory(Protocol):
@@ -97,7 +110,8 @@ class RoomDirectory(Protocol):
         when the user may not speak there now (muted, a visitor ...)."""
 
     async def post(self, room: JID, message: etree._Element) -> None:
-        """Deliver ``message`` (type groupchat, from the room's bare JID) to the room."""
+        """Deliver ``message`` (type groupchat, from the room's bare JID) to the room, as part of
+        its history: the room's archive keeps it, so members offline or on a new device find it."""
 
 
 class MucRooms:
@@ -131,7 +145,8 @@ class MucRooms:
         children = [c for c in message if c is not body]
         # The body keeps its language: the room writes a fresh message around it.
         await r.send_notice(body.text if body is not None else None, children=children,
-                            lang=body.get(ns.XML_LANG) if body is not None else None)
+                            lang=body.get(ns.XML_LANG) if body is not None else None,
+                            id=message.get("id"), archive=True)
 
 
 def _err(condition: Condition, app: str, text: str, **attrs: str) -> StanzaError:
@@ -338,6 +353,8 @@ class RedPacket(Feature):
             target=str(to), is_room=is_room, exclusive_to=str(exclusive) if exclusive else None, client_id=client_id,
             lang=lang, created_at=now, expires_at=now + timedelta(seconds=o.expiry), shares=tuple(shares),
             recipient=_local_recipient(to if not is_room else exclusive, self.ctx.domain),
+            day_start=now.replace(hour=0, minute=0, second=0, microsecond=0),
+            daily_count=o.daily_count, daily_amount=o.daily_amount,
         )
         try:
             result = await self.repo.send(new)
@@ -347,6 +364,11 @@ class RedPacket(Feature):
         except ClientIdReused:
             raise SendRefused(None, Condition.CONFLICT, "this client-id was used for a different packet",
                               "client-id-reused") from None
+        except DailyLimitExceeded as exc:
+            raise SendRefused("amount", Condition.NOT_ACCEPTABLE,
+                              f"today you sent {exc.count} packets of {self._money(exc.amount)}; the daily limits are "
+                              f"{exc.limit_count} packets and {self._money(exc.limit_amount)}",
+                              "daily-limit", count=str(exc.count), amount=str(exc.amount)) from None
         except RecipientGone as exc:  # deleted since _check_target: nothing was debited
             raise SendRefused("to", Condition.ITEM_NOT_FOUND, f"{exc.jid} does not exist") from None
         packet = result.packet
@@ -370,6 +392,9 @@ class RedPacket(Feature):
                 raise SendRefused("exclusive", Condition.BAD_REQUEST, "'exclusive' is for room packets")
             if await self.ctx.accounts.get(to.local, to.domain) is None:
                 raise SendRefused("to", Condition.ITEM_NOT_FOUND, f"{to} does not exist")
+            if self.options.contacts_only and not await self._mutual_contacts(sender, to):
+                raise SendRefused("to", Condition.FORBIDDEN, f"{to} is not your contact (both must share presence)",
+                                  "not-a-contact")
             return False
         rooms = self._rooms()
         if rooms is not None and rooms.is_room(to):
@@ -384,6 +409,14 @@ class RedPacket(Feature):
                     raise SendRefused("exclusive", Condition.ITEM_NOT_FOUND, f"{exclusive} is not a member of this room")
             return True
         raise SendRefused("to", Condition.ITEM_NOT_FOUND, f"{to} is neither an account nor a room here")
+
+    async def _mutual_contacts(self, sender: JID, to: JID) -> bool:
+        """``redpacket.contacts_only``: the sender's roster item for ``to`` has a mutual
+        subscription (RFC 6121 'both'; the server keeps both sides' items in step)."""
+        if not self.ctx.has_feature("roster"):
+            return False
+        item = await self.ctx.feature("roster").item(sender, to)
+        return item is not None and item.subscription == "both"
 
     async def _may_speak(self, sender: JID, to: JID, is_room: bool, greeting: str, lang: str) -> None:
         """The same gate the sender's own message would pass: the room's (mute, visitors) or the
@@ -402,10 +435,10 @@ class RedPacket(Feature):
         sender = JID.parse(packet.sender)
         name = sender.local or packet.sender
         if packet.is_room:
-            msg = stanza("message", to=packet.target, frm=packet.target, type="groupchat", id=f"rp-{packet.id}")
+            msg = stanza("message", to=packet.target, frm=packet.target, type="groupchat", id=message_id(packet.id))
             text = _text(packet.lang, "packet.room", name=name, greeting=packet.greeting)
         else:
-            msg = stanza("message", to=packet.target, frm=packet.sender, type="chat", id=f"rp-{packet.id}")
+            msg = stanza("message", to=packet.target, frm=packet.sender, type="chat", id=message_id(packet.id))
             text = _text(packet.lang, "packet.chat", name=name, greeting=packet.greeting)
         body = sub(msg, f"{{{ns.CLIENT}}}body", text=text)
         body.set(ns.XML_LANG, packet.lang)
@@ -416,6 +449,8 @@ class RedPacket(Feature):
         if packet.exclusive_to:
             attrs["exclusive"] = packet.exclusive_to
         sub(msg, q("redpacket"), attrs)
+        sub(msg, f"{{{ns.SID}}}origin-id", {"id": message_id(packet.id)})
+        sub(msg, f"{{{HINTS}}}store")
         return msg
 
     async def _announce(self, packet: Packet) -> None:
@@ -425,13 +460,22 @@ class RedPacket(Feature):
             if rooms is not None:
                 await rooms.post(JID.parse(packet.target), msg)
         else:
+            # The sender's copy goes into the sender's archive (their other devices and a new one
+            # see the card); the recipient's is archived, or stored offline, as any chat message.
+            if self.ctx.has_feature("mam"):
+                await self.ctx.feature("mam").archive_sent(JID.parse(packet.sender), msg)
             await self.ctx.send(msg)
 
     async def _notice(self, to: str, child: etree._Element, text: str, lang: str) -> None:
-        msg = stanza("message", to=to, frm=self.ctx.domain, type="headline")
+        """A notice about a packet to one person: type normal from the server domain, with a
+        readable body and a ``<store/>`` hint, so it is archived and kept offline (a headline
+        would be neither); ``<attach-to/>`` names the packet's message (the card to update)."""
+        msg = stanza("message", to=to, frm=self.ctx.domain, type="normal")
         body = sub(msg, f"{{{ns.CLIENT}}}body", text=text)
         body.set(ns.XML_LANG, lang)
         msg.append(child)
+        sub(msg, f"{{{ATTACH}}}attach-to", {"id": message_id(child.get("id") or "")})
+        sub(msg, f"{{{HINTS}}}store")
         self.sent_notices += 1
         await self.ctx.send(msg)
 
@@ -515,9 +559,11 @@ class RedPacket(Feature):
         await self._notice(packet.sender, child, text, packet.lang)
         rooms = self._rooms()
         if packet.is_room and rooms is not None:
-            msg = stanza("message", to=packet.target, frm=packet.target, type="groupchat", id=f"rp-{packet.id}-done")
+            msg = stanza("message", to=packet.target, frm=packet.target, type="groupchat", id=f"{message_id(packet.id)}-done")
             sub(msg, f"{{{ns.CLIENT}}}body", text=text).set(ns.XML_LANG, packet.lang)
             msg.append(etree.fromstring(etree.tostring(child)))
+            sub(msg, f"{{{ATTACH}}}attach-to", {"id": message_id(packet.id)})
+            sub(msg, f"{{{HINTS}}}store")
             await rooms.post(JID.parse(packet.target), msg)
 
     def _money(self, amount: int) -> str:

@@ -252,6 +252,25 @@ class RecipientGone(RedPacketError):
         self.jid = jid
 
 
+class DailyLimitExceeded(RedPacketError):
+    """The sender's packets since ``since`` (the start of the UTC day) plus this one would pass
+    ``redpacket.daily_count`` or ``daily_amount``; ``count``/``amount``: what was sent already."""
+
+    def __init__(self, owner: str, count: int, amount: int, limit_count: int, limit_amount: int) -> None:
+        super().__init__(f"{owner} sent {count} packets ({amount} units) today; limits {limit_count}/{limit_amount}")
+        self.count, self.amount, self.limit_count, self.limit_amount = count, amount, limit_count, limit_amount
+
+
+def daily_refusal(new: "NewPacket", count: int, amount: int) -> DailyLimitExceeded | None:
+    """Policy: may ``new`` be sent when its sender sent ``count`` packets of ``amount`` units
+    since ``new.day_start``? (0 limits: none.)"""
+    if new.day_start is None:
+        return None
+    if (new.daily_count and count + 1 > new.daily_count) or (new.daily_amount and amount + new.total > new.daily_amount):
+        return DailyLimitExceeded(new.sender, count, amount, new.daily_count, new.daily_amount)
+    return None
+
+
 class ClientIdReused(RedPacketError):
     def __init__(self, client_id: str) -> None:
         super().__init__(f"client id {client_id!r} was used for a different packet")
@@ -291,6 +310,12 @@ class NewPacket:
     # send and that account's deletion are ordered: either the deletion refunds the packet, or
     # the send fails with RecipientGone). The memory twin has no accounts and ignores it.
     recipient: str | None = None
+    # Per-sender daily limits (redpacket.daily_count/daily_amount): the packets the sender sent
+    # since day_start (the UTC day's start) are counted in the send's transaction, under the
+    # sender's wallet lock, so concurrent sends cannot both slip under a limit. None: no limit.
+    day_start: datetime | None = None
+    daily_count: int = 0
+    daily_amount: int = 0
 
     @property
     def total(self) -> int:
@@ -595,6 +620,11 @@ class MemoryRedPacketRepository(RedPacketRepository):
         have = self._balances.get(new.sender, 0)
         if have < new.total:
             raise InsufficientFunds(new.sender, have, new.total)
+        if new.day_start is not None:
+            sent = [e for e in self._ledger if e.owner == new.sender and e.kind == "send_debit" and e.created_at >= new.day_start]
+            refused = daily_refusal(new, len(sent), -sum(e.amount for e in sent))
+            if refused is not None:
+                raise refused
         packet = Packet(
             new.id, new.sender, new.kind, new.total, new.count, new.greeting, new.target, new.is_room,
             new.exclusive_to, new.client_id, new.lang, new.created_at, new.expires_at, OPEN,
@@ -1059,6 +1089,19 @@ class SqlRedPacketRepository(RedPacketRepository):
         if debit.rowcount == 0:
             have = (await conn.execute(sa.select(w.balance).where(w.owner == new.sender))).scalar_one_or_none()
             raise InsufficientFunds(new.sender, int(have or 0), new.total)
+        if new.day_start is not None:
+            # After the debit: the sender's wallet row is locked (SQLite: the one writer), so a
+            # concurrent send of the same sender waits and then counts this one. A locking read
+            # sees what committed meanwhile (not the transaction's first snapshot).
+            lg = ledger.c
+            sent = (await conn.execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(-lg.amount), 0))
+                .where(lg.owner == new.sender, lg.kind == "send_debit", lg.created_at >= new.day_start)
+                .with_for_update(read=True)
+            )).one()
+            refused = daily_refusal(new, int(sent[0]), int(sent[1]))
+            if refused is not None:
+                raise refused  # the whole transaction (the debit too) rolls back
         await conn.execute(packets.insert().values(**values))
         await conn.execute(
             shares.insert(),

@@ -22,7 +22,7 @@ from xmppd_extensions.redpacket.repository import NewPacket, SqlRedPacketReposit
 
 from ...helpers import CONF, PASSWORD, start_xmppd
 from .rawclients import login
-from .servers import disabled_option
+from .servers import STRANGERS, disabled_option
 
 pytestmark = pytest.mark.interop
 
@@ -32,7 +32,7 @@ N = 60
 
 def start(tmp: Path, storage: list[str]) -> tuple[subprocess.Popen, int]:
     sets = storage[1::2]  # storage is ["--set", OPTION, ...], as ctl takes it
-    return start_xmppd(tmp, "c2s.max_connections_per_ip=1000", "c2s.auth_failures_per_ip=1000", disabled_option(), *sets)
+    return start_xmppd(tmp, "c2s.max_connections_per_ip=1000", "c2s.auth_failures_per_ip=1000", disabled_option(), STRANGERS, *sets)
 
 
 def ctl(tmp: Path, storage: list[str], *verb: str) -> subprocess.CompletedProcess:
