@@ -205,7 +205,7 @@ class Context:
         self.clients.append(c)
         return c
 
-    async def login(self, username: str, *, ws: bool = False, mechanism: str = "SCRAM-SHA-1", tls: bool = False, presence: bool = False, resource: str | None = None) -> Client:
+    async def login(self, username: str, *, ws: bool = False, mechanism: str = "SCRAM-SHA-1", tls: bool = False, presence: bool = False, wait_echo: bool = False, resource: str | None = None) -> Client:
         t = self.target
         c = self.new_client()
         if ws:
@@ -215,7 +215,7 @@ class Context:
         else:
             await c.connect_tcp(t.host, t.port)
         try:
-            await c.login(username, PASSWORD, mechanism=mechanism, starttls=insecure_tls() if tls else None, presence=presence, resource=resource or f"b{next(_resources)}")
+            await c.login(username, PASSWORD, mechanism=mechanism, starttls=insecure_tls() if tls else None, presence=presence, wait_echo=wait_echo, resource=resource or f"b{next(_resources)}")
         except XmppError as exc:
             if "not offered" in str(exc) or "no STARTTLS" in str(exc):
                 raise NotAvailable(str(exc)) from None

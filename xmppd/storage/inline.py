@@ -113,6 +113,31 @@ class InlineReader:
             return row  # type: ignore[no-any-return]
         return tuple(v if p is None or v is None else p(v) for p, v in zip(query.processors, row, strict=True))
 
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` in one read transaction (``BEGIN`` ... ``COMMIT``: its statements
+        see one snapshot), now, on this thread. Raises :class:`InlineUnavailable` when SQLite
+        says busy or locked (the caller takes the async path); what else *fn* raises is raised."""
+        try:
+            conn = self._conn or self._connect()
+            conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            log.debug("inline read unavailable (%s): taking the async path", exc)
+            self.close()
+            raise InlineUnavailable(str(exc)) from None
+        try:
+            result = fn(conn)
+        except sqlite3.OperationalError as exc:
+            self.close()
+            if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                raise InlineUnavailable(str(exc)) from None
+            raise
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
