@@ -44,7 +44,7 @@ import asyncio
 import builtins
 import random
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, NoReturn, Protocol
@@ -1131,10 +1131,12 @@ class SqlRedPacketRepository(RedPacketRepository):
             # Every share went (final: nothing gives a share back): answer from a read, without
             # queueing for the write lock; "already grabbed" still comes first.
             async with self._db.transaction(readonly=True) as conn:
-                run, db = await self._on_driver_thread(conn)
-                if run is not None:
-                    raise await run(lambda: _sqlite_refusal(db(), packet_id, grabber, now))
-                raise await self._refusal(conn, packet_id, grabber, now) or AllGone(packet_id)
+                refusal = None
+                if self._db.is_sqlite:  # the storage fast path: one call on the driver's thread
+                    refusal = await self._db.fastpath.in_transaction(conn, lambda raw: _sqlite_refusal(raw, packet_id, grabber, now))
+                if refusal is None:
+                    refusal = await self._refusal(conn, packet_id, grabber, now) or AllGone(packet_id)
+                raise refusal
         txn = self._grab_sqlite_txn if self._db.is_sqlite else self._grab_locking_txn
         for _ in range(_MAX_DEADLOCK_RETRIES):
             try:
@@ -1199,90 +1201,17 @@ class SqlRedPacketRepository(RedPacketRepository):
         return result
 
     async def _grab_sqlite_txn(self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime) -> GrabResult:
-        """SQLite: the statements of :meth:`_grab_sqlite_statements` in one call on aiosqlite's
-        connection thread (:func:`_sqlite_grab`): one hand-off to that thread instead of about
-        fifteen (each statement costs a cursor, an execute, a fetch and a close, each a wait for
-        the event loop), so the write lock is held that much shorter."""
-        run, db = await self._on_driver_thread(conn)
-        if run is None:
-            return await self._grab_sqlite_statements(conn, packet_id, grabber, now)
+        """SQLite: :func:`_sqlite_grab`'s statements in one call on the driver's thread through
+        the storage fast path (``db.fastpath.in_transaction``, xmppd/storage/fastpath.py): one
+        hand-off instead of about fifteen, so the write lock is held that much shorter. Without
+        a driver thread, the portable transaction (SQLite serialises writers: BEGIN IMMEDIATE,
+        so its row lock is not needed, and it is correct as it is)."""
         outbox = self._outbox
         outbox.mark(conn)
-        return await run(lambda: _sqlite_grab(db(), packet_id, grabber, now, outbox))  # type: ignore[no-any-return]
-
-    async def _on_driver_thread(self, conn: AsyncConnection) -> tuple[Any, Callable[[], sqlite3.Connection]]:
-        """On SQLite with aiosqlite: its way to run a call on the connection's own thread (where
-        the ``sqlite3`` connection may be used) and the ``sqlite3`` connection; else ``None``."""
-        if not self._db.is_sqlite:
-            return None, lambda: None  # type: ignore[return-value]
-        driver = (await conn.get_raw_connection()).driver_connection
-        run = getattr(driver, "_execute", None)
-        if run is None or not hasattr(type(driver), "_conn"):
-            return None, lambda: None  # type: ignore[return-value]
-        return run, lambda: driver._conn
-
-    async def _grab_sqlite_statements(
-        self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime
-    ) -> GrabResult:
-        """SQLite (BEGIN IMMEDIATE: this is the only writer): claim, count, credit; 4 statements.
-
-        1. claim the lowest unclaimed share, ``RETURNING`` it (``UNIQUE (packet_id, grabbed_by)``
-           refuses a second share to the same person);
-        2. count it on the packet if the packet is still open (not refunded, not expired),
-           ``RETURNING`` the counters; the last share also fixes best luck;
-        3. credit the wallet, creating it if needed (upsert ``RETURNING`` the balance);
-        4. append the ledger entry.
-        A refusal rolls the whole transaction back and is explained by one more read.
-        """
-        p, s = packets.c, shares.c
-        lowest = (
-            sa.select(sa.func.min(s.seq)).where(s.packet_id == packet_id, s.grabbed_by.is_(None)).scalar_subquery()
-        )
-        try:
-            pick = (
-                await conn.execute(
-                    shares.update()
-                    .where(s.packet_id == packet_id, s.seq == lowest, s.grabbed_by.is_(None))
-                    .values(grabbed_by=grabber, grabbed_at=now)
-                    .returning(s.seq, s.amount)
-                )
-            ).first()
-        except IntegrityError as exc:
-            if not is_unique_violation(exc):
-                raise
-            pick = None
-        if pick is None:
-            await self._refused(conn, packet_id, grabber, now)
-        amount = int(pick.amount)
-        last = p.remaining_count == 1
-        lucky = sa.and_(p.kind == "lucky", p.count >= 2)  # has_best_luck, in SQL
-        best_sub = (
-            sa.select(s.grabbed_by)
-            .where(s.packet_id == packet_id, s.grabbed_by.is_not(None))
-            .order_by(s.amount.desc(), s.seq)
-            .limit(1)
-            .scalar_subquery()
-        )
-        counted = (
-            await conn.execute(
-                packets.update()
-                .where(p.id == packet_id, p.refunded == sa.false(), p.expires_at > now)
-                .values(
-                    remaining_count=p.remaining_count - 1,
-                    remaining_amount=p.remaining_amount - amount,
-                    status=sa.case((last, FINISHED), else_=OPEN),
-                    finished_at=sa.case((last, now), else_=None),
-                    best_luck=sa.case((sa.and_(last, lucky), best_sub), else_=None),
-                )
-                .returning(p.remaining_count, p.remaining_amount, p.kind, p.count)
-            )
-        ).first()
-        if counted is None:  # refunded or expired (the claim proved the rest): undo the claim
-            raise PacketExpired(packet_id)
-        return await self._claim_rest(
-            conn, packet_id, grabber, now, int(pick.seq), amount, int(counted.remaining_count), int(counted.remaining_amount),
-            counted.kind, int(counted.count),
-        )
+        result = await self._db.fastpath.in_transaction(conn, lambda raw: _sqlite_grab(raw, packet_id, grabber, now, outbox))
+        if result is None:
+            return await self._grab_locking_txn(conn, packet_id, grabber, now)
+        return result
 
     async def _refused(self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime) -> NoReturn:
         """Explain a refused grab by raising: the transaction rolls back (the claim, if any, with it)."""
@@ -1291,7 +1220,8 @@ class SqlRedPacketRepository(RedPacketRepository):
     async def _grab_locking_txn(
         self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime
     ) -> GrabResult:
-        """MariaDB/MySQL (no UPDATE ... RETURNING): lock the packet row, then claim, count, credit;
+        """The portable grab (MariaDB/MySQL, which have no UPDATE ... RETURNING; SQLite without a
+        driver thread): lock the packet row, then claim, count, credit;
         five statements.
 
         The packet row lock (``SELECT ... FOR UPDATE``, which also reads the lowest free share)

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from slixmpp.exceptions import IqError
 
+from xmppd_extensions.redpacket import slixmpp_plugin
+from xmppd_extensions.redpacket.feature import NS
+
 from ...features.muc_support import PLUGINS, create, join
 from ...features.pep_support import befriend
 from ...features.test_mam import Results
 from ...helpers import add_user, slix, slix_close
-from xmppd_extensions.redpacket import slixmpp_plugin
-from xmppd_extensions.redpacket.feature import NS
-
 from .schema_check import assert_valid_xml
 from .servers import rp_running_server
 from .test_wire import app_condition, inbox, rp_xml

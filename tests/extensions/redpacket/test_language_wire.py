@@ -11,7 +11,8 @@ import pytest
 from xmppd_extensions.redpacket import slixmpp_plugin
 
 from ...helpers import add_user, slix, slix_close
-from .servers import STRANGERS, rp_running_server as running_server
+from .servers import STRANGERS
+from .servers import rp_running_server as running_server
 from .test_wire import inbox
 
 pytestmark = pytest.mark.interop

@@ -17,7 +17,8 @@ from xmppd_extensions.redpacket.feature import NS
 
 from ...helpers import add_user, slix, slix_close
 from .schema_check import assert_valid_xml
-from .servers import STRANGERS, rp_running_server as running_server
+from .servers import STRANGERS
+from .servers import rp_running_server as running_server
 
 pytestmark = pytest.mark.interop
 
