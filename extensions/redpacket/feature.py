@@ -44,6 +44,7 @@ from .repository import (
     AlreadyGrabbed,
     ClientIdReused,
     DailyLimitExceeded,
+    GrabResult,
     InsufficientFunds,
     NewPacket,
     Packet,
@@ -93,6 +94,7 @@ class RedPacketOptions:
     expiry: Positive = 86400.0  # seconds until the unclaimed remainder is refunded
     sweep_interval: Positive = 60.0  # longest pause of the expiry sweeper, seconds
     page_max: PositiveInt = 100  # most entries in one history or records page
+    transfer_expiry: Positive = 86400.0  # seconds a 转账 transfer waits to be accepted, then it returns to the sender
     contacts_only: bool = True  # 1:1 packets only to contacts with a mutual subscription (roster 'both')
     daily_count: Annotated[int, AtLeast(1), AtMost(100000)] = 100  # most packets one sender sends per UTC day
     daily_amount: Annotated[int, AtLeast(1), AtMost(10**12)] = 100000  # most minor units one sender puts in packets per UTC day
@@ -315,7 +317,8 @@ class RedPacket(Feature):
         return out
 
     async def send_packet(self, sender: JID, *, to: JID, kind: str, count: int, total: int, client_id: str,
-                          greeting: str | None = None, exclusive: JID | None = None, lang: str | None = None) -> SendResult:
+                          greeting: str | None = None, exclusive: JID | None = None, lang: str | None = None,
+                          transfer: bool = False) -> SendResult:
         """Send a red packet on ``sender``'s behalf: every rule of sending, for every door (the
         ``<send/>`` iq, the ``#send`` ad-hoc command). ``total`` is in minor units (an equal
         packet's total divides evenly into its ``count`` shares); refusals raise
@@ -336,7 +339,7 @@ class RedPacket(Feature):
             raise SendRefused("amount", Condition.BAD_REQUEST, f"an equal packet's total divides evenly into its {count} shares")
         if not 1 <= len(client_id) <= 64:
             raise SendRefused(None, Condition.BAD_REQUEST, "'client-id' (1 to 64 characters) is required: it makes retries safe")
-        greeting = (greeting or "").strip() or o.default_greeting
+        greeting = (greeting or "").strip() or ("" if transfer else o.default_greeting)  # a transfer's note may be empty
         if len(greeting) > o.max_greeting:
             raise SendRefused("greeting", Condition.NOT_ACCEPTABLE, f"the greeting is longer than {o.max_greeting} characters",
                               "limit-exceeded")
@@ -344,6 +347,8 @@ class RedPacket(Feature):
         exclusive = exclusive.bare if exclusive is not None else None
         lang = (lang or self.ctx.languages.of(sender))[:35]  # None: the sender's language (xmppd/i18n.py)
         is_room = await self._check_target(sender, to, count, exclusive)
+        if transfer and is_room:
+            raise SendRefused("to", Condition.BAD_REQUEST, "a transfer goes to one contact, not to a room")
         # The speech gate, before any money moves: a packet says the greeting on the sender's behalf.
         await self._may_speak(sender, to, is_room, greeting, lang)
         shares = split.equal(total // count, count) if kind == "equal" else split.lucky(total, count, self.ctx.rng)
@@ -351,7 +356,8 @@ class RedPacket(Feature):
         new = NewPacket(
             id=format(self.ctx.rng.getrandbits(80), "020x"), sender=str(sender), kind=kind, greeting=greeting,
             target=str(to), is_room=is_room, exclusive_to=str(exclusive) if exclusive else None, client_id=client_id,
-            lang=lang, created_at=now, expires_at=now + timedelta(seconds=o.expiry), shares=tuple(shares),
+            lang=lang, created_at=now, expires_at=now + timedelta(seconds=o.transfer_expiry if transfer else o.expiry),
+            shares=tuple(shares), transfer=transfer,
             recipient=_local_recipient(to if not is_room else exclusive, self.ctx.domain),
             day_start=now.replace(hour=0, minute=0, second=0, microsecond=0),
             daily_count=o.daily_count, daily_amount=o.daily_amount,
@@ -440,8 +446,18 @@ class RedPacket(Feature):
         else:
             msg = stanza("message", to=packet.target, frm=packet.sender, type="chat", id=message_id(packet.id))
             text = _text(packet.lang, "packet.chat", name=name, greeting=packet.greeting)
+        if packet.transfer:
+            text = _text(packet.lang, "packet.transfer", name=name, amount=self._money(packet.total), note=packet.greeting)
         body = sub(msg, f"{{{ns.CLIENT}}}body", text=text)
         body.set(ns.XML_LANG, packet.lang)
+        if packet.transfer:
+            attrs = {"id": packet.id, "sender": packet.sender, "amount": str(packet.total), "expires": _iso(packet.expires_at)}
+            if packet.greeting:
+                attrs["note"] = packet.greeting
+            sub(msg, q("transfer"), attrs)
+            sub(msg, f"{{{ns.SID}}}origin-id", {"id": message_id(packet.id)})
+            sub(msg, f"{{{HINTS}}}store")
+            return msg
         attrs = {"id": packet.id, "sender": packet.sender, "kind": packet.kind, "count": str(packet.count),
                  "greeting": packet.greeting, "expires": _iso(packet.expires_at)}
         if packet.kind == "equal":
@@ -490,18 +506,10 @@ class RedPacket(Feature):
         packet = await self._card(packet_id)
         if packet is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet")
+        if packet.transfer:
+            raise _bad("this is a transfer: its recipient accepts it (<accept/>)")
         await self._check_grab(packet, who)
-        try:
-            got = await self.repo.grab(packet_id, str(who), self.now())
-        except AlreadyGrabbed as exc:
-            raise _err(Condition.CONFLICT, "already-grabbed", "you already opened this red packet",
-                       amount=str(exc.amount), at=_iso(exc.grabbed_at)) from None
-        except AllGone:
-            raise _err(Condition.NOT_ALLOWED, "all-gone", "every share has been taken") from None
-        except PacketExpired:
-            raise _err(Condition.NOT_ALLOWED, "expired", "this red packet has expired") from None
-        except PacketNotFound:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet") from None
+        got = await self._grab(packet, who)
         self._count("grabbed", got.amount)
         name = who.local or str(who)
         amount = self._money(got.amount)
@@ -517,6 +525,67 @@ class RedPacket(Feature):
         out = element(q("opened"), {"id": packet.id, "amount": str(got.amount), "balance": str(got.balance),
                                     "remaining": str(got.remaining_count)}, default_ns=NS)
         return out
+
+    @iq_handler("set", q("send-transfer"))
+    async def transfer(self, req: IqRequest) -> etree._Element:
+        """转账: one amount to one contact, who accepts it (<accept/>) or, after
+        ``transfer_expiry``, it returns to the sender. Every rule of a one-to-one packet holds
+        (contacts only, limits, daily limits, the speech gate, client-id retries)."""
+        p = req.payload
+        to = _jid_attr(p, "to")
+        if to is None:
+            raise _bad("'to' (a contact's JID) is required")
+        result = await self.send_packet(
+            req.from_jid.bare, to=to, kind="equal", count=1, total=_int_attr(p, "amount"),
+            client_id=p.get("client-id") or "", greeting=p.findtext(q("note")),
+            lang=_lang(req, self.ctx.languages.of(req.from_jid)), transfer=True,
+        )
+        packet = result.packet
+        if not packet.transfer:
+            raise SendRefused(None, Condition.CONFLICT, "this client-id was used for a red packet", "client-id-reused")
+        out = element(q("transferred"), {"id": packet.id, "balance": str(result.balance), "amount": str(packet.total),
+                                         "expires": _iso(packet.expires_at)}, default_ns=NS)
+        if not result.created:
+            out.set("retry", "true")
+        return out
+
+    @iq_handler("set", q("accept"))
+    async def accept(self, req: IqRequest) -> etree._Element:
+        """The recipient takes a transfer: its one share, in one transaction (the grab)."""
+        packet_id = req.payload.get("id") or ""
+        if not packet_id or len(packet_id) > 32:
+            raise _bad("'id' names the transfer to accept")
+        who = req.from_jid.bare
+        packet = await self._card(packet_id)
+        if packet is None or not packet.transfer:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "no such transfer")
+        if str(who) != packet.target:
+            raise _err(Condition.FORBIDDEN, "forbidden", "this transfer is for someone else")
+        got = await self._grab(packet, who)
+        self._count("grabbed", got.amount)
+        await self._notice(
+            packet.sender,
+            element(q("accepted"), {"id": packet.id, "by": str(who), "amount": str(got.amount)}, default_ns=NS),
+            _text(packet.lang, "notice.accepted", name=who.local or str(who), amount=self._money(got.amount)),
+            packet.lang,
+        )
+        return element(q("accepted"), {"id": packet.id, "amount": str(got.amount), "balance": str(got.balance)},
+                       default_ns=NS)
+
+    async def _grab(self, packet: Packet, who: JID) -> GrabResult:
+        """Take ``who``'s share of ``packet`` (the repository's one grab), refusals as the protocol says them."""
+        packet_id = packet.id
+        try:
+            return await self.repo.grab(packet_id, str(who), self.now())
+        except AlreadyGrabbed as exc:
+            raise _err(Condition.CONFLICT, "already-grabbed", "you already opened this red packet",
+                       amount=str(exc.amount), at=_iso(exc.grabbed_at)) from None
+        except AllGone:
+            raise _err(Condition.NOT_ALLOWED, "all-gone", "every share has been taken") from None
+        except PacketExpired:
+            raise _err(Condition.NOT_ALLOWED, "expired", "this red packet has expired") from None
+        except PacketNotFound:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet") from None
 
     async def _card(self, packet_id: str) -> Packet | None:
         """The packet as sent, for who-may-open checks and notices: only its fields that never
@@ -649,6 +718,8 @@ class RedPacket(Feature):
             attrs["refunded"] = str(packet.refund_amount)
         if packet.best_luck:
             attrs["best-luck"] = packet.best_luck
+        if packet.transfer:
+            attrs["transfer"] = "true"
         out = element(q("packet"), attrs, default_ns=NS)
         sub(out, q("greeting"), text=packet.greeting)
         taken = sorted((s for s in shares if s.grabbed_by is not None), key=lambda s: s.seq)
@@ -708,7 +779,7 @@ class RedPacket(Feature):
         await self._notice(
             result.sender,
             element(q("refunded"), {"id": packet_id, "amount": str(result.amount)}, default_ns=NS),
-            _text(packet.lang, "notice.refunded", amount=money),
+            _text(packet.lang, "notice.transfer_returned" if packet.transfer else "notice.refunded", amount=money),
             packet.lang,
         )
         return result.amount

@@ -162,6 +162,16 @@ shares = sa.Table(
     **MYSQL_TABLE_KWARGS,
 )
 
+# 转账 transfers: a one-share, one-to-one packet (kind 'equal') that its recipient accepts (the
+# grab) or that returns to its sender when it expires (the refund): the same money rules, the
+# same audit. A row here marks the packet a transfer (migration redpacket_0005).
+transfers = sa.Table(
+    "redpacket_transfers",
+    metadata,
+    sa.Column("packet_id", sa.String(32), sa.ForeignKey("redpacket_packets.id"), primary_key=True),
+    **MYSQL_TABLE_KWARGS,
+)
+
 ledger = sa.Table(
     "redpacket_ledger",
     metadata,
@@ -316,6 +326,7 @@ class NewPacket:
     day_start: datetime | None = None
     daily_count: int = 0
     daily_amount: int = 0
+    transfer: bool = False  # a 转账 transfer (one share, one-to-one)
 
     @property
     def total(self) -> int:
@@ -348,11 +359,12 @@ class Packet:
     refund_amount: int
     finished_at: datetime | None
     best_luck: str | None
+    transfer: bool = False  # a 转账 transfer: accepted by its recipient, or back to the sender on expiry
 
     def same_request(self, new: NewPacket) -> bool:
         """A retry of the request that made this packet (shares aside: they are random)."""
-        return (self.kind, self.total, self.count, self.greeting, self.target, self.exclusive_to) == (
-            new.kind, new.total, new.count, new.greeting, new.target, new.exclusive_to
+        return (self.kind, self.total, self.count, self.greeting, self.target, self.exclusive_to, self.transfer) == (
+            new.kind, new.total, new.count, new.greeting, new.target, new.exclusive_to, new.transfer
         )
 
 
@@ -628,7 +640,7 @@ class MemoryRedPacketRepository(RedPacketRepository):
         packet = Packet(
             new.id, new.sender, new.kind, new.total, new.count, new.greeting, new.target, new.is_room,
             new.exclusive_to, new.client_id, new.lang, new.created_at, new.expires_at, OPEN,
-            new.count, new.total, False, 0, None, None,
+            new.count, new.total, False, 0, None, None, new.transfer,
         )
         self._packets[new.id] = packet
         self._shares[new.id] = [Share(i, a, None, None) for i, a in enumerate(new.shares)]
@@ -861,8 +873,14 @@ def _packet(m: sa.RowMapping) -> Packet:
         m[c.id], m[c.sender], m[c.kind], int(m[c.total]), int(m[c.count]), m[c.greeting], m[c.target],
         bool(m[c.is_room]), m[c.exclusive_to], m[c.client_id], m[c.lang], m[c.created_at], m[c.expires_at],
         m[c.status], int(m[c.remaining_count]), int(m[c.remaining_amount]), bool(m[c.refunded]),
-        int(m[c.refund_amount]), m[c.finished_at], m[c.best_luck],
+        int(m[c.refund_amount]), m[c.finished_at], m[c.best_luck], bool(m.get("transfer")),
     )
+
+
+def _packets_query() -> sa.Select[Any]:
+    """Packets with their transfer mark (read through :func:`_packet`)."""
+    return sa.select(packets, transfers.c.packet_id.is_not(None).label("transfer")).select_from(
+        packets.outerjoin(transfers, transfers.c.packet_id == packets.c.id))
 
 
 def _entry(m: sa.RowMapping) -> LedgerEntry:
@@ -1018,7 +1036,7 @@ class SqlRedPacketRepository(RedPacketRepository):
         return entry, False
 
     async def packets(self, sender: str | None = None, *, limit: int = 50, offset: int = 0) -> builtins.list[Packet]:
-        query = sa.select(packets)
+        query = _packets_query()
         if sender is not None:
             query = query.where(packets.c.sender == sender)
         query = query.order_by(packets.c.created_at.desc(), packets.c.id.desc()).limit(limit).offset(offset)
@@ -1053,7 +1071,7 @@ class SqlRedPacketRepository(RedPacketRepository):
     async def _send_txn(self, conn: AsyncConnection, new: NewPacket) -> SendResult:
         p = packets.c
         row = (
-            await conn.execute(sa.select(packets).where(p.sender == new.sender, p.client_id == new.client_id))
+            await conn.execute(_packets_query().where(p.sender == new.sender, p.client_id == new.client_id))
         ).mappings().first()
         if row is not None:
             packet = _packet(row)
@@ -1103,6 +1121,8 @@ class SqlRedPacketRepository(RedPacketRepository):
             if refused is not None:
                 raise refused  # the whole transaction (the debit too) rolls back
         await conn.execute(packets.insert().values(**values))
+        if new.transfer:
+            await conn.execute(transfers.insert().values(packet_id=new.id))
         await conn.execute(
             shares.insert(),
             [{"packet_id": new.id, "seq": i, "amount": a, "grabbed_by": None, "grabbed_at": None} for i, a in enumerate(new.shares)],
@@ -1117,7 +1137,7 @@ class SqlRedPacketRepository(RedPacketRepository):
         packet = Packet(
             new.id, new.sender, new.kind, new.total, new.count, new.greeting, new.target, new.is_room,
             new.exclusive_to, new.client_id, new.lang, new.created_at, new.expires_at, OPEN,
-            new.count, new.total, False, 0, None, None,
+            new.count, new.total, False, 0, None, None, new.transfer,
         )
         await self._outbox.write_txn(conn, E.REDPACKET_SENT, f"redpacket:{new.id}", {
             "id": new.id, "sender": new.sender, "kind": new.kind, "total": new.total, "count": new.count,
@@ -1317,7 +1337,7 @@ class SqlRedPacketRepository(RedPacketRepository):
 
     async def get_packet(self, packet_id: str) -> Packet | None:
         async with self._db.transaction(readonly=True) as conn:
-            row = (await conn.execute(sa.select(packets).where(packets.c.id == packet_id))).mappings().first()
+            row = (await conn.execute(_packets_query().where(packets.c.id == packet_id))).mappings().first()
         return _packet(row) if row is not None else None
 
     async def shares(self, packet_id: str) -> list[Share]:
