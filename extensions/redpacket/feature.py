@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from lxml import etree
 
@@ -26,7 +26,7 @@ from xmppd.core.feature import Feature, hook, iq_handler
 from xmppd.core.hooks import AccountEvent, Flow
 from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
-from xmppd.features.muc.events import SpeechKind
+from xmppd.features.muc.directory import RoomDirectory
 from xmppd.i18n import Catalog, chain
 from xmppd.jid import JID, JIDError
 from xmppd.webhooks import events as E
@@ -98,57 +98,6 @@ class RedPacketOptions:
     contacts_only: bool = True  # 1:1 packets only to contacts with a mutual subscription (roster 'both')
     daily_count: Annotated[int, AtLeast(1), AtMost(100000)] = 100  # most packets one sender sends per UTC day
     daily_amount: Annotated[int, AtLeast(1), AtMost(10**12)] = 100000  # most minor units one sender puts in packets per UTC day
-
-
-class RoomDirectory(Protocol):
-    """What red packets need from group chat: membership, and posting a notice as the room."""
-
-    def is_room(self, jid: JID) -> bool: ...
-
-    async def is_member(self, room: JID, user: JID) -> bool: ...
-
-    async def may_post(self, room: JID, user: JID, message: etree._Element) -> None:
-        """The room's speech gate for ``message`` posted on ``user``'s behalf: raise ``StanzaError``
-        when the user may not speak there now (muted, a visitor ...)."""
-
-    async def post(self, room: JID, message: etree._Element) -> None:
-        """Deliver ``message`` (type groupchat, from the room's bare JID) to the room, as part of
-        its history: the room's archive keeps it, so members offline or on a new device find it."""
-
-
-class MucRooms:
-    """The room directory of the MUC feature (xmppd/features/muc): members are affiliated
-    members and above, and anyone currently in the room; notices come from the room."""
-
-    def __init__(self, muc: Any) -> None:
-        self.muc = muc
-
-    def is_room(self, jid: JID) -> bool:
-        return jid.local is not None and jid.resource is None and self.muc.get_room(jid) is not None
-
-    async def is_member(self, room: JID, user: JID) -> bool:
-        r = self.muc.get_room(room)
-        if r is None:
-            return False
-        bare = user.bare
-        return bool(r.is_member(bare)) or any(full.bare == bare for full in r.occupants.full_jids())
-
-    async def may_post(self, room: JID, user: JID, message: etree._Element) -> None:
-        r = self.muc.get_room(room)
-        if r is None:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {room}")
-        await r.may_speak(user.bare, SpeechKind.POST, stanza=message, feature="redpacket")
-
-    async def post(self, room: JID, message: etree._Element) -> None:
-        r = self.muc.get_room(room)
-        if r is None:
-            return
-        body = message.find(f"{{{ns.CLIENT}}}body")
-        children = [c for c in message if c is not body]
-        # The body keeps its language: the room writes a fresh message around it.
-        await r.send_notice(body.text if body is not None else None, children=children,
-                            lang=body.get(ns.XML_LANG) if body is not None else None,
-                            id=message.get("id"), archive=True)
 
 
 def _err(condition: Condition, app: str, text: str, **attrs: str) -> StanzaError:
@@ -262,7 +211,7 @@ class RedPacket(Feature):
         if self.rooms is not None:
             return self.rooms
         if self.ctx.has_feature("muc"):
-            self.rooms = MucRooms(self.ctx.feature("muc"))
+            self.rooms = self.ctx.feature("muc").directory  # the typed view MUC publishes
         return self.rooms
 
     def now(self) -> datetime:
@@ -433,7 +382,7 @@ class RedPacket(Feature):
         if is_room:
             rooms = self._rooms()
             assert rooms is not None  # _check_target found the room through it
-            await rooms.may_post(to, sender, probe)
+            await rooms.may_post(to, sender, probe, feature="redpacket")
         else:
             await self.ctx.router.may_speak(H.Speech(sender, to, probe, feature="redpacket"))
 
