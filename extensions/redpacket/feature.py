@@ -33,7 +33,7 @@ from xmppd.webhooks import events as E
 from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
 
-from . import split
+from . import split, wire
 from .commands import RedPacketCommands
 from .payments import PaymentRepository
 from .payments_api import operations as payment_operations
@@ -59,24 +59,11 @@ from .repository import (
     delete_account_txn,
 )
 from .user_commands import UserCommands
+from .wire import NS, SendRefused, app_error, bad_request, q, timestamp
 
 log = logging.getLogger(__name__)
 
-NS = "urn:xmppd:redpacket:0"
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
-
-
-def q(name: str) -> str:
-    return f"{{{NS}}}{name}"
-
-
-HINTS = "urn:xmpp:hints"  # XEP-0334
-ATTACH = "urn:xmpp:message-attaching:1"  # XEP-0367: a notice points at its packet's message
-
-
-def message_id(packet_id: str) -> str:
-    """The id of a packet's message (1:1 and room): the reference every later notice carries."""
-    return f"rp-{packet_id}"
 
 
 #: Packets whose unchanging fields are kept in memory for opens (the oldest go first).
@@ -100,31 +87,14 @@ class RedPacketOptions:
     daily_amount: Annotated[int, AtLeast(1), AtMost(10**12)] = 100000  # most minor units one sender puts in packets per UTC day
 
 
-def _err(condition: Condition, app: str, text: str, **attrs: str) -> StanzaError:
-    return StanzaError(condition, text, app=element(q(app), attrs or None, default_ns=NS))
-
-
-def _bad(text: str) -> StanzaError:
-    return StanzaError(Condition.BAD_REQUEST, text)
-
-
-class SendRefused(StanzaError):
-    """A refused send, as the protocol answers it; ``field`` names what is at fault (the ad-hoc
-    command's form field: to, kind, amount, count, greeting, exclusive), None: the request."""
-
-    def __init__(self, field: str | None, condition: Condition, text: str, app: str | None = None, **attrs: str) -> None:
-        super().__init__(condition, text, app=element(q(app), attrs or None, default_ns=NS) if app else None)
-        self.field = field
-
-
 def _int_attr(el: etree._Element, name: str, *, default: int | None = None) -> int:
     value = el.get(name)
     if value is None:
         if default is None:
-            raise _bad(f"the '{name}' attribute is required")
+            raise bad_request(f"the '{name}' attribute is required")
         return default
     if not value.isascii() or not value.isdigit() or len(value) > 12:
-        raise _bad(f"'{name}' must be a non-negative integer (minor units), not {value!r}")
+        raise bad_request(f"'{name}' must be a non-negative integer (minor units), not {value!r}")
     return int(value)
 
 
@@ -136,10 +106,6 @@ def _jid_attr(el: etree._Element, name: str) -> JID | None:
         return JID.parse(value).bare
     except JIDError as exc:
         raise StanzaError(Condition.JID_MALFORMED, f"'{name}' is not a JID: {exc}") from None
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _local_recipient(jid: JID | None, domain: str) -> str | None:
@@ -240,19 +206,19 @@ class RedPacket(Feature):
         p = req.payload
         kind = p.get("kind", "lucky")
         if kind not in KINDS:
-            raise _bad(f"kind is 'lucky' or 'equal', not {kind!r}")
+            raise bad_request(f"kind is 'lucky' or 'equal', not {kind!r}")
         count = _int_attr(p, "count", default=1)
         if kind == "equal":
             if p.get("total") is not None:
-                raise _bad("an equal packet gives 'each' (the amount of one share), not 'total'")
+                raise bad_request("an equal packet gives 'each' (the amount of one share), not 'total'")
             total = _int_attr(p, "each") * count
         else:
             if p.get("each") is not None:
-                raise _bad("a lucky packet gives 'total', not 'each'")
+                raise bad_request("a lucky packet gives 'total', not 'each'")
             total = _int_attr(p, "total")
         to = _jid_attr(p, "to")
         if to is None:
-            raise _bad("'to' (a contact's or a room's JID) is required")
+            raise bad_request("'to' (a contact's or a room's JID) is required")
         result = await self.send_packet(
             req.from_jid.bare, to=to, kind=kind, count=count, total=total, client_id=p.get("client-id") or "",
             greeting=p.findtext(q("greeting")), exclusive=_jid_attr(p, "exclusive"),
@@ -260,7 +226,7 @@ class RedPacket(Feature):
         )
         packet = result.packet
         out = element(q("sent"), {"id": packet.id, "balance": str(result.balance), "total": str(packet.total),
-                                  "expires": _iso(packet.expires_at)}, default_ns=NS)
+                                  "expires": timestamp(packet.expires_at)}, default_ns=NS)
         if not result.created:
             out.set("retry", "true")
         return out
@@ -387,36 +353,12 @@ class RedPacket(Feature):
             await self.ctx.router.may_speak(H.Speech(sender, to, probe, feature="redpacket"))
 
     def _packet_message(self, packet: Packet) -> etree._Element:
-        sender = JID.parse(packet.sender)
-        name = sender.local or packet.sender
-        if packet.is_room:
-            msg = stanza("message", to=packet.target, frm=packet.target, type="groupchat", id=message_id(packet.id))
-            text = _text(packet.lang, "packet.room", name=name, greeting=packet.greeting)
-        else:
-            msg = stanza("message", to=packet.target, frm=packet.sender, type="chat", id=message_id(packet.id))
-            text = _text(packet.lang, "packet.chat", name=name, greeting=packet.greeting)
+        name = JID.parse(packet.sender).local or packet.sender
         if packet.transfer:
             text = _text(packet.lang, "packet.transfer", name=name, amount=self._money(packet.total), note=packet.greeting)
-        body = sub(msg, f"{{{ns.CLIENT}}}body", text=text)
-        body.set(ns.XML_LANG, packet.lang)
-        if packet.transfer:
-            attrs = {"id": packet.id, "sender": packet.sender, "amount": str(packet.total), "expires": _iso(packet.expires_at)}
-            if packet.greeting:
-                attrs["note"] = packet.greeting
-            sub(msg, q("transfer"), attrs)
-            sub(msg, f"{{{ns.SID}}}origin-id", {"id": message_id(packet.id)})
-            sub(msg, f"{{{HINTS}}}store")
-            return msg
-        attrs = {"id": packet.id, "sender": packet.sender, "kind": packet.kind, "count": str(packet.count),
-                 "greeting": packet.greeting, "expires": _iso(packet.expires_at)}
-        if packet.kind == "equal":
-            attrs["each"] = str(packet.total // packet.count)
-        if packet.exclusive_to:
-            attrs["exclusive"] = packet.exclusive_to
-        sub(msg, q("redpacket"), attrs)
-        sub(msg, f"{{{ns.SID}}}origin-id", {"id": message_id(packet.id)})
-        sub(msg, f"{{{HINTS}}}store")
-        return msg
+        else:
+            text = _text(packet.lang, "packet.room" if packet.is_room else "packet.chat", name=name, greeting=packet.greeting)
+        return wire.packet_message(packet, text)
 
     async def _announce(self, packet: Packet) -> None:
         msg = self._packet_message(packet)
@@ -432,15 +374,7 @@ class RedPacket(Feature):
             await self.ctx.send(msg)
 
     async def _notice(self, to: str, child: etree._Element, text: str, lang: str) -> None:
-        """A notice about a packet to one person: type normal from the server domain, with a
-        readable body and a ``<store/>`` hint, so it is archived and kept offline (a headline
-        would be neither); ``<attach-to/>`` names the packet's message (the card to update)."""
-        msg = stanza("message", to=to, frm=self.ctx.domain, type="normal")
-        body = sub(msg, f"{{{ns.CLIENT}}}body", text=text)
-        body.set(ns.XML_LANG, lang)
-        msg.append(child)
-        sub(msg, f"{{{ATTACH}}}attach-to", {"id": message_id(child.get("id") or "")})
-        sub(msg, f"{{{HINTS}}}store")
+        msg = wire.notice(to, self.ctx.domain, child, text, lang)
         self.sent_notices += 1
         await self.ctx.send(msg)
 
@@ -450,13 +384,13 @@ class RedPacket(Feature):
     async def open(self, req: IqRequest) -> etree._Element:
         packet_id = req.payload.get("id") or ""
         if not packet_id or len(packet_id) > 32:
-            raise _bad("'id' names the red packet to open")
+            raise bad_request("'id' names the red packet to open")
         who = req.from_jid.bare
         packet = await self._card(packet_id)
         if packet is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet")
         if packet.transfer:
-            raise _bad("this is a transfer: its recipient accepts it (<accept/>)")
+            raise bad_request("this is a transfer: its recipient accepts it (<accept/>)")
         await self._check_grab(packet, who)
         got = await self._grab(packet, who)
         self._count("grabbed", got.amount)
@@ -483,7 +417,7 @@ class RedPacket(Feature):
         p = req.payload
         to = _jid_attr(p, "to")
         if to is None:
-            raise _bad("'to' (a contact's JID) is required")
+            raise bad_request("'to' (a contact's JID) is required")
         result = await self.send_packet(
             req.from_jid.bare, to=to, kind="equal", count=1, total=_int_attr(p, "amount"),
             client_id=p.get("client-id") or "", greeting=p.findtext(q("note")),
@@ -493,7 +427,7 @@ class RedPacket(Feature):
         if not packet.transfer:
             raise SendRefused(None, Condition.CONFLICT, "this client-id was used for a red packet", "client-id-reused")
         out = element(q("transferred"), {"id": packet.id, "balance": str(result.balance), "amount": str(packet.total),
-                                         "expires": _iso(packet.expires_at)}, default_ns=NS)
+                                         "expires": timestamp(packet.expires_at)}, default_ns=NS)
         if not result.created:
             out.set("retry", "true")
         return out
@@ -503,13 +437,13 @@ class RedPacket(Feature):
         """The recipient takes a transfer: its one share, in one transaction (the grab)."""
         packet_id = req.payload.get("id") or ""
         if not packet_id or len(packet_id) > 32:
-            raise _bad("'id' names the transfer to accept")
+            raise bad_request("'id' names the transfer to accept")
         who = req.from_jid.bare
         packet = await self._card(packet_id)
         if packet is None or not packet.transfer:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "no such transfer")
         if str(who) != packet.target:
-            raise _err(Condition.FORBIDDEN, "forbidden", "this transfer is for someone else")
+            raise app_error(Condition.FORBIDDEN, "forbidden", "this transfer is for someone else")
         got = await self._grab(packet, who)
         self._count("grabbed", got.amount)
         await self._notice(
@@ -527,12 +461,12 @@ class RedPacket(Feature):
         try:
             return await self.repo.grab(packet_id, str(who), self.now())
         except AlreadyGrabbed as exc:
-            raise _err(Condition.CONFLICT, "already-grabbed", "you already opened this red packet",
-                       amount=str(exc.amount), at=_iso(exc.grabbed_at)) from None
+            raise app_error(Condition.CONFLICT, "already-grabbed", "you already opened this red packet",
+                       amount=str(exc.amount), at=timestamp(exc.grabbed_at)) from None
         except AllGone:
-            raise _err(Condition.NOT_ALLOWED, "all-gone", "every share has been taken") from None
+            raise app_error(Condition.NOT_ALLOWED, "all-gone", "every share has been taken") from None
         except PacketExpired:
-            raise _err(Condition.NOT_ALLOWED, "expired", "this red packet has expired") from None
+            raise app_error(Condition.NOT_ALLOWED, "expired", "this red packet has expired") from None
         except PacketNotFound:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet") from None
 
@@ -556,11 +490,11 @@ class RedPacket(Feature):
         if packet.is_room:
             rooms = self._rooms()
             if rooms is None or not await rooms.is_member(JID.parse(packet.target), who):
-                raise _err(Condition.FORBIDDEN, "forbidden", "only members of the room can open this red packet")
+                raise app_error(Condition.FORBIDDEN, "forbidden", "only members of the room can open this red packet")
             if packet.exclusive_to is not None and str(who) != packet.exclusive_to:
-                raise _err(Condition.FORBIDDEN, "forbidden", "this red packet is for someone else")
+                raise app_error(Condition.FORBIDDEN, "forbidden", "this red packet is for someone else")
         elif str(who) != packet.target:
-            raise _err(Condition.FORBIDDEN, "forbidden", "this red packet is for someone else")
+            raise app_error(Condition.FORBIDDEN, "forbidden", "this red packet is for someone else")
 
     async def _finished(self, packet: Packet, best: Share | None) -> None:
         """The last share is taken. A lucky packet of two shares or more names its best luck
@@ -577,12 +511,7 @@ class RedPacket(Feature):
         await self._notice(packet.sender, child, text, packet.lang)
         rooms = self._rooms()
         if packet.is_room and rooms is not None:
-            msg = stanza("message", to=packet.target, frm=packet.target, type="groupchat", id=f"{message_id(packet.id)}-done")
-            sub(msg, f"{{{ns.CLIENT}}}body", text=text).set(ns.XML_LANG, packet.lang)
-            msg.append(etree.fromstring(etree.tostring(child)))
-            sub(msg, f"{{{ATTACH}}}attach-to", {"id": message_id(packet.id)})
-            sub(msg, f"{{{HINTS}}}store")
-            await rooms.post(JID.parse(packet.target), msg)
+            await rooms.post(JID.parse(packet.target), wire.room_notice(packet, child, text))
 
     def _money(self, amount: int) -> str:
         p = self.options.precision
@@ -601,7 +530,7 @@ class RedPacket(Feature):
     def _page(self, p: etree._Element) -> tuple[int, int | None]:
         limit = _int_attr(p, "max", default=20)
         if not 1 <= limit <= self.options.page_max:
-            raise _bad(f"'max' is 1 to {self.options.page_max}")
+            raise bad_request(f"'max' is 1 to {self.options.page_max}")
         before = _int_attr(p, "before", default=0) or None
         return limit, before
 
@@ -612,7 +541,7 @@ class RedPacket(Feature):
         out = element(q("history"), {"more": "true" if more else "false"}, default_ns=NS)
         for e in entries:
             attrs = {"id": str(e.id), "kind": e.kind.replace("_", "-"), "amount": str(e.amount),
-                     "balance": str(e.balance_after), "at": _iso(e.created_at)}
+                     "balance": str(e.balance_after), "at": timestamp(e.created_at)}
             if e.packet_id:
                 attrs["packet"] = e.packet_id
             if e.reason:
@@ -624,7 +553,7 @@ class RedPacket(Feature):
     async def records(self, req: IqRequest) -> etree._Element:
         which = req.payload.get("type", "received")
         if which not in ("sent", "received"):
-            raise _bad("records type is 'sent' or 'received'")
+            raise bad_request("records type is 'sent' or 'received'")
         kind = "send_debit" if which == "sent" else "grab_credit"
         limit, before = self._page(req.payload)
         owner = str(req.from_jid.bare)
@@ -634,7 +563,7 @@ class RedPacket(Feature):
                                      "more": "true" if more else "false"}, default_ns=NS)
         for e in entries:
             sub(out, q("record"), {"id": str(e.id), "packet": e.packet_id or "", "amount": str(abs(e.amount)),
-                                   "at": _iso(e.created_at)})
+                                   "at": timestamp(e.created_at)})
         return out
 
     @iq_handler("get", q("packet"))
@@ -652,34 +581,11 @@ class RedPacket(Feature):
             or (packet.is_room and (rooms := self._rooms()) is not None and await rooms.is_member(JID.parse(packet.target), who))
         )
         if not allowed:
-            raise _err(Condition.FORBIDDEN, "forbidden", "you may not see this red packet")
+            raise app_error(Condition.FORBIDDEN, "forbidden", "you may not see this red packet")
         return self.details_element(packet, shares)
 
     def details_element(self, packet: Packet, shares: list[Any]) -> etree._Element:
-        attrs = {"id": packet.id, "sender": packet.sender, "kind": packet.kind, "to": packet.target,
-                 "total": str(packet.total), "count": str(packet.count), "status": packet.status,
-                 "remaining-count": str(packet.remaining_count), "remaining-amount": str(packet.remaining_amount),
-                 "created": _iso(packet.created_at), "expires": _iso(packet.expires_at),
-                 "currency": self.options.currency}
-        if packet.exclusive_to:
-            attrs["exclusive"] = packet.exclusive_to
-        if packet.refunded:
-            attrs["refunded"] = str(packet.refund_amount)
-        if packet.best_luck:
-            attrs["best-luck"] = packet.best_luck
-        if packet.transfer:
-            attrs["transfer"] = "true"
-        out = element(q("packet"), attrs, default_ns=NS)
-        sub(out, q("greeting"), text=packet.greeting)
-        taken = sorted((s for s in shares if s.grabbed_by is not None), key=lambda s: s.seq)
-        best_seq = None
-        if packet.best_luck and taken:
-            best_seq = max(taken, key=lambda s: (s.amount, -s.seq)).seq
-        for s in taken:
-            g = sub(out, q("grab"), {"by": s.grabbed_by, "amount": str(s.amount), "at": _iso(s.grabbed_at)})
-            if s.seq == best_seq:
-                g.set("best", "true")
-        return out
+        return wire.details(packet, shares, self.options.currency)
 
     # ------------------------------------------------------------------ expiry
 
