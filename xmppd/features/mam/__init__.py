@@ -482,6 +482,20 @@ class Mam(Feature):
     async def _room_retraction(self, ev: Any) -> Flow:
         return await retraction.in_room(self, ev)
 
+    async def archive_sent(self, owner: JID, msg: etree._Element) -> None:
+        """Public: the sender's copy of a message a service wrote on a local account's behalf
+        (a red packet to a contact, sent by the server from ``owner``'s bare JID): kept in
+        ``owner``'s archive as if the account had sent it, by the same rules (preferences,
+        hints, worth archiving). The recipient's copy is archived as any incoming message."""
+        to = msg.get("to")
+        if not to or not _worth_archiving(msg):
+            return
+        peer = JID.parse(to)
+        if not await self._wanted(owner.bare, peer) or not await self.ctx.account_exists(owner.bare):
+            return
+        seq, sid = await self._new_id()
+        await self._archive(str(owner.bare), msg, peer, seq, sid)
+
     @classmethod
     async def delete_account_txn(cls, conn: Any, deletion: Any) -> None:
         """The archive and preferences of a deleted account go with it (keyed by JID)."""
@@ -512,7 +526,7 @@ class Mam(Feature):
         if not self.room_archiving(room) or not _worth_archiving(ev.stanza, groupchat=True):
             return Flow.CONTINUE
         out = ev.stanza
-        nick = ev.occupant.nick
+        nick = ev.occupant.nick if ev.occupant is not None else ""  # None: the room's own notice
         room_s = room.jid_s
         seq, sid = await self._new_id()
         # The room's stanza-id is the archive's: MUC keeps a <stanza-id by='room'/> that a

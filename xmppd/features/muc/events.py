@@ -49,8 +49,8 @@ class GroupchatBeforeBroadcast:
     """
 
     room: "Room"
-    occupant: "Occupant"
-    sender: JID
+    occupant: "Occupant | None"  # None: a server-authored notice kept in history (Room.send_notice(archive=True))
+    sender: JID  # the room's JID for such a notice
     stanza: etree._Element
 
 

@@ -167,10 +167,13 @@ class Room:
         if kind is Speak.STATUS and role is Role.VISITOR and not cfg.allow_visitor_status:
             raise StanzaError(Condition.FORBIDDEN, "this room does not show visitors' status text")
 
-    async def send_notice(self, body: str | None = None, *, children: Iterable[etree._Element] = (), lang: str | None = None) -> None:
+    async def send_notice(self, body: str | None = None, *, children: Iterable[etree._Element] = (), lang: str | None = None,
+                          id: str | None = None, archive: bool = False) -> str:
         """A server-authored groupchat message from the room's bare JID to every occupant and subscriber
-        (``lang``: the body's xml:lang)."""
-        msg = etree.Element(ns.MESSAGE, {"from": self.jid_s, "type": "groupchat", "id": self.service.new_id()}, nsmap={None: ns.CLIENT})
+        (``lang``: the body's xml:lang; ``id``: the message id, else a fresh one). ``archive``: the
+        message is part of the room's history, so it passes the before-broadcast chain (with no
+        occupant) where the room's archive (MAM) keeps it. Returns its XEP-0359 stanza-id."""
+        msg = etree.Element(ns.MESSAGE, {"from": self.jid_s, "type": "groupchat", "id": id or self.service.new_id()}, nsmap={None: ns.CLIENT})
         if body is not None:
             b = etree.SubElement(msg, BODY)
             b.text = body
@@ -178,11 +181,16 @@ class Room:
                 b.set(ns.XML_LANG, lang)
         for c in children:
             msg.append(c)
-        self._stamp_id(msg)
+        svc = self.service
+        if archive and svc.events.has(E.GROUPCHAT_BEFORE_BROADCAST):
+            if await svc.events.run(E.GROUPCHAT_BEFORE_BROADCAST, E.GroupchatBeforeBroadcast(self, None, self.jid, msg)) is Flow.STOP:
+                return ""
+        sid = self._stamp_id(msg, keep_ours=archive)
         if body is not None:
             self.history.add(msg, self.service.now())
         await self.service.fanout(msg, list(self.occupants.full_jids()), "message")
-        await self.notify(NODE_MESSAGES, msg, msg.find(_STANZA_ID).get("id"))  # type: ignore[union-attr]
+        await self.notify(NODE_MESSAGES, msg, sid)
+        return sid
 
     # ================================================================ helpers
 

@@ -35,6 +35,7 @@ from . import occupant_id as OID
 from . import subscriptions as S
 from .affiliations import Affiliation, Role
 from .config_form import RoomConfig
+from .directory import MucRoomDirectory, RoomDirectory
 from .events import ROOM_DISCO_INFO, RoomDiscoInfo, RoomEvents
 from .invitations import SenderRate
 from .repository import FencedOut, MucRepository, SqlMucRepository, StoredAffiliation
@@ -507,6 +508,12 @@ class Muc(Feature):
 
     def get_room(self, jid: JID | str) -> Room | None:
         return self.service.get_room(jid)
+
+    @property
+    def directory(self) -> RoomDirectory:
+        """The typed view of rooms for extensions (:mod:`.directory`): membership, the speech
+        gate, posting as the room into its history."""
+        return MucRoomDirectory(self)
 
     def add_logger(self, is_logged: Callable[[Room], bool]) -> Callable[[], None]:
         """Declare that ``is_logged(room)`` rooms are logged: joining occupants get status 170
