@@ -16,7 +16,7 @@ from typing import Final
 from lxml import etree
 
 from xmppd import timestamps
-from xmppd.errors import Condition, StanzaError
+from xmppd.errors import Condition, ErrorType, StanzaError
 from xmppd.i18n import Catalog, chain
 from xmppd.xml import ns
 from xmppd.xml.builder import element, sub
@@ -39,6 +39,27 @@ def q(name: str) -> str:
 
 iso = timestamps.auto  # the server keeps end times on whole seconds
 
+
+# ------------------------------------------------------------------------------ reading requests
+
+MAX_REASON = 1024
+
+
+def reason_of(payload: etree._Element) -> str | None:
+    reason = (payload.findtext(q("reason")) or "").strip() or None
+    if reason is not None and len(reason) > MAX_REASON:
+        raise StanzaError(Condition.BAD_REQUEST, f"a reason is at most {MAX_REASON} characters")
+    return reason
+
+
+def lang_of(st: etree._Element | None, payload: etree._Element | None = None) -> str | None:
+    for el in (payload, st):
+        if el is not None and el.get(ns.XML_LANG):
+            return el.get(ns.XML_LANG)[:35]  # type: ignore[index]
+    return None
+
+
+# ------------------------------------------------------------------------------ building
 
 def remaining(until: datetime | None, now: datetime) -> int | None:
     if until is None:
@@ -166,6 +187,13 @@ def platform_muted_error(m: Mute) -> StanzaError:
     if m.reason:
         text += f" (reason: {m.reason})"
     return StanzaError(Condition.FORBIDDEN, text, app=app)
+
+
+def slow_mode_error(room: str, interval: int, wait: int) -> StanzaError:
+    """Slow mode: the member spoke less than ``interval`` seconds ago; policy-violation + <slow-mode/>."""
+    app = element(q("slow-mode"), {"room": room, "seconds": str(interval), "wait": str(wait)}, default_ns=NS)
+    return StanzaError(Condition.POLICY_VIOLATION,  # type wait, as Prosody's mod_muc_limits answers
+                       f"slow mode: one message every {interval} seconds; wait {wait} more seconds", type=ErrorType.WAIT, app=app)
 
 
 # ------------------------------------------------------------------------------ texts
