@@ -1168,6 +1168,14 @@ class CustomerService(Feature):
             sub(out, q("line"), {"role": ln.role, "nick": ln.nick, "at": stamp(ln.at)}, text=ln.body)
         return out
 
+    async def open_ticket(self, queue: str, visitor: JID, body: str) -> int:
+        """Other features' one door to tickets (mute appeals, docs/mute.md §4.1): a ticket in
+        ``queue`` from ``visitor``, listed to the queue's agents and supervisors; its id.
+        KeyError when there is no such queue."""
+        if queue not in self.queues:
+            raise KeyError(queue)
+        return (await self.repo.add_ticket(queue, str(visitor.bare), body, _dt(self.now()))).id
+
     async def iq_tickets(self, req: IqRequest) -> etree._Element:
         qr = self._queue_of(req)
         self._require_role(req, qr.name, "agent", "supervisor")

@@ -15,6 +15,7 @@ from xmppd.features.adhoc import Command, Execution, Field, Form, FormError, Not
 from xmppd.features.muc.affiliations import Affiliation
 from xmppd.jid import JID, JIDError
 
+from . import policy
 from . import protocol as P
 from .protocol import MAX_REASON, NS
 from .repository import PLATFORM, AuditEntry, MuteAll
@@ -32,6 +33,7 @@ CMD_PLATFORM_UNMUTE = NS + "#platform-unmute"
 CMD_PLATFORM_LIST = NS + "#platform-list"
 CMD_AUDIT = NS + "#audit"
 CMD_MY_MUTES = NS + "#my-mutes"
+CMD_KEYWORDS = NS + "#keywords"
 
 _DURATIONS = (("300", "5 minutes"), ("600", "10 minutes"), ("3600", "1 hour"), ("86400", "1 day"),
               ("604800", "7 days"), ("0", "Until lifted"))
@@ -63,7 +65,38 @@ class MuteCommands:
             Command(CMD_MUTE_ALL, "Mute everyone", self._cmd_mute_all, form=Form("form", title="Mute everyone", fields=(
                 Field("FORM_TYPE", "hidden", values=(NS,)), Field("reason", "text-single", "Reason", validate=_reason_ok))), may_run=adm),
             Command(CMD_UNMUTE_ALL, "Lift the mute on everyone", self._cmd_unmute_all, may_run=adm),
+            Command(CMD_KEYWORDS, "Keyword filter", self._cmd_keywords, form=self._keywords_form, may_run=adm),
         )
+
+    async def _keywords_form(self, ex: Execution) -> Form:
+        """The room's keyword filter as it is now, to edit."""
+        room = self.f._room(ex.target)
+        extra = room.config.extra
+        return Form("form", title="Keyword filter", instructions=("One word or phrase per line; no words: no filter.",), fields=(
+            Field("FORM_TYPE", "hidden", values=(NS,)),
+            Field("words", "text-multi", "Words", values=tuple(extra.get(policy.KEYWORDS_FIELD) or ())),
+            Field("action", "list-single", "What a listed word does", required=True,
+                  values=tuple((extra.get(policy.KEYWORDS_ACTION_FIELD) or ["block"])[:1]),
+                  options=(Option("block", "Refuse the message"), Option("mask", "Replace the words with *"),
+                           Option("mute", "Refuse the message and mute the sender"))),
+            Field("minutes", "text-single", "Minutes of the mute (action mute)",
+                  values=tuple((extra.get(policy.KEYWORDS_MINUTES_FIELD) or ["10"])[:1])),
+        ))
+
+    async def _cmd_keywords(self, ex: Execution) -> Result:
+        room = self.f._room(ex.target)
+        words = [w for w in (ex.values.get("words") or "").split("\n") if w.strip()]
+        raw = (ex.values.get("minutes") or "10").strip()
+        if not (raw.isascii() and raw.isdigit() and len(raw) < 9):
+            raise FormError("minutes", f"{raw!r} is not a whole number of minutes")
+        try:
+            rule = await self.f.set_keywords(room, ex.requester, words, ex.values.get("action") or "block", int(raw))
+        except StanzaError as err:
+            raise FormError("words", err.text or err.condition.value) from None
+        if rule is None:
+            return Result((Note("The keyword filter is off."),))
+        return Result((Note(f"{len(rule.words)} word(s) filtered; action: {rule.action}"
+                            + (f" ({rule.minutes} minutes)." if rule.action == "mute" else ".")),))
 
     def _may(self, target: JID, requester: JID, *, admin: bool) -> bool:
         room = self.f.muc.get_room(target)

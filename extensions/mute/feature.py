@@ -40,7 +40,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from lxml import etree
 
@@ -51,7 +51,7 @@ from xmppd.core.feature import Feature, hook
 from xmppd.core.hooks import AccountEvent, Flow
 from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
-from xmppd.features.adhoc import Field
+from xmppd.features.adhoc import Field, Option
 from xmppd.features.muc import events as E
 from xmppd.features.muc.affiliations import Affiliation, Role, default_role
 from xmppd.jid import JID
@@ -79,6 +79,8 @@ class MuteOptions:
     timer_tick: Positive = 60.0  # longest sleep of the expiry task, seconds (it also wakes on new mutes)
     max_batch: Annotated[int, AtLeast(1), AtMost(1000)] = 50  # most members muted in one request
     max_slow_seconds: Annotated[int, AtLeast(1), AtMost(86400)] = 3600  # longest slow-mode interval a room may set
+    max_keywords: Annotated[int, AtLeast(1), AtMost(10000)] = 200  # most words in a room's keyword filter
+    appeal_queue: str = ""  # customer-service queue that takes platform-mute appeals as tickets; "" = no appeals
 
 
 def _now_dt(ts: float) -> datetime:
@@ -87,6 +89,13 @@ def _now_dt(ts: float) -> datetime:
 
 def _bad(text: str) -> StanzaError:
     return StanzaError(Condition.BAD_REQUEST, text)
+
+
+class TicketDesk(Protocol):
+    """What appeals need from customer service (extensions/customer_service): one call."""
+
+    async def open_ticket(self, queue: str, visitor: JID, body: str) -> int:
+        """A ticket in ``queue`` from ``visitor``; its id. KeyError when there is no such queue."""
 
 
 class MuteFeature(Feature):
@@ -109,6 +118,8 @@ class MuteFeature(Feature):
         self._wake = asyncio.Event()
         self._applying: set[tuple[str, JID]] = set()  # role changes we make ourselves
         self._said: dict[str, dict[JID, float]] = {}  # slow mode: room -> member -> time of its last message
+        self._appealed: dict[JID, datetime] = {}  # platform-muted account -> its mute's start, once appealed
+        self.desk: TicketDesk | None = None  # customer service's tickets (appeals), when loaded
 
     # ================================================================== lifecycle
 
@@ -136,10 +147,12 @@ class MuteFeature(Feature):
             self.ctx.add_iq_handler(typ, q(local), handler, target=Target.BARE, domain=self.muc_domain)
         server_iqs = (("set", "mute", self.iq_platform_mute), ("set", "unmute", self.iq_platform_unmute),
                       ("get", "list", self.iq_platform_list), ("get", "status", self.iq_platform_status),
-                      ("get", "audit", self.iq_audit))
+                      ("get", "audit", self.iq_audit), ("set", "appeal", self.iq_appeal))
         for typ, local, handler in server_iqs:
             self.ctx.add_iq_handler(typ, q(local), handler)
         MuteCommands(self).register()
+        if self.ctx.has_feature("cs"):
+            self.desk = self.ctx.feature("cs")
         self.ctx.spawn(self._expirer(), name="mute-expiry")
         from .api import operations
 
@@ -255,6 +268,8 @@ class MuteFeature(Feature):
         err = self.speech_block(ev.room, ev.speaker, ev.role, ev.kind, ev.recipient)
         if err is None and ev.kind is E.SpeechKind.GROUPCHAT:
             err = self.slow_block(ev.room, ev.speaker, ev.role)
+            if err is None and ev.stanza is not None:
+                err = await self._keyword_block(ev.room, ev.speaker, ev.role, ev.stanza)
         if err is not None:
             raise err
         return Flow.CONTINUE
@@ -265,17 +280,62 @@ class MuteFeature(Feature):
         """Slow mode (docs/mute.md §3.5): a member who spoke less than the room's interval ago waits.
         Moderators, owners, admins and server admins are exempt."""
         interval = policy.slow_interval(room.config.extra, self.options.max_slow_seconds)
-        if interval == 0 or self._slow_exempt(room, bare, role):
+        if interval == 0 or self._privileged(room, bare, role):
             return None
         wait = policy.slow_wait(self._said.get(room.jid_s, {}).get(bare), self.ctx.clock.now(), interval)
         return P.slow_mode_error(room.jid_s, interval, wait) if wait else None
 
-    def _slow_exempt(self, room: Any, bare: JID, role: Role | None) -> bool:
+    def _privileged(self, room: Any, bare: JID, role: Role | None) -> bool:
+        """Moderators, owners, admins and server admins: neither slow mode nor the keyword filter holds them."""
         return (role is Role.MODERATOR or room.affiliation(bare).rank >= Affiliation.ADMIN.rank
                 or self.ctx.is_admin(bare))
 
+    # ---------------------------------------------------------------- keyword filter
+
+    def keyword_rule(self, room: Any) -> policy.KeywordRule | None:
+        return policy.keyword_rule(room.config.extra, self.options.max_keywords, self.options.max_seconds // 60)
+
+    async def _keyword_block(self, room: Any, bare: JID, role: Role | None, st: etree._Element) -> StanzaError | None:
+        """The keyword filter (docs/mute.md §3.5), actions ``block`` and ``mute``: the message is
+        refused; with ``mute`` the sender is muted for the room's minutes first (by the server)."""
+        rule = self.keyword_rule(room)
+        if rule is None or rule.action == "mask" or self._privileged(room, bare, role):
+            return None
+        word = next((w for b in st.iterfind(P.BODY) if (w := policy.find_keyword(b.text or "", rule.words))), None)
+        if word is None:
+            return None
+        if rule.action == "mute":
+            m = await self.mute_member(room, JID(None, self.ctx.domain), bare, rule.minutes * 60,
+                                       f"keyword filter: {word}")
+            return P.muted_error(room.jid_s, m)
+        return P.filtered_error(room.jid_s, word)
+
+    async def set_keywords(self, room: Any, actor: JID, words: list[str], action: str, minutes: int) -> policy.KeywordRule | None:
+        """Owners and admins (and server admins) set the room's keyword filter; no words turn it off."""
+        self._check_room_admin(room, actor, "only owners and admins may set the keyword filter")
+        if action not in policy.KEYWORD_ACTIONS:
+            raise _bad(f"the action is one of {', '.join(policy.KEYWORD_ACTIONS)}")
+        if len(words) > self.options.max_keywords:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, f"at most {self.options.max_keywords} words")
+        if any(len(w.strip()) > policy.MAX_KEYWORD for w in words):
+            raise _bad(f"a word or phrase has at most {policy.MAX_KEYWORD} characters")
+        if not 1 <= minutes <= self.options.max_seconds // 60:
+            raise _bad(f"minutes are 1 to {self.options.max_seconds // 60}")
+        new = room.config.copy()
+        new.extra[policy.KEYWORDS_FIELD] = [w.strip() for w in words if w.strip()]
+        new.extra[policy.KEYWORDS_ACTION_FIELD] = [action]
+        new.extra[policy.KEYWORDS_MINUTES_FIELD] = [str(minutes)]
+        await room.reconfigure(new)
+        return self.keyword_rule(room)
+
     async def _said_now(self, ev: E.GroupchatBeforeBroadcast) -> Flow:
-        """A message passed every gate and goes out: its sender's slow-mode clock starts."""
+        """A message passed every gate and goes out: the keyword filter masks its words (action
+        ``mask``), and its sender's slow-mode clock starts."""
+        rule = self.keyword_rule(ev.room)
+        if rule is not None and rule.action == "mask" and not self._privileged(ev.room, ev.sender.bare, ev.occupant.role):
+            for b in ev.stanza.iterfind(P.BODY):
+                if b.text:
+                    b.text = policy.mask(b.text, rule.words)
         interval = policy.slow_interval(ev.room.config.extra, self.options.max_slow_seconds)
         if interval == 0:
             self._said.pop(ev.room.jid_s, None)
@@ -374,6 +434,11 @@ class MuteFeature(Feature):
             Field(P.BLOCK_PRIVATE_FIELD, "boolean", "Muted members may not send private messages either", values=("1",)),
             Field(P.EXEMPT_MODERATORS_FIELD, "boolean", "Moderators may speak when everyone is muted", values=("0",)),
             Field(P.ALLOWLIST_FIELD, "jid-multi", "Who else may speak when everyone is muted"),
+            Field(policy.KEYWORDS_FIELD, "text-multi", "Keyword filter: one word or phrase per line"),
+            Field(policy.KEYWORDS_ACTION_FIELD, "list-single", "Keyword filter: what a listed word does", values=("block",),
+                  options=(Option("block", "Refuse the message"), Option("mask", "Replace the words with *"),
+                           Option("mute", "Refuse the message and mute the sender"))),
+            Field(policy.KEYWORDS_MINUTES_FIELD, "text-single", "Keyword filter: minutes of the mute", values=("10",)),
             Field(policy.SLOW_FIELD, "text-single",
                   f"Slow mode: seconds a member waits between two messages (0: off, at most {self.options.max_slow_seconds})",
                   values=("0",)),
@@ -709,7 +774,7 @@ class MuteFeature(Feature):
         interval = policy.slow_interval(room.config.extra, self.options.max_slow_seconds)
         out = element(q("slow-mode"), {"seconds": str(interval)}, default_ns=NS)
         occ = room.occupants.of_jid(req.from_jid)
-        if interval and not self._slow_exempt(room, req.from_jid.bare, occ.role if occ is not None else None):
+        if interval and not self._privileged(room, req.from_jid.bare, occ.role if occ is not None else None):
             wait = policy.slow_wait(self._said.get(room.jid_s, {}).get(req.from_jid.bare), self.ctx.clock.now(), interval)
             out.set("wait", str(wait))
         return out
@@ -792,6 +857,28 @@ class MuteFeature(Feature):
             self._check_server_admin(req.from_jid)
             who = other
         return P.status(muted=None, all_muted=None, platform=self.active(PLATFORM, who), now=self.now())
+
+    async def iq_appeal(self, req: IqRequest) -> etree._Element:
+        """A platform-muted account appeals (docs/mute.md §4.1): a customer-service ticket in
+        ``[mute] appeal_queue`` that the queue's agents read; one appeal per mute."""
+        who = req.from_jid.bare
+        m = self.active(PLATFORM, who)
+        if m is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "your account is not muted on this server")
+        if self.desk is None or not self.options.appeal_queue:
+            raise StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, "this server takes no appeals")
+        if self._appealed.get(who) == m.created_at:
+            raise StanzaError(Condition.CONFLICT, "you have already appealed this mute")
+        text = P.reason_of(req.payload)
+        if not text:
+            raise _bad("say why in <reason/>")
+        body = P.appeal_body(m, text)
+        try:
+            ticket = await self.desk.open_ticket(self.options.appeal_queue, who, body)
+        except KeyError:
+            raise StanzaError(Condition.SERVICE_UNAVAILABLE, "the appeal desk is not open") from None
+        self._appealed[who] = m.created_at
+        return element(q("appeal"), {"ticket": str(ticket)}, default_ns=NS)
 
     async def iq_audit(self, req: IqRequest) -> etree._Element:
         self._check_server_admin(req.from_jid)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from lxml import etree
 
@@ -69,3 +70,61 @@ def is_content(st: etree._Element) -> bool:
         if etree.QName(tag).namespace not in _SIGNALS:
             return True
     return False
+
+
+# ------------------------------------------------------------------------------ keyword filter
+
+#: Room configuration fields of the keyword filter (docs/mute.md §3.5).
+KEYWORDS_FIELD = "xmppd#mute_keywords"  # text-multi: one word or phrase per line
+KEYWORDS_ACTION_FIELD = "xmppd#mute_keywords_action"  # block | mask | mute
+KEYWORDS_MINUTES_FIELD = "xmppd#mute_keywords_minutes"  # the mute's length when the action is mute
+KEYWORD_ACTIONS = ("block", "mask", "mute")
+MAX_KEYWORD = 64  # characters in one word or phrase
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordRule:
+    words: tuple[str, ...]  # casefolded, longest first (so that masking covers the longest match)
+    action: str
+    minutes: int
+
+
+def keyword_rule(extra: Mapping[str, Sequence[str]], most_words: int, most_minutes: int) -> KeywordRule | None:
+    """The room's keyword filter from its configuration extras, None when it has no words. Words
+    are trimmed and casefolded, empty lines and duplicates dropped, at most ``most_words`` of at
+    most :data:`MAX_KEYWORD` characters kept; an unknown action counts as ``block``."""
+    words: dict[str, None] = {}
+    for line in extra.get(KEYWORDS_FIELD) or ():
+        for w in line.splitlines():
+            w = w.strip().casefold()[:MAX_KEYWORD]
+            if w:
+                words[w] = None
+    if not words:
+        return None
+    action = (extra.get(KEYWORDS_ACTION_FIELD) or ["block"])[0]
+    raw = (extra.get(KEYWORDS_MINUTES_FIELD) or ["10"])[0].strip()
+    minutes = min(int(raw), most_minutes) if raw.isascii() and raw.isdigit() and len(raw) < 9 else 10
+    kept = sorted(list(words)[:most_words], key=len, reverse=True)
+    return KeywordRule(tuple(kept), action if action in KEYWORD_ACTIONS else "block", max(1, minutes))
+
+
+def find_keyword(text: str, words: Sequence[str]) -> str | None:
+    """The first listed word found in ``text`` (case-insensitive substring: works for Chinese,
+    which has no spaces between words), else None."""
+    folded = text.casefold()
+    return next((w for w in words if w in folded), None)
+
+
+def mask(text: str, words: Sequence[str]) -> str:
+    """``text`` with every occurrence of the words replaced by as many ``*``."""
+    folded = text.casefold()
+    if len(folded) != len(text):  # casefolding changed lengths (ß -> ss): match on the text itself
+        folded = text.lower() if len(text.lower()) == len(text) else text
+    hidden = [False] * len(text)
+    for w in words:
+        start = folded.find(w)
+        while start >= 0:
+            for i in range(start, min(start + len(w), len(text))):
+                hidden[i] = True
+            start = folded.find(w, start + 1)
+    return "".join("*" if h else c for c, h in zip(text, hidden, strict=True))

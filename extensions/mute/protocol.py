@@ -189,6 +189,22 @@ def platform_muted_error(m: Mute) -> StanzaError:
     return StanzaError(Condition.FORBIDDEN, text, app=app)
 
 
+BODY: Final = f"{{{ns.CLIENT}}}body"
+
+
+def filtered_error(room: str, word: str) -> StanzaError:
+    """The room's keyword filter refused a message: not-acceptable + <filtered/>."""
+    app = element(q("filtered"), {"room": room}, default_ns=NS)
+    return StanzaError(Condition.NOT_ACCEPTABLE, f"this room does not allow {word!r} in messages", app=app)
+
+
+def appeal_body(m: Mute, text: str) -> str:
+    """The ticket text of an appeal against platform mute ``m``."""
+    until = iso(m.until) if m.until is not None else "until lifted"
+    why = f", reason: {m.reason}" if m.reason else ""
+    return f"Appeal against the platform mute of {m.jid} (by {m.actor} since {iso(m.created_at)}, {until}{why}): {text}"
+
+
 def slow_mode_error(room: str, interval: int, wait: int) -> StanzaError:
     """Slow mode: the member spoke less than ``interval`` seconds ago; policy-violation + <slow-mode/>."""
     app = element(q("slow-mode"), {"room": room, "seconds": str(interval), "wait": str(wait)}, default_ns=NS)

@@ -51,6 +51,12 @@ class SlowMode(ElementBase):
     interfaces = {"seconds", "wait", "room"}
 
 
+class Appeal(_Reasoned):
+    name = "appeal"
+    plugin_attrib = "mute_appeal"
+    interfaces = {"ticket", "reason"}
+
+
 class UnmuteRequest(ElementBase):
     name = "unmute"
     namespace = NS
@@ -160,7 +166,7 @@ class mute(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their name
     dependencies: set[str] = set()
 
     def plugin_init(self) -> None:
-        for cls in (MuteRequest, UnmuteRequest, MuteAllRequest, UnmuteAllRequest, MuteList, Status, Audit, SlowMode):
+        for cls in (MuteRequest, UnmuteRequest, MuteAllRequest, UnmuteAllRequest, MuteList, Status, Audit, SlowMode, Appeal):
             register_stanza_plugin(Iq, cls)
         register_stanza_plugin(MuteRequest, Member, iterable=True)
         register_stanza_plugin(Iq, Item)
@@ -262,6 +268,10 @@ class mute(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their name
 
     async def platform_status(self, jid: Any = None) -> Status:
         return (await self._iq(self._server(), "get", "mute_status", {"jid": jid}))["mute_status"]
+
+    async def appeal(self, text: str) -> str:
+        """A platform-muted account appeals to the server's admins; the customer-service ticket's id."""
+        return (await self._iq(self._server(), "set", "mute_appeal", {}, text))["mute_appeal"]["ticket"]
 
     async def audit(self, *, room: Any = None, jid: Any = None, platform: bool = False, max: int | None = None,
                     before: int | None = None) -> Audit:

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 import aioxmpp
-import aioxmpp.dispatcher
-import aioxmpp.muc
 import pytest
 from slixmpp.exceptions import IqError
 from slixmpp.plugins.xep_0004 import Form as SlixForm
@@ -16,9 +13,8 @@ from slixmpp.plugins.xep_0004 import Form as SlixForm
 from xmppd.app import Server
 from xmppd_extensions.mute.slixmpp_plugin import Member
 
-from ...aiox import aioxmpp_client
 from ...helpers import FakeClock, add_user, make_config
-from .support import ADMIN, app_element, assert_valid, disabled_option, mute_server
+from .support import ADMIN, aioxmpp_in_room, app_element, assert_valid, disabled_option, mute_server
 from .test_wire import ROOM, close, room_with
 
 pytestmark = pytest.mark.interop
@@ -153,20 +149,12 @@ async def test_slow_mode_seen_by_a_standard_client(tmp_path):
         await add_user(srv, "zed")
         try:
             await olga.plugin["mute"].slow_mode(ROOM, 60)
-            async with aioxmpp_client(srv, "zed@localhost") as aio:
-                muc = aio.summon(aioxmpp.muc.MUCClient)
-                mroom, joined = muc.join(aioxmpp.JID.fromstr(ROOM), "zed", history=aioxmpp.muc.xso.History(maxstanzas=0))
-                await asyncio.wait_for(joined, 5)
-                errors: asyncio.Queue = asyncio.Queue()
-                aio.summon(aioxmpp.dispatcher.SimpleMessageDispatcher).register_callback(
-                    aioxmpp.MessageType.ERROR, aioxmpp.JID.fromstr(ROOM), errors.put_nowait)
-                for text in ("first", "second"):
-                    msg = aioxmpp.Message(type_=aioxmpp.MessageType.GROUPCHAT, to=aioxmpp.JID.fromstr(ROOM))
-                    msg.body[None] = text
-                    await aio.send(msg)
+            async with aioxmpp_in_room(srv, "zed@localhost", ROOM, "zed") as zed:
+                await zed.say("first")
+                await zed.say("second")
                 await olga.inbox.message(said("zed", "first"))
-                err = await asyncio.wait_for(errors.get(), 5)
-                assert err.error.condition == aioxmpp.ErrorCondition.POLICY_VIOLATION
-                assert "wait 60 more seconds" in err.error.text
+                err = await zed.error()
+                assert err.condition == aioxmpp.ErrorCondition.POLICY_VIOLATION
+                assert "wait 60 more seconds" in err.text
         finally:
             await close(olga)
