@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from xmppd.errors import Condition, StanzaError
 from xmppd.features.adhoc import Command, Execution, Field, Form, FormError, Note, Option, Result
 from xmppd.features.muc.affiliations import Affiliation
+from xmppd.features.muc.view import RoomView
 from xmppd.jid import JID, JIDError
 
 from . import policy
@@ -106,7 +107,7 @@ class MuteCommands:
             return self.f.ctx.is_admin(requester) or room.affiliation(requester.bare).rank >= Affiliation.ADMIN.rank
         return self.f.is_moderator(room, requester)
 
-    def _member(self, room: Any, value: str) -> JID:
+    def _member(self, room: RoomView, value: str) -> JID:
         value = value.strip()
         occ = room.occupants.get(value)
         if occ is not None:

@@ -54,6 +54,7 @@ from xmppd.errors import Condition, StanzaError
 from xmppd.features.adhoc import Field, Option
 from xmppd.features.muc import events as E
 from xmppd.features.muc.affiliations import Affiliation, Role, default_role
+from xmppd.features.muc.view import RoomDirectoryView, RoomView
 from xmppd.jid import JID
 from xmppd.xml.attrs import int_attr, jid_attr
 from xmppd.xml.builder import element, stanza
@@ -125,7 +126,7 @@ class MuteFeature(Feature):
 
     async def setup(self) -> None:
         self.repo = SqlMuteRepository(self.ctx.db, self.ctx.outbox)
-        self.muc = self.ctx.feature("muc")
+        self.muc: RoomDirectoryView = self.ctx.feature("muc")  # rooms through MUC's typed view
         self.muc_domain: str = self.muc.domain
         for m in await self.repo.mutes():
             self._remember(m)
@@ -221,7 +222,7 @@ class MuteFeature(Feature):
             return None
         return m
 
-    def _exempt_from_all(self, room: Any, bare: JID, role: Role | None) -> bool:
+    def _exempt_from_all(self, room: RoomView, bare: JID, role: Role | None) -> bool:
         if room.affiliation(bare).rank >= Affiliation.ADMIN.rank or self.ctx.is_admin(bare):
             return True
         extra = room.config.extra
@@ -229,7 +230,7 @@ class MuteFeature(Feature):
             return True
         return str(bare) in extra.get(P.ALLOWLIST_FIELD, ())
 
-    def room_block(self, room: Any, bare: JID, role: Role | None, *, platform: bool = True) -> StanzaError | None:
+    def room_block(self, room: RoomView, bare: JID, role: Role | None, *, platform: bool = True) -> StanzaError | None:
         """Why ``bare`` may not speak in ``room`` now (None: it may); ``platform=False`` leaves the
         platform mute out (the caller has decided about it)."""
         if self.mutes:
@@ -244,7 +245,7 @@ class MuteFeature(Feature):
             return P.all_muted_error(room.jid_s, state)
         return None
 
-    def _block_private(self, room: Any) -> bool:
+    def _block_private(self, room: RoomView) -> bool:
         return room.config.extra.get(P.BLOCK_PRIVATE_FIELD, ["1"])[:1] != ["0"]
 
     # ================================================================== enforcement
@@ -276,7 +277,7 @@ class MuteFeature(Feature):
 
     # ---------------------------------------------------------------- slow mode
 
-    def slow_block(self, room: Any, bare: JID, role: Role | None) -> StanzaError | None:
+    def slow_block(self, room: RoomView, bare: JID, role: Role | None) -> StanzaError | None:
         """Slow mode (docs/mute.md §3.5): a member who spoke less than the room's interval ago waits.
         Moderators, owners, admins and server admins are exempt."""
         interval = policy.slow_interval(room.config.extra, self.options.max_slow_seconds)
@@ -285,17 +286,17 @@ class MuteFeature(Feature):
         wait = policy.slow_wait(self._said.get(room.jid_s, {}).get(bare), self.ctx.clock.now(), interval)
         return P.slow_mode_error(room.jid_s, interval, wait) if wait else None
 
-    def _privileged(self, room: Any, bare: JID, role: Role | None) -> bool:
+    def _privileged(self, room: RoomView, bare: JID, role: Role | None) -> bool:
         """Moderators, owners, admins and server admins: neither slow mode nor the keyword filter holds them."""
         return (role is Role.MODERATOR or room.affiliation(bare).rank >= Affiliation.ADMIN.rank
                 or self.ctx.is_admin(bare))
 
     # ---------------------------------------------------------------- keyword filter
 
-    def keyword_rule(self, room: Any) -> policy.KeywordRule | None:
+    def keyword_rule(self, room: RoomView) -> policy.KeywordRule | None:
         return policy.keyword_rule(room.config.extra, self.options.max_keywords, self.options.max_seconds // 60)
 
-    async def _keyword_block(self, room: Any, bare: JID, role: Role | None, st: etree._Element) -> StanzaError | None:
+    async def _keyword_block(self, room: RoomView, bare: JID, role: Role | None, st: etree._Element) -> StanzaError | None:
         """The keyword filter (docs/mute.md §3.5), actions ``block`` and ``mute``: the message is
         refused; with ``mute`` the sender is muted for the room's minutes first (by the server)."""
         rule = self.keyword_rule(room)
@@ -310,7 +311,7 @@ class MuteFeature(Feature):
             return P.muted_error(room.jid_s, m)
         return P.filtered_error(room.jid_s, word)
 
-    async def set_keywords(self, room: Any, actor: JID, words: list[str], action: str, minutes: int) -> policy.KeywordRule | None:
+    async def set_keywords(self, room: RoomView, actor: JID, words: list[str], action: str, minutes: int) -> policy.KeywordRule | None:
         """Owners and admins (and server admins) set the room's keyword filter; no words turn it off."""
         self._check_room_admin(room, actor, "only owners and admins may set the keyword filter")
         if action not in policy.KEYWORD_ACTIONS:
@@ -347,14 +348,14 @@ class MuteFeature(Feature):
         said[ev.sender.bare] = now
         return Flow.CONTINUE
 
-    async def set_slow_mode(self, room: Any, actor: JID, seconds: int) -> None:
+    async def set_slow_mode(self, room: RoomView, actor: JID, seconds: int) -> None:
         """Owners and admins (and server admins) set the room's slow mode; 0 turns it off."""
         self._check_room_admin(room, actor, "only owners and admins may set slow mode")
         new = room.config.copy()
         new.extra[policy.SLOW_FIELD] = [str(seconds)]
         await room.reconfigure(new)
 
-    def speech_block(self, room: Any, bare: JID, role: Role | None, kind: E.SpeechKind,
+    def speech_block(self, room: RoomView, bare: JID, role: Role | None, kind: E.SpeechKind,
                      recipient: Any = None) -> StanzaError | None:
         """Why ``bare`` may not say this ``kind`` of thing in ``room`` now (None: it may).
 
@@ -476,7 +477,7 @@ class MuteFeature(Feature):
 
     # ================================================================== actions (iq and commands)
 
-    def _room(self, jid: JID) -> Any:
+    def _room(self, jid: JID) -> RoomView:
         room = self.muc.get_room(jid)
         if room is None or jid.resource is not None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {jid.bare}")
@@ -487,13 +488,13 @@ class MuteFeature(Feature):
         REST API acts as it), with a server admin's authority over mutes."""
         return self.ctx.is_admin(actor) or (actor.local is None and actor.domain == self.ctx.domain)
 
-    def is_moderator(self, room: Any, requester: JID) -> bool:
+    def is_moderator(self, room: RoomView, requester: JID) -> bool:
         if self.acts_as_admin(requester) or room.affiliation(requester.bare).rank >= Affiliation.ADMIN.rank:
             return True
         occ = room.occupants.of_jid(requester)
         return occ is not None and occ.role is Role.MODERATOR
 
-    def check_can_mute(self, room: Any, actor: JID, target: JID) -> None:
+    def check_can_mute(self, room: RoomView, actor: JID, target: JID) -> None:
         """XEP-0045 hierarchy: moderators only, and nobody mutes an equal or higher affiliation.
 
         Server admins act as owners. A moderator without affiliation may mute occupants without
@@ -512,13 +513,13 @@ class MuteFeature(Feature):
         if occ is not None and occ.role is Role.MODERATOR and actor_aff.rank < Affiliation.ADMIN.rank:
             raise StanzaError(Condition.NOT_ALLOWED, "only admins and owners may mute a moderator")
 
-    def _rank(self, room: Any, who: JID) -> int:
+    def _rank(self, room: RoomView, who: JID) -> int:
         """Rank for lifting mutes: server admin above owner above admin, member, none."""
         if self.acts_as_admin(who.bare):
             return Affiliation.OWNER.rank + 1
         return max(room.affiliation(who.bare).rank, Affiliation.NONE.rank)
 
-    def check_can_lift(self, room: Any, actor: JID, m: Mute) -> None:
+    def check_can_lift(self, room: RoomView, actor: JID, m: Mute) -> None:
         """docs/mute.md §2: a mute is lifted only by someone who ranks at least as high as whoever
         set it — through the mute protocol, its commands and an XEP-0045 voice grant alike."""
         setter = JID.parse(m.actor)
@@ -544,7 +545,7 @@ class MuteFeature(Feature):
             return None
         return _now_dt(math.ceil(self.ctx.clock.now() + seconds))
 
-    def _target(self, room: Any, payload: etree._Element) -> JID:
+    def _target(self, room: RoomView, payload: etree._Element) -> JID:
         jid_s, nick = payload.get("jid"), payload.get("nick")
         if bool(jid_s) == bool(nick):
             raise _bad("name the member with 'jid' or 'nick' (one of them)")
@@ -555,14 +556,14 @@ class MuteFeature(Feature):
             return occ.bare
         return jid_attr(payload, "jid", required=True, account=True)
 
-    def _lang(self, room: Any | None, actor_lang: str | None) -> str:
+    def _lang(self, room: RoomView | None, actor_lang: str | None) -> str:
         if room is not None:
             configured = (room.config.extra.get(P.LANG_FIELD) or [""])[0]
             if configured:
                 return configured
         return actor_lang or self.options.default_lang
 
-    async def mute_member(self, room: Any, actor: JID, target: JID, seconds: int | None, reason: str | None,
+    async def mute_member(self, room: RoomView, actor: JID, target: JID, seconds: int | None, reason: str | None,
                           lang: str | None = None) -> Mute:
         self.check_can_mute(room, actor, target)
         m = Mute(room.jid_s, str(target), self._until(seconds), reason or None, str(actor.bare), self.now())
@@ -574,7 +575,7 @@ class MuteFeature(Feature):
         await self._room_notice(room, "mute", target, actor.bare, seconds, reason, m.until, lang)
         return m
 
-    async def unmute_member(self, room: Any, actor: JID, target: JID, lang: str | None = None) -> None:
+    async def unmute_member(self, room: RoomView, actor: JID, target: JID, lang: str | None = None) -> None:
         self.check_can_mute(room, actor, target)
         m = self.mutes.get((room.jid_s, target))
         if m is None:
@@ -610,7 +611,7 @@ class MuteFeature(Feature):
                 await self._set_role(room, occ, back, None if action == "expire" else actor, None)
         await self._room_notice(room, action, bare, actor, None, None, None, lang)
 
-    async def _set_role(self, room: Any, occ: Any, role: Role, actor: JID | None, reason: str | None) -> None:
+    async def _set_role(self, room: RoomView, occ: Any, role: Role, actor: JID | None, reason: str | None) -> None:
         key = (room.jid_s, occ.bare)
         self._applying.add(key)
         try:
@@ -618,7 +619,7 @@ class MuteFeature(Feature):
         finally:
             self._applying.discard(key)
 
-    async def set_mute_all(self, room: Any, actor: JID, reason: str | None, lang: str | None = None) -> MuteAll:
+    async def set_mute_all(self, room: RoomView, actor: JID, reason: str | None, lang: str | None = None) -> MuteAll:
         self._check_room_admin(room, actor)
         state = MuteAll(room.jid_s, str(actor.bare), reason or None, self.now())
         await self.repo.set_mute_all(state)
@@ -628,7 +629,7 @@ class MuteFeature(Feature):
         await self._room_notice(room, "mute-all", None, actor.bare, None, reason, None, lang)
         return state
 
-    async def lift_mute_all(self, room: Any, actor: JID, lang: str | None = None) -> None:
+    async def lift_mute_all(self, room: RoomView, actor: JID, lang: str | None = None) -> None:
         self._check_room_admin(room, actor)
         if self.all_muted.pop(room.jid_s, None) is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "this room is not muted for everyone")
@@ -637,7 +638,7 @@ class MuteFeature(Feature):
         await self.repo.record(NewAuditEntry(self.now(), str(actor.bare), "unmute-all", room.jid_s))
         await self._room_notice(room, "unmute-all", None, actor.bare, None, None, None, lang)
 
-    def _check_room_admin(self, room: Any, actor: JID, text: str = "only owners and admins may mute or unmute everyone") -> None:
+    def _check_room_admin(self, room: RoomView, actor: JID, text: str = "only owners and admins may mute or unmute everyone") -> None:
         if not (self.acts_as_admin(actor) or room.affiliation(actor.bare).rank >= Affiliation.ADMIN.rank):
             raise StanzaError(Condition.FORBIDDEN, text)
 
@@ -664,7 +665,7 @@ class MuteFeature(Feature):
 
     # ================================================================== notices
 
-    def _display(self, room: Any, bare: JID) -> tuple[str, str | None]:
+    def _display(self, room: RoomView, bare: JID) -> tuple[str, str | None]:
         """(name shown in the body, nick for the element): the nick in the room, else the reserved
         nick, else the JID's local part."""
         occ = room.occupants.of_bare(bare)
@@ -675,7 +676,7 @@ class MuteFeature(Feature):
             return a.nick, a.nick
         return bare.local or str(bare), None
 
-    async def _room_notice(self, room: Any, action: str, target: JID | None, actor: JID, seconds: int | None,
+    async def _room_notice(self, room: RoomView, action: str, target: JID | None, actor: JID, seconds: int | None,
                            reason: str | None, until: datetime | None, lang: str | None = None) -> None:
         lang = self._lang(room, lang)
         show_jids = room.config.whois == "anyone"
@@ -745,7 +746,7 @@ class MuteFeature(Feature):
         m = await self.mute_member(room, req.from_jid, target, seconds, reason, P.lang_of(req.stanza, req.payload))
         return P.item(m, self.now(), nick=self._nick(room, target))
 
-    async def _mute_several(self, room: Any, req: IqRequest, members: list[etree._Element]) -> etree._Element:
+    async def _mute_several(self, room: RoomView, req: IqRequest, members: list[etree._Element]) -> etree._Element:
         """Several members in one request (§3.1): every one is checked before any is muted, so a
         refusal mutes nobody; the answer lists the mutes."""
         if req.payload.get("jid") or req.payload.get("nick"):
@@ -809,7 +810,7 @@ class MuteFeature(Feature):
         now = self.now()
         return sorted((m for (r, _j), m in self.mutes.items() if r == room_s and m.active(now)), key=lambda m: m.jid)
 
-    def _nick(self, room: Any, bare: JID) -> str | None:
+    def _nick(self, room: RoomView, bare: JID) -> str | None:
         occ = room.occupants.of_bare(bare)
         return occ.nick if occ is not None else None
 
