@@ -28,9 +28,10 @@ from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
 from xmppd.features.muc.directory import RoomDirectory
 from xmppd.i18n import Catalog, chain
-from xmppd.jid import JID, JIDError
+from xmppd.jid import JID
 from xmppd.webhooks import events as E
 from xmppd.xml import ns
+from xmppd.xml.attrs import int_attr, jid_attr
 from xmppd.xml.builder import element, stanza, sub
 
 from . import split, wire
@@ -61,6 +62,8 @@ from .repository import (
 from .user_commands import UserCommands
 from .wire import NS, SendRefused, app_error, bad_request, q, timestamp
 
+_UNITS = 10**12 - 1  # the largest amount an attribute may name, in minor units
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
@@ -85,27 +88,6 @@ class RedPacketOptions:
     contacts_only: bool = True  # 1:1 packets only to contacts with a mutual subscription (roster 'both')
     daily_count: Annotated[int, AtLeast(1), AtMost(100000)] = 100  # most packets one sender sends per UTC day
     daily_amount: Annotated[int, AtLeast(1), AtMost(10**12)] = 100000  # most minor units one sender puts in packets per UTC day
-
-
-def _int_attr(el: etree._Element, name: str, *, default: int | None = None) -> int:
-    value = el.get(name)
-    if value is None:
-        if default is None:
-            raise bad_request(f"the '{name}' attribute is required")
-        return default
-    if not value.isascii() or not value.isdigit() or len(value) > 12:
-        raise bad_request(f"'{name}' must be a non-negative integer (minor units), not {value!r}")
-    return int(value)
-
-
-def _jid_attr(el: etree._Element, name: str) -> JID | None:
-    value = el.get(name)
-    if value is None:
-        return None
-    try:
-        return JID.parse(value).bare
-    except JIDError as exc:
-        raise StanzaError(Condition.JID_MALFORMED, f"'{name}' is not a JID: {exc}") from None
 
 
 def _local_recipient(jid: JID | None, domain: str) -> str | None:
@@ -207,21 +189,21 @@ class RedPacket(Feature):
         kind = p.get("kind", "lucky")
         if kind not in KINDS:
             raise bad_request(f"kind is 'lucky' or 'equal', not {kind!r}")
-        count = _int_attr(p, "count", default=1)
+        count = int_attr(p, "count", 1, high=_UNITS)
         if kind == "equal":
             if p.get("total") is not None:
                 raise bad_request("an equal packet gives 'each' (the amount of one share), not 'total'")
-            total = _int_attr(p, "each") * count
+            total = int_attr(p, "each", required=True, high=_UNITS) * count
         else:
             if p.get("each") is not None:
                 raise bad_request("a lucky packet gives 'total', not 'each'")
-            total = _int_attr(p, "total")
-        to = _jid_attr(p, "to")
+            total = int_attr(p, "total", required=True, high=_UNITS)
+        to = jid_attr(p, "to")
         if to is None:
             raise bad_request("'to' (a contact's or a room's JID) is required")
         result = await self.send_packet(
             req.from_jid.bare, to=to, kind=kind, count=count, total=total, client_id=p.get("client-id") or "",
-            greeting=p.findtext(q("greeting")), exclusive=_jid_attr(p, "exclusive"),
+            greeting=p.findtext(q("greeting")), exclusive=jid_attr(p, "exclusive"),
             lang=_lang(req, self.ctx.languages.of(req.from_jid)),
         )
         packet = result.packet
@@ -415,11 +397,11 @@ class RedPacket(Feature):
         ``transfer_expiry``, it returns to the sender. Every rule of a one-to-one packet holds
         (contacts only, limits, daily limits, the speech gate, client-id retries)."""
         p = req.payload
-        to = _jid_attr(p, "to")
+        to = jid_attr(p, "to")
         if to is None:
             raise bad_request("'to' (a contact's JID) is required")
         result = await self.send_packet(
-            req.from_jid.bare, to=to, kind="equal", count=1, total=_int_attr(p, "amount"),
+            req.from_jid.bare, to=to, kind="equal", count=1, total=int_attr(p, "amount", required=True, high=_UNITS),
             client_id=p.get("client-id") or "", greeting=p.findtext(q("note")),
             lang=_lang(req, self.ctx.languages.of(req.from_jid)), transfer=True,
         )
@@ -528,10 +510,10 @@ class RedPacket(Feature):
                                       "precision": str(self.options.precision)}, default_ns=NS)
 
     def _page(self, p: etree._Element) -> tuple[int, int | None]:
-        limit = _int_attr(p, "max", default=20)
+        limit = int_attr(p, "max", 20, high=_UNITS)
         if not 1 <= limit <= self.options.page_max:
             raise bad_request(f"'max' is 1 to {self.options.page_max}")
-        before = _int_attr(p, "before", default=0) or None
+        before = int_attr(p, "before", 0, high=_UNITS) or None
         return limit, before
 
     @iq_handler("get", q("history"))

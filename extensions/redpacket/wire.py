@@ -6,11 +6,11 @@ the stored values: no storage, no routing (:mod:`.feature` sends what they build
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from lxml import etree
 
 from xmppd.errors import Condition, StanzaError
+from xmppd.timestamps import micros
 from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
 
@@ -23,7 +23,7 @@ def q(name: str) -> str:
     return f"{{{NS}}}{name}"
 
 
-HINTS = "urn:xmpp:hints"  # XEP-0334
+HINTS = ns.HINTS  # XEP-0334
 ATTACH = "urn:xmpp:message-attaching:1"  # XEP-0367: a notice points at its packet's message
 
 
@@ -32,8 +32,7 @@ def message_id(packet_id: str) -> str:
     return f"rp-{packet_id}"
 
 
-def timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+timestamp = micros  # XEP-0082 with microseconds (xmppd/timestamps.py)
 
 
 def app_error(condition: Condition, app: str, text: str, **attrs: str) -> StanzaError:

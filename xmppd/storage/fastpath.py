@@ -102,7 +102,7 @@ class Sql:
         self.sqlite = sqlite
         self._mysql = mysql if mysql is not None else sqlite
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - statements live as long as the module
+    @functools.cache  # noqa: B019 - statements live as long as the module
     def text(self, dialect: str, paramstyle: str) -> str:
         base = self.sqlite if dialect == "sqlite" else self._mysql
         return base if paramstyle == "qmark" else base.replace("?", "%s")

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...storage.accounts import AccountRepository, accounts
+from ...storage.accounts import AccountRepository, account_id_query, accounts
 from ...storage.engine import Database
 from ...storage.inline import InlineQuery
 from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, metadata
@@ -91,10 +91,6 @@ def _size(stanza: str) -> int:
     return len(stanza.encode("utf-8"))
 
 
-def _account_id(username: str, domain: str) -> sa.Select[tuple[int]]:
-    return sa.select(accounts.c.id).where(accounts.c.username == username, accounts.c.domain == domain)
-
-
 # The login's read (every first available presence): one statement, run by the storage fast path.
 _FETCH = (
     sa.select(offline_messages.c.id, offline_messages.c.stanza, offline_messages.c.created_at)
@@ -121,7 +117,7 @@ class SqlOfflineRepository:
         conn: AsyncConnection, username: str, domain: str, stanza: str, created_at: datetime, limit: int, max_bytes: int | None
     ) -> StoreResult:
         # FOR UPDATE on the account row serialises senders to one account (SQLite: BEGIN IMMEDIATE).
-        account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        account_id = (await conn.execute(account_id_query(username, domain).with_for_update())).scalar()
         if account_id is None:
             return StoreResult.NO_ACCOUNT
         size = _size(stanza)
@@ -144,7 +140,7 @@ class SqlOfflineRepository:
     async def _usage_txn(conn: AsyncConnection, username: str, domain: str) -> tuple[int, int]:
         t = offline_messages.c
         q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.size), 0)).where(
-            t.account_id == _account_id(username, domain).scalar_subquery()
+            t.account_id == account_id_query(username, domain).scalar_subquery()
         )
         n, used = (await conn.execute(q)).one()
         return int(n), int(used)
@@ -173,7 +169,7 @@ class SqlOfflineRepository:
 
     @staticmethod
     async def _delete_txn(conn: AsyncConnection, username: str, domain: str, last_id: int | None) -> int:
-        account_id = (await conn.execute(_account_id(username, domain))).scalar()
+        account_id = (await conn.execute(account_id_query(username, domain))).scalar()
         if account_id is None:
             return 0
         t = offline_messages.c
@@ -188,7 +184,7 @@ class SqlOfflineRepository:
     @staticmethod
     async def _count_txn(conn: AsyncConnection, username: str, domain: str) -> int:
         t = offline_messages.c
-        q = sa.select(sa.func.count()).where(t.account_id == _account_id(username, domain).scalar_subquery())
+        q = sa.select(sa.func.count()).where(t.account_id == account_id_query(username, domain).scalar_subquery())
         return int((await conn.execute(q)).scalar_one())
 
 

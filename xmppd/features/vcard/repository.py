@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...storage.accounts import AccountNotFound, AccountRepository, accounts
+from ...storage.accounts import AccountNotFound, AccountRepository, account_id_query, accounts
 from ...storage.engine import Database
 from ...storage.inline import InlineQuery
 from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, metadata
@@ -39,10 +39,6 @@ class VCardRepository(Protocol):
         ...
 
     async def delete(self, username: str, domain: str) -> bool: ...
-
-
-def _account_id(username: str, domain: str) -> sa.Select[tuple[int]]:
-    return sa.select(accounts.c.id).where(accounts.c.username == username, accounts.c.domain == domain)
 
 
 # The read behind the avatar hash of every login's presence (XEP-0153): through the fast path.
@@ -81,7 +77,7 @@ class SqlVCardRepository:
     @staticmethod
     async def _set_txn(conn: AsyncConnection, username: str, domain: str, xml: str, updated_at: datetime) -> None:
         # The account row lock makes update-or-insert safe against a concurrent set.
-        account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        account_id = (await conn.execute(account_id_query(username, domain).with_for_update())).scalar()
         if account_id is None:
             raise AccountNotFound(username, domain)
         result = await conn.execute(vcards.update().where(vcards.c.account_id == account_id).values(xml=xml, updated_at=updated_at))
@@ -93,7 +89,7 @@ class SqlVCardRepository:
 
     @staticmethod
     async def _delete_txn(conn: AsyncConnection, username: str, domain: str) -> bool:
-        q = vcards.delete().where(vcards.c.account_id == _account_id(username, domain).scalar_subquery())
+        q = vcards.delete().where(vcards.c.account_id == account_id_query(username, domain).scalar_subquery())
         return (await conn.execute(q)).rowcount > 0
 
 
