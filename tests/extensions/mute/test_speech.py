@@ -29,7 +29,8 @@ RP = "urn:xmppd:redpacket:0"
 async def speech_server(data_dir):
     keep = NEEDED | {"redpacket"}
     disabled = f"features.disabled={json.dumps(sorted(n for n in discover() if n not in keep))}"
-    async with running_server(data_dir, disabled, f'server.admins=["{ADMIN}"]', "mute.timer_tick=0.5") as srv:
+    async with running_server(data_dir, disabled, f'server.admins=["{ADMIN}"]', "mute.timer_tick=0.5",
+                              "redpacket.contacts_only=false") as srv:  # the speech gates, not contacts
         yield srv
 
 
