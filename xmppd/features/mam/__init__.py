@@ -306,10 +306,6 @@ class Mam(Feature):
             if batch:
                 await self._store(batch)
 
-    async def _archive(self, owner: str, msg: etree._Element, with_jid: JID, seq: int, stanza_id: str, data: str | None = None) -> None:
-        await self._enqueue(ArchivedMessage(owner, stanza_id, time_of(seq), str(with_jid.bare), with_jid.resource or "",
-                                            data if data is not None else etree.tostring(msg, encoding="unicode"), seq))
-
     async def _enqueue(self, record: ArchivedMessage) -> None:
         if self._quota:
             self._queued_bytes[record.owner] = self._queued_bytes.get(record.owner, 0) + stanza_bytes(record.stanza)
@@ -380,8 +376,10 @@ class Mam(Feature):
         self._prefs_generation += 1
         self._prefs.clear()
 
-    async def _wanted(self, owner: JID, other: JID) -> bool:
-        p = await self.prefs_of(str(owner))
+    async def _wanted(self, owner: JID, other: JID, owner_s: str | None = None) -> bool:
+        p = self._prefs.get(owner_s or str(owner))
+        if p is None:
+            p = await self.prefs_of(owner_s or str(owner))
         other_s = str(other.bare)
         if other_s in p.never:
             return False
@@ -407,7 +405,7 @@ class Mam(Feature):
         owner_s = str(owner)
         if self._already_archived(msg, owner_s):
             return Flow.CONTINUE
-        if not await self._wanted(owner, r.from_jid):
+        if not await self._wanted(owner, r.from_jid, owner_s):
             return Flow.CONTINUE
         if not await self.ctx.account_exists(owner):
             return Flow.CONTINUE  # no such account: the router bounces it
@@ -444,24 +442,29 @@ class Mam(Feature):
         to = r.to
         if to is None or (to.local == owner.local and to.domain == owner.domain):
             return Flow.CONTINUE  # to oneself: archived once, as incoming
-        wanted = await self._wanted(owner, to)
+        owner_s = str(owner)
+        wanted = await self._wanted(owner, to, owner_s)
+        msg = r.stanza
         data = None
         if self._quota:
             # Both archives at once, before anything is stored: over the quota, the message is
             # refused whole (no copy in one archive and not the other, nothing delivered).
-            data = etree.tostring(r.stanza, encoding="unicode")
+            data = etree.tostring(msg, encoding="unicode")
             size = stanza_bytes(data)
-            if wanted and await self._over_quota(str(owner), size):
-                return self._refuse(r, str(owner))
-            peer = to.bare
-            if (to.domain == self.ctx.domain and to.local is not None and not self._already_archived(r.stanza, str(peer))
-                    and await self._over_quota(str(peer), size + _STAMP_BYTES + len(str(peer))) and await self._wanted(peer, owner)
-                    and await self.ctx.account_exists(peer)):
-                return self._refuse(r, str(peer))
+            if wanted and await self._over_quota(owner_s, size):
+                return self._refuse(r, owner_s)
+            if to.domain == self.ctx.domain and to.local is not None:
+                peer = to.bare
+                peer_s = str(peer)
+                if (not self._already_archived(msg, peer_s)
+                        and await self._over_quota(peer_s, size + _STAMP_BYTES + len(peer_s)) and await self._wanted(peer, owner, peer_s)
+                        and await self.ctx.account_exists(peer)):
+                    return self._refuse(r, peer_s)
         if not wanted:
             return Flow.CONTINUE
         seq, sid = await self._new_id()
-        await self._archive(str(owner), r.stanza, to, seq, sid, data)
+        await self._enqueue(ArchivedMessage(owner_s, sid, time_of(seq), str(to.bare), to.resource or "",
+                                            data if data is not None else etree.tostring(msg, encoding="unicode"), seq))
         return Flow.CONTINUE
 
     @hook(H.STANZA_IN, priority=-60)

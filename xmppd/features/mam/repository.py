@@ -108,7 +108,8 @@ _USAGE_ADD = Sql(
 
 def stanza_bytes(stanza: str) -> int:
     """What a stored stanza counts against its archive's quota: its UTF-8 bytes."""
-    return len(stanza.encode())
+    # (an ASCII str is as many bytes as characters; isascii() reads a flag, encode() copies)
+    return len(stanza) if stanza.isascii() else len(stanza.encode())
 
 
 def _bytes_by_owner(rows: list["ArchivedMessage"]) -> list[tuple[str, int]]:
