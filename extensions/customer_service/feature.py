@@ -33,6 +33,7 @@ from xmppd.errors import Condition, StanzaError
 from xmppd.features.disco import info_element, items_element
 from xmppd.jid import JID
 from xmppd.xml import ns
+from xmppd.xml.attrs import int_attr, jid_attr
 from xmppd.xml.builder import element, stanza, sub
 
 from .protocol import (
@@ -43,9 +44,7 @@ from .protocol import (
     VISITOR_WORDS,
     CsError,
     check_queue_name,
-    int_attr,
     is_open,
-    jid_attr,
     parse_command,
     parse_hours,
     q,
@@ -1022,7 +1021,7 @@ class CustomerService(Feature):
 
     async def set_member(self, qr: QueueRecord, p: etree._Element) -> None:
         """Assign (or with role='none' remove) an agent or supervisor of ``qr``."""
-        jid = jid_attr(p, "jid")
+        jid = jid_attr(p, "jid", account=True)
         if jid is None:
             raise CsError(Condition.BAD_REQUEST, "member_jid")
         role = p.get("role", "agent")
@@ -1143,7 +1142,7 @@ class CustomerService(Feature):
 
     async def iq_history(self, req: IqRequest) -> etree._Element:
         qr = self._queue_of(req)
-        visitor = jid_attr(req.payload, "visitor")
+        visitor = jid_attr(req.payload, "visitor", account=True)
         if visitor is None:
             self._require_role(req, qr.name, "supervisor")
         else:

@@ -57,6 +57,7 @@ from xmppd.features.muc import events as E
 from xmppd.features.muc.affiliations import Affiliation, Role, default_role
 from xmppd.jid import JID, JIDError
 from xmppd.xml import ns
+from xmppd.xml.attrs import int_attr, jid_attr
 from xmppd.xml.builder import element, stanza
 
 from . import protocol as P
@@ -464,13 +465,7 @@ class MuteFeature(Feature):
             if occ is None:
                 raise StanzaError(Condition.ITEM_NOT_FOUND, f"no occupant with the nick {nick!r}")
             return occ.bare
-        try:
-            j = JID.parse(jid_s)  # type: ignore[arg-type]
-        except JIDError as exc:
-            raise StanzaError(Condition.JID_MALFORMED, f"'jid' is not a JID: {exc}") from None
-        if j.local is None:
-            raise StanzaError(Condition.JID_MALFORMED, "'jid' names an account (user@domain)")
-        return j.bare
+        return jid_attr(payload, "jid", required=True, account=True)
 
     def _lang(self, room: Any | None, actor_lang: str | None) -> str:
         if room is not None:
@@ -710,23 +705,9 @@ class MuteFeature(Feature):
 
     # ================================================================== iq: server
 
-    def _jid_attr(self, payload: etree._Element, required: bool = True) -> JID | None:
-        v = payload.get("jid")
-        if not v:
-            if required:
-                raise _bad("'jid' names the account")
-            return None
-        try:
-            j = JID.parse(v)
-        except JIDError as exc:
-            raise StanzaError(Condition.JID_MALFORMED, f"'jid' is not a JID: {exc}") from None
-        if j.local is None:
-            raise StanzaError(Condition.JID_MALFORMED, "'jid' names an account (user@domain)")
-        return j.bare
-
     async def iq_platform_mute(self, req: IqRequest) -> etree._Element:
         self._check_server_admin(req.from_jid)
-        target = self._jid_attr(req.payload)
+        target = jid_attr(req.payload, "jid", required=True, account=True)
         seconds = self._seconds(req.payload.get("seconds"))
         reason = _reason_of(req.payload)
         m = await self.platform_mute(req.from_jid, target, seconds, reason)  # type: ignore[arg-type]
@@ -734,7 +715,7 @@ class MuteFeature(Feature):
 
     async def iq_platform_unmute(self, req: IqRequest) -> None:
         self._check_server_admin(req.from_jid)
-        await self.platform_unmute(req.from_jid, self._jid_attr(req.payload))  # type: ignore[arg-type]
+        await self.platform_unmute(req.from_jid, jid_attr(req.payload, "jid", required=True, account=True))
 
     async def iq_platform_list(self, req: IqRequest) -> etree._Element:
         self._check_server_admin(req.from_jid)
@@ -746,7 +727,7 @@ class MuteFeature(Feature):
 
     async def iq_platform_status(self, req: IqRequest) -> etree._Element:
         who = req.from_jid.bare
-        other = self._jid_attr(req.payload, required=False)
+        other = jid_attr(req.payload, "jid", account=True)
         if other is not None and other != who:
             self._check_server_admin(req.from_jid)
             who = other
@@ -755,19 +736,14 @@ class MuteFeature(Feature):
     async def iq_audit(self, req: IqRequest) -> etree._Element:
         self._check_server_admin(req.from_jid)
         p = req.payload
-        limit_s, before_s = p.get("max", "50"), p.get("before")
-        for name, v in (("max", limit_s), ("before", before_s)):
-            if v is not None and (not v.isascii() or not v.isdigit() or len(v) > 12):
-                raise _bad(f"'{name}' is a whole number")
-        limit = int(limit_s)
-        if not 1 <= limit <= self.options.audit_page_max:
-            raise _bad(f"'max' is 1 to {self.options.audit_page_max}")
+        limit = int_attr(p, "max", min(50, self.options.audit_page_max), low=1, high=self.options.audit_page_max)
+        before = int_attr(p, "before", high=2**62)
         room = p.get("room")
         if p.get("scope") == "platform":
             room = PLATFORM
-        target = self._jid_attr(p, required=False)
+        target = jid_attr(p, "jid", account=True)
         entries = await self.repo.audit(room=room, target=str(target) if target else None,
-                                        before=int(before_s) if before_s else None, limit=limit + 1)
+                                        before=before, limit=limit + 1)
         out = element(q("audit"), default_ns=NS)
         for e in entries[:limit]:
             out.append(P.audit_entry(e))
@@ -1005,7 +981,7 @@ def _reason_ok(value: Any) -> None:
 # processing hints, carbons' <private/>, origin ids. Anything else (a body, a subject, reactions,
 # an OOB link, a correction, an unknown payload) is content.
 _SIGNALS = frozenset((
-    "http://jabber.org/protocol/chatstates", "urn:xmpp:receipts", "urn:xmpp:chat-markers:0", "urn:xmpp:hints",
+    "http://jabber.org/protocol/chatstates", "urn:xmpp:receipts", "urn:xmpp:chat-markers:0", ns.HINTS,
     "urn:xmpp:carbons:2", "urn:xmpp:sid:0",
 ))
 _THREAD = f"{{{ns.CLIENT}}}thread"

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
 from lxml import etree
 
+from xmppd import timestamps
 from xmppd.errors import Condition, StanzaError
 from xmppd.i18n import Catalog, chain
 from xmppd.xml import ns
@@ -36,12 +37,7 @@ def q(name: str) -> str:
     return PREFIX + name
 
 
-def iso(value: datetime) -> str:
-    """XEP-0082 date-time in UTC (the server keeps end times on whole seconds)."""
-    v = value.astimezone(UTC)
-    if v.microsecond:
-        return v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return v.strftime("%Y-%m-%dT%H:%M:%SZ")
+iso = timestamps.auto  # the server keeps end times on whole seconds
 
 
 def remaining(until: datetime | None, now: datetime) -> int | None:

@@ -28,9 +28,11 @@ from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
 from xmppd.features.muc.events import SpeechKind
 from xmppd.i18n import Catalog, chain
-from xmppd.jid import JID, JIDError
+from xmppd.jid import JID
+from xmppd.timestamps import micros
 from xmppd.webhooks import events as E
 from xmppd.xml import ns
+from xmppd.xml.attrs import int_attr, jid_attr
 from xmppd.xml.builder import element, stanza, sub
 
 from . import split
@@ -138,6 +140,9 @@ def _err(condition: Condition, app: str, text: str, **attrs: str) -> StanzaError
     return StanzaError(condition, text, app=element(q(app), attrs or None, default_ns=NS))
 
 
+_UNITS = 10**12 - 1  # the largest amount an attribute may name, in minor units
+
+
 def _bad(text: str) -> StanzaError:
     return StanzaError(Condition.BAD_REQUEST, text)
 
@@ -149,31 +154,6 @@ class SendRefused(StanzaError):
     def __init__(self, field: str | None, condition: Condition, text: str, app: str | None = None, **attrs: str) -> None:
         super().__init__(condition, text, app=element(q(app), attrs or None, default_ns=NS) if app else None)
         self.field = field
-
-
-def _int_attr(el: etree._Element, name: str, *, default: int | None = None) -> int:
-    value = el.get(name)
-    if value is None:
-        if default is None:
-            raise _bad(f"the '{name}' attribute is required")
-        return default
-    if not value.isascii() or not value.isdigit() or len(value) > 12:
-        raise _bad(f"'{name}' must be a non-negative integer (minor units), not {value!r}")
-    return int(value)
-
-
-def _jid_attr(el: etree._Element, name: str) -> JID | None:
-    value = el.get(name)
-    if value is None:
-        return None
-    try:
-        return JID.parse(value).bare
-    except JIDError as exc:
-        raise StanzaError(Condition.JID_MALFORMED, f"'{name}' is not a JID: {exc}") from None
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _local_recipient(jid: JID | None, domain: str) -> str | None:
@@ -275,26 +255,26 @@ class RedPacket(Feature):
         kind = p.get("kind", "lucky")
         if kind not in KINDS:
             raise _bad(f"kind is 'lucky' or 'equal', not {kind!r}")
-        count = _int_attr(p, "count", default=1)
+        count = int_attr(p, "count", 1, high=_UNITS)
         if kind == "equal":
             if p.get("total") is not None:
                 raise _bad("an equal packet gives 'each' (the amount of one share), not 'total'")
-            total = _int_attr(p, "each") * count
+            total = int_attr(p, "each", required=True, high=_UNITS) * count
         else:
             if p.get("each") is not None:
                 raise _bad("a lucky packet gives 'total', not 'each'")
-            total = _int_attr(p, "total")
-        to = _jid_attr(p, "to")
+            total = int_attr(p, "total", required=True, high=_UNITS)
+        to = jid_attr(p, "to")
         if to is None:
             raise _bad("'to' (a contact's or a room's JID) is required")
         result = await self.send_packet(
             req.from_jid.bare, to=to, kind=kind, count=count, total=total, client_id=p.get("client-id") or "",
-            greeting=p.findtext(q("greeting")), exclusive=_jid_attr(p, "exclusive"),
+            greeting=p.findtext(q("greeting")), exclusive=jid_attr(p, "exclusive"),
             lang=_lang(req, self.ctx.languages.of(req.from_jid)),
         )
         packet = result.packet
         out = element(q("sent"), {"id": packet.id, "balance": str(result.balance), "total": str(packet.total),
-                                  "expires": _iso(packet.expires_at)}, default_ns=NS)
+                                  "expires": micros(packet.expires_at)}, default_ns=NS)
         if not result.created:
             out.set("retry", "true")
         return out
@@ -410,7 +390,7 @@ class RedPacket(Feature):
         body = sub(msg, f"{{{ns.CLIENT}}}body", text=text)
         body.set(ns.XML_LANG, packet.lang)
         attrs = {"id": packet.id, "sender": packet.sender, "kind": packet.kind, "count": str(packet.count),
-                 "greeting": packet.greeting, "expires": _iso(packet.expires_at)}
+                 "greeting": packet.greeting, "expires": micros(packet.expires_at)}
         if packet.kind == "equal":
             attrs["each"] = str(packet.total // packet.count)
         if packet.exclusive_to:
@@ -451,7 +431,7 @@ class RedPacket(Feature):
             got = await self.repo.grab(packet_id, str(who), self.now())
         except AlreadyGrabbed as exc:
             raise _err(Condition.CONFLICT, "already-grabbed", "you already opened this red packet",
-                       amount=str(exc.amount), at=_iso(exc.grabbed_at)) from None
+                       amount=str(exc.amount), at=micros(exc.grabbed_at)) from None
         except AllGone:
             raise _err(Condition.NOT_ALLOWED, "all-gone", "every share has been taken") from None
         except PacketExpired:
@@ -535,10 +515,10 @@ class RedPacket(Feature):
                                       "precision": str(self.options.precision)}, default_ns=NS)
 
     def _page(self, p: etree._Element) -> tuple[int, int | None]:
-        limit = _int_attr(p, "max", default=20)
+        limit = int_attr(p, "max", 20, high=_UNITS)
         if not 1 <= limit <= self.options.page_max:
             raise _bad(f"'max' is 1 to {self.options.page_max}")
-        before = _int_attr(p, "before", default=0) or None
+        before = int_attr(p, "before", 0, high=_UNITS) or None
         return limit, before
 
     @iq_handler("get", q("history"))
@@ -548,7 +528,7 @@ class RedPacket(Feature):
         out = element(q("history"), {"more": "true" if more else "false"}, default_ns=NS)
         for e in entries:
             attrs = {"id": str(e.id), "kind": e.kind.replace("_", "-"), "amount": str(e.amount),
-                     "balance": str(e.balance_after), "at": _iso(e.created_at)}
+                     "balance": str(e.balance_after), "at": micros(e.created_at)}
             if e.packet_id:
                 attrs["packet"] = e.packet_id
             if e.reason:
@@ -570,7 +550,7 @@ class RedPacket(Feature):
                                      "more": "true" if more else "false"}, default_ns=NS)
         for e in entries:
             sub(out, q("record"), {"id": str(e.id), "packet": e.packet_id or "", "amount": str(abs(e.amount)),
-                                   "at": _iso(e.created_at)})
+                                   "at": micros(e.created_at)})
         return out
 
     @iq_handler("get", q("packet"))
@@ -595,7 +575,7 @@ class RedPacket(Feature):
         attrs = {"id": packet.id, "sender": packet.sender, "kind": packet.kind, "to": packet.target,
                  "total": str(packet.total), "count": str(packet.count), "status": packet.status,
                  "remaining-count": str(packet.remaining_count), "remaining-amount": str(packet.remaining_amount),
-                 "created": _iso(packet.created_at), "expires": _iso(packet.expires_at),
+                 "created": micros(packet.created_at), "expires": micros(packet.expires_at),
                  "currency": self.options.currency}
         if packet.exclusive_to:
             attrs["exclusive"] = packet.exclusive_to
@@ -610,7 +590,7 @@ class RedPacket(Feature):
         if packet.best_luck and taken:
             best_seq = max(taken, key=lambda s: (s.amount, -s.seq)).seq
         for s in taken:
-            g = sub(out, q("grab"), {"by": s.grabbed_by, "amount": str(s.amount), "at": _iso(s.grabbed_at)})
+            g = sub(out, q("grab"), {"by": s.grabbed_by, "amount": str(s.amount), "at": micros(s.grabbed_at)})
             if s.seq == best_seq:
                 g.set("best", "true")
         return out

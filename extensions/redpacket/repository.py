@@ -58,8 +58,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from xmppd.storage.accounts import accounts
 from xmppd.storage.engine import Database, is_deadlock, is_unique_violation
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
+from xmppd.timestamps import millis
 from xmppd.webhooks import events as E
-from xmppd.webhooks.outbox import DISABLED, Outbox, iso
+from xmppd.webhooks.outbox import DISABLED, Outbox
 
 __all__ = [
     "KINDS",
@@ -1079,7 +1080,7 @@ class SqlRedPacketRepository(RedPacketRepository):
         await self._outbox.write_txn(conn, E.REDPACKET_SENT, f"redpacket:{new.id}", {
             "id": new.id, "sender": new.sender, "kind": new.kind, "total": new.total, "count": new.count,
             "target": new.target, "is_room": new.is_room, "exclusive_to": new.exclusive_to,
-            "greeting": new.greeting, "expires_at": iso(new.expires_at), "balance": balance,
+            "greeting": new.greeting, "expires_at": millis(new.expires_at), "balance": balance,
         }, new.created_at)
         return SendResult(packet, True, balance)
 

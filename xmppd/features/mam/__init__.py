@@ -45,12 +45,12 @@ import asyncio
 import collections
 import copy
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from lxml import etree
 
+from ... import timestamps
 from ...config import AtLeast, AtMost, NonNegativeInt, OneOf, Positive, PositiveInt
 from ...core import durability
 from ...core import hooks as H
@@ -76,12 +76,11 @@ MAM = "urn:xmpp:mam:2"
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"
 RSM = "http://jabber.org/protocol/rsm"
 FORWARD = "urn:xmpp:forward:0"
-HINTS = "urn:xmpp:hints"
 ROOM_FIELD = "mam#enabled"
 _STANZA_ID = f"{{{ns.SID}}}stanza-id"
 _BODY = f"{{{ns.CLIENT}}}body"
-_NO_STORE = (f"{{{HINTS}}}no-store", f"{{{HINTS}}}no-permanent-store")
-_STORE = f"{{{HINTS}}}store"
+_NO_STORE = (f"{{{ns.HINTS}}}no-store", f"{{{ns.HINTS}}}no-permanent-store")
+_STORE = f"{{{ns.HINTS}}}store"
 _CARBONS = ("{urn:xmpp:carbons:2}sent", "{urn:xmpp:carbons:2}received")
 _STANZA_ID_TEMPLATE = etree.Element(_STANZA_ID, nsmap={None: ns.SID})
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
@@ -118,18 +117,11 @@ class MamOptions:
     # writer commits at once; a query flushes first, so nothing is read stale. 0 disables it.
     commit_interval: Annotated[float, AtLeast(0), AtMost(10)] = 0.1
 
-def _stamp(us: int) -> str:
-    dt = datetime.fromtimestamp(us / 1_000_000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}Z"
-
-
 def _parse_time(value: str, var: str) -> int:
     try:
-        dt = datetime.fromisoformat(value.strip())
+        dt = timestamps.parse(value)
     except ValueError:
         raise StanzaError(Condition.BAD_REQUEST, f"{var}: not a XEP-0082 date-time: {value!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1_000_000)
 
 
@@ -647,7 +639,7 @@ class Mam(Feature):
             if queryid is not None:
                 res.set("queryid", queryid)
             fwd = etree.SubElement(res, f"{{{FORWARD}}}forwarded", nsmap={None: FORWARD})
-            etree.SubElement(fwd, f"{{{ns.DELAY}}}delay", {"stamp": _stamp(m.ts)}, nsmap={None: ns.DELAY})
+            etree.SubElement(fwd, f"{{{ns.DELAY}}}delay", {"stamp": timestamps.micros_of_us(m.ts)}, nsmap={None: ns.DELAY})
             fwd.append(etree.fromstring(m.stanza, _PARSER))
             if origin is not None:
                 await self.ctx.router.deliver_to(req.from_jid, out, "message")
@@ -677,7 +669,7 @@ class Mam(Feature):
         md = etree.Element(f"{{{MAM}}}metadata", nsmap={None: MAM})
         if first.items and last.items:
             for name, m in (("start", first.items[0]), ("end", last.items[-1])):
-                etree.SubElement(md, f"{{{MAM}}}{name}", {"id": m.stanza_id, "timestamp": _stamp(m.ts)})
+                etree.SubElement(md, f"{{{MAM}}}{name}", {"id": m.stanza_id, "timestamp": timestamps.micros_of_us(m.ts)})
         return md
 
     # ---------------------------------------------------------------- preferences

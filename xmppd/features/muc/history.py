@@ -4,10 +4,10 @@ from __future__ import annotations
 import collections
 import copy
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from lxml import etree
 
+from ... import timestamps
 from ...errors import Condition, StanzaError
 from .const import DELAY, MUC, q
 
@@ -50,14 +50,10 @@ def parse_request(x: etree._Element | None) -> HistoryRequest:
     since = None
     if h.get("since"):
         try:
-            since = datetime.fromisoformat(h.get("since").replace("Z", "+00:00")).timestamp()  # type: ignore[union-attr]
+            since = timestamps.parse(h.get("since")).timestamp()  # type: ignore[arg-type]
         except ValueError:
             raise StanzaError(Condition.BAD_REQUEST, "history since must be an XEP-0082 date-time") from None
     return HistoryRequest(num("maxchars"), num("maxstanzas"), num("seconds"), since)
-
-
-def stamp(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class History:
@@ -98,7 +94,7 @@ class History:
         out = []
         for e in reversed(picked):
             el = copy.deepcopy(e.stanza)
-            d = etree.SubElement(el, q(DELAY, "delay"), {"from": room_jid, "stamp": stamp(e.at)}, nsmap={None: DELAY})
+            d = etree.SubElement(el, q(DELAY, "delay"), {"from": room_jid, "stamp": timestamps.micros(e.at)}, nsmap={None: DELAY})
             del d
             out.append(el)
         return out

@@ -10,8 +10,9 @@ from lxml import etree
 
 from ...core.hooks import Flow, Routed
 from ...errors import Condition, StanzaError
-from ...jid import JID, JIDError
+from ...jid import JID
 from ...xml import ns
+from ...xml.attrs import jid_attr
 from ...xml.builder import error_reply
 from ...xml.forms import Field, Form
 from . import const as C
@@ -630,7 +631,7 @@ class Room:
         if len(declines) != 1:
             raise StanzaError(Condition.NOT_ACCEPTABLE, "decline one invitation per message")
         decline = declines[0]
-        to = _jid_attr(decline, "to")
+        to = jid_attr(decline, "to", required=True, bare=False)
         self._count_invitations(full, 1)
         reason = decline.findtext(q(MUC_USER, "reason"))
         if not self.invitations.pending(full.bare, to.bare):
@@ -662,7 +663,7 @@ class Room:
             raise StanzaError(Condition.NOT_ACCEPTABLE, f"invite at most {most} people per message")
         plan: dict[JID, etree._Element] = {}
         for inv in invites:
-            to = _jid_attr(inv, "to").bare
+            to = jid_attr(inv, "to", required=True)
             if to == full.bare:
                 raise StanzaError(Condition.BAD_REQUEST, "you can't invite yourself")
             if self.config.members_only and self.affiliation(to) is Affiliation.OUTCAST:
@@ -843,7 +844,7 @@ class Room:
             if item.get("affiliation") is not None:
                 aff = parse_affiliation(item.get("affiliation"))
                 if item.get("jid"):
-                    target = _jid_attr(item, "jid").bare
+                    target = jid_attr(item, "jid", required=True)
                 elif item.get("nick"):
                     o = self.occupants.get(item.get("nick"))  # type: ignore[arg-type]
                     if o is None:
@@ -1014,11 +1015,3 @@ def _presence_source(stanza: etree._Element | None) -> etree._Element:
     return p
 
 
-def _jid_attr(el: etree._Element, attr: str) -> JID:
-    v = el.get(attr)
-    if not v:
-        raise StanzaError(Condition.BAD_REQUEST, f"the {etree.QName(el).localname} needs a '{attr}'")
-    try:
-        return JID.parse(v)
-    except JIDError:
-        raise StanzaError(Condition.JID_MALFORMED, f"{v!r} is not a valid JID") from None

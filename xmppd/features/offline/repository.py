@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...storage.accounts import AccountRepository, accounts
+from ...storage.accounts import AccountRepository, account_id_query
 from ...storage.engine import Database
 from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, metadata
 
@@ -88,10 +88,6 @@ def _size(stanza: str) -> int:
     return len(stanza.encode("utf-8"))
 
 
-def _account_id(username: str, domain: str) -> sa.Select[tuple[int]]:
-    return sa.select(accounts.c.id).where(accounts.c.username == username, accounts.c.domain == domain)
-
-
 class SqlOfflineRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -104,7 +100,7 @@ class SqlOfflineRepository:
         conn: AsyncConnection, username: str, domain: str, stanza: str, created_at: datetime, limit: int, max_bytes: int | None
     ) -> StoreResult:
         # FOR UPDATE on the account row serialises senders to one account (SQLite: BEGIN IMMEDIATE).
-        account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        account_id = (await conn.execute(account_id_query(username, domain).with_for_update())).scalar()
         if account_id is None:
             return StoreResult.NO_ACCOUNT
         size = _size(stanza)
@@ -127,7 +123,7 @@ class SqlOfflineRepository:
     async def _usage_txn(conn: AsyncConnection, username: str, domain: str) -> tuple[int, int]:
         t = offline_messages.c
         q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.size), 0)).where(
-            t.account_id == _account_id(username, domain).scalar_subquery()
+            t.account_id == account_id_query(username, domain).scalar_subquery()
         )
         n, used = (await conn.execute(q)).one()
         return int(n), int(used)
@@ -140,7 +136,7 @@ class SqlOfflineRepository:
         t = offline_messages.c
         rows = await conn.execute(
             sa.select(t.id, t.stanza, t.created_at)
-            .where(t.account_id == _account_id(username, domain).scalar_subquery())
+            .where(t.account_id == account_id_query(username, domain).scalar_subquery())
             .order_by(t.id)
         )
         return [OfflineMessage(int(r.id), r.stanza, r.created_at) for r in rows]
@@ -153,7 +149,7 @@ class SqlOfflineRepository:
 
     @staticmethod
     async def _delete_txn(conn: AsyncConnection, username: str, domain: str, last_id: int | None) -> int:
-        account_id = (await conn.execute(_account_id(username, domain))).scalar()
+        account_id = (await conn.execute(account_id_query(username, domain))).scalar()
         if account_id is None:
             return 0
         t = offline_messages.c
@@ -168,7 +164,7 @@ class SqlOfflineRepository:
     @staticmethod
     async def _count_txn(conn: AsyncConnection, username: str, domain: str) -> int:
         t = offline_messages.c
-        q = sa.select(sa.func.count()).where(t.account_id == _account_id(username, domain).scalar_subquery())
+        q = sa.select(sa.func.count()).where(t.account_id == account_id_query(username, domain).scalar_subquery())
         return int((await conn.execute(q)).scalar_one())
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from xmppd.jid import JID
-from xmppd.storage.accounts import accounts
+from xmppd.storage.accounts import account_id_query, accounts
 from xmppd.storage.engine import Database, SqliteOnly
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
 
@@ -381,7 +381,7 @@ class SqlRosterRepository:
     # -- helpers
 
     async def _account_id_txn(self, conn: AsyncConnection, owner: JID, *, lock: bool = False) -> int | None:
-        q = sa.select(accounts.c.id).where(accounts.c.domain == owner.domain, accounts.c.username == (owner.local or ""))
+        q = account_id_query(owner.local or "", owner.domain)
         if lock and self._db.is_mysql:
             q = q.with_for_update()  # serialises one owner's roster updates (SQLite: BEGIN IMMEDIATE)
         found = (await conn.execute(q)).scalar()

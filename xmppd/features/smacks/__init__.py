@@ -33,11 +33,11 @@ from __future__ import annotations
 import asyncio
 import collections
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lxml import etree
 
+from ... import timestamps
 from ...config import NonNegativeInt, PositiveInt
 from ...core import hooks as H
 from ...core.feature import Feature, hook
@@ -333,10 +333,9 @@ class Smacks(Feature):
             if with_carbons or (addressed_bare and reach_bare):
                 continue  # another resource already had it
             if not any(c.tag == _DELAY and c.get("from") == self.ctx.domain for c in msg):
-                stamp = datetime.fromtimestamp(when, UTC)
                 d = etree.SubElement(msg, _DELAY, {
                     "from": self.ctx.domain,
-                    "stamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
+                    "stamp": timestamps.millis(when),
                 }, nsmap={None: ns.DELAY})
                 d.text = "Resent: not acknowledged by the client"
             msg.set("to", str(bare))

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...storage.accounts import AccountNotFound, AccountRepository, accounts
+from ...storage.accounts import AccountNotFound, AccountRepository, account_id_query
 from ...storage.engine import Database
 from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, metadata
 
@@ -38,10 +38,6 @@ class VCardRepository(Protocol):
     async def delete(self, username: str, domain: str) -> bool: ...
 
 
-def _account_id(username: str, domain: str) -> sa.Select[tuple[int]]:
-    return sa.select(accounts.c.id).where(accounts.c.username == username, accounts.c.domain == domain)
-
-
 class SqlVCardRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -52,7 +48,7 @@ class SqlVCardRepository:
     @staticmethod
     async def _get_txn(conn: AsyncConnection, username: str, domain: str) -> str | None:
         t = vcards.c
-        q = sa.select(t.xml).where(t.account_id == _account_id(username, domain).scalar_subquery())
+        q = sa.select(t.xml).where(t.account_id == account_id_query(username, domain).scalar_subquery())
         return (await conn.execute(q)).scalar()
 
     async def set(self, username: str, domain: str, xml: str, updated_at: datetime) -> None:
@@ -61,7 +57,7 @@ class SqlVCardRepository:
     @staticmethod
     async def _set_txn(conn: AsyncConnection, username: str, domain: str, xml: str, updated_at: datetime) -> None:
         # The account row lock makes update-or-insert safe against a concurrent set.
-        account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        account_id = (await conn.execute(account_id_query(username, domain).with_for_update())).scalar()
         if account_id is None:
             raise AccountNotFound(username, domain)
         result = await conn.execute(vcards.update().where(vcards.c.account_id == account_id).values(xml=xml, updated_at=updated_at))
@@ -73,7 +69,7 @@ class SqlVCardRepository:
 
     @staticmethod
     async def _delete_txn(conn: AsyncConnection, username: str, domain: str) -> bool:
-        q = vcards.delete().where(vcards.c.account_id == _account_id(username, domain).scalar_subquery())
+        q = vcards.delete().where(vcards.c.account_id == account_id_query(username, domain).scalar_subquery())
         return (await conn.execute(q)).rowcount > 0
 
 
