@@ -18,7 +18,7 @@ from .protocol import q
 from .repository import STRATEGIES
 
 if TYPE_CHECKING:
-    from .feature import CustomerService
+    from .service import CsService
 
 NODE = "urn:xmppd:cs:0#"
 
@@ -28,11 +28,8 @@ def _text(label: str, var: str, desc: str | None = None, *, required: bool = Fal
 
 
 class CsCommands:
-    def __init__(self, cs: "CustomerService") -> None:
+    def __init__(self, cs: "CsService") -> None:
         self.cs = cs
-
-    def register(self, adhoc: Any) -> None:
-        self.cs.ctx.on_teardown(adhoc.register_provider(self.cs.domain, self.commands))
 
     # ------------------------------------------------------------------ which commands where
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..api.framework import Operation
     from ..config import Config
     from ..errors import StreamErrorCondition
+    from ..features.adhoc.command import Command, Provider
     from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
     from ..storage.engine import Database
     from ..webhooks.outbox import Outbox
@@ -293,6 +294,16 @@ class FeatureContext:
         prometheus_client metric families (xmppd/metrics.py has ``gauge`` and ``labelled``).
         Keep what it reads in memory: it must not wait for anything."""
         self._undo.append(self._server.metrics.add(collect))
+
+    def add_command(self, command: "Command", jid: JID | str | None = None) -> None:
+        """Offer an XEP-0050 ad-hoc command on ``jid`` (default: the server domain); undone at
+        teardown. Needs the ``adhoc`` feature (declare it in ``depends``)."""
+        self._undo.append(self.feature("adhoc").register(command, jid))
+
+    def add_command_provider(self, domain: str, provider: "Provider") -> None:
+        """Ad-hoc commands on any JID of ``domain`` (rooms ...), decided per (requester, target
+        JID) by ``provider``; undone at teardown. Needs the ``adhoc`` feature."""
+        self._undo.append(self.feature("adhoc").register_provider(domain, provider))
 
     def on_teardown(self, undo: Callable[[], None]) -> None:
         self._undo.append(undo)

@@ -1,0 +1,117 @@
+"""Messages between a visitor (on the queue JID) and their agent (on the session JID): text
+commands, opening a chat or a ticket, and relaying what one side writes to the other."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xmppd.core.hooks import Routed
+from xmppd.errors import Condition, StanzaError
+from xmppd.xml.builder import element
+
+from . import policy
+from .protocol import AGENT_WORDS, VISITOR_WORDS, CsError, is_open, parse_command, q
+from .repository import SessionRecord
+
+if TYPE_CHECKING:
+    from .service import CsService
+
+
+class Relay:
+    def __init__(self, cs: "CsService") -> None:
+        self.cs = cs
+
+    async def from_visitor(self, r: Routed, queue: str, body: str) -> None:
+        cs = self.cs
+        qr = cs.queue(queue)
+        visitor = str(r.from_jid.bare)
+        s = cs.state.visitor_session(queue, visitor)
+        command = parse_command(body, cs.prefixes, VISITOR_WORDS)
+        if command is not None:
+            word, rest = command
+            if word in ("close", "end"):
+                if s is None:
+                    raise CsError(Condition.ITEM_NOT_FOUND, "no_open_chat")
+                await cs.close(s, "visitor")
+                return
+            if word == "rate":
+                score_s, _, comment = rest.partition(" ")
+                if not score_s.isdigit() or not 1 <= int(score_s) <= 5:
+                    await cs.message(cs.queue_jid(queue), visitor, cs.t(visitor, "visitor.rate_usage"))
+                    return
+                await cs.rate(visitor, queue, None, int(score_s), comment.strip())
+                await cs.message(cs.queue_jid(queue), visitor, cs.t(visitor, "visitor.rated"))
+                return
+        if s is not None:
+            s = await cs.save(s.replace(last_visitor_at=cs.dt_now()))
+            await cs.note(s, "visitor", r.from_jid.local or "", body)
+            if s.state == "active" and s.agent:
+                await cs.to_agent(s, s.agent, body)
+            return
+        online = any(cs.state.status(queue, j) in ("available", "away", "paused") for j, m in cs.members.get(queue, {}).items() if m.role == "agent")
+        if not online or not is_open(qr.hours, cs.now()):
+            t = await cs.repo.add_ticket(queue, visitor, body, cs.dt_now())
+            text = cs.t(visitor, "visitor.ticket", offline=qr.offline_text, id=t.id)
+            await cs.message(cs.queue_jid(queue), visitor, text, element(q("ticket"), {"id": str(t.id)}))
+            return
+        now = cs.dt_now()
+        s = SessionRecord(
+            id=format(cs.ctx.rng.getrandbits(48), "012x"),
+            queue=queue,
+            entry=queue,
+            visitor=visitor,
+            state="waiting",
+            line_seq=cs.state.next_seq(),
+            created_at=now,
+            last_visitor_at=now,
+        )
+        s = await cs.save(s)
+        await cs.note(s, "visitor", r.from_jid.local or "", body)
+        welcome = "\n".join(filter(None, [qr.welcome, cs.t(visitor, "visitor.commands", forms=cs.forms("close"))]))
+        await cs.to_visitor(s, welcome, element(q("welcome"), {"session": s.id, "queue": cs.queue_jid(queue)}))
+        await cs.dispatch(queue)
+
+    async def from_agent(self, r: Routed, sid: str, body: str) -> None:
+        cs = self.cs
+        s = cs.open.get(sid)
+        if s is None:
+            raise CsError(Condition.ITEM_NOT_FOUND, "chat_closed")
+        who = str(r.from_jid.bare)
+        command = parse_command(body, cs.prefixes, AGENT_WORDS)
+        if command is not None:
+            word, rest = command
+            try:
+                reply = await self.agent_command(s, who, word, rest)
+            except StanzaError as err:
+                typed = body.strip()[: len(body.strip()) - len(rest)].strip()  # "/transfer", "cs transfer"
+                reply = cs.t(who, "agent.failed", command=typed, reason=cs.error_for(who, err).text or err.condition.value)
+            if reply:
+                await cs.message(cs.session_jid(s), who, reply)
+            return
+        if s.agent != who or s.state != "active":
+            raise CsError(Condition.FORBIDDEN, "not_your_chat" if s.agent != who else "accept_first", cmd=cs.prefixes[0])
+        nick = cs.nick(s.queue, who)
+        await cs.note(s, "agent", nick, body)
+        await cs.to_visitor(s, f"{nick}: {body}" if cs.options.name_prefix else body, nick=nick)
+
+    async def agent_command(self, s: SessionRecord, who: str, word: str, rest: str) -> str | None:
+        cs = self.cs
+        if word == "accept":
+            await cs.accept(s, who)
+            return None
+        if word == "reject":
+            await cs.reject(s, who)
+            return cs.t(who, "agent.rejected")
+        if word == "close":
+            cs.check_handler(s, who)
+            await cs.close(s, "agent")
+            return None
+        if word == "transfer":
+            if not rest:
+                return cs.t(who, "agent.transfer_usage")
+            agent, queue = policy.transfer_target(rest, cs.members.get(s.queue, {}), cs.queues)
+            await cs.transfer(s, who, agent=agent, queue=queue)
+            return None
+        if word in ("pause", "resume"):
+            await cs.set_paused(who, word == "pause")
+            return cs.t(who, "agent.paused" if word == "pause" else "agent.resumed")
+        return cs.t(who, "agent.help", forms=cs.forms("help"))
