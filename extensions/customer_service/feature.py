@@ -221,12 +221,13 @@ class CustomerService(Feature):
         """The session's agent or a supervisor of its queue."""
         policy.check_handler(s, who, self.role(s.queue, who))
 
-    def pick(self, queue: str, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
-        """The agent the queue's strategy chooses among those who can take one more session."""
+    def pick(self, queue: str, exclude: set[str] | frozenset[str] = frozenset(), needs: str = "") -> str | None:
+        """The agent the queue's strategy chooses among those who have the skills a chat
+        ``needs`` and can take one more session."""
         st = self.state
         qr = self.queues[queue]
         loads = st.loads()
-        candidates = policy.eligible(qr, self.members.get(queue, {}), self.agents, loads, st.offered_to(), exclude)
+        candidates = policy.eligible(qr, self.members.get(queue, {}), self.agents, loads, st.offered_to(), exclude, needs)
         idle = {j: self.agents[j].idle_since for j in candidates}
         return policy.pick(qr.strategy, candidates, loads, idle, st.rr.get(queue))
 
@@ -347,7 +348,7 @@ class CustomerService(Feature):
                 await self.repo.remove_member(qr.name, key)
                 self.members[qr.name].pop(key, None)
             else:
-                m = MemberRecord(qr.name, key, role, (p.get("nick") or "")[:191])
+                m = MemberRecord(qr.name, key, role, (p.get("nick") or "")[:191], wire.skills_attr(p))
                 await self.repo.set_member(m)
                 self.members[qr.name][key] = m
             if was_agent and role != "agent":
@@ -401,10 +402,12 @@ class CustomerService(Feature):
             if s.state != "waiting":
                 continue
             tried = self.state.tried.get(s.id, set())
-            agent = self.pick(queue, tried)
+            agent = self.pick(queue, tried, s.skills)
             if agent is None:
-                if tried:
-                    continue  # everyone free has turned this one down: the next visitor may fit
+                if tried or s.skills:
+                    # Everyone free has turned this one down, or nobody free has its skills:
+                    # the next visitor may fit an agent this one could not have had anyway.
+                    continue
                 break  # first come, first served: nobody behind the head jumps the line
             if self.queues[queue].offer_timeout:
                 await self.offer(s, agent)
@@ -413,10 +416,21 @@ class CustomerService(Feature):
         await self.positions(queue)
 
     async def positions(self, queue: str) -> None:
+        """Tell each waiting visitor whose place changed their place and the estimated wait."""
+        figures: tuple[int, float] | None = None
         for n, s in enumerate(self.line(queue), 1):
             if s.state == "waiting" and self.state.told.get(s.id) != n:
                 self.state.told[s.id] = n
-                await self.to_visitor_t(s, "visitor.position", element(q("position"), {"session": s.id, "n": str(n)}), n=n)
+                if figures is None:
+                    figures = await self.repo.wait_stats(queue)
+                online = sum(1 for j, m in self.members.get(queue, {}).items() if m.role == "agent" and self.state.status(queue, j) != "offline")
+                wait = policy.estimated_wait(n, figures[1], figures[0], online)
+                attrs = {"session": s.id, "n": str(n)}
+                if wait is None:
+                    await self.to_visitor_t(s, "visitor.position", element(q("position"), attrs), n=n)
+                else:
+                    attrs["wait"] = str(wait)
+                    await self.to_visitor_t(s, "visitor.position_wait", element(q("position"), attrs), n=n, minutes=max(1, -(-wait // 60)))
 
     async def offer(self, s: SessionRecord, agent: str) -> None:
         qr = self.queues[s.queue]
@@ -525,7 +539,7 @@ class CustomerService(Feature):
                 text = self.t(old, "agent.transferred_queue", queue=target.display_name)
                 await self.to_agent(s, old, text, element(q("closed"), {"session": s.id, "reason": "transferred"}))
             await self.to_visitor_t(s, "visitor.transfer_queue", note=True, queue=target.display_name)
-            s = await self.save(s.replace(queue=target.name, state="waiting", agent=None, line_seq=self.state.head_seq(target.name)))
+            s = await self.save(s.replace(queue=target.name, state="waiting", agent=None, line_seq=self.state.head_seq(target.name), skills=target.skills))
             self.state.tried.pop(s.id, None)
             await self.dispatch(target.name)
         if old:

@@ -166,6 +166,8 @@ class CsIqs:
             attrs = {"jid": m.jid, "role": m.role}
             if m.nick:
                 attrs["nick"] = m.nick
+            if m.skills:
+                attrs["skills"] = m.skills
             if m.role == "agent":
                 attrs["status"] = cs.state.status(qr.name, m.jid)
             sub(out, q("member"), attrs)

@@ -18,14 +18,19 @@ def eligible(
     loads: Mapping[str, int],
     offered_to: Iterable[str] = (),
     exclude: Iterable[str] = (),
+    needs: str = "",
 ) -> list[str]:
-    """The agents of ``qr`` who can take one more chat now: available, under capacity, and (when
-    offers time out) not holding an unanswered offer; in JID order."""
+    """The agents of ``qr`` who can take one more chat now: with every skill the chat ``needs``,
+    available, under capacity, and (when offers time out) not holding an unanswered offer; in
+    JID order."""
     skip = set(exclude)
+    required = skill_set(needs)
     busy = set(offered_to) if qr.offer_timeout else set()
     out = []
     for jid, m in members.items():
         if m.role != "agent" or jid in skip or jid in busy:
+            continue
+        if not required <= skill_set(m.skills):
             continue
         a = agents.get(jid)
         if a is None or a.status(qr.name) != "available":
@@ -34,6 +39,10 @@ def eligible(
             continue
         out.append(jid)
     return sorted(out)
+
+
+def skill_set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
 
 
 def pick(strategy: str, candidates: list[str], loads: Mapping[str, int], idle_since: Mapping[str, float], last: str | None) -> str | None:
@@ -97,3 +106,12 @@ def idle_sessions(open_sessions: Mapping[str, SessionRecord], queues: Mapping[st
         if qr and s.state == "active" and qr.idle_timeout and now - s.last_visitor_at.timestamp() >= qr.idle_timeout:
             out.append(sid)
     return out
+
+
+def estimated_wait(n: int, average_wait: float, served: int, agents_online: int) -> int | None:
+    """Seconds a visitor at place ``n`` may expect to wait: the queue's average wait so far,
+    once per place ahead of them and their own, shared among the agents online; None before the
+    queue has served anyone (no figure to go by)."""
+    if served <= 0 or n <= 0:
+        return None
+    return max(0, round(average_wait * n / max(1, agents_online)))

@@ -9,7 +9,8 @@ from xmppd.errors import Condition, StanzaError
 from xmppd.xml.builder import element
 
 from . import policy
-from .protocol import AGENT_WORDS, VISITOR_WORDS, CsError, is_open, parse_command, q
+from .hours import is_open
+from .protocol import AGENT_WORDS, VISITOR_WORDS, CsError, parse_command, q
 from .repository import SessionRecord
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Relay:
                 await cs.to_agent(s, s.agent, body)
             return
         online = any(cs.state.status(queue, j) in ("available", "away", "paused") for j, m in cs.members.get(queue, {}).items() if m.role == "agent")
-        if not online or not is_open(qr.hours, cs.now()):
+        if not online or not is_open(qr.hours, cs.now(), qr.timezone, qr.holidays):
             t = await cs.repo.add_ticket(queue, visitor, body, cs.dt_now())
             text = cs.t(visitor, "visitor.ticket", offline=qr.offline_text, id=t.id)
             await cs.message(cs.queue_jid(queue), visitor, text, element(q("ticket"), {"id": str(t.id)}))
@@ -63,6 +64,7 @@ class Relay:
             line_seq=cs.state.next_seq(),
             created_at=now,
             last_visitor_at=now,
+            skills=qr.skills,
         )
         s = await cs.save(s)
         await cs.note(s, "visitor", r.from_jid.local or "", body)

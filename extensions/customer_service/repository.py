@@ -38,7 +38,10 @@ class QueueRecord:
     idle_timeout: int = 600  # seconds of visitor silence before an active session closes; 0: never
     offer_timeout: int = 0  # seconds an agent has to accept an offer; 0: assign without offering
     max_misses: int = 3  # missed offers in a row before the agent is paused; 0: never
-    hours: str = ""  # opening hours "HH:MM-HH:MM[,...]" in UTC; "": always open
+    hours: str = ""  # opening hours "[days ]HH:MM-HH:MM[,...]" in ``timezone``; "": always open
+    skills: str = ""  # space-separated skills every chat of the queue needs (cs_0003)
+    timezone: str = "UTC"  # IANA zone of ``hours`` and ``holidays`` (cs_0003)
+    holidays: str = ""  # closed dates "YYYY-MM-DD[,...]" (cs_0003)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class MemberRecord:
     jid: str  # bare JID of an account
     role: str  # agent | supervisor
     nick: str = ""  # display name shown to visitors (agents)
+    skills: str = ""  # space-separated skills (agents; cs_0003)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,7 @@ class SessionRecord:
     close_reason: str | None = None
     rating: int | None = None
     comment: str | None = None
+    skills: str = ""  # space-separated skills its agent needs: the queue's and the pre-chat form's (cs_0003)
 
     def replace(self, **changes: object) -> "SessionRecord":
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -221,6 +226,9 @@ queues_t = sa.Table(
     sa.Column("offer_timeout", sa.Integer(), nullable=False),
     sa.Column("max_misses", sa.Integer(), nullable=False),
     sa.Column("hours", sa.String(191), nullable=False),
+    sa.Column("skills", sa.String(191), nullable=False, server_default=""),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("holidays", sa.String(1000), nullable=False, server_default=""),
     sa.CheckConstraint("capacity >= 1", name="capacity_positive"),
     **MYSQL_TABLE_KWARGS,
 )
@@ -232,6 +240,7 @@ members_t = sa.Table(
     sa.Column("jid", indexed_string(), primary_key=True),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("nick", sa.String(191), nullable=False),
+    sa.Column("skills", sa.String(191), nullable=False, server_default=""),
     **MYSQL_TABLE_KWARGS,
 )
 
@@ -252,6 +261,7 @@ sessions_t = sa.Table(
     sa.Column("close_reason", sa.String(32), nullable=True),
     sa.Column("rating", sa.SmallInteger(), nullable=True),
     sa.Column("comment", sa.Text(), nullable=True),
+    sa.Column("skills", sa.String(191), nullable=False, server_default=""),
     sa.Index("ix_cs_sessions_queue_visitor", "queue", "visitor"),
     sa.Index("ix_cs_sessions_state", "state"),
     sa.CheckConstraint("rating IS NULL OR (rating >= 1 AND rating <= 5)", name="rating_range"),
@@ -355,7 +365,7 @@ class SqlCsRepository:
             q = q.where(members_t.c.queue == queue)
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
-        return [MemberRecord(r.queue, r.jid, r.role, r.nick) for r in rows]
+        return [MemberRecord(r.queue, r.jid, r.role, r.nick, r.skills) for r in rows]
 
     async def save_session(self, s: SessionRecord) -> None:
         values = dataclasses.asdict(s)

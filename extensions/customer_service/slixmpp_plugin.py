@@ -74,8 +74,8 @@ class XmppdCustomerService(BasePlugin):
     async def queues(self, service: str) -> ET.Element | None:
         return await self._iq("get", service, _el("queues"))
 
-    async def set_member(self, queue: str, jid: str, role: str = "agent", nick: str | None = None) -> None:
-        await self._iq("set", queue, _el("member", {"jid": jid, "role": role, "nick": nick}))
+    async def set_member(self, queue: str, jid: str, role: str = "agent", nick: str | None = None, skills: str | None = None) -> None:
+        await self._iq("set", queue, _el("member", {"jid": jid, "role": role, "nick": nick, "skills": skills}))
 
     async def members(self, queue: str) -> ET.Element | None:
         return await self._iq("get", queue, _el("members"))

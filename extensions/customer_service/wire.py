@@ -3,6 +3,7 @@ receives (schemas/cs-0.xsd). Pure: records in, elements out, and back."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
 
 from lxml import etree
@@ -12,10 +13,13 @@ from xmppd.xml import ns
 from xmppd.xml.attrs import int_attr
 from xmppd.xml.builder import element, stanza, sub
 
-from .protocol import NICK_NS, NS, CsError, check_queue_name, parse_hours, q, stamp
+from .hours import parse_holidays, parse_hours, zone
+from .protocol import NICK_NS, NS, CsError, check_queue_name, q, stamp
 from .repository import STRATEGIES, QueueRecord, SessionRecord, TranscriptLine
 
-QUEUE_SETTINGS = ("strategy", "capacity", "idle-timeout", "offer-timeout", "max-misses", "hours")
+QUEUE_SETTINGS = ("strategy", "capacity", "idle-timeout", "offer-timeout", "max-misses", "hours", "timezone", "holidays", "skills")
+_SKILL = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
+MAX_SKILLS = 16
 
 
 def chat_message(frm: str, to: str, body: str | None, *payloads: etree._Element, nick: str | None = None) -> etree._Element:
@@ -41,6 +45,11 @@ def queue_from_element(old: QueueRecord, p: etree._Element) -> QueueRecord:
         raise CsError(Condition.BAD_REQUEST, "strategy", strategies=", ".join(STRATEGIES))
     hours = p.get("hours", old.hours)
     parse_hours(hours)
+    timezone = p.get("timezone", old.timezone) or "UTC"
+    zone(timezone)
+    holidays = ",".join(sorted(d.isoformat() for d in parse_holidays(p.get("holidays", old.holidays))))
+    if len(holidays) > 1000:
+        raise CsError(Condition.BAD_REQUEST, "holidays_many")
     return dataclasses.replace(
         old,
         display_name=p.get("display-name", old.display_name)[:191],
@@ -52,14 +61,31 @@ def queue_from_element(old: QueueRecord, p: etree._Element) -> QueueRecord:
         offer_timeout=int_attr(p, "offer-timeout", old.offer_timeout, high=3600),  # type: ignore[arg-type]
         max_misses=int_attr(p, "max-misses", old.max_misses, high=1000),  # type: ignore[arg-type]
         hours=hours,
+        timezone=timezone,
+        holidays=holidays,
+        skills=skills_attr(p, old.skills),
     )
+
+
+def skills_attr(p: etree._Element, default: str = "") -> str:
+    """The ``skills`` attribute: up to 16 space-separated names (lower case letters, digits,
+    ``_.-``), normalised sorted and without repeats; absent: ``default``."""
+    text = p.get("skills")
+    if text is None:
+        return default
+    names = sorted(set(text.lower().split()))
+    if len(names) > MAX_SKILLS or not all(_SKILL.match(n) for n in names):
+        raise CsError(Condition.BAD_REQUEST, "skills", most=MAX_SKILLS)
+    return " ".join(names)
 
 
 def queue_element(qr: QueueRecord, jid: str, full: bool) -> etree._Element:
     el = element(q("queue"), {"name": qr.name, "jid": jid, "display-name": qr.display_name})
     if full:
         for k in QUEUE_SETTINGS:
-            el.set(k, str(getattr(qr, k.replace("-", "_"))))
+            v = str(getattr(qr, k.replace("-", "_")))
+            if v or k not in ("holidays", "skills"):
+                el.set(k, v)
         sub(el, q("welcome"), text=qr.welcome)
         sub(el, q("offline"), text=qr.offline_text)
     return el

@@ -103,3 +103,39 @@ def test_live_state_line_and_head() -> None:
     assert st.loads() == {"a@x": 1} and st.load("a@x") == 1
     st.unindex(st.open["a"])
     assert st.visitor_session("support", "v@x") is not None and [s.id for s in st.line("support")] == ["b"]
+
+
+def test_skills_filter_the_eligible_agents() -> None:
+    ms = {"a@x": MemberRecord("support", "a@x", "agent", "", "billing zh"), "b@x": MemberRecord("support", "b@x", "agent", "", "billing")}
+    agents = {"a@x": online("a@x"), "b@x": online("b@x")}
+    assert policy.eligible(queue(), ms, agents, {}, needs="billing") == ["a@x", "b@x"]
+    assert policy.eligible(queue(), ms, agents, {}, needs="billing zh") == ["a@x"]
+    assert policy.eligible(queue(), ms, agents, {}, needs="en") == []
+
+
+def test_estimated_wait() -> None:
+    assert policy.estimated_wait(3, 40.0, served=5, agents_online=2) == 60
+    assert policy.estimated_wait(1, 40.0, served=5, agents_online=0) == 40
+    assert policy.estimated_wait(2, 40.0, served=0, agents_online=1) is None  # nothing to go by
+
+
+def test_opening_hours() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from xmppd_extensions.customer_service.hours import is_open, parse_hours
+
+    def at(local: str, tz: str = "Asia/Shanghai") -> float:
+        return datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(tz)).timestamp()
+
+    assert is_open("", at("2026-12-07 03:00"))  # no hours: always open
+    assert is_open("09:00-17:00", at("2026-12-07 10:00", "UTC"))  # the old form: every day, UTC
+    assert not is_open("09:00-17:00", at("2026-12-07 10:00"))  # 02:00 UTC
+    assert is_open("09:00-17:00", at("2026-12-07 10:00"), "Asia/Shanghai")
+    assert is_open("sat-mon 10:00-12:00", at("2026-12-06 11:00"), "Asia/Shanghai")  # a range across the week's end
+    assert not is_open("sat-mon 10:00-12:00", at("2026-12-08 11:00"), "Asia/Shanghai")
+    assert not is_open("", at("2026-12-25 11:00"), "Asia/Shanghai", "2026-12-25")
+    assert [r.days for r in parse_hours("fri 20:00-24:00")] == [frozenset({4})]
+    for bad in ("fri-xyz 09:00-10:00", "09:00-24:30", "25:00-26:00"):
+        with pytest.raises(StanzaError):
+            parse_hours(bad)

@@ -90,7 +90,9 @@ async def test_capacity_fair_line_and_position_updates(site: Site) -> None:
     assert (await v2.cs_event("position", session=s2)).get("n") == "1"
     s3 = await open_chat(site, v3, "support")
     pos = await v3.cs_event("position", session=s3)
-    assert pos.get("n") == "2" and pos.get("_body") == "You are number 2 in line."
+    assert pos.get("n") == "2" and pos.get("_body").startswith("You are number 2 in line")
+    # One chat served so far: the place comes with an estimated wait in seconds (docs §4).
+    assert pos.get("wait").isdigit() and "estimated wait" in pos.get("_body")
 
     sue = await site.client("sue")
     fig = await sue.cs.figures(site.queue("support"))
