@@ -235,11 +235,11 @@ class CustomerService(Feature):
         """Offer timeouts and idle visitors, judged on the injected clock (tests call it)."""
         await self.timers.run()
 
-    async def message(self, frm: str, to: str, body: str | None, *payloads: etree._Element, nick: str | None = None) -> None:
-        await self.ctx.send(wire.chat_message(frm, to, body, *payloads, nick=nick))
+    async def message(self, frm: str, to: str, body: str | None, *payloads: etree._Element, nick: str | None = None, id: str | None = None) -> None:
+        await self.ctx.send(wire.chat_message(frm, to, body, *payloads, nick=nick, id=id))
 
-    async def to_visitor(self, s: SessionRecord, body: str | None, *payloads: etree._Element, nick: str | None = None) -> None:
-        await self.message(self.queue_jid(s.entry), s.visitor, body, *payloads, nick=nick)
+    async def to_visitor(self, s: SessionRecord, body: str | None, *payloads: etree._Element, nick: str | None = None, id: str | None = None) -> None:
+        await self.message(self.queue_jid(s.entry), s.visitor, body, *payloads, nick=nick, id=id)
 
     async def to_visitor_t(self, s: SessionRecord, key: str, *payloads: etree._Element, note: bool = False, **fields: Any) -> None:
         """Text ``key`` to the visitor in their language (and into the transcript when ``note``)."""
@@ -248,8 +248,8 @@ class CustomerService(Feature):
             await self.note(s, "system", "", text)
         await self.to_visitor(s, text, *payloads)
 
-    async def to_agent(self, s: SessionRecord, agent: str, body: str, *payloads: etree._Element) -> None:
-        await self.message(self.session_jid(s), agent, body, *payloads)
+    async def to_agent(self, s: SessionRecord, agent: str, body: str | None, *payloads: etree._Element, id: str | None = None) -> None:
+        await self.message(self.session_jid(s), agent, body, *payloads, id=id)
 
     async def note(self, s: SessionRecord, role: str, nick: str, body: str) -> None:
         await self.repo.add_line(TranscriptLine(s.id, self.dt_now(), role, nick, body))
@@ -275,7 +275,11 @@ class CustomerService(Feature):
             return
         body = r.stanza.findtext(f"{{{ns.CLIENT}}}body")
         if body is None:
-            return  # chat states and receipts are not relayed
+            extras = wire.carried(r.stanza)
+            if extras and to.local is not None:  # chat states, receipts: to the other side of an active chat
+                async with self.locked():
+                    await self.relay.bodyless(r, to.local, extras)
+            return
         try:
             async with self.locked():
                 if to.local is None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lxml import etree
+
 from xmppd.core.hooks import Routed
 from xmppd.errors import Condition, StanzaError
 from xmppd.xml.builder import element
 
-from . import policy
+from . import policy, wire
 from .hours import is_open
 from .protocol import AGENT_WORDS, VISITOR_WORDS, CsError, parse_command, q
 from .repository import SessionRecord
@@ -44,9 +46,10 @@ class Relay:
                 return
         if s is not None:
             s = await cs.save(s.replace(last_visitor_at=cs.dt_now()))
-            await cs.note(s, "visitor", r.from_jid.local or "", body)
+            extras = wire.carried(r.stanza)
+            await cs.note(s, "visitor", r.from_jid.local or "", _with_links(body, extras))
             if s.state == "active" and s.agent:
-                await cs.to_agent(s, s.agent, body)
+                await cs.to_agent(s, s.agent, body, *extras, id=r.stanza.get("id"))
             return
         online = any(cs.state.status(queue, j) in ("available", "away", "paused") for j, m in cs.members.get(queue, {}).items() if m.role == "agent")
         if not online or not is_open(qr.hours, cs.now(), qr.timezone, qr.holidays):
@@ -92,8 +95,26 @@ class Relay:
         if s.agent != who or s.state != "active":
             raise CsError(Condition.FORBIDDEN, "not_your_chat" if s.agent != who else "accept_first", cmd=cs.prefixes[0])
         nick = cs.nick(s.queue, who)
-        await cs.note(s, "agent", nick, body)
-        await cs.to_visitor(s, f"{nick}: {body}" if cs.options.name_prefix else body, nick=nick)
+        extras = wire.carried(r.stanza)
+        await cs.note(s, "agent", nick, _with_links(body, extras))
+        # A bare link stays a bare link (clients preview a body that is only the OOB URL).
+        prefix = cs.options.name_prefix and body.strip() not in wire.oob_urls(extras)
+        await cs.to_visitor(s, f"{nick}: {body}" if prefix else body, *extras, nick=nick, id=r.stanza.get("id"))
+
+    async def bodyless(self, r: Routed, local: str, extras: list[etree._Element]) -> None:
+        """Chat states and receipts (a message without text) to the other side of an active
+        chat; anything else, or a chat not active, is dropped without an error (as a client
+        drops a chat state it cannot show)."""
+        cs = self.cs
+        who = str(r.from_jid.bare)
+        if local.startswith("s-"):
+            s = cs.open.get(local[2:])
+            if s is not None and s.state == "active" and s.agent == who:
+                await cs.to_visitor(s, None, *extras, id=r.stanza.get("id"))
+            return
+        s = cs.state.visitor_session(local, who)
+        if s is not None and s.state == "active" and s.agent:
+            await cs.to_agent(s, s.agent, None, *extras, id=r.stanza.get("id"))
 
     async def agent_command(self, s: SessionRecord, who: str, word: str, rest: str) -> str | None:
         cs = self.cs
@@ -117,3 +138,9 @@ class Relay:
             await cs.set_paused(who, word == "pause")
             return cs.t(who, "agent.paused" if word == "pause" else "agent.resumed")
         return cs.t(who, "agent.help", forms=cs.forms("help"))
+
+
+def _with_links(body: str, extras: list[etree._Element]) -> str:
+    """The transcript line: the text, and each link not already in it."""
+    links = [u for u in wire.oob_urls(extras) if u not in body]
+    return "\n".join([body, *links]) if links else body

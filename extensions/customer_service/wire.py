@@ -22,9 +22,37 @@ _SKILL = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
 MAX_SKILLS = 16
 
 
-def chat_message(frm: str, to: str, body: str | None, *payloads: etree._Element, nick: str | None = None) -> etree._Element:
-    """A ``chat`` message from one of the service's JIDs, with a XEP-0172 nick when given."""
-    st = stanza("message", to=to, frm=frm, type="chat")
+# What a chat carries beside its text, relayed between visitor and agent (docs §4.3): chat states
+# (XEP-0085), receipts (XEP-0184), corrections (XEP-0308), links and uploads (XEP-0066 OOB, the
+# URL an XEP-0363 upload gives).
+CHATSTATES_NS = "http://jabber.org/protocol/chatstates"
+RECEIPTS_NS = "urn:xmpp:receipts"
+CORRECT_NS = "urn:xmpp:message-correct:0"
+OOB_NS = "jabber:x:oob"
+CARRIED = (CHATSTATES_NS, RECEIPTS_NS, CORRECT_NS, OOB_NS)
+MAX_CARRIED = 8  # elements copied from one message
+
+
+def carried(message: etree._Element) -> list[etree._Element]:
+    """Copies of the children of ``message`` the relay carries, at most ``MAX_CARRIED``."""
+    out = []
+    for child in message:
+        if isinstance(child.tag, str) and child.tag.startswith("{") and child.tag[1:].split("}", 1)[0] in CARRIED:
+            out.append(etree.fromstring(etree.tostring(child)))
+            if len(out) == MAX_CARRIED:
+                break
+    return out
+
+
+def oob_urls(payloads: Iterable[etree._Element]) -> list[str]:
+    """The links (XEP-0066) among carried elements, for the transcript."""
+    return [u.strip() for p in payloads if p.tag == f"{{{OOB_NS}}}x" for u in [p.findtext(f"{{{OOB_NS}}}url") or ""] if u.strip()]
+
+
+def chat_message(frm: str, to: str, body: str | None, *payloads: etree._Element, nick: str | None = None, id: str | None = None) -> etree._Element:
+    """A ``chat`` message from one of the service's JIDs, with a XEP-0172 nick when given; a
+    relayed message keeps its sender's ``id``, so receipts and corrections point at it."""
+    st = stanza("message", to=to, frm=frm, type="chat", id=id)
     if body is not None:
         sub(st, f"{{{ns.CLIENT}}}body", text=body)
     if nick:
