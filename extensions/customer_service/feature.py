@@ -49,6 +49,7 @@ from .protocol import LOCALE, NS, CsError, q
 from .relay import Relay
 from .repository import ROLES, CsRepository, MemberRecord, QueueRecord, SessionRecord, SqlCsRepository, TranscriptLine
 from .state import Agent, LiveState
+from .tickets import TicketDesk
 from .timers import Timers
 from .visitor_commands import VisitorCommands
 
@@ -109,6 +110,7 @@ class CustomerService(Feature):
         self.presence = AgentPresence(self)
         self.relay = Relay(self)
         self.timers = Timers(self, self.options.timer_interval)
+        self.tickets = TicketDesk(self)
         await self._load()
         self.ctx.add_service(self.domain, self)
         CsIqs(self).register()

@@ -51,6 +51,9 @@ class CsIqs:
             ("get", q("history"), self.history, (Target.BARE,)),
             ("get", q("transcript"), self.transcript, both),
             ("get", q("tickets"), self.tickets, (Target.BARE,)),
+            ("set", q("ticket-reply"), self.ticket_reply, (Target.BARE,)),
+            ("set", q("ticket-assign"), self.ticket_assign, (Target.BARE,)),
+            ("set", q("ticket-close"), self.ticket_close, (Target.BARE,)),
         ]
         for typ, qname, fn, targets in table:
             for t in targets:
@@ -257,5 +260,24 @@ class CsIqs:
         self.require_role(req, qr.name, "agent", "supervisor")
         out = element(q("tickets"), default_ns=NS)
         for t in await cs.repo.tickets(qr.name):
-            sub(out, q("ticket"), {"id": str(t.id), "visitor": t.visitor, "created": stamp(t.created_at)}, text=t.body)
+            attrs = {"id": str(t.id), "visitor": t.visitor, "created": stamp(t.created_at), "state": t.state}
+            if t.assignee:
+                attrs["assignee"] = t.assignee
+            if t.closed_at:
+                attrs["closed"] = stamp(t.closed_at)
+            el = sub(out, q("ticket"), attrs, text=t.body)
+            for r in await cs.repo.ticket_replies(t.id):
+                sub(el, q("reply"), {"agent": r.agent, "at": stamp(r.at)}, text=r.body)
         return out
+
+    async def ticket_reply(self, req: IqRequest) -> None:
+        qr = self.queue_of(req)
+        await self.cs.tickets.reply(qr.name, req.payload.get("id"), req.from_jid, req.payload.text or "")
+
+    async def ticket_assign(self, req: IqRequest) -> None:
+        qr = self.queue_of(req)
+        await self.cs.tickets.assign(qr.name, req.payload.get("id"), req.from_jid, req.payload.get("agent"))
+
+    async def ticket_close(self, req: IqRequest) -> None:
+        qr = self.queue_of(req)
+        await self.cs.tickets.close(qr.name, req.payload.get("id"), req.from_jid)

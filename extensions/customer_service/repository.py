@@ -91,6 +91,17 @@ class Ticket:
     visitor: str
     body: str
     created_at: datetime
+    state: str = "open"  # open | assigned | closed (cs_0004)
+    assignee: str | None = None  # the agent handling it
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketReply:
+    ticket_id: int
+    at: datetime
+    agent: str
+    body: str
 
 
 class CsRepository(Protocol):
@@ -112,6 +123,11 @@ class CsRepository(Protocol):
     async def add_ticket(self, queue: str, visitor: str, body: str, at: datetime) -> Ticket: ...
     async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]: ...
     async def visitor_tickets(self, visitor: str, limit: int = 50) -> list[Ticket]: ...
+    async def get_ticket(self, ticket_id: int) -> Ticket | None: ...
+    async def assign_ticket(self, ticket_id: int, agent: str) -> bool: ...
+    async def close_ticket(self, ticket_id: int, at: datetime) -> bool: ...
+    async def reply_ticket(self, reply: TicketReply) -> bool: ...
+    async def ticket_replies(self, ticket_id: int) -> list[TicketReply]: ...
 
 
 def _check_rating(score: int) -> None:
@@ -132,6 +148,7 @@ class MemoryCsRepository:
         self._sessions: dict[str, SessionRecord] = {}
         self._lines: dict[str, list[TranscriptLine]] = {}
         self._tickets: list[Ticket] = []
+        self._replies: list[TicketReply] = []
         self._ids = itertools.count(1)
 
     async def put_queue(self, q: QueueRecord) -> None:
@@ -209,6 +226,34 @@ class MemoryCsRepository:
     async def visitor_tickets(self, visitor: str, limit: int = 50) -> list[Ticket]:
         """A visitor's tickets in every queue, newest first."""
         return [t for t in reversed(self._tickets) if t.visitor == visitor][:limit]
+
+    async def get_ticket(self, ticket_id: int) -> Ticket | None:
+        return next((t for t in self._tickets if t.id == ticket_id), None)
+
+    def _change(self, ticket_id: int, **changes: object) -> bool:
+        for i, t in enumerate(self._tickets):
+            if t.id == ticket_id and t.state != "closed":
+                self._tickets[i] = dataclasses.replace(t, **changes)  # type: ignore[arg-type]
+                return True
+        return False
+
+    async def assign_ticket(self, ticket_id: int, agent: str) -> bool:
+        return self._change(ticket_id, state="assigned", assignee=agent)
+
+    async def close_ticket(self, ticket_id: int, at: datetime) -> bool:
+        return self._change(ticket_id, state="closed", closed_at=at)
+
+    async def reply_ticket(self, reply: TicketReply) -> bool:
+        t = await self.get_ticket(reply.ticket_id)
+        if t is None or t.state == "closed":
+            return False
+        if t.assignee is None:
+            self._change(t.id, state="assigned", assignee=reply.agent)
+        self._replies.append(reply)
+        return True
+
+    async def ticket_replies(self, ticket_id: int) -> list[TicketReply]:
+        return [r for r in self._replies if r.ticket_id == ticket_id]
 
 
 # ----------------------------------------------------------------------------- SQL
@@ -292,9 +337,29 @@ tickets_t = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Index("ix_cs_tickets_queue", "queue"),
     sa.Index("ix_cs_tickets_visitor", "visitor"),  # a visitor's own tickets (cs_0002)
+    sa.Column("state", sa.String(16), nullable=False, server_default="open"),  # cs_0004
+    sa.Column("assignee", sa.String(191), nullable=True),
+    sa.Column("closed_at", UtcDateTime(), nullable=True),
     sqlite_autoincrement=True,
     **MYSQL_TABLE_KWARGS,
 )
+
+ticket_replies_t = sa.Table(
+    "cs_ticket_replies",
+    metadata,
+    sa.Column("id", id_type(), primary_key=True, autoincrement=True),
+    sa.Column("ticket_id", id_type(), sa.ForeignKey("cs_tickets.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("agent", sa.String(191), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Index("ix_cs_ticket_replies_ticket_id", "ticket_id"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_KWARGS,
+)
+
+
+def _ticket(r: sa.Row) -> Ticket:
+    return Ticket(int(r.id), r.queue, r.visitor, r.body, r.created_at, r.state, r.assignee, r.closed_at)
 
 _QUEUE_COLS = [f.name for f in dataclasses.fields(QueueRecord)]
 _SESSION_COLS = [f.name for f in dataclasses.fields(SessionRecord)]
@@ -468,11 +533,48 @@ class SqlCsRepository:
         q = sa.select(tickets_t).where(tickets_t.c.queue == queue).order_by(tickets_t.c.id).limit(limit)
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
-        return [Ticket(int(r.id), r.queue, r.visitor, r.body, r.created_at) for r in rows]
+        return [_ticket(r) for r in rows]
 
     async def visitor_tickets(self, visitor: str, limit: int = 50) -> list[Ticket]:
         """A visitor's tickets in every queue, newest first."""
         q = sa.select(tickets_t).where(tickets_t.c.visitor == visitor).order_by(tickets_t.c.id.desc()).limit(limit)
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
-        return [Ticket(int(r.id), r.queue, r.visitor, r.body, r.created_at) for r in rows]
+        return [_ticket(r) for r in rows]
+
+    async def get_ticket(self, ticket_id: int) -> Ticket | None:
+        async with self.db.transaction(readonly=True) as conn:
+            row = (await conn.execute(sa.select(tickets_t).where(tickets_t.c.id == ticket_id))).first()
+        return _ticket(row) if row else None
+
+    async def _change(self, ticket_id: int, **values: object) -> bool:
+        """A conditional update: a closed ticket does not change (the one winner of a race)."""
+        c = tickets_t.c
+        async with self.db.transaction() as conn:
+            res = await conn.execute(sa.update(tickets_t).where(c.id == ticket_id, c.state != "closed").values(**values))
+        return bool(res.rowcount)
+
+    async def assign_ticket(self, ticket_id: int, agent: str) -> bool:
+        return await self._change(ticket_id, state="assigned", assignee=agent)
+
+    async def close_ticket(self, ticket_id: int, at: datetime) -> bool:
+        return await self._change(ticket_id, state="closed", closed_at=at)
+
+    async def reply_ticket(self, reply: TicketReply) -> bool:
+        """Store ``reply`` unless the ticket is closed; an unassigned ticket becomes the replier's."""
+        c = tickets_t.c
+        async with self.db.transaction() as conn:
+            res = await conn.execute(sa.update(tickets_t).where(c.id == reply.ticket_id, c.state != "closed", c.assignee.is_(None))
+                                     .values(state="assigned", assignee=reply.agent))
+            if not res.rowcount:
+                open_ = await conn.scalar(sa.select(sa.func.count()).select_from(tickets_t).where(c.id == reply.ticket_id, c.state != "closed"))
+                if not open_:
+                    return False
+            await conn.execute(sa.insert(ticket_replies_t).values(ticket_id=reply.ticket_id, at=reply.at, agent=reply.agent, body=reply.body))
+        return True
+
+    async def ticket_replies(self, ticket_id: int) -> list[TicketReply]:
+        q = sa.select(ticket_replies_t).where(ticket_replies_t.c.ticket_id == ticket_id).order_by(ticket_replies_t.c.id)
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        return [TicketReply(int(r.ticket_id), r.at, r.agent, r.body) for r in rows]

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from xmppd.core.feature import FeatureContext
     from xmppd.i18n import Translator
 
+    from .tickets import TicketDesk
+
 
 class CsService(Protocol):
     ctx: "FeatureContext"
@@ -34,6 +36,7 @@ class CsService(Protocol):
     members: dict[str, dict[str, MemberRecord]]
     open: dict[str, SessionRecord]
     agents: dict[str, Agent]
+    tickets: "TicketDesk"
 
     # texts
     def t(self, to: JID | str | None, key: str, /, **fields: Any) -> str: ...

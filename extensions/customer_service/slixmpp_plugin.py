@@ -119,6 +119,15 @@ class XmppdCustomerService(BasePlugin):
     async def tickets(self, queue: str) -> ET.Element | None:
         return await self._iq("get", queue, _el("tickets"))
 
+    async def ticket_reply(self, queue: str, ticket: int | str, text: str) -> None:
+        await self._iq("set", queue, _el("ticket-reply", {"id": ticket}, text))
+
+    async def ticket_assign(self, queue: str, ticket: int | str, agent: str | None = None) -> None:
+        await self._iq("set", queue, _el("ticket-assign", {"id": ticket, "agent": agent}))
+
+    async def ticket_close(self, queue: str, ticket: int | str) -> None:
+        await self._iq("set", queue, _el("ticket-close", {"id": ticket}))
+
 
 register_plugin(XmppdCustomerService)
 
