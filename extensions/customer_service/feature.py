@@ -186,6 +186,19 @@ class CustomerService(Feature):
         for fn in after:
             await fn()
 
+    async def claim(self, old: SessionRecord, new: SessionRecord) -> SessionRecord:
+        """Save ``new`` only if storage still holds ``old``'s state and agent (exactly one agent
+        per chat, also across nodes); otherwise learn the stored chat and refuse with conflict."""
+        if await self.repo.claim_session(new, old.state, old.agent):
+            self.state.index(new)
+            return new
+        stored = await self.repo.get_session(old.id)
+        if stored is None or stored.state == "closed":
+            self.state.unindex(old)
+        else:
+            self.state.index(stored)
+        raise CsError(Condition.CONFLICT, "chat_taken")
+
     async def save(self, s: SessionRecord) -> SessionRecord:
         await self.repo.save_session(s)
         if s.state == "closed":
@@ -415,10 +428,15 @@ class CustomerService(Feature):
                     # the next visitor may fit an agent this one could not have had anyway.
                     continue
                 break  # first come, first served: nobody behind the head jumps the line
-            if self.queues[queue].offer_timeout:
-                await self.offer(s, agent)
-            else:
-                await self.assign(s, agent)
+            try:
+                if self.queues[queue].offer_timeout:
+                    await self.offer(s, agent)
+                else:
+                    await self.assign(s, agent)
+            except CsError as err:
+                if err.condition is not Condition.CONFLICT:
+                    raise
+                continue  # another node took this chat first: it is no longer ours to give
         await self.positions(queue)
 
     async def positions(self, queue: str) -> None:
@@ -440,7 +458,7 @@ class CustomerService(Feature):
 
     async def offer(self, s: SessionRecord, agent: str) -> None:
         qr = self.queues[s.queue]
-        s = await self.save(s.replace(state="offered", agent=agent))
+        s = await self.claim(s, s.replace(state="offered", agent=agent))
         self.state.offers[s.id] = self.now() + qr.offer_timeout
         self.state.tried.setdefault(s.id, set()).add(agent)
         self.state.told.pop(s.id, None)
@@ -451,7 +469,7 @@ class CustomerService(Feature):
     async def assign(self, s: SessionRecord, agent: str, *, transferred_by: str | None = None) -> SessionRecord:
         now = self.now()
         # The idle clock starts when the agent arrives: time spent in line is not silence.
-        s = await self.save(s.replace(state="active", agent=agent, assigned_at=s.assigned_at or _dt(now), last_visitor_at=_dt(now)))
+        s = await self.claim(s, s.replace(state="active", agent=agent, assigned_at=s.assigned_at or _dt(now), last_visitor_at=_dt(now)))
         self.state.offers.pop(s.id, None)
         self.state.told.pop(s.id, None)
         a = self.state.agent(agent)

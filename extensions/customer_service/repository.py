@@ -113,6 +113,7 @@ class CsRepository(Protocol):
     async def remove_member(self, queue: str, jid: str) -> bool: ...
     async def members(self, queue: str | None = None) -> list[MemberRecord]: ...
     async def save_session(self, s: SessionRecord) -> None: ...
+    async def claim_session(self, s: SessionRecord, state: str, agent: str | None) -> bool: ...
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
     async def open_sessions(self) -> list[SessionRecord]: ...
     async def sessions(self, queue: str, visitor: str | None = None, limit: int = 50) -> list[SessionRecord]: ...
@@ -184,6 +185,13 @@ class MemoryCsRepository:
         if old is not None and old.rating is not None:
             s = s.replace(rating=old.rating, comment=old.comment)
         self._sessions[s.id] = s
+
+    async def claim_session(self, s: SessionRecord, state: str, agent: str | None) -> bool:
+        old = self._sessions.get(s.id)
+        if old is None or (old.state, old.agent) != (state, agent):
+            return False
+        await self.save_session(s)
+        return True
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         return self._sessions.get(session_id)
@@ -438,6 +446,22 @@ class SqlCsRepository:
         values.pop("rating")
         values.pop("comment")
         await self.db.run_txn(self._save_session_txn, s, values)
+
+    async def claim_session(self, s: SessionRecord, state: str, agent: str | None) -> bool:
+        """Save ``s`` only if the stored chat is still in ``state`` with ``agent`` (a conditional
+        update, the row locked): of two nodes giving one chat to two agents, one wins."""
+        values = dataclasses.asdict(s)
+        values.pop("rating")
+        values.pop("comment")
+        return bool(await self.db.run_txn(self._claim_txn, s, values, state, agent))
+
+    async def _claim_txn(self, conn: AsyncConnection, s: SessionRecord, values: dict[str, object], state: str, agent: str | None) -> bool:
+        c = sessions_t.c
+        row = (await conn.execute(sa.select(c.state, c.agent).where(c.id == s.id).with_for_update())).first()
+        if row is None or (row.state, row.agent) != (state, agent):
+            return False
+        await self._save_session_txn(conn, s, values)
+        return True
 
     async def _save_session_txn(self, conn: AsyncConnection, s: SessionRecord, values: dict[str, object]) -> None:
         """The upsert, and the events of the change it makes: the previous row is read under

@@ -165,3 +165,15 @@ async def test_ticket_workflow_changes_are_conditional(cs_repo: Any) -> None:
     assert (got.state, got.assignee, got.closed_at is not None) == ("closed", "bob@x", True)
     assert [r.body for r in await cs_repo.ticket_replies(t.id)] == ["on it", "me too"]
     assert await cs_repo.get_ticket(t.id + 1000) is None
+
+
+async def test_claim_session_is_a_conditional_update(cs_repo: Any) -> None:
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    s = SessionRecord("abc", "support", "support", "v@x", "waiting", 1, at, at)
+    await cs_repo.save_session(s)
+    assert await cs_repo.claim_session(s.replace(state="active", agent="ann@x", assigned_at=at), "waiting", None)
+    assert not await cs_repo.claim_session(s.replace(state="active", agent="bob@x", assigned_at=at), "waiting", None)
+    assert (await cs_repo.get_session("abc")).agent == "ann@x"
+    assert not await cs_repo.claim_session(s.replace(id="nope"), "waiting", None)
