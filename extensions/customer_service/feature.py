@@ -42,6 +42,7 @@ from xmppd.xml.builder import element, sub
 
 from . import policy, wire
 from .api import operations
+from .canned import CannedReplies
 from .commands import CsCommands
 from .iqs import CsIqs
 from .presence import SUBSCRIPTION_TYPES, AgentPresence
@@ -111,6 +112,7 @@ class CustomerService(Feature):
         self.relay = Relay(self)
         self.timers = Timers(self, self.options.timer_interval)
         self.tickets = TicketDesk(self)
+        self.canned = CannedReplies(self)
         await self._load()
         self.ctx.add_service(self.domain, self)
         CsIqs(self).register()

@@ -54,6 +54,8 @@ class CsIqs:
             ("set", q("ticket-reply"), self.ticket_reply, (Target.BARE,)),
             ("set", q("ticket-assign"), self.ticket_assign, (Target.BARE,)),
             ("set", q("ticket-close"), self.ticket_close, (Target.BARE,)),
+            ("set", q("canned"), self.put_canned, (Target.BARE,)),
+            ("get", q("canned-list"), self.canned_list, (Target.BARE,)),
         ]
         for typ, qname, fn, targets in table:
             for t in targets:
@@ -281,3 +283,19 @@ class CsIqs:
     async def ticket_close(self, req: IqRequest) -> None:
         qr = self.queue_of(req)
         await self.cs.tickets.close(qr.name, req.payload.get("id"), req.from_jid)
+
+    async def put_canned(self, req: IqRequest) -> None:
+        qr = self.queue_of(req)
+        p = req.payload
+        await self.cs.canned.put(qr.name, req.from_jid, p.get("name") or "", p.text or "", p.get("personal") in ("true", "1"))
+
+    async def canned_list(self, req: IqRequest) -> etree._Element:
+        qr = self.queue_of(req)
+        self.require_role(req, qr.name, "agent", "supervisor")
+        out = element(q("canned-list"), default_ns=NS)
+        for c in await self.cs.canned.visible(qr.name, str(req.from_jid.bare)):
+            attrs = {"name": c.name}
+            if c.owner:
+                attrs["personal"] = "true"
+            sub(out, q("canned"), attrs, text=c.text)
+        return out

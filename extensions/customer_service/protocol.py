@@ -50,7 +50,7 @@ def check_queue_name(name: str) -> str:
 
 _WIDE = str.maketrans({"！": "!", "／": "/"})  # what a Chinese input method types for ! and /
 VISITOR_WORDS = ("close", "end", "rate")
-AGENT_WORDS = ("accept", "reject", "close", "transfer", "pause", "resume", "help")
+AGENT_WORDS = ("accept", "reject", "close", "transfer", "pause", "resume", "help", "r", "canned")
 
 
 def parse_command(body: str, prefixes: Sequence[str], words: Collection[str]) -> tuple[str, str] | None:

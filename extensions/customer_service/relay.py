@@ -101,6 +101,21 @@ class Relay:
         prefix = cs.options.name_prefix and body.strip() not in wire.oob_urls(extras)
         await cs.to_visitor(s, f"{nick}: {body}" if prefix else body, *extras, nick=nick, id=r.stanza.get("id"))
 
+    async def canned(self, s: SessionRecord, who: str, name: str) -> str | None:
+        """``!r <name>``: the canned reply goes to the visitor as the agent's message; without a
+        known name the agent gets the list."""
+        cs = self.cs
+        if s.agent != who or s.state != "active":
+            raise CsError(Condition.FORBIDDEN, "not_your_chat" if s.agent != who else "accept_first", cmd=cs.prefixes[0])
+        text = await cs.canned.text(s.queue, who, name) if name else None
+        if text is None:
+            names = sorted({c.name for c in await cs.canned.visible(s.queue, who)})
+            return cs.t(who, "agent.canned_list", names=", ".join(names) or "-")
+        nick = cs.nick(s.queue, who)
+        await cs.note(s, "agent", nick, text)
+        await cs.to_visitor(s, f"{nick}: {text}" if cs.options.name_prefix else text, nick=nick)
+        return None
+
     async def bodyless(self, r: Routed, local: str, extras: list[etree._Element]) -> None:
         """Chat states and receipts (a message without text) to the other side of an active
         chat; anything else, or a chat not active, is dropped without an error (as a client
@@ -134,6 +149,8 @@ class Relay:
             agent, queue = policy.transfer_target(rest, cs.members.get(s.queue, {}), cs.queues)
             await cs.transfer(s, who, agent=agent, queue=queue)
             return None
+        if word in ("r", "canned"):
+            return await self.canned(s, who, rest)
         if word in ("pause", "resume"):
             await cs.set_paused(who, word == "pause")
             return cs.t(who, "agent.paused" if word == "pause" else "agent.resumed")

@@ -97,6 +97,14 @@ class Ticket:
 
 
 @dataclass(frozen=True, slots=True)
+class Canned:
+    queue: str
+    owner: str  # "": shared by the queue; else the agent whose personal reply it is
+    name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class TicketReply:
     ticket_id: int
     at: datetime
@@ -129,6 +137,9 @@ class CsRepository(Protocol):
     async def close_ticket(self, ticket_id: int, at: datetime) -> bool: ...
     async def reply_ticket(self, reply: TicketReply) -> bool: ...
     async def ticket_replies(self, ticket_id: int) -> list[TicketReply]: ...
+    async def put_canned(self, c: Canned) -> None: ...
+    async def delete_canned(self, queue: str, owner: str, name: str) -> bool: ...
+    async def canned(self, queue: str, owners: tuple[str, ...]) -> list[Canned]: ...
 
 
 def _check_rating(score: int) -> None:
@@ -150,6 +161,7 @@ class MemoryCsRepository:
         self._lines: dict[str, list[TranscriptLine]] = {}
         self._tickets: list[Ticket] = []
         self._replies: list[TicketReply] = []
+        self._canned: dict[tuple[str, str, str], Canned] = {}
         self._ids = itertools.count(1)
 
     async def put_queue(self, q: QueueRecord) -> None:
@@ -263,6 +275,15 @@ class MemoryCsRepository:
     async def ticket_replies(self, ticket_id: int) -> list[TicketReply]:
         return [r for r in self._replies if r.ticket_id == ticket_id]
 
+    async def put_canned(self, c: Canned) -> None:
+        self._canned[(c.queue, c.owner, c.name)] = c
+
+    async def delete_canned(self, queue: str, owner: str, name: str) -> bool:
+        return self._canned.pop((queue, owner, name), None) is not None
+
+    async def canned(self, queue: str, owners: tuple[str, ...]) -> list[Canned]:
+        return sorted((c for c in self._canned.values() if c.queue == queue and c.owner in owners), key=lambda c: (c.owner, c.name))
+
 
 # ----------------------------------------------------------------------------- SQL
 
@@ -366,6 +387,17 @@ ticket_replies_t = sa.Table(
 )
 
 
+canned_t = sa.Table(
+    "cs_canned",
+    metadata,
+    sa.Column("queue", indexed_string(64), sa.ForeignKey("cs_queues.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("owner", indexed_string(), primary_key=True),
+    sa.Column("name", indexed_string(64), primary_key=True),
+    sa.Column("text", sa.Text(), nullable=False),
+    **MYSQL_TABLE_KWARGS,
+)
+
+
 def _ticket(r: sa.Row) -> Ticket:
     return Ticket(int(r.id), r.queue, r.visitor, r.body, r.created_at, r.state, r.assignee, r.closed_at)
 
@@ -416,6 +448,7 @@ class SqlCsRepository:
     async def delete_queue(self, name: str) -> bool:
         async with self.db.transaction() as conn:
             await conn.execute(sa.delete(members_t).where(members_t.c.queue == name))
+            await conn.execute(sa.delete(canned_t).where(canned_t.c.queue == name))
             res = await conn.execute(sa.delete(queues_t).where(queues_t.c.name == name))
         return bool(res.rowcount)
 
@@ -602,3 +635,19 @@ class SqlCsRepository:
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
         return [TicketReply(int(r.ticket_id), r.at, r.agent, r.body) for r in rows]
+
+    async def put_canned(self, c: Canned) -> None:
+        await self.db.run_txn(self._upsert_txn, canned_t, {"queue": c.queue, "owner": c.owner, "name": c.name}, dataclasses.asdict(c))
+
+    async def delete_canned(self, queue: str, owner: str, name: str) -> bool:
+        c = canned_t.c
+        async with self.db.transaction() as conn:
+            res = await conn.execute(sa.delete(canned_t).where(c.queue == queue, c.owner == owner, c.name == name))
+        return bool(res.rowcount)
+
+    async def canned(self, queue: str, owners: tuple[str, ...]) -> list[Canned]:
+        c = canned_t.c
+        q = sa.select(canned_t).where(c.queue == queue, c.owner.in_(owners)).order_by(c.owner, c.name)
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        return [Canned(r.queue, r.owner, r.name, r.text) for r in rows]

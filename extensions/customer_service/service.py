@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from xmppd.core.feature import FeatureContext
     from xmppd.i18n import Translator
 
+    from .canned import CannedReplies
     from .tickets import TicketDesk
 
 
@@ -37,6 +38,7 @@ class CsService(Protocol):
     open: dict[str, SessionRecord]
     agents: dict[str, Agent]
     tickets: "TicketDesk"
+    canned: "CannedReplies"
 
     # texts
     def t(self, to: JID | str | None, key: str, /, **fields: Any) -> str: ...

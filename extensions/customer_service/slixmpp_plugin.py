@@ -125,6 +125,12 @@ class XmppdCustomerService(BasePlugin):
     async def ticket_assign(self, queue: str, ticket: int | str, agent: str | None = None) -> None:
         await self._iq("set", queue, _el("ticket-assign", {"id": ticket, "agent": agent}))
 
+    async def put_canned(self, queue: str, name: str, text: str, personal: bool = False) -> None:
+        await self._iq("set", queue, _el("canned", {"name": name, "personal": "true" if personal else None}, text))
+
+    async def canned_list(self, queue: str) -> ET.Element | None:
+        return await self._iq("get", queue, _el("canned-list"))
+
     async def ticket_close(self, queue: str, ticket: int | str) -> None:
         await self._iq("set", queue, _el("ticket-close", {"id": ticket}))
 
