@@ -3,6 +3,7 @@ checks who asks, reads the request with ``wire`` and calls the service."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from lxml import etree
@@ -14,7 +15,8 @@ from xmppd.xml import ns
 from xmppd.xml.attrs import int_attr, jid_attr
 from xmppd.xml.builder import element, sub
 
-from . import wire
+from . import policy, wire
+from .hours import zone
 from .protocol import NS, CsError, q, stamp
 from .repository import ROLES, QueueRecord, SessionRecord
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from .service import CsService
 
 ADHOC_NS = "http://jabber.org/protocol/commands"
+REPORT_DAYS = 92  # days one report covers at most
 
 
 class CsIqs:
@@ -56,6 +59,7 @@ class CsIqs:
             ("set", q("ticket-close"), self.ticket_close, (Target.BARE,)),
             ("set", q("canned"), self.put_canned, (Target.BARE,)),
             ("get", q("canned-list"), self.canned_list, (Target.BARE,)),
+            ("get", q("report"), self.report, (Target.BARE,)),
         ]
         for typ, qname, fn, targets in table:
             for t in targets:
@@ -298,4 +302,33 @@ class CsIqs:
             if c.owner:
                 attrs["personal"] = "true"
             sub(out, q("canned"), attrs, text=c.text)
+        return out
+
+    async def report(self, req: IqRequest) -> etree._Element:
+        """Satisfaction and wait per day, for the queue and each agent (docs §5.2)."""
+        cs = self.cs
+        qr = self.queue_of(req)
+        self.require_role(req, qr.name, "supervisor")
+        tz = zone(qr.timezone)
+        today = datetime.fromtimestamp(cs.now(), tz).date()
+        try:
+            last = date.fromisoformat(req.payload.get("to") or today.isoformat())
+            first = date.fromisoformat(req.payload.get("from") or (last - timedelta(days=6)).isoformat())
+        except ValueError:
+            raise CsError(Condition.BAD_REQUEST, "report_dates") from None
+        if first > last or (last - first).days >= REPORT_DAYS:
+            raise CsError(Condition.BAD_REQUEST, "report_range", most=REPORT_DAYS)
+        start = datetime.combine(first, time(), tz)
+        end = datetime.combine(last + timedelta(days=1), time(), tz)
+        rows = policy.daily_figures(await cs.repo.sessions_between(qr.name, start, end), tz)
+        out = element(q("report"), {"queue": cs.queue_jid(qr.name), "from": first.isoformat(), "to": last.isoformat(), "timezone": qr.timezone}, default_ns=NS)
+        for day, agent, chats, rated, rating, wait in rows:
+            attrs = {"date": day, "chats": str(chats), "rated": str(rated)}
+            if agent:
+                attrs["agent"] = agent
+            if rating is not None:
+                attrs["satisfaction"] = f"{rating:.2f}"
+            if wait is not None:
+                attrs["average-wait"] = f"{wait:.1f}"
+            sub(out, q("day"), attrs)
         return out

@@ -3,6 +3,8 @@ clock, no lock), so each rule is unit-tested on its own (tests/extensions/custom
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import tzinfo
+from typing import Any
 
 from xmppd.errors import Condition
 
@@ -115,3 +117,22 @@ def estimated_wait(n: int, average_wait: float, served: int, agents_online: int)
     if served <= 0 or n <= 0:
         return None
     return max(0, round(average_wait * n / max(1, agents_online)))
+
+
+def daily_figures(sessions: Iterable[SessionRecord], tz: tzinfo) -> list[tuple[str, str | None, int, int, float | None, float | None]]:
+    """Per day (in ``tz``) for the queue (agent None) and for each agent: chats, rated chats,
+    average rating, average wait in seconds (of the chats an agent took), sorted by day and agent."""
+    acc: dict[tuple[str, str | None], list[Any]] = {}
+    for s in sessions:
+        day = s.created_at.astimezone(tz).date().isoformat()
+        for key in ((day, None), (day, s.agent)) if s.agent else ((day, None),):
+            a = acc.setdefault(key, [0, [], []])
+            a[0] += 1
+            if s.rating is not None:
+                a[1].append(s.rating)
+            if s.assigned_at is not None:
+                a[2].append((s.assigned_at - s.created_at).total_seconds())
+    out = []
+    for (day, agent), (n, ratings, waits) in sorted(acc.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        out.append((day, agent, n, len(ratings), sum(ratings) / len(ratings) if ratings else None, sum(waits) / len(waits) if waits else None))
+    return out

@@ -126,6 +126,7 @@ class CsRepository(Protocol):
     async def open_sessions(self) -> list[SessionRecord]: ...
     async def sessions(self, queue: str, visitor: str | None = None, limit: int = 50) -> list[SessionRecord]: ...
     async def wait_stats(self, queue: str) -> tuple[int, float]: ...
+    async def sessions_between(self, queue: str, start: datetime, end: datetime, limit: int = 10000) -> list[SessionRecord]: ...
     async def rate(self, session_id: str, score: int, comment: str) -> bool: ...
     async def add_line(self, line: TranscriptLine) -> None: ...
     async def transcript(self, session_id: str, last: int | None = None) -> list[TranscriptLine]: ...
@@ -215,6 +216,9 @@ class MemoryCsRepository:
     async def sessions(self, queue: str, visitor: str | None = None, limit: int = 50) -> list[SessionRecord]:
         rows = [s for s in self._sessions.values() if s.queue == queue and (visitor is None or s.visitor == visitor)]
         return _newest_first(rows, limit)
+
+    async def sessions_between(self, queue: str, start: datetime, end: datetime, limit: int = 10000) -> list[SessionRecord]:
+        return sorted((s for s in self._sessions.values() if s.queue == queue and start <= s.created_at < end), key=lambda s: s.created_at)[:limit]
 
     async def wait_stats(self, queue: str) -> tuple[int, float]:
         waits = [(s.assigned_at - s.created_at).total_seconds() for s in self._sessions.values() if s.queue == queue and s.assigned_at]
@@ -534,6 +538,13 @@ class SqlCsRepository:
         if visitor is not None:
             q = q.where(sessions_t.c.visitor == visitor)
         q = q.order_by(sessions_t.c.created_at.desc(), sessions_t.c.id.desc()).limit(limit)
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        return [_session(r) for r in rows]
+
+    async def sessions_between(self, queue: str, start: datetime, end: datetime, limit: int = 10000) -> list[SessionRecord]:
+        c = sessions_t.c
+        q = sa.select(sessions_t).where(c.queue == queue, c.created_at >= start, c.created_at < end).order_by(c.created_at).limit(limit)
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
         return [_session(r) for r in rows]

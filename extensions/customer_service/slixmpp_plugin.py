@@ -131,6 +131,9 @@ class XmppdCustomerService(BasePlugin):
     async def canned_list(self, queue: str) -> ET.Element | None:
         return await self._iq("get", queue, _el("canned-list"))
 
+    async def report(self, queue: str, frm: str | None = None, to: str | None = None) -> ET.Element | None:
+        return await self._iq("get", queue, _el("report", {"from": frm, "to": to}))
+
     async def ticket_close(self, queue: str, ticket: int | str) -> None:
         await self._iq("set", queue, _el("ticket-close", {"id": ticket}))
 

@@ -139,3 +139,21 @@ def test_opening_hours() -> None:
     for bad in ("fri-xyz 09:00-10:00", "09:00-24:30", "25:00-26:00"):
         with pytest.raises(StanzaError):
             parse_hours(bad)
+
+
+def test_daily_figures_by_day_in_the_time_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    late = T0 + timedelta(hours=17)  # 2026-01-02 01:00 in Shanghai
+    rows = [
+        session("1", "closed", "a@x").replace(assigned_at=T0 + timedelta(seconds=10), rating=5),
+        session("2", "closed", "b@x").replace(assigned_at=T0 + timedelta(seconds=30), rating=3),
+        session("3", "closed").replace(created_at=late),  # never served
+    ]
+    got = policy.daily_figures(rows, ZoneInfo("Asia/Shanghai"))
+    assert got == [
+        ("2026-01-01", None, 2, 2, 4.0, 20.0),
+        ("2026-01-01", "a@x", 1, 1, 5.0, 10.0),
+        ("2026-01-01", "b@x", 1, 1, 3.0, 30.0),
+        ("2026-01-02", None, 1, 0, None, None),
+    ]
