@@ -574,7 +574,10 @@ class CustomerService(Feature):
 
     async def close(self, s: SessionRecord, reason: str) -> None:
         agent = s.agent if s.state in ("active", "offered") else None
+        others = self.state.others(s.id)
         s = await self.save(s.replace(state="closed", closed_at=_dt(self.now()), close_reason=reason))
+        for o in others:
+            await self.to_agent(s, o, self.t(o, "agent.closed", reason=self.t(o, "reason." + reason)), element(q("closed"), {"session": s.id, "reason": reason}))
         text = self.t(s.visitor, {"idle": "visitor.closed_idle", "agent": "visitor.closed_agent"}.get(reason, "visitor.closed"))
         await self.note(s, "system", "", text)
         await self.to_visitor(s, self.t(s.visitor, "visitor.rate_invite", closed=text), element(q("closed"), {"session": s.id, "reason": reason}))
@@ -585,6 +588,50 @@ class CustomerService(Feature):
             for name in self.state.queues_of(agent):
                 await self.dispatch(name)
         await self.dispatch(s.queue)
+
+    async def copy(self, s: SessionRecord, nick: str, body: str, *, skip: str | None = None) -> None:
+        """A line of chat ``s`` to those who follow it beside its agent (watchers, invited agents)."""
+        for o in self.state.others(s.id):
+            if o != skip:
+                await self.to_agent(s, o, f"{nick}: {body}")
+
+    async def watch(self, s: SessionRecord, who: JID) -> None:
+        """A supervisor of the chat's queue (or an admin) follows a live chat from its session JID."""
+        me = str(who.bare)
+        if self.role(s.queue, me) != "supervisor" and not self.ctx.is_admin(who):
+            raise CsError(Condition.FORBIDDEN, "only_supervisor")
+        if s.state != "active":
+            raise CsError(Condition.UNEXPECTED_REQUEST, "not_active")
+        self.state.watchers.setdefault(s.id, set()).add(me)
+        lines = await self.repo.transcript(s.id, last=self.options.transfer_transcript_lines)
+        head = self.t(me, "agent.watching", visitor=s.visitor, nick=self.nick(s.queue, s.agent or ""))
+        await self.to_agent(s, me, "\n".join(filter(None, [head, wire.transcript_text(lines)])), element(q("watching"), {"session": s.id}))
+
+    async def invite(self, s: SessionRecord, who: str, agent: str) -> None:
+        """The chat's agent brings a second agent of the queue in: they see the chat and write to the visitor."""
+        if s.agent != who or s.state != "active":
+            raise CsError(Condition.FORBIDDEN, "not_your_chat")
+        try:
+            agent = str(JID.parse(agent).bare)
+        except ValueError:
+            raise CsError(Condition.JID_MALFORMED, "agent_malformed") from None
+        if self.role(s.queue, agent) != "agent" or agent == who:
+            raise CsError(Condition.ITEM_NOT_FOUND, "not_an_agent", agent=agent)
+        if self.state.status(s.queue, agent) == "offline":
+            raise CsError(Condition.RECIPIENT_UNAVAILABLE, "unavailable", agent=agent)
+        self.state.helpers.setdefault(s.id, set()).add(agent)
+        await self.brief(s, agent, who)
+        await self.to_visitor_t(s, "visitor.joined", note=True, nick=self.nick(s.queue, agent))
+
+    async def leave(self, s: SessionRecord, who: str) -> None:
+        """A watcher or an invited agent leaves the chat."""
+        if who in self.state.helpers.get(s.id, set()):
+            self.state.helpers[s.id].discard(who)
+            await self.to_visitor_t(s, "visitor.left", note=True, nick=self.nick(s.queue, who))
+        elif who in self.state.watchers.get(s.id, set()):
+            self.state.watchers[s.id].discard(who)
+        else:
+            raise CsError(Condition.ITEM_NOT_FOUND, "not_following")
 
     async def rate(self, visitor: str, entry: str | None, sid: str | None, score: int, comment: str) -> None:
         if sid is not None:

@@ -60,6 +60,9 @@ class CsIqs:
             ("set", q("canned"), self.put_canned, (Target.BARE,)),
             ("get", q("canned-list"), self.canned_list, (Target.BARE,)),
             ("get", q("report"), self.report, (Target.BARE,)),
+            ("set", q("watch"), self.watch, both),
+            ("set", q("invite"), self.invite, both),
+            ("set", q("leave"), self.leave, both),
         ]
         for typ, qname, fn, targets in table:
             for t in targets:
@@ -332,3 +335,15 @@ class CsIqs:
                 attrs["average-wait"] = f"{wait:.1f}"
             sub(out, q("day"), attrs)
         return out
+
+    async def watch(self, req: IqRequest) -> None:
+        async with self.cs.locked():
+            await self.cs.watch(self.session_of(req), req.from_jid)
+
+    async def invite(self, req: IqRequest) -> None:
+        async with self.cs.locked():
+            await self.cs.invite(self.session_of(req), str(req.from_jid.bare), req.payload.get("agent") or "")
+
+    async def leave(self, req: IqRequest) -> None:
+        async with self.cs.locked():
+            await self.cs.leave(self.session_of(req), str(req.from_jid.bare))

@@ -50,6 +50,7 @@ class Relay:
             await cs.note(s, "visitor", r.from_jid.local or "", _with_links(body, extras))
             if s.state == "active" and s.agent:
                 await cs.to_agent(s, s.agent, body, *extras, id=r.stanza.get("id"))
+                await cs.copy(s, r.from_jid.local or "visitor", body)
             return
         online = any(cs.state.status(queue, j) in ("available", "away", "paused") for j, m in cs.members.get(queue, {}).items() if m.role == "agent")
         if not online or not is_open(qr.hours, cs.now(), qr.timezone, qr.holidays):
@@ -92,9 +93,18 @@ class Relay:
             if reply:
                 await cs.message(cs.session_jid(s), who, reply)
             return
-        if s.agent != who or s.state != "active":
+        if s.state == "active" and who in cs.state.watchers.get(s.id, set()) and s.agent:
+            # A supervisor's whisper: to the agent only, never to the visitor.
+            text = cs.t(s.agent, "agent.whisper", nick=who.split("@", 1)[0], text=body)
+            await cs.to_agent(s, s.agent, text, element(q("whisper"), {"session": s.id, "from": who}))
+            return
+        helper = s.state == "active" and who in cs.state.helpers.get(s.id, set())
+        if (s.agent != who or s.state != "active") and not helper:
             raise CsError(Condition.FORBIDDEN, "not_your_chat" if s.agent != who else "accept_first", cmd=cs.prefixes[0])
         nick = cs.nick(s.queue, who)
+        if s.agent and s.agent != who:
+            await cs.to_agent(s, s.agent, f"{nick}: {body}")
+        await cs.copy(s, nick, body, skip=who)
         extras = wire.carried(r.stanza)
         await cs.note(s, "agent", nick, _with_links(body, extras))
         # A bare link stays a bare link (clients preview a body that is only the OOB URL).

@@ -134,6 +134,15 @@ class XmppdCustomerService(BasePlugin):
     async def report(self, queue: str, frm: str | None = None, to: str | None = None) -> ET.Element | None:
         return await self._iq("get", queue, _el("report", {"from": frm, "to": to}))
 
+    async def watch(self, to: str, session: str | None = None) -> None:
+        await self._iq("set", to, _el("watch", {"session": session}))
+
+    async def invite(self, to: str, agent: str, session: str | None = None) -> None:
+        await self._iq("set", to, _el("invite", {"session": session, "agent": agent}))
+
+    async def leave(self, to: str, session: str | None = None) -> None:
+        await self._iq("set", to, _el("leave", {"session": session}))
+
     async def ticket_close(self, queue: str, ticket: int | str) -> None:
         await self._iq("set", queue, _el("ticket-close", {"id": ticket}))
 

@@ -46,6 +46,10 @@ class LiveState:
         self.tried: dict[str, set[str]] = {}  # session id -> agents offered it already
         self.told: dict[str, int] = {}  # session id -> last position sent
         self.rr: dict[str, str] = {}  # queue -> last agent served (round-robin)
+        # Beside a chat's one agent, while the server runs: supervisors watching it (they may
+        # whisper to the agent) and agents the chat's agent invited (they write to the visitor).
+        self.watchers: dict[str, set[str]] = {}  # session id -> supervisors
+        self.helpers: dict[str, set[str]] = {}  # session id -> invited agents
         self.seq = 0
 
     # ------------------------------------------------------------------ sessions
@@ -62,6 +66,12 @@ class LiveState:
         self.offers.pop(s.id, None)
         self.tried.pop(s.id, None)
         self.told.pop(s.id, None)
+        self.watchers.pop(s.id, None)
+        self.helpers.pop(s.id, None)
+
+    def others(self, sid: str) -> list[str]:
+        """Who else follows chat ``sid``: its watchers and invited agents."""
+        return sorted(self.watchers.get(sid, set()) | self.helpers.get(sid, set()))
 
     def visitor_session(self, entry: str, visitor: str) -> SessionRecord | None:
         sid = self.by_visitor.get((entry, visitor))
