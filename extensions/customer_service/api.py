@@ -32,7 +32,7 @@ from .protocol import q
 from .repository import ROLES, STRATEGIES, QueueRecord, SessionRecord
 
 if TYPE_CHECKING:
-    from .feature import CustomerService
+    from .service import CsService
 
 QUEUE_NAME = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
 CHAT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}
@@ -47,7 +47,7 @@ def chat_json(s: SessionRecord) -> dict[str, Any]:
     }
 
 
-def operations(cs: "CustomerService") -> list[Operation]:
+def operations(cs: "CsService") -> list[Operation]:
     max_page = cs.ctx.config.api.max_page
 
     def queue_of(req: ApiRequest) -> QueueRecord:

@@ -18,7 +18,7 @@ from .protocol import q
 from .repository import STRATEGIES
 
 if TYPE_CHECKING:
-    from .feature import CustomerService
+    from .service import CsService
 
 NODE = "urn:xmppd:cs:0#"
 
@@ -28,11 +28,8 @@ def _text(label: str, var: str, desc: str | None = None, *, required: bool = Fal
 
 
 class CsCommands:
-    def __init__(self, cs: "CustomerService") -> None:
+    def __init__(self, cs: "CsService") -> None:
         self.cs = cs
-
-    def register(self, adhoc: Any) -> None:
-        self.cs.ctx.on_teardown(adhoc.register_provider(self.cs.domain, self.commands))
 
     # ------------------------------------------------------------------ which commands where
 
@@ -116,6 +113,9 @@ class CsCommands:
                 _text(t("f_offer"), "offer-timeout"),
                 _text(t("f_misses"), "max-misses"),
                 _text(t("f_hours"), "hours"),
+                _text(t("f_timezone"), "timezone"),
+                _text(t("f_holidays"), "holidays"),
+                _text(t("f_skills"), "skills"),
                 Field("welcome", "text-multi", t("f_welcome")),
                 Field("offline", "text-multi", t("f_offline")),
             ),
@@ -150,6 +150,7 @@ class CsCommands:
                 Field("role", "list-single", self._t(ex, "f_role"), values=("agent",),
                       options=(Option("agent"), Option("supervisor"), Option("none", self._t(ex, "f_remove")))),
                 _text(self._t(ex, "f_nick"), "nick"),
+                _text(self._t(ex, "f_skills"), "skills"),
             ),
         )
 
@@ -161,7 +162,7 @@ class CsCommands:
     async def put_queue(self, ex: Execution) -> str:
         v = ex.values
         el = etree.Element(q("queue"), {"name": v.get("name") or ""})
-        for key in ("display-name", "strategy", "capacity", "idle-timeout", "offer-timeout", "max-misses", "hours"):
+        for key in ("display-name", "strategy", "capacity", "idle-timeout", "offer-timeout", "max-misses", "hours", "timezone", "holidays", "skills"):
             if v.get(key) not in (None, ""):
                 el.set(key, str(v[key]))
         for key in ("welcome", "offline"):
@@ -225,7 +226,7 @@ class CsCommands:
     async def member(self, ex: Execution) -> str:
         v = ex.values
         qr = self.cs.queues[ex.target.local or ""]
-        el = etree.Element(q("member"), {"jid": str(v["jid"]), "role": v.get("role") or "agent", "nick": v.get("nick") or ""})
+        el = etree.Element(q("member"), {"jid": str(v["jid"]), "role": v.get("role") or "agent", "nick": v.get("nick") or "", "skills": v.get("skills") or ""})
         try:
             await self.cs.set_member(qr, el)
         except StanzaError as err:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,6 @@ class CsError(LocalisedError):
 
 
 QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_HOURS = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")
 
 
 def check_queue_name(name: str) -> str:
@@ -52,7 +50,7 @@ def check_queue_name(name: str) -> str:
 
 _WIDE = str.maketrans({"！": "!", "／": "/"})  # what a Chinese input method types for ! and /
 VISITOR_WORDS = ("close", "end", "rate")
-AGENT_WORDS = ("accept", "reject", "close", "transfer", "pause", "resume", "help")
+AGENT_WORDS = ("accept", "reject", "close", "transfer", "pause", "resume", "help", "r", "canned")
 
 
 def parse_command(body: str, prefixes: Sequence[str], words: Collection[str]) -> tuple[str, str] | None:
@@ -70,32 +68,6 @@ def parse_command(body: str, prefixes: Sequence[str], words: Collection[str]) ->
             if parts and parts[0].lower() in words:
                 return parts[0].lower(), (parts[1].strip() if len(parts) > 1 else "")
     return None
-
-
-def parse_hours(text: str) -> list[tuple[int, int]]:
-    """``"09:00-17:00,18:00-20:00"`` (UTC) -> minute ranges; an end before the start wraps past midnight."""
-    ranges = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        m = _HOURS.match(part)
-        if not m:
-            raise CsError(Condition.BAD_REQUEST, "hours", part=repr(part))
-        h1, m1, h2, m2 = (int(x) for x in m.groups())
-        if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59:
-            raise CsError(Condition.BAD_REQUEST, "hours_time", part=repr(part))
-        ranges.append((h1 * 60 + m1, h2 * 60 + m2))
-    return ranges
-
-
-def is_open(hours: str, now: float) -> bool:
-    ranges = parse_hours(hours)
-    if not ranges:
-        return True
-    t = datetime.fromtimestamp(now, UTC)
-    minute = t.hour * 60 + t.minute
-    for start, end in ranges:
-        if (start <= minute < end) if start <= end else (minute >= start or minute < end):
-            return True
-    return False
 
 
 stamp = timestamps.micros  # XEP-0082 date-time

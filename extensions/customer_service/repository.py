@@ -38,7 +38,10 @@ class QueueRecord:
     idle_timeout: int = 600  # seconds of visitor silence before an active session closes; 0: never
     offer_timeout: int = 0  # seconds an agent has to accept an offer; 0: assign without offering
     max_misses: int = 3  # missed offers in a row before the agent is paused; 0: never
-    hours: str = ""  # opening hours "HH:MM-HH:MM[,...]" in UTC; "": always open
+    hours: str = ""  # opening hours "[days ]HH:MM-HH:MM[,...]" in ``timezone``; "": always open
+    skills: str = ""  # space-separated skills every chat of the queue needs (cs_0003)
+    timezone: str = "UTC"  # IANA zone of ``hours`` and ``holidays`` (cs_0003)
+    holidays: str = ""  # closed dates "YYYY-MM-DD[,...]" (cs_0003)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class MemberRecord:
     jid: str  # bare JID of an account
     role: str  # agent | supervisor
     nick: str = ""  # display name shown to visitors (agents)
+    skills: str = ""  # space-separated skills (agents; cs_0003)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,7 @@ class SessionRecord:
     close_reason: str | None = None
     rating: int | None = None
     comment: str | None = None
+    skills: str = ""  # space-separated skills its agent needs: the queue's and the pre-chat form's (cs_0003)
 
     def replace(self, **changes: object) -> "SessionRecord":
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -86,6 +91,25 @@ class Ticket:
     visitor: str
     body: str
     created_at: datetime
+    state: str = "open"  # open | assigned | closed (cs_0004)
+    assignee: str | None = None  # the agent handling it
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Canned:
+    queue: str
+    owner: str  # "": shared by the queue; else the agent whose personal reply it is
+    name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TicketReply:
+    ticket_id: int
+    at: datetime
+    agent: str
+    body: str
 
 
 class CsRepository(Protocol):
@@ -97,16 +121,26 @@ class CsRepository(Protocol):
     async def remove_member(self, queue: str, jid: str) -> bool: ...
     async def members(self, queue: str | None = None) -> list[MemberRecord]: ...
     async def save_session(self, s: SessionRecord) -> None: ...
+    async def claim_session(self, s: SessionRecord, state: str, agent: str | None) -> bool: ...
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
     async def open_sessions(self) -> list[SessionRecord]: ...
     async def sessions(self, queue: str, visitor: str | None = None, limit: int = 50) -> list[SessionRecord]: ...
     async def wait_stats(self, queue: str) -> tuple[int, float]: ...
+    async def sessions_between(self, queue: str, start: datetime, end: datetime, limit: int = 10000) -> list[SessionRecord]: ...
     async def rate(self, session_id: str, score: int, comment: str) -> bool: ...
     async def add_line(self, line: TranscriptLine) -> None: ...
     async def transcript(self, session_id: str, last: int | None = None) -> list[TranscriptLine]: ...
     async def add_ticket(self, queue: str, visitor: str, body: str, at: datetime) -> Ticket: ...
     async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]: ...
     async def visitor_tickets(self, visitor: str, limit: int = 50) -> list[Ticket]: ...
+    async def get_ticket(self, ticket_id: int) -> Ticket | None: ...
+    async def assign_ticket(self, ticket_id: int, agent: str) -> bool: ...
+    async def close_ticket(self, ticket_id: int, at: datetime) -> bool: ...
+    async def reply_ticket(self, reply: TicketReply) -> bool: ...
+    async def ticket_replies(self, ticket_id: int) -> list[TicketReply]: ...
+    async def put_canned(self, c: Canned) -> None: ...
+    async def delete_canned(self, queue: str, owner: str, name: str) -> bool: ...
+    async def canned(self, queue: str, owners: tuple[str, ...]) -> list[Canned]: ...
 
 
 def _check_rating(score: int) -> None:
@@ -127,6 +161,8 @@ class MemoryCsRepository:
         self._sessions: dict[str, SessionRecord] = {}
         self._lines: dict[str, list[TranscriptLine]] = {}
         self._tickets: list[Ticket] = []
+        self._replies: list[TicketReply] = []
+        self._canned: dict[tuple[str, str, str], Canned] = {}
         self._ids = itertools.count(1)
 
     async def put_queue(self, q: QueueRecord) -> None:
@@ -163,6 +199,13 @@ class MemoryCsRepository:
             s = s.replace(rating=old.rating, comment=old.comment)
         self._sessions[s.id] = s
 
+    async def claim_session(self, s: SessionRecord, state: str, agent: str | None) -> bool:
+        old = self._sessions.get(s.id)
+        if old is None or (old.state, old.agent) != (state, agent):
+            return False
+        await self.save_session(s)
+        return True
+
     async def get_session(self, session_id: str) -> SessionRecord | None:
         return self._sessions.get(session_id)
 
@@ -173,6 +216,9 @@ class MemoryCsRepository:
     async def sessions(self, queue: str, visitor: str | None = None, limit: int = 50) -> list[SessionRecord]:
         rows = [s for s in self._sessions.values() if s.queue == queue and (visitor is None or s.visitor == visitor)]
         return _newest_first(rows, limit)
+
+    async def sessions_between(self, queue: str, start: datetime, end: datetime, limit: int = 10000) -> list[SessionRecord]:
+        return sorted((s for s in self._sessions.values() if s.queue == queue and start <= s.created_at < end), key=lambda s: s.created_at)[:limit]
 
     async def wait_stats(self, queue: str) -> tuple[int, float]:
         waits = [(s.assigned_at - s.created_at).total_seconds() for s in self._sessions.values() if s.queue == queue and s.assigned_at]
@@ -205,6 +251,43 @@ class MemoryCsRepository:
         """A visitor's tickets in every queue, newest first."""
         return [t for t in reversed(self._tickets) if t.visitor == visitor][:limit]
 
+    async def get_ticket(self, ticket_id: int) -> Ticket | None:
+        return next((t for t in self._tickets if t.id == ticket_id), None)
+
+    def _change(self, ticket_id: int, **changes: object) -> bool:
+        for i, t in enumerate(self._tickets):
+            if t.id == ticket_id and t.state != "closed":
+                self._tickets[i] = dataclasses.replace(t, **changes)  # type: ignore[arg-type]
+                return True
+        return False
+
+    async def assign_ticket(self, ticket_id: int, agent: str) -> bool:
+        return self._change(ticket_id, state="assigned", assignee=agent)
+
+    async def close_ticket(self, ticket_id: int, at: datetime) -> bool:
+        return self._change(ticket_id, state="closed", closed_at=at)
+
+    async def reply_ticket(self, reply: TicketReply) -> bool:
+        t = await self.get_ticket(reply.ticket_id)
+        if t is None or t.state == "closed":
+            return False
+        if t.assignee is None:
+            self._change(t.id, state="assigned", assignee=reply.agent)
+        self._replies.append(reply)
+        return True
+
+    async def ticket_replies(self, ticket_id: int) -> list[TicketReply]:
+        return [r for r in self._replies if r.ticket_id == ticket_id]
+
+    async def put_canned(self, c: Canned) -> None:
+        self._canned[(c.queue, c.owner, c.name)] = c
+
+    async def delete_canned(self, queue: str, owner: str, name: str) -> bool:
+        return self._canned.pop((queue, owner, name), None) is not None
+
+    async def canned(self, queue: str, owners: tuple[str, ...]) -> list[Canned]:
+        return sorted((c for c in self._canned.values() if c.queue == queue and c.owner in owners), key=lambda c: (c.owner, c.name))
+
 
 # ----------------------------------------------------------------------------- SQL
 
@@ -221,6 +304,9 @@ queues_t = sa.Table(
     sa.Column("offer_timeout", sa.Integer(), nullable=False),
     sa.Column("max_misses", sa.Integer(), nullable=False),
     sa.Column("hours", sa.String(191), nullable=False),
+    sa.Column("skills", sa.String(191), nullable=False, server_default=""),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("holidays", sa.String(1000), nullable=False, server_default=""),
     sa.CheckConstraint("capacity >= 1", name="capacity_positive"),
     **MYSQL_TABLE_KWARGS,
 )
@@ -232,6 +318,7 @@ members_t = sa.Table(
     sa.Column("jid", indexed_string(), primary_key=True),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("nick", sa.String(191), nullable=False),
+    sa.Column("skills", sa.String(191), nullable=False, server_default=""),
     **MYSQL_TABLE_KWARGS,
 )
 
@@ -252,6 +339,7 @@ sessions_t = sa.Table(
     sa.Column("close_reason", sa.String(32), nullable=True),
     sa.Column("rating", sa.SmallInteger(), nullable=True),
     sa.Column("comment", sa.Text(), nullable=True),
+    sa.Column("skills", sa.String(191), nullable=False, server_default=""),
     sa.Index("ix_cs_sessions_queue_visitor", "queue", "visitor"),
     sa.Index("ix_cs_sessions_state", "state"),
     sa.CheckConstraint("rating IS NULL OR (rating >= 1 AND rating <= 5)", name="rating_range"),
@@ -282,9 +370,40 @@ tickets_t = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Index("ix_cs_tickets_queue", "queue"),
     sa.Index("ix_cs_tickets_visitor", "visitor"),  # a visitor's own tickets (cs_0002)
+    sa.Column("state", sa.String(16), nullable=False, server_default="open"),  # cs_0004
+    sa.Column("assignee", sa.String(191), nullable=True),
+    sa.Column("closed_at", UtcDateTime(), nullable=True),
     sqlite_autoincrement=True,
     **MYSQL_TABLE_KWARGS,
 )
+
+ticket_replies_t = sa.Table(
+    "cs_ticket_replies",
+    metadata,
+    sa.Column("id", id_type(), primary_key=True, autoincrement=True),
+    sa.Column("ticket_id", id_type(), sa.ForeignKey("cs_tickets.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("agent", sa.String(191), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Index("ix_cs_ticket_replies_ticket_id", "ticket_id"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_KWARGS,
+)
+
+
+canned_t = sa.Table(
+    "cs_canned",
+    metadata,
+    sa.Column("queue", indexed_string(64), sa.ForeignKey("cs_queues.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("owner", indexed_string(), primary_key=True),
+    sa.Column("name", indexed_string(64), primary_key=True),
+    sa.Column("text", sa.Text(), nullable=False),
+    **MYSQL_TABLE_KWARGS,
+)
+
+
+def _ticket(r: sa.Row) -> Ticket:
+    return Ticket(int(r.id), r.queue, r.visitor, r.body, r.created_at, r.state, r.assignee, r.closed_at)
 
 _QUEUE_COLS = [f.name for f in dataclasses.fields(QueueRecord)]
 _SESSION_COLS = [f.name for f in dataclasses.fields(SessionRecord)]
@@ -333,6 +452,7 @@ class SqlCsRepository:
     async def delete_queue(self, name: str) -> bool:
         async with self.db.transaction() as conn:
             await conn.execute(sa.delete(members_t).where(members_t.c.queue == name))
+            await conn.execute(sa.delete(canned_t).where(canned_t.c.queue == name))
             res = await conn.execute(sa.delete(queues_t).where(queues_t.c.name == name))
         return bool(res.rowcount)
 
@@ -355,7 +475,7 @@ class SqlCsRepository:
             q = q.where(members_t.c.queue == queue)
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
-        return [MemberRecord(r.queue, r.jid, r.role, r.nick) for r in rows]
+        return [MemberRecord(r.queue, r.jid, r.role, r.nick, r.skills) for r in rows]
 
     async def save_session(self, s: SessionRecord) -> None:
         values = dataclasses.asdict(s)
@@ -363,6 +483,22 @@ class SqlCsRepository:
         values.pop("rating")
         values.pop("comment")
         await self.db.run_txn(self._save_session_txn, s, values)
+
+    async def claim_session(self, s: SessionRecord, state: str, agent: str | None) -> bool:
+        """Save ``s`` only if the stored chat is still in ``state`` with ``agent`` (a conditional
+        update, the row locked): of two nodes giving one chat to two agents, one wins."""
+        values = dataclasses.asdict(s)
+        values.pop("rating")
+        values.pop("comment")
+        return bool(await self.db.run_txn(self._claim_txn, s, values, state, agent))
+
+    async def _claim_txn(self, conn: AsyncConnection, s: SessionRecord, values: dict[str, object], state: str, agent: str | None) -> bool:
+        c = sessions_t.c
+        row = (await conn.execute(sa.select(c.state, c.agent).where(c.id == s.id).with_for_update())).first()
+        if row is None or (row.state, row.agent) != (state, agent):
+            return False
+        await self._save_session_txn(conn, s, values)
+        return True
 
     async def _save_session_txn(self, conn: AsyncConnection, s: SessionRecord, values: dict[str, object]) -> None:
         """The upsert, and the events of the change it makes: the previous row is read under
@@ -402,6 +538,13 @@ class SqlCsRepository:
         if visitor is not None:
             q = q.where(sessions_t.c.visitor == visitor)
         q = q.order_by(sessions_t.c.created_at.desc(), sessions_t.c.id.desc()).limit(limit)
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        return [_session(r) for r in rows]
+
+    async def sessions_between(self, queue: str, start: datetime, end: datetime, limit: int = 10000) -> list[SessionRecord]:
+        c = sessions_t.c
+        q = sa.select(sessions_t).where(c.queue == queue, c.created_at >= start, c.created_at < end).order_by(c.created_at).limit(limit)
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
         return [_session(r) for r in rows]
@@ -458,11 +601,64 @@ class SqlCsRepository:
         q = sa.select(tickets_t).where(tickets_t.c.queue == queue).order_by(tickets_t.c.id).limit(limit)
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
-        return [Ticket(int(r.id), r.queue, r.visitor, r.body, r.created_at) for r in rows]
+        return [_ticket(r) for r in rows]
 
     async def visitor_tickets(self, visitor: str, limit: int = 50) -> list[Ticket]:
         """A visitor's tickets in every queue, newest first."""
         q = sa.select(tickets_t).where(tickets_t.c.visitor == visitor).order_by(tickets_t.c.id.desc()).limit(limit)
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
-        return [Ticket(int(r.id), r.queue, r.visitor, r.body, r.created_at) for r in rows]
+        return [_ticket(r) for r in rows]
+
+    async def get_ticket(self, ticket_id: int) -> Ticket | None:
+        async with self.db.transaction(readonly=True) as conn:
+            row = (await conn.execute(sa.select(tickets_t).where(tickets_t.c.id == ticket_id))).first()
+        return _ticket(row) if row else None
+
+    async def _change(self, ticket_id: int, **values: object) -> bool:
+        """A conditional update: a closed ticket does not change (the one winner of a race)."""
+        c = tickets_t.c
+        async with self.db.transaction() as conn:
+            res = await conn.execute(sa.update(tickets_t).where(c.id == ticket_id, c.state != "closed").values(**values))
+        return bool(res.rowcount)
+
+    async def assign_ticket(self, ticket_id: int, agent: str) -> bool:
+        return await self._change(ticket_id, state="assigned", assignee=agent)
+
+    async def close_ticket(self, ticket_id: int, at: datetime) -> bool:
+        return await self._change(ticket_id, state="closed", closed_at=at)
+
+    async def reply_ticket(self, reply: TicketReply) -> bool:
+        """Store ``reply`` unless the ticket is closed; an unassigned ticket becomes the replier's."""
+        c = tickets_t.c
+        async with self.db.transaction() as conn:
+            res = await conn.execute(sa.update(tickets_t).where(c.id == reply.ticket_id, c.state != "closed", c.assignee.is_(None))
+                                     .values(state="assigned", assignee=reply.agent))
+            if not res.rowcount:
+                open_ = await conn.scalar(sa.select(sa.func.count()).select_from(tickets_t).where(c.id == reply.ticket_id, c.state != "closed"))
+                if not open_:
+                    return False
+            await conn.execute(sa.insert(ticket_replies_t).values(ticket_id=reply.ticket_id, at=reply.at, agent=reply.agent, body=reply.body))
+        return True
+
+    async def ticket_replies(self, ticket_id: int) -> list[TicketReply]:
+        q = sa.select(ticket_replies_t).where(ticket_replies_t.c.ticket_id == ticket_id).order_by(ticket_replies_t.c.id)
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        return [TicketReply(int(r.ticket_id), r.at, r.agent, r.body) for r in rows]
+
+    async def put_canned(self, c: Canned) -> None:
+        await self.db.run_txn(self._upsert_txn, canned_t, {"queue": c.queue, "owner": c.owner, "name": c.name}, dataclasses.asdict(c))
+
+    async def delete_canned(self, queue: str, owner: str, name: str) -> bool:
+        c = canned_t.c
+        async with self.db.transaction() as conn:
+            res = await conn.execute(sa.delete(canned_t).where(c.queue == queue, c.owner == owner, c.name == name))
+        return bool(res.rowcount)
+
+    async def canned(self, queue: str, owners: tuple[str, ...]) -> list[Canned]:
+        c = canned_t.c
+        q = sa.select(canned_t).where(c.queue == queue, c.owner.in_(owners)).order_by(c.owner, c.name)
+        async with self.db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        return [Canned(r.queue, r.owner, r.name, r.text) for r in rows]

@@ -74,8 +74,8 @@ class XmppdCustomerService(BasePlugin):
     async def queues(self, service: str) -> ET.Element | None:
         return await self._iq("get", service, _el("queues"))
 
-    async def set_member(self, queue: str, jid: str, role: str = "agent", nick: str | None = None) -> None:
-        await self._iq("set", queue, _el("member", {"jid": jid, "role": role, "nick": nick}))
+    async def set_member(self, queue: str, jid: str, role: str = "agent", nick: str | None = None, skills: str | None = None) -> None:
+        await self._iq("set", queue, _el("member", {"jid": jid, "role": role, "nick": nick, "skills": skills}))
 
     async def members(self, queue: str) -> ET.Element | None:
         return await self._iq("get", queue, _el("members"))
@@ -118,6 +118,33 @@ class XmppdCustomerService(BasePlugin):
 
     async def tickets(self, queue: str) -> ET.Element | None:
         return await self._iq("get", queue, _el("tickets"))
+
+    async def ticket_reply(self, queue: str, ticket: int | str, text: str) -> None:
+        await self._iq("set", queue, _el("ticket-reply", {"id": ticket}, text))
+
+    async def ticket_assign(self, queue: str, ticket: int | str, agent: str | None = None) -> None:
+        await self._iq("set", queue, _el("ticket-assign", {"id": ticket, "agent": agent}))
+
+    async def put_canned(self, queue: str, name: str, text: str, personal: bool = False) -> None:
+        await self._iq("set", queue, _el("canned", {"name": name, "personal": "true" if personal else None}, text))
+
+    async def canned_list(self, queue: str) -> ET.Element | None:
+        return await self._iq("get", queue, _el("canned-list"))
+
+    async def report(self, queue: str, frm: str | None = None, to: str | None = None) -> ET.Element | None:
+        return await self._iq("get", queue, _el("report", {"from": frm, "to": to}))
+
+    async def watch(self, to: str, session: str | None = None) -> None:
+        await self._iq("set", to, _el("watch", {"session": session}))
+
+    async def invite(self, to: str, agent: str, session: str | None = None) -> None:
+        await self._iq("set", to, _el("invite", {"session": session, "agent": agent}))
+
+    async def leave(self, to: str, session: str | None = None) -> None:
+        await self._iq("set", to, _el("leave", {"session": session}))
+
+    async def ticket_close(self, queue: str, ticket: int | str) -> None:
+        await self._iq("set", queue, _el("ticket-close", {"id": ticket}))
 
 
 register_plugin(XmppdCustomerService)

@@ -14,21 +14,21 @@ from xmppd.features.adhoc import Command, Execution, Field, Form, Note, Result
 from .protocol import NS, stamp
 
 if TYPE_CHECKING:
-    from .feature import CustomerService
+    from .service import CsService
 
 MY_TICKETS = f"{NS}#my-tickets"
 PAGE = 20  # newest sessions and tickets shown (at most [cs] history_limit)
 
 
 class VisitorCommands:
-    def __init__(self, cs: CustomerService) -> None:
+    def __init__(self, cs: "CsService") -> None:
         self.cs = cs
 
-    def register(self, adhoc: Any) -> None:
+    def command(self) -> Command:
+        """The command on the server's own JID (the feature registers it through its context)."""
         domain = self.cs.ctx.domain
-        command = Command(MY_TICKETS, self.cs.tr.text(None, "adhoc.my_tickets"), self.my_tickets,
-                          may_run=lambda requester, target: requester.local is not None and requester.domain == domain)
-        self.cs.ctx.on_teardown(adhoc.register(command))
+        return Command(MY_TICKETS, self.cs.tr.text(None, "adhoc.my_tickets"), self.my_tickets,
+                       may_run=lambda requester, target: requester.local is not None and requester.domain == domain)
 
     async def my_tickets(self, ex: Execution) -> Result:
         cs, me = self.cs, str(ex.requester.bare)

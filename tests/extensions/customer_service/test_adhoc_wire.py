@@ -56,6 +56,13 @@ async def test_admin_builds_a_queue_and_agents_work_it_with_commands(site: Site)
     for who, role, nick in (("ann", "agent", "Ann"), ("bob", "agent", "Bob"), ("sue", "supervisor", "")):
         done = await command(boss, support, NODE + "member", {"jid": f"{who}@localhost", "role": role, "nick": nick})
         assert done.get("status") == "completed"
+    # skills, time zone and holidays from a standard client's form too
+    done = await command(boss, site.domain, NODE + "queue", {"name": "vip", "timezone": "Asia/Shanghai", "holidays": "2026-12-25", "skills": "vip zh"})
+    assert done.get("status") == "completed"
+    vip = site.cs.queues["vip"]
+    assert (vip.timezone, vip.holidays, vip.skills) == ("Asia/Shanghai", "2026-12-25", "vip zh")
+    done = await command(boss, site.queue("vip"), NODE + "member", {"jid": "ann@localhost", "role": "agent", "nick": "Ann", "skills": "zh vip"})
+    assert done.get("status") == "completed" and site.cs.members["vip"]["ann@localhost"].skills == "vip zh"
 
     ann, bob = await site.client("ann"), await site.client("bob")
     await ann.announce(support)

@@ -140,3 +140,40 @@ async def test_a_visitors_own_tickets_in_every_queue_newest_first(cs_repo: Any) 
     assert [(t.queue, t.body) for t in await cs_repo.visitor_tickets("v@x")] == [("sales", "还在吗"), ("support", "call me")]
     assert [t.body for t in await cs_repo.visitor_tickets("v@x", limit=1)] == ["还在吗"]
     assert await cs_repo.visitor_tickets("nobody@x") == []
+
+
+async def test_ticket_workflow_changes_are_conditional(cs_repo: Any) -> None:
+    """Memory and SQL alike: the first reply takes an unassigned ticket, a closed ticket takes
+    no reply, assignment or second close (the one winner of a race)."""
+    from datetime import UTC, datetime
+
+    from xmppd_extensions.customer_service.repository import TicketReply
+
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    t = await cs_repo.add_ticket("support", "v@x", "help", at)
+    assert (await cs_repo.get_ticket(t.id)).state == "open"
+    assert await cs_repo.reply_ticket(TicketReply(t.id, at, "ann@x", "on it"))
+    assert await cs_repo.reply_ticket(TicketReply(t.id, at, "bob@x", "me too"))
+    got = await cs_repo.get_ticket(t.id)
+    assert (got.state, got.assignee) == ("assigned", "ann@x")  # the first replier
+    assert await cs_repo.assign_ticket(t.id, "bob@x")
+    assert await cs_repo.close_ticket(t.id, at)
+    assert not await cs_repo.close_ticket(t.id, at)
+    assert not await cs_repo.assign_ticket(t.id, "ann@x")
+    assert not await cs_repo.reply_ticket(TicketReply(t.id, at, "ann@x", "late"))
+    got = await cs_repo.get_ticket(t.id)
+    assert (got.state, got.assignee, got.closed_at is not None) == ("closed", "bob@x", True)
+    assert [r.body for r in await cs_repo.ticket_replies(t.id)] == ["on it", "me too"]
+    assert await cs_repo.get_ticket(t.id + 1000) is None
+
+
+async def test_claim_session_is_a_conditional_update(cs_repo: Any) -> None:
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    s = SessionRecord("abc", "support", "support", "v@x", "waiting", 1, at, at)
+    await cs_repo.save_session(s)
+    assert await cs_repo.claim_session(s.replace(state="active", agent="ann@x", assigned_at=at), "waiting", None)
+    assert not await cs_repo.claim_session(s.replace(state="active", agent="bob@x", assigned_at=at), "waiting", None)
+    assert (await cs_repo.get_session("abc")).agent == "ann@x"
+    assert not await cs_repo.claim_session(s.replace(id="nope"), "waiting", None)

@@ -90,7 +90,9 @@ async def test_capacity_fair_line_and_position_updates(site: Site) -> None:
     assert (await v2.cs_event("position", session=s2)).get("n") == "1"
     s3 = await open_chat(site, v3, "support")
     pos = await v3.cs_event("position", session=s3)
-    assert pos.get("n") == "2" and pos.get("_body") == "You are number 2 in line."
+    assert pos.get("n") == "2" and pos.get("_body").startswith("You are number 2 in line")
+    # One chat served so far: the place comes with an estimated wait in seconds (docs §4).
+    assert pos.get("wait").isdigit() and "estimated wait" in pos.get("_body")
 
     sue = await site.client("sue")
     fig = await sue.cs.figures(site.queue("support"))
@@ -403,3 +405,23 @@ async def test_operators_may_reveal_the_agent_jid_and_drop_the_prefix(tmp_path: 
         ann.say(f"s-{sid}@{site.domain}", "plain words")
         m = await v1.next(lambda m: m.findtext(BODY) == "plain words")
         assert m.findtext("{http://jabber.org/protocol/nick}nick") == "Ann"
+
+
+async def test_a_chat_another_node_gave_away_is_not_given_twice(site: Site) -> None:
+    """Exactly one agent per chat: assignment is a conditional update in storage, so a chat
+    another node has just assigned (written straight to the shared tables here) is not
+    assigned again by this node."""
+    await users(site, "ann", "vera")
+    await site.queue_with("support", {"ann": "Ann"})
+    ann = await site.client("ann")
+    await ann.announce(site.queue("support"), "away")  # online but taking no chats: the chat waits
+    await ann.sync()
+    vera = await site.client("vera")
+    sid = await open_chat(site, vera, "support")
+    s = site.cs.open[sid]
+    assert s.state == "waiting"
+    assert await site.cs.repo.claim_session(s.replace(state="active", agent="bob@localhost"), "waiting", None)  # the other node
+    await ann.announce(site.queue("support"))  # available: this node tries to give ann the chat
+    await ann.sync()
+    assert site.cs.open[sid].agent == "bob@localhost" and site.cs.open[sid].state == "active"
+    assert not [m for m in ann.messages if m.find(f"{{{NS}}}assigned") is not None]

@@ -74,7 +74,8 @@ async def test_visitor_and_agent_read_the_service_in_their_stream_language(site:
     vera = await site.client("vera")  # English
     vera.say(support, "where is my order?")
     sid2 = (await vera.cs_event("welcome")).get("session")
-    assert (await vera.cs_event("position", session=sid2)).get("_body") == "You are number 1 in line."
+    pos = await vera.cs_event("position", session=sid2)  # one chat served: with the estimated wait
+    assert pos.get("_body") == f"You are number 1 in line; the estimated wait is about {max(1, -(-int(pos.get('wait')) // 60))} min."
 
     ann.say(f"s-{sid}@{site.domain}", "!transfer nobody")  # an error, told in the agent's language
     failed = await ann.next(lambda m: "失败" in (m.findtext(BODY) or ""))
