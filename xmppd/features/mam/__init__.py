@@ -489,7 +489,8 @@ class Mam(Feature):
         if not await self._wanted(owner.bare, peer) or not await self.ctx.account_exists(owner.bare):
             return
         seq, sid = await self._new_id()
-        await self._archive(str(owner.bare), msg, peer, seq, sid)
+        await self._enqueue(ArchivedMessage(str(owner.bare), sid, time_of(seq), str(peer.bare), peer.resource or "",
+                                            etree.tostring(msg, encoding="unicode"), seq))
 
     @classmethod
     async def delete_account_txn(cls, conn: Any, deletion: Any) -> None:
