@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from lxml import etree
 
-from ..errors import Condition, StanzaError
+from ..errors import Condition, StanzaError, StreamErrorCondition
 from ..i18n import Languages, core_error
 from ..jid import JID
 from ..xml import ns
@@ -466,6 +466,11 @@ class Router:
         """Part of a cluster now: other nodes may hold sessions of this domain."""
         return self.remote is not None
 
+    @property
+    def node_name(self) -> str | None:
+        """This node's name in the cluster; None without a cluster."""
+        return self.remote.node if self.remote is not None else None
+
     def add_check(self, name: str, check: "Callable[[Session], bool]") -> Callable[[], None]:
         """Name a predicate for ``to_resources_elsewhere``'s ``only_if`` (a feature's own state of
         a session, such as carbons enabled, known only on the node that holds the session)."""
@@ -492,6 +497,14 @@ class Router:
         if self.remote is None:
             return 0
         return await self.remote.bind_elsewhere(bare, resource)
+
+    async def end_elsewhere(self, jid: JID, condition: StreamErrorCondition, text: str) -> int:
+        """End the sessions of ``jid`` (bare: every one) that other nodes hold, with that stream
+        error (an administrator's kick, a disabled or deleted account; waited for, at most 5 s);
+        returns how many were asked to end (0 without a cluster or while Redis is down)."""
+        if self.remote is None:
+            return 0
+        return await self.remote.end_elsewhere(jid, condition, text)
 
     async def online_accounts(self) -> set[JID]:
         """The accounts with a session on any node (this one's from memory, the others' from
