@@ -100,11 +100,14 @@ class RemoteSessions:
         fields["s"] = tag
         self._queue(_Item(r, fallback, node, fields, None))
 
-    def fan(self, el: etree._Element, kind: str, targets: list[JID], wire: Any = None, *, with_to: bool = False) -> None:
+    def fan(self, el: etree._Element, kind: str, targets: list[JID], wire: Any = None, *, with_to: bool = False,
+            check: str | None = None) -> None:
         """``Router.fan_out``'s recipients without a session here (full JIDs, and bare JIDs for
         their available resources on other nodes), or ``deliver_to``'s (``with_to``: ``el``
         keeps its ``to``): one envelope per node holding any, ``el`` serialised once, queued in
-        the outbox (one script: the look-ups and the appends). Nobody anywhere: nothing."""
+        the outbox (one script: the look-ups and the appends). Nobody anywhere: nothing.
+        ``check`` (``Router.fan_out_elsewhere``): the bare JIDs' available sessions there that the
+        stanza check of that name accepts, each with its full JID as ``to``."""
         if wire is not None:  # el serialised already, without "to": head + tail, unspliced
             data = (wire.head[:-5] + wire.tail[1:]).decode()
         else:
@@ -112,6 +115,8 @@ class RemoteSessions:
         sess = self.sessions.keys.sess
         fields = {"k": kind, "f": el.get("from") or self.router.domain, "t": "", "h": "0", "o": self.node,
                   "m": "to" if with_to else "fan", "x": data}
+        if check:
+            fields["c"] = check
         self._queue(_Item(None, None, None, fields, None, fan=[(sess(str(t.bare)), t.resource or "", str(t), "") for t in targets]))
 
     async def elsewhere(self, bares: list[JID]) -> dict[JID, list[Entry]]:
@@ -328,6 +333,13 @@ class RemoteSessions:
             fulls = [JID.parse(t) for t in fields.get("r", "").split()]
             bares = [JID.parse(b) for b in fields.get("b", "").split()]
             if mode == "fan":
+                if fields.get("c"):  # only the sessions that the named stanza check accepts here
+                    test = router.stanza_checks.get(fields["c"])
+                    if test is None:
+                        return  # the feature that asked is not loaded here
+                    fulls += [s.jid for b in bares for s in router.sessions.of(b)
+                              if s.available and s.jid is not None and not s.is_closed and test(s, stanza)]
+                    bares = []
                 await router.fan_out(stanza, [*fulls, *bares], kind, here_only=True)
                 return
             if mode == "each":

@@ -84,6 +84,7 @@ class Router:
         # name -> predicate on a session: "deliver only to sessions that ..." (carbons enabled,
         # roster interested), applied on the node that holds the session.
         self.checks: dict[str, Callable[[Session], bool]] = {}
+        self.stanza_checks: dict[str, Callable[[Session, etree._Element], bool]] = {}
 
     # ---------------------------------------------------------------- registration
 
@@ -482,6 +483,31 @@ class Router:
             self.checks.pop(name, None)
 
         return remove
+
+    def add_stanza_check(self, name: str, check: "Callable[[Session, etree._Element], bool]") -> Callable[[], None]:
+        """Name a predicate of a session and the stanza for ``fan_out_elsewhere``'s ``only_if``
+        (a session's interest in what the stanza carries, such as a PEP node's ``+notify`` in
+        its caps, known only on the node that holds the session)."""
+        if name in self.stanza_checks:
+            raise ValueError(f"check {name} is already registered")
+        self.stanza_checks[name] = check
+
+        def remove() -> None:
+            self.stanza_checks.pop(name, None)
+
+        return remove
+
+    def fan_out_elsewhere(self, el: etree._Element, bares: Iterable[JID], kind: str, *, only_if: str) -> None:
+        """Deliver ``el`` (``from`` set, no ``to``) to the available resources of the local-domain
+        accounts ``bares`` bound on other nodes that the stanza check named ``only_if`` accepts
+        there, each with its full JID as ``to``; one envelope per node holding any, ``el``
+        serialised once, looked up as it is sent. Nothing without a cluster (the feature
+        delivers to this node's sessions itself, e.g. with ``fan_out``)."""
+        if self.remote is None:
+            return
+        targets = [b.bare for b in bares if b.domain == self.domain and b.local is not None]
+        if targets:
+            self.remote.fan(el, kind, targets, check=only_if)
 
     async def elsewhere(self, bares: Iterable[JID]) -> "dict[JID, list[Entry]]":
         """The sessions of these accounts bound on other nodes (one Redis round trip for all);
