@@ -131,3 +131,44 @@ async def test_pep_notifications_reach_contacts_on_the_other_node_filtered_by_th
     finally:
         for p in clients:
             await slix_close(p.c)
+
+
+async def test_an_avatar_set_on_one_node_is_the_hash_the_other_node_puts_in_presence(two):
+    """XEP-0153's hash in presence comes from a per-node cache: a vCard photo set through alpha
+    drops beta's entry (invalidation ``avatar``), so alice's next presence from beta carries it."""
+    import base64
+    import hashlib
+
+    from slixmpp import ET
+
+    a1 = await slix(two.nodes["alpha"].as_server(), "alice@localhost/one")
+    a2 = await slix(two.nodes["beta"].as_server(), "alice@localhost/two")
+    photos: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def seen(p: Any) -> None:
+        if str(p["from"]) == "alice@localhost/two":
+            x = etree.fromstring(str(p)).find("{vcard-temp:x:update}x/{vcard-temp:x:update}photo")
+            photos.put_nowait(None if x is None else (x.text or ""))
+
+    a1.add_event_handler("presence_available", seen)
+    try:
+        a1.send_presence()
+        await two.wait_entry("alice@localhost", "one", "alpha|", available=True)
+        a2.send_presence(pstatus="before")
+        assert await asyncio.wait_for(photos.get(), 10) == ""  # beta caches "no avatar"
+        image = b"\x89PNG not really, but bytes"
+        iq = a1.make_iq_set()
+        iq.append(ET.fromstring(f"<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>{base64.b64encode(image).decode()}</BINVAL></PHOTO></vCard>"))
+        await iq.send(timeout=10)
+        sha1 = hashlib.sha1(image).hexdigest()
+        async with asyncio.timeout(10):  # the invalidation crosses through Redis
+            n = 0
+            while True:
+                n += 1
+                a2.send_presence(pstatus=f"after {n}")
+                if await photos.get() == sha1:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        await slix_close(a1)
+        await slix_close(a2)
