@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,8 @@ from loadgen.servers import SERVERS  # noqa: E402
 
 # (label, scenario, metric, higher is better, Prosody 0.12 goal, ejabberd 23.01 goal) from issue 7.
 ROWS: list[tuple[str, str, str, bool, float | None, float | None]] = [
-    ("logins, 1,000 users, 50 at a time (/s)", "logins", "value", True, 737, 645),
+    ("logins: bind, session, initial presence and its echo; 1,000 users, 50 at a time (/s)", "logins", "value", True, 737, None),
+    ("logins that stop after binding (/s)", "logins_bind", "value", True, None, None),
     ("idle connection, server memory (KiB)", "idle_memory", "value", False, 53, 66),
     ("one-to-one, 100 pairs x 10 in flight (msg/s)", "one2one", "value", True, 15700, 11400),
     ("one-to-one, 10 pairs x 1 in flight (msg/s)", "one2one_latency", "value", True, 9000, 6000),
@@ -39,7 +41,8 @@ ROWS: list[tuple[str, str, str, bool, float | None, float | None]] = [
     ("room fan-out, 500 occupants (delivered/s)", "muc_fanout_500", "value", True, 16400, 22800),
     ("presence: login wave, 1,000 x 20 contacts (s)", "presence", "wave_seconds", False, 4.2, 6.3),
     ("presence updates delivered (/s)", "presence", "updates_per_s", True, 22400, 15100),
-    ("WebSocket logins (/s)", "ws_logins", "value", True, 326, 579),
+    ("WebSocket logins, same flow (/s)", "ws_logins", "value", True, None, 579),
+    ("WebSocket logins that stop after binding (/s)", "ws_logins_bind", "value", True, None, None),
     ("WebSocket one-to-one (msg/s)", "ws_one2one", "value", True, 10000, 6200),
     ("logins with STARTTLS (/s)", "logins_tls", "value", True, None, None),
     ("logins with SCRAM-SHA-256 (/s)", "logins_sha256", "value", True, None, None),
@@ -48,6 +51,8 @@ ROWS: list[tuple[str, str, str, bool, float | None, float | None]] = [
 # Tiny parameters: every scenario in a few seconds (a functional check, not a measurement).
 QUICK: dict[str, dict[str, Any]] = {
     "logins": {"users": 40, "concurrency": 10},
+    "logins_bind": {"users": 40, "concurrency": 10},
+    "ws_logins_bind": {"users": 20, "concurrency": 10},
     "logins_tls": {"users": 20, "concurrency": 10},
     "logins_sha256": {"users": 20, "concurrency": 10},
     "ws_logins": {"users": 20, "concurrency": 10},
@@ -65,10 +70,14 @@ QUICK: dict[str, dict[str, Any]] = {
 # "xmppd+mam" column runs every installed feature, archive included (SQLite), for the
 # scenarios that the archive slows down: what a user gets out of the box.
 LIKE_FOR_LIKE = ['features.disabled=["mam"]']
-MAM_SCENARIOS = ("one2one", "one2one_latency", "ws_one2one", "muc_fanout", "muc_fanout_500")
+MAM_SCENARIOS = ("logins", "ws_logins", "one2one", "one2one_latency", "ws_one2one", "muc_fanout", "muc_fanout_500", "presence")
+# "xmppd+mariadb": the default configuration (archive on) on MariaDB instead of SQLite, in a
+# database of its own on BENCH_MYSQL (created for the run, dropped after it).
+BENCH_MYSQL = os.environ.get("XMPPD_BENCH_MYSQL", "mysql+aiomysql://root@127.0.0.1:3306")
 DEFAULT_SERVERS = ["xmppd", "xmppd+mam", "prosody", "ejabberd"]
+XMPPD_VARIANTS = ("xmppd", "xmppd+mam", "xmppd+mariadb")
 
-ORDER = ["idle_memory", "logins", "logins_sha256", "logins_tls", "ws_logins", "one2one", "one2one_latency", "ws_one2one", "muc_fanout", "muc_fanout_500", "presence"]
+ORDER = ["idle_memory", "logins", "logins_bind", "logins_sha256", "logins_tls", "ws_logins", "ws_logins_bind", "one2one", "one2one_latency", "ws_one2one", "muc_fanout", "muc_fanout_500", "presence"]
 
 
 def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -81,6 +90,34 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
         kind = type(REGISTRY[name].params[param])
         out.setdefault(name, {})[param] = kind(value)
     return out
+
+
+def _mysql_database(name: str, *, create: bool) -> None:
+    """Create (or drop) the MariaDB database of an "xmppd+mariadb" run on BENCH_MYSQL."""
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    url = make_url(BENCH_MYSQL)
+    conn = pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306, user=url.username or "root", password=url.password or "")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            if create:
+                cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    finally:
+        conn.close()
+
+
+def _upgrade(url: str) -> None:
+    """``xmppctl db upgrade`` on *url* (xmppd does not migrate a MariaDB database by itself)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        conf = Path(d) / "xmppd.toml"
+        conf.write_text("")
+        subprocess.run([sys.executable, "-c", "from xmppd.cli import xmppctl_main; raise SystemExit(xmppctl_main())", "--config", str(conf),
+                        "--set", f"storage.url={url}", "--set", f"server.data_dir={d}", "db", "upgrade"], check=True, capture_output=True, timeout=300)
 
 
 def fmt(v: Any) -> str:
@@ -96,8 +133,8 @@ def fmt(v: Any) -> str:
 def table(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> str:
     head = ["scenario", "goal", *servers]
     others_of = [s for s in servers if not s.startswith("xmppd")]
-    if "xmppd" in servers:
-        head.append("xmppd/goal")
+    mine = [s for s in ("xmppd", "xmppd+mam") if s in servers]
+    head += [f"{s}/goal" for s in mine]
     if others_of and "xmppd" in servers:
         head.append("xmppd/best other")
     lines = [head]
@@ -119,7 +156,8 @@ def table(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> 
                 vals[s] = None
             else:
                 vals[s] = r.get(metric)
-                row.append(fmt(vals[s]))
+                lo, hi = r.get(f"{metric}_min"), r.get(f"{metric}_max")
+                row.append(fmt(vals[s]) + (f" ({fmt(lo)}-{fmt(hi)})" if lo is not None and hi is not None else ""))
 
         def ratio(a: float | None, b: float | None, higher: bool = higher) -> str:
             if not a or not b:
@@ -127,8 +165,8 @@ def table(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> 
             q = a / b if higher else b / a
             return f"{q:.2f}x " + ("ok" if q >= 1 else "SHORT")
 
-        if "xmppd" in servers:
-            row.append(ratio(vals.get("xmppd"), goal))
+        for s in mine:
+            row.append(ratio(vals.get(s), goal))
         if others_of and "xmppd" in servers:
             others = [v for s, v in vals.items() if s in others_of and v]
             best = (max(others) if higher else min(others)) if others else None
@@ -143,16 +181,61 @@ def table(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> 
     return "\n".join(out)
 
 
-async def bench_target(target: Target, scenarios: list[str], params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs of one scenario as one result: the median run's figures, and for every
+    number ``<key>_min`` / ``<key>_max`` over the runs (a failed run makes the result failed)."""
+    if len(runs) == 1:
+        return runs[0]
+    bad = [r for r in runs if r.get("status") != "ok"]
+    if bad:
+        return {**bad[0], "runs": len(runs)}
+    out: dict[str, Any] = dict(runs[0])
+    for key, v in runs[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            values = sorted(r[key] for r in runs if isinstance(r.get(key), (int, float)))
+            out[key] = statistics.median(values)
+            out[f"{key}_min"], out[f"{key}_max"] = values[0], values[-1]
+    out["runs"] = len(runs)
+    return out
+
+
+async def bench_target(target: Target, scenarios: list[str], params: dict[str, dict[str, Any]], repeat: int = 1) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name in scenarios:
-        t0 = time.monotonic()
-        r = await run_scenario(target, name, params.get(name))
-        r["wall_seconds"] = round(time.monotonic() - t0, 1)
-        out[name] = r
-        extra = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("scenario", "server", "params", "status"))
-        print(f"  [{target.name}] {name}: {r['status']}; {extra}", flush=True)
+        runs = []
+        for _ in range(repeat):
+            t0 = time.monotonic()
+            r = await run_scenario(target, name, params.get(name))
+            r["wall_seconds"] = round(time.monotonic() - t0, 1)
+            runs.append(r)
+            extra = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("scenario", "server", "params", "status"))
+            print(f"  [{target.name}] {name}: {r['status']}; {extra}", flush=True)
+        out[name] = summarise(runs)
     return out
+
+
+def cpu_table(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> str:
+    """Server and generator CPU seconds per 1,000 operations (logins or messages), medians: the
+    figures to compare when the machine is shared (wall-clock rates then measure the neighbours)."""
+    lines = [["scenario", *[f"{s} server" for s in servers], *[f"{s} gen." for s in servers]]]
+    for sc in ORDER:
+        row = [sc]
+        cells = []
+        for key in ("server_cpu_s_per_1000", "loadgen_cpu_s_per_1000"):
+            for s in servers:
+                r = results.get(s, {}).get(sc)
+                v = r.get(key) if r and r.get("status") == "ok" else None
+                lo, hi = (r or {}).get(f"{key}_min"), (r or {}).get(f"{key}_max")
+                cells.append("-" if v is None else (f"{v:.2f} ({lo:.2f}-{hi:.2f})" if lo is not None else f"{v:.2f}"))
+        if any(c != "-" for c in cells):
+            lines.append(row + cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = []
+    for n, line in enumerate(lines):
+        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))))
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
 
 
 async def amain(args: argparse.Namespace) -> int:
@@ -172,13 +255,13 @@ async def amain(args: argparse.Namespace) -> int:
         target = Target("target", host, int(port), args.domain, ws_url=args.ws_url, muc_domain=args.muc_domain, pid=args.pid,
                         provision=shlex.split(args.xmppctl) if args.xmppctl else None)
         servers.append("target")
-        results["target"] = await bench_target(target, scenarios, params)
+        results["target"] = await bench_target(target, scenarios, params, args.repeat)
     else:
         names = args.servers.split(",") if args.servers else DEFAULT_SERVERS
         for name in names:
-            if name not in SERVERS and name != "xmppd+mam":
+            if name not in SERVERS and name not in XMPPD_VARIANTS:
                 raise SystemExit(f"unknown server {name!r}; known: {', '.join(DEFAULT_SERVERS)}")
-            cls = SERVERS["xmppd" if name == "xmppd+mam" else name]
+            cls = SERVERS["xmppd" if name in XMPPD_VARIANTS else name]
             if not cls.available():
                 print(f"{name}: not installed, skipped", flush=True)
                 continue
@@ -188,9 +271,15 @@ async def amain(args: argparse.Namespace) -> int:
                 server.provision_xmppctl = args.provision == "xmppctl"  # type: ignore[attr-defined]
             if name == "xmppd":
                 server.extra = [*LIKE_FOR_LIKE, *args.xmppd_set]  # type: ignore[attr-defined]
-            elif name == "xmppd+mam":
+            elif name in ("xmppd+mam", "xmppd+mariadb"):
                 server.extra = list(args.xmppd_set)  # type: ignore[attr-defined]
-                todo = [sc for sc in scenarios if sc in MAM_SCENARIOS]
+                if name == "xmppd+mariadb":
+                    mysql_db = f"xmppd_bench_{os.getpid()}"
+                    _mysql_database(mysql_db, create=True)
+                    server.extra.append(f"storage.url={BENCH_MYSQL}/{mysql_db}")  # type: ignore[attr-defined]
+                    _upgrade(f"{BENCH_MYSQL}/{mysql_db}")
+                else:
+                    todo = [sc for sc in scenarios if sc in MAM_SCENARIOS]
                 if not todo:
                     continue
             try:
@@ -198,13 +287,18 @@ async def amain(args: argparse.Namespace) -> int:
                 target = server.start()
                 target.name = name
                 servers.append(name)
-                results[name] = await bench_target(target, todo, params)
+                results[name] = await bench_target(target, todo, params, args.repeat)
             except RuntimeError as exc:
                 print(f"{name}: could not start: {exc}", flush=True)
             finally:
                 server.stop()
+                if name == "xmppd+mariadb":
+                    _mysql_database(f"xmppd_bench_{os.getpid()}", create=False)
     print()
     print(table(results, servers))
+    print()
+    print("CPU seconds per 1,000 operations (medians, min-max):")
+    print(cpu_table(results, servers))
     doc = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": args.quick, "server_cpu": args.server_cpu, "loadgen_cpu": args.loadgen_cpu, "servers": servers, "results": results}
     if args.json == "-":
         print(json.dumps(doc, indent=2))
@@ -222,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all", action="store_true", help="every scenario (the default when --scenarios is not given)")
     p.add_argument("--scenarios", help="comma-separated scenario names")
     p.add_argument("--servers", help="comma-separated: xmppd (like for like: no archive), xmppd+mam (every feature), prosody, ejabberd (default: all installed)")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each scenario: the table shows the median and min-max")
     p.add_argument("--quick", action="store_true", help="tiny parameters (seconds), for a functional check")
     p.add_argument("--param", action="append", default=[], metavar="SCENARIO.KEY=VALUE")
     p.add_argument("--target", metavar="HOST:PORT", help="an already running server instead of starting ours")

@@ -8,12 +8,14 @@ import re
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from xmppd.app import Server
 from xmppd.config import Config, build
+from xmppd.core.feature import Clock
 from xmppd.core.loader import discover
 
 PASSWORD = "correct horse battery"
@@ -55,6 +57,19 @@ def make_config(data_dir: Path, *overrides: str, domain: str = "localhost") -> C
         "c2s.auth_failures_per_ip=1000",
     ]
     return build({}, {n: c.Options for n, c in classes.items()}, [*base, *overrides], source="<test>")
+
+
+class FakeClock(Clock):
+    """Wall time that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
 
 
 @contextlib.asynccontextmanager

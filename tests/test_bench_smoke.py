@@ -30,6 +30,10 @@ async def test_bench_logins_and_messages_count_right(tmp_path: Path) -> None:
         assert logins["status"] == "ok", logins
         assert logins["logins"] == 20
         assert FIGURE_KEYS <= logins.keys()
+        # The full flow (session, initial presence, its echo) on WebSocket, and bind-only logins.
+        for name, n in (("ws_logins", 4), ("logins_bind", 6), ("ws_logins_bind", 4)):
+            r = await run_scenario(target, name, {"users": n, "concurrency": 2})
+            assert r["status"] == "ok" and r["logins"] == n, r
 
         msgs = await run_scenario(target, "one2one", {"pairs": 4, "window": 5, "messages": 200, "seconds": 20})
         assert msgs["status"] == "ok", msgs
@@ -64,7 +68,7 @@ def test_bench_cli_lists_every_scenario() -> None:
     out = subprocess.run([sys.executable, str(BENCH / "run.py"), "--list"], capture_output=True, text=True, check=True, timeout=60).stdout
     for name in REGISTRY:
         assert name in out
-    for required in ("logins", "idle_memory", "one2one", "one2one_latency", "muc_fanout", "muc_fanout_500", "presence", "ws_logins", "ws_one2one", "logins_tls", "logins_sha256"):
+    for required in ("logins", "logins_bind", "idle_memory", "one2one", "one2one_latency", "muc_fanout", "muc_fanout_500", "presence", "ws_logins", "ws_logins_bind", "ws_one2one", "logins_tls", "logins_sha256"):
         assert required in REGISTRY
 
 

@@ -257,12 +257,26 @@ class Server:
                 await stop()
             except Exception:
                 log.exception("stopping a listener failed")
+        # In a cluster, clients are sent to another live node (RFC 6120 §4.9.3.19 see-other-host;
+        # a WebSocket client gets system-shutdown: its reconnection goes through its own URL).
+        other = None
+        if self.cluster is not None:
+            try:
+                other = await asyncio.wait_for(self.cluster.other_host(), 2)
+            except Exception:
+                log.exception("looking for another node to send the clients to failed")
+        if other:
+            log.info("leaving the cluster: clients are sent to %s (see-other-host)", other)
         sessions = list(self.live)
         for s in sessions:
-            s.close(StreamErrorCondition.SYSTEM_SHUTDOWN, reason)
+            if other and not s.websocket:
+                s.close(StreamErrorCondition.SEE_OTHER_HOST, "this node is leaving the cluster: connect to the other one", detail=other)
+            else:
+                s.close(StreamErrorCondition.SYSTEM_SHUTDOWN, reason)
         if sessions:
             await asyncio.wait([asyncio.ensure_future(s.closed_event.wait()) for s in sessions], timeout=10)
         if self.cluster is not None:
+            await self._hand_over()
             await _bounded(self.cluster.stop(), "leaving the cluster")
             self.cluster = None
         for srv in self._servers:
@@ -293,6 +307,27 @@ class Server:
         if self.db is not None:
             await _bounded(self.db.dispose(), "closing storage")
         log.info("xmppd stopped")
+
+    async def _hand_over(self) -> None:
+        """A node leaving the cluster keeps its stream-management sessions for up to
+        ``cluster.handover_timeout`` so that their clients resume them on another node (which
+        asks this one over the bus); those not taken over then end here (their unacknowledged
+        messages go to offline storage)."""
+        kept = [s for s in self.live if s.hibernating]
+        if not kept:
+            return
+        grace = self.config.cluster.handover_timeout
+        log.info("leaving the cluster: %d stream-management sessions may be resumed on another node within %g s", len(kept), grace)
+        # closed_event: set when a session is handed over (Session.retire) or ends
+        waits = [asyncio.ensure_future(s.closed_event.wait()) for s in kept]
+        _, pending = await asyncio.wait(waits, timeout=grace)
+        for w in pending:
+            w.cancel()
+        kept = [s for s in self.live if s.hibernating]
+        for s in kept:
+            s.close(StreamErrorCondition.SYSTEM_SHUTDOWN, "the server is shutting down")
+        if kept:
+            await asyncio.wait([asyncio.ensure_future(s.closed_event.wait()) for s in kept], timeout=10)
 
     # ---------------------------------------------------------------- connections
 

@@ -210,6 +210,14 @@ class ClusterOptions:
     # Entries kept in a node's bus stream (XADD MAXLEN ~): bounds Redis's memory for a node
     # that stopped reading; a live node removes each entry once handled.
     bus_max: Annotated[int, MoreThan(0)] = 100000
+    # Seconds a node resuming a session (XEP-0198) waits for the node that held it to hand it
+    # over; also how long a node that stops gracefully keeps its stream-management sessions for
+    # their clients to resume on another node before it stores their messages offline.
+    handover_timeout: Annotated[float, MoreThan(0), AtMost(60)] = 5.0
+    # The address ("host" or "host:port") clients are sent to when another node leaves
+    # (see-other-host); "": the c2s listen address if it names one, else the host name, with the
+    # c2s port.
+    address: str = ""
 
     def __post_init__(self) -> None:
         if self.node_timeout < 3 * self.heartbeat:

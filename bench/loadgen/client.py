@@ -408,8 +408,10 @@ class Client:
         resource: str | None = None,
         starttls: ssl.SSLContext | None = None,
         presence: bool = False,
+        wait_echo: bool = False,
     ) -> str:
-        """Open the stream, (STARTTLS), SCRAM, bind; returns the full JID."""
+        """Open the stream, (STARTTLS), SCRAM, bind, session when the server asks for it,
+        (initial presence, and its echo with *wait_echo*); returns the full JID."""
         features = await self.open_stream()
         if starttls is not None:
             if features.find(f"{{{NS_TLS}}}starttls") is None:
@@ -449,6 +451,8 @@ class Client:
             await self.iq(f"<session xmlns='{NS_SESSION}'/>", type="set")
         if presence:
             self.send(f"<presence{self.xmlns()}/>".encode())
+            if wait_echo:  # RFC 6121 4.2.2: the server sends the initial presence back to its sender
+                await self.recv_until(lambda el: el.tag.endswith("}presence") and el.get("from") == jid and el.get("type") is None)
         return jid
 
     async def register(self, username: str, password: str) -> bool:

@@ -138,13 +138,22 @@ class Meter:
         self.s0 = cpu_seconds(target.pid) if target.pid else None
         self.t1 = self.t0
 
-    def stop(self, at: float | None = None) -> dict[str, Any]:
+    def stop(self, at: float | None = None, ops: int | None = None) -> dict[str, Any]:
+        """CPU as a share of the phase's wall time; with *ops*, also the server's CPU seconds per
+        1,000 operations (``server_cpu_s_per_1000``: the figure to compare on a loaded machine,
+        where wall-clock throughput measures the neighbours)."""
         now = time.perf_counter()
         self.t1 = at if at is not None else now
         wall = max(now - self.t0, 1e-9)
-        out: dict[str, Any] = {"loadgen_cpu": round((own_cpu() - self.c0) / wall, 3)}
+        gen = own_cpu() - self.c0
+        out: dict[str, Any] = {"loadgen_cpu": round(gen / wall, 3)}
         if self.s0 is not None and self.target.pid:
-            out["server_cpu"] = round((cpu_seconds(self.target.pid) - self.s0) / wall, 3)
+            used = cpu_seconds(self.target.pid) - self.s0
+            out["server_cpu"] = round(used / wall, 3)
+            if ops:
+                out["server_cpu_s_per_1000"] = round(used / ops * 1000, 3)
+        if ops:
+            out["loadgen_cpu_s_per_1000"] = round(gen / ops * 1000, 3)
         return out
 
     @property
@@ -205,7 +214,7 @@ class Context:
         self.clients.append(c)
         return c
 
-    async def login(self, username: str, *, ws: bool = False, mechanism: str = "SCRAM-SHA-1", tls: bool = False, presence: bool = False, resource: str | None = None) -> Client:
+    async def login(self, username: str, *, ws: bool = False, mechanism: str = "SCRAM-SHA-1", tls: bool = False, presence: bool = False, wait_echo: bool = False, resource: str | None = None) -> Client:
         t = self.target
         c = self.new_client()
         if ws:
@@ -215,7 +224,7 @@ class Context:
         else:
             await c.connect_tcp(t.host, t.port)
         try:
-            await c.login(username, PASSWORD, mechanism=mechanism, starttls=insecure_tls() if tls else None, presence=presence, resource=resource or f"b{next(_resources)}")
+            await c.login(username, PASSWORD, mechanism=mechanism, starttls=insecure_tls() if tls else None, presence=presence, wait_echo=wait_echo, resource=resource or f"b{next(_resources)}")
         except XmppError as exc:
             if "not offered" in str(exc) or "no STARTTLS" in str(exc):
                 raise NotAvailable(str(exc)) from None

@@ -36,10 +36,14 @@ def _pct(values: list[float], q: float) -> float:
 # ------------------------------------------------------------------------------ logins
 
 
-async def _logins(ctx: Context, users: int, concurrency: int, *, ws: bool = False, mechanism: str = "SCRAM-SHA-1", tls: bool = False) -> dict[str, Any]:
+async def _logins(ctx: Context, users: int, concurrency: int, *, ws: bool = False, mechanism: str = "SCRAM-SHA-1", tls: bool = False, full: bool = True) -> dict[str, Any]:
+    """*full*: what clients do -- session when advertised as required, initial presence, and
+    wait for its echo (the login is complete when the server has handled the presence);
+    otherwise stop after binding (the ``*_bind`` rows)."""
     names = await ctx.accounts(users)
+    kw: dict[str, Any] = {"ws": ws, "mechanism": mechanism, "tls": tls, "presence": full, "wait_echo": full}
     # Untimed pass: fills the client's SCRAM key cache (the client never runs PBKDF2 when timed).
-    for c in await ctx.login_many(names, concurrency, ws=ws, mechanism=mechanism, tls=tls):
+    for c in await ctx.login_many(names, concurrency, **kw):
         c.close()
     ctx.clients.clear()
     await asyncio.sleep(0.3)
@@ -49,38 +53,51 @@ async def _logins(ctx: Context, users: int, concurrency: int, *, ws: bool = Fals
     async def one(u: str) -> None:
         nonlocal done
         async with sem:
-            c = await ctx.login(u, ws=ws, mechanism=mechanism, tls=tls)
+            c = await ctx.login(u, **kw)
             done += 1
             c.close()
 
     m = Meter(ctx.target)
     await gather_all([one(u) for u in names])
-    cpu = m.stop()
+    cpu = m.stop(ops=done)
     return {"logins": done, "seconds": round(m.elapsed, 3), "value": round(done / m.elapsed, 1), "unit": "logins/s", **cpu}
 
 
 @scenario("logins", max_seconds=120)
 async def logins(ctx: Context, users: int = 1000, concurrency: int = 50) -> dict[str, Any]:
-    """Logins over TCP without TLS, SCRAM-SHA-1: connect, SASL, bind, close."""
+    """Logins over TCP without TLS, SCRAM-SHA-1, as clients log in: connect, SASL, bind,
+    session (when advertised), initial presence and its echo, close."""
     return await _logins(ctx, users, concurrency)
+
+
+@scenario("logins_bind", max_seconds=120)
+async def logins_bind(ctx: Context, users: int = 1000, concurrency: int = 50) -> dict[str, Any]:
+    """Logins that stop after binding (no session, no presence): connect, SASL, bind, close."""
+    return await _logins(ctx, users, concurrency, full=False)
 
 
 @scenario("logins_tls", max_seconds=120)
 async def logins_tls(ctx: Context, users: int = 1000, concurrency: int = 50) -> dict[str, Any]:
-    """Logins with STARTTLS, SCRAM-SHA-1."""
+    """Full logins (as ``logins``) with STARTTLS, SCRAM-SHA-1."""
     return await _logins(ctx, users, concurrency, tls=True)
 
 
 @scenario("logins_sha256", max_seconds=120)
 async def logins_sha256(ctx: Context, users: int = 1000, concurrency: int = 50) -> dict[str, Any]:
-    """Logins over TCP without TLS, SCRAM-SHA-256."""
+    """Full logins (as ``logins``) over TCP without TLS, SCRAM-SHA-256."""
     return await _logins(ctx, users, concurrency, mechanism="SCRAM-SHA-256")
 
 
 @scenario("ws_logins", max_seconds=120)
 async def ws_logins(ctx: Context, users: int = 1000, concurrency: int = 50) -> dict[str, Any]:
-    """Logins over RFC 7395 WebSocket (ws://, no TLS), SCRAM-SHA-1."""
+    """Full logins (as ``logins``) over RFC 7395 WebSocket (ws://, no TLS), SCRAM-SHA-1."""
     return await _logins(ctx, users, concurrency, ws=True)
+
+
+@scenario("ws_logins_bind", max_seconds=120)
+async def ws_logins_bind(ctx: Context, users: int = 1000, concurrency: int = 50) -> dict[str, Any]:
+    """WebSocket logins that stop after binding."""
+    return await _logins(ctx, users, concurrency, ws=True, full=False)
 
 
 # ------------------------------------------------------------------------------ idle memory
@@ -169,7 +186,7 @@ async def _one2one(ctx: Context, pairs: int, window: int, messages: int, seconds
     except TimeoutError:
         state["stop"] = True
         await asyncio.sleep(0.5)  # what is in flight may still land
-    cpu = m.stop(at=state["last"] or None)
+    cpu = m.stop(at=state["last"] or None, ops=state["received"])
     rate = state["received"] / m.elapsed
     return {
         "messages": state["received"],
@@ -289,7 +306,7 @@ async def muc_fanout(ctx: Context, occupants: int = 100, senders: int = 10, wind
     except TimeoutError:
         state["stop"] = True
         await asyncio.sleep(0.5)
-    cpu = m.stop(at=state["last"] or None)
+    cpu = m.stop(at=state["last"] or None, ops=state["received"])
     return {
         "occupants": n,
         "sent": state["sent"],

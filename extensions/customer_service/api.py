@@ -9,7 +9,6 @@ its repository (history with ratings, transcripts, tickets).
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from lxml import etree
@@ -27,6 +26,7 @@ from xmppd.api.framework import (
     xml_text,
 )
 from xmppd.errors import StanzaError
+from xmppd.timestamps import optional
 
 from .protocol import q
 from .repository import ROLES, STRATEGIES, QueueRecord, SessionRecord
@@ -38,14 +38,11 @@ QUEUE_NAME = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a
 CHAT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}
 
 
-def _time(t: datetime | None) -> str | None:
-    return t.isoformat().replace("+00:00", "Z") if t is not None else None
-
 
 def chat_json(s: SessionRecord) -> dict[str, Any]:
     return {
         "id": s.id, "queue": s.queue, "entry": s.entry, "visitor": s.visitor, "state": s.state, "agent": s.agent,
-        "created_at": _time(s.created_at), "assigned_at": _time(s.assigned_at), "closed_at": _time(s.closed_at),
+        "created_at": optional(s.created_at), "assigned_at": optional(s.assigned_at), "closed_at": optional(s.closed_at),
         "close_reason": s.close_reason, "rating": s.rating, "comment": s.comment,
     }
 
@@ -140,13 +137,13 @@ def operations(cs: "CustomerService") -> list[Operation]:
             raise not_found("chat_not_found", f"no chat {req.params['id']}")
         lines = await cs.repo.transcript(s.id)
         return {"chat": chat_json(s), "lines": [
-            {"at": _time(line.at), "role": line.role, "nick": line.nick, "body": line.body} for line in lines
+            {"at": optional(line.at), "role": line.role, "nick": line.nick, "body": line.body} for line in lines
         ]}
 
     async def tickets(req: ApiRequest) -> Any:
         qr = queue_of(req)
         rows = await cs.repo.tickets(qr.name, limit=req.query["limit"])
-        return {"items": [{"id": t.id, "queue": t.queue, "visitor": t.visitor, "body": t.body, "created_at": _time(t.created_at)}
+        return {"items": [{"id": t.id, "queue": t.queue, "visitor": t.visitor, "body": t.body, "created_at": optional(t.created_at)}
                           for t in rows]}
 
     qp = {"queue": QUEUE_NAME}

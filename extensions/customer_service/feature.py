@@ -33,6 +33,7 @@ from xmppd.errors import Condition, StanzaError
 from xmppd.features.disco import info_element, items_element
 from xmppd.jid import JID
 from xmppd.xml import ns
+from xmppd.xml.attrs import int_attr, jid_attr
 from xmppd.xml.builder import element, stanza, sub
 
 from .protocol import (
@@ -43,9 +44,7 @@ from .protocol import (
     VISITOR_WORDS,
     CsError,
     check_queue_name,
-    int_attr,
     is_open,
-    jid_attr,
     parse_command,
     parse_hours,
     q,
@@ -1022,7 +1021,7 @@ class CustomerService(Feature):
 
     async def set_member(self, qr: QueueRecord, p: etree._Element) -> None:
         """Assign (or with role='none' remove) an agent or supervisor of ``qr``."""
-        jid = jid_attr(p, "jid")
+        jid = jid_attr(p, "jid", account=True)
         if jid is None:
             raise CsError(Condition.BAD_REQUEST, "member_jid")
         role = p.get("role", "agent")
@@ -1143,7 +1142,7 @@ class CustomerService(Feature):
 
     async def iq_history(self, req: IqRequest) -> etree._Element:
         qr = self._queue_of(req)
-        visitor = jid_attr(req.payload, "visitor")
+        visitor = jid_attr(req.payload, "visitor", account=True)
         if visitor is None:
             self._require_role(req, qr.name, "supervisor")
         else:
@@ -1168,6 +1167,14 @@ class CustomerService(Feature):
         for ln in await self.repo.transcript(s.id):
             sub(out, q("line"), {"role": ln.role, "nick": ln.nick, "at": stamp(ln.at)}, text=ln.body)
         return out
+
+    async def open_ticket(self, queue: str, visitor: JID, body: str) -> int:
+        """Other features' one door to tickets (mute appeals, docs/mute.md §4.1): a ticket in
+        ``queue`` from ``visitor``, listed to the queue's agents and supervisors; its id.
+        KeyError when there is no such queue."""
+        if queue not in self.queues:
+            raise KeyError(queue)
+        return (await self.repo.add_ticket(queue, str(visitor.bare), body, _dt(self.now()))).id
 
     async def iq_tickets(self, req: IqRequest) -> etree._Element:
         qr = self._queue_of(req)

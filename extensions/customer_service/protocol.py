@@ -11,11 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lxml import etree
-
+from xmppd import timestamps
 from xmppd.errors import Condition
 from xmppd.i18n import Catalog, LocalisedError
-from xmppd.jid import JID, JIDError
 
 NS = "urn:xmppd:cs:0"
 NICK_NS = "http://jabber.org/protocol/nick"  # XEP-0172
@@ -100,32 +98,4 @@ def is_open(hours: str, now: float) -> bool:
     return False
 
 
-def int_attr(el: etree._Element, name: str, default: int | None = None, *, low: int = 0, high: int = 10**9) -> int | None:
-    raw = el.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise CsError(Condition.BAD_REQUEST, "integer", name=name, value=repr(raw)) from None
-    if not low <= value <= high:
-        raise CsError(Condition.BAD_REQUEST, "between", name=name, low=low, high=high)
-    return value
-
-
-def jid_attr(el: etree._Element, name: str) -> JID | None:
-    raw = el.get(name)
-    if raw is None:
-        return None
-    try:
-        jid = JID.parse(raw)
-    except JIDError:
-        raise CsError(Condition.JID_MALFORMED, "jid", name=name) from None
-    if jid.local is None:
-        raise CsError(Condition.BAD_REQUEST, "account_jid", name=name)
-    return jid.bare
-
-
-def stamp(t: datetime) -> str:
-    """XEP-0082 date-time."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+stamp = timestamps.micros  # XEP-0082 date-time

@@ -8,7 +8,6 @@ longest mute, open-ended mutes, admins never platform-muted), notices, role chan
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from xmppd.api.framework import (
@@ -23,6 +22,7 @@ from xmppd.api.framework import (
 )
 from xmppd.errors import StanzaError
 from xmppd.jid import JID, JIDError
+from xmppd.timestamps import optional
 
 from .repository import PLATFORM, AuditEntry, Mute
 
@@ -39,18 +39,15 @@ MUTE = obj(
 )
 
 
-def _time(t: datetime | None) -> str | None:
-    return t.isoformat().replace("+00:00", "Z") if t is not None else None
-
 
 def mute_json(m: Mute) -> dict[str, Any]:
-    return {"room": m.room, "jid": m.jid, "until": _time(m.until), "reason": m.reason, "actor": m.actor,
-            "created_at": _time(m.created_at)}
+    return {"room": m.room, "jid": m.jid, "until": optional(m.until), "reason": m.reason, "actor": m.actor,
+            "created_at": optional(m.created_at)}
 
 
 def audit_json(e: AuditEntry) -> dict[str, Any]:
-    return {"id": e.id, "at": _time(e.at), "actor": e.actor, "action": e.action, "room": e.room, "target": e.target,
-            "seconds": e.seconds, "until": _time(e.until), "reason": e.reason}
+    return {"id": e.id, "at": optional(e.at), "actor": e.actor, "action": e.action, "room": e.room, "target": e.target,
+            "seconds": e.seconds, "until": optional(e.until), "reason": e.reason}
 
 
 def operations(f: "MuteFeature") -> list[Operation]:
@@ -88,7 +85,7 @@ def operations(f: "MuteFeature") -> list[Operation]:
         state = f.all_muted.get(room.jid_s)
         return {
             "items": [mute_json(m) for m in f._room_mutes(room.jid_s)],
-            "all_muted": None if state is None else {"actor": state.actor, "reason": state.reason, "since": _time(state.since)},
+            "all_muted": None if state is None else {"actor": state.actor, "reason": state.reason, "since": optional(state.since)},
         }
 
     async def mute(req: ApiRequest) -> Any:
@@ -114,7 +111,7 @@ def operations(f: "MuteFeature") -> list[Operation]:
             state = await f.set_mute_all(room, server, (req.body or {}).get("reason"))
         except StanzaError as err:
             raise from_stanza_error(err) from None
-        return {"actor": state.actor, "reason": state.reason, "since": _time(state.since)}
+        return {"actor": state.actor, "reason": state.reason, "since": optional(state.since)}
 
     async def unmute_all(req: ApiRequest) -> Any:
         room = room_of(req)

@@ -37,49 +37,38 @@ import asyncio
 import heapq
 import logging
 import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Protocol
 
 from lxml import etree
 
-from xmppd.config import Positive, PositiveInt
+from xmppd.config import AtLeast, AtMost, Positive, PositiveInt
 from xmppd.core import hooks as H
 from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
 from xmppd.core.hooks import AccountEvent, Flow
 from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
-from xmppd.features.adhoc import Command, Execution, Field, Form, FormError, Note, Option, Result
+from xmppd.features.adhoc import Field, Option
 from xmppd.features.muc import events as E
 from xmppd.features.muc.affiliations import Affiliation, Role, default_role
-from xmppd.jid import JID, JIDError
-from xmppd.xml import ns
+from xmppd.features.muc.view import RoomDirectoryView, RoomView
+from xmppd.jid import JID
+from xmppd.xml.attrs import int_attr, jid_attr
 from xmppd.xml.builder import element, stanza
 
+from . import policy
 from . import protocol as P
+from .commands import MuteCommands
 from .protocol import NS, q
-from .repository import PLATFORM, AuditEntry, Mute, MuteAll, MuteRepository, NewAuditEntry, SqlMuteRepository
+from .repository import PLATFORM, Mute, MuteAll, MuteRepository, NewAuditEntry, SqlMuteRepository
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
 
-CMD_MUTE = NS + "#mute"
-CMD_UNMUTE = NS + "#unmute"
-CMD_MUTE_ALL = NS + "#mute-all"
-CMD_UNMUTE_ALL = NS + "#unmute-all"
-CMD_LIST = NS + "#list"
-CMD_PLATFORM_MUTE = NS + "#platform-mute"
-CMD_PLATFORM_UNMUTE = NS + "#platform-unmute"
-CMD_PLATFORM_LIST = NS + "#platform-list"
-CMD_AUDIT = NS + "#audit"
-CMD_MY_MUTES = NS + "#my-mutes"
-
-_DURATIONS = (("300", "5 minutes"), ("600", "10 minutes"), ("3600", "1 hour"), ("86400", "1 day"),
-              ("604800", "7 days"), ("0", "Until lifted"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +78,10 @@ class MuteOptions:
     default_lang: str = "en"  # notices when neither the room nor the actor names a language
     audit_page_max: PositiveInt = 100  # most audit entries in one answer
     timer_tick: Positive = 60.0  # longest sleep of the expiry task, seconds (it also wakes on new mutes)
+    max_batch: Annotated[int, AtLeast(1), AtMost(1000)] = 50  # most members muted in one request
+    max_slow_seconds: Annotated[int, AtLeast(1), AtMost(86400)] = 3600  # longest slow-mode interval a room may set
+    max_keywords: Annotated[int, AtLeast(1), AtMost(10000)] = 200  # most words in a room's keyword filter
+    appeal_queue: str = ""  # customer-service queue that takes platform-mute appeals as tickets; "" = no appeals
 
 
 def _now_dt(ts: float) -> datetime:
@@ -99,11 +92,11 @@ def _bad(text: str) -> StanzaError:
     return StanzaError(Condition.BAD_REQUEST, text)
 
 
-def _lang_of(st: etree._Element | None, payload: etree._Element | None = None) -> str | None:
-    for el in (payload, st):
-        if el is not None and el.get(ns.XML_LANG):
-            return el.get(ns.XML_LANG)[:35]  # type: ignore[index]
-    return None
+class TicketDesk(Protocol):
+    """What appeals need from customer service (extensions/customer_service): one call."""
+
+    async def open_ticket(self, queue: str, visitor: JID, body: str) -> int:
+        """A ticket in ``queue`` from ``visitor``; its id. KeyError when there is no such queue."""
 
 
 class MuteFeature(Feature):
@@ -125,12 +118,15 @@ class MuteFeature(Feature):
         self._heap: list[tuple[float, str, str, datetime]] = []
         self._wake = asyncio.Event()
         self._applying: set[tuple[str, JID]] = set()  # role changes we make ourselves
+        self._said: dict[str, dict[JID, float]] = {}  # slow mode: room -> member -> time of its last message
+        self._appealed: dict[JID, datetime] = {}  # platform-muted account -> its mute's start, once appealed
+        self.desk: TicketDesk | None = None  # customer service's tickets (appeals), when loaded
 
     # ================================================================== lifecycle
 
     async def setup(self) -> None:
         self.repo = SqlMuteRepository(self.ctx.db, self.ctx.outbox)
-        self.muc = self.ctx.feature("muc")
+        self.muc: RoomDirectoryView = self.ctx.feature("muc")  # rooms through MUC's typed view
         self.muc_domain: str = self.muc.domain
         for m in await self.repo.mutes():
             self._remember(m)
@@ -141,22 +137,23 @@ class MuteFeature(Feature):
         for h, fn in ((E.PRE_JOIN, self._pre_join), (E.SPEECH, self._speech),
                       (E.ROLE_CHANGE_REQUEST, self._role_change_request), (E.OCCUPANT_ROLE_CHANGED, self._role_changed),
                       (E.AFFILIATION_CHANGED, self._affiliation_changed), (E.CONFIG_FORM, self._config_form),
-                      (E.ROOM_DESTROYED, self._room_destroyed), (E.ROOM_DISCO_INFO, self._room_disco)):
+                      (E.ROOM_DESTROYED, self._room_destroyed), (E.ROOM_DISCO_INFO, self._room_disco),
+                      (E.GROUPCHAT_BEFORE_BROADCAST, self._said_now)):
             self.ctx.on_teardown(ev.add(h, fn, priority=100))  # type: ignore[arg-type]
         room_iqs = (("set", "mute", self.iq_room_mute), ("set", "unmute", self.iq_room_unmute),
                     ("set", "mute-all", self.iq_mute_all), ("set", "unmute-all", self.iq_unmute_all),
-                    ("get", "list", self.iq_room_list), ("get", "status", self.iq_room_status))
+                    ("get", "list", self.iq_room_list), ("get", "status", self.iq_room_status),
+                    ("set", "slow-mode", self.iq_slow_mode_set), ("get", "slow-mode", self.iq_slow_mode_get))
         for typ, local, handler in room_iqs:
             self.ctx.add_iq_handler(typ, q(local), handler, target=Target.BARE, domain=self.muc_domain)
         server_iqs = (("set", "mute", self.iq_platform_mute), ("set", "unmute", self.iq_platform_unmute),
                       ("get", "list", self.iq_platform_list), ("get", "status", self.iq_platform_status),
-                      ("get", "audit", self.iq_audit))
+                      ("get", "audit", self.iq_audit), ("set", "appeal", self.iq_appeal))
         for typ, local, handler in server_iqs:
             self.ctx.add_iq_handler(typ, q(local), handler)
-        adhoc = self.ctx.feature("adhoc")
-        self.ctx.on_teardown(adhoc.register_provider(self.muc_domain, self._room_commands))
-        for cmd in self._server_commands():
-            self.ctx.on_teardown(adhoc.register(cmd))
+        MuteCommands(self).register()
+        if self.ctx.has_feature("cs"):
+            self.desk = self.ctx.feature("cs")
         self.ctx.spawn(self._expirer(), name="mute-expiry")
         from .api import operations
 
@@ -225,7 +222,7 @@ class MuteFeature(Feature):
             return None
         return m
 
-    def _exempt_from_all(self, room: Any, bare: JID, role: Role | None) -> bool:
+    def _exempt_from_all(self, room: RoomView, bare: JID, role: Role | None) -> bool:
         if room.affiliation(bare).rank >= Affiliation.ADMIN.rank or self.ctx.is_admin(bare):
             return True
         extra = room.config.extra
@@ -233,7 +230,7 @@ class MuteFeature(Feature):
             return True
         return str(bare) in extra.get(P.ALLOWLIST_FIELD, ())
 
-    def room_block(self, room: Any, bare: JID, role: Role | None, *, platform: bool = True) -> StanzaError | None:
+    def room_block(self, room: RoomView, bare: JID, role: Role | None, *, platform: bool = True) -> StanzaError | None:
         """Why ``bare`` may not speak in ``room`` now (None: it may); ``platform=False`` leaves the
         platform mute out (the caller has decided about it)."""
         if self.mutes:
@@ -248,7 +245,7 @@ class MuteFeature(Feature):
             return P.all_muted_error(room.jid_s, state)
         return None
 
-    def _block_private(self, room: Any) -> bool:
+    def _block_private(self, room: RoomView) -> bool:
         return room.config.extra.get(P.BLOCK_PRIVATE_FIELD, ["1"])[:1] != ["0"]
 
     # ================================================================== enforcement
@@ -260,7 +257,7 @@ class MuteFeature(Feature):
         behalf (``ev.feature``: a red packet) are refused whatever they carry."""
         if not self.mutes or ev.to.bare == ev.sender or self.ctx.is_admin(ev.to.bare):
             return Flow.CONTINUE
-        if ev.feature is None and not is_content(ev.stanza):
+        if ev.feature is None and not policy.is_content(ev.stanza):
             return Flow.CONTINUE
         pm = self.active(PLATFORM, ev.sender)
         if pm is not None:
@@ -270,11 +267,95 @@ class MuteFeature(Feature):
     async def _speech(self, ev: E.Speech) -> Flow:
         """MUC's speech gate: whatever a muted member would put in front of others is refused."""
         err = self.speech_block(ev.room, ev.speaker, ev.role, ev.kind, ev.recipient)
+        if err is None and ev.kind is E.SpeechKind.GROUPCHAT:
+            err = self.slow_block(ev.room, ev.speaker, ev.role)
+            if err is None and ev.stanza is not None:
+                err = await self._keyword_block(ev.room, ev.speaker, ev.role, ev.stanza)
         if err is not None:
             raise err
         return Flow.CONTINUE
 
-    def speech_block(self, room: Any, bare: JID, role: Role | None, kind: E.SpeechKind,
+    # ---------------------------------------------------------------- slow mode
+
+    def slow_block(self, room: RoomView, bare: JID, role: Role | None) -> StanzaError | None:
+        """Slow mode (docs/mute.md §3.5): a member who spoke less than the room's interval ago waits.
+        Moderators, owners, admins and server admins are exempt."""
+        interval = policy.slow_interval(room.config.extra, self.options.max_slow_seconds)
+        if interval == 0 or self._privileged(room, bare, role):
+            return None
+        wait = policy.slow_wait(self._said.get(room.jid_s, {}).get(bare), self.ctx.clock.now(), interval)
+        return P.slow_mode_error(room.jid_s, interval, wait) if wait else None
+
+    def _privileged(self, room: RoomView, bare: JID, role: Role | None) -> bool:
+        """Moderators, owners, admins and server admins: neither slow mode nor the keyword filter holds them."""
+        return (role is Role.MODERATOR or room.affiliation(bare).rank >= Affiliation.ADMIN.rank
+                or self.ctx.is_admin(bare))
+
+    # ---------------------------------------------------------------- keyword filter
+
+    def keyword_rule(self, room: RoomView) -> policy.KeywordRule | None:
+        return policy.keyword_rule(room.config.extra, self.options.max_keywords, self.options.max_seconds // 60)
+
+    async def _keyword_block(self, room: RoomView, bare: JID, role: Role | None, st: etree._Element) -> StanzaError | None:
+        """The keyword filter (docs/mute.md §3.5), actions ``block`` and ``mute``: the message is
+        refused; with ``mute`` the sender is muted for the room's minutes first (by the server)."""
+        rule = self.keyword_rule(room)
+        if rule is None or rule.action == "mask" or self._privileged(room, bare, role):
+            return None
+        word = next((w for b in st.iterfind(P.BODY) if (w := policy.find_keyword(b.text or "", rule.words))), None)
+        if word is None:
+            return None
+        if rule.action == "mute":
+            m = await self.mute_member(room, JID(None, self.ctx.domain), bare, rule.minutes * 60,
+                                       f"keyword filter: {word}")
+            return P.muted_error(room.jid_s, m)
+        return P.filtered_error(room.jid_s, word)
+
+    async def set_keywords(self, room: RoomView, actor: JID, words: list[str], action: str, minutes: int) -> policy.KeywordRule | None:
+        """Owners and admins (and server admins) set the room's keyword filter; no words turn it off."""
+        self._check_room_admin(room, actor, "only owners and admins may set the keyword filter")
+        if action not in policy.KEYWORD_ACTIONS:
+            raise _bad(f"the action is one of {', '.join(policy.KEYWORD_ACTIONS)}")
+        if len(words) > self.options.max_keywords:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, f"at most {self.options.max_keywords} words")
+        if any(len(w.strip()) > policy.MAX_KEYWORD for w in words):
+            raise _bad(f"a word or phrase has at most {policy.MAX_KEYWORD} characters")
+        if not 1 <= minutes <= self.options.max_seconds // 60:
+            raise _bad(f"minutes are 1 to {self.options.max_seconds // 60}")
+        new = room.config.copy()
+        new.extra[policy.KEYWORDS_FIELD] = [w.strip() for w in words if w.strip()]
+        new.extra[policy.KEYWORDS_ACTION_FIELD] = [action]
+        new.extra[policy.KEYWORDS_MINUTES_FIELD] = [str(minutes)]
+        await room.reconfigure(new)
+        return self.keyword_rule(room)
+
+    async def _said_now(self, ev: E.GroupchatBeforeBroadcast) -> Flow:
+        """A message passed every gate and goes out: the keyword filter masks its words (action
+        ``mask``), and its sender's slow-mode clock starts."""
+        rule = self.keyword_rule(ev.room)
+        if rule is not None and rule.action == "mask" and not self._privileged(ev.room, ev.sender.bare, ev.occupant.role):
+            for b in ev.stanza.iterfind(P.BODY):
+                if b.text:
+                    b.text = policy.mask(b.text, rule.words)
+        interval = policy.slow_interval(ev.room.config.extra, self.options.max_slow_seconds)
+        if interval == 0:
+            self._said.pop(ev.room.jid_s, None)
+            return Flow.CONTINUE
+        said = self._said.setdefault(ev.room.jid_s, {})
+        now = self.ctx.clock.now()
+        if len(said) > 2 * len(ev.room.occupants) + 16:
+            policy.prune_said(said, now, interval)
+        said[ev.sender.bare] = now
+        return Flow.CONTINUE
+
+    async def set_slow_mode(self, room: RoomView, actor: JID, seconds: int) -> None:
+        """Owners and admins (and server admins) set the room's slow mode; 0 turns it off."""
+        self._check_room_admin(room, actor, "only owners and admins may set slow mode")
+        new = room.config.copy()
+        new.extra[policy.SLOW_FIELD] = [str(seconds)]
+        await room.reconfigure(new)
+
+    def speech_block(self, room: RoomView, bare: JID, role: Role | None, kind: E.SpeechKind,
                      recipient: Any = None) -> StanzaError | None:
         """Why ``bare`` may not say this ``kind`` of thing in ``room`` now (None: it may).
 
@@ -354,6 +435,14 @@ class MuteFeature(Feature):
             Field(P.BLOCK_PRIVATE_FIELD, "boolean", "Muted members may not send private messages either", values=("1",)),
             Field(P.EXEMPT_MODERATORS_FIELD, "boolean", "Moderators may speak when everyone is muted", values=("0",)),
             Field(P.ALLOWLIST_FIELD, "jid-multi", "Who else may speak when everyone is muted"),
+            Field(policy.KEYWORDS_FIELD, "text-multi", "Keyword filter: one word or phrase per line"),
+            Field(policy.KEYWORDS_ACTION_FIELD, "list-single", "Keyword filter: what a listed word does", values=("block",),
+                  options=(Option("block", "Refuse the message"), Option("mask", "Replace the words with *"),
+                           Option("mute", "Refuse the message and mute the sender"))),
+            Field(policy.KEYWORDS_MINUTES_FIELD, "text-single", "Keyword filter: minutes of the mute", values=("10",)),
+            Field(policy.SLOW_FIELD, "text-single",
+                  f"Slow mode: seconds a member waits between two messages (0: off, at most {self.options.max_slow_seconds})",
+                  values=("0",)),
         ])
         return Flow.CONTINUE
 
@@ -368,6 +457,7 @@ class MuteFeature(Feature):
         for key in [k for k in self.mutes if k[0] == room]:
             del self.mutes[key]
         self.all_muted.pop(room, None)
+        self._said.pop(room, None)
         await self.repo.forget_room(room)
         self._inval.publish(f"r\n{room}")
         return Flow.CONTINUE
@@ -387,7 +477,7 @@ class MuteFeature(Feature):
 
     # ================================================================== actions (iq and commands)
 
-    def _room(self, jid: JID) -> Any:
+    def _room(self, jid: JID) -> RoomView:
         room = self.muc.get_room(jid)
         if room is None or jid.resource is not None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {jid.bare}")
@@ -398,13 +488,13 @@ class MuteFeature(Feature):
         REST API acts as it), with a server admin's authority over mutes."""
         return self.ctx.is_admin(actor) or (actor.local is None and actor.domain == self.ctx.domain)
 
-    def is_moderator(self, room: Any, requester: JID) -> bool:
+    def is_moderator(self, room: RoomView, requester: JID) -> bool:
         if self.acts_as_admin(requester) or room.affiliation(requester.bare).rank >= Affiliation.ADMIN.rank:
             return True
         occ = room.occupants.of_jid(requester)
         return occ is not None and occ.role is Role.MODERATOR
 
-    def check_can_mute(self, room: Any, actor: JID, target: JID) -> None:
+    def check_can_mute(self, room: RoomView, actor: JID, target: JID) -> None:
         """XEP-0045 hierarchy: moderators only, and nobody mutes an equal or higher affiliation.
 
         Server admins act as owners. A moderator without affiliation may mute occupants without
@@ -423,13 +513,13 @@ class MuteFeature(Feature):
         if occ is not None and occ.role is Role.MODERATOR and actor_aff.rank < Affiliation.ADMIN.rank:
             raise StanzaError(Condition.NOT_ALLOWED, "only admins and owners may mute a moderator")
 
-    def _rank(self, room: Any, who: JID) -> int:
+    def _rank(self, room: RoomView, who: JID) -> int:
         """Rank for lifting mutes: server admin above owner above admin, member, none."""
         if self.acts_as_admin(who.bare):
             return Affiliation.OWNER.rank + 1
         return max(room.affiliation(who.bare).rank, Affiliation.NONE.rank)
 
-    def check_can_lift(self, room: Any, actor: JID, m: Mute) -> None:
+    def check_can_lift(self, room: RoomView, actor: JID, m: Mute) -> None:
         """docs/mute.md §2: a mute is lifted only by someone who ranks at least as high as whoever
         set it — through the mute protocol, its commands and an XEP-0045 voice grant alike."""
         setter = JID.parse(m.actor)
@@ -455,7 +545,7 @@ class MuteFeature(Feature):
             return None
         return _now_dt(math.ceil(self.ctx.clock.now() + seconds))
 
-    def _target(self, room: Any, payload: etree._Element) -> JID:
+    def _target(self, room: RoomView, payload: etree._Element) -> JID:
         jid_s, nick = payload.get("jid"), payload.get("nick")
         if bool(jid_s) == bool(nick):
             raise _bad("name the member with 'jid' or 'nick' (one of them)")
@@ -464,22 +554,16 @@ class MuteFeature(Feature):
             if occ is None:
                 raise StanzaError(Condition.ITEM_NOT_FOUND, f"no occupant with the nick {nick!r}")
             return occ.bare
-        try:
-            j = JID.parse(jid_s)  # type: ignore[arg-type]
-        except JIDError as exc:
-            raise StanzaError(Condition.JID_MALFORMED, f"'jid' is not a JID: {exc}") from None
-        if j.local is None:
-            raise StanzaError(Condition.JID_MALFORMED, "'jid' names an account (user@domain)")
-        return j.bare
+        return jid_attr(payload, "jid", required=True, account=True)
 
-    def _lang(self, room: Any | None, actor_lang: str | None) -> str:
+    def _lang(self, room: RoomView | None, actor_lang: str | None) -> str:
         if room is not None:
             configured = (room.config.extra.get(P.LANG_FIELD) or [""])[0]
             if configured:
                 return configured
         return actor_lang or self.options.default_lang
 
-    async def mute_member(self, room: Any, actor: JID, target: JID, seconds: int | None, reason: str | None,
+    async def mute_member(self, room: RoomView, actor: JID, target: JID, seconds: int | None, reason: str | None,
                           lang: str | None = None) -> Mute:
         self.check_can_mute(room, actor, target)
         m = Mute(room.jid_s, str(target), self._until(seconds), reason or None, str(actor.bare), self.now())
@@ -491,7 +575,7 @@ class MuteFeature(Feature):
         await self._room_notice(room, "mute", target, actor.bare, seconds, reason, m.until, lang)
         return m
 
-    async def unmute_member(self, room: Any, actor: JID, target: JID, lang: str | None = None) -> None:
+    async def unmute_member(self, room: RoomView, actor: JID, target: JID, lang: str | None = None) -> None:
         self.check_can_mute(room, actor, target)
         m = self.mutes.get((room.jid_s, target))
         if m is None:
@@ -527,7 +611,7 @@ class MuteFeature(Feature):
                 await self._set_role(room, occ, back, None if action == "expire" else actor, None)
         await self._room_notice(room, action, bare, actor, None, None, None, lang)
 
-    async def _set_role(self, room: Any, occ: Any, role: Role, actor: JID | None, reason: str | None) -> None:
+    async def _set_role(self, room: RoomView, occ: Any, role: Role, actor: JID | None, reason: str | None) -> None:
         key = (room.jid_s, occ.bare)
         self._applying.add(key)
         try:
@@ -535,7 +619,7 @@ class MuteFeature(Feature):
         finally:
             self._applying.discard(key)
 
-    async def set_mute_all(self, room: Any, actor: JID, reason: str | None, lang: str | None = None) -> MuteAll:
+    async def set_mute_all(self, room: RoomView, actor: JID, reason: str | None, lang: str | None = None) -> MuteAll:
         self._check_room_admin(room, actor)
         state = MuteAll(room.jid_s, str(actor.bare), reason or None, self.now())
         await self.repo.set_mute_all(state)
@@ -545,7 +629,7 @@ class MuteFeature(Feature):
         await self._room_notice(room, "mute-all", None, actor.bare, None, reason, None, lang)
         return state
 
-    async def lift_mute_all(self, room: Any, actor: JID, lang: str | None = None) -> None:
+    async def lift_mute_all(self, room: RoomView, actor: JID, lang: str | None = None) -> None:
         self._check_room_admin(room, actor)
         if self.all_muted.pop(room.jid_s, None) is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "this room is not muted for everyone")
@@ -554,9 +638,9 @@ class MuteFeature(Feature):
         await self.repo.record(NewAuditEntry(self.now(), str(actor.bare), "unmute-all", room.jid_s))
         await self._room_notice(room, "unmute-all", None, actor.bare, None, None, None, lang)
 
-    def _check_room_admin(self, room: Any, actor: JID) -> None:
+    def _check_room_admin(self, room: RoomView, actor: JID, text: str = "only owners and admins may mute or unmute everyone") -> None:
         if not (self.acts_as_admin(actor) or room.affiliation(actor.bare).rank >= Affiliation.ADMIN.rank):
-            raise StanzaError(Condition.FORBIDDEN, "only owners and admins may mute or unmute everyone")
+            raise StanzaError(Condition.FORBIDDEN, text)
 
     async def platform_mute(self, actor: JID, target: JID, seconds: int | None, reason: str | None) -> Mute:
         self._check_server_admin(actor)
@@ -581,7 +665,7 @@ class MuteFeature(Feature):
 
     # ================================================================== notices
 
-    def _display(self, room: Any, bare: JID) -> tuple[str, str | None]:
+    def _display(self, room: RoomView, bare: JID) -> tuple[str, str | None]:
         """(name shown in the body, nick for the element): the nick in the room, else the reserved
         nick, else the JID's local part."""
         occ = room.occupants.of_bare(bare)
@@ -592,7 +676,7 @@ class MuteFeature(Feature):
             return a.nick, a.nick
         return bare.local or str(bare), None
 
-    async def _room_notice(self, room: Any, action: str, target: JID | None, actor: JID, seconds: int | None,
+    async def _room_notice(self, room: RoomView, action: str, target: JID | None, actor: JID, seconds: int | None,
                            reason: str | None, until: datetime | None, lang: str | None = None) -> None:
         lang = self._lang(room, lang)
         show_jids = room.config.whois == "anyone"
@@ -653,24 +737,61 @@ class MuteFeature(Feature):
 
     async def iq_room_mute(self, req: IqRequest) -> etree._Element:
         room = self._room(req.to)
+        members = req.payload.findall(q("member"))
+        if members:
+            return await self._mute_several(room, req, members)
         target = self._target(room, req.payload)
         seconds = self._seconds(req.payload.get("seconds"))
-        reason = _reason_of(req.payload)
-        m = await self.mute_member(room, req.from_jid, target, seconds, reason, _lang_of(req.stanza, req.payload))
+        reason = P.reason_of(req.payload)
+        m = await self.mute_member(room, req.from_jid, target, seconds, reason, P.lang_of(req.stanza, req.payload))
         return P.item(m, self.now(), nick=self._nick(room, target))
+
+    async def _mute_several(self, room: RoomView, req: IqRequest, members: list[etree._Element]) -> etree._Element:
+        """Several members in one request (§3.1): every one is checked before any is muted, so a
+        refusal mutes nobody; the answer lists the mutes."""
+        if req.payload.get("jid") or req.payload.get("nick"):
+            raise _bad("name the members with <member/> children or the one member with 'jid' or 'nick', not both")
+        if len(members) > self.options.max_batch:
+            raise StanzaError(Condition.NOT_ACCEPTABLE, f"at most {self.options.max_batch} members in one request")
+        targets = policy.batch_targets([self._target(room, m) for m in members], self.options.max_batch)
+        for target in targets:
+            self.check_can_mute(room, req.from_jid, target)
+        seconds = self._seconds(req.payload.get("seconds"))
+        reason = P.reason_of(req.payload)
+        lang = P.lang_of(req.stanza, req.payload)
+        out = element(q("list"), default_ns=NS)
+        for target in targets:
+            m = await self.mute_member(room, req.from_jid, target, seconds, reason, lang)
+            out.append(P.item(m, self.now(), nick=self._nick(room, target)))
+        return out
+
+    async def iq_slow_mode_set(self, req: IqRequest) -> None:
+        room = self._room(req.to)
+        seconds = int_attr(req.payload, "seconds", required=True, high=self.options.max_slow_seconds)
+        await self.set_slow_mode(room, req.from_jid, seconds)
+
+    async def iq_slow_mode_get(self, req: IqRequest) -> etree._Element:
+        room = self._room(req.to)
+        interval = policy.slow_interval(room.config.extra, self.options.max_slow_seconds)
+        out = element(q("slow-mode"), {"seconds": str(interval)}, default_ns=NS)
+        occ = room.occupants.of_jid(req.from_jid)
+        if interval and not self._privileged(room, req.from_jid.bare, occ.role if occ is not None else None):
+            wait = policy.slow_wait(self._said.get(room.jid_s, {}).get(req.from_jid.bare), self.ctx.clock.now(), interval)
+            out.set("wait", str(wait))
+        return out
 
     async def iq_room_unmute(self, req: IqRequest) -> None:
         room = self._room(req.to)
-        await self.unmute_member(room, req.from_jid, self._target(room, req.payload), _lang_of(req.stanza, req.payload))
+        await self.unmute_member(room, req.from_jid, self._target(room, req.payload), P.lang_of(req.stanza, req.payload))
 
     async def iq_mute_all(self, req: IqRequest) -> None:
         room = self._room(req.to)
-        reason = _reason_of(req.payload)
-        await self.set_mute_all(room, req.from_jid, reason, _lang_of(req.stanza, req.payload))
+        reason = P.reason_of(req.payload)
+        await self.set_mute_all(room, req.from_jid, reason, P.lang_of(req.stanza, req.payload))
 
     async def iq_unmute_all(self, req: IqRequest) -> None:
         room = self._room(req.to)
-        await self.lift_mute_all(room, req.from_jid, _lang_of(req.stanza, req.payload))
+        await self.lift_mute_all(room, req.from_jid, P.lang_of(req.stanza, req.payload))
 
     async def iq_room_list(self, req: IqRequest) -> etree._Element:
         room = self._room(req.to)
@@ -689,7 +810,7 @@ class MuteFeature(Feature):
         now = self.now()
         return sorted((m for (r, _j), m in self.mutes.items() if r == room_s and m.active(now)), key=lambda m: m.jid)
 
-    def _nick(self, room: Any, bare: JID) -> str | None:
+    def _nick(self, room: RoomView, bare: JID) -> str | None:
         occ = room.occupants.of_bare(bare)
         return occ.nick if occ is not None else None
 
@@ -710,31 +831,17 @@ class MuteFeature(Feature):
 
     # ================================================================== iq: server
 
-    def _jid_attr(self, payload: etree._Element, required: bool = True) -> JID | None:
-        v = payload.get("jid")
-        if not v:
-            if required:
-                raise _bad("'jid' names the account")
-            return None
-        try:
-            j = JID.parse(v)
-        except JIDError as exc:
-            raise StanzaError(Condition.JID_MALFORMED, f"'jid' is not a JID: {exc}") from None
-        if j.local is None:
-            raise StanzaError(Condition.JID_MALFORMED, "'jid' names an account (user@domain)")
-        return j.bare
-
     async def iq_platform_mute(self, req: IqRequest) -> etree._Element:
         self._check_server_admin(req.from_jid)
-        target = self._jid_attr(req.payload)
+        target = jid_attr(req.payload, "jid", required=True, account=True)
         seconds = self._seconds(req.payload.get("seconds"))
-        reason = _reason_of(req.payload)
+        reason = P.reason_of(req.payload)
         m = await self.platform_mute(req.from_jid, target, seconds, reason)  # type: ignore[arg-type]
         return P.item(m, self.now())
 
     async def iq_platform_unmute(self, req: IqRequest) -> None:
         self._check_server_admin(req.from_jid)
-        await self.platform_unmute(req.from_jid, self._jid_attr(req.payload))  # type: ignore[arg-type]
+        await self.platform_unmute(req.from_jid, jid_attr(req.payload, "jid", required=True, account=True))
 
     async def iq_platform_list(self, req: IqRequest) -> etree._Element:
         self._check_server_admin(req.from_jid)
@@ -746,28 +853,45 @@ class MuteFeature(Feature):
 
     async def iq_platform_status(self, req: IqRequest) -> etree._Element:
         who = req.from_jid.bare
-        other = self._jid_attr(req.payload, required=False)
+        other = jid_attr(req.payload, "jid", account=True)
         if other is not None and other != who:
             self._check_server_admin(req.from_jid)
             who = other
         return P.status(muted=None, all_muted=None, platform=self.active(PLATFORM, who), now=self.now())
 
+    async def iq_appeal(self, req: IqRequest) -> etree._Element:
+        """A platform-muted account appeals (docs/mute.md §4.1): a customer-service ticket in
+        ``[mute] appeal_queue`` that the queue's agents read; one appeal per mute."""
+        who = req.from_jid.bare
+        m = self.active(PLATFORM, who)
+        if m is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "your account is not muted on this server")
+        if self.desk is None or not self.options.appeal_queue:
+            raise StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, "this server takes no appeals")
+        if self._appealed.get(who) == m.created_at:
+            raise StanzaError(Condition.CONFLICT, "you have already appealed this mute")
+        text = P.reason_of(req.payload)
+        if not text:
+            raise _bad("say why in <reason/>")
+        body = P.appeal_body(m, text)
+        try:
+            ticket = await self.desk.open_ticket(self.options.appeal_queue, who, body)
+        except KeyError:
+            raise StanzaError(Condition.SERVICE_UNAVAILABLE, "the appeal desk is not open") from None
+        self._appealed[who] = m.created_at
+        return element(q("appeal"), {"ticket": str(ticket)}, default_ns=NS)
+
     async def iq_audit(self, req: IqRequest) -> etree._Element:
         self._check_server_admin(req.from_jid)
         p = req.payload
-        limit_s, before_s = p.get("max", "50"), p.get("before")
-        for name, v in (("max", limit_s), ("before", before_s)):
-            if v is not None and (not v.isascii() or not v.isdigit() or len(v) > 12):
-                raise _bad(f"'{name}' is a whole number")
-        limit = int(limit_s)
-        if not 1 <= limit <= self.options.audit_page_max:
-            raise _bad(f"'max' is 1 to {self.options.audit_page_max}")
+        limit = int_attr(p, "max", min(50, self.options.audit_page_max), low=1, high=self.options.audit_page_max)
+        before = int_attr(p, "before", high=2**62)
         room = p.get("room")
         if p.get("scope") == "platform":
             room = PLATFORM
-        target = self._jid_attr(p, required=False)
+        target = jid_attr(p, "jid", account=True)
         entries = await self.repo.audit(room=room, target=str(target) if target else None,
-                                        before=int(before_s) if before_s else None, limit=limit + 1)
+                                        before=before, limit=limit + 1)
         out = element(q("audit"), default_ns=NS)
         for e in entries[:limit]:
             out.append(P.audit_entry(e))
@@ -775,154 +899,7 @@ class MuteFeature(Feature):
             out.set("more", "true")
         return out
 
-    # ================================================================== ad-hoc commands
-
-    def _room_commands(self, requester: JID, target: JID) -> Iterable[Command]:
-        room = self.muc.get_room(target)
-        if room is None or target.local is None:
-            return ()
-        mod = lambda who, where: self._may(where, who, admin=False)  # noqa: E731
-        adm = lambda who, where: self._may(where, who, admin=True)  # noqa: E731
-        return (
-            Command(CMD_MUTE, "Mute a member", self._cmd_mute, form=_mute_form(self.options, "Mute a member", "member",
-                    "text-single", "Member (nick or JID)"), may_run=mod),
-            Command(CMD_UNMUTE, "Unmute a member", self._cmd_unmute, form=self._unmute_form, may_run=mod),
-            Command(CMD_LIST, "List muted members", self._cmd_list, may_run=mod),
-            Command(CMD_MUTE_ALL, "Mute everyone", self._cmd_mute_all, form=Form("form", title="Mute everyone", fields=(
-                Field("FORM_TYPE", "hidden", values=(NS,)), Field("reason", "text-single", "Reason", validate=_reason_ok))), may_run=adm),
-            Command(CMD_UNMUTE_ALL, "Lift the mute on everyone", self._cmd_unmute_all, may_run=adm),
-        )
-
-    def _may(self, target: JID, requester: JID, *, admin: bool) -> bool:
-        room = self.muc.get_room(target)
-        if room is None:
-            return False
-        if admin:
-            return self.ctx.is_admin(requester) or room.affiliation(requester.bare).rank >= Affiliation.ADMIN.rank
-        return self.is_moderator(room, requester)
-
-    def _member(self, room: Any, value: str) -> JID:
-        value = value.strip()
-        occ = room.occupants.get(value)
-        if occ is not None:
-            return occ.bare  # type: ignore[no-any-return]
-        try:
-            j = JID.parse(value)
-        except JIDError:
-            j = None
-        if j is None or j.local is None or j.resource is not None:
-            raise FormError("member", f"{value!r} is neither the nick of an occupant nor a JID")
-        return j.bare
-
-    async def _cmd_mute(self, ex: Execution) -> Result:
-        room = self._room(ex.target)
-        target = self._member(room, ex.values["member"])
-        seconds = int(ex.values["seconds"] or "0") or None
-        try:
-            m = await self.mute_member(room, ex.requester, target, seconds, ex.values.get("reason"))
-        except StanzaError as err:
-            raise FormError("member", err.text or err.condition.value) from None
-        how = f"for {P.duration(seconds, 'en')}" if seconds else "until lifted"
-        return Result((Note(f"{target} is muted {how}" + (f" (until {P.iso(m.until)})." if m.until else ".")),))
-
-    async def _unmute_form(self, ex: Execution) -> Form:
-        room = self._room(ex.target)
-        now = self.now()
-        opts = []
-        for m in self._room_mutes(room.jid_s):
-            left = P.remaining(m.until, now)
-            label = f"{self._display(room, JID.parse(m.jid))[0]} ({m.jid}, " + (f"{left} s left)" if left is not None else "until lifted)")
-            opts.append(Option(m.jid, label))
-        if not opts:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, "nobody is muted in this room")
-        return Form("form", title="Unmute a member", fields=(
-            Field("FORM_TYPE", "hidden", values=(NS,)),
-            Field("member", "list-single", "Member", required=True, options=tuple(opts)),
-        ))
-
-    async def _cmd_unmute(self, ex: Execution) -> Result:
-        room = self._room(ex.target)
-        target = JID.parse(ex.values["member"])
-        try:
-            await self.unmute_member(room, ex.requester, target)
-        except StanzaError as err:
-            raise FormError("member", err.text or err.condition.value) from None
-        return Result((Note(f"{target} may speak again."),))
-
-    async def _cmd_list(self, ex: Execution) -> Result:
-        room = self._room(ex.target)
-        now = self.now()
-        rows = []
-        for m in self._room_mutes(room.jid_s):
-            left = P.remaining(m.until, now)
-            rows.append((
-                Field("nick", values=(self._display(room, JID.parse(m.jid))[0],)), Field("jid", "jid-single", values=(m.jid,)),
-                Field("until", values=(P.iso(m.until) if m.until else "until lifted",)),
-                Field("remaining", values=(str(left) if left is not None else "",)),
-                Field("by", "jid-single", values=(m.actor,)), Field("reason", values=(m.reason or "",)),
-            ))
-        state = self.all_muted.get(room.jid_s)
-        notes = [Note(f"{len(rows)} member(s) muted." + (f" Everyone is muted since {P.iso(state.since)}." if state else ""))]
-        return Result(tuple(notes), _table("Muted members", rows, ("nick", "jid", "until", "remaining", "by", "reason")))
-
-    async def _cmd_mute_all(self, ex: Execution) -> Result:
-        room = self._room(ex.target)
-        await self.set_mute_all(room, ex.requester, ex.values.get("reason"))
-        return Result((Note("Everyone is muted; owners and admins may still speak."),))
-
-    async def _cmd_unmute_all(self, ex: Execution) -> Result:
-        room = self._room(ex.target)
-        await self.lift_mute_all(room, ex.requester)
-        return Result((Note("Everyone may speak again."),))
-
-    def _server_commands(self) -> list[Command]:
-        audit_form = Form("form", title="Mute audit log", fields=(
-            Field("FORM_TYPE", "hidden", values=(NS,)),
-            Field("room", "jid-single", "Room (empty: every room and the platform)"),
-            Field("jid", "jid-single", "Member (empty: everybody)"),
-            Field("max", "list-single", "Entries", values=("50",), options=tuple(Option(v) for v in ("10", "50", "100"))),
-        ))
-        return [
-            Command(CMD_PLATFORM_MUTE, "Mute an account on the whole server", self._cmd_platform_mute, admin_only=True,
-                    form=_mute_form(self.options, "Mute an account on the whole server", "member", "jid-single", "Account")),
-            Command(CMD_PLATFORM_UNMUTE, "Unmute an account on the whole server", self._cmd_platform_unmute, admin_only=True,
-                    form=Form("form", title="Unmute an account", fields=(
-                        Field("FORM_TYPE", "hidden", values=(NS,)), Field("member", "jid-single", "Account", required=True)))),
-            Command(CMD_PLATFORM_LIST, "List accounts muted on the whole server", self._cmd_platform_list, admin_only=True),
-            Command(CMD_AUDIT, "Read the mute audit log", self._cmd_audit, admin_only=True, form=audit_form),
-            Command(CMD_MY_MUTES, "My mutes", self._cmd_my_mutes,
-                    may_run=lambda who, where: who.local is not None and who.domain == self.ctx.domain),
-        ]
-
-    async def _cmd_platform_mute(self, ex: Execution) -> Result:
-        target = ex.values["member"].bare
-        seconds = int(ex.values["seconds"] or "0") or None
-        try:
-            await self.platform_mute(ex.requester, target, seconds, ex.values.get("reason"))
-        except StanzaError as err:
-            raise FormError("member", err.text or err.condition.value) from None
-        how = f"for {P.duration(seconds, 'en')}" if seconds else "until lifted"
-        return Result((Note(f"{target} is muted on the whole server {how}."),))
-
-    async def _cmd_platform_unmute(self, ex: Execution) -> Result:
-        target = ex.values["member"].bare
-        try:
-            await self.platform_unmute(ex.requester, target)
-        except StanzaError as err:
-            raise FormError("member", err.text or err.condition.value) from None
-        return Result((Note(f"{target} may speak again."),))
-
-    async def _cmd_platform_list(self, ex: Execution) -> Result:
-        now = self.now()
-        rows = []
-        for m in self._room_mutes(PLATFORM):
-            left = P.remaining(m.until, now)
-            rows.append((Field("jid", "jid-single", values=(m.jid,)),
-                         Field("until", values=(P.iso(m.until) if m.until else "until lifted",)),
-                         Field("remaining", values=(str(left) if left is not None else "",)),
-                         Field("by", "jid-single", values=(m.actor,)), Field("reason", values=(m.reason or "",))))
-        return Result((Note(f"{len(rows)} account(s) muted on the whole server."),),
-                      _table("Accounts muted on the whole server", rows, ("jid", "until", "remaining", "by", "reason")))
+    # ================================================================== what holds for one account
 
     def mutes_of(self, bare: JID) -> list[tuple[str, str, Mute | MuteAll]]:
         """Every mute that holds for ``bare`` now, as (room or PLATFORM, kind, mute): its member
@@ -945,107 +922,6 @@ class MuteFeature(Feature):
             if not self._exempt_from_all(room, bare, occ.role if occ is not None else None):
                 out.append((room_s, "everyone", state))
         return out
-
-    async def _cmd_my_mutes(self, ex: Execution) -> Result:
-        """The requester's own mutes (read-only): where, which, since and until when, by whom, why,
-        in the requesting session's language."""
-        lang = self.ctx.languages.of(ex.requester)
-
-        def t(key: str, /, **fields: Any) -> str:
-            return P.text(lang, "my." + key, **fields)
-
-        now = self.now()
-        mutes = self.mutes_of(ex.requester.bare)
-        rows = []
-        for where, kind, m in mutes:
-            if isinstance(m, MuteAll):
-                since, until, left = m.since, t("until_lifted"), ""
-            else:
-                since, until = m.created_at, P.iso(m.until) if m.until else t("until_lifted")
-                left = str(P.remaining(m.until, now)) if m.until else ""
-            rows.append((
-                Field("room", "jid-single", values=(where,) if where != PLATFORM else ()),
-                Field("kind", values=(t("kind_" + kind),)), Field("since", values=(P.iso(since),)),
-                Field("until", values=(until,)), Field("remaining", values=(left,)),
-                Field("by", "jid-single", values=(m.actor,)), Field("reason", values=(m.reason or "",)),
-            ))
-        platform = any(kind == "platform" for _w, kind, _m in mutes)
-        rooms = len({where for where, _k, _m in mutes if where != PLATFORM})
-        text = t("platform_yes" if platform else "platform_no") + (t("rooms", n=rooms) if rooms else t("no_rooms"))
-        columns = ("room", "kind", "since", "until", "remaining", "by", "reason")
-        reported = tuple(Field(c, "jid-single" if c in ("room", "by") else "text-single", t("col_" + c)) for c in columns)
-        return Result((Note(text),), Form("result", title=t("title"), reported=reported, items=tuple(rows)))
-
-    async def _cmd_audit(self, ex: Execution) -> Result:
-        room = ex.values.get("room")
-        who = ex.values.get("jid")
-        entries = await self.repo.audit(room=str(room.bare) if room else None, target=str(who.bare) if who else None,
-                                        limit=int(ex.values.get("max") or "50"))
-        rows = [_audit_row(e) for e in entries]
-        return Result((Note(f"{len(rows)} entries, newest first."),),
-                      _table("Mute audit log", rows, ("id", "at", "actor", "action", "room", "target", "seconds", "until", "reason")))
-
-
-MAX_REASON = 1024
-
-
-def _reason_of(payload: etree._Element) -> str | None:
-    reason = (payload.findtext(q("reason")) or "").strip() or None
-    if reason is not None and len(reason) > MAX_REASON:
-        raise _bad(f"a reason is at most {MAX_REASON} characters")
-    return reason
-
-
-def _reason_ok(value: Any) -> None:
-    if value is not None and len(value) > MAX_REASON:
-        raise ValueError(f"at most {MAX_REASON} characters")
-
-
-# Namespaces of message payloads that carry nothing to read: chat states, receipts, chat markers,
-# processing hints, carbons' <private/>, origin ids. Anything else (a body, a subject, reactions,
-# an OOB link, a correction, an unknown payload) is content.
-_SIGNALS = frozenset((
-    "http://jabber.org/protocol/chatstates", "urn:xmpp:receipts", "urn:xmpp:chat-markers:0", "urn:xmpp:hints",
-    "urn:xmpp:carbons:2", "urn:xmpp:sid:0",
-))
-_THREAD = f"{{{ns.CLIENT}}}thread"
-
-
-def is_content(st: etree._Element) -> bool:
-    """Whether a message carries anything for a person to read or see."""
-    for child in st:
-        tag = child.tag
-        if not isinstance(tag, str) or tag == _THREAD:
-            continue
-        if etree.QName(tag).namespace not in _SIGNALS:
-            return True
-    return False
-
-
-def _mute_form(o: MuteOptions, title: str, var: str, ftype: str, label: str) -> Form:
-    options = [Option(v, lbl) for v, lbl in _DURATIONS if v == "0" and o.allow_open_ended or v != "0" and int(v) <= o.max_seconds]
-    return Form("form", title=title, fields=(
-        Field("FORM_TYPE", "hidden", values=(NS,)),
-        Field(var, ftype, label, required=True),
-        Field("seconds", "list-single", "Duration", values=(options[0].value,), options=tuple(options)),
-        Field("reason", "text-single", "Reason", validate=_reason_ok),
-    ))
-
-
-def _table(title: str, rows: Sequence[tuple[Field, ...]], columns: tuple[str, ...]) -> Form:
-    reported = tuple(Field(c, "jid-single" if c in ("jid", "by", "actor", "target", "room") else "text-single", c.capitalize())
-                     for c in columns)
-    return Form("result", title=title, reported=reported, items=tuple(rows))
-
-
-def _audit_row(e: AuditEntry) -> tuple[Field, ...]:
-    return (
-        Field("id", values=(str(e.id),)), Field("at", values=(P.iso(e.at),)), Field("actor", "jid-single", values=(e.actor,)),
-        Field("action", values=(e.action,)), Field("room", "jid-single", values=(e.room,) if e.room else ()),
-        Field("target", "jid-single", values=(e.target,) if e.target else ()),
-        Field("seconds", values=(str(e.seconds),) if e.seconds is not None else ()),
-        Field("until", values=(P.iso(e.until),) if e.until else ()), Field("reason", values=(e.reason,) if e.reason else ()),
-    )
 
 
 __all__ = ["MuteFeature", "MuteOptions", "NS"]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
 from lxml import etree
 
-from xmppd.errors import Condition, StanzaError
+from xmppd import timestamps
+from xmppd.errors import Condition, ErrorType, StanzaError
 from xmppd.i18n import Catalog, chain
 from xmppd.xml import ns
 from xmppd.xml.builder import element, sub
@@ -36,13 +37,29 @@ def q(name: str) -> str:
     return PREFIX + name
 
 
-def iso(value: datetime) -> str:
-    """XEP-0082 date-time in UTC (the server keeps end times on whole seconds)."""
-    v = value.astimezone(UTC)
-    if v.microsecond:
-        return v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return v.strftime("%Y-%m-%dT%H:%M:%SZ")
+iso = timestamps.auto  # the server keeps end times on whole seconds
 
+
+# ------------------------------------------------------------------------------ reading requests
+
+MAX_REASON = 1024
+
+
+def reason_of(payload: etree._Element) -> str | None:
+    reason = (payload.findtext(q("reason")) or "").strip() or None
+    if reason is not None and len(reason) > MAX_REASON:
+        raise StanzaError(Condition.BAD_REQUEST, f"a reason is at most {MAX_REASON} characters")
+    return reason
+
+
+def lang_of(st: etree._Element | None, payload: etree._Element | None = None) -> str | None:
+    for el in (payload, st):
+        if el is not None and el.get(ns.XML_LANG):
+            return el.get(ns.XML_LANG)[:35]  # type: ignore[index]
+    return None
+
+
+# ------------------------------------------------------------------------------ building
 
 def remaining(until: datetime | None, now: datetime) -> int | None:
     if until is None:
@@ -170,6 +187,29 @@ def platform_muted_error(m: Mute) -> StanzaError:
     if m.reason:
         text += f" (reason: {m.reason})"
     return StanzaError(Condition.FORBIDDEN, text, app=app)
+
+
+BODY: Final = f"{{{ns.CLIENT}}}body"
+
+
+def filtered_error(room: str, word: str) -> StanzaError:
+    """The room's keyword filter refused a message: not-acceptable + <filtered/>."""
+    app = element(q("filtered"), {"room": room}, default_ns=NS)
+    return StanzaError(Condition.NOT_ACCEPTABLE, f"this room does not allow {word!r} in messages", app=app)
+
+
+def appeal_body(m: Mute, text: str) -> str:
+    """The ticket text of an appeal against platform mute ``m``."""
+    until = iso(m.until) if m.until is not None else "until lifted"
+    why = f", reason: {m.reason}" if m.reason else ""
+    return f"Appeal against the platform mute of {m.jid} (by {m.actor} since {iso(m.created_at)}, {until}{why}): {text}"
+
+
+def slow_mode_error(room: str, interval: int, wait: int) -> StanzaError:
+    """Slow mode: the member spoke less than ``interval`` seconds ago; policy-violation + <slow-mode/>."""
+    app = element(q("slow-mode"), {"room": room, "seconds": str(interval), "wait": str(wait)}, default_ns=NS)
+    return StanzaError(Condition.POLICY_VIOLATION,  # type wait, as Prosody's mod_muc_limits answers
+                       f"slow mode: one message every {interval} seconds; wait {wait} more seconds", type=ErrorType.WAIT, app=app)
 
 
 # ------------------------------------------------------------------------------ texts

@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from xmppd.storage.engine import Database
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
+from xmppd.timestamps import millis
 from xmppd.webhooks import events as E
-from xmppd.webhooks.outbox import DISABLED, Outbox, iso
+from xmppd.webhooks.outbox import DISABLED, Outbox
 
 __all__ = [
     "ACTIONS",
@@ -292,7 +293,7 @@ class SqlMuteRepository(MuteRepository):
             room=mute.room, jid=mute.jid, until=mute.until, reason=mute.reason, actor=mute.actor,
             created_at=mute.created_at, source=mute.source))
         await self._outbox.write_txn(conn, E.MUTE_SET, _subject(mute.room, mute.jid), {
-            "room": mute.room, "jid": mute.jid, "until": iso(mute.until) if mute.until else None,
+            "room": mute.room, "jid": mute.jid, "until": millis(mute.until) if mute.until else None,
             "reason": mute.reason, "actor": mute.actor, "source": mute.source,
         }, mute.created_at)
 

@@ -2,10 +2,12 @@
 
 Register it with ``client.register_plugin("mute", module=slixmpp_plugin)``; then, on a room,
 ``await client.plugin["mute"].mute(room, nick="alice", seconds=600, reason="spam")``, ``unmute``,
-``mute_all``, ``unmute_all``, ``list(room)``, ``status(room)``; on the server (admins)
+``mute_many(room, [{"nick": …}, {"jid": …}])``, ``mute_all``, ``unmute_all``, ``list(room)``,
+``status(room)``, ``slow_mode(room, seconds)``, ``get_slow_mode(room)``; on the server (admins)
 ``platform_mute(jid, ...)``, ``platform_unmute``, ``platform_list()``, ``platform_status()``,
 ``audit(...)``. Notices raise the ``mute_notice`` event. A refused message's error carries
-``error["mute_muted"]``, ``error["mute_all_muted"]`` or ``error["mute_platform_muted"]``.
+``error["mute_muted"]``, ``error["mute_all_muted"]``, ``error["mute_platform_muted"]`` or
+``error["mute_slow_mode"]``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,28 @@ class MuteRequest(_Reasoned):
     name = "mute"
     plugin_attrib = "mute_mute"
     interfaces = {"jid", "nick", "seconds", "reason"}
+
+
+class Member(ElementBase):
+    """One member of a batch mute (``<mute><member nick='…'/><member jid='…'/></mute>``)."""
+
+    name = "member"
+    namespace = NS
+    plugin_attrib = "member"
+    interfaces = {"jid", "nick"}
+
+
+class SlowMode(ElementBase):
+    name = "slow-mode"
+    namespace = NS
+    plugin_attrib = "mute_slow_mode"
+    interfaces = {"seconds", "wait", "room"}
+
+
+class Appeal(_Reasoned):
+    name = "appeal"
+    plugin_attrib = "mute_appeal"
+    interfaces = {"ticket", "reason"}
 
 
 class UnmuteRequest(ElementBase):
@@ -142,8 +166,9 @@ class mute(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their name
     dependencies: set[str] = set()
 
     def plugin_init(self) -> None:
-        for cls in (MuteRequest, UnmuteRequest, MuteAllRequest, UnmuteAllRequest, MuteList, Status, Audit):
+        for cls in (MuteRequest, UnmuteRequest, MuteAllRequest, UnmuteAllRequest, MuteList, Status, Audit, SlowMode, Appeal):
             register_stanza_plugin(Iq, cls)
+        register_stanza_plugin(MuteRequest, Member, iterable=True)
         register_stanza_plugin(Iq, Item)
         register_stanza_plugin(MuteList, Item, iterable=True)
         register_stanza_plugin(MuteList, All)
@@ -152,7 +177,7 @@ class mute(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their name
         register_stanza_plugin(Status, PlatformState)
         register_stanza_plugin(Audit, Entry, iterable=True)
         register_stanza_plugin(Message, Notice)
-        for cls in (Muted, AllMuted, PlatformMuted):
+        for cls in (Muted, AllMuted, PlatformMuted, SlowMode):
             register_stanza_plugin(Error, cls)
         self.xmpp.register_handler(Callback("mute notice", StanzaPath("message/mute_notice"), self._notice))
 
@@ -182,6 +207,34 @@ class mute(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their name
                    reason: str | None = None, lang: str | None = None) -> Item:
         res = await self._iq(room, "set", "mute_mute", {"jid": jid, "nick": nick, "seconds": seconds}, reason, lang)
         return res["mute_item"]
+
+    async def mute_many(self, room: Any, members: list[dict[str, Any]], *, seconds: int | None = None,
+                        reason: str | None = None, lang: str | None = None) -> list[Item]:
+        """Mute several members in one request: ``members`` is a list of ``{"nick": …}`` or
+        ``{"jid": …}``; all or none are muted. Returns the mutes."""
+        iq = self.xmpp.make_iq(ito=room, itype="set")
+        req = iq["mute_mute"]
+        if seconds is not None:
+            req["seconds"] = str(seconds)
+        for member in members:
+            m = Member()
+            for k, v in member.items():
+                m[k] = str(v)
+            req.append(m)
+        if reason:
+            req["reason"] = reason
+        if lang:
+            iq["lang"] = lang
+        res = await iq.send(timeout=10)
+        return res["mute_list"].members()
+
+    async def slow_mode(self, room: Any, seconds: int) -> None:
+        """Set the room's slow mode (owners and admins); 0 turns it off."""
+        await self._iq(room, "set", "mute_slow_mode", {"seconds": seconds})
+
+    async def get_slow_mode(self, room: Any) -> SlowMode:
+        """The room's slow mode: ``seconds`` (0: off) and, for a member it holds, ``wait``."""
+        return (await self._iq(room, "get", "mute_slow_mode", {}))["mute_slow_mode"]
 
     async def unmute(self, room: Any, *, jid: Any = None, nick: str | None = None, lang: str | None = None) -> None:
         await self._iq(room, "set", "mute_unmute", {"jid": jid, "nick": nick}, lang=lang)
@@ -215,6 +268,10 @@ class mute(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their name
 
     async def platform_status(self, jid: Any = None) -> Status:
         return (await self._iq(self._server(), "get", "mute_status", {"jid": jid}))["mute_status"]
+
+    async def appeal(self, text: str) -> str:
+        """A platform-muted account appeals to the server's admins; the customer-service ticket's id."""
+        return (await self._iq(self._server(), "set", "mute_appeal", {}, text))["mute_appeal"]["ticket"]
 
     async def audit(self, *, room: Any = None, jid: Any = None, platform: bool = False, max: int | None = None,
                     before: int | None = None) -> Audit:

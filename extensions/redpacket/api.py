@@ -27,6 +27,7 @@ from xmppd.api.framework import (
     xml_text,
 )
 from xmppd.jid import JID, JIDError
+from xmppd.timestamps import optional
 
 from .repository import IdempotencyConflict, InsufficientFunds, LedgerEntry, Packet
 
@@ -54,21 +55,18 @@ PACKET = {"type": "object", "required": ["id", "sender", "kind", "total", "count
 PACKET_ID = {"type": "string", "minLength": 1, "maxLength": 32, "pattern": "^[A-Za-z0-9_-]+$"}
 
 
-def _time(t: Any) -> str | None:
-    return t.isoformat().replace("+00:00", "Z") if t is not None else None
-
 
 def entry_json(e: LedgerEntry) -> dict[str, Any]:
     return {
         "id": e.id, "owner": e.owner, "kind": e.kind, "amount": e.amount, "balance_after": e.balance_after,
-        "packet_id": e.packet_id, "reason": e.reason, "created_at": _time(e.created_at),
+        "packet_id": e.packet_id, "reason": e.reason, "created_at": optional(e.created_at),
     }
 
 
 def packet_json(p: Packet) -> dict[str, Any]:
     out = dataclasses.asdict(p)
     for k in ("created_at", "expires_at", "finished_at"):
-        out[k] = _time(getattr(p, k))
+        out[k] = optional(getattr(p, k))
     return out
 
 
@@ -141,7 +139,7 @@ def operations(f: "RedPacket") -> list[Operation]:
             raise not_found("packet_not_found", f"no red packet {req.params['id']}")
         shares = await f.repo.shares(p.id)
         return {**packet_json(p), "shares": [
-            {"seq": s.seq, "amount": s.amount, "grabbed_by": s.grabbed_by, "grabbed_at": _time(s.grabbed_at)} for s in shares
+            {"seq": s.seq, "amount": s.amount, "grabbed_by": s.grabbed_by, "grabbed_at": optional(s.grabbed_at)} for s in shares
         ]}
 
     async def refund(req: ApiRequest) -> Any:

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from lxml import etree
 
@@ -26,14 +26,15 @@ from xmppd.core.feature import Feature, hook, iq_handler
 from xmppd.core.hooks import AccountEvent, Flow
 from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
-from xmppd.features.muc.events import SpeechKind
+from xmppd.features.muc.directory import RoomDirectory
 from xmppd.i18n import Catalog, chain
-from xmppd.jid import JID, JIDError
+from xmppd.jid import JID
 from xmppd.webhooks import events as E
 from xmppd.xml import ns
+from xmppd.xml.attrs import int_attr, jid_attr
 from xmppd.xml.builder import element, stanza, sub
 
-from . import split
+from . import split, wire
 from .commands import RedPacketCommands
 from .payments import PaymentRepository
 from .payments_api import operations as payment_operations
@@ -43,6 +44,8 @@ from .repository import (
     AllGone,
     AlreadyGrabbed,
     ClientIdReused,
+    DailyLimitExceeded,
+    GrabResult,
     InsufficientFunds,
     NewPacket,
     Packet,
@@ -57,15 +60,13 @@ from .repository import (
     delete_account_txn,
 )
 from .user_commands import UserCommands
+from .wire import NS, SendRefused, app_error, bad_request, q, timestamp
+
+_UNITS = 10**12 - 1  # the largest amount an attribute may name, in minor units
 
 log = logging.getLogger(__name__)
 
-NS = "urn:xmppd:redpacket:0"
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
-
-
-def q(name: str) -> str:
-    return f"{{{NS}}}{name}"
 
 
 #: Packets whose unchanging fields are kept in memory for opens (the oldest go first).
@@ -83,97 +84,10 @@ class RedPacketOptions:
     expiry: Positive = 86400.0  # seconds until the unclaimed remainder is refunded
     sweep_interval: Positive = 60.0  # longest pause of the expiry sweeper, seconds
     page_max: PositiveInt = 100  # most entries in one history or records page
-
-
-class RoomDirectory(Protocol):
-    """What red packets need from group chat: membership, and posting a notice as the room."""
-
-    def is_room(self, jid: JID) -> bool: ...
-
-    async def is_member(self, room: JID, user: JID) -> bool: ...
-
-    async def may_post(self, room: JID, user: JID, message: etree._Element) -> None:
-        """The room's speech gate for ``message`` posted on ``user``'s behalf: raise ``StanzaError``
-        when the user may not speak there now (muted, a visitor ...)."""
-
-    async def post(self, room: JID, message: etree._Element) -> None:
-        """Deliver ``message`` (type groupchat, from the room's bare JID) to the room."""
-
-
-class MucRooms:
-    """The room directory of the MUC feature (xmppd/features/muc): members are affiliated
-    members and above, and anyone currently in the room; notices come from the room."""
-
-    def __init__(self, muc: Any) -> None:
-        self.muc = muc
-
-    def is_room(self, jid: JID) -> bool:
-        return jid.local is not None and jid.resource is None and self.muc.get_room(jid) is not None
-
-    async def is_member(self, room: JID, user: JID) -> bool:
-        r = self.muc.get_room(room)
-        if r is None:
-            return False
-        bare = user.bare
-        return bool(r.is_member(bare)) or any(full.bare == bare for full in r.occupants.full_jids())
-
-    async def may_post(self, room: JID, user: JID, message: etree._Element) -> None:
-        r = self.muc.get_room(room)
-        if r is None:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {room}")
-        await r.may_speak(user.bare, SpeechKind.POST, stanza=message, feature="redpacket")
-
-    async def post(self, room: JID, message: etree._Element) -> None:
-        r = self.muc.get_room(room)
-        if r is None:
-            return
-        body = message.find(f"{{{ns.CLIENT}}}body")
-        children = [c for c in message if c is not body]
-        # The body keeps its language: the room writes a fresh message around it.
-        await r.send_notice(body.text if body is not None else None, children=children,
-                            lang=body.get(ns.XML_LANG) if body is not None else None)
-
-
-def _err(condition: Condition, app: str, text: str, **attrs: str) -> StanzaError:
-    return StanzaError(condition, text, app=element(q(app), attrs or None, default_ns=NS))
-
-
-def _bad(text: str) -> StanzaError:
-    return StanzaError(Condition.BAD_REQUEST, text)
-
-
-class SendRefused(StanzaError):
-    """A refused send, as the protocol answers it; ``field`` names what is at fault (the ad-hoc
-    command's form field: to, kind, amount, count, greeting, exclusive), None: the request."""
-
-    def __init__(self, field: str | None, condition: Condition, text: str, app: str | None = None, **attrs: str) -> None:
-        super().__init__(condition, text, app=element(q(app), attrs or None, default_ns=NS) if app else None)
-        self.field = field
-
-
-def _int_attr(el: etree._Element, name: str, *, default: int | None = None) -> int:
-    value = el.get(name)
-    if value is None:
-        if default is None:
-            raise _bad(f"the '{name}' attribute is required")
-        return default
-    if not value.isascii() or not value.isdigit() or len(value) > 12:
-        raise _bad(f"'{name}' must be a non-negative integer (minor units), not {value!r}")
-    return int(value)
-
-
-def _jid_attr(el: etree._Element, name: str) -> JID | None:
-    value = el.get(name)
-    if value is None:
-        return None
-    try:
-        return JID.parse(value).bare
-    except JIDError as exc:
-        raise StanzaError(Condition.JID_MALFORMED, f"'{name}' is not a JID: {exc}") from None
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    transfer_expiry: Positive = 86400.0  # seconds a 转账 transfer waits to be accepted, then it returns to the sender
+    contacts_only: bool = True  # 1:1 packets only to contacts with a mutual subscription (roster 'both')
+    daily_count: Annotated[int, AtLeast(1), AtMost(100000)] = 100  # most packets one sender sends per UTC day
+    daily_amount: Annotated[int, AtLeast(1), AtMost(10**12)] = 100000  # most minor units one sender puts in packets per UTC day
 
 
 def _local_recipient(jid: JID | None, domain: str) -> str | None:
@@ -245,7 +159,7 @@ class RedPacket(Feature):
         if self.rooms is not None:
             return self.rooms
         if self.ctx.has_feature("muc"):
-            self.rooms = MucRooms(self.ctx.feature("muc"))
+            self.rooms = self.ctx.feature("muc").directory  # the typed view MUC publishes
         return self.rooms
 
     def now(self) -> datetime:
@@ -274,33 +188,34 @@ class RedPacket(Feature):
         p = req.payload
         kind = p.get("kind", "lucky")
         if kind not in KINDS:
-            raise _bad(f"kind is 'lucky' or 'equal', not {kind!r}")
-        count = _int_attr(p, "count", default=1)
+            raise bad_request(f"kind is 'lucky' or 'equal', not {kind!r}")
+        count = int_attr(p, "count", 1, high=_UNITS)
         if kind == "equal":
             if p.get("total") is not None:
-                raise _bad("an equal packet gives 'each' (the amount of one share), not 'total'")
-            total = _int_attr(p, "each") * count
+                raise bad_request("an equal packet gives 'each' (the amount of one share), not 'total'")
+            total = int_attr(p, "each", required=True, high=_UNITS) * count
         else:
             if p.get("each") is not None:
-                raise _bad("a lucky packet gives 'total', not 'each'")
-            total = _int_attr(p, "total")
-        to = _jid_attr(p, "to")
+                raise bad_request("a lucky packet gives 'total', not 'each'")
+            total = int_attr(p, "total", required=True, high=_UNITS)
+        to = jid_attr(p, "to")
         if to is None:
-            raise _bad("'to' (a contact's or a room's JID) is required")
+            raise bad_request("'to' (a contact's or a room's JID) is required")
         result = await self.send_packet(
             req.from_jid.bare, to=to, kind=kind, count=count, total=total, client_id=p.get("client-id") or "",
-            greeting=p.findtext(q("greeting")), exclusive=_jid_attr(p, "exclusive"),
+            greeting=p.findtext(q("greeting")), exclusive=jid_attr(p, "exclusive"),
             lang=_lang(req, self.ctx.languages.of(req.from_jid)),
         )
         packet = result.packet
         out = element(q("sent"), {"id": packet.id, "balance": str(result.balance), "total": str(packet.total),
-                                  "expires": _iso(packet.expires_at)}, default_ns=NS)
+                                  "expires": timestamp(packet.expires_at)}, default_ns=NS)
         if not result.created:
             out.set("retry", "true")
         return out
 
     async def send_packet(self, sender: JID, *, to: JID, kind: str, count: int, total: int, client_id: str,
-                          greeting: str | None = None, exclusive: JID | None = None, lang: str | None = None) -> SendResult:
+                          greeting: str | None = None, exclusive: JID | None = None, lang: str | None = None,
+                          transfer: bool = False) -> SendResult:
         """Send a red packet on ``sender``'s behalf: every rule of sending, for every door (the
         ``<send/>`` iq, the ``#send`` ad-hoc command). ``total`` is in minor units (an equal
         packet's total divides evenly into its ``count`` shares); refusals raise
@@ -321,7 +236,7 @@ class RedPacket(Feature):
             raise SendRefused("amount", Condition.BAD_REQUEST, f"an equal packet's total divides evenly into its {count} shares")
         if not 1 <= len(client_id) <= 64:
             raise SendRefused(None, Condition.BAD_REQUEST, "'client-id' (1 to 64 characters) is required: it makes retries safe")
-        greeting = (greeting or "").strip() or o.default_greeting
+        greeting = (greeting or "").strip() or ("" if transfer else o.default_greeting)  # a transfer's note may be empty
         if len(greeting) > o.max_greeting:
             raise SendRefused("greeting", Condition.NOT_ACCEPTABLE, f"the greeting is longer than {o.max_greeting} characters",
                               "limit-exceeded")
@@ -329,6 +244,8 @@ class RedPacket(Feature):
         exclusive = exclusive.bare if exclusive is not None else None
         lang = (lang or self.ctx.languages.of(sender))[:35]  # None: the sender's language (xmppd/i18n.py)
         is_room = await self._check_target(sender, to, count, exclusive)
+        if transfer and is_room:
+            raise SendRefused("to", Condition.BAD_REQUEST, "a transfer goes to one contact, not to a room")
         # The speech gate, before any money moves: a packet says the greeting on the sender's behalf.
         await self._may_speak(sender, to, is_room, greeting, lang)
         shares = split.equal(total // count, count) if kind == "equal" else split.lucky(total, count, self.ctx.rng)
@@ -336,8 +253,11 @@ class RedPacket(Feature):
         new = NewPacket(
             id=format(self.ctx.rng.getrandbits(80), "020x"), sender=str(sender), kind=kind, greeting=greeting,
             target=str(to), is_room=is_room, exclusive_to=str(exclusive) if exclusive else None, client_id=client_id,
-            lang=lang, created_at=now, expires_at=now + timedelta(seconds=o.expiry), shares=tuple(shares),
+            lang=lang, created_at=now, expires_at=now + timedelta(seconds=o.transfer_expiry if transfer else o.expiry),
+            shares=tuple(shares), transfer=transfer,
             recipient=_local_recipient(to if not is_room else exclusive, self.ctx.domain),
+            day_start=now.replace(hour=0, minute=0, second=0, microsecond=0),
+            daily_count=o.daily_count, daily_amount=o.daily_amount,
         )
         try:
             result = await self.repo.send(new)
@@ -347,6 +267,11 @@ class RedPacket(Feature):
         except ClientIdReused:
             raise SendRefused(None, Condition.CONFLICT, "this client-id was used for a different packet",
                               "client-id-reused") from None
+        except DailyLimitExceeded as exc:
+            raise SendRefused("amount", Condition.NOT_ACCEPTABLE,
+                              f"today you sent {exc.count} packets of {self._money(exc.amount)}; the daily limits are "
+                              f"{exc.limit_count} packets and {self._money(exc.limit_amount)}",
+                              "daily-limit", count=str(exc.count), amount=str(exc.amount)) from None
         except RecipientGone as exc:  # deleted since _check_target: nothing was debited
             raise SendRefused("to", Condition.ITEM_NOT_FOUND, f"{exc.jid} does not exist") from None
         packet = result.packet
@@ -370,6 +295,9 @@ class RedPacket(Feature):
                 raise SendRefused("exclusive", Condition.BAD_REQUEST, "'exclusive' is for room packets")
             if await self.ctx.accounts.get(to.local, to.domain) is None:
                 raise SendRefused("to", Condition.ITEM_NOT_FOUND, f"{to} does not exist")
+            if self.options.contacts_only and not await self._mutual_contacts(sender, to):
+                raise SendRefused("to", Condition.FORBIDDEN, f"{to} is not your contact (both must share presence)",
+                                  "not-a-contact")
             return False
         rooms = self._rooms()
         if rooms is not None and rooms.is_room(to):
@@ -385,6 +313,14 @@ class RedPacket(Feature):
             return True
         raise SendRefused("to", Condition.ITEM_NOT_FOUND, f"{to} is neither an account nor a room here")
 
+    async def _mutual_contacts(self, sender: JID, to: JID) -> bool:
+        """``redpacket.contacts_only``: the sender's roster item for ``to`` has a mutual
+        subscription (RFC 6121 'both'; the server keeps both sides' items in step)."""
+        if not self.ctx.has_feature("roster"):
+            return False
+        item = await self.ctx.feature("roster").item(sender, to)
+        return item is not None and item.subscription == "both"
+
     async def _may_speak(self, sender: JID, to: JID, is_room: bool, greeting: str, lang: str) -> None:
         """The same gate the sender's own message would pass: the room's (mute, visitors) or the
         one-to-one one (platform mute); a refusal is the error that message would get."""
@@ -394,29 +330,17 @@ class RedPacket(Feature):
         if is_room:
             rooms = self._rooms()
             assert rooms is not None  # _check_target found the room through it
-            await rooms.may_post(to, sender, probe)
+            await rooms.may_post(to, sender, probe, feature="redpacket")
         else:
             await self.ctx.router.may_speak(H.Speech(sender, to, probe, feature="redpacket"))
 
     def _packet_message(self, packet: Packet) -> etree._Element:
-        sender = JID.parse(packet.sender)
-        name = sender.local or packet.sender
-        if packet.is_room:
-            msg = stanza("message", to=packet.target, frm=packet.target, type="groupchat", id=f"rp-{packet.id}")
-            text = _text(packet.lang, "packet.room", name=name, greeting=packet.greeting)
+        name = JID.parse(packet.sender).local or packet.sender
+        if packet.transfer:
+            text = _text(packet.lang, "packet.transfer", name=name, amount=self._money(packet.total), note=packet.greeting)
         else:
-            msg = stanza("message", to=packet.target, frm=packet.sender, type="chat", id=f"rp-{packet.id}")
-            text = _text(packet.lang, "packet.chat", name=name, greeting=packet.greeting)
-        body = sub(msg, f"{{{ns.CLIENT}}}body", text=text)
-        body.set(ns.XML_LANG, packet.lang)
-        attrs = {"id": packet.id, "sender": packet.sender, "kind": packet.kind, "count": str(packet.count),
-                 "greeting": packet.greeting, "expires": _iso(packet.expires_at)}
-        if packet.kind == "equal":
-            attrs["each"] = str(packet.total // packet.count)
-        if packet.exclusive_to:
-            attrs["exclusive"] = packet.exclusive_to
-        sub(msg, q("redpacket"), attrs)
-        return msg
+            text = _text(packet.lang, "packet.room" if packet.is_room else "packet.chat", name=name, greeting=packet.greeting)
+        return wire.packet_message(packet, text)
 
     async def _announce(self, packet: Packet) -> None:
         msg = self._packet_message(packet)
@@ -425,13 +349,14 @@ class RedPacket(Feature):
             if rooms is not None:
                 await rooms.post(JID.parse(packet.target), msg)
         else:
+            # The sender's copy goes into the sender's archive (their other devices and a new one
+            # see the card); the recipient's is archived, or stored offline, as any chat message.
+            if self.ctx.has_feature("mam"):
+                await self.ctx.feature("mam").archive_sent(JID.parse(packet.sender), msg)
             await self.ctx.send(msg)
 
     async def _notice(self, to: str, child: etree._Element, text: str, lang: str) -> None:
-        msg = stanza("message", to=to, frm=self.ctx.domain, type="headline")
-        body = sub(msg, f"{{{ns.CLIENT}}}body", text=text)
-        body.set(ns.XML_LANG, lang)
-        msg.append(child)
+        msg = wire.notice(to, self.ctx.domain, child, text, lang)
         self.sent_notices += 1
         await self.ctx.send(msg)
 
@@ -441,23 +366,15 @@ class RedPacket(Feature):
     async def open(self, req: IqRequest) -> etree._Element:
         packet_id = req.payload.get("id") or ""
         if not packet_id or len(packet_id) > 32:
-            raise _bad("'id' names the red packet to open")
+            raise bad_request("'id' names the red packet to open")
         who = req.from_jid.bare
         packet = await self._card(packet_id)
         if packet is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet")
+        if packet.transfer:
+            raise bad_request("this is a transfer: its recipient accepts it (<accept/>)")
         await self._check_grab(packet, who)
-        try:
-            got = await self.repo.grab(packet_id, str(who), self.now())
-        except AlreadyGrabbed as exc:
-            raise _err(Condition.CONFLICT, "already-grabbed", "you already opened this red packet",
-                       amount=str(exc.amount), at=_iso(exc.grabbed_at)) from None
-        except AllGone:
-            raise _err(Condition.NOT_ALLOWED, "all-gone", "every share has been taken") from None
-        except PacketExpired:
-            raise _err(Condition.NOT_ALLOWED, "expired", "this red packet has expired") from None
-        except PacketNotFound:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet") from None
+        got = await self._grab(packet, who)
         self._count("grabbed", got.amount)
         name = who.local or str(who)
         amount = self._money(got.amount)
@@ -473,6 +390,67 @@ class RedPacket(Feature):
         out = element(q("opened"), {"id": packet.id, "amount": str(got.amount), "balance": str(got.balance),
                                     "remaining": str(got.remaining_count)}, default_ns=NS)
         return out
+
+    @iq_handler("set", q("send-transfer"))
+    async def transfer(self, req: IqRequest) -> etree._Element:
+        """转账: one amount to one contact, who accepts it (<accept/>) or, after
+        ``transfer_expiry``, it returns to the sender. Every rule of a one-to-one packet holds
+        (contacts only, limits, daily limits, the speech gate, client-id retries)."""
+        p = req.payload
+        to = jid_attr(p, "to")
+        if to is None:
+            raise bad_request("'to' (a contact's JID) is required")
+        result = await self.send_packet(
+            req.from_jid.bare, to=to, kind="equal", count=1, total=int_attr(p, "amount", required=True, high=_UNITS),
+            client_id=p.get("client-id") or "", greeting=p.findtext(q("note")),
+            lang=_lang(req, self.ctx.languages.of(req.from_jid)), transfer=True,
+        )
+        packet = result.packet
+        if not packet.transfer:
+            raise SendRefused(None, Condition.CONFLICT, "this client-id was used for a red packet", "client-id-reused")
+        out = element(q("transferred"), {"id": packet.id, "balance": str(result.balance), "amount": str(packet.total),
+                                         "expires": timestamp(packet.expires_at)}, default_ns=NS)
+        if not result.created:
+            out.set("retry", "true")
+        return out
+
+    @iq_handler("set", q("accept"))
+    async def accept(self, req: IqRequest) -> etree._Element:
+        """The recipient takes a transfer: its one share, in one transaction (the grab)."""
+        packet_id = req.payload.get("id") or ""
+        if not packet_id or len(packet_id) > 32:
+            raise bad_request("'id' names the transfer to accept")
+        who = req.from_jid.bare
+        packet = await self._card(packet_id)
+        if packet is None or not packet.transfer:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "no such transfer")
+        if str(who) != packet.target:
+            raise app_error(Condition.FORBIDDEN, "forbidden", "this transfer is for someone else")
+        got = await self._grab(packet, who)
+        self._count("grabbed", got.amount)
+        await self._notice(
+            packet.sender,
+            element(q("accepted"), {"id": packet.id, "by": str(who), "amount": str(got.amount)}, default_ns=NS),
+            _text(packet.lang, "notice.accepted", name=who.local or str(who), amount=self._money(got.amount)),
+            packet.lang,
+        )
+        return element(q("accepted"), {"id": packet.id, "amount": str(got.amount), "balance": str(got.balance)},
+                       default_ns=NS)
+
+    async def _grab(self, packet: Packet, who: JID) -> GrabResult:
+        """Take ``who``'s share of ``packet`` (the repository's one grab), refusals as the protocol says them."""
+        packet_id = packet.id
+        try:
+            return await self.repo.grab(packet_id, str(who), self.now())
+        except AlreadyGrabbed as exc:
+            raise app_error(Condition.CONFLICT, "already-grabbed", "you already opened this red packet",
+                       amount=str(exc.amount), at=timestamp(exc.grabbed_at)) from None
+        except AllGone:
+            raise app_error(Condition.NOT_ALLOWED, "all-gone", "every share has been taken") from None
+        except PacketExpired:
+            raise app_error(Condition.NOT_ALLOWED, "expired", "this red packet has expired") from None
+        except PacketNotFound:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "no such red packet") from None
 
     async def _card(self, packet_id: str) -> Packet | None:
         """The packet as sent, for who-may-open checks and notices: only its fields that never
@@ -494,11 +472,11 @@ class RedPacket(Feature):
         if packet.is_room:
             rooms = self._rooms()
             if rooms is None or not await rooms.is_member(JID.parse(packet.target), who):
-                raise _err(Condition.FORBIDDEN, "forbidden", "only members of the room can open this red packet")
+                raise app_error(Condition.FORBIDDEN, "forbidden", "only members of the room can open this red packet")
             if packet.exclusive_to is not None and str(who) != packet.exclusive_to:
-                raise _err(Condition.FORBIDDEN, "forbidden", "this red packet is for someone else")
+                raise app_error(Condition.FORBIDDEN, "forbidden", "this red packet is for someone else")
         elif str(who) != packet.target:
-            raise _err(Condition.FORBIDDEN, "forbidden", "this red packet is for someone else")
+            raise app_error(Condition.FORBIDDEN, "forbidden", "this red packet is for someone else")
 
     async def _finished(self, packet: Packet, best: Share | None) -> None:
         """The last share is taken. A lucky packet of two shares or more names its best luck
@@ -515,10 +493,7 @@ class RedPacket(Feature):
         await self._notice(packet.sender, child, text, packet.lang)
         rooms = self._rooms()
         if packet.is_room and rooms is not None:
-            msg = stanza("message", to=packet.target, frm=packet.target, type="groupchat", id=f"rp-{packet.id}-done")
-            sub(msg, f"{{{ns.CLIENT}}}body", text=text).set(ns.XML_LANG, packet.lang)
-            msg.append(etree.fromstring(etree.tostring(child)))
-            await rooms.post(JID.parse(packet.target), msg)
+            await rooms.post(JID.parse(packet.target), wire.room_notice(packet, child, text))
 
     def _money(self, amount: int) -> str:
         p = self.options.precision
@@ -535,10 +510,10 @@ class RedPacket(Feature):
                                       "precision": str(self.options.precision)}, default_ns=NS)
 
     def _page(self, p: etree._Element) -> tuple[int, int | None]:
-        limit = _int_attr(p, "max", default=20)
+        limit = int_attr(p, "max", 20, high=_UNITS)
         if not 1 <= limit <= self.options.page_max:
-            raise _bad(f"'max' is 1 to {self.options.page_max}")
-        before = _int_attr(p, "before", default=0) or None
+            raise bad_request(f"'max' is 1 to {self.options.page_max}")
+        before = int_attr(p, "before", 0, high=_UNITS) or None
         return limit, before
 
     @iq_handler("get", q("history"))
@@ -548,7 +523,7 @@ class RedPacket(Feature):
         out = element(q("history"), {"more": "true" if more else "false"}, default_ns=NS)
         for e in entries:
             attrs = {"id": str(e.id), "kind": e.kind.replace("_", "-"), "amount": str(e.amount),
-                     "balance": str(e.balance_after), "at": _iso(e.created_at)}
+                     "balance": str(e.balance_after), "at": timestamp(e.created_at)}
             if e.packet_id:
                 attrs["packet"] = e.packet_id
             if e.reason:
@@ -560,7 +535,7 @@ class RedPacket(Feature):
     async def records(self, req: IqRequest) -> etree._Element:
         which = req.payload.get("type", "received")
         if which not in ("sent", "received"):
-            raise _bad("records type is 'sent' or 'received'")
+            raise bad_request("records type is 'sent' or 'received'")
         kind = "send_debit" if which == "sent" else "grab_credit"
         limit, before = self._page(req.payload)
         owner = str(req.from_jid.bare)
@@ -570,7 +545,7 @@ class RedPacket(Feature):
                                      "more": "true" if more else "false"}, default_ns=NS)
         for e in entries:
             sub(out, q("record"), {"id": str(e.id), "packet": e.packet_id or "", "amount": str(abs(e.amount)),
-                                   "at": _iso(e.created_at)})
+                                   "at": timestamp(e.created_at)})
         return out
 
     @iq_handler("get", q("packet"))
@@ -588,32 +563,11 @@ class RedPacket(Feature):
             or (packet.is_room and (rooms := self._rooms()) is not None and await rooms.is_member(JID.parse(packet.target), who))
         )
         if not allowed:
-            raise _err(Condition.FORBIDDEN, "forbidden", "you may not see this red packet")
+            raise app_error(Condition.FORBIDDEN, "forbidden", "you may not see this red packet")
         return self.details_element(packet, shares)
 
     def details_element(self, packet: Packet, shares: list[Any]) -> etree._Element:
-        attrs = {"id": packet.id, "sender": packet.sender, "kind": packet.kind, "to": packet.target,
-                 "total": str(packet.total), "count": str(packet.count), "status": packet.status,
-                 "remaining-count": str(packet.remaining_count), "remaining-amount": str(packet.remaining_amount),
-                 "created": _iso(packet.created_at), "expires": _iso(packet.expires_at),
-                 "currency": self.options.currency}
-        if packet.exclusive_to:
-            attrs["exclusive"] = packet.exclusive_to
-        if packet.refunded:
-            attrs["refunded"] = str(packet.refund_amount)
-        if packet.best_luck:
-            attrs["best-luck"] = packet.best_luck
-        out = element(q("packet"), attrs, default_ns=NS)
-        sub(out, q("greeting"), text=packet.greeting)
-        taken = sorted((s for s in shares if s.grabbed_by is not None), key=lambda s: s.seq)
-        best_seq = None
-        if packet.best_luck and taken:
-            best_seq = max(taken, key=lambda s: (s.amount, -s.seq)).seq
-        for s in taken:
-            g = sub(out, q("grab"), {"by": s.grabbed_by, "amount": str(s.amount), "at": _iso(s.grabbed_at)})
-            if s.seq == best_seq:
-                g.set("best", "true")
-        return out
+        return wire.details(packet, shares, self.options.currency)
 
     # ------------------------------------------------------------------ expiry
 
@@ -662,7 +616,7 @@ class RedPacket(Feature):
         await self._notice(
             result.sender,
             element(q("refunded"), {"id": packet_id, "amount": str(result.amount)}, default_ns=NS),
-            _text(packet.lang, "notice.refunded", amount=money),
+            _text(packet.lang, "notice.transfer_returned" if packet.transfer else "notice.refunded", amount=money),
             packet.lang,
         )
         return result.amount

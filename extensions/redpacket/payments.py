@@ -36,8 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from xmppd.storage.engine import Database, is_unique_violation
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, indexed_string, metadata
+from xmppd.timestamps import millis
 from xmppd.webhooks import events as E
-from xmppd.webhooks.outbox import DISABLED, Outbox, iso
+from xmppd.webhooks.outbox import DISABLED, Outbox
 
 from .repository import RedPacketError, SqlRedPacketRepository, wallets
 
@@ -104,8 +105,8 @@ class Payment:
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "owner": self.owner, "kind": self.kind, "amount": self.amount, "status": self.status,
-            "reference": self.reference, "created_at": iso(self.created_at),
-            "settled_at": iso(self.settled_at) if self.settled_at else None, "balance": self.balance,
+            "reference": self.reference, "created_at": millis(self.created_at),
+            "settled_at": millis(self.settled_at) if self.settled_at else None, "balance": self.balance,
         }
 
 

@@ -2,8 +2,10 @@
 
 Register it with ``client.register_plugin("redpacket", module=slixmpp_plugin)``; then
 ``await client.plugin["redpacket"].send_packet(...)``, ``open_packet(id)``, ``balance()``,
-``history()``, ``details(id)``, ``records("sent")``. Packet messages raise the ``redpacket``
-event, server notices ``redpacket_grabbed``, ``redpacket_finished`` and ``redpacket_refunded``.
+``history()``, ``details(id)``, ``records("sent")``, ``transfer(to, amount, client_id=...)``,
+``accept(id)``. Packet messages raise the ``redpacket`` event, transfers ``redpacket_transfer``,
+server notices ``redpacket_grabbed``, ``redpacket_finished``, ``redpacket_refunded`` and
+``redpacket_accepted``.
 Results are returned as the plugin's stanza objects (dict-like).
 """
 
@@ -96,7 +98,7 @@ class Details(ElementBase):
     namespace = NS
     plugin_attrib = "rp_packet"
     interfaces = {"id", "sender", "kind", "to", "total", "count", "status", "remaining-count", "remaining-amount",
-                  "created", "expires", "currency", "exclusive", "refunded", "best-luck", "greeting"}
+                  "created", "expires", "currency", "exclusive", "refunded", "best-luck", "greeting", "transfer"}
     sub_interfaces = {"greeting"}
 
 
@@ -128,19 +130,58 @@ class Refunded(ElementBase):
     interfaces = {"id", "amount"}
 
 
+class SendTransfer(ElementBase):
+    name = "send-transfer"
+    namespace = NS
+    plugin_attrib = "rp_send_transfer"
+    interfaces = {"to", "amount", "client-id", "note"}
+    sub_interfaces = {"note"}
+
+
+class Transferred(ElementBase):
+    name = "transferred"
+    namespace = NS
+    plugin_attrib = "rp_transferred"
+    interfaces = {"id", "balance", "amount", "expires", "retry"}
+
+
+class Accept(ElementBase):
+    name = "accept"
+    namespace = NS
+    plugin_attrib = "rp_accept"
+    interfaces = {"id"}
+
+
+class Accepted(ElementBase):
+    """The result of <accept/> (id, amount, balance) and the sender's notice (id, by, amount)."""
+
+    name = "accepted"
+    namespace = NS
+    plugin_attrib = "rp_accepted"
+    interfaces = {"id", "by", "amount", "balance"}
+
+
+class TransferMessage(ElementBase):
+    name = "transfer"
+    namespace = NS
+    plugin_attrib = "rp_transfer"
+    interfaces = {"id", "sender", "amount", "expires", "note"}
+
+
 class redpacket(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their name
     name = "redpacket"
     description = "xmppd red packets (urn:xmppd:redpacket:0)"
     dependencies: set[str] = set()
 
     def plugin_init(self) -> None:
-        for cls in (Send, Sent, Open, Opened, Balance, History, Records, Details):
+        for cls in (Send, Sent, Open, Opened, Balance, History, Records, Details, SendTransfer, Transferred, Accept, Accepted):
             register_stanza_plugin(Iq, cls)
         register_stanza_plugin(History, Entry, iterable=True)
         register_stanza_plugin(Records, Record, iterable=True)
         register_stanza_plugin(Details, Grab, iterable=True)
         for cls, event in ((RedPacketMessage, "redpacket"), (Grabbed, "redpacket_grabbed"),
-                           (Finished, "redpacket_finished"), (Refunded, "redpacket_refunded")):
+                           (Finished, "redpacket_finished"), (Refunded, "redpacket_refunded"),
+                           (TransferMessage, "redpacket_transfer"), (Accepted, "redpacket_accepted")):
             register_stanza_plugin(Message, cls)
             self.xmpp.register_handler(
                 Callback(f"RedPacket {event}", StanzaPath(f"message/{cls.plugin_attrib}"),
@@ -148,7 +189,8 @@ class redpacket(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their nam
             )
 
     def plugin_end(self) -> None:
-        for event in ("redpacket", "redpacket_grabbed", "redpacket_finished", "redpacket_refunded"):
+        for event in ("redpacket", "redpacket_grabbed", "redpacket_finished", "redpacket_refunded",
+                      "redpacket_transfer", "redpacket_accepted"):
             self.xmpp.remove_handler(f"RedPacket {event}")
 
     @property
@@ -175,6 +217,25 @@ class redpacket(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their nam
         if lang is not None:
             iq["lang"] = lang
         return (await iq.send(timeout=timeout))["rp_sent"]
+
+    async def transfer(self, to: str, amount: int, *, client_id: str, note: str | None = None,
+                       lang: str | None = None, timeout: float = 10) -> Transferred:
+        """转账: ``amount`` minor units to the contact ``to``, who accepts it."""
+        iq = self.xmpp.make_iq_set(ito=self.server)
+        t = iq["rp_send_transfer"]
+        t["to"] = to
+        t["amount"] = str(amount)
+        t["client-id"] = client_id
+        if note is not None:
+            t["note"] = note
+        if lang is not None:
+            iq["lang"] = lang
+        return (await iq.send(timeout=timeout))["rp_transferred"]
+
+    async def accept(self, transfer_id: str, timeout: float = 10) -> Accepted:
+        iq = self.xmpp.make_iq_set(ito=self.server)
+        iq["rp_accept"]["id"] = transfer_id
+        return (await iq.send(timeout=timeout))["rp_accepted"]
 
     async def open_packet(self, packet_id: str, timeout: float = 10) -> Opened:
         iq = self.xmpp.make_iq_set(ito=self.server)

@@ -108,7 +108,7 @@ class UserCommands:
         ))
 
     async def send(self, ex: Execution) -> Result:
-        from .feature import SendRefused
+        from .wire import SendRefused
 
         def t(key: str, /, **fields: Any) -> str:
             return self._t(ex, "send." + key, **fields)

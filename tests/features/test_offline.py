@@ -10,7 +10,7 @@ import pytest
 import slixmpp
 from lxml import etree
 
-from xmppd.features.offline import delay_stamp, worth_storing
+from xmppd.features.offline import worth_storing
 from xmppd.jid import JID
 
 from ..helpers import add_user, running_server, slix, slix_close
@@ -241,13 +241,6 @@ async def test_stored_messages_survive_a_restart_on_mariadb(tmp_path: Path, mari
         await _restart_roundtrip(tmp_path, f"storage.url={url.render_as_string(hide_password=False)}", "storage.auto_upgrade=true")
     finally:
         mariadb_server.drop_database(url)
-
-
-def test_delay_stamp_is_utc_with_milliseconds():
-    from datetime import timezone
-
-    when = datetime(2024, 5, 1, 14, 0, 0, 987654, tzinfo=timezone(timedelta(hours=2)))
-    assert delay_stamp(when) == "2024-05-01T12:00:00.987Z"
 
 
 @pytest.mark.parametrize(

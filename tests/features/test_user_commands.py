@@ -9,7 +9,7 @@ import pytest
 
 from xmppd.features.register import PASSWD_NODE
 from xmppd_extensions.customer_service.visitor_commands import MY_TICKETS
-from xmppd_extensions.mute.feature import CMD_MY_MUTES, CMD_PLATFORM_MUTE
+from xmppd_extensions.mute.commands import CMD_MY_MUTES, CMD_PLATFORM_MUTE
 from xmppd_extensions.redpacket.commands import TOPUP
 from xmppd_extensions.redpacket.user_commands import MY_WALLET, SEND
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .. import timestamps
 from ..accounts import AccountExists, AccountNotFound, InvalidAccount, ReservedUsername
 from ..errors import StreamErrorCondition
 from ..jid import JID, JIDError
@@ -49,7 +50,7 @@ def user_json(a: Account) -> dict[str, Any]:
     return {
         "jid": f"{a.username}@{a.domain}",
         "username": a.username,
-        "created_at": a.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": timestamps.auto(a.created_at),
         "disabled": a.disabled,
         "disabled_reason": a.disabled_reason,
     }

@@ -12,8 +12,9 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..timestamps import millis
 from ..webhooks.delivery import OutboxStore
-from ..webhooks.outbox import OutboxRow, iso
+from ..webhooks.outbox import OutboxRow
 from .framework import ApiRequest, Operation, Reply, not_found, obj, page, page_query, page_schema
 
 if TYPE_CHECKING:
@@ -33,8 +34,8 @@ LETTER = obj(
 
 def letter_json(r: OutboxRow) -> dict[str, Any]:
     return {
-        "id": r.event_id, "event": r.event, "subject": r.subject, "created_at": iso(r.created_at), "attempts": r.attempts,
-        "dead_at": iso(r.dead_at) if r.dead_at else None, "last_error": r.last_error, "body": json.loads(r.body),
+        "id": r.event_id, "event": r.event, "subject": r.subject, "created_at": millis(r.created_at), "attempts": r.attempts,
+        "dead_at": millis(r.dead_at) if r.dead_at else None, "last_error": r.last_error, "body": json.loads(r.body),
     }
 
 

@@ -64,13 +64,15 @@ DELETE_EVERY = 0.1  # seconds: handled entries are deleted in batches, at least 
 # KEYS: the recipient's sess hash. ARGV: resource, this node's name, the bus key prefix
 # ("P:bus:"), maxlen, then the envelope's field/value pairs. One round trip for a full JID:
 # where the session is and, when that is another node, the append to its stream. Returns the
-# node it was appended for, or false (bound nowhere, or here). The stream's key is computed from
-# the found node: one Redis server (or Sentinel), never Redis Cluster (docs/cluster.md).
+# node it was appended for, or false (bound nowhere). The stream's key is computed from
+# the found node: one Redis server (or Sentinel), never Redis Cluster (docs/cluster.md). This
+# node's own name when the entry says "here" (bound here since the sender looked, or moving here).
 _TO_FULL = """
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return false end
 local node = string.match(v, '^([^|]*)|')
-if not node or node == ARGV[2] then return false end
+if not node then return false end
+if node == ARGV[2] then return node end
 redis.call('XADD', ARGV[3] .. node, 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
 return node
 """
@@ -121,7 +123,7 @@ return #order
 # prefix, maxlen, then per key: the resource and the packed envelope (``env``). The batched
 # ``_TO_FULL`` of consecutive full-JID envelopes in the outbox, in their order: one command (and
 # about three arguments per envelope) instead of one per envelope. Returns, per envelope, the
-# node it was appended for or "" (bound nowhere, or here).
+# node it was appended for, this node's name (here: not appended), or "" (bound nowhere).
 _TO_FULLS = """
 local me, prefix, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
@@ -131,6 +133,8 @@ for i = 1, #KEYS do
   if node and node ~= me then
     redis.call('XADD', prefix .. node, 'MAXLEN', '~', maxlen, '*', 'env', ARGV[2 * i + 3])
     out[i] = node
+  elseif node then
+    out[i] = node  -- here (bound or moving here since the sender looked)
   else
     out[i] = ''
   end
@@ -155,7 +159,8 @@ class Bus:
 
     async def publish_to_full(self, sess_key: str, resource: str, fields: dict[str, str], client: Any = None) -> Any:
         """Append to the stream of the node holding ``resource`` in ``sess_key``, if another;
-        returns that node's name, or None (with ``client`` a pipeline: queued in it)."""
+        returns that node's name (this node's: not appended, it is here), or None (with
+        ``client`` a pipeline: queued in it)."""
         flat = [x for kv in pack(fields).items() for x in kv]
         return await self._to_full(keys=[sess_key], args=[resource, self.node, self.keys.bus(""), self.bus_max, *flat], client=client)
 

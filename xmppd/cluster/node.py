@@ -8,6 +8,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ..config import parse_hostport
 from ..core import hooks as H
 from ..core.hooks import Flow, NodeEvent, Routed
 from ..jid import JID
@@ -82,7 +83,8 @@ class ClusterNode:
         self.name = membership.name
         self.sessions = ClusterSessions(membership.redis, self.keys, self.name, membership.incarnation, server.sessions)
         self.bus = Bus(membership.redis, cfg.redis_url, self.keys, self.name, cfg.bus_max, cfg.heartbeat)
-        self.remote = RemoteSessions(server.router, self.sessions, self.bus)
+        self.remote = RemoteSessions(server.router, self.sessions, self.bus, cfg.handover_timeout)
+        self.handover_timeout = cfg.handover_timeout
         self.router = server.router
         # A lease lives as long as the registry entry (renewed right after it): by the time the
         # others notice this node is down, its leases are gone too.
@@ -140,6 +142,25 @@ class ClusterNode:
         await self.remote.stop()
         await self.membership.stop()
 
+    async def other_host(self) -> str | None:
+        """The address of another live node for this node's clients (see-other-host when it
+        leaves): the one with the fewest sessions; None when no other node is up."""
+        best: tuple[int, str] | None = None
+        try:
+            async with self.membership.redis.pipeline(transaction=False) as pipe:
+                for peer in self.peers:
+                    pipe.hmget(self.keys.node(peer), "address", "sessions")
+                rows = await pipe.execute()
+        except unreachable_errors() as exc:
+            log.warning("cannot read the other nodes' addresses (Redis: %s)", exc or type(exc).__name__)
+            return None
+        for address, sessions in rows:
+            if address:
+                load = int(sessions) if sessions and sessions.isdigit() else 0
+                if best is None or load < best[0]:
+                    best = (load, address)
+        return best[1] if best else None
+
     async def _node_down(self, ev: NodeEvent) -> Flow:
         task = asyncio.create_task(self._clean_after(ev), name=f"cluster cleanup of {ev.node}")
         self._tasks.add(task)
@@ -172,16 +193,37 @@ class ClusterNode:
             log.exception("cleaning up after node %s failed", ev.node)
 
 
+def client_address(server: "Server") -> str:
+    """``host:port`` clients use to reach this node (``cluster.address``; by default the c2s
+    listen address when it names one, else the host name, with the c2s port); "" without c2s."""
+    cfg = server.config
+    port = server.ports.get("c2s") or server.ports.get("c2s_tls")
+    given = cfg.cluster.address
+    if given:
+        if given.startswith("[") and "]:" in given or not given.startswith("[") and given.count(":") == 1:
+            return given  # with its port
+        host = given.strip("[]")
+    else:
+        listen = parse_hostport(cfg.listen.c2s or cfg.listen.c2s_tls, "listen.c2s")
+        host = listen[0] if listen and listen[0] not in ("0.0.0.0", "::", "") else socket.gethostname()
+    if not port:
+        return ""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 async def join(server: "Server") -> ClusterNode:
     """Register this node (its listeners are bound) and keep it registered until ``stop``."""
     cfg = server.config.cluster
     ports = server.ports
     name = cfg.node or default_node_name(ports.get("c2s") or ports.get("c2s_tls") or ports.get("http"))
 
+    address = client_address(server)
+
     def describe() -> dict[str, Any]:
         rooms = getattr(getattr(server.features.get("muc"), "service", None), "rooms", None)
         return {
             "domain": server.domain,
+            "address": address,
             "ports": ",".join(f"{k}={v}" for k, v in sorted(ports.items())),
             "sessions": len(server.sessions),
             "rooms": len(rooms) if isinstance(rooms, dict) else 0,

@@ -171,6 +171,16 @@ class ClusterSessions:
             self._failed(exc)
         return Flow.CONTINUE
 
+    async def drop_entry(self, bare: str, resource: str, node: str, incarnation: str) -> None:
+        """Remove ``bare/resource``'s entry if that incarnation of ``node`` holds it."""
+        await self._drop(keys=[self.keys.sess(bare), self.keys.nsess(node)], args=[resource, f"{node}|{incarnation}|", bare, f"{node}|"])
+
+    async def holder(self, full: JID) -> tuple[str, str] | None:
+        """``(node, incarnation)`` of the session bound to ``full`` anywhere, or None."""
+        value = await self.redis.hget(self.keys.sess(str(full.bare)), full.resource or "")
+        parts = value.split("|") if value else []
+        return (parts[0], parts[1]) if len(parts) == 4 else None
+
     def _failed(self, exc: BaseException) -> None:
         if not self.dirty:
             log.warning("session registry not updated (Redis: %s): republished when Redis answers", exc or type(exc).__name__)

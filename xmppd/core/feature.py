@@ -31,9 +31,11 @@ if TYPE_CHECKING:
     from ..api.framework import Operation
     from ..config import Config
     from ..errors import StreamErrorCondition
+    from ..features.adhoc.command import Command, Provider
     from ..storage.accounts import AccountDeletion, AccountRepository, DeletionStep
     from ..storage.engine import Database
     from ..webhooks.outbox import Outbox
+    from .control import ControlKind
     from .interfaces import AccountAdmin, FeatureHost, Lifecycle
     from .invalidation import Drop, Flush, Invalidation
     from .router import Router, Service
@@ -265,6 +267,14 @@ class FeatureContext:
     def add_preauth_iq_handler(self, qname: str, handler: Callable[[Any, etree._Element], Awaitable[None]]) -> None:
         self._undo.append(self._server.add_preauth_iq_handler(qname, handler))
 
+    def add_control(self, name: str, kind: "ControlKind") -> None:
+        """Answer requests ``name`` from other cluster nodes (xmppd/core/control.py); unused
+        without a cluster. Name it after the feature: the names share one space."""
+        controls = self.router.controls
+        if name in controls:
+            raise ValueError(f"control kind {name} is already registered")
+        controls[name] = kind
+        self._undo.append(lambda: controls.pop(name, None))  # type: ignore[func-returns-value]
     def invalidation(self, name: str, drop: "Drop", flush: "Flush | None" = None) -> "Invalidation":
         """Name a cache that another cluster node can make stale (xmppd/core/invalidation.py):
         call ``publish(key)`` after each of this node's writes of what ``key`` names; the other
@@ -293,6 +303,16 @@ class FeatureContext:
         prometheus_client metric families (xmppd/metrics.py has ``gauge`` and ``labelled``).
         Keep what it reads in memory: it must not wait for anything."""
         self._undo.append(self._server.metrics.add(collect))
+
+    def add_command(self, command: "Command", jid: JID | str | None = None) -> None:
+        """Offer an XEP-0050 ad-hoc command on ``jid`` (default: the server domain); undone at
+        teardown. Needs the ``adhoc`` feature (declare it in ``depends``)."""
+        self._undo.append(self.feature("adhoc").register(command, jid))
+
+    def add_command_provider(self, domain: str, provider: "Provider") -> None:
+        """Ad-hoc commands on any JID of ``domain`` (rooms ...), decided per (requester, target
+        JID) by ``provider``; undone at teardown. Needs the ``adhoc`` feature."""
+        self._undo.append(self.feature("adhoc").register_provider(domain, provider))
 
     def on_teardown(self, undo: Callable[[], None]) -> None:
         self._undo.append(undo)

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ..cluster.remote import RemoteSessions
     from ..cluster.sessions import Entry
     from ..metrics import Metrics
+    from .control import ControlKind
     from .session import Session
     from .sessions import SessionRegistry
 
@@ -79,6 +80,9 @@ class Router:
         # The cluster (docs/cluster.md): sessions on other nodes, consulted only for a local-domain
         # recipient without a session here. None without cluster.redis_url.
         self.remote: RemoteSessions | None = None
+        # Control kinds features answer for other nodes (xmppd/core/control.py), by name; used
+        # only by the cluster.
+        self.controls: dict[str, ControlKind] = {}
         # The node's figures (xmppd/metrics.py): stanzas in and out, routing latency. None: not counted.
         self.metrics: Metrics | None = None
         # name -> predicate on a session: "deliver only to sessions that ..." (carbons enabled,
@@ -298,6 +302,9 @@ class Router:
         if typ == "groupchat":
             self.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "groupchat_to_rooms"))
             return
+        # The cluster's entries first: this node's sessions are read after that await, so that a
+        # session bound (or moved) here meanwhile is among them, not missed by both.
+        others = await self.remote.others(bare, hops) if self.remote is not None else []
         best: list[Session] = []
         top = -1
         for s in self.sessions.of(bare):
@@ -312,7 +319,7 @@ class Router:
                 best.append(s)
         if self.remote is not None:
             remote = []
-            for e in await self.remote.others(bare, hops):
+            for e in others:
                 if not e.available or e.priority < 0 or (typ != "headline" and e.priority < top):
                     continue
                 if typ != "headline" and e.priority > top:

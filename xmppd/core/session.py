@@ -308,6 +308,8 @@ class Session:
             self._enqueue(events)
 
     def connection_lost(self) -> None:
+        if self.hibernating:
+            return  # the connection we closed with see-other-host: the session waits to be resumed
         events = self.stream.connection_lost()
         if events:
             self._enqueue(events)
@@ -398,12 +400,13 @@ class Session:
         if not self._closed and not self._ended:
             self.transport.write([_tostring(el)])
 
-    def close(self, condition: StreamErrorCondition | None = None, text: str | None = None) -> None:
-        """Close the stream (with a stream error); cleanup follows through StreamClosed."""
+    def close(self, condition: StreamErrorCondition | None = None, text: str | None = None, *, detail: str | None = None) -> None:
+        """Close the stream (with a stream error); cleanup follows through StreamClosed.
+        ``detail``: the condition element's content (``see-other-host``'s address)."""
         # What the client sent before is still handled, but without waiting for stanza tokens:
         # the close takes effect now (a replaced session must not linger behind its backlog).
         self._stanzas = TokenBucket(0, 0)
-        events = self.stream.close(condition, text)
+        events = self.stream.close(condition, text, detail=detail)
         self._flush()
         if events:
             self._enqueue(events)
@@ -529,8 +532,11 @@ class Session:
             await self.host.handle_preauth_iq(self, event.element)  # type: ignore[attr-defined]
             self._flush()
         elif t is ev.StreamClosed:
-            if event.lost and self.observer is not None and self.jid is not None and self.observer.keep(self):  # type: ignore[attr-defined]
-                self._hibernate()
+            # A connection lost, or sent to another node (see-other-host: a node leaving the
+            # cluster), may be resumed (XEP-0198) if stream management keeps the session.
+            resumable = event.lost or event.error is StreamErrorCondition.SEE_OTHER_HOST  # type: ignore[attr-defined]
+            if resumable and self.observer is not None and self.jid is not None and self.observer.keep(self):
+                self._hibernate(close=not event.lost)  # type: ignore[attr-defined]
                 return
             await self._cleanup(event.text or (event.error.value if event.error else None))  # type: ignore[attr-defined]
         elif t in _SYNC_EVENTS:
@@ -703,9 +709,20 @@ class Session:
 
     # ---------------------------------------------------------------- XEP-0198 resumption
 
-    def _hibernate(self) -> None:
-        """The connection is gone but the session stays bound (stream management keeps it):
-        deliveries reach the observer's queue until ``adopt`` resumes it or ``close`` ends it."""
+    def _hibernate(self, *, close: bool = False) -> None:
+        """The connection is gone (or ``close``: we closed the stream, see-other-host) but the
+        session stays (stream management keeps it): deliveries reach the observer's queue until
+        ``adopt`` resumes it, another node takes it over (``retire``) or ``close`` ends it."""
+        if close:
+            self.transport.close()
+            if self._was_bound and self.jid is not None and self.host.sessions.get(self.jid) is None:
+                # The close left the registry (_end_output); hibernating, it takes deliveries
+                # again: they wait in the stream-management queue (_late) like a lost one's.
+                try:
+                    self.host.sessions.bind(self, self.jid.bare, self.jid.resource)
+                    self._was_bound = None
+                except ResourceLimitExceeded:
+                    pass
         self.transport = _DETACHED
         self._stop_shaping()
         host = self.host
@@ -753,6 +770,54 @@ class Session:
         self.stream.resumed(old.jid)
         old.closed_event.set()
         self.log.info("resumed %s (was session %s) from %s", old.jid, old.sid, self.peer)
+
+    def retire(self) -> list[bytes]:
+        """XEP-0198 resumption on another node took this session over (docs/cluster.md §4): it
+        ends here without cleanup -- no unavailable presence, no SESSION_CLOSED, it lives on
+        there -- and leaves this node's registry. Returns what was still held back waiting for
+        its stores (``_write``), in order, never written here: the caller forwards it."""
+        held = [data for barrier, data in (self._held_out or ()) if barrier is None or not barrier.failed]
+        self._held_out = None
+        self._closed = True
+        self.observer = None
+        self._queue.clear()
+        self._stop_shaping()
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        self.transport.abort()  # a connection the client left behind ends now
+        self._leave_registry()
+        self.host.connection_closed(self)
+        self.closed_event.set()
+        self.log.info("session of %s moved to another node", self.jid)
+        return held
+
+    def resume_moved(self, jid: JID, *, available: bool, priority: int, presence: etree._Element | None,
+                     interested: bool, data: dict[str, Any]) -> None:
+        """XEP-0198 resumption of a session that lived on another node: this new stream (its
+        account is ``jid``'s) takes the identity and state the old node handed over (docs/cluster.md
+        §4). It is bound here by ``bind_moved`` once what was held back for it is delivered."""
+        if self.data.get("_counted"):
+            data["_counted"] = True
+        self.data = data
+        self.jid = jid
+        self.available = available
+        self.priority = priority
+        self.presence = presence
+        self.interested = interested
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        self.stream.resumed(jid)
+        self.log.info("resumed %s (moved from another node) from %s", jid, self.peer)
+
+    def bind_moved(self) -> None:
+        """Bind the session ``resume_moved`` took over (raises ``ResourceLimitExceeded``)."""
+        jid = self.jid
+        assert jid is not None
+        _, replaced = self.host.sessions.bind(self, jid.bare, jid.resource)
+        if replaced is not None and replaced is not self:
+            replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new connection for the same resource")
 
     def _stop_shaping(self) -> None:
         for timer in (self._shaper_timer, self._stanza_timer):

@@ -31,11 +31,10 @@ __all__ = ["Carbons", "CARBONS"]
 
 CARBONS = "urn:xmpp:carbons:2"
 FORWARD = "urn:xmpp:forward:0"
-HINTS = "urn:xmpp:hints"
 _SENT = f"{{{CARBONS}}}sent"
 _RECEIVED = f"{{{CARBONS}}}received"
 _PRIVATE = f"{{{CARBONS}}}private"
-_NO_COPY = f"{{{HINTS}}}no-copy"
+_NO_COPY = f"{{{ns.HINTS}}}no-copy"
 _BODY = f"{{{ns.CLIENT}}}body"
 _DELAY = f"{{{ns.DELAY}}}delay"
 _KEY = "carbons"

@@ -17,11 +17,11 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated
 
 from lxml import etree
 
+from .. import timestamps
 from ..config import AtLeast, AtMost, OneOf
 from ..core.dispatch import IqRequest
 from ..core.feature import Feature, iq_handler
@@ -86,7 +86,7 @@ class ExtDisco(Feature):
         if svc.secret:
             expires = int(self.ctx.clock.now()) + svc.ttl
             attrs["username"], attrs["password"] = turn_credentials(svc.secret, user, expires)
-            attrs["expires"] = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            attrs["expires"] = timestamps.seconds(expires)
             attrs["restricted"] = "1"
         sub(parent, _SERVICE, attrs)
 

@@ -601,18 +601,21 @@ class C2SStream:
 
     # ---------------------------------------------------------------- closing
 
-    def close(self, condition: StreamErrorCondition | None, text: str | None = None, app: etree._Element | None = None) -> list[object]:
-        """Close the stream, with a stream error when ``condition`` is given."""
-        self._close(condition, text, app)
+    def close(self, condition: StreamErrorCondition | None, text: str | None = None, app: etree._Element | None = None,
+              *, detail: str | None = None) -> list[object]:
+        """Close the stream, with a stream error when ``condition`` is given (``detail``: the
+        condition element's content, e.g. see-other-host's address)."""
+        self._close(condition, text, app, detail)
         return self._take_events()
 
-    def _close(self, condition: StreamErrorCondition | None, text: str | None = None, app: etree._Element | None = None) -> None:
+    def _close(self, condition: StreamErrorCondition | None, text: str | None = None, app: etree._Element | None = None,
+               detail: str | None = None) -> None:
         if self.state is State.CLOSED:
             return
         self._send_header()
         if condition is not None:
             self.error = condition
-            self._out.append(_T(stream_error(condition, text, app)))
+            self._out.append(_T(stream_error(condition, text, app, detail)))
         self._out.append(self._closing_tag())
         self._end_at = len(self._out)
         self.state = State.CLOSED

@@ -464,7 +464,7 @@ class SqlAccountRepository(AccountRepository):
         # FOR UPDATE: a concurrent delete waits for us instead of racing the inserts.
         account_id = (
             await conn.execute(
-                sa.select(accounts.c.id).where(_where_name(username, domain)).with_for_update()
+                account_id_query(username, domain).with_for_update()
             )
         ).scalar()
         if account_id is None:

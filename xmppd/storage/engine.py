@@ -16,7 +16,8 @@ Two backends are supported:
   below the server's ``wait_timeout``.
 
 Repositories run their work as ``*_txn`` functions through :meth:`Database.run_txn`
-(which retries deadlocks) or inside ``async with db.transaction() as conn:``.
+(which retries deadlocks) or inside ``async with db.transaction() as conn:``; hot paths go
+through ``db.fastpath`` (:mod:`xmppd.storage.fastpath`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .fastpath import FastPath, driver_thread
 
 __all__ = [
     "Database",
@@ -172,6 +175,7 @@ class Database:
         # sqlite_write: writes waiting for the next group commit, and the task committing them.
         self._batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._batcher: asyncio.Task[None] | None = None
+        self._fastpath: FastPath | None = None
 
     @classmethod
     def from_url(cls, url: str | URL, *, echo: bool = False, **engine_kwargs: Any) -> Database:
@@ -292,20 +296,17 @@ class Database:
     ) -> T:
         """Run ``await func(conn, *args, **kwargs)`` in a write transaction.
 
-        A MySQL deadlock victim is rolled back and rerun (a few times), so *func* must
-        not have side effects outside the database.
+        A MySQL deadlock victim is rolled back and rerun (the one retry policy,
+        :data:`xmppd.storage.fastpath.RETRY`), so *func* must not have side effects outside
+        the database.
         """
-        attempts = 3
-        for attempt in range(1, attempts + 1):
-            try:
-                async with self.transaction() as conn:
-                    return await func(conn, *args, **kwargs)
-            except DBAPIError as exc:
-                if attempt == attempts or not is_deadlock(exc):
-                    raise
-                log.info("deadlock in %s, retrying (%d/%d)", _name(func), attempt, attempts)
-                await asyncio.sleep(0.01 * attempt)
-        raise AssertionError("unreachable")
+        from .fastpath import RETRY
+
+        async def attempt() -> T:
+            async with self.transaction() as conn:
+                return await func(conn, *args, **kwargs)
+
+        return await RETRY.run(attempt, _name(func))
 
     async def read_txn(
         self,
@@ -348,14 +349,13 @@ class Database:
         if not self.is_sqlite:
             raise SqliteOnly("sqlite_call needs SQLite")
         async with self._maybe_serial(), self._write_turn(not write), self._engine.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            run = getattr(driver, "_execute", None)
-            if run is None or not hasattr(type(driver), "_conn"):
+            found = await driver_thread(conn)
+            if found is None:
                 raise SqliteOnly("the SQLite driver has no connection thread to run on")
+            run, db = found
             begin = "BEGIN IMMEDIATE" if write else "BEGIN"
 
             def txn() -> T:
-                db: sqlite3.Connection = driver._conn
                 db.execute(begin)
                 try:
                     result = fn(db)
@@ -434,8 +434,19 @@ class Database:
             await conn.execution_options(**{_SQLITE_BEGIN_OPTION: "NONE"})
             await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
+    @property
+    def fastpath(self) -> FastPath:
+        """The one storage fast path of this database (:mod:`xmppd.storage.fastpath`)."""
+        if self._fastpath is None:
+            from .fastpath import FastPath
+
+            self._fastpath = FastPath(self)
+        return self._fastpath
+
     async def dispose(self) -> None:
         """Close every pooled connection. The object is unusable afterwards."""
+        if self._fastpath is not None:
+            await self._fastpath.close()
         await self._engine.dispose()
 
     @asynccontextmanager

@@ -71,6 +71,20 @@ class InlineQuery:
         ]
         self.processors: tuple[Callable[[Any], Any] | None, ...] | None = tuple(procs) if any(procs) else None
 
+    def _convert(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        if self.processors is None:
+            return tuple(row)
+        return tuple(v if p is None or v is None else p(v) for p, v in zip(self.processors, row, strict=True))
+
+    def first(self, conn: sqlite3.Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Its first row on *conn* (any ``sqlite3`` connection: the fast path's), converted."""
+        row = conn.execute(self.sql, [params[name] for name in self.params]).fetchone()
+        return None if row is None else self._convert(row)
+
+    def all(self, conn: sqlite3.Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row on *conn*, converted."""
+        return [self._convert(r) for r in conn.execute(self.sql, [params[name] for name in self.params])]
+
 
 class InlineReader:
     """One ``sqlite3`` connection for reads on the event loop's thread (see the module doc)."""
@@ -112,6 +126,31 @@ class InlineReader:
         if row is None or query.processors is None:
             return row  # type: ignore[no-any-return]
         return tuple(v if p is None or v is None else p(v) for p, v in zip(query.processors, row, strict=True))
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` in one read transaction (``BEGIN`` ... ``COMMIT``: its statements
+        see one snapshot), now, on this thread. Raises :class:`InlineUnavailable` when SQLite
+        says busy or locked (the caller takes the async path); what else *fn* raises is raised."""
+        try:
+            conn = self._conn or self._connect()
+            conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            log.debug("inline read unavailable (%s): taking the async path", exc)
+            self.close()
+            raise InlineUnavailable(str(exc)) from None
+        try:
+            result = fn(conn)
+        except sqlite3.OperationalError as exc:
+            self.close()
+            if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                raise InlineUnavailable(str(exc)) from None
+            raise
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -14,8 +14,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from ..timestamps import millis
 from .delivery import OutboxStore
-from .outbox import iso
 
 
 async def _store(ctl: Any) -> OutboxStore:
@@ -28,13 +28,13 @@ async def _list(ctl: Any, args: argparse.Namespace) -> int:
     rows = await store.list(dead=dead, limit=args.limit)
     if args.json:
         print(json.dumps([{
-            "id": r.event_id, "event": r.event, "subject": r.subject, "created_at": iso(r.created_at),
-            "attempts": r.attempts, "dead_at": iso(r.dead_at) if r.dead_at else None, "last_error": r.last_error,
+            "id": r.event_id, "event": r.event, "subject": r.subject, "created_at": millis(r.created_at),
+            "attempts": r.attempts, "dead_at": millis(r.dead_at) if r.dead_at else None, "last_error": r.last_error,
         } for r in rows], indent=1))
     else:
         for r in rows:
-            state = f"dead since {iso(r.dead_at)}" if r.dead_at else f"next {iso(r.next_at)}"
-            print(f"{r.event_id}  {r.event:<20} {r.subject}  created {iso(r.created_at)}  attempts {r.attempts}  {state}"
+            state = f"dead since {millis(r.dead_at)}" if r.dead_at else f"next {millis(r.next_at)}"
+            print(f"{r.event_id}  {r.event:<20} {r.subject}  created {millis(r.created_at)}  attempts {r.attempts}  {state}"
                   + (f"  last error: {r.last_error}" if r.last_error else ""))
     waiting, dead_n = await store.counts()
     print(f"{waiting} events waiting, {dead_n} dead letters", file=sys.stderr)

@@ -28,6 +28,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from xmppd import timestamps
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
 
 from . import events as E
@@ -68,14 +69,9 @@ _SQL_INSERT: Final = (
 )
 
 
-def iso(at: datetime) -> str:
-    """RFC 3339 UTC with milliseconds: ``2026-12-07T01:02:03.456Z``."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
-
-
 def body_of(event_id: str, event: str, at: datetime, data: Mapping[str, Any]) -> str:
     """The request body (compact JSON, keys in the documented order)."""
-    return json.dumps({"id": event_id, "event": event, "time": iso(at), "data": data}, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps({"id": event_id, "event": event, "time": timestamps.millis(at), "data": data}, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

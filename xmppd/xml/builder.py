@@ -98,9 +98,12 @@ def _copy(el: Element) -> Element:
     return etree.fromstring(etree.tostring(el))
 
 
-def stream_error(condition: StreamErrorCondition, text: str | None = None, app: Element | None = None) -> Element:
+def stream_error(condition: StreamErrorCondition, text: str | None = None, app: Element | None = None, detail: str | None = None) -> Element:
+    """``detail``: the condition element's content (RFC 6120 §4.9.3.19: see-other-host's address)."""
     e = etree.Element(f"{{{ns.STREAM}}}error", nsmap={"stream": ns.STREAM})
-    etree.SubElement(e, f"{{{NS_STREAMS}}}{condition.value}", nsmap={None: NS_STREAMS})
+    c = etree.SubElement(e, f"{{{NS_STREAMS}}}{condition.value}", nsmap={None: NS_STREAMS})
+    if detail:
+        c.text = detail
     if text:
         t = etree.SubElement(e, f"{{{NS_STREAMS}}}text", nsmap={None: NS_STREAMS})
         t.set(ns.XML_LANG, "en")

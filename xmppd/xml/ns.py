@@ -19,6 +19,7 @@ DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 PING = "urn:xmpp:ping"
 VERSION = "jabber:iq:version"
 DELAY = "urn:xmpp:delay"
+HINTS = "urn:xmpp:hints"  # XEP-0334
 SID = "urn:xmpp:sid:0"
 DATA_FORMS = "jabber:x:data"
 

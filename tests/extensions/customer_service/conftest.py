@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,10 +13,9 @@ import pytest
 import pytest_asyncio
 from lxml import etree
 
-from tests.helpers import add_user, make_config, slix, slix_close
+from tests.helpers import FakeClock, add_user, make_config, slix, slix_close
 from tests.storage_fixtures import REPOSITORY_BACKENDS, open_database
 from xmppd.app import Server
-from xmppd.core.feature import Clock
 from xmppd_extensions.customer_service import slixmpp_plugin
 from xmppd_extensions.customer_service.feature import CustomerService
 from xmppd_extensions.customer_service.protocol import NS
@@ -39,19 +37,6 @@ async def cs_repo(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     else:
         async with cs_database(request, request.param) as database:
             yield SqlCsRepository(database)
-
-
-class FakeClock(Clock):
-    """Wall time that moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.t = time.time()
-
-    def now(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 ADMIN = "boss"

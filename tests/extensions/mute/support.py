@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import xml.etree.ElementTree as ET
@@ -10,6 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import aioxmpp
+import aioxmpp.dispatcher
+import aioxmpp.muc
 import xmlschema
 from lxml import etree
 
@@ -17,6 +21,7 @@ from xmppd.app import Server
 from xmppd.core.loader import discover
 from xmppd_extensions.mute import slixmpp_plugin
 
+from ...aiox import aioxmpp_client
 from ...features.muc_support import PLUGINS, Inbox
 from ...helpers import add_user, running_server, slix
 
@@ -69,3 +74,31 @@ def app_element(stanza: Any, local: str) -> Any:
         if found is not None:
             return found
     return None
+
+
+class AioOccupant:
+    """An aioxmpp client in a room (a standard client knowing nothing of our namespace): it says
+    things and keeps the message errors the room sends back."""
+
+    def __init__(self, client: Any, room: str) -> None:
+        self.client, self.room = client, aioxmpp.JID.fromstr(room)
+        self.errors: asyncio.Queue = asyncio.Queue()
+        client.summon(aioxmpp.dispatcher.SimpleMessageDispatcher).register_callback(
+            aioxmpp.MessageType.ERROR, self.room, self.errors.put_nowait)
+
+    async def say(self, text: str) -> None:
+        msg = aioxmpp.Message(type_=aioxmpp.MessageType.GROUPCHAT, to=self.room)
+        msg.body[None] = text
+        await self.client.send(msg)
+
+    async def error(self) -> Any:
+        return (await asyncio.wait_for(self.errors.get(), 5)).error
+
+
+@contextlib.asynccontextmanager
+async def aioxmpp_in_room(server: Server, jid: str, room: str, nick: str) -> AsyncIterator[AioOccupant]:
+    async with aioxmpp_client(server, jid) as aio:
+        _room, joined = aio.summon(aioxmpp.muc.MUCClient).join(
+            aioxmpp.JID.fromstr(room), nick, history=aioxmpp.muc.xso.History(maxstanzas=0))
+        await asyncio.wait_for(joined, 5)
+        yield AioOccupant(aio, room)

@@ -57,6 +57,7 @@ def test_everything_the_server_builds_validates():
         P.notice("expire", jid="carol@example.com", scope="platform"),
         P.muted_error(m.room, m).app, P.muted_error(m.room, open_ended).app,
         P.all_muted_error(state.room, state).app, P.platform_muted_error(open_ended).app,
+        P.slow_mode_error(m.room, 30, 20).app, P.filtered_error(m.room, "spam").app,
     ]
     for el in built:
         assert_valid(el)

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from xmppd_extensions.mute.feature import CMD_MY_MUTES
+from xmppd_extensions.mute.commands import CMD_MY_MUTES
 from xmppd_extensions.redpacket.user_commands import SEND
 
 from ...features.test_adhoc import PLUGINS, form_of, notes, run, xform

@@ -298,7 +298,7 @@ async def test_bad_requests_get_useful_errors(srv):
             ({"nick": "alice", "jid": "alice@localhost"}, "bad-request"),
             ({}, "bad-request"),
             ({"nick": "nobody"}, "item-not-found"),
-            ({"jid": "localhost"}, "jid-malformed"),
+            ({"jid": "localhost"}, "bad-request"),
         ):
             with pytest.raises(IqError) as info:
                 await m.mute(ROOM, **kw)

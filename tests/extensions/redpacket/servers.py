@@ -23,6 +23,12 @@ def disabled_option(keep: set[str] = frozenset()) -> str:
 
 
 @contextlib.asynccontextmanager
-async def rp_running_server(data_dir: Path, *overrides: str, muc: bool = False, **kw: Any) -> AsyncIterator[Server]:
-    async with running_server(data_dir, disabled_option({"muc"} if muc else set()), *overrides, **kw) as srv:
+async def rp_running_server(data_dir: Path, *overrides: str, muc: bool = False, keep: frozenset[str] = frozenset(),
+                            **kw: Any) -> AsyncIterator[Server]:
+    async with running_server(data_dir, disabled_option(({"muc"} if muc else set()) | keep), *overrides, **kw) as srv:
         yield srv
+
+
+#: Tests of other rules send one-to-one packets between users who are not contacts; the
+#: contacts-only rule (redpacket.contacts_only, on by default) has its own tests.
+STRANGERS = "redpacket.contacts_only=false"

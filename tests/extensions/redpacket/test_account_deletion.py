@@ -23,7 +23,7 @@ from ...features.test_account_cleanup import _register_in_band
 from ...features.test_adhoc import notes
 from ...features.test_admin import two_step
 from ...helpers import add_user, running_server, slix, slix_close
-from .servers import disabled_option
+from .servers import STRANGERS, disabled_option
 from .test_wire import app_condition, inbox
 
 pytestmark = pytest.mark.interop
@@ -43,7 +43,7 @@ async def del_server(request, tmp_path: Path):
     if request.param == "mariadb":
         url = request.getfixturevalue("mariadb_server").create_database()
         overrides += [f"storage.url={url.render_as_string(hide_password=False)}", "storage.auto_upgrade=true"]
-    async with running_server(tmp_path, *overrides) as srv:
+    async with running_server(tmp_path, STRANGERS, *overrides) as srv:
         yield srv
 
 
@@ -126,7 +126,7 @@ async def test_admin_deleted_member_loses_the_exclusive_room_packet_and_a_namesa
 async def test_xmppctl_user_del_settles_packets_both_ways_in_one_transaction(tmp_path: Path):
     overrides = [disabled_option(), "redpacket.expiry=600.0"]
     ctl = ["--set", f"server.data_dir={tmp_path.as_posix()}", "--set", "server.domain=localhost"]
-    async with running_server(tmp_path, *overrides) as srv:
+    async with running_server(tmp_path, STRANGERS, *overrides) as srv:
         feat = srv.features["redpacket"]
         a = await login(srv, await add_user(srv, "alice"), plugins=())
         b = await login(srv, await add_user(srv, "bob"), plugins=())

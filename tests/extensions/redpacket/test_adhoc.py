@@ -18,7 +18,7 @@ from ...features.muc_support import PLUGINS as MUC_PLUGINS
 from ...features.muc_support import create, join
 from ...features.test_adhoc import PLUGINS, form_of, notes, run, xform
 from ...helpers import add_user, slix, slix_close
-from .servers import rp_running_server
+from .servers import STRANGERS, rp_running_server
 
 pytestmark = pytest.mark.interop
 
@@ -28,7 +28,7 @@ ROOM = "party@conference.localhost"
 
 @pytest.fixture
 async def server(tmp_path: Path):
-    async with rp_running_server(tmp_path, 'server.admins=["admin@localhost"]', "redpacket.expiry=600.0", muc=True) as srv:
+    async with rp_running_server(tmp_path, STRANGERS, 'server.admins=["admin@localhost"]', "redpacket.expiry=600.0", muc=True) as srv:
         yield srv
 
 

@@ -11,6 +11,7 @@ import pytest
 from xmppd_extensions.redpacket import slixmpp_plugin
 
 from ...helpers import add_user, slix, slix_close
+from .servers import STRANGERS
 from .servers import rp_running_server as running_server
 from .test_wire import inbox
 
@@ -29,7 +30,7 @@ async def _client(server, name: str, lang: str):
     ("en", "[红包] alice sent you a red packet: 恭喜发财 — open it in the app", "bob opened your red packet"),
 ], ids=["zh", "en"])
 async def test_packet_and_notices_in_the_senders_stream_language(tmp_path: Path, lang: str, packet_text: str, grabbed_text: str) -> None:
-    async with running_server(tmp_path, "redpacket.expiry=60.0") as srv:
+    async with running_server(tmp_path, STRANGERS, "redpacket.expiry=60.0") as srv:
         feat = srv.features["redpacket"]
         a, b = await _client(srv, "alice", lang), await _client(srv, "bob", "en")
         try:

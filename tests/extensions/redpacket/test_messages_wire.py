@@ -19,7 +19,7 @@ from ...features.muc_support import PLUGINS, create, join
 from ...helpers import add_user, slix, slix_close
 from .rawclients import Raw, login
 from .schema_check import assert_valid_xml
-from .servers import rp_running_server
+from .servers import STRANGERS, rp_running_server
 
 pytestmark = pytest.mark.interop
 
@@ -31,7 +31,7 @@ _MESSAGE = re.compile(rb"<message\b.*?</message>", re.S)
 
 @pytest.fixture
 async def server(tmp_path: Path):
-    async with rp_running_server(tmp_path, "redpacket.expiry=60.0", "c2s.require_tls=false", muc=True) as srv:
+    async with rp_running_server(tmp_path, STRANGERS, "redpacket.expiry=60.0", "c2s.require_tls=false", muc=True) as srv:
         yield srv
 
 

@@ -384,8 +384,9 @@ async def test_a_grab_after_expiry_leaves_no_claim_behind(sql_rp_repo):
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_sqlite_grab_on_the_driver_thread_matches_the_statement_path(request, backend):
-    """The one-hand-off SQLite grab and its SQLAlchemy twin give the same results and refusals."""
+async def test_sqlite_grab_on_the_driver_thread_matches_the_portable_grab(request, backend):
+    """The one-hand-off SQLite grab (the storage fast path) and the portable grab it falls back
+    to without a driver thread give the same results and refusals on SQLite."""
     from xmppd_extensions.redpacket import repository as rp
 
     from .conftest import redpacket_database
@@ -394,7 +395,7 @@ async def test_sqlite_grab_on_the_driver_thread_matches_the_statement_path(reque
         repo = SqlRedPacketRepository(database)
         await repo.topup(A, 4000, at())
         outcomes: dict[str, list[object]] = {}
-        for pid, txn in (("fast", repo._grab_sqlite_txn), ("slow", repo._grab_sqlite_statements)):
+        for pid, txn in (("fast", repo._grab_sqlite_txn), ("slow", repo._grab_locking_txn)):
             await repo.send(new(pid, shares=(300, 500, 200), expires=100))
             seen = []
             for name, when in (("b", 1), ("c", 2), ("b", 3), ("e", 4), ("f", 5)):
@@ -411,7 +412,7 @@ async def test_sqlite_grab_on_the_driver_thread_matches_the_statement_path(reque
         assert outcomes["fast"][0] == (300, 0, 300, 2, 700, None)
         assert outcomes["fast"][3] == (200, 2, 200, 0, 0, ("c", 500, at(2))) and outcomes["fast"][4][0] == "AllGone"
         await repo.send(new("late", expires=10))
-        for txn in (repo._grab_sqlite_txn, repo._grab_sqlite_statements):
+        for txn in (repo._grab_sqlite_txn, repo._grab_locking_txn):
             with pytest.raises(PacketExpired):
                 await database.run_txn(txn, "late", B, at(10))
             with pytest.raises(PacketNotFound):
@@ -428,7 +429,7 @@ async def test_both_sqlite_grab_paths_store_no_best_luck_for_equal_packets(reque
     async with redpacket_database(request, backend) as database:
         repo = SqlRedPacketRepository(database)
         await repo.topup(A, 4000, at())
-        for pid, txn in (("fast", repo._grab_sqlite_txn), ("slow", repo._grab_sqlite_statements)):
+        for pid, txn in (("fast", repo._grab_sqlite_txn), ("slow", repo._grab_locking_txn)):
             await repo.send(new(pid, kind="equal", shares=(300, 300), expires=100))
             await database.run_txn(txn, pid, f"b.{pid}@example.com", at(1))
             last = await database.run_txn(txn, pid, f"c.{pid}@example.com", at(2))

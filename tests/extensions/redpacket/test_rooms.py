@@ -21,7 +21,7 @@ from ...features.muc_support import PLUGINS, create, join
 from ...helpers import add_user, slix, slix_close
 from .rawclients import login
 from .schema_check import assert_valid_xml
-from .servers import rp_running_server
+from .servers import STRANGERS, rp_running_server
 from .test_wire import app_condition, inbox, rp_xml
 
 pytestmark = pytest.mark.interop
@@ -43,7 +43,7 @@ async def room_server(request, tmp_path: Path):
         server = request.getfixturevalue("mariadb_server")
         url = server.create_database()
         overrides += [f"storage.url={url.render_as_string(hide_password=False)}", "storage.auto_upgrade=true"]
-    async with rp_running_server(tmp_path, *overrides, muc=True) as srv:
+    async with rp_running_server(tmp_path, STRANGERS, *overrides, muc=True) as srv:
         yield srv
 
 

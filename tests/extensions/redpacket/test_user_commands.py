@@ -19,7 +19,7 @@ from ...features.muc_support import create, join
 from ...features.test_adhoc import PLUGINS, form_of, notes, run, xform
 from ...helpers import add_user, slix, slix_close
 from .schema_check import assert_valid_xml
-from .servers import rp_running_server
+from .servers import STRANGERS, rp_running_server
 from .test_wire import inbox, rp_xml
 
 pytestmark = pytest.mark.interop
@@ -29,7 +29,7 @@ ROOM = "party@conference.localhost"
 
 @pytest.fixture
 async def server(tmp_path: Path):
-    async with rp_running_server(tmp_path, "redpacket.expiry=600.0", muc=True) as srv:
+    async with rp_running_server(tmp_path, STRANGERS, "redpacket.expiry=600.0", muc=True) as srv:
         yield srv
 
 

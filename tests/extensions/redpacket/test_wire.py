@@ -17,6 +17,7 @@ from xmppd_extensions.redpacket.feature import NS
 
 from ...helpers import add_user, slix, slix_close
 from .schema_check import assert_valid_xml
+from .servers import STRANGERS
 from .servers import rp_running_server as running_server
 
 pytestmark = pytest.mark.interop
@@ -49,7 +50,7 @@ def app_condition(exc: IqError) -> tuple[str, dict]:
 
 @pytest.fixture
 async def rp_server(tmp_path: Path):
-    async with running_server(tmp_path, "redpacket.expiry=60.0", "redpacket.sweep_interval=0.2") as srv:
+    async with running_server(tmp_path, STRANGERS, "redpacket.expiry=60.0", "redpacket.sweep_interval=0.2") as srv:
         yield srv
 
 
@@ -203,7 +204,7 @@ async def test_forged_packet_elements_from_clients_are_stripped(rp_server):
 
 
 async def test_expiry_refunds_the_remainder_once_and_tells_the_sender(tmp_path):
-    async with running_server(tmp_path, "redpacket.expiry=0.6", "redpacket.sweep_interval=5.0") as srv:
+    async with running_server(tmp_path, STRANGERS, "redpacket.expiry=0.6", "redpacket.sweep_interval=5.0") as srv:
         feat = srv.features["redpacket"]
         a, b = await client(srv, "alice"), await client(srv, "bob")
         try:
@@ -227,7 +228,7 @@ async def test_expiry_refunds_the_remainder_once_and_tells_the_sender(tmp_path):
 
 
 async def test_sweeper_is_rebuilt_from_storage_after_restart(tmp_path):
-    async with running_server(tmp_path, "redpacket.expiry=0.5") as srv:
+    async with running_server(tmp_path, STRANGERS, "redpacket.expiry=0.5") as srv:
         feat = srv.features["redpacket"]
         await add_user(srv, "bob")
         a = await client(srv, "alice")
@@ -237,7 +238,7 @@ async def test_sweeper_is_rebuilt_from_storage_after_restart(tmp_path):
         finally:
             await slix_close(a)
     await asyncio.sleep(0.6)
-    async with running_server(tmp_path, "redpacket.expiry=0.5") as srv:
+    async with running_server(tmp_path, STRANGERS, "redpacket.expiry=0.5") as srv:
         feat = srv.features["redpacket"]
         for _ in range(50):
             if await feat.repo.balance("alice@localhost") == 100:

@@ -16,6 +16,7 @@ from typing import Any
 
 from lxml import etree
 
+from ... import timestamps
 from ...config import Positive, PositiveInt
 from ...core import hooks as H
 from ...core.dispatch import IqRequest, Target
@@ -80,7 +81,7 @@ class Adhoc(Feature):
         self.ctx.on_teardown(self.register(Command("ping", "Ping", self._ping)))
 
     async def _ping(self, ex: Execution) -> Note:
-        return Note(f"Pong\n{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        return Note(f"Pong\n{timestamps.seconds(datetime.now(UTC))}")
 
     # ================================================================== the extension API
 

@@ -14,7 +14,7 @@ from typing import Final, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...storage.accounts import accounts
+from ...storage.accounts import account_id_query, accounts
 from ...storage.engine import Database, is_unique_violation
 from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
 
@@ -135,7 +135,7 @@ class SqlMotdRepository:
     @staticmethod
     async def _mark_seen_txn(conn: AsyncConnection, username: str, domain: str, version: int) -> None:
         account_id = (
-            await conn.execute(sa.select(accounts.c.id).where(accounts.c.username == username, accounts.c.domain == domain))
+            await conn.execute(account_id_query(username, domain))
         ).scalar()
         if account_id is None:
             return

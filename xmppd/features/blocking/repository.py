@@ -11,7 +11,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...storage.accounts import AccountNotFound, AccountRepository, accounts
+from ...storage.accounts import AccountNotFound, AccountRepository, account_id_query, accounts
 from ...storage.engine import Database
 from ...storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
 
@@ -52,10 +52,6 @@ class BlockingRepository(Protocol):
         ...
 
 
-def _account_id(username: str, domain: str) -> sa.Select[tuple[int]]:
-    return sa.select(accounts.c.id).where(accounts.c.username == username, accounts.c.domain == domain)
-
-
 def _check(jids: Iterable[str]) -> frozenset[str]:
     out = frozenset(jids)
     for j in out:
@@ -74,7 +70,7 @@ class SqlBlockingRepository:
     @staticmethod
     async def _get_txn(conn: AsyncConnection, username: str, domain: str) -> frozenset[str]:
         t = blocklist.c
-        rows = await conn.execute(sa.select(t.jid).where(t.account_id == _account_id(username, domain).scalar_subquery()))
+        rows = await conn.execute(sa.select(t.jid).where(t.account_id == account_id_query(username, domain).scalar_subquery()))
         return frozenset(r.jid for r in rows)
 
     async def block(self, username: str, domain: str, jids: Iterable[str], limit: int) -> frozenset[str]:
@@ -82,7 +78,7 @@ class SqlBlockingRepository:
 
     @staticmethod
     async def _block_txn(conn: AsyncConnection, username: str, domain: str, jids: frozenset[str], limit: int) -> frozenset[str]:
-        account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        account_id = (await conn.execute(account_id_query(username, domain).with_for_update())).scalar()
         if account_id is None:
             raise AccountNotFound(username, domain)
         t = blocklist.c
@@ -99,7 +95,7 @@ class SqlBlockingRepository:
 
     @staticmethod
     async def _unblock_txn(conn: AsyncConnection, username: str, domain: str, jids: frozenset[str] | None) -> frozenset[str]:
-        account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        account_id = (await conn.execute(account_id_query(username, domain).with_for_update())).scalar()
         if account_id is None:
             return frozenset()
         t = blocklist.c

@@ -45,12 +45,12 @@ import asyncio
 import collections
 import copy
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from lxml import etree
 
+from ... import timestamps
 from ...config import AtLeast, AtMost, NonNegativeInt, OneOf, Positive, PositiveInt
 from ...core import durability
 from ...core import hooks as H
@@ -64,6 +64,7 @@ from ...errors import Condition, StanzaError
 from ...jid import JID, JIDError
 from ...xml import ns
 from ...xml.forms import Field, Form
+from . import retraction
 from .ids import IdCodec, NodeLease, SeqClock, time_of
 from .repository import ArchivedMessage, ArchiveQuery, MamRepository, Prefs, SqlMamRepository, UnknownId, stanza_bytes
 
@@ -76,12 +77,12 @@ MAM = "urn:xmpp:mam:2"
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"
 RSM = "http://jabber.org/protocol/rsm"
 FORWARD = "urn:xmpp:forward:0"
-HINTS = "urn:xmpp:hints"
 ROOM_FIELD = "mam#enabled"
 _STANZA_ID = f"{{{ns.SID}}}stanza-id"
 _BODY = f"{{{ns.CLIENT}}}body"
-_NO_STORE = (f"{{{HINTS}}}no-store", f"{{{HINTS}}}no-permanent-store")
-_STORE = f"{{{HINTS}}}store"
+_NO_STORE = (f"{{{ns.HINTS}}}no-store", f"{{{ns.HINTS}}}no-permanent-store")
+_STORE = f"{{{ns.HINTS}}}store"
+_RETRACT = f"{{{retraction.RETRACT}}}retract"
 _CARBONS = ("{urn:xmpp:carbons:2}sent", "{urn:xmpp:carbons:2}received")
 _STANZA_ID_TEMPLATE = etree.Element(_STANZA_ID, nsmap={None: ns.SID})
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
@@ -118,18 +119,11 @@ class MamOptions:
     # writer commits at once; a query flushes first, so nothing is read stale. 0 disables it.
     commit_interval: Annotated[float, AtLeast(0), AtMost(10)] = 0.1
 
-def _stamp(us: int) -> str:
-    dt = datetime.fromtimestamp(us / 1_000_000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}Z"
-
-
 def _parse_time(value: str, var: str) -> int:
     try:
-        dt = datetime.fromisoformat(value.strip())
+        dt = timestamps.parse(value)
     except ValueError:
         raise StanzaError(Condition.BAD_REQUEST, f"{var}: not a XEP-0082 date-time: {value!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1_000_000)
 
 
@@ -151,14 +145,15 @@ def _worth_archiving(msg: etree._Element, groupchat: bool = False) -> bool:
 
 class Mam(Feature):
     name = "mam"
-    implements = ("XEP-0313", "XEP-0359", "XEP-0059", "XEP-0334")
+    implements = ("XEP-0313", "XEP-0359", "XEP-0059", "XEP-0334", "XEP-0424")
     account_disco_features = (MAM, MAM_EXTENDED, ns.SID)
     disco_features = (ns.SID,)
     depends = ("disco", "roster", "muc")
     Options = MamOptions
     migrations = str(Path(__file__).parent / "migrations")
     # Only an archive sends results (XEP-0313 §4.2): a client's would fake someone's history.
-    server_owned = owned(MAM, "result")
+    # XEP-0424 §6 / XEP-0425 §5: a <retracted/> tombstone is the archive's word, never a client's.
+    server_owned = owned(MAM, "result") + owned(retraction.RETRACT, "retracted")
 
     repo: MamRepository
 
@@ -208,6 +203,7 @@ class Mam(Feature):
             self.ctx.on_teardown(muc.events.add(E.ROOM_DISCO_INFO, self._room_disco))
             self.ctx.on_teardown(muc.events.add(E.ROOM_DESTROYED, self._room_destroyed))
             self.ctx.on_teardown(muc.events.add(E.ROOM_LOADED, self._room_loaded))
+            self.ctx.on_teardown(muc.events.add(E.RETRACTION, self._room_retraction))  # XEP-0424/0425: .retraction
             self.ctx.on_teardown(muc.add_logger(self.room_archiving))  # status 170 for archived rooms
             for typ in ("get", "set"):
                 self.ctx.add_iq_handler(typ, f"{{{MAM}}}query", self._room_query, target=Target.BARE, domain=muc.domain)
@@ -468,6 +464,30 @@ class Mam(Feature):
         await self._archive(str(owner), r.stanza, to, seq, sid, data)
         return Flow.CONTINUE
 
+    @hook(H.STANZA_IN, priority=-60)
+    async def on_retraction(self, r: Routed) -> Flow:
+        """XEP-0424 one-to-one: a local account's retraction tombstones its message (.retraction)."""
+        if r.kind == "message" and r.stanza.find(_RETRACT) is not None:
+            await retraction.direct(self, r, timestamps.micros_of_us(self._now()))
+        return Flow.CONTINUE
+
+    async def _room_retraction(self, ev: Any) -> Flow:
+        return await retraction.in_room(self, ev)
+
+    async def archive_sent(self, owner: JID, msg: etree._Element) -> None:
+        """Public: the sender's copy of a message a service wrote on a local account's behalf
+        (a red packet to a contact, sent by the server from ``owner``'s bare JID): kept in
+        ``owner``'s archive as if the account had sent it, by the same rules (preferences,
+        hints, worth archiving). The recipient's copy is archived as any incoming message."""
+        to = msg.get("to")
+        if not to or not _worth_archiving(msg):
+            return
+        peer = JID.parse(to)
+        if not await self._wanted(owner.bare, peer) or not await self.ctx.account_exists(owner.bare):
+            return
+        seq, sid = await self._new_id()
+        await self._archive(str(owner.bare), msg, peer, seq, sid)
+
     @classmethod
     async def delete_account_txn(cls, conn: Any, deletion: Any) -> None:
         """The archive and preferences of a deleted account go with it (keyed by JID)."""
@@ -498,7 +518,7 @@ class Mam(Feature):
         if not self.room_archiving(room) or not _worth_archiving(ev.stanza, groupchat=True):
             return Flow.CONTINUE
         out = ev.stanza
-        nick = ev.occupant.nick
+        nick = ev.occupant.nick if ev.occupant is not None else ""  # None: the room's own notice
         room_s = room.jid_s
         seq, sid = await self._new_id()
         # The room's stanza-id is the archive's: MUC keeps a <stanza-id by='room'/> that a
@@ -647,7 +667,7 @@ class Mam(Feature):
             if queryid is not None:
                 res.set("queryid", queryid)
             fwd = etree.SubElement(res, f"{{{FORWARD}}}forwarded", nsmap={None: FORWARD})
-            etree.SubElement(fwd, f"{{{ns.DELAY}}}delay", {"stamp": _stamp(m.ts)}, nsmap={None: ns.DELAY})
+            etree.SubElement(fwd, f"{{{ns.DELAY}}}delay", {"stamp": timestamps.micros_of_us(m.ts)}, nsmap={None: ns.DELAY})
             fwd.append(etree.fromstring(m.stanza, _PARSER))
             if origin is not None:
                 await self.ctx.router.deliver_to(req.from_jid, out, "message")
@@ -677,7 +697,7 @@ class Mam(Feature):
         md = etree.Element(f"{{{MAM}}}metadata", nsmap={None: MAM})
         if first.items and last.items:
             for name, m in (("start", first.items[0]), ("end", last.items[-1])):
-                etree.SubElement(md, f"{{{MAM}}}{name}", {"id": m.stanza_id, "timestamp": _stamp(m.ts)})
+                etree.SubElement(md, f"{{{MAM}}}{name}", {"id": m.stanza_id, "timestamp": timestamps.micros_of_us(m.ts)})
         return md
 
     # ---------------------------------------------------------------- preferences

@@ -24,6 +24,7 @@ import bisect
 import functools
 import json
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -31,8 +32,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...storage.engine import Database, SqliteOnly
-from ...storage.inline import InlineUnavailable, InlineWriter
+from ...storage.engine import Database
+from ...storage.fastpath import Sql
 from ...storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
 from .ids import MAX_NODE, IdCodec, new_key, seq_ceiling, seq_floor
 
@@ -98,11 +99,11 @@ mam_usage = sa.Table(
     **MYSQL_TABLE_KWARGS,
 )
 
-_USAGE_ADD = {  # by paramstyle, as _INSERT_SQL: add a batch's bytes per owner (rows created as needed)
-    "qmark": "INSERT INTO mam_usage (owner, bytes) VALUES (?, ?) ON CONFLICT (owner) DO UPDATE SET bytes = bytes + excluded.bytes",
-    "format": "INSERT INTO mam_usage (owner, bytes) VALUES (%s, %s) ON DUPLICATE KEY UPDATE bytes = bytes + VALUES(bytes)",
-    "pyformat": "INSERT INTO mam_usage (owner, bytes) VALUES (%s, %s) ON DUPLICATE KEY UPDATE bytes = bytes + VALUES(bytes)",
-}
+# Add a batch's bytes per owner (rows created as needed).
+_USAGE_ADD = Sql(
+    "INSERT INTO mam_usage (owner, bytes) VALUES (?, ?) ON CONFLICT (owner) DO UPDATE SET bytes = bytes + excluded.bytes",
+    mysql="INSERT INTO mam_usage (owner, bytes) VALUES (?, ?) ON DUPLICATE KEY UPDATE bytes = bytes + VALUES(bytes)",
+)
 
 
 def stanza_bytes(stanza: str) -> int:
@@ -118,11 +119,7 @@ def _bytes_by_owner(rows: list["ArchivedMessage"]) -> list[tuple[str, int]]:
 
 
 _COLUMNS = "owner, stanza_id, ts, with_jid, with_resource, stanza, seq"  # ArchivedMessage's order
-_INSERT_SQL = {  # by DBAPI paramstyle: sqlite3 (qmark), aiomysql (format / pyformat)
-    "qmark": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    "format": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-    "pyformat": f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-}
+_INSERT = Sql(f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 # Rows per multi-row INSERT on SQLite: 7 parameters a row, under its limit (32766 since 3.32, 999 before).
 _SQLITE_CHUNK = 500 if sqlite3.sqlite_version_info >= (3, 32) else 142
@@ -261,13 +258,15 @@ class SqlMamRepository:
         self._db = db
         self._ids = ids
         self._legacy_max: int | None = None
-        # SQLite file: the archive's commits run on the loop's thread (xmppd.storage.inline).
-        self._inline = InlineWriter.for_database(db)
+
+    @property
+    def _inline(self) -> Any:
+        """The fast path's loop-thread writer (SQLite files; None elsewhere)."""
+        return self._db.fastpath.inline_writer
 
     async def close(self) -> None:
-        """Close the inline writer's connection (the Database is its owner's to dispose)."""
-        if self._inline is not None:
-            await self._inline.close()
+        """Close the fast path's loop-thread connections (the Database is its owner's to dispose)."""
+        await self._db.fastpath.close()
 
     async def open(self) -> IdCodec:
         key, legacy = await self._db.run_txn(self._open_txn)
@@ -311,22 +310,14 @@ class SqlMamRepository:
             return
         try:
             # The hot write, in as few round trips as the driver allows (deliveries and acks
-            # wait for this commit): BEGIN, the INSERT(s), the usage, COMMIT. SQLite: all of it
-            # on the loop's thread when no other writer is in the way, else in one hand-off to
-            # the driver's thread; other backends: SQLAlchemy's transaction.
-            if self._db.is_sqlite:
-                if self._inline is not None:
-                    try:
-                        self._inline.write(functools.partial(_sqlite_store, messages, on_loop=True))
-                        return
-                    except InlineUnavailable:
-                        pass
-                try:
-                    await self._db.sqlite_call(functools.partial(_sqlite_store, messages), write=True)
-                    return
-                except SqliteOnly:
-                    pass
-            await self._db.run_txn(self._store_txn, messages)
+            # wait for this commit): BEGIN, the INSERT(s), the usage, COMMIT -- through the
+            # storage fast path (SQLite: on the loop's thread when no other writer is in the
+            # way, else in one hand-off to the driver's thread).
+            await self._db.fastpath.write(
+                functools.partial(_sqlite_store, messages, threading.get_ident()),
+                functools.partial(self._store_txn, messages=messages),
+                inline=True,
+            )
         except (sa.exc.IntegrityError, sqlite3.IntegrityError):
             # A seq already stored: the server issues each seq once, so that row is this very
             # record from a batch retried after its commit failed late. Row by row, skipping it.
@@ -334,11 +325,10 @@ class SqlMamRepository:
 
     @staticmethod
     async def _store_txn(conn: AsyncConnection, messages: list[ArchivedMessage]) -> None:
-        # One prebuilt statement in the driver's paramstyle, tuples straight to the DBAPI
-        # cursor (no per-row dicts, no statement compilation).
-        paramstyle = conn.dialect.paramstyle
+        # One prebuilt statement, tuples straight to the DBAPI cursor (no per-row dicts, no
+        # statement compilation).
         rows = messages  # ArchivedMessage is the row tuple
-        if paramstyle == "qmark":
+        if conn.dialect.name == "sqlite":
             # SQLite: multi-row VALUES, one statement step per chunk instead of one per row
             # (sqlite3's executemany takes the GIL back after every row, and the event loop
             # thread holds it most of the time). aiomysql's executemany already rewrites into
@@ -347,23 +337,21 @@ class SqlMamRepository:
                 chunk = rows[i : i + _SQLITE_CHUNK]
                 await conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
         else:
-            await conn.exec_driver_sql(_INSERT_SQL[paramstyle], rows)
-        await conn.exec_driver_sql(_USAGE_ADD[paramstyle], _bytes_by_owner(rows))
+            await _INSERT.executemany(conn, rows)
+        await _USAGE_ADD.executemany(conn, _bytes_by_owner(rows))
 
     @staticmethod
     async def _store_each_txn(conn: AsyncConnection, messages: list[ArchivedMessage]) -> None:
-        paramstyle = conn.dialect.paramstyle
-        sql = _INSERT_SQL[paramstyle]
         inserted = []
         for row in messages:
             try:
                 async with conn.begin_nested():
-                    await conn.exec_driver_sql(sql, row)
+                    await _INSERT.execute(conn, row)
                 inserted.append(row)
             except sa.exc.IntegrityError:
                 pass
         if inserted:
-            await conn.exec_driver_sql(_USAGE_ADD[paramstyle], _bytes_by_owner(inserted))
+            await _USAGE_ADD.executemany(conn, _bytes_by_owner(inserted))
 
     async def query(self, q: ArchiveQuery) -> Page:
         return await self._db.read_txn(self._query_txn, q)
@@ -535,21 +523,21 @@ class SqlMamRepository:
         await conn.execute(mam_nodes.delete().where(mam_nodes.c.node == node, mam_nodes.c.holder == holder))
 
 
-def _sqlite_store(messages: list[ArchivedMessage], db: sqlite3.Connection, *, on_loop: bool = False) -> None:
-    """:meth:`SqlMamRepository._store_txn` with ``sqlite3``, inside a transaction the caller
-    begins and commits (``InlineWriter.write``, ``Database.sqlite_call``).
+def _sqlite_store(messages: list[ArchivedMessage], loop_thread: int, db: sqlite3.Connection) -> None:
+    """:meth:`SqlMamRepository._store_txn` with ``sqlite3``, inside the fast path's transaction.
 
-    On the driver's thread: multi-row VALUES (see ``_store_txn``). On the loop's thread
-    (``on_loop``), where no GIL is waited for: ``executemany``, 2-3x cheaper from 10 rows on
-    (one prepared single-row statement stepped per row; SQLite runs a multi-row VALUES as a
-    co-routine over every row: 10 rows ~140 against ~50 µs, 60 rows ~520 against ~250 µs)."""
-    if on_loop:
-        db.executemany(_INSERT_SQL["qmark"], messages)
+    On the driver's thread: multi-row VALUES (see ``_store_txn``). On the loop's thread (the
+    thread *loop_thread* the call was made on), where no GIL is waited for: ``executemany``,
+    2-3x cheaper from 10 rows on (one prepared single-row statement stepped per row; SQLite runs
+    a multi-row VALUES as a co-routine over every row: 10 rows ~140 against ~50 µs, 60 rows ~520
+    against ~250 µs)."""
+    if threading.get_ident() == loop_thread:
+        db.executemany(_INSERT.sqlite, messages)
     else:
         for i in range(0, len(messages), _SQLITE_CHUNK):
             chunk = messages[i : i + _SQLITE_CHUNK]
             db.execute(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
-    db.executemany(_USAGE_ADD["qmark"], _bytes_by_owner(messages))
+    db.executemany(_USAGE_ADD.sqlite, _bytes_by_owner(messages))
 
 
 async def _usage_sub(conn: AsyncConnection, rows: list[Any]) -> None:

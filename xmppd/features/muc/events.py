@@ -12,6 +12,7 @@ gets that error.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +49,8 @@ class GroupchatBeforeBroadcast:
     """
 
     room: "Room"
-    occupant: "Occupant"
-    sender: JID
+    occupant: "Occupant | None"  # None: a server-authored notice kept in history (Room.send_notice(archive=True))
+    sender: JID  # the room's JID for such a notice
     stanza: etree._Element
 
 
@@ -120,6 +121,23 @@ class PrivateMessage:
     stanza: etree._Element
 
 
+@dataclass(slots=True)
+class MessageRetraction:
+    """A message of the room is retracted (xmppd/features/muc/moderation.py): by a moderator
+    (XEP-0425: ``author`` None, ``announcement`` the message the room is about to broadcast) or
+    by its author (XEP-0424: ``author`` the sender's XEP-0421 occupant-id, which the original's
+    must equal). A store holding the message with the room's stanza-id ``stanza_id`` replaces it
+    with ``tombstone(original)`` and sets ``found``; an archive may stamp the announcement's
+    ``<stanza-id by='room'/>`` (the room keeps it)."""
+
+    room: "Room"
+    stanza_id: str
+    author: str | None
+    tombstone: "Callable[[etree._Element], etree._Element]"
+    announcement: etree._Element | None
+    found: bool = False
+
+
 class SpeechKind(enum.StrEnum):
     """What a member is about to put in front of others (see ``Speech``)."""
 
@@ -182,6 +200,7 @@ CONFIG_FORM: Hook[ConfigForm] = Hook("muc/config-form")
 ROOM_DESTROYED: Hook[RoomDestroyed] = Hook("muc/room-destroyed")
 ROOM_LOADED: Hook[RoomLoaded] = Hook("muc/room-loaded")
 PRIVATE_MESSAGE: Hook[PrivateMessage] = Hook("muc/private-message")
+RETRACTION: Hook[MessageRetraction] = Hook("muc/retraction")
 
 
 class RoomEvents(HookChains):
@@ -196,7 +215,7 @@ class RoomEvents(HookChains):
 
 __all__: list[Any] = [
     "PRE_JOIN", "SPEECH", "ROLE_CHANGE_REQUEST", "Speech", "SpeechKind", "RoleChangeRequest", "GROUPCHAT_BEFORE_BROADCAST", "OCCUPANT_ROLE_CHANGED", "AFFILIATION_CHANGED",
-    "ROOM_DISCO_INFO", "CONFIG_FORM", "ROOM_DESTROYED", "ROOM_LOADED", "PRIVATE_MESSAGE", "RoomEvents",
+    "ROOM_DISCO_INFO", "CONFIG_FORM", "ROOM_DESTROYED", "ROOM_LOADED", "PRIVATE_MESSAGE", "RETRACTION", "RoomEvents",
     "PreJoin", "GroupchatBeforeBroadcast", "OccupantRoleChanged", "AffiliationChanged",
-    "RoomDiscoInfo", "ConfigForm", "RoomDestroyed", "RoomLoaded", "PrivateMessage",
+    "RoomDiscoInfo", "ConfigForm", "RoomDestroyed", "RoomLoaded", "PrivateMessage", "MessageRetraction",
 ]

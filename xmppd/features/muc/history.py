@@ -4,14 +4,15 @@ from __future__ import annotations
 import collections
 import copy
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from lxml import etree
 
+from ... import timestamps
 from ...errors import Condition, StanzaError
-from .const import DELAY, MUC, q
+from .const import DELAY, MUC, SID, q
 
 _HISTORY = q(MUC, "history")
+_STANZA_ID = q(SID, "stanza-id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +51,10 @@ def parse_request(x: etree._Element | None) -> HistoryRequest:
     since = None
     if h.get("since"):
         try:
-            since = datetime.fromisoformat(h.get("since").replace("Z", "+00:00")).timestamp()  # type: ignore[union-attr]
+            since = timestamps.parse(h.get("since")).timestamp()  # type: ignore[arg-type]
         except ValueError:
             raise StanzaError(Condition.BAD_REQUEST, "history since must be an XEP-0082 date-time") from None
     return HistoryRequest(num("maxchars"), num("maxstanzas"), num("seconds"), since)
-
-
-def stamp(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class History:
@@ -79,6 +76,21 @@ class History:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def find(self, stanza_id: str, by: str) -> etree._Element | None:
+        """The kept message whose ``<stanza-id by=by/>`` is ``stanza_id``."""
+        for e in self._entries:
+            for sid in e.stanza.findall(_STANZA_ID):
+                if sid.get("by") == by and sid.get("id") == stanza_id:
+                    return e.stanza
+        return None
+
+    def replace(self, old: etree._Element, new: etree._Element) -> None:
+        """Put ``new`` in place of the entry holding ``old`` (a retraction's tombstone)."""
+        for i, e in enumerate(self._entries):
+            if e.stanza is old:
+                self._entries[i] = Entry(new, e.at, len(etree.tostring(new)))
+                return
+
     def select(self, req: HistoryRequest, now: float, room_jid: str) -> list[etree._Element]:
         """The entries the request asks for, oldest first, each with a ``<delay/>`` (XEP-0203)."""
         picked: list[Entry] = []
@@ -98,7 +110,7 @@ class History:
         out = []
         for e in reversed(picked):
             el = copy.deepcopy(e.stanza)
-            d = etree.SubElement(el, q(DELAY, "delay"), {"from": room_jid, "stamp": stamp(e.at)}, nsmap={None: DELAY})
+            d = etree.SubElement(el, q(DELAY, "delay"), {"from": room_jid, "stamp": timestamps.micros(e.at)}, nsmap={None: DELAY})
             del d
             out.append(el)
         return out

@@ -10,12 +10,15 @@ from lxml import etree
 
 from ...core.hooks import Flow, Routed
 from ...errors import Condition, StanzaError
-from ...jid import JID, JIDError
+from ...jid import JID
 from ...xml import ns
+from ...xml.attrs import jid_attr
 from ...xml.builder import error_reply
 from ...xml.forms import Field, Form
 from . import const as C
 from . import events as E
+from . import moderation as MOD
+from . import occupant_id as OID
 from .affiliations import (
     Affiliation,
     Role,
@@ -111,6 +114,10 @@ class Room:
     def occupant_list(self) -> list[Occupant]:
         return list(self.occupants)
 
+    def occupant_id(self, bare: JID) -> str:
+        """XEP-0421: the stable, anonymous id of the user ``bare`` in this room."""
+        return self.service.occupant_ids.of(self.jid_s, bare)
+
     async def set_role(self, nick: str, role: Role, *, actor: JID | None = None, reason: str | None = None) -> None:
         """Change an occupant's role and tell the room (kick when ``role`` is none); no permission check."""
         occ = self.occupants.get(nick)
@@ -161,10 +168,13 @@ class Room:
         if kind is Speak.STATUS and role is Role.VISITOR and not cfg.allow_visitor_status:
             raise StanzaError(Condition.FORBIDDEN, "this room does not show visitors' status text")
 
-    async def send_notice(self, body: str | None = None, *, children: Iterable[etree._Element] = (), lang: str | None = None) -> None:
+    async def send_notice(self, body: str | None = None, *, children: Iterable[etree._Element] = (), lang: str | None = None,
+                          id: str | None = None, archive: bool = False) -> str:
         """A server-authored groupchat message from the room's bare JID to every occupant and subscriber
-        (``lang``: the body's xml:lang)."""
-        msg = etree.Element(ns.MESSAGE, {"from": self.jid_s, "type": "groupchat", "id": self.service.new_id()}, nsmap={None: ns.CLIENT})
+        (``lang``: the body's xml:lang; ``id``: the message id, else a fresh one). ``archive``: the
+        message is part of the room's history, so it passes the before-broadcast chain (with no
+        occupant) where the room's archive (MAM) keeps it. Returns its XEP-0359 stanza-id."""
+        msg = etree.Element(ns.MESSAGE, {"from": self.jid_s, "type": "groupchat", "id": id or self.service.new_id()}, nsmap={None: ns.CLIENT})
         if body is not None:
             b = etree.SubElement(msg, BODY)
             b.text = body
@@ -172,11 +182,16 @@ class Room:
                 b.set(ns.XML_LANG, lang)
         for c in children:
             msg.append(c)
-        self._stamp_id(msg)
+        svc = self.service
+        if archive and svc.events.has(E.GROUPCHAT_BEFORE_BROADCAST):
+            if await svc.events.run(E.GROUPCHAT_BEFORE_BROADCAST, E.GroupchatBeforeBroadcast(self, None, self.jid, msg)) is Flow.STOP:
+                return ""
+        sid = self._stamp_id(msg, keep_ours=archive)
         if body is not None:
             self.history.add(msg, self.service.now())
         await self.service.fanout(msg, list(self.occupants.full_jids()), "message")
-        await self.notify(NODE_MESSAGES, msg, msg.find(_STANZA_ID).get("id"))  # type: ignore[union-attr]
+        await self.notify(NODE_MESSAGES, msg, sid)
+        return sid
 
     # ================================================================ helpers
 
@@ -253,6 +268,7 @@ class Room:
         self._x_user(p, occ, self.affiliation(occ.bare), role or occ.role,
                      jid=(jid or (occ.primary if occ.sessions else occ.bare)) if with_jid else None,
                      codes=codes, actor=actor, actor_nick=actor_nick, reason=reason, nick=new_nick)
+        OID.stamp(p, self.occupant_id(occ.bare))
         return p
 
     async def _broadcast_presence(self, occ: Occupant, *, type: str | None = None, codes: Iterable[str] = (),
@@ -538,6 +554,8 @@ class Room:
             if child.tag == _STANZA_ID or child.tag == X_USER:
                 continue
             out.append(copy.deepcopy(child))
+        MOD.strip_forged(out)
+        OID.stamp(out, self.occupant_id(occ.bare))
         svc = self.service
         if svc.events.has(E.GROUPCHAT_BEFORE_BROADCAST):
             if await svc.events.run(E.GROUPCHAT_BEFORE_BROADCAST, E.GroupchatBeforeBroadcast(self, occ, r.from_jid, out)) is Flow.STOP:
@@ -545,14 +563,24 @@ class Room:
         sid = self._stamp_id(out, keep_ours=True)  # (the sender's own stanza-ids were not copied)
         if body is not None:
             self.history.add(out, svc.now())
+        if out.find(MOD.RETRACT_EL) is not None:  # XEP-0424: stored copies become tombstones first
+            await MOD.own_retraction(self, occ, out)
         await svc.fanout(out, list(self.occupants.full_jids()), "message")
         await self.notify(NODE_MESSAGES, out, sid)
+
+    async def announce(self, msg: etree._Element) -> None:
+        """A message from the room itself (a moderation notice) to every occupant and MUC/Sub
+        subscriber, with the room's stanza-id (an archive's, if one stamped it)."""
+        sid = self._stamp_id(msg, keep_ours=True)
+        await self.service.fanout(msg, list(self.occupants.full_jids()), "message")
+        await self.notify(NODE_MESSAGES, msg, sid)
 
     async def _change_subject(self, occ: Occupant, full: JID, text: str, stanza: etree._Element) -> None:
         """§8.1: moderators, or participants when the room allows it (checked by the speech gate)."""
         self.subject, self.subject_nick = text, occ.nick
         out = etree.Element(ns.MESSAGE, {"from": f"{self.jid_s}/{occ.nick}", "type": "groupchat", "id": stanza.get("id") or self.service.new_id()}, nsmap={None: ns.CLIENT})
         etree.SubElement(out, SUBJECT).text = text
+        OID.stamp(out, self.occupant_id(occ.bare))
         await self.service.fanout(out, list(self.occupants.full_jids()), "message")
         await self.notify(NODE_SUBJECT, out, None)
         await self.service.persist_state(self)
@@ -575,6 +603,7 @@ class Room:
             if child.tag != X_USER:
                 out.append(copy.deepcopy(child))
         etree.SubElement(out, X_USER, nsmap={None: MUC_USER})
+        OID.stamp(out, self.occupant_id(sender.bare))
         if self.service.events.has(E.PRIVATE_MESSAGE):
             if await self.service.events.run(E.PRIVATE_MESSAGE, E.PrivateMessage(self, sender, target, out)) is Flow.STOP:
                 return
@@ -630,7 +659,7 @@ class Room:
         if len(declines) != 1:
             raise StanzaError(Condition.NOT_ACCEPTABLE, "decline one invitation per message")
         decline = declines[0]
-        to = _jid_attr(decline, "to")
+        to = jid_attr(decline, "to", required=True, bare=False)
         self._count_invitations(full, 1)
         reason = decline.findtext(q(MUC_USER, "reason"))
         if not self.invitations.pending(full.bare, to.bare):
@@ -662,7 +691,7 @@ class Room:
             raise StanzaError(Condition.NOT_ACCEPTABLE, f"invite at most {most} people per message")
         plan: dict[JID, etree._Element] = {}
         for inv in invites:
-            to = _jid_attr(inv, "to").bare
+            to = jid_attr(inv, "to", required=True)
             if to == full.bare:
                 raise StanzaError(Condition.BAD_REQUEST, "you can't invite yourself")
             if self.config.members_only and self.affiliation(to) is Affiliation.OUTCAST:
@@ -843,7 +872,7 @@ class Room:
             if item.get("affiliation") is not None:
                 aff = parse_affiliation(item.get("affiliation"))
                 if item.get("jid"):
-                    target = _jid_attr(item, "jid").bare
+                    target = jid_attr(item, "jid", required=True)
                 elif item.get("nick"):
                     o = self.occupants.get(item.get("nick"))  # type: ignore[arg-type]
                     if o is None:
@@ -1014,11 +1043,3 @@ def _presence_source(stanza: etree._Element | None) -> etree._Element:
     return p
 
 
-def _jid_attr(el: etree._Element, attr: str) -> JID:
-    v = el.get(attr)
-    if not v:
-        raise StanzaError(Condition.BAD_REQUEST, f"the {etree.QName(el).localname} needs a '{attr}'")
-    try:
-        return JID.parse(v)
-    except JIDError:
-        raise StanzaError(Condition.JID_MALFORMED, f"{v!r} is not a valid JID") from None

@@ -21,6 +21,7 @@ from ...core.dispatch import Target
 from ...core.feature import Feature
 from ...core.hooks import Flow, NodeEvent, Routed, SessionEvent
 from ...core.limits import SlidingCounter
+from ...core.server_owned import owned
 from ...errors import Condition, StanzaError
 from ...jid import JID
 from ...xml import ns
@@ -29,9 +30,12 @@ from ...xml.forms import Field, Form
 from ..adhoc.command import NS as ADHOC_NS
 from ..disco import info_element, items_element
 from . import const as C
+from . import moderation as MOD
+from . import occupant_id as OID
 from . import subscriptions as S
 from .affiliations import Affiliation, Role
 from .config_form import RoomConfig
+from .directory import MucRoomDirectory, RoomDirectory
 from .events import ROOM_DISCO_INFO, RoomDiscoInfo, RoomEvents
 from .invitations import SenderRate
 from .repository import FencedOut, MucRepository, SqlMucRepository, StoredAffiliation, StoredRoom
@@ -65,12 +69,13 @@ class MucOptions:
 class MucService:
     """Receives every stanza addressed to the MUC domain."""
 
-    def __init__(self, feature: "Muc", domain: str, repo: MucRepository) -> None:
+    def __init__(self, feature: "Muc", domain: str, repo: MucRepository, occupant_ids: OID.OccupantIds) -> None:
         self.feature = feature
         self.ctx = feature.ctx
         self.options: MucOptions = feature.options
         self.domain = domain
         self.repo = repo
+        self.occupant_ids = occupant_ids  # XEP-0421
         self.events = RoomEvents()
         self.rooms: dict[JID, Room] = {}
         self.joined: dict[JID, set[Room]] = {}  # real full JID -> rooms it is in
@@ -356,6 +361,8 @@ class MucService:
             result = S.list_subscribers(room, full)
         elif typ == "get" and tag == _PING:
             pass
+        elif typ == "set" and tag == MOD.MODERATE_Q:
+            await MOD.moderate(room, full, payload)
         elif self.ctx.router.iq_table.lookup(typ, Target.BARE, self.domain, tag) is not None:  # type: ignore[arg-type]
             # Room iqs of extensions (ad-hoc commands, group mute ...): registered in the server's
             # iq table for (MUC domain, bare JID); the handler gets the room's JID as ``to``.
@@ -382,7 +389,7 @@ class MucService:
         """§6.4: identity, muc_* features from the configuration, and the muc#roominfo form."""
         cfg = room.config
         feats = [
-            C.MUC, ns.DISCO_INFO, ns.DISCO_ITEMS, C.SID,
+            C.MUC, ns.DISCO_INFO, ns.DISCO_ITEMS, C.SID, C.STABLE_ID, C.SELF_PING_OPTIMIZATION, OID.NS, *MOD.FEATURES,
             "muc_persistent" if cfg.persistent else "muc_temporary",
             "muc_public" if cfg.public else "muc_hidden",
             "muc_membersonly" if cfg.members_only else "muc_open",
@@ -408,6 +415,7 @@ class MucService:
             Field("muc#maxhistoryfetch", "text-single", "Maximum history", values=(str(cfg.history_length),)),
             Field("muc#roomconfig_changesubject", "boolean", "Occupants may change the subject", values=("1" if cfg.change_subject else "0",)),
             Field("muc#roomconfig_allowinvites", "boolean", "Occupants may invite", values=("1" if cfg.allow_invites else "0",)),
+            Field("muc#roominfo_subjectmod", "boolean", "Occupants may change the subject", values=("1" if cfg.change_subject else "0",)),
         ]
         for var, value in info.fields:
             fields.append(Field(var, "text-single", values=(value,)))
@@ -481,15 +489,20 @@ class Muc(Feature):
     """XEP-0045 Multi-User Chat with ejabberd's MUC/Sub, XEP-0249 routing and XEP-0410 self-ping."""
 
     name = "muc"
-    implements = ("XEP-0045", "XEP-0249", "XEP-0410", "MUC/Sub")
+    implements = ("XEP-0045", "XEP-0249", "XEP-0410", "XEP-0421", "XEP-0424", "XEP-0425", "MUC/Sub")
     depends = ("disco",)
     Options = MucOptions
+    # XEP-0421 §4: only a room says who an occupant is (rooms also strip what reaches them directly).
+    server_owned = owned(OID.NS, "occupant-id")
     migrations = str(__import__("pathlib").Path(__file__).parent / "migrations")
 
     async def setup(self) -> None:
         domain = self.options.domain or f"conference.{self.ctx.domain}"
         self.domain = domain
-        self.service = MucService(self, domain, SqlMucRepository(self.ctx.db))
+        from ...storage.secrets import server_secret
+
+        ids = OID.OccupantIds(await server_secret(self.ctx.db, "muc-occupant-id"))
+        self.service = MucService(self, domain, SqlMucRepository(self.ctx.db), ids)
         for stored in await self.service.repo.load_rooms():
             room = Room.from_stored(self.service, stored)
             room.config.persistent = True
@@ -530,6 +543,12 @@ class Muc(Feature):
 
     def get_room(self, jid: JID | str) -> Room | None:
         return self.service.get_room(jid)
+
+    @property
+    def directory(self) -> RoomDirectory:
+        """The typed view of rooms for extensions (:mod:`.directory`): membership, the speech
+        gate, posting as the room into its history."""
+        return MucRoomDirectory(self)
 
     def add_logger(self, is_logged: Callable[[Room], bool]) -> Callable[[], None]:
         """Declare that ``is_logged(room)`` rooms are logged: joining occupants get status 170

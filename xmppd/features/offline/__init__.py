@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from ... import timestamps
 from ...config import NonNegativeInt
 from ...core import hooks as H
 from ...core.feature import Feature, hook
@@ -33,16 +34,15 @@ from ...errors import Condition, StanzaError
 from ...xml import ns
 from .repository import OfflineRepository, SqlOfflineRepository, StoreResult
 
-__all__ = ["Offline", "OfflineOptions", "delay_stamp", "worth_storing"]
+__all__ = ["Offline", "OfflineOptions", "worth_storing"]
 
-HINTS = "urn:xmpp:hints"
 CHATSTATES = "http://jabber.org/protocol/chatstates"
-_NO_STORE = f"{{{HINTS}}}no-store"
-_STORE = f"{{{HINTS}}}store"
+_NO_STORE = f"{{{ns.HINTS}}}no-store"
+_STORE = f"{{{ns.HINTS}}}store"
 _DELAY = f"{{{ns.DELAY}}}delay"
 _THREAD = f"{{{ns.CLIENT}}}thread"
 _CHATSTATES_PREFIX = f"{{{CHATSTATES}}}"
-_HINTS_PREFIX = f"{{{HINTS}}}"
+_HINTS_PREFIX = f"{{{ns.HINTS}}}"
 _SESSION_KEY = "offline"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
 
@@ -54,12 +54,6 @@ class OfflineOptions:
     # Bytes of stored XML kept per account (each message as stored, delay stamp included);
     # a message that would pass it gets service-unavailable.
     max_bytes: NonNegativeInt = 10485760
-
-def delay_stamp(when: datetime) -> str:
-    """XEP-0082 DateTime in UTC with millisecond precision: ``2024-05-01T12:00:00.123Z``."""
-    when = when.astimezone(UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
 
 def worth_storing(message: etree._Element) -> bool:
     """XEP-0334 hints and XEP-0085: is this normal/chat message worth keeping offline?"""
@@ -108,7 +102,7 @@ class Offline(Feature):
             copy.set("from", str(r.from_jid))
         if copy.get("to") is None:
             copy.set("to", str(r.to))
-        delay = etree.SubElement(copy, _DELAY, {"from": self.ctx.domain, "stamp": delay_stamp(now)}, nsmap={None: ns.DELAY})
+        delay = etree.SubElement(copy, _DELAY, {"from": self.ctx.domain, "stamp": timestamps.millis(now)}, nsmap={None: ns.DELAY})
         delay.text = "Offline Storage"
         try:
             result = await self.repo.store(to.local, to.domain, etree.tostring(copy, encoding="unicode"), now, self.options.max_messages, self.options.max_bytes)  # type: ignore[arg-type]

@@ -9,6 +9,8 @@ all.
 from __future__ import annotations
 
 import enum
+import functools
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -17,8 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...storage.accounts import AccountRepository, accounts
+from ...storage.accounts import AccountRepository, account_id_query, accounts
 from ...storage.engine import Database
+from ...storage.inline import InlineQuery
 from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, metadata
 
 __all__ = [
@@ -88,13 +91,23 @@ def _size(stanza: str) -> int:
     return len(stanza.encode("utf-8"))
 
 
-def _account_id(username: str, domain: str) -> sa.Select[tuple[int]]:
-    return sa.select(accounts.c.id).where(accounts.c.username == username, accounts.c.domain == domain)
+# The login's read (every first available presence): one statement, run by the storage fast path.
+_FETCH = (
+    sa.select(offline_messages.c.id, offline_messages.c.stanza, offline_messages.c.created_at)
+    .where(
+        offline_messages.c.account_id
+        == sa.select(accounts.c.id)
+        .where(accounts.c.username == sa.bindparam("username"), accounts.c.domain == sa.bindparam("domain"))
+        .scalar_subquery()
+    )
+    .order_by(offline_messages.c.id)
+)
 
 
 class SqlOfflineRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._fetch_lite = InlineQuery(_FETCH, db) if db.is_sqlite else None
 
     async def store(self, username: str, domain: str, stanza: str, created_at: datetime, limit: int, max_bytes: int | None = None) -> StoreResult:
         return await self._db.run_txn(self._store_txn, username, domain, stanza, created_at, limit, max_bytes)
@@ -104,7 +117,7 @@ class SqlOfflineRepository:
         conn: AsyncConnection, username: str, domain: str, stanza: str, created_at: datetime, limit: int, max_bytes: int | None
     ) -> StoreResult:
         # FOR UPDATE on the account row serialises senders to one account (SQLite: BEGIN IMMEDIATE).
-        account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        account_id = (await conn.execute(account_id_query(username, domain).with_for_update())).scalar()
         if account_id is None:
             return StoreResult.NO_ACCOUNT
         size = _size(stanza)
@@ -127,23 +140,26 @@ class SqlOfflineRepository:
     async def _usage_txn(conn: AsyncConnection, username: str, domain: str) -> tuple[int, int]:
         t = offline_messages.c
         q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.size), 0)).where(
-            t.account_id == _account_id(username, domain).scalar_subquery()
+            t.account_id == account_id_query(username, domain).scalar_subquery()
         )
         n, used = (await conn.execute(q)).one()
         return int(n), int(used)
 
     async def fetch(self, username: str, domain: str) -> list[OfflineMessage]:
-        return await self._db.read_txn(self._fetch_txn, username, domain)
+        """Every stored message, oldest first: a read at each login, so through the storage fast
+        path (SQLite: on the loop's thread, no hand-off to the driver's)."""
+        params = {"username": username, "domain": domain}
+        query = self._fetch_lite
+
+        def lite(conn: sqlite3.Connection) -> list[OfflineMessage]:
+            assert query is not None
+            return [OfflineMessage(int(i), st, at) for i, st, at in query.all(conn, params)]
+
+        return await self._db.fastpath.read(lite, functools.partial(self._fetch_txn, params=params), inline=True)
 
     @staticmethod
-    async def _fetch_txn(conn: AsyncConnection, username: str, domain: str) -> list[OfflineMessage]:
-        t = offline_messages.c
-        rows = await conn.execute(
-            sa.select(t.id, t.stanza, t.created_at)
-            .where(t.account_id == _account_id(username, domain).scalar_subquery())
-            .order_by(t.id)
-        )
-        return [OfflineMessage(int(r.id), r.stanza, r.created_at) for r in rows]
+    async def _fetch_txn(conn: AsyncConnection, params: dict[str, str]) -> list[OfflineMessage]:
+        return [OfflineMessage(int(r.id), r.stanza, r.created_at) for r in await conn.execute(_FETCH, params)]
 
     async def delete_upto(self, username: str, domain: str, last_id: int) -> int:
         return await self._db.run_txn(self._delete_txn, username, domain, last_id)
@@ -153,7 +169,7 @@ class SqlOfflineRepository:
 
     @staticmethod
     async def _delete_txn(conn: AsyncConnection, username: str, domain: str, last_id: int | None) -> int:
-        account_id = (await conn.execute(_account_id(username, domain))).scalar()
+        account_id = (await conn.execute(account_id_query(username, domain))).scalar()
         if account_id is None:
             return 0
         t = offline_messages.c
@@ -168,7 +184,7 @@ class SqlOfflineRepository:
     @staticmethod
     async def _count_txn(conn: AsyncConnection, username: str, domain: str) -> int:
         t = offline_messages.c
-        q = sa.select(sa.func.count()).where(t.account_id == _account_id(username, domain).scalar_subquery())
+        q = sa.select(sa.func.count()).where(t.account_id == account_id_query(username, domain).scalar_subquery())
         return int((await conn.execute(q)).scalar_one())
 
 

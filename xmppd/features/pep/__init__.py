@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from lxml import etree
 
+from ... import timestamps
 from ...config import AtLeast, AtMost
 from ...core import hooks as H
 from ...core.dispatch import IqRequest, Target
@@ -86,10 +87,6 @@ class PepOptions:
     max_items: Annotated[int, AtLeast(1), AtMost(10000)] = 256
     # Nodes one account may have.
     max_nodes: Annotated[int, AtLeast(1), AtMost(10000)] = 128
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Pep(Feature):
@@ -500,7 +497,6 @@ class Pep(Feature):
             it = sub(sub(msg[0], E + "items", {"node": rec.node}), E + "item", {"id": item.id, "publisher": item.publisher})
             if rec.config.get("deliver_payloads", True):
                 it.append(etree.fromstring(item.payload, _PARSER))
-            stamp = item.published_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            sub(msg, f"{{{ns.DELAY}}}delay", {"stamp": stamp, "from": str(owner)})
+            sub(msg, f"{{{ns.DELAY}}}delay", {"stamp": timestamps.micros(item.published_at), "from": str(owner)})
             msg.set("to", str(full))
             await self.ctx.router.deliver_to(full, msg, "message")

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...storage.accounts import AccountNotFound, accounts
+from ...storage.accounts import AccountNotFound, account_id_query, accounts
 from ...storage.engine import Database
 from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
 
@@ -100,10 +100,6 @@ class PepRepository(Protocol):
     async def last_items(self, owners: Sequence[str], domain: str) -> list[tuple[str, NodeRecord, Item]]: ...
 
 
-def _account_id(username: str, domain: str) -> sa.Select[tuple[int]]:
-    return sa.select(accounts.c.id).where(accounts.c.username == username, accounts.c.domain == domain)
-
-
 def _record(row: Any) -> NodeRecord:
     return NodeRecord(row.id, row.node, json.loads(row.config))
 
@@ -128,7 +124,7 @@ class SqlPepRepository:
     @staticmethod
     async def _node_txn(conn: AsyncConnection, username: str, domain: str, node: str) -> NodeRecord | None:
         q = sa.select(_N.id, _N.node, _N.config).where(
-            _N.account_id == _account_id(username, domain).scalar_subquery(), _N.node == node)
+            _N.account_id == account_id_query(username, domain).scalar_subquery(), _N.node == node)
         row = (await conn.execute(q)).first()
         return None if row is None else _record(row)
 
@@ -138,7 +134,7 @@ class SqlPepRepository:
     @staticmethod
     async def _nodes_txn(conn: AsyncConnection, username: str, domain: str) -> list[NodeRecord]:
         q = sa.select(_N.id, _N.node, _N.config).where(
-            _N.account_id == _account_id(username, domain).scalar_subquery()).order_by(_N.node)
+            _N.account_id == account_id_query(username, domain).scalar_subquery()).order_by(_N.node)
         return [_record(r) for r in await conn.execute(q)]
 
     async def create(self, username: str, domain: str, node: str, config: dict[str, Any], max_nodes: int) -> NodeRecord:
@@ -146,7 +142,7 @@ class SqlPepRepository:
 
     @classmethod
     async def _create_txn(cls, conn: AsyncConnection, username: str, domain: str, node: str, config: dict[str, Any], max_nodes: int) -> NodeRecord:
-        found_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        found_id = (await conn.execute(account_id_query(username, domain).with_for_update())).scalar()
         if found_id is None:
             raise AccountNotFound(username, domain)
         account_id = int(found_id)  # type: ignore[call-overload]
@@ -195,7 +191,7 @@ class SqlPepRepository:
         item: Item | None, keep: int, max_nodes: int,
     ) -> tuple[NodeRecord, bool, list[str]]:
         # The account row's lock serialises node creation per account (the count of nodes).
-        found_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        found_id = (await conn.execute(account_id_query(username, domain).with_for_update())).scalar()
         if found_id is None:
             raise AccountNotFound(username, domain)
         account_id = int(found_id)  # type: ignore[call-overload]

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...storage.accounts import AccountNotFound, AccountRepository, accounts
+from ...storage.accounts import AccountNotFound, AccountRepository, account_id_query
 from ...storage.engine import Database
 from ...storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
 
@@ -47,10 +47,6 @@ class PrivateRepository(Protocol):
     async def clear(self, username: str, domain: str) -> int: ...
 
 
-def _account_id(username: str, domain: str) -> sa.Select[tuple[int]]:
-    return sa.select(accounts.c.id).where(accounts.c.username == username, accounts.c.domain == domain)
-
-
 def _check(items: Sequence[tuple[str, str]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for namespace, xml in items:
@@ -70,7 +66,7 @@ class SqlPrivateRepository:
     @staticmethod
     async def _get_txn(conn: AsyncConnection, username: str, domain: str, namespace: str) -> str | None:
         t = private_storage.c
-        q = sa.select(t.xml).where(t.account_id == _account_id(username, domain).scalar_subquery(), t.namespace == namespace)
+        q = sa.select(t.xml).where(t.account_id == account_id_query(username, domain).scalar_subquery(), t.namespace == namespace)
         return (await conn.execute(q)).scalar()
 
     async def set(self, username: str, domain: str, items: Sequence[tuple[str, str]], max_items: int) -> None:
@@ -78,7 +74,7 @@ class SqlPrivateRepository:
 
     @staticmethod
     async def _set_txn(conn: AsyncConnection, username: str, domain: str, items: dict[str, str], max_items: int) -> None:
-        account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        account_id = (await conn.execute(account_id_query(username, domain).with_for_update())).scalar()
         if account_id is None:
             raise AccountNotFound(username, domain)
         t = private_storage.c
@@ -99,7 +95,7 @@ class SqlPrivateRepository:
     @staticmethod
     async def _namespaces_txn(conn: AsyncConnection, username: str, domain: str) -> list[str]:
         t = private_storage.c
-        q = sa.select(t.namespace).where(t.account_id == _account_id(username, domain).scalar_subquery()).order_by(t.namespace)
+        q = sa.select(t.namespace).where(t.account_id == account_id_query(username, domain).scalar_subquery()).order_by(t.namespace)
         return [r.namespace for r in await conn.execute(q)]
 
     async def clear(self, username: str, domain: str) -> int:
@@ -107,7 +103,7 @@ class SqlPrivateRepository:
 
     @staticmethod
     async def _clear_txn(conn: AsyncConnection, username: str, domain: str) -> int:
-        q = private_storage.delete().where(private_storage.c.account_id == _account_id(username, domain).scalar_subquery())
+        q = private_storage.delete().where(private_storage.c.account_id == account_id_query(username, domain).scalar_subquery())
         return (await conn.execute(q)).rowcount
 
 

@@ -11,7 +11,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...storage.accounts import AccountRepository, accounts
+from ...storage.accounts import AccountRepository, account_id_query
 from ...storage.engine import Database
 from ...storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
 
@@ -50,10 +50,6 @@ class PushRepository(Protocol):
     async def of(self, username: str, domain: str) -> list[PushRegistration]: ...
 
 
-def _account_id(username: str, domain: str) -> sa.Select[tuple[int]]:
-    return sa.select(accounts.c.id).where(accounts.c.username == username, accounts.c.domain == domain)
-
-
 class SqlPushRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -63,7 +59,7 @@ class SqlPushRepository:
 
     @staticmethod
     async def _enable_txn(conn: AsyncConnection, username: str, domain: str, reg: PushRegistration, limit: int) -> bool:
-        account_id = (await conn.execute(_account_id(username, domain).with_for_update())).scalar()
+        account_id = (await conn.execute(account_id_query(username, domain).with_for_update())).scalar()
         if account_id is None:
             return False
         t = push_registrations.c
@@ -82,7 +78,7 @@ class SqlPushRepository:
     @staticmethod
     async def _disable_txn(conn: AsyncConnection, username: str, domain: str, service: str, node: str | None) -> int:
         t = push_registrations.c
-        cond = sa.and_(t.account_id == _account_id(username, domain).scalar_subquery(), t.service == service)
+        cond = sa.and_(t.account_id == account_id_query(username, domain).scalar_subquery(), t.service == service)
         if node is not None:
             cond = sa.and_(cond, t.node == node)
         return (await conn.execute(push_registrations.delete().where(cond))).rowcount
@@ -94,7 +90,7 @@ class SqlPushRepository:
     async def _of_txn(conn: AsyncConnection, username: str, domain: str) -> list[PushRegistration]:
         t = push_registrations.c
         rows = await conn.execute(
-            sa.select(t.service, t.node, t.options).where(t.account_id == _account_id(username, domain).scalar_subquery()).order_by(t.id)
+            sa.select(t.service, t.node, t.options).where(t.account_id == account_id_query(username, domain).scalar_subquery()).order_by(t.id)
         )
         return [PushRegistration(r.service, r.node, r.options) for r in rows]
 

@@ -34,8 +34,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from xmppd.jid import JID
-from xmppd.storage.accounts import accounts
-from xmppd.storage.engine import Database, SqliteOnly
+from xmppd.storage.accounts import account_id_query, accounts
+from xmppd.storage.engine import Database
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
 
 from .states import SubState
@@ -375,13 +375,11 @@ class SqlRosterRepository:
     def __init__(self, db: Database, *, max_tombstones: int = 1000) -> None:
         self._db = db
         self.max_tombstones = max_tombstones
-        # SQLite: snapshots and snapshot writes run as one call on the driver's thread.
-        self._thread_calls = db.is_sqlite
 
     # -- helpers
 
     async def _account_id_txn(self, conn: AsyncConnection, owner: JID, *, lock: bool = False) -> int | None:
-        q = sa.select(accounts.c.id).where(accounts.c.domain == owner.domain, accounts.c.username == (owner.local or ""))
+        q = account_id_query(owner.local or "", owner.domain)
         if lock and self._db.is_mysql:
             q = q.with_for_update()  # serialises one owner's roster updates (SQLite: BEGIN IMMEDIATE)
         found = (await conn.execute(q)).scalar()
@@ -477,12 +475,11 @@ class SqlRosterRepository:
     # -- snapshots (the cache's reads and writes)
 
     async def snapshot(self, owner: JID) -> Snapshot | None:
-        if self._thread_calls:
-            try:
-                return await self._db.sqlite_call(functools.partial(_sqlite_snapshot, owner), write=False)
-            except SqliteOnly:
-                self._thread_calls = False
-        return await self._db.read_txn(self._snapshot_txn, owner)
+        """Two reads in one transaction; on SQLite on the loop's thread when it need not wait
+        (the login's roster load), else in one call on the driver's thread (the fast path)."""
+        return await self._db.fastpath.read(
+            functools.partial(_sqlite_snapshot, owner), lambda conn: self._snapshot_txn(conn, owner), inline=True
+        )
 
     async def _snapshot_txn(self, conn: AsyncConnection, owner: JID) -> Snapshot | None:
         head = (await conn.execute(_HEAD, {"domain": owner.domain, "username": owner.local or ""})).first()
@@ -518,16 +515,11 @@ class SqlRosterRepository:
         return Applied(before, _live(stored), version, floor, stored, pruned, written=True)
 
     async def _write(self, ops: list[_Op]) -> None:
-        if self._thread_calls:
-            try:
-                await self._db.sqlite_write(functools.partial(_sqlite_run, ops))  # group commit
-                return
-            except SqliteOnly:
-                self._thread_calls = False
-            except sqlite3.IntegrityError as exc:  # a row the snapshot did not know of (or no account)
-                raise StaleRoster(str(exc)) from exc
+        """The operations in one write transaction: on SQLite in the next group commit."""
         try:
-            await self._db.run_txn(_sa_run, ops)
+            await self._db.fastpath.write(functools.partial(_sqlite_run, ops), lambda conn: _sa_run(conn, ops), group=True)
+        except sqlite3.IntegrityError as exc:  # a row the snapshot did not know of (or no account)
+            raise StaleRoster(str(exc)) from exc
         except IntegrityError as exc:
             raise StaleRoster(str(exc.orig)) from exc
 
@@ -730,7 +722,7 @@ async def _sa_run(conn: AsyncConnection, ops: list[_Op]) -> None:
 
 
 def _sqlite_run(ops: list[_Op], db: sqlite3.Connection) -> None:
-    """:func:`_sa_run` with sqlite3, on the driver's thread inside :meth:`Database.sqlite_call`."""
+    """:func:`_sa_run` with sqlite3, inside the fast path's transaction (``db.fastpath.write``)."""
     for key, params, expect in ops:
         sql = _SQLITE_STATEMENTS[key]
         if key == "insert_groups":
@@ -746,7 +738,8 @@ def _sqlite_run(ops: list[_Op], db: sqlite3.Connection) -> None:
 
 
 def _sqlite_snapshot(owner: JID, db: sqlite3.Connection) -> Snapshot | None:
-    """:meth:`SqlRosterRepository._snapshot_txn` with sqlite3, on the driver's thread."""
+    """:meth:`SqlRosterRepository._snapshot_txn` with sqlite3, inside the fast path's read
+    transaction (the loop's thread or the driver's)."""
     head = db.execute(_SQLITE_HEAD, (owner.domain, owner.local or "")).fetchone()
     if head is None:
         return None

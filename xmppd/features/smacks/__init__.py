@@ -31,19 +31,23 @@ callback -- while the session goes on processing what follows.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import collections
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lxml import etree
 
+from ... import timestamps
 from ...config import NonNegativeInt, PositiveInt
 from ...core import hooks as H
+from ...core.control import Answer, ControlFailed, ControlKind, Move
 from ...core.feature import Feature, hook
 from ...core.hooks import Flow, Routed, SessionEvent
+from ...core.sessions import ResourceLimitExceeded
 from ...errors import StreamErrorCondition
-from ...jid import JID
+from ...jid import JID, JIDError
 from ...xml import ns
 from ...xml.builder import element, sub
 from .state import MASK, HandledCountTooHigh, SmCounters, parse_h
@@ -58,6 +62,29 @@ _DELAY = f"{{{ns.DELAY}}}delay"
 _CARBONS = "urn:xmpp:carbons:2"
 _CARBON_TAGS = (f"{{{_CARBONS}}}sent", f"{{{_CARBONS}}}received")
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+TAKEOVER = "smacks-takeover"  # the control kind: "hand me this session" (docs/cluster.md §4)
+
+
+def _cluster_id(random_hex: str, resource: str) -> str:
+    """In a cluster the resumption id names the resource (the account is the resuming stream's):
+    the session registry then says which node holds the session, wherever it moved since."""
+    return f"{random_hex}.{base64.urlsafe_b64encode(resource.encode()).decode().rstrip('=')}"
+
+
+def _resource_of(previd: str) -> str | None:
+    _, dot, tail = previd.partition(".")
+    if not dot or not tail or len(tail) > 1400:
+        return None
+    try:
+        return base64.urlsafe_b64decode(tail + "=" * (-len(tail) % 4)).decode()
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _plain(data: dict[str, object]) -> dict[str, object]:
+    """The per-feature session state that moves with a session to another node: plain values
+    (carbons on, blocklist requested, offline messages sent, ...); objects are rebuilt there."""
+    return {k: v for k, v in data.items() if not k.startswith("_") and isinstance(v, (bool, int, float, str))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +211,7 @@ class Smacks(Feature):
         self.ctx.add_nonza_handler(SM, self._nonza)
         self.ctx.add_stream_feature(self._stream_feature)
         self.ctx.on_teardown(self._cancel_timers)
+        self.ctx.add_control(TAKEOVER, ControlKind(self._serve_takeover, self._orphan_takeover))
 
     def _cancel_timers(self) -> None:
         for sm in self._resumable.values():
@@ -232,6 +260,8 @@ class Smacks(Feature):
         if want and el.get("max", "").isdigit() and int(el.get("max")) > 0:  # type: ignore[arg-type,union-attr]
             timeout = min(timeout, int(el.get("max")))  # type: ignore[arg-type]
         resume_id = f"{self.ctx.rng.getrandbits(128):032x}" if want else None
+        if resume_id is not None and self.ctx.router.remote is not None:
+            resume_id = _cluster_id(resume_id, session.jid.resource or "")
         sm = SmSession(self, session, resume_id)
         session.observer = sm
         attrs: dict[str, str] = {}
@@ -247,6 +277,9 @@ class Smacks(Feature):
             return
         previd = el.get("previd") or ""
         sm = self._resumable.get(previd)
+        if sm is None and self.ctx.router.remote is not None and "." in previd:
+            await self._resume_moved(session, el, previd)
+            return
         user = session.stream.authenticated_as
         old = sm.session if sm is not None else None
         if sm is None or old is None or old.jid is None or old.jid.local != user or not old.hibernating:
@@ -269,6 +302,10 @@ class Smacks(Feature):
         session.adopt(old)
         sm.session = session
         session.observer = sm
+        self._resumed(session, sm, previd, handled)
+
+    def _resumed(self, session: "Session", sm: SmSession, previd: str, handled: int) -> None:
+        """<resumed h=''/>, then every stanza the client has not acknowledged, once more."""
         session.send_nonza(_nonza("resumed", {"previd": previd, "h": str(handled)}))
         pending = [data for data, _ in sm.counters.unacked if data]  # b"": the core's replies
         if pending:
@@ -277,12 +314,184 @@ class Smacks(Feature):
             sm._requested = True
             session.send_nonza(_nonza("r"))
 
+    # ---------------------------------------------------------------- resumption on another node
+
+    async def _resume_moved(self, session: "Session", el: etree._Element, previd: str) -> None:
+        """The session to resume is on another node (docs/cluster.md §4): ask that node to close
+        it and hand over its state and unacknowledged stanzas, then go on with it here."""
+        remote = self.ctx.router.remote
+        assert remote is not None
+        try:
+            h = parse_h(el.get("h"))
+        except ValueError as exc:
+            session.send_nonza(_failed("unexpected-request", text=f"bad h: {exc}"))
+            return
+        resource = _resource_of(previd)
+        user = session.stream.authenticated_as
+        try:
+            full = JID.parse(f"{user}@{self.ctx.domain}/{resource}") if resource and user else None
+        except JIDError:
+            full = None
+        holder = await remote.holder(full) if full is not None else None
+        if full is None or holder is None or holder[0] == remote.node:
+            session.send_nonza(_failed("item-not-found", text="no session waits to be resumed with this id"))
+            return
+        not_found = "no session waits to be resumed with this id"
+        move = Move(str(full.bare), full.resource or "", f"{holder[0]}|{holder[1]}|")
+        remote.begin_move(full)  # what arrives for it from now on waits until it is here
+        try:
+            reply = await remote.control.request(holder[0], TAKEOVER, {"id": previd, "jid": str(full), "h": h}, remote.handover_timeout, move)
+        except ControlFailed as exc:
+            session.log.info("stream management: resuming %s held by node %s failed: %s", full, holder[0], exc)
+            if exc.previous:
+                await remote.control.restore(move, exc.previous)
+            await remote.end_move(full, None)
+            session.send_nonza(_failed("item-not-found", text=not_found))
+            return
+        p = reply.payload
+        if p.get("error"):  # not handed over: the entry goes back to the node that has it
+            if reply.previous:
+                await remote.control.restore(move, reply.previous)
+            await remote.end_move(full, None)
+            condition = "unexpected-request" if p["error"] == "unexpected-request" else "item-not-found"
+            session.send_nonza(_failed(condition, p.get("h") if isinstance(p.get("h"), int) else None, p.get("text") or not_found))
+            return
+        if session.is_closed or session.jid is not None:
+            await remote.control.orphan(TAKEOVER, p, str(full))  # the client left meanwhile
+            return
+        self._install_moved(session, previd, full, p)
+        # Deliver what was held back, then bind once nothing is held or on its way here
+        # through this node's outbox (no await between that check and the bind): from then on
+        # stanzas find the session directly, after every older one.
+        for _ in range(100):
+            await remote.quiesce()
+            held = remote.take_moved(full)
+            if not held and remote.idle:
+                break
+            await remote.deliver_moved(session, held)
+        try:
+            session.bind_moved()
+        except ResourceLimitExceeded as exc:
+            session.close(StreamErrorCondition.RESOURCE_CONSTRAINT, f"resource-limit-exceeded: {exc}")
+            await remote.end_move(full, None)
+            return
+        await remote.end_move(full, session)
+
+    def _install_moved(self, session: "Session", previd: str, full: JID, p: dict) -> None:  # type: ignore[type-arg]
+        """Take the handed-over session's state, answer <resumed/> and resend what the client
+        had not acknowledged (the session is bound here after what was held back for it)."""
+        presence = p.get("presence")
+        session.resume_moved(
+            full, available=bool(p.get("available")), priority=int(p.get("priority") or 0),
+            presence=etree.fromstring(presence.encode(), _PARSER) if presence else None,
+            interested=bool(p.get("interested")), data=dict(p.get("data") or {}),
+        )
+        sm = SmSession(self, session, previd)
+        sm.counters.handled = int(p["handled"])
+        sm.counters.sent = int(p["sent"])
+        sm.counters.unacked.extend((d.encode(), float(w)) for d, w in p.get("unacked") or ())
+        session.observer = sm
+        self._resumable[previd] = sm
+        self._resumed(session, sm, previd, sm.counters.handled)
+
+    async def _serve_takeover(self, req: dict, asker: str) -> Answer:  # type: ignore[type-arg]
+        """Another node resumes one of our sessions: close it here, hand over its state and what
+        the client has not acknowledged; it leaves this node only once the answer is written."""
+        not_found = Answer({"error": "item-not-found"})
+        previd = str(req.get("id") or "")
+        sm = self._resumable.get(previd)
+        old = sm.session if sm is not None else None
+        try:
+            full = JID.parse(str(req.get("jid")))
+            h = parse_h(str(req.get("h")))
+        except (JIDError, ValueError):
+            return not_found
+        if sm is None or old is None or old.jid != full or old.is_closed and not old.hibernating:
+            return not_found
+        if not old.hibernating:
+            # Still attached: the balancer moved the client and this node has not noticed its
+            # connection is dead. It ends now (and hibernates until handed over).
+            old.log.info("stream management: resumed on node %s while still connected here", asker)
+            old.transport.abort()
+        if sm.timer is not None:
+            sm.timer.cancel()
+            sm.timer = None
+        handled = await sm.durable()
+        if self._resumable.get(previd) is not sm or sm.session is not old or old._closed:
+            return not_found
+        try:
+            sm.acked(h)
+        except HandledCountTooHigh as exc:
+            return Answer({"error": "unexpected-request", "h": sm.counters.handled, "text": f"bad h: {exc}"})
+        counters = sm.counters
+        n = len(counters.unacked)
+        payload = {
+            "jid": str(full), "handled": handled, "sent": counters.sent,
+            "unacked": [[d.decode(), w] for d, w in counters.unacked],
+            "available": old.available, "priority": old.priority,
+            "presence": etree.tostring(old.presence, encoding="unicode") if old.presence is not None else None,
+            "interested": old.interested, "data": _plain(old.data),
+        }
+
+        async def sent(ok: bool) -> None:
+            if not ok:  # not handed over: it stays here, resumable as before
+                if old.hibernating and sm.timer is None and self._resumable.get(previd) is sm:
+                    self.hibernate(sm)
+                return
+            if self._resumable.get(previd) is sm:
+                del self._resumable[previd]
+            if sm.timer is not None:
+                sm.timer.cancel()
+                sm.timer = None
+            late = [(d, w) for d, w in list(counters.unacked)[n:] if d]  # delivered here meanwhile
+            counters.unacked.clear()
+            now = self.ctx.clock.now()
+            late.extend((d, now) for d in old.retire())
+            for data, when in late:
+                self._forward(full, data, when)
+            remote = self.ctx.router.remote
+            if remote is not None:  # the entry is the new node's; if it came back here, it goes
+                await remote.drop_own(full)
+
+        return Answer(payload, sent)
+
+    def _forward(self, full: JID, data: bytes, when: float) -> None:
+        """A stanza that reached a session after it was handed over: to its new node, in order
+        (through the outbox, behind the answer); if it is bound nowhere else, re-routed as an
+        unacknowledged stanza of a closed session."""
+        remote = self.ctx.router.remote
+        try:
+            stanza = etree.fromstring(data, _PARSER)
+            frm = JID.parse(stanza.get("from") or self.ctx.domain)
+        except (etree.XMLSyntaxError, JIDError):
+            return
+
+        async def nowhere(r: Routed) -> None:
+            await self._reroute_for(full, [(data, when)], None)
+
+        r = Routed(stanza, etree.QName(stanza).localname, frm, full, None)
+        if remote is None or not remote.to_full(r, full, nowhere):
+            self.ctx.spawn(nowhere(r), name="smacks re-route")
+
+    async def _orphan_takeover(self, payload: dict) -> None:  # type: ignore[type-arg]
+        """A handed-over session nobody took (the resuming client left, or its node died): its
+        unacknowledged messages go where a closed session's go (XEP-0198 §5)."""
+        if payload.get("error") or not payload.get("jid"):
+            return
+        full = JID.parse(str(payload["jid"]))
+        unacked = [(d.encode(), float(w)) for d, w in payload.get("unacked") or () if d]
+        if unacked:
+            await self._reroute_for(full, unacked, None)
+
     # ---------------------------------------------------------------- hibernation
 
     def hibernate(self, sm: SmSession) -> bool:
         """The connection of ``sm.session`` was lost: keep the session for resumption?"""
-        if sm.resume_id is None or self._resumable.get(sm.resume_id) is not sm or self.ctx.lifecycle.stopping:
-            return False  # not resumable, or nothing to resume into: the server is stopping
+        if sm.resume_id is None or self._resumable.get(sm.resume_id) is not sm:
+            return False
+        if self.ctx.lifecycle.stopping and self.ctx.router.remote is None:
+            return False  # nothing to resume into: the server is stopping (in a cluster another
+            # node may take it over while this one leaves: the server ends it after cluster.handover_timeout)
         timeout = sm.session.data.get("smacks_max", self.options.resume_timeout)
         sm.timer = asyncio.get_running_loop().call_later(timeout, self._expire, sm)
         return True
@@ -307,13 +516,12 @@ class Smacks(Feature):
         unacked = list(sm.counters.unacked)
         sm.counters.unacked.clear()
         if unacked:
-            await self._reroute(event.session, unacked)
+            assert event.session.jid is not None
+            await self._reroute_for(event.session.jid, unacked, event.session)
         return Flow.CONTINUE
 
-    async def _reroute(self, session: "Session", unacked: list[tuple[bytes, float]]) -> None:
+    async def _reroute_for(self, jid: JID, unacked: list[tuple[bytes, float]], session: "Session | None") -> None:
         """XEP-0198 §5: unacknowledged messages go where messages for a gone resource go."""
-        jid = session.jid
-        assert jid is not None
         bare = jid.bare
         others = [s for s in self.ctx.sessions.of(bare) if s is not session and s.available and not s.is_closed]
         carbons = self.ctx.feature("carbons") if self.ctx.has_feature("carbons") else None
@@ -333,10 +541,9 @@ class Smacks(Feature):
             if with_carbons or (addressed_bare and reach_bare):
                 continue  # another resource already had it
             if not any(c.tag == _DELAY and c.get("from") == self.ctx.domain for c in msg):
-                stamp = datetime.fromtimestamp(when, UTC)
                 d = etree.SubElement(msg, _DELAY, {
                     "from": self.ctx.domain,
-                    "stamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
+                    "stamp": timestamps.millis(when),
                 }, nsmap={None: ns.DELAY})
                 d.text = "Resent: not acknowledged by the client"
             msg.set("to", str(bare))

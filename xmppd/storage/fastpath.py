@@ -1,0 +1,226 @@
+"""The one storage fast path: hot reads and writes in as few round trips as the backend allows.
+
+Every repository with a hot path (the roster's snapshots and writes, the archive's group commits,
+red packets' grabs) goes through :class:`FastPath` (``db.fastpath``) instead of its own copy of
+a driver trick. A repository writes its transaction twice, once for each kind of driver:
+
+* ``lite``: a plain function of a ``sqlite3.Connection`` (no awaits, no commit), run inside a
+  transaction the fast path begins and commits -- on the event loop's own thread when nothing
+  would have to wait (:mod:`xmppd.storage.inline`, ``inline=True``), else as one call on
+  aiosqlite's connection thread (one hand-off instead of three or four per statement), alone or
+  in the next group commit (``group=True``, :meth:`Database.sqlite_write`);
+* ``portable``: an ``async`` function of an SQLAlchemy ``AsyncConnection`` (MariaDB/MySQL, and
+  SQLite when the driver offers no thread to run on), run in :meth:`Database.run_txn`'s
+  transaction.
+
+Raw SQL text the two share is a :class:`Sql`: written once with ``?`` placeholders (per dialect
+when the statement itself differs, e.g. upserts) and turned into each driver's paramstyle here.
+
+One retry policy (:data:`RETRY`) for every transaction: a MariaDB/MySQL deadlock victim, or a
+SQLite write that found the database locked by another process after its busy timeout, is
+rolled back and rerun a few times with a short growing pause; anything else is raised at once.
+The ``lite`` and ``portable`` functions must therefore have no side effects outside the database.
+
+The only code that touches aiosqlite's private names (its connection thread) is
+:func:`driver_thread`.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from .engine import Database
+    from .inline import InlineReader, InlineWriter
+
+__all__ = ["RETRY", "FastPath", "RetryPolicy", "Sql", "driver_thread"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Lite = Callable[[sqlite3.Connection], T]
+Portable = Callable[["AsyncConnection"], Awaitable[T]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Which failed transactions are rerun, how often, and how long to pause between runs."""
+
+    attempts: int = 3
+    pause_s: float = 0.01  # times the attempt number
+
+    @staticmethod
+    def retryable(exc: BaseException) -> bool:
+        """A MySQL deadlock victim, or SQLite still locked by another process after its busy timeout."""
+        from .engine import is_deadlock
+
+        if is_deadlock(exc):
+            return True
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        return isinstance(orig, sqlite3.OperationalError) and getattr(orig, "sqlite_errorname", "") in (
+            "SQLITE_BUSY",
+            "SQLITE_BUSY_SNAPSHOT",
+            "SQLITE_LOCKED",
+        )
+
+    async def run(self, attempt: Callable[[], Awaitable[T]], what: str) -> T:
+        """``await attempt()``, rerun while it fails retryably (at most :attr:`attempts` runs)."""
+        for n in range(1, self.attempts + 1):
+            try:
+                return await attempt()
+            except (DBAPIError, sqlite3.OperationalError) as exc:
+                if n == self.attempts or not self.retryable(exc):
+                    raise
+                log.info("%s: %s, retrying (%d/%d)", what, type(exc).__name__, n, self.attempts)
+                await asyncio.sleep(self.pause_s * n)
+        raise AssertionError("unreachable")
+
+
+#: The retry policy of every transaction (``Database.run_txn`` and :class:`FastPath`).
+RETRY: Final = RetryPolicy()
+
+
+class Sql:
+    """One raw statement for every driver: written with ``?`` placeholders, with another text
+    where MariaDB/MySQL need one (``mysql``: upserts, hints); :meth:`text` gives it in the
+    driver's paramstyle (sqlite3: qmark; aiomysql: format/pyformat, ``?`` becomes ``%s``).
+    The texts hold no literal ``%``."""
+
+    __slots__ = ("sqlite", "_mysql")
+
+    def __init__(self, sqlite: str, mysql: str | None = None) -> None:
+        self.sqlite = sqlite
+        self._mysql = mysql if mysql is not None else sqlite
+
+    @functools.cache  # noqa: B019 - statements live as long as the module
+    def text(self, dialect: str, paramstyle: str) -> str:
+        base = self.sqlite if dialect == "sqlite" else self._mysql
+        return base if paramstyle == "qmark" else base.replace("?", "%s")
+
+    async def execute(self, conn: AsyncConnection, params: Sequence[Any] | None = None) -> Any:
+        """Run it on *conn* (parameters as a tuple, straight to the DBAPI cursor)."""
+        d = conn.dialect
+        return await conn.exec_driver_sql(self.text(d.name, d.paramstyle), tuple(params or ()))
+
+    async def executemany(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> Any:
+        """Run it once per row on *conn* (aiomysql rewrites an INSERT into multi-row VALUES)."""
+        d = conn.dialect
+        return await conn.exec_driver_sql(self.text(d.name, d.paramstyle), list(rows))  # type: ignore[arg-type]
+
+
+async def driver_thread(conn: AsyncConnection) -> tuple[Callable[[Callable[[], T]], Awaitable[T]], sqlite3.Connection] | None:
+    """On SQLite with aiosqlite: ``(run, connection)`` -- ``await run(f)`` calls ``f()`` on the
+    connection's own thread, where the ``sqlite3`` *connection* may be used. None on any other
+    backend or driver. The one place that knows aiosqlite's private names."""
+    if conn.dialect.name != "sqlite":
+        return None
+    driver = (await conn.get_raw_connection()).driver_connection
+    run = getattr(driver, "_execute", None)
+    if run is None or not hasattr(type(driver), "_conn"):
+        return None
+    return run, driver._conn
+
+
+class FastPath:
+    """The fast path of one :class:`Database` (``db.fastpath``); see the module doc."""
+
+    def __init__(self, db: Database) -> None:
+        from .inline import InlineReader, InlineWriter
+
+        self._db = db
+        self.retry = RETRY
+        # SQLite file databases: connections on the loop's thread (None elsewhere).
+        self._reader: InlineReader | None = InlineReader.for_database(db)
+        self._writer: InlineWriter | None = InlineWriter.for_database(db)
+        # False once the driver offered no thread to run on: the portable path from then on.
+        self._lite = db.is_sqlite
+
+    @property
+    def lite(self) -> bool:
+        """True when ``lite`` functions run (SQLite with aiosqlite)."""
+        return self._lite
+
+    @property
+    def inline_writer(self) -> InlineWriter | None:
+        return self._writer
+
+    @property
+    def inline_reader(self) -> InlineReader | None:
+        return self._reader
+
+    async def read(self, lite: Lite[T], portable: Portable[T], *, inline: bool = False) -> T:
+        """A consistent read-only transaction. SQLite: ``lite`` on the loop's thread (*inline*,
+        when SQLite does not say busy) or in one call on the driver's thread."""
+        if self._lite:
+            if inline and self._reader is not None:
+                from .inline import InlineUnavailable
+
+                try:
+                    return self._reader.read(lite)
+                except InlineUnavailable:
+                    pass
+            from .engine import SqliteOnly
+
+            try:
+                return await self.retry.run(functools.partial(self._db.sqlite_call, lite, write=False), _name(lite))
+            except SqliteOnly:
+                self._lite = False
+        return await self._db.read_txn(portable)
+
+    async def write(self, lite: Lite[T], portable: Portable[T], *, inline: bool = False, group: bool = False) -> T:
+        """A committed write transaction, retried by :data:`RETRY`. SQLite: ``lite`` on the loop's
+        thread (*inline*, when no writer is in the way), else in the next group commit (*group*:
+        each ``lite`` in its own savepoint) or alone, in one call on the driver's thread."""
+        if self._lite:
+            if inline and self._writer is not None:
+                from .inline import InlineUnavailable
+
+                try:
+                    return self._writer.write(lite)
+                except InlineUnavailable:
+                    pass
+            from .engine import SqliteOnly
+
+            call = (
+                functools.partial(self._db.sqlite_write, lite)
+                if group
+                else functools.partial(self._db.sqlite_call, lite, write=True)
+            )
+            try:
+                return await self.retry.run(call, _name(lite))
+            except SqliteOnly:
+                self._lite = False
+        return await self._db.run_txn(portable)
+
+    async def in_transaction(self, conn: AsyncConnection, lite: Lite[T]) -> T | None:
+        """Inside a transaction already begun on *conn* (SQLite): ``lite`` in one call on the
+        driver's thread, without committing. None when the driver has no thread (run the
+        statements through *conn* instead)."""
+        found = await driver_thread(conn)
+        if found is None:
+            return None
+        run, raw = found
+        return await run(functools.partial(lite, raw))
+
+    async def close(self) -> None:
+        """Close the loop-thread connections (they reopen on the next use)."""
+        if self._reader is not None:
+            self._reader.close()
+        if self._writer is not None:
+            await self._writer.close()
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    inner = getattr(fn, "func", fn)
+    return getattr(inner, "__qualname__", repr(inner))
+
