@@ -491,17 +491,19 @@ class Server:
         return await asyncio.wait_for(fut, timeout)
 
     async def kick(self, jid: JID, condition: StreamErrorCondition, text: str, *, spare: Session | None = None) -> int:
-        """End the sessions of ``jid`` (bare: all of them, but ``spare``); returns how many."""
+        """End the sessions of ``jid`` (bare: all of them, but ``spare``) on every node of the
+        cluster; returns how many."""
         targets = self.sessions.of(jid) if jid.resource is None else [s for s in [self.sessions.get(jid)] if s]
         targets = [s for s in targets if s is not spare]
         for s in targets:
             s.close(condition, text)
+        elsewhere = asyncio.ensure_future(self.router.end_elsewhere(jid, condition, text))
         for s in targets:
             try:
                 await asyncio.wait_for(s.closed_event.wait(), 5)
             except TimeoutError:
                 pass
-        return len(targets)
+        return len(targets) + await elsewhere
 
 
 _STOP_STEP_TIMEOUT = 15.0

@@ -35,13 +35,14 @@ SESSION = obj(
     {
         "jid": {"type": "string"},
         "resource": {"type": "string"},
-        "transport": {"type": "string", "enum": ["tcp", "websocket"]},
-        "address": {"type": "string"},
+        "node": {"type": ["string", "null"]},
+        "transport": {"type": ["string", "null"], "enum": ["tcp", "websocket", None]},
+        "address": {"type": ["string", "null"]},
         "available": {"type": "boolean"},
         "priority": {"type": "integer"},
-        "connected_seconds": {"type": "number"},
+        "connected_seconds": {"type": ["number", "null"]},
     },
-    ["jid", "resource", "transport", "address", "available", "priority", "connected_seconds"],
+    ["jid", "resource", "node", "transport", "address", "available", "priority", "connected_seconds"],
 )
 
 
@@ -126,6 +127,7 @@ def operations(server: "Server") -> list[Operation]:
         return {
             "jid": str(s.jid),
             "resource": s.jid.resource,
+            "node": server.router.node_name,
             "transport": "websocket" if s.websocket else "tcp",
             "address": s.peer,
             "available": s.available,
@@ -135,8 +137,14 @@ def operations(server: "Server") -> list[Operation]:
 
     async def sessions(req: ApiRequest) -> Any:
         name = username(req)
-        live = sorted(server.sessions.of(JID(name, domain)), key=lambda s: s.jid.resource or "")
-        return {"items": [session_json(s) for s in live if s.jid is not None]}
+        bare = JID(name, domain)
+        items = [session_json(s) for s in server.sessions.of(bare) if s.jid is not None]
+        # Sessions on the other nodes of a cluster: what the registry says of them (the node
+        # holding a session knows its transport, address and age; they are null here).
+        for e in (await server.router.elsewhere([bare])).get(bare, []):
+            items.append({"jid": str(e.full), "resource": e.full.resource, "node": e.node, "transport": None,
+                          "address": None, "available": e.available, "priority": e.priority, "connected_seconds": None})
+        return {"items": sorted(items, key=lambda i: i["resource"] or "")}
 
     async def kick(req: ApiRequest) -> Any:
         name = username(req)
@@ -169,7 +177,7 @@ def operations(server: "Server") -> list[Operation]:
         Operation("PUT", "/users/{username}/password", set_password, "Change an account's password", "users",
                   "setUserPassword", body=obj({"password": PASSWORD}, ["password"]), status=204, params=name_param,
                   errors=user_errors),
-        Operation("GET", "/users/{username}/sessions", sessions, "The account's sessions on this node", "users",
+        Operation("GET", "/users/{username}/sessions", sessions, "The account's sessions on every node", "users",
                   "listUserSessions", response=obj({"items": {"type": "array", "items": SESSION}}, ["items"]),
                   params=name_param),
         Operation("DELETE", "/users/{username}/sessions", kick, "End every session of the account", "users",

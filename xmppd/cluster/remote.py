@@ -65,7 +65,6 @@ class RemoteSessions:
         self.moving: dict[JID, list[tuple[str, Any]]] = {}
         # Requests between nodes that are not stanzas (XEP-0198 resumption elsewhere): control.py.
         self.control = Control(self)
-        self._busy = False  # the writer holds a batch it has not settled yet
         self._writer = asyncio.create_task(self._write(), name=f"cluster outbox {self.node}")
         # Envelopes for a service's owner node rather than for sessions (field ``s``: the tag,
         # e.g. "muc"): tag -> handler(routed, hops, origin node). See ``to_owner``.
@@ -134,11 +133,14 @@ class RemoteSessions:
         fields["s"] = tag
         self._queue(_Item(r, fallback, node, fields, None))
 
-    def fan(self, el: etree._Element, kind: str, targets: list[JID], wire: Any = None, *, with_to: bool = False) -> None:
+    def fan(self, el: etree._Element, kind: str, targets: list[JID], wire: Any = None, *, with_to: bool = False,
+            check: str | None = None) -> None:
         """``Router.fan_out``'s recipients without a session here (full JIDs, and bare JIDs for
         their available resources on other nodes), or ``deliver_to``'s (``with_to``: ``el``
         keeps its ``to``): one envelope per node holding any, ``el`` serialised once, queued in
-        the outbox (one script: the look-ups and the appends). Nobody anywhere: nothing."""
+        the outbox (one script: the look-ups and the appends). Nobody anywhere: nothing.
+        ``check`` (``Router.fan_out_elsewhere``): the bare JIDs' available sessions there that the
+        stanza check of that name accepts, each with its full JID as ``to``."""
         if wire is not None:  # el serialised already, without "to": head + tail, unspliced
             data = (wire.head[:-5] + wire.tail[1:]).decode()
         else:
@@ -146,6 +148,8 @@ class RemoteSessions:
         sess = self.sessions.keys.sess
         fields = {"k": kind, "f": el.get("from") or self.router.domain, "t": "", "h": "0", "o": self.node,
                   "m": "to" if with_to else "fan", "x": data}
+        if check:
+            fields["c"] = check
         self._queue(_Item(None, None, None, fields, None, fan=[(sess(str(t.bare)), t.resource or "", str(t), "") for t in targets]))
 
     async def elsewhere(self, bares: list[JID]) -> dict[JID, list[Entry]]:
@@ -171,24 +175,52 @@ class RemoteSessions:
         same = [e for e in entries if resource is not None and e.full.resource == resource]
         for e in same:
             log.info("%s is bound on node %s: asking it to close that session (conflict)", e.full, e.node)
-            fields = {"k": "close", "f": "", "t": "", "r": str(e.full), "h": "0", "o": self.node, "m": "close", "i": e.incarnation, "x": ""}
+        if not await self._close(same, StreamErrorCondition.CONFLICT, "", 10):
+            log.warning("another node did not close %s/%s within 10 s: bound here all the same", bare, resource)
+        return len(entries) - len(same)
+
+    async def end_elsewhere(self, jid: JID, condition: StreamErrorCondition, text: str) -> int:
+        """See ``Router.end_elsewhere``: the sessions of ``jid`` (bare: every one) on the other
+        nodes are closed there with ``condition`` and ``text`` (control envelopes ``m`` ``close``),
+        waited for at most 5 s; returns how many were asked to end."""
+        try:
+            entries = [e for e in await self.sessions.of(jid.bare) if e.node != self.node]
+        except unreachable_errors() as exc:
+            self._unreachable(exc)
+            return 0
+        if jid.resource is not None:
+            entries = [e for e in entries if e.full.resource == jid.resource]
+        for e in entries:
+            log.info("%s is bound on node %s: asking it to end that session (%s)", e.full, e.node, condition)
+        if not await self._close(entries, condition, text, 5):
+            log.warning("another node did not end a session of %s within 5 s", jid)
+        return len(entries)
+
+    async def _close(self, entries: list[Entry], condition: StreamErrorCondition, text: str, timeout: float) -> bool:
+        """Ask each entry's node to close that session (``m`` ``close``: the full JID, the
+        incarnation that holds it, the stream error's condition ``c`` and text ``x``), then watch
+        the registry until no entry is still that session's (its node removes it as the session
+        ends, after its unavailable presence went out); False if one outlived ``timeout``."""
+        for e in entries:
+            fields = {"k": "close", "f": "", "t": "", "r": str(e.full), "h": "0", "o": self.node, "m": "close",
+                      "i": e.incarnation, "c": str(condition), "x": text}
             self._queue(_Item(None, None, e.node, fields, None))
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        key = self.sessions.keys.sess(str(bare))
-        for e in same:
+        deadline = loop.time() + timeout
+        for e in entries:
+            key = self.sessions.keys.sess(str(e.full.bare))
             held = f"{e.node}|{e.incarnation}|"
             try:
                 while loop.time() < deadline:
-                    value = await self.bus.redis.hget(key, resource)
+                    value = await self.bus.redis.hget(key, e.full.resource)
                     if value is None or not value.startswith(held):
                         break
                     await asyncio.sleep(0.05)
                 else:
-                    log.warning("node %s did not close %s within 10 s: bound here all the same", e.node, e.full)
+                    return False
             except unreachable_errors() as exc:
                 self._unreachable(exc)
-        return len(entries) - len(same)
+        return True
 
     async def online_accounts(self) -> set[JID]:
         """The accounts with a session on any node: the union of the nodes' ``P:nsess`` sets."""
@@ -246,7 +278,6 @@ class RemoteSessions:
             await self._wake.wait()
             self._wake.clear()
             while outbox:
-                self._busy = True
                 batch = [outbox.popleft() for _ in range(min(BATCH, len(outbox)))]
                 batch = [i for i in batch if i.ctl is None or not i.ctl.sent.done()]  # (a request given up: not sent)
                 if not batch:
@@ -259,20 +290,13 @@ class RemoteSessions:
                 try:
                     async with self.bus.redis.pipeline(transaction=False) as pipe:
                         run: list[tuple[_Item, str]] = []
-
-                        async def flush_run() -> None:
-                            if run:
-                                calls.append(([i for i, _ in run], True))
-                                await self.bus.publish_to_fulls([(*i.full, env) for i, env in run], client=pipe)  # type: ignore[misc]
-                                run.clear()
-
                         for item in batch:
                             if item.fan is None and item.full is not None:
                                 env = pack(item.fields).get(ENV)
                                 if env is not None:
                                     run.append((item, env))
                                     continue
-                            await flush_run()
+                            await self._flush_run(run, calls, pipe)
                             calls.append(([item], False))
                             if item.ctl is not None:
                                 await self.control.script(item.ctl, pipe)
@@ -282,7 +306,7 @@ class RemoteSessions:
                                 await self.bus.publish_to_full(item.full[0], item.full[1], item.fields, client=pipe)
                             else:
                                 pipe.xadd(self.bus.keys.bus(item.node or ""), pack(item.fields), maxlen=self.bus.bus_max, approximate=True)
-                        await flush_run()
+                        await self._flush_run(run, calls, pipe)
                         raw = await pipe.execute(raise_on_error=False)
                 except unreachable_errors() as exc:
                     self._unreachable(exc)
@@ -311,7 +335,6 @@ class RemoteSessions:
                     if isinstance(result, Exception) and not isinstance(result, unreachable_errors()):
                         log.error("publishing a stanza on the cluster bus failed: %s", result)
                     await self._settle(item, ok)
-            self._busy = False
             if not outbox:
                 self._idle.set()
 
@@ -329,6 +352,13 @@ class RemoteSessions:
             return False
         await self.router.deliver(session, item.routed.stanza, item.routed.kind)
         return True
+
+    async def _flush_run(self, run: list[tuple["_Item", str]], calls: list[tuple[list["_Item"], bool]], pipe: Any) -> None:
+        """The run of consecutive full-JID envelopes collected so far, as one script call."""
+        if run:
+            calls.append(([i for i, _ in run], True))
+            await self.bus.publish_to_fulls([(*i.full, env) for i, env in run], client=pipe)  # type: ignore[misc]
+            run.clear()
 
     async def _settle(self, item: "_Item", ok: bool) -> None:
         if item.routed is None:
@@ -380,6 +410,13 @@ class RemoteSessions:
             fulls = [JID.parse(t) for t in fields.get("r", "").split()]
             bares = [JID.parse(b) for b in fields.get("b", "").split()]
             if mode == "fan":
+                if fields.get("c"):  # only the sessions that the named stanza check accepts here
+                    test = router.stanza_checks.get(fields["c"])
+                    if test is None:
+                        return  # the feature that asked is not loaded here
+                    fulls += [s.jid for b in bares for s in router.sessions.of(b)
+                              if s.available and s.jid is not None and not s.is_closed and test(s, stanza)]
+                    bares = []
                 await router.fan_out(stanza, [*fulls, *bares], kind, here_only=True)
                 return
             if mode == "each":
@@ -471,19 +508,32 @@ class RemoteSessions:
     async def flush(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until what is queued now has been sent: a graceful
         stop's last words (a room's occupants told to join again) before the writer stops."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (self._outbox or self._busy) and loop.time() < deadline and not self._writer.done():
-            await asyncio.sleep(0.01)
+        if self._idle.is_set() or self._writer.done():
+            return
+        idle = asyncio.ensure_future(self._idle.wait())
+        try:
+            await asyncio.wait({idle, self._writer}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
 
     def _close_replaced(self, fields: dict[str, str]) -> None:
         """RFC 6120 §7.7.2.2: a new session for this full JID on node ``o``: ours ends with
-        ``conflict`` (its unavailable presence goes out as for any end)."""
+        ``conflict`` (its unavailable presence goes out as for any end). With another condition
+        ``c`` (an administrator's kick, a disabled or deleted account on node ``o``): ours ends
+        with that condition and the text ``x``."""
         session = self.router.sessions.get(JID.parse(fields["r"]))
         if session is None or fields.get("i") != self.sessions.incarnation:
             return  # gone already, or meant for an earlier life of this node
-        session.log.info("replaced by a new session for the same resource on node %s", fields.get("o"))
-        session.close(StreamErrorCondition.CONFLICT, "replaced by a new connection for the same resource")
+        try:
+            condition = StreamErrorCondition(fields.get("c") or StreamErrorCondition.CONFLICT)
+        except ValueError:
+            condition = StreamErrorCondition.POLICY_VIOLATION
+        if condition == StreamErrorCondition.CONFLICT:
+            session.log.info("replaced by a new session for the same resource on node %s", fields.get("o"))
+            session.close(condition, "replaced by a new connection for the same resource")
+            return
+        session.log.info("ended from node %s (%s)", fields.get("o"), condition)
+        session.close(condition, fields.get("x") or None)
 
     async def _each(self, el: etree._Element, kind: str, bares: list[JID], fields: dict[str, str]) -> None:
         router = self.router

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from lxml import etree
 
-from ..errors import Condition, StanzaError
+from ..errors import Condition, StanzaError, StreamErrorCondition
 from ..i18n import Languages, core_error
 from ..jid import JID
 from ..xml import ns
@@ -88,6 +88,7 @@ class Router:
         # name -> predicate on a session: "deliver only to sessions that ..." (carbons enabled,
         # roster interested), applied on the node that holds the session.
         self.checks: dict[str, Callable[[Session], bool]] = {}
+        self.stanza_checks: dict[str, Callable[[Session, etree._Element], bool]] = {}
 
     # ---------------------------------------------------------------- registration
 
@@ -473,6 +474,11 @@ class Router:
         """Part of a cluster now: other nodes may hold sessions of this domain."""
         return self.remote is not None
 
+    @property
+    def node_name(self) -> str | None:
+        """This node's name in the cluster; None without a cluster."""
+        return self.remote.node if self.remote is not None else None
+
     def add_check(self, name: str, check: "Callable[[Session], bool]") -> Callable[[], None]:
         """Name a predicate for ``to_resources_elsewhere``'s ``only_if`` (a feature's own state of
         a session, such as carbons enabled, known only on the node that holds the session)."""
@@ -484,6 +490,31 @@ class Router:
             self.checks.pop(name, None)
 
         return remove
+
+    def add_stanza_check(self, name: str, check: "Callable[[Session, etree._Element], bool]") -> Callable[[], None]:
+        """Name a predicate of a session and the stanza for ``fan_out_elsewhere``'s ``only_if``
+        (a session's interest in what the stanza carries, such as a PEP node's ``+notify`` in
+        its caps, known only on the node that holds the session)."""
+        if name in self.stanza_checks:
+            raise ValueError(f"check {name} is already registered")
+        self.stanza_checks[name] = check
+
+        def remove() -> None:
+            self.stanza_checks.pop(name, None)
+
+        return remove
+
+    def fan_out_elsewhere(self, el: etree._Element, bares: Iterable[JID], kind: str, *, only_if: str) -> None:
+        """Deliver ``el`` (``from`` set, no ``to``) to the available resources of the local-domain
+        accounts ``bares`` bound on other nodes that the stanza check named ``only_if`` accepts
+        there, each with its full JID as ``to``; one envelope per node holding any, ``el``
+        serialised once, looked up as it is sent. Nothing without a cluster (the feature
+        delivers to this node's sessions itself, e.g. with ``fan_out``)."""
+        if self.remote is None:
+            return
+        targets = [b.bare for b in bares if b.domain == self.domain and b.local is not None]
+        if targets:
+            self.remote.fan(el, kind, targets, check=only_if)
 
     async def elsewhere(self, bares: Iterable[JID]) -> "dict[JID, list[Entry]]":
         """The sessions of these accounts bound on other nodes (one Redis round trip for all);
@@ -499,6 +530,14 @@ class Router:
         if self.remote is None:
             return 0
         return await self.remote.bind_elsewhere(bare, resource)
+
+    async def end_elsewhere(self, jid: JID, condition: StreamErrorCondition, text: str) -> int:
+        """End the sessions of ``jid`` (bare: every one) that other nodes hold, with that stream
+        error (an administrator's kick, a disabled or deleted account; waited for, at most 5 s);
+        returns how many were asked to end (0 without a cluster or while Redis is down)."""
+        if self.remote is None:
+            return 0
+        return await self.remote.end_elsewhere(jid, condition, text)
 
     async def online_accounts(self) -> set[JID]:
         """The accounts with a session on any node (this one's from memory, the others' from

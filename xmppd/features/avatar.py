@@ -19,8 +19,8 @@ The server keeps a user's XEP-0084 avatar (PEP nodes ``urn:xmpp:avatar:data`` an
   avatar (``<photo/>`` when there is none), replacing what the client put there, unless the
   client sent an empty ``<photo/>`` (which goes untouched). The hash per account is read from
   the vCard once and kept (bounded); conversions on this node update it. With several
-  cluster nodes, a change made through another node is seen here after that account's entry
-  leaves the cache (it is dropped whenever a session of that account ends here).
+  cluster nodes, a vCard or avatar change made through another node drops the account's entry
+  here (the cache invalidation ``avatar``, docs/cluster.md §2), read again at its next use.
 """
 from __future__ import annotations
 
@@ -79,10 +79,27 @@ class Avatar(Feature):
         self.pep = self.ctx.feature("pep")
         self.vcard = self.ctx.feature("vcard")
         self._hashes: collections.OrderedDict[JID, str] = collections.OrderedDict()
+        self._generation = 0  # moves at every invalidation: a load racing with one keeps nothing
+        # Another cluster node's vCard or avatar write (xmppd/core/invalidation.py).
+        self._inval = self.ctx.invalidation("avatar", self._invalidated, self._flush)
         self.ctx.on_teardown(self.pep.add_listener(self._on_pep))
         self.ctx.on_teardown(self.vcard.add_listener(self._on_vcard))
 
     # ------------------------------------------------------------------ the hash
+
+    def _invalidated(self, key: str) -> None:
+        self._generation += 1
+        self._hashes.pop(JID.parse(key), None)
+
+    def _flush(self) -> None:
+        self._generation += 1
+        self._hashes.clear()
+
+    def _changed(self, owner: JID, sha1: str) -> None:
+        """This node wrote ``owner``'s avatar: remember it, and tell the other nodes."""
+        self._generation += 1
+        self._remember(owner, sha1)
+        self._inval.publish(str(owner.bare))
 
     def _remember(self, owner: JID, sha1: str) -> None:
         self._hashes[owner] = sha1
@@ -96,9 +113,11 @@ class Avatar(Feature):
         cached = self._hashes.get(owner)
         if cached is not None:
             return cached
+        generation = self._generation
         photo = _photo(await self.vcard.load(owner))
         sha1 = hashlib.sha1(photo[0]).hexdigest() if photo else ""
-        self._remember(owner, sha1)
+        if generation == self._generation:
+            self._remember(owner, sha1)
         return sha1
 
     @hook(H.STANZA_IN, priority=50)
@@ -146,7 +165,7 @@ class Avatar(Feature):
             if metadata.find(f"{{{METADATA}}}info") is not None:
                 return  # only external URLs: nothing the vCard can hold
             await self.vcard.store(owner, vcard, origin=_ORIGIN)
-            self._remember(owner, "")
+            self._changed(owner, "")
             return
         info = infos[0]
         sha1 = (info.get("id") or "").lower()
@@ -166,7 +185,7 @@ class Avatar(Feature):
         sub(photo, _V + "TYPE", text=info.get("type") or "image/png")
         sub(photo, _V + "BINVAL", text=base64.b64encode(image).decode("ascii"))
         await self.vcard.store(owner, vcard, origin=_ORIGIN)
-        self._remember(owner, sha1)
+        self._changed(owner, sha1)
 
     # ------------------------------------------------------------------ vCard -> PEP
 
@@ -176,7 +195,7 @@ class Avatar(Feature):
         photo = _photo(vcard)
         sha1 = hashlib.sha1(photo[0]).hexdigest() if photo else ""
         before = self._hashes.get(owner)
-        self._remember(owner, sha1)
+        self._changed(owner, sha1)
         try:
             if photo is None:
                 if before:

@@ -8,22 +8,31 @@ component sends enters the router as the server's own stanzas do (``Router.send`
 check that its ``from`` is at the component's domain. A second connection for a domain that is
 already attached is refused with ``conflict`` (the first keeps serving, as in Prosody).
 
-In a cluster a component attaches to one node and its domain is served there; connect one per
-node (or route through the node it attached to) until the domain is published cluster-wide.
+In a cluster (docs/cluster.md §5) a component attaches to one node and serves its domain for
+every node: the node it attached to takes the lease ``comp:<domain>`` (renewed with the node's
+heartbeat, released when the component leaves; a second component for the domain on another
+node is closed with ``conflict``), and every other node forwards the stanzas for the domain to
+the lease holder's bus (envelope tag ``comp``), where the component gets them. A domain whose
+component is connected nowhere answers ``remote-server-not-found``, as on one node.
 """
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from ...config import AtLeast, AtMost, Positive, parse_hostport
 from ...core.feature import Feature
-from ...errors import StreamErrorCondition
+from ...core.hooks import Routed
+from ...errors import Condition, StanzaError, StreamErrorCondition
 from ...jid import JID, JIDError
 from ...transport.component import ComponentConnection
 
 _C = StreamErrorCondition
+KIND = "comp"  # the lease of an attached component's domain, cluster-wide
+TAG = "comp"  # stanzas other nodes forward to the node holding the component
+MAX_HOPS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +84,12 @@ class Components(Feature):
         self.attached: dict[str, ComponentConnection] = {}
         self._connections: set[ComponentConnection] = set()
         self._server: asyncio.AbstractServer | None = None
+        self._cluster: Any = None  # the ClusterPort, in a cluster
+        self._doors: dict[str, Callable[[], None]] = {}  # domain -> remover of its forwarding service
+        self.secrets = {c.domain: c.secret for c in self.options.components}
         addr = parse_hostport(self.options.listen, "component.listen")
         if addr is None or not self.options.components:
             return
-        self.secrets = {c.domain: c.secret for c in self.options.components}
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: ComponentConnection(self, self.secrets, self.options.max_stanza_size), addr[0], addr[1], reuse_address=True)
@@ -109,12 +120,17 @@ class Components(Feature):
         """Serve ``domain`` through ``conn``; the reason when it cannot."""
         if domain in self.attached:
             return f"a component for {domain} is already connected"
+        door = self._doors.pop(domain, None)
+        if door is not None:
+            door()
         try:
             conn.detach = self.ctx.router.add_service(domain, conn)
         except ValueError:
             return f"{domain} is already served by this server"
         self.attached[domain] = conn
         self.log.info("component %s attached from %s", domain, conn.peer)
+        if self._cluster is not None:
+            self.ctx.spawn(self._take(domain, conn), name=f"component-lease {domain}")
         return None
 
     def detached(self, conn: "ComponentConnection") -> None:
@@ -124,3 +140,95 @@ class Components(Feature):
             del self.attached[domain]
             conn.detach()
             self.log.info("component %s detached (%s)", domain, conn.reason or "closed")
+            if self._cluster is not None:
+                self._open_door(domain)
+                self.ctx.spawn(self._cluster.leases.release(KIND, domain), name=f"component-release {domain}")
+
+    # -- in a cluster (docs/cluster.md §5)
+    async def join_cluster(self, port: Any) -> Callable[[], Awaitable[None]]:
+        """Serve every configured component domain on this node: through the component when it
+        is attached here, else by forwarding to the node that holds it."""
+        self._cluster = port
+        removers = [port.serve(TAG, self._from_bus), port.leases.on_lost(KIND, self._lost)]
+        for domain in self.secrets:
+            if domain not in self.attached:
+                self._open_door(domain)
+        for domain, conn in list(self.attached.items()):
+            self.ctx.spawn(self._take(domain, conn), name=f"component-lease {domain}")
+
+        async def leave() -> None:
+            for remove in removers:
+                remove()
+            for domain in list(self._doors):
+                self._doors.pop(domain)()
+            for domain in list(self.attached):
+                await port.leases.release(KIND, domain)
+            self._cluster = None
+
+        return leave
+
+    def _open_door(self, domain: str) -> None:
+        if domain in self._doors:
+            return
+        try:
+            self._doors[domain] = self.ctx.router.add_service(domain, _Door(self))
+        except ValueError:
+            self.log.warning("component domain %s is served by another feature here: not forwarded to other nodes", domain)
+
+    async def _take(self, domain: str, conn: ComponentConnection) -> None:
+        """Hold the domain's lease for ``conn``; another node's component has it: ``conflict``."""
+        port = self._cluster
+        if port is None or self.attached.get(domain) is not conn:
+            return
+        try:
+            lease = await port.leases.acquire(KIND, domain)
+        except Exception as exc:  # Redis unreachable: served here; taken when the lease is lost/renewed
+            self.log.warning("component %s: its domain could not be published to the cluster (%s)", domain, exc)
+            return
+        if lease is not None and lease.node != port.name and self.attached.get(domain) is conn:
+            conn.close(_C.CONFLICT, f"a component for {domain} is connected to another node ({lease.node})")
+
+    async def _lost(self, domain: str, token: int) -> None:
+        conn = self.attached.get(domain)
+        if conn is not None:  # Redis restarted empty, or a split: publish it again
+            await self._take(domain, conn)
+
+    async def to_component(self, r: Routed, hops: int = 0) -> None:
+        """A stanza for a component's domain: to the component here, or to the node holding it."""
+        to = r.to
+        assert to is not None
+        conn = self.attached.get(to.domain)
+        if conn is not None:
+            await conn.receive(r)
+            return
+        port = self._cluster
+        lease = None
+        if port is not None and hops < MAX_HOPS:
+            try:
+                lease = await port.leases.owner(KIND, to.domain)
+            except Exception as exc:
+                self.log.warning("component %s: the cluster cannot be asked where it is (%s)", to.domain, exc)
+        if lease is None or lease.node == port.name or not port.is_live(lease.node):
+            self._unavailable(r)
+            return
+        port.forward(lease.node, TAG, r, hops, self._not_taken)
+
+    async def _from_bus(self, r: Routed, hops: int, origin: str) -> None:
+        await self.to_component(r, hops)
+
+    async def _not_taken(self, r: Routed) -> None:
+        self._unavailable(r)
+
+    def _unavailable(self, r: Routed) -> None:
+        domain = r.to.domain if r.to is not None else ""
+        self.ctx.router.bounce(r, StanzaError(Condition.REMOTE_SERVER_NOT_FOUND, f"the component {domain} is not connected"))
+
+
+class _Door:
+    """The router's service for a component domain attached to no connection on this node."""
+
+    def __init__(self, feature: Components) -> None:
+        self.feature = feature
+
+    async def receive(self, routed: Routed) -> None:
+        await self.feature.to_component(routed)

@@ -38,7 +38,7 @@ from .config_form import RoomConfig
 from .directory import MucRoomDirectory, RoomDirectory
 from .events import ROOM_DISCO_INFO, RoomDiscoInfo, RoomEvents
 from .invitations import SenderRate
-from .repository import FencedOut, MucRepository, SqlMucRepository, StoredAffiliation
+from .repository import FencedOut, MucRepository, SqlMucRepository, StoredAffiliation, StoredRoom
 from .room import Room
 
 _PING = C.q(C.PING, "ping")
@@ -201,7 +201,7 @@ class MucService:
         typ = r.stanza.get("type")
         if r.kind == "presence" and typ is None and to.resource is not None:
             try:
-                return self._create(to.bare, r.from_jid)
+                return self._create(to.bare, r.from_jid, await self._owned_elsewhere(r.from_jid))
             except StanzaError as err:
                 reply = error_reply(r.stanza, err)
                 reply.insert(0, etree.Element(C.X_MUC, nsmap={None: C.MUC}))
@@ -217,13 +217,14 @@ class MucService:
         configured at once with ``config`` (the defaults when None), so it is unlocked."""
         if jid in self.rooms:
             raise StanzaError(Condition.CONFLICT, f"the room {jid} exists already")
-        room = self._create(jid, creator)
+        room = self._create(jid, creator, await self._owned_elsewhere(creator))
         self._created.discard(id(room))
         await room.reconfigure(config if config is not None else room.config.copy())
         return room
 
-    def _create(self, jid: JID, creator: JID) -> Room:
-        """§10.1: the creator becomes owner; the room stays locked until configured."""
+    def _create(self, jid: JID, creator: JID, owned_elsewhere: int = 0) -> Room:
+        """§10.1: the creator becomes owner; the room stays locked until configured.
+        ``owned_elsewhere``: rooms the creator owns that other cluster nodes hold."""
         opts = self.options
         if creator.domain != self.ctx.domain:
             raise StanzaError(Condition.NOT_ALLOWED, "only local users may create rooms")
@@ -231,6 +232,7 @@ class MucService:
             raise StanzaError(Condition.NOT_ALLOWED, "only server administrators may create rooms")
         if opts.max_rooms_per_user:
             owned = sum(1 for room in self.rooms.values() if room.affiliation(creator) is Affiliation.OWNER)
+            owned += owned_elsewhere
             if owned >= opts.max_rooms_per_user and not self.ctx.is_admin(creator):
                 raise StanzaError(Condition.NOT_ALLOWED, f"you own {owned} rooms already, the most allowed")
         room = Room(self, jid, RoomConfig(
@@ -247,6 +249,25 @@ class MucService:
         if room.config.persistent:
             self.ctx.spawn(self.repo.save_room(room.stored()), name="muc-save-room")
         return room
+
+    # ---------------------------------------------------------------- the other nodes' rooms
+
+    async def _stored_elsewhere(self) -> list[StoredRoom]:
+        """In a cluster: the persistent rooms this node does not hold, as the database has them
+        (held by another node, which writes every change through, or by none); [] on one node,
+        where every persistent room is in memory."""
+        if self.cluster is None:
+            return []
+        return [s for s in await self.repo.load_rooms() if JID.parse(s.jid) not in self.rooms]
+
+    async def _owned_elsewhere(self, creator: JID) -> int:
+        """``max_rooms_per_user`` in a cluster: the persistent rooms ``creator`` owns that this
+        node does not hold (``_create`` adds this node's)."""
+        if self.cluster is None or not self.options.max_rooms_per_user:
+            return 0
+        bare = str(creator.bare)
+        return sum(1 for s in await self._stored_elsewhere()
+                   if (a := s.affiliations.get(bare)) is not None and a.affiliation == Affiliation.OWNER.value)
 
     # ---------------------------------------------------------------- iq
 
@@ -271,20 +292,34 @@ class MucService:
             await self._reply(r, q)
         elif typ == "get" and tag == C.DISCO_ITEMS_Q and not payload.get("node"):  # type: ignore[union-attr]
             q = etree.Element(C.DISCO_ITEMS_Q, nsmap={None: ns.DISCO_ITEMS})
-            for jid, room in sorted(self.rooms.items(), key=lambda kv: str(kv[0])):
-                if room.config.public and not room.locked:
-                    etree.SubElement(q, C.q(ns.DISCO_ITEMS, "item"), {"jid": room.jid_s, "name": room.config.name or (jid.local or "")})
+            listed = [(str(jid), room.config.name or (jid.local or "")) for jid, room in self.rooms.items()
+                      if room.config.public and not room.locked]
+            # In a cluster, the public persistent rooms other nodes hold (or none does).
+            for stored in await self._stored_elsewhere():
+                if stored.config.get("public", True):
+                    listed.append((stored.jid, stored.config.get("name") or JID.parse(stored.jid).local or ""))
+            for jid_s, name in sorted(listed):
+                etree.SubElement(q, C.q(ns.DISCO_ITEMS, "item"), {"jid": jid_s, "name": name})
             await self._reply(r, q)
         elif typ == "get" and tag == _UNIQUE:
+            taken = {JID.parse(s.jid) for s in await self._stored_elsewhere()}
             while True:
                 name = f"{self.ctx.rng.getrandbits(64):016x}"
-                if JID(name, self.domain) not in self.rooms:
+                if JID(name, self.domain) not in self.rooms and JID(name, self.domain) not in taken:
                     break
             el = etree.Element(_UNIQUE, nsmap={None: C.MUC_UNIQUE})
             el.text = name
             await self._reply(r, el)
         elif typ == "get" and tag == S.SUBSCRIPTIONS:
-            await self._reply(r, S.list_subscriptions(list(self.rooms.values()), r.from_jid))
+            out = S.list_subscriptions(list(self.rooms.values()), r.from_jid)
+            # In a cluster, the persistent rooms other nodes hold: their stored subscribers.
+            bare = str(r.from_jid.bare)
+            for stored in sorted(await self._stored_elsewhere(), key=lambda s: s.jid):
+                sub_ = stored.subscriptions.get(bare)
+                if sub_ is not None:
+                    el = etree.SubElement(out, C.q(C.MUCSUB, "subscription"), {"jid": stored.jid, "nick": sub_.nick})
+                    S.event_list(el, sub_.nodes)
+            await self._reply(r, out)
         elif typ == "get" and tag == _PING:
             await self._reply(r, None)
         else:

@@ -108,6 +108,8 @@ class Pep(Feature):
         self._listeners: list[Listener] = []
         self._learning: dict[tuple[str, str], asyncio.Future[frozenset[str] | None]] = {}
         self.ctx.on_teardown(self.ctx.feature("disco").add_account_identity(Identity("pubsub", "pep")))
+        # Notifications for sessions on other nodes: filtered by caps there (docs/cluster.md §3).
+        self.ctx.on_teardown(self.ctx.router.add_stanza_check("pep-notify", self._wants_event))
 
     def add_listener(self, fn: Listener) -> Callable[[], None]:
         self._listeners.append(fn)
@@ -375,10 +377,12 @@ class Pep(Feature):
         if verb.tag == O + "delete":
             event = self._event(owner, node)
             sub(event[0], E + "delete", {"node": node})
-            recipients = await self._recipients(owner, rec)
+            recipients, bares = await self._recipients(owner, rec)
             await self.repo.delete(rec.id)
-            if rec.config.get("notify_delete", True) and recipients:
-                await self.ctx.router.fan_out(event, recipients, "message")
+            if rec.config.get("notify_delete", True):
+                self.ctx.router.fan_out_elsewhere(event, bares, "message", only_if="pep-notify")
+                if recipients:
+                    await self.ctx.router.fan_out(event, recipients, "message")
             return None
         name = etree.QName(verb).localname
         raise StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, f"<{name}/> is not supported", app=pubsub_error("unsupported", name))
@@ -393,8 +397,16 @@ class Pep(Feature):
     def _wants(self, session: "Session", node: str) -> bool:
         return self.caps.supports(session, node + "+notify") is True
 
-    async def _recipients(self, owner: JID, rec: NodeRecord) -> list[JID]:
-        """Full JIDs of the available local resources the node notifies (caps-filtered)."""
+    def _wants_event(self, session: "Session", event: etree._Element) -> bool:
+        """The stanza check ``pep-notify``: ``session`` wants the notification ``event``."""
+        ev = event.find(E + "event")
+        child = next((c for c in ev if isinstance(c.tag, str)), None) if ev is not None else None
+        node = child.get("node") if child is not None else None
+        return node is not None and self._wants(session, node)
+
+    async def _recipients(self, owner: JID, rec: NodeRecord) -> tuple[list[JID], list[JID]]:
+        """Full JIDs of the available local resources the node notifies (caps-filtered), and
+        the bare JIDs notified (their sessions on other nodes are filtered there)."""
         bares = [owner.bare]
         model = rec.config.get("access_model", "presence")
         if model in ("open", "presence"):
@@ -411,10 +423,11 @@ class Pep(Feature):
             for s in self.ctx.sessions.of(bare):
                 if s.available and s.jid is not None and self._wants(s, rec.node):
                     out.append(s.jid)
-        return out
+        return out, bares
 
     async def _notify(self, owner: JID, rec: NodeRecord, event: etree._Element) -> None:
-        recipients = await self._recipients(owner, rec)
+        recipients, bares = await self._recipients(owner, rec)
+        self.ctx.router.fan_out_elsewhere(event, bares, "message", only_if="pep-notify")
         if recipients:
             await self.ctx.router.fan_out(event, recipients, "message")
 
