@@ -80,6 +80,9 @@ async def test_red_packets_listed_inspected_and_refunded(tmp_path: Path) -> None
         try:
             status, _ = await api.call("POST", "/api/v1/wallets/alice/topup", json={"amount": 500}, headers={"Idempotency-Key": "k1"})
             assert status == 201
+            # 1:1 red packets go to contacts only (redpacket.contacts_only): friends through the API
+            status, _ = await api.call("POST", "/api/v1/users/alice/roster", json={"jid": "bob@localhost", "mutual": True})
+            assert status in (200, 201)
             sent = await alice.plugin["redpacket"].send_packet("bob@localhost", client_id="c1", total=300, count=1)
             status, body = await api.call("GET", "/api/v1/redpackets?sender=alice", token=READ)
             assert status == 200 and [p["id"] for p in body["items"]] == [sent["id"]]

@@ -31,6 +31,9 @@ USERS = ("alice", "bob", "boss")
 async def _nodes(tmp: Path, prefix: str, redis_url: str = SHARED_REDIS) -> AsyncIterator[Two]:
     t = Two(tmp, prefix, redis_url)
     t.args += ["--set", 'server.admins=["boss@localhost"]']
+    # The red-packet race is between accounts that are not contacts: the contacts-only rule of
+    # 1:1 packets has its own tests (tests/extensions/redpacket/test_history_wire.py).
+    t.args += ["--set", "redpacket.contacts_only=false"]
     ctl = [*t.storage, "--set", f"server.data_dir={tmp / 'ctl'}"]
     for user in USERS:
         r = xmppctl(*ctl, "user", "add", f"{user}@localhost", "--password", PASSWORD, cwd=tmp)

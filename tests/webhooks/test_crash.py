@@ -44,6 +44,7 @@ def start(tmp: Path, storage: list[str], url: str) -> tuple[subprocess.Popen[byt
         tmp, disabled_option(), *storage, f"webhooks.url={url}", f"webhooks.secret={SECRET}",
         "webhooks.timeout=2", "webhooks.retry_min=0.2", "webhooks.retry_max=1", "webhooks.poll_interval=0.2",
         "webhooks.concurrency=16",
+        "redpacket.contacts_only=false",  # 1:1 packets between strangers: the outbox is under test
     )
 
 
