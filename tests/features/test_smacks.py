@@ -180,6 +180,9 @@ async def test_hibernation_hides_unavailable_until_expiry_then_offline(tmp_path,
         alice.add_event_handler("presence_unavailable", lambda p: seen_presence.put_nowait(p))
         alice.add_event_handler("presence_available", lambda p: seen_available.put_nowait(p))
         alice.send_presence()
+        # Directed presence to a bare JID reaches the resources available when it is routed: wait
+        # for alice's (her initial presence and bob's directed one race otherwise).
+        await _until(lambda: any(s.available for s in srv.sessions.of(JID.parse("alice@localhost"))))
         try:
             bob.send_stanza("<presence/>")
             bob.send_stanza("<presence to='alice@localhost'/>")  # directed: alice sees bob's presence
