@@ -58,6 +58,13 @@ class ClusterPort:
             return True
         return bool(await self._node.membership.redis.exists(self._node.keys.node(node)))
 
+    async def present(self, node: str) -> bool:
+        """Whether ``node``'s registry entry exists now (not the last look's view: a node that
+        left gracefully a moment ago is still among the peers until the next heartbeat)."""
+        if node == self.name:
+            return True
+        return bool(await self._node.membership.redis.exists(self._node.keys.node(node)))
+
     def preferred(self, name: str) -> str:
         """The live node that should own ``name`` (rendezvous hashing): things spread over nodes."""
         return rendezvous(self.live_nodes(), name)

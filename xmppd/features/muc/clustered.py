@@ -130,7 +130,9 @@ class RoomCluster:
             if lease is None:
                 if hops == 0:
                     preferred = self.port.preferred(name)
-                    if preferred != self.name:
+                    # Only to a node that is there now: a node that just left (or died) is still
+                    # among the peers until the next heartbeat, and its bus is read by nobody.
+                    if preferred != self.name and await self.port.present(preferred):
                         await self._forward(preferred, r, hops)
                         return False
                 lease = await self.leases.acquire(KIND, name, await svc.repo.fence_of(name))
