@@ -17,8 +17,6 @@ down, is caught up.
 
 from __future__ import annotations
 
-import asyncio
-import heapq
 import logging
 import math
 from datetime import UTC, datetime
@@ -32,6 +30,7 @@ from xmppd.features.muc.view import RoomView
 from xmppd.jid import JID
 
 from . import protocol as P
+from .deadlines import Deadlines
 from .protocol import q
 from .repository import Ban
 
@@ -47,8 +46,7 @@ class TimedBans:
     def __init__(self, feature: "MuteFeature") -> None:
         self.f = feature
         self.bans: dict[tuple[str, str], Ban] = {}  # (room, bare JID) -> ban
-        self._heap: list[tuple[float, str, str, datetime]] = []
-        self._wake = asyncio.Event()
+        self._ends = Deadlines(feature.ctx.clock, feature.options.timer_tick, self._expire, "ban")
 
     async def start(self) -> None:
         f = self.f
@@ -60,14 +58,13 @@ class TimedBans:
                       (E.AFFILIATION_LIST_ITEM, self._list_item), (E.ROOM_LOADED, self._room_loaded),
                       (E.ROOM_DESTROYED, self._room_destroyed)):
             f.ctx.on_teardown(ev.add(h, fn, priority=100))  # type: ignore[arg-type]
-        f.ctx.spawn(self._timer(), name="mute-ban-expiry")
+        f.ctx.spawn(self._ends.run(), name="mute-ban-expiry")
 
     # ------------------------------------------------------------------ state
 
     def _remember(self, b: Ban) -> None:
         self.bans[(b.room, b.jid)] = b
-        heapq.heappush(self._heap, (b.until.timestamp(), b.room, b.jid, b.until))
-        self._wake.set()
+        self._ends.add(b.room, b.jid, b.until)
 
     async def _invalidated(self, key: str) -> None:
         room, _, jid = key.partition("\n")
@@ -78,7 +75,8 @@ class TimedBans:
                 self._remember(b)
 
     async def _reload(self) -> None:
-        self.bans, self._heap = {}, []
+        self.bans = {}
+        self._ends.clear()
         for b in await self.f.repo.bans():
             self._remember(b)
 
@@ -165,24 +163,6 @@ class TimedBans:
         return Flow.CONTINUE
 
     # ------------------------------------------------------------------ expiry
-
-    async def _timer(self) -> None:
-        while True:
-            self._wake.clear()
-            now = self.f.ctx.clock.now()
-            while self._heap and self._heap[0][0] <= now:
-                _ts, room_s, jid_s, until = heapq.heappop(self._heap)
-                try:
-                    await self._expire(room_s, jid_s, until)
-                except Exception:
-                    log.exception("ending the ban of %s in %s failed", jid_s, room_s)
-            delay = self.f.options.timer_tick
-            if self._heap:
-                delay = min(delay, max(0.0, self._heap[0][0] - now))
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
 
     async def _expire(self, room_s: str, jid_s: str, until: datetime) -> None:
         b = self.bans.get((room_s, jid_s))

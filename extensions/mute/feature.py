@@ -33,8 +33,6 @@ the one whose conditional delete succeeds records and announces it.
 
 from __future__ import annotations
 
-import asyncio
-import heapq
 import logging
 import math
 from dataclasses import dataclass
@@ -63,6 +61,7 @@ from . import policy
 from . import protocol as P
 from .bans import TimedBans
 from .commands import MuteCommands
+from .deadlines import Deadlines
 from .platform_keywords import PlatformKeywords
 from .protocol import NS, q
 from .repository import PLATFORM, Mute, MuteAll, MuteRepository, NewAuditEntry, SqlMuteRepository, since_ms
@@ -120,8 +119,7 @@ class MuteFeature(Feature):
         self.repo: MuteRepository = None  # type: ignore[assignment]
         self.mutes: dict[tuple[str, JID], Mute] = {}  # (room JID or PLATFORM, bare JID) -> mute
         self.all_muted: dict[str, MuteAll] = {}
-        self._heap: list[tuple[float, str, str, datetime]] = []
-        self._wake = asyncio.Event()
+        self._ends = Deadlines(ctx.clock, options.timer_tick, self._expire, "mute")
         self._applying: set[tuple[str, JID]] = set()  # role changes we make ourselves
         self._said: dict[str, dict[JID, float]] = {}  # slow mode: room -> member -> time of its last message (cache of mute_slow)
         self.desk: TicketDesk | None = None  # customer service's tickets (appeals), when loaded
@@ -162,7 +160,7 @@ class MuteFeature(Feature):
         MuteCommands(self).register()
         if self.ctx.has_feature("cs"):
             self.desk = self.ctx.feature("cs")
-        self.ctx.spawn(self._expirer(), name="mute-expiry")
+        self.ctx.spawn(self._ends.run(), name="mute-expiry")
         from .api import operations
 
         self.ctx.add_api(operations(self))  # /api/v1/rooms/{room}/mutes, /api/v1/mutes (docs/api.md)
@@ -175,8 +173,7 @@ class MuteFeature(Feature):
     def _remember(self, m: Mute) -> None:
         self.mutes[(m.room, JID.parse(m.jid))] = m
         if m.until is not None:
-            heapq.heappush(self._heap, (m.until.timestamp(), m.room, m.jid, m.until))
-            self._wake.set()
+            self._ends.add(m.room, m.jid, m.until)
 
     # Invalidation keys: "m\n<room>\n<jid>" one mute, "a\n<room>" mute-all, "r\n<room>" a
     # destroyed room, "j\n<jid>" a deleted account.
@@ -212,7 +209,7 @@ class MuteFeature(Feature):
         mutes = await self.repo.mutes()
         alls = await self.repo.mute_alls()
         self.mutes = {}
-        self._heap = []
+        self._ends.clear()
         for m in mutes:
             self._remember(m)
         self.all_muted = {s.room: s for s in alls}
@@ -226,7 +223,7 @@ class MuteFeature(Feature):
         if m is None:
             return None
         if m.until is not None and m.until <= self.now():
-            self._wake.set()  # stale: the expiry task ends it; it blocks nobody meanwhile
+            self._ends.wake()  # stale: the expiry task ends it; it blocks nobody meanwhile
             return None
         return m
 
@@ -285,6 +282,10 @@ class MuteFeature(Feature):
                 err = await self.platform_words.refuse(ev.room.jid_s, ev.speaker, ev.stanza)
             if err is None and ev.stanza is not None:
                 err = await self._keyword_block(ev.room, ev.speaker, ev.role, ev.stanza)
+        elif err is None and ev.kind is E.SpeechKind.PRIVATE and ev.stanza is not None and self.options.filter_chat:
+            err = await self.platform_words.refuse(ev.room.jid_s, ev.speaker, ev.stanza)  # a private chat (§3.7)
+            if err is None:
+                self.platform_words.mask(ev.speaker, ev.stanza)
         if err is not None:
             raise err
         return Flow.CONTINUE
@@ -741,25 +742,8 @@ class MuteFeature(Feature):
 
     # ================================================================== expiry
 
-    async def _expirer(self) -> None:
-        while True:
-            self._wake.clear()
-            now = self.ctx.clock.now()
-            while self._heap and self._heap[0][0] <= now:
-                _ts, room_s, jid_s, until = heapq.heappop(self._heap)
-                try:
-                    await self._expire(room_s, JID.parse(jid_s), until)
-                except Exception:
-                    log.exception("ending the mute of %s in %r failed", jid_s, room_s)
-            delay = self.options.timer_tick
-            if self._heap:
-                delay = min(delay, max(0.0, self._heap[0][0] - now))
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
-
-    async def _expire(self, room_s: str, bare: JID, until: datetime) -> None:
+    async def _expire(self, room_s: str, jid_s: str, until: datetime) -> None:
+        bare = JID.parse(jid_s)
         m = self.mutes.get((room_s, bare))
         if m is None or m.until != until:
             return  # lifted or renewed since the timer was armed

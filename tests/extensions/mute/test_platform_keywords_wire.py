@@ -87,6 +87,9 @@ async def test_admins_manage_the_platform_list_that_rooms_and_chats_obey(srv):
         assert err["error"]["condition"] == "not-acceptable"
         app = app_element(err, "filtered")
         assert app.get("scope") == "platform" and app.get("room") is None
+        alice.send_message(mto=f"{ROOM}/bob", mbody="免费 in private", mtype="chat")  # a private message in the room
+        err = await alice.inbox.message(lambda m: m["type"] == "error" and m["from"].full == f"{ROOM}/bob")
+        assert err["error"]["condition"] == "not-acceptable" and app_element(err, "filtered").get("scope") == "platform"
         alice.send_message(mto="bob@localhost", mbody="a 广告 for you", mtype="chat")
         got = await bob.inbox.message(lambda m: m["type"] == "chat" and m["from"].bare == "alice@localhost")
         assert got["body"] == "a ** for you"
