@@ -83,7 +83,7 @@ class PlatformKeywords:
 
     async def _changed(self) -> None:
         await self._reload()
-        self._inval.publish("*")
+        self._inval.publish("list")
 
     # ------------------------------------------------------------------ enforcement
 

@@ -9,6 +9,8 @@ import asyncio
 import time
 import xml.etree.ElementTree as ET
 
+import aioxmpp
+import aioxmpp.errors
 import pytest
 from slixmpp.exceptions import IqError, PresenceError
 from slixmpp.plugins.xep_0004 import Form as SlixForm
@@ -16,7 +18,7 @@ from slixmpp.plugins.xep_0004 import Form as SlixForm
 from xmppd.jid import JID
 
 from ...features.muc_support import join
-from .support import assert_valid, client, mute_server
+from .support import aioxmpp_in_room, assert_valid, client, mute_server
 from .test_wire import ROOM, close, room_with
 
 pytestmark = pytest.mark.interop
@@ -119,6 +121,11 @@ async def test_the_ban_command_needs_an_admin_and_bans_for_a_time(srv):
         assert done["command"]["status"] == "completed" and "banned until" in done["command"]["notes"][0][1]
         await bob.inbox.presence(lambda p: p["type"] == "unavailable")
         assert await refused(bob, "bob") == "forbidden"
+        # a standard client (aioxmpp) sees XEP-0045's refusal
+        with pytest.raises(aioxmpp.errors.XMPPAuthError) as aio_err:
+            async with aioxmpp_in_room(srv, "bob@localhost", ROOM, "bob2"):
+                pass
+        assert aio_err.value.condition == aioxmpp.ErrorCondition.FORBIDDEN
         end = (await ban_list(olga))["bob@localhost"].find(f"{{{NS}}}ban")
         assert end is not None and 295 <= int(end.get("remaining")) <= 301
     finally:
