@@ -35,6 +35,12 @@ CMD_PLATFORM_LIST = NS + "#platform-list"
 CMD_AUDIT = NS + "#audit"
 CMD_MY_MUTES = NS + "#my-mutes"
 CMD_KEYWORDS = NS + "#keywords"
+CMD_BAN = NS + "#ban"
+CMD_PLATFORM_KEYWORDS = NS + "#platform-keywords"
+CMD_PLATFORM_KEYWORD_ADD = NS + "#platform-keyword-add"
+CMD_PLATFORM_KEYWORD_REMOVE = NS + "#platform-keyword-remove"
+_KEYWORD_ACTIONS = (Option("block", "Refuse the message"), Option("mask", "Replace the words with *"),
+                    Option("mute", "Refuse the message and mute the sender"))
 
 _DURATIONS = (("300", "5 minutes"), ("600", "10 minutes"), ("3600", "1 hour"), ("86400", "1 day"),
               ("604800", "7 days"), ("0", "Until lifted"))
@@ -67,7 +73,36 @@ class MuteCommands:
                 Field("FORM_TYPE", "hidden", values=(NS,)), Field("reason", "text-single", "Reason", validate=_reason_ok))), may_run=adm),
             Command(CMD_UNMUTE_ALL, "Lift the mute on everyone", self._cmd_unmute_all, may_run=adm),
             Command(CMD_KEYWORDS, "Keyword filter", self._cmd_keywords, form=self._keywords_form, may_run=adm),
+            Command(CMD_BAN, "Ban a user (for a time)", self._cmd_ban, form=self._ban_form, may_run=adm),
         )
+
+    async def _ban_form(self, ex: Execution) -> Form:
+        o = self.f.options
+        durations = [Option(v, lbl) for v, lbl in _DURATIONS if v != "0" and int(v) <= o.max_ban_seconds]
+        return Form("form", title="Ban a user", instructions=("A timed ban ends by itself; the user may then join again.",),
+                    fields=(
+            Field("FORM_TYPE", "hidden", values=(NS,)),
+            Field("jid", "jid-single", "User (bare JID)", required=True),
+            Field("seconds", "list-single", "Duration", values=(durations[0].value if durations else "0",),
+                  options=(*durations, Option("0", "Until lifted"))),
+            Field("reason", "text-single", "Reason", validate=_reason_ok),
+        ))
+
+    async def _cmd_ban(self, ex: Execution) -> Result:
+        room = self.f._room(ex.target)
+        target = ex.values["jid"]
+        if target.local is None:
+            raise FormError("jid", f"{target} is not a user's JID")
+        raw = (ex.values.get("seconds") or "0").strip()
+        try:
+            seconds = self.f.bans.seconds(raw) if raw != "0" else None
+            b = await self.f.bans.ban(room, ex.requester, target, seconds, ex.values.get("reason"))
+        except StanzaError as err:
+            raise FormError("jid" if err.condition is not Condition.BAD_REQUEST else "seconds",
+                            err.text or err.condition.value) from None
+        if b is None:
+            return Result((Note(f"{target.bare} is banned until an admin lifts it."),))
+        return Result((Note(f"{target.bare} is banned until {P.iso(b.until)}."),))
 
     async def _keywords_form(self, ex: Execution) -> Form:
         """The room's keyword filter as it is now, to edit."""
@@ -196,6 +231,16 @@ class MuteCommands:
                         Field("FORM_TYPE", "hidden", values=(NS,)), Field("member", "jid-single", "Account", required=True)))),
             Command(CMD_PLATFORM_LIST, "List accounts muted on the whole server", self._cmd_platform_list, admin_only=True),
             Command(CMD_AUDIT, "Read the mute audit log", self._cmd_audit, admin_only=True, form=audit_form),
+            Command(CMD_PLATFORM_KEYWORDS, "List the platform keyword list", self._cmd_platform_keywords, admin_only=True),
+            Command(CMD_PLATFORM_KEYWORD_ADD, "Add words to the platform keyword list", self._cmd_platform_keyword_add,
+                    admin_only=True, form=Form("form", title="Add words to the platform keyword list", fields=(
+                        Field("FORM_TYPE", "hidden", values=(NS,)),
+                        Field("words", "text-multi", "Words (one word or phrase per line)", required=True),
+                        Field("action", "list-single", "What a listed word does", required=True, values=("block",),
+                              options=_KEYWORD_ACTIONS),
+                        Field("minutes", "text-single", "Minutes of the platform mute (action mute)", values=("10",))))),
+            Command(CMD_PLATFORM_KEYWORD_REMOVE, "Remove words from the platform keyword list",
+                    self._cmd_platform_keyword_remove, admin_only=True, form=self._keyword_remove_form),
             Command(CMD_MY_MUTES, "My mutes", self._cmd_my_mutes,
                     may_run=lambda who, where: who.local is not None and who.domain == self.f.ctx.domain),
         ]
@@ -217,6 +262,40 @@ class MuteCommands:
         except StanzaError as err:
             raise FormError("member", err.text or err.condition.value) from None
         return Result((Note(f"{target} may speak again."),))
+
+    async def _cmd_platform_keywords(self, ex: Execution) -> Result:
+        rows = [(Field("word", values=(k.word,)), Field("action", values=(k.action,)),
+                 Field("minutes", values=(str(k.minutes) if k.action == "mute" else "",)),
+                 Field("by", "jid-single", values=(k.actor,)), Field("since", values=(P.iso(k.created_at),)))
+                for k in self.f.platform_words.words]
+        return Result((Note(f"{len(rows)} word(s) on the platform list (at most {self.f.options.max_platform_keywords})."),),
+                      _table("Platform keyword list", rows, ("word", "action", "minutes", "by", "since")))
+
+    async def _cmd_platform_keyword_add(self, ex: Execution) -> Result:
+        words = [w for w in (ex.values.get("words") or "").split("\n") if w.strip()]
+        raw = (ex.values.get("minutes") or "10").strip()
+        if not (raw.isascii() and raw.isdigit() and len(raw) < 9):
+            raise FormError("minutes", f"{raw!r} is not a whole number of minutes")
+        try:
+            listed = await self.f.platform_words.add(ex.requester, words, ex.values.get("action") or "block", int(raw))
+        except StanzaError as err:
+            raise FormError("words", err.text or err.condition.value) from None
+        return Result((Note(f"{len(words)} word(s) added; {len(listed)} on the platform list."),))
+
+    async def _keyword_remove_form(self, ex: Execution) -> Form:
+        words = self.f.platform_words.words
+        if not words:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "the platform keyword list is empty")
+        return Form("form", title="Remove words from the platform keyword list", fields=(
+            Field("FORM_TYPE", "hidden", values=(NS,)),
+            Field("words", "list-multi", "Words", required=True,
+                  options=tuple(Option(k.word, f"{k.word} ({k.action})") for k in words)),
+        ))
+
+    async def _cmd_platform_keyword_remove(self, ex: Execution) -> Result:
+        words = ex.values.get("words") or ()
+        n = await self.f.platform_words.remove(ex.requester, list(words))
+        return Result((Note(f"{n} word(s) removed; {len(self.f.platform_words.words)} on the platform list."),))
 
     async def _cmd_platform_list(self, ex: Execution) -> Result:
         now = self.f.now()

@@ -33,8 +33,6 @@ the one whose conditional delete succeeds records and announces it.
 
 from __future__ import annotations
 
-import asyncio
-import heapq
 import logging
 import math
 from dataclasses import dataclass
@@ -61,9 +59,12 @@ from xmppd.xml.builder import element, stanza
 
 from . import policy
 from . import protocol as P
+from .bans import TimedBans
 from .commands import MuteCommands
+from .deadlines import Deadlines
+from .platform_keywords import PlatformKeywords
 from .protocol import NS, q
-from .repository import PLATFORM, Mute, MuteAll, MuteRepository, NewAuditEntry, SqlMuteRepository
+from .repository import PLATFORM, Mute, MuteAll, MuteRepository, NewAuditEntry, SqlMuteRepository, since_ms
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ class MuteOptions:
     max_slow_seconds: Annotated[int, AtLeast(1), AtMost(86400)] = 3600  # longest slow-mode interval a room may set
     max_keywords: Annotated[int, AtLeast(1), AtMost(10000)] = 200  # most words in a room's keyword filter
     appeal_queue: str = ""  # customer-service queue that takes platform-mute appeals as tickets; "" = no appeals
+    max_ban_seconds: Annotated[int, AtLeast(1), AtMost(315360000)] = 2592000  # longest timed ban (30 days); a ban without a duration is XEP-0045's, until lifted
+    max_platform_keywords: Annotated[int, AtLeast(1), AtMost(100000)] = 1000  # most words in the platform keyword list
+    filter_chat: bool = True  # the platform keyword list applies to one-to-one messages too (as WeChat and Tencent IM)
 
 
 def _now_dt(ts: float) -> datetime:
@@ -115,11 +119,9 @@ class MuteFeature(Feature):
         self.repo: MuteRepository = None  # type: ignore[assignment]
         self.mutes: dict[tuple[str, JID], Mute] = {}  # (room JID or PLATFORM, bare JID) -> mute
         self.all_muted: dict[str, MuteAll] = {}
-        self._heap: list[tuple[float, str, str, datetime]] = []
-        self._wake = asyncio.Event()
+        self._ends = Deadlines(ctx.clock, options.timer_tick, self._expire, "mute")
         self._applying: set[tuple[str, JID]] = set()  # role changes we make ourselves
-        self._said: dict[str, dict[JID, float]] = {}  # slow mode: room -> member -> time of its last message
-        self._appealed: dict[JID, datetime] = {}  # platform-muted account -> its mute's start, once appealed
+        self._said: dict[str, dict[JID, float]] = {}  # slow mode: room -> member -> time of its last message (cache of mute_slow)
         self.desk: TicketDesk | None = None  # customer service's tickets (appeals), when loaded
 
     # ================================================================== lifecycle
@@ -138,7 +140,7 @@ class MuteFeature(Feature):
                       (E.ROLE_CHANGE_REQUEST, self._role_change_request), (E.OCCUPANT_ROLE_CHANGED, self._role_changed),
                       (E.AFFILIATION_CHANGED, self._affiliation_changed), (E.CONFIG_FORM, self._config_form),
                       (E.ROOM_DESTROYED, self._room_destroyed), (E.ROOM_DISCO_INFO, self._room_disco),
-                      (E.GROUPCHAT_BEFORE_BROADCAST, self._said_now)):
+                      (E.GROUPCHAT_BEFORE_BROADCAST, self._said_now), (E.ROOM_LOADED, self._room_loaded)):
             self.ctx.on_teardown(ev.add(h, fn, priority=100))  # type: ignore[arg-type]
         room_iqs = (("set", "mute", self.iq_room_mute), ("set", "unmute", self.iq_room_unmute),
                     ("set", "mute-all", self.iq_mute_all), ("set", "unmute-all", self.iq_unmute_all),
@@ -151,10 +153,14 @@ class MuteFeature(Feature):
                       ("get", "audit", self.iq_audit), ("set", "appeal", self.iq_appeal))
         for typ, local, handler in server_iqs:
             self.ctx.add_iq_handler(typ, q(local), handler)
+        self.bans = TimedBans(self)
+        await self.bans.start()
+        self.platform_words = PlatformKeywords(self)
+        await self.platform_words.start()
         MuteCommands(self).register()
         if self.ctx.has_feature("cs"):
             self.desk = self.ctx.feature("cs")
-        self.ctx.spawn(self._expirer(), name="mute-expiry")
+        self.ctx.spawn(self._ends.run(), name="mute-expiry")
         from .api import operations
 
         self.ctx.add_api(operations(self))  # /api/v1/rooms/{room}/mutes, /api/v1/mutes (docs/api.md)
@@ -167,8 +173,7 @@ class MuteFeature(Feature):
     def _remember(self, m: Mute) -> None:
         self.mutes[(m.room, JID.parse(m.jid))] = m
         if m.until is not None:
-            heapq.heappush(self._heap, (m.until.timestamp(), m.room, m.jid, m.until))
-            self._wake.set()
+            self._ends.add(m.room, m.jid, m.until)
 
     # Invalidation keys: "m\n<room>\n<jid>" one mute, "a\n<room>" mute-all, "r\n<room>" a
     # destroyed room, "j\n<jid>" a deleted account.
@@ -204,7 +209,7 @@ class MuteFeature(Feature):
         mutes = await self.repo.mutes()
         alls = await self.repo.mute_alls()
         self.mutes = {}
-        self._heap = []
+        self._ends.clear()
         for m in mutes:
             self._remember(m)
         self.all_muted = {s.room: s for s in alls}
@@ -218,7 +223,7 @@ class MuteFeature(Feature):
         if m is None:
             return None
         if m.until is not None and m.until <= self.now():
-            self._wake.set()  # stale: the expiry task ends it; it blocks nobody meanwhile
+            self._ends.wake()  # stale: the expiry task ends it; it blocks nobody meanwhile
             return None
         return m
 
@@ -255,36 +260,55 @@ class MuteFeature(Feature):
         """One-to-one: a platform-muted account's content reaches only server admins (so that it can
         appeal); chat states and receipts are not content. Features acting on the account's
         behalf (``ev.feature``: a red packet) are refused whatever they carry."""
-        if not self.mutes or ev.to.bare == ev.sender or self.ctx.is_admin(ev.to.bare):
+        if ev.to.bare == ev.sender:
             return Flow.CONTINUE
-        if ev.feature is None and not policy.is_content(ev.stanza):
-            return Flow.CONTINUE
-        pm = self.active(PLATFORM, ev.sender)
-        if pm is not None:
-            raise P.platform_muted_error(pm)
+        if self.mutes and not self.ctx.is_admin(ev.to.bare) and (ev.feature is not None or policy.is_content(ev.stanza)):
+            pm = self.active(PLATFORM, ev.sender)
+            if pm is not None:
+                raise P.platform_muted_error(pm)
+        if self.options.filter_chat and ev.feature is None:  # the platform keyword list (§3.7)
+            err = await self.platform_words.refuse(None, ev.sender, ev.stanza)
+            if err is not None:
+                raise err
+            self.platform_words.mask(ev.sender, ev.stanza)
         return Flow.CONTINUE
 
     async def _speech(self, ev: E.Speech) -> Flow:
         """MUC's speech gate: whatever a muted member would put in front of others is refused."""
         err = self.speech_block(ev.room, ev.speaker, ev.role, ev.kind, ev.recipient)
         if err is None and ev.kind is E.SpeechKind.GROUPCHAT:
-            err = self.slow_block(ev.room, ev.speaker, ev.role)
+            err = await self.slow_block(ev.room, ev.speaker, ev.role)
+            if err is None and ev.stanza is not None:  # the platform's list before the room's (§3.7)
+                err = await self.platform_words.refuse(ev.room.jid_s, ev.speaker, ev.stanza)
             if err is None and ev.stanza is not None:
                 err = await self._keyword_block(ev.room, ev.speaker, ev.role, ev.stanza)
+        elif err is None and ev.kind is E.SpeechKind.PRIVATE and ev.stanza is not None and self.options.filter_chat:
+            err = await self.platform_words.refuse(ev.room.jid_s, ev.speaker, ev.stanza)  # a private chat (§3.7)
+            if err is None:
+                self.platform_words.mask(ev.speaker, ev.stanza)
         if err is not None:
             raise err
         return Flow.CONTINUE
 
     # ---------------------------------------------------------------- slow mode
 
-    def slow_block(self, room: RoomView, bare: JID, role: Role | None) -> StanzaError | None:
-        """Slow mode (docs/mute.md §3.5): a member who spoke less than the room's interval ago waits.
+    async def slow_block(self, room: RoomView, bare: JID, role: Role | None) -> StanzaError | None:
+        """Slow mode (docs/mute.md §3.4): a member who spoke less than the room's interval ago waits.
         Moderators, owners, admins and server admins are exempt."""
         interval = policy.slow_interval(room.config.extra, self.options.max_slow_seconds)
         if interval == 0 or self._privileged(room, bare, role):
             return None
-        wait = policy.slow_wait(self._said.get(room.jid_s, {}).get(bare), self.ctx.clock.now(), interval)
+        wait = policy.slow_wait((await self._said_in(room.jid_s)).get(bare), self.ctx.clock.now(), interval)
         return P.slow_mode_error(room.jid_s, interval, wait) if wait else None
+
+    async def _said_in(self, room_s: str) -> dict[JID, float]:
+        """When each member last spoke in the room: kept in ``mute_slow`` by the node holding the
+        room, read once when this node starts serving it (after a restart or a move)."""
+        said = self._said.get(room_s)
+        if said is None:
+            said = {JID.parse(j): ms / 1000 for j, ms in (await self.repo.slow_times(room_s)).items()}
+            self._said[room_s] = said
+        return said
 
     def _privileged(self, room: RoomView, bare: JID, role: Role | None) -> bool:
         """Moderators, owners, admins and server admins: neither slow mode nor the keyword filter holds them."""
@@ -332,6 +356,9 @@ class MuteFeature(Feature):
     async def _said_now(self, ev: E.GroupchatBeforeBroadcast) -> Flow:
         """A message passed every gate and goes out: the keyword filter masks its words (action
         ``mask``), and its sender's slow-mode clock starts."""
+        if ev.occupant is None:
+            return Flow.CONTINUE  # a server-authored notice
+        self.platform_words.mask(ev.sender.bare, ev.stanza)  # the platform's words first (§3.7)
         rule = self.keyword_rule(ev.room)
         if rule is not None and rule.action == "mask" and not self._privileged(ev.room, ev.sender.bare, ev.occupant.role):
             for b in ev.stanza.iterfind(P.BODY):
@@ -339,13 +366,19 @@ class MuteFeature(Feature):
                     b.text = policy.mask(b.text, rule.words)
         interval = policy.slow_interval(ev.room.config.extra, self.options.max_slow_seconds)
         if interval == 0:
-            self._said.pop(ev.room.jid_s, None)
+            if self._said.pop(ev.room.jid_s, None):
+                await self.repo.forget_slow(ev.room.jid_s)
             return Flow.CONTINUE
-        said = self._said.setdefault(ev.room.jid_s, {})
+        if self._privileged(ev.room, ev.sender.bare, ev.occupant.role):
+            return Flow.CONTINUE  # exempt: no clock to keep
+        said = await self._said_in(ev.room.jid_s)
         now = self.ctx.clock.now()
         if len(said) > 2 * len(ev.room.occupants) + 16:
             policy.prune_said(said, now, interval)
         said[ev.sender.bare] = now
+        # Written through: slow mode lets each member speak once per interval, so this costs at
+        # most (members / interval) writes a second, and the clock survives a restart or a move.
+        await self.repo.set_slow_time(ev.room.jid_s, str(ev.sender.bare), int(now * 1000))
         return Flow.CONTINUE
 
     async def set_slow_mode(self, room: RoomView, actor: JID, seconds: int) -> None:
@@ -450,6 +483,11 @@ class MuteFeature(Feature):
         ev.features.append(NS)
         if ev.room.jid_s in self.all_muted:
             ev.fields.append(("xmppd#mute_all", "1"))
+        return Flow.CONTINUE
+
+    async def _room_loaded(self, ev: E.RoomLoaded) -> Flow:
+        """This node now serves the room (cluster: it took the lease): slow-mode clocks read again."""
+        self._said.pop(ev.room.jid_s, None)
         return Flow.CONTINUE
 
     async def _room_destroyed(self, ev: E.RoomDestroyed) -> Flow:
@@ -704,25 +742,8 @@ class MuteFeature(Feature):
 
     # ================================================================== expiry
 
-    async def _expirer(self) -> None:
-        while True:
-            self._wake.clear()
-            now = self.ctx.clock.now()
-            while self._heap and self._heap[0][0] <= now:
-                _ts, room_s, jid_s, until = heapq.heappop(self._heap)
-                try:
-                    await self._expire(room_s, JID.parse(jid_s), until)
-                except Exception:
-                    log.exception("ending the mute of %s in %r failed", jid_s, room_s)
-            delay = self.options.timer_tick
-            if self._heap:
-                delay = min(delay, max(0.0, self._heap[0][0] - now))
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
-
-    async def _expire(self, room_s: str, bare: JID, until: datetime) -> None:
+    async def _expire(self, room_s: str, jid_s: str, until: datetime) -> None:
+        bare = JID.parse(jid_s)
         m = self.mutes.get((room_s, bare))
         if m is None or m.until != until:
             return  # lifted or renewed since the timer was armed
@@ -776,7 +797,7 @@ class MuteFeature(Feature):
         out = element(q("slow-mode"), {"seconds": str(interval)}, default_ns=NS)
         occ = room.occupants.of_jid(req.from_jid)
         if interval and not self._privileged(room, req.from_jid.bare, occ.role if occ is not None else None):
-            wait = policy.slow_wait(self._said.get(room.jid_s, {}).get(req.from_jid.bare), self.ctx.clock.now(), interval)
+            wait = policy.slow_wait((await self._said_in(room.jid_s)).get(req.from_jid.bare), self.ctx.clock.now(), interval)
             out.set("wait", str(wait))
         return out
 
@@ -868,17 +889,19 @@ class MuteFeature(Feature):
             raise StanzaError(Condition.ITEM_NOT_FOUND, "your account is not muted on this server")
         if self.desk is None or not self.options.appeal_queue:
             raise StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, "this server takes no appeals")
-        if self._appealed.get(who) == m.created_at:
-            raise StanzaError(Condition.CONFLICT, "you have already appealed this mute")
         text = P.reason_of(req.payload)
         if not text:
             raise _bad("say why in <reason/>")
+        key = since_ms(m.created_at)  # one appeal per mute, kept in storage: every node, every restart
+        if not await self.repo.add_appeal(str(who), key, self.now()):
+            raise StanzaError(Condition.CONFLICT, "you have already appealed this mute")
         body = P.appeal_body(m, text)
         try:
             ticket = await self.desk.open_ticket(self.options.appeal_queue, who, body)
         except KeyError:
+            await self.repo.set_appeal_ticket(str(who), key, None)
             raise StanzaError(Condition.SERVICE_UNAVAILABLE, "the appeal desk is not open") from None
-        self._appealed[who] = m.created_at
+        await self.repo.set_appeal_ticket(str(who), key, ticket)
         return element(q("appeal"), {"ticket": str(ticket)}, default_ns=NS)
 
     async def iq_audit(self, req: IqRequest) -> etree._Element:

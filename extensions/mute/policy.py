@@ -128,3 +128,24 @@ def mask(text: str, words: Sequence[str]) -> str:
                 hidden[i] = True
             start = folded.find(w, start + 1)
     return "".join("*" if h else c for c, h in zip(text, hidden, strict=True))
+
+
+# ------------------------------------------------------------------ the platform keyword list
+
+_STRENGTH = {"mask": 0, "block": 1, "mute": 2}
+
+
+def normalize_keyword(word: str) -> str:
+    """How a platform keyword is stored and matched: stripped, case-folded."""
+    return word.strip().casefold()
+
+
+def platform_hit(texts: Sequence[str], entries: Sequence[tuple[str, str, int]]) -> tuple[str, str, int] | None:
+    """The (word, action, minutes) of the platform list that a message of these ``texts`` meets,
+    the strongest action first (mute, then block, then mask; the longest word among equals),
+    else None. ``entries`` are (case-folded word, action, minutes)."""
+    folded = [t.casefold() for t in texts if t]
+    found = [e for e in entries if any(e[0] in t for t in folded)]
+    if not found:
+        return None
+    return max(found, key=lambda e: (_STRENGTH[e[1]], len(e[0])))

@@ -21,7 +21,7 @@ from xmppd.i18n import Catalog, chain
 from xmppd.xml import ns
 from xmppd.xml.builder import element, sub
 
-from .repository import AuditEntry, Mute, MuteAll
+from .repository import AuditEntry, Ban, Mute, MuteAll
 
 NS: Final = "urn:xmppd:mute:0"
 PREFIX: Final = "{" + NS + "}"
@@ -192,10 +192,20 @@ def platform_muted_error(m: Mute) -> StanzaError:
 BODY: Final = f"{{{ns.CLIENT}}}body"
 
 
-def filtered_error(room: str, word: str) -> StanzaError:
-    """The room's keyword filter refused a message: not-acceptable + <filtered/>."""
-    app = element(q("filtered"), {"room": room}, default_ns=NS)
+def filtered_error(room: str | None, word: str, *, platform: bool = False) -> StanzaError:
+    """A keyword filter refused a message: not-acceptable + <filtered/> (``scope='platform'``
+    for the platform list; no ``room`` in a one-to-one chat)."""
+    app = element(q("filtered"), {"room": room} if room else {}, default_ns=NS)
+    if platform:
+        app.set("scope", "platform")
+        return StanzaError(Condition.NOT_ACCEPTABLE, f"this server does not allow {word!r} in messages", app=app)
     return StanzaError(Condition.NOT_ACCEPTABLE, f"this room does not allow {word!r} in messages", app=app)
+
+
+def ban_element(b: Ban, now: datetime) -> etree._Element:
+    """A timed ban, as the XEP-0045 ban list shows it inside its <item/>."""
+    return element(q("ban"), {"until": iso(b.until), "remaining": str(remaining(b.until, now)), "by": b.actor},
+                   default_ns=NS)
 
 
 def appeal_body(m: Mute, text: str) -> str:

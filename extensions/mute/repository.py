@@ -15,13 +15,14 @@ from __future__ import annotations
 import builtins
 import itertools
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from xmppd.storage.engine import Database
+from xmppd.storage.engine import Database, is_unique_violation
 from xmppd.storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
 from xmppd.timestamps import millis
 from xmppd.webhooks import events as E
@@ -29,6 +30,8 @@ from xmppd.webhooks.outbox import DISABLED, Outbox
 
 __all__ = [
     "ACTIONS",
+    "Ban",
+    "Keyword",
     "PLATFORM",
     "SOURCES",
     "AuditEntry",
@@ -70,6 +73,30 @@ class MuteAll:
     actor: str
     reason: str | None
     since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A timed XEP-0045 ban: ``jid`` is an outcast of ``room`` until ``until``, when the room's
+    owner node removes the affiliation."""
+
+    room: str
+    jid: str
+    until: datetime
+    reason: str | None
+    actor: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    """A word of the platform keyword list and what it does (block, mask, mute for ``minutes``)."""
+
+    word: str  # lower case
+    action: str
+    minutes: int
+    actor: str
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +185,59 @@ audit_t = sa.Table(
 )
 
 
+bans_t = sa.Table(
+    "mute_bans",
+    metadata,
+    sa.Column("room", indexed_string(), primary_key=True),
+    sa.Column("jid", indexed_string(), primary_key=True),
+    sa.Column("until", UtcDateTime(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("actor", indexed_string(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "until"),
+    **MYSQL_TABLE_KWARGS,
+)
+
+keywords_t = sa.Table(
+    "mute_keywords",
+    metadata,
+    sa.Column("word", indexed_string(), primary_key=True),
+    sa.Column("action", sa.String(8), nullable=False),
+    sa.Column("minutes", sa.Integer(), nullable=False),
+    sa.Column("actor", indexed_string(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.CheckConstraint("action IN ('block', 'mask', 'mute')", name="action_known"),
+    **MYSQL_TABLE_KWARGS,
+)
+
+slow_t = sa.Table(
+    "mute_slow",
+    metadata,
+    sa.Column("room", indexed_string(), primary_key=True),
+    sa.Column("jid", indexed_string(), primary_key=True),
+    sa.Column("at_ms", sa.BigInteger(), nullable=False),
+    **MYSQL_TABLE_KWARGS,
+)
+
+appeals_t = sa.Table(
+    "mute_appeals",
+    metadata,
+    sa.Column("jid", indexed_string(), primary_key=True),
+    sa.Column("mute_since_ms", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("ticket", sa.BigInteger(), nullable=True),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    **MYSQL_TABLE_KWARGS,
+)
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def since_ms(when: datetime) -> int:
+    """A mute's start as whole milliseconds: the key of its appeal (every backend keeps it exactly)."""
+    return (when - _EPOCH) // timedelta(milliseconds=1)
+
+
 class MuteRepository(Protocol):
     """Storage of mutes, mute-all and the audit log."""
 
@@ -196,6 +276,40 @@ class MuteRepository(Protocol):
     ) -> builtins.list[AuditEntry]:
         """Newest first; ``before`` an entry id for the next page."""
 
+    # timed bans
+    async def put_ban(self, ban: Ban) -> None:
+        """Store ``ban``, replacing the one of the same (room, jid)."""
+
+    async def remove_ban(self, room: str, jid: str) -> bool:
+        """The ban no longer ends by itself (lifted, made permanent); True when there was one."""
+
+    async def expire_ban(self, room: str, jid: str, until: datetime) -> bool:
+        """Delete the ban only if it still ends at ``until``; True when it did."""
+
+    async def bans(self, room: str | None = None) -> builtins.list[Ban]: ...
+
+    # the platform keyword list
+    async def put_keyword(self, kw: Keyword) -> None:
+        """Add ``kw`` or replace the word's action."""
+
+    async def remove_keyword(self, word: str) -> bool: ...
+
+    async def keywords(self) -> builtins.list[Keyword]: ...
+
+    # slow mode: when each member last spoke in a room (milliseconds)
+    async def slow_times(self, room: str) -> dict[str, int]: ...
+
+    async def set_slow_time(self, room: str, jid: str, at_ms: int) -> None: ...
+
+    async def forget_slow(self, room: str) -> None: ...
+
+    # appeals: one per platform mute, keyed by the mute's start
+    async def add_appeal(self, jid: str, mute_since: int, at: datetime) -> bool:
+        """Record the appeal; False when this mute was appealed already (by any node)."""
+
+    async def set_appeal_ticket(self, jid: str, mute_since: int, ticket: int | None) -> None:
+        """The ticket the appeal became; None: opening it failed, the appeal is forgotten."""
+
 
 # -- memory ---------------------------------------------------------------------------------
 
@@ -206,6 +320,10 @@ class MemoryMuteRepository(MuteRepository):
         self._all: dict[str, MuteAll] = {}
         self._audit: builtins.list[AuditEntry] = []
         self._ids = itertools.count(1)
+        self._bans: dict[tuple[str, str], Ban] = {}
+        self._keywords: dict[str, Keyword] = {}
+        self._slow: dict[str, dict[str, int]] = {}
+        self._appeals: dict[tuple[str, int], int | None] = {}
 
     async def put(self, mute: Mute) -> None:
         _check_mute(mute)
@@ -230,7 +348,10 @@ class MemoryMuteRepository(MuteRepository):
     async def forget_room(self, room: str) -> None:
         for key in [k for k in self._mutes if k[0] == room]:
             del self._mutes[key]
+        for key in [k for k in self._bans if k[0] == room]:
+            del self._bans[key]
         self._all.pop(room, None)
+        self._slow.pop(room, None)
 
     async def forget_jid(self, jid: str) -> None:
         for key in [k for k in self._mutes if k[1] == jid]:
@@ -260,6 +381,52 @@ class MemoryMuteRepository(MuteRepository):
             if (room is None or e.room == room) and (target is None or e.target == target) and (before is None or e.id < before)
         ]
         return out[:limit]
+
+    async def put_ban(self, ban: Ban) -> None:
+        self._bans[(ban.room, ban.jid)] = ban
+
+    async def remove_ban(self, room: str, jid: str) -> bool:
+        return self._bans.pop((room, jid), None) is not None
+
+    async def expire_ban(self, room: str, jid: str, until: datetime) -> bool:
+        b = self._bans.get((room, jid))
+        if b is None or b.until != until:
+            return False
+        del self._bans[(room, jid)]
+        return True
+
+    async def bans(self, room: str | None = None) -> builtins.list[Ban]:
+        return sorted((b for b in self._bans.values() if room is None or b.room == room), key=lambda b: (b.room, b.jid))
+
+    async def put_keyword(self, kw: Keyword) -> None:
+        self._keywords[kw.word] = kw
+
+    async def remove_keyword(self, word: str) -> bool:
+        return self._keywords.pop(word, None) is not None
+
+    async def keywords(self) -> builtins.list[Keyword]:
+        return sorted(self._keywords.values(), key=lambda k: k.word)
+
+    async def slow_times(self, room: str) -> dict[str, int]:
+        return dict(self._slow.get(room, {}))
+
+    async def set_slow_time(self, room: str, jid: str, at_ms: int) -> None:
+        self._slow.setdefault(room, {})[jid] = at_ms
+
+    async def forget_slow(self, room: str) -> None:
+        self._slow.pop(room, None)
+
+    async def add_appeal(self, jid: str, mute_since: int, at: datetime) -> bool:
+        if (jid, mute_since) in self._appeals:
+            return False
+        self._appeals[(jid, mute_since)] = None
+        return True
+
+    async def set_appeal_ticket(self, jid: str, mute_since: int, ticket: int | None) -> None:
+        if ticket is None:
+            self._appeals.pop((jid, mute_since), None)
+        else:
+            self._appeals[(jid, mute_since)] = ticket
 
 
 # -- SQL ------------------------------------------------------------------------------------
@@ -335,6 +502,8 @@ class SqlMuteRepository(MuteRepository):
         async with self._db.transaction() as conn:
             await conn.execute(sa.delete(mutes_t).where(mutes_t.c.room == room))
             await conn.execute(sa.delete(rooms_t).where(rooms_t.c.room == room))
+            await conn.execute(sa.delete(bans_t).where(bans_t.c.room == room))
+            await conn.execute(sa.delete(slow_t).where(slow_t.c.room == room))
 
     async def forget_jid(self, jid: str) -> None:
         await self._db.run_txn(self.forget_jid_txn, jid)
@@ -383,3 +552,90 @@ class SqlMuteRepository(MuteRepository):
         async with self._db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
         return [AuditEntry(r.id, r.at, r.actor, r.action, r.room, r.target, r.seconds, r.until, r.reason) for r in rows]
+
+    # -- timed bans
+
+    async def put_ban(self, ban: Ban) -> None:
+        c = bans_t.c
+        async with self._db.transaction() as conn:
+            await conn.execute(sa.delete(bans_t).where(c.room == ban.room, c.jid == ban.jid))
+            await conn.execute(sa.insert(bans_t).values(room=ban.room, jid=ban.jid, until=ban.until, reason=ban.reason,
+                                                        actor=ban.actor, created_at=ban.created_at))
+
+    async def remove_ban(self, room: str, jid: str) -> bool:
+        c = bans_t.c
+        async with self._db.transaction() as conn:
+            res = await conn.execute(sa.delete(bans_t).where(c.room == room, c.jid == jid))
+        return bool(res.rowcount)
+
+    async def expire_ban(self, room: str, jid: str, until: datetime) -> bool:
+        c = bans_t.c
+        async with self._db.transaction() as conn:
+            res = await conn.execute(sa.delete(bans_t).where(c.room == room, c.jid == jid, c.until == until))
+        return bool(res.rowcount)
+
+    async def bans(self, room: str | None = None) -> builtins.list[Ban]:
+        c = bans_t.c
+        q = sa.select(bans_t).order_by(c.room, c.jid)
+        if room is not None:
+            q = q.where(c.room == room)
+        async with self._db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(q)).all()
+        return [Ban(r.room, r.jid, r.until, r.reason, r.actor, r.created_at) for r in rows]
+
+    # -- the platform keyword list
+
+    async def put_keyword(self, kw: Keyword) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(sa.delete(keywords_t).where(keywords_t.c.word == kw.word))
+            await conn.execute(sa.insert(keywords_t).values(word=kw.word, action=kw.action, minutes=kw.minutes,
+                                                            actor=kw.actor, created_at=kw.created_at))
+
+    async def remove_keyword(self, word: str) -> bool:
+        async with self._db.transaction() as conn:
+            res = await conn.execute(sa.delete(keywords_t).where(keywords_t.c.word == word))
+        return bool(res.rowcount)
+
+    async def keywords(self) -> builtins.list[Keyword]:
+        async with self._db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(sa.select(keywords_t).order_by(keywords_t.c.word))).all()
+        return [Keyword(r.word, r.action, r.minutes, r.actor, r.created_at) for r in rows]
+
+    # -- slow mode
+
+    async def slow_times(self, room: str) -> dict[str, int]:
+        async with self._db.transaction(readonly=True) as conn:
+            rows = (await conn.execute(sa.select(slow_t.c.jid, slow_t.c.at_ms).where(slow_t.c.room == room))).all()
+        return {r.jid: r.at_ms for r in rows}
+
+    async def set_slow_time(self, room: str, jid: str, at_ms: int) -> None:
+        c = slow_t.c
+        async with self._db.transaction() as conn:
+            res = await conn.execute(sa.update(slow_t).where(c.room == room, c.jid == jid).values(at_ms=at_ms))
+            if not res.rowcount:
+                await conn.execute(sa.insert(slow_t).values(room=room, jid=jid, at_ms=at_ms))
+
+    async def forget_slow(self, room: str) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(sa.delete(slow_t).where(slow_t.c.room == room))
+
+    # -- appeals
+
+    async def add_appeal(self, jid: str, mute_since: int, at: datetime) -> bool:
+        try:
+            async with self._db.transaction() as conn:
+                await conn.execute(sa.insert(appeals_t).values(jid=jid, mute_since_ms=mute_since, ticket=None, at=at))
+        except IntegrityError as exc:
+            if is_unique_violation(exc):
+                return False
+            raise
+        return True
+
+    async def set_appeal_ticket(self, jid: str, mute_since: int, ticket: int | None) -> None:
+        c = appeals_t.c
+        where = (c.jid == jid, c.mute_since_ms == mute_since)
+        async with self._db.transaction() as conn:
+            if ticket is None:
+                await conn.execute(sa.delete(appeals_t).where(*where))
+            else:
+                await conn.execute(sa.update(appeals_t).where(*where).values(ticket=ticket))

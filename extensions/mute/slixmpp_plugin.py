@@ -5,14 +5,17 @@ Register it with ``client.register_plugin("mute", module=slixmpp_plugin)``; then
 ``mute_many(room, [{"nick": …}, {"jid": …}])``, ``mute_all``, ``unmute_all``, ``list(room)``,
 ``status(room)``, ``slow_mode(room, seconds)``, ``get_slow_mode(room)``; on the server (admins)
 ``platform_mute(jid, ...)``, ``platform_unmute``, ``platform_list()``, ``platform_status()``,
-``audit(...)``. Notices raise the ``mute_notice`` event. A refused message's error carries
+``audit(...)``; timed bans (XEP-0045 admin iq with our ``<ban/>``) ``ban(room, jid, seconds=…)``
+and ``bans(room)``. Notices raise the ``mute_notice`` event. A refused message's error carries
 ``error["mute_muted"]``, ``error["mute_all_muted"]``, ``error["mute_platform_muted"]`` or
 ``error["mute_slow_mode"]``.
 """
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from typing import Any
+from xml.sax.saxutils import escape, quoteattr
 
 from slixmpp import Iq, Message
 from slixmpp.plugins import BasePlugin
@@ -278,5 +281,30 @@ class mute(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their name
         attrs = {"room": room, "jid": jid, "scope": "platform" if platform else None, "max": max, "before": before}
         return (await self._iq(self._server(), "get", "mute_audit", attrs))["mute_audit"]
 
+    # -- timed bans: XEP-0045 §9.1 / §9.5 with <ban xmlns='urn:xmppd:mute:0'/> in the item
+
+    async def ban(self, room: Any, jid: Any, *, seconds: int | None = None, reason: str | None = None) -> None:
+        """Ban ``jid`` from the room (owners and admins); for ``seconds`` when given, else until lifted."""
+        iq = self.xmpp.make_iq_set(ito=room)
+        inner = f"<reason>{escape(reason)}</reason>" if reason else ""
+        if seconds is not None:
+            inner += f"<ban xmlns='{NS}' seconds='{int(seconds)}'/>"
+        iq.append(ET.fromstring(f"<query xmlns='{_MUC_ADMIN}'><item affiliation='outcast' jid={quoteattr(str(jid))}>"
+                                f"{inner}</item></query>"))
+        await iq.send()
+
+    async def bans(self, room: Any) -> dict[str, dict[str, str | None]]:
+        """The room's ban list: JID -> {reason, until, remaining, by} (the last three for timed bans)."""
+        iq = self.xmpp.make_iq_get(ito=room)
+        iq.append(ET.fromstring(f"<query xmlns='{_MUC_ADMIN}'><item affiliation='outcast'/></query>"))
+        out: dict[str, dict[str, str | None]] = {}
+        for item in (await iq.send()).xml.iter(f"{{{_MUC_ADMIN}}}item"):
+            end = item.find(f"{{{NS}}}ban")
+            out[item.get("jid", "")] = {"reason": item.findtext(f"{{{_MUC_ADMIN}}}reason"),
+                                         **{k: end.get(k) if end is not None else None for k in ("until", "remaining", "by")}}
+        return out
+
+
+_MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
 
 __all__ = ["NS", "mute"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slixmpp.exceptions import IqError
+from slixmpp.exceptions import IqError, PresenceError
 from slixmpp.xmlstream import ET
 
 from xmppd.cluster.leases import rendezvous
@@ -77,8 +77,10 @@ class Three:
         r = _redis(self.redis_url)
         try:
             async with asyncio.timeout(timeout):
-                while not (r.hget(f"{self.prefix}:sess:{bare}", resource) or "").startswith(f"{node}|") or \
-                        not r.hget(f"{self.prefix}:sess:{bare}", resource).endswith("|1"):
+                while True:  # Redis state: no event to wait on
+                    value = r.hget(f"{self.prefix}:sess:{bare}", resource) or ""
+                    if value.startswith(f"{node}|") and value.endswith("|1"):
+                        break
                     await asyncio.sleep(0.05)
         finally:
             r.close()
@@ -330,7 +332,7 @@ async def test_a_temporary_room_dies_with_its_node(three):
     await three.nodes["gamma"].wait()
     p = await alice.inbox.presence(presence_of(room, "alice", "unavailable"), timeout=20)
     assert "332" in codes(p)
-    while three.owner(room) is not None:  # the dead node's lease expires (node_timeout)
+    while three.owner(room) is not None:  # noqa: ASYNC110 -- the dead node's lease expires (node_timeout)
         await asyncio.sleep(0.2)
     info = alice.make_iq_get(ito=room)
     ET.SubElement(info.xml, "{http://jabber.org/protocol/disco#info}query")
@@ -460,3 +462,38 @@ async def test_after_redis_restarts_empty_the_room_is_acquired_again_with_a_high
         await self_ping(alice, room, "alice")
         info = await alice.plugin["xep_0030"].get_info(jid=room, timeout=10)
         assert room_name(info) == "Phoenix"
+
+
+async def test_a_timed_ban_ends_on_the_node_owning_the_room(three):
+    """A timed ban (docs/mute.md §3.6) set by an owner on alpha in a room owned by gamma, against
+    a user on beta: the join is refused while it holds, the ban list (read from alpha) shows the
+    end, and gamma's timer — the room's owner — removes the outcast affiliation: the user joins."""
+    room = room_owned_by("gamma", "banned")
+    alice = await three.login("alpha", "alice")
+    bob = await three.login("beta", "bob")
+    await join(alice, room, "alice")
+    await configure(alice, room, persistent=True)
+    assert three.owner(room) == "gamma"
+    await join(bob, room, "bob")
+    admin = "http://jabber.org/protocol/muc#admin"
+    iq = alice.make_iq_set(ito=room)
+    iq.append(ET.fromstring(f"<query xmlns='{admin}'><item affiliation='outcast' jid='bob@localhost'>"
+                            "<ban xmlns='urn:xmppd:mute:0' seconds='2'/></item></query>"))
+    await iq.send(timeout=10)
+    await bob.inbox.presence(lambda p: p["type"] == "unavailable" and "301" in codes(p), timeout=10)
+    with pytest.raises(PresenceError) as err:
+        await join(bob, room, "bob")
+    assert err.value.presence["error"]["condition"] == "forbidden"
+    get = alice.make_iq_get(ito=room)
+    get.append(ET.fromstring(f"<query xmlns='{admin}'><item affiliation='outcast'/></query>"))
+    [item] = (await get.send(timeout=10)).xml.iter(f"{{{admin}}}item")
+    assert item.get("jid") == "bob@localhost" and item.find("{urn:xmppd:mute:0}ban").get("until")
+    async with asyncio.timeout(15):
+        while True:  # the ban ends on gamma's timer
+            try:
+                await join(bob, room, "bob")
+                break
+            except PresenceError as e:
+                assert e.presence["error"]["condition"] == "forbidden"
+                await asyncio.sleep(0.3)
+    assert "ending the ban" not in three.nodes["gamma"].log

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from slixmpp.exceptions import IqError
+
 from xmppd_extensions.mute import slixmpp_plugin as mute_plugin
 from xmppd_extensions.redpacket import slixmpp_plugin as rp_plugin
 
@@ -275,3 +276,37 @@ async def test_caches_are_flushed_when_redis_comes_back(tmp_path, prefix, privat
         finally:
             for c in (admin, bob, alice):
                 await slix_close(c)
+
+
+async def test_a_platform_keyword_added_on_one_node_is_enforced_on_the_other(two):
+    """An admin adds a word to the platform keyword list on alpha (ad-hoc command); beta, which
+    checks bob's messages before they leave it, reads the list again on the invalidation."""
+    from slixmpp.plugins.xep_0004 import Form
+
+    admin = await _login(two, "alpha", "boss@localhost")
+    alice = await _login(two, "alpha", "alice@localhost")
+    bob = await _login(two, "beta", "bob@localhost")
+    try:
+        admin.register_plugin("xep_0050")
+        a_in = _inbox(alice)
+        assert await _chat_outcome(bob, "alice@localhost", a_in, "a clusterword before") == "delivered"
+        node = f"{MUTE_NS}#platform-keyword-add"
+        first = await admin.plugin["xep_0050"].send_command("localhost", node, timeout=10)
+        form = Form()
+        form["type"] = "submit"
+        form.add_field(var="words", ftype="text-multi", value="clusterword")
+        form.add_field(var="action", value="block")
+        done = await admin.plugin["xep_0050"].send_command("localhost", node, sessionid=first["command"]["sessionid"],
+                                                           action="complete", payload=form, timeout=10)
+        assert done["command"]["status"] == "completed"
+        outcomes: list[str] = []
+
+        async def refused() -> bool:
+            outcomes.append(await _chat_outcome(bob, "alice@localhost", a_in, f"clusterword {len(outcomes)}"))
+            return outcomes[-1] == "not-acceptable"
+
+        took = await _until(refused, "beta refuses the word added on alpha")
+        print(f"platform keyword added on alpha enforced on beta after {took * 1000:.0f} ms (polled, {len(outcomes)} tries)")
+    finally:
+        for c in (admin, alice, bob):
+            await slix_close(c)

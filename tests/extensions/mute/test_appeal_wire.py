@@ -60,3 +60,28 @@ async def test_no_appeal_queue_no_appeals(tmp_path):
         with pytest.raises(IqError) as info:
             await with_mute(carol).appeal("please")
         assert info.value.iq["error"]["condition"] == "feature-not-implemented"
+
+
+async def test_one_appeal_per_mute_across_a_restart(tmp_path):
+    """'Already appealed' is kept in storage (mute_appeals): a restarted server still refuses a
+    second appeal of the same mute, and takes one for a new mute."""
+    async with open_site(tmp_path, "mute.appeal_queue=appeals") as site:
+        await site.user("carol")
+        await site.user(ADMIN)
+        boss = await site.queue_with("appeals", {})
+        carol = await site.client("carol")
+        await with_mute(boss).platform_mute("carol@localhost", seconds=3600, reason="abuse")
+        first = await with_mute(carol).appeal("please look again")
+
+        await site.stop()  # the operator restarts the server: same storage, same clock
+        await site.start()
+        boss = await site.client(ADMIN)
+        carol = await site.client("carol")
+        with pytest.raises(IqError) as info:
+            await with_mute(carol).appeal("once more after the restart")
+        assert info.value.iq["error"]["condition"] == "conflict"
+        # the mute and its appeal ticket are still there; a new mute may be appealed again
+        await with_mute(boss).platform_unmute("carol@localhost")
+        site.clock.advance(1)
+        await boss.xmpp.plugin["mute"].platform_mute("carol@localhost", seconds=60)
+        assert await carol.xmpp.plugin["mute"].appeal("a new mute") not in (first, "")

@@ -13,6 +13,7 @@ from slixmpp.plugins.xep_0004 import Form as SlixForm
 from xmppd.app import Server
 from xmppd_extensions.mute.slixmpp_plugin import Member
 
+from ...features.muc_support import join
 from ...helpers import FakeClock, add_user, make_config
 from .support import ADMIN, aioxmpp_in_room, app_element, assert_valid, disabled_option, mute_server
 from .test_wire import ROOM, close, room_with
@@ -158,3 +159,35 @@ async def test_slow_mode_seen_by_a_standard_client(tmp_path):
                 assert "wait 60 more seconds" in err.text
         finally:
             await close(olga)
+
+
+async def test_slow_mode_clocks_survive_a_restart(tmp_path):
+    """The time of a member's last message is kept in storage (mute_slow) by the node serving
+    the room: after a restart the member still waits the rest of the interval."""
+    clock = FakeClock()
+    async with server_on(tmp_path, clock) as srv:
+        olga, alice = await room_with(srv, "olga", "alice", persistent=True)
+        try:
+            await olga.plugin["mute"].slow_mode(ROOM, 60)
+            alice.send_message(mto=ROOM, mbody="before", mtype="groupchat")
+            await olga.inbox.message(said("alice", "before"))
+        finally:
+            await close(olga, alice)
+    clock.advance(15)
+    async with server_on(tmp_path, clock) as srv:
+        from .support import client as login
+
+        olga, alice = await login(srv, "olga", create=False), await login(srv, "alice", create=False)
+        try:
+            await join(olga, ROOM, "olga")
+            await join(alice, ROOM, "alice")
+            assert (await alice.plugin["mute"].get_slow_mode(ROOM))["wait"] == "45"
+            alice.inbox.drain()
+            alice.send_message(mto=ROOM, mbody="too soon", mtype="groupchat")
+            err = await alice.inbox.message(lambda msg: msg["type"] == "error")
+            assert app_element(err, "slow-mode").get("wait") == "45"
+            clock.advance(45)
+            alice.send_message(mto=ROOM, mbody="after", mtype="groupchat")
+            await olga.inbox.message(said("alice", "after"))
+        finally:
+            await close(olga, alice)

@@ -69,3 +69,12 @@ def test_find_and_mask_are_case_insensitive_substrings():
 ])
 def test_is_content(xml, content):
     assert policy.is_content(etree.fromstring(xml)) is content
+
+
+def test_the_platform_list_strongest_hit_wins():
+    entries = [("spam", "mask", 10), ("免费", "block", 10), ("刷屏", "mute", 5), ("spam now", "block", 10)]
+    assert policy.platform_hit(["hello"], entries) is None
+    assert policy.platform_hit(["SPAM"], entries) == ("spam", "mask", 10)
+    assert policy.platform_hit(["spam NOW"], entries) == ("spam now", "block", 10)  # block beats mask
+    assert policy.platform_hit(["免费", "刷屏!"], entries) == ("刷屏", "mute", 5)  # any body; mute beats block
+    assert policy.normalize_keyword("  Spam ") == "spam"

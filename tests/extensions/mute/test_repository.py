@@ -105,3 +105,63 @@ async def test_bad_values_are_refused(mute_repo):
         await mute_repo.put(mute(source="kick"))
     with pytest.raises(ValueError):
         await mute_repo.record(NewAuditEntry(at(0), "bob@localhost", "ban", ROOM))
+
+
+# -- timed bans, the platform keyword list, slow-mode clocks, appeals (mute_0002) -------------
+
+
+async def test_timed_bans_put_replace_expire_and_go_with_the_room(mute_repo):
+    from xmppd_extensions.mute.repository import Ban
+
+    b = Ban(ROOM, "alice@localhost", at(60), "flood", "olga@localhost", at(0))
+    await mute_repo.put_ban(b)
+    await mute_repo.put_ban(Ban("other@conference.localhost", "alice@localhost", at(30), None, "olga@localhost", at(0)))
+    assert await mute_repo.bans(ROOM) == [b]
+    longer = Ban(ROOM, "alice@localhost", at(120), "flood", "olga@localhost", at(1))
+    await mute_repo.put_ban(longer)
+    assert not await mute_repo.expire_ban(ROOM, "alice@localhost", at(60))  # an old timer: the renewed ban stays
+    assert await mute_repo.bans(ROOM) == [longer]
+    assert await mute_repo.expire_ban(ROOM, "alice@localhost", at(120))
+    assert await mute_repo.bans(ROOM) == []
+    assert not await mute_repo.remove_ban(ROOM, "alice@localhost")
+    await mute_repo.forget_room("other@conference.localhost")
+    assert await mute_repo.bans() == []
+
+
+async def test_platform_keywords_add_replace_remove(mute_repo):
+    from xmppd_extensions.mute.repository import Keyword
+
+    await mute_repo.put_keyword(Keyword("spam", "block", 10, "admin@localhost", at(0)))
+    await mute_repo.put_keyword(Keyword("广告", "mask", 10, "admin@localhost", at(0)))
+    await mute_repo.put_keyword(Keyword("spam", "mute", 5, "admin@localhost", at(1)))
+    assert [(k.word, k.action, k.minutes) for k in await mute_repo.keywords()] == [("spam", "mute", 5), ("广告", "mask", 10)]
+    assert await mute_repo.remove_keyword("spam")
+    assert not await mute_repo.remove_keyword("spam")
+    assert [k.word for k in await mute_repo.keywords()] == ["广告"]
+    await mute_repo.remove_keyword("广告")
+
+
+async def test_slow_mode_clocks_per_room(mute_repo):
+    await mute_repo.set_slow_time(ROOM, "alice@localhost", 1000)
+    await mute_repo.set_slow_time(ROOM, "alice@localhost", 2000)
+    await mute_repo.set_slow_time(ROOM, "bob@localhost", 1500)
+    await mute_repo.set_slow_time("other@conference.localhost", "alice@localhost", 5)
+    assert await mute_repo.slow_times(ROOM) == {"alice@localhost": 2000, "bob@localhost": 1500}
+    await mute_repo.forget_slow(ROOM)
+    assert await mute_repo.slow_times(ROOM) == {}
+    await mute_repo.forget_room("other@conference.localhost")
+    assert await mute_repo.slow_times("other@conference.localhost") == {}
+
+
+async def test_one_appeal_per_mute(mute_repo):
+    from xmppd_extensions.mute.repository import since_ms
+
+    key = since_ms(at(0.123456))
+    assert key == since_ms(at(0.123))  # the key survives a backend that keeps only milliseconds
+    assert await mute_repo.add_appeal("carol@localhost", key, at(1))
+    assert not await mute_repo.add_appeal("carol@localhost", key, at(2))
+    await mute_repo.set_appeal_ticket("carol@localhost", key, 42)
+    assert not await mute_repo.add_appeal("carol@localhost", key, at(3))
+    assert await mute_repo.add_appeal("carol@localhost", since_ms(at(10)), at(11))  # a new mute
+    await mute_repo.set_appeal_ticket("carol@localhost", since_ms(at(10)), None)  # the ticket failed: forgotten
+    assert await mute_repo.add_appeal("carol@localhost", since_ms(at(10)), at(12))

@@ -10,7 +10,7 @@ import pytest
 import xmlschema
 
 from xmppd_extensions.mute import protocol as P
-from xmppd_extensions.mute.repository import PLATFORM, AuditEntry, Mute, MuteAll
+from xmppd_extensions.mute.repository import PLATFORM, AuditEntry, Ban, Mute, MuteAll
 
 from .support import XSD, assert_valid, schema
 
@@ -58,6 +58,8 @@ def test_everything_the_server_builds_validates():
         P.muted_error(m.room, m).app, P.muted_error(m.room, open_ended).app,
         P.all_muted_error(state.room, state).app, P.platform_muted_error(open_ended).app,
         P.slow_mode_error(m.room, 30, 20).app, P.filtered_error(m.room, "spam").app,
+        P.filtered_error(m.room, "spam", platform=True).app, P.filtered_error(None, "spam", platform=True).app,
+        P.ban_element(Ban(m.room, "alice@example.com", T0 + timedelta(seconds=600), "flood", "bob@example.com", T0), T0),
     ]
     for el in built:
         assert_valid(el)

@@ -67,12 +67,42 @@ class OccupantRoleChanged:
 
 @dataclass(frozen=True, slots=True)
 class AffiliationChanged:
+    """After an affiliation was applied. Run when it changed, and also when an XEP-0045 admin
+    request set it again (``item``: the request's ``<item/>``, whose extension children a
+    feature may read, e.g. a ban's duration)."""
+
     room: "Room"
     jid: JID
     old: Affiliation
     new: Affiliation
     actor: JID | None
     reason: str | None
+    item: etree._Element | None = None
+
+
+@dataclass(slots=True)
+class AffiliationChangeRequest:
+    """An XEP-0045 admin request (§9, §10) is about to change ``jid``'s affiliation (checked
+    before any item of the request is applied). Raise ``StanzaError`` to refuse the whole
+    request (e.g. an extension child of ``item`` that is malformed)."""
+
+    room: "Room"
+    jid: JID
+    old: Affiliation
+    new: Affiliation
+    actor: JID
+    item: etree._Element
+
+
+@dataclass(slots=True)
+class AffiliationListItem:
+    """An ``<item/>`` of an affiliation list (§9.5 and siblings) about to be sent: a handler may
+    add extension children (e.g. when a ban ends)."""
+
+    room: "Room"
+    jid: JID
+    affiliation: Affiliation
+    element: etree._Element
 
 
 @dataclass(slots=True)
@@ -195,6 +225,8 @@ ROLE_CHANGE_REQUEST: Hook[RoleChangeRequest] = Hook("muc/role-change-request")
 GROUPCHAT_BEFORE_BROADCAST: Hook[GroupchatBeforeBroadcast] = Hook("muc/groupchat-before-broadcast")
 OCCUPANT_ROLE_CHANGED: Hook[OccupantRoleChanged] = Hook("muc/occupant-role-changed")
 AFFILIATION_CHANGED: Hook[AffiliationChanged] = Hook("muc/affiliation-changed")
+AFFILIATION_CHANGE_REQUEST: Hook[AffiliationChangeRequest] = Hook("muc/affiliation-change-request")
+AFFILIATION_LIST_ITEM: Hook[AffiliationListItem] = Hook("muc/affiliation-list-item")
 ROOM_DISCO_INFO: Hook[RoomDiscoInfo] = Hook("muc/room-disco-info")
 CONFIG_FORM: Hook[ConfigForm] = Hook("muc/config-form")
 ROOM_DESTROYED: Hook[RoomDestroyed] = Hook("muc/room-destroyed")
@@ -215,6 +247,7 @@ class RoomEvents(HookChains):
 
 __all__: list[Any] = [
     "PRE_JOIN", "SPEECH", "ROLE_CHANGE_REQUEST", "Speech", "SpeechKind", "RoleChangeRequest", "GROUPCHAT_BEFORE_BROADCAST", "OCCUPANT_ROLE_CHANGED", "AFFILIATION_CHANGED",
+    "AFFILIATION_CHANGE_REQUEST", "AFFILIATION_LIST_ITEM", "AffiliationChangeRequest", "AffiliationListItem",
     "ROOM_DISCO_INFO", "CONFIG_FORM", "ROOM_DESTROYED", "ROOM_LOADED", "PRIVATE_MESSAGE", "RETRACTION", "RoomEvents",
     "PreJoin", "GroupchatBeforeBroadcast", "OccupantRoleChanged", "AffiliationChanged",
     "RoomDiscoInfo", "ConfigForm", "RoomDestroyed", "RoomLoaded", "PrivateMessage", "MessageRetraction",

@@ -785,7 +785,8 @@ class Room:
         if old is not role and self.service.events.has(E.OCCUPANT_ROLE_CHANGED):
             await self.service.events.run(E.OCCUPANT_ROLE_CHANGED, E.OccupantRoleChanged(self, occ.nick, occ.bare, old, role, actor, reason))
 
-    async def _apply_affiliation(self, bare: JID, aff: Affiliation, actor: JID | None, reason: str | None, nick: str | None) -> None:
+    async def _apply_affiliation(self, bare: JID, aff: Affiliation, actor: JID | None, reason: str | None, nick: str | None,
+                                 item: etree._Element | None = None) -> None:
         old = self.affiliation(bare)
         if aff is Affiliation.NONE:
             self.affiliations.pop(bare, None)
@@ -807,12 +808,12 @@ class Room:
                 occ.role = await self._ask_role_change(occ, new_role, actor, implicit=True)
             await self._broadcast_presence(occ, actor=actor, reason=reason)
         if old is not aff:
-            item = etree.Element(ns.MESSAGE, {"from": self.jid_s}, nsmap={None: ns.CLIENT})
-            x = etree.SubElement(item, X_USER, nsmap={None: MUC_USER})
+            note = etree.Element(ns.MESSAGE, {"from": self.jid_s}, nsmap={None: ns.CLIENT})
+            x = etree.SubElement(note, X_USER, nsmap={None: MUC_USER})
             etree.SubElement(x, _ITEM, {"jid": str(bare), "affiliation": aff.value})
-            await self.notify(NODE_AFFILIATIONS, item, None)
-            if svc.events.has(E.AFFILIATION_CHANGED):
-                await svc.events.run(E.AFFILIATION_CHANGED, E.AffiliationChanged(self, bare, old, aff, actor, reason))
+            await self.notify(NODE_AFFILIATIONS, note, None)
+        if (old is not aff or item is not None) and svc.events.has(E.AFFILIATION_CHANGED):
+            await svc.events.run(E.AFFILIATION_CHANGED, E.AffiliationChanged(self, bare, old, aff, actor, reason, item))
 
     async def set_subscription(self, bare: JID, sub: Subscription | None) -> None:
         if sub is None:
@@ -846,6 +847,8 @@ class Room:
                         el.set("nick", a.nick)
                     if a.reason:
                         etree.SubElement(el, q(MUC_ADMIN, "reason")).text = a.reason
+                    if self.service.events.has(E.AFFILIATION_LIST_ITEM):
+                        await self.service.events.run(E.AFFILIATION_LIST_ITEM, E.AffiliationListItem(self, jid, want, el))
             return out
         want_role = parse_role(item.get("role"))
         viewer = self.occupants.of_jid(full)
@@ -865,7 +868,7 @@ class Room:
         actor_aff = self.affiliation(full)
         actor_occ = self.occupants.of_jid(full)
         actor_role = actor_occ.role if actor_occ is not None else Role.NONE
-        plan: list[tuple[str, object, object, str | None, str | None]] = []
+        plan: list[tuple[str, object, object, str | None, str | None, etree._Element]] = []
         new_affs = {j: Affiliation(a.affiliation) for j, a in self.affiliations.items()}
         for item in items:
             reason = item.findtext(q(MUC_ADMIN, "reason"))
@@ -881,11 +884,14 @@ class Room:
                 else:
                     raise StanzaError(Condition.BAD_REQUEST, "an affiliation change names a jid")
                 check_affiliation_change(actor_aff, self.affiliation(target), aff)
+                if self.service.events.has(E.AFFILIATION_CHANGE_REQUEST):
+                    await self.service.events.run(E.AFFILIATION_CHANGE_REQUEST, E.AffiliationChangeRequest(
+                        self, target, self.affiliation(target), aff, full, item))
                 if aff is Affiliation.NONE:
                     new_affs.pop(target, None)
                 else:
                     new_affs[target] = aff
-                plan.append(("aff", target, aff, reason, item.get("nick") if item.get("jid") else None))
+                plan.append(("aff", target, aff, reason, item.get("nick") if item.get("jid") else None, item))
             elif item.get("role") is not None:
                 role = parse_role(item.get("role"))
                 nick = item.get("nick")
@@ -898,14 +904,14 @@ class Room:
                 if role is Role.PARTICIPANT and self.affiliation(occ.bare) is Affiliation.OUTCAST:
                     raise StanzaError(Condition.NOT_ALLOWED, "an outcast can't get voice")
                 await self._ask_role_change(occ, role, full)
-                plan.append(("role", occ, role, reason, None))
+                plan.append(("role", occ, role, reason, None, item))
             else:
                 raise StanzaError(Condition.BAD_REQUEST, "an item names a role or an affiliation")
         if self.affiliations and not any(a is Affiliation.OWNER for a in new_affs.values()):
             raise StanzaError(Condition.CONFLICT, "a room keeps at least one owner")
-        for kind, target, value, reason, nick in plan:
+        for kind, target, value, reason, nick, src in plan:
             if kind == "aff":
-                await self._apply_affiliation(target, value, full, reason, nick)  # type: ignore[arg-type]
+                await self._apply_affiliation(target, value, full, reason, nick, src)  # type: ignore[arg-type]
             else:
                 occ = target  # type: ignore[assignment]
                 if self.occupants.get(occ.nick) is occ:  # type: ignore[attr-defined]

@@ -47,6 +47,9 @@ class RoomView(Protocol):
 
     async def set_role(self, nick: str, role: Role, *, actor: JID | None = None, reason: str | None = None) -> None: ...
 
+    async def set_affiliation(self, jid: JID, aff: Affiliation, *, actor: JID | None = None, reason: str | None = None,
+                              nick: str | None = None) -> None: ...
+
     async def reconfigure(self, new: "RoomConfig") -> None: ...
 
     async def may_speak(self, speaker: JID, kind: "SpeechKind", *, stanza: etree._Element | None = None,
