@@ -15,7 +15,7 @@ from xmppd.xml import ns
 from xmppd.xml.attrs import int_attr, jid_attr
 from xmppd.xml.builder import element, sub
 
-from . import policy, wire
+from . import policy, prechat, wire
 from .hours import zone
 from .protocol import NS, CsError, q, stamp
 from .repository import ROLES, QueueRecord, SessionRecord
@@ -63,6 +63,8 @@ class CsIqs:
             ("set", q("watch"), self.watch, both),
             ("set", q("invite"), self.invite, both),
             ("set", q("leave"), self.leave, both),
+            ("get", q("prechat"), self.prechat_form, (Target.BARE,)),
+            ("set", q("join"), self.join, (Target.BARE,)),
         ]
         for typ, qname, fn, targets in table:
             for t in targets:
@@ -347,3 +349,27 @@ class CsIqs:
     async def leave(self, req: IqRequest) -> None:
         async with self.cs.locked():
             await self.cs.leave(self.session_of(req), str(req.from_jid.bare))
+
+    # ------------------------------------------------------------------ pre-chat form (§4.1)
+
+    async def prechat_form(self, req: IqRequest) -> etree._Element:
+        """The queue's pre-chat form, as XEP-0004 ``type='form'`` (anyone may ask)."""
+        cs = self.cs
+        qr = self.queue_of(req)
+        form = prechat.loads(qr.prechat)
+        if form is None:
+            raise CsError(Condition.ITEM_NOT_FOUND, "prechat_none")
+        out = element(q("prechat"), {"queue": cs.queue_jid(qr.name), "required": "true" if form.required else "false"}, default_ns=NS)
+        out.append(prechat.data_form(form, qr.display_name).to_element())
+        return out
+
+    async def join(self, req: IqRequest) -> etree._Element:
+        """The chat request with the submitted form: the chat opens (or a ticket keeps the
+        answers while nobody serves); ``<joined session/>`` or ``<joined ticket/>``."""
+        cs = self.cs
+        qr = self.queue_of(req)
+        async with cs.locked():
+            if cs.state.visitor_session(qr.name, str(req.from_jid.bare)) is not None:
+                raise CsError(Condition.CONFLICT, "already_in_chat")
+            kind, ident = await cs.relay.start(qr.name, req.from_jid, None, prechat.x_of(req.payload))
+        return element(q("joined"), {"queue": cs.queue_jid(qr.name), kind: ident}, default_ns=NS)

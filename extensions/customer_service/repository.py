@@ -42,6 +42,7 @@ class QueueRecord:
     skills: str = ""  # space-separated skills every chat of the queue needs (cs_0003)
     timezone: str = "UTC"  # IANA zone of ``hours`` and ``holidays`` (cs_0003)
     holidays: str = ""  # closed dates "YYYY-MM-DD[,...]" (cs_0003)
+    prechat: str | None = None  # the pre-chat form's definition, JSON (prechat.py; cs_0006)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class SessionRecord:
     rating: int | None = None
     comment: str | None = None
     skills: str = ""  # space-separated skills its agent needs: the queue's and the pre-chat form's (cs_0003)
+    answers: str | None = None  # the visitor's pre-chat answers, JSON (prechat.py; cs_0006)
 
     def replace(self, **changes: object) -> "SessionRecord":
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -307,6 +309,7 @@ queues_t = sa.Table(
     sa.Column("skills", sa.String(191), nullable=False, server_default=""),
     sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
     sa.Column("holidays", sa.String(1000), nullable=False, server_default=""),
+    sa.Column("prechat", sa.Text(), nullable=True),  # cs_0006
     sa.CheckConstraint("capacity >= 1", name="capacity_positive"),
     **MYSQL_TABLE_KWARGS,
 )
@@ -340,6 +343,7 @@ sessions_t = sa.Table(
     sa.Column("rating", sa.SmallInteger(), nullable=True),
     sa.Column("comment", sa.Text(), nullable=True),
     sa.Column("skills", sa.String(191), nullable=False, server_default=""),
+    sa.Column("answers", sa.Text(), nullable=True),  # cs_0006
     sa.Index("ix_cs_sessions_queue_visitor", "queue", "visitor"),
     sa.Index("ix_cs_sessions_state", "state"),
     sa.CheckConstraint("rating IS NULL OR (rating >= 1 AND rating <= 5)", name="rating_range"),
