@@ -27,6 +27,23 @@ ADHOC_NS = "http://jabber.org/protocol/commands"
 REPORT_DAYS = 92  # days one report covers at most
 
 
+async def daily_report(cs: "CsService", qr: QueueRecord, frm: str | None, to: str | None) -> tuple[date, date, list[Any]]:
+    """The rows of a queue's daily report (§5.2) for the days ``frm``..``to`` (``YYYY-MM-DD`` in
+    the queue's time zone; default the last 7 days up to today, at most ``REPORT_DAYS``)."""
+    tz = zone(qr.timezone)
+    today = datetime.fromtimestamp(cs.now(), tz).date()
+    try:
+        last = date.fromisoformat(to or today.isoformat())
+        first = date.fromisoformat(frm or (last - timedelta(days=6)).isoformat())
+    except ValueError:
+        raise CsError(Condition.BAD_REQUEST, "report_dates") from None
+    if first > last or (last - first).days >= REPORT_DAYS:
+        raise CsError(Condition.BAD_REQUEST, "report_range", most=REPORT_DAYS)
+    start = datetime.combine(first, time(), tz)
+    end = datetime.combine(last + timedelta(days=1), time(), tz)
+    return first, last, policy.daily_figures(await cs.repo.sessions_between(qr.name, start, end), tz)
+
+
 class CsIqs:
     def __init__(self, cs: "CsService") -> None:
         self.cs = cs
@@ -314,18 +331,7 @@ class CsIqs:
         cs = self.cs
         qr = self.queue_of(req)
         self.require_role(req, qr.name, "supervisor")
-        tz = zone(qr.timezone)
-        today = datetime.fromtimestamp(cs.now(), tz).date()
-        try:
-            last = date.fromisoformat(req.payload.get("to") or today.isoformat())
-            first = date.fromisoformat(req.payload.get("from") or (last - timedelta(days=6)).isoformat())
-        except ValueError:
-            raise CsError(Condition.BAD_REQUEST, "report_dates") from None
-        if first > last or (last - first).days >= REPORT_DAYS:
-            raise CsError(Condition.BAD_REQUEST, "report_range", most=REPORT_DAYS)
-        start = datetime.combine(first, time(), tz)
-        end = datetime.combine(last + timedelta(days=1), time(), tz)
-        rows = policy.daily_figures(await cs.repo.sessions_between(qr.name, start, end), tz)
+        first, last, rows = await daily_report(cs, qr, req.payload.get("from"), req.payload.get("to"))
         out = element(q("report"), {"queue": cs.queue_jid(qr.name), "from": first.isoformat(), "to": last.isoformat(), "timezone": qr.timezone}, default_ns=NS)
         for day, agent, chats, rated, rating, wait in rows:
             attrs = {"date": day, "chats": str(chats), "rated": str(rated)}

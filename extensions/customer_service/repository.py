@@ -133,7 +133,7 @@ class CsRepository(Protocol):
     async def add_line(self, line: TranscriptLine) -> None: ...
     async def transcript(self, session_id: str, last: int | None = None) -> list[TranscriptLine]: ...
     async def add_ticket(self, queue: str, visitor: str, body: str, at: datetime) -> Ticket: ...
-    async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]: ...
+    async def tickets(self, queue: str, limit: int = 100, state: str | None = None, offset: int = 0) -> list[Ticket]: ...
     async def visitor_tickets(self, visitor: str, limit: int = 50) -> list[Ticket]: ...
     async def get_ticket(self, ticket_id: int) -> Ticket | None: ...
     async def assign_ticket(self, ticket_id: int, agent: str) -> bool: ...
@@ -246,8 +246,8 @@ class MemoryCsRepository:
         self._tickets.append(t)
         return t
 
-    async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]:
-        return [t for t in self._tickets if t.queue == queue][:limit]
+    async def tickets(self, queue: str, limit: int = 100, state: str | None = None, offset: int = 0) -> list[Ticket]:
+        return [t for t in self._tickets if t.queue == queue and state in (None, t.state)][offset : offset + limit]
 
     async def visitor_tickets(self, visitor: str, limit: int = 50) -> list[Ticket]:
         """A visitor's tickets in every queue, newest first."""
@@ -601,8 +601,11 @@ class SqlCsRepository:
                 "id": int(tid), "queue": queue, "visitor": visitor, "body": body}, at)
         return Ticket(int(tid), queue, visitor, body, at)
 
-    async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]:
-        q = sa.select(tickets_t).where(tickets_t.c.queue == queue).order_by(tickets_t.c.id).limit(limit)
+    async def tickets(self, queue: str, limit: int = 100, state: str | None = None, offset: int = 0) -> list[Ticket]:
+        q = sa.select(tickets_t).where(tickets_t.c.queue == queue)
+        if state is not None:
+            q = q.where(tickets_t.c.state == state)
+        q = q.order_by(tickets_t.c.id).offset(offset).limit(limit)
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
         return [_ticket(r) for r in rows]
