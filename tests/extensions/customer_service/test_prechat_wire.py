@@ -100,11 +100,15 @@ async def test_form_fetched_checked_routed_by_topic_and_shown_to_the_agent(site:
     queues = await admin.cs.queues(site.domain)
     assert_valid([offer, assigned, *(etree.fromstring(ET.tostring(e)) for e in (got, history, queues, joined))])
 
-    # Billing goes to Ann.
+    # Billing goes to Ann; the form may also come with the first message (XEP-0004 in a message).
     walt = await site.client("walt")
     walt.xmpp.register_plugin("xep_0004")
-    sid2 = (await walt.cs.join(help_, submit(walt, name="Walt", topic="billing"))).get("session")
-    assert (await ann.cs_event("offer", session=sid2)).find(f"{{{NS}}}answers") is not None
+    msg = walt.xmpp.make_message(mto=help_, mbody="my invoice is wrong", mtype="chat")
+    msg.append(submit(walt, name="Walt", topic="billing"))
+    msg.send()
+    sid2 = (await walt.cs_event("welcome")).get("session")
+    offered = await ann.cs_event("offer", session=sid2)
+    assert [a.text for a in offered.find(f"{{{NS}}}answers")] == ["Walt", "Billing"]
 
 
 async def test_optional_form_plain_clients_and_tickets(site: Site) -> None:
