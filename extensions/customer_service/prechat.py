@@ -32,6 +32,10 @@ MAX_OPTIONS = 50
 MAX_LABEL = 191
 MAX_ANSWER = {"text-single": 1000, "text-multi": 4000}  # characters of one answer
 MAX_JSON = 60000  # characters of a stored definition (a Text column)
+# What XML can carry (no control characters but tab and newlines, no surrogates): labels become attributes.
+XML_SAFE = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uD800-\\uDFFF\\uFFFE\\uFFFF]*$"
+_XML_SAFE = re.compile(XML_SAFE)  # the same pattern as the JSON Schema
+LABEL = {"type": "string", "maxLength": MAX_LABEL, "pattern": XML_SAFE}
 
 #: JSON Schema of a definition (REST API; the same rules are checked by :func:`definition`).
 SCHEMA: dict[str, Any] = {
@@ -40,7 +44,7 @@ SCHEMA: dict[str, Any] = {
     "required": ["fields"],
     "properties": {
         "required": {"type": "boolean"},
-        "title": {"type": "string", "maxLength": MAX_LABEL},
+        "title": LABEL,
         "fields": {
             "type": "array",
             "maxItems": MAX_FIELDS,
@@ -51,7 +55,7 @@ SCHEMA: dict[str, Any] = {
                 "properties": {
                     "var": {"type": "string", "pattern": VAR.pattern},
                     "type": {"type": "string", "enum": list(TYPES)},
-                    "label": {"type": "string", "maxLength": MAX_LABEL},
+                    "label": LABEL,
                     "required": {"type": "boolean"},
                     "options": {
                         "type": "array",
@@ -62,7 +66,7 @@ SCHEMA: dict[str, Any] = {
                             "required": ["value"],
                             "properties": {
                                 "value": {"type": "string", "pattern": VAR.pattern},
-                                "label": {"type": "string", "maxLength": MAX_LABEL},
+                                "label": LABEL,
                                 "skills": {"type": "string", "maxLength": 191},
                             },
                         },
@@ -110,9 +114,16 @@ def _bad(detail: str) -> CsError:
 
 def _skills(text: str) -> str:
     names = sorted(set(text.lower().split()))
-    if len(names) > 16 or not all(SKILL.match(n) for n in names):
+    if len(names) > 16 or not all(SKILL.match(n) for n in names) or len(" ".join(names)) > 191:
         raise _bad(f"skills {text!r}")
     return " ".join(names)
+
+
+def _label(value: object, what: str) -> str:
+    text = str(value or "")
+    if len(text) > MAX_LABEL or not _XML_SAFE.match(text):
+        raise _bad(f"{what}: at most {MAX_LABEL} characters that XML can carry")
+    return text
 
 
 def definition(data: Mapping[str, Any] | None) -> Prechat | None:
@@ -139,13 +150,13 @@ def definition(data: Mapping[str, Any] | None) -> Prechat | None:
         for o in f.get("options") or []:
             if not isinstance(o, Mapping) or not VAR.match(str(o.get("value", ""))):
                 raise _bad(f"an option of {var} (value: lower-case letters, digits, _.-)")
-            options.append(Choice(str(o["value"]), str(o.get("label") or "")[:MAX_LABEL], _skills(str(o.get("skills") or ""))))
+            options.append(Choice(str(o["value"]), _label(o.get("label"), f"the label of {o['value']}"), _skills(str(o.get("skills") or ""))))
         if (typ == "list-single") != bool(options) or len(options) > MAX_OPTIONS or len({o.value for o in options}) != len(options):
             raise _bad(f"options of {var}: a list-single field has 1-{MAX_OPTIONS} distinct options, other fields none")
-        fields.append(Question(var, typ, str(f.get("label") or "")[:MAX_LABEL], bool(f.get("required", False)), tuple(options)))
+        fields.append(Question(var, typ, _label(f.get("label"), f"the label of {var}"), bool(f.get("required", False)), tuple(options)))
     if not fields:
         return None
-    return Prechat(tuple(fields), bool(data.get("required", False)), str(data.get("title") or "")[:MAX_LABEL])
+    return Prechat(tuple(fields), bool(data.get("required", False)), _label(data.get("title"), "the title"))
 
 
 def as_json(p: Prechat | None) -> dict[str, Any] | None:
