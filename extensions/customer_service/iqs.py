@@ -138,7 +138,10 @@ class CsIqs:
                 raise CsError(Condition.ITEM_NOT_FOUND, "no_session")
             name = qr.display_name if qr else cs.t(req.from_jid, "disco.chat")
             sub(out, f"{{{ns.DISCO_INFO}}}identity", {"category": "client", "type": "bot", "name": name})
-        for feat in (ns.DISCO_INFO, ns.DISCO_ITEMS, NS):
+        features = [ns.DISCO_INFO, ns.DISCO_ITEMS, NS]
+        if local is not None and not local.startswith("s-") and cs.queues[local].prechat:
+            features.append(prechat.FORM_TYPE)  # this queue asks a pre-chat form (§4.1)
+        for feat in features:
             sub(out, f"{{{ns.DISCO_INFO}}}feature", {"var": feat})
         return out
 

@@ -52,6 +52,9 @@ async def test_form_fetched_checked_routed_by_topic_and_shown_to_the_agent(site:
 
     vera = await site.client("vera")
     vera.xmpp.register_plugin("xep_0004")
+    vera.xmpp.register_plugin("xep_0030")
+    info = await vera.xmpp.plugin["xep_0030"].get_info(jid=help_)
+    assert "urn:xmppd:cs:0#prechat" in info["disco_info"]["features"]  # the queue asks a form
     got = await vera.cs.prechat(help_)
     assert got.get("required") == "true"
     x = got.find(f"{XD}x")
