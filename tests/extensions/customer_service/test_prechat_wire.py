@@ -3,9 +3,11 @@ the form, a visitor fetches it (XEP-0004) and submits it with ``<join/>`` (a pla
 with slixmpp's xep_0004), required fields are checked, the topic sets the skills that route the
 chat, and the agent sees the answers in the offer, the assignment and the history; a plain
 message still opens a chat when the form is optional; with nobody there the answers go into the
-ticket; a standard client fills the form in through an ad-hoc command."""
+ticket; an admin sets the form with the queue ad-hoc command (JSON); a standard client fills it
+in through the prechat ad-hoc command."""
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -16,6 +18,7 @@ from xmppd_extensions.customer_service.protocol import NS
 from xmppd_extensions.customer_service.slixmpp_plugin import prechat_definition
 
 from .conftest import Client, Site, assert_valid
+from .test_adhoc_wire import NODE, command, notes
 from .test_routing_wire import agents_online, open_chat, users
 
 XD = "{jabber:x:data}"
@@ -118,7 +121,11 @@ async def test_optional_form_plain_clients_and_tickets(site: Site) -> None:
     await users(site, "ann", "vera", "walt")
     admin = await site.queue_with("help", {"ann": "Ann"})
     help_ = site.queue("help")
-    await admin.cs.put_queue(site.domain, "help", prechat=prechat_definition(FIELDS[:1], required=False))
+    # The admin sets the form with the queue's ad-hoc command on a standard client (JSON); bad JSON is refused.
+    bad = await command(admin, site.domain, NODE + "queue", {"name": "help", "prechat": '{"fields": [{"var": "Name!"}]}'})
+    assert bad.get("status") == "executing" and any("pre-chat form" in n for n in notes(bad))
+    done = await command(admin, site.domain, NODE + "queue", {"name": "help", "prechat": json.dumps({"fields": FIELDS[:1]})})
+    assert done.get("status") == "completed"
     walt = await site.client("walt")
     walt.xmpp.register_plugin("xep_0004")
     # Nobody serves: the answers are kept in the ticket.
