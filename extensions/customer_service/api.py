@@ -17,25 +17,36 @@ from xmppd.api.framework import (
     JID_SCHEMA,
     ApiRequest,
     Operation,
+    bad_request,
     from_stanza_error,
     not_found,
     obj,
+    page,
     page_query,
     page_schema,
     paged,
     xml_text,
 )
 from xmppd.errors import StanzaError
+from xmppd.jid import JID
 from xmppd.timestamps import optional
 
+from . import prechat
+from .canned import MAX_TEXT
+from .iqs import daily_report
 from .protocol import q
-from .repository import ROLES, STRATEGIES, QueueRecord, SessionRecord
+from .repository import ROLES, STRATEGIES, QueueRecord, SessionRecord, Ticket
 
 if TYPE_CHECKING:
     from .service import CsService
 
 QUEUE_NAME = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
 CHAT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}
+TICKET_ID = {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}
+CANNED_NAME = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
+SKILLS = {"type": "string", "maxLength": 600, "pattern": "^[a-z0-9_. -]*$"}  # up to 16 names (checked by the feature)
+DATE = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+ACCOUNT = {**JID_SCHEMA, "maxLength": 191}
 
 
 
@@ -43,7 +54,8 @@ def chat_json(s: SessionRecord) -> dict[str, Any]:
     return {
         "id": s.id, "queue": s.queue, "entry": s.entry, "visitor": s.visitor, "state": s.state, "agent": s.agent,
         "created_at": optional(s.created_at), "assigned_at": optional(s.assigned_at), "closed_at": optional(s.closed_at),
-        "close_reason": s.close_reason, "rating": s.rating, "comment": s.comment,
+        "close_reason": s.close_reason, "rating": s.rating, "comment": s.comment, "skills": s.skills,
+        "answers": [{"var": a.var, "label": a.label, "value": a.value} for a in prechat.answers_loads(s.answers)],
     }
 
 
@@ -62,6 +74,7 @@ def operations(cs: "CsService") -> list[Operation]:
             "name": qr.name, "jid": cs.queue_jid(qr.name), "display_name": qr.display_name, "welcome": qr.welcome,
             "offline": qr.offline_text, "strategy": qr.strategy, "capacity": qr.capacity, "idle_timeout": qr.idle_timeout,
             "offer_timeout": qr.offer_timeout, "max_misses": qr.max_misses, "hours": qr.hours,
+            "timezone": qr.timezone, "holidays": qr.holidays, "skills": qr.skills, "prechat": prechat.as_json(prechat.loads(qr.prechat)),
             "waiting": len(line), "active": sum(1 for s in cs.open.values() if s.queue == qr.name and s.state == "active"),
         }
 
@@ -71,13 +84,17 @@ def operations(cs: "CsService") -> list[Operation]:
     async def put_queue(req: ApiRequest) -> Any:
         b = req.body
         el = etree.Element(q("queue"), {"name": req.params["queue"]})
-        for key in ("display_name", "strategy", "capacity", "idle_timeout", "offer_timeout", "max_misses", "hours"):
+        for key in ("display_name", "strategy", "capacity", "idle_timeout", "offer_timeout", "max_misses", "hours",
+                    "timezone", "holidays", "skills"):
             if key in b:
                 el.set(key.replace("_", "-"), str(b[key]))
         for key in ("welcome", "offline"):
             if key in b:
                 etree.SubElement(el, q(key)).text = b[key]
         try:
+            if "prechat" in b:  # null or no fields: no form
+                form = prechat.definition(b["prechat"])
+                el.append(prechat.definition_element(form) if form else etree.Element(q("prechat")))
             await cs.put_queue(el)
         except StanzaError as err:
             raise from_stanza_error(err) from None
@@ -96,20 +113,21 @@ def operations(cs: "CsService") -> list[Operation]:
         out = []
         for jid, m in sorted(cs.members.get(qr.name, {}).items()):
             agent = cs.agents.get(jid)
-            out.append({"jid": jid, "role": m.role, "nick": m.nick,
+            out.append({"jid": jid, "role": m.role, "nick": m.nick, "skills": m.skills,
                         "status": agent.status(qr.name) if agent is not None else "offline", "load": cs.load(jid)})
         return {"items": out}
 
     async def set_member(req: ApiRequest) -> Any:
         qr = queue_of(req)
         b = req.body
-        el = etree.Element(q("member"), {"jid": req.params["jid"], "role": b["role"], "nick": b.get("nick", "")})
+        el = etree.Element(q("member"), {"jid": req.params["jid"], "role": b["role"], "nick": b.get("nick", ""), "skills": b.get("skills", "")})
         try:
             await cs.set_member(qr, el)
         except StanzaError as err:
             raise from_stanza_error(err) from None
         m = cs.members.get(qr.name, {}).get(req.params["jid"])
-        return {"jid": req.params["jid"], "role": m.role if m is not None else "none", "nick": m.nick if m is not None else ""}
+        return {"jid": req.params["jid"], "role": m.role if m is not None else "none", "nick": m.nick if m is not None else "",
+                "skills": m.skills if m is not None else ""}
 
     async def chats(req: ApiRequest) -> Any:
         queue = req.query.get("queue")
@@ -140,11 +158,87 @@ def operations(cs: "CsService") -> list[Operation]:
             {"at": optional(line.at), "role": line.role, "nick": line.nick, "body": line.body} for line in lines
         ]}
 
+    async def ticket_json(t: Ticket) -> dict[str, Any]:
+        return {"id": t.id, "queue": t.queue, "visitor": t.visitor, "body": t.body, "created_at": optional(t.created_at),
+                "state": t.state, "assignee": t.assignee, "closed_at": optional(t.closed_at),
+                "replies": [{"agent": r.agent, "at": optional(r.at), "body": r.body} for r in await cs.repo.ticket_replies(t.id)]}
+
     async def tickets(req: ApiRequest) -> Any:
         qr = queue_of(req)
-        rows = await cs.repo.tickets(qr.name, limit=req.query["limit"])
-        return {"items": [{"id": t.id, "queue": t.queue, "visitor": t.visitor, "body": t.body, "created_at": optional(t.created_at)}
-                          for t in rows]}
+        rows = await cs.repo.tickets(qr.name, limit=req.query["limit"], state=req.query.get("state"), offset=req.query["offset"])
+        return page([await ticket_json(t) for t in rows], req)
+
+    def member_jid(value: str) -> JID:
+        try:
+            return JID.parse(value).bare
+        except ValueError:
+            raise bad_request("invalid_request", f"{value!r} is not a JID") from None
+
+    def ticket_step(step: str) -> Any:
+        async def handler(req: ApiRequest) -> Any:
+            return await ticket_do(req, step)
+
+        return handler
+
+    async def ticket_do(req: ApiRequest, step: str) -> Any:
+        """reply / assign / close, in the name of ``by`` (an agent or supervisor of the queue):
+        the same checks and the same notice to the visitor as over XMPP (§5.1)."""
+        qr = queue_of(req)
+        b, tid = req.body, req.params["id"]
+        try:
+            if step == "reply":
+                await cs.tickets.reply(qr.name, tid, member_jid(b["by"]), b["text"])
+            elif step == "assign":
+                await cs.tickets.assign(qr.name, tid, member_jid(b.get("by") or b["agent"]), b["agent"])
+            else:
+                await cs.tickets.close(qr.name, tid, member_jid(b["by"]))
+        except StanzaError as err:
+            raise from_stanza_error(err) from None
+        t = await cs.repo.get_ticket(int(tid))
+        assert t is not None
+        return await ticket_json(t)
+
+    async def canned_list(req: ApiRequest) -> Any:
+        qr = queue_of(req)
+        owner = req.query.get("owner")
+        owners = ("",) + tuple(sorted(cs.members.get(qr.name, {}))) if owner is None else (owner if owner != "shared" else "",)
+        rows = await cs.repo.canned(qr.name, owners)
+        return paged([{"name": c.name, "owner": c.owner or None, "text": c.text} for c in rows], req)
+
+    def canned_owner(qr: QueueRecord, owner: str | None) -> str:
+        if owner is None:
+            return ""
+        if cs.role(qr.name, owner) != "agent":
+            raise not_found("not_an_agent", f"{owner} is not an agent of {qr.name}")
+        return owner
+
+    async def put_canned(req: ApiRequest) -> Any:
+        qr = queue_of(req)
+        owner = canned_owner(qr, req.body.get("owner"))
+        try:
+            await cs.canned.store(qr.name, owner, req.params["name"], req.body["text"])
+        except StanzaError as err:
+            raise from_stanza_error(err) from None
+        return {"name": req.params["name"], "owner": owner or None, "text": req.body["text"].strip()}
+
+    async def delete_canned(req: ApiRequest) -> Any:
+        qr = queue_of(req)
+        owner = canned_owner(qr, req.query.get("owner"))
+        if not await cs.repo.delete_canned(qr.name, owner, req.params["name"]):
+            raise not_found("canned_not_found", f"no canned reply {req.params['name']}")
+        return None
+
+    async def report(req: ApiRequest) -> Any:
+        qr = queue_of(req)
+        try:
+            first, last, rows = await daily_report(cs, qr, req.query.get("from"), req.query.get("to"))
+        except StanzaError as err:
+            raise from_stanza_error(err) from None
+        return {"queue": qr.name, "from": first.isoformat(), "to": last.isoformat(), "timezone": qr.timezone, "days": [
+            {"date": day, "agent": agent or None, "chats": chats, "rated": rated,
+             "satisfaction": None if rating is None else round(rating, 2), "average_wait": None if wait is None else round(wait, 1)}
+            for day, agent, chats, rated, rating, wait in rows
+        ]}
 
     qp = {"queue": QUEUE_NAME}
     limit = {"limit": page_query(max_page)["limit"]}
@@ -155,8 +249,20 @@ def operations(cs: "CsService") -> list[Operation]:
         "idle_timeout": {"type": "integer", "minimum": 0, "maximum": 7 * 86400},
         "offer_timeout": {"type": "integer", "minimum": 0, "maximum": 3600},
         "max_misses": {"type": "integer", "minimum": 0, "maximum": 1000},
-        "hours": {"type": "string", "maxLength": 200, "pattern": "^([0-9]{2}:[0-9]{2}-[0-9]{2}:[0-9]{2}(,[0-9]{2}:[0-9]{2}-[0-9]{2}:[0-9]{2})*)?$"},
+        "hours": xml_text(191), "timezone": xml_text(64), "holidays": xml_text(1000), "skills": SKILLS,
+        "prechat": {"oneOf": [prechat.SCHEMA, {"type": "null"}]},
     })
+    ticket_body = {
+        "reply": obj({"by": ACCOUNT, "text": xml_text(10000, min_length=1)}, ["by", "text"]),
+        "assign": obj({"agent": ACCOUNT, "by": ACCOUNT}, ["agent"]),
+        "close": obj({"by": ACCOUNT}, ["by"]),
+    }
+    ticket_schema = obj({
+        "id": {"type": "integer"}, "queue": {"type": "string"}, "visitor": {"type": "string"}, "body": {"type": "string"},
+        "created_at": {"type": ["string", "null"]}, "state": {"type": "string", "enum": ["open", "assigned", "closed"]},
+        "assignee": {"type": ["string", "null"]}, "closed_at": {"type": ["string", "null"]}, "replies": {"type": "array"},
+    }, ["id", "queue", "visitor", "body", "state", "replies"])
+    canned_schema = obj({"name": {"type": "string"}, "owner": {"type": ["string", "null"]}, "text": {"type": "string"}}, ["name", "owner", "text"])
     return [
         Operation("GET", "/cs/queues", list_queues, "Queues with their settings and lines", "customer-service", "listCsQueues",
                   response=page_schema({"type": "object"}), query=page_query(max_page)),
@@ -168,8 +274,9 @@ def operations(cs: "CsService") -> list[Operation]:
                   "customer-service", "listCsMembers", response=items, params=qp, errors=(404,)),
         Operation("PUT", "/cs/queues/{queue}/members/{jid}", set_member, "Make an account an agent or supervisor (role none: remove)",
                   "customer-service", "setCsMember",
-                  body=obj({"role": {"type": "string", "enum": [*ROLES, "none"]}, "nick": xml_text(191)}, ["role"]),
-                  response=obj({"jid": {"type": "string"}, "role": {"type": "string"}, "nick": {"type": "string"}}, ["jid", "role", "nick"]),
+                  body=obj({"role": {"type": "string", "enum": [*ROLES, "none"]}, "nick": xml_text(191), "skills": SKILLS}, ["role"]),
+                  response=obj({"jid": {"type": "string"}, "role": {"type": "string"}, "nick": {"type": "string"}, "skills": {"type": "string"}},
+                               ["jid", "role", "nick", "skills"]),
                   params={**qp, "jid": JID_SCHEMA}, errors=(404,)),
         Operation("GET", "/cs/chats", chats, "Open chats (waiting, offered, active)", "customer-service", "listCsChats",
                   response=page_schema({"type": "object"}), query={**page_query(max_page), "queue": QUEUE_NAME}, errors=(404,)),
@@ -181,6 +288,28 @@ def operations(cs: "CsService") -> list[Operation]:
         Operation("GET", "/cs/queues/{queue}/history", history, "Chats of a queue, newest first, with ratings",
                   "customer-service", "listCsHistory", response=items, params=qp, query={**limit, "visitor": JID_SCHEMA},
                   errors=(404,)),
-        Operation("GET", "/cs/queues/{queue}/tickets", tickets, "Tickets left while no agent was there", "customer-service",
-                  "listCsTickets", response=items, params=qp, query=limit, errors=(404,)),
+        Operation("GET", "/cs/queues/{queue}/tickets", tickets, "Tickets left while no agent was there, oldest first, with replies",
+                  "customer-service", "listCsTickets", response=page_schema(ticket_schema), params=qp,
+                  query={**page_query(max_page), "state": {"type": "string", "enum": ["open", "assigned", "closed"]}}, errors=(404,)),
+        *(Operation("POST", f"/cs/queues/{{queue}}/tickets/{{id}}/{step}", ticket_step(step), summary, "customer-service", op_id,
+                    body=ticket_body[step], response=ticket_schema, params={**qp, "id": TICKET_ID}, errors=(404, 409, 422))
+          for step, summary, op_id in (
+              ("reply", "Answer a ticket as an agent (the visitor is told; an open ticket becomes theirs)", "replyCsTicket"),
+              ("assign", "Assign a ticket to an agent of the queue (the visitor is told)", "assignCsTicket"),
+              ("close", "Close a ticket (the visitor is told)", "closeCsTicket"))),
+        Operation("GET", "/cs/queues/{queue}/canned", canned_list, "Canned replies: shared and personal (owner=shared or an agent)",
+                  "customer-service", "listCsCanned", response=page_schema(canned_schema), params=qp,
+                  query={**page_query(max_page), "owner": JID_SCHEMA}, errors=(404,)),
+        Operation("PUT", "/cs/queues/{queue}/canned/{name}", put_canned, "Set a shared canned reply, or an agent's personal one (owner)",
+                  "customer-service", "putCsCanned", body=obj({"text": xml_text(MAX_TEXT, min_length=1), "owner": ACCOUNT}, ["text"]),
+                  response=canned_schema, params={**qp, "name": CANNED_NAME}, errors=(404, 503)),
+        Operation("DELETE", "/cs/queues/{queue}/canned/{name}", delete_canned, "Remove a canned reply (owner: an agent's personal one)",
+                  "customer-service", "deleteCsCanned", status=204, params={**qp, "name": CANNED_NAME}, query={"owner": ACCOUNT},
+                  errors=(404,)),
+        Operation("GET", "/cs/queues/{queue}/report", report, "Chats, ratings, satisfaction and wait per day, for the queue and each agent",
+                  "customer-service", "getCsReport",
+                  response=obj({"queue": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"},
+                                "timezone": {"type": "string"}, "days": {"type": "array", "items": {"type": "object"}}},
+                               ["queue", "from", "to", "timezone", "days"]),
+                  params=qp, query={"from": DATE, "to": DATE}, errors=(404,)),
     ]

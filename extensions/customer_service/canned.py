@@ -36,6 +36,12 @@ class CannedReplies:
             if cs.role(queue, me) != "supervisor" and not cs.ctx.is_admin(who):
                 raise CsError(Condition.FORBIDDEN, "only_supervisor")
             owner = ""
+        await self.store(queue, owner, name, text)
+
+    async def store(self, queue: str, owner: str, name: str, text: str) -> None:
+        """Set (empty ``text``: remove) the reply ``name`` of ``owner`` ("": shared), checked;
+        whoever asks has been checked by the caller (``put``, the REST API)."""
+        cs = self.cs
         name = name.strip().lower()
         if not NAME.match(name):
             raise CsError(Condition.BAD_REQUEST, "canned_name")

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
-from xmppd.errors import StanzaError
+from xmppd.errors import Condition, StanzaError
 from xmppd.features.adhoc import Command, Execution, Field, Form, FormError, Note, Option, Result
 from xmppd.jid import JID
 
-from .protocol import q
+from . import prechat
+from .protocol import CsError, q
 from .repository import STRATEGIES
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class CsCommands:
             Command(NODE + "figures", t("figures"), self.figures, may_run=self.supervises),
             Command(NODE + "history", t("history"), self.history, form=self.history_form, may_run=self.serves),
             Command(NODE + "tickets", t("tickets"), self.tickets, may_run=self.serves),
+            # Anyone, while the queue has a pre-chat form: standard clients fill it in here (§4.1).
+            Command(NODE + "prechat", t("prechat"), self.join, form=self.prechat_form, may_run=self.has_form),
         ]
 
     def _t(self, ex: Execution, key: str, /, **fields: Any) -> str:
@@ -118,6 +121,7 @@ class CsCommands:
                 _text(t("f_skills"), "skills"),
                 Field("welcome", "text-multi", t("f_welcome")),
                 Field("offline", "text-multi", t("f_offline")),
+                Field("prechat", "text-multi", t("f_prechat")),
             ),
         )
 
@@ -154,6 +158,16 @@ class CsCommands:
             ),
         )
 
+    def has_form(self, requester: JID, target: JID) -> bool:
+        qr = self.cs.queues.get(target.local or "")
+        return qr is not None and bool(qr.prechat)
+
+    def prechat_form(self, ex: Execution) -> Form:
+        qr = self.cs.queues[ex.target.local or ""]
+        form = prechat.loads(qr.prechat)
+        assert form is not None  # has_form
+        return prechat.data_form(form, qr.display_name)
+
     def history_form(self, ex: Execution) -> Form:
         return Form("form", title=self._t(ex, "history"), fields=(Field("visitor", "jid-single", self._t(ex, "f_visitor")),))
 
@@ -169,6 +183,9 @@ class CsCommands:
             if v.get(key):
                 etree.SubElement(el, q(key)).text = v[key]
         try:
+            if v.get("prechat"):  # JSON (§4.1); "{}" or {"fields": []} removes the form
+                form = prechat.parse_json_text("\n".join(v["prechat"]) if isinstance(v["prechat"], list) else v["prechat"])
+                el.append(prechat.definition_element(form) if form else etree.Element(q("prechat")))
             await self.cs.put_queue(el)
         except StanzaError as err:
             raise FormError(None, self._why(ex, err)) from None
@@ -216,6 +233,26 @@ class CsCommands:
             except StanzaError as err:
                 raise FormError("agent" if agent else "queue", self._why(ex, err)) from None
         return self._t(ex, "transferred", to=self.cs.nick(s.queue, agent) if agent else queue)
+
+    async def join(self, ex: Execution) -> str:
+        """The pre-chat form submitted from a standard client: the chat starts as with ``<join/>``."""
+        qr = self.cs.queues[ex.target.local or ""]
+        v = ex.values
+        x = prechat.data_form(prechat.loads(qr.prechat) or prechat.Prechat(())).with_values(
+            {k: val for k, val in v.items() if k != "FORM_TYPE" and val not in (None, "", [])}
+        )
+        submitted = etree.fromstring(etree.tostring(x.to_element()))
+        submitted.set("type", "submit")
+        try:
+            async with self.cs.locked():
+                if self.cs.state.visitor_session(qr.name, str(ex.requester.bare)) is not None:
+                    raise CsError(Condition.CONFLICT, "already_in_chat")
+                kind, ident = await self.cs.relay.start(qr.name, ex.requester, None, submitted)
+        except StanzaError as err:
+            raise FormError(None, self._why(ex, err)) from None
+        if kind == "ticket":
+            return self._t(ex, "prechat_ticket", id=ident)
+        return self._t(ex, "prechat_done", queue=self.cs.queue_jid(qr.name))
 
     def _live(self, ex: Execution) -> Any:
         s = self._session(ex.target)

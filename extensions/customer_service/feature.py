@@ -40,7 +40,7 @@ from xmppd.xml import ns
 from xmppd.xml.attrs import jid_attr
 from xmppd.xml.builder import element, sub
 
-from . import policy, wire
+from . import policy, prechat, wire
 from .api import operations
 from .canned import CannedReplies
 from .commands import CsCommands
@@ -466,7 +466,8 @@ class CustomerService(Feature):
         self.state.told.pop(s.id, None)
         attrs = {"session": s.id, "queue": self.queue_jid(s.queue), "visitor": s.visitor, "timeout": str(qr.offer_timeout)}
         text = self.t(agent, "agent.offer", visitor=s.visitor, queue=qr.display_name, seconds=qr.offer_timeout)
-        await self.to_agent(s, agent, text, element(q("offer"), attrs))
+        offer = element(q("offer"), attrs)
+        await self.to_agent(s, agent, "\n".join(filter(None, [text, self.answers(s, agent, offer)])), offer)
 
     async def assign(self, s: SessionRecord, agent: str, *, transferred_by: str | None = None) -> SessionRecord:
         now = self.now()
@@ -503,7 +504,17 @@ class CustomerService(Feature):
             head = self.t(agent, "agent.brief", visitor=s.visitor, queue=qr.display_name)
         recent = wire.transcript_text(lines)
         help_ = self.t(agent, "agent.brief_help")
-        await self.to_agent(s, agent, "\n".join(filter(None, [head, recent, help_])), assigned)
+        answers = self.answers(s, agent, assigned)
+        await self.to_agent(s, agent, "\n".join(filter(None, [head, answers, recent, help_])), assigned)
+
+    def answers(self, s: SessionRecord, agent: str, payload: etree._Element) -> str:
+        """The visitor's pre-chat answers (§4.1) into ``payload`` as ``<answers/>``; as text."""
+        answers = prechat.answers_loads(s.answers)
+        el = prechat.answers_element(answers)
+        if el is None:
+            return ""
+        payload.append(el)
+        return self.t(agent, "agent.answers", answers=prechat.answers_text(answers))
     # ------------------------------------------------------------------ actions
 
     async def accept(self, s: SessionRecord, who: str) -> None:

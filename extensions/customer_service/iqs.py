@@ -15,7 +15,7 @@ from xmppd.xml import ns
 from xmppd.xml.attrs import int_attr, jid_attr
 from xmppd.xml.builder import element, sub
 
-from . import policy, wire
+from . import policy, prechat, wire
 from .hours import zone
 from .protocol import NS, CsError, q, stamp
 from .repository import ROLES, QueueRecord, SessionRecord
@@ -25,6 +25,23 @@ if TYPE_CHECKING:
 
 ADHOC_NS = "http://jabber.org/protocol/commands"
 REPORT_DAYS = 92  # days one report covers at most
+
+
+async def daily_report(cs: "CsService", qr: QueueRecord, frm: str | None, to: str | None) -> tuple[date, date, list[Any]]:
+    """The rows of a queue's daily report (§5.2) for the days ``frm``..``to`` (``YYYY-MM-DD`` in
+    the queue's time zone; default the last 7 days up to today, at most ``REPORT_DAYS``)."""
+    tz = zone(qr.timezone)
+    today = datetime.fromtimestamp(cs.now(), tz).date()
+    try:
+        last = date.fromisoformat(to or today.isoformat())
+        first = date.fromisoformat(frm or (last - timedelta(days=6)).isoformat())
+    except ValueError:
+        raise CsError(Condition.BAD_REQUEST, "report_dates") from None
+    if first > last or (last - first).days >= REPORT_DAYS:
+        raise CsError(Condition.BAD_REQUEST, "report_range", most=REPORT_DAYS)
+    start = datetime.combine(first, time(), tz)
+    end = datetime.combine(last + timedelta(days=1), time(), tz)
+    return first, last, policy.daily_figures(await cs.repo.sessions_between(qr.name, start, end), tz)
 
 
 class CsIqs:
@@ -63,6 +80,8 @@ class CsIqs:
             ("set", q("watch"), self.watch, both),
             ("set", q("invite"), self.invite, both),
             ("set", q("leave"), self.leave, both),
+            ("get", q("prechat"), self.prechat_form, (Target.BARE,)),
+            ("set", q("join"), self.join, (Target.BARE,)),
         ]
         for typ, qname, fn, targets in table:
             for t in targets:
@@ -119,7 +138,10 @@ class CsIqs:
                 raise CsError(Condition.ITEM_NOT_FOUND, "no_session")
             name = qr.display_name if qr else cs.t(req.from_jid, "disco.chat")
             sub(out, f"{{{ns.DISCO_INFO}}}identity", {"category": "client", "type": "bot", "name": name})
-        for feat in (ns.DISCO_INFO, ns.DISCO_ITEMS, NS):
+        features = [ns.DISCO_INFO, ns.DISCO_ITEMS, NS]
+        if local is not None and not local.startswith("s-") and cs.queues[local].prechat:
+            features.append(prechat.FORM_TYPE)  # this queue asks a pre-chat form (§4.1)
+        for feat in features:
             sub(out, f"{{{ns.DISCO_INFO}}}feature", {"var": feat})
         return out
 
@@ -312,18 +334,7 @@ class CsIqs:
         cs = self.cs
         qr = self.queue_of(req)
         self.require_role(req, qr.name, "supervisor")
-        tz = zone(qr.timezone)
-        today = datetime.fromtimestamp(cs.now(), tz).date()
-        try:
-            last = date.fromisoformat(req.payload.get("to") or today.isoformat())
-            first = date.fromisoformat(req.payload.get("from") or (last - timedelta(days=6)).isoformat())
-        except ValueError:
-            raise CsError(Condition.BAD_REQUEST, "report_dates") from None
-        if first > last or (last - first).days >= REPORT_DAYS:
-            raise CsError(Condition.BAD_REQUEST, "report_range", most=REPORT_DAYS)
-        start = datetime.combine(first, time(), tz)
-        end = datetime.combine(last + timedelta(days=1), time(), tz)
-        rows = policy.daily_figures(await cs.repo.sessions_between(qr.name, start, end), tz)
+        first, last, rows = await daily_report(cs, qr, req.payload.get("from"), req.payload.get("to"))
         out = element(q("report"), {"queue": cs.queue_jid(qr.name), "from": first.isoformat(), "to": last.isoformat(), "timezone": qr.timezone}, default_ns=NS)
         for day, agent, chats, rated, rating, wait in rows:
             attrs = {"date": day, "chats": str(chats), "rated": str(rated)}
@@ -347,3 +358,27 @@ class CsIqs:
     async def leave(self, req: IqRequest) -> None:
         async with self.cs.locked():
             await self.cs.leave(self.session_of(req), str(req.from_jid.bare))
+
+    # ------------------------------------------------------------------ pre-chat form (§4.1)
+
+    async def prechat_form(self, req: IqRequest) -> etree._Element:
+        """The queue's pre-chat form, as XEP-0004 ``type='form'`` (anyone may ask)."""
+        cs = self.cs
+        qr = self.queue_of(req)
+        form = prechat.loads(qr.prechat)
+        if form is None:
+            raise CsError(Condition.ITEM_NOT_FOUND, "prechat_none")
+        out = element(q("prechat"), {"queue": cs.queue_jid(qr.name), "required": "true" if form.required else "false"}, default_ns=NS)
+        out.append(prechat.data_form(form, qr.display_name).to_element())
+        return out
+
+    async def join(self, req: IqRequest) -> etree._Element:
+        """The chat request with the submitted form: the chat opens (or a ticket keeps the
+        answers while nobody serves); ``<joined session/>`` or ``<joined ticket/>``."""
+        cs = self.cs
+        qr = self.queue_of(req)
+        async with cs.locked():
+            if cs.state.visitor_session(qr.name, str(req.from_jid.bare)) is not None:
+                raise CsError(Condition.CONFLICT, "already_in_chat")
+            kind, ident = await cs.relay.start(qr.name, req.from_jid, None, prechat.x_of(req.payload))
+        return element(q("joined"), {"queue": cs.queue_jid(qr.name), kind: ident}, default_ns=NS)

@@ -8,9 +8,10 @@ from lxml import etree
 
 from xmppd.core.hooks import Routed
 from xmppd.errors import Condition, StanzaError
+from xmppd.jid import JID
 from xmppd.xml.builder import element
 
-from . import policy, wire
+from . import policy, prechat, wire
 from .hours import is_open
 from .protocol import AGENT_WORDS, VISITOR_WORDS, CsError, parse_command, q
 from .repository import SessionRecord
@@ -25,7 +26,7 @@ class Relay:
 
     async def from_visitor(self, r: Routed, queue: str, body: str) -> None:
         cs = self.cs
-        qr = cs.queue(queue)
+        cs.queue(queue)  # item-not-found for an unknown queue
         visitor = str(r.from_jid.bare)
         s = cs.state.visitor_session(queue, visitor)
         command = parse_command(body, cs.prefixes, VISITOR_WORDS)
@@ -52,12 +53,27 @@ class Relay:
                 await cs.to_agent(s, s.agent, body, *extras, id=r.stanza.get("id"))
                 await cs.copy(s, r.from_jid.local or "visitor", body)
             return
+        await self.start(queue, r.from_jid, body, prechat.x_of(r.stanza))
+
+    async def start(self, queue: str, frm: JID, body: str | None, x: etree._Element | None) -> tuple[str, str]:
+        """A visitor without an open chat asks for one (a first message, or ``<join/>`` with
+        the pre-chat form ``x``): the answers are checked (a required form must come), then the
+        chat opens — or, with nobody there, a ticket keeps the message and the answers.
+        ``("session", id)`` or ``("ticket", id)``."""
+        cs = self.cs
+        qr = cs.queue(queue)
+        visitor = str(frm.bare)
         online = any(cs.state.status(queue, j) in ("available", "away", "paused") for j, m in cs.members.get(queue, {}).items() if m.role == "agent")
-        if not online or not is_open(qr.hours, cs.now(), qr.timezone, qr.holidays):
-            t = await cs.repo.add_ticket(queue, visitor, body, cs.dt_now())
-            text = cs.t(visitor, "visitor.ticket", offline=qr.offline_text, id=t.id)
-            await cs.message(cs.queue_jid(queue), visitor, text, element(q("ticket"), {"id": str(t.id)}))
-            return
+        closed = not online or not is_open(qr.hours, cs.now(), qr.timezone, qr.holidays)
+        # A required form gates chats, not the messages left while nobody serves.
+        form = prechat.loads(qr.prechat)
+        answers, skills = prechat.submission(form, x, qr.skills) if x is not None or not closed else ([], qr.skills)
+        if closed:
+            text = "\n\n".join(filter(None, [body, prechat.answers_text(answers)]))
+            t = await cs.repo.add_ticket(queue, visitor, text, cs.dt_now())
+            note = cs.t(visitor, "visitor.ticket", offline=qr.offline_text, id=t.id)
+            await cs.message(cs.queue_jid(queue), visitor, note, element(q("ticket"), {"id": str(t.id)}))
+            return "ticket", str(t.id)
         now = cs.dt_now()
         s = SessionRecord(
             id=format(cs.ctx.rng.getrandbits(48), "012x"),
@@ -68,13 +84,18 @@ class Relay:
             line_seq=cs.state.next_seq(),
             created_at=now,
             last_visitor_at=now,
-            skills=qr.skills,
+            skills=skills,
+            answers=prechat.answers_dumps(answers),
         )
         s = await cs.save(s)
-        await cs.note(s, "visitor", r.from_jid.local or "", body)
+        if answers:
+            await cs.note(s, "visitor", frm.local or "", prechat.answers_text(answers))
+        if body is not None:
+            await cs.note(s, "visitor", frm.local or "", body)
         welcome = "\n".join(filter(None, [qr.welcome, cs.t(visitor, "visitor.commands", forms=cs.forms("close"))]))
         await cs.to_visitor(s, welcome, element(q("welcome"), {"session": s.id, "queue": cs.queue_jid(queue)}))
         await cs.dispatch(queue)
+        return "session", s.id
 
     async def from_agent(self, r: Routed, sid: str, body: str) -> None:
         cs = self.cs

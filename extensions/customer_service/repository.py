@@ -42,6 +42,7 @@ class QueueRecord:
     skills: str = ""  # space-separated skills every chat of the queue needs (cs_0003)
     timezone: str = "UTC"  # IANA zone of ``hours`` and ``holidays`` (cs_0003)
     holidays: str = ""  # closed dates "YYYY-MM-DD[,...]" (cs_0003)
+    prechat: str | None = None  # the pre-chat form's definition, JSON (prechat.py; cs_0006)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class SessionRecord:
     rating: int | None = None
     comment: str | None = None
     skills: str = ""  # space-separated skills its agent needs: the queue's and the pre-chat form's (cs_0003)
+    answers: str | None = None  # the visitor's pre-chat answers, JSON (prechat.py; cs_0006)
 
     def replace(self, **changes: object) -> "SessionRecord":
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -131,7 +133,7 @@ class CsRepository(Protocol):
     async def add_line(self, line: TranscriptLine) -> None: ...
     async def transcript(self, session_id: str, last: int | None = None) -> list[TranscriptLine]: ...
     async def add_ticket(self, queue: str, visitor: str, body: str, at: datetime) -> Ticket: ...
-    async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]: ...
+    async def tickets(self, queue: str, limit: int = 100, state: str | None = None, offset: int = 0) -> list[Ticket]: ...
     async def visitor_tickets(self, visitor: str, limit: int = 50) -> list[Ticket]: ...
     async def get_ticket(self, ticket_id: int) -> Ticket | None: ...
     async def assign_ticket(self, ticket_id: int, agent: str) -> bool: ...
@@ -244,8 +246,8 @@ class MemoryCsRepository:
         self._tickets.append(t)
         return t
 
-    async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]:
-        return [t for t in self._tickets if t.queue == queue][:limit]
+    async def tickets(self, queue: str, limit: int = 100, state: str | None = None, offset: int = 0) -> list[Ticket]:
+        return [t for t in self._tickets if t.queue == queue and state in (None, t.state)][offset : offset + limit]
 
     async def visitor_tickets(self, visitor: str, limit: int = 50) -> list[Ticket]:
         """A visitor's tickets in every queue, newest first."""
@@ -307,6 +309,7 @@ queues_t = sa.Table(
     sa.Column("skills", sa.String(191), nullable=False, server_default=""),
     sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
     sa.Column("holidays", sa.String(1000), nullable=False, server_default=""),
+    sa.Column("prechat", sa.Text(), nullable=True),  # cs_0006
     sa.CheckConstraint("capacity >= 1", name="capacity_positive"),
     **MYSQL_TABLE_KWARGS,
 )
@@ -340,6 +343,7 @@ sessions_t = sa.Table(
     sa.Column("rating", sa.SmallInteger(), nullable=True),
     sa.Column("comment", sa.Text(), nullable=True),
     sa.Column("skills", sa.String(191), nullable=False, server_default=""),
+    sa.Column("answers", sa.Text(), nullable=True),  # cs_0006
     sa.Index("ix_cs_sessions_queue_visitor", "queue", "visitor"),
     sa.Index("ix_cs_sessions_state", "state"),
     sa.CheckConstraint("rating IS NULL OR (rating >= 1 AND rating <= 5)", name="rating_range"),
@@ -597,8 +601,11 @@ class SqlCsRepository:
                 "id": int(tid), "queue": queue, "visitor": visitor, "body": body}, at)
         return Ticket(int(tid), queue, visitor, body, at)
 
-    async def tickets(self, queue: str, limit: int = 100) -> list[Ticket]:
-        q = sa.select(tickets_t).where(tickets_t.c.queue == queue).order_by(tickets_t.c.id).limit(limit)
+    async def tickets(self, queue: str, limit: int = 100, state: str | None = None, offset: int = 0) -> list[Ticket]:
+        q = sa.select(tickets_t).where(tickets_t.c.queue == queue)
+        if state is not None:
+            q = q.where(tickets_t.c.state == state)
+        q = q.order_by(tickets_t.c.id).offset(offset).limit(limit)
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
         return [_ticket(r) for r in rows]

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from xmppd.i18n import Translator
 
     from .canned import CannedReplies
+    from .relay import Relay
     from .tickets import TicketDesk
 
 
@@ -39,6 +40,7 @@ class CsService(Protocol):
     agents: dict[str, Agent]
     tickets: "TicketDesk"
     canned: "CannedReplies"
+    relay: "Relay"
 
     # texts
     def t(self, to: JID | str | None, key: str, /, **fields: Any) -> str: ...

@@ -60,12 +60,16 @@ class XmppdCustomerService(BasePlugin):
         return result.xml[0] if len(result.xml) else None
 
     # -- admins
-    async def put_queue(self, service: str, name: str, *, welcome: str | None = None, offline: str | None = None, **attrs: Any) -> None:
+    async def put_queue(self, service: str, name: str, *, welcome: str | None = None, offline: str | None = None,
+                        prechat: ET.Element | None = None, **attrs: Any) -> None:
+        """``prechat``: the pre-chat form's definition (:func:`prechat_definition`; no fields: none)."""
         el = _el("queue", {"name": name, **{k.replace("_", "-"): v for k, v in attrs.items()}})
         if welcome is not None:
             el.append(_el("welcome", text=welcome))
         if offline is not None:
             el.append(_el("offline", text=offline))
+        if prechat is not None:
+            el.append(prechat)
         await self._iq("set", service, el)
 
     async def delete_queue(self, service: str, name: str) -> None:
@@ -143,8 +147,33 @@ class XmppdCustomerService(BasePlugin):
     async def leave(self, to: str, session: str | None = None) -> None:
         await self._iq("set", to, _el("leave", {"session": session}))
 
+    # -- visitors: the pre-chat form (docs §4.1)
+    async def prechat(self, queue: str) -> ET.Element | None:
+        """``<prechat queue required><x xmlns='jabber:x:data' type='form'/></prechat>``."""
+        return await self._iq("get", queue, _el("prechat"))
+
+    async def join(self, queue: str, form: Any = None) -> ET.Element | None:
+        """Start a chat with the submitted form (an ``ET.Element`` ``<x type='submit'/>`` or a
+        slixmpp ``xep_0004`` Form); ``<joined session/>`` or ``<joined ticket/>``."""
+        el = _el("join")
+        if form is not None:
+            el.append(getattr(form, "xml", form))
+        return await self._iq("set", queue, el)
+
     async def ticket_close(self, queue: str, ticket: int | str) -> None:
         await self._iq("set", queue, _el("ticket-close", {"id": ticket}))
+
+
+def prechat_definition(fields: list[dict[str, Any]], required: bool = False) -> ET.Element:
+    """``<prechat required><field var type label required><option value label skills/></field></prechat>``
+    from ``[{"var": "topic", "type": "list-single", "required": True, "options": [{"value": "billing", "skills": "billing"}]}]``."""
+    el = _el("prechat", {"required": "true" if required else "false"})
+    for f in fields:
+        fe = _el("field", {k: ("true" if v is True else v) for k, v in f.items() if k != "options" and v is not False})
+        for o in f.get("options", ()):
+            fe.append(_el("option", o))
+        el.append(fe)
+    return el
 
 
 register_plugin(XmppdCustomerService)

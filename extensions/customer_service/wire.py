@@ -13,6 +13,7 @@ from xmppd.xml import ns
 from xmppd.xml.attrs import int_attr
 from xmppd.xml.builder import element, stanza, sub
 
+from . import prechat
 from .hours import parse_holidays, parse_hours, zone
 from .protocol import NICK_NS, NS, CsError, check_queue_name, q, stamp
 from .repository import STRATEGIES, QueueRecord, SessionRecord, TranscriptLine
@@ -78,6 +79,7 @@ def queue_from_element(old: QueueRecord, p: etree._Element) -> QueueRecord:
     holidays = ",".join(sorted(d.isoformat() for d in parse_holidays(p.get("holidays", old.holidays))))
     if len(holidays) > 1000:
         raise CsError(Condition.BAD_REQUEST, "holidays_many")
+    form = p.find(q("prechat"))  # present: replaces the pre-chat form (no fields: none)
     return dataclasses.replace(
         old,
         display_name=p.get("display-name", old.display_name)[:191],
@@ -92,6 +94,7 @@ def queue_from_element(old: QueueRecord, p: etree._Element) -> QueueRecord:
         timezone=timezone,
         holidays=holidays,
         skills=skills_attr(p, old.skills),
+        prechat=old.prechat if form is None else prechat.dumps(prechat.from_element(form)),
     )
 
 
@@ -116,6 +119,9 @@ def queue_element(qr: QueueRecord, jid: str, full: bool) -> etree._Element:
                 el.set(k, v)
         sub(el, q("welcome"), text=qr.welcome)
         sub(el, q("offline"), text=qr.offline_text)
+        form = prechat.loads(qr.prechat)
+        if form is not None:
+            el.append(prechat.definition_element(form))
     return el
 
 
@@ -135,6 +141,9 @@ def session_element(s: SessionRecord, queue_jid: str, nick: str | None) -> etree
     el = element(q("session"), attrs)
     if s.comment:
         sub(el, q("comment"), text=s.comment)
+    answers = prechat.answers_element(prechat.answers_loads(s.answers))
+    if answers is not None:
+        el.append(answers)
     return el
 
 

@@ -24,7 +24,7 @@ async def test_queue_agents_chats_close_history_transcript_tickets(tmp_path: Pat
         status, body = await api.call("PUT", "/api/v1/cs/queues/help", json={"strategy": "sideways"})
         assert status == 400 and body["error"]["code"] == "invalid_request"
         status, body = await api.call("PUT", "/api/v1/cs/queues/help/members/alice@localhost", json={"role": "agent", "nick": "Alice"})
-        assert status == 200 and body == {"jid": "alice@localhost", "role": "agent", "nick": "Alice"}
+        assert status == 200 and body == {"jid": "alice@localhost", "role": "agent", "nick": "Alice", "skills": ""}
 
         # nobody serves yet: a ticket
         walt = await site.client("walt")
@@ -36,7 +36,7 @@ async def test_queue_agents_chats_close_history_transcript_tickets(tmp_path: Pat
         alice = await site.client("alice")
         await alice.announce(site.queue("help"))
         status, body = await api.call("GET", "/api/v1/cs/queues/help/members", token=READ)
-        assert body["items"] == [{"jid": "alice@localhost", "role": "agent", "nick": "Alice", "status": "available", "load": 0}]
+        assert body["items"] == [{"jid": "alice@localhost", "role": "agent", "nick": "Alice", "skills": "", "status": "available", "load": 0}]
 
         vera = await site.client("vera")
         vera.say(site.queue("help"), "my order is late")

@@ -177,3 +177,20 @@ async def test_claim_session_is_a_conditional_update(cs_repo: Any) -> None:
     assert not await cs_repo.claim_session(s.replace(state="active", agent="bob@x", assigned_at=at), "waiting", None)
     assert (await cs_repo.get_session("abc")).agent == "ann@x"
     assert not await cs_repo.claim_session(s.replace(id="nope"), "waiting", None)
+
+
+async def test_prechat_definition_and_answers_are_kept_and_tickets_filter_and_page(cs_repo: Any) -> None:
+    """cs_0006 on memory, SQLite and MariaDB: a queue's pre-chat form and a chat's answers (JSON
+    texts) come back as stored; tickets are listed by state, a page at a time."""
+    form = '{"required":true,"title":"","fields":[{"var":"name","type":"text-single","label":"名字","required":true}]}'
+    await cs_repo.put_queue(QueueRecord("support", "Support", prechat=form))
+    assert (await cs_repo.get_queue("support")).prechat == form
+    answers = '[{"var":"name","label":"名字","value":"Vera"}]'
+    await cs_repo.save_session(session("p", answers=answers, skills="billing"))
+    got = await cs_repo.get_session("p")
+    assert (got.answers, got.skills) == (answers, "billing")
+    ids = [(await cs_repo.add_ticket("support", "v@x", f"t{i}", at(i))).id for i in range(4)]
+    await cs_repo.close_ticket(ids[1], at(9))
+    assert [t.body for t in await cs_repo.tickets("support", state="open")] == ["t0", "t2", "t3"]
+    assert [t.body for t in await cs_repo.tickets("support", state="closed")] == ["t1"]
+    assert [t.body for t in await cs_repo.tickets("support", limit=2, offset=1)] == ["t1", "t2"]
