@@ -399,6 +399,10 @@ class SaslServer:
         if self._state is not _State.INITIAL:
             return self._unexpected("auth")
         if initial is None:
+            if self.mechanism == ANONYMOUS:
+                # RFC 4505's one message is all optional: no initial response is an empty trace
+                # (as Prosody and ejabberd take it; xmpp.js cannot read an empty challenge "=").
+                return self._first(b"")
             self._state = _State.WAIT_INITIAL_RESPONSE
             return Challenge(b"")
         return self._first(initial)
