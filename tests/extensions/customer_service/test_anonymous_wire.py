@@ -4,15 +4,10 @@ xmpp.js over WebSocket, it chats with a queue's agent both ways; when its sessio
 ends and the agent is told."""
 from __future__ import annotations
 
-import asyncio
 import re
-import ssl
 from pathlib import Path
-from typing import Any
 
-import slixmpp
-
-from tests.helpers import FakeClock, cert_path
+from tests.helpers import FakeClock, slix_guest
 from tests.interop.jsclients import NodeClient
 from xmppd.jid import JID
 
@@ -23,26 +18,9 @@ GUEST = "guest.localhost"
 GUEST_JID = re.compile(r"[0-9a-f]{32}@guest\.localhost/.+")
 
 
-async def guest_client(site: Site, timeout: float = 10) -> Client:
-    """slixmpp with no credentials but the anonymous host's name: SASL ANONYMOUS after STARTTLS."""
-    server = site.server
-    assert server is not None
-    xmpp = slixmpp.ClientXMPP(GUEST, "", sasl_mech="ANONYMOUS")
-    ctx = ssl.create_default_context(cafile=str(cert_path(server)))
-    ctx.check_hostname = False  # the generated certificate names *.localhost, which TLS refuses for one label
-    xmpp.ssl_context = ctx
-    started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def done(event: Any, error: bool = False) -> None:
-        if not started.done():
-            started.set_exception(ConnectionError(f"anonymous login failed: {event}")) if error else started.set_result(None)
-
-    xmpp.add_event_handler("session_start", done)
-    xmpp.add_event_handler("failed_all_auth", lambda e: done(e, True))
-    xmpp.add_event_handler("stream_error", lambda e: done(e, True))
-    xmpp.connect("127.0.0.1", server.ports["c2s"])
-    await asyncio.wait_for(started, timeout)
-    c = Client(xmpp)
+async def guest_client(site: Site) -> Client:
+    assert site.server is not None
+    c = Client(await slix_guest(site.server, GUEST))
     site.clients.append(c)
     return c
 
