@@ -206,6 +206,19 @@ class RawClient:
 
         return await asyncio.wait_for(go(), timeout)
 
+    async def sasl_answer(self, timeout: float = 10) -> bytes:
+        """What was read until the SASL exchange under way ended: its <success/> or </failure>."""
+
+        async def go() -> bytes:
+            while b"</failure>" not in self.buffer and b"<success" not in self.buffer:
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    raise EOFError(f"closed without an answer: {self.buffer!r}")
+                self.buffer += chunk
+            return self.buffer
+
+        return await asyncio.wait_for(go(), timeout)
+
     async def read_all(self, timeout: float = 5) -> bytes:
         """Everything until the server closes the connection."""
 

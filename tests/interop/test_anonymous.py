@@ -30,16 +30,7 @@ def mechanisms(features: bytes) -> list[bytes]:
 
 async def answer(raw: RawClient) -> str:
     """"success" or the <failure/> condition of the SASL exchange under way."""
-
-    async def go() -> bytes:
-        while b"</failure>" not in raw.buffer and b"<success" not in raw.buffer:
-            chunk = await raw.reader.read(65536)
-            if not chunk:
-                raise EOFError(f"closed without an answer: {raw.buffer!r}")
-            raw.buffer += chunk
-        return raw.buffer
-
-    data = await asyncio.wait_for(go(), 10)
+    data = await raw.sasl_answer()
     if b"<success" in data:
         return "success"
     m = re.search(rb"<failure[^>]*><([a-z-]+)", data)

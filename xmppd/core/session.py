@@ -684,14 +684,10 @@ class Session:
             self.close(StreamErrorCondition.NOT_AUTHORIZED, "the account is gone or disabled")
             return
         bare = JID(username, host.domain)
-        resource = event.resource
+        ok, resource = self._resource(bare, event.resource)
+        if not ok:
+            return
         if resource is not None:
-            try:
-                resource = JID.parse(f"{username}@{host.domain}/{resource}").resource
-            except JIDError:
-                self.stream.bind_error(Condition.BAD_REQUEST, "invalid resource")
-                self._flush()
-                return
             existing = host.sessions.get(bare.with_resource(resource))
             if existing is not None and existing is not self:
                 # RFC 6120 §7.7.2.2: the old session ends with <conflict/> before this one
@@ -719,6 +715,18 @@ class Session:
             replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new connection for the same resource")
         await self._established(full)
 
+    def _resource(self, bare: JID, resource: str | None) -> tuple[bool, str | None]:
+        """The resource the client asked for, prepared (RFC 7622); False once answered
+        bad-request for one that is not valid."""
+        if resource is None:
+            return True, None
+        try:
+            return True, JID.parse(f"{bare}/{resource}").resource
+        except JIDError:
+            self.stream.bind_error(Condition.BAD_REQUEST, "invalid resource")
+            self._flush()
+            return False, None
+
     async def _established(self, full: JID) -> None:
         self.jid = full
         if self._auth_timer is not None:
@@ -733,14 +741,8 @@ class Session:
         """A guest of the anonymous host (core/guests.py): its random node, no account to read;
         the one session of that address."""
         bare = JID(node, self.stream.config.domain)
-        if resource is not None:
-            try:
-                resource = JID.parse(f"{bare}/{resource}").resource
-            except JIDError:
-                self.stream.bind_error(Condition.BAD_REQUEST, "invalid resource")
-                self._flush()
-                return
-        if self._ended or self._closed:
+        ok, resource = self._resource(bare, resource)
+        if not ok or self._ended or self._closed:
             return
         full, _ = self.host.sessions.bind(self, bare, resource)
         await self._established(full)

@@ -61,7 +61,7 @@ async def test_an_xmppjs_widget_logs_in_anonymously_over_websocket_and_chats(tmp
         await users(site, "ann")
         await site.queue_with("support", {"ann": "Ann"})
         (ann,) = await agents_online(site, "support", ["ann"])
-        js = await NodeClient.start("xmppjs_anonymous.mjs", f"ws://127.0.0.1:{site.server.ports['http']}/xmpp-websocket", GUEST)
+        js = await NodeClient.start("xmppjs_client.mjs", f"ws://127.0.0.1:{site.server.ports['http']}/xmpp-websocket", GUEST)
         try:
             online = await js.expect("online")
             assert GUEST_JID.fullmatch(online["jid"]), online
