@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import running_server
 from xmppd.config import ConfigError, build
 from xmppd.core.loader import discover
 
@@ -29,3 +30,9 @@ def test_anonymous_is_off_by_default_with_protective_limits():
 def test_bad_anonymous_settings_are_refused_naming_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load(override, "anonymous.domain=guest.localhost" if "domain" not in override else "server.domain=localhost")
+
+
+async def test_a_domain_a_feature_already_serves_is_refused_at_start(tmp_path):
+    with pytest.raises(ConfigError, match="anonymous.domain cs.localhost is already served"):
+        async with running_server(tmp_path, "anonymous.domain=cs.localhost"):
+            pass

@@ -187,7 +187,10 @@ class Server:
                 await feature.setup()
             if cfg.anonymous.domain:
                 self.guests = Guests(cfg.anonymous, self.router, self.clock.monotonic)
-                self._guests_undo = self.guests.start(getattr(self.features.get("cs"), "domain", None))
+                try:
+                    self._guests_undo = self.guests.start(getattr(self.features.get("cs"), "domain", None))
+                except ValueError:  # a feature's service domain (rooms, upload, cs ...)
+                    raise ConfigError(f"anonymous.domain {self.guests.domain} is already served by a feature: choose another name") from None
             self.refresh_stream_features()
             if cfg.webhooks.url:
                 from .webhooks.delivery import DeliveryWorker
