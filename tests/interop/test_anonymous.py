@@ -148,6 +148,13 @@ async def test_a_guest_reaches_only_what_it_is_allowed_and_its_address_dies_with
             got = await asyncio.wait_for(inbox["guest"].get(), 5)
             assert got["body"] == "hello guest"
             assert inbox["bob"].empty()
+            # No roster: a subscription request never reaches a guest (what follows it does).
+            asked: list = []
+            guest.add_event_handler("presence_subscribe", asked.append)
+            carol.send_presence(pto=str(me.bare), ptype="subscribe")
+            carol.send_message(mto=str(me), mbody="after the request", mtype="chat")
+            assert (await asyncio.wait_for(inbox["guest"].get(), 5))["body"] == "after the request"
+            assert asked == []
 
             # The server answers what it tells anyone; nothing is kept in a guest's name.
             info = await guest.make_iq_get(ito="localhost", queryxmlns="http://jabber.org/protocol/disco#info").send(timeout=5)
