@@ -11,6 +11,8 @@ does no work for it.
   connection ends.
 * **Its domain** (``receive``, a router service like a MUC domain): what is addressed to a guest
   reaches its live session or nobody -- no account, no roster, no offline storage, no archive.
+  In a cluster, a guest connected to another node is reached there (the stanza is relayed to
+  that node, which routes it again, ``Routed.relayed``).
   Messages to a guest who is gone bounce ``service-unavailable``; subscriptions are dropped.
   The guest's own requests to its account are answered here: an empty roster, ping, disco#info;
   anything else (vCard, private storage, PEP, blocking, MAM ...) is ``service-unavailable``.
@@ -163,6 +165,8 @@ class Guests:
             if kind == "message" and typ != "error":
                 self.router.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "no_messages"))
             return
+        if kind == "presence" and typ in _SUBSCRIPTIONS:
+            return  # no roster: nobody subscribes to a guest, nor is asked to
         sessions = self.router.sessions
         if to.resource is not None:
             one = sessions.get(to)
@@ -175,10 +179,12 @@ class Guests:
             targets = sessions.of(to.bare)
         elif not targets and kind == "presence":
             targets = [s for s in sessions.of(to.bare) if s.available]
-        if kind == "presence":
-            if typ in _SUBSCRIPTIONS:
-                return  # no roster: nobody subscribes to a guest, nor is asked to
-        elif not targets:
+        if not targets and not r.relayed and self.router.remote is not None:
+            node = await self._node_of(to)
+            if node is not None:  # the guest is connected to another node: routed there
+                self.router.remote.relay(r, node)
+                return
+        if not targets:
             if kind == "iq" and typ in ("get", "set"):
                 self.router.bounce(r, core_error(Condition.SERVICE_UNAVAILABLE, "guest_unknown"))
             elif kind == "message" and (typ or "normal") in _CHATTY:
@@ -187,6 +193,16 @@ class Guests:
             return
         for s in targets:
             await self.router.deliver(s, r.stanza, kind)
+
+    async def _node_of(self, to: JID) -> str | None:
+        """The other node of the cluster that holds the guest ``to``'s session, if one does."""
+        remote = self.router.remote
+        assert remote is not None
+        if to.resource is not None:
+            found = await remote.holder(to)
+            return found[0] if found is not None and found[0] != remote.node else None
+        others = await remote.others(to.bare)
+        return others[0].node if others else None
 
     async def _iq_to_account(self, r: Routed, to: JID, typ: str | None) -> None:
         """An iq to a guest's bare JID or to the guest host: the guest's own requests get an
