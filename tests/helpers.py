@@ -137,6 +137,37 @@ async def slix(server: Server, jid: str, password: str = PASSWORD, *, mode: str 
     return client
 
 
+async def slix_guest(server: Server, domain: str, *, timeout: float = 10) -> Any:
+    """A slixmpp client logged in with SASL ANONYMOUS on the anonymous host ``domain`` (after
+    STARTTLS), session started. The certificate's chain is checked, not its name: the generated
+    one names *.localhost, which TLS refuses to match under a one-label domain."""
+    import slixmpp
+
+    client = slixmpp.ClientXMPP(domain, "", sasl_mech="ANONYMOUS")
+    ctx = ssl.create_default_context(cafile=str(cert_path(server)))
+    ctx.check_hostname = False
+    client.ssl_context = ctx
+    started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def done(event: Any, error: bool = False) -> None:
+        if not started.done():
+            if error:
+                started.set_exception(ConnectionError(f"anonymous login failed: {event}"))
+            else:
+                started.set_result(None)
+
+    client.add_event_handler("session_start", done)
+    client.add_event_handler("failed_all_auth", lambda e: done(e, True))
+    client.add_event_handler("stream_error", lambda e: done(e, True))
+    client.connect("127.0.0.1", server.ports["c2s"])
+    try:
+        await asyncio.wait_for(started, timeout)
+    except BaseException:
+        client.abort()
+        raise
+    return client
+
+
 async def slix_close(client: Any) -> None:
     with contextlib.suppress(Exception):
         await client.disconnect(wait=2)
@@ -170,6 +201,19 @@ class RawClient:
                 chunk = await self.reader.read(65536)
                 if not chunk:
                     raise EOFError(f"closed before {needle!r}; got {self.buffer!r}")
+                self.buffer += chunk
+            return self.buffer
+
+        return await asyncio.wait_for(go(), timeout)
+
+    async def sasl_answer(self, timeout: float = 10) -> bytes:
+        """What was read until the SASL exchange under way ended: its <success/> or </failure>."""
+
+        async def go() -> bytes:
+            while b"</failure>" not in self.buffer and b"<success" not in self.buffer:
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    raise EOFError(f"closed without an answer: {self.buffer!r}")
                 self.buffer += chunk
             return self.buffer
 

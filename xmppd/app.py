@@ -18,6 +18,7 @@ from .core import hooks as H
 from .core import server_owned
 from .core.dispatch import IqTable, IqTracker
 from .core.feature import Clock, Feature, FeatureContext
+from .core.guests import Guests
 from .core.hooks import Flow, HookChains, SessionEvent
 from .core.invalidation import Invalidations
 from .core.known_accounts import KnownAccounts
@@ -129,6 +130,8 @@ class Server:
         # attaches its transport; with one node publishing does nothing.
         self.invalidations = Invalidations()
         self.known_accounts: KnownAccounts = None  # type: ignore[assignment]
+        # The anonymous host (core/guests.py), only when anonymous.domain is set.
+        self.guests: Guests | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -182,6 +185,12 @@ class Server:
                 self._contexts.append(ctx)
                 ctx.bind_declared(feature)
                 await feature.setup()
+            if cfg.anonymous.domain:
+                self.guests = Guests(cfg.anonymous, self.router, self.clock.monotonic)
+                try:
+                    self._guests_undo = self.guests.start(getattr(self.features.get("cs"), "domain", None))
+                except ValueError:  # a feature's service domain (rooms, upload, cs ...)
+                    raise ConfigError(f"anonymous.domain {self.guests.domain} is already served by a feature: choose another name") from None
             self.refresh_stream_features()
             if cfg.webhooks.url:
                 from .webhooks.delivery import DeliveryWorker
@@ -351,10 +360,24 @@ class Server:
                 fake_key=self.fake_scram_key,
                 **self._login_mechanisms(),
             )
+            if self.guests is not None:
+                config.guest = self._guest_stream_config(config)
         stream = C2SStream(config)
         if direct_tls or tls:
             stream.set_direct_tls(self.channel_binding if direct_tls else None)
         return stream
+
+    def _guest_stream_config(self, main: StreamConfig) -> StreamConfig:
+        """The anonymous host's streams: the same transport rules as ``main``, SASL ANONYMOUS
+        only, no registration and no stream features of the account features (no stream
+        management: a guest's session dies with its connection)."""
+        assert self.guests is not None
+        return StreamConfig(
+            domain=self.guests.domain, require_tls=main.require_tls, tls_available=main.tls_available,
+            direct_tls=main.direct_tls, max_stanza_size=main.max_stanza_size, max_depth=main.max_depth,
+            max_auth_attempts=main.max_auth_attempts, websocket=main.websocket, fake_key=main.fake_key,
+            scram=False, plain=False, external_plain=False, oauthbearer=False, anonymous=True,
+        )
 
     def _login_mechanisms(self) -> dict[str, bool]:
         """Which logins the streams offer (auth.authority.LoginAuthority; docs/auth.md)."""
@@ -379,6 +402,8 @@ class Server:
     def connection_closed(self, session: Session) -> None:
         if session.data.pop("_counted", False):
             self.connections.release(session.peer)
+        if self.guests is not None:
+            self.guests.release(session)
         self.live.discard(session)
 
     def _extra_features(self, authenticated: bool) -> list[etree._Element]:

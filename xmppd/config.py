@@ -267,6 +267,22 @@ class AuthOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class AnonymousOptions:
+    """Anonymous visitors (docs/auth.md, "Anonymous visitors"): a second host on which the only
+    login is SASL ANONYMOUS (RFC 4505, XEP-0175), for a website's chat widget. Off when domain is ""."""
+
+    domain: str = ""  # "": off; e.g. "guest.example.com" (not server.domain)
+    # Where visitors may send stanzas besides the customer-service domain and the server itself
+    # (iq get only): domains ("conference.example.com") or bare JIDs ("sales@example.com").
+    allow_to: list[str] = field(default_factory=list)
+    # Anonymous logins accepted from one address (an IPv4 address, an IPv6 /64) per minute.
+    logins_per_ip_per_minute: PositiveInt = 10
+    # Anonymous sessions at the same time: on this node, and from one address.
+    max_sessions: PositiveInt = 1000
+    max_sessions_per_ip: PositiveInt = 5
+
+
+@dataclass(frozen=True, slots=True)
 class WebhooksOptions:
     """Events POSTed to the app's backend (docs/webhooks.md); nothing is written when url is ""."""
 
@@ -341,6 +357,7 @@ CORE_SECTIONS: dict[str, type] = {
     "http": HttpOptions,
     "cluster": ClusterOptions,
     "auth": AuthOptions,
+    "anonymous": AnonymousOptions,
     "webhooks": WebhooksOptions,
     "api": ApiOptions,
     "metrics": MetricsOptions,
@@ -360,6 +377,7 @@ class Config:
     http: HttpOptions
     cluster: ClusterOptions
     auth: AuthOptions
+    anonymous: AnonymousOptions
     webhooks: WebhooksOptions
     api: ApiOptions
     metrics: MetricsOptions
@@ -550,6 +568,7 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"registration.reserved_names[{i}] {name!r} is not a valid username: {exc}") from None
         if a.resource is not None or "@" in name or "/" in name:
             raise ConfigError(f"registration.reserved_names[{i}] {name!r} is not a valid username")
+    _validate_anonymous(cfg)
     if bool(cfg.tls.cert) != bool(cfg.tls.key):
         raise ConfigError("tls.cert and tls.key must be given together")
     _validate_shaping(cfg.c2s)
@@ -563,6 +582,30 @@ def _validate(cfg: Config) -> None:
     url = cfg.storage.url
     if url and not (url.startswith("sqlite+aiosqlite://") or url.startswith("mysql+aiomysql://")):
         raise ConfigError(f"storage.url must start with sqlite+aiosqlite:// or mysql+aiomysql://, not {url.split('://')[0]}://")
+
+
+def _validate_anonymous(cfg: Config) -> None:
+    from .jid import JID, JIDError
+
+    a = cfg.anonymous
+    if a.domain:
+        try:
+            d = JID.parse(a.domain)
+        except JIDError as exc:
+            raise ConfigError(f"anonymous.domain {a.domain!r} is not a valid domain: {exc}") from None
+        if not d.is_domain or d.domain != a.domain:
+            raise ConfigError(f"anonymous.domain {a.domain!r} must be a bare domain, written as {d.domain!r}")
+        if d.domain == JID.parse(cfg.server.domain).domain:
+            raise ConfigError("anonymous.domain must not be server.domain: anonymous visitors get a host of their own")
+    if a.max_sessions_per_ip > a.max_sessions:
+        raise ConfigError("anonymous.max_sessions_per_ip must not exceed anonymous.max_sessions")
+    for i, entry in enumerate(a.allow_to):
+        try:
+            j = JID.parse(entry)
+        except JIDError as exc:
+            raise ConfigError(f"anonymous.allow_to[{i}] {entry!r} is not a valid domain or JID: {exc}") from None
+        if j.resource is not None:
+            raise ConfigError(f"anonymous.allow_to[{i}] {entry!r} must be a domain or a bare JID")
 
 
 def effective_workers(workers: int) -> int:

@@ -326,9 +326,19 @@ class CustomerService(Feature):
 
     @hook(H.SESSION_CLOSED)
     async def on_session_closed(self, ev: SessionEvent) -> Flow:
-        if ev.session.jid is not None:
-            await self.presence.session_closed(ev.session.jid)
+        jid = ev.session.jid
+        if jid is not None:
+            await self.presence.session_closed(jid)
+            if jid.domain == self.ctx.config.anonymous.domain:
+                await self.visitor_gone(str(jid.bare))
         return Flow.CONTINUE
+
+    async def visitor_gone(self, visitor: str) -> None:
+        """An anonymous visitor's address died with its session (docs/auth.md): its chats end
+        as if it had closed them; the agent is told."""
+        async with self.locked():
+            for s in [s for s in self.open.values() if s.visitor == visitor]:
+                await self.close(s, "visitor")
 
     # ================================================================== actions
 

@@ -26,16 +26,7 @@ async def plain_attempt(srv, user: str, password: str, *, source: str = OWNER) -
         raw.buffer = b""
         token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
         await raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
-
-        async def answer() -> bytes:
-            while b"</failure>" not in raw.buffer and b"<success" not in raw.buffer:
-                chunk = await raw.reader.read(65536)
-                if not chunk:
-                    raise EOFError(f"closed without an answer: {raw.buffer!r}")
-                raw.buffer += chunk
-            return raw.buffer
-
-        data = await asyncio.wait_for(answer(), 10)
+        data = await raw.sasl_answer()
     finally:
         raw.close()
     if b"<success" in data:

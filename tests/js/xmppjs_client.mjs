@@ -1,5 +1,6 @@
 // xmpp.js (@xmpp/client) over RFC 7395 WebSocket, driven by a pytest test through lib/driver.mjs.
 // Usage: node xmppjs_client.mjs <ws-url> <jid> <password>
+//        node xmppjs_client.mjs <ws-url> <domain>   (no credentials: SASL ANONYMOUS, a chat widget)
 import { WebSocket } from "ws";
 import { emit, fail, commands, watchdog } from "./lib/driver.mjs";
 
@@ -31,19 +32,22 @@ globalThis.WebSocket = ObservedWebSocket;
 const { client, xml } = await import("@xmpp/client");
 
 const [url, jid, password] = process.argv.slice(2);
-if (!url || !jid || !password) {
-  fail("usage: xmppjs_client.mjs <ws-url> <jid> <password>");
+const anonymous = Boolean(jid) && !jid.includes("@");
+if (!url || !jid || (!anonymous && !password)) {
+  fail("usage: xmppjs_client.mjs <ws-url> <jid> <password> | <ws-url> <domain>");
   process.exit(2);
 }
 watchdog(90);
-const [username, domain] = jid.split("@");
+const [username, domain] = anonymous ? [undefined, jid] : jid.split("@");
 const xmpp = client({ service: url, domain, username, password, resource: "xmppjs" });
 
 xmpp.on("error", (err) => emit("client-error", { message: String(err && err.message) }));
 xmpp.on("offline", () => emit("offline"));
 xmpp.on("stanza", (stanza) => {
   if (stanza.is("message")) {
-    emit("message", { from: stanza.attrs.from, type: stanza.attrs.type || "normal", body: stanza.getChildText("body") });
+    const error = stanza.getChild("error");
+    const condition = error?.children.find((c) => typeof c === "object" && c.name !== "text")?.name ?? null;
+    emit("message", { from: stanza.attrs.from, type: stanza.attrs.type || "normal", body: stanza.getChildText("body"), condition });
   } else if (stanza.is("presence")) {
     emit("presence", { from: stanza.attrs.from, type: stanza.attrs.type || "available", status: stanza.getChildText("status") });
   }

@@ -804,3 +804,33 @@ def test_saslprep_ascii_fast_path_agrees_with_scramp():
     assert sasl_module.saslprep("I\u00adX") == "IX"  # non-ASCII: the full preparation
     with pytest.raises(ValueError):
         sasl_module.saslprep("a\u0007b")
+
+
+# ------------------------------------------------------------------ ANONYMOUS (RFC 4505)
+
+
+def test_anonymous_is_offered_alone_on_the_anonymous_host_and_never_elsewhere():
+    assert offered_mechanisms(tls=True, channel_binding_available=True, anonymous=True) == ["ANONYMOUS"]
+    assert "ANONYMOUS" not in offered_mechanisms(tls=True, channel_binding_available=True, oauthbearer=True)
+
+
+@pytest.mark.parametrize("initial", [None, b"", "visitor from the pricing page ✓".encode()])
+def test_anonymous_asks_the_driver_then_succeeds_as_the_node_it_made(initial):
+    server = new_server("ANONYMOUS", domain=DOMAIN, channel_binding=None, tls=False)
+    step = server.start(initial)
+    assert kind(step) == "NeedGuest" and step.trace == (initial or b"").decode()
+    assert server.verification_result("0f" * 16) == Success("0f" * 16, None)
+
+
+def test_anonymous_refused_by_a_limit_is_a_temporary_failure():
+    server = new_server("ANONYMOUS", domain=DOMAIN, channel_binding=None, tls=True)
+    assert kind(server.start(b"")) == "NeedGuest"
+    step = server.verification_result(None, SaslCondition.TEMPORARY_AUTH_FAILURE)
+    assert isinstance(step, Failure) and step.condition is SaslCondition.TEMPORARY_AUTH_FAILURE
+
+
+@pytest.mark.parametrize("trace", [b"x" * 256, b"\xff\xfe", b"line\nbreak"])
+def test_anonymous_trace_must_be_short_printable_utf8(trace):
+    server = new_server("ANONYMOUS", domain=DOMAIN, channel_binding=None, tls=True)
+    step = server.start(trace)
+    assert isinstance(step, Failure) and step.condition is SaslCondition.MALFORMED_REQUEST

@@ -531,6 +531,8 @@ class Session:
         elif t is ev.PreAuthIq:
             await self.host.handle_preauth_iq(self, event.element)  # type: ignore[attr-defined]
             self._flush()
+        elif t is ev.AnonymousLogin:
+            self._anonymous()
         elif t is ev.StreamClosed:
             # A connection lost, or sent to another node (see-other-host: a node leaving the
             # cluster), may be resumed (XEP-0198) if stream management keeps the session.
@@ -557,7 +559,8 @@ class Session:
             if metrics is not None:
                 metrics.auth_failure(condition.value)
         elif t is ev.Authenticated:
-            self.host.auth_throttle.success(self.peer, event.username)  # type: ignore[attr-defined]
+            if not self.stream.config.anonymous:  # a guest's random name is nobody's to trust
+                self.host.auth_throttle.success(self.peer, event.username)  # type: ignore[attr-defined]
             self._shape_authenticated()
             self.stream_parser_limits(authenticated=True)
             self.log.info("authenticated as %s with %s", event.username, event.mechanism)  # type: ignore[attr-defined]
@@ -633,6 +636,19 @@ class Session:
         if result:
             self._queue.extendleft(reversed(result))
 
+    def _anonymous(self) -> None:
+        """SASL ANONYMOUS on the anonymous host: admitted (a fresh random node) or refused with
+        temporary-auth-failure by its limits (core/guests.py)."""
+        guests = self.host.guests  # type: ignore[attr-defined]
+        node = guests.admit(self) if guests is not None else None
+        if node is None:
+            result = self.stream.verification_result(None, SaslCondition.TEMPORARY_AUTH_FAILURE)
+        else:
+            result = self.stream.verification_result(node)
+        self._flush()
+        if result:
+            self._queue.extendleft(reversed(result))
+
     def _flush_and_enqueue(self) -> None:
         events = self.stream._take_events()
         self._flush()
@@ -656,6 +672,9 @@ class Session:
         host = self.host
         username = self.stream.authenticated_as
         assert username is not None
+        if self.stream.config.anonymous:
+            await self._bind_guest(username, event.resource)
+            return
         kept = self.data.pop("_account", None)
         if kept is not None and kept[1] == host.account_service.generation and kept[0].username == username:
             account = kept[0]
@@ -665,14 +684,10 @@ class Session:
             self.close(StreamErrorCondition.NOT_AUTHORIZED, "the account is gone or disabled")
             return
         bare = JID(username, host.domain)
-        resource = event.resource
+        ok, resource = self._resource(bare, event.resource)
+        if not ok:
+            return
         if resource is not None:
-            try:
-                resource = JID.parse(f"{username}@{host.domain}/{resource}").resource
-            except JIDError:
-                self.stream.bind_error(Condition.BAD_REQUEST, "invalid resource")
-                self._flush()
-                return
             existing = host.sessions.get(bare.with_resource(resource))
             if existing is not None and existing is not self:
                 # RFC 6120 §7.7.2.2: the old session ends with <conflict/> before this one
@@ -698,6 +713,21 @@ class Session:
             return
         if replaced is not None:  # only when the old session did not go in time
             replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new connection for the same resource")
+        await self._established(full)
+
+    def _resource(self, bare: JID, resource: str | None) -> tuple[bool, str | None]:
+        """The resource the client asked for, prepared (RFC 7622); False once answered
+        bad-request for one that is not valid."""
+        if resource is None:
+            return True, None
+        try:
+            return True, JID.parse(f"{bare}/{resource}").resource
+        except JIDError:
+            self.stream.bind_error(Condition.BAD_REQUEST, "invalid resource")
+            self._flush()
+            return False, None
+
+    async def _established(self, full: JID) -> None:
         self.jid = full
         if self._auth_timer is not None:
             self._auth_timer.cancel()
@@ -705,7 +735,17 @@ class Session:
         self.stream.bind_result(full)
         self._flush()
         self.log.info("bound %s from %s", full, self.peer)
-        await host.hooks.run(SESSION_BOUND, SessionEvent(self))
+        await self.host.hooks.run(SESSION_BOUND, SessionEvent(self))
+
+    async def _bind_guest(self, node: str, resource: str | None) -> None:
+        """A guest of the anonymous host (core/guests.py): its random node, no account to read;
+        the one session of that address."""
+        bare = JID(node, self.stream.config.domain)
+        ok, resource = self._resource(bare, resource)
+        if not ok or self._ended or self._closed:
+            return
+        full, _ = self.host.sessions.bind(self, bare, resource)
+        await self._established(full)
 
     # ---------------------------------------------------------------- XEP-0198 resumption
 

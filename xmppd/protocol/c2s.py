@@ -24,7 +24,7 @@ from ..xml import ns
 from ..xml.builder import error_reply, stanza, stream_error
 from ..xml.parser import ParseError, StanzaElement, StreamEnd, StreamOpen, StreamParser, WebSocketFramer
 from . import events as ev
-from .sasl import Challenge, Failure, NeedCredentials, NeedVerification, SaslServer, Success, offered_mechanisms
+from .sasl import Challenge, Failure, NeedCredentials, NeedGuest, NeedVerification, SaslServer, Success, offered_mechanisms
 
 _T = etree.tostring
 _AUTH = f"{{{ns.SASL}}}auth"
@@ -87,6 +87,11 @@ class StreamConfig:
     plain: bool = True
     external_plain: bool = False
     oauthbearer: bool = False
+    # The anonymous host (docs/auth.md): on this config ANONYMOUS is the only mechanism.
+    anonymous: bool = False
+    # The config of the anonymous host, when there is one: a stream whose header names its
+    # domain (``to``) switches to it before anything is sent. None: one host.
+    guest: "StreamConfig | None" = None
     # <stream:features/> as sent, and the state it leads to, by (authenticated, TLS, channel
     # binding): built once per configuration. A driver that shares one config between streams
     # makes a new config (or clears this) when what ``extra_features`` returns changes.
@@ -199,19 +204,26 @@ class C2SStream:
         if lang:
             self.lang = self.client_lang = lang[:35]
         self.stream_id = tokens.token_urlsafe(12)
-        self._send_header()
-        if not self.config.websocket and item.default_ns != ns.CLIENT:
-            self._close(StreamErrorCondition.INVALID_NAMESPACE, "the stream's default namespace must be jabber:client")
-            return
         to = attrs.get("to")
+        unknown = False
         if to is not None:
             try:
                 domain = JID.parse(to).domain
             except JIDError:
                 domain = None
             if domain != self.config.domain:
-                self._close(StreamErrorCondition.HOST_UNKNOWN, f"this server serves {self.config.domain}")
-                return
+                guest = self.config.guest
+                if guest is not None and domain == guest.domain and self.authenticated_as is None:
+                    self.config = guest  # the anonymous host: its header, features and SASL
+                else:
+                    unknown = True
+        self._send_header()
+        if not self.config.websocket and item.default_ns != ns.CLIENT:
+            self._close(StreamErrorCondition.INVALID_NAMESPACE, "the stream's default namespace must be jabber:client")
+            return
+        if unknown:
+            self._close(StreamErrorCondition.HOST_UNKNOWN, f"this server serves {self.config.domain}")
+            return
         version = attrs.get("version")
         if version is None or not version.startswith("1."):
             self._close(StreamErrorCondition.UNSUPPORTED_VERSION, "version 1.0 is required")
@@ -279,6 +291,7 @@ class C2SStream:
             scram=self.config.scram,
             plain=self.config.plain,
             oauthbearer=self.config.oauthbearer,
+            anonymous=self.config.anonymous,
         )
 
     def _send_header(self) -> None:
@@ -523,6 +536,8 @@ class C2SStream:
             self._sasl = None
             self.state = State.WAIT_SASL
             self._sasl_failure(step.condition, step.text, user)
+        elif type(step) is NeedGuest:
+            self._events.append(ev.AnonymousLogin(step.trace))
 
     def _prepare_username(self, username: str) -> str | None:
         """The account name for a SASL authcid: the prepared localpart (RFC 7622)."""

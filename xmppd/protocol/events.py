@@ -45,6 +45,14 @@ class VerificationNeeded:
 
 
 @dataclass(frozen=True, slots=True)
+class AnonymousLogin:
+    """SASL ANONYMOUS on the anonymous host (RFC 4505): admit the guest (limits) and answer
+    ``verification_result`` with a fresh random username, or None and the failure."""
+
+    trace: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class AuthFailed:
     """A SASL failure; ``username`` is the prepared account name tried, None when there is none."""
 

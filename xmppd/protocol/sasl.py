@@ -2,7 +2,9 @@
 
 Mechanisms: SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS (RFC 5802, RFC 7677, channel binding
 ``tls-server-end-point`` of RFC 5929), SCRAM-SHA-256, SCRAM-SHA-1, PLAIN (RFC 4616) and
-OAUTHBEARER (RFC 7628, a JSON Web Token from the app's backend: docs/auth.md).
+OAUTHBEARER (RFC 7628, a JSON Web Token from the app's backend: docs/auth.md) and, on the
+anonymous host only, ANONYMOUS (RFC 4505, XEP-0175: the driver makes up the account,
+:class:`NeedGuest`).
 
 PLAIN is checked here against stored keys, or, when the server has another authority for it
 (tokens, the app's auth callback), handed to the driver as :class:`NeedVerification`, as
@@ -66,7 +68,10 @@ _SCRAM: Final[dict[str, tuple[HashName, bool]]] = {
 }
 PLAIN: Final = "PLAIN"
 OAUTHBEARER: Final = "OAUTHBEARER"
-MECHANISMS: Final = (*_SCRAM, PLAIN, OAUTHBEARER)
+ANONYMOUS: Final = "ANONYMOUS"
+MECHANISMS: Final = (*_SCRAM, PLAIN, OAUTHBEARER, ANONYMOUS)
+#: RFC 4505 §3: the trace information is at most 255 characters.
+MAX_ANONYMOUS_TRACE: Final = 255
 #: Longest OAUTHBEARER initial response accepted (a token is a few hundred bytes to a few KB).
 MAX_OAUTHBEARER_OCTETS: Final = 16384
 
@@ -205,13 +210,17 @@ def offered_mechanisms(
     scram: bool = True,
     plain: bool = True,
     oauthbearer: bool = False,
+    anonymous: bool = False,
 ) -> list[str]:
     """The mechanisms to advertise, strongest first.
 
     -PLUS variants only with channel-binding data (which needs TLS); PLAIN only over TLS
     unless the operator explicitly allows it in the clear; OAUTHBEARER (a bearer token) only
     over TLS, always. ``scram``/``plain``/``oauthbearer``: which the server can check at all.
+    ``anonymous``: the anonymous host, where ANONYMOUS is the one mechanism (docs/auth.md).
     """
+    if anonymous:
+        return [ANONYMOUS]
     mechs = [m for m, (_, plus) in _SCRAM.items() if scram and (not plus or (tls and channel_binding_available))]
     if plain and (tls or allow_plain_without_tls):
         mechs.append(PLAIN)
@@ -242,6 +251,15 @@ class NeedVerification:
 
 
 @dataclass(frozen=True, slots=True)
+class NeedGuest:
+    """ANONYMOUS (RFC 4505): admit a guest or not (the driver's limits), and make up its
+    account; answer with ``verification_result`` (a fresh random username, or None and why).
+    ``trace``: what the client sent (RFC 4505 §3 trace information), for logs at most."""
+
+    trace: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Challenge:
     """Send ``<challenge/>`` with ``data`` (the driver base64-encodes it)."""
 
@@ -264,7 +282,7 @@ class Failure:
     text: str
 
 
-SaslStep: TypeAlias = NeedCredentials | NeedVerification | Challenge | Success | Failure
+SaslStep: TypeAlias = NeedCredentials | NeedVerification | NeedGuest | Challenge | Success | Failure
 
 
 class _State(enum.Enum):
@@ -345,6 +363,8 @@ class SaslServer:
             hash_name, plus = "SHA-256", False
             if not tls:
                 raise SaslFailure(SaslCondition.ENCRYPTION_REQUIRED, "OAUTHBEARER requires TLS")
+        elif mechanism == ANONYMOUS:
+            hash_name, plus = "SHA-256", False
         else:
             raise SaslFailure(SaslCondition.INVALID_MECHANISM, "unsupported mechanism")
         self.mechanism: Final = mechanism
@@ -379,6 +399,10 @@ class SaslServer:
         if self._state is not _State.INITIAL:
             return self._unexpected("auth")
         if initial is None:
+            if self.mechanism == ANONYMOUS:
+                # RFC 4505's one message is all optional: no initial response is an empty trace
+                # (as Prosody and ejabberd take it; xmpp.js cannot read an empty challenge "=").
+                return self._first(b"")
             self._state = _State.WAIT_INITIAL_RESPONSE
             return Challenge(b"")
         return self._first(initial)
@@ -458,6 +482,8 @@ class SaslServer:
             return self._plain_first(data)
         if self.mechanism == OAUTHBEARER:
             return self._oauthbearer_first(data)
+        if self.mechanism == ANONYMOUS:
+            return self._anonymous_first(data)
         return self._scram_first(data)
 
     def _succeed(self, additional_data: bytes | None) -> SaslStep:
@@ -571,6 +597,19 @@ class SaslServer:
         self.authcid = authzid
         self._state = _State.WAIT_VERIFICATION
         return NeedVerification(authzid, token)
+
+    # ----------------------------------------------------------------- ANONYMOUS
+
+    def _anonymous_first(self, data: bytes) -> SaslStep:
+        """RFC 4505 §3: optional trace information, UTF-8, at most 255 characters."""
+        try:
+            trace = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._fail(SaslCondition.MALFORMED_REQUEST, "trace information is not UTF-8")
+        if len(trace) > MAX_ANONYMOUS_TRACE or not trace.isprintable():
+            return self._fail(SaslCondition.MALFORMED_REQUEST, "trace information must be at most 255 printable characters")
+        self._state = _State.WAIT_VERIFICATION
+        return NeedGuest(trace)
 
     def _plain_verify(self, creds: ScramCredentials) -> SaslStep:
         assert self._password is not None
