@@ -48,7 +48,7 @@ from .iqs import CsIqs
 from .presence import SUBSCRIPTION_TYPES, AgentPresence
 from .protocol import LOCALE, NS, CsError, q
 from .relay import Relay
-from .repository import ROLES, CsRepository, MemberRecord, QueueRecord, SessionRecord, SqlCsRepository, TranscriptLine
+from .repository import ROLES, CsRepository, FencedOut, MemberRecord, QueueRecord, SessionRecord, SqlCsRepository, TranscriptLine
 from .state import Agent, LiveState
 from .tickets import TicketDesk
 from .timers import Timers
@@ -103,6 +103,8 @@ class CustomerService(Feature):
         # lock's release: the router delivers synchronously, so sending them under it would deadlock.
         self._after: list[Callable[[], Awaitable[None]]] = []
         self.state = LiveState(self.now)
+        # Queues across cluster nodes (``clustered.QueueCluster``); None on one node.
+        self.cluster: Any = None
         # The live indices under their familiar names (the same objects as in ``state``).
         self.queues = self.state.queues
         self.members = self.state.members
@@ -188,10 +190,19 @@ class CustomerService(Feature):
         for fn in after:
             await fn()
 
+    def owns(self, queue: str) -> bool:
+        """Whether this node serves ``queue``'s line: always on one node; in a cluster, the
+        holder of its lease (docs/cluster.md §5)."""
+        return self.cluster is None or self.cluster.owns(queue)
+
+    def fence(self, queue: str) -> int:
+        """The token this node writes ``queue``'s chats with (0: no cluster, never fenced)."""
+        return 0 if self.cluster is None else self.cluster.token(queue)
+
     async def claim(self, old: SessionRecord, new: SessionRecord) -> SessionRecord:
         """Save ``new`` only if storage still holds ``old``'s state and agent (exactly one agent
         per chat, also across nodes); otherwise learn the stored chat and refuse with conflict."""
-        if await self.repo.claim_session(new, old.state, old.agent):
+        if await self.repo.claim_session(new, old.state, old.agent, self.fence(new.queue)):
             self.state.index(new)
             return new
         stored = await self.repo.get_session(old.id)
@@ -202,7 +213,7 @@ class CustomerService(Feature):
         raise CsError(Condition.CONFLICT, "chat_taken")
 
     async def save(self, s: SessionRecord) -> SessionRecord:
-        await self.repo.save_session(s)
+        await self.repo.save_session(s, self.fence(s.queue))
         if s.state == "closed":
             self.state.unindex(s)
         else:
@@ -273,7 +284,40 @@ class CustomerService(Feature):
 
     # ================================================================== the service
 
-    async def receive(self, r: Routed) -> None:
+    async def receive(self, r: Routed, hops: int = 0) -> None:
+        """A stanza for the service, a queue or a chat (``hops``: forwarded by other cluster
+        nodes that many times; a queue's stanzas are handled on the node owning it)."""
+        cluster = self.cluster
+        if cluster is None:
+            await self._receive(r)
+            return
+        cluster.remember(r)
+        if r.kind == "presence" and r.to is not None and r.to.local is None and r.stanza.get("type") in (None, "unavailable"):
+            await self._split_presence(r)  # to the component: to each of the agent's queues' owners
+            return
+        if not await cluster.here(r, hops):
+            return
+        try:
+            await self._receive(r)
+        except FencedOut as exc:
+            queue = await cluster.queue_of(r)
+            if queue is not None:
+                await cluster.fenced_out(queue, exc)
+            if r.kind != "presence":
+                self.ctx.router.bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, "the queue moved to another node: try again"))
+
+    async def _split_presence(self, r: Routed) -> None:
+        """An agent's presence to the component itself, in a cluster: one copy to each queue
+        they serve as an agent (as storage says), handled by that queue's owner."""
+        who = str(r.from_jid.bare)
+        for m in await self.repo.members():
+            if m.jid == who and m.role == "agent":
+                p = etree.fromstring(etree.tostring(r.stanza))
+                to = JID(m.queue, self.domain)
+                p.set("to", str(to))
+                await self.receive(Routed(p, "presence", r.from_jid, to))
+
+    async def _receive(self, r: Routed) -> None:
         to = r.to
         assert to is not None
         if r.kind == "iq":
@@ -327,7 +371,35 @@ class CustomerService(Feature):
     @hook(H.SESSION_CLOSED)
     async def on_session_closed(self, ev: SessionEvent) -> Flow:
         if ev.session.jid is not None:
+            if self.cluster is not None:
+                self.cluster.session_gone(ev.session.jid)
             await self.presence.session_closed(ev.session.jid)
+        return Flow.CONTINUE
+
+    # ================================================================== the cluster
+
+    async def join_cluster(self, port: Any) -> Callable[[], Awaitable[None]]:
+        """The cluster started (docs/cluster.md §5): from now on a queue lives on the node that
+        holds its lease; what this node loaded at start goes (it comes back where it is owned)."""
+        from .clustered import QueueCluster
+
+        async with self.lock:
+            for name in list(self.queues):
+                self.state.unindex_queue(name)
+            self.cluster = QueueCluster(self, port)
+
+        async def leave() -> None:
+            cluster = self.cluster
+            if cluster is not None:
+                async with self.lock:
+                    await cluster.leave()
+
+        return leave
+
+    @hook(H.NODE_DOWN)
+    async def on_node_down(self, ev: Any) -> Flow:
+        if self.cluster is not None:
+            await self.cluster.node_down(ev)
         return Flow.CONTINUE
 
     # ================================================================== actions
@@ -417,7 +489,7 @@ class CustomerService(Feature):
 
     async def dispatch(self, queue: str) -> None:
         """Serve the line in order while agents have room; then tell the rest their places."""
-        if queue not in self.queues:
+        if queue not in self.queues or not self.owns(queue):
             return
         for s in self.line(queue):
             if s.state != "waiting":
