@@ -38,7 +38,7 @@ from .repository import FencedOut
 if TYPE_CHECKING:
     from .feature import CustomerService
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("xmppd.features.cs.cluster")  # beside the feature's own logger (shown at INFO)
 
 TAG = "csq"  # the bus envelopes for a queue's owner
 KIND = "csq"  # the leases
@@ -91,6 +91,7 @@ class QueueCluster:
         if qr is None:  # no such queue (yet: a queue being created is written by its owner)
             cs.queues.pop(queue, None)
             cs.members.pop(queue, None)
+            log.info("queue %s now lives on node %s (token %d, not stored yet)", queue, self.name, token)
             return True
         cs.queues[queue] = qr
         cs.members[queue] = {m.jid: m for m in await cs.repo.members(queue)}
@@ -129,6 +130,8 @@ class QueueCluster:
         if s is not None:
             return s.queue
         queue = self._chat_queue.get(sid)
+        if queue is not None and self.owns(queue):  # ours, yet not open here: closed or transferred since
+            queue = None
         if queue is None:
             stored = await self.cs.repo.get_session(sid)
             if stored is None:
