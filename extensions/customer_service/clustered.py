@@ -45,6 +45,7 @@ KIND = "csq"  # the leases
 MAX_HOPS = 3
 MAX_CACHED = 100_000  # chat -> queue, queue -> owner entries remembered
 _QUEUE_IQS = (f"{{{NS}}}queue", f"{{{NS}}}delete-queue")
+_HANDED = f"{{{NS}#cluster}}handed-over"  # between nodes only: a chat transferred into a queue
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:
@@ -123,6 +124,15 @@ class QueueCluster:
             return await self._queue_of_chat(sid) if sid else None
         if local.startswith("s-"):
             return await self._queue_of_chat(local[2:])
+        if r.kind != "presence":
+            visitor = str(r.from_jid.bare)
+            held = self.cs.state.visitor_session(local, visitor)
+            if held is not None:  # the visitor's chat is here (perhaps transferred into a queue held here)
+                return held.queue
+            if self.owns(local):  # no chat here: one transferred to a queue another node holds?
+                stored = await self.cs.repo.open_chat(local, visitor)
+                if stored is not None and stored.queue != local:
+                    return stored.queue
         return local
 
     async def _queue_of_chat(self, sid: str) -> str | None:
@@ -304,6 +314,42 @@ class QueueCluster:
                 await self.cs.receive(Routed(p, "presence", full, to))
             except Exception:
                 log.exception("sending %s's presence to %s again failed", full, to)
+
+    # ---------------------------------------------------------------- chats moving between queues
+
+    async def hand_over(self, s: Any) -> None:
+        """A chat this node transferred to a queue another node holds (stored already): that
+        queue's owner learns of it (acquiring the queue if nobody holds it). Call without the lock."""
+        me = JID(None, self.cs.domain)
+        to = JID(s.queue, self.cs.domain)
+        m = etree.Element(f"{{{ns.CLIENT}}}message", {"from": str(me), "to": str(to), "type": "normal"}, nsmap={None: ns.CLIENT})
+        etree.SubElement(m, _HANDED, {"session": s.id})
+        await self.cs.receive(Routed(m, "message", me, to))
+
+    @staticmethod
+    def handed_over(r: Routed) -> str | None:
+        """The chat a ``hand_over`` message names (only the component itself sends one)."""
+        el = r.stanza.find(_HANDED)
+        return el.get("session") if el is not None else None
+
+    async def learn_queue(self, name: str) -> None:
+        """A queue another node created: its record and members from storage (a mirror here)."""
+        qr = await self.cs.repo.get_queue(name)
+        if qr is not None:
+            self.cs.queues[name] = qr
+            self.cs.members[name] = {m.jid: m for m in await self.cs.repo.members(name)}
+
+    async def take(self, queue: str, sid: str) -> None:
+        """(Under the lock.) A chat transferred into ``queue``, which this node holds: load it
+        from storage and serve the line."""
+        cs = self.cs
+        s = await cs.repo.get_session(sid)
+        if s is None or s.state == "closed" or s.queue != queue or not self.owns(queue):
+            return
+        if s.entry not in cs.queues:  # the visitor writes to the queue they came in through
+            await self.learn_queue(s.entry)
+        cs.state.index(s)
+        await self.cs.dispatch(queue)
 
     # ---------------------------------------------------------------- ownership ends
 

@@ -216,6 +216,10 @@ class CustomerService(Feature):
         await self.repo.save_session(s, self.fence(s.queue))
         if s.state == "closed":
             self.state.unindex(s)
+        elif not self.owns(s.queue):  # transferred to a queue another cluster node holds
+            self.state.unindex(s)
+            cluster = self.cluster
+            self._after.append(lambda: cluster.hand_over(s))
         else:
             self.state.index(s)
         return s
@@ -297,6 +301,12 @@ class CustomerService(Feature):
             return
         if not await cluster.here(r, hops):
             return
+        if r.kind == "message" and r.from_jid == JID(None, self.domain) and r.to is not None and r.to.local:
+            sid = cluster.handed_over(r)
+            if sid is not None:
+                async with self.locked():
+                    await cluster.take(r.to.local, sid)
+                return
         try:
             await self._receive(r)
         except FencedOut as exc:
@@ -632,6 +642,8 @@ class CustomerService(Feature):
             await self.to_visitor_t(s, "visitor.transfer_agent", note=True, nick=nick)
             await self.assign(s, agent, transferred_by=old or who)
         else:
+            if self.cluster is not None and queue and queue not in self.queues:
+                await self.cluster.learn_queue(queue)  # created on another node since this one started
             target = self.queue(queue)
             if old:
                 text = self.t(old, "agent.transferred_queue", queue=target.display_name)

@@ -130,6 +130,9 @@ class CsRepository(Protocol):
     async def claim_session(self, s: SessionRecord, state: str, agent: str | None, fence: int = 0) -> bool: ...
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
     async def open_sessions(self, queue: str | None = None) -> list[SessionRecord]: ...
+    async def open_chat(self, entry: str, visitor: str) -> SessionRecord | None:
+        """``visitor``'s open chat that came in through queue ``entry`` (wherever it was transferred)."""
+        ...
     async def queue_fence(self, name: str) -> int: ...
     async def claim_queue(self, name: str, fence: int) -> bool:
         """Store ``fence`` as the queue's token unless a higher one is stored (True: claimed, or no such queue)."""
@@ -210,6 +213,10 @@ class MemoryCsRepository:
 
     async def queue_fence(self, name: str) -> int:
         return self._fences.get(name, 0)
+
+    async def open_chat(self, entry: str, visitor: str) -> SessionRecord | None:
+        rows = [s for s in self._sessions.values() if s.entry == entry and s.visitor == visitor and s.state in OPEN_STATES]
+        return max(rows, key=lambda s: (s.created_at, s.id)) if rows else None
 
     async def claim_queue(self, name: str, fence: int) -> bool:
         if self._fences.get(name, 0) > fence:
@@ -513,6 +520,13 @@ class SqlCsRepository:
 
     async def claim_queue(self, name: str, fence: int) -> bool:
         return bool(await self.db.run_txn(self._claim_queue_txn, name, fence))
+
+    async def open_chat(self, entry: str, visitor: str) -> SessionRecord | None:
+        c = sessions_t.c
+        q = sa.select(sessions_t).where(c.entry == entry, c.visitor == visitor, c.state.in_(OPEN_STATES)).order_by(c.created_at.desc(), c.id.desc()).limit(1)
+        async with self.db.transaction(readonly=True) as conn:
+            row = (await conn.execute(q)).first()
+        return _session(row) if row else None
 
     @staticmethod
     async def _claim_queue_txn(conn: AsyncConnection, name: str, fence: int) -> bool:

@@ -140,6 +140,22 @@ async def test_visitor_and_agents_on_different_nodes_one_agent_per_chat_relay_bo
         assert t.csq_owner(name) == "alpha"
         assert "queue " + name + " now lives on node alpha" in t.nodes["alpha"].log
 
+        # A transfer to a queue another node holds: that node serves the chat from now on, and
+        # the visitor goes on writing to the queue they came in through.
+        sales = queue_owned_by("gamma", "sales")
+        await make_queue(admin, sales, {"frank": "Frank"})
+        frank = await t.client("beta", "frank")
+        await frank.announce(f"{sales}@{DOMAIN}")
+        await t.agents_available(admin, sales, {"frank@localhost"})
+        assert t.csq_owner(sales) == "gamma"
+        await agent.cs.transfer(session_jid, queue=sales)
+        await frank.cs_event("assigned", session=sid, timeout=10)
+        assert (await dave.cs_event("agent", session=sid, timeout=10)).get("nick") == "Frank"
+        dave.say(queue, "Hello Frank")
+        await frank.next(lambda m: m.findtext(BODY) == "Hello Frank" and m.get("from") == session_jid, timeout=10)
+        frank.say(session_jid, "Hello Dave")
+        await dave.next(lambda m: m.findtext(BODY) == "Frank: Hello Dave", timeout=10)
+
 
 async def test_sigkill_of_the_queue_node_mid_chat_and_with_a_waiting_visitor(tmp_path: Path, prefix: str) -> None:
     async with site_of(tmp_path, prefix) as t:
