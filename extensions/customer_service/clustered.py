@@ -66,6 +66,7 @@ class QueueCluster:
         self.owner_seen: dict[str, str] = {}  # queue -> the node this node last forwarded to
         self._chat_queue: dict[str, str] = {}  # chat id -> its queue (read once from storage)
         self._locks: dict[str, list[Any]] = {}  # queue -> [lock, stanzas using it]
+        self._tokens: dict[str, int] = {}  # queue -> the last token this node held it with
         # Presence this node's own sessions sent to the service: (full JID, to) -> the stanza.
         self.sent: dict[tuple[JID, JID], etree._Element] = {}
         self._removers = [port.serve(TAG, self._from_bus), self.leases.on_lost(KIND, self._lost)]
@@ -76,7 +77,16 @@ class QueueCluster:
         return self.leases.token(KIND, queue) is not None
 
     def token(self, queue: str) -> int:
-        return self.leases.token(KIND, queue) or 0
+        """The token to write ``queue``'s chats with: the lease's; while the queue is still loaded
+        here after its lease was lost, the last one held (such a write is refused by the fence
+        once another node claimed the queue, never unfenced); 0 for a queue not held here (a
+        chat transferred there: the write that hands it over)."""
+        token = self.leases.token(KIND, queue)
+        if token is not None:
+            return token
+        if any(s.queue == queue for s in self.cs.open.values()):
+            return self._tokens.get(queue, 0)
+        return 0
 
     def unload(self, queue: str) -> None:
         """Forget ``queue``'s live state here: its chats stay in storage for the next owner."""
@@ -87,6 +97,9 @@ class QueueCluster:
         cs = self.cs
         if not await cs.repo.claim_queue(queue, token):
             return False
+        if len(self._tokens) >= MAX_CACHED:
+            self._tokens.clear()
+        self._tokens[queue] = token
         qr = await cs.repo.get_queue(queue)
         self.unload(queue)
         if qr is None:  # no such queue (yet: a queue being created is written by its owner)
@@ -157,7 +170,8 @@ class QueueCluster:
         """True when this node handles ``r`` (it owns the queue, acquired now if nobody did, or
         the stanza concerns no queue). False: forwarded to the owner, or answered with an error."""
         queue = await self.queue_of(r)
-        if queue is None or self.owns(queue) and not self.leaving:
+        # Owned and loaded (while a stanza acquires and loads it, the others wait at its gate).
+        if queue is None or self.owns(queue) and not self.leaving and queue not in self._locks:
             return True
         cached = self._owners.get(queue)
         if cached is not None and hops == 0 and not self.leaving:
@@ -364,7 +378,13 @@ class QueueCluster:
         self.unload(queue)
 
     async def _lost(self, name: str, token: int) -> None:
-        self.unload(name)
+        # Not from the heartbeat loop itself: a chat being handled finishes first (under the lock).
+        self.cs.ctx.spawn(self._unload_locked(name), name=f"cs-unload {name}")
+
+    async def _unload_locked(self, name: str) -> None:
+        async with self.cs.lock:
+            if self.leases.token(KIND, name) is None:
+                self.unload(name)
 
     async def leave(self) -> None:
         """Graceful stop: give every queue's lease back; the next stanza acquires it elsewhere.

@@ -151,6 +151,8 @@ class CustomerService(Feature):
             self.members[qr.name] = {}
         for m in await self.repo.members():
             self.members.setdefault(m.queue, {})[m.jid] = m
+        if self.ctx.config.cluster.redis_url:
+            return  # a cluster node loads a queue's chats when it acquires the queue (clustered.py)
         for s in await self.repo.open_sessions():
             if s.state == "offered":  # an offer does not survive a restart: back in line, same place
                 s = s.replace(state="waiting", agent=None)

@@ -177,3 +177,37 @@ async def test_claim_session_is_a_conditional_update(cs_repo: Any) -> None:
     assert not await cs_repo.claim_session(s.replace(state="active", agent="bob@x", assigned_at=at), "waiting", None)
     assert (await cs_repo.get_session("abc")).agent == "ann@x"
     assert not await cs_repo.claim_session(s.replace(id="nope"), "waiting", None)
+
+
+async def test_queue_fence_refuses_a_stale_owner(cs_repo: Any) -> None:
+    """A queue's chats are written with its cluster owner's token (docs/cluster.md §5): once a
+    newer owner claimed the queue, an older token writes nothing; 0 (no cluster) is never fenced."""
+    from xmppd_extensions.customer_service.repository import FencedOut
+
+    await cs_repo.put_queue(QueueRecord("support", "Support"))
+    assert await cs_repo.queue_fence("support") == 0
+    assert await cs_repo.claim_queue("support", 3) is True
+    assert await cs_repo.queue_fence("support") == 3
+    assert await cs_repo.claim_queue("support", 2) is False  # an older owner cannot take it back
+    assert await cs_repo.claim_queue("nowhere", 1) is True  # no such queue: nothing to guard
+    await cs_repo.save_session(session("a"), 3)
+    with pytest.raises(FencedOut):
+        await cs_repo.save_session(session("a", state="closed", closed_at=at(1), close_reason="idle"), 2)
+    with pytest.raises(FencedOut):
+        await cs_repo.claim_session(session("a", state="active", agent="ag@x"), "waiting", None, 2)
+    assert (await cs_repo.get_session("a")).state == "waiting"
+    assert await cs_repo.claim_session(session("a", state="active", agent="ag@x"), "waiting", None, 3) is True
+    await cs_repo.save_session(session("a", state="active", agent="ag@x", seq=2))  # token 0: unfenced
+    assert [s.id for s in await cs_repo.open_sessions("support")] == ["a"]
+    assert await cs_repo.open_sessions("sales") == []
+
+
+async def test_open_chat_follows_a_transfer(cs_repo: Any) -> None:
+    await cs_repo.save_session(session("a", visitor="v@x"))
+    await cs_repo.save_session(session("b", visitor="w@x", state="closed", closed_at=at(1), close_reason="idle"))
+    assert (await cs_repo.open_chat("support", "v@x")).id == "a"
+    assert await cs_repo.open_chat("support", "w@x") is None
+    moved = (await cs_repo.get_session("a")).replace(queue="sales")
+    await cs_repo.save_session(moved)
+    assert await cs_repo.open_chat("support", "v@x") == moved
+    assert await cs_repo.open_chat("sales", "v@x") is None
