@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from slixmpp.exceptions import IqError
 
+from xmppd.cli import xmppctl_main
 from xmppd.cluster.leases import rendezvous
 
 from ..extensions.customer_service.conftest import Client
-from ..helpers import slix
-from .test_rooms import NODES, Three, _redis, three_nodes
+from ..helpers import PASSWORD, slix
+from .test_rooms import NODES, USERS, Three, _redis, three_nodes
 
 pytestmark = pytest.mark.interop
 
@@ -74,8 +75,14 @@ class Site(Three):
 
 @contextlib.asynccontextmanager
 async def site_of(tmp_path: Path, prefix: str) -> AsyncIterator[Site]:
-    async with three_nodes(Site(tmp_path, prefix)) as t:
-        yield t  # type: ignore[misc]
+    t = Site(tmp_path, prefix)
+    # The accounts first, as ``xmppctl user add`` does, in this process (one process start-up
+    # less per account on a loaded machine); three_nodes then finds them there.
+    for user in USERS:
+        argv = [*t.storage, "--set", f"server.data_dir={tmp_path / 'ctl'}", "user", "add", f"{user}@localhost", "--password", PASSWORD]
+        assert await asyncio.to_thread(xmppctl_main, argv) == 0
+    async with three_nodes(t, add_users=False) as site:
+        yield site  # type: ignore[misc]
 
 
 async def make_queue(admin: Client, queue: str, agents: dict[str, str], **attrs: Any) -> str:

@@ -93,8 +93,8 @@ class Three:
 
 
 @contextlib.asynccontextmanager
-async def three_nodes(t: Three, nodes: tuple[str, ...] = NODES) -> AsyncIterator[Three]:
-    for user in USERS:
+async def three_nodes(t: Three, nodes: tuple[str, ...] = NODES, add_users: bool = True) -> AsyncIterator[Three]:
+    for user in USERS if add_users else ():
         r = xmppctl(*t.storage, "--set", f"server.data_dir={t.tmp / 'ctl'}", "user", "add", f"{user}@localhost", "--password", PASSWORD, cwd=t.tmp)
         assert r.returncode == 0, r.stderr
     try:
