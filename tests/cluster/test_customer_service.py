@@ -24,19 +24,16 @@ from ..extensions.customer_service.conftest import Client
 from ..helpers import PASSWORD, slix
 from .test_rooms import NODES, USERS, Three, _redis, three_nodes
 
-pytestmark = pytest.mark.interop
+# Three node processes start per test: on a loaded shared machine that alone can take a minute.
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
 
 DOMAIN = "cs.localhost"
 BODY = "{jabber:client}body"
 
 
-def queue_owned_by(node: str, stem: str, nodes: tuple[str, ...] = NODES) -> str:
-    """A queue name whose preferred owner (rendezvous hashing over ``nodes``) is ``node``."""
-    for i in range(1000):
-        name = f"{stem}{i}"
-        if rendezvous(list(nodes), name) == node:
-            return name
-    raise AssertionError("no such queue name")
+def queue_owned_by(node: str, stem: str) -> str:
+    """A queue name whose preferred owner (rendezvous hashing over the three nodes) is ``node``."""
+    return next(n for n in (f"{stem}{i}" for i in range(1000)) if rendezvous(list(NODES), n) == node)
 
 
 class Site(Three):
@@ -91,6 +88,24 @@ async def make_queue(admin: Client, queue: str, agents: dict[str, str], **attrs:
     for user, nick in agents.items():
         await admin.cs.set_member(jid, f"{user}@localhost", "agent", nick)
     return jid
+
+
+async def chat_on_alpha(t: Site, stem: str, **attrs: Any) -> tuple[str, str, Client, Client, str]:
+    """A queue alpha owns with agent bob on gamma, and visitor dave on beta chatting with him:
+    (queue name, queue JID, bob, dave, chat id)."""
+    name = queue_owned_by("alpha", stem)
+    admin = await t.client("beta", "alice")
+    queue = await make_queue(admin, name, {"bob": "Bob"}, **attrs)
+    bob = await t.client("gamma", "bob")
+    await bob.announce(queue)
+    await t.agents_available(admin, name, {"bob@localhost"})
+    dave = await t.client("beta", "dave")
+    dave.say(queue, "First question")
+    sid = (await dave.cs_event("welcome", timeout=10)).get("session")
+    await dave.cs_event("agent", session=sid)
+    await bob.cs_event("assigned", session=sid)
+    assert t.csq_owner(name) == "alpha"
+    return name, queue, bob, dave, sid
 
 
 async def first_event(clients: list[Client], name: str, timeout: float = 10, **attrs: str) -> tuple[Client, Any]:
@@ -166,17 +181,7 @@ async def test_visitor_and_agents_on_different_nodes_one_agent_per_chat_relay_bo
 
 async def test_sigkill_of_the_queue_node_mid_chat_and_with_a_waiting_visitor(tmp_path: Path, prefix: str) -> None:
     async with site_of(tmp_path, prefix) as t:
-        name = queue_owned_by("alpha", "desk")
-        admin = await t.client("beta", "alice")
-        queue = await make_queue(admin, name, {"bob": "Bob"}, capacity=1)
-        bob = await t.client("gamma", "bob")
-        await bob.announce(queue)
-        await t.agents_available(admin, name, {"bob@localhost"})
-        dave = await t.client("beta", "dave")
-        dave.say(queue, "First question")
-        sid = (await dave.cs_event("welcome", timeout=10)).get("session")
-        await dave.cs_event("agent", session=sid)
-        await bob.cs_event("assigned", session=sid)
+        name, queue, bob, dave, sid = await chat_on_alpha(t, "desk", capacity=1)
         erin = await t.client("gamma", "erin")
         erin.say(queue, "Second question")
         waiting = (await erin.cs_event("welcome", timeout=10)).get("session")
@@ -209,18 +214,7 @@ async def test_sigkill_of_the_queue_node_mid_chat_and_with_a_waiting_visitor(tmp
 
 async def test_a_graceful_stop_hands_the_queue_over(tmp_path: Path, prefix: str) -> None:
     async with site_of(tmp_path, prefix) as t:
-        name = queue_owned_by("alpha", "care")
-        admin = await t.client("beta", "alice")
-        queue = await make_queue(admin, name, {"bob": "Bob"})
-        bob = await t.client("gamma", "bob")
-        await bob.announce(queue)
-        await t.agents_available(admin, name, {"bob@localhost"})
-        dave = await t.client("beta", "dave")
-        dave.say(queue, "Hello")
-        sid = (await dave.cs_event("welcome", timeout=10)).get("session")
-        await dave.cs_event("agent", session=sid)
-        assert t.csq_owner(name) == "alpha"
-
+        name, queue, bob, dave, sid = await chat_on_alpha(t, "care")
         t.nodes["alpha"].proc.send_signal(signal.SIGTERM)
         assert await t.nodes["alpha"].wait() == 0
         assert f"queue {name} released" in t.nodes["alpha"].log
