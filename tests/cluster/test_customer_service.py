@@ -22,6 +22,7 @@ from xmppd.cluster.leases import rendezvous
 
 from ..extensions.customer_service.conftest import Client
 from ..helpers import PASSWORD, slix
+from .procs import Proc, start_xmppd
 from .test_rooms import NODES, USERS, Three, _redis, three_nodes
 
 # Three node processes start per test: on a loaded shared machine that alone can take a minute.
@@ -43,6 +44,12 @@ class Site(Three):
         super().__init__(tmp, prefix)
         self.args += ["--set", "server.admins=['alice@localhost']"]
         self.cs: list[Client] = []
+
+    async def start(self, name: str) -> Proc:
+        proc = await start_xmppd(self.tmp / name, *self.args, "--set", f"cluster.node={name}")
+        self.nodes[name] = proc
+        await proc.wait_log("joined the cluster", timeout=90)  # a process start-up on a loaded machine
+        return proc
 
     async def client(self, node: str, user: str) -> Client:
         c = Client(await slix(self.nodes[node].as_server(), f"{user}@localhost"))
