@@ -23,7 +23,7 @@ from xmppd.cluster.leases import rendezvous
 from ..extensions.customer_service.conftest import Client
 from ..helpers import PASSWORD, slix
 from .procs import Proc, start_xmppd
-from .test_rooms import NODES, USERS, Three, _redis, three_nodes
+from .test_rooms import NODES, USERS, Three, three_nodes
 
 # Three node processes start per test: on a loaded shared machine that alone can take a minute.
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
@@ -59,12 +59,7 @@ class Site(Three):
         return c
 
     def csq_owner(self, queue: str) -> str | None:
-        r = _redis(self.redis_url)
-        try:
-            value = r.get(f"{self.prefix}:lease:csq:{queue}")
-        finally:
-            r.close()
-        return value.rpartition("|")[0] if value else None
+        return self.owner(queue, "csq")
 
     async def agents_available(self, admin: Client, queue: str, agents: set[str], timeout: float = 15) -> None:
         """Until the queue's owner counts ``agents`` available (their presence reached it)."""
@@ -113,6 +108,16 @@ async def chat_on_alpha(t: Site, stem: str, **attrs: Any) -> tuple[str, str, Cli
     await bob.cs_event("assigned", session=sid)
     assert t.csq_owner(name) == "alpha"
     return name, queue, bob, dave, sid
+
+
+async def relay_both_ways(visitor: Client, agent: Client, queue: str, sid: str, question: str, answer: str) -> None:
+    """The visitor's line reaches the agent from the chat's session JID, and the agent's reply
+    reaches the visitor with the agent's name."""
+    session_jid = f"s-{sid}@{DOMAIN}"
+    visitor.say(queue, question)
+    await agent.next(lambda m: m.findtext(BODY) == question and m.get("from") == session_jid, timeout=15)
+    agent.say(session_jid, answer)
+    await visitor.next(lambda m: m.findtext(BODY) == f"Bob: {answer}", timeout=10)
 
 
 async def first_event(clients: list[Client], name: str, timeout: float = 10, **attrs: str) -> tuple[Client, Any]:
@@ -201,15 +206,11 @@ async def test_sigkill_of_the_queue_node_mid_chat_and_with_a_waiting_visitor(tmp
             await t.nodes[node].wait_log("node alpha is down")
 
         # The active chat goes on, both ways, on the queue's new node.
-        session_jid = f"s-{sid}@{DOMAIN}"
-        dave.say(queue, "Are you still there?")
-        await bob.next(lambda m: m.findtext(BODY) == "Are you still there?" and m.get("from") == session_jid, timeout=15)
-        bob.say(session_jid, "Yes, still here")
-        await dave.next(lambda m: m.findtext(BODY) == "Bob: Yes, still here", timeout=10)
+        await relay_both_ways(dave, bob, queue, sid, "Are you still there?", "Yes, still here")
         assert t.csq_owner(name) in ("beta", "gamma")
 
         # The waiting visitor kept her place and is served when bob frees his seat.
-        bob.say(session_jid, "!close")
+        bob.say(f"s-{sid}@{DOMAIN}", "!close")
         await dave.cs_event("closed", session=sid, timeout=10)
         assigned = await erin.cs_event("agent", session=waiting, timeout=10)
         assert assigned.get("nick") == "Bob"
@@ -228,11 +229,7 @@ async def test_a_graceful_stop_hands_the_queue_over(tmp_path: Path, prefix: str)
         for node in ("beta", "gamma"):
             await t.nodes[node].wait_log("node alpha left the cluster")
 
-        session_jid = f"s-{sid}@{DOMAIN}"
-        dave.say(queue, "After the move")
-        await bob.next(lambda m: m.findtext(BODY) == "After the move" and m.get("from") == session_jid, timeout=10)
-        bob.say(session_jid, "Still with you")
-        await dave.next(lambda m: m.findtext(BODY) == "Bob: Still with you", timeout=10)
+        await relay_both_ways(dave, bob, queue, sid, "After the move", "Still with you")
         # A new visitor is served by the same agent through the queue's new node.
         erin = await t.client("gamma", "erin")
         erin.say(queue, "Me too")

@@ -83,10 +83,11 @@ class Three:
         finally:
             r.close()
 
-    def owner(self, room: str) -> str | None:
+    def owner(self, room: str, kind: str = "room") -> str | None:
+        """The node holding the lease ``kind:<room>`` (``csq``: a customer-service queue)."""
         r = _redis(self.redis_url)
         try:
-            value = r.get(f"{self.prefix}:lease:room:{room}")
+            value = r.get(f"{self.prefix}:lease:{kind}:{room}")
         finally:
             r.close()
         return value.rpartition("|")[0] if value else None
