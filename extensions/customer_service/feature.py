@@ -48,7 +48,7 @@ from .iqs import CsIqs
 from .presence import SUBSCRIPTION_TYPES, AgentPresence
 from .protocol import LOCALE, NS, CsError, q
 from .relay import Relay
-from .repository import ROLES, CsRepository, MemberRecord, QueueRecord, SessionRecord, SqlCsRepository, TranscriptLine
+from .repository import ROLES, CsRepository, FencedOut, MemberRecord, QueueRecord, SessionRecord, SqlCsRepository, TranscriptLine
 from .state import Agent, LiveState
 from .tickets import TicketDesk
 from .timers import Timers
@@ -103,6 +103,8 @@ class CustomerService(Feature):
         # lock's release: the router delivers synchronously, so sending them under it would deadlock.
         self._after: list[Callable[[], Awaitable[None]]] = []
         self.state = LiveState(self.now)
+        # Queues across cluster nodes (``clustered.QueueCluster``); None on one node.
+        self.cluster: Any = None
         # The live indices under their familiar names (the same objects as in ``state``).
         self.queues = self.state.queues
         self.members = self.state.members
@@ -149,6 +151,8 @@ class CustomerService(Feature):
             self.members[qr.name] = {}
         for m in await self.repo.members():
             self.members.setdefault(m.queue, {})[m.jid] = m
+        if self.ctx.config.cluster.redis_url:
+            return  # a cluster node loads a queue's chats when it acquires the queue (clustered.py)
         for s in await self.repo.open_sessions():
             if s.state == "offered":  # an offer does not survive a restart: back in line, same place
                 s = s.replace(state="waiting", agent=None)
@@ -188,10 +192,19 @@ class CustomerService(Feature):
         for fn in after:
             await fn()
 
+    def owns(self, queue: str) -> bool:
+        """Whether this node serves ``queue``'s line: always on one node; in a cluster, the
+        holder of its lease (docs/cluster.md §5)."""
+        return self.cluster is None or self.cluster.owns(queue)
+
+    def fence(self, queue: str) -> int:
+        """The token this node writes ``queue``'s chats with (0: no cluster, never fenced)."""
+        return 0 if self.cluster is None else self.cluster.token(queue)
+
     async def claim(self, old: SessionRecord, new: SessionRecord) -> SessionRecord:
         """Save ``new`` only if storage still holds ``old``'s state and agent (exactly one agent
         per chat, also across nodes); otherwise learn the stored chat and refuse with conflict."""
-        if await self.repo.claim_session(new, old.state, old.agent):
+        if await self.repo.claim_session(new, old.state, old.agent, self.fence(new.queue)):
             self.state.index(new)
             return new
         stored = await self.repo.get_session(old.id)
@@ -202,9 +215,13 @@ class CustomerService(Feature):
         raise CsError(Condition.CONFLICT, "chat_taken")
 
     async def save(self, s: SessionRecord) -> SessionRecord:
-        await self.repo.save_session(s)
+        await self.repo.save_session(s, self.fence(s.queue))
         if s.state == "closed":
             self.state.unindex(s)
+        elif not self.owns(s.queue):  # transferred to a queue another cluster node holds
+            self.state.unindex(s)
+            cluster = self.cluster
+            self._after.append(lambda: cluster.hand_over(s))
         else:
             self.state.index(s)
         return s
@@ -273,7 +290,46 @@ class CustomerService(Feature):
 
     # ================================================================== the service
 
-    async def receive(self, r: Routed) -> None:
+    async def receive(self, r: Routed, hops: int = 0) -> None:
+        """A stanza for the service, a queue or a chat (``hops``: forwarded by other cluster
+        nodes that many times; a queue's stanzas are handled on the node owning it)."""
+        cluster = self.cluster
+        if cluster is None:
+            await self._receive(r)
+            return
+        cluster.remember(r)
+        if r.kind == "presence" and r.to is not None and r.to.local is None and r.stanza.get("type") in (None, "unavailable"):
+            await self._split_presence(r)  # to the component: to each of the agent's queues' owners
+            return
+        if not await cluster.here(r, hops):
+            return
+        if r.kind == "message" and r.from_jid == JID(None, self.domain) and r.to is not None and r.to.local:
+            sid = cluster.handed_over(r)
+            if sid is not None:
+                async with self.locked():
+                    await cluster.take(r.to.local, sid)
+                return
+        try:
+            await self._receive(r)
+        except FencedOut as exc:
+            queue = await cluster.queue_of(r)
+            if queue is not None:
+                await cluster.fenced_out(queue, exc)
+            if r.kind != "presence":
+                self.ctx.router.bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, "the queue moved to another node: try again"))
+
+    async def _split_presence(self, r: Routed) -> None:
+        """An agent's presence to the component itself, in a cluster: one copy to each queue
+        they serve as an agent (as storage says), handled by that queue's owner."""
+        who = str(r.from_jid.bare)
+        for m in await self.repo.members():
+            if m.jid == who and m.role == "agent":
+                p = etree.fromstring(etree.tostring(r.stanza))
+                to = JID(m.queue, self.domain)
+                p.set("to", str(to))
+                await self.receive(Routed(p, "presence", r.from_jid, to))
+
+    async def _receive(self, r: Routed) -> None:
         to = r.to
         assert to is not None
         if r.kind == "iq":
@@ -328,6 +384,8 @@ class CustomerService(Feature):
     async def on_session_closed(self, ev: SessionEvent) -> Flow:
         jid = ev.session.jid
         if jid is not None:
+            if self.cluster is not None:
+                self.cluster.session_gone(jid)
             await self.presence.session_closed(jid)
             if jid.domain == self.ctx.config.anonymous.domain:
                 await self.visitor_gone(str(jid.bare))
@@ -339,6 +397,32 @@ class CustomerService(Feature):
         async with self.locked():
             for s in [s for s in self.open.values() if s.visitor == visitor]:
                 await self.close(s, "visitor")
+
+    # ================================================================== the cluster
+
+    async def join_cluster(self, port: Any) -> Callable[[], Awaitable[None]]:
+        """The cluster started (docs/cluster.md §5): from now on a queue lives on the node that
+        holds its lease; what this node loaded at start goes (it comes back where it is owned)."""
+        from .clustered import QueueCluster
+
+        async with self.lock:
+            for name in list(self.queues):
+                self.state.unindex_queue(name)
+            self.cluster = QueueCluster(self, port)
+
+        async def leave() -> None:
+            cluster = self.cluster
+            if cluster is not None:
+                async with self.lock:
+                    await cluster.leave()
+
+        return leave
+
+    @hook(H.NODE_DOWN)
+    async def on_node_down(self, ev: Any) -> Flow:
+        if self.cluster is not None:
+            await self.cluster.node_down(ev)
+        return Flow.CONTINUE
 
     # ================================================================== actions
 
@@ -427,7 +511,7 @@ class CustomerService(Feature):
 
     async def dispatch(self, queue: str) -> None:
         """Serve the line in order while agents have room; then tell the rest their places."""
-        if queue not in self.queues:
+        if queue not in self.queues or not self.owns(queue):
             return
         for s in self.line(queue):
             if s.state != "waiting":
@@ -581,6 +665,8 @@ class CustomerService(Feature):
             await self.to_visitor_t(s, "visitor.transfer_agent", note=True, nick=nick)
             await self.assign(s, agent, transferred_by=old or who)
         else:
+            if self.cluster is not None and queue and queue not in self.queues:
+                await self.cluster.learn_queue(queue)  # created on another node since this one started
             target = self.queue(queue)
             if old:
                 text = self.t(old, "agent.transferred_queue", queue=target.display_name)

@@ -27,6 +27,10 @@ OPEN_STATES = ("waiting", "offered", "active")
 STATES = (*OPEN_STATES, "closed")
 
 
+class FencedOut(Exception):
+    """A write by a node whose lease of the queue was taken over: a newer owner wrote it since."""
+
+
 @dataclass(frozen=True, slots=True)
 class QueueRecord:
     name: str  # the local part of the queue JID
@@ -122,10 +126,19 @@ class CsRepository(Protocol):
     async def set_member(self, m: MemberRecord) -> None: ...
     async def remove_member(self, queue: str, jid: str) -> bool: ...
     async def members(self, queue: str | None = None) -> list[MemberRecord]: ...
-    async def save_session(self, s: SessionRecord) -> None: ...
-    async def claim_session(self, s: SessionRecord, state: str, agent: str | None) -> bool: ...
+    # ``fence``: the queue owner's lease token (docs/cluster.md §5); a stored token above it
+    # raises ``FencedOut`` and writes nothing. 0 (no cluster): never fenced.
+    async def save_session(self, s: SessionRecord, fence: int = 0) -> None: ...
+    async def claim_session(self, s: SessionRecord, state: str, agent: str | None, fence: int = 0) -> bool: ...
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
-    async def open_sessions(self) -> list[SessionRecord]: ...
+    async def open_sessions(self, queue: str | None = None) -> list[SessionRecord]: ...
+    async def open_chat(self, entry: str, visitor: str) -> SessionRecord | None:
+        """``visitor``'s open chat that came in through queue ``entry`` (wherever it was transferred)."""
+        ...
+    async def queue_fence(self, name: str) -> int: ...
+    async def claim_queue(self, name: str, fence: int) -> bool:
+        """Store ``fence`` as the queue's token unless a higher one is stored (True: claimed, or no such queue)."""
+        ...
     async def sessions(self, queue: str, visitor: str | None = None, limit: int = 50) -> list[SessionRecord]: ...
     async def wait_stats(self, queue: str) -> tuple[int, float]: ...
     async def sessions_between(self, queue: str, start: datetime, end: datetime, limit: int = 10000) -> list[SessionRecord]: ...
@@ -161,6 +174,7 @@ class MemoryCsRepository:
         self._queues: dict[str, QueueRecord] = {}
         self._members: dict[tuple[str, str], MemberRecord] = {}
         self._sessions: dict[str, SessionRecord] = {}
+        self._fences: dict[str, int] = {}
         self._lines: dict[str, list[TranscriptLine]] = {}
         self._tickets: list[Ticket] = []
         self._replies: list[TicketReply] = []
@@ -195,13 +209,33 @@ class MemoryCsRepository:
         rows = [m for m in self._members.values() if queue is None or m.queue == queue]
         return sorted(rows, key=lambda m: (m.queue, m.jid))
 
-    async def save_session(self, s: SessionRecord) -> None:
+    def _check_fence(self, queue: str, fence: int) -> None:
+        if fence and self._fences.get(queue, 0) > fence:
+            raise FencedOut(f"queue {queue} is written with token {self._fences[queue]}, newer than {fence}")
+
+    async def queue_fence(self, name: str) -> int:
+        return self._fences.get(name, 0)
+
+    async def open_chat(self, entry: str, visitor: str) -> SessionRecord | None:
+        rows = [s for s in self._sessions.values() if s.entry == entry and s.visitor == visitor and s.state in OPEN_STATES]
+        return max(rows, key=lambda s: (s.created_at, s.id)) if rows else None
+
+    async def claim_queue(self, name: str, fence: int) -> bool:
+        if self._fences.get(name, 0) > fence:
+            return False
+        if name in self._queues:
+            self._fences[name] = fence
+        return True
+
+    async def save_session(self, s: SessionRecord, fence: int = 0) -> None:
+        self._check_fence(s.queue, fence)
         old = self._sessions.get(s.id)
         if old is not None and old.rating is not None:
             s = s.replace(rating=old.rating, comment=old.comment)
         self._sessions[s.id] = s
 
-    async def claim_session(self, s: SessionRecord, state: str, agent: str | None) -> bool:
+    async def claim_session(self, s: SessionRecord, state: str, agent: str | None, fence: int = 0) -> bool:
+        self._check_fence(s.queue, fence)
         old = self._sessions.get(s.id)
         if old is None or (old.state, old.agent) != (state, agent):
             return False
@@ -211,8 +245,8 @@ class MemoryCsRepository:
     async def get_session(self, session_id: str) -> SessionRecord | None:
         return self._sessions.get(session_id)
 
-    async def open_sessions(self) -> list[SessionRecord]:
-        rows = [s for s in self._sessions.values() if s.state in OPEN_STATES]
+    async def open_sessions(self, queue: str | None = None) -> list[SessionRecord]:
+        rows = [s for s in self._sessions.values() if s.state in OPEN_STATES and queue in (None, s.queue)]
         return sorted(rows, key=lambda s: (s.line_seq, s.id))
 
     async def sessions(self, queue: str, visitor: str | None = None, limit: int = 50) -> list[SessionRecord]:
@@ -310,6 +344,8 @@ queues_t = sa.Table(
     sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
     sa.Column("holidays", sa.String(1000), nullable=False, server_default=""),
     sa.Column("prechat", sa.Text(), nullable=True),  # cs_0006
+    # The fencing token of the cluster node owning the queue (cs_0007; 0 without the cluster).
+    sa.Column("fence", sa.BigInteger(), nullable=False, server_default="0"),
     sa.CheckConstraint("capacity >= 1", name="capacity_positive"),
     **MYSQL_TABLE_KWARGS,
 )
@@ -481,22 +517,61 @@ class SqlCsRepository:
             rows = (await conn.execute(q)).all()
         return [MemberRecord(r.queue, r.jid, r.role, r.nick, r.skills) for r in rows]
 
-    async def save_session(self, s: SessionRecord) -> None:
+    async def queue_fence(self, name: str) -> int:
+        async with self.db.transaction(readonly=True) as conn:
+            value = await conn.scalar(sa.select(queues_t.c.fence).where(queues_t.c.name == name))
+        return int(value or 0)
+
+    async def claim_queue(self, name: str, fence: int) -> bool:
+        return bool(await self.db.run_txn(self._claim_queue_txn, name, fence))
+
+    async def open_chat(self, entry: str, visitor: str) -> SessionRecord | None:
+        c = sessions_t.c
+        q = sa.select(sessions_t).where(c.entry == entry, c.visitor == visitor, c.state.in_(OPEN_STATES)).order_by(c.created_at.desc(), c.id.desc()).limit(1)
+        async with self.db.transaction(readonly=True) as conn:
+            row = (await conn.execute(q)).first()
+        return _session(row) if row else None
+
+    @staticmethod
+    async def _claim_queue_txn(conn: AsyncConnection, name: str, fence: int) -> bool:
+        stored = await conn.scalar(sa.select(queues_t.c.fence).where(queues_t.c.name == name).with_for_update())
+        if stored is None:
+            return True
+        if int(stored) > fence:
+            return False
+        await conn.execute(sa.update(queues_t).where(queues_t.c.name == name).values(fence=fence))
+        return True
+
+    @staticmethod
+    async def _check_fence(conn: AsyncConnection, queue: str, fence: int) -> None:
+        """The queue's row locked for this transaction; ``FencedOut`` when a newer owner wrote it."""
+        if not fence:
+            return
+        stored = await conn.scalar(sa.select(queues_t.c.fence).where(queues_t.c.name == queue).with_for_update())
+        if stored is not None and int(stored) > fence:
+            raise FencedOut(f"queue {queue} is written with token {stored}, newer than {fence}")
+
+    async def save_session(self, s: SessionRecord, fence: int = 0) -> None:
         values = dataclasses.asdict(s)
         # The rating is written only by rate(): a stale copy never erases it.
         values.pop("rating")
         values.pop("comment")
-        await self.db.run_txn(self._save_session_txn, s, values)
+        await self.db.run_txn(self._save_fenced_txn, s, values, fence)
 
-    async def claim_session(self, s: SessionRecord, state: str, agent: str | None) -> bool:
+    async def _save_fenced_txn(self, conn: AsyncConnection, s: SessionRecord, values: dict[str, object], fence: int) -> None:
+        await self._check_fence(conn, s.queue, fence)
+        await self._save_session_txn(conn, s, values)
+
+    async def claim_session(self, s: SessionRecord, state: str, agent: str | None, fence: int = 0) -> bool:
         """Save ``s`` only if the stored chat is still in ``state`` with ``agent`` (a conditional
         update, the row locked): of two nodes giving one chat to two agents, one wins."""
         values = dataclasses.asdict(s)
         values.pop("rating")
         values.pop("comment")
-        return bool(await self.db.run_txn(self._claim_txn, s, values, state, agent))
+        return bool(await self.db.run_txn(self._claim_txn, s, values, state, agent, fence))
 
-    async def _claim_txn(self, conn: AsyncConnection, s: SessionRecord, values: dict[str, object], state: str, agent: str | None) -> bool:
+    async def _claim_txn(self, conn: AsyncConnection, s: SessionRecord, values: dict[str, object], state: str, agent: str | None, fence: int) -> bool:
+        await self._check_fence(conn, s.queue, fence)
         c = sessions_t.c
         row = (await conn.execute(sa.select(c.state, c.agent).where(c.id == s.id).with_for_update())).first()
         if row is None or (row.state, row.agent) != (state, agent):
@@ -531,8 +606,10 @@ class SqlCsRepository:
             row = (await conn.execute(sa.select(sessions_t).where(sessions_t.c.id == session_id))).first()
         return _session(row) if row else None
 
-    async def open_sessions(self) -> list[SessionRecord]:
+    async def open_sessions(self, queue: str | None = None) -> list[SessionRecord]:
         q = sa.select(sessions_t).where(sessions_t.c.state.in_(OPEN_STATES)).order_by(sessions_t.c.line_seq, sessions_t.c.id)
+        if queue is not None:
+            q = q.where(sessions_t.c.queue == queue)
         async with self.db.transaction(readonly=True) as conn:
             rows = (await conn.execute(q)).all()
         return [_session(r) for r in rows]

@@ -69,6 +69,14 @@ class LiveState:
         self.watchers.pop(s.id, None)
         self.helpers.pop(s.id, None)
 
+    def unindex_queue(self, queue: str) -> None:
+        """Forget ``queue``'s live line and chats (another cluster node owns it now); storage keeps them."""
+        for s in [s for s in self.open.values() if s.queue == queue]:
+            self.unindex(s)
+        self.rr.pop(queue, None)
+        for a in self.agents.values():
+            a.presence.pop(queue, None)
+
     def others(self, sid: str) -> list[str]:
         """Who else follows chat ``sid``: its watchers and invited agents."""
         return sorted(self.watchers.get(sid, set()) | self.helpers.get(sid, set()))

@@ -85,18 +85,19 @@ class Three:
         finally:
             r.close()
 
-    def owner(self, room: str) -> str | None:
+    def owner(self, room: str, kind: str = "room") -> str | None:
+        """The node holding the lease ``kind:<room>`` (``csq``: a customer-service queue)."""
         r = _redis(self.redis_url)
         try:
-            value = r.get(f"{self.prefix}:lease:room:{room}")
+            value = r.get(f"{self.prefix}:lease:{kind}:{room}")
         finally:
             r.close()
         return value.rpartition("|")[0] if value else None
 
 
 @contextlib.asynccontextmanager
-async def three_nodes(t: Three, nodes: tuple[str, ...] = NODES) -> AsyncIterator[Three]:
-    for user in USERS:
+async def three_nodes(t: Three, nodes: tuple[str, ...] = NODES, add_users: bool = True) -> AsyncIterator[Three]:
+    for user in USERS if add_users else ():
         r = xmppctl(*t.storage, "--set", f"server.data_dir={t.tmp / 'ctl'}", "user", "add", f"{user}@localhost", "--password", PASSWORD, cwd=t.tmp)
         assert r.returncode == 0, r.stderr
     try:

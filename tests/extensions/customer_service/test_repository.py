@@ -194,3 +194,37 @@ async def test_prechat_definition_and_answers_are_kept_and_tickets_filter_and_pa
     assert [t.body for t in await cs_repo.tickets("support", state="open")] == ["t0", "t2", "t3"]
     assert [t.body for t in await cs_repo.tickets("support", state="closed")] == ["t1"]
     assert [t.body for t in await cs_repo.tickets("support", limit=2, offset=1)] == ["t1", "t2"]
+
+
+async def test_queue_fence_refuses_a_stale_owner(cs_repo: Any) -> None:
+    """A queue's chats are written with its cluster owner's token (docs/cluster.md §5): once a
+    newer owner claimed the queue, an older token writes nothing; 0 (no cluster) is never fenced."""
+    from xmppd_extensions.customer_service.repository import FencedOut
+
+    await cs_repo.put_queue(QueueRecord("support", "Support"))
+    assert await cs_repo.queue_fence("support") == 0
+    assert await cs_repo.claim_queue("support", 3) is True
+    assert await cs_repo.queue_fence("support") == 3
+    assert await cs_repo.claim_queue("support", 2) is False  # an older owner cannot take it back
+    assert await cs_repo.claim_queue("nowhere", 1) is True  # no such queue: nothing to guard
+    await cs_repo.save_session(session("a"), 3)
+    with pytest.raises(FencedOut):
+        await cs_repo.save_session(session("a", state="closed", closed_at=at(1), close_reason="idle"), 2)
+    with pytest.raises(FencedOut):
+        await cs_repo.claim_session(session("a", state="active", agent="ag@x"), "waiting", None, 2)
+    assert (await cs_repo.get_session("a")).state == "waiting"
+    assert await cs_repo.claim_session(session("a", state="active", agent="ag@x"), "waiting", None, 3) is True
+    await cs_repo.save_session(session("a", state="active", agent="ag@x", seq=2))  # token 0: unfenced
+    assert [s.id for s in await cs_repo.open_sessions("support")] == ["a"]
+    assert await cs_repo.open_sessions("sales") == []
+
+
+async def test_open_chat_follows_a_transfer(cs_repo: Any) -> None:
+    await cs_repo.save_session(session("a", visitor="v@x"))
+    await cs_repo.save_session(session("b", visitor="w@x", state="closed", closed_at=at(1), close_reason="idle"))
+    assert (await cs_repo.open_chat("support", "v@x")).id == "a"
+    assert await cs_repo.open_chat("support", "w@x") is None
+    moved = (await cs_repo.get_session("a")).replace(queue="sales")
+    await cs_repo.save_session(moved)
+    assert await cs_repo.open_chat("support", "v@x") == moved
+    assert await cs_repo.open_chat("sales", "v@x") is None

@@ -1,0 +1,416 @@
+"""Customer-service queues across cluster nodes (docs/cluster.md §5, docs/customer-service.md):
+one owner node per queue, by lease, exactly as rooms.
+
+Made by ``CustomerService.join_cluster`` when ``cluster.redis_url`` is set; without it none of
+this exists and the service keeps every queue in its own memory as on one node.
+
+- Every stanza for a queue (to the queue JID, to a chat's session JID ``s-<id>``, an iq naming a
+  chat or a queue) is handled on the holder of the lease ``csq:<queue>``; another node forwards
+  it there through the router's bus (``ClusterPort.forward``, envelope tag ``csq``). A queue
+  nobody owns is acquired by its preferred node (rendezvous hashing), which claims the queue's
+  fencing token in the database (``cs_queues.fence``) and loads the queue, its members and its
+  open chats (the waiting line, offers, active chats: all durable in ``cs_sessions``).
+- The owner writes every chat with the lease's token (``repository.FencedOut``); a renewal that
+  fails, or a fenced write, drops the queue from memory at once.
+- Agents' presence is the one thing only memory holds: every node remembers the last presence
+  its own sessions sent to the service, and sends it again when a queue's owner went away (a
+  node down or gone), so that the new owner learns who is available and serves the line.
+- Graceful stop (``leave``): the owner gives its queues' leases back and drops them; what comes
+  for them afterwards is forwarded to the other nodes, where the next stanza acquires the queue.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from lxml import etree
+
+from xmppd.core.hooks import Flow, NodeEvent, Routed
+from xmppd.errors import Condition, StanzaError
+from xmppd.jid import JID
+from xmppd.xml import ns
+
+from .presence import SUBSCRIPTION_TYPES
+from .protocol import NS
+from .repository import FencedOut
+
+if TYPE_CHECKING:
+    from .feature import CustomerService
+
+log = logging.getLogger("xmppd.features.cs.cluster")  # beside the feature's own logger (shown at INFO)
+
+TAG = "csq"  # the bus envelopes for a queue's owner
+KIND = "csq"  # the leases
+MAX_HOPS = 3
+MAX_CACHED = 100_000  # chat -> queue, queue -> owner entries remembered
+_QUEUE_IQS = (f"{{{NS}}}queue", f"{{{NS}}}delete-queue")
+_HANDED = f"{{{NS}#cluster}}handed-over"  # between nodes only: a chat transferred into a queue
+
+
+def _unreachable() -> tuple[type[BaseException], ...]:
+    from xmppd.cluster.connection import unreachable_errors
+
+    return unreachable_errors()
+
+
+class QueueCluster:
+    def __init__(self, cs: "CustomerService", port: Any) -> None:
+        self.cs = cs
+        self.port = port
+        self.leases = port.leases
+        self.name: str = port.name
+        self.leaving = False
+        self._clock = asyncio.get_running_loop().time
+        self._owners: dict[str, tuple[str, float]] = {}  # queue -> (owner node, until)
+        self.owner_seen: dict[str, str] = {}  # queue -> the node this node last forwarded to
+        self._chat_queue: dict[str, str] = {}  # chat id -> its queue (read once from storage)
+        self._locks: dict[str, list[Any]] = {}  # queue -> [lock, stanzas using it]
+        self._tokens: dict[str, int] = {}  # queue -> the last token this node held it with
+        # Presence this node's own sessions sent to the service: (full JID, to) -> the stanza.
+        self.sent: dict[tuple[JID, JID], etree._Element] = {}
+        self._removers = [port.serve(TAG, self._from_bus), self.leases.on_lost(KIND, self._lost)]
+
+    # ---------------------------------------------------------------- ownership
+
+    def owns(self, queue: str) -> bool:
+        return self.leases.token(KIND, queue) is not None
+
+    def token(self, queue: str) -> int:
+        """The token to write ``queue``'s chats with: the lease's; while the queue is still loaded
+        here after its lease was lost, the last one held (such a write is refused by the fence
+        once another node claimed the queue, never unfenced); 0 for a queue not held here (a
+        chat transferred there: the write that hands it over)."""
+        token = self.leases.token(KIND, queue)
+        if token is not None:
+            return token
+        if any(s.queue == queue for s in self.cs.open.values()):
+            return self._tokens.get(queue, 0)
+        return 0
+
+    def unload(self, queue: str) -> None:
+        """Forget ``queue``'s live state here: its chats stay in storage for the next owner."""
+        self.cs.state.unindex_queue(queue)
+
+    async def _load(self, queue: str, token: int) -> bool:
+        """Claim the queue's token in storage and load it; False: a newer owner wrote it."""
+        cs = self.cs
+        if not await cs.repo.claim_queue(queue, token):
+            return False
+        if len(self._tokens) >= MAX_CACHED:
+            self._tokens.clear()
+        self._tokens[queue] = token
+        qr = await cs.repo.get_queue(queue)
+        self.unload(queue)
+        if qr is None:  # no such queue (yet: a queue being created is written by its owner)
+            cs.queues.pop(queue, None)
+            cs.members.pop(queue, None)
+            log.info("queue %s now lives on node %s (token %d, not stored yet)", queue, self.name, token)
+            return True
+        cs.queues[queue] = qr
+        cs.members[queue] = {m.jid: m for m in await cs.repo.members(queue)}
+        line = 0
+        for s in await cs.repo.open_sessions(queue):
+            if s.state == "offered":  # an offer does not survive its node: back in line, same place
+                s = s.replace(state="waiting", agent=None)
+                await cs.repo.save_session(s, token)
+            cs.state.index(s)
+            line += s.state == "waiting"
+        log.info("queue %s now lives on node %s (token %d, %d chats open, %d waiting)", queue, self.name, token,
+                 sum(1 for s in cs.open.values() if s.queue == queue), line)
+        return True
+
+    # ---------------------------------------------------------------- where a stanza goes
+
+    async def queue_of(self, r: Routed) -> str | None:
+        """The queue a stanza concerns, or None: handled by the node that received it."""
+        to = r.to
+        assert to is not None
+        local = to.local
+        if local is None:
+            if r.kind != "iq" or not len(r.stanza):
+                return None
+            payload = r.stanza[0]
+            if payload.tag in _QUEUE_IQS:
+                return payload.get("name") or None
+            sid = payload.get("session")
+            return await self._queue_of_chat(sid) if sid else None
+        if local.startswith("s-"):
+            return await self._queue_of_chat(local[2:])
+        if r.kind != "presence":
+            visitor = str(r.from_jid.bare)
+            held = self.cs.state.visitor_session(local, visitor)
+            if held is not None:  # the visitor's chat is here (perhaps transferred into a queue held here)
+                return held.queue
+            if self.owns(local):  # no chat here: one transferred to a queue another node holds?
+                stored = await self.cs.repo.open_chat(local, visitor)
+                if stored is not None and stored.queue != local:
+                    return stored.queue
+        return local
+
+    async def _queue_of_chat(self, sid: str) -> str | None:
+        s = self.cs.open.get(sid)
+        if s is not None:
+            return s.queue
+        queue = self._chat_queue.get(sid)
+        if queue is not None and self.owns(queue):  # ours, yet not open here: closed or transferred since
+            queue = None
+        if queue is None:
+            stored = await self.cs.repo.get_session(sid)
+            if stored is None:
+                return None
+            queue = stored.queue
+            if stored.state != "closed":  # a transfer may still move it: remember open chats only
+                if len(self._chat_queue) >= MAX_CACHED:
+                    self._chat_queue.clear()
+                self._chat_queue[sid] = queue
+        return queue
+
+    async def here(self, r: Routed, hops: int) -> bool:
+        """True when this node handles ``r`` (it owns the queue, acquired now if nobody did, or
+        the stanza concerns no queue). False: forwarded to the owner, or answered with an error."""
+        queue = await self.queue_of(r)
+        # Owned and loaded (while a stanza acquires and loads it, the others wait at its gate).
+        if queue is None or self.owns(queue) and not self.leaving and queue not in self._locks:
+            return True
+        cached = self._owners.get(queue)
+        if cached is not None and hops == 0 and not self.leaving:
+            if cached[1] > self._clock() and self.port.is_live(cached[0]):
+                self._forward(cached[0], r, hops)
+                return False
+            del self._owners[queue]
+        gate = self._locks.get(queue)
+        if gate is None:
+            gate = self._locks[queue] = [asyncio.Lock(), 0]
+        gate[1] += 1
+        try:
+            async with gate[0]:
+                return await self._locate(r, hops, queue)
+        finally:
+            gate[1] -= 1
+            if not gate[1]:
+                del self._locks[queue]
+
+    async def _locate(self, r: Routed, hops: int, queue: str) -> bool:
+        if self.owns(queue) and not self.leaving:
+            return True
+        try:
+            lease = await self.leases.owner(KIND, queue)
+            if lease is not None and lease.node != self.name:
+                self._drop_stale(queue)
+                if await self.port.alive(lease.node):
+                    if len(self._owners) >= MAX_CACHED:
+                        self._owners.clear()
+                    self._owners[queue] = (lease.node, self._clock() + self.port.heartbeat)
+                    self._forward(lease.node, r, hops)
+                    return False
+                if not await self.leases.break_dead(KIND, queue, lease):
+                    await self._refuse(r, "the queue is changing nodes: try again")
+                    return False
+                log.info("queue %s: its owner node %s is down, taking the queue over", queue, lease.node)
+                lease = None
+            if lease is None:
+                if self.leaving:  # stopping: the next owner is one of the others
+                    others = [n for n in self.port.live_nodes() if n != self.name]
+                    if others and hops < MAX_HOPS:
+                        from xmppd.cluster.leases import rendezvous
+
+                        self._forward(rendezvous(others, queue), r, hops)
+                    else:
+                        await self._refuse(r, "the queue's node is stopping: try again")
+                    return False
+                if hops == 0:
+                    preferred = self.port.preferred(queue)
+                    if preferred != self.name and await self.port.present(preferred):
+                        self._forward(preferred, r, hops)
+                        return False
+                lease = await self.leases.acquire(KIND, queue, await self.cs.repo.queue_fence(queue))
+                if lease is None or lease.node != self.name:  # another node was quicker
+                    if lease is not None:
+                        self._forward(lease.node, r, hops)
+                    else:
+                        await self._refuse(r, "the queue is changing nodes: try again")
+                    return False
+            elif self.leases.token(KIND, queue) is None and not await self.leases.adopt(KIND, queue, lease):
+                await self._refuse(r, "the queue is changing nodes: try again")
+                return False
+            if not await self._load(queue, lease.token):
+                await self.leases.release(KIND, queue)
+                await self._refuse(r, "the queue is changing nodes: try again")
+                return False
+            self.acquired(queue)
+            return True
+        except _unreachable() as exc:
+            if any(s.queue == queue for s in self.cs.open.values()):
+                return True  # cut off from Redis: serve what we hold until the lease runs out
+            log.warning("queue %s: the cluster cannot be reached (%s)", queue, exc or type(exc).__name__)
+            await self._refuse(r, "the queue cannot be reached now")
+            return False
+        except Exception:
+            log.exception("queue %s could not be located or loaded", queue)
+            self.unload(queue)
+            await self.leases.release(KIND, queue)
+            await self._refuse(r, "the queue could not be loaded", Condition.INTERNAL_SERVER_ERROR)
+            return False
+
+    def _forward(self, node: str, r: Routed, hops: int) -> None:
+        if hops >= MAX_HOPS:
+            self.cs.ctx.spawn(self._refuse(r, "the queue is changing nodes: try again"), name="cs-refuse")
+            return
+        queue = self._queue_hint(r)
+        if queue is not None:
+            self.owner_seen[queue] = node
+        self.port.forward(node, TAG, r, hops, self._not_taken)
+
+    @staticmethod
+    def _queue_hint(r: Routed) -> str | None:
+        local = r.to.local if r.to is not None else None
+        return local if local and not local.startswith("s-") else None
+
+    async def _not_taken(self, r: Routed) -> None:
+        await self._refuse(r, "the queue's node cannot be reached now")
+
+    async def _refuse(self, r: Routed, text: str, condition: Condition = Condition.SERVICE_UNAVAILABLE) -> None:
+        if r.kind == "presence" or r.stanza.get("type") == "error":
+            return  # presence is never answered with an error here; it is sent again on a move
+        self.cs.ctx.router.bounce(r, StanzaError(condition, text))
+
+    async def _from_bus(self, r: Routed, hops: int, origin: str) -> None:
+        """A stanza another node forwarded to this node as the queue's (preferred) owner, or a
+        new owner's request for its agents' presence."""
+        if r.kind == "presence" and r.stanza.get("type") == "probe" and r.from_jid.domain == self.cs.domain \
+                and r.from_jid.local is not None and r.to is not None and r.to.local == r.from_jid.local:
+            await self.resend(f"queue {r.from_jid.local} moved to node {origin}", r.from_jid.local)
+            return
+        await self.cs.receive(r, hops=hops)
+
+    def acquired(self, queue: str) -> None:
+        """A queue came here: every node (this one too) sends its agents' presence for it again."""
+        me = JID(queue, self.cs.domain)
+        for node in self.port.live_nodes():
+            if node == self.name:
+                self.cs.ctx.spawn(self.resend(f"queue {queue} moved here", queue), name="cs-resend-presence")
+                continue
+            p = etree.Element(f"{{{ns.CLIENT}}}presence", {"type": "probe", "from": str(me), "to": str(me)}, nsmap={None: ns.CLIENT})
+            self.port.forward(node, TAG, Routed(p, "presence", me, me), 0, None)
+
+    # ---------------------------------------------------------------- agents' presence
+
+    def remember(self, r: Routed) -> None:
+        """Presence one of this node's own sessions sent to the service: kept until unavailable,
+        sent again when a queue moves."""
+        if r.kind != "presence" or r.stanza.get("type") in (*SUBSCRIPTION_TYPES, "probe", "error"):
+            return
+        if r.to is None or self.cs.ctx.sessions.get(r.from_jid) is None:
+            return
+        key = (r.from_jid, r.to.bare)
+        if r.stanza.get("type") == "unavailable":
+            self.sent.pop(key, None)
+        elif len(self.sent) < MAX_CACHED or key in self.sent:
+            self.sent[key] = r.stanza
+
+    def session_gone(self, full: JID) -> None:
+        for key in [k for k in self.sent if k[0] == full]:
+            del self.sent[key]
+
+    async def resend(self, why: str, queue: str | None = None) -> None:
+        """Send this node's agents' last presence to the service again (each to its queue's
+        owner now, acquiring the queue if nobody holds it); ``queue``: only what concerns it."""
+        items = [(k, p) for k, p in self.sent.items() if queue is None or k[1].local in (None, queue)]
+        if not items:
+            return
+        log.info("customer service: sending %d agents' presence to the queues' owners again (%s)", len(items), why)
+        for (full, to), p in items:
+            if self.cs.ctx.sessions.get(full) is None:
+                self.sent.pop((full, to), None)
+                continue
+            try:
+                await self.cs.receive(Routed(p, "presence", full, to))
+            except Exception:
+                log.exception("sending %s's presence to %s again failed", full, to)
+
+    # ---------------------------------------------------------------- chats moving between queues
+
+    async def hand_over(self, s: Any) -> None:
+        """A chat this node transferred to a queue another node holds (stored already): that
+        queue's owner learns of it (acquiring the queue if nobody holds it). Call without the lock."""
+        me = JID(None, self.cs.domain)
+        to = JID(s.queue, self.cs.domain)
+        m = etree.Element(f"{{{ns.CLIENT}}}message", {"from": str(me), "to": str(to), "type": "normal"}, nsmap={None: ns.CLIENT})
+        etree.SubElement(m, _HANDED, {"session": s.id})
+        await self.cs.receive(Routed(m, "message", me, to))
+
+    @staticmethod
+    def handed_over(r: Routed) -> str | None:
+        """The chat a ``hand_over`` message names (only the component itself sends one)."""
+        el = r.stanza.find(_HANDED)
+        return el.get("session") if el is not None else None
+
+    async def learn_queue(self, name: str) -> None:
+        """A queue another node created: its record and members from storage (a mirror here)."""
+        qr = await self.cs.repo.get_queue(name)
+        if qr is not None:
+            self.cs.queues[name] = qr
+            self.cs.members[name] = {m.jid: m for m in await self.cs.repo.members(name)}
+
+    async def take(self, queue: str, sid: str) -> None:
+        """(Under the lock.) A chat transferred into ``queue``, which this node holds: load it
+        from storage and serve the line."""
+        cs = self.cs
+        s = await cs.repo.get_session(sid)
+        if s is None or s.state == "closed" or s.queue != queue or not self.owns(queue):
+            return
+        if s.entry not in cs.queues:  # the visitor writes to the queue they came in through
+            await self.learn_queue(s.entry)
+        cs.state.index(s)
+        await self.cs.dispatch(queue)
+
+    # ---------------------------------------------------------------- ownership ends
+
+    def _drop_stale(self, queue: str) -> None:
+        if self.leases.token(KIND, queue) is None and any(s.queue == queue for s in self.cs.open.values()):
+            log.warning("queue %s is owned by another node now: dropped here", queue)
+            self.unload(queue)
+
+    async def fenced_out(self, queue: str, exc: FencedOut) -> None:
+        log.warning("queue %s: %s; another node owns it, dropped here", queue, exc)
+        self.leases.forget(KIND, queue)
+        self.unload(queue)
+
+    async def _lost(self, name: str, token: int) -> None:
+        # Not from the heartbeat loop itself: a chat being handled finishes first (under the lock).
+        self.cs.ctx.spawn(self._unload_locked(name), name=f"cs-unload {name}")
+
+    async def _unload_locked(self, name: str) -> None:
+        async with self.cs.lock:
+            if self.leases.token(KIND, name) is None:
+                self.unload(name)
+
+    async def leave(self) -> None:
+        """Graceful stop: give every queue's lease back; the next stanza acquires it elsewhere.
+        The chats are in storage already (every change is written through)."""
+        self.leaving = True
+        for queue in self.leases.held(KIND):
+            self.unload(queue)
+            await self.leases.release(KIND, queue)
+            log.info("queue %s released: another node takes it at its next stanza", queue)
+
+    def detach(self) -> None:
+        for remove in self._removers:
+            remove()
+        self._removers = []
+
+    # ---------------------------------------------------------------- nodes
+
+    async def node_down(self, ev: NodeEvent) -> Flow:
+        gone = {q for q, n in self.owner_seen.items() if n == ev.node}
+        gone |= {q for q, (n, _) in self._owners.items() if n == ev.node}
+        for q in gone:
+            self.owner_seen.pop(q, None)
+            self._owners.pop(q, None)
+        if self.sent:
+            self.cs.ctx.spawn(self.resend(f"node {ev.node} {'left' if ev.graceful else 'is down'}"), name="cs-resend-presence")
+        return Flow.CONTINUE
+
+
+__all__ = ["KIND", "TAG", "QueueCluster"]
