@@ -52,26 +52,29 @@ class IdempotencyConflict(RedPacketError):
     key: str
 
 
-class PacketNotFound(RedPacketError):
-    fields, text = ("packet_id",), "no red packet {packet_id!r}"
+class _PacketRefusal(RedPacketError):
+    """A refusal about one packet, named by ``packet_id``."""
+
+    fields = ("packet_id",)
     packet_id: str
 
 
-class AlreadyGrabbed(RedPacketError):
+class PacketNotFound(_PacketRefusal):
+    text = "no red packet {packet_id!r}"
+
+
+class AlreadyGrabbed(_PacketRefusal):
     fields, text = ("packet_id", "amount", "grabbed_at"), "already grabbed {amount} from {packet_id}"
-    packet_id: str
     amount: int
     grabbed_at: datetime
 
 
-class AllGone(RedPacketError):
-    fields, text = ("packet_id",), "every share of {packet_id} has been taken"
-    packet_id: str
+class AllGone(_PacketRefusal):
+    text = "every share of {packet_id} has been taken"
 
 
-class PacketExpired(RedPacketError):
-    fields, text = ("packet_id",), "red packet {packet_id} has expired"
-    packet_id: str
+class PacketExpired(_PacketRefusal):
+    text = "red packet {packet_id} has expired"
 
 
 class RecipientGone(RedPacketError):
