@@ -426,12 +426,7 @@ class RedPacket(Feature):
         except (AllGone, PacketNotFound):
             raise StanzaError(Condition.ITEM_NOT_FOUND, "no such transfer") from None
         self._count("grabbed", got.amount)
-        await self._notice(
-            packet.sender,
-            element(q("accepted"), {"id": packet.id, "by": str(who), "amount": str(got.amount)}, default_ns=NS),
-            _text(packet.lang, "notice.accepted", name=who.local or str(who), amount=self._money(got.amount)),
-            packet.lang,
-        )
+        await self._tell_sender(packet, "accepted", who, got.amount)
         return element(q("accepted"), {"id": packet.id, "amount": str(got.amount), "balance": str(got.balance)},
                        default_ns=NS)
 
@@ -446,13 +441,18 @@ class RedPacket(Feature):
         if result is None:
             raise await self._transfer_refusal(packet)
         self._count("refunded", result.amount)
+        await self._tell_sender(packet, "declined", who, result.amount)
+        return element(q("declined"), {"id": packet.id, "amount": str(result.amount)}, default_ns=NS)
+
+    async def _tell_sender(self, packet: Packet, what: str, who: JID, amount: int) -> None:
+        """The transfer's sender is told its recipient ``accepted`` or ``declined`` it (stored,
+        attached to the transfer's message)."""
         await self._notice(
             packet.sender,
-            element(q("declined"), {"id": packet.id, "by": str(who), "amount": str(result.amount)}, default_ns=NS),
-            _text(packet.lang, "notice.declined", name=who.local or str(who), amount=self._money(result.amount)),
+            element(q(what), {"id": packet.id, "by": str(who), "amount": str(amount)}, default_ns=NS),
+            _text(packet.lang, f"notice.{what}", name=who.local or str(who), amount=self._money(amount)),
             packet.lang,
         )
-        return element(q("declined"), {"id": packet.id, "amount": str(result.amount)}, default_ns=NS)
 
     async def _transfer_for(self, req: IqRequest, verb: str) -> Packet:
         """The transfer an <accept/> or <decline/> names, if the requester is its recipient."""

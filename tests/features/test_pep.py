@@ -148,15 +148,9 @@ async def test_publish_options_preconditions_max_items_and_private_nodes(server)
         await close(alice, bob)
 
 
-@pytest.fixture
-async def store_server(tmp_path: Path, storage_overrides: list[str]):
-    async with running_server(tmp_path, *storage_overrides) as srv:
-        yield srv
-
-
-async def test_retract_purge_delete_and_not_found(store_server):
+async def test_retract_purge_delete_and_not_found(storage_server):
     """On SQLite and MariaDB: the item store PEP and PubSub share (xmppd/features/pep/items.py)."""
-    server = store_server
+    server = storage_server
     alice = await PepClient.login(server, "alice", (TUNE,))
     bob = await PepClient.login(server, "bob", (TUNE,))
     await befriend(server, alice.bare, bob.bare)

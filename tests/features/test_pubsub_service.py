@@ -26,15 +26,9 @@ def cond(err: pytest.ExceptionInfo[IqError]) -> tuple[str, str | None]:
     return err.value.iq["error"]["condition"], (app.tag.split("}")[1] if app is not None else None)
 
 
-@pytest.fixture
-async def store_server(tmp_path: Path, storage_overrides: list[str]):
-    async with running_server(tmp_path, *storage_overrides) as srv:
-        yield srv
-
-
-async def test_nodes_subscriptions_affiliations_and_notifications(store_server):
+async def test_nodes_subscriptions_affiliations_and_notifications(storage_server):
     """On SQLite and MariaDB: the item store PEP and PubSub share (xmppd/features/pep/items.py)."""
-    server = store_server
+    server = storage_server
     svc = f"pubsub.{server.domain}"
     alice = await PepClient.login(server, "alice")
     bob = await PepClient.login(server, "bob")

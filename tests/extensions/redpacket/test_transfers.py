@@ -116,26 +116,31 @@ async def test_the_transfer_mark_is_stored(rp_repo):
     assert (await rp_repo.audit()).ok
 
 
-async def test_an_accept_racing_the_return_moves_the_money_once(sql_rp_repo):
-    await sql_rp_repo.topup(A, 10000, at())
+@pytest.mark.parametrize("declined", [False, True], ids=["returned", "declined"])
+async def test_an_accept_racing_the_return_moves_the_money_once(rp_repo, declined):
+    """On memory, SQLite and MariaDB: an accept racing the return (a forced refund) or the
+    recipient's decline (the same refund) moves each transfer to one side, whole, once."""
+    await rp_repo.topup(A, 10000, at())
     for i in range(20):
-        await sql_rp_repo.send(transfer(f"t{i}", 100))
+        await rp_repo.send(transfer(f"t{i}", 100))
 
     async def accept(pid: str):
         try:
-            return (await sql_rp_repo.grab(pid, B, at(1))).amount
+            return (await rp_repo.grab(pid, B, at(1))).amount
         except PacketExpired:
             return 0
 
     async def give_back(pid: str):
-        r = await sql_rp_repo.refund(pid, at(1), force=True)
+        r = await rp_repo.refund(pid, at(1), force=True, declined=declined)
         return r.amount if r is not None else 0
 
     results = await asyncio.gather(*(f(f"t{i}") for i in range(20) for f in (accept, give_back)))
     for i in range(20):  # each transfer went to exactly one side, whole
         assert sorted(results[2 * i: 2 * i + 2]) == [0, 100]
-    assert await sql_rp_repo.balance(A) + await sql_rp_repo.balance(B) == 10000
-    report = await sql_rp_repo.audit()
+        status = (await rp_repo.get_packet(f"t{i}")).status
+        assert status == "finished" if results[2 * i] else status == ("declined" if declined else "expired")
+    assert await rp_repo.balance(A) + await rp_repo.balance(B) == 10000
+    report = await rp_repo.audit()
     assert report.ok and report.unclaimed == 0, str(report)
 
 
@@ -216,29 +221,3 @@ async def test_a_declined_transfer_returns_at_once_and_cannot_be_accepted(offlin
     finally:
         for x in (a, b, c):
             await slix_close(x)
-
-
-async def test_decline_and_accept_race_on_the_repository(rp_repo):
-    """The repository's side of the race (memory, SQLite, MariaDB): a decline is the refund."""
-    await rp_repo.topup(A, 10000, at())
-    for i in range(20):
-        await rp_repo.send(transfer(f"t{i}", 100))
-
-    async def accept(pid: str):
-        try:
-            return (await rp_repo.grab(pid, B, at(1))).amount
-        except PacketExpired:
-            return 0
-
-    async def decline(pid: str):
-        r = await rp_repo.refund(pid, at(1), declined=True)
-        return r.amount if r is not None else 0
-
-    results = await asyncio.gather(*(f(f"t{i}") for i in range(20) for f in (accept, decline)))
-    for i in range(20):
-        assert sorted(results[2 * i: 2 * i + 2]) == [0, 100]
-        p = await rp_repo.get_packet(f"t{i}")
-        assert p.status == ("declined" if results[2 * i] == 0 else "finished")
-    assert await rp_repo.balance(A) + await rp_repo.balance(B) == 10000
-    report = await rp_repo.audit()
-    assert report.ok and report.unclaimed == 0, str(report)
