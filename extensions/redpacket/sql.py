@@ -44,7 +44,7 @@ import random
 import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -138,22 +138,39 @@ def _first(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> tupl
     return rows[0] if rows else None
 
 
-def _sqlite_read(db: sqlite3.Connection, packet_id: str) -> tuple[GrabState | None, list[Share]]:
-    """What the grab rule reads (:func:`.policy.claim`): the packet's counters and its shares."""
+class _ShareRow(NamedTuple):
+    """A share as SQLite stores it (``grabbed_at`` as text: converted only where it is read, by
+    :func:`_stored_share`), for the rule; far cheaper to make than a :class:`Share` per row."""
+
+    seq: int
+    amount: int
+    grabbed_by: str | None
+    grabbed_at: Any
+
+
+def _stored_share(s: Any) -> Share:
+    at = s.grabbed_at
+    return Share(s.seq, s.amount, s.grabbed_by, _from_sqlite_time(at) if isinstance(at, str) else at)
+
+
+def _sqlite_read(db: sqlite3.Connection, packet_id: str, grabber: str) -> tuple[GrabState | None, list[_ShareRow]]:
+    """What the grab rule reads (:func:`.policy.claim`): the packet's counters and its shares
+    (the grabber's own with its time, for the refusal)."""
     row = _first(db, _SQL_STATE, (packet_id,))
     if row is None:
         return None, []
     state = GrabState(int(row[0]), int(row[1]), bool(row[2]), _from_sqlite_time(row[3]), row[4], int(row[5]))
-    return state, [
-        Share(int(seq), int(amount), by, _from_sqlite_time(at) if at is not None else None)
-        for seq, amount, by, at in db.execute(_SQL_SHARES, (packet_id,)).fetchall()
-    ]
+    rows = list(map(_ShareRow._make, db.execute(_SQL_SHARES, (packet_id,)).fetchall()))
+    for i, r in enumerate(rows):
+        if r.grabbed_by == grabber:
+            rows[i] = r._replace(grabbed_at=_from_sqlite_time(r.grabbed_at))
+    return state, rows
 
 
 def _sqlite_refusal(db: sqlite3.Connection, packet_id: str, grabber: str, now: datetime) -> Exception:
-    state, shares_ = _sqlite_read(db, packet_id)
+    state, shares_ = _sqlite_read(db, packet_id, grabber)
     own = next((s for s in shares_ if s.grabbed_by == grabber), None)
-    return grab_refusal(packet_id, state, own, now) or AllGone(packet_id)
+    return grab_refusal(packet_id, state, _stored_share(own) if own else None, now) or AllGone(packet_id)
 
 
 def _sqlite_grab(db: sqlite3.Connection, packet_id: str, grabber: str, now: datetime, outbox: Outbox = DISABLED) -> GrabResult:
@@ -162,8 +179,8 @@ def _sqlite_grab(db: sqlite3.Connection, packet_id: str, grabber: str, now: date
     ask the rule (:func:`.policy.claim`), write the claim, the counters, the credit and the
     ledger row, in one hand-off instead of about fifteen. Raising (a refusal, or any database
     error) makes the caller roll the transaction back."""
-    state, shares_ = _sqlite_read(db, packet_id)
-    c = claim(packet_id, state, shares_, grabber, now)
+    state, shares_ = _sqlite_read(db, packet_id, grabber)
+    c = claim(packet_id, state, shares_, grabber, now)  # type: ignore[arg-type]  # rows stand for shares
     at = _sqlite_time(now)
     if db.execute(_SQL_CLAIM, (grabber, at, packet_id, c.seq)).rowcount != 1:
         raise _LostRace()  # impossible under SQLite's one writer; rerun rather than guess
@@ -173,7 +190,8 @@ def _sqlite_grab(db: sqlite3.Connection, packet_id: str, grabber: str, now: date
     assert credited is not None
     balance = int(credited[0])
     db.execute(_SQL_LEDGER, (grabber, c.amount, balance, packet_id, at))
-    result = GrabResult(packet_id, grabber, c.amount, c.seq, now, balance, c.remaining_count, c.remaining_amount, c.best)
+    best = _stored_share(c.best) if c.best is not None else None
+    result = GrabResult(packet_id, grabber, c.amount, c.seq, now, balance, c.remaining_count, c.remaining_amount, best)
     for event, data in grab_events(result):
         outbox.write_sqlite(db, event, f"redpacket:{packet_id}", data, now)
     return result
