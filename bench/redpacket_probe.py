@@ -38,7 +38,8 @@ from xmppd.jid import JID  # noqa: E402
 from xmppd.storage.engine import Database  # noqa: E402
 from xmppd.storage.migrations import upgrade  # noqa: E402
 from xmppd_extensions.redpacket.feature import NS, RedPacket, RedPacketOptions  # noqa: E402
-from xmppd_extensions.redpacket.repository import NewPacket, SqlRedPacketRepository  # noqa: E402
+from xmppd_extensions.redpacket.models import NewPacket  # noqa: E402
+from xmppd_extensions.redpacket.sql import SqlRedPacketRepository  # noqa: E402
 
 DOMAIN = "probe.example"
 ROOM = JID.parse(f"room@conference.{DOMAIN}")

@@ -44,3 +44,10 @@ def storage_overrides(request, tmp_path) -> list[str]:
         return []
     url = request.getfixturevalue("mariadb_url")
     return [f"storage.url={url}", "storage.auto_upgrade=true"]
+
+
+@pytest.fixture
+async def storage_server(tmp_path: Path, storage_overrides: list[str]) -> AsyncIterator[Server]:
+    """A server (TLS required) on SQLite and, in a second run, on MariaDB."""
+    async with running_server(tmp_path, *storage_overrides) as srv:
+        yield srv

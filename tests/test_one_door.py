@@ -14,8 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [ROOT / "xmppd" / "features", ROOT / "extensions"]
-# Client-side code (test clients' plugins) and xmppctl verbs run without a server.
-NOT_SERVER = ("slixmpp_plugin.py", "cli.py")
+# Client-side code (test clients' plugins and their shared base) and xmppctl verbs run without a server.
+NOT_SERVER = ("slixmpp_plugin.py", "slixmpp_base.py", "cli.py")
 
 WRITES = {"send", "send_bytes", "send_element", "deliver", "deliver_bytes", "write"}
 # Receivers whose ``send`` is a door, not a session write: the feature context and router

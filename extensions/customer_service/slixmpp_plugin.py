@@ -12,9 +12,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any, Literal
 
-from slixmpp.plugins.base import BasePlugin, register_plugin
-from slixmpp.xmlstream.handler import Callback
+from slixmpp.plugins.base import register_plugin
 from slixmpp.xmlstream.matcher import MatchXPath
+
+from ..slixmpp_base import IqPlugin
 
 NS = "urn:xmppd:cs:0"
 EVENTS = ("offer", "assigned", "position", "agent", "closed", "welcome", "ticket", "requeued", "revoked", "paused")
@@ -27,26 +28,13 @@ def _el(name: str, attrs: dict[str, Any] | None = None, text: str | None = None)
     return el
 
 
-class XmppdCustomerService(BasePlugin):
+class XmppdCustomerService(IqPlugin):
     name = "cs"
     description = "xmppd customer service (urn:xmppd:cs:0)"
-    dependencies: set[str] = set()  # type: ignore[misc]
 
     def plugin_init(self) -> None:
         for event in EVENTS:
-            self.xmpp.register_handler(
-                Callback(f"cs {event}", MatchXPath(f"{{{self.xmpp.default_ns}}}message/{{{NS}}}{event}"), self._make(event))
-            )
-
-    def plugin_end(self) -> None:
-        for event in EVENTS:
-            self.xmpp.remove_handler(f"cs {event}")
-
-    def _make(self, event: str) -> Any:
-        def handler(msg: Any) -> None:
-            self.xmpp.event(f"cs_{event}", msg)
-
-        return handler
+            self.forward(f"cs_{event}", MatchXPath(f"{{{self.xmpp.default_ns}}}message/{{{NS}}}{event}"))
 
     @staticmethod
     def payload(msg: Any, name: str) -> ET.Element | None:
@@ -54,9 +42,7 @@ class XmppdCustomerService(BasePlugin):
         return msg.xml.find(f"{{{NS}}}{name}")
 
     async def _iq(self, typ: Literal["get", "set"], to: str, el: ET.Element, timeout: int = 10) -> ET.Element | None:
-        iq = self.xmpp.make_iq(ito=to, itype=typ)
-        iq.xml.append(el)
-        result = await iq.send(timeout=timeout)
+        result = await self.ask(to, typ, el, timeout=timeout)
         return result.xml[0] if len(result.xml) else None
 
     # -- admins

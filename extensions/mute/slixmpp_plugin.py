@@ -18,11 +18,11 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from slixmpp import Iq, Message
-from slixmpp.plugins import BasePlugin
 from slixmpp.stanza import Error
 from slixmpp.xmlstream import ElementBase, register_stanza_plugin
-from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
+
+from ..slixmpp_base import IqPlugin
 
 NS = "urn:xmppd:mute:0"
 
@@ -161,12 +161,11 @@ class PlatformMuted(_Reasoned):
     interfaces = {"until", "reason"}
 
 
-class mute(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their name
+class mute(IqPlugin):  # noqa: N801 -- slixmpp finds plugins by their name
     """urn:xmppd:mute:0 client side."""
 
     name = "mute"
     description = "xmppd group mute (urn:xmppd:mute:0)"
-    dependencies: set[str] = set()
 
     def plugin_init(self) -> None:
         for cls in (MuteRequest, UnmuteRequest, MuteAllRequest, UnmuteAllRequest, MuteList, Status, Audit, SlowMode, Appeal):
@@ -182,27 +181,11 @@ class mute(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their name
         register_stanza_plugin(Message, Notice)
         for cls in (Muted, AllMuted, PlatformMuted, SlowMode):
             register_stanza_plugin(Error, cls)
-        self.xmpp.register_handler(Callback("mute notice", StanzaPath("message/mute_notice"), self._notice))
-
-    def plugin_end(self) -> None:
-        self.xmpp.remove_handler("mute notice")
-
-    def _notice(self, msg: Message) -> None:
-        self.xmpp.event("mute_notice", msg)
+        self.forward("mute_notice", StanzaPath("message/mute_notice"))
 
     async def _iq(self, to: Any, typ: str, plugin: str, attrs: dict[str, Any], reason: str | None = None,
                   lang: str | None = None, timeout: float = 10) -> Iq:
-        iq = self.xmpp.make_iq(ito=to, itype=typ)
-        iq.enable(plugin)
-        el = iq[plugin]
-        for k, v in attrs.items():
-            if v is not None:
-                el[k] = str(v)
-        if reason:
-            el["reason"] = reason
-        if lang:
-            iq["lang"] = lang
-        return await iq.send(timeout=timeout)
+        return await self.ask(to, typ, plugin, {**attrs, "reason": reason or None}, lang=lang, timeout=timeout)
 
     # ---------------------------------------------------------------- rooms
 
@@ -256,30 +239,27 @@ class mute(BasePlugin):  # noqa: N801 -- slixmpp finds plugins by their name
 
     # ---------------------------------------------------------------- server (admins)
 
-    def _server(self) -> str:
-        return self.xmpp.boundjid.domain
-
     async def platform_mute(self, jid: Any, *, seconds: int | None = None, reason: str | None = None) -> Item:
-        res = await self._iq(self._server(), "set", "mute_mute", {"jid": jid, "seconds": seconds}, reason)
+        res = await self._iq(self.server, "set", "mute_mute", {"jid": jid, "seconds": seconds}, reason)
         return res["mute_item"]
 
     async def platform_unmute(self, jid: Any) -> None:
-        await self._iq(self._server(), "set", "mute_unmute", {"jid": jid})
+        await self._iq(self.server, "set", "mute_unmute", {"jid": jid})
 
     async def platform_list(self) -> MuteList:
-        return (await self._iq(self._server(), "get", "mute_list", {}))["mute_list"]
+        return (await self._iq(self.server, "get", "mute_list", {}))["mute_list"]
 
     async def platform_status(self, jid: Any = None) -> Status:
-        return (await self._iq(self._server(), "get", "mute_status", {"jid": jid}))["mute_status"]
+        return (await self._iq(self.server, "get", "mute_status", {"jid": jid}))["mute_status"]
 
     async def appeal(self, text: str) -> str:
         """A platform-muted account appeals to the server's admins; the customer-service ticket's id."""
-        return (await self._iq(self._server(), "set", "mute_appeal", {}, text))["mute_appeal"]["ticket"]
+        return (await self._iq(self.server, "set", "mute_appeal", {}, text))["mute_appeal"]["ticket"]
 
     async def audit(self, *, room: Any = None, jid: Any = None, platform: bool = False, max: int | None = None,
                     before: int | None = None) -> Audit:
         attrs = {"room": room, "jid": jid, "scope": "platform" if platform else None, "max": max, "before": before}
-        return (await self._iq(self._server(), "get", "mute_audit", attrs))["mute_audit"]
+        return (await self._iq(self.server, "get", "mute_audit", attrs))["mute_audit"]
 
     # -- timed bans: XEP-0045 §9.1 / §9.5 with <ban xmlns='urn:xmppd:mute:0'/> in the item
 

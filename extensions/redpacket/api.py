@@ -29,7 +29,7 @@ from xmppd.api.framework import (
 from xmppd.jid import JID, JIDError
 from xmppd.timestamps import optional
 
-from .repository import IdempotencyConflict, InsufficientFunds, LedgerEntry, Packet
+from .models import IdempotencyConflict, InsufficientFunds, LedgerEntry, Packet
 
 if TYPE_CHECKING:
     from .feature import RedPacket

@@ -17,8 +17,9 @@ from typing import Any
 
 from xmppd.cli import Ctl, CtlError, _split_jid
 
+from .models import InsufficientFunds, PacketNotFound
 from .money import format_amount, parse_amount
-from .repository import InsufficientFunds, PacketNotFound, SqlRedPacketRepository
+from .sql import SqlRedPacketRepository
 
 
 async def _repo(ctl: Ctl) -> SqlRedPacketRepository:

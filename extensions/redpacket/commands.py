@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from xmppd.features.adhoc import Command, Execution, Field, Form, FormError, Note, Result
 from xmppd.jid import JID
 
+from .models import InsufficientFunds, PacketNotFound
 from .money import parse_amount
-from .repository import InsufficientFunds, PacketNotFound
 
 if TYPE_CHECKING:
     from .feature import RedPacket

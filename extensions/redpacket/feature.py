@@ -3,7 +3,7 @@
 The server is the only author of packet messages and notices: clients ask it with iqs to the
 server domain (send, open, balance, history, packet details, records), and every
 ``<redpacket/>``, ``<grabbed/>``, ``<finished/>`` or ``<refunded/>`` a client puts in its own
-message is stripped before routing. Money rules live in :mod:`.repository`; the split in
+message is stripped before routing. Money rules live in :mod:`.policy` and :mod:`.sql`; the split in
 :mod:`.split`.
 """
 
@@ -36,9 +36,8 @@ from xmppd.xml.builder import element, stanza, sub
 
 from . import split, wire
 from .commands import RedPacketCommands
-from .payments import PaymentRepository
-from .payments_api import operations as payment_operations
-from .repository import (
+from .models import (
+    DECLINED,
     KINDS,
     SYSTEM_WALLET,
     AllGone,
@@ -56,9 +55,10 @@ from .repository import (
     RefundResult,
     SendResult,
     Share,
-    SqlRedPacketRepository,
-    delete_account_txn,
 )
+from .payments import PaymentRepository
+from .payments_api import operations as payment_operations
+from .sql import SqlRedPacketRepository, delete_account_txn
 from .user_commands import UserCommands
 from .wire import NS, SendRefused, app_error, bad_request, q, timestamp
 
@@ -417,25 +417,67 @@ class RedPacket(Feature):
     @iq_handler("set", q("accept"))
     async def accept(self, req: IqRequest) -> etree._Element:
         """The recipient takes a transfer: its one share, in one transaction (the grab)."""
+        packet = await self._transfer_for(req, "accept")
+        who = req.from_jid.bare
+        try:
+            got = await self.repo.grab(packet.id, str(who), self.now())
+        except (AlreadyGrabbed, PacketExpired):
+            raise await self._transfer_refusal(packet) from None
+        except (AllGone, PacketNotFound):
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "no such transfer") from None
+        self._count("grabbed", got.amount)
+        await self._tell_sender(packet, "accepted", who, got.amount)
+        return element(q("accepted"), {"id": packet.id, "amount": str(got.amount), "balance": str(got.balance)},
+                       default_ns=NS)
+
+    @iq_handler("set", q("decline"))
+    async def decline(self, req: IqRequest) -> etree._Element:
+        """The recipient refuses a transfer: the money goes back to the sender at once, through the
+        refund (one transaction, after the packet row lock a grab takes: an accept racing it
+        moves the money to one side, once), and the sender is told ``<declined id by amount/>``."""
+        packet = await self._transfer_for(req, "decline")
+        who = req.from_jid.bare
+        result = await self.repo.refund(packet.id, self.now(), declined=True)
+        if result is None:
+            raise await self._transfer_refusal(packet)
+        self._count("refunded", result.amount)
+        await self._tell_sender(packet, "declined", who, result.amount)
+        return element(q("declined"), {"id": packet.id, "amount": str(result.amount)}, default_ns=NS)
+
+    async def _tell_sender(self, packet: Packet, what: str, who: JID, amount: int) -> None:
+        """The transfer's sender is told its recipient ``accepted`` or ``declined`` it (stored,
+        attached to the transfer's message)."""
+        await self._notice(
+            packet.sender,
+            element(q(what), {"id": packet.id, "by": str(who), "amount": str(amount)}, default_ns=NS),
+            _text(packet.lang, f"notice.{what}", name=who.local or str(who), amount=self._money(amount)),
+            packet.lang,
+        )
+
+    async def _transfer_for(self, req: IqRequest, verb: str) -> Packet:
+        """The transfer an <accept/> or <decline/> names, if the requester is its recipient."""
         packet_id = req.payload.get("id") or ""
         if not packet_id or len(packet_id) > 32:
-            raise bad_request("'id' names the transfer to accept")
-        who = req.from_jid.bare
+            raise bad_request(f"'id' names the transfer to {verb}")
         packet = await self._card(packet_id)
         if packet is None or not packet.transfer:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "no such transfer")
-        if str(who) != packet.target:
+        if str(req.from_jid.bare) != packet.target:
             raise app_error(Condition.FORBIDDEN, "forbidden", "this transfer is for someone else")
-        got = await self._grab(packet, who)
-        self._count("grabbed", got.amount)
-        await self._notice(
-            packet.sender,
-            element(q("accepted"), {"id": packet.id, "by": str(who), "amount": str(got.amount)}, default_ns=NS),
-            _text(packet.lang, "notice.accepted", name=who.local or str(who), amount=self._money(got.amount)),
-            packet.lang,
-        )
-        return element(q("accepted"), {"id": packet.id, "amount": str(got.amount), "balance": str(got.balance)},
-                       default_ns=NS)
+        return packet
+
+    async def _transfer_refusal(self, packet: Packet) -> StanzaError:
+        """Why a transfer can no longer be accepted or declined: accepted (``<already-grabbed/>``),
+        declined (``<transfer-declined/>``) or returned on expiry (``<expired/>``)."""
+        now = await self.repo.get_packet(packet.id)
+        if now is not None and now.status == DECLINED:
+            return app_error(Condition.NOT_ALLOWED, "transfer-declined", "this transfer was declined")
+        if now is not None and now.remaining_count == 0:
+            taken = [s for s in await self.repo.shares(packet.id) if s.grabbed_by is not None]
+            if taken and taken[0].grabbed_at is not None:
+                return app_error(Condition.CONFLICT, "already-grabbed", "this transfer was accepted",
+                                 amount=str(taken[0].amount), at=timestamp(taken[0].grabbed_at))
+        return app_error(Condition.NOT_ALLOWED, "expired", "this transfer has expired")
 
     async def _grab(self, packet: Packet, who: JID) -> GrabResult:
         """Take ``who``'s share of ``packet`` (the repository's one grab), refusals as the protocol says them."""
@@ -481,7 +523,7 @@ class RedPacket(Feature):
     async def _finished(self, packet: Packet, best: Share | None) -> None:
         """The last share is taken. A lucky packet of two shares or more names its best luck
         (largest share, ties: earliest grab); equal and single-share packets have none
-        (``best`` is None: the repository fixes none, see :func:`.repository.has_best_luck`)."""
+        (``best`` is None: the repository fixes none, see :func:`.policy.has_best_luck`)."""
         attrs = {"id": packet.id}
         if best is not None and best.grabbed_by:
             attrs.update({"best-luck": best.grabbed_by, "amount": str(best.amount)})
@@ -627,7 +669,7 @@ class RedPacket(Feature):
     async def delete_account_txn(cls, conn: Any, deletion: Any) -> list[RefundResult]:
         """In the transaction deleting the account: packets addressed to it go back to their
         senders, its own open packets and its balance to the system wallet, its records to a
-        tombstone (see :func:`.repository.delete_account_txn`): never lost, never inherited."""
+        tombstone (see :func:`.sql.delete_account_txn`): never lost, never inherited."""
         return await delete_account_txn(conn, deletion.jid, deletion.account.id, deletion.now, deletion.outbox)
 
     @hook(H.ACCOUNT_DELETED)

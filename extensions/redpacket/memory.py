@@ -7,11 +7,9 @@ from dataclasses import replace
 from datetime import datetime
 
 from .models import (
+    DECLINED,
     EXPIRED,
-    FINISHED,
     OPEN,
-    AllGone,
-    AlreadyGrabbed,
     AuditReport,
     ClientIdReused,
     GrabResult,
@@ -20,14 +18,13 @@ from .models import (
     LedgerEntry,
     NewPacket,
     Packet,
-    PacketExpired,
     PacketNotFound,
     RedPacketRepository,
     RefundResult,
     SendResult,
     Share,
 )
-from .policy import audit_report, check_move, check_new, daily_refusal, has_best_luck, positive_units
+from .policy import GrabState, audit_report, check_move, check_new, claim, daily_refusal, positive_units
 
 # -- memory ---------------------------------------------------------------------------------
 
@@ -121,47 +118,33 @@ class MemoryRedPacketRepository(RedPacketRepository):
 
     async def grab(self, packet_id: str, grabber: str, now: datetime) -> GrabResult:
         packet = self._packets.get(packet_id)
-        if packet is None:
-            raise PacketNotFound(packet_id)
-        shares_ = self._shares[packet_id]
-        for s in shares_:
-            if s.grabbed_by == grabber:
-                assert s.grabbed_at is not None
-                raise AlreadyGrabbed(packet_id, s.amount, s.grabbed_at)
-        if packet.remaining_count == 0:
-            raise AllGone(packet_id)
-        if packet.refunded or now >= packet.expires_at:
-            raise PacketExpired(packet_id)
-        share = next(s for s in shares_ if s.grabbed_by is None)
-        claimed = Share(share.seq, share.amount, grabber, now)
-        shares_[share.seq] = claimed
-        remaining_count = packet.remaining_count - 1
-        best = None
-        if remaining_count == 0 and has_best_luck(packet.kind, packet.count):
-            best = max(shares_, key=lambda s: (s.amount, -s.seq))
-        self._packets[packet_id] = replace(
-            packet,
-            remaining_count=remaining_count,
-            remaining_amount=packet.remaining_amount - share.amount,
-            status=FINISHED if remaining_count == 0 else OPEN,
-            finished_at=now if remaining_count == 0 else None,
-            best_luck=best.grabbed_by if best else None,
+        state = None if packet is None else GrabState(
+            packet.remaining_count, packet.remaining_amount, packet.refunded, packet.expires_at, packet.kind, packet.count
         )
-        entry = self._apply(grabber, "grab_credit", share.amount, now, packet_id=packet_id)
+        shares_ = self._shares.get(packet_id, [])
+        c = claim(packet_id, state, shares_, grabber, now)
+        assert packet is not None
+        shares_[c.seq] = Share(c.seq, c.amount, grabber, now)
+        self._packets[packet_id] = replace(
+            packet, remaining_count=c.remaining_count, remaining_amount=c.remaining_amount, status=c.status,
+            finished_at=c.finished_at, best_luck=c.best_luck,
+        )
+        entry = self._apply(grabber, "grab_credit", c.amount, now, packet_id=packet_id)
         return GrabResult(
-            packet_id, grabber, share.amount, share.seq, now, entry.balance_after,
-            remaining_count, packet.remaining_amount - share.amount, best,
+            packet_id, grabber, c.amount, c.seq, now, entry.balance_after, c.remaining_count, c.remaining_amount, c.best,
         )
 
-    async def refund(self, packet_id: str, now: datetime, *, force: bool = False) -> RefundResult | None:
+    async def refund(
+        self, packet_id: str, now: datetime, *, force: bool = False, declined: bool = False
+    ) -> RefundResult | None:
         packet = self._packets.get(packet_id)
         if packet is None:
             raise PacketNotFound(packet_id)
-        if packet.refunded or packet.remaining_count == 0 or (not force and now < packet.expires_at):
+        if packet.refunded or packet.remaining_count == 0 or (not (force or declined) and now < packet.expires_at):
             return None
         amount = packet.remaining_amount
-        self._packets[packet_id] = replace(packet, refunded=True, refund_amount=amount, status=EXPIRED)
-        entry = self._apply(packet.sender, "refund", amount, now, packet_id=packet_id)
+        self._packets[packet_id] = replace(packet, refunded=True, refund_amount=amount, status=DECLINED if declined else EXPIRED)
+        entry = self._apply(packet.sender, "refund", amount, now, packet_id=packet_id, reason="declined" if declined else None)
         return RefundResult(packet_id, packet.sender, amount, entry.balance_after)
 
     async def get_packet(self, packet_id: str) -> Packet | None:

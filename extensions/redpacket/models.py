@@ -13,6 +13,8 @@ SYSTEM_WALLET: Final = "system:escheat"
 KINDS: Final = ("lucky", "equal")
 LEDGER_KINDS: Final = ("topup", "send_debit", "grab_credit", "refund", "adjust")
 OPEN, FINISHED, EXPIRED = "open", "finished", "expired"
+#: A transfer its recipient declined: refunded to the sender at once (status of the packet row).
+DECLINED: Final = "declined"
 
 
 
@@ -20,68 +22,84 @@ OPEN, FINISHED, EXPIRED = "open", "finished", "expired"
 
 
 class RedPacketError(Exception):
-    """Base of the repository's refusals (each maps to one protocol error)."""
+    """Base of the repository's refusals (each maps to one protocol error). A refusal names its
+    ``fields`` (set as attributes from the positional arguments, in order; missing trailing
+    ones are None) and its ``text`` (a format string over them)."""
+
+    fields: tuple[str, ...] = ()
+    text = "{0}"
+
+    def __init__(self, *values: object) -> None:
+        if len(values) > max(len(self.fields), 1):
+            raise TypeError(f"{type(self).__name__} takes {self.fields}, not {values!r}")
+        named = {name: values[i] if i < len(values) else None for i, name in enumerate(self.fields)}
+        super().__init__(self.text.format(*values, **named))
+        for name, value in named.items():
+            setattr(self, name, value)
 
 
 class InsufficientFunds(RedPacketError):
-    def __init__(self, owner: str, balance: int, needed: int) -> None:
-        super().__init__(f"{owner} has {balance}, needs {needed}")
-        self.owner, self.balance, self.needed = owner, balance, needed
+    fields, text = ("owner", "balance", "needed"), "{owner} has {balance}, needs {needed}"
+    owner: str
+    balance: int
+    needed: int
 
 
 class IdempotencyConflict(RedPacketError):
     """An idempotency key used before for a different wallet move."""
 
-    def __init__(self, key: str) -> None:
-        super().__init__(f"the idempotency key {key!r} was used for a different request")
-        self.key = key
+    fields, text = ("key",), "the idempotency key {key!r} was used for a different request"
+    key: str
 
 
-class PacketNotFound(RedPacketError):
-    def __init__(self, packet_id: str) -> None:
-        super().__init__(f"no red packet {packet_id!r}")
-        self.packet_id = packet_id
+class _PacketRefusal(RedPacketError):
+    """A refusal about one packet, named by ``packet_id``."""
+
+    fields = ("packet_id",)
+    packet_id: str
 
 
-class AlreadyGrabbed(RedPacketError):
-    def __init__(self, packet_id: str, amount: int, grabbed_at: datetime) -> None:
-        super().__init__(f"already grabbed {amount} from {packet_id}")
-        self.packet_id, self.amount, self.grabbed_at = packet_id, amount, grabbed_at
+class PacketNotFound(_PacketRefusal):
+    text = "no red packet {packet_id!r}"
 
 
-class AllGone(RedPacketError):
-    def __init__(self, packet_id: str) -> None:
-        super().__init__(f"every share of {packet_id} has been taken")
-        self.packet_id = packet_id
+class AlreadyGrabbed(_PacketRefusal):
+    fields, text = ("packet_id", "amount", "grabbed_at"), "already grabbed {amount} from {packet_id}"
+    amount: int
+    grabbed_at: datetime
 
 
-class PacketExpired(RedPacketError):
-    def __init__(self, packet_id: str) -> None:
-        super().__init__(f"red packet {packet_id} has expired")
-        self.packet_id = packet_id
+class AllGone(_PacketRefusal):
+    text = "every share of {packet_id} has been taken"
+
+
+class PacketExpired(_PacketRefusal):
+    text = "red packet {packet_id} has expired"
 
 
 class RecipientGone(RedPacketError):
     """The local account a packet is for was deleted before the packet could be written."""
 
-    def __init__(self, jid: str) -> None:
-        super().__init__(f"{jid} does not exist")
-        self.jid = jid
+    fields, text = ("jid",), "{jid} does not exist"
+    jid: str
 
 
 class DailyLimitExceeded(RedPacketError):
     """The sender's packets since ``since`` (the start of the UTC day) plus this one would pass
     ``redpacket.daily_count`` or ``daily_amount``; ``count``/``amount``: what was sent already."""
 
-    def __init__(self, owner: str, count: int, amount: int, limit_count: int, limit_amount: int) -> None:
-        super().__init__(f"{owner} sent {count} packets ({amount} units) today; limits {limit_count}/{limit_amount}")
-        self.count, self.amount, self.limit_count, self.limit_amount = count, amount, limit_count, limit_amount
+    fields = ("owner", "count", "amount", "limit_count", "limit_amount")
+    text = "{owner} sent {count} packets ({amount} units) today; limits {limit_count}/{limit_amount}"
+    owner: str
+    count: int
+    amount: int
+    limit_count: int
+    limit_amount: int
 
 
 class ClientIdReused(RedPacketError):
-    def __init__(self, client_id: str) -> None:
-        super().__init__(f"client id {client_id!r} was used for a different packet")
-        self.client_id = client_id
+    fields, text = ("client_id",), "client id {client_id!r} was used for a different packet"
+    client_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +278,14 @@ class RedPacketRepository(Protocol):
 
     async def grab(self, packet_id: str, grabber: str, now: datetime) -> GrabResult: ...
 
-    async def refund(self, packet_id: str, now: datetime, *, force: bool = False) -> RefundResult | None: ...
+    async def refund(
+        self, packet_id: str, now: datetime, *, force: bool = False, declined: bool = False
+    ) -> RefundResult | None:
+        """Give the unclaimed remainder back to the sender, once (None: nothing to give back: refunded
+        already, every share taken, or not yet expired without ``force``). ``declined``: its
+        recipient declined a transfer (``force`` implied): the status is ``declined`` and the
+        ledger entry's reason ``declined``."""
+        ...
 
     async def get_packet(self, packet_id: str) -> Packet | None: ...
 

@@ -40,7 +40,9 @@ from xmppd.timestamps import millis
 from xmppd.webhooks import events as E
 from xmppd.webhooks.outbox import DISABLED, Outbox
 
-from .repository import RedPacketError, SqlRedPacketRepository, wallets
+from .models import RedPacketError
+from .sql import SqlRedPacketRepository
+from .tables import wallets
 
 __all__ = [
     "KINDS",
@@ -76,17 +78,16 @@ payments = sa.Table(
 
 
 class PaymentNotFound(RedPacketError):
-    def __init__(self, payment_id: str) -> None:
-        super().__init__(f"no payment request {payment_id!r}")
-        self.payment_id = payment_id
+    fields, text = ("payment_id",), "no payment request {payment_id!r}"
+    payment_id: str
 
 
 class PaymentConflict(RedPacketError):
     """The request is already settled the other way, or a client id was reused differently."""
 
-    def __init__(self, text: str, payment: Payment | None = None) -> None:
-        super().__init__(text)
-        self.payment = payment
+    fields, text = ("message", "payment"), "{message}"
+    message: str
+    payment: Payment | None
 
 
 @dataclass(frozen=True, slots=True)

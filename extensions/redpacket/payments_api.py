@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from xmppd.api.framework import ApiError, ApiRequest, Operation, Reply, bad_request, conflict, not_found, obj, xml_text
 from xmppd.jid import JID, JIDError
 
+from .models import InsufficientFunds
 from .payments import CONFIRMED, KINDS, REJECTED, PaymentConflict, PaymentNotFound, PaymentRepository
-from .repository import InsufficientFunds
 
 if TYPE_CHECKING:
     from .feature import RedPacket

@@ -1,17 +1,111 @@
-"""Red packets: the money rules as pure functions (no storage, no I/O): who has best luck, the
-daily limits, what a wallet move or a new packet may be, and the audit's verdict."""
+"""Red packets: the money rules as pure functions (no storage, no I/O): the grab (which share,
+whether the packet is finished, who has best luck, why a grab is refused), the daily limits,
+what a wallet move or a new packet may be, and the audit's verdict.
+
+Every repository (:mod:`.memory`, and :mod:`.sql` on its SQLite fast path and its portable
+path) keeps only its I/O around :func:`claim`: read the packet's :class:`GrabState` and its
+shares, ask the rule, write the :class:`Claim` (and the credit) in one transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
-from .models import KINDS, AuditReport, DailyLimitExceeded, NewPacket
+from .models import (
+    FINISHED,
+    KINDS,
+    OPEN,
+    AllGone,
+    AlreadyGrabbed,
+    AuditReport,
+    DailyLimitExceeded,
+    NewPacket,
+    PacketExpired,
+    PacketNotFound,
+    RedPacketError,
+    Share,
+)
 
 
 def has_best_luck(kind: str, count: int) -> bool:
     """Best luck (手气最佳, the largest share) exists only where shares differ by luck: a lucky
     packet of two shares or more. Equal and single-share packets finish with none stored."""
     return kind == "lucky" and count >= 2
+
+
+@dataclass(frozen=True, slots=True)
+class GrabState:
+    """What a grab reads of a packet (under its row lock, or SQLite's one writer)."""
+
+    remaining_count: int
+    remaining_amount: int
+    refunded: bool
+    expires_at: datetime
+    kind: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a grab writes: the share it takes (``seq``, ``amount``) and the packet's new counters;
+    ``finished_at`` when it took the last share, and then ``best`` (best luck) if the packet has one."""
+
+    seq: int
+    amount: int
+    remaining_count: int
+    remaining_amount: int
+    status: str
+    finished_at: datetime | None
+    best: Share | None
+
+    @property
+    def best_luck(self) -> str | None:
+        return self.best.grabbed_by if self.best is not None else None
+
+
+def grab_refusal(packet_id: str, state: GrabState | None, own: Share | None, now: datetime) -> RedPacketError | None:
+    """Why a grab is refused, in this order: no such packet, the grabber has a share already
+    (``own``), every share is taken, the packet was refunded or expired; None: it may go on."""
+    if state is None:
+        return PacketNotFound(packet_id)
+    if own is not None:
+        assert own.grabbed_at is not None
+        return AlreadyGrabbed(packet_id, own.amount, own.grabbed_at)
+    if state.remaining_count == 0:
+        return AllGone(packet_id)
+    if state.refunded or now >= state.expires_at:
+        return PacketExpired(packet_id)
+    return None
+
+
+def best_share(shares: Iterable[Share]) -> Share | None:
+    """Best luck among the taken shares: the largest; ties go to the earliest grab (the lowest
+    seq, as shares are taken in seq order)."""
+    taken = [s for s in shares if s.grabbed_by is not None]
+    return max(taken, key=lambda s: (s.amount, -s.seq)) if taken else None
+
+
+def claim(packet_id: str, state: GrabState | None, shares: Sequence[Share], grabber: str, now: datetime) -> Claim:
+    """The grab rule: ``grabber`` takes the lowest unclaimed share of the packet (``shares``: all
+    of them, as stored); the last share finishes it, and a packet with best luck
+    (:func:`has_best_luck`) names it then. Raises the refusal (:func:`grab_refusal`)."""
+    own = next((s for s in shares if s.grabbed_by == grabber), None)
+    refused = grab_refusal(packet_id, state, own, now)
+    if refused is not None:
+        raise refused
+    assert state is not None
+    free = [s for s in shares if s.grabbed_by is None]
+    if not free:  # the counters say a share is left and the shares disagree: refuse, never overpay
+        raise AllGone(packet_id)
+    share = min(free, key=lambda s: s.seq)
+    left = state.remaining_count - 1
+    if left > 0:
+        return Claim(share.seq, share.amount, left, state.remaining_amount - share.amount, OPEN, None, None)
+    best = None
+    if has_best_luck(state.kind, state.count):
+        best = best_share(Share(s.seq, s.amount, grabber, now) if s.seq == share.seq else s for s in shares)
+    return Claim(share.seq, share.amount, 0, state.remaining_amount - share.amount, FINISHED, now, best)
 
 
 def daily_refusal(new: "NewPacket", count: int, amount: int) -> DailyLimitExceeded | None:
@@ -22,7 +116,6 @@ def daily_refusal(new: "NewPacket", count: int, amount: int) -> DailyLimitExceed
     if (new.daily_count and count + 1 > new.daily_count) or (new.daily_amount and amount + new.total > new.daily_amount):
         return DailyLimitExceeded(new.sender, count, amount, new.daily_count, new.daily_amount)
     return None
-
 
 
 def audit_report(

@@ -1,5 +1,40 @@
-"""Red packets: the SQL repository (SQLite and MariaDB/MySQL) and account settlement; see
-:mod:`.repository` for the money rules it keeps."""
+"""Red packets: the SQL repository (SQLite and MariaDB/MySQL) and account settlement.
+
+Money is integer minor units (fen for CNY). Its rules are the database's, not the process's:
+
+* A wallet's balance changes only together with one ``redpacket_ledger`` row in the same
+  transaction (kinds ``topup``, ``send_debit``, ``grab_credit``, ``refund``, ``adjust``), and a
+  ``CHECK (balance >= 0)`` makes an overdraft impossible even for a buggy caller.
+* Sending debits the sender, writes the packet and its precomputed shares, all in one
+  transaction. ``UNIQUE (sender, client_id)`` makes a retried send return the first packet
+  instead of debiting twice.
+* Grabbing is one transaction around the one grab rule (:func:`.policy.claim`: which share,
+  whether finished, best luck; the refusals). On SQLite (``BEGIN IMMEDIATE``: one writer) it
+  runs in one call on the driver's thread (the storage fast path); on MariaDB the packet row is
+  read under its lock (``SELECT ... FOR UPDATE``). Both read the packet's counters and shares,
+  ask the rule, and write the claimed share (rowcount checked), the counters, the credit (an
+  upsert that creates a missing wallet) and the ledger row. ``UNIQUE (packet_id, grabbed_by)``
+  makes a second share for the same person impossible; a refusal rolls everything back.
+  Packets seen with every share gone are remembered: opening them again is a read.
+* A refund is ``UPDATE ... SET refunded=1 WHERE id=? AND refunded=0`` (rowcount checked) plus
+  the credit, in one transaction, so it happens exactly once even with several server
+  processes sweeping the same database.
+
+The invariant :meth:`RedPacketRepository.audit` checks::
+
+    sum(balances) + sum(unclaimed shares of unrefunded packets) == sum(topups) + sum(adjustments)
+
+Accounts and wallets: wallets are keyed by the owner's bare JID and have no foreign key to
+``accounts``, so deleting an account can never make money vanish behind an ``ON DELETE
+CASCADE``. Deleting an account runs :func:`delete_account_txn` inside the transaction that
+deletes the account row, so that nothing of it can reach whoever registers the name next:
+every open packet addressed to it (one-to-one, or exclusive in a room) is refunded to its
+sender; every open packet it sent is refunded to it; its balance then goes to the system
+wallet (:data:`SYSTEM_WALLET`) with two ``adjust`` entries; and its wallet, ledger and sent
+packets are re-keyed to :func:`tombstone` (``deleted:<account id>``), so a new account with
+the same name starts at zero with an empty history and fresh client ids. Refunds and
+``adjust`` pairs keep ``balances + unclaimed`` unchanged, so the audit holds throughout.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +44,7 @@ import random
 import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -24,12 +59,11 @@ from xmppd.webhooks import events as E
 from xmppd.webhooks.outbox import DISABLED, Outbox
 
 from .models import (
+    DECLINED,
     EXPIRED,
-    FINISHED,
     OPEN,
     SYSTEM_WALLET,
     AllGone,
-    AlreadyGrabbed,
     AuditReport,
     ClientIdReused,
     GrabResult,
@@ -38,7 +72,6 @@ from .models import (
     LedgerEntry,
     NewPacket,
     Packet,
-    PacketExpired,
     PacketNotFound,
     RecipientGone,
     RedPacketError,
@@ -47,7 +80,7 @@ from .models import (
     SendResult,
     Share,
 )
-from .policy import audit_report, check_move, check_new, daily_refusal, has_best_luck, positive_units
+from .policy import GrabState, audit_report, check_move, check_new, claim, daily_refusal, grab_refusal, positive_units
 from .tables import idempotency, ledger, packets, shares, transfers, wallets
 
 _MAX_DEADLOCK_RETRIES: Final = 30
@@ -77,23 +110,16 @@ def _from_sqlite_time(value: str) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
+_SQL_STATE: Final = (
+    "SELECT remaining_count, remaining_amount, refunded, expires_at, kind, count FROM redpacket_packets WHERE id = ?"
+)
+_SQL_SHARES: Final = "SELECT seq, amount, grabbed_by, grabbed_at FROM redpacket_shares WHERE packet_id = ? ORDER BY seq"
 _SQL_CLAIM: Final = (
-    "UPDATE redpacket_shares SET grabbed_by = ?, grabbed_at = ? "
-    "WHERE packet_id = ? AND grabbed_by IS NULL AND seq = "
-    "(SELECT min(seq) FROM redpacket_shares WHERE packet_id = ? AND grabbed_by IS NULL) "
-    "RETURNING seq, amount"
+    "UPDATE redpacket_shares SET grabbed_by = ?, grabbed_at = ? WHERE packet_id = ? AND seq = ? AND grabbed_by IS NULL"
 )
 _SQL_COUNT: Final = (
-    "UPDATE redpacket_packets SET remaining_count = remaining_count - 1, remaining_amount = remaining_amount - ?, "
-    f"status = CASE WHEN remaining_count = 1 THEN '{FINISHED}' ELSE '{OPEN}' END, "
-    "finished_at = CASE WHEN remaining_count = 1 THEN ? END, "
-    "best_luck = CASE WHEN remaining_count = 1 AND kind = 'lucky' AND count >= 2 THEN (SELECT grabbed_by "
-    "FROM redpacket_shares WHERE packet_id = ? AND grabbed_by IS NOT NULL ORDER BY amount DESC, seq LIMIT 1) END "
-    "WHERE id = ? AND refunded = 0 AND expires_at > ? RETURNING remaining_count, remaining_amount, kind, count"
-)
-_SQL_BEST: Final = (
-    "SELECT seq, amount, grabbed_by, grabbed_at FROM redpacket_shares WHERE packet_id = ? "
-    "ORDER BY amount DESC, seq LIMIT 1"
+    "UPDATE redpacket_packets SET remaining_count = ?, remaining_amount = ?, status = ?, finished_at = ?, best_luck = ? "
+    "WHERE id = ?"
 )
 _SQL_CREDIT: Final = (
     "INSERT INTO redpacket_wallets (owner, balance, updated_at) VALUES (?, ?, ?) "
@@ -104,10 +130,6 @@ _SQL_LEDGER: Final = (
     "INSERT INTO redpacket_ledger (owner, kind, amount, balance_after, packet_id, reason, created_at) "
     "VALUES (?, 'grab_credit', ?, ?, ?, NULL, ?)"
 )
-_SQL_REFUSAL: Final = (
-    "SELECT p.remaining_count, p.refunded, p.expires_at, s.amount, s.grabbed_at FROM redpacket_packets p "
-    "LEFT OUTER JOIN redpacket_shares s ON s.packet_id = p.id AND s.grabbed_by = ? WHERE p.id = ?"
-)
 
 
 def _first(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> tuple[Any, ...] | None:
@@ -116,49 +138,60 @@ def _first(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> tupl
     return rows[0] if rows else None
 
 
-def _sqlite_refusal(db: sqlite3.Connection, packet_id: str, grabber: str, now: datetime) -> Exception:
-    row = _first(db, _SQL_REFUSAL, (grabber, packet_id))
+class _ShareRow(NamedTuple):
+    """A share as SQLite stores it (``grabbed_at`` as text: converted only where it is read, by
+    :func:`_stored_share`), for the rule; far cheaper to make than a :class:`Share` per row."""
+
+    seq: int
+    amount: int
+    grabbed_by: str | None
+    grabbed_at: Any
+
+
+def _stored_share(s: Any) -> Share:
+    at = s.grabbed_at
+    return Share(s.seq, s.amount, s.grabbed_by, _from_sqlite_time(at) if isinstance(at, str) else at)
+
+
+def _sqlite_read(db: sqlite3.Connection, packet_id: str, grabber: str) -> tuple[GrabState | None, list[_ShareRow]]:
+    """What the grab rule reads (:func:`.policy.claim`): the packet's counters and its shares
+    (the grabber's own with its time, for the refusal)."""
+    row = _first(db, _SQL_STATE, (packet_id,))
     if row is None:
-        return PacketNotFound(packet_id)
-    remaining_count, refunded, expires_at, amount, grabbed_at = row
-    if amount is not None:
-        return AlreadyGrabbed(packet_id, int(amount), _from_sqlite_time(grabbed_at))
-    if int(remaining_count) == 0:
-        return AllGone(packet_id)
-    if refunded or now >= _from_sqlite_time(expires_at):
-        return PacketExpired(packet_id)
-    return _LostRace()  # a share is free after all: the caller reruns the grab
+        return None, []
+    state = GrabState(int(row[0]), int(row[1]), bool(row[2]), _from_sqlite_time(row[3]), row[4], int(row[5]))
+    rows = list(map(_ShareRow._make, db.execute(_SQL_SHARES, (packet_id,)).fetchall()))
+    for i, r in enumerate(rows):
+        if r.grabbed_by == grabber:
+            rows[i] = r._replace(grabbed_at=_from_sqlite_time(r.grabbed_at))
+    return state, rows
+
+
+def _sqlite_refusal(db: sqlite3.Connection, packet_id: str, grabber: str, now: datetime) -> Exception:
+    state, shares_ = _sqlite_read(db, packet_id, grabber)
+    own = next((s for s in shares_ if s.grabbed_by == grabber), None)
+    return grab_refusal(packet_id, state, _stored_share(own) if own else None, now) or AllGone(packet_id)
 
 
 def _sqlite_grab(db: sqlite3.Connection, packet_id: str, grabber: str, now: datetime, outbox: Outbox = DISABLED) -> GrabResult:
     """The grab on SQLite, run on the connection's own thread inside the caller's ``BEGIN
-    IMMEDIATE`` transaction (so nothing else writes meanwhile): the same four statements as
-    :meth:`SqlRedPacketRepository._grab_sqlite_statements`, in one hand-off instead of about fifteen.
-    Raising (a refusal, or any database error) makes the caller roll the transaction back."""
+    IMMEDIATE`` transaction (so nothing else writes meanwhile): read the packet and its shares,
+    ask the rule (:func:`.policy.claim`), write the claim, the counters, the credit and the
+    ledger row, in one hand-off instead of about fifteen. Raising (a refusal, or any database
+    error) makes the caller roll the transaction back."""
+    state, shares_ = _sqlite_read(db, packet_id, grabber)
+    c = claim(packet_id, state, shares_, grabber, now)  # type: ignore[arg-type]  # rows stand for shares
     at = _sqlite_time(now)
-    try:
-        pick = _first(db, _SQL_CLAIM, (grabber, at, packet_id, packet_id))
-    except sqlite3.IntegrityError as exc:
-        if getattr(exc, "sqlite_errorname", "") != "SQLITE_CONSTRAINT_UNIQUE":
-            raise
-        pick = None  # UNIQUE (packet_id, grabbed_by): a second share for the same person
-    if pick is None:
-        raise _sqlite_refusal(db, packet_id, grabber, now)
-    seq, amount = int(pick[0]), int(pick[1])
-    counted = _first(db, _SQL_COUNT, (amount, at, packet_id, packet_id, at))
-    if counted is None:  # refunded or expired (the claim proved the rest)
-        raise PacketExpired(packet_id)
-    left, left_amount = int(counted[0]), int(counted[1])
-    best: Share | None = None
-    if left == 0 and has_best_luck(counted[2], int(counted[3])):
-        top = _first(db, _SQL_BEST, (packet_id,))
-        assert top is not None
-        best = Share(int(top[0]), int(top[1]), top[2], _from_sqlite_time(top[3]))
-    credited = _first(db, _SQL_CREDIT, (grabber, amount, at))
+    if db.execute(_SQL_CLAIM, (grabber, at, packet_id, c.seq)).rowcount != 1:
+        raise _LostRace()  # impossible under SQLite's one writer; rerun rather than guess
+    finished = _sqlite_time(c.finished_at) if c.finished_at is not None else None
+    db.execute(_SQL_COUNT, (c.remaining_count, c.remaining_amount, c.status, finished, c.best_luck, packet_id))
+    credited = _first(db, _SQL_CREDIT, (grabber, c.amount, at))
     assert credited is not None
     balance = int(credited[0])
-    db.execute(_SQL_LEDGER, (grabber, amount, balance, packet_id, at))
-    result = GrabResult(packet_id, grabber, amount, seq, now, balance, left, left_amount, best)
+    db.execute(_SQL_LEDGER, (grabber, c.amount, balance, packet_id, at))
+    best = _stored_share(c.best) if c.best is not None else None
+    result = GrabResult(packet_id, grabber, c.amount, c.seq, now, balance, c.remaining_count, c.remaining_amount, best)
     for event, data in grab_events(result):
         outbox.write_sqlite(db, event, f"redpacket:{packet_id}", data, now)
     return result
@@ -492,49 +525,29 @@ class SqlRedPacketRepository(RedPacketRepository):
             self._finished.clear()
         self._finished.add(packet_id)
 
-    async def _refusal(self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime) -> RedPacketError | None:
-        """Why ``grabber`` cannot have a share of ``packet_id`` (one statement), or None if they can."""
+    @staticmethod
+    async def _grab_read_txn(
+        conn: AsyncConnection, packet_id: str, *, lock: bool
+    ) -> tuple[GrabState | None, builtins.list[Share]]:
+        """What the grab rule reads (:func:`.policy.claim`): the packet's counters (``lock``: under
+        its row lock, which orders the grabs and refunds of one packet) and its shares."""
         p, s = packets.c, shares.c
-        row = (
-            await conn.execute(
-                sa.select(p.remaining_count, p.refunded, p.expires_at, s.amount, s.grabbed_at)
-                .select_from(packets.outerjoin(shares, sa.and_(s.packet_id == p.id, s.grabbed_by == grabber)))
-                .where(p.id == packet_id)
-            )
-        ).first()
+        query = sa.select(p.remaining_count, p.remaining_amount, p.refunded, p.expires_at, p.kind, p.count).where(
+            p.id == packet_id)
+        row = (await conn.execute(query.with_for_update() if lock else query)).first()
         if row is None:
-            return PacketNotFound(packet_id)
-        if row.amount is not None:
-            return AlreadyGrabbed(packet_id, int(row.amount), row.grabbed_at)
-        if int(row.remaining_count) == 0:
-            return AllGone(packet_id)
-        if row.refunded or now >= row.expires_at:
-            return PacketExpired(packet_id)
-        return None
+            return None, []
+        state = GrabState(int(row.remaining_count), int(row.remaining_amount), bool(row.refunded), row.expires_at,
+                          row.kind, int(row.count))
+        rows = (await conn.execute(
+            sa.select(s.seq, s.amount, s.grabbed_by, s.grabbed_at).where(s.packet_id == packet_id).order_by(s.seq)
+        )).all()
+        return state, [Share(int(r.seq), int(r.amount), r.grabbed_by, r.grabbed_at) for r in rows]
 
-    async def _claim_rest(
-        self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime, seq: int, amount: int,
-        remaining_count: int, remaining_amount: int, kind: str, count: int,
-    ) -> GrabResult:
-        """After the claim: best luck on the last share of a lucky packet of two shares or more
-        (:func:`has_best_luck`), and the grabber's credit (upsert + ledger)."""
-        best: Share | None = None
-        if remaining_count == 0 and has_best_luck(kind, count):
-            s = shares.c
-            top = (
-                await conn.execute(
-                    sa.select(s.seq, s.amount, s.grabbed_by, s.grabbed_at)
-                    .where(s.packet_id == packet_id)
-                    .order_by(s.amount.desc(), s.seq)
-                    .limit(1)
-                )
-            ).one()
-            best = Share(int(top.seq), int(top.amount), top.grabbed_by, top.grabbed_at)
-        entry = await self._apply_txn(conn, grabber, "grab_credit", amount, now, packet_id)
-        result = GrabResult(packet_id, grabber, amount, seq, now, entry.balance_after, remaining_count, remaining_amount, best)
-        for event, data in grab_events(result):
-            await self._outbox.write_txn(conn, event, f"redpacket:{packet_id}", data, now)
-        return result
+    async def _refusal(self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime) -> RedPacketError | None:
+        """Why ``grabber`` cannot have a share of ``packet_id``, or None if they can."""
+        state, shares_ = await self._grab_read_txn(conn, packet_id, lock=False)
+        return grab_refusal(packet_id, state, next((s for s in shares_ if s.grabbed_by == grabber), None), now)
 
     async def _grab_sqlite_txn(self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime) -> GrabResult:
         """SQLite: :func:`_sqlite_grab`'s statements in one call on the driver's thread through
@@ -549,88 +562,48 @@ class SqlRedPacketRepository(RedPacketRepository):
             return await self._grab_locking_txn(conn, packet_id, grabber, now)
         return result
 
-    async def _refused(self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime) -> NoReturn:
-        """Explain a refused grab by raising: the transaction rolls back (the claim, if any, with it)."""
-        raise await self._refusal(conn, packet_id, grabber, now) or _LostRace()
-
     async def _grab_locking_txn(
         self, conn: AsyncConnection, packet_id: str, grabber: str, now: datetime
     ) -> GrabResult:
         """The portable grab (MariaDB/MySQL, which have no UPDATE ... RETURNING; SQLite without a
-        driver thread): lock the packet row, then claim, count, credit;
-        five statements.
-
-        The packet row lock (``SELECT ... FOR UPDATE``, which also reads the lowest free share)
-        orders the grabs and refunds of one packet, so that share is the one the claim takes.
-        """
-        p, s = packets.c, shares.c
-
-        def lowest(column: sa.ColumnElement[int]) -> sa.ScalarSelect[int]:
-            return (
-                sa.select(column).where(s.packet_id == p.id, s.grabbed_by.is_(None)).order_by(s.seq).limit(1)
-                .scalar_subquery()
-            )
-
-        # The lowest free share rides along; the claim below re-checks it (a stale read is a
-        # lost race, rerun), so the read need not lock it.
-        row = (
-            await conn.execute(
-                sa.select(
-                    p.remaining_count, p.remaining_amount, p.refunded, p.expires_at, p.kind, p.count,
-                    lowest(s.seq).label("seq"), lowest(s.amount).label("amount"),
-                )
-                .where(p.id == packet_id)
-                .with_for_update()
-            )
-        ).first()
-        if row is None:
-            raise PacketNotFound(packet_id)
-        remaining_count, remaining_amount = int(row.remaining_count), int(row.remaining_amount)
-        if remaining_count == 0 or row.refunded or now >= row.expires_at or row.seq is None:
-            await self._refused(conn, packet_id, grabber, now)
-        pick = row
+        driver thread): lock the packet row and read its shares, ask the rule
+        (:func:`.policy.claim`), write the claim (rowcount checked), the counters, the credit."""
+        state, shares_ = await self._grab_read_txn(conn, packet_id, lock=True)
+        c = claim(packet_id, state, shares_, grabber, now)
+        s, p = shares.c, packets.c
         try:
             claimed = await conn.execute(
                 shares.update()
-                .where(s.packet_id == packet_id, s.seq == pick.seq, s.grabbed_by.is_(None))
+                .where(s.packet_id == packet_id, s.seq == c.seq, s.grabbed_by.is_(None))
                 .values(grabbed_by=grabber, grabbed_at=now)
             )
-        except IntegrityError as exc:
+        except IntegrityError as exc:  # UNIQUE (packet_id, grabbed_by): explained by the refusal
             if not is_unique_violation(exc):
                 raise
-            await self._refused(conn, packet_id, grabber, now)
+            raise await self._refusal(conn, packet_id, grabber, now) or _LostRace() from None
         if claimed.rowcount != 1:
-            await self._refused(conn, packet_id, grabber, now)
-        amount = int(pick.amount)
-        left = remaining_count - 1
-        finished = left == 0
-        lucky = has_best_luck(row.kind, int(row.count))
-        best_sub = (
-            sa.select(s.grabbed_by)
-            .where(s.packet_id == packet_id, s.grabbed_by.is_not(None))
-            .order_by(s.amount.desc(), s.seq)
-            .limit(1)
-            .scalar_subquery()
-        )
+            raise _LostRace()  # the share went meanwhile (only without the row lock): rerun
         await conn.execute(
-            packets.update()
-            .where(p.id == packet_id)
-            .values(
-                remaining_count=left,
-                remaining_amount=remaining_amount - amount,
-                status=FINISHED if finished else OPEN,
-                finished_at=now if finished else None,
-                best_luck=best_sub if finished and lucky else None,
+            packets.update().where(p.id == packet_id).values(
+                remaining_count=c.remaining_count, remaining_amount=c.remaining_amount, status=c.status,
+                finished_at=c.finished_at, best_luck=c.best_luck,
             )
         )
-        return await self._claim_rest(
-            conn, packet_id, grabber, now, int(pick.seq), amount, left, remaining_amount - amount, row.kind, int(row.count)
-        )
+        entry = await self._apply_txn(conn, grabber, "grab_credit", c.amount, now, packet_id)
+        result = GrabResult(packet_id, grabber, c.amount, c.seq, now, entry.balance_after, c.remaining_count,
+                            c.remaining_amount, c.best)
+        for event, data in grab_events(result):
+            await self._outbox.write_txn(conn, event, f"redpacket:{packet_id}", data, now)
+        return result
 
-    async def refund(self, packet_id: str, now: datetime, *, force: bool = False) -> RefundResult | None:
-        return await self._with_wallets(self._refund_txn, packet_id, now, force)  # type: ignore[no-any-return]
+    async def refund(
+        self, packet_id: str, now: datetime, *, force: bool = False, declined: bool = False
+    ) -> RefundResult | None:
+        return await self._with_wallets(self._refund_txn, packet_id, now, force or declined, declined)  # type: ignore[no-any-return]
 
-    async def _refund_txn(self, conn: AsyncConnection, packet_id: str, now: datetime, force: bool) -> RefundResult | None:
+    async def _refund_txn(
+        self, conn: AsyncConnection, packet_id: str, now: datetime, force: bool, declined: bool = False
+    ) -> RefundResult | None:
         p = packets.c
         # Lock the packet row by primary key first, like a grab does: one lock order.
         locked = (await conn.execute(sa.select(p.id).where(p.id == packet_id).with_for_update())).first()
@@ -640,15 +613,18 @@ class SqlRedPacketRepository(RedPacketRepository):
         if not force:
             where.append(p.expires_at <= now)
         marked = await conn.execute(
-            packets.update().where(*where).values(refunded=True, status=EXPIRED, refund_amount=p.remaining_amount)
+            packets.update().where(*where).values(
+                refunded=True, status=DECLINED if declined else EXPIRED, refund_amount=p.remaining_amount
+            )
         )
         if marked.rowcount == 0:
             return None
         row = (await conn.execute(sa.select(p.sender, p.refund_amount).where(p.id == packet_id))).one()
         amount = int(row.refund_amount)
-        entry = await self._apply_txn(conn, row.sender, "refund", amount, now, packet_id)
+        entry = await self._apply_txn(conn, row.sender, "refund", amount, now, packet_id, "declined" if declined else None)
         result = RefundResult(packet_id, row.sender, amount, entry.balance_after)
-        await self._outbox.write_txn(conn, E.REDPACKET_REFUNDED, f"redpacket:{packet_id}", _refund_data(result, "expired" if not force else "forced"), now)
+        why = "declined" if declined else "forced" if force else "expired"
+        await self._outbox.write_txn(conn, E.REDPACKET_REFUNDED, f"redpacket:{packet_id}", _refund_data(result, why), now)
         return result
 
     async def get_packet(self, packet_id: str) -> Packet | None:

@@ -22,7 +22,7 @@ from .commands import NS, parse_amount
 
 if TYPE_CHECKING:
     from .feature import RedPacket
-    from .repository import LedgerEntry
+    from .models import LedgerEntry
 
 MY_WALLET, SEND, PAYMENT = f"{NS}#my-wallet", f"{NS}#send", f"{NS}#payment"
 PAYMENT_FORM_TYPE = f"{NS}#payment"
@@ -164,7 +164,7 @@ class UserCommands:
         ))
 
     async def payment(self, ex: Execution) -> Result:
-        from .repository import InsufficientFunds
+        from .models import InsufficientFunds
 
         def t(key: str, /, **fields: Any) -> str:
             return self._t(ex, "payment." + key, **fields)

@@ -15,6 +15,7 @@ from xmppd.xml import ns
 from xmppd.xml.builder import element, stanza, sub
 
 from .models import Packet, Share
+from .policy import best_share
 
 NS = "urn:xmppd:redpacket:0"
 
@@ -119,9 +120,8 @@ def details(packet: Packet, shares: Iterable[Share], currency: str) -> etree._El
     out = element(q("packet"), attrs, default_ns=NS)
     sub(out, q("greeting"), text=packet.greeting)
     taken = sorted((s for s in shares if s.grabbed_by is not None), key=lambda s: s.seq)
-    best_seq = None
-    if packet.best_luck and taken:
-        best_seq = max(taken, key=lambda s: (s.amount, -s.seq)).seq
+    best = best_share(taken) if packet.best_luck else None
+    best_seq = best.seq if best is not None else None
     for s in taken:
         g = sub(out, q("grab"), {"by": s.grabbed_by, "amount": str(s.amount), "at": timestamp(s.grabbed_at)})
         if s.seq == best_seq:

@@ -148,7 +148,9 @@ async def test_publish_options_preconditions_max_items_and_private_nodes(server)
         await close(alice, bob)
 
 
-async def test_retract_purge_delete_and_not_found(server):
+async def test_retract_purge_delete_and_not_found(storage_server):
+    """On SQLite and MariaDB: the item store PEP and PubSub share (xmppd/features/pep/items.py)."""
+    server = storage_server
     alice = await PepClient.login(server, "alice", (TUNE,))
     bob = await PepClient.login(server, "bob", (TUNE,))
     await befriend(server, alice.bare, bob.bare)

@@ -26,7 +26,9 @@ def cond(err: pytest.ExceptionInfo[IqError]) -> tuple[str, str | None]:
     return err.value.iq["error"]["condition"], (app.tag.split("}")[1] if app is not None else None)
 
 
-async def test_nodes_subscriptions_affiliations_and_notifications(server):
+async def test_nodes_subscriptions_affiliations_and_notifications(storage_server):
+    """On SQLite and MariaDB: the item store PEP and PubSub share (xmppd/features/pep/items.py)."""
+    server = storage_server
     svc = f"pubsub.{server.domain}"
     alice = await PepClient.login(server, "alice")
     bob = await PepClient.login(server, "bob")

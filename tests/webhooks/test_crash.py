@@ -26,7 +26,7 @@ from xmppd.webhooks import events as E
 from xmppd.webhooks.delivery import OutboxStore
 from xmppd.webhooks.outbox import Outbox, outbox
 from xmppd_extensions.redpacket import slixmpp_plugin
-from xmppd_extensions.redpacket.repository import SqlRedPacketRepository
+from xmppd_extensions.redpacket.sql import SqlRedPacketRepository
 
 from ..extensions.redpacket.servers import disabled_option
 from ..helpers import PASSWORD, start_xmppd

@@ -15,7 +15,8 @@ from xmppd.webhooks.delivery import OutboxStore
 from xmppd.webhooks.outbox import Outbox
 from xmppd_extensions.customer_service.repository import SessionRecord, SqlCsRepository
 from xmppd_extensions.mute.repository import Mute, SqlMuteRepository
-from xmppd_extensions.redpacket.repository import NewPacket, SqlRedPacketRepository
+from xmppd_extensions.redpacket.models import NewPacket
+from xmppd_extensions.redpacket.sql import SqlRedPacketRepository
 
 pytestmark = pytest.mark.asyncio
 

@@ -22,16 +22,10 @@ from xmppd.webhooks import events as E
 from xmppd.webhooks.delivery import sign
 from xmppd.webhooks.outbox import Outbox
 from xmppd_extensions.redpacket import slixmpp_plugin, split
+from xmppd_extensions.redpacket.models import AllGone, InsufficientFunds, NewPacket
 from xmppd_extensions.redpacket.payments import PaymentConflict, PaymentRepository
-from xmppd_extensions.redpacket.repository import (
-    AllGone,
-    InsufficientFunds,
-    NewPacket,
-    SqlRedPacketRepository,
-    packets,
-    shares,
-    wallets,
-)
+from xmppd_extensions.redpacket.sql import SqlRedPacketRepository
+from xmppd_extensions.redpacket.tables import packets, shares, wallets
 from xmppd_extensions.redpacket.user_commands import PAYMENT, PAYMENT_FORM_TYPE
 
 from ..extensions.redpacket.servers import rp_running_server

@@ -10,7 +10,8 @@ import pytest
 import pytest_asyncio
 
 from tests.storage_fixtures import REPOSITORY_BACKENDS, open_database
-from xmppd_extensions.redpacket.repository import MemoryRedPacketRepository, SqlRedPacketRepository
+from xmppd_extensions.redpacket.memory import MemoryRedPacketRepository
+from xmppd_extensions.redpacket.sql import SqlRedPacketRepository
 
 
 def redpacket_database(request: pytest.FixtureRequest, backend: str) -> Any:

@@ -16,7 +16,7 @@ from slixmpp.exceptions import IqError
 from xmppd.cli import xmppctl_main
 from xmppd.core.feature import Feature
 from xmppd_extensions.redpacket import slixmpp_plugin
-from xmppd_extensions.redpacket.repository import SYSTEM_WALLET
+from xmppd_extensions.redpacket.models import SYSTEM_WALLET
 
 from ...features.muc_support import PLUGINS, create, join
 from ...features.test_account_cleanup import _register_in_band

@@ -8,7 +8,8 @@ import pytest
 
 from xmppd.storage.accounts import SqlAccountRepository
 from xmppd_extensions.redpacket.feature import RedPacket
-from xmppd_extensions.redpacket.repository import SYSTEM_WALLET, NewPacket, RecipientGone, tombstone
+from xmppd_extensions.redpacket.models import SYSTEM_WALLET, NewPacket, RecipientGone
+from xmppd_extensions.redpacket.sql import tombstone
 
 from .conftest import at
 

@@ -19,7 +19,8 @@ from xmppd.storage.accounts import SqlAccountRepository
 from xmppd.storage.engine import Database
 from xmppd_extensions.redpacket import split
 from xmppd_extensions.redpacket.feature import NS
-from xmppd_extensions.redpacket.repository import NewPacket, SqlRedPacketRepository
+from xmppd_extensions.redpacket.models import NewPacket
+from xmppd_extensions.redpacket.sql import SqlRedPacketRepository
 
 from ...helpers import CONF, PASSWORD, start_xmppd
 from .rawclients import login

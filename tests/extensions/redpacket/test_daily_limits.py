@@ -9,7 +9,7 @@ import dataclasses
 
 import pytest
 
-from xmppd_extensions.redpacket.repository import DailyLimitExceeded
+from xmppd_extensions.redpacket.models import DailyLimitExceeded
 
 from .conftest import at
 from .test_repository import A, new

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from xmppd_extensions.redpacket import split
-from xmppd_extensions.redpacket.repository import (
+from xmppd_extensions.redpacket.models import (
     SYSTEM_WALLET,
     AllGone,
     AlreadyGrabbed,
@@ -19,9 +19,9 @@ from xmppd_extensions.redpacket.repository import (
     NewPacket,
     PacketExpired,
     PacketNotFound,
-    SqlRedPacketRepository,
-    wallets,
 )
+from xmppd_extensions.redpacket.sql import SqlRedPacketRepository
+from xmppd_extensions.redpacket.tables import wallets
 
 from .conftest import at
 
@@ -387,7 +387,7 @@ async def test_a_grab_after_expiry_leaves_no_claim_behind(sql_rp_repo):
 async def test_sqlite_grab_on_the_driver_thread_matches_the_portable_grab(request, backend):
     """The one-hand-off SQLite grab (the storage fast path) and the portable grab it falls back
     to without a driver thread give the same results and refusals on SQLite."""
-    from xmppd_extensions.redpacket import repository as rp
+    from xmppd_extensions.redpacket import models as rp
 
     from .conftest import redpacket_database
 
@@ -438,7 +438,7 @@ async def test_both_sqlite_grab_paths_store_no_best_luck_for_equal_packets(reque
 
 
 async def test_move_once_applies_a_key_once_and_refuses_it_for_another_move(rp_repo) -> None:
-    from xmppd_extensions.redpacket.repository import IdempotencyConflict, InsufficientFunds
+    from xmppd_extensions.redpacket.models import IdempotencyConflict, InsufficientFunds
 
     entry, replayed = await rp_repo.move_once("k1", "a@x", "topup", 100, None, at())
     assert not replayed and entry.balance_after == 100

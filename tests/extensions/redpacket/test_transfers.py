@@ -12,7 +12,8 @@ import pytest
 from slixmpp.exceptions import IqError
 
 from xmppd_extensions.redpacket import slixmpp_plugin
-from xmppd_extensions.redpacket.repository import PacketExpired
+from xmppd_extensions.redpacket.models import PacketExpired
+from xmppd_extensions.redpacket.slixmpp_plugin import entries
 
 from ...features.pep_support import befriend
 from ...helpers import add_user, slix, slix_close
@@ -115,24 +116,108 @@ async def test_the_transfer_mark_is_stored(rp_repo):
     assert (await rp_repo.audit()).ok
 
 
-async def test_an_accept_racing_the_return_moves_the_money_once(sql_rp_repo):
-    await sql_rp_repo.topup(A, 10000, at())
+@pytest.mark.parametrize("declined", [False, True], ids=["returned", "declined"])
+async def test_an_accept_racing_the_return_moves_the_money_once(rp_repo, declined):
+    """On memory, SQLite and MariaDB: an accept racing the return (a forced refund) or the
+    recipient's decline (the same refund) moves each transfer to one side, whole, once."""
+    await rp_repo.topup(A, 10000, at())
     for i in range(20):
-        await sql_rp_repo.send(transfer(f"t{i}", 100))
+        await rp_repo.send(transfer(f"t{i}", 100))
 
     async def accept(pid: str):
         try:
-            return (await sql_rp_repo.grab(pid, B, at(1))).amount
+            return (await rp_repo.grab(pid, B, at(1))).amount
         except PacketExpired:
             return 0
 
     async def give_back(pid: str):
-        r = await sql_rp_repo.refund(pid, at(1), force=True)
+        r = await rp_repo.refund(pid, at(1), force=True, declined=declined)
         return r.amount if r is not None else 0
 
     results = await asyncio.gather(*(f(f"t{i}") for i in range(20) for f in (accept, give_back)))
     for i in range(20):  # each transfer went to exactly one side, whole
         assert sorted(results[2 * i: 2 * i + 2]) == [0, 100]
-    assert await sql_rp_repo.balance(A) + await sql_rp_repo.balance(B) == 10000
-    report = await sql_rp_repo.audit()
+        status = (await rp_repo.get_packet(f"t{i}")).status
+        assert status == "finished" if results[2 * i] else status == ("declined" if declined else "expired")
+    assert await rp_repo.balance(A) + await rp_repo.balance(B) == 10000
+    report = await rp_repo.audit()
     assert report.ok and report.unclaimed == 0, str(report)
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+async def offline_server(request, tmp_path):
+    overrides = ["redpacket.transfer_expiry=600.0"]
+    if request.param == "mariadb":
+        url = request.getfixturevalue("mariadb_server").create_database()
+        overrides += [f"storage.url={url.render_as_string(hide_password=False)}", "storage.auto_upgrade=true"]
+    async with rp_running_server(tmp_path, *overrides, keep=frozenset({"offline"})) as srv:
+        yield srv
+
+
+@pytest.mark.interop
+async def test_a_declined_transfer_returns_at_once_and_cannot_be_accepted(offline_server):
+    srv = offline_server
+    feat = srv.features["redpacket"]
+    alice, bob, carol = [await add_user(srv, n) for n in ("alice", "bob", "carol")]
+    await befriend(srv, alice, bob)
+    await feat.repo.topup(alice, 1000, feat.now())
+    a, b, c = await client(srv, alice), await client(srv, bob), await client(srv, carol)
+    try:
+        t = await a.plugin["redpacket"].transfer(bob, 300, client_id="d1", lang="en")
+        kept = await a.plugin["redpacket"].transfer(bob, 100, client_id="d2")
+        assert await a.plugin["redpacket"].balance() == 600
+        await slix_close(a)  # the sender is offline when the transfer is declined
+        with pytest.raises(IqError) as info:  # only its recipient declines it
+            await c.plugin["redpacket"].decline(t["id"])
+        assert info.value.iq["error"]["condition"] == "forbidden"
+        got = await b.plugin["redpacket"].decline(t["id"])
+        assert_valid_xml(rp_xml(got))
+        assert got["id"] == t["id"] and got["amount"] == "300" and await b.plugin["redpacket"].balance() == 0
+        for verb in ("accept", "decline"):  # declined is final
+            with pytest.raises(IqError) as info:
+                await getattr(b.plugin["redpacket"], verb)(t["id"])
+            assert info.value.iq["error"]["condition"] == "not-allowed"
+            assert app_condition(info.value)[0] == "transfer-declined"
+        await b.plugin["redpacket"].accept(kept["id"])
+        with pytest.raises(IqError) as info:  # an accepted transfer cannot be declined
+            await b.plugin["redpacket"].decline(kept["id"])
+        assert app_condition(info.value)[0] == "already-grabbed"
+        assert await b.plugin["redpacket"].balance() == 100
+        # the sender's notice was stored: it reaches them at their next login, on the card
+        a = await slix(srv, alice)
+        a.register_plugin("redpacket", module=slixmpp_plugin)
+        declined = inbox(a, "redpacket_declined")
+        a.send_presence()
+        n = await asyncio.wait_for(declined.get(), 5)
+        assert_valid_xml(rp_xml(n["rp_declined"]))
+        assert n["type"] == "normal" and n["rp_declined"]["by"] == bob and n["rp_declined"]["amount"] == "300"
+        assert n.xml.find(ATTACH).get("id") == f"rp-{t['id']}" and "declined" in n["body"]
+        assert await a.plugin["redpacket"].balance() == 900
+        state = await a.plugin["redpacket"].details(t["id"])
+        assert state["status"] == "declined" and state["refunded"] == "300"
+        entry = entries((await a.plugin["redpacket"].history(max=1)), slixmpp_plugin.Entry)[0]
+        assert entry["kind"] == "refund" and entry["reason"] == "declined" and entry["amount"] == "300"
+        # accept and decline racing, twenty times: each transfer goes to one side, whole, once
+        ids = [(await a.plugin["redpacket"].transfer(bob, 10, client_id=f"r{i}"))["id"] for i in range(20)]
+        rp = b.plugin["redpacket"]
+
+        async def attempt(verb: str, pid: str) -> str:
+            try:
+                await getattr(rp, verb)(pid)
+                return verb
+            except IqError as exc:
+                return app_condition(exc)[0]
+
+        outcomes = await asyncio.gather(*(attempt(v, pid) for pid in ids for v in ("accept", "decline")))
+        won = 0
+        for i in range(20):
+            pair = outcomes[2 * i: 2 * i + 2]
+            assert pair in (["accept", "already-grabbed"], ["transfer-declined", "decline"]), pair
+            won += pair[0] == "accept"
+        assert await rp.balance() == 100 + 10 * won
+        assert await a.plugin["redpacket"].balance() == 900 - 10 * won
+        report = await feat.repo.audit()
+        assert report.ok and report.unclaimed == 0 and report.total_balances == 1000, str(report)
+    finally:
+        for x in (a, b, c):
+            await slix_close(x)

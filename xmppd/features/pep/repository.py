@@ -1,25 +1,23 @@
 """XEP-0163 Personal Eventing Protocol: the repository of nodes and items (Protocol, SQL).
 
 A node belongs to an account (``pep_nodes``, deleted with it) and keeps its configuration as
-JSON; its items (``pep_items``) are serialised payloads ordered by a per-node sequence number
-taken from the node row, so that two publishers on one node are serialised by that row's lock
-and the oldest item is always the one with the smallest ``seq``.
+JSON; its items (``pep_items``) are kept by the item store PubSub shares (:mod:`.items`):
+serialised payloads ordered by a per-node sequence number taken from the node row.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...storage.accounts import AccountNotFound, account_id_query, accounts
 from ...storage.engine import Database
-from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
+from ...storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
+from .items import Item, ItemStore, item_of, items_table
 
 __all__ = [
     "MAX_ID_LENGTH", "Item", "MemoryPepRepository", "NodeExists", "NodeRecord", "PepRepository", "SqlPepRepository",
@@ -38,18 +36,8 @@ pep_nodes = sa.Table(
     **MYSQL_TABLE_KWARGS,
 )
 
-pep_items = sa.Table(
-    "pep_items",
-    metadata,
-    sa.Column("node_id", id_type(), sa.ForeignKey("pep_nodes.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
-    sa.Column("item_id", indexed_string(), primary_key=True),
-    sa.Column("seq", sa.BigInteger(), nullable=False),
-    sa.Column("publisher", indexed_string(), nullable=False),
-    sa.Column("published_at", UtcDateTime(), nullable=False),
-    sa.Column("payload", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=False),
-    sa.Index("ix_pep_items_node_seq", "node_id", "seq"),
-    **MYSQL_TABLE_KWARGS,
-)
+pep_items = items_table("pep_items", "pep_nodes")
+_ITEMS = ItemStore(pep_items, pep_nodes)
 
 #: Longest node name and item id accepted (both are indexed).
 MAX_ID_LENGTH = 191
@@ -68,14 +56,6 @@ class NodeRecord:
     id: int
     node: str
     config: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    id: str
-    payload: str  # serialised XML of the item's payload ('' for none)
-    publisher: str
-    published_at: datetime
 
 
 class PepRepository(Protocol):
@@ -102,10 +82,6 @@ class PepRepository(Protocol):
 
 def _record(row: Any) -> NodeRecord:
     return NodeRecord(row.id, row.node, json.loads(row.config))
-
-
-def _item(row: Any) -> Item:
-    return Item(row.item_id, row.payload, row.publisher, row.published_at)
 
 
 _N = pep_nodes.c
@@ -163,18 +139,17 @@ class SqlPepRepository:
     async def configure(self, node_id: int, config: dict[str, Any], keep: int) -> list[str]:
         return await self._db.run_txn(self._configure_txn, node_id, config, keep)
 
-    @classmethod
-    async def _configure_txn(cls, conn: AsyncConnection, node_id: int, config: dict[str, Any], keep: int) -> list[str]:
+    @staticmethod
+    async def _configure_txn(conn: AsyncConnection, node_id: int, config: dict[str, Any], keep: int) -> list[str]:
         await conn.execute(pep_nodes.update().where(_N.id == node_id).values(config=json.dumps(config)))
-        return await cls._trim_txn(conn, node_id, keep)
+        return await _ITEMS.trim_txn(conn, node_id, keep)
 
     async def delete(self, node_id: int) -> bool:
         return await self._db.run_txn(self._delete_txn, node_id)
 
     @staticmethod
     async def _delete_txn(conn: AsyncConnection, node_id: int) -> bool:
-        # Items first: SQLite enforces the cascade only with foreign keys on.
-        await conn.execute(pep_items.delete().where(_I.node_id == node_id))
+        await _ITEMS.purge_txn(conn, node_id)  # items first: SQLite cascades only with foreign keys on
         return bool((await conn.execute(pep_nodes.delete().where(_N.id == node_id))).rowcount)
 
     # ------------------------------------------------------------------ items
@@ -203,57 +178,16 @@ class SqlPepRepository:
         if item is None or not record.config.get("persist_items", True):
             return record, created, []
         keep = max(1, min(int(record.config.get("max_items", 1)), keep))
-        seq = (await conn.execute(sa.select(_N.seq).where(_N.id == record.id))).scalar_one() + 1
-        await conn.execute(pep_nodes.update().where(_N.id == record.id).values(seq=seq))
-        await conn.execute(pep_items.delete().where(_I.node_id == record.id, _I.item_id == item.id))
-        await conn.execute(pep_items.insert().values(
-            node_id=record.id, item_id=item.id, seq=seq, publisher=item.publisher,
-            published_at=item.published_at, payload=item.payload,
-        ))
-        return record, created, await cls._trim_txn(conn, record.id, keep)
-
-    @staticmethod
-    async def _trim_txn(conn: AsyncConnection, node_id: int, keep: int) -> list[str]:
-        rows = (await conn.execute(
-            sa.select(_I.item_id).where(_I.node_id == node_id).order_by(_I.seq.desc()).offset(keep).limit(1 << 30)
-        )).all()
-        dropped = [r.item_id for r in rows]
-        if dropped:
-            await conn.execute(pep_items.delete().where(_I.node_id == node_id, _I.item_id.in_(dropped)))
-        return dropped
+        return record, created, await _ITEMS.put_txn(conn, record.id, item, keep)
 
     async def items(self, node_id: int, ids: Sequence[str] | None = None, newest: int | None = None) -> list[Item]:
-        return await self._db.read_txn(self._items_txn, node_id, ids, newest)
-
-    @staticmethod
-    async def _items_txn(conn: AsyncConnection, node_id: int, ids: Sequence[str] | None, newest: int | None) -> list[Item]:
-        q = sa.select(_I.item_id, _I.payload, _I.publisher, _I.published_at).where(_I.node_id == node_id)
-        if ids is not None:
-            q = q.where(_I.item_id.in_(list(ids)))
-        q = q.order_by(_I.seq.desc())
-        if newest is not None:
-            q = q.limit(newest)
-        rows = [_item(r) for r in await conn.execute(q)]
-        rows.reverse()  # oldest first
-        return rows
+        return await self._db.read_txn(_ITEMS.items_txn, node_id, ids, newest)
 
     async def retract(self, node_id: int, ids: Sequence[str]) -> list[str]:
-        return await self._db.run_txn(self._retract_txn, node_id, ids)
-
-    @staticmethod
-    async def _retract_txn(conn: AsyncConnection, node_id: int, ids: Sequence[str]) -> list[str]:
-        found = [r.item_id for r in await conn.execute(
-            sa.select(_I.item_id).where(_I.node_id == node_id, _I.item_id.in_(list(ids))))]
-        if found:
-            await conn.execute(pep_items.delete().where(_I.node_id == node_id, _I.item_id.in_(found)))
-        return found
+        return await self._db.run_txn(_ITEMS.retract_txn, node_id, ids)
 
     async def purge(self, node_id: int) -> int:
-        return await self._db.run_txn(self._purge_txn, node_id)
-
-    @staticmethod
-    async def _purge_txn(conn: AsyncConnection, node_id: int) -> int:
-        return (await conn.execute(pep_items.delete().where(_I.node_id == node_id))).rowcount
+        return await self._db.run_txn(_ITEMS.purge_txn, node_id)
 
     async def last_items(self, owners: Sequence[str], domain: str) -> list[tuple[str, NodeRecord, Item]]:
         if not owners:
@@ -274,7 +208,7 @@ class SqlPepRepository:
                          .join(pep_items, sa.and_(_I.node_id == _N.id, _I.seq == newest.c.seq)))
             .where(a.domain == domain, a.username.in_(owners))
         )
-        return [(r.username, _record(r), _item(r)) for r in await conn.execute(q)]
+        return [(r.username, _record(r), item_of(r)) for r in await conn.execute(q)]
 
 
 class MemoryPepRepository:

@@ -3,7 +3,7 @@
 Nodes are global to the service (``pubsub.<domain>``); affiliations and subscriptions are kept
 per JID string (bare JIDs for affiliations, the subscribed JID as given for subscriptions),
 so that deleting an account removes its rows in ``delete_account_txn`` and a node left without
-an owner goes with it. Items are ordered per node as PEP's are.
+an owner goes with it. Items are kept by the item store PEP uses (:mod:`..pep.items`).
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...storage.engine import Database
-from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, indexed_string, metadata
-from ..pep.repository import Item, NodeExists, NodeRecord, TooManyNodes
+from ...storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
+from ..pep.items import Item, ItemStore, items_table
+from ..pep.repository import NodeExists, NodeRecord, TooManyNodes
 
 __all__ = ["Affiliation", "PubSubRepository", "Subscription", "pubsub_affiliations", "pubsub_items", "pubsub_nodes", "pubsub_subscriptions"]
 
@@ -31,18 +31,7 @@ pubsub_nodes = sa.Table(
     sa.Column("seq", sa.BigInteger(), nullable=False, default=0),
     **MYSQL_TABLE_KWARGS,
 )
-pubsub_items = sa.Table(
-    "pubsub_items",
-    metadata,
-    sa.Column("node_id", id_type(), sa.ForeignKey("pubsub_nodes.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
-    sa.Column("item_id", indexed_string(), primary_key=True),
-    sa.Column("seq", sa.BigInteger(), nullable=False),
-    sa.Column("publisher", indexed_string(), nullable=False),
-    sa.Column("published_at", UtcDateTime(), nullable=False),
-    sa.Column("payload", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=False),
-    sa.Index("ix_pubsub_items_node_seq", "node_id", "seq"),
-    **MYSQL_TABLE_KWARGS,
-)
+pubsub_items = items_table("pubsub_items", "pubsub_nodes")
 pubsub_affiliations = sa.Table(
     "pubsub_affiliations",
     metadata,
@@ -64,7 +53,7 @@ pubsub_subscriptions = sa.Table(
 )
 
 _N = pubsub_nodes.c
-_I = pubsub_items.c
+_ITEMS = ItemStore(pubsub_items, pubsub_nodes)
 _A = pubsub_affiliations.c
 _S = pubsub_subscriptions.c
 
@@ -89,10 +78,6 @@ class TooManySubscriptions(Exception):
 
 def _record(row: Any) -> NodeRecord:
     return NodeRecord(row.id, row.node, json.loads(row.config))
-
-
-def _item(row: Any) -> Item:
-    return Item(row.item_id, row.payload, row.publisher, row.published_at)
 
 
 class PubSubRepository:
@@ -137,74 +122,34 @@ class PubSubRepository:
     async def configure(self, node_id: int, config: dict[str, Any], keep: int) -> None:
         await self._db.run_txn(self._configure_txn, node_id, config, keep)
 
-    @classmethod
-    async def _configure_txn(cls, conn: AsyncConnection, node_id: int, config: dict[str, Any], keep: int) -> None:
+    @staticmethod
+    async def _configure_txn(conn: AsyncConnection, node_id: int, config: dict[str, Any], keep: int) -> None:
         await conn.execute(pubsub_nodes.update().where(_N.id == node_id).values(config=json.dumps(config)))
-        await cls._trim_txn(conn, node_id, keep)
+        await _ITEMS.trim_txn(conn, node_id, keep)
 
     async def delete(self, node_id: int) -> None:
         await self._db.run_txn(self._delete_txn, node_id)
 
     @staticmethod
     async def _delete_txn(conn: AsyncConnection, node_id: int) -> None:
-        for t in (pubsub_items, pubsub_affiliations, pubsub_subscriptions):
+        await _ITEMS.purge_txn(conn, node_id)
+        for t in (pubsub_affiliations, pubsub_subscriptions):
             await conn.execute(t.delete().where(t.c.node_id == node_id))
         await conn.execute(pubsub_nodes.delete().where(_N.id == node_id))
 
     # ------------------------------------------------------------------ items
 
     async def publish(self, node_id: int, item: Item, keep: int) -> list[str]:
-        return await self._db.run_txn(self._publish_txn, node_id, item, keep)
-
-    @classmethod
-    async def _publish_txn(cls, conn: AsyncConnection, node_id: int, item: Item, keep: int) -> list[str]:
-        seq = (await conn.execute(sa.select(_N.seq).where(_N.id == node_id).with_for_update())).scalar_one() + 1
-        await conn.execute(pubsub_nodes.update().where(_N.id == node_id).values(seq=seq))
-        await conn.execute(pubsub_items.delete().where(_I.node_id == node_id, _I.item_id == item.id))
-        await conn.execute(pubsub_items.insert().values(
-            node_id=node_id, item_id=item.id, seq=seq, publisher=item.publisher, published_at=item.published_at, payload=item.payload))
-        return await cls._trim_txn(conn, node_id, keep)
-
-    @staticmethod
-    async def _trim_txn(conn: AsyncConnection, node_id: int, keep: int) -> list[str]:
-        rows = (await conn.execute(
-            sa.select(_I.item_id).where(_I.node_id == node_id).order_by(_I.seq.desc()).offset(keep).limit(1 << 30))).all()
-        dropped = [r.item_id for r in rows]
-        if dropped:
-            await conn.execute(pubsub_items.delete().where(_I.node_id == node_id, _I.item_id.in_(dropped)))
-        return dropped
+        return await self._db.run_txn(_ITEMS.put_txn, node_id, item, keep)
 
     async def items(self, node_id: int, ids: Sequence[str] | None = None, newest: int | None = None) -> list[Item]:
-        return await self._db.read_txn(self._items_txn, node_id, ids, newest)
-
-    @staticmethod
-    async def _items_txn(conn: AsyncConnection, node_id: int, ids: Sequence[str] | None, newest: int | None) -> list[Item]:
-        q = sa.select(_I.item_id, _I.payload, _I.publisher, _I.published_at).where(_I.node_id == node_id)
-        if ids is not None:
-            q = q.where(_I.item_id.in_(list(ids)))
-        q = q.order_by(_I.seq.desc())
-        if newest is not None:
-            q = q.limit(newest)
-        out = [_item(r) for r in await conn.execute(q)]
-        out.reverse()
-        return out
+        return await self._db.read_txn(_ITEMS.items_txn, node_id, ids, newest)
 
     async def retract(self, node_id: int, ids: Sequence[str]) -> list[str]:
-        return await self._db.run_txn(self._retract_txn, node_id, ids)
-
-    @staticmethod
-    async def _retract_txn(conn: AsyncConnection, node_id: int, ids: Sequence[str]) -> list[str]:
-        found = [r.item_id for r in await conn.execute(sa.select(_I.item_id).where(_I.node_id == node_id, _I.item_id.in_(list(ids))))]
-        if found:
-            await conn.execute(pubsub_items.delete().where(_I.node_id == node_id, _I.item_id.in_(found)))
-        return found
+        return await self._db.run_txn(_ITEMS.retract_txn, node_id, ids)
 
     async def purge(self, node_id: int) -> None:
-        await self._db.run_txn(self._purge_txn, node_id)
-
-    @staticmethod
-    async def _purge_txn(conn: AsyncConnection, node_id: int) -> None:
-        await conn.execute(pubsub_items.delete().where(_I.node_id == node_id))
+        await self._db.run_txn(_ITEMS.purge_txn, node_id)
 
     # ------------------------------------------------------------------ affiliations
 
