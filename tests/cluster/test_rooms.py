@@ -57,9 +57,10 @@ class Three:
         self.args = [*cluster_args(redis_url, prefix), *self.storage]
         self.nodes: dict[str, Proc] = {}
         self.clients: list[Any] = []
+        self.node_args: dict[str, list[str]] = {}  # a node's own settings, after the shared ones
 
     async def start(self, name: str) -> Proc:
-        proc = await start_xmppd(self.tmp / name, *self.args, "--set", f"cluster.node={name}")
+        proc = await start_xmppd(self.tmp / name, *self.args, *self.node_args.get(name, ()), "--set", f"cluster.node={name}")
         self.nodes[name] = proc
         await proc.wait_log("joined the cluster")
         return proc
@@ -340,11 +341,6 @@ async def test_a_temporary_room_dies_with_its_node(three):
     assert three.owner(room) is None  # nothing acquired it for good
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, issue 17: right after a graceful move an iq to the room (the disco#info at the end) "
-    "is sometimes lost -- about one run in three here, every full CI run of the session; the rest of "
-    "the test (lease released at once, 332 notice, rejoin, subject kept) passes when it fails there. "
-    "docs/cluster.md section 9 lists it; remove this mark with the fix"))
 async def test_a_graceful_stop_stores_the_room_and_releases_its_lease(three):
     room = room_owned_by("gamma", "move")
     alice = await three.login("alpha", "alice")
@@ -363,6 +359,29 @@ async def test_a_graceful_stop_stores_the_room_and_releases_its_lease(three):
     assert (await alice.inbox.message(lambda m: m["subject"], timeout=10))["subject"] == "Before the move"
     info = await alice.plugin["xep_0030"].get_info(jid=room, timeout=10)
     assert room_name(info) == "Moving"
+
+
+async def test_a_stanza_for_a_room_whose_node_just_left_is_not_lost(tmp_path: Path, prefix: str):
+    """The race behind the graceful-move bug: gamma, the room's owner, stops; beta notices at
+    once (fast heartbeat) and drains gamma's stream; alpha (heartbeat 4 s) still counts gamma
+    among its peers and remembers it as the room's owner when alice's disco#info arrives. The
+    forward to gamma must not land in a stream nobody reads any more: it is refused (gamma is no
+    longer registered), and alpha locates the room again and answers."""
+    t = Three(tmp_path, prefix)
+    t.node_args["alpha"] = ["--set", "cluster.heartbeat=4", "--set", "cluster.node_timeout=12"]
+    async with three_nodes(t):
+        room = room_owned_by("gamma", "race")
+        alice = await t.login("alpha", "alice")
+        await join(alice, room, "alice")
+        await configure(alice, room, name="Racing", persistent=True)
+        info = await alice.plugin["xep_0030"].get_info(jid=room, timeout=10)  # alpha remembers gamma
+        gamma = t.nodes["gamma"]
+        gamma.proc.send_signal(signal.SIGTERM)
+        assert await gamma.wait() == 0
+        await t.nodes["beta"].wait_log(r"cleaned up after node gamma")
+        info = await alice.plugin["xep_0030"].get_info(jid=room, timeout=10)
+        assert room_name(info) == "Racing"
+        await t.nodes["alpha"].wait_log(rf"room {room}: the node a stanza was for is no longer registered")
 
 
 async def test_room_messages_cost_one_publish_per_node_not_per_occupant(tmp_path: Path, prefix: str, private_redis: PrivateRedis):

@@ -76,7 +76,11 @@ class RoomCluster:
         # Owner side: the node of each occupant whose stanzas came through the bus.
         self.occupant_node: dict[JID, str] = {}
         self._locks: dict[JID, list[Any]] = {}  # room -> [lock, stanzas using it]
-        self._removers = [port.serve(TAG, self._from_bus), self.leases.on_lost(KIND, self._lost)]
+        # A graceful stop began (``leave``): this node acquires nothing any more, and what still
+        # reaches it (its stream is read until it stops) is forwarded to a node that stays.
+        self.leaving = False
+        self._removers = [self.leases.on_lost(KIND, self._lost)]
+        port.serve(TAG, self._from_bus)  # until the node stops: see ``leave``
 
     # ---------------------------------------------------------------- where a stanza goes
 
@@ -87,6 +91,9 @@ class RoomCluster:
         room_jid = r.to.bare  # type: ignore[union-attr]
         if room_jid in svc.rooms and self.leases.token(KIND, str(room_jid)) is not None:
             return True
+        if self.leaving:
+            await self._pass_on(r, hops, room_jid)
+            return False
         cached = self._owners.get(room_jid)
         if cached is not None and hops == 0:
             if cached[1] > self._clock() and self.port.is_live(cached[0]):
@@ -200,7 +207,11 @@ class RoomCluster:
                 self.remote_joined.setdefault(r.from_jid, {})[room_jid] = r.to.resource  # type: ignore[union-attr]
             elif typ == "unavailable":
                 self._unjoin(r.from_jid, room_jid)
-        self.port.forward(node, TAG, r, hops, self._not_taken)
+
+        async def not_taken(r: Routed) -> None:
+            await self._not_taken(r, hops)
+
+        self.port.forward(node, TAG, r, hops, not_taken)
 
     def _unjoin(self, full: JID, room_jid: JID) -> None:
         rooms = self.remote_joined.get(full)
@@ -209,8 +220,38 @@ class RoomCluster:
             if not rooms:
                 del self.remote_joined[full]
 
-    async def _not_taken(self, r: Routed) -> None:
-        await self._refuse(r, "the room's node cannot be reached now")
+    async def _not_taken(self, r: Routed, hops: int) -> None:
+        """The owner (or preferred) node the stanza was forwarded to is no longer registered (it
+        left or died after this node's last look: ``ClusterPort.forward`` appends only to a
+        registered node's stream) or Redis failed: forget what this node believed and locate the
+        room again (one more hop, so this ends), rather than lose the stanza."""
+        room_jid = r.to.bare  # type: ignore[union-attr]
+        self._owners.pop(room_jid, None)
+        log.info("room %s: the node a stanza was for is no longer registered (or Redis failed): locating the room again", room_jid)
+        hops += 1
+        if self.leaving or hops >= MAX_HOPS:
+            await self._refuse(r, "the room's node cannot be reached now")
+            return
+        await self.service.receive(r, hops=hops)
+
+    async def _pass_on(self, r: Routed, hops: int, room_jid: JID) -> None:
+        """This node is leaving: the stanza goes to the room's owner if another node holds it,
+        else to the preferred node among those still registered, which acquires the room."""
+        name = str(room_jid)
+        try:
+            lease = await self.leases.owner(KIND, name)
+            if lease is not None and lease.node != self.name and await self.port.present(lease.node):
+                await self._forward(lease.node, r, hops)
+                return
+            others = [n for n in self.port.live_nodes() if n != self.name and await self.port.present(n)]
+        except _unreachable():
+            others = []
+        if others:
+            from ...cluster.leases import rendezvous
+
+            await self._forward(rendezvous(others, name), r, hops)
+        else:
+            await self._refuse(r, "the room's node is shutting down: try again")
 
     async def _refuse(self, r: Routed, text: str) -> None:
         await self.service._bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, text))
@@ -271,8 +312,12 @@ class RoomCluster:
             await svc.fanout(rejoin_presence(room.jid_s, occ.nick, room.affiliation(occ.bare).value), fulls, "presence")
 
     async def leave(self) -> None:
-        """Graceful stop: store each room, tell its occupants, release its lease."""
+        """Graceful stop: store each room, tell its occupants, release its lease. The node's
+        stream is still read until it stops, and stanzas for rooms forwarded here meanwhile are
+        passed on to a node that stays (``leaving``): the bus handler stays registered, since a
+        stanza that found no handler would be dropped."""
         svc = self.service
+        self.leaving = True
         for room in list(svc.rooms.values()):
             try:
                 if room.config.persistent:
@@ -289,7 +334,6 @@ class RoomCluster:
             await self.leases.release(KIND, room.jid_s)
         for remove in self._removers:
             remove()
-        svc.cluster = None
 
     # ---------------------------------------------------------------- sessions and nodes
 
