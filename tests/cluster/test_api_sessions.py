@@ -18,8 +18,7 @@ import pytest
 from ..api.support import ADMIN, TOKENS
 from ..features.test_admin import watch_end
 from ..helpers import slix_close
-from .procs import Proc, free_port, start_xmppd
-from .test_routing import Two, two_nodes
+from .procs import Proc, Two, free_port, start_xmppd, two_nodes
 
 
 class TwoWithApi(Two):

@@ -18,7 +18,8 @@ import slixmpp
 from slixmpp import ET
 
 from ..helpers import slix_close
-from .test_routing import Two, _redis, two_nodes
+from .procs import Two, two_nodes
+from .procs import redis_client as _redis
 
 DOMAIN = "bots.localhost"
 SECRET = "a-long-enough-shared-secret"

@@ -21,9 +21,9 @@ from xmppd.transport.tls import ensure_certificate
 
 from ..aiox import aioxmpp_client
 from ..features.smacks_support import SM, SmClient
-from ..helpers import PASSWORD, slix, slix_close
-from .procs import xmppctl
-from .test_routing import Two, _redis, two_nodes
+from ..helpers import slix, slix_close
+from .procs import Two, two_nodes
+from .procs import redis_client as _redis
 
 # One certificate for every node (a client moved to another node verifies it), plain TCP allowed
 # for the raw client, an ack request after every stanza (slixmpp answers each), and a
@@ -41,8 +41,7 @@ def _cluster(tmp_path: Path, prefix: str) -> Two:
 @pytest.fixture
 async def two(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
     t = _cluster(tmp_path, prefix)
-    r = xmppctl(*t.storage, "--set", f"server.data_dir={tmp_path / 'ctl'}", "user", "add", "carol@localhost", "--password", PASSWORD, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    t.users.append("carol")
     async with two_nodes(t) as t:
         yield t
 

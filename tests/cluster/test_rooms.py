@@ -24,7 +24,7 @@ from xmppd_extensions.mute import slixmpp_plugin as mute_plugin
 from ..features.muc_support import PLUGINS, Inbox, codes, configure
 from ..helpers import PASSWORD, slix, slix_close
 from .conftest import PrivateRedis
-from .procs import SHARED_REDIS, Proc, cluster_args, start_xmppd, status_rows, xmppctl
+from .procs import SHARED_REDIS, STARTUP, Proc, add_users, cluster_args, shared_storage, start_xmppd, status_rows, xmppctl
 
 NODES = ("alpha", "beta", "gamma")
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank")
@@ -53,7 +53,7 @@ class Three:
         self.tmp = tmp
         self.prefix = prefix
         self.redis_url = redis_url
-        self.storage = ["--set", f"storage.url=sqlite+aiosqlite:///{(tmp / 'shared.db').as_posix()}", "--set", "storage.auto_upgrade=true"]
+        self.storage = shared_storage(tmp)
         self.args = [*cluster_args(redis_url, prefix), *self.storage]
         self.nodes: dict[str, Proc] = {}
         self.clients: list[Any] = []
@@ -62,7 +62,7 @@ class Three:
     async def start(self, name: str) -> Proc:
         proc = await start_xmppd(self.tmp / name, *self.args, *self.node_args.get(name, ()), "--set", f"cluster.node={name}")
         self.nodes[name] = proc
-        await proc.wait_log("joined the cluster")
+        await proc.wait_log("joined the cluster", timeout=STARTUP)
         return proc
 
     async def login(self, node: str, user: str) -> Any:
@@ -95,9 +95,7 @@ class Three:
 
 @contextlib.asynccontextmanager
 async def three_nodes(t: Three, nodes: tuple[str, ...] = NODES) -> AsyncIterator[Three]:
-    for user in USERS:
-        r = xmppctl(*t.storage, "--set", f"server.data_dir={t.tmp / 'ctl'}", "user", "add", f"{user}@localhost", "--password", PASSWORD, cwd=t.tmp)
-        assert r.returncode == 0, r.stderr
+    await add_users(t.storage, t.tmp, USERS, PASSWORD)
     try:
         for name in nodes:
             await t.start(name)
