@@ -78,8 +78,10 @@ class Three:
         r = _redis(self.redis_url)
         try:
             async with asyncio.timeout(timeout):
-                while not (r.hget(f"{self.prefix}:sess:{bare}", resource) or "").startswith(f"{node}|") or \
-                        not r.hget(f"{self.prefix}:sess:{bare}", resource).endswith("|1"):
+                while True:
+                    value = r.hget(f"{self.prefix}:sess:{bare}", resource) or ""
+                    if value.startswith(f"{node}|") and value.endswith("|1"):
+                        return
                     await asyncio.sleep(0.05)
         finally:
             r.close()
@@ -329,7 +331,7 @@ async def test_a_temporary_room_dies_with_its_node(three):
     await three.nodes["gamma"].wait()
     p = await alice.inbox.presence(presence_of(room, "alice", "unavailable"), timeout=20)
     assert "332" in codes(p)
-    while three.owner(room) is not None:  # the dead node's lease expires (node_timeout)
+    while three.owner(room) is not None:  # noqa: ASYNC110 - the dead node's lease expires (node_timeout)
         await asyncio.sleep(0.2)
     info = alice.make_iq_get(ito=room)
     ET.SubElement(info.xml, "{http://jabber.org/protocol/disco#info}query")
