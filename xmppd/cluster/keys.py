@@ -40,6 +40,11 @@ class Keys:
         that cleans up after it (kept.py: the recipients of directed presence)."""
         return f"{self.prefix}:kept:{name}:{incarnation}"
 
+    def listed(self, name: str) -> str:
+        """HASH room JID -> name: the public temporary rooms node ``name`` holds, which only
+        its memory knows (the MUC service's lists on the other nodes read it)."""
+        return f"{self.prefix}:rooms:{name}"
+
     def cleanup_lease(self, name: str) -> str:
         """STRING held by the one survivor that cleans up after a dead node ``name``."""
         return f"{self.prefix}:lease:cleanup:{name}"

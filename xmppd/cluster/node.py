@@ -44,6 +44,18 @@ class ClusterPort:
         self.name = node.name
         self.leases = node.leases
         self.heartbeat = node.membership.heartbeat
+        self.redis = node.membership.redis
+        self.keys = node.keys
+
+    def every_beat(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+        """Run ``fn`` after every heartbeat of this node while Redis answers; returns its remover."""
+        async def after(reachable: bool) -> None:
+            if reachable:
+                await fn()
+
+        beats = self._node.membership.after_beat
+        beats.append(after)
+        return lambda: beats.remove(after) if after in beats else None
 
     def live_nodes(self) -> list[str]:
         """This node and the peers the membership loop saw alive at its last look."""

@@ -79,7 +79,10 @@ class RoomCluster:
         # A graceful stop began (``leave``): this node acquires nothing any more, and what still
         # reaches it (its stream is read until it stops) is forwarded to a node that stays.
         self.leaving = False
-        self._removers = [self.leases.on_lost(KIND, self._lost)]
+        self._removers = [self.leases.on_lost(KIND, self._lost), port.every_beat(self._sync_listed)]
+        # What ``P:rooms:<this node>`` holds (public temporary rooms: only this node's memory
+        # knows them); None: to be written whole (at start, after Redis failed).
+        self._listed: dict[str, str] | None = None
         port.serve(TAG, self._from_bus)  # until the node stops: see ``leave``
 
     # ---------------------------------------------------------------- where a stanza goes
@@ -274,6 +277,59 @@ class RoomCluster:
         if r.from_jid not in svc.joined:
             self.occupant_node.pop(r.from_jid, None)
 
+    # ---------------------------------------------------------------- the service's lists
+
+    def _listable(self) -> dict[str, str]:
+        return {room.jid_s: room.config.name or (room.jid.local or "") for room in self.service.rooms.values()
+                if not room.config.persistent and room.config.public and not room.locked}
+
+    async def _sync_listed(self) -> None:
+        """After every heartbeat: this node's public temporary rooms into ``P:rooms:<node>``
+        (only what changed), so that the other nodes' service lists name them. Persistent rooms
+        are listed from the database."""
+        if self.leaving:
+            return
+        now = self._listable()
+        before = self._listed
+        key = self.port.keys.listed(self.name)
+        try:
+            async with self.port.redis.pipeline(transaction=True) as pipe:
+                if before is None:
+                    pipe.delete(key)  # what an earlier life of this node left
+                    gone, changed = [], now
+                else:
+                    gone = [j for j in before if j not in now]
+                    changed = {j: n for j, n in now.items() if before.get(j) != n}
+                if not gone and not changed and before is not None:
+                    return
+                if gone:
+                    pipe.hdel(key, *gone)
+                if changed:
+                    pipe.hset(key, mapping=changed)
+                await pipe.execute()
+        except _unreachable():
+            self._listed = None
+            return
+        self._listed = now
+
+    async def listed_elsewhere(self) -> dict[str, str]:
+        """The public temporary rooms the other live nodes hold (room JID -> name), as their
+        last heartbeat wrote them; {} when Redis does not answer."""
+        peers = [n for n in self.port.live_nodes() if n != self.name]
+        if not peers:
+            return {}
+        try:
+            async with self.port.redis.pipeline(transaction=False) as pipe:
+                for node in peers:
+                    pipe.hgetall(self.port.keys.listed(node))
+                found = await pipe.execute()
+        except _unreachable():
+            return {}
+        out: dict[str, str] = {}
+        for rooms in found:
+            out.update(rooms)
+        return out
+
     # ---------------------------------------------------------------- ownership ends
 
     async def released(self, room_jid: JID) -> None:
@@ -334,6 +390,10 @@ class RoomCluster:
             await self.leases.release(KIND, room.jid_s)
         for remove in self._removers:
             remove()
+        try:
+            await self.port.redis.delete(self.port.keys.listed(self.name))
+        except _unreachable():
+            pass  # its entry is gone, so nobody reads it
 
     # ---------------------------------------------------------------- sessions and nodes
 
@@ -372,6 +432,10 @@ class RoomCluster:
         for room_jid, (node, _) in list(self._owners.items()):
             if node == ev.node:
                 del self._owners[room_jid]
+        try:  # its temporary rooms died with it (a node reads only live nodes' lists anyway)
+            await self.port.redis.delete(self.port.keys.listed(ev.node))
+        except _unreachable():
+            pass
         return Flow.CONTINUE
 
 
