@@ -33,6 +33,7 @@ class KeptState:
         self.key = keys.kept(node, incarnation)
         self._keys = keys
         self._pending: dict[str, str | None] = {}
+        self._names: dict[JID, set[str]] = {}  # what each session keeps now
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._warned = False
@@ -41,7 +42,23 @@ class KeptState:
         self._task = asyncio.create_task(self._write(), name="cluster kept state")
 
     def keep(self, full: JID, name: str, value: str | None) -> None:
-        field = f"{full}\n{name}"
+        names = self._names.get(full)
+        if value is not None:
+            if names is None:
+                names = self._names[full] = set()
+            names.add(name)
+        elif names is not None:
+            names.discard(name)
+            if not names:
+                del self._names[full]
+        self._queue(f"{full}\n{name}", value)
+
+    def drop(self, full: JID) -> None:
+        """Everything ``full`` keeps (the session moved to another node: it is not lost here)."""
+        for name in self._names.pop(full, ()):
+            self._queue(f"{full}\n{name}", None)
+
+    def _queue(self, field: str, value: str | None) -> None:
         self._pending.pop(field, None)  # re-queued at the end: the latest value wins
         if len(self._pending) >= MAX_PENDING:
             dropped = next(iter(self._pending))

@@ -209,7 +209,7 @@ class ClusterNode:
 
             drained = await self.bus.drain(ev.node, self.remote.receive, still_dead)
             log.info("cleaned up after node %s: %d sessions removed from the registry, %d stanzas of its bus handled here", ev.node, removed, drained)
-            kept = await self._kept_of(ev) if ev.incarnation else {}
+            kept = await self.kept.take(ev.node, ev.incarnation) if ev.incarnation else {}
             if available or kept:  # their contacts, on every node, learn they are gone (presence)
                 await self.hooks.run(H.SESSIONS_LOST, H.SessionsLost(ev.node, tuple(available), kept))
                 log.info("told the contacts of node %s's %d available sessions that they are unavailable", ev.node, len(available))
@@ -217,19 +217,6 @@ class ClusterNode:
             log.warning("could not clean up after node %s (Redis: %s)", ev.node, exc or type(exc).__name__)
         except Exception:
             log.exception("cleaning up after node %s failed", ev.node)
-
-    async def _kept_of(self, ev: NodeEvent) -> dict[JID, dict[str, str]]:
-        """What the dead node's sessions kept (kept.py), without the sessions that live on
-        elsewhere (taken over by a resumption on another node before the node died)."""
-        kept = await self.kept.take(ev.node, ev.incarnation)
-        if not kept:
-            return kept
-        fulls = list(kept)
-        async with self.membership.redis.pipeline(transaction=False) as pipe:
-            for full in fulls:
-                pipe.hget(self.keys.sess(str(full.bare)), full.resource or "")
-            where = await pipe.execute()
-        return {full: kept[full] for full, at in zip(fulls, where, strict=True) if at is None}
 
 
 def client_address(server: "Server") -> str:

@@ -526,6 +526,11 @@ class Router:
         if self.kept is not None:
             self.kept.keep(full, name, value)
 
+    def unkeep(self, full: JID) -> None:
+        """Remove everything ``keep`` kept for ``full`` (its session moved to another node)."""
+        if self.kept is not None:
+            self.kept.drop(full)
+
     async def elsewhere(self, bares: Iterable[JID]) -> "dict[JID, list[Entry]]":
         """The sessions of these accounts bound on other nodes (one Redis round trip for all);
         {} without a cluster or when Redis cannot be reached."""
