@@ -185,9 +185,10 @@ class Two:
         self.nodes: dict[str, Proc] = {}
         self.users: list[str] = ["alice", "bob"]  # accounts made before the nodes start
         self.ctl: list[list[str]] = []  # more xmppctl commands run then (a wallet's top-up ...)
+        self.node_args: dict[str, list[str]] = {}  # a node's own settings, after the shared ones
 
     async def start(self, name: str) -> Proc:
-        proc = await start_xmppd(self.tmp / name, *self.args, "--set", f"cluster.node={name}")
+        proc = await start_xmppd(self.tmp / name, *self.args, *self.node_args.get(name, ()), "--set", f"cluster.node={name}")
         self.nodes[name] = proc
         await proc.wait_log("joined the cluster", timeout=STARTUP)
         return proc

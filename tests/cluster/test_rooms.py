@@ -24,7 +24,7 @@ from xmppd_extensions.mute import slixmpp_plugin as mute_plugin
 from ..features.muc_support import PLUGINS, Inbox, codes, configure
 from ..helpers import PASSWORD, slix, slix_close
 from .conftest import PrivateRedis
-from .procs import SHARED_REDIS, STARTUP, Proc, add_users, cluster_args, shared_storage, start_xmppd, status_rows, xmppctl
+from .procs import SHARED_REDIS, Two, add_users, redis_client, status_rows, xmppctl
 
 NODES = ("alpha", "beta", "gamma")
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank")
@@ -42,30 +42,19 @@ def room_owned_by(node: str, stem: str, nodes: tuple[str, ...] = NODES) -> str:
     raise AssertionError("no such room name")
 
 
-def _redis(url: str) -> Any:
-    import redis
-
-    return redis.Redis.from_url(url, decode_responses=True)
+_redis = redis_client
 
 
-class Three:
+class Three(Two):
+    """``Two``'s nodes (alpha, beta, gamma here), with the rooms' clients (slixmpp with the MUC
+    plugins and an inbox), closed at the end."""
+
     def __init__(self, tmp: Path, prefix: str, redis_url: str = SHARED_REDIS) -> None:
-        self.tmp = tmp
-        self.prefix = prefix
-        self.redis_url = redis_url
-        self.storage = shared_storage(tmp)
-        self.args = [*cluster_args(redis_url, prefix), *self.storage]
-        self.nodes: dict[str, Proc] = {}
+        super().__init__(tmp, prefix, redis_url)
+        self.users = list(USERS)
         self.clients: list[Any] = []
-        self.node_args: dict[str, list[str]] = {}  # a node's own settings, after the shared ones
 
-    async def start(self, name: str) -> Proc:
-        proc = await start_xmppd(self.tmp / name, *self.args, *self.node_args.get(name, ()), "--set", f"cluster.node={name}")
-        self.nodes[name] = proc
-        await proc.wait_log("joined the cluster", timeout=STARTUP)
-        return proc
-
-    async def login(self, node: str, user: str) -> Any:
+    async def login(self, node: str, user: str) -> Any:  # type: ignore[override]
         c = await slix(self.nodes[node].as_server(), f"{user}@localhost", plugins=PLUGINS)
         c.register_plugin("mute", module=mute_plugin)
         c.inbox = Inbox(c)
