@@ -51,6 +51,7 @@ MAX_HOPS = 3
 MAX_CACHED = 100_000  # rooms whose owner this node remembers
 _PING = C.q(C.PING, "ping")
 REJOIN_TEXT = "the room moved to another cluster node: join it again"
+REWRITE_EVERY = 30  # heartbeats between two whole rewrites of this node's P:rooms:<node>
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:
@@ -81,8 +82,10 @@ class RoomCluster:
         self.leaving = False
         self._removers = [self.leases.on_lost(KIND, self._lost), port.every_beat(self._sync_listed)]
         # What ``P:rooms:<this node>`` holds (public temporary rooms: only this node's memory
-        # knows them); None: to be written whole (at start, after Redis failed).
+        # knows them); None: to be written whole (at start, after Redis failed, and every
+        # REWRITE_EVERY heartbeats: a Redis that restarted empty without a failed command).
         self._listed: dict[str, str] | None = None
+        self._beats = 0
         port.serve(TAG, self._from_bus)  # until the node stops: see ``leave``
 
     # ---------------------------------------------------------------- where a stanza goes
@@ -289,6 +292,9 @@ class RoomCluster:
         are listed from the database."""
         if self.leaving:
             return
+        self._beats += 1
+        if self._beats % REWRITE_EVERY == 0:
+            self._listed = None
         now = self._listable()
         before = self._listed
         key = self.port.keys.listed(self.name)
