@@ -3,12 +3,14 @@ their stderr collected so that a test can wait for a log line."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +21,9 @@ SHARED_REDIS = os.environ.get("XMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 # node_timeout 4 s: short for tests, yet with margin for a loaded machine that stalls a process for
 # a second or two (a spurious "down" would fail the tests that count NODE_DOWN events).
 FAST = ("--set", "cluster.heartbeat=0.5", "--set", "cluster.node_timeout=4")
+# Seconds a node may take to start (an interpreter, the imports, the schema) on a machine busy
+# with other work: a bound against a hang, not a measure.
+STARTUP = 60.0
 
 
 def free_port() -> int:
@@ -133,3 +138,105 @@ def status_rows(out: str) -> dict[str, dict[str, str]]:
         cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
         rows[cells[0]] = dict(zip(names, cells, strict=True))
     return rows
+
+
+def redis_client(url: str = SHARED_REDIS) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def shared_storage(tmp: Path) -> list[str]:
+    """The nodes' one SQLite file (several processes: the database serialises them)."""
+    return ["--set", f"storage.url=sqlite+aiosqlite:///{(tmp / 'shared.db').as_posix()}", "--set", "storage.auto_upgrade=true"]
+
+
+async def ctl_in_process(storage: list[str], tmp: Path, commands: Iterable[list[str]]) -> None:
+    """``xmppctl`` commands run in this process (one thread, one after the other): the same code
+    as the command line without an interpreter's start per command, which costs seconds on a
+    loaded machine, for each account of each cluster test."""
+    from xmppd.cli import xmppctl_main
+
+    base = [*storage, "--set", f"server.data_dir={tmp / 'ctl'}"]
+
+    def go() -> None:
+        for command in commands:
+            code = xmppctl_main([*base, *command])
+            assert code == 0, f"xmppctl {' '.join(command)}: exit {code}"
+
+    await asyncio.to_thread(go)
+
+
+async def add_users(storage: list[str], tmp: Path, users: Iterable[str], password: str) -> None:
+    """Accounts ``<user>@localhost`` with ``password``."""
+    await ctl_in_process(storage, tmp, [["user", "add", f"{u}@localhost", "--password", password] for u in users])
+
+
+class Two:
+    """Nodes alpha and beta (and more through ``start``) of one cluster: one SQLite file, the
+    Redis at ``redis_url`` under ``prefix``; ``args`` are every node's settings."""
+
+    def __init__(self, tmp: Path, prefix: str, redis_url: str = SHARED_REDIS) -> None:
+        self.tmp = tmp
+        self.prefix = prefix
+        self.redis_url = redis_url
+        self.storage = shared_storage(tmp)
+        self.args = [*cluster_args(redis_url, prefix), *self.storage]
+        self.nodes: dict[str, Proc] = {}
+        self.users: list[str] = ["alice", "bob"]  # accounts made before the nodes start
+        self.ctl: list[list[str]] = []  # more xmppctl commands run then (a wallet's top-up ...)
+        self.node_args: dict[str, list[str]] = {}  # a node's own settings, after the shared ones
+
+    async def start(self, name: str) -> Proc:
+        proc = await start_xmppd(self.tmp / name, *self.args, *self.node_args.get(name, ()), "--set", f"cluster.node={name}")
+        self.nodes[name] = proc
+        await proc.wait_log("joined the cluster", timeout=STARTUP)
+        return proc
+
+    async def login(self, node: str, jid: str, *, available: bool = True, plugins: tuple[str, ...] = ()) -> Any:
+        from ..helpers import slix
+
+        client = await slix(self.nodes[node].as_server(), jid, plugins=plugins)
+        if available:
+            client.send_presence()
+            await self.wait_entry(client.boundjid.bare, client.boundjid.resource, f"{node}|", available=True)
+        return client
+
+    async def wait_entry(self, bare: str, resource: str, start: str | None, *, available: bool = False,
+                         priority: int | None = None, timeout: float = 15) -> None:
+        """Until the registry says ``bare/resource`` is on that node (``start`` None: nowhere),
+        available and with that priority when asked."""
+        r = redis_client(self.redis_url)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    value = r.hget(f"{self.prefix}:sess:{bare}", resource)
+                    if start is None and value is None:
+                        return
+                    if start is not None and value is not None and value.startswith(start) and (not available or value.endswith("|1")) \
+                            and (priority is None or value.split("|")[2] == str(priority)):
+                        return
+                    await asyncio.sleep(0.05)
+        finally:
+            r.close()
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(t: Two) -> AsyncIterator[Two]:
+    """``t.users`` and ``t.ctl`` made, alpha and beta started and seeing each other; every node
+    (also those a test started) stopped after, and none may have logged a traceback."""
+    from ..helpers import PASSWORD
+
+    await add_users(t.storage, t.tmp, t.users, PASSWORD)
+    if t.ctl:
+        await ctl_in_process(t.storage, t.tmp, t.ctl)
+    try:
+        await t.start("alpha")
+        await t.start("beta")
+        await t.nodes["alpha"].wait_log("node beta is up")
+        yield t
+    finally:
+        for proc in t.nodes.values():
+            await proc.close()
+    for proc in t.nodes.values():
+        assert "Traceback" not in proc.log, proc.log

@@ -18,8 +18,7 @@ import pytest
 from ..api.support import ADMIN, TOKENS
 from ..features.test_admin import watch_end
 from ..helpers import slix_close
-from .procs import Proc, free_port, start_xmppd
-from .test_routing import Two, two_nodes
+from .procs import STARTUP, Proc, Two, free_port, start_xmppd, two_nodes
 
 
 class TwoWithApi(Two):
@@ -32,7 +31,7 @@ class TwoWithApi(Two):
         proc = await start_xmppd(self.tmp / name, *self.args, "--set", f"cluster.node={name}",
                                  "--set", f"listen.http=127.0.0.1:{port}", "--set", TOKENS)
         self.nodes[name] = proc
-        await proc.wait_log("joined the cluster")
+        await proc.wait_log("joined the cluster", timeout=STARTUP)
         return proc
 
     async def call(self, node: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:

@@ -18,7 +18,8 @@ import slixmpp
 from slixmpp import ET
 
 from ..helpers import slix_close
-from .test_routing import Two, _redis, two_nodes
+from .procs import Two, two_nodes
+from .procs import redis_client as _redis
 
 DOMAIN = "bots.localhost"
 SECRET = "a-long-enough-shared-secret"
@@ -126,3 +127,41 @@ async def test_a_component_on_one_node_serves_users_on_another(two):
                 await slix_close(bob)
     finally:
         await slix_close(alice)
+
+
+def bus_added(two: Two, node: str) -> int:
+    """Entries ever appended to ``node``'s bus stream (they are deleted once handled)."""
+    r = _redis(two.redis_url)
+    try:
+        return int(r.xinfo_stream(f"{two.prefix}:bus:{node}")["entries-added"])
+    finally:
+        r.close()
+
+
+async def test_forwarding_follows_a_moved_component_straight_to_its_new_node(two):
+    """gamma remembers that the component is on alpha (no Redis read per stanza); it moves to
+    beta, and alpha's and beta's invalidations (``component``, published after the lease's
+    release and acquisition) make gamma forward to beta directly, not through alpha."""
+    got: asyncio.Queue[Any] = asyncio.Queue()
+    await two.start("gamma")
+    for node in ("alpha", "beta"):
+        await two.nodes["gamma"].wait_log(f"node {node} is up")
+    bob = await two.login("gamma", "bob@localhost")
+    try:
+        async with component(await component_port(two, "alpha")) as comp:
+            await until(lambda: (lease(two) or "").startswith("alpha|"))
+            comp.add_event_handler("message", got.put_nowait)
+            for i in range(3):  # the first reads the lease; gamma remembers alpha for the others
+                bob.send_message(mto=f"echo@{DOMAIN}", mbody=f"to alpha {i}", mtype="chat")
+                assert (await asyncio.wait_for(got.get(), 10))["body"] == f"to alpha {i}"
+        await until(lambda: lease(two) is None)
+        async with component(await component_port(two, "beta")) as comp:
+            await until(lambda: (lease(two) or "").startswith("beta|"))
+            comp.add_event_handler("message", got.put_nowait)
+            via_alpha = bus_added(two, "alpha")
+            bob.send_message(mto=f"echo@{DOMAIN}", mbody="to beta", mtype="chat")
+            m = await asyncio.wait_for(got.get(), 10)
+            assert m["body"] == "to beta" and m["from"] == bob.boundjid
+            assert bus_added(two, "alpha") == via_alpha  # not forwarded through the old holder
+    finally:
+        await slix_close(bob)

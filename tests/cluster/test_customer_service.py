@@ -17,13 +17,12 @@ from typing import Any
 import pytest
 from slixmpp.exceptions import IqError
 
-from xmppd.cli import xmppctl_main
 from xmppd.cluster.leases import rendezvous
 
 from ..extensions.customer_service.conftest import Client
-from ..helpers import PASSWORD, slix
+from ..helpers import slix
 from .procs import Proc, start_xmppd
-from .test_rooms import NODES, USERS, Three, three_nodes
+from .test_rooms import NODES, Three, three_nodes
 
 # Three node processes start per test: on a loaded shared machine that alone can take a minute.
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
@@ -75,12 +74,7 @@ class Site(Three):
 @contextlib.asynccontextmanager
 async def site_of(tmp_path: Path, prefix: str) -> AsyncIterator[Site]:
     t = Site(tmp_path, prefix)
-    # The accounts first, as ``xmppctl user add`` does, in this process (one process start-up
-    # less per account on a loaded machine); three_nodes then finds them there.
-    for user in USERS:
-        argv = [*t.storage, "--set", f"server.data_dir={tmp_path / 'ctl'}", "user", "add", f"{user}@localhost", "--password", PASSWORD]
-        assert await asyncio.to_thread(xmppctl_main, argv) == 0
-    async with three_nodes(t, add_users=False) as site:
+    async with three_nodes(t) as site:
         yield site  # type: ignore[misc]
 
 

@@ -14,7 +14,7 @@ import pytest
 from xmppd.core import hooks as H
 
 from ..helpers import PASSWORD, running_server, slix, slix_close
-from .procs import SHARED_REDIS, cluster_args, start_xmppd, status_rows, xmppctl
+from .procs import SHARED_REDIS, STARTUP, cluster_args, start_xmppd, status_rows, xmppctl
 
 
 async def test_two_nodes_see_each_other_in_cluster_status_and_a_killed_one_is_marked_down(tmp_path, prefix):
@@ -22,8 +22,8 @@ async def test_two_nodes_see_each_other_in_cluster_status_and_a_killed_one_is_ma
     a = await start_xmppd(tmp_path / "a", *args, "--set", "cluster.node=alpha")
     b = await start_xmppd(tmp_path / "b", *args, "--set", "cluster.node=beta")
     try:
-        await a.wait_log(r"node beta is up")
-        await b.wait_log(r"node alpha is up")
+        await a.wait_log(r"node beta is up", timeout=STARTUP)  # both processes just started
+        await b.wait_log(r"node alpha is up", timeout=STARTUP)
         r = xmppctl(*args, "cluster", "status", cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         rows = status_rows(r.stdout)
@@ -154,7 +154,7 @@ async def test_after_a_redis_restart_no_live_node_is_declared_down_while_it_re_r
     a = await start_xmppd(tmp_path / "a", *args, "--set", "cluster.node=a")
     b = await start_xmppd(tmp_path / "b", *args, "--set", "cluster.node=b")
     try:
-        await a.wait_log("node b is up")
+        await a.wait_log("node b is up", timeout=STARTUP)  # both processes just started
         b.proc.send_signal(signal.SIGSTOP)  # b comes back later than a: the registry a finds lacks b
         private_redis.stop()
         private_redis.start()

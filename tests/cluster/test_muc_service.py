@@ -8,6 +8,7 @@ clients; room names chosen so that each node holds one (rendezvous hashing).
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -65,3 +66,21 @@ async def test_service_lists_and_limits_cover_every_nodes_rooms(two):
     # bob, who owns none, may create it
     await join(bob, hidden, "bob")
     assert two.owner(hidden) == "beta"
+
+    # a public temporary room lives only in beta's memory: alpha's list names it too (beta
+    # publishes its temporary rooms after each heartbeat), and drops it once it is destroyed
+    temporary = room_owned_by("beta", "fleeting", NODES)
+    await join(bob, temporary, "bob")
+    await configure(bob, temporary, name="Fleeting", persistent=False, public=True)
+    await _until_listed(alice, (temporary, "Fleeting"), True)
+    await bob.plugin["xep_0045"].destroy(temporary, timeout=10)
+    await _until_listed(alice, (temporary, "Fleeting"), False)
+
+
+async def _until_listed(client, item: tuple[str, str], present: bool) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            items = await client.plugin["xep_0030"].get_items(jid="conference.localhost", timeout=10)
+            if (item in {(jid, name) for jid, _node, name in items["disco_items"]["items"]}) == present:
+                return
+            await asyncio.sleep(0.1)

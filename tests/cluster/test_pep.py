@@ -17,9 +17,9 @@ import pytest
 from lxml import etree
 
 from ..features.pep_support import EVENT, PLUGINS, PUBSUB
-from ..helpers import PASSWORD, slix, slix_close
+from ..helpers import slix, slix_close
+from .procs import Two, two_nodes
 from .test_presence import befriend
-from .test_routing import Two, two_nodes, xmppctl
 
 TUNE = "http://jabber.org/protocol/tune"
 MOOD = "http://jabber.org/protocol/mood"
@@ -28,9 +28,8 @@ MOOD = "http://jabber.org/protocol/mood"
 @pytest.fixture
 async def two(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
     t = Two(tmp_path, prefix)
+    t.users.append("carol")
     async with two_nodes(t) as t:
-        r = xmppctl(*t.storage, "--set", f"server.data_dir={tmp_path / 'ctl'}", "user", "add", "carol@localhost", "--password", PASSWORD, cwd=tmp_path)
-        assert r.returncode == 0, r.stderr
         yield t
 
 

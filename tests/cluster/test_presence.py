@@ -14,12 +14,15 @@ from typing import Any
 import pytest
 
 from ..helpers import slix, slix_close
-from .test_routing import Two, _redis, two_nodes
+from .procs import Two, two_nodes
+from .procs import redis_client as _redis
 
 
 @pytest.fixture
 async def two(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
-    async with two_nodes(Two(tmp_path, prefix)) as t:
+    t = Two(tmp_path, prefix)
+    t.users.append("carol")
+    async with two_nodes(t) as t:
         yield t
 
 
@@ -215,6 +218,9 @@ async def test_carbons_reach_the_accounts_resources_on_the_other_node(two):
 
 
 async def test_a_killed_nodes_available_users_appear_unavailable_to_their_contacts_on_every_node(two):
+    """Also to carol, who is not bob's contact but got his directed presence (RFC 6121 §4.6.3):
+    the recipients were kept in Redis beside bob's session, and the survivor that cleaned up
+    after gamma tells her."""
     import signal
 
     await befriend(two, "alice", "bob")
@@ -223,22 +229,33 @@ async def test_a_killed_nodes_available_users_appear_unavailable_to_their_contac
     await two.nodes["beta"].wait_log("node gamma is up")
     alice1 = await two.login("alpha", "alice@localhost")
     alice2 = await two.login("beta", "alice@localhost")
+    carol = await two.login("beta", "carol@localhost")
     bob = await two.login("gamma", "bob@localhost", available=False)
     try:
         q1, q2 = presences(alice1, "bob@localhost"), presences(alice2, "bob@localhost")
+        q3 = presences(carol, "bob@localhost")
         bob.send_presence(pstatus="on gamma")
         for q in (q1, q2):
             await next_with(q, lambda p: p["status"] == "on gamma")
+        bob.send_presence(pto="carol@localhost", pstatus="just for carol")
+        await next_with(q3, lambda p: p["status"] == "just for carol")
+        r = _redis()
+        try:  # kept beside bob's session (written by gamma's writer task, not on the stanza's path)
+            await _until(lambda: any(f"{bob.boundjid.full}\ndirected" in r.hkeys(k) for k in r.keys(f"{two.prefix}:kept:gamma:*")))
+        finally:
+            r.close()
         gamma = two.nodes["gamma"]
         gamma.proc.send_signal(signal.SIGKILL)
         await gamma.wait()
         for q in (q1, q2):  # one survivor cleaned up; both alice resources were told
             p = await next_with(q, lambda p: p["type"] == "unavailable", timeout=20)
             assert p["from"].full == bob.boundjid.full
+        p = await next_with(q3, lambda p: p["type"] == "unavailable", timeout=20)
+        assert p["from"].full == bob.boundjid.full
         line = "told the contacts of node gamma's 1 available sessions that they are unavailable"
         await _until(lambda: any(line in two.nodes[n].log for n in ("alpha", "beta")))
         assert sum(line in two.nodes[n].log for n in ("alpha", "beta")) == 1
     finally:
-        for c in (alice1, alice2):
+        for c in (alice1, alice2, carol):
             await slix_close(c)
         bob.abort()

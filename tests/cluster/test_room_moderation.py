@@ -11,7 +11,7 @@ from ..features.test_muc_moderation import MODERATE, OID, RETRACT, SID, archive
 from .test_rooms import configure, groupchat, join, room_owned_by, three  # noqa: F401  (the fixture)
 
 
-async def test_moderation_goes_through_the_owner_node(three):
+async def test_moderation_goes_through_the_owner_node(three):  # noqa: F811 (the fixture imported above)
     room = room_owned_by("gamma", "moderated")
     alice = await three.login("alpha", "alice")
     bob = await three.login("beta", "bob")

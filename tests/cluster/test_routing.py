@@ -14,73 +14,10 @@ from typing import Any
 
 import pytest
 
-from ..helpers import PASSWORD, slix, slix_close
-from .procs import SHARED_REDIS, Proc, cluster_args, start_xmppd, xmppctl
+from ..helpers import slix, slix_close
+from .procs import Two, redis_client, two_nodes
 
-
-def _redis(url: str = SHARED_REDIS) -> Any:
-    import redis
-
-    return redis.Redis.from_url(url, decode_responses=True)
-
-
-class Two:
-    def __init__(self, tmp: Path, prefix: str, redis_url: str = SHARED_REDIS) -> None:
-        self.tmp = tmp
-        self.prefix = prefix
-        self.redis_url = redis_url
-        self.storage = ["--set", f"storage.url=sqlite+aiosqlite:///{(tmp / 'shared.db').as_posix()}", "--set", "storage.auto_upgrade=true"]
-        self.args = [*cluster_args(redis_url, prefix), *self.storage]
-        self.nodes: dict[str, Proc] = {}
-
-    async def start(self, name: str) -> Proc:
-        proc = await start_xmppd(self.tmp / name, *self.args, "--set", f"cluster.node={name}")
-        self.nodes[name] = proc
-        await proc.wait_log("joined the cluster")
-        return proc
-
-    async def login(self, node: str, jid: str, *, available: bool = True, plugins: tuple[str, ...] = ()) -> Any:
-        client = await slix(self.nodes[node].as_server(), jid, plugins=plugins)
-        if available:
-            client.send_presence()
-            await self.wait_entry(client.boundjid.bare, client.boundjid.resource, f"{node}|", available=True)
-        return client
-
-    async def wait_entry(self, bare: str, resource: str, start: str | None, *, available: bool = False,
-                         priority: int | None = None, timeout: float = 15) -> None:
-        """Until the registry says ``bare/resource`` is on that node (``start`` None: nowhere),
-        available and with that priority when asked."""
-        r = _redis(self.redis_url)
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    value = r.hget(f"{self.prefix}:sess:{bare}", resource)
-                    if start is None and value is None:
-                        return
-                    if start is not None and value is not None and value.startswith(start) and (not available or value.endswith("|1")) \
-                            and (priority is None or value.split("|")[2] == str(priority)):
-                        return
-                    await asyncio.sleep(0.05)
-        finally:
-            r.close()
-
-
-@contextlib.asynccontextmanager
-async def two_nodes(t: Two) -> AsyncIterator[Two]:
-    tmp_path = t.tmp
-    for user in ("alice", "bob"):
-        r = xmppctl(*t.storage, "--set", f"server.data_dir={tmp_path / 'ctl'}", "user", "add", f"{user}@localhost", "--password", PASSWORD, cwd=tmp_path)
-        assert r.returncode == 0, r.stderr
-    try:
-        await t.start("alpha")
-        await t.start("beta")
-        await t.nodes["alpha"].wait_log("node beta is up")
-        yield t
-    finally:
-        for proc in t.nodes.values():
-            await proc.close()
-    for proc in t.nodes.values():
-        assert "Traceback" not in proc.log, proc.log
+_redis = redis_client
 
 
 @pytest.fixture

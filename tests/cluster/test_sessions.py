@@ -19,16 +19,15 @@ from xmppd.jid import JID
 from ..aiox import aioxmpp_client
 from ..features.test_adhoc import PLUGINS, form_of, run, xform
 from ..features.test_admin import watch_end
-from ..helpers import PASSWORD, slix, slix_close
-from .test_routing import Two, two_nodes, xmppctl
+from ..helpers import slix, slix_close
+from .procs import Two, two_nodes
 
 
 @pytest.fixture
 async def two(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
     t = Two(tmp_path, prefix)
     t.args += ["--set", "c2s.max_sessions_per_account=2", "--set", 'server.admins=["boss@localhost"]']
-    r = xmppctl(*t.storage, "--set", f"server.data_dir={tmp_path / 'ctl'}", "user", "add", "boss@localhost", "--password", PASSWORD, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    t.users.append("boss")
     async with two_nodes(t) as t:
         yield t
 

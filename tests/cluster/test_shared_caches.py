@@ -8,7 +8,6 @@ platform mute, a block list, a roster, a red packet grabbed from both nodes at o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,42 +19,28 @@ from slixmpp.exceptions import IqError
 from xmppd_extensions.mute import slixmpp_plugin as mute_plugin
 from xmppd_extensions.redpacket import slixmpp_plugin as rp_plugin
 
-from ..helpers import PASSWORD, slix_close
-from .procs import SHARED_REDIS, xmppctl
-from .test_routing import Two, _inbox
+from ..helpers import slix_close
+from .procs import SHARED_REDIS, Two, two_nodes
+from .test_routing import _inbox
 
 MUTE_NS = "urn:xmppd:mute:0"
 USERS = ("alice", "bob", "boss")
 
 
-@contextlib.asynccontextmanager
-async def _nodes(tmp: Path, prefix: str, redis_url: str = SHARED_REDIS) -> AsyncIterator[Two]:
+def _two(tmp: Path, prefix: str, redis_url: str = SHARED_REDIS) -> Two:
     t = Two(tmp, prefix, redis_url)
     t.args += ["--set", 'server.admins=["boss@localhost"]']
     # The red-packet race is between accounts that are not contacts: the contacts-only rule of
     # 1:1 packets has its own tests (tests/extensions/redpacket/test_history_wire.py).
     t.args += ["--set", "redpacket.contacts_only=false"]
-    ctl = [*t.storage, "--set", f"server.data_dir={tmp / 'ctl'}"]
-    for user in USERS:
-        r = xmppctl(*ctl, "user", "add", f"{user}@localhost", "--password", PASSWORD, cwd=tmp)
-        assert r.returncode == 0, r.stderr
-    r = xmppctl(*ctl, "wallet", "topup", "alice@localhost", "10", cwd=tmp)
-    assert r.returncode == 0, r.stderr
-    try:
-        await t.start("alpha")
-        await t.start("beta")
-        await t.nodes["alpha"].wait_log("node beta is up")
-        yield t
-    finally:
-        for proc in t.nodes.values():
-            await proc.close()
-    for proc in t.nodes.values():
-        assert "Traceback" not in proc.log, proc.log
+    t.users = list(USERS)
+    t.ctl = [["wallet", "topup", "alice@localhost", "10"]]
+    return t
 
 
 @pytest.fixture
 async def two(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
-    async with _nodes(tmp_path, prefix) as t:
+    async with two_nodes(_two(tmp_path, prefix)) as t:
         yield t
 
 
@@ -254,7 +239,7 @@ async def test_caches_are_flushed_when_redis_comes_back(tmp_path, prefix, privat
     loses its Redis connection (the server restarts, empty), alpha mutes bob meanwhile (its
     invalidation is kept and sent once Redis answers, and beta flushes on resubscribing), and
     beta enforces the mute afterwards."""
-    async with _nodes(tmp_path, prefix, private_redis.url) as two:
+    async with two_nodes(_two(tmp_path, prefix, private_redis.url)) as two:
         admin = await _login(two, "alpha", "boss@localhost")
         bob = await _login(two, "beta", "bob@localhost")
         alice = await _login(two, "alpha", "alice@localhost")

@@ -142,6 +142,17 @@ end
 return out
 """
 
+# KEYS: the destination node's registry entry (``P:node:<node>``), its stream. ARGV: maxlen, the
+# envelope's field/value pairs. An envelope for what a node owns by lease (a room, a component's
+# domain: ``RemoteSessions.to_owner``) is appended only while that node is registered: a node
+# that left (or whose entry expired) has had its stream drained once by a survivor and nobody
+# reads it any more, so an append there would be lost. Returns the entry id, or false (the
+# sender's fallback then locates the owner again).
+_TO_LIVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))
+"""
+
 
 class Bus:
     def __init__(self, redis: Any, url: str, keys: Keys, node: str, bus_max: int, heartbeat: float) -> None:
@@ -156,6 +167,7 @@ class Bus:
         self._to_full = redis.register_script(_TO_FULL)
         self._fan = redis.register_script(_FAN)
         self._to_fulls = redis.register_script(_TO_FULLS)
+        self._to_live = redis.register_script(_TO_LIVE)
 
     async def publish_to_full(self, sess_key: str, resource: str, fields: dict[str, str], client: Any = None) -> Any:
         """Append to the stream of the node holding ``resource`` in ``sess_key``, if another;
@@ -180,6 +192,12 @@ class Bus:
         for _, resource, env in items:
             args += (resource, env)
         return await self._to_fulls(keys=[k for k, _, _ in items], args=args, client=client)
+
+    async def publish_to_live(self, node: str, fields: dict[str, str], client: Any = None) -> Any:
+        """Append to ``node``'s stream only while its registry entry exists (``_TO_LIVE``);
+        returns the entry id or None (with ``client`` a pipeline: queued in it)."""
+        flat = [x for kv in pack(fields).items() for x in kv]
+        return await self._to_live(keys=[self.keys.node(node), self.keys.bus(node)], args=[self.bus_max, *flat], client=client)
 
     # ------------------------------------------------------------------ this node's reader
 

@@ -35,6 +35,16 @@ class Keys:
         """STREAM of the stanzas for node ``name``'s sessions, read by that node alone."""
         return f"{self.prefix}:bus:{name}"
 
+    def kept(self, name: str, incarnation: str) -> str:
+        """HASH ``<full JID>\n<name>`` -> value: what node ``name``'s sessions keep for the survivor
+        that cleans up after it (kept.py: the recipients of directed presence)."""
+        return f"{self.prefix}:kept:{name}:{incarnation}"
+
+    def listed(self, name: str) -> str:
+        """HASH room JID -> name: the public temporary rooms node ``name`` holds, which only
+        its memory knows (the MUC service's lists on the other nodes read it)."""
+        return f"{self.prefix}:rooms:{name}"
+
     def cleanup_lease(self, name: str) -> str:
         """STRING held by the one survivor that cleans up after a dead node ``name``."""
         return f"{self.prefix}:lease:cleanup:{name}"

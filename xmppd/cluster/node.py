@@ -15,6 +15,7 @@ from ..jid import JID
 from .bus import Bus
 from .connection import unreachable_errors
 from .invalidation import ClusterInvalidations
+from .kept import KeptState
 from .keys import Keys
 from .leases import Leases, rendezvous
 from .membership import Membership
@@ -43,6 +44,18 @@ class ClusterPort:
         self.name = node.name
         self.leases = node.leases
         self.heartbeat = node.membership.heartbeat
+        self.redis = node.membership.redis
+        self.keys = node.keys
+
+    def every_beat(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+        """Run ``fn`` after every heartbeat of this node while Redis answers; returns its remover."""
+        async def after(reachable: bool) -> None:
+            if reachable:
+                await fn()
+
+        beats = self._node.membership.after_beat
+        beats.append(after)
+        return lambda: beats.remove(after) if after in beats else None
 
     def live_nodes(self) -> list[str]:
         """This node and the peers the membership loop saw alive at its last look."""
@@ -91,6 +104,7 @@ class ClusterNode:
         self.sessions = ClusterSessions(membership.redis, self.keys, self.name, membership.incarnation, server.sessions)
         self.bus = Bus(membership.redis, cfg.redis_url, self.keys, self.name, cfg.bus_max, cfg.heartbeat)
         self.remote = RemoteSessions(server.router, self.sessions, self.bus, cfg.handover_timeout)
+        self.kept = KeptState(membership.redis, self.keys, self.name, membership.incarnation)
         self.handover_timeout = cfg.handover_timeout
         self.router = server.router
         # A lease lives as long as the registry entry (renewed right after it): by the time the
@@ -113,6 +127,8 @@ class ClusterNode:
 
     def start(self) -> None:
         self.router.remote = self.remote
+        self.router.kept = self.kept
+        self.kept.start()
         self.bus.start(self.remote.receive, self.sessions.republish)
         self._invalidations.transport = self.invalidation
         self.invalidation.start()
@@ -138,6 +154,8 @@ class ClusterNode:
         self._detach = []
         self.membership.after_beat.clear()
         self.router.remote = None
+        self.router.kept = None
+        await self.kept.stop()
         self._invalidations.transport = None
         await self.invalidation.stop()
         for remove in self._removers:
@@ -191,8 +209,9 @@ class ClusterNode:
 
             drained = await self.bus.drain(ev.node, self.remote.receive, still_dead)
             log.info("cleaned up after node %s: %d sessions removed from the registry, %d stanzas of its bus handled here", ev.node, removed, drained)
-            if available:  # their contacts, on every node, learn they are gone (presence)
-                await self.hooks.run(H.SESSIONS_LOST, H.SessionsLost(ev.node, tuple(available)))
+            kept = await self.kept.take(ev.node, ev.incarnation) if ev.incarnation else {}
+            if available or kept:  # their contacts, on every node, learn they are gone (presence)
+                await self.hooks.run(H.SESSIONS_LOST, H.SessionsLost(ev.node, tuple(available), kept))
                 log.info("told the contacts of node %s's %d available sessions that they are unavailable", ev.node, len(available))
         except unreachable_errors() as exc:
             log.warning("could not clean up after node %s (Redis: %s)", ev.node, exc or type(exc).__name__)

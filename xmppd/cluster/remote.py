@@ -128,7 +128,8 @@ class RemoteSessions:
 
     def to_owner(self, node: str, tag: str, r: Routed, hops: int, fallback: Fallback | None) -> None:
         """Queue ``r`` for ``node``, where the handler registered under ``tag`` takes it (a room's
-        owner node: docs/cluster.md §5); ``fallback(r)`` runs if the append fails."""
+        owner node: docs/cluster.md §5); appended only while ``node`` is registered (``_TO_LIVE``
+        in bus.py: a node that left is read by nobody); ``fallback(r)`` runs if it was not."""
         fields = self._envelope(r, [], hops)
         fields["s"] = tag
         self._queue(_Item(r, fallback, node, fields, None))
@@ -304,6 +305,8 @@ class RemoteSessions:
                                 await self.bus.publish_fan(item.fan, item.fields, client=pipe)
                             elif item.full is not None:
                                 await self.bus.publish_to_full(item.full[0], item.full[1], item.fields, client=pipe)
+                            elif "s" in item.fields:  # for an owner by lease: only while that node is registered
+                                await self.bus.publish_to_live(item.node or "", item.fields, client=pipe)
                             else:
                                 pipe.xadd(self.bus.keys.bus(item.node or ""), pack(item.fields), maxlen=self.bus.bus_max, approximate=True)
                         await self._flush_run(run, calls, pipe)

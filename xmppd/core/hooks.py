@@ -91,6 +91,8 @@ class SessionsLost:
 
     node: str
     available: tuple[JID, ...]
+    # What its sessions kept for this moment (``Router.keep``), by full JID: name -> value.
+    kept: dict[JID, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

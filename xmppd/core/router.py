@@ -42,6 +42,7 @@ from .hooks import Delivery, Flow, HookChains, Routed
 from .server_owned import ServerOnlyCheck
 
 if TYPE_CHECKING:
+    from ..cluster.kept import KeptState
     from ..cluster.remote import RemoteSessions
     from ..cluster.sessions import Entry
     from ..metrics import Metrics
@@ -80,6 +81,8 @@ class Router:
         # The cluster (docs/cluster.md): sessions on other nodes, consulted only for a local-domain
         # recipient without a session here. None without cluster.redis_url.
         self.remote: RemoteSessions | None = None
+        # What this node's sessions keep for a survivor (``keep``; xmppd/cluster/kept.py).
+        self.kept: KeptState | None = None
         # Control kinds features answer for other nodes (xmppd/core/control.py), by name; used
         # only by the cluster.
         self.controls: dict[str, ControlKind] = {}
@@ -515,6 +518,18 @@ class Router:
         targets = [b.bare for b in bares if b.domain == self.domain and b.local is not None]
         if targets:
             self.remote.fan(el, kind, targets, check=only_if)
+
+    def keep(self, full: JID, name: str, value: str | None) -> None:
+        """Keep ``value`` (None: remove it) under ``name`` beside the session ``full`` of this
+        node, for the survivor that cleans up if this node dies: ``SESSIONS_LOST`` hands it back
+        (``kept``). Queued, never waited for; nothing without a cluster."""
+        if self.kept is not None:
+            self.kept.keep(full, name, value)
+
+    def unkeep(self, full: JID) -> None:
+        """Remove everything ``keep`` kept for ``full`` (its session moved to another node)."""
+        if self.kept is not None:
+            self.kept.drop(full)
 
     async def elsewhere(self, bares: Iterable[JID]) -> "dict[JID, list[Entry]]":
         """The sessions of these accounts bound on other nodes (one Redis round trip for all);

@@ -347,15 +347,25 @@ class Presence(Feature):
             return Flow.CONTINUE
         st = _state(r.origin)
         if typ is None:
-            st.directed.add(target)
+            if target not in st.directed:
+                st.directed.add(target)
+                self._keep_directed(r.origin, st)
             return Flow.CONTINUE
         had = target in st.directed
         st.directed.discard(target)
+        if had:
+            self._keep_directed(r.origin, st)
         if not had and self._local(target):
             row = _listed(await self.roster.item(r.from_jid.bare, target.bare))
             if row is None or row.subscription not in ("from", "both"):
                 return Flow.STOP  # unavailable from someone the account hears nothing from
         return Flow.CONTINUE
+
+    def _keep_directed(self, session: "Session", st: _SessionPresence) -> None:
+        """In a cluster, the recipients of the session's directed presence are kept beside it
+        (``Router.keep``), so that if its node dies the survivor tells them it is gone."""
+        if self.ctx.router.clustered and session.jid is not None:
+            self.ctx.router.keep(session.jid, "directed", "\n".join(sorted(str(t) for t in st.directed)) or None)
 
     @hook(H.PRESENCE_BROADCAST)
     async def on_broadcast(self, r: Routed) -> Flow:
@@ -414,7 +424,9 @@ class Presence(Feature):
         """A dead cluster node's available sessions (run on the survivor that cleaned up after
         it): unavailable presence in each one's name to its subscribers, from the stored roster,
         and to the account's other resources, on every node (RFC 6121 §4.5.2, as when a session
-        ends without unavailable presence). Its directed presence died with the node."""
+        ends without unavailable presence); and to the recipients of its directed presence that
+        were not told so (§4.6.3), which the session kept in Redis (``Router.keep``)."""
+        told: dict[JID, set[JID]] = {}
         for full in event.available:
             if not self._local(full):
                 continue
@@ -424,7 +436,22 @@ class Presence(Feature):
             except Exception:
                 self.log.exception("the roster of %s could not be read: its contacts are not told it is gone", full.bare)
                 continue
+            told[full] = set(subscribers)
             await self.ctx.router.fan_out(unavailable, (*subscribers, full.bare), "presence", _wire(unavailable))
+        for full, kept in event.kept.items():
+            directed = kept.get("directed")
+            if not directed or not self._local(full):
+                continue
+            unavailable = stanza("presence", frm=str(full), type="unavailable")
+            wire = _wire(unavailable)
+            done = told.get(full, set())
+            for text in directed.split("\n"):
+                try:
+                    target = JID.parse(text)
+                except ValueError:
+                    continue
+                if target not in done and target.bare != full.bare:
+                    await self._to(target, unavailable, wire)
         return Flow.CONTINUE
 
     async def _go_offline(self, session: "Session", unavailable: etree._Element) -> None:
@@ -440,6 +467,8 @@ class Presence(Feature):
             # the subscribers, and the user's other available resources (on every node)
             await self.ctx.router.fan_out(unavailable, (*subscribers, user), "presence", wire)
         directed, st.directed = st.directed, set()
+        if directed:
+            self._keep_directed(session, st)
         for target in directed:
             if target not in told and target.bare != user:
                 await self._to(target, unavailable, wire)

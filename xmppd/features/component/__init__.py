@@ -86,6 +86,13 @@ class Components(Feature):
         self._server: asyncio.AbstractServer | None = None
         self._cluster: Any = None  # the ClusterPort, in a cluster
         self._doors: dict[str, Callable[[], None]] = {}  # domain -> remover of its forwarding service
+        # In a cluster: domain -> the node its component is attached to, as its lease said; kept
+        # until that node is no longer live or a node publishes that the lease changed (the
+        # ``component`` invalidation, after every acquisition and release), so that forwarding
+        # costs no Redis read per stanza. ``_gen``: a read racing with an invalidation keeps nothing.
+        self._holders: dict[str, str] = {}
+        self._gen = 0
+        self._inval = self.ctx.invalidation("component", self._holder_changed, self._holders_flush)
         self.secrets = {c.domain: c.secret for c in self.options.components}
         addr = parse_hostport(self.options.listen, "component.listen")
         if addr is None or not self.options.components:
@@ -142,7 +149,7 @@ class Components(Feature):
             self.log.info("component %s detached (%s)", domain, conn.reason or "closed")
             if self._cluster is not None:
                 self._open_door(domain)
-                self.ctx.spawn(self._cluster.leases.release(KIND, domain), name=f"component-release {domain}")
+                self.ctx.spawn(self._release(self._cluster, domain), name=f"component-release {domain}")
 
     # -- in a cluster (docs/cluster.md §5)
     async def join_cluster(self, port: Any) -> Callable[[], Awaitable[None]]:
@@ -162,8 +169,9 @@ class Components(Feature):
             for domain in list(self._doors):
                 self._doors.pop(domain)()
             for domain in list(self.attached):
-                await port.leases.release(KIND, domain)
+                await self._release(port, domain)
             self._cluster = None
+            self._holders_flush()
 
         return leave
 
@@ -185,8 +193,37 @@ class Components(Feature):
         except Exception as exc:  # Redis unreachable: served here; taken when the lease is lost/renewed
             self.log.warning("component %s: its domain could not be published to the cluster (%s)", domain, exc)
             return
+        if lease is not None and lease.node == port.name:
+            self._inval.publish(domain)  # the other nodes forget where it was
         if lease is not None and lease.node != port.name and self.attached.get(domain) is conn:
             conn.close(_C.CONFLICT, f"a component for {domain} is connected to another node ({lease.node})")
+
+    async def _release(self, port: Any, domain: str) -> None:
+        await port.leases.release(KIND, domain)
+        self._inval.publish(domain)
+
+    def _holder_changed(self, domain: str) -> None:
+        self._gen += 1
+        self._holders.pop(domain, None)
+
+    def _holders_flush(self) -> None:
+        self._gen += 1
+        self._holders.clear()
+
+    async def _holder(self, port: Any, domain: str) -> str | None:
+        """The live node the component of ``domain`` is attached to (remembered; see setup)."""
+        node = self._holders.get(domain)
+        if node is not None:
+            if port.is_live(node):
+                return node
+            self._holders.pop(domain, None)
+        gen = self._gen
+        lease = await port.leases.owner(KIND, domain)
+        if lease is None or lease.node == port.name or not port.is_live(lease.node):
+            return None
+        if gen == self._gen:
+            self._holders[domain] = lease.node
+        return lease.node
 
     async def _lost(self, domain: str, token: int) -> None:
         conn = self.attached.get(domain)
@@ -202,21 +239,23 @@ class Components(Feature):
             await conn.receive(r)
             return
         port = self._cluster
-        lease = None
+        node = None
         if port is not None and hops < MAX_HOPS:
             try:
-                lease = await port.leases.owner(KIND, to.domain)
+                node = await self._holder(port, to.domain)
             except Exception as exc:
                 self.log.warning("component %s: the cluster cannot be asked where it is (%s)", to.domain, exc)
-        if lease is None or lease.node == port.name or not port.is_live(lease.node):
+        if node is None:
             self._unavailable(r)
             return
-        port.forward(lease.node, TAG, r, hops, self._not_taken)
+        port.forward(node, TAG, r, hops, self._not_taken)
 
     async def _from_bus(self, r: Routed, hops: int, origin: str) -> None:
         await self.to_component(r, hops)
 
     async def _not_taken(self, r: Routed) -> None:
+        if r.to is not None:
+            self._holder_changed(r.to.domain)  # that node is gone (or Redis failed): ask again next time
         self._unavailable(r)
 
     def _unavailable(self, r: Routed) -> None:

@@ -51,6 +51,7 @@ MAX_HOPS = 3
 MAX_CACHED = 100_000  # rooms whose owner this node remembers
 _PING = C.q(C.PING, "ping")
 REJOIN_TEXT = "the room moved to another cluster node: join it again"
+REWRITE_EVERY = 30  # heartbeats between two whole rewrites of this node's P:rooms:<node>
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:
@@ -76,7 +77,16 @@ class RoomCluster:
         # Owner side: the node of each occupant whose stanzas came through the bus.
         self.occupant_node: dict[JID, str] = {}
         self._locks: dict[JID, list[Any]] = {}  # room -> [lock, stanzas using it]
-        self._removers = [port.serve(TAG, self._from_bus), self.leases.on_lost(KIND, self._lost)]
+        # A graceful stop began (``leave``): this node acquires nothing any more, and what still
+        # reaches it (its stream is read until it stops) is forwarded to a node that stays.
+        self.leaving = False
+        self._removers = [self.leases.on_lost(KIND, self._lost), port.every_beat(self._sync_listed)]
+        # What ``P:rooms:<this node>`` holds (public temporary rooms: only this node's memory
+        # knows them); None: to be written whole (at start, after Redis failed, and every
+        # REWRITE_EVERY heartbeats: a Redis that restarted empty without a failed command).
+        self._listed: dict[str, str] | None = None
+        self._beats = 0
+        port.serve(TAG, self._from_bus)  # until the node stops: see ``leave``
 
     # ---------------------------------------------------------------- where a stanza goes
 
@@ -87,6 +97,9 @@ class RoomCluster:
         room_jid = r.to.bare  # type: ignore[union-attr]
         if room_jid in svc.rooms and self.leases.token(KIND, str(room_jid)) is not None:
             return True
+        if self.leaving:
+            await self._pass_on(r, hops, room_jid)
+            return False
         cached = self._owners.get(room_jid)
         if cached is not None and hops == 0:
             if cached[1] > self._clock() and self.port.is_live(cached[0]):
@@ -200,7 +213,11 @@ class RoomCluster:
                 self.remote_joined.setdefault(r.from_jid, {})[room_jid] = r.to.resource  # type: ignore[union-attr]
             elif typ == "unavailable":
                 self._unjoin(r.from_jid, room_jid)
-        self.port.forward(node, TAG, r, hops, self._not_taken)
+
+        async def not_taken(r: Routed) -> None:
+            await self._not_taken(r, hops)
+
+        self.port.forward(node, TAG, r, hops, not_taken)
 
     def _unjoin(self, full: JID, room_jid: JID) -> None:
         rooms = self.remote_joined.get(full)
@@ -209,8 +226,38 @@ class RoomCluster:
             if not rooms:
                 del self.remote_joined[full]
 
-    async def _not_taken(self, r: Routed) -> None:
-        await self._refuse(r, "the room's node cannot be reached now")
+    async def _not_taken(self, r: Routed, hops: int) -> None:
+        """The owner (or preferred) node the stanza was forwarded to is no longer registered (it
+        left or died after this node's last look: ``ClusterPort.forward`` appends only to a
+        registered node's stream) or Redis failed: forget what this node believed and locate the
+        room again (one more hop, so this ends), rather than lose the stanza."""
+        room_jid = r.to.bare  # type: ignore[union-attr]
+        self._owners.pop(room_jid, None)
+        log.info("room %s: the node a stanza was for is no longer registered (or Redis failed): locating the room again", room_jid)
+        hops += 1
+        if self.leaving or hops >= MAX_HOPS:
+            await self._refuse(r, "the room's node cannot be reached now")
+            return
+        await self.service.receive(r, hops=hops)
+
+    async def _pass_on(self, r: Routed, hops: int, room_jid: JID) -> None:
+        """This node is leaving: the stanza goes to the room's owner if another node holds it,
+        else to the preferred node among those still registered, which acquires the room."""
+        name = str(room_jid)
+        try:
+            lease = await self.leases.owner(KIND, name)
+            if lease is not None and lease.node != self.name and await self.port.present(lease.node):
+                await self._forward(lease.node, r, hops)
+                return
+            others = [n for n in self.port.live_nodes() if n != self.name and await self.port.present(n)]
+        except _unreachable():
+            others = []
+        if others:
+            from ...cluster.leases import rendezvous
+
+            await self._forward(rendezvous(others, name), r, hops)
+        else:
+            await self._refuse(r, "the room's node is shutting down: try again")
 
     async def _refuse(self, r: Routed, text: str) -> None:
         await self.service._bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, text))
@@ -232,6 +279,62 @@ class RoomCluster:
         await svc.receive(r, hops=hops)
         if r.from_jid not in svc.joined:
             self.occupant_node.pop(r.from_jid, None)
+
+    # ---------------------------------------------------------------- the service's lists
+
+    def _listable(self) -> dict[str, str]:
+        return {room.jid_s: room.config.name or (room.jid.local or "") for room in self.service.rooms.values()
+                if not room.config.persistent and room.config.public and not room.locked}
+
+    async def _sync_listed(self) -> None:
+        """After every heartbeat: this node's public temporary rooms into ``P:rooms:<node>``
+        (only what changed), so that the other nodes' service lists name them. Persistent rooms
+        are listed from the database."""
+        if self.leaving:
+            return
+        self._beats += 1
+        if self._beats % REWRITE_EVERY == 0:
+            self._listed = None
+        now = self._listable()
+        before = self._listed
+        key = self.port.keys.listed(self.name)
+        try:
+            async with self.port.redis.pipeline(transaction=True) as pipe:
+                if before is None:
+                    pipe.delete(key)  # what an earlier life of this node left
+                    gone, changed = [], now
+                else:
+                    gone = [j for j in before if j not in now]
+                    changed = {j: n for j, n in now.items() if before.get(j) != n}
+                if not gone and not changed and before is not None:
+                    return
+                if gone:
+                    pipe.hdel(key, *gone)
+                if changed:
+                    pipe.hset(key, mapping=changed)
+                await pipe.execute()
+        except _unreachable():
+            self._listed = None
+            return
+        self._listed = now
+
+    async def listed_elsewhere(self) -> dict[str, str]:
+        """The public temporary rooms the other live nodes hold (room JID -> name), as their
+        last heartbeat wrote them; {} when Redis does not answer."""
+        peers = [n for n in self.port.live_nodes() if n != self.name]
+        if not peers:
+            return {}
+        try:
+            async with self.port.redis.pipeline(transaction=False) as pipe:
+                for node in peers:
+                    pipe.hgetall(self.port.keys.listed(node))
+                found = await pipe.execute()
+        except _unreachable():
+            return {}
+        out: dict[str, str] = {}
+        for rooms in found:
+            out.update(rooms)
+        return out
 
     # ---------------------------------------------------------------- ownership ends
 
@@ -271,8 +374,12 @@ class RoomCluster:
             await svc.fanout(rejoin_presence(room.jid_s, occ.nick, room.affiliation(occ.bare).value), fulls, "presence")
 
     async def leave(self) -> None:
-        """Graceful stop: store each room, tell its occupants, release its lease."""
+        """Graceful stop: store each room, tell its occupants, release its lease. The node's
+        stream is still read until it stops, and stanzas for rooms forwarded here meanwhile are
+        passed on to a node that stays (``leaving``): the bus handler stays registered, since a
+        stanza that found no handler would be dropped."""
         svc = self.service
+        self.leaving = True
         for room in list(svc.rooms.values()):
             try:
                 if room.config.persistent:
@@ -289,7 +396,10 @@ class RoomCluster:
             await self.leases.release(KIND, room.jid_s)
         for remove in self._removers:
             remove()
-        svc.cluster = None
+        try:
+            await self.port.redis.delete(self.port.keys.listed(self.name))
+        except _unreachable():
+            pass  # its entry is gone, so nobody reads it
 
     # ---------------------------------------------------------------- sessions and nodes
 
@@ -328,6 +438,10 @@ class RoomCluster:
         for room_jid, (node, _) in list(self._owners.items()):
             if node == ev.node:
                 del self._owners[room_jid]
+        try:  # its temporary rooms died with it (a node reads only live nodes' lists anyway)
+            await self.port.redis.delete(self.port.keys.listed(ev.node))
+        except _unreachable():
+            pass
         return Flow.CONTINUE
 
 

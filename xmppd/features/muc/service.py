@@ -294,15 +294,21 @@ class MucService:
             q = etree.Element(C.DISCO_ITEMS_Q, nsmap={None: ns.DISCO_ITEMS})
             listed = [(str(jid), room.config.name or (jid.local or "")) for jid, room in self.rooms.items()
                       if room.config.public and not room.locked]
-            # In a cluster, the public persistent rooms other nodes hold (or none does).
+            # In a cluster, the public persistent rooms other nodes hold (or none does), and the
+            # public temporary rooms they hold (from their last heartbeat).
             for stored in await self._stored_elsewhere():
                 if stored.config.get("public", True):
                     listed.append((stored.jid, stored.config.get("name") or JID.parse(stored.jid).local or ""))
-            for jid_s, name in sorted(listed):
+            if self.cluster is not None:
+                mine = {str(jid) for jid in self.rooms}
+                listed += [(jid_s, name) for jid_s, name in (await self.cluster.listed_elsewhere()).items() if jid_s not in mine]
+            for jid_s, name in sorted(dict(listed).items()):  # (a room made persistent: listed once)
                 etree.SubElement(q, C.q(ns.DISCO_ITEMS, "item"), {"jid": jid_s, "name": name})
             await self._reply(r, q)
         elif typ == "get" and tag == _UNIQUE:
             taken = {JID.parse(s.jid) for s in await self._stored_elsewhere()}
+            if self.cluster is not None:
+                taken |= {JID.parse(j) for j in await self.cluster.listed_elsewhere()}
             while True:
                 name = f"{self.ctx.rng.getrandbits(64):016x}"
                 if JID(name, self.domain) not in self.rooms and JID(name, self.domain) not in taken:

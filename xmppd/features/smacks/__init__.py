@@ -112,7 +112,7 @@ def _failed(condition: str, h: int | None = None, text: str | None = None) -> et
 class SmSession:
     """The observer of one session with stream management enabled."""
 
-    __slots__ = ("feature", "session", "counters", "resume_id", "timer", "_requested", "pending", "_owed", "_waiting")
+    __slots__ = ("feature", "session", "counters", "resume_id", "timer", "_requested", "pending", "_owed", "_waiting", "kept")
 
     def __init__(self, feature: "Smacks", session: "Session", resume_id: str | None) -> None:
         self.feature = feature
@@ -125,6 +125,9 @@ class SmSession:
         self.pending: collections.deque[tuple[int, "Barrier"]] = collections.deque()
         self._owed: collections.deque[int] = collections.deque()  # <r/>s not answered yet: their h
         self._waiting = False
+        # In a cluster, the names under which the messages queued while hibernating are kept in
+        # Redis beside the session (``Router.keep``), for a survivor if this node dies.
+        self.kept: list[str] = []
 
     # -- SessionObserver
     def stanza_in(self) -> None:
@@ -140,6 +143,8 @@ class SmSession:
         elif opts.request_every and queued >= opts.request_every and not self._requested and not session.hibernating:
             self._requested = True
             session.send_nonza(_nonza("r"))
+        if session.hibernating and self.feature.ctx.router.clustered:
+            self.feature.keep_queued(self, [self.counters.unacked[-1]])
 
     def keep(self, session: "Session") -> bool:
         return self.feature.hibernate(self)
@@ -302,6 +307,7 @@ class Smacks(Feature):
         session.adopt(old)
         sm.session = session
         session.observer = sm
+        self.unkeep(sm, session.jid)
         self._resumed(session, sm, previd, handled)
 
     def _resumed(self, session: "Session", sm: SmSession, previd: str, handled: int) -> None:
@@ -445,6 +451,8 @@ class Smacks(Feature):
                 sm.timer = None
             late = [(d, w) for d, w in list(counters.unacked)[n:] if d]  # delivered here meanwhile
             counters.unacked.clear()
+            sm.kept = []
+            self.ctx.router.unkeep(full)  # its queue and what features kept: it lives on there
             now = self.ctx.clock.now()
             late.extend((d, now) for d in old.retire())
             for data, when in late:
@@ -494,7 +502,50 @@ class Smacks(Feature):
             # node may take it over while this one leaves: the server ends it after cluster.handover_timeout)
         timeout = sm.session.data.get("smacks_max", self.options.resume_timeout)
         sm.timer = asyncio.get_running_loop().call_later(timeout, self._expire, sm)
+        if self.ctx.router.clustered:
+            self.keep_queued(sm, list(sm.counters.unacked))
         return True
+
+    def keep_queued(self, sm: SmSession, queued: list[tuple[bytes, float]]) -> None:
+        """In a cluster: the messages in a hibernating session's queue are kept in Redis beside
+        it (``Router.keep``, ``sm:<n>``), so that if this node dies the survivor that cleans up
+        sends them where a closed session's go (XEP-0198 §5: another resource or offline storage;
+        ``on_sessions_lost``). Removed once the session is resumed, handed over or closed."""
+        jid = sm.session.jid
+        if jid is None:
+            return
+        for data, when in queued:
+            if data.startswith(b"<message"):
+                name = f"sm:{len(sm.kept)}"  # the order they were queued in
+                sm.kept.append(name)
+                self.ctx.router.keep(jid, name, f"{when!r}\n{data.decode()}")
+
+    def unkeep(self, sm: SmSession, jid: JID | None) -> None:
+        """What ``keep_queued`` kept: removed (the queue is the session's again, or handled)."""
+        if sm.kept and jid is not None:
+            for name in sm.kept:
+                self.ctx.router.keep(jid, name, None)
+        sm.kept = []
+
+    @hook(H.SESSIONS_LOST)
+    async def on_sessions_lost(self, event: H.SessionsLost) -> Flow:
+        """A dead node's hibernating sessions: the messages their queues held (kept in Redis)
+        go where a closed session's unacknowledged messages go, in their order."""
+        for full, kept in event.kept.items():
+            queued = []
+            for name, value in kept.items():
+                if not name.startswith("sm:"):
+                    continue
+                when, _, data = value.partition("\n")
+                try:
+                    queued.append((int(name[3:]), data.encode(), float(when)))
+                except (ValueError, IndexError):
+                    continue
+            if queued:
+                queued.sort()
+                await self._reroute_for(full, [(data, when) for _, data, when in queued], None)
+                self.log.info("%d messages queued for %s on node %s, which died, were sent on", len(queued), full, event.node)
+        return Flow.CONTINUE
 
     def _expire(self, sm: SmSession) -> None:
         sm.timer = None
@@ -513,6 +564,7 @@ class Smacks(Feature):
         if sm.timer is not None:
             sm.timer.cancel()
             sm.timer = None
+        self.unkeep(sm, event.session.jid)
         unacked = list(sm.counters.unacked)
         sm.counters.unacked.clear()
         if unacked:
