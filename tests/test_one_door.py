@@ -44,6 +44,7 @@ REGISTRY_READS: dict[str, tuple[int, str]] = {
     "xmppd/features/ping.py": (1, "every live session, for keepalive pings on their own streams"),
     "xmppd/features/admin/feature.py": (1, "XEP-0133 announcement recipients (online users: Router.online_accounts, cluster-wide)"),
     "xmppd/features/pep/__init__.py": (1, "the available resources of an account and their caps (XEP-0163 filtered notifications)"),
+    "extensions/customer_service/clustered.py": (2, "whether an agent's presence to a queue came from this node's own session (kept to resend when the queue moves)"),
 }
 
 
