@@ -385,15 +385,19 @@ async def test_lingering_writer_commits_as_soon_as_batch_size_records_wait(tmp_p
             await slix_close(bob)
 
 
+async def alice_and_bob(srv: Any) -> tuple[Any, Any]:
+    """Accounts alice and bob, each with a client (resources a and b) that sent its presence."""
+    for u in ("alice", "bob"):
+        await add_user(srv, u)
+    return await client(srv, "alice@localhost/a"), await client(srv, "bob@localhost/b")
+
+
 async def test_both_copies_of_a_message_are_what_was_sent_and_delivered(tmp_path, storage_overrides):
     """The sender's copy and the recipient's (serialised once, the recipient's with its
     stanza-id added to the sender's text): every child and character kept, the recipient's
     copy stamped with the id it was delivered with, the sender's not stamped by the recipient."""
     async with running_server(tmp_path, *storage_overrides) as srv:
-        for u in ("alice", "bob"):
-            await add_user(srv, u)
-        alice = await client(srv, "alice@localhost/a")
-        bob = await client(srv, "bob@localhost/b")
+        alice, bob = await alice_and_bob(srv)
         try:
             body = "a < b & c > d, \"quoted\" 'text', ünïcödé ✓"
             m = bob.make_message(mto="alice@localhost", mbody=body, mtype="chat")
@@ -427,10 +431,7 @@ async def _error_of(client: Any, **kw: Any) -> str:
 
 async def test_archive_ids_are_opaque_and_foreign_or_garbled_ids_are_unknown(tmp_path, storage_overrides):
     async with running_server(tmp_path, *storage_overrides) as srv:
-        for u in ("alice", "bob"):
-            await add_user(srv, u)
-        alice = await client(srv, "alice@localhost/a")
-        bob = await client(srv, "bob@localhost/b")
+        alice, bob = await alice_and_bob(srv)
         try:
             live = []
             for i in range(30):
