@@ -74,7 +74,10 @@ MAM_SCENARIOS = ("logins", "ws_logins", "one2one", "one2one_latency", "ws_one2on
 # "xmppd+mariadb": the default configuration (archive on) on MariaDB instead of SQLite, in a
 # database of its own on BENCH_MYSQL (created for the run, dropped after it).
 BENCH_MYSQL = os.environ.get("XMPPD_BENCH_MYSQL", "mysql+aiomysql://root@127.0.0.1:3306")
-DEFAULT_SERVERS = ["xmppd", "xmppd+mam", "prosody", "ejabberd"]
+DEFAULT_SERVERS = ["xmppd", "xmppd+mam", "prosody", "prosody+mam", "ejabberd", "ejabberd+mam"]
+# The peers with their archive on (mod_mam; bench/servers/*-mam.*): like for like with "xmppd+mam",
+# over the same scenarios.
+PEERS_MAM = ("prosody+mam", "ejabberd+mam")
 XMPPD_VARIANTS = ("xmppd", "xmppd+mam", "xmppd+mariadb")
 
 ORDER = ["idle_memory", "logins", "logins_bind", "logins_sha256", "logins_tls", "ws_logins", "ws_logins_bind", "one2one", "one2one_latency", "ws_one2one", "muc_fanout", "muc_fanout_500", "presence"]
@@ -132,11 +135,14 @@ def fmt(v: Any) -> str:
 
 def table(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> str:
     head = ["scenario", "goal", *servers]
-    others_of = [s for s in servers if not s.startswith("xmppd")]
+    others_of = [s for s in servers if not s.startswith("xmppd") and s not in PEERS_MAM]
+    others_mam = [s for s in servers if s in PEERS_MAM]
     mine = [s for s in ("xmppd", "xmppd+mam") if s in servers]
     head += [f"{s}/goal" for s in mine]
     if others_of and "xmppd" in servers:
         head.append("xmppd/best other")
+    if others_mam and "xmppd+mam" in servers:
+        head.append("xmppd+mam/best other+mam")
     lines = [head]
     for label, sc, metric, higher, p, e in ROWS:
         if not any(sc in results.get(s, {}) for s in servers):
@@ -167,10 +173,11 @@ def table(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> 
 
         for s in mine:
             row.append(ratio(vals.get(s), goal))
-        if others_of and "xmppd" in servers:
-            others = [v for s, v in vals.items() if s in others_of and v]
-            best = (max(others) if higher else min(others)) if others else None
-            row.append(ratio(vals.get("xmppd"), best))
+        for mine_s, peers in (("xmppd", others_of), ("xmppd+mam", others_mam)):
+            if peers and mine_s in servers:
+                others = [v for s, v in vals.items() if s in peers and v]
+                best = (max(others) if higher else min(others)) if others else None
+                row.append(ratio(vals.get(mine_s), best))
         lines.append(row)
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = []
@@ -265,7 +272,9 @@ async def amain(args: argparse.Namespace) -> int:
             if not cls.available():
                 print(f"{name}: not installed, skipped", flush=True)
                 continue
-            todo = scenarios
+            todo = [sc for sc in scenarios if sc in MAM_SCENARIOS] if name in PEERS_MAM else scenarios
+            if not todo:
+                continue
             server = cls(args.server_cpu)
             if name.startswith("xmppd"):
                 server.provision_xmppctl = args.provision == "xmppctl"  # type: ignore[attr-defined]
@@ -315,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--all", action="store_true", help="every scenario (the default when --scenarios is not given)")
     p.add_argument("--scenarios", help="comma-separated scenario names")
-    p.add_argument("--servers", help="comma-separated: xmppd (like for like: no archive), xmppd+mam (every feature), prosody, ejabberd (default: all installed)")
+    p.add_argument("--servers", help="comma-separated: xmppd (like for like: no archive), xmppd+mam (every feature), xmppd+mariadb, "
+                   "prosody, prosody+mam, ejabberd, ejabberd+mam (+mam: with the XEP-0313 archive; default: all installed)")
     p.add_argument("--repeat", type=int, default=1, help="runs of each scenario: the table shows the median and min-max")
     p.add_argument("--quick", action="store_true", help="tiny parameters (seconds), for a functional check")
     p.add_argument("--param", action="append", default=[], metavar="SCENARIO.KEY=VALUE")

@@ -200,6 +200,7 @@ class Xmppd(Managed):
 
 class Prosody(Managed):
     name = "prosody"
+    mam = False  # the prosody+mam column: bench/servers/prosody-mam.cfg.lua added
 
     @staticmethod
     def available() -> bool:
@@ -210,15 +211,17 @@ class Prosody(Managed):
         cert, key = self_signed(self.dir)
         data = self.dir / "data"
         data.mkdir()
+        mam = (BENCH / "servers" / "prosody-mam.cfg.lua").read_text() if self.mam else ""
         cfg = (BENCH / "servers" / "prosody.cfg.lua").read_text().format(
             data=data, c2s=c2s, http=http, domain=DOMAIN, cert=cert, key=key, log=self.log,
+            mam_modules='"mam";' if self.mam else "", mam=mam,
         )
         path = self.dir / "prosody.cfg.lua"
         path.write_text(cfg)
         self._spawn(["prosody", "--config", str(path), "-F"], c2s)
         wait_port(http, self.proc)  # type: ignore[arg-type]
         assert self.proc is not None
-        self.target = Target("prosody", "127.0.0.1", c2s, DOMAIN, ws_url=f"ws://127.0.0.1:{http}/xmpp-websocket", muc_domain=f"conference.{DOMAIN}", pid=self.proc.pid)
+        self.target = Target(self.name, "127.0.0.1", c2s, DOMAIN, ws_url=f"ws://127.0.0.1:{http}/xmpp-websocket", muc_domain=f"conference.{DOMAIN}", pid=self.proc.pid)
         return self.target
 
 
@@ -240,6 +243,7 @@ class Ejabberd(Managed):
     """
 
     name = "ejabberd"
+    mam = False  # the ejabberd+mam column: bench/servers/ejabberd-mam.yml added to the modules
     CTL = "/usr/sbin/ejabberdctl"
     notify: socket.socket | None = None
 
@@ -283,7 +287,8 @@ class Ejabberd(Managed):
         spool, logs, contrib = self.dir / "spool", self.dir / "logs", self.dir / "modules.d"
         for d in (spool, logs, contrib):
             d.mkdir()
-        cfg = (BENCH / "servers" / "ejabberd.yml").read_text().format(c2s=c2s, http=http, domain=DOMAIN, pem=pem)
+        mam = (BENCH / "servers" / "ejabberd-mam.yml").read_text() if self.mam else ""
+        cfg = (BENCH / "servers" / "ejabberd.yml").read_text().format(c2s=c2s, http=http, domain=DOMAIN, pem=pem, mam=mam)
         path = self.dir / "ejabberd.yml"
         path.write_text(cfg)
         inetrc = self.dir / "inetrc"  # Debian's /etc/ejabberd/inetrc
@@ -340,8 +345,24 @@ class Ejabberd(Managed):
             self.stop()
             raise RuntimeError(f"{self.name}: {exc}\n{tail}") from None
         assert self.proc is not None
-        self.target = Target("ejabberd", "127.0.0.1", c2s, DOMAIN, ws_url=f"ws://127.0.0.1:{http}/xmpp-websocket", muc_domain=f"conference.{DOMAIN}", pid=self.proc.pid)
+        self.target = Target(self.name, "127.0.0.1", c2s, DOMAIN, ws_url=f"ws://127.0.0.1:{http}/xmpp-websocket", muc_domain=f"conference.{DOMAIN}", pid=self.proc.pid)
         return self.target
 
 
-SERVERS: dict[str, type[Managed]] = {"xmppd": Xmppd, "prosody": Prosody, "ejabberd": Ejabberd}
+class ProsodyMam(Prosody):
+    """Prosody with its XEP-0313 archive (mod_mam, internal storage): bench/servers/prosody-mam.cfg.lua."""
+
+    name = "prosody+mam"
+    mam = True
+
+
+class EjabberdMam(Ejabberd):
+    """ejabberd with its XEP-0313 archive (mod_mam, default db: Mnesia): bench/servers/ejabberd-mam.yml."""
+
+    name = "ejabberd+mam"
+    mam = True
+
+
+SERVERS: dict[str, type[Managed]] = {
+    "xmppd": Xmppd, "prosody": Prosody, "prosody+mam": ProsodyMam, "ejabberd": Ejabberd, "ejabberd+mam": EjabberdMam,
+}

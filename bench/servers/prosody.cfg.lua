@@ -1,6 +1,7 @@
 -- Prosody 0.12 for xmppd benchmarks (bench/run.py fills in the fields in single braces).
 -- Defaults of the Debian package, plus: loopback ports, no TLS required, open in-band
 -- registration without throttling, WebSocket, MUC. Python str.format: braces are doubled.
+-- The prosody+mam column adds "mam" to modules_enabled and bench/servers/prosody-mam.cfg.lua here.
 -- Lua 5.4's generational garbage collector (Prosody's default is incremental), as the issue 7
 -- goal figures were measured with (util/startup.lua init_gc, util/gc.lua; default thresholds).
 gc = {{ mode = "generational" }}
@@ -11,7 +12,7 @@ admins = {{ }}
 plugin_paths = {{ }}
 modules_enabled = {{
   "roster"; "saslauth"; "tls"; "dialback"; "disco"; "carbons"; "pep"; "private"; "blocklist";
-  "vcard4"; "vcard_legacy"; "version"; "uptime"; "time"; "ping"; "register"; "websocket";
+  "vcard4"; "vcard_legacy"; "version"; "uptime"; "time"; "ping"; "register"; "websocket"; {mam_modules}
 }}
 modules_disabled = {{ "s2s"; }}
 interfaces = {{ "127.0.0.1" }}
@@ -33,7 +34,7 @@ consider_websocket_secure = true
 cross_domain_websocket = true
 log = {{ warn = "{log}" }}
 certificates = "{data}"
-
+{mam}
 VirtualHost "{domain}"
   ssl = {{ certificate = "{cert}"; key = "{key}" }}
 

@@ -29,6 +29,7 @@ class Results:
     def __init__(self, client: Any) -> None:
         self.by_query: dict[str, list[Any]] = {}
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.last_messages: list[Any] = []  # the archived messages of the last query()
         client.register_handler(Callback("mam-test", MatchXPath("{jabber:client}message"), self._on))
 
     def _on(self, msg: Any) -> None:
@@ -65,9 +66,11 @@ async def query(client: Any, to: str | None = None, *, max: int | None = None, a
     fin = result.xml.find(f"{{{MAM}}}fin")
     got = client.mam.by_query.pop(qid, [])
     out = []
+    client.mam.last_messages = []
     for r in got:
         inner = r.find("{urn:xmpp:forward:0}forwarded/{jabber:client}message")
         assert r.find("{urn:xmpp:forward:0}forwarded/{urn:xmpp:delay}delay").get("stamp")
+        client.mam.last_messages.append(inner)
         out.append((r.get("id"), inner.findtext("{jabber:client}body")))
     return out, fin
 
@@ -382,6 +385,40 @@ async def test_lingering_writer_commits_as_soon_as_batch_size_records_wait(tmp_p
             await slix_close(bob)
 
 
+async def alice_and_bob(srv: Any) -> tuple[Any, Any]:
+    """Accounts alice and bob, each with a client (resources a and b) that sent its presence."""
+    for u in ("alice", "bob"):
+        await add_user(srv, u)
+    return await client(srv, "alice@localhost/a"), await client(srv, "bob@localhost/b")
+
+
+async def test_both_copies_of_a_message_are_what_was_sent_and_delivered(tmp_path, storage_overrides):
+    """The sender's copy and the recipient's (serialised once, the recipient's with its
+    stanza-id added to the sender's text): every child and character kept, the recipient's
+    copy stamped with the id it was delivered with, the sender's not stamped by the recipient."""
+    async with running_server(tmp_path, *storage_overrides) as srv:
+        alice, bob = await alice_and_bob(srv)
+        try:
+            body = "a < b & c > d, \"quoted\" 'text', ünïcödé ✓"
+            m = bob.make_message(mto="alice@localhost", mbody=body, mtype="chat")
+            ET.SubElement(m.xml, "{urn:example:thing}thing", {"x": "1&2"}).text = "<inner>"
+            m.send()
+            got = await asyncio.wait_for(alice.mam.inbox.get(), 5)
+            live_id = got.xml.find(f"{{{SID}}}stanza-id").get("id")
+            for who, owner in ((alice, "alice@localhost"), (bob, "bob@localhost")):
+                page, _ = await query(who)
+                assert [b for _, b in page] == [body]
+                kept = who.mam.last_messages[0]
+                thing = kept.find("{urn:example:thing}thing")
+                assert thing is not None and thing.get("x") == "1&2" and thing.text == "<inner>"
+                stamps = [(s.get("by"), s.get("id")) for s in kept.findall(f"{{{SID}}}stanza-id")]
+                assert stamps == ([(owner, live_id)] if who is alice else [])
+                assert (page[0][0] == live_id) is (who is alice)  # each archive its own id
+        finally:
+            for c in (alice, bob):
+                await slix_close(c)
+
+
 def _garble(archive_id: str) -> str:
     return archive_id[:10] + ("0" if archive_id[10] != "0" else "1") + archive_id[11:]
 
@@ -394,10 +431,7 @@ async def _error_of(client: Any, **kw: Any) -> str:
 
 async def test_archive_ids_are_opaque_and_foreign_or_garbled_ids_are_unknown(tmp_path, storage_overrides):
     async with running_server(tmp_path, *storage_overrides) as srv:
-        for u in ("alice", "bob"):
-            await add_user(srv, u)
-        alice = await client(srv, "alice@localhost/a")
-        bob = await client(srv, "bob@localhost/b")
+        alice, bob = await alice_and_bob(srv)
         try:
             live = []
             for i in range(30):

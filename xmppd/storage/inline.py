@@ -28,8 +28,9 @@ SQLite says busy at ``BEGIN IMMEDIATE`` (another process writes), it raises
 :class:`InlineUnavailable` before anything ran and the caller takes the async path. Its commit
 is as durable as any other (WAL, ``synchronous=NORMAL``: in the WAL file when ``COMMIT``
 returns, a crash of the process loses nothing). Checkpoints, which copy the WAL into the
-database and fsync it, are not run on the loop's thread (``wal_autocheckpoint=0`` there): every
-``checkpoint_every`` commits a passive checkpoint runs on a driver thread instead.
+database and fsync it, are not run on the loop's thread (``wal_autocheckpoint=0`` there): after
+``checkpoint_every`` commits, at most every ``checkpoint_interval`` seconds (or after
+``checkpoint_most`` commits), a passive checkpoint runs on a driver thread instead.
 """
 from __future__ import annotations
 
@@ -162,11 +163,20 @@ class InlineWriter:
     """One ``sqlite3`` connection for short write transactions on the event loop's thread (see
     the module doc). Not for long ones: the loop does nothing else meanwhile."""
 
-    def __init__(self, db: Database, path: str, *, checkpoint_every: int = 100) -> None:
+    def __init__(self, db: Database, path: str, *, checkpoint_every: int = 100, checkpoint_interval: float = 0.25,
+                 checkpoint_most: int = 1000) -> None:
         self._db = db
         self._path = path
         self._conn: sqlite3.Connection | None = None
+        # A checkpoint after checkpoint_every commits, but not sooner than checkpoint_interval
+        # seconds after the last one unless checkpoint_most commits wait: with one small commit
+        # per message (one message in flight) every 100 commits was a checkpoint per 100
+        # messages, each a hand-off to a driver thread and an fsync; the WAL stays bounded
+        # (checkpoint_most commits).
         self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval = checkpoint_interval
+        self._checkpoint_most = checkpoint_most
+        self._last_checkpoint = 0.0
         self._commits = 0
         self._checkpointer: asyncio.Task[None] | None = None
 
@@ -215,8 +225,12 @@ class InlineWriter:
             raise
         self._commits += 1
         if self._commits >= self._checkpoint_every and self._checkpointer is None:
-            self._commits = 0
-            self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint())
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            if self._commits >= self._checkpoint_most or now - self._last_checkpoint >= self._checkpoint_interval:
+                self._commits = 0
+                self._last_checkpoint = now
+                self._checkpointer = loop.create_task(self._checkpoint())
         return result
 
     async def _checkpoint(self) -> None:

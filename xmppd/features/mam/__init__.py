@@ -306,9 +306,11 @@ class Mam(Feature):
             if batch:
                 await self._store(batch)
 
-    async def _enqueue(self, record: ArchivedMessage) -> None:
+    async def _enqueue(self, record: ArchivedMessage, size: int | None = None) -> None:
+        """Queue ``record`` (``size``: its :func:`stanza_bytes`, when the caller has it)."""
         if self._quota:
-            self._queued_bytes[record.owner] = self._queued_bytes.get(record.owner, 0) + stanza_bytes(record.stanza)
+            self._queued_bytes[record.owner] = self._queued_bytes.get(record.owner, 0) + (
+                stanza_bytes(record.stanza) if size is None else size)
         q = self._queue
         try:
             q.put_nowait(record)
@@ -380,6 +382,8 @@ class Mam(Feature):
         p = self._prefs.get(owner_s or str(owner))
         if p is None:
             p = await self.prefs_of(owner_s or str(owner))
+        if p.default == "always" and not p.never:
+            return True  # (the usual case: nobody listed)
         other_s = str(other.bare)
         if other_s in p.never:
             return False
@@ -394,12 +398,18 @@ class Mam(Feature):
     # ---------------------------------------------------------------- archiving accounts
 
     def _already_archived(self, msg: etree._Element, owner: str) -> bool:
-        return any(c.tag == _STANZA_ID and c.get("by") == owner for c in msg)
+        for c in msg:
+            if c.tag == _STANZA_ID and c.get("by") == owner:
+                return True
+        return False
 
     async def _incoming(self, r: Routed) -> Flow:
         to = r.to
         msg = r.stanza
-        if to is None or to.local is None or not _worth_archiving(msg):
+        sent = r.archived  # (the sender's copy: worth archiving, and serialised already)
+        if sent is not None and sent[1] != len(msg):
+            sent = None  # a child was added or removed since: serialised again below
+        if to is None or to.local is None or (sent is None and not _worth_archiving(msg)):
             return Flow.CONTINUE
         owner = to.bare
         owner_s = str(owner)
@@ -413,15 +423,26 @@ class Mam(Feature):
         stamp = copy.copy(_STANZA_ID_TEMPLATE)  # cheaper than SubElement(..., nsmap=...), same XML
         stamp.set("by", owner_s)
         stamp.set("id", sid)
-        msg.append(stamp)
-        data = etree.tostring(msg, encoding="unicode")  # archived as it is now
+        end = -1
+        if sent is not None:
+            # Serialised once for both archives: the sender's copy, as on_sent wrote it, with
+            # the stamp before the closing tag (what serialising the stamped message gives).
+            end = sent[0].rfind("</")
+        if end > 0:
+            data = f"{sent[0][:end]}{etree.tostring(stamp, encoding='unicode')}{sent[0][end:]}"  # type: ignore[index]
+            msg.append(stamp)
+        else:
+            msg.append(stamp)
+            data = etree.tostring(msg, encoding="unicode")  # archived as it is now
         origin = r.origin
+        size = stanza_bytes(data)
         if self._quota and (origin is None or origin.jid is None or origin.jid.bare == owner):
             # (a local account's message to another was checked against both archives by on_sent)
-            if await self._over_quota(owner_s, stanza_bytes(data)):
+            if await self._over_quota(owner_s, size):
                 msg.remove(stamp)
                 return self._refuse(r, owner_s)
-        await self._enqueue(ArchivedMessage(owner_s, sid, time_of(seq), str(r.from_jid.bare), r.from_jid.resource or "", data, seq))
+        frm = r.from_jid
+        await self._enqueue(ArchivedMessage(owner_s, sid, time_of(seq), str(frm.bare), frm.resource or "", data, seq), size)
         return Flow.CONTINUE
 
     @hook(H.MESSAGE_BARE)
@@ -434,6 +455,15 @@ class Mam(Feature):
 
     @hook(H.STANZA_IN, priority=-50)
     async def on_sent(self, r: Routed) -> Flow:
+        """The sender's copy (:meth:`_sent`), then a retraction's tombstone (:meth:`_retraction`):
+        one hook for both, every message passes through it."""
+        if r.kind != "message":
+            return Flow.CONTINUE
+        if await self._sent(r) is Flow.STOP:
+            return Flow.STOP
+        return await self._retraction(r)
+
+    async def _sent(self, r: Routed) -> Flow:
         """The sender's copy: a local account's outgoing message, in its own archive."""
         origin = r.origin
         if r.kind != "message" or origin is None or origin.jid is None or not _worth_archiving(r.stanza):
@@ -445,12 +475,13 @@ class Mam(Feature):
         owner_s = str(owner)
         wanted = await self._wanted(owner, to, owner_s)
         msg = r.stanza
-        data = None
+        # Serialised once: the recipient's copy (_incoming) is this text and its stamp.
+        data = etree.tostring(msg, encoding="unicode")
+        r.archived = (data, len(msg))
+        size = stanza_bytes(data)
         if self._quota:
             # Both archives at once, before anything is stored: over the quota, the message is
             # refused whole (no copy in one archive and not the other, nothing delivered).
-            data = etree.tostring(msg, encoding="unicode")
-            size = stanza_bytes(data)
             if wanted and await self._over_quota(owner_s, size):
                 return self._refuse(r, owner_s)
             if to.domain == self.ctx.domain and to.local is not None:
@@ -463,14 +494,12 @@ class Mam(Feature):
         if not wanted:
             return Flow.CONTINUE
         seq, sid = await self._new_id()
-        await self._enqueue(ArchivedMessage(owner_s, sid, time_of(seq), str(to.bare), to.resource or "",
-                                            data if data is not None else etree.tostring(msg, encoding="unicode"), seq))
+        await self._enqueue(ArchivedMessage(owner_s, sid, time_of(seq), str(to.bare), to.resource or "", data, seq), size)
         return Flow.CONTINUE
 
-    @hook(H.STANZA_IN, priority=-60)
-    async def on_retraction(self, r: Routed) -> Flow:
+    async def _retraction(self, r: Routed) -> Flow:
         """XEP-0424 one-to-one: a local account's retraction tombstones its message (.retraction)."""
-        if r.kind == "message" and r.stanza.find(_RETRACT) is not None:
+        if r.stanza.find(_RETRACT) is not None:
             await retraction.direct(self, r, timestamps.micros_of_us(self._now()))
         return Flow.CONTINUE
 
