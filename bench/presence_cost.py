@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import xmppd.core.hooks as H  # noqa: E402
 from loadgen import Target  # noqa: E402
 from loadgen.core import Context  # noqa: E402
+
+import xmppd.core.hooks as H  # noqa: E402
 from tests.helpers import running_server  # noqa: E402
 
 TIMED = ("presence/broadcast", "stanza-in")

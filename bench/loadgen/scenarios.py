@@ -152,7 +152,7 @@ async def _one2one(ctx: Context, pairs: int, window: int, messages: int, seconds
 
     by_receiver: dict[Client, Pair] = {}
     plist = []
-    for s, r in zip(senders, receivers):
+    for s, r in zip(senders, receivers, strict=True):
         p = Pair(s, r)
         by_receiver[r] = p
         plist.append(p)

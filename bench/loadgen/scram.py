@@ -70,7 +70,7 @@ class ScramClient:
         h = self._h
         stored_key = hashlib.new(h, client_key).digest()
         signature = hmac.new(stored_key, auth_message, h).digest()
-        proof = bytes(a ^ b for a, b in zip(client_key, signature))
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
         self._server_sig = hmac.new(server_key, auth_message, h).digest()
         return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
 

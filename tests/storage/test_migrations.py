@@ -230,7 +230,7 @@ async def test_missing_version_location_of_an_applied_revision_is_reported(
         await pending(db)
 
 
-async def test_version_locations_validates_and_deduplicates(gadgets_versions: Path) -> None:
+def test_version_locations_validates_and_deduplicates(gadgets_versions: Path) -> None:
     locations = version_locations([gadgets_versions, str(gadgets_versions)])
     assert locations == [str(CORE_VERSIONS), str(gadgets_versions.resolve())]
     with pytest.raises(MigrationError, match="not a directory"):

@@ -1,11 +1,20 @@
 # log in with a JWT as the SASL PLAIN password (slixmpp), then alice sends bob a lucky red packet and bob opens it
-import asyncio, ssl, sys, time, jwt, slixmpp
+import asyncio
+import ssl
+import sys
+import time
+
+import jwt
+import slixmpp
 from slixmpp import ET
+
 PORT, SECRET = int(sys.argv[1]), "walkthrough-jwt-secret-0123456789"  # auth.jwt_secret of walk.sh
 def token(user): return jwt.encode({"jid": user, "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
 async def client(user):
     c = slixmpp.ClientXMPP(f"{user}@localhost", token(user), sasl_mech="PLAIN")  # the token as the PLAIN password
-    ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
     c.ssl_context = ctx
     started = asyncio.get_running_loop().create_future()
     c.add_event_handler("session_start", lambda _: started.set_result(True))
@@ -27,5 +36,6 @@ async def main():
     res = await iq.send(timeout=10)
     print("bob opened it:", ET.tostring(next(iter(res.xml))).decode())
     await asyncio.sleep(2)
-    alice.disconnect(); bob.disconnect()
+    alice.disconnect()
+    bob.disconnect()
 asyncio.run(main())
