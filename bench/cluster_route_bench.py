@@ -147,7 +147,7 @@ async def main() -> None:
         else:
             nodes = {name: await start_xmppd(tmp / name, *common, "--set", f"cluster.node={name}") for name in ("a", "b")}
         try:
-            for _ in range(400):
+            for _ in range(2400):  # (up to 2 min: a loaded machine starts slowly)
                 if r.exists(f"{prefix}:node:a", f"{prefix}:node:b") == 2:
                     break
                 await asyncio.sleep(0.05)

@@ -144,10 +144,8 @@ class Carbons(Feature):
         Made as text around the message serialised once (what ``_copy`` builds as elements: the
         same XML): it runs for every eligible message in a cluster, and most accounts have no
         resource elsewhere (the look-up is the outbox's, in Redis)."""
-        typ = msg.get("type") or "normal"  # chat or normal: _eligible
-        text = (f'<message xmlns="jabber:client" from="{attr(str(account)).decode()}" type="{typ}">{_WRAP[wrapper]}'
-                f'{etree.tostring(msg, encoding="unicode")}</forwarded></{_WRAP_NAME[wrapper]}></message>')
-        self.ctx.router.to_resources_elsewhere(account, text, "message", exclude=exclude, only_if="carbons")
+        self.ctx.router.to_resources_elsewhere(account, copy_text(account, msg, wrapper), "message",
+                                               exclude=exclude, only_if="carbons")
 
     async def _copy(self, session: object, msg: etree._Element, wrapper: str) -> None:
         jid = session.jid  # type: ignore[attr-defined]
@@ -157,6 +155,13 @@ class Carbons(Feature):
         inner = _copy.deepcopy(msg)
         fwd.append(inner)
         await self.ctx.router.deliver_to(jid, out, "message")
+
+
+def copy_text(account: JID, msg: etree._Element, wrapper: str) -> str:
+    """The carbon copy of ``msg`` (``wrapper``: ``{urn:xmpp:carbons:2}sent`` or ``received``)
+    from ``account``, without ``to``, serialised: the XML ``Carbons._copy`` builds as elements."""
+    return (f'<message xmlns="jabber:client" from="{attr(str(account)).decode()}" type="{attr(msg.get("type") or "normal").decode()}">'
+            f'{_WRAP[wrapper]}{etree.tostring(msg, encoding="unicode")}</forwarded></{_WRAP_NAME[wrapper]}></message>')
 
 
 def _from_self(r: Routed) -> bool:
