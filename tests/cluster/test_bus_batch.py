@@ -52,3 +52,7 @@ async def test_one_script_appends_every_kind_of_envelope_in_order(redis, prefix)
     assert [e["x"] for e in gamma] == ["<message id='4'/>", "<message id='5'/>"]
     assert (gamma[1]["r"], gamma[1]["b"]) == ("bob@x/tab", "bob@x")
     assert await redis.exists(keys.bus("alpha")) == 0
+    # An envelope that cannot be an op goes by its own script, grouped the same way.
+    assert await bus.publish_fan([(bob, "tab", "bob@x/tab", ""), (carol, "", "carol@x", "")], {"k": "presence", "x": "<presence/>"}) == 2
+    assert [(e["x"], e["r"], e["b"]) for e in (await read("gamma"))[2:]] == [("<presence/>", "bob@x/tab", "")]
+    assert [(e["x"], e["r"], e["b"]) for e in (await read("beta"))[3:]] == [("<presence/>", "", "carol@x")]

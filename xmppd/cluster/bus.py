@@ -77,30 +77,24 @@ redis.call('XADD', ARGV[3] .. node, 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5)
 return node
 """
 
-# KEYS: the recipients' sess hashes (one per target, repeated when needed). ARGV: this node's
-# name, the bus key prefix, maxlen, n (the count of the envelope's field/value strings), those n
-# strings, then per key: the resource ("" for a bare JID), the JID as the envelope names it, and
-# (a bare JID) a resource not to count (the recipient itself: no envelope for it alone).
-# One envelope per node holding any of them: ``r`` the full JIDs bound there, ``b`` the bare
-# JIDs with an available resource there. Returns the number of envelopes appended.
-_FAN = """
-local me, prefix, maxlen, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local base = 4 + n
+# Lua shared by the fan-out scripts: ``group(key, res, jid, skip)`` adds one target (the sess
+# hash ``key``; ``res`` a resource, or "" for the bare JID's available resources but ``skip``) to
+# the node holding it, if another than ``me``: ``fulls[node]``/``bares[node]`` in ``order``.
+_GROUP = """
 local fulls, bares, order = {}, {}, {}
 local function at(node)
   if not fulls[node] then fulls[node] = {}; bares[node] = {}; order[#order + 1] = node end
 end
-for i = 1, #KEYS do
-  local res, jid, skip = ARGV[base + 3 * i - 2], ARGV[base + 3 * i - 1], ARGV[base + 3 * i]
+local function group(me, key, res, jid, skip)
   if res ~= '' then
-    local v = redis.call('HGET', KEYS[i], res)
+    local v = redis.call('HGET', key, res)
     if v then
       local node = string.match(v, '^([^|]*)|')
       if node and node ~= me then at(node); local t = fulls[node]; t[#t + 1] = jid end
     end
   else
     local seen = {}
-    local h = redis.call('HGETALL', KEYS[i])
+    local h = redis.call('HGETALL', key)
     for j = 1, #h, 2 do
       local node, avail = string.match(h[j + 1], '^([^|]*)|[^|]*|[^|]*|(%d)$')
       if node and node ~= me and avail == '1' and not seen[node] and h[j] ~= skip then
@@ -108,6 +102,21 @@ for i = 1, #KEYS do
       end
     end
   end
+end
+"""
+
+# KEYS: the recipients' sess hashes (one per target, repeated when needed). ARGV: this node's
+# name, the bus key prefix, maxlen, n (the count of the envelope's field/value strings), those n
+# strings, then per key: the resource ("" for a bare JID), the JID as the envelope names it, and
+# (a bare JID) a resource not to count (the recipient itself: no envelope for it alone).
+# One envelope per node holding any of them: ``r`` the full JIDs bound there, ``b`` the bare
+# JIDs with an available resource there. Returns the number of envelopes appended. (The batch
+# script's op ``M`` does the same; this one is for an envelope that cannot be an op.)
+_FAN = _GROUP + """
+local me, prefix, maxlen, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local base = 4 + n
+for i = 1, #KEYS do
+  group(me, KEYS[i], ARGV[base + 3 * i - 2], ARGV[base + 3 * i - 1], ARGV[base + 3 * i])
 end
 for _, node in ipairs(order) do
   local args = {prefix .. node, 'MAXLEN', '~', maxlen, '*'}
@@ -127,7 +136,7 @@ return #order
 # envelope. The sess keys are named inside the ops: one Redis server (or Sentinel), as for the
 # streams. Returns per op: ``F`` the node it was appended for, this node's name (here: not
 # appended) or "" (bound nowhere); ``N`` 1; ``M`` the number of envelopes appended.
-_BATCH = """
+_BATCH = _GROUP + """
 local me, prefix, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local function split(s)
   local t, i = {}, 1
@@ -156,29 +165,8 @@ for a = 4, #ARGV do
     redis.call('XADD', prefix .. op[2], 'MAXLEN', '~', maxlen, '*', 'env', op[3])
     out[#out + 1] = 1
   else  -- 'M', op_fan: env, then per target: sess key, resource or '', JID, resource not counted
-    local fulls, bares, order = {}, {}, {}
-    local function at(node)
-      if not fulls[node] then fulls[node] = {}; bares[node] = {}; order[#order + 1] = node end
-    end
-    for i = 3, #op - 3, 4 do
-      local key, res, jid, skip = op[i], op[i + 1], op[i + 2], op[i + 3]
-      if res ~= '' then
-        local v = redis.call('HGET', key, res)
-        if v then
-          local node = string.match(v, '^([^|]*)|')
-          if node and node ~= me then at(node); local t = fulls[node]; t[#t + 1] = jid end
-        end
-      else
-        local seen = {}
-        local h = redis.call('HGETALL', key)
-        for j = 1, #h, 2 do
-          local node, avail = string.match(h[j + 1], '^([^|]*)|[^|]*|[^|]*|(%d)$')
-          if node and node ~= me and avail == '1' and not seen[node] and h[j] ~= skip then
-            seen[node] = true; at(node); local t = bares[node]; t[#t + 1] = jid
-          end
-        end
-      end
-    end
+    fulls, bares, order = {}, {}, {}
+    for i = 3, #op - 3, 4 do group(me, op[i], op[i + 1], op[i + 2], op[i + 3]) end
     for _, node in ipairs(order) do
       redis.call('XADD', prefix .. node, 'MAXLEN', '~', maxlen, '*', 'env', op[2],
                  'r', table.concat(fulls[node], ' '), 'b', table.concat(bares[node], ' '))
