@@ -26,10 +26,11 @@ class JID:
     local: str | None
     domain: str
     resource: str | None = None
-    # The bare JID (interned: every full JID of an account shares one) and the hash, computed
-    # once per instance: the router asks for both several times per stanza.
+    # The bare JID (interned: every full JID of an account shares one), the hash and the string,
+    # computed once per instance: the router asks for them several times per stanza.
     _bare: "JID | None" = field(default=None, init=False, repr=False, compare=False)
     _hash: int | None = field(default=None, init=False, repr=False, compare=False)
+    _str: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @staticmethod
     def parse(text: str) -> "JID":
@@ -77,7 +78,11 @@ class JID:
         return JID(self.local, self.domain, resource)
 
     def __str__(self) -> str:
-        return _format(self)
+        s = self._str
+        if s is None:
+            s = _format(self)
+            object.__setattr__(self, "_str", s)
+        return s
 
 
 @functools.lru_cache(maxsize=65536)

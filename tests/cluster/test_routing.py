@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,68 @@ async def test_two_hundred_messages_from_one_sender_arrive_in_order_on_the_other
     finally:
         await slix_close(alice)
         await slix_close(bob)
+
+
+@pytest.fixture
+async def two_plain(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
+    """Two nodes that let the raw client of the single-node tests in without TLS."""
+    t = Two(tmp_path, prefix)
+    t.args += ["--set", "c2s.require_tls=false", "--set", "smacks.request_every=0"]
+    async with two_nodes(t) as t:
+        yield t
+
+
+async def test_the_recipients_node_runs_its_delivery_hooks_on_the_bytes_that_crossed(two_plain):
+    """A message from another node goes to the socket as the bytes that crossed (docs/cluster.md
+    §3, §9), and the recipient's node's DELIVER hooks still see the element when they need it:
+    XEP-0352 (CSI) holds a chat state for bob's inactive client and lets a message with a body
+    through after it; active again, the next chat state comes at once."""
+    from ..features.smacks_support import SmClient
+
+    two = two_plain
+    C, CSI = "{jabber:client}", "urn:xmpp:csi:0"
+    bob = await SmClient.authenticate(two.nodes["beta"].as_server(), "bob")
+    await bob.bind("phone")
+    bob.write("<presence/>")
+    await two.wait_entry("bob@localhost", "phone", "beta|", available=True)
+    alice = await two.login("alpha", "alice@localhost")
+
+    def composing() -> None:
+        m = alice.make_message(mto="bob@localhost/phone", mtype="chat")
+        m.xml.append(ET.fromstring("<composing xmlns='http://jabber.org/protocol/chatstates'/>"))
+        m.send()
+
+    async def ping(n: int) -> None:  # a round trip on bob's stream: what he wrote before is handled
+        bob.write(f"<iq type='get' id='p{n}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        await bob.expect(lambda e: e.get("id") == f"p{n}", count=False)
+
+    def is_msg(e: Any) -> bool:
+        return e.tag == f"{C}message"
+
+    try:
+        m1 = alice.make_message(mto="bob@localhost/phone", mbody="caf\u00e9 & <one>", mtype="chat")
+        m1["id"] = "m1"
+        m1.send()
+        got = await bob.expect(is_msg, timeout=10)
+        assert (got.findtext(f"{C}body"), got.get("from"), got.get("to"), got.get("type"), got.get("id")) == \
+            ("caf\u00e9 & <one>", alice.boundjid.full, "bob@localhost/phone", "chat", "m1")
+        bob.write(f"<inactive xmlns='{CSI}'/>")
+        await ping(1)
+        composing()
+        assert [e for e in await bob.drain(1.0) if is_msg(e)] == []  # held on beta
+        alice.send_message(mto="bob@localhost/phone", mbody="two", mtype="chat")
+        first = await bob.expect(is_msg, timeout=10)
+        second = await bob.expect(is_msg, timeout=10)
+        assert first.find("{http://jabber.org/protocol/chatstates}composing") is not None and first.findtext(f"{C}body") is None
+        assert second.findtext(f"{C}body") == "two"
+        bob.write(f"<active xmlns='{CSI}'/>")
+        await ping(2)
+        composing()
+        got = await bob.expect(is_msg, timeout=10)
+        assert got.find("{http://jabber.org/protocol/chatstates}composing") is not None
+    finally:
+        await slix_close(alice)
+        await bob.close()
 
 
 async def test_an_iq_to_a_full_jid_on_the_other_node_is_answered_and_a_gone_one_bounced(two):

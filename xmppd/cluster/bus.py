@@ -77,30 +77,24 @@ redis.call('XADD', ARGV[3] .. node, 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5)
 return node
 """
 
-# KEYS: the recipients' sess hashes (one per target, repeated when needed). ARGV: this node's
-# name, the bus key prefix, maxlen, n (the count of the envelope's field/value strings), those n
-# strings, then per key: the resource ("" for a bare JID), the JID as the envelope names it, and
-# (a bare JID) a resource not to count (the recipient itself: no envelope for it alone).
-# One envelope per node holding any of them: ``r`` the full JIDs bound there, ``b`` the bare
-# JIDs with an available resource there. Returns the number of envelopes appended.
-_FAN = """
-local me, prefix, maxlen, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local base = 4 + n
+# Lua shared by the fan-out scripts: ``group(key, res, jid, skip)`` adds one target (the sess
+# hash ``key``; ``res`` a resource, or "" for the bare JID's available resources but ``skip``) to
+# the node holding it, if another than ``me``: ``fulls[node]``/``bares[node]`` in ``order``.
+_GROUP = """
 local fulls, bares, order = {}, {}, {}
 local function at(node)
   if not fulls[node] then fulls[node] = {}; bares[node] = {}; order[#order + 1] = node end
 end
-for i = 1, #KEYS do
-  local res, jid, skip = ARGV[base + 3 * i - 2], ARGV[base + 3 * i - 1], ARGV[base + 3 * i]
+local function group(me, key, res, jid, skip)
   if res ~= '' then
-    local v = redis.call('HGET', KEYS[i], res)
+    local v = redis.call('HGET', key, res)
     if v then
       local node = string.match(v, '^([^|]*)|')
       if node and node ~= me then at(node); local t = fulls[node]; t[#t + 1] = jid end
     end
   else
     local seen = {}
-    local h = redis.call('HGETALL', KEYS[i])
+    local h = redis.call('HGETALL', key)
     for j = 1, #h, 2 do
       local node, avail = string.match(h[j + 1], '^([^|]*)|[^|]*|[^|]*|(%d)$')
       if node and node ~= me and avail == '1' and not seen[node] and h[j] ~= skip then
@@ -108,6 +102,21 @@ for i = 1, #KEYS do
       end
     end
   end
+end
+"""
+
+# KEYS: the recipients' sess hashes (one per target, repeated when needed). ARGV: this node's
+# name, the bus key prefix, maxlen, n (the count of the envelope's field/value strings), those n
+# strings, then per key: the resource ("" for a bare JID), the JID as the envelope names it, and
+# (a bare JID) a resource not to count (the recipient itself: no envelope for it alone).
+# One envelope per node holding any of them: ``r`` the full JIDs bound there, ``b`` the bare
+# JIDs with an available resource there. Returns the number of envelopes appended. (The batch
+# script's op ``M`` does the same; this one is for an envelope that cannot be an op.)
+_FAN = _GROUP + """
+local me, prefix, maxlen, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local base = 4 + n
+for i = 1, #KEYS do
+  group(me, KEYS[i], ARGV[base + 3 * i - 2], ARGV[base + 3 * i - 1], ARGV[base + 3 * i])
 end
 for _, node in ipairs(order) do
   local args = {prefix .. node, 'MAXLEN', '~', maxlen, '*'}
@@ -119,28 +128,94 @@ end
 return #order
 """
 
-# KEYS: the recipients' sess hashes, one per envelope. ARGV: this node's name, the bus key
-# prefix, maxlen, then per key: the resource and the packed envelope (``env``). The batched
-# ``_TO_FULL`` of consecutive full-JID envelopes in the outbox, in their order: one command (and
-# about three arguments per envelope) instead of one per envelope. Returns, per envelope, the
-# node it was appended for, this node's name (here: not appended), or "" (bound nowhere).
-_TO_FULLS = """
+# ARGV: this node's name, the bus key prefix, maxlen, then one string per envelope of the
+# outbox's batch (``op_full``, ``op_node``, ``op_fan`` below: its parts joined with SOH, \1,
+# which neither XML nor a JID can hold), in queue order. Every kind of envelope in one command
+# with one argument each: redis-py packs each argument in Python (about 2.5 µs here), and a run
+# cut by another kind (a carbon copy's look-up between two messages) would make one command per
+# envelope. The sess keys are named inside the ops: one Redis server (or Sentinel), as for the
+# streams. Returns per op: ``F`` the node it was appended for, this node's name (here: not
+# appended) or "" (bound nowhere); ``N`` 1; ``L`` 1, or 0 when the node is not registered (not
+# appended: see ``_TO_LIVE``); ``M`` the number of envelopes appended.
+_BATCH = _GROUP + """
 local me, prefix, maxlen = ARGV[1], ARGV[2], ARGV[3]
+local function split(s)
+  local t, i = {}, 1
+  while true do
+    local j = string.find(s, '\\1', i, true)
+    if not j then t[#t + 1] = string.sub(s, i); return t end
+    t[#t + 1] = string.sub(s, i, j - 1); i = j + 1
+  end
+end
 local out = {}
-for i = 1, #KEYS do
-  local v = redis.call('HGET', KEYS[i], ARGV[2 * i + 2])
-  local node = v and string.match(v, '^([^|]*)|')
-  if node and node ~= me then
-    redis.call('XADD', prefix .. node, 'MAXLEN', '~', maxlen, '*', 'env', ARGV[2 * i + 3])
-    out[i] = node
-  elseif node then
-    out[i] = node  -- here (bound or moving here since the sender looked)
-  else
-    out[i] = ''
+for a = 4, #ARGV do
+  local op = split(ARGV[a])
+  local kind = op[1]
+  if kind == 'F' then  -- op_full: sess key, resource, env
+    local v = redis.call('HGET', op[2], op[3])
+    local node = v and string.match(v, '^([^|]*)|')
+    if node and node ~= me then
+      redis.call('XADD', prefix .. node, 'MAXLEN', '~', maxlen, '*', 'env', op[4])
+      out[#out + 1] = node
+    elseif node then
+      out[#out + 1] = node  -- here (bound or moving here since the sender looked)
+    else
+      out[#out + 1] = ''
+    end
+  elseif kind == 'N' then  -- op_node: node, env
+    redis.call('XADD', prefix .. op[2], 'MAXLEN', '~', maxlen, '*', 'env', op[3])
+    out[#out + 1] = 1
+  elseif kind == 'L' then  -- op_live: the node's registry key, node, env
+    if redis.call('EXISTS', op[2]) == 1 then
+      redis.call('XADD', prefix .. op[3], 'MAXLEN', '~', maxlen, '*', 'env', op[4])
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+  else  -- 'M', op_fan: env, then per target: sess key, resource or '', JID, resource not counted
+    fulls, bares, order = {}, {}, {}
+    for i = 3, #op - 3, 4 do group(me, op[i], op[i + 1], op[i + 2], op[i + 3]) end
+    for _, node in ipairs(order) do
+      redis.call('XADD', prefix .. node, 'MAXLEN', '~', maxlen, '*', 'env', op[2],
+                 'r', table.concat(fulls[node], ' '), 'b', table.concat(bares[node], ' '))
+    end
+    out[#out + 1] = #order
   end
 end
 return out
 """
+_SOH = "\x01"
+
+
+def op_full(sess_key: str, resource: str, env: str) -> str | None:
+    """The batch's op for an envelope (``env``, packed) to the node holding ``resource`` of
+    ``sess_key``; None when a part holds SOH (then: ``publish_to_full``)."""
+    op = f"F\x01{sess_key}\x01{resource}\x01{env}"
+    return op if op.count(_SOH) == 3 else None
+
+
+def op_node(node: str, env: str) -> str | None:
+    """The batch's op for an envelope to ``node``'s stream; None when a part holds SOH."""
+    op = f"N\x01{node}\x01{env}"
+    return op if op.count(_SOH) == 2 else None
+
+
+def op_live(node_key: str, node: str, env: str) -> str | None:
+    """The batch's op for an envelope to ``node``'s stream only while its registry entry
+    (``node_key``) exists — what a node owns by lease (``_TO_LIVE``); None when a part holds SOH."""
+    op = f"L\x01{node_key}\x01{node}\x01{env}"
+    return op if op.count(_SOH) == 3 else None
+
+
+def op_fan(env: str, targets: list[tuple[str, str, str, str]]) -> str | None:
+    """The batch's op for one envelope per node holding any of ``targets`` (``(sess key,
+    resource or "", JID, resource not counted or "")``, as ``publish_fan``); None when a part
+    holds SOH."""
+    parts = ["M", env]
+    for t in targets:
+        parts += t
+    op = _SOH.join(parts)
+    return op if op.count(_SOH) == len(parts) - 1 else None
 
 # KEYS: the destination node's registry entry (``P:node:<node>``), its stream. ARGV: maxlen, the
 # envelope's field/value pairs. An envelope for what a node owns by lease (a room, a component's
@@ -166,8 +241,8 @@ class Bus:
         self._task: asyncio.Task[None] | None = None
         self._to_full = redis.register_script(_TO_FULL)
         self._fan = redis.register_script(_FAN)
-        self._to_fulls = redis.register_script(_TO_FULLS)
         self._to_live = redis.register_script(_TO_LIVE)
+        self._batch = redis.register_script(_BATCH)
 
     async def publish_to_full(self, sess_key: str, resource: str, fields: dict[str, str], client: Any = None) -> Any:
         """Append to the stream of the node holding ``resource`` in ``sess_key``, if another;
@@ -185,13 +260,10 @@ class Bus:
         return await self._fan(keys=[key for key, _, _, _ in targets],
                                args=[self.node, self.keys.bus(""), self.bus_max, len(flat), *flat, *pairs], client=client)
 
-    async def publish_to_fulls(self, items: list[tuple[str, str, str]], client: Any = None) -> Any:
-        """``publish_to_full`` for many envelopes in one script: ``items`` are (sess key,
-        resource, packed envelope); returns per item the node or "" (``client``: queued in it)."""
-        args: list[Any] = [self.node, self.keys.bus(""), self.bus_max]
-        for _, resource, env in items:
-            args += (resource, env)
-        return await self._to_fulls(keys=[k for k, _, _ in items], args=args, client=client)
+    async def publish_batch(self, ops: list[str], client: Any = None) -> Any:
+        """Several envelopes in one script (``op_full``, ``op_node``, ``op_fan``), in order;
+        returns the list of their results (``client``: queued in it)."""
+        return await self._batch(keys=[], args=[self.node, self.keys.bus(""), self.bus_max, *ops], client=client)
 
     async def publish_to_live(self, node: str, fields: dict[str, str], client: Any = None) -> Any:
         """Append to ``node``'s stream only while its registry entry exists (``_TO_LIVE``);

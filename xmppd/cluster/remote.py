@@ -31,7 +31,7 @@ from ..core.hooks import Routed
 from ..errors import Condition, StreamErrorCondition
 from ..i18n import core_error
 from ..jid import JID
-from .bus import ENV, Bus, pack
+from .bus import ENV, Bus, op_fan, op_full, op_live, op_node, pack
 from .connection import unreachable_errors
 from .control import CONTROL, Control, Request
 from .sessions import ClusterSessions, Entry
@@ -238,11 +238,15 @@ class RemoteSessions:
         fields["m"] = "route"
         self._queue(_Item(r, fallback, node, fields, None))
 
-    def each(self, bare: JID, el: etree._Element, kind: str, exclude: JID | None, check: str | None) -> None:
-        """``el`` (no ``to``) for every resource of ``bare`` on the other nodes, ``to`` set there."""
-        fields = {"k": kind, "f": el.get("from") or self.router.domain, "t": "", "h": "0", "o": self.node,
-                  "m": "each", "e": str(exclude) if exclude is not None else "", "c": check or "",
-                  "x": etree.tostring(el, encoding="unicode")}
+    def each(self, bare: JID, el: "etree._Element | str", kind: str, exclude: JID | None, check: str | None) -> None:
+        """``el`` (no ``to``; or serialised) for every resource of ``bare`` on the other nodes,
+        ``to`` set there. (``f``, the ``from``, only names it in logs there: "" when serialised.)"""
+        if isinstance(el, str):
+            frm, data = "", el
+        else:
+            frm, data = el.get("from") or self.router.domain, etree.tostring(el, encoding="unicode")
+        fields = {"k": kind, "f": frm, "t": "", "h": "0", "o": self.node,
+                  "m": "each", "e": str(exclude) if exclude is not None else "", "c": check or "", "x": data}
         skip = exclude.resource or "" if exclude is not None and exclude.bare == bare.bare else ""
         self._queue(_Item(None, None, None, fields, None, fan=[(self.sessions.keys.sess(str(bare.bare)), "", str(bare.bare), skip)]))
 
@@ -284,33 +288,24 @@ class RemoteSessions:
                 if not batch:
                     continue
                 results: list[Any] = []
-                # Consecutive full-JID envelopes go in one script (``publish_to_fulls``): each
-                # command's arguments cost CPU to pack, per argument. Runs are cut by any other
-                # envelope, so the queue's order is the order of the appends.
+                # Every envelope is one op of one script (``Bus.publish_batch``): each command's
+                # arguments cost CPU to pack, per argument. A control request (its own script)
+                # or an envelope that cannot be an op (SOH in it) cuts the run, so the queue's
+                # order is the order of the appends.
                 calls: list[tuple[list[_Item], bool]] = []  # (items, batched)
                 try:
-                    async with self.bus.redis.pipeline(transaction=False) as pipe:
-                        run: list[tuple[_Item, str]] = []
-                        for item in batch:
-                            if item.fan is None and item.full is not None:
-                                env = pack(item.fields).get(ENV)
-                                if env is not None:
-                                    run.append((item, env))
-                                    continue
-                            await self._flush_run(run, calls, pipe)
+                    run: list[tuple[_Item, str]] = []
+                    for item in batch:
+                        op = self._op(item)
+                        if op is not None:
+                            run.append((item, op))
+                        else:
                             calls.append(([item], False))
-                            if item.ctl is not None:
-                                await self.control.script(item.ctl, pipe)
-                            elif item.fan is not None:
-                                await self.bus.publish_fan(item.fan, item.fields, client=pipe)
-                            elif item.full is not None:
-                                await self.bus.publish_to_full(item.full[0], item.full[1], item.fields, client=pipe)
-                            elif "s" in item.fields:  # for an owner by lease: only while that node is registered
-                                await self.bus.publish_to_live(item.node or "", item.fields, client=pipe)
-                            else:
-                                pipe.xadd(self.bus.keys.bus(item.node or ""), pack(item.fields), maxlen=self.bus.bus_max, approximate=True)
-                        await self._flush_run(run, calls, pipe)
-                        raw = await pipe.execute(raise_on_error=False)
+                    if len(run) == len(batch):  # the usual case: one command, no pipeline
+                        calls = [([i for i, _ in run], True)]
+                        raw = [await self.bus.publish_batch([op for _, op in run])]
+                    else:
+                        calls, raw = await self._pipelined(batch)
                 except unreachable_errors() as exc:
                     self._unreachable(exc)
                     results = [exc] * len(batch)
@@ -356,11 +351,53 @@ class RemoteSessions:
         await self.router.deliver(session, item.routed.stanza, item.routed.kind)
         return True
 
+    def _op(self, item: "_Item") -> str | None:
+        """``item`` as one op of the batch script (bus.py), or None: a control request, or a
+        part holding SOH (sent by its own command then)."""
+        if item.ctl is not None:
+            return None
+        env = pack(item.fields).get(ENV)
+        if env is None:
+            return None
+        if item.fan is not None:
+            return op_fan(env, item.fan)
+        if item.full is not None:
+            return op_full(item.full[0], item.full[1], env)
+        if "s" in item.fields:  # for an owner by lease: only while that node is registered
+            return op_live(self.bus.keys.node(item.node or ""), item.node or "", env)
+        return op_node(item.node or "", env)
+
+    async def _pipelined(self, batch: list["_Item"]) -> tuple[list[tuple[list["_Item"], bool]], list[Any]]:
+        """``batch`` with control requests (or envelopes that are no op) in it: one pipeline,
+        runs of ops as one script call each, the others as their own commands, in order."""
+        calls: list[tuple[list[_Item], bool]] = []
+        async with self.bus.redis.pipeline(transaction=False) as pipe:
+            run: list[tuple[_Item, str]] = []
+            for item in batch:
+                op = self._op(item)
+                if op is not None:
+                    run.append((item, op))
+                    continue
+                await self._flush_run(run, calls, pipe)
+                calls.append(([item], False))
+                if item.ctl is not None:
+                    await self.control.script(item.ctl, pipe)
+                elif item.fan is not None:
+                    await self.bus.publish_fan(item.fan, item.fields, client=pipe)
+                elif item.full is not None:
+                    await self.bus.publish_to_full(item.full[0], item.full[1], item.fields, client=pipe)
+                elif "s" in item.fields:  # for an owner by lease: only while that node is registered
+                    await self.bus.publish_to_live(item.node or "", item.fields, client=pipe)
+                else:
+                    pipe.xadd(self.bus.keys.bus(item.node or ""), pack(item.fields), maxlen=self.bus.bus_max, approximate=True)
+            await self._flush_run(run, calls, pipe)
+            return calls, await pipe.execute(raise_on_error=False)
+
     async def _flush_run(self, run: list[tuple["_Item", str]], calls: list[tuple[list["_Item"], bool]], pipe: Any) -> None:
-        """The run of consecutive full-JID envelopes collected so far, as one script call."""
+        """The run of ops collected so far, as one script call."""
         if run:
             calls.append(([i for i, _ in run], True))
-            await self.bus.publish_to_fulls([(*i.full, env) for i, env in run], client=pipe)  # type: ignore[misc]
+            await self.bus.publish_batch([op for _, op in run], client=pipe)
             run.clear()
 
     async def _settle(self, item: "_Item", ok: bool) -> None:
@@ -403,7 +440,18 @@ class RemoteSessions:
         if mode == "close":  # a control envelope: the same full JID was bound on another node
             self._close_replaced(fields)
             return
-        stanza = etree.fromstring(fields["x"].encode(), _PARSER)
+        if mode is None and not fields.get("s"):
+            # The usual envelope: one stanza for one session here. Its bytes go to the socket as
+            # they came, parsed only if a DELIVER hook looks at the element.
+            to_s = fields.get("r", "")
+            if to_s and " " not in to_s:
+                full = JID.parse(to_s)
+                if full not in self.moving:
+                    session = router.sessions.get(full)
+                    if session is not None:
+                        await router.deliver_serialised(session, fields["x"].encode(), fields["k"], _parse)
+                        return
+        stanza = _parse(fields["x"].encode())
         kind = fields["k"]
         if mode == "route":  # relayed: routed here as if made here, for this node's sessions
             to_s = fields.get("t")
@@ -489,7 +537,7 @@ class RemoteSessions:
         """Deliver what was held back to the session that moved here (not bound here yet)."""
         for how, x in items:
             if how == "bus":
-                stanza = etree.fromstring(x["x"].encode(), _PARSER)
+                stanza = _parse(x["x"].encode())
                 await self.router.deliver(session, stanza, x["k"])
             else:
                 await self.router.deliver(session, x.routed.stanza, x.routed.kind)
@@ -562,6 +610,10 @@ class RemoteSessions:
             pass
         while self._outbox:
             await self._settle(self._outbox.popleft(), False)
+
+
+def _parse(data: bytes) -> etree._Element:
+    return etree.fromstring(data, _PARSER)
 
 
 def _copy(el: etree._Element) -> etree._Element:

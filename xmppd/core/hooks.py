@@ -59,6 +59,34 @@ class Delivery:
     kind: str
 
 
+class SerialisedDelivery(Delivery):
+    """A ``Delivery`` of a stanza that came serialised (another cluster node's envelope: the
+    bytes are written as they came). ``stanza`` is parsed from ``data`` the first time a hook
+    reads it: most deliveries pass their hooks without looking at the element (no block list,
+    no inactive client, no hibernating session). As in a fan-out, a hook that changes it
+    changes nothing that is written; one that keeps it may (it is its own)."""
+
+    __slots__ = ("data", "_el", "_parse")
+
+    def __init__(self, session: "Session", data: bytes, kind: str, parse: Callable[[bytes], etree._Element]) -> None:
+        self.session = session
+        self.kind = kind
+        self.data = data
+        self._el: etree._Element | None = None
+        self._parse = parse
+
+    @property  # type: ignore[override]
+    def stanza(self) -> etree._Element:
+        el = self._el
+        if el is None:
+            el = self._el = self._parse(self.data)
+        return el
+
+    @stanza.setter
+    def stanza(self, el: etree._Element) -> None:
+        self._el = el
+
+
 @dataclass(frozen=True, slots=True)
 class SessionEvent:
     session: "Session"

@@ -38,7 +38,7 @@ from . import hooks as H
 from .dispatch import NO_REPLY, IqRequest, IqTable, IqTracker, Target
 from .durability import CURRENT, Barrier
 from .fanout import Wire, attr
-from .hooks import Delivery, Flow, HookChains, Routed
+from .hooks import Delivery, Flow, HookChains, Routed, SerialisedDelivery
 from .server_owned import ServerOnlyCheck
 
 if TYPE_CHECKING:
@@ -366,6 +366,19 @@ class Router:
             self.metrics.stanza_out(kind)
         session.send(stanza)
 
+    async def deliver_serialised(self, session: "Session", data: bytes, kind: str,
+                                 parse: Callable[[bytes], etree._Element]) -> None:
+        """``deliver`` for a stanza that came serialised (another node's envelope, its sender's
+        node did the routing): ``data`` is written as it came, and the DELIVER hooks see an
+        element parsed only if one of them reads it (``hooks.SerialisedDelivery``); changes a
+        hook makes to it are not sent (as in ``deliver_bytes``)."""
+        if self.hooks.has(H.DELIVER):
+            if await self.hooks.run(H.DELIVER, SerialisedDelivery(session, data, kind, parse)) is Flow.STOP:
+                return
+        if self.metrics is not None:
+            self.metrics.stanza_out(kind)
+        session.send_bytes(data)
+
     async def deliver_bytes(self, session: "Session", data: bytes, stanza: etree._Element, kind: str) -> None:
         """Fan-out: write ``data`` (``stanza`` serialised) after the delivery hooks, if any.
 
@@ -572,12 +585,14 @@ class Router:
             for node in set(nodes):
                 self.remote.relay(r, node, fallback)
 
-    def to_resources_elsewhere(self, bare: JID, el: etree._Element, kind: str, *, exclude: JID | None = None,
+    def to_resources_elsewhere(self, bare: JID, el: "etree._Element | str", kind: str, *, exclude: JID | None = None,
                                only_if: str | None = None) -> None:
         """Deliver ``el`` (``from`` set, no ``to``) to every resource of ``bare`` bound on another
         node, each with its full JID as ``to``, but ``exclude`` and those the check named
-        ``only_if`` refuses there; one envelope per node, looked up as it is sent. Nothing
-        without a cluster (features loop over this node's sessions themselves)."""
+        ``only_if`` refuses there; one envelope per node, looked up as it is sent. ``el`` may be
+        given serialised (a ``str`` of one stanza in ``jabber:client``: no element to build when,
+        as usually, no node holds any). Nothing without a cluster (features loop over this
+        node's sessions themselves)."""
         if self.remote is not None:
             self.remote.each(bare, el, kind, exclude, only_if)
 
