@@ -415,9 +415,10 @@ class CustomerService(Feature):
                 await self.close(s, "visitor")
 
     def _remember_guest(self, r: Routed) -> None:
-        """(In a cluster.) A message one of this node's anonymous visitors wrote to a queue."""
+        """(In a cluster.) A message or iq (``<join/>``) one of this node's anonymous visitors
+        sent to a queue."""
         to = r.to
-        if r.origin is None or r.kind != "message" or to is None or not to.local or to.local.startswith("s-"):
+        if r.origin is None or r.kind == "presence" or to is None or not to.local or to.local.startswith("s-"):
             return
         if r.from_jid.domain != self.ctx.config.anonymous.domain:
             return
