@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import xml.etree.ElementTree as ET
 
+from extensions.customer_service.protocol import NS
 from xmppd.cluster.leases import rendezvous
 from xmppd.jid import JID
 
@@ -77,6 +79,14 @@ async def test_an_allowed_account_on_another_node_and_a_guest_talk_both_ways_err
             await wait_until(lambda: not alpha.guests.sessions, 10, "the guest's session ended")
             await agent.cs_event("closed", timeout=10, session=sid, reason="visitor")
             assert sid not in cs_beta.open
+
+            # The same for a chat a guest opened with the <join/> iq (the pre-chat request).
+            second = Client(await slix_guest(alpha, GUEST))
+            joined = await second.cs.ask(queue, "set", ET.Element(f"{{{NS}}}join"), timeout=10)
+            sid2 = joined.xml[0].get("session")
+            await agent.cs_event("assigned", timeout=10, session=sid2)
+            second.xmpp.disconnect()
+            await agent.cs_event("closed", timeout=10, session=sid2, reason="visitor")
             bob.send_message(mto=str(me.bare), mbody="gone?", mtype="chat")
             bounced = await asyncio.wait_for(errors.get(), 10)
             assert bounced["error"]["condition"] == "service-unavailable"
