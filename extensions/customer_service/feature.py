@@ -56,6 +56,11 @@ from .visitor_commands import VisitorCommands
 
 __all__ = ["Agent", "CsOptions", "CustomerService"]
 
+# In a cluster, from the node of an anonymous visitor whose session ended, to each queue it wrote
+# to (handled by that queue's owner, as the visitor's messages are): the visitor is gone.
+_VISITOR_GONE = f"{{{NS}#cluster}}visitor-gone"
+_MAX_GUEST_QUEUES = 16  # queues remembered per anonymous visitor of this node
+
 
 @dataclass(frozen=True, slots=True)
 class CsOptions:
@@ -105,6 +110,9 @@ class CustomerService(Feature):
         self.state = LiveState(self.now)
         # Queues across cluster nodes (``clustered.QueueCluster``); None on one node.
         self.cluster: Any = None
+        # In a cluster: the queues each anonymous visitor of this node wrote to (their owners are
+        # told when its session ends, ``visitor_gone``).
+        self.guest_queues: dict[JID, set[str]] = {}
         # The live indices under their familiar names (the same objects as in ``state``).
         self.queues = self.state.queues
         self.members = self.state.members
@@ -298,6 +306,7 @@ class CustomerService(Feature):
             await self._receive(r)
             return
         cluster.remember(r)
+        self._remember_guest(r)
         if r.kind == "presence" and r.to is not None and r.to.local is None and r.stanza.get("type") in (None, "unavailable"):
             await self._split_presence(r)  # to the component: to each of the agent's queues' owners
             return
@@ -309,6 +318,10 @@ class CustomerService(Feature):
                 async with self.locked():
                     await cluster.take(r.to.local, sid)
                 return
+        if r.kind == "message" and r.stanza.find(_VISITOR_GONE) is not None:
+            if r.from_jid.domain == self.ctx.config.anonymous.domain:  # (a visitor may end its own chats)
+                await self.visitor_gone(str(r.from_jid.bare))
+            return
         try:
             await self._receive(r)
         except FencedOut as exc:
@@ -389,14 +402,40 @@ class CustomerService(Feature):
             await self.presence.session_closed(jid)
             if jid.domain == self.ctx.config.anonymous.domain:
                 await self.visitor_gone(str(jid.bare))
+                for queue in self.guest_queues.pop(jid, ()):
+                    await self._tell_visitor_gone(jid, queue)
         return Flow.CONTINUE
 
     async def visitor_gone(self, visitor: str) -> None:
         """An anonymous visitor's address died with its session (docs/auth.md): its chats end
-        as if it had closed them; the agent is told."""
+        as if it had closed them; the agent is told. (This node's chats; in a cluster the
+        owners of the queues it wrote to are told too, ``_tell_visitor_gone``.)"""
         async with self.locked():
             for s in [s for s in self.open.values() if s.visitor == visitor]:
                 await self.close(s, "visitor")
+
+    def _remember_guest(self, r: Routed) -> None:
+        """(In a cluster.) A message or iq (``<join/>``) one of this node's anonymous visitors
+        sent to a queue."""
+        to = r.to
+        if r.origin is None or r.kind == "presence" or to is None or not to.local or to.local.startswith("s-"):
+            return
+        if r.from_jid.domain != self.ctx.config.anonymous.domain:
+            return
+        queues = self.guest_queues.setdefault(r.from_jid, set())
+        if len(queues) < _MAX_GUEST_QUEUES:
+            queues.add(to.local)
+
+    async def _tell_visitor_gone(self, visitor: JID, queue: str) -> None:
+        """The owner of ``queue`` (this node or another) closes ``visitor``'s chats: a message
+        from the visitor, routed as its lines are (to the queue a transferred chat is in now)."""
+        to = JID(queue, self.domain)
+        m = etree.Element(f"{{{ns.CLIENT}}}message", {"from": str(visitor), "to": str(to), "type": "normal"}, nsmap={None: ns.CLIENT})
+        etree.SubElement(m, _VISITOR_GONE)
+        try:
+            await self.receive(Routed(m, "message", visitor, to))
+        except Exception:
+            self.log.exception("telling queue %s that visitor %s is gone failed", queue, visitor)
 
     # ================================================================== the cluster
 

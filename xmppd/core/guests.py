@@ -12,7 +12,8 @@ does no work for it.
 * **Its domain** (``receive``, a router service like a MUC domain): what is addressed to a guest
   reaches its live session or nobody -- no account, no roster, no offline storage, no archive.
   In a cluster, a guest connected to another node is reached there (the stanza is relayed to
-  that node, which routes it again, ``Routed.relayed``).
+  that node, which routes it again, ``Routed.relayed``); an error another node answers a
+  guest's stanza with crosses back like one for an account (``Router.session_domains``).
   Messages to a guest who is gone bounce ``service-unavailable``; subscriptions are dropped.
   The guest's own requests to its account are answered here: an empty roster, ping, disco#info;
   anything else (vCard, private storage, PEP, blocking, MAM ...) is ``service-unavailable``.
@@ -80,7 +81,9 @@ class Guests:
                 jids.add(j)
         self.allowed_domains = frozenset(domains)
         self.allowed_jids = frozenset(jids)
+        self.router.session_domains.add(self.domain)  # errors from other nodes reach guests (bounce)
         return [
+            lambda: self.router.session_domains.discard(self.domain),
             self.router.add_service(self.domain, self),
             # First of all: a guest's stanza is handled here and goes no further down the chain.
             self.router.hooks.add(H.STANZA_IN, self._stanza_in, priority=1_000_000),

@@ -70,6 +70,10 @@ class Router:
         self.iq_table = iq_table
         self.tracker = tracker
         self.services: dict[str, Service] = {}
+        # Domains besides ``domain`` whose full JIDs are client sessions in the cluster registry
+        # (the anonymous host, core/guests.py): an error for one on another node crosses like one
+        # for an account's session (``bounce``).
+        self.session_domains: set[str] = set()
         self.languages: Languages | None = None  # errors' texts in the language of whom they answer
         # qname -> check; a client stanza's children with these qnames are removed when the
         # check says the server is their only author (stanza-id by us, delay from us, ...):
@@ -690,8 +694,8 @@ class Router:
             session = self.sessions.get(to)
             if session is not None:
                 session.send(reply)
-            elif self.remote is not None and to.resource is not None and to.domain == self.domain:
-                self.remote.send_soon(reply, to)  # the sender is on another node
+            elif self.remote is not None and to.resource is not None and (to.domain == self.domain or to.domain in self.session_domains):
+                self.remote.send_soon(reply, to)  # the sender is on another node (a guest's too)
 
 
 _PRIORITY = f"{{{ns.CLIENT}}}priority"
