@@ -227,7 +227,7 @@ class MuteFeature(Feature):
             return None
         return m
 
-    def _exempt_from_all(self, room: RoomView, bare: JID, role: Role | None) -> bool:
+    def exempt_from_all(self, room: RoomView, bare: JID, role: Role | None) -> bool:
         if room.affiliation(bare).rank >= Affiliation.ADMIN.rank or self.ctx.is_admin(bare):
             return True
         extra = room.config.extra
@@ -246,7 +246,7 @@ class MuteFeature(Feature):
             if m is not None:
                 return P.muted_error(room.jid_s, m)
         state = self.all_muted.get(room.jid_s)
-        if state is not None and not self._exempt_from_all(room, bare, role):
+        if state is not None and not self.exempt_from_all(room, bare, role):
             return P.all_muted_error(room.jid_s, state)
         return None
 
@@ -296,12 +296,12 @@ class MuteFeature(Feature):
         """Slow mode (docs/mute.md §3.4): a member who spoke less than the room's interval ago waits.
         Moderators, owners, admins and server admins are exempt."""
         interval = policy.slow_interval(room.config.extra, self.options.max_slow_seconds)
-        if interval == 0 or self._privileged(room, bare, role):
+        if interval == 0 or self.privileged(room, bare, role):
             return None
-        wait = policy.slow_wait((await self._said_in(room.jid_s)).get(bare), self.ctx.clock.now(), interval)
+        wait = policy.slow_wait((await self.said_in(room.jid_s)).get(bare), self.ctx.clock.now(), interval)
         return P.slow_mode_error(room.jid_s, interval, wait) if wait else None
 
-    async def _said_in(self, room_s: str) -> dict[JID, float]:
+    async def said_in(self, room_s: str) -> dict[JID, float]:
         """When each member last spoke in the room: kept in ``mute_slow`` by the node holding the
         room, read once when this node starts serving it (after a restart or a move)."""
         said = self._said.get(room_s)
@@ -310,7 +310,7 @@ class MuteFeature(Feature):
             self._said[room_s] = said
         return said
 
-    def _privileged(self, room: RoomView, bare: JID, role: Role | None) -> bool:
+    def privileged(self, room: RoomView, bare: JID, role: Role | None) -> bool:
         """Moderators, owners, admins and server admins: neither slow mode nor the keyword filter holds them."""
         return (role is Role.MODERATOR or room.affiliation(bare).rank >= Affiliation.ADMIN.rank
                 or self.ctx.is_admin(bare))
@@ -324,7 +324,7 @@ class MuteFeature(Feature):
         """The keyword filter (docs/mute.md §3.5), actions ``block`` and ``mute``: the message is
         refused; with ``mute`` the sender is muted for the room's minutes first (by the server)."""
         rule = self.keyword_rule(room)
-        if rule is None or rule.action == "mask" or self._privileged(room, bare, role):
+        if rule is None or rule.action == "mask" or self.privileged(room, bare, role):
             return None
         word = next((w for b in st.iterfind(P.BODY) if (w := policy.find_keyword(b.text or "", rule.words))), None)
         if word is None:
@@ -337,7 +337,7 @@ class MuteFeature(Feature):
 
     async def set_keywords(self, room: RoomView, actor: JID, words: list[str], action: str, minutes: int) -> policy.KeywordRule | None:
         """Owners and admins (and server admins) set the room's keyword filter; no words turn it off."""
-        self._check_room_admin(room, actor, "only owners and admins may set the keyword filter")
+        self.check_room_admin(room, actor, "only owners and admins may set the keyword filter")
         if action not in policy.KEYWORD_ACTIONS:
             raise _bad(f"the action is one of {', '.join(policy.KEYWORD_ACTIONS)}")
         if len(words) > self.options.max_keywords:
@@ -360,7 +360,7 @@ class MuteFeature(Feature):
             return Flow.CONTINUE  # a server-authored notice
         self.platform_words.mask(ev.sender.bare, ev.stanza)  # the platform's words first (§3.7)
         rule = self.keyword_rule(ev.room)
-        if rule is not None and rule.action == "mask" and not self._privileged(ev.room, ev.sender.bare, ev.occupant.role):
+        if rule is not None and rule.action == "mask" and not self.privileged(ev.room, ev.sender.bare, ev.occupant.role):
             for b in ev.stanza.iterfind(P.BODY):
                 if b.text:
                     b.text = policy.mask(b.text, rule.words)
@@ -369,9 +369,9 @@ class MuteFeature(Feature):
             if self._said.pop(ev.room.jid_s, None):
                 await self.repo.forget_slow(ev.room.jid_s)
             return Flow.CONTINUE
-        if self._privileged(ev.room, ev.sender.bare, ev.occupant.role):
+        if self.privileged(ev.room, ev.sender.bare, ev.occupant.role):
             return Flow.CONTINUE  # exempt: no clock to keep
-        said = await self._said_in(ev.room.jid_s)
+        said = await self.said_in(ev.room.jid_s)
         now = self.ctx.clock.now()
         if len(said) > 2 * len(ev.room.occupants) + 16:
             policy.prune_said(said, now, interval)
@@ -383,7 +383,7 @@ class MuteFeature(Feature):
 
     async def set_slow_mode(self, room: RoomView, actor: JID, seconds: int) -> None:
         """Owners and admins (and server admins) set the room's slow mode; 0 turns it off."""
-        self._check_room_admin(room, actor, "only owners and admins may set slow mode")
+        self.check_room_admin(room, actor, "only owners and admins may set slow mode")
         new = room.config.copy()
         new.extra[policy.SLOW_FIELD] = [str(seconds)]
         await room.reconfigure(new)
@@ -515,7 +515,7 @@ class MuteFeature(Feature):
 
     # ================================================================== actions (iq and commands)
 
-    def _room(self, jid: JID) -> RoomView:
+    def room_of(self, jid: JID) -> RoomView:
         room = self.muc.get_room(jid)
         if room is None or jid.resource is not None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {jid.bare}")
@@ -566,7 +566,7 @@ class MuteFeature(Feature):
         what = "a server administrator" if self.ctx.is_admin(setter) else f"somebody with affiliation {room.affiliation(setter).value}"
         raise StanzaError(Condition.NOT_ALLOWED, f"this mute was set by {what}; only someone of that rank or higher may lift it")
 
-    def _seconds(self, raw: str | None) -> int | None:
+    def seconds(self, raw: str | None) -> int | None:
         if raw is None or raw == "":
             if not self.options.allow_open_ended:
                 raise StanzaError(Condition.NOT_ACCEPTABLE, f"give 'seconds' (1 to {self.options.max_seconds})")
@@ -583,7 +583,7 @@ class MuteFeature(Feature):
             return None
         return _now_dt(math.ceil(self.ctx.clock.now() + seconds))
 
-    def _target(self, room: RoomView, payload: etree._Element) -> JID:
+    def target_of(self, room: RoomView, payload: etree._Element) -> JID:
         jid_s, nick = payload.get("jid"), payload.get("nick")
         if bool(jid_s) == bool(nick):
             raise _bad("name the member with 'jid' or 'nick' (one of them)")
@@ -658,7 +658,7 @@ class MuteFeature(Feature):
             self._applying.discard(key)
 
     async def set_mute_all(self, room: RoomView, actor: JID, reason: str | None, lang: str | None = None) -> MuteAll:
-        self._check_room_admin(room, actor)
+        self.check_room_admin(room, actor)
         state = MuteAll(room.jid_s, str(actor.bare), reason or None, self.now())
         await self.repo.set_mute_all(state)
         self.all_muted[room.jid_s] = state
@@ -668,7 +668,7 @@ class MuteFeature(Feature):
         return state
 
     async def lift_mute_all(self, room: RoomView, actor: JID, lang: str | None = None) -> None:
-        self._check_room_admin(room, actor)
+        self.check_room_admin(room, actor)
         if self.all_muted.pop(room.jid_s, None) is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "this room is not muted for everyone")
         await self.repo.clear_mute_all(room.jid_s)
@@ -676,12 +676,12 @@ class MuteFeature(Feature):
         await self.repo.record(NewAuditEntry(self.now(), str(actor.bare), "unmute-all", room.jid_s))
         await self._room_notice(room, "unmute-all", None, actor.bare, None, None, None, lang)
 
-    def _check_room_admin(self, room: RoomView, actor: JID, text: str = "only owners and admins may mute or unmute everyone") -> None:
+    def check_room_admin(self, room: RoomView, actor: JID, text: str = "only owners and admins may mute or unmute everyone") -> None:
         if not (self.acts_as_admin(actor) or room.affiliation(actor.bare).rank >= Affiliation.ADMIN.rank):
             raise StanzaError(Condition.FORBIDDEN, text)
 
     async def platform_mute(self, actor: JID, target: JID, seconds: int | None, reason: str | None) -> Mute:
-        self._check_server_admin(actor)
+        self.check_server_admin(actor)
         if self.ctx.is_admin(target):
             raise StanzaError(Condition.NOT_ALLOWED, "server administrators can't be muted")
         if target.domain != self.ctx.domain:
@@ -692,18 +692,18 @@ class MuteFeature(Feature):
         return m
 
     async def platform_unmute(self, actor: JID, target: JID) -> None:
-        self._check_server_admin(actor)
+        self.check_server_admin(actor)
         if (PLATFORM, target) not in self.mutes:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"{target} is not muted on this server")
         await self._lift(PLATFORM, target, actor.bare, lang=None)
 
-    def _check_server_admin(self, actor: JID) -> None:
+    def check_server_admin(self, actor: JID) -> None:
         if not self.acts_as_admin(actor):
             raise StanzaError(Condition.FORBIDDEN, "only server administrators may do this")
 
     # ================================================================== notices
 
-    def _display(self, room: RoomView, bare: JID) -> tuple[str, str | None]:
+    def display(self, room: RoomView, bare: JID) -> tuple[str, str | None]:
         """(name shown in the body, nick for the element): the nick in the room, else the reserved
         nick, else the JID's local part."""
         occ = room.occupants.of_bare(bare)
@@ -718,11 +718,11 @@ class MuteFeature(Feature):
                            reason: str | None, until: datetime | None, lang: str | None = None) -> None:
         lang = self._lang(room, lang)
         show_jids = room.config.whois == "anyone"
-        t_name, t_nick = self._display(room, target) if target is not None else ("", None)
+        t_name, t_nick = self.display(room, target) if target is not None else ("", None)
         if actor.local is None:
             a_name, a_nick = P.text(lang, "actor.server"), None
         else:
-            a_name, a_nick = self._display(room, actor)
+            a_name, a_nick = self.display(room, actor)
         text = P.notice_body(action, lang, target=t_name, actor=a_name, seconds=seconds, reason=reason)
         el = P.notice(action, nick=t_nick, jid=str(target) if target is not None and show_jids else None,
                       actor_nick=a_nick if actor.local else None, actor=str(actor) if show_jids and actor.local else None,
@@ -757,15 +757,15 @@ class MuteFeature(Feature):
     # ================================================================== iq: rooms
 
     async def iq_room_mute(self, req: IqRequest) -> etree._Element:
-        room = self._room(req.to)
+        room = self.room_of(req.to)
         members = req.payload.findall(q("member"))
         if members:
             return await self._mute_several(room, req, members)
-        target = self._target(room, req.payload)
-        seconds = self._seconds(req.payload.get("seconds"))
+        target = self.target_of(room, req.payload)
+        seconds = self.seconds(req.payload.get("seconds"))
         reason = P.reason_of(req.payload)
         m = await self.mute_member(room, req.from_jid, target, seconds, reason, P.lang_of(req.stanza, req.payload))
-        return P.item(m, self.now(), nick=self._nick(room, target))
+        return P.item(m, self.now(), nick=self.nick_in(room, target))
 
     async def _mute_several(self, room: RoomView, req: IqRequest, members: list[etree._Element]) -> etree._Element:
         """Several members in one request (§3.1): every one is checked before any is muted, so a
@@ -774,48 +774,48 @@ class MuteFeature(Feature):
             raise _bad("name the members with <member/> children or the one member with 'jid' or 'nick', not both")
         if len(members) > self.options.max_batch:
             raise StanzaError(Condition.NOT_ACCEPTABLE, f"at most {self.options.max_batch} members in one request")
-        targets = policy.batch_targets([self._target(room, m) for m in members], self.options.max_batch)
+        targets = policy.batch_targets([self.target_of(room, m) for m in members], self.options.max_batch)
         for target in targets:
             self.check_can_mute(room, req.from_jid, target)
-        seconds = self._seconds(req.payload.get("seconds"))
+        seconds = self.seconds(req.payload.get("seconds"))
         reason = P.reason_of(req.payload)
         lang = P.lang_of(req.stanza, req.payload)
         out = element(q("list"), default_ns=NS)
         for target in targets:
             m = await self.mute_member(room, req.from_jid, target, seconds, reason, lang)
-            out.append(P.item(m, self.now(), nick=self._nick(room, target)))
+            out.append(P.item(m, self.now(), nick=self.nick_in(room, target)))
         return out
 
     async def iq_slow_mode_set(self, req: IqRequest) -> None:
-        room = self._room(req.to)
+        room = self.room_of(req.to)
         seconds = int_attr(req.payload, "seconds", required=True, high=self.options.max_slow_seconds)
         await self.set_slow_mode(room, req.from_jid, seconds)
 
     async def iq_slow_mode_get(self, req: IqRequest) -> etree._Element:
-        room = self._room(req.to)
+        room = self.room_of(req.to)
         interval = policy.slow_interval(room.config.extra, self.options.max_slow_seconds)
         out = element(q("slow-mode"), {"seconds": str(interval)}, default_ns=NS)
         occ = room.occupants.of_jid(req.from_jid)
-        if interval and not self._privileged(room, req.from_jid.bare, occ.role if occ is not None else None):
-            wait = policy.slow_wait((await self._said_in(room.jid_s)).get(req.from_jid.bare), self.ctx.clock.now(), interval)
+        if interval and not self.privileged(room, req.from_jid.bare, occ.role if occ is not None else None):
+            wait = policy.slow_wait((await self.said_in(room.jid_s)).get(req.from_jid.bare), self.ctx.clock.now(), interval)
             out.set("wait", str(wait))
         return out
 
     async def iq_room_unmute(self, req: IqRequest) -> None:
-        room = self._room(req.to)
-        await self.unmute_member(room, req.from_jid, self._target(room, req.payload), P.lang_of(req.stanza, req.payload))
+        room = self.room_of(req.to)
+        await self.unmute_member(room, req.from_jid, self.target_of(room, req.payload), P.lang_of(req.stanza, req.payload))
 
     async def iq_mute_all(self, req: IqRequest) -> None:
-        room = self._room(req.to)
+        room = self.room_of(req.to)
         reason = P.reason_of(req.payload)
         await self.set_mute_all(room, req.from_jid, reason, P.lang_of(req.stanza, req.payload))
 
     async def iq_unmute_all(self, req: IqRequest) -> None:
-        room = self._room(req.to)
+        room = self.room_of(req.to)
         await self.lift_mute_all(room, req.from_jid, P.lang_of(req.stanza, req.payload))
 
     async def iq_room_list(self, req: IqRequest) -> etree._Element:
-        room = self._room(req.to)
+        room = self.room_of(req.to)
         if not self.is_moderator(room, req.from_jid):
             raise StanzaError(Condition.FORBIDDEN, "only moderators may list the muted members")
         out = element(q("list"), default_ns=NS)
@@ -823,29 +823,29 @@ class MuteFeature(Feature):
         if state is not None:
             out.append(P.all_element(state))
         now = self.now()
-        for m in self._room_mutes(room.jid_s):
-            out.append(P.item(m, now, nick=self._nick(room, JID.parse(m.jid))))
+        for m in self.room_mutes(room.jid_s):
+            out.append(P.item(m, now, nick=self.nick_in(room, JID.parse(m.jid))))
         return out
 
-    def _room_mutes(self, room_s: str) -> list[Mute]:
+    def room_mutes(self, room_s: str) -> list[Mute]:
         now = self.now()
         return sorted((m for (r, _j), m in self.mutes.items() if r == room_s and m.active(now)), key=lambda m: m.jid)
 
-    def _nick(self, room: RoomView, bare: JID) -> str | None:
+    def nick_in(self, room: RoomView, bare: JID) -> str | None:
         occ = room.occupants.of_bare(bare)
         return occ.nick if occ is not None else None
 
     async def iq_room_status(self, req: IqRequest) -> etree._Element:
-        room = self._room(req.to)
+        room = self.room_of(req.to)
         who = req.from_jid.bare
         if req.payload.get("jid") or req.payload.get("nick"):
-            other = self._target(room, req.payload)
+            other = self.target_of(room, req.payload)
             if other != who and not self.is_moderator(room, req.from_jid):
                 raise StanzaError(Condition.FORBIDDEN, "only moderators may ask about somebody else")
             who = other
         occ = room.occupants.of_bare(who)
         state = self.all_muted.get(room.jid_s)
-        if state is not None and self._exempt_from_all(room, who, occ.role if occ is not None else None):
+        if state is not None and self.exempt_from_all(room, who, occ.role if occ is not None else None):
             state = None
         return P.status(muted=self.active(room.jid_s, who), all_muted=state, platform=self.active(PLATFORM, who),
                         now=self.now())
@@ -853,22 +853,22 @@ class MuteFeature(Feature):
     # ================================================================== iq: server
 
     async def iq_platform_mute(self, req: IqRequest) -> etree._Element:
-        self._check_server_admin(req.from_jid)
+        self.check_server_admin(req.from_jid)
         target = jid_attr(req.payload, "jid", required=True, account=True)
-        seconds = self._seconds(req.payload.get("seconds"))
+        seconds = self.seconds(req.payload.get("seconds"))
         reason = P.reason_of(req.payload)
         m = await self.platform_mute(req.from_jid, target, seconds, reason)  # type: ignore[arg-type]
         return P.item(m, self.now())
 
     async def iq_platform_unmute(self, req: IqRequest) -> None:
-        self._check_server_admin(req.from_jid)
+        self.check_server_admin(req.from_jid)
         await self.platform_unmute(req.from_jid, jid_attr(req.payload, "jid", required=True, account=True))
 
     async def iq_platform_list(self, req: IqRequest) -> etree._Element:
-        self._check_server_admin(req.from_jid)
+        self.check_server_admin(req.from_jid)
         out = element(q("list"), default_ns=NS)
         now = self.now()
-        for m in self._room_mutes(PLATFORM):
+        for m in self.room_mutes(PLATFORM):
             out.append(P.item(m, now))
         return out
 
@@ -876,7 +876,7 @@ class MuteFeature(Feature):
         who = req.from_jid.bare
         other = jid_attr(req.payload, "jid", account=True)
         if other is not None and other != who:
-            self._check_server_admin(req.from_jid)
+            self.check_server_admin(req.from_jid)
             who = other
         return P.status(muted=None, all_muted=None, platform=self.active(PLATFORM, who), now=self.now())
 
@@ -905,7 +905,7 @@ class MuteFeature(Feature):
         return element(q("appeal"), {"ticket": str(ticket)}, default_ns=NS)
 
     async def iq_audit(self, req: IqRequest) -> etree._Element:
-        self._check_server_admin(req.from_jid)
+        self.check_server_admin(req.from_jid)
         p = req.payload
         limit = int_attr(p, "max", min(50, self.options.audit_page_max), low=1, high=self.options.audit_page_max)
         before = int_attr(p, "before", high=2**62)
@@ -942,7 +942,7 @@ class MuteFeature(Feature):
             occ = room.occupants.of_bare(bare)
             if occ is None and room.affiliation(bare).rank < Affiliation.MEMBER.rank:
                 continue
-            if not self._exempt_from_all(room, bare, occ.role if occ is not None else None):
+            if not self.exempt_from_all(room, bare, occ.role if occ is not None else None):
                 out.append((room_s, "everyone", state))
         return out
 
