@@ -38,13 +38,12 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from lxml import etree
 
 from xmppd.config import AtLeast, AtMost, Positive, PositiveInt
 from xmppd.core import hooks as H
-from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
 from xmppd.core.hooks import AccountEvent, Flow
 from xmppd.core.server_owned import owned_namespace
@@ -54,17 +53,18 @@ from xmppd.features.muc import events as E
 from xmppd.features.muc.affiliations import Affiliation, Role, default_role
 from xmppd.features.muc.view import RoomDirectoryView, RoomView
 from xmppd.jid import JID
-from xmppd.xml.attrs import int_attr, jid_attr
-from xmppd.xml.builder import element, stanza
+from xmppd.xml.builder import stanza
 
 from . import policy
 from . import protocol as P
 from .bans import TimedBans
 from .commands import MuteCommands
 from .deadlines import Deadlines
+from .iqs import MuteIqs
 from .platform_keywords import PlatformKeywords
-from .protocol import NS, q
-from .repository import PLATFORM, Mute, MuteAll, MuteRepository, NewAuditEntry, SqlMuteRepository, since_ms
+from .protocol import NS
+from .repository import PLATFORM, Mute, MuteAll, MuteRepository, NewAuditEntry, SqlMuteRepository
+from .service import TicketDesk
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +94,6 @@ def _now_dt(ts: float) -> datetime:
 
 def _bad(text: str) -> StanzaError:
     return StanzaError(Condition.BAD_REQUEST, text)
-
-
-class TicketDesk(Protocol):
-    """What appeals need from customer service (extensions/customer_service): one call."""
-
-    async def open_ticket(self, queue: str, visitor: JID, body: str) -> int:
-        """A ticket in ``queue`` from ``visitor``; its id. KeyError when there is no such queue."""
 
 
 class MuteFeature(Feature):
@@ -142,17 +135,7 @@ class MuteFeature(Feature):
                       (E.ROOM_DESTROYED, self._room_destroyed), (E.ROOM_DISCO_INFO, self._room_disco),
                       (E.GROUPCHAT_BEFORE_BROADCAST, self._said_now), (E.ROOM_LOADED, self._room_loaded)):
             self.ctx.on_teardown(ev.add(h, fn, priority=100))  # type: ignore[arg-type]
-        room_iqs = (("set", "mute", self.iq_room_mute), ("set", "unmute", self.iq_room_unmute),
-                    ("set", "mute-all", self.iq_mute_all), ("set", "unmute-all", self.iq_unmute_all),
-                    ("get", "list", self.iq_room_list), ("get", "status", self.iq_room_status),
-                    ("set", "slow-mode", self.iq_slow_mode_set), ("get", "slow-mode", self.iq_slow_mode_get))
-        for typ, local, handler in room_iqs:
-            self.ctx.add_iq_handler(typ, q(local), handler, target=Target.BARE, domain=self.muc_domain)
-        server_iqs = (("set", "mute", self.iq_platform_mute), ("set", "unmute", self.iq_platform_unmute),
-                      ("get", "list", self.iq_platform_list), ("get", "status", self.iq_platform_status),
-                      ("get", "audit", self.iq_audit), ("set", "appeal", self.iq_appeal))
-        for typ, local, handler in server_iqs:
-            self.ctx.add_iq_handler(typ, q(local), handler)
+        MuteIqs(self).register()
         self.bans = TimedBans(self)
         await self.bans.start()
         self.platform_words = PlatformKeywords(self)
@@ -583,17 +566,6 @@ class MuteFeature(Feature):
             return None
         return _now_dt(math.ceil(self.ctx.clock.now() + seconds))
 
-    def target_of(self, room: RoomView, payload: etree._Element) -> JID:
-        jid_s, nick = payload.get("jid"), payload.get("nick")
-        if bool(jid_s) == bool(nick):
-            raise _bad("name the member with 'jid' or 'nick' (one of them)")
-        if nick:
-            occ = room.occupants.get(nick)
-            if occ is None:
-                raise StanzaError(Condition.ITEM_NOT_FOUND, f"no occupant with the nick {nick!r}")
-            return occ.bare
-        return jid_attr(payload, "jid", required=True, account=True)
-
     def _lang(self, room: RoomView | None, actor_lang: str | None) -> str:
         if room is not None:
             configured = (room.config.extra.get(P.LANG_FIELD) or [""])[0]
@@ -754,173 +726,11 @@ class MuteFeature(Feature):
         await self.repo.record(NewAuditEntry(self.now(), self.ctx.domain, "expire", room_s, str(bare), until=until))
         await self._after_lift(room_s, bare, JID(None, self.ctx.domain), "expire", None, True)
 
-    # ================================================================== iq: rooms
-
-    async def iq_room_mute(self, req: IqRequest) -> etree._Element:
-        room = self.room_of(req.to)
-        members = req.payload.findall(q("member"))
-        if members:
-            return await self._mute_several(room, req, members)
-        target = self.target_of(room, req.payload)
-        seconds = self.seconds(req.payload.get("seconds"))
-        reason = P.reason_of(req.payload)
-        m = await self.mute_member(room, req.from_jid, target, seconds, reason, P.lang_of(req.stanza, req.payload))
-        return P.item(m, self.now(), nick=self.nick_in(room, target))
-
-    async def _mute_several(self, room: RoomView, req: IqRequest, members: list[etree._Element]) -> etree._Element:
-        """Several members in one request (§3.1): every one is checked before any is muted, so a
-        refusal mutes nobody; the answer lists the mutes."""
-        if req.payload.get("jid") or req.payload.get("nick"):
-            raise _bad("name the members with <member/> children or the one member with 'jid' or 'nick', not both")
-        if len(members) > self.options.max_batch:
-            raise StanzaError(Condition.NOT_ACCEPTABLE, f"at most {self.options.max_batch} members in one request")
-        targets = policy.batch_targets([self.target_of(room, m) for m in members], self.options.max_batch)
-        for target in targets:
-            self.check_can_mute(room, req.from_jid, target)
-        seconds = self.seconds(req.payload.get("seconds"))
-        reason = P.reason_of(req.payload)
-        lang = P.lang_of(req.stanza, req.payload)
-        out = element(q("list"), default_ns=NS)
-        for target in targets:
-            m = await self.mute_member(room, req.from_jid, target, seconds, reason, lang)
-            out.append(P.item(m, self.now(), nick=self.nick_in(room, target)))
-        return out
-
-    async def iq_slow_mode_set(self, req: IqRequest) -> None:
-        room = self.room_of(req.to)
-        seconds = int_attr(req.payload, "seconds", required=True, high=self.options.max_slow_seconds)
-        await self.set_slow_mode(room, req.from_jid, seconds)
-
-    async def iq_slow_mode_get(self, req: IqRequest) -> etree._Element:
-        room = self.room_of(req.to)
-        interval = policy.slow_interval(room.config.extra, self.options.max_slow_seconds)
-        out = element(q("slow-mode"), {"seconds": str(interval)}, default_ns=NS)
-        occ = room.occupants.of_jid(req.from_jid)
-        if interval and not self.privileged(room, req.from_jid.bare, occ.role if occ is not None else None):
-            wait = policy.slow_wait((await self.said_in(room.jid_s)).get(req.from_jid.bare), self.ctx.clock.now(), interval)
-            out.set("wait", str(wait))
-        return out
-
-    async def iq_room_unmute(self, req: IqRequest) -> None:
-        room = self.room_of(req.to)
-        await self.unmute_member(room, req.from_jid, self.target_of(room, req.payload), P.lang_of(req.stanza, req.payload))
-
-    async def iq_mute_all(self, req: IqRequest) -> None:
-        room = self.room_of(req.to)
-        reason = P.reason_of(req.payload)
-        await self.set_mute_all(room, req.from_jid, reason, P.lang_of(req.stanza, req.payload))
-
-    async def iq_unmute_all(self, req: IqRequest) -> None:
-        room = self.room_of(req.to)
-        await self.lift_mute_all(room, req.from_jid, P.lang_of(req.stanza, req.payload))
-
-    async def iq_room_list(self, req: IqRequest) -> etree._Element:
-        room = self.room_of(req.to)
-        if not self.is_moderator(room, req.from_jid):
-            raise StanzaError(Condition.FORBIDDEN, "only moderators may list the muted members")
-        out = element(q("list"), default_ns=NS)
-        state = self.all_muted.get(room.jid_s)
-        if state is not None:
-            out.append(P.all_element(state))
-        now = self.now()
-        for m in self.room_mutes(room.jid_s):
-            out.append(P.item(m, now, nick=self.nick_in(room, JID.parse(m.jid))))
-        return out
+    # ================================================================== one room's mutes (the iq handlers are in iqs.py)
 
     def room_mutes(self, room_s: str) -> list[Mute]:
         now = self.now()
         return sorted((m for (r, _j), m in self.mutes.items() if r == room_s and m.active(now)), key=lambda m: m.jid)
-
-    def nick_in(self, room: RoomView, bare: JID) -> str | None:
-        occ = room.occupants.of_bare(bare)
-        return occ.nick if occ is not None else None
-
-    async def iq_room_status(self, req: IqRequest) -> etree._Element:
-        room = self.room_of(req.to)
-        who = req.from_jid.bare
-        if req.payload.get("jid") or req.payload.get("nick"):
-            other = self.target_of(room, req.payload)
-            if other != who and not self.is_moderator(room, req.from_jid):
-                raise StanzaError(Condition.FORBIDDEN, "only moderators may ask about somebody else")
-            who = other
-        occ = room.occupants.of_bare(who)
-        state = self.all_muted.get(room.jid_s)
-        if state is not None and self.exempt_from_all(room, who, occ.role if occ is not None else None):
-            state = None
-        return P.status(muted=self.active(room.jid_s, who), all_muted=state, platform=self.active(PLATFORM, who),
-                        now=self.now())
-
-    # ================================================================== iq: server
-
-    async def iq_platform_mute(self, req: IqRequest) -> etree._Element:
-        self.check_server_admin(req.from_jid)
-        target = jid_attr(req.payload, "jid", required=True, account=True)
-        seconds = self.seconds(req.payload.get("seconds"))
-        reason = P.reason_of(req.payload)
-        m = await self.platform_mute(req.from_jid, target, seconds, reason)  # type: ignore[arg-type]
-        return P.item(m, self.now())
-
-    async def iq_platform_unmute(self, req: IqRequest) -> None:
-        self.check_server_admin(req.from_jid)
-        await self.platform_unmute(req.from_jid, jid_attr(req.payload, "jid", required=True, account=True))
-
-    async def iq_platform_list(self, req: IqRequest) -> etree._Element:
-        self.check_server_admin(req.from_jid)
-        out = element(q("list"), default_ns=NS)
-        now = self.now()
-        for m in self.room_mutes(PLATFORM):
-            out.append(P.item(m, now))
-        return out
-
-    async def iq_platform_status(self, req: IqRequest) -> etree._Element:
-        who = req.from_jid.bare
-        other = jid_attr(req.payload, "jid", account=True)
-        if other is not None and other != who:
-            self.check_server_admin(req.from_jid)
-            who = other
-        return P.status(muted=None, all_muted=None, platform=self.active(PLATFORM, who), now=self.now())
-
-    async def iq_appeal(self, req: IqRequest) -> etree._Element:
-        """A platform-muted account appeals (docs/mute.md §4.1): a customer-service ticket in
-        ``[mute] appeal_queue`` that the queue's agents read; one appeal per mute."""
-        who = req.from_jid.bare
-        m = self.active(PLATFORM, who)
-        if m is None:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, "your account is not muted on this server")
-        if self.desk is None or not self.options.appeal_queue:
-            raise StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, "this server takes no appeals")
-        text = P.reason_of(req.payload)
-        if not text:
-            raise _bad("say why in <reason/>")
-        key = since_ms(m.created_at)  # one appeal per mute, kept in storage: every node, every restart
-        if not await self.repo.add_appeal(str(who), key, self.now()):
-            raise StanzaError(Condition.CONFLICT, "you have already appealed this mute")
-        body = P.appeal_body(m, text)
-        try:
-            ticket = await self.desk.open_ticket(self.options.appeal_queue, who, body)
-        except KeyError:
-            await self.repo.set_appeal_ticket(str(who), key, None)
-            raise StanzaError(Condition.SERVICE_UNAVAILABLE, "the appeal desk is not open") from None
-        await self.repo.set_appeal_ticket(str(who), key, ticket)
-        return element(q("appeal"), {"ticket": str(ticket)}, default_ns=NS)
-
-    async def iq_audit(self, req: IqRequest) -> etree._Element:
-        self.check_server_admin(req.from_jid)
-        p = req.payload
-        limit = int_attr(p, "max", min(50, self.options.audit_page_max), low=1, high=self.options.audit_page_max)
-        before = int_attr(p, "before", high=2**62)
-        room = p.get("room")
-        if p.get("scope") == "platform":
-            room = PLATFORM
-        target = jid_attr(p, "jid", account=True)
-        entries = await self.repo.audit(room=room, target=str(target) if target else None,
-                                        before=before, limit=limit + 1)
-        out = element(q("audit"), default_ns=NS)
-        for e in entries[:limit]:
-            out.append(P.audit_entry(e))
-        if len(entries) > limit:
-            out.set("more", "true")
-        return out
 
     # ================================================================== what holds for one account
 
