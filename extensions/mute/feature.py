@@ -29,6 +29,11 @@ an expiry, mute-all, a destroyed room, a deleted account) publishes the invalida
 node is enforced on every node as soon as the message arrives (milliseconds). A lost connection
 to the other nodes reloads every mute. Every node's expiry timer tries to end a due mute; only
 the one whose conditional delete succeeds records and announces it.
+
+This module holds the setup, the mutes in memory, the permission checks and the actions with
+their notices; MUC's events (the room speech gate among them) are in ``rooms.py``, the iq
+requests in ``iqs.py``, the ad-hoc commands in ``commands.py``, all seeing the feature through
+``service.MuteService`` (docs/mute.md §11).
 """
 
 from __future__ import annotations
@@ -40,16 +45,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from lxml import etree
-
 from xmppd.config import AtLeast, AtMost, Positive, PositiveInt
 from xmppd.core import hooks as H
 from xmppd.core.feature import Feature, hook
 from xmppd.core.hooks import AccountEvent, Flow
 from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
-from xmppd.features.adhoc import Field, Option
-from xmppd.features.muc import events as E
 from xmppd.features.muc.affiliations import Affiliation, Role, default_role
 from xmppd.features.muc.view import RoomDirectoryView, RoomView
 from xmppd.jid import JID
@@ -64,6 +65,7 @@ from .iqs import MuteIqs
 from .platform_keywords import PlatformKeywords
 from .protocol import NS
 from .repository import PLATFORM, Mute, MuteAll, MuteRepository, NewAuditEntry, SqlMuteRepository
+from .rooms import MuteRooms
 from .service import TicketDesk
 
 log = logging.getLogger(__name__)
@@ -113,8 +115,7 @@ class MuteFeature(Feature):
         self.mutes: dict[tuple[str, JID], Mute] = {}  # (room JID or PLATFORM, bare JID) -> mute
         self.all_muted: dict[str, MuteAll] = {}
         self._ends = Deadlines(ctx.clock, options.timer_tick, self._expire, "mute")
-        self._applying: set[tuple[str, JID]] = set()  # role changes we make ourselves
-        self._said: dict[str, dict[JID, float]] = {}  # slow mode: room -> member -> time of its last message (cache of mute_slow)
+        self.applying: set[tuple[str, JID]] = set()  # role changes we make ourselves
         self.desk: TicketDesk | None = None  # customer service's tickets (appeals), when loaded
 
     # ================================================================== lifecycle
@@ -128,13 +129,8 @@ class MuteFeature(Feature):
         for s in await self.repo.mute_alls():
             self.all_muted[s.room] = s
         self._inval = self.ctx.invalidation("mute", self._invalidated, self._reload)
-        ev = self.muc.events
-        for h, fn in ((E.PRE_JOIN, self._pre_join), (E.SPEECH, self._speech),
-                      (E.ROLE_CHANGE_REQUEST, self._role_change_request), (E.OCCUPANT_ROLE_CHANGED, self._role_changed),
-                      (E.AFFILIATION_CHANGED, self._affiliation_changed), (E.CONFIG_FORM, self._config_form),
-                      (E.ROOM_DESTROYED, self._room_destroyed), (E.ROOM_DISCO_INFO, self._room_disco),
-                      (E.GROUPCHAT_BEFORE_BROADCAST, self._said_now), (E.ROOM_LOADED, self._room_loaded)):
-            self.ctx.on_teardown(ev.add(h, fn, priority=100))  # type: ignore[arg-type]
+        self.rooms = MuteRooms(self)
+        self.rooms.register()
         MuteIqs(self).register()
         self.bans = TimedBans(self)
         await self.bans.start()
@@ -233,10 +229,7 @@ class MuteFeature(Feature):
             return P.all_muted_error(room.jid_s, state)
         return None
 
-    def _block_private(self, room: RoomView) -> bool:
-        return room.config.extra.get(P.BLOCK_PRIVATE_FIELD, ["1"])[:1] != ["0"]
-
-    # ================================================================== enforcement
+    # ================================================================== enforcement (one-to-one; rooms: rooms.py)
 
     @hook(H.SPEECH, priority=50)
     async def _chat_speech(self, ev: H.Speech) -> Flow:
@@ -256,67 +249,15 @@ class MuteFeature(Feature):
             self.platform_words.mask(ev.sender, ev.stanza)
         return Flow.CONTINUE
 
-    async def _speech(self, ev: E.Speech) -> Flow:
-        """MUC's speech gate: whatever a muted member would put in front of others is refused."""
-        err = self.speech_block(ev.room, ev.speaker, ev.role, ev.kind, ev.recipient)
-        if err is None and ev.kind is E.SpeechKind.GROUPCHAT:
-            err = await self.slow_block(ev.room, ev.speaker, ev.role)
-            if err is None and ev.stanza is not None:  # the platform's list before the room's (§3.7)
-                err = await self.platform_words.refuse(ev.room.jid_s, ev.speaker, ev.stanza)
-            if err is None and ev.stanza is not None:
-                err = await self._keyword_block(ev.room, ev.speaker, ev.role, ev.stanza)
-        elif err is None and ev.kind is E.SpeechKind.PRIVATE and ev.stanza is not None and self.options.filter_chat:
-            err = await self.platform_words.refuse(ev.room.jid_s, ev.speaker, ev.stanza)  # a private chat (§3.7)
-            if err is None:
-                self.platform_words.mask(ev.speaker, ev.stanza)
-        if err is not None:
-            raise err
-        return Flow.CONTINUE
-
-    # ---------------------------------------------------------------- slow mode
-
-    async def slow_block(self, room: RoomView, bare: JID, role: Role | None) -> StanzaError | None:
-        """Slow mode (docs/mute.md §3.4): a member who spoke less than the room's interval ago waits.
-        Moderators, owners, admins and server admins are exempt."""
-        interval = policy.slow_interval(room.config.extra, self.options.max_slow_seconds)
-        if interval == 0 or self.privileged(room, bare, role):
-            return None
-        wait = policy.slow_wait((await self.said_in(room.jid_s)).get(bare), self.ctx.clock.now(), interval)
-        return P.slow_mode_error(room.jid_s, interval, wait) if wait else None
-
-    async def said_in(self, room_s: str) -> dict[JID, float]:
-        """When each member last spoke in the room: kept in ``mute_slow`` by the node holding the
-        room, read once when this node starts serving it (after a restart or a move)."""
-        said = self._said.get(room_s)
-        if said is None:
-            said = {JID.parse(j): ms / 1000 for j, ms in (await self.repo.slow_times(room_s)).items()}
-            self._said[room_s] = said
-        return said
+    # ---------------------------------------------------------------- slow mode and keyword filter
 
     def privileged(self, room: RoomView, bare: JID, role: Role | None) -> bool:
         """Moderators, owners, admins and server admins: neither slow mode nor the keyword filter holds them."""
         return (role is Role.MODERATOR or room.affiliation(bare).rank >= Affiliation.ADMIN.rank
                 or self.ctx.is_admin(bare))
 
-    # ---------------------------------------------------------------- keyword filter
-
     def keyword_rule(self, room: RoomView) -> policy.KeywordRule | None:
         return policy.keyword_rule(room.config.extra, self.options.max_keywords, self.options.max_seconds // 60)
-
-    async def _keyword_block(self, room: RoomView, bare: JID, role: Role | None, st: etree._Element) -> StanzaError | None:
-        """The keyword filter (docs/mute.md §3.5), actions ``block`` and ``mute``: the message is
-        refused; with ``mute`` the sender is muted for the room's minutes first (by the server)."""
-        rule = self.keyword_rule(room)
-        if rule is None or rule.action == "mask" or self.privileged(room, bare, role):
-            return None
-        word = next((w for b in st.iterfind(P.BODY) if (w := policy.find_keyword(b.text or "", rule.words))), None)
-        if word is None:
-            return None
-        if rule.action == "mute":
-            m = await self.mute_member(room, JID(None, self.ctx.domain), bare, rule.minutes * 60,
-                                       f"keyword filter: {word}")
-            return P.muted_error(room.jid_s, m)
-        return P.filtered_error(room.jid_s, word)
 
     async def set_keywords(self, room: RoomView, actor: JID, words: list[str], action: str, minutes: int) -> policy.KeywordRule | None:
         """Owners and admins (and server admins) set the room's keyword filter; no words turn it off."""
@@ -336,34 +277,6 @@ class MuteFeature(Feature):
         await room.reconfigure(new)
         return self.keyword_rule(room)
 
-    async def _said_now(self, ev: E.GroupchatBeforeBroadcast) -> Flow:
-        """A message passed every gate and goes out: the keyword filter masks its words (action
-        ``mask``), and its sender's slow-mode clock starts."""
-        if ev.occupant is None:
-            return Flow.CONTINUE  # a server-authored notice
-        self.platform_words.mask(ev.sender.bare, ev.stanza)  # the platform's words first (§3.7)
-        rule = self.keyword_rule(ev.room)
-        if rule is not None and rule.action == "mask" and not self.privileged(ev.room, ev.sender.bare, ev.occupant.role):
-            for b in ev.stanza.iterfind(P.BODY):
-                if b.text:
-                    b.text = policy.mask(b.text, rule.words)
-        interval = policy.slow_interval(ev.room.config.extra, self.options.max_slow_seconds)
-        if interval == 0:
-            if self._said.pop(ev.room.jid_s, None):
-                await self.repo.forget_slow(ev.room.jid_s)
-            return Flow.CONTINUE
-        if self.privileged(ev.room, ev.sender.bare, ev.occupant.role):
-            return Flow.CONTINUE  # exempt: no clock to keep
-        said = await self.said_in(ev.room.jid_s)
-        now = self.ctx.clock.now()
-        if len(said) > 2 * len(ev.room.occupants) + 16:
-            policy.prune_said(said, now, interval)
-        said[ev.sender.bare] = now
-        # Written through: slow mode lets each member speak once per interval, so this costs at
-        # most (members / interval) writes a second, and the clock survives a restart or a move.
-        await self.repo.set_slow_time(ev.room.jid_s, str(ev.sender.bare), int(now * 1000))
-        return Flow.CONTINUE
-
     async def set_slow_mode(self, room: RoomView, actor: JID, seconds: int) -> None:
         """Owners and admins (and server admins) set the room's slow mode; 0 turns it off."""
         self.check_room_admin(room, actor, "only owners and admins may set slow mode")
@@ -371,117 +284,15 @@ class MuteFeature(Feature):
         new.extra[policy.SLOW_FIELD] = [str(seconds)]
         await room.reconfigure(new)
 
-    def speech_block(self, room: RoomView, bare: JID, role: Role | None, kind: E.SpeechKind,
-                     recipient: Any = None) -> StanzaError | None:
-        """Why ``bare`` may not say this ``kind`` of thing in ``room`` now (None: it may).
+    # ================================================================== a room or an account gone
 
-        Every kind is refused under any mute (platform, member, everyone) except: private messages
-        when the room lets muted members send them (``xmppd#mute_block_private`` = 0; a platform
-        mute still refuses them, except to a server admin), and declines, which only a platform
-        mute refuses (the decliner is not speaking in the room)."""
-        if kind is E.SpeechKind.DECLINE:
-            pm = self.active(PLATFORM, bare) if self.mutes else None
-            return P.platform_muted_error(pm) if pm is not None else None
-        if kind is E.SpeechKind.PRIVATE:
-            pm = self.active(PLATFORM, bare) if self.mutes else None
-            if pm is not None and not (recipient is not None and self.ctx.is_admin(recipient.bare)):
-                return P.platform_muted_error(pm)
-            if not self._block_private(room):
-                return None
-            return self.room_block(room, bare, role, platform=False)
-        return self.room_block(room, bare, role)
-
-    async def _pre_join(self, ev: E.PreJoin) -> Flow:
-        if ev.role.rank > Role.VISITOR.rank and ev.affiliation.rank < Affiliation.ADMIN.rank:
-            if self.active(ev.room.jid_s, ev.jid.bare) is not None:
-                ev.role = Role.VISITOR
-        return Flow.CONTINUE
-
-    # ================================================================== MUC events
-
-    async def _role_change_request(self, ev: E.RoleChangeRequest) -> Flow:
-        """XEP-0045 voice obeys the mute hierarchy (§2): a voice revoke is a mute, so it needs the
-        right to mute; a voice (or moderator) grant to a muted visitor lifts the mute, so it needs
-        the right to lift it (``not-allowed`` otherwise); an affiliation change below admin keeps a
-        muted occupant a visitor."""
-        room, bare = ev.room, ev.occupant.bare
-        if (room.jid_s, bare) in self._applying:
-            return Flow.CONTINUE
-        if ev.new is Role.VISITOR and ev.old.rank >= Role.PARTICIPANT.rank and ev.actor is not None and not ev.implicit:
-            self.check_can_mute(room, ev.actor, bare)  # a voice revoke is a mute (§5): the same hierarchy
-            return Flow.CONTINUE
-        if ev.new.rank <= Role.VISITOR.rank:
-            return Flow.CONTINUE
-        m = self.active(room.jid_s, bare)
-        if m is None:
-            return Flow.CONTINUE
-        if ev.implicit:
-            if room.affiliation(bare).rank < Affiliation.ADMIN.rank:
-                ev.new = Role.VISITOR
-            return Flow.CONTINUE
-        if ev.old is Role.VISITOR and ev.actor is not None:
-            self.check_can_mute(room, ev.actor, bare)
-            self.check_can_lift(room, ev.actor, m)
-        return Flow.CONTINUE
-
-    async def _role_changed(self, ev: E.OccupantRoleChanged) -> Flow:
-        """XEP-0045 §8.4/§8.3: a moderator's voice revoke is an open-ended mute; a voice grant lifts it."""
-        room, bare = ev.room, ev.jid.bare
-        if (room.jid_s, bare) in self._applying or ev.actor is None:
-            return Flow.CONTINUE
-        if ev.new is Role.VISITOR and ev.old.rank >= Role.PARTICIPANT.rank:
-            now = self.now()
-            m = Mute(room.jid_s, str(bare), None, ev.reason, str(ev.actor.bare), now, "voice")
-            await self._store(m, ev.actor.bare, None)
-            await self._room_notice(room, "mute", bare, ev.actor.bare, None, ev.reason, None)
-        elif ev.old is Role.VISITOR and ev.new.rank >= Role.PARTICIPANT.rank and (room.jid_s, bare) in self.mutes:
-            await self._lift(room.jid_s, bare, ev.actor.bare, lang=None, restore=False)
-        return Flow.CONTINUE
-
-    async def _affiliation_changed(self, ev: E.AffiliationChanged) -> Flow:
-        # Admins and owners can't be muted in their room: a promotion lifts the mute.
-        if ev.new.rank >= Affiliation.ADMIN.rank and (ev.room.jid_s, ev.jid.bare) in self.mutes:
-            await self._lift(ev.room.jid_s, ev.jid.bare, (ev.actor or JID(None, self.ctx.domain)).bare, lang=None, restore=False)
-        return Flow.CONTINUE
-
-    async def _config_form(self, ev: E.ConfigForm) -> Flow:
-        ev.fields.extend([
-            Field(P.LANG_FIELD, "text-single", "Natural language for room discussions (mute notices)",
-                  values=(self.options.default_lang,)),
-            Field(P.BLOCK_PRIVATE_FIELD, "boolean", "Muted members may not send private messages either", values=("1",)),
-            Field(P.EXEMPT_MODERATORS_FIELD, "boolean", "Moderators may speak when everyone is muted", values=("0",)),
-            Field(P.ALLOWLIST_FIELD, "jid-multi", "Who else may speak when everyone is muted"),
-            Field(policy.KEYWORDS_FIELD, "text-multi", "Keyword filter: one word or phrase per line"),
-            Field(policy.KEYWORDS_ACTION_FIELD, "list-single", "Keyword filter: what a listed word does", values=("block",),
-                  options=(Option("block", "Refuse the message"), Option("mask", "Replace the words with *"),
-                           Option("mute", "Refuse the message and mute the sender"))),
-            Field(policy.KEYWORDS_MINUTES_FIELD, "text-single", "Keyword filter: minutes of the mute", values=("10",)),
-            Field(policy.SLOW_FIELD, "text-single",
-                  f"Slow mode: seconds a member waits between two messages (0: off, at most {self.options.max_slow_seconds})",
-                  values=("0",)),
-        ])
-        return Flow.CONTINUE
-
-    async def _room_disco(self, ev: E.RoomDiscoInfo) -> Flow:
-        ev.features.append(NS)
-        if ev.room.jid_s in self.all_muted:
-            ev.fields.append(("xmppd#mute_all", "1"))
-        return Flow.CONTINUE
-
-    async def _room_loaded(self, ev: E.RoomLoaded) -> Flow:
-        """This node now serves the room (cluster: it took the lease): slow-mode clocks read again."""
-        self._said.pop(ev.room.jid_s, None)
-        return Flow.CONTINUE
-
-    async def _room_destroyed(self, ev: E.RoomDestroyed) -> Flow:
-        room = ev.room.jid_s
+    async def forget_room(self, room: str) -> None:
+        """A destroyed room: its mutes and mute-all go, from memory, storage and the other nodes."""
         for key in [k for k in self.mutes if k[0] == room]:
             del self.mutes[key]
         self.all_muted.pop(room, None)
-        self._said.pop(room, None)
         await self.repo.forget_room(room)
         self._inval.publish(f"r\n{room}")
-        return Flow.CONTINUE
 
     @classmethod
     async def delete_account_txn(cls, conn: Any, deletion: Any) -> None:
@@ -577,12 +388,12 @@ class MuteFeature(Feature):
                           lang: str | None = None) -> Mute:
         self.check_can_mute(room, actor, target)
         m = Mute(room.jid_s, str(target), self._until(seconds), reason or None, str(actor.bare), self.now())
-        await self._store(m, actor.bare, seconds)
+        await self.store(m, actor.bare, seconds)
         occ = room.occupants.of_bare(target)
         # XEP-0045 §5.1: admins keep the moderator role; their mute is enforced, not shown as a role.
         if occ is not None and occ.role.rank > Role.VISITOR.rank and room.affiliation(target).rank < Affiliation.ADMIN.rank:
             await self._set_role(room, occ, Role.VISITOR, actor, reason)
-        await self._room_notice(room, "mute", target, actor.bare, seconds, reason, m.until, lang)
+        await self.room_notice(room, "mute", target, actor.bare, seconds, reason, m.until, lang)
         return m
 
     async def unmute_member(self, room: RoomView, actor: JID, target: JID, lang: str | None = None) -> None:
@@ -591,16 +402,16 @@ class MuteFeature(Feature):
         if m is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"{target} is not muted in this room")
         self.check_can_lift(room, actor, m)
-        await self._lift(room.jid_s, target, actor.bare, lang=lang)
+        await self.lift(room.jid_s, target, actor.bare, lang=lang)
 
-    async def _store(self, m: Mute, actor: JID, seconds: int | None) -> None:
+    async def store(self, m: Mute, actor: JID, seconds: int | None) -> None:
         await self.repo.put(m)
         self._remember(m)
         self._changed(m.room, m.jid)
         await self.repo.record(NewAuditEntry(m.created_at, str(actor), "mute", m.room, m.jid, seconds, m.until, m.reason))
 
-    async def _lift(self, room_s: str, bare: JID, actor: JID, *, lang: str | None, restore: bool = True,
-                    action: str = "unmute") -> None:
+    async def lift(self, room_s: str, bare: JID, actor: JID, *, lang: str | None, restore: bool = True,
+                   action: str = "unmute") -> None:
         self.mutes.pop((room_s, bare), None)
         await self.repo.remove(room_s, str(bare))
         self._changed(room_s, bare)
@@ -619,15 +430,15 @@ class MuteFeature(Feature):
             back = default_role(room.affiliation(bare), room.config.moderated)
             if back.rank > Role.VISITOR.rank:
                 await self._set_role(room, occ, back, None if action == "expire" else actor, None)
-        await self._room_notice(room, action, bare, actor, None, None, None, lang)
+        await self.room_notice(room, action, bare, actor, None, None, None, lang)
 
     async def _set_role(self, room: RoomView, occ: Any, role: Role, actor: JID | None, reason: str | None) -> None:
         key = (room.jid_s, occ.bare)
-        self._applying.add(key)
+        self.applying.add(key)
         try:
             await room.set_role(occ.nick, role, actor=actor, reason=reason)
         finally:
-            self._applying.discard(key)
+            self.applying.discard(key)
 
     async def set_mute_all(self, room: RoomView, actor: JID, reason: str | None, lang: str | None = None) -> MuteAll:
         self.check_room_admin(room, actor)
@@ -636,7 +447,7 @@ class MuteFeature(Feature):
         self.all_muted[room.jid_s] = state
         self._inval.publish(f"a\n{room.jid_s}")
         await self.repo.record(NewAuditEntry(state.since, str(actor.bare), "mute-all", room.jid_s, reason=state.reason))
-        await self._room_notice(room, "mute-all", None, actor.bare, None, reason, None, lang)
+        await self.room_notice(room, "mute-all", None, actor.bare, None, reason, None, lang)
         return state
 
     async def lift_mute_all(self, room: RoomView, actor: JID, lang: str | None = None) -> None:
@@ -646,7 +457,7 @@ class MuteFeature(Feature):
         await self.repo.clear_mute_all(room.jid_s)
         self._inval.publish(f"a\n{room.jid_s}")
         await self.repo.record(NewAuditEntry(self.now(), str(actor.bare), "unmute-all", room.jid_s))
-        await self._room_notice(room, "unmute-all", None, actor.bare, None, None, None, lang)
+        await self.room_notice(room, "unmute-all", None, actor.bare, None, None, None, lang)
 
     def check_room_admin(self, room: RoomView, actor: JID, text: str = "only owners and admins may mute or unmute everyone") -> None:
         if not (self.acts_as_admin(actor) or room.affiliation(actor.bare).rank >= Affiliation.ADMIN.rank):
@@ -659,7 +470,7 @@ class MuteFeature(Feature):
         if target.domain != self.ctx.domain:
             raise StanzaError(Condition.NOT_ACCEPTABLE, f"{target} is not an account of this server")
         m = Mute(PLATFORM, str(target), self._until(seconds), reason or None, str(actor.bare), self.now())
-        await self._store(m, actor.bare, seconds)
+        await self.store(m, actor.bare, seconds)
         await self._platform_notice(target, "mute", actor.bare, seconds, reason, m.until)
         return m
 
@@ -667,7 +478,7 @@ class MuteFeature(Feature):
         self.check_server_admin(actor)
         if (PLATFORM, target) not in self.mutes:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"{target} is not muted on this server")
-        await self._lift(PLATFORM, target, actor.bare, lang=None)
+        await self.lift(PLATFORM, target, actor.bare, lang=None)
 
     def check_server_admin(self, actor: JID) -> None:
         if not self.acts_as_admin(actor):
@@ -686,8 +497,8 @@ class MuteFeature(Feature):
             return a.nick, a.nick
         return bare.local or str(bare), None
 
-    async def _room_notice(self, room: RoomView, action: str, target: JID | None, actor: JID, seconds: int | None,
-                           reason: str | None, until: datetime | None, lang: str | None = None) -> None:
+    async def room_notice(self, room: RoomView, action: str, target: JID | None, actor: JID, seconds: int | None,
+                          reason: str | None, until: datetime | None, lang: str | None = None) -> None:
         lang = self._lang(room, lang)
         show_jids = room.config.whois == "anyone"
         t_name, t_nick = self.display(room, target) if target is not None else ("", None)

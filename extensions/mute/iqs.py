@@ -90,7 +90,7 @@ class MuteIqs:
         out = element(q("slow-mode"), {"seconds": str(interval)}, default_ns=NS)
         occ = room.occupants.of_jid(req.from_jid)
         if interval and not self.f.privileged(room, req.from_jid.bare, occ.role if occ is not None else None):
-            wait = policy.slow_wait((await self.f.said_in(room.jid_s)).get(req.from_jid.bare), self.f.ctx.clock.now(), interval)
+            wait = policy.slow_wait((await self.f.rooms.said_in(room.jid_s)).get(req.from_jid.bare), self.f.ctx.clock.now(), interval)
             out.set("wait", str(wait))
         return out
 
