@@ -27,7 +27,7 @@ from xmppd.timestamps import optional
 from .repository import PLATFORM, AuditEntry, Mute
 
 if TYPE_CHECKING:
-    from .feature import MuteFeature
+    from .service import MuteService
 
 ROOM_NAME = {"type": "string", "minLength": 1, "maxLength": 1023, "pattern": "^[^@/\\s\"&'<>:]+$"}
 MUTE = obj(
@@ -50,7 +50,7 @@ def audit_json(e: AuditEntry) -> dict[str, Any]:
             "seconds": e.seconds, "until": optional(e.until), "reason": e.reason}
 
 
-def operations(f: "MuteFeature") -> list[Operation]:
+def operations(f: "MuteService") -> list[Operation]:
     ctx = f.ctx
     server = JID.parse(ctx.domain)
     opts = f.options
@@ -78,13 +78,13 @@ def operations(f: "MuteFeature") -> list[Operation]:
 
     def seconds(req: ApiRequest) -> int | None:
         value = (req.body or {}).get("seconds")
-        return f._seconds(str(value) if value is not None else None)
+        return f.seconds(str(value) if value is not None else None)
 
     async def room_mutes(req: ApiRequest) -> Any:
         room = room_of(req)
         state = f.all_muted.get(room.jid_s)
         return {
-            "items": [mute_json(m) for m in f._room_mutes(room.jid_s)],
+            "items": [mute_json(m) for m in f.room_mutes(room.jid_s)],
             "all_muted": None if state is None else {"actor": state.actor, "reason": state.reason, "since": optional(state.since)},
         }
 
@@ -122,7 +122,7 @@ def operations(f: "MuteFeature") -> list[Operation]:
         return None
 
     async def platform_list(req: ApiRequest) -> Any:
-        return {"items": [mute_json(m) for m in f._room_mutes(PLATFORM)]}
+        return {"items": [mute_json(m) for m in f.room_mutes(PLATFORM)]}
 
     async def platform_mute(req: ApiRequest) -> Any:
         who = target(req)

@@ -35,7 +35,7 @@ from .protocol import q
 from .repository import Ban
 
 if TYPE_CHECKING:
-    from .feature import MuteFeature
+    from .service import MuteService
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 class TimedBans:
     """The timed bans of every room: memory, storage, the expiry timer and MUC's events."""
 
-    def __init__(self, feature: "MuteFeature") -> None:
+    def __init__(self, feature: "MuteService") -> None:
         self.f = feature
         self.bans: dict[tuple[str, str], Ban] = {}  # (room, bare JID) -> ban
         self._ends = Deadlines(feature.ctx.clock, feature.options.timer_tick, self._expire, "ban")

@@ -2,7 +2,7 @@
 
 The commands hold no state: they read the feature's in-memory mutes and call its actions, so the
 rules (hierarchy, limits, notices, audit) are the same as through the iq protocol. The feature
-imports this module; this module sees the feature only as a type.
+imports this module; this module sees it only through ``service.MuteService``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .protocol import MAX_REASON, NS
 from .repository import PLATFORM, AuditEntry, MuteAll
 
 if TYPE_CHECKING:
-    from .feature import MuteFeature, MuteOptions
+    from .service import MuteService
 
 CMD_MUTE = NS + "#mute"
 CMD_UNMUTE = NS + "#unmute"
@@ -49,7 +49,7 @@ _DURATIONS = (("300", "5 minutes"), ("600", "10 minutes"), ("3600", "1 hour"), (
 class MuteCommands:
     """The room commands (a provider on the MUC domain) and the server commands of one feature."""
 
-    def __init__(self, feature: "MuteFeature") -> None:
+    def __init__(self, feature: "MuteService") -> None:
         self.f = feature
 
     def register(self) -> None:
@@ -89,7 +89,7 @@ class MuteCommands:
         ))
 
     async def _cmd_ban(self, ex: Execution) -> Result:
-        room = self.f._room(ex.target)
+        room = self.f.room_of(ex.target)
         target = ex.values["jid"]
         if target.local is None:
             raise FormError("jid", f"{target} is not a user's JID")
@@ -106,7 +106,7 @@ class MuteCommands:
 
     async def _keywords_form(self, ex: Execution) -> Form:
         """The room's keyword filter as it is now, to edit."""
-        room = self.f._room(ex.target)
+        room = self.f.room_of(ex.target)
         extra = room.config.extra
         return Form("form", title="Keyword filter", instructions=("One word or phrase per line; no words: no filter.",), fields=(
             Field("FORM_TYPE", "hidden", values=(NS,)),
@@ -120,7 +120,7 @@ class MuteCommands:
         ))
 
     async def _cmd_keywords(self, ex: Execution) -> Result:
-        room = self.f._room(ex.target)
+        room = self.f.room_of(ex.target)
         words = [w for w in (ex.values.get("words") or "").split("\n") if w.strip()]
         raw = (ex.values.get("minutes") or "10").strip()
         if not (raw.isascii() and raw.isdigit() and len(raw) < 9):
@@ -156,7 +156,7 @@ class MuteCommands:
         return j.bare
 
     async def _cmd_mute(self, ex: Execution) -> Result:
-        room = self.f._room(ex.target)
+        room = self.f.room_of(ex.target)
         target = self._member(room, ex.values["member"])
         seconds = int(ex.values["seconds"] or "0") or None
         try:
@@ -167,12 +167,12 @@ class MuteCommands:
         return Result((Note(f"{target} is muted {how}" + (f" (until {P.iso(m.until)})." if m.until else ".")),))
 
     async def _unmute_form(self, ex: Execution) -> Form:
-        room = self.f._room(ex.target)
+        room = self.f.room_of(ex.target)
         now = self.f.now()
         opts = []
-        for m in self.f._room_mutes(room.jid_s):
+        for m in self.f.room_mutes(room.jid_s):
             left = P.remaining(m.until, now)
-            label = f"{self.f._display(room, JID.parse(m.jid))[0]} ({m.jid}, " + (f"{left} s left)" if left is not None else "until lifted)")
+            label = f"{self.f.display(room, JID.parse(m.jid))[0]} ({m.jid}, " + (f"{left} s left)" if left is not None else "until lifted)")
             opts.append(Option(m.jid, label))
         if not opts:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "nobody is muted in this room")
@@ -182,7 +182,7 @@ class MuteCommands:
         ))
 
     async def _cmd_unmute(self, ex: Execution) -> Result:
-        room = self.f._room(ex.target)
+        room = self.f.room_of(ex.target)
         target = JID.parse(ex.values["member"])
         try:
             await self.f.unmute_member(room, ex.requester, target)
@@ -191,13 +191,13 @@ class MuteCommands:
         return Result((Note(f"{target} may speak again."),))
 
     async def _cmd_list(self, ex: Execution) -> Result:
-        room = self.f._room(ex.target)
+        room = self.f.room_of(ex.target)
         now = self.f.now()
         rows = []
-        for m in self.f._room_mutes(room.jid_s):
+        for m in self.f.room_mutes(room.jid_s):
             left = P.remaining(m.until, now)
             rows.append((
-                Field("nick", values=(self.f._display(room, JID.parse(m.jid))[0],)), Field("jid", "jid-single", values=(m.jid,)),
+                Field("nick", values=(self.f.display(room, JID.parse(m.jid))[0],)), Field("jid", "jid-single", values=(m.jid,)),
                 Field("until", values=(P.iso(m.until) if m.until else "until lifted",)),
                 Field("remaining", values=(str(left) if left is not None else "",)),
                 Field("by", "jid-single", values=(m.actor,)), Field("reason", values=(m.reason or "",)),
@@ -207,12 +207,12 @@ class MuteCommands:
         return Result(tuple(notes), _table("Muted members", rows, ("nick", "jid", "until", "remaining", "by", "reason")))
 
     async def _cmd_mute_all(self, ex: Execution) -> Result:
-        room = self.f._room(ex.target)
+        room = self.f.room_of(ex.target)
         await self.f.set_mute_all(room, ex.requester, ex.values.get("reason"))
         return Result((Note("Everyone is muted; owners and admins may still speak."),))
 
     async def _cmd_unmute_all(self, ex: Execution) -> Result:
-        room = self.f._room(ex.target)
+        room = self.f.room_of(ex.target)
         await self.f.lift_mute_all(room, ex.requester)
         return Result((Note("Everyone may speak again."),))
 
@@ -300,7 +300,7 @@ class MuteCommands:
     async def _cmd_platform_list(self, ex: Execution) -> Result:
         now = self.f.now()
         rows = []
-        for m in self.f._room_mutes(PLATFORM):
+        for m in self.f.room_mutes(PLATFORM):
             left = P.remaining(m.until, now)
             rows.append((Field("jid", "jid-single", values=(m.jid,)),
                          Field("until", values=(P.iso(m.until) if m.until else "until lifted",)),
@@ -354,7 +354,7 @@ def _reason_ok(value: Any) -> None:
         raise ValueError(f"at most {MAX_REASON} characters")
 
 
-def _mute_form(o: "MuteOptions", title: str, var: str, ftype: str, label: str) -> Form:
+def _mute_form(o: Any, title: str, var: str, ftype: str, label: str) -> Form:
     options = [Option(v, lbl) for v, lbl in _DURATIONS if v == "0" and o.allow_open_ended or v != "0" and int(v) <= o.max_seconds]
     return Form("form", title=title, fields=(
         Field("FORM_TYPE", "hidden", values=(NS,)),

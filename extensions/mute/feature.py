@@ -29,6 +29,11 @@ an expiry, mute-all, a destroyed room, a deleted account) publishes the invalida
 node is enforced on every node as soon as the message arrives (milliseconds). A lost connection
 to the other nodes reloads every mute. Every node's expiry timer tries to end a due mute; only
 the one whose conditional delete succeeds records and announces it.
+
+This module holds the setup, the mutes in memory, the permission checks and the actions with
+their notices; MUC's events (the room speech gate among them) are in ``rooms.py``, the iq
+requests in ``iqs.py``, the ad-hoc commands in ``commands.py``, all seeing the feature through
+``service.MuteService`` (docs/mute.md §11).
 """
 
 from __future__ import annotations
@@ -38,33 +43,30 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Protocol
-
-from lxml import etree
+from typing import Annotated, Any
 
 from xmppd.config import AtLeast, AtMost, Positive, PositiveInt
 from xmppd.core import hooks as H
-from xmppd.core.dispatch import IqRequest, Target
 from xmppd.core.feature import Feature, hook
 from xmppd.core.hooks import AccountEvent, Flow
 from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
-from xmppd.features.adhoc import Field, Option
-from xmppd.features.muc import events as E
 from xmppd.features.muc.affiliations import Affiliation, Role, default_role
 from xmppd.features.muc.view import RoomDirectoryView, RoomView
 from xmppd.jid import JID
-from xmppd.xml.attrs import int_attr, jid_attr
-from xmppd.xml.builder import element, stanza
+from xmppd.xml.builder import stanza
 
 from . import policy
 from . import protocol as P
 from .bans import TimedBans
 from .commands import MuteCommands
 from .deadlines import Deadlines
+from .iqs import MuteIqs
 from .platform_keywords import PlatformKeywords
-from .protocol import NS, q
-from .repository import PLATFORM, Mute, MuteAll, MuteRepository, NewAuditEntry, SqlMuteRepository, since_ms
+from .protocol import NS
+from .repository import PLATFORM, Mute, MuteAll, MuteRepository, NewAuditEntry, SqlMuteRepository
+from .rooms import MuteRooms
+from .service import TicketDesk
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +98,6 @@ def _bad(text: str) -> StanzaError:
     return StanzaError(Condition.BAD_REQUEST, text)
 
 
-class TicketDesk(Protocol):
-    """What appeals need from customer service (extensions/customer_service): one call."""
-
-    async def open_ticket(self, queue: str, visitor: JID, body: str) -> int:
-        """A ticket in ``queue`` from ``visitor``; its id. KeyError when there is no such queue."""
-
-
 class MuteFeature(Feature):
     """Timed member mute, mute-all and platform mute over MUC and ad-hoc commands."""
 
@@ -120,8 +115,7 @@ class MuteFeature(Feature):
         self.mutes: dict[tuple[str, JID], Mute] = {}  # (room JID or PLATFORM, bare JID) -> mute
         self.all_muted: dict[str, MuteAll] = {}
         self._ends = Deadlines(ctx.clock, options.timer_tick, self._expire, "mute")
-        self._applying: set[tuple[str, JID]] = set()  # role changes we make ourselves
-        self._said: dict[str, dict[JID, float]] = {}  # slow mode: room -> member -> time of its last message (cache of mute_slow)
+        self.applying: set[tuple[str, JID]] = set()  # role changes we make ourselves
         self.desk: TicketDesk | None = None  # customer service's tickets (appeals), when loaded
 
     # ================================================================== lifecycle
@@ -135,24 +129,9 @@ class MuteFeature(Feature):
         for s in await self.repo.mute_alls():
             self.all_muted[s.room] = s
         self._inval = self.ctx.invalidation("mute", self._invalidated, self._reload)
-        ev = self.muc.events
-        for h, fn in ((E.PRE_JOIN, self._pre_join), (E.SPEECH, self._speech),
-                      (E.ROLE_CHANGE_REQUEST, self._role_change_request), (E.OCCUPANT_ROLE_CHANGED, self._role_changed),
-                      (E.AFFILIATION_CHANGED, self._affiliation_changed), (E.CONFIG_FORM, self._config_form),
-                      (E.ROOM_DESTROYED, self._room_destroyed), (E.ROOM_DISCO_INFO, self._room_disco),
-                      (E.GROUPCHAT_BEFORE_BROADCAST, self._said_now), (E.ROOM_LOADED, self._room_loaded)):
-            self.ctx.on_teardown(ev.add(h, fn, priority=100))  # type: ignore[arg-type]
-        room_iqs = (("set", "mute", self.iq_room_mute), ("set", "unmute", self.iq_room_unmute),
-                    ("set", "mute-all", self.iq_mute_all), ("set", "unmute-all", self.iq_unmute_all),
-                    ("get", "list", self.iq_room_list), ("get", "status", self.iq_room_status),
-                    ("set", "slow-mode", self.iq_slow_mode_set), ("get", "slow-mode", self.iq_slow_mode_get))
-        for typ, local, handler in room_iqs:
-            self.ctx.add_iq_handler(typ, q(local), handler, target=Target.BARE, domain=self.muc_domain)
-        server_iqs = (("set", "mute", self.iq_platform_mute), ("set", "unmute", self.iq_platform_unmute),
-                      ("get", "list", self.iq_platform_list), ("get", "status", self.iq_platform_status),
-                      ("get", "audit", self.iq_audit), ("set", "appeal", self.iq_appeal))
-        for typ, local, handler in server_iqs:
-            self.ctx.add_iq_handler(typ, q(local), handler)
+        self.rooms = MuteRooms(self)
+        self.rooms.register()
+        MuteIqs(self).register()
         self.bans = TimedBans(self)
         await self.bans.start()
         self.platform_words = PlatformKeywords(self)
@@ -227,7 +206,7 @@ class MuteFeature(Feature):
             return None
         return m
 
-    def _exempt_from_all(self, room: RoomView, bare: JID, role: Role | None) -> bool:
+    def exempt_from_all(self, room: RoomView, bare: JID, role: Role | None) -> bool:
         if room.affiliation(bare).rank >= Affiliation.ADMIN.rank or self.ctx.is_admin(bare):
             return True
         extra = room.config.extra
@@ -246,14 +225,11 @@ class MuteFeature(Feature):
             if m is not None:
                 return P.muted_error(room.jid_s, m)
         state = self.all_muted.get(room.jid_s)
-        if state is not None and not self._exempt_from_all(room, bare, role):
+        if state is not None and not self.exempt_from_all(room, bare, role):
             return P.all_muted_error(room.jid_s, state)
         return None
 
-    def _block_private(self, room: RoomView) -> bool:
-        return room.config.extra.get(P.BLOCK_PRIVATE_FIELD, ["1"])[:1] != ["0"]
-
-    # ================================================================== enforcement
+    # ================================================================== enforcement (one-to-one; rooms: rooms.py)
 
     @hook(H.SPEECH, priority=50)
     async def _chat_speech(self, ev: H.Speech) -> Flow:
@@ -273,71 +249,19 @@ class MuteFeature(Feature):
             self.platform_words.mask(ev.sender, ev.stanza)
         return Flow.CONTINUE
 
-    async def _speech(self, ev: E.Speech) -> Flow:
-        """MUC's speech gate: whatever a muted member would put in front of others is refused."""
-        err = self.speech_block(ev.room, ev.speaker, ev.role, ev.kind, ev.recipient)
-        if err is None and ev.kind is E.SpeechKind.GROUPCHAT:
-            err = await self.slow_block(ev.room, ev.speaker, ev.role)
-            if err is None and ev.stanza is not None:  # the platform's list before the room's (§3.7)
-                err = await self.platform_words.refuse(ev.room.jid_s, ev.speaker, ev.stanza)
-            if err is None and ev.stanza is not None:
-                err = await self._keyword_block(ev.room, ev.speaker, ev.role, ev.stanza)
-        elif err is None and ev.kind is E.SpeechKind.PRIVATE and ev.stanza is not None and self.options.filter_chat:
-            err = await self.platform_words.refuse(ev.room.jid_s, ev.speaker, ev.stanza)  # a private chat (§3.7)
-            if err is None:
-                self.platform_words.mask(ev.speaker, ev.stanza)
-        if err is not None:
-            raise err
-        return Flow.CONTINUE
+    # ---------------------------------------------------------------- slow mode and keyword filter
 
-    # ---------------------------------------------------------------- slow mode
-
-    async def slow_block(self, room: RoomView, bare: JID, role: Role | None) -> StanzaError | None:
-        """Slow mode (docs/mute.md §3.4): a member who spoke less than the room's interval ago waits.
-        Moderators, owners, admins and server admins are exempt."""
-        interval = policy.slow_interval(room.config.extra, self.options.max_slow_seconds)
-        if interval == 0 or self._privileged(room, bare, role):
-            return None
-        wait = policy.slow_wait((await self._said_in(room.jid_s)).get(bare), self.ctx.clock.now(), interval)
-        return P.slow_mode_error(room.jid_s, interval, wait) if wait else None
-
-    async def _said_in(self, room_s: str) -> dict[JID, float]:
-        """When each member last spoke in the room: kept in ``mute_slow`` by the node holding the
-        room, read once when this node starts serving it (after a restart or a move)."""
-        said = self._said.get(room_s)
-        if said is None:
-            said = {JID.parse(j): ms / 1000 for j, ms in (await self.repo.slow_times(room_s)).items()}
-            self._said[room_s] = said
-        return said
-
-    def _privileged(self, room: RoomView, bare: JID, role: Role | None) -> bool:
+    def privileged(self, room: RoomView, bare: JID, role: Role | None) -> bool:
         """Moderators, owners, admins and server admins: neither slow mode nor the keyword filter holds them."""
         return (role is Role.MODERATOR or room.affiliation(bare).rank >= Affiliation.ADMIN.rank
                 or self.ctx.is_admin(bare))
 
-    # ---------------------------------------------------------------- keyword filter
-
     def keyword_rule(self, room: RoomView) -> policy.KeywordRule | None:
         return policy.keyword_rule(room.config.extra, self.options.max_keywords, self.options.max_seconds // 60)
 
-    async def _keyword_block(self, room: RoomView, bare: JID, role: Role | None, st: etree._Element) -> StanzaError | None:
-        """The keyword filter (docs/mute.md §3.5), actions ``block`` and ``mute``: the message is
-        refused; with ``mute`` the sender is muted for the room's minutes first (by the server)."""
-        rule = self.keyword_rule(room)
-        if rule is None or rule.action == "mask" or self._privileged(room, bare, role):
-            return None
-        word = next((w for b in st.iterfind(P.BODY) if (w := policy.find_keyword(b.text or "", rule.words))), None)
-        if word is None:
-            return None
-        if rule.action == "mute":
-            m = await self.mute_member(room, JID(None, self.ctx.domain), bare, rule.minutes * 60,
-                                       f"keyword filter: {word}")
-            return P.muted_error(room.jid_s, m)
-        return P.filtered_error(room.jid_s, word)
-
     async def set_keywords(self, room: RoomView, actor: JID, words: list[str], action: str, minutes: int) -> policy.KeywordRule | None:
         """Owners and admins (and server admins) set the room's keyword filter; no words turn it off."""
-        self._check_room_admin(room, actor, "only owners and admins may set the keyword filter")
+        self.check_room_admin(room, actor, "only owners and admins may set the keyword filter")
         if action not in policy.KEYWORD_ACTIONS:
             raise _bad(f"the action is one of {', '.join(policy.KEYWORD_ACTIONS)}")
         if len(words) > self.options.max_keywords:
@@ -353,152 +277,22 @@ class MuteFeature(Feature):
         await room.reconfigure(new)
         return self.keyword_rule(room)
 
-    async def _said_now(self, ev: E.GroupchatBeforeBroadcast) -> Flow:
-        """A message passed every gate and goes out: the keyword filter masks its words (action
-        ``mask``), and its sender's slow-mode clock starts."""
-        if ev.occupant is None:
-            return Flow.CONTINUE  # a server-authored notice
-        self.platform_words.mask(ev.sender.bare, ev.stanza)  # the platform's words first (§3.7)
-        rule = self.keyword_rule(ev.room)
-        if rule is not None and rule.action == "mask" and not self._privileged(ev.room, ev.sender.bare, ev.occupant.role):
-            for b in ev.stanza.iterfind(P.BODY):
-                if b.text:
-                    b.text = policy.mask(b.text, rule.words)
-        interval = policy.slow_interval(ev.room.config.extra, self.options.max_slow_seconds)
-        if interval == 0:
-            if self._said.pop(ev.room.jid_s, None):
-                await self.repo.forget_slow(ev.room.jid_s)
-            return Flow.CONTINUE
-        if self._privileged(ev.room, ev.sender.bare, ev.occupant.role):
-            return Flow.CONTINUE  # exempt: no clock to keep
-        said = await self._said_in(ev.room.jid_s)
-        now = self.ctx.clock.now()
-        if len(said) > 2 * len(ev.room.occupants) + 16:
-            policy.prune_said(said, now, interval)
-        said[ev.sender.bare] = now
-        # Written through: slow mode lets each member speak once per interval, so this costs at
-        # most (members / interval) writes a second, and the clock survives a restart or a move.
-        await self.repo.set_slow_time(ev.room.jid_s, str(ev.sender.bare), int(now * 1000))
-        return Flow.CONTINUE
-
     async def set_slow_mode(self, room: RoomView, actor: JID, seconds: int) -> None:
         """Owners and admins (and server admins) set the room's slow mode; 0 turns it off."""
-        self._check_room_admin(room, actor, "only owners and admins may set slow mode")
+        self.check_room_admin(room, actor, "only owners and admins may set slow mode")
         new = room.config.copy()
         new.extra[policy.SLOW_FIELD] = [str(seconds)]
         await room.reconfigure(new)
 
-    def speech_block(self, room: RoomView, bare: JID, role: Role | None, kind: E.SpeechKind,
-                     recipient: Any = None) -> StanzaError | None:
-        """Why ``bare`` may not say this ``kind`` of thing in ``room`` now (None: it may).
+    # ================================================================== a room or an account gone
 
-        Every kind is refused under any mute (platform, member, everyone) except: private messages
-        when the room lets muted members send them (``xmppd#mute_block_private`` = 0; a platform
-        mute still refuses them, except to a server admin), and declines, which only a platform
-        mute refuses (the decliner is not speaking in the room)."""
-        if kind is E.SpeechKind.DECLINE:
-            pm = self.active(PLATFORM, bare) if self.mutes else None
-            return P.platform_muted_error(pm) if pm is not None else None
-        if kind is E.SpeechKind.PRIVATE:
-            pm = self.active(PLATFORM, bare) if self.mutes else None
-            if pm is not None and not (recipient is not None and self.ctx.is_admin(recipient.bare)):
-                return P.platform_muted_error(pm)
-            if not self._block_private(room):
-                return None
-            return self.room_block(room, bare, role, platform=False)
-        return self.room_block(room, bare, role)
-
-    async def _pre_join(self, ev: E.PreJoin) -> Flow:
-        if ev.role.rank > Role.VISITOR.rank and ev.affiliation.rank < Affiliation.ADMIN.rank:
-            if self.active(ev.room.jid_s, ev.jid.bare) is not None:
-                ev.role = Role.VISITOR
-        return Flow.CONTINUE
-
-    # ================================================================== MUC events
-
-    async def _role_change_request(self, ev: E.RoleChangeRequest) -> Flow:
-        """XEP-0045 voice obeys the mute hierarchy (§2): a voice revoke is a mute, so it needs the
-        right to mute; a voice (or moderator) grant to a muted visitor lifts the mute, so it needs
-        the right to lift it (``not-allowed`` otherwise); an affiliation change below admin keeps a
-        muted occupant a visitor."""
-        room, bare = ev.room, ev.occupant.bare
-        if (room.jid_s, bare) in self._applying:
-            return Flow.CONTINUE
-        if ev.new is Role.VISITOR and ev.old.rank >= Role.PARTICIPANT.rank and ev.actor is not None and not ev.implicit:
-            self.check_can_mute(room, ev.actor, bare)  # a voice revoke is a mute (§5): the same hierarchy
-            return Flow.CONTINUE
-        if ev.new.rank <= Role.VISITOR.rank:
-            return Flow.CONTINUE
-        m = self.active(room.jid_s, bare)
-        if m is None:
-            return Flow.CONTINUE
-        if ev.implicit:
-            if room.affiliation(bare).rank < Affiliation.ADMIN.rank:
-                ev.new = Role.VISITOR
-            return Flow.CONTINUE
-        if ev.old is Role.VISITOR and ev.actor is not None:
-            self.check_can_mute(room, ev.actor, bare)
-            self.check_can_lift(room, ev.actor, m)
-        return Flow.CONTINUE
-
-    async def _role_changed(self, ev: E.OccupantRoleChanged) -> Flow:
-        """XEP-0045 §8.4/§8.3: a moderator's voice revoke is an open-ended mute; a voice grant lifts it."""
-        room, bare = ev.room, ev.jid.bare
-        if (room.jid_s, bare) in self._applying or ev.actor is None:
-            return Flow.CONTINUE
-        if ev.new is Role.VISITOR and ev.old.rank >= Role.PARTICIPANT.rank:
-            now = self.now()
-            m = Mute(room.jid_s, str(bare), None, ev.reason, str(ev.actor.bare), now, "voice")
-            await self._store(m, ev.actor.bare, None)
-            await self._room_notice(room, "mute", bare, ev.actor.bare, None, ev.reason, None)
-        elif ev.old is Role.VISITOR and ev.new.rank >= Role.PARTICIPANT.rank and (room.jid_s, bare) in self.mutes:
-            await self._lift(room.jid_s, bare, ev.actor.bare, lang=None, restore=False)
-        return Flow.CONTINUE
-
-    async def _affiliation_changed(self, ev: E.AffiliationChanged) -> Flow:
-        # Admins and owners can't be muted in their room: a promotion lifts the mute.
-        if ev.new.rank >= Affiliation.ADMIN.rank and (ev.room.jid_s, ev.jid.bare) in self.mutes:
-            await self._lift(ev.room.jid_s, ev.jid.bare, (ev.actor or JID(None, self.ctx.domain)).bare, lang=None, restore=False)
-        return Flow.CONTINUE
-
-    async def _config_form(self, ev: E.ConfigForm) -> Flow:
-        ev.fields.extend([
-            Field(P.LANG_FIELD, "text-single", "Natural language for room discussions (mute notices)",
-                  values=(self.options.default_lang,)),
-            Field(P.BLOCK_PRIVATE_FIELD, "boolean", "Muted members may not send private messages either", values=("1",)),
-            Field(P.EXEMPT_MODERATORS_FIELD, "boolean", "Moderators may speak when everyone is muted", values=("0",)),
-            Field(P.ALLOWLIST_FIELD, "jid-multi", "Who else may speak when everyone is muted"),
-            Field(policy.KEYWORDS_FIELD, "text-multi", "Keyword filter: one word or phrase per line"),
-            Field(policy.KEYWORDS_ACTION_FIELD, "list-single", "Keyword filter: what a listed word does", values=("block",),
-                  options=(Option("block", "Refuse the message"), Option("mask", "Replace the words with *"),
-                           Option("mute", "Refuse the message and mute the sender"))),
-            Field(policy.KEYWORDS_MINUTES_FIELD, "text-single", "Keyword filter: minutes of the mute", values=("10",)),
-            Field(policy.SLOW_FIELD, "text-single",
-                  f"Slow mode: seconds a member waits between two messages (0: off, at most {self.options.max_slow_seconds})",
-                  values=("0",)),
-        ])
-        return Flow.CONTINUE
-
-    async def _room_disco(self, ev: E.RoomDiscoInfo) -> Flow:
-        ev.features.append(NS)
-        if ev.room.jid_s in self.all_muted:
-            ev.fields.append(("xmppd#mute_all", "1"))
-        return Flow.CONTINUE
-
-    async def _room_loaded(self, ev: E.RoomLoaded) -> Flow:
-        """This node now serves the room (cluster: it took the lease): slow-mode clocks read again."""
-        self._said.pop(ev.room.jid_s, None)
-        return Flow.CONTINUE
-
-    async def _room_destroyed(self, ev: E.RoomDestroyed) -> Flow:
-        room = ev.room.jid_s
+    async def forget_room(self, room: str) -> None:
+        """A destroyed room: its mutes and mute-all go, from memory, storage and the other nodes."""
         for key in [k for k in self.mutes if k[0] == room]:
             del self.mutes[key]
         self.all_muted.pop(room, None)
-        self._said.pop(room, None)
         await self.repo.forget_room(room)
         self._inval.publish(f"r\n{room}")
-        return Flow.CONTINUE
 
     @classmethod
     async def delete_account_txn(cls, conn: Any, deletion: Any) -> None:
@@ -515,7 +309,7 @@ class MuteFeature(Feature):
 
     # ================================================================== actions (iq and commands)
 
-    def _room(self, jid: JID) -> RoomView:
+    def room_of(self, jid: JID) -> RoomView:
         room = self.muc.get_room(jid)
         if room is None or jid.resource is not None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"there is no room {jid.bare}")
@@ -566,7 +360,7 @@ class MuteFeature(Feature):
         what = "a server administrator" if self.ctx.is_admin(setter) else f"somebody with affiliation {room.affiliation(setter).value}"
         raise StanzaError(Condition.NOT_ALLOWED, f"this mute was set by {what}; only someone of that rank or higher may lift it")
 
-    def _seconds(self, raw: str | None) -> int | None:
+    def seconds(self, raw: str | None) -> int | None:
         if raw is None or raw == "":
             if not self.options.allow_open_ended:
                 raise StanzaError(Condition.NOT_ACCEPTABLE, f"give 'seconds' (1 to {self.options.max_seconds})")
@@ -583,17 +377,6 @@ class MuteFeature(Feature):
             return None
         return _now_dt(math.ceil(self.ctx.clock.now() + seconds))
 
-    def _target(self, room: RoomView, payload: etree._Element) -> JID:
-        jid_s, nick = payload.get("jid"), payload.get("nick")
-        if bool(jid_s) == bool(nick):
-            raise _bad("name the member with 'jid' or 'nick' (one of them)")
-        if nick:
-            occ = room.occupants.get(nick)
-            if occ is None:
-                raise StanzaError(Condition.ITEM_NOT_FOUND, f"no occupant with the nick {nick!r}")
-            return occ.bare
-        return jid_attr(payload, "jid", required=True, account=True)
-
     def _lang(self, room: RoomView | None, actor_lang: str | None) -> str:
         if room is not None:
             configured = (room.config.extra.get(P.LANG_FIELD) or [""])[0]
@@ -605,12 +388,12 @@ class MuteFeature(Feature):
                           lang: str | None = None) -> Mute:
         self.check_can_mute(room, actor, target)
         m = Mute(room.jid_s, str(target), self._until(seconds), reason or None, str(actor.bare), self.now())
-        await self._store(m, actor.bare, seconds)
+        await self.store(m, actor.bare, seconds)
         occ = room.occupants.of_bare(target)
         # XEP-0045 §5.1: admins keep the moderator role; their mute is enforced, not shown as a role.
         if occ is not None and occ.role.rank > Role.VISITOR.rank and room.affiliation(target).rank < Affiliation.ADMIN.rank:
             await self._set_role(room, occ, Role.VISITOR, actor, reason)
-        await self._room_notice(room, "mute", target, actor.bare, seconds, reason, m.until, lang)
+        await self.room_notice(room, "mute", target, actor.bare, seconds, reason, m.until, lang)
         return m
 
     async def unmute_member(self, room: RoomView, actor: JID, target: JID, lang: str | None = None) -> None:
@@ -619,16 +402,16 @@ class MuteFeature(Feature):
         if m is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"{target} is not muted in this room")
         self.check_can_lift(room, actor, m)
-        await self._lift(room.jid_s, target, actor.bare, lang=lang)
+        await self.lift(room.jid_s, target, actor.bare, lang=lang)
 
-    async def _store(self, m: Mute, actor: JID, seconds: int | None) -> None:
+    async def store(self, m: Mute, actor: JID, seconds: int | None) -> None:
         await self.repo.put(m)
         self._remember(m)
         self._changed(m.room, m.jid)
         await self.repo.record(NewAuditEntry(m.created_at, str(actor), "mute", m.room, m.jid, seconds, m.until, m.reason))
 
-    async def _lift(self, room_s: str, bare: JID, actor: JID, *, lang: str | None, restore: bool = True,
-                    action: str = "unmute") -> None:
+    async def lift(self, room_s: str, bare: JID, actor: JID, *, lang: str | None, restore: bool = True,
+                   action: str = "unmute") -> None:
         self.mutes.pop((room_s, bare), None)
         await self.repo.remove(room_s, str(bare))
         self._changed(room_s, bare)
@@ -647,63 +430,63 @@ class MuteFeature(Feature):
             back = default_role(room.affiliation(bare), room.config.moderated)
             if back.rank > Role.VISITOR.rank:
                 await self._set_role(room, occ, back, None if action == "expire" else actor, None)
-        await self._room_notice(room, action, bare, actor, None, None, None, lang)
+        await self.room_notice(room, action, bare, actor, None, None, None, lang)
 
     async def _set_role(self, room: RoomView, occ: Any, role: Role, actor: JID | None, reason: str | None) -> None:
         key = (room.jid_s, occ.bare)
-        self._applying.add(key)
+        self.applying.add(key)
         try:
             await room.set_role(occ.nick, role, actor=actor, reason=reason)
         finally:
-            self._applying.discard(key)
+            self.applying.discard(key)
 
     async def set_mute_all(self, room: RoomView, actor: JID, reason: str | None, lang: str | None = None) -> MuteAll:
-        self._check_room_admin(room, actor)
+        self.check_room_admin(room, actor)
         state = MuteAll(room.jid_s, str(actor.bare), reason or None, self.now())
         await self.repo.set_mute_all(state)
         self.all_muted[room.jid_s] = state
         self._inval.publish(f"a\n{room.jid_s}")
         await self.repo.record(NewAuditEntry(state.since, str(actor.bare), "mute-all", room.jid_s, reason=state.reason))
-        await self._room_notice(room, "mute-all", None, actor.bare, None, reason, None, lang)
+        await self.room_notice(room, "mute-all", None, actor.bare, None, reason, None, lang)
         return state
 
     async def lift_mute_all(self, room: RoomView, actor: JID, lang: str | None = None) -> None:
-        self._check_room_admin(room, actor)
+        self.check_room_admin(room, actor)
         if self.all_muted.pop(room.jid_s, None) is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "this room is not muted for everyone")
         await self.repo.clear_mute_all(room.jid_s)
         self._inval.publish(f"a\n{room.jid_s}")
         await self.repo.record(NewAuditEntry(self.now(), str(actor.bare), "unmute-all", room.jid_s))
-        await self._room_notice(room, "unmute-all", None, actor.bare, None, None, None, lang)
+        await self.room_notice(room, "unmute-all", None, actor.bare, None, None, None, lang)
 
-    def _check_room_admin(self, room: RoomView, actor: JID, text: str = "only owners and admins may mute or unmute everyone") -> None:
+    def check_room_admin(self, room: RoomView, actor: JID, text: str = "only owners and admins may mute or unmute everyone") -> None:
         if not (self.acts_as_admin(actor) or room.affiliation(actor.bare).rank >= Affiliation.ADMIN.rank):
             raise StanzaError(Condition.FORBIDDEN, text)
 
     async def platform_mute(self, actor: JID, target: JID, seconds: int | None, reason: str | None) -> Mute:
-        self._check_server_admin(actor)
+        self.check_server_admin(actor)
         if self.ctx.is_admin(target):
             raise StanzaError(Condition.NOT_ALLOWED, "server administrators can't be muted")
         if target.domain != self.ctx.domain:
             raise StanzaError(Condition.NOT_ACCEPTABLE, f"{target} is not an account of this server")
         m = Mute(PLATFORM, str(target), self._until(seconds), reason or None, str(actor.bare), self.now())
-        await self._store(m, actor.bare, seconds)
+        await self.store(m, actor.bare, seconds)
         await self._platform_notice(target, "mute", actor.bare, seconds, reason, m.until)
         return m
 
     async def platform_unmute(self, actor: JID, target: JID) -> None:
-        self._check_server_admin(actor)
+        self.check_server_admin(actor)
         if (PLATFORM, target) not in self.mutes:
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"{target} is not muted on this server")
-        await self._lift(PLATFORM, target, actor.bare, lang=None)
+        await self.lift(PLATFORM, target, actor.bare, lang=None)
 
-    def _check_server_admin(self, actor: JID) -> None:
+    def check_server_admin(self, actor: JID) -> None:
         if not self.acts_as_admin(actor):
             raise StanzaError(Condition.FORBIDDEN, "only server administrators may do this")
 
     # ================================================================== notices
 
-    def _display(self, room: RoomView, bare: JID) -> tuple[str, str | None]:
+    def display(self, room: RoomView, bare: JID) -> tuple[str, str | None]:
         """(name shown in the body, nick for the element): the nick in the room, else the reserved
         nick, else the JID's local part."""
         occ = room.occupants.of_bare(bare)
@@ -714,15 +497,15 @@ class MuteFeature(Feature):
             return a.nick, a.nick
         return bare.local or str(bare), None
 
-    async def _room_notice(self, room: RoomView, action: str, target: JID | None, actor: JID, seconds: int | None,
-                           reason: str | None, until: datetime | None, lang: str | None = None) -> None:
+    async def room_notice(self, room: RoomView, action: str, target: JID | None, actor: JID, seconds: int | None,
+                          reason: str | None, until: datetime | None, lang: str | None = None) -> None:
         lang = self._lang(room, lang)
         show_jids = room.config.whois == "anyone"
-        t_name, t_nick = self._display(room, target) if target is not None else ("", None)
+        t_name, t_nick = self.display(room, target) if target is not None else ("", None)
         if actor.local is None:
             a_name, a_nick = P.text(lang, "actor.server"), None
         else:
-            a_name, a_nick = self._display(room, actor)
+            a_name, a_nick = self.display(room, actor)
         text = P.notice_body(action, lang, target=t_name, actor=a_name, seconds=seconds, reason=reason)
         el = P.notice(action, nick=t_nick, jid=str(target) if target is not None and show_jids else None,
                       actor_nick=a_nick if actor.local else None, actor=str(actor) if show_jids and actor.local else None,
@@ -754,173 +537,11 @@ class MuteFeature(Feature):
         await self.repo.record(NewAuditEntry(self.now(), self.ctx.domain, "expire", room_s, str(bare), until=until))
         await self._after_lift(room_s, bare, JID(None, self.ctx.domain), "expire", None, True)
 
-    # ================================================================== iq: rooms
+    # ================================================================== one room's mutes (the iq handlers are in iqs.py)
 
-    async def iq_room_mute(self, req: IqRequest) -> etree._Element:
-        room = self._room(req.to)
-        members = req.payload.findall(q("member"))
-        if members:
-            return await self._mute_several(room, req, members)
-        target = self._target(room, req.payload)
-        seconds = self._seconds(req.payload.get("seconds"))
-        reason = P.reason_of(req.payload)
-        m = await self.mute_member(room, req.from_jid, target, seconds, reason, P.lang_of(req.stanza, req.payload))
-        return P.item(m, self.now(), nick=self._nick(room, target))
-
-    async def _mute_several(self, room: RoomView, req: IqRequest, members: list[etree._Element]) -> etree._Element:
-        """Several members in one request (§3.1): every one is checked before any is muted, so a
-        refusal mutes nobody; the answer lists the mutes."""
-        if req.payload.get("jid") or req.payload.get("nick"):
-            raise _bad("name the members with <member/> children or the one member with 'jid' or 'nick', not both")
-        if len(members) > self.options.max_batch:
-            raise StanzaError(Condition.NOT_ACCEPTABLE, f"at most {self.options.max_batch} members in one request")
-        targets = policy.batch_targets([self._target(room, m) for m in members], self.options.max_batch)
-        for target in targets:
-            self.check_can_mute(room, req.from_jid, target)
-        seconds = self._seconds(req.payload.get("seconds"))
-        reason = P.reason_of(req.payload)
-        lang = P.lang_of(req.stanza, req.payload)
-        out = element(q("list"), default_ns=NS)
-        for target in targets:
-            m = await self.mute_member(room, req.from_jid, target, seconds, reason, lang)
-            out.append(P.item(m, self.now(), nick=self._nick(room, target)))
-        return out
-
-    async def iq_slow_mode_set(self, req: IqRequest) -> None:
-        room = self._room(req.to)
-        seconds = int_attr(req.payload, "seconds", required=True, high=self.options.max_slow_seconds)
-        await self.set_slow_mode(room, req.from_jid, seconds)
-
-    async def iq_slow_mode_get(self, req: IqRequest) -> etree._Element:
-        room = self._room(req.to)
-        interval = policy.slow_interval(room.config.extra, self.options.max_slow_seconds)
-        out = element(q("slow-mode"), {"seconds": str(interval)}, default_ns=NS)
-        occ = room.occupants.of_jid(req.from_jid)
-        if interval and not self._privileged(room, req.from_jid.bare, occ.role if occ is not None else None):
-            wait = policy.slow_wait((await self._said_in(room.jid_s)).get(req.from_jid.bare), self.ctx.clock.now(), interval)
-            out.set("wait", str(wait))
-        return out
-
-    async def iq_room_unmute(self, req: IqRequest) -> None:
-        room = self._room(req.to)
-        await self.unmute_member(room, req.from_jid, self._target(room, req.payload), P.lang_of(req.stanza, req.payload))
-
-    async def iq_mute_all(self, req: IqRequest) -> None:
-        room = self._room(req.to)
-        reason = P.reason_of(req.payload)
-        await self.set_mute_all(room, req.from_jid, reason, P.lang_of(req.stanza, req.payload))
-
-    async def iq_unmute_all(self, req: IqRequest) -> None:
-        room = self._room(req.to)
-        await self.lift_mute_all(room, req.from_jid, P.lang_of(req.stanza, req.payload))
-
-    async def iq_room_list(self, req: IqRequest) -> etree._Element:
-        room = self._room(req.to)
-        if not self.is_moderator(room, req.from_jid):
-            raise StanzaError(Condition.FORBIDDEN, "only moderators may list the muted members")
-        out = element(q("list"), default_ns=NS)
-        state = self.all_muted.get(room.jid_s)
-        if state is not None:
-            out.append(P.all_element(state))
-        now = self.now()
-        for m in self._room_mutes(room.jid_s):
-            out.append(P.item(m, now, nick=self._nick(room, JID.parse(m.jid))))
-        return out
-
-    def _room_mutes(self, room_s: str) -> list[Mute]:
+    def room_mutes(self, room_s: str) -> list[Mute]:
         now = self.now()
         return sorted((m for (r, _j), m in self.mutes.items() if r == room_s and m.active(now)), key=lambda m: m.jid)
-
-    def _nick(self, room: RoomView, bare: JID) -> str | None:
-        occ = room.occupants.of_bare(bare)
-        return occ.nick if occ is not None else None
-
-    async def iq_room_status(self, req: IqRequest) -> etree._Element:
-        room = self._room(req.to)
-        who = req.from_jid.bare
-        if req.payload.get("jid") or req.payload.get("nick"):
-            other = self._target(room, req.payload)
-            if other != who and not self.is_moderator(room, req.from_jid):
-                raise StanzaError(Condition.FORBIDDEN, "only moderators may ask about somebody else")
-            who = other
-        occ = room.occupants.of_bare(who)
-        state = self.all_muted.get(room.jid_s)
-        if state is not None and self._exempt_from_all(room, who, occ.role if occ is not None else None):
-            state = None
-        return P.status(muted=self.active(room.jid_s, who), all_muted=state, platform=self.active(PLATFORM, who),
-                        now=self.now())
-
-    # ================================================================== iq: server
-
-    async def iq_platform_mute(self, req: IqRequest) -> etree._Element:
-        self._check_server_admin(req.from_jid)
-        target = jid_attr(req.payload, "jid", required=True, account=True)
-        seconds = self._seconds(req.payload.get("seconds"))
-        reason = P.reason_of(req.payload)
-        m = await self.platform_mute(req.from_jid, target, seconds, reason)  # type: ignore[arg-type]
-        return P.item(m, self.now())
-
-    async def iq_platform_unmute(self, req: IqRequest) -> None:
-        self._check_server_admin(req.from_jid)
-        await self.platform_unmute(req.from_jid, jid_attr(req.payload, "jid", required=True, account=True))
-
-    async def iq_platform_list(self, req: IqRequest) -> etree._Element:
-        self._check_server_admin(req.from_jid)
-        out = element(q("list"), default_ns=NS)
-        now = self.now()
-        for m in self._room_mutes(PLATFORM):
-            out.append(P.item(m, now))
-        return out
-
-    async def iq_platform_status(self, req: IqRequest) -> etree._Element:
-        who = req.from_jid.bare
-        other = jid_attr(req.payload, "jid", account=True)
-        if other is not None and other != who:
-            self._check_server_admin(req.from_jid)
-            who = other
-        return P.status(muted=None, all_muted=None, platform=self.active(PLATFORM, who), now=self.now())
-
-    async def iq_appeal(self, req: IqRequest) -> etree._Element:
-        """A platform-muted account appeals (docs/mute.md §4.1): a customer-service ticket in
-        ``[mute] appeal_queue`` that the queue's agents read; one appeal per mute."""
-        who = req.from_jid.bare
-        m = self.active(PLATFORM, who)
-        if m is None:
-            raise StanzaError(Condition.ITEM_NOT_FOUND, "your account is not muted on this server")
-        if self.desk is None or not self.options.appeal_queue:
-            raise StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, "this server takes no appeals")
-        text = P.reason_of(req.payload)
-        if not text:
-            raise _bad("say why in <reason/>")
-        key = since_ms(m.created_at)  # one appeal per mute, kept in storage: every node, every restart
-        if not await self.repo.add_appeal(str(who), key, self.now()):
-            raise StanzaError(Condition.CONFLICT, "you have already appealed this mute")
-        body = P.appeal_body(m, text)
-        try:
-            ticket = await self.desk.open_ticket(self.options.appeal_queue, who, body)
-        except KeyError:
-            await self.repo.set_appeal_ticket(str(who), key, None)
-            raise StanzaError(Condition.SERVICE_UNAVAILABLE, "the appeal desk is not open") from None
-        await self.repo.set_appeal_ticket(str(who), key, ticket)
-        return element(q("appeal"), {"ticket": str(ticket)}, default_ns=NS)
-
-    async def iq_audit(self, req: IqRequest) -> etree._Element:
-        self._check_server_admin(req.from_jid)
-        p = req.payload
-        limit = int_attr(p, "max", min(50, self.options.audit_page_max), low=1, high=self.options.audit_page_max)
-        before = int_attr(p, "before", high=2**62)
-        room = p.get("room")
-        if p.get("scope") == "platform":
-            room = PLATFORM
-        target = jid_attr(p, "jid", account=True)
-        entries = await self.repo.audit(room=room, target=str(target) if target else None,
-                                        before=before, limit=limit + 1)
-        out = element(q("audit"), default_ns=NS)
-        for e in entries[:limit]:
-            out.append(P.audit_entry(e))
-        if len(entries) > limit:
-            out.set("more", "true")
-        return out
 
     # ================================================================== what holds for one account
 
@@ -942,7 +563,7 @@ class MuteFeature(Feature):
             occ = room.occupants.of_bare(bare)
             if occ is None and room.affiliation(bare).rank < Affiliation.MEMBER.rank:
                 continue
-            if not self._exempt_from_all(room, bare, occ.role if occ is not None else None):
+            if not self.exempt_from_all(room, bare, occ.role if occ is not None else None):
                 out.append((room_s, "everyone", state))
         return out
 

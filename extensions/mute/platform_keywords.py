@@ -25,11 +25,11 @@ from . import protocol as P
 from .repository import Keyword
 
 if TYPE_CHECKING:
-    from .feature import MuteFeature
+    from .service import MuteService
 
 
 class PlatformKeywords:
-    def __init__(self, feature: "MuteFeature") -> None:
+    def __init__(self, feature: "MuteService") -> None:
         self.f = feature
         self.words: list[Keyword] = []
         self._entries: list[tuple[str, str, int]] = []
@@ -53,7 +53,7 @@ class PlatformKeywords:
     async def add(self, actor: JID, words: Sequence[str], action: str, minutes: int) -> list[Keyword]:
         """Add words (or change their action); the list afterwards."""
         f, o = self.f, self.f.options
-        f._check_server_admin(actor)
+        f.check_server_admin(actor)
         if action not in policy.KEYWORD_ACTIONS:
             raise StanzaError(Condition.BAD_REQUEST, f"the action is one of {', '.join(policy.KEYWORD_ACTIONS)}")
         clean = sorted({policy.normalize_keyword(w) for w in words if w.strip()})
@@ -74,7 +74,7 @@ class PlatformKeywords:
 
     async def remove(self, actor: JID, words: Sequence[str]) -> int:
         """Remove words; how many were listed."""
-        self.f._check_server_admin(actor)
+        self.f.check_server_admin(actor)
         n = 0
         for w in {policy.normalize_keyword(w) for w in words if w.strip()}:
             n += await self.f.repo.remove_keyword(w)

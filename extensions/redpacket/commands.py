@@ -17,7 +17,7 @@ from .models import InsufficientFunds, PacketNotFound
 from .money import parse_amount
 
 if TYPE_CHECKING:
-    from .feature import RedPacket
+    from .service import RedPacketService
 
 NS = "urn:xmppd:redpacket:0"
 FORM_TYPE = f"{NS}#admin"
@@ -32,7 +32,7 @@ _PACKET_ID = Field("packet", "text-single", "Red packet id", required=True)
 class RedPacketCommands:
     """Builds the commands of one running :class:`RedPacket` feature."""
 
-    def __init__(self, feature: RedPacket) -> None:
+    def __init__(self, feature: RedPacketService) -> None:
         self.f = feature
         o = feature.options
         unit = f"{o.currency}, up to {o.precision} decimals" if o.precision else f"{o.currency}, whole units"
@@ -83,7 +83,7 @@ class RedPacketCommands:
             raise FormError("amount", f"Amount: {exc}") from None
 
     def _signed_money(self, amount: int) -> str:
-        return ("-" if amount < 0 else "+") + self.f._money(abs(amount))
+        return ("-" if amount < 0 else "+") + self.f.amount_text(abs(amount))
 
     async def _packet_id(self, ex: Execution) -> str:
         packet_id = ex.values["packet"].strip()
@@ -99,7 +99,7 @@ class RedPacketCommands:
         reason = (ex.values["reason"] or "").strip() or None
         entry = await self.f.repo.topup(owner, amount, self.f.now(), reason)
         self.f.log.info("admin %s topped up %s by %d (ledger entry %d)", ex.requester.bare, owner, amount, entry.id)
-        return Result((Note(f"{owner}: {self._signed_money(amount)}, balance {self.f._money(entry.balance_after)} "
+        return Result((Note(f"{owner}: {self._signed_money(amount)}, balance {self.f.amount_text(entry.balance_after)} "
                             f"(ledger entry {entry.id})."),))
 
     async def adjust(self, ex: Execution) -> Result:
@@ -109,9 +109,9 @@ class RedPacketCommands:
         try:
             entry = await self.f.repo.adjust(owner, amount, reason, self.f.now())
         except InsufficientFunds as exc:
-            raise FormError("amount", f"{owner} has {self.f._money(exc.balance)}: the balance cannot go below zero") from None
+            raise FormError("amount", f"{owner} has {self.f.amount_text(exc.balance)}: the balance cannot go below zero") from None
         self.f.log.info("admin %s adjusted %s by %+d: %s (ledger entry %d)", ex.requester.bare, owner, amount, reason, entry.id)
-        return Result((Note(f"{owner}: {self._signed_money(amount)}, balance {self.f._money(entry.balance_after)} "
+        return Result((Note(f"{owner}: {self._signed_money(amount)}, balance {self.f.amount_text(entry.balance_after)} "
                             f"(ledger entry {entry.id})."),))
 
     # ------------------------------------------------------------------ packets
@@ -122,7 +122,7 @@ class RedPacketCommands:
         assert packet is not None
         shares = await self.f.repo.shares(packet_id)
         details = self.f.details_element(packet, shares)  # the same facts as <packet/> (§2.3)
-        money = self.f._money
+        money = self.f.amount_text
 
         def text(var: str, label: str, value: str) -> Field:
             return Field(var, "text-single", label, values=(value,))
@@ -166,11 +166,11 @@ class RedPacketCommands:
         assert packet is not None
         if amount is None:
             if packet.refunded:
-                return Result((Note(f"{packet_id} is already refunded ({self.f._money(packet.refund_amount)} "
+                return Result((Note(f"{packet_id} is already refunded ({self.f.amount_text(packet.refund_amount)} "
                                     f"went back to {packet.sender}).", "warn"),))
             return Result((Note(f"{packet_id} has nothing to refund: every share was taken.", "warn"),))
         self.f.log.info("admin %s forced the refund of %s: %d to %s", ex.requester.bare, packet_id, amount, packet.sender)
-        return Result((Note(f"Refunded {self.f._money(amount)} of {packet_id} to {packet.sender}."),))
+        return Result((Note(f"Refunded {self.f.amount_text(amount)} of {packet_id} to {packet.sender}."),))
 
     async def audit(self, ex: Execution) -> Result:
         report = await self.f.repo.audit()

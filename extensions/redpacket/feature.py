@@ -269,8 +269,8 @@ class RedPacket(Feature):
                               "client-id-reused") from None
         except DailyLimitExceeded as exc:
             raise SendRefused("amount", Condition.NOT_ACCEPTABLE,
-                              f"today you sent {exc.count} packets of {self._money(exc.amount)}; the daily limits are "
-                              f"{exc.limit_count} packets and {self._money(exc.limit_amount)}",
+                              f"today you sent {exc.count} packets of {self.amount_text(exc.amount)}; the daily limits are "
+                              f"{exc.limit_count} packets and {self.amount_text(exc.limit_amount)}",
                               "daily-limit", count=str(exc.count), amount=str(exc.amount)) from None
         except RecipientGone as exc:  # deleted since _check_target: nothing was debited
             raise SendRefused("to", Condition.ITEM_NOT_FOUND, f"{exc.jid} does not exist") from None
@@ -337,7 +337,7 @@ class RedPacket(Feature):
     def _packet_message(self, packet: Packet) -> etree._Element:
         name = JID.parse(packet.sender).local or packet.sender
         if packet.transfer:
-            text = _text(packet.lang, "packet.transfer", name=name, amount=self._money(packet.total), note=packet.greeting)
+            text = _text(packet.lang, "packet.transfer", name=name, amount=self.amount_text(packet.total), note=packet.greeting)
         else:
             text = _text(packet.lang, "packet.room" if packet.is_room else "packet.chat", name=name, greeting=packet.greeting)
         return wire.packet_message(packet, text)
@@ -377,7 +377,7 @@ class RedPacket(Feature):
         got = await self._grab(packet, who)
         self._count("grabbed", got.amount)
         name = who.local or str(who)
-        amount = self._money(got.amount)
+        amount = self.amount_text(got.amount)
         await self._notice(
             packet.sender,
             element(q("grabbed"), {"id": packet.id, "by": str(who), "amount": str(got.amount),
@@ -450,7 +450,7 @@ class RedPacket(Feature):
         await self._notice(
             packet.sender,
             element(q(what), {"id": packet.id, "by": str(who), "amount": str(amount)}, default_ns=NS),
-            _text(packet.lang, f"notice.{what}", name=who.local or str(who), amount=self._money(amount)),
+            _text(packet.lang, f"notice.{what}", name=who.local or str(who), amount=self.amount_text(amount)),
             packet.lang,
         )
 
@@ -528,7 +528,7 @@ class RedPacket(Feature):
         if best is not None and best.grabbed_by:
             attrs.update({"best-luck": best.grabbed_by, "amount": str(best.amount)})
             name = JID.parse(best.grabbed_by).local or best.grabbed_by
-            text = _text(packet.lang, "notice.finished", name=name, amount=self._money(best.amount))
+            text = _text(packet.lang, "notice.finished", name=name, amount=self.amount_text(best.amount))
         else:
             text = _text(packet.lang, "notice.finished_all")
         child = element(q("finished"), attrs, default_ns=NS)
@@ -537,7 +537,7 @@ class RedPacket(Feature):
         if packet.is_room and rooms is not None:
             await rooms.post(JID.parse(packet.target), wire.room_notice(packet, child, text))
 
-    def _money(self, amount: int) -> str:
+    def amount_text(self, amount: int) -> str:
         p = self.options.precision
         if p == 0:
             return f"{amount} {self.options.currency}"
@@ -654,7 +654,7 @@ class RedPacket(Feature):
             # The sender's account is gone: the refund must not wait for a namesake.
             await self.repo.transfer_out(result.sender, SYSTEM_WALLET, f"account {result.sender} deleted", self.now())
             return result.amount
-        money = self._money(result.amount)
+        money = self.amount_text(result.amount)
         await self._notice(
             result.sender,
             element(q("refunded"), {"id": packet_id, "amount": str(result.amount)}, default_ns=NS),
@@ -682,7 +682,7 @@ class RedPacket(Feature):
             await self._notice(
                 result.sender,
                 element(q("refunded"), {"id": result.packet_id, "amount": str(result.amount)}, default_ns=NS),
-                _text(packet.lang, "notice.recipient_deleted", amount=self._money(result.amount)),
+                _text(packet.lang, "notice.recipient_deleted", amount=self.amount_text(result.amount)),
                 packet.lang,
             )
         return Flow.CONTINUE

@@ -21,8 +21,8 @@ from xmppd.jid import JID
 from .commands import NS, parse_amount
 
 if TYPE_CHECKING:
-    from .feature import RedPacket
     from .models import LedgerEntry
+    from .service import RedPacketService
 
 MY_WALLET, SEND, PAYMENT = f"{NS}#my-wallet", f"{NS}#send", f"{NS}#payment"
 PAYMENT_FORM_TYPE = f"{NS}#payment"
@@ -33,7 +33,7 @@ HISTORY_PAGE = 20  # ledger entries the wallet command shows (at most [redpacket
 class UserCommands:
     """The commands every local account may run on its own wallet."""
 
-    def __init__(self, feature: RedPacket) -> None:
+    def __init__(self, feature: RedPacketService) -> None:
         self.f = feature
         self.tr = feature.ctx.translator(Path(__file__).parent / "locale")
 
@@ -59,7 +59,7 @@ class UserCommands:
     async def my_wallet(self, ex: Execution) -> Result:
         t = self._t
         owner = str(ex.requester.bare)
-        money = self.f._money
+        money = self.f.amount_text
         balance = await self.f.repo.balance(owner)
         entries, more = await self.f.repo.history(owner, limit=min(HISTORY_PAGE, self.f.options.page_max))
         columns = ("at", "kind", "amount", "balance", "packet", "reason")
@@ -73,7 +73,7 @@ class UserCommands:
         return Result((Note(t(ex, key, balance=money(balance), n=len(items))),), form)
 
     def _row(self, ex: Execution, e: LedgerEntry) -> tuple[Field, ...]:
-        money = self.f._money
+        money = self.f.amount_text
         amount = ("-" if e.amount < 0 else "+") + money(abs(e.amount))
         return (
             Field("at", values=(e.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),)),
@@ -113,7 +113,7 @@ class UserCommands:
         def t(key: str, /, **fields: Any) -> str:
             return self._t(ex, "send." + key, **fields)
 
-        money = self.f._money
+        money = self.f.amount_text
         v = ex.values
         kind: str = v.get("kind") or "lucky"
         exclusive: JID | None = v.get("exclusive")
@@ -184,6 +184,6 @@ class UserCommands:
             # One request per command session: a retried complete records it once.
             payment, _ = await self.f.payments.request(owner, kind, amount, f"adhoc-{ex.sessionid}"[:64], self.f.now())
         except InsufficientFunds as exc:
-            raise FormError("amount", t("insufficient", balance=self.f._money(exc.balance), needed=self.f._money(amount))) from None
+            raise FormError("amount", t("insufficient", balance=self.f.amount_text(exc.balance), needed=self.f.amount_text(amount))) from None
         self.f.log.info("%s asked for a %s of %d (payment %s)", owner, kind, amount, payment.id)
-        return Result((Note(t("requested", id=payment.id, kind=t(kind), amount=self.f._money(amount))),))
+        return Result((Note(t("requested", id=payment.id, kind=t(kind), amount=self.f.amount_text(amount))),))
