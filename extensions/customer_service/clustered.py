@@ -46,6 +46,7 @@ MAX_HOPS = 3
 MAX_CACHED = 100_000  # chat -> queue, queue -> owner entries remembered
 _QUEUE_IQS = (f"{{{NS}}}queue", f"{{{NS}}}delete-queue")
 _HANDED = f"{{{NS}#cluster}}handed-over"  # between nodes only: a chat transferred into a queue
+_FREED = f"{{{NS}#cluster}}seat-freed"  # between nodes only: an agent of the queue has a seat free
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:
@@ -345,6 +346,24 @@ class QueueCluster:
         """The chat a ``hand_over`` message names (only the component itself sends one)."""
         el = r.stanza.find(_HANDED)
         return el.get("session") if el is not None else None
+
+    async def nudge(self, agent: str) -> None:
+        """``agent`` freed a seat on this node: the other queues they serve (as storage says)
+        that another node holds serve their line again, since that node may have passed the
+        agent over as full (their capacity counts every queue's chats). Call without the lock."""
+        me = JID(None, self.cs.domain)
+        for m in await self.cs.repo.members():
+            if m.jid != agent or m.role != "agent" or self.owns(m.queue):
+                continue
+            to = JID(m.queue, self.cs.domain)
+            msg = etree.Element(f"{{{ns.CLIENT}}}message", {"from": str(me), "to": str(to), "type": "normal"}, nsmap={None: ns.CLIENT})
+            etree.SubElement(msg, _FREED, {"agent": agent})
+            await self.cs.receive(Routed(msg, "message", me, to))
+
+    @staticmethod
+    def seat_freed(r: Routed) -> bool:
+        """A ``nudge`` message (only the component itself sends one)."""
+        return r.stanza.find(_FREED) is not None
 
     async def learn_queue(self, name: str) -> None:
         """A queue another node created: its record and members from storage (a mirror here)."""
