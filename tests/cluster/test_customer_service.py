@@ -184,6 +184,24 @@ async def test_visitor_and_agents_on_different_nodes_one_agent_per_chat_relay_bo
         frank.say(session_jid, "Hello Dave")
         await dave.next(lambda m: m.findtext(BODY) == "Frank: Hello Dave", timeout=10)
 
+        # An agent's capacity counts their chats in every queue, whichever node holds it: frank,
+        # with dave's chat in sales (gamma), is full for a queue of capacity 1 that beta holds;
+        # its visitor waits in line until frank closes dave's chat, then gets him.
+        desk = queue_owned_by("beta", "desk")
+        desk_jid = await make_queue(admin, desk, {"frank": "Frank"}, capacity=1)
+        await frank.announce(desk_jid)
+        await t.agents_available(admin, desk, {"frank@localhost"})
+        assert t.csq_owner(desk) == "beta"
+        erin = await t.client("alpha", "erin")
+        erin.say(desk_jid, "Is Frank free?")
+        waiting = (await erin.cs_event("welcome", timeout=10)).get("session")
+        await erin.cs_event("position", session=waiting, n="1", timeout=10)
+        assert [m for m in erin.messages if m.find("{urn:xmppd:cs:0}agent") is not None] == []
+        frank.say(session_jid, "!close")
+        await dave.cs_event("closed", session=sid, timeout=10)
+        assert (await erin.cs_event("agent", session=waiting, timeout=10)).get("nick") == "Frank"
+        await frank.cs_event("assigned", session=waiting, timeout=10)
+
 
 async def test_sigkill_of_the_queue_node_mid_chat_and_with_a_waiting_visitor(tmp_path: Path, prefix: str) -> None:
     async with site_of(tmp_path, prefix) as t:
