@@ -311,9 +311,18 @@ class CustomerService(Feature):
                 async with self.locked():
                     await cluster.take(r.to.local, sid)
                 return
-            if cluster.seat_freed(r):
+            asked = cluster.told(r)
+            if asked is not None:
                 async with self.locked():
-                    self.state.forget_tries()
+                    if asked == "close":
+                        s = self.open.get(r.to.local[2:])
+                        if s is not None:
+                            await self.close(s, "supervisor")
+                        return
+                    if asked == "reload":
+                        await cluster.learn_queue(r.to.local)
+                    else:
+                        self.state.forget_tries()
                     await self.dispatch(r.to.local)
                 return
         try:
@@ -437,18 +446,36 @@ class CustomerService(Feature):
         """Create or update the queue a ``<queue/>`` element describes (absent settings: kept)."""
         name = wire.queue_name(p)
         async with self.locked():
-            new = wire.queue_from_element(self.queues.get(name) or QueueRecord(name=name, display_name=name), p)
+            # A cluster node not holding the queue (REST API, ad-hoc command) starts from storage
+            # and has the owner read it again (docs/cluster.md §5).
+            base = self.queues.get(name) if self.owns(name) else await self.repo.get_queue(name)
+            new = wire.queue_from_element(base or QueueRecord(name=name, display_name=name), p)
             await self.repo.put_queue(new)
             self.queues[name] = new
             self.members.setdefault(name, {})
             await self.dispatch(name)
+            self._tell_owner(name)
+
+    def _tell_owner(self, name: str) -> None:
+        """(Under the lock.) In a cluster, on a node not holding ``name``: once the lock is
+        released, its owner reads the queue's record and members from storage again."""
+        cluster = self.cluster
+        if cluster is not None and not cluster.owns(name):
+            self._after.append(lambda: cluster.reload(name))
 
     async def delete_queue(self, name: str) -> None:
         async with self.locked():
-            self.queue(name)
-            if any(s.queue == name for s in self.open.values()):
+            if self.owns(name):
+                self.queue(name)
+                busy = any(s.queue == name for s in self.open.values())
+            else:  # a cluster node not holding it: storage says
+                if await self.repo.get_queue(name) is None:
+                    raise CsError(Condition.ITEM_NOT_FOUND, "no_queue", name=repr(name), domain=self.domain)
+                busy = bool(await self.repo.open_sessions(name))
+            if busy:
                 raise CsError(Condition.CONFLICT, "queue_busy")
             await self.repo.delete_queue(name)
+            self._tell_owner(name)
             self.queues.pop(name, None)
             self.members.pop(name, None)
             self.state.rr.pop(name, None)
@@ -464,6 +491,10 @@ class CustomerService(Feature):
         if role not in (*ROLES, "none"):
             raise CsError(Condition.BAD_REQUEST, "member_role")
         async with self.locked():
+            if self.cluster is not None and not self.owns(qr.name):
+                await self.cluster.learn_queue(qr.name)  # the members as storage has them
+                self._tell_owner(qr.name)
+            self.members.setdefault(qr.name, {})
             key = str(jid)
             was_agent = self.role(qr.name, key) == "agent"
             if role == "none":

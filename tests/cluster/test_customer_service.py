@@ -14,14 +14,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from slixmpp.exceptions import IqError
 
 from xmppd.cluster.leases import rendezvous
 
+from ..api.support import ADMIN, TOKENS
 from ..extensions.customer_service.conftest import Client
 from ..helpers import slix
-from .procs import Proc, start_xmppd
+from .procs import Proc, free_port, start_xmppd
 from .test_rooms import NODES, Three, three_nodes
 
 # Three node processes start per test: on a loaded shared machine that alone can take a minute.
@@ -43,9 +45,12 @@ class Site(Three):
         super().__init__(tmp, prefix)
         self.args += ["--set", "server.admins=['alice@localhost']"]
         self.cs: list[Client] = []
+        self.http: dict[str, int] = {}
 
     async def start(self, name: str) -> Proc:
-        proc = await start_xmppd(self.tmp / name, *self.args, "--set", f"cluster.node={name}")
+        port = self.http[name] = free_port()
+        proc = await start_xmppd(self.tmp / name, *self.args, "--set", f"cluster.node={name}",
+                                 "--set", f"listen.http=127.0.0.1:{port}", "--set", TOKENS)
         self.nodes[name] = proc
         await proc.wait_log("joined the cluster", timeout=90)  # a process start-up on a loaded machine
         return proc
@@ -56,6 +61,13 @@ class Site(Three):
         c.xmpp.send_presence()
         await self.wait_available(f"{user}@localhost", c.xmpp.boundjid.resource, node)
         return c
+
+    async def call(self, node: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        """The REST API of ``node``, as the admin."""
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{self.http[node]}/api/v1{path}"
+            async with http.request(method, url, headers={"Authorization": f"Bearer {ADMIN}"}, **kw) as r:
+                return r.status, (await r.json() if r.content_type == "application/json" else None)
 
     def csq_owner(self, queue: str) -> str | None:
         return self.owner(queue, "csq")
@@ -201,6 +213,30 @@ async def test_visitor_and_agents_on_different_nodes_one_agent_per_chat_relay_bo
         await dave.cs_event("closed", session=sid, timeout=10)
         assert (await erin.cs_event("agent", session=waiting, timeout=10)).get("nick") == "Frank"
         await frank.cs_event("assigned", session=waiting, timeout=10)
+
+        # The REST API of a node holding none of these queues answers from storage as their
+        # owners would, and a chat it closes is closed by its queue's owner (beta).
+        assert {t.csq_owner(q) for q in (name, sales, desk)} == {"alpha", "gamma", "beta"}
+        status, body = await t.call("alpha", "GET", "/cs/queues")
+        assert status == 200, body
+        listed = {i["name"]: i for i in body["items"]}
+        assert {name, sales, desk} <= set(listed) and listed[desk]["capacity"] == 1 and listed[desk]["active"] == 1
+        status, body = await t.call("alpha", "GET", f"/cs/chats?queue={desk}")
+        assert status == 200, body
+        assert [(c["id"], c["state"], c["agent"]) for c in body["items"]] == [(waiting, "active", "frank@localhost")]
+        status, body = await t.call("alpha", "GET", f"/cs/queues/{desk}/members")
+        assert status == 200 and [(m["jid"], m["load"]) for m in body["items"]] == [("frank@localhost", 1)], body
+        # A setting changed there is stored, and the owner reads the queue again.
+        status, body = await t.call("alpha", "PUT", f"/cs/queues/{desk}", json={"capacity": 2})
+        assert (status, body["capacity"], body["display_name"]) == (200, 2, desk.title()), body
+        async with asyncio.timeout(10):
+            while not any(a.get("capacity") == "2" for a in (await admin.cs.figures(desk_jid)).iter() if a.tag.endswith("}agent")):
+                await asyncio.sleep(0.1)
+        status, _ = await t.call("alpha", "POST", f"/cs/chats/{waiting}/close")
+        assert status == 204
+        await erin.cs_event("closed", session=waiting, timeout=10)
+        status, body = await t.call("gamma", "GET", f"/cs/chats?queue={desk}")
+        assert (status, body["items"]) == (200, [])
 
 
 async def test_sigkill_of_the_queue_node_mid_chat_and_with_a_waiting_visitor(tmp_path: Path, prefix: str) -> None:
