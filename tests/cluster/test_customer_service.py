@@ -230,7 +230,10 @@ async def test_visitor_and_agents_on_different_nodes_one_agent_per_chat_relay_bo
         status, body = await t.call("alpha", "PUT", f"/cs/queues/{desk}", json={"capacity": 2})
         assert (status, body["capacity"], body["display_name"]) == (200, 2, desk.title()), body
         async with asyncio.timeout(10):
-            while not any(a.get("capacity") == "2" for a in (await admin.cs.figures(desk_jid)).iter() if a.tag.endswith("}agent")):
+            while True:
+                figures = await admin.cs.figures(desk_jid)
+                if any(a.get("capacity") == "2" for a in figures.iter() if a.tag.endswith("}agent")):
+                    break
                 await asyncio.sleep(0.1)
         status, _ = await t.call("alpha", "POST", f"/cs/chats/{waiting}/close")
         assert status == 204
