@@ -247,6 +247,13 @@ class CustomerService(Feature):
         """Sessions waiting (or being offered) in ``queue``, first come first served."""
         return self.state.line(queue)
 
+    async def all_queues(self) -> list[QueueRecord]:
+        """Every queue by name: in a cluster as storage has them (a node holds only its own
+        live; every node answers the same), else the component's memory."""
+        if self.cluster is not None:
+            return await self.repo.list_queues()
+        return sorted(self.queues.values(), key=lambda x: x.name)
+
     def queue(self, name: str | None) -> QueueRecord:
         qr = self.queues.get(name or "")
         if qr is None:

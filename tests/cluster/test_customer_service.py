@@ -240,6 +240,9 @@ async def test_visitor_and_agents_on_different_nodes_one_agent_per_chat_relay_bo
         await erin.cs_event("closed", session=waiting, timeout=10)
         status, body = await t.call("gamma", "GET", f"/cs/chats?queue={desk}")
         assert (status, body["items"]) == (200, [])
+        # The list of queues (iq to the service, answered by erin's node alpha) is storage's too.
+        got = await erin.cs.queues(DOMAIN)
+        assert {name, sales, desk} <= {el.get("name") for el in got.iter() if el.tag.endswith("}queue")}
 
 
 async def test_sigkill_of_the_queue_node_mid_chat_and_with_a_waiting_visitor(tmp_path: Path, prefix: str) -> None:
