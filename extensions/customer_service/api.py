@@ -79,6 +79,13 @@ def operations(cs: "CsService") -> list[Operation]:
             raise not_found("queue_not_found", f"no queue {req.params['queue']}")
         return qr
 
+    async def members_from_storage(qr: QueueRecord) -> None:
+        """In a cluster, on a node not holding ``qr``: its members as storage has them, for the
+        role checks of the tickets and canned replies done here."""
+        cluster = cs.cluster
+        if cluster is not None and not cs.owns(qr.name):
+            await cluster.learn_queue(qr.name)
+
     async def open_chats(queue: str | None = None) -> list[SessionRecord]:
         """The open chats (of ``queue``): in a cluster as storage has them, every queue's."""
         if clustered():
@@ -221,6 +228,7 @@ def operations(cs: "CsService") -> list[Operation]:
         """reply / assign / close, in the name of ``by`` (an agent or supervisor of the queue):
         the same checks and the same notice to the visitor as over XMPP (§5.1)."""
         qr = await queue_of(req)
+        await members_from_storage(qr)
         b, tid = req.body, req.params["id"]
         try:
             if step == "reply":
@@ -252,6 +260,7 @@ def operations(cs: "CsService") -> list[Operation]:
 
     async def put_canned(req: ApiRequest) -> Any:
         qr = await queue_of(req)
+        await members_from_storage(qr)
         owner = canned_owner(qr, req.body.get("owner"))
         try:
             await cs.canned.store(qr.name, owner, req.params["name"], req.body["text"])
@@ -261,6 +270,7 @@ def operations(cs: "CsService") -> list[Operation]:
 
     async def delete_canned(req: ApiRequest) -> Any:
         qr = await queue_of(req)
+        await members_from_storage(qr)
         owner = canned_owner(qr, req.query.get("owner"))
         if not await cs.repo.delete_canned(qr.name, owner, req.params["name"]):
             raise not_found("canned_not_found", f"no canned reply {req.params['name']}")
