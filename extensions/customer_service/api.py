@@ -6,6 +6,13 @@ built here as its admin commands build them), so the same checks, storage and di
 apply; a chat is closed with ``close`` under the feature's lock, as a supervisor would. Reads
 come from the feature's live state (agents' status and load, chats in line and active) and
 its repository (history with ratings, transcripts, tickets).
+
+In a cluster (docs/cluster.md §5) every node answers the same: queues, members and open chats
+are read from storage (the queue's owner writes every change through), an agent's load is
+their offered and active chats in every queue; a queue or member change is written to storage
+by the node that gets it and its owner reads the queue again (``QueueCluster.reload``); closing
+a chat is applied by its queue's owner (the request is forwarded there as a supervisor's
+``close`` would be). An agent's status is what the answering node knows (the owner's memory).
 """
 from __future__ import annotations
 
@@ -62,24 +69,43 @@ def chat_json(s: SessionRecord) -> dict[str, Any]:
 def operations(cs: "CsService") -> list[Operation]:
     max_page = cs.ctx.config.api.max_page
 
-    def queue_of(req: ApiRequest) -> QueueRecord:
-        qr = cs.queues.get(req.params["queue"])
+    def clustered() -> bool:  # joined after the operations were registered
+        return cs.cluster is not None
+
+    async def queue_of(req: ApiRequest) -> QueueRecord:
+        name = req.params["queue"]
+        qr = await cs.repo.get_queue(name) if clustered() and not cs.owns(name) else cs.queues.get(name)
         if qr is None:
             raise not_found("queue_not_found", f"no queue {req.params['queue']}")
         return qr
 
-    def queue_json(qr: QueueRecord) -> dict[str, Any]:
-        line = cs.line(qr.name)
+    async def members_from_storage(qr: QueueRecord) -> None:
+        """In a cluster, on a node not holding ``qr``: its members as storage has them, for the
+        role checks of the tickets and canned replies done here."""
+        cluster = cs.cluster
+        if cluster is not None and not cs.owns(qr.name):
+            await cluster.learn_queue(qr.name)
+
+    async def open_chats(queue: str | None = None) -> list[SessionRecord]:
+        """The open chats (of ``queue``): in a cluster as storage has them, every queue's."""
+        if clustered():
+            return await cs.repo.open_sessions(queue)
+        return [s for s in cs.open.values() if queue is None or s.queue == queue]
+
+    def queue_json(qr: QueueRecord, chats: list[SessionRecord]) -> dict[str, Any]:
+        mine = [s for s in chats if s.queue == qr.name]
         return {
             "name": qr.name, "jid": cs.queue_jid(qr.name), "display_name": qr.display_name, "welcome": qr.welcome,
             "offline": qr.offline_text, "strategy": qr.strategy, "capacity": qr.capacity, "idle_timeout": qr.idle_timeout,
             "offer_timeout": qr.offer_timeout, "max_misses": qr.max_misses, "hours": qr.hours,
             "timezone": qr.timezone, "holidays": qr.holidays, "skills": qr.skills, "prechat": prechat.as_json(prechat.loads(qr.prechat)),
-            "waiting": len(line), "active": sum(1 for s in cs.open.values() if s.queue == qr.name and s.state == "active"),
+            "waiting": sum(1 for s in mine if s.state in ("waiting", "offered")), "active": sum(1 for s in mine if s.state == "active"),
         }
 
     async def list_queues(req: ApiRequest) -> Any:
-        return paged([queue_json(cs.queues[n]) for n in sorted(cs.queues)], req)
+        queues = await cs.repo.list_queues() if clustered() else [cs.queues[n] for n in sorted(cs.queues)]
+        chats = await open_chats()
+        return paged([queue_json(qr, chats) for qr in queues], req)
 
     async def put_queue(req: ApiRequest) -> Any:
         b = req.body
@@ -98,10 +124,11 @@ def operations(cs: "CsService") -> list[Operation]:
             await cs.put_queue(el)
         except StanzaError as err:
             raise from_stanza_error(err) from None
-        return queue_json(cs.queues[req.params["queue"]])
+        qr = await queue_of(req)
+        return queue_json(qr, await open_chats(qr.name))
 
     async def delete_queue(req: ApiRequest) -> Any:
-        queue_of(req)
+        await queue_of(req)
         try:
             await cs.delete_queue(req.params["queue"])
         except StanzaError as err:
@@ -109,34 +136,51 @@ def operations(cs: "CsService") -> list[Operation]:
         return None
 
     async def members(req: ApiRequest) -> Any:
-        qr = queue_of(req)
+        qr = await queue_of(req)
+        if clustered():
+            listed = {m.jid: m for m in await cs.repo.members(qr.name)}
+            loads: dict[str, int] = {}
+            for s in await cs.repo.open_sessions():
+                if s.agent and s.state in ("offered", "active"):
+                    loads[s.agent] = loads.get(s.agent, 0) + 1
+        else:
+            listed, loads = cs.members.get(qr.name, {}), {}
         out = []
-        for jid, m in sorted(cs.members.get(qr.name, {}).items()):
+        for jid, m in sorted(listed.items()):
             agent = cs.agents.get(jid)
             out.append({"jid": jid, "role": m.role, "nick": m.nick, "skills": m.skills,
-                        "status": agent.status(qr.name) if agent is not None else "offline", "load": cs.load(jid)})
+                        "status": agent.status(qr.name) if agent is not None else "offline",
+                        "load": loads.get(jid, 0) if clustered() else cs.load(jid)})
         return {"items": out}
 
     async def set_member(req: ApiRequest) -> Any:
-        qr = queue_of(req)
+        qr = await queue_of(req)
         b = req.body
         el = etree.Element(q("member"), {"jid": req.params["jid"], "role": b["role"], "nick": b.get("nick", ""), "skills": b.get("skills", "")})
         try:
             await cs.set_member(qr, el)
         except StanzaError as err:
             raise from_stanza_error(err) from None
-        m = cs.members.get(qr.name, {}).get(req.params["jid"])
+        m = next((m for m in await cs.repo.members(qr.name) if m.jid == req.params["jid"]), None) if clustered() \
+            else cs.members.get(qr.name, {}).get(req.params["jid"])
         return {"jid": req.params["jid"], "role": m.role if m is not None else "none", "nick": m.nick if m is not None else "",
                 "skills": m.skills if m is not None else ""}
 
     async def chats(req: ApiRequest) -> Any:
         queue = req.query.get("queue")
-        if queue is not None and queue not in cs.queues:
+        if queue is not None and (await cs.repo.get_queue(queue) is None if clustered() else queue not in cs.queues):
             raise not_found("queue_not_found", f"no queue {queue}")
-        found = sorted((s for s in cs.open.values() if queue is None or s.queue == queue), key=lambda s: (s.created_at, s.id))
+        found = sorted(await open_chats(queue), key=lambda s: (s.created_at, s.id))
         return paged([chat_json(s) for s in found], req)
 
     async def close_chat(req: ApiRequest) -> Any:
+        cluster = cs.cluster
+        if cluster is not None and req.params["id"] not in cs.open:  # its queue's owner closes it
+            stored = await cs.repo.get_session(req.params["id"])
+            if stored is None or stored.state == "closed":
+                raise not_found("chat_not_found", f"no open chat {req.params['id']}")
+            await cluster.close_chat(stored.id)
+            return None
         async with cs.locked():
             s = cs.open.get(req.params["id"])
             if s is None or s.state == "closed":
@@ -145,7 +189,7 @@ def operations(cs: "CsService") -> list[Operation]:
         return None
 
     async def history(req: ApiRequest) -> Any:
-        qr = queue_of(req)
+        qr = await queue_of(req)
         rows = await cs.repo.sessions(qr.name, req.query.get("visitor"), limit=req.query["limit"])
         return {"items": [chat_json(s) for s in rows]}
 
@@ -164,7 +208,7 @@ def operations(cs: "CsService") -> list[Operation]:
                 "replies": [{"agent": r.agent, "at": optional(r.at), "body": r.body} for r in await cs.repo.ticket_replies(t.id)]}
 
     async def tickets(req: ApiRequest) -> Any:
-        qr = queue_of(req)
+        qr = await queue_of(req)
         rows = await cs.repo.tickets(qr.name, limit=req.query["limit"], state=req.query.get("state"), offset=req.query["offset"])
         return page([await ticket_json(t) for t in rows], req)
 
@@ -183,7 +227,8 @@ def operations(cs: "CsService") -> list[Operation]:
     async def ticket_do(req: ApiRequest, step: str) -> Any:
         """reply / assign / close, in the name of ``by`` (an agent or supervisor of the queue):
         the same checks and the same notice to the visitor as over XMPP (§5.1)."""
-        qr = queue_of(req)
+        qr = await queue_of(req)
+        await members_from_storage(qr)
         b, tid = req.body, req.params["id"]
         try:
             if step == "reply":
@@ -199,9 +244,10 @@ def operations(cs: "CsService") -> list[Operation]:
         return await ticket_json(t)
 
     async def canned_list(req: ApiRequest) -> Any:
-        qr = queue_of(req)
+        qr = await queue_of(req)
         owner = req.query.get("owner")
-        owners = ("",) + tuple(sorted(cs.members.get(qr.name, {}))) if owner is None else (owner if owner != "shared" else "",)
+        listed = [m.jid for m in await cs.repo.members(qr.name)] if clustered() else list(cs.members.get(qr.name, {}))
+        owners = ("",) + tuple(sorted(listed)) if owner is None else (owner if owner != "shared" else "",)
         rows = await cs.repo.canned(qr.name, owners)
         return paged([{"name": c.name, "owner": c.owner or None, "text": c.text} for c in rows], req)
 
@@ -213,7 +259,8 @@ def operations(cs: "CsService") -> list[Operation]:
         return owner
 
     async def put_canned(req: ApiRequest) -> Any:
-        qr = queue_of(req)
+        qr = await queue_of(req)
+        await members_from_storage(qr)
         owner = canned_owner(qr, req.body.get("owner"))
         try:
             await cs.canned.store(qr.name, owner, req.params["name"], req.body["text"])
@@ -222,14 +269,15 @@ def operations(cs: "CsService") -> list[Operation]:
         return {"name": req.params["name"], "owner": owner or None, "text": req.body["text"].strip()}
 
     async def delete_canned(req: ApiRequest) -> Any:
-        qr = queue_of(req)
+        qr = await queue_of(req)
+        await members_from_storage(qr)
         owner = canned_owner(qr, req.query.get("owner"))
         if not await cs.repo.delete_canned(qr.name, owner, req.params["name"]):
             raise not_found("canned_not_found", f"no canned reply {req.params['name']}")
         return None
 
     async def report(req: ApiRequest) -> Any:
-        qr = queue_of(req)
+        qr = await queue_of(req)
         try:
             first, last, rows = await daily_report(cs, qr, req.query.get("from"), req.query.get("to"))
         except StanzaError as err:

@@ -46,6 +46,9 @@ MAX_HOPS = 3
 MAX_CACHED = 100_000  # chat -> queue, queue -> owner entries remembered
 _QUEUE_IQS = (f"{{{NS}}}queue", f"{{{NS}}}delete-queue")
 _HANDED = f"{{{NS}#cluster}}handed-over"  # between nodes only: a chat transferred into a queue
+_FREED = f"{{{NS}#cluster}}seat-freed"  # between nodes only: an agent of the queue has a seat free
+_RELOAD = f"{{{NS}#cluster}}reload"  # between nodes only: the queue's record or members changed in storage
+_CLOSE = f"{{{NS}#cluster}}close"  # between nodes only: close the chat (as a supervisor: the REST API)
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:
@@ -346,12 +349,52 @@ class QueueCluster:
         el = r.stanza.find(_HANDED)
         return el.get("session") if el is not None else None
 
+    async def nudge(self, agent: str) -> None:
+        """``agent`` freed a seat on this node: the other queues they serve (as storage says)
+        that another node holds serve their line again, since that node may have passed the
+        agent over as full (their capacity counts every queue's chats). Call without the lock."""
+        for m in await self.cs.repo.members():
+            if m.jid == agent and m.role == "agent" and not self.owns(m.queue):
+                await self._tell(m.queue, _FREED, agent=agent)
+
+    async def reload(self, queue: str) -> None:
+        """This node (not the owner: the REST API, an ad-hoc command) changed ``queue``'s record
+        or members in storage: its owner reads them again and serves its line (acquiring the
+        queue if nobody holds it). Call without the lock."""
+        if not self.owns(queue):
+            await self._tell(queue, _RELOAD)
+
+    async def close_chat(self, sid: str) -> None:
+        """The REST API on a node not holding the chat's queue: its owner closes the chat as a
+        supervisor would (sent to the chat's session JID, which routes to that owner)."""
+        await self._tell(f"s-{sid}", _CLOSE)
+
+    async def _tell(self, local: str, tag: str, **attrs: str) -> None:
+        me = JID(None, self.cs.domain)
+        to = JID(local, self.cs.domain)
+        msg = etree.Element(f"{{{ns.CLIENT}}}message", {"from": str(me), "to": str(to), "type": "normal"}, nsmap={None: ns.CLIENT})
+        etree.SubElement(msg, tag, attrs)
+        await self.cs.receive(Routed(msg, "message", me, to))
+
+    @staticmethod
+    def told(r: Routed) -> str | None:
+        """What a ``nudge``, ``reload`` or ``close_chat`` message asks ("seat-freed", "reload",
+        "close"; only the
+        component itself sends one), or None."""
+        for el in r.stanza:
+            if el.tag in (_FREED, _RELOAD, _CLOSE):
+                return el.tag.rsplit("}", 1)[1]
+        return None
+
     async def learn_queue(self, name: str) -> None:
         """A queue another node created: its record and members from storage (a mirror here)."""
         qr = await self.cs.repo.get_queue(name)
         if qr is not None:
             self.cs.queues[name] = qr
             self.cs.members[name] = {m.jid: m for m in await self.cs.repo.members(name)}
+        else:  # deleted
+            self.cs.queues.pop(name, None)
+            self.cs.members.pop(name, None)
 
     async def take(self, queue: str, sid: str) -> None:
         """(Under the lock.) A chat transferred into ``queue``, which this node holds: load it

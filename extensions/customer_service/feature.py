@@ -209,10 +209,12 @@ class CustomerService(Feature):
         """The token this node writes ``queue``'s chats with (0: no cluster, never fenced)."""
         return 0 if self.cluster is None else self.cluster.token(queue)
 
-    async def claim(self, old: SessionRecord, new: SessionRecord) -> SessionRecord:
+    async def claim(self, old: SessionRecord, new: SessionRecord, *, capacity: int | None = None) -> SessionRecord:
         """Save ``new`` only if storage still holds ``old``'s state and agent (exactly one agent
-        per chat, also across nodes); otherwise learn the stored chat and refuse with conflict."""
-        if await self.repo.claim_session(new, old.state, old.agent, self.fence(new.queue)):
+        per chat, also across nodes) and, with ``capacity``, its agent has a seat free in every
+        queue together (a cluster: docs/cluster.md §5); otherwise learn the stored chat and
+        refuse with conflict (the chat still waiting here: the agent is full)."""
+        if await self.repo.claim_session(new, old.state, old.agent, self.fence(new.queue), capacity):
             self.state.index(new)
             return new
         stored = await self.repo.get_session(old.id)
@@ -252,6 +254,13 @@ class CustomerService(Feature):
     def line(self, queue: str) -> list[SessionRecord]:
         """Sessions waiting (or being offered) in ``queue``, first come first served."""
         return self.state.line(queue)
+
+    async def all_queues(self) -> list[QueueRecord]:
+        """Every queue by name: in a cluster as storage has them (a node holds only its own
+        live; every node answers the same), else the component's memory."""
+        if self.cluster is not None:
+            return await self.repo.list_queues()
+        return sorted(self.queues.values(), key=lambda x: x.name)
 
     def queue(self, name: str | None) -> QueueRecord:
         qr = self.queues.get(name or "")
@@ -317,6 +326,20 @@ class CustomerService(Feature):
             if sid is not None:
                 async with self.locked():
                     await cluster.take(r.to.local, sid)
+                return
+            asked = cluster.told(r)
+            if asked is not None:
+                async with self.locked():
+                    if asked == "close":
+                        s = self.open.get(r.to.local[2:])
+                        if s is not None:
+                            await self.close(s, "supervisor")
+                        return
+                    if asked == "reload":
+                        await cluster.learn_queue(r.to.local)
+                    else:
+                        self.state.forget_tries()
+                    await self.dispatch(r.to.local)
                 return
         if r.kind == "message" and r.stanza.find(_VISITOR_GONE) is not None:
             if r.from_jid.domain == self.ctx.config.anonymous.domain:  # (a visitor may end its own chats)
@@ -469,18 +492,36 @@ class CustomerService(Feature):
         """Create or update the queue a ``<queue/>`` element describes (absent settings: kept)."""
         name = wire.queue_name(p)
         async with self.locked():
-            new = wire.queue_from_element(self.queues.get(name) or QueueRecord(name=name, display_name=name), p)
+            # A cluster node not holding the queue (REST API, ad-hoc command) starts from storage
+            # and has the owner read it again (docs/cluster.md §5).
+            base = self.queues.get(name) if self.owns(name) else await self.repo.get_queue(name)
+            new = wire.queue_from_element(base or QueueRecord(name=name, display_name=name), p)
             await self.repo.put_queue(new)
             self.queues[name] = new
             self.members.setdefault(name, {})
             await self.dispatch(name)
+            self._tell_owner(name)
+
+    def _tell_owner(self, name: str) -> None:
+        """(Under the lock.) In a cluster, on a node not holding ``name``: once the lock is
+        released, its owner reads the queue's record and members from storage again."""
+        cluster = self.cluster
+        if cluster is not None and not cluster.owns(name):
+            self._after.append(lambda: cluster.reload(name))
 
     async def delete_queue(self, name: str) -> None:
         async with self.locked():
-            self.queue(name)
-            if any(s.queue == name for s in self.open.values()):
+            if self.owns(name):
+                self.queue(name)
+                busy = any(s.queue == name for s in self.open.values())
+            else:  # a cluster node not holding it: storage says
+                if await self.repo.get_queue(name) is None:
+                    raise CsError(Condition.ITEM_NOT_FOUND, "no_queue", name=repr(name), domain=self.domain)
+                busy = bool(await self.repo.open_sessions(name))
+            if busy:
                 raise CsError(Condition.CONFLICT, "queue_busy")
             await self.repo.delete_queue(name)
+            self._tell_owner(name)
             self.queues.pop(name, None)
             self.members.pop(name, None)
             self.state.rr.pop(name, None)
@@ -496,6 +537,10 @@ class CustomerService(Feature):
         if role not in (*ROLES, "none"):
             raise CsError(Condition.BAD_REQUEST, "member_role")
         async with self.locked():
+            if self.cluster is not None and not self.owns(qr.name):
+                await self.cluster.learn_queue(qr.name)  # the members as storage has them
+                self._tell_owner(qr.name)
+            self.members.setdefault(qr.name, {})
             key = str(jid)
             was_agent = self.role(qr.name, key) == "agent"
             if role == "none":
@@ -552,26 +597,35 @@ class CustomerService(Feature):
         """Serve the line in order while agents have room; then tell the rest their places."""
         if queue not in self.queues or not self.owns(queue):
             return
+        # In a cluster an agent's chats in queues other nodes hold count too: storage checks the
+        # seat at the claim, and an agent found full there is passed over for this round.
+        capacity = self.queues[queue].capacity if self.cluster is not None else None
+        full: set[str] = set()
         for s in self.line(queue):
             if s.state != "waiting":
                 continue
             tried = self.state.tried.get(s.id, set())
-            agent = self.pick(queue, tried, s.skills)
-            if agent is None:
-                if tried or s.skills:
-                    # Everyone free has turned this one down, or nobody free has its skills:
-                    # the next visitor may fit an agent this one could not have had anyway.
-                    continue
+            while True:
+                agent = self.pick(queue, tried | full, s.skills)
+                if agent is None:
+                    break
+                try:
+                    if self.queues[queue].offer_timeout:
+                        await self.offer(s, agent, capacity=capacity)
+                    else:
+                        await self.assign(s, agent, capacity=capacity)
+                except CsError as err:
+                    if err.condition is not Condition.CONFLICT:
+                        raise
+                    held = self.open.get(s.id)
+                    if held is not None and held.state == "waiting" and held.agent is None:
+                        full.add(agent)  # the chat is still ours: the agent is full elsewhere
+                        continue
+                break  # given (or another node took this chat first: no longer ours to give)
+            if agent is None and not (tried or s.skills):
                 break  # first come, first served: nobody behind the head jumps the line
-            try:
-                if self.queues[queue].offer_timeout:
-                    await self.offer(s, agent)
-                else:
-                    await self.assign(s, agent)
-            except CsError as err:
-                if err.condition is not Condition.CONFLICT:
-                    raise
-                continue  # another node took this chat first: it is no longer ours to give
+            # Everyone free has turned this one down, or nobody free has its skills: the next
+            # visitor may fit an agent this one could not have had anyway.
         await self.positions(queue)
 
     async def positions(self, queue: str) -> None:
@@ -591,9 +645,9 @@ class CustomerService(Feature):
                     attrs["wait"] = str(wait)
                     await self.to_visitor_t(s, "visitor.position_wait", element(q("position"), attrs), n=n, minutes=max(1, -(-wait // 60)))
 
-    async def offer(self, s: SessionRecord, agent: str) -> None:
+    async def offer(self, s: SessionRecord, agent: str, *, capacity: int | None = None) -> None:
         qr = self.queues[s.queue]
-        s = await self.claim(s, s.replace(state="offered", agent=agent))
+        s = await self.claim(s, s.replace(state="offered", agent=agent), capacity=capacity)
         self.state.offers[s.id] = self.now() + qr.offer_timeout
         self.state.tried.setdefault(s.id, set()).add(agent)
         self.state.told.pop(s.id, None)
@@ -602,10 +656,10 @@ class CustomerService(Feature):
         offer = element(q("offer"), attrs)
         await self.to_agent(s, agent, "\n".join(filter(None, [text, self.answers(s, agent, offer)])), offer)
 
-    async def assign(self, s: SessionRecord, agent: str, *, transferred_by: str | None = None) -> SessionRecord:
+    async def assign(self, s: SessionRecord, agent: str, *, transferred_by: str | None = None, capacity: int | None = None) -> SessionRecord:
         now = self.now()
         # The idle clock starts when the agent arrives: time spent in line is not silence.
-        s = await self.claim(s, s.replace(state="active", agent=agent, assigned_at=s.assigned_at or _dt(now), last_visitor_at=_dt(now)))
+        s = await self.claim(s, s.replace(state="active", agent=agent, assigned_at=s.assigned_at or _dt(now), last_visitor_at=_dt(now)), capacity=capacity)
         self.state.offers.pop(s.id, None)
         self.state.told.pop(s.id, None)
         a = self.state.agent(agent)
@@ -715,8 +769,16 @@ class CustomerService(Feature):
             self.state.tried.pop(s.id, None)
             await self.dispatch(target.name)
         if old:
-            for name in self.state.queues_of(old):
-                await self.dispatch(name)
+            await self.seat_freed(old)
+
+    async def seat_freed(self, agent: str) -> None:
+        """``agent`` has one chat less: the queues they serve may give them the next one (in a
+        cluster the queues other nodes hold are told too: ``QueueCluster.nudge``)."""
+        for name in self.state.queues_of(agent):
+            await self.dispatch(name)
+        cluster = self.cluster
+        if cluster is not None:
+            self._after.append(lambda: cluster.nudge(agent))
 
     async def close(self, s: SessionRecord, reason: str) -> None:
         agent = s.agent if s.state in ("active", "offered") else None
@@ -731,8 +793,7 @@ class CustomerService(Feature):
             why = self.t(agent, "reason." + reason)
             await self.to_agent(s, agent, self.t(agent, "agent.closed", reason=why), element(q("closed"), {"session": s.id, "reason": reason}))
             self.state.forget_tries()
-            for name in self.state.queues_of(agent):
-                await self.dispatch(name)
+            await self.seat_freed(agent)
         await self.dispatch(s.queue)
 
     async def copy(self, s: SessionRecord, nick: str, body: str, *, skip: str | None = None) -> None:

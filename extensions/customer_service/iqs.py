@@ -165,7 +165,7 @@ class CsIqs:
             return await self._disco_node(req, node, ns.DISCO_ITEMS)
         out = element(f"{{{ns.DISCO_ITEMS}}}query", default_ns=ns.DISCO_ITEMS)
         if req.to.local is None:
-            for qr in self.cs.queues.values():
+            for qr in await self.cs.all_queues():
                 sub(out, f"{{{ns.DISCO_ITEMS}}}item", {"jid": self.cs.queue_jid(qr.name), "name": qr.display_name})
         return out
 
@@ -182,8 +182,13 @@ class CsIqs:
     async def queues(self, req: IqRequest) -> etree._Element:
         cs = self.cs
         out = element(q("queues"), default_ns=NS)
-        for qr in sorted(cs.queues.values(), key=lambda x: x.name):
-            full = cs.ctx.is_admin(req.from_jid) or cs.role(qr.name, req.from_jid) is not None
+        who = str(req.from_jid.bare)
+        if cs.cluster is not None:  # every node answers the same: the members as storage has them
+            mine = {m.queue for m in await cs.repo.members() if m.jid == who}
+        else:
+            mine = {n for n in cs.queues if cs.role(n, who) is not None}
+        for qr in await cs.all_queues():
+            full = cs.ctx.is_admin(req.from_jid) or qr.name in mine
             out.append(wire.queue_element(qr, cs.queue_jid(qr.name), full))
         return out
 

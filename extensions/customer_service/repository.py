@@ -24,6 +24,7 @@ from xmppd.webhooks.outbox import DISABLED, Outbox
 STRATEGIES = ("round-robin", "least-busy", "longest-idle")
 ROLES = ("agent", "supervisor")
 OPEN_STATES = ("waiting", "offered", "active")
+HELD_STATES = ("offered", "active")  # the chats that take one of an agent's seats (its capacity)
 STATES = (*OPEN_STATES, "closed")
 
 
@@ -129,7 +130,11 @@ class CsRepository(Protocol):
     # ``fence``: the queue owner's lease token (docs/cluster.md §5); a stored token above it
     # raises ``FencedOut`` and writes nothing. 0 (no cluster): never fenced.
     async def save_session(self, s: SessionRecord, fence: int = 0) -> None: ...
-    async def claim_session(self, s: SessionRecord, state: str, agent: str | None, fence: int = 0) -> bool: ...
+    async def claim_session(self, s: SessionRecord, state: str, agent: str | None, fence: int = 0, capacity: int | None = None) -> bool:
+        """Save ``s`` only if the stored chat is still in ``state`` with ``agent`` and, with
+        ``capacity``, ``s.agent`` holds fewer than ``capacity`` other offered or active chats in
+        every queue (counted in the same transaction)."""
+        ...
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
     async def open_sessions(self, queue: str | None = None) -> list[SessionRecord]: ...
     async def open_chat(self, entry: str, visitor: str) -> SessionRecord | None:
@@ -234,10 +239,14 @@ class MemoryCsRepository:
             s = s.replace(rating=old.rating, comment=old.comment)
         self._sessions[s.id] = s
 
-    async def claim_session(self, s: SessionRecord, state: str, agent: str | None, fence: int = 0) -> bool:
+    async def claim_session(self, s: SessionRecord, state: str, agent: str | None, fence: int = 0, capacity: int | None = None) -> bool:
         self._check_fence(s.queue, fence)
         old = self._sessions.get(s.id)
         if old is None or (old.state, old.agent) != (state, agent):
+            return False
+        if capacity is not None and s.agent is not None and sum(
+            1 for o in self._sessions.values() if o.agent == s.agent and o.state in HELD_STATES and o.id != s.id
+        ) >= capacity:
             return False
         await self.save_session(s)
         return True
@@ -562,20 +571,33 @@ class SqlCsRepository:
         await self._check_fence(conn, s.queue, fence)
         await self._save_session_txn(conn, s, values)
 
-    async def claim_session(self, s: SessionRecord, state: str, agent: str | None, fence: int = 0) -> bool:
+    async def claim_session(self, s: SessionRecord, state: str, agent: str | None, fence: int = 0, capacity: int | None = None) -> bool:
         """Save ``s`` only if the stored chat is still in ``state`` with ``agent`` (a conditional
-        update, the row locked): of two nodes giving one chat to two agents, one wins."""
+        update, the row locked): of two nodes giving one chat to two agents, one wins. With
+        ``capacity`` (a cluster: the agent's chats may live in queues other nodes hold), also
+        only if ``s.agent`` holds fewer than ``capacity`` other offered or active chats in every
+        queue: the agent's ``cs_members`` rows are locked first, so two nodes giving the same
+        agent a chat at once count one after the other and never both exceed it."""
         values = dataclasses.asdict(s)
         values.pop("rating")
         values.pop("comment")
-        return bool(await self.db.run_txn(self._claim_txn, s, values, state, agent, fence))
+        return bool(await self.db.run_txn(self._claim_txn, s, values, state, agent, fence, capacity))
 
-    async def _claim_txn(self, conn: AsyncConnection, s: SessionRecord, values: dict[str, object], state: str, agent: str | None, fence: int) -> bool:
+    async def _claim_txn(self, conn: AsyncConnection, s: SessionRecord, values: dict[str, object], state: str, agent: str | None, fence: int, capacity: int | None) -> bool:
         await self._check_fence(conn, s.queue, fence)
         c = sessions_t.c
         row = (await conn.execute(sa.select(c.state, c.agent).where(c.id == s.id).with_for_update())).first()
         if row is None or (row.state, row.agent) != (state, agent):
             return False
+        if capacity is not None and s.agent is not None:
+            # The per-agent gate (READ COMMITTED: the count below then sees every claim for this
+            # agent that committed before; one still running holds these rows).
+            await conn.execute(sa.select(members_t.c.queue).where(members_t.c.jid == s.agent).with_for_update())
+            held = (await conn.execute(
+                sa.select(sa.func.count()).select_from(sessions_t).where(c.agent == s.agent, c.state.in_(HELD_STATES), c.id != s.id)
+            )).scalar_one()
+            if held >= capacity:
+                return False
         await self._save_session_txn(conn, s, values)
         return True
 

@@ -14,14 +14,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from slixmpp.exceptions import IqError
 
 from xmppd.cluster.leases import rendezvous
 
+from ..api.support import ADMIN, TOKENS
 from ..extensions.customer_service.conftest import Client
 from ..helpers import slix
-from .procs import Proc, start_xmppd
+from .procs import Proc, free_port, start_xmppd
 from .test_rooms import NODES, Three, three_nodes
 
 # Three node processes start per test: on a loaded shared machine that alone can take a minute.
@@ -43,9 +45,12 @@ class Site(Three):
         super().__init__(tmp, prefix)
         self.args += ["--set", "server.admins=['alice@localhost']"]
         self.cs: list[Client] = []
+        self.http: dict[str, int] = {}
 
     async def start(self, name: str) -> Proc:
-        proc = await start_xmppd(self.tmp / name, *self.args, "--set", f"cluster.node={name}")
+        port = self.http[name] = free_port()
+        proc = await start_xmppd(self.tmp / name, *self.args, "--set", f"cluster.node={name}",
+                                 "--set", f"listen.http=127.0.0.1:{port}", "--set", TOKENS)
         self.nodes[name] = proc
         await proc.wait_log("joined the cluster", timeout=90)  # a process start-up on a loaded machine
         return proc
@@ -56,6 +61,13 @@ class Site(Three):
         c.xmpp.send_presence()
         await self.wait_available(f"{user}@localhost", c.xmpp.boundjid.resource, node)
         return c
+
+    async def call(self, node: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        """The REST API of ``node``, as the admin."""
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{self.http[node]}/api/v1{path}"
+            async with http.request(method, url, headers={"Authorization": f"Bearer {ADMIN}"}, **kw) as r:
+                return r.status, (await r.json() if r.content_type == "application/json" else None)
 
     def csq_owner(self, queue: str) -> str | None:
         return self.owner(queue, "csq")
@@ -183,6 +195,54 @@ async def test_visitor_and_agents_on_different_nodes_one_agent_per_chat_relay_bo
         await frank.next(lambda m: m.findtext(BODY) == "Hello Frank" and m.get("from") == session_jid, timeout=10)
         frank.say(session_jid, "Hello Dave")
         await dave.next(lambda m: m.findtext(BODY) == "Frank: Hello Dave", timeout=10)
+
+        # An agent's capacity counts their chats in every queue, whichever node holds it: frank,
+        # with dave's chat in sales (gamma), is full for a queue of capacity 1 that beta holds;
+        # its visitor waits in line until frank closes dave's chat, then gets him.
+        desk = queue_owned_by("beta", "desk")
+        desk_jid = await make_queue(admin, desk, {"frank": "Frank"}, capacity=1)
+        await frank.announce(desk_jid)
+        await t.agents_available(admin, desk, {"frank@localhost"})
+        assert t.csq_owner(desk) == "beta"
+        erin = await t.client("alpha", "erin")
+        erin.say(desk_jid, "Is Frank free?")
+        waiting = (await erin.cs_event("welcome", timeout=10)).get("session")
+        await erin.cs_event("position", session=waiting, n="1", timeout=10)
+        assert [m for m in erin.messages if m.find("{urn:xmppd:cs:0}agent") is not None] == []
+        frank.say(session_jid, "!close")
+        await dave.cs_event("closed", session=sid, timeout=10)
+        assert (await erin.cs_event("agent", session=waiting, timeout=10)).get("nick") == "Frank"
+        await frank.cs_event("assigned", session=waiting, timeout=10)
+
+        # The REST API of a node holding none of these queues answers from storage as their
+        # owners would, and a chat it closes is closed by its queue's owner (beta).
+        assert {t.csq_owner(q) for q in (name, sales, desk)} == {"alpha", "gamma", "beta"}
+        status, body = await t.call("alpha", "GET", "/cs/queues")
+        assert status == 200, body
+        listed = {i["name"]: i for i in body["items"]}
+        assert {name, sales, desk} <= set(listed) and listed[desk]["capacity"] == 1 and listed[desk]["active"] == 1
+        status, body = await t.call("alpha", "GET", f"/cs/chats?queue={desk}")
+        assert status == 200, body
+        assert [(c["id"], c["state"], c["agent"]) for c in body["items"]] == [(waiting, "active", "frank@localhost")]
+        status, body = await t.call("alpha", "GET", f"/cs/queues/{desk}/members")
+        assert status == 200 and [(m["jid"], m["load"]) for m in body["items"]] == [("frank@localhost", 1)], body
+        # A setting changed there is stored, and the owner reads the queue again.
+        status, body = await t.call("alpha", "PUT", f"/cs/queues/{desk}", json={"capacity": 2})
+        assert (status, body["capacity"], body["display_name"]) == (200, 2, desk.title()), body
+        async with asyncio.timeout(10):
+            while True:
+                figures = await admin.cs.figures(desk_jid)
+                if any(a.get("capacity") == "2" for a in figures.iter() if a.tag.endswith("}agent")):
+                    break
+                await asyncio.sleep(0.1)
+        status, _ = await t.call("alpha", "POST", f"/cs/chats/{waiting}/close")
+        assert status == 204
+        await erin.cs_event("closed", session=waiting, timeout=10)
+        status, body = await t.call("gamma", "GET", f"/cs/chats?queue={desk}")
+        assert (status, body["items"]) == (200, [])
+        # The list of queues (iq to the service, answered by erin's node alpha) is storage's too.
+        got = await erin.cs.queues(DOMAIN)
+        assert {name, sales, desk} <= {el.get("name") for el in got.iter() if el.tag.endswith("}queue")}
 
 
 async def test_sigkill_of_the_queue_node_mid_chat_and_with_a_waiting_visitor(tmp_path: Path, prefix: str) -> None:

@@ -1,6 +1,7 @@
 """urn:xmppd:cs:0 storage: the repository contract on memory, SQLite and MariaDB."""
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -228,3 +229,28 @@ async def test_open_chat_follows_a_transfer(cs_repo: Any) -> None:
     await cs_repo.save_session(moved)
     assert await cs_repo.open_chat("support", "v@x") == moved
     assert await cs_repo.open_chat("sales", "v@x") is None
+
+
+async def test_claim_session_with_capacity_counts_the_agents_chats_in_every_queue(cs_repo: Any) -> None:
+    """docs/cluster.md §5: a claim with ``capacity`` gives the chat only while its agent holds
+    fewer offered or active chats than that in every queue together, counted in the claim's
+    transaction: two claims at once (two nodes) for one free seat, exactly one wins."""
+    for q in ("support", "sales"):
+        await cs_repo.put_queue(QueueRecord(q, q.title()))
+        await cs_repo.set_member(MemberRecord(q, "ann@x", "agent", "Ann"))
+    await cs_repo.save_session(session("a", state="active", agent="ann@x"))
+    for sid, q in (("b", "sales"), ("c", "support"), ("d", "sales")):
+        await cs_repo.save_session(session(sid, queue=q))
+    # One chat in support: a second seat is free in sales, none after it.
+    assert await cs_repo.claim_session(session("b", queue="sales", state="offered", agent="ann@x"), "waiting", None, capacity=2)
+    assert not await cs_repo.claim_session(session("c", state="offered", agent="ann@x"), "waiting", None, capacity=2)
+    assert (await cs_repo.get_session("c")).state == "waiting"
+    # Its own row is not counted (an offer accepted), and without capacity nothing is counted.
+    assert await cs_repo.claim_session(session("b", queue="sales", state="active", agent="ann@x"), "offered", "ann@x", capacity=2)
+    await cs_repo.save_session(session("a", state="closed", agent="ann@x", closed_at=at(1), close_reason="agent"))
+    results = await asyncio.gather(
+        cs_repo.claim_session(session("c", state="active", agent="ann@x"), "waiting", None, capacity=2),
+        cs_repo.claim_session(session("d", queue="sales", state="active", agent="ann@x"), "waiting", None, capacity=2),
+    )
+    assert sorted(results) == [False, True]
+    assert sum(s.agent == "ann@x" for s in await cs_repo.open_sessions()) == 2
