@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
+from xmppd.cluster.gates import Gates
 from xmppd.core.hooks import Flow, NodeEvent, Routed
 from xmppd.errors import Condition, StanzaError
 from xmppd.jid import JID
@@ -68,7 +69,7 @@ class QueueCluster:
         self._owners: dict[str, tuple[str, float]] = {}  # queue -> (owner node, until)
         self.owner_seen: dict[str, str] = {}  # queue -> the node this node last forwarded to
         self._chat_queue: dict[str, str] = {}  # chat id -> its queue (read once from storage)
-        self._locks: dict[str, list[Any]] = {}  # queue -> [lock, stanzas using it]
+        self._gates = Gates()  # one look-up (and acquisition, and load) at a time per queue
         self._tokens: dict[str, int] = {}  # queue -> the last token this node held it with
         # Presence this node's own sessions sent to the service: (full JID, to) -> the stanza.
         self.sent: dict[tuple[JID, JID], etree._Element] = {}
@@ -174,7 +175,7 @@ class QueueCluster:
         the stanza concerns no queue). False: forwarded to the owner, or answered with an error."""
         queue = await self.queue_of(r)
         # Owned and loaded (while a stanza acquires and loads it, the others wait at its gate).
-        if queue is None or self.owns(queue) and not self.leaving and queue not in self._locks:
+        if queue is None or self.owns(queue) and not self.leaving and queue not in self._gates:
             return True
         cached = self._owners.get(queue)
         if cached is not None and hops == 0 and not self.leaving:
@@ -182,17 +183,8 @@ class QueueCluster:
                 self._forward(cached[0], r, hops)
                 return False
             del self._owners[queue]
-        gate = self._locks.get(queue)
-        if gate is None:
-            gate = self._locks[queue] = [asyncio.Lock(), 0]
-        gate[1] += 1
-        try:
-            async with gate[0]:
-                return await self._locate(r, hops, queue)
-        finally:
-            gate[1] -= 1
-            if not gate[1]:
-                del self._locks[queue]
+        async with self._gates.hold(queue):
+            return await self._locate(r, hops, queue)
 
     async def _locate(self, r: Routed, hops: int, queue: str) -> bool:
         if self.owns(queue) and not self.leaving:

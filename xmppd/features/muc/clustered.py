@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
+from ...cluster.gates import Gates
 from ...core.hooks import Flow, NodeEvent, Routed
 from ...errors import Condition, StanzaError
 from ...jid import JID
@@ -76,7 +77,7 @@ class RoomCluster:
         self._clock = asyncio.get_running_loop().time
         # Owner side: the node of each occupant whose stanzas came through the bus.
         self.occupant_node: dict[JID, str] = {}
-        self._locks: dict[JID, list[Any]] = {}  # room -> [lock, stanzas using it]
+        self._gates = Gates()  # one look-up (and acquisition, and load) at a time per room
         # A graceful stop began (``leave``): this node acquires nothing any more, and what still
         # reaches it (its stream is read until it stops) is forwarded to a node that stays.
         self.leaving = False
@@ -108,17 +109,8 @@ class RoomCluster:
             del self._owners[room_jid]
         # One look-up (and acquisition, and load) at a time per room on this node: two stanzas
         # arriving together must not load the room twice.
-        gate = self._locks.get(room_jid)
-        if gate is None:
-            gate = self._locks[room_jid] = [asyncio.Lock(), 0]
-        gate[1] += 1
-        try:
-            async with gate[0]:
-                return await self._locate(r, hops, room_jid)
-        finally:
-            gate[1] -= 1
-            if not gate[1]:
-                del self._locks[room_jid]
+        async with self._gates.hold(room_jid):
+            return await self._locate(r, hops, room_jid)
 
     async def _locate(self, r: Routed, hops: int, room_jid: JID) -> bool:
         svc = self.service
