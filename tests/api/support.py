@@ -42,3 +42,12 @@ async def api_server(tmp_path: Path, *overrides: str) -> AsyncIterator[Api]:
     async with running_server(tmp_path, "listen.http=127.0.0.1:0", TOKENS, *overrides) as server:
         async with aiohttp.ClientSession() as session:
             yield Api(server, session)
+
+
+async def call_once(port: int, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+    """One request to the REST API (``/api/v1`` + ``path``) on ``port`` as the admin: a cluster
+    node of a test -> (status, decoded JSON or None)."""
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{port}/api/v1{path}"
+        async with http.request(method, url, headers={"Authorization": f"Bearer {ADMIN}"}, **kw) as r:
+            return r.status, (await r.json() if r.content_type == "application/json" else None)

@@ -12,10 +12,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from ..api.support import ADMIN, TOKENS
+from ..api.support import TOKENS, call_once
 from ..features.test_admin import watch_end
 from ..helpers import slix_close
 from .procs import STARTUP, Proc, Two, free_port, start_xmppd, two_nodes
@@ -35,10 +34,7 @@ class TwoWithApi(Two):
         return proc
 
     async def call(self, node: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as http:
-            url = f"http://127.0.0.1:{self.http[node]}/api/v1{path}"
-            async with http.request(method, url, headers={"Authorization": f"Bearer {ADMIN}"}, **kw) as r:
-                return r.status, (await r.json() if r.content_type == "application/json" else None)
+        return await call_once(self.http[node], method, path, **kw)
 
 
 @pytest.fixture

@@ -14,13 +14,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from slixmpp.exceptions import IqError
 
 from xmppd.cluster.leases import rendezvous
 
-from ..api.support import ADMIN, TOKENS
+from ..api.support import TOKENS, call_once
 from ..extensions.customer_service.conftest import Client
 from ..helpers import slix
 from .procs import Proc, free_port, start_xmppd
@@ -64,10 +63,7 @@ class Site(Three):
 
     async def call(self, node: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
         """The REST API of ``node``, as the admin."""
-        async with aiohttp.ClientSession() as http:
-            url = f"http://127.0.0.1:{self.http[node]}/api/v1{path}"
-            async with http.request(method, url, headers={"Authorization": f"Bearer {ADMIN}"}, **kw) as r:
-                return r.status, (await r.json() if r.content_type == "application/json" else None)
+        return await call_once(self.http[node], method, path, **kw)
 
     def csq_owner(self, queue: str) -> str | None:
         return self.owner(queue, "csq")
