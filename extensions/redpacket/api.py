@@ -89,7 +89,7 @@ def operations(f: "RedPacket") -> list[Operation]:
     async def balance(req: ApiRequest) -> Any:
         owner = await owner_of(req)
         amount = await f.repo.balance(owner)
-        return {"owner": owner, "balance": amount, "display": f._money(amount)}
+        return {"owner": owner, "balance": amount, "display": f.amount_text(amount)}
 
     async def ledger(req: ApiRequest) -> Any:
         owner = await owner_of(req)
