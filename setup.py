@@ -64,6 +64,9 @@ setup(
             "pytest>=8",
             "pytest-asyncio>=0.23",
             "pytest-timeout>=2.3",
+            # The whole suite runs in parallel worker processes (scripts/test: -n 4): most tests
+            # wait on sockets and server processes, not on the CPU, and CI has 30 minutes.
+            "pytest-xdist>=3.5",
             "slixmpp>=1.8",
             "xmlschema>=3",
             "hypothesis>=6",
