@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Callable
+from contextlib import closing
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import aioxmpp
 import pytest
+from lxml import etree
 
 from xmppd.transport.tls import ensure_certificate
 
@@ -54,6 +57,15 @@ async def _until(pred: Callable[[], Any], timeout: float = 10, why: Callable[[],
         await asyncio.wait_for(go(), timeout)
     except TimeoutError:
         raise AssertionError(f"not within {timeout} s: {why()}") from None
+
+
+def _offline_count(two: Two, user: str) -> int:
+    """Messages in ``user``'s offline storage, read from the nodes' shared SQLite file."""
+    with closing(sqlite3.connect(two.tmp / "shared.db", timeout=5)) as db:
+        return db.execute(
+            "SELECT COUNT(*) FROM offline_messages o JOIN accounts a ON a.id = o.account_id WHERE a.username = ?",
+            (user,),
+        ).fetchone()[0]
 
 
 async def _plain(two: Two, node: str, jid: str, plugins: tuple[str, ...] = ()) -> Any:
@@ -194,6 +206,10 @@ async def test_resuming_a_session_whose_node_was_killed_fails_and_its_messages_a
         await two.nodes["alpha"].wait_log(r"cleaned up after node beta")
         await two.nodes["alpha"].wait_log(r"1 messages queued for bob@localhost/phone on node beta, which died, were sent on")
         await two.wait_entry("bob@localhost", "phone", None)  # whether the failed resumption or the cleanup removed it
+        # The cleanup's log line comes when beta's stream is drained; the drained message's
+        # look-up (has the session moved?) ends in offline storage a moment later: wait for
+        # both earlier messages there before the third is sent, so that the order is known.
+        await _until(lambda: _offline_count(two, "bob") == 2, 10, lambda: _offline_count(two, "bob"))
         alice.send_message(mto="bob@localhost", mbody="to bob after beta's cleanup", mtype="chat")
         # after the cleanup: the id names nothing any more
         failed = await bob2.resume(bob.resume_id, bob.received)
@@ -201,7 +217,12 @@ async def test_resuming_a_session_whose_node_was_killed_fails_and_its_messages_a
         await asyncio.sleep(0.3)
         await bob2.bind("phone")  # a fresh session: its initial presence brings the offline messages
         bob2.send_stanza("<presence/>")
-        got = [m.findtext("{jabber:client}body") for m in await bob2.messages(3, timeout=10)]
+        got: list[str | None] = []
+        try:
+            while len(got) < 3:
+                got.append((await bob2.expect(lambda e: e.tag == "{jabber:client}message", 10)).findtext("{jabber:client}body"))
+        except TimeoutError:
+            raise AssertionError(f"bob's fresh session got {got}; other elements: {[etree.tostring(e) for e in bob2.skipped]}") from None
         # the first two were stored offline by alpha in either order (the failed resumption's
         # fallback, the cleanup's), both before the third was sent
         assert sorted(got[:2]) == ["queued while bob hibernates", "to the phone while beta is dead"], got

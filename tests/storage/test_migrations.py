@@ -25,8 +25,6 @@ from xmppd.storage.migrations import (
     version_locations,
 )
 
-pytestmark = pytest.mark.asyncio
-
 CORE_TABLES = {"accounts", "account_credentials", "server_secrets", "webhook_outbox"}
 CORE_REVISIONS = ["core_0001", "core_0002", "core_0003"]
 CORE_HEAD = CORE_REVISIONS[-1]
