@@ -56,11 +56,6 @@ from .visitor_commands import VisitorCommands
 
 __all__ = ["Agent", "CsOptions", "CustomerService"]
 
-# In a cluster, from the node of an anonymous visitor whose session ended, to each queue it wrote
-# to (handled by that queue's owner, as the visitor's messages are): the visitor is gone.
-_VISITOR_GONE = f"{{{NS}#cluster}}visitor-gone"
-_MAX_GUEST_QUEUES = 16  # queues remembered per anonymous visitor of this node
-
 
 @dataclass(frozen=True, slots=True)
 class CsOptions:
@@ -110,9 +105,6 @@ class CustomerService(Feature):
         self.state = LiveState(self.now)
         # Queues across cluster nodes (``clustered.QueueCluster``); None on one node.
         self.cluster: Any = None
-        # In a cluster: the queues each anonymous visitor of this node wrote to (their owners are
-        # told when its session ends, ``visitor_gone``).
-        self.guest_queues: dict[JID, set[str]] = {}
         # The live indices under their familiar names (the same objects as in ``state``).
         self.queues = self.state.queues
         self.members = self.state.members
@@ -314,37 +306,12 @@ class CustomerService(Feature):
         if cluster is None:
             await self._receive(r)
             return
-        cluster.remember(r)
-        self._remember_guest(r)
+        cluster.remember(r)  # agents' presence, anonymous visitors' queues
         if r.kind == "presence" and r.to is not None and r.to.local is None and r.stanza.get("type") in (None, "unavailable"):
-            await self._split_presence(r)  # to the component: to each of the agent's queues' owners
+            await cluster.split_presence(r)  # to the component: to each of the agent's queues' owners
             return
-        if not await cluster.here(r, hops):
-            return
-        if r.kind == "message" and r.from_jid == JID(None, self.domain) and r.to is not None and r.to.local:
-            sid = cluster.handed_over(r)
-            if sid is not None:
-                async with self.locked():
-                    await cluster.take(r.to.local, sid)
-                return
-            asked = cluster.told(r)
-            if asked is not None:
-                async with self.locked():
-                    if asked == "close":
-                        s = self.open.get(r.to.local[2:])
-                        if s is not None:
-                            await self.close(s, "supervisor")
-                        return
-                    if asked == "reload":
-                        await cluster.learn_queue(r.to.local)
-                    else:
-                        self.state.forget_tries()
-                    await self.dispatch(r.to.local)
-                return
-        if r.kind == "message" and r.stanza.find(_VISITOR_GONE) is not None:
-            if r.from_jid.domain == self.ctx.config.anonymous.domain:  # (a visitor may end its own chats)
-                await self.visitor_gone(str(r.from_jid.bare))
-            return
+        if not await cluster.here(r, hops) or await cluster.internal(r):
+            return  # forwarded to the queue's owner, or a message between nodes handled there
         try:
             await self._receive(r)
         except FencedOut as exc:
@@ -353,17 +320,6 @@ class CustomerService(Feature):
                 await cluster.fenced_out(queue, exc)
             if r.kind != "presence":
                 self.ctx.router.bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, "the queue moved to another node: try again"))
-
-    async def _split_presence(self, r: Routed) -> None:
-        """An agent's presence to the component itself, in a cluster: one copy to each queue
-        they serve as an agent (as storage says), handled by that queue's owner."""
-        who = str(r.from_jid.bare)
-        for m in await self.repo.members():
-            if m.jid == who and m.role == "agent":
-                p = etree.fromstring(etree.tostring(r.stanza))
-                to = JID(m.queue, self.domain)
-                p.set("to", str(to))
-                await self.receive(Routed(p, "presence", r.from_jid, to))
 
     async def _receive(self, r: Routed) -> None:
         to = r.to
@@ -425,40 +381,17 @@ class CustomerService(Feature):
             await self.presence.session_closed(jid)
             if jid.domain == self.ctx.config.anonymous.domain:
                 await self.visitor_gone(str(jid.bare))
-                for queue in self.guest_queues.pop(jid, ()):
-                    await self._tell_visitor_gone(jid, queue)
+                if self.cluster is not None:
+                    await self.cluster.guest_gone(jid)
         return Flow.CONTINUE
 
     async def visitor_gone(self, visitor: str) -> None:
         """An anonymous visitor's address died with its session (docs/auth.md): its chats end
         as if it had closed them; the agent is told. (This node's chats; in a cluster the
-        owners of the queues it wrote to are told too, ``_tell_visitor_gone``.)"""
+        owners of the queues it wrote to are told too, ``QueueCluster.guest_gone``.)"""
         async with self.locked():
             for s in [s for s in self.open.values() if s.visitor == visitor]:
                 await self.close(s, "visitor")
-
-    def _remember_guest(self, r: Routed) -> None:
-        """(In a cluster.) A message or iq (``<join/>``) one of this node's anonymous visitors
-        sent to a queue."""
-        to = r.to
-        if r.origin is None or r.kind == "presence" or to is None or not to.local or to.local.startswith("s-"):
-            return
-        if r.from_jid.domain != self.ctx.config.anonymous.domain:
-            return
-        queues = self.guest_queues.setdefault(r.from_jid, set())
-        if len(queues) < _MAX_GUEST_QUEUES:
-            queues.add(to.local)
-
-    async def _tell_visitor_gone(self, visitor: JID, queue: str) -> None:
-        """The owner of ``queue`` (this node or another) closes ``visitor``'s chats: a message
-        from the visitor, routed as its lines are (to the queue a transferred chat is in now)."""
-        to = JID(queue, self.domain)
-        m = etree.Element(f"{{{ns.CLIENT}}}message", {"from": str(visitor), "to": str(to), "type": "normal"}, nsmap={None: ns.CLIENT})
-        etree.SubElement(m, _VISITOR_GONE)
-        try:
-            await self.receive(Routed(m, "message", visitor, to))
-        except Exception:
-            self.log.exception("telling queue %s that visitor %s is gone failed", queue, visitor)
 
     # ================================================================== the cluster
 
