@@ -12,7 +12,8 @@ start. All changes run under one lock, so routing decisions never interleave.
 This module holds the feature's wiring and the actions that change a chat (offer, assign,
 transfer, close, rate); the rest has its own module: ``wire`` (elements), ``policy`` (routing
 and permission rules, pure), ``state`` (live indices), ``repository`` (storage), ``relay``
-(messages), ``presence`` (agents' presence), ``iqs`` (iq requests), ``timers``, ``commands`` and
+(messages), ``presence`` (agents' presence), ``queues`` (queue and member administration),
+``clustered`` (queues across cluster nodes), ``followers`` (watchers, a second agent), ``iqs`` (iq requests), ``timers``, ``commands`` and
 ``visitor_commands`` (XEP-0050), ``api`` (REST); ``service.CsService`` is the typed view those
 modules get of this class.
 """
@@ -37,18 +38,19 @@ from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
 from xmppd.jid import JID
 from xmppd.xml import ns
-from xmppd.xml.attrs import jid_attr
-from xmppd.xml.builder import element, sub
+from xmppd.xml.builder import element
 
 from . import policy, prechat, wire
 from .api import operations
 from .canned import CannedReplies
 from .commands import CsCommands
+from .followers import Followers
 from .iqs import CsIqs
 from .presence import SUBSCRIPTION_TYPES, AgentPresence
 from .protocol import LOCALE, NS, CsError, q
+from .queues import QueueAdmin
 from .relay import Relay
-from .repository import ROLES, CsRepository, FencedOut, MemberRecord, QueueRecord, SessionRecord, SqlCsRepository, TranscriptLine
+from .repository import CsRepository, FencedOut, QueueRecord, SessionRecord, SqlCsRepository, TranscriptLine
 from .state import Agent, LiveState
 from .tickets import TicketDesk
 from .timers import Timers
@@ -115,6 +117,8 @@ class CustomerService(Feature):
         self.timers = Timers(self, self.options.timer_interval)
         self.tickets = TicketDesk(self)
         self.canned = CannedReplies(self)
+        self.admin = QueueAdmin(self)
+        self.followers = Followers(self)
         await self._load()
         self.ctx.add_service(self.domain, self)
         CsIqs(self).register()
@@ -192,6 +196,10 @@ class CustomerService(Feature):
         for fn in after:
             await fn()
 
+    def after(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """(Under the lock.) Run ``fn`` once the lock is released."""
+        self._after.append(fn)
+
     def owns(self, queue: str) -> bool:
         """Whether this node serves ``queue``'s line: always on one node; in a cluster, the
         holder of its lease (docs/cluster.md §5)."""
@@ -223,7 +231,7 @@ class CustomerService(Feature):
         elif not self.owns(s.queue):  # transferred to a queue another cluster node holds
             self.state.unindex(s)
             cluster = self.cluster
-            self._after.append(lambda: cluster.hand_over(s))
+            self.after(lambda: cluster.hand_over(s))
         else:
             self.state.index(s)
         return s
@@ -420,95 +428,6 @@ class CustomerService(Feature):
         return Flow.CONTINUE
 
     # ================================================================== actions
-
-    async def put_queue(self, p: etree._Element) -> None:
-        """Create or update the queue a ``<queue/>`` element describes (absent settings: kept)."""
-        name = wire.queue_name(p)
-        async with self.locked():
-            # A cluster node not holding the queue (REST API, ad-hoc command) starts from storage
-            # and has the owner read it again (docs/cluster.md §5).
-            base = self.queues.get(name) if self.owns(name) else await self.repo.get_queue(name)
-            new = wire.queue_from_element(base or QueueRecord(name=name, display_name=name), p)
-            await self.repo.put_queue(new)
-            self.queues[name] = new
-            self.members.setdefault(name, {})
-            await self.dispatch(name)
-            self._tell_owner(name)
-
-    def _tell_owner(self, name: str) -> None:
-        """(Under the lock.) In a cluster, on a node not holding ``name``: once the lock is
-        released, its owner reads the queue's record and members from storage again."""
-        cluster = self.cluster
-        if cluster is not None and not cluster.owns(name):
-            self._after.append(lambda: cluster.reload(name))
-
-    async def delete_queue(self, name: str) -> None:
-        async with self.locked():
-            if self.owns(name):
-                self.queue(name)
-                busy = any(s.queue == name for s in self.open.values())
-            else:  # a cluster node not holding it: storage says
-                if await self.repo.get_queue(name) is None:
-                    raise CsError(Condition.ITEM_NOT_FOUND, "no_queue", name=repr(name), domain=self.domain)
-                busy = bool(await self.repo.open_sessions(name))
-            if busy:
-                raise CsError(Condition.CONFLICT, "queue_busy")
-            await self.repo.delete_queue(name)
-            self._tell_owner(name)
-            self.queues.pop(name, None)
-            self.members.pop(name, None)
-            self.state.rr.pop(name, None)
-            for a in self.agents.values():
-                a.presence.pop(name, None)
-
-    async def set_member(self, qr: QueueRecord, p: etree._Element) -> None:
-        """Assign (or with role='none' remove) an agent or supervisor of ``qr``."""
-        jid = jid_attr(p, "jid", account=True)
-        if jid is None:
-            raise CsError(Condition.BAD_REQUEST, "member_jid")
-        role = p.get("role", "agent")
-        if role not in (*ROLES, "none"):
-            raise CsError(Condition.BAD_REQUEST, "member_role")
-        async with self.locked():
-            if self.cluster is not None and not self.owns(qr.name):
-                await self.cluster.learn_queue(qr.name)  # the members as storage has them
-                self._tell_owner(qr.name)
-            self.members.setdefault(qr.name, {})
-            key = str(jid)
-            was_agent = self.role(qr.name, key) == "agent"
-            if role == "none":
-                await self.repo.remove_member(qr.name, key)
-                self.members[qr.name].pop(key, None)
-            else:
-                m = MemberRecord(qr.name, key, role, (p.get("nick") or "")[:191], wire.skills_attr(p))
-                await self.repo.set_member(m)
-                self.members[qr.name][key] = m
-            if was_agent and role != "agent":
-                a = self.agents.get(key)
-                if a is not None:
-                    a.presence.pop(qr.name, None)
-                self._after.append(lambda: self.presence.release(key, self.queue_jid(qr.name)))
-                if not self.presence.follows(JID(None, self.domain), key):
-                    self._after.append(lambda: self.presence.release(key, self.domain))
-            await self.dispatch(qr.name)
-
-    async def figures(self, queue: str) -> etree._Element:
-        qr = self.queues[queue]
-        served, avg = await self.repo.wait_stats(queue)
-        line = self.line(queue)
-        active = sum(1 for s in self.open.values() if s.queue == queue and s.state == "active")
-        out = element(
-            q("figures"),
-            {"queue": self.queue_jid(queue), "waiting": str(len(line)), "active": str(active), "served": str(served), "average-wait": f"{avg:.1f}"},
-            default_ns=NS,
-        )
-        for jid, m in self.members.get(queue, {}).items():
-            if m.role != "agent":
-                continue
-            status = self.agents[jid].status(queue) if jid in self.agents else "offline"
-            sub(out, q("agent"), {"jid": jid, "nick": self.nick(queue, jid), "load": str(self.state.load(jid)), "capacity": str(qr.capacity), "status": status})
-        return out
-
 
     async def agent_gone(self, agent: str) -> None:
         """An agent dropped: their sessions go back to the head of their lines, visitors told."""
@@ -711,7 +630,7 @@ class CustomerService(Feature):
             await self.dispatch(name)
         cluster = self.cluster
         if cluster is not None:
-            self._after.append(lambda: cluster.nudge(agent))
+            self.after(lambda: cluster.nudge(agent))
 
     async def close(self, s: SessionRecord, reason: str) -> None:
         agent = s.agent if s.state in ("active", "offered") else None
@@ -728,50 +647,6 @@ class CustomerService(Feature):
             self.state.forget_tries()
             await self.seat_freed(agent)
         await self.dispatch(s.queue)
-
-    async def copy(self, s: SessionRecord, nick: str, body: str, *, skip: str | None = None) -> None:
-        """A line of chat ``s`` to those who follow it beside its agent (watchers, invited agents)."""
-        for o in self.state.others(s.id):
-            if o != skip:
-                await self.to_agent(s, o, f"{nick}: {body}")
-
-    async def watch(self, s: SessionRecord, who: JID) -> None:
-        """A supervisor of the chat's queue (or an admin) follows a live chat from its session JID."""
-        me = str(who.bare)
-        if self.role(s.queue, me) != "supervisor" and not self.ctx.is_admin(who):
-            raise CsError(Condition.FORBIDDEN, "only_supervisor")
-        if s.state != "active":
-            raise CsError(Condition.UNEXPECTED_REQUEST, "not_active")
-        self.state.watchers.setdefault(s.id, set()).add(me)
-        lines = await self.repo.transcript(s.id, last=self.options.transfer_transcript_lines)
-        head = self.t(me, "agent.watching", visitor=s.visitor, nick=self.nick(s.queue, s.agent or ""))
-        await self.to_agent(s, me, "\n".join(filter(None, [head, wire.transcript_text(lines)])), element(q("watching"), {"session": s.id}))
-
-    async def invite(self, s: SessionRecord, who: str, agent: str) -> None:
-        """The chat's agent brings a second agent of the queue in: they see the chat and write to the visitor."""
-        if s.agent != who or s.state != "active":
-            raise CsError(Condition.FORBIDDEN, "not_your_chat")
-        try:
-            agent = str(JID.parse(agent).bare)
-        except ValueError:
-            raise CsError(Condition.JID_MALFORMED, "agent_malformed") from None
-        if self.role(s.queue, agent) != "agent" or agent == who:
-            raise CsError(Condition.ITEM_NOT_FOUND, "not_an_agent", agent=agent)
-        if self.state.status(s.queue, agent) == "offline":
-            raise CsError(Condition.RECIPIENT_UNAVAILABLE, "unavailable", agent=agent)
-        self.state.helpers.setdefault(s.id, set()).add(agent)
-        await self.brief(s, agent, who)
-        await self.to_visitor_t(s, "visitor.joined", note=True, nick=self.nick(s.queue, agent))
-
-    async def leave(self, s: SessionRecord, who: str) -> None:
-        """A watcher or an invited agent leaves the chat."""
-        if who in self.state.helpers.get(s.id, set()):
-            self.state.helpers[s.id].discard(who)
-            await self.to_visitor_t(s, "visitor.left", note=True, nick=self.nick(s.queue, who))
-        elif who in self.state.watchers.get(s.id, set()):
-            self.state.watchers[s.id].discard(who)
-        else:
-            raise CsError(Condition.ITEM_NOT_FOUND, "not_following")
 
     async def rate(self, visitor: str, entry: str | None, sid: str | None, score: int, comment: str) -> None:
         if sid is not None:
@@ -806,7 +681,7 @@ class CustomerService(Feature):
         a = self.state.agent(who)
         a.paused = paused
         if not a.online:  # never announced to us: follow their ordinary presence from now on
-            self._after.append(lambda: self.presence.track(who))
+            self.after(lambda: self.presence.track(who))
         if not paused:
             a.misses = 0
             self.state.forget_tries()
