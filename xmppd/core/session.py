@@ -19,6 +19,7 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lxml import etree
@@ -30,7 +31,7 @@ from ..protocol import events as ev
 from ..protocol.c2s import C2SStream, State
 from ..protocol.sasl import ScramCredentials
 from . import durability
-from .hooks import SESSION_BOUND, SESSION_CLOSED, SessionEvent
+from .hooks import SESSION_BOUND, SESSION_CLOSED, Routed, SessionEvent
 from .limits import TokenBucket
 from .sessions import ResourceLimitExceeded
 
@@ -121,7 +122,7 @@ class Session:
         "presence", "interested", "data", "last_active", "connected_at", "_queue", "_drain",
         "_auth_timer", "_closed", "_pauses", "websocket", "closed_event", "observer", "__weakref__",
         "_bytes", "_stanzas", "_held", "_shaper_timer", "_stanza_timer", "_tail_open", "_waiting",
-        "_throttled", "_ended", "_was_bound", "_held_out",
+        "_throttled", "_ended", "_was_bound", "_held_out", "inbound",
     )
 
     def __init__(self, host: "SessionHost", stream: C2SStream, transport: Transport, peer: str, *, websocket: bool = False) -> None:
@@ -137,6 +138,9 @@ class Session:
         self.presence: etree._Element | None = None  # last broadcast presence
         self.interested = False  # requested the roster (RFC 6121 "interested resource")
         self.data: dict[str, Any] = {}  # per-feature state, keyed by feature name
+        # Where this session's stanzas go instead of the STANZA_IN chain and routing: set only
+        # for a guest of the anonymous host (core/guests.py, ``Guests.admit``).
+        self.inbound: Callable[[Routed], Awaitable[None]] | None = None
         self.last_active = time.monotonic()
         self.connected_at = self.last_active
         self.websocket = websocket
@@ -803,6 +807,7 @@ class Session:
         self.priority = old.priority
         self.presence = old.presence
         self.interested = old.interested
+        self.inbound = old.inbound
         host.sessions.bind(self, old.jid.bare, old.jid.resource)  # replaces old in place
         if self._auth_timer is not None:
             self._auth_timer.cancel()
