@@ -32,7 +32,7 @@ from xmppd.timestamps import optional
 from .models import IdempotencyConflict, InsufficientFunds, LedgerEntry, Packet
 
 if TYPE_CHECKING:
-    from .feature import RedPacket
+    from .service import RedPacketService
 
 OWNER = {"type": "string", "minLength": 1, "maxLength": 3071}
 AMOUNT = {"type": "integer", "minimum": 1, "maximum": 10**15}
@@ -70,7 +70,7 @@ def packet_json(p: Packet) -> dict[str, Any]:
     return out
 
 
-def operations(f: "RedPacket") -> list[Operation]:
+def operations(f: "RedPacketService") -> list[Operation]:
     ctx = f.ctx
     max_page = ctx.config.api.max_page
 

@@ -24,7 +24,7 @@ from .models import InsufficientFunds
 from .payments import CONFIRMED, KINDS, REJECTED, PaymentConflict, PaymentNotFound, PaymentRepository
 
 if TYPE_CHECKING:
-    from .feature import RedPacket
+    from .service import RedPacketService
 
 PAYMENT_ID = {"type": "string", "minLength": 1, "maxLength": 32, "pattern": "^[0-9a-f]+$"}
 AMOUNT = {"type": "integer", "minimum": 1, "maximum": 10**15}
@@ -40,7 +40,7 @@ PAYMENT = obj(
 )
 
 
-def operations(f: "RedPacket") -> list[Operation]:
+def operations(f: "RedPacketService") -> list[Operation]:
     ctx = f.ctx
 
     def repo() -> PaymentRepository:
