@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from xmppd.api.framework import ApiError, ApiRequest, Operation, Reply, bad_request, conflict, not_found, obj, xml_text
-from xmppd.jid import JID, JIDError
+from xmppd.api.framework import ApiError, ApiRequest, Operation, Reply, bad_request, conflict, local_account, not_found, obj, xml_text
 
 from .models import InsufficientFunds
 from .payments import CONFIRMED, KINDS, REJECTED, PaymentConflict, PaymentNotFound, PaymentRepository
@@ -50,15 +49,7 @@ def operations(f: "RedPacketService") -> list[Operation]:
 
     async def ask(req: ApiRequest) -> Any:
         payments = repo()
-        text = req.body["owner"]
-        try:
-            jid = JID.parse(text if "@" in text else f"{text}@{ctx.domain}")
-        except JIDError as exc:
-            raise bad_request("invalid_jid", f"owner: {exc}") from None
-        if jid.domain != ctx.domain or jid.local is None or jid.resource is not None:
-            raise bad_request("invalid_jid", f"owner must be an account of {ctx.domain}")
-        if await ctx.accounts.get(jid.local, ctx.domain) is None:
-            raise not_found("user_not_found", f"no account {jid}")
+        jid = await local_account(req.body["owner"], "owner", ctx.domain, ctx.accounts)
         try:
             payment, created = await payments.request(str(jid), req.body["kind"], req.body["amount"], f"api:{req.body['client_id']}"[:64], f.now())
         except PaymentConflict as exc:
