@@ -733,9 +733,7 @@ class Session:
 
     async def _established(self, full: JID) -> None:
         self.jid = full
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        self._cancel_auth_timer()
         self.stream.bind_result(full)
         self._flush()
         self.log.info("bound %s from %s", full, self.peer)
@@ -785,14 +783,7 @@ class Session:
         The caller moves the observer and re-sends what was not acknowledged."""
         assert old.jid is not None and not old._closed
         host = self.host
-        old._closed = True
-        old.observer = None
-        old._queue.clear()
-        old._stop_shaping()
-        if old._auth_timer is not None:
-            old._auth_timer.cancel()
-            old._auth_timer = None
-        old.transport.abort()  # a connection the client left behind ends now
+        old._lives_on_elsewhere()
         if old._held_out:  # waiting for their stores: written here after the stream is resumed
             self._held_out, old._held_out = old._held_out, None
             asyncio.get_running_loop().call_soon(self._release_out)
@@ -809,12 +800,25 @@ class Session:
         self.interested = old.interested
         self.inbound = old.inbound
         host.sessions.bind(self, old.jid.bare, old.jid.resource)  # replaces old in place
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        self._cancel_auth_timer()
         self.stream.resumed(old.jid)
         old.closed_event.set()
         self.log.info("resumed %s (was session %s) from %s", old.jid, old.sid, self.peer)
+
+    def _lives_on_elsewhere(self) -> None:
+        """(``adopt``, ``retire``.) Another stream took this session over: it ends without
+        cleanup, and the connection the client left behind ends now."""
+        self._closed = True
+        self.observer = None
+        self._queue.clear()
+        self._stop_shaping()
+        self._cancel_auth_timer()
+        self.transport.abort()
+
+    def _cancel_auth_timer(self) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
 
     def retire(self) -> list[bytes]:
         """XEP-0198 resumption on another node took this session over (docs/cluster.md §4): it
@@ -823,14 +827,7 @@ class Session:
         its stores (``_write``), in order, never written here: the caller forwards it."""
         held = [data for barrier, data in (self._held_out or ()) if barrier is None or not barrier.failed]
         self._held_out = None
-        self._closed = True
-        self.observer = None
-        self._queue.clear()
-        self._stop_shaping()
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
-        self.transport.abort()  # a connection the client left behind ends now
+        self._lives_on_elsewhere()
         self._leave_registry()
         self.host.connection_closed(self)
         self.closed_event.set()
@@ -850,9 +847,7 @@ class Session:
         self.priority = priority
         self.presence = presence
         self.interested = interested
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        self._cancel_auth_timer()
         self.stream.resumed(jid)
         self.log.info("resumed %s (moved from another node) from %s", jid, self.peer)
 
@@ -889,9 +884,7 @@ class Session:
                 self.observer.stanza_out(data)
             held.clear()
         self._closed = True
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        self._cancel_auth_timer()
         self._stop_shaping()
         host = self.host
         try:
