@@ -5,7 +5,8 @@ raised as events, whose handlers go away with the plugin.
 
 A plugin subclasses :class:`IqPlugin` and calls :meth:`IqPlugin.ask` and
 :meth:`IqPlugin.forward`; an error answer raises ``slixmpp.exceptions.IqError`` as any iq.
-:func:`element` makes the stanza class of a flat element (attributes and text children).
+:func:`element` makes the stanza class of a flat element (attributes and text children);
+:func:`register` makes stanza classes plugins of a parent (in ``plugin_init``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Any
 
 from slixmpp import Iq
 from slixmpp.plugins import BasePlugin
-from slixmpp.xmlstream import ElementBase
+from slixmpp.xmlstream import ElementBase, register_stanza_plugin
 from slixmpp.xmlstream.handler import Callback
 
-__all__ = ["IqPlugin", "element"]
+__all__ = ["IqPlugin", "element", "register"]
 
 
 def element(namespace: str, name: str, plugin_attrib: str, interfaces: str, sub_interfaces: str = "") -> type[ElementBase]:
@@ -31,6 +32,13 @@ def element(namespace: str, name: str, plugin_attrib: str, interfaces: str, sub_
         "name": name, "namespace": namespace, "plugin_attrib": plugin_attrib,
         "interfaces": set(interfaces.split()), "sub_interfaces": set(sub_interfaces.split()),
     })
+
+
+def register(parent: type[ElementBase], *plugins: type[ElementBase], iterable: bool = False) -> None:
+    """Make each of ``plugins`` a stanza plugin of ``parent`` (``iterable``: a repeated child,
+    found in ``parent.iterables``)."""
+    for plugin in plugins:
+        register_stanza_plugin(parent, plugin, iterable=iterable)
 
 
 class IqPlugin(BasePlugin):

@@ -168,6 +168,26 @@ async def slix_guest(server: Server, domain: str, *, timeout: float = 10) -> Any
     return client
 
 
+@contextlib.asynccontextmanager
+async def slix_component(port: int, domain: str, secret: str, plugins: tuple[str, ...] = ("xep_0030",)) -> AsyncIterator[Any]:
+    """A slixmpp XEP-0114 component for ``domain`` connected to the component listener on
+    ``port`` (handshake done), disconnected on exit."""
+    import slixmpp
+
+    comp = slixmpp.ComponentXMPP(domain, secret, "127.0.0.1", port)
+    for p in plugins:
+        comp.register_plugin(p)
+    started = asyncio.get_running_loop().create_future()
+    comp.add_event_handler("session_start", lambda _: started.done() or started.set_result(True))
+    comp.connect()
+    await asyncio.wait_for(started, 10)
+    try:
+        yield comp
+    finally:
+        comp.disconnect()
+        await asyncio.sleep(0.1)
+
+
 async def slix_close(client: Any) -> None:
     with contextlib.suppress(Exception):
         await client.disconnect(wait=2)

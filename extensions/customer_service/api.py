@@ -121,7 +121,7 @@ def operations(cs: "CsService") -> list[Operation]:
             if "prechat" in b:  # null or no fields: no form
                 form = prechat.definition(b["prechat"])
                 el.append(prechat.definition_element(form) if form else etree.Element(q("prechat")))
-            await cs.put_queue(el)
+            await cs.admin.put_queue(el)
         except StanzaError as err:
             raise from_stanza_error(err) from None
         qr = await queue_of(req)
@@ -130,7 +130,7 @@ def operations(cs: "CsService") -> list[Operation]:
     async def delete_queue(req: ApiRequest) -> Any:
         await queue_of(req)
         try:
-            await cs.delete_queue(req.params["queue"])
+            await cs.admin.delete_queue(req.params["queue"])
         except StanzaError as err:
             raise from_stanza_error(err) from None
         return None
@@ -158,7 +158,7 @@ def operations(cs: "CsService") -> list[Operation]:
         b = req.body
         el = etree.Element(q("member"), {"jid": req.params["jid"], "role": b["role"], "nick": b.get("nick", ""), "skills": b.get("skills", "")})
         try:
-            await cs.set_member(qr, el)
+            await cs.admin.set_member(qr, el)
         except StanzaError as err:
             raise from_stanza_error(err) from None
         m = next((m for m in await cs.repo.members(qr.name) if m.jid == req.params["jid"]), None) if clustered() \

@@ -50,6 +50,11 @@ _HANDED = f"{{{NS}#cluster}}handed-over"  # between nodes only: a chat transferr
 _FREED = f"{{{NS}#cluster}}seat-freed"  # between nodes only: an agent of the queue has a seat free
 _RELOAD = f"{{{NS}#cluster}}reload"  # between nodes only: the queue's record or members changed in storage
 _CLOSE = f"{{{NS}#cluster}}close"  # between nodes only: close the chat (as a supervisor: the REST API)
+# From the node of an anonymous visitor whose session ended, to each queue it wrote to (handled
+# by that queue's owner, as the visitor's messages are): the visitor is gone.
+_VISITOR_GONE = f"{{{NS}#cluster}}visitor-gone"
+_ASKS = (_HANDED, _FREED, _RELOAD, _CLOSE)  # what the component itself sends
+MAX_GUEST_QUEUES = 16  # queues remembered per anonymous visitor of this node
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:
@@ -73,6 +78,9 @@ class QueueCluster:
         self._tokens: dict[str, int] = {}  # queue -> the last token this node held it with
         # Presence this node's own sessions sent to the service: (full JID, to) -> the stanza.
         self.sent: dict[tuple[JID, JID], etree._Element] = {}
+        # The queues each anonymous visitor of this node wrote to (their owners are told when its
+        # session ends, ``guest_gone``).
+        self.guest_queues: dict[JID, set[str]] = {}
         self._removers = [port.serve(TAG, self._from_bus), self.leases.on_lost(KIND, self._lost)]
 
     # ---------------------------------------------------------------- ownership
@@ -292,9 +300,13 @@ class QueueCluster:
     # ---------------------------------------------------------------- agents' presence
 
     def remember(self, r: Routed) -> None:
-        """Presence one of this node's own sessions sent to the service: kept until unavailable,
-        sent again when a queue moves."""
-        if r.kind != "presence" or r.stanza.get("type") in (*SUBSCRIPTION_TYPES, "probe", "error"):
+        """What a stanza to the service tells this node to keep: presence one of its own sessions
+        sent (until unavailable, sent again when a queue moves), the queue an anonymous visitor
+        of this node wrote to (told when the visitor goes, ``guest_gone``)."""
+        if r.kind != "presence":
+            self._remember_guest(r)
+            return
+        if r.stanza.get("type") in (*SUBSCRIPTION_TYPES, "probe", "error"):
             return
         if r.to is None or self.cs.ctx.sessions.get(r.from_jid) is None:
             return
@@ -303,6 +315,29 @@ class QueueCluster:
             self.sent.pop(key, None)
         elif len(self.sent) < MAX_CACHED or key in self.sent:
             self.sent[key] = r.stanza
+
+    def _remember_guest(self, r: Routed) -> None:
+        """A message or iq (``<join/>``) one of this node's anonymous visitors sent to a queue."""
+        to = r.to
+        if r.origin is None or to is None or not to.local or to.local.startswith("s-"):
+            return
+        if r.from_jid.domain != self.cs.ctx.config.anonymous.domain:
+            return
+        queues = self.guest_queues.setdefault(r.from_jid, set())
+        if len(queues) < MAX_GUEST_QUEUES:
+            queues.add(to.local)
+
+    async def split_presence(self, r: Routed) -> None:
+        """An agent's presence to the component itself: one copy to each queue they serve as an
+        agent (as storage says), handled by that queue's owner."""
+        cs = self.cs
+        who = str(r.from_jid.bare)
+        for m in await cs.repo.members():
+            if m.jid == who and m.role == "agent":
+                p = etree.fromstring(etree.tostring(r.stanza))
+                to = JID(m.queue, cs.domain)
+                p.set("to", str(to))
+                await cs.receive(Routed(p, "presence", r.from_jid, to))
 
     def session_gone(self, full: JID) -> None:
         for key in [k for k in self.sent if k[0] == full]:
@@ -329,17 +364,7 @@ class QueueCluster:
     async def hand_over(self, s: Any) -> None:
         """A chat this node transferred to a queue another node holds (stored already): that
         queue's owner learns of it (acquiring the queue if nobody holds it). Call without the lock."""
-        me = JID(None, self.cs.domain)
-        to = JID(s.queue, self.cs.domain)
-        m = etree.Element(f"{{{ns.CLIENT}}}message", {"from": str(me), "to": str(to), "type": "normal"}, nsmap={None: ns.CLIENT})
-        etree.SubElement(m, _HANDED, {"session": s.id})
-        await self.cs.receive(Routed(m, "message", me, to))
-
-    @staticmethod
-    def handed_over(r: Routed) -> str | None:
-        """The chat a ``hand_over`` message names (only the component itself sends one)."""
-        el = r.stanza.find(_HANDED)
-        return el.get("session") if el is not None else None
+        await self._tell(s.queue, _HANDED, session=s.id)
 
     async def nudge(self, agent: str) -> None:
         """``agent`` freed a seat on this node: the other queues they serve (as storage says)
@@ -362,21 +387,56 @@ class QueueCluster:
         await self._tell(f"s-{sid}", _CLOSE)
 
     async def _tell(self, local: str, tag: str, **attrs: str) -> None:
-        me = JID(None, self.cs.domain)
-        to = JID(local, self.cs.domain)
-        msg = etree.Element(f"{{{ns.CLIENT}}}message", {"from": str(me), "to": str(to), "type": "normal"}, nsmap={None: ns.CLIENT})
-        etree.SubElement(msg, tag, attrs)
-        await self.cs.receive(Routed(msg, "message", me, to))
+        await self.cs.receive(self._internal(JID(None, self.cs.domain), local, tag, **attrs))
 
-    @staticmethod
-    def told(r: Routed) -> str | None:
-        """What a ``nudge``, ``reload`` or ``close_chat`` message asks ("seat-freed", "reload",
-        "close"; only the
-        component itself sends one), or None."""
-        for el in r.stanza:
-            if el.tag in (_FREED, _RELOAD, _CLOSE):
-                return el.tag.rsplit("}", 1)[1]
-        return None
+    def _internal(self, frm: JID, local: str, tag: str, /, **attrs: str) -> Routed:
+        """A message between nodes only, from ``frm`` to ``local`` at the service, carrying ``tag``."""
+        to = JID(local, self.cs.domain)
+        m = etree.Element(f"{{{ns.CLIENT}}}message", {"from": str(frm), "to": str(to), "type": "normal"}, nsmap={None: ns.CLIENT})
+        etree.SubElement(m, tag, attrs)
+        return Routed(m, "message", frm, to)
+
+    async def guest_gone(self, visitor: JID) -> None:
+        """An anonymous visitor of this node is gone: the owner of each queue it wrote to (this
+        node or another) closes its chats, told by a message from the visitor, routed as its
+        lines are (to the queue a transferred chat is in now)."""
+        for queue in self.guest_queues.pop(visitor, ()):
+            try:
+                await self.cs.receive(self._internal(visitor, queue, _VISITOR_GONE))
+            except Exception:
+                log.exception("telling queue %s that visitor %s is gone failed", queue, visitor)
+
+    async def internal(self, r: Routed) -> bool:
+        """(On the queue's owner.) A message between nodes only, handled here (True): from the
+        component itself, a chat handed over (``hand_over``), a seat freed (``nudge``), a queue
+        to read again (``reload``), a chat to close (``close_chat``); from an anonymous
+        visitor's node, the visitor gone (``guest_gone``). False: any other stanza."""
+        if r.kind != "message":
+            return False
+        cs = self.cs
+        to = r.to
+        if r.from_jid == JID(None, cs.domain) and to is not None and to.local:
+            el = next((el for el in r.stanza if el.tag in _ASKS), None)
+            if el is not None:
+                async with cs.locked():
+                    if el.tag == _HANDED:
+                        await self.take(to.local, el.get("session") or "")
+                    elif el.tag == _CLOSE:
+                        s = cs.open.get(to.local[2:])
+                        if s is not None:
+                            await cs.close(s, "supervisor")
+                    else:
+                        if el.tag == _RELOAD:
+                            await self.learn_queue(to.local)
+                        else:
+                            cs.state.forget_tries()
+                        await cs.dispatch(to.local)
+                return True
+        if r.stanza.find(_VISITOR_GONE) is not None:
+            if r.from_jid.domain == cs.ctx.config.anonymous.domain:  # (a visitor may end its own chats)
+                await cs.visitor_gone(str(r.from_jid.bare))
+            return True
+        return False
 
     async def learn_queue(self, name: str) -> None:
         """A queue another node created: its record and members from storage (a mirror here)."""

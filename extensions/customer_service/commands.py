@@ -186,7 +186,7 @@ class CsCommands:
             if v.get("prechat"):  # JSON (§4.1); "{}" or {"fields": []} removes the form
                 form = prechat.parse_json_text("\n".join(v["prechat"]) if isinstance(v["prechat"], list) else v["prechat"])
                 el.append(prechat.definition_element(form) if form else etree.Element(q("prechat")))
-            await self.cs.put_queue(el)
+            await self.cs.admin.put_queue(el)
         except StanzaError as err:
             raise FormError(None, self._why(ex, err)) from None
         return self._t(ex, "saved", queue=self.cs.queue_jid(v["name"]))
@@ -194,7 +194,7 @@ class CsCommands:
     async def delete_queue(self, ex: Execution) -> str:
         name = ex.values["name"]
         try:
-            await self.cs.delete_queue(name)
+            await self.cs.admin.delete_queue(name)
         except StanzaError as err:
             raise FormError("name", self._why(ex, err)) from None
         return self._t(ex, "deleted", name=name)
@@ -265,7 +265,7 @@ class CsCommands:
         qr = self.cs.queues[ex.target.local or ""]
         el = etree.Element(q("member"), {"jid": str(v["jid"]), "role": v.get("role") or "agent", "nick": v.get("nick") or "", "skills": v.get("skills") or ""})
         try:
-            await self.cs.set_member(qr, el)
+            await self.cs.admin.set_member(qr, el)
         except StanzaError as err:
             raise FormError("jid", self._why(ex, err)) from None
         if v.get("role") == "none":
@@ -273,7 +273,7 @@ class CsCommands:
         return self._t(ex, "member_set", jid=v["jid"], role=v.get("role") or "agent", queue=qr.display_name)
 
     async def figures(self, ex: Execution) -> Result:
-        fig = await self.cs.figures(ex.target.local or "")
+        fig = await self.cs.admin.figures(ex.target.local or "")
         notes = [Note(self._t(ex, "figures_line", waiting=fig.get("waiting"), active=fig.get("active"), served=fig.get("served"), wait=fig.get("average-wait")))]
         for a in fig.findall(q("agent")):
             status = self.cs.t(ex.requester, "status." + (a.get("status") or "offline"))

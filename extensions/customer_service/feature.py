@@ -12,7 +12,8 @@ start. All changes run under one lock, so routing decisions never interleave.
 This module holds the feature's wiring and the actions that change a chat (offer, assign,
 transfer, close, rate); the rest has its own module: ``wire`` (elements), ``policy`` (routing
 and permission rules, pure), ``state`` (live indices), ``repository`` (storage), ``relay``
-(messages), ``presence`` (agents' presence), ``iqs`` (iq requests), ``timers``, ``commands`` and
+(messages), ``presence`` (agents' presence), ``queues`` (queue and member administration),
+``clustered`` (queues across cluster nodes), ``followers`` (watchers, a second agent), ``iqs`` (iq requests), ``timers``, ``commands`` and
 ``visitor_commands`` (XEP-0050), ``api`` (REST); ``service.CsService`` is the typed view those
 modules get of this class.
 """
@@ -37,29 +38,25 @@ from xmppd.core.server_owned import owned_namespace
 from xmppd.errors import Condition, StanzaError
 from xmppd.jid import JID
 from xmppd.xml import ns
-from xmppd.xml.attrs import jid_attr
-from xmppd.xml.builder import element, sub
+from xmppd.xml.builder import element
 
 from . import policy, prechat, wire
 from .api import operations
 from .canned import CannedReplies
 from .commands import CsCommands
+from .followers import Followers
 from .iqs import CsIqs
 from .presence import SUBSCRIPTION_TYPES, AgentPresence
 from .protocol import LOCALE, NS, CsError, q
+from .queues import QueueAdmin
 from .relay import Relay
-from .repository import ROLES, CsRepository, FencedOut, MemberRecord, QueueRecord, SessionRecord, SqlCsRepository, TranscriptLine
+from .repository import CsRepository, FencedOut, QueueRecord, SessionRecord, SqlCsRepository, TranscriptLine
 from .state import Agent, LiveState
 from .tickets import TicketDesk
 from .timers import Timers
 from .visitor_commands import VisitorCommands
 
 __all__ = ["Agent", "CsOptions", "CustomerService"]
-
-# In a cluster, from the node of an anonymous visitor whose session ended, to each queue it wrote
-# to (handled by that queue's owner, as the visitor's messages are): the visitor is gone.
-_VISITOR_GONE = f"{{{NS}#cluster}}visitor-gone"
-_MAX_GUEST_QUEUES = 16  # queues remembered per anonymous visitor of this node
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +107,6 @@ class CustomerService(Feature):
         self.state = LiveState(self.now)
         # Queues across cluster nodes (``clustered.QueueCluster``); None on one node.
         self.cluster: Any = None
-        # In a cluster: the queues each anonymous visitor of this node wrote to (their owners are
-        # told when its session ends, ``visitor_gone``).
-        self.guest_queues: dict[JID, set[str]] = {}
         # The live indices under their familiar names (the same objects as in ``state``).
         self.queues = self.state.queues
         self.members = self.state.members
@@ -123,6 +117,8 @@ class CustomerService(Feature):
         self.timers = Timers(self, self.options.timer_interval)
         self.tickets = TicketDesk(self)
         self.canned = CannedReplies(self)
+        self.admin = QueueAdmin(self)
+        self.followers = Followers(self)
         await self._load()
         self.ctx.add_service(self.domain, self)
         CsIqs(self).register()
@@ -200,6 +196,10 @@ class CustomerService(Feature):
         for fn in after:
             await fn()
 
+    def after(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """(Under the lock.) Run ``fn`` once the lock is released."""
+        self._after.append(fn)
+
     def owns(self, queue: str) -> bool:
         """Whether this node serves ``queue``'s line: always on one node; in a cluster, the
         holder of its lease (docs/cluster.md §5)."""
@@ -231,7 +231,7 @@ class CustomerService(Feature):
         elif not self.owns(s.queue):  # transferred to a queue another cluster node holds
             self.state.unindex(s)
             cluster = self.cluster
-            self._after.append(lambda: cluster.hand_over(s))
+            self.after(lambda: cluster.hand_over(s))
         else:
             self.state.index(s)
         return s
@@ -314,37 +314,12 @@ class CustomerService(Feature):
         if cluster is None:
             await self._receive(r)
             return
-        cluster.remember(r)
-        self._remember_guest(r)
+        cluster.remember(r)  # agents' presence, anonymous visitors' queues
         if r.kind == "presence" and r.to is not None and r.to.local is None and r.stanza.get("type") in (None, "unavailable"):
-            await self._split_presence(r)  # to the component: to each of the agent's queues' owners
+            await cluster.split_presence(r)  # to the component: to each of the agent's queues' owners
             return
-        if not await cluster.here(r, hops):
-            return
-        if r.kind == "message" and r.from_jid == JID(None, self.domain) and r.to is not None and r.to.local:
-            sid = cluster.handed_over(r)
-            if sid is not None:
-                async with self.locked():
-                    await cluster.take(r.to.local, sid)
-                return
-            asked = cluster.told(r)
-            if asked is not None:
-                async with self.locked():
-                    if asked == "close":
-                        s = self.open.get(r.to.local[2:])
-                        if s is not None:
-                            await self.close(s, "supervisor")
-                        return
-                    if asked == "reload":
-                        await cluster.learn_queue(r.to.local)
-                    else:
-                        self.state.forget_tries()
-                    await self.dispatch(r.to.local)
-                return
-        if r.kind == "message" and r.stanza.find(_VISITOR_GONE) is not None:
-            if r.from_jid.domain == self.ctx.config.anonymous.domain:  # (a visitor may end its own chats)
-                await self.visitor_gone(str(r.from_jid.bare))
-            return
+        if not await cluster.here(r, hops) or await cluster.internal(r):
+            return  # forwarded to the queue's owner, or a message between nodes handled there
         try:
             await self._receive(r)
         except FencedOut as exc:
@@ -353,17 +328,6 @@ class CustomerService(Feature):
                 await cluster.fenced_out(queue, exc)
             if r.kind != "presence":
                 self.ctx.router.bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, "the queue moved to another node: try again"))
-
-    async def _split_presence(self, r: Routed) -> None:
-        """An agent's presence to the component itself, in a cluster: one copy to each queue
-        they serve as an agent (as storage says), handled by that queue's owner."""
-        who = str(r.from_jid.bare)
-        for m in await self.repo.members():
-            if m.jid == who and m.role == "agent":
-                p = etree.fromstring(etree.tostring(r.stanza))
-                to = JID(m.queue, self.domain)
-                p.set("to", str(to))
-                await self.receive(Routed(p, "presence", r.from_jid, to))
 
     async def _receive(self, r: Routed) -> None:
         to = r.to
@@ -425,40 +389,17 @@ class CustomerService(Feature):
             await self.presence.session_closed(jid)
             if jid.domain == self.ctx.config.anonymous.domain:
                 await self.visitor_gone(str(jid.bare))
-                for queue in self.guest_queues.pop(jid, ()):
-                    await self._tell_visitor_gone(jid, queue)
+                if self.cluster is not None:
+                    await self.cluster.guest_gone(jid)
         return Flow.CONTINUE
 
     async def visitor_gone(self, visitor: str) -> None:
         """An anonymous visitor's address died with its session (docs/auth.md): its chats end
         as if it had closed them; the agent is told. (This node's chats; in a cluster the
-        owners of the queues it wrote to are told too, ``_tell_visitor_gone``.)"""
+        owners of the queues it wrote to are told too, ``QueueCluster.guest_gone``.)"""
         async with self.locked():
             for s in [s for s in self.open.values() if s.visitor == visitor]:
                 await self.close(s, "visitor")
-
-    def _remember_guest(self, r: Routed) -> None:
-        """(In a cluster.) A message or iq (``<join/>``) one of this node's anonymous visitors
-        sent to a queue."""
-        to = r.to
-        if r.origin is None or r.kind == "presence" or to is None or not to.local or to.local.startswith("s-"):
-            return
-        if r.from_jid.domain != self.ctx.config.anonymous.domain:
-            return
-        queues = self.guest_queues.setdefault(r.from_jid, set())
-        if len(queues) < _MAX_GUEST_QUEUES:
-            queues.add(to.local)
-
-    async def _tell_visitor_gone(self, visitor: JID, queue: str) -> None:
-        """The owner of ``queue`` (this node or another) closes ``visitor``'s chats: a message
-        from the visitor, routed as its lines are (to the queue a transferred chat is in now)."""
-        to = JID(queue, self.domain)
-        m = etree.Element(f"{{{ns.CLIENT}}}message", {"from": str(visitor), "to": str(to), "type": "normal"}, nsmap={None: ns.CLIENT})
-        etree.SubElement(m, _VISITOR_GONE)
-        try:
-            await self.receive(Routed(m, "message", visitor, to))
-        except Exception:
-            self.log.exception("telling queue %s that visitor %s is gone failed", queue, visitor)
 
     # ================================================================== the cluster
 
@@ -487,95 +428,6 @@ class CustomerService(Feature):
         return Flow.CONTINUE
 
     # ================================================================== actions
-
-    async def put_queue(self, p: etree._Element) -> None:
-        """Create or update the queue a ``<queue/>`` element describes (absent settings: kept)."""
-        name = wire.queue_name(p)
-        async with self.locked():
-            # A cluster node not holding the queue (REST API, ad-hoc command) starts from storage
-            # and has the owner read it again (docs/cluster.md §5).
-            base = self.queues.get(name) if self.owns(name) else await self.repo.get_queue(name)
-            new = wire.queue_from_element(base or QueueRecord(name=name, display_name=name), p)
-            await self.repo.put_queue(new)
-            self.queues[name] = new
-            self.members.setdefault(name, {})
-            await self.dispatch(name)
-            self._tell_owner(name)
-
-    def _tell_owner(self, name: str) -> None:
-        """(Under the lock.) In a cluster, on a node not holding ``name``: once the lock is
-        released, its owner reads the queue's record and members from storage again."""
-        cluster = self.cluster
-        if cluster is not None and not cluster.owns(name):
-            self._after.append(lambda: cluster.reload(name))
-
-    async def delete_queue(self, name: str) -> None:
-        async with self.locked():
-            if self.owns(name):
-                self.queue(name)
-                busy = any(s.queue == name for s in self.open.values())
-            else:  # a cluster node not holding it: storage says
-                if await self.repo.get_queue(name) is None:
-                    raise CsError(Condition.ITEM_NOT_FOUND, "no_queue", name=repr(name), domain=self.domain)
-                busy = bool(await self.repo.open_sessions(name))
-            if busy:
-                raise CsError(Condition.CONFLICT, "queue_busy")
-            await self.repo.delete_queue(name)
-            self._tell_owner(name)
-            self.queues.pop(name, None)
-            self.members.pop(name, None)
-            self.state.rr.pop(name, None)
-            for a in self.agents.values():
-                a.presence.pop(name, None)
-
-    async def set_member(self, qr: QueueRecord, p: etree._Element) -> None:
-        """Assign (or with role='none' remove) an agent or supervisor of ``qr``."""
-        jid = jid_attr(p, "jid", account=True)
-        if jid is None:
-            raise CsError(Condition.BAD_REQUEST, "member_jid")
-        role = p.get("role", "agent")
-        if role not in (*ROLES, "none"):
-            raise CsError(Condition.BAD_REQUEST, "member_role")
-        async with self.locked():
-            if self.cluster is not None and not self.owns(qr.name):
-                await self.cluster.learn_queue(qr.name)  # the members as storage has them
-                self._tell_owner(qr.name)
-            self.members.setdefault(qr.name, {})
-            key = str(jid)
-            was_agent = self.role(qr.name, key) == "agent"
-            if role == "none":
-                await self.repo.remove_member(qr.name, key)
-                self.members[qr.name].pop(key, None)
-            else:
-                m = MemberRecord(qr.name, key, role, (p.get("nick") or "")[:191], wire.skills_attr(p))
-                await self.repo.set_member(m)
-                self.members[qr.name][key] = m
-            if was_agent and role != "agent":
-                a = self.agents.get(key)
-                if a is not None:
-                    a.presence.pop(qr.name, None)
-                self._after.append(lambda: self.presence.release(key, self.queue_jid(qr.name)))
-                if not self.presence.follows(JID(None, self.domain), key):
-                    self._after.append(lambda: self.presence.release(key, self.domain))
-            await self.dispatch(qr.name)
-
-    async def figures(self, queue: str) -> etree._Element:
-        qr = self.queues[queue]
-        served, avg = await self.repo.wait_stats(queue)
-        line = self.line(queue)
-        active = sum(1 for s in self.open.values() if s.queue == queue and s.state == "active")
-        out = element(
-            q("figures"),
-            {"queue": self.queue_jid(queue), "waiting": str(len(line)), "active": str(active), "served": str(served), "average-wait": f"{avg:.1f}"},
-            default_ns=NS,
-        )
-        for jid, m in self.members.get(queue, {}).items():
-            if m.role != "agent":
-                continue
-            status = self.agents[jid].status(queue) if jid in self.agents else "offline"
-            sub(out, q("agent"), {"jid": jid, "nick": self.nick(queue, jid), "load": str(self.state.load(jid)), "capacity": str(qr.capacity), "status": status})
-        return out
-
 
     async def agent_gone(self, agent: str) -> None:
         """An agent dropped: their sessions go back to the head of their lines, visitors told."""
@@ -778,7 +630,7 @@ class CustomerService(Feature):
             await self.dispatch(name)
         cluster = self.cluster
         if cluster is not None:
-            self._after.append(lambda: cluster.nudge(agent))
+            self.after(lambda: cluster.nudge(agent))
 
     async def close(self, s: SessionRecord, reason: str) -> None:
         agent = s.agent if s.state in ("active", "offered") else None
@@ -795,50 +647,6 @@ class CustomerService(Feature):
             self.state.forget_tries()
             await self.seat_freed(agent)
         await self.dispatch(s.queue)
-
-    async def copy(self, s: SessionRecord, nick: str, body: str, *, skip: str | None = None) -> None:
-        """A line of chat ``s`` to those who follow it beside its agent (watchers, invited agents)."""
-        for o in self.state.others(s.id):
-            if o != skip:
-                await self.to_agent(s, o, f"{nick}: {body}")
-
-    async def watch(self, s: SessionRecord, who: JID) -> None:
-        """A supervisor of the chat's queue (or an admin) follows a live chat from its session JID."""
-        me = str(who.bare)
-        if self.role(s.queue, me) != "supervisor" and not self.ctx.is_admin(who):
-            raise CsError(Condition.FORBIDDEN, "only_supervisor")
-        if s.state != "active":
-            raise CsError(Condition.UNEXPECTED_REQUEST, "not_active")
-        self.state.watchers.setdefault(s.id, set()).add(me)
-        lines = await self.repo.transcript(s.id, last=self.options.transfer_transcript_lines)
-        head = self.t(me, "agent.watching", visitor=s.visitor, nick=self.nick(s.queue, s.agent or ""))
-        await self.to_agent(s, me, "\n".join(filter(None, [head, wire.transcript_text(lines)])), element(q("watching"), {"session": s.id}))
-
-    async def invite(self, s: SessionRecord, who: str, agent: str) -> None:
-        """The chat's agent brings a second agent of the queue in: they see the chat and write to the visitor."""
-        if s.agent != who or s.state != "active":
-            raise CsError(Condition.FORBIDDEN, "not_your_chat")
-        try:
-            agent = str(JID.parse(agent).bare)
-        except ValueError:
-            raise CsError(Condition.JID_MALFORMED, "agent_malformed") from None
-        if self.role(s.queue, agent) != "agent" or agent == who:
-            raise CsError(Condition.ITEM_NOT_FOUND, "not_an_agent", agent=agent)
-        if self.state.status(s.queue, agent) == "offline":
-            raise CsError(Condition.RECIPIENT_UNAVAILABLE, "unavailable", agent=agent)
-        self.state.helpers.setdefault(s.id, set()).add(agent)
-        await self.brief(s, agent, who)
-        await self.to_visitor_t(s, "visitor.joined", note=True, nick=self.nick(s.queue, agent))
-
-    async def leave(self, s: SessionRecord, who: str) -> None:
-        """A watcher or an invited agent leaves the chat."""
-        if who in self.state.helpers.get(s.id, set()):
-            self.state.helpers[s.id].discard(who)
-            await self.to_visitor_t(s, "visitor.left", note=True, nick=self.nick(s.queue, who))
-        elif who in self.state.watchers.get(s.id, set()):
-            self.state.watchers[s.id].discard(who)
-        else:
-            raise CsError(Condition.ITEM_NOT_FOUND, "not_following")
 
     async def rate(self, visitor: str, entry: str | None, sid: str | None, score: int, comment: str) -> None:
         if sid is not None:
@@ -873,7 +681,7 @@ class CustomerService(Feature):
         a = self.state.agent(who)
         a.paused = paused
         if not a.online:  # never announced to us: follow their ordinary presence from now on
-            self._after.append(lambda: self.presence.track(who))
+            self.after(lambda: self.presence.track(who))
         if not paused:
             a.misses = 0
             self.state.forget_tries()

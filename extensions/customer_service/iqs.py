@@ -173,11 +173,11 @@ class CsIqs:
 
     async def put_queue(self, req: IqRequest) -> None:
         self.require_admin(req)
-        await self.cs.put_queue(req.payload)
+        await self.cs.admin.put_queue(req.payload)
 
     async def delete_queue(self, req: IqRequest) -> None:
         self.require_admin(req)
-        await self.cs.delete_queue(req.payload.get("name") or "")
+        await self.cs.admin.delete_queue(req.payload.get("name") or "")
 
     async def queues(self, req: IqRequest) -> etree._Element:
         cs = self.cs
@@ -194,7 +194,7 @@ class CsIqs:
 
     async def member(self, req: IqRequest) -> None:
         self.require_admin(req)
-        await self.cs.set_member(self.queue_of(req), req.payload)
+        await self.cs.admin.set_member(self.queue_of(req), req.payload)
 
     async def members(self, req: IqRequest) -> etree._Element:
         cs = self.cs
@@ -261,7 +261,7 @@ class CsIqs:
     async def figures(self, req: IqRequest) -> etree._Element:
         qr = self.queue_of(req)
         self.require_role(req, qr.name, "supervisor")
-        return await self.cs.figures(qr.name)
+        return await self.cs.admin.figures(qr.name)
 
     async def history(self, req: IqRequest) -> etree._Element:
         cs = self.cs
@@ -354,15 +354,15 @@ class CsIqs:
 
     async def watch(self, req: IqRequest) -> None:
         async with self.cs.locked():
-            await self.cs.watch(self.session_of(req), req.from_jid)
+            await self.cs.followers.watch(self.session_of(req), req.from_jid)
 
     async def invite(self, req: IqRequest) -> None:
         async with self.cs.locked():
-            await self.cs.invite(self.session_of(req), str(req.from_jid.bare), req.payload.get("agent") or "")
+            await self.cs.followers.invite(self.session_of(req), str(req.from_jid.bare), req.payload.get("agent") or "")
 
     async def leave(self, req: IqRequest) -> None:
         async with self.cs.locked():
-            await self.cs.leave(self.session_of(req), str(req.from_jid.bare))
+            await self.cs.followers.leave(self.session_of(req), str(req.from_jid.bare))
 
     # ------------------------------------------------------------------ pre-chat form (§4.1)
 

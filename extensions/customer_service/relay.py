@@ -51,7 +51,7 @@ class Relay:
             await cs.note(s, "visitor", r.from_jid.local or "", _with_links(body, extras))
             if s.state == "active" and s.agent:
                 await cs.to_agent(s, s.agent, body, *extras, id=r.stanza.get("id"))
-                await cs.copy(s, r.from_jid.local or "visitor", body)
+                await cs.followers.copy(s, r.from_jid.local or "visitor", body)
             return
         await self.start(queue, r.from_jid, body, prechat.x_of(r.stanza))
 
@@ -125,7 +125,7 @@ class Relay:
         nick = cs.nick(s.queue, who)
         if s.agent and s.agent != who:
             await cs.to_agent(s, s.agent, f"{nick}: {body}")
-        await cs.copy(s, nick, body, skip=who)
+        await cs.followers.copy(s, nick, body, skip=who)
         extras = wire.carried(r.stanza)
         await cs.note(s, "agent", nick, _with_links(body, extras))
         # A bare link stays a bare link (clients preview a body that is only the OOB URL).

@@ -156,36 +156,31 @@ def notice(action: str, *, nick: str | None = None, jid: str | None = None, acto
 def muted_error(room: str, m: Mute) -> StanzaError:
     """A member muted in a room: forbidden + <muted/>."""
     app = element(q("muted"), {"room": room, "by": m.actor}, default_ns=NS)
-    if m.until is not None:
-        app.set("until", iso(m.until))
-        text = f"you are muted in this room until {iso(m.until)}"
-    else:
-        text = "you are muted in this room until a moderator lifts it"
-    _reason(app, m.reason)
-    if m.reason:
-        text += f" (reason: {m.reason})"
-    return StanzaError(Condition.FORBIDDEN, text, app=app)
+    return _until_error(app, m, "you are muted in this room", "a moderator")
 
 
 def all_muted_error(room: str, state: MuteAll) -> StanzaError:
     app = element(q("all-muted"), {"room": room, "since": iso(state.since)}, default_ns=NS)
-    _reason(app, state.reason)
-    text = "everyone is muted in this room; only owners and admins may speak"
-    if state.reason:
-        text += f" (reason: {state.reason})"
-    return StanzaError(Condition.FORBIDDEN, text, app=app)
+    return _forbidden(app, "everyone is muted in this room; only owners and admins may speak", state.reason)
 
 
 def platform_muted_error(m: Mute) -> StanzaError:
     app = element(q("platform-muted"), {}, default_ns=NS)
+    return _until_error(app, m, "your account is muted on this server", "an administrator")
+
+
+def _until_error(app: etree._Element, m: Mute, what: str, lifter: str) -> StanzaError:
+    """Mute ``m`` told in ``app`` and the text: ``what`` until its end, or until ``lifter`` lifts it."""
     if m.until is not None:
         app.set("until", iso(m.until))
-        text = f"your account is muted on this server until {iso(m.until)}"
-    else:
-        text = "your account is muted on this server until an administrator lifts it"
-    _reason(app, m.reason)
-    if m.reason:
-        text += f" (reason: {m.reason})"
+        return _forbidden(app, f"{what} until {iso(m.until)}", m.reason)
+    return _forbidden(app, f"{what} until {lifter} lifts it", m.reason)
+
+
+def _forbidden(app: etree._Element, text: str, reason: str | None) -> StanzaError:
+    _reason(app, reason)
+    if reason:
+        text += f" (reason: {reason})"
     return StanzaError(Condition.FORBIDDEN, text, app=app)
 
 

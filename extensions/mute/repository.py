@@ -16,7 +16,7 @@ import builtins
 import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -122,6 +122,9 @@ class AuditEntry:
     seconds: int | None
     until: datetime | None
     reason: str | None
+
+
+_Timed = TypeVar("_Timed", Mute, Ban)  # a mute or a ban: room, jid, until
 
 
 def _check_mute(m: Mute) -> None:
@@ -336,14 +339,10 @@ class MemoryMuteRepository(MuteRepository):
         return self._mutes.pop((room, jid), None)
 
     async def expire(self, room: str, jid: str, until: datetime) -> bool:
-        m = self._mutes.get((room, jid))
-        if m is None or m.until != until:
-            return False
-        del self._mutes[(room, jid)]
-        return True
+        return _expire(self._mutes, (room, jid), until)
 
     async def mutes(self, room: str | None = None) -> builtins.list[Mute]:
-        return sorted((m for m in self._mutes.values() if room is None or m.room == room), key=lambda m: (m.room, m.jid))
+        return _in_room(self._mutes, room)
 
     async def forget_room(self, room: str) -> None:
         for key in [k for k in self._mutes if k[0] == room]:
@@ -389,14 +388,10 @@ class MemoryMuteRepository(MuteRepository):
         return self._bans.pop((room, jid), None) is not None
 
     async def expire_ban(self, room: str, jid: str, until: datetime) -> bool:
-        b = self._bans.get((room, jid))
-        if b is None or b.until != until:
-            return False
-        del self._bans[(room, jid)]
-        return True
+        return _expire(self._bans, (room, jid), until)
 
     async def bans(self, room: str | None = None) -> builtins.list[Ban]:
-        return sorted((b for b in self._bans.values() if room is None or b.room == room), key=lambda b: (b.room, b.jid))
+        return _in_room(self._bans, room)
 
     async def put_keyword(self, kw: Keyword) -> None:
         self._keywords[kw.word] = kw
@@ -430,6 +425,20 @@ class MemoryMuteRepository(MuteRepository):
 
 
 # -- SQL ------------------------------------------------------------------------------------
+
+
+def _expire(store: dict[tuple[str, str], _Timed], key: tuple[str, str], until: datetime) -> bool:
+    """(Memory twin.) Drop ``store[key]`` if it still ends at ``until`` (not renewed since)."""
+    held = store.get(key)
+    if held is None or held.until != until:
+        return False
+    del store[key]
+    return True
+
+
+def _in_room(store: dict[tuple[str, str], _Timed], room: str | None) -> builtins.list[_Timed]:
+    """(Memory twin.) The mutes or bans of ``room`` (None: all), by room and JID."""
+    return sorted((x for x in store.values() if room is None or x.room == room), key=lambda x: (x.room, x.jid))
 
 
 def _utcnow() -> datetime:

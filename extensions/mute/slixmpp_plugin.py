@@ -19,77 +19,33 @@ from xml.sax.saxutils import escape, quoteattr
 
 from slixmpp import Iq, Message
 from slixmpp.stanza import Error
-from slixmpp.xmlstream import ElementBase, register_stanza_plugin
+from slixmpp.xmlstream import ElementBase
 from slixmpp.xmlstream.matcher import StanzaPath
 
-from ..slixmpp_base import IqPlugin
+from ..slixmpp_base import IqPlugin, element, register
 
 NS = "urn:xmppd:mute:0"
 
 
-class _Reasoned(ElementBase):
-    namespace = NS
-    sub_interfaces = {"reason"}
-
-
-class MuteRequest(_Reasoned):
-    name = "mute"
-    plugin_attrib = "mute_mute"
-    interfaces = {"jid", "nick", "seconds", "reason"}
-
-
-class Member(ElementBase):
-    """One member of a batch mute (``<mute><member nick='…'/><member jid='…'/></mute>``)."""
-
-    name = "member"
-    namespace = NS
-    plugin_attrib = "member"
-    interfaces = {"jid", "nick"}
-
-
-class SlowMode(ElementBase):
-    name = "slow-mode"
-    namespace = NS
-    plugin_attrib = "mute_slow_mode"
-    interfaces = {"seconds", "wait", "room"}
-
-
-class Appeal(_Reasoned):
-    name = "appeal"
-    plugin_attrib = "mute_appeal"
-    interfaces = {"ticket", "reason"}
-
-
-class UnmuteRequest(ElementBase):
-    name = "unmute"
-    namespace = NS
-    plugin_attrib = "mute_unmute"
-    interfaces = {"jid", "nick"}
-
-
-class MuteAllRequest(_Reasoned):
-    name = "mute-all"
-    plugin_attrib = "mute_all"
-    interfaces = {"reason"}
-
-
-class UnmuteAllRequest(ElementBase):
-    name = "unmute-all"
-    namespace = NS
-    plugin_attrib = "mute_unmute_all"
-    interfaces: set[str] = set()
-
-
-class Item(_Reasoned):
-    name = "item"
-    plugin_attrib = "mute_item"
-    interfaces = {"jid", "nick", "by", "since", "until", "remaining", "source", "reason"}
-
-
-class All(_Reasoned):
-    name = "all"
-    plugin_attrib = "all"
-    interfaces = {"by", "since", "reason"}
+# The protocol's elements (schemas/mute-0.xsd): name, plugin attribute, attributes, text children.
+MuteRequest = element(NS, "mute", "mute_mute", "jid nick seconds reason", "reason")
+#: One member of a batch mute (``<mute><member nick='…'/><member jid='…'/></mute>``).
+Member = element(NS, "member", "member", "jid nick")
+SlowMode = element(NS, "slow-mode", "mute_slow_mode", "seconds wait room")
+Appeal = element(NS, "appeal", "mute_appeal", "ticket reason", "reason")
+UnmuteRequest = element(NS, "unmute", "mute_unmute", "jid nick")
+MuteAllRequest = element(NS, "mute-all", "mute_all", "reason", "reason")
+UnmuteAllRequest = element(NS, "unmute-all", "mute_unmute_all", "")
+Item = element(NS, "item", "mute_item", "jid nick by since until remaining source reason", "reason")
+All = element(NS, "all", "all", "by since reason", "reason")
+RoomState = element(NS, "room", "room", "by since until remaining reason", "reason")
+PlatformState = element(NS, "platform", "platform", "since until remaining reason", "reason")
+Status = element(NS, "status", "mute_status", "jid nick muted")
+Entry = element(NS, "entry", "entry", "id at actor action room scope target seconds until reason", "reason")
+Notice = element(NS, "notice", "mute_notice", "action scope nick jid actor-nick actor seconds until reason", "reason")
+Muted = element(NS, "muted", "mute_muted", "room until by reason", "reason")
+AllMuted = element(NS, "all-muted", "mute_all_muted", "room since reason", "reason")
+PlatformMuted = element(NS, "platform-muted", "mute_platform_muted", "until reason", "reason")
 
 
 class MuteList(ElementBase):
@@ -98,33 +54,8 @@ class MuteList(ElementBase):
     plugin_attrib = "mute_list"
     interfaces: set[str] = set()
 
-    def members(self) -> list[Item]:
+    def members(self) -> list[ElementBase]:
         return [i for i in self.iterables if isinstance(i, Item)]
-
-
-class RoomState(_Reasoned):
-    name = "room"
-    plugin_attrib = "room"
-    interfaces = {"by", "since", "until", "remaining", "reason"}
-
-
-class PlatformState(_Reasoned):
-    name = "platform"
-    plugin_attrib = "platform"
-    interfaces = {"since", "until", "remaining", "reason"}
-
-
-class Status(ElementBase):
-    name = "status"
-    namespace = NS
-    plugin_attrib = "mute_status"
-    interfaces = {"jid", "nick", "muted"}
-
-
-class Entry(_Reasoned):
-    name = "entry"
-    plugin_attrib = "entry"
-    interfaces = {"id", "at", "actor", "action", "room", "scope", "target", "seconds", "until", "reason"}
 
 
 class Audit(ElementBase):
@@ -133,32 +64,8 @@ class Audit(ElementBase):
     plugin_attrib = "mute_audit"
     interfaces = {"room", "scope", "jid", "max", "before", "more"}
 
-    def entries(self) -> list[Entry]:
+    def entries(self) -> list[ElementBase]:
         return [e for e in self.iterables if isinstance(e, Entry)]
-
-
-class Notice(_Reasoned):
-    name = "notice"
-    plugin_attrib = "mute_notice"
-    interfaces = {"action", "scope", "nick", "jid", "actor-nick", "actor", "seconds", "until", "reason"}
-
-
-class Muted(_Reasoned):
-    name = "muted"
-    plugin_attrib = "mute_muted"
-    interfaces = {"room", "until", "by", "reason"}
-
-
-class AllMuted(_Reasoned):
-    name = "all-muted"
-    plugin_attrib = "mute_all_muted"
-    interfaces = {"room", "since", "reason"}
-
-
-class PlatformMuted(_Reasoned):
-    name = "platform-muted"
-    plugin_attrib = "mute_platform_muted"
-    interfaces = {"until", "reason"}
 
 
 class mute(IqPlugin):  # noqa: N801 -- slixmpp finds plugins by their name
@@ -168,19 +75,14 @@ class mute(IqPlugin):  # noqa: N801 -- slixmpp finds plugins by their name
     description = "xmppd group mute (urn:xmppd:mute:0)"
 
     def plugin_init(self) -> None:
-        for cls in (MuteRequest, UnmuteRequest, MuteAllRequest, UnmuteAllRequest, MuteList, Status, Audit, SlowMode, Appeal):
-            register_stanza_plugin(Iq, cls)
-        register_stanza_plugin(MuteRequest, Member, iterable=True)
-        register_stanza_plugin(Iq, Item)
-        register_stanza_plugin(MuteList, Item, iterable=True)
-        register_stanza_plugin(MuteList, All)
-        register_stanza_plugin(Status, RoomState)
-        register_stanza_plugin(Status, All)
-        register_stanza_plugin(Status, PlatformState)
-        register_stanza_plugin(Audit, Entry, iterable=True)
-        register_stanza_plugin(Message, Notice)
-        for cls in (Muted, AllMuted, PlatformMuted, SlowMode):
-            register_stanza_plugin(Error, cls)
+        register(Iq, MuteRequest, UnmuteRequest, MuteAllRequest, UnmuteAllRequest, MuteList, Status, Audit, SlowMode, Appeal, Item)
+        register(MuteRequest, Member, iterable=True)
+        register(MuteList, Item, iterable=True)
+        register(MuteList, All)
+        register(Status, RoomState, All, PlatformState)
+        register(Audit, Entry, iterable=True)
+        register(Message, Notice)
+        register(Error, Muted, AllMuted, PlatformMuted, SlowMode)
         self.forward("mute_notice", StanzaPath("message/mute_notice"))
 
     async def _iq(self, to: Any, typ: str, plugin: str, attrs: dict[str, Any], reason: str | None = None,
@@ -190,12 +92,12 @@ class mute(IqPlugin):  # noqa: N801 -- slixmpp finds plugins by their name
     # ---------------------------------------------------------------- rooms
 
     async def mute(self, room: Any, *, jid: Any = None, nick: str | None = None, seconds: int | None = None,
-                   reason: str | None = None, lang: str | None = None) -> Item:
+                   reason: str | None = None, lang: str | None = None) -> ElementBase:
         res = await self._iq(room, "set", "mute_mute", {"jid": jid, "nick": nick, "seconds": seconds}, reason, lang)
         return res["mute_item"]
 
     async def mute_many(self, room: Any, members: list[dict[str, Any]], *, seconds: int | None = None,
-                        reason: str | None = None, lang: str | None = None) -> list[Item]:
+                        reason: str | None = None, lang: str | None = None) -> list[ElementBase]:
         """Mute several members in one request: ``members`` is a list of ``{"nick": …}`` or
         ``{"jid": …}``; all or none are muted. Returns the mutes."""
         iq = self.xmpp.make_iq(ito=room, itype="set")
@@ -218,7 +120,7 @@ class mute(IqPlugin):  # noqa: N801 -- slixmpp finds plugins by their name
         """Set the room's slow mode (owners and admins); 0 turns it off."""
         await self._iq(room, "set", "mute_slow_mode", {"seconds": seconds})
 
-    async def get_slow_mode(self, room: Any) -> SlowMode:
+    async def get_slow_mode(self, room: Any) -> ElementBase:
         """The room's slow mode: ``seconds`` (0: off) and, for a member it holds, ``wait``."""
         return (await self._iq(room, "get", "mute_slow_mode", {}))["mute_slow_mode"]
 
@@ -234,12 +136,12 @@ class mute(IqPlugin):  # noqa: N801 -- slixmpp finds plugins by their name
     async def list(self, room: Any) -> MuteList:
         return (await self._iq(room, "get", "mute_list", {}))["mute_list"]
 
-    async def status(self, room: Any, *, jid: Any = None, nick: str | None = None) -> Status:
+    async def status(self, room: Any, *, jid: Any = None, nick: str | None = None) -> ElementBase:
         return (await self._iq(room, "get", "mute_status", {"jid": jid, "nick": nick}))["mute_status"]
 
     # ---------------------------------------------------------------- server (admins)
 
-    async def platform_mute(self, jid: Any, *, seconds: int | None = None, reason: str | None = None) -> Item:
+    async def platform_mute(self, jid: Any, *, seconds: int | None = None, reason: str | None = None) -> ElementBase:
         res = await self._iq(self.server, "set", "mute_mute", {"jid": jid, "seconds": seconds}, reason)
         return res["mute_item"]
 
@@ -249,7 +151,7 @@ class mute(IqPlugin):  # noqa: N801 -- slixmpp finds plugins by their name
     async def platform_list(self) -> MuteList:
         return (await self._iq(self.server, "get", "mute_list", {}))["mute_list"]
 
-    async def platform_status(self, jid: Any = None) -> Status:
+    async def platform_status(self, jid: Any = None) -> ElementBase:
         return (await self._iq(self.server, "get", "mute_status", {"jid": jid}))["mute_status"]
 
     async def appeal(self, text: str) -> str:

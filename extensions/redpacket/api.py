@@ -18,7 +18,7 @@ from xmppd.api.framework import (
     ApiRequest,
     Operation,
     Reply,
-    bad_request,
+    local_account,
     not_found,
     obj,
     page,
@@ -26,13 +26,12 @@ from xmppd.api.framework import (
     page_schema,
     xml_text,
 )
-from xmppd.jid import JID, JIDError
 from xmppd.timestamps import optional
 
 from .models import IdempotencyConflict, InsufficientFunds, LedgerEntry, Packet
 
 if TYPE_CHECKING:
-    from .feature import RedPacket
+    from .service import RedPacketService
 
 OWNER = {"type": "string", "minLength": 1, "maxLength": 3071}
 AMOUNT = {"type": "integer", "minimum": 1, "maximum": 10**15}
@@ -70,21 +69,12 @@ def packet_json(p: Packet) -> dict[str, Any]:
     return out
 
 
-def operations(f: "RedPacket") -> list[Operation]:
+def operations(f: "RedPacketService") -> list[Operation]:
     ctx = f.ctx
     max_page = ctx.config.api.max_page
 
     async def owner_of(req: ApiRequest) -> str:
-        text = req.params["owner"]
-        try:
-            jid = JID.parse(text if "@" in text else f"{text}@{ctx.domain}")
-        except JIDError as exc:
-            raise bad_request("invalid_jid", f"owner: {exc}") from None
-        if jid.domain != ctx.domain or jid.local is None or jid.resource is not None:
-            raise bad_request("invalid_jid", f"owner must be an account of {ctx.domain}")
-        if await ctx.accounts.get(jid.local, ctx.domain) is None:
-            raise not_found("user_not_found", f"no account {jid}")
-        return str(jid)
+        return str(await local_account(req.params["owner"], "owner", ctx.domain, ctx.accounts))
 
     async def balance(req: ApiRequest) -> Any:
         owner = await owner_of(req)

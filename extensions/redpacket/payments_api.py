@@ -17,14 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from xmppd.api.framework import ApiError, ApiRequest, Operation, Reply, bad_request, conflict, not_found, obj, xml_text
-from xmppd.jid import JID, JIDError
+from xmppd.api.framework import ApiError, ApiRequest, Operation, Reply, bad_request, conflict, local_account, not_found, obj, xml_text
 
 from .models import InsufficientFunds
 from .payments import CONFIRMED, KINDS, REJECTED, PaymentConflict, PaymentNotFound, PaymentRepository
 
 if TYPE_CHECKING:
-    from .feature import RedPacket
+    from .service import RedPacketService
 
 PAYMENT_ID = {"type": "string", "minLength": 1, "maxLength": 32, "pattern": "^[0-9a-f]+$"}
 AMOUNT = {"type": "integer", "minimum": 1, "maximum": 10**15}
@@ -40,7 +39,7 @@ PAYMENT = obj(
 )
 
 
-def operations(f: "RedPacket") -> list[Operation]:
+def operations(f: "RedPacketService") -> list[Operation]:
     ctx = f.ctx
 
     def repo() -> PaymentRepository:
@@ -50,15 +49,7 @@ def operations(f: "RedPacket") -> list[Operation]:
 
     async def ask(req: ApiRequest) -> Any:
         payments = repo()
-        text = req.body["owner"]
-        try:
-            jid = JID.parse(text if "@" in text else f"{text}@{ctx.domain}")
-        except JIDError as exc:
-            raise bad_request("invalid_jid", f"owner: {exc}") from None
-        if jid.domain != ctx.domain or jid.local is None or jid.resource is not None:
-            raise bad_request("invalid_jid", f"owner must be an account of {ctx.domain}")
-        if await ctx.accounts.get(jid.local, ctx.domain) is None:
-            raise not_found("user_not_found", f"no account {jid}")
+        jid = await local_account(req.body["owner"], "owner", ctx.domain, ctx.accounts)
         try:
             payment, created = await payments.request(str(jid), req.body["kind"], req.body["amount"], f"api:{req.body['client_id']}"[:64], f.now())
         except PaymentConflict as exc:

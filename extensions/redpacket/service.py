@@ -1,5 +1,6 @@
-"""The typed view of the red-packet feature that its ad-hoc commands get (operators' and users'):
-what they may read and call, so neither imports ``feature`` and ``feature`` imports each once."""
+"""The typed view of the red-packet feature that its ad-hoc commands (operators' and users') and
+its REST API (``api``, ``payments_api``) get: what they may read and call, so none of them imports
+``feature`` and ``feature`` imports each once."""
 from __future__ import annotations
 
 import logging

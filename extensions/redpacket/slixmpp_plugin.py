@@ -14,10 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from slixmpp import Iq, Message
-from slixmpp.xmlstream import register_stanza_plugin
 from slixmpp.xmlstream.matcher import StanzaPath
 
-from ..slixmpp_base import IqPlugin, element
+from ..slixmpp_base import IqPlugin, element, register
 
 NS = "urn:xmppd:redpacket:0"
 
@@ -60,14 +59,13 @@ class redpacket(IqPlugin):  # noqa: N801 -- slixmpp finds plugins by their name
     description = "xmppd red packets (urn:xmppd:redpacket:0)"
 
     def plugin_init(self) -> None:
-        for cls in (Send, Sent, Open, Opened, Balance, History, Records, Details, SendTransfer, Transferred, Accept, Accepted,
-                    Decline, Declined):
-            register_stanza_plugin(Iq, cls)
-        register_stanza_plugin(History, Entry, iterable=True)
-        register_stanza_plugin(Records, Record, iterable=True)
-        register_stanza_plugin(Details, Grab, iterable=True)
+        register(Iq, Send, Sent, Open, Opened, Balance, History, Records, Details, SendTransfer, Transferred, Accept, Accepted,
+                 Decline, Declined)
+        register(History, Entry, iterable=True)
+        register(Records, Record, iterable=True)
+        register(Details, Grab, iterable=True)
         for cls, event in _EVENTS:
-            register_stanza_plugin(Message, cls)
+            register(Message, cls)
             self.forward(event, StanzaPath(f"message/{cls.plugin_attrib}"))
 
     async def send_packet(self, to: str, *, client_id: str, kind: str = "lucky", total: int | None = None,

@@ -90,7 +90,7 @@ async def test_skills_hours_form_canned_tickets_and_report(tmp_path: Path) -> No
         assert body["items"] == []
 
         # a chat with the form's answers, then the day's figures
-        await site.cs.put_queue(_queue_el("help"))
+        await site.cs.admin.put_queue(_queue_el("help"))
         await ann.announce(site.queue("help"))
         vera.xmpp.register_plugin("xep_0004")
         form = vera.xmpp.plugin["xep_0004"].make_form(ftype="submit")

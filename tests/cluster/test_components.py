@@ -8,7 +8,6 @@ listener on a port of its own; slixmpp's ``ComponentXMPP`` on alpha, alice on be
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 import slixmpp
 from slixmpp import ET
 
-from ..helpers import slix_close
+from ..helpers import slix_close, slix_component
 from .procs import Two, two_nodes
 from .procs import redis_client as _redis
 
@@ -37,21 +36,6 @@ async def two(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
 async def component_port(two: Two, node: str) -> int:
     m = await two.nodes[node].wait_log(r"listening for components \(.*\) on 127\.0\.0\.1:(\d+)")
     return int(m.group(1))
-
-
-@contextlib.asynccontextmanager
-async def component(port: int) -> AsyncIterator[Any]:
-    comp = slixmpp.ComponentXMPP(DOMAIN, SECRET, "127.0.0.1", port)
-    comp.register_plugin("xep_0030")
-    started = asyncio.get_running_loop().create_future()
-    comp.add_event_handler("session_start", lambda _: started.done() or started.set_result(True))
-    comp.connect()
-    await asyncio.wait_for(started, 10)
-    try:
-        yield comp
-    finally:
-        comp.disconnect()
-        await asyncio.sleep(0.1)
 
 
 def lease(two: Two) -> str | None:
@@ -74,7 +58,7 @@ async def test_a_component_on_one_node_serves_users_on_another(two):
     alice_got: asyncio.Queue[Any] = asyncio.Queue()
     alice.add_event_handler("message", lambda m: alice_got.put_nowait(m) if m["body"] else None)
     try:
-        async with component(await component_port(two, "alpha")) as comp:
+        async with slix_component(await component_port(two, "alpha"), DOMAIN, SECRET) as comp:
             await until(lambda: (lease(two) or "").startswith("alpha|"))
             comp.add_event_handler("message", got.put_nowait)
             comp.plugin["xep_0030"].add_feature("urn:example:echo")
@@ -115,7 +99,7 @@ async def test_a_component_on_one_node_serves_users_on_another(two):
         assert err.value.iq["error"]["condition"] == "remote-server-not-found"
 
         # attached to beta now: served there, and alpha forwards to it
-        async with component(await component_port(two, "beta")) as comp:
+        async with slix_component(await component_port(two, "beta"), DOMAIN, SECRET) as comp:
             await until(lambda: (lease(two) or "").startswith("beta|"))
             comp.add_event_handler("message", got.put_nowait)
             bob = await two.login("alpha", "bob@localhost")
@@ -148,14 +132,14 @@ async def test_forwarding_follows_a_moved_component_straight_to_its_new_node(two
         await two.nodes["gamma"].wait_log(f"node {node} is up")
     bob = await two.login("gamma", "bob@localhost")
     try:
-        async with component(await component_port(two, "alpha")) as comp:
+        async with slix_component(await component_port(two, "alpha"), DOMAIN, SECRET) as comp:
             await until(lambda: (lease(two) or "").startswith("alpha|"))
             comp.add_event_handler("message", got.put_nowait)
             for i in range(3):  # the first reads the lease; gamma remembers alpha for the others
                 bob.send_message(mto=f"echo@{DOMAIN}", mbody=f"to alpha {i}", mtype="chat")
                 assert (await asyncio.wait_for(got.get(), 10))["body"] == f"to alpha {i}"
         await until(lambda: lease(two) is None)
-        async with component(await component_port(two, "beta")) as comp:
+        async with slix_component(await component_port(two, "beta"), DOMAIN, SECRET) as comp:
             await until(lambda: (lease(two) or "").startswith("beta|"))
             comp.add_event_handler("message", got.put_nowait)
             via_alpha = bus_added(two, "alpha")

@@ -5,7 +5,6 @@ names (wrong secret, unknown domain, second connection, foreign 'from', no hands
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 import slixmpp
@@ -13,7 +12,7 @@ from slixmpp import ET
 
 from xmppd.protocol.component import handshake_digest
 
-from ..helpers import RawClient, add_user, running_server, slix, slix_close
+from ..helpers import RawClient, add_user, running_server, slix, slix_close, slix_component
 
 DOMAIN = "bots.localhost"
 SECRET = "a-long-enough-shared-secret"
@@ -38,27 +37,11 @@ def port_of(server) -> int:
     return server.features["component"].port
 
 
-@contextlib.asynccontextmanager
-async def component(server, domain: str = DOMAIN, secret: str = SECRET, plugins=("xep_0030",)):
-    comp = slixmpp.ComponentXMPP(domain, secret, "127.0.0.1", port_of(server))
-    for p in plugins:
-        comp.register_plugin(p)
-    started = asyncio.get_running_loop().create_future()
-    comp.add_event_handler("session_start", lambda _: started.done() or started.set_result(True))
-    comp.connect()
-    await asyncio.wait_for(started, 10)
-    try:
-        yield comp
-    finally:
-        comp.disconnect()
-        await asyncio.sleep(0.1)
-
-
 async def test_users_and_a_component_talk_both_ways(server):
     alice = await slix(server, await add_user(server, "alice"), plugins=("xep_0030",))
     got: asyncio.Queue = asyncio.Queue()
     try:
-        async with component(server) as comp:
+        async with slix_component(port_of(server), DOMAIN, SECRET) as comp:
             assert server.features["component"].attached.keys() == {DOMAIN}
             comp.add_event_handler("message", lambda m: got.put_nowait(m))
             comp.plugin["xep_0030"].add_feature("urn:example:echo")
@@ -106,7 +89,7 @@ async def test_a_push_app_server_that_is_a_component(tmp_path):
         await add_user(srv, "alice")
         await add_user(srv, "bob")
         publishes: asyncio.Queue = asyncio.Queue()
-        async with component(srv, "push.localhost") as comp:
+        async with slix_component(port_of(srv), "push.localhost", SECRET) as comp:
             def on_iq(iq):
                 publishes.put_nowait(iq.xml)
                 iq.reply().send()
@@ -175,7 +158,7 @@ async def test_refusals(server):
     await raw.send(f"<message from='{DOMAIN}' to='alice@localhost'><body>x</body></message>")
     assert b"<not-authorized" in await raw.read_all()
 
-    async with component(server):
+    async with slix_component(port_of(server), DOMAIN, SECRET):
         # a second connection for an attached domain: conflict, the first keeps serving
         raw, sid = await _raw_component(server, DOMAIN)
         await raw.send(f"<handshake>{handshake_digest(sid, SECRET)}</handshake>")

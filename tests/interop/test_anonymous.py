@@ -126,6 +126,9 @@ async def test_a_guest_reaches_only_what_it_is_allowed_and_its_address_dies_with
         try:
             me = guest.boundjid
             assert me.domain == GUEST and me.bare != other.boundjid.bare
+            # The guests' check is set on guest sessions alone; others' stanzas never pass it.
+            assert srv.sessions.get(JID.parse(str(me))).inbound is not None
+            assert srv.sessions.get(JID.parse(str(bob.boundjid))).inbound is None
             inbox: dict[str, asyncio.Queue] = {}
             for name, c in (("bob", bob), ("carol", carol), ("guest", guest)):
                 inbox[name] = asyncio.Queue()

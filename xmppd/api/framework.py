@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
+from ..jid import JID, JIDError
+
 if TYPE_CHECKING:
     from ..config import ApiOptions
 
@@ -62,6 +64,21 @@ def bad_request(code: str, message: str) -> ApiError:
 
 def conflict(code: str, message: str) -> ApiError:
     return ApiError(409, code, message)
+
+
+async def local_account(text: str, field: str, domain: str, accounts: Any) -> JID:
+    """The bare JID of an existing account of ``domain`` that ``text`` names (a username or a
+    bare JID) in the request's ``field``: else 400 ``invalid_jid`` or 404 ``user_not_found``.
+    ``accounts``: the account store (``get(username, domain)``)."""
+    try:
+        jid = JID.parse(text if "@" in text else f"{text}@{domain}")
+    except JIDError as exc:
+        raise bad_request("invalid_jid", f"{field}: {exc}") from None
+    if jid.domain != domain or jid.local is None or jid.resource is not None:
+        raise bad_request("invalid_jid", f"{field} must be an account of {domain}")
+    if await accounts.get(jid.local, domain) is None:
+        raise not_found("user_not_found", f"no account {jid}")
+    return jid
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from .framework import (
     bad_request,
     conflict,
     from_stanza_error,
+    local_account,
     not_found,
     obj,
     page_query,
@@ -127,15 +128,7 @@ def operations(muc: "Muc") -> list[Operation]:
         return room
 
     async def local_user(text: str, field: str) -> JID:
-        try:
-            jid = JID.parse(text if "@" in text else f"{text}@{ctx.domain}")
-        except JIDError as exc:
-            raise bad_request("invalid_jid", f"{field}: {exc}") from None
-        if jid.domain != ctx.domain or jid.local is None or jid.resource is not None:
-            raise bad_request("invalid_jid", f"{field} must be an account of {ctx.domain}")
-        if await ctx.accounts.get(jid.local, ctx.domain) is None:
-            raise not_found("user_not_found", f"no account {jid}")
-        return jid
+        return await local_account(text, field, ctx.domain, ctx.accounts)
 
     def with_changes(room_config: Any, changes: dict[str, Any]) -> Any:
         return dataclasses.replace(room_config.copy(), **changes)

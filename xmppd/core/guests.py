@@ -17,9 +17,9 @@ does no work for it.
   Messages to a guest who is gone bounce ``service-unavailable``; subscriptions are dropped.
   The guest's own requests to its account are answered here: an empty roster, ping, disco#info;
   anything else (vCard, private storage, PEP, blocking, MAM ...) is ``service-unavailable``.
-* **What guests may send** (``_stanza_in``, the first ``STANZA_IN`` hook; it handles every
-  stanza of a guest session and stops the chain, so no feature stores anything in a guest's
-  name): to the customer-service domain, to the ``anonymous.allow_to`` domains and bare JIDs,
+* **What guests may send** (``_stanza_in``, set by ``admit`` as the session's ``inbound``: the
+  router hands it every stanza of a guest session instead of the ``STANZA_IN`` chain, so no
+  feature stores anything in a guest's name, and other sessions' stanzas never come here): to the customer-service domain, to the ``anonymous.allow_to`` domains and bare JIDs,
   iq get to the server itself, and to their own address. Anything else is ``forbidden``.
   Initial presence only marks the session available (there is nobody to broadcast it to).
 """
@@ -39,7 +39,7 @@ from ..jid import JID
 from ..xml import ns
 from ..xml.builder import iq_result
 from . import hooks as H
-from .hooks import Flow, Routed
+from .hooks import Routed
 from .limits import ConnectionCounter, SlidingCounter, address_key
 from .router import _track_presence
 
@@ -70,7 +70,8 @@ class Guests:
         self.allowed_jids: frozenset[JID] = frozenset()
 
     def start(self, cs_domain: str | None) -> list[Callable[[], None]]:
-        """Serve the domain and watch guests' stanzas; returns what undoes it."""
+        """Serve the domain; returns what undoes it. (Guests' own stanzas come through their
+        sessions, ``admit``.)"""
         domains = {cs_domain} if cs_domain else set()
         jids = set()
         for entry in self.options.allow_to:
@@ -85,8 +86,6 @@ class Guests:
         return [
             lambda: self.router.session_domains.discard(self.domain),
             self.router.add_service(self.domain, self),
-            # First of all: a guest's stanza is handled here and goes no further down the chain.
-            self.router.hooks.add(H.STANZA_IN, self._stanza_in, priority=1_000_000),
         ]
 
     # ---------------------------------------------------------------- admission
@@ -108,6 +107,7 @@ class Guests:
         self.logins.add(key)
         self.sessions += 1
         session.data[SLOT] = key
+        session.inbound = self._stanza_in  # its stanzas: here alone, past the STANZA_IN chain
         return tokens.token_hex(16)
 
     def release(self, session: "Session") -> None:
@@ -119,17 +119,17 @@ class Guests:
 
     # ---------------------------------------------------------------- what guests send
 
-    async def _stanza_in(self, r: Routed) -> Flow:
+    async def _stanza_in(self, r: Routed) -> None:
+        """A stanza of a guest session (``Session.inbound``): routed when allowed, else bounced."""
         origin = r.origin
+        assert origin is not None
         me = r.from_jid
-        if origin is None or me.domain != self.domain:
-            return Flow.CONTINUE
         to = r.to
         if to is None:
             if r.kind == "presence":
                 if r.stanza.get("type") in (None, "unavailable"):
                     _track_presence(origin, r.stanza)  # nobody to broadcast to: no roster
-                return Flow.STOP
+                return
             to = r.to = me.bare
         if self._allowed(me, to, r):
             if r.kind == "message" and to.local is not None and to.domain == self.router.domain and r.stanza.get("type") != "error":
@@ -137,12 +137,11 @@ class Guests:
                     await self.router.may_speak(H.Speech(me.bare, to, r.stanza))
                 except StanzaError as err:
                     self.router.bounce(r, err)
-                    return Flow.STOP
+                    return
             await self.router.route(r)
         else:
             log.debug("%s may not send %s to %s", me, r.kind, to)
             self.router.bounce(r, core_error(Condition.FORBIDDEN, "guest_forbidden"))
-        return Flow.STOP
 
     def _allowed(self, me: JID, to: JID, r: Routed) -> bool:
         domain = to.domain

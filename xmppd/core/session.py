@@ -19,6 +19,7 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lxml import etree
@@ -30,7 +31,7 @@ from ..protocol import events as ev
 from ..protocol.c2s import C2SStream, State
 from ..protocol.sasl import ScramCredentials
 from . import durability
-from .hooks import SESSION_BOUND, SESSION_CLOSED, SessionEvent
+from .hooks import SESSION_BOUND, SESSION_CLOSED, Routed, SessionEvent
 from .limits import TokenBucket
 from .sessions import ResourceLimitExceeded
 
@@ -121,7 +122,7 @@ class Session:
         "presence", "interested", "data", "last_active", "connected_at", "_queue", "_drain",
         "_auth_timer", "_closed", "_pauses", "websocket", "closed_event", "observer", "__weakref__",
         "_bytes", "_stanzas", "_held", "_shaper_timer", "_stanza_timer", "_tail_open", "_waiting",
-        "_throttled", "_ended", "_was_bound", "_held_out",
+        "_throttled", "_ended", "_was_bound", "_held_out", "inbound",
     )
 
     def __init__(self, host: "SessionHost", stream: C2SStream, transport: Transport, peer: str, *, websocket: bool = False) -> None:
@@ -137,6 +138,9 @@ class Session:
         self.presence: etree._Element | None = None  # last broadcast presence
         self.interested = False  # requested the roster (RFC 6121 "interested resource")
         self.data: dict[str, Any] = {}  # per-feature state, keyed by feature name
+        # Where this session's stanzas go instead of the STANZA_IN chain and routing: set only
+        # for a guest of the anonymous host (core/guests.py, ``Guests.admit``).
+        self.inbound: Callable[[Routed], Awaitable[None]] | None = None
         self.last_active = time.monotonic()
         self.connected_at = self.last_active
         self.websocket = websocket
@@ -729,9 +733,7 @@ class Session:
 
     async def _established(self, full: JID) -> None:
         self.jid = full
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        self._cancel_auth_timer()
         self.stream.bind_result(full)
         self._flush()
         self.log.info("bound %s from %s", full, self.peer)
@@ -781,14 +783,7 @@ class Session:
         The caller moves the observer and re-sends what was not acknowledged."""
         assert old.jid is not None and not old._closed
         host = self.host
-        old._closed = True
-        old.observer = None
-        old._queue.clear()
-        old._stop_shaping()
-        if old._auth_timer is not None:
-            old._auth_timer.cancel()
-            old._auth_timer = None
-        old.transport.abort()  # a connection the client left behind ends now
+        old._lives_on_elsewhere()
         if old._held_out:  # waiting for their stores: written here after the stream is resumed
             self._held_out, old._held_out = old._held_out, None
             asyncio.get_running_loop().call_soon(self._release_out)
@@ -803,13 +798,27 @@ class Session:
         self.priority = old.priority
         self.presence = old.presence
         self.interested = old.interested
+        self.inbound = old.inbound
         host.sessions.bind(self, old.jid.bare, old.jid.resource)  # replaces old in place
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        self._cancel_auth_timer()
         self.stream.resumed(old.jid)
         old.closed_event.set()
         self.log.info("resumed %s (was session %s) from %s", old.jid, old.sid, self.peer)
+
+    def _lives_on_elsewhere(self) -> None:
+        """(``adopt``, ``retire``.) Another stream took this session over: it ends without
+        cleanup, and the connection the client left behind ends now."""
+        self._closed = True
+        self.observer = None
+        self._queue.clear()
+        self._stop_shaping()
+        self._cancel_auth_timer()
+        self.transport.abort()
+
+    def _cancel_auth_timer(self) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
 
     def retire(self) -> list[bytes]:
         """XEP-0198 resumption on another node took this session over (docs/cluster.md §4): it
@@ -818,14 +827,7 @@ class Session:
         its stores (``_write``), in order, never written here: the caller forwards it."""
         held = [data for barrier, data in (self._held_out or ()) if barrier is None or not barrier.failed]
         self._held_out = None
-        self._closed = True
-        self.observer = None
-        self._queue.clear()
-        self._stop_shaping()
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
-        self.transport.abort()  # a connection the client left behind ends now
+        self._lives_on_elsewhere()
         self._leave_registry()
         self.host.connection_closed(self)
         self.closed_event.set()
@@ -845,9 +847,7 @@ class Session:
         self.priority = priority
         self.presence = presence
         self.interested = interested
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        self._cancel_auth_timer()
         self.stream.resumed(jid)
         self.log.info("resumed %s (moved from another node) from %s", jid, self.peer)
 
@@ -884,9 +884,7 @@ class Session:
                 self.observer.stanza_out(data)
             held.clear()
         self._closed = True
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        self._cancel_auth_timer()
         self._stop_shaping()
         host = self.host
         try:

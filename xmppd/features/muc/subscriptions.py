@@ -57,14 +57,7 @@ async def handle_subscribe(room: "Room", sender: JID, payload: etree._Element) -
     nick = (payload.get("nick") or "").strip()
     if not nick:
         raise StanzaError(Condition.BAD_REQUEST, "a subscription needs a nick")
-    target = sender.bare
-    if payload.get("jid"):
-        try:
-            target = JID.parse(payload.get("jid")).bare  # type: ignore[arg-type]
-        except JIDError:
-            raise StanzaError(Condition.JID_MALFORMED, "the jid to subscribe is not a valid JID") from None
-        if target != sender.bare and room.role_of(sender) is not Role.MODERATOR:
-            raise StanzaError(Condition.FORBIDDEN, "only moderators may subscribe other users")
+    target = _target(room, sender, payload, "subscribe")
     nodes = frozenset(e.get("node") for e in payload.findall(_EVENT) if e.get("node") in MUCSUB_NODES)  # type: ignore[misc]
     if not nodes:
         raise StanzaError(Condition.BAD_REQUEST, "name at least one known event node")
@@ -84,15 +77,21 @@ async def handle_subscribe(room: "Room", sender: JID, payload: etree._Element) -
     return out
 
 
-async def handle_unsubscribe(room: "Room", sender: JID, payload: etree._Element) -> None:
+def _target(room: "Room", sender: JID, payload: etree._Element, verb: str) -> JID:
+    """Whom a (un)subscription is for: the sender, or the payload's ``jid`` (moderators only)."""
     target = sender.bare
     if payload.get("jid"):
         try:
             target = JID.parse(payload.get("jid")).bare  # type: ignore[arg-type]
         except JIDError:
-            raise StanzaError(Condition.JID_MALFORMED, "the jid to unsubscribe is not a valid JID") from None
+            raise StanzaError(Condition.JID_MALFORMED, f"the jid to {verb} is not a valid JID") from None
         if target != sender.bare and room.role_of(sender) is not Role.MODERATOR:
-            raise StanzaError(Condition.FORBIDDEN, "only moderators may unsubscribe other users")
+            raise StanzaError(Condition.FORBIDDEN, f"only moderators may {verb} other users")
+    return target
+
+
+async def handle_unsubscribe(room: "Room", sender: JID, payload: etree._Element) -> None:
+    target = _target(room, sender, payload, "unsubscribe")
     await room.set_subscription(target, None)
 
 

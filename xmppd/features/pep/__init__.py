@@ -58,7 +58,7 @@ from ...xml import ns
 from ...xml.builder import element, stanza, sub
 from ..caps import CapsInfo
 from .config import check_preconditions, config_form, configure, default_config, publish_options
-from .const import EVENT, OWNER, PUBSUB, Q_OWNER, Q_PUBSUB, E, O, P, feature, pubsub_error
+from .const import EVENT, OWNER, PUBSUB, Q_OWNER, Q_PUBSUB, E, O, P, feature, node_name, pubsub_error
 from .repository import MAX_ID_LENGTH, Item, NodeExists, NodeRecord, SqlPepRepository, TooManyNodes
 
 if TYPE_CHECKING:
@@ -150,15 +150,6 @@ class Pep(Feature):
             raise StanzaError(Condition.ITEM_NOT_FOUND, f"no node {node!r}")
         return rec
 
-    @staticmethod
-    def _node_name(el: etree._Element, required: bool = True) -> str:
-        node = el.get("node") or ""
-        if not node:
-            raise StanzaError(Condition.BAD_REQUEST, "the node attribute is required", app=pubsub_error("nodeid-required"))
-        if len(node) > MAX_ID_LENGTH:
-            raise StanzaError(Condition.NOT_ACCEPTABLE, f"node names have at most {MAX_ID_LENGTH} characters")
-        return node
-
     def _keep(self, config: dict[str, Any]) -> int:
         return max(1, min(int(config.get("max_items", 1)), self.options.max_items))
 
@@ -204,7 +195,7 @@ class Pep(Feature):
 
     async def _publish(self, req: IqRequest, publish: etree._Element) -> etree._Element:
         owner = self._owner_only(req, "publish")
-        node = self._node_name(publish)
+        node = node_name(publish)
         items = publish.findall(P + "item")
         if len(items) > 1:
             raise StanzaError(Condition.BAD_REQUEST, "publish one item per request", app=pubsub_error("invalid-payload"))
@@ -261,7 +252,7 @@ class Pep(Feature):
 
     async def _retract(self, req: IqRequest, retract: etree._Element) -> None:
         owner = self._owner_only(req, "retract items")
-        node = self._node_name(retract)
+        node = node_name(retract)
         ids = [i.get("id") or "" for i in retract.findall(P + "item")]
         if not ids or not all(ids):
             raise StanzaError(Condition.BAD_REQUEST, "name the item to retract", app=pubsub_error("item-required"))
@@ -286,7 +277,7 @@ class Pep(Feature):
 
     async def _create(self, req: IqRequest, create: etree._Element) -> etree._Element:
         owner = self._owner_only(req, "create nodes")
-        node = self._node_name(create)
+        node = node_name(create)
         config = default_config()
         conf = req.payload.find(P + "configure")
         x = conf.find(f"{{{ns.DATA_FORMS}}}x") if conf is not None else None
@@ -306,7 +297,7 @@ class Pep(Feature):
 
     async def _items(self, req: IqRequest, items_el: etree._Element) -> etree._Element:
         owner = req.to.bare
-        node = self._node_name(items_el)
+        node = node_name(items_el)
         rec = await self._node(owner, node)
         refusal = await self._refusal(req.from_jid, owner, rec.config)
         if refusal is not None:
@@ -343,7 +334,7 @@ class Pep(Feature):
         verb = next((c for c in req.payload if isinstance(c.tag, str)), None)
         out = element(Q_OWNER, default_ns=OWNER)
         if verb is not None and verb.tag == O + "configure":
-            node = self._node_name(verb)
+            node = node_name(verb)
             rec = await self._node(owner, node)
             sub(out, O + "configure", {"node": node}).append(config_form(rec.config, self.options.max_items).to_element())
             return out
@@ -359,7 +350,7 @@ class Pep(Feature):
         verb = next((c for c in req.payload if isinstance(c.tag, str)), None)
         if verb is None:
             raise StanzaError(Condition.BAD_REQUEST, "empty pubsub#owner request")
-        node = self._node_name(verb)
+        node = node_name(verb)
         rec = await self._node(owner, node)
         if verb.tag == O + "configure":
             x = verb.find(f"{{{ns.DATA_FORMS}}}x")

@@ -41,7 +41,7 @@ from ...jid import JID, JIDError
 from ...xml import ns
 from ...xml.builder import element, error_reply, iq_result, stanza, sub
 from ..pep.config import check_preconditions, config_form, configure, default_config, publish_options
-from ..pep.const import EVENT, OWNER, PUBSUB, Q_OWNER, Q_PUBSUB, E, O, P, feature, pubsub_error
+from ..pep.const import EVENT, OWNER, PUBSUB, Q_OWNER, Q_PUBSUB, E, O, P, feature, node_name, pubsub_error
 from ..pep.repository import MAX_ID_LENGTH, Item, NodeExists, NodeRecord, TooManyNodes
 from .repository import PubSubRepository, TooManySubscriptions
 
@@ -138,15 +138,6 @@ class PubSub(Feature):
         if who.domain != self.ctx.domain or who.local is None:
             raise StanzaError(Condition.FORBIDDEN, "only users of this server may do this")
 
-    @staticmethod
-    def _node_name(el: etree._Element) -> str:
-        node = el.get("node") or ""
-        if not node:
-            raise StanzaError(Condition.BAD_REQUEST, "the node attribute is required", app=pubsub_error("nodeid-required"))
-        if len(node) > MAX_ID_LENGTH:
-            raise StanzaError(Condition.NOT_ACCEPTABLE, f"node names have at most {MAX_ID_LENGTH} characters")
-        return node
-
     async def _node(self, node: str) -> NodeRecord:
         rec = await self.repo.node(node)
         if rec is None:
@@ -242,7 +233,7 @@ class PubSub(Feature):
         verb = verbs[0]
         if verb.tag == P + "create":
             return await self._create(who, verb, payload.find(P + "configure"))
-        node = self._node_name(verb)
+        node = node_name(verb)
         rec = await self._node(node)
         if verb.tag == P + "publish":
             return await self._publish(who, rec, verb, payload.find(P + "publish-options"))
@@ -349,7 +340,7 @@ class PubSub(Feature):
         verb = next((c for c in payload if isinstance(c.tag, str)), None)
         out = element(Q_PUBSUB, default_ns=PUBSUB)
         if verb is not None and verb.tag == P + "items":
-            rec = await self._node(self._node_name(verb))
+            rec = await self._node(node_name(verb))
             await self._may_read(rec, who)
             ids = [i.get("id") or "" for i in verb.findall(P + "item")]
             raw = verb.get("max_items")
@@ -385,7 +376,7 @@ class PubSub(Feature):
             return out
         if verb is None:
             raise StanzaError(Condition.BAD_REQUEST, "an empty pubsub#owner request")
-        rec = await self._node(self._node_name(verb))
+        rec = await self._node(node_name(verb))
         await self._require(rec, who, ("owner",), "manage this node")
         if verb.tag == O + "configure":
             sub(out, O + "configure", {"node": rec.node}).append(config_form(rec.config, self.options.max_items).to_element())
@@ -406,7 +397,7 @@ class PubSub(Feature):
         verb = next((c for c in payload if isinstance(c.tag, str)), None)
         if verb is None:
             raise StanzaError(Condition.BAD_REQUEST, "an empty pubsub#owner request")
-        rec = await self._node(self._node_name(verb))
+        rec = await self._node(node_name(verb))
         await self._require(rec, who, ("owner",), "manage this node")
         if verb.tag == O + "configure":
             x = verb.find(_X)
