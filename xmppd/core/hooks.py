@@ -45,9 +45,10 @@ class Routed:
     # Relayed by another node of the cluster (``Router.relay``): the sender's node did its part
     # (checks, looking at the other nodes); this node answers for its own sessions only.
     relayed: bool = False
-    # The stanza as the sender's archive copy serialised it, and its number of children then
-    # (mam): the recipient's copy reuses the text when no child was added or removed since.
-    archived: tuple[str, int] | None = None
+    # The stanza as the sender's archive copy serialised it, its number of children then and
+    # what one walk of them found (mam): the recipient's copy reuses them when no child was
+    # added or removed since.
+    archived: tuple[str, int, int] | None = None
 
 
 @dataclass(slots=True)
