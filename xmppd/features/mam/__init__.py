@@ -225,7 +225,6 @@ class Mam(Feature):
         self._enqueued = 0  # records ever enqueued ...
         self._stored = 0  # ... and stored (always a prefix: the queue is FIFO)
         self._prefs: dict[str, Prefs] = {}
-        self._sessions = self.ctx.sessions
         self._prefs_generation = 0  # moves at every invalidation: a load racing with one keeps nothing
         # Another cluster node's change of someone's preferences (xmppd/core/invalidation.py).
         self._prefs_inval = self.ctx.invalidation("mam-prefs", self._prefs_invalidated, self._prefs_flush)
@@ -489,7 +488,7 @@ class Mam(Feature):
         frm = r.from_jid
         if not self._always(owner_s) and not await self._wanted(owner, frm, owner_s):
             return Flow.CONTINUE
-        if not self._sessions.has_account_sessions(owner) and not await self.ctx.account_exists(owner):
+        if not await self.ctx.account_exists(owner):
             return Flow.CONTINUE  # no such account: the router bounces it
         ids = self._id_now() or await self._new_id()
         seq, sid = ids
