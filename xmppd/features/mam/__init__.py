@@ -175,15 +175,17 @@ def _scan(msg: etree._Element) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def _stamp_head(owner: str) -> str:
-    """``<stanza-id xmlns=... by='owner' id="`` as lxml serialises it: the recipient's stamp is
-    this, its id and ``"/>`` (what ``etree.tostring`` of the stamp element gives, without it)."""
-    stamp = copy.copy(_STANZA_ID_TEMPLATE)
+def _stamp_of(owner: str) -> tuple[etree._Element, str]:
+    """The recipient's ``<stanza-id by='owner'/>`` without its id (a copy of it is the stamp,
+    its id set), and how lxml serialises it up to the id's value: the stamp's text is that, the
+    id and ``"/>`` (what ``etree.tostring`` of the stamp gives, without serialising it)."""
+    stamp = _STANZA_ID_TEMPLATE.__copy__()
     stamp.set("by", owner)
-    stamp.set("id", "0")
-    text = etree.tostring(stamp, encoding="unicode")
+    probe = stamp.__copy__()
+    probe.set("id", "0")
+    text = etree.tostring(probe, encoding="unicode")
     assert text.endswith(' id="0"/>'), text
-    return text[:-4]
+    return stamp, text[:-4]
 
 
 class Mam(Feature):
@@ -492,15 +494,15 @@ class Mam(Feature):
             return Flow.CONTINUE  # no such account: the router bounces it
         ids = self._id_now() or await self._new_id()
         seq, sid = ids
-        stamp = _STANZA_ID_TEMPLATE.__copy__()  # (copy.copy's dispatch costs more than the copy)
-        stamp.set("by", owner_s)
+        template, head = _stamp_of(owner_s)
+        stamp = template.__copy__()  # (copy.copy's dispatch costs more than the copy)
         stamp.set("id", sid)
         msg.append(stamp)
         if sent is not None and (end := sent[0].rfind("</")) > 0:
             # Serialised once for both archives: the sender's copy, as on_sent wrote it, with
             # the stamp before the closing tag (what serialising the stamped message gives).
             text = sent[0]
-            data = f'{text[:end]}{_stamp_head(owner_s)}{sid}"/>{text[end:]}'
+            data = f'{text[:end]}{head}{sid}"/>{text[end:]}'
         else:
             data = etree.tostring(msg, encoding="unicode")  # archived as it is now
         size = stanza_bytes(data)
