@@ -45,6 +45,7 @@ import asyncio
 import collections
 import copy
 import functools
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -516,26 +517,30 @@ class Mam(Feature):
         await self._enqueue(_record((owner_s, sid, (seq >> NODE_BITS) + EPOCH_US, str(frm.bare), frm.resource or "", data, seq)), size)
         return Flow.CONTINUE
 
+    # (plain functions returning the coroutine or the Flow: no coroutine of their own, see core.hooks)
     @hook(H.MESSAGE_BARE)
-    async def on_bare(self, r: Routed) -> Flow:
-        return await self._incoming(r)
+    def on_bare(self, r: Routed) -> Awaitable[Flow]:
+        return self._incoming(r)
 
     @hook(H.MESSAGE_FULL)
-    async def on_full(self, r: Routed) -> Flow:
-        return await self._incoming(r)
+    def on_full(self, r: Routed) -> Awaitable[Flow]:
+        return self._incoming(r)
 
     @hook(H.STANZA_IN, priority=-50)
-    async def on_sent(self, r: Routed) -> Flow:
+    def on_sent(self, r: Routed) -> Flow | Awaitable[Flow]:
         """The sender's copy (:meth:`_sent`), then a retraction's tombstone (:meth:`_retraction`):
         one hook for both, every message passes through it, one walk of its children."""
         if r.kind != "message":
             return Flow.CONTINUE
         flags = _scan(r.stanza)
+        if not flags & _RETRACTS:
+            return self._sent(r, flags) if flags & _WORTH else Flow.CONTINUE
+        return self._sent_and_retraction(r, flags)
+
+    async def _sent_and_retraction(self, r: Routed, flags: int) -> Flow:
         if flags & _WORTH and await self._sent(r, flags) is Flow.STOP:
             return Flow.STOP
-        if flags & _RETRACTS:
-            return await self._retraction(r)
-        return Flow.CONTINUE
+        return await self._retraction(r)
 
     async def _sent(self, r: Routed, flags: int) -> Flow:
         """The sender's copy: a local account's outgoing message (worth archiving: ``flags``
