@@ -74,7 +74,8 @@ def iq_handler(type: str, qname: str, *, target: Target = Target.HOST) -> Callab
 
 
 def hook(h: Hook[Any], priority: int = 0) -> Callable[[F], F]:
-    """Declare a method as a handler in hook chain ``h``; it returns a ``Flow``."""
+    """Declare a method as a handler in hook chain ``h``; it returns a ``Flow`` (a coroutine
+    function, or a plain function returning the ``Flow`` or an awaitable of it: see .hooks)."""
 
     def mark(fn: F) -> F:
         fn.__dict__.setdefault("_xmppd_marks", []).append(_HookMark(h, priority))
@@ -247,7 +248,7 @@ class FeatureContext:
         self._undo.append(undo)
         return undo
 
-    def add_hook(self, h: Hook[Any], handler: Callable[[Any], Awaitable[Flow]], priority: int = 0) -> None:
+    def add_hook(self, h: Hook[Any], handler: Callable[[Any], "Flow | Awaitable[Flow]"], priority: int = 0) -> None:
         self._undo.append(self._server.hooks.add(h, handler, priority))
 
     def add_service(self, domain: str, service: "Service") -> None:

@@ -2,7 +2,9 @@
 
 A hook is a module-level constant, so a typo fails at import. Handlers run in descending
 priority and return ``Flow.STOP`` to end the chain (the default behaviour then does not run)
-or ``Flow.CONTINUE``.
+or ``Flow.CONTINUE``. A handler is a coroutine function, or a plain function that returns the
+``Flow`` itself when it has nothing to await (the common case on the per-stanza chains: no
+coroutine is made) and else an awaitable of it (e.g. its own coroutine for the rest).
 """
 from __future__ import annotations
 
@@ -45,9 +47,10 @@ class Routed:
     # Relayed by another node of the cluster (``Router.relay``): the sender's node did its part
     # (checks, looking at the other nodes); this node answers for its own sessions only.
     relayed: bool = False
-    # The stanza as the sender's archive copy serialised it, and its number of children then
-    # (mam): the recipient's copy reuses the text when no child was added or removed since.
-    archived: tuple[str, int] | None = None
+    # The stanza as the sender's archive copy serialised it, its number of children then and
+    # what one walk of them found (mam): the recipient's copy reuses them when no child was
+    # added or removed since.
+    archived: tuple[str, int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -183,7 +186,7 @@ NODE_UP: Hook[NodeEvent] = Hook("cluster/node-up")
 # A dead node's available sessions, once removed from the cluster registry (on one survivor).
 SESSIONS_LOST: Hook[SessionsLost] = Hook("cluster/sessions-lost")
 
-Handler = Callable[[Any], Awaitable[Flow]]
+Handler = Callable[[Any], "Flow | Awaitable[Flow]"]
 
 
 class HookChains:
@@ -194,7 +197,7 @@ class HookChains:
         self._handlers: dict[str, tuple[Handler, ...]] = {}
         self._seq = 0
 
-    def add(self, hook: Hook[P], handler: Callable[[P], Awaitable[Flow]], priority: int = 0) -> Callable[[], None]:
+    def add(self, hook: Hook[P], handler: Callable[[P], "Flow | Awaitable[Flow]"], priority: int = 0) -> Callable[[], None]:
         self._seq += 1
         entry = (priority, self._seq, handler)
         chain = self._chains.setdefault(hook.name, [])
@@ -216,7 +219,9 @@ class HookChains:
         if not handlers:
             return _CONTINUE
         for handler in handlers:
-            flow = await handler(payload)
+            flow = handler(payload)
+            if flow.__class__ is not Flow:
+                flow = await flow  # type: ignore[misc]  # (a coroutine function, or a plain one's awaitable)
             if flow is not _CONTINUE:
                 if flow is _STOP:
                     return _STOP

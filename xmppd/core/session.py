@@ -378,8 +378,8 @@ class Session:
         if held is None:
             held = self._held_out = collections.deque()
         held.append((barrier, data))
-        if len(held) == 1:
-            self._release_out()
+        if len(held) == 1:  # (so barrier is the pending one: what _release_out would find)
+            barrier.when_settled(self._release_out)  # type: ignore[union-attr]
 
     def _release_out(self) -> None:
         """Write the held stanzas whose stores committed, in order, up to one still waiting."""

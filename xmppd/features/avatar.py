@@ -29,6 +29,7 @@ import binascii
 import collections
 import hashlib
 import logging
+from collections.abc import Awaitable
 
 from lxml import etree
 
@@ -121,9 +122,12 @@ class Avatar(Feature):
         return sha1
 
     @hook(H.STANZA_IN, priority=50)
-    async def on_presence(self, r: Routed) -> Flow:
+    def on_presence(self, r: Routed) -> "Flow | Awaitable[Flow]":
         if r.kind != "presence" or r.origin is None or r.stanza.get("type") is not None:
-            return Flow.CONTINUE
+            return Flow.CONTINUE  # (messages and iqs without a coroutine: see core.hooks)
+        return self._presence(r)
+
+    async def _presence(self, r: Routed) -> Flow:
         st = r.stanza
         x = st.find(f"{{{UPDATE}}}x")
         if x is not None:

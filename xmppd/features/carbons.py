@@ -15,6 +15,8 @@ itself gets no copy of it. Only the server authors carbons: a client's ``<sent>`
 from __future__ import annotations
 
 import copy as _copy
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
@@ -27,6 +29,9 @@ from ..core.server_owned import owned
 from ..errors import Condition, StanzaError
 from ..jid import JID
 from ..xml import ns
+
+if TYPE_CHECKING:
+    from ..core.session import Session
 
 __all__ = ["Carbons", "CARBONS"]
 
@@ -85,14 +90,18 @@ class Carbons(Feature):
     # ---------------------------------------------------------------- copies
 
     @hook(H.STANZA_IN, priority=-100)
-    async def on_sent(self, r: Routed) -> Flow:
+    def on_sent(self, r: Routed) -> "Flow | Awaitable[Flow]":
         origin = r.origin
         if r.kind != "message" or origin is None or origin.jid is None:
             return Flow.CONTINUE
         sessions = self.ctx.sessions.of(origin.jid.bare)
         clustered = self.ctx.router.clustered
         if (len(sessions) < 2 and not clustered) or not _eligible(r.stanza, self.ctx.domain):
-            return Flow.CONTINUE  # no other resource to copy to (the usual case): done
+            return Flow.CONTINUE  # no other resource to copy to (the usual case): done, without a coroutine
+        return self._sent_copies(r, origin, sessions, clustered)
+
+    async def _sent_copies(self, r: Routed, origin: "Session", sessions: "list[Session]", clustered: bool) -> Flow:
+        assert origin.jid is not None
         to = r.to
         if clustered:  # the account's resources on the other nodes
             self._elsewhere(origin.jid.bare, r.stanza, _SENT, to if to is not None and to.bare == origin.jid.bare else None)
@@ -104,14 +113,17 @@ class Carbons(Feature):
         return Flow.CONTINUE
 
     @hook(H.MESSAGE_FULL, priority=-100)
-    async def on_full(self, r: Routed) -> Flow:
+    def on_full(self, r: Routed) -> "Flow | Awaitable[Flow]":
         to = r.to
         if to is None:
             return Flow.CONTINUE
         sessions = self.ctx.sessions.of(to.bare)
         clustered = self.ctx.router.clustered
         if len(sessions) < 2 and not clustered:
-            return Flow.CONTINUE  # the recipient's only resource (or none): no copies
+            return Flow.CONTINUE  # the recipient's only resource (or none): no copies, no coroutine
+        return self._received_copies(r, to, sessions, clustered)
+
+    async def _received_copies(self, r: Routed, to: JID, sessions: "list[Session]", clustered: bool) -> Flow:
         if not _eligible(r.stanza, self.ctx.domain) or (self.ctx.sessions.get(to) is None and not clustered):
             return Flow.CONTINUE
         if _from_self(r):

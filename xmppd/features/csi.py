@@ -82,7 +82,7 @@ class Csi(Feature):
             session.send(stanza)
 
     @hook(H.DELIVER, priority=-100)
-    async def on_deliver(self, d: Delivery) -> Flow:
+    def on_deliver(self, d: Delivery) -> Flow:  # (never awaits: a plain function, see core.hooks)
         held: _Held | None = d.session.data.get(_KEY)
         if held is None:
             return Flow.CONTINUE

@@ -40,6 +40,7 @@ subscriptions as parsed bare JIDs).
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -332,11 +333,15 @@ class Presence(Feature):
         # type='error' and unknown types addressed to an account are dropped
 
     @hook(H.STANZA_IN, priority=-10)
-    async def on_stanza_in(self, r: Routed) -> Flow:
+    def on_stanza_in(self, r: Routed) -> "Flow | Awaitable[Flow]":
         """Track directed presence (RFC 6121 §4.6) from clients; their subscription stanzas to
         other domains (a service such as ``cs.domain``) are outbound subscriptions (§3)."""
         if r.kind != "presence" or r.to is None or r.origin is None:
-            return Flow.CONTINUE
+            return Flow.CONTINUE  # (messages and iqs without a coroutine: see core.hooks)
+        return self._directed(r)
+
+    async def _directed(self, r: Routed) -> Flow:
+        assert r.to is not None and r.origin is not None
         typ = r.stanza.get("type")
         target = r.to
         if typ in _SUBSCRIPTION_TYPES and target.domain != self.ctx.domain:

@@ -33,7 +33,7 @@ reloads the owners and every pinned list.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -345,13 +345,14 @@ class Blocking(Feature):
     # ---------------------------------------------------------------- enforcement: outbound
 
     @hook(H.STANZA_IN, priority=100)
-    async def outbound(self, r: Routed) -> Flow:
+    def outbound(self, r: Routed) -> "Flow | Awaitable[Flow]":
         to = r.to
-        if to is None:
-            return Flow.CONTINUE
+        if to is None or self._known_empty(r.from_jid.bare):
+            return Flow.CONTINUE  # (the usual case, without a coroutine: see core.hooks)
+        return self._outbound(r, to)
+
+    async def _outbound(self, r: Routed, to: JID) -> Flow:
         user = r.from_jid.bare
-        if self._known_empty(user):
-            return Flow.CONTINUE
         blocked = self._online.get(user)
         if blocked is None:
             blocked = await self.blocklist(user)
@@ -366,13 +367,16 @@ class Blocking(Feature):
 
     # ---------------------------------------------------------------- enforcement: inbound
 
-    async def _inbound(self, r: Routed) -> Flow:
+    def _inbound(self, r: Routed) -> "Flow | Awaitable[Flow]":
         to = r.to
         if to is None or to.local is None:
             return Flow.CONTINUE
         owner = to.bare
         if self._known_empty(owner) or r.from_jid.bare == owner:
-            return Flow.CONTINUE
+            return Flow.CONTINUE  # (the usual case, without a coroutine: see core.hooks)
+        return self._inbound_blocked(r, owner)
+
+    async def _inbound_blocked(self, r: Routed, owner: JID) -> Flow:
         if not matches(await self.blocklist(owner), r.from_jid):
             return Flow.CONTINUE
         if r.kind == "message" and r.stanza.get("type") not in ("error", "groupchat", "headline"):
@@ -380,23 +384,23 @@ class Blocking(Feature):
         return Flow.STOP  # presence: no reply at all (§3.5)
 
     @hook(H.MESSAGE_BARE, priority=100)
-    async def message_bare(self, r: Routed) -> Flow:
-        return await self._inbound(r)
+    def message_bare(self, r: Routed) -> "Flow | Awaitable[Flow]":
+        return self._inbound(r)
 
     @hook(H.MESSAGE_FULL, priority=100)
-    async def message_full(self, r: Routed) -> Flow:
-        return await self._inbound(r)
+    def message_full(self, r: Routed) -> "Flow | Awaitable[Flow]":
+        return self._inbound(r)
 
     @hook(H.PRESENCE_BARE, priority=100)
-    async def presence_bare(self, r: Routed) -> Flow:
-        return await self._inbound(r)
+    def presence_bare(self, r: Routed) -> "Flow | Awaitable[Flow]":
+        return self._inbound(r)
 
     @hook(H.PRESENCE_FULL, priority=100)
-    async def presence_full(self, r: Routed) -> Flow:
-        return await self._inbound(r)
+    def presence_full(self, r: Routed) -> "Flow | Awaitable[Flow]":
+        return self._inbound(r)
 
     @hook(H.DELIVER, priority=100)
-    async def on_deliver(self, d: Delivery) -> Flow:
+    def on_deliver(self, d: Delivery) -> Flow:  # (never awaits: a plain function, see core.hooks)
         if not self._nonempty:
             return Flow.CONTINUE
         frm_s = d.stanza.get("from")

@@ -44,6 +44,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import functools
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -65,7 +67,7 @@ from ...jid import JID, JIDError
 from ...xml import ns
 from ...xml.forms import Field, Form
 from . import retraction
-from .ids import IdCodec, NodeLease, SeqClock, time_of
+from .ids import EPOCH_US, NODE_BITS, IdCodec, NodeLease, SeqClock, time_of
 from .repository import ArchivedMessage, ArchiveQuery, MamRepository, Prefs, SqlMamRepository, UnknownId, stanza_bytes
 
 if TYPE_CHECKING:
@@ -141,6 +143,50 @@ def _worth_archiving(msg: etree._Element, groupchat: bool = False) -> bool:
         elif tag == _STORE:
             store = True
     return body or store
+
+
+# ArchivedMessage from a tuple in its field order, without NamedTuple's Python-level __new__
+# (the hooks' time_of inlined too: (seq >> NODE_BITS) + EPOCH_US).
+_record = functools.partial(tuple.__new__, ArchivedMessage)
+
+# What one walk of a one-to-one message's children finds (:func:`_scan`).
+_WORTH = 1  # worth archiving: chat or normal, a body or <store/>, no <no-store/>, not a carbon
+_RETRACTS = 2  # a <retract/> (XEP-0424)
+_STAMPED = 4  # a <stanza-id/> (maybe the recipient's: re-delivered, archived already)
+
+
+def _scan(msg: etree._Element) -> int:
+    """:data:`_WORTH` (what ``_worth_archiving(msg)`` says), :data:`_RETRACTS`, :data:`_STAMPED`."""
+    flags = body = store = refused = 0
+    for child in msg:
+        tag = child.tag
+        if tag == _BODY:
+            body = 1
+        elif tag == _STANZA_ID:
+            flags |= _STAMPED
+        elif tag == _RETRACT:
+            flags |= _RETRACTS
+        elif tag in _NO_STORE or tag in _CARBONS:
+            refused = 1
+        elif tag == _STORE:
+            store = 1
+    if (body or store) and not refused and (msg.get("type") or "normal") in ("chat", "normal"):
+        flags |= _WORTH
+    return flags
+
+
+@functools.lru_cache(maxsize=4096)
+def _stamp_of(owner: str) -> tuple[etree._Element, str]:
+    """The recipient's ``<stanza-id by='owner'/>`` without its id (a copy of it is the stamp,
+    its id set), and how lxml serialises it up to the id's value: the stamp's text is that, the
+    id and ``"/>`` (what ``etree.tostring`` of the stamp gives, without serialising it)."""
+    stamp = _STANZA_ID_TEMPLATE.__copy__()
+    stamp.set("by", owner)
+    probe = stamp.__copy__()
+    probe.set("id", "0")
+    text = etree.tostring(probe, encoding="unicode")
+    assert text.endswith(' id="0"/>'), text
+    return stamp, text[:-4]
 
 
 class Mam(Feature):
@@ -336,6 +382,14 @@ class Mam(Feature):
         seq = self._seqs.next(int(self._clock.now() * 1_000_000))
         return seq, self._encode(seq)
 
+    def _id_now(self) -> tuple[int, str] | None:
+        """:meth:`_new_id` without an await: None when the lease must be renewed first (rare)."""
+        clock = self._clock
+        if clock.monotonic() >= self._lease.valid_until:
+            return None
+        seq = self._seqs.next(int(clock.now() * 1_000_000))
+        return seq, self._encode(seq)
+
     def _now(self) -> int:
         return int(self.ctx.clock.now() * 1_000_000)
 
@@ -403,104 +457,132 @@ class Mam(Feature):
                 return True
         return False
 
+    def _always(self, owner_s: str) -> bool:
+        """``owner_s``'s cached preferences archive everything (the usual case: nobody listed):
+        :meth:`_wanted` without an await nor the peer's JID formatted."""
+        p = self._prefs.get(owner_s)
+        return p is not None and p.default == "always" and not p.never
+
+    def _room_left(self, owner_s: str, size: int) -> bool | None:
+        """:meth:`_over_quota` from what is cached, negated (room for ``size`` more bytes);
+        None when the archive's usage is not cached (then ask :meth:`_over_quota`)."""
+        used = self._used.get(owner_s)
+        if used is None:
+            return None
+        return used + self._queued_bytes.get(owner_s, 0) + size <= self._quota
+
     async def _incoming(self, r: Routed) -> Flow:
         to = r.to
+        if to is None or to.local is None:
+            return Flow.CONTINUE
         msg = r.stanza
         sent = r.archived  # (the sender's copy: worth archiving, and serialised already)
-        if sent is not None and sent[1] != len(msg):
-            sent = None  # a child was added or removed since: serialised again below
-        if to is None or to.local is None or (sent is None and not _worth_archiving(msg)):
-            return Flow.CONTINUE
+        if sent is not None and sent[1] == len(msg):
+            flags = sent[2]
+        else:
+            sent = None  # no sender's copy, or a child was added or removed since: serialised below
+            flags = _scan(msg)
+            if not flags & _WORTH:
+                return Flow.CONTINUE
         owner = to.bare
         owner_s = str(owner)
-        if self._already_archived(msg, owner_s):
+        if flags & _STAMPED and self._already_archived(msg, owner_s):
             return Flow.CONTINUE
-        if not await self._wanted(owner, r.from_jid, owner_s):
+        frm = r.from_jid
+        if not self._always(owner_s) and not await self._wanted(owner, frm, owner_s):
             return Flow.CONTINUE
         if not await self.ctx.account_exists(owner):
             return Flow.CONTINUE  # no such account: the router bounces it
-        seq, sid = await self._new_id()
-        stamp = copy.copy(_STANZA_ID_TEMPLATE)  # cheaper than SubElement(..., nsmap=...), same XML
-        stamp.set("by", owner_s)
+        ids = self._id_now() or await self._new_id()
+        seq, sid = ids
+        template, head = _stamp_of(owner_s)
+        stamp = template.__copy__()  # (copy.copy's dispatch costs more than the copy)
         stamp.set("id", sid)
-        end = -1
-        if sent is not None:
+        msg.append(stamp)
+        if sent is not None and (end := sent[0].rfind("</")) > 0:
             # Serialised once for both archives: the sender's copy, as on_sent wrote it, with
             # the stamp before the closing tag (what serialising the stamped message gives).
-            end = sent[0].rfind("</")
-        if end > 0:
-            data = f"{sent[0][:end]}{etree.tostring(stamp, encoding='unicode')}{sent[0][end:]}"  # type: ignore[index]
-            msg.append(stamp)
+            text = sent[0]
+            data = f'{text[:end]}{head}{sid}"/>{text[end:]}'
         else:
-            msg.append(stamp)
             data = etree.tostring(msg, encoding="unicode")  # archived as it is now
-        origin = r.origin
         size = stanza_bytes(data)
-        if self._quota and (origin is None or origin.jid is None or origin.jid.bare == owner):
+        if self._quota:
+            origin = r.origin
             # (a local account's message to another was checked against both archives by on_sent)
-            if await self._over_quota(owner_s, size):
+            if (origin is None or origin.jid is None or origin.jid.bare == owner) and (
+                    not self._room_left(owner_s, size) and await self._over_quota(owner_s, size)):
                 msg.remove(stamp)
                 return self._refuse(r, owner_s)
-        frm = r.from_jid
-        await self._enqueue(ArchivedMessage(owner_s, sid, time_of(seq), str(frm.bare), frm.resource or "", data, seq), size)
+        await self._enqueue(_record((owner_s, sid, (seq >> NODE_BITS) + EPOCH_US, str(frm.bare), frm.resource or "", data, seq)), size)
         return Flow.CONTINUE
 
+    # (plain functions returning the coroutine or the Flow: no coroutine of their own, see core.hooks)
     @hook(H.MESSAGE_BARE)
-    async def on_bare(self, r: Routed) -> Flow:
-        return await self._incoming(r)
+    def on_bare(self, r: Routed) -> Awaitable[Flow]:
+        return self._incoming(r)
 
     @hook(H.MESSAGE_FULL)
-    async def on_full(self, r: Routed) -> Flow:
-        return await self._incoming(r)
+    def on_full(self, r: Routed) -> Awaitable[Flow]:
+        return self._incoming(r)
 
     @hook(H.STANZA_IN, priority=-50)
-    async def on_sent(self, r: Routed) -> Flow:
+    def on_sent(self, r: Routed) -> Flow | Awaitable[Flow]:
         """The sender's copy (:meth:`_sent`), then a retraction's tombstone (:meth:`_retraction`):
-        one hook for both, every message passes through it."""
+        one hook for both, every message passes through it, one walk of its children."""
         if r.kind != "message":
             return Flow.CONTINUE
-        if await self._sent(r) is Flow.STOP:
+        flags = _scan(r.stanza)
+        if not flags & _RETRACTS:
+            return self._sent(r, flags) if flags & _WORTH else Flow.CONTINUE
+        return self._sent_and_retraction(r, flags)
+
+    async def _sent_and_retraction(self, r: Routed, flags: int) -> Flow:
+        if flags & _WORTH and await self._sent(r, flags) is Flow.STOP:
             return Flow.STOP
         return await self._retraction(r)
 
-    async def _sent(self, r: Routed) -> Flow:
-        """The sender's copy: a local account's outgoing message, in its own archive."""
+    async def _sent(self, r: Routed, flags: int) -> Flow:
+        """The sender's copy: a local account's outgoing message (worth archiving: ``flags``
+        from :func:`_scan`), in its own archive."""
         origin = r.origin
-        if r.kind != "message" or origin is None or origin.jid is None or not _worth_archiving(r.stanza):
+        if origin is None or origin.jid is None:
             return Flow.CONTINUE
         owner = origin.jid.bare
         to = r.to
         if to is None or (to.local == owner.local and to.domain == owner.domain):
             return Flow.CONTINUE  # to oneself: archived once, as incoming
         owner_s = str(owner)
-        wanted = await self._wanted(owner, to, owner_s)
+        wanted = self._always(owner_s) or await self._wanted(owner, to, owner_s)
         msg = r.stanza
         # Serialised once: the recipient's copy (_incoming) is this text and its stamp.
         data = etree.tostring(msg, encoding="unicode")
-        r.archived = (data, len(msg))
+        r.archived = (data, len(msg), flags)
         size = stanza_bytes(data)
         if self._quota:
             # Both archives at once, before anything is stored: over the quota, the message is
             # refused whole (no copy in one archive and not the other, nothing delivered).
-            if wanted and await self._over_quota(owner_s, size):
+            if wanted and not self._room_left(owner_s, size) and await self._over_quota(owner_s, size):
                 return self._refuse(r, owner_s)
-            if to.domain == self.ctx.domain and to.local is not None:
+            if to.local is not None and to.domain == self.ctx.domain:
                 peer = to.bare
                 peer_s = str(peer)
-                if (not self._already_archived(msg, peer_s)
-                        and await self._over_quota(peer_s, size + _STAMP_BYTES + len(peer_s)) and await self._wanted(peer, owner, peer_s)
+                peer_size = size + _STAMP_BYTES + len(peer_s)
+                if (not self._room_left(peer_s, peer_size)
+                        and not (flags & _STAMPED and self._already_archived(msg, peer_s))
+                        and await self._over_quota(peer_s, peer_size) and await self._wanted(peer, owner, peer_s)
                         and await self.ctx.account_exists(peer)):
                     return self._refuse(r, peer_s)
         if not wanted:
             return Flow.CONTINUE
-        seq, sid = await self._new_id()
-        await self._enqueue(ArchivedMessage(owner_s, sid, time_of(seq), str(to.bare), to.resource or "", data, seq), size)
+        ids = self._id_now() or await self._new_id()
+        seq, sid = ids
+        await self._enqueue(_record((owner_s, sid, (seq >> NODE_BITS) + EPOCH_US, str(to.bare), to.resource or "", data, seq)), size)
         return Flow.CONTINUE
 
     async def _retraction(self, r: Routed) -> Flow:
         """XEP-0424 one-to-one: a local account's retraction tombstones its message (.retraction)."""
-        if r.stanza.find(_RETRACT) is not None:
-            await retraction.direct(self, r, timestamps.micros_of_us(self._now()))
+        await retraction.direct(self, r, timestamps.micros_of_us(self._now()))
         return Flow.CONTINUE
 
     async def _room_retraction(self, ev: Any) -> Flow:

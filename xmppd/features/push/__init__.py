@@ -120,7 +120,7 @@ class Push(Feature):
         return Flow.CONTINUE
 
     @hook(H.DELIVER, priority=-200)
-    async def on_deliver(self, d: Delivery) -> Flow:
+    def on_deliver(self, d: Delivery) -> Flow:  # (never awaits: a plain function, see core.hooks)
         session = d.session
         if d.kind != "message" or not session.hibernating or session.jid is None or not _notifiable(d.stanza):
             return Flow.CONTINUE
