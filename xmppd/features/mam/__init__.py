@@ -14,20 +14,23 @@ id='...'/>`` before it is delivered, so clients can de-duplicate; in rooms the a
 the room's stanza-id before the broadcast (MUC keeps it). The id is the archive's ``seq``
 encrypted (see :mod:`.ids`): opaque to clients, decoded by the server, so no id index is kept.
 
-Writes are group commits: records go into a bounded queue that a background task drains in
-batches; queries flush it first (a client always finds what it was just sent), and teardown
+Writes are group commits: records go into a bounded queue, committed in batches; queries flush it first (a client always finds what it was just sent), and teardown
 flushes it (a clean shutdown loses nothing). When the queue is full the sender waits
 (back-pressure) rather than a message going unarchived. What the server delivers or
 acknowledges is archived (:mod:`xmppd.core.durability`): each record's commit ticket joins the
 barrier of the stanza being processed, so the message reaches its recipients, and counts in the
 sender's XEP-0198 ``<a h=''/>``, once the batch holding it has committed -- a crash never loses
 an archived copy of a message somebody saw or was told was received. A waited-for record is
-committed as soon as the writer is free (records that pile up during one commit form the next
-batch); records nobody waits for yet linger up to ``commit_interval`` to make larger batches.
-On an SQLite file a commit runs on the event loop's own thread when no other writer is in the
-way (:class:`xmppd.storage.inline.InlineWriter`: no hand-off to a driver thread, whose GIL waits
-cost milliseconds on a busy loop), and the deliveries and acks it releases go out in the same
-turn of the loop (``Ticket.on_done``).
+committed in the next turn of the event loop (``Mam._kick``, scheduled by the first record of a
+turn): every stanza taken in during one turn, from any session, shares that commit, and no
+latency is added. On an SQLite file that commit runs right there, on the loop's own thread,
+when no other writer is in the way (``MamRepository.store_now``,
+:class:`xmppd.storage.inline.InlineWriter`: no task to wake, no hand-off to a driver thread,
+whose GIL waits cost milliseconds on a busy loop), and the deliveries and acks it releases go
+out in the same turn (``Ticket.on_done``). Records nobody waits for yet linger up to
+``commit_interval`` (in the writer task, ``Mam._write_loop``) to make larger batches; the
+writer task also takes every batch that cannot be committed inline (MariaDB, another writer in
+the way) and retries failures.
 A failing write is retried (backing off up to 30 s) until storage takes it, never dropped.
 
 Queries: the XEP-0313 form (``with``, ``start``, ``end``, ``after-id``, ``before-id``,
