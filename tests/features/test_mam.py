@@ -317,7 +317,18 @@ def count_batches(mam: Any, until: int = 0) -> tuple[list[int], asyncio.Event]:
         if until and sum(batches) >= until:
             enough.set()
 
+    real_now = mam.repo.store_now
+
+    def counting_now(messages: list[Any]) -> bool:
+        if not real_now(messages):
+            return False
+        batches.append(len(messages))
+        if until and sum(batches) >= until:
+            enough.set()
+        return True
+
     mam.repo.store_many = counting_store
+    mam.repo.store_now = counting_now
     return batches, enough
 
 

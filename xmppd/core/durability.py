@@ -112,7 +112,10 @@ class Barrier:
     @property
     def settled(self) -> bool:
         """Every write of the stanza is done: committed, or given up (see :attr:`failed`)."""
-        return all(t.future.done() for t in self.tickets)
+        for t in self.tickets:  # (asked for every held stanza: a loop, not all() of a generator)
+            if not t.future.done():
+                return False
+        return True
 
     @property
     def failed(self) -> bool:

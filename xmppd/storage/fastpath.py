@@ -202,6 +202,17 @@ class FastPath:
                 self._lite = False
         return await self._db.run_txn(portable)
 
+    def write_now(self, lite: Lite[T]) -> T:
+        """``lite`` committed now, on the loop's thread, without awaiting (SQLite files, when no
+        writer is in the way). Raises :class:`~xmppd.storage.inline.InlineUnavailable` when it
+        cannot (another backend, a writer of this process or of another one in the way):
+        nothing ran, the caller takes :meth:`write`. Not retried: a failure is raised as it is."""
+        from .inline import InlineUnavailable
+
+        if not self._lite or self._writer is None:
+            raise InlineUnavailable("no inline writer for this database")
+        return self._writer.write(lite)
+
     async def in_transaction(self, conn: AsyncConnection, lite: Lite[T]) -> T | None:
         """Inside a transaction already begun on *conn* (SQLite): ``lite`` in one call on the
         driver's thread, without committing. None when the driver has no thread (run the

@@ -14,20 +14,23 @@ id='...'/>`` before it is delivered, so clients can de-duplicate; in rooms the a
 the room's stanza-id before the broadcast (MUC keeps it). The id is the archive's ``seq``
 encrypted (see :mod:`.ids`): opaque to clients, decoded by the server, so no id index is kept.
 
-Writes are group commits: records go into a bounded queue that a background task drains in
-batches; queries flush it first (a client always finds what it was just sent), and teardown
+Writes are group commits: records go into a bounded queue, committed in batches; queries flush it first (a client always finds what it was just sent), and teardown
 flushes it (a clean shutdown loses nothing). When the queue is full the sender waits
 (back-pressure) rather than a message going unarchived. What the server delivers or
 acknowledges is archived (:mod:`xmppd.core.durability`): each record's commit ticket joins the
 barrier of the stanza being processed, so the message reaches its recipients, and counts in the
 sender's XEP-0198 ``<a h=''/>``, once the batch holding it has committed -- a crash never loses
 an archived copy of a message somebody saw or was told was received. A waited-for record is
-committed as soon as the writer is free (records that pile up during one commit form the next
-batch); records nobody waits for yet linger up to ``commit_interval`` to make larger batches.
-On an SQLite file a commit runs on the event loop's own thread when no other writer is in the
-way (:class:`xmppd.storage.inline.InlineWriter`: no hand-off to a driver thread, whose GIL waits
-cost milliseconds on a busy loop), and the deliveries and acks it releases go out in the same
-turn of the loop (``Ticket.on_done``).
+committed in the next turn of the event loop (``Mam._kick``, scheduled by the first record of a
+turn): every stanza taken in during one turn, from any session, shares that commit, and no
+latency is added. On an SQLite file that commit runs right there, on the loop's own thread,
+when no other writer is in the way (``MamRepository.store_now``,
+:class:`xmppd.storage.inline.InlineWriter`: no task to wake, no hand-off to a driver thread,
+whose GIL waits cost milliseconds on a busy loop), and the deliveries and acks it releases go
+out in the same turn (``Ticket.on_done``). Records nobody waits for yet linger up to
+``commit_interval`` (in the writer task, ``Mam._write_loop``) to make larger batches; the
+writer task also takes every batch that cannot be committed inline (MariaDB, another writer in
+the way) and retries failures.
 A failing write is retried (backing off up to 30 s) until storage takes it, never dropped.
 
 Queries: the XEP-0313 form (``with``, ``start``, ``end``, ``after-id``, ``before-id``,
@@ -217,11 +220,17 @@ class Mam(Feature):
         self._lease = NodeLease(self.repo, self.ctx.clock, self.log)
         self._seqs: SeqClock = await self._lease.claim(await self.repo.max_seq())
         self._renewer = self.ctx.spawn(self._lease.keep(), "mam-lease")
-        self._queue: asyncio.Queue[ArchivedMessage] = asyncio.Queue(self.options.queue_size)
-        self._inflight: list[ArchivedMessage] = []
+        # Records not stored yet, oldest first (at most queue_size: beyond, senders wait).
+        self._pending: collections.deque[ArchivedMessage] = collections.deque()
+        self._space = asyncio.Event()  # set when the queue has room again
+        self._inflight: list[ArchivedMessage] = []  # the batch the writer task is storing
         self.ctx.add_metrics(self._metrics)
+        self._work = asyncio.Event()  # records for the writer task (lingering, or not inline)
         self._wake = asyncio.Event()  # batch_size records wait, or somebody waits for a ticket
         self._lock = asyncio.Lock()
+        self._kick_handle: asyncio.Handle | None = None  # a _kick scheduled for this turn's records
+        self._last_commit = 0.0
+        self._loop_time = asyncio.get_running_loop().time
         # Commit tickets (xmppd.core.durability): [records enqueued up to it, ticket], oldest first.
         self._tickets: collections.deque[list[Any]] = collections.deque()
         self._ticket: Ticket | None = None  # the open one, shared until the writer cuts a batch
@@ -255,6 +264,9 @@ class Mam(Feature):
                 self.ctx.add_iq_handler(typ, f"{{{MAM}}}query", self._room_query, target=Target.BARE, domain=muc.domain)
 
     async def teardown(self) -> None:
+        if self._kick_handle is not None:
+            self._kick_handle.cancel()
+            self._kick_handle = None
         await stop_tasks(self._writer, self._renewer)
         try:
             async with asyncio.timeout(10):
@@ -271,30 +283,34 @@ class Mam(Feature):
     # ---------------------------------------------------------------- writing
 
     async def _write_loop(self) -> None:
-        q = self._queue
+        """The writer task: commits what :meth:`_kick` leaves to it -- records nobody waits for
+        yet while the writer is busy (lingering up to commit_interval, so that they pile up into
+        large batches), and every batch that cannot be committed on the loop's thread (another
+        backend, another writer in the way) or failed (retried, see :meth:`_store`)."""
+        pending = self._pending
         interval = self.options.commit_interval
-        clock = asyncio.get_running_loop().time
-        last_commit = 0.0
+        batch_size = self.options.batch_size
+        clock = self._loop_time
         while True:
-            # Taken records are in _inflight at once, so that a flush() waiting for the lock
-            # writes them first, in order.
-            record = await q.get()
-            self._inflight.append(record)  # (looked up after the await: flush() replaces the list)
-            wait = last_commit + interval - clock()
-            if wait > 0 and not self._wake.is_set() and q.qsize() < self.options.batch_size:
+            await self._work.wait()
+            self._work.clear()
+            if not pending:
+                continue
+            wait = self._last_commit + interval - clock()
+            if wait > 0 and not self._wake.is_set() and len(pending) < batch_size:
                 # Busy, and nobody waits for these records yet: let the batch grow (batch_size
                 # records, a delivery or an ack waiting, or a flush() cut it short).
                 await self._woken_or(wait)
             async with self._lock:
-                batch = self._inflight
-                if not batch:
-                    continue  # a flush wrote it
-                while len(batch) < self.options.batch_size and not q.empty():
-                    batch.append(q.get_nowait())
-                self._cut()
+                if not pending:
+                    continue  # committed meanwhile (_kick, flush)
+                # The batch is in _inflight until stored, so that a flush() after a cancelled
+                # store writes it first, in order.
+                batch = self._inflight = self._take()
                 await self._store(batch)
                 self._inflight = []
-                last_commit = clock()
+            if pending:
+                self._work.set()
 
     async def _woken_or(self, seconds: float) -> None:
         """Sleep *seconds*, or less if batch_size records wait or a ticket is waited for."""
@@ -304,10 +320,60 @@ class Mam(Feature):
         except TimeoutError:
             pass
 
+    def _take(self) -> list[ArchivedMessage]:
+        """Cut a batch: the oldest records (at most batch_size); later ones get a new ticket."""
+        pending = self._pending
+        n = min(len(pending), self.options.batch_size)
+        batch = [pending.popleft() for _ in range(n)]
+        self._cut()
+        if not self._space.is_set():
+            self._space.set()
+        return batch
+
     def _cut(self) -> None:
         """A batch is cut: records enqueued from now on get a new ticket."""
         self._ticket = None
         self._wake.clear()
+
+    def _kick(self) -> None:
+        """Scheduled by the first record of a turn of the event loop, run in the next turn --
+        once every stanza that turn took in was processed -- so that records of several
+        sessions share one commit. When somebody waits for them (a delivery, an ack: the
+        ticket was hurried), batch_size records wait, or the writer was idle for
+        commit_interval, the batch is committed here and now, on the loop's thread
+        (:meth:`MamRepository.store_now`), and the deliveries and acks it releases go out in
+        this same turn: no writer task to wake, no hand-off. Anything else is the writer
+        task's (:meth:`_write_loop`)."""
+        self._kick_handle = None
+        pending = self._pending
+        if not pending or self._lock.locked():
+            return  # (the writer task stores a batch: it takes these next)
+        if (not self._wake.is_set() and len(pending) < self.options.batch_size
+                and self._loop_time() - self._last_commit < self.options.commit_interval):
+            self._work.set()  # nobody waits yet, and the writer is busy: linger in the task
+            return
+        n = min(len(pending), self.options.batch_size)
+        batch = [pending[i] for i in range(n)]
+        try:
+            stored = self.repo.store_now(batch)
+        except Exception as exc:  # the writer task retries it (and logs what keeps failing)
+            self.log.debug("archive commit on the loop's thread failed (%s): the writer retries", exc)
+            stored = False
+        if not stored:
+            self._wake.set()
+            self._work.set()
+            return
+        for _ in range(n):
+            pending.popleft()
+        self._cut()
+        if not self._space.is_set():
+            self._space.set()
+        self._committed(batch)
+        if pending and self._kick_handle is None:
+            # A backlog beyond batch_size (enqueued before this turn): the next batch in the
+            # next turn, without lingering.
+            self._wake.set()
+            self._kick_handle = asyncio.get_running_loop().call_soon(self._kick)
 
     async def _store(self, batch: list[ArchivedMessage]) -> None:
         """Write ``batch`` (the oldest records not stored), retrying until storage takes it: a
@@ -321,7 +387,12 @@ class Mam(Feature):
                 self.log.exception("writing %d archived messages failed; retrying in %.1f s", len(batch), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
+        self._committed(batch)
+
+    def _committed(self, batch: list[ArchivedMessage]) -> None:
+        """``batch`` is committed: quota bookkeeping, and the tickets it completes."""
         self._stored += len(batch)
+        self._last_commit = self._loop_time()
         if self._quota:
             used, queued = self._used, self._queued_bytes
             for m in batch:
@@ -346,9 +417,11 @@ class Mam(Feature):
         async with self._lock:
             batch = self._inflight
             self._inflight = []
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            pending = self._pending
+            batch.extend(pending)
+            pending.clear()
             self._cut()
+            self._space.set()
             if batch:
                 await self._store(batch)
 
@@ -357,11 +430,13 @@ class Mam(Feature):
         if self._quota:
             self._queued_bytes[record.owner] = self._queued_bytes.get(record.owner, 0) + (
                 stanza_bytes(record.stanza) if size is None else size)
-        q = self._queue
-        try:
-            q.put_nowait(record)
-        except asyncio.QueueFull:
-            await q.put(record)
+        pending = self._pending
+        while len(pending) >= self.options.queue_size:  # back-pressure: wait for the writer
+            self._space.clear()
+            self._wake.set()
+            self._work.set()
+            await self._space.wait()
+        pending.append(record)
         # The record's ticket (see .durability): shared by the records enqueued between two
         # batch cuts, committed once every one of them is stored (batches are FIFO prefixes).
         self._enqueued += 1
@@ -372,7 +447,9 @@ class Mam(Feature):
         else:
             self._tickets[-1][0] = self._enqueued
         durability.hold(ticket)
-        if q.qsize() >= self.options.batch_size:
+        if self._kick_handle is None:
+            self._kick_handle = asyncio.get_running_loop().call_soon(self._kick)
+        if len(pending) >= self.options.batch_size:
             self._wake.set()  # a lingering writer commits now
 
     async def _new_id(self) -> tuple[int, str]:

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...storage.engine import Database
 from ...storage.fastpath import Sql
+from ...storage.inline import InlineUnavailable
 from ...storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
 from .ids import MAX_NODE, IdCodec, new_key, seq_ceiling, seq_floor
 
@@ -204,6 +205,11 @@ class MamRepository(Protocol):
         """Append messages (one transaction); a ``seq`` already stored (a retried batch) is skipped."""
         ...
 
+    def store_now(self, messages: list[ArchivedMessage]) -> bool:
+        """As :meth:`store_many`, committed before it returns, without awaiting -- or False when
+        that is not possible now (nothing was written: use :meth:`store_many`)."""
+        ...
+
     async def query(self, q: ArchiveQuery) -> Page:
         """One page; raises ``UnknownId`` for an RSM/filter id not in the archive."""
         ...
@@ -323,6 +329,17 @@ class SqlMamRepository:
             # A seq already stored: the server issues each seq once, so that row is this very
             # record from a batch retried after its commit failed late. Row by row, skipping it.
             await self._db.run_txn(self._store_each_txn, messages)
+
+    def store_now(self, messages: list[ArchivedMessage]) -> bool:
+        # SQLite files: one transaction on the loop's thread (the fast path's InlineWriter).
+        # A seq already stored raises IntegrityError: the caller's store_many skips it.
+        if not messages:
+            return True
+        try:
+            self._db.fastpath.write_now(functools.partial(_sqlite_store, messages, threading.get_ident()))
+        except InlineUnavailable:
+            return False
+        return True
 
     @staticmethod
     async def _store_txn(conn: AsyncConnection, messages: list[ArchivedMessage]) -> None:
@@ -576,6 +593,9 @@ class MemoryMamRepository:
         return max(self._seqs, default=-1)
 
     async def store_many(self, messages: list[ArchivedMessage]) -> None:
+        self.store_now(messages)
+
+    def store_now(self, messages: list[ArchivedMessage]) -> bool:
         for m in messages:
             if m.seq in self._seqs:
                 continue  # a retried record
@@ -586,6 +606,7 @@ class MemoryMamRepository:
                 archive.append(m)
             else:
                 bisect.insort(archive, m, key=lambda x: x.seq)
+        return True
 
     def _seq_of(self, owner: str, public_id: str) -> int:
         assert self._ids is not None, "open() first"
