@@ -4,7 +4,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
+import os
 import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -20,6 +23,43 @@ from xmppd.core.loader import discover
 
 PASSWORD = "correct horse battery"
 CONF = Path(__file__).resolve().parent.parent / "conf" / "xmppd.toml"
+
+
+_PORT_BLOCK = 1500
+_port_turn = itertools.count()
+
+
+def _port_block() -> int:
+    """First port of this test process's block: below the kernel's ephemeral range (where
+    neither ``bind(port 0)`` nor an outgoing connection takes a port), one block per
+    pytest-xdist worker (``PYTEST_XDIST_WORKER`` = gw0, gw1, ...)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    index = int(worker) % 8 if worker.isdigit() else 0
+    return max(1024, low - 8 * _PORT_BLOCK) + index * _PORT_BLOCK
+
+
+def free_port() -> int:
+    """A free loopback TCP port for a server that binds it later (another process, a listener
+    made after its address is written into a configuration). Taken in turn from this worker's
+    block, never from the kernel's ephemeral range: asking the kernel for port 0 and binding it
+    later races with every other test process's port-0 requests and client connections (under
+    4 workers a cluster node once found its port taken)."""
+    start = _port_block()
+    for _ in range(_PORT_BLOCK):
+        port = start + next(_port_turn) % _PORT_BLOCK
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {start}-{start + _PORT_BLOCK - 1}")
 
 
 def start_xmppd(data_dir: Path, *sets: str) -> tuple[subprocess.Popen[bytes], int]:

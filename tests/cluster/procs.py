@@ -15,6 +15,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from ..helpers import free_port
+
 BIN = Path(sys.executable).parent
 SHARED_REDIS = os.environ.get("XMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")  # scripts/check_services.py
 # Fast heartbeats so that the tests take seconds: a dead node is known within 2 s.
@@ -24,12 +26,6 @@ FAST = ("--set", "cluster.heartbeat=0.5", "--set", "cluster.node_timeout=4")
 # Seconds a node may take to start (an interpreter, the imports, the schema) on a machine busy
 # with other work: a bound against a hang, not a measure.
 STARTUP = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 10) -> None:

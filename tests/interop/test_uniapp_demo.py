@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from ..helpers import PASSWORD, add_user, running_server
+from ..helpers import PASSWORD, add_user, free_port, running_server
 from .jsclients import JS_DIR, ensure_chromium, ensure_node_modules
 from .test_sdk_js import ensure_sdk_built
 
@@ -65,17 +64,11 @@ def ensure_demo_built() -> str:
     return node
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class StaticSite:
     """The H5 build over HTTP on a free loopback port (aiohttp)."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.runner: web.AppRunner | None = None
 
