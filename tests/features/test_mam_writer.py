@@ -11,6 +11,7 @@ import pytest
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+import xmppd.features.mam as mam_module
 from xmppd.core import durability
 from xmppd.features.mam.ids import time_of
 from xmppd.features.mam.repository import ArchivedMessage, ArchiveQuery
@@ -45,6 +46,34 @@ async def test_records_of_two_stanzas_taken_in_one_turn_share_one_commit_on_the_
         for owner, pair in (("alice@localhost", seqs[:2]), ("bob@localhost", seqs[2:])):
             page = await mam.repo.query(ArchiveQuery(owner, 10))
             assert [m.seq for m in page.items] == pair
+
+
+async def test_records_of_stanzas_taken_in_successive_turns_share_one_commit(tmp_path):
+    # At one message in flight per conversation the next conversation's stanza arrives a turn
+    # later: while each turn brings records the commit waits (at most GATHER_TURNS turns).
+    async with running_server(tmp_path) as srv:
+        mam = srv.features["mam"]
+        batches, _ = count_batches(mam)
+        seqs = [(await mam._new_id())[0] for _ in range(3)]
+        barriers = []
+        for owner, seq in zip(("alice@localhost", "bob@localhost", "carol@localhost"), seqs, strict=True):
+            with durability.scope() as barrier:
+                await mam._enqueue(_record(mam, owner, seq))
+            barriers.append(barrier)
+            barrier.when_settled(lambda: None)  # waited for (a held delivery): hurried
+            await asyncio.sleep(0)  # the next stanza comes a turn later
+        done = asyncio.Event()
+        barriers[-1].when_settled(done.set)
+        await asyncio.wait_for(done.wait(), 5)
+        assert batches == [3] and all(b.settled and not b.failed for b in barriers)
+        # and a lone record waits no more than the empty turns after it
+        seq = (await mam._new_id())[0]
+        with durability.scope() as barrier:
+            await mam._enqueue(_record(mam, "alice@localhost", seq))
+        barrier.when_settled(lambda: None)
+        for _ in range(mam_module.GATHER_TURNS + 1):
+            await asyncio.sleep(0)
+        assert batches == [3, 1] and barrier.settled
 
 
 async def test_a_backlog_beyond_batch_size_is_committed_batch_by_batch_without_lingering(tmp_path):

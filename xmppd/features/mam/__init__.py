@@ -22,8 +22,10 @@ barrier of the stanza being processed, so the message reaches its recipients, an
 sender's XEP-0198 ``<a h=''/>``, once the batch holding it has committed -- a crash never loses
 an archived copy of a message somebody saw or was told was received. A waited-for record is
 committed in the next turn of the event loop (``Mam._kick``, scheduled by the first record of a
-turn): every stanza taken in during one turn, from any session, shares that commit, and no
-latency is added. On an SQLite file that commit runs right there, on the loop's own thread,
+turn): every stanza taken in during one turn, from any session, shares that commit; while each
+turn brings more records the commit waits one more turn, at most ``GATHER_TURNS`` (the next
+messages of other conversations, a turn or two behind, share it too; a lone message waits one
+empty turn). On an SQLite file that commit runs right there, on the loop's own thread,
 when no other writer is in the way (``MamRepository.store_now``,
 :class:`xmppd.storage.inline.InlineWriter`: no task to wake, no hand-off to a driver thread,
 whose GIL waits cost milliseconds on a busy loop), and the deliveries and acks it releases go
@@ -93,6 +95,10 @@ _STANZA_ID_TEMPLATE = etree.Element(_STANZA_ID, nsmap={None: ns.SID})
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 # What the recipient's <stanza-id by='...' id='...'/> adds at most, beyond its 'by' (for the quota)
 _STAMP_BYTES = 96
+
+
+# Turns of the event loop a commit waits at most while each turn brings more records (_kick).
+GATHER_TURNS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +236,8 @@ class Mam(Feature):
         self._lock = asyncio.Lock()
         self._kick_handle: asyncio.Handle | None = None  # a _kick scheduled for this turn's records
         self._last_commit = 0.0
+        self._gathered = 0  # records pending when _kick last put its commit off a turn ...
+        self._gather_turns = 0  # ... and how many turns it did so for this commit
         self._loop_time = asyncio.get_running_loop().time
         # Commit tickets (xmppd.core.durability): [records enqueued up to it, ticket], oldest first.
         self._tickets: collections.deque[list[Any]] = collections.deque()
@@ -352,6 +360,17 @@ class Mam(Feature):
                 and self._loop_time() - self._last_commit < self.options.commit_interval):
             self._work.set()  # nobody waits yet, and the writer is busy: linger in the task
             return
+        waiting = len(pending)
+        if waiting > self._gathered and waiting < self.options.batch_size and self._gather_turns < GATHER_TURNS:
+            # Records came in since the last look: one more turn first (at most GATHER_TURNS).
+            # That turn reads the sockets that are ready, so the next stanzas of other
+            # conversations -- on their way at one message in flight each, a turn or two apart --
+            # share this commit: one commit for ten messages costs about what one for one does.
+            # A lone message waits one empty turn.
+            self._gathered = waiting
+            self._gather_turns += 1
+            self._kick_handle = asyncio.get_running_loop().call_soon(self._kick)
+            return
         n = min(len(pending), self.options.batch_size)
         batch = [pending[i] for i in range(n)]
         try:
@@ -392,6 +411,7 @@ class Mam(Feature):
     def _committed(self, batch: list[ArchivedMessage]) -> None:
         """``batch`` is committed: quota bookkeeping, and the tickets it completes."""
         self._stored += len(batch)
+        self._gathered = self._gather_turns = 0
         self._last_commit = self._loop_time()
         if self._quota:
             used, queued = self._used, self._queued_bytes
