@@ -1,7 +1,7 @@
-"""MariaDB without ``pool_pre_ping``: the fast path's direct reads (prebuilt SELECTs in autocommit,
-``xmppd.storage.direct``) return what SQLAlchemy returns, and a connection the server dropped
-(``KILL`` of this test's own connection ids) is replaced and its work rerun once -- on the direct
-reads and on SQLAlchemy's pool -- while a transaction lost at ``COMMIT`` is never rerun."""
+"""MariaDB without ``pool_pre_ping``: the fast path's direct reads and writes (``xmppd.storage.direct``)
+return and raise what SQLAlchemy does, and a connection the server dropped (``KILL`` of this test's
+own connection ids) is replaced and its work rerun once -- on the direct path and on SQLAlchemy's
+pool -- while a transaction lost at ``COMMIT`` is never rerun."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.storage_fixtures import MariaDBServer, open_database
 from xmppd.storage.direct import DirectConnection
-from xmppd.storage.engine import Database
-from xmppd.storage.fastpath import RETRY, lost_at_commit
+from xmppd.storage.engine import Database, is_unique_violation
+from xmppd.storage.fastpath import RETRY, Sql, lost_at_commit
 from xmppd.storage.metadata import UtcDateTime
 
 _md = sa.MetaData()
@@ -203,3 +203,69 @@ async def test_a_transaction_lost_at_commit_is_not_rerun() -> None:
     with pytest.raises(DBAPIError):
         await RETRY.run(always, "probe")
     assert runs == 2
+
+
+_PUT = Sql("INSERT INTO direct_probe (k, name, flag) VALUES (?, ?, ?)")
+
+
+async def _names(db: Database) -> dict[int, str | None]:
+    async def read(conn: AsyncConnection) -> dict[int, str | None]:
+        return {int(k): n for k, n in await conn.execute(sa.select(_T.c.k, _T.c.name))}
+
+    return await db.read_txn(read)
+
+
+async def test_direct_writes_commit_whole_and_fail_as_sqlalchemy_does(maria: Database) -> None:
+    async def put(conn: AsyncConnection, rows: list[tuple[int, str, bool]]) -> int:
+        assert isinstance(conn, DirectConnection)
+        await _PUT.executemany(conn, rows[:-1])
+        await _PUT.execute(conn, rows[-1])
+        return len(rows)
+
+    assert await maria.fastpath.write(_never, lambda c: put(c, [(10, "ten", True), (11, "eleven", False), (12, "twelve", True)])) == 3
+    # A duplicate key in the last statement: SQLAlchemy's IntegrityError, nothing of it committed.
+    with pytest.raises(sa.exc.IntegrityError) as caught:
+        await maria.fastpath.write(_never, lambda c: put(c, [(20, "twenty", True), (10, "again", True)]))
+    assert is_unique_violation(caught.value)
+    # The function's own exception: rolled back, raised as it is.
+
+    async def fails(conn: AsyncConnection) -> None:
+        await _PUT.execute(conn, (21, "x", True))
+        raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        await maria.fastpath.write(_never, fails)
+    names = await _names(maria)
+    assert names[10] == "ten" and names[12] == "twelve" and 20 not in names and 21 not in names
+
+
+async def test_a_write_using_sqlalchemy_statements_runs_through_run_txn_once(maria: Database) -> None:
+    runs: list[str] = []
+
+    async def mixed(conn: AsyncConnection) -> None:
+        runs.append(type(conn).__name__)
+        await _PUT.execute(conn, (30, "thirty", True))
+        await conn.execute(_T.update().where(_T.c.k == 30).values(name="XXX"))
+
+    await maria.fastpath.write(_never, mixed)
+    assert runs == ["DirectConnection", "AsyncConnection"]  # the direct part rolled back first
+    assert (await _names(maria))[30] == "XXX"
+
+
+async def test_a_direct_write_whose_connection_drops_before_commit_is_rerun_once(maria: Database, mariadb_server: MariaDBServer) -> None:
+    calls = 0
+
+    async def killed_midway(conn: AsyncConnection) -> int:
+        nonlocal calls
+        calls += 1
+        assert isinstance(conn, DirectConnection)
+        await _PUT.execute(conn, (40 + calls, f"try {calls}", True))
+        cid = await _connection_id(conn)
+        if calls == 1:
+            await asyncio.to_thread(_kill, mariadb_server, cid)
+        await _PUT.execute(conn, (50 + calls, f"try {calls}", True))
+        return cid
+
+    await maria.fastpath.write(_never, killed_midway)
+    names = await _names(maria)
+    assert calls == 2 and 41 not in names and 51 not in names and names[42] == names[52] == "try 2"

@@ -61,33 +61,56 @@ class Unsupported(Exception):
 
 
 class DirectConnection:
-    """What a fast-path ``portable`` read is given on the direct path: ``await
-    conn.execute(select, params)`` returns a ``Result`` as SQLAlchemy's ``AsyncConnection`` does.
-    Any other statement raises :class:`Unsupported` (the read then runs through SQLAlchemy)."""
+    """What a fast-path ``portable`` function is given on the direct path: ``await
+    conn.execute(select, params)`` returns a ``Result`` as SQLAlchemy's ``AsyncConnection`` does;
+    ``await conn.exec_driver_sql(text, params)`` runs an :class:`xmppd.storage.fastpath.Sql` text
+    (a SELECT; in a write, any statement, a list of rows for ``executemany``). Any other use
+    raises :class:`Unsupported` (the function then runs through SQLAlchemy)."""
 
-    __slots__ = ("_conn", "_reader", "dialect")
+    __slots__ = ("_conn", "_reader", "_write", "dialect", "used")
 
-    def __init__(self, reader: DirectReader, conn: aiomysql.Connection) -> None:
+    def __init__(self, reader: DirectReader, conn: aiomysql.Connection, *, write: bool = False) -> None:
         self._reader = reader
         self._conn = conn
+        self._write = write
         self.dialect = reader.dialect
+        self.used = False  # a statement was sent (a write then has something to roll back)
 
     async def execute(self, stmt: sa.Executable, params: Mapping[str, Any] | None = None) -> sa.Result[Any]:
         query = self._reader.compiled(stmt)
+        self.used = True
         async with self._conn.cursor() as cur:
             await cur.execute(query.sql, query.args(params))
             raw = await cur.fetchall()
         return IteratorResult(SimpleResultMetaData(query.keys), iter(query.rows(raw)))
 
-    async def exec_driver_sql(self, sql: str, params: Sequence[Any] = ()) -> sa.Result[Any]:
-        """A raw SELECT in the driver's paramstyle (``Sql.execute``)."""
-        if not sql.lstrip()[:6].upper() == "SELECT":
+    async def exec_driver_sql(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """A raw statement in the driver's paramstyle (``Sql.execute``, ``Sql.executemany``)."""
+        select = sql.lstrip()[:6].upper() == "SELECT"
+        if not select and not self._write:
             raise Unsupported("not a SELECT")
+        many = isinstance(params, list)
+        self.used = True
         async with self._conn.cursor() as cur:
-            await cur.execute(sql, tuple(params))
+            if many:
+                await cur.executemany(sql, params)
+            else:
+                await cur.execute(sql, tuple(params))
+            if not select:
+                return _Written(cur.rowcount, cur.lastrowid)
             keys = [d[0] for d in cur.description or ()]
             raw = await cur.fetchall()
         return IteratorResult(SimpleResultMetaData(keys), iter([tuple(r) for r in raw]))
+
+
+class _Written:
+    """What a write statement on the direct path returns."""
+
+    __slots__ = ("lastrowid", "rowcount")
+
+    def __init__(self, rowcount: int, lastrowid: int | None) -> None:
+        self.rowcount = rowcount
+        self.lastrowid = lastrowid
 
 
 class DirectReader:
@@ -99,7 +122,8 @@ class DirectReader:
         self._kwargs = connect_kwargs
         self._recycle = float(connect_kwargs.pop("pool_recycle"))
         self._slots = asyncio.Semaphore(size)
-        self._idle: list[tuple[aiomysql.Connection, float]] = []  # (connection, idle since)
+        # (connection, idle since), reads' (autocommit) and writes' (transactions) apart.
+        self._idle: dict[bool, list[tuple[aiomysql.Connection, float]]] = {True: [], False: []}
         self._closed = False
         self._cache: dict[int, tuple[sa.Executable, InlineQuery]] = {}
 
@@ -112,7 +136,7 @@ class DirectReader:
 
         _args, kwargs = db.engine.dialect.create_connect_args(db.url)
         # Each statement its own transaction, at the engine's isolation level.
-        kwargs = {**kwargs, "autocommit": True, "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"}
+        kwargs = {**kwargs, "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"}
         kwargs.setdefault("pool_recycle", MYSQL_POOL_RECYCLE_S)
         return cls(db, kwargs)
 
@@ -132,34 +156,35 @@ class DirectReader:
         self._cache[id(stmt)] = (stmt, compiled)  # the reference keeps id(stmt) from being reused
         return compiled
 
-    async def _take(self, fresh: bool) -> aiomysql.Connection:
+    async def _take(self, fresh: bool, *, autocommit: bool = True) -> aiomysql.Connection:
         """An idle connection (none too old), or a new one (*fresh*: always). Holds a slot."""
         import aiomysql
 
         await self._slots.acquire()
         try:
             loop = asyncio.get_running_loop()
-            while self._idle and not fresh:
-                conn, since = self._idle.pop()
+            idle = self._idle[autocommit]
+            while idle and not fresh:
+                conn, since = idle.pop()
                 if not conn.closed and not dropped(conn) and loop.time() - since < self._recycle:
                     return conn
                 conn.close()
-            return await aiomysql.connect(**self._kwargs)
+            return await aiomysql.connect(**self._kwargs, autocommit=autocommit)
         except BaseException:
             self._slots.release()
             raise
 
     def _give_back(self, conn: aiomysql.Connection, *, reuse: bool) -> None:
         if reuse and not conn.closed and not self._closed:
-            self._idle.append((conn, asyncio.get_running_loop().time()))
+            self._idle[conn.get_autocommit()].append((conn, asyncio.get_running_loop().time()))
         else:
             conn.close()
         self._slots.release()
 
     def _drop_idle(self) -> None:
         """After a dropped connection: the idle ones most likely went with it (a restart)."""
-        idle, self._idle = self._idle, []
-        for conn, _since in idle:
+        idle, self._idle = self._idle, {True: [], False: []}
+        for conn, _since in (*idle[True], *idle[False]):
             conn.close()
 
     async def read(self, portable: Callable[[Any], Awaitable[T]]) -> T:
@@ -196,12 +221,87 @@ class DirectReader:
             return result
         return await self._db.read_txn(portable)
 
+    async def write(self, portable: Callable[[Any], Awaitable[T]]) -> T:
+        """``await portable(conn)`` in one transaction on a direct connection, committed; rerun by
+        the retry policy (a deadlock victim; once, a connection found dropped before ``COMMIT``).
+        Driver errors are raised as SQLAlchemy raises them (``IntegrityError`` ...). A function
+        using what the direct path does not run (SQLAlchemy DML statements) runs through
+        :meth:`Database.run_txn` instead, its direct part rolled back."""
+        from .fastpath import RETRY, lost_at_commit
+
+        if self._closed:
+            return await self._db.run_txn(portable)
+        fresh = False
+
+        async def attempt() -> T:
+            nonlocal fresh
+            try:
+                conn = await self._take(fresh, autocommit=False)
+            except BaseException as exc:
+                if self._driver_error(exc):
+                    raise self._wrapped(exc) from exc
+                raise
+            fresh = True  # a rerun (after a drop or a deadlock) on a new connection
+            direct = DirectConnection(self, conn, write=True)
+            try:
+                result = await portable(direct)
+            except asyncio.CancelledError:
+                self._give_back(conn, reuse=False)  # the server rolls back what it had
+                raise
+            except BaseException as exc:
+                driver = self._driver_error(exc)
+                if direct.used and not (driver and _gone(exc)):
+                    try:
+                        await conn.rollback()
+                    except BaseException:
+                        conn.close()
+                self._give_back(conn, reuse=not (driver and _gone(exc)))
+                if driver:
+                    if _gone(exc):
+                        self._drop_idle()
+                    raise self._wrapped(exc) from exc
+                raise
+            try:
+                await conn.commit()
+            except BaseException as exc:
+                self._give_back(conn, reuse=False)
+                if self._driver_error(exc):
+                    wrapped = self._wrapped(exc)
+                    lost_at_commit(wrapped)  # committed or not: unknown, never rerun
+                    raise wrapped from exc
+                raise
+            self._give_back(conn, reuse=True)
+            return result
+
+        try:
+            return await RETRY.run(attempt, getattr(portable, "__qualname__", "direct write"))
+        except Unsupported:
+            return await self._db.run_txn(portable)
+
+    @staticmethod
+    def _driver_error(exc: BaseException) -> bool:
+        import pymysql
+
+        return isinstance(exc, (pymysql.err.Error, OSError, asyncio.IncompleteReadError))
+
+    def _wrapped(self, exc: BaseException) -> sa.exc.DBAPIError:
+        """*exc* as SQLAlchemy would raise it (``IntegrityError``, ``OperationalError`` ...; a
+        dropped connection marked ``connection_invalidated``)."""
+        import pymysql
+
+        if isinstance(exc, sa.exc.DBAPIError):
+            return exc
+        orig = exc if isinstance(exc, pymysql.err.Error) else pymysql.err.OperationalError(2013, str(exc))
+        return sa.exc.DBAPIError.instance(  # type: ignore[return-value]
+            None, None, orig, pymysql.err.Error, connection_invalidated=_gone(orig), dialect=self.dialect
+        )
+
     async def close(self) -> None:
         """Close the idle connections (saying goodbye: no "aborted connection" in the server's
         log); those in use are closed when given back."""
         self._closed = True
-        idle, self._idle = self._idle, []
-        for conn, _since in idle:
+        idle, self._idle = self._idle, {True: [], False: []}
+        for conn, _since in (*idle[True], *idle[False]):
             try:
                 await asyncio.wait_for(conn.ensure_closed(), 1.0)
             except Exception:  # noqa: BLE001 - gone already: just drop it

@@ -215,7 +215,8 @@ class FastPath:
     async def write(self, lite: Lite[T], portable: Portable[T], *, inline: bool = False, group: bool = False) -> T:
         """A committed write transaction, retried by :data:`RETRY`. SQLite: ``lite`` on the loop's
         thread (*inline*, when no writer is in the way), else in the next group commit (*group*:
-        each ``lite`` in its own savepoint) or alone, in one call on the driver's thread."""
+        each ``lite`` in its own savepoint) or alone, in one call on the driver's thread.
+        MariaDB/MySQL: ``portable`` on a direct connection (:mod:`xmppd.storage.direct`)."""
         if self._lite:
             if inline and self._writer is not None:
                 from .inline import InlineUnavailable
@@ -235,6 +236,8 @@ class FastPath:
                 return await self.retry.run(call, _name(lite))
             except SqliteOnly:
                 self._lite = False
+        if self._direct is not None:
+            return await self._direct.write(portable)
         return await self._db.run_txn(portable)
 
     async def in_transaction(self, conn: AsyncConnection, lite: Lite[T]) -> T | None:
