@@ -9,7 +9,7 @@ checkouts, pre-pings (``do_ping``: one COM_PING round trip each), statements (by
 function that ran them), commits and rollbacks (one round trip each on MariaDB), plus the process
 CPU per login.
 
-    PYTHONPATH=. python bench/storage_per_login.py --url mysql+aiomysql://root@127.0.0.1:3306 [--logins 200]
+    PYTHONPATH=. python bench/storage_per_login.py --url mysql+aiomysql://root@127.0.0.1:3306 [--logins 200] [--messages 2000]
 
 With ``--url`` a database of its own is created there, migrated, and dropped afterwards; without
 it the server runs on SQLite in a temporary directory (whose hot reads bypass SQLAlchemy: only
@@ -157,6 +157,18 @@ async def main(args: argparse.Namespace) -> None:
                 print("statements per login, by caller:")
                 for key, v in callers.most_common():
                     print(f"  {v / n:6.2f}  {key}")
+                if args.messages:
+                    from loadgen.scenarios import one2one_latency
+
+                    counts.clear()
+                    callers.clear()
+                    got = await one2one_latency(ctx, pairs=4, messages=args.messages, seconds=60.0)
+                    m = got["messages"]
+                    print(f"{m} one-to-one messages, one in flight per pair (4 pairs), after their logins:")
+                    for key, v in sorted(counts.items()):
+                        print(f"  {v / m:6.2f} per message  {key}")
+                    for key, v in callers.most_common():
+                        print(f"  {v / m:6.2f}  {key}")
     finally:
         if args.url:
             _mysql(args.url, name, create=False)
@@ -166,6 +178,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--logins", type=int, default=200)
     p.add_argument("--url", default="", help="a MariaDB/MySQL server URL without a database, e.g. mysql+aiomysql://root@127.0.0.1:3306")
+    p.add_argument("--messages", type=int, default=0, help="then count the same per one-to-one message (one2one_latency, 4 pairs)")
     p.add_argument("--profile", default="", help="write a cProfile of the timed logins to this file")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     asyncio.run(main(p.parse_args()))

@@ -1,28 +1,33 @@
-"""MariaDB/MySQL reads on the fast path: prebuilt statements on autocommit aiomysql connections.
+"""MariaDB/MySQL on the fast path: prebuilt statements on aiomysql connections of its own.
 
-The MariaDB side of :mod:`xmppd.storage.inline`. Through SQLAlchemy one read of a login
-(credentials, roster, offline messages, the vCard behind the avatar hash) was a pooled
-``AsyncConnection`` (checkout and return through the greenlet bridge), a ``COM_PING`` round trip
-(``pool_pre_ping``), the statement, and a ``COMMIT`` round trip: ≈500 µs of the server's CPU on
-this machine. A :class:`DirectReader` runs the same statements, compiled once per statement for
-the MariaDB dialect (:class:`xmppd.storage.inline.InlineQuery`, as for SQLite), on its own few aiomysql
-connections in autocommit: one round trip and ≈100 µs per statement.
+The MariaDB side of :mod:`xmppd.storage.inline`, behind ``FastPath.read``/``write``'s portable
+side and ``Database.fetch_one``. Through SQLAlchemy one read of a login (credentials, roster,
+offline messages, the vCard behind the avatar hash) was a pooled ``AsyncConnection`` (checkout
+and return through the greenlet bridge), a ``COM_PING`` round trip (``pool_pre_ping``), the
+statement, and a ``COMMIT`` round trip: ≈500 µs of the server's CPU on this machine. A
+:class:`DirectPath` runs the same statements, compiled once per statement for the MariaDB dialect
+(:class:`xmppd.storage.inline.InlineQuery`, as for SQLite), on a few aiomysql connections of
+its own (``DIRECT_POOL_SIZE``): a read in autocommit, one round trip and ≈100 µs per statement;
+a write (the archive's group commit: :class:`xmppd.storage.fastpath.Sql` texts) in one
+transaction, its statements and ``COMMIT``, without SQLAlchemy's per-call work.
 
-Why this reads the same data:
+Why a read sees the same data: the engine's transactions run at ``READ COMMITTED``, where every
+statement of a transaction reads its own fresh snapshot anyway, so a read-only transaction gives
+a caller nothing that statements in autocommit (each its own transaction, at the same isolation
+level) do not. The connections are made with the engine's own connect arguments (the dialect's
+``create_connect_args``: host, database, ``charset=utf8mb4``, client flags); rows are converted
+by the column types as SQLAlchemy converts them (``UtcDateTime`` to aware datetimes ...) and
+returned as SQLAlchemy ``Result`` objects; a write's driver errors are raised as SQLAlchemy's
+(``IntegrityError``, ``OperationalError`` ...), so the retry policy and the repositories' own
+handling see what they saw.
 
-* the engine's transactions run at ``READ COMMITTED``, where every statement of a transaction
-  reads its own fresh snapshot anyway: a read-only transaction gives a caller nothing that
-  statements in autocommit (each its own transaction, at the same isolation level) do not;
-* the connections are made with the engine's own connect arguments (the dialect's
-  ``create_connect_args``: host, database, ``charset=utf8mb4``, client flags);
-* rows are converted by the column types as SQLAlchemy converts them (``UtcDateTime`` to aware
-  datetimes ...), and returned as SQLAlchemy ``Result`` objects.
-
-Failures are clean: a read whose connection the server dropped (a restart, ``KILL``,
-``wait_timeout``) is run once more on a new connection, and the idle ones are closed (after a
-restart they are gone too); connections idle longer than ``pool_recycle`` are not reused. Any other driver error, a second failure, or a statement this
-path does not run (anything but a SELECT with plain parameters) falls back to SQLAlchemy's
-read transaction, which raises what it always raised. Reads only: never a write.
+Failures are clean: work whose connection the server dropped (a restart, ``KILL``,
+``wait_timeout``) is run once more on a new connection and the idle ones are closed (after a
+restart they are gone too) -- a write only when it was lost before ``COMMIT``; connections idle
+longer than ``pool_recycle`` are not reused. A read that meets any other driver error, or a second
+drop, runs through SQLAlchemy's read transaction, which raises what it always raised. Work using
+what this path does not run (SQLAlchemy DML, expanding parameters) runs through SQLAlchemy
+(``Database.read_txn``/``run_txn``), a write's direct part rolled back first.
 """
 from __future__ import annotations
 
@@ -41,13 +46,13 @@ if TYPE_CHECKING:
 
     from .engine import Database
 
-__all__ = ["DIRECT_POOL_SIZE", "DirectConnection", "DirectReader", "Unsupported"]
+__all__ = ["DIRECT_POOL_SIZE", "DirectConnection", "DirectPath", "Unsupported"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Connections a :class:`DirectReader` keeps at most (reads wait for one beyond that).
+#: Connections a :class:`DirectPath` keeps at most (reads wait for one beyond that).
 DIRECT_POOL_SIZE: Final = 10
 #: Statements whose compiled form is kept (the fast path's reads are a handful of constants).
 _CACHE_MOST: Final = 256
@@ -67,17 +72,17 @@ class DirectConnection:
     (a SELECT; in a write, any statement, a list of rows for ``executemany``). Any other use
     raises :class:`Unsupported` (the function then runs through SQLAlchemy)."""
 
-    __slots__ = ("_conn", "_reader", "_write", "dialect", "used")
+    __slots__ = ("_conn", "_path", "_write", "dialect", "used")
 
-    def __init__(self, reader: DirectReader, conn: aiomysql.Connection, *, write: bool = False) -> None:
-        self._reader = reader
+    def __init__(self, path: DirectPath, conn: aiomysql.Connection, *, write: bool = False) -> None:
+        self._path = path
         self._conn = conn
         self._write = write
-        self.dialect = reader.dialect
+        self.dialect = path.dialect
         self.used = False  # a statement was sent (a write then has something to roll back)
 
     async def execute(self, stmt: sa.Executable, params: Mapping[str, Any] | None = None) -> sa.Result[Any]:
-        query = self._reader.compiled(stmt)
+        query = self._path.compiled(stmt)
         self.used = True
         async with self._conn.cursor() as cur:
             await cur.execute(query.sql, query.args(params))
@@ -113,8 +118,9 @@ class _Written:
         self.lastrowid = lastrowid
 
 
-class DirectReader:
-    """Reads on a few autocommit aiomysql connections of its own (see the module doc)."""
+class DirectPath:
+    """Reads (autocommit) and writes (one transaction each) on a few aiomysql connections of its own
+    (see the module doc)."""
 
     def __init__(self, db: Database, connect_kwargs: dict[str, Any], *, size: int = DIRECT_POOL_SIZE) -> None:
         self._db = db
@@ -128,8 +134,8 @@ class DirectReader:
         self._cache: dict[int, tuple[sa.Executable, InlineQuery]] = {}
 
     @classmethod
-    def for_database(cls, db: Database) -> DirectReader | None:
-        """A reader for a MariaDB/MySQL database on aiomysql; None for any other backend."""
+    def for_database(cls, db: Database) -> DirectPath | None:
+        """The direct path of a MariaDB/MySQL database on aiomysql; None for any other backend."""
         if not db.is_mysql or db.engine.dialect.driver != "aiomysql":
             return None
         from .engine import MYSQL_POOL_RECYCLE_S

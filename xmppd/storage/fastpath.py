@@ -11,9 +11,10 @@ a driver trick. A repository writes its transaction twice, once for each kind of
   in the next group commit (``group=True``, :meth:`Database.sqlite_write`);
 * ``portable``: an ``async`` function of an SQLAlchemy ``AsyncConnection`` (MariaDB/MySQL, and
   SQLite when the driver offers no thread to run on), run in :meth:`Database.run_txn`'s
-  transaction; a MariaDB/MySQL read gets a :class:`xmppd.storage.direct.DirectConnection`
-  instead (prebuilt SELECTs in autocommit on connections of its own: ``conn.execute(select,
-  params)`` is all it may call; anything else takes :meth:`Database.read_txn`).
+  transaction; on MariaDB/MySQL it gets a :class:`xmppd.storage.direct.DirectConnection`
+  instead (connections of the fast path's own, no SQLAlchemy per call): ``conn.execute(select,
+  params)`` and ``Sql`` texts are all it may use; anything else runs it through
+  :meth:`Database.read_txn` / :meth:`Database.run_txn`.
 
 Raw SQL text the two share is a :class:`Sql`: written once with ``?`` placeholders (per dialect
 when the statement itself differs, e.g. upserts) and turned into each driver's paramstyle here.
@@ -43,7 +44,7 @@ from sqlalchemy.exc import DBAPIError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from .direct import DirectReader
+    from .direct import DirectPath
     from .engine import Database
     from .inline import InlineReader, InlineWriter
 
@@ -163,7 +164,7 @@ class FastPath:
     """The fast path of one :class:`Database` (``db.fastpath``); see the module doc."""
 
     def __init__(self, db: Database) -> None:
-        from .direct import DirectReader
+        from .direct import DirectPath
         from .inline import InlineReader, InlineWriter
 
         self._db = db
@@ -171,8 +172,8 @@ class FastPath:
         # SQLite file databases: connections on the loop's thread (None elsewhere).
         self._reader: InlineReader | None = InlineReader.for_database(db)
         self._writer: InlineWriter | None = InlineWriter.for_database(db)
-        # MariaDB/MySQL: portable reads on autocommit connections of its own (None elsewhere).
-        self._direct: DirectReader | None = DirectReader.for_database(db)
+        # MariaDB/MySQL: portable reads and writes on connections of its own (None elsewhere).
+        self._direct: DirectPath | None = DirectPath.for_database(db)
         # False once the driver offered no thread to run on: the portable path from then on.
         self._lite = db.is_sqlite
 
