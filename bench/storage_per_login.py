@@ -93,11 +93,26 @@ def instrument(db: Any) -> None:
     execute = direct.DirectConnection.execute
 
     async def counted(self: Any, stmt: Any, params: Any = None) -> Any:
-        counts["direct statement, autocommit (round trip)"] += 1
+        counts["direct statement (round trip)"] += 1
         callers[f"{_caller()}  direct SELECT"] += 1
         return await execute(self, stmt, params)
 
     direct.DirectConnection.execute = counted  # type: ignore[method-assign]
+    raw_sql = direct.DirectConnection.exec_driver_sql
+
+    async def counted_sql(self: Any, sql: str, params: Any = ()) -> Any:
+        counts["direct statement (round trip)"] += 1
+        callers[f"{_caller()}  direct {sql.split()[0]}"] += 1
+        return await raw_sql(self, sql, params)
+
+    direct.DirectConnection.exec_driver_sql = counted_sql  # type: ignore[method-assign]
+    write = direct.DirectPath.write
+
+    async def counted_write(self: Any, portable: Any) -> Any:
+        counts["direct write transaction: its COMMIT (round trip)"] += 1
+        return await write(self, portable)
+
+    direct.DirectPath.write = counted_write  # type: ignore[method-assign]
 
 
 def _mysql(url: str, name: str, *, create: bool) -> None:
