@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from loadgen import Target  # noqa: E402
 from loadgen.core import Context  # noqa: E402
+from run import _mysql_database  # noqa: E402  (bench/run.py)
 
 from tests.helpers import running_server  # noqa: E402
 
@@ -115,26 +116,11 @@ def instrument(db: Any) -> None:
     direct.DirectPath.write = counted_write  # type: ignore[method-assign]
 
 
-def _mysql(url: str, name: str, *, create: bool) -> None:
-    import pymysql
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    conn = pymysql.connect(host=u.host or "127.0.0.1", port=u.port or 3306, user=u.username or "root", password=u.password or "")
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-            if create:
-                cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    finally:
-        conn.close()
-
-
 async def main(args: argparse.Namespace) -> None:
     extra: list[str] = []
     name = f"xmppd_probe_{os.getpid()}"
     if args.url:
-        _mysql(args.url, name, create=True)
+        _mysql_database(name, create=True, server=args.url)
         extra = [f"storage.url={args.url.rstrip('/')}/{name}", "storage.auto_upgrade=true"]
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -186,7 +172,7 @@ async def main(args: argparse.Namespace) -> None:
                         print(f"  {v / m:6.2f}  {key}")
     finally:
         if args.url:
-            _mysql(args.url, name, create=False)
+            _mysql_database(name, create=False, server=args.url)
 
 
 if __name__ == "__main__":
