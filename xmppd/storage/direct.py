@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -207,6 +208,7 @@ class DirectPath:
             except (pymysql.err.Error, OSError, TimeoutError) as exc:
                 log.info("direct read: no connection (%s), taking SQLAlchemy's path", exc)
                 break
+            started = time.perf_counter()
             try:
                 result = await portable(DirectConnection(self, conn))
             except Unsupported:
@@ -224,6 +226,7 @@ class DirectPath:
                 self._give_back(conn, reuse=False)
                 raise
             self._give_back(conn, reuse=True)
+            self._timed(started)
             return result
         return await self._db.read_txn(portable)
 
@@ -249,6 +252,7 @@ class DirectPath:
                 raise
             fresh = True  # a rerun (after a drop or a deadlock) on a new connection
             direct = DirectConnection(self, conn, write=True)
+            started = time.perf_counter()
             try:
                 result = await portable(direct)
             except asyncio.CancelledError:
@@ -277,12 +281,18 @@ class DirectPath:
                     raise wrapped from exc
                 raise
             self._give_back(conn, reuse=True)
+            self._timed(started)
             return result
 
         try:
             return await RETRY.run(attempt, getattr(portable, "__qualname__", "direct write"))
         except Unsupported:
             return await self._db.run_txn(portable)
+
+    def _timed(self, started: float) -> None:
+        """The call's seconds to the server's storage histogram, as ``Database.transaction`` does."""
+        if self._db.timing is not None:
+            self._db.timing(time.perf_counter() - started)
 
     @staticmethod
     def _driver_error(exc: BaseException) -> bool:
