@@ -260,12 +260,16 @@ class DirectPath:
                 raise
             except BaseException as exc:
                 driver = self._driver_error(exc)
-                if direct.used and not (driver and _gone(exc)):
-                    try:
-                        await conn.rollback()
-                    except BaseException:
-                        conn.close()
-                self._give_back(conn, reuse=not (driver and _gone(exc)))
+                reuse = False  # unless rolled back (a cancellation meanwhile: closed)
+                try:
+                    if not (driver and _gone(exc)):
+                        if direct.used:
+                            await conn.rollback()
+                        reuse = True
+                except Exception:  # noqa: BLE001 - the connection is closed instead
+                    pass
+                finally:
+                    self._give_back(conn, reuse=reuse)
                 if driver:
                     if _gone(exc):
                         self._drop_idle()
