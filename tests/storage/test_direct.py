@@ -272,3 +272,26 @@ async def test_a_direct_write_whose_connection_drops_before_commit_is_rerun_once
     await maria.fastpath.write(_never, killed_midway)
     names = await _names(maria)
     assert calls == 2 and 41 not in names and 51 not in names and names[42] == names[52] == "try 2"
+
+
+async def test_cancelled_direct_work_gives_its_connection_slot_back(maria: Database) -> None:
+    from xmppd.storage.direct import DIRECT_POOL_SIZE
+
+    async def slow_read(conn: AsyncConnection) -> None:
+        await conn.exec_driver_sql("SELECT SLEEP(1)")
+
+    async def slow_write(conn: AsyncConnection) -> None:
+        await _PUT.execute(conn, (60, "sixty", True))
+        await conn.exec_driver_sql("SELECT SLEEP(1)")
+
+    for i in range(DIRECT_POOL_SIZE + 1):  # more than there are slots: a leaked one would hang here
+        work = maria.fastpath.read(_never, slow_read) if i % 2 else maria.fastpath.write(_never, slow_write)
+        task = asyncio.ensure_future(work)
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # Every slot free again (a leaked one would make this wait for ever: bounded, not timed).
+    reads = [maria.fastpath.read(_never, slow_read) for _ in range(DIRECT_POOL_SIZE)]
+    await asyncio.wait_for(asyncio.gather(*reads), 30)
+    assert 60 not in await _names(maria)  # the cancelled writes never committed
