@@ -291,7 +291,19 @@ async def test_cancelled_direct_work_gives_its_connection_slot_back(maria: Datab
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    # Every slot free again (a leaked one would make this wait for ever: bounded, not timed).
-    reads = [maria.fastpath.read(_never, slow_read) for _ in range(DIRECT_POOL_SIZE)]
-    await asyncio.wait_for(asyncio.gather(*reads), 30)
+    # Every slot free again: DIRECT_POOL_SIZE reads hold one each at the same time (with one
+    # leaked, the last would wait for ever: bounded, not timed).
+    inside = 0
+    everyone = asyncio.Event()
+
+    async def together(conn: AsyncConnection) -> int:
+        nonlocal inside
+        inside += 1
+        if inside == DIRECT_POOL_SIZE:
+            everyone.set()
+        await everyone.wait()
+        return int((await conn.exec_driver_sql("SELECT 1")).scalar())  # type: ignore[arg-type]
+
+    reads = [maria.fastpath.read(_never, together) for _ in range(DIRECT_POOL_SIZE)]
+    assert await asyncio.wait_for(asyncio.gather(*reads), 30) == [1] * DIRECT_POOL_SIZE
     assert 60 not in await _names(maria)  # the cancelled writes never committed
