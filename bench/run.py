@@ -95,12 +95,12 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _mysql_database(name: str, *, create: bool) -> None:
-    """Create (or drop) the MariaDB database of an "xmppd+mariadb" run on BENCH_MYSQL."""
+def _mysql_database(name: str, *, create: bool, server: str = BENCH_MYSQL) -> None:
+    """Create (or drop) the MariaDB database of an "xmppd+mariadb" run on BENCH_MYSQL (or *server*)."""
     import pymysql
     from sqlalchemy.engine import make_url
 
-    url = make_url(BENCH_MYSQL)
+    url = make_url(server)
     conn = pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306, user=url.username or "root", password=url.password or "")
     try:
         with conn.cursor() as cur:

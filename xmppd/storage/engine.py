@@ -12,8 +12,11 @@ Two backends are supported:
   (deferred) ``BEGIN`` for a read-only one.
 * ``mysql+aiomysql://user:password@host/db`` (MariaDB >= 10.5 or MySQL 8), also
   spelled ``mariadb+aiomysql://``: ``charset=utf8mb4`` (added if absent, refused if
-  anything else), ``READ COMMITTED`` isolation, ``pool_pre_ping`` and ``pool_recycle``
-  below the server's ``wait_timeout``.
+  anything else), ``READ COMMITTED`` isolation and ``pool_recycle`` below the server's
+  ``wait_timeout``. No ``pool_pre_ping`` (a round trip per checkout): a transaction whose
+  pooled connection turns out dropped (a restart, ``KILL``) is rerun once on a new connection
+  by the retry policy (:data:`xmppd.storage.fastpath.RETRY`) -- unless it was lost during
+  ``COMMIT``, when whether it committed is unknown and the error is raised.
 
 Repositories run their work as ``*_txn`` functions through :meth:`Database.run_txn`
 (which retries deadlocks) or inside ``async with db.transaction() as conn:``; hot paths go
@@ -204,7 +207,6 @@ class Database:
                 raise ValueError(f"charset={charset} cannot store all of Unicode: use utf8mb4")
             _repair_aiomysql_bytes()
             kwargs.update(
-                pool_pre_ping=True,
                 pool_recycle=MYSQL_POOL_RECYCLE_S,
                 isolation_level="READ COMMITTED",
             )
@@ -214,6 +216,8 @@ class Database:
         engine = create_async_engine(parsed, **kwargs)
         if backend == "sqlite":
             _install_sqlite_listeners(engine)
+        else:
+            _install_mysql_listeners(engine)
         log.info("database %s", redact_url(parsed))
         return cls(engine)
 
@@ -251,10 +255,16 @@ class Database:
     # -- transactions ---------------------------------------------------------------
 
     async def ping(self) -> None:
-        """One trivial query (``SELECT 1``): raises when the database does not answer (/health)."""
-        async with self.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
-            await conn.rollback()
+        """One trivial query (``SELECT 1``): raises when the database does not answer (/health).
+        A pooled connection found dropped is replaced once (the retry policy)."""
+        from .fastpath import RETRY
+
+        async def attempt() -> None:
+            async with self.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+                await conn.rollback()
+
+        await RETRY.run(attempt, "ping")
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -275,6 +285,7 @@ class Database:
         locked", so only read in it. On MySQL *readonly* changes nothing.
         """
         started = time.perf_counter()
+        committing = False
         try:
             async with self._maybe_serial(), self._write_turn(readonly), self._engine.connect() as conn:
                 if self.is_sqlite:
@@ -283,6 +294,13 @@ class Database:
                     )
                 async with conn.begin():
                     yield conn
+                    committing = True
+        except DBAPIError as exc:
+            if committing:
+                from .fastpath import lost_at_commit
+
+                lost_at_commit(exc)
+            raise
         finally:
             if self.timing is not None:
                 self.timing(time.perf_counter() - started)
@@ -315,9 +333,15 @@ class Database:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Run ``await func(conn, *args, **kwargs)`` in a read-only transaction."""
-        async with self.transaction(readonly=True) as conn:
-            return await func(conn, *args, **kwargs)
+        """Run ``await func(conn, *args, **kwargs)`` in a read-only transaction (rerun by the
+        retry policy, e.g. once when its pooled MySQL connection turned out dropped)."""
+        from .fastpath import RETRY
+
+        async def attempt() -> T:
+            async with self.transaction(readonly=True) as conn:
+                return await func(conn, *args, **kwargs)
+
+        return await RETRY.run(attempt, _name(func))
 
     async def fetch_one(
         self, stmt: sa.Executable, params: dict[str, Any] | None = None
@@ -326,16 +350,20 @@ class Database:
 
         On SQLite it runs in autocommit, without ``BEGIN``/``ROLLBACK``: one statement is
         its own consistent read, and each of those is a hand-off to aiosqlite's thread. On
-        MySQL it is :meth:`read_txn`'s transaction. Build *stmt* once with
+        MySQL it is the fast path's read (:meth:`FastPath.read`). Build *stmt* once with
         ``sa.bindparam`` placeholders and pass *params*: SQLAlchemy's compiled cache then
-        serves every call.
+        serves every call (and on MySQL the fast path's direct reads: one round trip in
+        autocommit, :mod:`xmppd.storage.direct`).
         """
         if self.is_sqlite:
             async with self._maybe_serial(), self._engine.connect() as conn:
                 await conn.execution_options(**{_SQLITE_BEGIN_OPTION: "NONE"})
                 return (await conn.execute(stmt, params)).first()
-        async with self.transaction(readonly=True) as conn:
+
+        async def first(conn: AsyncConnection) -> sa.Row[Any] | None:
             return (await conn.execute(stmt, params)).first()
+
+        return await self.fastpath.read(_no_lite, first)
 
     async def sqlite_call(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         """SQLite: ``fn(connection)`` as one whole transaction on aiosqlite's connection thread.
@@ -476,6 +504,10 @@ class Database:
                 yield
 
 
+def _no_lite(_db: sqlite3.Connection) -> Any:
+    raise AssertionError("not on SQLite")  # FastPath.read runs lite functions on SQLite only
+
+
 def _run_batch(fns: list[Callable[[sqlite3.Connection], Any]], db: sqlite3.Connection) -> list[tuple[bool, Any]]:
     """:meth:`Database.sqlite_write`'s batch, on the driver's thread inside one transaction."""
     out: list[tuple[bool, Any]] = []
@@ -540,6 +572,17 @@ def _enable_wal(cursor: Any) -> None:
         if "locked" not in str(exc):
             raise
         log.debug("journal_mode=WAL deferred: %s", exc)
+
+
+def _install_mysql_listeners(engine: AsyncEngine) -> None:
+    from .direct import dropped
+
+    @sa.event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(_dbapi_connection: Any, _record: Any, proxy: Any) -> None:
+        # Instead of pool_pre_ping's round trip: a connection whose socket the server has
+        # closed is replaced by the pool (SQLAlchemy's documented DisconnectionError protocol).
+        if dropped(proxy.driver_connection):
+            raise sa.exc.DisconnectionError("the server closed this pooled connection")
 
 
 def _install_sqlite_listeners(engine: AsyncEngine) -> None:

@@ -11,14 +11,19 @@ a driver trick. A repository writes its transaction twice, once for each kind of
   in the next group commit (``group=True``, :meth:`Database.sqlite_write`);
 * ``portable``: an ``async`` function of an SQLAlchemy ``AsyncConnection`` (MariaDB/MySQL, and
   SQLite when the driver offers no thread to run on), run in :meth:`Database.run_txn`'s
-  transaction.
+  transaction; on MariaDB/MySQL it gets a :class:`xmppd.storage.direct.DirectConnection`
+  instead (connections of the fast path's own, no SQLAlchemy per call): ``conn.execute(select,
+  params)`` and ``Sql`` texts are all it may use; anything else runs it through
+  :meth:`Database.read_txn` / :meth:`Database.run_txn`.
 
 Raw SQL text the two share is a :class:`Sql`: written once with ``?`` placeholders (per dialect
 when the statement itself differs, e.g. upserts) and turned into each driver's paramstyle here.
 
 One retry policy (:data:`RETRY`) for every transaction: a MariaDB/MySQL deadlock victim, or a
 SQLite write that found the database locked by another process after its busy timeout, is
-rolled back and rerun a few times with a short growing pause; anything else is raised at once.
+rolled back and rerun a few times with a short growing pause; one whose pooled MariaDB
+connection turned out dropped (no ``pool_pre_ping``) is rerun once at once, unless it was lost
+during ``COMMIT``; anything else is raised at once.
 The ``lite`` and ``portable`` functions must therefore have no side effects outside the database.
 
 The only code that touches aiosqlite's private names (its connection thread) is
@@ -39,10 +44,11 @@ from sqlalchemy.exc import DBAPIError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from .direct import DirectPath
     from .engine import Database
     from .inline import InlineReader, InlineWriter
 
-__all__ = ["RETRY", "FastPath", "RetryPolicy", "Sql", "driver_thread"]
+__all__ = ["RETRY", "FastPath", "RetryPolicy", "Sql", "driver_thread", "lost_at_commit"]
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +79,40 @@ class RetryPolicy:
             "SQLITE_LOCKED",
         )
 
+    @staticmethod
+    def reconnectable(exc: BaseException) -> bool:
+        """Its pooled connection was found dropped (a MariaDB restart, ``KILL``): rerun once on a
+        new one -- unless it was lost during ``COMMIT`` (:func:`lost_at_commit`), when whether the
+        transaction committed is unknown."""
+        return isinstance(exc, DBAPIError) and exc.connection_invalidated and not getattr(exc, _AT_COMMIT, False)
+
     async def run(self, attempt: Callable[[], Awaitable[T]], what: str) -> T:
-        """``await attempt()``, rerun while it fails retryably (at most :attr:`attempts` runs)."""
-        for n in range(1, self.attempts + 1):
+        """``await attempt()``, rerun while it fails retryably (at most :attr:`attempts` runs),
+        and once more if its connection was found dropped (:meth:`reconnectable`)."""
+        n = 0
+        reconnected = False
+        while True:
             try:
                 return await attempt()
             except (DBAPIError, sqlite3.OperationalError) as exc:
-                if n == self.attempts or not self.retryable(exc):
+                if not reconnected and self.reconnectable(exc):
+                    reconnected = True
+                    log.info("%s: connection dropped (%s), rerunning once on a new one", what, type(exc).__name__)
+                    continue
+                n += 1
+                if n >= self.attempts or not self.retryable(exc):
                     raise
                 log.info("%s: %s, retrying (%d/%d)", what, type(exc).__name__, n, self.attempts)
                 await asyncio.sleep(self.pause_s * n)
-        raise AssertionError("unreachable")
+
+
+_AT_COMMIT: Final = "_xmppd_lost_at_commit"
+
+
+def lost_at_commit(exc: BaseException) -> None:
+    """Mark *exc* as raised by a transaction's ``COMMIT`` (``Database.transaction``): never rerun
+    for a dropped connection, since the transaction may have committed."""
+    setattr(exc, _AT_COMMIT, True)
 
 
 #: The retry policy of every transaction (``Database.run_txn`` and :class:`FastPath`).
@@ -135,6 +164,7 @@ class FastPath:
     """The fast path of one :class:`Database` (``db.fastpath``); see the module doc."""
 
     def __init__(self, db: Database) -> None:
+        from .direct import DirectPath
         from .inline import InlineReader, InlineWriter
 
         self._db = db
@@ -142,6 +172,8 @@ class FastPath:
         # SQLite file databases: connections on the loop's thread (None elsewhere).
         self._reader: InlineReader | None = InlineReader.for_database(db)
         self._writer: InlineWriter | None = InlineWriter.for_database(db)
+        # MariaDB/MySQL: portable reads and writes on connections of its own (None elsewhere).
+        self._direct: DirectPath | None = DirectPath.for_database(db)
         # False once the driver offered no thread to run on: the portable path from then on.
         self._lite = db.is_sqlite
 
@@ -160,7 +192,9 @@ class FastPath:
 
     async def read(self, lite: Lite[T], portable: Portable[T], *, inline: bool = False) -> T:
         """A consistent read-only transaction. SQLite: ``lite`` on the loop's thread (*inline*,
-        when SQLite does not say busy) or in one call on the driver's thread."""
+        when SQLite does not say busy) or in one call on the driver's thread. MariaDB/MySQL:
+        ``portable`` on a direct connection (:mod:`xmppd.storage.direct`: its statements in
+        autocommit, which at ``READ COMMITTED`` read what a transaction's would)."""
         if self._lite:
             if inline and self._reader is not None:
                 from .inline import InlineUnavailable
@@ -175,12 +209,15 @@ class FastPath:
                 return await self.retry.run(functools.partial(self._db.sqlite_call, lite, write=False), _name(lite))
             except SqliteOnly:
                 self._lite = False
+        if self._direct is not None:
+            return await self._direct.read(portable)
         return await self._db.read_txn(portable)
 
     async def write(self, lite: Lite[T], portable: Portable[T], *, inline: bool = False, group: bool = False) -> T:
         """A committed write transaction, retried by :data:`RETRY`. SQLite: ``lite`` on the loop's
         thread (*inline*, when no writer is in the way), else in the next group commit (*group*:
-        each ``lite`` in its own savepoint) or alone, in one call on the driver's thread."""
+        each ``lite`` in its own savepoint) or alone, in one call on the driver's thread.
+        MariaDB/MySQL: ``portable`` on a direct connection (:mod:`xmppd.storage.direct`)."""
         if self._lite:
             if inline and self._writer is not None:
                 from .inline import InlineUnavailable
@@ -200,6 +237,8 @@ class FastPath:
                 return await self.retry.run(call, _name(lite))
             except SqliteOnly:
                 self._lite = False
+        if self._direct is not None:
+            return await self._direct.write(portable)
         return await self._db.run_txn(portable)
 
     def write_now(self, lite: Lite[T]) -> T:
@@ -229,6 +268,8 @@ class FastPath:
             self._reader.close()
         if self._writer is not None:
             await self._writer.close()
+        if self._direct is not None:
+            await self._direct.close()
 
 
 def _name(fn: Callable[..., Any]) -> str:

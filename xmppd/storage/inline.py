@@ -54,17 +54,24 @@ class InlineUnavailable(Exception):
 
 
 class InlineQuery:
-    """A SELECT compiled once for SQLite: its SQL text, parameter order and column conversions."""
+    """A SELECT compiled once for one dialect: its SQL text, parameter order and conversions.
+    For SQLite (this module's readers) and MariaDB/MySQL (:mod:`xmppd.storage.direct`)."""
 
-    __slots__ = ("sql", "params", "processors")
+    __slots__ = ("sql", "params", "binds", "keys", "processors")
 
     def __init__(self, stmt: sa.Select[Any], db: Database) -> None:
         dialect = db.engine.dialect
         compiled = stmt.compile(dialect=dialect)
-        if not compiled.positional or compiled.positiontup is None:
-            raise ValueError("SQLite statements take positional parameters")
+        if not compiled.positional or compiled.positiontup is None or "POSTCOMPILE" in compiled.string:
+            raise ValueError("fast-path statements take plain positional parameters")
         self.sql: str = compiled.string
         self.params: tuple[str, ...] = tuple(compiled.positiontup)
+        # Each parameter's value in the statement itself (None when it has none) and conversion.
+        self.binds: tuple[tuple[Any, Callable[[Any], Any] | None], ...] = tuple(
+            (compiled.params.get(name), compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in self.params
+        )
+        self.keys: tuple[str, ...] = tuple(stmt.selected_columns.keys())
         # The same conversions SQLAlchemy applies to its result rows (DATETIME text to aware
         # datetimes, integers to booleans ...), so both paths return equal values.
         procs: list[Callable[[Any], Any] | None] = [
@@ -76,6 +83,18 @@ class InlineQuery:
         if self.processors is None:
             return tuple(row)
         return tuple(v if p is None or v is None else p(v) for p, v in zip(self.processors, row, strict=True))
+
+    def args(self, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
+        """The parameters in order, converted as SQLAlchemy would bind them (the direct path)."""
+        out = []
+        for name, (default, proc) in zip(self.params, self.binds, strict=True):
+            value = params[name] if params is not None and name in params else default
+            out.append(value if proc is None or value is None else proc(value))
+        return tuple(out)
+
+    def rows(self, raw: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """Driver rows, converted."""
+        return [self._convert(r) for r in raw]
 
     def first(self, conn: sqlite3.Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Its first row on *conn* (any ``sqlite3`` connection: the fast path's), converted."""

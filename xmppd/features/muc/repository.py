@@ -102,6 +102,10 @@ subscriptions_table = sa.Table(
 )
 
 
+# Built once: SQLAlchemy's compiled cache and the storage fast path's (``Database.fetch_one``) serve every call.
+_FENCE = sa.select(rooms_table.c.fence).where(rooms_table.c.jid == sa.bindparam("jid"))
+
+
 class SqlMucRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -139,7 +143,7 @@ class SqlMucRepository:
         return list(rooms.values())
 
     async def fence_of(self, jid: str) -> int:
-        row = await self.db.fetch_one(sa.select(rooms_table.c.fence).where(rooms_table.c.jid == sa.bindparam("jid")), {"jid": jid})
+        row = await self.db.fetch_one(_FENCE, {"jid": jid})
         return 0 if row is None else int(row.fence)
 
     async def claim(self, jid: str, fence: int) -> bool:
