@@ -37,9 +37,10 @@ def start(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def archived(db: Path) -> dict[str, set[str]]:
-    """Bodies in each archive, read from the database file itself."""
+    """Bodies in each archive, read from the database file itself (the archive's table and its
+    staging table: a staged record is committed)."""
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT owner, stanza FROM mam_messages").fetchall()
+        rows = conn.execute("SELECT owner, stanza FROM mam_messages UNION ALL SELECT owner, stanza FROM mam_staging").fetchall()
     out: dict[str, set[str]] = {}
     for owner, stanza in rows:
         out.setdefault(owner, set()).update(_BODY.findall(stanza))
