@@ -37,10 +37,9 @@ def start(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def archived(db: Path) -> dict[str, set[str]]:
-    """Bodies in each archive, read from the database file itself (the archive's table and its
-    staging table: a staged record is committed)."""
+    """Bodies in each archive, read from the database file itself."""
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT owner, stanza FROM mam_messages UNION ALL SELECT owner, stanza FROM mam_staging").fetchall()
+        rows = conn.execute("SELECT owner, stanza FROM mam_messages").fetchall()
     out: dict[str, set[str]] = {}
     for owner, stanza in rows:
         out.setdefault(owner, set()).update(_BODY.findall(stanza))

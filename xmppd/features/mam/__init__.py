@@ -25,9 +25,7 @@ committed in the next turn of the event loop (``Mam._kick``, scheduled by the fi
 turn): every stanza taken in during one turn, from any session, shares that commit; while each
 turn brings more records the commit waits one more turn, at most ``GATHER_TURNS`` (the next
 messages of other conversations, a turn or two behind, share it too; a lone message waits one
-empty turn). On SQLite a small batch goes into the staging table (``mam_staging``: no owner
-index, a page or two per commit), moved into ``mam_messages`` before any read of the archive
-(:mod:`.repository`). On an SQLite file that commit runs right there, on the loop's own thread,
+empty turn). On an SQLite file that commit runs right there, on the loop's own thread,
 when no other writer is in the way (``MamRepository.store_now``,
 :class:`xmppd.storage.inline.InlineWriter`: no task to wake, no hand-off to a driver thread,
 whose GIL waits cost milliseconds on a busy loop), and the deliveries and acks it releases go

@@ -51,7 +51,6 @@ __all__ = [
     "mam_nodes",
     "mam_prefs",
     "mam_settings",
-    "mam_staging",
     "mam_usage",
     "stanza_bytes",
 ]
@@ -70,29 +69,6 @@ mam_messages = sa.Table(
     sa.Index("ix_mam_messages_owner_with_jid_seq", "owner", "with_jid", "seq"),
     **MYSQL_TABLE_KWARGS,
 )
-
-#: New records on SQLite (the fast path's lite store): mam_messages' columns, no index but the
-#: key, so a commit writes a page or two instead of a leaf of both owner indexes for every owner
-#: in its batch. Moved into mam_messages in one transaction (``_MERGE``) before any read of the
-#: archive and with every STAGE_ROWS-th record's commit (migration mam_0004).
-mam_staging = sa.Table(
-    "mam_staging",
-    metadata,
-    sa.Column("seq", id_type(), primary_key=True, autoincrement=False),
-    sa.Column("owner", indexed_string(), nullable=False),
-    sa.Column("stanza_id", sa.String(64), nullable=False),
-    sa.Column("ts", sa.BigInteger(), nullable=False),
-    sa.Column("with_jid", indexed_string(), nullable=False),
-    sa.Column("with_resource", sa.String(1023), nullable=False, default=""),
-    sa.Column("stanza", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=False),
-    **MYSQL_TABLE_KWARGS,
-)
-
-#: Records staged (in this process) after which a commit also moves the staging table's rows.
-STAGE_ROWS = 2000
-#: A batch of at least this many records goes straight into mam_messages: its pages are shared
-#: by enough records already (one message in flight per conversation makes batches of 2-20).
-STAGE_BELOW = 64
 
 #: Server-wide archive settings: ``id_key`` (hex, the id encryption key, created by the first
 #: server to start) and ``legacy_max_seq`` (written by migration mam_0002 when it rewrote rows).
@@ -147,22 +123,13 @@ def _bytes_by_owner(rows: list["ArchivedMessage"]) -> list[tuple[str, int]]:
 _COLUMNS = "owner, stanza_id, ts, with_jid, with_resource, stanza, seq"  # ArchivedMessage's order
 _INSERT = Sql(f"INSERT INTO mam_messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)")
 
-_STAGE = Sql(f"INSERT INTO mam_staging ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)")
-# The staged rows into the archive, in one transaction with the DELETE (a record whose commit was
-# retried after it had in fact been moved is the same row: kept once).
-_MERGE = (
-    Sql(f"INSERT OR IGNORE INTO mam_messages ({_COLUMNS}) SELECT {_COLUMNS} FROM mam_staging",
-        mysql=f"INSERT IGNORE INTO mam_messages ({_COLUMNS}) SELECT {_COLUMNS} FROM mam_staging"),
-    Sql("DELETE FROM mam_staging"),
-)
-
 # Rows per multi-row INSERT on SQLite: 7 parameters a row, under its limit (32766 since 3.32, 999 before).
 _SQLITE_CHUNK = 500 if sqlite3.sqlite_version_info >= (3, 32) else 142
 
 
 @functools.lru_cache(maxsize=8)
-def _sqlite_insert(n: int, table: str = "mam_messages") -> str:
-    return f"INSERT INTO {table} ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+def _sqlite_insert(n: int) -> str:
+    return f"INSERT INTO mam_messages ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
 
 
 mam_prefs = sa.Table(
@@ -298,7 +265,6 @@ class SqlMamRepository:
         self._db = db
         self._ids = ids
         self._legacy_max: int | None = None
-        self._staged = 0  # records this process staged since its last merge
 
     @property
     def _inline(self) -> Any:
@@ -306,31 +272,8 @@ class SqlMamRepository:
         return self._db.fastpath.inline_writer
 
     async def close(self) -> None:
-        """Move what is staged, close the fast path's loop-thread connections (the Database is
-        its owner's to dispose)."""
-        try:
-            await self.merge()
-        finally:
-            await self._db.fastpath.close()
-
-    async def merge(self) -> None:
-        """Move the staged records (every process's) into ``mam_messages``: before any read
-        of the archive, so that a read sees every committed record. SQLite only: nothing is
-        staged elsewhere."""
-        if self._db.is_sqlite:
-            await self._db.fastpath.write(_sqlite_merge, _merge_txn, inline=True)
-            self._staged = 0
-
-    def _lite_store(self, messages: list[ArchivedMessage]) -> Any:
-        """The lite store of ``messages``: a small batch staged (with every STAGE_ROWS-th
-        record, every staged one moved), a large one straight into ``mam_messages``."""
-        if len(messages) >= STAGE_BELOW:
-            return functools.partial(_sqlite_store, messages, threading.get_ident(), None)
-        self._staged += len(messages)
-        merge = self._staged >= STAGE_ROWS
-        if merge:
-            self._staged = 0
-        return functools.partial(_sqlite_store, messages, threading.get_ident(), merge)
+        """Close the fast path's loop-thread connections (the Database is its owner's to dispose)."""
+        await self._db.fastpath.close()
 
     async def open(self) -> IdCodec:
         key, legacy = await self._db.run_txn(self._open_txn)
@@ -362,7 +305,6 @@ class SqlMamRepository:
         return self._ids
 
     async def max_seq(self) -> int:
-        await self.merge()
         return await self._db.read_txn(self._max_seq_txn)
 
     @staticmethod
@@ -379,15 +321,13 @@ class SqlMamRepository:
             # storage fast path (SQLite: on the loop's thread when no other writer is in the
             # way, else in one hand-off to the driver's thread).
             await self._db.fastpath.write(
-                self._lite_store(messages),
+                functools.partial(_sqlite_store, messages, threading.get_ident()),
                 functools.partial(self._store_txn, messages=messages),
                 inline=True,
             )
         except (sa.exc.IntegrityError, sqlite3.IntegrityError):
             # A seq already stored: the server issues each seq once, so that row is this very
-            # record from a batch retried after its commit failed late. Row by row, skipping it
-            # (after the staged rows are moved: the one stored may be among them).
-            await self.merge()
+            # record from a batch retried after its commit failed late. Row by row, skipping it.
             await self._db.run_txn(self._store_each_txn, messages)
 
     def store_now(self, messages: list[ArchivedMessage]) -> bool:
@@ -396,7 +336,7 @@ class SqlMamRepository:
         if not messages:
             return True
         try:
-            self._db.fastpath.write_now(self._lite_store(messages))
+            self._db.fastpath.write_now(functools.partial(_sqlite_store, messages, threading.get_ident()))
         except InlineUnavailable:
             return False
         return True
@@ -432,7 +372,6 @@ class SqlMamRepository:
             await _USAGE_ADD.executemany(conn, _bytes_by_owner(inserted))
 
     async def query(self, q: ArchiveQuery) -> Page:
-        await self.merge()
         return await self._db.read_txn(self._query_txn, q)
 
     async def _seq_of(self, conn: AsyncConnection, owner: str, public_id: str) -> int:
@@ -505,7 +444,6 @@ class SqlMamRepository:
         return Page(items, complete, count)
 
     async def purge_before(self, ts: int, limit: int) -> int:
-        await self.merge()
         return await self._db.run_txn(self._purge_txn, ts, limit)
 
     @staticmethod
@@ -531,13 +469,11 @@ class SqlMamRepository:
         return int(n or 0)
 
     async def delete_owner(self, owner: str) -> int:
-        await self.merge()
         return await self._db.run_txn(self.delete_owner_txn, owner)
 
     @staticmethod
     async def delete_owner_txn(conn: AsyncConnection, owner: str) -> int:
         n = (await conn.execute(mam_messages.delete().where(mam_messages.c.owner == owner))).rowcount
-        n += (await conn.execute(mam_staging.delete().where(mam_staging.c.owner == owner))).rowcount
         await conn.execute(mam_prefs.delete().where(mam_prefs.c.owner == owner))
         await conn.execute(mam_usage.delete().where(mam_usage.c.owner == owner))
         return n
@@ -605,21 +541,8 @@ class SqlMamRepository:
         await conn.execute(mam_nodes.delete().where(mam_nodes.c.node == node, mam_nodes.c.holder == holder))
 
 
-def _sqlite_merge(db: sqlite3.Connection) -> None:
-    """The staged records into ``mam_messages`` (inside the fast path's transaction)."""
-    for sql in _MERGE:
-        db.execute(sql.sqlite)
-
-
-async def _merge_txn(conn: AsyncConnection) -> None:
-    for sql in _MERGE:
-        await sql.execute(conn)
-
-
-def _sqlite_store(messages: list[ArchivedMessage], loop_thread: int, merge: bool | None, db: sqlite3.Connection) -> None:
-    """:meth:`SqlMamRepository._store_txn` with ``sqlite3``, inside the fast path's transaction:
-    into ``mam_staging`` (and, when *merge*, every staged record moved into ``mam_messages``), or
-    when *merge* is None straight into ``mam_messages``.
+def _sqlite_store(messages: list[ArchivedMessage], loop_thread: int, db: sqlite3.Connection) -> None:
+    """:meth:`SqlMamRepository._store_txn` with ``sqlite3``, inside the fast path's transaction.
 
     On the driver's thread: multi-row VALUES (see ``_store_txn``). On the loop's thread (the
     thread *loop_thread* the call was made on), where no GIL is waited for: ``executemany``,
@@ -627,15 +550,12 @@ def _sqlite_store(messages: list[ArchivedMessage], loop_thread: int, merge: bool
     a multi-row VALUES as a co-routine over every row: 10 rows ~140 against ~50 µs, 60 rows ~520
     against ~250 µs)."""
     if threading.get_ident() == loop_thread:
-        db.executemany((_INSERT if merge is None else _STAGE).sqlite, messages)
+        db.executemany(_INSERT.sqlite, messages)
     else:
-        table = "mam_messages" if merge is None else "mam_staging"
         for i in range(0, len(messages), _SQLITE_CHUNK):
             chunk = messages[i : i + _SQLITE_CHUNK]
-            db.execute(_sqlite_insert(len(chunk), table), tuple(v for row in chunk for v in row))
+            db.execute(_sqlite_insert(len(chunk)), tuple(v for row in chunk for v in row))
     db.executemany(_USAGE_ADD.sqlite, _bytes_by_owner(messages))
-    if merge:
-        _sqlite_merge(db)
 
 
 async def _usage_sub(conn: AsyncConnection, rows: list[Any]) -> None:
