@@ -182,12 +182,27 @@ class Two:
         self.users: list[str] = ["alice", "bob"]  # accounts made before the nodes start
         self.ctl: list[list[str]] = []  # more xmppctl commands run then (a wallet's top-up ...)
         self.node_args: dict[str, list[str]] = {}  # a node's own settings, after the shared ones
+        self.api = False  # each node also serves the REST API (listen.http, the test tokens) ...
+        self.http: dict[str, int] = {}  # ... on this port
+        self.startup = STARTUP  # seconds a node may take to join
 
     async def start(self, name: str) -> Proc:
-        proc = await start_xmppd(self.tmp / name, *self.args, *self.node_args.get(name, ()), "--set", f"cluster.node={name}")
+        api: list[str] = []
+        if self.api:
+            from ..api.support import TOKENS
+
+            port = self.http[name] = free_port()
+            api = ["--set", f"listen.http=127.0.0.1:{port}", "--set", TOKENS]
+        proc = await start_xmppd(self.tmp / name, *self.args, *self.node_args.get(name, ()), "--set", f"cluster.node={name}", *api)
         self.nodes[name] = proc
-        await proc.wait_log("joined the cluster", timeout=STARTUP)
+        await proc.wait_log("joined the cluster", timeout=self.startup)
         return proc
+
+    async def call(self, node: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        """One REST API request to ``node`` as the admin (``api`` on): (status, JSON or None)."""
+        from ..api.support import call_once
+
+        return await call_once(self.http[node], method, path, **kw)
 
     async def login(self, node: str, jid: str, *, available: bool = True, plugins: tuple[str, ...] = ()) -> Any:
         from ..helpers import slix

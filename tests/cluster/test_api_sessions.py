@@ -10,36 +10,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from ..api.support import TOKENS, call_once
 from ..features.test_admin import watch_end
 from ..helpers import slix_close
-from .procs import STARTUP, Proc, Two, free_port, start_xmppd, two_nodes
-
-
-class TwoWithApi(Two):
-    def __init__(self, tmp: Path, prefix: str) -> None:
-        super().__init__(tmp, prefix)
-        self.http: dict[str, int] = {}
-
-    async def start(self, name: str) -> Proc:
-        port = self.http[name] = free_port()
-        proc = await start_xmppd(self.tmp / name, *self.args, "--set", f"cluster.node={name}",
-                                 "--set", f"listen.http=127.0.0.1:{port}", "--set", TOKENS)
-        self.nodes[name] = proc
-        await proc.wait_log("joined the cluster", timeout=STARTUP)
-        return proc
-
-    async def call(self, node: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        return await call_once(self.http[node], method, path, **kw)
+from .procs import Two, two_nodes
 
 
 @pytest.fixture
-async def two(tmp_path: Path, prefix: str) -> AsyncIterator[TwoWithApi]:
-    async with two_nodes(TwoWithApi(tmp_path, prefix)) as t:
+async def two(tmp_path: Path, prefix: str) -> AsyncIterator[Two]:
+    t = Two(tmp_path, prefix)
+    t.api = True
+    async with two_nodes(t) as t:
         yield t
 
 

@@ -19,10 +19,8 @@ from slixmpp.exceptions import IqError
 
 from xmppd.cluster.leases import rendezvous
 
-from ..api.support import TOKENS, call_once
 from ..extensions.customer_service.conftest import Client
 from ..helpers import slix
-from .procs import Proc, free_port, start_xmppd
 from .test_rooms import NODES, Three, three_nodes
 
 # Three node processes start per test: on a loaded shared machine that alone can take a minute.
@@ -44,15 +42,8 @@ class Site(Three):
         super().__init__(tmp, prefix)
         self.args += ["--set", "server.admins=['alice@localhost']"]
         self.cs: list[Client] = []
-        self.http: dict[str, int] = {}
-
-    async def start(self, name: str) -> Proc:
-        port = self.http[name] = free_port()
-        proc = await start_xmppd(self.tmp / name, *self.args, "--set", f"cluster.node={name}",
-                                 "--set", f"listen.http=127.0.0.1:{port}", "--set", TOKENS)
-        self.nodes[name] = proc
-        await proc.wait_log("joined the cluster", timeout=90)  # a process start-up on a loaded machine
-        return proc
+        self.api = True
+        self.startup = 90  # a process start-up on a loaded machine
 
     async def client(self, node: str, user: str) -> Client:
         c = Client(await slix(self.nodes[node].as_server(), f"{user}@localhost"))
@@ -60,10 +51,6 @@ class Site(Three):
         c.xmpp.send_presence()
         await self.wait_available(f"{user}@localhost", c.xmpp.boundjid.resource, node)
         return c
-
-    async def call(self, node: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        """The REST API of ``node``, as the admin."""
-        return await call_once(self.http[node], method, path, **kw)
 
     def csq_owner(self, queue: str) -> str | None:
         return self.owner(queue, "csq")
