@@ -20,6 +20,7 @@ import aioxmpp
 import pytest
 from lxml import etree
 
+from xmppd.features.mam.journal import journal_path
 from xmppd.transport.tls import ensure_certificate
 
 from ..aiox import aioxmpp_client
@@ -117,6 +118,8 @@ async def test_a_session_cut_on_one_node_resumes_on_the_other_with_every_message
         await asyncio.sleep(0.3)  # a duplicate would arrive within this
         expected = [f"b{i}" for i in range(20)] + [f"d{i}" for i in range(30)] + [f"e{i}" for i in range(40)] + ["after"]
         assert bodies == expected, bodies
+        # Nodes sharing a database read each other's archive rows: no journal, committed first.
+        assert not journal_path(str(two.tmp / "shared.db")).exists()
         await two.nodes["alpha"].wait_log(r"resumed bob@localhost/phone \(moved from another node\)")
         await two.nodes["beta"].wait_log(r"session of bob@localhost/phone moved to another node")
         a_got = _bodies(alice)

@@ -1,7 +1,9 @@
 """Durable before delivered or acknowledged (xmppd.core.durability), over real sockets: while the
 archive cannot commit, a message reaches nobody and is not counted in the sender's XEP-0198
 ``<a h=''/>``; the sender's session keeps processing meanwhile; once the commit lands both follow,
-in order. (The crash itself: test_durability_crash.py.)"""
+in order. The archive commits before it delivers here (``mam.journal=false``: a cluster,
+MariaDB); with the journal what is held waits for one append instead, see test_mam_journal.py.
+(The crash itself, both ways: test_durability_crash.py.)"""
 from __future__ import annotations
 
 import asyncio
@@ -36,7 +38,7 @@ def gate_archive(srv):
 
 
 async def test_message_reaches_recipient_and_ack_only_after_its_archive_commit(tmp_path):
-    async with running_server(tmp_path, "c2s.require_tls=false", "smacks.request_every=0") as srv:
+    async with running_server(tmp_path, "c2s.require_tls=false", "smacks.request_every=0", "mam.journal=false") as srv:
         await add_user(srv, "alice")
         await add_user(srv, "bob")
         bob = await SmClient.login(srv, "bob", enable=False)

@@ -1,6 +1,8 @@
-"""The archive's writer (xmppd.features.mam: _enqueue, _kick, _write_loop) on an SQLite file:
-records of several sessions taken in during one turn of the event loop share one commit, made
-on the loop's thread in the next turn, and nothing is delivered before its commit."""
+"""The archive's writer (xmppd.features.mam: _enqueue, _kick, _write_loop) on an SQLite file
+committing before it delivers (``mam.journal=false``: what a cluster and MariaDB do): records of
+several sessions taken in during one turn of the event loop share one commit, made on the
+loop's thread in the next turn, and nothing is delivered before its commit. With the journal
+(the default on one SQLite process) see test_mam_journal.py."""
 from __future__ import annotations
 
 import asyncio
@@ -21,13 +23,15 @@ from .test_mam import client, count_batches, query
 
 pytestmark = pytest.mark.interop
 
+COMMIT_FIRST = "mam.journal=false"
+
 
 def _record(mam: Any, owner: str, seq: int) -> ArchivedMessage:
     return ArchivedMessage(owner, mam.ids.encode(seq), time_of(seq), "peer@localhost", "", f"<message id='r{seq}'/>", seq)
 
 
 async def test_records_of_two_stanzas_taken_in_one_turn_share_one_commit_on_the_loop_thread(tmp_path):
-    async with running_server(tmp_path) as srv:
+    async with running_server(tmp_path, COMMIT_FIRST) as srv:
         mam = srv.features["mam"]
         batches, _ = count_batches(mam)
         seqs = [(await mam._new_id())[0] for _ in range(4)]
@@ -51,7 +55,7 @@ async def test_records_of_two_stanzas_taken_in_one_turn_share_one_commit_on_the_
 async def test_records_of_stanzas_taken_in_successive_turns_share_one_commit(tmp_path):
     # At one message in flight per conversation the next conversation's stanza arrives a turn
     # later: while each turn brings records the commit waits (at most GATHER_TURNS turns).
-    async with running_server(tmp_path) as srv:
+    async with running_server(tmp_path, COMMIT_FIRST) as srv:
         mam = srv.features["mam"]
         batches, _ = count_batches(mam)
         seqs = [(await mam._new_id())[0] for _ in range(3)]
@@ -78,7 +82,7 @@ async def test_records_of_stanzas_taken_in_successive_turns_share_one_commit(tmp
 
 async def test_a_backlog_beyond_batch_size_is_committed_batch_by_batch_without_lingering(tmp_path):
     # commit_interval=5: lingering would hold the second and third batch for seconds.
-    async with running_server(tmp_path, "mam.batch_size=2", "mam.commit_interval=5") as srv:
+    async with running_server(tmp_path, COMMIT_FIRST, "mam.batch_size=2", "mam.commit_interval=5") as srv:
         mam = srv.features["mam"]
         batches, _ = count_batches(mam)
         seqs = [(await mam._new_id())[0] for _ in range(5)]
@@ -95,7 +99,7 @@ async def test_a_backlog_beyond_batch_size_is_committed_batch_by_batch_without_l
 async def test_a_commit_that_cannot_run_on_the_loop_thread_is_the_writer_tasks(tmp_path):
     # Another writer of this process holds SQLite's write turn: the kick leaves the batch to the
     # writer task, which commits it once the turn is free; the barrier waits meanwhile.
-    async with running_server(tmp_path) as srv:
+    async with running_server(tmp_path, COMMIT_FIRST) as srv:
         mam = srv.features["mam"]
         seq, _ = await mam._new_id()
         async with srv.db.transaction() as conn:  # holds the write turn
@@ -117,7 +121,7 @@ async def test_every_delivered_message_of_concurrent_conversations_is_in_the_arc
     recipient, both copies are committed in the database file (read by another connection,
     without flushing), and each conversation keeps its order in delivery and in the archive."""
     pairs, n = 3, 15
-    async with running_server(tmp_path) as srv:
+    async with running_server(tmp_path, COMMIT_FIRST) as srv:
         for i in range(pairs):
             await add_user(srv, f"a{i}")
             await add_user(srv, f"b{i}")

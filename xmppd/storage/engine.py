@@ -241,6 +241,15 @@ class Database:
         return self.dialect_name == "sqlite"
 
     @property
+    def sqlite_file(self) -> str | None:
+        """The path of a file SQLite database (as in the URL); None for a memory database, a
+        ``uri=true`` URL or another backend."""
+        url = self._engine.url
+        if not self.is_sqlite or _is_sqlite_memory(url) or url.query.get("uri") or not url.database:
+            return None
+        return url.database
+
+    @property
     def is_mysql(self) -> bool:
         """MySQL or MariaDB, whichever URL scheme was used."""
         return self.dialect_name in ("mysql", "mariadb")

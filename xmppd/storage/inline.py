@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from .engine import Database, _is_sqlite_memory
+from .engine import Database
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,8 @@ class InlineReader:
     @classmethod
     def for_database(cls, db: Database) -> "InlineReader | None":
         """A reader for a file SQLite database; None for any other backend or a memory database."""
-        url = db.url
-        if not db.is_sqlite or _is_sqlite_memory(url) or url.query.get("uri") or not url.database:
-            return None
-        return cls(url.database)
+        path = db.sqlite_file
+        return None if path is None else cls(path)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=True)
@@ -178,6 +176,10 @@ class InlineReader:
             conn.close()
 
 
+#: The inline writer's page cache at most (KiB; SQLite takes it as pages are read).
+WRITER_CACHE_KIB = 32768
+
+
 class InlineWriter:
     """One ``sqlite3`` connection for short write transactions on the event loop's thread (see
     the module doc). Not for long ones: the loop does nothing else meanwhile."""
@@ -202,16 +204,18 @@ class InlineWriter:
     @classmethod
     def for_database(cls, db: Database) -> "InlineWriter | None":
         """A writer for a file SQLite database; None for any other backend or a memory database."""
-        url = db.url
-        if not db.is_sqlite or _is_sqlite_memory(url) or url.query.get("uri") or not url.database:
-            return None
-        return cls(db, url.database)
+        path = db.sqlite_file
+        return None if path is None else cls(db, path)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=True)
         try:
-            # As the engine's connections (xmppd.storage.engine), but never checkpointing here.
-            for pragma in ("foreign_keys = ON", "synchronous = NORMAL", "wal_autocheckpoint = 0"):
+            # As the engine's connections (xmppd.storage.engine), but never checkpointing here,
+            # and with a page cache of up to WRITER_CACHE_KIB: the archive's large batches touch
+            # a leaf of both owner indexes per owner; with SQLite's default 2 MiB they are read
+            # back from the file at every batch (measured: 6.2 -> 3.3 µs per row, 200 owners).
+            for pragma in ("foreign_keys = ON", "synchronous = NORMAL", "wal_autocheckpoint = 0",
+                           f"cache_size = -{WRITER_CACHE_KIB}"):
                 conn.execute(f"PRAGMA {pragma}")
         except BaseException:
             conn.close()

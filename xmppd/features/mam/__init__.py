@@ -50,6 +50,7 @@ import asyncio
 import collections
 import copy
 import functools
+import itertools
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,7 @@ from ...xml import ns
 from ...xml.forms import Field, Form
 from . import retraction
 from .ids import EPOCH_US, NODE_BITS, IdCodec, NodeLease, SeqClock, time_of
+from .journal import Journal, journal_path, read_journal
 from .repository import ArchivedMessage, ArchiveQuery, MamRepository, Prefs, SqlMamRepository, UnknownId, stanza_bytes
 
 if TYPE_CHECKING:
@@ -129,6 +131,12 @@ class MamOptions:
     # delivery or an XEP-0198 ack waits for is committed as soon as the writer is free; an idle
     # writer commits at once; a query flushes first, so nothing is read stale. 0 disables it.
     commit_interval: Annotated[float, AtLeast(0), AtMost(10)] = 0.1
+    # On an SQLite file with one process (no cluster.redis_url): a record is durable once it is
+    # appended to the journal beside the database (.journal), so deliveries and acks wait for
+    # one write() per turn of the event loop, not for an SQLite commit; the records reach the
+    # archive's table in the writer's large batches. false: every record waited for is
+    # committed to SQLite first (as with MariaDB or a cluster).
+    journal: bool = True
 
 def _parse_time(value: str, var: str) -> int:
     try:
@@ -221,6 +229,16 @@ class Mam(Feature):
     async def setup(self) -> None:
         self.repo = SqlMamRepository(self.ctx.db)
         self.ids: IdCodec = await self.repo.open()
+        # The journal (.journal): what a crash left in it is stored before anything reads the
+        # archive or picks a new seq (max_seq below).
+        self._journal: Journal | None = None
+        self._durable = 0  # records enqueued up to this one are durable in the journal
+        db_file = self.ctx.db.sqlite_file
+        if db_file is not None:
+            path = journal_path(db_file)
+            await self._replay(path)
+            if self.options.journal and not self.ctx.config.cluster.redis_url:
+                self._journal = Journal(path)
         self._encode = self.ids.encode
         self._clock = self.ctx.clock
         self._lease = NodeLease(self.repo, self.ctx.clock, self.log)
@@ -283,6 +301,8 @@ class Mam(Feature):
             for _, ticket in self._tickets:
                 ticket.failed(StoreFailed("the archive shut down before storing the message"))
             self._tickets.clear()
+        if self._journal is not None:
+            self._journal.close(remove=self._stored == self._enqueued)
         await self._lease.release()
         close = getattr(self.repo, "close", None)
         if close is not None:
@@ -353,6 +373,9 @@ class Mam(Feature):
         this same turn: no writer task to wake, no hand-off. Anything else is the writer
         task's (:meth:`_write_loop`)."""
         self._kick_handle = None
+        journal = self._journal
+        if journal is not None and not journal.broken and self._enqueued > max(self._durable, self._stored) and self._journal_now(journal):
+            return
         pending = self._pending
         if not pending or self._lock.locked():
             return  # (the writer task stores a batch: it takes these next)
@@ -394,6 +417,53 @@ class Mam(Feature):
             self._wake.set()
             self._kick_handle = asyncio.get_running_loop().call_soon(self._kick)
 
+    def _journal_now(self, journal: Journal) -> bool:
+        """:meth:`_kick` with the journal: the records not durable yet are appended to it (one
+        write), their tickets are done -- the deliveries and acks they hold go out in this
+        turn -- and the writer task stores them in its next batch. False when the journal
+        refused them (then they are committed to SQLite as without one)."""
+        durable = max(self._durable, self._stored)
+        pending = self._pending
+        first = self._enqueued - len(pending) + 1  # the enqueue number of pending[0]
+        records: list[ArchivedMessage] = []
+        if durable + 1 < first:  # (part of the writer's batch in flight, not committed yet)
+            records.extend(self._inflight[durable - self._stored :])
+        records.extend(itertools.islice(pending, max(0, durable + 1 - first), None))
+        try:
+            journal.append(records)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError):
+                journal.broken = True
+                self.log.error("appending to the archive journal %s failed (%s): archived messages are committed "
+                               "to the database before they are delivered from now on", journal.path, exc)
+            else:
+                self.log.warning("archive records not journaled (%s): committed to the database first", exc)
+            self._wake.set()  # (what waits for them was not told yet)
+            return False
+        self._durable = self._enqueued
+        self._cut()
+        self._release(self._durable)
+        if len(pending) >= self.options.batch_size:
+            self._wake.set()
+        self._work.set()  # stored by the writer task, lingering up to commit_interval
+        return True
+
+    def _release(self, durable: int) -> None:
+        """Every ticket of records enqueued up to *durable* is done."""
+        tickets = self._tickets
+        while tickets and tickets[0][0] <= durable:
+            tickets.popleft()[1].committed()
+
+    async def _replay(self, path: Path) -> None:
+        """Store what the journal at *path* holds (a crash left it) and remove it."""
+        records = read_journal(path)
+        if records:
+            size = self.options.batch_size
+            for i in range(0, len(records), size):
+                await self.repo.store_many(records[i : i + size])  # (those stored already: skipped)
+            self.log.warning("archive journal %s: %d records replayed after an unclean stop", path, len(records))
+        Journal.remove(path)
+
     async def _store(self, batch: list[ArchivedMessage]) -> None:
         """Write ``batch`` (the oldest records not stored), retrying until storage takes it: a
         record is never dropped, and what waits for it (deliveries, acks) waits meanwhile."""
@@ -424,26 +494,36 @@ class Mam(Feature):
                     queued.pop(m.owner, None)
                 if m.owner in used:
                     used[m.owner] += n
-        tickets = self._tickets
-        while tickets and tickets[0][0] <= self._stored:
-            tickets.popleft()[1].committed()
+        self._release(self._stored)
+        journal = self._journal
+        if journal is not None and not journal.broken:
+            # Journaled records not stored yet: those of pending up to _durable.
+            first = self._enqueued - len(self._pending) + 1
+            try:
+                journal.caught_up(itertools.islice(self._pending, max(0, self._durable - first + 1)))
+            except OSError as exc:
+                journal.broken = True
+                self.log.error("emptying the archive journal %s failed (%s): archived messages are committed "
+                               "to the database before they are delivered from now on", journal.path, exc)
 
     def _hurry(self, ticket: Ticket) -> None:
-        """Somebody waits for ``ticket``: commit now, not at the end of the linger."""
-        self._wake.set()
+        """Somebody waits for ``ticket``: commit now, not at the end of the linger (with the
+        journal the next :meth:`_kick`, already scheduled, makes it durable instead)."""
+        if self._journal is None or self._journal.broken:
+            self._wake.set()
 
     async def flush(self) -> None:
         """Write everything queued (and a batch cut short by cancellation) now."""
         async with self._lock:
-            batch = self._inflight
-            self._inflight = []
             pending = self._pending
-            batch.extend(pending)
+            # (in _inflight while stored: _journal_now finds every record not durable yet)
+            batch = self._inflight = self._inflight + list(pending)
             pending.clear()
             self._cut()
             self._space.set()
             if batch:
                 await self._store(batch)
+            self._inflight = []
 
     async def _enqueue(self, record: ArchivedMessage, size: int | None = None) -> None:
         """Queue ``record`` (``size``: its :func:`stanza_bytes`, when the caller has it)."""

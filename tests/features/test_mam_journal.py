@@ -1,0 +1,218 @@
+"""The archive's journal (xmppd/features/mam/journal.py) on a server: on one SQLite process a
+record is durable once appended to the journal, in one write per turn of the event loop, and
+what waits for it goes out then; the writer stores the records in the table later and empties
+the journal; a journal a crash left is stored at the next start before anything else; a
+journal that fails falls back to committing before delivering. The crash itself, through the
+wire: test_durability_crash.py."""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from xmppd.core import durability
+from xmppd.features.mam.ids import NODE_BITS, time_of
+from xmppd.features.mam.journal import Journal, journal_path, read_journal
+from xmppd.features.mam.repository import ArchivedMessage, ArchiveQuery
+
+from ..helpers import add_user, running_server, slix_close
+from .test_mam import client, query
+
+pytestmark = pytest.mark.interop
+
+
+def _record(mam: Any, owner: str, seq: int, body: str = "") -> ArchivedMessage:
+    return ArchivedMessage(owner, mam.ids.encode(seq), time_of(seq), "peer@localhost", "",
+                           f"<message xmlns='jabber:client' id='r{seq}'><body>{body}</body></message>", seq)
+
+
+def _table_seqs(path: str) -> set[int]:
+    with sqlite3.connect(path) as conn:
+        return {r[0] for r in conn.execute("SELECT seq FROM mam_messages")}
+
+
+async def _until(predicate: Any, seconds: float = 5) -> None:
+    async with asyncio.timeout(seconds):
+        while not predicate():  # noqa: ASYNC110 (the writer task's state, no event to wait on)
+            await asyncio.sleep(0.01)
+
+
+async def test_records_of_one_turn_are_journaled_in_one_write_and_stored_in_the_table_later(tmp_path):
+    async with running_server(tmp_path) as srv:
+        mam = srv.features["mam"]
+        path = srv.db.sqlite_file
+        journal = mam._journal
+        assert journal is not None and journal.path == journal_path(path)
+        appends: list[int] = []
+        real_append = journal.append
+        journal.append = lambda records: (appends.append(len(records := list(records))), real_append(records))[1]
+        seqs = [(await mam._new_id())[0] for _ in range(4)]
+        async with mam._lock:  # the writer task cannot store meanwhile
+            barriers = []
+            for owner, pair in (("alice@localhost", seqs[:2]), ("bob@localhost", seqs[2:])):
+                with durability.scope() as barrier:  # two stanzas (two sessions), one turn
+                    for seq in pair:
+                        await mam._enqueue(_record(mam, owner, seq))
+                    barriers.append(barrier)
+            assert not any(b.settled for b in barriers)  # nothing durable during the turn
+            done = asyncio.Event()
+            barriers[-1].when_settled(done.set)
+            await asyncio.wait_for(done.wait(), 5)
+            assert appends == [4] and all(b.settled and not b.failed for b in barriers)
+            assert [r.seq for r in read_journal(journal.path)] == seqs  # durable in the journal ...
+            assert not _table_seqs(path) & set(seqs)  # ... not yet in the table
+        await _until(lambda: mam._stored == mam._enqueued)
+        assert set(seqs) <= _table_seqs(path)
+        assert journal.path.stat().st_size == 0, "the journal is emptied once every record in it is stored"
+        for owner, pair in (("alice@localhost", seqs[:2]), ("bob@localhost", seqs[2:])):
+            assert [m.seq for m in (await mam.repo.query(ArchiveQuery(owner, 10))).items] == pair
+
+
+async def test_every_delivered_message_is_in_the_journal_or_the_table_when_it_arrives(tmp_path):
+    """Three conversations at once through the wire: when each message reaches its recipient,
+    both copies are durable (in the journal file or the table, read from the files by this
+    test), and a query right after sees every one (it stores what is queued first)."""
+    pairs, n = 3, 15
+    async with running_server(tmp_path) as srv:
+        for i in range(pairs):
+            await add_user(srv, f"a{i}")
+            await add_user(srv, f"b{i}")
+        db_file = srv.db.sqlite_file
+        jpath = journal_path(db_file)
+        missing: list[str] = []
+        in_journal = 0
+        received: dict[int, list[str]] = {i: [] for i in range(pairs)}
+        senders, receivers = [], []
+        reader = sqlite3.connect(db_file)
+        all_in = asyncio.Event()
+
+        def on_message(i: int, msg: Any) -> None:
+            nonlocal in_journal
+            if msg.xml.find("{urn:xmpp:mam:2}result") is not None:
+                return  # (the query's results at the end)
+            mid = msg["id"]
+            received[i].append(mid)
+            needle = f'id="{mid}"'
+            owners = [r[0] for r in reader.execute("SELECT owner FROM mam_messages WHERE instr(stanza, ?) > 0", (needle,))]
+            journaled = [r.owner for r in read_journal(jpath) if needle in r.stanza]
+            in_journal += bool(journaled)
+            if sorted(set(owners + journaled)) != [f"a{i}@localhost", f"b{i}@localhost"]:
+                missing.append(mid)
+            if sum(len(v) for v in received.values()) == pairs * n:
+                all_in.set()
+
+        try:
+            for i in range(pairs):
+                receivers.append(b := await client(srv, f"b{i}@localhost/r"))
+                b.register_handler(Callback(f"chk{i}", MatchXPath("{jabber:client}message"),
+                                            lambda m, i=i: on_message(i, m)))
+                senders.append(await client(srv, f"a{i}@localhost/s"))
+            for k in range(n):
+                for i, a in enumerate(senders):
+                    m = a.make_message(mto=f"b{i}@localhost/r", mbody=f"{i}-{k}", mtype="chat")
+                    m["id"] = f"c{i}-{k}"
+                    m.send()
+            await asyncio.wait_for(all_in.wait(), 10)
+            assert missing == []
+            assert in_journal > 0  # (the writer lingers commit_interval: most are only journaled)
+            for i in range(pairs):
+                page, _ = await query(receivers[i])
+                assert [body for _, body in page] == [f"{i}-{k}" for k in range(n)]
+                assert [m.get("id") for m in receivers[i].mam.last_messages] == received[i]
+        finally:
+            reader.close()
+            for c in senders + receivers:
+                await slix_close(c)
+    assert not jpath.exists(), "a clean stop stores everything and removes the journal"
+
+
+async def test_a_journal_that_fails_falls_back_to_committing_before_delivering(tmp_path, caplog):
+    async with running_server(tmp_path) as srv:
+        await add_user(srv, "alice")
+        await add_user(srv, "bob")
+        mam = srv.features["mam"]
+        journal = mam._journal
+
+        def full(records: Any) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        journal.append = full
+        committed = []
+        real_now = mam.repo.store_now
+        mam.repo.store_now = lambda batch: (committed.append(len(batch)), real_now(batch))[1]
+        alice = await client(srv, "alice@localhost/a")
+        bob = await client(srv, "bob@localhost/b")
+        got: asyncio.Queue[str] = asyncio.Queue()
+        bob.add_event_handler("message", lambda m: got.put_nowait(m["body"]) if m["body"] else None)
+        try:
+            with caplog.at_level(logging.ERROR, logger="xmppd.features.mam"):
+                for k in range(3):
+                    alice.send_message(mto="bob@localhost/b", mbody=f"m{k}", mtype="chat")
+                    assert await asyncio.wait_for(got.get(), 5) == f"m{k}"
+                    # delivered only once committed to the table (read from the file)
+                    with sqlite3.connect(srv.db.sqlite_file) as conn:
+                        n = conn.execute("SELECT count(*) FROM mam_messages WHERE instr(stanza, ?) > 0",
+                                         (f"<body>m{k}</body>",)).fetchone()[0]
+                    assert n == 2
+            assert journal.broken and committed
+            assert any("archive journal" in r.getMessage() and "No space left" in r.getMessage() for r in caplog.records)
+            page, _ = await query(bob)
+            assert [body for _, body in page] == ["m0", "m1", "m2"]
+        finally:
+            await slix_close(alice)
+            await slix_close(bob)
+
+
+async def test_a_journal_left_by_a_crash_is_stored_at_start_once_and_new_ids_come_after_it(tmp_path):
+    async with running_server(tmp_path) as srv:
+        mam = srv.features["mam"]
+        db_file = srv.db.sqlite_file
+        seq_stored = (await mam._new_id())[0]
+        stored = _record(mam, "alice@localhost", seq_stored, "stored")
+        await mam._enqueue(stored)
+        await mam.flush()
+        codec = mam.ids
+    # What a SIGKILL leaves: the journal holds a stored record and two that are not, the last
+    # write torn in the middle of a record. Their seqs are a minute ahead of the clock: new ids
+    # come after them only if the replay happens before the seq clock starts.
+    seqs = [seq_stored + (60_000_000 << NODE_BITS), seq_stored + (60_000_001 << NODE_BITS)]
+    records = [stored] + [ArchivedMessage(owner, codec.encode(s), time_of(s), "peer@localhost", "r",
+                                f"<message xmlns='jabber:client'><body>journaled ✓ {s}\nline 2</body></message>", s)
+                for owner, s in zip(("alice@localhost", "bob@localhost"), seqs, strict=True)]
+    path = journal_path(db_file)
+    j = Journal(path)
+    j.append(records)
+    j.close(remove=False)
+    path.write_bytes(path.read_bytes() + b"\x40\x00\x00\x00\x01\x02")  # a torn header and payload
+    async with running_server(tmp_path, "mam.journal=false") as srv:  # replayed however configured
+        mam = srv.features["mam"]
+        assert mam._journal is None and not path.exists()
+        alice = (await mam.repo.query(ArchiveQuery("alice@localhost", 10))).items
+        assert [m.seq for m in alice] == [seq_stored, seqs[0]]  # the stored one once
+        assert alice[1] == records[1]  # every field as journaled (Unicode, newline)
+        assert [m.seq for m in (await mam.repo.query(ArchiveQuery("bob@localhost", 10))).items] == [seqs[1]]
+        sizes = {m.owner: len(m.stanza.encode()) for m in records[1:]}
+        assert await mam.repo.usage("bob@localhost") == sizes["bob@localhost"]
+        assert await mam.repo.usage("alice@localhost") == len(records[0].stanza.encode()) + sizes["alice@localhost"]
+        assert (await mam._new_id())[0] > seqs[1]  # the seq clock starts after the replayed records
+
+
+async def test_no_journal_on_mariadb_or_when_turned_off(tmp_path, mariadb_url):
+    async with running_server(tmp_path, f"storage.url={mariadb_url}", "storage.auto_upgrade=true") as srv:
+        assert srv.features["mam"]._journal is None
+        assert not list(tmp_path.glob("*journal*"))
+    async with running_server(tmp_path, "mam.journal=false") as srv:
+        assert srv.features["mam"]._journal is None
+        assert not journal_path(srv.db.sqlite_file).exists()
+
+
+def test_journal_path_is_beside_the_database(tmp_path):
+    assert journal_path(str(tmp_path / "x.db")) == tmp_path / "x.db-mam-journal"
+    assert Path(journal_path("rel.db")).is_absolute()
