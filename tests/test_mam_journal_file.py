@@ -66,19 +66,19 @@ def test_a_record_holding_nul_is_refused_before_anything_is_written(tmp_path):
     j.close(remove=True)
 
 
-def test_caught_up_empties_the_file_and_a_large_one_keeps_only_what_is_not_stored(tmp_path, monkeypatch):
+def test_emptied_when_caught_up_and_rewritten_with_what_is_not_stored_once_full(tmp_path, monkeypatch):
     path = tmp_path / "j"
     j = J.Journal(path)
     j.append([rec(1), rec(2)])
-    j.caught_up([rec(2)])  # small: left as it is (replaying a stored record is skipped)
-    assert [r.seq for r in J.read_journal(path)] == [1, 2]
-    j.caught_up([])
+    assert not j.full
+    j.empty()
     assert path.stat().st_size == 0 and j.size == 0
     j.append([rec(3)])  # appends go on from the start
     assert [r.seq for r in J.read_journal(path)] == [3]
     monkeypatch.setattr(J, "MAX_BYTES", 200)
     j.append([rec(4), rec(5), rec(6)])
-    j.caught_up([rec(5), rec(6)])  # over the bound: rewritten with what is not stored
+    assert j.full
+    j.rewrite([rec(5), rec(6)])  # with only what is not stored
     assert [r.seq for r in J.read_journal(path)] == [5, 6]
     assert j.size == path.stat().st_size
     j.append([rec(7)])  # and appended to

@@ -120,17 +120,20 @@ class MamOptions:
     rooms_default: bool = True
     # Most results one query page returns (a larger <max/> is cut to this).
     max_page: PositiveInt = 250
-    # Records waiting to be written; beyond it senders wait for storage.
-    queue_size: PositiveInt = 10000
+    # Records waiting to be written; beyond it senders wait for storage (at most ~1 KiB each:
+    # 20 MiB; room for two batches while one is written).
+    queue_size: PositiveInt = 20000
     # Records written per transaction (larger batches: fewer commits and thread hand-offs).
-    batch_size: PositiveInt = 1000
+    batch_size: PositiveInt = 4000
     # Under load, records nobody waits for yet are committed at most once per commit_interval
     # seconds (or when batch_size records wait), so that they pile up into large batches: every
     # commit rewrites each index leaf page it touches, and with many owners a batch of 100 costs
-    # about twice as much CPU per record as one of 1,000 (bench/mam_bench.py). A record that a
-    # delivery or an XEP-0198 ack waits for is committed as soon as the writer is free; an idle
-    # writer commits at once; a query flushes first, so nothing is read stale. 0 disables it.
-    commit_interval: Annotated[float, AtLeast(0), AtMost(10)] = 0.1
+    # about twice as much CPU per record as one of 1,000 (bench/mam_bench.py), one of 1,000
+    # about 1.5x one of 4,000 (bench one2one: 5.0 against 1.6 µs of COMMIT per record). A
+    # record that a delivery or an XEP-0198 ack waits for is durable in the journal at once, or
+    # without it committed as soon as the writer is free; an idle writer commits at once; a
+    # query flushes first, so nothing is read stale. 0 disables it.
+    commit_interval: Annotated[float, AtLeast(0), AtMost(10)] = 0.25
     # On an SQLite file with one process (no cluster.redis_url): a record is durable once it is
     # appended to the journal beside the database (.journal), so deliveries and acks wait for
     # one write() per turn of the event loop, not for an SQLite commit; the records reach the
@@ -425,10 +428,12 @@ class Mam(Feature):
         durable = max(self._durable, self._stored)
         pending = self._pending
         first = self._enqueued - len(pending) + 1  # the enqueue number of pending[0]
-        records: list[ArchivedMessage] = []
         if durable + 1 < first:  # (part of the writer's batch in flight, not committed yet)
-            records.extend(self._inflight[durable - self._stored :])
-        records.extend(itertools.islice(pending, max(0, durable + 1 - first), None))
+            records = self._inflight[durable - self._stored :]
+            records.extend(pending)
+        else:  # the newest records: taken from the right (pending holds the journaled ones too)
+            records = list(itertools.islice(reversed(pending), self._enqueued - durable))
+            records.reverse()
         try:
             journal.append(records)
         except (OSError, ValueError) as exc:
@@ -498,9 +503,12 @@ class Mam(Feature):
         journal = self._journal
         if journal is not None and not journal.broken:
             # Journaled records not stored yet: those of pending up to _durable.
-            first = self._enqueued - len(self._pending) + 1
+            unstored = self._durable - (self._enqueued - len(self._pending))
             try:
-                journal.caught_up(itertools.islice(self._pending, max(0, self._durable - first + 1)))
+                if unstored <= 0:
+                    journal.empty()
+                elif journal.full:
+                    journal.rewrite(list(itertools.islice(self._pending, unstored)))
             except OSError as exc:
                 journal.broken = True
                 self.log.error("emptying the archive journal %s failed (%s): archived messages are committed "
@@ -848,6 +856,7 @@ class Mam(Feature):
         size = room.config.history_length
         if not size or not self.room_archiving(room):
             return Flow.CONTINUE
+        await self.flush()  # (the room's last messages may still be queued here)
         page = await self.repo.query(ArchiveQuery(owner=room.jid_s, max=size, before=""))
         for m in page.items:
             el = etree.fromstring(m.stanza, _PARSER)

@@ -27,8 +27,9 @@ little-endian 32-bit integers -- the payload's length and its CRC-32 -- and the 
 record's seven fields (``ArchivedMessage`` order) in UTF-8, separated by NUL, which neither
 XML text nor a JID may contain. A torn last record (a crash in the middle of a write, a full
 disk) fails its length or CRC and ends the replay there; nothing after it was acknowledged.
-The file is emptied when every record in it is stored, and rewritten with only the records
-not stored yet when it outgrows :data:`MAX_BYTES` without ever being caught up.
+The file is emptied when every record in it is stored (:meth:`Journal.empty`), and rewritten
+with only the records not stored yet when it outgrows :data:`MAX_BYTES` without ever being
+caught up (:meth:`Journal.rewrite`).
 """
 from __future__ import annotations
 
@@ -134,22 +135,25 @@ class Journal:
         _write(self._fd, data)
         self.size += len(data)
 
-    def caught_up(self, unstored: Iterable[ArchivedMessage]) -> None:
-        """The writer stored a batch: *unstored* are the journaled records still not stored.
-        None left: the file is emptied. Too large: rewritten with only them (a new file written
-        beside it, then renamed over it: a crash in between leaves both, replayed both)."""
-        records = list(unstored)
-        if not records:
-            if self.size:
-                os.ftruncate(self._fd, 0)
-                self.size = 0
-            return
-        if self.size < MAX_BYTES:
-            return
+    @property
+    def full(self) -> bool:
+        """Past :data:`MAX_BYTES`: time to :meth:`rewrite` it."""
+        return self.size >= MAX_BYTES
+
+    def empty(self) -> None:
+        """Every record in the file is stored: empty it (appends go on from its start)."""
+        if self.size:
+            os.ftruncate(self._fd, 0)
+            self.size = 0
+
+    def rewrite(self, unstored: list[ArchivedMessage]) -> None:
+        """Replace the file by one holding only *unstored* (the journaled records not stored
+        yet): written beside it, then renamed over it -- a crash in between leaves both, and
+        both are replayed."""
         new = _rewrite_path(self.path)
         fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
-            data = _encode(records)
+            data = _encode(unstored)
             _write(fd, data)
             os.replace(new, self.path)
         except BaseException:
