@@ -368,7 +368,7 @@ def test_mam_options_are_validated_while_the_configuration_loads():
     from xmppd.core.loader import discover
     from xmppd.features.mam import MamOptions
 
-    assert MamOptions().commit_interval == 0.1
+    assert MamOptions().commit_interval == 0.25
     assert MamOptions().max_bytes_per_user == 100 * 1024 * 1024
     sections = {n: c.Options for n, c in discover().items()}
     for bad, message in (("mam.commit_interval=-1", "mam.commit_interval must be at least 0, not -1"),

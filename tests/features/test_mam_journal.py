@@ -17,6 +17,8 @@ import pytest
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+import xmppd.features.mam as mam_module
+import xmppd.features.mam.journal as journal_module
 from xmppd.core import durability
 from xmppd.features.mam.ids import NODE_BITS, time_of
 from xmppd.features.mam.journal import Journal, journal_path, read_journal
@@ -44,16 +46,42 @@ async def _until(predicate: Any, seconds: float = 5) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_records_of_one_turn_are_journaled_in_one_write_and_stored_in_the_table_later(tmp_path):
+def _count_appends(journal: Journal) -> list[int]:
+    appends: list[int] = []
+    real_append = journal.append
+    journal.append = lambda records: (appends.append(len(records := list(records))), real_append(records))[1]
+    return appends
+
+
+async def test_a_quiet_archive_appends_each_record_as_it_comes_and_holds_nothing(tmp_path):
+    async with running_server(tmp_path) as srv:
+        mam = srv.features["mam"]
+        journal = mam._journal
+        assert journal is not None and journal.path == journal_path(srv.db.sqlite_file)
+        appends = _count_appends(journal)
+        seqs = [(await mam._new_id())[0] for _ in range(2)]
+        assert mam._quiet
+        async with mam._lock:  # the writer task cannot store meanwhile
+            with durability.scope() as barrier:  # one stanza: the sender's and the recipient's copy
+                for seq in seqs:
+                    await mam._enqueue(_record(mam, "alice@localhost", seq))
+                    assert [r.seq for r in read_journal(journal.path)][-1] == seq  # durable at once
+            assert barrier.settled and not barrier.failed  # nothing to wait for
+            assert appends == [1, 1]
+            assert not _table_seqs(srv.db.sqlite_file) & set(seqs)
+        await _until(lambda: mam._stored == mam._enqueued)
+        assert set(seqs) <= _table_seqs(srv.db.sqlite_file)
+        assert journal.path.stat().st_size == 0
+
+
+async def test_under_load_the_records_of_one_turn_share_one_append_and_reach_the_table_later(tmp_path):
     async with running_server(tmp_path) as srv:
         mam = srv.features["mam"]
         path = srv.db.sqlite_file
         journal = mam._journal
-        assert journal is not None and journal.path == journal_path(path)
-        appends: list[int] = []
-        real_append = journal.append
-        journal.append = lambda records: (appends.append(len(records := list(records))), real_append(records))[1]
+        appends = _count_appends(journal)
         seqs = [(await mam._new_id())[0] for _ in range(4)]
+        mam._quiet = False  # (what a turn of more than QUIET_RECORDS records leaves)
         async with mam._lock:  # the writer task cannot store meanwhile
             barriers = []
             for owner, pair in (("alice@localhost", seqs[:2]), ("bob@localhost", seqs[2:])):
@@ -216,3 +244,41 @@ async def test_no_journal_on_mariadb_or_when_turned_off(tmp_path, mariadb_url):
 def test_journal_path_is_beside_the_database(tmp_path):
     assert journal_path(str(tmp_path / "x.db")) == tmp_path / "x.db-mam-journal"
     assert Path(journal_path("rel.db")).is_absolute()
+
+
+async def test_the_archive_is_quiet_again_after_a_busy_turn_and_a_large_journal_is_rewritten(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal_module, "MAX_BYTES", 2000)
+    async with running_server(tmp_path, "mam.batch_size=2") as srv:
+        mam = srv.features["mam"]
+        journal = mam._journal
+        n = mam_module.QUIET_RECORDS + 8
+        seqs = [(await mam._new_id())[0] for _ in range(n + 1)]
+        async with mam._lock:
+            for seq in seqs[:n]:  # one busy turn
+                await mam._enqueue(_record(mam, "alice@localhost", seq, "x" * 50))
+            await asyncio.sleep(0)  # its _kick
+            assert not mam._quiet
+            with durability.scope() as barrier:
+                await mam._enqueue(_record(mam, "alice@localhost", seqs[n]))
+            assert not barrier.settled  # under load: held until the next turn's append
+            done = asyncio.Event()
+            barrier.when_settled(done.set)
+            await asyncio.wait_for(done.wait(), 5)
+            assert mam._quiet  # that turn brought one record
+            assert journal.size > journal_module.MAX_BYTES
+        # The writer stores what waits, two records a batch (batch_size 2): after the first, the
+        # journal, over its bound and not caught up, is rewritten with only what is not stored.
+        rewrites: list[tuple[int, list[int], list[int]]] = []
+        real_rewrite = journal.rewrite
+
+        def rewrite(unstored: list[Any]) -> None:
+            real_rewrite(unstored)
+            rewrites.append((mam._stored, [r.seq for r in unstored], [r.seq for r in read_journal(journal.path)]))
+
+        journal.rewrite = rewrite
+        await _until(lambda: mam._stored == mam._enqueued)
+        stored, unstored, kept = rewrites[0]
+        assert stored == 2 and unstored == kept == seqs[2:]
+        assert journal.path.stat().st_size == 0
+        page = await mam.repo.query(ArchiveQuery("alice@localhost", 100))
+        assert [m.seq for m in page.items] == seqs

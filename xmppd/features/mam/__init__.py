@@ -35,6 +35,15 @@ writer task also takes every batch that cannot be committed inline (MariaDB, ano
 the way) and retries failures.
 A failing write is retried (backing off up to 30 s) until storage takes it, never dropped.
 
+With the journal (:mod:`.journal`; an SQLite file and one process, ``[mam] journal``) a record
+is durable once appended there, and nothing waits for the table: while the archive is quiet
+(:data:`QUIET_RECORDS`) each record is appended as it is enqueued, before its delivery, and
+nothing is held; under load the records of a turn share one append in the next turn
+(``Mam._kick`` -> ``Mam._journal_now``), which completes their tickets. Either way the records
+stay queued and the writer task stores them in the table in large batches (``batch_size``,
+``commit_interval``), then empties the journal; a query stores what is queued first. What a
+crash left in the journal is stored at the next start, before the seq clock starts.
+
 Queries: the XEP-0313 form (``with``, ``start``, ``end``, ``after-id``, ``before-id``,
 ``ids``), XEP-0059 paging (``max``, ``after``, ``before``; ``<first>``, ``<last>``,
 ``<count>``, ``complete``), and what ``urn:xmpp:mam:2#extended`` promises: ``<flip-page/>``
@@ -101,6 +110,13 @@ _STAMP_BYTES = 96
 
 # Turns of the event loop a commit waits at most while each turn brings more records (_kick).
 GATHER_TURNS = 4
+
+# With the journal: after a turn of the event loop that brought at most this many records (the
+# turns of ~10 conversations with one message in flight each bring 6-14), the next records are
+# appended one by one as they come and nothing is held for them (what holding and releasing a
+# delivery costs is more than an append); after a busier turn the records of a turn share one
+# append in the next turn (_journal_now): under load one write() for dozens of messages.
+QUIET_RECORDS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +252,8 @@ class Mam(Feature):
         # archive or picks a new seq (max_seq below).
         self._journal: Journal | None = None
         self._durable = 0  # records enqueued up to this one are durable in the journal
+        self._turn_mark = 0  # records enqueued when the last turn's _kick ran ...
+        self._quiet = True  # ... and whether that turn brought at most QUIET_RECORDS
         db_file = self.ctx.db.sqlite_file
         if db_file is not None:
             path = journal_path(db_file)
@@ -377,8 +395,14 @@ class Mam(Feature):
         task's (:meth:`_write_loop`)."""
         self._kick_handle = None
         journal = self._journal
-        if journal is not None and not journal.broken and self._enqueued > max(self._durable, self._stored) and self._journal_now(journal):
-            return
+        if journal is not None and not journal.broken:
+            self._quiet = self._enqueued - self._turn_mark <= QUIET_RECORDS
+            self._turn_mark = self._enqueued
+            if self._enqueued <= max(self._durable, self._stored):
+                self._work.set()  # (appended as they came: stored by the writer task)
+                return
+            if self._journal_now(journal):
+                return
         pending = self._pending
         if not pending or self._lock.locked():
             return  # (the writer task stores a batch: it takes these next)
@@ -434,15 +458,7 @@ class Mam(Feature):
         else:  # the newest records: taken from the right (pending holds the journaled ones too)
             records = list(itertools.islice(reversed(pending), self._enqueued - durable))
             records.reverse()
-        try:
-            journal.append(records)
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, OSError):
-                journal.broken = True
-                self.log.error("appending to the archive journal %s failed (%s): archived messages are committed "
-                               "to the database before they are delivered from now on", journal.path, exc)
-            else:
-                self.log.warning("archive records not journaled (%s): committed to the database first", exc)
+        if not self._append(journal, records):
             self._wake.set()  # (what waits for them was not told yet)
             return False
         self._durable = self._enqueued
@@ -451,6 +467,20 @@ class Mam(Feature):
         if len(pending) >= self.options.batch_size:
             self._wake.set()
         self._work.set()  # stored by the writer task, lingering up to commit_interval
+        return True
+
+    def _append(self, journal: Journal, records: Any) -> bool:
+        """Append *records* to the journal; False (logged) when it refused them."""
+        try:
+            journal.append(records)
+        except OSError as exc:
+            journal.broken = True
+            self.log.error("appending to the archive journal %s failed (%s): archived messages are committed "
+                           "to the database before they are delivered from now on", journal.path, exc)
+            return False
+        except ValueError as exc:
+            self.log.warning("archive records not journaled (%s): committed to the database first", exc)
+            return False
         return True
 
     def _release(self, durable: int) -> None:
@@ -545,9 +575,23 @@ class Mam(Feature):
             self._work.set()
             await self._space.wait()
         pending.append(record)
-        # The record's ticket (see .durability): shared by the records enqueued between two
-        # batch cuts, committed once every one of them is stored (batches are FIFO prefixes).
         self._enqueued += 1
+        journal = self._journal
+        if (self._quiet and journal is not None and not journal.broken
+                and max(self._durable, self._stored) + 1 == self._enqueued and self._append(journal, (record,))):
+            # A quiet archive: durable now (as every record before it), nothing to hold.
+            self._durable = self._enqueued
+        else:
+            self._hold_ticket()
+        if self._kick_handle is None:
+            self._kick_handle = asyncio.get_running_loop().call_soon(self._kick)
+        if len(pending) >= self.options.batch_size:
+            self._wake.set()  # a lingering writer commits now
+
+    def _hold_ticket(self) -> None:
+        """The barrier of the stanza being processed waits for the ticket of the newest record."""
+        # The record's ticket (see .durability): shared by the records enqueued between two
+        # batch cuts, committed once every one of them is durable (batches are FIFO prefixes).
         ticket = self._ticket
         if ticket is None:
             ticket = self._ticket = Ticket(self._hurry)
@@ -555,10 +599,6 @@ class Mam(Feature):
         else:
             self._tickets[-1][0] = self._enqueued
         durability.hold(ticket)
-        if self._kick_handle is None:
-            self._kick_handle = asyncio.get_running_loop().call_soon(self._kick)
-        if len(pending) >= self.options.batch_size:
-            self._wake.set()  # a lingering writer commits now
 
     async def _new_id(self) -> tuple[int, str]:
         """A new ``seq`` (this node's, time-ordered) and its public id."""
