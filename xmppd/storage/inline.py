@@ -185,7 +185,7 @@ class InlineWriter:
     the module doc). Not for long ones: the loop does nothing else meanwhile."""
 
     def __init__(self, db: Database, path: str, *, checkpoint_every: int = 100, checkpoint_interval: float = 0.25,
-                 checkpoint_most: int = 1000) -> None:
+                 checkpoint_most: int = 1000, checkpoint_rows: int = 20_000) -> None:
         self._db = db
         self._path = path
         self._conn: sqlite3.Connection | None = None
@@ -193,8 +193,13 @@ class InlineWriter:
         # seconds after the last one unless checkpoint_most commits wait: with one small commit
         # per message (one message in flight) every 100 commits was a checkpoint per 100
         # messages, each a hand-off to a driver thread and an fsync; the WAL stays bounded
-        # (checkpoint_most commits).
+        # (checkpoint_most commits). Large commits count by their rows: after checkpoint_rows
+        # rows written (the archive's batches of thousands: ~1 KiB of WAL a row) a checkpoint
+        # is due as after checkpoint_every commits, so that the WAL stays tens of MiB.
         self._checkpoint_every = checkpoint_every
+        self._checkpoint_rows = checkpoint_rows
+        self._rows = 0  # rows written since the last checkpoint (sqlite3's total_changes)
+        self._changes_seen = 0
         self._checkpoint_interval = checkpoint_interval
         self._checkpoint_most = checkpoint_most
         self._last_checkpoint = 0.0
@@ -221,6 +226,7 @@ class InlineWriter:
             conn.close()
             raise
         self._conn = conn
+        self._changes_seen = 0  # (total_changes counts from the connection's start)
         return conn
 
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -247,11 +253,15 @@ class InlineWriter:
                 conn.execute("ROLLBACK")
             raise
         self._commits += 1
-        if self._commits >= self._checkpoint_every and self._checkpointer is None:
+        changes = conn.total_changes
+        self._rows += changes - self._changes_seen
+        self._changes_seen = changes
+        if (self._commits >= self._checkpoint_every or self._rows >= self._checkpoint_rows) and self._checkpointer is None:
             loop = asyncio.get_running_loop()
             now = loop.time()
-            if self._commits >= self._checkpoint_most or now - self._last_checkpoint >= self._checkpoint_interval:
-                self._commits = 0
+            if (self._commits >= self._checkpoint_most or self._rows >= 10 * self._checkpoint_rows
+                    or now - self._last_checkpoint >= self._checkpoint_interval):
+                self._commits = self._rows = 0
                 self._last_checkpoint = now
                 self._checkpointer = loop.create_task(self._checkpoint())
         return result
