@@ -290,6 +290,7 @@ class Mam(Feature):
         # Quota bookkeeping (max_bytes_per_user): stored bytes per owner as last read or kept up
         # to date since, and bytes queued, not stored yet.
         self._quota = self.options.max_bytes_per_user
+        self._queue_size = self.options.queue_size
         self._used: dict[str, int] = {}
         self._queued_bytes: dict[str, int] = {}
         self._writer = self.ctx.spawn(self._write_loop(), "mam-writer")
@@ -564,16 +565,27 @@ class Mam(Feature):
             self._inflight = []
 
     async def _enqueue(self, record: ArchivedMessage, size: int | None = None) -> None:
-        """Queue ``record`` (``size``: its :func:`stanza_bytes`, when the caller has it)."""
-        if self._quota:
-            self._queued_bytes[record.owner] = self._queued_bytes.get(record.owner, 0) + (
-                stanza_bytes(record.stanza) if size is None else size)
-        pending = self._pending
-        while len(pending) >= self.options.queue_size:  # back-pressure: wait for the writer
+        """Queue ``record`` (``size``: its :func:`stanza_bytes`, when the caller has it),
+        waiting for room first. (The hot callers check for room themselves and :meth:`_push`:
+        no coroutine per record.)"""
+        if len(self._pending) >= self._queue_size:
+            await self._room()
+        self._push(record, size)
+
+    async def _room(self) -> None:
+        """Back-pressure: wait until the queue has room for one more record."""
+        while len(self._pending) >= self._queue_size:
             self._space.clear()
             self._wake.set()
             self._work.set()
             await self._space.wait()
+
+    def _push(self, record: ArchivedMessage, size: int | None = None) -> None:
+        """Queue ``record`` now; the queue has room (see :meth:`_enqueue`)."""
+        if self._quota:
+            self._queued_bytes[record.owner] = self._queued_bytes.get(record.owner, 0) + (
+                stanza_bytes(record.stanza) if size is None else size)
+        pending = self._pending
         pending.append(record)
         self._enqueued += 1
         journal = self._journal
@@ -739,7 +751,9 @@ class Mam(Feature):
                     not self._room_left(owner_s, size) and await self._over_quota(owner_s, size)):
                 msg.remove(stamp)
                 return self._refuse(r, owner_s)
-        await self._enqueue(_record((owner_s, sid, (seq >> NODE_BITS) + EPOCH_US, str(frm.bare), frm.resource or "", data, seq)), size)
+        if len(self._pending) >= self._queue_size:
+            await self._room()
+        self._push(_record((owner_s, sid, (seq >> NODE_BITS) + EPOCH_US, str(frm.bare), frm.resource or "", data, seq)), size)
         return Flow.CONTINUE
 
     # (plain functions returning the coroutine or the Flow: no coroutine of their own, see core.hooks)
@@ -802,7 +816,9 @@ class Mam(Feature):
             return Flow.CONTINUE
         ids = self._id_now() or await self._new_id()
         seq, sid = ids
-        await self._enqueue(_record((owner_s, sid, (seq >> NODE_BITS) + EPOCH_US, str(to.bare), to.resource or "", data, seq)), size)
+        if len(self._pending) >= self._queue_size:
+            await self._room()
+        self._push(_record((owner_s, sid, (seq >> NODE_BITS) + EPOCH_US, str(to.bare), to.resource or "", data, seq)), size)
         return Flow.CONTINUE
 
     async def _retraction(self, r: Routed) -> Flow:
