@@ -80,6 +80,8 @@ def test_emptied_when_caught_up_and_rewritten_with_what_is_not_stored_once_full(
     assert j.full
     j.rewrite([rec(5), rec(6)])  # with only what is not stored
     assert [r.seq for r in J.read_journal(path)] == [5, 6]
+    with pytest.raises(J.JournalBusy):
+        J.Journal(path)  # the new file was locked before it took the journal's name
     assert j.size == path.stat().st_size
     j.append([rec(7)])  # and appended to
     assert [r.seq for r in J.read_journal(path)] == [5, 6, 7]
@@ -88,10 +90,26 @@ def test_emptied_when_caught_up_and_rewritten_with_what_is_not_stored_once_full(
     assert not path.exists()
 
 
-def test_a_rewrite_cut_short_by_a_crash_is_read_too(tmp_path):
+def test_a_rewrite_cut_short_by_a_crash_is_read_too_and_emptied_with_the_journal(tmp_path):
     path = tmp_path / "j"
     write(path, [rec(1), rec(2)])
     write(tmp_path / "j.new", [rec(2)])  # the rewrite, not renamed yet
-    assert [r.seq for r in J.read_journal(path)] == [1, 2, 2]  # (a stored seq is skipped on replay)
-    J.Journal.remove(path)
-    assert not path.exists() and not (tmp_path / "j.new").exists()
+    j = J.Journal(path)
+    assert [r.seq for r in j.recorded()] == [1, 2, 2]  # (a stored seq is skipped on replay)
+    j.empty()
+    assert path.stat().st_size == 0 and not (tmp_path / "j.new").exists()
+    j.close(remove=True)
+    assert not path.exists()
+
+
+def test_one_process_at_a_time_holds_a_journal(tmp_path):
+    path = tmp_path / "j"
+    first = J.Journal(path)
+    first.append([rec(1)])
+    with pytest.raises(J.JournalBusy):
+        J.Journal(path)  # (flock: a second open file description, in this process or another)
+    assert [r.seq for r in J.read_journal(path)] == [1]  # untouched
+    first.close(remove=False)
+    second = J.Journal(path)
+    assert [r.seq for r in second.recorded()] == [1]
+    second.close(remove=True)

@@ -282,3 +282,19 @@ async def test_the_archive_is_quiet_again_after_a_busy_turn_and_a_large_journal_
         assert journal.path.stat().st_size == 0
         page = await mam.repo.query(ArchiveQuery("alice@localhost", 100))
         assert [m.seq for m in page.items] == seqs
+
+
+async def test_a_second_server_on_the_same_database_neither_replays_nor_uses_the_first_ones_journal(tmp_path, caplog):
+    async with running_server(tmp_path) as first:
+        mam = first.features["mam"]
+        seq = (await mam._new_id())[0]
+        async with mam._lock:  # a record only in the journal while the second one starts
+            await mam._enqueue(_record(mam, "alice@localhost", seq))
+            assert [r.seq for r in read_journal(mam._journal.path)] == [seq]
+            with caplog.at_level(logging.WARNING, logger="xmppd.features.mam"):
+                async with running_server(tmp_path) as second:
+                    assert second.features["mam"]._journal is None
+            assert any("held by another process" in r.getMessage() for r in caplog.records)
+            assert [r.seq for r in read_journal(mam._journal.path)] == [seq]  # neither replayed nor removed
+        await mam.flush()
+        assert [m.seq for m in (await mam.repo.query(ArchiveQuery("alice@localhost", 10))).items] == [seq]

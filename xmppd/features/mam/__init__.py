@@ -83,7 +83,7 @@ from ...xml import ns
 from ...xml.forms import Field, Form
 from . import retraction
 from .ids import EPOCH_US, NODE_BITS, IdCodec, NodeLease, SeqClock, time_of
-from .journal import Journal, journal_path, read_journal
+from .journal import Journal, JournalBusy, journal_path
 from .repository import ArchivedMessage, ArchiveQuery, MamRepository, Prefs, SqlMamRepository, UnknownId, stanza_bytes
 
 if TYPE_CHECKING:
@@ -257,9 +257,17 @@ class Mam(Feature):
         db_file = self.ctx.db.sqlite_file
         if db_file is not None:
             path = journal_path(db_file)
-            await self._replay(path)
-            if self.options.journal and not self.ctx.config.cluster.redis_url:
-                self._journal = Journal(path)
+            try:
+                journal = Journal(path)
+            except JournalBusy:
+                self.log.warning("the archive journal %s is held by another process (a second xmppd on this database "
+                                 "without a cluster?): not replayed, not used", path)
+            else:
+                await self._replay(journal)
+                if self.options.journal and not self.ctx.config.cluster.redis_url:
+                    self._journal = journal
+                else:
+                    journal.close(remove=True)
         self._encode = self.ids.encode
         self._clock = self.ctx.clock
         self._lease = NodeLease(self.repo, self.ctx.clock, self.log)
@@ -490,15 +498,15 @@ class Mam(Feature):
         while tickets and tickets[0][0] <= durable:
             tickets.popleft()[1].committed()
 
-    async def _replay(self, path: Path) -> None:
-        """Store what the journal at *path* holds (a crash left it) and remove it."""
-        records = read_journal(path)
+    async def _replay(self, journal: Journal) -> None:
+        """Store what the journal holds (a crash left it) and empty it."""
+        records = journal.recorded()
         if records:
             size = self.options.batch_size
             for i in range(0, len(records), size):
                 await self.repo.store_many(records[i : i + size])  # (those stored already: skipped)
-            self.log.warning("archive journal %s: %d records replayed after an unclean stop", path, len(records))
-        Journal.remove(path)
+            self.log.warning("archive journal %s: %d records replayed after an unclean stop", journal.path, len(records))
+        journal.empty()
 
     async def _store(self, batch: list[ArchivedMessage]) -> None:
         """Write ``batch`` (the oldest records not stored), retrying until storage takes it: a

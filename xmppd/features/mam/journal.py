@@ -33,6 +33,7 @@ caught up (:meth:`Journal.rewrite`).
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import struct
@@ -42,7 +43,7 @@ from pathlib import Path
 
 from .repository import ArchivedMessage
 
-__all__ = ["Journal", "MAX_BYTES", "journal_path", "read_journal"]
+__all__ = ["Journal", "JournalBusy", "MAX_BYTES", "journal_path", "read_journal"]
 
 log = logging.getLogger(__name__)
 
@@ -115,18 +116,40 @@ def _write(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+class JournalBusy(OSError):
+    """Another process holds the journal (a second xmppd on the same database, no cluster)."""
+
+
+def _open_locked(path: Path, flags: int) -> int:
+    """Open *path* and take its exclusive lock (held as long as the file is open), or raise
+    :class:`JournalBusy`."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalBusy(f"{path} is locked by another process") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class Journal:
-    """One journal file, open for appending (see the module's doc)."""
+    """One journal file, open for appending and locked by this process (see the module's doc):
+    a second process on the same database gets :class:`JournalBusy` and neither replays nor
+    empties the journal of the first."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd = self._open(path)
-        self.size = os.fstat(self._fd).st_size  # (0: a journal found at start was replayed and removed)
+        self._fd = _open_locked(path, os.O_WRONLY | os.O_APPEND)
+        self.size = os.fstat(self._fd).st_size
         self.broken = False  # an append failed: what follows a torn record would not be replayed
 
-    @staticmethod
-    def _open(path: Path) -> int:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    def recorded(self) -> list[ArchivedMessage]:
+        """What the file holds (and a rewrite a crash interrupted): the records a crash left,
+        read before anything is appended; then :meth:`empty` once they are stored."""
+        return read_journal(self.path)
 
     def append(self, records: Iterable[ArchivedMessage]) -> None:
         """Make *records* durable (one ``write``); raises ``OSError`` (a full disk) or
@@ -145,13 +168,14 @@ class Journal:
         if self.size:
             os.ftruncate(self._fd, 0)
             self.size = 0
+        _rewrite_path(self.path).unlink(missing_ok=True)  # (what a crash in a rewrite left)
 
     def rewrite(self, unstored: list[ArchivedMessage]) -> None:
         """Replace the file by one holding only *unstored* (the journaled records not stored
         yet): written beside it, then renamed over it -- a crash in between leaves both, and
         both are replayed."""
         new = _rewrite_path(self.path)
-        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fd = _open_locked(new, os.O_WRONLY | os.O_TRUNC | os.O_APPEND)  # (locked before it is the journal)
         try:
             data = _encode(unstored)
             _write(fd, data)
@@ -164,14 +188,10 @@ class Journal:
         self.size = len(data)
 
     def close(self, remove: bool) -> None:
-        """Close the file; *remove* it when every record it holds is stored."""
+        """Close the file (and release its lock); *remove* it first when every record it holds
+        is stored."""
+        if remove:
+            self.path.unlink(missing_ok=True)
+            _rewrite_path(self.path).unlink(missing_ok=True)
         os.close(self._fd)
         self._fd = -1
-        if remove:
-            self.remove(self.path)
-
-    @staticmethod
-    def remove(path: Path) -> None:
-        """Remove the journal at *path* (and a rewrite a crash interrupted)."""
-        path.unlink(missing_ok=True)
-        _rewrite_path(path).unlink(missing_ok=True)
