@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
-from slixmpp.xmlstream.handler import Callback
-from slixmpp.xmlstream.matcher import MatchXPath
 
 import xmppd.features.mam as mam_module
 import xmppd.features.mam.journal as journal_module
@@ -26,6 +26,7 @@ from xmppd.features.mam.repository import ArchivedMessage, ArchiveQuery
 
 from ..helpers import add_user, running_server, slix_close
 from .test_mam import client, query
+from .test_mam_writer import concurrent_conversations, table_owners
 
 pytestmark = pytest.mark.interop
 
@@ -107,57 +108,19 @@ async def test_every_delivered_message_is_in_the_journal_or_the_table_when_it_ar
     """Three conversations at once through the wire: when each message reaches its recipient,
     both copies are durable (in the journal file or the table, read from the files by this
     test), and a query right after sees every one (it stores what is queued first)."""
-    pairs, n = 3, 15
     async with running_server(tmp_path) as srv:
-        for i in range(pairs):
-            await add_user(srv, f"a{i}")
-            await add_user(srv, f"b{i}")
-        db_file = srv.db.sqlite_file
-        jpath = journal_path(db_file)
-        missing: list[str] = []
-        in_journal = 0
-        received: dict[int, list[str]] = {i: [] for i in range(pairs)}
-        senders, receivers = [], []
-        reader = sqlite3.connect(db_file)
-        all_in = asyncio.Event()
+        jpath = journal_path(srv.db.sqlite_file)
+        journaled = 0
 
-        def on_message(i: int, msg: Any) -> None:
-            nonlocal in_journal
-            if msg.xml.find("{urn:xmpp:mam:2}result") is not None:
-                return  # (the query's results at the end)
-            mid = msg["id"]
-            received[i].append(mid)
-            needle = f'id="{mid}"'
-            owners = [r[0] for r in reader.execute("SELECT owner FROM mam_messages WHERE instr(stanza, ?) > 0", (needle,))]
-            journaled = [r.owner for r in read_journal(jpath) if needle in r.stanza]
-            in_journal += bool(journaled)
-            if sorted(set(owners + journaled)) != [f"a{i}@localhost", f"b{i}@localhost"]:
-                missing.append(mid)
-            if sum(len(v) for v in received.values()) == pairs * n:
-                all_in.set()
+        def owners(reader: sqlite3.Connection, needle: str) -> list[str]:
+            nonlocal journaled
+            in_journal = [r.owner for r in read_journal(jpath) if needle in r.stanza]
+            journaled += bool(in_journal)
+            return table_owners(reader, needle) + in_journal
 
-        try:
-            for i in range(pairs):
-                receivers.append(b := await client(srv, f"b{i}@localhost/r"))
-                b.register_handler(Callback(f"chk{i}", MatchXPath("{jabber:client}message"),
-                                            lambda m, i=i: on_message(i, m)))
-                senders.append(await client(srv, f"a{i}@localhost/s"))
-            for k in range(n):
-                for i, a in enumerate(senders):
-                    m = a.make_message(mto=f"b{i}@localhost/r", mbody=f"{i}-{k}", mtype="chat")
-                    m["id"] = f"c{i}-{k}"
-                    m.send()
-            await asyncio.wait_for(all_in.wait(), 10)
-            assert missing == []
-            assert in_journal > 0  # (the writer lingers commit_interval: most are only journaled)
-            for i in range(pairs):
-                page, _ = await query(receivers[i])
-                assert [body for _, body in page] == [f"{i}-{k}" for k in range(n)]
-                assert [m.get("id") for m in receivers[i].mam.last_messages] == received[i]
-        finally:
-            reader.close()
-            for c in senders + receivers:
-                await slix_close(c)
+        with closing(sqlite3.connect(srv.db.sqlite_file)) as reader:
+            assert await concurrent_conversations(srv, functools.partial(owners, reader)) == []
+        assert journaled > 0  # (the writer lingers commit_interval: most are only journaled)
     assert not jpath.exists(), "a clean stop stores everything and removes the journal"
 
 

@@ -6,7 +6,10 @@ loop's thread in the next turn, and nothing is delivered before its commit. With
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
+from collections.abc import Callable
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -116,52 +119,60 @@ async def test_a_commit_that_cannot_run_on_the_loop_thread_is_the_writer_tasks(t
         assert [m.seq for m in (await mam.repo.query(ArchiveQuery("alice@localhost", 10))).items] == [seq]
 
 
-async def test_every_delivered_message_of_concurrent_conversations_is_in_the_archive_when_it_arrives(tmp_path):
-    """Three conversations at once through the wire: at the moment each message reaches its
-    recipient, both copies are committed in the database file (read by another connection,
-    without flushing), and each conversation keeps its order in delivery and in the archive."""
-    pairs, n = 3, 15
-    async with running_server(tmp_path, COMMIT_FIRST) as srv:
+async def concurrent_conversations(srv: Any, owners_of: Callable[[str], list[str]], pairs: int = 3, n: int = 15) -> list[str]:
+    """Three conversations at once through the wire (a{i} -> b{i}, ``n`` messages each): at the
+    moment each message reaches its recipient, ``owners_of(needle)`` (read from the files, in
+    the recipient's handler) must name both archives of the message whose serialised form holds
+    ``needle``; returns the ids for which it did not. Each conversation keeps its order in
+    delivery and in the archive (asserted)."""
+    for i in range(pairs):
+        await add_user(srv, f"a{i}")
+        await add_user(srv, f"b{i}")
+    missing: list[str] = []
+    received: dict[int, list[str]] = {i: [] for i in range(pairs)}
+    senders, receivers = [], []
+    all_in = asyncio.Event()
+
+    def on_message(i: int, msg: Any) -> None:
+        if msg.xml.find("{urn:xmpp:mam:2}result") is not None:
+            return  # (the query's results at the end)
+        mid = msg["id"]
+        received[i].append(mid)
+        if sorted(set(owners_of(f'id="{mid}"'))) != [f"a{i}@localhost", f"b{i}@localhost"]:
+            missing.append(mid)
+        if sum(len(v) for v in received.values()) == pairs * n:
+            all_in.set()
+
+    try:
         for i in range(pairs):
-            await add_user(srv, f"a{i}")
-            await add_user(srv, f"b{i}")
-        path = srv.db.url.database
-        missing: list[str] = []
-        received: dict[int, list[str]] = {i: [] for i in range(pairs)}
-        senders, receivers = [], []
-        reader = sqlite3.connect(path)
-        all_in = asyncio.Event()
+            receivers.append(b := await client(srv, f"b{i}@localhost/r"))
+            b.register_handler(Callback(f"chk{i}", MatchXPath("{jabber:client}message"),
+                                        lambda m, i=i: on_message(i, m)))
+            senders.append(await client(srv, f"a{i}@localhost/s"))
+        for k in range(n):
+            for i, a in enumerate(senders):
+                m = a.make_message(mto=f"b{i}@localhost/r", mbody=f"{i}-{k}", mtype="chat")
+                m["id"] = f"c{i}-{k}"
+                m.send()
+        await asyncio.wait_for(all_in.wait(), 10)
+        for i in range(pairs):
+            page, _ = await query(receivers[i])
+            assert [body for _, body in page] == [f"{i}-{k}" for k in range(n)]
+            assert [m.get("id") for m in receivers[i].mam.last_messages] == received[i]
+    finally:
+        for c in senders + receivers:
+            await slix_close(c)
+    return missing
 
-        def on_message(i: int, msg: Any) -> None:
-            if msg.xml.find("{urn:xmpp:mam:2}result") is not None:
-                return  # (the query's results at the end)
-            mid = msg["id"]
-            received[i].append(mid)
-            rows = reader.execute("SELECT owner FROM mam_messages WHERE instr(stanza, ?) > 0",
-                                  (f'id="{mid}"',)).fetchall()
-            if sorted(r[0] for r in rows) != [f"a{i}@localhost", f"b{i}@localhost"]:
-                missing.append(mid)
-            if sum(len(v) for v in received.values()) == pairs * n:
-                all_in.set()
 
-        try:
-            for i in range(pairs):
-                receivers.append(b := await client(srv, f"b{i}@localhost/r"))
-                b.register_handler(Callback(f"chk{i}", MatchXPath("{jabber:client}message"),
-                                            lambda m, i=i: on_message(i, m)))
-                senders.append(await client(srv, f"a{i}@localhost/s"))
-            for k in range(n):
-                for i, a in enumerate(senders):
-                    m = a.make_message(mto=f"b{i}@localhost/r", mbody=f"{i}-{k}", mtype="chat")
-                    m["id"] = f"c{i}-{k}"
-                    m.send()
-            await asyncio.wait_for(all_in.wait(), 10)
-            assert missing == []
-            for i in range(pairs):
-                page, _ = await query(receivers[i])
-                assert [body for _, body in page] == [f"{i}-{k}" for k in range(n)]
-                assert [m.get("id") for m in receivers[i].mam.last_messages] == received[i]
-        finally:
-            reader.close()
-            for c in senders + receivers:
-                await slix_close(c)
+def table_owners(reader: sqlite3.Connection, needle: str) -> list[str]:
+    """The archives whose stored copy in the table holds *needle*."""
+    return [r[0] for r in reader.execute("SELECT owner FROM mam_messages WHERE instr(stanza, ?) > 0", (needle,))]
+
+
+async def test_every_delivered_message_of_concurrent_conversations_is_in_the_archive_when_it_arrives(tmp_path):
+    """At the moment each message of three conversations reaches its recipient, both copies are
+    committed in the database file (read by another connection, without flushing)."""
+    async with running_server(tmp_path, COMMIT_FIRST) as srv:
+        with closing(sqlite3.connect(srv.db.sqlite_file)) as reader:
+            assert await concurrent_conversations(srv, functools.partial(table_owners, reader)) == []
