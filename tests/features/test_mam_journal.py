@@ -26,14 +26,9 @@ from xmppd.features.mam.repository import ArchivedMessage, ArchiveQuery
 
 from ..helpers import add_user, running_server, slix_close
 from .test_mam import client, query
-from .test_mam_writer import concurrent_conversations, table_owners
+from .test_mam_writer import concurrent_conversations, record, table_owners, two_stanzas_in_one_turn
 
 pytestmark = pytest.mark.interop
-
-
-def _record(mam: Any, owner: str, seq: int, body: str = "") -> ArchivedMessage:
-    return ArchivedMessage(owner, mam.ids.encode(seq), time_of(seq), "peer@localhost", "",
-                           f"<message xmlns='jabber:client' id='r{seq}'><body>{body}</body></message>", seq)
 
 
 def _table_seqs(path: str) -> set[int]:
@@ -65,7 +60,7 @@ async def test_a_quiet_archive_appends_each_record_as_it_comes_and_holds_nothing
         async with mam._lock:  # the writer task cannot store meanwhile
             with durability.scope() as barrier:  # one stanza: the sender's and the recipient's copy
                 for seq in seqs:
-                    await mam._enqueue(_record(mam, "alice@localhost", seq))
+                    await mam._enqueue(record(mam, "alice@localhost", seq))
                     assert [r.seq for r in read_journal(journal.path)][-1] == seq  # durable at once
             assert barrier.settled and not barrier.failed  # nothing to wait for
             assert appends == [1, 1]
@@ -81,15 +76,9 @@ async def test_under_load_the_records_of_one_turn_share_one_append_and_reach_the
         path = srv.db.sqlite_file
         journal = mam._journal
         appends = _count_appends(journal)
-        seqs = [(await mam._new_id())[0] for _ in range(4)]
         mam._quiet = False  # (what a turn of more than QUIET_RECORDS records leaves)
         async with mam._lock:  # the writer task cannot store meanwhile
-            barriers = []
-            for owner, pair in (("alice@localhost", seqs[:2]), ("bob@localhost", seqs[2:])):
-                with durability.scope() as barrier:  # two stanzas (two sessions), one turn
-                    for seq in pair:
-                        await mam._enqueue(_record(mam, owner, seq))
-                    barriers.append(barrier)
+            seqs, barriers = await two_stanzas_in_one_turn(mam)
             assert not any(b.settled for b in barriers)  # nothing durable during the turn
             done = asyncio.Event()
             barriers[-1].when_settled(done.set)
@@ -166,7 +155,7 @@ async def test_a_journal_left_by_a_crash_is_stored_at_start_once_and_new_ids_com
         mam = srv.features["mam"]
         db_file = srv.db.sqlite_file
         seq_stored = (await mam._new_id())[0]
-        stored = _record(mam, "alice@localhost", seq_stored, "stored")
+        stored = record(mam, "alice@localhost", seq_stored, "stored")
         await mam._enqueue(stored)
         await mam.flush()
         codec = mam.ids
@@ -218,11 +207,11 @@ async def test_the_archive_is_quiet_again_after_a_busy_turn_and_a_large_journal_
         seqs = [(await mam._new_id())[0] for _ in range(n + 1)]
         async with mam._lock:
             for seq in seqs[:n]:  # one busy turn
-                await mam._enqueue(_record(mam, "alice@localhost", seq, "x" * 50))
+                await mam._enqueue(record(mam, "alice@localhost", seq, "x" * 50))
             await asyncio.sleep(0)  # its _kick
             assert not mam._quiet
             with durability.scope() as barrier:
-                await mam._enqueue(_record(mam, "alice@localhost", seqs[n]))
+                await mam._enqueue(record(mam, "alice@localhost", seqs[n]))
             assert not barrier.settled  # under load: held until the next turn's append
             done = asyncio.Event()
             barrier.when_settled(done.set)
@@ -252,7 +241,7 @@ async def test_a_second_server_on_the_same_database_neither_replays_nor_uses_the
         mam = first.features["mam"]
         seq = (await mam._new_id())[0]
         async with mam._lock:  # a record only in the journal while the second one starts
-            await mam._enqueue(_record(mam, "alice@localhost", seq))
+            await mam._enqueue(record(mam, "alice@localhost", seq))
             assert [r.seq for r in read_journal(mam._journal.path)] == [seq]
             with caplog.at_level(logging.WARNING, logger="xmppd.features.mam"):
                 async with running_server(tmp_path) as second:

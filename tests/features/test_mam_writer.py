@@ -29,21 +29,30 @@ pytestmark = pytest.mark.interop
 COMMIT_FIRST = "mam.journal=false"
 
 
-def _record(mam: Any, owner: str, seq: int) -> ArchivedMessage:
-    return ArchivedMessage(owner, mam.ids.encode(seq), time_of(seq), "peer@localhost", "", f"<message id='r{seq}'/>", seq)
+def record(mam: Any, owner: str, seq: int, body: str = "") -> ArchivedMessage:
+    """An archive record of *owner* with this *seq* (and its id), as the hooks make them."""
+    return ArchivedMessage(owner, mam.ids.encode(seq), time_of(seq), "peer@localhost", "",
+                           f"<message xmlns='jabber:client' id='r{seq}'><body>{body}</body></message>", seq)
+
+
+async def two_stanzas_in_one_turn(mam: Any) -> tuple[list[int], list[Any]]:
+    """Two stanzas of two sessions taken in during one turn, two records each (alice's, bob's):
+    their seqs and their durability barriers, as the turn leaves them."""
+    seqs = [(await mam._new_id())[0] for _ in range(4)]
+    barriers = []
+    for owner, pair in (("alice@localhost", seqs[:2]), ("bob@localhost", seqs[2:])):
+        with durability.scope() as barrier:
+            for seq in pair:
+                await mam._enqueue(record(mam, owner, seq))
+            barriers.append(barrier)
+    return seqs, barriers
 
 
 async def test_records_of_two_stanzas_taken_in_one_turn_share_one_commit_on_the_loop_thread(tmp_path):
     async with running_server(tmp_path, COMMIT_FIRST) as srv:
         mam = srv.features["mam"]
         batches, _ = count_batches(mam)
-        seqs = [(await mam._new_id())[0] for _ in range(4)]
-        barriers = []
-        for owner, pair in (("alice@localhost", seqs[:2]), ("bob@localhost", seqs[2:])):
-            with durability.scope() as barrier:  # two stanzas (two sessions), one turn
-                for seq in pair:
-                    await mam._enqueue(_record(mam, owner, seq))
-                barriers.append(barrier)
+        seqs, barriers = await two_stanzas_in_one_turn(mam)
         assert not any(b.settled for b in barriers)  # nothing committed during the turn
         done = asyncio.Event()
         for b in barriers:
@@ -65,7 +74,7 @@ async def test_records_of_stanzas_taken_in_successive_turns_share_one_commit(tmp
         barriers = []
         for owner, seq in zip(("alice@localhost", "bob@localhost", "carol@localhost"), seqs, strict=True):
             with durability.scope() as barrier:
-                await mam._enqueue(_record(mam, owner, seq))
+                await mam._enqueue(record(mam, owner, seq))
             barriers.append(barrier)
             barrier.when_settled(lambda: None)  # waited for (a held delivery): hurried
             await asyncio.sleep(0)  # the next stanza comes a turn later
@@ -76,7 +85,7 @@ async def test_records_of_stanzas_taken_in_successive_turns_share_one_commit(tmp
         # and a lone record waits no more than the empty turns after it
         seq = (await mam._new_id())[0]
         with durability.scope() as barrier:
-            await mam._enqueue(_record(mam, "alice@localhost", seq))
+            await mam._enqueue(record(mam, "alice@localhost", seq))
         barrier.when_settled(lambda: None)
         for _ in range(mam_module.GATHER_TURNS + 1):
             await asyncio.sleep(0)
@@ -91,7 +100,7 @@ async def test_a_backlog_beyond_batch_size_is_committed_batch_by_batch_without_l
         seqs = [(await mam._new_id())[0] for _ in range(5)]
         with durability.scope() as barrier:
             for seq in seqs:
-                await mam._enqueue(_record(mam, "alice@localhost", seq))
+                await mam._enqueue(record(mam, "alice@localhost", seq))
         done = asyncio.Event()
         barrier.when_settled(done.set)
         await asyncio.wait_for(done.wait(), 2)  # (a linger would be 5 s)
@@ -107,7 +116,7 @@ async def test_a_commit_that_cannot_run_on_the_loop_thread_is_the_writer_tasks(t
         seq, _ = await mam._new_id()
         async with srv.db.transaction() as conn:  # holds the write turn
             with durability.scope() as barrier:
-                await mam._enqueue(_record(mam, "alice@localhost", seq))
+                await mam._enqueue(record(mam, "alice@localhost", seq))
             done = asyncio.Event()
             barrier.when_settled(done.set)
             for _ in range(5):
