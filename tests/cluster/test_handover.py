@@ -212,7 +212,8 @@ async def test_resuming_a_session_whose_node_was_killed_fails_and_its_messages_a
         # The cleanup's log line comes when beta's stream is drained; the drained message's
         # look-up (has the session moved?) ends in offline storage a moment later: wait for
         # both earlier messages there before the third is sent, so that the order is known.
-        await _until(lambda: _offline_count(two, "bob") == 2, 10, lambda: _offline_count(two, "bob"))
+        await _until(lambda: _offline_count(two, "bob") == 2, 10,
+                     lambda: f"{_offline_count(two, 'bob')} offline; alpha's log:\n{two.nodes['alpha'].log[-4000:]}")
         alice.send_message(mto="bob@localhost", mbody="to bob after beta's cleanup", mtype="chat")
         # after the cleanup: the id names nothing any more
         failed = await bob2.resume(bob.resume_id, bob.received)
