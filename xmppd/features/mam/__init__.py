@@ -401,7 +401,8 @@ class Mam(Feature):
         commit_interval, the batch is committed here and now, on the loop's thread
         (:meth:`MamRepository.store_now`), and the deliveries and acks it releases go out in
         this same turn: no writer task to wake, no hand-off. Anything else is the writer
-        task's (:meth:`_write_loop`)."""
+        task's (:meth:`_write_loop`). With the journal the turn's records are appended to it
+        instead (:meth:`_journal_now`) and the table is the writer task's alone."""
         self._kick_handle = None
         journal = self._journal
         if journal is not None and not journal.broken:
