@@ -146,6 +146,14 @@ async def test_a_retried_record_is_stored_once(repo):
     assert nums(page) == [1, 2, 3]
 
 
+async def test_stored_names_which_seqs_are_stored(repo):
+    # (the journal's replay: 1,200 seqs, more than one look-up's worth)
+    await _fill(repo)
+    asked = [_seq(i) for i in range(0, 1200, 2)] + [_seq(i, "bob@localhost") for i in range(5)] + [_seq(3) + (1 << 40)]
+    assert await repo.stored(asked) == {_seq(i) for i in range(0, 20, 2)} | {_seq(i, "bob@localhost") for i in range(5)}
+    assert await repo.stored([]) == set()
+
+
 async def test_archive_order_is_seq_order_whatever_the_store_order(repo):
     # Two nodes write into one archive; their batches reach the database out of order.
     msgs = [_msg(repo, i) for i in range(6)]

@@ -201,6 +201,10 @@ class MamRepository(Protocol):
         """The largest ``seq`` stored, -1 for none."""
         ...
 
+    async def stored(self, seqs: list[int]) -> set[int]:
+        """Which of *seqs* are stored (the journal's replay stores only the others)."""
+        ...
+
     async def store_many(self, messages: list[ArchivedMessage]) -> None:
         """Append messages (one transaction); a ``seq`` already stored (a retried batch) is skipped."""
         ...
@@ -306,6 +310,17 @@ class SqlMamRepository:
 
     async def max_seq(self) -> int:
         return await self._db.read_txn(self._max_seq_txn)
+
+    async def stored(self, seqs: list[int]) -> set[int]:
+        return await self._db.read_txn(self._stored_txn, seqs)
+
+    @staticmethod
+    async def _stored_txn(conn: AsyncConnection, seqs: list[int]) -> set[int]:
+        t = mam_messages.c
+        found: set[int] = set()
+        for i in range(0, len(seqs), 500):  # (primary-key look-ups, under every backend's parameter limit)
+            found.update(int(r[0]) for r in await conn.execute(sa.select(t.seq).where(t.seq.in_(seqs[i : i + 500]))))
+        return found
 
     @staticmethod
     async def _max_seq_txn(conn: AsyncConnection) -> int:
@@ -591,6 +606,9 @@ class MemoryMamRepository:
 
     async def max_seq(self) -> int:
         return max(self._seqs, default=-1)
+
+    async def stored(self, seqs: list[int]) -> set[int]:
+        return {s for s in seqs if s in self._seqs}
 
     async def store_many(self, messages: list[ArchivedMessage]) -> None:
         self.store_now(messages)
