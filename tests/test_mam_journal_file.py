@@ -96,7 +96,7 @@ def test_a_rewrite_cut_short_by_a_crash_is_read_too_and_emptied_with_the_journal
     write(tmp_path / "j.new", [rec(2)])  # the rewrite, not renamed yet
     j = J.Journal(path)
     assert [r.seq for r in j.recorded()] == [1, 2, 2]  # (a stored seq is skipped on replay)
-    j.empty()
+    j.replayed()
     assert path.stat().st_size == 0 and not (tmp_path / "j.new").exists()
     j.close(remove=True)
     assert not path.exists()

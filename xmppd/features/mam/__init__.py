@@ -484,14 +484,18 @@ class Mam(Feature):
         try:
             journal.append(records)
         except OSError as exc:
-            journal.broken = True
-            self.log.error("appending to the archive journal %s failed (%s): archived messages are committed "
-                           "to the database before they are delivered from now on", journal.path, exc)
+            self._journal_broke(journal, "appending to", exc)
             return False
         except ValueError as exc:
             self.log.warning("archive records not journaled (%s): committed to the database first", exc)
             return False
         return True
+
+    def _journal_broke(self, journal: Journal, doing: str, exc: OSError) -> None:
+        """The journal failed (a full disk): from now on the archive commits before delivering."""
+        journal.broken = True
+        self.log.error("%s the archive journal %s failed (%s): archived messages are committed to the database "
+                       "before they are delivered from now on", doing, journal.path, exc)
 
     def _release(self, durable: int) -> None:
         """Every ticket of records enqueued up to *durable* is done."""
@@ -516,7 +520,7 @@ class Mam(Feature):
                 await self.repo.store_many(missing_list[i : i + size])
             self.log.warning("archive journal %s: %d records stored after an unclean stop (%d of its %d were stored already)",
                              journal.path, len(missing), len(stored), len(records))
-        journal.empty()
+        journal.replayed()
 
     async def _store(self, batch: list[ArchivedMessage]) -> None:
         """Write ``batch`` (the oldest records not stored), retrying until storage takes it: a
@@ -559,9 +563,7 @@ class Mam(Feature):
                 elif journal.full:
                     journal.rewrite(list(itertools.islice(self._pending, unstored)))
             except OSError as exc:
-                journal.broken = True
-                self.log.error("emptying the archive journal %s failed (%s): archived messages are committed "
-                               "to the database before they are delivered from now on", journal.path, exc)
+                self._journal_broke(journal, "emptying", exc)
 
     def _hurry(self, ticket: Ticket) -> None:
         """Somebody waits for ``ticket``: commit now, not at the end of the linger (with the

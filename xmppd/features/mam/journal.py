@@ -150,7 +150,7 @@ class Journal:
 
     def recorded(self) -> list[ArchivedMessage]:
         """What the file holds (and a rewrite a crash interrupted): the records a crash left,
-        read before anything is appended; then :meth:`empty` once they are stored."""
+        read before anything is appended; then :meth:`replayed` once they are stored."""
         return read_journal(self.path)
 
     def append(self, records: Iterable[ArchivedMessage]) -> None:
@@ -170,7 +170,12 @@ class Journal:
         if self.size:
             os.ftruncate(self._fd, 0)
             self.size = 0
-        _rewrite_path(self.path).unlink(missing_ok=True)  # (what a crash in a rewrite left)
+
+    def replayed(self) -> None:
+        """What :meth:`recorded` returned is stored: empty the file, and remove what a crash in
+        a rewrite left beside it."""
+        self.empty()
+        _rewrite_path(self.path).unlink(missing_ok=True)
 
     def rewrite(self, unstored: list[ArchivedMessage]) -> None:
         """Replace the file by one holding only *unstored* (the journaled records not stored
