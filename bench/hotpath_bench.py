@@ -7,8 +7,8 @@ listeners) with fake transports. N chat messages from A to B's full JID go throu
     parse (StreamParser) -> c2s (C2SStream state machine, parse included) -> route
     (Router.from_client ... deliver, B's send captured) -> serialise (etree.tostring)
 
-each timed alone, then end to end through ``Session.data_received`` and the session's drain task
-to B's transport (what a TCP connection does, minus the kernel). Best of ``--rounds``.
+each timed alone, then end to end through ``Session.data_received`` and the session's drain (run
+at once, a task only when it has to wait: ``xmppd.core.tasks.start_eagerly``) to B's transport (what a TCP connection does, minus the kernel). Best of ``--rounds``.
 
     python bench/hotpath_bench.py [--stanzas 20000] [--rounds 5] [--profile out.pstats]
 """
@@ -199,7 +199,7 @@ async def main(args: argparse.Namespace) -> None:
             else:
                 for c in data:
                     a.data_received(c)
-                    while a._drain is not None:  # noqa: ASYNC110 - the session's drain task, no event to wait on
+                    while a._drain is not None:  # noqa: ASYNC110 - the session's drain, no event to wait on
                         await asyncio.sleep(0)
             # B's session holds what is not archived yet (xmppd.core.durability): delivered once
             # the archive commits, which counts.

@@ -34,6 +34,7 @@ from . import durability
 from .hooks import SESSION_BOUND, SESSION_CLOSED, Routed, SessionEvent
 from .limits import TokenBucket
 from .sessions import ResourceLimitExceeded
+from .tasks import start_eagerly
 
 if TYPE_CHECKING:
     from .interfaces import SessionHost
@@ -48,6 +49,8 @@ _PAUSE_SHAPER = 2  # over the byte rate: bytes are held until the bucket has ref
 _COUNTED = frozenset({ev.StanzaReceived, ev.NonzaReceived, ev.PreAuthIq})
 # Events handled without awaiting anything (Session._handle_now).
 _SYNC_EVENTS = frozenset({ev.StreamOpened, ev.AuthFailed, ev.Authenticated, ev.StanzaRejected, ev.AuthUnavailable})
+# Session._drain while an eager drain runs its first step.
+_STARTING: Any = object()
 
 
 class Transport(Protocol):
@@ -122,7 +125,7 @@ class Session:
         "presence", "interested", "data", "last_active", "connected_at", "_queue", "_drain",
         "_auth_timer", "_closed", "_pauses", "websocket", "closed_event", "observer", "__weakref__",
         "_bytes", "_stanzas", "_held", "_shaper_timer", "_stanza_timer", "_tail_open", "_waiting",
-        "_throttled", "_ended", "_was_bound", "_held_out", "inbound",
+        "_throttled", "_ended", "_was_bound", "_held_out", "inbound", "_loop",
     )
 
     def __init__(self, host: "SessionHost", stream: C2SStream, transport: Transport, peer: str, *, websocket: bool = False) -> None:
@@ -145,7 +148,7 @@ class Session:
         self.connected_at = self.last_active
         self.websocket = websocket
         self._queue: collections.deque[object] = collections.deque()
-        self._drain: asyncio.Task[None] | None = None
+        self._drain: asyncio.Task[None] | None = None  # handling the queue (or _STARTING)
         self._closed = False
         self._pauses = 0
         cfg = host.config.c2s
@@ -164,7 +167,7 @@ class Session:
         self.closed_event = asyncio.Event()
         self.observer: SessionObserver | None = None  # stream management, when enabled
         self._held_out: collections.deque[tuple[durability.Barrier | None, bytes]] | None = None  # see _write
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._auth_timer: asyncio.TimerHandle | None = loop.call_later(
             host.config.c2s.auth_timeout, self._auth_deadline
         )
@@ -204,7 +207,7 @@ class Session:
                 # Nothing may reach the XML parser before the handshake: the next bytes are
                 # the client's TLS hello. start_tls resumes reading once it owns the socket.
                 self.transport.pause_reading()
-            self._enqueue(events)
+            self._enqueue(events, eager=True)
 
     # ---------------------------------------------------------------- inbound shaping
 
@@ -229,7 +232,7 @@ class Session:
         held = self._held
         assert held is not None
         delay = self._bytes.wait(min(len(held), max(1, int(self._bytes.burst))))
-        self._shaper_timer = asyncio.get_running_loop().call_later(delay, self._release)
+        self._shaper_timer = self._loop.call_later(delay, self._release)
 
     def _release(self) -> None:
         self._shaper_timer = None
@@ -258,7 +261,7 @@ class Session:
         delay = self._bytes.take(size)
         if delay > 0 and self._shaper_timer is None:
             self._pause(_PAUSE_SHAPER)
-            self._shaper_timer = asyncio.get_running_loop().call_later(delay, self._end_debt)
+            self._shaper_timer = self._loop.call_later(delay, self._end_debt)
 
     def _end_debt(self) -> None:
         self._shaper_timer = None
@@ -285,14 +288,14 @@ class Session:
             timer.cancel()
             timer = self._stanza_timer = None
         if begun and timer is None and not self._closed:
-            self._stanza_timer = asyncio.get_running_loop().call_later(self.host.config.c2s.stanza_timeout, self._stanza_deadline)
+            self._stanza_timer = self._loop.call_later(self.host.config.c2s.stanza_timeout, self._stanza_deadline)
 
     def _stanza_deadline(self) -> None:
         self._stanza_timer = None
         if self._closed or self.stream.state is State.CLOSED:
             return
         if self._pauses:  # we are the ones not reading: the client is not to blame
-            self._stanza_timer = asyncio.get_running_loop().call_later(self.host.config.c2s.stanza_timeout, self._stanza_deadline)
+            self._stanza_timer = self._loop.call_later(self.host.config.c2s.stanza_timeout, self._stanza_deadline)
             return
         timeout = self.host.config.c2s.stanza_timeout
         self.log.info("stanza not completed within %ss: closing", timeout)
@@ -429,7 +432,10 @@ class Session:
 
     # ---------------------------------------------------------------- processing in order
 
-    def _enqueue(self, events: list[object]) -> None:
+    def _enqueue(self, events: list[object], *, eager: bool = False) -> None:
+        """Handle ``events`` in order, after those still waiting. ``eager`` (only from the
+        input paths, the transport's callbacks, where nothing of ours is half-done): the drain
+        starts at once and costs a task only if it has to wait (``tasks.start_eagerly``)."""
         if self._drain is None and not self._queue:
             # Nothing is pending: the events that need no await are handled right here, in
             # order, without a drain task (a stream header, the end of SASL ...).
@@ -459,7 +465,11 @@ class Session:
                 self._cut_flood()
                 return
         if self._drain is None:
-            self._drain = asyncio.get_running_loop().create_task(self._run())
+            if eager:
+                self._drain = _STARTING  # what is enqueued meanwhile waits for this drain
+                self._drain = start_eagerly(self._run(), self._loop)  # (None: it has finished)
+            else:
+                self._drain = self._loop.create_task(self._run())
         if not self._pauses & _PAUSE_BACKLOG and len(self._queue) > _BACKLOG_PAUSE:
             self._pause(_PAUSE_BACKLOG)
 
@@ -475,7 +485,7 @@ class Session:
         self.log.info("stanza flood (over %g a second): closing", rate)
         self.close(StreamErrorCondition.POLICY_VIOLATION, f"too many stanzas: the limit is {rate:g} a second")
         if self._drain is None and self._queue:
-            self._drain = asyncio.get_running_loop().create_task(self._run())
+            self._drain = self._loop.create_task(self._run())
 
     async def _run(self) -> None:
         queue = self._queue
@@ -786,7 +796,7 @@ class Session:
         old._lives_on_elsewhere()
         if old._held_out:  # waiting for their stores: written here after the stream is resumed
             self._held_out, old._held_out = old._held_out, None
-            asyncio.get_running_loop().call_soon(self._release_out)
+            self._loop.call_soon(self._release_out)
         host.connection_closed(old)
         data = old.data
         data.pop("_counted", None)
