@@ -18,7 +18,9 @@ import asyncio
 import json
 import os
 import shlex
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -113,7 +115,6 @@ def _mysql_database(name: str, *, create: bool, server: str = BENCH_MYSQL) -> No
 
 def _upgrade(url: str) -> None:
     """``xmppctl db upgrade`` on *url* (xmppd does not migrate a MariaDB database by itself)."""
-    import subprocess
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
@@ -206,19 +207,29 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-async def bench_target(target: Target, scenarios: list[str], params: dict[str, dict[str, Any]], repeat: int = 1) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+async def bench_target(target: Target, scenarios: list[str], params: dict[str, dict[str, Any]], repeat: int = 1,
+                       runs: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Each scenario ``repeat`` times on one running server; the runs are added to ``runs``
+    (scenario -> its runs so far: with --rounds, those of the earlier rounds' servers)."""
+    out: dict[str, list[dict[str, Any]]] = runs if runs is not None else {}
     for name in scenarios:
-        runs = []
         for _ in range(repeat):
             t0 = time.monotonic()
             r = await run_scenario(target, name, params.get(name))
             r["wall_seconds"] = round(time.monotonic() - t0, 1)
-            runs.append(r)
+            out.setdefault(name, []).append(r)
             extra = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("scenario", "server", "params", "status"))
             print(f"  [{target.name}] {name}: {r['status']}; {extra}", flush=True)
-        out[name] = summarise(runs)
     return out
+
+
+def cpu_probe(cpu: int) -> float:
+    """Seconds a fixed pure-Python loop takes on ``cpu``: how fast the machine is right now (on a
+    shared host it varies by more than the differences measured; printed with every round)."""
+    code = "import time\nt=time.perf_counter()\ns=0\nfor i in range(3_000_000): s+=i\nprint(time.perf_counter()-t)"
+    pin = ["taskset", "-c", str(cpu)] if cpu >= 0 and shutil.which("taskset") else []
+    done = subprocess.run([*pin, sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return round(float(done.stdout), 3)
 
 
 def cpu_table(results: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> str:
@@ -257,15 +268,24 @@ async def amain(args: argparse.Namespace) -> int:
         params.setdefault(name, {}).update(p)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     servers: list[str] = []
+    probes: list[float] = []
     if args.target:
         host, _, port = args.target.rpartition(":")
         target = Target("target", host, int(port), args.domain, ws_url=args.ws_url, muc_domain=args.muc_domain, pid=args.pid,
                         provision=shlex.split(args.xmppctl) if args.xmppctl else None)
         servers.append("target")
-        results["target"] = await bench_target(target, scenarios, params, args.repeat)
+        results["target"] = {k: summarise(v) for k, v in (await bench_target(target, scenarios, params, args.repeat)).items()}
     else:
         names = args.servers.split(",") if args.servers else DEFAULT_SERVERS
-        for name in names:
+        raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        # --rounds: every server in turn, then again: a slow spell of a shared machine falls on
+        # each server's runs alike instead of on one server's block of runs.
+        order = [(n, name) for n in range(args.rounds) for name in names]
+        for n, name in order:
+            if name == names[0]:
+                probe = cpu_probe(args.server_cpu)
+                probes.append(probe)
+                print(f"round {n + 1} of {args.rounds}: CPU probe {probe:.3f} s", flush=True)
             if name not in SERVERS and name not in XMPPD_VARIANTS:
                 raise SystemExit(f"unknown server {name!r}; known: {', '.join(DEFAULT_SERVERS)}")
             cls = SERVERS["xmppd" if name in XMPPD_VARIANTS else name]
@@ -295,20 +315,24 @@ async def amain(args: argparse.Namespace) -> int:
                 print(f"{name}: starting (CPU {args.server_cpu})", flush=True)
                 target = server.start()
                 target.name = name
-                servers.append(name)
-                results[name] = await bench_target(target, todo, params, args.repeat)
+                if name not in servers:
+                    servers.append(name)
+                await bench_target(target, todo, params, args.repeat, raw.setdefault(name, {}))
             except RuntimeError as exc:
                 print(f"{name}: could not start: {exc}", flush=True)
             finally:
                 server.stop()
                 if name == "xmppd+mariadb":
                     _mysql_database(f"xmppd_bench_{os.getpid()}", create=False)
+        results = {name: {sc: summarise(r) for sc, r in by_scenario.items()} for name, by_scenario in raw.items()}
     print()
     print(table(results, servers))
     print()
     print("CPU seconds per 1,000 operations (medians, min-max):")
     print(cpu_table(results, servers))
-    doc = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": args.quick, "server_cpu": args.server_cpu, "loadgen_cpu": args.loadgen_cpu, "servers": servers, "results": results}
+    if probes:
+        print(f"CPU probe (s, lower is faster) at the start of each round: {', '.join(f'{p:.3f}' for p in probes)}")
+    doc = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": args.quick, "server_cpu": args.server_cpu, "loadgen_cpu": args.loadgen_cpu, "servers": servers, "rounds": args.rounds, "cpu_probe_s": probes, "results": results}
     if args.json == "-":
         print(json.dumps(doc, indent=2))
     else:
@@ -327,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--servers", help="comma-separated: xmppd (like for like: no archive), xmppd+mam (every feature), xmppd+mariadb, "
                    "prosody, prosody+mam, ejabberd, ejabberd+mam (+mam: with the XEP-0313 archive; default: all installed)")
     p.add_argument("--repeat", type=int, default=1, help="runs of each scenario: the table shows the median and min-max")
+    p.add_argument("--rounds", type=int, default=1, help="start every server this many times, in turn (each round runs every "
+                   "scenario --repeat times on each): on a shared machine, fairer medians than --repeat alone")
     p.add_argument("--quick", action="store_true", help="tiny parameters (seconds), for a functional check")
     p.add_argument("--param", action="append", default=[], metavar="SCENARIO.KEY=VALUE")
     p.add_argument("--target", metavar="HOST:PORT", help="an already running server instead of starting ours")
