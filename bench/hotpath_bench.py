@@ -8,7 +8,8 @@ listeners) with fake transports. N chat messages from A to B's full JID go throu
     (Router.from_client ... deliver, B's send captured) -> serialise (etree.tostring)
 
 each timed alone, then end to end through ``Session.data_received`` and the session's drain (run
-at once, a task only when it has to wait: ``xmppd.core.tasks.start_eagerly``) to B's transport (what a TCP connection does, minus the kernel). Best of ``--rounds``.
+at once, a task only when it has to wait: ``xmppd.core.tasks.start_eagerly``) to B's transport
+(what a TCP connection does, minus the kernel). Best of ``--rounds``.
 
     python bench/hotpath_bench.py [--stanzas 20000] [--rounds 5] [--profile out.pstats]
 """

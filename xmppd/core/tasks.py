@@ -36,11 +36,13 @@ async def stop_tasks(*tasks: asyncio.Task[object] | None) -> None:
 
 _enter_task = asyncio.tasks._enter_task  # (private, but the C functions 3.12's own eager start uses too)
 _leave_task = asyncio.tasks._leave_task
+#: asyncio's futures and tasks in C, whose await yields the future again when resumed early.
+_C_FUTURE: type | tuple[()] = getattr(asyncio.futures, "_CFuture", ())
 
 
 class _StandIn:
     """``asyncio.current_task()`` during an eager first step. What a timeout or a task group
-    asks of its task (cancel, uncancel, cancelling) is counted here until the step ends, and
+    asks of its task (cancel, uncancel, cancelling, done) is counted here until the step ends, and
     forwarded to the Task that carries the coroutine on from then on."""
 
     __slots__ = ("task", "_cancels", "_message")
@@ -69,12 +71,6 @@ class _StandIn:
 
     def done(self) -> bool:
         return self.task.done() if self.task is not None else False
-
-    def cancelled(self) -> bool:
-        return self.task.cancelled() if self.task is not None else False
-
-    def get_name(self) -> str:
-        return self.task.get_name() if self.task is not None else "eager-start"
 
     def hand_over(self, task: asyncio.Task[Any]) -> None:
         self.task = task
@@ -116,10 +112,6 @@ def start_eagerly(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoo
         task.add_done_callback(lambda _: coro.close())
     stand_in.hand_over(task)
     return task
-
-
-#: asyncio's futures and tasks in C, whose await yields the future again when resumed early.
-_C_FUTURE: tuple[type, ...] = tuple(t for t in (getattr(asyncio.futures, "_CFuture", None),) if t is not None)
 
 
 async def _carry_on(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:

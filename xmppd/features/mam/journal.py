@@ -14,8 +14,8 @@ Durability is SQLite's own with ``synchronous=NORMAL`` (what :mod:`xmppd.storage
 data written returns to the process's caller once it is in the operating system's file cache,
 so a crash of the process (SIGKILL, OOM) loses nothing, while an operating-system crash or a
 power loss can take back the last writes -- of this file as of the WAL. The next start replays
-the file before anything else reads the archive (:func:`replay`): its records are stored,
-those already stored skipped, and the file is removed.
+the file before anything else reads the archive (``Mam._replay``): its records are stored,
+those already stored skipped, and the file is emptied.
 
 When it is used: an SQLite file database and one process (no ``cluster.redis_url``): every
 reader of the archive is then this process, whose queries first store what is queued
