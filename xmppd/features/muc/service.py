@@ -156,6 +156,7 @@ class MucService:
         assert to is not None
         kind = r.kind
         cluster = self.cluster
+        error: StanzaError | None = None
         try:
             if to.local is None:
                 await self._to_service(r)
@@ -164,15 +165,19 @@ class MucService:
                 return
             try:
                 await self._to_room(r, to, kind)
+            except StanzaError as err:
+                error = err  # answered below, once a lease this node took for nothing is released
             finally:
                 if cluster is not None and to.bare not in self.rooms:
                     await cluster.released(to.bare)
         except StanzaError as err:
-            await self._bounce(r, err)
+            error = err
         except FencedOut as exc:
             if cluster is not None:
                 await cluster.fenced_out(to.bare, exc)
-            await self._bounce(r, StanzaError(Condition.SERVICE_UNAVAILABLE, "the room moved to another node: try again"))
+            error = StanzaError(Condition.SERVICE_UNAVAILABLE, "the room moved to another node: try again")
+        if error is not None:
+            await self._bounce(r, error)
 
     async def _to_room(self, r: Routed, to: JID, kind: str) -> None:
         room = self.rooms.get(to.bare)
