@@ -402,7 +402,7 @@ async def test_dead_client_is_detected_by_ping_timeout_and_its_session_ends(tmp_
         t0 = loop.time()
         while server.live:
             await asyncio.sleep(0.02)
-            assert loop.time() - t0 < 3, "the dead client was not dropped"
+            assert loop.time() - t0 < 10, "the dead client was not dropped"  # (~0.5 s; slack for a loaded CI host)
         assert closed and len(server.sessions) == 0
         await c.close()
         await settle(server, before)
