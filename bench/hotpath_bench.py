@@ -12,6 +12,13 @@ at once, a task only when it has to wait: ``xmppd.core.tasks.start_eagerly``) to
 (what a TCP connection does, minus the kernel). Best of ``--rounds``.
 
     python bench/hotpath_bench.py [--stanzas 20000] [--rounds 5] [--profile out.pstats]
+
+``--without PART`` (repeatable) measures what one part of the archive (XEP-0313, on by default)
+costs, by taking it out of the run -- a measuring tool only, the messages are then not archived
+for real (see ``WITHOUT``):
+
+    python bench/hotpath_bench.py --without archive-store     # minus the SQLite writes
+    python bench/hotpath_bench.py --without archive-queue     # records made, never queued
 """
 from __future__ import annotations
 
@@ -29,8 +36,12 @@ from lxml import etree  # noqa: E402
 
 from xmppd.app import Server  # noqa: E402
 from xmppd.config import build  # noqa: E402
+from xmppd.core.hooks import Flow  # noqa: E402
 from xmppd.core.loader import discover  # noqa: E402
 from xmppd.core.session import Session  # noqa: E402
+from xmppd.features.mam import Mam  # noqa: E402
+from xmppd.features.mam import repository as mam_repository  # noqa: E402
+from xmppd.features.mam.journal import Journal  # noqa: E402
 from xmppd.jid import JID  # noqa: E402
 from xmppd.protocol import events as ev  # noqa: E402
 from xmppd.protocol.c2s import State  # noqa: E402
@@ -40,6 +51,33 @@ HEADER = (
     b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
     b"xmlns:stream='http://etherx.jabber.org/streams' to='bench.localhost' version='1.0'>"
 )
+
+
+async def _continue(*_: object) -> Flow:
+    return Flow.CONTINUE
+
+
+# --without: each part of the archive's work on a chat message, and how it is taken out. The
+# differences between runs are what each part costs (issue 22's breakdown, docs/performance.md).
+WITHOUT: dict[str, list[tuple[object, str, object]]] = {
+    # the archive's SQLite writes (the writer's and the loop thread's group commits): no rows
+    "archive-store": [(mam_repository, "_sqlite_store", lambda messages, loop_thread, db: None)],
+    # the archive journal's appends (mam.journal): nothing written to the journal file
+    "archive-journal": [(Journal, "append", lambda self, records: None)],
+    # records made (ids, stamps, text, quota checks) but never queued: no store, no journal,
+    # no durability ticket, deliveries not held
+    "archive-queue": [(Mam, "_push", lambda self, record, size=None: None)],
+    # the archive's message hooks return at once (still called: the cost of being loaded)
+    "archive-hooks": [(Mam, "_sent", lambda self, r, flags: _continue()), (Mam, "_incoming", lambda self, r: _continue())],
+}
+
+
+def take_out(parts: list[str]) -> None:
+    for part in parts:
+        for owner, name, replacement in WITHOUT[part]:
+            if not hasattr(owner, name):  # (renamed: taking it out would measure nothing)
+                raise SystemExit(f"--without {part}: {owner!r} has no {name} any more; update WITHOUT")
+            setattr(owner, name, replacement)
 
 
 class FakeTransport:
@@ -103,6 +141,7 @@ def established(server: Server, username: str) -> tuple[Session, FakeTransport]:
 
 
 async def main(args: argparse.Namespace) -> None:
+    take_out(args.without)
     tmp = Path(tempfile.mkdtemp(prefix="hotpath-"))
     classes = discover()
     cfg = build({}, {n: c.Options for n, c in classes.items()}, [
@@ -225,7 +264,8 @@ async def main(args: argparse.Namespace) -> None:
         res["end to end, process CPU"] = min(cpu_times) / n * 1e6
         res["  = stanzas/s on one free core"] = 1e6 / res["end to end, process CPU"]
         width = max(len(k) for k in res)
-        print(f"{n} chat messages, best of {args.rounds} rounds" + (", end to end one in flight" if args.in_flight == 1 else ""))
+        print(f"{n} chat messages, best of {args.rounds} rounds" + (", end to end one in flight" if args.in_flight == 1 else "")
+              + "".join(f", without {part}" for part in args.without))
         for k, v in res.items():
             unit = "" if k.startswith("  =") else " µs/stanza"
             print(f"  {k.ljust(width)}  {v:9.2f}{unit}")
@@ -242,6 +282,8 @@ if __name__ == "__main__":
     p.add_argument("--profile", help="write a cProfile of the last end-to-end round here")
     p.add_argument("--in-flight", type=int, choices=(0, 1), default=0,
                    help="end to end: 0 sends every stanza at once (default), 1 sends each once the previous one was delivered")
+    p.add_argument("--without", action="append", default=[], choices=sorted(WITHOUT), metavar="PART",
+                   help=f"take one part of the archive's work out of the run ({', '.join(sorted(WITHOUT))}): what it costs")
     args = p.parse_args()
     try:
         import uvloop

@@ -84,3 +84,18 @@ async def test_bench_provisions_accounts_with_xmppctl_when_registration_is_close
         target.provisioned = 0
         again = await run_scenario(target, "logins", {"users": 6, "concurrency": 3})
         assert again["status"] == "ok" and again["logins"] == 6
+
+
+def test_hotpath_bench_runs_with_each_part_of_the_archive_taken_out() -> None:
+    """bench/hotpath_bench.py --without: every part it takes out still exists under that name
+    (else it would silently measure nothing), and the run still delivers every message."""
+    from hotpath_bench import WITHOUT
+
+    for part in sorted(WITHOUT):
+        done = subprocess.run(
+            [sys.executable, str(BENCH / "hotpath_bench.py"), "--stanzas", "200", "--rounds", "1", "--without", part],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"200 chat messages, best of 1 rounds, without {part}" in done.stdout, done.stdout
+        assert "end to end, process CPU" in done.stdout
