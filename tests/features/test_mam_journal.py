@@ -96,8 +96,12 @@ async def test_under_load_the_records_of_one_turn_share_one_append_and_reach_the
 async def test_every_delivered_message_is_in_the_journal_or_the_table_when_it_arrives(tmp_path):
     """Three conversations at once through the wire: when each message reaches its recipient,
     both copies are durable (in the journal file or the table, read from the files by this
-    test), and a query right after sees every one (it stores what is queued first)."""
-    async with running_server(tmp_path) as srv:
+    test), and a query right after sees every one (it stores what is queued first). The
+    writer is made to linger (as if it had just committed, commit_interval 10 s): every message
+    arrives durable through the journal alone."""
+    async with running_server(tmp_path, "mam.commit_interval=10") as srv:
+        mam = srv.features["mam"]
+        mam._last_commit = mam._loop_time()
         jpath = journal_path(srv.db.sqlite_file)
         journaled = 0
 
@@ -109,7 +113,7 @@ async def test_every_delivered_message_is_in_the_journal_or_the_table_when_it_ar
 
         with closing(sqlite3.connect(srv.db.sqlite_file)) as reader:
             assert await concurrent_conversations(srv, functools.partial(owners, reader)) == []
-        assert journaled > 0  # (the writer lingers commit_interval: most are only journaled)
+        assert journaled == 3 * 15  # (the writer lingered: none was in the table yet)
     assert not jpath.exists(), "a clean stop stores everything and removes the journal"
 
 

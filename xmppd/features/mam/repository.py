@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...storage.engine import Database
 from ...storage.fastpath import Sql
-from ...storage.inline import InlineUnavailable
+from ...storage.inline import InlineQuery, InlineUnavailable
 from ...storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
 from .ids import MAX_NODE, IdCodec, new_key, seq_ceiling, seq_floor
 
@@ -264,11 +264,27 @@ def _force_index(stmt: sa.Select[Any], index: str) -> sa.Select[Any]:
     return stmt.with_hint(mam_messages, hint, "mysql").with_hint(mam_messages, hint, "mariadb")
 
 
+# The two reads a chat message may need before it is archived -- its owner's preferences and
+# archive size, each once per owner and process (Mam caches them) -- through the storage fast
+# path: on SQLite on the loop's thread. Through aiosqlite each was four or five hand-offs, each
+# waiting for the GIL (up to 5 ms) on a busy loop: after a start, the first messages of a few
+# hundred conversations waited seconds for them.
+_USAGE = sa.select(mam_usage.c.bytes).where(mam_usage.c.owner == sa.bindparam("owner"))
+_PREFS = sa.select(mam_prefs.c.default_mode, mam_prefs.c.always_jids, mam_prefs.c.never_jids).where(
+    mam_prefs.c.owner == sa.bindparam("owner"))
+
+
+def _prefs_of(row: Any) -> Prefs | None:
+    return None if row is None else Prefs(row[0], tuple(json.loads(row[1])), tuple(json.loads(row[2])))
+
+
 class SqlMamRepository:
     def __init__(self, db: Database, ids: IdCodec | None = None) -> None:
         self._db = db
         self._ids = ids
         self._legacy_max: int | None = None
+        self._usage_lite = InlineQuery(_USAGE, db) if db.is_sqlite else None
+        self._prefs_lite = InlineQuery(_PREFS, db) if db.is_sqlite else None
 
     @property
     def _inline(self) -> Any:
@@ -476,12 +492,19 @@ class SqlMamRepository:
         return len(rows)
 
     async def usage(self, owner: str) -> int:
-        return await self._db.read_txn(self._usage_txn, owner)
+        params = {"owner": owner}
+        query = self._usage_lite
+
+        def lite(conn: sqlite3.Connection) -> int:
+            assert query is not None
+            row = query.first(conn, params)
+            return 0 if row is None else int(row[0] or 0)
+
+        return await self._db.fastpath.read(lite, functools.partial(self._usage_txn, params=params), inline=True)
 
     @staticmethod
-    async def _usage_txn(conn: AsyncConnection, owner: str) -> int:
-        n = (await conn.execute(sa.select(mam_usage.c.bytes).where(mam_usage.c.owner == owner))).scalar()
-        return int(n or 0)
+    async def _usage_txn(conn: AsyncConnection, params: dict[str, str]) -> int:
+        return int((await conn.execute(_USAGE, params)).scalar() or 0)
 
     async def delete_owner(self, owner: str) -> int:
         return await self._db.run_txn(self.delete_owner_txn, owner)
@@ -494,15 +517,18 @@ class SqlMamRepository:
         return n
 
     async def get_prefs(self, owner: str) -> Prefs | None:
-        return await self._db.read_txn(self._get_prefs_txn, owner)
+        params = {"owner": owner}
+        query = self._prefs_lite
+
+        def lite(conn: sqlite3.Connection) -> Prefs | None:
+            assert query is not None
+            return _prefs_of(query.first(conn, params))
+
+        return await self._db.fastpath.read(lite, functools.partial(self._get_prefs_txn, params=params), inline=True)
 
     @staticmethod
-    async def _get_prefs_txn(conn: AsyncConnection, owner: str) -> Prefs | None:
-        p = mam_prefs.c
-        row = (await conn.execute(sa.select(p.default_mode, p.always_jids, p.never_jids).where(p.owner == owner))).first()
-        if row is None:
-            return None
-        return Prefs(row.default_mode, tuple(json.loads(row.always_jids)), tuple(json.loads(row.never_jids)))
+    async def _get_prefs_txn(conn: AsyncConnection, params: dict[str, str]) -> Prefs | None:
+        return _prefs_of((await conn.execute(_PREFS, params)).first())
 
     async def set_prefs(self, owner: str, prefs: Prefs) -> None:
         await self._db.run_txn(self._set_prefs_txn, owner, prefs)
