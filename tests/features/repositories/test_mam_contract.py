@@ -268,3 +268,23 @@ async def test_node_leases(backend, repo):
     assert await repo.renew_node(c, "g", late + 2, ttl)
     with pytest.raises(RuntimeError, match="leased"):
         await repo.claim_node("h", late + 3, ttl)
+
+
+async def test_preferences_and_usage_are_read_through_the_storage_fast_path(sql_backend, monkeypatch):
+    """The two reads a chat message may need before it is archived (its owner's preferences and
+    archive size) go through the storage fast path -- on SQLite the loop's thread, on MariaDB the
+    fast path's own connections -- never a read transaction through SQLAlchemy's pool (through
+    aiosqlite, each of its hand-offs waits for the GIL on a busy loop)."""
+    repo = SqlMamRepository(sql_backend.db)
+    await repo.open()
+    await repo.set_prefs(OWNER, Prefs("roster", ("bob@localhost",), ()))
+    await repo.store_many([ArchivedMessage(OWNER, "x", _ts(0), "bob@localhost", "", "<message/>", _seq(0))])
+
+    async def no_read_txn(*_args, **_kwargs):
+        raise AssertionError("read through Database.read_txn")
+
+    monkeypatch.setattr(sql_backend.db, "read_txn", no_read_txn)
+    assert await repo.get_prefs(OWNER) == Prefs("roster", ("bob@localhost",), ())
+    assert await repo.get_prefs("nobody@localhost") is None
+    assert await repo.usage(OWNER) == stanza_bytes("<message/>")
+    assert await repo.usage("nobody@localhost") == 0
