@@ -87,3 +87,24 @@ async def test_migrated_db_starts_empty_for_every_test(migrated_db: Database) ->
     assert await repo.count() == 0
     assert await credential_rows(migrated_db) == []
     await repo.create("leftover", "example.com", CREDS)
+
+
+async def test_an_account_is_read_through_the_storage_fast_path(migrated_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``get`` (the read behind a message to an account not seen lately, and behind the admin
+    commands) goes through the storage fast path -- on SQLite the loop's thread, on MariaDB the
+    fast path's own connections -- never a read transaction through SQLAlchemy's pool, and
+    returns what ``create`` stored."""
+    repo = SqlAccountRepository(migrated_db)
+    created = await repo.create("alice", "example.com", CREDS)
+    await repo.set_disabled("alice", "example.com", True, "spam")
+
+    async def no_read_txn(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("read through Database.read_txn")
+
+    monkeypatch.setattr(migrated_db, "read_txn", no_read_txn)
+    got = await repo.get("alice", "example.com")
+    assert got is not None
+    assert (got.id, got.username, got.domain, got.disabled, got.disabled_reason) == (created.id, "alice", "example.com", True, "spam")
+    assert got.created_at == created.created_at and got.created_at.tzinfo is not None
+    assert await repo.get("bob", "example.com") is None
+    assert await repo.get("alice", "example.org") is None

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 import dataclasses
+import functools
 import random
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -313,6 +315,18 @@ def _account(m: sa.RowMapping) -> Account:
     )
 
 
+def _account_of(row: Sequence[Any]) -> Account:
+    """An :class:`Account` from a row of ``_ACCOUNT_COLUMNS``, in their order."""
+    id_, username, domain, created_at, disabled, reason = row
+    return Account(int(id_), username, domain, created_at, bool(disabled), reason)
+
+
+# The read behind a message to an account with no session here and not seen lately
+# (xmppd.core.known_accounts): through the storage fast path, on SQLite on the loop's thread.
+_ACCOUNT_QUERY: Final = sa.select(*_ACCOUNT_COLUMNS).where(
+    accounts.c.domain == sa.bindparam("domain"), accounts.c.username == sa.bindparam("username"))
+
+
 def _where_name(username: str, domain: str) -> sa.ColumnElement[bool]:
     return sa.and_(accounts.c.domain == domain, accounts.c.username == username)
 
@@ -350,6 +364,7 @@ class SqlAccountRepository(AccountRepository):
         # SQLite file: the login read runs on the loop's thread (xmppd.storage.inline).
         self._inline = InlineReader.for_database(db)
         self._inline_credentials = InlineQuery(_CREDENTIALS_QUERY, db) if self._inline is not None else None
+        self._account_lite = InlineQuery(_ACCOUNT_QUERY, db) if db.is_sqlite else None
 
     def close(self) -> None:
         """Close the inline reader's connection (the Database is its owner's to dispose)."""
@@ -413,14 +428,20 @@ class SqlAccountRepository(AccountRepository):
             )
 
     async def get(self, username: str, domain: str) -> Account | None:
-        return await self._db.read_txn(self._get_txn, username, domain)
+        params = {"username": username, "domain": domain}
+        query = self._account_lite
+
+        def lite(conn: sqlite3.Connection) -> Account | None:
+            assert query is not None
+            row = query.first(conn, params)
+            return None if row is None else _account_of(row)
+
+        return await self._db.fastpath.read(lite, functools.partial(self._get_txn, params=params), inline=True)
 
     @staticmethod
-    async def _get_txn(conn: AsyncConnection, username: str, domain: str) -> Account | None:
-        row = (
-            await conn.execute(sa.select(*_ACCOUNT_COLUMNS).where(_where_name(username, domain)))
-        ).first()
-        return None if row is None else _account(row._mapping)
+    async def _get_txn(conn: AsyncConnection, params: dict[str, str]) -> Account | None:
+        row = (await conn.execute(_ACCOUNT_QUERY, params)).first()
+        return None if row is None else _account_of(row)
 
     async def get_credentials(
         self, username: str, domain: str, mechanism: str
@@ -439,8 +460,8 @@ class SqlAccountRepository(AccountRepository):
         if row is None:
             return None
         # The columns of _CREDENTIALS_QUERY, in order.
-        id_, name, dom, created_at, disabled, reason, salt, iterations, stored_key, server_key = row
-        return Account(int(id_), name, dom, created_at, bool(disabled), reason), StoredCredentials(
+        salt, iterations, stored_key, server_key = row[6:]
+        return _account_of(row[:6]), StoredCredentials(
             mechanism=mechanism,
             salt=bytes(salt),
             iterations=int(iterations),
