@@ -304,17 +304,6 @@ _ACCOUNT_COLUMNS: Final = (
 )
 
 
-def _account(m: sa.RowMapping) -> Account:
-    return Account(
-        id=int(m[accounts.c.id]),
-        username=m[accounts.c.username],
-        domain=m[accounts.c.domain],
-        created_at=m[accounts.c.created_at],
-        disabled=bool(m[accounts.c.disabled]),
-        disabled_reason=m[accounts.c.disabled_reason],
-    )
-
-
 def _account_of(row: Sequence[Any]) -> Account:
     """An :class:`Account` from a row of ``_ACCOUNT_COLUMNS``, in their order."""
     id_, username, domain, created_at, disabled, reason = row
@@ -520,7 +509,7 @@ class SqlAccountRepository(AccountRepository):
         ).first()
         if row is None:
             return None
-        deletion = AccountDeletion(_account(row._mapping), now, self._outbox)
+        deletion = AccountDeletion(_account_of(row), now, self._outbox)
         settled: dict[str, Any] = {}
         for name, step in steps:
             settled[name] = await step(conn, deletion)
@@ -581,7 +570,7 @@ class SqlAccountRepository(AccountRepository):
             query = query.limit(limit)
         if offset:
             query = query.offset(offset)
-        return [_account(row._mapping) for row in await conn.execute(query)]
+        return [_account_of(row) for row in await conn.execute(query)]
 
 
 # -- memory ----------------------------------------------------------------------------
