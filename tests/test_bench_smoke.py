@@ -46,6 +46,17 @@ async def test_bench_logins_and_messages_count_right(tmp_path: Path) -> None:
         json.dumps([logins, msgs, ws])  # the JSON report can hold them
 
 
+async def test_bench_room_fan_out_counts_right(tmp_path: Path) -> None:
+    async with running_server(
+        tmp_path, "c2s.require_tls=false", "registration.open=true", "registration.per_ip_per_hour=1000", "listen.http=127.0.0.1:0"
+    ) as server:
+        r = await run_scenario(_target(server), "muc_fanout", {"occupants": 6, "senders": 2, "window": 2, "messages": 20, "seconds": 20})
+        assert r["status"] == "ok", r
+        assert r["sent"] == 20
+        assert r["delivered"] == 20 * 6  # every occupant, the sender too (its reflection)
+        assert FIGURE_KEYS <= r.keys()
+
+
 async def test_bench_scenario_reports_missing_websocket_instead_of_a_number(tmp_path: Path) -> None:
     async with running_server(tmp_path, "c2s.require_tls=false", "registration.open=true") as server:
         target = Target("xmppd", "127.0.0.1", server.ports["c2s"], server.domain, ws_url=None)

@@ -306,7 +306,7 @@ async def muc_fanout(ctx: Context, occupants: int = 100, senders: int = 10, wind
     except TimeoutError:
         state["stop"] = True
         await asyncio.sleep(0.5)
-    cpu = m.stop(at=state["last"] or None, ops=state["received"])
+    cpu = m.stop(at=state["last"] or None, ops=state["delivered"])
     return {
         "occupants": n,
         "sent": state["sent"],
