@@ -57,6 +57,20 @@ async def test_bench_room_fan_out_counts_right(tmp_path: Path) -> None:
         assert FIGURE_KEYS <= r.keys()
 
 
+async def test_bench_presence_counts_right_and_refuses_contacts_it_cannot_make_mutual(tmp_path: Path) -> None:
+    async with running_server(
+        tmp_path, "c2s.require_tls=false", "registration.open=true", "registration.per_ip_per_hour=1000", "listen.http=127.0.0.1:0"
+    ) as server:
+        target = _target(server)
+        r = await run_scenario(target, "presence", {"users": 8, "contacts": 2, "concurrency": 4, "updates": 40, "window": 5, "seconds": 20})
+        assert r["status"] == "ok", r
+        assert r["users"] == 8 and r["contacts"] == 2
+        assert r["updates_delivered"] == 40 * 2  # each update reaches both contacts
+        # An odd count cannot be made of mutual neighbours: said at once, not a 30 s stall.
+        bad = await run_scenario(target, "presence", {"users": 8, "contacts": 3})
+        assert bad["status"].startswith("error: bad parameters: contacts must be even"), bad
+
+
 async def test_bench_scenario_reports_missing_websocket_instead_of_a_number(tmp_path: Path) -> None:
     async with running_server(tmp_path, "c2s.require_tls=false", "registration.open=true") as server:
         target = Target("xmppd", "127.0.0.1", server.ports["c2s"], server.domain, ws_url=None)

@@ -22,6 +22,10 @@ class NotAvailable(Exception):
     """The server lacks what the scenario needs (a feature, a mechanism, a transport)."""
 
 
+class BadParams(Exception):
+    """The scenario cannot run with these parameters (reported, not run)."""
+
+
 @dataclasses.dataclass
 class Target:
     """Where to connect: any XMPP server on loopback."""
@@ -270,6 +274,8 @@ async def run_scenario(target: Target, name: str, overrides: dict[str, Any] | No
         result["status"] = "ok"
     except NotAvailable as exc:
         result["status"] = f"n/a ({exc})"
+    except BadParams as exc:
+        result["status"] = f"error: bad parameters: {exc}"
     except TimeoutError:
         result["status"] = f"timeout after {sc.max_seconds:.0f}s"
     except (XmppError, OSError) as exc:

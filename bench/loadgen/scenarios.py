@@ -15,7 +15,7 @@ from typing import Any
 from lxml import etree
 
 from .client import NS_CLIENT, Client, XmppError, esc
-from .core import Context, Meter, NotAvailable, gather_all, rss_bytes, scenario
+from .core import BadParams, Context, Meter, NotAvailable, gather_all, rss_bytes, scenario
 
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
@@ -407,6 +407,9 @@ async def _ensure_rosters(ctx: Context, names: list[str], contacts: int, stall: 
 @scenario("presence", max_seconds=1800)  # includes the one-time subscription set-up
 async def presence(ctx: Context, users: int = 1000, contacts: int = 20, concurrency: int = 50, updates: int = 20_000, window: int = 100, seconds: float = 15.0) -> dict[str, Any]:
     """RFC 6121 presence: a login wave of ``users`` with ``contacts`` each, then presence updates."""
+    if contacts % 2 or not 0 < contacts < users:
+        # (each user's contacts are its neighbours on both sides of a ring: mutual, so even)
+        raise BadParams(f"contacts must be even and between 2 and users - 1, not {contacts} (users={users})")
     names = await ctx.accounts(users)
     # Warm the SCRAM cache, then make sure the rosters exist.
     for c in await ctx.login_many(names, concurrency):
