@@ -17,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import dataclasses
-import functools
 import random
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -353,7 +351,6 @@ class SqlAccountRepository(AccountRepository):
         # SQLite file: the login read runs on the loop's thread (xmppd.storage.inline).
         self._inline = InlineReader.for_database(db)
         self._inline_credentials = InlineQuery(_CREDENTIALS_QUERY, db) if self._inline is not None else None
-        self._account_lite = InlineQuery(_ACCOUNT_QUERY, db) if db.is_sqlite else None
 
     def close(self) -> None:
         """Close the inline reader's connection (the Database is its owner's to dispose)."""
@@ -417,19 +414,7 @@ class SqlAccountRepository(AccountRepository):
             )
 
     async def get(self, username: str, domain: str) -> Account | None:
-        params = {"username": username, "domain": domain}
-        query = self._account_lite
-
-        def lite(conn: sqlite3.Connection) -> Account | None:
-            assert query is not None
-            row = query.first(conn, params)
-            return None if row is None else _account_of(row)
-
-        return await self._db.fastpath.read(lite, functools.partial(self._get_txn, params=params), inline=True)
-
-    @staticmethod
-    async def _get_txn(conn: AsyncConnection, params: dict[str, str]) -> Account | None:
-        row = (await conn.execute(_ACCOUNT_QUERY, params)).first()
+        row = await self._db.fastpath.fetch_one(_ACCOUNT_QUERY, {"username": username, "domain": domain})
         return None if row is None else _account_of(row)
 
     async def get_credentials(

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 
-from .inline import InlineQuery
+from .inline import CompiledQueries, InlineQuery
 
 if TYPE_CHECKING:
     import aiomysql
@@ -55,8 +55,6 @@ T = TypeVar("T")
 
 #: Connections a :class:`DirectPath` keeps at most (reads wait for one beyond that).
 DIRECT_POOL_SIZE: Final = 10
-#: Statements whose compiled form is kept (the fast path's reads are a handful of constants).
-_CACHE_MOST: Final = 256
 # MySQL/MariaDB client and server error numbers of a connection that is gone (as SQLAlchemy's
 # MySQLDialect.is_disconnect): killed, server gone away, lost during query, out of sync, ...
 _GONE: Final = frozenset((1927, 2006, 2013, 2014, 2045, 2055, 4031))
@@ -132,7 +130,7 @@ class DirectPath:
         # (connection, idle since), reads' (autocommit) and writes' (transactions) apart.
         self._idle: dict[bool, list[tuple[aiomysql.Connection, float]]] = {True: [], False: []}
         self._closed = False
-        self._cache: dict[int, tuple[sa.Executable, InlineQuery]] = {}
+        self._queries = CompiledQueries(db)
 
     @classmethod
     def for_database(cls, db: Database) -> DirectPath | None:
@@ -149,19 +147,10 @@ class DirectPath:
 
     def compiled(self, stmt: sa.Executable) -> InlineQuery:
         """*stmt* compiled for this dialect, once per statement object."""
-        hit = self._cache.get(id(stmt))
-        if hit is not None and hit[0] is stmt:
-            return hit[1]
-        if not isinstance(stmt, sa.Select):
-            raise Unsupported(type(stmt).__name__)
         try:
-            compiled = InlineQuery(stmt, self._db)
+            return self._queries.get(stmt)
         except ValueError as exc:
             raise Unsupported(str(exc)) from None
-        if len(self._cache) >= _CACHE_MOST:
-            self._cache.clear()
-        self._cache[id(stmt)] = (stmt, compiled)  # the reference keeps id(stmt) from being reused
-        return compiled
 
     async def _take(self, fresh: bool, *, autocommit: bool = True) -> aiomysql.Connection:
         """An idle connection (none too old), or a new one (*fresh*: always). Holds a slot."""

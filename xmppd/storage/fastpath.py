@@ -35,18 +35,19 @@ import asyncio
 import functools
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from .direct import DirectPath
     from .engine import Database
-    from .inline import InlineReader, InlineWriter
+    from .inline import CompiledQueries, InlineReader, InlineWriter
 
 __all__ = ["RETRY", "FastPath", "RetryPolicy", "Sql", "driver_thread", "lost_at_commit"]
 
@@ -165,12 +166,13 @@ class FastPath:
 
     def __init__(self, db: Database) -> None:
         from .direct import DirectPath
-        from .inline import InlineReader, InlineWriter
+        from .inline import CompiledQueries, InlineReader, InlineWriter
 
         self._db = db
         self.retry = RETRY
         # SQLite file databases: connections on the loop's thread (None elsewhere).
         self._reader: InlineReader | None = InlineReader.for_database(db)
+        self._queries: CompiledQueries | None = CompiledQueries(db) if self._reader is not None else None
         self._writer: InlineWriter | None = InlineWriter.for_database(db)
         # MariaDB/MySQL: portable reads and writes on connections of its own (None elsewhere).
         self._direct: DirectPath | None = DirectPath.for_database(db)
@@ -212,6 +214,23 @@ class FastPath:
         if self._direct is not None:
             return await self._direct.read(portable)
         return await self._db.read_txn(portable)
+
+    async def fetch_one(self, stmt: sa.Select[Any], params: Mapping[str, Any]) -> Sequence[Any] | None:
+        """The first row of one read-only statement (None when there is none), converted as
+        SQLAlchemy would and read by position: on an SQLite file on the loop's thread when SQLite
+        need not wait, else :meth:`Database.fetch_one` (aiosqlite in autocommit; MariaDB/MySQL
+        the direct side). For the point reads of the hot paths (a message's first archiving, an
+        account not seen lately, a login's avatar): build *stmt* once, every value a
+        ``sa.bindparam`` given in *params*."""
+        if self._reader is not None:
+            from .inline import InlineUnavailable
+
+            assert self._queries is not None
+            try:
+                return self._reader.fetch_one(self._queries.get(stmt), params)
+            except InlineUnavailable:
+                pass
+        return await self._db.fetch_one(stmt, dict(params))
 
     async def write(self, lite: Lite[T], portable: Portable[T], *, inline: bool = False, group: bool = False) -> T:
         """A committed write transaction, retried by :data:`RETRY`. SQLite: ``lite`` on the loop's

@@ -106,6 +106,32 @@ class InlineQuery:
         return [self._convert(r) for r in conn.execute(self.sql, [params[name] for name in self.params])]
 
 
+class CompiledQueries:
+    """SELECTs compiled once per statement object for one database (:class:`InlineQuery`), for
+    the fast path's one-statement reads on either side (the loop thread's SQLite reader, the
+    direct MariaDB connections)."""
+
+    MOST = 256  # statements kept (the fast path's reads are a handful of module constants)
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._cache: dict[int, tuple[sa.Executable, InlineQuery]] = {}
+
+    def get(self, stmt: sa.Executable) -> InlineQuery:
+        """*stmt* compiled; raises ``ValueError`` when it cannot be (not a SELECT, parameters
+        SQLAlchemy expands at execution)."""
+        hit = self._cache.get(id(stmt))
+        if hit is not None and hit[0] is stmt:
+            return hit[1]
+        if not isinstance(stmt, sa.Select):
+            raise ValueError(f"{type(stmt).__name__} is not a SELECT")
+        compiled = InlineQuery(stmt, self._db)
+        if len(self._cache) >= self.MOST:
+            self._cache.clear()
+        self._cache[id(stmt)] = (stmt, compiled)  # the reference keeps id(stmt) from being reused
+        return compiled
+
+
 class InlineReader:
     """One ``sqlite3`` connection for reads on the event loop's thread (see the module doc)."""
 

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...storage.engine import Database
 from ...storage.fastpath import Sql
-from ...storage.inline import InlineQuery, InlineUnavailable
+from ...storage.inline import InlineUnavailable
 from ...storage.metadata import MYSQL_TABLE_KWARGS, id_type, indexed_string, metadata
 from .ids import MAX_NODE, IdCodec, new_key, seq_ceiling, seq_floor
 
@@ -283,8 +283,6 @@ class SqlMamRepository:
         self._db = db
         self._ids = ids
         self._legacy_max: int | None = None
-        self._usage_lite = InlineQuery(_USAGE, db) if db.is_sqlite else None
-        self._prefs_lite = InlineQuery(_PREFS, db) if db.is_sqlite else None
 
     @property
     def _inline(self) -> Any:
@@ -492,19 +490,8 @@ class SqlMamRepository:
         return len(rows)
 
     async def usage(self, owner: str) -> int:
-        params = {"owner": owner}
-        query = self._usage_lite
-
-        def lite(conn: sqlite3.Connection) -> int:
-            assert query is not None
-            row = query.first(conn, params)
-            return 0 if row is None else int(row[0] or 0)
-
-        return await self._db.fastpath.read(lite, functools.partial(self._usage_txn, params=params), inline=True)
-
-    @staticmethod
-    async def _usage_txn(conn: AsyncConnection, params: dict[str, str]) -> int:
-        return int((await conn.execute(_USAGE, params)).scalar() or 0)
+        row = await self._db.fastpath.fetch_one(_USAGE, {"owner": owner})
+        return 0 if row is None else int(row[0] or 0)
 
     async def delete_owner(self, owner: str) -> int:
         return await self._db.run_txn(self.delete_owner_txn, owner)
@@ -517,18 +504,7 @@ class SqlMamRepository:
         return n
 
     async def get_prefs(self, owner: str) -> Prefs | None:
-        params = {"owner": owner}
-        query = self._prefs_lite
-
-        def lite(conn: sqlite3.Connection) -> Prefs | None:
-            assert query is not None
-            return _prefs_of(query.first(conn, params))
-
-        return await self._db.fastpath.read(lite, functools.partial(self._get_prefs_txn, params=params), inline=True)
-
-    @staticmethod
-    async def _get_prefs_txn(conn: AsyncConnection, params: dict[str, str]) -> Prefs | None:
-        return _prefs_of((await conn.execute(_PREFS, params)).first())
+        return _prefs_of(await self._db.fastpath.fetch_one(_PREFS, {"owner": owner}))
 
     async def set_prefs(self, owner: str, prefs: Prefs) -> None:
         await self._db.run_txn(self._set_prefs_txn, owner, prefs)

@@ -4,8 +4,6 @@ One vCard per account, kept as the serialised ``<vCard xmlns='vcard-temp'/>`` el
 """
 from __future__ import annotations
 
-import functools
-import sqlite3
 from datetime import datetime
 from typing import Protocol
 
@@ -15,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...storage.accounts import AccountNotFound, AccountRepository, account_id_query, accounts
 from ...storage.engine import Database
-from ...storage.inline import InlineQuery
 from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, metadata
 
 __all__ = ["MemoryVCardRepository", "SqlVCardRepository", "VCardRepository", "vcards"]
@@ -53,23 +50,11 @@ _GET = sa.select(vcards.c.xml).where(
 class SqlVCardRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._get_lite = InlineQuery(_GET, db) if db.is_sqlite else None
 
     async def get(self, username: str, domain: str) -> str | None:
         """The stored vCard (SQLite: on the loop's thread when it need not wait)."""
-        params = {"username": username, "domain": domain}
-        query = self._get_lite
-
-        def lite(conn: sqlite3.Connection) -> str | None:
-            assert query is not None
-            row = query.first(conn, params)
-            return None if row is None else row[0]  # type: ignore[no-any-return]
-
-        return await self._db.fastpath.read(lite, functools.partial(self._get_txn, params=params), inline=True)
-
-    @staticmethod
-    async def _get_txn(conn: AsyncConnection, params: dict[str, str]) -> str | None:
-        return (await conn.execute(_GET, params)).scalar()  # type: ignore[no-any-return]
+        row = await self._db.fastpath.fetch_one(_GET, {"username": username, "domain": domain})
+        return None if row is None else row[0]  # type: ignore[no-any-return]
 
     async def set(self, username: str, domain: str, xml: str, updated_at: datetime) -> None:
         await self._db.run_txn(self._set_txn, username, domain, xml, updated_at)
