@@ -124,3 +124,30 @@ def test_hotpath_bench_runs_with_each_part_of_the_archive_taken_out() -> None:
         assert done.returncode == 0, done.stderr[-2000:]
         assert f"200 chat messages, best of 1 rounds, without {part}" in done.stdout, done.stdout
         assert "end to end, process CPU" in done.stdout
+
+
+def _runs(values: list[float], server_cpu: float, **extra: float) -> list[dict]:
+    return [{"status": "ok", "value": v, "server_cpu_s_per_1000": server_cpu, "loadgen_cpu_s_per_1000": 0.01, **extra} for v in values]
+
+
+def test_bench_tables_report_medians_goals_and_cpu_in_one_table() -> None:
+    """run.py's report (issue 22): the median of three runs with its min-max, the archive-on
+    goals for the default configuration, twice the best peer for archive-off message rows,
+    and one Markdown table with the server's and the generator's CPU in each cell."""
+    import run
+
+    results = {
+        "xmppd": {"one2one": run.summarise(_runs([24000, 25000, 26000], 0.04))},
+        "xmppd+mam": {"one2one": run.summarise(_runs([9000, 9400, 9500], 0.11))},
+        "prosody": {"one2one": run.summarise(_runs([15000, 15800, 16000], 0.06))},
+    }
+    assert results["xmppd"]["one2one"]["value"] == 25000 and results["xmppd"]["one2one"]["runs"] == 3
+    line = next(x for x in run.table(results, ["xmppd", "xmppd+mam", "prosody"]).splitlines() if x.startswith("one-to-one, 100"))
+    assert "25,000 (24,000-26,000)" in line and "16,000" in line  # issue 22's archive-on goal
+    assert "1.58x SHORT" in line  # 25,000 against 15,800: not twice the best peer
+    assert "0.59x SHORT" in line  # xmppd+mam against 16,000
+    md = run.markdown(results, ["xmppd", "xmppd+mam", "prosody"]).splitlines()
+    assert md[0] == "| scenario | xmppd | xmppd+mam | prosody |"
+    assert md[2].startswith("| one-to-one, 100 pairs") and "25,000 (24,000\u201326,000); CPU 0.04 / 0.01" in md[2]
+    results["xmppd"]["one2one"] = run.summarise(_runs([32000], 0.03))
+    assert "2.03x ok" in run.table(results, ["xmppd", "prosody"])
