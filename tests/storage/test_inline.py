@@ -103,13 +103,17 @@ async def test_busy_inline_read_falls_back_to_the_async_path(request, monkeypatc
     async with open_database(request, "sqlite") as db:
         repo = SqlAccountRepository(db)
         await repo.create("alice", "example.com", CREDS)
-        assert repo._inline is not None
+        reader = db.fastpath.inline_reader  # (the login read's, as every hot point read's)
+        assert reader is not None
+        calls = []
 
         def busy(*_args: object) -> None:
+            calls.append(_args)
             raise InlineUnavailable("database is locked")
 
-        monkeypatch.setattr(repo._inline, "fetch_one", busy)
+        monkeypatch.setattr(reader, "fetch_one", busy)
         found = await repo.get_credentials("alice", "example.com", "SCRAM-SHA-1")
         assert found is not None and found[0].username == "alice" and found[1] == CREDS[0]
         assert await repo.get_credentials("bob", "example.com", "SCRAM-SHA-1") is None
+        assert len(calls) == 2  # tried on the loop's thread first, each time
         repo.close()

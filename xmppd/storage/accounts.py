@@ -28,7 +28,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from xmppd.storage.engine import Database, is_deadlock, is_unique_violation
-from xmppd.storage.inline import InlineQuery, InlineReader, InlineUnavailable
 from xmppd.storage.metadata import (
     INDEXED_TEXT_LENGTH,
     MYSQL_TABLE_KWARGS,
@@ -348,14 +347,10 @@ class SqlAccountRepository(AccountRepository):
         self._db = db
         self._clock = clock
         self._outbox = outbox  # account.created / deleted / disabled / enabled (docs/webhooks.md)
-        # SQLite file: the login read runs on the loop's thread (xmppd.storage.inline).
-        self._inline = InlineReader.for_database(db)
-        self._inline_credentials = InlineQuery(_CREDENTIALS_QUERY, db) if self._inline is not None else None
 
     def close(self) -> None:
-        """Close the inline reader's connection (the Database is its owner's to dispose)."""
-        if self._inline is not None:
-            self._inline.close()
+        """Nothing of its own to close: its reads go through the Database's fast path, which the
+        Database's owner disposes of."""
 
     async def create(
         self, username: str, domain: str, credentials: Iterable[StoredCredentials]
@@ -420,17 +415,10 @@ class SqlAccountRepository(AccountRepository):
     async def get_credentials(
         self, username: str, domain: str, mechanism: str
     ) -> tuple[Account, StoredCredentials] | None:
-        # Every login: one prebuilt statement; on an SQLite file read on the loop's thread
-        # (never waiting for a lock), else (or when busy) without BEGIN/ROLLBACK.
-        params = {"username": username, "domain": domain, "mechanism": mechanism}
-        row: Sequence[Any] | None
-        if self._inline is not None and self._inline_credentials is not None:
-            try:
-                row = self._inline.fetch_one(self._inline_credentials, params)
-            except InlineUnavailable:
-                row = await self._db.fetch_one(_CREDENTIALS_QUERY, params)
-        else:
-            row = await self._db.fetch_one(_CREDENTIALS_QUERY, params)
+        # Every login: one prebuilt statement through the storage fast path (an SQLite file: read
+        # on the loop's thread, never waiting for a lock; else, or when busy, without BEGIN/ROLLBACK).
+        row = await self._db.fastpath.fetch_one(
+            _CREDENTIALS_QUERY, {"username": username, "domain": domain, "mechanism": mechanism})
         if row is None:
             return None
         # The columns of _CREDENTIALS_QUERY, in order.

@@ -31,7 +31,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
@@ -364,15 +364,23 @@ class Database:
         serves every call (and on MySQL the fast path's direct reads: one round trip in
         autocommit, :mod:`xmppd.storage.direct`).
         """
+        return await self._one_statement(stmt, params, sa.Result.first)
+
+    async def fetch_all(self, stmt: sa.Executable, params: dict[str, Any] | None = None) -> Sequence[sa.Row[Any]]:
+        """Every row of one read-only statement, as :meth:`fetch_one` reads its first."""
+        return await self._one_statement(stmt, params, sa.Result.all)
+
+    async def _one_statement(self, stmt: sa.Executable, params: dict[str, Any] | None,
+                             take: Callable[[sa.Result[Any]], T]) -> T:
         if self.is_sqlite:
             async with self._maybe_serial(), self._engine.connect() as conn:
                 await conn.execution_options(**{_SQLITE_BEGIN_OPTION: "NONE"})
-                return (await conn.execute(stmt, params)).first()
+                return take(await conn.execute(stmt, params))
 
-        async def first(conn: AsyncConnection) -> sa.Row[Any] | None:
-            return (await conn.execute(stmt, params)).first()
+        async def run(conn: AsyncConnection) -> T:
+            return take(await conn.execute(stmt, params))
 
-        return await self.fastpath.read(_no_lite, first)
+        return await self.fastpath.read(_no_lite, run)
 
     async def sqlite_call(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         """SQLite: ``fn(connection)`` as one whole transaction on aiosqlite's connection thread.

@@ -96,15 +96,6 @@ class InlineQuery:
         """Driver rows, converted."""
         return [self._convert(r) for r in raw]
 
-    def first(self, conn: sqlite3.Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """Its first row on *conn* (any ``sqlite3`` connection: the fast path's), converted."""
-        row = conn.execute(self.sql, [params[name] for name in self.params]).fetchone()
-        return None if row is None else self._convert(row)
-
-    def all(self, conn: sqlite3.Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Every row on *conn*, converted."""
-        return [self._convert(r) for r in conn.execute(self.sql, [params[name] for name in self.params])]
-
 
 class CompiledQueries:
     """SELECTs compiled once per statement object for one database (:class:`InlineQuery`), for
@@ -160,16 +151,26 @@ class InlineReader:
 
         Raises :class:`InlineUnavailable` instead of waiting for a lock or on any driver error.
         """
+        row = self._run(query, params, sqlite3.Cursor.fetchone)
+        if row is None or query.processors is None:
+            return row  # type: ignore[no-any-return]
+        return tuple(v if p is None or v is None else p(v) for p, v in zip(query.processors, row, strict=True))
+
+    def fetch_all(self, query: InlineQuery, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """Every row of ``query`` (converted), as :meth:`fetch_one`."""
+        rows = self._run(query, params, sqlite3.Cursor.fetchall)
+        return rows if query.processors is None else query.rows(rows)
+
+    def _run(self, query: InlineQuery, params: Mapping[str, Any], fetch: Callable[[sqlite3.Cursor], T]) -> T:
+        """*query* executed in autocommit (one statement: its own consistent read) and *fetch*
+        of its cursor; :class:`InlineUnavailable` on any driver error (busy, locked ...)."""
         try:
             conn = self._conn or self._connect()
-            row = conn.execute(query.sql, [params[name] for name in query.params]).fetchone()
+            return fetch(conn.execute(query.sql, [params[name] for name in query.params]))
         except sqlite3.Error as exc:
             log.debug("inline read unavailable (%s): taking the async path", exc)
             self.close()
             raise InlineUnavailable(str(exc)) from None
-        if row is None or query.processors is None:
-            return row  # type: ignore[no-any-return]
-        return tuple(v if p is None or v is None else p(v) for p, v in zip(query.processors, row, strict=True))
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` in one read transaction (``BEGIN`` ... ``COMMIT``: its statements

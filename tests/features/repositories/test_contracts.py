@@ -36,6 +36,41 @@ async def test_offline_keeps_order_and_deletes_only_what_was_delivered(backend):
     assert await repo.count("bob", D) == 1
 
 
+async def test_offline_fetch_at_login_reads_through_the_storage_fast_path(sql_backend, monkeypatch):
+    """A login's offline fetch is one statement through the storage fast path -- an SQLite
+    file: on the loop's thread, no hand-off to aiosqlite's; MariaDB: the fast path's own
+    connections --, never a transaction through SQLAlchemy's pool; busy SQLite falls back to
+    one autocommit statement with the same rows."""
+    db = sql_backend.db
+    repo = SqlOfflineRepository(db)
+    await sql_backend.add_account("bob")
+    for i in range(3):
+        assert await repo.store("bob", D, f"<m{i}>\u4f60\u597d</m{i}>", T0 + timedelta(seconds=i), 10) is StoreResult.STORED
+
+    async def no_transaction(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("read through a transaction of SQLAlchemy's pool")
+
+    monkeypatch.setattr(db, "read_txn", no_transaction)
+    reader = db.fastpath.inline_reader
+    undo = pytest.MonkeyPatch()
+    if reader is not None:
+        undo.setattr(db, "fetch_all", no_transaction)  # (an SQLite file: the loop thread's reader answers)
+    got = await repo.fetch("bob", D)
+    assert [m.stanza for m in got] == [f"<m{i}>\u4f60\u597d</m{i}>" for i in range(3)]
+    assert got[0].created_at == T0 and [m.id for m in got] == sorted(m.id for m in got)
+    assert await repo.fetch("nobody", D) == []
+    undo.undo()
+    if reader is not None:
+        from xmppd.storage.inline import InlineUnavailable
+
+        def busy(*_args: object) -> None:
+            raise InlineUnavailable("database is locked")
+
+        monkeypatch.setattr(reader, "fetch_all", busy)
+        again = await repo.fetch("bob", D)
+        assert [(m.id, m.stanza, m.created_at) for m in again] == [(m.id, m.stanza, m.created_at) for m in got]
+
+
 async def test_offline_quota_and_unknown_account(backend):
     repo = backend.repo(SqlOfflineRepository, MemoryOfflineRepository)
     await backend.add_account("bob")

@@ -9,8 +9,6 @@ all.
 from __future__ import annotations
 
 import enum
-import functools
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -21,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...storage.accounts import AccountRepository, account_id_query, accounts
 from ...storage.engine import Database
-from ...storage.inline import InlineQuery
 from ...storage.metadata import MYSQL_TABLE_KWARGS, UtcDateTime, id_type, metadata
 
 __all__ = [
@@ -107,7 +104,6 @@ _FETCH = (
 class SqlOfflineRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._fetch_lite = InlineQuery(_FETCH, db) if db.is_sqlite else None
 
     async def store(self, username: str, domain: str, stanza: str, created_at: datetime, limit: int, max_bytes: int | None = None) -> StoreResult:
         return await self._db.run_txn(self._store_txn, username, domain, stanza, created_at, limit, max_bytes)
@@ -148,18 +144,8 @@ class SqlOfflineRepository:
     async def fetch(self, username: str, domain: str) -> list[OfflineMessage]:
         """Every stored message, oldest first: a read at each login, so through the storage fast
         path (SQLite: on the loop's thread, no hand-off to the driver's)."""
-        params = {"username": username, "domain": domain}
-        query = self._fetch_lite
-
-        def lite(conn: sqlite3.Connection) -> list[OfflineMessage]:
-            assert query is not None
-            return [OfflineMessage(int(i), st, at) for i, st, at in query.all(conn, params)]
-
-        return await self._db.fastpath.read(lite, functools.partial(self._fetch_txn, params=params), inline=True)
-
-    @staticmethod
-    async def _fetch_txn(conn: AsyncConnection, params: dict[str, str]) -> list[OfflineMessage]:
-        return [OfflineMessage(int(r.id), r.stanza, r.created_at) for r in await conn.execute(_FETCH, params)]
+        rows = await self._db.fastpath.fetch_all(_FETCH, {"username": username, "domain": domain})
+        return [OfflineMessage(int(i), stanza, at) for i, stanza, at in rows]
 
     async def delete_upto(self, username: str, domain: str, last_id: int) -> int:
         return await self._db.run_txn(self._delete_txn, username, domain, last_id)
