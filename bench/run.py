@@ -33,7 +33,7 @@ from loadgen.servers import SERVERS  # noqa: E402
 
 # (label, scenario, metric, higher is better, Prosody 0.12 goal, ejabberd 23.01 goal) from issue 7.
 ROWS: list[tuple[str, str, str, bool, float | None, float | None]] = [
-    ("logins: bind, session, initial presence and its echo; 1,000 users, 50 at a time (/s)", "logins", "value", True, 737, None),
+    ("logins: bind, session, initial presence and its echo (/s)", "logins", "value", True, 737, None),
     ("logins that stop after binding (/s)", "logins_bind", "value", True, None, None),
     ("idle connection, server memory (KiB)", "idle_memory", "value", False, 53, 66),
     ("one-to-one, 100 pairs x 10 in flight (msg/s)", "one2one", "value", True, 15700, 11400),
