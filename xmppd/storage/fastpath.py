@@ -222,28 +222,25 @@ class FastPath:
         the direct side). For the point reads of the hot paths (a message's first archiving, an
         account not seen lately, a login's avatar): build *stmt* once, every value a
         ``sa.bindparam`` given in *params*."""
-        if self._reader is not None:
-            from .inline import InlineUnavailable
-
-            assert self._queries is not None
-            try:
-                return self._reader.fetch_one(self._queries.get(stmt), params)
-            except InlineUnavailable:
-                pass
-        return await self._db.fetch_one(stmt, dict(params))
+        return await self._one_statement("fetch_one", stmt, params)  # type: ignore[no-any-return]
 
     async def fetch_all(self, stmt: sa.Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """Every row of one read-only statement, read as :meth:`fetch_one` reads the first (for
         the short lists of the hot paths: a login's offline messages)."""
+        return await self._one_statement("fetch_all", stmt, params)  # type: ignore[no-any-return]
+
+    async def _one_statement(self, fetch: str, stmt: sa.Select[Any], params: Mapping[str, Any]) -> Any:
+        """``fetch`` (``"fetch_one"`` or ``"fetch_all"``) of *stmt*: the loop thread's reader's
+        when SQLite need not wait, else the :class:`Database`'s."""
         if self._reader is not None:
             from .inline import InlineUnavailable
 
             assert self._queries is not None
             try:
-                return self._reader.fetch_all(self._queries.get(stmt), params)
+                return getattr(self._reader, fetch)(self._queries.get(stmt), params)
             except InlineUnavailable:
                 pass
-        return await self._db.fetch_all(stmt, dict(params))
+        return await getattr(self._db, fetch)(stmt, dict(params))
 
     async def write(self, lite: Lite[T], portable: Portable[T], *, inline: bool = False, group: bool = False) -> T:
         """A committed write transaction, retried by :data:`RETRY`. SQLite: ``lite`` on the loop's
