@@ -115,13 +115,19 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _mysql_database(name: str, *, create: bool, server: str = BENCH_MYSQL) -> None:
-    """Create (or drop) the MariaDB database of an "xmppd+mariadb" run on BENCH_MYSQL (or *server*)."""
+def _mysql_connect(server: str = BENCH_MYSQL) -> Any:
+    """A pymysql connection to the MariaDB at *server* (a SQLAlchemy URL), without a database."""
     import pymysql
     from sqlalchemy.engine import make_url
 
     url = make_url(server)
-    conn = pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306, user=url.username or "root", password=url.password or "", connect_timeout=5)
+    return pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306, user=url.username or "root",
+                           password=url.password or "", connect_timeout=5)
+
+
+def _mysql_database(name: str, *, create: bool, server: str = BENCH_MYSQL) -> None:
+    """Create (or drop) the MariaDB database of an "xmppd+mariadb" run on BENCH_MYSQL (or *server*)."""
+    conn = _mysql_connect(server)
     try:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
@@ -134,7 +140,7 @@ def _mysql_database(name: str, *, create: bool, server: str = BENCH_MYSQL) -> No
 def _mysql_reachable(server: str = BENCH_MYSQL) -> bool:
     """Whether the MariaDB of the "xmppd+mariadb" column answers (else that column is skipped)."""
     try:
-        _mysql_database(f"xmppd_bench_probe_{os.getpid()}", create=False, server=server)
+        _mysql_connect(server).close()
     except Exception:  # (pymysql missing, refused, access denied: all mean no column)
         return False
     return True

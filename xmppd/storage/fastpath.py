@@ -222,14 +222,14 @@ class FastPath:
         the direct side). For the point reads of the hot paths (a message's first archiving, an
         account not seen lately, a login's avatar): build *stmt* once, every value a
         ``sa.bindparam`` given in *params*."""
-        return await self._one_statement("fetch_one", stmt, params)  # type: ignore[no-any-return]
+        return await self._one_statement(stmt, params, "fetch_one")  # type: ignore[no-any-return]
 
     async def fetch_all(self, stmt: sa.Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """Every row of one read-only statement, read as :meth:`fetch_one` reads the first (for
         the short lists of the hot paths: a login's offline messages)."""
-        return await self._one_statement("fetch_all", stmt, params)  # type: ignore[no-any-return]
+        return await self._one_statement(stmt, params, "fetch_all")  # type: ignore[no-any-return]
 
-    async def _one_statement(self, fetch: str, stmt: sa.Select[Any], params: Mapping[str, Any]) -> Any:
+    async def _one_statement(self, stmt: sa.Select[Any], params: Mapping[str, Any], fetch: str) -> Any:
         """``fetch`` (``"fetch_one"`` or ``"fetch_all"``) of *stmt*: the loop thread's reader's
         when SQLite need not wait, else the :class:`Database`'s."""
         if self._reader is not None:

@@ -79,7 +79,8 @@ class InlineQuery:
         ]
         self.processors: tuple[Callable[[Any], Any] | None, ...] | None = tuple(procs) if any(procs) else None
 
-    def _convert(self, row: Sequence[Any]) -> tuple[Any, ...]:
+    def convert(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        """One driver row, converted."""
         if self.processors is None:
             return tuple(row)
         return tuple(v if p is None or v is None else p(v) for p, v in zip(self.processors, row, strict=True))
@@ -94,7 +95,7 @@ class InlineQuery:
 
     def rows(self, raw: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         """Driver rows, converted."""
-        return [self._convert(r) for r in raw]
+        return [self.convert(r) for r in raw]
 
 
 class CompiledQueries:
@@ -154,7 +155,7 @@ class InlineReader:
         row = self._run(query, params, sqlite3.Cursor.fetchone)
         if row is None or query.processors is None:
             return row  # type: ignore[no-any-return]
-        return tuple(v if p is None or v is None else p(v) for p, v in zip(query.processors, row, strict=True))
+        return query.convert(row)
 
     def fetch_all(self, query: InlineQuery, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Every row of ``query`` (converted), as :meth:`fetch_one`."""
