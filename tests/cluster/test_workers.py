@@ -19,7 +19,8 @@ async def test_two_workers_share_the_port_serve_logins_and_stop_together_on_sigt
     sup = await start_xmppd(data, *args, "--set", "server.workers=2", "--set", "cluster.node=w")
     try:
         for i in (1, 2):
-            await sup.wait_log(rf"\[w-{i}\] xmppd\.app: xmppd serving localhost: c2s on port {sup.port}")
+            # (two cold starts side by side: on a loaded 2-core CI host each import took ~10 s)
+            await sup.wait_log(rf"\[w-{i}\] xmppd\.app: xmppd serving localhost: c2s on port {sup.port}", timeout=60)
         await sup.wait_log(r"\[w-1\] xmppd\.cluster\.membership: node w-2 is up")
         await sup.wait_log(r"\[w-2\] xmppd\.cluster\.membership: node w-1 is up")
         r = xmppctl(*args, "cluster", "status", cwd=tmp_path)
