@@ -126,6 +126,22 @@ def test_hotpath_bench_runs_with_each_part_of_the_archive_taken_out() -> None:
         assert "end to end, process CPU" in done.stdout
 
 
+def test_mam_row_layouts_writes_the_same_messages_in_both_layouts(tmp_path: Path) -> None:
+    """bench/mam_row_layouts.py: the shipped table (built from the archive's own DDL) gets two
+    rows per chat message, the one-row layout one, for the same messages."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "mam_row_layouts.py"), "--owners", "4", "--batch", "10", "--batches", "3",
+         "--checkpoint-every", "2", "--rounds", "1", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout
+    assert lines[0].startswith("round 1 shipped: ") and lines[0].endswith("; 30 rows"), lines[0]
+    assert lines[1].startswith("round 1 one-row: ") and lines[1].endswith("; 15 rows"), lines[1]
+    assert {p.name for p in tmp_path.glob("*.db")} == {"shipped.db", "one-row.db"}
+
+
 def _runs(values: list[float], server_cpu: float, **extra: float) -> list[dict]:
     return [{"status": "ok", "value": v, "server_cpu_s_per_1000": server_cpu, "loadgen_cpu_s_per_1000": 0.01, **extra} for v in values]
 
