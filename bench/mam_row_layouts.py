@@ -9,8 +9,9 @@ The alternative keeps one row per message, readable from both archives through t
 ``(sender, seq)``, ``(recipient, seq)`` and ``(pair, seq)`` for the ``with`` filter (``pair``:
 the two bare JIDs, sorted). Both are written the way the archive's writer writes: batches of
 ``--batch`` rows' worth of messages between ``--owners`` accounts in one transaction
-(``executemany``, the per-owner usage upsert, ``COMMIT``), WAL with ``synchronous=NORMAL`` and
-the inline writer's page cache, a passive checkpoint every ``--checkpoint-every`` batches.
+(``executemany``, the per-owner usage upsert, ``COMMIT``) on a WAL file with the inline
+writer's connection settings (``WRITER_PRAGMAS``: ``synchronous=NORMAL``, its page cache), a
+passive checkpoint every ``--checkpoint-every`` batches.
 Prints the process CPU per chat message for each layout, in turn, ``--rounds`` times, and the
 rows each holds at the end (SQLite alone: no server, no Python of the archive's hooks).
 
@@ -31,7 +32,7 @@ import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.dialects import sqlite as sqlite_dialect  # noqa: E402
 
 from xmppd.features.mam.repository import _INSERT, _USAGE_ADD, mam_messages, mam_usage  # noqa: E402
-from xmppd.storage.inline import WRITER_CACHE_KIB  # noqa: E402
+from xmppd.storage.inline import WRITER_PRAGMAS  # noqa: E402
 
 STANZA = ("<message xmlns='jabber:client' from='{a}/r' to='{b}/r' type='chat' id='m1'><body>" + "x" * 120
           + "</body><stanza-id xmlns='urn:xmpp:sid:0' by='{b}' id='0123456789abcdef0123456789abcdef'/></message>")
@@ -60,8 +61,7 @@ def ddl_of(*tables: sa.Table) -> list[str]:
 
 def connect(path: Path, ddl: list[str] | tuple[str, ...]) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "wal_autocheckpoint = 0",
-                   f"cache_size = -{WRITER_CACHE_KIB}"):
+    for pragma in ("journal_mode = WAL", *WRITER_PRAGMAS):  # (WAL: what the engine sets on the file)
         conn.execute(f"PRAGMA {pragma}")
     for statement in ddl:
         conn.execute(statement)

@@ -208,6 +208,9 @@ class InlineReader:
 WRITER_CACHE_KIB = 32768
 #: The WAL file's size once it starts over (bytes; SQLite's journal_size_limit).
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
+#: The inline writer's connection settings (see InlineWriter._connect).
+WRITER_PRAGMAS = ("foreign_keys = ON", "synchronous = NORMAL", "wal_autocheckpoint = 0",
+                  f"cache_size = -{WRITER_CACHE_KIB}", f"journal_size_limit = {WAL_LIMIT_BYTES}")
 
 
 class InlineWriter:
@@ -252,8 +255,7 @@ class InlineWriter:
             # journal_size_limit: a WAL that grew under a sustained load (each commit appends
             # while a checkpoint runs, so it cannot start over; measured: 588 MiB after 15 s of
             # one2one) is cut back to WAL_LIMIT_BYTES when it does start over.
-            for pragma in ("foreign_keys = ON", "synchronous = NORMAL", "wal_autocheckpoint = 0",
-                           f"cache_size = -{WRITER_CACHE_KIB}", f"journal_size_limit = {WAL_LIMIT_BYTES}"):
+            for pragma in WRITER_PRAGMAS:
                 conn.execute(f"PRAGMA {pragma}")
         except BaseException:
             conn.close()
